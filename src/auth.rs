@@ -1,0 +1,199 @@
+//! HTTP Basic credentials as Qikchat sends them, checked in constant time.
+//!
+//! Only SHA-256 digests of `user:pass` are kept, and a presented credential is hashed and compared
+//! with every configured digest without short-circuiting, so neither the length nor the position
+//! of a match leaks through timing.
+
+use std::fmt;
+
+use base64::Engine;
+use sha2::{Digest, Sha256};
+use subtle::{Choice, ConstantTimeEq};
+
+/// One accepted `user:pass`; the password exists only inside the digest.
+#[derive(Clone)]
+pub struct Credential {
+    user: String,
+    digest: [u8; 32],
+}
+
+impl Credential {
+    /// Parses `USER:PASS` (RFC 7617: the user name cannot contain a colon, the password can).
+    pub fn parse(text: &str) -> Result<Credential, String> {
+        let (user, pass) = text
+            .split_once(':')
+            .ok_or_else(|| "a credential must be USER:PASS".to_string())?;
+        if user.is_empty() {
+            return Err("the user name of a credential cannot be empty".into());
+        }
+        if pass.is_empty() {
+            return Err(format!("the password of user {user:?} cannot be empty"));
+        }
+        Ok(Credential {
+            user: user.to_string(),
+            digest: Sha256::digest(text.as_bytes()).into(),
+        })
+    }
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:<redacted>", self.user)
+    }
+}
+
+/// Why a request was refused; the label of `qikchat_bridge_auth_failures_total`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// No `Authorization` header.
+    Missing,
+    /// A header that is not `Basic base64(user:pass)`.
+    Malformed,
+    /// Well formed, but not a configured credential.
+    Wrong,
+}
+
+impl AuthFailure {
+    pub const ALL: [AuthFailure; 3] = [AuthFailure::Missing, AuthFailure::Malformed, AuthFailure::Wrong];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthFailure::Missing => "missing",
+            AuthFailure::Malformed => "malformed",
+            AuthFailure::Wrong => "wrong",
+        }
+    }
+}
+
+/// The set of accepted credentials, or none required (`--insecure-disable-auth`).
+#[derive(Clone)]
+pub struct Credentials {
+    accepted: Vec<Credential>,
+    required: bool,
+}
+
+impl Credentials {
+    pub fn new(accepted: Vec<Credential>) -> Credentials {
+        Credentials { accepted, required: true }
+    }
+
+    pub fn disabled() -> Credentials {
+        Credentials { accepted: Vec::new(), required: false }
+    }
+
+    pub fn required(&self) -> bool {
+        self.required
+    }
+
+    pub fn users(&self) -> Vec<&str> {
+        self.accepted.iter().map(|c| c.user.as_str()).collect()
+    }
+
+    /// Checks the value of an `Authorization` header.
+    pub fn check(&self, header: Option<&[u8]>) -> Result<(), AuthFailure> {
+        if !self.required {
+            return Ok(());
+        }
+        let header = header.ok_or(AuthFailure::Missing)?;
+        let presented = decode_basic(header).ok_or(AuthFailure::Malformed)?;
+        let digest: [u8; 32] = Sha256::digest(&presented).into();
+        let matched = self
+            .accepted
+            .iter()
+            .fold(Choice::from(0), |acc, c| acc | c.digest.ct_eq(&digest));
+        if bool::from(matched) {
+            Ok(())
+        } else {
+            Err(AuthFailure::Wrong)
+        }
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.required {
+            f.debug_list().entries(&self.accepted).finish()
+        } else {
+            f.write_str("disabled (insecure)")
+        }
+    }
+}
+
+const LENIENT_BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
+
+/// `Basic <base64>` → the decoded `user:pass` bytes. The scheme is case-insensitive (RFC 7235);
+/// padding may be omitted, since some clients do.
+fn decode_basic(header: &[u8]) -> Option<Vec<u8>> {
+    let header = header.trim_ascii();
+    let (scheme, rest) = header.split_at_checked(6)?;
+    if !scheme.eq_ignore_ascii_case(b"basic ") {
+        return None;
+    }
+    let encoded = rest.trim_ascii();
+    let decoded = LENIENT_BASE64.decode(encoded).ok()?;
+    decoded.contains(&b':').then_some(decoded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn creds(list: &[&str]) -> Credentials {
+        Credentials::new(list.iter().map(|c| Credential::parse(c).expect("valid")).collect())
+    }
+
+    #[test]
+    fn the_header_from_qikchats_documentation_is_accepted() {
+        let c = creds(&["testuser:testpass"]);
+        assert_eq!(c.check(Some(b"Basic dGVzdHVzZXI6dGVzdHBhc3M=")), Ok(()));
+    }
+
+    #[test]
+    fn the_scheme_is_case_insensitive_and_padding_optional() {
+        let c = creds(&["testuser:testpass"]);
+        assert_eq!(c.check(Some(b"basic dGVzdHVzZXI6dGVzdHBhc3M")), Ok(()));
+        assert_eq!(c.check(Some(b"BASIC  dGVzdHVzZXI6dGVzdHBhc3M= ")), Ok(()));
+    }
+
+    #[test]
+    fn any_of_several_credentials_is_accepted_during_rotation() {
+        let c = creds(&["old:one", "new:two"]);
+        let header = |s: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(s));
+        assert_eq!(c.check(Some(header("old:one").as_bytes())), Ok(()));
+        assert_eq!(c.check(Some(header("new:two").as_bytes())), Ok(()));
+        assert_eq!(c.check(Some(header("new:one").as_bytes())), Err(AuthFailure::Wrong));
+    }
+
+    #[test]
+    fn missing_malformed_and_wrong_are_told_apart() {
+        let c = creds(&["testuser:testpass"]);
+        assert_eq!(c.check(None), Err(AuthFailure::Missing));
+        assert_eq!(c.check(Some(b"Bearer abc")), Err(AuthFailure::Malformed));
+        assert_eq!(c.check(Some(b"Basic !!!")), Err(AuthFailure::Malformed));
+        assert_eq!(c.check(Some(b"Basic bm9jb2xvbg==")), Err(AuthFailure::Malformed));
+        assert_eq!(c.check(Some(b"Basic")), Err(AuthFailure::Malformed));
+        assert_eq!(c.check(Some(b"Basic dGVzdHVzZXI6d3Jvbmc=")), Err(AuthFailure::Wrong));
+    }
+
+    #[test]
+    fn passwords_may_contain_colons() {
+        let c = creds(&["u:p:a:ss"]);
+        let header = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("u:p:a:ss"));
+        assert_eq!(c.check(Some(header.as_bytes())), Ok(()));
+    }
+
+    #[test]
+    fn disabled_auth_accepts_anything() {
+        assert_eq!(Credentials::disabled().check(None), Ok(()));
+    }
+
+    #[test]
+    fn debug_shows_users_but_not_passwords() {
+        let shown = format!("{:?}", creds(&["alice:topsecret"]));
+        assert!(shown.contains("alice") && !shown.contains("topsecret"), "{shown}");
+    }
+}

@@ -1,0 +1,315 @@
+//! Reads the few fields the bridge needs (`event`, `payload.id`, `payload.to`,
+//! `payload.message.from`) in one borrowed pass over the body, without building a JSON tree.
+//!
+//! The whole body is still checked to be JSON (serde_json skips unknown values with
+//! `IgnoredAny`, which validates them), nested at most [`MAX_DEPTH`] deep, but only the event
+//! name is required: every other field is taken when it is a string and ignored otherwise, so an
+//! unexpected payload shape never turns a real event into a 400.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+
+/// What the bridge reads from a valid body.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Envelope<'a> {
+    pub event: Cow<'a, str>,
+    /// `payload.id`: Qikchat's message id.
+    pub message_id: Option<Cow<'a, str>>,
+    /// `payload.to`: for statuses, the customer's number.
+    pub to: Option<Cow<'a, str>>,
+    /// `payload.message.from`: for incoming messages, the customer's number.
+    pub from: Option<Cow<'a, str>>,
+}
+
+/// Why a body was refused; the text goes into the 400 answer and the dead-letter header, so it
+/// names the problem and a position but never echoes the body.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClassifyError {
+    #[error("body is not valid JSON ({0})")]
+    NotJson(String),
+    #[error("body is not a JSON object")]
+    NotObject,
+    #[error("field `event` is missing")]
+    MissingEvent,
+    #[error("field `event` is not a string")]
+    EventNotString,
+    #[error("field `event` appears more than once")]
+    DuplicateEvent,
+    #[error("body nests objects or arrays more than {MAX_DEPTH} levels deep")]
+    TooDeep,
+}
+
+/// Qikchat's payloads nest about five levels; consumers' parsers (Python's json has a recursion
+/// limit near 1000, others far less) should never receive a record built to crash them.
+pub const MAX_DEPTH: usize = 64;
+
+pub fn classify(body: &[u8]) -> Result<Envelope<'_>, ClassifyError> {
+    check_depth(body)?;
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let raw = match de.deserialize_any(EnvelopeVisitor) {
+        Ok(raw) => raw,
+        Err(e) => return Err(structural(e)),
+    };
+    de.end().map_err(position_only)?;
+    raw
+}
+
+/// serde_json skips ignored values iteratively and without a depth limit, so depth is checked
+/// by a scan of its own: brackets outside strings, at a cost of one pass over the bytes.
+fn check_depth(body: &[u8]) -> Result<(), ClassifyError> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in body {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(ClassifyError::TooDeep);
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// serde_json's own messages can quote parts of the input ("invalid type: string \"...\""), so
+/// only the category and position are kept.
+fn position_only(e: serde_json::Error) -> ClassifyError {
+    let what = match e.classify() {
+        serde_json::error::Category::Eof => "unexpected end",
+        serde_json::error::Category::Syntax => "syntax error",
+        _ => "unexpected value",
+    };
+    ClassifyError::NotJson(format!("{what} at line {} column {}", e.line(), e.column()))
+}
+
+fn structural(e: serde_json::Error) -> ClassifyError {
+    // The visitor reports its own findings as custom errors carrying these markers.
+    let text = e.to_string();
+    for (marker, err) in [
+        (MARK_NOT_OBJECT, ClassifyError::NotObject),
+        (MARK_DUPLICATE, ClassifyError::DuplicateEvent),
+    ] {
+        if text.starts_with(marker) {
+            return err;
+        }
+    }
+    position_only(e)
+}
+
+const MARK_NOT_OBJECT: &str = "\u{1}not-object";
+const MARK_DUPLICATE: &str = "\u{1}duplicate-event";
+
+/// Emits the scalar `visit_*` methods of a visitor as "not an object" for the envelope.
+macro_rules! not_an_object {
+    () => {
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Err(E::custom(MARK_NOT_OBJECT))
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Err(E::custom(MARK_NOT_OBJECT))
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Err(E::custom(MARK_NOT_OBJECT))
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Err(E::custom(MARK_NOT_OBJECT))
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Err(E::custom(MARK_NOT_OBJECT))
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Err(E::custom(MARK_NOT_OBJECT))
+        }
+    };
+}
+
+/// The visitor returns the classification result as its value, so that "missing event" or "event
+/// is not a string" are found after the body was fully validated as JSON.
+struct EnvelopeVisitor;
+
+impl<'de> Visitor<'de> for EnvelopeVisitor {
+    type Value = Result<Envelope<'de>, ClassifyError>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut event: Option<Lenient<'de>> = None;
+        let mut payload = Payload::default();
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match key.as_ref() {
+                "event" => {
+                    if event.is_some() {
+                        return Err(de::Error::custom(MARK_DUPLICATE));
+                    }
+                    event = Some(map.next_value()?);
+                }
+                "payload" => payload = map.next_value()?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        let event = match event {
+            None => return Ok(Err(ClassifyError::MissingEvent)),
+            Some(Lenient(None)) => return Ok(Err(ClassifyError::EventNotString)),
+            Some(Lenient(Some(event))) => event,
+        };
+        Ok(Ok(Envelope {
+            event,
+            message_id: payload.id,
+            to: payload.to,
+            from: payload.from,
+        }))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+        Err(de::Error::custom(MARK_NOT_OBJECT))
+    }
+
+    not_an_object!();
+}
+
+
+/// A string if the value is one; any other JSON value is consumed and yields `None`.
+struct Lenient<'a>(Option<Cow<'a, str>>);
+
+impl<'de> Deserialize<'de> for Lenient<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(LenientVisitor)
+    }
+}
+
+struct LenientVisitor;
+
+impl<'de> Visitor<'de> for LenientVisitor {
+    type Value = Lenient<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Lenient(Some(Cow::Borrowed(v))))
+    }
+    // Strings with escapes cannot be borrowed from the body.
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Lenient(Some(Cow::Owned(v.to_string()))))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Lenient(None))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Lenient(None))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Lenient(None))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Lenient(None))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Lenient(None))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Lenient(None))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Lenient(None))
+    }
+}
+
+/// `payload`: its `id`, `to` and `message.from`, each if it is a string. Not an object: empty.
+#[derive(Default)]
+struct Payload<'a> {
+    id: Option<Cow<'a, str>>,
+    to: Option<Cow<'a, str>>,
+    from: Option<Cow<'a, str>>,
+}
+
+impl<'de> Deserialize<'de> for Payload<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ObjectFields(&["id", "to"], Some("message")))
+            .map(|[id, to, from]| Payload { id, to, from })
+    }
+}
+
+/// `payload.message`: its `from`.
+struct Message<'a>(Option<Cow<'a, str>>);
+
+impl<'de> Deserialize<'de> for Message<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ObjectFields(&["from"], None))
+            .map(|[from, _, _]| Message(from))
+    }
+}
+
+/// Picks up to two string fields out of an object, plus the `from` of the nested object field
+/// named by the second member (the last slot of the result). Anything that is not an object yields Nones.
+struct ObjectFields(&'static [&'static str], Option<&'static str>);
+
+impl<'de> Visitor<'de> for ObjectFields {
+    type Value = [Option<Cow<'de, str>>; 3];
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out: [Option<Cow<'de, str>>; 3] = Default::default();
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if let Some(i) = self.0.iter().position(|f| *f == key.as_ref()) {
+                out[i] = map.next_value::<Lenient>()?.0;
+            } else if self.1 == Some(key.as_ref()) {
+                out[2] = map.next_value::<Message>()?.0;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(out)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Default::default())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Default::default())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Default::default())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Default::default())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Default::default())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Default::default())
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Default::default())
+    }
+}
+
+#[cfg(test)]
+mod tests;

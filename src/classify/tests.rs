@@ -1,0 +1,120 @@
+//! Unit tests of the classifier: the seed payloads, every refusal, and odd-but-valid shapes.
+
+use super::*;
+
+const TEXT: &[u8] = include_bytes!("../../tests/fixtures/message-in-text.json");
+const IMAGE: &[u8] = include_bytes!("../../tests/fixtures/message-in-image.json");
+const STATUS: &[u8] = include_bytes!("../../tests/fixtures/status-read.json");
+
+#[test]
+fn an_incoming_text_message_yields_event_id_and_sender() {
+    let e = classify(TEXT).expect("valid");
+    assert_eq!(e.event, "whatsapp:message:in");
+    assert_eq!(e.message_id.as_deref(), Some("52JH6WmuSruAVyXvBBYemd0Ia"));
+    assert_eq!(e.from.as_deref(), Some("9184XXXXXXX"));
+    assert_eq!(e.to, None);
+}
+
+#[test]
+fn an_incoming_image_message_is_read_the_same_way() {
+    let e = classify(IMAGE).expect("valid");
+    assert_eq!(e.event, "whatsapp:message:in");
+    assert_eq!(e.from.as_deref(), Some("9184XXXXXXX"));
+}
+
+#[test]
+fn a_status_yields_the_recipient() {
+    let e = classify(STATUS).expect("valid");
+    assert_eq!(e.event, "whatsapp:message:status");
+    assert_eq!(e.to.as_deref(), Some("+91790XXXXXXX"));
+    assert_eq!(e.from, None, "payload.from is the business, not payload.message.from");
+}
+
+#[test]
+fn fields_are_borrowed_from_the_body_when_unescaped() {
+    let e = classify(TEXT).expect("valid");
+    assert!(matches!(e.event, Cow::Borrowed(_)));
+}
+
+#[test]
+fn escaped_strings_are_decoded() {
+    let e = classify(br#"{"ev\u0065nt":"a\u003ab","payload":{"id":"x\ny"}}"#).expect("valid");
+    assert_eq!(e.event, "a:b");
+    assert_eq!(e.message_id.as_deref(), Some("x\ny"));
+}
+
+#[test]
+fn unexpected_payload_shapes_are_ignored_not_refused() {
+    for body in [
+        r#"{"event":"e","payload":null}"#,
+        r#"{"event":"e","payload":[1,{"id":"x"}]}"#,
+        r#"{"event":"e","payload":{"id":5,"to":{"n":1},"message":"text"}}"#,
+        r#"{"event":"e","payload":{"message":{"from":["x"]}}}"#,
+        r#"{"payload":{"id":"x"},"event":"e"}"#,
+    ] {
+        let e = classify(body.as_bytes()).unwrap_or_else(|err| panic!("{body}: {err}"));
+        assert_eq!(e.event, "e");
+        assert_eq!(e.from, None);
+    }
+}
+
+#[test]
+fn fields_after_the_event_are_still_read() {
+    let e = classify(br#"{"payload":{"message":{"x":1,"from":"1"},"to":"2","id":"3"},"event":"e"}"#)
+        .expect("valid");
+    assert_eq!((e.from.as_deref(), e.to.as_deref(), e.message_id.as_deref()), (Some("1"), Some("2"), Some("3")));
+}
+
+#[test]
+fn refusals_name_the_reason() {
+    let cases: &[(&[u8], ClassifyError)] = &[
+        (b"[1,2]", ClassifyError::NotObject),
+        (b"\"event\"", ClassifyError::NotObject),
+        (b"42", ClassifyError::NotObject),
+        (b"null", ClassifyError::NotObject),
+        (b"{}", ClassifyError::MissingEvent),
+        (br#"{"event":1}"#, ClassifyError::EventNotString),
+        (br#"{"event":null}"#, ClassifyError::EventNotString),
+        (br#"{"event":"a","event":"b"}"#, ClassifyError::DuplicateEvent),
+    ];
+    for (body, want) in cases {
+        assert_eq!(classify(body).unwrap_err(), *want, "{}", String::from_utf8_lossy(body));
+    }
+}
+
+#[test]
+fn malformed_json_reports_a_position_but_never_the_content() {
+    for body in [
+        &b"{\"event\":\"e\""[..],
+        b"{\"event\":\"e\",}",
+        b"{\"event\":\"e\"} trailing",
+        b"not json at all",
+        b"{\"event\":\"secret-value\", \"x\": tru}",
+        b"\xff\xfe",
+    ] {
+        let err = classify(body).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, ClassifyError::NotJson(_)), "{text}");
+        assert!(text.contains("line"), "{text}");
+        assert!(!text.contains("secret") && !text.contains("trailing"), "{text}");
+    }
+}
+
+#[test]
+fn invalid_json_after_a_valid_event_is_still_refused() {
+    assert!(classify(br#"{"event":"e","payload":{"id":"1",}}"#).is_err());
+}
+
+#[test]
+fn nesting_deeper_than_the_limit_is_refused_without_overflowing_the_stack() {
+    let nest = |n: usize| format!("{{\"event\":\"e\",\"x\":{}{}}}", "[".repeat(n), "]".repeat(n));
+    assert!(classify(nest(MAX_DEPTH - 1).as_bytes()).is_ok());
+    assert_eq!(classify(nest(MAX_DEPTH).as_bytes()), Err(ClassifyError::TooDeep));
+    assert_eq!(classify(nest(100_000).as_bytes()), Err(ClassifyError::TooDeep));
+}
+
+#[test]
+fn brackets_inside_strings_do_not_count_as_nesting() {
+    let body = format!(r#"{{"event":"e","x":"{}\"{}"}}"#, "[".repeat(500), "{".repeat(500));
+    assert!(classify(body.as_bytes()).is_ok());
+}

@@ -1,0 +1,230 @@
+//! Librdkafka producer properties: the bridge's low-latency defaults, then `KAFKA_*` environment
+//! variables (as Confluent's images map them), then `-X key=value` flags, later sources winning.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::config::{invalid, ConfigError};
+
+/// Producer properties, validated by librdkafka itself when the producer is created.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct KafkaProperties(BTreeMap<String, String>);
+
+impl KafkaProperties {
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        self.0.clone()
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+}
+
+/// Why these defaults: Qikchat waits at most 2 s, so a record librdkafka cannot deliver within
+/// the ack deadline is better failed (the sender retries on our 503) than kept in memory; a 1 ms
+/// linger lets concurrent webhooks share a produce request without adding visible latency.
+fn defaults(ack_timeout: Duration) -> BTreeMap<String, String> {
+    let message_timeout = ack_timeout.as_millis().max(1).to_string();
+    [
+        ("client.id", "qikchat-bridge".to_string()),
+        ("acks", "1".to_string()),
+        ("linger.ms", "1".to_string()),
+        ("compression.type", "lz4".to_string()),
+        ("message.timeout.ms", message_timeout),
+        ("queue.buffering.max.kbytes", (64 * 1024).to_string()),
+        ("reconnect.backoff.max.ms", "1000".to_string()),
+        ("statistics.interval.ms", "5000".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// Turns `KAFKA_SASL_MECHANISM` into `sasl.mechanism` the way Confluent's images do:
+/// `___` → `-`, `__` → `_`, `_` → `.`, lower-cased.
+pub fn env_to_property(name: &str) -> Option<String> {
+    let rest = name.strip_prefix("KAFKA_")?;
+    if rest.is_empty() {
+        return None;
+    }
+    let mut out = String::with_capacity(rest.len());
+    let bytes = rest.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'_' {
+            let run = bytes[i..].iter().take_while(|&&b| b == b'_').count();
+            match run {
+                1 => out.push('.'),
+                2 => out.push('_'),
+                3 => out.push('-'),
+                _ => return None,
+            }
+            i += run;
+        } else {
+            out.push(bytes[i].to_ascii_lowercase() as char);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+/// Kubernetes injects `<SERVICE>_PORT`, `<SERVICE>_SERVICE_HOST`... for a Service named `kafka`;
+/// read as properties they would make librdkafka refuse to start.
+fn is_service_link(name: &str) -> bool {
+    name == "KAFKA_PORT" || name.starts_with("KAFKA_PORT_") || name.starts_with("KAFKA_SERVICE_")
+}
+
+pub fn from_sources<E, R>(
+    env: E,
+    flags: &[String],
+    ack_timeout: Duration,
+    read_file: &R,
+) -> Result<KafkaProperties, ConfigError>
+where
+    E: IntoIterator<Item = (String, String)>,
+    R: Fn(&Path) -> std::io::Result<String>,
+{
+    let mut props = defaults(ack_timeout);
+    let mut from_env: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("KAFKA_") && k != "KAFKA_BOOTSTRAP_SERVERS")
+        .filter(|(k, _)| !is_service_link(k))
+        .collect();
+    // Deterministic order, so `KAFKA_X_FILE` consistently wins over `KAFKA_X`.
+    from_env.sort();
+    for (name, value) in from_env {
+        let (name, value) = match name.strip_suffix("_FILE") {
+            Some(base) => {
+                let path = Path::new(&value);
+                let text = read_file(path).map_err(|e| ConfigError::File {
+                    setting: name.clone(),
+                    path: path.to_path_buf(),
+                    reason: e.to_string(),
+                })?;
+                (base.to_string(), text.trim_end_matches(['\r', '\n']).to_string())
+            }
+            None => (name, value),
+        };
+        let key = env_to_property(&name).ok_or_else(|| {
+            invalid("KAFKA_* environment", format!("{name} does not name a librdkafka property"))
+        })?;
+        props.insert(key, value);
+    }
+    for flag in flags {
+        let (key, value) = flag
+            .split_once('=')
+            .filter(|(k, _)| !k.trim().is_empty())
+            .ok_or_else(|| invalid("-X", format!("{flag:?} is not KEY=VALUE")))?;
+        props.insert(key.trim().to_string(), value.to_string());
+    }
+    if props.contains_key("bootstrap.servers") {
+        return Err(invalid(
+            "-X bootstrap.servers",
+            "set the brokers with --kafka-brokers or KAFKA_BOOTSTRAP_SERVERS",
+        ));
+    }
+    Ok(KafkaProperties(props))
+}
+
+pub fn is_secret(key: &str) -> bool {
+    ["password", "secret", "sasl.oauthbearer.config", "ssl.key.pem", "ssl_key", "token"]
+        .iter()
+        .any(|s| key.contains(s))
+}
+
+impl fmt::Debug for KafkaProperties {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(k, v)| {
+                let shown = if is_secret(k) { "<redacted>" } else { v.as_str() };
+                (k, shown)
+            }))
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn no_files(_: &Path) -> std::io::Result<String> {
+        Err(std::io::Error::other("no files here"))
+    }
+
+    #[test]
+    fn environment_names_map_like_confluent_images() {
+        assert_eq!(env_to_property("KAFKA_SASL_MECHANISM").as_deref(), Some("sasl.mechanism"));
+        assert_eq!(env_to_property("KAFKA_ENABLE_IDEMPOTENCE").as_deref(), Some("enable.idempotence"));
+        assert_eq!(env_to_property("KAFKA_FOO__BAR").as_deref(), Some("foo_bar"));
+        assert_eq!(env_to_property("KAFKA_FOO___BAR").as_deref(), Some("foo-bar"));
+        assert_eq!(env_to_property("KAFKA_"), None);
+        assert_eq!(env_to_property("OTHER_X"), None);
+    }
+
+    #[test]
+    fn flags_win_over_environment_which_wins_over_defaults() {
+        let props = from_sources(
+            env(&[("KAFKA_ACKS", "all"), ("KAFKA_LINGER_MS", "5"), ("PATH", "/bin")]),
+            &["linger.ms=0".to_string()],
+            Duration::from_millis(1500),
+            &no_files,
+        )
+        .expect("valid");
+        assert_eq!(props.get("acks"), Some("all"));
+        assert_eq!(props.get("linger.ms"), Some("0"));
+        assert_eq!(props.get("message.timeout.ms"), Some("1500"));
+        assert_eq!(props.get("path"), None);
+    }
+
+    #[test]
+    fn file_variables_read_the_secret_from_the_file() {
+        let props = from_sources(
+            env(&[("KAFKA_SASL_PASSWORD_FILE", "/secrets/pw")]),
+            &[],
+            Duration::from_secs(1),
+            &|p: &Path| {
+                assert_eq!(p, Path::new("/secrets/pw"));
+                Ok("hunter2\n".to_string())
+            },
+        )
+        .expect("valid");
+        assert_eq!(props.get("sasl.password"), Some("hunter2"));
+        assert!(!format!("{props:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn kubernetes_service_links_are_ignored() {
+        let props = from_sources(
+            env(&[("KAFKA_PORT", "tcp://10.0.0.1:9092"), ("KAFKA_SERVICE_HOST", "10.0.0.1")]),
+            &[],
+            Duration::from_secs(1),
+            &no_files,
+        )
+        .expect("valid");
+        assert_eq!(props.get("port"), None);
+        assert_eq!(props.get("service.host"), None);
+    }
+
+    #[test]
+    fn a_flag_without_equals_is_rejected() {
+        let err = from_sources(env(&[]), &["acks".into()], Duration::from_secs(1), &no_files);
+        assert!(err.is_err());
+    }
+
+    #[test]
+    fn bootstrap_servers_must_come_from_the_brokers_setting() {
+        let err = from_sources(
+            env(&[]),
+            &["bootstrap.servers=x:1".into()],
+            Duration::from_secs(1),
+            &no_files,
+        );
+        assert!(err.is_err());
+    }
+}

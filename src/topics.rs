@@ -1,0 +1,219 @@
+//! The topic map: which Kafka topic each Qikchat event goes to, the fallback and dead-letter
+//! topics, and how the record key is chosen.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use clap::ValueEnum;
+
+use crate::config::{invalid, ConfigError};
+
+pub const EVENT_MESSAGE_IN: &str = "whatsapp:message:in";
+pub const EVENT_MESSAGE_STATUS: &str = "whatsapp:message:status";
+pub const DEFAULT_FALLBACK: &str = "whatsapp.unrouted";
+pub const DEFAULT_DEADLETTER: &str = "whatsapp.deadletter";
+
+/// Bounded label for metrics: never the raw event name, which the sender controls.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum EventType {
+    MessageIn,
+    MessageStatus,
+    /// An event routed by an operator-configured mapping.
+    Other,
+    Unrouted,
+    Invalid,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 5] = [
+        EventType::MessageIn,
+        EventType::MessageStatus,
+        EventType::Other,
+        EventType::Unrouted,
+        EventType::Invalid,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::MessageIn => "message_in",
+            EventType::MessageStatus => "message_status",
+            EventType::Other => "other",
+            EventType::Unrouted => "unrouted",
+            EventType::Invalid => "invalid",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Which field becomes the record key.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum KeyStrategy {
+    /// The customer's number (`payload.message.from`, else `payload.to`, else `payload.id`), so a
+    /// conversation's messages and statuses share a partition and keep their order.
+    Conversation,
+    /// `payload.id`.
+    MessageId,
+    /// No key: records spread over partitions.
+    None,
+}
+
+/// Where an event goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub topic: String,
+    pub event_type: EventType,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct TopicMap {
+    routes: HashMap<String, Route>,
+    fallback: Route,
+    deadletter: Route,
+}
+
+impl TopicMap {
+    pub fn new(
+        prefix: &str,
+        pairs: &[String],
+        fallback: &str,
+        deadletter: &str,
+    ) -> Result<TopicMap, ConfigError> {
+        let topic = |name: &str, setting: &'static str| -> Result<String, ConfigError> {
+            let full = format!("{prefix}{name}");
+            validate_topic(&full).map_err(|r| invalid(setting, r))?;
+            Ok(full)
+        };
+        let mut routes = HashMap::new();
+        let defaults = [
+            (EVENT_MESSAGE_IN, "whatsapp.message.in", EventType::MessageIn),
+            (EVENT_MESSAGE_STATUS, "whatsapp.message.status", EventType::MessageStatus),
+        ];
+        for (event, name, event_type) in defaults {
+            let topic = topic(name, "--topic-prefix")?;
+            routes.insert(event.to_string(), Route { topic, event_type });
+        }
+        for pair in pairs {
+            let (event, name) = pair
+                .split_once('=')
+                .filter(|(e, t)| !e.is_empty() && !t.is_empty())
+                .ok_or_else(|| invalid("--topic", format!("{pair:?} is not EVENT=TOPIC")))?;
+            let event_type = match event {
+                EVENT_MESSAGE_IN => EventType::MessageIn,
+                EVENT_MESSAGE_STATUS => EventType::MessageStatus,
+                _ => EventType::Other,
+            };
+            let topic = topic(name, "--topic")?;
+            routes.insert(event.to_string(), Route { topic, event_type });
+        }
+        Ok(TopicMap {
+            routes,
+            fallback: Route {
+                topic: topic(fallback, "--fallback-topic")?,
+                event_type: EventType::Unrouted,
+            },
+            deadletter: Route {
+                topic: topic(deadletter, "--deadletter-topic")?,
+                event_type: EventType::Invalid,
+            },
+        })
+    }
+
+    /// The route for an event; unknown events go to the fallback topic, so a sender can never
+    /// create topics by inventing event names.
+    pub fn route(&self, event: &str) -> &Route {
+        self.routes.get(event).unwrap_or(&self.fallback)
+    }
+
+    pub fn deadletter(&self) -> &Route {
+        &self.deadletter
+    }
+
+    /// Every topic the bridge may write, sorted and without repeats.
+    pub fn all_topics(&self) -> Vec<String> {
+        let mut all: Vec<String> = self
+            .routes
+            .values()
+            .chain([&self.fallback, &self.deadletter])
+            .map(|r| r.topic.clone())
+            .collect();
+        all.sort();
+        all.dedup();
+        all
+    }
+}
+
+impl fmt::Debug for TopicMap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut routes: Vec<_> = self.routes.iter().map(|(e, r)| (e, &r.topic)).collect();
+        routes.sort();
+        f.debug_struct("TopicMap")
+            .field("routes", &routes)
+            .field("fallback", &self.fallback.topic)
+            .field("deadletter", &self.deadletter.topic)
+            .finish()
+    }
+}
+
+/// Kafka's own rule for topic names.
+fn validate_topic(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 249 || name == "." || name == ".." {
+        return Err(format!("{name:?} is not a valid Kafka topic name"));
+    }
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+        return Err(format!("{name:?} may only contain letters, digits, '.', '_' and '-'"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(prefix: &str, pairs: &[&str]) -> Result<TopicMap, ConfigError> {
+        let pairs: Vec<String> = pairs.iter().map(|s| s.to_string()).collect();
+        TopicMap::new(prefix, &pairs, DEFAULT_FALLBACK, DEFAULT_DEADLETTER)
+    }
+
+    #[test]
+    fn default_routes_follow_the_issue() {
+        let m = map("", &[]).expect("valid");
+        assert_eq!(m.route(EVENT_MESSAGE_IN).topic, "whatsapp.message.in");
+        assert_eq!(m.route(EVENT_MESSAGE_STATUS).topic, "whatsapp.message.status");
+        assert_eq!(m.route("whatsapp:template:status").topic, "whatsapp.unrouted");
+        assert_eq!(m.deadletter().topic, "whatsapp.deadletter");
+    }
+
+    #[test]
+    fn the_prefix_applies_to_every_topic() {
+        let m = map("prod.", &["x:y=custom"]).expect("valid");
+        assert_eq!(
+            m.all_topics(),
+            vec![
+                "prod.custom",
+                "prod.whatsapp.deadletter",
+                "prod.whatsapp.message.in",
+                "prod.whatsapp.message.status",
+                "prod.whatsapp.unrouted"
+            ]
+        );
+        assert_eq!(m.route("x:y").event_type, EventType::Other);
+    }
+
+    #[test]
+    fn a_mapping_replaces_a_default_route() {
+        let m = map("", &["whatsapp:message:in=inbox"]).expect("valid");
+        assert_eq!(m.route(EVENT_MESSAGE_IN).topic, "inbox");
+        assert_eq!(m.route(EVENT_MESSAGE_IN).event_type, EventType::MessageIn);
+    }
+
+    #[test]
+    fn invalid_topic_names_and_pairs_are_rejected() {
+        assert!(map("", &["a=b c"]).is_err());
+        assert!(map("", &["noequals"]).is_err());
+        assert!(map("", &["=topic"]).is_err());
+        assert!(map("bad/", &[]).is_err());
+    }
+}
