@@ -1,6 +1,147 @@
 //! qikchat-bridge: Qikchat webhooks in, exact Kafka records out.
+//!
+//! [`run`] is the whole service; it is handed its listeners and a shutdown future, so tests bind
+//! port 0 and stop it when they like. The request path is in [`webhook`], one module per step.
+
+pub mod admin;
 pub mod auth;
 pub mod classify;
 pub mod config;
+pub mod embedded;
+pub mod error;
 pub mod kafka_props;
+pub mod kafka_stats;
+pub mod metrics;
+pub mod producer;
+pub mod record;
+pub mod server;
+pub mod telemetry;
 pub mod topics;
+pub mod webhook;
+
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::admin::Health;
+use crate::config::{Config, KafkaMode};
+use crate::embedded::EmbeddedKafka;
+use crate::metrics::Metrics;
+use crate::producer::KafkaSink;
+use crate::server::ServerOptions;
+use crate::webhook::Webhook;
+
+/// How often readiness asks Kafka for metadata.
+const READINESS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The sockets the bridge serves on, bound by the caller.
+#[derive(Debug)]
+pub struct Listeners {
+    pub webhook: TcpListener,
+    pub admin: TcpListener,
+}
+
+impl Listeners {
+    pub async fn bind(config: &Config) -> std::io::Result<Listeners> {
+        Ok(Listeners {
+            webhook: TcpListener::bind(config.listen).await?,
+            admin: TcpListener::bind(config.admin_listen).await?,
+        })
+    }
+}
+
+/// Why the bridge could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Embedded(#[from] embedded::EmbeddedError),
+    #[error("invalid Kafka producer settings: {0}")]
+    Producer(#[from] rdkafka::error::KafkaError),
+    #[error("metrics registry: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// Runs the bridge until `shutdown` resolves, then drains: readiness turns 503, the listener
+/// waits `shutdown_delay` (so load balancers stop sending), stops accepting, lets in-flight
+/// requests finish within `shutdown_grace`, and flushes the producer.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), StartError> {
+    let topics = config.topics.all_topics();
+    let metrics = Arc::new(Metrics::new(&topics)?);
+    let (_embedded, bootstrap) = match &config.kafka {
+        KafkaMode::Brokers(brokers) => (None, brokers.clone()),
+        KafkaMode::Embedded => {
+            let kafka = EmbeddedKafka::start(&topics, config.embedded_partitions)?;
+            let bootstrap = kafka.bootstrap_servers().to_string();
+            tracing::warn!(
+                "EMBEDDED KAFKA: no --kafka-brokers given, so records live only in this process's \
+                 memory and are lost when it stops. For local use only."
+            );
+            tracing::info!(topics = ?topics, "embedded Kafka listening: bootstrap.servers={bootstrap}");
+            (Some(kafka), bootstrap)
+        }
+    };
+    if config.seed_credential_in_use {
+        tracing::warn!(
+            "no credentials configured: accepting Qikchat's documented example credential \
+             testuser:testpass (embedded mode only)"
+        );
+    }
+    if !config.credentials.required() {
+        tracing::warn!("authentication is DISABLED (--insecure-disable-auth): anyone can post webhooks");
+    }
+
+    let sink = Arc::new(KafkaSink::new(&config.producer_properties(&bootstrap), metrics.clone())?);
+    let health = Arc::new(Health::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let readiness = tokio::spawn(producer::watch_readiness(
+        sink.clone(),
+        config.topics.route(topics::EVENT_MESSAGE_IN).topic.clone(),
+        health.kafka_ready.clone(),
+        READINESS_INTERVAL,
+        stop_rx.clone(),
+    ));
+    let admin = tokio::spawn(admin::serve(listeners.admin, health.clone(), metrics.clone(), stop_rx));
+
+    let webhook = Arc::new(Webhook::new(&config, sink.clone(), metrics.clone()));
+    let options = ServerOptions {
+        header_read_timeout: config.header_read_timeout,
+        shutdown_grace: config.shutdown_grace,
+    };
+    tracing::info!(
+        listen = %listeners.webhook.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        path = %config.webhook_path,
+        "accepting webhooks"
+    );
+    let draining = health.clone();
+    let shutdown_delay = config.shutdown_delay;
+    server::serve(listeners.webhook, webhook, options, async move {
+        shutdown.await;
+        draining.draining.store(true, Ordering::SeqCst);
+        tracing::info!(delay = ?shutdown_delay, "shutdown requested: reporting unready");
+        tokio::time::sleep(shutdown_delay).await;
+    })
+    .await;
+
+    // Records whose requests already got an answer may still sit in librdkafka's queue (those
+    // answered 503 on timeout); delivering them now avoids needless duplicates later.
+    let flushing = sink.clone();
+    let flush_timeout = config.flush_timeout;
+    let flushed = tokio::task::spawn_blocking(move || flushing.flush(flush_timeout)).await;
+    match flushed {
+        Ok(Ok(())) => tracing::info!("producer flushed"),
+        Ok(Err(e)) => tracing::warn!(error = %e, left = sink.in_flight(), "producer flush incomplete"),
+        Err(e) => tracing::warn!(error = %e, "producer flush task failed"),
+    }
+    let _ = stop_tx.send(true);
+    let _ = admin.await;
+    let _ = readiness.await;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,1 +1,92 @@
-fn main(){}
+//! The binary: parse settings, start logging, bind, run until SIGTERM/SIGINT, exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use qikchat_bridge::config::{Args, Config};
+use qikchat_bridge::{run, telemetry, Listeners};
+
+/// Exit code for settings that cannot work (as sysexits' EX_USAGE family does).
+const EXIT_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let check_only = args.check_config;
+    // Non-UTF-8 variables cannot be Kafka properties; skipping them beats panicking on them.
+    let env = std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+    let config = match Config::from_args(args, env, |p| std::fs::read_to_string(p)) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("qikchat-bridge: invalid configuration: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if check_only {
+        return check_config(&config);
+    }
+    if let Err(e) = telemetry::init(config.log_format) {
+        eprintln!("qikchat-bridge: cannot start logging: {e}");
+        return ExitCode::FAILURE;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let listeners = match Listeners::bind(&config).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, listen = %config.listen, admin = %config.admin_listen, "cannot bind");
+                return ExitCode::FAILURE;
+            }
+        };
+        match run(config, listeners, shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// Validates what start-up would, short of connecting: librdkafka checks every property name
+/// and value when it builds its configuration.
+fn check_config(config: &Config) -> ExitCode {
+    let mut kafka = rdkafka::ClientConfig::new();
+    for (k, v) in config.producer_properties("check-config:9092") {
+        kafka.set(k, v);
+    }
+    if let Err(e) = kafka.create_native_config() {
+        eprintln!("qikchat-bridge: invalid configuration: Kafka producer settings: {e}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    println!("configuration is valid:\n{config:#?}");
+    ExitCode::SUCCESS
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received"),
+        () = term => tracing::info!("SIGTERM received"),
+    }
+}

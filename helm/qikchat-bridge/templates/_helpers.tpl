@@ -1,0 +1,251 @@
+{{/* vim: set filetype=mustache: */}}
+
+{{- define "qikchat-bridge.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "qikchat-bridge.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "qikchat-bridge.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "qikchat-bridge.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "qikchat-bridge.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "qikchat-bridge.labels" -}}
+helm.sh/chart: {{ include "qikchat-bridge.chart" . }}
+{{ include "qikchat-bridge.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | trunc 63 | trimSuffix "-" | quote }}
+app.kubernetes.io/component: webhook-bridge
+app.kubernetes.io/part-of: qikchat-bridge
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "qikchat-bridge.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "qikchat-bridge.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "qikchat-bridge.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion | toString) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The bootstrap servers; rendering fails without them. */}}
+{{- define "qikchat-bridge.bootstrapServers" -}}
+{{- $servers := .Values.kafka.bootstrapServers | default "" | trim -}}
+{{- if not $servers -}}
+{{- fail "kafka.bootstrapServers is required (e.g. --set kafka.bootstrapServers=kafka-0.kafka:9092,kafka-1.kafka:9092). The bridge's embedded Kafka is for local development only and cannot be used from this chart." -}}
+{{- end -}}
+{{- $servers -}}
+{{- end -}}
+
+{{/* Distinct broker ports named in kafka.bootstrapServers, as a JSON list. */}}
+{{- define "qikchat-bridge.bootstrapPorts" -}}
+{{- $ports := list -}}
+{{- range (splitList "," (include "qikchat-bridge.bootstrapServers" .)) -}}
+{{- $port := regexFind "[0-9]+$" (trim .) -}}
+{{- if $port -}}
+{{- $ports = append $ports (atoi $port) -}}
+{{- end -}}
+{{- end -}}
+{{- $ports | uniq | toJson -}}
+{{- end -}}
+
+{{/*
+A duration in milliseconds. Accepts the humantime forms the schema allows:
+"<n>ms", "<n>s", "<n>m".
+*/}}
+{{- define "qikchat-bridge.durationMs" -}}
+{{- $d := toString . | trim -}}
+{{- if regexMatch "^[0-9]+ms$" $d -}}
+{{- trimSuffix "ms" $d | atoi -}}
+{{- else if regexMatch "^[0-9]+s$" $d -}}
+{{- mul (trimSuffix "s" $d | atoi) 1000 -}}
+{{- else if regexMatch "^[0-9]+m$" $d -}}
+{{- mul (trimSuffix "m" $d | atoi) 60000 -}}
+{{- else -}}
+{{- fail (printf "invalid duration %q: use <n>ms, <n>s or <n>m" $d) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* terminationGracePeriodSeconds: longer than shutdown delay + drain + producer flush. */}}
+{{- define "qikchat-bridge.terminationGracePeriodSeconds" -}}
+{{- $c := .Values.config -}}
+{{- $ms := add (include "qikchat-bridge.durationMs" $c.shutdownDelay | atoi) (include "qikchat-bridge.durationMs" $c.shutdownGrace | atoi) (include "qikchat-bridge.durationMs" $c.flushTimeout | atoi) -}}
+{{- $minSeconds := div (add $ms 999) 1000 -}}
+{{- if kindIs "invalid" .Values.terminationGracePeriodSeconds -}}
+{{- add $minSeconds 10 -}}
+{{- else -}}
+{{- $v := int .Values.terminationGracePeriodSeconds -}}
+{{- if le $v (int $minSeconds) -}}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must be longer than config.shutdownDelay + config.shutdownGrace + config.flushTimeout (%d s), or Kubernetes kills the bridge before in-flight webhooks are answered and produced" $v (int $minSeconds)) -}}
+{{- end -}}
+{{- $v -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Effective librdkafka security.protocol ("" = librdkafka's default PLAINTEXT). */}}
+{{- define "qikchat-bridge.securityProtocol" -}}
+{{- $k := .Values.kafka -}}
+{{- if $k.securityProtocol -}}
+{{- $k.securityProtocol -}}
+{{- else if and $k.sasl.enabled $k.tls.enabled -}}
+SASL_SSL
+{{- else if $k.sasl.enabled -}}
+SASL_PLAINTEXT
+{{- else if $k.tls.enabled -}}
+SSL
+{{- end -}}
+{{- end -}}
+
+{{/* Name of the Secret holding the Basic-auth credentials file. */}}
+{{- define "qikchat-bridge.authSecretName" -}}
+{{- if .Values.auth.existingSecret -}}
+{{- .Values.auth.existingSecret -}}
+{{- else -}}
+{{- printf "%s-auth" (include "qikchat-bridge.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "qikchat-bridge.authSecretKey" -}}
+{{- if .Values.auth.existingSecret -}}
+{{- .Values.auth.existingSecretKey -}}
+{{- else -}}
+credentials
+{{- end -}}
+{{- end -}}
+
+{{- define "qikchat-bridge.createAuthSecret" -}}
+{{- if and (not .Values.auth.insecureDisableAuth) (not .Values.auth.existingSecret) -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/*
+Content of the chart-managed credentials file. Without configured credentials a random
+password is generated once and reused on upgrades (looked up from the live Secret).
+*/}}
+{{- define "qikchat-bridge.authFileContent" -}}
+{{- if .Values.auth.credentials -}}
+{{- range .Values.auth.credentials -}}
+{{- if contains ":" .username -}}
+{{- fail "auth.credentials: a username must not contain ':'" -}}
+{{- end -}}
+{{- printf "%s:%s\n" .username .password -}}
+{{- end -}}
+{{- else -}}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace (include "qikchat-bridge.authSecretName" .) -}}
+{{- if and $existing $existing.data (hasKey $existing.data "credentials") -}}
+{{- index $existing.data "credentials" | b64dec -}}
+{{- else -}}
+{{- printf "# generated by the qikchat-bridge chart; kept across upgrades\n%s:%s\n" .Values.auth.generatedUsername (randAlphaNum 32) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "qikchat-bridge.saslSecretName" -}}
+{{- if .Values.kafka.sasl.existingSecret -}}
+{{- .Values.kafka.sasl.existingSecret -}}
+{{- else -}}
+{{- printf "%s-kafka-sasl" (include "qikchat-bridge.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "qikchat-bridge.saslPasswordKey" -}}
+{{- if .Values.kafka.sasl.existingSecret -}}
+{{- .Values.kafka.sasl.passwordKey -}}
+{{- else -}}
+password
+{{- end -}}
+{{- end -}}
+
+{{/* Mount points of the secret files inside the container. */}}
+{{- define "qikchat-bridge.authDir" -}}/etc/qikchat-bridge/auth{{- end -}}
+{{- define "qikchat-bridge.saslDir" -}}/etc/qikchat-bridge/kafka-sasl{{- end -}}
+{{- define "qikchat-bridge.tlsDir" -}}/etc/qikchat-bridge/kafka-tls{{- end -}}
+
+{{/* Fail early on combinations the schema cannot express. */}}
+{{- define "qikchat-bridge.validate" -}}
+{{- $k := .Values.kafka -}}
+{{- $_ := include "qikchat-bridge.bootstrapServers" . -}}
+{{- if ge (include "qikchat-bridge.durationMs" .Values.config.ackTimeout | atoi) 2000 -}}
+{{- fail "config.ackTimeout must be below 2s: Qikchat gives up on a webhook after 2 seconds" -}}
+{{- end -}}
+{{- if $k.sasl.enabled -}}
+{{- if and (not $k.sasl.username) (not (and $k.sasl.existingSecret $k.sasl.usernameKey)) -}}
+{{- fail "kafka.sasl.enabled needs kafka.sasl.username, or kafka.sasl.existingSecret with kafka.sasl.usernameKey" -}}
+{{- end -}}
+{{- if and (not $k.sasl.existingSecret) (not $k.sasl.password) -}}
+{{- fail "kafka.sasl.enabled needs kafka.sasl.existingSecret (recommended) or kafka.sasl.password" -}}
+{{- end -}}
+{{- if and $k.sasl.usernameKey (not $k.sasl.existingSecret) -}}
+{{- fail "kafka.sasl.usernameKey needs kafka.sasl.existingSecret" -}}
+{{- end -}}
+{{- end -}}
+{{- $proto := include "qikchat-bridge.securityProtocol" . -}}
+{{- if and $k.sasl.enabled (not (hasPrefix "SASL_" $proto)) -}}
+{{- fail (printf "kafka.sasl.enabled conflicts with kafka.securityProtocol=%s" $proto) -}}
+{{- end -}}
+{{- if and $k.tls.enabled (not (has $proto (list "SSL" "SASL_SSL"))) -}}
+{{- fail (printf "kafka.tls.enabled conflicts with kafka.securityProtocol=%s" $proto) -}}
+{{- end -}}
+{{- if $k.tls.enabled -}}
+{{- if ne (empty $k.tls.certKey) (empty $k.tls.keyKey) -}}
+{{- fail "kafka.tls.certKey and kafka.tls.keyKey must be set together (client certificate and its key)" -}}
+{{- end -}}
+{{- if and (or $k.tls.certKey $k.tls.keyKey $k.tls.keyPasswordKey) (not $k.tls.existingSecret) -}}
+{{- fail "kafka.tls.certKey/keyKey/keyPasswordKey need kafka.tls.existingSecret" -}}
+{{- end -}}
+{{- if and $k.tls.keyPasswordKey (not $k.tls.keyKey) -}}
+{{- fail "kafka.tls.keyPasswordKey needs kafka.tls.keyKey" -}}
+{{- end -}}
+{{- if and $k.tls.existingSecret (not (or $k.tls.caKey $k.tls.certKey)) -}}
+{{- fail "kafka.tls.existingSecret is set but neither kafka.tls.caKey nor kafka.tls.certKey names a key in it" -}}
+{{- end -}}
+{{- end -}}
+{{- if and .Values.auth.insecureDisableAuth (or .Values.auth.existingSecret .Values.auth.credentials) -}}
+{{- fail "auth.insecureDisableAuth cannot be combined with auth.existingSecret or auth.credentials" -}}
+{{- end -}}
+{{- if and .Values.auth.existingSecret .Values.auth.credentials -}}
+{{- fail "set either auth.existingSecret or auth.credentials, not both" -}}
+{{- end -}}
+{{- if .Values.autoscaling.enabled -}}
+{{- if gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas) -}}
+{{- fail "autoscaling.minReplicas must not exceed autoscaling.maxReplicas" -}}
+{{- end -}}
+{{- end -}}
+{{- if .Values.podDisruptionBudget.enabled -}}
+{{- $max := .Values.podDisruptionBudget.maxUnavailable -}}
+{{- $min := .Values.podDisruptionBudget.minAvailable -}}
+{{- if eq (kindIs "invalid" $max) (kindIs "invalid" $min) -}}
+{{- fail "podDisruptionBudget: set exactly one of maxUnavailable and minAvailable (the other to null)" -}}
+{{- end -}}
+{{- end -}}
+{{- if .Values.ingress.enabled -}}
+{{- if not .Values.ingress.hosts -}}
+{{- fail "ingress.enabled needs at least one entry in ingress.hosts" -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := include "qikchat-bridge.terminationGracePeriodSeconds" . -}}
+{{- end -}}

@@ -1,0 +1,112 @@
+//! The admin listener, kept off the webhook port: `/metrics`, `/livez` and `/readyz`.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+
+use crate::metrics::Metrics;
+
+/// What readiness depends on.
+#[derive(Debug, Default)]
+pub struct Health {
+    /// A broker answered the last metadata request.
+    pub kafka_ready: Arc<AtomicBool>,
+    /// Shutdown has begun.
+    pub draining: AtomicBool,
+}
+
+impl Health {
+    /// `Ok` when the bridge should get traffic, else the reason it should not.
+    pub fn readiness(&self) -> Result<(), &'static str> {
+        if self.draining.load(Ordering::SeqCst) {
+            Err("shutting down")
+        } else if !self.kafka_ready.load(Ordering::SeqCst) {
+            Err("Kafka is unreachable: no broker answered the last metadata request")
+        } else {
+            Ok(())
+        }
+    }
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+pub fn answer<B>(req: &Request<B>, health: &Health, metrics: &Metrics) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n");
+    }
+    match req.uri().path() {
+        "/livez" => text(StatusCode::OK, "ok\n"),
+        "/readyz" => {
+            let ready = health.readiness();
+            metrics.ready.set(i64::from(ready.is_ok()));
+            match ready {
+                Ok(()) => text(StatusCode::OK, "ready\n"),
+                Err(reason) => text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}\n")),
+            }
+        }
+        "/metrics" => {
+            metrics.ready.set(i64::from(health.readiness().is_ok()));
+            let mut r = text(StatusCode::OK, metrics.render());
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found: try /metrics, /livez or /readyz\n"),
+    }
+}
+
+/// Resolves once `stop` holds true (or its sender is gone).
+pub async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Serves until `stop` turns true. Probes and scrapes are short, so there is no drain.
+pub async fn serve(
+    listener: TcpListener,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let builder = auto::Builder::new(TokioExecutor::new());
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = stopped(&mut stop) => return,
+        };
+        let (health, metrics) = (health.clone(), metrics.clone());
+        let service = service_fn(move |req| {
+            let response = answer(&req, &health, &metrics);
+            async move { Ok::<_, Infallible>(response) }
+        });
+        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "admin connection ended with an error");
+            }
+        });
+    }
+}

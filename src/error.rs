@@ -1,0 +1,186 @@
+//! Every way a webhook request can end, and the one table that maps each to an HTTP answer.
+//!
+//! 4xx bodies say what the sender did wrong; 5xx bodies are opaque (the cause is logged once,
+//! by the handler) and carry `Retry-After`, because a retry is exactly what they ask for.
+
+use http::StatusCode;
+
+use crate::auth::AuthFailure;
+use crate::classify::ClassifyError;
+use crate::producer::ProduceError;
+
+/// The metric label of an answered request.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Accepted,
+    Invalid,
+    Unauthorized,
+    NotFound,
+    MethodNotAllowed,
+    UnsupportedMediaType,
+    TooLarge,
+    BodyTimeout,
+    Unavailable,
+    Failed,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 10] = [
+        Outcome::Accepted,
+        Outcome::Invalid,
+        Outcome::Unauthorized,
+        Outcome::NotFound,
+        Outcome::MethodNotAllowed,
+        Outcome::UnsupportedMediaType,
+        Outcome::TooLarge,
+        Outcome::BodyTimeout,
+        Outcome::Unavailable,
+        Outcome::Failed,
+    ];
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Accepted => "accepted",
+            Outcome::Invalid => "invalid",
+            Outcome::Unauthorized => "unauthorized",
+            Outcome::NotFound => "not_found",
+            Outcome::MethodNotAllowed => "method_not_allowed",
+            Outcome::UnsupportedMediaType => "unsupported_media_type",
+            Outcome::TooLarge => "too_large",
+            Outcome::BodyTimeout => "body_timeout",
+            Outcome::Unavailable => "unavailable",
+            Outcome::Failed => "failed",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            Outcome::Accepted => StatusCode::OK,
+            Outcome::Invalid => StatusCode::BAD_REQUEST,
+            Outcome::Unauthorized => StatusCode::UNAUTHORIZED,
+            Outcome::NotFound => StatusCode::NOT_FOUND,
+            Outcome::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Outcome::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Outcome::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Outcome::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Outcome::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Outcome::Failed => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// Why a webhook was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("no such path")]
+    NotFound,
+    #[error("only POST is accepted")]
+    MethodNotAllowed,
+    #[error("authentication failed ({})", .0.as_str())]
+    Unauthorized(AuthFailure),
+    #[error("content type must be application/json")]
+    UnsupportedMediaType,
+    #[error("body is larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("body was not received within {0:?}")]
+    BodyTimeout(std::time::Duration),
+    #[error("body could not be read: {0}")]
+    BodyRead(String),
+    #[error("body is empty")]
+    EmptyBody,
+    /// Refused, and kept in the dead-letter topic.
+    #[error("{0}; the body was kept in the dead-letter topic")]
+    Invalid(ClassifyError),
+    #[error(transparent)]
+    Produce(#[from] ProduceError),
+}
+
+impl WebhookError {
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            WebhookError::NotFound => Outcome::NotFound,
+            WebhookError::MethodNotAllowed => Outcome::MethodNotAllowed,
+            WebhookError::Unauthorized(_) => Outcome::Unauthorized,
+            WebhookError::UnsupportedMediaType => Outcome::UnsupportedMediaType,
+            WebhookError::TooLarge { .. } => Outcome::TooLarge,
+            WebhookError::BodyTimeout(_) => Outcome::BodyTimeout,
+            WebhookError::BodyRead(_) | WebhookError::EmptyBody | WebhookError::Invalid(_) => {
+                Outcome::Invalid
+            }
+            WebhookError::Produce(ProduceError::TooLarge) => Outcome::TooLarge,
+            WebhookError::Produce(ProduceError::Rejected(_)) => Outcome::Failed,
+            WebhookError::Produce(_) => Outcome::Unavailable,
+        }
+    }
+
+    /// The short machine-readable code in the JSON answer.
+    fn code(&self) -> &'static str {
+        match self {
+            WebhookError::NotFound => "not_found",
+            WebhookError::MethodNotAllowed => "method_not_allowed",
+            WebhookError::Unauthorized(_) => "unauthorized",
+            WebhookError::UnsupportedMediaType => "unsupported_media_type",
+            WebhookError::TooLarge { .. } | WebhookError::Produce(ProduceError::TooLarge) => "too_large",
+            WebhookError::BodyTimeout(_) => "body_timeout",
+            WebhookError::BodyRead(_) | WebhookError::EmptyBody => "bad_request",
+            WebhookError::Invalid(_) => "invalid_payload",
+            WebhookError::Produce(ProduceError::Rejected(_)) => "internal_error",
+            WebhookError::Produce(_) => "unavailable",
+        }
+    }
+
+    /// The text a sender sees. Server-side failures say only that nothing was stored.
+    pub fn public_message(&self) -> String {
+        match self.outcome() {
+            Outcome::Unavailable => "the event was not stored; retry later".to_string(),
+            Outcome::Failed => "the event was not stored".to_string(),
+            Outcome::Unauthorized => "valid Basic credentials are required".to_string(),
+            _ => self.to_string(),
+        }
+    }
+
+    /// The JSON body of the answer: `{"error": code, "message": text}`.
+    pub fn body(&self) -> Vec<u8> {
+        serde_json::json!({ "error": self.code(), "message": self.public_message() })
+            .to_string()
+            .into_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_index_their_own_position() {
+        for (i, o) in Outcome::ALL.iter().enumerate() {
+            assert_eq!(o.index(), i);
+        }
+    }
+
+    #[test]
+    fn server_side_failures_are_opaque() {
+        let err = WebhookError::Produce(ProduceError::Unavailable("BrokerTransportFailure".into()));
+        assert_eq!(err.outcome().status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = String::from_utf8(err.body()).expect("utf-8");
+        assert!(!body.contains("Broker"), "{body}");
+        let err = WebhookError::Produce(ProduceError::Rejected("TopicAuthorizationFailed".into()));
+        assert_eq!(err.outcome().status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!String::from_utf8(err.body()).expect("utf-8").contains("Topic"));
+    }
+
+    #[test]
+    fn client_errors_explain_themselves() {
+        let err = WebhookError::Invalid(ClassifyError::MissingEvent);
+        assert_eq!(err.outcome().status(), StatusCode::BAD_REQUEST);
+        let body: serde_json::Value = serde_json::from_slice(&err.body()).expect("json");
+        assert_eq!(body["error"], "invalid_payload");
+        assert!(body["message"].as_str().expect("text").contains("`event` is missing"));
+        assert_eq!(WebhookError::TooLarge { limit: 10 }.outcome().status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(WebhookError::Produce(ProduceError::TooLarge).outcome().status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+}

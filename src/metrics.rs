@@ -1,0 +1,203 @@
+//! Every metric the bridge exports, defined in one place, registered in one registry per app.
+//!
+//! Label sets are bounded by construction: outcomes, event types, auth reasons and topics are
+//! enumerated at start-up (handles resolved then, so the request path does no label lookups),
+//! and Kafka error kinds come from librdkafka's finite error enum.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::auth::AuthFailure;
+use crate::error::Outcome;
+use crate::kafka_stats::KafkaStats;
+use crate::topics::EventType;
+
+const PREFIX: &str = "qikchat_bridge";
+
+/// Request latency buckets: fine at the low end where a healthy bridge answers, and around
+/// Qikchat's 2 s limit where answers start to fail.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 5.0,
+];
+
+#[derive(Debug)]
+pub struct TopicMetrics {
+    pub delivery_duration: Histogram,
+    pub delivered: IntCounter,
+    deliveries: IntCounterVec,
+    topic: String,
+}
+
+impl TopicMetrics {
+    /// Counts a failed delivery under its error kind (a bounded set).
+    pub fn failed(&self, kind: &str) {
+        self.deliveries.with_label_values(&[self.topic.as_str(), kind]).inc();
+    }
+}
+
+pub struct Metrics {
+    pub registry: Registry,
+    requests: Vec<IntCounter>,
+    durations: Vec<Histogram>,
+    events: Vec<IntCounter>,
+    auth_failures: Vec<IntCounter>,
+    pub slow_responses: IntCounter,
+    pub in_flight: IntGauge,
+    pub body_bytes: Histogram,
+    pub ready: IntGauge,
+    topics: HashMap<String, TopicMetrics>,
+    pub kafka_stats: Arc<KafkaStats>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+fn name(short: &str) -> String {
+    format!("{PREFIX}_{short}")
+}
+
+impl Metrics {
+    pub fn new(topics: &[String]) -> prometheus::Result<Metrics> {
+        let registry = Registry::new();
+        let reg = |c: Box<dyn prometheus::core::Collector>| registry.register(c);
+
+        let requests_vec = IntCounterVec::new(
+            Opts::new(name("requests_total"), "Webhook requests answered, by outcome and HTTP status"),
+            &["outcome", "status"],
+        )?;
+        let durations_vec = HistogramVec::new(
+            HistogramOpts::new(name("request_duration_seconds"), "Time from request to answer, by outcome")
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            &["outcome"],
+        )?;
+        let events_vec = IntCounterVec::new(
+            Opts::new(name("events_total"), "Authenticated webhook bodies, by event type"),
+            &["event_type"],
+        )?;
+        let auth_vec = IntCounterVec::new(
+            Opts::new(name("auth_failures_total"), "Requests refused with 401, by reason"),
+            &["reason"],
+        )?;
+        let deliveries = IntCounterVec::new(
+            Opts::new(name("kafka_deliveries_total"), "Records sent to Kafka, by topic and result (ok or the error kind)"),
+            &["topic", "result"],
+        )?;
+        let delivery_vec = HistogramVec::new(
+            HistogramOpts::new(name("kafka_delivery_duration_seconds"), "Time from send to Kafka's delivery report, by topic")
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            &["topic"],
+        )?;
+        let slow_responses = IntCounter::new(
+            name("slow_responses_total"),
+            "Webhook answers that took longer than the ack timeout",
+        )?;
+        let in_flight = IntGauge::new(name("requests_in_flight"), "Webhook requests being handled now")?;
+        let body_bytes = Histogram::with_opts(
+            HistogramOpts::new(name("request_body_bytes"), "Size of authenticated request bodies")
+                .buckets(prometheus::exponential_buckets(256.0, 4.0, 8)?),
+        )?;
+        let ready = IntGauge::new(name("ready"), "1 when /readyz answers 200")?;
+        let build_info = IntGauge::with_opts(
+            Opts::new(name("build_info"), "Always 1; the labels say which build runs")
+                .const_label("version", env!("CARGO_PKG_VERSION"))
+                .const_label("commit", option_env!("QIKCHAT_BRIDGE_GIT_COMMIT").unwrap_or("unknown")),
+        )?;
+        build_info.set(1);
+        let kafka_stats = Arc::new(KafkaStats::new(PREFIX)?);
+
+        for c in [
+            Box::new(requests_vec.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(durations_vec.clone()),
+            Box::new(events_vec.clone()),
+            Box::new(auth_vec.clone()),
+            Box::new(deliveries.clone()),
+            Box::new(delivery_vec.clone()),
+            Box::new(slow_responses.clone()),
+            Box::new(in_flight.clone()),
+            Box::new(body_bytes.clone()),
+            Box::new(ready.clone()),
+            Box::new(build_info),
+        ] {
+            reg(c)?;
+        }
+        kafka_stats.register(&registry)?;
+        #[cfg(target_os = "linux")]
+        reg(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+
+        // Resolving every label now makes each series visible (at 0) from the first scrape, so
+        // rate() and alerts work before the first failure happens.
+        let requests = Outcome::ALL
+            .iter()
+            .map(|o| requests_vec.with_label_values(&[o.label(), o.status().as_str()]))
+            .collect();
+        let durations = Outcome::ALL.iter().map(|o| durations_vec.with_label_values(&[o.label()])).collect();
+        let events = EventType::ALL.iter().map(|e| events_vec.with_label_values(&[e.as_str()])).collect();
+        let auth_failures = AuthFailure::ALL.iter().map(|r| auth_vec.with_label_values(&[r.as_str()])).collect();
+        let topics = topics
+            .iter()
+            .map(|t| {
+                let m = TopicMetrics {
+                    delivery_duration: delivery_vec.with_label_values(&[t.as_str()]),
+                    delivered: deliveries.with_label_values(&[t.as_str(), "ok"]),
+                    deliveries: deliveries.clone(),
+                    topic: t.clone(),
+                };
+                (t.clone(), m)
+            })
+            .collect();
+
+        Ok(Metrics {
+            registry,
+            requests,
+            durations,
+            events,
+            auth_failures,
+            slow_responses,
+            in_flight,
+            body_bytes,
+            ready,
+            topics,
+            kafka_stats,
+        })
+    }
+
+    pub fn answered(&self, outcome: Outcome, elapsed: Duration, ack_timeout: Duration) {
+        self.requests[outcome.index()].inc();
+        self.durations[outcome.index()].observe(elapsed.as_secs_f64());
+        if elapsed > ack_timeout {
+            self.slow_responses.inc();
+        }
+    }
+
+    pub fn event(&self, event_type: EventType) {
+        self.events[event_type.index()].inc();
+    }
+
+    pub fn auth_failure(&self, reason: AuthFailure) {
+        self.auth_failures[reason as usize].inc();
+    }
+
+    /// Per-topic handles; every topic the bridge writes was registered at start-up.
+    pub fn topic(&self, topic: &str) -> Option<&TopicMetrics> {
+        self.topics.get(topic)
+    }
+
+    /// The Prometheus text exposition of everything registered.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 * 1024);
+        // Encoding into a Vec cannot fail for I/O reasons; a family the encoder rejects is a bug.
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(error = %e, "metrics encoding failed");
+        }
+        out
+    }
+}

@@ -1,0 +1,259 @@
+//! The Kafka side: an rdkafka producer whose every send waits for the delivery report within a
+//! deadline, librdkafka's errors sorted into what the HTTP answer needs, and a readiness probe.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::statistics::Statistics;
+use rdkafka::util::Timeout;
+use tokio::time::Instant;
+
+use crate::metrics::Metrics;
+use crate::record::Record;
+
+/// Where Kafka put a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivered {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Why a record was not acknowledged. Every variant means "not stored".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProduceError {
+    #[error("producer queue is full")]
+    QueueFull,
+    #[error("no acknowledgement before the deadline")]
+    Timeout,
+    #[error("record exceeds the broker's size limit")]
+    TooLarge,
+    /// Retrying the same record cannot help (authorization, unknown topic, invalid record).
+    #[error("Kafka refused the record: {0}")]
+    Rejected(String),
+    /// The cluster could not take it now (brokers down, timeouts, leader moves).
+    #[error("Kafka is unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl ProduceError {
+    fn from_kafka(error: &KafkaError) -> ProduceError {
+        let Some(code) = error.rdkafka_error_code() else {
+            return ProduceError::Unavailable(error.to_string());
+        };
+        use RDKafkaErrorCode as C;
+        match code {
+            C::QueueFull => ProduceError::QueueFull,
+            C::MessageSizeTooLarge | C::InvalidMessageSize => ProduceError::TooLarge,
+            C::TopicAuthorizationFailed
+            | C::ClusterAuthorizationFailed
+            | C::UnknownTopic
+            | C::InvalidRecord
+            | C::InvalidMessage
+            | C::InvalidTopic
+            | C::Fatal
+            | C::Authentication => ProduceError::Rejected(format!("{code:?}")),
+            _ => ProduceError::Unavailable(format!("{code:?}")),
+        }
+    }
+
+    /// The `result` label of `qikchat_bridge_kafka_deliveries_total`: bounded by librdkafka's
+    /// error enum.
+    pub fn metric_kind(&self) -> String {
+        match self {
+            ProduceError::QueueFull => "queue_full".into(),
+            ProduceError::Timeout => "timeout".into(),
+            ProduceError::TooLarge => "msg_size_too_large".into(),
+            ProduceError::Rejected(code) | ProduceError::Unavailable(code) => snake_case(code),
+        }
+    }
+}
+
+fn snake_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+/// What the webhook handler needs from Kafka; the real one is [`KafkaSink`], tests may fake it.
+pub trait Sink: Send + Sync + 'static {
+    /// Sends a record and waits for its acknowledgement until `deadline`.
+    fn send(
+        &self,
+        record: &Record<'_>,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<Delivered, ProduceError>> + Send;
+}
+
+/// Routes librdkafka's logs into tracing and its statistics into metrics.
+#[derive(Debug)]
+pub struct BridgeContext {
+    metrics: Arc<Metrics>,
+}
+
+impl ClientContext for BridgeContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+                tracing::error!(target: "librdkafka", facility = fac, "{message}")
+            }
+            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", facility = fac, "{message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", facility = fac, "{message}")
+            }
+            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", facility = fac, "{message}"),
+        }
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        self.metrics.kafka_stats.update(&statistics);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(target: "librdkafka", %error, "{reason}");
+    }
+}
+
+pub struct KafkaSink {
+    producer: FutureProducer<BridgeContext>,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for KafkaSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSink").finish_non_exhaustive()
+    }
+}
+
+impl KafkaSink {
+    /// Creates the producer; librdkafka validates every property here, so a typo in `-X` or a
+    /// `KAFKA_*` variable stops start-up with librdkafka's own message.
+    pub fn new(properties: &BTreeMap<String, String>, metrics: Arc<Metrics>) -> Result<KafkaSink, KafkaError> {
+        let mut config = ClientConfig::new();
+        for (k, v) in properties {
+            config.set(k, v);
+        }
+        let producer = config.create_with_context(BridgeContext { metrics: metrics.clone() })?;
+        Ok(KafkaSink { producer, metrics })
+    }
+
+    /// Asks a broker for `topic`'s metadata: the readiness test. Blocking; call off the runtime.
+    pub fn check_metadata(&self, topic: &str, timeout: Duration) -> Result<(), KafkaError> {
+        let md = self.producer.client().fetch_metadata(Some(topic), timeout)?;
+        match md.topics().first().and_then(|t| t.error()) {
+            Some(e) => Err(KafkaError::MetadataFetch(e.into())),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits for queued records to be delivered. Blocking; call off the runtime.
+    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.producer.flush(Timeout::After(timeout))
+    }
+
+    pub fn in_flight(&self) -> i32 {
+        self.producer.in_flight_count()
+    }
+}
+
+impl Sink for KafkaSink {
+    async fn send(&self, record: &Record<'_>, deadline: Instant) -> Result<Delivered, ProduceError> {
+        let started = Instant::now();
+        let topic_metrics = self.metrics.topic(record.topic);
+        let headers = record.headers.iter().fold(OwnedHeaders::new_with_capacity(6), |h, (key, value)| {
+            h.insert(Header { key, value: Some(value) })
+        });
+        let mut out = FutureRecord::to(record.topic)
+            .payload(record.value)
+            .headers(headers)
+            .timestamp(record.timestamp_ms);
+        if let Some(key) = &record.key {
+            out = out.key(key.as_bytes());
+        }
+        let result = match self.producer.send_result(out) {
+            Err((e, _)) => Err(ProduceError::from_kafka(&e)),
+            // On timeout the delivery future is dropped, but librdkafka keeps the record until
+            // message.timeout.ms (by default the ack timeout), so it may still arrive: a duplicate
+            // the sender's retry makes, never a loss.
+            Ok(delivery) => match tokio::time::timeout_at(deadline, delivery).await {
+                Err(_) => Err(ProduceError::Timeout),
+                Ok(Err(_canceled)) => Err(ProduceError::Unavailable("producer closed".into())),
+                Ok(Ok(Err((e, _)))) => Err(ProduceError::from_kafka(&e)),
+                Ok(Ok(Ok(d))) => Ok(Delivered { partition: d.partition, offset: d.offset }),
+            },
+        };
+        if let Some(m) = topic_metrics {
+            match &result {
+                Ok(_) => {
+                    m.delivered.inc();
+                    m.delivery_duration.observe(started.elapsed().as_secs_f64());
+                }
+                Err(e) => m.failed(&e.metric_kind()),
+            }
+        }
+        result
+    }
+}
+
+/// Keeps `ready` true while a broker answers metadata requests for `topic`, checking every
+/// `interval` until `stop` turns true.
+pub async fn watch_readiness(
+    sink: Arc<KafkaSink>,
+    topic: String,
+    ready: Arc<AtomicBool>,
+    interval: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let probe = sink.clone();
+        let t = topic.clone();
+        let ok = tokio::task::spawn_blocking(move || probe.check_metadata(&t, interval.max(Duration::from_millis(500))))
+            .await
+            .map(|r| r.map_err(|e| e.to_string()))
+            .unwrap_or_else(|e| Err(e.to_string()));
+        let was = ready.swap(ok.is_ok(), Ordering::SeqCst);
+        match (&ok, was) {
+            (Ok(()), false) => tracing::info!(topic, "Kafka answers metadata requests: ready"),
+            (Err(e), true) => tracing::warn!(topic, error = %e, "Kafka metadata request failed: not ready"),
+            _ => {}
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            () = crate::admin::stopped(&mut stop) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn librdkafka_errors_sort_into_retryable_and_permanent() {
+        let e = |c| ProduceError::from_kafka(&KafkaError::MessageProduction(c));
+        assert_eq!(e(RDKafkaErrorCode::QueueFull), ProduceError::QueueFull);
+        assert_eq!(e(RDKafkaErrorCode::MessageSizeTooLarge), ProduceError::TooLarge);
+        assert!(matches!(e(RDKafkaErrorCode::TopicAuthorizationFailed), ProduceError::Rejected(_)));
+        assert!(matches!(e(RDKafkaErrorCode::MessageTimedOut), ProduceError::Unavailable(_)));
+        assert!(matches!(e(RDKafkaErrorCode::NotLeaderForPartition), ProduceError::Unavailable(_)));
+    }
+
+    #[test]
+    fn metric_kinds_are_snake_case_names() {
+        let e = ProduceError::from_kafka(&KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut));
+        assert_eq!(e.metric_kind(), "message_timed_out");
+        assert_eq!(ProduceError::Timeout.metric_kind(), "timeout");
+    }
+}

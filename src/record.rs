@@ -1,0 +1,120 @@
+//! The Kafka record the bridge writes: the body as value, a key, and headers whose names are the
+//! contract with consumers (see the README's "Records" section).
+
+use std::borrow::Cow;
+
+use crate::classify::Envelope;
+use crate::topics::KeyStrategy;
+
+/// The Qikchat event name, e.g. `whatsapp:message:in` (absent on dead-letter records).
+pub const HEADER_EVENT: &str = "event";
+/// Qikchat's message id, `payload.id`, when the body has one.
+pub const HEADER_MESSAGE_ID: &str = "message-id";
+/// The request's `X-Request-Id`, or one the bridge generated (UUID v4).
+pub const HEADER_REQUEST_ID: &str = "request-id";
+/// When the bridge received the request: RFC 3339, UTC, milliseconds.
+pub const HEADER_RECEIVED_AT: &str = "received-at";
+/// The request's `Content-Type`, `application/json` when it sent none.
+pub const HEADER_CONTENT_TYPE: &str = "content-type";
+/// On dead-letter records only: why the body was refused.
+pub const HEADER_DEADLETTER_REASON: &str = "deadletter-reason";
+
+/// Everything the producer needs; borrowed from the request, so nothing is copied until
+/// librdkafka copies the value into its queue.
+#[derive(Debug)]
+pub struct Record<'a> {
+    pub topic: &'a str,
+    pub key: Option<Cow<'a, str>>,
+    pub value: &'a [u8],
+    pub timestamp_ms: i64,
+    pub headers: Headers<'a>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Headers<'a> {
+    pub event: Option<&'a str>,
+    pub message_id: Option<&'a str>,
+    pub request_id: &'a str,
+    pub received_at: &'a str,
+    pub content_type: &'a str,
+    pub deadletter_reason: Option<&'a str>,
+}
+
+impl<'a> Headers<'a> {
+    /// The headers present on this record, in a fixed order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &'a str)> {
+        [
+            (HEADER_EVENT, self.event),
+            (HEADER_MESSAGE_ID, self.message_id),
+            (HEADER_REQUEST_ID, Some(self.request_id)),
+            (HEADER_RECEIVED_AT, Some(self.received_at)),
+            (HEADER_CONTENT_TYPE, Some(self.content_type)),
+            (HEADER_DEADLETTER_REASON, self.deadletter_reason),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| value.map(|v| (name, v)))
+    }
+}
+
+/// The record key for a classified body.
+///
+/// Qikchat writes the same customer as `9184…` in `message.from` and `+9184…` in a status's `to`;
+/// a leading `+` is dropped so both land on the same partition.
+pub fn key<'a>(strategy: KeyStrategy, envelope: &'a Envelope<'a>) -> Option<Cow<'a, str>> {
+    let pick = match strategy {
+        KeyStrategy::None => return None,
+        KeyStrategy::MessageId => envelope.message_id.as_deref(),
+        KeyStrategy::Conversation => envelope
+            .from
+            .as_deref()
+            .or(envelope.to.as_deref())
+            .or(envelope.message_id.as_deref()),
+    }?;
+    let trimmed = match strategy {
+        KeyStrategy::Conversation => pick.trim().trim_start_matches('+'),
+        _ => pick,
+    };
+    (!trimmed.is_empty()).then_some(Cow::Borrowed(trimmed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::classify;
+
+    #[test]
+    fn a_message_and_its_status_share_the_customers_key() {
+        let incoming = classify(br#"{"event":"whatsapp:message:in","payload":{"id":"a","message":{"from":"919000000001"}}}"#).expect("valid");
+        let status = classify(br#"{"event":"whatsapp:message:status","payload":{"id":"b","from":"91800","to":"+919000000001"}}"#).expect("valid");
+        assert_eq!(key(KeyStrategy::Conversation, &incoming).as_deref(), Some("919000000001"));
+        assert_eq!(key(KeyStrategy::Conversation, &status).as_deref(), Some("919000000001"));
+    }
+
+    #[test]
+    fn the_message_id_is_the_last_resort_and_a_strategy_of_its_own() {
+        let e = classify(br#"{"event":"x","payload":{"id":"+abc"}}"#).expect("valid");
+        assert_eq!(key(KeyStrategy::Conversation, &e).as_deref(), Some("abc"));
+        assert_eq!(key(KeyStrategy::MessageId, &e).as_deref(), Some("+abc"));
+        assert_eq!(key(KeyStrategy::None, &e), None);
+    }
+
+    #[test]
+    fn no_usable_field_means_no_key() {
+        let e = classify(br#"{"event":"x","payload":{"to":"+"}}"#).expect("valid");
+        assert_eq!(key(KeyStrategy::Conversation, &e), None);
+    }
+
+    #[test]
+    fn absent_headers_are_left_out() {
+        let h = Headers {
+            event: None,
+            message_id: Some("m"),
+            request_id: "r",
+            received_at: "t",
+            content_type: "application/json",
+            deadletter_reason: Some("why"),
+        };
+        let names: Vec<_> = h.iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["message-id", "request-id", "received-at", "content-type", "deadletter-reason"]);
+    }
+}

@@ -1,0 +1,84 @@
+//! The webhook listener: accept loop, HTTP/1.1 keep-alive and h2c on one port, header timeout,
+//! and a graceful drain that lets in-flight requests finish within a bound.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+use crate::producer::Sink;
+use crate::webhook::Webhook;
+
+#[derive(Debug, Clone, Copy)]
+pub struct ServerOptions {
+    pub header_read_timeout: Duration,
+    pub shutdown_grace: Duration,
+}
+
+/// Serves webhooks until `shutdown` resolves, then stops accepting and waits (at most
+/// `shutdown_grace`) for open requests to be answered.
+pub async fn serve<S: Sink>(
+    listener: TcpListener,
+    webhook: Arc<Webhook<S>>,
+    options: ServerOptions,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .header_read_timeout(options.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // Usually EMFILE/ENFILE: back off instead of spinning on the error.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        // Answers are small and latency matters more than packet count.
+        let _ = stream.set_nodelay(true);
+        let webhook = webhook.clone();
+        let service = service_fn(move |req| {
+            let webhook = webhook.clone();
+            async move { Ok::<_, Infallible>(webhook.handle(req).await) }
+        });
+        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+
+    drop(listener);
+    let open = graceful.count();
+    tracing::info!(open_connections = open, "stopped accepting; draining");
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections drained"),
+        () = tokio::time::sleep(options.shutdown_grace) => {
+            tracing::warn!(grace = ?options.shutdown_grace, "shutdown grace expired; closing the remaining connections");
+        }
+    }
+}

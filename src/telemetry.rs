@@ -1,0 +1,47 @@
+//! Logging: JSON lines in containers, human text on a terminal, filtered by `RUST_LOG`.
+//!
+//! Nothing here decides what is logged: the handler never puts credentials or bodies in a field,
+//! and phone numbers only when `--log-phone-numbers` is set.
+
+use std::io::IsTerminal;
+
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+
+fn filter() -> EnvFilter {
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
+/// Installs the global subscriber writing to `writer`; `Err` if one is installed already.
+pub fn init_with<W>(format: LogFormat, writer: W) -> Result<(), String>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let json = match format {
+        LogFormat::Json => true,
+        LogFormat::Text => false,
+        LogFormat::Auto => !std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter())
+        .with_writer(writer)
+        .with_target(true);
+    let result = if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init()
+    } else {
+        builder.try_init()
+    };
+    result.map_err(|e| e.to_string())
+}
+
+/// Installs the global subscriber writing to stderr.
+pub fn init(format: LogFormat) -> Result<(), String> {
+    init_with(format, std::io::stderr)
+}

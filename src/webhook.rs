@@ -1,0 +1,283 @@
+//! The webhook handler: route, authenticate, read the body, classify, produce, answer. Glue only;
+//! each step's rules live in its own module.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::header::{HeaderValue, ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Body;
+use tokio::time::Instant;
+use tracing::{field, Instrument, Span};
+
+use crate::auth::Credentials;
+use crate::classify::classify;
+use crate::config::Config;
+use crate::error::{Outcome, WebhookError};
+use crate::metrics::Metrics;
+use crate::producer::{Delivered, Sink};
+use crate::record::{self, Headers, Record};
+use crate::topics::{EventType, KeyStrategy, TopicMap};
+
+const ACCEPTED: &[u8] = br#"{"status":"accepted"}"#;
+const X_REQUEST_ID: &str = "x-request-id";
+
+/// Everything a request needs, shared by all connections.
+pub struct Webhook<S> {
+    sink: Arc<S>,
+    metrics: Arc<Metrics>,
+    credentials: Credentials,
+    topics: TopicMap,
+    key_strategy: KeyStrategy,
+    path: String,
+    max_body_bytes: usize,
+    ack_timeout: Duration,
+    body_read_timeout: Duration,
+    log_phone_numbers: bool,
+}
+
+impl<S> std::fmt::Debug for Webhook<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhook").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+/// Decrements the in-flight gauge however the request ends, even if its future is dropped.
+struct InFlight<'a>(&'a Metrics);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.dec();
+    }
+}
+
+impl<S: Sink> Webhook<S> {
+    pub fn new(config: &Config, sink: Arc<S>, metrics: Arc<Metrics>) -> Webhook<S> {
+        Webhook {
+            sink,
+            metrics,
+            credentials: config.credentials.clone(),
+            topics: config.topics.clone(),
+            key_strategy: config.key_strategy,
+            path: config.webhook_path.clone(),
+            max_body_bytes: config.max_body_bytes,
+            ack_timeout: config.ack_timeout,
+            body_read_timeout: config.body_read_timeout,
+            log_phone_numbers: config.log_phone_numbers,
+        }
+    }
+
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<Full<Bytes>>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let started = Instant::now();
+        self.metrics.in_flight.inc();
+        let _in_flight = InFlight(&self.metrics);
+        let request_id = request_id(&req);
+        let span = tracing::info_span!(
+            "webhook",
+            request_id = %request_id,
+            event = field::Empty,
+            key = field::Empty,
+            topic = field::Empty,
+            partition = field::Empty,
+            offset = field::Empty,
+        );
+        let result = self.process(req, &request_id, started).instrument(span.clone()).await;
+        let elapsed = started.elapsed();
+        let _enter = span.enter();
+        let mut response = match result {
+            Ok(delivered) => {
+                span.record("partition", delivered.partition);
+                span.record("offset", delivered.offset);
+                tracing::debug!(latency_ms = elapsed.as_secs_f64() * 1e3, "accepted");
+                self.metrics.answered(Outcome::Accepted, elapsed, self.ack_timeout);
+                respond(StatusCode::OK, Bytes::from_static(ACCEPTED))
+            }
+            Err(err) => self.refuse(err, elapsed),
+        };
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert(X_REQUEST_ID, v);
+        }
+        response
+    }
+
+    fn refuse(&self, err: WebhookError, elapsed: Duration) -> Response<Full<Bytes>> {
+        let outcome = err.outcome();
+        let latency_ms = elapsed.as_secs_f64() * 1e3;
+        match outcome {
+            // The cause is logged here, once; the answer itself stays opaque.
+            Outcome::Unavailable | Outcome::Failed => {
+                tracing::warn!(latency_ms, status = outcome.status().as_u16(), error = %err, "not stored")
+            }
+            _ => tracing::info!(latency_ms, status = outcome.status().as_u16(), error = %err, "refused"),
+        }
+        self.metrics.answered(outcome, elapsed, self.ack_timeout);
+        let mut response = respond(outcome.status(), Bytes::from(err.body()));
+        let headers = response.headers_mut();
+        match outcome {
+            Outcome::Unauthorized => {
+                headers.insert(
+                    http::header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Basic realm="qikchat-bridge", charset="UTF-8""#),
+                );
+            }
+            Outcome::MethodNotAllowed => {
+                headers.insert(ALLOW, HeaderValue::from_static("POST"));
+            }
+            Outcome::Unavailable => {
+                headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        response
+    }
+
+    async fn process<B>(&self, req: Request<B>, request_id: &str, started: Instant) -> Result<Delivered, WebhookError>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let (parts, body) = req.into_parts();
+        if parts.uri.path() != self.path {
+            return Err(WebhookError::NotFound);
+        }
+        if parts.method != Method::POST {
+            return Err(WebhookError::MethodNotAllowed);
+        }
+        let auth = parts.headers.get(AUTHORIZATION).map(HeaderValue::as_bytes);
+        if let Err(reason) = self.credentials.check(auth) {
+            self.metrics.auth_failure(reason);
+            return Err(WebhookError::Unauthorized(reason));
+        }
+        let content_type = content_type(&parts.headers)?;
+        let received = SystemTime::now();
+        let body = self.read_body(&parts.headers, body).await?;
+        self.metrics.body_bytes.observe(body.len() as f64);
+        if body.is_empty() {
+            return Err(WebhookError::EmptyBody);
+        }
+
+        let received_at = humantime::format_rfc3339_millis(received).to_string();
+        let timestamp_ms = received.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        let deadline = started + self.ack_timeout;
+        let span = Span::current();
+        match classify(&body) {
+            Ok(envelope) => {
+                let route = self.topics.route(&envelope.event);
+                self.metrics.event(route.event_type);
+                if route.event_type != EventType::Unrouted {
+                    span.record("event", envelope.event.as_ref());
+                }
+                let key = record::key(self.key_strategy, &envelope);
+                if self.log_phone_numbers {
+                    span.record("key", key.as_deref());
+                }
+                span.record("topic", route.topic.as_str());
+                let record = Record {
+                    topic: &route.topic,
+                    key,
+                    value: &body,
+                    timestamp_ms,
+                    headers: Headers {
+                        event: Some(&envelope.event),
+                        message_id: envelope.message_id.as_deref(),
+                        request_id,
+                        received_at: &received_at,
+                        content_type,
+                        deadletter_reason: None,
+                    },
+                };
+                Ok(self.sink.send(&record, deadline).await?)
+            }
+            Err(invalid) => {
+                // Authenticated input is never dropped: it is kept for inspection, and the 400
+                // is only given once the dead-letter topic holds it.
+                self.metrics.event(EventType::Invalid);
+                let reason = invalid.to_string();
+                let topic = &self.topics.deadletter().topic;
+                span.record("topic", topic.as_str());
+                let record = Record {
+                    topic,
+                    key: None,
+                    value: &body,
+                    timestamp_ms,
+                    headers: Headers {
+                        event: None,
+                        message_id: None,
+                        request_id,
+                        received_at: &received_at,
+                        content_type,
+                        deadletter_reason: Some(&reason),
+                    },
+                };
+                self.sink.send(&record, deadline).await?;
+                Err(WebhookError::Invalid(invalid))
+            }
+        }
+    }
+
+    async fn read_body<B>(&self, headers: &HeaderMap, body: B) -> Result<Bytes, WebhookError>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let too_large = WebhookError::TooLarge { limit: self.max_body_bytes };
+        let declared = headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.max_body_bytes as u64) {
+            return Err(too_large);
+        }
+        let limited = Limited::new(body, self.max_body_bytes);
+        match tokio::time::timeout(self.body_read_timeout, limited.collect()).await {
+            Err(_) => Err(WebhookError::BodyTimeout(self.body_read_timeout)),
+            Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large),
+            Ok(Err(e)) => Err(WebhookError::BodyRead(e.to_string())),
+            Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        }
+    }
+}
+
+fn respond(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// JSON, or nothing said: anything else is refused before the body is read.
+fn content_type(headers: &HeaderMap) -> Result<&str, WebhookError> {
+    let Some(value) = headers.get(CONTENT_TYPE) else {
+        return Ok("application/json");
+    };
+    let text = value.to_str().map_err(|_| WebhookError::UnsupportedMediaType)?;
+    let media = text.split(';').next().unwrap_or("").trim();
+    let (kind, sub) = media.split_once('/').ok_or(WebhookError::UnsupportedMediaType)?;
+    let sub = sub.to_ascii_lowercase();
+    if kind.eq_ignore_ascii_case("application") && (sub == "json" || sub.ends_with("+json")) {
+        Ok(text)
+    } else {
+        Err(WebhookError::UnsupportedMediaType)
+    }
+}
+
+/// The sender's `X-Request-Id` when it is a sane token, otherwise a fresh UUID.
+fn request_id<B>(req: &Request<B>) -> String {
+    req.headers()
+        .get(X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| (1..=128).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+#[cfg(test)]
+mod tests;

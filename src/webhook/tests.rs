@@ -1,0 +1,1 @@
+//! Handler tests with a fake sink.
