@@ -54,7 +54,11 @@ pub enum AuthFailure {
 }
 
 impl AuthFailure {
-    pub const ALL: [AuthFailure; 3] = [AuthFailure::Missing, AuthFailure::Malformed, AuthFailure::Wrong];
+    pub const ALL: [AuthFailure; 3] = [
+        AuthFailure::Missing,
+        AuthFailure::Malformed,
+        AuthFailure::Wrong,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -74,11 +78,17 @@ pub struct Credentials {
 
 impl Credentials {
     pub fn new(accepted: Vec<Credential>) -> Credentials {
-        Credentials { accepted, required: true }
+        Credentials {
+            accepted,
+            required: true,
+        }
     }
 
     pub fn disabled() -> Credentials {
-        Credentials { accepted: Vec::new(), required: false }
+        Credentials {
+            accepted: Vec::new(),
+            required: false,
+        }
     }
 
     pub fn required(&self) -> bool {
@@ -143,7 +153,11 @@ mod tests {
     use super::*;
 
     fn creds(list: &[&str]) -> Credentials {
-        Credentials::new(list.iter().map(|c| Credential::parse(c).expect("valid")).collect())
+        Credentials::new(
+            list.iter()
+                .map(|c| Credential::parse(c).expect("valid"))
+                .collect(),
+        )
     }
 
     #[test]
@@ -162,10 +176,18 @@ mod tests {
     #[test]
     fn any_of_several_credentials_is_accepted_during_rotation() {
         let c = creds(&["old:one", "new:two"]);
-        let header = |s: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(s));
+        let header = |s: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(s)
+            )
+        };
         assert_eq!(c.check(Some(header("old:one").as_bytes())), Ok(()));
         assert_eq!(c.check(Some(header("new:two").as_bytes())), Ok(()));
-        assert_eq!(c.check(Some(header("new:one").as_bytes())), Err(AuthFailure::Wrong));
+        assert_eq!(
+            c.check(Some(header("new:one").as_bytes())),
+            Err(AuthFailure::Wrong)
+        );
     }
 
     #[test]
@@ -174,15 +196,24 @@ mod tests {
         assert_eq!(c.check(None), Err(AuthFailure::Missing));
         assert_eq!(c.check(Some(b"Bearer abc")), Err(AuthFailure::Malformed));
         assert_eq!(c.check(Some(b"Basic !!!")), Err(AuthFailure::Malformed));
-        assert_eq!(c.check(Some(b"Basic bm9jb2xvbg==")), Err(AuthFailure::Malformed));
+        assert_eq!(
+            c.check(Some(b"Basic bm9jb2xvbg==")),
+            Err(AuthFailure::Malformed)
+        );
         assert_eq!(c.check(Some(b"Basic")), Err(AuthFailure::Malformed));
-        assert_eq!(c.check(Some(b"Basic dGVzdHVzZXI6d3Jvbmc=")), Err(AuthFailure::Wrong));
+        assert_eq!(
+            c.check(Some(b"Basic dGVzdHVzZXI6d3Jvbmc=")),
+            Err(AuthFailure::Wrong)
+        );
     }
 
     #[test]
     fn passwords_may_contain_colons() {
         let c = creds(&["u:p:a:ss"]);
-        let header = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("u:p:a:ss"));
+        let header = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("u:p:a:ss")
+        );
         assert_eq!(c.check(Some(header.as_bytes())), Ok(()));
     }
 
@@ -194,6 +225,9 @@ mod tests {
     #[test]
     fn debug_shows_users_but_not_passwords() {
         let shown = format!("{:?}", creds(&["alice:topsecret"]));
-        assert!(shown.contains("alice") && !shown.contains("topsecret"), "{shown}");
+        assert!(
+            shown.contains("alice") && !shown.contains("topsecret"),
+            "{shown}"
+        );
     }
 }

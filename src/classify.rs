@@ -188,7 +188,6 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
     not_an_object!();
 }
 
-
 /// A string if the value is one; any other JSON value is consumed and yields `None`.
 struct Lenient<'a>(Option<Cow<'a, str>>);
 

@@ -45,7 +45,12 @@ pub struct Args {
     pub kafka_properties: Vec<String>,
 
     /// An accepted Basic credential, USER:PASS (repeatable, for rotation; env: comma-separated).
-    #[arg(long, env = "BRIDGE_AUTH", value_delimiter = ',', hide_env_values = true)]
+    #[arg(
+        long,
+        env = "BRIDGE_AUTH",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     pub auth: Vec<String>,
 
     /// A file of accepted credentials, one USER:PASS per line (# comments and blank lines skipped).
@@ -73,7 +78,12 @@ pub struct Args {
     pub topic_prefix: String,
 
     /// Route an event to a topic, EVENT=TOPIC (repeatable; replaces that event's default).
-    #[arg(long = "topic", env = "BRIDGE_TOPICS", value_delimiter = ',', value_name = "EVENT=TOPIC")]
+    #[arg(
+        long = "topic",
+        env = "BRIDGE_TOPICS",
+        value_delimiter = ',',
+        value_name = "EVENT=TOPIC"
+    )]
     pub topics: Vec<String>,
 
     /// Topic for authenticated events whose `event` has no route.
@@ -205,12 +215,8 @@ impl Config {
             None | Some("") => KafkaMode::Embedded,
             Some(brokers) => KafkaMode::Brokers(brokers.to_string()),
         };
-        let kafka_properties = kafka_props::from_sources(
-            env,
-            &args.kafka_properties,
-            args.ack_timeout,
-            &read_file,
-        )?;
+        let kafka_properties =
+            kafka_props::from_sources(env, &args.kafka_properties, args.ack_timeout, &read_file)?;
 
         let mut credentials = Vec::new();
         for entry in &args.auth {
@@ -237,7 +243,8 @@ impl Config {
             match kafka {
                 KafkaMode::Brokers(_) => return Err(ConfigError::NoCredentials),
                 KafkaMode::Embedded => {
-                    credentials.push(Credential::parse(SEED_CREDENTIAL).map_err(|r| invalid("seed", r))?);
+                    credentials
+                        .push(Credential::parse(SEED_CREDENTIAL).map_err(|r| invalid("seed", r))?);
                     seed_credential_in_use = true;
                 }
             }
@@ -251,7 +258,10 @@ impl Config {
         if !args.webhook_path.starts_with('/') || args.webhook_path.contains(['?', '#', ' ']) {
             return Err(invalid(
                 "--webhook-path",
-                format!("{:?} must be an absolute path like /webhook", args.webhook_path),
+                format!(
+                    "{:?} must be an absolute path like /webhook",
+                    args.webhook_path
+                ),
             ));
         }
         let positive = [
@@ -268,7 +278,10 @@ impl Config {
             return Err(invalid("--max-body-bytes", "must be greater than zero"));
         }
         if !(1..=1000).contains(&args.embedded_partitions) {
-            return Err(invalid("--embedded-partitions", "must be between 1 and 1000"));
+            return Err(invalid(
+                "--embedded-partitions",
+                "must be between 1 and 1000",
+            ));
         }
         let topics = TopicMap::new(
             &args.topic_prefix,
@@ -358,7 +371,10 @@ mod tests {
     }
 
     fn no_files(_: &Path) -> std::io::Result<String> {
-        Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"))
+        Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no such file",
+        ))
     }
 
     fn build(extra: &[&str]) -> Result<Config, ConfigError> {
@@ -377,12 +393,16 @@ mod tests {
 
     #[test]
     fn real_brokers_without_credentials_refuse_to_start() {
-        assert_eq!(build(&["--kafka-brokers", "k:9092"]).unwrap_err(), ConfigError::NoCredentials);
+        assert_eq!(
+            build(&["--kafka-brokers", "k:9092"]).unwrap_err(),
+            ConfigError::NoCredentials
+        );
     }
 
     #[test]
     fn real_brokers_start_without_credentials_only_with_the_insecure_flag() {
-        let config = build(&["--kafka-brokers", "k:9092", "--insecure-disable-auth"]).expect("valid");
+        let config =
+            build(&["--kafka-brokers", "k:9092", "--insecure-disable-auth"]).expect("valid");
         assert!(!config.credentials.required());
         assert!(!config.seed_credential_in_use);
     }
@@ -390,7 +410,14 @@ mod tests {
     #[test]
     fn credentials_come_from_flags_and_a_file_together() {
         let config = Config::from_args(
-            args(&["--kafka-brokers", "k:9092", "--auth", "a:1", "--auth-file", "/s/auth"]),
+            args(&[
+                "--kafka-brokers",
+                "k:9092",
+                "--auth",
+                "a:1",
+                "--auth-file",
+                "/s/auth",
+            ]),
             std::iter::empty(),
             |p: &Path| {
                 assert_eq!(p, Path::new("/s/auth"));

@@ -49,7 +49,11 @@ impl EmbeddedKafka {
             .recv()
             .map_err(|_| EmbeddedError("the cluster thread ended early".into()))?
             .map_err(EmbeddedError)?;
-        Ok(EmbeddedKafka { bootstrap, stop: Some(stop_tx), thread: Some(thread) })
+        Ok(EmbeddedKafka {
+            bootstrap,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
     }
 
     pub fn bootstrap_servers(&self) -> &str {

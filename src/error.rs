@@ -124,7 +124,9 @@ impl WebhookError {
             WebhookError::MethodNotAllowed => "method_not_allowed",
             WebhookError::Unauthorized(_) => "unauthorized",
             WebhookError::UnsupportedMediaType => "unsupported_media_type",
-            WebhookError::TooLarge { .. } | WebhookError::Produce(ProduceError::TooLarge) => "too_large",
+            WebhookError::TooLarge { .. } | WebhookError::Produce(ProduceError::TooLarge) => {
+                "too_large"
+            }
             WebhookError::BodyTimeout(_) => "body_timeout",
             WebhookError::BodyRead(_) | WebhookError::EmptyBody => "bad_request",
             WebhookError::Invalid(_) => "invalid_payload",
@@ -170,7 +172,9 @@ mod tests {
         assert!(!body.contains("Broker"), "{body}");
         let err = WebhookError::Produce(ProduceError::Rejected("TopicAuthorizationFailed".into()));
         assert_eq!(err.outcome().status(), StatusCode::INTERNAL_SERVER_ERROR);
-        assert!(!String::from_utf8(err.body()).expect("utf-8").contains("Topic"));
+        assert!(!String::from_utf8(err.body())
+            .expect("utf-8")
+            .contains("Topic"));
     }
 
     #[test]
@@ -179,8 +183,19 @@ mod tests {
         assert_eq!(err.outcome().status(), StatusCode::BAD_REQUEST);
         let body: serde_json::Value = serde_json::from_slice(&err.body()).expect("json");
         assert_eq!(body["error"], "invalid_payload");
-        assert!(body["message"].as_str().expect("text").contains("`event` is missing"));
-        assert_eq!(WebhookError::TooLarge { limit: 10 }.outcome().status(), StatusCode::PAYLOAD_TOO_LARGE);
-        assert_eq!(WebhookError::Produce(ProduceError::TooLarge).outcome().status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(body["message"]
+            .as_str()
+            .expect("text")
+            .contains("`event` is missing"));
+        assert_eq!(
+            WebhookError::TooLarge { limit: 10 }.outcome().status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        assert_eq!(
+            WebhookError::Produce(ProduceError::TooLarge)
+                .outcome()
+                .status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
     }
 }

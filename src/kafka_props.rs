@@ -103,12 +103,18 @@ where
                     path: path.to_path_buf(),
                     reason: e.to_string(),
                 })?;
-                (base.to_string(), text.trim_end_matches(['\r', '\n']).to_string())
+                (
+                    base.to_string(),
+                    text.trim_end_matches(['\r', '\n']).to_string(),
+                )
             }
             None => (name, value),
         };
         let key = env_to_property(&name).ok_or_else(|| {
-            invalid("KAFKA_* environment", format!("{name} does not name a librdkafka property"))
+            invalid(
+                "KAFKA_* environment",
+                format!("{name} does not name a librdkafka property"),
+            )
         })?;
         props.insert(key, value);
     }
@@ -129,16 +135,27 @@ where
 }
 
 pub fn is_secret(key: &str) -> bool {
-    ["password", "secret", "sasl.oauthbearer.config", "ssl.key.pem", "ssl_key", "token"]
-        .iter()
-        .any(|s| key.contains(s))
+    [
+        "password",
+        "secret",
+        "sasl.oauthbearer.config",
+        "ssl.key.pem",
+        "ssl_key",
+        "token",
+    ]
+    .iter()
+    .any(|s| key.contains(s))
 }
 
 impl fmt::Debug for KafkaProperties {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map()
             .entries(self.0.iter().map(|(k, v)| {
-                let shown = if is_secret(k) { "<redacted>" } else { v.as_str() };
+                let shown = if is_secret(k) {
+                    "<redacted>"
+                } else {
+                    v.as_str()
+                };
                 (k, shown)
             }))
             .finish()
@@ -150,7 +167,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn no_files(_: &Path) -> std::io::Result<String> {
@@ -159,10 +179,22 @@ mod tests {
 
     #[test]
     fn environment_names_map_like_confluent_images() {
-        assert_eq!(env_to_property("KAFKA_SASL_MECHANISM").as_deref(), Some("sasl.mechanism"));
-        assert_eq!(env_to_property("KAFKA_ENABLE_IDEMPOTENCE").as_deref(), Some("enable.idempotence"));
-        assert_eq!(env_to_property("KAFKA_FOO__BAR").as_deref(), Some("foo_bar"));
-        assert_eq!(env_to_property("KAFKA_FOO___BAR").as_deref(), Some("foo-bar"));
+        assert_eq!(
+            env_to_property("KAFKA_SASL_MECHANISM").as_deref(),
+            Some("sasl.mechanism")
+        );
+        assert_eq!(
+            env_to_property("KAFKA_ENABLE_IDEMPOTENCE").as_deref(),
+            Some("enable.idempotence")
+        );
+        assert_eq!(
+            env_to_property("KAFKA_FOO__BAR").as_deref(),
+            Some("foo_bar")
+        );
+        assert_eq!(
+            env_to_property("KAFKA_FOO___BAR").as_deref(),
+            Some("foo-bar")
+        );
         assert_eq!(env_to_property("KAFKA_"), None);
         assert_eq!(env_to_property("OTHER_X"), None);
     }
@@ -170,7 +202,11 @@ mod tests {
     #[test]
     fn flags_win_over_environment_which_wins_over_defaults() {
         let props = from_sources(
-            env(&[("KAFKA_ACKS", "all"), ("KAFKA_LINGER_MS", "5"), ("PATH", "/bin")]),
+            env(&[
+                ("KAFKA_ACKS", "all"),
+                ("KAFKA_LINGER_MS", "5"),
+                ("PATH", "/bin"),
+            ]),
             &["linger.ms=0".to_string()],
             Duration::from_millis(1500),
             &no_files,
@@ -201,7 +237,10 @@ mod tests {
     #[test]
     fn kubernetes_service_links_are_ignored() {
         let props = from_sources(
-            env(&[("KAFKA_PORT", "tcp://10.0.0.1:9092"), ("KAFKA_SERVICE_HOST", "10.0.0.1")]),
+            env(&[
+                ("KAFKA_PORT", "tcp://10.0.0.1:9092"),
+                ("KAFKA_SERVICE_HOST", "10.0.0.1"),
+            ]),
             &[],
             Duration::from_secs(1),
             &no_files,
@@ -213,7 +252,12 @@ mod tests {
 
     #[test]
     fn a_flag_without_equals_is_rejected() {
-        let err = from_sources(env(&[]), &["acks".into()], Duration::from_secs(1), &no_files);
+        let err = from_sources(
+            env(&[]),
+            &["acks".into()],
+            Duration::from_secs(1),
+            &no_files,
+        );
         assert!(err.is_err());
     }
 

@@ -94,10 +94,15 @@ pub async fn run(
         );
     }
     if !config.credentials.required() {
-        tracing::warn!("authentication is DISABLED (--insecure-disable-auth): anyone can post webhooks");
+        tracing::warn!(
+            "authentication is DISABLED (--insecure-disable-auth): anyone can post webhooks"
+        );
     }
 
-    let sink = Arc::new(KafkaSink::new(&config.producer_properties(&bootstrap), metrics.clone())?);
+    let sink = Arc::new(KafkaSink::new(
+        &config.producer_properties(&bootstrap),
+        metrics.clone(),
+    )?);
     let health = Arc::new(Health::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let readiness = tokio::spawn(producer::watch_readiness(
@@ -107,7 +112,12 @@ pub async fn run(
         READINESS_INTERVAL,
         stop_rx.clone(),
     ));
-    let admin = tokio::spawn(admin::serve(listeners.admin, health.clone(), metrics.clone(), stop_rx));
+    let admin = tokio::spawn(admin::serve(
+        listeners.admin,
+        health.clone(),
+        metrics.clone(),
+        stop_rx,
+    ));
 
     let webhook = Arc::new(Webhook::new(&config, sink.clone(), metrics.clone()));
     let options = ServerOptions {
@@ -136,7 +146,9 @@ pub async fn run(
     let flushed = tokio::task::spawn_blocking(move || flushing.flush(flush_timeout)).await;
     match flushed {
         Ok(Ok(())) => tracing::info!("producer flushed"),
-        Ok(Err(e)) => tracing::warn!(error = %e, left = sink.in_flight(), "producer flush incomplete"),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, left = sink.in_flight(), "producer flush incomplete")
+        }
         Err(e) => tracing::warn!(error = %e, "producer flush task failed"),
     }
     let _ = stop_tx.send(true);

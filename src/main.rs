@@ -13,7 +13,8 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let check_only = args.check_config;
     // Non-UTF-8 variables cannot be Kafka properties; skipping them beats panicking on them.
-    let env = std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+    let env = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
     let config = match Config::from_args(args, env, |p| std::fs::read_to_string(p)) {
         Ok(config) => config,
         Err(e) => {
@@ -28,7 +29,10 @@ fn main() -> ExitCode {
         eprintln!("qikchat-bridge: cannot start logging: {e}");
         return ExitCode::FAILURE;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the async runtime");

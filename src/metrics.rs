@@ -37,7 +37,9 @@ pub struct TopicMetrics {
 impl TopicMetrics {
     /// Counts a failed delivery under its error kind (a bounded set).
     pub fn failed(&self, kind: &str) {
-        self.deliveries.with_label_values(&[self.topic.as_str(), kind]).inc();
+        self.deliveries
+            .with_label_values(&[self.topic.as_str(), kind])
+            .inc();
     }
 }
 
@@ -71,45 +73,75 @@ impl Metrics {
         let reg = |c: Box<dyn prometheus::core::Collector>| registry.register(c);
 
         let requests_vec = IntCounterVec::new(
-            Opts::new(name("requests_total"), "Webhook requests answered, by outcome and HTTP status"),
+            Opts::new(
+                name("requests_total"),
+                "Webhook requests answered, by outcome and HTTP status",
+            ),
             &["outcome", "status"],
         )?;
         let durations_vec = HistogramVec::new(
-            HistogramOpts::new(name("request_duration_seconds"), "Time from request to answer, by outcome")
-                .buckets(LATENCY_BUCKETS.to_vec()),
+            HistogramOpts::new(
+                name("request_duration_seconds"),
+                "Time from request to answer, by outcome",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
             &["outcome"],
         )?;
         let events_vec = IntCounterVec::new(
-            Opts::new(name("events_total"), "Authenticated webhook bodies, by event type"),
+            Opts::new(
+                name("events_total"),
+                "Authenticated webhook bodies, by event type",
+            ),
             &["event_type"],
         )?;
         let auth_vec = IntCounterVec::new(
-            Opts::new(name("auth_failures_total"), "Requests refused with 401, by reason"),
+            Opts::new(
+                name("auth_failures_total"),
+                "Requests refused with 401, by reason",
+            ),
             &["reason"],
         )?;
         let deliveries = IntCounterVec::new(
-            Opts::new(name("kafka_deliveries_total"), "Records sent to Kafka, by topic and result (ok or the error kind)"),
+            Opts::new(
+                name("kafka_deliveries_total"),
+                "Records sent to Kafka, by topic and result (ok or the error kind)",
+            ),
             &["topic", "result"],
         )?;
         let delivery_vec = HistogramVec::new(
-            HistogramOpts::new(name("kafka_delivery_duration_seconds"), "Time from send to Kafka's delivery report, by topic")
-                .buckets(LATENCY_BUCKETS.to_vec()),
+            HistogramOpts::new(
+                name("kafka_delivery_duration_seconds"),
+                "Time from send to Kafka's delivery report, by topic",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
             &["topic"],
         )?;
         let slow_responses = IntCounter::new(
             name("slow_responses_total"),
             "Webhook answers that took longer than the ack timeout",
         )?;
-        let in_flight = IntGauge::new(name("requests_in_flight"), "Webhook requests being handled now")?;
+        let in_flight = IntGauge::new(
+            name("requests_in_flight"),
+            "Webhook requests being handled now",
+        )?;
         let body_bytes = Histogram::with_opts(
-            HistogramOpts::new(name("request_body_bytes"), "Size of authenticated request bodies")
-                .buckets(prometheus::exponential_buckets(256.0, 4.0, 8)?),
+            HistogramOpts::new(
+                name("request_body_bytes"),
+                "Size of authenticated request bodies",
+            )
+            .buckets(prometheus::exponential_buckets(256.0, 4.0, 8)?),
         )?;
         let ready = IntGauge::new(name("ready"), "1 when /readyz answers 200")?;
         let build_info = IntGauge::with_opts(
-            Opts::new(name("build_info"), "Always 1; the labels say which build runs")
-                .const_label("version", env!("CARGO_PKG_VERSION"))
-                .const_label("commit", option_env!("QIKCHAT_BRIDGE_GIT_COMMIT").unwrap_or("unknown")),
+            Opts::new(
+                name("build_info"),
+                "Always 1; the labels say which build runs",
+            )
+            .const_label("version", env!("CARGO_PKG_VERSION"))
+            .const_label(
+                "commit",
+                option_env!("QIKCHAT_BRIDGE_GIT_COMMIT").unwrap_or("unknown"),
+            ),
         )?;
         build_info.set(1);
         let kafka_stats = Arc::new(KafkaStats::new(PREFIX)?);
@@ -131,7 +163,9 @@ impl Metrics {
         }
         kafka_stats.register(&registry)?;
         #[cfg(target_os = "linux")]
-        reg(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+        reg(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
 
         // Resolving every label now makes each series visible (at 0) from the first scrape, so
         // rate() and alerts work before the first failure happens.
@@ -139,9 +173,18 @@ impl Metrics {
             .iter()
             .map(|o| requests_vec.with_label_values(&[o.label(), o.status().as_str()]))
             .collect();
-        let durations = Outcome::ALL.iter().map(|o| durations_vec.with_label_values(&[o.label()])).collect();
-        let events = EventType::ALL.iter().map(|e| events_vec.with_label_values(&[e.as_str()])).collect();
-        let auth_failures = AuthFailure::ALL.iter().map(|r| auth_vec.with_label_values(&[r.as_str()])).collect();
+        let durations = Outcome::ALL
+            .iter()
+            .map(|o| durations_vec.with_label_values(&[o.label()]))
+            .collect();
+        let events = EventType::ALL
+            .iter()
+            .map(|e| events_vec.with_label_values(&[e.as_str()]))
+            .collect();
+        let auth_failures = AuthFailure::ALL
+            .iter()
+            .map(|r| auth_vec.with_label_values(&[r.as_str()]))
+            .collect();
         let topics = topics
             .iter()
             .map(|t| {

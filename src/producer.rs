@@ -106,14 +106,21 @@ pub struct BridgeContext {
 impl ClientContext for BridgeContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
         match level {
-            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
                 tracing::error!(target: "librdkafka", facility = fac, "{message}")
             }
-            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", facility = fac, "{message}"),
+            RDKafkaLogLevel::Warning => {
+                tracing::warn!(target: "librdkafka", facility = fac, "{message}")
+            }
             RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
                 tracing::info!(target: "librdkafka", facility = fac, "{message}")
             }
-            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", facility = fac, "{message}"),
+            RDKafkaLogLevel::Debug => {
+                tracing::debug!(target: "librdkafka", facility = fac, "{message}")
+            }
         }
     }
 
@@ -140,18 +147,26 @@ impl std::fmt::Debug for KafkaSink {
 impl KafkaSink {
     /// Creates the producer; librdkafka validates every property here, so a typo in `-X` or a
     /// `KAFKA_*` variable stops start-up with librdkafka's own message.
-    pub fn new(properties: &BTreeMap<String, String>, metrics: Arc<Metrics>) -> Result<KafkaSink, KafkaError> {
+    pub fn new(
+        properties: &BTreeMap<String, String>,
+        metrics: Arc<Metrics>,
+    ) -> Result<KafkaSink, KafkaError> {
         let mut config = ClientConfig::new();
         for (k, v) in properties {
             config.set(k, v);
         }
-        let producer = config.create_with_context(BridgeContext { metrics: metrics.clone() })?;
+        let producer = config.create_with_context(BridgeContext {
+            metrics: metrics.clone(),
+        })?;
         Ok(KafkaSink { producer, metrics })
     }
 
     /// Asks a broker for `topic`'s metadata: the readiness test. Blocking; call off the runtime.
     pub fn check_metadata(&self, topic: &str, timeout: Duration) -> Result<(), KafkaError> {
-        let md = self.producer.client().fetch_metadata(Some(topic), timeout)?;
+        let md = self
+            .producer
+            .client()
+            .fetch_metadata(Some(topic), timeout)?;
         match md.topics().first().and_then(|t| t.error()) {
             Some(e) => Err(KafkaError::MetadataFetch(e.into())),
             None => Ok(()),
@@ -169,12 +184,23 @@ impl KafkaSink {
 }
 
 impl Sink for KafkaSink {
-    async fn send(&self, record: &Record<'_>, deadline: Instant) -> Result<Delivered, ProduceError> {
+    async fn send(
+        &self,
+        record: &Record<'_>,
+        deadline: Instant,
+    ) -> Result<Delivered, ProduceError> {
         let started = Instant::now();
         let topic_metrics = self.metrics.topic(record.topic);
-        let headers = record.headers.iter().fold(OwnedHeaders::new_with_capacity(6), |h, (key, value)| {
-            h.insert(Header { key, value: Some(value) })
-        });
+        let headers =
+            record
+                .headers
+                .iter()
+                .fold(OwnedHeaders::new_with_capacity(6), |h, (key, value)| {
+                    h.insert(Header {
+                        key,
+                        value: Some(value),
+                    })
+                });
         let mut out = FutureRecord::to(record.topic)
             .payload(record.value)
             .headers(headers)
@@ -191,7 +217,10 @@ impl Sink for KafkaSink {
                 Err(_) => Err(ProduceError::Timeout),
                 Ok(Err(_canceled)) => Err(ProduceError::Unavailable("producer closed".into())),
                 Ok(Ok(Err((e, _)))) => Err(ProduceError::from_kafka(&e)),
-                Ok(Ok(Ok(d))) => Ok(Delivered { partition: d.partition, offset: d.offset }),
+                Ok(Ok(Ok(d))) => Ok(Delivered {
+                    partition: d.partition,
+                    offset: d.offset,
+                }),
             },
         };
         if let Some(m) = topic_metrics {
@@ -219,14 +248,18 @@ pub async fn watch_readiness(
     loop {
         let probe = sink.clone();
         let t = topic.clone();
-        let ok = tokio::task::spawn_blocking(move || probe.check_metadata(&t, interval.max(Duration::from_millis(500))))
-            .await
-            .map(|r| r.map_err(|e| e.to_string()))
-            .unwrap_or_else(|e| Err(e.to_string()));
+        let ok = tokio::task::spawn_blocking(move || {
+            probe.check_metadata(&t, interval.max(Duration::from_millis(500)))
+        })
+        .await
+        .map(|r| r.map_err(|e| e.to_string()))
+        .unwrap_or_else(|e| Err(e.to_string()));
         let was = ready.swap(ok.is_ok(), Ordering::SeqCst);
         match (&ok, was) {
             (Ok(()), false) => tracing::info!(topic, "Kafka answers metadata requests: ready"),
-            (Err(e), true) => tracing::warn!(topic, error = %e, "Kafka metadata request failed: not ready"),
+            (Err(e), true) => {
+                tracing::warn!(topic, error = %e, "Kafka metadata request failed: not ready")
+            }
             _ => {}
         }
         tokio::select! {
@@ -244,15 +277,29 @@ mod tests {
     fn librdkafka_errors_sort_into_retryable_and_permanent() {
         let e = |c| ProduceError::from_kafka(&KafkaError::MessageProduction(c));
         assert_eq!(e(RDKafkaErrorCode::QueueFull), ProduceError::QueueFull);
-        assert_eq!(e(RDKafkaErrorCode::MessageSizeTooLarge), ProduceError::TooLarge);
-        assert!(matches!(e(RDKafkaErrorCode::TopicAuthorizationFailed), ProduceError::Rejected(_)));
-        assert!(matches!(e(RDKafkaErrorCode::MessageTimedOut), ProduceError::Unavailable(_)));
-        assert!(matches!(e(RDKafkaErrorCode::NotLeaderForPartition), ProduceError::Unavailable(_)));
+        assert_eq!(
+            e(RDKafkaErrorCode::MessageSizeTooLarge),
+            ProduceError::TooLarge
+        );
+        assert!(matches!(
+            e(RDKafkaErrorCode::TopicAuthorizationFailed),
+            ProduceError::Rejected(_)
+        ));
+        assert!(matches!(
+            e(RDKafkaErrorCode::MessageTimedOut),
+            ProduceError::Unavailable(_)
+        ));
+        assert!(matches!(
+            e(RDKafkaErrorCode::NotLeaderForPartition),
+            ProduceError::Unavailable(_)
+        ));
     }
 
     #[test]
     fn metric_kinds_are_snake_case_names() {
-        let e = ProduceError::from_kafka(&KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut));
+        let e = ProduceError::from_kafka(&KafkaError::MessageProduction(
+            RDKafkaErrorCode::MessageTimedOut,
+        ));
         assert_eq!(e.metric_kind(), "message_timed_out");
         assert_eq!(ProduceError::Timeout.metric_kind(), "timeout");
     }

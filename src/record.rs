@@ -86,8 +86,14 @@ mod tests {
     fn a_message_and_its_status_share_the_customers_key() {
         let incoming = classify(br#"{"event":"whatsapp:message:in","payload":{"id":"a","message":{"from":"919000000001"}}}"#).expect("valid");
         let status = classify(br#"{"event":"whatsapp:message:status","payload":{"id":"b","from":"91800","to":"+919000000001"}}"#).expect("valid");
-        assert_eq!(key(KeyStrategy::Conversation, &incoming).as_deref(), Some("919000000001"));
-        assert_eq!(key(KeyStrategy::Conversation, &status).as_deref(), Some("919000000001"));
+        assert_eq!(
+            key(KeyStrategy::Conversation, &incoming).as_deref(),
+            Some("919000000001")
+        );
+        assert_eq!(
+            key(KeyStrategy::Conversation, &status).as_deref(),
+            Some("919000000001")
+        );
     }
 
     #[test]
@@ -115,6 +121,15 @@ mod tests {
             deadletter_reason: Some("why"),
         };
         let names: Vec<_> = h.iter().map(|(n, _)| n).collect();
-        assert_eq!(names, ["message-id", "request-id", "received-at", "content-type", "deadletter-reason"]);
+        assert_eq!(
+            names,
+            [
+                "message-id",
+                "request-id",
+                "received-at",
+                "content-type",
+                "deadletter-reason"
+            ]
+        );
     }
 }

@@ -63,7 +63,9 @@ pub async fn serve<S: Sink>(
             let webhook = webhook.clone();
             async move { Ok::<_, Infallible>(webhook.handle(req).await) }
         });
-        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {

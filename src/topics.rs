@@ -88,8 +88,16 @@ impl TopicMap {
         };
         let mut routes = HashMap::new();
         let defaults = [
-            (EVENT_MESSAGE_IN, "whatsapp.message.in", EventType::MessageIn),
-            (EVENT_MESSAGE_STATUS, "whatsapp.message.status", EventType::MessageStatus),
+            (
+                EVENT_MESSAGE_IN,
+                "whatsapp.message.in",
+                EventType::MessageIn,
+            ),
+            (
+                EVENT_MESSAGE_STATUS,
+                "whatsapp.message.status",
+                EventType::MessageStatus,
+            ),
         ];
         for (event, name, event_type) in defaults {
             let topic = topic(name, "--topic-prefix")?;
@@ -162,8 +170,13 @@ fn validate_topic(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 249 || name == "." || name == ".." {
         return Err(format!("{name:?} is not a valid Kafka topic name"));
     }
-    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
-        return Err(format!("{name:?} may only contain letters, digits, '.', '_' and '-'"));
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    {
+        return Err(format!(
+            "{name:?} may only contain letters, digits, '.', '_' and '-'"
+        ));
     }
     Ok(())
 }
@@ -181,8 +194,14 @@ mod tests {
     fn default_routes_follow_the_issue() {
         let m = map("", &[]).expect("valid");
         assert_eq!(m.route(EVENT_MESSAGE_IN).topic, "whatsapp.message.in");
-        assert_eq!(m.route(EVENT_MESSAGE_STATUS).topic, "whatsapp.message.status");
-        assert_eq!(m.route("whatsapp:template:status").topic, "whatsapp.unrouted");
+        assert_eq!(
+            m.route(EVENT_MESSAGE_STATUS).topic,
+            "whatsapp.message.status"
+        );
+        assert_eq!(
+            m.route("whatsapp:template:status").topic,
+            "whatsapp.unrouted"
+        );
         assert_eq!(m.deadletter().topic, "whatsapp.deadletter");
     }
 

@@ -40,7 +40,9 @@ pub struct Webhook<S> {
 
 impl<S> std::fmt::Debug for Webhook<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Webhook").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("Webhook")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -87,7 +89,10 @@ impl<S: Sink> Webhook<S> {
             partition = field::Empty,
             offset = field::Empty,
         );
-        let result = self.process(req, &request_id, started).instrument(span.clone()).await;
+        let result = self
+            .process(req, &request_id, started)
+            .instrument(span.clone())
+            .await;
         let elapsed = started.elapsed();
         let _enter = span.enter();
         let mut response = match result {
@@ -95,7 +100,8 @@ impl<S: Sink> Webhook<S> {
                 span.record("partition", delivered.partition);
                 span.record("offset", delivered.offset);
                 tracing::debug!(latency_ms = elapsed.as_secs_f64() * 1e3, "accepted");
-                self.metrics.answered(Outcome::Accepted, elapsed, self.ack_timeout);
+                self.metrics
+                    .answered(Outcome::Accepted, elapsed, self.ack_timeout);
                 respond(StatusCode::OK, Bytes::from_static(ACCEPTED))
             }
             Err(err) => self.refuse(err, elapsed),
@@ -114,7 +120,9 @@ impl<S: Sink> Webhook<S> {
             Outcome::Unavailable | Outcome::Failed => {
                 tracing::warn!(latency_ms, status = outcome.status().as_u16(), error = %err, "not stored")
             }
-            _ => tracing::info!(latency_ms, status = outcome.status().as_u16(), error = %err, "refused"),
+            _ => {
+                tracing::info!(latency_ms, status = outcome.status().as_u16(), error = %err, "refused")
+            }
         }
         self.metrics.answered(outcome, elapsed, self.ack_timeout);
         let mut response = respond(outcome.status(), Bytes::from(err.body()));
@@ -137,7 +145,12 @@ impl<S: Sink> Webhook<S> {
         response
     }
 
-    async fn process<B>(&self, req: Request<B>, request_id: &str, started: Instant) -> Result<Delivered, WebhookError>
+    async fn process<B>(
+        &self,
+        req: Request<B>,
+        request_id: &str,
+        started: Instant,
+    ) -> Result<Delivered, WebhookError>
     where
         B: Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -163,7 +176,9 @@ impl<S: Sink> Webhook<S> {
         }
 
         let received_at = humantime::format_rfc3339_millis(received).to_string();
-        let timestamp_ms = received.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        let timestamp_ms = received
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
         let deadline = started + self.ack_timeout;
         let span = Span::current();
         match classify(&body) {
@@ -226,7 +241,9 @@ impl<S: Sink> Webhook<S> {
         B: Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let too_large = WebhookError::TooLarge { limit: self.max_body_bytes };
+        let too_large = WebhookError::TooLarge {
+            limit: self.max_body_bytes,
+        };
         let declared = headers
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
@@ -258,9 +275,13 @@ fn content_type(headers: &HeaderMap) -> Result<&str, WebhookError> {
     let Some(value) = headers.get(CONTENT_TYPE) else {
         return Ok("application/json");
     };
-    let text = value.to_str().map_err(|_| WebhookError::UnsupportedMediaType)?;
+    let text = value
+        .to_str()
+        .map_err(|_| WebhookError::UnsupportedMediaType)?;
     let media = text.split(';').next().unwrap_or("").trim();
-    let (kind, sub) = media.split_once('/').ok_or(WebhookError::UnsupportedMediaType)?;
+    let (kind, sub) = media
+        .split_once('/')
+        .ok_or(WebhookError::UnsupportedMediaType)?;
     let sub = sub.to_ascii_lowercase();
     if kind.eq_ignore_ascii_case("application") && (sub == "json" || sub.ends_with("+json")) {
         Ok(text)

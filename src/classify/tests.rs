@@ -27,7 +27,10 @@ fn a_status_yields_the_recipient() {
     let e = classify(STATUS).expect("valid");
     assert_eq!(e.event, "whatsapp:message:status");
     assert_eq!(e.to.as_deref(), Some("+91790XXXXXXX"));
-    assert_eq!(e.from, None, "payload.from is the business, not payload.message.from");
+    assert_eq!(
+        e.from, None,
+        "payload.from is the business, not payload.message.from"
+    );
 }
 
 #[test]
@@ -60,9 +63,13 @@ fn unexpected_payload_shapes_are_ignored_not_refused() {
 
 #[test]
 fn fields_after_the_event_are_still_read() {
-    let e = classify(br#"{"payload":{"message":{"x":1,"from":"1"},"to":"2","id":"3"},"event":"e"}"#)
-        .expect("valid");
-    assert_eq!((e.from.as_deref(), e.to.as_deref(), e.message_id.as_deref()), (Some("1"), Some("2"), Some("3")));
+    let e =
+        classify(br#"{"payload":{"message":{"x":1,"from":"1"},"to":"2","id":"3"},"event":"e"}"#)
+            .expect("valid");
+    assert_eq!(
+        (e.from.as_deref(), e.to.as_deref(), e.message_id.as_deref()),
+        (Some("1"), Some("2"), Some("3"))
+    );
 }
 
 #[test]
@@ -75,10 +82,18 @@ fn refusals_name_the_reason() {
         (b"{}", ClassifyError::MissingEvent),
         (br#"{"event":1}"#, ClassifyError::EventNotString),
         (br#"{"event":null}"#, ClassifyError::EventNotString),
-        (br#"{"event":"a","event":"b"}"#, ClassifyError::DuplicateEvent),
+        (
+            br#"{"event":"a","event":"b"}"#,
+            ClassifyError::DuplicateEvent,
+        ),
     ];
     for (body, want) in cases {
-        assert_eq!(classify(body).unwrap_err(), *want, "{}", String::from_utf8_lossy(body));
+        assert_eq!(
+            classify(body).unwrap_err(),
+            *want,
+            "{}",
+            String::from_utf8_lossy(body)
+        );
     }
 }
 
@@ -96,7 +111,10 @@ fn malformed_json_reports_a_position_but_never_the_content() {
         let text = err.to_string();
         assert!(matches!(err, ClassifyError::NotJson(_)), "{text}");
         assert!(text.contains("line"), "{text}");
-        assert!(!text.contains("secret") && !text.contains("trailing"), "{text}");
+        assert!(
+            !text.contains("secret") && !text.contains("trailing"),
+            "{text}"
+        );
     }
 }
 
@@ -107,14 +125,30 @@ fn invalid_json_after_a_valid_event_is_still_refused() {
 
 #[test]
 fn nesting_deeper_than_the_limit_is_refused_without_overflowing_the_stack() {
-    let nest = |n: usize| format!("{{\"event\":\"e\",\"x\":{}{}}}", "[".repeat(n), "]".repeat(n));
+    let nest = |n: usize| {
+        format!(
+            "{{\"event\":\"e\",\"x\":{}{}}}",
+            "[".repeat(n),
+            "]".repeat(n)
+        )
+    };
     assert!(classify(nest(MAX_DEPTH - 1).as_bytes()).is_ok());
-    assert_eq!(classify(nest(MAX_DEPTH).as_bytes()), Err(ClassifyError::TooDeep));
-    assert_eq!(classify(nest(100_000).as_bytes()), Err(ClassifyError::TooDeep));
+    assert_eq!(
+        classify(nest(MAX_DEPTH).as_bytes()),
+        Err(ClassifyError::TooDeep)
+    );
+    assert_eq!(
+        classify(nest(100_000).as_bytes()),
+        Err(ClassifyError::TooDeep)
+    );
 }
 
 #[test]
 fn brackets_inside_strings_do_not_count_as_nesting() {
-    let body = format!(r#"{{"event":"e","x":"{}\"{}"}}"#, "[".repeat(500), "{".repeat(500));
+    let body = format!(
+        r#"{{"event":"e","x":"{}\"{}"}}"#,
+        "[".repeat(500),
+        "{".repeat(500)
+    );
     assert!(classify(body.as_bytes()).is_ok());
 }

@@ -1,1 +1,170 @@
-//! Handler tests with a fake sink.
+//! Handler tests with a fake sink: how each producer failure is answered.
+
+use std::sync::Mutex;
+
+use super::*;
+use crate::config::Config;
+use crate::producer::ProduceError;
+
+/// Topic, key and value of each record sent.
+type Sent = (String, Option<String>, Vec<u8>);
+
+struct FakeSink {
+    result: Result<Delivered, ProduceError>,
+    seen: Mutex<Vec<Sent>>,
+}
+
+impl Sink for FakeSink {
+    async fn send(
+        &self,
+        record: &Record<'_>,
+        _deadline: Instant,
+    ) -> Result<Delivered, ProduceError> {
+        let key = record.key.as_deref().map(str::to_string);
+        self.seen.lock().expect("lock").push((
+            record.topic.to_string(),
+            key,
+            record.value.to_vec(),
+        ));
+        self.result.clone()
+    }
+}
+
+fn webhook(result: Result<Delivered, ProduceError>) -> (Webhook<FakeSink>, Arc<FakeSink>) {
+    let config = Config::for_brokers("k:9092", "u:p").expect("config");
+    let metrics = Arc::new(Metrics::new(&config.topics.all_topics()).expect("metrics"));
+    let sink = Arc::new(FakeSink {
+        result,
+        seen: Mutex::new(Vec::new()),
+    });
+    (Webhook::new(&config, sink.clone(), metrics), sink)
+}
+
+fn post(body: &'static [u8]) -> Request<Full<Bytes>> {
+    Request::post("/webhook")
+        .header(AUTHORIZATION, "Basic dTpw")
+        .body(Full::new(Bytes::from_static(body)))
+        .expect("request")
+}
+
+const STATUS: &[u8] = br#"{"event":"whatsapp:message:status","payload":{"id":"m","to":"+1"}}"#;
+
+#[tokio::test]
+async fn an_acknowledged_record_is_answered_200_with_the_record_passed_through() {
+    let (hook, sink) = webhook(Ok(Delivered {
+        partition: 0,
+        offset: 7,
+    }));
+    let response = hook.handle(post(STATUS)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers().contains_key(X_REQUEST_ID));
+    let seen = sink.seen.lock().expect("lock");
+    assert_eq!(
+        seen[0],
+        (
+            "whatsapp.message.status".to_string(),
+            Some("1".to_string()),
+            STATUS.to_vec()
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_full_queue_or_a_missed_deadline_is_503_with_retry_after() {
+    for err in [
+        ProduceError::QueueFull,
+        ProduceError::Timeout,
+        ProduceError::Unavailable("x".into()),
+    ] {
+        let (hook, _) = webhook(Err(err.clone()));
+        let response = hook.handle(post(STATUS)).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{err:?}"
+        );
+        assert_eq!(response.headers()[RETRY_AFTER], "1");
+    }
+}
+
+#[tokio::test]
+async fn a_permanent_refusal_is_500_and_a_too_large_record_413() {
+    let (hook, _) = webhook(Err(ProduceError::Rejected(
+        "TopicAuthorizationFailed".into(),
+    )));
+    assert_eq!(
+        hook.handle(post(STATUS)).await.status(),
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    let (hook, _) = webhook(Err(ProduceError::TooLarge));
+    assert_eq!(
+        hook.handle(post(STATUS)).await.status(),
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_body_whose_dead_letter_write_fails_is_503_so_the_sender_retries() {
+    let (hook, sink) = webhook(Err(ProduceError::Timeout));
+    let response = hook.handle(post(b"{oops")).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(sink.seen.lock().expect("lock")[0].0, "whatsapp.deadletter");
+}
+
+#[tokio::test]
+async fn refusals_before_the_body_never_reach_the_sink() {
+    let (hook, sink) = webhook(Ok(Delivered {
+        partition: 0,
+        offset: 0,
+    }));
+    let no_auth = Request::post("/webhook")
+        .body(Full::new(Bytes::from_static(STATUS)))
+        .expect("request");
+    assert_eq!(
+        hook.handle(no_auth).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let wrong_type = Request::post("/webhook")
+        .header(AUTHORIZATION, "Basic dTpw")
+        .header(CONTENT_TYPE, "application/xml")
+        .body(Full::new(Bytes::from_static(STATUS)))
+        .expect("request");
+    assert_eq!(
+        hook.handle(wrong_type).await.status(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE
+    );
+    assert!(sink.seen.lock().expect("lock").is_empty());
+}
+
+#[test]
+fn json_content_types_are_recognised() {
+    let check = |v: &'static str| {
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static(v));
+        content_type(&h).is_ok()
+    };
+    assert!(check("application/json"));
+    assert!(check("application/json; charset=utf-8"));
+    assert!(check("application/vnd.qikchat+json"));
+    assert!(!check("text/json"));
+    assert!(!check("application/jsonp"));
+    assert!(!check("multipart/form-data"));
+}
+
+#[test]
+fn only_sane_request_ids_are_kept() {
+    let with = |v: &'static str| {
+        let req = Request::post("/")
+            .header(X_REQUEST_ID, v)
+            .body(())
+            .expect("request");
+        request_id(&req)
+    };
+    assert_eq!(with("abc-123"), "abc-123");
+    assert_ne!(with("has space"), "has space");
+    assert_eq!(
+        with(Box::leak("x".repeat(200).into_boxed_str())).len(),
+        36,
+        "too long: a UUID instead"
+    );
+}

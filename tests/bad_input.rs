@@ -1,0 +1,149 @@
+//! Every bad input gets a clear status and JSON message; authenticated bodies are never lost.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestApp, PASS, STATUS, USER};
+
+async fn json(r: reqwest::Response) -> serde_json::Value {
+    serde_json::from_slice(&r.bytes().await.expect("body")).expect("JSON error body")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_json_is_refused_with_400_and_kept_in_the_dead_letter_topic() {
+    let app = TestApp::start(&[]).await;
+    let body: &'static [u8] = b"{\"event\": \"whatsapp:message:in\", \"payload\": {";
+    let response = app.post(body).await;
+    assert_eq!(response.status(), 400);
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    let err = json(response).await;
+    assert_eq!(err["error"], "invalid_payload");
+    assert!(
+        err["message"]
+            .as_str()
+            .expect("text")
+            .contains("not valid JSON"),
+        "{err}"
+    );
+
+    let got = app
+        .records("whatsapp.deadletter", 1, Duration::from_secs(10))
+        .await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].value, body);
+    assert_eq!(got[0].headers["request-id"], request_id);
+    assert!(
+        got[0].headers["deadletter-reason"].contains("not valid JSON"),
+        "{:?}",
+        got[0].headers
+    );
+    assert!(!got[0].headers.contains_key("event"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_without_a_string_event_is_refused_and_dead_lettered() {
+    let app = TestApp::start(&[]).await;
+    for (body, reason) in [
+        (&br#"{"payload":{}}"#[..], "`event` is missing"),
+        (br#"{"event":7}"#, "`event` is not a string"),
+        (br#"[{"event":"x"}]"#, "not a JSON object"),
+    ] {
+        let response = app.post(body).await;
+        assert_eq!(response.status(), 400);
+        assert!(json(response).await["message"]
+            .as_str()
+            .expect("text")
+            .contains(reason));
+    }
+    let got = app
+        .records("whatsapp.deadletter", 3, Duration::from_secs(10))
+        .await;
+    assert_eq!(got.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_mib_body_is_refused_with_413_and_produces_nothing() {
+    let app = TestApp::start(&[]).await;
+    let big: &'static [u8] = Vec::leak(vec![b' '; 2 * 1024 * 1024]);
+    let response = app.post(big).await;
+    assert_eq!(response.status(), 413);
+    assert_eq!(json(response).await["error"], "too_large");
+    assert_eq!(app.total_records().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_body_over_the_limit_is_cut_off_while_reading() {
+    let app = TestApp::start(&["--max-body-bytes", "1000"]).await;
+    let chunks = futures_chunks(vec![vec![b' '; 600], vec![b' '; 600]]);
+    let response = app
+        .http
+        .post(app.url())
+        .basic_auth(USER, Some(PASS))
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 413);
+}
+
+fn futures_chunks(
+    parts: Vec<Vec<u8>>,
+) -> impl futures_core::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+    tokio_stream::iter(parts.into_iter().map(Ok))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_body_is_refused_with_400() {
+    let app = TestApp::start(&[]).await;
+    let response = app.post(b"").await;
+    assert_eq!(response.status(), 400);
+    assert_eq!(json(response).await["message"], "body is empty");
+    assert_eq!(app.total_records().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_json_content_type_is_refused_with_415() {
+    let app = TestApp::start(&[]).await;
+    let response = app
+        .http
+        .post(app.url())
+        .basic_auth(USER, Some(PASS))
+        .header("content-type", "text/plain")
+        .body(STATUS)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 415);
+    assert_eq!(app.total_records().await, 0);
+    let ok = app
+        .http
+        .post(app.url())
+        .basic_auth(USER, Some(PASS))
+        .header("content-type", "Application/JSON; charset=utf-8")
+        .body(STATUS)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(ok.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_paths_are_404_and_other_methods_405() {
+    let app = TestApp::start(&[]).await;
+    let r = app
+        .http
+        .post(format!("http://{}/other", app.addr))
+        .body(STATUS)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 404);
+    let r = app.http.get(app.url()).send().await.expect("request");
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "POST");
+    assert_eq!(json(r).await["error"], "method_not_allowed");
+}

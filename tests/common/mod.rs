@@ -1,0 +1,244 @@
+//! Test harness: the real app on port 0 against its own `MockCluster`, an HTTP client, and a
+//! real rdkafka consumer to read back what the bridge produced.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use qikchat_bridge::config::{Args, Config};
+use qikchat_bridge::{run, Listeners};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const USER: &str = "qikchat";
+pub const PASS: &str = "correct horse battery staple";
+pub const PARTITIONS: i32 = 3;
+
+pub const TEXT: &[u8] = include_bytes!("../fixtures/message-in-text.json");
+pub const IMAGE: &[u8] = include_bytes!("../fixtures/message-in-image.json");
+pub const STATUS: &[u8] = include_bytes!("../fixtures/status-read.json");
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub cluster: MockCluster<'static, DefaultProducerContext>,
+    pub bootstrap: String,
+    pub config: Config,
+    pub http: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    pub handle: Option<JoinHandle<Result<(), qikchat_bridge::StartError>>>,
+}
+
+/// A record as a consumer in any language would see it.
+#[derive(Debug, Clone)]
+pub struct Got {
+    pub topic: String,
+    pub partition: i32,
+    pub key: Option<String>,
+    pub value: Vec<u8>,
+    pub headers: BTreeMap<String, String>,
+    pub timestamp: Option<i64>,
+}
+
+impl TestApp {
+    /// Starts the bridge with the test credential plus `extra` flags.
+    pub async fn start(extra: &[&str]) -> TestApp {
+        let cluster = MockCluster::new(1).expect("mock cluster");
+        let bootstrap = cluster.bootstrap_servers();
+        let credential = format!("{USER}:{PASS}");
+        let mut argv = vec![
+            "qikchat-bridge",
+            "--kafka-brokers",
+            &bootstrap,
+            "--auth",
+            &credential,
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ];
+        argv.extend_from_slice(extra);
+        let args = Args::try_parse_from(argv).expect("test flags parse");
+        let config = Config::from_args(args, std::iter::empty(), |p| std::fs::read_to_string(p))
+            .expect("test config is valid");
+        for topic in config.topics.all_topics() {
+            cluster
+                .create_topic(&topic, PARTITIONS, 1)
+                .expect("create topic");
+        }
+        let listeners = Listeners {
+            webhook: TcpListener::bind(config.listen)
+                .await
+                .expect("bind webhook"),
+            admin: TcpListener::bind(config.admin_listen)
+                .await
+                .expect("bind admin"),
+        };
+        let addr = listeners.webhook.local_addr().expect("addr");
+        let admin = listeners.admin.local_addr().expect("admin addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(run(config.clone(), listeners, async {
+            let _ = rx.await;
+        }));
+        let app = TestApp {
+            addr,
+            admin,
+            cluster,
+            bootstrap,
+            config,
+            http: reqwest::Client::new(),
+            shutdown: Some(tx),
+            handle: Some(handle),
+        };
+        app.wait_ready().await;
+        app
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/webhook", self.addr)
+    }
+
+    pub async fn wait_ready(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while tokio::time::Instant::now() < deadline {
+            if self.admin_get("/readyz").await.0 == 200 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("bridge not ready within 10 s");
+    }
+
+    pub async fn admin_get(&self, path: &str) -> (u16, String) {
+        let r = self
+            .http
+            .get(format!("http://{}{path}", self.admin))
+            .send()
+            .await
+            .expect("admin request");
+        (r.status().as_u16(), r.text().await.expect("admin body"))
+    }
+
+    /// POSTs `body` with the test credential.
+    pub async fn post(&self, body: &'static [u8]) -> reqwest::Response {
+        self.http
+            .post(self.url())
+            .basic_auth(USER, Some(PASS))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Stops the bridge and waits for `run` to return.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.await.expect("run task").expect("run result");
+        }
+    }
+
+    pub fn trigger_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Reads every record in `topic` until `count` arrived or `timeout` passed.
+    pub async fn records(&self, topic: &str, count: usize, timeout: Duration) -> Vec<Got> {
+        let (bootstrap, topic) = (self.bootstrap.clone(), topic.to_string());
+        tokio::task::spawn_blocking(move || read_records(&bootstrap, &topic, count, timeout))
+            .await
+            .expect("consumer task")
+    }
+
+    /// How many records all of the bridge's topics hold.
+    pub async fn total_records(&self) -> i64 {
+        let bootstrap = self.bootstrap.clone();
+        let topics = self.config.topics.all_topics();
+        tokio::task::spawn_blocking(move || {
+            let consumer = consumer(&bootstrap);
+            let mut total = 0;
+            for topic in &topics {
+                for p in 0..PARTITIONS {
+                    let (lo, hi) = consumer
+                        .fetch_watermarks(topic, p, Duration::from_secs(5))
+                        .expect("watermarks");
+                    total += hi - lo;
+                }
+            }
+            total
+        })
+        .await
+        .expect("watermark task")
+    }
+}
+
+fn consumer(bootstrap: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "qikchat-bridge-tests")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer")
+}
+
+fn read_records(bootstrap: &str, topic: &str, count: usize, timeout: Duration) -> Vec<Got> {
+    let consumer = consumer(bootstrap);
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("partition");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let deadline = std::time::Instant::now() + timeout;
+    let mut out = Vec::new();
+    while out.len() < count && std::time::Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => out.push(Got {
+                topic: m.topic().to_string(),
+                partition: m.partition(),
+                key: m
+                    .key()
+                    .map(|k| String::from_utf8(k.to_vec()).expect("utf-8 key")),
+                value: m.payload().unwrap_or_default().to_vec(),
+                headers: m
+                    .headers()
+                    .map(|hs| {
+                        hs.iter()
+                            .map(|h| {
+                                let v = h
+                                    .value
+                                    .map(|v| String::from_utf8(v.to_vec()).expect("utf-8 header"));
+                                (h.key.to_string(), v.unwrap_or_default())
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                timestamp: m.timestamp().to_millis(),
+            }),
+            Some(Err(e)) => panic!("consumer error: {e}"),
+            None => {}
+        }
+    }
+    out
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! When Kafka cannot acknowledge, the bridge answers 503 inside the deadline — never 200 — and
+//! recovers by itself when the broker returns.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{TestApp, STATUS};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_outage_is_answered_503_within_the_deadline_and_200_again_after_it_returns() {
+    let app = TestApp::start(&["--ack-timeout", "1s"]).await;
+    assert_eq!(app.post(STATUS).await.status(), 200);
+
+    app.cluster.broker_down(1).expect("broker down");
+    for _ in 0..3 {
+        let started = Instant::now();
+        let response = app.post(STATUS).await;
+        let took = started.elapsed();
+        assert_eq!(response.status(), 503);
+        assert_eq!(response.headers()["retry-after"], "1");
+        let body = response.text().await.expect("body");
+        assert!(body.contains("not stored"), "{body}");
+        // Bounded by the ack timeout, and in every case inside Qikchat's 2 s.
+        assert!(took < Duration::from_secs(2), "503 took {took:?}");
+        assert!(
+            took >= Duration::from_millis(900),
+            "answered before the deadline: {took:?}"
+        );
+    }
+
+    app.cluster.broker_up(1).expect("broker up");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = app.post(STATUS).await.status();
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503);
+        assert!(Instant::now() < deadline, "no 200 within 20 s of broker_up");
+    }
+    let stored = app
+        .records("whatsapp.message.status", 2, Duration::from_secs(10))
+        .await;
+    assert!(stored.len() >= 2, "the records answered 200 are in Kafka");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_the_broker_refuses_as_too_large_is_answered_413_not_retried() {
+    let app = TestApp::start(&["-X", "message.max.bytes=2000"]).await;
+    let big: &'static [u8] = Box::leak(
+        format!(
+            r#"{{"event":"whatsapp:message:in","payload":{{"pad":"{}"}}}}"#,
+            "x".repeat(4000)
+        )
+        .into_boxed_str(),
+    )
+    .as_bytes();
+    let started = Instant::now();
+    let response = app.post(big).await;
+    assert_eq!(response.status(), 413);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "refused at once, not after retries"
+    );
+}

@@ -1,0 +1,182 @@
+//! What operators see: exact counts on /metrics, and /readyz following the broker.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{TestApp, STATUS, TEXT};
+
+fn value(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .unwrap_or_else(|| panic!("no series {series} in:\n{metrics}"))
+        .trim()
+        .parse()
+        .expect("number")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_exactly_what_was_posted() {
+    let app = TestApp::start(&[]).await;
+    assert_eq!(app.post(TEXT).await.status(), 200);
+    assert_eq!(app.post(STATUS).await.status(), 200);
+    let bad_auth = app
+        .http
+        .post(app.url())
+        .basic_auth("qikchat", Some("wrong"))
+        .body(STATUS)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(bad_auth.status(), 401);
+    assert_eq!(app.post(b"{not json").await.status(), 400);
+
+    let (status, m) = app.admin_get("/metrics").await;
+    assert_eq!(status, 200);
+    let checks: &[(&str, f64)] = &[
+        (
+            r#"qikchat_bridge_requests_total{outcome="accepted",status="200"}"#,
+            2.0,
+        ),
+        (
+            r#"qikchat_bridge_requests_total{outcome="unauthorized",status="401"}"#,
+            1.0,
+        ),
+        (
+            r#"qikchat_bridge_requests_total{outcome="invalid",status="400"}"#,
+            1.0,
+        ),
+        (
+            r#"qikchat_bridge_requests_total{outcome="unavailable",status="503"}"#,
+            0.0,
+        ),
+        (
+            r#"qikchat_bridge_events_total{event_type="message_in"}"#,
+            1.0,
+        ),
+        (
+            r#"qikchat_bridge_events_total{event_type="message_status"}"#,
+            1.0,
+        ),
+        (r#"qikchat_bridge_events_total{event_type="invalid"}"#, 1.0),
+        (r#"qikchat_bridge_events_total{event_type="unrouted"}"#, 0.0),
+        (r#"qikchat_bridge_auth_failures_total{reason="wrong"}"#, 1.0),
+        (
+            r#"qikchat_bridge_auth_failures_total{reason="missing"}"#,
+            0.0,
+        ),
+        (
+            r#"qikchat_bridge_kafka_deliveries_total{result="ok",topic="whatsapp.message.in"}"#,
+            1.0,
+        ),
+        (
+            r#"qikchat_bridge_kafka_deliveries_total{result="ok",topic="whatsapp.message.status"}"#,
+            1.0,
+        ),
+        (
+            r#"qikchat_bridge_kafka_deliveries_total{result="ok",topic="whatsapp.deadletter"}"#,
+            1.0,
+        ),
+        (
+            r#"qikchat_bridge_request_duration_seconds_count{outcome="accepted"}"#,
+            2.0,
+        ),
+        (
+            r#"qikchat_bridge_kafka_delivery_duration_seconds_count{topic="whatsapp.message.in"}"#,
+            1.0,
+        ),
+        (r#"qikchat_bridge_request_body_bytes_count"#, 3.0),
+        ("qikchat_bridge_requests_in_flight", 0.0),
+        ("qikchat_bridge_slow_responses_total", 0.0),
+        ("qikchat_bridge_ready", 1.0),
+    ];
+    for (series, want) in checks {
+        assert_eq!(value(&m, series), *want, "{series}");
+    }
+    assert!(
+        m.contains("qikchat_bridge_build_info{commit="),
+        "build info"
+    );
+    assert!(
+        m.contains("process_resident_memory_bytes"),
+        "process metrics"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn librdkafka_statistics_show_up_as_queue_and_broker_metrics() {
+    let app = TestApp::start(&["-X", "statistics.interval.ms=100"]).await;
+    assert_eq!(app.post(STATUS).await.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, m) = app.admin_get("/metrics").await;
+        if let Some(line) = m
+            .lines()
+            .find(|l| l.starts_with("qikchat_bridge_kafka_broker_up{"))
+        {
+            assert!(line.ends_with(" 1"), "{line}");
+            assert!(
+                m.contains("qikchat_bridge_kafka_queue_max_messages "),
+                "{m}"
+            );
+            assert!(
+                m.contains("qikchat_bridge_kafka_broker_rtt_seconds{"),
+                "{m}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no broker statistics within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_the_broker_down_and_up() {
+    let app = TestApp::start(&[]).await;
+    assert_eq!(app.admin_get("/readyz").await.0, 200);
+    assert_eq!(app.admin_get("/livez").await.0, 200);
+
+    app.cluster.broker_down(1).expect("down");
+    let body = readyz_until(&app, 503).await;
+    assert!(body.contains("Kafka is unreachable"), "{body}");
+    assert_eq!(
+        app.admin_get("/livez").await.0,
+        200,
+        "liveness does not depend on Kafka"
+    );
+
+    app.cluster.broker_up(1).expect("up");
+    readyz_until(&app, 200).await;
+}
+
+async fn readyz_until(app: &TestApp, want: u16) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, body) = app.admin_get("/readyz").await;
+        if status == want {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "/readyz never became {want}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_port_answers_only_its_three_endpoints() {
+    let app = TestApp::start(&[]).await;
+    assert_eq!(app.admin_get("/webhook").await.0, 404);
+    let r = app
+        .http
+        .post(format!("http://{}/metrics", app.admin))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 405);
+}

@@ -1,0 +1,185 @@
+//! Each seed payload becomes exactly one record: right topic, the posted bytes, the key, headers.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestApp, IMAGE, PASS, STATUS, TEXT, USER};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incoming_text_message_becomes_an_exact_record_in_the_message_topic() {
+    let app = TestApp::start(&[]).await;
+    let response = app.post(TEXT).await;
+    assert_eq!(response.status(), 200);
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    assert_eq!(
+        response.text().await.expect("body"),
+        r#"{"status":"accepted"}"#
+    );
+
+    let got = app.records("whatsapp.message.in", 1, WAIT).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    let r = &got[0];
+    assert_eq!(
+        r.value, TEXT,
+        "value must be the request body byte for byte"
+    );
+    assert_eq!(r.key.as_deref(), Some("9184XXXXXXX"));
+    assert_eq!(r.headers["event"], "whatsapp:message:in");
+    assert_eq!(r.headers["message-id"], "52JH6WmuSruAVyXvBBYemd0Ia");
+    assert_eq!(r.headers["request-id"], request_id);
+    assert_eq!(r.headers["content-type"], "application/json");
+    let received = humantime::parse_rfc3339(&r.headers["received-at"]).expect("RFC 3339 time");
+    let age = std::time::SystemTime::now()
+        .duration_since(received)
+        .expect("in the past");
+    assert!(age < Duration::from_secs(60), "received-at {age:?} ago");
+    assert!(r.headers["received-at"].ends_with('Z') && r.headers["received-at"].len() == 24);
+    assert!(r.timestamp.is_some(), "record carries the receive time");
+    assert_eq!(r.headers.len(), 5, "{:?}", r.headers);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incoming_image_message_goes_to_the_same_topic_unchanged() {
+    let app = TestApp::start(&[]).await;
+    assert_eq!(app.post(IMAGE).await.status(), 200);
+    let got = app.records("whatsapp.message.in", 1, WAIT).await;
+    assert_eq!(got[0].value, IMAGE);
+    assert_eq!(got[0].key.as_deref(), Some("9184XXXXXXX"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_goes_to_the_status_topic_keyed_by_the_customer_without_plus() {
+    let app = TestApp::start(&[]).await;
+    assert_eq!(app.post(STATUS).await.status(), 200);
+    let got = app.records("whatsapp.message.status", 1, WAIT).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].value, STATUS);
+    assert_eq!(got[0].key.as_deref(), Some("91790XXXXXXX"));
+    assert_eq!(got[0].headers["event"], "whatsapp:message:status");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_and_its_statuses_land_on_one_partition_in_order() {
+    let app = TestApp::start(&[]).await;
+    let bodies: [&'static [u8]; 3] = [
+        br#"{"event":"whatsapp:message:in","payload":{"id":"1","message":{"from":"919999000001"}}}"#,
+        br#"{"event":"whatsapp:message:status","payload":{"id":"2","to":"+919999000001","status":"delivered"}}"#,
+        br#"{"event":"whatsapp:message:status","payload":{"id":"2","to":"+919999000001","status":"read"}}"#,
+    ];
+    for body in bodies {
+        assert_eq!(app.post(body).await.status(), 200);
+    }
+    let messages = app.records("whatsapp.message.in", 1, WAIT).await;
+    let statuses = app.records("whatsapp.message.status", 2, WAIT).await;
+    assert_eq!(statuses.len(), 2);
+    assert_eq!(messages[0].partition, statuses[0].partition);
+    assert_eq!(statuses[0].value, bodies[1]);
+    assert_eq!(statuses[1].value, bodies[2]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_event_goes_to_the_fallback_topic_never_a_new_one() {
+    let app = TestApp::start(&[]).await;
+    let body: &'static [u8] = br#"{"event":"whatsapp:template:approved","payload":{"id":"t1"}}"#;
+    assert_eq!(app.post(body).await.status(), 200);
+    let got = app.records("whatsapp.unrouted", 1, WAIT).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].value, body);
+    assert_eq!(got[0].headers["event"], "whatsapp:template:approved");
+    assert_eq!(got[0].key.as_deref(), Some("t1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_senders_request_id_is_kept_and_echoed() {
+    let app = TestApp::start(&[]).await;
+    let response = app
+        .http
+        .post(app.url())
+        .basic_auth(USER, Some(PASS))
+        .header("x-request-id", "qik-abc-123")
+        .body(TEXT)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-request-id"], "qik-abc-123");
+    let got = app.records("whatsapp.message.in", 1, WAIT).await;
+    assert_eq!(got[0].headers["request-id"], "qik-abc-123");
+    assert_eq!(
+        got[0].headers["content-type"], "application/json",
+        "absent content type is JSON"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_routes_prefix_and_key_strategy_apply() {
+    let app = TestApp::start(&[
+        "--topic-prefix",
+        "prod.",
+        "--topic",
+        "whatsapp:message:status=statuses",
+        "--key-strategy",
+        "message-id",
+    ])
+    .await;
+    assert_eq!(app.post(STATUS).await.status(), 200);
+    let got = app.records("prod.statuses", 1, WAIT).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].key.as_deref(), Some("52JH6WmuSruAVyXvBBYemd0Ia"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_clients_are_served_on_the_same_port() {
+    let app = TestApp::start(&[]).await;
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .expect("client");
+    let response = client
+        .post(app.url())
+        .basic_auth(USER, Some(PASS))
+        .body(STATUS)
+        .send()
+        .await
+        .expect("h2c request");
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        app.records("whatsapp.message.status", 1, WAIT).await[0].value,
+        STATUS
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_parallel_webhooks_are_each_acknowledged_and_stored_once() {
+    let app = TestApp::start(&[]).await;
+    let mut tasks = Vec::new();
+    for _ in 0..200 {
+        let (http, url) = (app.http.clone(), app.url());
+        tasks.push(tokio::spawn(async move {
+            http.post(url)
+                .basic_auth(USER, Some(PASS))
+                .body(STATUS)
+                .send()
+                .await
+                .expect("request")
+                .status()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.expect("task"), 200);
+    }
+    let got = app.records("whatsapp.message.status", 200, WAIT).await;
+    assert_eq!(got.len(), 200);
+    let ids: std::collections::HashSet<_> = got
+        .iter()
+        .map(|g| g.headers["request-id"].clone())
+        .collect();
+    assert_eq!(ids.len(), 200, "every request id once");
+}

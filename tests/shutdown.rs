@@ -1,0 +1,84 @@
+//! Graceful shutdown: unready first, in-flight requests finish, the producer is flushed, `run`
+//! returns.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestApp, PASS, STATUS, USER};
+
+async fn in_flight(app: &TestApp) -> i64 {
+    let (_, metrics) = app.admin_get("/metrics").await;
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("qikchat_bridge_requests_in_flight "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("in-flight gauge")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_an_in_flight_request_finish_with_200() {
+    let mut app = TestApp::start(&[]).await;
+    // A slow broker keeps the request in flight long enough to shut down under it.
+    app.cluster
+        .broker_round_trip_time(1, Duration::from_millis(700))
+        .expect("rtt");
+    let (http, url) = (app.http.clone(), app.url());
+    let request = tokio::spawn(async move {
+        http.post(url)
+            .basic_auth(USER, Some(PASS))
+            .body(STATUS)
+            .send()
+            .await
+            .expect("request")
+    });
+    while in_flight(&app).await < 1 {
+        tokio::task::yield_now().await;
+    }
+    app.trigger_shutdown();
+    let response = request.await.expect("task");
+    assert_eq!(response.status(), 200);
+    let handle = app.handle.take().expect("running");
+    tokio::time::timeout(Duration::from_secs(15), handle)
+        .await
+        .expect("run returns after draining")
+        .expect("task")
+        .expect("clean exit");
+    assert_eq!(
+        app.records("whatsapp.message.status", 1, Duration::from_secs(10))
+            .await
+            .len(),
+        1
+    );
+    assert!(
+        reqwest::Client::new()
+            .post(app.url())
+            .body(STATUS)
+            .send()
+            .await
+            .is_err(),
+        "the listener is closed after shutdown"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_turns_503_as_soon_as_shutdown_begins() {
+    let mut app = TestApp::start(&["--shutdown-delay", "3s"]).await;
+    assert_eq!(app.admin_get("/readyz").await.0, 200);
+    app.trigger_shutdown();
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let (status, body) = app.admin_get("/readyz").await;
+        if status == 503 {
+            assert!(body.contains("shutting down"), "{body}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still ready during shutdown"
+        );
+    }
+    // During the delay the webhook port still serves, so nothing in transit is refused.
+    assert_eq!(app.post(STATUS).await.status(), 200);
+    app.stop().await;
+}
