@@ -138,10 +138,7 @@ impl Metrics {
                 "Always 1; the labels say which build runs",
             )
             .const_label("version", env!("CARGO_PKG_VERSION"))
-            .const_label(
-                "commit",
-                option_env!("QIKCHAT_BRIDGE_GIT_COMMIT").unwrap_or("unknown"),
-            ),
+            .const_label("commit", env!("QIKCHAT_BRIDGE_GIT_COMMIT")),
         )?;
         build_info.set(1);
         let kafka_stats = Arc::new(KafkaStats::new(PREFIX)?);

@@ -147,3 +147,24 @@ async fn other_paths_are_404_and_other_methods_405() {
     assert_eq!(r.headers()["allow"], "POST");
     assert_eq!(json(r).await["error"], "method_not_allowed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_stalls_is_answered_408_after_the_body_read_timeout() {
+    let app = TestApp::start(&["--body-read-timeout", "300ms"]).await;
+    let first: Result<Vec<u8>, std::io::Error> = Ok(b"{\"event\":".to_vec());
+    let stalled =
+        tokio_stream::StreamExt::chain(tokio_stream::iter(vec![first]), tokio_stream::pending());
+    let started = std::time::Instant::now();
+    let response = app
+        .http
+        .post(app.url())
+        .basic_auth(USER, Some(PASS))
+        .body(reqwest::Body::wrap_stream(stalled))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 408);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(json(response).await["error"], "body_timeout");
+    assert_eq!(app.total_records().await, 0);
+}

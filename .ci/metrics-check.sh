@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Starts the bridge in embedded mode, posts a message, a status, a bad-auth request and a malformed
+# body, then lints the scraped /metrics with `promtool check metrics` (any finding fails).
+set -euo pipefail
+bin=${1:-target/debug/qikchat-bridge}
+work=$(mktemp -d)
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port=$(free_port); admin=$(free_port)
+"$bin" --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" --log-format json >"$work/log" 2>&1 &
+pid=$!
+trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
+for _ in $(seq 1 100); do
+  curl -fs "http://127.0.0.1:$admin/readyz" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+post() { curl -s -o /dev/null -w '%{http_code}' "$@" -H 'content-type: application/json' "http://127.0.0.1:$port/webhook"; }
+fixtures=tests/fixtures
+[ "$(post -u testuser:testpass --data-binary @$fixtures/message-in-text.json)" = 200 ]
+[ "$(post -u testuser:testpass --data-binary @$fixtures/status-read.json)" = 200 ]
+[ "$(post -u testuser:wrong --data-binary @$fixtures/status-read.json)" = 401 ]
+[ "$(post -u testuser:testpass --data-binary '{not json')" = 400 ]
+curl -fs "http://127.0.0.1:$admin/metrics" >"$work/metrics"
+grep -q 'qikchat_bridge_requests_total{outcome="accepted",status="200"} 2' "$work/metrics"
+promtool check metrics <"$work/metrics"
+kill -TERM $pid
+wait $pid
+echo "metrics lint clean; bridge exited 0 on SIGTERM"
