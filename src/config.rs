@@ -26,7 +26,40 @@ pub const SEED_CREDENTIAL: &str = "testuser:testpass";
 /// reads that property's value from a file. Without --kafka-brokers the bridge starts an
 /// in-memory Kafka for local use.
 #[derive(Parser, Debug, Clone)]
-#[command(name = "qikchat-bridge", version, about, long_about)]
+#[command(
+    name = "qikchat-bridge",
+    version,
+    about,
+    long_about,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: Args,
+}
+
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum Command {
+    /// Run only the embedded Kafka (librdkafka's mock cluster) with the bridge's topics, print
+    /// `bootstrap.servers=HOST:PORT` and wait for SIGTERM/SIGINT. For benchmarks and local tests.
+    DevKafka {
+        /// Partitions per topic.
+        #[arg(long, default_value_t = 3)]
+        partitions: i32,
+        /// Prepended to every topic name.
+        #[arg(long, env = "BRIDGE_TOPIC_PREFIX", default_value = "")]
+        topic_prefix: String,
+    },
+    /// Print the records in topics as JSON lines (topic, partition, offset, timestamp, key,
+    /// headers, value), for debugging a live pipeline.
+    Tail(crate::tail::TailArgs),
+}
+
+/// The serving flags (the default command).
+#[derive(Parser, Debug, Clone)]
+#[command(name = "qikchat-bridge")]
 pub struct Args {
     /// Address of the webhook listener.
     #[arg(long, env = "BRIDGE_LISTEN", default_value = "0.0.0.0:8080")]

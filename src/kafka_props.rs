@@ -76,6 +76,7 @@ fn is_service_link(name: &str) -> bool {
     name == "KAFKA_PORT" || name.starts_with("KAFKA_PORT_") || name.starts_with("KAFKA_SERVICE_")
 }
 
+/// The bridge's producer properties: its defaults, then `env`'s `KAFKA_*`, then `-X` flags.
 pub fn from_sources<E, R>(
     env: E,
     flags: &[String],
@@ -87,6 +88,22 @@ where
     R: Fn(&Path) -> std::io::Result<String>,
 {
     let mut props = defaults(ack_timeout);
+    props.extend(overrides(env, flags, read_file)?);
+    Ok(KafkaProperties(props))
+}
+
+/// Only what the operator set through `KAFKA_*` variables and `-X` flags (for the `tail`
+/// consumer, which shares the connection settings but none of the producer's defaults).
+pub fn overrides<E, R>(
+    env: E,
+    flags: &[String],
+    read_file: &R,
+) -> Result<BTreeMap<String, String>, ConfigError>
+where
+    E: IntoIterator<Item = (String, String)>,
+    R: Fn(&Path) -> std::io::Result<String>,
+{
+    let mut props = BTreeMap::new();
     let mut from_env: Vec<(String, String)> = env
         .into_iter()
         .filter(|(k, _)| k.starts_with("KAFKA_") && k != "KAFKA_BOOTSTRAP_SERVERS")
@@ -131,7 +148,7 @@ where
             "set the brokers with --kafka-brokers or KAFKA_BOOTSTRAP_SERVERS",
         ));
     }
-    Ok(KafkaProperties(props))
+    Ok(props)
 }
 
 pub fn is_secret(key: &str) -> bool {

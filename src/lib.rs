@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod producer;
 pub mod record;
 pub mod server;
+pub mod tail;
 pub mod telemetry;
 pub mod topics;
 pub mod webhook;

@@ -3,19 +3,42 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use qikchat_bridge::config::{Args, Config};
-use qikchat_bridge::{run, telemetry, Listeners};
+use qikchat_bridge::config::{Cli, Command, Config, LogFormat};
+use qikchat_bridge::embedded::EmbeddedKafka;
+use qikchat_bridge::topics::{self, TopicMap};
+use qikchat_bridge::{run, tail, telemetry, Listeners};
 
 /// Exit code for settings that cannot work (as sysexits' EX_USAGE family does).
 const EXIT_CONFIG: u8 = 2;
 
+/// Non-UTF-8 variables cannot be Kafka properties; skipping them beats panicking on them.
+fn environment() -> impl Iterator<Item = (String, String)> {
+    std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+}
+
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::DevKafka {
+            partitions,
+            topic_prefix,
+        }) => dev_kafka(partitions, &topic_prefix),
+        Some(Command::Tail(args)) => {
+            match tail::run(&args, environment(), &mut std::io::stdout().lock()) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("qikchat-bridge tail: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        None => serve(cli.serve),
+    }
+}
+
+fn serve(args: qikchat_bridge::config::Args) -> ExitCode {
     let check_only = args.check_config;
-    // Non-UTF-8 variables cannot be Kafka properties; skipping them beats panicking on them.
-    let env = std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
-    let config = match Config::from_args(args, env, |p| std::fs::read_to_string(p)) {
+    let config = match Config::from_args(args, environment(), |p| std::fs::read_to_string(p)) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("qikchat-bridge: invalid configuration: {e}");
@@ -69,6 +92,44 @@ fn check_config(config: &Config) -> ExitCode {
         return ExitCode::from(EXIT_CONFIG);
     }
     println!("configuration is valid:\n{config:#?}");
+    ExitCode::SUCCESS
+}
+
+/// Only the embedded cluster: the bridge's default topics (with `prefix`), its address on stdout.
+fn dev_kafka(partitions: i32, prefix: &str) -> ExitCode {
+    let _ = telemetry::init(LogFormat::Auto);
+    let topics = match TopicMap::new(
+        prefix,
+        &[],
+        topics::DEFAULT_FALLBACK,
+        topics::DEFAULT_DEADLETTER,
+    ) {
+        Ok(map) => map.all_topics(),
+        Err(e) => {
+            eprintln!("qikchat-bridge dev-kafka: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let kafka = match EmbeddedKafka::start(&topics, partitions) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("qikchat-bridge dev-kafka: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("bootstrap.servers={}", kafka.bootstrap_servers());
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("qikchat-bridge dev-kafka: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(shutdown_signal());
+    drop(kafka);
     ExitCode::SUCCESS
 }
 

@@ -1,0 +1,147 @@
+//! `qikchat-bridge tail`: prints records as JSON lines, for operators debugging a live pipeline.
+//!
+//! It assigns itself every partition instead of joining a consumer group, so it never moves a
+//! group's offsets or steals partitions from the real consumers.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use crate::kafka_props;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct TailArgs {
+    /// Topics to read.
+    #[arg(required = true)]
+    pub topics: Vec<String>,
+    /// Kafka bootstrap servers (the embedded mode prints its own on start-up).
+    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS")]
+    pub kafka_brokers: String,
+    /// A librdkafka consumer property, KEY=VALUE (repeatable; KAFKA_* variables apply too).
+    #[arg(short = 'X', long = "kafka-property", value_name = "KEY=VALUE")]
+    pub kafka_properties: Vec<String>,
+    /// Start at the oldest record instead of the next one produced.
+    #[arg(long)]
+    pub from_beginning: bool,
+    /// Exit after printing this many records.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Exit when no record arrived for this long (e.g. "5s").
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub idle_timeout: Option<Duration>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TailError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("Kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("topic {0} does not exist or has no partitions")]
+    NoSuchTopic(String),
+    #[error("writing output: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Prints records to `out` until `--count` or `--idle-timeout` says stop; returns how many.
+pub fn run<E, W>(args: &TailArgs, env: E, out: &mut W) -> Result<u64, TailError>
+where
+    E: IntoIterator<Item = (String, String)>,
+    W: Write,
+{
+    let read = |p: &Path| std::fs::read_to_string(p);
+    let mut config = ClientConfig::new();
+    for (k, v) in kafka_props::overrides(env, &args.kafka_properties, &read)? {
+        config.set(k, v);
+    }
+    config
+        .set("bootstrap.servers", &args.kafka_brokers)
+        .set("group.id", "qikchat-bridge-tail")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false");
+    let consumer: BaseConsumer = config.create()?;
+
+    let start = if args.from_beginning {
+        Offset::Beginning
+    } else {
+        Offset::End
+    };
+    let mut assignment = TopicPartitionList::new();
+    for topic in &args.topics {
+        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        let partitions = metadata
+            .topics()
+            .first()
+            .filter(|t| t.error().is_none())
+            .map(|t| t.partitions().len())
+            .filter(|n| *n > 0)
+            .ok_or_else(|| TailError::NoSuchTopic(topic.clone()))?;
+        for p in 0..partitions {
+            assignment.add_partition_offset(topic, p as i32, start)?;
+        }
+    }
+    consumer.assign(&assignment)?;
+
+    let mut printed = 0;
+    let mut last = Instant::now();
+    while args.count.is_none_or(|n| printed < n) {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) => {
+                writeln!(out, "{}", to_json(&message))?;
+                out.flush()?;
+                printed += 1;
+                last = Instant::now();
+            }
+            Some(Err(e)) => return Err(e.into()),
+            None => {}
+        }
+        if args.idle_timeout.is_some_and(|t| last.elapsed() >= t) {
+            break;
+        }
+    }
+    Ok(printed)
+}
+
+/// One record as a JSON object on one line. The value is a string holding the exact body (bodies
+/// are often pretty-printed, so it cannot be inlined as JSON and stay on one line);
+/// non-UTF-8 values and headers come as `value_base64` / base64 strings instead.
+pub fn to_json(m: &BorrowedMessage<'_>) -> serde_json::Value {
+    let text = |bytes: &[u8]| match std::str::from_utf8(bytes) {
+        Ok(s) => serde_json::Value::String(s.to_string()),
+        Err(_) => {
+            serde_json::json!({ "base64": base64::engine::general_purpose::STANDARD.encode(bytes) })
+        }
+    };
+    let mut headers = serde_json::Map::new();
+    if let Some(hs) = m.headers() {
+        for h in hs.iter() {
+            headers.insert(
+                h.key.to_string(),
+                h.value.map(text).unwrap_or(serde_json::Value::Null),
+            );
+        }
+    }
+    let mut record = serde_json::json!({
+        "topic": m.topic(),
+        "partition": m.partition(),
+        "offset": m.offset(),
+        "timestamp": m.timestamp().to_millis(),
+        "key": m.key().map(text),
+        "headers": headers,
+    });
+    let payload = m.payload().unwrap_or_default();
+    match std::str::from_utf8(payload) {
+        Ok(s) => record["value"] = s.into(),
+        Err(_) => {
+            record["value_base64"] = base64::engine::general_purpose::STANDARD
+                .encode(payload)
+                .into()
+        }
+    }
+    record
+}

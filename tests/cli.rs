@@ -1,0 +1,186 @@
+//! The binary's other modes, run as a process: `tail`, `dev-kafka` and `--check-config`.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{TestApp, STATUS, TEXT};
+
+const BIN: &str = env!("CARGO_BIN_EXE_qikchat-bridge");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_prints_each_record_as_one_json_line_with_the_exact_body() {
+    let app = TestApp::start(&[]).await;
+    assert_eq!(app.post(TEXT).await.status(), 200);
+    assert_eq!(app.post(STATUS).await.status(), 200);
+
+    let bootstrap = app.bootstrap.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args([
+                "tail",
+                "--kafka-brokers",
+                &bootstrap,
+                "--from-beginning",
+                "--count",
+                "2",
+            ])
+            .args([
+                "--idle-timeout",
+                "20s",
+                "whatsapp.message.in",
+                "whatsapp.message.status",
+            ])
+            .env_clear()
+            .output()
+            .expect("run tail")
+    })
+    .await
+    .expect("task");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    let by_topic = |t: &str| {
+        lines
+            .iter()
+            .find(|l| l["topic"] == t)
+            .expect("record of topic")
+    };
+    let message = by_topic("whatsapp.message.in");
+    assert_eq!(message["value"].as_str().expect("value").as_bytes(), TEXT);
+    assert_eq!(message["key"], "9184XXXXXXX");
+    assert_eq!(message["headers"]["event"], "whatsapp:message:in");
+    assert!(message["offset"].is_i64() && message["partition"].is_i64());
+    assert_eq!(
+        by_topic("whatsapp.message.status")["value"]
+            .as_str()
+            .expect("value")
+            .as_bytes(),
+        STATUS
+    );
+}
+
+#[test]
+fn tail_names_a_missing_topic() {
+    let cluster = rdkafka::mocking::MockCluster::new(1).expect("cluster");
+    let output = Command::new(BIN)
+        .args([
+            "tail",
+            "--kafka-brokers",
+            &cluster.bootstrap_servers(),
+            "-X",
+            "allow.auto.create.topics=false",
+            "no.such.topic",
+        ])
+        .env_clear()
+        .output()
+        .expect("run tail");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no.such.topic"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_kafka_prints_an_address_the_bridge_can_produce_to() {
+    let mut child = Command::new(BIN)
+        .args(["dev-kafka", "--partitions", "2"])
+        .env_clear()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start dev-kafka");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("first line");
+    let bootstrap = line
+        .trim()
+        .strip_prefix("bootstrap.servers=")
+        .expect("address line")
+        .to_string();
+
+    let config = qikchat_bridge::config::Config::for_brokers(&bootstrap, "u:p").expect("config");
+    let sink = qikchat_bridge::producer::KafkaSink::new(
+        &config.producer_properties(&bootstrap),
+        std::sync::Arc::new(qikchat_bridge::metrics::Metrics::new(&[]).expect("metrics")),
+    )
+    .expect("producer");
+    let probe = tokio::task::spawn_blocking(move || {
+        sink.check_metadata("whatsapp.message.in", Duration::from_secs(10))
+    });
+    probe
+        .await
+        .expect("task")
+        .expect("the topic exists in dev-kafka");
+
+    // SIGTERM ends it cleanly.
+    let pid = child.id().to_string();
+    Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(child.wait().expect("wait").success());
+}
+
+#[test]
+fn check_config_accepts_a_valid_environment_and_redacts_secrets() {
+    let output = Command::new(BIN)
+        .arg("--check-config")
+        .env_clear()
+        .env("KAFKA_BOOTSTRAP_SERVERS", "kafka:9092")
+        .env("BRIDGE_AUTH", "qikchat:pa55word,other:second-pa55")
+        .env("KAFKA_SASL_PASSWORD", "kafka-secret")
+        .env("KAFKA_ACKS", "all")
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("qikchat") && stdout.contains("\"acks\": \"all\""),
+        "{stdout}"
+    );
+    for secret in ["pa55word", "second-pa55", "kafka-secret"] {
+        assert!(!stdout.contains(secret), "{secret} printed");
+    }
+}
+
+#[test]
+fn check_config_refuses_bad_settings_with_exit_code_2_and_a_reason() {
+    let run = |envs: &[(&str, &str)]| {
+        let output = Command::new(BIN)
+            .arg("--check-config")
+            .env_clear()
+            .envs(envs.iter().copied())
+            .output()
+            .expect("run");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).to_string(),
+        )
+    };
+    let (code, err) = run(&[("KAFKA_BOOTSTRAP_SERVERS", "kafka:9092")]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--insecure-disable-auth"), "{err}");
+    let (code, err) = run(&[
+        ("KAFKA_BOOTSTRAP_SERVERS", "kafka:9092"),
+        ("BRIDGE_AUTH", "a:b"),
+        ("KAFKA_NOT_A_PROPERTY", "1"),
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("not.a.property"), "{err}");
+    let (code, _) = run(&[("BRIDGE_ACK_TIMEOUT", "soon")]);
+    assert_eq!(code, Some(2));
+}
