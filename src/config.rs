@@ -159,6 +159,19 @@ pub struct Args {
     #[arg(long, env = "BRIDGE_LOG_PHONE_NUMBERS")]
     pub log_phone_numbers: bool,
 
+    /// Also write CloudEvents headers (ce_specversion, ce_id, ce_source, ce_type, ce_time; Kafka
+    /// binding, binary mode). The value stays the body, unchanged.
+    #[arg(long, env = "BRIDGE_CLOUDEVENTS")]
+    pub cloudevents: bool,
+
+    /// The CloudEvents `source` attribute (a URI-reference).
+    #[arg(
+        long,
+        env = "BRIDGE_CLOUDEVENTS_SOURCE",
+        default_value = "qikchat-bridge"
+    )]
+    pub cloudevents_source: String,
+
     /// Partitions of each topic the embedded Kafka creates.
     #[arg(long, env = "BRIDGE_EMBEDDED_PARTITIONS", default_value_t = 3)]
     pub embedded_partitions: i32,
@@ -204,6 +217,8 @@ pub struct Config {
     pub flush_timeout: Duration,
     pub log_format: LogFormat,
     pub log_phone_numbers: bool,
+    /// `Some(source)` when CloudEvents headers are on.
+    pub cloudevents_source: Option<String>,
     pub embedded_partitions: i32,
 }
 
@@ -307,6 +322,9 @@ impl Config {
                 return Err(invalid(setting, "must be greater than zero"));
             }
         }
+        if args.cloudevents && args.cloudevents_source.trim().is_empty() {
+            return Err(invalid("--cloudevents-source", "cannot be empty"));
+        }
         if args.max_body_bytes == 0 {
             return Err(invalid("--max-body-bytes", "must be greater than zero"));
         }
@@ -342,6 +360,7 @@ impl Config {
             flush_timeout: args.flush_timeout,
             log_format: args.log_format,
             log_phone_numbers: args.log_phone_numbers,
+            cloudevents_source: args.cloudevents.then_some(args.cloudevents_source),
             embedded_partitions: args.embedded_partitions,
         })
     }
@@ -389,6 +408,7 @@ impl fmt::Debug for Config {
             .field("flush_timeout", &self.flush_timeout)
             .field("log_format", &self.log_format)
             .field("log_phone_numbers", &self.log_phone_numbers)
+            .field("cloudevents_source", &self.cloudevents_source)
             .finish_non_exhaustive()
     }
 }

@@ -19,6 +19,14 @@ pub const HEADER_CONTENT_TYPE: &str = "content-type";
 /// On dead-letter records only: why the body was refused.
 pub const HEADER_DEADLETTER_REASON: &str = "deadletter-reason";
 
+/// CloudEvents Kafka protocol binding, binary mode (opt-in with `--cloudevents`); `content-type`
+/// doubles as the event's `datacontenttype`.
+pub const CE_SPECVERSION: &str = "ce_specversion";
+pub const CE_ID: &str = "ce_id";
+pub const CE_SOURCE: &str = "ce_source";
+pub const CE_TYPE: &str = "ce_type";
+pub const CE_TIME: &str = "ce_time";
+
 /// Everything the producer needs; borrowed from the request, so nothing is copied until
 /// librdkafka copies the value into its queue.
 #[derive(Debug)]
@@ -38,6 +46,8 @@ pub struct Headers<'a> {
     pub received_at: &'a str,
     pub content_type: &'a str,
     pub deadletter_reason: Option<&'a str>,
+    /// The CloudEvents `source` when `--cloudevents` is on; only events get `ce_*` headers.
+    pub cloudevents_source: Option<&'a str>,
 }
 
 impl<'a> Headers<'a> {
@@ -52,7 +62,20 @@ impl<'a> Headers<'a> {
             (HEADER_DEADLETTER_REASON, self.deadletter_reason),
         ]
         .into_iter()
+        .chain(self.cloudevents())
         .filter_map(|(name, value)| value.map(|v| (name, v)))
+    }
+
+    fn cloudevents(&self) -> [(&'static str, Option<&'a str>); 5] {
+        let on = self.cloudevents_source.and(self.event).is_some();
+        let when = |v: &'a str| on.then_some(v);
+        [
+            (CE_SPECVERSION, when("1.0")),
+            (CE_ID, when(self.request_id)),
+            (CE_SOURCE, self.cloudevents_source.and_then(when)),
+            (CE_TYPE, self.event.and_then(when)),
+            (CE_TIME, when(self.received_at)),
+        ]
     }
 }
 
@@ -119,6 +142,7 @@ mod tests {
             received_at: "t",
             content_type: "application/json",
             deadletter_reason: Some("why"),
+            cloudevents_source: None,
         };
         let names: Vec<_> = h.iter().map(|(n, _)| n).collect();
         assert_eq!(

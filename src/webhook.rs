@@ -36,6 +36,7 @@ pub struct Webhook<S> {
     ack_timeout: Duration,
     body_read_timeout: Duration,
     log_phone_numbers: bool,
+    cloudevents_source: Option<String>,
 }
 
 impl<S> std::fmt::Debug for Webhook<S> {
@@ -68,6 +69,7 @@ impl<S: Sink> Webhook<S> {
             ack_timeout: config.ack_timeout,
             body_read_timeout: config.body_read_timeout,
             log_phone_numbers: config.log_phone_numbers,
+            cloudevents_source: config.cloudevents_source.clone(),
         }
     }
 
@@ -205,6 +207,7 @@ impl<S: Sink> Webhook<S> {
                         received_at: &received_at,
                         content_type,
                         deadletter_reason: None,
+                        cloudevents_source: self.cloudevents_source.as_deref(),
                     },
                 };
                 Ok(self.sink.send(&record, deadline).await?)
@@ -228,6 +231,7 @@ impl<S: Sink> Webhook<S> {
                         received_at: &received_at,
                         content_type,
                         deadletter_reason: Some(&reason),
+                        cloudevents_source: None,
                     },
                 };
                 self.sink.send(&record, deadline).await?;

@@ -183,3 +183,23 @@ async fn many_parallel_webhooks_are_each_acknowledged_and_stored_once() {
         .collect();
     assert_eq!(ids.len(), 200, "every request id once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudevents_mode_adds_ce_headers_and_keeps_the_value() {
+    let app = TestApp::start(&["--cloudevents", "--cloudevents-source", "/qikchat/prod"]).await;
+    let response = app.post(TEXT).await;
+    assert_eq!(response.status(), 200);
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    let got = app.records("whatsapp.message.in", 1, WAIT).await;
+    let h = &got[0].headers;
+    assert_eq!(got[0].value, TEXT);
+    assert_eq!(h["ce_specversion"], "1.0");
+    assert_eq!(h["ce_id"], request_id);
+    assert_eq!(h["ce_source"], "/qikchat/prod");
+    assert_eq!(h["ce_type"], "whatsapp:message:in");
+    assert_eq!(h["ce_time"], h["received-at"]);
+    assert_eq!(h["content-type"], "application/json");
+}
