@@ -90,6 +90,7 @@ impl<S: Sink> Webhook<S> {
             topic = field::Empty,
             partition = field::Empty,
             offset = field::Empty,
+            latency_ms = field::Empty,
         );
         let result = self
             .process(req, &request_id, started)
@@ -97,11 +98,12 @@ impl<S: Sink> Webhook<S> {
             .await;
         let elapsed = started.elapsed();
         let _enter = span.enter();
+        span.record("latency_ms", elapsed.as_secs_f64() * 1e3);
         let mut response = match result {
             Ok(delivered) => {
                 span.record("partition", delivered.partition);
                 span.record("offset", delivered.offset);
-                tracing::debug!(latency_ms = elapsed.as_secs_f64() * 1e3, "accepted");
+                tracing::debug!("accepted");
                 self.metrics
                     .answered(Outcome::Accepted, elapsed, self.ack_timeout);
                 respond(StatusCode::OK, Bytes::from_static(ACCEPTED))
@@ -116,14 +118,13 @@ impl<S: Sink> Webhook<S> {
 
     fn refuse(&self, err: WebhookError, elapsed: Duration) -> Response<Full<Bytes>> {
         let outcome = err.outcome();
-        let latency_ms = elapsed.as_secs_f64() * 1e3;
         match outcome {
             // The cause is logged here, once; the answer itself stays opaque.
             Outcome::Unavailable | Outcome::Failed => {
-                tracing::warn!(latency_ms, status = outcome.status().as_u16(), error = %err, "not stored")
+                tracing::warn!(status = outcome.status().as_u16(), error = %err, "not stored")
             }
             _ => {
-                tracing::info!(latency_ms, status = outcome.status().as_u16(), error = %err, "refused")
+                tracing::info!(status = outcome.status().as_u16(), error = %err, "refused")
             }
         }
         self.metrics.answered(outcome, elapsed, self.ack_timeout);

@@ -1,0 +1,105 @@
+//! Unit tests of settings validation.
+
+use super::*;
+
+fn args(extra: &[&str]) -> Args {
+    let mut v = vec!["qikchat-bridge"];
+    v.extend_from_slice(extra);
+    Args::try_parse_from(v).expect("flags parse")
+}
+
+fn no_files(_: &Path) -> std::io::Result<String> {
+    Err(std::io::Error::new(
+        std::io::ErrorKind::NotFound,
+        "no such file",
+    ))
+}
+
+fn build(extra: &[&str]) -> Result<Config, ConfigError> {
+    Config::from_args(args(extra), std::iter::empty(), no_files)
+}
+
+#[test]
+fn defaults_start_embedded_kafka_with_the_seed_credential() {
+    let config = build(&[]).expect("defaults are valid");
+    assert_eq!(config.kafka, KafkaMode::Embedded);
+    assert!(config.seed_credential_in_use);
+    assert_eq!(config.webhook_path, "/webhook");
+    assert_eq!(config.ack_timeout, Duration::from_millis(1500));
+    assert_eq!(config.max_body_bytes, 1 << 20);
+}
+
+#[test]
+fn real_brokers_without_credentials_refuse_to_start() {
+    assert_eq!(
+        build(&["--kafka-brokers", "k:9092"]).unwrap_err(),
+        ConfigError::NoCredentials
+    );
+}
+
+#[test]
+fn real_brokers_start_without_credentials_only_with_the_insecure_flag() {
+    let config = build(&["--kafka-brokers", "k:9092", "--insecure-disable-auth"]).expect("valid");
+    assert!(!config.credentials.required());
+    assert!(!config.seed_credential_in_use);
+}
+
+#[test]
+fn credentials_come_from_flags_and_a_file_together() {
+    let config = Config::from_args(
+        args(&[
+            "--kafka-brokers",
+            "k:9092",
+            "--auth",
+            "a:1",
+            "--auth-file",
+            "/s/auth",
+        ]),
+        std::iter::empty(),
+        |p: &Path| {
+            assert_eq!(p, Path::new("/s/auth"));
+            Ok("# rotated 2026-11\nb:2\n\n c:3:with:colons \n".to_string())
+        },
+    )
+    .expect("valid");
+    assert_eq!(config.credentials.users(), vec!["a", "b", "c"]);
+}
+
+#[test]
+fn a_missing_auth_file_names_the_file() {
+    let err = build(&["--auth-file", "/nope"]).unwrap_err();
+    assert!(err.to_string().contains("/nope"), "{err}");
+}
+
+#[test]
+fn a_credential_without_a_colon_is_rejected() {
+    let err = build(&["--auth", "justauser"]).unwrap_err();
+    assert!(err.to_string().starts_with("--auth:"), "{err}");
+}
+
+#[test]
+fn a_relative_webhook_path_is_rejected() {
+    assert!(build(&["--webhook-path", "webhook"]).is_err());
+}
+
+#[test]
+fn zero_timeouts_and_limits_are_rejected() {
+    assert!(build(&["--ack-timeout", "0s"]).is_err());
+    assert!(build(&["--max-body-bytes", "0"]).is_err());
+    assert!(build(&["--embedded-partitions", "0"]).is_err());
+}
+
+#[test]
+fn debug_output_never_shows_passwords() {
+    let config = Config::from_args(
+        args(&["--auth", "alice:s3cret-pw", "-X", "sasl.password=kafka-pw"]),
+        vec![("KAFKA_SSL_KEY_PASSWORD".to_string(), "key-pw".to_string())],
+        no_files,
+    )
+    .expect("valid");
+    let shown = format!("{config:?}");
+    assert!(shown.contains("alice"), "{shown}");
+    for secret in ["s3cret-pw", "kafka-pw", "key-pw"] {
+        assert!(!shown.contains(secret), "{secret} leaked in {shown}");
+    }
+}
