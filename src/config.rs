@@ -131,6 +131,15 @@ pub struct Args {
     #[arg(long, env = "BRIDGE_KEY_STRATEGY", value_enum, default_value_t = KeyStrategy::Conversation)]
     pub key_strategy: KeyStrategy,
 
+    /// Requests handled at once; more are answered 503 at once, so memory stays bounded
+    /// (at most this many bodies of --max-body-bytes).
+    #[arg(long, env = "BRIDGE_MAX_IN_FLIGHT", default_value_t = 1024)]
+    pub max_in_flight: usize,
+
+    /// Open client connections; at the limit the bridge stops accepting until one closes.
+    #[arg(long, env = "BRIDGE_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+
     /// How long a client may take to send the request head.
     #[arg(long, env = "BRIDGE_HEADER_READ_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub header_read_timeout: Duration,
@@ -210,6 +219,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub topics: TopicMap,
     pub key_strategy: KeyStrategy,
+    pub max_in_flight: usize,
+    pub max_connections: usize,
     pub header_read_timeout: Duration,
     pub body_read_timeout: Duration,
     pub shutdown_delay: Duration,
@@ -325,6 +336,12 @@ impl Config {
         if args.cloudevents && args.cloudevents_source.trim().is_empty() {
             return Err(invalid("--cloudevents-source", "cannot be empty"));
         }
+        if args.max_in_flight == 0 || args.max_connections == 0 {
+            return Err(invalid(
+                "--max-in-flight/--max-connections",
+                "must be greater than zero",
+            ));
+        }
         if args.max_body_bytes == 0 {
             return Err(invalid("--max-body-bytes", "must be greater than zero"));
         }
@@ -353,6 +370,8 @@ impl Config {
             max_body_bytes: args.max_body_bytes,
             topics,
             key_strategy: args.key_strategy,
+            max_in_flight: args.max_in_flight,
+            max_connections: args.max_connections,
             header_read_timeout: args.header_read_timeout,
             body_read_timeout: args.body_read_timeout,
             shutdown_delay: args.shutdown_delay,
@@ -401,6 +420,8 @@ impl fmt::Debug for Config {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("topics", &self.topics)
             .field("key_strategy", &self.key_strategy)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("max_connections", &self.max_connections)
             .field("header_read_timeout", &self.header_read_timeout)
             .field("body_read_timeout", &self.body_read_timeout)
             .field("shutdown_delay", &self.shutdown_delay)

@@ -21,11 +21,12 @@ pub enum Outcome {
     TooLarge,
     BodyTimeout,
     Unavailable,
+    Overloaded,
     Failed,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 10] = [
+    pub const ALL: [Outcome; 11] = [
         Outcome::Accepted,
         Outcome::Invalid,
         Outcome::Unauthorized,
@@ -35,6 +36,7 @@ impl Outcome {
         Outcome::TooLarge,
         Outcome::BodyTimeout,
         Outcome::Unavailable,
+        Outcome::Overloaded,
         Outcome::Failed,
     ];
 
@@ -53,6 +55,7 @@ impl Outcome {
             Outcome::TooLarge => "too_large",
             Outcome::BodyTimeout => "body_timeout",
             Outcome::Unavailable => "unavailable",
+            Outcome::Overloaded => "overloaded",
             Outcome::Failed => "failed",
         }
     }
@@ -68,6 +71,7 @@ impl Outcome {
             Outcome::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Outcome::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Outcome::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Outcome::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Outcome::Failed => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -95,6 +99,8 @@ pub enum WebhookError {
     /// Refused, and kept in the dead-letter topic.
     #[error("{0}; the body was kept in the dead-letter topic")]
     Invalid(ClassifyError),
+    #[error("too many requests in flight (limit {0})")]
+    Overloaded(usize),
     #[error(transparent)]
     Produce(#[from] ProduceError),
 }
@@ -112,6 +118,7 @@ impl WebhookError {
                 Outcome::Invalid
             }
             WebhookError::Produce(ProduceError::TooLarge) => Outcome::TooLarge,
+            WebhookError::Overloaded(_) => Outcome::Overloaded,
             WebhookError::Produce(ProduceError::Rejected(_)) => Outcome::Failed,
             WebhookError::Produce(_) => Outcome::Unavailable,
         }
@@ -131,14 +138,16 @@ impl WebhookError {
             WebhookError::BodyRead(_) | WebhookError::EmptyBody => "bad_request",
             WebhookError::Invalid(_) => "invalid_payload",
             WebhookError::Produce(ProduceError::Rejected(_)) => "internal_error",
-            WebhookError::Produce(_) => "unavailable",
+            WebhookError::Overloaded(_) | WebhookError::Produce(_) => "unavailable",
         }
     }
 
     /// The text a sender sees. Server-side failures say only that nothing was stored.
     pub fn public_message(&self) -> String {
         match self.outcome() {
-            Outcome::Unavailable => "the event was not stored; retry later".to_string(),
+            Outcome::Unavailable | Outcome::Overloaded => {
+                "the event was not stored; retry later".to_string()
+            }
             Outcome::Failed => "the event was not stored".to_string(),
             Outcome::Unauthorized => "valid Basic credentials are required".to_string(),
             _ => self.to_string(),

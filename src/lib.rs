@@ -124,6 +124,7 @@ pub async fn run(
     let options = ServerOptions {
         header_read_timeout: config.header_read_timeout,
         shutdown_grace: config.shutdown_grace,
+        max_connections: config.max_connections,
     };
     tracing::info!(
         listen = %listeners.webhook.local_addr().map(|a| a.to_string()).unwrap_or_default(),

@@ -11,6 +11,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::producer::Sink;
 use crate::webhook::Webhook;
@@ -19,6 +20,7 @@ use crate::webhook::Webhook;
 pub struct ServerOptions {
     pub header_read_timeout: Duration,
     pub shutdown_grace: Duration,
+    pub max_connections: usize,
 }
 
 /// Serves webhooks until `shutdown` resolves, then stops accepting and waits (at most
@@ -41,8 +43,18 @@ pub async fn serve<S: Sink>(
         .max_concurrent_streams(256);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
+    // A permit per open connection: at the limit, accepting pauses and new clients wait in the
+    // kernel's backlog instead of costing memory here.
+    let connections = Arc::new(Semaphore::new(options.max_connections));
 
     loop {
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
@@ -71,6 +83,7 @@ pub async fn serve<S: Sink>(
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
+            drop(permit);
         });
     }
 

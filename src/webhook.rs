@@ -1,6 +1,7 @@
 //! The webhook handler: route, authenticate, read the body, classify, produce, answer. Glue only;
 //! each step's rules live in its own module.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -37,6 +38,8 @@ pub struct Webhook<S> {
     body_read_timeout: Duration,
     log_phone_numbers: bool,
     cloudevents_source: Option<String>,
+    max_in_flight: usize,
+    in_flight: AtomicUsize,
 }
 
 impl<S> std::fmt::Debug for Webhook<S> {
@@ -47,12 +50,13 @@ impl<S> std::fmt::Debug for Webhook<S> {
     }
 }
 
-/// Decrements the in-flight gauge however the request ends, even if its future is dropped.
-struct InFlight<'a>(&'a Metrics);
+/// Counts a request in flight until it ends, even if its future is dropped.
+struct InFlight<'a>(&'a Metrics, &'a AtomicUsize);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.in_flight.dec();
+        self.1.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -70,6 +74,8 @@ impl<S: Sink> Webhook<S> {
             body_read_timeout: config.body_read_timeout,
             log_phone_numbers: config.log_phone_numbers,
             cloudevents_source: config.cloudevents_source.clone(),
+            max_in_flight: config.max_in_flight,
+            in_flight: AtomicUsize::new(0),
         }
     }
 
@@ -80,7 +86,8 @@ impl<S: Sink> Webhook<S> {
     {
         let started = Instant::now();
         self.metrics.in_flight.inc();
-        let _in_flight = InFlight(&self.metrics);
+        let now_in_flight = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        let _in_flight = InFlight(&self.metrics, &self.in_flight);
         let request_id = request_id(&req);
         let span = tracing::info_span!(
             "webhook",
@@ -92,10 +99,13 @@ impl<S: Sink> Webhook<S> {
             offset = field::Empty,
             latency_ms = field::Empty,
         );
-        let result = self
-            .process(req, &request_id, started)
-            .instrument(span.clone())
-            .await;
+        let result = if now_in_flight > self.max_in_flight {
+            Err(WebhookError::Overloaded(self.max_in_flight))
+        } else {
+            self.process(req, &request_id, started)
+                .instrument(span.clone())
+                .await
+        };
         let elapsed = started.elapsed();
         let _enter = span.enter();
         span.record("latency_ms", elapsed.as_secs_f64() * 1e3);
@@ -140,7 +150,7 @@ impl<S: Sink> Webhook<S> {
             Outcome::MethodNotAllowed => {
                 headers.insert(ALLOW, HeaderValue::from_static("POST"));
             }
-            Outcome::Unavailable => {
+            Outcome::Unavailable | Outcome::Overloaded => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
