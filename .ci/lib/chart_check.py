@@ -1,0 +1,878 @@
+#!/usr/bin/env python3
+"""Checks of rendered qikchat-bridge manifests, used by .ci/helm-check.sh.
+
+Subcommands (each exits non-zero with a message on failure):
+
+  static RENDERED [--help-text FILE]
+      Invariants of the rendered chart that Kubernetes' schemas cannot express:
+      restricted pod security, probes on the admin port the binary listens on,
+      grace period longer than drain + flush, secrets only as files, env names
+      that the binary really reads, selectors/ports that match.
+  crds RENDERED
+      Strict validation of the Prometheus Operator resources (ServiceMonitor,
+      PrometheusRule), which kubernetes-validate has no schema for.
+  rules RENDERED OUT
+      Writes the groups of the rendered PrometheusRule to OUT (for promtool).
+  check-config BINARY RENDERED WORKDIR
+      Runs `BINARY <rendered args> --check-config` with `env -i` plus exactly the
+      rendered container environment. Secret values come from Secrets the chart
+      rendered, or dummies for Secrets that live outside the chart; files the pod
+      would mount are created under WORKDIR and the paths rewritten to point there.
+      Also checks that secrets do not leak into the output, and that the binary
+      really validates (a broken setting must exit 2).
+  compose COMPOSE_FILE
+      Consistency of deploy/docker-compose.yml with the bridge's interface.
+  dashboard DASHBOARD ALERTS...
+      The dashboard is valid Grafana JSON and every qikchat_bridge_* metric used by
+      it and by the alert rules is one the bridge exports.
+  dockerfile DOCKERFILE VALUES
+      The image agrees with the chart: non-root numeric USER equal to the chart's
+      runAsUser, EXPOSEd ports equal to the chart's container ports, the binary as
+      ENTRYPOINT, no HEALTHCHECK, a --locked release build.
+  readme VALUES README
+      Every value of values.yaml is documented in the chart README.
+"""
+
+import base64
+import json
+import os
+import re
+import subprocess
+import sys
+
+import yaml
+
+# The binary's configuration interface (flags <-> env). Kept in sync with the README's
+# configuration table; when the binary is available its --help output is checked too.
+BRIDGE_ENV = {
+    "BRIDGE_LISTEN", "BRIDGE_ADMIN_LISTEN", "KAFKA_BOOTSTRAP_SERVERS", "BRIDGE_AUTH",
+    "BRIDGE_AUTH_FILE", "BRIDGE_INSECURE_DISABLE_AUTH", "BRIDGE_WEBHOOK_PATH",
+    "BRIDGE_ACK_TIMEOUT", "BRIDGE_MAX_BODY_BYTES", "BRIDGE_TOPIC_PREFIX", "BRIDGE_TOPICS",
+    "BRIDGE_FALLBACK_TOPIC", "BRIDGE_DEADLETTER_TOPIC", "BRIDGE_KEY_STRATEGY",
+    "BRIDGE_HEADER_READ_TIMEOUT", "BRIDGE_BODY_READ_TIMEOUT", "BRIDGE_SHUTDOWN_DELAY",
+    "BRIDGE_SHUTDOWN_GRACE", "BRIDGE_FLUSH_TIMEOUT", "BRIDGE_LOG_FORMAT",
+    "BRIDGE_LOG_PHONE_NUMBERS", "BRIDGE_EMBEDDED_PARTITIONS", "RUST_LOG",
+}
+
+# Metric families the bridge exports (without histogram/counter suffixes).
+METRICS = {
+    "qikchat_bridge_requests_total", "qikchat_bridge_events_total",
+    "qikchat_bridge_request_duration_seconds", "qikchat_bridge_slow_responses_total",
+    "qikchat_bridge_kafka_delivery_duration_seconds", "qikchat_bridge_kafka_deliveries_total",
+    "qikchat_bridge_auth_failures_total", "qikchat_bridge_requests_in_flight",
+    "qikchat_bridge_request_body_bytes", "qikchat_bridge_kafka_queue_messages",
+    "qikchat_bridge_kafka_queue_bytes", "qikchat_bridge_kafka_queue_max_messages",
+    "qikchat_bridge_kafka_queue_max_bytes", "qikchat_bridge_kafka_broker_up",
+    "qikchat_bridge_kafka_broker_rtt_seconds", "qikchat_bridge_kafka_broker_tx_errors_total",
+    "qikchat_bridge_ready", "qikchat_bridge_build_info",
+}
+HISTOGRAMS = {"qikchat_bridge_request_duration_seconds", "qikchat_bridge_kafka_delivery_duration_seconds",
+              "qikchat_bridge_request_body_bytes"}
+PROCESS_METRICS = {"process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds",
+                   "process_max_fds", "process_virtual_memory_bytes", "process_start_time_seconds",
+                   "process_threads"}
+
+QIKCHAT_LIMIT_MS = 2000
+
+
+class CheckError(Exception):
+    pass
+
+
+def fail(msg):
+    raise CheckError(msg)
+
+
+def load_docs(path):
+    with open(path, encoding="utf-8") as f:
+        return [d for d in yaml.safe_load_all(f) if d]
+
+
+def by_kind(docs, kind):
+    return [d for d in docs if d.get("kind") == kind]
+
+
+def one(docs, kind):
+    found = by_kind(docs, kind)
+    if len(found) != 1:
+        fail(f"expected exactly one {kind}, found {len(found)}")
+    return found[0]
+
+
+def duration_ms(text):
+    """Parses the humantime forms used by the chart ("1500ms", "5s", "1m", "1m 30s")."""
+    units = {"ms": 1, "s": 1000, "m": 60_000, "min": 60_000, "h": 3_600_000}
+    parts = re.findall(r"(\d+)\s*([a-z]+)", str(text))
+    if not parts or re.sub(r"(\d+)\s*([a-z]+)|\s", "", str(text)):
+        fail(f"cannot parse duration {text!r}")
+    total = 0
+    for n, unit in parts:
+        if unit not in units:
+            fail(f"unknown duration unit in {text!r}")
+        total += int(n) * units[unit]
+    return total
+
+
+def port_of(addr):
+    m = re.search(r":(\d+)$", addr or "")
+    if not m:
+        fail(f"no port in listen address {addr!r}")
+    return int(m.group(1))
+
+
+def bridge_container(deploy):
+    containers = deploy["spec"]["template"]["spec"]["containers"]
+    for c in containers:
+        if c["name"] == "qikchat-bridge":
+            return c
+    fail("no container named qikchat-bridge in the Deployment")
+
+
+def plain_env(container):
+    return {e["name"]: e.get("value") for e in (container.get("env") or []) if "valueFrom" not in e}
+
+
+def help_env_names(help_file):
+    if not help_file:
+        return None
+    with open(help_file, encoding="utf-8", errors="replace") as f:
+        text = f.read()
+    names = set(re.findall(r"\[env:\s*([A-Z][A-Z0-9_]*)", text))
+    return names or None
+
+
+# --------------------------------------------------------------------------- static
+
+def cmd_static(rendered, help_file=None):
+    docs = load_docs(rendered)
+    errors = []
+
+    def check(cond, msg):
+        if not cond:
+            errors.append(msg)
+
+    def nulls(node, path):
+        if node is None:
+            errors.append(f"rendered manifest has an empty (null) value at {path}")
+        elif isinstance(node, dict):
+            for k, v in node.items():
+                nulls(v, f"{path}.{k}")
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                nulls(v, f"{path}[{i}]")
+
+    for d in docs:
+        nulls(d, f"{d.get('kind')}/{(d.get('metadata') or {}).get('name')}")
+
+    deploy = one(docs, "Deployment")
+    pod = deploy["spec"]["template"]["spec"]
+    pod_labels = deploy["spec"]["template"]["metadata"]["labels"]
+    selector = deploy["spec"]["selector"]["matchLabels"]
+    c = bridge_container(deploy)
+    env = plain_env(c)
+    env_names = [e["name"] for e in (c.get("env") or [])]
+
+    # Restricted pod security standard.
+    psc = pod.get("securityContext", {})
+    csc = c.get("securityContext", {})
+    check(psc.get("runAsNonRoot") is True, "pod securityContext.runAsNonRoot must be true")
+    check(psc.get("runAsUser", 1) != 0 and csc.get("runAsUser", 1) != 0, "must not run as UID 0")
+    check((psc.get("seccompProfile") or {}).get("type") == "RuntimeDefault", "pod seccompProfile must be RuntimeDefault")
+    check(csc.get("allowPrivilegeEscalation") is False, "allowPrivilegeEscalation must be false")
+    check(csc.get("readOnlyRootFilesystem") is True, "readOnlyRootFilesystem must be true")
+    check(csc.get("privileged") in (None, False), "container must not be privileged")
+    check("ALL" in ((csc.get("capabilities") or {}).get("drop") or []), "capabilities must drop ALL")
+    check(not (csc.get("capabilities") or {}).get("add"), "no capabilities may be added")
+    check(pod.get("automountServiceAccountToken") is False, "automountServiceAccountToken must be false")
+    check(pod.get("enableServiceLinks") is False, "enableServiceLinks must be false (KAFKA_* service-link variables)")
+    check(not pod.get("hostNetwork") and not pod.get("hostPID") and not pod.get("hostIPC"), "no host namespaces")
+
+    # Resources.
+    res = c.get("resources") or {}
+    check((res.get("requests") or {}).get("cpu") and (res.get("requests") or {}).get("memory"), "cpu and memory requests must be set")
+    check((res.get("limits") or {}).get("memory"), "a memory limit must be set")
+
+    # Ports and probes match the listeners the binary is told to use.
+    ports = {p["name"]: p["containerPort"] for p in (c.get("ports") or [])}
+    check("BRIDGE_LISTEN" in env and "BRIDGE_ADMIN_LISTEN" in env, "BRIDGE_LISTEN and BRIDGE_ADMIN_LISTEN must be set")
+    if "BRIDGE_LISTEN" in env:
+        check(ports.get("http") == port_of(env["BRIDGE_LISTEN"]), "containerPort http != port of BRIDGE_LISTEN")
+    if "BRIDGE_ADMIN_LISTEN" in env:
+        check(ports.get("admin") == port_of(env["BRIDGE_ADMIN_LISTEN"]), "containerPort admin != port of BRIDGE_ADMIN_LISTEN")
+    for probe, path in (("livenessProbe", "/livez"), ("readinessProbe", "/readyz")):
+        hg = (c.get(probe) or {}).get("httpGet") or {}
+        check(hg.get("path") == path, f"{probe} must GET {path}")
+        check(hg.get("port") in ("admin", ports.get("admin")), f"{probe} must use the admin port")
+    if c.get("startupProbe"):
+        hg = c["startupProbe"].get("httpGet") or {}
+        check(hg.get("port") in ("admin", ports.get("admin")) and hg.get("path") == "/livez", "startupProbe must GET /livez on the admin port")
+
+    # Shutdown: Kubernetes must wait longer than the bridge's delay + drain + flush.
+    defaults = {"BRIDGE_SHUTDOWN_DELAY": "0s", "BRIDGE_SHUTDOWN_GRACE": "10s", "BRIDGE_FLUSH_TIMEOUT": "5s"}
+    shutdown_ms = sum(duration_ms(env.get(k) or v) for k, v in defaults.items())
+    tgps = pod.get("terminationGracePeriodSeconds", 30)
+    check(tgps * 1000 > shutdown_ms, f"terminationGracePeriodSeconds {tgps}s is not longer than delay+grace+flush ({shutdown_ms} ms)")
+    check(duration_ms(env.get("BRIDGE_SHUTDOWN_DELAY") or "0s") > 0, "BRIDGE_SHUTDOWN_DELAY should be > 0 so endpoints are removed before the drain")
+    ack = duration_ms(env.get("BRIDGE_ACK_TIMEOUT") or "1500ms")
+    check(ack < QIKCHAT_LIMIT_MS, f"BRIDGE_ACK_TIMEOUT {ack} ms is not below Qikchat's 2 s limit")
+
+    # Secrets never as plain values; Basic credentials only through a mounted file.
+    for e in (c.get("env") or []):
+        name = e["name"]
+        if re.search(r"PASSWORD|SECRET|TOKEN", name) and not name.endswith("_FILE"):
+            check("value" not in e, f"{name} must not be a plain env value (use a *_FILE variable)")
+    check("BRIDGE_AUTH" not in env_names, "BRIDGE_AUTH puts credentials in the pod spec; use BRIDGE_AUTH_FILE")
+    insecure = env.get("BRIDGE_INSECURE_DISABLE_AUTH") == "true"
+    check(insecure or "BRIDGE_AUTH_FILE" in env, "BRIDGE_AUTH_FILE must be set unless auth is explicitly disabled")
+    check("KAFKA_BOOTSTRAP_SERVERS" in env and env["KAFKA_BOOTSTRAP_SERVERS"], "KAFKA_BOOTSTRAP_SERVERS must be set")
+
+    # Only names the binary reads. KAFKA_* are librdkafka properties (any name).
+    help_names = help_env_names(help_file)
+    for name in env_names:
+        if name.startswith("KAFKA_"):
+            continue
+        check(name in BRIDGE_ENV, f"env {name} is not part of the bridge's configuration interface")
+        if help_names is not None and name != "RUST_LOG":
+            check(name in help_names, f"env {name} does not appear in the binary's --help output")
+
+    # Files referenced by env must be on read-only secret mounts.
+    mounts = {m["mountPath"]: m for m in (c.get("volumeMounts") or [])}
+    volumes = {v["name"]: v for v in (pod.get("volumes") or [])}
+    for name, value in env.items():
+        if value and (name.endswith("_FILE") or name.endswith("_LOCATION")):
+            mp = next((p for p in mounts if value.startswith(p.rstrip("/") + "/")), None)
+            check(mp is not None, f"{name}={value} is not under a volume mount")
+            if mp:
+                check(mounts[mp].get("readOnly") is True, f"mount {mp} for {name} must be readOnly")
+                vol = volumes.get(mounts[mp]["name"], {})
+                check("secret" in vol or "projected" in vol, f"{name} must come from a Secret volume")
+
+    # Labels, selectors, ports of the other objects.
+    check(all(pod_labels.get(k) == v for k, v in selector.items()), "pod labels do not match the Deployment selector")
+    name = deploy["metadata"]["name"]
+    for svc in by_kind(docs, "Service"):
+        check(all(pod_labels.get(k) == v for k, v in svc["spec"]["selector"].items()), "Service selector does not match the pods")
+        for p in svc["spec"]["ports"]:
+            check(p["targetPort"] in ports or p["targetPort"] in ports.values(), f"Service port {p['name']} targets an unknown port")
+        check({p["name"] for p in svc["spec"]["ports"]} == {"http", "admin"}, "Service must expose http and admin")
+    svc_names = {s["metadata"]["name"]: s for s in by_kind(docs, "Service")}
+    for ing in by_kind(docs, "Ingress"):
+        for rule in ing["spec"]["rules"]:
+            for p in rule["http"]["paths"]:
+                check(p["path"] == env.get("BRIDGE_WEBHOOK_PATH", "/webhook"), f"Ingress exposes {p['path']}, not only the webhook path")
+                check(p["pathType"] == "Exact", "Ingress path must be Exact")
+                b = p["backend"]["service"]
+                check(b["name"] in svc_names, "Ingress backend is not the chart's Service")
+                check(b["port"].get("name") == "http", "Ingress must route to the http port only")
+    for hpa in by_kind(docs, "HorizontalPodAutoscaler"):
+        ref = hpa["spec"]["scaleTargetRef"]
+        check(ref["kind"] == "Deployment" and ref["name"] == name, "HPA does not target the Deployment")
+        check("replicas" not in deploy["spec"], "Deployment must not set replicas when the HPA manages them")
+        check(hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"], "HPA minReplicas > maxReplicas")
+    for pdb in by_kind(docs, "PodDisruptionBudget"):
+        sel = pdb["spec"]["selector"]["matchLabels"]
+        check(all(pod_labels.get(k) == v for k, v in sel.items()), "PDB selector does not match the pods")
+    for np in by_kind(docs, "NetworkPolicy"):
+        sel = np["spec"]["podSelector"]["matchLabels"]
+        check(all(pod_labels.get(k) == v for k, v in sel.items()), "NetworkPolicy does not select the pods")
+        in_ports = {p["port"] for r in np["spec"].get("ingress", []) for p in r.get("ports", [])}
+        check({"http", "admin"} <= in_ports, "NetworkPolicy must admit the http and admin ports")
+        if "Egress" in np["spec"].get("policyTypes", []):
+            eg_ports = {p["port"] for r in np["spec"].get("egress", []) for p in r.get("ports", [])}
+            for server in env.get("KAFKA_BOOTSTRAP_SERVERS", "").split(","):
+                check(port_of(server.strip()) in eg_ports, f"NetworkPolicy egress does not allow bootstrap server {server}")
+            check(53 in eg_ports, "NetworkPolicy egress must allow DNS")
+    for sm in by_kind(docs, "ServiceMonitor"):
+        for ep in sm["spec"]["endpoints"]:
+            check(ep.get("port") == "admin" and ep.get("path", "/metrics") == "/metrics", "ServiceMonitor must scrape admin /metrics")
+        sel = sm["spec"]["selector"]["matchLabels"]
+        check(any(all(s["metadata"].get("labels", {}).get(k) == v for k, v in sel.items()) for s in svc_names.values()),
+              "ServiceMonitor selector matches no Service of the chart")
+    if pod.get("topologySpreadConstraints"):
+        for t in pod["topologySpreadConstraints"]:
+            sel = t["labelSelector"]["matchLabels"]
+            check(all(pod_labels.get(k) == v for k, v in sel.items()), "topology spread selector does not match the pods")
+
+    if errors:
+        fail("\n".join("  - " + e for e in errors))
+    print(f"static checks passed ({len(docs)} objects)")
+
+
+# --------------------------------------------------------------------------- CRDs
+
+def _strict(props, required=(), extra=None):
+    o = {"type": "object", "additionalProperties": False, "properties": props}
+    if required:
+        o["required"] = list(required)
+    if extra:
+        o.update(extra)
+    return o
+
+
+_STRMAP = {"type": "object", "additionalProperties": {"type": "string"}}
+_DUR = {"type": "string", "pattern": r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"}
+_META = _strict({"name": {"type": "string", "minLength": 1}, "namespace": {"type": "string"},
+                 "labels": _STRMAP, "annotations": _STRMAP}, ["name"])
+_LABEL_SELECTOR = _strict({"matchLabels": _STRMAP, "matchExpressions": {"type": "array"}})
+_RELABEL = {"type": "array", "items": _strict({
+    "sourceLabels": {"type": "array", "items": {"type": "string"}}, "separator": {"type": "string"},
+    "targetLabel": {"type": "string"}, "regex": {"type": "string"}, "modulus": {"type": "integer"},
+    "replacement": {"type": "string"},
+    "action": {"enum": ["replace", "Replace", "keep", "Keep", "drop", "Drop", "hashmod", "HashMod",
+                        "labelmap", "LabelMap", "labeldrop", "LabelDrop", "labelkeep", "LabelKeep",
+                        "lowercase", "Lowercase", "uppercase", "Uppercase", "keepequal", "KeepEqual",
+                        "dropequal", "DropEqual"]}})}
+# Subsets of the monitoring.coreos.com/v1 CRD schemas (the fields a chart may use),
+# strict about unknown fields.
+CRD_SCHEMAS = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): _strict({
+        "apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": _META,
+        "spec": _strict({
+            "selector": _LABEL_SELECTOR,
+            "namespaceSelector": _strict({"any": {"type": "boolean"}, "matchNames": {"type": "array", "items": {"type": "string"}}}),
+            "jobLabel": {"type": "string"}, "targetLabels": {"type": "array"}, "podTargetLabels": {"type": "array"},
+            "sampleLimit": {"type": "integer"}, "targetLimit": {"type": "integer"},
+            "endpoints": {"type": "array", "minItems": 1, "items": _strict({
+                "port": {"type": "string"}, "targetPort": {"type": ["string", "integer"]},
+                "path": {"type": "string"}, "scheme": {"enum": ["http", "https", "HTTP", "HTTPS"]},
+                "params": {"type": "object"}, "interval": _DUR, "scrapeTimeout": _DUR,
+                "honorLabels": {"type": "boolean"}, "honorTimestamps": {"type": "boolean"},
+                "relabelings": _RELABEL, "metricRelabelings": _RELABEL,
+                "tlsConfig": {"type": "object"}, "basicAuth": {"type": "object"},
+                "authorization": {"type": "object"}, "followRedirects": {"type": "boolean"},
+                "enableHttp2": {"type": "boolean"}, "filterRunning": {"type": "boolean"}})},
+        }, ["selector", "endpoints"]),
+    }, ["apiVersion", "kind", "metadata", "spec"]),
+    ("monitoring.coreos.com/v1", "PrometheusRule"): _strict({
+        "apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": _META,
+        "spec": _strict({"groups": {"type": "array", "minItems": 1, "items": _strict({
+            "name": {"type": "string", "minLength": 1}, "interval": _DUR, "limit": {"type": "integer"},
+            "query_offset": _DUR, "labels": _STRMAP,
+            "rules": {"type": "array", "minItems": 1, "items": _strict({
+                "alert": {"type": "string"}, "record": {"type": "string"},
+                "expr": {"type": ["string", "integer"]}, "for": _DUR, "keep_firing_for": _DUR,
+                "labels": _STRMAP, "annotations": _STRMAP}, ["expr"])}}, ["name"])}}, ["groups"]),
+    }, ["apiVersion", "kind", "metadata", "spec"]),
+}
+CORE_GROUPS = ("v1", "apps/v1", "policy/v1", "autoscaling/v2", "networking.k8s.io/v1")
+
+
+def cmd_crds(rendered):
+    import jsonschema
+
+    docs = load_docs(rendered)
+    checked = 0
+    errors = []
+    for d in docs:
+        key = (d.get("apiVersion"), d.get("kind"))
+        if key in CRD_SCHEMAS:
+            v = jsonschema.Draft7Validator(CRD_SCHEMAS[key])
+            for e in v.iter_errors(d):
+                path = ".".join(str(p) for p in e.absolute_path)
+                errors.append(f"{key[1]}/{d['metadata'].get('name')}: {path}: {e.message}")
+            checked += 1
+        elif key[0] not in CORE_GROUPS:
+            errors.append(f"no schema for {key[0]} {key[1]}")
+    if errors:
+        fail("\n".join("  - " + e for e in errors))
+    print(f"{checked} Prometheus Operator object(s) valid")
+
+
+def cmd_rules(rendered, out):
+    docs = load_docs(rendered)
+    rule = one(docs, "PrometheusRule")
+    with open(out, "w", encoding="utf-8") as f:
+        yaml.safe_dump({"groups": rule["spec"]["groups"]}, f, sort_keys=False)
+    n = sum(len(g["rules"]) for g in rule["spec"]["groups"])
+    print(f"{n} rules extracted to {out}")
+
+
+# --------------------------------------------------------------------------- check-config
+
+def _secret_data(docs):
+    out = {}
+    for s in by_kind(docs, "Secret"):
+        data = {k: base64.b64decode(v).decode("utf-8") for k, v in (s.get("data") or {}).items()}
+        data.update(s.get("stringData") or {})
+        out[s["metadata"]["name"]] = data
+    return out
+
+
+def _configmap_data(docs):
+    return {c["metadata"]["name"]: dict(c.get("data") or {}) for c in by_kind(docs, "ConfigMap")}
+
+
+class Fixture:
+    """Dummy material for Secrets the chart does not render (existingSecret)."""
+
+    def __init__(self, workdir):
+        self.workdir = workdir
+        self.secrets = []          # values that must never be printed
+        self._pem = None
+
+    def secret(self, value):
+        self.secrets.append(value)
+        return value
+
+    def pem(self):
+        if self._pem is None:
+            key = os.path.join(self.workdir, "ci-key.pem")
+            cert = os.path.join(self.workdir, "ci-cert.pem")
+            subprocess.run(
+                ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                 "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=qikchat-bridge-ci"],
+                check=True, capture_output=True)
+            with open(cert, encoding="ascii") as f:
+                c = f.read()
+            with open(key, encoding="ascii") as f:
+                k = f.read()
+            self._pem = (c, k)
+        return self._pem
+
+    def file_content(self, purpose, secret_name, key):
+        """Content of a file the pod would get from a Secret outside the chart."""
+        tag = re.sub(r"[^a-z0-9]+", "-", f"{secret_name}-{key}".lower())
+        if purpose == "auth":
+            return "# dummy credentials for CI\nqikchat:" + self.secret(f"ci-dummy-webhook-{tag}") + "\n"
+        if purpose in ("cert", "ca"):
+            return self.pem()[0]
+        if purpose == "key":
+            return self.pem()[1]
+        if re.search(r"\.(crt|pem)$", key) or key.startswith("ca"):
+            return self.pem()[0]
+        if key.endswith(".key"):
+            return self.pem()[1]
+        return self.secret(f"ci-dummy-{tag}")
+
+    def value(self, secret_name, key):
+        if "password" in key.lower() or "secret" in key.lower() or "token" in key.lower():
+            return self.secret(f"ci-dummy-{secret_name}-{key}")
+        return f"ci-dummy-{key}"
+
+
+FILE_PURPOSE = {
+    "BRIDGE_AUTH_FILE": "auth",
+    "KAFKA_SSL_CA_LOCATION": "ca",
+    "KAFKA_SSL_CERTIFICATE_LOCATION": "cert",
+    "KAFKA_SSL_KEY_LOCATION": "key",
+}
+
+
+def _expand(value, env):
+    """Kubernetes $(VAR) expansion ($$ escapes)."""
+    def repl(m):
+        if m.group(0).startswith("$$"):
+            return m.group(0)[1:]
+        name = m.group(1)
+        return env[name] if name in env else m.group(0)
+    return re.sub(r"\$\$\(|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)", repl, value)
+
+
+def build_invocation(docs, workdir, fixture):
+    deploy = one(docs, "Deployment")
+    pod = deploy["spec"]["template"]["spec"]
+    c = bridge_container(deploy)
+    namespace = deploy["metadata"].get("namespace", "default")
+    secrets = _secret_data(docs)
+    configmaps = _configmap_data(docs)
+    root = os.path.join(workdir, "root")
+
+    # Which env var points at which path decides what kind of dummy file to create.
+    purpose_by_path = {}
+    for e in (c.get("env") or []):
+        if "value" in e and e["value"]:
+            purpose = FILE_PURPOSE.get(e["name"]) or ("secret" if e["name"].endswith("_FILE") else None)
+            if purpose:
+                purpose_by_path[e["value"]] = purpose
+
+    # Materialise the volume mounts under WORKDIR/root.
+    volumes = {v["name"]: v for v in (pod.get("volumes") or [])}
+    mount_paths = []
+    for m in (c.get("volumeMounts") or []):
+        vol = volumes.get(m["name"])
+        if vol is None:
+            fail(f"volumeMount {m['name']} has no volume")
+        target = root + m["mountPath"]
+        mount_paths.append(m["mountPath"])
+        os.makedirs(target if not m.get("subPath") else os.path.dirname(target), exist_ok=True)
+        sources = []
+        if "secret" in vol:
+            sources.append(("secret", vol["secret"]))
+        elif "configMap" in vol:
+            sources.append(("configMap", vol["configMap"]))
+        elif "projected" in vol:
+            for s in vol["projected"].get("sources", []):
+                if "secret" in s:
+                    sources.append(("secret", s["secret"]))
+                elif "configMap" in s:
+                    sources.append(("configMap", s["configMap"]))
+        for kind, src in sources:
+            name = src.get("secretName") or src.get("name")
+            rendered = (secrets if kind == "secret" else configmaps).get(name)
+            items = src.get("items")
+            if items is None:
+                if rendered is None:
+                    print(f"  note: {kind} {name} is not rendered and has no items; its keys are unknown")
+                    continue
+                items = [{"key": k, "path": k} for k in rendered]
+            for it in items:
+                rel = it["path"]
+                if m.get("subPath"):
+                    if rel != m["subPath"]:
+                        continue
+                    dest = target
+                else:
+                    dest = os.path.join(target, rel)
+                if rendered is not None:
+                    if it["key"] not in rendered:
+                        fail(f"{kind} {name} rendered by the chart has no key {it['key']}")
+                    content = rendered[it["key"]]
+                else:
+                    purpose = purpose_by_path.get(m["mountPath"].rstrip("/") + "/" + rel, "")
+                    content = fixture.file_content(purpose, name, it["key"])
+                os.makedirs(os.path.dirname(dest), exist_ok=True)
+                with open(dest, "w", encoding="utf-8") as f:
+                    f.write(content)
+    # Longest mount path first, so nested mounts are rewritten correctly.
+    mount_paths.sort(key=len, reverse=True)
+
+    def rewrite(value):
+        for mp in mount_paths:
+            mp_clean = mp.rstrip("/")
+            value = re.sub(r"(^|(?<=[=,:\s]))" + re.escape(mp_clean) + r"(?=/|$)", root + mp_clean, value)
+        return value
+
+    env = {}
+    pod_name = deploy["metadata"]["name"] + "-7d4b9c8f6-x2x9z"
+    field_values = {"metadata.name": pod_name, "metadata.namespace": namespace, "status.podIP": "10.1.2.3",
+                    "status.hostIP": "10.0.0.1", "spec.nodeName": "node-1",
+                    "spec.serviceAccountName": pod.get("serviceAccountName", "default"), "metadata.uid": "00000000-0000-0000-0000-000000000001"}
+    for src in (c.get("envFrom") or []):
+        prefix = src.get("prefix", "")
+        if "secretRef" in src:
+            data = secrets.get(src["secretRef"]["name"])
+        else:
+            data = configmaps.get(src["configMapRef"]["name"])
+        if data is None:
+            print(f"  note: envFrom {src} is not rendered by the chart; skipped")
+            continue
+        for k, v in data.items():
+            env[prefix + k] = v
+    for e in (c.get("env") or []):
+        name = e["name"]
+        if "valueFrom" in e:
+            vf = e["valueFrom"]
+            if "secretKeyRef" in vf:
+                ref = vf["secretKeyRef"]
+                data = secrets.get(ref["name"])
+                value = data[ref["key"]] if data is not None else fixture.value(ref["name"], ref["key"])
+            elif "configMapKeyRef" in vf:
+                ref = vf["configMapKeyRef"]
+                data = configmaps.get(ref["name"])
+                value = data[ref["key"]] if data is not None else f"ci-dummy-{ref['key']}"
+            elif "fieldRef" in vf:
+                value = field_values.get(vf["fieldRef"]["fieldPath"], "ci-dummy")
+            elif "resourceFieldRef" in vf:
+                value = "1"
+            else:
+                fail(f"unsupported valueFrom for {name}")
+        else:
+            value = _expand(e.get("value", ""), env)
+        env[name] = rewrite(value)
+
+    args = [rewrite(_expand(a, env)) for a in (c.get("args") or [])]
+    if c.get("command"):
+        fail("the chart sets `command`; the test assumes the image entrypoint (the binary) is used")
+    return env, args
+
+
+def run_binary(binary, args, env, timeout=60):
+    cmd = ["env", "-i"] + [f"{k}={v}" for k, v in env.items()] + [binary] + args + ["--check-config"]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def cmd_check_config(binary, rendered, workdir):
+    docs = load_docs(rendered)
+    fixture = Fixture(workdir)
+    # Values of chart-rendered Secrets must not leak either.
+    for data in _secret_data(docs).values():
+        for k, v in data.items():
+            for line in v.splitlines():
+                if ":" in line and not line.startswith("#"):
+                    fixture.secrets.append(line.split(":", 1)[1])
+                elif line and "password" in k.lower():
+                    fixture.secrets.append(line)
+    env, args = build_invocation(docs, workdir, fixture)
+
+    shown = " ".join(args)
+    print(f"  $ env -i <{len(env)} variables> {os.path.basename(binary)} {shown} --check-config")
+    for k in sorted(env):
+        v = env[k]
+        if any(s and s in v for s in fixture.secrets):
+            v = "<secret>"
+        print(f"      {k}={v}")
+    r = run_binary(binary, args, env)
+    output = (r.stdout or "") + (r.stderr or "")
+    print("  --- output ---")
+    for line in output.rstrip().splitlines():
+        print("  | " + line)
+    if r.returncode != 0:
+        fail(f"--check-config exited {r.returncode}: the binary rejects the environment the chart renders")
+    leaked = [s for s in fixture.secrets if len(s) >= 6 and s in output]
+    if leaked:
+        fail("--check-config printed secret values (the summary must be redacted)")
+
+    # The check must be able to fail: break one setting at a time.
+    broken = dict(env, BRIDGE_ACK_TIMEOUT="not-a-duration")
+    r = run_binary(binary, args, broken)
+    if r.returncode != 2:
+        fail(f"--check-config with BRIDGE_ACK_TIMEOUT=not-a-duration exited {r.returncode}, expected 2")
+    if "BRIDGE_AUTH_FILE" in env:
+        broken = dict(env, BRIDGE_AUTH_FILE=os.path.join(workdir, "does-not-exist"))
+        r = run_binary(binary, args, broken)
+        if r.returncode != 2:
+            fail(f"--check-config with a missing BRIDGE_AUTH_FILE exited {r.returncode}, expected 2 (files must be read)")
+    if "KAFKA_SASL_PASSWORD_FILE" in env:
+        broken = dict(env, KAFKA_SASL_PASSWORD_FILE=os.path.join(workdir, "does-not-exist"))
+        r = run_binary(binary, args, broken)
+        if r.returncode != 2:
+            fail(f"--check-config with a missing KAFKA_SASL_PASSWORD_FILE exited {r.returncode}, expected 2")
+    print("  accepted by the binary; broken settings are rejected with exit 2")
+
+
+# --------------------------------------------------------------------------- compose / dashboard
+
+def cmd_compose(path):
+    with open(path, encoding="utf-8") as f:
+        compose = yaml.safe_load(f)
+    base = os.path.dirname(os.path.abspath(path))
+    errors = []
+    services = compose["services"]
+    bridge = services.get("qikchat-bridge")
+    if not bridge:
+        fail("no qikchat-bridge service")
+    env = bridge.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(x.split("=", 1) for x in env)
+    for name in env:
+        if not name.startswith("KAFKA_") and name not in BRIDGE_ENV:
+            errors.append(f"bridge env {name} is not part of the bridge's interface")
+    if "KAFKA_BOOTSTRAP_SERVERS" not in env:
+        errors.append("bridge must point at the stack's Kafka (KAFKA_BOOTSTRAP_SERVERS)")
+    else:
+        host = env["KAFKA_BOOTSTRAP_SERVERS"].split(":")[0]
+        if host not in services:
+            errors.append(f"KAFKA_BOOTSTRAP_SERVERS host {host} is not a service")
+    if not bridge.get("read_only") or "ALL" not in (bridge.get("cap_drop") or []):
+        errors.append("bridge must run read-only with all capabilities dropped")
+    build = bridge.get("build") or {}
+    if not os.path.isfile(os.path.join(base, build.get("context", "."), build.get("dockerfile", "Dockerfile"))):
+        errors.append("bridge build context/dockerfile does not exist")
+    if "BRIDGE_AUTH_FILE" in env:
+        secret_names = {s if isinstance(s, str) else s["source"] for s in bridge.get("secrets", [])}
+        for s in secret_names:
+            src = compose["secrets"][s]["file"]
+            if not os.path.isfile(os.path.join(base, src)):
+                errors.append(f"secret file {src} missing")
+    for sname, svc in services.items():
+        if "apache/kafka" in str(svc.get("image", "")) and sname == "kafka":
+            kenv = svc.get("environment") or {}
+            if "broker" not in str(kenv.get("KAFKA_PROCESS_ROLES", "")) or "controller" not in str(kenv.get("KAFKA_PROCESS_ROLES", "")):
+                errors.append("kafka must run in KRaft combined mode (broker,controller)")
+        for vol in svc.get("volumes", []) or []:
+            if isinstance(vol, str) and vol.startswith("."):
+                src = vol.split(":", 1)[0]
+                if not os.path.exists(os.path.join(base, src)):
+                    errors.append(f"{sname}: volume source {src} missing")
+    # Topics the bridge produces to must exist (created by an init service, or auto-created).
+    topics = ["whatsapp.message.in", "whatsapp.message.status", "whatsapp.unrouted", "whatsapp.deadletter"]
+    text = open(path, encoding="utf-8").read()
+    auto = str((services.get("kafka", {}).get("environment") or {}).get("KAFKA_AUTO_CREATE_TOPICS_ENABLE", "true")).lower() == "true"
+    if not auto:
+        for t in topics:
+            if t not in text:
+                errors.append(f"topic {t} is neither auto-created nor created by an init service")
+    # Prometheus scrapes the bridge's admin port.
+    prom = os.path.join(base, "prometheus", "prometheus.yml")
+    with open(prom, encoding="utf-8") as f:
+        pcfg = yaml.safe_load(f)
+    admin_port = port_of(env.get("BRIDGE_ADMIN_LISTEN", "0.0.0.0:9464"))
+    targets = [t for sc in pcfg["scrape_configs"] for st in sc.get("static_configs", []) for t in st["targets"]]
+    if f"qikchat-bridge:{admin_port}" not in targets:
+        errors.append(f"prometheus.yml does not scrape qikchat-bridge:{admin_port}")
+    if errors:
+        fail("\n".join("  - " + e for e in errors))
+    print("compose stack consistent")
+
+
+def _metric_names(expr):
+    return set(re.findall(r"\b((?:qikchat_bridge|process)_[a-z0-9_]+)\b", expr))
+
+
+def _known(name):
+    if name in METRICS or name in PROCESS_METRICS:
+        return True
+    for h in HISTOGRAMS:
+        if name in (h + "_bucket", h + "_sum", h + "_count"):
+            return True
+    return False
+
+
+def cmd_dashboard(dashboard, *alerts):
+    with open(dashboard, encoding="utf-8") as f:
+        dash = json.load(f)
+    errors = []
+    for key in ("title", "uid", "panels", "templating", "schemaVersion"):
+        if key not in dash:
+            errors.append(f"dashboard has no {key}")
+    ids = set()
+    exprs = []
+    for p in dash.get("panels", []):
+        if p.get("id") in ids:
+            errors.append(f"duplicate panel id {p.get('id')}")
+        ids.add(p.get("id"))
+        gp = p.get("gridPos") or {}
+        if not all(k in gp for k in ("h", "w", "x", "y")) or gp.get("x", 0) + gp.get("w", 0) > 24:
+            errors.append(f"panel {p.get('title')} has a bad gridPos")
+        for t in p.get("targets", []):
+            exprs.append((f"panel {p.get('title')!r}", t.get("expr", "")))
+    var_names = {v["name"] for v in dash.get("templating", {}).get("list", [])}
+    for where, expr in exprs:
+        for var in re.findall(r"\$(\w+)", expr):
+            if var not in var_names and not var.startswith("__"):
+                errors.append(f"{where} uses undefined variable ${var}")
+    for v in dash.get("templating", {}).get("list", []):
+        q = v.get("query")
+        if isinstance(q, dict):
+            exprs.append((f"variable {v['name']}", q.get("query", "")))
+    for path in alerts:
+        with open(path, encoding="utf-8") as f:
+            rules = yaml.safe_load(f)
+        for g in rules["groups"]:
+            for r in g["rules"]:
+                exprs.append((f"rule {r.get('alert') or r.get('record')}", r["expr"]))
+    used = set()
+    for where, expr in exprs:
+        for name in _metric_names(expr):
+            used.add(name)
+            if not _known(name):
+                errors.append(f"{where} uses {name}, which the bridge does not export")
+    if errors:
+        fail("\n".join("  - " + e for e in errors))
+    print(f"dashboard and rules use {len(used)} known metric names")
+
+
+def cmd_dockerfile(dockerfile, values_file):
+    with open(dockerfile, encoding="utf-8") as f:
+        text = f.read()
+    with open(values_file, encoding="utf-8") as f:
+        values = yaml.safe_load(f)
+    # Join continuation lines, drop comments.
+    logical = re.sub(r"\\\n", " ", "\n".join(l for l in text.splitlines() if not l.lstrip().startswith("#")))
+    instr = [(l.split(None, 1)[0].upper(), l.split(None, 1)[1] if len(l.split(None, 1)) > 1 else "")
+             for l in logical.splitlines() if l.strip()]
+    errors = []
+    stages = [a for i, a in instr if i == "FROM"]
+    final = max(i for i, (k, _) in enumerate(instr) if k == "FROM")
+    tail = instr[final:]
+    if len(stages) < 2:
+        errors.append("not a multi-stage build")
+    if not any("rust:" in a for a in stages):
+        errors.append("no rust build stage")
+    if any(k == "HEALTHCHECK" for k, _ in instr):
+        errors.append("HEALTHCHECK present (Kubernetes probes do the health checking)")
+    if not re.search(r"cargo build[^\n]*--release[^\n]*--locked|cargo build[^\n]*--locked[^\n]*--release", logical):
+        errors.append("the release build is not --locked")
+    users = [a.strip() for k, a in tail if k == "USER"]
+    if not users:
+        errors.append("runtime stage sets no USER")
+    else:
+        uid, _, gid = users[-1].partition(":")
+        if not uid.isdigit() or int(uid) == 0:
+            errors.append(f"USER {users[-1]} must be a numeric non-root UID")
+        elif int(uid) != values["podSecurityContext"]["runAsUser"]:
+            errors.append(f"USER {uid} differs from the chart's podSecurityContext.runAsUser")
+        if gid and gid.isdigit() and int(gid) != values["podSecurityContext"]["runAsGroup"]:
+            errors.append(f"USER group {gid} differs from the chart's podSecurityContext.runAsGroup")
+    exposed = {int(p.split("/")[0]) for k, a in tail if k == "EXPOSE" for p in a.split()}
+    want = {values["containerPorts"]["http"], values["containerPorts"]["admin"]}
+    if exposed != want:
+        errors.append(f"EXPOSE {sorted(exposed)} differs from the chart's container ports {sorted(want)}")
+    if want != {8080, 9464}:
+        errors.append("the chart's default container ports differ from the binary's defaults (8080, 9464)")
+    eps = [a for k, a in tail if k == "ENTRYPOINT"]
+    if not eps or json.loads(eps[-1]) != ["/usr/local/bin/qikchat-bridge"]:
+        errors.append("ENTRYPOINT must be [\"/usr/local/bin/qikchat-bridge\"] (the chart passes args only)")
+    if any(k == "CMD" for k, _ in tail):
+        errors.append("CMD in the runtime stage would be appended to the chart's args")
+    if errors:
+        fail("\n".join("  - " + e for e in errors))
+    print("Dockerfile consistent with the chart")
+
+
+FREE_FORM = {"kafka.properties", "config.topics", "grafanaDashboard.labels", "resources"}
+
+
+def _leaf_paths(node, prefix=""):
+    for k, v in node.items():
+        path = f"{prefix}{k}"
+        if isinstance(v, dict) and v and path not in FREE_FORM:
+            yield from _leaf_paths(v, path + ".")
+        else:
+            yield path
+
+
+def cmd_readme(values_file, readme):
+    with open(values_file, encoding="utf-8") as f:
+        values = yaml.safe_load(f)
+    with open(readme, encoding="utf-8") as f:
+        text = f.read()
+    documented = set(re.findall(r"^\|\s*`([^`]+)`\s*\|", text, re.M))
+    paths = list(_leaf_paths(values))
+    missing = [p for p in paths if p not in documented]
+    unknown = [p for p in documented if p not in paths and not any(p.startswith(x + ".") for x in paths)]
+    errors = [f"value {p} is not in the README's values table" for p in missing]
+    errors += [f"README documents {p}, which values.yaml does not have" for p in unknown]
+    if errors:
+        fail("\n".join("  - " + e for e in errors))
+    print(f"all {len(paths)} values documented")
+
+
+def main(argv):
+    if len(argv) < 2:
+        print(__doc__)
+        return 2
+    cmd, rest = argv[1], argv[2:]
+    try:
+        if cmd == "static":
+            help_file = None
+            if "--help-text" in rest:
+                i = rest.index("--help-text")
+                help_file = rest[i + 1]
+                rest = rest[:i] + rest[i + 2:]
+            cmd_static(rest[0], help_file)
+        elif cmd == "crds":
+            cmd_crds(rest[0])
+        elif cmd == "rules":
+            cmd_rules(rest[0], rest[1])
+        elif cmd == "check-config":
+            cmd_check_config(*rest)
+        elif cmd == "compose":
+            cmd_compose(rest[0])
+        elif cmd == "dashboard":
+            cmd_dashboard(*rest)
+        elif cmd == "dockerfile":
+            cmd_dockerfile(*rest)
+        elif cmd == "readme":
+            cmd_readme(*rest)
+        else:
+            print(__doc__)
+            return 2
+    except CheckError as e:
+        print(f"FAIL: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
