@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""Prints one line per WhatsApp message and status that qikchat-bridge wrote to Kafka.
+
+Uses only the records' contract (docs/asyncapi.yaml): the `event` and `message-id` headers and
+the JSON body Qikchat sent, which the bridge stores byte for byte.
+
+Environment:
+  KAFKA_BOOTSTRAP_SERVERS  host:port,...              (default localhost:9092)
+  KAFKA_GROUP_ID           consumer group             (default qikchat-example-python)
+  TOPIC_PREFIX             the bridge's --topic-prefix (default empty)
+  MAX_RECORDS              exit 0 after this many records; 0 or unset: run until Ctrl-C/SIGTERM
+"""
+
+import json
+import os
+import signal
+import sys
+
+from confluent_kafka import Consumer, KafkaError, KafkaException
+
+IN = "whatsapp:message:in"
+STATUS = "whatsapp:message:status"
+
+
+def quoted(text):
+    """A JSON string literal: unambiguous on one line, whatever the customer typed."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+def message_text(message):
+    """The human-readable part of an incoming message, or None (audio, sticker, unknown types)."""
+    kind = message.get("type")
+    content = message.get(kind)
+    if kind == "contacts" and isinstance(content, list):
+        names = [c.get("name") for c in content if isinstance(c, dict)]
+        names = [n.get("formatted_name") for n in names if isinstance(n, dict)]
+        return ", ".join(n for n in names if isinstance(n, str)) or None
+    if not isinstance(content, dict):
+        return None
+    if kind == "text":
+        return content.get("body")
+    if kind in ("image", "video", "document"):
+        return content.get("caption") or content.get("filename")
+    if kind == "location":
+        return content.get("name") or content.get("address")
+    if kind == "interactive":
+        reply = content.get(content.get("type")) or {}
+        return reply.get("title") if isinstance(reply, dict) else None
+    if kind == "button":
+        return content.get("text")
+    if kind == "reaction":
+        return content.get("emoji")
+    return None
+
+
+def describe(headers, body):
+    """One output line for a record, or None for events this example does not show."""
+    event = headers.get("event")
+    payload = body.get("payload") if isinstance(body, dict) else None
+    if not isinstance(payload, dict):
+        return None
+    if event == IN:
+        message = payload.get("message") or {}
+        line = f"in  from={message.get('from')} type={message.get('type')}"
+        text = message_text(message)
+        if isinstance(text, str) and text:
+            line += f" text={quoted(text)}"
+        return line
+    if event == STATUS:
+        to = str(payload.get("to", "")).lstrip("+")
+        message_id = headers.get("message-id", payload.get("id"))
+        line = f"status to={to} status={payload.get('status')} id={message_id}"
+        errors = payload.get("errors")
+        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+            error = f"{errors[0].get('code')} {errors[0].get('title', '')}".strip()
+            line += f" error={quoted(error)}"
+        return line
+    return None
+
+
+def main():
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092")
+    prefix = os.environ.get("TOPIC_PREFIX", "")
+    max_records = int(os.environ.get("MAX_RECORDS") or 0)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": os.environ.get("KAFKA_GROUP_ID", "qikchat-example-python"),
+            # A new group starts at the beginning of both topics; a known one where it left off.
+            "auto.offset.reset": "earliest",
+        }
+    )
+    consumer.subscribe([prefix + "whatsapp.message.in", prefix + "whatsapp.message.status"])
+
+    stopping = False
+
+    def stop(*_):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+    seen = 0
+    try:
+        while not stopping and (max_records == 0 or seen < max_records):
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            if msg.error():
+                if msg.error().fatal():
+                    raise KafkaException(msg.error())
+                if msg.error().code() != KafkaError._PARTITION_EOF:
+                    print(f"kafka: {msg.error()}", file=sys.stderr)
+                continue
+            seen += 1
+            headers = {k: (v or b"").decode("utf-8") for k, v in (msg.headers() or [])}
+            try:
+                body = json.loads(msg.value())
+            except ValueError as e:
+                print(f"skipped {msg.topic()}/{msg.partition()}@{msg.offset()}: {e}", file=sys.stderr)
+                continue
+            line = describe(headers, body)
+            if line is not None:
+                print(line, flush=True)
+    finally:
+        consumer.close()  # commits the offsets of what was printed, leaves the group
+    return 0
+
+
+if __name__ == "__main__":
+    # A customer's text can hold anything, lone surrogates included: never crash on printing it.
+    sys.stdout.reconfigure(errors="backslashreplace")
+    sys.exit(main())
