@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Keeps the benchmark (bench/) from rotting: runs bench/run.sh --smoke (a few seconds a phase) and
+# checks that every figure was produced, numeric, for both servers, and that the plot exists.
+# Never asserts an absolute time, rate or ratio: CI machines are shared and noisy.
+# Usage: .ci/bench-smoke.sh [BRIDGE_BINARY]   (default: bench/run.sh builds the release binary)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+unset BENCH_RATES BENCH_DURATION BENCH_BROKERS  # the figures checked below are the defaults
+out=${BENCH_OUT:-bench/out}
+args=(--smoke --out "$out")
+[ $# -gt 0 ] && args+=(--bridge-bin "$1")
+bash bench/run.sh "${args[@]}"
+
+python3 - "$out" <<'EOF'
+import csv, math, os, sys
+
+out = sys.argv[1]
+rates = (1000, 5000, 10000)
+expected = ["ready time", "peak throughput 64 conns", "peak throughput 256 conns"]
+expected += [f"{q} latency at {r} req/s" for r in rates for q in ("p50", "p99", "p99.9")]
+expected += ["CPU time per request 64 conns", "CPU time per request 256 conns", "peak RSS"]
+
+failures = []
+with open(os.path.join(out, "results.csv"), newline="") as f:
+    reader = csv.DictReader(f)
+    if reader.fieldnames != ["figure", "unit", "ceiling", "bridge", "ratio"]:
+        failures.append(f"results.csv columns are {reader.fieldnames}")
+    rows = {r["figure"]: r for r in reader}
+for fig in expected:
+    row = rows.get(fig)
+    if row is None:
+        failures.append(f"missing figure: {fig}")
+        continue
+    for col in ("ceiling", "bridge", "ratio"):
+        try:
+            v = float(row[col])
+            ok = math.isfinite(v) and v >= 0
+        except ValueError:
+            ok = False
+        if not ok:
+            failures.append(f"{fig}: {col} is {row[col]!r}, not a number")
+    if not row["unit"]:
+        failures.append(f"{fig}: no unit")
+
+svg = os.path.join(out, "latency.svg")
+if not os.path.exists(svg) or os.path.getsize(svg) == 0:
+    failures.append("latency.svg was not drawn")
+else:
+    text = open(svg).read()
+    if "<svg" not in text or text.count("<polyline") < 2:
+        failures.append("latency.svg has no curves")
+
+if failures:
+    print("bench smoke: FAILED", *failures, sep="\n  ", file=sys.stderr)
+    sys.exit(1)
+print(f"bench smoke: {len(expected)} figures for both servers, and the plot: all produced")
+EOF

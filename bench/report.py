@@ -1,0 +1,245 @@
+#!/usr/bin/env python3
+"""Turns bench/run.sh's raw results (OUT/*.json) into OUT/results.csv, OUT/phases.csv,
+OUT/latency.svg and a table on stdout. Standard library only.
+
+usage: report.py OUT_DIR
+"""
+
+import csv
+import json
+import math
+import os
+import sys
+from collections import Counter
+
+
+def load(out, name):
+    path = os.path.join(out, name)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def fnum(x, digits=4):
+    """A figure as CSV text: plain decimal, `digits` significant digits, never exponent form."""
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return ""
+    if x == 0:
+        return "0"
+    mag = math.floor(math.log10(abs(x)))
+    decimals = max(0, digits - 1 - mag)
+    return f"{x:.{decimals}f}"
+
+
+def main():
+    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "out")
+    meta = load(out, "meta.json") or {}
+    rates = meta.get("rates", [1000, 5000, 10000])
+    peaks = meta.get("peak_connections", [64, 256])
+    servers = ("ceiling", "bridge")
+    phase = {}
+    for name in ["warmup"] + [f"peak-c{c}" for c in peaks] + [f"rate-{r}" for r in rates]:
+        for s in servers:
+            phase[(name, s)] = load(out, f"{name}-{s}.json")
+    ready = {s: (load(out, f"ready-{s}.json") or {}).get("ready_ms") for s in servers}
+    mem = load(out, "memory.json") or {}
+
+    def get(name, s, *path):
+        v = phase.get((name, s))
+        for p in path:
+            if v is None:
+                return None
+            v = v.get(p)
+        return v
+
+    # (figure, unit, ceiling, bridge, target description, target check on (ceiling, bridge))
+    rows = []
+    rows.append(("ready time", "ms", ready["ceiling"], ready["bridge"],
+                 "< 200 ms", lambda c, b: b < 200))
+    for c in peaks:
+        rows.append((f"peak throughput {c} conns", "req/s",
+                     get(f"peak-c{c}", "ceiling", "ok_rate"), get(f"peak-c{c}", "bridge", "ok_rate"),
+                     ">= 0.8x ceiling" if c == 256 else "", (lambda c_, b: b >= 0.8 * c_) if c == 256 else None))
+    for r in rates:
+        for key, label in (("p50", "p50"), ("p99", "p99"), ("p999", "p99.9")):
+            target = key == "p99" and r == 5000
+            rows.append((f"{label} latency at {r} req/s", "ms",
+                         get(f"rate-{r}", "ceiling", "latency_ms", key), get(f"rate-{r}", "bridge", "latency_ms", key),
+                         "<= 2 ms" if target else "", (lambda c_, b: b <= 2.0) if target else None))
+    for c in peaks:
+        rows.append((f"CPU time per request {c} conns", "us",
+                     get(f"peak-c{c}", "ceiling", "cpu_us_per_req", "ceiling"),
+                     get(f"peak-c{c}", "bridge", "cpu_us_per_req", "bridge"), "", None))
+    kib = lambda v: None if v is None else v / 1024.0
+    rows.append(("peak RSS", "MiB", kib(mem.get("ceiling_vm_hwm_kib")), kib(mem.get("bridge_vm_hwm_kib")),
+                 "<= 64 MiB", lambda c, b: b <= 64))
+
+    def ratio(c, b):
+        if c is None or b is None or c == 0:
+            return None
+        return b / c
+
+    with open(os.path.join(out, "results.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["figure", "unit", "ceiling", "bridge", "ratio"])
+        for fig, unit, c, b, _, _ in rows:
+            w.writerow([fig, unit, fnum(c), fnum(b), fnum(ratio(c, b))])
+
+    cols = ["phase", "server", "mode", "connections", "offered_rate", "duration_s", "answers", "ok", "non_200",
+            "errors", "unsent", "rate", "ok_rate", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms",
+            "cpu_us_per_req", "kafka_cpu_us_per_req"]
+    with open(os.path.join(out, "phases.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(cols)
+        for (name, s), r in phase.items():
+            if r is None:
+                continue
+            l = r["latency_ms"]
+            w.writerow([name, s, r["mode"], r["connections"], r["offered_rate"] or "", r["duration_s"], r["answers"],
+                        r["ok"], r["non_200"], r["errors"], r["unsent"], fnum(r["rate"]), fnum(r["ok_rate"]),
+                        l["p50"], l["p90"], l["p99"], l["p999"], l["max"],
+                        fnum(r["cpu_us_per_req"].get(s)), fnum(r["cpu_us_per_req"].get("kafka"))])
+
+    draw_svg(os.path.join(out, "latency.svg"), rates, phase, meta)
+
+    # --- the table ---
+    smoke = meta.get("mode") == "smoke"
+    print(f"qikchat-bridge vs bare hyper (ceiling): {meta.get('mode', '?')} run, {meta.get('phase_s')} s a phase, "
+          f"{meta.get('cpus')} CPUs, bridge {meta.get('bridge_commit')}, Kafka: {meta.get('kafka')}"
+          + (f", extra bridge flags: {' '.join(meta['bridge_extra_flags'])}" if meta.get("bridge_extra_flags") else ""))
+    head = ["figure", "unit", "ceiling", "bridge", "bridge/ceiling", "target"]
+    table = []
+    for fig, unit, c, b, tdesc, tcheck in rows:
+        verdict = ""
+        if tcheck and c is not None and b is not None:
+            verdict = f"{tdesc}: {'met' if tcheck(c, b) else 'MISSED'}"
+        table.append([fig, unit, fnum(c) or "-", fnum(b) or "-", fnum(ratio(c, b), 3) or "-", verdict])
+    widths = [max(len(str(x[i])) for x in table + [head]) for i in range(len(head))]
+    line = lambda cells: "  ".join(str(v).rjust(w) if 1 < i < 5 else str(v).ljust(w)
+                                   for i, (v, w) in enumerate(zip(cells, widths))).rstrip()
+    print(line(head))
+    print(line(["-" * w for w in widths]))
+    for t in table:
+        print(line(t))
+
+    notes = [
+        "throughput counts 200 answers only; latency is from each request's intended send time "
+        f"(open loop, {meta.get('rate_connections', 64)} connections); the bridge's ready time includes its "
+        "first metadata round trip to Kafka; CPU is the server process alone (utime+stime)",
+    ]
+    if smoke:
+        notes.append("smoke run: phases too short for the figures to mean anything; it only proves every figure is produced")
+    if meta.get("busy_note"):
+        notes.append(meta["busy_note"])
+    if meta.get("load_average_end", 0) > meta.get("cpus", 2) + 1.5:
+        notes.append(f"load average {meta['load_average_end']} at the end: another process competed for the CPUs")
+    for (name, s), r in phase.items():
+        if r and (r["non_200"] or r["errors"] or r["unsent"]):
+            notes.append(f"{name} {s}: {r['non_200']} non-200 answers {r['by_status']}, {r['errors']} connection "
+                         f"errors, {r['unsent']} requests never sent" + (f" (last error: {r['last_error']})" if r["last_error"] else ""))
+        if r and r["mode"] == "open" and r["offered_rate"] and r["rate"] < 0.97 * r["offered_rate"]:
+            notes.append(f"{name} {s}: achieved {r['rate']:.0f} req/s of the {r['offered_rate']:.0f} offered")
+    k = [get(f"peak-c{c}", "bridge", "cpu_us_per_req", "kafka") for c in peaks]
+    if any(v is not None for v in k):
+        notes.append("dev-kafka's own CPU per request at peak: " +
+                     ", ".join(f"{c} conns {fnum(v, 3)} us" for c, v in zip(peaks, k) if v is not None) +
+                     f"; its peak RSS {fnum(kib(mem.get('kafka_vm_hwm_kib')), 3)} MiB")
+    log = os.path.join(out, "bridge.log")
+    if os.path.exists(log):
+        levels, msgs = Counter(), Counter()
+        with open(log, errors="replace") as f:
+            for ln in f:
+                try:
+                    rec = json.loads(ln)
+                except ValueError:
+                    continue
+                levels[rec.get("level", "?")] += 1
+                if rec.get("level") in ("WARN", "ERROR"):
+                    msgs[str(rec.get("message", rec.get("fields", {}).get("message", "")))[:100]] += 1
+        if msgs:
+            notes.append("bridge log: " + ", ".join(f"{v} {k}" for k, v in sorted(levels.items())) +
+                         "; most frequent: " + "; ".join(f"{n}x {m!r}" for m, n in msgs.most_common(3)))
+    print()
+    for n in notes:
+        print(f"* {n}")
+    print(f"\nwritten: {os.path.join(out, 'results.csv')}, {os.path.join(out, 'phases.csv')}, "
+          f"{os.path.join(out, 'latency.svg')}")
+
+
+def draw_svg(path, rates, phase, meta):
+    W, H = 780, 460
+    L, R, T, B = 70, 210, 50, 60
+    pw, ph = W - L - R, H - T - B
+    series = []
+    colors = {"ceiling": "#1f77b4", "bridge": "#d62728"}
+    dashes = {"p50": "", "p99": "6,4", "p999": "2,3"}
+    labels = {"p50": "p50", "p99": "p99", "p999": "p99.9"}
+    for s in ("ceiling", "bridge"):
+        for q in ("p50", "p99", "p999"):
+            pts = []
+            for r in rates:
+                v = (phase.get((f"rate-{r}", s)) or {}).get("latency_ms", {}).get(q)
+                if v is not None:
+                    pts.append((r, max(v, 1e-3)))
+            series.append((s, q, pts))
+    vals = [v for _, _, pts in series for _, v in pts] or [0.1, 1]
+    lo = 10 ** math.floor(math.log10(min(vals + [0.1])))
+    hi = 10 ** math.ceil(math.log10(max(vals + [2.0]) * 1.01))
+    xmax = max(rates) * 1.05 if rates else 1
+    x = lambda r: L + pw * r / xmax
+    y = lambda v: T + ph * (1 - (math.log10(v) - math.log10(lo)) / (math.log10(hi) - math.log10(lo)))
+    o = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" '
+         'font-family="sans-serif" font-size="12">',
+         f'<rect width="{W}" height="{H}" fill="white"/>',
+         f'<text x="{L + pw / 2}" y="22" text-anchor="middle" font-size="15">Latency against offered load '
+         f'(open loop, {meta.get("rate_connections", 64)} keep-alive connections)</text>',
+         f'<text x="{L + pw / 2}" y="38" text-anchor="middle" fill="#555">qikchat-bridge (200 = Kafka acknowledged) '
+         f'vs bare hyper; {meta.get("mode", "")} run, {meta.get("phase_s", "")} s a point</text>']
+    # grid: decades and 2x/5x
+    d = lo
+    while d <= hi * 1.0001:
+        for m in (1, 2, 5):
+            v = d * m
+            if v > hi * 1.0001:
+                break
+            yy = y(v)
+            o.append(f'<line x1="{L}" x2="{L + pw}" y1="{yy:.1f}" y2="{yy:.1f}" stroke="{"#ccc" if m == 1 else "#eee"}"/>')
+            o.append(f'<text x="{L - 6}" y="{yy + 4:.1f}" text-anchor="end">{v:g}</text>')
+        d *= 10
+    step = 10 ** math.floor(math.log10(xmax)) if xmax > 0 else 1
+    if xmax / step < 4:
+        step /= 2
+    t = 0.0
+    while t <= xmax:
+        xx = x(t)
+        o.append(f'<line x1="{xx:.1f}" x2="{xx:.1f}" y1="{T}" y2="{T + ph}" stroke="#eee"/>')
+        o.append(f'<text x="{xx:.1f}" y="{T + ph + 16}" text-anchor="middle">{t:g}</text>')
+        t += step
+    o.append(f'<rect x="{L}" y="{T}" width="{pw}" height="{ph}" fill="none" stroke="#333"/>')
+    o.append(f'<text x="{L + pw / 2}" y="{H - 18}" text-anchor="middle">offered load (requests/s)</text>')
+    o.append(f'<text transform="translate(18,{T + ph / 2}) rotate(-90)" text-anchor="middle">latency (ms, log scale)</text>')
+    if lo <= 2 <= hi:
+        o.append(f'<line x1="{L}" x2="{L + pw}" y1="{y(2):.1f}" y2="{y(2):.1f}" stroke="#2ca02c" stroke-dasharray="8,3"/>')
+        ly = T + 10 + 6 * 20
+        o.append(f'<line x1="{L + pw + 15}" x2="{L + pw + 45}" y1="{ly}" y2="{ly}" stroke="#2ca02c" stroke-dasharray="8,3"/>')
+        o.append(f'<text x="{L + pw + 52}" y="{ly + 4}">target: p99 2 ms at 5k/s</text>')
+    for i, (s, q, pts) in enumerate(series):
+        if not pts:
+            continue
+        c = colors[s]
+        dash = f' stroke-dasharray="{dashes[q]}"' if dashes[q] else ""
+        o.append(f'<polyline fill="none" stroke="{c}" stroke-width="2"{dash} points="' +
+                 " ".join(f"{x(r):.1f},{y(v):.1f}" for r, v in pts) + '"/>')
+        for r, v in pts:
+            o.append(f'<circle cx="{x(r):.1f}" cy="{y(v):.1f}" r="3" fill="{c}"><title>{s} {labels[q]} at {r}/s: {v} ms</title></circle>')
+        ly = T + 10 + i * 20
+        o.append(f'<line x1="{L + pw + 15}" x2="{L + pw + 45}" y1="{ly}" y2="{ly}" stroke="{c}" stroke-width="2"{dash}/>')
+        o.append(f'<text x="{L + pw + 52}" y="{ly + 4}">{s} {labels[q]}</text>')
+    o.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(o) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,260 @@
+#!/usr/bin/env bash
+# The bridge against a bare hyper server (the ceiling), in one run on this machine.
+# See bench/README.md. Usage:
+#   bench/run.sh [--smoke] [--duration SECS] [--brokers HOST:PORT] [--rates "1000 5000 10000"]
+#                [--bridge-bin PATH] [--out DIR] [--no-build] [-- EXTRA BRIDGE FLAGS...]
+# Environment twins: BENCH_DURATION, BENCH_BROKERS, BENCH_RATES, BRIDGE_BIN, BENCH_OUT.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+
+smoke=0
+build=1
+duration=${BENCH_DURATION:-}
+brokers=${BENCH_BROKERS:-}
+rates=${BENCH_RATES:-"1000 5000 10000"}
+bridge_bin=${BRIDGE_BIN:-}
+out=${BENCH_OUT:-$here/out}
+bridge_extra=()
+peak_conns="64 256"
+rate_conns=64
+
+usage() { sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; }
+die() { echo "bench: $*" >&2; exit 1; }
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --smoke) smoke=1 ;;
+    --duration) duration=${2:?--duration SECS}; shift ;;
+    --brokers) brokers=${2:?--brokers HOST:PORT}; shift ;;
+    --rates) rates=${2:?--rates \"R1 R2 ...\"}; shift ;;
+    --bridge-bin) bridge_bin=${2:?--bridge-bin PATH}; shift ;;
+    --out) out=${2:?--out DIR}; shift ;;
+    --no-build) build=0 ;;
+    --) shift; bridge_extra=("$@"); break ;;
+    -h|--help) usage; exit 0 ;;
+    *) usage >&2; die "unknown argument: $1" ;;
+  esac
+  shift
+done
+
+# Phase lengths: --duration wins; smoke mode is about a second a phase.
+if [ -z "$duration" ]; then
+  if [ "$smoke" = 1 ]; then duration=1.5; else duration=10; fi
+fi
+warmup=$(awk -v d="$duration" 'BEGIN { w = d * 0.3; if (w < 0.5) w = 0.5; if (w > 3) w = 3; print w }')
+pause=$(awk -v s="$smoke" 'BEGIN { print (s == 1) ? 0.2 : 1 }')
+
+# Only this machine is ever a target (loopback addresses), the broker included.
+if [ -n "$brokers" ]; then
+  IFS=',' read -r -a list <<<"$brokers"
+  for b in "${list[@]}"; do
+    host=${b%:*}; host=${host#[}; host=${host%]}
+    case "$host" in
+      127.*|localhost|::1) ;;
+      *) die "--brokers $b: only a broker on this machine (127.0.0.0/8, localhost, ::1) may be benchmarked" ;;
+    esac
+  done
+fi
+
+section() { printf '\n== %s\n' "$*" >&2; }
+
+need_apt() {
+  local missing=()
+  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    section "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+# librdkafka (built by the root crate) needs a C toolchain, zlib and OpenSSL headers; the report
+# is drawn by python3's standard library.
+if [ "$build" = 1 ]; then
+  need_apt build-essential make pkg-config zlib1g-dev libssl-dev python3
+else
+  need_apt python3
+fi
+
+if [ "$build" = 1 ]; then
+  if [ -z "$bridge_bin" ]; then
+    section "cargo build --release (the bridge)"
+    (cd "$root" && cargo build --release --locked --bin qikchat-bridge)
+  fi
+  section "cargo build --release (bench: ceiling, loadgen)"
+  (cd "$here" && cargo build --release --locked)
+fi
+bridge_bin=${bridge_bin:-$root/target/release/qikchat-bridge}
+ceiling_bin=$here/target/release/ceiling
+loadgen=$here/target/release/loadgen
+for b in "$bridge_bin" "$ceiling_bin" "$loadgen"; do
+  [ -x "$b" ] || die "$b is missing (build it, or drop --no-build)"
+done
+
+mkdir -p "$out"
+rm -f "$out"/*.json "$out"/*.log "$out"/*.txt "$out"/*.csv "$out"/*.svg "$out"/*.out
+
+# --- processes, and their clean-up on any exit -------------------------------------------------
+pids=()
+cleanup() { # newest first: the servers stop before the Kafka they produce to
+  local i pid
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    pid=${pids[$i]}
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+read -r load1 _ </proc/loadavg
+busy_note=""
+if awk -v l="$load1" 'BEGIN { exit !(l > 0.7) }'; then
+  busy_note="load average was $load1 at start: other work on this machine makes the figures noisy"
+  echo "bench: WARNING $busy_note" >&2
+fi
+
+# --- the Kafka --------------------------------------------------------------------------------
+kafka_pid=""
+if [ -z "$brokers" ]; then
+  section "starting qikchat-bridge dev-kafka (a separate process)"
+  "$bridge_bin" dev-kafka >"$out/dev-kafka.out" 2>"$out/dev-kafka.log" &
+  kafka_pid=$!
+  pids+=("$kafka_pid")
+  for _ in $(seq 1 300); do
+    if [ -s "$out/dev-kafka.out" ] && head -1 "$out/dev-kafka.out" | grep -q '^bootstrap.servers='; then break; fi
+    kill -0 "$kafka_pid" 2>/dev/null || { cat "$out/dev-kafka.log" >&2; die "dev-kafka exited"; }
+    sleep 0.05
+  done
+  brokers=$(head -1 "$out/dev-kafka.out" | sed -n 's/^bootstrap.servers=//p')
+  [ -n "$brokers" ] || die "dev-kafka printed no bootstrap.servers line"
+  kafka_kind="dev-kafka (librdkafka mock cluster, separate process)"
+else
+  kafka_kind="broker(s) at $brokers"
+fi
+echo "bench: Kafka: $kafka_kind" >&2
+
+# --- the servers, with their time to ready ----------------------------------------------------
+# start NAME READY_URL CMD...: the poller runs first (connection refused costs nothing), then the
+# clock starts and the server is forked; ready = first 200 on READY_URL, polled every 200 µs.
+start() {
+  local name=$1 url=$2; shift 2
+  "$loadgen" ready --url "$url" --timeout 30 >"$out/ready-$name.txt" &
+  local poller=$!
+  sleep 0.2
+  local t0=$EPOCHREALTIME
+  "$@" >"$out/$name.log" 2>&1 &
+  local pid=$!
+  pids+=("$pid")
+  if ! wait "$poller"; then
+    tail -20 "$out/$name.log" >&2
+    die "$name did not become ready"
+  fi
+  kill -0 "$pid" 2>/dev/null || die "$name exited"
+  local ready_us t0_us=${t0/./}
+  ready_us=$(cat "$out/ready-$name.txt")
+  awk -v r="$ready_us" -v t="$t0_us" 'BEGIN { printf "{\"ready_ms\": %.3f}\n", (r - t) / 1000 }' >"$out/ready-$name.json"
+  eval "${name}_pid=$pid"
+}
+
+ceiling_port=$(free_port)
+bridge_port=$(free_port)
+admin_port=$(free_port)
+
+section "starting the ceiling (bare hyper) on 127.0.0.1:$ceiling_port"
+start ceiling "http://127.0.0.1:$ceiling_port/readyz" "$ceiling_bin" --listen "127.0.0.1:$ceiling_port"
+
+section "starting the bridge on 127.0.0.1:$bridge_port (admin $admin_port)"
+start bridge "http://127.0.0.1:$admin_port/readyz" env RUST_LOG=warn "$bridge_bin" \
+  --kafka-brokers "$brokers" --auth testuser:testpass \
+  --listen "127.0.0.1:$bridge_port" --admin-listen "127.0.0.1:$admin_port" --log-format json \
+  ${bridge_extra[@]+"${bridge_extra[@]}"}
+# shellcheck disable=SC2154 # set by start()
+echo "bench: ready in $(sed 's/.*: //; s/}//' "$out/ready-ceiling.json") ms (ceiling), $(sed 's/.*: //; s/}//' "$out/ready-bridge.json") ms (bridge; includes its first metadata round trip to Kafka)" >&2
+
+# --- the load phases, each against both servers in turn ----------------------------------------
+# shellcheck disable=SC2154
+url_ceiling="http://127.0.0.1:$ceiling_port/webhook"
+url_bridge="http://127.0.0.1:$bridge_port/webhook"
+
+load() { # PHASE SERVER loadgen-args...
+  local phase=$1 server=$2; shift 2
+  local url watch=()
+  if [ "$server" = ceiling ]; then
+    url=$url_ceiling; watch=(--watch "ceiling=$ceiling_pid")
+  else
+    url=$url_bridge; watch=(--watch "bridge=$bridge_pid")
+    [ -n "$kafka_pid" ] && watch+=(--watch "kafka=$kafka_pid")
+  fi
+  for p in "$ceiling_pid" "$bridge_pid"; do kill -0 "$p" 2>/dev/null || die "a server died (see $out/*.log)"; done
+  printf 'bench: %-14s %-8s ' "$phase" "$server" >&2
+  "$loadgen" run --url "$url" --fixtures "$root/tests/fixtures" --auth testuser:testpass \
+    "${watch[@]}" "$@" >"$out/$phase-$server.json" 2>"$out/$phase-$server.err" \
+    || { cat "$out/$phase-$server.err" >&2; die "loadgen failed in $phase against $server"; }
+  python3 - "$out/$phase-$server.json" >&2 <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1])); l = r["latency_ms"]
+bad = f"  !! {r['non_200']} non-200 {r['by_status']}, {r['errors']} errors, {r['unsent']} unsent" if (r["non_200"] or r["errors"] or r["unsent"]) else ""
+print(f"{r['ok_rate']:9.0f} ok/s  p50 {l['p50']} ms  p99 {l['p99']} ms  p99.9 {l['p999']} ms{bad}")
+EOF
+  sleep "$pause"
+}
+
+section "load phases (${duration} s each, warm-up ${warmup} s)"
+for server in ceiling bridge; do
+  load warmup "$server" --connections 64 --duration "$warmup"
+done
+for c in $peak_conns; do
+  for server in ceiling bridge; do
+    load "peak-c$c" "$server" --connections "$c" --duration "$duration"
+  done
+done
+for r in $rates; do
+  for server in ceiling bridge; do
+    load "rate-$r" "$server" --connections "$rate_conns" --duration "$duration" --rate "$r"
+  done
+done
+
+# --- memory, metrics, and the report ----------------------------------------------------------
+hwm() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo null; }
+printf '{"ceiling_vm_hwm_kib": %s, "bridge_vm_hwm_kib": %s, "kafka_vm_hwm_kib": %s}\n' \
+  "$(hwm "$ceiling_pid")" "$(hwm "$bridge_pid")" "$([ -n "$kafka_pid" ] && hwm "$kafka_pid" || echo null)" >"$out/memory.json"
+python3 - "$admin_port" >"$out/bridge-metrics.txt" <<'EOF' || true
+import sys, urllib.request
+print(urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=5).read().decode())
+EOF
+
+# The build that ran says which commit it is (build_info); the work tree may have moved on since.
+commit=$(sed -n 's/^qikchat_bridge_build_info{.*commit="\([^"]*\)".*/\1/p' "$out/bridge-metrics.txt" | head -1)
+dirty=""
+if [ -z "$commit" ]; then
+  commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
+  dirty=$(git -C "$root" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null | head -1)
+fi
+read -r load1_end _ </proc/loadavg
+python3 - "$out/meta.json" ${bridge_extra[@]+"${bridge_extra[@]}"} <<EOF
+import json, sys
+json.dump({
+  "mode": "smoke" if $smoke else "full",
+  "phase_s": $duration, "warmup_s": $warmup,
+  "rates": [int(r) for r in "$rates".split()],
+  "peak_connections": [int(c) for c in "$peak_conns".split()],
+  "rate_connections": $rate_conns,
+  "kafka": "$kafka_kind",
+  "bridge_commit": "$commit" + ("+dirty" if "$dirty" else ""),
+  "cpus": $(nproc),
+  "load_average_start": $load1, "load_average_end": $load1_end,
+  "busy_note": "$busy_note",
+  "bridge_extra_flags": sys.argv[2:],
+}, open(sys.argv[1], "w"), indent=1)
+EOF
+
+section "report"
+python3 "$here/report.py" "$out"

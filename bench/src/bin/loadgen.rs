@@ -1,0 +1,650 @@
+//! HTTP load generator for the bridge benchmark (hyper 1 client, keep-alive connections, tokio).
+//!
+//! ```text
+//! loadgen run   --url http://127.0.0.1:P/webhook --connections N --duration SECS
+//!               [--rate R] [--fixtures DIR] [--auth USER:PASS] [--watch NAME=PID]...
+//! loadgen ready --url http://127.0.0.1:P/readyz [--timeout SECS]
+//! ```
+//!
+//! `run` without `--rate` is closed-loop: N connections, each sending its next request as soon as
+//! the previous answer is read, for SECS; it measures peak throughput. With `--rate R` it is
+//! open-loop: request i is due at `t0 + i/R` on a fixed timeline (a pacing thread with
+//! microsecond sleeps hands due requests to whichever of the N connections is free) and its
+//! latency is measured from that *intended* time, so a stalled server is charged for the requests
+//! it delayed (no coordinated omission). Either mode prints one JSON object on stdout: answers,
+//! non-200 answers by status, connection errors, achieved rate (all answers and 200s only),
+//! latency percentiles in ms, and CPU seconds of each watched process over the measured window.
+//!
+//! The bodies are the seed payloads (tests/fixtures: message-in-text.json, message-in-image.json,
+//! status-read.json), cycled as text, sent, delivered, read, image, sent, delivered, read (one
+//! incoming message for three statuses; the status field is rewritten), over 256 conversations
+//! (the masked phone numbers get digits) with distinct message ids, so records spread over
+//! partitions as real traffic would.
+//!
+//! `ready` polls URL every 200 µs with a fresh connection until it answers 200 and prints the
+//! wall-clock time of that answer in microseconds since the epoch (the caller started the server
+//! and knows when).
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream as StdTcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::{header, Method, Request};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+
+type Sender = SendRequest<Full<Bytes>>;
+
+/// Longest a single request may take before it counts as an error (the bridge answers 503
+/// after its ack timeout, 1.5 s by default, so this only fires on a hung server).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// After an open-loop schedule ends, how long queued requests may still be sent.
+const DRAIN: Duration = Duration::from_secs(5);
+/// Histogram range: 1 µs .. 60 s, 3 significant digits.
+const HIST_MAX_US: u64 = 60_000_000;
+
+fn die(msg: impl std::fmt::Display) -> ! {
+    eprintln!("loadgen: {msg}");
+    std::process::exit(2)
+}
+
+struct Target {
+    addr: SocketAddr,
+    authority: String,
+    path: String,
+}
+
+fn parse_url(url: &str) -> Target {
+    let rest = url
+        .strip_prefix("http://")
+        .unwrap_or_else(|| die(format!("only http:// URLs: {url}")));
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr = authority
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .unwrap_or_else(|| die(format!("cannot resolve {authority}")));
+    if !addr.ip().is_loopback() {
+        die(format!(
+            "{addr} is not a loopback address: this benchmark only targets this machine"
+        ));
+    }
+    Target {
+        addr,
+        authority: authority.to_string(),
+        path: path.to_string(),
+    }
+}
+
+fn base64(input: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        out.push(T[(n >> 18) as usize & 63] as char);
+        out.push(T[(n >> 12) as usize & 63] as char);
+        out.push(if chunk.len() > 1 {
+            T[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if chunk.len() > 2 {
+            T[n as usize & 63] as char
+        } else {
+            '='
+        });
+    }
+    out
+}
+
+/// The request bodies, in sending order (see the module doc).
+fn bodies(fixtures: &std::path::Path) -> Vec<Bytes> {
+    let read = |name: &str| {
+        std::fs::read_to_string(fixtures.join(name))
+            .unwrap_or_else(|e| die(format!("{}: {e}", fixtures.join(name).display())))
+    };
+    let text = read("message-in-text.json");
+    let image = read("message-in-image.json");
+    let status = read("status-read.json");
+    let status_as = |s: &str| {
+        let out = status.replace("\"status\": \"read\"", &format!("\"status\": \"{s}\""));
+        assert!(
+            out.contains(&format!("\"status\": \"{s}\"")),
+            "status-read.json has no \"status\": \"read\" to rewrite"
+        );
+        out
+    };
+    let cycle = [
+        text,
+        status_as("sent"),
+        status_as("delivered"),
+        status_as("read"),
+        image,
+        status_as("sent"),
+        status_as("delivered"),
+        status_as("read"),
+    ];
+    const SEED_ID: &str = "52JH6WmuSruAVyXvBBYemd0Ia";
+    let mut out = Vec::with_capacity(256 * cycle.len());
+    for conv in 0..256u32 {
+        for (k, template) in cycle.iter().enumerate() {
+            // Masked numbers (+91790XXXXXXX, 9184XXXXXXX) get this conversation's digits;
+            // every body gets its own message id of the seed's length.
+            let id = format!("bench{conv:010}{k:010}");
+            debug_assert_eq!(id.len(), SEED_ID.len());
+            let body = template
+                .replace("XXXXXXX", &format!("{:07}", 1_000_000 + conv * 7919))
+                .replace(SEED_ID, &id);
+            out.push(Bytes::from(body));
+        }
+    }
+    out
+}
+
+struct Opts {
+    target: Target,
+    connections: usize,
+    duration: Duration,
+    rate: Option<f64>,
+    auth: String,
+    bodies: Arc<Vec<Bytes>>,
+    watch: Vec<(String, i32)>,
+}
+
+fn parse_run(mut args: impl Iterator<Item = String>) -> Opts {
+    let mut url = None;
+    let mut connections = 64usize;
+    let mut duration = 10.0f64;
+    let mut rate = None;
+    let mut fixtures = PathBuf::from("tests/fixtures");
+    let mut auth = String::from("testuser:testpass");
+    let mut watch = Vec::new();
+    while let Some(a) = args.next() {
+        let mut val = || {
+            args.next()
+                .unwrap_or_else(|| die(format!("{a} needs a value")))
+        };
+        match a.as_str() {
+            "--url" => url = Some(val()),
+            "--connections" => connections = val().parse().unwrap_or_else(|e| die(e)),
+            "--duration" => duration = val().parse().unwrap_or_else(|e| die(e)),
+            "--rate" => rate = Some(val().parse::<f64>().unwrap_or_else(|e| die(e))),
+            "--fixtures" => fixtures = PathBuf::from(val()),
+            "--auth" => auth = val(),
+            "--watch" => {
+                let v = val();
+                let (name, pid) = v.split_once('=').unwrap_or_else(|| die("--watch NAME=PID"));
+                watch.push((
+                    name.to_string(),
+                    pid.parse()
+                        .unwrap_or_else(|e| die(format!("--watch {v}: {e}"))),
+                ));
+            }
+            other => die(format!("unknown argument {other:?}")),
+        }
+    }
+    if connections == 0 || duration <= 0.0 || rate.is_some_and(|r| r <= 0.0) {
+        die("--connections, --duration and --rate must be positive");
+    }
+    Opts {
+        target: parse_url(&url.unwrap_or_else(|| die("--url is required"))),
+        connections,
+        duration: Duration::from_secs_f64(duration),
+        rate,
+        auth: format!("Basic {}", base64(auth.as_bytes())),
+        bodies: Arc::new(bodies(&fixtures)),
+        watch,
+    }
+}
+
+/// utime + stime of a process, in seconds.
+fn cpu_seconds(pid: i32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at field 3 (state).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf only reads a constant of the system; no pointers involved.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    Some(ticks as f64 / if hz > 0 { hz as f64 } else { 100.0 })
+}
+
+fn status_kib(pid: i32, field: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find(|l| l.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+async fn connect(t: &Target) -> Result<Sender, String> {
+    let stream = tokio::net::TcpStream::connect(t.addr)
+        .await
+        .map_err(|e| format!("connect {}: {e}", t.addr))?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+#[derive(Default)]
+struct Stats {
+    hist: Option<Histogram<u64>>,
+    answers: u64,
+    ok: u64,
+    by_status: BTreeMap<u16, u64>,
+    errors: u64,
+    unsent: u64,
+    last_error: Option<String>,
+    last_done: Option<Instant>,
+}
+
+impl Stats {
+    fn new() -> Self {
+        Stats {
+            hist: Some(Histogram::new_with_bounds(1, HIST_MAX_US, 3).expect("histogram bounds")),
+            ..Default::default()
+        }
+    }
+    fn record(&mut self, status: u16, latency: Duration, done: Instant) {
+        let us = (latency.as_micros() as u64).clamp(1, HIST_MAX_US);
+        if let Some(h) = self.hist.as_mut() {
+            let _ = h.record(us);
+        }
+        self.answers += 1;
+        if status == 200 {
+            self.ok += 1;
+        } else {
+            *self.by_status.entry(status).or_default() += 1;
+        }
+        self.last_done = Some(self.last_done.map_or(done, |d| d.max(done)));
+    }
+    fn merge(&mut self, o: Stats) {
+        if let (Some(h), Some(oh)) = (self.hist.as_mut(), o.hist.as_ref()) {
+            let _ = h.add(oh);
+        }
+        self.answers += o.answers;
+        self.ok += o.ok;
+        for (k, v) in o.by_status {
+            *self.by_status.entry(k).or_default() += v;
+        }
+        self.errors += o.errors;
+        self.unsent += o.unsent;
+        if o.last_error.is_some() {
+            self.last_error = o.last_error;
+        }
+        self.last_done = match (self.last_done, o.last_done) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+    }
+}
+
+struct Shared {
+    target: Target,
+    auth: header::HeaderValue,
+    bodies: Arc<Vec<Bytes>>,
+}
+
+impl Shared {
+    fn request(&self, i: u64) -> Request<Full<Bytes>> {
+        let body = self.bodies[(i % self.bodies.len() as u64) as usize].clone();
+        let mut req = Request::new(Full::new(body));
+        *req.method_mut() = Method::POST;
+        *req.uri_mut() = self.target.path.parse().expect("path");
+        let h = req.headers_mut();
+        h.insert(
+            header::HOST,
+            header::HeaderValue::from_str(&self.target.authority).expect("host"),
+        );
+        h.insert(header::AUTHORIZATION, self.auth.clone());
+        h.insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/json"),
+        );
+        req
+    }
+}
+
+/// Sends request `i` on `sender` (reconnecting first if it is gone) and reads the whole answer.
+async fn exchange(
+    shared: &Shared,
+    sender: &mut Option<Sender>,
+    i: u64,
+    stats: &mut Stats,
+) -> Option<u16> {
+    let result = async {
+        if sender.as_ref().is_none_or(|s| s.is_closed()) {
+            *sender = Some(connect(&shared.target).await?);
+        }
+        let s = sender.as_mut().expect("connected");
+        s.ready().await.map_err(|e| e.to_string())?;
+        let resp = s
+            .send_request(shared.request(i))
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        resp.into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<u16, String>(status)
+    };
+    match tokio::time::timeout(REQUEST_TIMEOUT, result).await {
+        Ok(Ok(status)) => Some(status),
+        Ok(Err(e)) => {
+            stats.errors += 1;
+            stats.last_error = Some(e);
+            *sender = None;
+            None
+        }
+        Err(_) => {
+            stats.errors += 1;
+            stats.last_error = Some(format!("no answer within {REQUEST_TIMEOUT:?}"));
+            *sender = None;
+            None
+        }
+    }
+}
+
+async fn closed_loop(shared: Arc<Shared>, senders: Vec<Sender>, deadline: Instant) -> Stats {
+    let counter = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for s in senders {
+        let shared = shared.clone();
+        let counter = counter.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut stats = Stats::new();
+            let mut sender = Some(s);
+            while Instant::now() < deadline {
+                let i = counter.fetch_add(1, Ordering::Relaxed);
+                let start = Instant::now();
+                if let Some(status) = exchange(&shared, &mut sender, i, &mut stats).await {
+                    let done = Instant::now();
+                    stats.record(status, done - start, done);
+                } else {
+                    // Do not spin on a refused connection.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+            stats
+        }));
+    }
+    let mut total = Stats::new();
+    for t in tasks {
+        total.merge(t.await.expect("worker panicked"));
+    }
+    total
+}
+
+async fn open_loop(
+    shared: Arc<Shared>,
+    senders: Vec<Sender>,
+    t0: Instant,
+    rate: f64,
+    duration: Duration,
+) -> Stats {
+    let total = (rate * duration.as_secs_f64()).round() as u64;
+    let interval_ns = 1e9 / rate;
+    let due = move |i: u64| t0 + Duration::from_nanos((i as f64 * interval_ns) as u64);
+    let (tx, rx) = async_channel::unbounded::<u64>();
+    // The pacer: a plain thread with fine-grained sleeps (tokio's timer has 1 ms granularity).
+    let pacer = std::thread::spawn(move || {
+        // SAFETY: PR_SET_TIMERSLACK takes integers only; it sets 1 µs of timer slack for this
+        // thread's sleeps (the default 50 µs would show up in every latency).
+        unsafe {
+            libc::prctl(libc::PR_SET_TIMERSLACK, 1000u64, 0u64, 0u64, 0u64);
+        }
+        for i in 0..total {
+            let at = due(i);
+            let now = Instant::now();
+            if at > now {
+                std::thread::sleep(at - now);
+            }
+            if tx.send_blocking(i).is_err() {
+                break;
+            }
+        }
+    });
+    let drain_deadline = t0 + duration + DRAIN;
+    let mut tasks = Vec::new();
+    for s in senders {
+        let shared = shared.clone();
+        let rx = rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut stats = Stats::new();
+            let mut sender = Some(s);
+            while let Ok(i) = rx.recv().await {
+                if Instant::now() > drain_deadline {
+                    stats.unsent += 1;
+                    continue;
+                }
+                let intended = due(i);
+                if let Some(status) = exchange(&shared, &mut sender, i, &mut stats).await {
+                    let done = Instant::now();
+                    stats.record(status, done.saturating_duration_since(intended), done);
+                }
+            }
+            stats
+        }));
+    }
+    drop(rx);
+    let mut stats = Stats::new();
+    for t in tasks {
+        stats.merge(t.await.expect("worker panicked"));
+    }
+    let _ = pacer.join();
+    stats
+}
+
+fn run(opts: Opts) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let Opts {
+        target,
+        connections,
+        duration,
+        rate,
+        auth,
+        bodies,
+        watch,
+    } = opts;
+    let shared = Arc::new(Shared {
+        target,
+        auth: header::HeaderValue::from_str(&auth).unwrap_or_else(|e| die(e)),
+        bodies,
+    });
+    let pids: Vec<i32> = watch.iter().map(|(_, p)| *p).collect();
+    let result = runtime.block_on(async move {
+        // Open every connection before the clock starts.
+        let mut connecting = Vec::new();
+        for _ in 0..connections {
+            let shared = shared.clone();
+            connecting.push(tokio::spawn(async move { connect(&shared.target).await }));
+        }
+        let mut senders = Vec::new();
+        for c in connecting {
+            senders.push(c.await.expect("connect task").unwrap_or_else(|e| die(e)));
+        }
+        let cpu0: Vec<Option<f64>> = pids.iter().map(|p| cpu_seconds(*p)).collect();
+        let t0 = Instant::now();
+        let stats = match rate {
+            None => closed_loop(shared.clone(), senders, t0 + duration).await,
+            Some(r) => open_loop(shared.clone(), senders, t0, r, duration).await,
+        };
+        let end = Instant::now();
+        let cpu1: Vec<Option<f64>> = pids.iter().map(|p| cpu_seconds(*p)).collect();
+        (stats, t0, end, cpu0, cpu1)
+    });
+    let (stats, t0, end, cpu0, cpu1) = result;
+    let elapsed = stats
+        .last_done
+        .unwrap_or(end)
+        .saturating_duration_since(t0)
+        .as_secs_f64()
+        .max(1e-9);
+    let hist = stats.hist.as_ref().expect("histogram");
+    let ms = |q: f64| {
+        if hist.is_empty() {
+            Value::Null
+        } else {
+            json!(hist.value_at_quantile(q) as f64 / 1000.0)
+        }
+    };
+    let mut cpu = serde_json::Map::new();
+    let mut cpu_per_req = serde_json::Map::new();
+    let mut rss = serde_json::Map::new();
+    for (k, (name, pid)) in watch.iter().enumerate() {
+        let d = match (cpu0[k], cpu1[k]) {
+            (Some(a), Some(b)) => Some(b - a),
+            _ => None,
+        };
+        cpu.insert(name.clone(), json!(d));
+        cpu_per_req.insert(
+            name.clone(),
+            json!(d
+                .filter(|_| stats.answers > 0)
+                .map(|d| d * 1e6 / stats.answers as f64)),
+        );
+        rss.insert(
+            name.clone(),
+            json!({"vm_hwm_kib": status_kib(*pid, "VmHWM:"), "vm_rss_kib": status_kib(*pid, "VmRSS:")}),
+        );
+    }
+    let non_200: u64 = stats.by_status.values().sum();
+    let out = json!({
+        "mode": if rate.is_some() { "open" } else { "closed" },
+        "connections": connections,
+        "duration_s": duration.as_secs_f64(),
+        "offered_rate": rate,
+        "answers": stats.answers,
+        "ok": stats.ok,
+        "non_200": non_200,
+        "by_status": stats.by_status.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+        "errors": stats.errors,
+        "last_error": stats.last_error,
+        "unsent": stats.unsent,
+        "elapsed_s": elapsed,
+        "rate": stats.answers as f64 / elapsed,
+        "ok_rate": stats.ok as f64 / elapsed,
+        "latency_ms": {
+            "p50": ms(0.5), "p90": ms(0.9), "p99": ms(0.99), "p999": ms(0.999),
+            "max": if hist.is_empty() { Value::Null } else { json!(hist.max() as f64 / 1000.0) },
+            "mean": if hist.is_empty() { Value::Null } else { json!(hist.mean() / 1000.0) },
+        },
+        "cpu_s": cpu,
+        "cpu_us_per_req": cpu_per_req,
+        "memory": rss,
+    });
+    println!("{out}");
+    if non_200 > 0 || stats.errors > 0 || stats.unsent > 0 {
+        eprintln!(
+            "loadgen: WARNING {non_200} non-200 answers {:?}, {} errors{}, {} never sent",
+            stats.by_status,
+            stats.errors,
+            stats
+                .last_error
+                .as_deref()
+                .map(|e| format!(" (last: {e})"))
+                .unwrap_or_default(),
+            stats.unsent
+        );
+    }
+}
+
+/// One GET with a fresh connection; true on a 200.
+fn probe(t: &Target) -> bool {
+    let Ok(mut s) = StdTcpStream::connect_timeout(&t.addr, Duration::from_millis(100)) else {
+        return false;
+    };
+    let _ = s.set_nodelay(true);
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let req = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        t.path, t.authority
+    );
+    if s.write_all(req.as_bytes()).is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 16];
+    let mut n = 0;
+    while n < 12 {
+        match s.read(&mut buf[n..]) {
+            Ok(0) | Err(_) => return false,
+            Ok(k) => n += k,
+        }
+    }
+    buf.starts_with(b"HTTP/1.1 200") || buf.starts_with(b"HTTP/1.0 200")
+}
+
+fn ready(mut args: impl Iterator<Item = String>) {
+    let mut url = None;
+    let mut timeout = 30.0f64;
+    while let Some(a) = args.next() {
+        let mut val = || {
+            args.next()
+                .unwrap_or_else(|| die(format!("{a} needs a value")))
+        };
+        match a.as_str() {
+            "--url" => url = Some(val()),
+            "--timeout" => timeout = val().parse().unwrap_or_else(|e| die(e)),
+            other => die(format!("unknown argument {other:?}")),
+        }
+    }
+    let t = parse_url(&url.unwrap_or_else(|| die("--url is required")));
+    let deadline = Instant::now() + Duration::from_secs_f64(timeout);
+    while Instant::now() < deadline {
+        if probe(&t) {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .expect("clock after 1970");
+            println!("{}", now.as_micros());
+            return;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    die(format!(
+        "{}{} did not answer 200 within {timeout} s",
+        t.authority, t.path
+    ))
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    match args.next().as_deref() {
+        Some("run") => run(parse_run(args)),
+        Some("ready") => ready(args),
+        _ => {
+            eprintln!(
+                "usage: loadgen run --url URL --connections N --duration SECS [--rate R] \
+                 [--fixtures DIR] [--auth USER:PASS] [--watch NAME=PID]...\n       \
+                 loadgen ready --url URL [--timeout SECS]"
+            );
+            std::process::exit(2)
+        }
+    }
+}
