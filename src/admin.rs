@@ -14,6 +14,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
+use crate::spool::Spool;
 
 /// What readiness depends on.
 #[derive(Debug, Default)]
@@ -22,6 +23,8 @@ pub struct Health {
     pub kafka_ready: Arc<AtomicBool>,
     /// Shutdown has begun.
     pub draining: AtomicBool,
+    /// With a spool that has room, records are safe even while Kafka is away.
+    pub spool: Option<Arc<Spool>>,
 }
 
 impl Health {
@@ -29,10 +32,14 @@ impl Health {
     pub fn readiness(&self) -> Result<(), &'static str> {
         if self.draining.load(Ordering::SeqCst) {
             Err("shutting down")
-        } else if !self.kafka_ready.load(Ordering::SeqCst) {
-            Err("Kafka is unreachable: no broker answered the last metadata request")
-        } else {
+        } else if self.kafka_ready.load(Ordering::SeqCst)
+            || self.spool.as_ref().is_some_and(|s| s.has_room())
+        {
             Ok(())
+        } else if self.spool.is_some() {
+            Err("Kafka is unreachable and the spool is full")
+        } else {
+            Err("Kafka is unreachable: no broker answered the last metadata request")
         }
     }
 }
@@ -66,6 +73,9 @@ pub fn answer<B>(req: &Request<B>, health: &Health, metrics: &Metrics) -> Respon
         }
         "/metrics" => {
             metrics.ready.set(i64::from(health.readiness().is_ok()));
+            if let Some(spool) = &health.spool {
+                metrics.observe_spool(spool);
+            }
             let mut r = text(StatusCode::OK, metrics.render());
             r.headers_mut().insert(
                 CONTENT_TYPE,

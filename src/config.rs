@@ -131,6 +131,15 @@ pub struct Args {
     #[arg(long, env = "BRIDGE_KEY_STRATEGY", value_enum, default_value_t = KeyStrategy::Conversation)]
     pub key_strategy: KeyStrategy,
 
+    /// Directory of the durable spool. Set: a record Kafka has not acknowledged in time is written
+    /// here (fsync) and answered 200, then replayed to Kafka in order. Unset: such requests get 503.
+    #[arg(long, env = "BRIDGE_SPOOL_DIR")]
+    pub spool_dir: Option<PathBuf>,
+
+    /// Largest size of the spool's records in bytes; when full, unacknowledged requests get 503.
+    #[arg(long, env = "BRIDGE_SPOOL_MAX_BYTES", default_value_t = 1024 * 1024 * 1024)]
+    pub spool_max_bytes: u64,
+
     /// Requests handled at once; more are answered 503 at once, so memory stays bounded
     /// (at most this many bodies of --max-body-bytes).
     #[arg(long, env = "BRIDGE_MAX_IN_FLIGHT", default_value_t = 1024)]
@@ -219,6 +228,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub topics: TopicMap,
     pub key_strategy: KeyStrategy,
+    pub spool_dir: Option<PathBuf>,
+    pub spool_max_bytes: u64,
     pub max_in_flight: usize,
     pub max_connections: usize,
     pub header_read_timeout: Duration,
@@ -336,6 +347,12 @@ impl Config {
         if args.cloudevents && args.cloudevents_source.trim().is_empty() {
             return Err(invalid("--cloudevents-source", "cannot be empty"));
         }
+        if args.spool_dir.is_some() && args.spool_max_bytes < args.max_body_bytes as u64 {
+            return Err(invalid(
+                "--spool-max-bytes",
+                "must hold at least one body of --max-body-bytes",
+            ));
+        }
         if args.max_in_flight == 0 || args.max_connections == 0 {
             return Err(invalid(
                 "--max-in-flight/--max-connections",
@@ -370,6 +387,8 @@ impl Config {
             max_body_bytes: args.max_body_bytes,
             topics,
             key_strategy: args.key_strategy,
+            spool_dir: args.spool_dir,
+            spool_max_bytes: args.spool_max_bytes,
             max_in_flight: args.max_in_flight,
             max_connections: args.max_connections,
             header_read_timeout: args.header_read_timeout,
@@ -420,6 +439,8 @@ impl fmt::Debug for Config {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("topics", &self.topics)
             .field("key_strategy", &self.key_strategy)
+            .field("spool_dir", &self.spool_dir)
+            .field("spool_max_bytes", &self.spool_max_bytes)
             .field("max_in_flight", &self.max_in_flight)
             .field("max_connections", &self.max_connections)
             .field("header_read_timeout", &self.header_read_timeout)

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod auth;
 pub mod classify;
 pub mod config;
+pub mod delivery;
 pub mod embedded;
 pub mod error;
 pub mod kafka_props;
@@ -15,6 +16,7 @@ pub mod metrics;
 pub mod producer;
 pub mod record;
 pub mod server;
+pub mod spool;
 pub mod tail;
 pub mod telemetry;
 pub mod topics;
@@ -29,10 +31,12 @@ use tokio::net::TcpListener;
 
 use crate::admin::Health;
 use crate::config::{Config, KafkaMode};
+use crate::delivery::Delivery;
 use crate::embedded::EmbeddedKafka;
 use crate::metrics::Metrics;
 use crate::producer::KafkaSink;
 use crate::server::ServerOptions;
+use crate::spool::Spool;
 use crate::webhook::Webhook;
 
 /// How often readiness asks Kafka for metadata.
@@ -63,6 +67,8 @@ pub enum StartError {
     Producer(#[from] rdkafka::error::KafkaError),
     #[error("metrics registry: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("spool: {0}")]
+    Spool(#[from] spool::SpoolError),
 }
 
 /// Runs the bridge until `shutdown` resolves, then drains: readiness turns 503, the listener
@@ -104,8 +110,23 @@ pub async fn run(
         &config.producer_properties(&bootstrap),
         metrics.clone(),
     )?);
-    let health = Arc::new(Health::default());
+    let spool = match &config.spool_dir {
+        Some(dir) => Some(open_spool(dir.clone(), config.spool_max_bytes).await?),
+        None => None,
+    };
+    let health = Arc::new(Health {
+        spool: spool.clone(),
+        ..Health::default()
+    });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let replay = spool.clone().map(|spool| {
+        tokio::spawn(delivery::replay(
+            spool,
+            sink.clone(),
+            metrics.clone(),
+            stop_rx.clone(),
+        ))
+    });
     let readiness = tokio::spawn(producer::watch_readiness(
         sink.clone(),
         config.topics.route(topics::EVENT_MESSAGE_IN).topic.clone(),
@@ -120,7 +141,8 @@ pub async fn run(
         stop_rx,
     ));
 
-    let webhook = Arc::new(Webhook::new(&config, sink.clone(), metrics.clone()));
+    let delivery = Arc::new(Delivery::new(sink.clone(), spool.clone(), metrics.clone()));
+    let webhook = Arc::new(Webhook::new(&config, delivery, metrics.clone()));
     let options = ServerOptions {
         header_read_timeout: config.header_read_timeout,
         shutdown_grace: config.shutdown_grace,
@@ -156,6 +178,29 @@ pub async fn run(
     let _ = stop_tx.send(true);
     let _ = admin.await;
     let _ = readiness.await;
+    if let Some(replay) = replay {
+        let _ = replay.await;
+    }
+    if let Some(spool) = spool {
+        let records = spool.records();
+        let _ = tokio::task::spawn_blocking(move || spool.close()).await;
+        if records > 0 {
+            tracing::warn!(
+                records,
+                "spool still holds records; they are replayed at the next start"
+            );
+        }
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Opens the spool off the async workers (recovery scans the file).
+async fn open_spool(dir: std::path::PathBuf, max_bytes: u64) -> Result<Arc<Spool>, StartError> {
+    let shown = dir.display().to_string();
+    let spool = tokio::task::spawn_blocking(move || Spool::open(&dir, max_bytes))
+        .await
+        .map_err(|e| spool::SpoolError::Io(e.to_string()))??;
+    tracing::info!(dir = %shown, max_bytes, records = spool.records(), "durable spool enabled");
+    Ok(spool)
 }

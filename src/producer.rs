@@ -19,11 +19,11 @@ use tokio::time::Instant;
 use crate::metrics::Metrics;
 use crate::record::Record;
 
-/// Where Kafka put a record.
+/// Where an accepted record is now: acknowledged by Kafka, or durably in the spool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Delivered {
-    pub partition: i32,
-    pub offset: i64,
+pub enum Delivered {
+    Kafka { partition: i32, offset: i64 },
+    Spooled { seq: u64 },
 }
 
 /// Why a record was not acknowledged. Every variant means "not stored".
@@ -217,7 +217,7 @@ impl Sink for KafkaSink {
                 Err(_) => Err(ProduceError::Timeout),
                 Ok(Err(_canceled)) => Err(ProduceError::Unavailable("producer closed".into())),
                 Ok(Ok(Err((e, _)))) => Err(ProduceError::from_kafka(&e)),
-                Ok(Ok(Ok(d))) => Ok(Delivered {
+                Ok(Ok(Ok(d))) => Ok(Delivered::Kafka {
                     partition: d.partition,
                     offset: d.offset,
                 }),

@@ -16,6 +16,9 @@ pub const HEADER_REQUEST_ID: &str = "request-id";
 pub const HEADER_RECEIVED_AT: &str = "received-at";
 /// The request's `Content-Type`, `application/json` when it sent none.
 pub const HEADER_CONTENT_TYPE: &str = "content-type";
+/// SHA-256 of the value, lower-case hex: the same body delivered twice (at-least-once: a late
+/// acknowledgement plus a retry, or a replay after a crash) carries the same digest.
+pub const HEADER_BODY_SHA256: &str = "body-sha256";
 /// On dead-letter records only: why the body was refused.
 pub const HEADER_DEADLETTER_REASON: &str = "deadletter-reason";
 
@@ -35,7 +38,46 @@ pub struct Record<'a> {
     pub key: Option<Cow<'a, str>>,
     pub value: &'a [u8],
     pub timestamp_ms: i64,
-    pub headers: Headers<'a>,
+    pub headers: RecordHeaders<'a>,
+}
+
+/// The headers of a record: built from a request, or as stored in the spool.
+#[derive(Debug, Clone, Copy)]
+pub enum RecordHeaders<'a> {
+    Request(Headers<'a>),
+    Raw(&'a [(&'a str, &'a str)]),
+}
+
+impl<'a> From<Headers<'a>> for RecordHeaders<'a> {
+    fn from(h: Headers<'a>) -> Self {
+        RecordHeaders::Request(h)
+    }
+}
+
+impl<'a> RecordHeaders<'a> {
+    pub fn iter(&self) -> HeaderIter<'a> {
+        match self {
+            RecordHeaders::Request(h) => HeaderIter::Request(h.iter()),
+            RecordHeaders::Raw(list) => HeaderIter::Raw(list.iter()),
+        }
+    }
+}
+
+#[derive(Debug)]
+/// Iterates either kind of [`RecordHeaders`].
+pub enum HeaderIter<'a> {
+    Request(std::vec::IntoIter<(&'static str, &'a str)>),
+    Raw(std::slice::Iter<'a, (&'a str, &'a str)>),
+}
+
+impl<'a> Iterator for HeaderIter<'a> {
+    type Item = (&'a str, &'a str);
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            HeaderIter::Request(i) => i.next(),
+            HeaderIter::Raw(i) => i.next().copied(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -45,6 +87,7 @@ pub struct Headers<'a> {
     pub request_id: &'a str,
     pub received_at: &'a str,
     pub content_type: &'a str,
+    pub body_sha256: &'a str,
     pub deadletter_reason: Option<&'a str>,
     /// The CloudEvents `source` when `--cloudevents` is on; only events get `ce_*` headers.
     pub cloudevents_source: Option<&'a str>,
@@ -52,18 +95,23 @@ pub struct Headers<'a> {
 
 impl<'a> Headers<'a> {
     /// The headers present on this record, in a fixed order.
-    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &'a str)> {
-        [
+    pub fn iter(&self) -> std::vec::IntoIter<(&'static str, &'a str)> {
+        let mut out = Vec::with_capacity(12);
+        let base = [
             (HEADER_EVENT, self.event),
             (HEADER_MESSAGE_ID, self.message_id),
             (HEADER_REQUEST_ID, Some(self.request_id)),
             (HEADER_RECEIVED_AT, Some(self.received_at)),
             (HEADER_CONTENT_TYPE, Some(self.content_type)),
+            (HEADER_BODY_SHA256, Some(self.body_sha256)),
             (HEADER_DEADLETTER_REASON, self.deadletter_reason),
-        ]
-        .into_iter()
-        .chain(self.cloudevents())
-        .filter_map(|(name, value)| value.map(|v| (name, v)))
+        ];
+        out.extend(
+            base.into_iter()
+                .chain(self.cloudevents())
+                .filter_map(|(n, v)| v.map(|v| (n, v))),
+        );
+        out.into_iter()
     }
 
     fn cloudevents(&self) -> [(&'static str, Option<&'a str>); 5] {
@@ -141,6 +189,7 @@ mod tests {
             request_id: "r",
             received_at: "t",
             content_type: "application/json",
+            body_sha256: "ab",
             deadletter_reason: Some("why"),
             cloudevents_source: None,
         };
@@ -152,6 +201,7 @@ mod tests {
                 "request-id",
                 "received-at",
                 "content-type",
+                "body-sha256",
                 "deadletter-reason"
             ]
         );

@@ -10,6 +10,7 @@ use http::header::{HeaderValue, ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TY
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Body;
+use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 use tracing::{field, Instrument, Span};
 
@@ -98,6 +99,7 @@ impl<S: Sink> Webhook<S> {
             partition = field::Empty,
             offset = field::Empty,
             latency_ms = field::Empty,
+            spooled = field::Empty,
         );
         let result = if now_in_flight > self.max_in_flight {
             Err(WebhookError::Overloaded(self.max_in_flight))
@@ -111,8 +113,15 @@ impl<S: Sink> Webhook<S> {
         span.record("latency_ms", elapsed.as_secs_f64() * 1e3);
         let mut response = match result {
             Ok(delivered) => {
-                span.record("partition", delivered.partition);
-                span.record("offset", delivered.offset);
+                match delivered {
+                    Delivered::Kafka { partition, offset } => {
+                        span.record("partition", partition);
+                        span.record("offset", offset);
+                    }
+                    Delivered::Spooled { seq } => {
+                        span.record("spooled", seq);
+                    }
+                }
                 tracing::debug!("accepted");
                 self.metrics
                     .answered(Outcome::Accepted, elapsed, self.ack_timeout);
@@ -189,6 +198,8 @@ impl<S: Sink> Webhook<S> {
         }
 
         let received_at = humantime::format_rfc3339_millis(received).to_string();
+        let digest = sha256_hex(&body);
+        let body_sha256 = std::str::from_utf8(&digest).unwrap_or_default();
         let timestamp_ms = received
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
@@ -217,9 +228,11 @@ impl<S: Sink> Webhook<S> {
                         request_id,
                         received_at: &received_at,
                         content_type,
+                        body_sha256,
                         deadletter_reason: None,
                         cloudevents_source: self.cloudevents_source.as_deref(),
-                    },
+                    }
+                    .into(),
                 };
                 Ok(self.sink.send(&record, deadline).await?)
             }
@@ -241,9 +254,11 @@ impl<S: Sink> Webhook<S> {
                         request_id,
                         received_at: &received_at,
                         content_type,
+                        body_sha256,
                         deadletter_reason: Some(&reason),
                         cloudevents_source: None,
-                    },
+                    }
+                    .into(),
                 };
                 self.sink.send(&record, deadline).await?;
                 Err(WebhookError::Invalid(invalid))
@@ -274,6 +289,18 @@ impl<S: Sink> Webhook<S> {
             Ok(Ok(collected)) => Ok(collected.to_bytes()),
         }
     }
+}
+
+/// Lower-case hex SHA-256, on the stack.
+fn sha256_hex(body: &[u8]) -> [u8; 64] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = Sha256::digest(body);
+    let mut out = [0u8; 64];
+    for (i, b) in digest.iter().enumerate() {
+        out[2 * i] = HEX[usize::from(b >> 4)];
+        out[2 * i + 1] = HEX[usize::from(b & 0xf)];
+    }
+    out
 }
 
 fn respond(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {

@@ -51,7 +51,7 @@ const STATUS: &[u8] = br#"{"event":"whatsapp:message:status","payload":{"id":"m"
 
 #[tokio::test]
 async fn an_acknowledged_record_is_answered_200_with_the_record_passed_through() {
-    let (hook, sink) = webhook(Ok(Delivered {
+    let (hook, sink) = webhook(Ok(Delivered::Kafka {
         partition: 0,
         offset: 7,
     }));
@@ -113,7 +113,7 @@ async fn an_invalid_body_whose_dead_letter_write_fails_is_503_so_the_sender_retr
 
 #[tokio::test]
 async fn refusals_before_the_body_never_reach_the_sink() {
-    let (hook, sink) = webhook(Ok(Delivered {
+    let (hook, sink) = webhook(Ok(Delivered::Kafka {
         partition: 0,
         offset: 0,
     }));

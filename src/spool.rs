@@ -1,0 +1,346 @@
+//! The durable spool: records Kafka did not acknowledge in time, kept on disk until replayed.
+//!
+//! Storage is redb (a maintained, crash-safe embedded B-tree with checksummed, copy-on-write
+//! commits), so a torn write from a crash is rolled back to the last commit by redb itself
+//! rather than by a file format of ours. Appends are group-committed: one writer thread takes
+//! every append that is waiting, writes them in one transaction and fsyncs once
+//! (`Durability::Immediate`), so concurrent webhooks share the cost of one fsync.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{oneshot, Notify};
+
+use crate::record::Record;
+
+const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records");
+const FILE: &str = "spool.redb";
+/// Appends waiting beyond this many are committed in the next transaction.
+const MAX_GROUP: usize = 1024;
+
+/// A record as kept on disk: everything needed to produce it later, exactly as it would have been.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpooledRecord {
+    pub topic: String,
+    pub key: Option<String>,
+    pub value: Vec<u8>,
+    pub headers: Vec<(String, String)>,
+    pub timestamp_ms: i64,
+}
+
+impl SpooledRecord {
+    pub fn from_record(record: &Record<'_>) -> SpooledRecord {
+        SpooledRecord {
+            topic: record.topic.to_string(),
+            key: record.key.as_deref().map(str::to_string),
+            value: record.value.to_vec(),
+            headers: record
+                .headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            timestamp_ms: record.timestamp_ms,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpoolError {
+    #[error("spool is full ({max} bytes)")]
+    Full { max: u64 },
+    #[error("spool write failed: {0}")]
+    Io(String),
+}
+
+struct Append {
+    bytes: Vec<u8>,
+    done: oneshot::Sender<Result<u64, SpoolError>>,
+}
+
+/// What the spool holds now; shared by appenders, the writer thread and the replayer.
+#[derive(Debug, Default)]
+struct Holdings {
+    /// Records per key not yet delivered: new records for such a key go to the spool too, so
+    /// they cannot overtake the older ones of the same conversation.
+    keys: HashMap<String, usize>,
+}
+
+pub struct Spool {
+    db: Arc<Database>,
+    writer: Mutex<Option<mpsc::Sender<Append>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    holdings: Mutex<Holdings>,
+    bytes: AtomicU64,
+    records: AtomicU64,
+    max_bytes: u64,
+    /// Woken when a record is appended, so the replayer need not poll.
+    pub appended: Notify,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Spool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spool")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn io(e: impl std::fmt::Display) -> SpoolError {
+    SpoolError::Io(e.to_string())
+}
+
+impl Spool {
+    /// Opens (or creates) the spool in `dir`, recovering what a previous process left. A file redb
+    /// cannot open is moved aside (never a crash loop) and a new one started.
+    pub fn open(dir: &Path, max_bytes: u64) -> Result<Arc<Spool>, SpoolError> {
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let path = dir.join(FILE);
+        let db = match Database::create(&path) {
+            Ok(db) => db,
+            Err(e) => {
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                let aside = dir.join(format!("{FILE}.unreadable-{now}"));
+                tracing::error!(error = %e, moved_to = %aside.display(), "spool file cannot be opened; moving it aside and starting a new one");
+                std::fs::rename(&path, &aside).map_err(io)?;
+                Database::create(&path).map_err(io)?
+            }
+        };
+        let db = Arc::new(db);
+        let (mut bytes, mut records, mut next_seq) = (0u64, 0u64, 0u64);
+        let mut holdings = Holdings::default();
+        {
+            let txn = db.begin_read().map_err(io)?;
+            match txn.open_table(RECORDS) {
+                Ok(table) => {
+                    for entry in table.iter().map_err(io)? {
+                        let (seq, value) = entry.map_err(io)?;
+                        bytes += value.value().len() as u64;
+                        records += 1;
+                        next_seq = seq.value() + 1;
+                        if let Ok(r) = postcard::from_bytes::<SpooledRecord>(value.value()) {
+                            if let Some(k) = r.key {
+                                *holdings.keys.entry(k).or_default() += 1;
+                            }
+                        }
+                    }
+                }
+                Err(redb::TableError::TableDoesNotExist(_)) => {}
+                Err(e) => return Err(io(e)),
+            }
+        }
+        if records > 0 {
+            tracing::warn!(
+                records,
+                bytes,
+                "spool holds records from an earlier run; replaying them"
+            );
+        }
+        let (tx, rx) = mpsc::channel::<Append>();
+        let writer_db = db.clone();
+        let thread = std::thread::Builder::new()
+            .name("spool-writer".into())
+            .spawn(move || write_loop(&writer_db, &rx, next_seq))
+            .map_err(io)?;
+        Ok(Arc::new(Spool {
+            db,
+            writer: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+            holdings: Mutex::new(holdings),
+            bytes: AtomicU64::new(bytes),
+            records: AtomicU64::new(records),
+            max_bytes,
+            appended: Notify::new(),
+            path,
+        }))
+    }
+
+    /// True while a record with this key waits in the spool.
+    pub fn holds_key(&self, key: &str) -> bool {
+        self.lock().keys.contains_key(key)
+    }
+
+    /// Writes the record durably; `Ok` only after fsync.
+    pub async fn append(&self, record: SpooledRecord) -> Result<u64, SpoolError> {
+        let bytes = postcard::to_allocvec(&record).map_err(io)?;
+        let len = bytes.len() as u64;
+        let before = self.bytes.fetch_add(len, Ordering::SeqCst);
+        if before + len > self.max_bytes {
+            self.bytes.fetch_sub(len, Ordering::SeqCst);
+            return Err(SpoolError::Full {
+                max: self.max_bytes,
+            });
+        }
+        // Counted before the write, so a later record of this key queues behind this one.
+        if let Some(k) = &record.key {
+            *self.lock().keys.entry(k.clone()).or_default() += 1;
+        }
+        let (done, answer) = oneshot::channel();
+        let sent = match self
+            .writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            Some(tx) => tx.send(Append { bytes, done }).is_ok(),
+            None => false,
+        };
+        let result = if sent {
+            answer
+                .await
+                .unwrap_or_else(|_| Err(SpoolError::Io("spool writer stopped".into())))
+        } else {
+            Err(SpoolError::Io("spool is closed".into()))
+        };
+        match &result {
+            Ok(_) => {
+                self.records.fetch_add(1, Ordering::SeqCst);
+                self.appended.notify_one();
+            }
+            Err(_) => {
+                self.bytes.fetch_sub(len, Ordering::SeqCst);
+                if let Some(k) = &record.key {
+                    self.forget_key(k);
+                }
+            }
+        }
+        result
+    }
+
+    /// The oldest records, in order, up to `limit`. Blocking (a read transaction).
+    pub fn oldest(&self, limit: usize) -> Result<Vec<(u64, SpooledRecord, u64)>, SpoolError> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let table = match txn.open_table(RECORDS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(io(e)),
+        };
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(io)?.take(limit) {
+            let (seq, value) = entry.map_err(io)?;
+            let raw = value.value();
+            match postcard::from_bytes::<SpooledRecord>(raw) {
+                Ok(r) => out.push((seq.value(), r, raw.len() as u64)),
+                // Unreadable entries cannot be replayed; keep them out of the way, loudly.
+                Err(e) => {
+                    tracing::error!(seq = seq.value(), error = %e, "spooled record cannot be decoded; skipping it")
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes delivered records. Blocking. Not fsynced: a crash before the next durable commit
+    /// replays them again, which the dedup header makes harmless.
+    pub fn remove(&self, delivered: &[(u64, Option<String>, u64)]) -> Result<(), SpoolError> {
+        if delivered.is_empty() {
+            return Ok(());
+        }
+        let mut txn = self.db.begin_write().map_err(io)?;
+        txn.set_durability(Durability::None).map_err(io)?;
+        {
+            let mut table = txn.open_table(RECORDS).map_err(io)?;
+            for (seq, _, _) in delivered {
+                table.remove(*seq).map_err(io)?;
+            }
+        }
+        txn.commit().map_err(io)?;
+        for (_, key, len) in delivered {
+            self.bytes.fetch_sub(*len, Ordering::SeqCst);
+            self.records.fetch_sub(1, Ordering::SeqCst);
+            if let Some(k) = key {
+                self.forget_key(k);
+            }
+        }
+        Ok(())
+    }
+
+    /// Receive time of the oldest waiting record. Blocking.
+    pub fn oldest_timestamp_ms(&self) -> Option<i64> {
+        self.oldest(1).ok()?.first().map(|(_, r, _)| r.timestamp_ms)
+    }
+
+    pub fn records(&self) -> u64 {
+        self.records.load(Ordering::SeqCst)
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::SeqCst)
+    }
+
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
+    /// Room for at least one more typical record.
+    pub fn has_room(&self) -> bool {
+        self.bytes() < self.max_bytes
+    }
+
+    /// Stops the writer after the appends already queued.
+    pub fn close(&self) {
+        drop(self.writer.lock().unwrap_or_else(|p| p.into_inner()).take());
+        if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = t.join();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Holdings> {
+        self.holdings.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn forget_key(&self, key: &str) {
+        let mut h = self.lock();
+        if let Some(n) = h.keys.get_mut(key) {
+            *n -= 1;
+            if *n == 0 {
+                h.keys.remove(key);
+            }
+        }
+    }
+}
+
+/// The writer thread: one durable transaction per group of waiting appends.
+fn write_loop(db: &Database, rx: &mpsc::Receiver<Append>, mut next_seq: u64) {
+    while let Ok(first) = rx.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(a) => group.push(a),
+                Err(_) => break,
+            }
+        }
+        let result = commit(db, &group, next_seq);
+        if result.is_ok() {
+            next_seq += group.len() as u64;
+        }
+        for (i, a) in group.into_iter().enumerate() {
+            let _ = a.done.send(result.clone().map(|first| first + i as u64));
+        }
+    }
+}
+
+fn commit(db: &Database, group: &[Append], first_seq: u64) -> Result<u64, SpoolError> {
+    let mut txn = db.begin_write().map_err(io)?;
+    txn.set_durability(Durability::Immediate).map_err(io)?;
+    {
+        let mut table = txn.open_table(RECORDS).map_err(io)?;
+        for (i, a) in group.iter().enumerate() {
+            table
+                .insert(first_seq + i as u64, a.bytes.as_slice())
+                .map_err(io)?;
+        }
+    }
+    txn.commit().map_err(io)?;
+    Ok(first_seq)
+}
+
+#[cfg(test)]
+mod tests;
