@@ -285,8 +285,12 @@ impl Config {
             None | Some("") => KafkaMode::Embedded,
             Some(brokers) => KafkaMode::Brokers(brokers.to_string()),
         };
-        let kafka_properties =
-            kafka_props::from_sources(env, &args.kafka_properties, args.ack_timeout, &read_file)?;
+        let kafka_properties = kafka_props::from_sources(
+            env,
+            &args.kafka_properties,
+            crate::delivery::kafka_wait(args.ack_timeout, args.spool_dir.is_some()),
+            &read_file,
+        )?;
 
         let mut credentials = Vec::new();
         for entry in &args.auth {
@@ -347,10 +351,10 @@ impl Config {
         if args.cloudevents && args.cloudevents_source.trim().is_empty() {
             return Err(invalid("--cloudevents-source", "cannot be empty"));
         }
-        if args.spool_dir.is_some() && args.spool_max_bytes < args.max_body_bytes as u64 {
+        if args.spool_dir.is_some() && args.spool_max_bytes < args.max_body_bytes as u64 + 4096 {
             return Err(invalid(
                 "--spool-max-bytes",
-                "must hold at least one body of --max-body-bytes",
+                "must hold at least one body of --max-body-bytes (plus 4 KiB for its headers)",
             ));
         }
         if args.max_in_flight == 0 || args.max_connections == 0 {

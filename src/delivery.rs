@@ -13,6 +13,17 @@ use crate::spool::{Spool, SpoolError, SpooledRecord};
 
 /// Time kept back from the ack deadline for the spool's fsync when Kafka is slow.
 const SPOOL_BUDGET: Duration = Duration::from_millis(250);
+/// How long a record may wait for Kafka: the whole ack timeout, or without the time kept for
+/// the spool's fsync when a spool is configured. Also librdkafka's `message.timeout.ms`, so that
+/// a record spooled after its deadline is not also delivered late by librdkafka.
+pub fn kafka_wait(ack_timeout: Duration, spool: bool) -> Duration {
+    if spool {
+        ack_timeout - SPOOL_BUDGET.min(ack_timeout / 4)
+    } else {
+        ack_timeout
+    }
+}
+
 /// Records replayed per round.
 const REPLAY_BATCH: usize = 256;
 /// How long a replayed record may take to be acknowledged.

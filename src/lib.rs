@@ -111,7 +111,15 @@ pub async fn run(
         metrics.clone(),
     )?);
     let spool = match &config.spool_dir {
-        Some(dir) => Some(open_spool(dir.clone(), config.spool_max_bytes).await?),
+        // Headroom: the largest body plus its headers and encoding.
+        Some(dir) => Some(
+            open_spool(
+                dir.clone(),
+                config.spool_max_bytes,
+                config.max_body_bytes as u64 + 4096,
+            )
+            .await?,
+        ),
         None => None,
     };
     let health = Arc::new(Health {
@@ -196,9 +204,13 @@ pub async fn run(
 }
 
 /// Opens the spool off the async workers (recovery scans the file).
-async fn open_spool(dir: std::path::PathBuf, max_bytes: u64) -> Result<Arc<Spool>, StartError> {
+async fn open_spool(
+    dir: std::path::PathBuf,
+    max_bytes: u64,
+    headroom: u64,
+) -> Result<Arc<Spool>, StartError> {
     let shown = dir.display().to_string();
-    let spool = tokio::task::spawn_blocking(move || Spool::open(&dir, max_bytes))
+    let spool = tokio::task::spawn_blocking(move || Spool::open(&dir, max_bytes, headroom))
         .await
         .map_err(|e| spool::SpoolError::Io(e.to_string()))??;
     tracing::info!(dir = %shown, max_bytes, records = spool.records(), "durable spool enabled");

@@ -78,6 +78,8 @@ pub struct Spool {
     bytes: AtomicU64,
     records: AtomicU64,
     max_bytes: u64,
+    /// Free space below which the spool reports no room (one largest record).
+    headroom: u64,
     /// Woken when a record is appended, so the replayer need not poll.
     pub appended: Notify,
     path: PathBuf,
@@ -98,7 +100,8 @@ fn io(e: impl std::fmt::Display) -> SpoolError {
 impl Spool {
     /// Opens (or creates) the spool in `dir`, recovering what a previous process left. A file redb
     /// cannot open is moved aside (never a crash loop) and a new one started.
-    pub fn open(dir: &Path, max_bytes: u64) -> Result<Arc<Spool>, SpoolError> {
+    /// `headroom` is the largest record expected: with less free space, [`Spool::has_room`] is false.
+    pub fn open(dir: &Path, max_bytes: u64, headroom: u64) -> Result<Arc<Spool>, SpoolError> {
         std::fs::create_dir_all(dir).map_err(io)?;
         let path = dir.join(FILE);
         let db = match Database::create(&path) {
@@ -157,6 +160,7 @@ impl Spool {
             bytes: AtomicU64::new(bytes),
             records: AtomicU64::new(records),
             max_bytes,
+            headroom,
             appended: Notify::new(),
             path,
         }))
@@ -279,9 +283,9 @@ impl Spool {
         self.max_bytes
     }
 
-    /// Room for at least one more typical record.
+    /// Room for at least one more record of the largest size.
     pub fn has_room(&self) -> bool {
-        self.bytes() < self.max_bytes
+        self.max_bytes.saturating_sub(self.bytes()) >= self.headroom
     }
 
     /// Stops the writer after the appends already queued.

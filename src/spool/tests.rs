@@ -15,7 +15,7 @@ fn record(key: Option<&str>, body: &str) -> SpooledRecord {
 #[tokio::test]
 async fn appended_records_survive_a_reopen_in_order() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let spool = Spool::open(dir.path(), 1 << 20).expect("open");
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("open");
     for i in 0..5 {
         spool
             .append(record(Some("k"), &format!("r{i}")))
@@ -25,7 +25,7 @@ async fn appended_records_survive_a_reopen_in_order() {
     spool.close();
     drop(spool);
 
-    let spool = Spool::open(dir.path(), 1 << 20).expect("reopen");
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("reopen");
     assert_eq!(spool.records(), 5);
     assert!(spool.holds_key("k"));
     let got: Vec<_> = spool
@@ -45,7 +45,7 @@ async fn appended_records_survive_a_reopen_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_appends_share_commits_and_all_get_distinct_sequence_numbers() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let spool = Spool::open(dir.path(), 1 << 24).expect("open");
+    let spool = Spool::open(dir.path(), 1 << 24, 1).expect("open");
     let tasks: Vec<_> = (0..200)
         .map(|i| {
             let spool = spool.clone();
@@ -73,7 +73,7 @@ async fn a_full_spool_refuses_and_frees_room_when_records_are_removed() {
     let one = postcard::to_allocvec(&record(Some("k"), "x"))
         .expect("encode")
         .len() as u64;
-    let spool = Spool::open(dir.path(), one * 2).expect("open");
+    let spool = Spool::open(dir.path(), one * 2, one).expect("open");
     spool.append(record(Some("k"), "x")).await.expect("first");
     spool.append(record(Some("k"), "y")).await.expect("second");
     assert_eq!(
@@ -104,7 +104,7 @@ async fn an_unreadable_file_is_moved_aside_instead_of_failing_start_up() {
         b"this is not a redb file, it is garbage",
     )
     .expect("write");
-    let spool = Spool::open(dir.path(), 1 << 20).expect("opens anyway");
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("opens anyway");
     assert_eq!(spool.records(), 0);
     let aside = std::fs::read_dir(dir.path())
         .expect("list")

@@ -1,0 +1,272 @@
+//! Fault suite for the durable spool: every request answered 200 reaches Kafka, through outages,
+//! slow brokers, a full spool and a SIGKILL.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use common::{TestApp, PASS, USER};
+use rdkafka::types::RDKafkaApiKey;
+use rdkafka::types::RDKafkaRespErr;
+
+const TOPIC: &str = "whatsapp.message.status";
+
+/// A status body for customer `n`; `seq` orders statuses of the same customer.
+fn status(n: u32, seq: u32) -> Vec<u8> {
+    format!(r#"{{"event":"whatsapp:message:status","payload":{{"id":"m{n}-{seq}","to":"+9100{n:06}","status":"read","seq":{seq}}}}}"#)
+        .into_bytes()
+}
+
+async fn post(app: &TestApp, body: Vec<u8>) -> (u16, String, Duration) {
+    let started = Instant::now();
+    let r = app
+        .http
+        .post(app.url())
+        .basic_auth(USER, Some(PASS))
+        .body(body)
+        .send()
+        .await
+        .expect("request");
+    let id = r.headers()["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    (r.status().as_u16(), id, started.elapsed())
+}
+
+/// Posts `n` statuses at once; returns the request ids answered 200 and the slowest answer.
+async fn burst(app: &TestApp, n: u32) -> (Vec<String>, usize, Duration) {
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let (http, url) = (app.http.clone(), app.url());
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let r = http
+                    .post(url)
+                    .basic_auth(USER, Some(PASS))
+                    .body(status(i, 0))
+                    .send()
+                    .await
+                    .expect("request");
+                let id = r.headers()["x-request-id"]
+                    .to_str()
+                    .expect("ascii")
+                    .to_string();
+                (r.status().as_u16(), id, started.elapsed())
+            })
+        })
+        .collect();
+    let (mut ok, mut other, mut slowest) = (Vec::new(), 0, Duration::ZERO);
+    for t in tasks {
+        let (status, id, took) = t.await.expect("task");
+        slowest = slowest.max(took);
+        if status == 200 {
+            ok.push(id);
+        } else {
+            other += 1;
+        }
+    }
+    (ok, other, slowest)
+}
+
+/// Waits until every id in `ids` is in `topic`; returns how many records carried each id.
+async fn all_stored(app: &TestApp, ids: &[String], within: Duration) -> usize {
+    let want: HashSet<&String> = ids.iter().collect();
+    let deadline = Instant::now() + within;
+    loop {
+        let got = app.records(TOPIC, usize::MAX, Duration::from_secs(2)).await;
+        let seen: HashSet<&String> = got
+            .iter()
+            .filter_map(|g| g.headers.get("request-id"))
+            .collect();
+        let missing = want.iter().filter(|id| !seen.contains(**id)).count();
+        if missing == 0 {
+            return got.len();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{missing} of {} records answered 200 are not in Kafka",
+            ids.len()
+        );
+    }
+}
+
+fn spool_flags(dir: &tempfile::TempDir) -> Vec<String> {
+    vec![
+        "--spool-dir".into(),
+        dir.path().display().to_string(),
+        "--ack-timeout".into(),
+        "1s".into(),
+    ]
+}
+
+fn flags(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn during_a_broker_outage_every_answer_is_200_inside_the_deadline_and_nothing_is_lost() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = TestApp::start(&flags(&spool_flags(&dir))).await;
+    app.cluster.broker_down(1).expect("down");
+    let (ok, other, slowest) = burst(&app, 100).await;
+    assert_eq!(other, 0, "no 503 while the spool has room");
+    assert!(
+        slowest < Duration::from_secs(2),
+        "slowest answer {slowest:?}"
+    );
+    assert_eq!(
+        app.admin_get("/readyz").await.0,
+        200,
+        "ready: the spool takes the records"
+    );
+    let (_, m) = app.admin_get("/metrics").await;
+    assert!(
+        m.contains("qikchat_bridge_spool_appends_total{result=\"ok\"} 100"),
+        "{m}"
+    );
+
+    app.cluster.broker_up(1).expect("up");
+    let stored = all_stored(&app, &ok, Duration::from_secs(30)).await;
+    assert!(stored >= 100, "at least once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversations_order_survives_an_outage() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = TestApp::start(&flags(&spool_flags(&dir))).await;
+    app.cluster.broker_down(1).expect("down");
+    for seq in 1..=3 {
+        assert_eq!(post(&app, status(7, seq)).await.0, 200);
+    }
+    app.cluster.broker_up(1).expect("up");
+    // Posted while older records of the same customer may still wait in the spool.
+    assert_eq!(post(&app, status(7, 4)).await.0, 200);
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = app.records(TOPIC, usize::MAX, Duration::from_secs(2)).await;
+        let seqs: Vec<u64> = got
+            .iter()
+            .filter(|g| g.key.as_deref() == Some("9100000007"))
+            .map(|g| {
+                serde_json::from_slice::<serde_json::Value>(&g.value).expect("json")["payload"]
+                    ["seq"]
+                    .as_u64()
+                    .expect("seq")
+            })
+            .collect();
+        if seqs.contains(&4) {
+            // At least once: a repeat is allowed (and marked by body-sha256); the first
+            // appearance of each record must follow the conversation's order.
+            let mut first_seen = Vec::new();
+            for s in &seqs {
+                if !first_seen.contains(s) {
+                    first_seen.push(*s);
+                }
+            }
+            assert_eq!(
+                first_seen,
+                [1, 2, 3, 4],
+                "order within the conversation: {seqs:?}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "records not delivered after the outage: {seqs:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_slower_than_the_deadline_is_answered_at_the_deadline_through_the_spool() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = TestApp::start(&flags(&spool_flags(&dir))).await;
+    app.cluster
+        .broker_round_trip_time(1, Duration::from_millis(1500))
+        .expect("rtt");
+    let (ok, other, slowest) = burst(&app, 30).await;
+    assert_eq!(other, 0);
+    assert!(slowest < Duration::from_secs(2), "slowest {slowest:?}");
+    app.cluster
+        .broker_round_trip_time(1, Duration::ZERO)
+        .expect("rtt");
+    all_stored(&app, &ok, Duration::from_secs(30)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_spool_answers_503_and_every_200_still_reaches_kafka() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut f = spool_flags(&dir);
+    f.extend([
+        "--spool-max-bytes".into(),
+        "8192".into(),
+        "--max-body-bytes".into(),
+        "1024".into(),
+    ]);
+    let app = TestApp::start(&flags(&f)).await;
+    app.cluster.broker_down(1).expect("down");
+    let (ok, refused, _) = burst(&app, 40).await;
+    assert!(refused > 0, "the spool must fill up");
+    assert!(!ok.is_empty());
+    let (_, m) = app.admin_get("/metrics").await;
+    assert!(
+        !m.contains("qikchat_bridge_spool_appends_total{result=\"full\"} 0"),
+        "full appends counted"
+    );
+    assert_eq!(
+        app.admin_get("/readyz").await.0,
+        503,
+        "unready: Kafka down and no room"
+    );
+
+    app.cluster.broker_up(1).expect("up");
+    all_stored(&app, &ok, Duration::from_secs(30)).await;
+    // Drained: room again.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while post(&app, status(999, 0)).await.0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "no recovery after the spool drained"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_produce_errors_are_retried_and_answered_200() {
+    let app = TestApp::start(&[]).await;
+    app.cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+        ],
+    );
+    let (status, id, _) = post(&app, status(1, 0)).await;
+    assert_eq!(status, 200);
+    all_stored(&app, &[id], Duration::from_secs(10)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_authorization_failure_is_a_500_and_is_not_spooled_or_retried_forever() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = TestApp::start(&flags(&spool_flags(&dir))).await;
+    app.cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED],
+    );
+    let (status, _, took) = post(&app, status(2, 0)).await;
+    assert_eq!(status, 500);
+    assert!(took < Duration::from_secs(2));
+    let (_, m) = app.admin_get("/metrics").await;
+    assert!(
+        m.contains("qikchat_bridge_spool_appends_total{result=\"ok\"} 0"),
+        "not spooled"
+    );
+    assert!(
+        m.contains(r#"result="topic_authorization_failed""#),
+        "error kind counted"
+    );
+}
