@@ -152,3 +152,65 @@ fn brackets_inside_strings_do_not_count_as_nesting() {
     );
     assert!(classify(body.as_bytes()).is_ok());
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Arbitrary JSON values, nested a few levels.
+    fn json() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(serde_json::Value::from),
+            ".*".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
+                prop::collection::btree_map(".*", inner, 0..6)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..512)) {
+            let _ = classify(&body);
+        }
+
+        #[test]
+        fn any_object_with_a_string_event_is_accepted_with_that_event(
+            event in ".*",
+            fields in prop::collection::btree_map("[a-z]{1,8}", json(), 0..6),
+            payload in json(),
+        ) {
+            let mut object: serde_json::Map<String, serde_json::Value> =
+                fields.into_iter().filter(|(k, _)| k != "event" && k != "payload").collect();
+            object.insert("event".into(), event.clone().into());
+            object.insert("payload".into(), payload);
+            let body = serde_json::to_vec(&serde_json::Value::Object(object)).expect("serialize");
+            let got = classify(&body).expect("valid event body");
+            prop_assert_eq!(got.event, event);
+        }
+
+        #[test]
+        fn any_json_that_is_not_an_object_is_refused(value in json()) {
+            prop_assume!(!value.is_object());
+            let body = serde_json::to_vec(&value).expect("serialize");
+            prop_assert_eq!(classify(&body).unwrap_err(), ClassifyError::NotObject);
+        }
+
+        #[test]
+        fn any_object_without_event_is_refused(fields in prop::collection::btree_map("[a-z]{1,8}", json(), 0..6)) {
+            let object: serde_json::Map<String, serde_json::Value> =
+                fields.into_iter().filter(|(k, _)| k != "event").collect();
+            let body = serde_json::to_vec(&serde_json::Value::Object(object)).expect("serialize");
+            prop_assert_eq!(classify(&body).unwrap_err(), ClassifyError::MissingEvent);
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! SIGKILL while Kafka is down and records are spooled: after a restart, every request that was
+//! answered 200 reaches Kafka.
+
+mod common;
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{PASS, USER};
+use rdkafka::mocking::MockCluster;
+
+const BIN: &str = env!("CARGO_BIN_EXE_qikchat-bridge");
+const TOPIC: &str = "whatsapp.message.status";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn start(bootstrap: &str, spool: &std::path::Path, port: u16, admin: u16) -> Child {
+    Command::new(BIN)
+        .args([
+            "--kafka-brokers",
+            bootstrap,
+            "--auth",
+            &format!("{USER}:{PASS}"),
+            "--ack-timeout",
+            "1s",
+        ])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--admin-listen",
+            &format!("127.0.0.1:{admin}"),
+        ])
+        .arg("--spool-dir")
+        .arg(spool)
+        .env_clear()
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the bridge")
+}
+
+async fn wait_ready(admin: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let http = reqwest::Client::new();
+    loop {
+        if let Ok(r) = http
+            .get(format!("http://127.0.0.1:{admin}/readyz"))
+            .send()
+            .await
+        {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "bridge not ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_answered_200_survive_a_sigkill_and_a_torn_tail_while_kafka_is_down() {
+    let cluster = MockCluster::new(1).expect("cluster");
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.create_topic(TOPIC, 3, 1).expect("topic");
+    cluster.broker_down(1).expect("down");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (port, admin) = (free_port(), free_port());
+    let mut child = start(&bootstrap, dir.path(), port, admin);
+    wait_ready(admin).await;
+
+    // Load that is still running when the process dies.
+    let http = reqwest::Client::new();
+    let mut tasks = Vec::new();
+    for i in 0..150u32 {
+        let (http, url) = (http.clone(), format!("http://127.0.0.1:{port}/webhook"));
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(u64::from(i) * 10)).await;
+            let body = format!(r#"{{"event":"whatsapp:message:status","payload":{{"id":"c{i}","to":"+91{i:08}","status":"sent"}}}}"#);
+            let r = http.post(url).basic_auth(USER, Some(PASS)).body(body).send().await.ok()?;
+            let id = r.headers().get("x-request-id")?.to_str().ok()?.to_string();
+            (r.status() == 200).then_some(id)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    let mut accepted = Vec::new();
+    for t in tasks {
+        if let Some(id) = t.await.expect("task") {
+            accepted.push(id);
+        }
+    }
+    assert!(
+        accepted.len() >= 10,
+        "only {} answered 200 before the kill",
+        accepted.len()
+    );
+
+    // A torn tail: bytes a dying write left behind the last commit.
+    let file = dir.path().join("spool.redb");
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&file)
+        .expect("spool file")
+        .write_all(&[0xA5; 4096])
+        .expect("tear");
+
+    cluster.broker_up(1).expect("up");
+    let mut child = start(&bootstrap, dir.path(), port, admin);
+    wait_ready(admin).await;
+
+    let want: HashSet<String> = accepted.iter().cloned().collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let b = bootstrap.clone();
+        let got = tokio::task::spawn_blocking(move || request_ids(&b))
+            .await
+            .expect("consumer");
+        let missing: Vec<_> = want.difference(&got).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} accepted records lost",
+            missing.len(),
+            want.len()
+        );
+    }
+    child.kill().expect("stop");
+    let _ = child.wait();
+}
+
+fn request_ids(bootstrap: &str) -> HashSet<String> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Headers, Message};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "crash-test")
+        .create()
+        .expect("consumer");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..3 {
+        tpl.add_partition_offset(TOPIC, p, rdkafka::Offset::Beginning)
+            .expect("partition");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut ids = HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            if let Some(h) = m
+                .headers()
+                .and_then(|hs| hs.iter().find(|h| h.key == "request-id"))
+            {
+                ids.insert(String::from_utf8_lossy(h.value.unwrap_or_default()).to_string());
+            }
+        }
+    }
+    ids
+}
