@@ -6,7 +6,7 @@
 #   - kubernetes-validate --strict on every rendered manifest (oldest supported and
 #     current Kubernetes), strict schemas for the Prometheus Operator objects, and chart
 #     invariants (restricted security, probes on the admin port, grace period, secrets
-#     only as files, ...);
+#     only as files, the durable spool on a per-pod claim of a StatefulSet, ...);
 #   - renders that must fail (no bootstrap servers, values the schema or templates reject);
 #   - promtool check/test on the alert rules, the rendered PrometheusRule and the
 #     Prometheus config of the compose stack; the Grafana dashboard's metric names;
@@ -14,7 +14,8 @@
 #     deploy/docker-compose.yml;
 #   - chart <-> binary: for every rendering, the container's exact environment and
 #     arguments are given to `qikchat-bridge --check-config` (env -i), which must accept
-#     them, so the chart cannot drift from the binary's real configuration interface.
+#     them, so the chart cannot drift from the binary's real configuration interface
+#     (mounted files and the spool directory are mapped to a temporary directory).
 #
 # Usage: .ci/helm-check.sh [PATH-TO-BINARY]     (default: target/release/qikchat-bridge)
 #
@@ -175,6 +176,18 @@ rendered_rules() {
   promtool check rules "$2"
 }
 
+# spool_max_bytes EXPECTED HELM-ARGS...: with persistence on, the container gets
+# BRIDGE_SPOOL_MAX_BYTES=EXPECTED (derived from persistence.size or explicit).
+spool_max_bytes() {
+  local expected="$1"; shift
+  local out got
+  out="$(helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --set kafka.bootstrapServers=kafka:9092 \
+    --set persistence.enabled=true "$@")"
+  got="$(grep -A1 -- '- name: BRIDGE_SPOOL_MAX_BYTES' <<<"$out" | sed -n 's/^ *value: "\([0-9]*\)"$/\1/p')"
+  echo "BRIDGE_SPOOL_MAX_BYTES=$got"
+  [ "$got" = "$expected" ]
+}
+
 # dockerignore_excludes PATH...: the image build context leaves these out.
 dockerignore_excludes() {
   local p
@@ -261,7 +274,17 @@ must_fail "auth disabled and credentials given" "insecureDisableAuth" $B --set a
 must_fail "both existingSecret and credentials" "auth.existingSecret or auth.credentials" $B --set auth.existingSecret=creds --set 'auth.credentials[0].username=a' --set 'auth.credentials[0].password=abcdefgh12'
 must_fail "PDB with both limits" "exactly one" $B --set podDisruptionBudget.minAvailable=1
 must_fail "HPA min above max" "minReplicas" $B --set autoscaling.enabled=true --set autoscaling.minReplicas=5 --set autoscaling.maxReplicas=2
+P="$B --set persistence.enabled=true"
+must_fail "spool limit below the body limit" "persistence.maxBytes" $P --set persistence.maxBytes=1000
+must_fail "spool limit above the volume" "persistence.size" $P --set persistence.size=1Gi --set persistence.maxBytes=2147483648
+must_fail "volume too small for one body" "persistence.maxBytes" $P --set persistence.size=1Mi
+must_fail "malformed volume size" "size" $P --set persistence.size=2GB
+must_fail "read-only spool volume" "accessModes" $P --set 'persistence.accessModes[0]=ReadOnlyMany'
+must_fail "spool without fsGroup" "fsGroup" $P --set podSecurityContext.fsGroup=null
 }
+check "spool limit: 90% of persistence.size by default" spool_max_bytes 1932735283
+check "spool limit: 90% of a decimal size" spool_max_bytes 900000000 --set persistence.size=1G
+check "spool limit: explicit persistence.maxBytes" spool_max_bytes 500000000 --set persistence.maxBytes=500000000
 
 section "Alert rules (promtool)"
 check "promtool check rules deploy/prometheus/alerts.yaml" promtool check rules deploy/prometheus/alerts.yaml

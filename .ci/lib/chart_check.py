@@ -7,7 +7,9 @@ Subcommands (each exits non-zero with a message on failure):
       Invariants of the rendered chart that Kubernetes' schemas cannot express:
       restricted pod security, probes on the admin port the binary listens on,
       grace period longer than drain + flush, secrets only as files, env names
-      that the binary really reads, selectors/ports that match.
+      that the binary really reads, selectors/ports that match. The workload is a
+      Deployment, or with the durable spool a StatefulSet whose per-pod claim is
+      mounted at BRIDGE_SPOOL_DIR.
   crds RENDERED
       Strict validation of the Prometheus Operator resources (ServiceMonitor,
       PrometheusRule), which kubernetes-validate has no schema for.
@@ -17,7 +19,8 @@ Subcommands (each exits non-zero with a message on failure):
       Runs `BINARY <rendered args> --check-config` with `env -i` plus exactly the
       rendered container environment. Secret values come from Secrets the chart
       rendered, or dummies for Secrets that live outside the chart; files the pod
-      would mount are created under WORKDIR and the paths rewritten to point there.
+      would mount are created under WORKDIR and the paths rewritten to point there
+      (the spool volume becomes an empty directory there).
       Also checks that secrets do not leak into the output, and that the binary
       really validates (a broken setting must exit 2).
   compose COMPOSE_FILE
@@ -51,7 +54,8 @@ BRIDGE_ENV = {
     "BRIDGE_FALLBACK_TOPIC", "BRIDGE_DEADLETTER_TOPIC", "BRIDGE_KEY_STRATEGY",
     "BRIDGE_HEADER_READ_TIMEOUT", "BRIDGE_BODY_READ_TIMEOUT", "BRIDGE_SHUTDOWN_DELAY",
     "BRIDGE_SHUTDOWN_GRACE", "BRIDGE_FLUSH_TIMEOUT", "BRIDGE_LOG_FORMAT",
-    "BRIDGE_LOG_PHONE_NUMBERS", "BRIDGE_EMBEDDED_PARTITIONS", "RUST_LOG",
+    "BRIDGE_LOG_PHONE_NUMBERS", "BRIDGE_EMBEDDED_PARTITIONS", "BRIDGE_SPOOL_DIR",
+    "BRIDGE_SPOOL_MAX_BYTES", "RUST_LOG",
 }
 
 # Metric families the bridge exports (without histogram/counter suffixes).
@@ -65,6 +69,11 @@ METRICS = {
     "qikchat_bridge_kafka_queue_max_bytes", "qikchat_bridge_kafka_broker_up",
     "qikchat_bridge_kafka_broker_rtt_seconds", "qikchat_bridge_kafka_broker_tx_errors_total",
     "qikchat_bridge_ready", "qikchat_bridge_build_info",
+    # Durable spool (--spool-dir).
+    "qikchat_bridge_spool_records", "qikchat_bridge_spool_bytes", "qikchat_bridge_spool_max_bytes",
+    "qikchat_bridge_spool_oldest_age_seconds", "qikchat_bridge_spool_appends_total",
+    "qikchat_bridge_spool_replayed_total", "qikchat_bridge_spool_replay_failures_total",
+    "qikchat_bridge_spool_dropped_total",
 }
 HISTOGRAMS = {"qikchat_bridge_request_duration_seconds", "qikchat_bridge_kafka_delivery_duration_seconds",
               "qikchat_bridge_request_body_bytes"}
@@ -120,12 +129,34 @@ def port_of(addr):
     return int(m.group(1))
 
 
+WORKLOAD_KINDS = ("Deployment", "StatefulSet")
+
+
+def workload(docs):
+    """The bridge's Deployment, or its StatefulSet when the durable spool is on; never both."""
+    found = [d for d in docs if d.get("kind") in WORKLOAD_KINDS]
+    if len(found) != 1:
+        fail(f"expected exactly one Deployment or StatefulSet, found {[d.get('kind') for d in found]}")
+    return found[0]
+
+
 def bridge_container(deploy):
     containers = deploy["spec"]["template"]["spec"]["containers"]
     for c in containers:
         if c["name"] == "qikchat-bridge":
             return c
-    fail("no container named qikchat-bridge in the Deployment")
+    fail(f"no container named qikchat-bridge in the {deploy.get('kind')}")
+
+
+_QUANTITY = {"": 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50,
+             "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15}
+
+
+def quantity_bytes(q):
+    m = re.fullmatch(r"([0-9]+)(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?", str(q).strip())
+    if not m:
+        fail(f"cannot parse storage quantity {q!r}")
+    return int(m.group(1)) * _QUANTITY[m.group(2) or ""]
 
 
 def plain_env(container):
@@ -164,7 +195,8 @@ def cmd_static(rendered, help_file=None):
     for d in docs:
         nulls(d, f"{d.get('kind')}/{(d.get('metadata') or {}).get('name')}")
 
-    deploy = one(docs, "Deployment")
+    deploy = workload(docs)
+    kind = deploy["kind"]
     pod = deploy["spec"]["template"]["spec"]
     pod_labels = deploy["spec"]["template"]["metadata"]["labels"]
     selector = deploy["spec"]["selector"]["matchLabels"]
@@ -247,8 +279,48 @@ def cmd_static(rendered, help_file=None):
                 vol = volumes.get(mounts[mp]["name"], {})
                 check("secret" in vol or "projected" in vol, f"{name} must come from a Secret volume")
 
+    # The durable spool: a writable volume of its own per pod, which only a StatefulSet's
+    # claim templates give (a Deployment's pods would share one claim or lose the spool).
+    claims = {t["metadata"]["name"]: t for t in (deploy["spec"].get("volumeClaimTemplates") or [])}
+    spool_dir = env.get("BRIDGE_SPOOL_DIR")
+    if kind == "StatefulSet":
+        check(spool_dir, "a StatefulSet is only rendered for the durable spool, but BRIDGE_SPOOL_DIR is not set")
+        check(claims, "the StatefulSet has no volumeClaimTemplates")
+        check(deploy["spec"].get("serviceName") in {s["metadata"]["name"] for s in by_kind(docs, "Service")},
+              "StatefulSet serviceName is not a Service of the chart")
+        check(deploy["spec"].get("podManagementPolicy") == "Parallel", "StatefulSet pods are independent: podManagementPolicy Parallel")
+        retention = deploy["spec"].get("persistentVolumeClaimRetentionPolicy") or {}
+        check(retention.get("whenScaled") in ("Retain", "Delete") and retention.get("whenDeleted") in ("Retain", "Delete"),
+              "StatefulSet must state its persistentVolumeClaimRetentionPolicy")
+        for t in claims.values():
+            check(set(t["metadata"].get("labels", {}).items()) <= set(selector.items()),
+                  "claim template labels must be stable selector labels (volumeClaimTemplates are immutable)")
+            modes = t["spec"].get("accessModes") or []
+            check(modes and "ReadOnlyMany" not in modes, f"claim {t['metadata']['name']} must be writable")
+        check(psc.get("fsGroup") is not None or psc.get("runAsUser") is None,
+              "the spool volume needs fsGroup for the non-root user to write it")
+        for t in pod.get("topologySpreadConstraints") or []:
+            check("pod-template-hash" not in (t.get("matchLabelKeys") or []), "StatefulSet pods have no pod-template-hash label")
+    if spool_dir:
+        mp = next((p for p in sorted(mounts, key=len, reverse=True)
+                   if spool_dir == p.rstrip("/") or spool_dir.startswith(p.rstrip("/") + "/")), None)
+        check(mp is not None, f"BRIDGE_SPOOL_DIR={spool_dir} is not on a volume (the root filesystem is read-only)")
+        if mp:
+            check(not mounts[mp].get("readOnly"), f"the spool mount {mp} must be writable")
+            vol = mounts[mp]["name"]
+            if kind == "StatefulSet":
+                check(vol in claims, f"the spool mount {mp} must come from a volumeClaimTemplate (one claim per pod)")
+            if vol in claims:
+                check(vol not in volumes, f"volume {vol} is both a pod volume and a claim template")
+                size = quantity_bytes(claims[vol]["spec"]["resources"]["requests"]["storage"])
+                limit = int(env.get("BRIDGE_SPOOL_MAX_BYTES") or 1073741824)
+                body = int(env.get("BRIDGE_MAX_BODY_BYTES") or 1048576)
+                check(body <= limit <= size, f"need BRIDGE_MAX_BODY_BYTES ({body}) <= BRIDGE_SPOOL_MAX_BYTES ({limit}) <= claim size ({size})")
+    else:
+        check("BRIDGE_SPOOL_MAX_BYTES" not in env, "BRIDGE_SPOOL_MAX_BYTES without BRIDGE_SPOOL_DIR")
+
     # Labels, selectors, ports of the other objects.
-    check(all(pod_labels.get(k) == v for k, v in selector.items()), "pod labels do not match the Deployment selector")
+    check(all(pod_labels.get(k) == v for k, v in selector.items()), f"pod labels do not match the {kind} selector")
     name = deploy["metadata"]["name"]
     for svc in by_kind(docs, "Service"):
         check(all(pod_labels.get(k) == v for k, v in svc["spec"]["selector"].items()), "Service selector does not match the pods")
@@ -266,8 +338,8 @@ def cmd_static(rendered, help_file=None):
                 check(b["port"].get("name") == "http", "Ingress must route to the http port only")
     for hpa in by_kind(docs, "HorizontalPodAutoscaler"):
         ref = hpa["spec"]["scaleTargetRef"]
-        check(ref["kind"] == "Deployment" and ref["name"] == name, "HPA does not target the Deployment")
-        check("replicas" not in deploy["spec"], "Deployment must not set replicas when the HPA manages them")
+        check(ref["kind"] == kind and ref["name"] == name and ref.get("apiVersion") == "apps/v1", f"HPA does not target the {kind}")
+        check("replicas" not in deploy["spec"], f"{kind} must not set replicas when the HPA manages them")
         check(hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"], "HPA minReplicas > maxReplicas")
     for pdb in by_kind(docs, "PodDisruptionBudget"):
         sel = pdb["spec"]["selector"]["matchLabels"]
@@ -469,7 +541,7 @@ def _expand(value, env):
 
 
 def build_invocation(docs, workdir, fixture):
-    deploy = one(docs, "Deployment")
+    deploy = workload(docs)
     pod = deploy["spec"]["template"]["spec"]
     c = bridge_container(deploy)
     namespace = deploy["metadata"].get("namespace", "default")
@@ -487,6 +559,9 @@ def build_invocation(docs, workdir, fixture):
 
     # Materialise the volume mounts under WORKDIR/root.
     volumes = {v["name"]: v for v in (pod.get("volumes") or [])}
+    # A StatefulSet's claims (the spool) become empty, writable directories.
+    for t in deploy["spec"].get("volumeClaimTemplates") or []:
+        volumes.setdefault(t["metadata"]["name"], {"persistentVolumeClaim": {"claimName": t["metadata"]["name"]}})
     mount_paths = []
     for m in (c.get("volumeMounts") or []):
         vol = volumes.get(m["name"])
@@ -543,7 +618,7 @@ def build_invocation(docs, workdir, fixture):
         return value
 
     env = {}
-    pod_name = deploy["metadata"]["name"] + "-7d4b9c8f6-x2x9z"
+    pod_name = deploy["metadata"]["name"] + ("-0" if deploy["kind"] == "StatefulSet" else "-7d4b9c8f6-x2x9z")
     field_values = {"metadata.name": pod_name, "metadata.namespace": namespace, "status.podIP": "10.1.2.3",
                     "status.hostIP": "10.0.0.1", "spec.nodeName": "node-1",
                     "spec.serviceAccountName": pod.get("serviceAccountName", "default"), "metadata.uid": "00000000-0000-0000-0000-000000000001"}
@@ -637,6 +712,14 @@ def cmd_check_config(binary, rendered, workdir):
         r = run_binary(binary, args, broken)
         if r.returncode != 2:
             fail(f"--check-config with a missing KAFKA_SASL_PASSWORD_FILE exited {r.returncode}, expected 2")
+    if env.get("BRIDGE_SPOOL_DIR"):
+        spool = env["BRIDGE_SPOOL_DIR"]
+        if not (spool.startswith(os.path.join(workdir, "")) and os.path.isdir(spool) and os.access(spool, os.W_OK)):
+            fail(f"BRIDGE_SPOOL_DIR={spool} was not mapped to a writable directory under {workdir}")
+        broken = dict(env, BRIDGE_SPOOL_MAX_BYTES="1")
+        r = run_binary(binary, args, broken)
+        if r.returncode != 2:
+            fail(f"--check-config with BRIDGE_SPOOL_MAX_BYTES below the body limit exited {r.returncode}, expected 2")
     print("  accepted by the binary; broken settings are rejected with exit 2")
 
 

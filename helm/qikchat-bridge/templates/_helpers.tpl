@@ -254,4 +254,56 @@ password
 {{- end -}}
 {{- end -}}
 {{- $_ := include "qikchat-bridge.terminationGracePeriodSeconds" . -}}
+{{- if .Values.persistence.enabled -}}
+{{- $p := .Values.persistence -}}
+{{- $sizeBytes := include "qikchat-bridge.quantityBytes" $p.size | atoi -}}
+{{- $maxBytes := include "qikchat-bridge.spoolMaxBytes" . | atoi -}}
+{{- if lt $maxBytes (int64 .Values.config.maxBodyBytes) -}}
+{{- fail (printf "persistence.maxBytes (%d, from persistence.size when null) must be at least config.maxBodyBytes (%d): the spool must hold one body" $maxBytes (int64 .Values.config.maxBodyBytes)) -}}
+{{- end -}}
+{{- if gt $maxBytes $sizeBytes -}}
+{{- fail (printf "persistence.maxBytes (%d) exceeds persistence.size (%s = %d bytes): the volume would fill before the spool's limit; leave room for the database's overhead (null takes 90%% of the size)" $maxBytes (toString $p.size) $sizeBytes) -}}
+{{- end -}}
+{{- $psc := .Values.podSecurityContext -}}
+{{- if and (kindIs "invalid" $psc.fsGroup) (not (kindIs "invalid" $psc.runAsUser)) -}}
+{{- fail "persistence.enabled needs podSecurityContext.fsGroup, or the non-root user cannot write the spool volume (on platforms that assign the user and fsGroup, such as OpenShift, set runAsUser, runAsGroup and fsGroup all to null)" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The workload kind: a StatefulSet when every pod needs its own spool volume. */}}
+{{- define "qikchat-bridge.workloadKind" -}}
+{{- if .Values.persistence.enabled -}}
+StatefulSet
+{{- else -}}
+Deployment
+{{- end -}}
+{{- end -}}
+
+{{/*
+Bytes of a Kubernetes quantity in the forms the schema allows: an integer with an optional
+binary (Ki, Mi, Gi, Ti, Pi) or decimal (k, M, G, T, P) suffix.
+*/}}
+{{- define "qikchat-bridge.quantityBytes" -}}
+{{- $q := toString . | trim -}}
+{{- if not (regexMatch "^[0-9]+(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$" $q) -}}
+{{- fail (printf "invalid quantity %q: use an integer with an optional suffix Ki, Mi, Gi, Ti, Pi, k, M, G, T or P" $q) -}}
+{{- end -}}
+{{- $n := regexFind "^[0-9]+" $q | atoi -}}
+{{- $suffix := regexFind "[A-Za-z]+$" $q -}}
+{{- $factors := dict "" 1 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" (mul 1073741824 1024) "Pi" (mul 1073741824 1048576) "k" 1000 "M" 1000000 "G" 1000000000 "T" (mul 1000000000 1000) "P" (mul 1000000000 1000000) -}}
+{{- mul $n (index $factors $suffix) -}}
+{{- end -}}
+
+{{/*
+BRIDGE_SPOOL_MAX_BYTES: persistence.maxBytes, or 90% of persistence.size (the rest is
+headroom for the database file's own overhead and free pages).
+*/}}
+{{- define "qikchat-bridge.spoolMaxBytes" -}}
+{{- $p := .Values.persistence -}}
+{{- if not (kindIs "invalid" $p.maxBytes) -}}
+{{- int64 $p.maxBytes -}}
+{{- else -}}
+{{- div (mul (include "qikchat-bridge.quantityBytes" $p.size | atoi) 9) 10 -}}
+{{- end -}}
 {{- end -}}

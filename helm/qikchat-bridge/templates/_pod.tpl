@@ -1,0 +1,320 @@
+{{/*
+The pod template shared by the Deployment and, with persistence.enabled, the StatefulSet.
+*/}}
+{{- define "qikchat-bridge.podTemplate" -}}
+{{- $k := .Values.kafka -}}
+{{- $c := .Values.config -}}
+{{- $p := .Values.persistence -}}
+{{- $proto := include "qikchat-bridge.securityProtocol" . -}}
+{{- $tlsMount := and $k.tls.enabled $k.tls.existingSecret -}}
+{{- $hasVolumes := or (not .Values.auth.insecureDisableAuth) $k.sasl.enabled $tlsMount .Values.extraVolumes -}}
+{{- $hasMounts := or (not .Values.auth.insecureDisableAuth) $k.sasl.enabled $tlsMount $p.enabled .Values.extraVolumeMounts -}}
+metadata:
+  labels:
+    {{- include "qikchat-bridge.labels" . | nindent 4 }}
+    {{- with .Values.podLabels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  {{- $podAnnotations := dict }}
+  {{- if include "qikchat-bridge.createAuthSecret" . }}
+  {{- $_ := set $podAnnotations "checksum/auth" (include (print $.Template.BasePath "/secret-auth.yaml") . | sha256sum) }}
+  {{- end }}
+  {{- if and $k.sasl.enabled (not $k.sasl.existingSecret) }}
+  {{- $_ := set $podAnnotations "checksum/kafka-sasl" (include (print $.Template.BasePath "/secret-kafka-sasl.yaml") . | sha256sum) }}
+  {{- end }}
+  {{- $podAnnotations = merge $podAnnotations (.Values.podAnnotations | default dict) }}
+  {{- with $podAnnotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+spec:
+  serviceAccountName: {{ include "qikchat-bridge.serviceAccountName" . }}
+  automountServiceAccountToken: false
+  # The bridge maps KAFKA_* variables to librdkafka properties; service links would add
+  # KAFKA_PORT & co. for a Service named "kafka". The bridge ignores those, but keep the
+  # environment exactly what this chart sets.
+  enableServiceLinks: false
+  terminationGracePeriodSeconds: {{ include "qikchat-bridge.terminationGracePeriodSeconds" . }}
+  {{- with .Values.priorityClassName }}
+  priorityClassName: {{ . }}
+  {{- end }}
+  {{- with .Values.imagePullSecrets }}
+  imagePullSecrets:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  securityContext:
+    runAsNonRoot: true
+    {{- with .Values.podSecurityContext.runAsUser }}
+    runAsUser: {{ . }}
+    {{- end }}
+    {{- with .Values.podSecurityContext.runAsGroup }}
+    runAsGroup: {{ . }}
+    {{- end }}
+    {{- with .Values.podSecurityContext.fsGroup }}
+    fsGroup: {{ . }}
+    {{- if $p.enabled }}
+    # Only re-own the spool volume when its root does not belong to fsGroup yet.
+    fsGroupChangePolicy: OnRootMismatch
+    {{- end }}
+    {{- end }}
+    seccompProfile:
+      type: RuntimeDefault
+  containers:
+    - name: qikchat-bridge
+      image: {{ include "qikchat-bridge.image" . | quote }}
+      imagePullPolicy: {{ .Values.image.pullPolicy }}
+      {{- $args := list -}}
+      {{- range $key, $value := $k.properties }}
+      {{- if not (kindIs "invalid" $value) }}
+      {{- $args = append $args "-X" -}}
+      {{- $args = append $args (printf "%s=%s" $key (toString $value)) -}}
+      {{- end }}
+      {{- end }}
+      {{- $args = concat $args .Values.extraArgs }}
+      {{- with $args }}
+      args:
+        {{- range . }}
+        - {{ . | quote }}
+        {{- end }}
+      {{- end }}
+      ports:
+        - name: http
+          containerPort: {{ .Values.containerPorts.http }}
+          protocol: TCP
+        - name: admin
+          containerPort: {{ .Values.containerPorts.admin }}
+          protocol: TCP
+      env:
+        - name: BRIDGE_LISTEN
+          value: {{ printf "%s:%d" $c.listenHost (int .Values.containerPorts.http) | quote }}
+        - name: BRIDGE_ADMIN_LISTEN
+          value: {{ printf "%s:%d" $c.listenHost (int .Values.containerPorts.admin) | quote }}
+        - name: BRIDGE_WEBHOOK_PATH
+          value: {{ $c.webhookPath | quote }}
+        {{- if .Values.auth.insecureDisableAuth }}
+        - name: BRIDGE_INSECURE_DISABLE_AUTH
+          value: "true"
+        {{- else }}
+        - name: BRIDGE_AUTH_FILE
+          value: {{ printf "%s/%s" (include "qikchat-bridge.authDir" .) (include "qikchat-bridge.authSecretKey" .) | quote }}
+        {{- end }}
+        - name: BRIDGE_ACK_TIMEOUT
+          value: {{ $c.ackTimeout | quote }}
+        - name: BRIDGE_MAX_BODY_BYTES
+          value: {{ int64 $c.maxBodyBytes | toString | quote }}
+        {{- if $p.enabled }}
+        - name: BRIDGE_SPOOL_DIR
+          value: {{ $p.mountPath | quote }}
+        - name: BRIDGE_SPOOL_MAX_BYTES
+          value: {{ include "qikchat-bridge.spoolMaxBytes" . | quote }}
+        {{- end }}
+        - name: BRIDGE_TOPIC_PREFIX
+          value: {{ $c.topicPrefix | quote }}
+        {{- $routes := list }}
+        {{- range $event, $topic := $c.topics }}
+        {{- if $topic }}
+        {{- $routes = append $routes (printf "%s=%s" $event $topic) }}
+        {{- end }}
+        {{- end }}
+        {{- if $routes }}
+        - name: BRIDGE_TOPICS
+          value: {{ join "," $routes | quote }}
+        {{- end }}
+        - name: BRIDGE_FALLBACK_TOPIC
+          value: {{ $c.fallbackTopic | quote }}
+        - name: BRIDGE_DEADLETTER_TOPIC
+          value: {{ $c.deadletterTopic | quote }}
+        - name: BRIDGE_KEY_STRATEGY
+          value: {{ $c.keyStrategy | quote }}
+        - name: BRIDGE_HEADER_READ_TIMEOUT
+          value: {{ $c.headerReadTimeout | quote }}
+        - name: BRIDGE_BODY_READ_TIMEOUT
+          value: {{ $c.bodyReadTimeout | quote }}
+        - name: BRIDGE_SHUTDOWN_DELAY
+          value: {{ $c.shutdownDelay | quote }}
+        - name: BRIDGE_SHUTDOWN_GRACE
+          value: {{ $c.shutdownGrace | quote }}
+        - name: BRIDGE_FLUSH_TIMEOUT
+          value: {{ $c.flushTimeout | quote }}
+        - name: BRIDGE_LOG_FORMAT
+          value: {{ $c.logFormat | quote }}
+        - name: BRIDGE_LOG_PHONE_NUMBERS
+          value: {{ $c.logPhoneNumbers | toString | quote }}
+        - name: RUST_LOG
+          value: {{ $c.logLevel | quote }}
+        - name: KAFKA_BOOTSTRAP_SERVERS
+          value: {{ include "qikchat-bridge.bootstrapServers" . | quote }}
+        - name: KAFKA_ACKS
+          value: {{ $k.acks | toString | quote }}
+        - name: KAFKA_ENABLE_IDEMPOTENCE
+          value: {{ $k.idempotence | toString | quote }}
+        {{- with $proto }}
+        - name: KAFKA_SECURITY_PROTOCOL
+          value: {{ . | quote }}
+        {{- end }}
+        {{- if $k.sasl.enabled }}
+        - name: KAFKA_SASL_MECHANISM
+          value: {{ $k.sasl.mechanism | quote }}
+        {{- if $k.sasl.usernameKey }}
+        - name: KAFKA_SASL_USERNAME
+          valueFrom:
+            secretKeyRef:
+              name: {{ $k.sasl.existingSecret }}
+              key: {{ $k.sasl.usernameKey }}
+        {{- else }}
+        - name: KAFKA_SASL_USERNAME
+          value: {{ $k.sasl.username | quote }}
+        {{- end }}
+        - name: KAFKA_SASL_PASSWORD_FILE
+          value: {{ printf "%s/%s" (include "qikchat-bridge.saslDir" .) (include "qikchat-bridge.saslPasswordKey" .) | quote }}
+        {{- end }}
+        {{- if $k.tls.enabled }}
+        {{- if and $k.tls.existingSecret $k.tls.caKey }}
+        - name: KAFKA_SSL_CA_LOCATION
+          value: {{ printf "%s/%s" (include "qikchat-bridge.tlsDir" .) $k.tls.caKey | quote }}
+        {{- end }}
+        {{- if $k.tls.certKey }}
+        - name: KAFKA_SSL_CERTIFICATE_LOCATION
+          value: {{ printf "%s/%s" (include "qikchat-bridge.tlsDir" .) $k.tls.certKey | quote }}
+        - name: KAFKA_SSL_KEY_LOCATION
+          value: {{ printf "%s/%s" (include "qikchat-bridge.tlsDir" .) $k.tls.keyKey | quote }}
+        {{- end }}
+        {{- if $k.tls.keyPasswordKey }}
+        - name: KAFKA_SSL_KEY_PASSWORD_FILE
+          value: {{ printf "%s/%s" (include "qikchat-bridge.tlsDir" .) $k.tls.keyPasswordKey | quote }}
+        {{- end }}
+        {{- end }}
+        {{- with .Values.extraEnv }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      {{- with .Values.extraEnvFrom }}
+      envFrom:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      startupProbe:
+        httpGet:
+          path: /livez
+          port: admin
+        periodSeconds: {{ .Values.probes.startup.periodSeconds }}
+        timeoutSeconds: {{ .Values.probes.startup.timeoutSeconds }}
+        failureThreshold: {{ .Values.probes.startup.failureThreshold }}
+      livenessProbe:
+        httpGet:
+          path: /livez
+          port: admin
+        periodSeconds: {{ .Values.probes.liveness.periodSeconds }}
+        timeoutSeconds: {{ .Values.probes.liveness.timeoutSeconds }}
+        failureThreshold: {{ .Values.probes.liveness.failureThreshold }}
+      readinessProbe:
+        httpGet:
+          path: /readyz
+          port: admin
+        periodSeconds: {{ .Values.probes.readiness.periodSeconds }}
+        timeoutSeconds: {{ .Values.probes.readiness.timeoutSeconds }}
+        failureThreshold: {{ .Values.probes.readiness.failureThreshold }}
+        successThreshold: {{ .Values.probes.readiness.successThreshold }}
+      {{- with .Values.resources }}
+      resources:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      securityContext:
+        allowPrivilegeEscalation: false
+        privileged: false
+        readOnlyRootFilesystem: true
+        runAsNonRoot: true
+        capabilities:
+          drop:
+            - ALL
+        seccompProfile:
+          type: RuntimeDefault
+      {{- if $hasMounts }}
+      volumeMounts:
+        {{- if not .Values.auth.insecureDisableAuth }}
+        - name: auth
+          mountPath: {{ include "qikchat-bridge.authDir" . }}
+          readOnly: true
+        {{- end }}
+        {{- if $k.sasl.enabled }}
+        - name: kafka-sasl
+          mountPath: {{ include "qikchat-bridge.saslDir" . }}
+          readOnly: true
+        {{- end }}
+        {{- if $tlsMount }}
+        - name: kafka-tls
+          mountPath: {{ include "qikchat-bridge.tlsDir" . }}
+          readOnly: true
+        {{- end }}
+        {{- if $p.enabled }}
+        # The spool: the only writable path (the root filesystem stays read-only).
+        - name: spool
+          mountPath: {{ $p.mountPath }}
+        {{- end }}
+        {{- with .Values.extraVolumeMounts }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      {{- end }}
+  {{- if $hasVolumes }}
+  volumes:
+    {{- if not .Values.auth.insecureDisableAuth }}
+    - name: auth
+      secret:
+        secretName: {{ include "qikchat-bridge.authSecretName" . }}
+        defaultMode: 0440
+        items:
+          - key: {{ include "qikchat-bridge.authSecretKey" . }}
+            path: {{ include "qikchat-bridge.authSecretKey" . }}
+    {{- end }}
+    {{- if $k.sasl.enabled }}
+    - name: kafka-sasl
+      secret:
+        secretName: {{ include "qikchat-bridge.saslSecretName" . }}
+        defaultMode: 0440
+        items:
+          - key: {{ include "qikchat-bridge.saslPasswordKey" . }}
+            path: {{ include "qikchat-bridge.saslPasswordKey" . }}
+    {{- end }}
+    {{- if $tlsMount }}
+    - name: kafka-tls
+      secret:
+        secretName: {{ $k.tls.existingSecret }}
+        defaultMode: 0440
+        items:
+          {{- range (compact (list $k.tls.caKey $k.tls.certKey $k.tls.keyKey $k.tls.keyPasswordKey)) }}
+          - key: {{ . }}
+            path: {{ . }}
+          {{- end }}
+    {{- end }}
+    {{- with .Values.extraVolumes }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  {{- end }}
+  {{- if .Values.topologySpread.enabled }}
+  topologySpreadConstraints:
+    {{- range .Values.topologySpread.topologyKeys }}
+    - topologyKey: {{ . }}
+      maxSkew: {{ $.Values.topologySpread.maxSkew }}
+      whenUnsatisfiable: {{ $.Values.topologySpread.whenUnsatisfiable }}
+      labelSelector:
+        matchLabels:
+          {{- include "qikchat-bridge.selectorLabels" $ | nindent 10 }}
+      {{- /* Spread each Deployment revision on its own. StatefulSet pods have no
+      pod-template-hash, and stay in the zones of their volumes anyway. */}}
+      {{- if not $p.enabled }}
+      matchLabelKeys:
+        - pod-template-hash
+      {{- end }}
+    {{- end }}
+  {{- end }}
+  {{- with .Values.nodeSelector }}
+  nodeSelector:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.affinity }}
+  affinity:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.tolerations }}
+  tolerations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end -}}
