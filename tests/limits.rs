@@ -4,17 +4,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestApp, PASS, STATUS, USER};
+use common::{basic_auth_header, TestApp, STATUS};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-async fn in_flight(app: &TestApp) -> i64 {
-    let (_, metrics) = app.admin_get("/metrics").await;
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("qikchat_bridge_requests_in_flight "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("in-flight gauge")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_over_the_in_flight_limit_get_503_at_once_and_the_first_still_succeeds() {
@@ -22,16 +13,8 @@ async fn requests_over_the_in_flight_limit_get_503_at_once_and_the_first_still_s
     app.cluster
         .broker_round_trip_time(1, Duration::from_millis(600))
         .expect("rtt");
-    let (http, url) = (app.http.clone(), app.url());
-    let first = tokio::spawn(async move {
-        http.post(url)
-            .basic_auth(USER, Some(PASS))
-            .body(STATUS)
-            .send()
-            .await
-            .expect("request")
-    });
-    while in_flight(&app).await < 1 {
+    let first = app.spawn_post(STATUS);
+    while app.in_flight().await < 1 {
         tokio::task::yield_now().await;
     }
     let started = std::time::Instant::now();
@@ -56,8 +39,8 @@ async fn at_the_connection_limit_a_new_client_waits_until_one_closes() {
         .await
         .expect("connect");
     let request = format!(
-        "POST /webhook HTTP/1.1\r\nhost: x\r\nauthorization: Basic {}\r\ncontent-length: {}\r\n\r\n",
-        base64_of(&format!("{USER}:{PASS}")),
+        "POST /webhook HTTP/1.1\r\nhost: x\r\nauthorization: {}\r\ncontent-length: {}\r\n\r\n",
+        basic_auth_header(),
         STATUS.len()
     );
     held.write_all(request.as_bytes()).await.expect("write");
@@ -69,30 +52,14 @@ async fn at_the_connection_limit_a_new_client_waits_until_one_closes() {
     assert_eq!(&buf, b"HTTP/1.1 200");
 
     // The held keep-alive connection uses the only permit: a second client is not served...
-    let waiting = tokio::spawn({
-        let (http, url) = (reqwest::Client::new(), app.url());
-        async move {
-            http.post(url)
-                .basic_auth(USER, Some(PASS))
-                .body(STATUS)
-                .send()
-                .await
-                .expect("request")
-                .status()
-        }
-    });
+    let waiting = app.spawn_post(STATUS);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!waiting.is_finished(), "served beyond the connection limit");
     // ...until the first one closes.
     drop(held);
-    let status = tokio::time::timeout(Duration::from_secs(5), waiting)
+    let response = tokio::time::timeout(Duration::from_secs(5), waiting)
         .await
         .expect("served after close")
         .expect("task");
-    assert_eq!(status, 200);
-}
-
-fn base64_of(s: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(s)
+    assert_eq!(response.status(), 200);
 }

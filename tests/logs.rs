@@ -6,7 +6,7 @@ mod common;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use common::{TestApp, PASS, TEXT};
+use common::{basic_auth_header, TestApp, PASS, TEXT};
 use qikchat_bridge::config::LogFormat;
 
 #[derive(Clone, Default)]
@@ -54,20 +54,16 @@ async fn a_logged_request_shows_neither_the_password_nor_the_body() {
         "requests are logged with their id:\n{logs}"
     );
     assert!(logs.contains("whatsapp.message.in"), "the topic is logged");
-    let encoded = base64_of(&format!("qikchat:{PASS}"));
+    let encoded = basic_auth_header();
+    let encoded = encoded.trim_start_matches("Basic ");
     for secret in [
         PASS,
         "guess-pw",
-        &encoded,
+        encoded,
         "I want this product",
         "broken-secret-body",
         "9184XXXXXXX",
     ] {
         assert!(!logs.contains(secret), "{secret:?} leaked into the logs");
     }
-}
-
-fn base64_of(s: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(s)
 }

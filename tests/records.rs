@@ -5,6 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::{TestApp, IMAGE, PASS, STATUS, TEXT, USER};
+use sha2::Digest;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -41,7 +42,12 @@ async fn an_incoming_text_message_becomes_an_exact_record_in_the_message_topic()
     assert!(age < Duration::from_secs(60), "received-at {age:?} ago");
     assert!(r.headers["received-at"].ends_with('Z') && r.headers["received-at"].len() == 24);
     assert!(r.timestamp.is_some(), "record carries the receive time");
-    assert_eq!(r.headers.len(), 5, "{:?}", r.headers);
+    let digest: String = sha2::Sha256::digest(TEXT)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(r.headers["body-sha256"], digest);
+    assert_eq!(r.headers.len(), 6, "{:?}", r.headers);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,21 +165,9 @@ async fn h2c_clients_are_served_on_the_same_port() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_parallel_webhooks_are_each_acknowledged_and_stored_once() {
     let app = TestApp::start(&[]).await;
-    let mut tasks = Vec::new();
-    for _ in 0..200 {
-        let (http, url) = (app.http.clone(), app.url());
-        tasks.push(tokio::spawn(async move {
-            http.post(url)
-                .basic_auth(USER, Some(PASS))
-                .body(STATUS)
-                .send()
-                .await
-                .expect("request")
-                .status()
-        }));
-    }
+    let tasks: Vec<_> = (0..200).map(|_| app.spawn_post(STATUS)).collect();
     for t in tasks {
-        assert_eq!(t.await.expect("task"), 200);
+        assert_eq!(t.await.expect("task").status(), 200);
     }
     let got = app.records("whatsapp.message.status", 200, WAIT).await;
     assert_eq!(got.len(), 200);

@@ -5,34 +5,18 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestApp, PASS, STATUS, USER};
-
-async fn in_flight(app: &TestApp) -> i64 {
-    let (_, metrics) = app.admin_get("/metrics").await;
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("qikchat_bridge_requests_in_flight "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("in-flight gauge")
-}
+use common::{TestApp, STATUS};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_lets_an_in_flight_request_finish_with_200() {
-    let mut app = TestApp::start(&[]).await;
-    // A slow broker keeps the request in flight long enough to shut down under it.
+    // A slow broker keeps the request in flight long enough to shut down under it; the long ack
+    // timeout keeps this test about draining, not about the deadline (it flaked under load).
+    let mut app = TestApp::start(&["--ack-timeout", "10s"]).await;
     app.cluster
         .broker_round_trip_time(1, Duration::from_millis(700))
         .expect("rtt");
-    let (http, url) = (app.http.clone(), app.url());
-    let request = tokio::spawn(async move {
-        http.post(url)
-            .basic_auth(USER, Some(PASS))
-            .body(STATUS)
-            .send()
-            .await
-            .expect("request")
-    });
-    while in_flight(&app).await < 1 {
+    let request = app.spawn_post(STATUS);
+    while app.in_flight().await < 1 {
         tokio::task::yield_now().await;
     }
     app.trigger_shutdown();

@@ -22,6 +22,15 @@ pub const USER: &str = "qikchat";
 pub const PASS: &str = "correct horse battery staple";
 pub const PARTITIONS: i32 = 3;
 
+/// The `Authorization` value for `USER:PASS`.
+pub fn basic_auth_header() -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASS}"))
+    )
+}
+
 pub const TEXT: &[u8] = include_bytes!("../fixtures/message-in-text.json");
 pub const IMAGE: &[u8] = include_bytes!("../fixtures/message-in-image.json");
 pub const STATUS: &[u8] = include_bytes!("../fixtures/status-read.json");
@@ -137,6 +146,29 @@ impl TestApp {
             .send()
             .await
             .expect("request")
+    }
+
+    /// POSTs `body` with the test credential in the background.
+    pub fn spawn_post(&self, body: &'static [u8]) -> JoinHandle<reqwest::Response> {
+        let (http, url) = (self.http.clone(), self.url());
+        tokio::spawn(async move {
+            http.post(url)
+                .basic_auth(USER, Some(PASS))
+                .body(body)
+                .send()
+                .await
+                .expect("request")
+        })
+    }
+
+    /// The `qikchat_bridge_requests_in_flight` gauge, read from /metrics.
+    pub async fn in_flight(&self) -> i64 {
+        let (_, metrics) = self.admin_get("/metrics").await;
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("qikchat_bridge_requests_in_flight "))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("in-flight gauge")
     }
 
     /// Stops the bridge and waits for `run` to return.
