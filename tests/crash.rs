@@ -5,7 +5,6 @@ mod common;
 
 use std::collections::HashSet;
 use std::io::Write;
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,14 +13,6 @@ use rdkafka::mocking::MockCluster;
 
 const BIN: &str = env!("CARGO_BIN_EXE_qikchat-bridge");
 const TOPIC: &str = "whatsapp.message.status";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
 
 fn start(bootstrap: &str, spool: &std::path::Path, port: u16, admin: u16) -> Child {
     Command::new(BIN)
@@ -74,7 +65,7 @@ async fn records_answered_200_survive_a_sigkill_and_a_torn_tail_while_kafka_is_d
     cluster.create_topic(TOPIC, 3, 1).expect("topic");
     cluster.broker_down(1).expect("down");
     let dir = tempfile::tempdir().expect("tempdir");
-    let (port, admin) = (free_port(), free_port());
+    let (port, admin) = (common::free_port(), common::free_port());
     let mut child = start(&bootstrap, dir.path(), port, admin);
     wait_ready(admin).await;
 
@@ -123,7 +114,7 @@ async fn records_answered_200_survive_a_sigkill_and_a_torn_tail_while_kafka_is_d
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let b = bootstrap.clone();
-        let got = tokio::task::spawn_blocking(move || request_ids(&b))
+        let got = tokio::task::spawn_blocking(move || common::request_ids(&b, TOPIC))
             .await
             .expect("consumer");
         let missing: Vec<_> = want.difference(&got).collect();
@@ -139,33 +130,4 @@ async fn records_answered_200_survive_a_sigkill_and_a_torn_tail_while_kafka_is_d
     }
     child.kill().expect("stop");
     let _ = child.wait();
-}
-
-fn request_ids(bootstrap: &str) -> HashSet<String> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::message::{Headers, Message};
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "crash-test")
-        .create()
-        .expect("consumer");
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    for p in 0..3 {
-        tpl.add_partition_offset(TOPIC, p, rdkafka::Offset::Beginning)
-            .expect("partition");
-    }
-    consumer.assign(&tpl).expect("assign");
-    let mut ids = HashSet::new();
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < deadline {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            if let Some(h) = m
-                .headers()
-                .and_then(|hs| hs.iter().find(|h| h.key == "request-id"))
-            {
-                ids.insert(String::from_utf8_lossy(h.value.unwrap_or_default()).to_string());
-            }
-        }
-    }
-    ids
 }

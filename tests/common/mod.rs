@@ -274,3 +274,20 @@ impl Drop for TestApp {
         }
     }
 }
+
+/// A loopback port free right now (for bridges started as processes).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// The `request-id` headers of every record in `topic`, read from the beginning for 2 s.
+pub fn request_ids(bootstrap: &str, topic: &str) -> std::collections::HashSet<String> {
+    read_records(bootstrap, topic, usize::MAX, Duration::from_secs(2))
+        .into_iter()
+        .filter_map(|g| g.headers.get("request-id").cloned())
+        .collect()
+}
