@@ -139,7 +139,10 @@ async fn measure_group_commit_throughput() {
             let spool = spool.clone();
             tokio::spawn(async move {
                 for i in 0..per_task {
-                    spool.append(record(Some(&format!("k{t}")), &format!("{body}{i}"))).await.expect("append");
+                    spool
+                        .append(record(Some(&format!("k{t}")), &format!("{body}{i}")))
+                        .await
+                        .expect("append");
                 }
             })
         })
@@ -150,5 +153,8 @@ async fn measure_group_commit_throughput() {
     let n = 256 * per_task;
     assert_eq!(spool.records(), n as u64);
     let secs = started.elapsed().as_secs_f64();
-    println!("{n} durable appends in {secs:.2} s: {:.0} appends/s", n as f64 / secs);
+    println!(
+        "{n} durable appends in {secs:.2} s: {:.0} appends/s",
+        n as f64 / secs
+    );
 }
