@@ -3,10 +3,9 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{PASS, USER};
 use rdkafka::mocking::MockCluster;
@@ -40,24 +39,6 @@ fn start(bootstrap: &str, spool: &std::path::Path, port: u16, admin: u16) -> Chi
         .expect("start the bridge")
 }
 
-async fn wait_ready(admin: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let http = reqwest::Client::new();
-    loop {
-        if let Ok(r) = http
-            .get(format!("http://127.0.0.1:{admin}/readyz"))
-            .send()
-            .await
-        {
-            if r.status() == 200 {
-                return;
-            }
-        }
-        assert!(Instant::now() < deadline, "bridge not ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_answered_200_survive_a_sigkill_and_a_torn_tail_while_kafka_is_down() {
     let cluster = MockCluster::new(1).expect("cluster");
@@ -67,7 +48,7 @@ async fn records_answered_200_survive_a_sigkill_and_a_torn_tail_while_kafka_is_d
     let dir = tempfile::tempdir().expect("tempdir");
     let (port, admin) = (common::free_port(), common::free_port());
     let mut child = start(&bootstrap, dir.path(), port, admin);
-    wait_ready(admin).await;
+    common::wait_ready_at(admin).await;
 
     // Load that is still running when the process dies.
     let http = reqwest::Client::new();
@@ -108,26 +89,9 @@ async fn records_answered_200_survive_a_sigkill_and_a_torn_tail_while_kafka_is_d
 
     cluster.broker_up(1).expect("up");
     let mut child = start(&bootstrap, dir.path(), port, admin);
-    wait_ready(admin).await;
+    common::wait_ready_at(admin).await;
 
-    let want: HashSet<String> = accepted.iter().cloned().collect();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let b = bootstrap.clone();
-        let got = tokio::task::spawn_blocking(move || common::request_ids(&b, TOPIC))
-            .await
-            .expect("consumer");
-        let missing: Vec<_> = want.difference(&got).collect();
-        if missing.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} of {} accepted records lost",
-            missing.len(),
-            want.len()
-        );
-    }
+    common::wait_all_stored(&bootstrap, TOPIC, &accepted).await;
     child.kill().expect("stop");
     let _ = child.wait();
 }

@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use common::{PASS, USER};
 use rdkafka::mocking::MockCluster;
@@ -37,18 +35,7 @@ async fn a_full_disk_answers_503_and_every_200_still_reaches_kafka() {
         .spawn()
         .expect("start");
     let http = reqwest::Client::new();
-    let ready = format!("http://127.0.0.1:{admin}/readyz");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while http
-        .get(&ready)
-        .send()
-        .await
-        .map(|r| r.status() != 200)
-        .unwrap_or(true)
-    {
-        assert!(Instant::now() < deadline, "not ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::wait_ready_at(admin).await;
 
     let pad = "x".repeat(60_000);
     let (mut ok, mut refused) = (Vec::new(), 0);
@@ -87,23 +74,7 @@ async fn a_full_disk_answers_503_and_every_200_still_reaches_kafka() {
     );
 
     cluster.broker_up(1).expect("up");
-    let want: HashSet<String> = ok.into_iter().collect();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let b = bootstrap.clone();
-        let got = tokio::task::spawn_blocking(move || common::request_ids(&b, TOPIC))
-            .await
-            .expect("consumer");
-        let missing = want.difference(&got).count();
-        if missing == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{missing} of {} accepted records lost",
-            want.len()
-        );
-    }
+    common::wait_all_stored(&bootstrap, TOPIC, &ok).await;
     let _ = child.kill();
     let _ = child.wait();
 }

@@ -19,10 +19,14 @@ fn status(n: u32, seq: u32) -> Vec<u8> {
 }
 
 async fn post(app: &TestApp, body: Vec<u8>) -> (u16, String, Duration) {
+    post_to(app.http.clone(), app.url(), body).await
+}
+
+/// Posts with the test credential: status, request id, and how long the answer took.
+async fn post_to(http: reqwest::Client, url: String, body: Vec<u8>) -> (u16, String, Duration) {
     let started = Instant::now();
-    let r = app
-        .http
-        .post(app.url())
+    let r = http
+        .post(url)
         .basic_auth(USER, Some(PASS))
         .body(body)
         .send()
@@ -38,24 +42,7 @@ async fn post(app: &TestApp, body: Vec<u8>) -> (u16, String, Duration) {
 /// Posts `n` statuses at once; returns the request ids answered 200 and the slowest answer.
 async fn burst(app: &TestApp, n: u32) -> (Vec<String>, usize, Duration) {
     let tasks: Vec<_> = (0..n)
-        .map(|i| {
-            let (http, url) = (app.http.clone(), app.url());
-            tokio::spawn(async move {
-                let started = Instant::now();
-                let r = http
-                    .post(url)
-                    .basic_auth(USER, Some(PASS))
-                    .body(status(i, 0))
-                    .send()
-                    .await
-                    .expect("request");
-                let id = r.headers()["x-request-id"]
-                    .to_str()
-                    .expect("ascii")
-                    .to_string();
-                (r.status().as_u16(), id, started.elapsed())
-            })
-        })
+        .map(|i| tokio::spawn(post_to(app.http.clone(), app.url(), status(i, 0))))
         .collect();
     let (mut ok, mut other, mut slowest) = (Vec::new(), 0, Duration::ZERO);
     for t in tasks {

@@ -291,3 +291,38 @@ pub fn request_ids(bootstrap: &str, topic: &str) -> std::collections::HashSet<St
         .filter_map(|g| g.headers.get("request-id").cloned())
         .collect()
 }
+
+/// Waits until the bridge on `admin` answers /readyz with 200.
+pub async fn wait_ready_at(admin: u16) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let http = reqwest::Client::new();
+    loop {
+        let url = format!("http://127.0.0.1:{admin}/readyz");
+        if http.get(url).send().await.is_ok_and(|r| r.status() == 200) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "bridge not ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits (up to 30 s) until every request id in `want` is in `topic`.
+pub async fn wait_all_stored(bootstrap: &str, topic: &str, want: &[String]) {
+    let want: std::collections::HashSet<&String> = want.iter().collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (b, t) = (bootstrap.to_string(), topic.to_string());
+        let got = tokio::task::spawn_blocking(move || request_ids(&b, &t))
+            .await
+            .expect("consumer");
+        let missing = want.iter().filter(|id| !got.contains(**id)).count();
+        if missing == 0 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{missing} of {} records answered 200 are not in Kafka",
+            want.len()
+        );
+    }
+}
