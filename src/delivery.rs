@@ -26,8 +26,8 @@ pub fn kafka_wait(ack_timeout: Duration, spool: bool) -> Duration {
 
 /// Records replayed per round.
 const REPLAY_BATCH: usize = 256;
-/// How long a replayed record may take to be acknowledged.
-const REPLAY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a replayed record may take to be acknowledged (its producer's `message.timeout.ms`).
+pub const REPLAY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The sink the webhook uses: Kafka first, the spool as the fallback.
 #[derive(Debug)]

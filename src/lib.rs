@@ -127,14 +127,24 @@ pub async fn run(
         ..Health::default()
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let replay = spool.clone().map(|spool| {
-        tokio::spawn(delivery::replay(
-            spool,
-            sink.clone(),
-            metrics.clone(),
-            stop_rx.clone(),
-        ))
-    });
+    // Replay gets a producer of its own: the webhook producer's message timeout is the ack
+    // deadline, which a slow broker can exceed for every record; replay can wait longer.
+    let replay = match &spool {
+        Some(spool) => {
+            let mut props = config.producer_properties(&bootstrap);
+            let timeout = delivery::REPLAY_TIMEOUT.as_millis().to_string();
+            props.insert("message.timeout.ms".into(), timeout);
+            props.insert("client.id".into(), "qikchat-bridge-replay".into());
+            let replay_sink = Arc::new(KafkaSink::new(&props, metrics.clone())?);
+            Some(tokio::spawn(delivery::replay(
+                spool.clone(),
+                replay_sink,
+                metrics.clone(),
+                stop_rx.clone(),
+            )))
+        }
+        None => None,
+    };
     let readiness = tokio::spawn(producer::watch_readiness(
         sink.clone(),
         config.topics.route(topics::EVENT_MESSAGE_IN).topic.clone(),
