@@ -282,8 +282,8 @@ must_fail "malformed volume size" "size" $P --set persistence.size=2GB
 must_fail "read-only spool volume" "accessModes" $P --set 'persistence.accessModes[0]=ReadOnlyMany'
 must_fail "spool without fsGroup" "fsGroup" $P --set podSecurityContext.fsGroup=null
 }
-check "spool limit: 90% of persistence.size by default" spool_max_bytes 1932735283
-check "spool limit: 90% of a decimal size" spool_max_bytes 900000000 --set persistence.size=1G
+check "spool limit: 75% of persistence.size by default" spool_max_bytes 1610612736
+check "spool limit: 75% of a decimal size" spool_max_bytes 750000000 --set persistence.size=1G
 check "spool limit: explicit persistence.maxBytes" spool_max_bytes 500000000 --set persistence.maxBytes=500000000
 
 section "Alert rules (promtool)"

@@ -153,8 +153,13 @@ async fn measure_group_commit_throughput() {
     let n = 256 * per_task;
     assert_eq!(spool.records(), n as u64);
     let secs = started.elapsed().as_secs_f64();
+    let file = std::fs::metadata(dir.path().join(FILE))
+        .expect("spool file")
+        .len();
     println!(
-        "{n} durable appends in {secs:.2} s: {:.0} appends/s",
-        n as f64 / secs
+        "{n} durable appends in {secs:.2} s: {:.0} appends/s; file {:.1} MiB for {:.1} MiB of records",
+        n as f64 / secs,
+        file as f64 / 1048576.0,
+        spool.bytes() as f64 / 1048576.0
     );
 }
