@@ -57,16 +57,19 @@ impl<'a> From<Headers<'a>> for RecordHeaders<'a> {
 impl<'a> RecordHeaders<'a> {
     pub fn iter(&self) -> HeaderIter<'a> {
         match self {
-            RecordHeaders::Request(h) => HeaderIter::Request(h.iter()),
+            RecordHeaders::Request(h) => h.iter(),
             RecordHeaders::Raw(list) => HeaderIter::Raw(list.iter()),
         }
     }
 }
 
 #[derive(Debug)]
-/// Iterates either kind of [`RecordHeaders`].
+/// Iterates either kind of [`RecordHeaders`] without allocating.
+// Lives briefly on the stack; boxing the large variant would bring back the allocation it avoids.
+#[allow(clippy::large_enum_variant)]
 pub enum HeaderIter<'a> {
-    Request(std::vec::IntoIter<(&'static str, &'a str)>),
+    /// Every possible header of a request's record, absent ones as `None` (skipped).
+    Request(std::array::IntoIter<(&'static str, Option<&'a str>), 12>),
     Raw(std::slice::Iter<'a, (&'a str, &'a str)>),
 }
 
@@ -74,7 +77,7 @@ impl<'a> Iterator for HeaderIter<'a> {
     type Item = (&'a str, &'a str);
     fn next(&mut self) -> Option<Self::Item> {
         match self {
-            HeaderIter::Request(i) => i.next(),
+            HeaderIter::Request(i) => i.find_map(|(n, v)| v.map(|v| (n, v))),
             HeaderIter::Raw(i) => i.next().copied(),
         }
     }
@@ -95,23 +98,25 @@ pub struct Headers<'a> {
 
 impl<'a> Headers<'a> {
     /// The headers present on this record, in a fixed order.
-    pub fn iter(&self) -> std::vec::IntoIter<(&'static str, &'a str)> {
-        let mut out = Vec::with_capacity(12);
-        let base = [
-            (HEADER_EVENT, self.event),
-            (HEADER_MESSAGE_ID, self.message_id),
-            (HEADER_REQUEST_ID, Some(self.request_id)),
-            (HEADER_RECEIVED_AT, Some(self.received_at)),
-            (HEADER_CONTENT_TYPE, Some(self.content_type)),
-            (HEADER_BODY_SHA256, Some(self.body_sha256)),
-            (HEADER_DEADLETTER_REASON, self.deadletter_reason),
-        ];
-        out.extend(
-            base.into_iter()
-                .chain(self.cloudevents())
-                .filter_map(|(n, v)| v.map(|v| (n, v))),
-        );
-        out.into_iter()
+    pub fn iter(&self) -> HeaderIter<'a> {
+        let c = self.cloudevents();
+        HeaderIter::Request(
+            [
+                (HEADER_EVENT, self.event),
+                (HEADER_MESSAGE_ID, self.message_id),
+                (HEADER_REQUEST_ID, Some(self.request_id)),
+                (HEADER_RECEIVED_AT, Some(self.received_at)),
+                (HEADER_CONTENT_TYPE, Some(self.content_type)),
+                (HEADER_BODY_SHA256, Some(self.body_sha256)),
+                (HEADER_DEADLETTER_REASON, self.deadletter_reason),
+                c[0],
+                c[1],
+                c[2],
+                c[3],
+                c[4],
+            ]
+            .into_iter(),
+        )
     }
 
     fn cloudevents(&self) -> [(&'static str, Option<&'a str>); 5] {
