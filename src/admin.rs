@@ -11,6 +11,7 @@ use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
@@ -95,7 +96,8 @@ pub async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-/// Serves until `stop` turns true. Probes and scrapes are short, so there is no drain.
+/// Serves until `stop` turns true, then closes its connections (a scraper's idle keep-alive
+/// connection would otherwise keep the bridge's state, and the spool file, open).
 pub async fn serve(
     listener: TcpListener,
     health: Arc<Health>,
@@ -103,6 +105,7 @@ pub async fn serve(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let builder = auto::Builder::new(TokioExecutor::new());
+    let graceful = GracefulShutdown::new();
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -113,20 +116,24 @@ pub async fn serve(
                     continue;
                 }
             },
-            () = stopped(&mut stop) => return,
+            () = stopped(&mut stop) => break,
         };
         let (health, metrics) = (health.clone(), metrics.clone());
         let service = service_fn(move |req| {
             let response = answer(&req, &health, &metrics);
             async move { Ok::<_, Infallible>(response) }
         });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
+        let conn = graceful.watch(
+            builder
+                .serve_connection(TokioIo::new(stream), service)
+                .into_owned(),
+        );
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "admin connection ended with an error");
             }
         });
     }
+    // Probes and scrapes are short: a second is plenty.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), graceful.shutdown()).await;
 }

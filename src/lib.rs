@@ -196,9 +196,21 @@ pub async fn run(
     let _ = stop_tx.send(true);
     let _ = admin.await;
     let _ = readiness.await;
-    if let Some(replay) = replay {
-        let _ = replay.await;
+    if let Some(mut replay) = replay {
+        // A replay round can wait up to its 30 s message timeout; records are deleted only after
+        // delivery, so cutting it short costs at most a repeat at the next start.
+        if tokio::time::timeout(config.flush_timeout, &mut replay)
+            .await
+            .is_err()
+        {
+            replay.abort();
+            // Wait for the cancelled task to drop its handles, so the spool file is closed when
+            // `run` returns.
+            let _ = replay.await;
+        }
     }
+    // Health holds the last other handle of the spool; the file closes with the spool.
+    drop(health);
     if let Some(spool) = spool {
         let records = spool.records();
         let _ = tokio::task::spawn_blocking(move || spool.close()).await;

@@ -106,14 +106,24 @@ impl Spool {
         let path = dir.join(FILE);
         let db = match Database::create(&path) {
             Ok(db) => db,
-            Err(e) => {
+            // Only a file redb finds corrupt is moved aside; any other error (another process
+            // holds the lock, an I/O fault) stops start-up, since a second writer or a fresh file
+            // would strand the records that are there.
+            Err(e) if is_unreadable(&e) => {
+                let reason = e.to_string();
                 let now = SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs());
                 let aside = dir.join(format!("{FILE}.unreadable-{now}"));
-                tracing::error!(error = %e, moved_to = %aside.display(), "spool file cannot be opened; moving it aside and starting a new one");
+                tracing::error!(%reason, moved_to = %aside.display(), "spool file is corrupt beyond repair; moving it aside and starting a new one");
                 std::fs::rename(&path, &aside).map_err(io)?;
                 Database::create(&path).map_err(io)?
+            }
+            Err(e) => {
+                return Err(SpoolError::Io(format!(
+                    "cannot open {}: {e}",
+                    path.display()
+                )))
             }
         };
         let db = Arc::new(db);
@@ -308,6 +318,18 @@ impl Spool {
                 h.keys.remove(key);
             }
         }
+    }
+}
+
+/// True when the file is corrupt or not a redb file at all (as opposed to locked or unreachable):
+/// redb reports those as `Corrupted`, or as an `InvalidData` I/O error on its header.
+fn is_unreadable(e: &redb::DatabaseError) -> bool {
+    match e {
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(_)) => true,
+        redb::DatabaseError::Storage(redb::StorageError::Io(e)) => {
+            e.kind() == std::io::ErrorKind::InvalidData
+        }
+        _ => false,
     }
 }
 

@@ -273,3 +273,30 @@ async fn a_topic_authorization_failure_is_a_500_and_is_not_spooled_or_retried_fo
         "error kind counted"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_with_records_still_spooled_is_bounded_and_keeps_them_for_the_next_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut f = spool_flags(&dir);
+    f.extend(["--flush-timeout".into(), "1s".into()]);
+    let mut app = TestApp::start(&flags(&f)).await;
+    app.cluster.broker_down(1).expect("down");
+    let (ok, other, _) = burst(&app, 10).await;
+    assert_eq!((ok.len(), other), (10, 0));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, m) = app.admin_get("/metrics").await;
+    eprintln!(
+        "{}",
+        m.lines()
+            .filter(|l| l.contains("spool"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    // Replay is stuck waiting on the broker; shutdown must not wait for its 30 s timeout.
+    tokio::time::timeout(Duration::from_secs(10), app.stop())
+        .await
+        .expect("shutdown within its bounds");
+    drop(app);
+    let spool = qikchat_bridge::spool::Spool::open(dir.path(), 1 << 30, 1).expect("reopen");
+    assert_eq!(spool.records(), 10, "the records wait for the next start");
+}

@@ -163,3 +163,25 @@ async fn measure_group_commit_throughput() {
         spool.bytes() as f64 / 1048576.0
     );
 }
+
+#[tokio::test]
+async fn a_spool_another_opener_holds_is_refused_not_replaced() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = Spool::open(dir.path(), 1 << 20, 1).expect("open");
+    first
+        .append(record(Some("k"), "kept"))
+        .await
+        .expect("append");
+    let second = Spool::open(dir.path(), 1 << 20, 1);
+    assert!(
+        matches!(second, Err(SpoolError::Io(_))),
+        "a second writer must not start"
+    );
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("list")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(names, [FILE], "nothing moved aside");
+    assert_eq!(first.records(), 1);
+}
