@@ -16,10 +16,7 @@ async fn malformed_json_is_refused_with_400_and_kept_in_the_dead_letter_topic() 
     let body: &'static [u8] = b"{\"event\": \"whatsapp:message:in\", \"payload\": {";
     let response = app.post(body).await;
     assert_eq!(response.status(), 400);
-    let request_id = response.headers()["x-request-id"]
-        .to_str()
-        .expect("ascii")
-        .to_string();
+    let request_id = common::request_id(&response);
     let err = json(response).await;
     assert_eq!(err["error"], "invalid_payload");
     assert!(

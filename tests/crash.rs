@@ -8,7 +8,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::{PASS, USER};
-use rdkafka::mocking::MockCluster;
 
 const BIN: &str = env!("CARGO_BIN_EXE_qikchat-bridge");
 const TOPIC: &str = "whatsapp.message.status";
@@ -41,10 +40,7 @@ fn start(bootstrap: &str, spool: &std::path::Path, port: u16, admin: u16) -> Chi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_answered_200_survive_a_sigkill_and_a_torn_tail_while_kafka_is_down() {
-    let cluster = MockCluster::new(1).expect("cluster");
-    let bootstrap = cluster.bootstrap_servers();
-    cluster.create_topic(TOPIC, 3, 1).expect("topic");
-    cluster.broker_down(1).expect("down");
+    let (cluster, bootstrap) = common::cluster_with_broker_down(TOPIC);
     let dir = tempfile::tempdir().expect("tempdir");
     let (port, admin) = (common::free_port(), common::free_port());
     let mut child = start(&bootstrap, dir.path(), port, admin);

@@ -7,17 +7,13 @@ mod common;
 use std::process::{Command, Stdio};
 
 use common::{PASS, USER};
-use rdkafka::mocking::MockCluster;
 
 const BIN: &str = env!("CARGO_BIN_EXE_qikchat-bridge");
 const TOPIC: &str = "whatsapp.message.status";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_answers_503_and_every_200_still_reaches_kafka() {
-    let cluster = MockCluster::new(1).expect("cluster");
-    let bootstrap = cluster.bootstrap_servers();
-    cluster.create_topic(TOPIC, 3, 1).expect("topic");
-    cluster.broker_down(1).expect("down");
+    let (cluster, bootstrap) = common::cluster_with_broker_down(TOPIC);
     let dir = tempfile::tempdir().expect("tempdir");
     let (port, admin) = (common::free_port(), common::free_port());
     // 2 MiB of file size: room for the empty database and some records, then EFBIG.

@@ -3,33 +3,12 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
-use common::{basic_auth_header, TestApp, PASS, TEXT};
-use qikchat_bridge::config::LogFormat;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use common::{basic_auth_header, Captured, TestApp, PASS, TEXT};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_logged_request_shows_neither_the_password_nor_the_body() {
-    // SAFETY of the environment change: this test binary has a single test.
-    std::env::set_var("RUST_LOG", "trace");
-    let captured = Captured::default();
-    let writer = captured.clone();
-    qikchat_bridge::telemetry::init_with(LogFormat::Json, move || writer.clone())
-        .expect("subscriber");
+    // This test binary has a single test, so it may set the process-wide subscriber.
+    let captured = Captured::install("trace");
 
     let app = TestApp::start(&[]).await;
     assert_eq!(app.post(TEXT).await.status(), 200);
@@ -48,7 +27,7 @@ async fn a_logged_request_shows_neither_the_password_nor_the_body() {
     );
     drop(app);
 
-    let logs = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf-8");
+    let logs = captured.text_from(0);
     assert!(
         logs.contains("request_id"),
         "requests are logged with their id:\n{logs}"

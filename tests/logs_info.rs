@@ -3,40 +3,20 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
-use common::{TestApp, STATUS, USER};
-use qikchat_bridge::config::LogFormat;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use common::{Captured, TestApp, STATUS, USER};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_info_a_refusal_is_one_line_with_its_request_id_and_an_accepted_request_none() {
-    std::env::set_var("RUST_LOG", "info");
-    let captured = Captured::default();
-    let writer = captured.clone();
-    qikchat_bridge::telemetry::init_with(LogFormat::Json, move || writer.clone())
-        .expect("subscriber");
+    // This test binary has a single test, so it may set the process-wide subscriber.
+    let captured = Captured::install("info");
 
     let app = TestApp::start(&[]).await;
-    let before = captured.0.lock().expect("lock").len();
+    let before = captured.len();
     for _ in 0..5 {
         assert_eq!(app.post(STATUS).await.status(), 200);
     }
     assert_eq!(
-        captured.0.lock().expect("lock").len(),
+        captured.len(),
         before,
         "accepted requests log nothing at info"
     );
@@ -51,8 +31,7 @@ async fn at_info_a_refusal_is_one_line_with_its_request_id_and_an_accepted_reque
         .await
         .expect("request");
     assert_eq!(refused.status(), 401);
-    let logs =
-        String::from_utf8(captured.0.lock().expect("lock")[before..].to_vec()).expect("utf-8");
+    let logs = captured.text_from(before);
     let lines: Vec<&str> = logs
         .lines()
         .filter(|l| l.contains("refused-req-1"))

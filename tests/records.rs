@@ -14,10 +14,7 @@ async fn an_incoming_text_message_becomes_an_exact_record_in_the_message_topic()
     let app = TestApp::start(&[]).await;
     let response = app.post(TEXT).await;
     assert_eq!(response.status(), 200);
-    let request_id = response.headers()["x-request-id"]
-        .to_str()
-        .expect("ascii")
-        .to_string();
+    let request_id = common::request_id(&response);
     assert_eq!(
         response.text().await.expect("body"),
         r#"{"status":"accepted"}"#
@@ -183,10 +180,7 @@ async fn cloudevents_mode_adds_ce_headers_and_keeps_the_value() {
     let app = TestApp::start(&["--cloudevents", "--cloudevents-source", "/qikchat/prod"]).await;
     let response = app.post(TEXT).await;
     assert_eq!(response.status(), 200);
-    let request_id = response.headers()["x-request-id"]
-        .to_str()
-        .expect("ascii")
-        .to_string();
+    let request_id = common::request_id(&response);
     let got = app.records("whatsapp.message.in", 1, WAIT).await;
     let h = &got[0].headers;
     assert_eq!(got[0].value, TEXT);

@@ -32,10 +32,7 @@ async fn post_to(http: reqwest::Client, url: String, body: Vec<u8>) -> (u16, Str
         .send()
         .await
         .expect("request");
-    let id = r.headers()["x-request-id"]
-        .to_str()
-        .expect("ascii")
-        .to_string();
+    let id = common::request_id(&r);
     (r.status().as_u16(), id, started.elapsed())
 }
 

@@ -326,3 +326,58 @@ pub async fn wait_all_stored(bootstrap: &str, topic: &str, want: &[String]) {
         );
     }
 }
+
+/// A one-broker `MockCluster` with `topic` created and its broker already down, and its address.
+pub fn cluster_with_broker_down(
+    topic: &str,
+) -> (MockCluster<'static, DefaultProducerContext>, String) {
+    let cluster = MockCluster::new(1).expect("cluster");
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.create_topic(topic, PARTITIONS, 1).expect("topic");
+    cluster.broker_down(1).expect("down");
+    (cluster, bootstrap)
+}
+
+/// Log output captured in memory.
+#[derive(Clone, Default)]
+pub struct Captured(pub std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// Installs the process-wide JSON subscriber at `filter`, writing here. Once per test binary.
+    pub fn install(filter: &str) -> Captured {
+        std::env::set_var("RUST_LOG", filter);
+        let captured = Captured::default();
+        let writer = captured.clone();
+        qikchat_bridge::telemetry::init_with(qikchat_bridge::config::LogFormat::Json, move || {
+            writer.clone()
+        })
+        .expect("subscriber");
+        captured
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.lock().expect("lock").len()
+    }
+
+    pub fn text_from(&self, start: usize) -> String {
+        String::from_utf8(self.0.lock().expect("lock")[start..].to_vec()).expect("utf-8")
+    }
+}
+
+/// The `X-Request-Id` the bridge answered with.
+pub fn request_id(response: &reqwest::Response) -> String {
+    response.headers()["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_string()
+}
