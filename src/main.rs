@@ -8,6 +8,11 @@ use qikchat_bridge::embedded::EmbeddedKafka;
 use qikchat_bridge::topics::{self, TopicMap};
 use qikchat_bridge::{run, tail, telemetry, Listeners};
 
+// jemalloc, unprefixed so that librdkafka's C allocations use it too: records are allocated on
+// the runtime's threads and freed on librdkafka's, which glibc's arenas serve with a lock.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Exit code for settings that cannot work (as sysexits' EX_USAGE family does).
 const EXIT_CONFIG: u8 = 2;
 
