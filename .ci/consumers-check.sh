@@ -50,7 +50,10 @@ cleanup() {
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port=$(free_port); admin=$(free_port)
+# LZ4 on purpose: the default is no compression, and the consumers must also read what an
+# operator may turn on (the Node example brings its own LZ4 codec).
 "$bin" --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" --log-format json \
+  -X compression.type=lz4 \
   >"$work/bridge.log" 2>&1 </dev/null &
 pid=$!
 ready=

@@ -14,8 +14,8 @@
 const { Kafka, logLevel, CompressionTypes, CompressionCodecs } = require('kafkajs');
 const lz4 = require('lz4js');
 
-// The bridge produces with compression.type=lz4 by default; KafkaJS ships only gzip, so LZ4 is
-// plugged in here (lz4js is pure JavaScript: nothing to compile).
+// The bridge does not compress by default, but operators may set compression.type=lz4; KafkaJS
+// ships only gzip, so LZ4 is plugged in here (lz4js is pure JavaScript: nothing to compile).
 CompressionCodecs[CompressionTypes.LZ4] = () => ({
   async compress(encoder) {
     return Buffer.from(lz4.compress(encoder.buffer));
