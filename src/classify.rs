@@ -58,34 +58,47 @@ pub fn classify(body: &[u8]) -> Result<Envelope<'_>, ClassifyError> {
 }
 
 /// serde_json skips ignored values iteratively and without a depth limit, so depth is checked
-/// by a scan of its own: brackets outside strings, at a cost of one pass over the bytes.
+/// by a scan of its own: brackets outside strings. Strings, most of a webhook's bytes, are
+/// crossed with `memchr` to their next quote or backslash instead of byte by byte (the byte loop
+/// was half of the classifier's time in a profile).
 fn check_depth(body: &[u8]) -> Result<(), ClassifyError> {
+    if depth_within(body, MAX_DEPTH) {
+        Ok(())
+    } else {
+        Err(ClassifyError::TooDeep)
+    }
+}
+
+/// Whether objects and arrays nest at most `limit` deep (a parameter so tests can use a small one).
+fn depth_within(body: &[u8], limit: usize) -> bool {
     let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for &b in body {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
+    let mut i = 0;
+    while let Some(&b) = body.get(i) {
+        i += 1;
         match b {
-            b'"' => in_string = true,
+            b'"' => loop {
+                let rest = body.get(i..).unwrap_or_default();
+                match memchr::memchr2(b'"', b'\\', rest) {
+                    // Unterminated: not deep, and serde_json reports the real error.
+                    None => return true,
+                    Some(j) if rest[j] == b'\\' => i += j + 2,
+                    Some(j) => {
+                        i += j + 1;
+                        break;
+                    }
+                }
+            },
             b'{' | b'[' => {
                 depth += 1;
-                if depth > MAX_DEPTH {
-                    return Err(ClassifyError::TooDeep);
+                if depth > limit {
+                    return false;
                 }
             }
             b'}' | b']' => depth = depth.saturating_sub(1),
             _ => {}
         }
     }
-    Ok(())
+    true
 }
 
 /// serde_json's own messages can quote parts of the input ("invalid type: string \"...\""), so

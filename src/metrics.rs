@@ -4,7 +4,6 @@
 //! enumerated at start-up (handles resolved then, so the request path does no label lookups),
 //! and Kafka error kinds come from librdkafka's finite error enum.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,7 +53,8 @@ pub struct Metrics {
     pub in_flight: IntGauge,
     pub body_bytes: Histogram,
     pub ready: IntGauge,
-    topics: HashMap<String, TopicMetrics>,
+    /// A handful of topics: a scan of short names beats hashing them on every request.
+    topics: Vec<TopicMetrics>,
     pub kafka_stats: Arc<KafkaStats>,
     spool_appends: [IntCounter; 3],
     pub spool_replayed: IntCounter,
@@ -231,14 +231,11 @@ impl Metrics {
             .collect();
         let topics = topics
             .iter()
-            .map(|t| {
-                let m = TopicMetrics {
-                    delivery_duration: delivery_vec.with_label_values(&[t.as_str()]),
-                    delivered: deliveries.with_label_values(&[t.as_str(), "ok"]),
-                    deliveries: deliveries.clone(),
-                    topic: t.clone(),
-                };
-                (t.clone(), m)
+            .map(|t| TopicMetrics {
+                delivery_duration: delivery_vec.with_label_values(&[t.as_str()]),
+                delivered: deliveries.with_label_values(&[t.as_str(), "ok"]),
+                deliveries: deliveries.clone(),
+                topic: t.clone(),
             })
             .collect();
 
@@ -308,7 +305,7 @@ impl Metrics {
 
     /// Per-topic handles; every topic the bridge writes was registered at start-up.
     pub fn topic(&self, topic: &str) -> Option<&TopicMetrics> {
-        self.topics.get(topic)
+        self.topics.iter().find(|m| m.topic == topic)
     }
 
     /// The Prometheus text exposition of everything registered.

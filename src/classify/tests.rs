@@ -177,7 +177,43 @@ mod properties {
         })
     }
 
+    /// The plain byte-by-byte scan `check_depth` replaced: the reference it must agree with.
+    fn depth_reference(body: &[u8], limit: usize) -> bool {
+        let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+        for &b in body {
+            if in_string {
+                match (escaped, b) {
+                    (true, _) => escaped = false,
+                    (false, b'\\') => escaped = true,
+                    (false, b'"') => in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match b {
+                b'"' => in_string = true,
+                b'{' | b'[' => {
+                    depth += 1;
+                    if depth > limit {
+                        return false;
+                    }
+                }
+                b'}' | b']' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        true
+    }
+
     proptest! {
+        #[test]
+        fn the_depth_scan_agrees_with_a_byte_by_byte_scan(
+            body in prop::collection::vec(prop::sample::select(b"{}[]\"\\ax".to_vec()), 0..64),
+            limit in 0usize..6,
+        ) {
+            prop_assert_eq!(depth_within(&body, limit), depth_reference(&body, limit));
+        }
+
         #[test]
         fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..512)) {
             let _ = classify(&body);

@@ -162,9 +162,36 @@ fn only_sane_request_ids_are_kept() {
     };
     assert_eq!(with("abc-123"), "abc-123");
     assert_ne!(with("has space"), "has space");
+    assert_ne!(with(""), "");
     assert_eq!(
         with(Box::leak("x".repeat(200).into_boxed_str())).len(),
         36,
         "too long: a UUID instead"
     );
+}
+
+#[tokio::test]
+async fn a_body_in_several_frames_is_joined_byte_for_byte_and_trailers_are_skipped() {
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+    let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = vec![
+        Ok(Frame::data(Bytes::from_static(b"{\"event\":"))),
+        Ok(Frame::data(Bytes::new())),
+        Ok(Frame::data(Bytes::from_static(b"\"x\""))),
+        Ok(Frame::data(Bytes::from_static(b"}"))),
+        Ok(Frame::trailers(HeaderMap::new())),
+    ];
+    let body = StreamBody::new(futures_util::stream::iter(frames));
+    assert_eq!(concat(body).await.expect("body"), &b"{\"event\":\"x\"}"[..]);
+}
+
+#[tokio::test]
+async fn a_body_in_one_frame_is_passed_on_without_a_copy() {
+    let frame = Bytes::from_static(b"{\"event\":\"x\"}");
+    let body = concat(Full::new(frame.clone())).await.expect("body");
+    assert_eq!(body.as_ptr(), frame.as_ptr(), "the same buffer, not a copy");
+    assert!(concat(http_body_util::Empty::<Bytes>::new())
+        .await
+        .expect("empty")
+        .is_empty());
 }
