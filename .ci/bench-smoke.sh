@@ -6,9 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-unset BENCH_RATES BENCH_DURATION BENCH_BROKERS  # the figures checked below are the defaults
+unset BENCH_RATES BENCH_DURATION BENCH_BROKERS BENCH_REPEAT  # the figures checked below are the defaults
 out=${BENCH_OUT:-bench/out}
-args=(--smoke --out "$out")
+# Two repeats of the peak phases, so the median path of the report runs too.
+args=(--smoke --repeat 2 --out "$out")
 [ $# -gt 0 ] && args+=(--bridge-bin "$1")
 bash bench/run.sh "${args[@]}"
 
@@ -42,6 +43,14 @@ for fig in expected:
             failures.append(f"{fig}: {col} is {row[col]!r}, not a number")
     if not row["unit"]:
         failures.append(f"{fig}: no unit")
+
+with open(os.path.join(out, "phases.csv"), newline="") as f:
+    phases = {(r["phase"], r["server"]) for r in csv.DictReader(f)}
+for c in (64, 256):
+    for i in (1, 2):
+        for s in ("ceiling", "bridge"):
+            if (f"peak-c{c}-r{i}", s) not in phases:
+                failures.append(f"phases.csv has no peak-c{c}-r{i} row for the {s}")
 
 svg = os.path.join(out, "latency.svg")
 if not os.path.exists(svg) or os.path.getsize(svg) == 0:

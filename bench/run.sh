@@ -2,8 +2,8 @@
 # The bridge against a bare hyper server (the ceiling), in one run on this machine.
 # See bench/README.md. Usage:
 #   bench/run.sh [--smoke] [--duration SECS] [--brokers HOST:PORT] [--rates "1000 5000 10000"]
-#                [--bridge-bin PATH] [--out DIR] [--no-build] [-- EXTRA BRIDGE FLAGS...]
-# Environment twins: BENCH_DURATION, BENCH_BROKERS, BENCH_RATES, BRIDGE_BIN, BENCH_OUT.
+#                [--repeat N] [--bridge-bin PATH] [--out DIR] [--no-build] [-- EXTRA BRIDGE FLAGS...]
+# Environment twins: BENCH_DURATION, BENCH_BROKERS, BENCH_RATES, BENCH_REPEAT, BRIDGE_BIN, BENCH_OUT.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -14,6 +14,7 @@ build=1
 duration=${BENCH_DURATION:-}
 brokers=${BENCH_BROKERS:-}
 rates=${BENCH_RATES:-"1000 5000 10000"}
+repeat=${BENCH_REPEAT:-}
 bridge_bin=${BRIDGE_BIN:-}
 out=${BENCH_OUT:-$here/out}
 bridge_extra=()
@@ -29,6 +30,7 @@ while [ $# -gt 0 ]; do
     --duration) duration=${2:?--duration SECS}; shift ;;
     --brokers) brokers=${2:?--brokers HOST:PORT}; shift ;;
     --rates) rates=${2:?--rates \"R1 R2 ...\"}; shift ;;
+    --repeat) repeat=${2:?--repeat N}; shift ;;
     --bridge-bin) bridge_bin=${2:?--bridge-bin PATH}; shift ;;
     --out) out=${2:?--out DIR}; shift ;;
     --no-build) build=0 ;;
@@ -44,6 +46,12 @@ if [ -z "$duration" ]; then
   if [ "$smoke" = 1 ]; then duration=1.5; else duration=10; fi
 fi
 warmup=$(awk -v d="$duration" 'BEGIN { w = d * 0.3; if (w < 0.5) w = 0.5; if (w > 3) w = 3; print w }')
+# Peak phases run this many times, the two servers alternating, and the report takes medians:
+# on a shared machine one pair of runs can land in a noisy second and swing the ratio by 0.1.
+if [ -z "$repeat" ]; then
+  if [ "$smoke" = 1 ]; then repeat=1; else repeat=3; fi
+fi
+case "$repeat" in ''|*[!0-9]*|0) die "--repeat wants a positive integer, not '$repeat'" ;; esac
 pause=$(awk -v s="$smoke" 'BEGIN { print (s == 1) ? 0.2 : 1 }')
 
 # Only this machine is ever a target (loopback addresses), the broker included.
@@ -212,8 +220,10 @@ for server in ceiling bridge; do
   load warmup "$server" --connections 64 --duration "$warmup"
 done
 for c in $peak_conns; do
-  for server in ceiling bridge; do
-    load "peak-c$c" "$server" --connections "$c" --duration "$duration"
+  for i in $(seq 1 "$repeat"); do
+    for server in ceiling bridge; do
+      load "peak-c$c-r$i" "$server" --connections "$c" --duration "$duration"
+    done
   done
 done
 for r in $rates; do
@@ -246,6 +256,7 @@ json.dump({
   "phase_s": $duration, "warmup_s": $warmup,
   "rates": [int(r) for r in "$rates".split()],
   "peak_connections": [int(c) for c in "$peak_conns".split()],
+  "peak_repeats": $repeat,
   "rate_connections": $rate_conns,
   "kafka": "$kafka_kind",
   "bridge_commit": "$commit" + ("+dirty" if "$dirty" else ""),
