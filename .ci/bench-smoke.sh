@@ -48,9 +48,29 @@ with open(os.path.join(out, "phases.csv"), newline="") as f:
     phases = {(r["phase"], r["server"]) for r in csv.DictReader(f)}
 for c in (64, 256):
     for i in (1, 2):
-        for s in ("ceiling", "bridge"):
+        for s in ("ceiling", "bridge") + (("nokafka",) if c == 256 else ()):
             if (f"peak-c{c}-r{i}", s) not in phases:
                 failures.append(f"phases.csv has no peak-c{c}-r{i} row for the {s}")
+
+# The decomposition: the three servers at 256 connections, each with a rate and a CPU figure.
+path = os.path.join(out, "decomposition.csv")
+if not os.path.exists(path):
+    failures.append("decomposition.csv was not written")
+else:
+    with open(path, newline="") as f:
+        rows = {r["server"]: r for r in csv.DictReader(f)}
+    for s in ("ceiling", "nokafka", "bridge"):
+        row = rows.get(s)
+        if row is None:
+            failures.append(f"decomposition.csv has no {s} row")
+            continue
+        for col in ("ok_rate", "ratio_to_ceiling", "cpu_us_per_req"):
+            try:
+                ok = math.isfinite(float(row[col])) and float(row[col]) >= 0
+            except ValueError:
+                ok = False
+            if not ok:
+                failures.append(f"decomposition.csv {s}: {col} is {row[col]!r}, not a number")
 
 svg = os.path.join(out, "latency.svg")
 if not os.path.exists(svg) or os.path.getsize(svg) == 0:
@@ -63,5 +83,5 @@ else:
 if failures:
     print("bench smoke: FAILED", *failures, sep="\n  ", file=sys.stderr)
     sys.exit(1)
-print(f"bench smoke: {len(expected)} figures for both servers, and the plot: all produced")
+print(f"bench smoke: {len(expected)} figures for both servers, the decomposition and the plot: all produced")
 EOF

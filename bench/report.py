@@ -44,11 +44,16 @@ def main():
                  + [f"rate-{r}" for r in rates]):
         for s in servers:
             phase[(name, s)] = load(out, f"{name}-{s}.json")
+    # The decomposition's third server (the bridge without Kafka) runs in one peak phase only.
+    dc = meta.get("decomposition_connections")
+    if dc is not None:
+        for i in range(1, repeats + 1):
+            phase[(f"peak-c{dc}-r{i}", "nokafka")] = load(out, f"peak-c{dc}-r{i}-nokafka.json")
     # Each peak figure is the run with the median throughput of its server's repeats (the runs
     # alternated between the servers), so a noisy second on the shared machine does not decide it.
     spreads = {}
     for c in peaks:
-        for s in servers:
+        for s in servers + (("nokafka",) if c == dc else ()):
             runs = [r for r in (phase.get((f"peak-c{c}-r{i}", s)) for i in range(1, repeats + 1)) if r]
             if runs:
                 runs.sort(key=lambda r: r["ok_rate"])
@@ -114,6 +119,7 @@ def main():
                         fnum(r["cpu_us_per_req"].get(s)), fnum(r["cpu_us_per_req"].get("kafka"))])
 
     draw_svg(os.path.join(out, "latency.svg"), rates, phase, meta)
+    decomposition = decompose(out, dc, get)
 
     # --- the table ---
     smoke = meta.get("mode") == "smoke"
@@ -177,11 +183,50 @@ def main():
         if msgs:
             notes.append("bridge log: " + ", ".join(f"{v} {k}" for k, v in sorted(levels.items())) +
                          "; most frequent: " + "; ".join(f"{n}x {m!r}" for m, n in msgs.most_common(3)))
+    if decomposition:
+        print(f"\nwhere the peak gap goes, {dc} connections (medians of the same alternating runs):")
+        for line_ in decomposition:
+            print(f"  {line_}")
     print()
     for n in notes:
         print(f"* {n}")
     print(f"\nwritten: {os.path.join(out, 'results.csv')}, {os.path.join(out, 'phases.csv')}, "
-          f"{os.path.join(out, 'latency.svg')}")
+          + (f"{os.path.join(out, 'decomposition.csv')}, " if decomposition else "")
+          + f"{os.path.join(out, 'latency.svg')}")
+
+
+def decompose(out, dc, get):
+    """The peak figure split in three servers: the ceiling (HTTP alone), the bridge without Kafka
+    (its own request handling added) and the bridge (the Kafka client and broker added). Writes
+    OUT/decomposition.csv and returns the lines to print, or None when the third server did not run."""
+    if dc is None:
+        return None
+    name = f"peak-c{dc}"
+    rows = []
+    for s, what in (("ceiling", "bare hyper: HTTP only"),
+                    ("nokafka", "the bridge, its sink answering at once: + auth, classify, record, metrics"),
+                    ("bridge", "the bridge: + librdkafka and the broker's acknowledgement")):
+        rate = get(name, s, "ok_rate")
+        cpu = get(name, s, "cpu_us_per_req", s)
+        if rate is None:
+            return None
+        rows.append((s, what, rate, cpu))
+    ceiling = rows[0][2]
+    kafka_cpu = get(name, "bridge", "cpu_us_per_req", "kafka")
+    with open(os.path.join(out, "decomposition.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["server", "connections", "ok_rate", "ratio_to_ceiling", "cpu_us_per_req", "kafka_cpu_us_per_req"])
+        for s, _, rate, cpu in rows:
+            w.writerow([s, dc, fnum(rate), fnum(rate / ceiling if ceiling else None),
+                        fnum(cpu), fnum(kafka_cpu) if s == "bridge" else ""])
+    lines = [f"{s:8s} {fnum(rate, 3):>8s} ok/s  {fnum(rate / ceiling if ceiling else None, 3):>6s}x  "
+             f"{fnum(cpu, 3) or '-':>6s} us CPU/req  {what}" for s, what, rate, cpu in rows]
+    (_, _, r_c, c_c), (_, _, r_n, c_n), (_, _, r_b, c_b) = rows
+    if None not in (c_c, c_n, c_b):
+        lines.append(f"own request handling: +{fnum(c_n - c_c, 3)} us/req; the Kafka client in the bridge "
+                     f"process: +{fnum(c_b - c_n, 3)} us/req"
+                     + (f", and the broker process {fnum(kafka_cpu, 3)} us/req on the same CPUs" if kafka_cpu else ""))
+    return lines
 
 
 def draw_svg(path, rates, phase, meta):

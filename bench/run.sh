@@ -92,15 +92,25 @@ if [ "$build" = 1 ]; then
     section "cargo build --release (the bridge)"
     (cd "$root" && cargo build --release --locked --bin qikchat-bridge)
   fi
+  # The decomposition's third server: the bridge with its sink answering at once (an example of
+  # the root crate, never part of the binary).
+  section "cargo build --release --example bridge_without_kafka"
+  (cd "$root" && cargo build --release --locked --example bridge_without_kafka)
   section "cargo build --release (bench: ceiling, loadgen)"
   (cd "$here" && cargo build --release --locked)
 fi
 bridge_bin=${bridge_bin:-$root/target/release/qikchat-bridge}
+nokafka_bin=${NOKAFKA_BIN:-$root/target/release/examples/bridge_without_kafka}
 ceiling_bin=$here/target/release/ceiling
 loadgen=$here/target/release/loadgen
 for b in "$bridge_bin" "$ceiling_bin" "$loadgen"; do
   [ -x "$b" ] || die "$b is missing (build it, or drop --no-build)"
 done
+decompose=1
+if [ ! -x "$nokafka_bin" ]; then
+  decompose=0
+  echo "bench: $nokafka_bin is missing: no decomposition of the peak figure (drop --no-build to build it)" >&2
+fi
 
 mkdir -p "$out"
 rm -f "$out"/*.json "$out"/*.log "$out"/*.txt "$out"/*.csv "$out"/*.svg "$out"/*.out
@@ -175,6 +185,8 @@ start() {
 ceiling_port=$(free_port)
 bridge_port=$(free_port)
 admin_port=$(free_port)
+nokafka_port=$(free_port)
+nokafka_admin_port=$(free_port)
 
 section "starting the ceiling (bare hyper) on 127.0.0.1:$ceiling_port"
 start ceiling "http://127.0.0.1:$ceiling_port/readyz" "$ceiling_bin" --listen "127.0.0.1:$ceiling_port"
@@ -184,6 +196,13 @@ start bridge "http://127.0.0.1:$admin_port/readyz" env RUST_LOG=warn "$bridge_bi
   --kafka-brokers "$brokers" --auth testuser:testpass \
   --listen "127.0.0.1:$bridge_port" --admin-listen "127.0.0.1:$admin_port" --log-format json \
   ${bridge_extra[@]+"${bridge_extra[@]}"}
+if [ "$decompose" = 1 ]; then
+  section "starting the bridge without Kafka on 127.0.0.1:$nokafka_port (for the decomposition)"
+  start nokafka "http://127.0.0.1:$nokafka_admin_port/readyz" env RUST_LOG=warn "$nokafka_bin" \
+    --kafka-brokers "$brokers" --auth testuser:testpass \
+    --listen "127.0.0.1:$nokafka_port" --admin-listen "127.0.0.1:$nokafka_admin_port" --log-format json \
+    ${bridge_extra[@]+"${bridge_extra[@]}"}
+fi
 # shellcheck disable=SC2154 # set by start()
 echo "bench: ready in $(sed 's/.*: //; s/}//' "$out/ready-ceiling.json") ms (ceiling), $(sed 's/.*: //; s/}//' "$out/ready-bridge.json") ms (bridge; includes its first metadata round trip to Kafka)" >&2
 
@@ -191,17 +210,26 @@ echo "bench: ready in $(sed 's/.*: //; s/}//' "$out/ready-ceiling.json") ms (cei
 # shellcheck disable=SC2154
 url_ceiling="http://127.0.0.1:$ceiling_port/webhook"
 url_bridge="http://127.0.0.1:$bridge_port/webhook"
+url_nokafka="http://127.0.0.1:$nokafka_port/webhook"
+servers_alive() {
+  local p
+  for p in "$ceiling_pid" "$bridge_pid" ${nokafka_pid:+"$nokafka_pid"}; do
+    kill -0 "$p" 2>/dev/null || die "a server died (see $out/*.log)"
+  done
+}
 
 load() { # PHASE SERVER loadgen-args...
   local phase=$1 server=$2; shift 2
   local url watch=()
-  if [ "$server" = ceiling ]; then
-    url=$url_ceiling; watch=(--watch "ceiling=$ceiling_pid")
-  else
-    url=$url_bridge; watch=(--watch "bridge=$bridge_pid")
-    [ -n "$kafka_pid" ] && watch+=(--watch "kafka=$kafka_pid")
-  fi
-  for p in "$ceiling_pid" "$bridge_pid"; do kill -0 "$p" 2>/dev/null || die "a server died (see $out/*.log)"; done
+  case "$server" in
+    ceiling) url=$url_ceiling; watch=(--watch "ceiling=$ceiling_pid") ;;
+    nokafka) url=$url_nokafka; watch=(--watch "nokafka=$nokafka_pid") ;;
+    *)
+      url=$url_bridge; watch=(--watch "bridge=$bridge_pid")
+      [ -n "$kafka_pid" ] && watch+=(--watch "kafka=$kafka_pid")
+      ;;
+  esac
+  servers_alive
   printf 'bench: %-14s %-8s ' "$phase" "$server" >&2
   "$loadgen" run --url "$url" --fixtures "$root/tests/fixtures" --auth testuser:testpass \
     "${watch[@]}" "$@" >"$out/$phase-$server.json" 2>"$out/$phase-$server.err" \
@@ -219,9 +247,13 @@ section "load phases (${duration} s each, warm-up ${warmup} s)"
 for server in ceiling bridge; do
   load warmup "$server" --connections 64 --duration "$warmup"
 done
+# At 256 connections the bridge without Kafka runs too, alternating with the other two.
+decompose_conns=256
 for c in $peak_conns; do
+  servers="ceiling bridge"
+  [ "$decompose" = 1 ] && [ "$c" = "$decompose_conns" ] && servers="ceiling nokafka bridge"
   for i in $(seq 1 "$repeat"); do
-    for server in ceiling bridge; do
+    for server in $servers; do
       load "peak-c$c-r$i" "$server" --connections "$c" --duration "$duration"
     done
   done
@@ -257,6 +289,7 @@ json.dump({
   "rates": [int(r) for r in "$rates".split()],
   "peak_connections": [int(c) for c in "$peak_conns".split()],
   "peak_repeats": $repeat,
+  "decomposition_connections": $decompose_conns if $decompose else None,
   "rate_connections": $rate_conns,
   "kafka": "$kafka_kind",
   "bridge_commit": "$commit" + ("+dirty" if "$dirty" else ""),
