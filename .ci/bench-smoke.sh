@@ -23,6 +23,19 @@ expected += [f"{q} latency at {r} req/s" for r in rates for q in ("p50", "p99", 
 expected += ["CPU time per request 64 conns", "CPU time per request 256 conns", "peak RSS"]
 
 failures = []
+
+
+def check_numbers(where, row, cols):
+    """Each of `cols` in `row` must be a finite, non-negative number."""
+    for col in cols:
+        try:
+            ok = math.isfinite(float(row[col])) and float(row[col]) >= 0
+        except ValueError:
+            ok = False
+        if not ok:
+            failures.append(f"{where}: {col} is {row[col]!r}, not a number")
+
+
 with open(os.path.join(out, "results.csv"), newline="") as f:
     reader = csv.DictReader(f)
     if reader.fieldnames != ["figure", "unit", "ceiling", "bridge", "ratio"]:
@@ -33,14 +46,7 @@ for fig in expected:
     if row is None:
         failures.append(f"missing figure: {fig}")
         continue
-    for col in ("ceiling", "bridge", "ratio"):
-        try:
-            v = float(row[col])
-            ok = math.isfinite(v) and v >= 0
-        except ValueError:
-            ok = False
-        if not ok:
-            failures.append(f"{fig}: {col} is {row[col]!r}, not a number")
+    check_numbers(fig, row, ("ceiling", "bridge", "ratio"))
     if not row["unit"]:
         failures.append(f"{fig}: no unit")
 
@@ -64,13 +70,7 @@ else:
         if row is None:
             failures.append(f"decomposition.csv has no {s} row")
             continue
-        for col in ("ok_rate", "ratio_to_ceiling", "cpu_us_per_req"):
-            try:
-                ok = math.isfinite(float(row[col])) and float(row[col]) >= 0
-            except ValueError:
-                ok = False
-            if not ok:
-                failures.append(f"decomposition.csv {s}: {col} is {row[col]!r}, not a number")
+        check_numbers(f"decomposition.csv {s}", row, ("ok_rate", "ratio_to_ceiling", "cpu_us_per_req"))
 
 svg = os.path.join(out, "latency.svg")
 if not os.path.exists(svg) or os.path.getsize(svg) == 0:
