@@ -32,33 +32,16 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infalli
     Ok(resp)
 }
 
-fn parse_args() -> SocketAddr {
-    let mut args = std::env::args().skip(1);
-    let mut listen: SocketAddr = ([127, 0, 0, 1], 8090).into();
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--listen" => {
-                let v = args.next().unwrap_or_default();
-                listen = v.parse().unwrap_or_else(|e| {
-                    eprintln!("ceiling: bad --listen {v:?}: {e}");
-                    std::process::exit(2)
-                });
-            }
-            "-h" | "--help" => {
-                println!("usage: ceiling --listen 127.0.0.1:PORT");
-                std::process::exit(0)
-            }
-            other => {
-                eprintln!("ceiling: unknown argument {other:?}");
-                std::process::exit(2)
-            }
-        }
-    }
-    listen
+/// A bare hyper server: the benchmark's ceiling.
+#[derive(clap::Parser)]
+struct Args {
+    /// Address to serve on.
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    listen: SocketAddr,
 }
 
 fn main() {
-    let listen = parse_args();
+    let listen = <Args as clap::Parser>::parse().listen;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -33,7 +33,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use base64::prelude::{Engine, BASE64_STANDARD};
 use bytes::Bytes;
+use clap::Parser;
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
@@ -87,32 +89,6 @@ fn parse_url(url: &str) -> Target {
     }
 }
 
-fn base64(input: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        out.push(T[(n >> 18) as usize & 63] as char);
-        out.push(T[(n >> 12) as usize & 63] as char);
-        out.push(if chunk.len() > 1 {
-            T[(n >> 6) as usize & 63] as char
-        } else {
-            '='
-        });
-        out.push(if chunk.len() > 2 {
-            T[n as usize & 63] as char
-        } else {
-            '='
-        });
-    }
-    out
-}
-
 /// The request bodies, in sending order (see the module doc).
 fn bodies(fixtures: &std::path::Path) -> Vec<Bytes> {
     let read = |name: &str| {
@@ -157,6 +133,55 @@ fn bodies(fixtures: &std::path::Path) -> Vec<Bytes> {
     out
 }
 
+#[derive(Parser)]
+#[command(about = "HTTP load generator for the bridge benchmark")]
+enum Cli {
+    /// Drive URL over keep-alive connections and print one JSON object of results.
+    Run(RunArgs),
+    /// Poll URL with fresh connections until it answers 200; print that time (µs since the epoch).
+    Ready {
+        #[arg(long)]
+        url: String,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 30.0)]
+        timeout: f64,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    #[arg(long)]
+    url: String,
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    connections: u64,
+    /// Seconds of load.
+    #[arg(long, default_value_t = 10.0, value_parser = positive)]
+    duration: f64,
+    /// Requests per second (open loop); without it, closed loop.
+    #[arg(long, value_parser = positive)]
+    rate: Option<f64>,
+    #[arg(long, default_value = "tests/fixtures")]
+    fixtures: PathBuf,
+    #[arg(long, default_value = "testuser:testpass")]
+    auth: String,
+    /// A process whose CPU time and memory to report, as NAME=PID (repeatable).
+    #[arg(long, value_parser = name_pid)]
+    watch: Vec<(String, i32)>,
+}
+
+fn positive(v: &str) -> Result<f64, String> {
+    match v.parse::<f64>() {
+        Ok(x) if x > 0.0 && x.is_finite() => Ok(x),
+        _ => Err(format!("{v:?} is not a positive number")),
+    }
+}
+
+fn name_pid(v: &str) -> Result<(String, i32), String> {
+    let (name, pid) = v.split_once('=').ok_or("expected NAME=PID")?;
+    let pid = pid.parse().map_err(|e| format!("PID {pid:?}: {e}"))?;
+    Ok((name.to_string(), pid))
+}
+
 struct Opts {
     target: Target,
     connections: usize,
@@ -167,49 +192,17 @@ struct Opts {
     watch: Vec<(String, i32)>,
 }
 
-fn parse_run(mut args: impl Iterator<Item = String>) -> Opts {
-    let mut url = None;
-    let mut connections = 64usize;
-    let mut duration = 10.0f64;
-    let mut rate = None;
-    let mut fixtures = PathBuf::from("tests/fixtures");
-    let mut auth = String::from("testuser:testpass");
-    let mut watch = Vec::new();
-    while let Some(a) = args.next() {
-        let mut val = || {
-            args.next()
-                .unwrap_or_else(|| die(format!("{a} needs a value")))
-        };
-        match a.as_str() {
-            "--url" => url = Some(val()),
-            "--connections" => connections = val().parse().unwrap_or_else(|e| die(e)),
-            "--duration" => duration = val().parse().unwrap_or_else(|e| die(e)),
-            "--rate" => rate = Some(val().parse::<f64>().unwrap_or_else(|e| die(e))),
-            "--fixtures" => fixtures = PathBuf::from(val()),
-            "--auth" => auth = val(),
-            "--watch" => {
-                let v = val();
-                let (name, pid) = v.split_once('=').unwrap_or_else(|| die("--watch NAME=PID"));
-                watch.push((
-                    name.to_string(),
-                    pid.parse()
-                        .unwrap_or_else(|e| die(format!("--watch {v}: {e}"))),
-                ));
-            }
-            other => die(format!("unknown argument {other:?}")),
+impl From<RunArgs> for Opts {
+    fn from(a: RunArgs) -> Opts {
+        Opts {
+            target: parse_url(&a.url),
+            connections: usize::try_from(a.connections).unwrap_or(usize::MAX),
+            duration: Duration::from_secs_f64(a.duration),
+            rate: a.rate,
+            auth: format!("Basic {}", BASE64_STANDARD.encode(a.auth.as_bytes())),
+            bodies: Arc::new(bodies(&a.fixtures)),
+            watch: a.watch,
         }
-    }
-    if connections == 0 || duration <= 0.0 || rate.is_some_and(|r| r <= 0.0) {
-        die("--connections, --duration and --rate must be positive");
-    }
-    Opts {
-        target: parse_url(&url.unwrap_or_else(|| die("--url is required"))),
-        connections,
-        duration: Duration::from_secs_f64(duration),
-        rate,
-        auth: format!("Basic {}", base64(auth.as_bytes())),
-        bodies: Arc::new(bodies(&fixtures)),
-        watch,
     }
 }
 
@@ -601,21 +594,8 @@ fn probe(t: &Target) -> bool {
     buf.starts_with(b"HTTP/1.1 200") || buf.starts_with(b"HTTP/1.0 200")
 }
 
-fn ready(mut args: impl Iterator<Item = String>) {
-    let mut url = None;
-    let mut timeout = 30.0f64;
-    while let Some(a) = args.next() {
-        let mut val = || {
-            args.next()
-                .unwrap_or_else(|| die(format!("{a} needs a value")))
-        };
-        match a.as_str() {
-            "--url" => url = Some(val()),
-            "--timeout" => timeout = val().parse().unwrap_or_else(|e| die(e)),
-            other => die(format!("unknown argument {other:?}")),
-        }
-    }
-    let t = parse_url(&url.unwrap_or_else(|| die("--url is required")));
+fn ready(url: &str, timeout: f64) {
+    let t = parse_url(url);
     let deadline = Instant::now() + Duration::from_secs_f64(timeout);
     while Instant::now() < deadline {
         if probe(&t) {
@@ -634,17 +614,8 @@ fn ready(mut args: impl Iterator<Item = String>) {
 }
 
 fn main() {
-    let mut args = std::env::args().skip(1);
-    match args.next().as_deref() {
-        Some("run") => run(parse_run(args)),
-        Some("ready") => ready(args),
-        _ => {
-            eprintln!(
-                "usage: loadgen run --url URL --connections N --duration SECS [--rate R] \
-                 [--fixtures DIR] [--auth USER:PASS] [--watch NAME=PID]...\n       \
-                 loadgen ready --url URL [--timeout SECS]"
-            );
-            std::process::exit(2)
-        }
+    match Cli::parse() {
+        Cli::Run(args) => run(args.into()),
+        Cli::Ready { url, timeout } => ready(&url, timeout),
     }
 }
