@@ -58,7 +58,8 @@ for c in (64, 256):
             if (f"peak-c{c}-r{i}", s) not in phases:
                 failures.append(f"phases.csv has no peak-c{c}-r{i} row for the {s}")
 
-# The decomposition: the three servers at 256 connections, each with a rate and a CPU figure.
+# The decomposition: the three servers at 256 connections, each with a rate, its CPU by thread group,
+# the load generator's CPU and the machine's idle share.
 path = os.path.join(out, "decomposition.csv")
 if not os.path.exists(path):
     failures.append("decomposition.csv was not written")
@@ -70,7 +71,13 @@ else:
         if row is None:
             failures.append(f"decomposition.csv has no {s} row")
             continue
-        check_numbers(f"decomposition.csv {s}", row, ("ok_rate", "ratio_to_ceiling", "cpu_us_per_req"))
+        check_numbers(f"decomposition.csv {s}", row, (
+            "ok_rate", "ratio_to_ceiling", "cpu_us_per_req", "runtime_us_per_req", "librdkafka_us_per_req",
+            "other_us_per_req", "server_switches_per_s", "loadgen_cpu_us_per_req", "machine_idle_pct",
+            "machine_ctxt_per_s"))
+    # Only the bridge has Kafka client threads; finding CPU in them proves the grouping read them.
+    if "bridge" in rows and rows["bridge"]["librdkafka_us_per_req"] in ("", "0"):
+        failures.append("decomposition.csv: no CPU found in the bridge's librdkafka threads")
 
 svg = os.path.join(out, "latency.svg")
 if not os.path.exists(svg) or os.path.getsize(svg) == 0:

@@ -186,7 +186,7 @@ def main():
     if decomposition:
         print(f"\nwhere the peak gap goes, {dc} connections (medians of the same alternating runs):")
         for line_ in decomposition:
-            print(f"  {line_}")
+            print(f"  {line_}".rstrip())
     print()
     for n in notes:
         print(f"* {n}")
@@ -213,12 +213,30 @@ def decompose(out, dc, get):
         rows.append((s, what, rate, cpu))
     ceiling = rows[0][2]
     kafka_cpu = get(name, "bridge", "cpu_us_per_req", "kafka")
+
+    def group(s, proc, g, key="cpu_us_per_req"):
+        return get(name, s, "threads", proc, g, key)
+
+    def switches(s):
+        per = [v.get("switches_per_s") for v in (get(name, s, "threads", s) or {}).values()]
+        return sum(per) if per and None not in per else None
+
+    threads = {s: {"runtime": group(s, s, "runtime"), "librdkafka": group(s, s, "librdkafka") or 0.0,
+                   "other": group(s, s, "other") or 0.0, "switches": switches(s),
+                   "loadgen": get(name, s, "loadgen_cpu_us_per_req"),
+                   "idle": get(name, s, "machine", "idle_pct"), "ctxt": get(name, s, "machine", "ctxt_per_s")}
+               for s, _, _, _ in rows}
     with open(os.path.join(out, "decomposition.csv"), "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["server", "connections", "ok_rate", "ratio_to_ceiling", "cpu_us_per_req", "kafka_cpu_us_per_req"])
+        w.writerow(["server", "connections", "ok_rate", "ratio_to_ceiling", "cpu_us_per_req", "kafka_cpu_us_per_req",
+                    "runtime_us_per_req", "librdkafka_us_per_req", "other_us_per_req", "server_switches_per_s",
+                    "loadgen_cpu_us_per_req", "machine_idle_pct", "machine_ctxt_per_s"])
         for s, _, rate, cpu in rows:
+            t = threads[s]
             w.writerow([s, dc, fnum(rate), fnum(rate / ceiling if ceiling else None),
-                        fnum(cpu), fnum(kafka_cpu) if s == "bridge" else ""])
+                        fnum(cpu), fnum(kafka_cpu) if s == "bridge" else "",
+                        fnum(t["runtime"]), fnum(t["librdkafka"]), fnum(t["other"]), fnum(t["switches"]),
+                        fnum(t["loadgen"]), fnum(t["idle"]), fnum(t["ctxt"])])
     lines = [f"{s:8s} {fnum(rate, 3):>8s} ok/s  {fnum(rate / ceiling if ceiling else None, 3):>6s}x  "
              f"{fnum(cpu, 3) or '-':>6s} us CPU/req  {what}" for s, what, rate, cpu in rows]
     (_, _, r_c, c_c), (_, _, r_n, c_n), (_, _, r_b, c_b) = rows
@@ -226,6 +244,16 @@ def decompose(out, dc, get):
         lines.append(f"own request handling: +{fnum(c_n - c_c, 3)} us/req; the Kafka client in the bridge "
                      f"process: +{fnum(c_b - c_n, 3)} us/req"
                      + (f", and the broker process {fnum(kafka_cpu, 3)} us/req on the same CPUs" if kafka_cpu else ""))
+    lines.append("")
+    lines.append("by thread, same runs (us of CPU per request; switches are voluntary + involuntary, per second):")
+    lines.append(f"{'':8s} {'runtime':>8s} {'librdkafka':>10s} {'other':>6s} {'switches':>9s} | {'loadgen':>7s} "
+                 f"{'dev-kafka':>9s} | {'machine idle':>12s} {'switches':>9s}")
+    for s, _, _, _ in rows:
+        t = threads[s]
+        k = fnum(kafka_cpu, 3) if s == "bridge" and kafka_cpu else "-"
+        lines.append(f"{s:8s} {fnum(t['runtime'], 3) or '-':>8s} {fnum(t['librdkafka'], 3):>10s} "
+                     f"{fnum(t['other'], 3):>6s} {fnum(t['switches'], 3) or '-':>9s} | {fnum(t['loadgen'], 3) or '-':>7s} "
+                     f"{k:>9s} | {(fnum(t['idle'], 3) or '-') + ' %':>12s} {fnum(t['ctxt'], 3) or '-':>9s}")
     return lines
 
 

@@ -13,7 +13,9 @@
 //! latency is measured from that *intended* time, so a stalled server is charged for the requests
 //! it delayed (no coordinated omission). Either mode prints one JSON object on stdout: answers,
 //! non-200 answers by status, connection errors, achieved rate (all answers and 200s only),
-//! latency percentiles in ms, and CPU seconds of each watched process over the measured window.
+//! latency percentiles in ms, and CPU seconds of each watched process over the measured window,
+//! with its threads' CPU per request and context switches by group (runtime, librdkafka, other),
+//! the load generator's own, and the machine's CPU shares (see `procstat`).
 //!
 //! The bodies are the seed payloads (tests/fixtures: message-in-text.json, message-in-image.json,
 //! status-read.json), cycled as text, sent, delivered, read, image, sent, delivered, read (one
@@ -24,6 +26,8 @@
 //! `ready` polls URL every 200 µs with a fresh connection until it answers 200 and prints the
 //! wall-clock time of that answer in microseconds since the epoch (the caller started the server
 //! and knows when).
+
+mod procstat;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -166,7 +170,7 @@ struct RunArgs {
     auth: String,
     /// A process whose CPU time and memory to report, as NAME=PID (repeatable).
     #[arg(long, value_parser = name_pid)]
-    watch: Vec<(String, i32)>,
+    watch: Vec<(String, u32)>,
 }
 
 fn positive(v: &str) -> Result<f64, String> {
@@ -176,7 +180,7 @@ fn positive(v: &str) -> Result<f64, String> {
     }
 }
 
-fn name_pid(v: &str) -> Result<(String, i32), String> {
+fn name_pid(v: &str) -> Result<(String, u32), String> {
     let (name, pid) = v.split_once('=').ok_or("expected NAME=PID")?;
     let pid = pid.parse().map_err(|e| format!("PID {pid:?}: {e}"))?;
     Ok((name.to_string(), pid))
@@ -189,7 +193,7 @@ struct Opts {
     rate: Option<f64>,
     auth: String,
     bodies: Arc<Vec<Bytes>>,
-    watch: Vec<(String, i32)>,
+    watch: Vec<(String, u32)>,
 }
 
 impl From<RunArgs> for Opts {
@@ -204,28 +208,6 @@ impl From<RunArgs> for Opts {
             watch: a.watch,
         }
     }
-}
-
-/// utime + stime of a process, in seconds.
-fn cpu_seconds(pid: i32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces) start at field 3 (state).
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    // SAFETY: sysconf only reads a constant of the system; no pointers involved.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    Some(ticks as f64 / if hz > 0 { hz as f64 } else { 100.0 })
-}
-
-fn status_kib(pid: i32, field: &str) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find(|l| l.starts_with(field))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }
 
 async fn connect(t: &Target) -> Result<Sender, String> {
@@ -471,7 +453,9 @@ fn run(opts: Opts) {
         auth: header::HeaderValue::from_str(&auth).unwrap_or_else(|e| die(e)),
         bodies,
     });
-    let pids: Vec<i32> = watch.iter().map(|(_, p)| *p).collect();
+    // The watched processes and this one (the client's own cost is part of the picture).
+    let mut pids: Vec<u32> = watch.iter().map(|(_, p)| *p).collect();
+    pids.push(std::process::id());
     let result = runtime.block_on(async move {
         // Open every connection before the clock starts.
         let mut connecting = Vec::new();
@@ -483,17 +467,24 @@ fn run(opts: Opts) {
         for c in connecting {
             senders.push(c.await.expect("connect task").unwrap_or_else(|e| die(e)));
         }
-        let cpu0: Vec<Option<f64>> = pids.iter().map(|p| cpu_seconds(*p)).collect();
+        let sample = || {
+            let cpu: Vec<Option<f64>> = pids.iter().map(|p| procstat::cpu_seconds(*p)).collect();
+            let groups: Vec<_> = pids.iter().map(|p| procstat::thread_groups(*p)).collect();
+            (cpu, groups, procstat::machine())
+        };
+        let before = sample();
         let t0 = Instant::now();
         let stats = match rate {
             None => closed_loop(shared.clone(), senders, t0 + duration).await,
             Some(r) => open_loop(shared.clone(), senders, t0, r, duration).await,
         };
         let end = Instant::now();
-        let cpu1: Vec<Option<f64>> = pids.iter().map(|p| cpu_seconds(*p)).collect();
-        (stats, t0, end, cpu0, cpu1)
+        let after = sample();
+        (stats, t0, end, before, after)
     });
-    let (stats, t0, end, cpu0, cpu1) = result;
+    let (stats, t0, end, (cpu0, groups0, machine0), (cpu1, groups1, machine1)) = result;
+    // The /proc samples bracket [t0, end]; per-second figures use that window.
+    let window = end.saturating_duration_since(t0).as_secs_f64().max(1e-9);
     let elapsed = stats
         .last_done
         .unwrap_or(end)
@@ -511,6 +502,22 @@ fn run(opts: Opts) {
     let mut cpu = serde_json::Map::new();
     let mut cpu_per_req = serde_json::Map::new();
     let mut rss = serde_json::Map::new();
+    let mut threads = serde_json::Map::new();
+    let names = watch.iter().map(|(n, _)| n.as_str()).chain(["loadgen"]);
+    for (k, name) in names.enumerate() {
+        threads.insert(
+            name.to_string(),
+            procstat::groups_json(&groups0[k], &groups1[k], stats.answers, window),
+        );
+    }
+    let machine = match (&machine0, &machine1) {
+        (Some(a), Some(b)) => procstat::machine_json(a, b, window),
+        _ => Value::Null,
+    };
+    let loadgen_cpu = match (cpu0[watch.len()], cpu1[watch.len()]) {
+        (Some(a), Some(b)) if stats.answers > 0 => Some((b - a) * 1e6 / stats.answers as f64),
+        _ => None,
+    };
     for (k, (name, pid)) in watch.iter().enumerate() {
         let d = match (cpu0[k], cpu1[k]) {
             (Some(a), Some(b)) => Some(b - a),
@@ -525,7 +532,7 @@ fn run(opts: Opts) {
         );
         rss.insert(
             name.clone(),
-            json!({"vm_hwm_kib": status_kib(*pid, "VmHWM:"), "vm_rss_kib": status_kib(*pid, "VmRSS:")}),
+            json!({"vm_hwm_kib": procstat::status_kib(*pid, "VmHWM:"), "vm_rss_kib": procstat::status_kib(*pid, "VmRSS:")}),
         );
     }
     let non_200: u64 = stats.by_status.values().sum();
@@ -552,6 +559,9 @@ fn run(opts: Opts) {
         "cpu_s": cpu,
         "cpu_us_per_req": cpu_per_req,
         "memory": rss,
+        "loadgen_cpu_us_per_req": loadgen_cpu,
+        "threads": threads,
+        "machine": machine,
     });
     println!("{out}");
     if non_200 > 0 || stats.errors > 0 || stats.unsent > 0 {
