@@ -6,6 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The harness's own unit tests (its /proc parsing), in the release profile run.sh builds anyway.
+(cd bench && cargo test --release --quiet)
+
 unset BENCH_RATES BENCH_DURATION BENCH_BROKERS BENCH_REPEAT  # the figures checked below are the defaults
 out=${BENCH_OUT:-bench/out}
 # Two repeats of the peak phases, so the median path of the report runs too.
