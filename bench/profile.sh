@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Where one server's CPU goes at peak: a system-wide `perf` profile of a closed-loop phase.
+# See bench/README.md ("Profiling"). Usage:
+#   bench/profile.sh [--server bridge|nokafka|ceiling] [--connections N] [--seconds S] [--out DIR]
+# Needs perf (Debian: linux-perf) and the binaries bench/run.sh builds (run it once first).
+# Prints loadgen's figures (CPU per request by thread group, the machine's idle share), and the
+# server's runtime threads' kernel/user split and hottest functions.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+server=bridge connections=256 seconds=6 out=$here/out/profile
+
+usage() { sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; }
+die() { echo "profile: $*" >&2; exit 1; }
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --server) server=${2:?}; shift ;;
+    --connections) connections=${2:?}; shift ;;
+    --seconds) seconds=${2:?}; shift ;;
+    --out) out=${2:?}; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) usage >&2; die "unknown argument: $1" ;;
+  esac
+  shift
+done
+
+command -v perf >/dev/null || die "perf is not installed (Debian: apt-get install linux-perf)"
+loadgen=$here/target/release/loadgen
+case "$server" in
+  bridge) bin=$root/target/release/qikchat-bridge ;;
+  nokafka) bin=$root/target/release/examples/bridge_without_kafka ;;
+  ceiling) bin=$here/target/release/ceiling ;;
+  *) die "--server is bridge, nokafka or ceiling" ;;
+esac
+for b in "$bin" "$loadgen" "$root/target/release/qikchat-bridge"; do
+  [ -x "$b" ] || die "$b is missing: run bench/run.sh once (it builds everything)"
+done
+mkdir -p "$out"
+
+pids=()
+trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true' EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+listen=127.0.0.1:$(port) admin=127.0.0.1:$(port)
+
+watch=()
+if [ "$server" = ceiling ]; then
+  "$bin" --listen "$listen" >"$out/server.log" 2>&1 &
+  ready_url=http://$listen/readyz
+else
+  "$root/target/release/qikchat-bridge" dev-kafka >"$out/dev-kafka.out" 2>"$out/dev-kafka.log" &
+  pids+=($!); watch+=(--watch "kafka=$!")
+  for _ in $(seq 200); do grep -q '^bootstrap.servers=' "$out/dev-kafka.out" 2>/dev/null && break; sleep 0.05; done
+  brokers=$(sed -n 's/^bootstrap.servers=//p' "$out/dev-kafka.out" | head -1)
+  [ -n "$brokers" ] || die "dev-kafka printed no address"
+  RUST_LOG=warn "$bin" --kafka-brokers "$brokers" --auth testuser:testpass --listen "$listen" \
+    --admin-listen "$admin" --log-format json >"$out/server.log" 2>&1 &
+  ready_url=http://$admin/readyz
+fi
+server_pid=$!
+pids+=("$server_pid")
+"$loadgen" ready --url "$ready_url" --timeout 30 >/dev/null || die "$server did not become ready"
+
+url=http://$listen/webhook
+lg() { "$loadgen" run --url "$url" --fixtures "$root/tests/fixtures" --auth testuser:testpass "$@"; }
+lg --connections 64 --duration 3 >/dev/null 2>&1
+# The profile covers the middle of the phase: two seconds of load before it and after it.
+lg --connections "$connections" --duration $((seconds + 4)) --watch "$server=$server_pid" \
+  "${watch[@]}" >"$out/run.json" 2>"$out/run.err" &
+load=$!
+sleep 2
+perf record -q -e cpu-clock -F 999 -a -g -o "$out/perf.data" -- sleep "$seconds" 2>"$out/perf.err" \
+  || die "perf record failed: $(cat "$out/perf.err")"
+wait "$load" || die "loadgen failed: $(cat "$out/run.err")"
+
+python3 - "$out/run.json" "$server" <<'EOF'
+import json, sys
+r, s = json.load(open(sys.argv[1])), sys.argv[2]
+m = r.get("machine") or {}
+print(f"{s}: {r['ok_rate']:.0f} ok/s at {r['connections']} connections; CPU per request: "
+      f"{s} {r['cpu_us_per_req'].get(s):.2f} us, loadgen {r.get('loadgen_cpu_us_per_req') or 0:.2f} us"
+      + (f", dev-kafka {r['cpu_us_per_req']['kafka']:.2f} us" if r["cpu_us_per_req"].get("kafka") else ""))
+for proc, groups in r.get("threads", {}).items():
+    print(f"  {proc:8s} " + "  ".join(f"{g} {v['cpu_us_per_req'] or 0:.2f} us/req, {v['switches_per_s']:.0f} switches/s"
+                                      for g, v in groups.items()))
+print(f"  machine: idle {m.get('idle_pct')} %, system {m.get('system_pct')} %, irq+softirq "
+      f"{m.get('irq_softirq_pct')} %, {m.get('ctxt_per_s', 0):.0f} context switches/s")
+EOF
+
+# The server's own runtime threads: tids of its tokio workers.
+tids=$(for t in /proc/"$server_pid"/task/*; do
+  if [ "$(cat "$t/comm")" = tokio-rt-worker ]; then basename "$t"; fi; done | paste -sd, -)
+[ -n "$tids" ] || die "no runtime threads found in $server"
+report() { perf report -i "$out/perf.data" --stdio --no-children --percentage relative --tid "$tids" "$@" 2>/dev/null | grep -v '^#' | grep -v '^$'; }
+echo
+echo "== the $server's runtime threads: kernel and user time"
+report -g none --sort sym | awk '$2 == "[k]" { k += $1 } $2 == "[.]" { u += $1 }
+  END { printf "  kernel %.1f %%, user %.1f %% (the kernel part is mostly TCP over loopback: it also does\n  the receiving side'"'"'s work and wakes it, so it is charged to whoever sends)\n", k, u }'
+echo
+echo "== their hottest functions (self time; Rust is built without frame pointers, so use"
+echo "   perf report -g on kernel stacks only)"
+report -g none --sort dso,sym --percent-limit 1 | head -25
+echo
+echo "profile: $out/perf.data (perf report -i $out/perf.data), loadgen's figures in $out/run.json"
