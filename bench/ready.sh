@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Time to ready over repeated starts of the bridge: exec to the first 200 on /readyz (which needs a
+# broker's answer to a metadata request), against one dev-kafka kept running. Usage:
+#   bench/ready.sh [--starts N] [-- EXTRA BRIDGE FLAGS...]     e.g. -- -X reconnect.backoff.ms=100
+# Needs the binaries bench/run.sh builds. Prints each start's time, then the median and the max:
+# one start in bench/run.sh is a single sample of a distribution with a tail.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+starts=15 extra=()
+die() { echo "ready: $*" >&2; exit 1; }
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --starts) starts=${2:?--starts N}; shift ;;
+    --) shift; extra=("$@"); break ;;
+    -h|--help) sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown argument: $1" ;;
+  esac
+  shift
+done
+case "$starts" in ''|*[!0-9]*|0) die "--starts wants a positive integer" ;; esac
+bridge=$root/target/release/qikchat-bridge loadgen=$here/target/release/loadgen
+for b in "$bridge" "$loadgen"; do [ -x "$b" ] || die "$b is missing: run bench/run.sh once"; done
+
+tmp=$(mktemp -d)
+pids=()
+trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"' EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+"$bridge" dev-kafka >"$tmp/dk.out" 2>/dev/null &
+pids+=($!)
+for _ in $(seq 200); do grep -q '^bootstrap.servers=' "$tmp/dk.out" 2>/dev/null && break; sleep 0.05; done
+brokers=$(sed -n 's/^bootstrap.servers=//p' "$tmp/dk.out" | head -1)
+[ -n "$brokers" ] || die "dev-kafka printed no address"
+
+times=()
+for i in $(seq "$starts"); do
+  listen=127.0.0.1:$(port) admin=127.0.0.1:$(port)
+  # The poller runs first (a refused connection costs nothing), then the clock starts.
+  "$loadgen" ready --url "http://$admin/readyz" --timeout 10 >"$tmp/ready" &
+  poller=$!
+  sleep 0.2
+  t0=$EPOCHREALTIME
+  RUST_LOG=warn "$bridge" --kafka-brokers "$brokers" --auth bench:bench --listen "$listen" \
+    --admin-listen "$admin" ${extra[@]+"${extra[@]}"} 2>"$tmp/bridge.log" &
+  bp=$!
+  wait "$poller" || { cat "$tmp/bridge.log" >&2; die "start $i did not become ready"; }
+  ms=$(awk -v r="$(cat "$tmp/ready")" -v t="${t0/./}" 'BEGIN { printf "%.1f", (r - t) / 1000 }')
+  times+=("$ms")
+  echo "start $i: ready in $ms ms"
+  kill "$bp"; wait "$bp" 2>/dev/null || true
+done
+printf '%s\n' "${times[@]}" | sort -n | awk '{ v[NR] = $1 } END {
+  printf "ready: median %.1f ms, max %.1f ms over %d starts\n", v[int((NR + 1) / 2)], v[NR], NR }'
