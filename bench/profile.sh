@@ -9,6 +9,8 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
+# shellcheck source=bench/common.sh
+. "$here/common.sh"
 server=bridge connections=256 seconds=6 out=$here/out/profile
 
 usage() { sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; }
@@ -40,19 +42,15 @@ mkdir -p "$out"
 
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true' EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-listen=127.0.0.1:$(port) admin=127.0.0.1:$(port)
+listen=127.0.0.1:$(free_port) admin=127.0.0.1:$(free_port)
 
 watch=()
 if [ "$server" = ceiling ]; then
   "$bin" --listen "$listen" >"$out/server.log" 2>&1 &
   ready_url=http://$listen/readyz
 else
-  "$root/target/release/qikchat-bridge" dev-kafka >"$out/dev-kafka.out" 2>"$out/dev-kafka.log" &
-  pids+=($!); watch+=(--watch "kafka=$!")
-  for _ in $(seq 200); do grep -q '^bootstrap.servers=' "$out/dev-kafka.out" 2>/dev/null && break; sleep 0.05; done
-  brokers=$(sed -n 's/^bootstrap.servers=//p' "$out/dev-kafka.out" | head -1)
-  [ -n "$brokers" ] || die "dev-kafka printed no address"
+  start_dev_kafka "$root/target/release/qikchat-bridge" "$out" || die "dev-kafka did not start"
+  pids+=("$kafka_pid"); watch+=(--watch "kafka=$kafka_pid")
   RUST_LOG=warn "$bin" --kafka-brokers "$brokers" --auth testuser:testpass --listen "$listen" \
     --admin-listen "$admin" --log-format json >"$out/server.log" 2>&1 &
   ready_url=http://$admin/readyz

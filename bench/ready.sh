@@ -8,6 +8,8 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
+# shellcheck source=bench/common.sh
+. "$here/common.sh"
 starts=15 extra=()
 die() { echo "ready: $*" >&2; exit 1; }
 while [ $# -gt 0 ]; do
@@ -26,17 +28,13 @@ for b in "$bridge" "$loadgen"; do [ -x "$b" ] || die "$b is missing: run bench/r
 tmp=$(mktemp -d)
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"' EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-"$bridge" dev-kafka >"$tmp/dk.out" 2>/dev/null &
-pids+=($!)
-for _ in $(seq 200); do grep -q '^bootstrap.servers=' "$tmp/dk.out" 2>/dev/null && break; sleep 0.05; done
-brokers=$(sed -n 's/^bootstrap.servers=//p' "$tmp/dk.out" | head -1)
-[ -n "$brokers" ] || die "dev-kafka printed no address"
+start_dev_kafka "$bridge" "$tmp" || die "dev-kafka did not start"
+pids+=("$kafka_pid")
 
 times=()
 for i in $(seq "$starts"); do
-  listen=127.0.0.1:$(port) admin=127.0.0.1:$(port)
+  listen=127.0.0.1:$(free_port) admin=127.0.0.1:$(free_port)
   # The poller runs first (a refused connection costs nothing), then the clock starts.
   "$loadgen" ready --url "http://$admin/readyz" --timeout 10 >"$tmp/ready" &
   poller=$!

@@ -8,6 +8,8 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
+# shellcheck source=bench/common.sh
+. "$here/common.sh"
 
 smoke=0
 build=1
@@ -130,7 +132,6 @@ cleanup() { # newest first: the servers stop before the Kafka they produce to
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 read -r load1 _ </proc/loadavg
 busy_note=""
@@ -143,16 +144,8 @@ fi
 kafka_pid=""
 if [ -z "$brokers" ]; then
   section "starting qikchat-bridge dev-kafka (a separate process)"
-  "$bridge_bin" dev-kafka >"$out/dev-kafka.out" 2>"$out/dev-kafka.log" &
-  kafka_pid=$!
+  start_dev_kafka "$bridge_bin" "$out" || die "dev-kafka did not start"
   pids+=("$kafka_pid")
-  for _ in $(seq 1 300); do
-    if [ -s "$out/dev-kafka.out" ] && head -1 "$out/dev-kafka.out" | grep -q '^bootstrap.servers='; then break; fi
-    kill -0 "$kafka_pid" 2>/dev/null || { cat "$out/dev-kafka.log" >&2; die "dev-kafka exited"; }
-    sleep 0.05
-  done
-  brokers=$(head -1 "$out/dev-kafka.out" | sed -n 's/^bootstrap.servers=//p')
-  [ -n "$brokers" ] || die "dev-kafka printed no bootstrap.servers line"
   kafka_kind="dev-kafka (librdkafka mock cluster, separate process)"
 else
   kafka_kind="broker(s) at $brokers"

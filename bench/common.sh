@@ -1,0 +1,20 @@
+# Shared by bench/run.sh, bench/profile.sh and bench/ready.sh (sourced, not run): a free loopback
+# port, and dev-kafka (librdkafka's mock cluster) started in a process of its own.
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# start_dev_kafka BRIDGE_BIN DIR: runs `BRIDGE_BIN dev-kafka` in the background, its output in
+# DIR/dev-kafka.out and .log, and waits for its address. Sets kafka_pid and brokers; returns 1
+# with the reason on stderr if it exits or prints no address.
+start_dev_kafka() {
+  local bin=$1 dir=$2
+  "$bin" dev-kafka >"$dir/dev-kafka.out" 2>"$dir/dev-kafka.log" &
+  kafka_pid=$!
+  for _ in $(seq 1 300); do
+    if [ -s "$dir/dev-kafka.out" ] && head -1 "$dir/dev-kafka.out" | grep -q '^bootstrap.servers='; then break; fi
+    kill -0 "$kafka_pid" 2>/dev/null || { cat "$dir/dev-kafka.log" >&2; echo "dev-kafka exited" >&2; return 1; }
+    sleep 0.05
+  done
+  brokers=$(head -1 "$dir/dev-kafka.out" | sed -n 's/^bootstrap.servers=//p')
+  [ -n "$brokers" ] || { echo "dev-kafka printed no bootstrap.servers line" >&2; return 1; }
+}
