@@ -1,5 +1,6 @@
 # Shared by bench/run.sh, bench/profile.sh and bench/ready.sh (sourced, not run): a free loopback
-# port, and dev-kafka (librdkafka's mock cluster) started in a process of its own.
+# port, dev-kafka (librdkafka's mock cluster) started in a process of its own, and a server forked
+# with its time to ready measured.
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -17,4 +18,20 @@ start_dev_kafka() {
   done
   brokers=$(head -1 "$dir/dev-kafka.out" | sed -n 's/^bootstrap.servers=//p')
   [ -n "$brokers" ] || { echo "dev-kafka printed no bootstrap.servers line" >&2; return 1; }
+}
+
+# fork_until_ready LOADGEN URL STAMP LOG CMD...: the poller (`LOADGEN ready`, every 200 µs) runs
+# first, since a refused connection costs nothing; then the clock starts and CMD is forked, its
+# output in LOG. Sets server_pid and ready_ms (fork to the first 200 on URL; the poller's stamp
+# is kept in STAMP); returns 1 if no 200 came within 30 s.
+fork_until_ready() {
+  local loadgen=$1 url=$2 stamp=$3 log=$4; shift 4
+  "$loadgen" ready --url "$url" --timeout 30 >"$stamp" &
+  local poller=$!
+  sleep 0.2
+  local t0=$EPOCHREALTIME
+  "$@" >"$log" 2>&1 &
+  server_pid=$!
+  wait "$poller" || return 1
+  ready_ms=$(awk -v r="$(cat "$stamp")" -v t="${t0/./}" 'BEGIN { printf "%.3f", (r - t) / 1000 }')
 }

@@ -35,19 +35,17 @@ pids+=("$kafka_pid")
 times=()
 for i in $(seq "$starts"); do
   listen=127.0.0.1:$(free_port) admin=127.0.0.1:$(free_port)
-  # The poller runs first (a refused connection costs nothing), then the clock starts.
-  "$loadgen" ready --url "http://$admin/readyz" --timeout 10 >"$tmp/ready" &
-  poller=$!
-  sleep 0.2
-  t0=$EPOCHREALTIME
-  RUST_LOG=warn "$bridge" --kafka-brokers "$brokers" --auth bench:bench --listen "$listen" \
-    --admin-listen "$admin" ${extra[@]+"${extra[@]}"} 2>"$tmp/bridge.log" &
-  bp=$!
-  wait "$poller" || { cat "$tmp/bridge.log" >&2; die "start $i did not become ready"; }
-  ms=$(awk -v r="$(cat "$tmp/ready")" -v t="${t0/./}" 'BEGIN { printf "%.1f", (r - t) / 1000 }')
+  if ! fork_until_ready "$loadgen" "http://$admin/readyz" "$tmp/ready" "$tmp/bridge.log" \
+    env RUST_LOG=warn "$bridge" --kafka-brokers "$brokers" --auth bench:bench --listen "$listen" \
+    --admin-listen "$admin" ${extra[@]+"${extra[@]}"}; then
+    kill "$server_pid" 2>/dev/null || true
+    cat "$tmp/bridge.log" >&2
+    die "start $i did not become ready"
+  fi
+  ms=$(printf '%.1f' "$ready_ms")
   times+=("$ms")
   echo "start $i: ready in $ms ms"
-  kill "$bp"; wait "$bp" 2>/dev/null || true
+  kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
 done
 printf '%s\n' "${times[@]}" | sort -n | awk '{ v[NR] = $1 } END {
   printf "ready: median %.1f ms, max %.1f ms over %d starts\n", v[int((NR + 1) / 2)], v[NR], NR }'

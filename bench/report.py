@@ -214,15 +214,15 @@ def decompose(out, dc, get):
     ceiling = rows[0][2]
     kafka_cpu = get(name, "bridge", "cpu_us_per_req", "kafka")
 
-    def group(s, proc, g, key="cpu_us_per_req"):
-        return get(name, s, "threads", proc, g, key)
+    def group(s, g):  # CPU per request of one thread group of server s, in its own run
+        return get(name, s, "threads", s, g, "cpu_us_per_req")
 
     def switches(s):
         per = [v.get("switches_per_s") for v in (get(name, s, "threads", s) or {}).values()]
         return sum(per) if per and None not in per else None
 
-    threads = {s: {"runtime": group(s, s, "runtime"), "librdkafka": group(s, s, "librdkafka") or 0.0,
-                   "other": group(s, s, "other") or 0.0, "switches": switches(s),
+    threads = {s: {"runtime": group(s, "runtime"), "librdkafka": group(s, "librdkafka") or 0.0,
+                   "other": group(s, "other") or 0.0, "switches": switches(s),
                    "loadgen": get(name, s, "loadgen_cpu_us_per_req"),
                    "idle": get(name, s, "machine", "idle_pct"), "ctxt": get(name, s, "machine", "ctxt_per_s")}
                for s, _, _, _ in rows}

@@ -132,7 +132,6 @@ cleanup() { # newest first: the servers stop before the Kafka they produce to
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-
 read -r load1 _ </proc/loadavg
 busy_note=""
 if awk -v l="$load1" 'BEGIN { exit !(l > 0.7) }'; then
@@ -153,26 +152,20 @@ fi
 echo "bench: Kafka: $kafka_kind" >&2
 
 # --- the servers, with their time to ready ----------------------------------------------------
-# start NAME READY_URL CMD...: the poller runs first (connection refused costs nothing), then the
-# clock starts and the server is forked; ready = first 200 on READY_URL, polled every 200 µs.
+# start NAME READY_URL CMD...: forks the server and measures its time to ready (see
+# fork_until_ready in common.sh); writes OUT/ready-NAME.json and sets NAME_pid.
 start() {
   local name=$1 url=$2; shift 2
-  "$loadgen" ready --url "$url" --timeout 30 >"$out/ready-$name.txt" &
-  local poller=$!
-  sleep 0.2
-  local t0=$EPOCHREALTIME
-  "$@" >"$out/$name.log" 2>&1 &
-  local pid=$!
-  pids+=("$pid")
-  if ! wait "$poller"; then
+  local ready=1
+  fork_until_ready "$loadgen" "$url" "$out/ready-$name.txt" "$out/$name.log" "$@" || ready=0
+  pids+=("$server_pid")
+  if [ "$ready" = 0 ]; then
     tail -20 "$out/$name.log" >&2
     die "$name did not become ready"
   fi
-  kill -0 "$pid" 2>/dev/null || die "$name exited"
-  local ready_us t0_us=${t0/./}
-  ready_us=$(cat "$out/ready-$name.txt")
-  awk -v r="$ready_us" -v t="$t0_us" 'BEGIN { printf "{\"ready_ms\": %.3f}\n", (r - t) / 1000 }' >"$out/ready-$name.json"
-  eval "${name}_pid=$pid"
+  kill -0 "$server_pid" 2>/dev/null || die "$name exited"
+  echo "{\"ready_ms\": $ready_ms}" >"$out/ready-$name.json"
+  eval "${name}_pid=$server_pid"
 }
 
 ceiling_port=$(free_port)
