@@ -23,7 +23,8 @@ start_dev_kafka() {
 # fork_until_ready LOADGEN URL STAMP LOG CMD...: the poller (`LOADGEN ready`, every 200 µs) runs
 # first, since a refused connection costs nothing; then the clock starts and CMD is forked, its
 # output in LOG. Sets server_pid and ready_ms (fork to the first 200 on URL; the poller's stamp
-# is kept in STAMP); returns 1 if no 200 came within 30 s.
+# is kept in STAMP); returns 1 if no 200 came within 30 s, or at once if CMD exits first (the
+# caller shows LOG).
 fork_until_ready() {
   local loadgen=$1 url=$2 stamp=$3 log=$4; shift 4
   "$loadgen" ready --url "$url" --timeout 30 >"$stamp" &
@@ -32,6 +33,15 @@ fork_until_ready() {
   local t0=$EPOCHREALTIME
   "$@" >"$log" 2>&1 &
   server_pid=$!
+  # The stamp, not this loop, times the start: the loop only notices a server that died.
+  while kill -0 "$poller" 2>/dev/null; do
+    if ! kill -0 "$server_pid" 2>/dev/null; then
+      kill "$poller" 2>/dev/null; wait "$poller" 2>/dev/null || true
+      echo "the server exited before it was ready" >&2
+      return 1
+    fi
+    sleep 0.02
+  done
   wait "$poller" || return 1
   ready_ms=$(awk -v r="$(cat "$stamp")" -v t="${t0/./}" 'BEGIN { printf "%.3f", (r - t) / 1000 }')
 }
