@@ -36,6 +36,11 @@ pub async fn serve<S: Sink>(
         .http1()
         .timer(TokioTimer::new())
         .keep_alive(true)
+        // Without half-close, hyper tries a read on every request whose answer is pending (to
+        // notice a client that hung up): one more recv syscall per webhook, which would only
+        // drop a future whose record librdkafka sends anyway. With it, the answer is written
+        // when the delivery report comes and a gone client fails that write.
+        .half_close(true)
         .header_read_timeout(options.header_read_timeout);
     builder
         .http2()

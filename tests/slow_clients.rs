@@ -1,4 +1,5 @@
-//! Slowloris and slow-body clients are cut off while normal traffic is served.
+//! Clients that misbehave on the socket: slowloris and slow-body clients are cut off while
+//! normal traffic is served; a client that closes its sending side still gets its answer.
 
 mod common;
 
@@ -54,4 +55,36 @@ async fn slowloris_and_slow_body_clients_are_cut_off_while_others_are_served() {
             );
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_half_closes_after_its_request_still_gets_the_answer() {
+    let app = TestApp::start(&[]).await;
+    // Kafka slow enough that the answer is still pending when the client's FIN arrives.
+    app.cluster
+        .broker_round_trip_time(1, Duration::from_millis(300))
+        .expect("rtt");
+    let mut s = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /webhook HTTP/1.1\r\nhost: x\r\nauthorization: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        common::basic_auth_header(),
+        STATUS.len()
+    );
+    s.write_all(head.as_bytes()).await.expect("write head");
+    s.write_all(STATUS).await.expect("write body");
+    s.shutdown().await.expect("half-close");
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .expect("answered within 10 s")
+        .expect("read");
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 200"), "answer: {text:?}");
+    let got = app
+        .records("whatsapp.message.status", 1, Duration::from_secs(10))
+        .await;
+    assert_eq!(got.len(), 1, "the status is in Kafka");
+    assert_eq!(got[0].value, STATUS);
 }
