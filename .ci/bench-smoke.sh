@@ -6,8 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The harness's own unit tests (its /proc parsing), in the release profile run.sh builds anyway.
+# The harness's own unit tests (its /proc parsing), in the release profile run.sh builds anyway,
+# and those of profile.sh's stack attribution (perf itself is not needed for them).
 (cd bench && cargo test --release --quiet)
+python3 -m unittest discover -s bench -p 'test_*.py'
 
 unset BENCH_RATES BENCH_DURATION BENCH_BROKERS BENCH_REPEAT  # the figures checked below are the defaults
 out=${BENCH_OUT:-bench/out}

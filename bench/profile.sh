@@ -2,16 +2,19 @@
 # Where one server's CPU goes at peak: a system-wide `perf` profile of a closed-loop phase.
 # See bench/README.md ("Profiling"). Usage:
 #   bench/profile.sh [--server bridge|nokafka|ceiling] [--connections N] [--seconds S] [--out DIR]
+#                    [--call-graph]
 # Needs perf (Debian: linux-perf) and the binaries bench/run.sh builds (run it once first).
 # Prints loadgen's figures (CPU per request by thread group, the machine's idle share), and the
-# server's runtime threads' kernel/user split and hottest functions.
+# server's runtime threads' kernel/user split and hottest functions. With --call-graph, perf also
+# unwinds each sample's stack (DWARF), and bench/attribute.py splits the server's CPU per request
+# into named parts (the Kafka send, the response write, classification, ...).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 # shellcheck source=bench/common.sh
 . "$here/common.sh"
-server=bridge connections=256 seconds=6 out=$here/out/profile
+server=bridge connections=256 seconds=6 out=$here/out/profile callgraph=0
 
 usage() { sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; }
 die() { echo "profile: $*" >&2; exit 1; }
@@ -21,6 +24,7 @@ while [ $# -gt 0 ]; do
     --connections) connections=${2:?}; shift ;;
     --seconds) seconds=${2:?}; shift ;;
     --out) out=${2:?}; shift ;;
+    --call-graph) callgraph=1 ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $1" ;;
   esac
@@ -46,18 +50,18 @@ listen=127.0.0.1:$(free_port) admin=127.0.0.1:$(free_port)
 
 watch=()
 if [ "$server" = ceiling ]; then
-  "$bin" --listen "$listen" >"$out/server.log" 2>&1 &
-  ready_url=http://$listen/readyz
+  cmd=("$bin" --listen "$listen") ready_url=http://$listen/readyz
 else
   start_dev_kafka "$root/target/release/qikchat-bridge" "$out" || die "dev-kafka did not start"
   pids+=("$kafka_pid"); watch+=(--watch "kafka=$kafka_pid")
-  RUST_LOG=warn "$bin" --kafka-brokers "$brokers" --auth testuser:testpass --listen "$listen" \
-    --admin-listen "$admin" --log-format json >"$out/server.log" 2>&1 &
+  cmd=(env RUST_LOG=warn "$bin" --kafka-brokers "$brokers" --auth testuser:testpass
+       --listen "$listen" --admin-listen "$admin" --log-format json)
   ready_url=http://$admin/readyz
 fi
-server_pid=$!
+ready=1
+fork_until_ready "$loadgen" "$ready_url" "$out/ready.txt" "$out/server.log" "${cmd[@]}" || ready=0
 pids+=("$server_pid")
-"$loadgen" ready --url "$ready_url" --timeout 30 >/dev/null || die "$server did not become ready"
+[ "$ready" = 1 ] || { tail -20 "$out/server.log" >&2; die "$server did not become ready"; }
 
 url=http://$listen/webhook
 lg() { "$loadgen" run --url "$url" --fixtures "$root/tests/fixtures" --auth testuser:testpass "$@"; }
@@ -67,7 +71,9 @@ lg --connections "$connections" --duration $((seconds + 4)) --watch "$server=$se
   "${watch[@]}" >"$out/run.json" 2>"$out/run.err" &
 load=$!
 sleep 2
-perf record -q -e cpu-clock -F 999 -a -g -o "$out/perf.data" -- sleep "$seconds" 2>"$out/perf.err" \
+# DWARF unwinding copies 16 KiB of stack per sample: fewer samples keep perf's own share small.
+if [ "$callgraph" = 1 ]; then sampling=(-F 499 --call-graph dwarf,16384); else sampling=(-F 999 -g); fi
+perf record -q -e cpu-clock "${sampling[@]}" -a -o "$out/perf.data" -- sleep "$seconds" 2>"$out/perf.err" \
   || die "perf record failed: $(cat "$out/perf.err")"
 wait "$load" || die "loadgen failed: $(cat "$out/run.err")"
 
@@ -95,8 +101,22 @@ echo "== the $server's runtime threads: kernel and user time"
 report -g none --sort sym | awk '$2 == "[k]" { k += $1 } $2 == "[.]" { u += $1 }
   END { printf "  kernel %.1f %%, user %.1f %% (the kernel part is mostly TCP over loopback: it also does\n  the receiving side'"'"'s work and wakes it, so it is charged to whoever sends)\n", k, u }'
 echo
-echo "== their hottest functions (self time; Rust is built without frame pointers, so use"
-echo "   perf report -g on kernel stacks only)"
+if [ "$callgraph" = 1 ]; then
+  echo "== their hottest functions (self time; the split by call stack is further down)"
+else
+  echo "== their hottest functions (self time; Rust is built without frame pointers, so -g's user"
+  echo "   stacks are unreliable: --call-graph unwinds them from DWARF)"
+fi
 report -g none --sort dso,sym --percent-limit 1 | head -25
 echo
 echo "profile: $out/perf.data (perf report -i $out/perf.data), loadgen's figures in $out/run.json"
+if [ "$callgraph" = 1 ]; then
+  perf script -i "$out/perf.data" --pid "$server_pid" -F comm,tid,ip,sym >"$out/stacks.txt" 2>/dev/null \
+    || die "perf script failed"
+  us=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["cpu_us_per_req"][sys.argv[2]])' \
+    "$out/run.json" "$server")
+  echo
+  echo "== where the $server's CPU per request goes (call stacks; each sample counted once, in the"
+  echo "   first part that matches, see bench/attribute.py)"
+  python3 "$here/attribute.py" "$out/stacks.txt" "$us" | tee "$out/attribution.txt"
+fi
