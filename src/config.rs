@@ -1,4 +1,4 @@
-//! Command-line flags and environment variables, turned into a validated [`Config`].
+//! Command-line flags (in `args.rs`) and environment variables, turned into a validated [`Config`].
 //!
 //! Parsing is split in two so tests never touch the process environment: clap reads flags (and
 //! their `BRIDGE_*` twins), then [`Config::from_args`] is a pure function over those arguments,
@@ -10,201 +10,17 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 
 use crate::auth::{Credential, Credentials};
 use crate::kafka_props::{self, KafkaProperties};
-use crate::topics::{self, KeyStrategy, TopicMap};
+use crate::topics::{KeyStrategy, TopicMap};
 
 /// The user and password Qikchat's documentation uses; only ever accepted in embedded mode.
 pub const SEED_CREDENTIAL: &str = "testuser:testpass";
 
-/// Receives Qikchat webhooks, authenticates them and produces each one to Kafka, byte for byte.
-///
-/// Every flag has an environment variable (shown in brackets). Any `KAFKA_<NAME>` variable sets
-/// the librdkafka property `<name>` (`_` → `.`, `__` → `_`, `___` → `-`), and `KAFKA_<NAME>_FILE`
-/// reads that property's value from a file. Without --kafka-brokers the bridge starts an
-/// in-memory Kafka for local use.
-#[derive(Parser, Debug, Clone)]
-#[command(
-    name = "qikchat-bridge",
-    version,
-    about,
-    long_about,
-    args_conflicts_with_subcommands = true
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Option<Command>,
-    #[command(flatten)]
-    pub serve: Args,
-}
-
-#[derive(clap::Subcommand, Debug, Clone)]
-pub enum Command {
-    /// Run only the embedded Kafka (librdkafka's mock cluster) with the bridge's topics, print
-    /// `bootstrap.servers=HOST:PORT` and wait for SIGTERM/SIGINT. For benchmarks and local tests.
-    DevKafka {
-        /// Partitions per topic.
-        #[arg(long, default_value_t = 3)]
-        partitions: i32,
-        /// Prepended to every topic name.
-        #[arg(long, env = "BRIDGE_TOPIC_PREFIX", default_value = "")]
-        topic_prefix: String,
-    },
-    /// Print the records in topics as JSON lines (topic, partition, offset, timestamp, key,
-    /// headers, value), for debugging a live pipeline.
-    Tail(crate::tail::TailArgs),
-}
-
-/// The serving flags (the default command).
-#[derive(Parser, Debug, Clone)]
-#[command(name = "qikchat-bridge")]
-pub struct Args {
-    /// Address of the webhook listener.
-    #[arg(long, env = "BRIDGE_LISTEN", default_value = "0.0.0.0:8080")]
-    pub listen: SocketAddr,
-
-    /// Address of the admin listener (/metrics, /livez, /readyz); keep it off the public ingress.
-    #[arg(long, env = "BRIDGE_ADMIN_LISTEN", default_value = "0.0.0.0:9464")]
-    pub admin_listen: SocketAddr,
-
-    /// Kafka bootstrap servers (host:port,...). Unset: start an embedded in-memory Kafka.
-    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS")]
-    pub kafka_brokers: Option<String>,
-
-    /// A librdkafka producer property, KEY=VALUE (repeatable; wins over KAFKA_* variables).
-    #[arg(short = 'X', long = "kafka-property", value_name = "KEY=VALUE")]
-    pub kafka_properties: Vec<String>,
-
-    /// An accepted Basic credential, USER:PASS (repeatable, for rotation; env: comma-separated).
-    #[arg(
-        long,
-        env = "BRIDGE_AUTH",
-        value_delimiter = ',',
-        hide_env_values = true
-    )]
-    pub auth: Vec<String>,
-
-    /// A file of accepted credentials, one USER:PASS per line (# comments and blank lines skipped).
-    #[arg(long, env = "BRIDGE_AUTH_FILE")]
-    pub auth_file: Option<PathBuf>,
-
-    /// Accept webhooks without credentials. Insecure: anyone who finds the URL can write to Kafka.
-    #[arg(long, env = "BRIDGE_INSECURE_DISABLE_AUTH")]
-    pub insecure_disable_auth: bool,
-
-    /// The path Qikchat posts to; every other path answers 404.
-    #[arg(long, env = "BRIDGE_WEBHOOK_PATH", default_value = "/webhook")]
-    pub webhook_path: String,
-
-    /// How long a request may wait for Kafka's acknowledgement before it is answered 503.
-    #[arg(long, env = "BRIDGE_ACK_TIMEOUT", default_value = "1500ms", value_parser = humantime::parse_duration)]
-    pub ack_timeout: Duration,
-
-    /// Largest accepted request body, in bytes (larger: 413).
-    #[arg(long, env = "BRIDGE_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
-    pub max_body_bytes: usize,
-
-    /// Prepended to every topic name (e.g. "prod.").
-    #[arg(long, env = "BRIDGE_TOPIC_PREFIX", default_value = "")]
-    pub topic_prefix: String,
-
-    /// Route an event to a topic, EVENT=TOPIC (repeatable; replaces that event's default).
-    #[arg(
-        long = "topic",
-        env = "BRIDGE_TOPICS",
-        value_delimiter = ',',
-        value_name = "EVENT=TOPIC"
-    )]
-    pub topics: Vec<String>,
-
-    /// Topic for authenticated events whose `event` has no route.
-    #[arg(long, env = "BRIDGE_FALLBACK_TOPIC", default_value = topics::DEFAULT_FALLBACK)]
-    pub fallback_topic: String,
-
-    /// Topic for authenticated bodies that are not a JSON object with a string `event` (answered 400).
-    #[arg(long, env = "BRIDGE_DEADLETTER_TOPIC", default_value = topics::DEFAULT_DEADLETTER)]
-    pub deadletter_topic: String,
-
-    /// How the record key is chosen.
-    #[arg(long, env = "BRIDGE_KEY_STRATEGY", value_enum, default_value_t = KeyStrategy::Conversation)]
-    pub key_strategy: KeyStrategy,
-
-    /// Directory of the durable spool. Set: a record Kafka has not acknowledged in time is written
-    /// here (fsync) and answered 200, then replayed to Kafka in order. Unset: such requests get 503.
-    #[arg(long, env = "BRIDGE_SPOOL_DIR")]
-    pub spool_dir: Option<PathBuf>,
-
-    /// Largest size of the spool's records in bytes; when full, unacknowledged requests get 503.
-    #[arg(long, env = "BRIDGE_SPOOL_MAX_BYTES", default_value_t = 1024 * 1024 * 1024)]
-    pub spool_max_bytes: u64,
-
-    /// Requests handled at once; more are answered 503 at once, so memory stays bounded
-    /// (at most this many bodies of --max-body-bytes).
-    #[arg(long, env = "BRIDGE_MAX_IN_FLIGHT", default_value_t = 1024)]
-    pub max_in_flight: usize,
-
-    /// Open client connections; at the limit the bridge stops accepting until one closes.
-    #[arg(long, env = "BRIDGE_MAX_CONNECTIONS", default_value_t = 4096)]
-    pub max_connections: usize,
-
-    /// How long a client may take to send the request head.
-    #[arg(long, env = "BRIDGE_HEADER_READ_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
-    pub header_read_timeout: Duration,
-
-    /// How long a client may take to send the request body (slower: 408).
-    #[arg(long, env = "BRIDGE_BODY_READ_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
-    pub body_read_timeout: Duration,
-
-    /// After SIGTERM, keep serving but report unready for this long, so load balancers drain first.
-    #[arg(long, env = "BRIDGE_SHUTDOWN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
-    pub shutdown_delay: Duration,
-
-    /// After that, how long in-flight requests may take to finish.
-    #[arg(long, env = "BRIDGE_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
-    pub shutdown_grace: Duration,
-
-    /// How long the producer may take to flush its queue at exit.
-    #[arg(long, env = "BRIDGE_FLUSH_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
-    pub flush_timeout: Duration,
-
-    /// Log format; auto is json unless stderr is a terminal. The filter comes from RUST_LOG.
-    #[arg(long, env = "BRIDGE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
-    pub log_format: LogFormat,
-
-    /// Include customers' phone numbers (record keys) in logs.
-    #[arg(long, env = "BRIDGE_LOG_PHONE_NUMBERS")]
-    pub log_phone_numbers: bool,
-
-    /// Also write CloudEvents headers (ce_specversion, ce_id, ce_source, ce_type, ce_time; Kafka
-    /// binding, binary mode). The value stays the body, unchanged.
-    #[arg(long, env = "BRIDGE_CLOUDEVENTS")]
-    pub cloudevents: bool,
-
-    /// The CloudEvents `source` attribute (a URI-reference).
-    #[arg(
-        long,
-        env = "BRIDGE_CLOUDEVENTS_SOURCE",
-        default_value = "qikchat-bridge"
-    )]
-    pub cloudevents_source: String,
-
-    /// Partitions of each topic the embedded Kafka creates.
-    #[arg(long, env = "BRIDGE_EMBEDDED_PARTITIONS", default_value_t = 3)]
-    pub embedded_partitions: i32,
-
-    /// Validate every setting (reading *_FILE files too), print a redacted summary and exit.
-    #[arg(long)]
-    pub check_config: bool,
-}
-
-#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Auto,
-    Json,
-    Text,
-}
+mod args;
+pub use args::{Args, Cli, Command, LogFormat};
 
 /// Where records go: brokers the operator runs, or the in-process mock cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
