@@ -5,12 +5,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::header::{HeaderValue, ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{Full, LengthLimitError, Limited};
 use hyper::body::Body;
-use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 use tracing::{field, Instrument, Span};
 
@@ -23,8 +22,10 @@ use crate::producer::{Delivered, Sink};
 use crate::record::{self, Headers, Record};
 use crate::topics::{EventType, KeyStrategy, TopicMap};
 
+mod parts;
+use parts::{concat, content_type, request_id, sha256_hex, X_REQUEST_ID};
+
 const ACCEPTED: &[u8] = br#"{"status":"accepted"}"#;
-const X_REQUEST_ID: &str = "x-request-id";
 
 /// Everything a request needs, shared by all connections.
 pub struct Webhook<S> {
@@ -313,42 +314,6 @@ impl<S: Sink> Webhook<S> {
     }
 }
 
-/// The body's data frames as one buffer. A body that arrived in one frame (a webhook usually
-/// does) is handed on as that frame, without the copy and list that `collect()` makes.
-async fn concat<B: Body<Data = Bytes>>(body: B) -> Result<Bytes, B::Error> {
-    let mut body = std::pin::pin!(body);
-    let mut first: Option<Bytes> = None;
-    let mut joined: Option<BytesMut> = None;
-    while let Some(frame) = body.frame().await {
-        let Ok(data) = frame?.into_data() else {
-            continue; // trailers carry nothing the record needs
-        };
-        if let Some(joined) = joined.as_mut() {
-            joined.extend_from_slice(&data);
-        } else if let Some(head) = first.take() {
-            let mut buf = BytesMut::with_capacity(head.len() + data.len());
-            buf.extend_from_slice(&head);
-            buf.extend_from_slice(&data);
-            joined = Some(buf);
-        } else {
-            first = Some(data);
-        }
-    }
-    Ok(joined.map(BytesMut::freeze).or(first).unwrap_or_default())
-}
-
-/// Lower-case hex SHA-256, on the stack.
-fn sha256_hex(body: &[u8]) -> [u8; 64] {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digest = Sha256::digest(body);
-    let mut out = [0u8; 64];
-    for (i, b) in digest.iter().enumerate() {
-        out[2 * i] = HEX[usize::from(b >> 4)];
-        out[2 * i + 1] = HEX[usize::from(b & 0xf)];
-    }
-    out
-}
-
 fn respond(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
@@ -356,42 +321,6 @@ fn respond(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
-}
-
-/// JSON, or nothing said: anything else is refused before the body is read.
-fn content_type(headers: &HeaderMap) -> Result<&str, WebhookError> {
-    let Some(value) = headers.get(CONTENT_TYPE) else {
-        return Ok("application/json");
-    };
-    let text = value
-        .to_str()
-        .map_err(|_| WebhookError::UnsupportedMediaType)?;
-    let media = text.split(';').next().unwrap_or("").trim();
-    let (kind, sub) = media
-        .split_once('/')
-        .ok_or(WebhookError::UnsupportedMediaType)?;
-    let sub = sub.to_ascii_lowercase();
-    if kind.eq_ignore_ascii_case("application") && (sub == "json" || sub.ends_with("+json")) {
-        Ok(text)
-    } else {
-        Err(WebhookError::UnsupportedMediaType)
-    }
-}
-
-/// The sender's `X-Request-Id` when it is a sane token (printable ASCII, so also valid text),
-/// otherwise a fresh UUID.
-fn request_id<B>(req: &Request<B>) -> HeaderValue {
-    let sane = |v: &&HeaderValue| {
-        (1..=128).contains(&v.len()) && v.as_bytes().iter().all(u8::is_ascii_graphic)
-    };
-    match req.headers().get(X_REQUEST_ID).filter(sane) {
-        Some(v) => v.clone(),
-        None => {
-            let mut buf = uuid::Uuid::encode_buffer();
-            let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
-            HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("-"))
-        }
-    }
 }
 
 #[cfg(test)]

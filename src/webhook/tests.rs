@@ -146,6 +146,9 @@ fn json_content_types_are_recognised() {
     assert!(check("application/json"));
     assert!(check("application/json; charset=utf-8"));
     assert!(check("application/vnd.qikchat+json"));
+    assert!(check("Application/JSON"));
+    assert!(check("application/Vnd.Qikchat+JSON; charset=utf-8"));
+    assert!(!check("application/son"));
     assert!(!check("text/json"));
     assert!(!check("application/jsonp"));
     assert!(!check("multipart/form-data"));
