@@ -108,7 +108,7 @@ async fn metrics_count_exactly_what_was_posted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn librdkafka_statistics_show_up_as_queue_and_broker_metrics() {
+async fn librdkafka_statistics_show_up_as_queue_broker_and_batch_metrics() {
     let app = TestApp::start(&["-X", "statistics.interval.ms=100"]).await;
     assert_eq!(app.post(STATUS).await.status(), 200);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -127,11 +127,24 @@ async fn librdkafka_statistics_show_up_as_queue_and_broker_metrics() {
                 m.contains("qikchat_bridge_kafka_broker_rtt_seconds{"),
                 "{m}"
             );
-            break;
+            // The one record went out in a produce request, as a batch of one.
+            let value = |prefix: &str| {
+                m.lines()
+                    .find(|l| l.starts_with(prefix))
+                    .and_then(|l| l.rsplit(' ').next())
+                    .and_then(|v| v.parse::<f64>().ok())
+            };
+            let requests = value("qikchat_bridge_kafka_produce_requests_total{");
+            let per_batch =
+                value("qikchat_bridge_kafka_batch_records{topic=\"whatsapp.message.status\"}");
+            if requests.is_some_and(|n| n >= 1.0) && per_batch.is_some() {
+                assert_eq!(per_batch, Some(1.0), "{m}");
+                break;
+            }
         }
         assert!(
             Instant::now() < deadline,
-            "no broker statistics within 10 s"
+            "no broker and batch statistics within 10 s"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
