@@ -18,8 +18,9 @@ pub struct KafkaStats {
     broker_tx_errors: IntCounterVec,
     produce_requests: IntCounterVec,
     batch_records: GaugeVec,
-    /// librdkafka reports totals; Prometheus counters only go up, so deltas are added.
-    last_totals: Mutex<HashMap<(String, Total), u64>>,
+    /// librdkafka reports totals per client; Prometheus counters only go up, so each client's
+    /// deltas are added (the spool's replay producer is a second client on the same brokers).
+    last_totals: Mutex<HashMap<(String, String, Total), u64>>,
 }
 
 /// The librdkafka totals turned into counters.
@@ -108,30 +109,20 @@ impl KafkaStats {
         Ok(())
     }
 
-    pub fn update(&self, stats: &Statistics) {
-        let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        self.queue_messages.set(clamp(stats.msg_cnt));
-        self.queue_bytes.set(clamp(stats.msg_size));
-        self.queue_max_messages.set(clamp(stats.msg_max));
-        self.queue_max_bytes.set(clamp(stats.msg_size_max));
+    /// Applies one client's statistics. Counters add every client's traffic; the gauges (queue,
+    /// brokers, batches) describe the `primary` client alone, the webhook producer whose queue
+    /// and batching decide the answers, instead of flapping between two producers.
+    pub fn update(&self, stats: &Statistics, primary: bool) {
         let mut last = self.last_totals.lock().unwrap_or_else(|p| p.into_inner());
         let mut add = |counter: &IntCounterVec, broker: &str, kind: Total, total: u64| {
-            let before = last.insert((broker.to_string(), kind), total).unwrap_or(0);
-            // A smaller total means librdkafka's counter restarted (a new connection object).
+            let key = (stats.name.clone(), broker.to_string(), kind);
+            let before = last.insert(key, total).unwrap_or(0);
+            // Should a total ever go down, it counts from zero rather than underflowing.
             let delta = total.checked_sub(before).unwrap_or(total);
             counter.with_label_values(&[broker]).inc_by(delta);
         };
         // Bootstrap entries (node id -1) are placeholders, not brokers.
         for broker in stats.brokers.values().filter(|b| b.nodeid >= 0) {
-            let label = [broker.name.as_str()];
-            self.broker_up
-                .with_label_values(&label)
-                .set(i64::from(broker.state == "UP"));
-            if let Some(rtt) = &broker.rtt {
-                self.broker_rtt
-                    .with_label_values(&label)
-                    .set(rtt.avg as f64 / 1e6);
-            }
             add(
                 &self.broker_tx_errors,
                 &broker.name,
@@ -145,6 +136,25 @@ impl KafkaStats {
                 Total::ProduceRequests,
                 u64::try_from(produce).unwrap_or(0),
             );
+        }
+        if !primary {
+            return;
+        }
+        let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.queue_messages.set(clamp(stats.msg_cnt));
+        self.queue_bytes.set(clamp(stats.msg_size));
+        self.queue_max_messages.set(clamp(stats.msg_max));
+        self.queue_max_bytes.set(clamp(stats.msg_size_max));
+        for broker in stats.brokers.values().filter(|b| b.nodeid >= 0) {
+            let label = [broker.name.as_str()];
+            self.broker_up
+                .with_label_values(&label)
+                .set(i64::from(broker.state == "UP"));
+            if let Some(rtt) = &broker.rtt {
+                self.broker_rtt
+                    .with_label_values(&label)
+                    .set(rtt.avg as f64 / 1e6);
+            }
         }
         for (name, topic) in &stats.topics {
             // An idle window keeps the last figure: "no batches" is not "batches of zero".
@@ -163,7 +173,7 @@ mod tests {
 
     use super::*;
 
-    fn stats(produce_requests: i64, batches: i64, records: i64) -> Statistics {
+    fn stats(client: &str, produce_requests: i64, batches: i64, records: i64) -> Statistics {
         let broker = Broker {
             name: "b:9092/1".into(),
             nodeid: 1,
@@ -181,24 +191,42 @@ mod tests {
             ..Default::default()
         };
         Statistics {
+            name: client.into(),
+            msg_cnt: produce_requests as u64,
             brokers: HashMap::from([(broker.name.clone(), broker)]),
             topics: HashMap::from([("t".to_string(), topic)]),
             ..Default::default()
         }
     }
 
+    fn figures(k: &KafkaStats) -> (u64, f64, i64) {
+        (
+            k.produce_requests.with_label_values(&["b:9092/1"]).get(),
+            k.batch_records.with_label_values(&["t"]).get(),
+            k.queue_messages.get(),
+        )
+    }
+
     #[test]
     fn produce_requests_count_up_from_librdkafka_totals_and_batches_average_per_window() {
         let k = KafkaStats::new("x").expect("metrics");
-        let requests = || k.produce_requests.with_label_values(&["b:9092/1"]).get();
-        let per_batch = || k.batch_records.with_label_values(&["t"]).get();
+        k.update(&stats("a", 10, 10, 30), true);
+        assert_eq!(figures(&k), (10, 3.0, 10));
+        k.update(&stats("a", 25, 4, 10), true);
+        assert_eq!(figures(&k), (25, 2.5, 25));
+        // An idle window leaves the last average; a total that went down counts from zero.
+        k.update(&stats("a", 5, 0, 0), true);
+        assert_eq!(figures(&k), (30, 2.5, 5));
+    }
 
-        k.update(&stats(10, 10, 30));
-        assert_eq!((requests(), per_batch()), (10, 3.0));
-        k.update(&stats(25, 4, 10));
-        assert_eq!((requests(), per_batch()), (25, 2.5));
-        // An idle window leaves the last average; a restarted total counts from zero.
-        k.update(&stats(5, 0, 0));
-        assert_eq!((requests(), per_batch()), (30, 2.5));
+    #[test]
+    fn a_second_client_adds_its_traffic_but_leaves_the_gauges_to_the_primary() {
+        let k = KafkaStats::new("x").expect("metrics");
+        k.update(&stats("webhooks", 100, 10, 50), true);
+        k.update(&stats("replay", 7, 7, 7), false);
+        assert_eq!(figures(&k), (107, 5.0, 100));
+        k.update(&stats("webhooks", 150, 10, 40), true);
+        k.update(&stats("replay", 9, 2, 2), false);
+        assert_eq!(figures(&k), (159, 4.0, 150));
     }
 }

@@ -34,7 +34,7 @@ use crate::config::{Config, KafkaMode};
 use crate::delivery::Delivery;
 use crate::embedded::EmbeddedKafka;
 use crate::metrics::Metrics;
-use crate::producer::KafkaSink;
+use crate::producer::{KafkaSink, ProducerRole};
 use crate::server::ServerOptions;
 use crate::spool::Spool;
 use crate::webhook::Webhook;
@@ -109,6 +109,7 @@ pub async fn run(
     let sink = Arc::new(KafkaSink::new(
         &config.producer_properties(&bootstrap),
         metrics.clone(),
+        ProducerRole::Webhooks,
     )?);
     let spool = match &config.spool_dir {
         // Headroom: the largest body plus its headers and encoding.
@@ -135,7 +136,11 @@ pub async fn run(
             let timeout = delivery::REPLAY_TIMEOUT.as_millis().to_string();
             props.insert("message.timeout.ms".into(), timeout);
             props.insert("client.id".into(), "qikchat-bridge-replay".into());
-            let replay_sink = Arc::new(KafkaSink::new(&props, metrics.clone())?);
+            let replay_sink = Arc::new(KafkaSink::new(
+                &props,
+                metrics.clone(),
+                ProducerRole::Replay,
+            )?);
             Some(tokio::spawn(delivery::replay(
                 spool.clone(),
                 replay_sink,

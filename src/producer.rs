@@ -97,10 +97,20 @@ pub trait Sink: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Delivered, ProduceError>> + Send;
 }
 
+/// Which of the bridge's producers this is: its statistics feed the metrics differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProducerRole {
+    /// Sends the webhooks' records: its queue, brokers and batches are the gauges.
+    Webhooks,
+    /// Replays the spool: its traffic counts, its queue does not decide any answer.
+    Replay,
+}
+
 /// Routes librdkafka's logs into tracing and its statistics into metrics.
 #[derive(Debug)]
 pub struct BridgeContext {
     metrics: Arc<Metrics>,
+    role: ProducerRole,
 }
 
 impl ClientContext for BridgeContext {
@@ -125,7 +135,9 @@ impl ClientContext for BridgeContext {
     }
 
     fn stats(&self, statistics: Statistics) {
-        self.metrics.kafka_stats.update(&statistics);
+        self.metrics
+            .kafka_stats
+            .update(&statistics, self.role == ProducerRole::Webhooks);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
@@ -150,6 +162,7 @@ impl KafkaSink {
     pub fn new(
         properties: &BTreeMap<String, String>,
         metrics: Arc<Metrics>,
+        role: ProducerRole,
     ) -> Result<KafkaSink, KafkaError> {
         let mut config = ClientConfig::new();
         for (k, v) in properties {
@@ -157,6 +170,7 @@ impl KafkaSink {
         }
         let producer = config.create_with_context(BridgeContext {
             metrics: metrics.clone(),
+            role,
         })?;
         Ok(KafkaSink { producer, metrics })
     }

@@ -112,6 +112,7 @@ async fn dev_kafka_prints_an_address_the_bridge_can_produce_to() {
     let sink = qikchat_bridge::producer::KafkaSink::new(
         &config.producer_properties(&bootstrap),
         std::sync::Arc::new(qikchat_bridge::metrics::Metrics::new(&[]).expect("metrics")),
+        qikchat_bridge::producer::ProducerRole::Webhooks,
     )
     .expect("producer");
     let probe = tokio::task::spawn_blocking(move || {
