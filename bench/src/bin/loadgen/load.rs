@@ -159,13 +159,29 @@ async fn exchange(
     }
 }
 
+/// Runs `work` on every connection, each in a task of its own, and adds up their statistics.
+/// `work` is dropped once every task is spawned, so what it holds (a channel's receiver) is only
+/// held by the tasks.
+async fn on_each_connection<F, Fut>(senders: Vec<Sender>, work: F) -> Stats
+where
+    F: Fn(Sender) -> Fut,
+    Fut: std::future::Future<Output = Stats> + Send + 'static,
+{
+    let tasks: Vec<_> = senders.into_iter().map(|s| tokio::spawn(work(s))).collect();
+    drop(work);
+    let mut total = Stats::new();
+    for t in tasks {
+        total.merge(t.await.expect("worker panicked"));
+    }
+    total
+}
+
 pub async fn closed_loop(shared: Arc<Shared>, senders: Vec<Sender>, deadline: Instant) -> Stats {
     let counter = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    for s in senders {
+    on_each_connection(senders, |s| {
         let shared = shared.clone();
         let counter = counter.clone();
-        tasks.push(tokio::spawn(async move {
+        async move {
             let mut stats = Stats::new();
             let mut sender = Some(s);
             while Instant::now() < deadline {
@@ -180,13 +196,9 @@ pub async fn closed_loop(shared: Arc<Shared>, senders: Vec<Sender>, deadline: In
                 }
             }
             stats
-        }));
-    }
-    let mut total = Stats::new();
-    for t in tasks {
-        total.merge(t.await.expect("worker panicked"));
-    }
-    total
+        }
+    })
+    .await
 }
 
 pub async fn open_loop(
@@ -219,11 +231,10 @@ pub async fn open_loop(
         }
     });
     let drain_deadline = t0 + duration + DRAIN;
-    let mut tasks = Vec::new();
-    for s in senders {
+    let stats = on_each_connection(senders, move |s| {
         let shared = shared.clone();
         let rx = rx.clone();
-        tasks.push(tokio::spawn(async move {
+        async move {
             let mut stats = Stats::new();
             let mut sender = Some(s);
             while let Ok(i) = rx.recv().await {
@@ -238,13 +249,9 @@ pub async fn open_loop(
                 }
             }
             stats
-        }));
-    }
-    drop(rx);
-    let mut stats = Stats::new();
-    for t in tasks {
-        stats.merge(t.await.expect("worker panicked"));
-    }
+        }
+    })
+    .await;
     let _ = pacer.join();
     stats
 }
