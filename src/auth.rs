@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use base64::Engine;
+use base64::{DecodeSliceError, Engine};
 use sha2::{Digest, Sha256};
 use subtle::{Choice, ConstantTimeEq};
 
@@ -105,8 +105,8 @@ impl Credentials {
             return Ok(());
         }
         let header = header.ok_or(AuthFailure::Missing)?;
-        let presented = decode_basic(header).ok_or(AuthFailure::Malformed)?;
-        let digest: [u8; 32] = Sha256::digest(&presented).into();
+        let digest: [u8; 32] = with_basic(header, |presented| Sha256::digest(presented).into())
+            .ok_or(AuthFailure::Malformed)?;
         let matched = self
             .accepted
             .iter()
@@ -135,17 +135,27 @@ const LENIENT_BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPu
         .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
 );
 
-/// `Basic <base64>` → the decoded `user:pass` bytes. The scheme is case-insensitive (RFC 7235);
-/// padding may be omitted, since some clients do.
-fn decode_basic(header: &[u8]) -> Option<Vec<u8>> {
+/// Credentials up to this long are decoded on the stack, longer ones on the heap.
+const STACK_CREDENTIAL: usize = 256;
+
+/// `Basic <base64>` → `f` of the decoded `user:pass` bytes, or `None` when the header is not
+/// that. The scheme is case-insensitive (RFC 7235); padding may be omitted, since some clients do.
+fn with_basic<R>(header: &[u8], f: impl FnOnce(&[u8]) -> R) -> Option<R> {
     let header = header.trim_ascii();
     let (scheme, rest) = header.split_at_checked(6)?;
     if !scheme.eq_ignore_ascii_case(b"basic ") {
         return None;
     }
     let encoded = rest.trim_ascii();
-    let decoded = LENIENT_BASE64.decode(encoded).ok()?;
-    decoded.contains(&b':').then_some(decoded)
+    let user_pass = |decoded: &[u8]| decoded.contains(&b':').then(|| f(decoded));
+    let mut buf = [0u8; STACK_CREDENTIAL];
+    match LENIENT_BASE64.decode_slice(encoded, &mut buf) {
+        Ok(len) => user_pass(&buf[..len]),
+        Err(DecodeSliceError::OutputSliceTooSmall) => {
+            user_pass(&LENIENT_BASE64.decode(encoded).ok()?)
+        }
+        Err(DecodeSliceError::DecodeError(_)) => None,
+    }
 }
 
 #[cfg(test)]
@@ -205,6 +215,42 @@ mod tests {
             c.check(Some(b"Basic dGVzdHVzZXI6d3Jvbmc=")),
             Err(AuthFailure::Wrong)
         );
+    }
+
+    #[test]
+    fn credentials_longer_than_the_stack_buffer_are_checked_too() {
+        for len in [
+            STACK_CREDENTIAL - 8,
+            STACK_CREDENTIAL,
+            STACK_CREDENTIAL + 1,
+            4000,
+        ] {
+            let credential = format!("user:{}", "p".repeat(len - 5));
+            let c = creds(&[&credential]);
+            let header = |s: &str| {
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(s)
+                )
+            };
+            assert_eq!(
+                c.check(Some(header(&credential).as_bytes())),
+                Ok(()),
+                "{len}"
+            );
+            let wrong = format!("{}q", &credential[..credential.len() - 1]);
+            assert_eq!(
+                c.check(Some(header(&wrong).as_bytes())),
+                Err(AuthFailure::Wrong),
+                "{len}"
+            );
+            let no_colon = "p".repeat(len);
+            assert_eq!(
+                c.check(Some(header(&no_colon).as_bytes())),
+                Err(AuthFailure::Malformed),
+                "{len}"
+            );
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
 /// What the bridge reads from a valid body.
@@ -167,16 +167,16 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut event: Option<Lenient<'de>> = None;
         let mut payload = Payload::default();
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            match key.as_ref() {
-                "event" => {
+        while let Some(key) = map.next_key_seed(KeyIn(&["event", "payload"]))? {
+            match key {
+                Some(0) => {
                     if event.is_some() {
                         return Err(de::Error::custom(MARK_DUPLICATE));
                     }
                     event = Some(map.next_value()?);
                 }
-                "payload" => payload = map.next_value()?,
-                _ => {
+                Some(_) => payload = map.next_value()?,
+                None => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
@@ -260,7 +260,7 @@ struct Payload<'a> {
 
 impl<'de> Deserialize<'de> for Payload<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ObjectFields(&["id", "to"], Some("message")))
+        d.deserialize_any(ObjectFields(&["id", "to", "message"], true))
             .map(|[id, to, from]| Payload { id, to, from })
     }
 }
@@ -270,14 +270,15 @@ struct Message<'a>(Option<Cow<'a, str>>);
 
 impl<'de> Deserialize<'de> for Message<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ObjectFields(&["from"], None))
+        d.deserialize_any(ObjectFields(&["from"], false))
             .map(|[from, _, _]| Message(from))
     }
 }
 
-/// Picks up to two string fields out of an object, plus the `from` of the nested object field
-/// named by the second member (the last slot of the result). Anything that is not an object yields Nones.
-struct ObjectFields(&'static [&'static str], Option<&'static str>);
+/// Picks the string fields named in `.0` out of an object, each into its slot of the result;
+/// with `.1` set, the last name is a nested object whose `from` fills the last slot instead.
+/// Anything that is not an object yields Nones.
+struct ObjectFields(&'static [&'static str], bool);
 
 impl<'de> Visitor<'de> for ObjectFields {
     type Value = [Option<Cow<'de, str>>; 3];
@@ -288,13 +289,14 @@ impl<'de> Visitor<'de> for ObjectFields {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut out: [Option<Cow<'de, str>>; 3] = Default::default();
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            if let Some(i) = self.0.iter().position(|f| *f == key.as_ref()) {
-                out[i] = map.next_value::<Lenient>()?.0;
-            } else if self.1 == Some(key.as_ref()) {
-                out[2] = map.next_value::<Message>()?.0;
-            } else {
-                map.next_value::<IgnoredAny>()?;
+        let nested = self.1.then(|| self.0.len() - 1);
+        while let Some(key) = map.next_key_seed(KeyIn(self.0))? {
+            match key {
+                Some(i) if Some(i) == nested => out[i] = map.next_value::<Message>()?.0,
+                Some(i) => out[i] = map.next_value::<Lenient>()?.0,
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
             }
         }
         Ok(out)
@@ -320,6 +322,30 @@ impl<'de> Visitor<'de> for ObjectFields {
     }
     fn visit_unit<E>(self) -> Result<Self::Value, E> {
         Ok(Default::default())
+    }
+}
+
+/// Which of the wanted names (`.0`, at most three) a map key is, found without copying the key:
+/// serde_json lends an unescaped key straight from the body and an escaped one from its scratch
+/// buffer. (`Cow<str>` as the key type would allocate: serde's `Cow` never borrows.)
+struct KeyIn<'n>(&'n [&'static str]);
+
+impl<'de> DeserializeSeed<'de> for KeyIn<'_> {
+    type Value = Option<usize>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_identifier(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeyIn<'_> {
+    type Value = Option<usize>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object key")
+    }
+    fn visit_str<E>(self, key: &str) -> Result<Self::Value, E> {
+        Ok(self.0.iter().position(|name| *name == key))
     }
 }
 

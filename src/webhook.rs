@@ -23,7 +23,7 @@ use crate::record::{self, Headers, Record};
 use crate::topics::{EventType, KeyStrategy, TopicMap};
 
 mod parts;
-use parts::{concat, content_type, request_id, sha256_hex, X_REQUEST_ID};
+use parts::{concat, content_type, request_id, sha256_hex, Rfc3339Millis, X_REQUEST_ID};
 
 const ACCEPTED: &[u8] = br#"{"status":"accepted"}"#;
 
@@ -137,7 +137,7 @@ impl<S: Sink> Webhook<S> {
         };
         response
             .headers_mut()
-            .insert(X_REQUEST_ID, request_id_value.clone());
+            .insert(X_REQUEST_ID, request_id_value);
         response
     }
 
@@ -220,7 +220,8 @@ impl<S: Sink> Webhook<S> {
             return Err(WebhookError::EmptyBody);
         }
 
-        let received_at = humantime::format_rfc3339_millis(received).to_string();
+        let received_at = Rfc3339Millis::new(received);
+        let received_at = received_at.as_str();
         let digest = sha256_hex(&body);
         let body_sha256 = std::str::from_utf8(&digest).unwrap_or_default();
         let timestamp_ms = received
@@ -249,7 +250,7 @@ impl<S: Sink> Webhook<S> {
                         event: Some(&envelope.event),
                         message_id: envelope.message_id.as_deref(),
                         request_id,
-                        received_at: &received_at,
+                        received_at,
                         content_type,
                         body_sha256,
                         deadletter_reason: None,
@@ -275,7 +276,7 @@ impl<S: Sink> Webhook<S> {
                         event: None,
                         message_id: None,
                         request_id,
-                        received_at: &received_at,
+                        received_at,
                         content_type,
                         body_sha256,
                         deadletter_reason: Some(&reason),

@@ -1,8 +1,11 @@
 //! What the handler reads from a request besides its route and credential: the media type,
 //! the request id, the body as one buffer and its digest.
 
+use std::io::Write;
+use std::time::SystemTime;
+
 use bytes::{Bytes, BytesMut};
-use http::header::{HeaderValue, CONTENT_TYPE};
+use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use http::{HeaderMap, Request};
 use http_body_util::BodyExt;
 use hyper::body::Body;
@@ -10,7 +13,9 @@ use sha2::{Digest, Sha256};
 
 use crate::error::WebhookError;
 
-pub(super) const X_REQUEST_ID: &str = "x-request-id";
+// A `HeaderName` rather than a `&str`: inserting a header by a non-standard `&str` name
+// allocates that name on every call.
+pub(super) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The body's data frames as one buffer. A body that arrived in one frame (a webhook usually
 /// does) is handed on as that frame, without the copy and list that `collect()` makes.
@@ -34,6 +39,29 @@ pub(super) async fn concat<B: Body<Data = Bytes>>(body: B) -> Result<Bytes, B::E
         }
     }
     Ok(joined.map(BytesMut::freeze).or(first).unwrap_or_default())
+}
+
+/// A time as RFC 3339 UTC with milliseconds ("2026-11-24T19:00:37.123Z"), formatted on the stack.
+pub(super) struct Rfc3339Millis {
+    buf: [u8; 32],
+    len: usize,
+}
+
+impl Rfc3339Millis {
+    pub(super) fn new(time: SystemTime) -> Rfc3339Millis {
+        let mut buf = [0u8; 32];
+        let mut rest = &mut buf[..];
+        // 24 bytes until the year 10000; humantime writes ASCII only.
+        let len = match write!(rest, "{}", humantime::format_rfc3339_millis(time)) {
+            Ok(()) => 32 - rest.len(),
+            Err(_) => 0,
+        };
+        Rfc3339Millis { buf, len }
+    }
+
+    pub(super) fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
 }
 
 /// Lower-case hex SHA-256, on the stack.

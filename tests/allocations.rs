@@ -1,0 +1,147 @@
+//! Heap allocations on the request path, counted per thread: the classifier makes none and the
+//! handler stays within a small budget, so a change that brings allocations back fails here
+//! rather than only in a profile.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use qikchat_bridge::classify::classify;
+use qikchat_bridge::config::Config;
+use qikchat_bridge::metrics::Metrics;
+use qikchat_bridge::producer::{Delivered, ProduceError, Sink};
+use qikchat_bridge::record::Record;
+use qikchat_bridge::webhook::Webhook;
+use tokio::time::Instant;
+
+const PAYLOADS: [&[u8]; 3] = [
+    include_bytes!("fixtures/message-in-text.json"),
+    include_bytes!("fixtures/message-in-image.json"),
+    include_bytes!("fixtures/status-read.json"),
+];
+
+/// What classifying a body may allocate: serde_json skips a value nested more than one level deep
+/// (an ignored object of objects) with a small stack of its own, once per body.
+const CLASSIFY_BUDGET: u64 = 1;
+
+/// What the handler may allocate per accepted webhook, the sink's own work excluded: the answer's
+/// header map (2), the classifier's skip stack (1) and, when the sender gave none, the request id
+/// (1). Before this test existed it made 18 for the text message, 11 of them classifying: every
+/// key the classifier looked at was copied, and so were the credential, the received-at time and
+/// the request id header's name and value.
+const HANDLER_BUDGET: u64 = 4;
+
+/// Answers at once, touching the record as a real sink would.
+struct Acknowledge;
+
+impl Sink for Acknowledge {
+    async fn send(
+        &self,
+        record: &Record<'_>,
+        _deadline: Instant,
+    ) -> Result<Delivered, ProduceError> {
+        let headers = record
+            .headers
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>();
+        std::hint::black_box((record.key.as_deref(), record.value.len(), headers));
+        Ok(Delivered::Kafka {
+            partition: 0,
+            offset: 0,
+        })
+    }
+}
+
+#[test]
+fn classifying_a_seed_payload_allocates_at_most_once() {
+    for payload in PAYLOADS {
+        let mut event = String::new();
+        let info = allocation_counter::measure(|| {
+            let envelope = classify(payload).expect("a seed payload is valid");
+            std::hint::black_box(&envelope);
+            if envelope.event.is_empty() {
+                event.push('?');
+            }
+        });
+        assert!(
+            info.count_total <= CLASSIFY_BUDGET,
+            "classifying {} allocated {} times",
+            String::from_utf8_lossy(&payload[..60]),
+            info.count_total
+        );
+        assert!(event.is_empty());
+    }
+}
+
+#[test]
+fn flat_bodies_are_classified_without_any_allocation() {
+    let body = br#"{"event":"whatsapp:message:status","payload":{"id":"m1","to":"+1","n":[1,2.5,true,null,"x"]}}"#;
+    let info = allocation_counter::measure(|| {
+        std::hint::black_box(classify(body).expect("valid"));
+    });
+    assert_eq!(info.count_total, 0);
+}
+
+#[test]
+fn keys_with_escapes_share_one_scratch_buffer() {
+    let body = br#"{"ev\u0065nt":"whatsapp:message:status","p\u0061yload":{"\u0069d":"m1","t\u006f":"+1","\u0061":1,"\u0062":2}}"#;
+    let mut found = None;
+    let info = allocation_counter::measure(|| {
+        let envelope = classify(body).expect("valid");
+        found = Some((
+            envelope.event.len(),
+            envelope.message_id.is_some(),
+            envelope.to.is_some(),
+        ));
+    });
+    assert_eq!(found, Some(("whatsapp:message:status".len(), true, true)));
+    // serde_json unescapes into one buffer that it reuses for every key.
+    assert_eq!(info.count_total, 1);
+}
+
+#[test]
+fn an_accepted_webhook_costs_the_handler_at_most_its_allocation_budget() {
+    let config = Config::for_brokers("k:9092", "qikchat:secret").expect("config");
+    let metrics = Arc::new(Metrics::new(&config.topics.all_topics()).expect("metrics"));
+    let hook = Webhook::new(&config, Arc::new(Acknowledge), metrics);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    let request = |body: &'static [u8], request_id: Option<&'static str>| {
+        let mut builder = Request::post("/webhook")
+            .header(AUTHORIZATION, "Basic cWlrY2hhdDpzZWNyZXQ=")
+            .header(CONTENT_TYPE, "application/json");
+        if let Some(id) = request_id {
+            // hyper hands header values over as slices of its shared read buffer, which clone
+            // without allocating; a static one behaves the same.
+            builder = builder.header("x-request-id", HeaderValue::from_static(id));
+        }
+        builder
+            .body(Full::new(Bytes::from_static(body)))
+            .expect("request")
+    };
+    // The first request sets up lazily built state (metric children, the runtime's context).
+    let warm = runtime.block_on(hook.handle(request(PAYLOADS[0], None)));
+    assert_eq!(warm.status(), StatusCode::OK);
+
+    for payload in PAYLOADS {
+        for (request_id, budget) in [(None, HANDLER_BUDGET), (Some("req-1"), HANDLER_BUDGET - 1)] {
+            let req = request(payload, request_id);
+            let mut status = None;
+            let info = allocation_counter::measure(|| {
+                let response = runtime.block_on(hook.handle(req));
+                status = Some(response.status());
+            });
+            assert_eq!(status, Some(StatusCode::OK));
+            assert!(
+                info.count_total <= budget,
+                "{} allocations (budget {budget}) with request id {request_id:?}",
+                info.count_total
+            );
+        }
+    }
+}
