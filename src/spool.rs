@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -18,10 +17,12 @@ use tokio::sync::{oneshot, Notify};
 
 use crate::record::Record;
 
+mod recover;
+mod writer;
+use writer::Append;
+
 const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records");
 const FILE: &str = "spool.redb";
-/// Appends waiting beyond this many are committed in the next transaction.
-const MAX_GROUP: usize = 1024;
 
 /// A record as kept on disk: everything needed to produce it later, exactly as it would have been.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,11 +56,6 @@ pub enum SpoolError {
     Full { max: u64 },
     #[error("spool write failed: {0}")]
     Io(String),
-}
-
-struct Append {
-    bytes: Vec<u8>,
-    done: oneshot::Sender<Result<u64, SpoolError>>,
 }
 
 /// What the spool holds now; shared by appenders, the writer thread and the replayer.
@@ -104,51 +100,14 @@ impl Spool {
     pub fn open(dir: &Path, max_bytes: u64, headroom: u64) -> Result<Arc<Spool>, SpoolError> {
         std::fs::create_dir_all(dir).map_err(io)?;
         let path = dir.join(FILE);
-        let db = match Database::create(&path) {
-            Ok(db) => db,
-            // Only a file redb finds corrupt is moved aside; any other error (another process
-            // holds the lock, an I/O fault) stops start-up, since a second writer or a fresh file
-            // would strand the records that are there.
-            Err(e) if is_unreadable(&e) => {
-                let reason = e.to_string();
-                let now = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
-                let aside = dir.join(format!("{FILE}.unreadable-{now}"));
-                tracing::error!(%reason, moved_to = %aside.display(), "spool file is corrupt beyond repair; moving it aside and starting a new one");
-                std::fs::rename(&path, &aside).map_err(io)?;
-                Database::create(&path).map_err(io)?
-            }
-            Err(e) => {
-                return Err(SpoolError::Io(format!(
-                    "cannot open {}: {e}",
-                    path.display()
-                )))
-            }
-        };
-        let db = Arc::new(db);
-        let (mut bytes, mut records, mut next_seq) = (0u64, 0u64, 0u64);
-        let mut holdings = Holdings::default();
-        {
-            let txn = db.begin_read().map_err(io)?;
-            match txn.open_table(RECORDS) {
-                Ok(table) => {
-                    for entry in table.iter().map_err(io)? {
-                        let (seq, value) = entry.map_err(io)?;
-                        bytes += value.value().len() as u64;
-                        records += 1;
-                        next_seq = seq.value() + 1;
-                        if let Ok(r) = postcard::from_bytes::<SpooledRecord>(value.value()) {
-                            if let Some(k) = r.key {
-                                *holdings.keys.entry(k).or_default() += 1;
-                            }
-                        }
-                    }
-                }
-                Err(redb::TableError::TableDoesNotExist(_)) => {}
-                Err(e) => return Err(io(e)),
-            }
-        }
+        let db = Arc::new(recover::open_or_move_aside(dir, &path)?);
+        let recover::Contents {
+            bytes,
+            records,
+            next_seq,
+            keys,
+        } = recover::scan(&db)?;
+        let holdings = Holdings { keys };
         if records > 0 {
             tracing::warn!(
                 records,
@@ -160,7 +119,7 @@ impl Spool {
         let writer_db = db.clone();
         let thread = std::thread::Builder::new()
             .name("spool-writer".into())
-            .spawn(move || write_loop(&writer_db, &rx, next_seq))
+            .spawn(move || writer::write_loop(&writer_db, &rx, next_seq))
             .map_err(io)?;
         Ok(Arc::new(Spool {
             db,
@@ -319,53 +278,6 @@ impl Spool {
             }
         }
     }
-}
-
-/// True when the file is corrupt or not a redb file at all (as opposed to locked or unreachable):
-/// redb reports those as `Corrupted`, or as an `InvalidData` I/O error on its header.
-fn is_unreadable(e: &redb::DatabaseError) -> bool {
-    match e {
-        redb::DatabaseError::Storage(redb::StorageError::Corrupted(_)) => true,
-        redb::DatabaseError::Storage(redb::StorageError::Io(e)) => {
-            e.kind() == std::io::ErrorKind::InvalidData
-        }
-        _ => false,
-    }
-}
-
-/// The writer thread: one durable transaction per group of waiting appends.
-fn write_loop(db: &Database, rx: &mpsc::Receiver<Append>, mut next_seq: u64) {
-    while let Ok(first) = rx.recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(a) => group.push(a),
-                Err(_) => break,
-            }
-        }
-        let result = commit(db, &group, next_seq);
-        if result.is_ok() {
-            next_seq += group.len() as u64;
-        }
-        for (i, a) in group.into_iter().enumerate() {
-            let _ = a.done.send(result.clone().map(|first| first + i as u64));
-        }
-    }
-}
-
-fn commit(db: &Database, group: &[Append], first_seq: u64) -> Result<u64, SpoolError> {
-    let mut txn = db.begin_write().map_err(io)?;
-    txn.set_durability(Durability::Immediate).map_err(io)?;
-    {
-        let mut table = txn.open_table(RECORDS).map_err(io)?;
-        for (i, a) in group.iter().enumerate() {
-            table
-                .insert(first_seq + i as u64, a.bytes.as_slice())
-                .map_err(io)?;
-        }
-    }
-    txn.commit().map_err(io)?;
-    Ok(first_seq)
 }
 
 #[cfg(test)]

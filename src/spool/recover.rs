@@ -1,0 +1,79 @@
+//! Opening the spool file at start-up: a file redb cannot read is moved aside, and what a previous
+//! process left is counted so appends, limits and key ordering continue where it stopped.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use redb::{Database, ReadableDatabase, ReadableTable};
+
+use super::{io, SpoolError, SpooledRecord, FILE, RECORDS};
+
+/// Opens (or creates) the redb file at `path` in `dir`.
+pub(super) fn open_or_move_aside(dir: &Path, path: &Path) -> Result<Database, SpoolError> {
+    match Database::create(path) {
+        Ok(db) => Ok(db),
+        // Only a file redb finds corrupt is moved aside; any other error (another process
+        // holds the lock, an I/O fault) stops start-up, since a second writer or a fresh file
+        // would strand the records that are there.
+        Err(e) if is_unreadable(&e) => {
+            let reason = e.to_string();
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let aside = dir.join(format!("{FILE}.unreadable-{now}"));
+            tracing::error!(%reason, moved_to = %aside.display(), "spool file is corrupt beyond repair; moving it aside and starting a new one");
+            std::fs::rename(path, &aside).map_err(io)?;
+            Database::create(path).map_err(io)
+        }
+        Err(e) => Err(SpoolError::Io(format!(
+            "cannot open {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// What the spool held when it was opened.
+#[derive(Debug, Default)]
+pub(super) struct Contents {
+    pub bytes: u64,
+    pub records: u64,
+    /// The sequence number the next append gets.
+    pub next_seq: u64,
+    /// Records per key.
+    pub keys: HashMap<String, usize>,
+}
+
+pub(super) fn scan(db: &Database) -> Result<Contents, SpoolError> {
+    let mut found = Contents::default();
+    let txn = db.begin_read().map_err(io)?;
+    let table = match txn.open_table(RECORDS) {
+        Ok(table) => table,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(found),
+        Err(e) => return Err(io(e)),
+    };
+    for entry in table.iter().map_err(io)? {
+        let (seq, value) = entry.map_err(io)?;
+        found.bytes += value.value().len() as u64;
+        found.records += 1;
+        found.next_seq = seq.value() + 1;
+        if let Ok(r) = postcard::from_bytes::<SpooledRecord>(value.value()) {
+            if let Some(k) = r.key {
+                *found.keys.entry(k).or_default() += 1;
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// True when the file is corrupt or not a redb file at all (as opposed to locked or unreachable):
+/// redb reports those as `Corrupted`, or as an `InvalidData` I/O error on its header.
+fn is_unreadable(e: &redb::DatabaseError) -> bool {
+    match e {
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(_)) => true,
+        redb::DatabaseError::Storage(redb::StorageError::Io(e)) => {
+            e.kind() == std::io::ErrorKind::InvalidData
+        }
+        _ => false,
+    }
+}

@@ -1,0 +1,53 @@
+//! The spool's writer thread: appends that arrive while a commit runs are written together in the
+//! next transaction, so concurrent webhooks share one fsync.
+
+use std::sync::mpsc;
+
+use redb::{Database, Durability};
+use tokio::sync::oneshot;
+
+use super::{io, SpoolError, RECORDS};
+
+/// Appends waiting beyond this many are committed in the next transaction.
+const MAX_GROUP: usize = 1024;
+
+/// One encoded record and where to say its sequence number once it is durable.
+pub(super) struct Append {
+    pub bytes: Vec<u8>,
+    pub done: oneshot::Sender<Result<u64, SpoolError>>,
+}
+
+/// The writer thread: one durable transaction per group of waiting appends.
+pub(super) fn write_loop(db: &Database, rx: &mpsc::Receiver<Append>, mut next_seq: u64) {
+    while let Ok(first) = rx.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(a) => group.push(a),
+                Err(_) => break,
+            }
+        }
+        let result = commit(db, &group, next_seq);
+        if result.is_ok() {
+            next_seq += group.len() as u64;
+        }
+        for (i, a) in group.into_iter().enumerate() {
+            let _ = a.done.send(result.clone().map(|first| first + i as u64));
+        }
+    }
+}
+
+fn commit(db: &Database, group: &[Append], first_seq: u64) -> Result<u64, SpoolError> {
+    let mut txn = db.begin_write().map_err(io)?;
+    txn.set_durability(Durability::Immediate).map_err(io)?;
+    {
+        let mut table = txn.open_table(RECORDS).map_err(io)?;
+        for (i, a) in group.iter().enumerate() {
+            table
+                .insert(first_seq + i as u64, a.bytes.as_slice())
+                .map_err(io)?;
+        }
+    }
+    txn.commit().map_err(io)?;
+    Ok(first_seq)
+}
