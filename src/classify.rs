@@ -9,8 +9,10 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+mod fields;
+use fields::{KeyIn, Lenient, Payload};
 
 /// What the bridge reads from a valid body.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -199,154 +201,6 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
     }
 
     not_an_object!();
-}
-
-/// A string if the value is one; any other JSON value is consumed and yields `None`.
-struct Lenient<'a>(Option<Cow<'a, str>>);
-
-impl<'de> Deserialize<'de> for Lenient<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(LenientVisitor)
-    }
-}
-
-struct LenientVisitor;
-
-impl<'de> Visitor<'de> for LenientVisitor {
-    type Value = Lenient<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Lenient(Some(Cow::Borrowed(v))))
-    }
-    // Strings with escapes cannot be borrowed from the body.
-    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Lenient(Some(Cow::Owned(v.to_string()))))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Lenient(None))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Lenient(None))
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Lenient(None))
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(Lenient(None))
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(Lenient(None))
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(Lenient(None))
-    }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Lenient(None))
-    }
-}
-
-/// `payload`: its `id`, `to` and `message.from`, each if it is a string. Not an object: empty.
-#[derive(Default)]
-struct Payload<'a> {
-    id: Option<Cow<'a, str>>,
-    to: Option<Cow<'a, str>>,
-    from: Option<Cow<'a, str>>,
-}
-
-impl<'de> Deserialize<'de> for Payload<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ObjectFields(&["id", "to", "message"], true))
-            .map(|[id, to, from]| Payload { id, to, from })
-    }
-}
-
-/// `payload.message`: its `from`.
-struct Message<'a>(Option<Cow<'a, str>>);
-
-impl<'de> Deserialize<'de> for Message<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ObjectFields(&["from"], false))
-            .map(|[from, _, _]| Message(from))
-    }
-}
-
-/// Picks the string fields named in `.0` out of an object, each into its slot of the result;
-/// with `.1` set, the last name is a nested object whose `from` fills the last slot instead.
-/// Anything that is not an object yields Nones.
-struct ObjectFields(&'static [&'static str], bool);
-
-impl<'de> Visitor<'de> for ObjectFields {
-    type Value = [Option<Cow<'de, str>>; 3];
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut out: [Option<Cow<'de, str>>; 3] = Default::default();
-        let nested = self.1.then(|| self.0.len() - 1);
-        while let Some(key) = map.next_key_seed(KeyIn(self.0))? {
-            match key {
-                Some(i) if Some(i) == nested => out[i] = map.next_value::<Message>()?.0,
-                Some(i) => out[i] = map.next_value::<Lenient>()?.0,
-                None => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(out)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Default::default())
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(Default::default())
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Default::default())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(Default::default())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(Default::default())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(Default::default())
-    }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Default::default())
-    }
-}
-
-/// Which of the wanted names (`.0`, at most three) a map key is, found without copying the key:
-/// serde_json lends an unescaped key straight from the body and an escaped one from its scratch
-/// buffer. (`Cow<str>` as the key type would allocate: serde's `Cow` never borrows.)
-struct KeyIn<'n>(&'n [&'static str]);
-
-impl<'de> DeserializeSeed<'de> for KeyIn<'_> {
-    type Value = Option<usize>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_identifier(self)
-    }
-}
-
-impl<'de> Visitor<'de> for KeyIn<'_> {
-    type Value = Option<usize>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an object key")
-    }
-    fn visit_str<E>(self, key: &str) -> Result<Self::Value, E> {
-        Ok(self.0.iter().position(|name| *name == key))
-    }
 }
 
 #[cfg(test)]
