@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Heap allocations per webhook, by thread group: uprobes on the allocator's entry points (malloc,
+# calloc, realloc, mallocx of the jemalloc linked into the binary, which librdkafka uses too),
+# counted with `perf stat` over a fixed-rate phase. Usage:
+#   bench/allocations.sh [--server bridge|nokafka] [--rate R] [--seconds S] [--out DIR] [--sites]
+# Needs perf and uprobes (root), and the binaries bench/run.sh builds. --sites also records each
+# allocation's call stack (a shorter, slower phase) and prints the call sites per webhook.
+# tests/allocations.rs is the check CI runs; this is the measurement.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+# shellcheck source=bench/common.sh
+. "$here/common.sh"
+server=bridge rate=2000 seconds=3 out=$here/out/allocations sites=0
+
+usage() { sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; }
+die() { echo "allocations: $*" >&2; exit 1; }
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --server) server=${2:?}; shift ;;
+    --rate) rate=${2:?}; shift ;;
+    --seconds) seconds=${2:?}; shift ;;
+    --out) out=${2:?}; shift ;;
+    --sites) sites=1 ;;
+    -h|--help) usage; exit 0 ;;
+    *) usage >&2; die "unknown argument: $1" ;;
+  esac
+  shift
+done
+
+command -v perf >/dev/null || die "perf is not installed (Debian: apt-get install linux-perf)"
+loadgen=$here/target/release/loadgen
+case "$server" in
+  bridge) bin=$root/target/release/qikchat-bridge ;;
+  nokafka) bin=$root/target/release/examples/bridge_without_kafka ;;
+  *) die "--server is bridge or nokafka" ;;
+esac
+for b in "$bin" "$loadgen" "$root/target/release/qikchat-bridge"; do
+  [ -x "$b" ] || die "$b is missing: run bench/run.sh once (it builds everything)"
+done
+mkdir -p "$out"
+
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  perf probe -q -d 'qballoc:*' 2>/dev/null || true
+}
+trap cleanup EXIT
+perf probe -q -d 'qballoc:*' 2>/dev/null || true
+# --no-inlines: otherwise perf also plants probes where Rust's allocator shims were inlined.
+for f in malloc calloc realloc mallocx; do
+  perf probe -q --no-inlines -x "$bin" -a "qballoc:$f=$f" 2>"$out/probe.err" \
+    || die "cannot place a uprobe on $f: $(cat "$out/probe.err")"
+done
+
+listen=127.0.0.1:$(free_port) admin=127.0.0.1:$(free_port)
+start_dev_kafka "$root/target/release/qikchat-bridge" "$out" || die "dev-kafka did not start"
+pids+=("$kafka_pid")
+fork_until_ready "$loadgen" "http://$admin/readyz" "$out/ready.txt" "$out/server.log" \
+  env RUST_LOG=warn "$bin" --kafka-brokers "$brokers" --auth testuser:testpass \
+  --listen "$listen" --admin-listen "$admin" --log-format json \
+  || { tail -20 "$out/server.log" >&2; die "$server did not become ready"; }
+pids+=("$server_pid")
+
+lg() { "$loadgen" run --url "http://$listen/webhook" --fixtures "$root/tests/fixtures" --auth testuser:testpass "$@"; }
+# Warm-up: lazily built state (metric children, connection buffers, librdkafka's topic handles)
+# is not what a webhook costs.
+lg --connections 64 --rate "$rate" --duration 1 >/dev/null 2>&1
+
+if [ "$sites" = 1 ]; then
+  perf record -q -e 'qballoc:*' --call-graph dwarf,16384 -p "$server_pid" -o "$out/perf.data" \
+    2>"$out/perf.err" &
+  rate=$((rate < 300 ? rate : 300))
+else
+  perf stat -x, -e 'qballoc:*' --per-thread -p "$server_pid" -o "$out/stat.txt" &
+fi
+counter=$!
+sleep 0.5
+lg --connections 64 --rate "$rate" --duration "$seconds" >"$out/run.json" 2>"$out/run.err" \
+  || die "loadgen failed: $(cat "$out/run.err")"
+sleep 0.3
+kill -INT "$counter"; wait "$counter" || true
+
+if [ "$sites" = 1 ]; then
+  perf script -i "$out/perf.data" -F comm,tid,ip,sym >"$out/stacks.txt" 2>/dev/null
+fi
+python3 "$here/alloc_report.py" "$out" "$server" "$sites"
