@@ -155,6 +155,18 @@ fn json_content_types_are_recognised() {
 }
 
 #[test]
+fn received_at_is_rfc3339_utc_with_milliseconds() {
+    let at = |ms: u64| {
+        Rfc3339Millis::new(UNIX_EPOCH + Duration::from_millis(ms))
+            .as_str()
+            .to_owned()
+    };
+    assert_eq!(at(1_764_010_837_123), "2025-11-24T19:00:37.123Z");
+    assert_eq!(at(0), "1970-01-01T00:00:00.000Z");
+    assert_eq!(at(253_402_300_799_999), "9999-12-31T23:59:59.999Z");
+}
+
+#[test]
 fn only_sane_request_ids_are_kept() {
     let with = |v: &'static str| {
         let req = Request::post("/")
