@@ -81,9 +81,9 @@ impl<'de> Deserialize<'de> for Message<'de> {
     }
 }
 
-/// Picks the string fields named in `.0` out of an object, each into its slot of the result;
-/// with `.1` set, the last name is a nested object whose `from` fills the last slot instead.
-/// Anything that is not an object yields Nones.
+/// Picks the string fields named in `.0` (at most three) out of an object, each into its slot of
+/// the result; with `.1` set, the last name is a nested object whose `from` fills the last slot
+/// instead. Anything that is not an object yields Nones.
 struct ObjectFields(&'static [&'static str], bool);
 
 impl<'de> Visitor<'de> for ObjectFields {
@@ -131,7 +131,7 @@ impl<'de> Visitor<'de> for ObjectFields {
     }
 }
 
-/// Which of the wanted names (`.0`, at most three) a map key is, found without copying the key:
+/// Which of the wanted names (`.0`) a map key is, found without copying the key:
 /// serde_json lends an unescaped key straight from the body and an escaped one from its scratch
 /// buffer. (`Cow<str>` as the key type would allocate: serde's `Cow` never borrows.)
 pub(super) struct KeyIn<'n>(pub(super) &'n [&'static str]);
