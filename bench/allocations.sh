@@ -32,13 +32,9 @@ done
 command -v perf >/dev/null || die "perf is not installed (Debian: apt-get install linux-perf)"
 loadgen=$here/target/release/loadgen
 case "$server" in
-  bridge) bin=$root/target/release/qikchat-bridge ;;
-  nokafka) bin=$root/target/release/examples/bridge_without_kafka ;;
+  bridge|nokafka) bin=$(server_bin "$server") || die "cannot start --server $server" ;;
   *) die "--server is bridge or nokafka" ;;
 esac
-for b in "$bin" "$loadgen" "$root/target/release/qikchat-bridge"; do
-  [ -x "$b" ] || die "$b is missing: run bench/run.sh once (it builds everything)"
-done
 mkdir -p "$out"
 
 pids=()
@@ -55,19 +51,11 @@ for f in malloc calloc realloc mallocx; do
     || die "cannot place a uprobe on $f: $(cat "$out/probe.err")"
 done
 
-listen=127.0.0.1:$(free_port) admin=127.0.0.1:$(free_port)
-start_dev_kafka "$root/target/release/qikchat-bridge" "$out" || die "dev-kafka did not start"
-pids+=("$kafka_pid")
-fork_until_ready "$loadgen" "http://$admin/readyz" "$out/ready.txt" "$out/server.log" \
-  env RUST_LOG=warn "$bin" --kafka-brokers "$brokers" --auth testuser:testpass \
-  --listen "$listen" --admin-listen "$admin" --log-format json \
-  || { tail -20 "$out/server.log" >&2; die "$server did not become ready"; }
-pids+=("$server_pid")
+start_server "$server" "$out" || die "$server did not start"
 
-lg() { "$loadgen" run --url "http://$listen/webhook" --fixtures "$root/tests/fixtures" --auth testuser:testpass "$@"; }
 # Warm-up: lazily built state (metric children, connection buffers, librdkafka's topic handles)
 # is not what a webhook costs.
-lg --connections 64 --rate "$rate" --duration 1 >/dev/null 2>&1
+send_webhooks --connections 64 --rate "$rate" --duration 1 >/dev/null 2>&1
 
 if [ "$sites" = 1 ]; then
   perf record -q -e 'qballoc:*' --call-graph dwarf,16384 -p "$server_pid" -o "$out/perf.data" \
@@ -78,7 +66,7 @@ else
 fi
 counter=$!
 sleep 0.5
-lg --connections 64 --rate "$rate" --duration "$seconds" >"$out/run.json" 2>"$out/run.err" \
+send_webhooks --connections 64 --rate "$rate" --duration "$seconds" >"$out/run.json" 2>"$out/run.err" \
   || die "loadgen failed: $(cat "$out/run.err")"
 sleep 0.3
 kill -INT "$counter"; wait "$counter" || true

@@ -1,6 +1,6 @@
-# Shared by bench/run.sh, bench/profile.sh and bench/ready.sh (sourced, not run): a free loopback
-# port, dev-kafka (librdkafka's mock cluster) started in a process of its own, and a server forked
-# with its time to ready measured.
+# Shared by the bench scripts (sourced, not run): a free loopback port, dev-kafka (librdkafka's mock
+# cluster) started in a process of its own, a server forked with its time to ready measured, and
+# (for profile.sh and allocations.sh) one named server started with its Kafka and sent webhooks.
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -44,4 +44,55 @@ fork_until_ready() {
   done
   wait "$poller" || return 1
   ready_ms=$(awk -v r="$(cat "$stamp")" -v t="${t0/./}" 'BEGIN { printf "%.3f", (r - t) / 1000 }')
+}
+
+# server_bin NAME: the binary of the server called NAME (bridge, nokafka or ceiling) as bench/run.sh
+# builds it; needs root and here set. Returns 1 for another name or a binary not built yet.
+server_bin() {
+  local bin
+  case "$1" in
+    bridge) bin=$root/target/release/qikchat-bridge ;;
+    nokafka) bin=$root/target/release/examples/bridge_without_kafka ;;
+    ceiling) bin=$here/target/release/ceiling ;;
+    *) echo "no server named $1 (bridge, nokafka or ceiling)" >&2; return 1 ;;
+  esac
+  [ -x "$bin" ] || { echo "$bin is missing: run bench/run.sh once (it builds everything)" >&2; return 1; }
+  echo "$bin"
+}
+
+# start_server NAME DIR: dev-kafka (not for the ceiling) and the server NAME, which is waited for
+# until ready; logs in DIR. Needs root, here and loadgen set and a pids array, to which each
+# process started is added for the caller's trap. Sets listen (the webhook address), server_pid
+# and kafka_pid (empty for the ceiling); returns 1 with the reason on stderr.
+start_server() {
+  local name=$1 dir=$2 bin kafka_bin ready_url admin
+  local -a cmd
+  bin=$(server_bin "$name") || return 1
+  [ -x "$loadgen" ] || { echo "$loadgen is missing: run bench/run.sh once" >&2; return 1; }
+  listen=127.0.0.1:$(free_port)
+  kafka_pid=
+  if [ "$name" = ceiling ]; then
+    cmd=("$bin" --listen "$listen") ready_url=http://$listen/readyz
+  else
+    admin=127.0.0.1:$(free_port)
+    kafka_bin=$(server_bin bridge) || return 1
+    start_dev_kafka "$kafka_bin" "$dir" || return 1
+    pids+=("$kafka_pid")
+    cmd=(env RUST_LOG=warn "$bin" --kafka-brokers "$brokers" --auth testuser:testpass
+         --listen "$listen" --admin-listen "$admin" --log-format json)
+    ready_url=http://$admin/readyz
+  fi
+  if ! fork_until_ready "$loadgen" "$ready_url" "$dir/ready.txt" "$dir/server.log" "${cmd[@]}"; then
+    pids+=("$server_pid")
+    tail -20 "$dir/server.log" >&2
+    echo "$name did not become ready" >&2
+    return 1
+  fi
+  pids+=("$server_pid")
+}
+
+# send_webhooks ARGS…: `loadgen run` with the seed payloads against the server start_server started.
+send_webhooks() {
+  "$loadgen" run --url "http://$listen/webhook" --fixtures "$root/tests/fixtures" \
+    --auth testuser:testpass "$@"
 }

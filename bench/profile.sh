@@ -33,41 +33,18 @@ done
 
 command -v perf >/dev/null || die "perf is not installed (Debian: apt-get install linux-perf)"
 loadgen=$here/target/release/loadgen
-case "$server" in
-  bridge) bin=$root/target/release/qikchat-bridge ;;
-  nokafka) bin=$root/target/release/examples/bridge_without_kafka ;;
-  ceiling) bin=$here/target/release/ceiling ;;
-  *) die "--server is bridge, nokafka or ceiling" ;;
-esac
-for b in "$bin" "$loadgen" "$root/target/release/qikchat-bridge"; do
-  [ -x "$b" ] || die "$b is missing: run bench/run.sh once (it builds everything)"
-done
+server_bin "$server" >/dev/null || die "cannot start --server $server"
 mkdir -p "$out"
 
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true' EXIT
-listen=127.0.0.1:$(free_port) admin=127.0.0.1:$(free_port)
-
+start_server "$server" "$out" || die "$server did not start"
 watch=()
-if [ "$server" = ceiling ]; then
-  cmd=("$bin" --listen "$listen") ready_url=http://$listen/readyz
-else
-  start_dev_kafka "$root/target/release/qikchat-bridge" "$out" || die "dev-kafka did not start"
-  pids+=("$kafka_pid"); watch+=(--watch "kafka=$kafka_pid")
-  cmd=(env RUST_LOG=warn "$bin" --kafka-brokers "$brokers" --auth testuser:testpass
-       --listen "$listen" --admin-listen "$admin" --log-format json)
-  ready_url=http://$admin/readyz
-fi
-ready=1
-fork_until_ready "$loadgen" "$ready_url" "$out/ready.txt" "$out/server.log" "${cmd[@]}" || ready=0
-pids+=("$server_pid")
-[ "$ready" = 1 ] || { tail -20 "$out/server.log" >&2; die "$server did not become ready"; }
+[ -z "$kafka_pid" ] || watch+=(--watch "kafka=$kafka_pid")
 
-url=http://$listen/webhook
-lg() { "$loadgen" run --url "$url" --fixtures "$root/tests/fixtures" --auth testuser:testpass "$@"; }
-lg --connections 64 --duration 3 >/dev/null 2>&1
+send_webhooks --connections 64 --duration 3 >/dev/null 2>&1
 # The profile covers the middle of the phase: two seconds of load before it and after it.
-lg --connections "$connections" --duration $((seconds + 4)) --watch "$server=$server_pid" \
+send_webhooks --connections "$connections" --duration $((seconds + 4)) --watch "$server=$server_pid" \
   "${watch[@]}" >"$out/run.json" 2>"$out/run.err" &
 load=$!
 sleep 2
