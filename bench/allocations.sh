@@ -14,8 +14,6 @@ root=$(cd "$here/.." && pwd)
 . "$here/common.sh"
 server=bridge rate=2000 seconds=3 out=$here/out/allocations sites=0
 
-usage() { sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; }
-die() { echo "allocations: $*" >&2; exit 1; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --server) server=${2:?}; shift ;;

@@ -2,6 +2,11 @@
 # cluster) started in a process of its own, a server forked with its time to ready measured, and
 # (for profile.sh and allocations.sh) one named server started with its Kafka and sent webhooks.
 
+# die MESSAGE: the script's name and MESSAGE on stderr, then exit 1.
+die() { echo "$(basename "$0" .sh): $*" >&2; exit 1; }
+# usage: the script's header comment, from its second line to the first line that is not one.
+usage() { sed -n '2,/^[^#]/p' "$0" | sed -n 's/^# \{0,1\}//p'; }
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # start_dev_kafka BRIDGE_BIN DIR: runs `BRIDGE_BIN dev-kafka` in the background, its output in

@@ -16,8 +16,6 @@ root=$(cd "$here/.." && pwd)
 . "$here/common.sh"
 server=bridge connections=256 seconds=6 out=$here/out/profile callgraph=0
 
-usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; }
-die() { echo "profile: $*" >&2; exit 1; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --server) server=${2:?}; shift ;;

@@ -11,7 +11,6 @@ root=$(cd "$here/.." && pwd)
 # shellcheck source=bench/common.sh
 . "$here/common.sh"
 starts=15 extra=()
-die() { echo "ready: $*" >&2; exit 1; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --starts) starts=${2:?--starts N}; shift ;;
