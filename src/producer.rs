@@ -7,17 +7,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::client::ClientContext;
-use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::statistics::Statistics;
 use rdkafka::util::Timeout;
 use tokio::time::Instant;
 
 use crate::metrics::Metrics;
 use crate::record::Record;
+
+mod context;
+pub use context::{BridgeContext, ProducerRole};
 
 /// Where an accepted record is now: acknowledged by Kafka, or durably in the spool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,54 +98,6 @@ pub trait Sink: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Delivered, ProduceError>> + Send;
 }
 
-/// Which of the bridge's producers this is: its statistics feed the metrics differently.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProducerRole {
-    /// Sends the webhooks' records: its queue, brokers and batches are the gauges.
-    Webhooks,
-    /// Replays the spool: its traffic counts, its queue does not decide any answer.
-    Replay,
-}
-
-/// Routes librdkafka's logs into tracing and its statistics into metrics.
-#[derive(Debug)]
-pub struct BridgeContext {
-    metrics: Arc<Metrics>,
-    role: ProducerRole,
-}
-
-impl ClientContext for BridgeContext {
-    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        match level {
-            RDKafkaLogLevel::Emerg
-            | RDKafkaLogLevel::Alert
-            | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => {
-                tracing::error!(target: "librdkafka", facility = fac, "{message}")
-            }
-            RDKafkaLogLevel::Warning => {
-                tracing::warn!(target: "librdkafka", facility = fac, "{message}")
-            }
-            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
-                tracing::info!(target: "librdkafka", facility = fac, "{message}")
-            }
-            RDKafkaLogLevel::Debug => {
-                tracing::debug!(target: "librdkafka", facility = fac, "{message}")
-            }
-        }
-    }
-
-    fn stats(&self, statistics: Statistics) {
-        self.metrics
-            .kafka_stats
-            .update(&statistics, self.role == ProducerRole::Webhooks);
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(target: "librdkafka", %error, "{reason}");
-    }
-}
-
 pub struct KafkaSink {
     producer: FutureProducer<BridgeContext>,
     metrics: Arc<Metrics>,
@@ -168,10 +121,7 @@ impl KafkaSink {
         for (k, v) in properties {
             config.set(k, v);
         }
-        let producer = config.create_with_context(BridgeContext {
-            metrics: metrics.clone(),
-            role,
-        })?;
+        let producer = config.create_with_context(BridgeContext::new(metrics.clone(), role))?;
         Ok(KafkaSink { producer, metrics })
     }
 

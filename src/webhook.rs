@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::header::{HeaderValue, ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{Full, LengthLimitError, Limited};
 use hyper::body::Body;
@@ -22,7 +22,9 @@ use crate::producer::{Delivered, Sink};
 use crate::record::{self, Headers, Record};
 use crate::topics::{EventType, KeyStrategy, TopicMap};
 
+mod answer;
 mod parts;
+use answer::respond;
 use parts::{concat, content_type, request_id, sha256_hex, Rfc3339Millis, X_REQUEST_ID};
 
 const ACCEPTED: &[u8] = br#"{"status":"accepted"}"#;
@@ -138,55 +140,6 @@ impl<S: Sink> Webhook<S> {
         response
             .headers_mut()
             .insert(X_REQUEST_ID, request_id_value);
-        response
-    }
-
-    fn refuse(
-        &self,
-        err: WebhookError,
-        elapsed: Duration,
-        request_id: &str,
-    ) -> Response<Full<Bytes>> {
-        let outcome = err.outcome();
-        match outcome {
-            // The cause is logged here, once; the answer itself stays opaque.
-            Outcome::Unavailable | Outcome::Failed => {
-                tracing::warn!(
-                    request_id,
-                    status = outcome.status().as_u16(),
-                    latency_ms = elapsed.as_secs_f64() * 1e3,
-                    error = %err,
-                    "not stored"
-                )
-            }
-            _ => {
-                tracing::info!(
-                    request_id,
-                    status = outcome.status().as_u16(),
-                    latency_ms = elapsed.as_secs_f64() * 1e3,
-                    error = %err,
-                    "refused"
-                )
-            }
-        }
-        self.metrics.answered(outcome, elapsed, self.ack_timeout);
-        let mut response = respond(outcome.status(), Bytes::from(err.body()));
-        let headers = response.headers_mut();
-        match outcome {
-            Outcome::Unauthorized => {
-                headers.insert(
-                    http::header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static(r#"Basic realm="qikchat-bridge", charset="UTF-8""#),
-                );
-            }
-            Outcome::MethodNotAllowed => {
-                headers.insert(ALLOW, HeaderValue::from_static("POST"));
-            }
-            Outcome::Unavailable | Outcome::Overloaded => {
-                headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
-            }
-            _ => {}
-        }
         response
     }
 
@@ -313,15 +266,6 @@ impl<S: Sink> Webhook<S> {
             Ok(Ok(body)) => Ok(body),
         }
     }
-}
-
-fn respond(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(body));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
 }
 
 #[cfg(test)]

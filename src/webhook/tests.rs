@@ -2,6 +2,8 @@
 
 use std::sync::Mutex;
 
+use http::header::{CONTENT_TYPE, RETRY_AFTER};
+
 use super::*;
 use crate::config::Config;
 use crate::producer::ProduceError;

@@ -1,0 +1,66 @@
+//! What librdkafka calls back into: its log lines go to tracing, its statistics to the metrics
+//! (the webhook producer's as the gauges, the spool replayer's as traffic only), its errors to a
+//! warning.
+
+use std::sync::Arc;
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::KafkaError;
+use rdkafka::statistics::Statistics;
+
+use crate::metrics::Metrics;
+
+/// Which of the bridge's producers this is: its statistics feed the metrics differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProducerRole {
+    /// Sends the webhooks' records: its queue, brokers and batches are the gauges.
+    Webhooks,
+    /// Replays the spool: its traffic counts, its queue does not decide any answer.
+    Replay,
+}
+
+/// Routes librdkafka's logs into tracing and its statistics into metrics.
+#[derive(Debug)]
+pub struct BridgeContext {
+    metrics: Arc<Metrics>,
+    role: ProducerRole,
+}
+
+impl BridgeContext {
+    pub(super) fn new(metrics: Arc<Metrics>, role: ProducerRole) -> BridgeContext {
+        BridgeContext { metrics, role }
+    }
+}
+
+impl ClientContext for BridgeContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                tracing::error!(target: "librdkafka", facility = fac, "{message}")
+            }
+            RDKafkaLogLevel::Warning => {
+                tracing::warn!(target: "librdkafka", facility = fac, "{message}")
+            }
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", facility = fac, "{message}")
+            }
+            RDKafkaLogLevel::Debug => {
+                tracing::debug!(target: "librdkafka", facility = fac, "{message}")
+            }
+        }
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        self.metrics
+            .kafka_stats
+            .update(&statistics, self.role == ProducerRole::Webhooks);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(target: "librdkafka", %error, "{reason}");
+    }
+}

@@ -1,0 +1,73 @@
+//! The webhook's answers: the status, the JSON body and the headers of each outcome, and the one
+//! log line that says why a request was refused.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
+use http::{Response, StatusCode};
+use http_body_util::Full;
+
+use super::Webhook;
+use crate::error::{Outcome, WebhookError};
+use crate::producer::Sink;
+
+impl<S: Sink> Webhook<S> {
+    pub(super) fn refuse(
+        &self,
+        err: WebhookError,
+        elapsed: Duration,
+        request_id: &str,
+    ) -> Response<Full<Bytes>> {
+        let outcome = err.outcome();
+        match outcome {
+            // The cause is logged here, once; the answer itself stays opaque.
+            Outcome::Unavailable | Outcome::Failed => {
+                tracing::warn!(
+                    request_id,
+                    status = outcome.status().as_u16(),
+                    latency_ms = elapsed.as_secs_f64() * 1e3,
+                    error = %err,
+                    "not stored"
+                )
+            }
+            _ => {
+                tracing::info!(
+                    request_id,
+                    status = outcome.status().as_u16(),
+                    latency_ms = elapsed.as_secs_f64() * 1e3,
+                    error = %err,
+                    "refused"
+                )
+            }
+        }
+        self.metrics.answered(outcome, elapsed, self.ack_timeout);
+        let mut response = respond(outcome.status(), Bytes::from(err.body()));
+        let headers = response.headers_mut();
+        match outcome {
+            Outcome::Unauthorized => {
+                headers.insert(
+                    http::header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Basic realm="qikchat-bridge", charset="UTF-8""#),
+                );
+            }
+            Outcome::MethodNotAllowed => {
+                headers.insert(ALLOW, HeaderValue::from_static("POST"));
+            }
+            Outcome::Unavailable | Outcome::Overloaded => {
+                headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+pub(super) fn respond(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
