@@ -1,5 +1,5 @@
-//! Heap allocations on the request path, counted per thread: the classifier makes none and the
-//! handler stays within a small budget, so a change that brings allocations back fails here
+//! Heap allocations on the request path, counted per thread: the classifier makes at most one and
+//! the handler stays within a small budget, so a change that brings allocations back fails here
 //! rather than only in a profile.
 
 use std::sync::Arc;
@@ -58,13 +58,8 @@ impl Sink for Acknowledge {
 #[test]
 fn classifying_a_seed_payload_allocates_at_most_once() {
     for payload in PAYLOADS {
-        let mut event = String::new();
         let info = allocation_counter::measure(|| {
-            let envelope = classify(payload).expect("a seed payload is valid");
-            std::hint::black_box(&envelope);
-            if envelope.event.is_empty() {
-                event.push('?');
-            }
+            std::hint::black_box(classify(payload).expect("a seed payload is valid"));
         });
         assert!(
             info.count_total <= CLASSIFY_BUDGET,
@@ -72,7 +67,6 @@ fn classifying_a_seed_payload_allocates_at_most_once() {
             String::from_utf8_lossy(&payload[..60]),
             info.count_total
         );
-        assert!(event.is_empty());
     }
 }
 
