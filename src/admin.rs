@@ -75,7 +75,7 @@ pub fn answer<B>(req: &Request<B>, health: &Health, metrics: &Metrics) -> Respon
         "/metrics" => {
             metrics.ready.set(i64::from(health.readiness().is_ok()));
             if let Some(spool) = &health.spool {
-                metrics.observe_spool(spool);
+                metrics.spool.observe(spool);
             }
             let mut r = text(StatusCode::OK, metrics.render());
             r.headers_mut().insert(

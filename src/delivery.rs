@@ -53,7 +53,7 @@ impl<K: Sink> Delivery<K> {
         cause: &str,
     ) -> Result<Delivered, ProduceError> {
         let result = spool.append(SpooledRecord::from_record(record)).await;
-        self.metrics.spool_append(&result);
+        self.metrics.spool.append(&result);
         match result {
             Ok(seq) => {
                 tracing::debug!(seq, cause, "spooled");
@@ -142,7 +142,7 @@ pub async fn replay<K: Sink>(
                 Err(ProduceError::TooLarge | ProduceError::Rejected(_)) => {
                     // Kafka will never take it: keeping it would block its key forever.
                     tracing::error!(seq, topic = %r.topic, "Kafka refuses a spooled record permanently; dropping it from the spool");
-                    metrics.spool_dropped.inc();
+                    metrics.spool.dropped.inc();
                     delivered.push((*seq, r.key.clone(), *len));
                 }
                 Err(_) => failed += 1,
@@ -151,14 +151,14 @@ pub async fn replay<K: Sink>(
         let count = delivered.len() as u64;
         let remover = spool.clone();
         match tokio::task::spawn_blocking(move || remover.remove(&delivered)).await {
-            Ok(Ok(())) => metrics.spool_replayed.inc_by(count),
+            Ok(Ok(())) => metrics.spool.replayed.inc_by(count),
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "spool delete failed; records will be replayed again")
             }
             Err(e) => tracing::error!(error = %e, "spool delete task failed"),
         }
         if failed > 0 {
-            metrics.spool_replay_failures.inc_by(failed);
+            metrics.spool.replay_failures.inc_by(failed);
             tracing::warn!(failed, retry_in = ?backoff, "replay to Kafka failed; retrying");
             tokio::select! {
                 () = tokio::time::sleep(backoff) => {}

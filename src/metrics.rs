@@ -15,8 +15,10 @@ use prometheus::{
 use crate::auth::AuthFailure;
 use crate::error::Outcome;
 use crate::kafka_stats::KafkaStats;
-use crate::spool::{Spool, SpoolError};
 use crate::topics::EventType;
+
+mod spool;
+pub use spool::SpoolMetrics;
 
 const PREFIX: &str = "qikchat_bridge";
 
@@ -56,14 +58,7 @@ pub struct Metrics {
     /// A handful of topics: a scan of short names beats hashing them on every request.
     topics: Vec<TopicMetrics>,
     pub kafka_stats: Arc<KafkaStats>,
-    spool_appends: [IntCounter; 3],
-    pub spool_replayed: IntCounter,
-    pub spool_replay_failures: IntCounter,
-    pub spool_dropped: IntCounter,
-    spool_records: IntGauge,
-    spool_bytes: IntGauge,
-    spool_max_bytes: IntGauge,
-    spool_oldest_age: prometheus::Gauge,
+    pub spool: SpoolMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -151,37 +146,6 @@ impl Metrics {
         )?;
         build_info.set(1);
         let kafka_stats = Arc::new(KafkaStats::new(PREFIX)?);
-        let spool_appends_vec = IntCounterVec::new(
-            Opts::new(
-                name("spool_appends_total"),
-                "Records written to the spool, by result (ok, full, error)",
-            ),
-            &["result"],
-        )?;
-        let spool_replayed = IntCounter::new(
-            name("spool_replayed_total"),
-            "Spooled records delivered to Kafka",
-        )?;
-        let spool_replay_failures = IntCounter::new(
-            name("spool_replay_failures_total"),
-            "Spooled records Kafka did not acknowledge on a replay attempt (retried)",
-        )?;
-        let spool_dropped = IntCounter::new(
-            name("spool_dropped_total"),
-            "Spooled records Kafka refused permanently (too large, not authorized), removed from the spool",
-        )?;
-        let spool_records = IntGauge::new(name("spool_records"), "Records waiting in the spool")?;
-        let spool_bytes =
-            IntGauge::new(name("spool_bytes"), "Bytes of records waiting in the spool")?;
-        let spool_max_bytes = IntGauge::new(
-            name("spool_max_bytes"),
-            "Spool capacity in bytes (0: no spool)",
-        )?;
-        let spool_oldest_age = prometheus::Gauge::new(
-            name("spool_oldest_age_seconds"),
-            "Age of the oldest record waiting in the spool (0 when empty)",
-        )?;
-
         for c in [
             Box::new(requests_vec.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(durations_vec.clone()),
@@ -194,18 +158,11 @@ impl Metrics {
             Box::new(body_bytes.clone()),
             Box::new(ready.clone()),
             Box::new(build_info),
-            Box::new(spool_appends_vec.clone()),
-            Box::new(spool_replayed.clone()),
-            Box::new(spool_replay_failures.clone()),
-            Box::new(spool_dropped.clone()),
-            Box::new(spool_records.clone()),
-            Box::new(spool_bytes.clone()),
-            Box::new(spool_max_bytes.clone()),
-            Box::new(spool_oldest_age.clone()),
         ] {
             reg(c)?;
         }
         kafka_stats.register(&registry)?;
+        let spool = SpoolMetrics::new(&registry)?;
         #[cfg(target_os = "linux")]
         reg(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -251,15 +208,7 @@ impl Metrics {
             ready,
             topics,
             kafka_stats,
-            spool_appends: ["ok", "full", "error"]
-                .map(|r| spool_appends_vec.with_label_values(&[r])),
-            spool_replayed,
-            spool_replay_failures,
-            spool_dropped,
-            spool_records,
-            spool_bytes,
-            spool_max_bytes,
-            spool_oldest_age,
+            spool,
         })
     }
 
@@ -277,30 +226,6 @@ impl Metrics {
 
     pub fn auth_failure(&self, reason: AuthFailure) {
         self.auth_failures[reason as usize].inc();
-    }
-
-    pub fn spool_append(&self, result: &Result<u64, SpoolError>) {
-        let i = match result {
-            Ok(_) => 0,
-            Err(SpoolError::Full { .. }) => 1,
-            Err(SpoolError::Io(_)) => 2,
-        };
-        self.spool_appends[i].inc();
-    }
-
-    /// Refreshes the spool gauges; called before each scrape. Blocking (reads the oldest record).
-    pub fn observe_spool(&self, spool: &Spool) {
-        let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        self.spool_records.set(clamp(spool.records()));
-        self.spool_bytes.set(clamp(spool.bytes()));
-        self.spool_max_bytes.set(clamp(spool.max_bytes()));
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        let age = spool
-            .oldest_timestamp_ms()
-            .map_or(0.0, |t| (now_ms - t).max(0) as f64 / 1e3);
-        self.spool_oldest_age.set(age);
     }
 
     /// Per-topic handles; every topic the bridge writes was registered at start-up.

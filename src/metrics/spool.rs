@@ -1,0 +1,96 @@
+//! The spool's metrics: appends by result, replays, drops, and the gauges refreshed before each
+//! scrape.
+
+use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+use super::name;
+use crate::spool::{Spool, SpoolError};
+
+#[derive(Debug)]
+pub struct SpoolMetrics {
+    /// Resolved for `ok`, `full` and `error` at start-up, so all three show from the first scrape.
+    appends: [IntCounter; 3],
+    pub replayed: IntCounter,
+    pub replay_failures: IntCounter,
+    pub dropped: IntCounter,
+    records: IntGauge,
+    bytes: IntGauge,
+    max_bytes: IntGauge,
+    oldest_age: Gauge,
+}
+
+impl SpoolMetrics {
+    pub(super) fn new(registry: &Registry) -> prometheus::Result<SpoolMetrics> {
+        let appends = IntCounterVec::new(
+            Opts::new(
+                name("spool_appends_total"),
+                "Records written to the spool, by result (ok, full, error)",
+            ),
+            &["result"],
+        )?;
+        let replayed = IntCounter::new(
+            name("spool_replayed_total"),
+            "Spooled records delivered to Kafka",
+        )?;
+        let replay_failures = IntCounter::new(
+            name("spool_replay_failures_total"),
+            "Spooled records Kafka did not acknowledge on a replay attempt (retried)",
+        )?;
+        let dropped = IntCounter::new(
+            name("spool_dropped_total"),
+            "Spooled records Kafka refused permanently (too large, not authorized), removed from the spool",
+        )?;
+        let records = IntGauge::new(name("spool_records"), "Records waiting in the spool")?;
+        let bytes = IntGauge::new(name("spool_bytes"), "Bytes of records waiting in the spool")?;
+        let max_bytes = IntGauge::new(
+            name("spool_max_bytes"),
+            "Spool capacity in bytes (0: no spool)",
+        )?;
+        let oldest_age = Gauge::new(
+            name("spool_oldest_age_seconds"),
+            "Age of the oldest record waiting in the spool (0 when empty)",
+        )?;
+        registry.register(Box::new(appends.clone()))?;
+        for c in [&replayed, &replay_failures, &dropped] {
+            registry.register(Box::new(c.clone()))?;
+        }
+        for g in [&records, &bytes, &max_bytes] {
+            registry.register(Box::new(g.clone()))?;
+        }
+        registry.register(Box::new(oldest_age.clone()))?;
+        Ok(SpoolMetrics {
+            appends: ["ok", "full", "error"].map(|r| appends.with_label_values(&[r])),
+            replayed,
+            replay_failures,
+            dropped,
+            records,
+            bytes,
+            max_bytes,
+            oldest_age,
+        })
+    }
+
+    pub fn append(&self, result: &Result<u64, SpoolError>) {
+        let i = match result {
+            Ok(_) => 0,
+            Err(SpoolError::Full { .. }) => 1,
+            Err(SpoolError::Io(_)) => 2,
+        };
+        self.appends[i].inc();
+    }
+
+    /// Refreshes the gauges; called before each scrape. Blocking (reads the oldest record).
+    pub fn observe(&self, spool: &Spool) {
+        let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.records.set(clamp(spool.records()));
+        self.bytes.set(clamp(spool.bytes()));
+        self.max_bytes.set(clamp(spool.max_bytes()));
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let age = spool
+            .oldest_timestamp_ms()
+            .map_or(0.0, |t| (now_ms - t).max(0) as f64 / 1e3);
+        self.oldest_age.set(age);
+    }
+}
