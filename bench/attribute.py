@@ -36,7 +36,9 @@ PART_RULES = [
     (RT, "Kafka: the rest of the sink's send (delivery future, deadline timer, metrics)",
      ["KafkaSink as qikchat_bridge::producer::Sink>::send", "FutureProducer"]),
     (RT, "Basic auth (base64, SHA-256 of the credential)", ["qikchat_bridge::auth::"]),
-    (RT, "body SHA-256 header", ["sha256_hex"]),
+    # The credential's digest is inside auth (above); sha256_hex is inlined into the handler and
+    # leaves no frame of its own, so any other SHA-256 on a runtime thread is the body's.
+    (RT, "body SHA-256 header", ["sha256_hex", "sha2::sha256::"]),
     (RT, "classify (JSON scan for event, key, depth)", ["qikchat_bridge::classify::"]),
     (RT, "response write: writev, loopback TCP incl. the client's receive and wake-up", ["writev"]),
     (RT, "request read: recv", ["__libc_recv", "recvfrom"]),

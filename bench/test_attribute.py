@@ -58,6 +58,13 @@ class AttributeTest(unittest.TestCase):
         self.assertTrue(attribute.part_of("librdkafka", frames).startswith("delivery reports"))
         self.assertTrue(attribute.part_of("runtime", frames).startswith("Kafka: the rest"))
 
+    def test_the_body_digest_is_found_without_its_inlined_frame_and_the_credential_stays_auth(self):
+        body = ["sha2::sha256::x86::digest_blocks", "<D as digest::digest::Digest>::digest",
+                "<tracing::instrument::Instrumented<T> as core::future::future::Future>::poll"]
+        self.assertEqual(attribute.part_of("runtime", body), "body SHA-256 header")
+        credential = body[:2] + ["qikchat_bridge::auth::Credentials::check"] + body[2:]
+        self.assertTrue(attribute.part_of("runtime", credential).startswith("Basic auth"))
+
 
 if __name__ == "__main__":
     unittest.main()
