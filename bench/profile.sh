@@ -2,7 +2,8 @@
 # Where one server's CPU goes at peak: a system-wide `perf` profile of a closed-loop phase.
 # See bench/README.md ("Profiling"). Usage:
 #   bench/profile.sh [--server bridge|nokafka|ceiling] [--connections N] [--seconds S] [--out DIR]
-#                    [--call-graph]
+#                    [--call-graph] [--rate R]
+# --rate profiles an open-loop phase of R requests/s instead of the closed-loop peak.
 # Needs perf (Debian: linux-perf) and the binaries bench/run.sh builds (run it once first).
 # Prints loadgen's figures (CPU per request by thread group, the machine's idle share), and the
 # server's runtime threads' kernel/user split and hottest functions. With --call-graph, perf also
@@ -14,7 +15,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 # shellcheck source=bench/common.sh
 . "$here/common.sh"
-server=bridge connections=256 seconds=6 out=$here/out/profile callgraph=0
+server=bridge connections=256 seconds=6 out=$here/out/profile callgraph=0 rate=
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -23,6 +24,7 @@ while [ $# -gt 0 ]; do
     --seconds) seconds=${2:?}; shift ;;
     --out) out=${2:?}; shift ;;
     --call-graph) callgraph=1 ;;
+    --rate) rate=${2:?}; shift ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $1" ;;
   esac
@@ -42,7 +44,8 @@ watch=()
 
 send_webhooks --connections 64 --duration 3 >/dev/null 2>&1
 # The profile covers the middle of the phase: two seconds of load before it and after it.
-send_webhooks --connections "$connections" --duration $((seconds + 4)) --watch "$server=$server_pid" \
+send_webhooks --connections "$connections" ${rate:+--rate "$rate"} --duration $((seconds + 4)) \
+  --watch "$server=$server_pid" \
   "${watch[@]}" >"$out/run.json" 2>"$out/run.err" &
 load=$!
 sleep 2
