@@ -27,9 +27,10 @@ impl KafkaProperties {
 /// 0.25 ms linger lets concurrent webhooks share a produce request: measured with bench/run.sh it
 /// beat 0 (more produce requests, +40% CPU per record), 0.1 (6% lower peak) and 1 ms (p99 over
 /// 2 ms at 5k req/s); against 0.5 it kept the same peak and cut p99 at 5k req/s by 0.2-0.4 ms,
-/// which keeps that target met on a busy host, for ~10% more CPU per request at such rates. No compression, as librdkafka's own default: with lz4
-/// the broker thread spent 1.3 µs more per record (a compression buffer allocated and zeroed per
-/// batch), a third of its CPU, to shrink records that are ~1 KiB of JSON. Nagle off on broker
+/// which keeps that target met on a busy host, for ~10% more CPU per request at such rates. No
+/// compression, as librdkafka's own default: with lz4 the broker thread spent 1.3 µs more per
+/// record (a compression buffer allocated and zeroed per batch), a third of its CPU, to shrink
+/// records that are ~1 KiB of JSON. Nagle off on broker
 /// sockets: every answer waits on a produce request, which should leave at once (5 of 6
 /// alternating runs at 256 connections were 6-25% faster with it off). A 20 ms first reconnect
 /// backoff (librdkafka: 100): librdkafka spaces its "connect to any broker" attempts by half of it
