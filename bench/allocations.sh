@@ -27,7 +27,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-command -v perf >/dev/null || die "perf is not installed (Debian: apt-get install linux-perf)"
+need_perf
 loadgen=$here/target/release/loadgen
 case "$server" in
   bridge|nokafka) bin=$(server_bin "$server") || die "cannot start --server $server" ;;
@@ -37,8 +37,7 @@ mkdir -p "$out"
 
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  stop_pids
   perf probe -q -d 'qballoc:*' 2>/dev/null || true
 }
 trap cleanup EXIT

@@ -7,6 +7,14 @@ die() { echo "$(basename "$0" .sh): $*" >&2; exit 1; }
 # usage: the script's header comment, from its second line to the first line that is not one.
 usage() { sed -n '2,/^[^#]/p' "$0" | sed -n 's/^# \{0,1\}//p'; }
 
+# stop_pids: kills every process in the caller's pids array and reaps them (for its EXIT trap).
+stop_pids() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+# need_perf: profile.sh and allocations.sh stop here, with the package to install, without perf.
+need_perf() { command -v perf >/dev/null || die "perf is not installed (Debian: apt-get install linux-perf)"; }
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # start_dev_kafka BRIDGE_BIN DIR: runs `BRIDGE_BIN dev-kafka` in the background, its output in

@@ -31,13 +31,13 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-command -v perf >/dev/null || die "perf is not installed (Debian: apt-get install linux-perf)"
+need_perf
 loadgen=$here/target/release/loadgen
 server_bin "$server" >/dev/null || die "cannot start --server $server"
 mkdir -p "$out"
 
 pids=()
-trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true' EXIT
+trap stop_pids EXIT
 start_server "$server" "$out" || die "$server did not start"
 watch=()
 [ -z "$kafka_pid" ] || watch+=(--watch "kafka=$kafka_pid")

@@ -26,7 +26,7 @@ for b in "$bridge" "$loadgen"; do [ -x "$b" ] || die "$b is missing: run bench/r
 
 tmp=$(mktemp -d)
 pids=()
-trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"' EXIT
+trap 'stop_pids; rm -rf "$tmp"' EXIT
 
 start_dev_kafka "$bridge" "$tmp" || die "dev-kafka did not start"
 pids+=("$kafka_pid")
