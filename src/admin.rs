@@ -20,7 +20,7 @@ use crate::spool::Spool;
 /// What readiness depends on.
 #[derive(Debug, Default)]
 pub struct Health {
-    /// A broker answered the last metadata request.
+    /// The producer has not failed and a broker answered its last metadata request.
     pub kafka_ready: Arc<AtomicBool>,
     /// Shutdown has begun.
     pub draining: AtomicBool,
@@ -38,9 +38,9 @@ impl Health {
         {
             Ok(())
         } else if self.spool.is_some() {
-            Err("Kafka is unreachable and the spool is full")
+            Err("Kafka is unavailable and the spool is full")
         } else {
-            Err("Kafka is unreachable: no broker answered the last metadata request")
+            Err("Kafka is unavailable: the producer has failed or no broker answered the last metadata request")
         }
     }
 }

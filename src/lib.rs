@@ -141,6 +141,10 @@ pub async fn run(
                 metrics.clone(),
                 ProducerRole::Replay,
             )?);
+            tokio::spawn(producer::replace_on_fatal(
+                replay_sink.clone(),
+                stop_rx.clone(),
+            ));
             Some(tokio::spawn(delivery::replay(
                 spool.clone(),
                 replay_sink,
@@ -150,6 +154,7 @@ pub async fn run(
         }
         None => None,
     };
+    let replacing = tokio::spawn(producer::replace_on_fatal(sink.clone(), stop_rx.clone()));
     let readiness = tokio::spawn(producer::watch_readiness(
         sink.clone(),
         config.topics.route(topics::EVENT_MESSAGE_IN).topic.clone(),
@@ -201,6 +206,7 @@ pub async fn run(
     let _ = stop_tx.send(true);
     let _ = admin.await;
     let _ = readiness.await;
+    let _ = replacing.await;
     if let Some(mut replay) = replay {
         // A replay round can wait up to its 30 s message timeout; records are deleted only after
         // delivery, so cutting it short costs at most a repeat at the next start.

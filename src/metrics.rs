@@ -55,6 +55,8 @@ pub struct Metrics {
     pub in_flight: IntGauge,
     pub body_bytes: Histogram,
     pub ready: IntGauge,
+    /// By producer role: librdkafka declared the producer failed and the bridge made a new one.
+    pub producers_replaced: IntCounterVec,
     /// A handful of topics: a scan of short names beats hashing them on every request.
     topics: Vec<TopicMetrics>,
     pub kafka_stats: Arc<KafkaStats>,
@@ -124,6 +126,13 @@ impl Metrics {
             name("slow_responses_total"),
             "Webhook answers that took longer than the ack timeout",
         )?;
+        let producers_replaced = IntCounterVec::new(
+            Opts::new(
+                name("kafka_producers_replaced_total"),
+                "Producers replaced after a fatal librdkafka error, by role (webhooks or replay)",
+            ),
+            &["role"],
+        )?;
         let in_flight = IntGauge::new(
             name("requests_in_flight"),
             "Webhook requests being handled now",
@@ -154,6 +163,7 @@ impl Metrics {
             Box::new(deliveries.clone()),
             Box::new(delivery_vec.clone()),
             Box::new(slow_responses.clone()),
+            Box::new(producers_replaced.clone()),
             Box::new(in_flight.clone()),
             Box::new(body_bytes.clone()),
             Box::new(ready.clone()),
@@ -182,6 +192,9 @@ impl Metrics {
             .iter()
             .map(|e| events_vec.with_label_values(&[e.as_str()]))
             .collect();
+        for role in ["webhooks", "replay"] {
+            producers_replaced.with_label_values(&[role]);
+        }
         let auth_failures = AuthFailure::ALL
             .iter()
             .map(|r| auth_vec.with_label_values(&[r.as_str()]))
@@ -204,6 +217,7 @@ impl Metrics {
             auth_failures,
             slow_responses,
             in_flight,
+            producers_replaced,
             body_bytes,
             ready,
             topics,

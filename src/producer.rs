@@ -3,8 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
@@ -12,13 +11,18 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::metrics::Metrics;
 use crate::record::Record;
 
 mod context;
+mod readiness;
+mod replace;
 pub use context::{BridgeContext, ProducerRole};
+pub use readiness::watch_readiness;
+pub use replace::replace_on_fatal;
 
 /// Where an accepted record is now: acknowledged by Kafka, or durably in the spool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +43,8 @@ pub enum ProduceError {
     /// Retrying the same record cannot help (authorization, unknown topic, invalid record).
     #[error("Kafka refused the record: {0}")]
     Rejected(String),
-    /// The cluster could not take it now (brokers down, timeouts, leader moves).
+    /// The cluster could not take it now (brokers down, timeouts, leader moves), or librdkafka
+    /// declared the producer failed: the record is fine, and the replacement producer takes it.
     #[error("Kafka is unavailable: {0}")]
     Unavailable(String),
 }
@@ -59,7 +64,6 @@ impl ProduceError {
             | C::InvalidRecord
             | C::InvalidMessage
             | C::InvalidTopic
-            | C::Fatal
             | C::Authentication => ProduceError::Rejected(format!("{code:?}")),
             _ => ProduceError::Unavailable(format!("{code:?}")),
         }
@@ -99,8 +103,13 @@ pub trait Sink: Send + Sync + 'static {
 }
 
 pub struct KafkaSink {
-    producer: FutureProducer<BridgeContext>,
+    /// Swapped for a new one when librdkafka declares it failed (see `replace`); senders hold
+    /// the read lock only while handing a record over, never across an await.
+    producer: RwLock<FutureProducer<BridgeContext>>,
+    config: ClientConfig,
+    role: ProducerRole,
     metrics: Arc<Metrics>,
+    fatal: Arc<Notify>,
 }
 
 impl std::fmt::Debug for KafkaSink {
@@ -121,14 +130,43 @@ impl KafkaSink {
         for (k, v) in properties {
             config.set(k, v);
         }
-        let producer = config.create_with_context(BridgeContext::new(metrics.clone(), role))?;
-        Ok(KafkaSink { producer, metrics })
+        let fatal = Arc::new(Notify::new());
+        let context = BridgeContext::new(metrics.clone(), role, fatal.clone());
+        let producer = RwLock::new(config.create_with_context(context)?);
+        Ok(KafkaSink {
+            producer,
+            config,
+            role,
+            metrics,
+            fatal,
+        })
+    }
+
+    fn producer(&self) -> RwLockReadGuard<'_, FutureProducer<BridgeContext>> {
+        // A writer only swaps the value, so a poisoned lock still holds a whole producer.
+        self.producer.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// librdkafka's reason when it has declared the current producer failed.
+    pub fn fatal_error(&self) -> Option<String> {
+        self.producer()
+            .client()
+            .fatal_error()
+            .map(|(code, reason)| format!("{code:?}: {reason}"))
+    }
+
+    /// Sorts a librdkafka error for the answer; a fatal one also wakes `replace_on_fatal`.
+    fn sort_error(&self, error: &KafkaError) -> ProduceError {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
+            self.fatal.notify_one();
+        }
+        ProduceError::from_kafka(error)
     }
 
     /// Asks a broker for `topic`'s metadata: the readiness test. Blocking; call off the runtime.
     pub fn check_metadata(&self, topic: &str, timeout: Duration) -> Result<(), KafkaError> {
         let md = self
-            .producer
+            .producer()
             .client()
             .fetch_metadata(Some(topic), timeout)?;
         match md.topics().first().and_then(|t| t.error()) {
@@ -139,11 +177,11 @@ impl KafkaSink {
 
     /// Waits for queued records to be delivered. Blocking; call off the runtime.
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
-        self.producer.flush(Timeout::After(timeout))
+        self.producer().flush(Timeout::After(timeout))
     }
 
     pub fn in_flight(&self) -> i32 {
-        self.producer.in_flight_count()
+        self.producer().in_flight_count()
     }
 }
 
@@ -172,15 +210,17 @@ impl Sink for KafkaSink {
         if let Some(key) = &record.key {
             out = out.key(key.as_bytes());
         }
-        let result = match self.producer.send_result(out) {
-            Err((e, _)) => Err(ProduceError::from_kafka(&e)),
+        // The guard is dropped before the await: the delivery future does not borrow it.
+        let sent = self.producer().send_result(out);
+        let result = match sent {
+            Err((e, _)) => Err(self.sort_error(&e)),
             // On timeout the delivery future is dropped, but librdkafka keeps the record until
             // message.timeout.ms (by default the ack timeout), so it may still arrive: a duplicate
             // the sender's retry makes, never a loss.
             Ok(delivery) => match tokio::time::timeout_at(deadline, delivery).await {
                 Err(_) => Err(ProduceError::Timeout),
                 Ok(Err(_canceled)) => Err(ProduceError::Unavailable("producer closed".into())),
-                Ok(Ok(Err((e, _)))) => Err(ProduceError::from_kafka(&e)),
+                Ok(Ok(Err((e, _)))) => Err(self.sort_error(&e)),
                 Ok(Ok(Ok(d))) => Ok(Delivered::Kafka {
                     partition: d.partition,
                     offset: d.offset,
@@ -197,39 +237,6 @@ impl Sink for KafkaSink {
             }
         }
         result
-    }
-}
-
-/// Keeps `ready` true while a broker answers metadata requests for `topic`, checking every
-/// `interval` until `stop` turns true.
-pub async fn watch_readiness(
-    sink: Arc<KafkaSink>,
-    topic: String,
-    ready: Arc<AtomicBool>,
-    interval: Duration,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    loop {
-        let probe = sink.clone();
-        let t = topic.clone();
-        let ok = tokio::task::spawn_blocking(move || {
-            probe.check_metadata(&t, interval.max(Duration::from_millis(500)))
-        })
-        .await
-        .map(|r| r.map_err(|e| e.to_string()))
-        .unwrap_or_else(|e| Err(e.to_string()));
-        let was = ready.swap(ok.is_ok(), Ordering::SeqCst);
-        match (&ok, was) {
-            (Ok(()), false) => tracing::info!(topic, "Kafka answers metadata requests: ready"),
-            (Err(e), true) => {
-                tracing::warn!(topic, error = %e, "Kafka metadata request failed: not ready")
-            }
-            _ => {}
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            () = crate::admin::stopped(&mut stop) => return,
-        }
     }
 }
 
@@ -255,6 +262,11 @@ mod tests {
         ));
         assert!(matches!(
             e(RDKafkaErrorCode::NotLeaderForPartition),
+            ProduceError::Unavailable(_)
+        ));
+        // The producer failed, not the record: the replacement producer will take it.
+        assert!(matches!(
+            e(RDKafkaErrorCode::Fatal),
             ProduceError::Unavailable(_)
         ));
     }

@@ -1,13 +1,14 @@
 //! What librdkafka calls back into: its log lines go to tracing, its statistics to the metrics
 //! (the webhook producer's as the gauges, the spool replayer's as traffic only), its errors to a
-//! warning.
+//! warning, except a fatal one, which wakes the task that replaces the producer.
 
 use std::sync::Arc;
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::statistics::Statistics;
+use tokio::sync::Notify;
 
 use crate::metrics::Metrics;
 
@@ -20,16 +21,35 @@ pub enum ProducerRole {
     Replay,
 }
 
+impl ProducerRole {
+    /// The `role` label of the producer metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            ProducerRole::Webhooks => "webhooks",
+            ProducerRole::Replay => "replay",
+        }
+    }
+}
+
 /// Routes librdkafka's logs into tracing and its statistics into metrics.
 #[derive(Debug)]
 pub struct BridgeContext {
     metrics: Arc<Metrics>,
     role: ProducerRole,
+    fatal: Arc<Notify>,
 }
 
 impl BridgeContext {
-    pub(super) fn new(metrics: Arc<Metrics>, role: ProducerRole) -> BridgeContext {
-        BridgeContext { metrics, role }
+    pub(super) fn new(
+        metrics: Arc<Metrics>,
+        role: ProducerRole,
+        fatal: Arc<Notify>,
+    ) -> BridgeContext {
+        BridgeContext {
+            metrics,
+            role,
+            fatal,
+        }
     }
 }
 
@@ -61,6 +81,11 @@ impl ClientContext for BridgeContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(target: "librdkafka", %error, "{reason}");
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
+            tracing::error!(target: "librdkafka", %error, "{reason}");
+            self.fatal.notify_one();
+        } else {
+            tracing::warn!(target: "librdkafka", %error, "{reason}");
+        }
     }
 }

@@ -1,0 +1,169 @@
+//! A producer librdkafka declares failed (an idempotent producer that met a sequence gap) is
+//! replaced: the webhooks caught in it are answered 503, never a lasting 500, and the next ones
+//! are stored.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::{request_id, TestApp, PASS, USER};
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+const TOPIC: &str = "whatsapp.message.status";
+
+fn status(n: u32) -> Vec<u8> {
+    format!(r#"{{"event":"whatsapp:message:status","payload":{{"id":"f{n}","to":"+9100{n:06}","status":"read"}}}}"#)
+        .into_bytes()
+}
+
+async fn post(app: &TestApp, n: u32) -> (u16, String, Option<String>) {
+    let r = app
+        .http
+        .post(app.url())
+        .basic_auth(USER, Some(PASS))
+        .body(status(n))
+        .send()
+        .await
+        .expect("request");
+    let retry_after = r
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap_or_default().to_string());
+    (r.status().as_u16(), request_id(&r), retry_after)
+}
+
+fn replaced(metrics: &str) -> Option<u64> {
+    metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(r#"qikchat_bridge_kafka_producers_replaced_total{role="webhooks"} "#)
+        })
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// The replacement runs beside the requests: waits for the counter to reach `want`.
+async fn wait_replaced(app: &TestApp, want: u64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, metrics) = app.admin_get("/metrics").await;
+        let now = replaced(&metrics);
+        if now == Some(want) {
+            return metrics;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "producers replaced: {now:?}, want {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fatal_producer_error_is_answered_503_and_the_producer_is_replaced() {
+    let app = TestApp::start(&["-X", "enable.idempotence=true", "-X", "acks=all"]).await;
+    let (first, first_id, _) = post(&app, 0).await;
+    assert_eq!(first, 200);
+    assert_eq!(replaced(&app.admin_get("/metrics").await.1), Some(0));
+
+    // The broker answers the next produce request with a gap in the sequence: librdkafka cannot
+    // retry it without risking a duplicate or a reordering, so it declares the producer failed.
+    app.cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER],
+    );
+    let mut statuses = BTreeMap::<u16, usize>::new();
+    let mut stored = vec![first_id];
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut n = 1;
+    // Until the replacement has taken a few webhooks in a row.
+    let mut in_a_row = 0;
+    while in_a_row < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "no webhook stored since the fatal error: {statuses:?}"
+        );
+        let (status, id, retry_after) = post(&app, n).await;
+        n += 1;
+        *statuses.entry(status).or_default() += 1;
+        match status {
+            200 => {
+                in_a_row += 1;
+                stored.push(id);
+            }
+            503 => {
+                in_a_row = 0;
+                assert_eq!(retry_after.as_deref(), Some("1"), "503 carries Retry-After");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => panic!("answered {other} after the fatal error ({statuses:?})"),
+        }
+    }
+    assert!(
+        statuses.get(&503).copied().unwrap_or(0) >= 1,
+        "the webhook caught in the failed producer is answered 503: {statuses:?}"
+    );
+    wait_replaced(&app, 1).await;
+    assert_eq!(app.admin_get("/readyz").await.0, 200);
+
+    let got = app
+        .records(TOPIC, stored.len(), Duration::from_secs(10))
+        .await;
+    for id in &stored {
+        assert!(
+            got.iter().any(|g| g.headers.get("request-id") == Some(id)),
+            "{id} was answered 200 but is not in Kafka"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_spool_the_webhooks_caught_in_a_failed_producer_are_spooled_and_all_reach_kafka() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = dir.path().display().to_string();
+    let app = TestApp::start(&[
+        "-X",
+        "enable.idempotence=true",
+        "-X",
+        "acks=all",
+        "--spool-dir",
+        &spool,
+    ])
+    .await;
+    // A gap after the first record (the first sequence number is always accepted).
+    let (status, id, _) = post(&app, 0).await;
+    assert_eq!(status, 200);
+    let mut ids = vec![id];
+    app.cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER],
+    );
+    for n in 1..20 {
+        let (status, id, _) = post(&app, n).await;
+        assert_eq!(
+            status, 200,
+            "webhook {n}: every answer is 200 while the spool has room"
+        );
+        ids.push(id);
+    }
+    let metrics = wait_replaced(&app, 1).await;
+    assert!(
+        !metrics.contains(r#"qikchat_bridge_spool_appends_total{result="ok"} 0"#),
+        "the webhook caught in the failed producer went to the spool"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = app.records(TOPIC, ids.len(), Duration::from_secs(2)).await;
+        let missing: Vec<_> = ids
+            .iter()
+            .filter(|id| !got.iter().any(|g| g.headers.get("request-id") == Some(*id)))
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "answered 200, not in Kafka: {missing:?}"
+        );
+    }
+}
