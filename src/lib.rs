@@ -130,6 +130,7 @@ pub async fn run(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     // Replay gets a producer of its own: the webhook producer's message timeout is the ack
     // deadline, which a slow broker can exceed for every record; replay can wait longer.
+    let mut replacers = Vec::new();
     let replay = match &spool {
         Some(spool) => {
             let mut props = config.producer_properties(&bootstrap);
@@ -141,10 +142,10 @@ pub async fn run(
                 metrics.clone(),
                 ProducerRole::Replay,
             )?);
-            tokio::spawn(producer::replace_on_fatal(
+            replacers.push(tokio::spawn(producer::replace_on_fatal(
                 replay_sink.clone(),
                 stop_rx.clone(),
-            ));
+            )));
             Some(tokio::spawn(delivery::replay(
                 spool.clone(),
                 replay_sink,
@@ -154,7 +155,10 @@ pub async fn run(
         }
         None => None,
     };
-    let replacing = tokio::spawn(producer::replace_on_fatal(sink.clone(), stop_rx.clone()));
+    replacers.push(tokio::spawn(producer::replace_on_fatal(
+        sink.clone(),
+        stop_rx.clone(),
+    )));
     let readiness = tokio::spawn(producer::watch_readiness(
         sink.clone(),
         config.topics.route(topics::EVENT_MESSAGE_IN).topic.clone(),
@@ -206,7 +210,9 @@ pub async fn run(
     let _ = stop_tx.send(true);
     let _ = admin.await;
     let _ = readiness.await;
-    let _ = replacing.await;
+    for replacer in replacers {
+        let _ = replacer.await;
+    }
     if let Some(mut replay) = replay {
         // A replay round can wait up to its 30 s message timeout; records are deleted only after
         // delivery, so cutting it short costs at most a repeat at the next start.
