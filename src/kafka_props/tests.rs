@@ -39,7 +39,7 @@ fn environment_names_map_like_confluent_images() {
 fn flags_win_over_environment_which_wins_over_defaults() {
     let props = from_sources(
         env(&[
-            ("KAFKA_ACKS", "all"),
+            ("KAFKA_ACKS", "1"),
             ("KAFKA_LINGER_MS", "5"),
             ("PATH", "/bin"),
         ]),
@@ -48,7 +48,7 @@ fn flags_win_over_environment_which_wins_over_defaults() {
         &no_files,
     )
     .expect("valid");
-    assert_eq!(props.get("acks"), Some("all"));
+    assert_eq!(props.get("acks"), Some("1"));
     assert_eq!(props.get("linger.ms"), Some("0"));
     assert_eq!(props.get("message.timeout.ms"), Some("1500"));
     assert_eq!(props.get("path"), None);
@@ -106,4 +106,31 @@ fn bootstrap_servers_must_come_from_the_brokers_setting() {
         &no_files,
     );
     assert!(err.is_err());
+}
+
+#[test]
+fn the_defaults_wait_for_every_in_sync_replica_with_idempotence() {
+    let props = from_sources(env(&[]), &[], Duration::from_secs(1), &no_files).expect("valid");
+    assert_eq!(props.get("acks"), Some("all"));
+    assert_eq!(props.get("enable.idempotence"), Some("true"));
+}
+
+#[test]
+fn a_weaker_acks_turns_the_default_idempotence_off_but_never_an_explicit_one() {
+    let with = |vars: &[(&str, &str)], flags: &[&str]| {
+        let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+        from_sources(env(vars), &flags, Duration::from_secs(1), &no_files).expect("valid")
+    };
+    let p = with(&[("KAFKA_ACKS", "1")], &[]);
+    assert_eq!(p.get("enable.idempotence"), Some("false"));
+    let p = with(&[], &["request.required.acks=0"]);
+    assert_eq!(p.get("enable.idempotence"), Some("false"));
+    let p = with(&[("KAFKA_ACKS", "-1")], &[]);
+    assert_eq!(p.get("enable.idempotence"), Some("true"));
+    // Contradictory on purpose: librdkafka's own error at start-up says why.
+    let p = with(
+        &[("KAFKA_ACKS", "1"), ("KAFKA_ENABLE_IDEMPOTENCE", "true")],
+        &[],
+    );
+    assert_eq!(p.get("enable.idempotence"), Some("true"));
 }
