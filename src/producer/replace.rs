@@ -1,10 +1,10 @@
 //! Replacing a producer that librdkafka has declared failed, which would otherwise refuse every
 //! record until the process restarts.
 //!
-//! An idempotent producer (`enable.idempotence=true`, the Helm chart's setting) raises a fatal
-//! error when it can no longer keep its promise of no duplicates and no reordering: a broker
-//! answers a produce request with a sequence gap, or forgets the producer id. librdkafka then
-//! fails every record, new and queued, and asks the application to make a new producer.
+//! An idempotent producer (`enable.idempotence=true`, the default) raises a fatal error when it
+//! can no longer keep its promise of no duplicates and no reordering: a broker answers a produce
+//! request with a sequence gap, or forgets the producer id. librdkafka then fails every record,
+//! new and queued, and asks the application to make a new producer.
 
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
