@@ -6,11 +6,12 @@
 //! request with a sequence gap, or forgets the producer id. librdkafka then fails every record,
 //! new and queued, and asks the application to make a new producer.
 
+use std::future::Future;
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use rdkafka::error::KafkaError;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use super::{BridgeContext, KafkaSink};
@@ -23,7 +24,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 impl KafkaSink {
     /// Makes a new producer from the same properties and drops the failed one. Blocking (the
     /// old producer's threads are joined); call off the runtime.
-    fn replace(&self) -> Result<(), KafkaError> {
+    fn replace_producer(&self) -> Result<(), KafkaError> {
         let context = BridgeContext::new(self.metrics.clone(), self.role, self.fatal.clone());
         let fresh = self.config.create_with_context(context)?;
         let failed = std::mem::replace(
@@ -45,30 +46,61 @@ impl KafkaSink {
     }
 }
 
+/// What `replace_on_fatal` needs of a sink: a trait so that its pacing is tested on a paused
+/// clock with a fake.
+pub trait Replaceable: Send + Sync + 'static {
+    /// Wakes the task when librdkafka reports a fatal error.
+    fn fatal_signal(&self) -> &Notify;
+    /// librdkafka's reason when the current producer has failed.
+    fn failure(&self) -> Option<String>;
+    /// The `role` label.
+    fn role_label(&self) -> &'static str;
+    /// Puts a new producer in place of the failed one.
+    fn replace(self: Arc<Self>) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+impl Replaceable for KafkaSink {
+    fn fatal_signal(&self) -> &Notify {
+        &self.fatal
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.fatal_error()
+    }
+
+    fn role_label(&self) -> &'static str {
+        self.role.label()
+    }
+
+    async fn replace(self: Arc<Self>) -> Result<(), String> {
+        match tokio::task::spawn_blocking(move || self.replace_producer()).await {
+            Ok(replaced) => replaced.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
 /// Waits for librdkafka's fatal errors on `sink` and replaces its producer, until `stop`.
-pub async fn replace_on_fatal(sink: Arc<KafkaSink>, mut stop: watch::Receiver<bool>) {
-    let role = sink.role.label();
+pub async fn replace_on_fatal<S: Replaceable>(sink: Arc<S>, mut stop: watch::Receiver<bool>) {
+    let role = sink.role_label();
     let mut backoff = FIRST_BACKOFF;
     let mut last = None::<Instant>;
     loop {
         tokio::select! {
-            () = sink.fatal.notified() => {}
+            () = sink.fatal_signal().notified() => {}
             () = crate::admin::stopped(&mut stop) => return,
         }
         // Wake-ups also come from the replaced producer's last records: only a failed current
         // producer is replaced.
-        let Some(reason) = sink.fatal_error() else {
+        let Some(reason) = sink.failure() else {
             continue;
         };
         if last.is_some_and(|t| t.elapsed() > 2 * MAX_BACKOFF) {
             backoff = FIRST_BACKOFF;
         }
         tracing::error!(role, reason, "Kafka producer failed: replacing it");
-        let replacing = sink.clone();
-        match tokio::task::spawn_blocking(move || replacing.replace()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(role, error = %e, "Kafka producer not replaced"),
-            Err(e) => tracing::error!(role, error = %e, "Kafka producer replacement task failed"),
+        if let Err(e) = sink.clone().replace().await {
+            tracing::error!(role, error = %e, "Kafka producer not replaced");
         }
         last = Some(Instant::now());
         // A failure seen during the pause keeps its wake-up, so it is handled right after.
@@ -77,5 +109,106 @@ pub async fn replace_on_fatal(sink: Arc<KafkaSink>, mut stop: watch::Receiver<bo
             () = crate::admin::stopped(&mut stop) => return,
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// A sink whose producer fails when told to, and which notes when it was replaced.
+    #[derive(Default)]
+    struct Fake {
+        signal: Notify,
+        failed: AtomicBool,
+        replaced_at: Mutex<Vec<Duration>>,
+        start: Mutex<Option<Instant>>,
+    }
+
+    impl Fake {
+        fn fail(&self) {
+            self.failed.store(true, Ordering::SeqCst);
+            self.signal.notify_one();
+        }
+
+        fn replaced_at(&self) -> Vec<Duration> {
+            self.replaced_at.lock().unwrap().clone()
+        }
+    }
+
+    impl Replaceable for Fake {
+        fn fatal_signal(&self) -> &Notify {
+            &self.signal
+        }
+
+        fn failure(&self) -> Option<String> {
+            self.failed
+                .load(Ordering::SeqCst)
+                .then(|| "a sequence gap".to_string())
+        }
+
+        fn role_label(&self) -> &'static str {
+            "webhooks"
+        }
+
+        async fn replace(self: Arc<Self>) -> Result<(), String> {
+            let start = self.start.lock().unwrap().expect("started");
+            self.replaced_at.lock().unwrap().push(start.elapsed());
+            self.failed.store(false, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    fn millis(ms: &[u64]) -> Vec<Duration> {
+        ms.iter().map(|&ms| Duration::from_millis(ms)).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_producer_that_keeps_failing_is_replaced_at_once_then_after_1_2_and_4_seconds() {
+        let fake = Arc::new(Fake::default());
+        *fake.start.lock().unwrap() = Some(Instant::now());
+        let (stop_tx, stop) = watch::channel(false);
+        let task = tokio::spawn(replace_on_fatal(fake.clone(), stop));
+        // Each new producer fails as soon as it is in place.
+        for _ in 0..4 {
+            fake.fail();
+            while fake.failed.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        assert_eq!(fake.replaced_at(), millis(&[0, 1_000, 3_000, 7_000]));
+        stop_tx.send(true).unwrap();
+        task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_quiet_while_a_failure_is_replaced_at_once_and_the_pace_starts_over() {
+        let fake = Arc::new(Fake::default());
+        *fake.start.lock().unwrap() = Some(Instant::now());
+        let (stop_tx, stop) = watch::channel(false);
+        let task = tokio::spawn(replace_on_fatal(fake.clone(), stop));
+        let settle = || tokio::time::sleep(Duration::from_millis(10));
+        fake.fail();
+        settle().await;
+        fake.fail();
+        // Quiet for longer than twice the longest pause.
+        tokio::time::sleep(Duration::from_secs(200)).await;
+        fake.fail();
+        settle().await;
+        fake.fail();
+        while fake.failed.load(Ordering::SeqCst) {
+            settle().await;
+        }
+        // Without the fresh start, the fourth would have waited 4 s, until 204.01.
+        assert_eq!(fake.replaced_at(), millis(&[0, 1_000, 200_010, 201_010]));
+        // A wake-up without a failure (the replaced producer's last records) replaces nothing.
+        fake.signal.notify_one();
+        tokio::time::sleep(Duration::from_secs(300)).await;
+        assert_eq!(fake.replaced_at().len(), 4);
+        stop_tx.send(true).unwrap();
+        task.await.unwrap();
     }
 }
