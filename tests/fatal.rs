@@ -167,3 +167,48 @@ async fn with_a_spool_the_webhooks_caught_in_a_failed_producer_are_spooled_and_a
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_that_keeps_failing_is_replaced_at_a_slowing_pace_and_readyz_says_so() {
+    let app = TestApp::start(&["-X", "enable.idempotence=true", "-X", "acks=all"]).await;
+    assert_eq!(post(&app, 0).await.0, 200);
+    // The next two producers are refused the producer id that idempotence needs (as without the
+    // IdempotentWrite permission), so each fails as soon as it starts; the third one works.
+    app.cluster.request_errors(
+        RDKafkaApiKey::InitProducerId,
+        &[
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED,
+        ],
+    );
+    app.cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER],
+    );
+    let failed_at = Instant::now();
+    let deadline = failed_at + Duration::from_secs(30);
+    let (mut n, mut unready) = (1, false);
+    loop {
+        assert!(Instant::now() < deadline, "no webhook stored in 30 s");
+        let (status, _, _) = post(&app, n).await;
+        n += 1;
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503, "webhook {n} while the producers fail");
+        unready |= app.admin_get("/readyz").await.0 == 503;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Replaced at once, then after a 1 s and a 2 s pause: never sooner.
+    assert!(
+        failed_at.elapsed() >= Duration::from_secs(3),
+        "stored again after {:?}",
+        failed_at.elapsed()
+    );
+    assert!(unready, "/readyz reported the failed producer");
+    wait_replaced(&app, 3).await;
+    while app.admin_get("/readyz").await.0 != 200 {
+        assert!(Instant::now() < deadline, "not ready again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
