@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use super::KafkaSink;
 
-/// Keeps `ready` true while a broker answers metadata requests for `topic`, checking every
-/// `interval` until `stop` turns true.
+/// Keeps `ready` true while the producer has not failed and a broker answers its metadata
+/// requests for `topic`, checking every `interval` until `stop` turns true.
 pub async fn watch_readiness(
     sink: Arc<KafkaSink>,
     topic: String,
