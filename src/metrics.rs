@@ -15,6 +15,7 @@ use prometheus::{
 use crate::auth::AuthFailure;
 use crate::error::Outcome;
 use crate::kafka_stats::KafkaStats;
+use crate::producer::ProducerRole;
 use crate::topics::EventType;
 
 mod spool;
@@ -192,8 +193,8 @@ impl Metrics {
             .iter()
             .map(|e| events_vec.with_label_values(&[e.as_str()]))
             .collect();
-        for role in ["webhooks", "replay"] {
-            producers_replaced.with_label_values(&[role]);
+        for role in ProducerRole::ALL {
+            producers_replaced.with_label_values(&[role.label()]);
         }
         let auth_failures = AuthFailure::ALL
             .iter()

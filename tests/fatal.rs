@@ -1,6 +1,6 @@
 //! A producer librdkafka declares failed (an idempotent producer that met a sequence gap) is
 //! replaced: the webhooks caught in it are answered 503, never a lasting 500, and the next ones
-//! are stored.
+//! are stored. One that keeps failing is replaced at a slowing pace, and `/readyz` says so.
 
 mod common;
 

@@ -22,6 +22,8 @@ pub enum ProducerRole {
 }
 
 impl ProducerRole {
+    pub const ALL: [ProducerRole; 2] = [ProducerRole::Webhooks, ProducerRole::Replay];
+
     /// The `role` label of the producer metrics.
     pub fn label(self) -> &'static str {
         match self {
