@@ -97,3 +97,18 @@ if failures:
     sys.exit(1)
 print(f"bench smoke: {len(expected)} figures for both servers, the decomposition and the plot: all produced")
 EOF
+
+# bench/ab.sh: two short rounds, so its flags, start-up and report cannot rot either.
+ab=(--rounds 2 --seconds 1 --connections 16 --b "-X acks=1" --out "$out/ab")
+[ $# -gt 0 ] && ab+=(--a-bin "$1" --b-bin "$1")
+bash bench/ab.sh "${ab[@]}"
+python3 - "$out/ab/rounds.csv" <<'EOF'
+import csv, math, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+sides = sorted((r["round"], r["side"]) for r in rows)
+ok = sides == [("1", "a"), ("1", "b"), ("2", "a"), ("2", "b")] and all(
+    math.isfinite(float(r[c])) and float(r[c]) > 0 for r in rows for c in ("ok_rate", "cpu_us_per_req"))
+if not ok:
+    sys.exit(f"bench smoke: bench/ab.sh's rounds.csv is incomplete: {rows}")
+print("bench smoke: bench/ab.sh produced both sides of both rounds")
+EOF
