@@ -26,22 +26,22 @@ impl KafkaProperties {
 /// in-sync replica, surviving the leader's loss) and idempotence (librdkafka's retries neither
 /// duplicate nor reorder a conversation's records), as Kafka's own producer defaults since 3.0 and
 /// the Helm chart; on bench/run.sh's single mock broker (no replication) the idempotent producer's
-/// bookkeeping cost ~5% of the peak against `acks=1`, for about the same p99. Qikchat waits at most
-/// 2 s, so a record librdkafka cannot deliver within the ack deadline is better failed (the sender
-/// retries on our 503) than kept in memory. A 0.25 ms linger lets concurrent webhooks share a
-/// produce request: measured with bench/run.sh it beat 0 (more produce requests, +40% CPU per
-/// record), 0.1 (6% lower peak) and 1 ms (p99 over 2 ms at 5k req/s); against 0.5 it kept the same
-/// peak and cut p99 at 5k req/s by 0.2-0.4 ms, which keeps that target met on a busy host, for ~10%
-/// more CPU per request at such rates. No compression, as librdkafka's own default: with lz4 the
-/// broker thread spent 1.3 µs more per record (a compression buffer allocated and zeroed per
-/// batch), a third of its CPU, to shrink records that are ~1 KiB of JSON. Nagle off on broker
-/// sockets: every answer waits on a produce request, which should leave at once (5 of 6 alternating
-/// runs at 256 connections were 6-25% faster with it off). A 20 ms first reconnect backoff
-/// (librdkafka: 100): librdkafka spaces its "connect to any broker" attempts by half of it (at
-/// least 11 ms), and at start-up it drops the bootstrap connection as soon as the first metadata
-/// names the real broker, failing a metadata request still in flight on it; the retry then waited
-/// out 50 ms, so a third of starts were ready in ~60 ms instead of ~8 (now ~20). Reconnects after a
-/// broker failure still double up to `reconnect.backoff.max.ms`.
+/// bookkeeping measured within the noise of `acks=1` (bench/ab.sh: −5% to +5% at peak, about the
+/// same p99). Qikchat waits at most 2 s, so a record librdkafka cannot deliver within the ack
+/// deadline is better failed (the sender retries on our 503) than kept in memory. A 0.25 ms linger
+/// lets concurrent webhooks share a produce request: measured with bench/run.sh it beat 0 (more
+/// produce requests, +40% CPU per record), 0.1 (6% lower peak) and 1 ms (p99 over 2 ms at 5k
+/// req/s); against 0.5 it kept the same peak and cut p99 at 5k req/s by 0.2-0.4 ms, which keeps
+/// that target met on a busy host, for ~10% more CPU per request at such rates. No compression, as
+/// librdkafka's own default: with lz4 the broker thread spent 1.3 µs more per record (a compression
+/// buffer allocated and zeroed per batch), a third of its CPU, to shrink records that are ~1 KiB of
+/// JSON. Nagle off on broker sockets: every answer waits on a produce request, which should leave
+/// at once (5 of 6 alternating runs at 256 connections were 6-25% faster with it off). A 20 ms
+/// first reconnect backoff (librdkafka: 100): librdkafka spaces its "connect to any broker"
+/// attempts by half of it (at least 11 ms), and at start-up it drops the bootstrap connection as
+/// soon as the first metadata names the real broker, failing a metadata request still in flight on
+/// it; the retry then waited out 50 ms, so a third of starts were ready in ~60 ms instead of ~8
+/// (now ~20). Reconnects after a broker failure still double up to `reconnect.backoff.max.ms`.
 fn defaults(ack_timeout: Duration) -> BTreeMap<String, String> {
     let message_timeout = ack_timeout.as_millis().max(1).to_string();
     [
