@@ -46,19 +46,19 @@ pids=()
 trap stop_pids EXIT
 start_dev_kafka "$bin_a" "$out" || die "dev-kafka did not start"
 pids+=("$kafka_pid")
-declare -A url pid
+declare -A addr pid
 for side in a b; do
   bin_var=bin_$side flags_var=flags_$side
   listen=127.0.0.1:$(free_port) admin=127.0.0.1:$(free_port)
+  bridge_cmd "${!bin_var}" "$brokers" "$listen" "$admin"
   # Word splitting of FLAGS is wanted: it is a list of arguments.
   # shellcheck disable=SC2086
-  RUST_LOG=warn "${!bin_var}" --kafka-brokers "$brokers" --auth testuser:testpass --listen "$listen" \
-    --admin-listen "$admin" --log-format json ${!flags_var} >"$out/$side.log" 2>&1 &
+  "${cmd[@]}" ${!flags_var} >"$out/$side.log" 2>&1 &
   pid[$side]=$!
   pids+=("${pid[$side]}")
   "$loadgen" ready --url "http://$admin/readyz" --timeout 30 >/dev/null \
     || { tail -20 "$out/$side.log" >&2; die "bridge $side did not become ready"; }
-  url[$side]=http://$listen/webhook
+  addr[$side]=$listen
   # Warm-up: connections, the producer's id and batches, the allocator's caches.
   send_webhooks --connections 64 --duration 2 >/dev/null 2>&1 || true
 done
@@ -66,7 +66,7 @@ done
 for r in $(seq 1 "$rounds"); do
   if [ $((r % 2)) = 1 ]; then order="a b"; else order="b a"; fi
   for side in $order; do
-    listen=${url[$side]#http://} listen=${listen%/webhook}
+    listen=${addr[$side]}
     send_webhooks --connections "$connections" ${rate:+--rate "$rate"} --duration "$seconds" \
       --watch "bridge=${pid[$side]}" >"$out/round-$r-$side.json" 2>"$out/round-$r-$side.err" \
       || die "loadgen failed: $(cat "$out/round-$r-$side.err")"

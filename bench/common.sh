@@ -15,6 +15,13 @@ stop_pids() {
 # need_perf: profile.sh and allocations.sh stop here, with the package to install, without perf.
 need_perf() { command -v perf >/dev/null || die "perf is not installed (Debian: apt-get install linux-perf)"; }
 
+# bridge_cmd BIN BROKERS LISTEN ADMIN: sets the caller's cmd array to a bridge (or the bridge
+# without Kafka) as every bench script starts it: warn-level JSON logs, loadgen's credential.
+bridge_cmd() {
+  cmd=(env RUST_LOG=warn "$1" --kafka-brokers "$2" --auth testuser:testpass --listen "$3"
+       --admin-listen "$4" --log-format json)
+}
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # start_dev_kafka BRIDGE_BIN DIR: runs `BRIDGE_BIN dev-kafka` in the background, its output in
@@ -91,8 +98,7 @@ start_server() {
     kafka_bin=$(server_bin bridge) || return 1
     start_dev_kafka "$kafka_bin" "$dir" || return 1
     pids+=("$kafka_pid")
-    cmd=(env RUST_LOG=warn "$bin" --kafka-brokers "$brokers" --auth testuser:testpass
-         --listen "$listen" --admin-listen "$admin" --log-format json)
+    bridge_cmd "$bin" "$brokers" "$listen" "$admin"
     ready_url=http://$admin/readyz
   fi
   if ! fork_until_ready "$loadgen" "$ready_url" "$dir/ready.txt" "$dir/server.log" "${cmd[@]}"; then

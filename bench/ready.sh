@@ -34,9 +34,9 @@ pids+=("$kafka_pid")
 times=()
 for i in $(seq "$starts"); do
   listen=127.0.0.1:$(free_port) admin=127.0.0.1:$(free_port)
+  bridge_cmd "$bridge" "$brokers" "$listen" "$admin"
   if ! fork_until_ready "$loadgen" "http://$admin/readyz" "$tmp/ready" "$tmp/bridge.log" \
-    env RUST_LOG=warn "$bridge" --kafka-brokers "$brokers" --auth bench:bench --listen "$listen" \
-    --admin-listen "$admin" ${extra[@]+"${extra[@]}"}; then
+    "${cmd[@]}" ${extra[@]+"${extra[@]}"}; then
     kill "$server_pid" 2>/dev/null || true
     cat "$tmp/bridge.log" >&2
     die "start $i did not become ready"

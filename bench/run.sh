@@ -178,15 +178,12 @@ section "starting the ceiling (bare hyper) on 127.0.0.1:$ceiling_port"
 start ceiling "http://127.0.0.1:$ceiling_port/readyz" "$ceiling_bin" --listen "127.0.0.1:$ceiling_port"
 
 section "starting the bridge on 127.0.0.1:$bridge_port (admin $admin_port)"
-start bridge "http://127.0.0.1:$admin_port/readyz" env RUST_LOG=warn "$bridge_bin" \
-  --kafka-brokers "$brokers" --auth testuser:testpass \
-  --listen "127.0.0.1:$bridge_port" --admin-listen "127.0.0.1:$admin_port" --log-format json \
-  ${bridge_extra[@]+"${bridge_extra[@]}"}
+bridge_cmd "$bridge_bin" "$brokers" "127.0.0.1:$bridge_port" "127.0.0.1:$admin_port"
+start bridge "http://127.0.0.1:$admin_port/readyz" "${cmd[@]}" ${bridge_extra[@]+"${bridge_extra[@]}"}
 if [ "$decompose" = 1 ]; then
   section "starting the bridge without Kafka on 127.0.0.1:$nokafka_port (for the decomposition)"
-  start nokafka "http://127.0.0.1:$nokafka_admin_port/readyz" env RUST_LOG=warn "$nokafka_bin" \
-    --kafka-brokers "$brokers" --auth testuser:testpass \
-    --listen "127.0.0.1:$nokafka_port" --admin-listen "127.0.0.1:$nokafka_admin_port" --log-format json \
+  bridge_cmd "$nokafka_bin" "$brokers" "127.0.0.1:$nokafka_port" "127.0.0.1:$nokafka_admin_port"
+  start nokafka "http://127.0.0.1:$nokafka_admin_port/readyz" "${cmd[@]}" \
     ${bridge_extra[@]+"${bridge_extra[@]}"}
 fi
 # shellcheck disable=SC2154 # set by start()
