@@ -276,6 +276,7 @@ must_fail "PDB with both limits" "exactly one" $B --set podDisruptionBudget.minA
 must_fail "HPA min above max" "minReplicas" $B --set autoscaling.enabled=true --set autoscaling.minReplicas=5 --set autoscaling.maxReplicas=2
 P="$B --set persistence.enabled=true"
 must_fail "spool limit below the body limit" "persistence.maxBytes" $P --set persistence.maxBytes=1000
+must_fail "spool limit without room for one body's headers" "maxBodyBytes + 4096" $P --set persistence.maxBytes=1050000
 must_fail "spool limit above the volume" "persistence.size" $P --set persistence.size=1Gi --set persistence.maxBytes=2147483648
 must_fail "volume too small for one body" "persistence.maxBytes" $P --set persistence.size=1Mi
 must_fail "malformed volume size" "size" $P --set persistence.size=2GB

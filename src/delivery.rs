@@ -134,11 +134,17 @@ pub async fn replay<K: Sink>(
             .iter()
             .map(|(_, r, _)| replay_one(&*kafka, r, deadline));
         let results = futures_util::future::join_all(sends).await;
+        // `delivered` is what leaves the spool; `acknowledged` only what Kafka took, which the
+        // replayed counter reports (the records dropped have their own counter).
         let mut delivered = Vec::new();
+        let mut acknowledged = 0u64;
         let mut failed = 0u64;
         for ((seq, r, len), result) in batch.iter().zip(results) {
             match result {
-                Ok(_) => delivered.push((*seq, r.key.clone(), *len)),
+                Ok(_) => {
+                    acknowledged += 1;
+                    delivered.push((*seq, r.key.clone(), *len));
+                }
                 Err(ProduceError::TooLarge | ProduceError::Rejected(_)) => {
                     // Kafka will never take it: keeping it would block its key forever.
                     tracing::error!(seq, topic = %r.topic, "Kafka refuses a spooled record permanently; dropping it from the spool");
@@ -148,10 +154,9 @@ pub async fn replay<K: Sink>(
                 Err(_) => failed += 1,
             }
         }
-        let count = delivered.len() as u64;
         let remover = spool.clone();
         match tokio::task::spawn_blocking(move || remover.remove(&delivered)).await {
-            Ok(Ok(())) => metrics.spool.replayed.inc_by(count),
+            Ok(Ok(())) => metrics.spool.replayed.inc_by(acknowledged),
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "spool delete failed; records will be replayed again")
             }
@@ -189,4 +194,69 @@ async fn replay_one<K: Sink>(
         headers: crate::record::RecordHeaders::Raw(&headers),
     };
     kafka.send(&record, deadline).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Acknowledges every record except those for the topic `refused`, which it refuses for good.
+    struct RefusesOneTopic;
+
+    impl Sink for RefusesOneTopic {
+        async fn send(&self, record: &Record<'_>, _: Instant) -> Result<Delivered, ProduceError> {
+            if record.topic == "refused" {
+                Err(ProduceError::Rejected("TopicAuthorizationFailed".into()))
+            } else {
+                Ok(Delivered::Kafka {
+                    partition: 0,
+                    offset: 0,
+                })
+            }
+        }
+    }
+
+    fn spooled(topic: &str) -> SpooledRecord {
+        SpooledRecord {
+            topic: topic.into(),
+            key: Some("k".into()),
+            value: b"{}".to_vec(),
+            headers: Vec::new(),
+            timestamp_ms: 1_700_000_000_000,
+        }
+    }
+
+    #[tokio::test]
+    async fn replay_counts_as_replayed_only_what_kafka_acknowledged_and_drops_the_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spool = Spool::open(dir.path(), 1 << 20, 1).expect("open");
+        for topic in ["ok", "refused", "ok", "ok"] {
+            spool.append(spooled(topic)).await.expect("append");
+        }
+        let metrics = Arc::new(Metrics::new(&[]).expect("metrics"));
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(replay(
+            spool.clone(),
+            Arc::new(RefusesOneTopic),
+            metrics.clone(),
+            stop,
+        ));
+        let emptied = tokio::time::timeout(Duration::from_secs(10), async {
+            while spool.records() > 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        stop_tx.send(true).expect("stop");
+        task.await.expect("replay task");
+        assert!(
+            emptied.is_ok(),
+            "the spool still holds {} records",
+            spool.records()
+        );
+        assert!(!spool.holds_key("k"));
+        assert_eq!(metrics.spool.replayed.get(), 3);
+        assert_eq!(metrics.spool.dropped.get(), 1);
+        assert_eq!(metrics.spool.replay_failures.get(), 0);
+    }
 }

@@ -70,13 +70,18 @@ impl ProduceError {
     }
 
     /// The `result` label of `qikchat_bridge_kafka_deliveries_total`: bounded by librdkafka's
-    /// error enum.
+    /// error enum, whose names are the only texts that become labels; any other text is `other`.
     pub fn metric_kind(&self) -> String {
         match self {
             ProduceError::QueueFull => "queue_full".into(),
             ProduceError::Timeout => "timeout".into(),
             ProduceError::TooLarge => "msg_size_too_large".into(),
-            ProduceError::Rejected(code) | ProduceError::Unavailable(code) => snake_case(code),
+            ProduceError::Rejected(code) | ProduceError::Unavailable(code)
+                if !code.is_empty() && code.bytes().all(|b| b.is_ascii_alphanumeric()) =>
+            {
+                snake_case(code)
+            }
+            ProduceError::Rejected(_) | ProduceError::Unavailable(_) => "other".into(),
         }
     }
 }
@@ -219,7 +224,7 @@ impl Sink for KafkaSink {
             // the sender's retry makes, never a loss.
             Ok(delivery) => match tokio::time::timeout_at(deadline, delivery).await {
                 Err(_) => Err(ProduceError::Timeout),
-                Ok(Err(_canceled)) => Err(ProduceError::Unavailable("producer closed".into())),
+                Ok(Err(_canceled)) => Err(ProduceError::Unavailable("ProducerClosed".into())),
                 Ok(Ok(Err((e, _)))) => Err(self.sort_error(&e)),
                 Ok(Ok(Ok(d))) => Ok(Delivered::Kafka {
                     partition: d.partition,
@@ -278,5 +283,13 @@ mod tests {
         ));
         assert_eq!(e.metric_kind(), "message_timed_out");
         assert_eq!(ProduceError::Timeout.metric_kind(), "timeout");
+        assert_eq!(
+            ProduceError::Unavailable("ProducerClosed".into()).metric_kind(),
+            "producer_closed"
+        );
+        // Free text (a client error without a librdkafka code) never becomes a label value.
+        let text = ProduceError::from_kafka(&KafkaError::Canceled);
+        assert!(matches!(text, ProduceError::Unavailable(_)));
+        assert_eq!(text.metric_kind(), "other");
     }
 }

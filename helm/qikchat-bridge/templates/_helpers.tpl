@@ -258,8 +258,9 @@ password
 {{- $p := .Values.persistence -}}
 {{- $sizeBytes := include "qikchat-bridge.quantityBytes" $p.size | atoi -}}
 {{- $maxBytes := include "qikchat-bridge.spoolMaxBytes" . | atoi -}}
-{{- if lt $maxBytes (int64 .Values.config.maxBodyBytes) -}}
-{{- fail (printf "persistence.maxBytes (%d, from persistence.size when null) must be at least config.maxBodyBytes (%d): the spool must hold one body" $maxBytes (int64 .Values.config.maxBodyBytes)) -}}
+{{- $minBytes := add (int64 .Values.config.maxBodyBytes) 4096 -}}
+{{- if lt $maxBytes (int64 $minBytes) -}}
+{{- fail (printf "persistence.maxBytes (%d, from persistence.size when null) must be at least config.maxBodyBytes + 4096 (%d): the spool must hold one body and its headers, or the bridge refuses to start" $maxBytes (int64 $minBytes)) -}}
 {{- end -}}
 {{- if gt $maxBytes $sizeBytes -}}
 {{- fail (printf "persistence.maxBytes (%d) exceeds persistence.size (%s = %d bytes): the volume would fill before the spool's limit; leave room for the database's overhead (null takes 75%% of the size)" $maxBytes (toString $p.size) $sizeBytes) -}}
