@@ -8,7 +8,10 @@ use tokio::time::Instant;
 
 use crate::metrics::Metrics;
 use crate::producer::{Delivered, ProduceError, Sink};
-use crate::record::Record;
+use crate::record::{
+    Record, RecordHeaders, HEADER_BODY_SHA256, HEADER_CONTENT_TYPE, HEADER_DEADLETTER_REASON,
+    HEADER_RECEIVED_AT, HEADER_REQUEST_ID,
+};
 use crate::spool::{Spool, SpoolError, SpooledRecord};
 
 /// Time kept back from the ack deadline for the spool's fsync when Kafka is slow.
@@ -95,10 +98,12 @@ impl<K: Sink> Sink for Delivery<K> {
     }
 }
 
-/// Replays the spool to Kafka in order until `stop`, deleting records only once acknowledged.
+/// Replays the spool to Kafka in order until `stop`, deleting records only once acknowledged:
+/// by their topic, or — for a record its topic refuses for good — by the `deadletter` topic.
 pub async fn replay<K: Sink>(
     spool: Arc<Spool>,
     kafka: Arc<K>,
+    deadletter: String,
     metrics: Arc<Metrics>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -134,8 +139,7 @@ pub async fn replay<K: Sink>(
             .iter()
             .map(|(_, r, _)| replay_one(&*kafka, r, deadline));
         let results = futures_util::future::join_all(sends).await;
-        // `delivered` is what leaves the spool; `acknowledged` only what Kafka took, which the
-        // replayed counter reports (the records dropped have their own counter).
+        // `delivered` is what leaves the spool; `acknowledged` what its own topic took.
         let mut delivered = Vec::new();
         let mut acknowledged = 0u64;
         let mut failed = 0u64;
@@ -145,11 +149,20 @@ pub async fn replay<K: Sink>(
                     acknowledged += 1;
                     delivered.push((*seq, r.key.clone(), *len));
                 }
-                Err(ProduceError::TooLarge | ProduceError::Rejected(_)) => {
-                    // Kafka will never take it: keeping it would block its key forever.
-                    tracing::error!(seq, topic = %r.topic, "Kafka refuses a spooled record permanently; dropping it from the spool");
-                    metrics.spool.dropped.inc();
-                    delivered.push((*seq, r.key.clone(), *len));
+                // It was answered 200: it leaves the spool only for a topic that holds it. A
+                // refusal an operator can fix (authorization, a missing topic) is retried.
+                Err(e) if e.is_record_fault() && r.topic != deadletter => {
+                    match divert(&*kafka, r, &deadletter, &e, deadline).await {
+                        Ok(_) => {
+                            tracing::error!(seq, topic = %r.topic, error = %e, %deadletter, "Kafka refuses a spooled record on its topic for good; moved it to the dead-letter topic");
+                            metrics.spool.deadlettered.inc();
+                            delivered.push((*seq, r.key.clone(), *len));
+                        }
+                        Err(d) => {
+                            tracing::error!(seq, topic = %r.topic, error = %e, %deadletter, deadletter_error = %d, "Kafka refuses a spooled record on its topic and on the dead-letter topic; it stays spooled");
+                            failed += 1;
+                        }
+                    }
                 }
                 Err(_) => failed += 1,
             }
@@ -176,6 +189,41 @@ pub async fn replay<K: Sink>(
     }
 }
 
+/// Sends a spooled record to the dead-letter topic as a dead-letter record (no key, the
+/// dead-letter headers of the consumer contract), saying why its own topic refused it.
+async fn divert<K: Sink>(
+    kafka: &K,
+    r: &SpooledRecord,
+    deadletter: &str,
+    error: &ProduceError,
+    deadline: Instant,
+) -> Result<Delivered, ProduceError> {
+    let reason = format!("Kafka refused the record on topic {}: {error}", r.topic);
+    let headers: Vec<(&str, &str)> = r
+        .headers
+        .iter()
+        .filter(|(k, _)| {
+            [
+                HEADER_REQUEST_ID,
+                HEADER_RECEIVED_AT,
+                HEADER_CONTENT_TYPE,
+                HEADER_BODY_SHA256,
+            ]
+            .contains(&k.as_str())
+        })
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .chain([(HEADER_DEADLETTER_REASON, reason.as_str())])
+        .collect();
+    let record = Record {
+        topic: deadletter,
+        key: None,
+        value: &r.value,
+        timestamp_ms: r.timestamp_ms,
+        headers: RecordHeaders::Raw(&headers),
+    };
+    kafka.send(&record, deadline).await
+}
+
 async fn replay_one<K: Sink>(
     kafka: &K,
     r: &SpooledRecord,
@@ -191,72 +239,10 @@ async fn replay_one<K: Sink>(
         key: r.key.as_deref().map(std::borrow::Cow::Borrowed),
         value: &r.value,
         timestamp_ms: r.timestamp_ms,
-        headers: crate::record::RecordHeaders::Raw(&headers),
+        headers: RecordHeaders::Raw(&headers),
     };
     kafka.send(&record, deadline).await
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Acknowledges every record except those for the topic `refused`, which it refuses for good.
-    struct RefusesOneTopic;
-
-    impl Sink for RefusesOneTopic {
-        async fn send(&self, record: &Record<'_>, _: Instant) -> Result<Delivered, ProduceError> {
-            if record.topic == "refused" {
-                Err(ProduceError::Rejected("TopicAuthorizationFailed".into()))
-            } else {
-                Ok(Delivered::Kafka {
-                    partition: 0,
-                    offset: 0,
-                })
-            }
-        }
-    }
-
-    fn spooled(topic: &str) -> SpooledRecord {
-        SpooledRecord {
-            topic: topic.into(),
-            key: Some("k".into()),
-            value: b"{}".to_vec(),
-            headers: Vec::new(),
-            timestamp_ms: 1_700_000_000_000,
-        }
-    }
-
-    #[tokio::test]
-    async fn replay_counts_as_replayed_only_what_kafka_acknowledged_and_drops_the_refused() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let spool = Spool::open(dir.path(), 1 << 20, 1).expect("open");
-        for topic in ["ok", "refused", "ok", "ok"] {
-            spool.append(spooled(topic)).await.expect("append");
-        }
-        let metrics = Arc::new(Metrics::new(&[]).expect("metrics"));
-        let (stop_tx, stop) = tokio::sync::watch::channel(false);
-        let task = tokio::spawn(replay(
-            spool.clone(),
-            Arc::new(RefusesOneTopic),
-            metrics.clone(),
-            stop,
-        ));
-        let emptied = tokio::time::timeout(Duration::from_secs(10), async {
-            while spool.records() > 0 {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-        .await;
-        stop_tx.send(true).expect("stop");
-        task.await.expect("replay task");
-        assert!(
-            emptied.is_ok(),
-            "the spool still holds {} records",
-            spool.records()
-        );
-        assert!(!spool.holds_key("k"));
-        assert_eq!(metrics.spool.replayed.get(), 3);
-        assert_eq!(metrics.spool.dropped.get(), 1);
-        assert_eq!(metrics.spool.replay_failures.get(), 0);
-    }
-}
+mod tests;

@@ -149,6 +149,7 @@ pub async fn run(
             Some(tokio::spawn(delivery::replay(
                 spool.clone(),
                 replay_sink,
+                config.topics.deadletter().topic.clone(),
                 metrics.clone(),
                 stop_rx.clone(),
             )))

@@ -69,6 +69,17 @@ impl ProduceError {
         }
     }
 
+    /// Kafka refuses this record itself, on any attempt (too large for the topic, invalid), as
+    /// opposed to the cluster or its settings refusing it for now (authorization, unknown topic,
+    /// credentials), which an operator can fix.
+    pub fn is_record_fault(&self) -> bool {
+        match self {
+            ProduceError::TooLarge => true,
+            ProduceError::Rejected(code) => code == "InvalidRecord" || code == "InvalidMessage",
+            _ => false,
+        }
+    }
+
     /// The `result` label of `qikchat_bridge_kafka_deliveries_total`: bounded by librdkafka's
     /// error enum, whose names are the only texts that become labels; any other text is `other`.
     pub fn metric_kind(&self) -> String {

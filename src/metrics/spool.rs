@@ -1,4 +1,4 @@
-//! The spool's metrics: appends by result, replays, drops, and the gauges refreshed before each
+//! The spool's metrics: appends by result, replays, dead-letterings, and the gauges refreshed before each
 //! scrape.
 
 use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
@@ -12,7 +12,7 @@ pub struct SpoolMetrics {
     appends: [IntCounter; 3],
     pub replayed: IntCounter,
     pub replay_failures: IntCounter,
-    pub dropped: IntCounter,
+    pub deadlettered: IntCounter,
     records: IntGauge,
     bytes: IntGauge,
     max_bytes: IntGauge,
@@ -36,9 +36,9 @@ impl SpoolMetrics {
             name("spool_replay_failures_total"),
             "Spooled records Kafka did not acknowledge on a replay attempt (retried)",
         )?;
-        let dropped = IntCounter::new(
-            name("spool_dropped_total"),
-            "Spooled records Kafka refused permanently (too large, not authorized), removed from the spool",
+        let deadlettered = IntCounter::new(
+            name("spool_deadlettered_total"),
+            "Spooled records Kafka refused on their topic for good (too large, invalid), moved to the dead-letter topic",
         )?;
         let records = IntGauge::new(name("spool_records"), "Records waiting in the spool")?;
         let bytes = IntGauge::new(name("spool_bytes"), "Bytes of records waiting in the spool")?;
@@ -51,7 +51,7 @@ impl SpoolMetrics {
             "Age of the oldest record waiting in the spool (0 when empty)",
         )?;
         registry.register(Box::new(appends.clone()))?;
-        for c in [&replayed, &replay_failures, &dropped] {
+        for c in [&replayed, &replay_failures, &deadlettered] {
             registry.register(Box::new(c.clone()))?;
         }
         for g in [&records, &bytes, &max_bytes] {
@@ -62,7 +62,7 @@ impl SpoolMetrics {
             appends: ["ok", "full", "error"].map(|r| appends.with_label_values(&[r])),
             replayed,
             replay_failures,
-            dropped,
+            deadlettered,
             records,
             bytes,
             max_bytes,
