@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 
 use crate::producer::Sink;
 use crate::webhook::Webhook;
@@ -23,8 +25,8 @@ pub struct ServerOptions {
     pub max_connections: usize,
 }
 
-/// Serves webhooks until `shutdown` resolves, then stops accepting and waits (at most
-/// `shutdown_grace`) for open requests to be answered.
+/// Serves webhooks until `shutdown` resolves, then stops accepting, waits (at most
+/// `shutdown_grace`) for open requests to be answered, and closes what is still open.
 pub async fn serve<S: Sink>(
     listener: TcpListener,
     webhook: Arc<Webhook<S>>,
@@ -45,12 +47,17 @@ pub async fn serve<S: Sink>(
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(256);
+        .max_concurrent_streams(256)
+        // Pings find peers that vanished without a FIN, which would otherwise keep a
+        // connection's permit for good.
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(10));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     // A permit per open connection: at the limit, accepting pauses and new clients wait in the
     // kernel's backlog instead of costing memory here.
     let connections = Arc::new(Semaphore::new(options.max_connections));
+    let mut tasks = JoinSet::new();
 
     loop {
         let permit = tokio::select! {
@@ -73,10 +80,14 @@ pub async fn serve<S: Sink>(
                 continue;
             }
         };
+        while tasks.try_join_next().is_some() {}
         // Answers are small and latency matters more than packet count.
         let _ = stream.set_nodelay(true);
         let webhook = webhook.clone();
+        let requested = Arc::new(AtomicBool::new(false));
+        let seen = requested.clone();
         let service = service_fn(move |req| {
+            seen.store(true, Ordering::Relaxed);
             let webhook = webhook.clone();
             async move { Ok::<_, Infallible>(webhook.handle(req).await) }
         });
@@ -84,8 +95,23 @@ pub async fn serve<S: Sink>(
             .serve_connection(TokioIo::new(stream), service)
             .into_owned();
         let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
+        let first_request = options.header_read_timeout;
+        tasks.spawn(async move {
+            tokio::pin!(conn);
+            // hyper's header timeout starts only once it knows the protocol, and telling
+            // HTTP/1 from HTTP/2 has no timer: a client that sends nothing (or a byte of the
+            // HTTP/2 preface) would hold its permit for good.
+            let ended = tokio::select! {
+                ended = &mut conn => ended,
+                () = tokio::time::sleep(first_request) => {
+                    if !requested.load(Ordering::Relaxed) {
+                        tracing::debug!(%peer, "no request within the header read timeout; closing");
+                        return;
+                    }
+                    conn.await
+                }
+            };
+            if let Err(e) = ended {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
             drop(permit);
@@ -101,4 +127,8 @@ pub async fn serve<S: Sink>(
             tracing::warn!(grace = ?options.shutdown_grace, "shutdown grace expired; closing the remaining connections");
         }
     }
+    // Their requests are cut off unanswered, so their senders retry; a record already handed
+    // to librdkafka is still flushed after this returns.
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
 }

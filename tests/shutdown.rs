@@ -1,11 +1,12 @@
 //! Graceful shutdown: unready first, in-flight requests finish, the producer is flushed, `run`
-//! returns.
+//! returns; what is still open when the grace ends is closed.
 
 mod common;
 
 use std::time::Duration;
 
 use common::{TestApp, STATUS};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_lets_an_in_flight_request_finish_with_200() {
@@ -65,4 +66,42 @@ async fn readiness_turns_503_as_soon_as_shutdown_begins() {
     // During the delay the webhook port still serves, so nothing in transit is refused.
     assert_eq!(app.post(STATUS).await.status(), 200);
     app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_still_open_when_the_shutdown_grace_ends_is_closed_unanswered() {
+    let mut app = TestApp::start(&["--ack-timeout", "15s", "--shutdown-grace", "500ms"]).await;
+    // Slower than the grace: the answer cannot come before it ends.
+    app.cluster
+        .broker_round_trip_time(1, Duration::from_secs(8))
+        .expect("rtt");
+    let mut s = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /webhook HTTP/1.1\r\nhost: x\r\nauthorization: {}\r\ncontent-length: {}\r\n\r\n",
+        common::basic_auth_header(),
+        STATUS.len()
+    );
+    s.write_all(head.as_bytes()).await.expect("write head");
+    s.write_all(STATUS).await.expect("write body");
+    while app.in_flight().await < 1 {
+        tokio::task::yield_now().await;
+    }
+    app.trigger_shutdown();
+    // Left open, the connection would get its 200 once the broker answers; closed, nothing.
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the connection outlived the shutdown");
+    assert!(
+        buf.is_empty(),
+        "answered: {}",
+        String::from_utf8_lossy(&buf)
+    );
+    let handle = app.handle.take().expect("running");
+    tokio::time::timeout(Duration::from_secs(30), handle)
+        .await
+        .expect("run returns")
+        .expect("task")
+        .expect("clean exit");
 }

@@ -1,5 +1,5 @@
-//! Clients that misbehave on the socket: slowloris and slow-body clients are cut off while
-//! normal traffic is served; a client that closes its sending side still gets its answer.
+//! Clients that misbehave on the socket: silent, slowloris and slow-body clients are cut off
+//! while normal traffic is served; a client that closes its sending side still gets its answer.
 
 mod common;
 
@@ -91,4 +91,26 @@ async fn a_client_that_half_closes_after_its_request_still_gets_the_answer() {
         .await;
     assert_eq!(got.len(), 1, "the status is in Kafka");
     assert_eq!(got[0].value, STATUS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_send_nothing_or_one_byte_of_the_http2_preface_are_closed_and_free_their_slot()
+{
+    // Two connection slots: silent clients that kept theirs would lock every sender out.
+    let app = TestApp::start(&["--header-read-timeout", "500ms", "--max-connections", "2"]).await;
+    let silent = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    let mut preface = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    // Telling HTTP/1 from HTTP/2 needs more bytes than this one.
+    preface.write_all(b"P").await.expect("write");
+    for (name, mut s) in [("silent", silent), ("one preface byte", preface)] {
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut buf)).await;
+        assert!(read.is_ok(), "the {name} client is still connected");
+        assert!(buf.is_empty(), "the {name} client got an answer: {buf:?}");
+    }
+    assert_eq!(app.post(STATUS).await.status(), 200);
 }
