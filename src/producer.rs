@@ -163,6 +163,13 @@ impl KafkaSink {
         self.producer.read().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// A handle on the current producer for blocking calls: holding the lock through them would
+    /// make a waiting replacement block every sender on the runtime's threads (std's `RwLock`
+    /// queues new readers behind a waiting writer).
+    fn current(&self) -> FutureProducer<BridgeContext> {
+        self.producer().clone()
+    }
+
     /// librdkafka's reason when it has declared the current producer failed.
     pub fn fatal_error(&self) -> Option<String> {
         self.producer()
@@ -181,10 +188,7 @@ impl KafkaSink {
 
     /// Asks a broker for `topic`'s metadata: the readiness test. Blocking; call off the runtime.
     pub fn check_metadata(&self, topic: &str, timeout: Duration) -> Result<(), KafkaError> {
-        let md = self
-            .producer()
-            .client()
-            .fetch_metadata(Some(topic), timeout)?;
+        let md = self.current().client().fetch_metadata(Some(topic), timeout)?;
         match md.topics().first().and_then(|t| t.error()) {
             Some(e) => Err(KafkaError::MetadataFetch(e.into())),
             None => Ok(()),
@@ -193,7 +197,7 @@ impl KafkaSink {
 
     /// Waits for queued records to be delivered. Blocking; call off the runtime.
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
-        self.producer().flush(Timeout::After(timeout))
+        self.current().flush(Timeout::After(timeout))
     }
 
     pub fn in_flight(&self) -> i32 {

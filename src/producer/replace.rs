@@ -40,7 +40,8 @@ impl KafkaSink {
             .with_label_values(&[role])
             .inc();
         tracing::info!(role, "Kafka producer replaced");
-        // Records still in it fail with "producer closed" and are answered 503 (or spooled).
+        // Records still in it fail as `ProducerClosed` and are answered 503 (or spooled); a
+        // readiness probe or flush still holding it drops it last, on its own blocking thread.
         drop(failed);
         Ok(())
     }
