@@ -126,7 +126,7 @@ pub async fn replay<K: Sink>(
         };
         if batch.is_empty() {
             tokio::select! {
-                () = spool.appended.notified() => {}
+                () = spool.appended().notified() => {}
                 () = tokio::time::sleep(Duration::from_secs(1)) => {}
                 () = crate::admin::stopped(&mut stop) => return,
             }

@@ -188,7 +188,10 @@ impl KafkaSink {
 
     /// Asks a broker for `topic`'s metadata: the readiness test. Blocking; call off the runtime.
     pub fn check_metadata(&self, topic: &str, timeout: Duration) -> Result<(), KafkaError> {
-        let md = self.current().client().fetch_metadata(Some(topic), timeout)?;
+        let md = self
+            .current()
+            .client()
+            .fetch_metadata(Some(topic), timeout)?;
         match md.topics().first().and_then(|t| t.error()) {
             Some(e) => Err(KafkaError::MetadataFetch(e.into())),
             None => Ok(()),

@@ -58,26 +58,52 @@ pub enum SpoolError {
     Io(String),
 }
 
-/// What the spool holds now; shared by appenders, the writer thread and the replayer.
+/// What the spool holds now; shared by appenders, the writer thread and the replayer. The
+/// writer thread settles each append's share once its commit is decided, so an append whose
+/// caller gave up waiting (a client that reset its stream) is still counted right.
 #[derive(Debug, Default)]
 struct Holdings {
     /// Records per key not yet delivered: new records for such a key go to the spool too, so
     /// they cannot overtake the older ones of the same conversation.
-    keys: HashMap<String, usize>,
+    keys: Mutex<HashMap<String, usize>>,
+    bytes: AtomicU64,
+    records: AtomicU64,
+    /// Woken when a record is appended, so the replayer need not poll.
+    appended: Notify,
+}
+
+impl Holdings {
+    fn keys(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+        self.keys.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn forget_key(&self, key: &str) {
+        let mut keys = self.keys();
+        if let Some(n) = keys.get_mut(key) {
+            *n -= 1;
+            if *n == 0 {
+                keys.remove(key);
+            }
+        }
+    }
+
+    /// Gives back what a failed append reserved.
+    fn release(&self, len: u64, key: Option<&str>) {
+        self.bytes.fetch_sub(len, Ordering::SeqCst);
+        if let Some(k) = key {
+            self.forget_key(k);
+        }
+    }
 }
 
 pub struct Spool {
     db: Arc<Database>,
     writer: Mutex<Option<mpsc::Sender<Append>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-    holdings: Mutex<Holdings>,
-    bytes: AtomicU64,
-    records: AtomicU64,
+    holdings: Arc<Holdings>,
     max_bytes: u64,
     /// Free space below which the spool reports no room (one largest record).
     headroom: u64,
-    /// Woken when a record is appended, so the replayer need not poll.
-    pub appended: Notify,
     path: PathBuf,
 }
 
@@ -107,7 +133,12 @@ impl Spool {
             next_seq,
             keys,
         } = recover::scan(&db)?;
-        let holdings = Holdings { keys };
+        let holdings = Arc::new(Holdings {
+            keys: Mutex::new(keys),
+            bytes: AtomicU64::new(bytes),
+            records: AtomicU64::new(records),
+            appended: Notify::new(),
+        });
         if records > 0 {
             tracing::warn!(
                 records,
@@ -116,75 +147,72 @@ impl Spool {
             );
         }
         let (tx, rx) = mpsc::channel::<Append>();
-        let writer_db = db.clone();
+        let (writer_db, writer_holdings) = (db.clone(), holdings.clone());
         let thread = std::thread::Builder::new()
             .name("spool-writer".into())
-            .spawn(move || writer::write_loop(&writer_db, &rx, next_seq))
+            .spawn(move || writer::write_loop(&writer_db, &writer_holdings, &rx, next_seq))
             .map_err(io)?;
         Ok(Arc::new(Spool {
             db,
             writer: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
-            holdings: Mutex::new(holdings),
-            bytes: AtomicU64::new(bytes),
-            records: AtomicU64::new(records),
+            holdings,
             max_bytes,
             headroom,
-            appended: Notify::new(),
             path,
         }))
     }
 
     /// True while a record with this key waits in the spool.
     pub fn holds_key(&self, key: &str) -> bool {
-        self.lock().keys.contains_key(key)
+        self.holdings.keys().contains_key(key)
     }
 
-    /// Writes the record durably; `Ok` only after fsync.
+    /// Woken when records were appended.
+    pub fn appended(&self) -> &Notify {
+        &self.holdings.appended
+    }
+
+    /// Writes the record durably; `Ok` only after fsync. Cancel-safe: dropped while waiting,
+    /// the record is still written (or not) and counted by the writer thread.
     pub async fn append(&self, record: SpooledRecord) -> Result<u64, SpoolError> {
         let bytes = postcard::to_allocvec(&record).map_err(io)?;
         let len = bytes.len() as u64;
-        let before = self.bytes.fetch_add(len, Ordering::SeqCst);
+        let before = self.holdings.bytes.fetch_add(len, Ordering::SeqCst);
         if before + len > self.max_bytes {
-            self.bytes.fetch_sub(len, Ordering::SeqCst);
+            self.holdings.bytes.fetch_sub(len, Ordering::SeqCst);
             return Err(SpoolError::Full {
                 max: self.max_bytes,
             });
         }
         // Counted before the write, so a later record of this key queues behind this one.
         if let Some(k) = &record.key {
-            *self.lock().keys.entry(k.clone()).or_default() += 1;
+            *self.holdings.keys().entry(k.clone()).or_default() += 1;
         }
         let (done, answer) = oneshot::channel();
-        let sent = match self
+        let append = Append {
+            bytes,
+            len,
+            key: record.key,
+            done,
+        };
+        let unsent = match self
             .writer
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
         {
-            Some(tx) => tx.send(Append { bytes, done }).is_ok(),
-            None => false,
+            Some(tx) => tx.send(append).err().map(|e| e.0),
+            None => Some(append),
         };
-        let result = if sent {
-            answer
-                .await
-                .unwrap_or_else(|_| Err(SpoolError::Io("spool writer stopped".into())))
-        } else {
-            Err(SpoolError::Io("spool is closed".into()))
-        };
-        match &result {
-            Ok(_) => {
-                self.records.fetch_add(1, Ordering::SeqCst);
-                self.appended.notify_one();
-            }
-            Err(_) => {
-                self.bytes.fetch_sub(len, Ordering::SeqCst);
-                if let Some(k) = &record.key {
-                    self.forget_key(k);
-                }
-            }
+        if let Some(append) = unsent {
+            self.holdings.release(len, append.key.as_deref());
+            return Err(SpoolError::Io("spool is closed".into()));
         }
-        result
+        // The writer settles the accounting before it answers; no answer means it died first.
+        answer
+            .await
+            .unwrap_or_else(|_| Err(SpoolError::Io("spool writer stopped".into())))
     }
 
     /// The oldest records, in order, up to `limit`. Blocking (a read transaction).
@@ -226,11 +254,8 @@ impl Spool {
         }
         txn.commit().map_err(io)?;
         for (_, key, len) in delivered {
-            self.bytes.fetch_sub(*len, Ordering::SeqCst);
-            self.records.fetch_sub(1, Ordering::SeqCst);
-            if let Some(k) = key {
-                self.forget_key(k);
-            }
+            self.holdings.records.fetch_sub(1, Ordering::SeqCst);
+            self.holdings.release(*len, key.as_deref());
         }
         Ok(())
     }
@@ -241,11 +266,11 @@ impl Spool {
     }
 
     pub fn records(&self) -> u64 {
-        self.records.load(Ordering::SeqCst)
+        self.holdings.records.load(Ordering::SeqCst)
     }
 
     pub fn bytes(&self) -> u64 {
-        self.bytes.load(Ordering::SeqCst)
+        self.holdings.bytes.load(Ordering::SeqCst)
     }
 
     pub fn max_bytes(&self) -> u64 {
@@ -262,20 +287,6 @@ impl Spool {
         drop(self.writer.lock().unwrap_or_else(|p| p.into_inner()).take());
         if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = t.join();
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Holdings> {
-        self.holdings.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn forget_key(&self, key: &str) {
-        let mut h = self.lock();
-        if let Some(n) = h.keys.get_mut(key) {
-            *n -= 1;
-            if *n == 0 {
-                h.keys.remove(key);
-            }
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Spool unit tests: durability across reopen, group commit, bounds, key holdings.
 
 use super::*;
+use std::time::Duration;
 
 fn record(key: Option<&str>, body: &str) -> SpooledRecord {
     SpooledRecord {
@@ -184,4 +185,39 @@ async fn a_spool_another_opener_holds_is_refused_not_replaced() {
         .collect();
     assert_eq!(names, [FILE], "nothing moved aside");
     assert_eq!(first.records(), 1);
+}
+
+#[tokio::test]
+async fn an_append_whose_caller_gave_up_waiting_is_still_counted_and_released() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("open");
+    // An open write transaction holds the writer thread before its commit, so the append
+    // cannot be answered yet; a zero timeout polls it once (it reaches the writer) and then
+    // drops it, as when an HTTP/2 client resets its stream while the fsync runs.
+    let busy = spool.db.begin_write().expect("write transaction");
+    let gave_up = tokio::time::timeout(Duration::ZERO, spool.append(record(Some("k"), "r0"))).await;
+    assert!(gave_up.is_err(), "answered before the commit: {gave_up:?}");
+    busy.abort().expect("abort");
+    let reader = spool.clone();
+    // Counted once committed (or, were it not counted, read after 10 s).
+    let stored = tokio::task::spawn_blocking(move || {
+        let give_up = std::time::Instant::now() + Duration::from_secs(10);
+        while reader.records() == 0 && std::time::Instant::now() < give_up {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        reader.oldest(10).expect("read")
+    })
+    .await
+    .expect("reader");
+    assert_eq!(stored.len(), 1, "the record was written");
+    assert_eq!(spool.records(), 1);
+    assert!(spool.holds_key("k"));
+    let delivered: Vec<_> = stored
+        .into_iter()
+        .map(|(seq, r, len)| (seq, r.key, len))
+        .collect();
+    spool.remove(&delivered).expect("remove");
+    assert_eq!(spool.records(), 0);
+    assert_eq!(spool.bytes(), 0);
+    assert!(!spool.holds_key("k"));
 }

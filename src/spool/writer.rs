@@ -6,19 +6,28 @@ use std::sync::mpsc;
 use redb::{Database, Durability};
 use tokio::sync::oneshot;
 
-use super::{io, SpoolError, RECORDS};
+use super::{io, Holdings, SpoolError, RECORDS};
 
 /// Appends waiting beyond this many are committed in the next transaction.
 const MAX_GROUP: usize = 1024;
 
-/// One encoded record and where to say its sequence number once it is durable.
+/// One encoded record, what it reserved in the holdings, and where to say its sequence number
+/// once it is durable.
 pub(super) struct Append {
     pub bytes: Vec<u8>,
+    pub len: u64,
+    pub key: Option<String>,
     pub done: oneshot::Sender<Result<u64, SpoolError>>,
 }
 
-/// The writer thread: one durable transaction per group of waiting appends.
-pub(super) fn write_loop(db: &Database, rx: &mpsc::Receiver<Append>, mut next_seq: u64) {
+/// The writer thread: one durable transaction per group of waiting appends, settled in the
+/// holdings whether or not anyone still waits for the answer.
+pub(super) fn write_loop(
+    db: &Database,
+    holdings: &Holdings,
+    rx: &mpsc::Receiver<Append>,
+    mut next_seq: u64,
+) {
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -30,6 +39,14 @@ pub(super) fn write_loop(db: &Database, rx: &mpsc::Receiver<Append>, mut next_se
         let result = commit(db, &group, next_seq);
         if result.is_ok() {
             next_seq += group.len() as u64;
+            holdings
+                .records
+                .fetch_add(group.len() as u64, std::sync::atomic::Ordering::SeqCst);
+            holdings.appended.notify_one();
+        } else {
+            for a in &group {
+                holdings.release(a.len, a.key.as_deref());
+            }
         }
         for (i, a) in group.into_iter().enumerate() {
             let _ = a.done.send(result.clone().map(|first| first + i as u64));
