@@ -119,9 +119,18 @@ pub async fn serve(
             () = stopped(&mut stop) => break,
         };
         let (health, metrics) = (health.clone(), metrics.clone());
-        let service = service_fn(move |req| {
-            let response = answer(&req, &health, &metrics);
-            async move { Ok::<_, Infallible>(response) }
+        let service = service_fn(move |req: Request<hyper::body::Incoming>| {
+            let (health, metrics) = (health.clone(), metrics.clone());
+            let req = Request::from_parts(req.into_parts().0, ());
+            async move {
+                // A scrape reads the spool's oldest record from disk: off the async workers.
+                let response = tokio::task::spawn_blocking(move || answer(&req, &health, &metrics))
+                    .await
+                    .unwrap_or_else(|_| {
+                        text(StatusCode::INTERNAL_SERVER_ERROR, "admin handler failed\n")
+                    });
+                Ok::<_, Infallible>(response)
+            }
         });
         let conn = graceful.watch(
             builder
