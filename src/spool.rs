@@ -11,17 +11,20 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, Notify};
 
 use crate::record::Record;
 
 mod recover;
+mod replay;
 mod writer;
 use writer::Append;
 
 const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records");
+/// Entries of `records` that could not be decoded, moved out of replay's way but kept.
+const UNREADABLE: TableDefinition<u64, &[u8]> = TableDefinition::new("unreadable");
 const FILE: &str = "spool.redb";
 
 /// A record as kept on disk: everything needed to produce it later, exactly as it would have been.
@@ -57,6 +60,10 @@ pub enum SpoolError {
     #[error("spool write failed: {0}")]
     Io(String),
 }
+
+/// Decoded records (sequence number, record, stored length) and undecodable entries (sequence
+/// number, stored length).
+type Oldest = (Vec<(u64, SpooledRecord, u64)>, Vec<(u64, u64)>);
 
 /// What the spool holds now; shared by appenders, the writer thread and the replayer. The
 /// writer thread settles each append's share once its commit is decided, so an append whose
@@ -213,56 +220,6 @@ impl Spool {
         answer
             .await
             .unwrap_or_else(|_| Err(SpoolError::Io("spool writer stopped".into())))
-    }
-
-    /// The oldest records, in order, up to `limit`. Blocking (a read transaction).
-    pub fn oldest(&self, limit: usize) -> Result<Vec<(u64, SpooledRecord, u64)>, SpoolError> {
-        let txn = self.db.begin_read().map_err(io)?;
-        let table = match txn.open_table(RECORDS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(io(e)),
-        };
-        let mut out = Vec::new();
-        for entry in table.iter().map_err(io)?.take(limit) {
-            let (seq, value) = entry.map_err(io)?;
-            let raw = value.value();
-            match postcard::from_bytes::<SpooledRecord>(raw) {
-                Ok(r) => out.push((seq.value(), r, raw.len() as u64)),
-                // Unreadable entries cannot be replayed; keep them out of the way, loudly.
-                Err(e) => {
-                    tracing::error!(seq = seq.value(), error = %e, "spooled record cannot be decoded; skipping it")
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// Removes delivered records. Blocking. Not fsynced: a crash before the next durable commit
-    /// replays them again, which the dedup header makes harmless.
-    pub fn remove(&self, delivered: &[(u64, Option<String>, u64)]) -> Result<(), SpoolError> {
-        if delivered.is_empty() {
-            return Ok(());
-        }
-        let mut txn = self.db.begin_write().map_err(io)?;
-        txn.set_durability(Durability::None).map_err(io)?;
-        {
-            let mut table = txn.open_table(RECORDS).map_err(io)?;
-            for (seq, _, _) in delivered {
-                table.remove(*seq).map_err(io)?;
-            }
-        }
-        txn.commit().map_err(io)?;
-        for (_, key, len) in delivered {
-            self.holdings.records.fetch_sub(1, Ordering::SeqCst);
-            self.holdings.release(*len, key.as_deref());
-        }
-        Ok(())
-    }
-
-    /// Receive time of the oldest waiting record. Blocking.
-    pub fn oldest_timestamp_ms(&self) -> Option<i64> {
-        self.oldest(1).ok()?.first().map(|(_, r, _)| r.timestamp_ms)
     }
 
     pub fn records(&self) -> u64 {

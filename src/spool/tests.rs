@@ -3,6 +3,8 @@
 use super::*;
 use std::time::Duration;
 
+use redb::{ReadableDatabase, ReadableTable};
+
 fn record(key: Option<&str>, body: &str) -> SpooledRecord {
     SpooledRecord {
         topic: "t".into(),
@@ -220,4 +222,40 @@ async fn an_append_whose_caller_gave_up_waiting_is_still_counted_and_released() 
     assert_eq!(spool.records(), 0);
     assert_eq!(spool.bytes(), 0);
     assert!(!spool.holds_key("k"));
+}
+
+#[tokio::test]
+async fn undecodable_entries_are_set_aside_and_do_not_stall_the_records_behind_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        // More undecodable entries than one replay batch, as a file from another version might hold.
+        let spool = Spool::open(dir.path(), 1 << 20, 1).expect("open");
+        let txn = spool.db.begin_write().expect("write");
+        {
+            let mut table = txn.open_table(RECORDS).expect("table");
+            for seq in 0..300u64 {
+                table.insert(seq, b"".as_slice()).expect("insert");
+            }
+        }
+        txn.commit().expect("commit");
+        spool.close();
+    }
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("reopen");
+    assert_eq!(spool.records(), 300);
+    spool
+        .append(record(Some("k"), "after"))
+        .await
+        .expect("append");
+    let got = spool.oldest(256).expect("read");
+    assert_eq!(got.len(), 1, "the readable record behind them");
+    assert_eq!(got[0].1.value, b"after");
+    assert_eq!(spool.records(), 1, "set aside: no longer waiting");
+    assert_eq!(spool.bytes(), got[0].2);
+    let txn = spool.db.begin_read().expect("read");
+    let aside = txn.open_table(UNREADABLE).expect("unreadable table");
+    assert_eq!(
+        aside.iter().expect("iter").count(),
+        300,
+        "kept, not deleted"
+    );
 }

@@ -1,0 +1,100 @@
+//! What replay reads and deletes: the oldest records in order, removal once delivered, and
+//! undecodable entries set aside.
+
+use std::sync::atomic::Ordering;
+
+use redb::{Durability, ReadableDatabase, ReadableTable};
+
+use super::{io, Oldest, Spool, SpoolError, SpooledRecord, RECORDS, UNREADABLE};
+
+impl Spool {
+    /// The oldest records, in order, up to `limit`, for replay. Blocking. An entry that cannot
+    /// be decoded is moved to the `unreadable` table (kept for inspection), so it can neither
+    /// stall replay behind it nor count against the spool's size.
+    pub fn oldest(&self, limit: usize) -> Result<Vec<(u64, SpooledRecord, u64)>, SpoolError> {
+        let (out, unreadable) = self.read_oldest(limit)?;
+        if !unreadable.is_empty() {
+            self.set_aside(&unreadable)?;
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` decoded records, oldest first, and the undecodable entries among them.
+    fn read_oldest(&self, limit: usize) -> Result<Oldest, SpoolError> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let table = match txn.open_table(RECORDS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok((Vec::new(), Vec::new())),
+            Err(e) => return Err(io(e)),
+        };
+        let (mut out, mut unreadable) = (Vec::new(), Vec::new());
+        for entry in table.iter().map_err(io)? {
+            if out.len() >= limit {
+                break;
+            }
+            let (seq, value) = entry.map_err(io)?;
+            let raw = value.value();
+            match postcard::from_bytes::<SpooledRecord>(raw) {
+                Ok(r) => out.push((seq.value(), r, raw.len() as u64)),
+                Err(_) => unreadable.push((seq.value(), raw.len() as u64)),
+            }
+        }
+        Ok((out, unreadable))
+    }
+
+    /// Moves undecodable entries (sequence number, length) to the `unreadable` table.
+    fn set_aside(&self, entries: &[(u64, u64)]) -> Result<(), SpoolError> {
+        let txn = self.db.begin_write().map_err(io)?;
+        {
+            let mut records = txn.open_table(RECORDS).map_err(io)?;
+            let mut aside = txn.open_table(UNREADABLE).map_err(io)?;
+            for (seq, _) in entries {
+                let raw = records
+                    .remove(*seq)
+                    .map_err(io)?
+                    .map(|v| v.value().to_vec());
+                if let Some(raw) = raw {
+                    aside.insert(*seq, raw.as_slice()).map_err(io)?;
+                }
+            }
+        }
+        txn.commit().map_err(io)?;
+        for (seq, len) in entries {
+            tracing::error!(
+                seq,
+                "a spooled record cannot be decoded; moved to the spool file's `unreadable` table"
+            );
+            self.holdings.records.fetch_sub(1, Ordering::SeqCst);
+            self.holdings.release(*len, None);
+        }
+        Ok(())
+    }
+
+    /// Removes delivered records. Blocking. Not fsynced: a crash before the next durable commit
+    /// replays them again, which the dedup header makes harmless.
+    pub fn remove(&self, delivered: &[(u64, Option<String>, u64)]) -> Result<(), SpoolError> {
+        if delivered.is_empty() {
+            return Ok(());
+        }
+        let mut txn = self.db.begin_write().map_err(io)?;
+        txn.set_durability(Durability::None).map_err(io)?;
+        {
+            let mut table = txn.open_table(RECORDS).map_err(io)?;
+            for (seq, _, _) in delivered {
+                table.remove(*seq).map_err(io)?;
+            }
+        }
+        txn.commit().map_err(io)?;
+        for (_, key, len) in delivered {
+            self.holdings.records.fetch_sub(1, Ordering::SeqCst);
+            self.holdings.release(*len, key.as_deref());
+        }
+        Ok(())
+    }
+
+    /// Receive time of the oldest waiting record. Blocking.
+    pub fn oldest_timestamp_ms(&self) -> Option<i64> {
+        let (oldest, _) = self.read_oldest(1).ok()?;
+        oldest.first().map(|(_, r, _)| r.timestamp_ms)
+    }
+}
