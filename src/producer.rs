@@ -216,6 +216,14 @@ impl Sink for KafkaSink {
     ) -> Result<Delivered, ProduceError> {
         let started = Instant::now();
         let topic_metrics = self.metrics.topic(record.topic);
+        // A body that took the whole ack timeout to arrive: handed over now, the record could
+        // only be delivered after its request was answered 503, and arrive twice with the retry.
+        if deadline <= started {
+            if let Some(m) = topic_metrics {
+                m.failed(&ProduceError::Timeout.metric_kind());
+            }
+            return Err(ProduceError::Timeout);
+        }
         let headers =
             record
                 .headers
@@ -292,6 +300,36 @@ mod tests {
             e(RDKafkaErrorCode::Fatal),
             ProduceError::Unavailable(_)
         ));
+    }
+
+    #[tokio::test]
+    async fn a_record_whose_deadline_has_passed_is_not_handed_to_librdkafka() {
+        let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+        cluster.create_topic("t", 1, 1).expect("topic");
+        let properties =
+            BTreeMap::from([("bootstrap.servers".to_string(), cluster.bootstrap_servers())]);
+        let metrics = Arc::new(Metrics::new(&["t".to_string()]).expect("metrics"));
+        let sink = KafkaSink::new(&properties, metrics, ProducerRole::Webhooks).expect("producer");
+        let record = Record {
+            topic: "t",
+            key: None,
+            value: b"{}",
+            timestamp_ms: 0,
+            headers: crate::record::RecordHeaders::Raw(&[]),
+        };
+        let expired = sink.send(&record, Instant::now()).await;
+        assert_eq!(expired, Err(ProduceError::Timeout));
+        // Had the first been queued, it would hold offset 0 of the one partition.
+        let next = sink
+            .send(&record, Instant::now() + Duration::from_secs(30))
+            .await;
+        assert_eq!(
+            next,
+            Ok(Delivered::Kafka {
+                partition: 0,
+                offset: 0
+            })
+        );
     }
 
     #[test]
