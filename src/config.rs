@@ -89,6 +89,11 @@ pub(crate) fn invalid(setting: &'static str, reason: impl Into<String>) -> Confi
     }
 }
 
+/// Upper bounds that catch typos (and keep deadlines from overflowing the clock).
+const MAX_ACK_TIMEOUT: Duration = Duration::from_secs(60);
+const MAX_WAIT: Duration = Duration::from_secs(3600);
+const MAX_COUNT: usize = 1_000_000;
+
 impl Config {
     /// Validates parsed arguments. `env` lists the process environment (only `KAFKA_*` entries
     /// are read from it); `read_file` reads secrets mounted as files.
@@ -164,6 +169,23 @@ impl Config {
                 return Err(invalid(setting, "must be greater than zero"));
             }
         }
+        // Qikchat waits 2 s; an answer after a minute is read by no one, and a deadline that
+        // far out is a typo (one large enough would overflow the clock).
+        if args.ack_timeout > MAX_ACK_TIMEOUT {
+            return Err(invalid("--ack-timeout", "must be at most 60s"));
+        }
+        let bounded = [
+            ("--header-read-timeout", args.header_read_timeout),
+            ("--body-read-timeout", args.body_read_timeout),
+            ("--shutdown-delay", args.shutdown_delay),
+            ("--shutdown-grace", args.shutdown_grace),
+            ("--flush-timeout", args.flush_timeout),
+        ];
+        for (setting, value) in bounded {
+            if value > MAX_WAIT {
+                return Err(invalid(setting, "must be at most 1h"));
+            }
+        }
         if args.cloudevents && args.cloudevents_source.trim().is_empty() {
             return Err(invalid("--cloudevents-source", "cannot be empty"));
         }
@@ -177,6 +199,12 @@ impl Config {
             return Err(invalid(
                 "--max-in-flight/--max-connections",
                 "must be greater than zero",
+            ));
+        }
+        if args.max_in_flight > MAX_COUNT || args.max_connections > MAX_COUNT {
+            return Err(invalid(
+                "--max-in-flight/--max-connections",
+                "must be at most 1000000",
             ));
         }
         if args.max_body_bytes == 0 {

@@ -83,6 +83,25 @@ fn a_relative_webhook_path_is_rejected() {
 }
 
 #[test]
+fn timeouts_and_limits_beyond_any_use_are_rejected_with_the_setting_named() {
+    let too_big = [
+        ("--ack-timeout", "61s"),
+        ("--header-read-timeout", "2h"),
+        ("--body-read-timeout", "2h"),
+        ("--shutdown-delay", "2h"),
+        ("--shutdown-grace", "100000000years"),
+        ("--flush-timeout", "2h"),
+        ("--max-connections", "1000001"),
+        ("--max-in-flight", "18446744073709551615"),
+    ];
+    for (flag, value) in too_big {
+        let err = build(&[flag, value]).expect_err(flag);
+        assert!(err.to_string().contains(flag), "{flag}: {err}");
+    }
+    assert!(build(&["--ack-timeout", "60s", "--max-connections", "1000000"]).is_ok());
+}
+
+#[test]
 fn zero_timeouts_and_limits_are_rejected() {
     assert!(build(&["--ack-timeout", "0s"]).is_err());
     assert!(build(&["--max-body-bytes", "0"]).is_err());
