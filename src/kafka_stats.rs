@@ -145,7 +145,14 @@ impl KafkaStats {
         self.queue_bytes.set(clamp(stats.msg_size));
         self.queue_max_messages.set(clamp(stats.msg_max));
         self.queue_max_bytes.set(clamp(stats.msg_size_max));
-        for broker in stats.brokers.values().filter(|b| b.nodeid >= 0) {
+        // A broker in INIT was never needed: librdkafka connects only to the leaders it writes
+        // to (`enable.sparse.connections`), so on a larger cluster most stay there for good,
+        // and reporting them as down would keep an alert firing for nothing.
+        let known = stats
+            .brokers
+            .values()
+            .filter(|b| b.nodeid >= 0 && b.state != "INIT");
+        for broker in known {
             let label = [broker.name.as_str()];
             self.broker_up
                 .with_label_values(&label)
@@ -169,6 +176,7 @@ impl KafkaStats {
 
 #[cfg(test)]
 mod tests {
+    use prometheus::core::Collector;
     use rdkafka::statistics::{Broker, Topic, Window};
 
     use super::*;
@@ -217,6 +225,40 @@ mod tests {
         // An idle window leaves the last average; a total that went down counts from zero.
         k.update(&stats("a", 5, 0, 0), true);
         assert_eq!(figures(&k), (30, 2.5, 5));
+    }
+
+    #[test]
+    fn brokers_the_producer_never_connected_to_are_not_reported_down() {
+        let k = KafkaStats::new("x").expect("metrics");
+        let mut s = stats("a", 1, 1, 1);
+        let idle = Broker {
+            name: "c:9092/2".into(),
+            nodeid: 2,
+            state: "INIT".into(),
+            ..Default::default()
+        };
+        let lost = Broker {
+            name: "d:9092/3".into(),
+            nodeid: 3,
+            state: "TRY_CONNECT".into(),
+            ..Default::default()
+        };
+        s.brokers.insert(idle.name.clone(), idle);
+        s.brokers.insert(lost.name.clone(), lost);
+        k.update(&s, true);
+        let mut up: Vec<(String, i64)> = Collector::collect(&k.broker_up)
+            .iter()
+            .flat_map(|f| f.get_metric())
+            .map(|m| {
+                let broker = m.get_label()[0].value().to_string();
+                (broker, m.get_gauge().get_value() as i64)
+            })
+            .collect();
+        up.sort();
+        assert_eq!(
+            up,
+            [("b:9092/1".to_string(), 1), ("d:9092/3".to_string(), 0)]
+        );
     }
 
     #[test]
