@@ -157,7 +157,7 @@ must_fail() {
 
 expect_render_failure() {
   local expected="$1"; shift
-  local out
+  local out got
   if out="$(helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" "$@" 2>&1)"; then
     echo "rendered although it must fail"
     return 1
@@ -186,6 +186,23 @@ spool_max_bytes() {
   got="$(grep -A1 -- '- name: BRIDGE_SPOOL_MAX_BYTES' <<<"$out" | sed -n 's/^ *value: "\([0-9]*\)"$/\1/p')"
   echo "BRIDGE_SPOOL_MAX_BYTES=$got"
   [ "$got" = "$expected" ]
+}
+
+# hpa_scale_down_disabled yes|no HELM-ARGS...: whether the rendered HPA disables scale-down.
+hpa_scale_down_disabled() {
+  local expected="$1"; shift
+  local out got
+  out="$(helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --set kafka.bootstrapServers=kafka:9092 \
+    --set autoscaling.enabled=true "$@")"
+  grep -q '^kind: HorizontalPodAutoscaler' <<<"$out" || { echo "no HPA rendered"; return 1; }
+  if grep -q 'selectPolicy: Disabled' <<<"$out"; then got=yes; else got=no; fi
+  echo "scale-down disabled: $got"
+  [ "$got" = "$expected" ]
+}
+
+# renders HELM-ARGS...: helm template succeeds.
+renders() {
+  helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" "$@" >/dev/null
 }
 
 # dockerignore_excludes PATH...: the image build context leaves these out.
@@ -286,6 +303,13 @@ must_fail "spool without fsGroup" "fsGroup" $P --set podSecurityContext.fsGroup=
 check "spool limit: 75% of persistence.size by default" spool_max_bytes 1610612736
 check "spool limit: 75% of a decimal size" spool_max_bytes 750000000 --set persistence.size=1G
 check "spool limit: explicit persistence.maxBytes" spool_max_bytes 500000000 --set persistence.maxBytes=500000000
+check "autoscaling with the spool: no automatic scale-down" hpa_scale_down_disabled yes --set persistence.enabled=true
+check "autoscaling without the spool: scale-down left on" hpa_scale_down_disabled no
+check "autoscaling with the spool and an explicit scaleDown: the operator's" hpa_scale_down_disabled no \
+  --set persistence.enabled=true --set autoscaling.behavior.scaleDown.stabilizationWindowSeconds=600
+# 25 s covers delay + grace + flush (20 s), not the spool's replay cut-off and close (+7 s).
+check "grace period of 25 s renders without the spool" renders $B --set terminationGracePeriodSeconds=25
+must_fail "grace period without the spool's replay cut-off" "terminationGracePeriodSeconds" $P --set terminationGracePeriodSeconds=25
 
 section "Alert rules (promtool)"
 check "promtool check rules deploy/prometheus/alerts.yaml" promtool check rules deploy/prometheus/alerts.yaml

@@ -241,9 +241,12 @@ def cmd_static(rendered, help_file=None):
         hg = c["startupProbe"].get("httpGet") or {}
         check(hg.get("port") in ("admin", ports.get("admin")) and hg.get("path") == "/livez", "startupProbe must GET /livez on the admin port")
 
-    # Shutdown: Kubernetes must wait longer than the bridge's delay + drain + flush.
+    # Shutdown: Kubernetes must wait longer than the bridge's delay + drain + flush, and with
+    # the spool its replay's cut-off (one more flush timeout) and closing the file.
     defaults = {"BRIDGE_SHUTDOWN_DELAY": "0s", "BRIDGE_SHUTDOWN_GRACE": "10s", "BRIDGE_FLUSH_TIMEOUT": "5s"}
     shutdown_ms = sum(duration_ms(env.get(k) or v) for k, v in defaults.items())
+    if env.get("BRIDGE_SPOOL_DIR"):
+        shutdown_ms += duration_ms(env.get("BRIDGE_FLUSH_TIMEOUT") or "5s") + 2000
     tgps = pod.get("terminationGracePeriodSeconds", 30)
     check(tgps * 1000 > shutdown_ms, f"terminationGracePeriodSeconds {tgps}s is not longer than delay+grace+flush ({shutdown_ms} ms)")
     check(duration_ms(env.get("BRIDGE_SHUTDOWN_DELAY") or "0s") > 0, "BRIDGE_SHUTDOWN_DELAY should be > 0 so endpoints are removed before the drain")

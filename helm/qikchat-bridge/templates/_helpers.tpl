@@ -89,17 +89,22 @@ A duration in milliseconds. Accepts the humantime forms the schema allows:
 {{- end -}}
 {{- end -}}
 
-{{/* terminationGracePeriodSeconds: longer than shutdown delay + drain + producer flush. */}}
+{{/* terminationGracePeriodSeconds: longer than shutdown delay + drain + producer flush, and
+     with the spool the replay's cut-off (another flushTimeout) and closing the file (2 s). */}}
 {{- define "qikchat-bridge.terminationGracePeriodSeconds" -}}
 {{- $c := .Values.config -}}
-{{- $ms := add (include "qikchat-bridge.durationMs" $c.shutdownDelay | atoi) (include "qikchat-bridge.durationMs" $c.shutdownGrace | atoi) (include "qikchat-bridge.durationMs" $c.flushTimeout | atoi) -}}
+{{- $flush := include "qikchat-bridge.durationMs" $c.flushTimeout | atoi -}}
+{{- $ms := add (include "qikchat-bridge.durationMs" $c.shutdownDelay | atoi) (include "qikchat-bridge.durationMs" $c.shutdownGrace | atoi) $flush -}}
+{{- if .Values.persistence.enabled -}}
+{{- $ms = add $ms $flush 2000 -}}
+{{- end -}}
 {{- $minSeconds := div (add $ms 999) 1000 -}}
 {{- if kindIs "invalid" .Values.terminationGracePeriodSeconds -}}
 {{- add $minSeconds 10 -}}
 {{- else -}}
 {{- $v := int .Values.terminationGracePeriodSeconds -}}
 {{- if le $v (int $minSeconds) -}}
-{{- fail (printf "terminationGracePeriodSeconds (%d) must be longer than config.shutdownDelay + config.shutdownGrace + config.flushTimeout (%d s), or Kubernetes kills the bridge before in-flight webhooks are answered and produced" $v (int $minSeconds)) -}}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must be longer than config.shutdownDelay + config.shutdownGrace + config.flushTimeout (with persistence: + config.flushTimeout + 2 s) = %d s, or Kubernetes kills the bridge before in-flight webhooks are answered and produced" $v (int $minSeconds)) -}}
 {{- end -}}
 {{- $v -}}
 {{- end -}}
