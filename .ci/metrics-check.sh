@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Starts the bridge in embedded mode, posts a message, a status, a bad-auth request and a malformed
-# body, then lints the scraped /metrics with `promtool check metrics` (any finding fails).
+# Starts the bridge in embedded mode with a spool, posts a message, a status, a bad-auth request
+# and a malformed body, then lints the scraped /metrics with `promtool check metrics` (any finding
+# fails) and compares its families with .ci/lib/metric_names.py (the names the alert and dashboard
+# checks accept) and the README's metrics table.
 set -euo pipefail
 bin=${1:-target/debug/qikchat-bridge}
 work=$(mktemp -d)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port=$(free_port); admin=$(free_port)
-"$bin" --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" --log-format json >"$work/log" 2>&1 &
+# Statistics every 200 ms, so the families fed by librdkafka's statistics are there to compare.
+"$bin" --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" --log-format json \
+  --spool-dir "$work/spool" -X statistics.interval.ms=200 >"$work/log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 1 100); do
@@ -19,9 +23,14 @@ fixtures=tests/fixtures
 [ "$(post -u testuser:testpass --data-binary @$fixtures/status-read.json)" = 200 ]
 [ "$(post -u testuser:wrong --data-binary @$fixtures/status-read.json)" = 401 ]
 [ "$(post -u testuser:testpass --data-binary '{not json')" = 400 ]
-curl -fs "http://127.0.0.1:$admin/metrics" >"$work/metrics"
+for _ in $(seq 1 50); do
+  curl -fs "http://127.0.0.1:$admin/metrics" >"$work/metrics"
+  grep -q '^qikchat_bridge_kafka_batch_records' "$work/metrics" && break
+  sleep 0.1
+done
 grep -q 'qikchat_bridge_requests_total{outcome="accepted",status="200"} 2' "$work/metrics"
 promtool check metrics <"$work/metrics"
+python3 .ci/lib/exported_metrics.py "$work/metrics" README.md
 kill -TERM $pid
 wait $pid
 echo "metrics lint clean; bridge exited 0 on SIGTERM"
