@@ -5,10 +5,36 @@
 //! of a match leaks through timing.
 
 use std::fmt;
+use std::path::PathBuf;
 
 use base64::{DecodeSliceError, Engine};
 use sha2::{Digest, Sha256};
 use subtle::{Choice, ConstantTimeEq};
+
+mod reload;
+pub use reload::watch_auth_file;
+
+/// The credentials of an `--auth-file` text: one `USER:PASS` per line; `#` comments and blank
+/// lines are skipped. An error names the line, never its text.
+pub fn parse_file(text: &str) -> Result<Vec<Credential>, String> {
+    let mut credentials = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        credentials.push(Credential::parse(line).map_err(|r| format!("line {}: {r}", n + 1))?);
+    }
+    Ok(credentials)
+}
+
+/// `--auth-file` is read again while the bridge runs: its path, and the `--auth` credentials
+/// that stay accepted whatever it holds.
+#[derive(Clone, Debug)]
+pub struct AuthReload {
+    pub path: PathBuf,
+    pub fixed: Vec<Credential>,
+}
 
 /// One accepted `user:pass`; the password exists only inside the digest.
 #[derive(Clone)]

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::auth::{Credential, Credentials};
+use crate::auth::{self, AuthReload, Credential, Credentials};
 use crate::kafka_props::{self, KafkaProperties};
 use crate::topics::{KeyStrategy, TopicMap};
 
@@ -37,6 +37,8 @@ pub struct Config {
     pub kafka: KafkaMode,
     pub kafka_properties: KafkaProperties,
     pub credentials: Credentials,
+    /// Set with `--auth-file`: the file is read again while the bridge runs.
+    pub auth_reload: Option<AuthReload>,
     /// True when the seed's test credential was put in place because none was configured.
     pub seed_credential_in_use: bool,
     pub webhook_path: String,
@@ -117,21 +119,20 @@ impl Config {
         for entry in &args.auth {
             credentials.push(Credential::parse(entry).map_err(|r| invalid("--auth", r))?);
         }
+        let auth_reload = match &args.auth_file {
+            Some(path) if !args.insecure_disable_auth => Some(AuthReload {
+                path: path.clone(),
+                fixed: credentials.clone(),
+            }),
+            _ => None,
+        };
         if let Some(path) = &args.auth_file {
             let text = read_file(path).map_err(|e| ConfigError::File {
                 setting: "--auth-file".into(),
                 path: path.clone(),
                 reason: e.to_string(),
             })?;
-            for (n, line) in text.lines().enumerate() {
-                let line = line.trim();
-                if line.is_empty() || line.starts_with('#') {
-                    continue;
-                }
-                let cred = Credential::parse(line)
-                    .map_err(|r| invalid("--auth-file", format!("line {}: {r}", n + 1)))?;
-                credentials.push(cred);
-            }
+            credentials.extend(auth::parse_file(&text).map_err(|r| invalid("--auth-file", r))?);
         }
         let mut seed_credential_in_use = false;
         if credentials.is_empty() && !args.insecure_disable_auth {
@@ -229,6 +230,7 @@ impl Config {
             kafka,
             kafka_properties,
             credentials,
+            auth_reload,
             seed_credential_in_use,
             webhook_path: args.webhook_path,
             ack_timeout: args.ack_timeout,

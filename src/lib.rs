@@ -171,11 +171,18 @@ pub async fn run(
         listeners.admin,
         health.clone(),
         metrics.clone(),
-        stop_rx,
+        stop_rx.clone(),
     ));
 
     let delivery = Arc::new(Delivery::new(sink.clone(), spool.clone(), metrics.clone()));
     let webhook = Arc::new(Webhook::new(&config, delivery, metrics.clone()));
+    let auth_reload = config.auth_reload.clone().map(|reload| {
+        tokio::spawn(auth::watch_auth_file(
+            reload,
+            webhook.credentials(),
+            stop_rx,
+        ))
+    });
     let options = ServerOptions {
         header_read_timeout: config.header_read_timeout,
         shutdown_grace: config.shutdown_grace,
@@ -211,6 +218,9 @@ pub async fn run(
     let _ = stop_tx.send(true);
     let _ = admin.await;
     let _ = readiness.await;
+    if let Some(reload) = auth_reload {
+        let _ = reload.await;
+    }
     for replacer in replacers {
         let _ = replacer.await;
     }

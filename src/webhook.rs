@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
@@ -33,7 +34,8 @@ const ACCEPTED: &[u8] = br#"{"status":"accepted"}"#;
 pub struct Webhook<S> {
     sink: Arc<S>,
     metrics: Arc<Metrics>,
-    credentials: Credentials,
+    /// Swapped when `--auth-file` changes (see `auth::watch_auth_file`).
+    credentials: Arc<ArcSwap<Credentials>>,
     topics: TopicMap,
     key_strategy: KeyStrategy,
     path: String,
@@ -65,11 +67,16 @@ impl Drop for InFlight<'_> {
 }
 
 impl<S: Sink> Webhook<S> {
+    /// The accepted credentials, for the task that reloads them.
+    pub fn credentials(&self) -> Arc<ArcSwap<Credentials>> {
+        self.credentials.clone()
+    }
+
     pub fn new(config: &Config, sink: Arc<S>, metrics: Arc<Metrics>) -> Webhook<S> {
         Webhook {
             sink,
             metrics,
-            credentials: config.credentials.clone(),
+            credentials: Arc::new(ArcSwap::from_pointee(config.credentials.clone())),
             topics: config.topics.clone(),
             key_strategy: config.key_strategy,
             path: config.webhook_path.clone(),
@@ -161,7 +168,7 @@ impl<S: Sink> Webhook<S> {
             return Err(WebhookError::MethodNotAllowed);
         }
         let auth = parts.headers.get(AUTHORIZATION).map(HeaderValue::as_bytes);
-        if let Err(reason) = self.credentials.check(auth) {
+        if let Err(reason) = self.credentials.load().check(auth) {
             self.metrics.auth_failure(reason);
             return Err(WebhookError::Unauthorized(reason));
         }

@@ -1,0 +1,69 @@
+//! `--auth-file` read again every second, so rotating the credentials of a mounted Kubernetes
+//! Secret takes effect without a restart (Kubernetes updates the mounted file in place).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+
+use super::{parse_file, AuthReload, Credentials};
+
+/// How often the file is read: a few syscalls a second, and a rotation takes effect at once.
+const EVERY: Duration = Duration::from_secs(1);
+
+/// Reads `reload.path` every second until `stop`; when its text changes and is valid, the
+/// accepted credentials become the `--auth` ones plus the file's. A file that is unreadable,
+/// invalid or would leave no credential at all keeps the previous set, with one log line per
+/// change of the file.
+pub async fn watch_auth_file(
+    reload: AuthReload,
+    live: Arc<ArcSwap<Credentials>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let read = |path: std::path::PathBuf| async move {
+        tokio::task::spawn_blocking(move || std::fs::read_to_string(path))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    };
+    // What start-up read, as far as the file still says so.
+    let mut last = read(reload.path.clone()).await.ok();
+    let mut last_error: Option<String> = None;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(EVERY) => {}
+            () = crate::admin::stopped(&mut stop) => return,
+        }
+        let text = match read(reload.path.clone()).await {
+            Ok(text) => text,
+            Err(e) => {
+                let reason = e.to_string();
+                if last_error.as_ref() != Some(&reason) {
+                    tracing::warn!(path = %reload.path.display(), %reason, "cannot read --auth-file; the accepted credentials stay as they are");
+                    last_error = Some(reason);
+                }
+                continue;
+            }
+        };
+        last_error = None;
+        if last.as_ref() == Some(&text) {
+            continue;
+        }
+        match parse_file(&text) {
+            Ok(from_file) => {
+                let mut accepted = reload.fixed.clone();
+                accepted.extend(from_file);
+                if accepted.is_empty() {
+                    tracing::error!(path = %reload.path.display(), "--auth-file now holds no credential; the accepted credentials stay as they are");
+                } else {
+                    let credentials = Credentials::new(accepted);
+                    tracing::info!(users = ?credentials.users(), "webhook credentials reloaded from --auth-file");
+                    live.store(Arc::new(credentials));
+                }
+            }
+            Err(reason) => {
+                tracing::error!(path = %reload.path.display(), %reason, "--auth-file is invalid; the accepted credentials stay as they are");
+            }
+        }
+        last = Some(text);
+    }
+}

@@ -1,0 +1,75 @@
+//! Rotating `--auth-file` (as Kubernetes does with a mounted Secret) takes effect without a
+//! restart; an invalid file keeps the credentials in force. Its own test binary, because it
+//! installs the process-wide log subscriber.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{Captured, TestApp, STATUS};
+
+/// Replaces the file at once, as Kubernetes swaps a Secret's files (rename, never a partial write).
+fn rotate(path: &Path, text: &str) {
+    let next = path.with_extension("next");
+    std::fs::write(&next, text).expect("write");
+    std::fs::rename(&next, path).expect("rename");
+}
+
+async fn status_as(app: &TestApp, user: &str, pass: &str) -> u16 {
+    app.http
+        .post(app.url())
+        .basic_auth(user, Some(pass))
+        .header("content-type", "application/json")
+        .body(STATUS)
+        .send()
+        .await
+        .expect("request")
+        .status()
+        .as_u16()
+}
+
+/// Waits (at most 20 s) until `done` holds.
+async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done().await {
+        assert!(Instant::now() < deadline, "{what}: not within 20 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_auth_file_takes_effect_without_a_restart_and_an_invalid_one_is_ignored() {
+    let captured = Captured::install("info");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("credentials");
+    rotate(&file, "# first\nalice:pw-first-7731\n");
+    let app = TestApp::start(&["--auth-file", file.to_str().expect("utf-8")]).await;
+    assert_eq!(status_as(&app, "alice", "pw-first-7731").await, 200);
+    assert_eq!(status_as(&app, "bob", "pw-second-9902").await, 401);
+
+    rotate(&file, "bob:pw-second-9902\n");
+    eventually("the new credential accepted", async || {
+        status_as(&app, "bob", "pw-second-9902").await == 200
+    })
+    .await;
+    assert_eq!(status_as(&app, "alice", "pw-first-7731").await, 401);
+
+    let before = captured.len();
+    rotate(&file, "bob-without-a-password\n");
+    eventually("the invalid file reported", async || {
+        captured
+            .text_from(before)
+            .contains("--auth-file is invalid")
+    })
+    .await;
+    assert_eq!(status_as(&app, "bob", "pw-second-9902").await, 200);
+    // The --auth credential is accepted whatever the file holds.
+    assert_eq!(app.post(STATUS).await.status(), 200);
+
+    let logs = captured.text_from(0);
+    assert!(logs.contains("webhook credentials reloaded"), "{logs}");
+    for secret in ["pw-first-7731", "pw-second-9902", "bob-without-a-password"] {
+        assert!(!logs.contains(secret), "{secret:?} leaked into the logs");
+    }
+}
