@@ -304,11 +304,18 @@ def cmd_static(rendered, help_file=None):
     # Labels, selectors, ports of the other objects.
     check(all(pod_labels.get(k) == v for k, v in selector.items()), f"pod labels do not match the {kind} selector")
     name = deploy["metadata"]["name"]
+    exposed = set()
     for svc in by_kind(docs, "Service"):
         check(all(pod_labels.get(k) == v for k, v in svc["spec"]["selector"].items()), "Service selector does not match the pods")
         for p in svc["spec"]["ports"]:
             check(p["targetPort"] in ports or p["targetPort"] in ports.values(), f"Service port {p['name']} targets an unknown port")
-        check({p["name"] for p in svc["spec"]["ports"]} == {"http", "admin"}, "Service must expose http and admin")
+        names = {p["name"] for p in svc["spec"]["ports"]}
+        exposed |= names
+        check(names <= {"http", "admin"}, f"Service {svc['metadata']['name']} exposes unknown ports {names}")
+        svc_type = svc["spec"].get("type", "ClusterIP")
+        check(svc_type == "ClusterIP" or "admin" not in names,
+              f"Service {svc['metadata']['name']} of type {svc_type} exposes the admin port (/metrics) outside the cluster")
+    check(exposed == {"http", "admin"}, "the chart's Services must expose http and admin")
     svc_names = {s["metadata"]["name"]: s for s in by_kind(docs, "Service")}
     for ing in by_kind(docs, "Ingress"):
         for rule in ing["spec"]["rules"]:
