@@ -2,7 +2,7 @@
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
@@ -22,10 +22,14 @@ use crate::spool::Spool;
 pub struct Health {
     /// The producer has not failed and a broker answered its last metadata request.
     pub kafka_ready: Arc<AtomicBool>,
+    /// The producer is made and the spool (if any) recovered: the admin port answers before,
+    /// so a long recovery is not taken for a hung process.
+    pub started: AtomicBool,
     /// Shutdown has begun.
     pub draining: AtomicBool,
-    /// With a spool that has room, records are safe even while Kafka is away.
-    pub spool: Option<Arc<Spool>>,
+    /// With a spool that has room, records are safe even while Kafka is away. Set once it
+    /// is recovered.
+    pub spool: OnceLock<Arc<Spool>>,
 }
 
 impl Health {
@@ -33,11 +37,13 @@ impl Health {
     pub fn readiness(&self) -> Result<(), &'static str> {
         if self.draining.load(Ordering::SeqCst) {
             Err("shutting down")
+        } else if !self.started.load(Ordering::SeqCst) {
+            Err("starting: recovering the spool and making the producer")
         } else if self.kafka_ready.load(Ordering::SeqCst)
-            || self.spool.as_ref().is_some_and(|s| s.has_room())
+            || self.spool.get().is_some_and(|s| s.has_room())
         {
             Ok(())
-        } else if self.spool.is_some() {
+        } else if self.spool.get().is_some() {
             Err("Kafka is unavailable and the spool is full")
         } else {
             Err("Kafka is unavailable: the producer has failed or no broker answered the last metadata request")
@@ -74,7 +80,7 @@ pub fn answer<B>(req: &Request<B>, health: &Health, metrics: &Metrics) -> Respon
         }
         "/metrics" => {
             metrics.ready.set(i64::from(health.readiness().is_ok()));
-            if let Some(spool) = &health.spool {
+            if let Some(spool) = health.spool.get() {
                 metrics.spool.observe(spool);
             }
             let mut r = text(StatusCode::OK, metrics.render());
@@ -145,4 +151,26 @@ pub async fn serve(
     }
     // Probes and scrapes are short: a second is plenty.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), graceful.shutdown()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_waits_for_the_start_then_follows_kafka_and_ends_with_the_drain() {
+        let health = Health::default();
+        assert_eq!(
+            health.readiness(),
+            Err("starting: recovering the spool and making the producer")
+        );
+        health.kafka_ready.store(true, Ordering::SeqCst);
+        assert!(health.readiness().is_err(), "not before the start is done");
+        health.started.store(true, Ordering::SeqCst);
+        assert_eq!(health.readiness(), Ok(()));
+        health.kafka_ready.store(false, Ordering::SeqCst);
+        assert!(health.readiness().is_err());
+        health.draining.store(true, Ordering::SeqCst);
+        assert_eq!(health.readiness(), Err("shutting down"));
+    }
 }

@@ -106,6 +106,17 @@ pub async fn run(
         );
     }
 
+    // The admin port answers from here on: /livez while the spool is recovered (which can
+    // take a while for a large one), /readyz 503 until everything is in place.
+    let health = Arc::new(Health::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let admin = tokio::spawn(admin::serve(
+        listeners.admin,
+        health.clone(),
+        metrics.clone(),
+        stop_rx.clone(),
+    ));
+
     let sink = Arc::new(KafkaSink::new(
         &config.producer_properties(&bootstrap),
         metrics.clone(),
@@ -123,11 +134,9 @@ pub async fn run(
         ),
         None => None,
     };
-    let health = Arc::new(Health {
-        spool: spool.clone(),
-        ..Health::default()
-    });
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    if let Some(spool) = &spool {
+        let _ = health.spool.set(spool.clone());
+    }
     // Replay gets a producer of its own: the webhook producer's message timeout is the ack
     // deadline, which a slow broker can exceed for every record; replay can wait longer.
     let mut replacers = Vec::new();
@@ -167,13 +176,6 @@ pub async fn run(
         READINESS_INTERVAL,
         stop_rx.clone(),
     ));
-    let admin = tokio::spawn(admin::serve(
-        listeners.admin,
-        health.clone(),
-        metrics.clone(),
-        stop_rx.clone(),
-    ));
-
     let delivery = Arc::new(Delivery::new(sink.clone(), spool.clone(), metrics.clone()));
     let webhook = Arc::new(Webhook::new(&config, delivery, metrics.clone()));
     let auth_reload = config.auth_reload.clone().map(|reload| {
@@ -193,6 +195,7 @@ pub async fn run(
         path = %config.webhook_path,
         "accepting webhooks"
     );
+    health.started.store(true, Ordering::SeqCst);
     let draining = health.clone();
     let shutdown_delay = config.shutdown_delay;
     server::serve(listeners.webhook, webhook, options, async move {

@@ -232,11 +232,15 @@ async fn a_full_spool_answers_503_and_every_200_still_reaches_kafka() {
         !has_line(&m, "qikchat_bridge_spool_appends_total{result=\"full\"} 0"),
         "full appends counted"
     );
-    assert_eq!(
-        app.admin_get("/readyz").await.0,
-        503,
-        "unready: Kafka down and no room"
-    );
+    // Readiness notices Kafka gone at its next metadata probe (every second).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.admin_get("/readyz").await.0 != 503 {
+        assert!(
+            Instant::now() < deadline,
+            "still ready with Kafka down and no room in the spool"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     app.cluster.broker_up(1).expect("up");
     all_stored(&app, &ok, Duration::from_secs(30)).await;
