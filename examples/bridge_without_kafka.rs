@@ -56,6 +56,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         health
             .kafka_ready
             .store(true, std::sync::atomic::Ordering::SeqCst);
+        health
+            .started
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(admin::serve(
             listeners.admin,
