@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{TestApp, STATUS};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_lets_an_in_flight_request_finish_with_200() {
@@ -75,16 +75,7 @@ async fn a_request_still_open_when_the_shutdown_grace_ends_is_closed_unanswered(
     app.cluster
         .broker_round_trip_time(1, Duration::from_secs(8))
         .expect("rtt");
-    let mut s = tokio::net::TcpStream::connect(app.addr)
-        .await
-        .expect("connect");
-    let head = format!(
-        "POST /webhook HTTP/1.1\r\nhost: x\r\nauthorization: {}\r\ncontent-length: {}\r\n\r\n",
-        common::basic_auth_header(),
-        STATUS.len()
-    );
-    s.write_all(head.as_bytes()).await.expect("write head");
-    s.write_all(STATUS).await.expect("write body");
+    let mut s = common::raw_post(app.addr, STATUS).await;
     while app.in_flight().await < 1 {
         tokio::task::yield_now().await;
     }

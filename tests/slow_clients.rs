@@ -68,16 +68,7 @@ async fn a_client_that_half_closes_after_its_request_still_gets_the_answer() {
     app.cluster
         .broker_round_trip_time(1, Duration::from_millis(300))
         .expect("rtt");
-    let mut s = tokio::net::TcpStream::connect(app.addr)
-        .await
-        .expect("connect");
-    let head = format!(
-        "POST /webhook HTTP/1.1\r\nhost: x\r\nauthorization: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-        common::basic_auth_header(),
-        STATUS.len()
-    );
-    s.write_all(head.as_bytes()).await.expect("write head");
-    s.write_all(STATUS).await.expect("write body");
+    let mut s = common::raw_post(app.addr, STATUS).await;
     s.shutdown().await.expect("half-close");
     let mut buf = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))

@@ -114,15 +114,19 @@ async fn during_a_broker_outage_every_answer_is_200_inside_the_deadline_and_noth
     app.cluster.broker_up(1).expect("up");
     all_stored(&app, &ok, Duration::from_secs(30)).await;
     // In Kafka by way of the spool: every one of them replayed, and none left behind.
+    drained(&app, 100, "spool not drained").await;
+}
+
+/// Waits (at most 30 s) until the spool is empty after replaying exactly `replayed` records.
+async fn drained(app: &TestApp, replayed: u32, why: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
+    let replayed = format!("qikchat_bridge_spool_replayed_total {replayed}");
     loop {
         let (_, m) = app.admin_get("/metrics").await;
-        if has_line(&m, "qikchat_bridge_spool_records 0")
-            && has_line(&m, "qikchat_bridge_spool_replayed_total 100")
-        {
-            break;
+        if has_line(&m, "qikchat_bridge_spool_records 0") && has_line(&m, &replayed) {
+            return;
         }
-        assert!(Instant::now() < deadline, "spool not drained: {m}");
+        assert!(Instant::now() < deadline, "{why}: {m}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -191,20 +195,7 @@ async fn a_broker_slower_than_the_deadline_is_answered_at_the_deadline_through_t
     assert_eq!(other, 0);
     assert!(slowest < Duration::from_secs(2), "slowest {slowest:?}");
     // Replay waits longer than the ack deadline, so the spool drains while the broker is still slow.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, m) = app.admin_get("/metrics").await;
-        if has_line(&m, "qikchat_bridge_spool_records 0")
-            && has_line(&m, "qikchat_bridge_spool_replayed_total 30")
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "spool did not drain while the broker was slow"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    drained(&app, 30, "spool did not drain while the broker was slow").await;
     // A consumer needs the broker at normal speed to read them back.
     app.cluster
         .broker_round_trip_time(1, Duration::ZERO)

@@ -374,6 +374,22 @@ impl Captured {
     }
 }
 
+/// POSTs `body` to the webhook over a bare TCP connection with the test credential, for tests
+/// that need the socket itself (half-closing it, or reading what the server does with it).
+#[allow(dead_code)] // not every test binary uses it
+pub async fn raw_post(addr: SocketAddr, body: &[u8]) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "POST /webhook HTTP/1.1\r\nhost: x\r\nauthorization: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        basic_auth_header(),
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.expect("write head");
+    s.write_all(body).await.expect("write body");
+    s
+}
+
 /// The `X-Request-Id` the bridge answered with.
 pub fn request_id(response: &reqwest::Response) -> String {
     response.headers()["x-request-id"]
