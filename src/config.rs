@@ -267,6 +267,24 @@ impl Config {
     }
 
     /// Librdkafka properties with the bootstrap servers filled in.
+    /// Settings that are valid but weaken a promise, for a warning at start-up.
+    pub fn caveats(&self) -> Vec<String> {
+        let wait = crate::delivery::kafka_wait(self.ack_timeout, self.spool_dir.is_some());
+        let timeout = self.kafka_properties.get("message.timeout.ms");
+        match timeout.and_then(|t| t.parse::<u128>().ok()) {
+            Some(ms) if ms > wait.as_millis() => {
+                vec![format!(
+                "message.timeout.ms ({ms}) is longer than the bridge waits for Kafka ({} ms): a \
+                 record answered 503{} can still be delivered afterwards, so the sender's retry \
+                 makes a duplicate",
+                wait.as_millis(),
+                if self.spool_dir.is_some() { " or spooled" } else { "" }
+            )]
+            }
+            _ => Vec::new(),
+        }
+    }
+
     pub fn producer_properties(&self, bootstrap: &str) -> BTreeMap<String, String> {
         let mut props = self.kafka_properties.to_map();
         props.insert("bootstrap.servers".into(), bootstrap.to_string());

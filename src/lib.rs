@@ -100,6 +100,9 @@ pub async fn run(
              testuser:testpass (embedded mode only)"
         );
     }
+    for caveat in config.caveats() {
+        tracing::warn!("{caveat}");
+    }
     if !config.credentials.required() {
         tracing::warn!(
             "authentication is DISABLED (--insecure-disable-auth): anyone can post webhooks"

@@ -122,3 +122,15 @@ fn debug_output_never_shows_passwords() {
         assert!(!shown.contains(secret), "{secret} leaked in {shown}");
     }
 }
+
+#[test]
+fn a_message_timeout_longer_than_the_wait_for_kafka_is_a_caveat() {
+    let plain = build(&[]).expect("valid");
+    assert!(plain.caveats().is_empty(), "{:?}", plain.caveats());
+    let longer = build(&["-X", "message.timeout.ms=30000"]).expect("valid");
+    let caveats = longer.caveats();
+    assert_eq!(caveats.len(), 1);
+    assert!(caveats[0].contains("duplicate"), "{caveats:?}");
+    let shorter = build(&["-X", "message.timeout.ms=1000"]).expect("valid");
+    assert!(shorter.caveats().is_empty());
+}
