@@ -40,8 +40,14 @@ pub enum ClassifyError {
     EventNotString,
     #[error("field `event` appears more than once")]
     DuplicateEvent,
+    /// Consumers that keep the first `payload` and the bridge (serde: the last) would read
+    /// different messages, and the record's key would not be the one a consumer sees.
+    #[error("field `payload` appears more than once")]
+    DuplicatePayload,
     #[error("body nests objects or arrays more than {MAX_DEPTH} levels deep")]
     TooDeep,
+    #[error("body is not valid UTF-8 (at byte {0})")]
+    NotUtf8(usize),
 }
 
 /// Qikchat's payloads nest about five levels; consumers' parsers (Python's json has a recursion
@@ -49,6 +55,12 @@ pub enum ClassifyError {
 pub const MAX_DEPTH: usize = 64;
 
 pub fn classify(body: &[u8]) -> Result<Envelope<'_>, ClassifyError> {
+    // JSON is UTF-8 (RFC 8259), and serde_json checks it only in the strings it decodes, not in
+    // those it skips: a Latin-1 byte in a message text would reach consumers whose strict
+    // decoders then fail on the record every time they read it.
+    if let Err(e) = std::str::from_utf8(body) {
+        return Err(ClassifyError::NotUtf8(e.valid_up_to()));
+    }
     check_depth(body)?;
     let mut de = serde_json::Deserializer::from_slice(body);
     let raw = match de.deserialize_any(EnvelopeVisitor) {
@@ -120,6 +132,7 @@ fn structural(e: serde_json::Error) -> ClassifyError {
     for (marker, err) in [
         (MARK_NOT_OBJECT, ClassifyError::NotObject),
         (MARK_DUPLICATE, ClassifyError::DuplicateEvent),
+        (MARK_DUPLICATE_PAYLOAD, ClassifyError::DuplicatePayload),
     ] {
         if text.starts_with(marker) {
             return err;
@@ -130,6 +143,7 @@ fn structural(e: serde_json::Error) -> ClassifyError {
 
 const MARK_NOT_OBJECT: &str = "\u{1}not-object";
 const MARK_DUPLICATE: &str = "\u{1}duplicate-event";
+const MARK_DUPLICATE_PAYLOAD: &str = "\u{1}duplicate-payload";
 
 /// Emits the scalar `visit_*` methods of a visitor as "not an object" for the envelope.
 macro_rules! not_an_object {
@@ -168,7 +182,7 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut event: Option<Lenient<'de>> = None;
-        let mut payload = Payload::default();
+        let mut payload: Option<Payload<'de>> = None;
         while let Some(key) = map.next_key_seed(KeyIn(&["event", "payload"]))? {
             match key {
                 Some(0) => {
@@ -177,7 +191,12 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
                     }
                     event = Some(map.next_value()?);
                 }
-                Some(_) => payload = map.next_value()?,
+                Some(_) => {
+                    if payload.is_some() {
+                        return Err(de::Error::custom(MARK_DUPLICATE_PAYLOAD));
+                    }
+                    payload = Some(map.next_value()?);
+                }
                 None => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -188,6 +207,7 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
             Some(Lenient(None)) => return Ok(Err(ClassifyError::EventNotString)),
             Some(Lenient(Some(event))) => event,
         };
+        let payload = payload.unwrap_or_default();
         Ok(Ok(Envelope {
             event,
             message_id: payload.id,

@@ -86,6 +86,10 @@ fn refusals_name_the_reason() {
             br#"{"event":"a","event":"b"}"#,
             ClassifyError::DuplicateEvent,
         ),
+        (
+            br#"{"event":"a","payload":{"to":"1"},"payload":{"to":"2"}}"#,
+            ClassifyError::DuplicatePayload,
+        ),
     ];
     for (body, want) in cases {
         assert_eq!(
@@ -98,6 +102,25 @@ fn refusals_name_the_reason() {
 }
 
 #[test]
+fn invalid_utf8_in_a_field_the_bridge_skips_is_still_refused() {
+    // A Latin-1 é in the customer's text: serde_json alone skips it without a check.
+    let body = b"{\"event\":\"whatsapp:message:in\",\"payload\":{\"message\":{\"from\":\"9198\",\"text\":{\"body\":\"caf\xE9\"}}}}";
+    assert_eq!(
+        classify(body).unwrap_err(),
+        ClassifyError::NotUtf8(body.len() - 6)
+    );
+    assert_eq!(
+        classify(body).unwrap_err().to_string(),
+        format!("body is not valid UTF-8 (at byte {})", body.len() - 6)
+    );
+    // UTF-16, with its byte order mark.
+    assert_eq!(
+        classify(b"\xff\xfe{\0}\0").unwrap_err(),
+        ClassifyError::NotUtf8(0)
+    );
+}
+
+#[test]
 fn malformed_json_reports_a_position_but_never_the_content() {
     for body in [
         &b"{\"event\":\"e\""[..],
@@ -105,7 +128,6 @@ fn malformed_json_reports_a_position_but_never_the_content() {
         b"{\"event\":\"e\"} trailing",
         b"not json at all",
         b"{\"event\":\"secret-value\", \"x\": tru}",
-        b"\xff\xfe",
     ] {
         let err = classify(body).unwrap_err();
         let text = err.to_string();
