@@ -135,7 +135,7 @@ impl<'a> Headers<'a> {
 /// The record key for a classified body.
 ///
 /// Qikchat writes the same customer as `9184…` in `message.from` and `+9184…` in a status's `to`;
-/// a leading `+` is dropped so both land on the same partition.
+/// a leading `+` is dropped (with any space around it) so both land on the same partition.
 pub fn key<'a>(strategy: KeyStrategy, envelope: &'a Envelope<'a>) -> Option<Cow<'a, str>> {
     let pick = match strategy {
         KeyStrategy::None => return None,
@@ -147,7 +147,9 @@ pub fn key<'a>(strategy: KeyStrategy, envelope: &'a Envelope<'a>) -> Option<Cow<
             .or(envelope.message_id.as_deref()),
     }?;
     let trimmed = match strategy {
-        KeyStrategy::Conversation => pick.trim().trim_start_matches('+'),
+        KeyStrategy::Conversation => pick
+            .trim_start_matches(|c: char| c == '+' || c.is_whitespace())
+            .trim_end(),
         _ => pick,
     };
     (!trimmed.is_empty()).then_some(Cow::Borrowed(trimmed))
@@ -178,6 +180,24 @@ mod tests {
         assert_eq!(key(KeyStrategy::Conversation, &e).as_deref(), Some("abc"));
         assert_eq!(key(KeyStrategy::MessageId, &e).as_deref(), Some("+abc"));
         assert_eq!(key(KeyStrategy::None, &e), None);
+    }
+
+    #[test]
+    fn spaces_around_the_plus_do_not_change_the_key() {
+        for to in [
+            "+919000000001",
+            " + 919000000001 ",
+            "+ 919000000001",
+            "\\t919000000001",
+        ] {
+            let body = format!(r#"{{"event":"x","payload":{{"to":"{to}"}}}}"#);
+            let e = classify(body.as_bytes()).expect("valid");
+            assert_eq!(
+                key(KeyStrategy::Conversation, &e).as_deref(),
+                Some("919000000001"),
+                "{to:?}"
+            );
+        }
     }
 
     #[test]
