@@ -52,6 +52,14 @@ impl Credential {
         if user.is_empty() {
             return Err("the user name of a credential cannot be empty".into());
         }
+        // A space there is a list written `a:b, c:d`: that user or password could never match
+        // what the sender means, so it is refused rather than silently accepted as written.
+        if text.trim() != text || user.trim() != user {
+            return Err(format!(
+                "the credential of user {:?} starts or ends with a space",
+                user.trim()
+            ));
+        }
         if pass.is_empty() {
             return Err(format!("the password of user {user:?} cannot be empty"));
         }

@@ -35,8 +35,8 @@ pub enum Command {
     /// Run only the embedded Kafka (librdkafka's mock cluster) with the bridge's topics, print
     /// `bootstrap.servers=HOST:PORT` and wait for SIGTERM/SIGINT. For benchmarks and local tests.
     DevKafka {
-        /// Partitions per topic.
-        #[arg(long, default_value_t = 3)]
+        /// Partitions per topic (1 to 1000, as --embedded-partitions).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=1000))]
         partitions: i32,
         /// Prepended to every topic name.
         #[arg(long, env = "BRIDGE_TOPIC_PREFIX", default_value = "")]
@@ -67,7 +67,8 @@ pub struct Args {
     #[arg(short = 'X', long = "kafka-property", value_name = "KEY=VALUE")]
     pub kafka_properties: Vec<String>,
 
-    /// An accepted Basic credential, USER:PASS (repeatable, for rotation; env: comma-separated).
+    /// An accepted Basic credential, USER:PASS (repeatable, for rotation). Flag and env alike
+    /// are split at commas: a password with a comma belongs in --auth-file.
     #[arg(
         long,
         env = "BRIDGE_AUTH",

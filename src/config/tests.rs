@@ -134,3 +134,15 @@ fn a_message_timeout_longer_than_the_wait_for_kafka_is_a_caveat() {
     let shorter = build(&["-X", "message.timeout.ms=1000"]).expect("valid");
     assert!(shorter.caveats().is_empty());
 }
+
+#[test]
+fn a_credential_list_written_with_spaces_is_refused_not_half_accepted() {
+    let err = build(&["--auth", "alice:one, bob:two"]).unwrap_err();
+    assert!(err.to_string().contains("\"bob\""), "{err}");
+    assert!(
+        !err.to_string().contains("two"),
+        "the password is not shown: {err}"
+    );
+    let config = build(&["--auth", "alice:one,bob:two"]).expect("valid");
+    assert_eq!(config.credentials.users(), vec!["alice", "bob"]);
+}
