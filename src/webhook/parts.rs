@@ -76,11 +76,18 @@ pub(super) fn sha256_hex(body: &[u8]) -> [u8; 64] {
     out
 }
 
+/// Longest `Content-Type` kept: it is copied into every record's headers, and a real one
+/// (`application/json; charset=utf-8`) is a tenth of this.
+const MAX_CONTENT_TYPE: usize = 256;
+
 /// JSON, or nothing said: anything else is refused before the body is read.
 pub(super) fn content_type(headers: &HeaderMap) -> Result<&str, WebhookError> {
     let Some(value) = headers.get(CONTENT_TYPE) else {
         return Ok("application/json");
     };
+    if value.len() > MAX_CONTENT_TYPE {
+        return Err(WebhookError::UnsupportedMediaType);
+    }
     let text = value
         .to_str()
         .map_err(|_| WebhookError::UnsupportedMediaType)?;
@@ -90,7 +97,7 @@ pub(super) fn content_type(headers: &HeaderMap) -> Result<&str, WebhookError> {
         .ok_or(WebhookError::UnsupportedMediaType)?;
     let sub = sub.as_bytes();
     let json = sub.eq_ignore_ascii_case(b"json")
-        || (sub.len() >= 5 && sub[sub.len() - 5..].eq_ignore_ascii_case(b"+json"));
+        || (sub.len() > 5 && sub[sub.len() - 5..].eq_ignore_ascii_case(b"+json"));
     if kind.eq_ignore_ascii_case("application") && json {
         Ok(text)
     } else {

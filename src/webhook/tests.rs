@@ -154,6 +154,12 @@ fn json_content_types_are_recognised() {
     assert!(!check("text/json"));
     assert!(!check("application/jsonp"));
     assert!(!check("multipart/form-data"));
+    assert!(
+        !check("application/+json"),
+        "a suffix needs a name before it"
+    );
+    let long: &'static str = format!("application/json; x={}", "y".repeat(300)).leak();
+    assert!(!check(long), "copied into every record: kept short");
 }
 
 #[test]
