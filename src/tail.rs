@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
@@ -96,6 +97,10 @@ where
                 out.flush()?;
                 printed += 1;
                 last = Instant::now();
+            }
+            // A broker restarting or a leader moving: librdkafka reconnects by itself.
+            Some(Err(KafkaError::MessageConsumption(code))) => {
+                eprintln!("tail: {code} (continuing)");
             }
             Some(Err(e)) => return Err(e.into()),
             None => {}
