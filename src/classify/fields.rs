@@ -4,15 +4,27 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 /// A string if the value is one; any other JSON value is consumed and yields `None`.
 pub(super) struct Lenient<'a>(pub(super) Option<Cow<'a, str>>);
 
 impl<'de> Deserialize<'de> for Lenient<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(LenientVisitor)
+        // Taken raw first, so that a value that is not a string is only checked, never
+        // converted: serde_json refuses a number too large for f64 when it converts it, which
+        // would turn a real event with such an `id` into a 400.
+        let raw = <&'de RawValue>::deserialize(d)?;
+        if !raw.get().starts_with('"') {
+            return Ok(Lenient(None));
+        }
+        serde_json::Deserializer::from_str(raw.get())
+            .deserialize_str(LenientVisitor)
+            .map_err(D::Error::custom)
     }
 }
 
@@ -30,29 +42,6 @@ impl<'de> Visitor<'de> for LenientVisitor {
     // Strings with escapes cannot be borrowed from the body.
     fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
         Ok(Lenient(Some(Cow::Owned(v.to_string()))))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Lenient(None))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Lenient(None))
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Lenient(None))
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(Lenient(None))
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(Lenient(None))
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(Lenient(None))
-    }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Lenient(None))
     }
 }
 

@@ -54,6 +54,9 @@ fn unexpected_payload_shapes_are_ignored_not_refused() {
         r#"{"event":"e","payload":{"id":5,"to":{"n":1},"message":"text"}}"#,
         r#"{"event":"e","payload":{"message":{"from":["x"]}}}"#,
         r#"{"payload":{"id":"x"},"event":"e"}"#,
+        // Numbers beyond f64 are valid JSON; only a field's string is of use.
+        r#"{"event":"e","payload":{"id":1e400,"to":-123456789012345678901234567890e999}}"#,
+        r#"{"event":"e","payload":{"message":{"from":1e400}}}"#,
     ] {
         let e = classify(body.as_bytes()).unwrap_or_else(|err| panic!("{body}: {err}"));
         assert_eq!(e.event, "e");
