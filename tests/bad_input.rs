@@ -64,26 +64,12 @@ async fn a_body_without_a_string_event_is_refused_and_dead_lettered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_two_mib_body_is_refused_with_413_and_produces_nothing() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let app = TestApp::start(&[]).await;
     // Refused from its Content-Length, before the body is read: only the head is sent, since
     // a client still writing the body when the 413 closes the connection gets a broken pipe
     // instead of the answer (reqwest did, now and then).
-    let mut s = tokio::net::TcpStream::connect(app.addr)
-        .await
-        .expect("connect");
-    let head = format!(
-        "POST /webhook HTTP/1.1\r\nhost: x\r\nauthorization: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-        common::basic_auth_header(),
-        2 * 1024 * 1024
-    );
-    s.write_all(head.as_bytes()).await.expect("write head");
-    let mut answer = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut answer))
-        .await
-        .expect("answered and closed")
-        .expect("read");
-    let answer = String::from_utf8_lossy(&answer);
+    let mut s = common::raw_request(app.addr, 2 * 1024 * 1024, b"").await;
+    let answer = common::read_until_closed(&mut s).await;
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(answer.contains(r#""error":"too_large""#), "{answer}");
     assert_eq!(app.total_records().await, 0);

@@ -378,16 +378,37 @@ impl Captured {
 /// that need the socket itself (half-closing it, or reading what the server does with it).
 #[allow(dead_code)] // not every test binary uses it
 pub async fn raw_post(addr: SocketAddr, body: &[u8]) -> tokio::net::TcpStream {
+    raw_request(addr, body.len(), body).await
+}
+
+/// Like [`raw_post`], but the head announces `content_length` bytes whatever `body` holds.
+#[allow(dead_code)]
+pub async fn raw_request(
+    addr: SocketAddr,
+    content_length: usize,
+    body: &[u8],
+) -> tokio::net::TcpStream {
     use tokio::io::AsyncWriteExt;
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let head = format!(
-        "POST /webhook HTTP/1.1\r\nhost: x\r\nauthorization: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        "POST /webhook HTTP/1.1\r\nhost: x\r\nauthorization: {}\r\ncontent-type: application/json\r\ncontent-length: {content_length}\r\n\r\n",
         basic_auth_header(),
-        body.len()
     );
     s.write_all(head.as_bytes()).await.expect("write head");
     s.write_all(body).await.expect("write body");
     s
+}
+
+/// Everything the server writes until it closes the connection (at most 10 s), as text.
+#[allow(dead_code)]
+pub async fn read_until_closed(s: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .expect("closed within 10 s")
+        .expect("read");
+    String::from_utf8_lossy(&buf).into_owned()
 }
 
 /// The `X-Request-Id` the bridge answered with.
