@@ -197,6 +197,7 @@ impl Spool {
             *self.holdings.keys().entry(k.clone()).or_default() += 1;
         }
         let (done, answer) = oneshot::channel();
+        let key = record.key.clone();
         let append = Append {
             bytes,
             len,
@@ -216,10 +217,16 @@ impl Spool {
             self.holdings.release(len, append.key.as_deref());
             return Err(SpoolError::Io("spool is closed".into()));
         }
-        // The writer settles the accounting before it answers; no answer means it died first.
-        answer
-            .await
-            .unwrap_or_else(|_| Err(SpoolError::Io("spool writer stopped".into())))
+        match answer.await {
+            // The writer settled the accounting before it answered.
+            Ok(result) => result,
+            // It settles a whole group only after deciding its commit, so one that died without
+            // answering left this append's reservation to us.
+            Err(_) => {
+                self.holdings.release(len, key.as_deref());
+                Err(SpoolError::Io("spool writer stopped".into()))
+            }
+        }
     }
 
     pub fn records(&self) -> u64 {
