@@ -10,6 +10,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 
 mod fields;
 use fields::{KeyIn, Lenient, Payload};
@@ -62,13 +63,33 @@ pub fn classify(body: &[u8]) -> Result<Envelope<'_>, ClassifyError> {
         return Err(ClassifyError::NotUtf8(e.valid_up_to()));
     }
     check_depth(body)?;
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let raw = match de.deserialize_any(EnvelopeVisitor) {
-        Ok(raw) => raw,
-        Err(e) => return Err(structural(e)),
+    let parsed = match parse::<false>(body) {
+        // The fast pass converts three values as it reads them: the body, `payload` and
+        // `payload.message`, and serde_json refuses a number beyond f64 there (as a syntax
+        // error). A refused body gets a careful pass that takes them raw first: twice the parse
+        // on a rare path, and the same error, at the same position, when the body is at fault.
+        Err(_) => parse::<true>(body),
+        ok => ok,
     };
-    de.end().map_err(position_only)?;
-    raw
+    parsed.map_err(structural)?
+}
+
+/// One pass of the visitor over the body; `CAREFUL` takes the converted values raw first.
+fn parse<const CAREFUL: bool>(
+    body: &[u8],
+) -> Result<Result<Envelope<'_>, ClassifyError>, serde_json::Error> {
+    if CAREFUL {
+        let raw: &RawValue = serde_json::from_slice(body)?;
+        if !raw.get().starts_with('{') {
+            return Ok(Err(ClassifyError::NotObject));
+        }
+        return serde_json::Deserializer::from_str(raw.get())
+            .deserialize_map(EnvelopeVisitor::<true>);
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let raw = de.deserialize_any(EnvelopeVisitor::<false>)?;
+    de.end()?;
+    Ok(raw)
 }
 
 /// serde_json skips ignored values iteratively and without a depth limit, so depth is checked
@@ -171,9 +192,9 @@ macro_rules! not_an_object {
 
 /// The visitor returns the classification result as its value, so that "missing event" or "event
 /// is not a string" are found after the body was fully validated as JSON.
-struct EnvelopeVisitor;
+struct EnvelopeVisitor<const CAREFUL: bool>;
 
-impl<'de> Visitor<'de> for EnvelopeVisitor {
+impl<'de, const CAREFUL: bool> Visitor<'de> for EnvelopeVisitor<CAREFUL> {
     type Value = Result<Envelope<'de>, ClassifyError>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -182,7 +203,7 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut event: Option<Lenient<'de>> = None;
-        let mut payload: Option<Payload<'de>> = None;
+        let mut payload: Option<Payload<'de, CAREFUL>> = None;
         while let Some(key) = map.next_key_seed(KeyIn(&["event", "payload"]))? {
             match key {
                 Some(0) => {

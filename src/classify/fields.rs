@@ -46,36 +46,55 @@ impl<'de> Visitor<'de> for LenientVisitor {
 }
 
 /// `payload`: its `id`, `to` and `message.from`, each if it is a string. Not an object: empty.
+/// `CAREFUL`: see [`object_fields`].
 #[derive(Default)]
-pub(super) struct Payload<'a> {
+pub(super) struct Payload<'a, const CAREFUL: bool> {
     pub(super) id: Option<Cow<'a, str>>,
     pub(super) to: Option<Cow<'a, str>>,
     pub(super) from: Option<Cow<'a, str>>,
 }
 
-impl<'de> Deserialize<'de> for Payload<'de> {
+impl<'de, const CAREFUL: bool> Deserialize<'de> for Payload<'de, CAREFUL> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ObjectFields(&["id", "to", "message"], true))
+        object_fields::<D, CAREFUL>(d, ObjectFields(&["id", "to", "message"], true))
             .map(|[id, to, from]| Payload { id, to, from })
     }
 }
 
 /// `payload.message`: its `from`.
-struct Message<'a>(Option<Cow<'a, str>>);
+struct Message<'a, const CAREFUL: bool>(Option<Cow<'a, str>>);
 
-impl<'de> Deserialize<'de> for Message<'de> {
+impl<'de, const CAREFUL: bool> Deserialize<'de> for Message<'de, CAREFUL> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ObjectFields(&["from"], false))
+        object_fields::<D, CAREFUL>(d, ObjectFields(&["from"], false))
             .map(|[from, _, _]| Message(from))
     }
+}
+
+/// Reads a value with `visitor`. The fast way converts it as it goes, so a number beyond f64
+/// fails; `CAREFUL` takes it raw first and reads it only when it is an object.
+fn object_fields<'de, D: Deserializer<'de>, const CAREFUL: bool>(
+    d: D,
+    visitor: ObjectFields<CAREFUL>,
+) -> Result<[Option<Cow<'de, str>>; 3], D::Error> {
+    if !CAREFUL {
+        return d.deserialize_any(visitor);
+    }
+    let raw = <&'de RawValue>::deserialize(d)?;
+    if !raw.get().starts_with('{') {
+        return Ok(Default::default());
+    }
+    serde_json::Deserializer::from_str(raw.get())
+        .deserialize_map(visitor)
+        .map_err(D::Error::custom)
 }
 
 /// Picks the string fields named in `.0` (at most three) out of an object, each into its slot of
 /// the result; with `.1` set, the last name is a nested object whose `from` fills the last slot
 /// instead. Anything that is not an object yields Nones.
-struct ObjectFields(&'static [&'static str], bool);
+struct ObjectFields<const CAREFUL: bool>(&'static [&'static str], bool);
 
-impl<'de> Visitor<'de> for ObjectFields {
+impl<'de, const CAREFUL: bool> Visitor<'de> for ObjectFields<CAREFUL> {
     type Value = [Option<Cow<'de, str>>; 3];
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -87,7 +106,7 @@ impl<'de> Visitor<'de> for ObjectFields {
         let nested = self.1.then(|| self.0.len() - 1);
         while let Some(key) = map.next_key_seed(KeyIn(self.0))? {
             match key {
-                Some(i) if Some(i) == nested => out[i] = map.next_value::<Message>()?.0,
+                Some(i) if Some(i) == nested => out[i] = map.next_value::<Message<CAREFUL>>()?.0,
                 Some(i) => out[i] = map.next_value::<Lenient>()?.0,
                 None => {
                     map.next_value::<IgnoredAny>()?;

@@ -57,6 +57,9 @@ fn unexpected_payload_shapes_are_ignored_not_refused() {
         // Numbers beyond f64 are valid JSON; only a field's string is of use.
         r#"{"event":"e","payload":{"id":1e400,"to":-123456789012345678901234567890e999}}"#,
         r#"{"event":"e","payload":{"message":{"from":1e400}}}"#,
+        r#"{"event":"e","payload":1e400}"#,
+        r#"{"payload":-1e400,"event":"e"}"#,
+        r#"{"event":"e","payload":{"message":1e400}}"#,
     ] {
         let e = classify(body.as_bytes()).unwrap_or_else(|err| panic!("{body}: {err}"));
         assert_eq!(e.event, "e");
@@ -82,6 +85,7 @@ fn refusals_name_the_reason() {
         (b"\"event\"", ClassifyError::NotObject),
         (b"42", ClassifyError::NotObject),
         (b"null", ClassifyError::NotObject),
+        (b" 1e400 ", ClassifyError::NotObject),
         (b"{}", ClassifyError::MissingEvent),
         (br#"{"event":1}"#, ClassifyError::EventNotString),
         (br#"{"event":null}"#, ClassifyError::EventNotString),
