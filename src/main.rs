@@ -33,7 +33,11 @@ fn main() -> ExitCode {
                 Ok(_) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("qikchat-bridge tail: {e}");
-                    ExitCode::FAILURE
+                    if e.is_usage() {
+                        ExitCode::from(EXIT_CONFIG)
+                    } else {
+                        ExitCode::FAILURE
+                    }
                 }
             }
         }

@@ -49,6 +49,18 @@ pub enum TailError {
     Io(#[from] std::io::Error),
 }
 
+impl TailError {
+    /// Whether the command line or the Kafka properties are at fault, not the cluster: the
+    /// binary exits 2 for these, like the bridge for settings that cannot work.
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            TailError::Config(_)
+                | TailError::Kafka(KafkaError::ClientConfig(..) | KafkaError::ClientCreation(_))
+        )
+    }
+}
+
 /// Prints records to `out` until `--count` or `--idle-timeout` says stop; returns how many.
 pub fn run<E, W>(args: &TailArgs, env: E, out: &mut W) -> Result<u64, TailError>
 where
@@ -114,21 +126,20 @@ where
 
 /// One record as a JSON object on one line. The value is a string holding the exact body (bodies
 /// are often pretty-printed, so it cannot be inlined as JSON and stay on one line);
-/// non-UTF-8 values and headers come as `value_base64` / base64 strings instead.
+/// non-UTF-8 values and headers come as `value_base64` / base64 strings instead. A header name
+/// that occurs more than once gets an array of its values, in record order.
 pub fn to_json(m: &BorrowedMessage<'_>) -> serde_json::Value {
-    let text = |bytes: &[u8]| match std::str::from_utf8(bytes) {
-        Ok(s) => serde_json::Value::String(s.to_string()),
-        Err(_) => {
-            serde_json::json!({ "base64": base64::engine::general_purpose::STANDARD.encode(bytes) })
-        }
-    };
     let mut headers = serde_json::Map::new();
+    let mut unreadable = 0;
     if let Some(hs) = m.headers() {
-        for h in hs.iter() {
-            headers.insert(
-                h.key.to_string(),
-                h.value.map(text).unwrap_or(serde_json::Value::Null),
-            );
+        for i in 0..hs.count() {
+            // rust-rdkafka unwraps the name's UTF-8 conversion; another producer may have
+            // written any bytes there, and one such header must not end the session.
+            let Some(h) = headers::quietly(|| hs.get(i)) else {
+                unreadable += 1;
+                continue;
+            };
+            headers::add(&mut headers, h.key, h.value.map(text));
         }
     }
     let mut record = serde_json::json!({
@@ -139,6 +150,9 @@ pub fn to_json(m: &BorrowedMessage<'_>) -> serde_json::Value {
         "key": m.key().map(text),
         "headers": headers,
     });
+    if unreadable > 0 {
+        record["headers_with_non_utf8_names"] = unreadable.into();
+    }
     let payload = m.payload().unwrap_or_default();
     match std::str::from_utf8(payload) {
         Ok(s) => record["value"] = s.into(),
@@ -150,3 +164,15 @@ pub fn to_json(m: &BorrowedMessage<'_>) -> serde_json::Value {
     }
     record
 }
+
+/// A key or header value: a string when it is UTF-8, else `{"base64": ...}`.
+fn text(bytes: &[u8]) -> serde_json::Value {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => serde_json::Value::String(s.to_string()),
+        Err(_) => {
+            serde_json::json!({ "base64": base64::engine::general_purpose::STANDARD.encode(bytes) })
+        }
+    }
+}
+
+mod headers;

@@ -90,6 +90,80 @@ fn tail_names_a_missing_topic() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_keeps_every_value_of_a_repeated_header_name() {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let cluster = rdkafka::mocking::MockCluster::new(1).expect("cluster");
+    cluster.create_topic("t", 1, 1).expect("topic");
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap_servers())
+        .create()
+        .expect("producer");
+    let headers = ["1", "2", "3"]
+        .into_iter()
+        .fold(OwnedHeaders::new(), |h, v| {
+            h.insert(Header {
+                key: "h",
+                value: Some(v),
+            })
+        })
+        .insert(Header {
+            key: "raw",
+            value: Some(&b"\xff"[..]),
+        });
+    producer
+        .send(
+            FutureRecord::<(), _>::to("t")
+                .payload("{}")
+                .headers(headers),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("delivered");
+
+    let bootstrap = cluster.bootstrap_servers();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args(["tail", "--kafka-brokers", &bootstrap, "--from-beginning"])
+            .args(["--count", "1", "--idle-timeout", "20s", "t"])
+            .env_clear()
+            .output()
+            .expect("run tail")
+    })
+    .await
+    .expect("task");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    let record: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    assert_eq!(
+        record["headers"],
+        serde_json::json!({"h": ["1", "2", "3"], "raw": {"base64": "/w=="}})
+    );
+}
+
+#[test]
+fn tail_exits_2_when_a_kafka_property_is_unknown_or_malformed() {
+    for property in ["not.a.property=1", "no-equals-sign"] {
+        let output = Command::new(BIN)
+            .args([
+                "tail",
+                "--kafka-brokers",
+                "127.0.0.1:1",
+                "-X",
+                property,
+                "t",
+            ])
+            .env_clear()
+            .output()
+            .expect("run tail");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{property}: {stderr}");
+        assert!(stderr.contains("qikchat-bridge tail:"), "{stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_kafka_prints_an_address_the_bridge_can_produce_to() {
     let mut child = Command::new(BIN)
         .args(["dev-kafka", "--partitions", "2"])
