@@ -64,6 +64,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             listeners.admin,
             health,
             metrics.clone(),
+            config.header_read_timeout,
             stop_rx,
         ));
         let webhook = Arc::new(Webhook::new(&config, Arc::new(Discard), metrics));

@@ -1,20 +1,17 @@
 //! The admin listener, kept off the webhook port: `/metrics`, `/livez` and `/readyz`.
 
-use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
+use crate::server::{self, ServerOptions};
 use crate::spool::Spool;
 
 /// What readiness depends on.
@@ -102,55 +99,42 @@ pub async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
+/// Probes and scrapers open a few connections and send small requests at once; the limit and
+/// the webhook port's header timeout keep a stuck or hostile client inside the cluster from
+/// holding the port the kubelet probes.
+const MAX_CONNECTIONS: usize = 64;
+
 /// Serves until `stop` turns true, then closes its connections (a scraper's idle keep-alive
 /// connection would otherwise keep the bridge's state, and the spool file, open).
 pub async fn serve(
     listener: TcpListener,
     health: Arc<Health>,
     metrics: Arc<Metrics>,
+    header_read_timeout: Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let builder = auto::Builder::new(TokioExecutor::new());
-    let graceful = GracefulShutdown::new();
-    loop {
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = stopped(&mut stop) => break,
-        };
+    let options = ServerOptions {
+        header_read_timeout,
+        // Probes and scrapes are short: a second is plenty.
+        shutdown_grace: Duration::from_secs(1),
+        max_connections: MAX_CONNECTIONS,
+    };
+    let handler = move |req: Request<hyper::body::Incoming>| {
         let (health, metrics) = (health.clone(), metrics.clone());
-        let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-            let (health, metrics) = (health.clone(), metrics.clone());
-            let req = Request::from_parts(req.into_parts().0, ());
-            async move {
-                // A scrape reads the spool's oldest record from disk: off the async workers.
-                let response = tokio::task::spawn_blocking(move || answer(&req, &health, &metrics))
-                    .await
-                    .unwrap_or_else(|_| {
-                        text(StatusCode::INTERNAL_SERVER_ERROR, "admin handler failed\n")
-                    });
-                Ok::<_, Infallible>(response)
-            }
-        });
-        let conn = graceful.watch(
-            builder
-                .serve_connection(TokioIo::new(stream), service)
-                .into_owned(),
-        );
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "admin connection ended with an error");
-            }
-        });
-    }
-    // Probes and scrapes are short: a second is plenty.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), graceful.shutdown()).await;
+        let req = Request::from_parts(req.into_parts().0, ());
+        async move {
+            // A scrape reads the spool's oldest record from disk: off the async workers.
+            tokio::task::spawn_blocking(move || answer(&req, &health, &metrics))
+                .await
+                .unwrap_or_else(|_| {
+                    text(StatusCode::INTERNAL_SERVER_ERROR, "admin handler failed\n")
+                })
+        }
+    };
+    server::serve_with(listener, handler, options, async move {
+        stopped(&mut stop).await
+    })
+    .await;
 }
 
 #[cfg(test)]

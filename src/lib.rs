@@ -117,6 +117,7 @@ pub async fn run(
         listeners.admin,
         health.clone(),
         metrics.clone(),
+        config.header_read_timeout,
         stop_rx.clone(),
     ));
 

@@ -1,5 +1,5 @@
-//! The webhook listener: accept loop, HTTP/1.1 keep-alive and h2c on one port, header timeout,
-//! and a graceful drain that lets in-flight requests finish within a bound.
+//! The listeners' accept loop: HTTP/1.1 keep-alive and h2c on one port, a connection limit,
+//! header timeouts, and a graceful drain that lets in-flight requests finish within a bound.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -7,6 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -33,6 +37,24 @@ pub async fn serve<S: Sink>(
     options: ServerOptions,
     shutdown: impl Future<Output = ()>,
 ) {
+    let handler = move |req| {
+        let webhook = webhook.clone();
+        async move { webhook.handle(req).await }
+    };
+    serve_with(listener, handler, options, shutdown).await;
+}
+
+/// [`serve`] for any handler: the admin listener gets the same connection limit, timeouts and
+/// drain as the webhook one.
+pub async fn serve_with<H, F>(
+    listener: TcpListener,
+    handler: H,
+    options: ServerOptions,
+    shutdown: impl Future<Output = ()>,
+) where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -83,13 +105,13 @@ pub async fn serve<S: Sink>(
         while tasks.try_join_next().is_some() {}
         // Answers are small and latency matters more than packet count.
         let _ = stream.set_nodelay(true);
-        let webhook = webhook.clone();
+        let handler = handler.clone();
         let requested = Arc::new(AtomicBool::new(false));
         let seen = requested.clone();
         let service = service_fn(move |req| {
             seen.store(true, Ordering::Relaxed);
-            let webhook = webhook.clone();
-            async move { Ok::<_, Infallible>(webhook.handle(req).await) }
+            let answer = handler(req);
+            async move { Ok::<_, Infallible>(answer.await) }
         });
         let conn = builder
             .serve_connection(TokioIo::new(stream), service)
