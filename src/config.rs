@@ -20,6 +20,7 @@ use crate::topics::{KeyStrategy, TopicMap};
 pub const SEED_CREDENTIAL: &str = "testuser:testpass";
 
 mod args;
+mod bounds;
 pub use args::{Args, Cli, Command, LogFormat};
 
 /// Where records go: brokers the operator runs, or the in-process mock cluster.
@@ -91,11 +92,6 @@ pub(crate) fn invalid(setting: &'static str, reason: impl Into<String>) -> Confi
     }
 }
 
-/// Upper bounds that catch typos (and keep deadlines from overflowing the clock).
-const MAX_ACK_TIMEOUT: Duration = Duration::from_secs(60);
-const MAX_WAIT: Duration = Duration::from_secs(3600);
-const MAX_COUNT: usize = 1_000_000;
-
 impl Config {
     /// Validates parsed arguments. `env` lists the process environment (only `KAFKA_*` entries
     /// are read from it); `read_file` reads secrets mounted as files.
@@ -151,72 +147,7 @@ impl Config {
             Credentials::new(credentials)
         };
 
-        if !args.webhook_path.starts_with('/') || args.webhook_path.contains(['?', '#', ' ']) {
-            return Err(invalid(
-                "--webhook-path",
-                format!(
-                    "{:?} must be an absolute path like /webhook",
-                    args.webhook_path
-                ),
-            ));
-        }
-        let positive = [
-            ("--ack-timeout", args.ack_timeout),
-            ("--header-read-timeout", args.header_read_timeout),
-            ("--body-read-timeout", args.body_read_timeout),
-        ];
-        for (setting, value) in positive {
-            if value.is_zero() {
-                return Err(invalid(setting, "must be greater than zero"));
-            }
-        }
-        // Qikchat waits 2 s; an answer after a minute is read by no one, and a deadline that
-        // far out is a typo (one large enough would overflow the clock).
-        if args.ack_timeout > MAX_ACK_TIMEOUT {
-            return Err(invalid("--ack-timeout", "must be at most 60s"));
-        }
-        let bounded = [
-            ("--header-read-timeout", args.header_read_timeout),
-            ("--body-read-timeout", args.body_read_timeout),
-            ("--shutdown-delay", args.shutdown_delay),
-            ("--shutdown-grace", args.shutdown_grace),
-            ("--flush-timeout", args.flush_timeout),
-        ];
-        for (setting, value) in bounded {
-            if value > MAX_WAIT {
-                return Err(invalid(setting, "must be at most 1h"));
-            }
-        }
-        if args.cloudevents && args.cloudevents_source.trim().is_empty() {
-            return Err(invalid("--cloudevents-source", "cannot be empty"));
-        }
-        if args.spool_dir.is_some() && args.spool_max_bytes < args.max_body_bytes as u64 + 4096 {
-            return Err(invalid(
-                "--spool-max-bytes",
-                "must hold at least one body of --max-body-bytes (plus 4 KiB for its headers)",
-            ));
-        }
-        if args.max_in_flight == 0 || args.max_connections == 0 {
-            return Err(invalid(
-                "--max-in-flight/--max-connections",
-                "must be greater than zero",
-            ));
-        }
-        if args.max_in_flight > MAX_COUNT || args.max_connections > MAX_COUNT {
-            return Err(invalid(
-                "--max-in-flight/--max-connections",
-                "must be at most 1000000",
-            ));
-        }
-        if args.max_body_bytes == 0 {
-            return Err(invalid("--max-body-bytes", "must be greater than zero"));
-        }
-        if !(1..=1000).contains(&args.embedded_partitions) {
-            return Err(invalid(
-                "--embedded-partitions",
-                "must be between 1 and 1000",
-            ));
-        }
+        bounds::check(&args)?;
         let topics = TopicMap::new(
             &args.topic_prefix,
             &args.topics,
