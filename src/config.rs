@@ -13,7 +13,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::auth::{self, AuthReload, Credential, Credentials};
-use crate::kafka_props::{self, KafkaProperties};
+use crate::kafka_props::{KafkaProperties, KafkaSources};
 use crate::topics::{KeyStrategy, TopicMap};
 
 /// The user and password Qikchat's documentation uses; only ever accepted in embedded mode.
@@ -37,6 +37,8 @@ pub struct Config {
     pub admin_listen: SocketAddr,
     pub kafka: KafkaMode,
     pub kafka_properties: KafkaProperties,
+    /// What `kafka_properties` came from, to make them again when a file they name changes.
+    pub kafka_sources: KafkaSources,
     pub credentials: Credentials,
     /// Set with `--auth-file`: the file is read again while the bridge runs.
     pub auth_reload: Option<AuthReload>,
@@ -104,12 +106,12 @@ impl Config {
             None | Some("") => KafkaMode::Embedded,
             Some(brokers) => KafkaMode::Brokers(brokers.to_string()),
         };
-        let kafka_properties = kafka_props::from_sources(
+        let kafka_sources = KafkaSources::new(
             env,
             &args.kafka_properties,
             crate::delivery::kafka_wait(args.ack_timeout, args.spool_dir.is_some()),
-            &read_file,
-        )?;
+        );
+        let kafka_properties = kafka_sources.properties(&read_file)?;
 
         let mut credentials = Vec::new();
         for entry in &args.auth {
@@ -160,6 +162,7 @@ impl Config {
             admin_listen: args.admin_listen,
             kafka,
             kafka_properties,
+            kafka_sources,
             credentials,
             auth_reload,
             seed_credential_in_use,

@@ -206,5 +206,8 @@ impl fmt::Debug for KafkaProperties {
     }
 }
 
+mod sources;
+pub use sources::KafkaSources;
+
 #[cfg(test)]
 mod tests;

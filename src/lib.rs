@@ -22,6 +22,7 @@ pub mod telemetry;
 pub mod topics;
 pub mod webhook;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -34,7 +35,7 @@ use crate::config::{Config, KafkaMode};
 use crate::delivery::Delivery;
 use crate::embedded::EmbeddedKafka;
 use crate::metrics::Metrics;
-use crate::producer::{KafkaSink, ProducerRole};
+use crate::producer::{KafkaSink, ProducerRole, Rebuilt};
 use crate::server::ServerOptions;
 use crate::spool::Spool;
 use crate::webhook::Webhook;
@@ -144,17 +145,30 @@ pub async fn run(
     // Replay gets a producer of its own: the webhook producer's message timeout is the ack
     // deadline, which a slow broker can exceed for every record; replay can wait longer.
     let mut replacers = Vec::new();
+    let mut rebuilt = vec![Rebuilt {
+        sink: sink.clone(),
+        overrides: BTreeMap::new(),
+    }];
     let replay = match &spool {
         Some(spool) => {
+            let overrides = BTreeMap::from([
+                (
+                    "message.timeout.ms".to_string(),
+                    delivery::REPLAY_TIMEOUT.as_millis().to_string(),
+                ),
+                ("client.id".to_string(), "qikchat-bridge-replay".to_string()),
+            ]);
             let mut props = config.producer_properties(&bootstrap);
-            let timeout = delivery::REPLAY_TIMEOUT.as_millis().to_string();
-            props.insert("message.timeout.ms".into(), timeout);
-            props.insert("client.id".into(), "qikchat-bridge-replay".into());
+            props.extend(overrides.clone());
             let replay_sink = Arc::new(KafkaSink::new(
                 &props,
                 metrics.clone(),
                 ProducerRole::Replay,
             )?);
+            rebuilt.push(Rebuilt {
+                sink: replay_sink.clone(),
+                overrides,
+            });
             replacers.push(tokio::spawn(producer::replace_on_fatal(
                 replay_sink.clone(),
                 stop_rx.clone(),
@@ -171,6 +185,15 @@ pub async fn run(
     };
     replacers.push(tokio::spawn(producer::replace_on_fatal(
         sink.clone(),
+        stop_rx.clone(),
+    )));
+    replacers.push(tokio::spawn(producer::watch_kafka_files(
+        config.kafka_sources.clone(),
+        config.kafka_properties.clone(),
+        bootstrap.clone(),
+        rebuilt,
+        config.flush_timeout,
+        metrics.clone(),
         stop_rx.clone(),
     )));
     let readiness = tokio::spawn(producer::watch_readiness(

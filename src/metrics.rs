@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::auth::AuthFailure;
@@ -58,6 +58,10 @@ pub struct Metrics {
     pub ready: IntGauge,
     /// By producer role: librdkafka declared the producer failed and the bridge made a new one.
     pub producers_replaced: IntCounterVec,
+    /// By producer role and result: a file the producer reads changed and it was made again.
+    kafka_reloads: IntCounterVec,
+    /// By producer role: 1 while the producer's files changed and it could not be made from them.
+    kafka_client_stale: IntGaugeVec,
     /// A handful of topics: a scan of short names beats hashing them on every request.
     topics: Vec<TopicMetrics>,
     pub kafka_stats: Arc<KafkaStats>,
@@ -134,6 +138,20 @@ impl Metrics {
             ),
             &["role"],
         )?;
+        let kafka_reloads = IntCounterVec::new(
+            Opts::new(
+                name("kafka_client_reloads_total"),
+                "Producers made again because a file they read changed (a rotated password or certificate), by role and result (rebuilt, or failed: the old producer stays)",
+            ),
+            &["role", "result"],
+        )?;
+        let kafka_client_stale = IntGaugeVec::new(
+            Opts::new(
+                name("kafka_client_files_stale"),
+                "1 while a file the producer reads changed and the producer could not be made from it (it still runs on the old ones), by role",
+            ),
+            &["role"],
+        )?;
         let in_flight = IntGauge::new(
             name("requests_in_flight"),
             "Webhook requests being handled now",
@@ -165,6 +183,8 @@ impl Metrics {
             Box::new(delivery_vec.clone()),
             Box::new(slow_responses.clone()),
             Box::new(producers_replaced.clone()),
+            Box::new(kafka_reloads.clone()),
+            Box::new(kafka_client_stale.clone()),
             Box::new(in_flight.clone()),
             Box::new(body_bytes.clone()),
             Box::new(ready.clone()),
@@ -195,6 +215,10 @@ impl Metrics {
             .collect();
         for role in ProducerRole::ALL {
             producers_replaced.with_label_values(&[role.label()]);
+            kafka_client_stale.with_label_values(&[role.label()]);
+            for result in ["rebuilt", "failed"] {
+                kafka_reloads.with_label_values(&[role.label(), result]);
+            }
         }
         let auth_failures = AuthFailure::ALL
             .iter()
@@ -219,6 +243,8 @@ impl Metrics {
             slow_responses,
             in_flight,
             producers_replaced,
+            kafka_reloads,
+            kafka_client_stale,
             body_bytes,
             ready,
             topics,
@@ -233,6 +259,15 @@ impl Metrics {
         if elapsed > ack_timeout {
             self.slow_responses.inc();
         }
+    }
+
+    /// A producer made again from changed files (`rebuilt`), or not (`failed`).
+    pub fn kafka_reloaded(&self, role: &str, rebuilt: bool) {
+        let result = if rebuilt { "rebuilt" } else { "failed" };
+        self.kafka_reloads.with_label_values(&[role, result]).inc();
+        self.kafka_client_stale
+            .with_label_values(&[role])
+            .set(i64::from(!rebuilt));
     }
 
     pub fn event(&self, event_type: EventType) {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
@@ -19,9 +19,11 @@ use crate::record::Record;
 
 mod context;
 mod readiness;
+mod reload;
 mod replace;
 pub use context::{BridgeContext, ProducerRole};
 pub use readiness::watch_readiness;
+pub use reload::{watch_kafka_files, Rebuilt};
 pub use replace::replace_on_fatal;
 
 /// Where an accepted record is now: acknowledged by Kafka, or durably in the spool.
@@ -122,10 +124,20 @@ pub struct KafkaSink {
     /// Swapped for a new one when librdkafka declares it failed (see `replace`); senders hold
     /// the read lock only while handing a record over, never across an await.
     producer: RwLock<FutureProducer<BridgeContext>>,
-    config: ClientConfig,
+    /// What the current producer was made from. Held while a new producer is made and swapped
+    /// in, so a replacement and a rebuild never interleave.
+    config: Mutex<ClientConfig>,
     role: ProducerRole,
     metrics: Arc<Metrics>,
     fatal: Arc<Notify>,
+}
+
+fn client_config(properties: &BTreeMap<String, String>) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    for (k, v) in properties {
+        config.set(k, v);
+    }
+    config
 }
 
 impl std::fmt::Debug for KafkaSink {
@@ -142,16 +154,13 @@ impl KafkaSink {
         metrics: Arc<Metrics>,
         role: ProducerRole,
     ) -> Result<KafkaSink, KafkaError> {
-        let mut config = ClientConfig::new();
-        for (k, v) in properties {
-            config.set(k, v);
-        }
+        let config = client_config(properties);
         let fatal = Arc::new(Notify::new());
         let context = BridgeContext::new(metrics.clone(), role, fatal.clone());
         let producer = RwLock::new(config.create_with_context(context)?);
         Ok(KafkaSink {
             producer,
-            config,
+            config: Mutex::new(config),
             role,
             metrics,
             fatal,

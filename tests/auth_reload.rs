@@ -4,17 +4,7 @@
 
 mod common;
 
-use std::path::Path;
-use std::time::{Duration, Instant};
-
-use common::{Captured, TestApp, STATUS};
-
-/// Replaces the file at once, as Kubernetes swaps a Secret's files (rename, never a partial write).
-fn rotate(path: &Path, text: &str) {
-    let next = path.with_extension("next");
-    std::fs::write(&next, text).expect("write");
-    std::fs::rename(&next, path).expect("rename");
-}
+use common::{eventually, rotate, Captured, TestApp, STATUS};
 
 async fn status_as(app: &TestApp, user: &str, pass: &str) -> u16 {
     app.http
@@ -27,15 +17,6 @@ async fn status_as(app: &TestApp, user: &str, pass: &str) -> u16 {
         .expect("request")
         .status()
         .as_u16()
-}
-
-/// Waits (at most 20 s) until `done` holds.
-async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done().await {
-        assert!(Instant::now() < deadline, "{what}: not within 20 s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,9 @@ use std::future::Future;
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
+use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
+use rdkafka::producer::FutureProducer;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
@@ -25,15 +27,9 @@ impl KafkaSink {
     /// Makes a new producer from the same properties and drops the failed one. Blocking (the
     /// old producer's threads are joined); call off the runtime.
     fn replace_producer(&self) -> Result<(), KafkaError> {
-        let context = BridgeContext::new(self.metrics.clone(), self.role, self.fatal.clone());
-        let fresh = self.config.create_with_context(context)?;
-        let failed = std::mem::replace(
-            &mut *self
-                .producer
-                .write()
-                .unwrap_or_else(PoisonError::into_inner),
-            fresh,
-        );
+        let config = self.config.lock().unwrap_or_else(PoisonError::into_inner);
+        let failed = self.swap_producer(&config)?;
+        drop(config);
         let role = self.role.label();
         self.metrics
             .producers_replaced
@@ -44,6 +40,23 @@ impl KafkaSink {
         // readiness probe or flush still holding it drops it last, on its own blocking thread.
         drop(failed);
         Ok(())
+    }
+
+    /// Makes a producer from `config` and puts it in place of the current one, which it
+    /// returns. The caller holds the config lock.
+    pub(super) fn swap_producer(
+        &self,
+        config: &ClientConfig,
+    ) -> Result<FutureProducer<BridgeContext>, KafkaError> {
+        let context = BridgeContext::new(self.metrics.clone(), self.role, self.fatal.clone());
+        let fresh = config.create_with_context(context)?;
+        Ok(std::mem::replace(
+            &mut *self
+                .producer
+                .write()
+                .unwrap_or_else(PoisonError::into_inner),
+            fresh,
+        ))
     }
 }
 

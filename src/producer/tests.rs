@@ -1,4 +1,5 @@
-//! Producer unit tests: error sorting, metric labels, and a deadline that has already passed.
+//! Producer unit tests: error sorting, metric labels, a deadline that has already passed, and a
+//! producer made again while records wait for their reports.
 
 use super::*;
 
@@ -74,4 +75,51 @@ fn metric_kinds_are_snake_case_names() {
     let text = ProduceError::from_kafka(&KafkaError::Canceled);
     assert!(matches!(text, ProduceError::Unavailable(_)));
     assert_eq!(text.metric_kind(), "other");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_waiting_for_their_report_are_delivered_when_the_producer_is_made_again() {
+    let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic("t", 1, 1).expect("topic");
+    let properties =
+        BTreeMap::from([("bootstrap.servers".to_string(), cluster.bootstrap_servers())]);
+    let metrics = Arc::new(Metrics::new(&["t".to_string()]).expect("metrics"));
+    let sink =
+        Arc::new(KafkaSink::new(&properties, metrics, ProducerRole::Webhooks).expect("producer"));
+    let record = || Record {
+        topic: "t",
+        key: None,
+        value: b"{}",
+        timestamp_ms: 0,
+        headers: crate::record::RecordHeaders::Raw(&[]),
+    };
+    let deadline = || Instant::now() + Duration::from_secs(30);
+    sink.send(&record(), deadline()).await.expect("connected");
+    // Every answer from the broker now takes half a second, so these wait through the rebuild.
+    cluster
+        .broker_round_trip_time(1, Duration::from_millis(500))
+        .expect("rtt");
+    let waiting: Vec<_> = (0..5)
+        .map(|_| {
+            let sink = sink.clone();
+            tokio::spawn(async move { sink.send(&record(), deadline()).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut rotated = properties.clone();
+    rotated.insert("client.id".into(), "rotated".into());
+    let rebuilding = sink.clone();
+    tokio::task::spawn_blocking(move || rebuilding.rebuild(&rotated, Duration::from_secs(20)))
+        .await
+        .expect("task")
+        .expect("rebuilt");
+    for w in waiting {
+        let delivered = w.await.expect("task");
+        assert!(
+            matches!(delivered, Ok(Delivered::Kafka { .. })),
+            "{delivered:?}"
+        );
+    }
+    assert_eq!(sink.property("client.id").as_deref(), Some("rotated"));
+    assert!(sink.send(&record(), deadline()).await.is_ok());
 }

@@ -60,6 +60,11 @@ pub struct Got {
 impl TestApp {
     /// Starts the bridge with the test credential plus `extra` flags.
     pub async fn start(extra: &[&str]) -> TestApp {
+        TestApp::start_with_env(extra, &[]).await
+    }
+
+    /// [`TestApp::start`] with `env` as the process environment the config reads.
+    pub async fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> TestApp {
         let cluster = MockCluster::new(1).expect("mock cluster");
         let bootstrap = cluster.bootstrap_servers();
         let credential = format!("{USER}:{PASS}");
@@ -76,7 +81,8 @@ impl TestApp {
         ];
         argv.extend_from_slice(extra);
         let args = Args::try_parse_from(argv).expect("test flags parse");
-        let config = Config::from_args(args, std::iter::empty(), |p| std::fs::read_to_string(p))
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        let config = Config::from_args(args, env, |p| std::fs::read_to_string(p))
             .expect("test config is valid");
         for topic in config.topics.all_topics() {
             cluster
@@ -417,4 +423,23 @@ pub fn request_id(response: &reqwest::Response) -> String {
         .to_str()
         .expect("ascii")
         .to_string()
+}
+
+/// Replaces the file at once, as Kubernetes swaps a Secret's files (rename, never a partial write).
+pub fn rotate(path: &std::path::Path, text: &str) {
+    let next = path.with_extension("next");
+    std::fs::write(&next, text).expect("write");
+    std::fs::rename(&next, path).expect("rename");
+}
+
+/// Waits (at most 20 s) until `done` holds.
+pub async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !done().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
