@@ -69,6 +69,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ));
         let webhook = Arc::new(Webhook::new(&config, Arc::new(Discard), metrics));
         let options = ServerOptions {
+            name: "webhook",
             header_read_timeout: config.header_read_timeout,
             shutdown_grace: config.shutdown_grace,
             max_connections: config.max_connections,

@@ -114,6 +114,7 @@ pub async fn serve(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let options = ServerOptions {
+        name: "admin",
         header_read_timeout,
         // Probes and scrapes are short: a second is plenty.
         shutdown_grace: Duration::from_secs(1),

@@ -213,6 +213,7 @@ pub async fn run(
         ))
     });
     let options = ServerOptions {
+        name: "webhook",
         header_read_timeout: config.header_read_timeout,
         shutdown_grace: config.shutdown_grace,
         max_connections: config.max_connections,

@@ -24,6 +24,8 @@ use crate::webhook::Webhook;
 
 #[derive(Debug, Clone, Copy)]
 pub struct ServerOptions {
+    /// Which listener, in its log lines: `webhook` or `admin`.
+    pub name: &'static str,
     pub header_read_timeout: Duration,
     pub shutdown_grace: Duration,
     pub max_connections: usize,
@@ -97,7 +99,7 @@ pub async fn serve_with<H, F>(
             Ok(pair) => pair,
             Err(e) => {
                 // Usually EMFILE/ENFILE: back off instead of spinning on the error.
-                tracing::warn!(error = %e, "accept failed");
+                tracing::warn!(listener = options.name, error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
@@ -118,6 +120,7 @@ pub async fn serve_with<H, F>(
             .into_owned();
         let conn = graceful.watch(conn);
         let first_request = options.header_read_timeout;
+        let name = options.name;
         tasks.spawn(async move {
             tokio::pin!(conn);
             // hyper's header timeout starts only once it knows the protocol, and telling
@@ -127,14 +130,14 @@ pub async fn serve_with<H, F>(
                 ended = &mut conn => ended,
                 () = tokio::time::sleep(first_request) => {
                     if !requested.load(Ordering::Relaxed) {
-                        tracing::debug!(%peer, "no request within the header read timeout; closing");
+                        tracing::debug!(listener = name, %peer, "no request within the header read timeout; closing");
                         return;
                     }
                     conn.await
                 }
             };
             if let Err(e) = ended {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+                tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");
             }
             drop(permit);
         });
@@ -142,11 +145,15 @@ pub async fn serve_with<H, F>(
 
     drop(listener);
     let open = graceful.count();
-    tracing::info!(open_connections = open, "stopped accepting; draining");
+    tracing::info!(
+        listener = options.name,
+        open_connections = open,
+        "stopped accepting; draining"
+    );
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections drained"),
+        () = graceful.shutdown() => tracing::info!(listener = options.name, "all connections drained"),
         () = tokio::time::sleep(options.shutdown_grace) => {
-            tracing::warn!(grace = ?options.shutdown_grace, "shutdown grace expired; closing the remaining connections");
+            tracing::warn!(listener = options.name, grace = ?options.shutdown_grace, "shutdown grace expired; closing the remaining connections");
         }
     }
     // Their requests are cut off unanswered, so their senders retry; a record already handed
