@@ -67,7 +67,8 @@ pub fn classify(body: &[u8]) -> Result<Envelope<'_>, ClassifyError> {
         // The fast pass converts three values as it reads them: the body, `payload` and
         // `payload.message`, and serde_json refuses a number beyond f64 there (as a syntax
         // error). A refused body gets a careful pass that takes them raw first: twice the parse
-        // on a rare path, and the same error, at the same position, when the body is at fault.
+        // on a rare path. A body at fault fails that pass's whole-body check first, so its 400
+        // names the same error and position.
         Err(_) => parse::<true>(body),
         ok => ok,
     };

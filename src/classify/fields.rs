@@ -22,9 +22,12 @@ impl<'de> Deserialize<'de> for Lenient<'de> {
         if !raw.get().starts_with('"') {
             return Ok(Lenient(None));
         }
-        serde_json::Deserializer::from_str(raw.get())
+        // A string that is valid JSON but not Unicode text (an unpaired surrogate escape) is
+        // passed on in the body like any other; as a field it is of no use, so it counts as
+        // missing rather than turning the event into a 400.
+        Ok(serde_json::Deserializer::from_str(raw.get())
             .deserialize_str(LenientVisitor)
-            .map_err(D::Error::custom)
+            .unwrap_or(Lenient(None)))
     }
 }
 

@@ -60,6 +60,8 @@ fn unexpected_payload_shapes_are_ignored_not_refused() {
         r#"{"event":"e","payload":1e400}"#,
         r#"{"payload":-1e400,"event":"e"}"#,
         r#"{"event":"e","payload":{"message":1e400}}"#,
+        // Valid JSON, but not text: of no use as a key, and no reason to refuse the event.
+        r#"{"event":"e","payload":{"id":"\ud800","to":"\udc00x","message":{"from":"\ud83d"}}}"#,
     ] {
         let e = classify(body.as_bytes()).unwrap_or_else(|err| panic!("{body}: {err}"));
         assert_eq!(e.event, "e");
