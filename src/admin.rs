@@ -99,10 +99,12 @@ pub async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-/// Probes and scrapers open a few connections and send small requests at once; the limit and
-/// the webhook port's header timeout keep a stuck or hostile client inside the cluster from
-/// holding the port the kubelet probes.
-const MAX_CONNECTIONS: usize = 64;
+/// Probes and scrapers open a few connections and send their small requests at once. The limit
+/// keeps a stuck or hostile client inside the cluster from taking the process's file descriptors;
+/// the short header timeout frees its slots within a second, inside the kubelet's probe timeout
+/// (a scraper's idle keep-alive connection is closed too, and it reconnects).
+const MAX_CONNECTIONS: usize = 256;
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Serves until `stop` turns true, then closes its connections (a scraper's idle keep-alive
 /// connection would otherwise keep the bridge's state, and the spool file, open).
@@ -115,7 +117,7 @@ pub async fn serve(
 ) {
     let options = ServerOptions {
         name: "admin",
-        header_read_timeout,
+        header_read_timeout: header_read_timeout.min(HEADER_READ_TIMEOUT),
         // Probes and scrapes are short: a second is plenty.
         shutdown_grace: Duration::from_secs(1),
         max_connections: MAX_CONNECTIONS,
