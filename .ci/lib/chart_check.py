@@ -499,6 +499,8 @@ class Fixture:
             return self.pem()[0]
         if purpose == "key":
             return self.pem()[1]
+        if purpose == "username":
+            return f"ci-dummy-{tag}"
         if re.search(r"\.(crt|pem)$", key) or key.startswith("ca"):
             return self.pem()[0]
         if key.endswith(".key"):
@@ -516,6 +518,8 @@ FILE_PURPOSE = {
     "KAFKA_SSL_CA_LOCATION": "ca",
     "KAFKA_SSL_CERTIFICATE_LOCATION": "cert",
     "KAFKA_SSL_KEY_LOCATION": "key",
+    # A user name is not a secret (--check-config shows it), even when it comes from one.
+    "KAFKA_SASL_USERNAME_FILE": "username",
 }
 
 

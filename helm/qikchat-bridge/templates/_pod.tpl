@@ -156,11 +156,9 @@ spec:
         - name: KAFKA_SASL_MECHANISM
           value: {{ $k.sasl.mechanism | quote }}
         {{- if $k.sasl.usernameKey }}
-        - name: KAFKA_SASL_USERNAME
-          valueFrom:
-            secretKeyRef:
-              name: {{ $k.sasl.existingSecret }}
-              key: {{ $k.sasl.usernameKey }}
+        {{- /* A file, not a secretKeyRef: the bridge reads it again when the Secret rotates. */}}
+        - name: KAFKA_SASL_USERNAME_FILE
+          value: {{ printf "%s/%s" (include "qikchat-bridge.saslDir" .) $k.sasl.usernameKey | quote }}
         {{- else }}
         - name: KAFKA_SASL_USERNAME
           value: {{ $k.sasl.username | quote }}
@@ -272,6 +270,10 @@ spec:
         items:
           - key: {{ include "qikchat-bridge.saslPasswordKey" . }}
             path: {{ include "qikchat-bridge.saslPasswordKey" . }}
+          {{- with $k.sasl.usernameKey }}
+          - key: {{ . }}
+            path: {{ . }}
+          {{- end }}
     {{- end }}
     {{- if $tlsMount }}
     - name: kafka-tls
