@@ -13,7 +13,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::auth::{self, AuthReload, Credential, Credentials};
-use crate::kafka_props::{KafkaProperties, KafkaSources};
+use crate::kafka_props::{KafkaProperties, KafkaSources, Watched};
 use crate::topics::{KeyStrategy, TopicMap};
 
 /// The user and password Qikchat's documentation uses; only ever accepted in embedded mode.
@@ -39,6 +39,8 @@ pub struct Config {
     pub kafka_properties: KafkaProperties,
     /// What `kafka_properties` came from, to make them again when a file they name changes.
     pub kafka_sources: KafkaSources,
+    /// The files behind `kafka_properties`, as they were when read.
+    pub kafka_watched: Watched,
     pub credentials: Credentials,
     /// Set with `--auth-file`: the file is read again while the bridge runs.
     pub auth_reload: Option<AuthReload>,
@@ -111,7 +113,7 @@ impl Config {
             &args.kafka_properties,
             crate::delivery::kafka_wait(args.ack_timeout, args.spool_dir.is_some()),
         );
-        let kafka_properties = kafka_sources.properties(&read_file)?;
+        let (kafka_properties, kafka_watched) = kafka_sources.properties_watched(&read_file)?;
 
         let mut credentials = Vec::new();
         for entry in &args.auth {
@@ -163,6 +165,7 @@ impl Config {
             kafka,
             kafka_properties,
             kafka_sources,
+            kafka_watched,
             credentials,
             auth_reload,
             seed_credential_in_use,

@@ -207,7 +207,7 @@ impl fmt::Debug for KafkaProperties {
 }
 
 mod sources;
-pub use sources::KafkaSources;
+pub use sources::{KafkaSources, Watched};
 
 #[cfg(test)]
 mod tests;

@@ -189,10 +189,10 @@ pub async fn run(
     )));
     replacers.push(tokio::spawn(producer::watch_kafka_files(
         config.kafka_sources.clone(),
-        config.kafka_properties.clone(),
+        config.kafka_watched.clone(),
         bootstrap.clone(),
+        config.topics.route(topics::EVENT_MESSAGE_IN).topic.clone(),
         rebuilt,
-        config.flush_timeout,
         metrics.clone(),
         stop_rx.clone(),
     )));

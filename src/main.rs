@@ -71,7 +71,7 @@ fn serve(args: qikchat_bridge::config::Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         let listeners = match Listeners::bind(&config).await {
             Ok(l) => l,
             Err(e) => {
@@ -86,7 +86,12 @@ fn serve(args: qikchat_bridge::config::Args) -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-    })
+    });
+    // `run` has flushed the producers and closed the spool. Dropping the runtime would wait for
+    // every blocking task, such as a producer replaced by a credential rotation that is still
+    // delivering its records (up to its message timeout): those were never answered 200.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
 }
 
 /// Validates what start-up would, short of connecting: librdkafka checks every property name

@@ -264,10 +264,12 @@ impl Metrics {
     /// A producer made again from changed files (`rebuilt`), or not (`failed`).
     pub fn kafka_reloaded(&self, role: &str, rebuilt: bool) {
         let result = if rebuilt { "rebuilt" } else { "failed" };
-        self.kafka_reloads.with_label_values(&[role, result]).inc();
+        // The gauge first: a scrape in between sees the new state with the old count, never
+        // a "rebuilt" still marked stale.
         self.kafka_client_stale
             .with_label_values(&[role])
             .set(i64::from(!rebuilt));
+        self.kafka_reloads.with_label_values(&[role, result]).inc();
     }
 
     pub fn event(&self, event_type: EventType) {

@@ -23,7 +23,7 @@ mod reload;
 mod replace;
 pub use context::{BridgeContext, ProducerRole};
 pub use readiness::watch_readiness;
-pub use reload::{watch_kafka_files, Rebuilt};
+pub use reload::{retire, watch_kafka_files, RebuildError, Rebuilt};
 pub use replace::replace_on_fatal;
 
 /// Where an accepted record is now: acknowledged by Kafka, or durably in the spool.

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use sha2::{Digest, Sha256};
+
 use super::{from_sources, KafkaProperties};
 use crate::config::ConfigError;
 
@@ -51,28 +53,102 @@ impl KafkaSources {
         from_sources(self.env.clone(), &self.flags, self.wait, read_file)
     }
 
+    /// The properties, and the files behind them as they were when read: the secrets are
+    /// fingerprinted before they are read and librdkafka's files before it reads them (when the
+    /// producer is made), so a rotation in between is seen as a change later, never missed.
+    pub fn properties_watched<R>(
+        &self,
+        read_file: &R,
+    ) -> Result<(KafkaProperties, Watched), ConfigError>
+    where
+        R: Fn(&Path) -> std::io::Result<String>,
+    {
+        let secrets = Watched::read(self.secret_files());
+        let properties = self.properties(read_file)?;
+        let watched = secrets.with(Watched::read(library_files(&properties)));
+        Ok((properties, watched))
+    }
+
     /// The files whose contents end up in a producer: the `KAFKA_*_FILE` secrets, read into
     /// properties, and the files librdkafka reads itself when the producer is made (key,
     /// certificate, CA, CRL, keystore, Kerberos keytab).
     pub fn files(&self, properties: &KafkaProperties) -> Vec<PathBuf> {
-        let mut files: Vec<PathBuf> = self
-            .env
-            .iter()
-            .filter(|(k, _)| k.ends_with("_FILE"))
-            .map(|(_, v)| PathBuf::from(v))
-            .collect();
-        files.extend(
-            properties
-                .to_map()
-                .into_iter()
-                .filter(|(k, _)| k.ends_with(".location") || k == "sasl.kerberos.keytab")
-                // `ssl.ca.location=probe` asks librdkafka to search the system's stores.
-                .filter(|(k, v)| !(k == "ssl.ca.location" && v == "probe"))
-                .map(|(_, v)| PathBuf::from(v)),
-        );
+        let mut files = self.secret_files();
+        files.extend(library_files(properties));
         files.sort();
         files.dedup();
         files
+    }
+
+    fn secret_files(&self) -> Vec<PathBuf> {
+        self.env
+            .iter()
+            .filter(|(k, _)| k.ends_with("_FILE"))
+            .map(|(_, v)| PathBuf::from(v))
+            .collect()
+    }
+}
+
+fn library_files(properties: &KafkaProperties) -> Vec<PathBuf> {
+    properties
+        .to_map()
+        .into_iter()
+        .filter(|(k, _)| k.ends_with(".location") || k == "sasl.kerberos.keytab")
+        // `ssl.ca.location=probe` asks librdkafka to search the system's stores.
+        .filter(|(k, v)| !(k == "ssl.ca.location" && v == "probe"))
+        .map(|(_, v)| PathBuf::from(v))
+        .collect()
+}
+
+/// Files and a fingerprint of each (SHA-256 of its contents, `None` while it cannot be read: a
+/// file that comes back is a change too). Never printed: a short password's hash can be guessed.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Watched(Vec<(PathBuf, Option<[u8; 32]>)>);
+
+impl std::fmt::Debug for Watched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.files()).finish()
+    }
+}
+
+impl Watched {
+    /// Reads `files` now. Blocking.
+    pub fn read(mut files: Vec<PathBuf>) -> Watched {
+        files.sort();
+        files.dedup();
+        Watched(
+            files
+                .into_iter()
+                .map(|f| {
+                    let hash = std::fs::read(&f).ok().map(|b| Sha256::digest(&b).into());
+                    (f, hash)
+                })
+                .collect(),
+        )
+    }
+
+    /// The same files read again. Blocking.
+    pub fn now(&self) -> Watched {
+        Watched::read(self.files())
+    }
+
+    /// Both sets; where a file is in both, the fingerprint of `self` (taken earlier) is kept.
+    fn with(mut self, other: Watched) -> Watched {
+        for (file, hash) in other.0 {
+            if !self.0.iter().any(|(f, _)| *f == file) {
+                self.0.push((file, hash));
+            }
+        }
+        self.0.sort();
+        self
+    }
+
+    pub fn files(&self) -> Vec<PathBuf> {
+        self.0.iter().map(|(f, _)| f.clone()).collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
@@ -104,6 +180,34 @@ mod tests {
         assert_eq!(second.get("sasl.password"), Some("second"));
         assert_eq!(second.get("sasl.username"), Some("bridge"));
         assert_eq!(second.get("message.timeout.ms"), Some("2000"));
+    }
+
+    #[test]
+    fn a_file_changed_between_start_up_and_the_first_look_is_a_change() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let password = dir.path().join("password");
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&password, "first").expect("write");
+        std::fs::write(&ca, "first CA").expect("write");
+        let sources = KafkaSources::new(
+            env(&[(
+                "KAFKA_SASL_PASSWORD_FILE",
+                password.to_str().expect("utf-8"),
+            )]),
+            &[format!("ssl.ca.location={}", ca.display())],
+            Duration::from_secs(2),
+        );
+        let (props, watched) = sources
+            .properties_watched(&|p: &Path| std::fs::read_to_string(p))
+            .expect("valid");
+        assert_eq!(watched.files(), sources.files(&props));
+        assert_eq!(watched.now(), watched, "nothing changed");
+        std::fs::write(&ca, "second CA").expect("write");
+        assert_ne!(watched.now(), watched);
+        std::fs::remove_file(&password).expect("remove");
+        let gone = watched.now();
+        std::fs::write(&password, "first").expect("write");
+        assert_ne!(gone, gone.now(), "a file that comes back is a change");
     }
 
     #[test]

@@ -7,21 +7,27 @@
 //! restarted would lose Kafka long after the rotation.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use rdkafka::error::KafkaError;
-use rdkafka::producer::Producer;
+use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::util::Timeout;
-use sha2::{Digest, Sha256};
+use tokio::time::Instant;
 
-use super::{client_config, KafkaSink};
-use crate::kafka_props::{KafkaProperties, KafkaSources};
+use super::{client_config, BridgeContext, KafkaSink};
+use crate::kafka_props::{self, KafkaProperties, KafkaSources, Watched};
 use crate::metrics::Metrics;
 
 /// How often the files are read: a few small reads a second, and a rotation takes effect at once.
 const EVERY: Duration = Duration::from_secs(1);
+/// While the files in place could not be used, how often they are tried again without a change:
+/// the broker may learn the new credential after the Secret changed.
+const RETRY: Duration = Duration::from_secs(30);
+/// How long a new producer may take to reach a broker (connect, TLS, SASL, metadata) before it
+/// is judged unusable and the working one kept.
+const WARM_UP: Duration = Duration::from_secs(10);
 
 /// A producer to make again: its sink, and the properties it sets over the shared ones.
 #[derive(Debug)]
@@ -30,24 +36,41 @@ pub struct Rebuilt {
     pub overrides: BTreeMap<String, String>,
 }
 
+/// Why a producer was not made again; the text never holds a property's value.
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildError {
+    #[error("librdkafka refused the new properties: {0}")]
+    Refused(String),
+    #[error("the new producer did not reach a broker (credentials refused, certificate not trusted, or Kafka unreachable): {0}")]
+    Unreachable(String),
+}
+
 impl KafkaSink {
-    /// Makes a producer from `properties` and puts it in place; the one it replaces is flushed
-    /// (its records still get their delivery reports) for at most `flush_timeout`, then
-    /// dropped. Blocking: call off the runtime. On an error the current producer stays.
+    /// Makes a producer from `properties`, checks that it reaches a broker and reads `topic`'s
+    /// metadata (so credentials the brokers refuse never replace working ones), and puts it in
+    /// place. Returns the replaced producer, for [`retire`]. Blocking: call off the runtime.
     pub fn rebuild(
         &self,
         properties: &BTreeMap<String, String>,
-        flush_timeout: Duration,
-    ) -> Result<(), KafkaError> {
+        topic: &str,
+        warm_up: Duration,
+    ) -> Result<FutureProducer<BridgeContext>, RebuildError> {
         let fresh = client_config(properties);
-        let mut config = self.config.lock().unwrap_or_else(PoisonError::into_inner);
-        let old = self.swap_producer(&fresh)?;
-        *config = fresh;
-        drop(config);
-        if let Err(e) = old.flush(Timeout::After(flush_timeout)) {
-            tracing::warn!(role = self.role.label(), error = %e, "the replaced producer's records were not all delivered within the flush timeout");
+        let context = BridgeContext::new(self.metrics.clone(), self.role, self.fatal.clone());
+        let candidate: FutureProducer<BridgeContext> = fresh
+            .create_with_context(context)
+            .map_err(|e| RebuildError::Refused(without_values(&e)))?;
+        let metadata = candidate
+            .client()
+            .fetch_metadata(Some(topic), warm_up)
+            .map_err(|e| RebuildError::Unreachable(e.to_string()))?;
+        if let Some(e) = metadata.topics().first().and_then(|t| t.error()) {
+            return Err(RebuildError::Unreachable(format!("{e:?}")));
         }
-        Ok(())
+        let mut config = self.config.lock().unwrap_or_else(PoisonError::into_inner);
+        let old = self.put(candidate);
+        *config = fresh;
+        Ok(old)
     }
 
     /// The property `key` of the current producer (for tests).
@@ -57,12 +80,22 @@ impl KafkaSink {
     }
 }
 
-/// Each file's SHA-256, or `None` while it cannot be read (a file that comes back is a change).
-fn fingerprint(files: &[PathBuf]) -> Vec<Option<[u8; 32]>> {
-    files
-        .iter()
-        .map(|f| std::fs::read(f).ok().map(|b| Sha256::digest(&b).into()))
-        .collect()
+/// Lets a replaced producer deliver what it holds before it is dropped (dropping purges its
+/// queue): for as long as its records may wait, its `message.timeout.ms`. Blocking.
+pub fn retire(old: FutureProducer<BridgeContext>, message_timeout: Duration) {
+    if let Err(e) = old.flush(Timeout::After(message_timeout + Duration::from_secs(1))) {
+        tracing::warn!(error = %e, left = old.in_flight_count(), "the replaced producer's records were not all delivered");
+    }
+}
+
+/// librdkafka's configuration errors quote the value they refused, which may be a secret.
+fn without_values(e: &KafkaError) -> String {
+    match e {
+        KafkaError::ClientConfig(_, desc, key, _) if kafka_props::is_secret(key) => {
+            format!("invalid value for {key}: {desc}")
+        }
+        other => other.to_string(),
+    }
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
@@ -70,35 +103,38 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 }
 
 /// Reads the files behind `properties` every second until `stop`; when one changes, makes the
-/// properties again and rebuilds each producer from them. Properties that cannot be made (a
-/// secret file gone) or a producer librdkafka refuses to make (a key that does not match its
-/// certificate) keep the producers as they are, with an error logged and counted.
+/// properties again and rebuilds each producer from them (checking each reaches a broker and
+/// `topic`). What cannot be used (a secret file gone, a key that does not match its certificate,
+/// credentials the brokers refuse) keeps the producers as they are, logged and shown by
+/// `kafka_client_files_stale`, and is tried again every 30 s until it works or changes.
+#[allow(clippy::too_many_arguments)]
 pub async fn watch_kafka_files(
     sources: KafkaSources,
-    properties: KafkaProperties,
+    mut watched: Watched,
     bootstrap: String,
+    topic: String,
     producers: Vec<Rebuilt>,
-    flush_timeout: Duration,
     metrics: Arc<Metrics>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut files = sources.files(&properties);
-    if files.is_empty() {
+    if watched.is_empty() {
         return;
     }
-    let watched = files.clone();
-    let mut seen = blocking(move || fingerprint(&watched)).await;
+    let mut failed_at: Option<Instant> = None;
     loop {
         tokio::select! {
             () = tokio::time::sleep(EVERY) => {}
             () = crate::admin::stopped(&mut stop) => return,
         }
-        let watched = files.clone();
-        let now = blocking(move || fingerprint(&watched)).await;
-        if now == seen {
+        let before = watched.clone();
+        let Some(now) = blocking(move || before.now()).await else {
+            continue;
+        };
+        let retry = failed_at.is_some_and(|t| t.elapsed() >= RETRY);
+        if now == watched && !retry {
             continue;
         }
-        seen = now;
+        watched = now;
         let again = sources.clone();
         let made = blocking(move || again.properties(&|p: &Path| std::fs::read_to_string(p))).await;
         let properties = match made {
@@ -108,34 +144,63 @@ pub async fn watch_kafka_files(
                 for p in &producers {
                     metrics.kafka_reloaded(p.sink.role.label(), false);
                 }
+                failed_at = Some(Instant::now());
                 continue;
             }
             None => continue,
         };
         // A new location is watched from now on.
-        let now_files = sources.files(&properties);
-        if now_files != files {
-            files = now_files;
-            let watched = files.clone();
-            seen = blocking(move || fingerprint(&watched)).await;
+        let files = sources.files(&properties);
+        if files != watched.files() {
+            watched = blocking(move || Watched::read(files))
+                .await
+                .unwrap_or(watched);
         }
+        failed_at = None;
         for p in &producers {
-            let mut map = properties.to_map();
-            map.insert("bootstrap.servers".into(), bootstrap.clone());
-            map.extend(p.overrides.clone());
-            let sink = p.sink.clone();
-            let role = sink.role.label();
-            match blocking(move || sink.rebuild(&map, flush_timeout)).await {
-                Some(Ok(())) => {
-                    tracing::info!(role, "Kafka producer made again: a file it reads changed");
-                    metrics.kafka_reloaded(role, true);
-                }
-                Some(Err(e)) => {
-                    tracing::error!(role, error = %e, "Kafka client files changed but librdkafka refused them; the producer stays as it was");
-                    metrics.kafka_reloaded(role, false);
-                }
-                None => {}
+            if !rebuild(p, &properties, &bootstrap, &topic, &metrics, &mut stop).await {
+                failed_at = Some(Instant::now());
             }
         }
     }
+}
+
+/// Rebuilds one producer and retires the old one; whether it was rebuilt.
+async fn rebuild(
+    p: &Rebuilt,
+    properties: &KafkaProperties,
+    bootstrap: &str,
+    topic: &str,
+    metrics: &Metrics,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> bool {
+    let mut map = properties.to_map();
+    map.insert("bootstrap.servers".into(), bootstrap.to_string());
+    map.extend(p.overrides.clone());
+    let message_timeout = map
+        .get("message.timeout.ms")
+        .and_then(|ms| ms.parse().ok())
+        .map_or(Duration::from_secs(300), Duration::from_millis);
+    let sink = p.sink.clone();
+    let role = sink.role.label();
+    let topic = topic.to_string();
+    let old = match blocking(move || sink.rebuild(&map, &topic, WARM_UP)).await {
+        Some(Ok(old)) => old,
+        Some(Err(e)) => {
+            tracing::error!(role, error = %e, "Kafka client files changed but no working producer could be made from them; the producer stays as it was");
+            metrics.kafka_reloaded(role, false);
+            return false;
+        }
+        None => return false,
+    };
+    tracing::info!(role, "Kafka producer made again: a file it reads changed");
+    metrics.kafka_reloaded(role, true);
+    // At shutdown this wait is cut short; the flush goes on in its thread as long as the
+    // process does (records whose requests were not answered 200 may then be lost).
+    let retiring = tokio::task::spawn_blocking(move || retire(old, message_timeout));
+    tokio::select! {
+        _ = retiring => {}
+        () = crate::admin::stopped(stop) => {}
+    }
+    true
 }

@@ -49,14 +49,21 @@ impl KafkaSink {
         config: &ClientConfig,
     ) -> Result<FutureProducer<BridgeContext>, KafkaError> {
         let context = BridgeContext::new(self.metrics.clone(), self.role, self.fatal.clone());
-        let fresh = config.create_with_context(context)?;
-        Ok(std::mem::replace(
+        Ok(self.put(config.create_with_context(context)?))
+    }
+
+    /// Puts `fresh` in place of the current producer, which it returns.
+    pub(super) fn put(
+        &self,
+        fresh: FutureProducer<BridgeContext>,
+    ) -> FutureProducer<BridgeContext> {
+        std::mem::replace(
             &mut *self
                 .producer
                 .write()
                 .unwrap_or_else(PoisonError::into_inner),
             fresh,
-        ))
+        )
     }
 }
 

@@ -109,10 +109,14 @@ async fn records_waiting_for_their_report_are_delivered_when_the_producer_is_mad
     let mut rotated = properties.clone();
     rotated.insert("client.id".into(), "rotated".into());
     let rebuilding = sink.clone();
-    tokio::task::spawn_blocking(move || rebuilding.rebuild(&rotated, Duration::from_secs(20)))
-        .await
-        .expect("task")
-        .expect("rebuilt");
+    tokio::task::spawn_blocking(move || {
+        let old = rebuilding
+            .rebuild(&rotated, "t", Duration::from_secs(10))
+            .expect("rebuilt");
+        reload::retire(old, Duration::from_secs(20));
+    })
+    .await
+    .expect("task");
     for w in waiting {
         let delivered = w.await.expect("task");
         assert!(
@@ -122,4 +126,44 @@ async fn records_waiting_for_their_report_are_delivered_when_the_producer_is_mad
     }
     assert_eq!(sink.property("client.id").as_deref(), Some("rotated"));
     assert!(sink.send(&record(), deadline()).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_producer_that_cannot_reach_a_broker_does_not_replace_the_working_one() {
+    let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic("t", 1, 1).expect("topic");
+    let properties =
+        BTreeMap::from([("bootstrap.servers".to_string(), cluster.bootstrap_servers())]);
+    let metrics = Arc::new(Metrics::new(&["t".to_string()]).expect("metrics"));
+    let sink =
+        Arc::new(KafkaSink::new(&properties, metrics, ProducerRole::Webhooks).expect("producer"));
+    // What refused credentials look like from here: no broker ever answers.
+    let unreachable = BTreeMap::from([
+        ("bootstrap.servers".to_string(), "127.0.0.1:9".to_string()),
+        ("client.id".to_string(), "unreachable".to_string()),
+    ]);
+    let rebuilding = sink.clone();
+    let refused = tokio::task::spawn_blocking(move || {
+        rebuilding
+            .rebuild(&unreachable, "t", Duration::from_millis(500))
+            .map(drop)
+    })
+    .await
+    .expect("task");
+    assert!(
+        matches!(refused, Err(reload::RebuildError::Unreachable(_))),
+        "{refused:?}"
+    );
+    assert_eq!(sink.property("client.id"), None);
+    let record = Record {
+        topic: "t",
+        key: None,
+        value: b"{}",
+        timestamp_ms: 0,
+        headers: crate::record::RecordHeaders::Raw(&[]),
+    };
+    let delivered = sink
+        .send(&record, Instant::now() + Duration::from_secs(30))
+        .await;
+    assert!(delivered.is_ok(), "{delivered:?}");
 }
