@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use prometheus::{GaugeVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use rdkafka::statistics::Statistics;
@@ -20,8 +21,16 @@ pub struct KafkaStats {
     batch_records: GaugeVec,
     /// librdkafka reports totals per client; Prometheus counters only go up, so each client's
     /// deltas are added (the spool's replay producer is a second client on the same brokers).
-    last_totals: Mutex<HashMap<(String, String, Total), u64>>,
+    /// With when each was last reported: a replaced producer's entries are dropped once stale.
+    last_totals: Mutex<HashMap<TotalKey, (u64, Instant)>>,
 }
+
+/// A client's name, a broker's, and which total.
+type TotalKey = (String, String, Total);
+
+/// How long a client's totals are kept after its last report: far longer than any statistics
+/// interval, so only producers that are gone (replaced, or rebuilt after a rotation) lose theirs.
+const STALE: Duration = Duration::from_secs(600);
 
 /// The librdkafka totals turned into counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -113,10 +122,15 @@ impl KafkaStats {
     /// brokers, batches) describe the `primary` client alone, the webhook producer whose queue
     /// and batching decide the answers, instead of flapping between two producers.
     pub fn update(&self, stats: &Statistics, primary: bool) {
+        self.update_at(stats, primary, Instant::now());
+    }
+
+    fn update_at(&self, stats: &Statistics, primary: bool, now: Instant) {
         let mut last = self.last_totals.lock().unwrap_or_else(|p| p.into_inner());
+        last.retain(|_, (_, seen)| now.saturating_duration_since(*seen) < STALE);
         let mut add = |counter: &IntCounterVec, broker: &str, kind: Total, total: u64| {
             let key = (stats.name.clone(), broker.to_string(), kind);
-            let before = last.insert(key, total).unwrap_or(0);
+            let before = last.insert(key, (total, now)).map_or(0, |(t, _)| t);
             // Should a total ever go down, it counts from zero rather than underflowing.
             let delta = total.checked_sub(before).unwrap_or(total);
             counter.with_label_values(&[broker]).inc_by(delta);
@@ -259,6 +273,28 @@ mod tests {
             up,
             [("b:9092/1".to_string(), 1), ("d:9092/3".to_string(), 0)]
         );
+    }
+
+    #[test]
+    fn the_totals_of_a_client_gone_for_ten_minutes_are_forgotten() {
+        let k = KafkaStats::new("x").expect("metrics");
+        let start = Instant::now();
+        for (i, client) in ["rdkafka#producer-1", "rdkafka#producer-2"]
+            .iter()
+            .enumerate()
+        {
+            k.update_at(&stats(client, 5, 1, 1), true, start + STALE * i as u32);
+        }
+        let clients = |k: &KafkaStats| {
+            let last = k.last_totals.lock().unwrap();
+            let mut names: Vec<String> = last.keys().map(|(c, _, _)| c.clone()).collect();
+            names.sort();
+            names.dedup();
+            names
+        };
+        assert_eq!(clients(&k), ["rdkafka#producer-2"]);
+        // Its traffic was counted before: 5 + 5.
+        assert_eq!(figures(&k).0, 10);
     }
 
     #[test]

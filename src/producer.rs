@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
@@ -23,7 +24,7 @@ mod reload;
 mod replace;
 pub use context::{BridgeContext, ProducerRole};
 pub use readiness::watch_readiness;
-pub use reload::{retire, watch_kafka_files, RebuildError, Rebuilt};
+pub use reload::{retire, watch_kafka_files, RebuildError, Rebuilt, Retiring};
 pub use replace::replace_on_fatal;
 
 /// Where an accepted record is now: acknowledged by Kafka, or durably in the spool.
@@ -127,6 +128,8 @@ pub struct KafkaSink {
     /// What the current producer was made from. Held while a new producer is made and swapped
     /// in, so a replacement and a rebuild never interleave.
     config: Mutex<ClientConfig>,
+    /// The current producer's "retired" flag (see `BridgeContext`), set when it is replaced.
+    retired: Mutex<Arc<AtomicBool>>,
     role: ProducerRole,
     metrics: Arc<Metrics>,
     fatal: Arc<Notify>,
@@ -156,10 +159,12 @@ impl KafkaSink {
     ) -> Result<KafkaSink, KafkaError> {
         let config = client_config(properties);
         let fatal = Arc::new(Notify::new());
-        let context = BridgeContext::new(metrics.clone(), role, fatal.clone());
+        let retired = Arc::new(AtomicBool::new(false));
+        let context = BridgeContext::new(metrics.clone(), role, fatal.clone(), retired.clone());
         let producer = RwLock::new(config.create_with_context(context)?);
         Ok(KafkaSink {
             producer,
+            retired: Mutex::new(retired),
             config: Mutex::new(config),
             role,
             metrics,

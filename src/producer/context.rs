@@ -2,6 +2,7 @@
 //! (the webhook producer's as the gauges, the spool replayer's as traffic only), its errors to a
 //! warning, except a fatal one, which wakes the task that replaces the producer.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use rdkafka::client::ClientContext;
@@ -39,6 +40,9 @@ pub struct BridgeContext {
     metrics: Arc<Metrics>,
     role: ProducerRole,
     fatal: Arc<Notify>,
+    /// Set once replaced, while it delivers what it holds: its traffic still counts, but the
+    /// gauges are the new producer's.
+    retired: Arc<AtomicBool>,
 }
 
 impl BridgeContext {
@@ -46,11 +50,13 @@ impl BridgeContext {
         metrics: Arc<Metrics>,
         role: ProducerRole,
         fatal: Arc<Notify>,
+        retired: Arc<AtomicBool>,
     ) -> BridgeContext {
         BridgeContext {
             metrics,
             role,
             fatal,
+            retired,
         }
     }
 }
@@ -77,9 +83,8 @@ impl ClientContext for BridgeContext {
     }
 
     fn stats(&self, statistics: Statistics) {
-        self.metrics
-            .kafka_stats
-            .update(&statistics, self.role == ProducerRole::Webhooks);
+        let primary = self.role == ProducerRole::Webhooks && !self.retired.load(Ordering::Relaxed);
+        self.metrics.kafka_stats.update(&statistics, primary);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
@@ -54,13 +55,13 @@ impl KafkaSink {
         properties: &BTreeMap<String, String>,
         topic: &str,
         warm_up: Duration,
-    ) -> Result<FutureProducer<BridgeContext>, RebuildError> {
+    ) -> Result<Retiring, RebuildError> {
         let fresh = client_config(properties);
-        let context = BridgeContext::new(self.metrics.clone(), self.role, self.fatal.clone());
-        let candidate: FutureProducer<BridgeContext> = fresh
-            .create_with_context(context)
+        let candidate = self
+            .make(&fresh)
             .map_err(|e| RebuildError::Refused(without_values(&e)))?;
         let metadata = candidate
+            .producer
             .client()
             .fetch_metadata(Some(topic), warm_up)
             .map_err(|e| RebuildError::Unreachable(e.to_string()))?;
@@ -80,11 +81,25 @@ impl KafkaSink {
     }
 }
 
+/// A producer taken out of service, with the flag that tells its statistics so.
+pub struct Retiring {
+    pub(super) producer: FutureProducer<BridgeContext>,
+    pub(super) retired: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Retiring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Retiring").finish_non_exhaustive()
+    }
+}
+
 /// Lets a replaced producer deliver what it holds before it is dropped (dropping purges its
 /// queue): for as long as its records may wait, its `message.timeout.ms`. Blocking.
-pub fn retire(old: FutureProducer<BridgeContext>, message_timeout: Duration) {
-    if let Err(e) = old.flush(Timeout::After(message_timeout + Duration::from_secs(1))) {
-        tracing::warn!(error = %e, left = old.in_flight_count(), "the replaced producer's records were not all delivered");
+pub fn retire(old: Retiring, message_timeout: Duration) {
+    old.retired.store(true, Ordering::Relaxed);
+    let producer = old.producer;
+    if let Err(e) = producer.flush(Timeout::After(message_timeout + Duration::from_secs(1))) {
+        tracing::warn!(error = %e, left = producer.in_flight_count(), "the replaced producer's records were not all delivered");
     }
 }
 

@@ -7,6 +7,7 @@
 //! new and queued, and asks the application to make a new producer.
 
 use std::future::Future;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use rdkafka::producer::FutureProducer;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
-use super::{BridgeContext, KafkaSink};
+use super::{BridgeContext, KafkaSink, Retiring};
 
 /// The pause after a replacement before the next one. A producer that fails again at once (a
 /// permission idempotence needs is missing, say) is replaced at a slowing pace, not in a loop.
@@ -48,22 +49,38 @@ impl KafkaSink {
         &self,
         config: &ClientConfig,
     ) -> Result<FutureProducer<BridgeContext>, KafkaError> {
-        let context = BridgeContext::new(self.metrics.clone(), self.role, self.fatal.clone());
-        Ok(self.put(config.create_with_context(context)?))
+        Ok(self.put(self.make(config)?).producer)
+    }
+
+    /// Makes a producer of this sink's role from `config`. Blocking.
+    pub(super) fn make(&self, config: &ClientConfig) -> Result<Retiring, KafkaError> {
+        let retired = Arc::new(AtomicBool::new(false));
+        let context = BridgeContext::new(
+            self.metrics.clone(),
+            self.role,
+            self.fatal.clone(),
+            retired.clone(),
+        );
+        Ok(Retiring {
+            producer: config.create_with_context(context)?,
+            retired,
+        })
     }
 
     /// Puts `fresh` in place of the current producer, which it returns.
-    pub(super) fn put(
-        &self,
-        fresh: FutureProducer<BridgeContext>,
-    ) -> FutureProducer<BridgeContext> {
-        std::mem::replace(
+    pub(super) fn put(&self, fresh: Retiring) -> Retiring {
+        let producer = std::mem::replace(
             &mut *self
                 .producer
                 .write()
                 .unwrap_or_else(PoisonError::into_inner),
-            fresh,
-        )
+            fresh.producer,
+        );
+        let retired = std::mem::replace(
+            &mut *self.retired.lock().unwrap_or_else(PoisonError::into_inner),
+            fresh.retired,
+        );
+        Retiring { producer, retired }
     }
 }
 
