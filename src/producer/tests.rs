@@ -3,6 +3,32 @@
 
 use super::*;
 
+/// A mock cluster with one topic `t` of one partition, its properties and a sink on it.
+fn one_topic_sink() -> (
+    rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    BTreeMap<String, String>,
+    Arc<KafkaSink>,
+) {
+    let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic("t", 1, 1).expect("topic");
+    let properties =
+        BTreeMap::from([("bootstrap.servers".to_string(), cluster.bootstrap_servers())]);
+    let metrics = Arc::new(Metrics::new(&["t".to_string()]).expect("metrics"));
+    let sink =
+        Arc::new(KafkaSink::new(&properties, metrics, ProducerRole::Webhooks).expect("producer"));
+    (cluster, properties, sink)
+}
+
+fn record() -> Record<'static> {
+    Record {
+        topic: "t",
+        key: None,
+        value: b"{}",
+        timestamp_ms: 0,
+        headers: crate::record::RecordHeaders::Raw(&[]),
+    }
+}
+
 #[test]
 fn librdkafka_errors_sort_into_retryable_and_permanent() {
     let e = |c| ProduceError::from_kafka(&KafkaError::MessageProduction(c));
@@ -32,19 +58,8 @@ fn librdkafka_errors_sort_into_retryable_and_permanent() {
 
 #[tokio::test]
 async fn a_record_whose_deadline_has_passed_is_not_handed_to_librdkafka() {
-    let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
-    cluster.create_topic("t", 1, 1).expect("topic");
-    let properties =
-        BTreeMap::from([("bootstrap.servers".to_string(), cluster.bootstrap_servers())]);
-    let metrics = Arc::new(Metrics::new(&["t".to_string()]).expect("metrics"));
-    let sink = KafkaSink::new(&properties, metrics, ProducerRole::Webhooks).expect("producer");
-    let record = Record {
-        topic: "t",
-        key: None,
-        value: b"{}",
-        timestamp_ms: 0,
-        headers: crate::record::RecordHeaders::Raw(&[]),
-    };
+    let (_cluster, _, sink) = one_topic_sink();
+    let record = record();
     let expired = sink.send(&record, Instant::now()).await;
     assert_eq!(expired, Err(ProduceError::Timeout));
     // Had the first been queued, it would hold offset 0 of the one partition.
@@ -79,20 +94,7 @@ fn metric_kinds_are_snake_case_names() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_waiting_for_their_report_are_delivered_when_the_producer_is_made_again() {
-    let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
-    cluster.create_topic("t", 1, 1).expect("topic");
-    let properties =
-        BTreeMap::from([("bootstrap.servers".to_string(), cluster.bootstrap_servers())]);
-    let metrics = Arc::new(Metrics::new(&["t".to_string()]).expect("metrics"));
-    let sink =
-        Arc::new(KafkaSink::new(&properties, metrics, ProducerRole::Webhooks).expect("producer"));
-    let record = || Record {
-        topic: "t",
-        key: None,
-        value: b"{}",
-        timestamp_ms: 0,
-        headers: crate::record::RecordHeaders::Raw(&[]),
-    };
+    let (cluster, properties, sink) = one_topic_sink();
     let deadline = || Instant::now() + Duration::from_secs(30);
     sink.send(&record(), deadline()).await.expect("connected");
     // Every answer from the broker now takes half a second, so these wait through the rebuild.
@@ -130,13 +132,7 @@ async fn records_waiting_for_their_report_are_delivered_when_the_producer_is_mad
 
 #[tokio::test]
 async fn a_producer_that_cannot_reach_a_broker_does_not_replace_the_working_one() {
-    let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
-    cluster.create_topic("t", 1, 1).expect("topic");
-    let properties =
-        BTreeMap::from([("bootstrap.servers".to_string(), cluster.bootstrap_servers())]);
-    let metrics = Arc::new(Metrics::new(&["t".to_string()]).expect("metrics"));
-    let sink =
-        Arc::new(KafkaSink::new(&properties, metrics, ProducerRole::Webhooks).expect("producer"));
+    let (_cluster, _, sink) = one_topic_sink();
     // What refused credentials look like from here: no broker ever answers.
     let unreachable = BTreeMap::from([
         ("bootstrap.servers".to_string(), "127.0.0.1:9".to_string()),
@@ -155,15 +151,8 @@ async fn a_producer_that_cannot_reach_a_broker_does_not_replace_the_working_one(
         "{refused:?}"
     );
     assert_eq!(sink.property("client.id"), None);
-    let record = Record {
-        topic: "t",
-        key: None,
-        value: b"{}",
-        timestamp_ms: 0,
-        headers: crate::record::RecordHeaders::Raw(&[]),
-    };
     let delivered = sink
-        .send(&record, Instant::now() + Duration::from_secs(30))
+        .send(&record(), Instant::now() + Duration::from_secs(30))
         .await;
     assert!(delivered.is_ok(), "{delivered:?}");
 }
