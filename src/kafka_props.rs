@@ -191,6 +191,16 @@ pub fn is_secret(key: &str) -> bool {
     .any(|s| key.contains(s))
 }
 
+/// librdkafka's configuration errors quote the value they refused, which may be a secret.
+pub fn redacted(e: &rdkafka::error::KafkaError) -> String {
+    match e {
+        rdkafka::error::KafkaError::ClientConfig(_, desc, key, _) if is_secret(key) => {
+            format!("invalid value for {key}: {desc}")
+        }
+        other => other.to_string(),
+    }
+}
+
 impl fmt::Debug for KafkaProperties {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map()

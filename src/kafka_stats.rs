@@ -28,9 +28,10 @@ pub struct KafkaStats {
 /// A client's name, a broker's, and which total.
 type TotalKey = (String, String, Total);
 
-/// How long a client's totals are kept after its last report: far longer than any statistics
-/// interval, so only producers that are gone (replaced, or rebuilt after a rotation) lose theirs.
-const STALE: Duration = Duration::from_secs(600);
+/// How long a client's totals are kept after its last report: far longer than any sensible
+/// statistics interval (5 s by default), so only producers that are gone (replaced, or rebuilt
+/// after a rotation) lose theirs.
+const STALE: Duration = Duration::from_secs(3600);
 
 /// The librdkafka totals turned into counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -276,7 +277,7 @@ mod tests {
     }
 
     #[test]
-    fn the_totals_of_a_client_gone_for_ten_minutes_are_forgotten() {
+    fn the_totals_of_a_client_gone_for_an_hour_are_forgotten() {
         let k = KafkaStats::new("x").expect("metrics");
         let start = Instant::now();
         for (i, client) in ["rdkafka#producer-1", "rdkafka#producer-2"]

@@ -64,7 +64,7 @@ impl Listeners {
 pub enum StartError {
     #[error(transparent)]
     Embedded(#[from] embedded::EmbeddedError),
-    #[error("invalid Kafka producer settings: {0}")]
+    #[error("invalid Kafka producer settings: {}", kafka_props::redacted(.0))]
     Producer(#[from] rdkafka::error::KafkaError),
     #[error("metrics registry: {0}")]
     Metrics(#[from] prometheus::Error),

@@ -87,7 +87,7 @@ fn serve(args: qikchat_bridge::config::Args) -> ExitCode {
             }
         }
     });
-    // `run` has flushed the producers and closed the spool. Dropping the runtime would wait for
+    // `run` has flushed the webhook producer and closed the spool. Dropping the runtime would wait for
     // every blocking task, such as a producer replaced by a credential rotation that is still
     // delivering its records (up to its message timeout): those were never answered 200.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
@@ -102,6 +102,7 @@ fn check_config(config: &Config) -> ExitCode {
         kafka.set(k, v);
     }
     if let Err(e) = kafka.create_native_config() {
+        let e = qikchat_bridge::kafka_props::redacted(&e);
         eprintln!("qikchat-bridge: invalid configuration: Kafka producer settings: {e}");
         return ExitCode::from(EXIT_CONFIG);
     }

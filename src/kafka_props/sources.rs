@@ -132,10 +132,27 @@ impl Watched {
         Watched::read(self.files())
     }
 
+    /// `files`, keeping the fingerprints already taken of those watched before and reading the
+    /// others now. Blocking.
+    pub fn rebase(self, files: Vec<PathBuf>) -> Watched {
+        let kept = Watched(
+            self.0
+                .into_iter()
+                .filter(|(f, _)| files.contains(f))
+                .collect(),
+        );
+        let new = files.into_iter().filter(|f| !kept.has(f)).collect();
+        kept.with(Watched::read(new))
+    }
+
+    fn has(&self, file: &Path) -> bool {
+        self.0.iter().any(|(f, _)| f == file)
+    }
+
     /// Both sets; where a file is in both, the fingerprint of `self` (taken earlier) is kept.
     fn with(mut self, other: Watched) -> Watched {
         for (file, hash) in other.0 {
-            if !self.0.iter().any(|(f, _)| *f == file) {
+            if !self.has(&file) {
                 self.0.push((file, hash));
             }
         }
@@ -208,6 +225,16 @@ mod tests {
         let gone = watched.now();
         std::fs::write(&password, "first").expect("write");
         assert_ne!(gone, gone.now(), "a file that comes back is a change");
+
+        // A new location: the file watched before keeps its old fingerprint, so a rotation
+        // between that fingerprint and the rebase is still a change.
+        let key = dir.path().join("tls.key");
+        std::fs::write(&key, "key").expect("write");
+        let before = watched.clone();
+        std::fs::write(&password, "rotated").expect("write");
+        let rebased = before.rebase(vec![password.clone(), key.clone()]);
+        assert_eq!(rebased.files(), [password, key]);
+        assert_ne!(rebased.now(), rebased);
     }
 
     #[test]

@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
-use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::util::Timeout;
 use tokio::time::Instant;
@@ -44,22 +43,26 @@ pub enum RebuildError {
     Refused(String),
     #[error("the new producer did not reach a broker (credentials refused, certificate not trusted, or Kafka unreachable): {0}")]
     Unreachable(String),
+    #[error("the bridge is shutting down")]
+    Cancelled,
 }
 
 impl KafkaSink {
     /// Makes a producer from `properties`, checks that it reaches a broker and reads `topic`'s
     /// metadata (so credentials the brokers refuse never replace working ones), and puts it in
-    /// place. Returns the replaced producer, for [`retire`]. Blocking: call off the runtime.
+    /// place unless `cancel` was set meanwhile. Returns the replaced producer, for [`retire`].
+    /// Blocking: call off the runtime.
     pub fn rebuild(
         &self,
         properties: &BTreeMap<String, String>,
         topic: &str,
         warm_up: Duration,
+        cancel: &AtomicBool,
     ) -> Result<Retiring, RebuildError> {
         let fresh = client_config(properties);
         let candidate = self
             .make(&fresh)
-            .map_err(|e| RebuildError::Refused(without_values(&e)))?;
+            .map_err(|e| RebuildError::Refused(kafka_props::redacted(&e)))?;
         let metadata = candidate
             .producer
             .client()
@@ -69,7 +72,11 @@ impl KafkaSink {
             return Err(RebuildError::Unreachable(format!("{e:?}")));
         }
         let mut config = self.config.lock().unwrap_or_else(PoisonError::into_inner);
-        let old = self.put(candidate);
+        if cancel.load(Ordering::SeqCst) {
+            return Err(RebuildError::Cancelled);
+        }
+        let mut old = self.put(candidate);
+        old.message_timeout = message_timeout(config.get("message.timeout.ms"));
         *config = fresh;
         Ok(old)
     }
@@ -81,10 +88,18 @@ impl KafkaSink {
     }
 }
 
-/// A producer taken out of service, with the flag that tells its statistics so.
+/// librdkafka's `message.timeout.ms` (its default: 300 s).
+fn message_timeout(ms: Option<&str>) -> Duration {
+    ms.and_then(|ms| ms.parse().ok())
+        .map_or(Duration::from_secs(300), Duration::from_millis)
+}
+
+/// A producer taken out of service (its statistics already left off the gauges), and how long
+/// its records may still wait.
 pub struct Retiring {
     pub(super) producer: FutureProducer<BridgeContext>,
     pub(super) retired: Arc<AtomicBool>,
+    pub(super) message_timeout: Duration,
 }
 
 impl std::fmt::Debug for Retiring {
@@ -94,22 +109,12 @@ impl std::fmt::Debug for Retiring {
 }
 
 /// Lets a replaced producer deliver what it holds before it is dropped (dropping purges its
-/// queue): for as long as its records may wait, its `message.timeout.ms`. Blocking.
-pub fn retire(old: Retiring, message_timeout: Duration) {
-    old.retired.store(true, Ordering::Relaxed);
+/// queue): for as long as its records may wait, its own `message.timeout.ms`. Blocking.
+pub fn retire(old: Retiring) {
     let producer = old.producer;
-    if let Err(e) = producer.flush(Timeout::After(message_timeout + Duration::from_secs(1))) {
+    let wait = old.message_timeout + Duration::from_secs(1);
+    if let Err(e) = producer.flush(Timeout::After(wait)) {
         tracing::warn!(error = %e, left = producer.in_flight_count(), "the replaced producer's records were not all delivered");
-    }
-}
-
-/// librdkafka's configuration errors quote the value they refused, which may be a secret.
-fn without_values(e: &KafkaError) -> String {
-    match e {
-        KafkaError::ClientConfig(_, desc, key, _) if kafka_props::is_secret(key) => {
-            format!("invalid value for {key}: {desc}")
-        }
-        other => other.to_string(),
     }
 }
 
@@ -117,12 +122,12 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     tokio::task::spawn_blocking(f).await.ok()
 }
 
-/// Reads the files behind `properties` every second until `stop`; when one changes, makes the
+/// Reads the files behind the properties every second until `stop`; when one changes, makes the
 /// properties again and rebuilds each producer from them (checking each reaches a broker and
 /// `topic`). What cannot be used (a secret file gone, a key that does not match its certificate,
 /// credentials the brokers refuse) keeps the producers as they are, logged and shown by
-/// `kafka_client_files_stale`, and is tried again every 30 s until it works or changes.
-#[allow(clippy::too_many_arguments)]
+/// `kafka_client_files_stale`; the producers still to be made are tried again every 30 s until
+/// they work or the files change again.
 pub async fn watch_kafka_files(
     sources: KafkaSources,
     mut watched: Watched,
@@ -135,6 +140,8 @@ pub async fn watch_kafka_files(
     if watched.is_empty() {
         return;
     }
+    // Which producers are still to be made from the files in place.
+    let mut pending = vec![false; producers.len()];
     let mut failed_at: Option<Instant> = None;
     loop {
         tokio::select! {
@@ -145,42 +152,62 @@ pub async fn watch_kafka_files(
         let Some(now) = blocking(move || before.now()).await else {
             continue;
         };
+        let changed = now != watched;
         let retry = failed_at.is_some_and(|t| t.elapsed() >= RETRY);
-        if now == watched && !retry {
+        if !changed && !retry {
             continue;
         }
+        if changed {
+            pending.fill(true);
+        }
+        // Taken before the properties are made from the files, so a change in between is seen.
         watched = now;
         let again = sources.clone();
         let made = blocking(move || again.properties(&|p: &Path| std::fs::read_to_string(p))).await;
         let properties = match made {
             Some(Ok(properties)) => properties,
-            Some(Err(e)) => {
-                tracing::error!(error = %e, "Kafka client files changed but the properties cannot be made from them; the producers stay as they are");
-                for p in &producers {
+            failed => {
+                let error = failed.map_or("reading the files panicked".into(), |e| {
+                    e.err().map(|e| e.to_string()).unwrap_or_default()
+                });
+                tracing::error!(%error, "the properties cannot be made from the Kafka client files; the producers stay as they are");
+                for (p, _) in producers.iter().zip(&pending).filter(|(_, todo)| **todo) {
                     metrics.kafka_reloaded(p.sink.role.label(), false);
                 }
                 failed_at = Some(Instant::now());
                 continue;
             }
-            None => continue,
         };
-        // A new location is watched from now on.
+        // A new location is watched from now on; the files watched before keep the fingerprint
+        // taken before the properties were made.
         let files = sources.files(&properties);
         if files != watched.files() {
-            watched = blocking(move || Watched::read(files))
-                .await
-                .unwrap_or(watched);
+            let kept = watched.clone();
+            if let Some(rebased) = blocking(move || kept.rebase(files)).await {
+                watched = rebased;
+            }
         }
         failed_at = None;
-        for p in &producers {
-            if !rebuild(p, &properties, &bootstrap, &topic, &metrics, &mut stop).await {
-                failed_at = Some(Instant::now());
+        for (p, todo) in producers.iter().zip(pending.iter_mut()) {
+            if !*todo {
+                continue;
+            }
+            match rebuild(p, &properties, &bootstrap, &topic, &metrics, &mut stop).await {
+                Outcome::Rebuilt => *todo = false,
+                Outcome::Failed => failed_at = Some(Instant::now()),
+                Outcome::Stopped => return,
             }
         }
     }
 }
 
-/// Rebuilds one producer and retires the old one; whether it was rebuilt.
+enum Outcome {
+    Rebuilt,
+    Failed,
+    Stopped,
+}
+
+/// Rebuilds one producer and retires the old one.
 async fn rebuild(
     p: &Rebuilt,
     properties: &KafkaProperties,
@@ -188,34 +215,44 @@ async fn rebuild(
     topic: &str,
     metrics: &Metrics,
     stop: &mut tokio::sync::watch::Receiver<bool>,
-) -> bool {
+) -> Outcome {
+    if *stop.borrow() {
+        return Outcome::Stopped;
+    }
     let mut map = properties.to_map();
     map.insert("bootstrap.servers".into(), bootstrap.to_string());
     map.extend(p.overrides.clone());
-    let message_timeout = map
-        .get("message.timeout.ms")
-        .and_then(|ms| ms.parse().ok())
-        .map_or(Duration::from_secs(300), Duration::from_millis);
     let sink = p.sink.clone();
     let role = sink.role.label();
     let topic = topic.to_string();
-    let old = match blocking(move || sink.rebuild(&map, &topic, WARM_UP)).await {
+    let cancel = Arc::new(AtomicBool::new(false));
+    let cancelled = cancel.clone();
+    let making = tokio::task::spawn_blocking(move || sink.rebuild(&map, &topic, WARM_UP, &cancel));
+    // Shutdown does not wait out the warm-up; the cancel keeps a late producer from taking over.
+    let made = tokio::select! {
+        made = making => made.ok(),
+        () = crate::admin::stopped(stop) => {
+            cancelled.store(true, Ordering::SeqCst);
+            return Outcome::Stopped;
+        }
+    };
+    let old = match made {
         Some(Ok(old)) => old,
         Some(Err(e)) => {
-            tracing::error!(role, error = %e, "Kafka client files changed but no working producer could be made from them; the producer stays as it was");
+            tracing::error!(role, error = %e, "no working Kafka producer could be made from the client files; the producer stays as it was");
             metrics.kafka_reloaded(role, false);
-            return false;
+            return Outcome::Failed;
         }
-        None => return false,
+        None => return Outcome::Failed,
     };
-    tracing::info!(role, "Kafka producer made again: a file it reads changed");
+    tracing::info!(role, "Kafka producer made again from its client files");
     metrics.kafka_reloaded(role, true);
     // At shutdown this wait is cut short; the flush goes on in its thread as long as the
     // process does (records whose requests were not answered 200 may then be lost).
-    let retiring = tokio::task::spawn_blocking(move || retire(old, message_timeout));
+    let retiring = tokio::task::spawn_blocking(move || retire(old));
     tokio::select! {
         _ = retiring => {}
         () = crate::admin::stopped(stop) => {}
     }
-    true
+    Outcome::Rebuilt
 }

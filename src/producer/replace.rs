@@ -64,10 +64,12 @@ impl KafkaSink {
         Ok(Retiring {
             producer: config.create_with_context(context)?,
             retired,
+            message_timeout: Duration::ZERO,
         })
     }
 
-    /// Puts `fresh` in place of the current producer, which it returns.
+    /// Puts `fresh` in place of the current producer, which it returns, marked retired so that
+    /// its last statistics stay off the gauges.
     pub(super) fn put(&self, fresh: Retiring) -> Retiring {
         let producer = std::mem::replace(
             &mut *self
@@ -80,7 +82,12 @@ impl KafkaSink {
             &mut *self.retired.lock().unwrap_or_else(PoisonError::into_inner),
             fresh.retired,
         );
-        Retiring { producer, retired }
+        retired.store(true, std::sync::atomic::Ordering::Relaxed);
+        Retiring {
+            producer,
+            retired,
+            message_timeout: Duration::ZERO,
+        }
     }
 }
 

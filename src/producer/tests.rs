@@ -112,10 +112,11 @@ async fn records_waiting_for_their_report_are_delivered_when_the_producer_is_mad
     rotated.insert("client.id".into(), "rotated".into());
     let rebuilding = sink.clone();
     tokio::task::spawn_blocking(move || {
+        let cancel = std::sync::atomic::AtomicBool::new(false);
         let old = rebuilding
-            .rebuild(&rotated, "t", Duration::from_secs(10))
+            .rebuild(&rotated, "t", Duration::from_secs(10), &cancel)
             .expect("rebuilt");
-        reload::retire(old, Duration::from_secs(20));
+        reload::retire(old);
     })
     .await
     .expect("task");
@@ -140,8 +141,9 @@ async fn a_producer_that_cannot_reach_a_broker_does_not_replace_the_working_one(
     ]);
     let rebuilding = sink.clone();
     let refused = tokio::task::spawn_blocking(move || {
+        let cancel = std::sync::atomic::AtomicBool::new(false);
         rebuilding
-            .rebuild(&unreachable, "t", Duration::from_millis(500))
+            .rebuild(&unreachable, "t", Duration::from_millis(500), &cancel)
             .map(drop)
     })
     .await
@@ -155,4 +157,25 @@ async fn a_producer_that_cannot_reach_a_broker_does_not_replace_the_working_one(
         .send(&record(), Instant::now() + Duration::from_secs(30))
         .await;
     assert!(delivered.is_ok(), "{delivered:?}");
+}
+
+#[tokio::test]
+async fn a_rebuild_cancelled_by_shutdown_does_not_take_over() {
+    let (_cluster, properties, sink) = one_topic_sink();
+    let mut rotated = properties.clone();
+    rotated.insert("client.id".into(), "too-late".into());
+    let rebuilding = sink.clone();
+    let cancelled = tokio::task::spawn_blocking(move || {
+        let cancel = std::sync::atomic::AtomicBool::new(true);
+        rebuilding
+            .rebuild(&rotated, "t", Duration::from_secs(10), &cancel)
+            .map(drop)
+    })
+    .await
+    .expect("task");
+    assert!(
+        matches!(cancelled, Err(reload::RebuildError::Cancelled)),
+        "{cancelled:?}"
+    );
+    assert_eq!(sink.property("client.id"), None);
 }
