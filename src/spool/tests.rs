@@ -126,47 +126,6 @@ fn records_round_trip_through_the_disk_encoding() {
     );
 }
 
-/// Measurement, not a check of speed: `cargo test --release --lib measure -- --ignored --nocapture`
-/// prints how many durable appends per second the group commit sustains with 256 concurrent
-/// writers of seed-sized records.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a measurement; run it explicitly"]
-async fn measure_group_commit_throughput() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let spool = Spool::open(dir.path(), 1 << 30, 1).expect("open");
-    let body = include_str!("../../tests/fixtures/message-in-text.json");
-    let started = std::time::Instant::now();
-    let per_task = 200;
-    let tasks: Vec<_> = (0..256)
-        .map(|t| {
-            let spool = spool.clone();
-            tokio::spawn(async move {
-                for i in 0..per_task {
-                    spool
-                        .append(record(Some(&format!("k{t}")), &format!("{body}{i}")))
-                        .await
-                        .expect("append");
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.expect("task");
-    }
-    let n = 256 * per_task;
-    assert_eq!(spool.records(), n as u64);
-    let secs = started.elapsed().as_secs_f64();
-    let file = std::fs::metadata(dir.path().join(FILE))
-        .expect("spool file")
-        .len();
-    println!(
-        "{n} durable appends in {secs:.2} s: {:.0} appends/s; file {:.1} MiB for {:.1} MiB of records",
-        n as f64 / secs,
-        file as f64 / 1048576.0,
-        spool.bytes() as f64 / 1048576.0
-    );
-}
-
 #[tokio::test]
 async fn a_spool_another_opener_holds_is_refused_not_replaced() {
     let dir = tempfile::tempdir().expect("tempdir");
