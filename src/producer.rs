@@ -24,7 +24,7 @@ mod reload;
 mod replace;
 pub use context::{BridgeContext, ProducerRole};
 pub use readiness::watch_readiness;
-pub use reload::{retire, watch_kafka_files, RebuildError, Rebuilt, Retiring};
+pub use reload::{retire, watch_kafka_files, ProducerHandle, RebuildError, Rebuilt};
 pub use replace::replace_on_fatal;
 
 /// Where an accepted record is now: acknowledged by Kafka, or durably in the spool.
@@ -159,12 +159,10 @@ impl KafkaSink {
     ) -> Result<KafkaSink, KafkaError> {
         let config = client_config(properties);
         let fatal = Arc::new(Notify::new());
-        let retired = Arc::new(AtomicBool::new(false));
-        let context = BridgeContext::new(metrics.clone(), role, fatal.clone(), retired.clone());
-        let producer = RwLock::new(config.create_with_context(context)?);
+        let made = ProducerHandle::make(&config, &metrics, role, &fatal)?;
         Ok(KafkaSink {
-            producer,
-            retired: Mutex::new(retired),
+            producer: RwLock::new(made.producer),
+            retired: Mutex::new(made.retired),
             config: Mutex::new(config),
             role,
             metrics,

@@ -58,7 +58,7 @@ impl KafkaSink {
         topic: &str,
         warm_up: Duration,
         cancel: &AtomicBool,
-    ) -> Result<Retiring, RebuildError> {
+    ) -> Result<ProducerHandle, RebuildError> {
         let fresh = client_config(properties);
         let candidate = self
             .make(&fresh)
@@ -94,23 +94,23 @@ fn message_timeout(ms: Option<&str>) -> Duration {
         .map_or(Duration::from_secs(300), Duration::from_millis)
 }
 
-/// A producer taken out of service (its statistics already left off the gauges), and how long
-/// its records may still wait.
-pub struct Retiring {
+/// A producer with its "retired" flag; once replaced (flag set, its statistics off the gauges),
+/// also how long its records may still wait.
+pub struct ProducerHandle {
     pub(super) producer: FutureProducer<BridgeContext>,
     pub(super) retired: Arc<AtomicBool>,
     pub(super) message_timeout: Duration,
 }
 
-impl std::fmt::Debug for Retiring {
+impl std::fmt::Debug for ProducerHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Retiring").finish_non_exhaustive()
+        f.debug_struct("ProducerHandle").finish_non_exhaustive()
     }
 }
 
 /// Lets a replaced producer deliver what it holds before it is dropped (dropping purges its
 /// queue): for as long as its records may wait, its own `message.timeout.ms`. Blocking.
-pub fn retire(old: Retiring) {
+pub fn retire(old: ProducerHandle) {
     let producer = old.producer;
     let wait = old.message_timeout + Duration::from_secs(1);
     if let Err(e) = producer.flush(Timeout::After(wait)) {

@@ -13,11 +13,11 @@ use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::FutureProducer;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
-use super::{BridgeContext, KafkaSink, Retiring};
+use super::{BridgeContext, KafkaSink, ProducerHandle, ProducerRole};
+use crate::metrics::Metrics;
 
 /// The pause after a replacement before the next one. A producer that fails again at once (a
 /// permission idempotence needs is missing, say) is replaced at a slowing pace, not in a loop.
@@ -29,7 +29,7 @@ impl KafkaSink {
     /// old producer's threads are joined); call off the runtime.
     fn replace_producer(&self) -> Result<(), KafkaError> {
         let config = self.config.lock().unwrap_or_else(PoisonError::into_inner);
-        let failed = self.swap_producer(&config)?;
+        let failed = self.put(self.make(&config)?);
         drop(config);
         let role = self.role.label();
         self.metrics
@@ -43,34 +43,14 @@ impl KafkaSink {
         Ok(())
     }
 
-    /// Makes a producer from `config` and puts it in place of the current one, which it
-    /// returns. The caller holds the config lock.
-    pub(super) fn swap_producer(
-        &self,
-        config: &ClientConfig,
-    ) -> Result<FutureProducer<BridgeContext>, KafkaError> {
-        Ok(self.put(self.make(config)?).producer)
-    }
-
     /// Makes a producer of this sink's role from `config`. Blocking.
-    pub(super) fn make(&self, config: &ClientConfig) -> Result<Retiring, KafkaError> {
-        let retired = Arc::new(AtomicBool::new(false));
-        let context = BridgeContext::new(
-            self.metrics.clone(),
-            self.role,
-            self.fatal.clone(),
-            retired.clone(),
-        );
-        Ok(Retiring {
-            producer: config.create_with_context(context)?,
-            retired,
-            message_timeout: Duration::ZERO,
-        })
+    pub(super) fn make(&self, config: &ClientConfig) -> Result<ProducerHandle, KafkaError> {
+        ProducerHandle::make(config, &self.metrics, self.role, &self.fatal)
     }
 
     /// Puts `fresh` in place of the current producer, which it returns, marked retired so that
     /// its last statistics stay off the gauges.
-    pub(super) fn put(&self, fresh: Retiring) -> Retiring {
+    pub(super) fn put(&self, fresh: ProducerHandle) -> ProducerHandle {
         let producer = std::mem::replace(
             &mut *self
                 .producer
@@ -83,11 +63,30 @@ impl KafkaSink {
             fresh.retired,
         );
         retired.store(true, std::sync::atomic::Ordering::Relaxed);
-        Retiring {
+        ProducerHandle {
             producer,
             retired,
             message_timeout: Duration::ZERO,
         }
+    }
+}
+
+impl ProducerHandle {
+    /// A producer of `role` made from `config`, its statistics going to `metrics` and its fatal
+    /// errors waking `fatal`. Blocking.
+    pub(super) fn make(
+        config: &ClientConfig,
+        metrics: &Arc<Metrics>,
+        role: ProducerRole,
+        fatal: &Arc<Notify>,
+    ) -> Result<ProducerHandle, KafkaError> {
+        let retired = Arc::new(AtomicBool::new(false));
+        let context = BridgeContext::new(metrics.clone(), role, fatal.clone(), retired.clone());
+        Ok(ProducerHandle {
+            producer: config.create_with_context(context)?,
+            retired,
+            message_timeout: Duration::ZERO,
+        })
     }
 }
 
