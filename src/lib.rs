@@ -187,18 +187,21 @@ pub async fn run(
         sink.clone(),
         stop_rx.clone(),
     )));
+    // The topic whose metadata shows a producer can reach Kafka: for readiness, and before a
+    // producer made from rotated credentials takes over.
+    let probe_topic = config.topics.route(topics::EVENT_MESSAGE_IN).topic.clone();
     replacers.push(tokio::spawn(producer::watch_kafka_files(
         config.kafka_sources.clone(),
         config.kafka_watched.clone(),
         bootstrap.clone(),
-        config.topics.route(topics::EVENT_MESSAGE_IN).topic.clone(),
+        probe_topic.clone(),
         rebuilt,
         metrics.clone(),
         stop_rx.clone(),
     )));
     let readiness = tokio::spawn(producer::watch_readiness(
         sink.clone(),
-        config.topics.route(topics::EVENT_MESSAGE_IN).topic.clone(),
+        probe_topic,
         health.kafka_ready.clone(),
         READINESS_INTERVAL,
         stop_rx.clone(),

@@ -41,7 +41,7 @@ pub struct TailArgs {
 pub enum TailError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
-    #[error("Kafka: {0}")]
+    #[error("Kafka: {}", kafka_props::redacted(.0))]
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("topic {0} does not exist or has no partitions")]
     NoSuchTopic(String),
