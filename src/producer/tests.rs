@@ -19,6 +19,22 @@ fn one_topic_sink() -> (
     (cluster, properties, sink)
 }
 
+/// `sink.rebuild` on a blocking thread, for topic `t`, with the cancel flag already `cancelled`.
+async fn rebuild(
+    sink: &Arc<KafkaSink>,
+    properties: BTreeMap<String, String>,
+    warm_up: Duration,
+    cancelled: bool,
+) -> Result<reload::ProducerHandle, reload::RebuildError> {
+    let sink = sink.clone();
+    tokio::task::spawn_blocking(move || {
+        let cancel = std::sync::atomic::AtomicBool::new(cancelled);
+        sink.rebuild(&properties, "t", warm_up, &cancel)
+    })
+    .await
+    .expect("task")
+}
+
 fn record() -> Record<'static> {
     Record {
         topic: "t",
@@ -110,16 +126,12 @@ async fn records_waiting_for_their_report_are_delivered_when_the_producer_is_mad
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut rotated = properties.clone();
     rotated.insert("client.id".into(), "rotated".into());
-    let rebuilding = sink.clone();
-    tokio::task::spawn_blocking(move || {
-        let cancel = std::sync::atomic::AtomicBool::new(false);
-        let old = rebuilding
-            .rebuild(&rotated, "t", Duration::from_secs(10), &cancel)
-            .expect("rebuilt");
-        reload::retire(old);
-    })
-    .await
-    .expect("task");
+    let old = rebuild(&sink, rotated, Duration::from_secs(10), false)
+        .await
+        .expect("rebuilt");
+    tokio::task::spawn_blocking(move || reload::retire(old))
+        .await
+        .expect("task");
     for w in waiting {
         let delivered = w.await.expect("task");
         assert!(
@@ -139,15 +151,7 @@ async fn a_producer_that_cannot_reach_a_broker_does_not_replace_the_working_one(
         ("bootstrap.servers".to_string(), "127.0.0.1:9".to_string()),
         ("client.id".to_string(), "unreachable".to_string()),
     ]);
-    let rebuilding = sink.clone();
-    let refused = tokio::task::spawn_blocking(move || {
-        let cancel = std::sync::atomic::AtomicBool::new(false);
-        rebuilding
-            .rebuild(&unreachable, "t", Duration::from_millis(500), &cancel)
-            .map(drop)
-    })
-    .await
-    .expect("task");
+    let refused = rebuild(&sink, unreachable, Duration::from_millis(500), false).await;
     assert!(
         matches!(refused, Err(reload::RebuildError::Unreachable(_))),
         "{refused:?}"
@@ -164,15 +168,7 @@ async fn a_rebuild_cancelled_by_shutdown_does_not_take_over() {
     let (_cluster, properties, sink) = one_topic_sink();
     let mut rotated = properties.clone();
     rotated.insert("client.id".into(), "too-late".into());
-    let rebuilding = sink.clone();
-    let cancelled = tokio::task::spawn_blocking(move || {
-        let cancel = std::sync::atomic::AtomicBool::new(true);
-        rebuilding
-            .rebuild(&rotated, "t", Duration::from_secs(10), &cancel)
-            .map(drop)
-    })
-    .await
-    .expect("task");
+    let cancelled = rebuild(&sink, rotated, Duration::from_secs(10), true).await;
     assert!(
         matches!(cancelled, Err(reload::RebuildError::Cancelled)),
         "{cancelled:?}"
