@@ -29,14 +29,7 @@ async fn a_request_without_credentials_is_refused_and_produces_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_and_malformed_credentials_are_refused_and_produce_nothing() {
     let app = TestApp::start(&[]).await;
-    let wrong = app
-        .http
-        .post(app.url())
-        .basic_auth(USER, Some("nope"))
-        .body(STATUS)
-        .send()
-        .await
-        .expect("request");
+    let wrong = app.post_as(USER, "nope", STATUS).await;
     assert_eq!(wrong.status(), 401);
     let malformed = app
         .http
@@ -53,32 +46,11 @@ async fn wrong_and_malformed_credentials_are_refused_and_produce_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_credential_works_during_rotation() {
     let app = TestApp::start(&["--auth", "rotated:new-secret"]).await;
-    let second = app
-        .http
-        .post(app.url())
-        .basic_auth("rotated", Some("new-secret"))
-        .body(STATUS)
-        .send()
-        .await
-        .expect("request");
+    let second = app.post_as("rotated", "new-secret", STATUS).await;
     assert_eq!(second.status(), 200);
-    let first = app
-        .http
-        .post(app.url())
-        .basic_auth(USER, Some(PASS))
-        .body(STATUS)
-        .send()
-        .await
-        .expect("request");
+    let first = app.post_as(USER, PASS, STATUS).await;
     assert_eq!(first.status(), 200);
-    let mixed = app
-        .http
-        .post(app.url())
-        .basic_auth("rotated", Some(PASS))
-        .body(STATUS)
-        .send()
-        .await
-        .expect("request");
+    let mixed = app.post_as("rotated", PASS, STATUS).await;
     assert_eq!(mixed.status(), 401);
 }
 

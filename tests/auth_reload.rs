@@ -7,16 +7,7 @@ mod common;
 use common::{eventually, rotate, Captured, TestApp, STATUS};
 
 async fn status_as(app: &TestApp, user: &str, pass: &str) -> u16 {
-    app.http
-        .post(app.url())
-        .basic_auth(user, Some(pass))
-        .header("content-type", "application/json")
-        .body(STATUS)
-        .send()
-        .await
-        .expect("request")
-        .status()
-        .as_u16()
+    app.post_as(user, pass, STATUS).await.status().as_u16()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

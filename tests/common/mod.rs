@@ -144,9 +144,14 @@ impl TestApp {
 
     /// POSTs `body` with the test credential.
     pub async fn post(&self, body: &'static [u8]) -> reqwest::Response {
+        self.post_as(USER, PASS, body).await
+    }
+
+    /// POSTs `body` as `user` with `pass`.
+    pub async fn post_as(&self, user: &str, pass: &str, body: &'static [u8]) -> reqwest::Response {
         self.http
             .post(self.url())
-            .basic_auth(USER, Some(PASS))
+            .basic_auth(user, Some(pass))
             .header("content-type", "application/json")
             .body(body)
             .send()
