@@ -111,6 +111,36 @@ impl std::fmt::Debug for Watched {
     }
 }
 
+/// SHA-256 of a file's contents; of a directory (`ssl.ca.location` may name one, of OpenSSL's
+/// hashed certificate names), of its files' names and contents in name order, so adding,
+/// removing or changing a certificate there is a change. `None` when it cannot be read.
+fn fingerprint(path: &Path) -> Option<[u8; 32]> {
+    if !std::fs::metadata(path).ok()?.is_dir() {
+        return std::fs::read(path).ok().map(|b| Sha256::digest(&b).into());
+    }
+    // `is_file` follows symlinks: a Kubernetes volume's keys are links into `..data`, whose
+    // own entries (directories) are skipped.
+    let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    let mut hash = Sha256::new();
+    for file in files {
+        let name = file
+            .file_name()
+            .map(|n| n.as_encoded_bytes())
+            .unwrap_or_default();
+        let body = std::fs::read(&file).ok()?;
+        for part in [name, &body] {
+            hash.update((part.len() as u64).to_le_bytes());
+            hash.update(part);
+        }
+    }
+    Some(hash.finalize().into())
+}
+
 impl Watched {
     /// Reads `files` now. Blocking.
     pub fn read(mut files: Vec<PathBuf>) -> Watched {
@@ -120,7 +150,7 @@ impl Watched {
             files
                 .into_iter()
                 .map(|f| {
-                    let hash = std::fs::read(&f).ok().map(|b| Sha256::digest(&b).into());
+                    let hash = fingerprint(&f);
                     (f, hash)
                 })
                 .collect(),
@@ -235,6 +265,36 @@ mod tests {
         let rebased = before.rebase(vec![password.clone(), key.clone()]);
         assert_eq!(rebased.files(), [password, key]);
         assert_ne!(rebased.now(), rebased);
+    }
+
+    #[test]
+    fn a_ca_directory_changes_when_a_certificate_in_it_is_added_changed_or_removed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cas = dir.path().join("cas");
+        std::fs::create_dir(&cas).expect("mkdir");
+        std::fs::write(cas.join("1a2b3c4d.0"), "first CA").expect("write");
+        let watched = Watched::read(vec![cas.clone()]);
+        assert!(
+            watched.0[0].1.is_some(),
+            "a directory is read, not unreadable"
+        );
+        assert_eq!(watched.now(), watched, "nothing changed");
+        std::fs::create_dir(cas.join("..data")).expect("a subdirectory is no certificate");
+        assert_eq!(watched.now(), watched);
+
+        std::fs::write(cas.join("5e6f7a8b.0"), "second CA").expect("write");
+        let added = watched.now();
+        assert_ne!(added, watched, "a certificate added");
+        std::fs::write(cas.join("5e6f7a8b.0"), "second CA, renewed").expect("write");
+        let changed = added.now();
+        assert_ne!(changed, added, "a certificate changed");
+        std::fs::remove_file(cas.join("5e6f7a8b.0")).expect("remove");
+        assert_eq!(changed.now(), watched, "back to the first CA alone");
+
+        // The same bytes split differently between name and contents are another directory.
+        std::fs::remove_file(cas.join("1a2b3c4d.0")).expect("remove");
+        std::fs::write(cas.join("1a2b3c4d.0f"), "irst CA").expect("write");
+        assert_ne!(watched.now(), watched);
     }
 
     #[test]
