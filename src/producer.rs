@@ -24,6 +24,7 @@ mod reload;
 mod replace;
 pub use context::{BridgeContext, ProducerRole};
 pub use readiness::watch_readiness;
+use readiness::{topic_metadata, TopicError};
 pub use reload::{retire, watch_kafka_files, ProducerHandle, RebuildError, Rebuilt};
 pub use replace::replace_on_fatal;
 
@@ -196,18 +197,6 @@ impl KafkaSink {
             self.fatal.notify_one();
         }
         ProduceError::from_kafka(error)
-    }
-
-    /// Asks a broker for `topic`'s metadata: the readiness test. Blocking; call off the runtime.
-    pub fn check_metadata(&self, topic: &str, timeout: Duration) -> Result<(), KafkaError> {
-        let md = self
-            .current()
-            .client()
-            .fetch_metadata(Some(topic), timeout)?;
-        match md.topics().first().and_then(|t| t.error()) {
-            Some(e) => Err(KafkaError::MetadataFetch(e.into())),
-            None => Ok(()),
-        }
     }
 
     /// Waits for queued records to be delivered. Blocking; call off the runtime.

@@ -1,11 +1,14 @@
 //! Readiness: the webhook producer's current instance has not failed and a broker answers its
-//! metadata requests for the first topic.
+//! metadata requests for the first topic; a rebuilt producer must pass the same metadata check.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::KafkaSink;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{FutureProducer, Producer};
+
+use super::{BridgeContext, KafkaSink};
 
 /// Keeps `ready` true while the producer has not failed and a broker answers its metadata
 /// requests for `topic`, checking every `interval` until `stop` turns true.
@@ -40,5 +43,39 @@ pub async fn watch_readiness(
             _ = tokio::time::sleep(interval) => {}
             () = crate::admin::stopped(&mut stop) => return,
         }
+    }
+}
+
+impl KafkaSink {
+    /// Asks a broker for `topic`'s metadata: the readiness test. Blocking; call off the runtime.
+    pub fn check_metadata(&self, topic: &str, timeout: Duration) -> Result<(), KafkaError> {
+        topic_metadata(&self.current(), topic, timeout).map_err(|e| match e {
+            TopicError::Unreachable(e) => e,
+            TopicError::Refused(e) => KafkaError::MetadataFetch(e.into()),
+        })
+    }
+}
+
+/// Why a producer could not use a topic: no broker answered, or one refused the topic.
+#[derive(Debug)]
+pub(super) enum TopicError {
+    Unreachable(KafkaError),
+    Refused(rdkafka::types::RDKafkaRespErr),
+}
+
+/// Asks a broker for `topic`'s metadata: it answered, and named no error for the topic
+/// (authorization, unknown topic). Blocking.
+pub(super) fn topic_metadata(
+    producer: &FutureProducer<BridgeContext>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<(), TopicError> {
+    let md = producer
+        .client()
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(TopicError::Unreachable)?;
+    match md.topics().first().and_then(|t| t.error()) {
+        Some(e) => Err(TopicError::Refused(e)),
+        None => Ok(()),
     }
 }

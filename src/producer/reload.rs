@@ -12,11 +12,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::util::Timeout;
 use tokio::time::Instant;
 
-use super::{client_config, BridgeContext, KafkaSink};
+use super::{client_config, topic_metadata, BridgeContext, KafkaSink, TopicError};
 use crate::kafka_props::{self, KafkaProperties, KafkaSources, Watched};
 use crate::metrics::Metrics;
 
@@ -43,6 +44,9 @@ pub enum RebuildError {
     Refused(String),
     #[error("the new producer did not reach a broker (credentials refused, certificate not trusted, or Kafka unreachable): {0}")]
     Unreachable(String),
+    /// The new credentials work, but the brokers refuse them the topic (an ACL not yet granted).
+    #[error("the new producer reached a broker, which refused it the topic: {0}")]
+    TopicRefused(String),
     #[error("the bridge is shutting down")]
     Cancelled,
 }
@@ -63,13 +67,17 @@ impl KafkaSink {
         let candidate = self
             .make(&fresh)
             .map_err(|e| RebuildError::Refused(kafka_props::redacted(&e)))?;
-        let metadata = candidate
-            .producer
-            .client()
-            .fetch_metadata(Some(topic), warm_up)
-            .map_err(|e| RebuildError::Unreachable(e.to_string()))?;
-        if let Some(e) = metadata.topics().first().and_then(|t| t.error()) {
-            return Err(RebuildError::Unreachable(format!("{e:?}")));
+        match topic_metadata(&candidate.producer, topic, warm_up) {
+            Ok(()) => {}
+            Err(TopicError::Unreachable(e)) => {
+                return Err(RebuildError::Unreachable(e.to_string()))
+            }
+            Err(TopicError::Refused(e)) => {
+                return Err(RebuildError::TopicRefused(format!(
+                    "{:?}",
+                    RDKafkaErrorCode::from(e)
+                )))
+            }
         }
         let mut config = self.config.lock().unwrap_or_else(PoisonError::into_inner);
         if cancel.load(Ordering::SeqCst) {

@@ -164,6 +164,40 @@ async fn a_producer_that_cannot_reach_a_broker_does_not_replace_the_working_one(
 }
 
 #[tokio::test]
+async fn a_topic_the_brokers_refuse_fails_the_readiness_check_and_the_rebuild() {
+    let (cluster, properties, sink) = one_topic_sink();
+    let check = |sink: Arc<KafkaSink>| {
+        tokio::task::spawn_blocking(move || sink.check_metadata("t", Duration::from_secs(5)))
+    };
+    assert!(check(sink.clone()).await.expect("task").is_ok());
+    cluster
+        .topic_error(
+            "t",
+            rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+        )
+        .expect("topic error");
+    let refused = check(sink.clone()).await.expect("task");
+    assert!(
+        matches!(
+            refused,
+            Err(KafkaError::MetadataFetch(
+                RDKafkaErrorCode::TopicAuthorizationFailed
+            ))
+        ),
+        "{refused:?}"
+    );
+    // What new credentials without the topic's ACL look like: a broker answers, but not for `t`.
+    let mut rotated = properties.clone();
+    rotated.insert("client.id".into(), "no-acl-yet".into());
+    let rebuilt = rebuild(&sink, rotated, Duration::from_secs(5), false).await;
+    assert!(
+        matches!(&rebuilt, Err(reload::RebuildError::TopicRefused(e)) if e == "TopicAuthorizationFailed"),
+        "{rebuilt:?}"
+    );
+    assert_eq!(sink.property("client.id"), None);
+}
+
+#[tokio::test]
 async fn a_rebuild_cancelled_by_shutdown_does_not_take_over() {
     let (_cluster, properties, sink) = one_topic_sink();
     let mut rotated = properties.clone();
