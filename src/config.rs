@@ -104,8 +104,17 @@ impl Config {
         E: IntoIterator<Item = (String, String)>,
         R: Fn(&Path) -> std::io::Result<String>,
     {
+        // Empty is refused, not taken for unset: a variable that resolved to nothing (a missing
+        // ConfigMap key) would otherwise answer 200 for records kept only in memory.
         let kafka = match args.kafka_brokers.as_deref().map(str::trim) {
-            None | Some("") => KafkaMode::Embedded,
+            None => KafkaMode::Embedded,
+            Some("") => {
+                return Err(invalid(
+                    "--kafka-brokers",
+                    "is empty: name the brokers (host:port,...), or leave it unset for the \
+                     embedded in-memory Kafka",
+                ))
+            }
             Some(brokers) => KafkaMode::Brokers(brokers.to_string()),
         };
         let kafka_sources = KafkaSources::new(

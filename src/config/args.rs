@@ -59,7 +59,8 @@ pub struct Args {
     #[arg(long, env = "BRIDGE_ADMIN_LISTEN", default_value = "0.0.0.0:9464")]
     pub admin_listen: SocketAddr,
 
-    /// Kafka bootstrap servers (host:port,...). Unset: start an embedded in-memory Kafka.
+    /// Kafka bootstrap servers (host:port,...). Unset: start an embedded in-memory Kafka (an
+    /// empty value is refused).
     #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS")]
     pub kafka_brokers: Option<String>,
 

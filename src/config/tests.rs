@@ -38,6 +38,15 @@ fn real_brokers_without_credentials_refuse_to_start() {
 }
 
 #[test]
+fn empty_brokers_are_refused_rather_than_taken_for_the_embedded_kafka() {
+    for empty in ["", "  "] {
+        let err = build(&["--kafka-brokers", empty]).expect_err("refused");
+        assert!(err.to_string().contains("--kafka-brokers"), "{err}");
+        assert!(err.to_string().contains("is empty"), "{err}");
+    }
+}
+
+#[test]
 fn real_brokers_start_without_credentials_only_with_the_insecure_flag() {
     let config = build(&["--kafka-brokers", "k:9092", "--insecure-disable-auth"]).expect("valid");
     assert!(!config.credentials.required());
