@@ -258,4 +258,8 @@ fn check_config_refuses_bad_settings_with_exit_code_2_and_a_reason() {
     assert!(err.contains("not.a.property"), "{err}");
     let (code, _) = run(&[("BRIDGE_ACK_TIMEOUT", "soon")]);
     assert_eq!(code, Some(2));
+    // A variable that resolved to nothing is not taken for "unset" (the in-memory Kafka).
+    let (code, err) = run(&[("KAFKA_BOOTSTRAP_SERVERS", ""), ("BRIDGE_AUTH", "a:b")]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("is empty"), "{err}");
 }
