@@ -229,6 +229,13 @@ impl Spool {
         }
     }
 
+    /// Holds the database's one write transaction, so the writer thread's next commit waits
+    /// until the returned transaction is dropped: a stalled disk, for tests.
+    #[cfg(test)]
+    pub(crate) fn stall_writes(&self) -> redb::WriteTransaction {
+        self.db.begin_write().expect("write transaction")
+    }
+
     pub fn records(&self) -> u64 {
         self.holdings.records.load(Ordering::SeqCst)
     }

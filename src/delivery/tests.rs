@@ -3,14 +3,16 @@
 use std::sync::Mutex;
 
 use super::*;
+use crate::record::RecordHeaders;
 
 /// A record the fake took: topic, key and headers.
 type Took = (String, Option<String>, Vec<(String, String)>);
 
-/// Acknowledges every record but those for the topics in `refuses`, which get `error`, and
-/// remembers what it took.
+/// Acknowledges every record but those for the topics in `refuses` or with a value in
+/// `refuses_values`, which get `error`, and remembers what it took.
 struct FakeKafka {
     refuses: Vec<&'static str>,
+    refuses_values: Vec<&'static [u8]>,
     error: ProduceError,
     took: Mutex<Vec<Took>>,
 }
@@ -19,6 +21,7 @@ impl FakeKafka {
     fn refusing(refuses: &[&'static str], error: ProduceError) -> Arc<FakeKafka> {
         Arc::new(FakeKafka {
             refuses: refuses.to_vec(),
+            refuses_values: Vec::new(),
             error,
             took: Mutex::new(Vec::new()),
         })
@@ -27,7 +30,7 @@ impl FakeKafka {
 
 impl Sink for FakeKafka {
     async fn send(&self, record: &Record<'_>, _: Instant) -> Result<Delivered, ProduceError> {
-        if self.refuses.contains(&record.topic) {
+        if self.refuses.contains(&record.topic) || self.refuses_values.contains(&record.value) {
             return Err(self.error.clone());
         }
         let headers = record
@@ -66,10 +69,20 @@ async fn replay_into(
     topics: &[&str],
     wait: Duration,
 ) -> (Arc<Spool>, Arc<Metrics>) {
+    replay_records(kafka, topics.iter().map(|t| spooled(t)).collect(), wait).await
+}
+
+/// Spools `records`, replays them into `kafka` for up to `wait`, and returns the spool and
+/// the metrics.
+async fn replay_records(
+    kafka: Arc<FakeKafka>,
+    records: Vec<SpooledRecord>,
+    wait: Duration,
+) -> (Arc<Spool>, Arc<Metrics>) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("open");
-    for topic in topics {
-        spool.append(spooled(topic)).await.expect("append");
+    let spool = Spool::open(dir.path(), 16 << 20, 1).expect("open");
+    for record in records {
+        spool.append(record).await.expect("append");
     }
     let metrics = Arc::new(Metrics::new(&[]).expect("metrics"));
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
@@ -146,4 +159,121 @@ async fn a_refusal_an_operator_can_fix_keeps_the_record_spooled_and_retried() {
         took.iter().all(|(t, ..)| t == "ok"),
         "nothing dead-lettered"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn records_behind_more_than_a_batch_of_refused_ones_are_still_replayed() {
+    let denied = ProduceError::Rejected("TopicAuthorizationFailed".into());
+    let kafka = FakeKafka::refusing(&["denied"], denied);
+    let mut topics = vec!["denied"; 300];
+    topics.push("ok");
+    let (spool, metrics) = replay_into(kafka.clone(), &topics, Duration::from_secs(30)).await;
+    assert_eq!(spool.records(), 300);
+    assert_eq!(metrics.spool.replayed.get(), 1, "the record behind them");
+    // The first pass sends a batch before the refusals come back; after that the topic is held
+    // for the rest of each pass and its conversation (all these share key k) sends only its
+    // first record: one failure a pass, not the whole spool each time.
+    let failures = metrics.spool.replay_failures.get();
+    assert!(failures > 256, "retried: {failures} failures");
+    assert!(failures < 2 * 256, "{failures} failures");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_record_left_behind_is_not_overtaken_by_a_later_one_of_its_conversation() {
+    let kafka = Arc::new(FakeKafka {
+        refuses: vec!["dlq"],
+        refuses_values: vec![b"too big"],
+        error: ProduceError::TooLarge,
+        took: Mutex::new(Vec::new()),
+    });
+    let record = |topic: &str, key: &str, value: &[u8]| SpooledRecord {
+        key: Some(key.into()),
+        value: value.to_vec(),
+        ..spooled(topic)
+    };
+    // The first record of conversation k on topic t stays spooled (its topic and the dead-letter
+    // topic both refuse it); a later one of k on t comes more than a batch after it.
+    let mut records = vec![record("t", "k", b"too big")];
+    records.extend((0..300).map(|_| record("f", "other", b"{}")));
+    records.push(record("t", "k", b"{}"));
+    records.push(record("t", "k2", b"{}"));
+    records.push(record("f", "k", b"{}"));
+    let (spool, metrics) = replay_records(kafka.clone(), records, Duration::from_secs(30)).await;
+    assert_eq!(spool.records(), 2, "k's two records on t");
+    assert_eq!(metrics.spool.replayed.get(), 302);
+    let took = kafka.took.lock().expect("lock");
+    let keys_on_t: Vec<_> = took
+        .iter()
+        .filter(|(t, ..)| t == "t")
+        .map(|(_, k, _)| k.as_deref())
+        .collect();
+    assert_eq!(keys_on_t, [Some("k2")]);
+}
+
+/// A `Delivery` with a spool in a new directory, over a Kafka that never acknowledges in time.
+fn slow_kafka_with_spool() -> (Delivery<FakeKafka>, Arc<Spool>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("open");
+    let metrics = Arc::new(Metrics::new(&[]).expect("metrics"));
+    let kafka = FakeKafka::refusing(&["t"], ProduceError::Timeout);
+    (
+        Delivery::new(kafka, Some(spool.clone()), metrics),
+        spool,
+        dir,
+    )
+}
+
+fn webhook_record() -> Record<'static> {
+    Record {
+        topic: "t",
+        key: Some(std::borrow::Cow::Borrowed("k")),
+        value: b"{}",
+        timestamp_ms: 0,
+        headers: RecordHeaders::Raw(&[]),
+    }
+}
+
+// Not on the paused clock: the spool's writer thread takes real time, during which a paused
+// clock would jump to the deadline.
+#[tokio::test]
+async fn a_body_that_took_the_whole_ack_timeout_is_not_spooled() {
+    let (delivery, spool, _dir) = slow_kafka_with_spool();
+    let sent = delivery.send(&webhook_record(), Instant::now()).await;
+    assert_eq!(sent, Err(ProduceError::Timeout));
+    assert_eq!(spool.records(), 0);
+    assert!(!spool.holds_key("k"));
+    // With time left, the same record is spooled.
+    let sent = delivery
+        .send(&webhook_record(), Instant::now() + Duration::from_secs(1))
+        .await;
+    assert!(matches!(sent, Ok(Delivered::Spooled { .. })), "{sent:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_spool_write_that_outlasts_the_deadline_is_answered_at_the_deadline() {
+    let (delivery, spool, _dir) = slow_kafka_with_spool();
+    let stalled = spool.stall_writes();
+    let started = Instant::now();
+    let deadline = started + Duration::from_millis(1500);
+    let sent = delivery.send(&webhook_record(), deadline).await;
+    assert!(
+        matches!(sent, Err(ProduceError::Unavailable(_))),
+        "{sent:?}"
+    );
+    assert_eq!(
+        Instant::now(),
+        deadline,
+        "answered at the deadline, not later"
+    );
+    // The write itself goes on once the disk moves: a duplicate with the retry, never a loss.
+    drop(stalled);
+    let waiting = std::time::Instant::now();
+    while spool.records() == 0 {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(5),
+            "never committed"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(spool.holds_key("k"));
 }

@@ -1,26 +1,36 @@
-//! What replay reads and deletes: the oldest records in order, removal once delivered, and
-//! undecodable entries set aside.
+//! What replay reads and deletes: records in order from a sequence number, removal once
+//! delivered, and undecodable entries set aside.
 
 use std::sync::atomic::Ordering;
 
-use redb::{Durability, ReadableDatabase, ReadableTable};
+use redb::{Durability, ReadableDatabase};
 
 use super::{io, Oldest, Spool, SpoolError, SpooledRecord, RECORDS, UNREADABLE};
 
 impl Spool {
-    /// The oldest records, in order, up to `limit`, for replay. Blocking. An entry that cannot
-    /// be decoded is moved to the `unreadable` table (kept for inspection), so it can neither
-    /// stall replay behind it nor count against the spool's size.
+    /// The oldest records, in order, up to `limit`. Blocking.
     pub fn oldest(&self, limit: usize) -> Result<Vec<(u64, SpooledRecord, u64)>, SpoolError> {
-        let (out, unreadable) = self.read_oldest(limit)?;
+        self.from_seq(0, limit)
+    }
+
+    /// The records from sequence number `first` on, in order, up to `limit`, for replay.
+    /// Blocking. An entry that cannot be decoded is moved to the `unreadable` table (kept for
+    /// inspection), so it can neither stall replay behind it nor count against the spool's size.
+    pub fn from_seq(
+        &self,
+        first: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, SpooledRecord, u64)>, SpoolError> {
+        let (out, unreadable) = self.read_from(first, limit)?;
         if !unreadable.is_empty() {
             self.set_aside(&unreadable)?;
         }
         Ok(out)
     }
 
-    /// Up to `limit` decoded records, oldest first, and the undecodable entries among them.
-    fn read_oldest(&self, limit: usize) -> Result<Oldest, SpoolError> {
+    /// Up to `limit` decoded records from `first` on, in order, and the undecodable entries
+    /// among them.
+    fn read_from(&self, first: u64, limit: usize) -> Result<Oldest, SpoolError> {
         let txn = self.db.begin_read().map_err(io)?;
         let table = match txn.open_table(RECORDS) {
             Ok(t) => t,
@@ -28,7 +38,7 @@ impl Spool {
             Err(e) => return Err(io(e)),
         };
         let (mut out, mut unreadable) = (Vec::new(), Vec::new());
-        for entry in table.iter().map_err(io)? {
+        for entry in table.range(first..).map_err(io)? {
             if out.len() >= limit {
                 break;
             }
@@ -94,7 +104,7 @@ impl Spool {
 
     /// Receive time of the oldest waiting record. Blocking.
     pub fn oldest_timestamp_ms(&self) -> Option<i64> {
-        let (oldest, _) = self.read_oldest(1).ok()?;
+        let (oldest, _) = self.read_from(0, 1).ok()?;
         oldest.first().map(|(_, r, _)| r.timestamp_ms)
     }
 }

@@ -1,0 +1,279 @@
+//! Replay: the spool sent to Kafka in order, in passes over the whole spool, so records that
+//! cannot be delivered yet never hold back those of other topics and conversations behind them.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::REPLAY_TIMEOUT;
+use crate::metrics::Metrics;
+use crate::producer::{Delivered, ProduceError, Sink};
+use crate::record::{
+    Record, RecordHeaders, HEADER_BODY_SHA256, HEADER_CONTENT_TYPE, HEADER_DEADLETTER_REASON,
+    HEADER_RECEIVED_AT, HEADER_REQUEST_ID,
+};
+use crate::spool::{Spool, SpooledRecord};
+
+/// Records read and sent together.
+const REPLAY_BATCH: usize = 256;
+
+/// How one pass over the spool ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Pass {
+    /// Nothing was waiting.
+    Empty,
+    /// Every record sent was delivered.
+    Clean,
+    /// This many sends failed (or the spool could not delete what was delivered); the records
+    /// stay spooled for the next pass, after a pause.
+    Failed(u64),
+}
+
+/// Replays the spool to Kafka in order until `stop`, deleting records only once acknowledged:
+/// by their topic, or — for a record its topic refuses for good — by the `deadletter` topic.
+pub async fn replay<K: Sink>(
+    spool: Arc<Spool>,
+    kafka: Arc<K>,
+    deadletter: String,
+    metrics: Arc<Metrics>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    let mut held = Held::default();
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let ended = pass(&spool, &*kafka, &deadletter, &metrics, &mut held).await;
+        held = std::mem::take(&mut held).next_pass();
+        match ended {
+            Pass::Empty => {
+                tokio::select! {
+                    () = spool.appended().notified() => {}
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = crate::admin::stopped(&mut stop) => return,
+                }
+            }
+            Pass::Clean => backoff = Duration::from_millis(100),
+            Pass::Failed(failed) => {
+                metrics.spool.replay_failures.inc_by(failed);
+                tracing::warn!(failed, retry_in = ?backoff, "replay left records in the spool; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = crate::admin::stopped(&mut stop) => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// A conversation: a topic and a key, whose records keep their order in the spool.
+type Conversation = (String, String);
+
+/// What replay has learnt: topics that refused a record in this pass for a reason an operator
+/// can fix (the rest of the topic waits for the next pass), and conversations with a record left
+/// behind — in this pass, or in the one before, until that record is delivered — which later
+/// records of theirs must not overtake. Records of a conversation sent together may be delivered
+/// out of order when the first fails alone, so the one left behind last pass is sent alone.
+#[derive(Default)]
+struct Held {
+    topics: HashSet<String>,
+    /// The first record of each conversation left behind in this pass.
+    behind: HashMap<Conversation, u64>,
+    /// The same, from the pass before.
+    before: HashMap<Conversation, u64>,
+}
+
+impl Held {
+    /// For the next pass: what this one left behind.
+    fn next_pass(self) -> Held {
+        Held {
+            before: self.behind,
+            ..Held::default()
+        }
+    }
+
+    fn holds(&self, seq: u64, r: &SpooledRecord) -> bool {
+        if self.topics.contains(&r.topic) {
+            return true;
+        }
+        let Some(key) = &r.key else {
+            return false;
+        };
+        let conversation = (r.topic.clone(), key.clone());
+        self.behind.contains_key(&conversation)
+            || self
+                .before
+                .get(&conversation)
+                .is_some_and(|&first| seq > first)
+    }
+
+    fn left_behind(&mut self, seq: u64, r: &SpooledRecord, error: &ProduceError) {
+        if let Some(key) = &r.key {
+            self.behind
+                .entry((r.topic.clone(), key.clone()))
+                .or_insert(seq);
+        }
+        if matches!(error, ProduceError::Rejected(_)) && !error.is_record_fault() {
+            self.topics.insert(r.topic.clone());
+        }
+    }
+}
+
+/// One pass over the spool, a batch at a time. A pass stops early when Kafka itself fails
+/// (unavailable, timed out, queue full): the records after would fail the same way.
+async fn pass<K: Sink>(
+    spool: &Arc<Spool>,
+    kafka: &K,
+    deadletter: &str,
+    metrics: &Metrics,
+    held: &mut Held,
+) -> Pass {
+    let mut next = 0;
+    let (mut read_any, mut failed, mut delete_failed) = (false, 0u64, false);
+    loop {
+        let reader = spool.clone();
+        let batch =
+            match tokio::task::spawn_blocking(move || reader.from_seq(next, REPLAY_BATCH)).await {
+                Ok(Ok(batch)) => batch,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "spool read failed");
+                    Vec::new()
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "spool read task failed");
+                    Vec::new()
+                }
+            };
+        let Some((last, ..)) = batch.last() else {
+            break;
+        };
+        next = last + 1;
+        read_any = true;
+        let full = batch.len() == REPLAY_BATCH;
+        let todo: Vec<_> = batch
+            .iter()
+            .filter(|(seq, r, _)| !held.holds(*seq, r))
+            .collect();
+        // Sent together, so librdkafka batches them; enqueued in spool order, so each
+        // partition receives them in order.
+        let deadline = Instant::now() + REPLAY_TIMEOUT;
+        let sends = todo.iter().map(|(_, r, _)| replay_one(kafka, r, deadline));
+        let results = futures_util::future::join_all(sends).await;
+        // `delivered` is what leaves the spool; `acknowledged` what its own topic took.
+        let mut delivered = Vec::new();
+        let mut acknowledged = 0u64;
+        let mut kafka_failed = false;
+        for ((seq, r, len), result) in todo.into_iter().zip(results) {
+            let error = match result {
+                Ok(_) => {
+                    acknowledged += 1;
+                    delivered.push((*seq, r.key.clone(), *len));
+                    continue;
+                }
+                Err(e) => e,
+            };
+            // It was answered 200: it leaves the spool only for a topic that holds it. A
+            // refusal an operator can fix (authorization, a missing topic) is retried.
+            if error.is_record_fault() && r.topic != deadletter {
+                match divert(kafka, r, deadletter, &error, deadline).await {
+                    Ok(_) => {
+                        tracing::error!(seq, topic = %r.topic, %error, %deadletter, "Kafka refuses a spooled record on its topic for good; moved it to the dead-letter topic");
+                        metrics.spool.deadlettered.inc();
+                        delivered.push((*seq, r.key.clone(), *len));
+                        continue;
+                    }
+                    Err(d) => {
+                        tracing::error!(seq, topic = %r.topic, %error, %deadletter, deadletter_error = %d, "Kafka refuses a spooled record on its topic and on the dead-letter topic; it stays spooled");
+                    }
+                }
+            }
+            failed += 1;
+            kafka_failed |= matches!(
+                error,
+                ProduceError::Timeout | ProduceError::QueueFull | ProduceError::Unavailable(_)
+            );
+            held.left_behind(*seq, r, &error);
+        }
+        let remover = spool.clone();
+        match tokio::task::spawn_blocking(move || remover.remove(&delivered)).await {
+            Ok(Ok(())) => metrics.spool.replayed.inc_by(acknowledged),
+            Ok(Err(e)) => {
+                delete_failed = true;
+                tracing::error!(error = %e, "spool delete failed; records will be replayed again")
+            }
+            Err(e) => {
+                delete_failed = true;
+                tracing::error!(error = %e, "spool delete task failed")
+            }
+        }
+        if kafka_failed || !full {
+            break;
+        }
+    }
+    match (read_any, failed, delete_failed) {
+        (false, ..) => Pass::Empty,
+        (true, 0, false) => Pass::Clean,
+        // A failed delete leaves delivered records behind: waiting keeps them from being sent
+        // again in a tight loop.
+        (true, n, _) => Pass::Failed(n),
+    }
+}
+
+/// Sends a spooled record to the dead-letter topic as a dead-letter record (no key, the
+/// dead-letter headers of the consumer contract), saying why its own topic refused it.
+async fn divert<K: Sink>(
+    kafka: &K,
+    r: &SpooledRecord,
+    deadletter: &str,
+    error: &ProduceError,
+    deadline: Instant,
+) -> Result<Delivered, ProduceError> {
+    let reason = format!("Kafka refused the record on topic {}: {error}", r.topic);
+    let headers: Vec<(&str, &str)> = r
+        .headers
+        .iter()
+        .filter(|(k, _)| {
+            [
+                HEADER_REQUEST_ID,
+                HEADER_RECEIVED_AT,
+                HEADER_CONTENT_TYPE,
+                HEADER_BODY_SHA256,
+            ]
+            .contains(&k.as_str())
+        })
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .chain([(HEADER_DEADLETTER_REASON, reason.as_str())])
+        .collect();
+    let record = Record {
+        topic: deadletter,
+        key: None,
+        value: &r.value,
+        timestamp_ms: r.timestamp_ms,
+        headers: RecordHeaders::Raw(&headers),
+    };
+    kafka.send(&record, deadline).await
+}
+
+async fn replay_one<K: Sink>(
+    kafka: &K,
+    r: &SpooledRecord,
+    deadline: Instant,
+) -> Result<Delivered, ProduceError> {
+    let headers: Vec<(&str, &str)> = r
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let record = Record {
+        topic: &r.topic,
+        key: r.key.as_deref().map(std::borrow::Cow::Borrowed),
+        value: &r.value,
+        timestamp_ms: r.timestamp_ms,
+        headers: RecordHeaders::Raw(&headers),
+    };
+    kafka.send(&record, deadline).await
+}
