@@ -275,7 +275,18 @@ pub async fn run(
     drop(health);
     if let Some(spool) = spool {
         let records = spool.records();
-        let _ = tokio::task::spawn_blocking(move || spool.close()).await;
+        // A writer stuck in an fsync (a hung network volume) must not hold the exit: what it
+        // had not committed was not answered 200.
+        let closing = tokio::task::spawn_blocking(move || spool.close());
+        if tokio::time::timeout(config.flush_timeout, closing)
+            .await
+            .is_err()
+        {
+            tracing::error!(
+                timeout = ?config.flush_timeout,
+                "the spool's writer did not finish; exiting without it"
+            );
+        }
         if records > 0 {
             tracing::warn!(
                 records,

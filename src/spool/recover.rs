@@ -19,8 +19,27 @@ fn create(path: &Path) -> Result<Database, DatabaseError> {
     Builder::new().set_cache_size(CACHE_BYTES).create(path)
 }
 
-/// Opens (or creates) the redb file at `path` in `dir`.
+/// Opens (or creates) the redb file at `path` in `dir`, and makes the directory's entries
+/// durable: redb fsyncs the file's contents, never the directory that names it, so records
+/// answered 200 in a new file (the first start, or after a corrupt one was moved aside) could
+/// otherwise vanish with their file in a power loss.
 pub(super) fn open_or_move_aside(dir: &Path, path: &Path) -> Result<Database, SpoolError> {
+    let db = open_or_move_aside_unsynced(dir, path)?;
+    sync_dir(dir)?;
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        // The spool directory itself may be new too (`create_dir_all`).
+        sync_dir(parent)?;
+    }
+    Ok(db)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| SpoolError::Io(format!("cannot sync directory {}: {e}", dir.display())))
+}
+
+fn open_or_move_aside_unsynced(dir: &Path, path: &Path) -> Result<Database, SpoolError> {
     match create(path) {
         Ok(db) => Ok(db),
         // Only a file redb finds corrupt is moved aside; any other error (another process
