@@ -2,7 +2,7 @@
 //! connection state, round-trip time, transmit errors and produce requests, and per topic the
 //! records per batch (how well `linger.ms` batches).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,8 @@ pub struct KafkaStats {
     /// deltas are added (the spool's replay producer is a second client on the same brokers).
     /// With when each was last reported: a replaced producer's entries are dropped once stale.
     last_totals: Mutex<HashMap<TotalKey, (u64, Instant)>>,
+    /// The brokers the per-broker gauges show now, so one that leaves is removed from them.
+    shown: Mutex<HashSet<String>>,
 }
 
 /// A client's name, a broker's, and which total.
@@ -103,6 +105,7 @@ impl KafkaStats {
                 &["topic"],
             )?,
             last_totals: Mutex::new(HashMap::new()),
+            shown: Mutex::new(HashSet::new()),
         })
     }
 
@@ -160,13 +163,23 @@ impl KafkaStats {
         self.queue_bytes.set(clamp(stats.msg_size));
         self.queue_max_messages.set(clamp(stats.msg_max));
         self.queue_max_bytes.set(clamp(stats.msg_size_max));
-        // A broker in INIT was never needed: librdkafka connects only to the leaders it writes
-        // to (`enable.sparse.connections`), so on a larger cluster most stay there for good,
-        // and reporting them as down would keep an alert firing for nothing.
-        let known = stats
+        // A broker in INIT is not needed: librdkafka connects only to the leaders it writes to
+        // (`enable.sparse.connections`), so on a larger cluster most stay there for good, and one
+        // that is no longer needed goes back there (even after it was lost). Reporting them as
+        // down would keep an alert firing for nothing, so they leave the gauges, as do brokers
+        // gone from the cluster.
+        let known: Vec<_> = stats
             .brokers
             .values()
-            .filter(|b| b.nodeid >= 0 && b.state != "INIT");
+            .filter(|b| b.nodeid >= 0 && b.state != "INIT")
+            .collect();
+        let mut shown = self.shown.lock().unwrap_or_else(|p| p.into_inner());
+        let now_shown: HashSet<String> = known.iter().map(|b| b.name.clone()).collect();
+        for gone in shown.difference(&now_shown) {
+            let _ = self.broker_up.remove_label_values(&[gone.as_str()]);
+            let _ = self.broker_rtt.remove_label_values(&[gone.as_str()]);
+        }
+        *shown = now_shown;
         for broker in known {
             let label = [broker.name.as_str()];
             self.broker_up
@@ -190,122 +203,4 @@ impl KafkaStats {
 }
 
 #[cfg(test)]
-mod tests {
-    use prometheus::core::Collector;
-    use rdkafka::statistics::{Broker, Topic, Window};
-
-    use super::*;
-
-    fn stats(client: &str, produce_requests: i64, batches: i64, records: i64) -> Statistics {
-        let broker = Broker {
-            name: "b:9092/1".into(),
-            nodeid: 1,
-            state: "UP".into(),
-            req: HashMap::from([("Produce".to_string(), produce_requests)]),
-            ..Default::default()
-        };
-        let topic = Topic {
-            topic: "t".into(),
-            batchcnt: Window {
-                cnt: batches,
-                sum: records,
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        Statistics {
-            name: client.into(),
-            msg_cnt: produce_requests as u64,
-            brokers: HashMap::from([(broker.name.clone(), broker)]),
-            topics: HashMap::from([("t".to_string(), topic)]),
-            ..Default::default()
-        }
-    }
-
-    fn figures(k: &KafkaStats) -> (u64, f64, i64) {
-        (
-            k.produce_requests.with_label_values(&["b:9092/1"]).get(),
-            k.batch_records.with_label_values(&["t"]).get(),
-            k.queue_messages.get(),
-        )
-    }
-
-    #[test]
-    fn produce_requests_count_up_from_librdkafka_totals_and_batches_average_per_window() {
-        let k = KafkaStats::new("x").expect("metrics");
-        k.update(&stats("a", 10, 10, 30), true);
-        assert_eq!(figures(&k), (10, 3.0, 10));
-        k.update(&stats("a", 25, 4, 10), true);
-        assert_eq!(figures(&k), (25, 2.5, 25));
-        // An idle window leaves the last average; a total that went down counts from zero.
-        k.update(&stats("a", 5, 0, 0), true);
-        assert_eq!(figures(&k), (30, 2.5, 5));
-    }
-
-    #[test]
-    fn brokers_the_producer_never_connected_to_are_not_reported_down() {
-        let k = KafkaStats::new("x").expect("metrics");
-        let mut s = stats("a", 1, 1, 1);
-        let idle = Broker {
-            name: "c:9092/2".into(),
-            nodeid: 2,
-            state: "INIT".into(),
-            ..Default::default()
-        };
-        let lost = Broker {
-            name: "d:9092/3".into(),
-            nodeid: 3,
-            state: "TRY_CONNECT".into(),
-            ..Default::default()
-        };
-        s.brokers.insert(idle.name.clone(), idle);
-        s.brokers.insert(lost.name.clone(), lost);
-        k.update(&s, true);
-        let mut up: Vec<(String, i64)> = Collector::collect(&k.broker_up)
-            .iter()
-            .flat_map(|f| f.get_metric())
-            .map(|m| {
-                let broker = m.get_label()[0].value().to_string();
-                (broker, m.get_gauge().get_value() as i64)
-            })
-            .collect();
-        up.sort();
-        assert_eq!(
-            up,
-            [("b:9092/1".to_string(), 1), ("d:9092/3".to_string(), 0)]
-        );
-    }
-
-    #[test]
-    fn the_totals_of_a_client_gone_for_an_hour_are_forgotten() {
-        let k = KafkaStats::new("x").expect("metrics");
-        let start = Instant::now();
-        for (i, client) in ["rdkafka#producer-1", "rdkafka#producer-2"]
-            .iter()
-            .enumerate()
-        {
-            k.update_at(&stats(client, 5, 1, 1), true, start + STALE * i as u32);
-        }
-        let clients = |k: &KafkaStats| {
-            let last = k.last_totals.lock().unwrap();
-            let mut names: Vec<String> = last.keys().map(|(c, _, _)| c.clone()).collect();
-            names.sort();
-            names.dedup();
-            names
-        };
-        assert_eq!(clients(&k), ["rdkafka#producer-2"]);
-        // Its traffic was counted before: 5 + 5.
-        assert_eq!(figures(&k).0, 10);
-    }
-
-    #[test]
-    fn a_second_client_adds_its_traffic_but_leaves_the_gauges_to_the_primary() {
-        let k = KafkaStats::new("x").expect("metrics");
-        k.update(&stats("webhooks", 100, 10, 50), true);
-        k.update(&stats("replay", 7, 7, 7), false);
-        assert_eq!(figures(&k), (107, 5.0, 100));
-        k.update(&stats("webhooks", 150, 10, 40), true);
-        k.update(&stats("replay", 9, 2, 2), false);
-        assert_eq!(figures(&k), (159, 4.0, 150));
-    }
-}
+mod tests;

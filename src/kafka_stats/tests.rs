@@ -1,0 +1,154 @@
+//! Statistics-to-metrics tests: counters from librdkafka totals, per-broker gauges, clients gone.
+use prometheus::core::Collector;
+use rdkafka::statistics::{Broker, Topic, Window};
+
+use super::*;
+
+fn stats(client: &str, produce_requests: i64, batches: i64, records: i64) -> Statistics {
+    let broker = Broker {
+        name: "b:9092/1".into(),
+        nodeid: 1,
+        state: "UP".into(),
+        req: HashMap::from([("Produce".to_string(), produce_requests)]),
+        ..Default::default()
+    };
+    let topic = Topic {
+        topic: "t".into(),
+        batchcnt: Window {
+            cnt: batches,
+            sum: records,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Statistics {
+        name: client.into(),
+        msg_cnt: produce_requests as u64,
+        brokers: HashMap::from([(broker.name.clone(), broker)]),
+        topics: HashMap::from([("t".to_string(), topic)]),
+        ..Default::default()
+    }
+}
+
+fn figures(k: &KafkaStats) -> (u64, f64, i64) {
+    (
+        k.produce_requests.with_label_values(&["b:9092/1"]).get(),
+        k.batch_records.with_label_values(&["t"]).get(),
+        k.queue_messages.get(),
+    )
+}
+
+#[test]
+fn produce_requests_count_up_from_librdkafka_totals_and_batches_average_per_window() {
+    let k = KafkaStats::new("x").expect("metrics");
+    k.update(&stats("a", 10, 10, 30), true);
+    assert_eq!(figures(&k), (10, 3.0, 10));
+    k.update(&stats("a", 25, 4, 10), true);
+    assert_eq!(figures(&k), (25, 2.5, 25));
+    // An idle window leaves the last average; a total that went down counts from zero.
+    k.update(&stats("a", 5, 0, 0), true);
+    assert_eq!(figures(&k), (30, 2.5, 5));
+}
+
+#[test]
+fn brokers_the_producer_never_connected_to_are_not_reported_down() {
+    let k = KafkaStats::new("x").expect("metrics");
+    let mut s = stats("a", 1, 1, 1);
+    let idle = Broker {
+        name: "c:9092/2".into(),
+        nodeid: 2,
+        state: "INIT".into(),
+        ..Default::default()
+    };
+    let lost = Broker {
+        name: "d:9092/3".into(),
+        nodeid: 3,
+        state: "TRY_CONNECT".into(),
+        ..Default::default()
+    };
+    s.brokers.insert(idle.name.clone(), idle);
+    s.brokers.insert(lost.name.clone(), lost);
+    k.update(&s, true);
+    assert_eq!(
+        broker_up(&k),
+        [("b:9092/1".to_string(), 1), ("d:9092/3".to_string(), 0)]
+    );
+}
+
+/// The `kafka_broker_up` series: broker and value, in name order.
+fn broker_up(k: &KafkaStats) -> Vec<(String, i64)> {
+    let mut up: Vec<(String, i64)> = Collector::collect(&k.broker_up)
+        .iter()
+        .flat_map(|f| f.get_metric())
+        .map(|m| {
+            let broker = m.get_label()[0].value().to_string();
+            (broker, m.get_gauge().get_value() as i64)
+        })
+        .collect();
+    up.sort();
+    up
+}
+
+#[test]
+fn a_broker_no_longer_needed_or_gone_leaves_the_gauges_instead_of_staying_down() {
+    let k = KafkaStats::new("x").expect("metrics");
+    let broker = |name: &str, id, state: &str| Broker {
+        name: name.into(),
+        nodeid: id,
+        state: state.into(),
+        ..Default::default()
+    };
+    let mut s = stats("a", 1, 1, 1);
+    s.brokers
+        .insert("c:9092/2".into(), broker("c:9092/2", 2, "TRY_CONNECT"));
+    k.update(&s, true);
+    assert_eq!(
+        broker_up(&k),
+        [("b:9092/1".to_string(), 1), ("c:9092/2".to_string(), 0)]
+    );
+    // Broker 2 lost its leaderships while down: librdkafka puts it back to INIT. Broker 1 left
+    // the cluster.
+    s.brokers
+        .insert("c:9092/2".into(), broker("c:9092/2", 2, "INIT"));
+    s.brokers.remove("b:9092/1");
+    k.update(&s, true);
+    assert_eq!(broker_up(&k), []);
+    let rtt = Collector::collect(&k.broker_rtt);
+    assert!(rtt.iter().all(|f| f.get_metric().is_empty()));
+    // The replay producer's statistics never touch the gauges.
+    k.update(&stats("replay", 1, 1, 1), false);
+    assert_eq!(broker_up(&k), []);
+}
+
+#[test]
+fn the_totals_of_a_client_gone_for_an_hour_are_forgotten() {
+    let k = KafkaStats::new("x").expect("metrics");
+    let start = Instant::now();
+    for (i, client) in ["rdkafka#producer-1", "rdkafka#producer-2"]
+        .iter()
+        .enumerate()
+    {
+        k.update_at(&stats(client, 5, 1, 1), true, start + STALE * i as u32);
+    }
+    let clients = |k: &KafkaStats| {
+        let last = k.last_totals.lock().unwrap();
+        let mut names: Vec<String> = last.keys().map(|(c, _, _)| c.clone()).collect();
+        names.sort();
+        names.dedup();
+        names
+    };
+    assert_eq!(clients(&k), ["rdkafka#producer-2"]);
+    // Its traffic was counted before: 5 + 5.
+    assert_eq!(figures(&k).0, 10);
+}
+
+#[test]
+fn a_second_client_adds_its_traffic_but_leaves_the_gauges_to_the_primary() {
+    let k = KafkaStats::new("x").expect("metrics");
+    k.update(&stats("webhooks", 100, 10, 50), true);
+    k.update(&stats("replay", 7, 7, 7), false);
+    assert_eq!(figures(&k), (107, 5.0, 100));
+    k.update(&stats("webhooks", 150, 10, 40), true);
+    k.update(&stats("replay", 9, 2, 2), false);
+    assert_eq!(figures(&k), (159, 4.0, 150));
+}
