@@ -281,6 +281,11 @@ must_fail "unknown value key" "additional properties" $B --set confg.ackTimeout=
 must_fail "bad key strategy" "keyStrategy" $B --set config.keyStrategy=random
 must_fail "ack timeout not below Qikchat's 2 s" "below 2s" $B --set config.ackTimeout=2s
 must_fail "malformed duration" "ackTimeout" $B --set config.ackTimeout=1.5s
+must_fail "zero ack timeout" "config.ackTimeout must be greater than zero" $B --set config.ackTimeout=0ms
+must_fail "zero body timeout" "config.bodyReadTimeout must be greater than zero" $B --set config.bodyReadTimeout=0s
+must_fail "wait over an hour" "config.shutdownGrace must be at most 1h" $B --set config.shutdownGrace=61m --set terminationGracePeriodSeconds=4000
+must_fail "idempotence with acks=1" "kafka.idempotence needs kafka.acks: all" $B --set kafka.acks=1
+must_fail "loopback listener" "listenHost" $B --set config.listenHost=127.0.0.1
 must_fail "chart-managed kafka property" "acks" $B --set kafka.properties.acks=1
 must_fail "secret as kafka property" "sasl.oauthbearer.client.secret" $B --set kafka.properties.sasl\\.oauthbearer\\.client\\.secret=x
 must_fail "running as root" "runAsUser" $B --set podSecurityContext.runAsUser=0
@@ -309,6 +314,8 @@ check "autoscaling with the spool and an explicit scaleDown: the operator's" hpa
   --set persistence.enabled=true --set autoscaling.behavior.scaleDown.stabilizationWindowSeconds=600
 # 25 s covers delay + grace + flush (20 s), not the spool's replay cut-off and close (+7 s).
 check "grace period of 25 s renders without the spool" renders $B --set terminationGracePeriodSeconds=25
+check "acks=1 renders with idempotence off" renders $B --set kafka.acks=1 --set kafka.idempotence=false
+check "an IPv6 listener renders" renders $B --set 'config.listenHost=[::]'
 must_fail "grace period without the spool's replay cut-off" "terminationGracePeriodSeconds" $P --set terminationGracePeriodSeconds=25
 
 section "Alert rules (promtool)"

@@ -203,6 +203,20 @@ password
 {{- if ge (include "qikchat-bridge.durationMs" .Values.config.ackTimeout | atoi) 2000 -}}
 {{- fail "config.ackTimeout must be below 2s: Qikchat gives up on a webhook after 2 seconds" -}}
 {{- end -}}
+{{- $c := .Values.config -}}
+{{- range $name := list "ackTimeout" "headerReadTimeout" "bodyReadTimeout" -}}
+{{- if eq (include "qikchat-bridge.durationMs" (index $c $name) | atoi) 0 -}}
+{{- fail (printf "config.%s must be greater than zero (the bridge refuses 0 at start-up)" $name) -}}
+{{- end -}}
+{{- end -}}
+{{- range $name := list "headerReadTimeout" "bodyReadTimeout" "shutdownDelay" "shutdownGrace" "flushTimeout" -}}
+{{- if gt (include "qikchat-bridge.durationMs" (index $c $name) | atoi) 3600000 -}}
+{{- fail (printf "config.%s must be at most 1h (the bridge refuses longer waits at start-up)" $name) -}}
+{{- end -}}
+{{- end -}}
+{{- if and $k.idempotence (not (has (toString $k.acks) (list "all" "-1"))) -}}
+{{- fail (printf "kafka.idempotence needs kafka.acks: all, or librdkafka refuses to start the producer (acks is %v): set kafka.idempotence: false with a weaker acks" $k.acks) -}}
+{{- end -}}
 {{- if $k.sasl.enabled -}}
 {{- if and (not $k.sasl.username) (not (and $k.sasl.existingSecret $k.sasl.usernameKey)) -}}
 {{- fail "kafka.sasl.enabled needs kafka.sasl.username, or kafka.sasl.existingSecret with kafka.sasl.usernameKey" -}}
