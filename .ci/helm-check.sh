@@ -286,6 +286,8 @@ must_fail "zero body timeout" "config.bodyReadTimeout must be greater than zero"
 must_fail "wait over an hour" "config.shutdownGrace must be at most 1h" $B --set config.shutdownGrace=61m --set terminationGracePeriodSeconds=4000
 must_fail "idempotence with acks=1" "kafka.idempotence needs kafka.acks: all" $B --set kafka.acks=1
 must_fail "loopback listener" "listenHost" $B --set config.listenHost=127.0.0.1
+must_fail "bodies in flight beyond the memory limit" "resources.limits.memory (512Mi) is below" $B --set config.maxInFlightBytes=536870912
+must_fail "in-flight bytes below one body" "config.maxInFlightBytes must hold" $B --set config.maxInFlightBytes=2048
 must_fail "chart-managed kafka property" "acks" $B --set kafka.properties.acks=1
 must_fail "secret as kafka property" "sasl.oauthbearer.client.secret" $B --set kafka.properties.sasl\\.oauthbearer\\.client\\.secret=x
 must_fail "running as root" "runAsUser" $B --set podSecurityContext.runAsUser=0
@@ -316,6 +318,9 @@ check "autoscaling with the spool and an explicit scaleDown: the operator's" hpa
 check "grace period of 25 s renders without the spool" renders $B --set terminationGracePeriodSeconds=25
 check "acks=1 renders with idempotence off" renders $B --set kafka.acks=1 --set kafka.idempotence=false
 check "an IPv6 listener renders" renders $B --set 'config.listenHost=[::]'
+check "the default body budget fits the default memory limit with the spool" renders $P
+check "a decimal memory limit renders (not checked)" renders $B --set resources.limits.memory=1.5Gi
+check "no memory limit: any body budget renders" renders $B --set config.maxInFlightBytes=536870912 --set resources.limits=null
 must_fail "grace period without the spool's replay cut-off" "terminationGracePeriodSeconds" $P --set terminationGracePeriodSeconds=25
 
 section "Alert rules (promtool)"

@@ -54,6 +54,7 @@ pub struct Config {
     pub spool_dir: Option<PathBuf>,
     pub spool_max_bytes: u64,
     pub max_in_flight: usize,
+    pub max_in_flight_bytes: u64,
     pub max_connections: usize,
     pub header_read_timeout: Duration,
     pub body_read_timeout: Duration,
@@ -186,6 +187,7 @@ impl Config {
             spool_dir: args.spool_dir,
             spool_max_bytes: args.spool_max_bytes,
             max_in_flight: args.max_in_flight,
+            max_in_flight_bytes: args.max_in_flight_bytes,
             max_connections: args.max_connections,
             header_read_timeout: args.header_read_timeout,
             body_read_timeout: args.body_read_timeout,
@@ -256,6 +258,7 @@ impl fmt::Debug for Config {
             .field("spool_dir", &self.spool_dir)
             .field("spool_max_bytes", &self.spool_max_bytes)
             .field("max_in_flight", &self.max_in_flight)
+            .field("max_in_flight_bytes", &self.max_in_flight_bytes)
             .field("max_connections", &self.max_connections)
             .field("header_read_timeout", &self.header_read_timeout)
             .field("body_read_timeout", &self.body_read_timeout)

@@ -99,8 +99,9 @@ pub enum WebhookError {
     /// Refused, and kept in the dead-letter topic.
     #[error("{0}; the body was kept in the dead-letter topic")]
     Invalid(ClassifyError),
-    #[error("too many requests in flight (limit {0})")]
-    Overloaded(usize),
+    /// More requests, or bytes of their bodies, than the limit (named, with its value).
+    #[error("too many {0} in flight (limit {1})")]
+    Overloaded(&'static str, u64),
     #[error(transparent)]
     Produce(#[from] ProduceError),
 }
@@ -118,7 +119,7 @@ impl WebhookError {
                 Outcome::Invalid
             }
             WebhookError::Produce(ProduceError::TooLarge) => Outcome::TooLarge,
-            WebhookError::Overloaded(_) => Outcome::Overloaded,
+            WebhookError::Overloaded(..) => Outcome::Overloaded,
             WebhookError::Produce(ProduceError::Rejected(_)) => Outcome::Failed,
             WebhookError::Produce(_) => Outcome::Unavailable,
         }
@@ -138,7 +139,7 @@ impl WebhookError {
             WebhookError::BodyRead(_) | WebhookError::EmptyBody => "bad_request",
             WebhookError::Invalid(_) => "invalid_payload",
             WebhookError::Produce(ProduceError::Rejected(_)) => "internal_error",
-            WebhookError::Overloaded(_) | WebhookError::Produce(_) => "unavailable",
+            WebhookError::Overloaded(..) | WebhookError::Produce(_) => "unavailable",
         }
     }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH};
-use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use http_body_util::{Full, LengthLimitError, Limited};
 use hyper::body::Body;
 use tokio::time::Instant;
@@ -24,8 +24,10 @@ use crate::record::{self, Headers, Record};
 use crate::topics::{EventType, KeyStrategy, TopicMap};
 
 mod answer;
+mod budget;
 mod parts;
 use answer::respond;
+use budget::BodyBudget;
 use parts::{concat, content_type, request_id, sha256_hex, Rfc3339Millis, X_REQUEST_ID};
 
 const ACCEPTED: &[u8] = br#"{"status":"accepted"}"#;
@@ -46,6 +48,7 @@ pub struct Webhook<S> {
     cloudevents_source: Option<String>,
     max_in_flight: usize,
     in_flight: AtomicUsize,
+    body_budget: BodyBudget,
 }
 
 impl<S> std::fmt::Debug for Webhook<S> {
@@ -87,6 +90,7 @@ impl<S: Sink> Webhook<S> {
             cloudevents_source: config.cloudevents_source.clone(),
             max_in_flight: config.max_in_flight,
             in_flight: AtomicUsize::new(0),
+            body_budget: BodyBudget::new(config.max_in_flight_bytes),
         }
     }
 
@@ -117,7 +121,10 @@ impl<S: Sink> Webhook<S> {
             spooled = field::Empty,
         );
         let result = if now_in_flight > self.max_in_flight {
-            Err(WebhookError::Overloaded(self.max_in_flight))
+            Err(WebhookError::Overloaded(
+                "requests",
+                self.max_in_flight as u64,
+            ))
         } else {
             self.process(req, request_id, started)
                 .instrument(span.clone())
@@ -173,8 +180,28 @@ impl<S: Sink> Webhook<S> {
             return Err(WebhookError::Unauthorized(reason));
         }
         let content_type = content_type(&parts.headers)?;
+        let too_large = WebhookError::TooLarge {
+            limit: self.max_body_bytes,
+        };
+        let declared = parts
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.max_body_bytes as u64) {
+            return Err(too_large);
+        }
+        // Held until the request ends, with the body (hyper frames it by its Content-Length, so
+        // it cannot be longer); a body of unknown length may take up to the largest.
+        let _body_bytes = self
+            .body_budget
+            .reserve(declared.unwrap_or(self.max_body_bytes as u64))
+            .ok_or(WebhookError::Overloaded(
+                "body bytes",
+                self.body_budget.limit(),
+            ))?;
         let received = SystemTime::now();
-        let body = self.read_body(&parts.headers, body).await?;
+        let body = self.read_body(body, too_large).await?;
         self.metrics.body_bytes.observe(body.len() as f64);
         if body.is_empty() {
             return Err(WebhookError::EmptyBody);
@@ -250,21 +277,11 @@ impl<S: Sink> Webhook<S> {
         }
     }
 
-    async fn read_body<B>(&self, headers: &HeaderMap, body: B) -> Result<Bytes, WebhookError>
+    async fn read_body<B>(&self, body: B, too_large: WebhookError) -> Result<Bytes, WebhookError>
     where
         B: Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let too_large = WebhookError::TooLarge {
-            limit: self.max_body_bytes,
-        };
-        let declared = headers
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > self.max_body_bytes as u64) {
-            return Err(too_large);
-        }
         let limited = Limited::new(body, self.max_body_bytes);
         match tokio::time::timeout(self.body_read_timeout, concat(limited)).await {
             Err(_) => Err(WebhookError::BodyTimeout(self.body_read_timeout)),

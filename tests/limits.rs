@@ -1,10 +1,10 @@
-//! Bounded resources: requests in flight and open connections.
+//! Bounded resources: requests in flight, their bodies' bytes, and open connections.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{basic_auth_header, TestApp, STATUS};
+use common::{basic_auth_header, eventually, raw_request, TestApp, STATUS};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -62,4 +62,44 @@ async fn at_the_connection_limit_a_new_client_waits_until_one_closes() {
         .expect("served after close")
         .expect("task");
     assert_eq!(response.status(), 200);
+}
+
+/// The status line of the next answer on `s`.
+async fn status_line(s: &mut tokio::net::TcpStream) -> String {
+    let mut buf = [0u8; 12];
+    tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut buf))
+        .await
+        .expect("answered within 10 s")
+        .expect("read");
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_beyond_the_in_flight_bytes_get_503_at_once_and_fit_again_when_one_ends() {
+    let app = TestApp::start(&["--max-body-bytes", "4096", "--max-in-flight-bytes", "6000"]).await;
+    // Announces the largest body and sends none of it yet: its 4096 bytes are held meanwhile.
+    let held = raw_request(app.addr, 4096, b"").await;
+    while app.in_flight().await < 1 {
+        tokio::task::yield_now().await;
+    }
+    // 1904 bytes are left: a real status fits, another body of 4096 bytes does not.
+    assert!(STATUS.len() < 1904);
+    assert_eq!(app.post(STATUS).await.status(), 200);
+    let mut large = STATUS.to_vec();
+    large.resize(4096, b' ');
+    let mut refused = raw_request(app.addr, large.len(), &large).await;
+    assert_eq!(status_line(&mut refused).await, "HTTP/1.1 503");
+    // The held request ends when its client goes, and its bytes are returned.
+    drop(held);
+    eventually("the held request ended", async || {
+        app.in_flight().await == 0
+    })
+    .await;
+    let mut fits = raw_request(app.addr, large.len(), &large).await;
+    assert_eq!(status_line(&mut fits).await, "HTTP/1.1 200");
+    let (_, metrics) = app.admin_get("/metrics").await;
+    assert!(
+        metrics.contains(r#"qikchat_bridge_requests_total{outcome="overloaded",status="503"} 1"#),
+        "{metrics}"
+    );
 }

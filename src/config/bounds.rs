@@ -68,6 +68,12 @@ pub(super) fn check(args: &Args) -> Result<(), ConfigError> {
             "must be at most 1000000",
         ));
     }
+    if args.max_in_flight_bytes < args.max_body_bytes as u64 {
+        return Err(invalid(
+            "--max-in-flight-bytes",
+            "must hold at least one body of --max-body-bytes",
+        ));
+    }
     if args.max_body_bytes == 0 {
         return Err(invalid("--max-body-bytes", "must be greater than zero"));
     }

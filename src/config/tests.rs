@@ -111,6 +111,17 @@ fn timeouts_and_limits_beyond_any_use_are_rejected_with_the_setting_named() {
 }
 
 #[test]
+fn an_in_flight_bytes_limit_below_one_body_is_rejected() {
+    let err =
+        build(&["--max-body-bytes", "4096", "--max-in-flight-bytes", "4095"]).expect_err("refused");
+    assert!(err.to_string().contains("--max-in-flight-bytes"), "{err}");
+    let config =
+        build(&["--max-body-bytes", "4096", "--max-in-flight-bytes", "4096"]).expect("one body");
+    assert_eq!(config.max_in_flight_bytes, 4096);
+    assert_eq!(build(&[]).expect("defaults").max_in_flight_bytes, 128 << 20);
+}
+
+#[test]
 fn zero_timeouts_and_limits_are_rejected() {
     assert!(build(&["--ack-timeout", "0s"]).is_err());
     assert!(build(&["--max-body-bytes", "0"]).is_err());

@@ -3,6 +3,7 @@
 use std::sync::Mutex;
 
 use http::header::{CONTENT_TYPE, RETRY_AFTER};
+use http::HeaderMap;
 
 use super::*;
 use crate::config::Config;

@@ -214,6 +214,20 @@ password
 {{- fail (printf "config.%s must be at most 1h (the bridge refuses longer waits at start-up)" $name) -}}
 {{- end -}}
 {{- end -}}
+{{- if lt (int64 $c.maxInFlightBytes) (int64 $c.maxBodyBytes) -}}
+{{- fail "config.maxInFlightBytes must hold at least one body of config.maxBodyBytes" -}}
+{{- end -}}
+{{- /* Only the integer forms quantityBytes reads; a decimal one (1.5Gi) is left to the operator. */ -}}
+{{- with (.Values.resources.limits | default dict).memory -}}
+{{- if regexMatch "^[0-9]+(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$" (toString .) -}}
+{{- $limit := include "qikchat-bridge.quantityBytes" . | atoi -}}
+{{- $bodies := mul (int64 $c.maxInFlightBytes) (ternary 2 1 $.Values.persistence.enabled) -}}
+{{- $need := add $bodies (mul 160 1048576) -}}
+{{- if gt (int64 $need) (int64 $limit) -}}
+{{- fail (printf "resources.limits.memory (%s) is below what the bridge may hold: config.maxInFlightBytes (%d bytes of bodies%s) + 64 MiB of librdkafka queue + 96 MiB = %d bytes; lower config.maxInFlightBytes or raise the limit" (toString .) (int64 $c.maxInFlightBytes) (ternary ", twice with persistence" "" $.Values.persistence.enabled) (int64 $need)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- if and $k.idempotence (not (has (toString $k.acks) (list "all" "-1"))) -}}
 {{- fail (printf "kafka.idempotence needs kafka.acks: all, or librdkafka refuses to start the producer (acks is %v): set kafka.idempotence: false with a weaker acks" $k.acks) -}}
 {{- end -}}

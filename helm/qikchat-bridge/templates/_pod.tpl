@@ -102,6 +102,10 @@ spec:
           value: {{ $c.ackTimeout | quote }}
         - name: BRIDGE_MAX_BODY_BYTES
           value: {{ int64 $c.maxBodyBytes | toString | quote }}
+        - name: BRIDGE_MAX_IN_FLIGHT
+          value: {{ int64 $c.maxInFlight | toString | quote }}
+        - name: BRIDGE_MAX_IN_FLIGHT_BYTES
+          value: {{ int64 $c.maxInFlightBytes | toString | quote }}
         {{- if $p.enabled }}
         - name: BRIDGE_SPOOL_DIR
           value: {{ $p.mountPath | quote }}
