@@ -137,10 +137,10 @@ pub struct Args {
     #[arg(long, env = "BRIDGE_MAX_IN_FLIGHT", default_value_t = 1024)]
     pub max_in_flight: usize,
 
-    /// Bytes of request bodies held at once (each body's Content-Length, or --max-body-bytes
-    /// when it has none); a request that would pass it is answered 503 at once. At least
-    /// --max-body-bytes.
-    #[arg(long, env = "BRIDGE_MAX_IN_FLIGHT_BYTES", default_value_t = 128 * 1024 * 1024)]
+    /// Bytes of request bodies over 64 KiB held at once (each body's Content-Length, or
+    /// --max-body-bytes when it has none); a request that would pass it is answered 503 at once.
+    /// At least --max-body-bytes.
+    #[arg(long, env = "BRIDGE_MAX_IN_FLIGHT_BYTES", default_value_t = 96 * 1024 * 1024)]
     pub max_in_flight_bytes: u64,
 
     /// Open client connections; at the limit the bridge stops accepting until one closes.

@@ -118,7 +118,7 @@ fn an_in_flight_bytes_limit_below_one_body_is_rejected() {
     let config =
         build(&["--max-body-bytes", "4096", "--max-in-flight-bytes", "4096"]).expect("one body");
     assert_eq!(config.max_in_flight_bytes, 4096);
-    assert_eq!(build(&[]).expect("defaults").max_in_flight_bytes, 128 << 20);
+    assert_eq!(build(&[]).expect("defaults").max_in_flight_bytes, 96 << 20);
 }
 
 #[test]
