@@ -64,6 +64,7 @@ impl<K: Sink> Delivery<K> {
         }
         let appending = spool.append(SpooledRecord::from_record(record));
         let Ok(result) = tokio::time::timeout_at(deadline, appending).await else {
+            self.metrics.spool.late();
             return Err(ProduceError::Unavailable(
                 "the spool's write did not finish before the deadline".into(),
             ));
@@ -75,6 +76,7 @@ impl<K: Sink> Delivery<K> {
                 Ok(Delivered::Spooled { seq })
             }
             Err(SpoolError::Full { .. }) => Err(ProduceError::Unavailable("spool full".into())),
+            Err(e @ SpoolError::Busy { .. }) => Err(ProduceError::Unavailable(e.to_string())),
             Err(SpoolError::Io(e)) => Err(ProduceError::Unavailable(format!(
                 "spool write failed: {e}"
             ))),

@@ -75,6 +75,9 @@ pub enum StartError {
 /// Runs the bridge until `shutdown` resolves, then drains: readiness turns 503, the listener
 /// waits `shutdown_delay` (so load balancers stop sending), stops accepting, lets in-flight
 /// requests finish within `shutdown_grace`, and flushes the producer.
+/// How long shutdown waits for the spool's writer to finish and close the file.
+const SPOOL_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub async fn run(
     config: Config,
     listeners: Listeners,
@@ -276,14 +279,15 @@ pub async fn run(
     if let Some(spool) = spool {
         let records = spool.records();
         // A writer stuck in an fsync (a hung network volume) must not hold the exit: what it
-        // had not committed was not answered 200.
+        // had not committed was not answered 200. Closing takes milliseconds otherwise; the
+        // chart's grace period counts 2 s for it.
         let closing = tokio::task::spawn_blocking(move || spool.close());
-        if tokio::time::timeout(config.flush_timeout, closing)
+        if tokio::time::timeout(SPOOL_CLOSE_WAIT, closing)
             .await
             .is_err()
         {
             tracing::error!(
-                timeout = ?config.flush_timeout,
+                timeout = ?SPOOL_CLOSE_WAIT,
                 "the spool's writer did not finish; exiting without it"
             );
         }

@@ -62,6 +62,9 @@ impl SpooledRecord {
 pub enum SpoolError {
     #[error("spool is full ({max} bytes)")]
     Full { max: u64 },
+    /// The writes waiting for the disk already hold [`MAX_WAITING_BYTES`]: the disk is stalled.
+    #[error("spool writes waiting for the disk hold {waiting} bytes")]
+    Busy { waiting: u64 },
     #[error("spool write failed: {0}")]
     Io(String),
 }
@@ -80,11 +83,18 @@ struct Holdings {
     keys: Mutex<HashMap<String, usize>>,
     bytes: AtomicU64,
     records: AtomicU64,
+    /// Encoded bytes handed to the writer thread and not yet committed (or failed).
+    waiting: AtomicU64,
     /// Woken when a record is appended, so the replayer need not poll.
     appended: Notify,
 }
 
 impl Holdings {
+    /// An append's encoding left the writer's queue: committed, or failed.
+    fn written(&self, len: u64) {
+        self.waiting.fetch_sub(len, Ordering::SeqCst);
+    }
+
     fn keys(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
         self.keys.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -107,6 +117,12 @@ impl Holdings {
         }
     }
 }
+
+/// Bound on the encoded records waiting for the writer thread's commit. A request whose write
+/// outlasts its deadline is answered 503 and lets go of its body, but its copy waits in the
+/// writer's queue; without this bound a stalled disk would pile up copies until the process ran
+/// out of memory.
+pub const MAX_WAITING_BYTES: u64 = 64 << 20;
 
 pub struct Spool {
     db: Arc<Database>,
@@ -149,6 +165,7 @@ impl Spool {
             keys: Mutex::new(keys),
             bytes: AtomicU64::new(bytes),
             records: AtomicU64::new(records),
+            waiting: AtomicU64::new(0),
             appended: Notify::new(),
         });
         if records > 0 {
@@ -193,9 +210,15 @@ impl Spool {
         // holds its body once in the encoding rather than twice.
         let key = record.into_key();
         let len = bytes.len() as u64;
+        let waiting = self.holdings.waiting.fetch_add(len, Ordering::SeqCst);
+        if waiting > 0 && waiting + len > MAX_WAITING_BYTES {
+            self.holdings.waiting.fetch_sub(len, Ordering::SeqCst);
+            return Err(SpoolError::Busy { waiting });
+        }
         let before = self.holdings.bytes.fetch_add(len, Ordering::SeqCst);
         if before + len > self.max_bytes {
             self.holdings.bytes.fetch_sub(len, Ordering::SeqCst);
+            self.holdings.waiting.fetch_sub(len, Ordering::SeqCst);
             return Err(SpoolError::Full {
                 max: self.max_bytes,
             });
@@ -221,6 +244,7 @@ impl Spool {
             None => Some(append),
         };
         if let Some(append) = unsent {
+            self.holdings.written(len);
             self.holdings.release(len, append.key.as_deref());
             return Err(SpoolError::Io("spool is closed".into()));
         }
@@ -230,6 +254,7 @@ impl Spool {
             // It settles a whole group only after deciding its commit, so one that died without
             // answering left this append's reservation to us.
             Err(_) => {
+                self.holdings.written(len);
                 self.holdings.release(len, key.as_deref());
                 Err(SpoolError::Io("spool writer stopped".into()))
             }

@@ -86,9 +86,10 @@ async fn bodies_beyond_the_in_flight_bytes_get_503_at_once_and_fit_again_when_on
     .await;
     // Announces the largest body and sends none of it yet: its 200000 bytes are held meanwhile.
     let held = raw_request(app.addr, 200_000, b"").await;
-    while app.in_flight().await < 1 {
-        tokio::task::yield_now().await;
-    }
+    eventually("the held request is in flight", async || {
+        app.in_flight().await == 1
+    })
+    .await;
     // 100000 bytes are left: a real status passes, another body of 200000 bytes does not.
     assert_eq!(app.post(STATUS).await.status(), 200);
     let mut large = STATUS.to_vec();

@@ -16,8 +16,10 @@ use crate::record::{
 };
 use crate::spool::{Spool, SpooledRecord};
 
-/// Records read and sent together.
+/// Records read and sent together, at most; and past the first, at most this many stored bytes,
+/// so replay holds little of a spool of large bodies at once.
 const REPLAY_BATCH: usize = 256;
+const REPLAY_BATCH_BYTES: u64 = 16 << 20;
 
 /// How one pass over the spool ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -73,42 +75,70 @@ pub async fn replay<K: Sink>(
 /// A conversation: a topic and a key, whose records keep their order in the spool.
 type Conversation = (String, String);
 
-/// What replay has learnt: topics that refused a record in this pass for a reason an operator
-/// can fix (the rest of the topic waits for the next pass), and conversations with a record left
-/// behind — in this pass, or in the one before, until that record is delivered — which later
-/// records of theirs must not overtake. Records of a conversation sent together may be delivered
-/// out of order when the first fails alone, so the one left behind last pass is sent alone.
+/// What replay has learnt. Topics that refused a record in this pass (for a reason an operator
+/// can fix, or because a partition of theirs is unavailable): the rest of the topic waits for the
+/// next pass. Conversations with a record left behind — in this pass, or in an earlier one until
+/// that record is sent again — which later records of theirs must not overtake: records of a
+/// conversation sent together may be delivered out of order when the first fails alone, so the
+/// one left behind is sent alone in the next pass that reaches it.
 #[derive(Default)]
 struct Held {
     topics: HashSet<String>,
     /// The first record of each conversation left behind in this pass.
     behind: HashMap<Conversation, u64>,
-    /// The same, from the pass before.
+    /// The same, carried from earlier passes.
     before: HashMap<Conversation, u64>,
+    /// The sequence numbers in `before`.
+    heads: HashSet<u64>,
+    /// The records of `before` this pass read, and whether it sent them.
+    heads_read: HashMap<u64, bool>,
+    /// The last sequence number this pass read.
+    reached: Option<u64>,
 }
 
 impl Held {
-    /// For the next pass: what this one left behind.
+    /// For the next pass: what this one left behind, and what it carried without sending (not
+    /// reached, or held with its topic). A carried record this pass read past without finding
+    /// has left the spool (set aside as unreadable) and is dropped.
     fn next_pass(self) -> Held {
+        let Held {
+            before,
+            behind,
+            heads_read,
+            reached,
+            ..
+        } = self;
+        let mut carried: HashMap<Conversation, u64> = before
+            .into_iter()
+            .filter(|(_, first)| match heads_read.get(first) {
+                Some(&sent) => !sent,
+                None => reached.is_none_or(|r| *first > r),
+            })
+            .collect();
+        carried.extend(behind);
         Held {
-            before: self.behind,
+            heads: carried.values().copied().collect(),
+            before: carried,
             ..Held::default()
         }
     }
 
-    fn holds(&self, seq: u64, r: &SpooledRecord) -> bool {
-        if self.topics.contains(&r.topic) {
-            return true;
+    /// Whether `r` waits for a later pass; remembers what it read of the records carried.
+    fn holds(&mut self, seq: u64, r: &SpooledRecord) -> bool {
+        self.reached = Some(seq);
+        let held = self.topics.contains(&r.topic)
+            || r.key.as_ref().is_some_and(|key| {
+                let conversation = (r.topic.clone(), key.clone());
+                self.behind.contains_key(&conversation)
+                    || self
+                        .before
+                        .get(&conversation)
+                        .is_some_and(|&first| seq > first)
+            });
+        if self.heads.contains(&seq) {
+            self.heads_read.insert(seq, !held);
         }
-        let Some(key) = &r.key else {
-            return false;
-        };
-        let conversation = (r.topic.clone(), key.clone());
-        self.behind.contains_key(&conversation)
-            || self
-                .before
-                .get(&conversation)
-                .is_some_and(|&first| seq > first)
+        held
     }
 
     fn left_behind(&mut self, seq: u64, r: &SpooledRecord, error: &ProduceError) {
@@ -117,14 +147,25 @@ impl Held {
                 .entry((r.topic.clone(), key.clone()))
                 .or_insert(seq);
         }
-        if matches!(error, ProduceError::Rejected(_)) && !error.is_record_fault() {
+        let refused = matches!(error, ProduceError::Rejected(_)) && !error.is_record_fault();
+        if refused || is_kafka_failure(error) {
             self.topics.insert(r.topic.clone());
         }
     }
 }
 
-/// One pass over the spool, a batch at a time. A pass stops early when Kafka itself fails
-/// (unavailable, timed out, queue full): the records after would fail the same way.
+/// Kafka could not take the record now (unavailable, timed out, queue full): not the record's
+/// fault, nor a refusal of its topic.
+fn is_kafka_failure(error: &ProduceError) -> bool {
+    matches!(
+        error,
+        ProduceError::Timeout | ProduceError::QueueFull | ProduceError::Unavailable(_)
+    )
+}
+
+/// One pass over the spool, a batch at a time. A pass stops early when Kafka itself seems down:
+/// a batch failed whole (unavailable, timed out, queue full) while a second topic had failed so
+/// in the pass; one topic or partition that cannot take records is only held.
 async fn pass<K: Sink>(
     spool: &Arc<Spool>,
     kafka: &K,
@@ -134,30 +175,36 @@ async fn pass<K: Sink>(
 ) -> Pass {
     let mut next = 0;
     let (mut read_any, mut failed, mut delete_failed) = (false, 0u64, false);
+    let mut kafka_failed_topics = HashSet::new();
     loop {
         let reader = spool.clone();
-        let batch =
-            match tokio::task::spawn_blocking(move || reader.from_seq(next, REPLAY_BATCH)).await {
-                Ok(Ok(batch)) => batch,
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "spool read failed");
-                    Vec::new()
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "spool read task failed");
-                    Vec::new()
-                }
-            };
+        let batch = match tokio::task::spawn_blocking(move || {
+            reader.from_seq(next, REPLAY_BATCH, REPLAY_BATCH_BYTES)
+        })
+        .await
+        {
+            Ok(Ok(batch)) => batch,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "spool read failed");
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "spool read task failed");
+                Vec::new()
+            }
+        };
         let Some((last, ..)) = batch.last() else {
             break;
         };
         next = last + 1;
         read_any = true;
-        let full = batch.len() == REPLAY_BATCH;
-        let todo: Vec<_> = batch
-            .iter()
-            .filter(|(seq, r, _)| !held.holds(*seq, r))
-            .collect();
+        let mut todo = Vec::new();
+        for item in &batch {
+            if !held.holds(item.0, &item.1) {
+                todo.push(item);
+            }
+        }
+        let sent = todo.len();
         // Sent together, so librdkafka batches them; enqueued in spool order, so each
         // partition receives them in order.
         let deadline = Instant::now() + REPLAY_TIMEOUT;
@@ -166,7 +213,7 @@ async fn pass<K: Sink>(
         // `delivered` is what leaves the spool; `acknowledged` what its own topic took.
         let mut delivered = Vec::new();
         let mut acknowledged = 0u64;
-        let mut kafka_failed = false;
+        let mut kafka_failures = 0;
         for ((seq, r, len), result) in todo.into_iter().zip(results) {
             let error = match result {
                 Ok(_) => {
@@ -192,10 +239,10 @@ async fn pass<K: Sink>(
                 }
             }
             failed += 1;
-            kafka_failed |= matches!(
-                error,
-                ProduceError::Timeout | ProduceError::QueueFull | ProduceError::Unavailable(_)
-            );
+            if is_kafka_failure(&error) {
+                kafka_failures += 1;
+                kafka_failed_topics.insert(r.topic.clone());
+            }
             held.left_behind(*seq, r, &error);
         }
         let remover = spool.clone();
@@ -210,7 +257,7 @@ async fn pass<K: Sink>(
                 tracing::error!(error = %e, "spool delete task failed")
             }
         }
-        if kafka_failed || !full {
+        if sent > 0 && kafka_failures == sent && kafka_failed_topics.len() > 1 {
             break;
         }
     }
@@ -277,3 +324,6 @@ async fn replay_one<K: Sink>(
     };
     kafka.send(&record, deadline).await
 }
+
+#[cfg(test)]
+mod tests;

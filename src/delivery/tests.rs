@@ -244,7 +244,7 @@ async fn a_body_that_took_the_whole_ack_timeout_is_not_spooled() {
     assert!(!spool.holds_key("k"));
     // With time left, the same record is spooled.
     let sent = delivery
-        .send(&webhook_record(), Instant::now() + Duration::from_secs(1))
+        .send(&webhook_record(), Instant::now() + Duration::from_secs(30))
         .await;
     assert!(matches!(sent, Ok(Delivered::Spooled { .. })), "{sent:?}");
 }
@@ -265,6 +265,11 @@ async fn a_spool_write_that_outlasts_the_deadline_is_answered_at_the_deadline() 
         deadline,
         "answered at the deadline, not later"
     );
+    let metrics = String::from_utf8(delivery.metrics.render()).expect("utf-8");
+    assert!(
+        metrics.contains(r#"qikchat_bridge_spool_appends_total{result="late"} 1"#),
+        "{metrics}"
+    );
     // The write itself goes on once the disk moves: a duplicate with the retry, never a loss.
     drop(stalled);
     let waiting = std::time::Instant::now();
@@ -276,4 +281,19 @@ async fn a_spool_write_that_outlasts_the_deadline_is_answered_at_the_deadline() 
         std::thread::sleep(Duration::from_millis(1));
     }
     assert!(spool.holds_key("k"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_topic_kafka_cannot_take_now_does_not_hold_back_the_other_topics() {
+    // A partition without a leader, or a topic deleted with auto-creation off: its records time
+    // out or come back unavailable while the cluster takes the others.
+    let kafka = FakeKafka::refusing(
+        &["leaderless"],
+        ProduceError::Unavailable("UnknownTopicOrPartition".into()),
+    );
+    let mut topics = vec!["leaderless"; 300];
+    topics.push("ok");
+    let (spool, metrics) = replay_into(kafka, &topics, Duration::from_secs(30)).await;
+    assert_eq!(spool.records(), 300);
+    assert_eq!(metrics.spool.replayed.get(), 1);
 }

@@ -8,8 +8,8 @@ use crate::spool::{Spool, SpoolError};
 
 #[derive(Debug)]
 pub struct SpoolMetrics {
-    /// Resolved for `ok`, `full` and `error` at start-up, so all three show from the first scrape.
-    appends: [IntCounter; 3],
+    /// Resolved for every result at start-up, so all show from the first scrape.
+    appends: [IntCounter; 5],
     pub replayed: IntCounter,
     pub replay_failures: IntCounter,
     pub deadlettered: IntCounter,
@@ -24,7 +24,7 @@ impl SpoolMetrics {
         let appends = IntCounterVec::new(
             Opts::new(
                 name("spool_appends_total"),
-                "Records written to the spool, by result (ok, full, error)",
+                "Records written to the spool, by result (ok, full, error, busy, late)",
             ),
             &["result"],
         )?;
@@ -59,7 +59,8 @@ impl SpoolMetrics {
         }
         registry.register(Box::new(oldest_age.clone()))?;
         Ok(SpoolMetrics {
-            appends: ["ok", "full", "error"].map(|r| appends.with_label_values(&[r])),
+            appends: ["ok", "full", "error", "busy", "late"]
+                .map(|r| appends.with_label_values(&[r])),
             replayed,
             replay_failures,
             deadlettered,
@@ -75,8 +76,14 @@ impl SpoolMetrics {
             Ok(_) => 0,
             Err(SpoolError::Full { .. }) => 1,
             Err(SpoolError::Io(_)) => 2,
+            Err(SpoolError::Busy { .. }) => 3,
         };
         self.appends[i].inc();
+    }
+
+    /// A write that did not finish by its request's deadline (it may still commit).
+    pub fn late(&self) {
+        self.appends[4].inc();
     }
 
     /// Refreshes the gauges; called before each scrape. Blocking (reads the oldest record).

@@ -25,18 +25,20 @@ fn create(path: &Path) -> Result<Database, DatabaseError> {
 /// otherwise vanish with their file in a power loss.
 pub(super) fn open_or_move_aside(dir: &Path, path: &Path) -> Result<Database, SpoolError> {
     let db = open_or_move_aside_unsynced(dir, path)?;
-    sync_dir(dir)?;
+    sync_dir(dir);
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         // The spool directory itself may be new too (`create_dir_all`).
-        sync_dir(parent)?;
+        sync_dir(parent);
     }
     Ok(db)
 }
 
-fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| SpoolError::Io(format!("cannot sync directory {}: {e}", dir.display())))
+/// Some filesystems (FUSE, CIFS) refuse to sync a directory: that costs the new file's entry
+/// its durability there, which is no reason to refuse to start.
+fn sync_dir(dir: &Path) {
+    if let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot sync the spool's directory");
+    }
 }
 
 fn open_or_move_aside_unsynced(dir: &Path, path: &Path) -> Result<Database, SpoolError> {

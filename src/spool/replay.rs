@@ -10,18 +10,20 @@ use super::{io, Oldest, Spool, SpoolError, SpooledRecord, RECORDS, UNREADABLE};
 impl Spool {
     /// The oldest records, in order, up to `limit`. Blocking.
     pub fn oldest(&self, limit: usize) -> Result<Vec<(u64, SpooledRecord, u64)>, SpoolError> {
-        self.from_seq(0, limit)
+        self.from_seq(0, limit, u64::MAX)
     }
 
-    /// The records from sequence number `first` on, in order, up to `limit`, for replay.
-    /// Blocking. An entry that cannot be decoded is moved to the `unreadable` table (kept for
-    /// inspection), so it can neither stall replay behind it nor count against the spool's size.
+    /// The records from sequence number `first` on, in order, up to `limit` records and — past
+    /// the first — `max_bytes` stored bytes, for replay. Blocking. An entry that cannot be
+    /// decoded is moved to the `unreadable` table (kept for inspection), so it can neither stall
+    /// replay behind it nor count against the spool's size.
     pub fn from_seq(
         &self,
         first: u64,
         limit: usize,
+        max_bytes: u64,
     ) -> Result<Vec<(u64, SpooledRecord, u64)>, SpoolError> {
-        let (out, unreadable) = self.read_from(first, limit)?;
+        let (out, unreadable) = self.read_from(first, limit, max_bytes)?;
         if !unreadable.is_empty() {
             self.set_aside(&unreadable)?;
         }
@@ -30,7 +32,7 @@ impl Spool {
 
     /// Up to `limit` decoded records from `first` on, in order, and the undecodable entries
     /// among them.
-    fn read_from(&self, first: u64, limit: usize) -> Result<Oldest, SpoolError> {
+    fn read_from(&self, first: u64, limit: usize, max_bytes: u64) -> Result<Oldest, SpoolError> {
         let txn = self.db.begin_read().map_err(io)?;
         let table = match txn.open_table(RECORDS) {
             Ok(t) => t,
@@ -38,14 +40,18 @@ impl Spool {
             Err(e) => return Err(io(e)),
         };
         let (mut out, mut unreadable) = (Vec::new(), Vec::new());
+        let mut bytes = 0u64;
         for entry in table.range(first..).map_err(io)? {
-            if out.len() >= limit {
+            if out.len() >= limit || (!out.is_empty() && bytes >= max_bytes) {
                 break;
             }
             let (seq, value) = entry.map_err(io)?;
             let raw = value.value();
             match postcard::from_bytes::<SpooledRecord>(raw) {
-                Ok(r) => out.push((seq.value(), r, raw.len() as u64)),
+                Ok(r) => {
+                    bytes += raw.len() as u64;
+                    out.push((seq.value(), r, raw.len() as u64));
+                }
                 Err(_) => unreadable.push((seq.value(), raw.len() as u64)),
             }
         }
@@ -104,7 +110,7 @@ impl Spool {
 
     /// Receive time of the oldest waiting record. Blocking.
     pub fn oldest_timestamp_ms(&self) -> Option<i64> {
-        let (oldest, _) = self.read_from(0, 1).ok()?;
+        let (oldest, _) = self.read_from(0, 1, u64::MAX).ok()?;
         oldest.first().map(|(_, r, _)| r.timestamp_ms)
     }
 }

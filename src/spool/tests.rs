@@ -218,3 +218,37 @@ async fn undecodable_entries_are_set_aside_and_do_not_stall_the_records_behind_t
         "kept, not deleted"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_waiting_for_a_stalled_disk_are_bounded_and_the_rest_refused_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(dir.path(), 1 << 30, 1).expect("open");
+    let stalled = spool.stall_writes();
+    let large = || SpooledRecord {
+        value: vec![b'x'; 1 << 20],
+        ..record(Some("k"), "r")
+    };
+    // Callers that gave up (their requests were answered at the deadline) leave their copies
+    // in the writer's queue until the disk moves.
+    let mut waiting = Vec::new();
+    let refused = loop {
+        let append = spool.append(large());
+        match tokio::time::timeout(Duration::from_millis(20), append).await {
+            Ok(Err(e)) => break e,
+            Ok(Ok(seq)) => panic!("committed while stalled: {seq}"),
+            Err(_gave_up) => waiting.push(()),
+        }
+        assert!(waiting.len() <= 64, "more than 64 MiB waiting");
+    };
+    assert!(matches!(refused, SpoolError::Busy { .. }), "{refused:?}");
+    assert_eq!(
+        waiting.len(),
+        63,
+        "64 MiB of 1 MiB records with their headers"
+    );
+    // Once the disk moves, the waiting writes commit and room returns.
+    drop(stalled);
+    let small = spool.append(record(Some("k"), "after")).await;
+    assert!(small.is_ok(), "{small:?}");
+    assert_eq!(spool.records(), 64);
+}

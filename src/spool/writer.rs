@@ -37,6 +37,9 @@ pub(super) fn write_loop(
             }
         }
         let result = commit(db, &group, next_seq);
+        for a in &group {
+            holdings.written(a.len);
+        }
         if result.is_ok() {
             next_seq += group.len() as u64;
             holdings

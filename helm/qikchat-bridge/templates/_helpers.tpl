@@ -221,10 +221,13 @@ password
 {{- with (.Values.resources.limits | default dict).memory -}}
 {{- if regexMatch "^[0-9]+(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$" (toString .) -}}
 {{- $limit := include "qikchat-bridge.quantityBytes" . | atoi -}}
-{{- $bodies := mul (add (int64 $c.maxInFlightBytes) (mul (int64 $c.maxInFlight) 65536)) (ternary 2 1 $.Values.persistence.enabled) -}}
-{{- $need := add $bodies (mul 160 1048576) -}}
+{{- $bodies := add (int64 $c.maxInFlightBytes) (mul (int64 $c.maxInFlight) 65536) -}}
+{{- /* With the spool: encoded writes waiting for the disk (64 MiB at most) and replay's batch
+     (16 MiB and one body), decoded and in its producer's queue. */ -}}
+{{- $spool := ternary (add (mul 64 1048576) (mul 2 (add (mul 16 1048576) (int64 $c.maxBodyBytes)))) 0 $.Values.persistence.enabled -}}
+{{- $need := add $bodies $spool (mul 160 1048576) -}}
 {{- if gt (int64 $need) (int64 $limit) -}}
-{{- fail (printf "resources.limits.memory (%s) is below what the bridge may hold: config.maxInFlightBytes + config.maxInFlight x 64 KiB (%d bytes of bodies%s) + 64 MiB of librdkafka queue + 96 MiB = %d bytes; lower config.maxInFlightBytes or config.maxInFlight, or raise the limit" (toString .) (add (int64 $c.maxInFlightBytes) (mul (int64 $c.maxInFlight) 65536)) (ternary ", twice with persistence" "" $.Values.persistence.enabled) (int64 $need)) -}}
+{{- fail (printf "resources.limits.memory (%s) is below what the bridge may hold: config.maxInFlightBytes + config.maxInFlight x 64 KiB (%d bytes of bodies)%s + 64 MiB of librdkafka queue + 96 MiB = %d bytes; lower config.maxInFlightBytes or config.maxInFlight, or raise the limit" (toString .) (int64 $bodies) (ternary (printf " + the spool's writes and replay (%d bytes)" (int64 $spool)) "" $.Values.persistence.enabled) (int64 $need)) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
