@@ -1,0 +1,120 @@
+//! Kafka sources tests: properties made again from files, and the fingerprints that watch them.
+
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn the_properties_are_made_again_from_the_files_as_they_are_now() {
+    let sources = KafkaSources::new(
+        env(&[
+            ("KAFKA_SASL_PASSWORD_FILE", "/run/secrets/password"),
+            ("HOME", "/root"),
+        ]),
+        &["sasl.username=bridge".to_string()],
+        Duration::from_secs(2),
+    );
+    let read = |text: &'static str| move |_: &Path| Ok(format!("{text}\n"));
+    let first = sources.properties(&read("first")).expect("valid");
+    let second = sources.properties(&read("second")).expect("valid");
+    assert_eq!(first.get("sasl.password"), Some("first"));
+    assert_eq!(second.get("sasl.password"), Some("second"));
+    assert_eq!(second.get("sasl.username"), Some("bridge"));
+    assert_eq!(second.get("message.timeout.ms"), Some("2000"));
+}
+
+#[test]
+fn a_file_changed_between_start_up_and_the_first_look_is_a_change() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let password = dir.path().join("password");
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&password, "first").expect("write");
+    std::fs::write(&ca, "first CA").expect("write");
+    let sources = KafkaSources::new(
+        env(&[(
+            "KAFKA_SASL_PASSWORD_FILE",
+            password.to_str().expect("utf-8"),
+        )]),
+        &[format!("ssl.ca.location={}", ca.display())],
+        Duration::from_secs(2),
+    );
+    let (props, watched) = sources
+        .properties_watched(&|p: &Path| std::fs::read_to_string(p))
+        .expect("valid");
+    assert_eq!(watched.files(), sources.files(&props));
+    assert_eq!(watched.now(), watched, "nothing changed");
+    std::fs::write(&ca, "second CA").expect("write");
+    assert_ne!(watched.now(), watched);
+    std::fs::remove_file(&password).expect("remove");
+    let gone = watched.now();
+    std::fs::write(&password, "first").expect("write");
+    assert_ne!(gone, gone.now(), "a file that comes back is a change");
+
+    // A new location: the file watched before keeps its old fingerprint, so a rotation
+    // between that fingerprint and the rebase is still a change.
+    let key = dir.path().join("tls.key");
+    std::fs::write(&key, "key").expect("write");
+    let before = watched.clone();
+    std::fs::write(&password, "rotated").expect("write");
+    let rebased = before.rebase(vec![password.clone(), key.clone()]);
+    assert_eq!(rebased.files(), [password, key]);
+    assert_ne!(rebased.now(), rebased);
+}
+
+#[test]
+fn a_ca_directory_changes_when_a_certificate_in_it_is_added_changed_or_removed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cas = dir.path().join("cas");
+    std::fs::create_dir(&cas).expect("mkdir");
+    std::fs::write(cas.join("1a2b3c4d.0"), "first CA").expect("write");
+    let watched = Watched::read(vec![cas.clone()]);
+    assert!(
+        watched.0[0].1.is_some(),
+        "a directory is read, not unreadable"
+    );
+    assert_eq!(watched.now(), watched, "nothing changed");
+    std::fs::create_dir(cas.join("..data")).expect("a subdirectory is no certificate");
+    assert_eq!(watched.now(), watched);
+
+    std::fs::write(cas.join("5e6f7a8b.0"), "second CA").expect("write");
+    let added = watched.now();
+    assert_ne!(added, watched, "a certificate added");
+    std::fs::write(cas.join("5e6f7a8b.0"), "second CA, renewed").expect("write");
+    let changed = added.now();
+    assert_ne!(changed, added, "a certificate changed");
+    std::fs::remove_file(cas.join("5e6f7a8b.0")).expect("remove");
+    assert_eq!(changed.now(), watched, "back to the first CA alone");
+
+    // The same bytes split differently between name and contents are another directory.
+    std::fs::remove_file(cas.join("1a2b3c4d.0")).expect("remove");
+    std::fs::write(cas.join("1a2b3c4d.0f"), "irst CA").expect("write");
+    assert_ne!(watched.now(), watched);
+}
+
+#[test]
+fn the_watched_files_are_the_secret_files_and_the_ones_librdkafka_reads() {
+    let sources = KafkaSources::new(
+        env(&[
+            ("KAFKA_SASL_PASSWORD_FILE", "/s/password"),
+            ("KAFKA_SSL_KEY_LOCATION", "/tls/tls.key"),
+            ("KAFKA_SSL_CA_LOCATION", "probe"),
+        ]),
+        &[
+            "ssl.certificate.location=/tls/tls.crt".to_string(),
+            "ssl.key.location=/tls/tls.key".to_string(),
+        ],
+        Duration::from_secs(2),
+    );
+    let props = sources
+        .properties(&|_: &Path| Ok("pw".into()))
+        .expect("valid");
+    assert_eq!(
+        sources.files(&props),
+        ["/s/password", "/tls/tls.crt", "/tls/tls.key"].map(PathBuf::from)
+    );
+}
