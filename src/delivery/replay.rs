@@ -85,13 +85,29 @@ async fn pass<K: Sink>(
     metrics: &Metrics,
     held: &mut Held,
 ) -> Pass {
+    // The pass ends at the record that was newest when it began: under steady spooling, a pass
+    // reading on to the records appended meanwhile would never end, and what it holds back (its
+    // topics, its conversations) would never be tried again.
+    let reader = spool.clone();
+    let end = match tokio::task::spawn_blocking(move || reader.last_seq()).await {
+        Ok(Ok(Some(end))) => end,
+        Ok(Ok(None)) => return Pass::Empty,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "spool read failed");
+            return Pass::Empty;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "spool read task failed");
+            return Pass::Empty;
+        }
+    };
     let mut next = 0;
     let (mut read_any, mut failed, mut delete_failed) = (false, 0u64, false);
     let mut kafka_failed_topics = HashSet::new();
-    loop {
+    while next <= end {
         let reader = spool.clone();
         let batch = match tokio::task::spawn_blocking(move || {
-            reader.from_seq(next, REPLAY_BATCH, REPLAY_BATCH_BYTES)
+            reader.from_seq(next..=end, REPLAY_BATCH, REPLAY_BATCH_BYTES)
         })
         .await
         {

@@ -297,3 +297,62 @@ async fn a_topic_kafka_cannot_take_now_does_not_hold_back_the_other_topics() {
     assert_eq!(spool.records(), 300);
     assert_eq!(metrics.spool.replayed.get(), 1);
 }
+
+/// Takes every record but those of topic `down` (unavailable), and spools a new record of topic
+/// `ok` for each it is sent: webhooks arriving steadily while replay runs.
+struct SteadyTraffic {
+    spool: Mutex<Option<Arc<Spool>>>,
+}
+
+impl Sink for SteadyTraffic {
+    async fn send(&self, record: &Record<'_>, _: Instant) -> Result<Delivered, ProduceError> {
+        let spool = self.spool.lock().expect("lock").clone().expect("spool");
+        spool.append(spooled("ok")).await.expect("append");
+        if record.topic == "down" {
+            return Err(ProduceError::Unavailable("NotLeaderForPartition".into()));
+        }
+        Ok(Delivered::Kafka {
+            partition: 0,
+            offset: 0,
+        })
+    }
+}
+
+// On the real clock: a pass that never ends keeps a blocking task running, which stops a paused
+// clock from ever reaching the test's timeout.
+#[tokio::test]
+async fn a_pass_ends_at_the_record_that_was_newest_when_it_began_despite_steady_traffic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(dir.path(), 64 << 20, 1).expect("open");
+    spool.append(spooled("down")).await.expect("append");
+    spool.append(spooled("ok")).await.expect("append");
+    let kafka = Arc::new(SteadyTraffic {
+        spool: Mutex::new(Some(spool.clone())),
+    });
+    let metrics = Arc::new(Metrics::new(&[]).expect("metrics"));
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(replay(
+        spool.clone(),
+        kafka,
+        "dlq".into(),
+        metrics.clone(),
+        stop,
+    ));
+    // A pass that ends counts its failure and waits before the next; one that read on to the
+    // records each send appends would never end, nor count it.
+    let _ = tokio::time::timeout(Duration::from_secs(20), async {
+        while metrics.spool.replay_failures.get() < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    stop_tx.send(true).expect("stop");
+    task.abort();
+    let _ = task.await;
+    assert!(
+        metrics.spool.replay_failures.get() >= 2,
+        "passes ended: {} failures counted",
+        metrics.spool.replay_failures.get()
+    );
+    assert!(spool.holds_key("k"), "the unavailable topic's record waits");
+}

@@ -1,29 +1,42 @@
 //! What replay reads and deletes: records in order from a sequence number, removal once
 //! delivered, and undecodable entries set aside.
 
+use std::ops::RangeInclusive;
 use std::sync::atomic::Ordering;
 
-use redb::{Durability, ReadableDatabase};
+use redb::{Durability, ReadableDatabase, ReadableTable};
 
 use super::{io, Oldest, Spool, SpoolError, SpooledRecord, RECORDS, UNREADABLE};
 
 impl Spool {
     /// The oldest records, in order, up to `limit`. Blocking.
     pub fn oldest(&self, limit: usize) -> Result<Vec<(u64, SpooledRecord, u64)>, SpoolError> {
-        self.from_seq(0, limit, u64::MAX)
+        self.from_seq(0..=u64::MAX, limit, u64::MAX)
     }
 
-    /// The records from sequence number `first` on, in order, up to `limit` records and — past
+    /// The newest record's sequence number, `None` when the spool is empty. Blocking.
+    pub fn last_seq(&self) -> Result<Option<u64>, SpoolError> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let table = match txn.open_table(RECORDS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(io(e)),
+        };
+        let last = table.last().map_err(io)?.map(|(seq, _)| seq.value());
+        Ok(last)
+    }
+
+    /// The records with sequence numbers in `seqs`, in order, up to `limit` records and — past
     /// the first — `max_bytes` stored bytes, for replay. Blocking. An entry that cannot be
     /// decoded is moved to the `unreadable` table (kept for inspection), so it can neither stall
     /// replay behind it nor count against the spool's size.
     pub fn from_seq(
         &self,
-        first: u64,
+        seqs: RangeInclusive<u64>,
         limit: usize,
         max_bytes: u64,
     ) -> Result<Vec<(u64, SpooledRecord, u64)>, SpoolError> {
-        let (out, unreadable) = self.read_from(first, limit, max_bytes)?;
+        let (out, unreadable) = self.read_from(seqs, limit, max_bytes)?;
         if !unreadable.is_empty() {
             self.set_aside(&unreadable)?;
         }
@@ -32,7 +45,12 @@ impl Spool {
 
     /// Up to `limit` decoded records from `first` on, in order, and the undecodable entries
     /// among them.
-    fn read_from(&self, first: u64, limit: usize, max_bytes: u64) -> Result<Oldest, SpoolError> {
+    fn read_from(
+        &self,
+        seqs: RangeInclusive<u64>,
+        limit: usize,
+        max_bytes: u64,
+    ) -> Result<Oldest, SpoolError> {
         let txn = self.db.begin_read().map_err(io)?;
         let table = match txn.open_table(RECORDS) {
             Ok(t) => t,
@@ -41,7 +59,7 @@ impl Spool {
         };
         let (mut out, mut unreadable) = (Vec::new(), Vec::new());
         let mut bytes = 0u64;
-        for entry in table.range(first..).map_err(io)? {
+        for entry in table.range(seqs).map_err(io)? {
             if out.len() >= limit || (!out.is_empty() && bytes >= max_bytes) {
                 break;
             }
@@ -110,7 +128,7 @@ impl Spool {
 
     /// Receive time of the oldest waiting record. Blocking.
     pub fn oldest_timestamp_ms(&self) -> Option<i64> {
-        let (oldest, _) = self.read_from(0, 1, u64::MAX).ok()?;
+        let (oldest, _) = self.read_from(0..=u64::MAX, 1, u64::MAX).ok()?;
         oldest.first().map(|(_, r, _)| r.timestamp_ms)
     }
 }

@@ -246,9 +246,51 @@ async fn writes_waiting_for_a_stalled_disk_are_bounded_and_the_rest_refused_at_o
         63,
         "64 MiB of 1 MiB records with their headers"
     );
-    // Once the disk moves, the waiting writes commit and room returns.
+    // Once the disk moves, the waiting writes commit and their room returns.
     drop(stalled);
-    let small = spool.append(record(Some("k"), "after")).await;
-    assert!(small.is_ok(), "{small:?}");
+    let waited = std::time::Instant::now();
+    while spool.records() < 63 {
+        assert!(
+            waited.elapsed() < Duration::from_secs(10),
+            "never committed"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let again = spool.append(large()).await;
+    assert!(again.is_ok(), "{again:?}");
     assert_eq!(spool.records(), 64);
+}
+
+#[tokio::test]
+async fn replay_reads_a_range_of_sequence_numbers_within_a_byte_cap() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("open");
+    for i in 0..5 {
+        spool
+            .append(record(None, &format!("r{i}")))
+            .await
+            .expect("append");
+    }
+    let seqs =
+        |got: Vec<(u64, SpooledRecord, u64)>| got.iter().map(|(s, ..)| *s).collect::<Vec<_>>();
+    assert_eq!(spool.last_seq().expect("read"), Some(4));
+    assert_eq!(
+        seqs(spool.from_seq(0..=4, 256, u64::MAX).expect("read")),
+        [0, 1, 2, 3, 4]
+    );
+    assert_eq!(
+        seqs(spool.from_seq(1..=3, 256, u64::MAX).expect("read")),
+        [1, 2, 3]
+    );
+    assert_eq!(
+        seqs(spool.from_seq(0..=4, 2, u64::MAX).expect("read")),
+        [0, 1]
+    );
+    // The cap is checked before each record past the first: one record always comes.
+    assert_eq!(seqs(spool.from_seq(2..=4, 256, 1).expect("read")), [2]);
+    let one = spool.from_seq(0..=0, 1, u64::MAX).expect("read")[0].2;
+    assert_eq!(
+        seqs(spool.from_seq(0..=4, 256, one + 1).expect("read")),
+        [0, 1]
+    );
 }
