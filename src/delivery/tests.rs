@@ -72,6 +72,28 @@ async fn replay_into(
     replay_records(kafka, topics.iter().map(|t| spooled(t)).collect(), wait).await
 }
 
+/// The replay task on `spool` into `kafka` (dead-letter topic `dlq`): its metrics, its stop
+/// signal and the task.
+fn start_replay<K: Sink>(
+    spool: &Arc<Spool>,
+    kafka: Arc<K>,
+) -> (
+    Arc<Metrics>,
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+) {
+    let metrics = Arc::new(Metrics::new(&[]).expect("metrics"));
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(replay(
+        spool.clone(),
+        kafka,
+        "dlq".into(),
+        metrics.clone(),
+        stop,
+    ));
+    (metrics, stop_tx, task)
+}
+
 /// Spools `records`, replays them into `kafka` for up to `wait`, and returns the spool and
 /// the metrics.
 async fn replay_records(
@@ -84,15 +106,7 @@ async fn replay_records(
     for record in records {
         spool.append(record).await.expect("append");
     }
-    let metrics = Arc::new(Metrics::new(&[]).expect("metrics"));
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(replay(
-        spool.clone(),
-        kafka,
-        "dlq".into(),
-        metrics.clone(),
-        stop,
-    ));
+    let (metrics, stop_tx, task) = start_replay(&spool, kafka);
     let _ = tokio::time::timeout(wait, async {
         while spool.records() > 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -301,13 +315,12 @@ async fn a_topic_kafka_cannot_take_now_does_not_hold_back_the_other_topics() {
 /// Takes every record but those of topic `down` (unavailable), and spools a new record of topic
 /// `ok` for each it is sent: webhooks arriving steadily while replay runs.
 struct SteadyTraffic {
-    spool: Mutex<Option<Arc<Spool>>>,
+    spool: Arc<Spool>,
 }
 
 impl Sink for SteadyTraffic {
     async fn send(&self, record: &Record<'_>, _: Instant) -> Result<Delivered, ProduceError> {
-        let spool = self.spool.lock().expect("lock").clone().expect("spool");
-        spool.append(spooled("ok")).await.expect("append");
+        self.spool.append(spooled("ok")).await.expect("append");
         if record.topic == "down" {
             return Err(ProduceError::Unavailable("NotLeaderForPartition".into()));
         }
@@ -327,17 +340,9 @@ async fn a_pass_ends_at_the_record_that_was_newest_when_it_began_despite_steady_
     spool.append(spooled("down")).await.expect("append");
     spool.append(spooled("ok")).await.expect("append");
     let kafka = Arc::new(SteadyTraffic {
-        spool: Mutex::new(Some(spool.clone())),
+        spool: spool.clone(),
     });
-    let metrics = Arc::new(Metrics::new(&[]).expect("metrics"));
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(replay(
-        spool.clone(),
-        kafka,
-        "dlq".into(),
-        metrics.clone(),
-        stop,
-    ));
+    let (metrics, stop_tx, task) = start_replay(&spool, kafka);
     // A pass that ends counts its failure and waits before the next; one that read on to the
     // records each send appends would never end, nor count it.
     let _ = tokio::time::timeout(Duration::from_secs(20), async {
