@@ -72,12 +72,12 @@ pub enum StartError {
     Spool(#[from] spool::SpoolError),
 }
 
-/// Runs the bridge until `shutdown` resolves, then drains: readiness turns 503, the listener
-/// waits `shutdown_delay` (so load balancers stop sending), stops accepting, lets in-flight
-/// requests finish within `shutdown_grace`, and flushes the producer.
 /// How long shutdown waits for the spool's writer to finish and close the file.
 const SPOOL_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// Runs the bridge until `shutdown` resolves, then drains: readiness turns 503, the listener
+/// waits `shutdown_delay` (so load balancers stop sending), stops accepting, lets in-flight
+/// requests finish within `shutdown_grace`, and flushes the producer.
 pub async fn run(
     config: Config,
     listeners: Listeners,

@@ -218,7 +218,7 @@ impl Spool {
         let before = self.holdings.bytes.fetch_add(len, Ordering::SeqCst);
         if before + len > self.max_bytes {
             self.holdings.bytes.fetch_sub(len, Ordering::SeqCst);
-            self.holdings.waiting.fetch_sub(len, Ordering::SeqCst);
+            self.holdings.written(len);
             return Err(SpoolError::Full {
                 max: self.max_bytes,
             });

@@ -1,5 +1,6 @@
-//! Replay: the spool sent to Kafka in order, in passes over the whole spool, so records that
-//! cannot be delivered yet never hold back those of other topics and conversations behind them.
+//! Replay: the spool sent to Kafka in order, in passes over what it held when each began, so
+//! records that cannot be delivered yet never hold back those of other topics and conversations
+//! behind them.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use crate::record::{
     Record, RecordHeaders, HEADER_BODY_SHA256, HEADER_CONTENT_TYPE, HEADER_DEADLETTER_REASON,
     HEADER_RECEIVED_AT, HEADER_REQUEST_ID,
 };
-use crate::spool::{Spool, SpooledRecord};
+use crate::spool::{Spool, SpoolError, SpooledRecord};
 
 mod held;
 use held::{is_kafka_failure, Held};
@@ -88,39 +89,18 @@ async fn pass<K: Sink>(
     // The pass ends at the record that was newest when it began: under steady spooling, a pass
     // reading on to the records appended meanwhile would never end, and what it holds back (its
     // topics, its conversations) would never be tried again.
-    let reader = spool.clone();
-    let end = match tokio::task::spawn_blocking(move || reader.last_seq()).await {
-        Ok(Ok(Some(end))) => end,
-        Ok(Ok(None)) => return Pass::Empty,
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "spool read failed");
-            return Pass::Empty;
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "spool read task failed");
-            return Pass::Empty;
-        }
+    let Some(Some(end)) = read(spool, |s| s.last_seq()).await else {
+        return Pass::Empty;
     };
     let mut next = 0;
     let (mut read_any, mut failed, mut delete_failed) = (false, 0u64, false);
     let mut kafka_failed_topics = HashSet::new();
     while next <= end {
-        let reader = spool.clone();
-        let batch = match tokio::task::spawn_blocking(move || {
-            reader.from_seq(next..=end, REPLAY_BATCH, REPLAY_BATCH_BYTES)
+        let batch = read(spool, move |s| {
+            s.from_seq(next..=end, REPLAY_BATCH, REPLAY_BATCH_BYTES)
         })
         .await
-        {
-            Ok(Ok(batch)) => batch,
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "spool read failed");
-                Vec::new()
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "spool read task failed");
-                Vec::new()
-            }
-        };
+        .unwrap_or_default();
         let Some((last, ..)) = batch.last() else {
             break;
         };
@@ -195,6 +175,25 @@ async fn pass<K: Sink>(
         // A failed delete leaves delivered records behind: waiting keeps them from being sent
         // again in a tight loop.
         (true, n, _) => Pass::Failed(n),
+    }
+}
+
+/// A blocking read of the spool, off the async workers; `None` (logged) when it failed.
+async fn read<T: Send + 'static>(
+    spool: &Arc<Spool>,
+    f: impl FnOnce(&Spool) -> Result<T, SpoolError> + Send + 'static,
+) -> Option<T> {
+    let spool = spool.clone();
+    match tokio::task::spawn_blocking(move || f(&spool)).await {
+        Ok(Ok(t)) => Some(t),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "spool read failed");
+            None
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "spool read task failed");
+            None
+        }
     }
 }
 
