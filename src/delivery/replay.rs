@@ -251,3 +251,6 @@ async fn replay_one<K: Sink>(
     };
     kafka.send(&record, deadline).await
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,4 +1,5 @@
-//! Replay unit tests with a fake Kafka: what leaves the spool, where it goes, what is counted.
+//! Delivery unit tests: Kafka first, then the spool within the deadline; and the fake Kafka that
+//! replay's tests share.
 
 use std::sync::Mutex;
 
@@ -6,19 +7,19 @@ use super::*;
 use crate::record::RecordHeaders;
 
 /// A record the fake took: topic, key and headers.
-type Took = (String, Option<String>, Vec<(String, String)>);
+pub(super) type Took = (String, Option<String>, Vec<(String, String)>);
 
 /// Acknowledges every record but those for the topics in `refuses` or with a value in
 /// `refuses_values`, which get `error`, and remembers what it took.
-struct FakeKafka {
-    refuses: Vec<&'static str>,
-    refuses_values: Vec<&'static [u8]>,
-    error: ProduceError,
-    took: Mutex<Vec<Took>>,
+pub(super) struct FakeKafka {
+    pub(super) refuses: Vec<&'static str>,
+    pub(super) refuses_values: Vec<&'static [u8]>,
+    pub(super) error: ProduceError,
+    pub(super) took: Mutex<Vec<Took>>,
 }
 
 impl FakeKafka {
-    fn refusing(refuses: &[&'static str], error: ProduceError) -> Arc<FakeKafka> {
+    pub(super) fn refusing(refuses: &[&'static str], error: ProduceError) -> Arc<FakeKafka> {
         Arc::new(FakeKafka {
             refuses: refuses.to_vec(),
             refuses_values: Vec::new(),
@@ -46,182 +47,6 @@ impl Sink for FakeKafka {
             offset: took.len() as i64,
         })
     }
-}
-
-fn spooled(topic: &str) -> SpooledRecord {
-    SpooledRecord {
-        topic: topic.into(),
-        key: Some("k".into()),
-        value: b"{}".to_vec(),
-        headers: vec![
-            ("event".into(), "whatsapp:message:in".into()),
-            ("request-id".into(), "r1".into()),
-            ("body-sha256".into(), "44136fa3".into()),
-        ],
-        timestamp_ms: 1_700_000_000_000,
-    }
-}
-
-/// Spools a record for each topic, replays them into `kafka` for up to `wait` (paused
-/// clock), and returns the spool and the metrics.
-async fn replay_into(
-    kafka: Arc<FakeKafka>,
-    topics: &[&str],
-    wait: Duration,
-) -> (Arc<Spool>, Arc<Metrics>) {
-    replay_records(kafka, topics.iter().map(|t| spooled(t)).collect(), wait).await
-}
-
-/// The replay task on `spool` into `kafka` (dead-letter topic `dlq`): its metrics, its stop
-/// signal and the task.
-fn start_replay<K: Sink>(
-    spool: &Arc<Spool>,
-    kafka: Arc<K>,
-) -> (
-    Arc<Metrics>,
-    tokio::sync::watch::Sender<bool>,
-    tokio::task::JoinHandle<()>,
-) {
-    let metrics = Arc::new(Metrics::new(&[]).expect("metrics"));
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(replay(
-        spool.clone(),
-        kafka,
-        "dlq".into(),
-        metrics.clone(),
-        stop,
-    ));
-    (metrics, stop_tx, task)
-}
-
-/// Spools `records`, replays them into `kafka` for up to `wait`, and returns the spool and
-/// the metrics.
-async fn replay_records(
-    kafka: Arc<FakeKafka>,
-    records: Vec<SpooledRecord>,
-    wait: Duration,
-) -> (Arc<Spool>, Arc<Metrics>) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let spool = Spool::open(dir.path(), 16 << 20, 1).expect("open");
-    for record in records {
-        spool.append(record).await.expect("append");
-    }
-    let (metrics, stop_tx, task) = start_replay(&spool, kafka);
-    let _ = tokio::time::timeout(wait, async {
-        while spool.records() > 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await;
-    stop_tx.send(true).expect("stop");
-    task.await.expect("replay task");
-    (spool, metrics)
-}
-
-#[tokio::test]
-async fn a_spooled_record_its_topic_refuses_for_good_moves_to_the_dead_letter_topic() {
-    let kafka = FakeKafka::refusing(&["refused"], ProduceError::TooLarge);
-    let (spool, metrics) = replay_into(
-        kafka.clone(),
-        &["ok", "refused", "ok", "ok"],
-        Duration::from_secs(10),
-    )
-    .await;
-    assert_eq!(spool.records(), 0);
-    assert!(!spool.holds_key("k"));
-    assert_eq!(metrics.spool.replayed.get(), 3);
-    assert_eq!(metrics.spool.deadlettered.get(), 1);
-    assert_eq!(metrics.spool.replay_failures.get(), 0);
-    let took = kafka.took.lock().expect("lock");
-    let (_, key, headers) = took
-        .iter()
-        .find(|(t, ..)| t == "dlq")
-        .expect("dead-lettered");
-    // A dead-letter record of the consumer contract: no key, no event header, a reason.
-    assert_eq!(key, &None);
-    let names: Vec<&str> = headers.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(names, ["request-id", "body-sha256", "deadletter-reason"]);
-    assert_eq!(
-        headers[2].1,
-        "Kafka refused the record on topic refused: record exceeds the broker's size limit"
-    );
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_spooled_record_refused_by_its_topic_and_the_dead_letter_topic_stays_spooled() {
-    let kafka = FakeKafka::refusing(&["refused", "dlq"], ProduceError::TooLarge);
-    let (spool, metrics) = replay_into(kafka, &["ok", "refused"], Duration::from_secs(30)).await;
-    assert_eq!(spool.records(), 1);
-    assert!(spool.holds_key("k"));
-    assert_eq!(metrics.spool.replayed.get(), 1);
-    assert_eq!(metrics.spool.deadlettered.get(), 0);
-    assert!(metrics.spool.replay_failures.get() >= 2, "retried");
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_refusal_an_operator_can_fix_keeps_the_record_spooled_and_retried() {
-    let denied = ProduceError::Rejected("TopicAuthorizationFailed".into());
-    let kafka = FakeKafka::refusing(&["denied"], denied);
-    let (spool, metrics) =
-        replay_into(kafka.clone(), &["denied", "ok"], Duration::from_secs(30)).await;
-    assert_eq!(spool.records(), 1);
-    assert_eq!(metrics.spool.replayed.get(), 1);
-    assert_eq!(metrics.spool.deadlettered.get(), 0);
-    assert!(metrics.spool.replay_failures.get() >= 2, "retried");
-    let took = kafka.took.lock().expect("lock");
-    assert!(
-        took.iter().all(|(t, ..)| t == "ok"),
-        "nothing dead-lettered"
-    );
-}
-
-#[tokio::test(start_paused = true)]
-async fn records_behind_more_than_a_batch_of_refused_ones_are_still_replayed() {
-    let denied = ProduceError::Rejected("TopicAuthorizationFailed".into());
-    let kafka = FakeKafka::refusing(&["denied"], denied);
-    let mut topics = vec!["denied"; 300];
-    topics.push("ok");
-    let (spool, metrics) = replay_into(kafka.clone(), &topics, Duration::from_secs(30)).await;
-    assert_eq!(spool.records(), 300);
-    assert_eq!(metrics.spool.replayed.get(), 1, "the record behind them");
-    // The first pass sends a batch before the refusals come back; after that the topic is held
-    // for the rest of each pass and its conversation (all these share key k) sends only its
-    // first record: one failure a pass, not the whole spool each time.
-    let failures = metrics.spool.replay_failures.get();
-    assert!(failures > 256, "retried: {failures} failures");
-    assert!(failures < 2 * 256, "{failures} failures");
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_record_left_behind_is_not_overtaken_by_a_later_one_of_its_conversation() {
-    let kafka = Arc::new(FakeKafka {
-        refuses: vec!["dlq"],
-        refuses_values: vec![b"too big"],
-        error: ProduceError::TooLarge,
-        took: Mutex::new(Vec::new()),
-    });
-    let record = |topic: &str, key: &str, value: &[u8]| SpooledRecord {
-        key: Some(key.into()),
-        value: value.to_vec(),
-        ..spooled(topic)
-    };
-    // The first record of conversation k on topic t stays spooled (its topic and the dead-letter
-    // topic both refuse it); a later one of k on t comes more than a batch after it.
-    let mut records = vec![record("t", "k", b"too big")];
-    records.extend((0..300).map(|_| record("f", "other", b"{}")));
-    records.push(record("t", "k", b"{}"));
-    records.push(record("t", "k2", b"{}"));
-    records.push(record("f", "k", b"{}"));
-    let (spool, metrics) = replay_records(kafka.clone(), records, Duration::from_secs(30)).await;
-    assert_eq!(spool.records(), 2, "k's two records on t");
-    assert_eq!(metrics.spool.replayed.get(), 302);
-    let took = kafka.took.lock().expect("lock");
-    let keys_on_t: Vec<_> = took
-        .iter()
-        .filter(|(t, ..)| t == "t")
-        .map(|(_, k, _)| k.as_deref())
-        .collect();
-    assert_eq!(keys_on_t, [Some("k2")]);
 }
 
 /// A `Delivery` with a spool in a new directory, over a Kafka that never acknowledges in time.
@@ -295,69 +120,4 @@ async fn a_spool_write_that_outlasts_the_deadline_is_answered_at_the_deadline() 
         std::thread::sleep(Duration::from_millis(1));
     }
     assert!(spool.holds_key("k"));
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_topic_kafka_cannot_take_now_does_not_hold_back_the_other_topics() {
-    // A partition without a leader, or a topic deleted with auto-creation off: its records time
-    // out or come back unavailable while the cluster takes the others.
-    let kafka = FakeKafka::refusing(
-        &["leaderless"],
-        ProduceError::Unavailable("UnknownTopicOrPartition".into()),
-    );
-    let mut topics = vec!["leaderless"; 300];
-    topics.push("ok");
-    let (spool, metrics) = replay_into(kafka, &topics, Duration::from_secs(30)).await;
-    assert_eq!(spool.records(), 300);
-    assert_eq!(metrics.spool.replayed.get(), 1);
-}
-
-/// Takes every record but those of topic `down` (unavailable), and spools a new record of topic
-/// `ok` for each it is sent: webhooks arriving steadily while replay runs.
-struct SteadyTraffic {
-    spool: Arc<Spool>,
-}
-
-impl Sink for SteadyTraffic {
-    async fn send(&self, record: &Record<'_>, _: Instant) -> Result<Delivered, ProduceError> {
-        self.spool.append(spooled("ok")).await.expect("append");
-        if record.topic == "down" {
-            return Err(ProduceError::Unavailable("NotLeaderForPartition".into()));
-        }
-        Ok(Delivered::Kafka {
-            partition: 0,
-            offset: 0,
-        })
-    }
-}
-
-// On the real clock: a pass that never ends keeps a blocking task running, which stops a paused
-// clock from ever reaching the test's timeout.
-#[tokio::test]
-async fn a_pass_ends_at_the_record_that_was_newest_when_it_began_despite_steady_traffic() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let spool = Spool::open(dir.path(), 64 << 20, 1).expect("open");
-    spool.append(spooled("down")).await.expect("append");
-    spool.append(spooled("ok")).await.expect("append");
-    let kafka = Arc::new(SteadyTraffic {
-        spool: spool.clone(),
-    });
-    let (metrics, stop_tx, task) = start_replay(&spool, kafka);
-    // A pass that ends counts its failure and waits before the next; one that read on to the
-    // records each send appends would never end, nor count it.
-    let _ = tokio::time::timeout(Duration::from_secs(20), async {
-        while metrics.spool.replay_failures.get() < 2 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await;
-    stop_tx.send(true).expect("stop");
-    task.abort();
-    let _ = task.await;
-    assert!(
-        metrics.spool.replay_failures.get() >= 2,
-        "passes ended: {} failures counted",
-        metrics.spool.replay_failures.get()
-    );
-    assert!(spool.holds_key("k"), "the unavailable topic's record waits");
 }
