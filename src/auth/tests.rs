@@ -1,0 +1,118 @@
+//! Credential tests: parsing, the constant-time check, the refusal reasons.
+
+use super::*;
+
+fn creds(list: &[&str]) -> Credentials {
+    Credentials::new(
+        list.iter()
+            .map(|c| Credential::parse(c).expect("valid"))
+            .collect(),
+    )
+}
+
+#[test]
+fn the_header_from_qikchats_documentation_is_accepted() {
+    let c = creds(&["testuser:testpass"]);
+    assert_eq!(c.check(Some(b"Basic dGVzdHVzZXI6dGVzdHBhc3M=")), Ok(()));
+}
+
+#[test]
+fn the_scheme_is_case_insensitive_and_padding_optional() {
+    let c = creds(&["testuser:testpass"]);
+    assert_eq!(c.check(Some(b"basic dGVzdHVzZXI6dGVzdHBhc3M")), Ok(()));
+    assert_eq!(c.check(Some(b"BASIC  dGVzdHVzZXI6dGVzdHBhc3M= ")), Ok(()));
+}
+
+#[test]
+fn any_of_several_credentials_is_accepted_during_rotation() {
+    let c = creds(&["old:one", "new:two"]);
+    let header = |s: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(s)
+        )
+    };
+    assert_eq!(c.check(Some(header("old:one").as_bytes())), Ok(()));
+    assert_eq!(c.check(Some(header("new:two").as_bytes())), Ok(()));
+    assert_eq!(
+        c.check(Some(header("new:one").as_bytes())),
+        Err(AuthFailure::Wrong)
+    );
+}
+
+#[test]
+fn missing_malformed_and_wrong_are_told_apart() {
+    let c = creds(&["testuser:testpass"]);
+    assert_eq!(c.check(None), Err(AuthFailure::Missing));
+    assert_eq!(c.check(Some(b"Bearer abc")), Err(AuthFailure::Malformed));
+    assert_eq!(c.check(Some(b"Basic !!!")), Err(AuthFailure::Malformed));
+    assert_eq!(
+        c.check(Some(b"Basic bm9jb2xvbg==")),
+        Err(AuthFailure::Malformed)
+    );
+    assert_eq!(c.check(Some(b"Basic")), Err(AuthFailure::Malformed));
+    assert_eq!(
+        c.check(Some(b"Basic dGVzdHVzZXI6d3Jvbmc=")),
+        Err(AuthFailure::Wrong)
+    );
+}
+
+#[test]
+fn credentials_longer_than_the_stack_buffer_are_checked_too() {
+    for len in [
+        STACK_CREDENTIAL - 8,
+        STACK_CREDENTIAL,
+        STACK_CREDENTIAL + 1,
+        4000,
+    ] {
+        let credential = format!("user:{}", "p".repeat(len - 5));
+        let c = creds(&[&credential]);
+        let header = |s: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(s)
+            )
+        };
+        assert_eq!(
+            c.check(Some(header(&credential).as_bytes())),
+            Ok(()),
+            "{len}"
+        );
+        let wrong = format!("{}q", &credential[..credential.len() - 1]);
+        assert_eq!(
+            c.check(Some(header(&wrong).as_bytes())),
+            Err(AuthFailure::Wrong),
+            "{len}"
+        );
+        let no_colon = "p".repeat(len);
+        assert_eq!(
+            c.check(Some(header(&no_colon).as_bytes())),
+            Err(AuthFailure::Malformed),
+            "{len}"
+        );
+    }
+}
+
+#[test]
+fn passwords_may_contain_colons() {
+    let c = creds(&["u:p:a:ss"]);
+    let header = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("u:p:a:ss")
+    );
+    assert_eq!(c.check(Some(header.as_bytes())), Ok(()));
+}
+
+#[test]
+fn disabled_auth_accepts_anything() {
+    assert_eq!(Credentials::disabled().check(None), Ok(()));
+}
+
+#[test]
+fn debug_shows_users_but_not_passwords() {
+    let shown = format!("{:?}", creds(&["alice:topsecret"]));
+    assert!(
+        shown.contains("alice") && !shown.contains("topsecret"),
+        "{shown}"
+    );
+}
