@@ -9,8 +9,12 @@ use redb::{Durability, ReadableDatabase, ReadableTable};
 use super::{io, Oldest, Spool, SpoolError, SpooledRecord, RECORDS, UNREADABLE};
 
 impl Spool {
-    /// The oldest records, in order, up to `limit`. Blocking.
-    pub fn oldest(&self, limit: usize) -> Result<Vec<(u64, SpooledRecord, u64)>, SpoolError> {
+    /// The oldest records, in order, up to `limit`, for tests (replay reads by range). Blocking.
+    #[cfg(test)]
+    pub(crate) fn oldest(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(u64, SpooledRecord, u64)>, SpoolError> {
         self.from_seq(0..=u64::MAX, limit, u64::MAX)
     }
 
