@@ -6,7 +6,6 @@
 //! every append that is waiting, writes them in one transaction and fsyncs once
 //! (`Durability::Immediate`), so concurrent webhooks share the cost of one fsync.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -17,9 +16,11 @@ use tokio::sync::{oneshot, Notify};
 
 use crate::record::Record;
 
+mod counts;
 mod recover;
 mod replay;
 mod writer;
+use counts::Counts;
 use writer::Append;
 
 const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records");
@@ -38,9 +39,9 @@ pub struct SpooledRecord {
 }
 
 impl SpooledRecord {
-    /// Its key, the rest dropped now.
-    fn into_key(self) -> Option<String> {
-        self.key
+    /// Its topic and key, the rest dropped now.
+    fn into_names(self) -> (String, Option<String>) {
+        (self.topic, self.key)
     }
 
     pub fn from_record(record: &Record<'_>) -> SpooledRecord {
@@ -54,6 +55,27 @@ impl SpooledRecord {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             timestamp_ms: record.timestamp_ms,
+        }
+    }
+}
+
+/// A record replay delivered, for [`Spool::remove`]: its sequence number, what it was counted
+/// under, and its stored length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub seq: u64,
+    pub topic: String,
+    pub key: Option<String>,
+    pub len: u64,
+}
+
+impl Stored {
+    pub fn of(seq: u64, record: &SpooledRecord, len: u64) -> Stored {
+        Stored {
+            seq,
+            topic: record.topic.clone(),
+            key: record.key.clone(),
+            len,
         }
     }
 }
@@ -78,9 +100,9 @@ type Oldest = (Vec<(u64, SpooledRecord, u64)>, Vec<(u64, u64)>);
 /// caller gave up waiting (a client that reset its stream) is still counted right.
 #[derive(Debug, Default)]
 struct Holdings {
-    /// Records per key not yet delivered: new records for such a key go to the spool too, so
-    /// they cannot overtake the older ones of the same conversation.
-    keys: Mutex<HashMap<String, usize>>,
+    /// Records per key not yet delivered (new records for such a key go to the spool too, so
+    /// they cannot overtake the older ones of the same conversation), and per topic.
+    counts: Mutex<Counts>,
     bytes: AtomicU64,
     records: AtomicU64,
     /// Encoded bytes handed to the writer thread and not yet committed (or failed).
@@ -95,26 +117,14 @@ impl Holdings {
         self.waiting.fetch_sub(len, Ordering::SeqCst);
     }
 
-    fn keys(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
-        self.keys.lock().unwrap_or_else(|p| p.into_inner())
+    fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn forget_key(&self, key: &str) {
-        let mut keys = self.keys();
-        if let Some(n) = keys.get_mut(key) {
-            *n -= 1;
-            if *n == 0 {
-                keys.remove(key);
-            }
-        }
-    }
-
-    /// Gives back what a failed append reserved.
-    fn release(&self, len: u64, key: Option<&str>) {
+    /// Gives back what a record reserved: one that failed to append, or left the spool.
+    fn release(&self, len: u64, topic: Option<&str>, key: Option<&str>) {
         self.bytes.fetch_sub(len, Ordering::SeqCst);
-        if let Some(k) = key {
-            self.forget_key(k);
-        }
+        self.counts().remove(topic, key);
     }
 }
 
@@ -159,10 +169,10 @@ impl Spool {
             bytes,
             records,
             next_seq,
-            keys,
+            counts,
         } = recover::scan(&db)?;
         let holdings = Arc::new(Holdings {
-            keys: Mutex::new(keys),
+            counts: Mutex::new(counts),
             bytes: AtomicU64::new(bytes),
             records: AtomicU64::new(records),
             waiting: AtomicU64::new(0),
@@ -194,7 +204,12 @@ impl Spool {
 
     /// True while a record with this key waits in the spool.
     pub fn holds_key(&self, key: &str) -> bool {
-        self.holdings.keys().contains_key(key)
+        self.holdings.counts().holds_key(key)
+    }
+
+    /// True when `f` holds for every topic with records waiting (and when none waits).
+    pub fn every_topic(&self, f: impl Fn(&str) -> bool) -> bool {
+        self.holdings.counts().every_topic(f)
     }
 
     /// Woken when records were appended.
@@ -208,7 +223,7 @@ impl Spool {
         let bytes = postcard::to_allocvec(&record).map_err(io)?;
         // The record is dropped here, not after the fsync: while requests wait for it, each
         // holds its body once in the encoding rather than twice.
-        let key = record.into_key();
+        let (topic, key) = record.into_names();
         let len = bytes.len() as u64;
         let waiting = self.holdings.waiting.fetch_add(len, Ordering::SeqCst);
         if waiting > 0 && waiting + len > MAX_WAITING_BYTES {
@@ -224,13 +239,12 @@ impl Spool {
             });
         }
         // Counted before the write, so a later record of this key queues behind this one.
-        if let Some(k) = &key {
-            *self.holdings.keys().entry(k.clone()).or_default() += 1;
-        }
+        self.holdings.counts().add(&topic, key.as_deref());
         let (done, answer) = oneshot::channel();
         let append = Append {
             bytes,
             len,
+            topic: topic.clone(),
             key: key.clone(),
             done,
         };
@@ -245,7 +259,8 @@ impl Spool {
         };
         if let Some(append) = unsent {
             self.holdings.written(len);
-            self.holdings.release(len, append.key.as_deref());
+            self.holdings
+                .release(len, Some(&append.topic), append.key.as_deref());
             return Err(SpoolError::Io("spool is closed".into()));
         }
         match answer.await {
@@ -255,7 +270,7 @@ impl Spool {
             // answering left this append's reservation to us.
             Err(_) => {
                 self.holdings.written(len);
-                self.holdings.release(len, key.as_deref());
+                self.holdings.release(len, Some(&topic), key.as_deref());
                 Err(SpoolError::Io("spool writer stopped".into()))
             }
         }

@@ -15,7 +15,7 @@ use crate::record::{
     Record, RecordHeaders, HEADER_BODY_SHA256, HEADER_CONTENT_TYPE, HEADER_DEADLETTER_REASON,
     HEADER_RECEIVED_AT, HEADER_REQUEST_ID,
 };
-use crate::spool::{Spool, SpoolError, SpooledRecord};
+use crate::spool::{Spool, SpoolError, SpooledRecord, Stored};
 
 mod held;
 use held::{is_kafka_failure, Held};
@@ -76,9 +76,10 @@ pub async fn replay<K: Sink>(
     }
 }
 
-/// One pass over the spool, a batch at a time. A pass stops early when Kafka itself seems down:
-/// a batch failed whole (unavailable, timed out, queue full) while a second topic had failed so
-/// in the pass; one topic or partition that cannot take records is only held.
+/// One pass over the spool, a batch at a time. A pass stops early when Kafka itself seems down
+/// (a batch failed whole, unavailable, timed out or queue full, while a second topic had failed
+/// so in the pass), or when every topic in the spool is held; one topic or partition that
+/// cannot take records is only held.
 async fn pass<K: Sink>(
     spool: &Arc<Spool>,
     kafka: &K,
@@ -126,7 +127,7 @@ async fn pass<K: Sink>(
             let error = match result {
                 Ok(_) => {
                     acknowledged += 1;
-                    delivered.push((*seq, r.key.clone(), *len));
+                    delivered.push(Stored::of(*seq, r, *len));
                     continue;
                 }
                 Err(e) => e,
@@ -138,7 +139,7 @@ async fn pass<K: Sink>(
                     Ok(_) => {
                         tracing::error!(seq, topic = %r.topic, %error, %deadletter, "Kafka refuses a spooled record on its topic for good; moved it to the dead-letter topic");
                         metrics.spool.deadlettered.inc();
-                        delivered.push((*seq, r.key.clone(), *len));
+                        delivered.push(Stored::of(*seq, r, *len));
                         continue;
                     }
                     Err(d) => {
@@ -166,6 +167,12 @@ async fn pass<K: Sink>(
             }
         }
         if sent > 0 && kafka_failures == sent && kafka_failed_topics.len() > 1 {
+            break;
+        }
+        // Nothing left in the pass could be sent: without this, a spool of one topic Kafka
+        // cannot take would be read to its end in every pass of an outage, competing with the
+        // webhooks being spooled meanwhile.
+        if spool.every_topic(|t| held.holds_topic(t)) {
             break;
         }
     }

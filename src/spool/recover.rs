@@ -1,13 +1,12 @@
 //! Opening the spool file at start-up: a file redb cannot read is moved aside, and what a previous
 //! process left is counted so appends, limits and key ordering continue where it stopped.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use redb::{Builder, Database, DatabaseError, ReadableDatabase, ReadableTable};
 
-use super::{io, SpoolError, SpooledRecord, FILE, RECORDS};
+use super::{io, Counts, SpoolError, SpooledRecord, FILE, RECORDS};
 
 /// redb's page cache. Its default, 1 GiB, also keeps every page written: a spool growing
 /// through a Kafka outage took the process past a 512 MiB memory limit at ~400 MiB of records,
@@ -71,8 +70,8 @@ pub(super) struct Contents {
     pub records: u64,
     /// The sequence number the next append gets.
     pub next_seq: u64,
-    /// Records per key.
-    pub keys: HashMap<String, usize>,
+    /// Records per key and per topic.
+    pub counts: Counts,
 }
 
 pub(super) fn scan(db: &Database) -> Result<Contents, SpoolError> {
@@ -89,9 +88,7 @@ pub(super) fn scan(db: &Database) -> Result<Contents, SpoolError> {
         found.records += 1;
         found.next_seq = seq.value() + 1;
         if let Ok(r) = postcard::from_bytes::<SpooledRecord>(value.value()) {
-            if let Some(k) = r.key {
-                *found.keys.entry(k).or_default() += 1;
-            }
+            found.counts.add(&r.topic, r.key.as_deref());
         }
     }
     Ok(found)

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use redb::{Durability, ReadableDatabase, ReadableTable};
 
-use super::{io, Oldest, Spool, SpoolError, SpooledRecord, RECORDS, UNREADABLE};
+use super::{io, Oldest, Spool, SpoolError, SpooledRecord, Stored, RECORDS, UNREADABLE};
 
 impl Spool {
     /// The oldest records, in order, up to `limit`, for tests (replay reads by range). Blocking.
@@ -103,14 +103,14 @@ impl Spool {
                 "a spooled record cannot be decoded; moved to the spool file's `unreadable` table"
             );
             self.holdings.records.fetch_sub(1, Ordering::SeqCst);
-            self.holdings.release(*len, None);
+            self.holdings.release(*len, None, None);
         }
         Ok(())
     }
 
     /// Removes delivered records. Blocking. Not fsynced: a crash before the next durable commit
     /// replays them again, which the dedup header makes harmless.
-    pub fn remove(&self, delivered: &[(u64, Option<String>, u64)]) -> Result<(), SpoolError> {
+    pub fn remove(&self, delivered: &[Stored]) -> Result<(), SpoolError> {
         if delivered.is_empty() {
             return Ok(());
         }
@@ -118,14 +118,15 @@ impl Spool {
         txn.set_durability(Durability::None).map_err(io)?;
         {
             let mut table = txn.open_table(RECORDS).map_err(io)?;
-            for (seq, _, _) in delivered {
-                table.remove(*seq).map_err(io)?;
+            for stored in delivered {
+                table.remove(stored.seq).map_err(io)?;
             }
         }
         txn.commit().map_err(io)?;
-        for (_, key, len) in delivered {
+        for stored in delivered {
             self.holdings.records.fetch_sub(1, Ordering::SeqCst);
-            self.holdings.release(*len, key.as_deref());
+            self.holdings
+                .release(stored.len, Some(&stored.topic), stored.key.as_deref());
         }
         Ok(())
     }

@@ -31,6 +31,8 @@ async fn appended_records_survive_a_reopen_in_order() {
     let spool = Spool::open(dir.path(), 1 << 20, 1).expect("reopen");
     assert_eq!(spool.records(), 5);
     assert!(spool.holds_key("k"));
+    assert!(spool.every_topic(|t| t == "t"), "its topic is counted");
+    assert!(!spool.every_topic(|_| false));
     let got: Vec<_> = spool
         .oldest(10)
         .expect("read")
@@ -88,11 +90,12 @@ async fn a_full_spool_refuses_and_frees_room_when_records_are_removed() {
     let oldest = spool.oldest(10).expect("read");
     let delivered: Vec<_> = oldest
         .iter()
-        .map(|(s, r, n)| (*s, r.key.clone(), *n))
+        .map(|(s, r, n)| Stored::of(*s, r, *n))
         .collect();
     spool.remove(&delivered).expect("remove");
     assert_eq!((spool.records(), spool.bytes()), (0, 0));
     assert!(!spool.holds_key("k"), "no record of the key is left");
+    assert!(spool.every_topic(|_| false), "nor of the topic");
     spool
         .append(record(Some("k"), "z"))
         .await
@@ -175,7 +178,7 @@ async fn an_append_whose_caller_gave_up_waiting_is_still_counted_and_released() 
     assert!(spool.holds_key("k"));
     let delivered: Vec<_> = stored
         .into_iter()
-        .map(|(seq, r, len)| (seq, r.key, len))
+        .map(|(seq, r, len)| Stored::of(seq, &r, len))
         .collect();
     spool.remove(&delivered).expect("remove");
     assert_eq!(spool.records(), 0);

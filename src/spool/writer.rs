@@ -16,6 +16,7 @@ const MAX_GROUP: usize = 1024;
 pub(super) struct Append {
     pub bytes: Vec<u8>,
     pub len: u64,
+    pub topic: String,
     pub key: Option<String>,
     pub done: oneshot::Sender<Result<u64, SpoolError>>,
 }
@@ -48,7 +49,7 @@ pub(super) fn write_loop(
             holdings.appended.notify_one();
         } else {
             for a in &group {
-                holdings.release(a.len, a.key.as_deref());
+                holdings.release(a.len, Some(&a.topic), a.key.as_deref());
             }
         }
         for (i, a) in group.into_iter().enumerate() {

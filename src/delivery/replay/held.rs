@@ -75,6 +75,17 @@ impl Held {
         held
     }
 
+    /// The last sequence number this pass read.
+    #[cfg(test)]
+    pub(super) fn reached(&self) -> Option<u64> {
+        self.reached
+    }
+
+    /// Whether the rest of `topic` waits for the next pass.
+    pub(super) fn holds_topic(&self, topic: &str) -> bool {
+        self.topics.contains(topic)
+    }
+
     pub(super) fn left_behind(&mut self, seq: u64, r: &SpooledRecord, error: &ProduceError) {
         if let Some(key) = &r.key {
             self.behind

@@ -252,3 +252,78 @@ async fn a_pass_ends_at_the_record_that_was_newest_when_it_began_despite_steady_
     );
     assert!(spool.holds_key("k"), "the unavailable topic's record waits");
 }
+
+/// One pass over a new spool of `topics` (one record each, each its own conversation) into
+/// `kafka`: how it ended, the last sequence number it read, and the topics Kafka took.
+async fn one_pass(kafka: Arc<FakeKafka>, topics: &[&str]) -> (Pass, Option<u64>, Vec<String>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(dir.path(), 16 << 20, 1).expect("open");
+    for (i, topic) in topics.iter().enumerate() {
+        let record = SpooledRecord {
+            key: Some(format!("k{i}")),
+            ..spooled(topic)
+        };
+        spool.append(record).await.expect("append");
+    }
+    let metrics = Metrics::new(&[]).expect("metrics");
+    let mut held = Held::default();
+    let ended = pass(&spool, &*kafka, "dlq", &metrics, &mut held).await;
+    let took = kafka.took.lock().expect("lock");
+    (
+        ended,
+        held.reached(),
+        took.iter().map(|(t, ..)| t.clone()).collect(),
+    )
+}
+
+#[tokio::test]
+async fn a_pass_over_a_spool_of_one_topic_kafka_cannot_take_stops_after_its_first_batch() {
+    let kafka = FakeKafka::refusing(
+        &["down"],
+        ProduceError::Unavailable("AllBrokersDown".into()),
+    );
+    let (ended, reached, took) = one_pass(kafka, &["down"; 600]).await;
+    assert_eq!(ended, Pass::Failed(REPLAY_BATCH as u64));
+    // The other 344 records are of the held topic too: reading them would send nothing.
+    assert_eq!(reached, Some(REPLAY_BATCH as u64 - 1));
+    assert!(took.is_empty());
+}
+
+#[tokio::test]
+async fn a_pass_reads_on_past_a_held_topic_to_the_records_of_another() {
+    let kafka = FakeKafka::refusing(
+        &["down"],
+        ProduceError::Unavailable("AllBrokersDown".into()),
+    );
+    let mut topics = vec!["down"; 600];
+    topics.push("ok");
+    let (ended, reached, took) = one_pass(kafka, &topics).await;
+    assert_eq!(ended, Pass::Failed(REPLAY_BATCH as u64));
+    assert_eq!(reached, Some(600));
+    assert_eq!(took, ["ok"]);
+}
+
+#[tokio::test]
+async fn a_pass_stops_when_a_whole_batch_fails_on_two_topics_as_kafka_itself_seems_down() {
+    let kafka = FakeKafka::refusing(&["a", "b"], ProduceError::Timeout);
+    let mut topics: Vec<&str> = (0..300).map(|i| ["a", "b"][i % 2]).collect();
+    topics.push("ok");
+    let (ended, reached, took) = one_pass(kafka.clone(), &topics).await;
+    assert_eq!(ended, Pass::Failed(REPLAY_BATCH as u64));
+    assert_eq!(
+        reached,
+        Some(REPLAY_BATCH as u64 - 1),
+        "stopped after one batch"
+    );
+    assert!(
+        took.is_empty(),
+        "the record of topic ok waits for the next pass"
+    );
+    // One topic failing a whole batch is not Kafka down: the pass goes on to the others.
+    let kafka = FakeKafka::refusing(&["a"], ProduceError::Timeout);
+    let mut topics = vec!["a"; 300];
+    topics.push("ok");
+    let (_, reached, took) = one_pass(kafka, &topics).await;
+    assert_eq!(reached, Some(300));
+    assert_eq!(took, ["ok"]);
+}

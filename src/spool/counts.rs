@@ -1,0 +1,82 @@
+//! What the spool holds per conversation key and per topic: a webhook whose key has records
+//! waiting queues behind them, and replay stops a pass once every topic waiting is held back.
+
+use std::collections::HashMap;
+
+/// Records waiting, by key and by topic.
+#[derive(Debug, Default)]
+pub(super) struct Counts {
+    keys: HashMap<String, usize>,
+    topics: HashMap<String, usize>,
+}
+
+impl Counts {
+    pub(super) fn add(&mut self, topic: &str, key: Option<&str>) {
+        add_one(&mut self.topics, topic);
+        if let Some(k) = key {
+            add_one(&mut self.keys, k);
+        }
+    }
+
+    /// A record left the spool (or never entered it). An entry set aside as undecodable has no
+    /// topic to give back: its topic stays counted, which only keeps replay reading to the end
+    /// of a pass, as it did before it could stop early.
+    pub(super) fn remove(&mut self, topic: Option<&str>, key: Option<&str>) {
+        if let Some(t) = topic {
+            take_one(&mut self.topics, t);
+        }
+        if let Some(k) = key {
+            take_one(&mut self.keys, k);
+        }
+    }
+
+    pub(super) fn holds_key(&self, key: &str) -> bool {
+        self.keys.contains_key(key)
+    }
+
+    pub(super) fn every_topic(&self, f: impl Fn(&str) -> bool) -> bool {
+        self.topics.keys().all(|t| f(t))
+    }
+}
+
+fn add_one(counts: &mut HashMap<String, usize>, name: &str) {
+    match counts.get_mut(name) {
+        Some(n) => *n += 1,
+        None => {
+            counts.insert(name.to_owned(), 1);
+        }
+    }
+}
+
+fn take_one(counts: &mut HashMap<String, usize>, name: &str) {
+    if let Some(n) = counts.get_mut(name) {
+        *n -= 1;
+        if *n == 0 {
+            counts.remove(name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_topic_and_a_key_are_counted_until_their_last_record_leaves() {
+        let mut counts = Counts::default();
+        counts.add("in", Some("k"));
+        counts.add("status", Some("k"));
+        counts.add("status", None);
+        counts.remove(Some("status"), Some("k"));
+        assert!(counts.holds_key("k"));
+        assert!(!counts.every_topic(|t| t == "in"), "status still waits");
+        counts.remove(Some("status"), None);
+        assert!(counts.every_topic(|t| t == "in"));
+        counts.remove(Some("in"), Some("k"));
+        assert!(!counts.holds_key("k"));
+        assert!(counts.every_topic(|_| false), "nothing waits");
+        // More removals than additions (a record settled twice) never underflow.
+        counts.remove(Some("in"), Some("k"));
+        assert!(counts.every_topic(|_| false));
+    }
+}
