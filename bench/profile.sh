@@ -39,6 +39,7 @@ mkdir -p "$out"
 pids=()
 trap stop_pids EXIT
 start_server "$server" "$out" || die "$server did not start"
+echo "$server_pid" >"$out/pid"
 watch=()
 [ -z "$kafka_pid" ] || watch+=(--watch "kafka=$kafka_pid")
 
