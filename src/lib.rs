@@ -133,7 +133,7 @@ pub async fn run(
     let spool = match &config.spool_dir {
         // Headroom: the largest body plus its headers and encoding.
         Some(dir) => Some(
-            open_spool(
+            Spool::open_off_runtime(
                 dir.clone(),
                 config.spool_max_bytes,
                 config.max_body_bytes as u64 + 4096,
@@ -277,41 +277,8 @@ pub async fn run(
     // Health holds the last other handle of the spool; the file closes with the spool.
     drop(health);
     if let Some(spool) = spool {
-        let records = spool.records();
-        // A writer stuck in an fsync (a hung network volume) must not hold the exit: what it
-        // had not committed was not answered 200. Closing takes milliseconds otherwise; the
-        // chart's grace period counts 2 s for it.
-        let closing = tokio::task::spawn_blocking(move || spool.close());
-        if tokio::time::timeout(SPOOL_CLOSE_WAIT, closing)
-            .await
-            .is_err()
-        {
-            tracing::error!(
-                timeout = ?SPOOL_CLOSE_WAIT,
-                "the spool's writer did not finish; exiting without it"
-            );
-        }
-        if records > 0 {
-            tracing::warn!(
-                records,
-                "spool still holds records; they are replayed at the next start"
-            );
-        }
+        spool.close_within(SPOOL_CLOSE_WAIT).await;
     }
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Opens the spool off the async workers (recovery scans the file).
-async fn open_spool(
-    dir: std::path::PathBuf,
-    max_bytes: u64,
-    headroom: u64,
-) -> Result<Arc<Spool>, StartError> {
-    let shown = dir.display().to_string();
-    let spool = tokio::task::spawn_blocking(move || Spool::open(&dir, max_bytes, headroom))
-        .await
-        .map_err(|e| spool::SpoolError::Io(e.to_string()))??;
-    tracing::info!(dir = %shown, max_bytes, records = spool.records(), "durable spool enabled");
-    Ok(spool)
 }

@@ -17,10 +17,12 @@ use tokio::sync::{oneshot, Notify};
 use crate::record::Record;
 
 mod counts;
+mod lifecycle;
 mod recover;
 mod replay;
 mod writer;
 use counts::Counts;
+pub use replay::Stored;
 use writer::Append;
 
 const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records");
@@ -55,27 +57,6 @@ impl SpooledRecord {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             timestamp_ms: record.timestamp_ms,
-        }
-    }
-}
-
-/// A record replay delivered, for [`Spool::remove`]: its sequence number, what it was counted
-/// under, and its stored length.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stored {
-    pub seq: u64,
-    pub topic: String,
-    pub key: Option<String>,
-    pub len: u64,
-}
-
-impl Stored {
-    pub fn of(seq: u64, record: &SpooledRecord, len: u64) -> Stored {
-        Stored {
-            seq,
-            topic: record.topic.clone(),
-            key: record.key.clone(),
-            len,
         }
     }
 }

@@ -6,7 +6,28 @@ use std::sync::atomic::Ordering;
 
 use redb::{Durability, ReadableDatabase, ReadableTable};
 
-use super::{io, Oldest, Spool, SpoolError, SpooledRecord, Stored, RECORDS, UNREADABLE};
+use super::{io, Oldest, Spool, SpoolError, SpooledRecord, RECORDS, UNREADABLE};
+
+/// A record replay delivered, for [`Spool::remove`]: its sequence number, what it was counted
+/// under, and its stored length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub seq: u64,
+    pub topic: String,
+    pub key: Option<String>,
+    pub len: u64,
+}
+
+impl Stored {
+    pub fn of(seq: u64, record: &SpooledRecord, len: u64) -> Stored {
+        Stored {
+            seq,
+            topic: record.topic.clone(),
+            key: record.key.clone(),
+            len,
+        }
+    }
+}
 
 impl Spool {
     /// The oldest records, in order, up to `limit`, for tests (replay reads by range). Blocking.

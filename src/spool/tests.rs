@@ -297,3 +297,39 @@ async fn replay_reads_a_range_of_sequence_numbers_within_a_byte_cap() {
         [0, 1]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_gives_up_on_a_writer_stuck_on_the_disk_after_its_wait() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("open");
+    let stalled = spool.stall_writes();
+    // Its request was answered at the deadline; the writer holds its copy until the disk moves.
+    let append = spool.append(record(Some("k"), "r"));
+    assert!(tokio::time::timeout(Duration::from_millis(20), append)
+        .await
+        .is_err());
+    let observer = spool.clone();
+    let closing = spool.close_within(Duration::from_millis(200));
+    let closed = tokio::time::timeout(Duration::from_secs(5), closing).await;
+    // The writer is not killed: once the disk moves it commits what it held, then stops.
+    drop(stalled);
+    assert_eq!(closed, Ok(false), "closing waited for a stuck writer");
+    let waited = std::time::Instant::now();
+    while observer.records() == 0 {
+        assert!(
+            waited.elapsed() < Duration::from_secs(10),
+            "never committed"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn closing_a_spool_whose_writer_is_idle_finishes_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("open");
+    spool.append(record(Some("k"), "r")).await.expect("append");
+    assert!(spool.close_within(Duration::from_secs(10)).await);
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("reopen after close");
+    assert_eq!(spool.records(), 1);
+}

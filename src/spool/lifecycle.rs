@@ -1,0 +1,44 @@
+//! Opening and closing the spool from async code: recovery and the writer's last commit run off
+//! the async workers, and a writer stuck on a hung volume cannot hold the process's exit.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Spool, SpoolError};
+
+impl Spool {
+    /// Opens the spool off the async workers (recovery scans the file), and logs where it is.
+    pub async fn open_off_runtime(
+        dir: PathBuf,
+        max_bytes: u64,
+        headroom: u64,
+    ) -> Result<Arc<Spool>, SpoolError> {
+        let shown = dir.display().to_string();
+        let spool = tokio::task::spawn_blocking(move || Spool::open(&dir, max_bytes, headroom))
+            .await
+            .map_err(|e| SpoolError::Io(e.to_string()))??;
+        tracing::info!(dir = %shown, max_bytes, records = spool.records(), "durable spool enabled");
+        Ok(spool)
+    }
+
+    /// Closes the spool at shutdown, waiting at most `wait` for its writer: one stuck in an fsync
+    /// (a hung network volume) must not hold the exit, and what it had not committed was not
+    /// answered 200. Closing takes milliseconds otherwise; the chart's grace period counts 2 s.
+    /// Returns whether the writer finished.
+    pub async fn close_within(self: Arc<Self>, wait: Duration) -> bool {
+        let records = self.records();
+        let closing = tokio::task::spawn_blocking(move || self.close());
+        let finished = tokio::time::timeout(wait, closing).await.is_ok();
+        if !finished {
+            tracing::error!(timeout = ?wait, "the spool's writer did not finish; exiting without it");
+        }
+        if records > 0 {
+            tracing::warn!(
+                records,
+                "spool still holds records; they are replayed at the next start"
+            );
+        }
+        finished
+    }
+}
