@@ -188,9 +188,9 @@ impl Spool {
         self.holdings.counts().holds_key(key)
     }
 
-    /// True when `f` holds for every topic with records waiting (and when none waits).
-    pub fn every_topic(&self, f: impl Fn(&str) -> bool) -> bool {
-        self.holdings.counts().every_topic(f)
+    /// The topics with records waiting (or being written).
+    pub fn topics(&self) -> std::collections::HashSet<String> {
+        self.holdings.counts().topics()
     }
 
     /// Woken when records were appended.

@@ -93,6 +93,8 @@ async fn pass<K: Sink>(
     let Some(Some(end)) = read(spool, |s| s.last_seq()).await else {
         return Pass::Empty;
     };
+    // Every record up to `end` was counted under its topic before it was written.
+    let topics = spool.topics();
     let mut next = 0;
     let (mut read_any, mut failed, mut delete_failed) = (false, 0u64, false);
     let mut kafka_failed_topics = HashSet::new();
@@ -169,10 +171,14 @@ async fn pass<K: Sink>(
         if sent > 0 && kafka_failures == sent && kafka_failed_topics.len() > 1 {
             break;
         }
-        // Nothing left in the pass could be sent: without this, a spool of one topic Kafka
-        // cannot take would be read to its end in every pass of an outage, competing with the
-        // webhooks being spooled meanwhile.
-        if spool.every_topic(|t| held.holds_topic(t)) {
+        // Nothing left in the pass could be sent: every topic it began with that still has
+        // records is held. Without this, a spool of one topic Kafka cannot take would be read
+        // to its end in every pass of an outage, competing with the webhooks spooled meanwhile.
+        let waiting = spool.topics();
+        if topics
+            .iter()
+            .all(|t| held.holds_topic(t) || !waiting.contains(t))
+        {
             break;
         }
     }

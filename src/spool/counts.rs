@@ -1,7 +1,7 @@
 //! What the spool holds per conversation key and per topic: a webhook whose key has records
 //! waiting queues behind them, and replay stops a pass once every topic waiting is held back.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Records waiting, by key and by topic.
 #[derive(Debug, Default)]
@@ -18,9 +18,10 @@ impl Counts {
         }
     }
 
-    /// A record left the spool (or never entered it). An entry set aside as undecodable has no
-    /// topic to give back: its topic stays counted, which only keeps replay reading to the end
-    /// of a pass, as it did before it could stop early.
+    /// A record left the spool (or never entered it). An entry of this process's that could not
+    /// be decoded when replay read it (corrupted on disk) has no topic or key to give back: both
+    /// stay counted until the next start (which counts only what it can decode), so webhooks of
+    /// that key keep going to the spool, and replay reads to the end of its passes.
     pub(super) fn remove(&mut self, topic: Option<&str>, key: Option<&str>) {
         if let Some(t) = topic {
             take_one(&mut self.topics, t);
@@ -34,8 +35,8 @@ impl Counts {
         self.keys.contains_key(key)
     }
 
-    pub(super) fn every_topic(&self, f: impl Fn(&str) -> bool) -> bool {
-        self.topics.keys().all(|t| f(t))
+    pub(super) fn topics(&self) -> HashSet<String> {
+        self.topics.keys().cloned().collect()
     }
 }
 
@@ -69,14 +70,22 @@ mod tests {
         counts.add("status", None);
         counts.remove(Some("status"), Some("k"));
         assert!(counts.holds_key("k"));
-        assert!(!counts.every_topic(|t| t == "in"), "status still waits");
+        assert_eq!(
+            counts.topics(),
+            names(&["in", "status"]),
+            "status still waits"
+        );
         counts.remove(Some("status"), None);
-        assert!(counts.every_topic(|t| t == "in"));
+        assert_eq!(counts.topics(), names(&["in"]));
         counts.remove(Some("in"), Some("k"));
         assert!(!counts.holds_key("k"));
-        assert!(counts.every_topic(|_| false), "nothing waits");
-        // More removals than additions (a record settled twice) never underflow.
+        assert_eq!(counts.topics(), names(&[]), "nothing waits");
+        // More removals than additions never underflow.
         counts.remove(Some("in"), Some("k"));
-        assert!(counts.every_topic(|_| false));
+        assert_eq!(counts.topics(), names(&[]));
+    }
+
+    fn names(topics: &[&str]) -> HashSet<String> {
+        topics.iter().map(|t| t.to_string()).collect()
     }
 }

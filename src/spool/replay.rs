@@ -137,14 +137,19 @@ impl Spool {
         }
         let mut txn = self.db.begin_write().map_err(io)?;
         txn.set_durability(Durability::None).map_err(io)?;
+        let mut removed = Vec::with_capacity(delivered.len());
         {
             let mut table = txn.open_table(RECORDS).map_err(io)?;
             for stored in delivered {
-                table.remove(stored.seq).map_err(io)?;
+                if table.remove(stored.seq).map_err(io)?.is_some() {
+                    removed.push(stored);
+                }
             }
         }
         txn.commit().map_err(io)?;
-        for stored in delivered {
+        // Only what was there is given back: a record removed twice must not uncount another
+        // of its key or topic.
+        for stored in removed {
             self.holdings.records.fetch_sub(1, Ordering::SeqCst);
             self.holdings
                 .release(stored.len, Some(&stored.topic), stored.key.as_deref());

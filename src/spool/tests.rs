@@ -31,8 +31,11 @@ async fn appended_records_survive_a_reopen_in_order() {
     let spool = Spool::open(dir.path(), 1 << 20, 1).expect("reopen");
     assert_eq!(spool.records(), 5);
     assert!(spool.holds_key("k"));
-    assert!(spool.every_topic(|t| t == "t"), "its topic is counted");
-    assert!(!spool.every_topic(|_| false));
+    assert_eq!(
+        spool.topics(),
+        ["t".to_string()].into(),
+        "its topic is counted"
+    );
     let got: Vec<_> = spool
         .oldest(10)
         .expect("read")
@@ -95,7 +98,7 @@ async fn a_full_spool_refuses_and_frees_room_when_records_are_removed() {
     spool.remove(&delivered).expect("remove");
     assert_eq!((spool.records(), spool.bytes()), (0, 0));
     assert!(!spool.holds_key("k"), "no record of the key is left");
-    assert!(spool.every_topic(|_| false), "nor of the topic");
+    assert!(spool.topics().is_empty(), "nor of the topic");
     spool
         .append(record(Some("k"), "z"))
         .await
@@ -184,6 +187,16 @@ async fn an_append_whose_caller_gave_up_waiting_is_still_counted_and_released() 
     assert_eq!(spool.records(), 0);
     assert_eq!(spool.bytes(), 0);
     assert!(!spool.holds_key("k"));
+    assert!(spool.topics().is_empty());
+    // Removing the same records again (a delete repeated) takes nothing twice.
+    spool
+        .append(record(Some("k"), "again"))
+        .await
+        .expect("append");
+    spool.remove(&delivered).expect("remove again");
+    assert_eq!(spool.records(), 1);
+    assert!(spool.holds_key("k"));
+    assert_eq!(spool.topics().len(), 1);
 }
 
 #[tokio::test]
@@ -332,4 +345,16 @@ async fn closing_a_spool_whose_writer_is_idle_finishes_at_once() {
     assert!(spool.close_within(Duration::from_secs(10)).await);
     let spool = Spool::open(dir.path(), 1 << 20, 1).expect("reopen after close");
     assert_eq!(spool.records(), 1);
+}
+
+#[tokio::test]
+async fn an_append_to_a_closed_spool_is_refused_and_leaves_nothing_counted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("open");
+    spool.close();
+    let refused = spool.append(record(Some("k"), "r")).await;
+    assert_eq!(refused, Err(SpoolError::Io("spool is closed".into())));
+    assert_eq!((spool.records(), spool.bytes()), (0, 0));
+    assert!(!spool.holds_key("k"));
+    assert!(spool.topics().is_empty());
 }

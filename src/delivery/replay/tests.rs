@@ -313,3 +313,25 @@ async fn a_pass_stops_when_a_whole_batch_fails_on_two_topics_as_kafka_itself_see
     assert_eq!(reached, Some(300));
     assert_eq!(took, ["ok"]);
 }
+
+#[tokio::test]
+async fn records_spooled_during_a_pass_do_not_keep_it_reading_past_its_held_topics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(dir.path(), 64 << 20, 1).expect("open");
+    for i in 0..600 {
+        let record = SpooledRecord {
+            key: Some(format!("k{i}")),
+            ..spooled("down")
+        };
+        spool.append(record).await.expect("append");
+    }
+    // Each send spools a record of topic ok, which this pass does not read.
+    let kafka = SteadyTraffic {
+        spool: spool.clone(),
+    };
+    let metrics = Metrics::new(&[]).expect("metrics");
+    let mut held = Held::default();
+    let ended = pass(&spool, &kafka, "dlq", &metrics, &mut held).await;
+    assert_eq!(ended, Pass::Failed(REPLAY_BATCH as u64));
+    assert_eq!(held.reached(), Some(REPLAY_BATCH as u64 - 1));
+}
