@@ -1,5 +1,5 @@
 //! Rotating `--auth-file` (as Kubernetes does with a mounted Secret) takes effect without a
-//! restart; an invalid file keeps the credentials in force. Its own test binary, because it
+//! restart; an invalid, empty or missing file keeps the credentials in force. Its own test binary, because it
 //! installs the process-wide log subscriber.
 
 mod common;
@@ -37,6 +37,28 @@ async fn a_rotated_auth_file_takes_effect_without_a_restart_and_an_invalid_one_i
     .await;
     assert_eq!(status_as(&app, "bob", "pw-second-9902").await, 200);
     // The --auth credential is accepted whatever the file holds.
+    assert_eq!(app.post(STATUS).await.status(), 200);
+
+    // Emptied (a Secret being replaced), the file's senders stay accepted beside --auth's.
+    let before = captured.len();
+    rotate(&file, "# nothing yet\n");
+    eventually("the empty file reported", async || {
+        captured
+            .text_from(before)
+            .contains("--auth-file now holds no credential")
+    })
+    .await;
+    assert_eq!(status_as(&app, "bob", "pw-second-9902").await, 200);
+    // Gone, too.
+    let before = captured.len();
+    std::fs::remove_file(&file).expect("remove");
+    eventually("the missing file reported", async || {
+        captured
+            .text_from(before)
+            .contains("cannot read --auth-file")
+    })
+    .await;
+    assert_eq!(status_as(&app, "bob", "pw-second-9902").await, 200);
     assert_eq!(app.post(STATUS).await.status(), 200);
 
     let logs = captured.text_from(0);

@@ -49,12 +49,14 @@ pub async fn watch_auth_file(
             continue;
         }
         match parse_file(&text) {
+            // An emptied file is far more often a Secret being replaced than a wish to lock out
+            // every sender the file named, so it leaves them in force, even beside `--auth`.
             Ok(from_file) => {
-                let mut accepted = reload.fixed.clone();
-                accepted.extend(from_file);
-                if accepted.is_empty() {
+                if from_file.is_empty() {
                     tracing::error!(path = %reload.path.display(), "--auth-file now holds no credential; the accepted credentials stay as they are");
                 } else {
+                    let mut accepted = reload.fixed.clone();
+                    accepted.extend(from_file);
                     let credentials = Credentials::new(accepted);
                     tracing::info!(users = ?credentials.users(), "webhook credentials reloaded from --auth-file");
                     live.store(Arc::new(credentials));
