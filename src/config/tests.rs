@@ -166,3 +166,39 @@ fn a_credential_list_written_with_spaces_is_refused_not_half_accepted() {
     let config = build(&["--auth", "alice:one,bob:two"]).expect("valid");
     assert_eq!(config.credentials.users(), vec!["alice", "bob"]);
 }
+
+#[test]
+fn with_a_spool_librdkafka_gives_up_before_the_ack_deadline_leaving_time_for_the_fsync() {
+    let timeout = |extra: &[&str]| {
+        build(extra).expect("valid").producer_properties("k:9092")["message.timeout.ms"].clone()
+    };
+    assert_eq!(timeout(&[]), "1500");
+    // The ack timeout minus min(250 ms, a quarter of it).
+    assert_eq!(timeout(&["--spool-dir", "/s"]), "1250");
+    assert_eq!(
+        timeout(&["--spool-dir", "/s", "--ack-timeout", "400ms"]),
+        "300"
+    );
+}
+
+#[test]
+fn a_spool_smaller_than_one_body_and_its_headers_is_rejected() {
+    // The default body limit, 1 MiB, plus 4 KiB.
+    let err = build(&["--spool-dir", "/s", "--spool-max-bytes", "1052671"]).expect_err("refused");
+    assert!(err.to_string().contains("--spool-max-bytes"), "{err}");
+    assert!(build(&["--spool-dir", "/s", "--spool-max-bytes", "1052672"]).is_ok());
+    // Without a spool the bound is unused.
+    assert!(build(&["--spool-max-bytes", "1"]).is_ok());
+}
+
+#[test]
+fn zero_read_timeouts_are_rejected_and_zero_shutdown_waits_accepted() {
+    for setting in ["--header-read-timeout", "--body-read-timeout"] {
+        let err = build(&[setting, "0s"]).expect_err("refused");
+        assert!(err.to_string().contains(setting), "{err}");
+        assert!(err.to_string().contains("greater than zero"), "{err}");
+    }
+    for setting in ["--shutdown-delay", "--shutdown-grace", "--flush-timeout"] {
+        assert!(build(&[setting, "0s"]).is_ok(), "{setting} 0s");
+    }
+}
