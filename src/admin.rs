@@ -160,4 +160,57 @@ mod tests {
         health.draining.store(true, Ordering::SeqCst);
         assert_eq!(health.readiness(), Err("shutting down"));
     }
+
+    fn get(path: &str, health: &Health, metrics: &Metrics) -> (StatusCode, String) {
+        let req = Request::get(path).body(()).expect("request");
+        let response = answer(&req, health, metrics);
+        let status = response.status();
+        let body = response.into_body().into_inner().expect("full body");
+        (status, String::from_utf8(body.to_vec()).expect("utf-8"))
+    }
+
+    #[test]
+    fn while_starting_the_process_is_live_but_not_ready_and_the_gauge_says_so() {
+        let (health, metrics) = (Health::default(), Metrics::new(&[]).expect("metrics"));
+        assert_eq!(
+            get("/livez", &health, &metrics),
+            (StatusCode::OK, "ok\n".into())
+        );
+        let (status, body) = get("/readyz", &health, &metrics);
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.starts_with("not ready: starting"), "{body}");
+        let (_, shown) = get("/metrics", &health, &metrics);
+        assert!(shown.contains("qikchat_bridge_ready 0"), "{shown}");
+        health.started.store(true, Ordering::SeqCst);
+        health.kafka_ready.store(true, Ordering::SeqCst);
+        assert_eq!(
+            get("/readyz", &health, &metrics),
+            (StatusCode::OK, "ready\n".into())
+        );
+        assert_eq!(metrics.ready.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn without_kafka_a_spool_with_room_keeps_the_bridge_ready_until_it_is_full() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spool = Spool::open(dir.path(), 64, 32).expect("open");
+        let health = Health::default();
+        health.started.store(true, Ordering::SeqCst);
+        let _ = health.spool.set(spool.clone());
+        assert_eq!(health.readiness(), Ok(()));
+        let record = crate::spool::SpooledRecord {
+            topic: "t".into(),
+            key: None,
+            value: vec![b'x'; 40],
+            headers: Vec::new(),
+            timestamp_ms: 0,
+        };
+        spool.append(record).await.expect("append");
+        assert_eq!(
+            health.readiness(),
+            Err("Kafka is unavailable and the spool is full")
+        );
+        health.kafka_ready.store(true, Ordering::SeqCst);
+        assert_eq!(health.readiness(), Ok(()));
+    }
 }
