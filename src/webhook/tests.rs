@@ -34,13 +34,24 @@ impl Sink for FakeSink {
 }
 
 fn webhook(result: Result<Delivered, ProduceError>) -> (Webhook<FakeSink>, Arc<FakeSink>) {
+    let (hook, sink, _) = webhook_with_metrics(result);
+    (hook, sink)
+}
+
+fn webhook_with_metrics(
+    result: Result<Delivered, ProduceError>,
+) -> (Webhook<FakeSink>, Arc<FakeSink>, Arc<Metrics>) {
     let config = Config::for_brokers("k:9092", "u:p").expect("config");
     let metrics = Arc::new(Metrics::new(&config.topics.all_topics()).expect("metrics"));
     let sink = Arc::new(FakeSink {
         result,
         seen: Mutex::new(Vec::new()),
     });
-    (Webhook::new(&config, sink.clone(), metrics), sink)
+    (
+        Webhook::new(&config, sink.clone(), metrics.clone()),
+        sink,
+        metrics,
+    )
 }
 
 fn post(body: &'static [u8]) -> Request<Full<Bytes>> {
@@ -219,3 +230,5 @@ async fn a_body_in_one_frame_is_passed_on_without_a_copy() {
         .expect("empty")
         .is_empty());
 }
+
+mod refusals;

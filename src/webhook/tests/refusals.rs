@@ -1,0 +1,160 @@
+//! Every refusal the handler makes: its status, its headers, its error code and its metric.
+
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
+
+use super::*;
+
+/// A request to the webhook: method, path, `Authorization`, `Content-Type`, body.
+type Asked = (
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    Option<&'static str>,
+    &'static [u8],
+);
+
+#[tokio::test]
+async fn each_refusal_has_its_status_its_error_code_and_its_metric() {
+    const AUTH: Option<&str> = Some("Basic dTpw");
+    const JSON: Option<&str> = Some("application/json");
+    let ok = || {
+        Ok(Delivered::Kafka {
+            partition: 0,
+            offset: 0,
+        })
+    };
+    let rejected = || Err(ProduceError::Rejected("TopicAuthorizationFailed".into()));
+    #[allow(clippy::type_complexity)]
+    let cases: Vec<(Asked, Result<Delivered, ProduceError>, u16, &str, &str)> = vec![
+        (
+            ("POST", "/elsewhere", AUTH, JSON, STATUS),
+            ok(),
+            404,
+            "not_found",
+            "not_found",
+        ),
+        (
+            ("GET", "/webhook", AUTH, JSON, b""),
+            ok(),
+            405,
+            "method_not_allowed",
+            "method_not_allowed",
+        ),
+        (
+            ("POST", "/webhook", None, JSON, STATUS),
+            ok(),
+            401,
+            "unauthorized",
+            "unauthorized",
+        ),
+        (
+            ("POST", "/webhook", Some("Basic !!"), JSON, STATUS),
+            ok(),
+            401,
+            "unauthorized",
+            "unauthorized",
+        ),
+        (
+            ("POST", "/webhook", Some("Basic dTp4"), JSON, STATUS),
+            ok(),
+            401,
+            "unauthorized",
+            "unauthorized",
+        ),
+        (
+            ("POST", "/webhook", AUTH, Some("text/xml"), STATUS),
+            ok(),
+            415,
+            "unsupported_media_type",
+            "unsupported_media_type",
+        ),
+        (
+            ("POST", "/webhook", AUTH, JSON, b""),
+            ok(),
+            400,
+            "bad_request",
+            "invalid",
+        ),
+        (
+            ("POST", "/webhook", AUTH, JSON, b"{oops"),
+            ok(),
+            400,
+            "invalid_payload",
+            "invalid",
+        ),
+        (
+            ("POST", "/webhook", AUTH, JSON, STATUS),
+            rejected(),
+            500,
+            "internal_error",
+            "failed",
+        ),
+        (
+            ("POST", "/webhook", AUTH, JSON, STATUS),
+            Err(ProduceError::Timeout),
+            503,
+            "unavailable",
+            "unavailable",
+        ),
+        (
+            ("POST", "/webhook", AUTH, JSON, STATUS),
+            Err(ProduceError::TooLarge),
+            413,
+            "too_large",
+            "too_large",
+        ),
+    ];
+    for ((method, path, auth, content_type, body), result, status, code, outcome) in cases {
+        let (hook, _, metrics) = webhook_with_metrics(result);
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(auth) = auth {
+            req = req.header(AUTHORIZATION, auth);
+        }
+        if let Some(content_type) = content_type {
+            req = req.header(CONTENT_TYPE, content_type);
+        }
+        let req = req
+            .body(Full::new(Bytes::from_static(body)))
+            .expect("request");
+        let response = hook.handle(req).await;
+        let case = format!("{method} {path} {auth:?} {content_type:?}");
+        assert_eq!(response.status().as_u16(), status, "{case}");
+        let header = |name: &str| response.headers().get(name).cloned();
+        match status {
+            401 => assert!(header("www-authenticate").is_some(), "{case}"),
+            405 => assert_eq!(header("allow").expect("Allow"), "POST", "{case}"),
+            503 => assert_eq!(header("retry-after").expect("Retry-After"), "1"),
+            _ => {}
+        }
+        let answer = response.into_body().into_inner().expect("full body");
+        let answer: serde_json::Value = serde_json::from_slice(&answer).expect("JSON");
+        assert_eq!(answer["error"], code, "{case}: {answer}");
+        let shown = String::from_utf8(metrics.render()).expect("utf-8");
+        let line =
+            format!(r#"qikchat_bridge_requests_total{{outcome="{outcome}",status="{status}"}} 1"#);
+        assert!(shown.contains(&line), "{case}: no {line}");
+    }
+}
+
+#[tokio::test]
+async fn each_kind_of_401_is_counted_under_its_reason() {
+    for (auth, reason) in [
+        (None, "missing"),
+        (Some("Basic !!"), "malformed"),
+        (Some("Bearer dTpw"), "malformed"),
+        (Some("Basic dTp4"), "wrong"),
+    ] {
+        let (hook, _, metrics) = webhook_with_metrics(Err(ProduceError::Timeout));
+        let mut req = Request::post("/webhook");
+        if let Some(auth) = auth {
+            req = req.header(AUTHORIZATION, auth);
+        }
+        let req = req
+            .body(Full::new(Bytes::from_static(STATUS)))
+            .expect("request");
+        assert_eq!(hook.handle(req).await.status(), StatusCode::UNAUTHORIZED);
+        let shown = String::from_utf8(metrics.render()).expect("utf-8");
+        let line = format!(r#"qikchat_bridge_auth_failures_total{{reason="{reason}"}} 1"#);
+        assert!(shown.contains(&line), "{auth:?}: no {line}");
+    }
+}
