@@ -1,0 +1,73 @@
+//! The bridge itself run as a process, as the README's run command starts it: with no Kafka
+//! settings on its embedded Kafka with the seed credential, and ended by a signal with exit 0.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::TEXT;
+
+const BIN: &str = env!("CARGO_BIN_EXE_qikchat-bridge");
+
+/// The bridge with no Kafka settings at all (embedded mode), on free ports.
+fn start_embedded() -> (Child, u16, u16) {
+    let (port, admin) = (common::free_port(), common::free_port());
+    let child = Command::new(BIN)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
+        .args(["--shutdown-delay", "0s"])
+        .env_clear()
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the bridge");
+    (child, port, admin)
+}
+
+/// Sends `signal` and waits (at most 20 s) for the process to exit.
+fn stop_with(child: &mut Child, signal: &str) -> std::process::ExitStatus {
+    let sent = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still running 20 s after {signal}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_settings_the_bridge_runs_on_its_embedded_kafka_and_takes_the_seed_credential() {
+    let (mut child, port, admin) = start_embedded();
+    common::wait_ready_at(admin).await;
+    let http = reqwest::Client::new();
+    let post = |user: &'static str, pass: &'static str| {
+        http.post(format!("http://127.0.0.1:{port}/webhook"))
+            .basic_auth(user, Some(pass))
+            .header("content-type", "application/json")
+            .body(TEXT)
+            .send()
+    };
+    let accepted = post("testuser", "testpass").await.expect("answer");
+    assert_eq!(accepted.status(), 200, "the record reached its topic");
+    let wrong = post("testuser", "not-the-password").await.expect("answer");
+    assert_eq!(wrong.status(), 401);
+    assert!(stop_with(&mut child, "-TERM").success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_stops_the_bridge_as_sigterm_does_with_exit_0() {
+    let (mut child, _, admin) = start_embedded();
+    common::wait_ready_at(admin).await;
+    assert!(stop_with(&mut child, "-INT").success());
+}
