@@ -295,3 +295,6 @@ impl Metrics {
         out
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -110,6 +110,23 @@ async fn during_a_broker_outage_every_answer_is_200_inside_the_deadline_and_noth
         has_line(&m, "qikchat_bridge_spool_appends_total{result=\"ok\"} 100"),
         "{m}"
     );
+    // The gauges the spool alerts watch.
+    assert!(has_line(&m, "qikchat_bridge_spool_records 100"), "{m}");
+    assert!(
+        has_line(&m, "qikchat_bridge_spool_max_bytes 1073741824"),
+        "{m}"
+    );
+    for gauge in [
+        "qikchat_bridge_spool_bytes",
+        "qikchat_bridge_spool_oldest_age_seconds",
+    ] {
+        let value: f64 = m
+            .lines()
+            .find_map(|l| l.strip_prefix(gauge)?.strip_prefix(' '))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {gauge} in {m}"));
+        assert!(value > 0.0, "{gauge} {value}");
+    }
 
     app.cluster.broker_up(1).expect("up");
     all_stored(&app, &ok, Duration::from_secs(30)).await;

@@ -1,0 +1,41 @@
+//! Metrics unit tests: what the alerts read is counted under the documented names and labels.
+
+use super::*;
+use crate::spool::SpoolError;
+
+fn shown(metrics: &Metrics) -> String {
+    String::from_utf8(metrics.render()).expect("utf-8")
+}
+
+#[test]
+fn an_answer_slower_than_the_ack_timeout_is_counted_as_slow() {
+    let metrics = Metrics::new(&[]).expect("metrics");
+    let ack = Duration::from_millis(1500);
+    metrics.answered(Outcome::Accepted, Duration::from_millis(1500), ack);
+    assert!(shown(&metrics).contains("qikchat_bridge_slow_responses_total 0"));
+    metrics.answered(Outcome::Unavailable, Duration::from_millis(1501), ack);
+    let text = shown(&metrics);
+    assert!(
+        text.contains("qikchat_bridge_slow_responses_total 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"qikchat_bridge_requests_total{outcome="unavailable",status="503"} 1"#),
+        "{text}"
+    );
+}
+
+#[test]
+fn each_spool_write_result_has_its_label() {
+    let metrics = Metrics::new(&[]).expect("metrics");
+    metrics.spool.append(&Ok(1));
+    metrics.spool.append(&Err(SpoolError::Full { max: 1 }));
+    metrics.spool.append(&Err(SpoolError::Io("disk".into())));
+    metrics.spool.append(&Err(SpoolError::Busy { waiting: 1 }));
+    metrics.spool.late();
+    let text = shown(&metrics);
+    for result in ["ok", "full", "error", "busy", "late"] {
+        let line = format!(r#"qikchat_bridge_spool_appends_total{{result="{result}"}} 1"#);
+        assert!(text.contains(&line), "no {line} in {text}");
+    }
+}
