@@ -106,6 +106,28 @@ async fn an_empty_body_is_refused_with_400() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_with_broken_chunked_encoding_is_refused_with_400_and_produces_nothing() {
+    use tokio::io::AsyncWriteExt;
+    let app = TestApp::start(&[]).await;
+    let mut s = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /webhook HTTP/1.1\r\nhost: x\r\nauthorization: {}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n",
+        common::basic_auth_header(),
+    );
+    s.write_all(head.as_bytes()).await.expect("write head");
+    // A chunk size that is not hexadecimal.
+    s.write_all(b"zz\r\n{}\r\n0\r\n\r\n")
+        .await
+        .expect("write body");
+    let answer = common::read_until_closed(&mut s).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains(r#""error":"bad_request""#), "{answer}");
+    assert_eq!(app.total_records().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_non_json_content_type_is_refused_with_415() {
     let app = TestApp::start(&[]).await;
     let response = app

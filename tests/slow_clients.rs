@@ -1,5 +1,6 @@
 //! Clients that misbehave on the socket: silent, slowloris and slow-body clients are cut off
-//! while normal traffic is served; a client that closes its sending side still gets its answer.
+//! while normal traffic is served; a client that closes its sending side still gets its answer,
+//! and one that hangs up before it cancels nothing.
 
 mod common;
 
@@ -77,6 +78,32 @@ async fn a_client_that_half_closes_after_its_request_still_gets_the_answer() {
         .await;
     assert_eq!(got.len(), 1, "the status is in Kafka");
     assert_eq!(got[0].value, STATUS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_hangs_up_before_its_answer_cancels_nothing() {
+    let app = TestApp::start(&[]).await;
+    assert_eq!(app.post(TEXT).await.status(), 200);
+    app.cluster
+        .broker_round_trip_time(1, Duration::from_millis(300))
+        .expect("rtt");
+    let s = common::raw_post(app.addr, STATUS).await;
+    drop(s);
+    // The record handed over is delivered, and the request is counted as answered.
+    let got = app
+        .records("whatsapp.message.status", 1, Duration::from_secs(10))
+        .await;
+    assert_eq!(got.len(), 1, "the status is in Kafka");
+    let accepted = r#"qikchat_bridge_requests_total{outcome="accepted",status="200"} 2"#;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, m) = app.admin_get("/metrics").await;
+        if m.lines().any(|l| l == accepted) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no {accepted} in {m}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
