@@ -150,3 +150,24 @@ async fn silent_clients_on_the_admin_port_are_closed_and_probes_are_still_answer
         assert!(read.is_ok(), "a silent admin client is still connected");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keep_alive_connection_idle_after_its_answer_is_closed_after_the_header_read_timeout() {
+    let app = TestApp::start(&["--header-read-timeout", "500ms"]).await;
+    let mut s = common::raw_post(app.addr, STATUS).await;
+    let mut status = [0u8; 12];
+    s.read_exact(&mut status).await.expect("answer");
+    assert_eq!(&status, b"HTTP/1.1 200");
+    let answered = Instant::now();
+    // The rest of the answer, then the close: nothing more is sent on the connection.
+    common::read_until_closed(&mut s).await;
+    let idle = answered.elapsed();
+    assert!(
+        idle >= Duration::from_millis(400),
+        "closed after {idle:?}: before the timeout"
+    );
+    assert!(
+        idle < Duration::from_secs(5),
+        "open for {idle:?} while idle"
+    );
+}
