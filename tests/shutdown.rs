@@ -70,10 +70,22 @@ async fn readiness_turns_503_as_soon_as_shutdown_begins() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_still_open_when_the_shutdown_grace_ends_is_closed_unanswered() {
-    let mut app = TestApp::start(&["--ack-timeout", "15s", "--shutdown-grace", "500ms"]).await;
+    // The flush may take long: the mock broker answers the requests on a connection one after
+    // the other, so the readiness probe's metadata requests queue with the record's.
+    let mut app = TestApp::start(&[
+        "--ack-timeout",
+        "15s",
+        "--shutdown-grace",
+        "500ms",
+        "--flush-timeout",
+        "30s",
+    ])
+    .await;
+    // The idempotent producer's id first, on the real round trip.
+    assert_eq!(app.post(common::TEXT).await.status(), 200);
     // Slower than the grace: the answer cannot come before it ends.
     app.cluster
-        .broker_round_trip_time(1, Duration::from_secs(8))
+        .broker_round_trip_time(1, Duration::from_secs(3))
         .expect("rtt");
     let mut s = common::raw_post(app.addr, STATUS).await;
     while app.in_flight().await < 1 {
@@ -95,4 +107,45 @@ async fn a_request_still_open_when_the_shutdown_grace_ends_is_closed_unanswered(
         .expect("run returns")
         .expect("task")
         .expect("clean exit");
+    // The record it had handed over was flushed before `run` returned: the sender's retry makes
+    // a duplicate, never a loss.
+    app.cluster
+        .broker_round_trip_time(1, Duration::ZERO)
+        .expect("rtt");
+    let got = app
+        .records("whatsapp.message.status", 1, Duration::from_secs(10))
+        .await;
+    assert_eq!(got.len(), 1, "flushed at shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_flush_at_shutdown_gives_up_after_the_flush_timeout() {
+    let mut app = TestApp::start(&[
+        "--ack-timeout",
+        "15s",
+        "--shutdown-grace",
+        "200ms",
+        "--flush-timeout",
+        "1s",
+    ])
+    .await;
+    app.cluster.broker_down(1).expect("down");
+    // librdkafka would keep this record for the 15 s of its message timeout.
+    let _s = common::raw_post(app.addr, STATUS).await;
+    while app.in_flight().await < 1 {
+        tokio::task::yield_now().await;
+    }
+    let started = std::time::Instant::now();
+    app.trigger_shutdown();
+    let handle = app.handle.take().expect("running");
+    tokio::time::timeout(Duration::from_secs(30), handle)
+        .await
+        .expect("run returns")
+        .expect("task")
+        .expect("clean exit");
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(8),
+        "shutdown took {took:?} with a 1 s flush timeout"
+    );
 }
