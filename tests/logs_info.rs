@@ -1,5 +1,5 @@
-//! At the default `info` level: refusals are logged once each with their request id, accepted
-//! requests cost no log line. Its own test binary: it installs the process-wide subscriber.
+//! At the default `info` level: refusals are logged once each with their request id (failures to
+//! store at `warn`, with their cause), accepted requests cost no log line. Its own test binary: it installs the process-wide subscriber.
 
 mod common;
 
@@ -41,4 +41,40 @@ async fn at_info_a_refusal_is_one_line_with_its_request_id_and_an_accepted_reque
     assert_eq!(line["level"], "INFO");
     assert_eq!(line["status"], 401);
     assert!(line["latency_ms"].is_number());
+
+    // A failure to store: its cause logged once at warn, the answer opaque.
+    app.cluster.broker_down(1).expect("down");
+    let before = captured.len();
+    let failed = app
+        .http
+        .post(app.url())
+        .basic_auth(USER, Some(common::PASS))
+        .header("x-request-id", "failed-req-1")
+        .body(STATUS)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(failed.status(), 503);
+    let answer = failed.text().await.expect("body");
+    assert!(answer.contains("not stored; retry later"), "{answer}");
+    assert!(
+        !answer.contains("deadline"),
+        "the cause stays in the log: {answer}"
+    );
+    let logs = captured.text_from(before);
+    let lines: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("failed-req-1"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{logs}");
+    let line: serde_json::Value = serde_json::from_str(lines[0]).expect("JSON log line");
+    assert_eq!(line["level"], "WARN");
+    assert_eq!(line["status"], 503);
+    assert_eq!(line["message"], "not stored");
+    assert!(
+        line["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("acknowledgement")),
+        "{line}"
+    );
 }
