@@ -85,12 +85,16 @@ fn tail_names_a_missing_topic() {
         .env_clear()
         .output()
         .expect("run tail");
-    assert!(!output.status.success());
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "a failure other than a property"
+    );
     assert!(String::from_utf8_lossy(&output.stderr).contains("no.such.topic"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tail_keeps_every_value_of_a_repeated_header_name() {
+async fn tail_shows_repeated_headers_and_bytes_that_are_not_utf8_and_stops_when_idle() {
     use rdkafka::message::{Header, OwnedHeaders};
     use rdkafka::producer::{FutureProducer, FutureRecord};
 
@@ -121,12 +125,23 @@ async fn tail_keeps_every_value_of_a_repeated_header_name() {
         )
         .await
         .expect("delivered");
+    // Written by some other producer: a key and a value that are not UTF-8.
+    producer
+        .send(
+            FutureRecord::to("t")
+                .key(&b"\xff"[..])
+                .payload(&b"\xfe\x00"[..]),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("delivered");
 
+    // No --count: it stops once nothing came for the idle timeout.
     let bootstrap = cluster.bootstrap_servers();
     let output = tokio::task::spawn_blocking(move || {
         Command::new(BIN)
             .args(["tail", "--kafka-brokers", &bootstrap, "--from-beginning"])
-            .args(["--count", "1", "--idle-timeout", "20s", "t"])
+            .args(["--idle-timeout", "2s", "t"])
             .env_clear()
             .output()
             .expect("run tail")
@@ -135,11 +150,18 @@ async fn tail_keeps_every_value_of_a_repeated_header_name() {
     .expect("task");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}");
-    let record: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    let records: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(records.len(), 2, "{stdout}");
     assert_eq!(
-        record["headers"],
+        records[0]["headers"],
         serde_json::json!({"h": ["1", "2", "3"], "raw": {"base64": "/w=="}})
     );
+    assert_eq!(records[1]["key"], serde_json::json!({"base64": "/w=="}));
+    assert_eq!(records[1]["value_base64"], "/gA=");
+    assert!(records[1].get("value").is_none(), "{}", records[1]);
 }
 
 #[test]
