@@ -34,12 +34,28 @@ async fn post(app: &TestApp, n: u32) -> (u16, String, Option<String>) {
 }
 
 fn replaced(metrics: &str) -> Option<u64> {
+    replaced_as(metrics, "webhooks")
+}
+
+fn replaced_as(metrics: &str, role: &str) -> Option<u64> {
+    let prefix = format!(r#"qikchat_bridge_kafka_producers_replaced_total{{role="{role}"}} "#);
     metrics
         .lines()
-        .find_map(|l| {
-            l.strip_prefix(r#"qikchat_bridge_kafka_producers_replaced_total{role="webhooks"} "#)
-        })
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
         .and_then(|v| v.trim().parse().ok())
+}
+
+/// Waits (at most 30 s) until `/metrics` has `line`.
+async fn wait_line(app: &TestApp, line: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, metrics) = app.admin_get("/metrics").await;
+        if metrics.lines().any(|l| l == line) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no {line} in {metrics}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The replacement runs beside the requests: waits for the counter to reach `want`.
@@ -211,4 +227,47 @@ async fn a_producer_that_keeps_failing_is_replaced_at_a_slowing_pace_and_readyz_
         assert!(Instant::now() < deadline, "not ready again");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_spools_replay_producer_is_replaced_too_when_librdkafka_declares_it_failed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = dir.path().display().to_string();
+    let app = TestApp::start(&[
+        "-X",
+        "enable.idempotence=true",
+        "-X",
+        "acks=all",
+        "--spool-dir",
+        &spool,
+    ])
+    .await;
+    // Replay's producer sends one record first (the first sequence number is always accepted).
+    app.cluster.broker_down(1).expect("down");
+    assert_eq!(post(&app, 0).await.0, 200, "spooled");
+    // Past the webhook producer's message timeout: it holds nothing the broker could see.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    app.cluster.broker_up(1).expect("up");
+    wait_line(&app, "qikchat_bridge_spool_replayed_total 1").await;
+
+    app.cluster.broker_down(1).expect("down");
+    for n in 1..4 {
+        assert_eq!(post(&app, n).await.0, 200, "spooled");
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Replay's next produce request meets a sequence gap: librdkafka declares its producer failed.
+    app.cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER],
+    );
+    app.cluster.broker_up(1).expect("up");
+    wait_line(
+        &app,
+        r#"qikchat_bridge_kafka_producers_replaced_total{role="replay"} 1"#,
+    )
+    .await;
+    // Its replacement delivers the records spooled.
+    wait_line(&app, "qikchat_bridge_spool_replayed_total 4").await;
+    let (_, metrics) = app.admin_get("/metrics").await;
+    assert_eq!(replaced_as(&metrics, "webhooks"), Some(0), "only replay's");
 }
