@@ -171,6 +171,20 @@ async fn other_paths_are_404_and_other_methods_405() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_webhook_path_is_served_and_the_default_one_is_then_404() {
+    let app = TestApp::start(&["--webhook-path", "/hooks/qikchat"]).await;
+    let post = |path: &str| {
+        app.http
+            .post(format!("http://{}{path}", app.addr))
+            .basic_auth(USER, Some(PASS))
+            .body(STATUS)
+            .send()
+    };
+    assert_eq!(post("/hooks/qikchat").await.expect("request").status(), 200);
+    assert_eq!(post("/webhook").await.expect("request").status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_stalls_is_answered_408_after_the_body_read_timeout() {
     let app = TestApp::start(&["--body-read-timeout", "300ms"]).await;
     let first: Result<Vec<u8>, std::io::Error> = Ok(b"{\"event\":".to_vec());

@@ -89,6 +89,12 @@ fn a_credential_without_a_colon_is_rejected() {
 #[test]
 fn a_relative_webhook_path_is_rejected() {
     assert!(build(&["--webhook-path", "webhook"]).is_err());
+    // A query, a fragment or a space could never match a request's path.
+    for path in ["/webhook?x=1", "/webhook#x", "/web hook"] {
+        let err = build(&["--webhook-path", path]).expect_err("refused");
+        assert!(err.to_string().contains("--webhook-path"), "{err}");
+    }
+    assert!(build(&["--webhook-path", "/hooks/qikchat"]).is_ok());
 }
 
 #[test]
