@@ -237,6 +237,10 @@ fn check_config_accepts_a_valid_environment_and_redacts_secrets() {
         .env("BRIDGE_AUTH", "qikchat:pa55word,other:second-pa55")
         .env("KAFKA_SASL_PASSWORD", "kafka-secret")
         .env("KAFKA_ACKS", "1")
+        .env(
+            "BRIDGE_TOPICS",
+            "whatsapp:template:status=wa.templates,billing:update=wa.billing",
+        )
         .output()
         .expect("run");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -247,6 +251,11 @@ fn check_config_accepts_a_valid_environment_and_redacts_secrets() {
     );
     assert!(
         stdout.contains("qikchat") && stdout.contains("\"acks\": \"1\""),
+        "{stdout}"
+    );
+    // BRIDGE_TOPICS is split at commas: both routes.
+    assert!(
+        stdout.contains("\"wa.templates\"") && stdout.contains("\"billing:update\""),
         "{stdout}"
     );
     for secret in ["pa55word", "second-pa55", "kafka-secret"] {
