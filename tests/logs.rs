@@ -1,4 +1,4 @@
-//! Logs never carry credentials, bodies or (by default) phone numbers. Its own test binary,
+//! Logs never carry credentials, bodies or (unless the operator asks) phone numbers. Its own test binary,
 //! because it installs the process-wide log subscriber.
 
 mod common;
@@ -43,6 +43,17 @@ async fn a_logged_request_shows_neither_the_password_nor_the_body() {
         "broken-secret-body",
         "9184XXXXXXX",
     ] {
+        assert!(!logs.contains(secret), "{secret:?} leaked into the logs");
+    }
+
+    // The operator's opt-in: the key (the sender's number) is logged, the rest still is not.
+    let before = captured.len();
+    let app = TestApp::start(&["--log-phone-numbers"]).await;
+    assert_eq!(app.post(TEXT).await.status(), 200);
+    drop(app);
+    let logs = captured.text_from(before);
+    assert!(logs.contains("9184XXXXXXX"), "no phone number:\n{logs}");
+    for secret in [PASS, encoded, "I want this product"] {
         assert!(!logs.contains(secret), "{secret:?} leaked into the logs");
     }
 }
