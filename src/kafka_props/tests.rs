@@ -116,6 +116,24 @@ fn the_defaults_wait_for_every_in_sync_replica_with_idempotence() {
 }
 
 #[test]
+fn the_defaults_are_the_ones_the_readme_documents() {
+    let props = from_sources(env(&[]), &[], Duration::from_millis(1500), &no_files).expect("valid");
+    for (name, value) in [
+        ("linger.ms", "0.25"),
+        ("compression.type", "none"),
+        ("socket.nagle.disable", "true"),
+        ("message.timeout.ms", "1500"),
+        ("queue.buffering.max.kbytes", "65536"),
+        ("reconnect.backoff.ms", "20"),
+        ("reconnect.backoff.max.ms", "1000"),
+        ("statistics.interval.ms", "5000"),
+        ("client.id", "qikchat-bridge"),
+    ] {
+        assert_eq!(props.get(name), Some(value), "{name}");
+    }
+}
+
+#[test]
 fn a_weaker_acks_turns_the_default_idempotence_off_but_never_an_explicit_one() {
     let with = |vars: &[(&str, &str)], flags: &[&str]| {
         let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();

@@ -152,3 +152,18 @@ fn a_second_client_adds_its_traffic_but_leaves_the_gauges_to_the_primary() {
     k.update(&stats("replay", 9, 2, 2), false);
     assert_eq!(figures(&k), (159, 4.0, 150));
 }
+
+#[test]
+fn the_broker_round_trip_is_shown_in_seconds_from_librdkafkas_microseconds() {
+    let k = KafkaStats::new("x").expect("metrics");
+    let mut s = stats("a", 1, 1, 1);
+    if let Some(b) = s.brokers.get_mut("b:9092/1") {
+        b.rtt = Some(Window {
+            avg: 2500,
+            ..Default::default()
+        });
+    }
+    k.update(&s, true);
+    let rtt = k.broker_rtt.with_label_values(&["b:9092/1"]).get();
+    assert!((rtt - 0.0025).abs() < 1e-12, "{rtt}");
+}
