@@ -33,6 +33,20 @@ async fn post(app: &TestApp, n: u32) -> (u16, String, Option<String>) {
     (r.status().as_u16(), request_id(&r), retry_after)
 }
 
+/// The bridge with an idempotent producer and a spool in `dir`.
+async fn start_with_spool(dir: &tempfile::TempDir) -> TestApp {
+    let spool = dir.path().display().to_string();
+    TestApp::start(&[
+        "-X",
+        "enable.idempotence=true",
+        "-X",
+        "acks=all",
+        "--spool-dir",
+        &spool,
+    ])
+    .await
+}
+
 fn replaced(metrics: &str) -> Option<u64> {
     replaced_as(metrics, "webhooks")
 }
@@ -43,19 +57,6 @@ fn replaced_as(metrics: &str, role: &str) -> Option<u64> {
         .lines()
         .find_map(|l| l.strip_prefix(prefix.as_str()))
         .and_then(|v| v.trim().parse().ok())
-}
-
-/// Waits (at most 30 s) until `/metrics` has `line`.
-async fn wait_line(app: &TestApp, line: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, metrics) = app.admin_get("/metrics").await;
-        if metrics.lines().any(|l| l == line) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "no {line} in {metrics}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// The replacement runs beside the requests: waits for the counter to reach `want`.
@@ -136,16 +137,7 @@ async fn a_fatal_producer_error_is_answered_503_and_the_producer_is_replaced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_spool_the_webhooks_caught_in_a_failed_producer_are_spooled_and_all_reach_kafka() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let spool = dir.path().display().to_string();
-    let app = TestApp::start(&[
-        "-X",
-        "enable.idempotence=true",
-        "-X",
-        "acks=all",
-        "--spool-dir",
-        &spool,
-    ])
-    .await;
+    let app = start_with_spool(&dir).await;
     // A gap after the first record (the first sequence number is always accepted).
     let (status, id, _) = post(&app, 0).await;
     assert_eq!(status, 200);
@@ -232,23 +224,15 @@ async fn a_producer_that_keeps_failing_is_replaced_at_a_slowing_pace_and_readyz_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_spools_replay_producer_is_replaced_too_when_librdkafka_declares_it_failed() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let spool = dir.path().display().to_string();
-    let app = TestApp::start(&[
-        "-X",
-        "enable.idempotence=true",
-        "-X",
-        "acks=all",
-        "--spool-dir",
-        &spool,
-    ])
-    .await;
+    let app = start_with_spool(&dir).await;
     // Replay's producer sends one record first (the first sequence number is always accepted).
     app.cluster.broker_down(1).expect("down");
     assert_eq!(post(&app, 0).await.0, 200, "spooled");
     // Past the webhook producer's message timeout: it holds nothing the broker could see.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     app.cluster.broker_up(1).expect("up");
-    wait_line(&app, "qikchat_bridge_spool_replayed_total 1").await;
+    app.wait_metric("qikchat_bridge_spool_replayed_total 1")
+        .await;
 
     app.cluster.broker_down(1).expect("down");
     for n in 1..4 {
@@ -261,13 +245,11 @@ async fn the_spools_replay_producer_is_replaced_too_when_librdkafka_declares_it_
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER],
     );
     app.cluster.broker_up(1).expect("up");
-    wait_line(
-        &app,
-        r#"qikchat_bridge_kafka_producers_replaced_total{role="replay"} 1"#,
-    )
-    .await;
+    app.wait_metric(r#"qikchat_bridge_kafka_producers_replaced_total{role="replay"} 1"#)
+        .await;
     // Its replacement delivers the records spooled.
-    wait_line(&app, "qikchat_bridge_spool_replayed_total 4").await;
+    app.wait_metric("qikchat_bridge_spool_replayed_total 4")
+        .await;
     let (_, metrics) = app.admin_get("/metrics").await;
     assert_eq!(replaced_as(&metrics, "webhooks"), Some(0), "only replay's");
 }

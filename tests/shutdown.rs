@@ -23,12 +23,7 @@ async fn shutdown_lets_an_in_flight_request_finish_with_200() {
     app.trigger_shutdown();
     let response = request.await.expect("task");
     assert_eq!(response.status(), 200);
-    let handle = app.handle.take().expect("running");
-    tokio::time::timeout(Duration::from_secs(15), handle)
-        .await
-        .expect("run returns after draining")
-        .expect("task")
-        .expect("clean exit");
+    app.wait_stopped(Duration::from_secs(15)).await;
     assert_eq!(
         app.records("whatsapp.message.status", 1, Duration::from_secs(10))
             .await
@@ -101,12 +96,7 @@ async fn a_request_still_open_when_the_shutdown_grace_ends_is_closed_unanswered(
         "answered: {}",
         String::from_utf8_lossy(&buf)
     );
-    let handle = app.handle.take().expect("running");
-    tokio::time::timeout(Duration::from_secs(30), handle)
-        .await
-        .expect("run returns")
-        .expect("task")
-        .expect("clean exit");
+    app.wait_stopped(Duration::from_secs(30)).await;
     // The record it had handed over was flushed before `run` returned: the sender's retry makes
     // a duplicate, never a loss.
     app.cluster
@@ -137,12 +127,7 @@ async fn the_flush_at_shutdown_gives_up_after_the_flush_timeout() {
     }
     let started = std::time::Instant::now();
     app.trigger_shutdown();
-    let handle = app.handle.take().expect("running");
-    tokio::time::timeout(Duration::from_secs(30), handle)
-        .await
-        .expect("run returns")
-        .expect("task")
-        .expect("clean exit");
+    app.wait_stopped(Duration::from_secs(30)).await;
     let took = started.elapsed();
     assert!(
         took < Duration::from_secs(8),

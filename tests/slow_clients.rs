@@ -94,16 +94,8 @@ async fn a_client_that_hangs_up_before_its_answer_cancels_nothing() {
         .records("whatsapp.message.status", 1, Duration::from_secs(10))
         .await;
     assert_eq!(got.len(), 1, "the status is in Kafka");
-    let accepted = r#"qikchat_bridge_requests_total{outcome="accepted",status="200"} 2"#;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, m) = app.admin_get("/metrics").await;
-        if m.lines().any(|l| l == accepted) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no {accepted} in {m}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    app.wait_metric(r#"qikchat_bridge_requests_total{outcome="accepted",status="200"} 2"#)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -192,6 +192,34 @@ impl TestApp {
         }
     }
 
+    /// Waits (at most `within`) for `run` to return cleanly after [`TestApp::trigger_shutdown`].
+    #[allow(dead_code)]
+    pub async fn wait_stopped(&mut self, within: Duration) {
+        let handle = self.handle.take().expect("running");
+        tokio::time::timeout(within, handle)
+            .await
+            .expect("run returns in time")
+            .expect("run task")
+            .expect("clean exit");
+    }
+
+    /// Waits (at most 30 s) until `/metrics` has `line`.
+    #[allow(dead_code)]
+    pub async fn wait_metric(&self, line: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let (_, metrics) = self.admin_get("/metrics").await;
+            if metrics.lines().any(|l| l == line) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {line} in {metrics}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn trigger_shutdown(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
