@@ -78,8 +78,8 @@ pub async fn replay<K: Sink>(
 
 /// One pass over the spool, a batch at a time. A pass stops early when Kafka itself seems down
 /// (a batch failed whole, unavailable, timed out or queue full, while a second topic had failed
-/// so in the pass), or when every topic in the spool is held; one topic or partition that
-/// cannot take records is only held.
+/// so in the pass), or when every topic it began with that still waits is held; one topic or
+/// partition that cannot take records is only held.
 async fn pass<K: Sink>(
     spool: &Arc<Spool>,
     kafka: &K,
