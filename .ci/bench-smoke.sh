@@ -83,6 +83,13 @@ else:
     # Only the bridge has Kafka client threads; finding CPU in them proves the grouping read them.
     if "bridge" in rows and rows["bridge"]["librdkafka_us_per_req"] in ("", "0"):
         failures.append("decomposition.csv: no CPU found in the bridge's librdkafka threads")
+    # The Kafka client alone (examples/kafka_floor.rs) on the same dev-kafka.
+    row = rows.get("kafka_floor")
+    if row is None:
+        failures.append("decomposition.csv has no kafka_floor row")
+    else:
+        check_numbers("decomposition.csv kafka_floor", row, (
+            "ok_rate", "cpu_us_per_req", "kafka_cpu_us_per_req", "runtime_us_per_req", "librdkafka_us_per_req"))
 
 svg = os.path.join(out, "latency.svg")
 if not os.path.exists(svg) or os.path.getsize(svg) == 0:

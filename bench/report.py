@@ -119,7 +119,11 @@ def main():
                         fnum(r["cpu_us_per_req"].get(s)), fnum(r["cpu_us_per_req"].get("kafka"))])
 
     draw_svg(os.path.join(out, "latency.svg"), rates, phase, meta)
-    decomposition = decompose(out, dc, get)
+    # The Kafka client alone ran beside the decomposition: its median run by rate, too.
+    floors = sorted((r for r in (load(out, f"peak-c{dc}-r{i}-floor.json") for i in range(1, repeats + 1)) if r),
+                    key=lambda r: r["ok_rate"])
+    floor = floors[(len(floors) - 1) // 2] if floors else None
+    decomposition = decompose(out, dc, get, floor, meta.get("cpus"))
 
     # --- the table ---
     smoke = meta.get("mode") == "smoke"
@@ -195,10 +199,12 @@ def main():
           + f"{os.path.join(out, 'latency.svg')}")
 
 
-def decompose(out, dc, get):
+def decompose(out, dc, get, floor=None, cpus=None):
     """The peak figure split in three servers: the ceiling (HTTP alone), the bridge without Kafka
-    (its own request handling added) and the bridge (the Kafka client and broker added). Writes
-    OUT/decomposition.csv and returns the lines to print, or None when the third server did not run."""
+    (its own request handling added) and the bridge (the Kafka client and broker added); and,
+    when it ran, the Kafka client alone (examples/kafka_floor.rs, no HTTP) with the CPU budget
+    that 0.8x the ceiling leaves. Writes OUT/decomposition.csv and returns the lines to print, or
+    None when the third server did not run."""
     if dc is None:
         return None
     name = f"peak-c{dc}"
@@ -237,6 +243,11 @@ def decompose(out, dc, get):
                         fnum(cpu), fnum(kafka_cpu) if s == "bridge" else "",
                         fnum(t["runtime"]), fnum(t["librdkafka"]), fnum(t["other"]), fnum(t["switches"]),
                         fnum(t["loadgen"]), fnum(t["idle"]), fnum(t["ctxt"])])
+        if floor:
+            w.writerow(["kafka_floor", floor.get("concurrency"), fnum(floor.get("ok_rate")), "",
+                        fnum(floor.get("cpu_us_per_record")), fnum(floor.get("broker_us")),
+                        fnum(floor.get("runtime_us")), fnum(floor.get("librdkafka_us")),
+                        fnum(floor.get("other_us")), "", "", "", ""])
     lines = [f"{s:8s} {fnum(rate, 3):>8s} ok/s  {fnum(rate / ceiling if ceiling else None, 3):>6s}x  "
              f"{fnum(cpu, 3) or '-':>6s} us CPU/req  {what}" for s, what, rate, cpu in rows]
     (_, _, r_c, c_c), (_, _, r_n, c_n), (_, _, r_b, c_b) = rows
@@ -254,6 +265,29 @@ def decompose(out, dc, get):
         lines.append(f"{s:8s} {fnum(t['runtime'], 3) or '-':>8s} {fnum(t['librdkafka'], 3):>10s} "
                      f"{fnum(t['other'], 3):>6s} {fnum(t['switches'], 3) or '-':>9s} | {fnum(t['loadgen'], 3) or '-':>7s} "
                      f"{k:>9s} | {(fnum(t['idle'], 3) or '-') + ' %':>12s} {fnum(t['ctxt'], 3) or '-':>9s}")
+    if floor:
+        lines += floor_lines(floor, r_c, c_n, threads["ceiling"]["loadgen"], cpus)
+    return lines
+
+
+def floor_lines(floor, ceiling_rate, nokafka_cpu, loadgen_cpu, cpus):
+    """What the Kafka client costs without HTTP, and whether the bridge could reach 0.8x the
+    ceiling if it cost nothing more inside the bridge than alone."""
+    broker = floor.get("broker_us")
+    alone = floor["cpu_us_per_record"] + (broker or 0)
+    lines = ["",
+             f"the Kafka client alone (examples/kafka_floor.rs: {floor['concurrency']} sends in flight through the "
+             f"bridge's KafkaSink, no HTTP; median run): {fnum(floor['ok_rate'], 3)} records/s, "
+             f"{fnum(floor['cpu_us_per_record'], 3)} us CPU/record (runtime {fnum(floor['runtime_us'], 3)}, "
+             f"librdkafka {fnum(floor['librdkafka_us'], 3)})"
+             + (f", dev-kafka {fnum(broker, 3)} us/record" if broker is not None else "")]
+    if cpus and ceiling_rate and loadgen_cpu is not None and nokafka_cpu is not None:
+        target = 0.8 * ceiling_rate
+        budget = cpus * 1e6 / target - loadgen_cpu
+        lines.append(f"0.8x the ceiling is {fnum(target, 3)} req/s: with all {cpus} CPUs busy and the load generator's "
+                     f"{fnum(loadgen_cpu, 3)} us/req, the bridge and its broker may spend {fnum(budget, 3)} us/req; "
+                     f"the bridge without Kafka takes {fnum(nokafka_cpu, 3)}, the Kafka client alone with its broker "
+                     f"{fnum(alone, 3)} (together {fnum(nokafka_cpu + alone, 3)})")
     return lines
 
 

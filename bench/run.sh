@@ -96,13 +96,15 @@ if [ "$build" = 1 ]; then
   fi
   # The decomposition's third server: the bridge with its sink answering at once (an example of
   # the root crate, never part of the binary).
-  section "cargo build --release --example bridge_without_kafka"
-  (cd "$root" && cargo build --release --locked --example bridge_without_kafka)
+  # And the Kafka client without HTTP (examples/kafka_floor.rs), for the same decomposition.
+  section "cargo build --release --example bridge_without_kafka --example kafka_floor"
+  (cd "$root" && cargo build --release --locked --example bridge_without_kafka --example kafka_floor)
   section "cargo build --release (bench: ceiling, loadgen)"
   (cd "$here" && cargo build --release --locked)
 fi
 bridge_bin=${bridge_bin:-$root/target/release/qikchat-bridge}
 nokafka_bin=${NOKAFKA_BIN:-$root/target/release/examples/bridge_without_kafka}
+floor_bin=$root/target/release/examples/kafka_floor
 ceiling_bin=$here/target/release/ceiling
 loadgen=$here/target/release/loadgen
 for b in "$bridge_bin" "$ceiling_bin" "$loadgen"; do
@@ -226,6 +228,22 @@ EOF
   sleep "$pause"
 }
 
+# The Kafka client alone: the bridge's KafkaSink with C sends in flight and no HTTP, on the same
+# dev-kafka, with dev-kafka's CPU over the same window.
+floor() { # PHASE CONNECTIONS
+  [ -x "$floor_bin" ] || return 0
+  servers_alive
+  printf 'bench: %-14s %-8s ' "$1" "floor" >&2
+  "$floor_bin" "$brokers" "$2" "$duration" ${kafka_pid:+"$kafka_pid"} >"$out/$1-floor.json" 2>"$out/$1-floor.err" \
+    || { cat "$out/$1-floor.err" >&2; die "kafka_floor failed in $1"; }
+  python3 - "$out/$1-floor.json" >&2 <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f"{r['ok_rate']:9.0f} records/s  {r['cpu_us_per_record']} us CPU/record (no HTTP)")
+EOF
+  sleep "$pause"
+}
+
 section "load phases (${duration} s each, warm-up ${warmup} s)"
 for server in ceiling bridge; do
   load warmup "$server" --connections 64 --duration "$warmup"
@@ -239,6 +257,7 @@ for c in $peak_conns; do
     for server in $servers; do
       load "peak-c$c-r$i" "$server" --connections "$c" --duration "$duration"
     done
+    [ "$decompose" = 1 ] && [ "$c" = "$decompose_conns" ] && floor "peak-c$c-r$i" "$c"
   done
 done
 for r in $rates; do
