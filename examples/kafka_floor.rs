@@ -32,18 +32,23 @@ const TOPIC: &str = "whatsapp.message.status";
 /// A header of the real one's length; its value does not matter to Kafka.
 const BODY_SHA256: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// CPU seconds (utime + stime) of a process, from `/proc/PID/stat`.
-fn cpu_of(pid: &str) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+/// CPU seconds (utime + stime) from a `/proc/.../stat` file: after the parenthesised name, the
+/// state is the first field, utime the 12th and stime the 13th, in ticks of USER_HZ (100).
+fn stat_cpu(path: &std::path::Path) -> Option<f64> {
+    let stat = std::fs::read_to_string(path).ok()?;
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
     let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
     Some((ticks(11)? + ticks(12)?) / 100.0)
 }
 
+/// CPU seconds of a process.
+fn cpu_of(pid: &str) -> Option<f64> {
+    stat_cpu(std::path::Path::new(&format!("/proc/{pid}/stat")))
+}
+
 /// CPU seconds (utime + stime) of this process's threads, by group: the runtime's workers,
 /// librdkafka's threads (and rdkafka's polling thread), the rest.
 fn cpu_by_group() -> [f64; 3] {
-    let tick = 100.0; // USER_HZ on Linux
     let mut groups = [0.0; 3];
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return groups;
@@ -51,19 +56,9 @@ fn cpu_by_group() -> [f64; 3] {
     for task in tasks.flatten() {
         let path = task.path();
         let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
-        let stat = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
-        // Fields after the parenthesised name: state is the first, utime the 12th, stime the 13th.
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        let Some(cpu) = stat_cpu(&path.join("stat")) else {
             continue;
         };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        let cpu = (ticks(11) + ticks(12)) / tick;
         let group = if comm.starts_with("tokio-rt-worker") {
             0
         } else if comm.starts_with("rdk:") || comm.starts_with("producer pol") {

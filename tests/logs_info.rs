@@ -5,6 +5,13 @@ mod common;
 
 use common::{Captured, TestApp, STATUS, USER};
 
+/// The one JSON log line that names `request_id`.
+fn the_line(logs: &str, request_id: &str) -> serde_json::Value {
+    let lines: Vec<&str> = logs.lines().filter(|l| l.contains(request_id)).collect();
+    assert_eq!(lines.len(), 1, "{logs}");
+    serde_json::from_str(lines[0]).expect("JSON log line")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_info_a_refusal_is_one_line_with_its_request_id_and_an_accepted_request_none() {
     // This test binary has a single test, so it may set the process-wide subscriber.
@@ -31,13 +38,7 @@ async fn at_info_a_refusal_is_one_line_with_its_request_id_and_an_accepted_reque
         .await
         .expect("request");
     assert_eq!(refused.status(), 401);
-    let logs = captured.text_from(before);
-    let lines: Vec<&str> = logs
-        .lines()
-        .filter(|l| l.contains("refused-req-1"))
-        .collect();
-    assert_eq!(lines.len(), 1, "{logs}");
-    let line: serde_json::Value = serde_json::from_str(lines[0]).expect("JSON log line");
+    let line = the_line(&captured.text_from(before), "refused-req-1");
     assert_eq!(line["level"], "INFO");
     assert_eq!(line["status"], 401);
     assert!(line["latency_ms"].is_number());
@@ -61,13 +62,7 @@ async fn at_info_a_refusal_is_one_line_with_its_request_id_and_an_accepted_reque
         !answer.contains("deadline"),
         "the cause stays in the log: {answer}"
     );
-    let logs = captured.text_from(before);
-    let lines: Vec<&str> = logs
-        .lines()
-        .filter(|l| l.contains("failed-req-1"))
-        .collect();
-    assert_eq!(lines.len(), 1, "{logs}");
-    let line: serde_json::Value = serde_json::from_str(lines[0]).expect("JSON log line");
+    let line = the_line(&captured.text_from(before), "failed-req-1");
     assert_eq!(line["level"], "WARN");
     assert_eq!(line["status"], 503);
     assert_eq!(line["message"], "not stored");
