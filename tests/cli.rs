@@ -7,6 +7,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{TestApp, STATUS, TEXT};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 const BIN: &str = env!("CARGO_BIN_EXE_qikchat-bridge");
 
@@ -68,6 +70,47 @@ async fn tail_prints_each_record_as_one_json_line_with_the_exact_body() {
             .as_bytes(),
         STATUS
     );
+
+    // Its group id must stay without offsets: a tail that committed would move where any
+    // consumer sharing the id starts, and librdkafka commits on close when auto-commit is on.
+    let bootstrap = app.bootstrap.clone();
+    let committed = tokio::task::spawn_blocking(move || committed_offsets_of_tail(&bootstrap))
+        .await
+        .expect("task");
+    assert!(
+        committed
+            .iter()
+            .all(|(_, offset)| *offset == Offset::Invalid),
+        "tail committed offsets: {committed:?}"
+    );
+}
+
+/// What the `tail` group has committed for every partition of the two topics the tests read.
+fn committed_offsets_of_tail(bootstrap: &str) -> Vec<((String, i32), Offset)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "qikchat-bridge-tail")
+        .create()
+        .expect("consumer");
+    let mut partitions = TopicPartitionList::new();
+    for topic in ["whatsapp.message.in", "whatsapp.message.status"] {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .expect("metadata");
+        for p in 0..metadata.topics()[0].partitions().len() {
+            partitions.add_partition(topic, p as i32);
+        }
+    }
+    let committed = consumer
+        .committed_offsets(partitions, Duration::from_secs(10))
+        .expect("the group coordinator answers");
+    let all: Vec<_> = committed
+        .elements()
+        .iter()
+        .map(|e| ((e.topic().to_string(), e.partition()), e.offset()))
+        .collect();
+    assert!(all.len() >= 2, "{all:?}");
+    all
 }
 
 #[test]
