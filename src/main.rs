@@ -72,6 +72,14 @@ fn serve(args: qikchat_bridge::config::Args) -> ExitCode {
         }
     };
     let code = runtime.block_on(async move {
+        // Before anything slow (the producer, the spool's recovery): see `shutdown_signal`.
+        let shutdown = match shutdown_signal() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM and SIGINT");
+                return ExitCode::FAILURE;
+            }
+        };
         let listeners = match Listeners::bind(&config).await {
             Ok(l) => l,
             Err(e) => {
@@ -79,7 +87,7 @@ fn serve(args: qikchat_bridge::config::Args) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        match run(config, listeners, shutdown_signal()).await {
+        match run(config, listeners, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!(error = %e, "cannot start");
@@ -143,30 +151,46 @@ fn dev_kafka(partitions: i32, prefix: &str) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(shutdown_signal());
+    let code = runtime.block_on(async {
+        match shutdown_signal() {
+            Ok(signal) => {
+                signal.await;
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("qikchat-bridge dev-kafka: cannot listen for SIGTERM and SIGINT: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    });
     drop(kafka);
-    ExitCode::SUCCESS
+    code
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
+/// Resolves at the first SIGTERM or SIGINT after it is made, not after it is first polled: as a
+/// container's PID 1 the bridge gets no default action for them, so the kernel drops a signal
+/// that arrives before a handler exists, and a pod deleted while the bridge starts would ignore
+/// its SIGTERM. Call it inside the runtime.
+#[cfg(unix)]
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => tracing::info!("SIGINT received"),
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+        }
+    })
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::info!("Ctrl-C received");
+        } else {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("SIGINT received"),
-        () = term => tracing::info!("SIGTERM received"),
-    }
+    })
 }

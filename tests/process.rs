@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,11 @@ const BIN: &str = env!("CARGO_BIN_EXE_qikchat-bridge");
 
 /// The bridge with no Kafka settings at all (embedded mode), on free ports.
 fn start_embedded() -> (Child, u16, u16) {
+    start_embedded_logging(Stdio::null())
+}
+
+/// The same, with its log lines (at warn) going to `stderr`.
+fn start_embedded_logging(stderr: Stdio) -> (Child, u16, u16) {
     let (port, admin) = (common::free_port(), common::free_port());
     let child = Command::new(BIN)
         .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -20,7 +26,7 @@ fn start_embedded() -> (Child, u16, u16) {
         .env_clear()
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("start the bridge");
     (child, port, admin)
@@ -70,4 +76,25 @@ async fn sigint_stops_the_bridge_as_sigterm_does_with_exit_0() {
     let (mut child, _, admin) = start_embedded();
     common::wait_ready_at(admin).await;
     assert!(stop_with(&mut child, "-INT").success());
+}
+
+/// In a container the bridge is PID 1, for which the kernel drops a signal that has no handler:
+/// one installed only once the listener serves would lose a SIGTERM sent while the producer and
+/// the spool start, and the pod would wait out its whole grace period. Outside a container the
+/// same gap shows as the default action killing the process instead of a clean exit 0.
+#[test]
+fn sigterm_during_start_up_stops_the_bridge_with_exit_0() {
+    for _ in 0..5 {
+        let (mut child, _, _) = start_embedded_logging(Stdio::piped());
+        let mut log = BufReader::new(child.stderr.take().expect("stderr"));
+        // The first line (the embedded-mode warning) comes before the producer is made.
+        let mut first = String::new();
+        log.read_line(&mut first).expect("a log line");
+        assert!(first.contains("EMBEDDED KAFKA"), "{first}");
+        let status = stop_with(&mut child, "-TERM");
+        assert!(
+            status.success(),
+            "a SIGTERM during start-up ended the bridge with {status}"
+        );
+    }
 }
