@@ -13,7 +13,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::auth::{self, AuthReload, Credential, Credentials};
-use crate::kafka_props::{KafkaProperties, KafkaSources, Watched};
+use crate::kafka_props::{Defaults, KafkaProperties, KafkaSources, Watched};
 use crate::topics::{KeyStrategy, TopicMap};
 
 /// The user and password Qikchat's documentation uses; only ever accepted in embedded mode.
@@ -121,7 +121,10 @@ impl Config {
         let kafka_sources = KafkaSources::new(
             env,
             &args.kafka_properties,
-            crate::delivery::kafka_wait(args.ack_timeout, args.spool_dir.is_some()),
+            Defaults {
+                wait: crate::delivery::kafka_wait(args.ack_timeout, args.spool_dir.is_some()),
+                max_body_bytes: args.max_body_bytes,
+            },
         );
         let (kafka_properties, kafka_watched) = kafka_sources.properties_watched(&read_file)?;
 
@@ -217,20 +220,35 @@ impl Config {
     /// Librdkafka properties with the bootstrap servers filled in.
     /// Settings that are valid but weaken a promise, for a warning at start-up.
     pub fn caveats(&self) -> Vec<String> {
+        let mut caveats = Vec::new();
         let wait = crate::delivery::kafka_wait(self.ack_timeout, self.spool_dir.is_some());
         let timeout = self.kafka_properties.get("message.timeout.ms");
-        match timeout.and_then(|t| t.parse::<u128>().ok()) {
-            Some(ms) if ms > wait.as_millis() => {
-                vec![format!(
-                "message.timeout.ms ({ms}) is longer than the bridge waits for Kafka ({} ms): a \
-                 record answered 503{} can still be delivered afterwards, so the sender's retry \
-                 makes a duplicate",
-                wait.as_millis(),
-                if self.spool_dir.is_some() { " or spooled" } else { "" }
-            )]
+        if let Some(ms) = timeout.and_then(|t| t.parse::<u128>().ok()) {
+            if ms > wait.as_millis() {
+                caveats.push(format!(
+                    "message.timeout.ms ({ms}) is longer than the bridge waits for Kafka ({} ms): \
+                     a record answered 503{} can still be delivered afterwards, so the sender's \
+                     retry makes a duplicate",
+                    wait.as_millis(),
+                    if self.spool_dir.is_some() {
+                        " or spooled"
+                    } else {
+                        ""
+                    }
+                ));
             }
-            _ => Vec::new(),
         }
+        let room = crate::kafka_props::max_record_bytes(self.max_body_bytes);
+        let max = self.kafka_properties.get("message.max.bytes");
+        if let Some(max) = max.and_then(|m| m.trim().parse::<usize>().ok()) {
+            if max < room {
+                caveats.push(format!(
+                    "message.max.bytes ({max}) is below --max-body-bytes plus room for the key and \
+                     headers ({room}): bodies near the limit are answered 413"
+                ));
+            }
+        }
+        caveats
     }
 
     pub fn producer_properties(&self, bootstrap: &str) -> BTreeMap<String, String> {

@@ -93,6 +93,11 @@ impl<K: Sink> Sink for Delivery<K> {
         let Some(spool) = &self.spool else {
             return self.kafka.send(record, deadline).await;
         };
+        // librdkafka would refuse it on every topic, so replay could never deliver it, and it
+        // would hold back every later record of its conversation.
+        if record.wire_size() > self.kafka.max_record_bytes() {
+            return Err(ProduceError::TooLarge);
+        }
         if record.key.as_deref().is_some_and(|k| spool.holds_key(k)) {
             return self
                 .spool(

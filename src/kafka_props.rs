@@ -42,8 +42,12 @@ impl KafkaProperties {
 /// soon as the first metadata names the real broker, failing a metadata request still in flight on
 /// it; the retry then waited out 50 ms, so a third of starts were ready in ~60 ms instead of ~8
 /// (now ~20). Reconnects after a broker failure still double up to `reconnect.backoff.max.ms`.
-fn defaults(ack_timeout: Duration) -> BTreeMap<String, String> {
-    let message_timeout = ack_timeout.as_millis().max(1).to_string();
+///
+/// `message.max.bytes` leaves room for the largest body the bridge accepts plus its key and
+/// headers: librdkafka's own default (1,000,000) is below the default `--max-body-bytes` (1 MiB),
+/// so bodies near the limit got 413, and a spooled one could never be replayed.
+fn defaults(limits: Defaults) -> BTreeMap<String, String> {
+    let message_timeout = limits.wait.as_millis().max(1).to_string();
     [
         ("client.id", "qikchat-bridge".to_string()),
         ("acks", "all".to_string()),
@@ -52,6 +56,10 @@ fn defaults(ack_timeout: Duration) -> BTreeMap<String, String> {
         ("compression.type", "none".to_string()),
         ("socket.nagle.disable", "true".to_string()),
         ("message.timeout.ms", message_timeout),
+        (
+            "message.max.bytes",
+            max_record_bytes(limits.max_body_bytes).to_string(),
+        ),
         ("queue.buffering.max.kbytes", (64 * 1024).to_string()),
         ("reconnect.backoff.ms", "20".to_string()),
         ("reconnect.backoff.max.ms", "1000".to_string()),
@@ -60,6 +68,29 @@ fn defaults(ack_timeout: Duration) -> BTreeMap<String, String> {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect()
+}
+
+/// What the bridge's producer defaults are made from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Defaults {
+    /// How long a record may wait for Kafka: `message.timeout.ms`.
+    pub wait: Duration,
+    /// `--max-body-bytes`: `message.max.bytes` must take such a body with its key and headers.
+    pub max_body_bytes: usize,
+}
+
+/// Room for a record's key and headers beside its body. The headers the bridge writes come to
+/// about 300 bytes; the key and the message id are copied from the body, and the request id
+/// from the sender, so they are bounded by neither: a record larger than the limit is refused
+/// with 413 before it is stored (`Record::wire_size`).
+pub const RECORD_ROOM: usize = 64 * 1024;
+
+/// librdkafka's own `message.max.bytes` default.
+pub const LIBRDKAFKA_MAX_RECORD_BYTES: usize = 1_000_000;
+
+/// The default `message.max.bytes` for bodies of up to `max_body_bytes`.
+pub fn max_record_bytes(max_body_bytes: usize) -> usize {
+    LIBRDKAFKA_MAX_RECORD_BYTES.max(max_body_bytes + RECORD_ROOM)
 }
 
 /// Turns `KAFKA_SASL_MECHANISM` into `sasl.mechanism` the way Confluent's images do:
@@ -100,14 +131,14 @@ fn is_service_link(name: &str) -> bool {
 pub fn from_sources<E, R>(
     env: E,
     flags: &[String],
-    ack_timeout: Duration,
+    limits: Defaults,
     read_file: &R,
 ) -> Result<KafkaProperties, ConfigError>
 where
     E: IntoIterator<Item = (String, String)>,
     R: Fn(&Path) -> std::io::Result<String>,
 {
-    let mut props = defaults(ack_timeout);
+    let mut props = defaults(limits);
     let set = overrides(env, flags, read_file)?;
     // Idempotence needs acks=all: an operator who trades the replicas' acknowledgement for
     // latency gets a producer without it, rather than librdkafka's refusal to start.

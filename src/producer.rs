@@ -42,7 +42,7 @@ pub enum ProduceError {
     QueueFull,
     #[error("no acknowledgement before the deadline")]
     Timeout,
-    #[error("record exceeds the broker's size limit")]
+    #[error("record exceeds Kafka's record size limit")]
     TooLarge,
     /// Retrying the same record cannot help (authorization, unknown topic, invalid record).
     #[error("Kafka refused the record: {0}")]
@@ -120,6 +120,11 @@ pub trait Sink: Send + Sync + 'static {
         record: &Record<'_>,
         deadline: Instant,
     ) -> impl Future<Output = Result<Delivered, ProduceError>> + Send;
+
+    /// The largest [`Record::wire_size`] it takes (librdkafka's `message.max.bytes`).
+    fn max_record_bytes(&self) -> usize {
+        usize::MAX
+    }
 }
 
 pub struct KafkaSink {
@@ -134,6 +139,8 @@ pub struct KafkaSink {
     role: ProducerRole,
     metrics: Arc<Metrics>,
     fatal: Arc<Notify>,
+    /// `message.max.bytes`, which a rebuild from rotated files cannot change.
+    max_record_bytes: usize,
 }
 
 fn client_config(properties: &BTreeMap<String, String>) -> ClientConfig {
@@ -161,7 +168,12 @@ impl KafkaSink {
         let config = client_config(properties);
         let fatal = Arc::new(Notify::new());
         let made = ProducerHandle::make(&config, &metrics, role, &fatal)?;
+        let max_record_bytes = properties
+            .get("message.max.bytes")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(crate::kafka_props::LIBRDKAFKA_MAX_RECORD_BYTES);
         Ok(KafkaSink {
+            max_record_bytes,
             producer: RwLock::new(made.producer),
             retired: Mutex::new(made.retired),
             config: Mutex::new(config),
@@ -275,6 +287,10 @@ impl Sink for KafkaSink {
             }
         }
         result
+    }
+
+    fn max_record_bytes(&self) -> usize {
+        self.max_record_bytes
     }
 }
 

@@ -41,6 +41,37 @@ pub struct Record<'a> {
     pub headers: RecordHeaders<'a>,
 }
 
+/// librdkafka's allowance for a record's framing in its size check
+/// (`RD_KAFKAP_MESSAGE_V2_MAX_OVERHEAD`).
+const WIRE_OVERHEAD: usize = 36;
+
+impl Record<'_> {
+    /// The size librdkafka weighs against `message.max.bytes` when it takes a record (value, key,
+    /// headers with their length prefixes, framing): a record over the limit is refused on every
+    /// topic, so it must not be spooled, where replay could never deliver it.
+    pub fn wire_size(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                name.len() + value.len() + varint_len(name.len()) + varint_len(value.len())
+            })
+            .sum();
+        WIRE_OVERHEAD + self.value.len() + self.key.as_deref().map_or(0, str::len) + headers
+    }
+}
+
+/// Bytes of a length as Kafka's zig-zag varint.
+fn varint_len(n: usize) -> usize {
+    let mut v = (n as u64) << 1;
+    let mut len = 1;
+    while v >= 0x80 {
+        v >>= 7;
+        len += 1;
+    }
+    len
+}
+
 /// The headers of a record: built from a request, or as stored in the spool.
 #[derive(Debug, Clone, Copy)]
 pub enum RecordHeaders<'a> {

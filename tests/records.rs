@@ -191,3 +191,23 @@ async fn cloudevents_mode_adds_ce_headers_and_keeps_the_value() {
     assert_eq!(h["ce_time"], h["received-at"]);
     assert_eq!(h["content-type"], "application/json");
 }
+
+/// librdkafka's own record limit (1,000,000 bytes) is below the default `--max-body-bytes`
+/// (1 MiB): a body the bridge advertises as acceptable must fit the producer's limit too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_of_exactly_the_default_size_limit_is_accepted_and_stored_whole() {
+    let app = TestApp::start(&[]).await;
+    let text = std::str::from_utf8(TEXT).expect("utf-8");
+    let padding = (1 << 20) - TEXT.len() + "I want this product".len();
+    let body = text.replace("I want this product", &"x".repeat(padding));
+    assert_eq!(body.len(), 1 << 20);
+    let body: &'static [u8] = Box::leak(body.into_bytes().into_boxed_slice());
+    let response = app.post(body).await;
+    assert_eq!(response.status(), 200, "{:?}", response.text().await);
+    let got = app.records("whatsapp.message.in", 1, WAIT).await;
+    assert_eq!(got.len(), 1);
+    assert!(
+        got[0].value == body,
+        "the 1 MiB value arrives byte for byte"
+    );
+}

@@ -162,6 +162,21 @@ fn a_message_timeout_longer_than_the_wait_for_kafka_is_a_caveat() {
 }
 
 #[test]
+fn a_record_size_limit_below_the_body_limit_is_a_caveat() {
+    let lower = build(&["-X", "message.max.bytes=1000000"]).expect("valid");
+    let caveats = lower.caveats();
+    assert_eq!(caveats.len(), 1, "{caveats:?}");
+    assert!(caveats[0].contains("413"), "{caveats:?}");
+    let fits = build(&[
+        "-X",
+        "message.max.bytes=1000000",
+        "--max-body-bytes",
+        "900000",
+    ]);
+    assert!(fits.expect("valid").caveats().is_empty());
+}
+
+#[test]
 fn a_credential_list_written_with_spaces_is_refused_not_half_accepted() {
     let err = build(&["--auth", "alice:one, bob:two"]).unwrap_err();
     assert!(err.to_string().contains("\"bob\""), "{err}");

@@ -16,6 +16,8 @@ pub(super) struct FakeKafka {
     pub(super) refuses_values: Vec<&'static [u8]>,
     pub(super) error: ProduceError,
     pub(super) took: Mutex<Vec<Took>>,
+    /// Its `message.max.bytes`.
+    pub(super) max_record_bytes: usize,
 }
 
 impl FakeKafka {
@@ -25,6 +27,7 @@ impl FakeKafka {
             refuses_values: Vec::new(),
             error,
             took: Mutex::new(Vec::new()),
+            max_record_bytes: usize::MAX,
         })
     }
 }
@@ -46,6 +49,10 @@ impl Sink for FakeKafka {
             partition: 0,
             offset: took.len() as i64,
         })
+    }
+
+    fn max_record_bytes(&self) -> usize {
+        self.max_record_bytes
     }
 }
 
@@ -120,4 +127,35 @@ async fn a_spool_write_that_outlasts_the_deadline_is_answered_at_the_deadline() 
         std::thread::sleep(Duration::from_millis(1));
     }
     assert!(spool.holds_key("k"));
+}
+
+#[tokio::test]
+async fn a_record_kafka_would_refuse_for_its_size_gets_413_and_is_never_spooled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("open");
+    let metrics = Arc::new(Metrics::new(&[]).expect("metrics"));
+    let record = webhook_record();
+    let kafka = Arc::new(FakeKafka {
+        refuses: vec!["t"],
+        refuses_values: Vec::new(),
+        error: ProduceError::Timeout,
+        took: Mutex::new(Vec::new()),
+        max_record_bytes: record.wire_size() - 1,
+    });
+    let delivery = Delivery::new(kafka, Some(spool.clone()), metrics);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // Kafka slow, and then with older records of its conversation spooled: both paths that
+    // spool without handing the record to librdkafka, whose own size check never runs.
+    assert_eq!(
+        delivery.send(&record, deadline).await,
+        Err(ProduceError::TooLarge)
+    );
+    let older = SpooledRecord::from_record(&webhook_record());
+    spool.append(older).await.expect("spooled");
+    assert!(spool.holds_key("k"));
+    assert_eq!(
+        delivery.send(&record, deadline).await,
+        Err(ProduceError::TooLarge)
+    );
+    assert_eq!(spool.records(), 1, "only the older record");
 }

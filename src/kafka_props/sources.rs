@@ -6,15 +6,28 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::{from_sources, KafkaProperties};
+use super::{from_sources, Defaults, KafkaProperties};
 use crate::config::ConfigError;
 
-/// The `KAFKA_*` variables, the `-X` flags and the Kafka wait that start-up used.
-#[derive(Clone, Default)]
+/// The `KAFKA_*` variables, the `-X` flags and the limits that start-up used.
+#[derive(Clone)]
 pub struct KafkaSources {
     env: Vec<(String, String)>,
     flags: Vec<String>,
-    wait: Duration,
+    limits: Defaults,
+}
+
+impl Default for KafkaSources {
+    fn default() -> KafkaSources {
+        KafkaSources::new(
+            Vec::new(),
+            &[],
+            Defaults {
+                wait: Duration::ZERO,
+                max_body_bytes: 0,
+            },
+        )
+    }
 }
 
 /// Variables and flags may hold secrets: only their names are shown.
@@ -33,7 +46,7 @@ impl KafkaSources {
     pub fn new(
         env: impl IntoIterator<Item = (String, String)>,
         flags: &[String],
-        wait: Duration,
+        limits: Defaults,
     ) -> KafkaSources {
         KafkaSources {
             env: env
@@ -41,7 +54,7 @@ impl KafkaSources {
                 .filter(|(k, _)| k.starts_with("KAFKA_"))
                 .collect(),
             flags: flags.to_vec(),
-            wait,
+            limits,
         }
     }
 
@@ -50,7 +63,7 @@ impl KafkaSources {
     where
         R: Fn(&Path) -> std::io::Result<String>,
     {
-        from_sources(self.env.clone(), &self.flags, self.wait, read_file)
+        from_sources(self.env.clone(), &self.flags, self.limits, read_file)
     }
 
     /// The properties, and the files behind them as they were when read: the secrets are

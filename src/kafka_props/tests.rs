@@ -2,6 +2,14 @@
 
 use super::*;
 
+/// The defaults for a Kafka wait of `wait` and the default 1 MiB body limit.
+fn limits(wait: Duration) -> Defaults {
+    Defaults {
+        wait,
+        max_body_bytes: 1 << 20,
+    }
+}
+
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs
         .iter()
@@ -44,7 +52,7 @@ fn flags_win_over_environment_which_wins_over_defaults() {
             ("PATH", "/bin"),
         ]),
         &["linger.ms=0".to_string()],
-        Duration::from_millis(1500),
+        limits(Duration::from_millis(1500)),
         &no_files,
     )
     .expect("valid");
@@ -59,7 +67,7 @@ fn file_variables_read_the_secret_from_the_file() {
     let props = from_sources(
         env(&[("KAFKA_SASL_PASSWORD_FILE", "/secrets/pw")]),
         &[],
-        Duration::from_secs(1),
+        limits(Duration::from_secs(1)),
         &|p: &Path| {
             assert_eq!(p, Path::new("/secrets/pw"));
             Ok("hunter2\n".to_string())
@@ -78,7 +86,7 @@ fn kubernetes_service_links_are_ignored() {
             ("KAFKA_SERVICE_HOST", "10.0.0.1"),
         ]),
         &[],
-        Duration::from_secs(1),
+        limits(Duration::from_secs(1)),
         &no_files,
     )
     .expect("valid");
@@ -91,7 +99,7 @@ fn a_flag_without_equals_is_rejected() {
     let err = from_sources(
         env(&[]),
         &["acks".into()],
-        Duration::from_secs(1),
+        limits(Duration::from_secs(1)),
         &no_files,
     );
     assert!(err.is_err());
@@ -102,7 +110,7 @@ fn bootstrap_servers_must_come_from_the_brokers_setting() {
     let err = from_sources(
         env(&[]),
         &["bootstrap.servers=x:1".into()],
-        Duration::from_secs(1),
+        limits(Duration::from_secs(1)),
         &no_files,
     );
     assert!(err.is_err());
@@ -110,19 +118,27 @@ fn bootstrap_servers_must_come_from_the_brokers_setting() {
 
 #[test]
 fn the_defaults_wait_for_every_in_sync_replica_with_idempotence() {
-    let props = from_sources(env(&[]), &[], Duration::from_secs(1), &no_files).expect("valid");
+    let props =
+        from_sources(env(&[]), &[], limits(Duration::from_secs(1)), &no_files).expect("valid");
     assert_eq!(props.get("acks"), Some("all"));
     assert_eq!(props.get("enable.idempotence"), Some("true"));
 }
 
 #[test]
 fn the_defaults_are_the_ones_the_readme_documents() {
-    let props = from_sources(env(&[]), &[], Duration::from_millis(1500), &no_files).expect("valid");
+    let props = from_sources(
+        env(&[]),
+        &[],
+        limits(Duration::from_millis(1500)),
+        &no_files,
+    )
+    .expect("valid");
     for (name, value) in [
         ("linger.ms", "0.25"),
         ("compression.type", "none"),
         ("socket.nagle.disable", "true"),
         ("message.timeout.ms", "1500"),
+        ("message.max.bytes", "1114112"),
         ("queue.buffering.max.kbytes", "65536"),
         ("reconnect.backoff.ms", "20"),
         ("reconnect.backoff.max.ms", "1000"),
@@ -137,7 +153,7 @@ fn the_defaults_are_the_ones_the_readme_documents() {
 fn a_weaker_acks_turns_the_default_idempotence_off_but_never_an_explicit_one() {
     let with = |vars: &[(&str, &str)], flags: &[&str]| {
         let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
-        from_sources(env(vars), &flags, Duration::from_secs(1), &no_files).expect("valid")
+        from_sources(env(vars), &flags, limits(Duration::from_secs(1)), &no_files).expect("valid")
     };
     let p = with(&[("KAFKA_ACKS", "1")], &[]);
     assert_eq!(p.get("enable.idempotence"), Some("false"));
@@ -151,4 +167,25 @@ fn a_weaker_acks_turns_the_default_idempotence_off_but_never_an_explicit_one() {
         &[],
     );
     assert_eq!(p.get("enable.idempotence"), Some("true"));
+}
+
+#[test]
+fn message_max_bytes_takes_the_largest_body_with_room_for_its_key_and_headers() {
+    let with = |max_body_bytes: usize, flags: &[&str]| {
+        let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+        let limits = Defaults {
+            wait: Duration::from_secs(1),
+            max_body_bytes,
+        };
+        let props = from_sources(env(&[]), &flags, limits, &no_files).expect("valid");
+        props.get("message.max.bytes").map(str::to_string)
+    };
+    assert_eq!(with(1 << 20, &[]).as_deref(), Some("1114112"));
+    assert_eq!(with(8 << 20, &[]).as_deref(), Some("8454144"));
+    // Never below librdkafka's own default.
+    assert_eq!(with(1024, &[]).as_deref(), Some("1000000"));
+    assert_eq!(
+        with(1 << 20, &["message.max.bytes=2000000"]).as_deref(),
+        Some("2000000")
+    );
 }

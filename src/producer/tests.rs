@@ -209,3 +209,41 @@ async fn a_rebuild_cancelled_by_shutdown_does_not_take_over() {
     );
     assert_eq!(sink.property("client.id"), None);
 }
+
+/// `Record::wire_size` is the size librdkafka checks against `message.max.bytes`: a producer
+/// whose limit is exactly that size takes the record (and, with no broker, times out), one a
+/// byte smaller refuses it at once.
+#[tokio::test]
+async fn wire_size_is_the_size_librdkafka_weighs_against_message_max_bytes() {
+    let value = vec![b'x'; 3000];
+    let headers = [
+        ("event", "whatsapp:message:in"),
+        ("request-id", "01HZY3J5W4ZK6M8Q9R2T7V0X1Y"),
+        ("long", &*"h".repeat(200)),
+    ];
+    let record = Record {
+        topic: "t",
+        key: Some(std::borrow::Cow::Borrowed("919876543210")),
+        value: &value,
+        timestamp_ms: 0,
+        headers: crate::record::RecordHeaders::Raw(&headers),
+    };
+    let size = record.wire_size();
+    let sent_with_limit = |limit: usize| {
+        let properties = BTreeMap::from([
+            // Nothing listens there: a record librdkafka takes waits until the deadline.
+            ("bootstrap.servers".to_string(), "127.0.0.1:9".to_string()),
+            ("message.max.bytes".to_string(), limit.to_string()),
+        ]);
+        let metrics = Arc::new(Metrics::new(&["t".to_string()]).expect("metrics"));
+        let sink = KafkaSink::new(&properties, metrics, ProducerRole::Webhooks).expect("producer");
+        assert_eq!(sink.max_record_bytes(), limit);
+        let record = &record;
+        async move {
+            sink.send(record, Instant::now() + Duration::from_millis(200))
+                .await
+        }
+    };
+    assert_eq!(sent_with_limit(size).await, Err(ProduceError::Timeout));
+    assert_eq!(sent_with_limit(size - 1).await, Err(ProduceError::TooLarge));
+}

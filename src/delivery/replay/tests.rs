@@ -107,7 +107,7 @@ async fn a_spooled_record_its_topic_refuses_for_good_moves_to_the_dead_letter_to
     assert_eq!(names, ["request-id", "body-sha256", "deadletter-reason"]);
     assert_eq!(
         headers[2].1,
-        "Kafka refused the record on topic refused: record exceeds the broker's size limit"
+        "Kafka refused the record on topic refused: record exceeds Kafka's record size limit"
     );
 }
 
@@ -163,6 +163,7 @@ async fn a_record_left_behind_is_not_overtaken_by_a_later_one_of_its_conversatio
         refuses_values: vec![b"too big"],
         error: ProduceError::TooLarge,
         took: Mutex::new(Vec::new()),
+        max_record_bytes: usize::MAX,
     });
     let record = |topic: &str, key: &str, value: &[u8]| SpooledRecord {
         key: Some(key.into()),

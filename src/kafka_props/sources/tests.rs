@@ -2,6 +2,14 @@
 
 use super::*;
 
+/// The defaults for a Kafka wait of `wait` and the default 1 MiB body limit.
+fn limits(wait: Duration) -> Defaults {
+    Defaults {
+        wait,
+        max_body_bytes: 1 << 20,
+    }
+}
+
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs
         .iter()
@@ -17,7 +25,7 @@ fn the_properties_are_made_again_from_the_files_as_they_are_now() {
             ("HOME", "/root"),
         ]),
         &["sasl.username=bridge".to_string()],
-        Duration::from_secs(2),
+        limits(Duration::from_secs(2)),
     );
     let read = |text: &'static str| move |_: &Path| Ok(format!("{text}\n"));
     let first = sources.properties(&read("first")).expect("valid");
@@ -41,7 +49,7 @@ fn a_file_changed_between_start_up_and_the_first_look_is_a_change() {
             password.to_str().expect("utf-8"),
         )]),
         &[format!("ssl.ca.location={}", ca.display())],
-        Duration::from_secs(2),
+        limits(Duration::from_secs(2)),
     );
     let (props, watched) = sources
         .properties_watched(&|p: &Path| std::fs::read_to_string(p))
@@ -108,7 +116,7 @@ fn the_watched_files_are_the_secret_files_and_the_ones_librdkafka_reads() {
             "ssl.certificate.location=/tls/tls.crt".to_string(),
             "ssl.key.location=/tls/tls.key".to_string(),
         ],
-        Duration::from_secs(2),
+        limits(Duration::from_secs(2)),
     );
     let props = sources
         .properties(&|_: &Path| Ok("pw".into()))
