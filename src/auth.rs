@@ -34,6 +34,25 @@ pub fn parse_file(text: &str) -> Result<Vec<Credential>, String> {
 pub struct AuthReload {
     pub path: PathBuf,
     pub fixed: Vec<Credential>,
+    /// What start-up read from the file, the baseline for the first change: a rotation while the
+    /// bridge started (a long spool recovery) is then a change, not taken as applied.
+    pub started_with: FileDigest,
+}
+
+/// A file's SHA-256, to tell whether it changed; not shown, as the file holds passwords.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct FileDigest([u8; 32]);
+
+impl FileDigest {
+    pub fn of(text: &str) -> FileDigest {
+        FileDigest(Sha256::digest(text.as_bytes()).into())
+    }
+}
+
+impl fmt::Debug for FileDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FileDigest(..)")
+    }
 }
 
 /// One accepted `user:pass`; the password exists only inside the digest.

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::auth::{self, AuthReload, Credential, Credentials};
+use crate::auth::{self, AuthReload, Credential, Credentials, FileDigest};
 use crate::kafka_props::{Defaults, KafkaProperties, KafkaSources, Watched};
 use crate::topics::{KeyStrategy, TopicMap};
 
@@ -132,19 +132,20 @@ impl Config {
         for entry in &args.auth {
             credentials.push(Credential::parse(entry).map_err(|r| invalid("--auth", r))?);
         }
-        let auth_reload = match &args.auth_file {
-            Some(path) if !args.insecure_disable_auth => Some(AuthReload {
-                path: path.clone(),
-                fixed: credentials.clone(),
-            }),
-            _ => None,
-        };
+        let mut auth_reload = None;
         if let Some(path) = &args.auth_file {
             let text = read_file(path).map_err(|e| ConfigError::File {
                 setting: "--auth-file".into(),
                 path: path.clone(),
                 reason: e.to_string(),
             })?;
+            if !args.insecure_disable_auth {
+                auth_reload = Some(AuthReload {
+                    path: path.clone(),
+                    fixed: credentials.clone(),
+                    started_with: FileDigest::of(&text),
+                });
+            }
             credentials.extend(auth::parse_file(&text).map_err(|r| invalid("--auth-file", r))?);
         }
         let mut seed_credential_in_use = false;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
-use super::{parse_file, AuthReload, Credentials};
+use super::{parse_file, AuthReload, Credentials, FileDigest};
 
 /// How often the file is read: a few syscalls a second, and a rotation takes effect at once.
 const EVERY: Duration = Duration::from_secs(1);
@@ -25,8 +25,8 @@ pub async fn watch_auth_file(
             .await
             .unwrap_or_else(|e| Err(std::io::Error::other(e)))
     };
-    // What start-up read, as far as the file still says so.
-    let mut last = read(reload.path.clone()).await.ok();
+    // What start-up read: a file rotated since (while the spool recovered, say) is a change.
+    let mut last = reload.started_with;
     let mut last_error: Option<String> = None;
     loop {
         tokio::select! {
@@ -45,7 +45,8 @@ pub async fn watch_auth_file(
             }
         };
         last_error = None;
-        if last.as_ref() == Some(&text) {
+        let digest = FileDigest::of(&text);
+        if last == digest {
             continue;
         }
         match parse_file(&text) {
@@ -66,6 +67,6 @@ pub async fn watch_auth_file(
                 tracing::error!(path = %reload.path.display(), %reason, "--auth-file is invalid; the accepted credentials stay as they are");
             }
         }
-        last = Some(text);
+        last = digest;
     }
 }

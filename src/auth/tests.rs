@@ -116,3 +116,34 @@ fn debug_shows_users_but_not_passwords() {
         "{shown}"
     );
 }
+
+/// The file may be rotated between start-up's read and the watcher's first look (a long spool
+/// recovery lies between them): what start-up applied is the baseline, so that is a change.
+#[tokio::test]
+async fn a_file_rotated_while_the_bridge_started_is_applied() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("credentials");
+    let at_start = "alice:old-password\n";
+    let parsed = parse_file(at_start).expect("valid");
+    let live = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(Credentials::new(parsed)));
+    // Rotated before the watcher starts.
+    std::fs::write(&path, "bob:new-password\n").expect("write");
+    let reload = AuthReload {
+        path,
+        fixed: Vec::new(),
+        started_with: FileDigest::of(at_start),
+    };
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let watcher = tokio::spawn(watch_auth_file(reload, live.clone(), stop));
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while live.load().users() != vec!["bob"] {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still {:?}",
+            live.load().users()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    stop_tx.send(true).expect("stop");
+    watcher.await.expect("watcher");
+}
