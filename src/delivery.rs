@@ -18,7 +18,9 @@ pub use replay::replay;
 const SPOOL_BUDGET: Duration = Duration::from_millis(250);
 /// How long a record may wait for Kafka: the whole ack timeout, or without the time kept for
 /// the spool's fsync when a spool is configured. Also librdkafka's `message.timeout.ms`, so that
-/// a record spooled after its deadline is not also delivered late by librdkafka.
+/// a record spooled after its deadline is not sent again by librdkafka later; one whose produce
+/// request already reached the leader may still be stored there, so a spooled record can arrive
+/// twice (README: Duplicates).
 pub fn kafka_wait(ack_timeout: Duration, spool: bool) -> Duration {
     if spool {
         ack_timeout - SPOOL_BUDGET.min(ack_timeout / 4)
