@@ -211,3 +211,39 @@ async fn a_body_of_exactly_the_default_size_limit_is_accepted_and_stored_whole()
         "the 1 MiB value arrives byte for byte"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_fallback_and_dead_letter_topics_are_used_and_the_content_type_is_copied_exactly() {
+    let app = TestApp::start(&[
+        "--fallback-topic",
+        "other.events",
+        "--deadletter-topic",
+        "broken.events",
+    ])
+    .await;
+    let post = |body: &'static [u8]| {
+        app.http
+            .post(app.url())
+            .basic_auth(USER, Some(PASS))
+            .header(
+                "content-type",
+                "application/vnd.qikchat+json; charset=UTF-8",
+            )
+            .body(body)
+            .send()
+    };
+    let unknown: &'static [u8] = br#"{"event":"whatsapp:template:approved","payload":{"id":"t1"}}"#;
+    assert_eq!(post(unknown).await.expect("answer").status(), 200);
+    assert_eq!(post(b"{oops").await.expect("answer").status(), 400);
+    let fallback = app.records("other.events", 1, WAIT).await;
+    assert_eq!(fallback.len(), 1);
+    assert_eq!(fallback[0].value, unknown);
+    assert_eq!(
+        fallback[0].headers["content-type"],
+        "application/vnd.qikchat+json; charset=UTF-8"
+    );
+    let dead = app.records("broken.events", 1, WAIT).await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].value, b"{oops");
+    assert_eq!(app.total_records().await, 2, "each stored once");
+}

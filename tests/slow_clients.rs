@@ -163,3 +163,32 @@ async fn a_keep_alive_connection_idle_after_its_answer_is_closed_after_the_heade
         "open for {idle:?} while idle"
     );
 }
+
+/// The ack deadline counts from the request's arrival, not from the end of its body: a body that
+/// arrives slowly enough to use it up is answered 503 and never produced, so the sender's retry
+/// is no duplicate (while `--body-read-timeout` alone would still have waited for it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_arrives_after_the_ack_deadline_is_answered_503_and_not_produced() {
+    let app = TestApp::start(&["--ack-timeout", "300ms", "--body-read-timeout", "5s"]).await;
+    let (first, rest) = STATUS.split_at(STATUS.len() / 2);
+    let mut s = common::raw_request(app.addr, STATUS.len(), first).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    s.write_all(rest).await.expect("write the rest");
+    let mut answer = Vec::new();
+    while !answer.ends_with(b"}") {
+        let mut buf = [0u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("answered within 5 s")
+            .expect("read");
+        assert!(n > 0, "closed without an answer");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("\"unavailable\""), "{answer}");
+    // Kafka is healthy: a record handed over would be in the topic by now.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(app.total_records().await, 0);
+    assert_eq!(app.post(STATUS).await.status(), 200, "the retry is stored");
+}

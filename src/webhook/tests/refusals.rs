@@ -120,6 +120,16 @@ async fn each_refusal_has_its_status_its_error_code_and_its_metric() {
         let case = format!("{method} {path} {auth:?} {content_type:?}");
         assert_eq!(response.status().as_u16(), status, "{case}");
         let header = |name: &str| response.headers().get(name).cloned();
+        // Every answer names its request and is JSON, refusals included.
+        assert!(
+            header("x-request-id").is_some_and(|id| !id.is_empty()),
+            "{case}: no X-Request-Id"
+        );
+        assert_eq!(
+            header("content-type").expect("Content-Type"),
+            "application/json",
+            "{case}"
+        );
         match status {
             401 => assert!(header("www-authenticate").is_some(), "{case}"),
             405 => assert_eq!(header("allow").expect("Allow"), "POST", "{case}"),
