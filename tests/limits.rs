@@ -110,3 +110,39 @@ async fn bodies_beyond_the_in_flight_bytes_get_503_at_once_and_fit_again_when_on
         "{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_without_content_length_holds_the_largest_body_against_the_in_flight_bytes() {
+    use tokio::io::AsyncWriteExt;
+    let app = TestApp::start(&[
+        "--max-body-bytes",
+        "200000",
+        "--max-in-flight-bytes",
+        "300000",
+    ])
+    .await;
+    // Chunked, so its size is unknown until it ends: it may be as large as --max-body-bytes.
+    let mut held = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /webhook HTTP/1.1\r\nhost: x\r\nauthorization: {}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n",
+        common::basic_auth_header(),
+    );
+    held.write_all(head.as_bytes()).await.expect("write head");
+    eventually("the chunked request is in flight", async || {
+        app.in_flight().await == 1
+    })
+    .await;
+    let mut large = STATUS.to_vec();
+    large.resize(200_000, b' ');
+    let mut refused = raw_request(app.addr, large.len(), &large).await;
+    assert_eq!(status_line(&mut refused).await, "HTTP/1.1 503");
+    drop(held);
+    eventually("the chunked request ended", async || {
+        app.in_flight().await == 0
+    })
+    .await;
+    let mut fits = raw_request(app.addr, large.len(), &large).await;
+    assert_eq!(status_line(&mut fits).await, "HTTP/1.1 200");
+}
