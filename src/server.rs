@@ -3,9 +3,11 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -108,32 +110,39 @@ pub async fn serve_with<H, F>(
         // Answers are small and latency matters more than packet count.
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
-        let requested = Arc::new(AtomicBool::new(false));
-        let seen = requested.clone();
+        let activity = Arc::new(Activity::default());
+        let seen = activity.clone();
         let service = service_fn(move |req| {
-            seen.store(true, Ordering::Relaxed);
             let answer = handler(req);
-            async move { Ok::<_, Infallible>(answer.await) }
+            let request = OpenRequest::started(seen.clone());
+            async move {
+                let answer = answer.await;
+                drop(request);
+                Ok::<_, Infallible>(answer)
+            }
         });
         let conn = builder
             .serve_connection(TokioIo::new(stream), service)
             .into_owned();
         let conn = graceful.watch(conn);
-        let first_request = options.header_read_timeout;
+        let idle = options.header_read_timeout;
         let name = options.name;
         tasks.spawn(async move {
             tokio::pin!(conn);
             // hyper's header timeout starts only once it knows the protocol, and telling
             // HTTP/1 from HTTP/2 has no timer: a client that sends nothing (or a byte of the
-            // HTTP/2 preface) would hold its permit for good.
-            let ended = tokio::select! {
-                ended = &mut conn => ended,
-                () = tokio::time::sleep(first_request) => {
-                    if !requested.load(Ordering::Relaxed) {
-                        tracing::debug!(listener = name, %peer, "no request within the header read timeout; closing");
-                        return;
+            // HTTP/2 preface) would hold its permit for good. hyper closes an idle HTTP/1
+            // connection itself, but an HTTP/2 one only when its pings go unanswered: a client
+            // that answers them could hold a permit without ever sending another request.
+            let ended = loop {
+                tokio::select! {
+                    ended = &mut conn => break ended,
+                    () = tokio::time::sleep(idle) => {
+                        if activity.idle_for() >= idle {
+                            tracing::debug!(listener = name, %peer, "no request within the header read timeout; closing");
+                            return;
+                        }
                     }
-                    conn.await
                 }
             };
             if let Err(e) = ended {
@@ -160,4 +169,53 @@ pub async fn serve_with<H, F>(
     // to librdkafka is still flushed after this returns.
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
+}
+
+/// A connection's requests: how many are open, and since when it has had none.
+#[derive(Debug)]
+struct Activity {
+    open: AtomicUsize,
+    /// When the last request ended (or the connection opened), in ms since `since`.
+    quiet_from_ms: AtomicU64,
+    since: Instant,
+}
+
+impl Default for Activity {
+    fn default() -> Activity {
+        Activity {
+            open: AtomicUsize::new(0),
+            quiet_from_ms: AtomicU64::new(0),
+            since: Instant::now(),
+        }
+    }
+}
+
+impl Activity {
+    /// How long the connection has had no request open (zero while one is).
+    fn idle_for(&self) -> Duration {
+        if self.open.load(Ordering::SeqCst) > 0 {
+            return Duration::ZERO;
+        }
+        let quiet_from = Duration::from_millis(self.quiet_from_ms.load(Ordering::SeqCst));
+        self.since.elapsed().saturating_sub(quiet_from)
+    }
+}
+
+/// One open request of a connection, counted in its [`Activity`] until dropped (answered, or
+/// cancelled by the client).
+struct OpenRequest(Arc<Activity>);
+
+impl OpenRequest {
+    fn started(activity: Arc<Activity>) -> OpenRequest {
+        activity.open.fetch_add(1, Ordering::SeqCst);
+        OpenRequest(activity)
+    }
+}
+
+impl Drop for OpenRequest {
+    fn drop(&mut self) {
+        let now = self.0.since.elapsed().as_millis() as u64;
+        self.0.quiet_from_ms.store(now, Ordering::SeqCst);
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
+    }
 }

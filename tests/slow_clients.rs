@@ -192,3 +192,37 @@ async fn a_body_that_arrives_after_the_ack_deadline_is_answered_503_and_not_prod
     assert_eq!(app.total_records().await, 0);
     assert_eq!(app.post(STATUS).await.status(), 200, "the retry is stored");
 }
+
+/// hyper closes an idle HTTP/1 connection itself, but an HTTP/2 one only when its pings go
+/// unanswered: a client could otherwise hold a connection slot for good with one request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_http2_connection_is_closed_after_the_header_read_timeout() {
+    let app = TestApp::start(&["--header-read-timeout", "1s"]).await;
+    let mut s = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    // The preface, empty SETTINGS, and one GET / (HPACK static entries :method GET,
+    // :scheme http, :path /) that ends its stream: answered 404, then nothing more is sent.
+    let mut frames = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    frames.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    frames.extend_from_slice(&[0, 0, 3, 1, 0x05, 0, 0, 0, 1, 0x82, 0x86, 0x84]);
+    s.write_all(&frames).await.expect("write");
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut seen)).await;
+    assert!(
+        read.is_ok(),
+        "still open after 10 s (hyper's pings would close it after 40)"
+    );
+    // The answer came first: a HEADERS frame (type 1) on stream 1 among the server's frames.
+    assert!(
+        seen.windows(9)
+            .any(|f| f[3] == 1 && f[5..9] == [0, 0, 0, 1]),
+        "no answer before the close: {seen:?}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "closed before it was idle for the timeout: {:?}",
+        started.elapsed()
+    );
+}
