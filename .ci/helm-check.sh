@@ -200,6 +200,142 @@ hpa_scale_down_disabled() {
   [ "$got" = "$expected" ]
 }
 
+# env_value NAME EXPECTED HELM-ARGS...: the container's environment variable NAME is EXPECTED.
+env_value() {
+  local name="$1" expected="$2"; shift 2
+  local out got
+  out="$(helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --set kafka.bootstrapServers=kafka:9092 "$@")"
+  grep -q -- "- name: $name\$" <<<"$out" || { echo "$name is not rendered"; return 1; }
+  got="$(grep -A1 -- "- name: $name\$" <<<"$out" | sed -n 's/^ *value: "\(.*\)"$/\1/p')"
+  echo "$name=$got"
+  [ "$got" = "$expected" ]
+}
+
+# grace_period EXPECTED HELM-ARGS...: the pod's terminationGracePeriodSeconds.
+grace_period() {
+  local expected="$1"; shift
+  local out got
+  out="$(helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --set kafka.bootstrapServers=kafka:9092 "$@")"
+  got="$(sed -n 's/^ *terminationGracePeriodSeconds: *\([0-9]*\)$/\1/p' <<<"$out")"
+  echo "terminationGracePeriodSeconds: $got"
+  [ "$got" = "$expected" ]
+}
+
+# kafka_properties_from_file: unquoted numbers in a values FILE (Helm reads them as float64;
+# --set parses int64 and hides the problem) reach librdkafka as written: an integral one
+# without exponent (1000000, not 1e+06, which librdkafka reads as 1), a fraction unchanged.
+kafka_properties_from_file() {
+  local values="$WORK/kafka-properties-values.yaml" out arg
+  cat >"$values" <<'EOF'
+kafka:
+  bootstrapServers: kafka:9092
+  properties:
+    queue.buffering.max.messages: 1000000
+    linger.ms: 0.5
+    batch.num.messages: 10000
+    compression.type: lz4
+    socket.nagle.disable: true
+EOF
+  out="$(helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" -f "$values")"
+  for arg in queue.buffering.max.messages=1000000 linger.ms=0.5 batch.num.messages=10000 \
+    compression.type=lz4 socket.nagle.disable=true; do
+    grep -qF -- "- \"$arg\"" <<<"$out" || { echo "argument $arg not rendered; -X arguments:"; grep -A1 -- '- "-X"' <<<"$out"; return 1; }
+    echo "-X $arg"
+  done
+}
+
+# probe_initial_delay PROBE SECONDS|none HELM-ARGS...: the probe's initialDelaySeconds.
+probe_initial_delay() {
+  local probe="$1" expected="$2"; shift 2
+  local out got
+  out="$(helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --set kafka.bootstrapServers=kafka:9092 "$@")"
+  got="$(sed -n "/^ *${probe}Probe:\$/,/^ *[a-zA-Z]*Probe:\$\|^ *resources:\$/p" <<<"$out" \
+    | sed -n 's/^ *initialDelaySeconds: *\([0-9]*\)$/\1/p')"
+  echo "${probe}Probe.initialDelaySeconds: ${got:-none}"
+  [ "${got:-none}" = "$expected" ]
+}
+
+# no_ready_instance_scoped JOB HELM-ARGS...: the rendered PrometheusRule's
+# QikchatBridgeNoReadyInstance looks for this release's series only (its namespace and JOB,
+# the job label the chart's ServiceMonitor gives them: the name of the Service with the admin
+# port), so another bridge scraped by the same Prometheus cannot hide that none of this
+# release's pods reports; promtool tests the rendered rule both ways.
+no_ready_instance_scoped() {
+  local job="$1"; shift
+  local dir selector
+  dir="$(mktemp -d "$WORK/scoped.XXXXXX")"
+  helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --set kafka.bootstrapServers=kafka:9092 \
+    --set serviceMonitor.enabled=true --set prometheusRule.enabled=true "$@" >"$dir/rendered.yaml"
+  "$PY" - "$dir/rendered.yaml" "$job" <<'EOF' || return 1
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+admin = [d["metadata"]["name"] for d in docs if d["kind"] == "Service"
+         and any(p["name"] == "admin" for p in d["spec"]["ports"])]
+sm = [d for d in docs if d["kind"] == "ServiceMonitor"]
+if admin != [sys.argv[2]] or len(sm) != 1 or sm[0]["spec"].get("jobLabel"):
+    sys.exit(f"expected job {sys.argv[2]}: Services with the admin port {admin}, ServiceMonitors {len(sm)} (no jobLabel)")
+print(f"the ServiceMonitor scrapes Service {admin[0]}: job={admin[0]}")
+EOF
+  "$PY" "$LIB/chart_check.py" rules "$dir/rendered.yaml" "$dir/rules.yaml"
+  selector="absent(qikchat_bridge_ready{namespace=\"$NAMESPACE\", job=\"$job\"})"
+  grep -qF -- "$selector" "$dir/rules.yaml" || { echo "the rendered rule lacks $selector"; return 1; }
+  echo "$selector"
+  # The annotations are those of deploy/prometheus/alerts.yaml (as in $LIB/alerts.test.yaml).
+  cat >"$dir/test.yaml" <<EOF
+rule_files:
+  - rules.yaml
+evaluation_interval: 1m
+tests:
+  # Another bridge (staging) is scraped and ready; none of this release's pods reports.
+  - interval: 1m
+    input_series:
+      - series: 'qikchat_bridge_ready{namespace="staging",job="qikchat-bridge",instance="s:9464"}'
+        values: '1x10'
+    alert_rule_test:
+      - eval_time: 5m
+        alertname: QikchatBridgeNoReadyInstance
+        exp_alerts:
+          - exp_labels: {severity: critical, namespace: $NAMESPACE, job: $job}
+            exp_annotations:
+              summary: "No qikchat-bridge instance is ready"
+              description: "No instance of $job is ready, or none reports metrics at all: every webhook from Qikchat fails. Check the pods (crash loops, scheduling), Kafka connectivity and the bridge logs."
+  # This release has a ready pod: quiet.
+  - interval: 1m
+    input_series:
+      - series: 'qikchat_bridge_ready{namespace="staging",job="qikchat-bridge",instance="s:9464"}'
+        values: '1x10'
+      - series: 'qikchat_bridge_ready{namespace="$NAMESPACE",job="$job",instance="a:9464"}'
+        values: '1x10'
+    alert_rule_test:
+      - eval_time: 5m
+        alertname: QikchatBridgeNoReadyInstance
+EOF
+  promtool test rules "$dir/test.yaml"
+}
+
+# alerts_edit_refused SED-SCRIPT EXPECTED: with files/alerts.yaml edited by SED-SCRIPT (in a copy
+# of the chart), the PrometheusRule must fail to render, mentioning EXPECTED, rather than lose
+# the release scoping of QikchatBridgeNoReadyInstance without a word.
+alerts_edit_refused() {
+  local script="$1" expected="$2"
+  local dir copy out
+  dir="$(mktemp -d "$WORK/chart-copy.XXXXXX")"
+  cp -r "$CHART" "$dir/"
+  copy="$dir/$(basename "$CHART")"
+  sed -i -e "$script" "$copy/files/alerts.yaml"
+  if cmp -s "$CHART/files/alerts.yaml" "$copy/files/alerts.yaml"; then
+    echo "the edit '$script' changed nothing"
+    return 1
+  fi
+  if out="$(helm template "$RELEASE" "$copy" --namespace "$NAMESPACE" --set kafka.bootstrapServers=kafka:9092 \
+    --set prometheusRule.enabled=true 2>&1)"; then
+    echo "rendered although files/alerts.yaml was edited with '$script'"
+    return 1
+  fi
+  grep -qF -- "$expected" <<<"$out" || { echo "failed without mentioning '$expected':"; sed -n 1,5p <<<"$out"; return 1; }
+  grep -F -- "$expected" <<<"$out" | sed -n 1p | cut -c1-200
+}
+
 # renders HELM-ARGS...: helm template succeeds.
 renders() {
   helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" "$@" >/dev/null
@@ -290,8 +426,19 @@ must_fail "bodies in flight beyond the memory limit" "resources.limits.memory (5
 must_fail "in-flight bytes below one body" "config.maxInFlightBytes must hold" $B --set config.maxInFlightBytes=2048
 must_fail "chart-managed kafka property" "acks" $B --set kafka.properties.acks=1
 must_fail "secret as kafka property" "sasl.oauthbearer.client.secret" $B --set kafka.properties.sasl\\.oauthbearer\\.client\\.secret=x
+must_fail "OAUTHBEARER config (a secret to the bridge) as kafka property" "sasl.oauthbearer.config" $B --set kafka.properties.sasl\\.oauthbearer\\.config=x
+must_fail "token as kafka property" "sasl.oauthbearer.token" $B --set kafka.properties.sasl\\.oauthbearer\\.token=x
+must_fail "numeric image tag (rendered as 2.0241202e+07)" "/image/tag" $B --set image.tag=20241202
+must_fail "zero max connections" "maxConnections" $B --set config.maxConnections=0
+must_fail "CloudEvents source with whitespace" "cloudeventsSource" $B --set config.cloudevents=true --set-string 'config.cloudeventsSource=qikchat bridge'
+must_fail "Secrets without fsGroup (auth on, no spool)" "fsGroup" $B --set podSecurityContext.fsGroup=null
+must_fail "SASL Secret without fsGroup (auth off)" "kafka.sasl.enabled" $B --set podSecurityContext.fsGroup=null \
+  --set auth.insecureDisableAuth=true --set kafka.sasl.enabled=true --set kafka.sasl.username=u --set kafka.sasl.password=p
+must_fail "TLS Secret without fsGroup (auth off)" "kafka.tls.existingSecret" $B --set podSecurityContext.fsGroup=null \
+  --set auth.insecureDisableAuth=true --set kafka.tls.enabled=true --set kafka.tls.existingSecret=tls
 must_fail "running as root" "runAsUser" $B --set podSecurityContext.runAsUser=0
 must_fail "grace period shorter than drain + flush" "terminationGracePeriodSeconds" $B --set terminationGracePeriodSeconds=15
+must_fail "grace period without the bridge's own 3 s at exit (20 s + 3 s)" "terminationGracePeriodSeconds" $B --set terminationGracePeriodSeconds=23
 must_fail "SASL without a password source" "kafka.sasl" $B --set kafka.sasl.enabled=true --set kafka.sasl.username=u
 must_fail "mTLS certificate without key" "keyKey" $B --set kafka.tls.enabled=true --set kafka.tls.existingSecret=tls --set kafka.tls.certKey=tls.crt
 must_fail "auth disabled and credentials given" "insecureDisableAuth" $B --set auth.insecureDisableAuth=true --set auth.existingSecret=creds
@@ -304,6 +451,7 @@ must_fail "spool limit without room for one body's headers" "maxBodyBytes + 4096
 must_fail "spool limit above the volume" "persistence.size" $P --set persistence.size=1Gi --set persistence.maxBytes=2147483648
 must_fail "volume too small for one body" "persistence.maxBytes" $P --set persistence.size=1Mi
 must_fail "malformed volume size" "size" $P --set persistence.size=2GB
+must_fail "numeric volume size (rendered as 2.147483648e+09)" "/persistence/size" $P --set persistence.size=2147483648
 must_fail "read-only spool volume" "accessModes" $P --set 'persistence.accessModes[0]=ReadOnlyMany'
 must_fail "spool without fsGroup" "fsGroup" $P --set podSecurityContext.fsGroup=null
 }
@@ -314,8 +462,32 @@ check "autoscaling with the spool: no automatic scale-down" hpa_scale_down_disab
 check "autoscaling without the spool: scale-down left on" hpa_scale_down_disabled no
 check "autoscaling with the spool and an explicit scaleDown: the operator's" hpa_scale_down_disabled no \
   --set persistence.enabled=true --set autoscaling.behavior.scaleDown.stabilizationWindowSeconds=600
-# 25 s covers delay + grace + flush (20 s), not the spool's replay cut-off and close (+7 s).
+# 25 s covers delay + grace + flush (20 s) and the bridge's own exit (3 s), not the spool's
+# replay cut-off and close (+7 s).
 check "grace period of 25 s renders without the spool" renders $B --set terminationGracePeriodSeconds=25
+check "grace period of 24 s (just over 20 s + 3 s) renders without the spool" renders $B --set terminationGracePeriodSeconds=24
+check "default grace period: delay + grace + flush + 3 s + 10 s" grace_period 33
+check "default grace period with the spool: + flush + 2 s" grace_period 40 --set persistence.enabled=true
+check "no fsGroup and no runAsUser (platform-assigned, OpenShift) renders without auth" renders $B \
+  --set podSecurityContext.fsGroup=null --set podSecurityContext.runAsUser=null --set auth.insecureDisableAuth=true
+check "no fsGroup and no runAsUser renders with auth (the platform assigns both)" renders $B \
+  --set podSecurityContext.fsGroup=null --set podSecurityContext.runAsUser=null --set podSecurityContext.runAsGroup=null
+check "no fsGroup renders when no Secret or spool is mounted" renders $B \
+  --set podSecurityContext.fsGroup=null --set auth.insecureDisableAuth=true
+check "kafka.properties from a values file: integers without exponent, fractions unchanged" kafka_properties_from_file
+check "a quoted numeric image tag renders" renders $B --set-string image.tag=20241202
+check "a quoted plain byte count as volume size renders" renders $P --set-string persistence.size=2147483648
+check "probes: no initialDelaySeconds by default" probe_initial_delay liveness none
+check "probes: startup initialDelaySeconds rendered when set" probe_initial_delay startup 5 --set probes.startup.initialDelaySeconds=5
+check "probes: liveness initialDelaySeconds rendered when set" probe_initial_delay liveness 15 --set probes.liveness.initialDelaySeconds=15
+check "probes: readiness initialDelaySeconds 0 rendered when set" probe_initial_delay readiness 0 --set probes.readiness.initialDelaySeconds=0
+check "BRIDGE_MAX_CONNECTIONS defaults to the binary's 4096" env_value BRIDGE_MAX_CONNECTIONS 4096
+check "BRIDGE_MAX_CONNECTIONS from config.maxConnections" env_value BRIDGE_MAX_CONNECTIONS 20000 --set config.maxConnections=20000
+check "BRIDGE_CLOUDEVENTS defaults to false" env_value BRIDGE_CLOUDEVENTS false
+check "BRIDGE_CLOUDEVENTS from config.cloudevents" env_value BRIDGE_CLOUDEVENTS true --set config.cloudevents=true
+check "BRIDGE_CLOUDEVENTS_SOURCE defaults to qikchat-bridge" env_value BRIDGE_CLOUDEVENTS_SOURCE qikchat-bridge
+check "BRIDGE_CLOUDEVENTS_SOURCE from config.cloudeventsSource" env_value BRIDGE_CLOUDEVENTS_SOURCE \
+  https://hooks.example.com/qikchat --set config.cloudeventsSource=https://hooks.example.com/qikchat
 check "acks=1 renders with idempotence off" renders $B --set kafka.acks=1 --set kafka.idempotence=false
 check "an IPv6 listener renders" renders $B --set 'config.listenHost=[::]'
 check "the default body budget fits the default memory limit with the spool" renders $P
@@ -332,6 +504,14 @@ for c in "${CASES[@]}"; do
     check "promtool check rules: PrometheusRule rendered for $c" rendered_rules "$f" "$WORK/rules-$c.yaml"
   fi
 done
+check "PrometheusRule: QikchatBridgeNoReadyInstance scoped to the release (ClusterIP Service)" \
+  no_ready_instance_scoped "$RELEASE"
+check "PrometheusRule: QikchatBridgeNoReadyInstance scoped to the release (admin Service of a LoadBalancer)" \
+  no_ready_instance_scoped "staging-qikchat-bridge-admin" --set fullnameOverride=staging-qikchat-bridge --set service.type=LoadBalancer
+check "PrometheusRule: alerts.yaml without absent(qikchat_bridge_ready) refused" \
+  alerts_edit_refused 's/absent(qikchat_bridge_ready)/absent(qikchat_bridge_ready{job=~".+"})/' "no longer contains"
+check "PrometheusRule: alerts.yaml with the alert renamed refused" \
+  alerts_edit_refused 's/QikchatBridgeNoReadyInstance/QikchatBridgeNoInstanceReady/' "absent() without a label selector"
 check "promtool check config deploy/prometheus/prometheus.yml" promtool check config deploy/prometheus/prometheus.yml
 
 section "Grafana dashboard"

@@ -51,12 +51,12 @@ BRIDGE_ENV = {
     "BRIDGE_LISTEN", "BRIDGE_ADMIN_LISTEN", "KAFKA_BOOTSTRAP_SERVERS", "BRIDGE_AUTH",
     "BRIDGE_AUTH_FILE", "BRIDGE_INSECURE_DISABLE_AUTH", "BRIDGE_WEBHOOK_PATH",
     "BRIDGE_ACK_TIMEOUT", "BRIDGE_MAX_BODY_BYTES", "BRIDGE_MAX_IN_FLIGHT",
-    "BRIDGE_MAX_IN_FLIGHT_BYTES", "BRIDGE_TOPIC_PREFIX", "BRIDGE_TOPICS",
+    "BRIDGE_MAX_IN_FLIGHT_BYTES", "BRIDGE_MAX_CONNECTIONS", "BRIDGE_TOPIC_PREFIX", "BRIDGE_TOPICS",
     "BRIDGE_FALLBACK_TOPIC", "BRIDGE_DEADLETTER_TOPIC", "BRIDGE_KEY_STRATEGY",
     "BRIDGE_HEADER_READ_TIMEOUT", "BRIDGE_BODY_READ_TIMEOUT", "BRIDGE_SHUTDOWN_DELAY",
     "BRIDGE_SHUTDOWN_GRACE", "BRIDGE_FLUSH_TIMEOUT", "BRIDGE_LOG_FORMAT",
     "BRIDGE_LOG_PHONE_NUMBERS", "BRIDGE_EMBEDDED_PARTITIONS", "BRIDGE_SPOOL_DIR",
-    "BRIDGE_SPOOL_MAX_BYTES", "RUST_LOG",
+    "BRIDGE_SPOOL_MAX_BYTES", "BRIDGE_CLOUDEVENTS", "BRIDGE_CLOUDEVENTS_SOURCE", "RUST_LOG",
 }
 
 from metric_names import HISTOGRAMS, METRICS, PROCESS_METRICS  # noqa: E402
@@ -219,14 +219,15 @@ def cmd_static(rendered, help_file=None):
         hg = c["startupProbe"].get("httpGet") or {}
         check(hg.get("port") in ("admin", ports.get("admin")) and hg.get("path") == "/livez", "startupProbe must GET /livez on the admin port")
 
-    # Shutdown: Kubernetes must wait longer than the bridge's delay + drain + flush, and with
-    # the spool its replay's cut-off (one more flush timeout) and closing the file.
+    # Shutdown: Kubernetes must wait longer than the bridge's delay + drain + flush + its own
+    # waits at exit (admin server drain, readiness metadata call, runtime shutdown: 1 s each),
+    # and with the spool its replay's cut-off (one more flush timeout) and closing the file.
     defaults = {"BRIDGE_SHUTDOWN_DELAY": "0s", "BRIDGE_SHUTDOWN_GRACE": "10s", "BRIDGE_FLUSH_TIMEOUT": "5s"}
-    shutdown_ms = sum(duration_ms(env.get(k) or v) for k, v in defaults.items())
+    shutdown_ms = sum(duration_ms(env.get(k) or v) for k, v in defaults.items()) + 3000
     if env.get("BRIDGE_SPOOL_DIR"):
         shutdown_ms += duration_ms(env.get("BRIDGE_FLUSH_TIMEOUT") or "5s") + 2000
     tgps = pod.get("terminationGracePeriodSeconds", 30)
-    check(tgps * 1000 > shutdown_ms, f"terminationGracePeriodSeconds {tgps}s is not longer than delay+grace+flush ({shutdown_ms} ms)")
+    check(tgps * 1000 > shutdown_ms, f"terminationGracePeriodSeconds {tgps}s is not longer than delay+grace+flush+3 s ({shutdown_ms} ms)")
     check(duration_ms(env.get("BRIDGE_SHUTDOWN_DELAY") or "0s") > 0, "BRIDGE_SHUTDOWN_DELAY should be > 0 so endpoints are removed before the drain")
     ack = duration_ms(env.get("BRIDGE_ACK_TIMEOUT") or "1500ms")
     check(ack < QIKCHAT_LIMIT_MS, f"BRIDGE_ACK_TIMEOUT {ack} ms is not below Qikchat's 2 s limit")
@@ -261,6 +262,15 @@ def cmd_static(rendered, help_file=None):
                 check(mounts[mp].get("readOnly") is True, f"mount {mp} for {name} must be readOnly")
                 vol = volumes.get(mounts[mp]["name"], {})
                 check("secret" in vol or "projected" in vol, f"{name} must come from a Secret volume")
+
+    # Secret volumes are mounted 0440 (root and the fsGroup): a fixed non-root user needs the
+    # fsGroup to read them.
+    if psc.get("runAsUser") is not None and psc.get("fsGroup") is None:
+        for v in pod.get("volumes") or []:
+            if "secret" in v or "projected" in v:
+                mode = (v.get("secret") or v.get("projected") or {}).get("defaultMode", 0o644)
+                check(mode & 0o004, f"volume {v['name']} (mode {mode:o}) is unreadable for runAsUser "
+                      f"{psc['runAsUser']} without fsGroup")
 
     # The durable spool: a writable volume of its own per pod, which only a StatefulSet's
     # claim templates give (a Deployment's pods would share one claim or lose the spool).

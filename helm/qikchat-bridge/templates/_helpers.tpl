@@ -89,12 +89,14 @@ A duration in milliseconds. Accepts the humantime forms the schema allows:
 {{- end -}}
 {{- end -}}
 
-{{/* terminationGracePeriodSeconds: longer than shutdown delay + drain + producer flush, and
-     with the spool the replay's cut-off (another flushTimeout) and closing the file (2 s). */}}
+{{/* terminationGracePeriodSeconds: longer than shutdown delay + drain + producer flush, with
+     the spool the replay's cut-off (another flushTimeout) and closing the file (2 s), and the
+     bridge's own waits at exit (3 s: the admin server's drain, the readiness task's metadata
+     call and the runtime's shutdown, up to 1 s each). */}}
 {{- define "qikchat-bridge.terminationGracePeriodSeconds" -}}
 {{- $c := .Values.config -}}
 {{- $flush := include "qikchat-bridge.durationMs" $c.flushTimeout | atoi -}}
-{{- $ms := add (include "qikchat-bridge.durationMs" $c.shutdownDelay | atoi) (include "qikchat-bridge.durationMs" $c.shutdownGrace | atoi) $flush -}}
+{{- $ms := add (include "qikchat-bridge.durationMs" $c.shutdownDelay | atoi) (include "qikchat-bridge.durationMs" $c.shutdownGrace | atoi) $flush 3000 -}}
 {{- if .Values.persistence.enabled -}}
 {{- $ms = add $ms $flush 2000 -}}
 {{- end -}}
@@ -104,9 +106,23 @@ A duration in milliseconds. Accepts the humantime forms the schema allows:
 {{- else -}}
 {{- $v := int .Values.terminationGracePeriodSeconds -}}
 {{- if le $v (int $minSeconds) -}}
-{{- fail (printf "terminationGracePeriodSeconds (%d) must be longer than config.shutdownDelay + config.shutdownGrace + config.flushTimeout (with persistence: + config.flushTimeout + 2 s) = %d s, or Kubernetes kills the bridge before in-flight webhooks are answered and produced" $v (int $minSeconds)) -}}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must be longer than config.shutdownDelay + config.shutdownGrace + config.flushTimeout + 3 s (the bridge's own exit: admin server drain, readiness check, runtime shutdown; with persistence also + config.flushTimeout + 2 s) = %d s, or Kubernetes kills the bridge before in-flight webhooks are answered and produced" $v (int $minSeconds)) -}}
 {{- end -}}
 {{- $v -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The Service that carries the admin port (/metrics), and so the `job` label Prometheus gives
+the bridge's series through the chart's ServiceMonitor (the Prometheus Operator sets job to
+the Service's name; the ServiceMonitor sets no jobLabel). Of type ClusterIP the chart's
+Service carries it; otherwise the admin port has a ClusterIP Service of its own.
+*/}}
+{{- define "qikchat-bridge.adminServiceName" -}}
+{{- if eq .Values.service.type "ClusterIP" -}}
+{{- include "qikchat-bridge.fullname" . -}}
+{{- else -}}
+{{- printf "%s-admin" (include "qikchat-bridge.fullname" .) -}}
 {{- end -}}
 {{- end -}}
 
@@ -301,9 +317,27 @@ password
 {{- if gt $maxBytes $sizeBytes -}}
 {{- fail (printf "persistence.maxBytes (%d) exceeds persistence.size (%s = %d bytes): the volume would fill before the spool's limit; leave room for the database's overhead (null takes 75%% of the size)" $maxBytes (toString $p.size) $sizeBytes) -}}
 {{- end -}}
+{{- end -}}
+{{- /* Secret volumes are mounted with mode 0440, owned by root and the fsGroup: without an
+     fsGroup the non-root user cannot read them (nor write the spool volume) and the bridge
+     exits at start-up, over and over. */ -}}
 {{- $psc := .Values.podSecurityContext -}}
 {{- if and (kindIs "invalid" $psc.fsGroup) (not (kindIs "invalid" $psc.runAsUser)) -}}
-{{- fail "persistence.enabled needs podSecurityContext.fsGroup, or the non-root user cannot write the spool volume (on platforms that assign the user and fsGroup, such as OpenShift, set runAsUser, runAsGroup and fsGroup all to null)" -}}
+{{- $needs := list -}}
+{{- if not .Values.auth.insecureDisableAuth -}}
+{{- $needs = append $needs "the Basic-auth credentials Secret (auth)" -}}
+{{- end -}}
+{{- if $k.sasl.enabled -}}
+{{- $needs = append $needs "the SASL password Secret (kafka.sasl.enabled)" -}}
+{{- end -}}
+{{- if and $k.tls.enabled $k.tls.existingSecret -}}
+{{- $needs = append $needs "the TLS Secret (kafka.tls.existingSecret)" -}}
+{{- end -}}
+{{- if .Values.persistence.enabled -}}
+{{- $needs = append $needs "the spool volume (persistence.enabled), which must also be writable" -}}
+{{- end -}}
+{{- with $needs -}}
+{{- fail (printf "podSecurityContext.fsGroup is required when podSecurityContext.runAsUser is set and the pod mounts %s: Secret volumes are mounted with mode 0440 owned by root and the fsGroup (and the spool volume is made writable for the fsGroup), so without fsGroup the non-root user cannot read them and the bridge crash-loops at start-up (on platforms that assign the user and fsGroup, such as OpenShift, set runAsUser, runAsGroup and fsGroup all to null)" (join ", " .)) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}

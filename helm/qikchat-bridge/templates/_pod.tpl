@@ -66,8 +66,15 @@ spec:
       {{- $args := list -}}
       {{- range $key, $value := $k.properties }}
       {{- if not (kindIs "invalid" $value) }}
+      {{- /* Helm reads unquoted numbers of values files as float64, which toString renders
+           in exponent form (1000000 -> "1e+06", read by librdkafka as 1): integral floats
+           are rendered as integers, other floats (linger.ms: 0.5) and strings as they are. */}}
+      {{- $text := toString $value -}}
+      {{- if and (kindIs "float64" $value) (eq $value (float64 (int64 $value))) -}}
+      {{- $text = int64 $value | toString -}}
+      {{- end -}}
       {{- $args = append $args "-X" -}}
-      {{- $args = append $args (printf "%s=%s" $key (toString $value)) -}}
+      {{- $args = append $args (printf "%s=%s" $key $text) -}}
       {{- end }}
       {{- end }}
       {{- $args = concat $args .Values.extraArgs }}
@@ -106,6 +113,8 @@ spec:
           value: {{ int64 $c.maxInFlight | toString | quote }}
         - name: BRIDGE_MAX_IN_FLIGHT_BYTES
           value: {{ int64 $c.maxInFlightBytes | toString | quote }}
+        - name: BRIDGE_MAX_CONNECTIONS
+          value: {{ int64 $c.maxConnections | toString | quote }}
         {{- if $p.enabled }}
         - name: BRIDGE_SPOOL_DIR
           value: {{ $p.mountPath | quote }}
@@ -144,6 +153,10 @@ spec:
           value: {{ $c.logFormat | quote }}
         - name: BRIDGE_LOG_PHONE_NUMBERS
           value: {{ $c.logPhoneNumbers | toString | quote }}
+        - name: BRIDGE_CLOUDEVENTS
+          value: {{ $c.cloudevents | toString | quote }}
+        - name: BRIDGE_CLOUDEVENTS_SOURCE
+          value: {{ $c.cloudeventsSource | quote }}
         - name: RUST_LOG
           value: {{ $c.logLevel | quote }}
         - name: KAFKA_BOOTSTRAP_SERVERS
@@ -197,6 +210,9 @@ spec:
         httpGet:
           path: /livez
           port: admin
+        {{- if not (kindIs "invalid" .Values.probes.startup.initialDelaySeconds) }}
+        initialDelaySeconds: {{ int64 .Values.probes.startup.initialDelaySeconds }}
+        {{- end }}
         periodSeconds: {{ .Values.probes.startup.periodSeconds }}
         timeoutSeconds: {{ .Values.probes.startup.timeoutSeconds }}
         failureThreshold: {{ .Values.probes.startup.failureThreshold }}
@@ -204,6 +220,9 @@ spec:
         httpGet:
           path: /livez
           port: admin
+        {{- if not (kindIs "invalid" .Values.probes.liveness.initialDelaySeconds) }}
+        initialDelaySeconds: {{ int64 .Values.probes.liveness.initialDelaySeconds }}
+        {{- end }}
         periodSeconds: {{ .Values.probes.liveness.periodSeconds }}
         timeoutSeconds: {{ .Values.probes.liveness.timeoutSeconds }}
         failureThreshold: {{ .Values.probes.liveness.failureThreshold }}
@@ -211,6 +230,9 @@ spec:
         httpGet:
           path: /readyz
           port: admin
+        {{- if not (kindIs "invalid" .Values.probes.readiness.initialDelaySeconds) }}
+        initialDelaySeconds: {{ int64 .Values.probes.readiness.initialDelaySeconds }}
+        {{- end }}
         periodSeconds: {{ .Values.probes.readiness.periodSeconds }}
         timeoutSeconds: {{ .Values.probes.readiness.timeoutSeconds }}
         failureThreshold: {{ .Values.probes.readiness.failureThreshold }}
