@@ -77,13 +77,7 @@ async fn status_line(s: &mut tokio::net::TcpStream) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_beyond_the_in_flight_bytes_get_503_at_once_and_fit_again_when_one_ends() {
     // Bodies over 64 KiB count against the bytes; smaller ones only against --max-in-flight.
-    let app = TestApp::start(&[
-        "--max-body-bytes",
-        "200000",
-        "--max-in-flight-bytes",
-        "300000",
-    ])
-    .await;
+    let app = with_room_for_one_large_body().await;
     // Announces the largest body and sends none of it yet: its 200000 bytes are held meanwhile.
     let held = raw_request(app.addr, 200_000, b"").await;
     eventually("the held request is in flight", async || {
@@ -92,18 +86,7 @@ async fn bodies_beyond_the_in_flight_bytes_get_503_at_once_and_fit_again_when_on
     .await;
     // 100000 bytes are left: a real status passes, another body of 200000 bytes does not.
     assert_eq!(app.post(STATUS).await.status(), 200);
-    let mut large = STATUS.to_vec();
-    large.resize(200_000, b' ');
-    let mut refused = raw_request(app.addr, large.len(), &large).await;
-    assert_eq!(status_line(&mut refused).await, "HTTP/1.1 503");
-    // The held request ends when its client goes, and its bytes are returned.
-    drop(held);
-    eventually("the held request ended", async || {
-        app.in_flight().await == 0
-    })
-    .await;
-    let mut fits = raw_request(app.addr, large.len(), &large).await;
-    assert_eq!(status_line(&mut fits).await, "HTTP/1.1 200");
+    a_large_body_waits_for(&app, held).await;
     let (_, metrics) = app.admin_get("/metrics").await;
     assert!(
         metrics.contains(r#"qikchat_bridge_requests_total{outcome="overloaded",status="503"} 1"#),
@@ -114,13 +97,7 @@ async fn bodies_beyond_the_in_flight_bytes_get_503_at_once_and_fit_again_when_on
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_without_content_length_holds_the_largest_body_against_the_in_flight_bytes() {
     use tokio::io::AsyncWriteExt;
-    let app = TestApp::start(&[
-        "--max-body-bytes",
-        "200000",
-        "--max-in-flight-bytes",
-        "300000",
-    ])
-    .await;
+    let app = with_room_for_one_large_body().await;
     // Chunked, so its size is unknown until it ends: it may be as large as --max-body-bytes.
     let mut held = tokio::net::TcpStream::connect(app.addr)
         .await
@@ -134,12 +111,29 @@ async fn a_body_without_content_length_holds_the_largest_body_against_the_in_fli
         app.in_flight().await == 1
     })
     .await;
+    a_large_body_waits_for(&app, held).await;
+}
+
+/// Bodies of up to 200000 bytes, and 300000 bytes of them in flight at once.
+async fn with_room_for_one_large_body() -> TestApp {
+    TestApp::start(&[
+        "--max-body-bytes",
+        "200000",
+        "--max-in-flight-bytes",
+        "300000",
+    ])
+    .await
+}
+
+/// With `held` in flight holding 200000 of the 300000 body bytes, a body of 200000 bytes gets
+/// 503; once `held`'s client hangs up, its bytes are returned and the same body is taken.
+async fn a_large_body_waits_for(app: &TestApp, held: tokio::net::TcpStream) {
     let mut large = STATUS.to_vec();
     large.resize(200_000, b' ');
     let mut refused = raw_request(app.addr, large.len(), &large).await;
     assert_eq!(status_line(&mut refused).await, "HTTP/1.1 503");
     drop(held);
-    eventually("the chunked request ended", async || {
+    eventually("the held request ended", async || {
         app.in_flight().await == 0
     })
     .await;
