@@ -70,6 +70,10 @@ pub enum StartError {
     Metrics(#[from] prometheus::Error),
     #[error("spool: {0}")]
     Spool(#[from] spool::SpoolError),
+    /// Not at start-up: the spool's file began refusing every write, and the bridge stopped so
+    /// that its restart opens the file again.
+    #[error("the spool's file refuses writes ({0}); stopped so that a restart opens it again")]
+    SpoolFailed(String),
 }
 
 /// How long shutdown waits for the spool's writer to finish and close the file.
@@ -232,8 +236,23 @@ pub async fn run(
     health.started.store(true, Ordering::SeqCst);
     let draining = health.clone();
     let shutdown_delay = config.shutdown_delay;
+    let failing = spool.clone();
+    let spool_failed = async move {
+        match &failing {
+            Some(spool) => spool.failed().await,
+            None => std::future::pending().await,
+        }
+    };
+    let failure = Arc::new(std::sync::OnceLock::new());
+    let failed = failure.clone();
     server::serve(listeners.webhook, webhook, options, async move {
-        shutdown.await;
+        tokio::select! {
+            () = shutdown => {}
+            reason = spool_failed => {
+                tracing::error!(%reason, "stopping: the spool cannot store records again until its file is opened anew, which a restart does");
+                let _ = failed.set(reason);
+            }
+        }
         draining.draining.store(true, Ordering::SeqCst);
         tracing::info!(delay = ?shutdown_delay, "shutdown requested: reporting unready");
         tokio::time::sleep(shutdown_delay).await;
@@ -280,5 +299,8 @@ pub async fn run(
         spool.close_within(SPOOL_CLOSE_WAIT).await;
     }
     tracing::info!("stopped");
-    Ok(())
+    match failure.get() {
+        Some(reason) => Err(StartError::SpoolFailed(reason.clone())),
+        None => Ok(()),
+    }
 }

@@ -89,6 +89,10 @@ fn serve(args: qikchat_bridge::config::Args) -> ExitCode {
         };
         match run(config, listeners, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
+            Err(e @ qikchat_bridge::StartError::SpoolFailed(_)) => {
+                tracing::error!(error = %e, "stopped");
+                ExitCode::FAILURE
+            }
             Err(e) => {
                 tracing::error!(error = %e, "cannot start");
                 ExitCode::FAILURE

@@ -17,6 +17,7 @@ use tokio::sync::{oneshot, Notify};
 use crate::record::Record;
 
 mod counts;
+mod failure;
 mod lifecycle;
 mod recover;
 mod replay;
@@ -79,7 +80,7 @@ type Oldest = (Vec<(u64, SpooledRecord, u64)>, Vec<(u64, u64)>);
 /// What the spool holds now; shared by appenders, the writer thread and the replayer. The
 /// writer thread settles each append's share once its commit is decided, so an append whose
 /// caller gave up waiting (a client that reset its stream) is still counted right.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Holdings {
     /// Records per key not yet delivered (new records for such a key go to the spool too, so
     /// they cannot overtake the older ones of the same conversation), and per topic.
@@ -90,6 +91,8 @@ struct Holdings {
     waiting: AtomicU64,
     /// Woken when a record is appended, so the replayer need not poll.
     appended: Notify,
+    /// Why the file refuses every write, once it does (see `failure`).
+    failure: tokio::sync::watch::Sender<Option<String>>,
 }
 
 impl Holdings {
@@ -158,6 +161,7 @@ impl Spool {
             records: AtomicU64::new(records),
             waiting: AtomicU64::new(0),
             appended: Notify::new(),
+            failure: tokio::sync::watch::Sender::new(None),
         });
         if records > 0 {
             tracing::warn!(

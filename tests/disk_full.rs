@@ -1,10 +1,12 @@
 //! A disk that fills up: spool writes fail, the bridge answers 503 (never a 200 without a durable
-//! copy), and every 200 reaches Kafka. The file-size limit (`ulimit -f`, with SIGXFSZ ignored so
-//! writes fail with EFBIG instead of killing the process) stands in for a full volume.
+//! copy), stops (redb refuses every write after a failed one until the file is opened again), and
+//! every 200 reaches Kafka after a restart. The file-size limit (`ulimit -f`, with SIGXFSZ ignored
+//! so writes fail with EFBIG instead of killing the process) stands in for a full volume.
 
 mod common;
 
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use common::{PASS, USER};
 
@@ -12,22 +14,25 @@ const BIN: &str = env!("CARGO_BIN_EXE_qikchat-bridge");
 const TOPIC: &str = "whatsapp.message.status";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_disk_answers_503_and_every_200_still_reaches_kafka() {
+async fn a_full_disk_answers_503_stops_the_bridge_and_every_200_reaches_kafka_after_a_restart() {
     let (cluster, bootstrap) = common::cluster_with_broker_down(TOPIC);
     let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("stderr.log");
+    let spool = dir.path().join("spool");
     let (port, admin) = (common::free_port(), common::free_port());
-    // 2 MiB of file size: room for the empty database and some records, then EFBIG.
-    let script = format!(
-        "trap '' XFSZ; ulimit -f 4096; exec \"$0\" --kafka-brokers {bootstrap} --auth {USER}:'{PASS}' \
-         --ack-timeout 1s --listen 127.0.0.1:{port} --admin-listen 127.0.0.1:{admin} --spool-dir \"$1\""
+    let flags = format!(
+        "--kafka-brokers {bootstrap} --auth {USER}:'{PASS}' --ack-timeout 1s \
+         --listen 127.0.0.1:{port} --admin-listen 127.0.0.1:{admin} --spool-dir \"$1\""
     );
+    // 2 MiB of file size: room for the empty database and some records, then EFBIG.
+    let script = format!("trap '' XFSZ; ulimit -f 4096; exec \"$0\" {flags}");
     let mut child = Command::new("sh")
         .args(["-c", &script, BIN])
-        .arg(dir.path())
+        .arg(&spool)
         .env_clear()
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
         .spawn()
         .expect("start");
     let http = reqwest::Client::new();
@@ -41,7 +46,10 @@ async fn a_full_disk_answers_503_and_every_200_still_reaches_kafka() {
                 let (http, url) = (http.clone(), format!("http://127.0.0.1:{port}/webhook"));
                 let body = format!(r#"{{"event":"whatsapp:message:status","payload":{{"id":"d{round}-{i}","to":"+91{round}{i:04}","pad":"{pad}"}}}}"#);
                 tokio::spawn(async move {
-                    let r = http.post(url).basic_auth(USER, Some(PASS)).body(body).send().await.expect("request");
+                    // Once the bridge has stopped, a refused connection is a refusal too.
+                    let Ok(r) = http.post(url).basic_auth(USER, Some(PASS)).body(body).send().await else {
+                        return (0, String::new());
+                    };
                     (r.status().as_u16(), r.headers()["x-request-id"].to_str().expect("id").to_string())
                 })
             })
@@ -49,27 +57,42 @@ async fn a_full_disk_answers_503_and_every_200_still_reaches_kafka() {
         for t in tasks {
             match t.await.expect("task") {
                 (200, id) => ok.push(id),
-                (503, _) => refused += 1,
+                (503 | 0, _) => refused += 1,
                 (s, _) => panic!("unexpected {s}"),
             }
         }
     }
     assert!(refused > 0, "the size limit must be hit");
     assert!(!ok.is_empty(), "some records fit before it");
-    let metrics = http
-        .get(format!("http://127.0.0.1:{admin}/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    assert!(
-        !metrics.contains(r#"qikchat_bridge_spool_appends_total{result="error"} 0"#),
-        "write errors counted"
-    );
 
+    // It stops by itself, with an error, rather than answer 503 until someone restarts it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running with a spool that refuses writes"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!status.success(), "{status}");
+    let logged = std::fs::read_to_string(&log).expect("log");
+    assert!(logged.contains("refuses every write"), "{logged}");
+
+    // Restarted with room on the disk, it replays what it answered 200 for.
     cluster.broker_up(1).expect("up");
+    let restart = format!("exec \"$0\" {flags}");
+    let mut child = Command::new("sh")
+        .args(["-c", &restart, BIN])
+        .arg(&spool)
+        .env_clear()
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("restart");
     common::wait_all_stored(&bootstrap, TOPIC, &ok).await;
     let _ = child.kill();
     let _ = child.wait();

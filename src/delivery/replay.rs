@@ -52,6 +52,12 @@ pub async fn replay<K: Sink>(
         if *stop.borrow() {
             return;
         }
+        if spool.failure().is_some() {
+            // Nothing it sends could be deleted, so every pass would send the same records
+            // again; the bridge is stopping to open the file anew.
+            crate::admin::stopped(&mut stop).await;
+            return;
+        }
         let ended = pass(&spool, &*kafka, &deadletter, &metrics, &mut held).await;
         held = std::mem::take(&mut held).next_pass();
         match ended {

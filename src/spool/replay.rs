@@ -132,6 +132,15 @@ impl Spool {
     /// Removes delivered records. Blocking. Not fsynced: a crash before the next durable commit
     /// replays them again, which the dedup header makes harmless.
     pub fn remove(&self, delivered: &[Stored]) -> Result<(), SpoolError> {
+        let removed = self.remove_now(delivered);
+        if let Err(e) = &removed {
+            let cause = format!("a spool delete failed: {e}");
+            super::failure::check_writable(&self.db, &self.holdings, &cause);
+        }
+        removed
+    }
+
+    fn remove_now(&self, delivered: &[Stored]) -> Result<(), SpoolError> {
         if delivered.is_empty() {
             return Ok(());
         }

@@ -51,6 +51,9 @@ pub(super) fn write_loop(
             for a in &group {
                 holdings.release(a.len, Some(&a.topic), a.key.as_deref());
             }
+            if let Err(e) = &result {
+                super::failure::check_writable(db, holdings, &format!("a spool write failed: {e}"));
+            }
         }
         for (i, a) in group.into_iter().enumerate() {
             let _ = a.done.send(result.clone().map(|first| first + i as u64));

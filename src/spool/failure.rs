@@ -1,0 +1,55 @@
+//! A spool whose file refuses every write: redb latches the first failed I/O (a full volume,
+//! EIO) and refuses every later write transaction until the file is opened again, so appends,
+//! and the deletes that replay needs, would fail for as long as the process lived.
+
+use redb::Database;
+
+use super::{Holdings, Spool};
+
+impl Holdings {
+    /// Records that the file refuses writes, once, with why.
+    pub(super) fn fail(&self, reason: String) {
+        self.failure.send_if_modified(|failure| {
+            if failure.is_some() {
+                return false;
+            }
+            tracing::error!(%reason, "the spool's file refuses every write until it is opened again");
+            *failure = Some(reason);
+            true
+        });
+    }
+}
+
+/// After a failed write: whether the file still takes one. A failed commit alone proves nothing
+/// (redb refuses a value too large, say); a write transaction it will not even begin means the
+/// I/O error is latched. Blocks while another write transaction runs.
+pub(super) fn check_writable(db: &Database, holdings: &Holdings, cause: &str) {
+    match db.begin_write() {
+        Ok(txn) => {
+            let _ = txn.abort();
+        }
+        Err(e) => holdings.fail(format!("{cause}; a new write is refused: {e}")),
+    }
+}
+
+impl Spool {
+    /// Why the file refuses writes, once it does.
+    pub fn failure(&self) -> Option<String> {
+        self.holdings.failure.borrow().clone()
+    }
+
+    /// Resolves once the file refuses writes, with why: the bridge then stops, so that its
+    /// restart opens the file again (what was committed is all there) instead of answering 503
+    /// and replaying the same records without deleting them.
+    pub async fn failed(&self) -> String {
+        let mut failure = self.holdings.failure.subscribe();
+        loop {
+            if let Some(reason) = failure.borrow_and_update().clone() {
+                return reason;
+            }
+            if failure.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    }
+}
