@@ -51,28 +51,41 @@ impl<K: Sink> Delivery<K> {
 
     /// Appends `record` to the spool if its fsync finishes by `deadline`. An append that takes
     /// longer (a stalled disk) is answered 503 at the deadline but may still commit, and is then
-    /// replayed: a duplicate with the sender's retry, never a loss.
+    /// replayed: a duplicate with the sender's retry, never a loss. With `behind`, only while the
+    /// spool still holds records of its key (`None` when it no longer does).
     async fn spool(
         &self,
         spool: &Spool,
         record: &Record<'_>,
         cause: &str,
         deadline: Instant,
-    ) -> Result<Delivered, ProduceError> {
+        behind: bool,
+    ) -> Option<Result<Delivered, ProduceError>> {
         // As without a spool: a body that took the whole ack timeout to arrive is not stored,
         // so the sender's retry is no duplicate.
         if Instant::now() >= deadline {
-            return Err(ProduceError::Timeout);
+            return Some(Err(ProduceError::Timeout));
         }
-        let appending = spool.append(SpooledRecord::from_record(record));
-        let Ok(result) = tokio::time::timeout_at(deadline, appending).await else {
-            self.metrics.spool.late();
-            return Err(ProduceError::Unavailable(
-                "the spool's write did not finish before the deadline".into(),
-            ));
+        let record = SpooledRecord::from_record(record);
+        let appending = async {
+            if behind {
+                spool.append_behind(record).await
+            } else {
+                Some(spool.append(record).await)
+            }
+        };
+        let result = match tokio::time::timeout_at(deadline, appending).await {
+            Ok(Some(result)) => result,
+            Ok(None) => return None,
+            Err(_) => {
+                self.metrics.spool.late();
+                return Some(Err(ProduceError::Unavailable(
+                    "the spool's write did not finish before the deadline".into(),
+                )));
+            }
         };
         self.metrics.spool.append(&result);
-        match result {
+        Some(match result {
             Ok(seq) => {
                 tracing::debug!(seq, cause, "spooled");
                 Ok(Delivered::Spooled { seq })
@@ -82,7 +95,7 @@ impl<K: Sink> Delivery<K> {
             Err(SpoolError::Io(e)) => Err(ProduceError::Unavailable(format!(
                 "spool write failed: {e}"
             ))),
-        }
+        })
     }
 }
 
@@ -101,14 +114,11 @@ impl<K: Sink> Sink for Delivery<K> {
             return Err(ProduceError::TooLarge);
         }
         if record.key.as_deref().is_some_and(|k| spool.holds_key(k)) {
-            return self
-                .spool(
-                    spool,
-                    record,
-                    "older records of this key are spooled",
-                    deadline,
-                )
-                .await;
+            let cause = "older records of this key are spooled";
+            if let Some(spooled) = self.spool(spool, record, cause, deadline, true).await {
+                return spooled;
+            }
+            // They were delivered meanwhile: nothing of its key is left to wait behind.
         }
         let now = Instant::now();
         let budget = SPOOL_BUDGET.min(deadline.saturating_duration_since(now) / 4);
@@ -117,7 +127,11 @@ impl<K: Sink> Sink for Delivery<K> {
             Err(
                 e
                 @ (ProduceError::Timeout | ProduceError::QueueFull | ProduceError::Unavailable(_)),
-            ) => self.spool(spool, record, &e.to_string(), deadline).await,
+            ) => {
+                let cause = e.to_string();
+                let spooled = self.spool(spool, record, &cause, deadline, false).await;
+                spooled.unwrap_or(Err(e))
+            }
             // Retrying cannot help these; spooling them would block their key forever.
             Err(e) => Err(e),
         }

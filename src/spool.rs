@@ -205,7 +205,28 @@ impl Spool {
     /// Writes the record durably; `Ok` only after fsync. Cancel-safe: dropped while waiting,
     /// the record is still written (or not) and counted by the writer thread.
     pub async fn append(&self, record: SpooledRecord) -> Result<u64, SpoolError> {
-        let bytes = postcard::to_allocvec(&record).map_err(io)?;
+        self.append_if(record, false)
+            .await
+            .unwrap_or_else(|| Err(SpoolError::Io("no key held".into())))
+    }
+
+    /// [`Spool::append`], but only while the spool still holds records of the record's key: the
+    /// check, the count and the hand-over to the writer are one step, so the record lands behind
+    /// the ones it waits for and no later record of its key can overtake it. `None` when the key
+    /// is no longer held (its records were delivered meanwhile): send it to Kafka instead.
+    pub async fn append_behind(&self, record: SpooledRecord) -> Option<Result<u64, SpoolError>> {
+        self.append_if(record, true).await
+    }
+
+    async fn append_if(
+        &self,
+        record: SpooledRecord,
+        only_if_held: bool,
+    ) -> Option<Result<u64, SpoolError>> {
+        let bytes = match postcard::to_allocvec(&record) {
+            Ok(bytes) => bytes,
+            Err(e) => return Some(Err(io(e))),
+        };
         // The record is dropped here, not after the fsync: while requests wait for it, each
         // holds its body once in the encoding rather than twice.
         let (topic, key) = record.into_names();
@@ -213,18 +234,16 @@ impl Spool {
         let waiting = self.holdings.waiting.fetch_add(len, Ordering::SeqCst);
         if waiting > 0 && waiting + len > MAX_WAITING_BYTES {
             self.holdings.waiting.fetch_sub(len, Ordering::SeqCst);
-            return Err(SpoolError::Busy { waiting });
+            return Some(Err(SpoolError::Busy { waiting }));
         }
         let before = self.holdings.bytes.fetch_add(len, Ordering::SeqCst);
         if before + len > self.max_bytes {
             self.holdings.bytes.fetch_sub(len, Ordering::SeqCst);
             self.holdings.written(len);
-            return Err(SpoolError::Full {
+            return Some(Err(SpoolError::Full {
                 max: self.max_bytes,
-            });
+            }));
         }
-        // Counted before the write, so a later record of this key queues behind this one.
-        self.holdings.counts().add(&topic, key.as_deref());
         let (done, answer) = oneshot::channel();
         let append = Append {
             bytes,
@@ -233,22 +252,34 @@ impl Spool {
             key: key.clone(),
             done,
         };
-        let unsent = match self
-            .writer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-        {
-            Some(tx) => tx.send(append).err().map(|e| e.0),
-            None => Some(append),
+        // Checking the key, counting the record and handing it to the writer are one step under
+        // the writer's lock: a record that saw this one's count is queued after it, and one that
+        // found its key held cannot see it released (and a later record overtake it through
+        // Kafka) before it is counted itself.
+        let unsent = {
+            let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+            let mut counts = self.holdings.counts();
+            if only_if_held && !key.as_deref().is_some_and(|k| counts.holds_key(k)) {
+                drop(counts);
+                drop(writer);
+                self.holdings.bytes.fetch_sub(len, Ordering::SeqCst);
+                self.holdings.written(len);
+                return None;
+            }
+            counts.add(&topic, key.as_deref());
+            drop(counts);
+            match writer.as_ref() {
+                Some(tx) => tx.send(append).err().map(|e| e.0),
+                None => Some(append),
+            }
         };
         if let Some(append) = unsent {
             self.holdings.written(len);
             self.holdings
                 .release(len, Some(&append.topic), append.key.as_deref());
-            return Err(SpoolError::Io("spool is closed".into()));
+            return Some(Err(SpoolError::Io("spool is closed".into())));
         }
-        match answer.await {
+        Some(match answer.await {
             // The writer settled the accounting before it answered.
             Ok(result) => result,
             // It settles a whole group only after deciding its commit, so one that died without
@@ -258,7 +289,7 @@ impl Spool {
                 self.holdings.release(len, Some(&topic), key.as_deref());
                 Err(SpoolError::Io("spool writer stopped".into()))
             }
-        }
+        })
     }
 
     /// Holds the database's one write transaction, so the writer thread's next commit waits

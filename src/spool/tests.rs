@@ -358,3 +358,23 @@ async fn an_append_to_a_closed_spool_is_refused_and_leaves_nothing_counted() {
     assert!(!spool.holds_key("k"));
     assert!(spool.topics().is_empty());
 }
+
+#[tokio::test]
+async fn a_record_spooled_behind_its_key_goes_in_only_while_the_key_is_held() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("open");
+    let first = spool.append(record(Some("k"), "a")).await.expect("a");
+    let behind = spool.append_behind(record(Some("k"), "b")).await;
+    let second = behind.expect("k is held").expect("b");
+    assert!(second > first, "queued behind a");
+    // Both delivered: the key is no longer held, so a record that saw it held a moment ago is
+    // sent to Kafka instead, where a later record of its key cannot overtake it.
+    let held = spool.oldest(10).expect("read");
+    let stored: Vec<_> = held.iter().map(|(s, r, n)| Stored::of(*s, r, *n)).collect();
+    spool.remove(&stored).expect("remove");
+    assert!(!spool.holds_key("k"));
+    assert!(spool.append_behind(record(Some("k"), "c")).await.is_none());
+    assert_eq!((spool.records(), spool.bytes()), (0, 0), "nothing counted");
+    assert!(!spool.holds_key("k"));
+    assert!(spool.append_behind(record(None, "d")).await.is_none());
+}
