@@ -265,9 +265,11 @@ async fn writes_waiting_for_a_stalled_disk_are_bounded_and_the_rest_refused_at_o
     // Once the disk moves, the waiting writes commit and their room returns.
     drop(stalled);
     let waited = std::time::Instant::now();
+    // A liveness bound, not a speed test: 63 MiB with their fsync took up to ~10 s on a busy
+    // 2-core host.
     while spool.records() < 63 {
         assert!(
-            waited.elapsed() < Duration::from_secs(10),
+            waited.elapsed() < Duration::from_secs(60),
             "never committed"
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
