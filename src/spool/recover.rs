@@ -14,8 +14,15 @@ use super::{io, Counts, SpoolError, SpooledRecord, FILE, RECORDS};
 /// order, so a small cache costs little.
 const CACHE_BYTES: usize = 16 << 20;
 
+/// With redb's integrity check: a file it closed cleanly is otherwise trusted page by page, and
+/// one damaged afterwards (a disk that lost acknowledged writes, a bad restore) made the open or
+/// the recovery scan panic at every start instead of being moved aside. The check reads the whole
+/// file once at start-up, which the readiness probe waits for anyway.
 fn create(path: &Path) -> Result<Database, DatabaseError> {
-    Builder::new().set_cache_size(CACHE_BYTES).create(path)
+    Builder::new()
+        .set_cache_size(CACHE_BYTES)
+        .set_check_integrity_on_open(true)
+        .create(path)
 }
 
 /// Opens (or creates) the redb file at `path` in `dir`, and makes the directory's entries

@@ -122,6 +122,39 @@ async fn an_unreadable_file_is_moved_aside_instead_of_failing_start_up() {
     assert!(aside, "the bad file is kept for inspection");
 }
 
+/// A file closed cleanly and damaged afterwards (a disk that lost writes it acknowledged, a bad
+/// restore): redb trusts a clean file's pages, so without its integrity check the open may panic
+/// or the recovery scan fail, at every start.
+#[tokio::test]
+async fn a_cleanly_closed_file_damaged_afterwards_is_moved_aside_instead_of_failing_start_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(dir.path(), 16 << 20, 1).expect("open");
+    for i in 0..200 {
+        let r = SpooledRecord {
+            value: vec![b'v'; 4096],
+            ..record(Some(&format!("k{i}")), &format!("r{i}"))
+        };
+        spool.append(r).await.expect("append");
+    }
+    spool.close();
+    drop(spool);
+    let path = dir.path().join(FILE);
+    let mut file = std::fs::read(&path).expect("read");
+    let len = file.len();
+    // Everything past the first 64 KiB (the header and the first pages stay intact).
+    for byte in &mut file[64 << 10..len] {
+        *byte = 0xA5;
+    }
+    std::fs::write(&path, &file).expect("damage");
+    let spool = Spool::open(dir.path(), 16 << 20, 1).expect("opens anyway");
+    assert_eq!(spool.records(), 0, "a new file");
+    let aside = std::fs::read_dir(dir.path())
+        .expect("list")
+        .filter_map(Result::ok)
+        .any(|e| e.file_name().to_string_lossy().contains("unreadable"));
+    assert!(aside, "the damaged file is kept for inspection");
+}
+
 #[test]
 fn records_round_trip_through_the_disk_encoding() {
     let r = record(Some("919"), "{\"event\":\"x\"}\n\u{0}bytes");
