@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use redb::{Builder, Database, DatabaseError, ReadableDatabase, ReadableTable};
 
-use super::{io, Counts, SpoolError, SpooledRecord, FILE, RECORDS};
+use super::{io, Counts, SpoolError, SpooledRecord, FILE, RECORDS, UNREADABLE};
 
 /// redb's page cache. Its default, 1 GiB, also keeps every page written: a spool growing
 /// through a Kafka outage took the process past a 512 MiB memory limit at ~400 MiB of records,
@@ -84,6 +84,17 @@ pub(super) struct Contents {
 pub(super) fn scan(db: &Database) -> Result<Contents, SpoolError> {
     let mut found = Contents::default();
     let txn = db.begin_read().map_err(io)?;
+    // Numbering goes on after the entries set aside too: restarted at 0 with the records table
+    // empty, a later entry set aside under a number already there would replace the one kept.
+    match txn.open_table(UNREADABLE) {
+        Ok(aside) => {
+            if let Some((seq, _)) = aside.last().map_err(io)? {
+                found.next_seq = seq.value() + 1;
+            }
+        }
+        Err(redb::TableError::TableDoesNotExist(_)) => {}
+        Err(e) => return Err(io(e)),
+    }
     let table = match txn.open_table(RECORDS) {
         Ok(table) => table,
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(found),
@@ -93,7 +104,7 @@ pub(super) fn scan(db: &Database) -> Result<Contents, SpoolError> {
         let (seq, value) = entry.map_err(io)?;
         found.bytes += value.value().len() as u64;
         found.records += 1;
-        found.next_seq = seq.value() + 1;
+        found.next_seq = found.next_seq.max(seq.value() + 1);
         if let Ok(r) = postcard::from_bytes::<SpooledRecord>(value.value()) {
             found.counts.add(&r.topic, r.key.as_deref());
         }
