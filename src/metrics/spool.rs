@@ -95,9 +95,11 @@ impl SpoolMetrics {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
-        let age = spool
-            .oldest_timestamp_ms()
-            .map_or(0.0, |t| (now_ms - t).max(0) as f64 / 1e3);
-        self.oldest_age.set(age);
+        // A read that failed leaves the last age shown: 0 ("empty") would silence the alert on
+        // it exactly when records may be stuck.
+        if let Ok(oldest) = spool.oldest_timestamp_ms() {
+            let age = oldest.map_or(0.0, |t| (now_ms - t).max(0) as f64 / 1e3);
+            self.oldest_age.set(age);
+        }
     }
 }

@@ -166,9 +166,9 @@ impl Spool {
         Ok(())
     }
 
-    /// Receive time of the oldest waiting record. Blocking.
-    pub fn oldest_timestamp_ms(&self) -> Option<i64> {
-        let (oldest, _) = self.read_from(0..=u64::MAX, 1, u64::MAX).ok()?;
-        oldest.first().map(|(_, r, _)| r.timestamp_ms)
+    /// Receive time of the oldest waiting record (`None` when there is none). Blocking.
+    pub fn oldest_timestamp_ms(&self) -> Result<Option<i64>, SpoolError> {
+        let (oldest, _) = self.read_from(0..=u64::MAX, 1, u64::MAX)?;
+        Ok(oldest.first().map(|(_, r, _)| r.timestamp_ms))
     }
 }
