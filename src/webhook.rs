@@ -59,13 +59,21 @@ impl<S> std::fmt::Debug for Webhook<S> {
     }
 }
 
-/// Counts a request in flight until it ends, even if its future is dropped.
-struct InFlight<'a>(&'a Metrics, &'a AtomicUsize);
+/// Counts a request in the gauge until it ends, even if its future is dropped.
+struct InFlight<'a>(&'a Metrics);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.in_flight.dec();
-        self.1.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Holds one of `--max-in-flight`'s places until the request ends.
+struct Admitted<'a>(&'a AtomicUsize);
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -101,8 +109,7 @@ impl<S: Sink> Webhook<S> {
     {
         let started = Instant::now();
         self.metrics.in_flight.inc();
-        let now_in_flight = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
-        let _in_flight = InFlight(&self.metrics, &self.in_flight);
+        let _in_flight = InFlight(&self.metrics);
         // A HeaderValue from the start: echoed in the answer without a copy, and read as text.
         let request_id_value = request_id(&req);
         let request_id = request_id_value.to_str().unwrap_or_default();
@@ -120,16 +127,10 @@ impl<S: Sink> Webhook<S> {
             latency_ms = field::Empty,
             spooled = field::Empty,
         );
-        let result = if now_in_flight > self.max_in_flight {
-            Err(WebhookError::Overloaded(
-                "requests",
-                self.max_in_flight as u64,
-            ))
-        } else {
-            self.process(req, request_id, started)
-                .instrument(span.clone())
-                .await
-        };
+        let result = self
+            .process(req, request_id, started)
+            .instrument(span.clone())
+            .await;
         let elapsed = started.elapsed();
         let _enter = span.enter();
         span.record("latency_ms", elapsed.as_secs_f64() * 1e3);
@@ -191,6 +192,9 @@ impl<S: Sink> Webhook<S> {
         if declared.is_some_and(|n| n > self.max_body_bytes as u64) {
             return Err(too_large);
         }
+        // Only after the checks that cost nothing and hold nothing: a saturated bridge still
+        // tells a sender its credentials or its URL are wrong (a 503 would only make it retry).
+        let _admitted = self.admit()?;
         // Held until the request ends, with the body (hyper frames it by its Content-Length, so
         // it cannot be longer); a body of unknown length may take up to the largest.
         let _body_bytes = self
@@ -275,6 +279,19 @@ impl<S: Sink> Webhook<S> {
                 Err(WebhookError::Invalid(invalid))
             }
         }
+    }
+
+    fn admit(&self) -> Result<Admitted<'_>, WebhookError> {
+        let now_in_flight = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        // Given back on drop, also when refused here.
+        let place = Admitted(&self.in_flight);
+        if now_in_flight > self.max_in_flight {
+            return Err(WebhookError::Overloaded(
+                "requests",
+                self.max_in_flight as u64,
+            ));
+        }
+        Ok(place)
     }
 
     async fn read_body<B>(&self, body: B, too_large: WebhookError) -> Result<Bytes, WebhookError>

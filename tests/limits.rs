@@ -25,11 +25,27 @@ async fn requests_over_the_in_flight_limit_get_503_at_once_and_the_first_still_s
         started.elapsed() < Duration::from_millis(500),
         "refused without waiting for Kafka"
     );
+    // Refusals that cost nothing are still told apart while the bridge is full: a sender with a
+    // wrong password or URL must learn so, not be told to retry.
+    let wrong_password = app.post_as(common::USER, "wrong", STATUS).await;
+    assert_eq!(wrong_password.status(), 401);
+    let wrong_path = app
+        .http
+        .post(app.url().replace("/webhook", "/elsewhere"))
+        .basic_auth(common::USER, Some(common::PASS))
+        .body(STATUS)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(wrong_path.status(), 404);
+    assert!(!first.is_finished(), "the place was taken throughout");
     assert_eq!(first.await.expect("task").status(), 200);
     let (_, metrics) = app.admin_get("/metrics").await;
     assert!(
         metrics.contains(r#"qikchat_bridge_requests_total{outcome="overloaded",status="503"} 1"#)
     );
+    // The refused ones gave their places back: the limit's one place is free again.
+    assert_eq!(app.post(STATUS).await.status(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
