@@ -257,14 +257,16 @@ impl Metrics {
         })
     }
 
-    pub fn answered(&self, outcome: Outcome, elapsed: Duration, ack_timeout: Duration) {
+    /// Counts an answer given `elapsed` after the request arrived, which was `due` by then: the
+    /// ack timeout, or the moment the sender's body arrived if that was later.
+    pub fn answered(&self, outcome: Outcome, elapsed: Duration, due: Duration) {
         self.requests[outcome.index()].inc();
         self.durations[outcome.index()].observe(elapsed.as_secs_f64());
-        // A 503 at the ack deadline is answered a moment after it by design, and a 408 waited on
-        // the sender's own slow body: counting those made the alert on this counter a copy of the
-        // error alerts. What is left is the bridge itself answering late (a starved runtime, a
-        // blocked thread, a stalled disk).
-        let late = elapsed > ack_timeout + LATE_BY;
+        // A 503 at the ack deadline is answered a moment after it by design, and a 408, or a
+        // body that came after the deadline, waited on the sender: counting those made the alert
+        // on this counter a copy of the error alerts, or the sender's. What is left is the bridge
+        // itself answering late (a starved runtime, a blocked thread, a stalled disk).
+        let late = elapsed > due + LATE_BY;
         if late && outcome != Outcome::BodyTimeout {
             self.slow_responses.inc();
         }

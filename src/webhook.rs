@@ -127,11 +127,14 @@ impl<S: Sink> Webhook<S> {
             latency_ms = field::Empty,
             spooled = field::Empty,
         );
+        let mut body_read = None;
         let result = self
-            .process(req, request_id, started)
+            .process(req, request_id, started, &mut body_read)
             .instrument(span.clone())
             .await;
         let elapsed = started.elapsed();
+        // An answer is due at the ack deadline, or at once when the sender's body came later.
+        let due = body_read.map_or(self.ack_timeout, |at: Duration| at.max(self.ack_timeout));
         let _enter = span.enter();
         span.record("latency_ms", elapsed.as_secs_f64() * 1e3);
         let mut response = match result {
@@ -146,11 +149,10 @@ impl<S: Sink> Webhook<S> {
                     }
                 }
                 tracing::debug!("accepted");
-                self.metrics
-                    .answered(Outcome::Accepted, elapsed, self.ack_timeout);
+                self.metrics.answered(Outcome::Accepted, elapsed, due);
                 respond(StatusCode::OK, Bytes::from_static(ACCEPTED))
             }
-            Err(err) => self.refuse(err, elapsed, request_id),
+            Err(err) => self.refuse(err, elapsed, due, request_id),
         };
         response
             .headers_mut()
@@ -163,6 +165,7 @@ impl<S: Sink> Webhook<S> {
         req: Request<B>,
         request_id: &str,
         started: Instant,
+        body_read: &mut Option<Duration>,
     ) -> Result<Delivered, WebhookError>
     where
         B: Body<Data = Bytes>,
@@ -205,7 +208,9 @@ impl<S: Sink> Webhook<S> {
                 self.body_budget.limit(),
             ))?;
         let received = SystemTime::now();
-        let body = self.read_body(body, too_large).await?;
+        let body = self.read_body(body, too_large).await;
+        *body_read = Some(started.elapsed());
+        let body = body?;
         self.metrics.body_bytes.observe(body.len() as f64);
         if body.is_empty() {
             return Err(WebhookError::EmptyBody);

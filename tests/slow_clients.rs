@@ -191,6 +191,12 @@ async fn a_body_that_arrives_after_the_ack_deadline_is_answered_503_and_not_prod
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(app.total_records().await, 0);
     assert_eq!(app.post(STATUS).await.status(), 200, "the retry is stored");
+    // Answered as soon as its body came: the sender was late, not the bridge.
+    let (_, metrics) = app.admin_get("/metrics").await;
+    assert!(
+        metrics.contains("qikchat_bridge_slow_responses_total 0"),
+        "{metrics}"
+    );
 }
 
 /// hyper closes an idle HTTP/1 connection itself, but an HTTP/2 one only when its pings go

@@ -8,13 +8,16 @@ fn shown(metrics: &Metrics) -> String {
 }
 
 #[test]
-fn an_answer_well_past_the_ack_timeout_is_counted_as_slow_but_the_deadlines_own_503_is_not() {
+fn an_answer_well_past_its_due_time_is_counted_as_slow_but_the_deadlines_own_503_is_not() {
     let metrics = Metrics::new(&[]).expect("metrics");
     let ack = Duration::from_millis(1500);
     metrics.answered(Outcome::Accepted, Duration::from_millis(1500), ack);
     // The 503 written when the deadline passes, and a 408 that waited on the sender's body.
     metrics.answered(Outcome::Unavailable, ack + LATE_BY, ack);
     metrics.answered(Outcome::BodyTimeout, Duration::from_secs(5), ack);
+    // A body that arrived 3 s after the request, answered at once: due when it arrived.
+    let body_read = Duration::from_secs(3);
+    metrics.answered(Outcome::Unavailable, body_read + LATE_BY / 2, body_read);
     assert!(shown(&metrics).contains("qikchat_bridge_slow_responses_total 0"));
     metrics.answered(Outcome::Unavailable, ack + LATE_BY * 2, ack);
     let text = shown(&metrics);
@@ -23,7 +26,7 @@ fn an_answer_well_past_the_ack_timeout_is_counted_as_slow_but_the_deadlines_own_
         "{text}"
     );
     assert!(
-        text.contains(r#"qikchat_bridge_requests_total{outcome="unavailable",status="503"} 2"#),
+        text.contains(r#"qikchat_bridge_requests_total{outcome="unavailable",status="503"} 3"#),
         "{text}"
     );
 }

@@ -17,6 +17,7 @@ impl<S: Sink> Webhook<S> {
         &self,
         err: WebhookError,
         elapsed: Duration,
+        due: Duration,
         request_id: &str,
     ) -> Response<Full<Bytes>> {
         let outcome = err.outcome();
@@ -41,7 +42,7 @@ impl<S: Sink> Webhook<S> {
                 )
             }
         }
-        self.metrics.answered(outcome, elapsed, self.ack_timeout);
+        self.metrics.answered(outcome, elapsed, due);
         let mut response = respond(outcome.status(), Bytes::from(err.body()));
         let headers = response.headers_mut();
         match outcome {
