@@ -222,12 +222,17 @@ pub fn is_secret(key: &str) -> bool {
     .any(|s| key.contains(s))
 }
 
-/// librdkafka's configuration errors quote the value they refused, which may be a secret.
+/// librdkafka's configuration errors quote the value they refused, which may be a secret: also
+/// under a name it does not know, which is most often a secret's name misspelt.
 pub fn redacted(e: &rdkafka::error::KafkaError) -> String {
+    use rdkafka::types::RDKafkaConfRes;
+    use rdkafka::error::KafkaError;
     match e {
-        rdkafka::error::KafkaError::ClientConfig(_, desc, key, _) if is_secret(key) => {
+        KafkaError::ClientConfig(_, desc, key, _) if is_secret(key) => {
             format!("invalid value for {key}: {desc}")
         }
+        // The description names the property ("No such configuration property: ...").
+        KafkaError::ClientConfig(RDKafkaConfRes::RD_KAFKA_CONF_UNKNOWN, desc, _, _) => desc.clone(),
         other => other.to_string(),
     }
 }

@@ -89,6 +89,15 @@ fn serve(args: qikchat_bridge::config::Args) -> ExitCode {
         };
         match run(config, listeners, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
+            // librdkafka refused a property: a setting that cannot work, as with --check-config.
+            Err(
+                e @ qikchat_bridge::StartError::Producer(
+                    rdkafka::error::KafkaError::ClientConfig(..),
+                ),
+            ) => {
+                tracing::error!(error = %e, "cannot start");
+                ExitCode::from(EXIT_CONFIG)
+            }
             Err(e @ qikchat_bridge::StartError::SpoolFailed(_)) => {
                 tracing::error!(error = %e, "stopped");
                 ExitCode::FAILURE

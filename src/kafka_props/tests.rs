@@ -189,3 +189,15 @@ fn message_max_bytes_takes_the_largest_body_with_room_for_its_key_and_headers() 
         Some("2000000")
     );
 }
+
+#[test]
+fn a_misspelt_property_is_named_in_the_error_but_its_value_is_not() {
+    let mut config = rdkafka::ClientConfig::new();
+    config.set("sasl.pasword", "hunter2-very-secret");
+    let Err(e) = config.create_native_config() else {
+        panic!("librdkafka took an unknown property");
+    };
+    let shown = redacted(&e);
+    assert!(shown.contains("sasl.pasword"), "{shown}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+}
