@@ -121,10 +121,48 @@ pub fn env_to_property(name: &str) -> Option<String> {
     Some(out)
 }
 
-/// Kubernetes injects `<SERVICE>_PORT`, `<SERVICE>_SERVICE_HOST`... for a Service named `kafka`;
-/// read as properties they would make librdkafka refuse to start.
+/// Kubernetes injects `<SERVICE>_SERVICE_HOST`, `<SERVICE>_PORT_9092_TCP_ADDR`... for every
+/// Service in the namespace, so also for `kafka`, `kafka-ui` or `kafka-connect`; read as
+/// properties they would make librdkafka refuse to start. No librdkafka property has a `port`
+/// or `service.host` part.
 fn is_service_link(name: &str) -> bool {
-    name == "KAFKA_PORT" || name.starts_with("KAFKA_PORT_") || name.starts_with("KAFKA_SERVICE_")
+    let protocol_port = name.split("_PORT_").skip(1).any(|after| {
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        digits > 0
+            && ["_TCP", "_UDP", "_SCTP"]
+                .iter()
+                .any(|p| after[digits..].starts_with(p))
+    });
+    name.ends_with("_PORT")
+        || name.ends_with("_SERVICE_HOST")
+        || name.contains("_SERVICE_PORT")
+        || protocol_port
+}
+
+/// librdkafka's second names for one property. Both in one map would be applied in no fixed
+/// order (rdkafka keeps them in a `HashMap`), so an operator's `delivery.timeout.ms` would race
+/// the bridge's `message.timeout.ms`: each is kept under the name on the right.
+const ALIASES: [(&str, &str); 9] = [
+    ("metadata.broker.list", "bootstrap.servers"),
+    ("delivery.timeout.ms", "message.timeout.ms"),
+    ("queue.buffering.max.ms", "linger.ms"),
+    ("compression.codec", "compression.type"),
+    ("request.required.acks", "acks"),
+    ("max.in.flight.requests.per.connection", "max.in.flight"),
+    ("message.send.max.retries", "retries"),
+    ("sasl.mechanisms", "sasl.mechanism"),
+    (
+        "sasl.oauthbearer.client.credentials.client.secret",
+        "sasl.oauthbearer.client.secret",
+    ),
+];
+
+/// The name a property is kept under (see [`ALIASES`]).
+pub fn canonical(key: &str) -> &str {
+    ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == key)
+        .map_or(key, |(_, name)| name)
 }
 
 /// The bridge's producer properties: its defaults, then `env`'s `KAFKA_*`, then `-X` flags.
@@ -142,8 +180,9 @@ where
     let set = overrides(env, flags, read_file)?;
     // Idempotence needs acks=all: an operator who trades the replicas' acknowledgement for
     // latency gets a producer without it, rather than librdkafka's refusal to start.
-    let acks = set.get("acks").or_else(|| set.get("request.required.acks"));
-    if acks.is_some_and(|a| a != "all" && a != "-1") && !set.contains_key("enable.idempotence") {
+    // librdkafka reads `ALL` as `all` too.
+    let weaker = |a: &String| !a.trim().eq_ignore_ascii_case("all") && a.trim() != "-1";
+    if set.get("acks").is_some_and(weaker) && !set.contains_key("enable.idempotence") {
         props.insert("enable.idempotence".into(), "false".into());
     }
     props.extend(set);
@@ -191,18 +230,28 @@ where
                 format!("{name} does not name a librdkafka property"),
             )
         })?;
-        props.insert(key, value);
+        props.insert(canonical(&key).to_string(), value);
     }
     for flag in flags {
         let (key, value) = flag
             .split_once('=')
             .filter(|(k, _)| !k.trim().is_empty())
-            .ok_or_else(|| invalid("-X", format!("{flag:?} is not KEY=VALUE")))?;
-        props.insert(key.trim().to_string(), value.to_string());
+            .ok_or_else(|| {
+                // Not the whole flag: `sasl.password:hunter2` would print the password.
+                let name: String = flag
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+                    .collect();
+                invalid(
+                    "-X",
+                    format!("a flag starting {name:?} is not KEY=VALUE (its text is not shown)"),
+                )
+            })?;
+        props.insert(canonical(key.trim()).to_string(), value.to_string());
     }
     if props.contains_key("bootstrap.servers") {
         return Err(invalid(
-            "-X bootstrap.servers",
+            "-X bootstrap.servers (or metadata.broker.list)",
             "set the brokers with --kafka-brokers or KAFKA_BOOTSTRAP_SERVERS",
         ));
     }
@@ -212,6 +261,9 @@ where
 pub fn is_secret(key: &str) -> bool {
     [
         "password",
+        "passphrase",
+        "private.key",
+        "jaas",
         "secret",
         "sasl.oauthbearer.config",
         "ssl.key.pem",
@@ -225,15 +277,26 @@ pub fn is_secret(key: &str) -> bool {
 /// librdkafka's configuration errors quote the value they refused, which may be a secret: also
 /// under a name it does not know, which is most often a secret's name misspelt.
 pub fn redacted(e: &rdkafka::error::KafkaError) -> String {
-    use rdkafka::types::RDKafkaConfRes;
     use rdkafka::error::KafkaError;
+    use rdkafka::types::RDKafkaConfRes;
     match e {
-        KafkaError::ClientConfig(_, desc, key, _) if is_secret(key) => {
-            format!("invalid value for {key}: {desc}")
+        KafkaError::ClientConfig(_, desc, key, value) if is_secret(key) => {
+            format!("invalid value for {key}: {}", hide(desc, value))
         }
         // The description names the property ("No such configuration property: ...").
-        KafkaError::ClientConfig(RDKafkaConfRes::RD_KAFKA_CONF_UNKNOWN, desc, _, _) => desc.clone(),
+        KafkaError::ClientConfig(RDKafkaConfRes::RD_KAFKA_CONF_UNKNOWN, desc, _, value) => {
+            hide(desc, value)
+        }
         other => other.to_string(),
+    }
+}
+
+/// `text` without `value` in it (librdkafka's descriptions may quote the value they refused).
+fn hide(text: &str, value: &str) -> String {
+    if value.is_empty() {
+        text.to_string()
+    } else {
+        text.replace(value, "<redacted>")
     }
 }
 

@@ -84,14 +84,95 @@ fn kubernetes_service_links_are_ignored() {
         env(&[
             ("KAFKA_PORT", "tcp://10.0.0.1:9092"),
             ("KAFKA_SERVICE_HOST", "10.0.0.1"),
+            ("KAFKA_PORT_9092_TCP_ADDR", "10.0.0.1"),
+            // Another Service whose name starts with kafka, in the same namespace.
+            ("KAFKA_UI_SERVICE_HOST", "10.0.0.9"),
+            ("KAFKA_UI_SERVICE_PORT_HTTP", "8080"),
+            ("KAFKA_UI_PORT", "tcp://10.0.0.9:8080"),
+            ("KAFKA_UI_PORT_8080_TCP_PROTO", "tcp"),
+            ("KAFKA_SASL_KERBEROS_SERVICE_NAME", "kafka"),
         ]),
         &[],
         limits(Duration::from_secs(1)),
         &no_files,
     )
     .expect("valid");
-    assert_eq!(props.get("port"), None);
-    assert_eq!(props.get("service.host"), None);
+    let set: Vec<String> = props.to_map().into_keys().collect();
+    assert!(
+        set.iter()
+            .all(|k| !k.contains("port") && !k.contains("host")),
+        "{set:?}"
+    );
+    assert_eq!(props.get("sasl.kerberos.service.name"), Some("kafka"));
+}
+
+#[test]
+fn librdkafkas_other_names_replace_the_bridges_defaults_instead_of_racing_them() {
+    let props = from_sources(
+        env(&[("KAFKA_DELIVERY_TIMEOUT_MS", "30000")]),
+        &[
+            "queue.buffering.max.ms=2".into(),
+            "compression.codec=lz4".into(),
+            "request.required.acks=1".into(),
+        ],
+        limits(Duration::from_secs(1)),
+        &no_files,
+    )
+    .expect("valid");
+    let set: Vec<String> = props.to_map().into_keys().collect();
+    for alias in [
+        "delivery.timeout.ms",
+        "queue.buffering.max.ms",
+        "compression.codec",
+        "request.required.acks",
+    ] {
+        assert!(
+            !set.iter().any(|k| k == alias),
+            "{alias} kept beside its name: {set:?}"
+        );
+    }
+    assert_eq!(props.get("message.timeout.ms"), Some("30000"));
+    assert_eq!(props.get("linger.ms"), Some("2"));
+    assert_eq!(props.get("compression.type"), Some("lz4"));
+    assert_eq!(props.get("acks"), Some("1"));
+    assert_eq!(props.get("enable.idempotence"), Some("false"));
+}
+
+#[test]
+fn acks_all_in_capitals_keeps_idempotence() {
+    let props = from_sources(
+        env(&[("KAFKA_ACKS", "ALL")]),
+        &[],
+        limits(Duration::from_secs(1)),
+        &no_files,
+    )
+    .expect("valid");
+    assert_eq!(props.get("enable.idempotence"), Some("true"));
+}
+
+#[test]
+fn private_keys_and_passphrases_are_redacted() {
+    let props = from_sources(
+        env(&[
+            (
+                "KAFKA_SASL_OAUTHBEARER_ASSERTION_PRIVATE_KEY_PASSPHRASE",
+                "pp-4411",
+            ),
+            (
+                "KAFKA_SASL_OAUTHBEARER_ASSERTION_PRIVATE_KEY_PEM",
+                "-----BEGIN PRIVATE KEY-----x",
+            ),
+        ]),
+        &[],
+        limits(Duration::from_secs(1)),
+        &no_files,
+    )
+    .expect("valid");
+    let shown = format!("{props:?}");
+    assert!(
+        !shown.contains("pp-4411") && !shown.contains("BEGIN PRIVATE KEY"),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -103,6 +184,17 @@ fn a_flag_without_equals_is_rejected() {
         &no_files,
     );
     assert!(err.is_err());
+    // A ':' for the '=' must not print the secret after it.
+    let err = from_sources(
+        env(&[]),
+        &["sasl.password:hunter2".into()],
+        limits(Duration::from_secs(1)),
+        &no_files,
+    )
+    .expect_err("not KEY=VALUE")
+    .to_string();
+    assert!(err.contains("sasl.password"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
 }
 
 #[test]
@@ -114,6 +206,19 @@ fn bootstrap_servers_must_come_from_the_brokers_setting() {
         &no_files,
     );
     assert!(err.is_err());
+    // librdkafka's own name for it, which would otherwise pass for "no brokers: embedded".
+    for (env, flags) in [
+        (vec![("KAFKA_METADATA_BROKER_LIST", "x:1")], vec![]),
+        (vec![], vec!["metadata.broker.list=x:1".to_string()]),
+    ] {
+        let err = from_sources(
+            self::env(&env),
+            &flags,
+            limits(Duration::from_secs(1)),
+            &no_files,
+        );
+        assert!(err.is_err(), "{env:?} {flags:?}");
+    }
 }
 
 #[test]
