@@ -118,6 +118,8 @@ impl Config {
             }
             Some(brokers) => KafkaMode::Brokers(brokers.to_string()),
         };
+        // Before anything is made from the settings (the Kafka defaults add to the body limit).
+        bounds::check(&args)?;
         let kafka_sources = KafkaSources::new(
             env,
             &args.kafka_properties,
@@ -146,7 +148,22 @@ impl Config {
                     started_with: FileDigest::of(&text),
                 });
             }
-            credentials.extend(auth::parse_file(&text).map_err(|r| invalid("--auth-file", r))?);
+            let from_file = auth::parse_file(&text).map_err(|r| invalid("--auth-file", r))?;
+            // A Secret not filled in yet: say so, rather than "no credentials are configured".
+            if from_file.is_empty()
+                && credentials.is_empty()
+                && !args.insecure_disable_auth
+                && matches!(kafka, KafkaMode::Brokers(_))
+            {
+                return Err(ConfigError::File {
+                    setting: "--auth-file".into(),
+                    path: path.clone(),
+                    reason: "it holds no credential (only blank lines or comments), and no \
+                             --auth is given"
+                        .into(),
+                });
+            }
+            credentials.extend(from_file);
         }
         let mut seed_credential_in_use = false;
         if credentials.is_empty() && !args.insecure_disable_auth {
@@ -165,7 +182,6 @@ impl Config {
             Credentials::new(credentials)
         };
 
-        bounds::check(&args)?;
         let topics = TopicMap::new(
             &args.topic_prefix,
             &args.topics,
@@ -224,8 +240,15 @@ impl Config {
         let mut caveats = Vec::new();
         let wait = crate::delivery::kafka_wait(self.ack_timeout, self.spool_dir.is_some());
         let timeout = self.kafka_properties.get("message.timeout.ms");
-        if let Some(ms) = timeout.and_then(|t| t.parse::<u128>().ok()) {
-            if ms > wait.as_millis() {
+        if let Some(ms) = timeout.and_then(|t| t.trim().parse::<u128>().ok()) {
+            if ms == 0 {
+                caveats.push(
+                    "message.timeout.ms is 0, which librdkafka takes for no limit: a record \
+                     answered 503 (or spooled) is retried from memory without end, so the \
+                     sender's retry makes a duplicate"
+                        .to_string(),
+                );
+            } else if ms > wait.as_millis() {
                 caveats.push(format!(
                     "message.timeout.ms ({ms}) is longer than the bridge waits for Kafka ({} ms): \
                      a record answered 503{} can still be delivered afterwards, so the sender's \

@@ -9,8 +9,22 @@ use super::{invalid, Args, ConfigError};
 const MAX_ACK_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_WAIT: Duration = Duration::from_secs(3600);
 const MAX_COUNT: usize = 1_000_000;
+/// A webhook body is a few KiB; the bound keeps the Kafka record limit made from it
+/// (`message.max.bytes`, body + 64 KiB) inside librdkafka's own maximum of 1000000000, and the
+/// sums made from it from overflowing.
+const MAX_BODY_BYTES: usize = 512 << 20;
 
 pub(super) fn check(args: &Args) -> Result<(), ConfigError> {
+    // First: the other checks add to it.
+    if args.max_body_bytes == 0 {
+        return Err(invalid("--max-body-bytes", "must be greater than zero"));
+    }
+    if args.max_body_bytes > MAX_BODY_BYTES {
+        return Err(invalid(
+            "--max-body-bytes",
+            format!("must be at most {MAX_BODY_BYTES} (512 MiB)"),
+        ));
+    }
     if !args.webhook_path.starts_with('/') || args.webhook_path.contains(['?', '#', ' ']) {
         return Err(invalid(
             "--webhook-path",
@@ -73,9 +87,6 @@ pub(super) fn check(args: &Args) -> Result<(), ConfigError> {
             "--max-in-flight-bytes",
             "must hold at least one body of --max-body-bytes",
         ));
-    }
-    if args.max_body_bytes == 0 {
-        return Err(invalid("--max-body-bytes", "must be greater than zero"));
     }
     if !(1..=1000).contains(&args.embedded_partitions) {
         return Err(invalid(

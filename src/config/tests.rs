@@ -223,3 +223,53 @@ fn zero_read_timeouts_are_rejected_and_zero_shutdown_waits_accepted() {
         assert!(build(&[setting, "0s"]).is_ok(), "{setting} 0s");
     }
 }
+
+#[test]
+fn an_infinite_message_timeout_is_a_caveat_too() {
+    let zero = build(&["-X", "message.timeout.ms=0"]).expect("valid");
+    let caveats = zero.caveats();
+    assert_eq!(caveats.len(), 1, "{caveats:?}");
+    assert!(caveats[0].contains("without end"), "{caveats:?}");
+    // Under librdkafka's other name for it, too.
+    let alias = build(&["-X", "delivery.timeout.ms=30000"]).expect("valid");
+    assert_eq!(alias.caveats().len(), 1, "{:?}", alias.caveats());
+}
+
+#[test]
+fn a_body_limit_beyond_what_kafka_takes_is_refused_before_anything_adds_to_it() {
+    for huge in ["18446744073709551615", "1000000000", "536870913"] {
+        let err =
+            build(&["--max-body-bytes", huge, "--max-in-flight-bytes", huge]).expect_err("refused");
+        assert!(
+            err.to_string().contains("--max-body-bytes"),
+            "{huge}: {err}"
+        );
+    }
+    build(&[
+        "--max-body-bytes",
+        "536870912",
+        "--max-in-flight-bytes",
+        "536870912",
+    ])
+    .expect("the bound itself is valid");
+}
+
+#[test]
+fn an_empty_spool_dir_is_refused_rather_than_made_in_the_working_directory() {
+    // clap's path parser refuses it, also from BRIDGE_SPOOL_DIR (it reads both the same way).
+    let err = Args::try_parse_from(["qikchat-bridge", "--spool-dir", ""]).expect_err("refused");
+    assert!(err.to_string().contains("--spool-dir"), "{err}");
+}
+
+#[test]
+fn an_auth_file_without_a_credential_is_named_in_the_refusal() {
+    let err = Config::from_args(
+        args(&["--kafka-brokers", "k:9092", "--auth-file", "/secrets/auth"]),
+        std::iter::empty(),
+        |_: &Path| Ok("# filled in later\n\n".to_string()),
+    )
+    .expect_err("refused");
+    let text = err.to_string();
+    assert!(text.contains("/secrets/auth"), "{text}");
+    assert!(text.contains("holds no credential"), "{text}");
+}
