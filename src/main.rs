@@ -89,10 +89,12 @@ fn serve(args: qikchat_bridge::config::Args) -> ExitCode {
         };
         match run(config, listeners, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
-            // librdkafka refused a property: a setting that cannot work, as with --check-config.
+            // librdkafka refused a property, or the producer they make (a TLS file missing):
+            // a setting that cannot work, as with --check-config.
             Err(
                 e @ qikchat_bridge::StartError::Producer(
-                    rdkafka::error::KafkaError::ClientConfig(..),
+                    rdkafka::error::KafkaError::ClientConfig(..)
+                    | rdkafka::error::KafkaError::ClientCreation(_),
                 ),
             ) => {
                 tracing::error!(error = %e, "cannot start");
@@ -116,13 +118,17 @@ fn serve(args: qikchat_bridge::config::Args) -> ExitCode {
 }
 
 /// Validates what start-up would, short of connecting: librdkafka checks every property name
-/// and value when it builds its configuration.
+/// and value when it builds its configuration, and the properties together (`acks` against
+/// idempotence) and the files they name (TLS keys, CAs) when it makes the producer.
 fn check_config(config: &Config) -> ExitCode {
     let mut kafka = rdkafka::ClientConfig::new();
-    for (k, v) in config.producer_properties("check-config:9092") {
-        kafka.set(k, v);
+    // No brokers: the producer made below then never tries to connect (nor to resolve a name).
+    for (k, v) in config.producer_properties("") {
+        if k != "bootstrap.servers" {
+            kafka.set(k, v);
+        }
     }
-    if let Err(e) = kafka.create_native_config() {
+    if let Err(e) = kafka.create::<rdkafka::producer::BaseProducer>() {
         let e = qikchat_bridge::kafka_props::redacted(&e);
         eprintln!("qikchat-bridge: invalid configuration: Kafka producer settings: {e}");
         return ExitCode::from(EXIT_CONFIG);

@@ -368,6 +368,23 @@ fn check_config_refuses_bad_settings_with_exit_code_2_and_a_reason() {
     ]);
     assert_eq!(code, Some(2));
     assert!(err.contains("not.a.property"), "{err}");
+    // Valid one by one, refused together: librdkafka says so only when it makes the producer.
+    let (code, err) = run(&[
+        ("KAFKA_BOOTSTRAP_SERVERS", "kafka:9092"),
+        ("BRIDGE_AUTH", "a:b"),
+        ("KAFKA_ACKS", "1"),
+        ("KAFKA_ENABLE_IDEMPOTENCE", "true"),
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("idempotence"), "{err}");
+    let (code, err) = run(&[
+        ("KAFKA_BOOTSTRAP_SERVERS", "kafka:9092"),
+        ("BRIDGE_AUTH", "a:b"),
+        ("KAFKA_SECURITY_PROTOCOL", "ssl"),
+        ("KAFKA_SSL_CA_LOCATION", "/nonexistent/ca.pem"),
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("ssl.ca.location"), "{err}");
     let (code, _) = run(&[("BRIDGE_ACK_TIMEOUT", "soon")]);
     assert_eq!(code, Some(2));
     // A variable that resolved to nothing is not taken for "unset" (the in-memory Kafka).
