@@ -47,6 +47,10 @@ pub enum RebuildError {
     /// The new credentials work, but the brokers refuse them the topic (an ACL not yet granted).
     #[error("the new producer reached a broker, which refused it the topic: {0}")]
     TopicRefused(String),
+    /// librdkafka declared the new producer failed: with idempotence, the brokers refused it a
+    /// producer id (credentials that may describe the topic but not write to it).
+    #[error("librdkafka declared the new producer failed: {0}")]
+    Failed(String),
     #[error("the bridge is shutting down")]
     Cancelled,
 }
@@ -79,6 +83,12 @@ impl KafkaSink {
                 )))
             }
         }
+        if properties
+            .get("enable.idempotence")
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+        {
+            settled(&candidate.producer, SETTLE.min(warm_up))?;
+        }
         let mut config = self.config.lock().unwrap_or_else(PoisonError::into_inner);
         if cancel.load(Ordering::SeqCst) {
             return Err(RebuildError::Cancelled);
@@ -93,6 +103,25 @@ impl KafkaSink {
     pub fn property(&self, key: &str) -> Option<String> {
         let config = self.config.lock().unwrap_or_else(PoisonError::into_inner);
         config.get(key).map(str::to_string)
+    }
+}
+
+/// How long a new idempotent producer is watched, once it read the topic's metadata, for a
+/// refused producer id: librdkafka asks for one as soon as it reaches a broker, so the answer
+/// takes a round trip or two; long enough for a distant cluster, short for a rotation.
+const SETTLE: Duration = Duration::from_secs(1);
+
+/// Whether `producer` was declared failed within `within`. Blocking.
+fn settled(producer: &FutureProducer<BridgeContext>, within: Duration) -> Result<(), RebuildError> {
+    let until = std::time::Instant::now() + within;
+    loop {
+        if let Some((code, reason)) = producer.client().fatal_error() {
+            return Err(RebuildError::Failed(format!("{code:?}: {reason}")));
+        }
+        if std::time::Instant::now() >= until {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -247,3 +247,28 @@ async fn wire_size_is_the_size_librdkafka_weighs_against_message_max_bytes() {
     assert_eq!(sent_with_limit(size).await, Err(ProduceError::Timeout));
     assert_eq!(sent_with_limit(size - 1).await, Err(ProduceError::TooLarge));
 }
+
+/// New credentials the brokers let describe the topic but not write to it: the idempotent
+/// producer is refused its producer id, which librdkafka takes as fatal. Put in place, it would
+/// fail every record, and the replacement made from the same files would fail again.
+#[tokio::test]
+async fn a_producer_refused_its_producer_id_does_not_replace_the_working_one() {
+    let (cluster, properties, sink) = one_topic_sink();
+    cluster.request_errors(
+        rdkafka::types::RDKafkaApiKey::InitProducerId,
+        &[rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED],
+    );
+    let mut rotated = properties.clone();
+    rotated.insert("enable.idempotence".into(), "true".into());
+    rotated.insert("client.id".into(), "no-write-acl".into());
+    let rebuilt = rebuild(&sink, rotated, Duration::from_secs(5), false).await;
+    assert!(
+        matches!(&rebuilt, Err(reload::RebuildError::Failed(_))),
+        "{rebuilt:?}"
+    );
+    assert_eq!(sink.property("client.id"), None);
+    let delivered = sink
+        .send(&record(), Instant::now() + Duration::from_secs(30))
+        .await;
+    assert!(delivered.is_ok(), "{delivered:?}");
+}
