@@ -80,9 +80,9 @@ pub struct Defaults {
 }
 
 /// Room for a record's key and headers beside its body. The headers the bridge writes come to
-/// about 300 bytes; the key and the message id are copied from the body, and the request id
-/// from the sender, so they are bounded by neither: a record larger than the limit is refused
-/// with 413 before it is stored (`Record::wire_size`).
+/// about 300 bytes (a sender's request id is kept only up to 128 characters); the key and the
+/// message id are copied from the body, so they are bounded by nothing but the body: a record
+/// larger than the limit is refused with 413 before it is stored (`Record::wire_size`).
 pub const RECORD_ROOM: usize = 64 * 1024;
 
 /// librdkafka's own `message.max.bytes` default.
