@@ -1,5 +1,6 @@
 //! The binary: parse settings, start logging, bind, run until SIGTERM/SIGINT, exit code.
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -31,8 +32,13 @@ fn main() -> ExitCode {
         Some(Command::Tail(args)) => {
             match tail::run(&args, environment(), &mut std::io::stdout().lock()) {
                 Ok(_) => ExitCode::SUCCESS,
+                // `tail ... | head -1`: the reader has what it wanted.
+                Err(tail::TailError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                    ExitCode::SUCCESS
+                }
                 Err(e) => {
-                    eprintln!("qikchat-bridge tail: {e}");
+                    // Not eprintln!, which panics when stderr is a closed pipe.
+                    let _ = writeln!(std::io::stderr(), "qikchat-bridge tail: {e}");
                     if e.is_usage() {
                         ExitCode::from(EXIT_CONFIG)
                     } else {

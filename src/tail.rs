@@ -43,8 +43,8 @@ pub enum TailError {
     Config(#[from] crate::config::ConfigError),
     #[error("Kafka: {}", kafka_props::redacted(.0))]
     Kafka(#[from] rdkafka::error::KafkaError),
-    #[error("topic {0} does not exist or has no partitions")]
-    NoSuchTopic(String),
+    #[error("topic {0}: {1}")]
+    NoSuchTopic(String, String),
     #[error("writing output: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -85,15 +85,29 @@ where
         Offset::End
     };
     let mut assignment = TopicPartitionList::new();
+    let mut topics: Vec<&String> = Vec::new();
+    // Named twice, a topic's partitions would be assigned twice, which librdkafka refuses.
     for topic in &args.topics {
+        if !topics.contains(&topic) {
+            topics.push(topic);
+        }
+    }
+    for topic in topics {
         let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-        let partitions = metadata
+        let missing = |why: String| TailError::NoSuchTopic(topic.clone(), why);
+        let found = metadata
             .topics()
             .first()
-            .filter(|t| t.error().is_none())
-            .map(|t| t.partitions().len())
-            .filter(|n| *n > 0)
-            .ok_or_else(|| TailError::NoSuchTopic(topic.clone()))?;
+            .ok_or_else(|| missing("not in the brokers' answer".into()))?;
+        // The broker's own reason: a missing ACL is not a missing topic.
+        if let Some(error) = found.error() {
+            let code = rdkafka::error::RDKafkaErrorCode::from(error);
+            return Err(missing(format!("{code} ({code:?})")));
+        }
+        let partitions = found.partitions().len();
+        if partitions == 0 {
+            return Err(missing("has no partitions".into()));
+        }
         for p in 0..partitions {
             assignment.add_partition_offset(topic, p as i32, start)?;
         }
@@ -112,7 +126,8 @@ where
             }
             // A broker restarting or a leader moving: librdkafka reconnects by itself.
             Some(Err(KafkaError::MessageConsumption(code))) => {
-                eprintln!("tail: {code} (continuing)");
+                // Not eprintln!, which panics when stderr is a closed pipe (`2>&1 | head`).
+                let _ = writeln!(std::io::stderr(), "tail: {code} (continuing)");
             }
             Some(Err(e)) => return Err(e.into()),
             None => {}
@@ -153,7 +168,11 @@ pub fn to_json(m: &BorrowedMessage<'_>) -> serde_json::Value {
     if unreadable > 0 {
         record["headers_with_non_utf8_names"] = unreadable.into();
     }
-    let payload = m.payload().unwrap_or_default();
+    // A tombstone (no value at all) is not an empty value: compacted topics delete with it.
+    let Some(payload) = m.payload() else {
+        record["value"] = serde_json::Value::Null;
+        return record;
+    };
     match std::str::from_utf8(payload) {
         Ok(s) => record["value"] = s.into(),
         Err(_) => {

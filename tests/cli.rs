@@ -134,6 +134,57 @@ fn tail_names_a_missing_topic() {
         "a failure other than a property"
     );
     assert!(String::from_utf8_lossy(&output.stderr).contains("no.such.topic"));
+
+    // A topic the broker will not describe is named with the broker's reason, not "missing".
+    cluster.create_topic("guarded", 1, 1).expect("topic");
+    cluster
+        .topic_error(
+            "guarded",
+            rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+        )
+        .expect("topic error");
+    let output = Command::new(BIN)
+        .args(["tail", "--kafka-brokers", &cluster.bootstrap_servers()])
+        .arg("guarded")
+        .env_clear()
+        .output()
+        .expect("run tail");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("TopicAuthorizationFailed"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_ends_quietly_with_status_0_when_its_reader_goes_away() {
+    let cluster = rdkafka::mocking::MockCluster::new(1).expect("cluster");
+    cluster.create_topic("t", 1, 1).expect("topic");
+    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap_servers())
+        .create()
+        .expect("producer");
+    producer
+        .send(
+            rdkafka::producer::FutureRecord::<(), _>::to("t").payload("{}"),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("delivered");
+    // `tail | head -1` (or `2>&1 | head -1`) once head has exited: both pipes closed.
+    let mut child = Command::new(BIN)
+        .args(["tail", "--kafka-brokers", &cluster.bootstrap_servers()])
+        .args(["--from-beginning", "--idle-timeout", "20s", "t"])
+        .env_clear()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run tail");
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("task")
+        .expect("wait");
+    assert_eq!(status.code(), Some(0), "{status}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,13 +229,29 @@ async fn tail_shows_repeated_headers_and_bytes_that_are_not_utf8_and_stops_when_
         )
         .await
         .expect("delivered");
+    // A tombstone (no value at all) and an empty value.
+    producer
+        .send(
+            FutureRecord::<_, ()>::to("t").key("gone"),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("delivered");
+    producer
+        .send(
+            FutureRecord::<(), _>::to("t").payload(""),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("delivered");
 
     // No --count: it stops once nothing came for the idle timeout.
     let bootstrap = cluster.bootstrap_servers();
     let output = tokio::task::spawn_blocking(move || {
         Command::new(BIN)
             .args(["tail", "--kafka-brokers", &bootstrap, "--from-beginning"])
-            .args(["--idle-timeout", "2s", "t"])
+            // Named twice: read once.
+            .args(["--idle-timeout", "2s", "t", "t"])
             .env_clear()
             .output()
             .expect("run tail")
@@ -197,7 +264,7 @@ async fn tail_shows_repeated_headers_and_bytes_that_are_not_utf8_and_stops_when_
         .lines()
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect();
-    assert_eq!(records.len(), 2, "{stdout}");
+    assert_eq!(records.len(), 4, "{stdout}");
     assert_eq!(
         records[0]["headers"],
         serde_json::json!({"h": ["1", "2", "3"], "raw": {"base64": "/w=="}})
@@ -205,6 +272,13 @@ async fn tail_shows_repeated_headers_and_bytes_that_are_not_utf8_and_stops_when_
     assert_eq!(records[1]["key"], serde_json::json!({"base64": "/w=="}));
     assert_eq!(records[1]["value_base64"], "/gA=");
     assert!(records[1].get("value").is_none(), "{}", records[1]);
+    assert_eq!(
+        records[2]["value"],
+        serde_json::Value::Null,
+        "{}",
+        records[2]
+    );
+    assert_eq!(records[3]["value"], "", "{}", records[3]);
 }
 
 #[test]
