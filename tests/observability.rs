@@ -192,4 +192,5 @@ async fn the_admin_port_answers_only_its_three_endpoints() {
         .await
         .expect("request");
     assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "GET, HEAD");
 }
