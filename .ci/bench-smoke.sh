@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 # The harness's own unit tests (its /proc parsing), in the release profile run.sh builds anyway,
 # and those of profile.sh's stack attribution (perf itself is not needed for them).
-(cd bench && cargo test --release --quiet)
+(cd bench && cargo test --release --locked --quiet)
 python3 -m unittest discover -s bench -p 'test_*.py'
 
 unset BENCH_RATES BENCH_DURATION BENCH_BROKERS BENCH_REPEAT  # the figures checked below are the defaults

@@ -12,7 +12,7 @@ expected=$examples/expected-output.txt
 [ -x "$bin" ] || { echo "no bridge binary at $bin (build it first)" >&2; exit 1; }
 
 # --- dependencies ------------------------------------------------------------------------------
-cache=${XDG_CACHE_HOME:-$HOME/.cache}/qikchat-bridge
+cache=${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/qikchat-bridge
 mkdir -p "$cache"
 req=$examples/python/requirements.txt
 venv=$cache/consumers-venv-$(sha256sum "$req" | cut -c1-12)

@@ -12,11 +12,15 @@ port=$(free_port); admin=$(free_port)
 "$bin" --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" --log-format json \
   --spool-dir "$work/spool" -X statistics.interval.ms=200 >"$work/log" 2>&1 &
 pid=$!
-trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
+# On any failure the bridge's own log says why (it is deleted with the rest).
+trap 'rc=$?; kill $pid 2>/dev/null || true; if [ $rc -ne 0 ]; then echo "bridge log:"; sed "s/^/  /" "$work/log"; fi; rm -rf "$work"' EXIT
+ready=""
 for _ in $(seq 1 100); do
-  curl -fs "http://127.0.0.1:$admin/readyz" >/dev/null 2>&1 && break
+  curl -fs "http://127.0.0.1:$admin/readyz" >/dev/null 2>&1 && { ready=1; break; }
+  kill -0 $pid 2>/dev/null || break
   sleep 0.1
 done
+[ -n "$ready" ] || { echo "the bridge did not become ready within 10 s" >&2; exit 1; }
 post() { curl -s -o /dev/null -w '%{http_code}' "$@" -H 'content-type: application/json' "http://127.0.0.1:$port/webhook"; }
 fixtures=tests/fixtures
 [ "$(post -u testuser:testpass --data-binary @$fixtures/message-in-text.json)" = 200 ]

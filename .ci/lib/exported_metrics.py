@@ -20,7 +20,10 @@ def main(scrape, readme):
     with open(scrape, encoding="utf-8") as f:
         families = set(re.findall(r"^# TYPE (\S+) ", f.read(), re.M))
     with open(readme, encoding="utf-8") as f:
-        documented = set(re.findall(r"`([a-z0-9_]+)`", f.read()))
+        documented = metrics_table_names(f.read())
+    if not documented:
+        print("  - no metrics table found under the README's '### Metrics' heading")
+        return 1
     ours = {n for n in families if n.startswith("qikchat_bridge_")}
     errors = []
     for name in sorted(ours - METRICS):
@@ -37,6 +40,25 @@ def main(scrape, readme):
         return 1
     print(f"{len(ours)} qikchat_bridge_* families exported, all known to the checks and documented")
     return 0
+
+
+def metrics_table_names(readme):
+    """The names in the first column of the table under '### Metrics' (a row may name several):
+    a name written in backticks anywhere else in the README does not count as documented."""
+    names = set()
+    lines = iter(readme.splitlines())
+    for line in lines:
+        if line.strip() == "### Metrics":
+            break
+    in_table = False
+    for line in lines:
+        if line.startswith("|"):
+            in_table = True
+            first_cell = line.split("|")[1]
+            names.update(re.findall(r"`([a-z0-9_]+)`", first_cell))
+        elif in_table or line.startswith("#"):
+            break
+    return names
 
 
 if __name__ == "__main__":
