@@ -39,6 +39,10 @@ pub enum ClassifyError {
     MissingEvent,
     #[error("field `event` is not a string")]
     EventNotString,
+    /// Routed nowhere, it would give records an empty `event` header (and, with CloudEvents,
+    /// an empty `ce_type`, which the spec forbids and SDKs refuse).
+    #[error("field `event` is empty")]
+    EmptyEvent,
     #[error("field `event` appears more than once")]
     DuplicateEvent,
     /// Consumers that keep the first `payload` and the bridge (serde: the last) would read
@@ -227,6 +231,9 @@ impl<'de, const CAREFUL: bool> Visitor<'de> for EnvelopeVisitor<CAREFUL> {
         let event = match event {
             None => return Ok(Err(ClassifyError::MissingEvent)),
             Some(Lenient(None)) => return Ok(Err(ClassifyError::EventNotString)),
+            Some(Lenient(Some(event))) if event.trim().is_empty() => {
+                return Ok(Err(ClassifyError::EmptyEvent))
+            }
             Some(Lenient(Some(event))) => event,
         };
         let payload = payload.unwrap_or_default();

@@ -91,6 +91,8 @@ fn refusals_name_the_reason() {
         (b"{}", ClassifyError::MissingEvent),
         (br#"{"event":1}"#, ClassifyError::EventNotString),
         (br#"{"event":null}"#, ClassifyError::EventNotString),
+        (br#"{"event":""}"#, ClassifyError::EmptyEvent),
+        (br#"{"event":" \t\u0020"}"#, ClassifyError::EmptyEvent),
         (
             br#"{"event":"a","event":"b"}"#,
             ClassifyError::DuplicateEvent,
@@ -251,7 +253,7 @@ mod properties {
         }
 
         #[test]
-        fn any_object_with_a_string_event_is_accepted_with_that_event(
+        fn any_object_with_a_string_event_is_accepted_with_that_event_unless_it_is_blank(
             event in ".*",
             fields in prop::collection::btree_map("[a-z]{1,8}", json(), 0..6),
             payload in json(),
@@ -261,8 +263,12 @@ mod properties {
             object.insert("event".into(), event.clone().into());
             object.insert("payload".into(), payload);
             let body = serde_json::to_vec(&serde_json::Value::Object(object)).expect("serialize");
-            let got = classify(&body).expect("valid event body");
-            prop_assert_eq!(got.event, event);
+            if event.trim().is_empty() {
+                prop_assert_eq!(classify(&body).unwrap_err(), ClassifyError::EmptyEvent);
+            } else {
+                let got = classify(&body).expect("valid event body");
+                prop_assert_eq!(got.event, event);
+            }
         }
 
         #[test]
