@@ -43,6 +43,8 @@ impl KafkaProperties {
 /// it; the retry then waited out 50 ms, so a third of starts were ready in ~60 ms instead of ~8
 /// (now ~20). Reconnects after a broker failure still double up to `reconnect.backoff.max.ms`.
 ///
+/// Keys are hashed as the Java client and Kafka Streams do (murmur2; librdkafka's own default
+/// hashes with CRC32), so their producers and joins put a customer on the same partition.
 /// `message.max.bytes` leaves room for the largest body the bridge accepts plus its key and
 /// headers: librdkafka's own default (1,000,000) is below the default `--max-body-bytes` (1 MiB),
 /// so bodies near the limit got 413, and a spooled one could never be replayed.
@@ -54,6 +56,7 @@ fn defaults(limits: Defaults) -> BTreeMap<String, String> {
         ("enable.idempotence", "true".to_string()),
         ("linger.ms", "0.25".to_string()),
         ("compression.type", "none".to_string()),
+        ("partitioner", "murmur2_random".to_string()),
         ("socket.nagle.disable", "true".to_string()),
         ("message.timeout.ms", message_timeout),
         (

@@ -86,6 +86,75 @@ async fn a_message_and_its_statuses_land_on_one_partition_in_order() {
     assert_eq!(statuses[1].value, bodies[2]);
 }
 
+/// Kafka's Java client (`Utils.murmur2`, and `toPositive(..) % partitions` for a keyed record).
+fn java_partition(key: &[u8], partitions: i32) -> i32 {
+    const M: u32 = 0x5bd1_e995;
+    let mut h: u32 = 0x9747_b28c ^ key.len() as u32;
+    let mut chunks = key.chunks_exact(4);
+    for c in &mut chunks {
+        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> 24;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M) ^ k;
+    }
+    let tail = chunks.remainder();
+    if tail.len() == 3 {
+        h ^= u32::from(tail[2]) << 16;
+    }
+    if tail.len() >= 2 {
+        h ^= u32::from(tail[1]) << 8;
+    }
+    if !tail.is_empty() {
+        h ^= u32::from(tail[0]);
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    ((h & 0x7fff_ffff) % partitions as u32) as i32
+}
+
+/// A Java producer or Kafka Streams writing the same customer keys must find them on the same
+/// partitions (librdkafka's own default partitioner hashes with CRC32 instead).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyed_records_land_on_the_partition_the_java_client_would_choose() {
+    // The vectors Kafka's own tests give for murmur2.
+    assert_eq!(java_partition(b"21", i32::MAX), -973932308i32 & 0x7fff_ffff);
+    assert_eq!(
+        java_partition(b"foobar", i32::MAX),
+        -790332482i32 & 0x7fff_ffff
+    );
+    let app = TestApp::start(&[]).await;
+    let customers = [
+        "919999000001",
+        "919999000002",
+        "919999000003",
+        "919999000004",
+    ];
+    for customer in customers {
+        let body = format!(
+            r#"{{"event":"whatsapp:message:in","payload":{{"id":"x","message":{{"from":"{customer}"}}}}}}"#
+        );
+        let body: &'static [u8] = Box::leak(body.into_bytes().into_boxed_slice());
+        assert_eq!(app.post(body).await.status(), 200);
+    }
+    let got = app
+        .records("whatsapp.message.in", customers.len(), WAIT)
+        .await;
+    assert_eq!(got.len(), customers.len());
+    let spread: std::collections::BTreeSet<i32> = got.iter().map(|r| r.partition).collect();
+    assert!(spread.len() > 1, "the keys were not spread: {spread:?}");
+    for r in &got {
+        let key = r.key.as_deref().expect("keyed");
+        assert_eq!(
+            r.partition,
+            java_partition(key.as_bytes(), common::PARTITIONS),
+            "{key}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_event_goes_to_the_fallback_topic_never_a_new_one() {
     let app = TestApp::start(&[]).await;

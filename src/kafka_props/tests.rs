@@ -241,6 +241,7 @@ fn the_defaults_are_the_ones_the_readme_documents() {
     for (name, value) in [
         ("linger.ms", "0.25"),
         ("compression.type", "none"),
+        ("partitioner", "murmur2_random"),
         ("socket.nagle.disable", "true"),
         ("message.timeout.ms", "1500"),
         ("message.max.bytes", "1114112"),
