@@ -114,15 +114,21 @@ async function main() {
   // A new group starts at the beginning of both topics; a known one where it left off.
   await consumer.subscribe({ topics, fromBeginning: true });
   await consumer.run({
+    // Returning from the handler commits the record (KafkaJS resolves its offset), so every
+    // record handed over is handled, also while stopping: returning early would acknowledge
+    // one never processed. A throw (a bug, a failed write in a copy of this) commits nothing,
+    // and KafkaJS hands the record over again.
     eachMessage: async ({ topic, partition, message }) => {
-      if (stopping) return;
       seen += 1;
       const headers = {};
-      for (const [name, value] of Object.entries(message.headers || {})) {
-        if (value !== undefined) headers[name] = Buffer.from(value).toString('utf8');
+      for (const [name, raw] of Object.entries(message.headers || {})) {
+        // Other producers may write a header twice (an array) or without a value (null).
+        const value = Array.isArray(raw) ? raw[0] : raw;
+        if (value !== undefined && value !== null) headers[name] = Buffer.from(value).toString('utf8');
       }
       let body;
       try {
+        if (message.value === null) throw new Error('no value (a tombstone)');
         body = JSON.parse(message.value.toString('utf8'));
       } catch (e) {
         console.error(`skipped ${topic}/${partition}@${message.offset}: ${e.message}`);

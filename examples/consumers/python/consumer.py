@@ -30,6 +30,8 @@ def quoted(text):
 def message_text(message):
     """The human-readable part of an incoming message, or None (audio, sticker, unknown types)."""
     kind = message.get("type")
+    if not isinstance(kind, str):  # any shape is valid JSON the bridge stores: never crash on it
+        return None
     content = message.get(kind)
     if kind == "contacts" and isinstance(content, list):
         names = [c.get("name") for c in content if isinstance(c, dict)]
@@ -44,7 +46,8 @@ def message_text(message):
     if kind == "location":
         return content.get("name") or content.get("address")
     if kind == "interactive":
-        reply = content.get(content.get("type")) or {}
+        reply_kind = content.get("type")
+        reply = content.get(reply_kind) if isinstance(reply_kind, str) else None
         return reply.get("title") if isinstance(reply, dict) else None
     if kind == "button":
         return content.get("text")
@@ -60,7 +63,9 @@ def describe(headers, body):
     if not isinstance(payload, dict):
         return None
     if event == IN:
-        message = payload.get("message") or {}
+        message = payload.get("message")
+        if not isinstance(message, dict):
+            message = {}
         line = f"in  from={message.get('from')} type={message.get('type')}"
         text = message_text(message)
         if isinstance(text, str) and text:
@@ -88,6 +93,10 @@ def main():
             "group.id": os.environ.get("KAFKA_GROUP_ID", "qikchat-example-python"),
             # A new group starts at the beginning of both topics; a known one where it left off.
             "auto.offset.reset": "earliest",
+            # At least once: an offset is stored (and then committed, every 5 s and at close)
+            # only after its record was handled, not when poll() returned it. With librdkafka's
+            # default a record that failed would be committed by close() and never seen again.
+            "enable.auto.offset.store": False,
         }
     )
     consumer.subscribe([prefix + "whatsapp.message.in", prefix + "whatsapp.message.status"])
@@ -114,17 +123,23 @@ def main():
                     print(f"kafka: {msg.error()}", file=sys.stderr)
                 continue
             seen += 1
-            headers = {k: (v or b"").decode("utf-8") for k, v in (msg.headers() or [])}
+            headers = {
+                k: (v or b"").decode("utf-8", errors="replace") for k, v in (msg.headers() or [])
+            }
             try:
                 body = json.loads(msg.value())
-            except ValueError as e:
+            except (ValueError, TypeError) as e:  # not JSON, or no value at all
                 print(f"skipped {msg.topic()}/{msg.partition()}@{msg.offset()}: {e}", file=sys.stderr)
-                continue
-            line = describe(headers, body)
-            if line is not None:
-                print(line, flush=True)
+                body = None
+            if body is not None:
+                line = describe(headers, body)
+                if line is not None:
+                    print(line, flush=True)
+            # Handled (printed, or deliberately skipped): only now may its offset be committed.
+            # An exception above leaves it unstored, so the record is read again after a restart.
+            consumer.store_offsets(message=msg)
     finally:
-        consumer.close()  # commits the offsets of what was printed, leaves the group
+        consumer.close()  # commits the offsets stored above, leaves the group
     return 0
 
 
