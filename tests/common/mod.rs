@@ -277,33 +277,50 @@ fn read_records(bootstrap: &str, topic: &str, count: usize, timeout: Duration) -
     let mut out = Vec::new();
     while out.len() < count && std::time::Instant::now() < deadline {
         match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => out.push(Got {
-                topic: m.topic().to_string(),
-                partition: m.partition(),
-                key: m
-                    .key()
-                    .map(|k| String::from_utf8(k.to_vec()).expect("utf-8 key")),
-                value: m.payload().unwrap_or_default().to_vec(),
-                headers: m
-                    .headers()
-                    .map(|hs| {
-                        hs.iter()
-                            .map(|h| {
-                                let v = h
-                                    .value
-                                    .map(|v| String::from_utf8(v.to_vec()).expect("utf-8 header"));
-                                (h.key.to_string(), v.unwrap_or_default())
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                timestamp: m.timestamp().to_millis(),
-            }),
+            Some(Ok(m)) => out.push(contract_checked(&m)),
             Some(Err(e)) => panic!("consumer error: {e}"),
             None => {}
         }
     }
     out
+}
+
+/// A record, after the checks every record the bridge writes must pass, whatever the test: a
+/// value (never a tombstone) whose `body-sha256` header is its digest, each header once with a
+/// UTF-8 value, and the receive time as CreateTime.
+fn contract_checked(m: &rdkafka::message::BorrowedMessage<'_>) -> Got {
+    let value = m
+        .payload()
+        .expect("a value: the bridge writes no tombstones");
+    let mut headers = BTreeMap::new();
+    for h in m.headers().iter().flat_map(|hs| hs.iter()) {
+        let v = h.value.expect("a header value");
+        let v = String::from_utf8(v.to_vec()).expect("utf-8 header");
+        let before = headers.insert(h.key.to_string(), v);
+        assert!(before.is_none(), "header {} written twice", h.key);
+    }
+    if let Some(digest) = headers.get("body-sha256") {
+        let want: String = <sha2::Sha256 as sha2::Digest>::digest(value)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(digest, &want, "body-sha256 is the value's digest");
+    }
+    assert!(
+        matches!(m.timestamp(), rdkafka::Timestamp::CreateTime(_)),
+        "{:?}",
+        m.timestamp()
+    );
+    Got {
+        topic: m.topic().to_string(),
+        partition: m.partition(),
+        key: m
+            .key()
+            .map(|k| String::from_utf8(k.to_vec()).expect("utf-8 key")),
+        value: value.to_vec(),
+        headers,
+        timestamp: m.timestamp().to_millis(),
+    }
 }
 
 impl Drop for TestApp {
