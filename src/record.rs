@@ -21,6 +21,9 @@ pub const HEADER_CONTENT_TYPE: &str = "content-type";
 pub const HEADER_BODY_SHA256: &str = "body-sha256";
 /// On dead-letter records only: why the body was refused.
 pub const HEADER_DEADLETTER_REASON: &str = "deadletter-reason";
+/// On dead-letter records that their own topic refused after they were spooled: that topic, so
+/// they can be sent back to it once the cause (its size limit, say) is fixed.
+pub const HEADER_DEADLETTER_TOPIC: &str = "deadletter-topic";
 
 /// CloudEvents Kafka protocol binding, binary mode (opt-in with `--cloudevents`); `content-type`
 /// doubles as the event's `datacontenttype`.

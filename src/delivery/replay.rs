@@ -13,7 +13,7 @@ use crate::metrics::Metrics;
 use crate::producer::{Delivered, ProduceError, Sink};
 use crate::record::{
     Record, RecordHeaders, HEADER_BODY_SHA256, HEADER_CONTENT_TYPE, HEADER_DEADLETTER_REASON,
-    HEADER_RECEIVED_AT, HEADER_REQUEST_ID,
+    HEADER_DEADLETTER_TOPIC, HEADER_RECEIVED_AT, HEADER_REQUEST_ID,
 };
 use crate::spool::{Spool, SpoolError, SpooledRecord, Stored};
 
@@ -239,7 +239,10 @@ async fn divert<K: Sink>(
             .contains(&k.as_str())
         })
         .map(|(k, v)| (k.as_str(), v.as_str()))
-        .chain([(HEADER_DEADLETTER_REASON, reason.as_str())])
+        .chain([
+            (HEADER_DEADLETTER_REASON, reason.as_str()),
+            (HEADER_DEADLETTER_TOPIC, r.topic.as_str()),
+        ])
         .collect();
     let record = Record {
         topic: deadletter,

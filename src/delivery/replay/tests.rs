@@ -104,7 +104,16 @@ async fn a_spooled_record_its_topic_refuses_for_good_moves_to_the_dead_letter_to
     // A dead-letter record of the consumer contract: no key, no event header, a reason.
     assert_eq!(key, &None);
     let names: Vec<&str> = headers.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(names, ["request-id", "body-sha256", "deadletter-reason"]);
+    assert_eq!(
+        names,
+        [
+            "request-id",
+            "body-sha256",
+            "deadletter-reason",
+            "deadletter-topic"
+        ]
+    );
+    assert_eq!(headers[3].1, "refused", "the topic to send it back to");
     assert_eq!(
         headers[2].1,
         "Kafka refused the record on topic refused: record exceeds Kafka's record size limit"
