@@ -145,7 +145,7 @@ fn is_service_link(name: &str) -> bool {
 /// librdkafka's second names for one property. Both in one map would be applied in no fixed
 /// order (rdkafka keeps them in a `HashMap`), so an operator's `delivery.timeout.ms` would race
 /// the bridge's `message.timeout.ms`: each is kept under the name on the right.
-const ALIASES: [(&str, &str); 9] = [
+const ALIASES: [(&str, &str); 10] = [
     ("metadata.broker.list", "bootstrap.servers"),
     ("delivery.timeout.ms", "message.timeout.ms"),
     ("queue.buffering.max.ms", "linger.ms"),
@@ -158,7 +158,23 @@ const ALIASES: [(&str, &str); 9] = [
         "sasl.oauthbearer.client.credentials.client.secret",
         "sasl.oauthbearer.client.secret",
     ),
+    (
+        "sasl.oauthbearer.client.credentials.client.id",
+        "sasl.oauthbearer.client.id",
+    ),
 ];
+
+/// "1st", "2nd", "3rd", "4th"... for naming a flag without quoting it.
+fn ordinal(n: usize) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
+}
 
 /// The name a property is kept under (see [`ALIASES`]).
 pub fn canonical(key: &str) -> &str {
@@ -235,19 +251,20 @@ where
         })?;
         props.insert(canonical(&key).to_string(), value);
     }
-    for flag in flags {
+    for (n, flag) in flags.iter().enumerate() {
         let (key, value) = flag
             .split_once('=')
             .filter(|(k, _)| !k.trim().is_empty())
             .ok_or_else(|| {
-                // Not the whole flag: `sasl.password:hunter2` would print the password.
-                let name: String = flag
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-                    .collect();
+                // None of its text: `sasl.password:hunter2`, or a bare `-X "$PASSWORD"`, would
+                // print the secret.
                 invalid(
                     "-X",
-                    format!("a flag starting {name:?} is not KEY=VALUE (its text is not shown)"),
+                    format!(
+                        "the {} -X flag is not KEY=VALUE (its text is not shown: it may hold a \
+                         secret)",
+                        ordinal(n + 1)
+                    ),
                 )
             })?;
         props.insert(canonical(key.trim()).to_string(), value.to_string());
