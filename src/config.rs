@@ -148,27 +148,24 @@ impl Config {
                     started_with: FileDigest::of(&text),
                 });
             }
-            let from_file = auth::parse_file(&text).map_err(|r| invalid("--auth-file", r))?;
-            // A Secret not filled in yet: say so, rather than "no credentials are configured".
-            if from_file.is_empty()
-                && credentials.is_empty()
-                && !args.insecure_disable_auth
-                && matches!(kafka, KafkaMode::Brokers(_))
-            {
-                return Err(ConfigError::File {
-                    setting: "--auth-file".into(),
-                    path: path.clone(),
-                    reason: "it holds no credential (only blank lines or comments), and no \
-                             --auth is given"
-                        .into(),
-                });
-            }
-            credentials.extend(from_file);
+            credentials.extend(auth::parse_file(&text).map_err(|r| invalid("--auth-file", r))?);
         }
         let mut seed_credential_in_use = false;
         if credentials.is_empty() && !args.insecure_disable_auth {
             match kafka {
-                KafkaMode::Brokers(_) => return Err(ConfigError::NoCredentials),
+                // A Secret not filled in yet: say so, rather than "none are configured".
+                KafkaMode::Brokers(_) => {
+                    return Err(match &args.auth_file {
+                        Some(path) => ConfigError::File {
+                            setting: "--auth-file".into(),
+                            path: path.clone(),
+                            reason: "it holds no credential (only blank lines or comments), and \
+                                     no --auth is given"
+                                .into(),
+                        },
+                        None => ConfigError::NoCredentials,
+                    })
+                }
                 KafkaMode::Embedded => {
                     credentials
                         .push(Credential::parse(SEED_CREDENTIAL).map_err(|r| invalid("seed", r))?);
