@@ -40,7 +40,10 @@ pub enum Delivered {
 pub enum ProduceError {
     #[error("producer queue is full")]
     QueueFull,
-    #[error("no acknowledgement before the deadline")]
+    /// The bridge's deadline passed, or librdkafka's own `message.timeout.ms` (by default the
+    /// same ack timeout): one failure, whichever timer fires first, so its logged cause and
+    /// metric label do not depend on a race between them.
+    #[error("no acknowledgement in time")]
     Timeout,
     #[error("record exceeds Kafka's record size limit")]
     TooLarge,
@@ -61,6 +64,7 @@ impl ProduceError {
         use RDKafkaErrorCode as C;
         match code {
             C::QueueFull => ProduceError::QueueFull,
+            C::MessageTimedOut => ProduceError::Timeout,
             C::MessageSizeTooLarge | C::InvalidMessageSize => ProduceError::TooLarge,
             C::TopicAuthorizationFailed
             | C::ClusterAuthorizationFailed

@@ -57,10 +57,7 @@ fn librdkafka_errors_sort_into_retryable_and_permanent() {
         e(RDKafkaErrorCode::TopicAuthorizationFailed),
         ProduceError::Rejected(_)
     ));
-    assert!(matches!(
-        e(RDKafkaErrorCode::MessageTimedOut),
-        ProduceError::Unavailable(_)
-    ));
+    assert_eq!(e(RDKafkaErrorCode::MessageTimedOut), ProduceError::Timeout);
     assert!(matches!(
         e(RDKafkaErrorCode::NotLeaderForPartition),
         ProduceError::Unavailable(_)
@@ -91,12 +88,39 @@ async fn a_record_whose_deadline_has_passed_is_not_handed_to_librdkafka() {
     );
 }
 
+#[tokio::test]
+async fn a_record_librdkafka_times_out_before_the_deadline_is_a_timeout_in_the_metrics_too() {
+    let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic("t", 1, 1).expect("topic");
+    cluster.broker_down(1).expect("down");
+    let properties = BTreeMap::from([
+        ("bootstrap.servers".to_string(), cluster.bootstrap_servers()),
+        ("message.timeout.ms".to_string(), "300".to_string()),
+    ]);
+    let metrics = Arc::new(Metrics::new(&["t".to_string()]).expect("metrics"));
+    let sink = KafkaSink::new(&properties, metrics.clone(), ProducerRole::Webhooks).expect("sink");
+    let started = Instant::now();
+    let sent = sink
+        .send(&record(), started + Duration::from_secs(30))
+        .await;
+    assert_eq!(sent, Err(ProduceError::Timeout));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "librdkafka's timer fired, not the deadline"
+    );
+    let text = String::from_utf8(metrics.render()).expect("utf-8");
+    assert!(
+        text.contains(r#"kafka_deliveries_total{result="timeout",topic="t"} 1"#),
+        "{text}"
+    );
+}
+
 #[test]
 fn metric_kinds_are_snake_case_names() {
     let e = ProduceError::from_kafka(&KafkaError::MessageProduction(
-        RDKafkaErrorCode::MessageTimedOut,
+        RDKafkaErrorCode::NotLeaderForPartition,
     ));
-    assert_eq!(e.metric_kind(), "message_timed_out");
+    assert_eq!(e.metric_kind(), "not_leader_for_partition");
     assert_eq!(ProduceError::Timeout.metric_kind(), "timeout");
     assert_eq!(
         ProduceError::Unavailable("ProducerClosed".into()).metric_kind(),
