@@ -96,74 +96,6 @@ pub fn max_record_bytes(max_body_bytes: usize) -> usize {
     LIBRDKAFKA_MAX_RECORD_BYTES.max(max_body_bytes + RECORD_ROOM)
 }
 
-/// Turns `KAFKA_SASL_MECHANISM` into `sasl.mechanism` the way Confluent's images do:
-/// `___` → `-`, `__` → `_`, `_` → `.`, lower-cased.
-pub fn env_to_property(name: &str) -> Option<String> {
-    let rest = name.strip_prefix("KAFKA_")?;
-    if rest.is_empty() {
-        return None;
-    }
-    let mut out = String::with_capacity(rest.len());
-    let bytes = rest.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'_' {
-            let run = bytes[i..].iter().take_while(|&&b| b == b'_').count();
-            match run {
-                1 => out.push('.'),
-                2 => out.push('_'),
-                3 => out.push('-'),
-                _ => return None,
-            }
-            i += run;
-        } else {
-            out.push(bytes[i].to_ascii_lowercase() as char);
-            i += 1;
-        }
-    }
-    Some(out)
-}
-
-/// Kubernetes injects `<SERVICE>_SERVICE_HOST`, `<SERVICE>_PORT_9092_TCP_ADDR`... for every
-/// Service in the namespace, so also for `kafka`, `kafka-ui` or `kafka-connect`; read as
-/// properties they would make librdkafka refuse to start. No librdkafka property has a `port`
-/// or `service.host` part.
-fn is_service_link(name: &str) -> bool {
-    let protocol_port = name.split("_PORT_").skip(1).any(|after| {
-        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
-        digits > 0
-            && ["_TCP", "_UDP", "_SCTP"]
-                .iter()
-                .any(|p| after[digits..].starts_with(p))
-    });
-    name.ends_with("_PORT")
-        || name.ends_with("_SERVICE_HOST")
-        || name.contains("_SERVICE_PORT")
-        || protocol_port
-}
-
-/// librdkafka's second names for one property. Both in one map would be applied in no fixed
-/// order (rdkafka keeps them in a `HashMap`), so an operator's `delivery.timeout.ms` would race
-/// the bridge's `message.timeout.ms`: each is kept under the name on the right.
-const ALIASES: [(&str, &str); 10] = [
-    ("metadata.broker.list", "bootstrap.servers"),
-    ("delivery.timeout.ms", "message.timeout.ms"),
-    ("queue.buffering.max.ms", "linger.ms"),
-    ("compression.codec", "compression.type"),
-    ("request.required.acks", "acks"),
-    ("max.in.flight.requests.per.connection", "max.in.flight"),
-    ("message.send.max.retries", "retries"),
-    ("sasl.mechanisms", "sasl.mechanism"),
-    (
-        "sasl.oauthbearer.client.credentials.client.secret",
-        "sasl.oauthbearer.client.secret",
-    ),
-    (
-        "sasl.oauthbearer.client.credentials.client.id",
-        "sasl.oauthbearer.client.id",
-    ),
-];
-
 /// "1st", "2nd", "3rd", "4th"... for naming a flag without quoting it.
 fn ordinal(n: usize) -> String {
     let suffix = match (n % 10, n % 100) {
@@ -174,14 +106,6 @@ fn ordinal(n: usize) -> String {
         _ => "th",
     };
     format!("{n}{suffix}")
-}
-
-/// The name a property is kept under (see [`ALIASES`]).
-pub fn canonical(key: &str) -> &str {
-    ALIASES
-        .iter()
-        .find(|(alias, _)| *alias == key)
-        .map_or(key, |(_, name)| name)
 }
 
 /// The bridge's producer properties: its defaults, then `env`'s `KAFKA_*`, then `-X` flags.
@@ -278,48 +202,6 @@ where
     Ok(props)
 }
 
-pub fn is_secret(key: &str) -> bool {
-    [
-        "password",
-        "passphrase",
-        "private.key",
-        "jaas",
-        "secret",
-        "sasl.oauthbearer.config",
-        "ssl.key.pem",
-        "ssl_key",
-        "token",
-    ]
-    .iter()
-    .any(|s| key.contains(s))
-}
-
-/// librdkafka's configuration errors quote the value they refused, which may be a secret: also
-/// under a name it does not know, which is most often a secret's name misspelt.
-pub fn redacted(e: &rdkafka::error::KafkaError) -> String {
-    use rdkafka::error::KafkaError;
-    use rdkafka::types::RDKafkaConfRes;
-    match e {
-        KafkaError::ClientConfig(_, desc, key, value) if is_secret(key) => {
-            format!("invalid value for {key}: {}", hide(desc, value))
-        }
-        // The description names the property ("No such configuration property: ...").
-        KafkaError::ClientConfig(RDKafkaConfRes::RD_KAFKA_CONF_UNKNOWN, desc, _, value) => {
-            hide(desc, value)
-        }
-        other => other.to_string(),
-    }
-}
-
-/// `text` without `value` in it (librdkafka's descriptions may quote the value they refused).
-fn hide(text: &str, value: &str) -> String {
-    if value.is_empty() {
-        text.to_string()
-    } else {
-        text.replace(value, "<redacted>")
-    }
-}
-
 impl fmt::Debug for KafkaProperties {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map()
@@ -335,7 +217,12 @@ impl fmt::Debug for KafkaProperties {
     }
 }
 
+mod names;
+mod redact;
 mod sources;
+use names::is_service_link;
+pub use names::{canonical, env_to_property};
+pub use redact::{is_secret, redacted};
 pub use sources::{KafkaSources, Watched};
 
 #[cfg(test)]

@@ -309,3 +309,16 @@ fn a_misspelt_property_is_named_in_the_error_but_its_value_is_not() {
     assert!(shown.contains("sasl.pasword"), "{shown}");
     assert!(!shown.contains("hunter2"), "{shown}");
 }
+
+#[test]
+fn a_misspelt_property_with_a_one_letter_value_keeps_librdkafkas_words_whole() {
+    let mut config = rdkafka::ClientConfig::new();
+    config.set("sasl.pasword", "o");
+    let Err(e) = config.create_native_config() else {
+        panic!("librdkafka took an unknown property");
+    };
+    assert_eq!(
+        redacted(&e),
+        r#"No such configuration property: "sasl.pasword""#
+    );
+}

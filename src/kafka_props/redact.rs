@@ -1,0 +1,80 @@
+//! Which properties are secrets, and librdkafka's configuration errors without their values.
+
+/// A property whose value is never printed (in `--check-config`, logs or errors).
+pub fn is_secret(key: &str) -> bool {
+    [
+        "password",
+        "passphrase",
+        "private.key",
+        "jaas",
+        "secret",
+        "sasl.oauthbearer.config",
+        "ssl.key.pem",
+        "ssl_key",
+        "token",
+    ]
+    .iter()
+    .any(|s| key.contains(s))
+}
+
+/// librdkafka's configuration errors quote the value they refused, which may be a secret: also
+/// under a name it does not know, which is most often a secret's name misspelt.
+pub fn redacted(e: &rdkafka::error::KafkaError) -> String {
+    use rdkafka::error::KafkaError;
+    use rdkafka::types::RDKafkaConfRes;
+    match e {
+        KafkaError::ClientConfig(_, desc, key, value) if is_secret(key) => {
+            format!("invalid value for {key}: {}", hide(desc, value))
+        }
+        // librdkafka's description of an unknown name is `No such configuration property: "name"`
+        // and never holds the value; rdkafka's own text for the error appends the value.
+        KafkaError::ClientConfig(RDKafkaConfRes::RD_KAFKA_CONF_UNKNOWN, desc, _, _) => desc.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// `text` without `value` in it. librdkafka quotes a value it refused or ends its description with
+/// it; only elsewhere is every occurrence replaced, so a short value does not garble the words.
+fn hide(text: &str, value: &str) -> String {
+    const HIDDEN: &str = "<redacted>";
+    if value.is_empty() || !text.contains(value) {
+        return text.to_string();
+    }
+    let quoted = format!("\"{value}\"");
+    if text.contains(&quoted) {
+        return text.replace(&quoted, &format!("\"{HIDDEN}\""));
+    }
+    match text.strip_suffix(value) {
+        Some(head) if head.ends_with(": ") => format!("{head}{HIDDEN}"),
+        _ => text.replace(value, HIDDEN),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hide;
+
+    #[test]
+    fn a_value_is_hidden_where_librdkafka_puts_it_without_garbling_the_text() {
+        let end = r#"Invalid value for configuration property "ssl.key.password": e"#;
+        assert_eq!(
+            hide(end, "e"),
+            r#"Invalid value for configuration property "ssl.key.password": <redacted>"#
+        );
+        let quoted = r#"Invalid value "e" for configuration property "sasl.password""#;
+        assert_eq!(
+            hide(quoted, "e"),
+            r#"Invalid value "<redacted>" for configuration property "sasl.password""#
+        );
+        // Anywhere else, every occurrence goes: garbled text rather than a secret shown.
+        assert_eq!(
+            hide("a hunter2 b hunter2", "hunter2"),
+            "a <redacted> b <redacted>"
+        );
+        assert_eq!(
+            hide("value: s3cret s3cret", "s3cret"),
+            "value: <redacted> <redacted>"
+        );
+        assert_eq!(hide("nothing here", "e2"), "nothing here");
+    }
+}
