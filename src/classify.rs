@@ -43,12 +43,21 @@ pub enum ClassifyError {
     /// an empty `ce_type`, which the spec forbids and SDKs refuse).
     #[error("field `event` is empty")]
     EmptyEvent,
+    /// It becomes a record header (and `ce_type`, where CloudEvents forbids control characters,
+    /// and HTTP headers cannot carry them for the bridges that map it to `ce-type`).
+    #[error(
+        "field `event` is not printable text (a control character or an unpaired surrogate escape)"
+    )]
+    EventNotText,
     #[error("field `event` appears more than once")]
     DuplicateEvent,
     /// Consumers that keep the first `payload` and the bridge (serde: the last) would read
     /// different messages, and the record's key would not be the one a consumer sees.
     #[error("field `payload` appears more than once")]
     DuplicatePayload,
+    /// `payload.id`, `payload.to`, `payload.message` or `payload.message.from` twice.
+    #[error("field `{0}` appears more than once")]
+    DuplicateField(String),
     #[error("body nests objects or arrays more than {MAX_DEPTH} levels deep")]
     TooDeep,
     #[error("body is not valid UTF-8 (at byte {0})")]
@@ -164,12 +173,18 @@ fn structural(e: serde_json::Error) -> ClassifyError {
             return err;
         }
     }
+    if let Some(rest) = text.strip_prefix(MARK_DUPLICATE_FIELD) {
+        let field = rest.split(' ').next().unwrap_or_default();
+        return ClassifyError::DuplicateField(field.to_string());
+    }
     position_only(e)
 }
 
 const MARK_NOT_OBJECT: &str = "\u{1}not-object";
 const MARK_DUPLICATE: &str = "\u{1}duplicate-event";
 const MARK_DUPLICATE_PAYLOAD: &str = "\u{1}duplicate-payload";
+/// Followed by the field's path.
+const MARK_DUPLICATE_FIELD: &str = "\u{1}duplicate-field:";
 
 /// Emits the scalar `visit_*` methods of a visitor as "not an object" for the envelope.
 macro_rules! not_an_object {
@@ -230,11 +245,15 @@ impl<'de, const CAREFUL: bool> Visitor<'de> for EnvelopeVisitor<CAREFUL> {
         }
         let event = match event {
             None => return Ok(Err(ClassifyError::MissingEvent)),
-            Some(Lenient(None)) => return Ok(Err(ClassifyError::EventNotString)),
-            Some(Lenient(Some(event))) if event.trim().is_empty() => {
+            Some(Lenient::NotString) => return Ok(Err(ClassifyError::EventNotString)),
+            Some(Lenient::NotText) => return Ok(Err(ClassifyError::EventNotText)),
+            Some(Lenient::Text(event)) if event.trim().is_empty() => {
                 return Ok(Err(ClassifyError::EmptyEvent))
             }
-            Some(Lenient(Some(event))) => event,
+            Some(Lenient::Text(event)) if event.chars().any(char::is_control) => {
+                return Ok(Err(ClassifyError::EventNotText))
+            }
+            Some(Lenient::Text(event)) => event,
         };
         let payload = payload.unwrap_or_default();
         Ok(Ok(Envelope {

@@ -10,8 +10,24 @@ use serde::de::{
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-/// A string if the value is one; any other JSON value is consumed and yields `None`.
-pub(super) struct Lenient<'a>(pub(super) Option<Cow<'a, str>>);
+use super::MARK_DUPLICATE_FIELD;
+
+/// A string if the value is one; any other JSON value is consumed and only says what it was.
+pub(super) enum Lenient<'a> {
+    Text(Cow<'a, str>),
+    /// A JSON string that is not Unicode text: it holds an unpaired surrogate escape.
+    NotText,
+    NotString,
+}
+
+impl<'a> Lenient<'a> {
+    pub(super) fn text(self) -> Option<Cow<'a, str>> {
+        match self {
+            Lenient::Text(text) => Some(text),
+            Lenient::NotText | Lenient::NotString => None,
+        }
+    }
+}
 
 impl<'de> Deserialize<'de> for Lenient<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -20,14 +36,14 @@ impl<'de> Deserialize<'de> for Lenient<'de> {
         // would turn a real event with such an `id` into a 400.
         let raw = <&'de RawValue>::deserialize(d)?;
         if !raw.get().starts_with('"') {
-            return Ok(Lenient(None));
+            return Ok(Lenient::NotString);
         }
         // A string that is valid JSON but not Unicode text (an unpaired surrogate escape) is
         // passed on in the body like any other; as a field it is of no use, so it counts as
         // missing rather than turning the event into a 400.
         Ok(serde_json::Deserializer::from_str(raw.get())
             .deserialize_str(LenientVisitor)
-            .unwrap_or(Lenient(None)))
+            .unwrap_or(Lenient::NotText))
     }
 }
 
@@ -40,11 +56,11 @@ impl<'de> Visitor<'de> for LenientVisitor {
         f.write_str("any JSON value")
     }
     fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Lenient(Some(Cow::Borrowed(v))))
+        Ok(Lenient::Text(Cow::Borrowed(v)))
     }
     // Strings with escapes cannot be borrowed from the body.
     fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Lenient(Some(Cow::Owned(v.to_string()))))
+        Ok(Lenient::Text(Cow::Owned(v.to_string())))
     }
 }
 
@@ -106,11 +122,23 @@ impl<'de, const CAREFUL: bool> Visitor<'de> for ObjectFields<CAREFUL> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut out: [Option<Cow<'de, str>>; 3] = Default::default();
+        let mut seen = [false; 3];
         let nested = self.1.then(|| self.0.len() - 1);
         while let Some(key) = map.next_key_seed(KeyIn(self.0))? {
+            // As for a repeated `payload`: a consumer keeping the first would see another
+            // customer or message than the record's key and headers, taken from the last.
+            if let Some(i) = key {
+                if std::mem::replace(&mut seen[i], true) {
+                    let parent = if self.1 { "payload" } else { "payload.message" };
+                    let name = self.0[i];
+                    return Err(A::Error::custom(format_args!(
+                        "{MARK_DUPLICATE_FIELD}{parent}.{name}"
+                    )));
+                }
+            }
             match key {
                 Some(i) if Some(i) == nested => out[i] = map.next_value::<Message<CAREFUL>>()?.0,
-                Some(i) => out[i] = map.next_value::<Lenient>()?.0,
+                Some(i) => out[i] = map.next_value::<Lenient>()?.text(),
                 None => {
                     map.next_value::<IgnoredAny>()?;
                 }

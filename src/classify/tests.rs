@@ -101,6 +101,35 @@ fn refusals_name_the_reason() {
             br#"{"event":"a","payload":{"to":"1"},"payload":{"to":"2"}}"#,
             ClassifyError::DuplicatePayload,
         ),
+        (
+            br#"{"event":"whatsapp:message:in\n"}"#,
+            ClassifyError::EventNotText,
+        ),
+        (br#"{"event":"a\u0000b"}"#, ClassifyError::EventNotText),
+        (br#"{"event":"a\u007f"}"#, ClassifyError::EventNotText),
+        (br#"{"event":"a\u0085"}"#, ClassifyError::EventNotText),
+        (br#"{"event":"\ud83d"}"#, ClassifyError::EventNotText),
+        (
+            br#"{"event":"e","payload":{"to":"+911","to":"+912"}}"#,
+            ClassifyError::DuplicateField("payload.to".into()),
+        ),
+        (
+            br#"{"payload":{"id":"a","\u0069d":"b"},"event":"e"}"#,
+            ClassifyError::DuplicateField("payload.id".into()),
+        ),
+        (
+            br#"{"event":"e","payload":{"message":{"from":"1"},"message":{"from":"2"}}}"#,
+            ClassifyError::DuplicateField("payload.message".into()),
+        ),
+        (
+            br#"{"event":"e","payload":{"message":{"from":"1","from":"2"}}}"#,
+            ClassifyError::DuplicateField("payload.message.from".into()),
+        ),
+        // Found by the careful pass too (a number beyond f64 sends the body there).
+        (
+            br#"{"event":"e","n":1e400,"payload":{"to":"1","to":"2"}}"#,
+            ClassifyError::DuplicateField("payload.to".into()),
+        ),
     ];
     for (body, want) in cases {
         assert_eq!(
@@ -253,7 +282,7 @@ mod properties {
         }
 
         #[test]
-        fn any_object_with_a_string_event_is_accepted_with_that_event_unless_it_is_blank(
+        fn any_object_with_a_string_event_is_accepted_with_that_event_unless_blank_or_not_printable(
             event in ".*",
             fields in prop::collection::btree_map("[a-z]{1,8}", json(), 0..6),
             payload in json(),
@@ -265,6 +294,8 @@ mod properties {
             let body = serde_json::to_vec(&serde_json::Value::Object(object)).expect("serialize");
             if event.trim().is_empty() {
                 prop_assert_eq!(classify(&body).unwrap_err(), ClassifyError::EmptyEvent);
+            } else if event.chars().any(char::is_control) {
+                prop_assert_eq!(classify(&body).unwrap_err(), ClassifyError::EventNotText);
             } else {
                 let got = classify(&body).expect("valid event body");
                 prop_assert_eq!(got.event, event);
