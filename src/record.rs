@@ -153,12 +153,15 @@ impl<'a> Headers<'a> {
         )
     }
 
+    /// `ce_id` is the body's digest: CloudEvents wants `source` + `id` unique for each distinct
+    /// event and the same for a re-sent one, which the sender's `X-Request-Id` (its choice, maybe
+    /// repeated across events, new on each retry) is not.
     fn cloudevents(&self) -> [(&'static str, Option<&'a str>); 5] {
         let on = self.cloudevents_source.and(self.event).is_some();
         let when = |v: &'a str| on.then_some(v);
         [
             (CE_SPECVERSION, when("1.0")),
-            (CE_ID, when(self.request_id)),
+            (CE_ID, when(self.body_sha256)),
             (CE_SOURCE, self.cloudevents_source.and_then(when)),
             (CE_TYPE, self.event.and_then(when)),
             (CE_TIME, when(self.received_at)),

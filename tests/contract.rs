@@ -190,7 +190,11 @@ impl Contract {
             body.pointer(p.as_str().expect("a JSON pointer"))
                 .and_then(Value::as_str)
         })?;
-        let key = first.trim().trim_start_matches('+');
+        // The documented rule: leading `+` signs and white space, in any order, and trailing
+        // white space removed.
+        let key = first
+            .trim_start_matches(|c: char| c == '+' || c.is_whitespace())
+            .trim_end();
         (!key.is_empty()).then(|| key.to_string())
     }
 }
@@ -646,7 +650,7 @@ async fn with_cloudevents_on_event_records_add_exactly_the_ce_headers_and_dead_l
     let records = post_and_check(&app, &bodies, true).await;
     for r in &records[..3] {
         assert_eq!(r.headers["ce_specversion"], "1.0");
-        assert_eq!(r.headers["ce_id"], r.headers["request-id"]);
+        assert_eq!(r.headers["ce_id"], r.headers["body-sha256"]);
         assert_eq!(r.headers["ce_source"], "qikchat-bridge");
         assert_eq!(r.headers["ce_type"], r.headers["event"]);
         assert_eq!(r.headers["ce_time"], r.headers["received-at"]);

@@ -98,7 +98,10 @@ pub(super) fn content_type(headers: &HeaderMap) -> Result<&str, WebhookError> {
     let sub = sub.as_bytes();
     let json = sub.eq_ignore_ascii_case(b"json")
         || (sub.len() > 5 && sub[sub.len() - 5..].eq_ignore_ascii_case(b"+json"));
-    if kind.eq_ignore_ascii_case("application") && json {
+    // Copied into the record, `application/cloudevents...` would tell a CloudEvents reader the
+    // value is a structured event (Kafka binding, section 3): it is a webhook body.
+    let cloudevent = sub.len() >= 11 && sub[..11].eq_ignore_ascii_case(b"cloudevents");
+    if kind.eq_ignore_ascii_case("application") && json && !cloudevent {
         Ok(text)
     } else {
         Err(WebhookError::UnsupportedMediaType)

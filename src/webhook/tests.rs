@@ -170,6 +170,11 @@ fn json_content_types_are_recognised() {
         !check("application/+json"),
         "a suffix needs a name before it"
     );
+    assert!(
+        !check("application/cloudevents+json"),
+        "would make CloudEvents readers take the body for a structured event"
+    );
+    assert!(!check("Application/CloudEvents-Batch+JSON; charset=utf-8"));
     let long: &'static str = format!("application/json; x={}", "y".repeat(300)).leak();
     assert!(!check(long), "copied into every record: kept short");
 }
