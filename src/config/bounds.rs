@@ -61,8 +61,13 @@ pub(super) fn check(args: &Args) -> Result<(), ConfigError> {
             return Err(invalid(setting, "must be at most 1h"));
         }
     }
-    if args.cloudevents && args.cloudevents_source.trim().is_empty() {
-        return Err(invalid("--cloudevents-source", "cannot be empty"));
+    // CloudEvents' `source` is a URI-reference: ASCII without spaces or control characters.
+    let uri_like = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic());
+    if args.cloudevents && !uri_like(&args.cloudevents_source) {
+        return Err(invalid(
+            "--cloudevents-source",
+            "must be a URI reference (ASCII, no spaces), e.g. /qikchat/prod",
+        ));
     }
     if args.spool_dir.is_some() && args.spool_max_bytes < args.max_body_bytes as u64 + 4096 {
         return Err(invalid(

@@ -213,6 +213,26 @@ fn a_spool_smaller_than_one_body_and_its_headers_is_rejected() {
 }
 
 #[test]
+fn a_cloudevents_source_must_be_a_uri_reference() {
+    for bad in ["", " ", "my source", "caf\u{e9}", "a\tb"] {
+        let err = build(&["--cloudevents", "--cloudevents-source", bad]).expect_err(bad);
+        assert!(err.to_string().contains("--cloudevents-source"), "{err}");
+    }
+    for good in [
+        "/qikchat/prod",
+        "urn:qikchat:acme",
+        "https://example.com/hooks?x=%20",
+    ] {
+        assert!(
+            build(&["--cloudevents", "--cloudevents-source", good]).is_ok(),
+            "{good}"
+        );
+    }
+    // Unused without --cloudevents.
+    assert!(build(&["--cloudevents-source", "my source"]).is_ok());
+}
+
+#[test]
 fn zero_read_timeouts_are_rejected_and_zero_shutdown_waits_accepted() {
     for setting in ["--header-read-timeout", "--body-read-timeout"] {
         let err = build(&[setting, "0s"]).expect_err("refused");
