@@ -3,8 +3,8 @@
 //!
 //! The whole body is still checked to be JSON (serde_json skips unknown values with
 //! `IgnoredAny`, which validates them), nested at most [`MAX_DEPTH`] deep, but only the event
-//! name is required: every other field is taken when it is a string and ignored otherwise, so an
-//! unexpected payload shape never turns a real event into a 400.
+//! name is required: every other field is taken when it is a string (or a number, as written) and
+//! ignored otherwise, so an unexpected payload shape never turns a real event into a 400.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -245,7 +245,9 @@ impl<'de, const CAREFUL: bool> Visitor<'de> for EnvelopeVisitor<CAREFUL> {
         }
         let event = match event {
             None => return Ok(Err(ClassifyError::MissingEvent)),
-            Some(Lenient::NotString) => return Ok(Err(ClassifyError::EventNotString)),
+            Some(Lenient::NotString | Lenient::Number(_)) => {
+                return Ok(Err(ClassifyError::EventNotString))
+            }
             Some(Lenient::NotText) => return Ok(Err(ClassifyError::EventNotText)),
             Some(Lenient::Text(event)) if event.trim().is_empty() => {
                 return Ok(Err(ClassifyError::EmptyEvent))

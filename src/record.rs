@@ -198,6 +198,19 @@ mod tests {
     use crate::classify::classify;
 
     #[test]
+    fn a_customer_number_written_as_a_json_number_keys_the_conversation_all_the_same() {
+        let incoming = classify(br#"{"event":"whatsapp:message:in","payload":{"id":"a","message":{"from":"919000000001"}}}"#).expect("valid");
+        let status = classify(
+            br#"{"event":"whatsapp:message:status","payload":{"id":"b","to":919000000001}}"#,
+        )
+        .expect("valid");
+        assert_eq!(
+            key(KeyStrategy::Conversation, &incoming),
+            key(KeyStrategy::Conversation, &status)
+        );
+    }
+
+    #[test]
     fn a_message_and_its_status_share_the_customers_key() {
         let incoming = classify(br#"{"event":"whatsapp:message:in","payload":{"id":"a","message":{"from":"919000000001"}}}"#).expect("valid");
         let status = classify(br#"{"event":"whatsapp:message:status","payload":{"id":"b","from":"91800","to":"+919000000001"}}"#).expect("valid");

@@ -187,8 +187,11 @@ impl Contract {
         let pointers = schema["x-key-from"].as_array().expect("x-key-from");
         let body = body?;
         let first = pointers.iter().find_map(|p| {
-            body.pointer(p.as_str().expect("a JSON pointer"))
-                .and_then(Value::as_str)
+            match body.pointer(p.as_str().expect("a JSON pointer"))? {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            }
         })?;
         // The documented rule: leading `+` signs and white space, in any order, and trailing
         // white space removed.

@@ -1,5 +1,5 @@
-//! The borrowed pieces of the classifier's pass: object keys matched in place, string fields
-//! taken when they are strings, and `payload`'s `id`, `to` and `message.from`.
+//! The borrowed pieces of the classifier's pass: object keys matched in place, fields taken when
+//! they are strings (or numbers), and `payload`'s `id`, `to` and `message.from`.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -15,15 +15,20 @@ use super::MARK_DUPLICATE_FIELD;
 /// A string if the value is one; any other JSON value is consumed and only says what it was.
 pub(super) enum Lenient<'a> {
     Text(Cow<'a, str>),
+    /// A JSON number, as written.
+    Number(&'a str),
     /// A JSON string that is not Unicode text: it holds an unpaired surrogate escape.
     NotText,
     NotString,
 }
 
 impl<'a> Lenient<'a> {
+    /// For the id and number fields: a string, or a number's digits as written (a sender that
+    /// writes a phone number as a JSON number still keys the conversation by it).
     pub(super) fn text(self) -> Option<Cow<'a, str>> {
         match self {
             Lenient::Text(text) => Some(text),
+            Lenient::Number(digits) => Some(Cow::Borrowed(digits)),
             Lenient::NotText | Lenient::NotString => None,
         }
     }
@@ -35,7 +40,11 @@ impl<'de> Deserialize<'de> for Lenient<'de> {
         // converted: serde_json refuses a number too large for f64 when it converts it, which
         // would turn a real event with such an `id` into a 400.
         let raw = <&'de RawValue>::deserialize(d)?;
-        if !raw.get().starts_with('"') {
+        let text = raw.get();
+        if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+            return Ok(Lenient::Number(text));
+        }
+        if !text.starts_with('"') {
             return Ok(Lenient::NotString);
         }
         // A string that is valid JSON but not Unicode text (an unpaired surrogate escape) is

@@ -54,9 +54,8 @@ fn unexpected_payload_shapes_are_ignored_not_refused() {
         r#"{"event":"e","payload":{"id":5,"to":{"n":1},"message":"text"}}"#,
         r#"{"event":"e","payload":{"message":{"from":["x"]}}}"#,
         r#"{"payload":{"id":"x"},"event":"e"}"#,
-        // Numbers beyond f64 are valid JSON; only a field's string is of use.
+        // Numbers beyond f64 are valid JSON (where a string is expected: see below).
         r#"{"event":"e","payload":{"id":1e400,"to":-123456789012345678901234567890e999}}"#,
-        r#"{"event":"e","payload":{"message":{"from":1e400}}}"#,
         r#"{"event":"e","payload":1e400}"#,
         r#"{"payload":-1e400,"event":"e"}"#,
         r#"{"event":"e","payload":{"message":1e400}}"#,
@@ -67,6 +66,23 @@ fn unexpected_payload_shapes_are_ignored_not_refused() {
         assert_eq!(e.event, "e");
         assert_eq!(e.from, None);
     }
+}
+
+#[test]
+fn a_number_where_a_string_is_expected_is_taken_as_written() {
+    let e = classify(
+        br#"{"event":"e","payload":{"id":17,"to":919812345670,"message":{"from":1e400}}}"#,
+    )
+    .expect("valid");
+    assert_eq!(
+        (e.message_id.as_deref(), e.to.as_deref(), e.from.as_deref()),
+        (Some("17"), Some("919812345670"), Some("1e400"))
+    );
+    // Not for the event: its name is a string.
+    assert_eq!(
+        classify(br#"{"event":5}"#).unwrap_err(),
+        ClassifyError::EventNotString
+    );
 }
 
 #[test]
