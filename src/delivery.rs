@@ -124,9 +124,12 @@ impl<K: Sink> Sink for Delivery<K> {
         let budget = SPOOL_BUDGET.min(deadline.saturating_duration_since(now) / 4);
         match self.kafka.send(record, deadline - budget).await {
             Ok(d) => Ok(d),
+            // A refusal an operator can fix is kept too: replay holds the topic until it is fixed.
             Err(
-                e
-                @ (ProduceError::Timeout | ProduceError::QueueFull | ProduceError::Unavailable(_)),
+                e @ (ProduceError::Timeout
+                | ProduceError::QueueFull
+                | ProduceError::Unavailable(_)
+                | ProduceError::Refused(_)),
             ) => {
                 let cause = e.to_string();
                 let spooled = self.spool(spool, record, &cause, deadline, false).await;

@@ -2,7 +2,8 @@
 //!
 //! 4xx bodies say what the sender did wrong; 5xx bodies are opaque (the cause is logged once,
 //! by the handler). Only the 503s carry `Retry-After`, because a retry is exactly what they ask
-//! for; a 500 is a refusal that a retry cannot change.
+//! for; a 500 is a refusal that a retry cannot change (Kafka refusing the record itself as
+//! invalid). Refusals an operator can fix (authorization, a missing topic) are 503s.
 
 use http::StatusCode;
 
@@ -181,8 +182,14 @@ mod tests {
         assert_eq!(err.outcome().status(), StatusCode::SERVICE_UNAVAILABLE);
         let body = String::from_utf8(err.body()).expect("utf-8");
         assert!(!body.contains("Broker"), "{body}");
-        let err = WebhookError::Produce(ProduceError::Rejected("TopicAuthorizationFailed".into()));
+        let err = WebhookError::Produce(ProduceError::Rejected("InvalidRecord".into()));
         assert_eq!(err.outcome().status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!String::from_utf8(err.body())
+            .expect("utf-8")
+            .contains("Invalid"));
+        // One an operator can fix asks for the retry that will work once it is fixed.
+        let err = WebhookError::Produce(ProduceError::Refused("TopicAuthorizationFailed".into()));
+        assert_eq!(err.outcome().status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(!String::from_utf8(err.body())
             .expect("utf-8")
             .contains("Topic"));

@@ -47,9 +47,14 @@ pub enum ProduceError {
     Timeout,
     #[error("record exceeds Kafka's record size limit")]
     TooLarge,
-    /// Retrying the same record cannot help (authorization, unknown topic, invalid record).
+    /// Kafka refuses this record itself (invalid): retrying the same record cannot help.
     #[error("Kafka refused the record: {0}")]
     Rejected(String),
+    /// The cluster or the bridge's settings refuse it until an operator acts (authorization, an
+    /// unknown topic, credentials): the record is fine, so it is kept (spooled) or the sender is
+    /// told to retry, never told that a retry cannot help.
+    #[error("Kafka refused the record until its settings change: {0}")]
+    Refused(String),
     /// The cluster could not take it now (brokers down, timeouts, leader moves), or librdkafka
     /// declared the producer failed: the record is fine, and the replacement producer takes it.
     #[error("Kafka is unavailable: {0}")]
@@ -66,26 +71,20 @@ impl ProduceError {
             C::QueueFull => ProduceError::QueueFull,
             C::MessageTimedOut => ProduceError::Timeout,
             C::MessageSizeTooLarge | C::InvalidMessageSize => ProduceError::TooLarge,
+            C::InvalidRecord | C::InvalidMessage => ProduceError::Rejected(format!("{code:?}")),
             C::TopicAuthorizationFailed
             | C::ClusterAuthorizationFailed
             | C::UnknownTopic
-            | C::InvalidRecord
-            | C::InvalidMessage
             | C::InvalidTopic
-            | C::Authentication => ProduceError::Rejected(format!("{code:?}")),
+            | C::Authentication => ProduceError::Refused(format!("{code:?}")),
             _ => ProduceError::Unavailable(format!("{code:?}")),
         }
     }
 
     /// Kafka refuses this record itself, on any attempt (too large for the topic, invalid), as
-    /// opposed to the cluster or its settings refusing it for now (authorization, unknown topic,
-    /// credentials), which an operator can fix.
+    /// opposed to the cluster or its settings refusing it for now ([`ProduceError::Refused`]).
     pub fn is_record_fault(&self) -> bool {
-        match self {
-            ProduceError::TooLarge => true,
-            ProduceError::Rejected(code) => code == "InvalidRecord" || code == "InvalidMessage",
-            _ => false,
-        }
+        matches!(self, ProduceError::TooLarge | ProduceError::Rejected(_))
     }
 
     /// The `result` label of `qikchat_bridge_kafka_deliveries_total`: bounded by librdkafka's
@@ -95,12 +94,16 @@ impl ProduceError {
             ProduceError::QueueFull => "queue_full".into(),
             ProduceError::Timeout => "timeout".into(),
             ProduceError::TooLarge => "msg_size_too_large".into(),
-            ProduceError::Rejected(code) | ProduceError::Unavailable(code)
+            ProduceError::Rejected(code)
+            | ProduceError::Refused(code)
+            | ProduceError::Unavailable(code)
                 if !code.is_empty() && code.bytes().all(|b| b.is_ascii_alphanumeric()) =>
             {
                 snake_case(code)
             }
-            ProduceError::Rejected(_) | ProduceError::Unavailable(_) => "other".into(),
+            ProduceError::Rejected(_) | ProduceError::Refused(_) | ProduceError::Unavailable(_) => {
+                "other".into()
+            }
         }
     }
 }

@@ -64,3 +64,29 @@ async fn a_record_the_broker_refuses_as_too_large_is_answered_413_not_retried() 
         "refused at once, not after retries"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_the_brokers_refuse_to_write_is_answered_503_so_the_sender_retries_once_fixed() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let app = TestApp::start(&[]).await;
+    // The topic's ACL revoked for one produce request: an operator can fix that, and a retry
+    // then succeeds, so the answer must not be a 500 ("a retry cannot help").
+    app.cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED],
+    );
+    let refused = app.post(STATUS).await;
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    // The retry, once the ACL is back.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = app.post(STATUS).await.status();
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503);
+        assert!(Instant::now() < deadline, "still refused");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

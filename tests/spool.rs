@@ -278,25 +278,27 @@ async fn transient_produce_errors_are_retried_and_answered_200() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_topic_authorization_failure_is_a_500_and_is_not_spooled_or_retried_forever() {
+async fn a_topic_authorization_failure_is_spooled_and_delivered_once_the_topic_takes_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let app = TestApp::start(&flags(&spool_flags(&dir))).await;
+    // The topic's ACL revoked for one produce request, then granted again.
     app.cluster.request_errors(
         RDKafkaApiKey::Produce,
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED],
     );
-    let (status, _, took) = post(&app, status(2, 0)).await;
-    assert_eq!(status, 500);
+    let (status, id, took) = post(&app, status(2, 0)).await;
+    assert_eq!(status, 200, "kept in the spool, not refused for good");
     assert!(took < Duration::from_secs(2));
     let (_, m) = app.admin_get("/metrics").await;
     assert!(
-        has_line(&m, "qikchat_bridge_spool_appends_total{result=\"ok\"} 0"),
-        "not spooled"
+        has_line(&m, "qikchat_bridge_spool_appends_total{result=\"ok\"} 1"),
+        "spooled"
     );
     assert!(
         m.contains(r#"result="topic_authorization_failed""#),
         "error kind counted"
     );
+    all_stored(&app, &[id], Duration::from_secs(30)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

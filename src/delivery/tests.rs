@@ -159,3 +159,35 @@ async fn a_record_kafka_would_refuse_for_its_size_gets_413_and_is_never_spooled(
     );
     assert_eq!(spool.records(), 1, "only the older record");
 }
+
+// Real clock: the spool's writer thread (see above).
+#[tokio::test]
+async fn a_refusal_an_operator_can_fix_is_spooled_and_one_of_the_record_itself_is_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("open");
+    let metrics = Arc::new(Metrics::new(&[]).expect("metrics"));
+    let deadline = || Instant::now() + Duration::from_secs(30);
+    let denied = FakeKafka::refusing(
+        &["t"],
+        ProduceError::Refused("TopicAuthorizationFailed".into()),
+    );
+    let delivery = Delivery::new(denied, Some(spool.clone()), metrics.clone());
+    let sent = delivery.send(&webhook_record(), deadline()).await;
+    assert!(matches!(sent, Ok(Delivered::Spooled { .. })), "{sent:?}");
+    assert_eq!(spool.records(), 1);
+
+    let mut invalid = webhook_record();
+    invalid.key = None;
+    let refused = ProduceError::Rejected("InvalidRecord".into());
+    let delivery = Delivery::new(
+        FakeKafka::refusing(&["t"], refused.clone()),
+        Some(spool.clone()),
+        metrics,
+    );
+    assert_eq!(delivery.send(&invalid, deadline()).await, Err(refused));
+    assert_eq!(
+        spool.records(),
+        1,
+        "not spooled: replay could never deliver it"
+    );
+}

@@ -53,10 +53,23 @@ fn librdkafka_errors_sort_into_retryable_and_permanent() {
         e(RDKafkaErrorCode::MessageSizeTooLarge),
         ProduceError::TooLarge
     );
+    // Until an operator fixes it: the sender is told to retry, or the record is spooled.
+    for fixable in [
+        RDKafkaErrorCode::TopicAuthorizationFailed,
+        RDKafkaErrorCode::UnknownTopic,
+        RDKafkaErrorCode::Authentication,
+    ] {
+        assert!(
+            matches!(e(fixable), ProduceError::Refused(_)),
+            "{fixable:?}"
+        );
+        assert!(!e(fixable).is_record_fault());
+    }
     assert!(matches!(
-        e(RDKafkaErrorCode::TopicAuthorizationFailed),
+        e(RDKafkaErrorCode::InvalidRecord),
         ProduceError::Rejected(_)
     ));
+    assert!(e(RDKafkaErrorCode::InvalidRecord).is_record_fault());
     assert_eq!(e(RDKafkaErrorCode::MessageTimedOut), ProduceError::Timeout);
     assert!(matches!(
         e(RDKafkaErrorCode::NotLeaderForPartition),

@@ -102,14 +102,18 @@ async fn a_full_queue_or_a_missed_deadline_is_503_with_retry_after() {
 }
 
 #[tokio::test]
-async fn a_permanent_refusal_is_500_and_a_too_large_record_413() {
-    let (hook, _) = webhook(Err(ProduceError::Rejected(
-        "TopicAuthorizationFailed".into(),
-    )));
+async fn a_permanent_refusal_is_500_a_fixable_one_503_and_a_too_large_record_413() {
+    let (hook, _) = webhook(Err(ProduceError::Rejected("InvalidRecord".into())));
     assert_eq!(
         hook.handle(post(STATUS)).await.status(),
         StatusCode::INTERNAL_SERVER_ERROR
     );
+    let (hook, _) = webhook(Err(ProduceError::Refused(
+        "TopicAuthorizationFailed".into(),
+    )));
+    let answer = hook.handle(post(STATUS)).await;
+    assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(answer.headers()[RETRY_AFTER], "1");
     let (hook, _) = webhook(Err(ProduceError::TooLarge));
     assert_eq!(
         hook.handle(post(STATUS)).await.status(),

@@ -92,7 +92,7 @@ impl Held {
                 .entry((r.topic.clone(), key.clone()))
                 .or_insert(seq);
         }
-        let refused = matches!(error, ProduceError::Rejected(_)) && !error.is_record_fault();
+        let refused = matches!(error, ProduceError::Refused(_));
         if refused || is_kafka_failure(error) {
             self.topics.insert(r.topic.clone());
         }

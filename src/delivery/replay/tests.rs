@@ -133,7 +133,7 @@ async fn a_spooled_record_refused_by_its_topic_and_the_dead_letter_topic_stays_s
 
 #[tokio::test(start_paused = true)]
 async fn a_refusal_an_operator_can_fix_keeps_the_record_spooled_and_retried() {
-    let denied = ProduceError::Rejected("TopicAuthorizationFailed".into());
+    let denied = ProduceError::Refused("TopicAuthorizationFailed".into());
     let kafka = FakeKafka::refusing(&["denied"], denied);
     let (spool, metrics) =
         replay_into(kafka.clone(), &["denied", "ok"], Duration::from_secs(30)).await;
@@ -150,7 +150,7 @@ async fn a_refusal_an_operator_can_fix_keeps_the_record_spooled_and_retried() {
 
 #[tokio::test(start_paused = true)]
 async fn records_behind_more_than_a_batch_of_refused_ones_are_still_replayed() {
-    let denied = ProduceError::Rejected("TopicAuthorizationFailed".into());
+    let denied = ProduceError::Refused("TopicAuthorizationFailed".into());
     let kafka = FakeKafka::refusing(&["denied"], denied);
     let mut topics = vec!["denied"; 300];
     topics.push("ok");

@@ -23,7 +23,8 @@ async fn each_refusal_has_its_status_its_error_code_and_its_metric() {
             offset: 0,
         })
     };
-    let rejected = || Err(ProduceError::Rejected("TopicAuthorizationFailed".into()));
+    let rejected = || Err(ProduceError::Rejected("InvalidRecord".into()));
+    let refused = || Err(ProduceError::Refused("TopicAuthorizationFailed".into()));
     #[allow(clippy::type_complexity)]
     let cases: Vec<(Asked, Result<Delivered, ProduceError>, u16, &str, &str)> = vec![
         (
@@ -88,6 +89,13 @@ async fn each_refusal_has_its_status_its_error_code_and_its_metric() {
             500,
             "internal_error",
             "failed",
+        ),
+        (
+            ("POST", "/webhook", AUTH, JSON, STATUS),
+            refused(),
+            503,
+            "unavailable",
+            "unavailable",
         ),
         (
             ("POST", "/webhook", AUTH, JSON, STATUS),

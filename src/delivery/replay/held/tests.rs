@@ -70,7 +70,7 @@ fn refusals_an_operator_can_fix_and_kafka_failures_hold_the_topic_but_record_fau
     held.left_behind(
         2,
         &record("acl", "a"),
-        &ProduceError::Rejected("TopicAuthorizationFailed".into()),
+        &ProduceError::Refused("TopicAuthorizationFailed".into()),
     );
     held.left_behind(
         3,
