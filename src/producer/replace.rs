@@ -29,6 +29,12 @@ impl KafkaSink {
     /// old producer's threads are joined); call off the runtime.
     fn replace_producer(&self) -> Result<(), KafkaError> {
         let config = self.config.lock().unwrap_or_else(PoisonError::into_inner);
+        // A rebuild (a credential rotation) may have put a working producer in place since the
+        // failure was seen: dropping it would purge the records it holds.
+        if self.fatal_error().is_none() {
+            tracing::info!(role = self.role.label(), "failed Kafka producer already replaced");
+            return Ok(());
+        }
         let failed = self.put(self.make(&config)?);
         drop(config);
         let role = self.role.label();

@@ -309,3 +309,22 @@ async fn a_producer_refused_its_producer_id_does_not_replace_the_working_one() {
         .await;
     assert!(delivered.is_ok(), "{delivered:?}");
 }
+
+#[tokio::test]
+async fn a_replacement_that_comes_after_a_rebuild_keeps_the_working_producer() {
+    let (_cluster, _, sink) = one_topic_sink();
+    // The failure was seen, then a rebuild put this working producer in place.
+    replace::Replaceable::replace(sink.clone())
+        .await
+        .expect("nothing to do");
+    let replaced = sink
+        .metrics
+        .producers_replaced
+        .with_label_values(&["webhooks"])
+        .get();
+    assert_eq!(replaced, 0);
+    let sent = sink
+        .send(&record(), Instant::now() + Duration::from_secs(30))
+        .await;
+    assert!(matches!(sent, Ok(Delivered::Kafka { .. })), "{sent:?}");
+}
