@@ -269,6 +269,19 @@ impl Config {
                 ));
             }
         }
+        match self.kafka_properties.get("acks").map(str::trim) {
+            Some("0") => caveats.push(
+                "acks is 0: librdkafka reports a record delivered without any broker's \
+                 acknowledgement, so a 200 means sent, not stored"
+                    .to_string(),
+            ),
+            Some("1") => caveats.push(
+                "acks is 1: a 200 means the partition leader stored the record; a leader lost \
+                 before its followers copied it loses the record"
+                    .to_string(),
+            ),
+            _ => {}
+        }
         caveats
     }
 

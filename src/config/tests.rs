@@ -162,6 +162,18 @@ fn a_message_timeout_longer_than_the_wait_for_kafka_is_a_caveat() {
 }
 
 #[test]
+fn acks_below_all_is_a_caveat_since_a_200_then_promises_less() {
+    for (acks, says) in [("0", "sent, not stored"), ("1", "leader")] {
+        let config = build(&["-X", &format!("acks={acks}")]).expect("valid");
+        let caveats = config.caveats();
+        assert_eq!(caveats.len(), 1, "{caveats:?}");
+        assert!(caveats[0].contains(says), "{caveats:?}");
+    }
+    assert!(build(&["-X", "acks=all"]).expect("valid").caveats().is_empty());
+    assert!(build(&["-X", "acks=-1"]).expect("valid").caveats().is_empty());
+}
+
+#[test]
 fn a_record_size_limit_below_the_body_limit_is_a_caveat() {
     let lower = build(&["-X", "message.max.bytes=1000000"]).expect("valid");
     let caveats = lower.caveats();
