@@ -174,7 +174,10 @@ impl Spool {
         let (writer_db, writer_holdings) = (db.clone(), holdings.clone());
         let thread = std::thread::Builder::new()
             .name("spool-writer".into())
-            .spawn(move || writer::write_loop(&writer_db, &writer_holdings, &rx, next_seq))
+            .spawn(move || {
+                let _alive = failure::WriterAlive(&writer_holdings);
+                writer::write_loop(&writer_db, &writer_holdings, &rx, next_seq);
+            })
             .map_err(io)?;
         Ok(Arc::new(Spool {
             db,

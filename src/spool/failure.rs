@@ -20,6 +20,20 @@ impl Holdings {
     }
 }
 
+/// Held by the writer thread. If it unwinds (redb panicking on a page damaged after the open,
+/// say), every later append could only fail "spool is closed" while the bridge kept serving:
+/// recorded as a failure, the bridge stops instead, and its restart opens the file again.
+pub(super) struct WriterAlive<'a>(pub(super) &'a Holdings);
+
+impl Drop for WriterAlive<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0
+                .fail("the spool's writer thread panicked".to_string());
+        }
+    }
+}
+
 /// After a failed write: whether the file still takes one. A failed commit alone proves nothing
 /// (redb refuses a value too large, say); a write transaction it will not even begin means the
 /// I/O error is latched. Blocks while another write transaction runs.

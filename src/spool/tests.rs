@@ -426,3 +426,28 @@ async fn a_record_spooled_behind_its_key_goes_in_only_while_the_key_is_held() {
     assert!(!spool.holds_key("k"));
     assert!(spool.append_behind(record(None, "d")).await.is_none());
 }
+
+#[tokio::test]
+async fn a_writer_thread_that_panics_is_a_spool_failure_so_the_bridge_stops_and_reopens_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("open");
+    assert_eq!(spool.failure(), None);
+    // What the writer thread holds while it runs, unwound by a panic.
+    let unwound = std::thread::scope(|s| {
+        s.spawn(|| {
+            let _alive = failure::WriterAlive(&spool.holdings);
+            panic!("redb: a damaged page");
+        })
+        .join()
+    });
+    assert!(unwound.is_err());
+    let reason = tokio::time::timeout(Duration::from_secs(5), spool.failed())
+        .await
+        .expect("failure reported");
+    assert!(reason.contains("writer thread panicked"), "{reason}");
+    // A writer that ends without a panic (the spool closing) is no failure.
+    let other = tempfile::tempdir().expect("tempdir");
+    let closing = Spool::open(other.path(), 1 << 20, 1).expect("open");
+    drop(failure::WriterAlive(&closing.holdings));
+    assert_eq!(closing.failure(), None);
+}
