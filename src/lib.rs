@@ -17,6 +17,7 @@ pub mod producer;
 pub mod record;
 pub mod server;
 pub mod spool;
+pub mod supervise;
 pub mod tail;
 pub mod telemetry;
 pub mod topics;
@@ -74,6 +75,17 @@ pub enum StartError {
     /// that its restart opens the file again.
     #[error("the spool's file refuses writes ({0}); stopped so that a restart opens it again")]
     SpoolFailed(String),
+    /// Not at start-up: a background task panicked, and the bridge stopped so that its restart
+    /// starts it again.
+    #[error("{0}; stopped so that a restart starts it again")]
+    TaskFailed(String),
+}
+
+/// Why a running bridge stopped by itself.
+#[derive(Clone)]
+enum Stopped {
+    Spool(String),
+    Task(String),
 }
 
 /// How long shutdown waits for the spool's writer to finish and close the file.
@@ -151,6 +163,7 @@ pub async fn run(
     }
     // Replay gets a producer of its own: the webhook producer's message timeout is the ack
     // deadline, which a slow broker can exceed for every record; replay can wait longer.
+    let (supervisor, mut failures) = supervise::supervisor();
     let mut replacers = Vec::new();
     let mut rebuilt = vec![Rebuilt {
         sink: sink.clone(),
@@ -176,51 +189,59 @@ pub async fn run(
                 sink: replay_sink.clone(),
                 overrides,
             });
-            replacers.push(tokio::spawn(producer::replace_on_fatal(
-                replay_sink.clone(),
-                stop_rx.clone(),
-            )));
-            Some(tokio::spawn(delivery::replay(
-                spool.clone(),
-                replay_sink,
-                config.topics.deadletter().topic.clone(),
-                metrics.clone(),
-                stop_rx.clone(),
-            )))
+            replacers.push(supervisor.spawn(
+                "replay producer replacement",
+                producer::replace_on_fatal(replay_sink.clone(), stop_rx.clone()),
+            ));
+            Some(supervisor.spawn(
+                "replay",
+                delivery::replay(
+                    spool.clone(),
+                    replay_sink,
+                    config.topics.deadletter().topic.clone(),
+                    metrics.clone(),
+                    stop_rx.clone(),
+                ),
+            ))
         }
         None => None,
     };
-    replacers.push(tokio::spawn(producer::replace_on_fatal(
-        sink.clone(),
-        stop_rx.clone(),
-    )));
+    replacers.push(supervisor.spawn(
+        "webhook producer replacement",
+        producer::replace_on_fatal(sink.clone(), stop_rx.clone()),
+    ));
     // The topic whose metadata shows a producer can reach Kafka: for readiness, and before a
     // producer made from rotated credentials takes over.
     let probe_topic = config.topics.route(topics::EVENT_MESSAGE_IN).topic.clone();
-    replacers.push(tokio::spawn(producer::watch_kafka_files(
-        config.kafka_sources.clone(),
-        config.kafka_watched.clone(),
-        bootstrap.clone(),
-        probe_topic.clone(),
-        rebuilt,
-        metrics.clone(),
-        stop_rx.clone(),
-    )));
-    let readiness = tokio::spawn(producer::watch_readiness(
-        sink.clone(),
-        probe_topic,
-        health.kafka_ready.clone(),
-        READINESS_INTERVAL,
-        stop_rx.clone(),
+    replacers.push(supervisor.spawn(
+        "Kafka file watch",
+        producer::watch_kafka_files(
+            config.kafka_sources.clone(),
+            config.kafka_watched.clone(),
+            bootstrap.clone(),
+            probe_topic.clone(),
+            rebuilt,
+            metrics.clone(),
+            stop_rx.clone(),
+        ),
     ));
+    let readiness = supervisor.spawn(
+        "readiness",
+        producer::watch_readiness(
+            sink.clone(),
+            probe_topic,
+            health.kafka_ready.clone(),
+            READINESS_INTERVAL,
+            stop_rx.clone(),
+        ),
+    );
     let delivery = Arc::new(Delivery::new(sink.clone(), spool.clone(), metrics.clone()));
     let webhook = Arc::new(Webhook::new(&config, delivery, metrics.clone()));
     let auth_reload = config.auth_reload.clone().map(|reload| {
-        tokio::spawn(auth::watch_auth_file(
-            reload,
-            webhook.credentials(),
-            stop_rx,
-        ))
+        supervisor.spawn(
+            "auth file watch",
+            auth::watch_auth_file(reload, webhook.credentials(), stop_rx),
+        )
     });
     let options = ServerOptions {
         name: "webhook",
@@ -250,7 +271,11 @@ pub async fn run(
             () = shutdown => {}
             reason = spool_failed => {
                 tracing::error!(%reason, "stopping: the spool cannot store records again until its file is opened anew, which a restart does");
-                let _ = failed.set(reason);
+                let _ = failed.set(Stopped::Spool(reason));
+            }
+            reason = failures.first() => {
+                tracing::error!(%reason, "stopping: the bridge cannot go on without that task, which a restart starts again");
+                let _ = failed.set(Stopped::Task(reason));
             }
         }
         draining.draining.store(true, Ordering::SeqCst);
@@ -299,8 +324,9 @@ pub async fn run(
         spool.close_within(SPOOL_CLOSE_WAIT).await;
     }
     tracing::info!("stopped");
-    match failure.get() {
-        Some(reason) => Err(StartError::SpoolFailed(reason.clone())),
+    match failure.get().cloned() {
+        Some(Stopped::Spool(reason)) => Err(StartError::SpoolFailed(reason)),
+        Some(Stopped::Task(reason)) => Err(StartError::TaskFailed(reason)),
         None => Ok(()),
     }
 }

@@ -106,7 +106,10 @@ fn serve(args: qikchat_bridge::config::Args) -> ExitCode {
                 tracing::error!(error = %e, "cannot start");
                 ExitCode::from(EXIT_CONFIG)
             }
-            Err(e @ qikchat_bridge::StartError::SpoolFailed(_)) => {
+            Err(
+                e @ (qikchat_bridge::StartError::SpoolFailed(_)
+                | qikchat_bridge::StartError::TaskFailed(_)),
+            ) => {
                 tracing::error!(error = %e, "stopped");
                 ExitCode::FAILURE
             }

@@ -1,0 +1,98 @@
+//! The bridge's background tasks (replay, producer replacement, readiness, file watches): a panic
+//! in one stops the bridge, whose restart starts it again, instead of leaving it serving without
+//! it (a dead readiness task would keep `/readyz` at its last answer, a dead replay would leave
+//! answered records in the spool until the next restart).
+
+use std::any::Any;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+
+use futures_util::FutureExt;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// Spawns watched tasks.
+#[derive(Clone, Debug)]
+pub struct Supervisor(mpsc::UnboundedSender<String>);
+
+/// Where the first panic of a watched task is reported.
+#[derive(Debug)]
+pub struct Failures(mpsc::UnboundedReceiver<String>);
+
+pub fn supervisor() -> (Supervisor, Failures) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (Supervisor(tx), Failures(rx))
+}
+
+impl Supervisor {
+    /// Spawns `task`; if it panics, [`Failures::first`] says which and why. Aborting the handle
+    /// cancels the task, as for a plain spawn.
+    pub fn spawn<F>(&self, name: &'static str, task: F) -> JoinHandle<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let failures = self.0.clone();
+        tokio::spawn(async move {
+            if let Err(panic) = AssertUnwindSafe(task).catch_unwind().await {
+                let _ = failures.send(format!("the {name} task panicked: {}", message(&*panic)));
+            }
+        })
+    }
+}
+
+impl Failures {
+    /// Resolves with the first panic of a watched task; never while none panics.
+    pub async fn first(&mut self) -> String {
+        match self.0.recv().await {
+            Some(reason) => reason,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+fn message(panic: &(dyn Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_task_that_panics_is_reported_with_its_name_and_message() {
+        let (supervisor, mut failures) = supervisor();
+        let quiet = supervisor.spawn("quiet", async {});
+        quiet.await.expect("ended");
+        let waiting = tokio::time::timeout(Duration::from_secs(60), failures.first()).await;
+        assert!(waiting.is_err(), "a task that returns is no failure");
+
+        let id = 7;
+        let task = supervisor.spawn("replay", async move { panic!("record {id} vanished") });
+        task.await.expect("the panic was caught");
+        assert_eq!(
+            failures.first().await,
+            "the replay task panicked: record 7 vanished"
+        );
+        drop(supervisor.spawn("readiness", async { panic!("static") }));
+        assert_eq!(
+            failures.first().await,
+            "the readiness task panicked: static"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_aborted_task_is_cancelled_and_no_failure() {
+        let (supervisor, mut failures) = supervisor();
+        let task = supervisor.spawn("replay", std::future::pending());
+        task.abort();
+        assert!(task.await.expect_err("aborted").is_cancelled());
+        let waiting = tokio::time::timeout(Duration::from_secs(60), failures.first()).await;
+        assert!(waiting.is_err());
+    }
+}
