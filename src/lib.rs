@@ -88,6 +88,10 @@ enum Stopped {
     Task(String),
 }
 
+/// How long shutdown waits for the file watches and producer replacements to notice the stop
+/// (a rebuild in progress stops at once; a read from a hung mount would not).
+const WATCH_STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// How long shutdown waits for the spool's writer to finish and close the file.
 const SPOOL_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -300,10 +304,10 @@ pub async fn run(
     let _ = admin.await;
     let _ = readiness.await;
     if let Some(reload) = auth_reload {
-        let _ = reload.await;
+        supervise::join_within(reload, WATCH_STOP_WAIT, "auth file watch").await;
     }
     for replacer in replacers {
-        let _ = replacer.await;
+        supervise::join_within(replacer, WATCH_STOP_WAIT, "Kafka producers").await;
     }
     if let Some(mut replay) = replay {
         // A replay round can wait up to its 30 s message timeout; records are deleted only after

@@ -6,6 +6,7 @@
 use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::time::Duration;
 
 use futures_util::FutureExt;
 use tokio::sync::mpsc;
@@ -50,6 +51,20 @@ impl Failures {
     }
 }
 
+/// Waits for a task told to stop, at most `wait`; then cancels it. A file watch blocked in a
+/// read (a hung secrets mount) would otherwise hold shutdown until the pod is killed.
+pub async fn join_within(task: JoinHandle<()>, wait: Duration, name: &str) {
+    let abort = task.abort_handle();
+    if tokio::time::timeout(wait, task).await.is_err() {
+        tracing::warn!(
+            task = name,
+            ?wait,
+            "a background task did not stop in time; cancelled"
+        );
+        abort.abort();
+    }
+}
+
 fn message(panic: &(dyn Any + Send)) -> &str {
     panic
         .downcast_ref::<&str>()
@@ -60,9 +75,27 @@ fn message(panic: &(dyn Any + Send)) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_task_that_does_not_stop_in_time_is_cancelled() {
+        let (supervisor, _failures) = supervisor();
+        let (dropped_tx, dropped) = tokio::sync::oneshot::channel::<()>();
+        let stuck = supervisor.spawn("auth file watch", async move {
+            let _guard = dropped_tx;
+            std::future::pending::<()>().await;
+        });
+        let started = tokio::time::Instant::now();
+        join_within(stuck, Duration::from_secs(2), "auth file watch").await;
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
+        // Cancelled: the task's future was dropped with what it held.
+        assert!(dropped.await.is_err());
+        // One that stops is waited for, not cut short.
+        let quick = supervisor.spawn("readiness", tokio::time::sleep(Duration::from_millis(300)));
+        let started = tokio::time::Instant::now();
+        join_within(quick, Duration::from_secs(2), "readiness").await;
+        assert_eq!(started.elapsed(), Duration::from_millis(300));
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_task_that_panics_is_reported_with_its_name_and_message() {
