@@ -11,6 +11,10 @@ use http_body_util::Full;
 use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
+
+/// A spool commit (one fsync) takes milliseconds; one running this long is a disk that hangs,
+/// and the spool stores nothing within any ack deadline: not a reason to take traffic.
+const SPOOL_STALLED: Duration = Duration::from_secs(5);
 use crate::server::{self, ServerOptions};
 use crate::spool::Spool;
 
@@ -37,11 +41,14 @@ impl Health {
         } else if !self.started.load(Ordering::SeqCst) {
             Err("starting: recovering the spool and making the producer")
         } else if self.kafka_ready.load(Ordering::SeqCst)
-            || self.spool.get().is_some_and(|s| s.has_room())
+            || self
+                .spool
+                .get()
+                .is_some_and(|s| s.has_room() && s.write_stalled_for() < SPOOL_STALLED)
         {
             Ok(())
         } else if self.spool.get().is_some() {
-            Err("Kafka is unavailable and the spool is full")
+            Err("Kafka is unavailable and the spool is full, or its disk has stalled")
         } else {
             Err("Kafka is unavailable: the producer has failed or no broker answered the last metadata request")
         }
@@ -212,9 +219,43 @@ mod tests {
         spool.append(record).await.expect("append");
         assert_eq!(
             health.readiness(),
-            Err("Kafka is unavailable and the spool is full")
+            Err("Kafka is unavailable and the spool is full, or its disk has stalled")
         );
         health.kafka_ready.store(true, Ordering::SeqCst);
+        assert_eq!(health.readiness(), Ok(()));
+    }
+
+    // Real clock: the spool's writer is a thread blocked on the disk.
+    #[tokio::test]
+    async fn without_kafka_a_spool_whose_disk_has_stalled_makes_the_bridge_unready() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spool = Spool::open(dir.path(), 1 << 20, 32).expect("open");
+        let health = Health::default();
+        health.started.store(true, Ordering::SeqCst);
+        let _ = health.spool.set(spool.clone());
+        let stalled = spool.stall_writes();
+        let record = crate::spool::SpooledRecord {
+            topic: "t".into(),
+            key: None,
+            value: b"{}".to_vec(),
+            headers: Vec::new(),
+            timestamp_ms: 0,
+        };
+        let appending = tokio::spawn({
+            let spool = spool.clone();
+            async move { spool.append(record).await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(spool.write_stalled_for() >= Duration::from_millis(200));
+        assert_eq!(health.readiness(), Ok(()), "a slow fsync is no stall yet");
+        tokio::time::sleep(SPOOL_STALLED).await;
+        assert!(health.readiness().is_err(), "room, but nothing is stored");
+        drop(stalled);
+        appending
+            .await
+            .expect("task")
+            .expect("committed once the disk is back");
+        assert_eq!(spool.write_stalled_for(), Duration::ZERO);
         assert_eq!(health.readiness(), Ok(()));
     }
 }

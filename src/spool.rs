@@ -93,9 +93,15 @@ struct Holdings {
     appended: Notify,
     /// Why the file refuses every write, once it does (see `failure`).
     failure: tokio::sync::watch::Sender<Option<String>>,
+    /// When the writer's current commit began (see [`Spool::write_stalled_for`]).
+    commit_began: Mutex<Option<std::time::Instant>>,
 }
 
 impl Holdings {
+    fn commit_began(&self, at: Option<std::time::Instant>) {
+        *self.commit_began.lock().unwrap_or_else(|p| p.into_inner()) = at;
+    }
+
     /// An append's encoding left the writer's queue: committed, or failed.
     fn written(&self, len: u64) {
         self.waiting.fetch_sub(len, Ordering::SeqCst);
@@ -162,6 +168,7 @@ impl Spool {
             waiting: AtomicU64::new(0),
             appended: Notify::new(),
             failure: tokio::sync::watch::Sender::new(None),
+            commit_began: Mutex::new(None),
         });
         if records > 0 {
             tracing::warn!(
@@ -317,6 +324,17 @@ impl Spool {
     /// Room for at least one more record of the largest size.
     pub fn has_room(&self) -> bool {
         self.max_bytes.saturating_sub(self.bytes()) >= self.headroom
+    }
+
+    /// How long the writer's current commit has been running: a disk that stalls without failing
+    /// (a hung network volume) shows here, as appends only time out.
+    pub fn write_stalled_for(&self) -> std::time::Duration {
+        let began = *self
+            .holdings
+            .commit_began
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        began.map_or(std::time::Duration::ZERO, |t| t.elapsed())
     }
 
     /// Stops the writer after the appends already queued.

@@ -37,7 +37,9 @@ pub(super) fn write_loop(
                 Err(_) => break,
             }
         }
+        holdings.commit_began(Some(std::time::Instant::now()));
         let result = commit(db, &group, next_seq);
+        holdings.commit_began(None);
         for a in &group {
             holdings.written(a.len);
         }
