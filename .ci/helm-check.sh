@@ -447,6 +447,7 @@ must_fail "token as kafka property" "sasl.oauthbearer.token" $B --set kafka.prop
 must_fail "numeric image tag (rendered as 2.0241202e+07)" "/image/tag" $B --set image.tag=20241202
 must_fail "zero max connections" "maxConnections" $B --set config.maxConnections=0
 must_fail "CloudEvents source with whitespace" "cloudeventsSource" $B --set config.cloudevents=true --set-string 'config.cloudeventsSource=qikchat bridge'
+must_fail "CloudEvents source with non-ASCII" "cloudeventsSource" $B --set config.cloudevents=true --set-string 'config.cloudeventsSource=/café'
 must_fail "Secrets without fsGroup (auth on, no spool)" "fsGroup" $B --set podSecurityContext.fsGroup=null
 must_fail "SASL Secret without fsGroup (auth off)" "kafka.sasl.enabled" $B --set podSecurityContext.fsGroup=null \
   --set auth.insecureDisableAuth=true --set kafka.sasl.enabled=true --set kafka.sasl.username=u --set kafka.sasl.password=p
