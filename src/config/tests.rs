@@ -169,8 +169,14 @@ fn acks_below_all_is_a_caveat_since_a_200_then_promises_less() {
         assert_eq!(caveats.len(), 1, "{caveats:?}");
         assert!(caveats[0].contains(says), "{caveats:?}");
     }
-    assert!(build(&["-X", "acks=all"]).expect("valid").caveats().is_empty());
-    assert!(build(&["-X", "acks=-1"]).expect("valid").caveats().is_empty());
+    assert!(build(&["-X", "acks=all"])
+        .expect("valid")
+        .caveats()
+        .is_empty());
+    assert!(build(&["-X", "acks=-1"])
+        .expect("valid")
+        .caveats()
+        .is_empty());
 }
 
 #[test]

@@ -32,7 +32,10 @@ impl KafkaSink {
         // A rebuild (a credential rotation) may have put a working producer in place since the
         // failure was seen: dropping it would purge the records it holds.
         if self.fatal_error().is_none() {
-            tracing::info!(role = self.role.label(), "failed Kafka producer already replaced");
+            tracing::info!(
+                role = self.role.label(),
+                "failed Kafka producer already replaced"
+            );
             return Ok(());
         }
         let failed = self.put(self.make(&config)?);
