@@ -113,8 +113,12 @@ impl<K: Sink> Sink for Delivery<K> {
         if record.wire_size() > self.kafka.max_record_bytes() {
             return Err(ProduceError::TooLarge);
         }
-        if record.key.as_deref().is_some_and(|k| spool.holds_key(k)) {
-            let cause = "older records of this key are spooled";
+        if record
+            .key
+            .as_deref()
+            .is_some_and(|k| spool.holds(record.topic, k))
+        {
+            let cause = "older records of this conversation are spooled";
             if let Some(spooled) = self.spool(spool, record, cause, deadline, true).await {
                 return spooled;
             }

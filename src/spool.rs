@@ -198,6 +198,13 @@ impl Spool {
     }
 
     /// True while a record with this key waits in the spool.
+    /// Whether records of this conversation (`key` on `topic`) wait in the spool.
+    pub fn holds(&self, topic: &str, key: &str) -> bool {
+        self.holdings.counts().holds(topic, key)
+    }
+
+    /// Whether records of `key` wait in the spool, on any topic.
+    #[cfg(test)]
     pub fn holds_key(&self, key: &str) -> bool {
         self.holdings.counts().holds_key(key)
     }
@@ -269,7 +276,7 @@ impl Spool {
         let unsent = {
             let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
             let mut counts = self.holdings.counts();
-            if only_if_held && !key.as_deref().is_some_and(|k| counts.holds_key(k)) {
+            if only_if_held && !key.as_deref().is_some_and(|k| counts.holds(&topic, k)) {
                 drop(counts);
                 drop(writer);
                 self.holdings.bytes.fetch_sub(len, Ordering::SeqCst);

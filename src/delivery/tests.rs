@@ -191,3 +191,24 @@ async fn a_refusal_an_operator_can_fix_is_spooled_and_one_of_the_record_itself_i
         "not spooled: replay could never deliver it"
     );
 }
+
+// Real clock: the spool's writer thread (see above).
+#[tokio::test]
+async fn a_customers_record_on_another_topic_does_not_wait_behind_their_spooled_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("open");
+    let metrics = Arc::new(Metrics::new(&[]).expect("metrics"));
+    let deadline = || Instant::now() + Duration::from_secs(30);
+    let kafka = FakeKafka::refusing(&["t"], ProduceError::Refused("UnknownTopic".into()));
+    let delivery = Delivery::new(kafka.clone(), Some(spool.clone()), metrics);
+    let sent = delivery.send(&webhook_record(), deadline()).await;
+    assert!(matches!(sent, Ok(Delivered::Spooled { .. })), "{sent:?}");
+    assert!(spool.holds("t", "k"));
+    // Key k on topic "other": its own conversation, nothing of it spooled.
+    let mut other = webhook_record();
+    other.topic = "other";
+    let sent = delivery.send(&other, deadline()).await;
+    assert!(matches!(sent, Ok(Delivered::Kafka { .. })), "{sent:?}");
+    assert_eq!(spool.records(), 1);
+    assert_eq!(kafka.took.lock().expect("lock")[0].0, "other");
+}

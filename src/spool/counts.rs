@@ -1,12 +1,14 @@
-//! What the spool holds per conversation key and per topic: a webhook whose key has records
-//! waiting queues behind them, and replay stops a pass once every topic waiting is held back.
+//! What the spool holds per conversation (topic and key) and per topic: a webhook whose
+//! conversation has records waiting queues behind them, and replay stops a pass once every topic
+//! waiting is held back.
 
 use std::collections::{HashMap, HashSet};
 
-/// Records waiting, by key and by topic.
+/// Records waiting, by topic and key (a conversation: order is kept per partition, so a
+/// customer's records on another topic need not wait behind these), and by topic.
 #[derive(Debug, Default)]
 pub(super) struct Counts {
-    keys: HashMap<String, usize>,
+    keys: HashMap<String, HashMap<String, usize>>,
     topics: HashMap<String, usize>,
 }
 
@@ -14,7 +16,13 @@ impl Counts {
     pub(super) fn add(&mut self, topic: &str, key: Option<&str>) {
         add_one(&mut self.topics, topic);
         if let Some(k) = key {
-            add_one(&mut self.keys, k);
+            match self.keys.get_mut(topic) {
+                Some(keys) => add_one(keys, k),
+                None => {
+                    self.keys
+                        .insert(topic.to_owned(), HashMap::from([(k.to_owned(), 1)]));
+                }
+            }
         }
     }
 
@@ -25,14 +33,25 @@ impl Counts {
     pub(super) fn remove(&mut self, topic: Option<&str>, key: Option<&str>) {
         if let Some(t) = topic {
             take_one(&mut self.topics, t);
-        }
-        if let Some(k) = key {
-            take_one(&mut self.keys, k);
+            if let (Some(k), Some(keys)) = (key, self.keys.get_mut(t)) {
+                take_one(keys, k);
+                if keys.is_empty() {
+                    self.keys.remove(t);
+                }
+            }
         }
     }
 
+    pub(super) fn holds(&self, topic: &str, key: &str) -> bool {
+        self.keys
+            .get(topic)
+            .is_some_and(|keys| keys.contains_key(key))
+    }
+
+    /// Whether any topic holds records of `key`.
+    #[cfg(test)]
     pub(super) fn holds_key(&self, key: &str) -> bool {
-        self.keys.contains_key(key)
+        self.keys.values().any(|keys| keys.contains_key(key))
     }
 
     pub(super) fn topics(&self) -> HashSet<String> {
@@ -70,6 +89,11 @@ mod tests {
         counts.add("status", None);
         counts.remove(Some("status"), Some("k"));
         assert!(counts.holds_key("k"));
+        assert!(counts.holds("in", "k"));
+        assert!(
+            !counts.holds("status", "k"),
+            "a conversation is a topic's key"
+        );
         assert_eq!(
             counts.topics(),
             names(&["in", "status"]),
