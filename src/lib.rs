@@ -88,8 +88,8 @@ enum Stopped {
     Task(String),
 }
 
-/// How long shutdown waits for the file watches and producer replacements to notice the stop
-/// (a rebuild in progress stops at once; a read from a hung mount would not).
+/// How long shutdown waits for the file watches and producer replacements, together, to notice
+/// the stop (a rebuild in progress stops at once; a read from a hung mount would not).
 const WATCH_STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How long shutdown waits for the spool's writer to finish and close the file.
@@ -303,11 +303,12 @@ pub async fn run(
     let _ = stop_tx.send(true);
     let _ = admin.await;
     let _ = readiness.await;
+    let watches_stop_by = tokio::time::Instant::now() + WATCH_STOP_WAIT;
     if let Some(reload) = auth_reload {
-        supervise::join_within(reload, WATCH_STOP_WAIT, "auth file watch").await;
+        supervise::join_by(reload, watches_stop_by, "auth file watch").await;
     }
     for replacer in replacers {
-        supervise::join_within(replacer, WATCH_STOP_WAIT, "Kafka producers").await;
+        supervise::join_by(replacer, watches_stop_by, "Kafka producers").await;
     }
     if let Some(mut replay) = replay {
         // A replay round can wait up to its 30 s message timeout; records are deleted only after

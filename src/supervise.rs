@@ -6,11 +6,11 @@
 use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::time::Duration;
 
 use futures_util::FutureExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 /// Spawns watched tasks.
 #[derive(Clone, Debug)]
@@ -51,14 +51,13 @@ impl Failures {
     }
 }
 
-/// Waits for a task told to stop, at most `wait`; then cancels it. A file watch blocked in a
+/// Waits for a task told to stop until `deadline`; then cancels it. A file watch blocked in a
 /// read (a hung secrets mount) would otherwise hold shutdown until the pod is killed.
-pub async fn join_within(task: JoinHandle<()>, wait: Duration, name: &str) {
+pub async fn join_by(task: JoinHandle<()>, deadline: Instant, name: &str) {
     let abort = task.abort_handle();
-    if tokio::time::timeout(wait, task).await.is_err() {
+    if tokio::time::timeout_at(deadline, task).await.is_err() {
         tracing::warn!(
             task = name,
-            ?wait,
             "a background task did not stop in time; cancelled"
         );
         abort.abort();
@@ -75,6 +74,8 @@ fn message(panic: &(dyn Any + Send)) -> &str {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[tokio::test(start_paused = true)]
@@ -85,16 +86,22 @@ mod tests {
             let _guard = dropped_tx;
             std::future::pending::<()>().await;
         });
-        let started = tokio::time::Instant::now();
-        join_within(stuck, Duration::from_secs(2), "auth file watch").await;
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(2);
+        join_by(stuck, deadline, "auth file watch").await;
         assert_eq!(started.elapsed(), Duration::from_secs(2));
         // Cancelled: the task's future was dropped with what it held.
         assert!(dropped.await.is_err());
         // One that stops is waited for, not cut short.
         let quick = supervisor.spawn("readiness", tokio::time::sleep(Duration::from_millis(300)));
-        let started = tokio::time::Instant::now();
-        join_within(quick, Duration::from_secs(2), "readiness").await;
+        let started = Instant::now();
+        join_by(quick, started + Duration::from_secs(2), "readiness").await;
         assert_eq!(started.elapsed(), Duration::from_millis(300));
+        // Several share one deadline: a second stuck task adds no wait once it has passed.
+        let stuck = supervisor.spawn("Kafka producers", std::future::pending());
+        let started = Instant::now();
+        join_by(stuck, deadline, "Kafka producers").await;
+        assert_eq!(started.elapsed(), Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]
