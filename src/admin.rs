@@ -11,12 +11,12 @@ use http_body_util::Full;
 use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
+use crate::server::{self, ServerOptions};
+use crate::spool::Spool;
 
 /// A spool commit (one fsync) takes milliseconds; one running this long is a disk that hangs,
 /// and the spool stores nothing within any ack deadline: not a reason to take traffic.
 const SPOOL_STALLED: Duration = Duration::from_secs(5);
-use crate::server::{self, ServerOptions};
-use crate::spool::Spool;
 
 /// What readiness depends on.
 #[derive(Debug, Default)]

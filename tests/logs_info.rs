@@ -61,7 +61,7 @@ async fn at_info_a_refusal_is_one_line_with_its_request_id_and_an_accepted_reque
     let answer = failed.text().await.expect("body");
     assert!(answer.contains("not stored; retry later"), "{answer}");
     assert!(
-        !answer.contains("deadline"),
+        !answer.contains("acknowledgement"),
         "the cause stays in the log: {answer}"
     );
     let line = the_line(&captured.text_from(before), "failed-req-1");

@@ -311,9 +311,9 @@ async fn a_producer_refused_its_producer_id_does_not_replace_the_working_one() {
 }
 
 #[tokio::test]
-async fn a_replacement_that_comes_after_a_rebuild_keeps_the_working_producer() {
+async fn a_replacement_asked_for_a_producer_that_has_not_failed_keeps_it() {
     let (_cluster, _, sink) = one_topic_sink();
-    // The failure was seen, then a rebuild put this working producer in place.
+    // As after a rebuild: the failure was seen, then a working producer was put in place.
     replace::Replaceable::replace(sink.clone())
         .await
         .expect("nothing to do");

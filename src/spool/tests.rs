@@ -428,7 +428,7 @@ async fn a_record_spooled_behind_its_key_goes_in_only_while_the_key_is_held() {
 }
 
 #[tokio::test]
-async fn a_writer_thread_that_panics_is_a_spool_failure_so_the_bridge_stops_and_reopens_it() {
+async fn the_writer_threads_guard_turns_its_panic_into_a_spool_failure_that_stops_the_bridge() {
     let dir = tempfile::tempdir().expect("tempdir");
     let spool = Spool::open(dir.path(), 1 << 20, 1).expect("open");
     assert_eq!(spool.failure(), None);
