@@ -160,19 +160,27 @@ async fn a_record_kafka_would_refuse_for_its_size_gets_413_and_is_never_spooled(
     assert_eq!(spool.records(), 1, "only the older record");
 }
 
+/// A spool in `dir` and metrics, for a `Delivery` over a fake Kafka.
+fn spool_in(dir: &tempfile::TempDir) -> (Arc<Spool>, Arc<Metrics>) {
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("open");
+    (spool, Arc::new(Metrics::new(&[]).expect("metrics")))
+}
+
+fn in_30s() -> Instant {
+    Instant::now() + Duration::from_secs(30)
+}
+
 // Real clock: the spool's writer thread (see above).
 #[tokio::test]
 async fn a_refusal_an_operator_can_fix_is_spooled_and_one_of_the_record_itself_is_not() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("open");
-    let metrics = Arc::new(Metrics::new(&[]).expect("metrics"));
-    let deadline = || Instant::now() + Duration::from_secs(30);
+    let (spool, metrics) = spool_in(&dir);
     let denied = FakeKafka::refusing(
         &["t"],
         ProduceError::Refused("TopicAuthorizationFailed".into()),
     );
     let delivery = Delivery::new(denied, Some(spool.clone()), metrics.clone());
-    let sent = delivery.send(&webhook_record(), deadline()).await;
+    let sent = delivery.send(&webhook_record(), in_30s()).await;
     assert!(matches!(sent, Ok(Delivered::Spooled { .. })), "{sent:?}");
     assert_eq!(spool.records(), 1);
 
@@ -184,7 +192,7 @@ async fn a_refusal_an_operator_can_fix_is_spooled_and_one_of_the_record_itself_i
         Some(spool.clone()),
         metrics,
     );
-    assert_eq!(delivery.send(&invalid, deadline()).await, Err(refused));
+    assert_eq!(delivery.send(&invalid, in_30s()).await, Err(refused));
     assert_eq!(
         spool.records(),
         1,
@@ -196,18 +204,16 @@ async fn a_refusal_an_operator_can_fix_is_spooled_and_one_of_the_record_itself_i
 #[tokio::test]
 async fn a_customers_record_on_another_topic_does_not_wait_behind_their_spooled_ones() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("open");
-    let metrics = Arc::new(Metrics::new(&[]).expect("metrics"));
-    let deadline = || Instant::now() + Duration::from_secs(30);
+    let (spool, metrics) = spool_in(&dir);
     let kafka = FakeKafka::refusing(&["t"], ProduceError::Refused("UnknownTopic".into()));
     let delivery = Delivery::new(kafka.clone(), Some(spool.clone()), metrics);
-    let sent = delivery.send(&webhook_record(), deadline()).await;
+    let sent = delivery.send(&webhook_record(), in_30s()).await;
     assert!(matches!(sent, Ok(Delivered::Spooled { .. })), "{sent:?}");
     assert!(spool.holds("t", "k"));
     // Key k on topic "other": its own conversation, nothing of it spooled.
     let mut other = webhook_record();
     other.topic = "other";
-    let sent = delivery.send(&other, deadline()).await;
+    let sent = delivery.send(&other, in_30s()).await;
     assert!(matches!(sent, Ok(Delivered::Kafka { .. })), "{sent:?}");
     assert_eq!(spool.records(), 1);
     assert_eq!(kafka.took.lock().expect("lock")[0].0, "other");
