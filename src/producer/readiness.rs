@@ -47,6 +47,31 @@ pub async fn watch_readiness(
 }
 
 impl KafkaSink {
+    /// The topics among `topics` the brokers' metadata does not offer (one that does not exist,
+    /// or that the bridge may not describe), with why. Asked for all topics at once, which never
+    /// makes a broker create one (a request naming a topic may). No broker answering is
+    /// readiness's concern: nothing is listed then. Blocking; call off the runtime.
+    pub fn refused_topics(&self, topics: &[String], timeout: Duration) -> Vec<(String, String)> {
+        let Ok(md) = self.current().client().fetch_metadata(None, timeout) else {
+            return Vec::new();
+        };
+        topics
+            .iter()
+            .filter_map(|t| {
+                let reason = match md.topics().iter().find(|m| m.name() == t) {
+                    None => "not in the brokers' metadata: it does not exist, or the bridge may \
+                             not describe it"
+                        .to_string(),
+                    Some(m) => {
+                        let code = rdkafka::error::RDKafkaErrorCode::from(m.error()?);
+                        format!("{code} ({code:?})")
+                    }
+                };
+                Some((t.clone(), reason))
+            })
+            .collect()
+    }
+
     /// Asks a broker for `topic`'s metadata: the readiness test. Blocking; call off the runtime.
     pub fn check_metadata(&self, topic: &str, timeout: Duration) -> Result<(), KafkaError> {
         topic_metadata(&self.current(), topic, timeout).map_err(|e| match e {
