@@ -88,9 +88,6 @@ enum Stopped {
     Task(String),
 }
 
-/// How long the start-up topic check waits for each topic's metadata.
-const TOPIC_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// How long shutdown waits for the file watches and producer replacements, together, to notice
 /// the stop (a rebuild in progress stops at once; a read from a hung mount would not).
 const WATCH_STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -242,19 +239,10 @@ pub async fn run(
             stop_rx.clone(),
         ),
     );
-    // Once, at start: a topic the brokers do not know (or let the bridge describe) refuses every
-    // record routed to it, which readiness, probing one topic, does not show.
-    let (checked, all_topics) = (sink.clone(), topics.clone());
-    drop(supervisor.spawn("topic check", async move {
-        let refused = tokio::task::spawn_blocking(move || {
-            checked.refused_topics(&all_topics, TOPIC_CHECK_TIMEOUT)
-        })
-        .await
-        .unwrap_or_default();
-        for (topic, reason) in refused {
-            tracing::warn!(%topic, %reason, "Kafka refuses this topic: records routed to it are answered 503, or spooled, until it exists and the bridge may write it");
-        }
-    }));
+    drop(supervisor.spawn(
+        "topic check",
+        producer::warn_of_refused_topics(sink.clone(), topics.clone()),
+    ));
     let delivery = Arc::new(Delivery::new(sink.clone(), spool.clone(), metrics.clone()));
     let webhook = Arc::new(Webhook::new(&config, delivery, metrics.clone()));
     let auth_reload = config.auth_reload.clone().map(|reload| {

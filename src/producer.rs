@@ -23,8 +23,8 @@ mod readiness;
 mod reload;
 mod replace;
 pub use context::{BridgeContext, ProducerRole};
-pub use readiness::watch_readiness;
 use readiness::{topic_metadata, TopicError};
+pub use readiness::{warn_of_refused_topics, watch_readiness};
 pub use reload::{retire, watch_kafka_files, ProducerHandle, RebuildError, Rebuilt};
 pub use replace::replace_on_fatal;
 

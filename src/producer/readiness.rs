@@ -1,5 +1,6 @@
 //! Readiness: the webhook producer's current instance has not failed and a broker answers its
 //! metadata requests for the first topic; a rebuilt producer must pass the same metadata check.
+//! And once, at start, the other topics: warned of when the brokers do not offer them.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -43,6 +44,21 @@ pub async fn watch_readiness(
             _ = tokio::time::sleep(interval) => {}
             () = crate::admin::stopped(&mut stop) => return,
         }
+    }
+}
+
+/// How long the start-up topic check waits for the brokers' list of topics.
+const TOPIC_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Once, at start: a topic the brokers do not offer refuses every record routed to it, which
+/// readiness, probing one topic, does not show; each is logged at `warn`.
+pub async fn warn_of_refused_topics(sink: Arc<KafkaSink>, topics: Vec<String>) {
+    let refused =
+        tokio::task::spawn_blocking(move || sink.refused_topics(&topics, TOPIC_CHECK_TIMEOUT))
+            .await
+            .unwrap_or_default();
+    for (topic, reason) in refused {
+        tracing::warn!(%topic, %reason, "Kafka refuses this topic: records routed to it are answered 503, or spooled, until it exists and the bridge may write it");
     }
 }
 
