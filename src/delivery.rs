@@ -128,18 +128,15 @@ impl<K: Sink> Sink for Delivery<K> {
         let budget = SPOOL_BUDGET.min(deadline.saturating_duration_since(now) / 4);
         match self.kafka.send(record, deadline - budget).await {
             Ok(d) => Ok(d),
-            // A refusal an operator can fix is kept too: replay holds the topic until it is fixed.
-            Err(
-                e @ (ProduceError::Timeout
-                | ProduceError::QueueFull
-                | ProduceError::Unavailable(_)
-                | ProduceError::Refused(_)),
-            ) => {
+            // Kafka late or away, or refusing the topic until an operator acts (replay holds the
+            // topic until it is fixed): the record itself is fine, so it is kept.
+            Err(e) if !e.is_record_fault() => {
                 let cause = e.to_string();
                 let spooled = self.spool(spool, record, &cause, deadline, false).await;
                 spooled.unwrap_or(Err(e))
             }
-            // Retrying cannot help these; spooling them would block their key forever.
+            // Kafka refuses the record itself: retrying cannot help, and spooling it would block
+            // its conversation forever.
             Err(e) => Err(e),
         }
     }
