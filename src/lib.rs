@@ -241,7 +241,7 @@ pub async fn run(
     );
     drop(supervisor.spawn(
         "topic check",
-        producer::warn_of_refused_topics(sink.clone(), topics.clone()),
+        producer::warn_of_missing_topics(sink.clone(), topics.clone(), stop_rx.clone()),
     ));
     let delivery = Arc::new(Delivery::new(sink.clone(), spool.clone(), metrics.clone()));
     let webhook = Arc::new(Webhook::new(&config, delivery, metrics.clone()));

@@ -24,7 +24,7 @@ mod reload;
 mod replace;
 pub use context::{BridgeContext, ProducerRole};
 use readiness::{topic_metadata, TopicError};
-pub use readiness::{warn_of_refused_topics, watch_readiness};
+pub use readiness::{warn_of_missing_topics, watch_readiness};
 pub use reload::{retire, watch_kafka_files, ProducerHandle, RebuildError, Rebuilt};
 pub use replace::replace_on_fatal;
 
@@ -84,7 +84,15 @@ impl ProduceError {
     /// Kafka refuses this record itself, on any attempt (too large for the topic, invalid), as
     /// opposed to the cluster or its settings refusing it for now ([`ProduceError::Refused`]).
     pub fn is_record_fault(&self) -> bool {
-        matches!(self, ProduceError::TooLarge | ProduceError::Rejected(_))
+        // Exhaustive, so that a new kind of error is sorted here on purpose: a record fault is
+        // refused at once, anything else is spooled and retried until it goes through.
+        match self {
+            ProduceError::TooLarge | ProduceError::Rejected(_) => true,
+            ProduceError::QueueFull
+            | ProduceError::Timeout
+            | ProduceError::Refused(_)
+            | ProduceError::Unavailable(_) => false,
+        }
     }
 
     /// The `result` label of `qikchat_bridge_kafka_deliveries_total`: bounded by librdkafka's

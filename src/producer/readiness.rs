@@ -1,6 +1,6 @@
 //! Readiness: the webhook producer's current instance has not failed and a broker answers its
 //! metadata requests for the first topic; a rebuilt producer must pass the same metadata check.
-//! And once, at start, the other topics: warned of when the brokers do not offer them.
+//! And once the brokers answer, after start, the other topics: warned of when they are missing.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -47,31 +47,57 @@ pub async fn watch_readiness(
     }
 }
 
-/// How long the start-up topic check waits for the brokers' list of topics.
+/// How long the start-up topic check waits for the brokers' list of topics, and then before it
+/// asks again.
 const TOPIC_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+const TOPIC_CHECK_RETRY: Duration = Duration::from_secs(10);
 
-/// Once, at start: a topic the brokers do not offer refuses every record routed to it, which
-/// readiness, probing one topic, does not show; each is logged at `warn`.
-pub async fn warn_of_refused_topics(sink: Arc<KafkaSink>, topics: Vec<String>) {
-    let refused =
-        tokio::task::spawn_blocking(move || sink.refused_topics(&topics, TOPIC_CHECK_TIMEOUT))
-            .await
-            .unwrap_or_default();
-    for (topic, reason) in refused {
-        tracing::warn!(%topic, %reason, "Kafka refuses this topic: records routed to it are answered 503, or spooled, until it exists and the bridge may write it");
+/// Once the brokers answer, after start: a topic they do not offer refuses every record routed
+/// to it (unless they create topics on first use), which readiness, probing one topic, does not
+/// show; each is logged at `warn`. Asks again until an answer comes, or `stop`.
+pub async fn warn_of_missing_topics(
+    sink: Arc<KafkaSink>,
+    topics: Vec<String>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let topics = Arc::new(topics);
+    loop {
+        let (asking, wanted) = (sink.clone(), topics.clone());
+        let answer = tokio::task::spawn_blocking(move || {
+            asking.missing_topics(&wanted, TOPIC_CHECK_TIMEOUT)
+        })
+        .await;
+        match answer {
+            Ok(Ok(missing)) => {
+                for (topic, reason) in missing {
+                    tracing::warn!(%topic, %reason, "the brokers do not offer this topic: unless they create topics on first use, records routed to it are answered 503, or spooled, until it exists and the bridge may write it");
+                }
+                return;
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "topic check: no broker answered; asking again")
+            }
+            Err(_) => return,
+        }
+        tokio::select! {
+            () = tokio::time::sleep(TOPIC_CHECK_RETRY) => {}
+            () = crate::admin::stopped(&mut stop) => return,
+        }
     }
 }
 
 impl KafkaSink {
     /// The topics among `topics` the brokers' metadata does not offer (one that does not exist,
-    /// or that the bridge may not describe), with why. Asked for all topics at once, which never
-    /// makes a broker create one (a request naming a topic may). No broker answering is
-    /// readiness's concern: nothing is listed then. Blocking; call off the runtime.
-    pub fn refused_topics(&self, topics: &[String], timeout: Duration) -> Vec<(String, String)> {
-        let Ok(md) = self.current().client().fetch_metadata(None, timeout) else {
-            return Vec::new();
-        };
-        topics
+    /// or that the bridge may not describe, or one with an error such as no leader yet), with
+    /// why. Asked for all topics at once, which never makes a broker create one (a request naming
+    /// a topic may). Blocking; call off the runtime.
+    pub fn missing_topics(
+        &self,
+        topics: &[String],
+        timeout: Duration,
+    ) -> Result<Vec<(String, String)>, KafkaError> {
+        let md = self.current().client().fetch_metadata(None, timeout)?;
+        let missing = topics
             .iter()
             .filter_map(|t| {
                 let reason = match md.topics().iter().find(|m| m.name() == t) {
@@ -85,7 +111,8 @@ impl KafkaSink {
                 };
                 Some((t.clone(), reason))
             })
-            .collect()
+            .collect();
+        Ok(missing)
     }
 
     /// Asks a broker for `topic`'s metadata: the readiness test. Blocking; call off the runtime.

@@ -341,7 +341,10 @@ async fn topics_the_brokers_do_not_know_are_named_with_their_reason() {
         Arc::new(KafkaSink::new(&properties, metrics, ProducerRole::Webhooks).expect("producer"));
     let topics = vec!["t".to_string(), "whatsapp.unrouted".to_string()];
     let (refused, again) = tokio::task::spawn_blocking(move || {
-        let check = || sink.refused_topics(&topics, Duration::from_secs(10));
+        let check = || {
+            sink.missing_topics(&topics, Duration::from_secs(10))
+                .expect("the broker answered")
+        };
         (check(), check())
     })
     .await
