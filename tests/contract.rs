@@ -627,6 +627,8 @@ async fn every_example_becomes_a_record_with_exactly_the_declared_key_and_header
     bodies.extend(
         [
             r#"{"event":"whatsapp:account:update","payload":{"id":"Ev1","to":"+919812345670"}}"#,
+            // Numbers where Qikchat writes strings: taken as written, for the key and message-id.
+            r#"{"event":"whatsapp:message:status","payload":{"id":42,"status":"read","to":919812345670}}"#,
             r#"{"event":"ping"}"#,
             r#"{not json"#,
             r#"{"payload":{"id":"x","to":"+919812345670"}}"#,

@@ -451,3 +451,22 @@ async fn the_writer_threads_guard_turns_its_panic_into_a_spool_failure_that_stop
     drop(failure::WriterAlive(&closing.holdings));
     assert_eq!(closing.failure(), None);
 }
+
+#[tokio::test]
+async fn a_record_waits_behind_its_own_conversation_only_not_its_key_on_another_topic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("open");
+    spool
+        .append(record(Some("k"), "first"))
+        .await
+        .expect("append");
+    let mut elsewhere = record(Some("k"), "other topic");
+    elsewhere.topic = "u".into();
+    assert!(
+        spool.append_behind(elsewhere).await.is_none(),
+        "nothing of (u, k) waits: not queued behind (t, k)"
+    );
+    let behind = spool.append_behind(record(Some("k"), "second")).await;
+    assert!(matches!(behind, Some(Ok(_))), "{behind:?}");
+    assert_eq!(spool.records(), 2);
+}

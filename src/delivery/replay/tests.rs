@@ -260,7 +260,10 @@ async fn a_pass_ends_at_the_record_that_was_newest_when_it_began_despite_steady_
         "passes ended: {} failures counted",
         metrics.spool.replay_failures.get()
     );
-    assert!(spool.holds_key("k"), "the unavailable topic's record waits");
+    assert!(
+        spool.holds("down", "k"),
+        "the unavailable topic's record waits"
+    );
 }
 
 /// One pass over a new spool of `topics` (one record each, each its own conversation) into
