@@ -52,7 +52,7 @@ impl<K: Sink> Delivery<K> {
     /// Appends `record` to the spool if its fsync finishes by `deadline`. An append that takes
     /// longer (a stalled disk) is answered 503 at the deadline but may still commit, and is then
     /// replayed: a duplicate with the sender's retry, never a loss. With `behind`, only while the
-    /// spool still holds records of its key (`None` when it no longer does).
+    /// spool still holds records of its conversation (`None` when it no longer does).
     async fn spool(
         &self,
         spool: &Spool,
@@ -122,7 +122,7 @@ impl<K: Sink> Sink for Delivery<K> {
             if let Some(spooled) = self.spool(spool, record, cause, deadline, true).await {
                 return spooled;
             }
-            // They were delivered meanwhile: nothing of its key is left to wait behind.
+            // They were delivered meanwhile: nothing of its conversation is left to wait behind.
         }
         let now = Instant::now();
         let budget = SPOOL_BUDGET.min(deadline.saturating_duration_since(now) / 4);

@@ -197,7 +197,6 @@ impl Spool {
         }))
     }
 
-    /// True while a record with this key waits in the spool.
     /// Whether records of this conversation (`key` on `topic`) wait in the spool.
     pub fn holds(&self, topic: &str, key: &str) -> bool {
         self.holdings.counts().holds(topic, key)
@@ -227,10 +226,11 @@ impl Spool {
             .unwrap_or_else(|| Err(SpoolError::Io("no key held".into())))
     }
 
-    /// [`Spool::append`], but only while the spool still holds records of the record's key: the
-    /// check, the count and the hand-over to the writer are one step, so the record lands behind
-    /// the ones it waits for and no later record of its key can overtake it. `None` when the key
-    /// is no longer held (its records were delivered meanwhile): send it to Kafka instead.
+    /// [`Spool::append`], but only while the spool still holds records of the record's
+    /// conversation (its key on its topic): the check, the count and the hand-over to the writer
+    /// are one step, so the record lands behind the ones it waits for and no later record of its
+    /// conversation can overtake it. `None` when the conversation is no longer held (its records
+    /// were delivered meanwhile): send it to Kafka instead.
     pub async fn append_behind(&self, record: SpooledRecord) -> Option<Result<u64, SpoolError>> {
         self.append_if(record, true).await
     }
