@@ -331,14 +331,8 @@ async fn a_replacement_asked_for_a_producer_that_has_not_failed_keeps_it() {
 
 #[tokio::test]
 async fn topics_the_brokers_do_not_know_are_named_with_their_reason() {
-    let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
-    cluster.create_topic("t", 1, 1).expect("topic");
-    // The check asks for all topics, so it creates none, even where producing would.
-    let properties =
-        BTreeMap::from([("bootstrap.servers".to_string(), cluster.bootstrap_servers())]);
-    let metrics = Arc::new(Metrics::new(&["t".to_string()]).expect("metrics"));
-    let sink =
-        Arc::new(KafkaSink::new(&properties, metrics, ProducerRole::Webhooks).expect("producer"));
+    // The mock creates a topic a producer names; the check asks for all topics, so it creates none.
+    let (_cluster, _, sink) = one_topic_sink();
     let topics = vec!["t".to_string(), "whatsapp.unrouted".to_string()];
     let (refused, again) = tokio::task::spawn_blocking(move || {
         let check = || {
