@@ -455,7 +455,7 @@ must_fail "TLS Secret without fsGroup (auth off)" "kafka.tls.existingSecret" $B 
   --set auth.insecureDisableAuth=true --set kafka.tls.enabled=true --set kafka.tls.existingSecret=tls
 must_fail "running as root" "runAsUser" $B --set podSecurityContext.runAsUser=0
 must_fail "grace period shorter than drain + flush" "terminationGracePeriodSeconds" $B --set terminationGracePeriodSeconds=15
-must_fail "grace period without the bridge's own 3 s at exit (20 s + 3 s)" "terminationGracePeriodSeconds" $B --set terminationGracePeriodSeconds=23
+must_fail "grace period without the bridge's own 5 s at exit (20 s + 5 s)" "terminationGracePeriodSeconds" $B --set terminationGracePeriodSeconds=25
 must_fail "SASL without a password source" "kafka.sasl" $B --set kafka.sasl.enabled=true --set kafka.sasl.username=u
 must_fail "mTLS certificate without key" "keyKey" $B --set kafka.tls.enabled=true --set kafka.tls.existingSecret=tls --set kafka.tls.certKey=tls.crt
 must_fail "auth disabled and credentials given" "insecureDisableAuth" $B --set auth.insecureDisableAuth=true --set auth.existingSecret=creds
@@ -481,10 +481,10 @@ check "autoscaling with the spool and an explicit scaleDown: the operator's" hpa
   --set persistence.enabled=true --set autoscaling.behavior.scaleDown.stabilizationWindowSeconds=600
 # 25 s covers delay + grace + flush (20 s) and the bridge's own exit (3 s), not the spool's
 # replay cut-off and close (+7 s).
-check "grace period of 25 s renders without the spool" renders $B --set terminationGracePeriodSeconds=25
-check "grace period of 24 s (just over 20 s + 3 s) renders without the spool" renders $B --set terminationGracePeriodSeconds=24
-check "default grace period: delay + grace + flush + 3 s + 10 s" grace_period 33
-check "default grace period with the spool: + flush + 2 s" grace_period 40 --set persistence.enabled=true
+check "grace period of 27 s renders without the spool" renders $B --set terminationGracePeriodSeconds=27
+check "grace period of 26 s (just over 20 s + 5 s) renders without the spool" renders $B --set terminationGracePeriodSeconds=26
+check "default grace period: delay + grace + flush + 5 s + 10 s" grace_period 35
+check "default grace period with the spool: + flush + 2 s" grace_period 42 --set persistence.enabled=true
 check "no fsGroup and no runAsUser (platform-assigned, OpenShift) renders without auth" renders $B \
   --set podSecurityContext.fsGroup=null --set podSecurityContext.runAsUser=null --set auth.insecureDisableAuth=true
 check "no fsGroup and no runAsUser renders with auth (the platform assigns both)" renders $B \
