@@ -314,18 +314,12 @@ pub async fn run(
     for replacer in replacers {
         supervise::join_by(replacer, watches_stop_by, "Kafka producers").await;
     }
-    if let Some(mut replay) = replay {
+    if let Some(replay) = replay {
         // A replay round can wait up to its 30 s message timeout; records are deleted only after
-        // delivery, so cutting it short costs at most a repeat at the next start.
-        if tokio::time::timeout(config.flush_timeout, &mut replay)
-            .await
-            .is_err()
-        {
-            replay.abort();
-            // Wait for the cancelled task to drop its handles, so the spool file is closed when
-            // `run` returns.
-            let _ = replay.await;
-        }
+        // delivery, so cutting it short costs at most a repeat at the next start. Waited for
+        // once cancelled, so the spool file is closed when `run` returns.
+        let cut_at = tokio::time::Instant::now() + config.flush_timeout;
+        supervise::join_by(replay, cut_at, "replay").await;
     }
     // Health holds the last other handle of the spool; the file closes with the spool.
     drop(health);

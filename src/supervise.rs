@@ -51,16 +51,17 @@ impl Failures {
     }
 }
 
-/// Waits for a task told to stop until `deadline`; then cancels it. A file watch blocked in a
-/// read (a hung secrets mount) would otherwise hold shutdown until the pod is killed.
-pub async fn join_by(task: JoinHandle<()>, deadline: Instant, name: &str) {
-    let abort = task.abort_handle();
-    if tokio::time::timeout_at(deadline, task).await.is_err() {
+/// Waits for a task told to stop until `deadline`; then cancels it and waits for it to drop
+/// what it holds (the spool's handle, say). A file watch blocked in a read (a hung secrets
+/// mount) would otherwise hold shutdown until the pod is killed.
+pub async fn join_by(mut task: JoinHandle<()>, deadline: Instant, name: &str) {
+    if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
         tracing::warn!(
             task = name,
             "a background task did not stop in time; cancelled"
         );
-        abort.abort();
+        task.abort();
+        let _ = task.await;
     }
 }
 
