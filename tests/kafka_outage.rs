@@ -30,15 +30,12 @@ async fn a_broker_outage_is_answered_503_within_the_deadline_and_200_again_after
     }
 
     app.cluster.broker_up(1).expect("broker up");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let status = app.post(STATUS).await.status();
-        if status == 200 {
-            break;
-        }
-        assert_eq!(status, 503);
-        assert!(Instant::now() < deadline, "no 200 within 20 s of broker_up");
-    }
+    retried_until_200(
+        &app,
+        Duration::from_secs(20),
+        "no 200 within 20 s of broker_up",
+    )
+    .await;
     let stored = app
         .records("whatsapp.message.status", 2, Duration::from_secs(10))
         .await;
@@ -79,14 +76,20 @@ async fn a_topic_the_brokers_refuse_to_write_is_answered_503_so_the_sender_retri
     assert_eq!(refused.status(), 503);
     assert_eq!(refused.headers()["retry-after"], "1");
     // The retry, once the ACL is back.
-    let deadline = Instant::now() + Duration::from_secs(30);
+    retried_until_200(&app, Duration::from_secs(30), "still refused").await;
+}
+
+/// Posts a status as a sender retrying would, until a 200 comes within `within`; every answer
+/// before it is a 503.
+async fn retried_until_200(app: &TestApp, within: Duration, why: &str) {
+    let deadline = Instant::now() + within;
     loop {
         let status = app.post(STATUS).await.status();
         if status == 200 {
-            break;
+            return;
         }
         assert_eq!(status, 503);
-        assert!(Instant::now() < deadline, "still refused");
+        assert!(Instant::now() < deadline, "{why}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
