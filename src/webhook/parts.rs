@@ -91,7 +91,8 @@ pub(super) fn content_type(headers: &HeaderMap) -> Result<&str, WebhookError> {
     let text = value
         .to_str()
         .map_err(|_| WebhookError::UnsupportedMediaType)?;
-    let media = text.split(';').next().unwrap_or("").trim();
+    let (media, params) = text.split_once(';').unwrap_or((text, ""));
+    let media = media.trim();
     let (kind, sub) = media
         .split_once('/')
         .ok_or(WebhookError::UnsupportedMediaType)?;
@@ -101,10 +102,60 @@ pub(super) fn content_type(headers: &HeaderMap) -> Result<&str, WebhookError> {
     // Copied into the record, `application/cloudevents...` would tell a CloudEvents reader the
     // value is a structured event (Kafka binding, section 3): it is a webhook body.
     let cloudevent = sub.len() >= 11 && sub[..11].eq_ignore_ascii_case(b"cloudevents");
-    if kind.eq_ignore_ascii_case("application") && json && !cloudevent {
+    if kind.eq_ignore_ascii_case("application") && json && !cloudevent && utf8_or_unsaid(params) {
         Ok(text)
     } else {
         Err(WebhookError::UnsupportedMediaType)
+    }
+}
+
+/// Whether a media type's parameters leave the body UTF-8: no `charset`, or `charset=utf-8` (any
+/// case, quoted or not). JSON is UTF-8 (RFC 8259, section 8.1), and the body is checked to be; a
+/// record whose copied `Content-Type` named another charset would tell consumers to decode the
+/// same bytes differently.
+fn utf8_or_unsaid(mut rest: &str) -> bool {
+    loop {
+        rest = rest.trim_start_matches([' ', '\t', ';']);
+        if rest.is_empty() {
+            return true;
+        }
+        let name_end = rest.find(['=', ';']).unwrap_or(rest.len());
+        let name = rest[..name_end].trim();
+        rest = &rest[name_end..];
+        let Some(after) = rest.strip_prefix('=') else {
+            continue;
+        };
+        let after = after.trim_start_matches([' ', '\t']);
+        // RFC 9110, section 5.6.4: a quoted value may hold `;` and backslash escapes.
+        let (value, next) = match after.strip_prefix('"') {
+            Some(quoted) => {
+                let mut end = quoted.len();
+                let mut escaped = false;
+                for (i, c) in quoted.char_indices() {
+                    match c {
+                        _ if escaped => escaped = false,
+                        '\\' => escaped = true,
+                        '"' => {
+                            end = i;
+                            break;
+                        }
+                        _ => {}
+                    }
+                }
+                (&quoted[..end], quoted.get(end + 1..).unwrap_or(""))
+            }
+            None => {
+                let end = after.find(';').unwrap_or(after.len());
+                (after[..end].trim_end(), &after[end..])
+            }
+        };
+        if name.eq_ignore_ascii_case("charset")
+            && !value.eq_ignore_ascii_case("utf-8")
+            && !value.eq_ignore_ascii_case("utf8")
+        {
+            return false;
+        }
+        rest = next;
     }
 }
 

@@ -179,6 +179,20 @@ fn json_content_types_are_recognised() {
         "would make CloudEvents readers take the body for a structured event"
     );
     assert!(!check("Application/CloudEvents-Batch+JSON; charset=utf-8"));
+    assert!(check("application/json; charset=UTF-8"));
+    assert!(check("application/json;charset=\"utf-8\""));
+    assert!(check("application/json; charset=utf8; profile=x"));
+    assert!(check(
+        "application/json; profile=\"a;charset=latin1\"; charset=utf-8"
+    ));
+    assert!(check("application/json;"));
+    assert!(
+        !check("application/json; charset=iso-8859-1"),
+        "JSON is UTF-8: a record saying otherwise would be decoded wrongly"
+    );
+    assert!(!check("application/json; CHARSET=\"UTF-16\""));
+    assert!(!check("application/json; profile=x; charset=latin1"));
+    assert!(!check("application/json; charset="));
     let long: &'static str = format!("application/json; x={}", "y".repeat(300)).leak();
     assert!(!check(long), "copied into every record: kept short");
 }
