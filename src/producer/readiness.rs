@@ -58,30 +58,39 @@ const TOPIC_CHECK_RETRY: Duration = Duration::from_secs(10);
 pub async fn warn_of_missing_topics(
     sink: Arc<KafkaSink>,
     topics: Vec<String>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let answer =
+        missing_topics_once_answered(sink, topics, stop, TOPIC_CHECK_TIMEOUT, TOPIC_CHECK_RETRY);
+    for (topic, reason) in answer.await.unwrap_or_default() {
+        tracing::warn!(%topic, %reason, "the brokers do not offer this topic: unless they create topics on first use, records routed to it are answered 503, or spooled, until it exists and the bridge may write it");
+    }
+}
+
+/// [`KafkaSink::missing_topics`], asked every `retry` (each ask waiting up to `timeout`) until a
+/// broker answers; `None` when `stop` comes first.
+pub(super) async fn missing_topics_once_answered(
+    sink: Arc<KafkaSink>,
+    topics: Vec<String>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    timeout: Duration,
+    retry: Duration,
+) -> Option<Vec<(String, String)>> {
     let topics = Arc::new(topics);
     loop {
         let (asking, wanted) = (sink.clone(), topics.clone());
-        let answer = tokio::task::spawn_blocking(move || {
-            asking.missing_topics(&wanted, TOPIC_CHECK_TIMEOUT)
-        })
-        .await;
+        let answer =
+            tokio::task::spawn_blocking(move || asking.missing_topics(&wanted, timeout)).await;
         match answer {
-            Ok(Ok(missing)) => {
-                for (topic, reason) in missing {
-                    tracing::warn!(%topic, %reason, "the brokers do not offer this topic: unless they create topics on first use, records routed to it are answered 503, or spooled, until it exists and the bridge may write it");
-                }
-                return;
-            }
+            Ok(Ok(missing)) => return Some(missing),
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "topic check: no broker answered; asking again")
             }
-            Err(_) => return,
+            Err(_) => return None,
         }
         tokio::select! {
-            () = tokio::time::sleep(TOPIC_CHECK_RETRY) => {}
-            () = crate::admin::stopped(&mut stop) => return,
+            () = tokio::time::sleep(retry) => {}
+            () = crate::admin::stopped(&mut stop) => return None,
         }
     }
 }

@@ -1,5 +1,5 @@
-//! Producer unit tests: error sorting, metric labels, a deadline that has already passed, and a
-//! producer made again while records wait for their reports.
+//! Producer unit tests: error sorting, metric labels, a deadline that has already passed, the
+//! start-up topic check, and a producer made again while records wait for their reports.
 
 use super::*;
 
@@ -347,4 +347,47 @@ async fn topics_the_brokers_do_not_know_are_named_with_their_reason() {
     assert_eq!(refused[0].0, "whatsapp.unrouted");
     assert!(refused[0].1.contains("does not exist"), "{refused:?}");
     assert_eq!(again, refused, "the check created no topic");
+}
+
+#[tokio::test]
+async fn the_topic_check_asks_again_until_a_broker_answers() {
+    let (cluster, _, sink) = one_topic_sink();
+    cluster.broker_down(1).expect("broker down");
+    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    let topics = vec!["t".to_string(), "absent".to_string()];
+    let (timeout, retry) = (Duration::from_millis(300), Duration::from_millis(100));
+    let check = tokio::spawn(readiness::missing_topics_once_answered(
+        sink, topics, stop, timeout, retry,
+    ));
+    // Real time: librdkafka's clock. Several asks fail meanwhile.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!check.is_finished(), "no broker has answered yet");
+    cluster.broker_up(1).expect("broker up");
+    let answer = tokio::time::timeout(Duration::from_secs(60), check)
+        .await
+        .expect("answered once the broker was back")
+        .expect("task");
+    let named: Vec<String> = answer
+        .expect("not stopped")
+        .into_iter()
+        .map(|m| m.0)
+        .collect();
+    assert_eq!(named, ["absent"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_topic_check_ends_without_an_answer_when_the_bridge_stops() {
+    let (cluster, _, sink) = one_topic_sink();
+    cluster.broker_down(1).expect("broker down");
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let check = tokio::spawn(readiness::missing_topics_once_answered(
+        sink,
+        vec!["t".to_string()],
+        stop,
+        Duration::from_millis(50),
+        Duration::from_secs(3600),
+    ));
+    stop_tx.send(true).expect("send");
+    let answer = tokio::time::timeout(Duration::from_secs(10), check).await;
+    assert_eq!(answer.expect("stopped at once").expect("task"), None);
 }
