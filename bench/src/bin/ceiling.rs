@@ -1,6 +1,7 @@
 //! The ceiling: a bare hyper 1 server that reads each request body fully and answers 200 with
 //! the bridge's success body. Same stack as the bridge (tokio multi-thread runtime, hyper-util's
-//! auto builder, HTTP/1.1 keep-alive, TCP_NODELAY) and nothing else: no auth, no parsing, no Kafka.
+//! auto builder, HTTP/1.1 keep-alive with half-close allowed, TCP_NODELAY) and nothing else: no
+//! auth, no parsing, no Kafka, and the system allocator.
 //!
 //! Usage: ceiling --listen 127.0.0.1:PORT
 
@@ -54,7 +55,9 @@ fn main() {
                 std::process::exit(1)
             });
         let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder.http1().keep_alive(true);
+        // The bridge's HTTP/1 settings that make it cheaper (half-close spares a recv per
+        // request): the ceiling must not lose to the bridge on a setting.
+        builder.http1().keep_alive(true).half_close(true);
         let accept = async {
             loop {
                 let (stream, _) = match listener.accept().await {
