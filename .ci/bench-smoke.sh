@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Keeps the benchmark (bench/) from rotting: runs bench/run.sh --smoke (a few seconds a phase) and
-# checks that every figure was produced, numeric, for both servers, and that the plot exists.
-# Never asserts an absolute time, rate or ratio: CI machines are shared and noisy.
+# checks that every figure was produced, numeric and above zero, for both servers, that no request
+# of any phase failed, and that the plot exists. Never asserts an absolute time, rate or ratio
+# beyond that: CI machines are shared and noisy.
 # Usage: .ci/bench-smoke.sh [BRIDGE_BINARY]   (default: bench/run.sh builds the release binary)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +20,7 @@ args=(--smoke --repeat 2 --out "$out")
 bash bench/run.sh "${args[@]}"
 
 python3 - "$out" <<'EOF'
-import csv, math, os, sys
+import csv, glob, json, math, os, sys
 
 out = sys.argv[1]
 rates = (1000, 5000, 10000)
@@ -30,15 +31,17 @@ expected += ["CPU time per request 64 conns", "CPU time per request 256 conns", 
 failures = []
 
 
-def check_numbers(where, row, cols):
-    """Each of `cols` in `row` must be a finite, non-negative number."""
+def check_numbers(where, row, cols, positive=True):
+    """Each of `cols` in `row` must be a finite number: above zero, or at least zero when a part
+    may be empty (a thread group the server does not have)."""
     for col in cols:
         try:
-            ok = math.isfinite(float(row[col])) and float(row[col]) >= 0
+            v = float(row[col])
+            ok = math.isfinite(v) and (v > 0 if positive else v >= 0)
         except ValueError:
             ok = False
         if not ok:
-            failures.append(f"{where}: {col} is {row[col]!r}, not a number")
+            failures.append(f"{where}: {col} is {row[col]!r}, not a number {'above' if positive else 'at least'} zero")
 
 
 with open(os.path.join(out, "results.csv"), newline="") as f:
@@ -56,12 +59,19 @@ for fig in expected:
         failures.append(f"{fig}: no unit")
 
 with open(os.path.join(out, "phases.csv"), newline="") as f:
-    phases = {(r["phase"], r["server"]) for r in csv.DictReader(f)}
-for c in (64, 256):
-    for i in (1, 2):
-        for s in ("ceiling", "bridge") + (("nokafka",) if c == 256 else ()):
-            if (f"peak-c{c}-r{i}", s) not in phases:
-                failures.append(f"phases.csv has no peak-c{c}-r{i} row for the {s}")
+    phase_rows = list(csv.DictReader(f))
+phases = {(r["phase"], r["server"]) for r in phase_rows}
+wanted = [(f"peak-c{c}-r{i}", s) for c in (64, 256) for i in (1, 2)
+          for s in ("ceiling", "bridge") + (("nokafka",) if c == 256 else ())]
+wanted += [(f"rate-{r}-r{i}", s) for r in rates for i in (1, 2) for s in ("ceiling", "bridge")]
+for name, s in wanted:
+    if (name, s) not in phases:
+        failures.append(f"phases.csv has no {name} row for the {s}")
+# A figure of failed requests is no figure: every phase of every server answered 200 throughout.
+for r in phase_rows:
+    bad = {k: r[k] for k in ("non_200", "errors", "unsent") if r[k] != "0"}
+    if bad or int(r["ok"]) == 0:
+        failures.append(f"phases.csv {r['phase']} {r['server']}: {r['ok']} answered 200, {bad}")
 
 # The decomposition: the three servers at 256 connections, each with a rate, its CPU by thread group,
 # the load generator's CPU and the machine's idle share.
@@ -77,9 +87,11 @@ else:
             failures.append(f"decomposition.csv has no {s} row")
             continue
         check_numbers(f"decomposition.csv {s}", row, (
-            "ok_rate", "ratio_to_ceiling", "cpu_us_per_req", "runtime_us_per_req", "librdkafka_us_per_req",
-            "other_us_per_req", "server_switches_per_s", "loadgen_cpu_us_per_req", "machine_idle_pct",
+            "ok_rate", "ratio_to_ceiling", "cpu_us_per_req", "runtime_us_per_req", "loadgen_cpu_us_per_req",
             "machine_ctxt_per_s"))
+        check_numbers(f"decomposition.csv {s}", row, (
+            "librdkafka_us_per_req", "other_us_per_req", "server_switches_per_s", "machine_idle_pct"),
+            positive=False)
     # Only the bridge has Kafka client threads; finding CPU in them proves the grouping read them.
     if "bridge" in rows and rows["bridge"]["librdkafka_us_per_req"] in ("", "0"):
         failures.append("decomposition.csv: no CPU found in the bridge's librdkafka threads")
@@ -90,6 +102,9 @@ else:
     else:
         check_numbers("decomposition.csv kafka_floor", row, (
             "ok_rate", "cpu_us_per_req", "kafka_cpu_us_per_req", "runtime_us_per_req", "librdkafka_us_per_req"))
+    for path in glob.glob(os.path.join(out, "peak-c256-r*-floor.json")):
+        if json.load(open(path)).get("failed") != 0:
+            failures.append(f"{os.path.basename(path)}: records failed in the measured window")
 
 svg = os.path.join(out, "latency.svg")
 if not os.path.exists(svg) or os.path.getsize(svg) == 0:
@@ -102,7 +117,8 @@ else:
 if failures:
     print("bench smoke: FAILED", *failures, sep="\n  ", file=sys.stderr)
     sys.exit(1)
-print(f"bench smoke: {len(expected)} figures for both servers, the decomposition and the plot: all produced")
+print(f"bench smoke: {len(expected)} figures for both servers, the decomposition and the plot: all produced, "
+      "above zero, and no request of any phase failed")
 EOF
 
 # bench/ab.sh: two short rounds, so its flags, start-up and report cannot rot either.
@@ -114,7 +130,8 @@ import csv, math, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
 sides = sorted((r["round"], r["side"]) for r in rows)
 ok = sides == [("1", "a"), ("1", "b"), ("2", "a"), ("2", "b")] and all(
-    math.isfinite(float(r[c])) and float(r[c]) > 0 for r in rows for c in ("ok_rate", "cpu_us_per_req"))
+    math.isfinite(float(r[c])) and float(r[c]) > 0 for r in rows for c in ("ok_rate", "cpu_us_per_req")) and all(
+    r["failed"] == "0" for r in rows)
 if not ok:
     sys.exit(f"bench smoke: bench/ab.sh's rounds.csv is incomplete: {rows}")
 print("bench smoke: bench/ab.sh produced both sides of both rounds")

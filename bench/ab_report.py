@@ -21,6 +21,12 @@ def figures(run):
     return {name: float(get(run)) for name, _, get in FIGURES}
 
 
+def failed(run):
+    """Requests of a round that did not get a 200: its figures then do not compare with the other
+    side's (throughput counts 200s only, latency is of 200s only)."""
+    return run["non_200"] + run["errors"] + run["unsent"]
+
+
 def paired_ratios(rounds):
     """rounds: [(a, b)] of figure dicts → {figure: median of b/a over the rounds}."""
     out = {}
@@ -31,19 +37,21 @@ def paired_ratios(rounds):
 
 
 def main(out, n, label_a, label_b):
-    rounds = []
+    rounds, failures = [], {}
     for r in range(1, n + 1):
         pair = []
         for side in "ab":
             with open(os.path.join(out, f"round-{r}-{side}.json")) as f:
-                pair.append(figures(json.load(f)))
+                run = json.load(f)
+            pair.append(figures(run))
+            failures[(r, side)] = failed(run)
         rounds.append(tuple(pair))
     with open(os.path.join(out, "rounds.csv"), "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["round", "side"] + [name for name, _, _ in FIGURES])
+        w.writerow(["round", "side"] + [name for name, _, _ in FIGURES] + ["failed"])
         for r, (a, b) in enumerate(rounds, 1):
             for side, fig in (("a", a), ("b", b)):
-                w.writerow([r, side] + [f"{fig[name]:.4g}" for name, _, _ in FIGURES])
+                w.writerow([r, side] + [f"{fig[name]:.4g}" for name, _, _ in FIGURES] + [failures[(r, side)]])
     print(label_a)
     print(label_b)
     print(f"{'round':>5}  " + "  ".join(f"{name + ' A':>16} {name + ' B':>16}" for name, _, _ in FIGURES))
@@ -52,6 +60,9 @@ def main(out, n, label_a, label_b):
     ratios = paired_ratios(rounds)
     print(f"B/A, median of {n} paired rounds: " + ", ".join(
         f"{name} {ratios[name]:.3f}" for name, _, _ in FIGURES))
+    for (r, side), k in sorted(failures.items()):
+        if k:
+            print(f"!! round {r} {side.upper()}: {k} requests failed; its figures do not compare with the other side's")
     print(f"written: {os.path.join(out, 'rounds.csv')}")
 
 

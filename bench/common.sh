@@ -2,6 +2,9 @@
 # cluster) started in a process of its own, a server forked with its time to ready measured, and
 # (for profile.sh and allocations.sh) one named server started with its Kafka and sent webhooks.
 
+# Bash writes $EPOCHREALTIME with the locale's decimal separator; the ready time needs a dot.
+export LC_ALL=C
+
 # die MESSAGE: the script's name and MESSAGE on stderr, then exit 1.
 die() { echo "$(basename "$0" .sh): $*" >&2; exit 1; }
 # usage: the script's header comment, from its second line to the first line that is not one.

@@ -198,8 +198,8 @@ url_bridge="http://127.0.0.1:$bridge_port/webhook"
 url_nokafka="http://127.0.0.1:$nokafka_port/webhook"
 servers_alive() {
   local p
-  for p in "$ceiling_pid" "$bridge_pid" ${nokafka_pid:+"$nokafka_pid"}; do
-    kill -0 "$p" 2>/dev/null || die "a server died (see $out/*.log)"
+  for p in "$ceiling_pid" "$bridge_pid" ${nokafka_pid:+"$nokafka_pid"} ${kafka_pid:+"$kafka_pid"}; do
+    kill -0 "$p" 2>/dev/null || die "a server or dev-kafka died (see $out/*.log)"
   done
 }
 
@@ -245,7 +245,7 @@ EOF
 }
 
 section "load phases (${duration} s each, warm-up ${warmup} s)"
-for server in ceiling bridge; do
+for server in ceiling bridge ${nokafka_pid:+nokafka}; do
   load warmup "$server" --connections 64 --duration "$warmup"
 done
 # At 256 connections the bridge without Kafka runs too, alternating with the other two.
@@ -260,9 +260,13 @@ for c in $peak_conns; do
     [ "$decompose" = 1 ] && [ "$c" = "$decompose_conns" ] && floor "peak-c$c-r$i" "$c"
   done
 done
+# Fixed rates repeat too: one run's p99 swings with a single host stall, and the report gives the
+# median run and how many runs met the target.
 for r in $rates; do
-  for server in ceiling bridge; do
-    load "rate-$r" "$server" --connections "$rate_conns" --duration "$duration" --rate "$r"
+  for i in $(seq 1 "$repeat"); do
+    for server in ceiling bridge; do
+      load "rate-$r-r$i" "$server" --connections "$rate_conns" --duration "$duration" --rate "$r"
+    done
   done
 done
 
@@ -290,7 +294,7 @@ json.dump({
   "phase_s": $duration, "warmup_s": $warmup,
   "rates": [int(r) for r in "$rates".split()],
   "peak_connections": [int(c) for c in "$peak_conns".split()],
-  "peak_repeats": $repeat,
+  "peak_repeats": $repeat, "rate_repeats": $repeat,
   "decomposition_connections": $decompose_conns if $decompose else None,
   "rate_connections": $rate_conns,
   "kafka": "$kafka_kind",

@@ -1,4 +1,4 @@
-"""Unit tests of bench/report.py's decomposition lines (run by .ci/bench-smoke.sh)."""
+"""Unit tests of bench/report.py: the decomposition lines and which phases a target may be judged on (run by .ci/bench-smoke.sh)."""
 import unittest
 
 import report
@@ -23,3 +23,21 @@ class FloorLines(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TroubleTest(unittest.TestCase):
+    def phase(self, **kw):
+        r = {"mode": "open", "offered_rate": 5000.0, "rate": 4999.0, "non_200": 0, "errors": 0, "unsent": 0}
+        r.update(kw)
+        return r
+
+    def test_a_clean_phase_can_be_judged(self):
+        self.assertIsNone(report.trouble(self.phase()))
+        self.assertIsNone(report.trouble(self.phase(mode="closed", offered_rate=None, rate=1.0)))
+
+    def test_failed_requests_of_any_kind_keep_a_phase_from_being_judged(self):
+        for kw in ({"non_200": 3}, {"errors": 1}, {"unsent": 2}):
+            self.assertIn("failed", report.trouble(self.phase(**kw)), kw)
+
+    def test_a_fixed_rate_not_kept_keeps_a_phase_from_being_judged(self):
+        self.assertIn("4000 of the 5000", report.trouble(self.phase(rate=4000.0)))

@@ -46,6 +46,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let env = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
     let config = Config::from_args(cli.serve, env, |p| std::fs::read_to_string(p))?;
+    // The bridge's own logging, filter and all: with no subscriber, tracing's call sites would
+    // take a cheaper path than the bridge's do.
+    qikchat_bridge::telemetry::init(config.log_format)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

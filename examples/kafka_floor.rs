@@ -137,15 +137,17 @@ async fn run(bootstrap: String, concurrency: u32, measured: Duration, broker: Op
     // Warm-up: connections, the producer id, batches at their steady size.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let broker_cpu = || broker.as_deref().and_then(cpu_of);
-    let (ok0, cpu0, b0, t0) = (
+    let (ok0, failed0, cpu0, b0, t0) = (
         ok.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed),
         cpu_by_group(),
         broker_cpu(),
         Instant::now(),
     );
     tokio::time::sleep(measured).await;
-    let (ok1, cpu1, b1, elapsed) = (
+    let (ok1, failed1, cpu1, b1, elapsed) = (
         ok.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed),
         cpu_by_group(),
         broker_cpu(),
         t0.elapsed(),
@@ -154,7 +156,14 @@ async fn run(bootstrap: String, concurrency: u32, measured: Duration, broker: Op
     for t in tasks {
         let _ = t.await;
     }
-    let records = (ok1 - ok0).max(1) as f64;
+    if ok1 == ok0 {
+        eprintln!(
+            "kafka_floor: no record was acknowledged in the measured window ({} failed)",
+            failed1 - failed0
+        );
+        std::process::exit(1);
+    }
+    let records = (ok1 - ok0) as f64;
     let us = |i: usize| (cpu1[i] - cpu0[i]) * 1e6 / records;
     let broker_us = match (b0, b1) {
         (Some(a), Some(b)) => format!("{:.3}", (b - a) * 1e6 / records),
@@ -163,7 +172,7 @@ async fn run(bootstrap: String, concurrency: u32, measured: Duration, broker: Op
     println!(
         "{{\"concurrency\":{concurrency},\"ok_rate\":{:.0},\"failed\":{},\"cpu_us_per_record\":{:.3},\"runtime_us\":{:.3},\"librdkafka_us\":{:.3},\"other_us\":{:.3},\"broker_us\":{broker_us}}}",
         records / elapsed.as_secs_f64(),
-        failed.load(Ordering::Relaxed),
+        failed1 - failed0,
         us(0) + us(1) + us(2),
         us(0),
         us(1),

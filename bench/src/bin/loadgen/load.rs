@@ -58,13 +58,15 @@ impl Stats {
             ..Default::default()
         }
     }
+    /// Latency is of 200s only: a server that answers fast refusals must not look fast. The
+    /// report judges no latency target of a phase with any failure.
     fn record(&mut self, status: u16, latency: Duration, done: Instant) {
-        let us = (latency.as_micros() as u64).clamp(1, HIST_MAX_US);
-        if let Some(h) = self.hist.as_mut() {
-            let _ = h.record(us);
-        }
         self.answers += 1;
         if status == 200 {
+            let us = (latency.as_micros() as u64).clamp(1, HIST_MAX_US);
+            if let Some(h) = self.hist.as_mut() {
+                let _ = h.record(us);
+            }
             self.ok += 1;
         } else {
             *self.by_status.entry(status).or_default() += 1;
