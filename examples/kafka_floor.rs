@@ -1,9 +1,9 @@
 //! The Kafka client's own cost per record, without HTTP, for bench/run.sh's decomposition.
 //!
-//! `C` tasks on the bridge's runtime each send the seed status body through the bridge's
-//! `KafkaSink` (same producer settings, the six headers a webhook's record carries, a key per
-//! conversation) and wait for its delivery report before sending the next, as `C` keep-alive
-//! connections would. It prints one JSON line: records acknowledged per second and the CPU per
+//! `C` tasks on the bridge's runtime each send the load generator's mix of seed bodies (text,
+//! three statuses, image, three statuses: both topics) through the bridge's `KafkaSink` (same
+//! producer settings, the six headers a webhook's record carries, a key per conversation) and wait
+//! for its delivery report before sending the next, as `C` keep-alive connections would. It prints one JSON line: records acknowledged per second and the CPU per
 //! record of this process, split into the runtime's threads and librdkafka's. Set beside the
 //! bridge's CPU per request minus the bridge without Kafka's, it says how much of the Kafka
 //! share is librdkafka's own work and how much its interaction with the HTTP side.
@@ -27,8 +27,23 @@ use tokio::time::Instant;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-const BODY: &[u8] = include_bytes!("../tests/fixtures/status-read.json");
-const TOPIC: &str = "whatsapp.message.status";
+const TEXT: &[u8] = include_bytes!("../tests/fixtures/message-in-text.json");
+const IMAGE: &[u8] = include_bytes!("../tests/fixtures/message-in-image.json");
+const STATUS: &[u8] = include_bytes!("../tests/fixtures/status-read.json");
+const IN: (&str, &str) = ("whatsapp.message.in", "whatsapp:message:in");
+const STATUSES: (&str, &str) = ("whatsapp.message.status", "whatsapp:message:status");
+/// loadgen's cycle: each incoming message followed by three statuses, so the records spread over
+/// the two topics' partitions as the bridge's do (more, smaller batches than one topic makes).
+const MIX: [(&[u8], (&str, &str)); 8] = [
+    (TEXT, IN),
+    (STATUS, STATUSES),
+    (STATUS, STATUSES),
+    (STATUS, STATUSES),
+    (IMAGE, IN),
+    (STATUS, STATUSES),
+    (STATUS, STATUSES),
+    (STATUS, STATUSES),
+];
 /// A header of the real one's length; its value does not matter to Kafka.
 const BODY_SHA256: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -110,19 +125,26 @@ async fn run(bootstrap: String, concurrency: u32, measured: Duration, broker: Op
         let (sink, ok, failed, stop) = (sink.clone(), ok.clone(), failed.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
             let key = format!("91{c:08}");
-            let headers = [
-                (HEADER_EVENT, "whatsapp:message:status"),
-                (HEADER_MESSAGE_ID, "wamid.floor"),
-                (HEADER_REQUEST_ID, "6f1c1d2e-0000-4000-8000-000000000000"),
-                (HEADER_RECEIVED_AT, "2026-12-02T12:00:00.000Z"),
-                (HEADER_CONTENT_TYPE, "application/json"),
-                (HEADER_BODY_SHA256, BODY_SHA256),
-            ];
+            let headers = |event| {
+                [
+                    (HEADER_EVENT, event),
+                    (HEADER_MESSAGE_ID, "wamid.floor"),
+                    (HEADER_REQUEST_ID, "6f1c1d2e-0000-4000-8000-000000000000"),
+                    (HEADER_RECEIVED_AT, "2026-12-02T12:00:00.000Z"),
+                    (HEADER_CONTENT_TYPE, "application/json"),
+                    (HEADER_BODY_SHA256, BODY_SHA256),
+                ]
+            };
+            // Tasks start at different points of the cycle, as loadgen's connections do.
+            let mut i = c as usize;
             while !stop.load(Ordering::Relaxed) {
+                let (body, (topic, event)) = MIX[i % MIX.len()];
+                i += 1;
+                let headers = headers(event);
                 let record = Record {
-                    topic: TOPIC,
+                    topic,
                     key: Some(key.as_str().into()),
-                    value: BODY,
+                    value: body,
                     timestamp_ms: 0,
                     headers: RecordHeaders::Raw(&headers),
                 };
