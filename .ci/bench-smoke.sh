@@ -64,6 +64,7 @@ phases = {(r["phase"], r["server"]) for r in phase_rows}
 wanted = [(f"peak-c{c}-r{i}", s) for c in (64, 256) for i in (1, 2)
           for s in ("ceiling", "bridge") + (("nokafka",) if c == 256 else ())]
 wanted += [(f"rate-{r}-r{i}", s) for r in rates for i in (1, 2) for s in ("ceiling", "bridge")]
+wanted += [("equal-rate", "nokafka")]
 for name, s in wanted:
     if (name, s) not in phases:
         failures.append(f"phases.csv has no {name} row for the {s}")
@@ -95,6 +96,12 @@ else:
     # Only the bridge has Kafka client threads; finding CPU in them proves the grouping read them.
     if "bridge" in rows and rows["bridge"]["librdkafka_us_per_req"] in ("", "0"):
         failures.append("decomposition.csv: no CPU found in the bridge's librdkafka threads")
+    # The bridge without Kafka again, open loop at the bridge's peak rate.
+    row = rows.get("nokafka_at_bridge_rate")
+    if row is None:
+        failures.append("decomposition.csv has no nokafka_at_bridge_rate row")
+    else:
+        check_numbers("decomposition.csv nokafka_at_bridge_rate", row, ("ok_rate", "cpu_us_per_req"))
     # The Kafka client alone (examples/kafka_floor.rs) on the same dev-kafka.
     row = rows.get("kafka_floor")
     if row is None:

@@ -59,6 +59,7 @@ def main():
         for s in servers:
             phase[(name, s)] = load(out, f"{name}-{s}.json")
     phase[("warmup", "nokafka")] = load(out, "warmup-nokafka.json")
+    phase[("equal-rate", "nokafka")] = load(out, "equal-rate-nokafka.json")
     # The decomposition's third server (the bridge without Kafka) runs in one peak phase only.
     dc = meta.get("decomposition_connections")
     if dc is not None:
@@ -257,6 +258,9 @@ def decompose(out, dc, get, floor=None, cpus=None):
         rows.append((s, what, rate, cpu))
     ceiling = rows[0][2]
     kafka_cpu = get(name, "bridge", "cpu_us_per_req", "kafka")
+    # The bridge without Kafka again at the bridge's own rate (open loop), when it ran.
+    equal_rate = get("equal-rate", "nokafka", "rate")
+    equal_cpu = get("equal-rate", "nokafka", "cpu_us_per_req", "nokafka")
 
     def group(s, g):  # CPU per request of one thread group of server s, in its own run
         return get(name, s, "threads", s, g, "cpu_us_per_req")
@@ -281,6 +285,11 @@ def decompose(out, dc, get, floor=None, cpus=None):
                         fnum(cpu), fnum(kafka_cpu) if s == "bridge" else "",
                         fnum(t["runtime"]), fnum(t["librdkafka"]), fnum(t["other"]), fnum(t["switches"]),
                         fnum(t["loadgen"]), fnum(t["idle"]), fnum(t["ctxt"])])
+        if equal_cpu is not None:
+            w.writerow(["nokafka_at_bridge_rate", dc, fnum(equal_rate), fnum(equal_rate / ceiling if ceiling else None),
+                        fnum(equal_cpu), "", fnum(get("equal-rate", "nokafka", "threads", "nokafka", "runtime",
+                                                      "cpu_us_per_req")), "", "", "",
+                        fnum(get("equal-rate", "nokafka", "loadgen_cpu_us_per_req")), "", ""])
         if floor:
             w.writerow(["kafka_floor", floor.get("concurrency"), fnum(floor.get("ok_rate")), "",
                         fnum(floor.get("cpu_us_per_record")), fnum(floor.get("broker_us")),
@@ -293,6 +302,10 @@ def decompose(out, dc, get, floor=None, cpus=None):
         lines.append(f"own request handling: +{fnum(c_n - c_c, 3)} us/req; the Kafka client in the bridge "
                      f"process: +{fnum(c_b - c_n, 3)} us/req"
                      + (f", and the broker process {fnum(kafka_cpu, 3)} us/req on the same CPUs" if kafka_cpu else ""))
+    if None not in (equal_cpu, c_b):
+        lines.append(f"at equal rates: the bridge without Kafka, open loop at the bridge's {fnum(equal_rate, 3)} req/s, "
+                     f"{fnum(equal_cpu, 3)} us/req; the Kafka client in the bridge process then adds "
+                     f"{'+' if c_b >= equal_cpu else ''}{fnum(c_b - equal_cpu, 3)} us/req")
     if None not in (c_c, c_b):
         # The throughput ratio is of two runs sharing the CPUs with the load generator, whose cost
         # per request is about the same in both: it pulls the ratio towards 1.

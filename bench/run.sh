@@ -260,6 +260,19 @@ for c in $peak_conns; do
     [ "$decompose" = 1 ] && [ "$c" = "$decompose_conns" ] && floor "peak-c$c-r$i" "$c"
   done
 done
+# The bridge without Kafka once more, open loop at the bridge's median peak rate: CPU per request
+# depends on the rate (fewer requests share each wake-up), so the Kafka share is also read at
+# equal rates.
+if [ "$decompose" = 1 ]; then
+  bridge_rate=$(python3 - "$out" "$decompose_conns" "$repeat" <<'EOF'
+import json, sys
+out, c, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+rates = sorted(json.load(open(f"{out}/peak-c{c}-r{i}-bridge.json"))["ok_rate"] for i in range(1, n + 1))
+print(max(1, int(rates[(n - 1) // 2])))
+EOF
+)
+  load "equal-rate" nokafka --connections "$decompose_conns" --duration "$duration" --rate "$bridge_rate"
+fi
 # Fixed rates repeat too: one run's p99 swings with a single host stall, and the report gives the
 # median run and how many runs met the target.
 for r in $rates; do
