@@ -229,10 +229,27 @@ mod tests {
     }
 
     #[test]
-    fn invalid_topic_names_and_pairs_are_rejected() {
-        assert!(map("", &["a=b c"]).is_err());
-        assert!(map("", &["noequals"]).is_err());
-        assert!(map("", &["=topic"]).is_err());
-        assert!(map("bad/", &[]).is_err());
+    fn invalid_topic_names_and_pairs_are_rejected_with_the_setting_named() {
+        let refused = |prefix: &str, pairs: &[&str]| match map(prefix, pairs) {
+            Ok(_) => panic!("{prefix:?} {pairs:?} accepted"),
+            Err(e) => e.to_string(),
+        };
+        for pair in [
+            "a=b c", "noequals", "=topic", "event=", "e=.", "e=..", "e=ü",
+        ] {
+            let err = refused("", &[pair]);
+            assert!(err.starts_with("--topic:"), "{pair}: {err}");
+        }
+        assert!(refused("bad/", &[]).starts_with("--topic-prefix:"));
+        // Kafka's limit is 249 characters, prefix included.
+        let longest = "t".repeat(249);
+        assert!(map("", &[&format!("e={longest}")]).is_ok());
+        let err = refused("", &[&format!("e={longest}t")]);
+        assert!(err.starts_with("--topic:"), "{err}");
+        assert!(map("p.", &[&format!("e={}", &longest[2..])]).is_ok());
+        let err = refused("p.", &[&format!("e={}", &longest[1..])]);
+        assert!(err.starts_with("--topic:"), "{err}");
+        let prefix = "p".repeat(240);
+        assert!(refused(&prefix, &[]).starts_with("--topic-prefix:"));
     }
 }

@@ -75,17 +75,16 @@ pub(super) fn check(args: &Args) -> Result<(), ConfigError> {
             "must hold at least one body of --max-body-bytes (plus 4 KiB for its headers)",
         ));
     }
-    if args.max_in_flight == 0 || args.max_connections == 0 {
-        return Err(invalid(
-            "--max-in-flight/--max-connections",
-            "must be greater than zero",
-        ));
-    }
-    if args.max_in_flight > MAX_COUNT || args.max_connections > MAX_COUNT {
-        return Err(invalid(
-            "--max-in-flight/--max-connections",
-            "must be at most 1000000",
-        ));
+    for (setting, value) in [
+        ("--max-in-flight", args.max_in_flight),
+        ("--max-connections", args.max_connections),
+    ] {
+        if value == 0 {
+            return Err(invalid(setting, "must be greater than zero"));
+        }
+        if value > MAX_COUNT {
+            return Err(invalid(setting, "must be at most 1000000"));
+        }
     }
     if args.max_in_flight_bytes < args.max_body_bytes as u64 {
         return Err(invalid(

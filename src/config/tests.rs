@@ -88,7 +88,8 @@ fn a_credential_without_a_colon_is_rejected() {
 
 #[test]
 fn a_relative_webhook_path_is_rejected() {
-    assert!(build(&["--webhook-path", "webhook"]).is_err());
+    let err = build(&["--webhook-path", "webhook"]).expect_err("relative");
+    assert!(err.to_string().contains("--webhook-path"), "{err}");
     // A query, a fragment or a space could never match a request's path.
     for path in ["/webhook?x=1", "/webhook#x", "/web hook"] {
         let err = build(&["--webhook-path", path]).expect_err("refused");
@@ -128,10 +129,25 @@ fn an_in_flight_bytes_limit_below_one_body_is_rejected() {
 }
 
 #[test]
-fn zero_timeouts_and_limits_are_rejected() {
-    assert!(build(&["--ack-timeout", "0s"]).is_err());
-    assert!(build(&["--max-body-bytes", "0"]).is_err());
-    assert!(build(&["--embedded-partitions", "0"]).is_err());
+fn zero_or_out_of_range_timeouts_and_limits_are_rejected_with_the_setting_named() {
+    let refused = [
+        ("--ack-timeout", "0s"),
+        ("--max-body-bytes", "0"),
+        ("--max-in-flight", "0"),
+        ("--max-connections", "0"),
+        ("--embedded-partitions", "0"),
+        ("--embedded-partitions", "1001"),
+    ];
+    for (flag, value) in refused {
+        let err = build(&[flag, value]).expect_err(flag).to_string();
+        assert!(
+            err.starts_with(&format!("{flag}:")),
+            "{flag} {value}: {err}"
+        );
+    }
+    for (flag, value) in [("--max-in-flight", "1"), ("--embedded-partitions", "1000")] {
+        assert!(build(&[flag, value]).is_ok(), "{flag} {value}");
+    }
 }
 
 #[test]
