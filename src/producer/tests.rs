@@ -150,10 +150,11 @@ async fn records_waiting_for_their_report_are_delivered_when_the_producer_is_mad
     let (cluster, properties, sink) = one_topic_sink();
     let deadline = || Instant::now() + Duration::from_secs(30);
     sink.send(&record(), deadline()).await.expect("connected");
-    // Every answer from the broker now takes half a second, so these wait through the rebuild.
-    cluster
-        .broker_round_trip_time(1, Duration::from_millis(500))
-        .expect("rtt");
+    // The next produce requests fail with an error librdkafka retries (backing off 0.1 s, then
+    // twice as long each time up to 1 s): the records wait through the rebuild, whose own
+    // requests are not produce requests.
+    use rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS as RETRIABLE;
+    cluster.request_errors(rdkafka::types::RDKafkaApiKey::Produce, &[RETRIABLE; 8]);
     let waiting: Vec<_> = (0..5)
         .map(|_| {
             let sink = sink.clone();
@@ -166,6 +167,10 @@ async fn records_waiting_for_their_report_are_delivered_when_the_producer_is_mad
     let old = rebuild(&sink, rotated, Duration::from_secs(10), false)
         .await
         .expect("rebuilt");
+    assert!(
+        old.producer.in_flight_count() > 0 && waiting.iter().all(|w| !w.is_finished()),
+        "the records were still waiting in the replaced producer"
+    );
     tokio::task::spawn_blocking(move || reload::retire(old))
         .await
         .expect("task");
