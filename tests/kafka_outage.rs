@@ -43,7 +43,7 @@ async fn a_broker_outage_is_answered_503_within_the_deadline_and_200_again_after
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_record_the_broker_refuses_as_too_large_is_answered_413_not_retried() {
+async fn a_record_over_the_producers_own_message_max_bytes_is_answered_413_at_once() {
     let app = TestApp::start(&["-X", "message.max.bytes=2000"]).await;
     let big: &'static [u8] = Box::leak(
         format!(
@@ -60,6 +60,58 @@ async fn a_record_the_broker_refuses_as_too_large_is_answered_413_not_retried() 
         started.elapsed() < Duration::from_secs(1),
         "refused at once, not after retries"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_the_broker_refuses_as_too_large_is_answered_413_well_before_the_ack_timeout() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let app = TestApp::start(&["--ack-timeout", "10s"]).await;
+    // The topic's max.message.bytes on the broker: the client sends the record, and only the
+    // produce response refuses it. No retry can change that answer.
+    app.cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE],
+    );
+    let started = Instant::now();
+    let response = app.post(STATUS).await;
+    let took = started.elapsed();
+    assert_eq!(response.status(), 413);
+    let body = response.text().await.expect("body");
+    assert!(body.contains("too_large"), "{body}");
+    assert!(
+        took < Duration::from_secs(3),
+        "refused when the broker answered, not at the 10 s deadline: {took:?}"
+    );
+    let (_, metrics) = app.admin_get("/metrics").await;
+    let line = r#"qikchat_bridge_kafka_deliveries_total{result="msg_size_too_large",topic="whatsapp.message.status"} 1"#;
+    assert!(metrics.lines().any(|l| l == line), "no {line} in {metrics}");
+    // The injected error was used up by that one request, so the refusal was the broker's.
+    assert_eq!(app.post(STATUS).await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_spool_a_record_the_broker_refuses_as_too_large_is_answered_413_and_not_spooled() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = dir.path().display().to_string();
+    let app = TestApp::start(&["--ack-timeout", "10s", "--spool-dir", &spool]).await;
+    app.cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE],
+    );
+    let started = Instant::now();
+    let response = app.post(STATUS).await;
+    let took = started.elapsed();
+    assert_eq!(response.status(), 413);
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    let (_, metrics) = app.admin_get("/metrics").await;
+    // A spooled copy would be replayed and refused again, for ever; the sender must see the 413.
+    for line in [
+        r#"qikchat_bridge_kafka_deliveries_total{result="msg_size_too_large",topic="whatsapp.message.status"} 1"#,
+        r#"qikchat_bridge_spool_appends_total{result="ok"} 0"#,
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "no {line} in {metrics}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
