@@ -32,7 +32,7 @@ for _ in $(seq 1 50); do
   grep -q '^qikchat_bridge_kafka_batch_records' "$work/metrics" && break
   sleep 0.1
 done
-grep -q 'qikchat_bridge_requests_total{outcome="accepted",status="200"} 2' "$work/metrics"
+grep -qxF 'qikchat_bridge_requests_total{outcome="accepted",status="200"} 2' "$work/metrics"
 promtool check metrics <"$work/metrics"
 python3 .ci/lib/exported_metrics.py "$work/metrics" README.md
 kill -TERM $pid

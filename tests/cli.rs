@@ -178,6 +178,7 @@ async fn tail_ends_quietly_with_status_0_when_its_reader_goes_away() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("run tail");
+    let started = std::time::Instant::now();
     drop(child.stdout.take());
     drop(child.stderr.take());
     let status = tokio::task::spawn_blocking(move || child.wait())
@@ -185,6 +186,9 @@ async fn tail_ends_quietly_with_status_0_when_its_reader_goes_away() {
         .expect("task")
         .expect("wait");
     assert_eq!(status.code(), Some(0), "{status}");
+    // Ended by the closed pipe, not by the idle timeout, which also exits 0.
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(10), "took {took:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -404,10 +408,17 @@ fn check_config_accepts_a_valid_environment_and_redacts_secrets() {
         "{stdout}{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(
-        stdout.contains("qikchat") && stdout.contains("\"acks\": \"1\""),
-        "{stdout}"
-    );
+    assert!(stdout.contains("\"acks\": \"1\""), "{stdout}");
+    // The user names are in the credentials field itself: "qikchat" alone is also in the
+    // default client.id.
+    let credentials = stdout
+        .split_once("credentials: [")
+        .and_then(|(_, rest)| rest.split_once(']'))
+        .map(|(field, _)| field)
+        .unwrap_or_else(|| panic!("no credentials field: {stdout}"));
+    for user in ["qikchat:<redacted>", "other:<redacted>"] {
+        assert!(credentials.contains(user), "{user} not in [{credentials}]");
+    }
     // BRIDGE_TOPICS is split at commas: both routes.
     assert!(
         stdout.contains("\"wa.templates\"") && stdout.contains("\"billing:update\""),

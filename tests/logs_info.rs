@@ -20,6 +20,14 @@ async fn at_info_a_refusal_is_one_line_with_its_request_id_and_an_accepted_reque
     // With the broker down below, librdkafka's own message timeout (by default the ack timeout
     // itself) and the deadline race; whichever fires first, the logged cause is the same.
     let app = TestApp::start(&[]).await;
+    // /readyz turns 200 a moment before readiness logs so at info; counted after it, that line
+    // cannot pass for one of the accepted requests'.
+    common::eventually("readiness logged", async || {
+        captured
+            .text_from(0)
+            .contains("Kafka answers metadata requests")
+    })
+    .await;
     let before = captured.len();
     for _ in 0..5 {
         assert_eq!(app.post(STATUS).await.status(), 200);

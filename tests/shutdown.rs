@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestApp, STATUS};
+use common::{eventually, TestApp, STATUS};
 use tokio::io::AsyncReadExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -14,16 +14,24 @@ async fn shutdown_lets_an_in_flight_request_finish_with_200() {
     // timeout keeps this test about draining, not about the deadline (it flaked under load).
     let mut app = TestApp::start(&["--ack-timeout", "10s"]).await;
     app.cluster
-        .broker_round_trip_time(1, Duration::from_millis(700))
+        .broker_round_trip_time(1, Duration::from_secs(3))
         .expect("rtt");
     let request = app.spawn_post(STATUS);
-    while app.in_flight().await < 1 {
-        tokio::task::yield_now().await;
-    }
+    eventually("the request is in flight", async || {
+        app.in_flight().await >= 1
+    })
+    .await;
     app.trigger_shutdown();
+    assert!(
+        !request.is_finished(),
+        "answered before the shutdown began: nothing was left to drain"
+    );
     let response = request.await.expect("task");
     assert_eq!(response.status(), 200);
     app.wait_stopped(Duration::from_secs(15)).await;
+    app.cluster
+        .broker_round_trip_time(1, Duration::ZERO)
+        .expect("rtt");
     assert_eq!(
         app.records("whatsapp.message.status", 1, Duration::from_secs(10))
             .await
@@ -83,9 +91,10 @@ async fn a_request_still_open_when_the_shutdown_grace_ends_is_closed_unanswered(
         .broker_round_trip_time(1, Duration::from_secs(3))
         .expect("rtt");
     let mut s = common::raw_post(app.addr, STATUS).await;
-    while app.in_flight().await < 1 {
-        tokio::task::yield_now().await;
-    }
+    eventually("the request is in flight", async || {
+        app.in_flight().await >= 1
+    })
+    .await;
     app.trigger_shutdown();
     // Left open, the connection would get its 200 once the broker answers; closed, nothing.
     let mut buf = Vec::new();
@@ -122,9 +131,10 @@ async fn the_flush_at_shutdown_gives_up_after_the_flush_timeout() {
     app.cluster.broker_down(1).expect("down");
     // librdkafka would keep this record for the 15 s of its message timeout.
     let _s = common::raw_post(app.addr, STATUS).await;
-    while app.in_flight().await < 1 {
-        tokio::task::yield_now().await;
-    }
+    eventually("the request is in flight", async || {
+        app.in_flight().await >= 1
+    })
+    .await;
     let started = std::time::Instant::now();
     app.trigger_shutdown();
     app.wait_stopped(Duration::from_secs(30)).await;
