@@ -90,6 +90,35 @@ async fn a_record_the_broker_refuses_as_too_large_is_answered_413_well_before_th
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_kafka_refuses_as_invalid_is_answered_500_at_once_and_not_spooled() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = dir.path().display().to_string();
+    let app = TestApp::start(&["--ack-timeout", "10s", "--spool-dir", &spool]).await;
+    app.cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_RECORD],
+    );
+    let started = Instant::now();
+    let response = app.post(STATUS).await;
+    let took = started.elapsed();
+    // No retry and no spool can store what Kafka calls invalid: 500, and the sender stops.
+    assert_eq!(response.status(), 500);
+    assert!(response.headers().get("retry-after").is_none());
+    let body = response.text().await.expect("body");
+    assert!(body.contains("internal_error"), "{body}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    let (_, metrics) = app.admin_get("/metrics").await;
+    for line in [
+        r#"qikchat_bridge_requests_total{outcome="failed",status="500"} 1"#,
+        r#"qikchat_bridge_spool_appends_total{result="ok"} 0"#,
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "no {line} in {metrics}");
+    }
+    assert_eq!(app.post(STATUS).await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_spool_a_record_the_broker_refuses_as_too_large_is_answered_413_and_not_spooled() {
     use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
     let dir = tempfile::tempdir().expect("tempdir");

@@ -276,6 +276,35 @@ async fn a_broker_slower_than_the_deadline_is_answered_at_the_deadline_through_t
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_body_is_spooled_when_kafka_is_late_and_reaches_the_dead_letter_topic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = TestApp::start(&flags(&spool_flags(&dir))).await;
+    app.cluster.broker_down(1).expect("down");
+    let (status, id, took) = post(&app, b"{oops".to_vec()).await;
+    // Refused, but only once its copy is stored: a 400 is not retried.
+    assert_eq!(status, 400);
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    let (_, m) = app.admin_get("/metrics").await;
+    assert!(
+        has_line(&m, "qikchat_bridge_spool_appends_total{result=\"ok\"} 1"),
+        "{m}"
+    );
+    app.cluster.broker_up(1).expect("up");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = app
+            .records("whatsapp.deadletter", 1, Duration::from_secs(2))
+            .await;
+        if let Some(g) = got.first() {
+            assert_eq!(g.headers.get("request-id"), Some(&id));
+            assert_eq!(g.value, b"{oops");
+            break;
+        }
+        assert!(Instant::now() < deadline, "not in the dead-letter topic");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_spool_answers_503_loses_no_200_and_takes_records_again_once_drained() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut f = spool_flags(&dir);
