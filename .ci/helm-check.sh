@@ -515,12 +515,17 @@ must_fail "grace period without the spool's replay cut-off" "terminationGracePer
 section "Alert rules (promtool)"
 check "promtool check rules deploy/prometheus/alerts.yaml" promtool check rules deploy/prometheus/alerts.yaml
 check "promtool test rules $LIB/alerts.test.yaml" promtool test rules "$LIB/alerts.test.yaml"
+rule_renders=0
 for c in "${CASES[@]}"; do
   f="$WORK/rendered/$c.yaml"
   if [ -s "$f" ] && grep -q '^kind: PrometheusRule' "$f"; then
+    rule_renders=$((rule_renders + 1))
     check "promtool check rules: PrometheusRule rendered for $c" rendered_rules "$f" "$WORK/rules-$c.yaml"
   fi
 done
+# A template that stopped rendering the rules would otherwise leave the loop above with nothing
+# to check, and pass.
+check "at least one case renders a PrometheusRule ($rule_renders did)" test "$rule_renders" -ge 1
 check "PrometheusRule: QikchatBridgeNoReadyInstance scoped to the release (ClusterIP Service)" \
   no_ready_instance_scoped "$RELEASE"
 check "PrometheusRule: QikchatBridgeNoReadyInstance scoped to the release (admin Service of a LoadBalancer)" \

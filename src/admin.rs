@@ -245,8 +245,16 @@ mod tests {
             let spool = spool.clone();
             async move { spool.append(record).await }
         });
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(spool.write_stalled_for() >= Duration::from_millis(200));
+        // The writer thread must first reach the held transaction: on a busy runner that may
+        // take more than a moment.
+        let waiting = std::time::Instant::now();
+        while spool.write_stalled_for() < Duration::from_millis(200) {
+            assert!(
+                waiting.elapsed() < Duration::from_secs(10),
+                "the append never reached the stalled commit"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         assert_eq!(health.readiness(), Ok(()), "a slow fsync is no stall yet");
         tokio::time::sleep(SPOOL_STALLED).await;
         assert!(health.readiness().is_err(), "room, but nothing is stored");

@@ -143,4 +143,9 @@ async fn the_flush_at_shutdown_gives_up_after_the_flush_timeout() {
         took < Duration::from_secs(8),
         "shutdown took {took:?} with a 1 s flush timeout"
     );
+    // It did wait for the record: a shutdown that skipped the flush would end with the grace.
+    assert!(
+        took >= Duration::from_millis(900),
+        "shutdown took {took:?}: no flush"
+    );
 }
