@@ -45,6 +45,7 @@ async fn an_incoming_text_message_becomes_an_exact_record_in_the_message_topic()
         .collect();
     assert_eq!(r.headers["body-sha256"], digest);
     assert_eq!(r.headers.len(), 6, "{:?}", r.headers);
+    assert_eq!(app.total_records().await, 1, "one record, in one topic");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -242,6 +243,8 @@ async fn many_parallel_webhooks_are_each_acknowledged_and_stored_once() {
         .map(|g| g.headers["request-id"].clone())
         .collect();
     assert_eq!(ids.len(), 200, "every request id once");
+    // Reading stopped at 200: the topics' end offsets say no copy came after them.
+    assert_eq!(app.total_records().await, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
