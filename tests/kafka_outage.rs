@@ -6,6 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{TestApp, STATUS};
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_outage_is_answered_503_within_the_deadline_and_200_again_after_it_returns() {
@@ -65,90 +66,106 @@ async fn a_record_over_the_producers_own_message_max_bytes_is_answered_413_at_on
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_record_the_broker_refuses_as_too_large_is_answered_413_well_before_the_ack_timeout() {
-    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-    let app = TestApp::start(&["--ack-timeout", "10s"]).await;
-    // The topic's max.message.bytes on the broker: the client sends the record, and only the
-    // produce response refuses it. No retry can change that answer.
-    app.cluster.request_errors(
-        RDKafkaApiKey::Produce,
-        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE],
-    );
-    let started = Instant::now();
-    let response = app.post(STATUS).await;
-    let took = started.elapsed();
-    assert_eq!(response.status(), 413);
-    let body = response.text().await.expect("body");
-    assert!(body.contains("too_large"), "{body}");
-    assert!(
-        took < Duration::from_secs(3),
-        "refused when the broker answered, not at the 10 s deadline: {took:?}"
-    );
-    let (_, metrics) = app.admin_get("/metrics").await;
-    let line = r#"qikchat_bridge_kafka_deliveries_total{result="msg_size_too_large",topic="whatsapp.message.status"} 1"#;
-    assert!(metrics.lines().any(|l| l == line), "no {line} in {metrics}");
-    // The injected error was used up by that one request, so the refusal was the broker's.
-    assert_eq!(app.post(STATUS).await.status(), 200);
+/// One status posted while the broker refuses the next produce request with `error` (with a
+/// 10 s ack timeout, and a spool when `spooling`): what came back, and the metrics after it.
+struct BrokerRefusal {
+    app: TestApp,
+    status: u16,
+    retry_after: Option<String>,
+    body: String,
+    took: Duration,
+    metrics: String,
+    _spool: Option<tempfile::TempDir>,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_record_kafka_refuses_as_invalid_is_answered_500_at_once_and_not_spooled() {
-    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-    let dir = tempfile::tempdir().expect("tempdir");
-    let spool = dir.path().display().to_string();
-    let app = TestApp::start(&["--ack-timeout", "10s", "--spool-dir", &spool]).await;
-    app.cluster.request_errors(
-        RDKafkaApiKey::Produce,
-        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_RECORD],
-    );
+async fn refused_by_the_broker(error: RDKafkaRespErr, spooling: bool) -> BrokerRefusal {
+    let spool = spooling.then(|| tempfile::tempdir().expect("tempdir"));
+    let mut flags = vec!["--ack-timeout".to_string(), "10s".to_string()];
+    if let Some(dir) = &spool {
+        flags.extend(["--spool-dir".to_string(), dir.path().display().to_string()]);
+    }
+    let app = TestApp::start(&flags.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    app.cluster.request_errors(RDKafkaApiKey::Produce, &[error]);
     let started = Instant::now();
     let response = app.post(STATUS).await;
     let took = started.elapsed();
-    // No retry and no spool can store what Kafka calls invalid: 500, and the sender stops.
-    assert_eq!(response.status(), 500);
-    assert!(response.headers().get("retry-after").is_none());
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().expect("ascii").to_string());
     let body = response.text().await.expect("body");
-    assert!(body.contains("internal_error"), "{body}");
-    assert!(took < Duration::from_secs(3), "{took:?}");
     let (_, metrics) = app.admin_get("/metrics").await;
-    for line in [
-        r#"qikchat_bridge_requests_total{outcome="failed",status="500"} 1"#,
-        r#"qikchat_bridge_spool_appends_total{result="ok"} 0"#,
-    ] {
-        assert!(metrics.lines().any(|l| l == line), "no {line} in {metrics}");
+    BrokerRefusal {
+        app,
+        status,
+        retry_after,
+        body,
+        took,
+        metrics,
+        _spool: spool,
     }
-    assert_eq!(app.post(STATUS).await.status(), 200);
+}
+
+fn has_lines(metrics: &str, lines: &[&str]) {
+    for line in lines {
+        assert!(
+            metrics.lines().any(|l| l == *line),
+            "no {line} in {metrics}"
+        );
+    }
+}
+
+const TOO_LARGE_COUNTED: &str = r#"qikchat_bridge_kafka_deliveries_total{result="msg_size_too_large",topic="whatsapp.message.status"} 1"#;
+const NOTHING_SPOOLED: &str = r#"qikchat_bridge_spool_appends_total{result="ok"} 0"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_the_broker_refuses_as_too_large_is_answered_413_well_before_the_ack_timeout() {
+    // The topic's max.message.bytes on the broker: the client sends the record, and only the
+    // produce response refuses it. No retry can change that answer.
+    let r =
+        refused_by_the_broker(RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, false).await;
+    assert_eq!(r.status, 413);
+    assert!(r.body.contains("too_large"), "{}", r.body);
+    assert!(
+        r.took < Duration::from_secs(3),
+        "refused when the broker answered, not at the 10 s deadline: {:?}",
+        r.took
+    );
+    has_lines(&r.metrics, &[TOO_LARGE_COUNTED]);
+    // The injected error was used up by that one request, so the refusal was the broker's.
+    assert_eq!(r.app.post(STATUS).await.status(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_spool_a_record_the_broker_refuses_as_too_large_is_answered_413_and_not_spooled() {
-    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-    let dir = tempfile::tempdir().expect("tempdir");
-    let spool = dir.path().display().to_string();
-    let app = TestApp::start(&["--ack-timeout", "10s", "--spool-dir", &spool]).await;
-    app.cluster.request_errors(
-        RDKafkaApiKey::Produce,
-        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE],
-    );
-    let started = Instant::now();
-    let response = app.post(STATUS).await;
-    let took = started.elapsed();
-    assert_eq!(response.status(), 413);
-    assert!(took < Duration::from_secs(3), "{took:?}");
-    let (_, metrics) = app.admin_get("/metrics").await;
+    let r = refused_by_the_broker(RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, true).await;
+    assert_eq!(r.status, 413);
+    assert!(r.took < Duration::from_secs(3), "{:?}", r.took);
     // A spooled copy would be replayed and refused again, for ever; the sender must see the 413.
-    for line in [
-        r#"qikchat_bridge_kafka_deliveries_total{result="msg_size_too_large",topic="whatsapp.message.status"} 1"#,
-        r#"qikchat_bridge_spool_appends_total{result="ok"} 0"#,
-    ] {
-        assert!(metrics.lines().any(|l| l == line), "no {line} in {metrics}");
-    }
+    has_lines(&r.metrics, &[TOO_LARGE_COUNTED, NOTHING_SPOOLED]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_kafka_refuses_as_invalid_is_answered_500_at_once_and_not_spooled() {
+    let r = refused_by_the_broker(RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_RECORD, true).await;
+    // No retry and no spool can store what Kafka calls invalid: 500, and the sender stops.
+    assert_eq!(r.status, 500);
+    assert_eq!(r.retry_after, None);
+    assert!(r.body.contains("internal_error"), "{}", r.body);
+    assert!(r.took < Duration::from_secs(3), "{:?}", r.took);
+    has_lines(
+        &r.metrics,
+        &[
+            r#"qikchat_bridge_requests_total{outcome="failed",status="500"} 1"#,
+            NOTHING_SPOOLED,
+        ],
+    );
+    assert_eq!(r.app.post(STATUS).await.status(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_topic_the_brokers_refuse_to_write_is_answered_503_so_the_sender_retries_once_fixed() {
-    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
     let app = TestApp::start(&[]).await;
     // The topic's ACL revoked for one produce request: an operator can fix that, and a retry
     // then succeeds, so the answer must not be a 500 ("a retry cannot help").
@@ -163,9 +180,8 @@ async fn a_topic_the_brokers_refuse_to_write_is_answered_503_so_the_sender_retri
     retried_until_200(&app, Duration::from_secs(30), "still refused").await;
 }
 
-/// Posts a status as a sender retrying would, until a 200 comes within `within`; every answer
-/// before it is a 503.
-/// Posts until a 200 (every other answer must be 503); returns the accepted request's id.
+/// Posts a status as a sender retrying would, until a 200 comes within `within` (every answer
+/// before it is a 503); returns the accepted request's id.
 async fn retried_until_200(app: &TestApp, within: Duration, why: &str) -> String {
     let deadline = Instant::now() + within;
     loop {
