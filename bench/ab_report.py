@@ -18,7 +18,8 @@ FIGURES = [  # (column, unit, where in loadgen's JSON)
 
 
 def figures(run):
-    return {name: float(get(run)) for name, _, get in FIGURES}
+    """A round's figures; a latency of a round with no 200 is NaN."""
+    return {name: float("nan") if get(run) is None else float(get(run)) for name, _, get in FIGURES}
 
 
 def failed(run):
@@ -57,8 +58,11 @@ def main(out, n, label_a, label_b):
     print(f"{'round':>5}  " + "  ".join(f"{name + ' A':>16} {name + ' B':>16}" for name, _, _ in FIGURES))
     for r, (a, b) in enumerate(rounds, 1):
         print(f"{r:>5}  " + "  ".join(f"{a[name]:>16.4g} {b[name]:>16.4g}" for name, _, _ in FIGURES))
-    ratios = paired_ratios(rounds)
-    print(f"B/A, median of {n} paired rounds: " + ", ".join(
+    # A round where either side had failed requests compares nothing: left out of the medians.
+    clean = [pair for r, pair in enumerate(rounds, 1) if not failures[(r, "a")] and not failures[(r, "b")]]
+    ratios = paired_ratios(clean)
+    print(f"B/A, median of {len(clean)} paired rounds"
+          + (f" ({n - len(clean)} left out for failed requests)" if len(clean) < n else "") + ": " + ", ".join(
         f"{name} {ratios[name]:.3f}" for name, _, _ in FIGURES))
     for (r, side), k in sorted(failures.items()):
         if k:

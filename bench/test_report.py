@@ -21,9 +21,6 @@ class FloorLines(unittest.TestCase):
         self.assertNotIn("dev-kafka", lines[1])
 
 
-if __name__ == "__main__":
-    unittest.main()
-
 
 class TroubleTest(unittest.TestCase):
     def phase(self, **kw):
@@ -41,3 +38,7 @@ class TroubleTest(unittest.TestCase):
 
     def test_a_fixed_rate_not_kept_keeps_a_phase_from_being_judged(self):
         self.assertIn("4000 of the 5000", report.trouble(self.phase(rate=4000.0)))
+
+
+if __name__ == "__main__":
+    unittest.main()
