@@ -128,7 +128,7 @@ async fn a_record_the_broker_refuses_as_too_large_is_answered_413_well_before_th
     assert_eq!(r.status, 413);
     assert!(r.body.contains("too_large"), "{}", r.body);
     assert!(
-        r.took < Duration::from_secs(3),
+        r.took < Duration::from_secs(5),
         "refused when the broker answered, not at the 10 s deadline: {:?}",
         r.took
     );
@@ -141,7 +141,7 @@ async fn a_record_the_broker_refuses_as_too_large_is_answered_413_well_before_th
 async fn with_a_spool_a_record_the_broker_refuses_as_too_large_is_answered_413_and_not_spooled() {
     let r = refused_by_the_broker(RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, true).await;
     assert_eq!(r.status, 413);
-    assert!(r.took < Duration::from_secs(3), "{:?}", r.took);
+    assert!(r.took < Duration::from_secs(5), "{:?}", r.took);
     // A spooled copy would be replayed and refused again, for ever; the sender must see the 413.
     has_lines(&r.metrics, &[TOO_LARGE_COUNTED, NOTHING_SPOOLED]);
 }
@@ -153,7 +153,7 @@ async fn a_record_kafka_refuses_as_invalid_is_answered_500_at_once_and_not_spool
     assert_eq!(r.status, 500);
     assert_eq!(r.retry_after, None);
     assert!(r.body.contains("internal_error"), "{}", r.body);
-    assert!(r.took < Duration::from_secs(3), "{:?}", r.took);
+    assert!(r.took < Duration::from_secs(5), "{:?}", r.took);
     has_lines(
         &r.metrics,
         &[

@@ -3,16 +3,23 @@
 
 use super::*;
 
+type MockCluster =
+    rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>;
+
 /// A mock cluster with one topic `t` of one partition, its properties and a sink on it.
-fn one_topic_sink() -> (
-    rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
-    BTreeMap<String, String>,
-    Arc<KafkaSink>,
-) {
+fn one_topic_sink() -> (MockCluster, BTreeMap<String, String>, Arc<KafkaSink>) {
+    one_topic_sink_with(&[])
+}
+
+/// [`one_topic_sink`] with more producer properties.
+fn one_topic_sink_with(
+    extra: &[(&str, &str)],
+) -> (MockCluster, BTreeMap<String, String>, Arc<KafkaSink>) {
     let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
     cluster.create_topic("t", 1, 1).expect("topic");
-    let properties =
+    let mut properties =
         BTreeMap::from([("bootstrap.servers".to_string(), cluster.bootstrap_servers())]);
+    properties.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let metrics = Arc::new(Metrics::new(&["t".to_string()]).expect("metrics"));
     let sink =
         Arc::new(KafkaSink::new(&properties, metrics, ProducerRole::Webhooks).expect("producer"));
@@ -147,7 +154,9 @@ fn metric_kinds_are_snake_case_names() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_waiting_for_their_report_are_delivered_when_the_producer_is_made_again() {
-    let (cluster, properties, sink) = one_topic_sink();
+    // A linger long enough for the five records below to leave in one produce request, so that
+    // each injected error holds all of them.
+    let (cluster, properties, sink) = one_topic_sink_with(&[("linger.ms", "100")]);
     let deadline = || Instant::now() + Duration::from_secs(30);
     sink.send(&record(), deadline()).await.expect("connected");
     // The next produce requests fail with an error librdkafka retries (backing off 0.1 s, then

@@ -129,24 +129,28 @@ fn utf8_or_unsaid(mut rest: &str) -> bool {
         // RFC 9110, section 5.6.4: a quoted value may hold `;` and backslash escapes.
         let (value, next) = match after.strip_prefix('"') {
             Some(quoted) => {
-                let mut end = quoted.len();
+                let mut end = None;
                 let mut escaped = false;
                 for (i, c) in quoted.char_indices() {
                     match c {
                         _ if escaped => escaped = false,
                         '\\' => escaped = true,
                         '"' => {
-                            end = i;
+                            end = Some(i);
                             break;
                         }
                         _ => {}
                     }
                 }
-                (&quoted[..end], quoted.get(end + 1..).unwrap_or(""))
+                // An unterminated quote: not a media type anyone can read the same way.
+                let Some(end) = end else {
+                    return false;
+                };
+                (unescaped(&quoted[..end]), &quoted[end + 1..])
             }
             None => {
                 let end = after.find(';').unwrap_or(after.len());
-                (after[..end].trim_end(), &after[end..])
+                (after[..end].trim_end().into(), &after[end..])
             }
         };
         if name.eq_ignore_ascii_case("charset")
@@ -157,6 +161,19 @@ fn utf8_or_unsaid(mut rest: &str) -> bool {
         }
         rest = next;
     }
+}
+
+/// A quoted-string's content with its backslash escapes undone (a copy only when it has one).
+fn unescaped(content: &str) -> std::borrow::Cow<'_, str> {
+    if !content.contains('\\') {
+        return content.into();
+    }
+    let mut out = String::with_capacity(content.len());
+    let mut chars = content.chars();
+    while let Some(c) = chars.next() {
+        out.extend(if c == '\\' { chars.next() } else { Some(c) });
+    }
+    out.into()
 }
 
 /// The sender's `X-Request-Id` when it is a sane token (printable ASCII, so also valid text),

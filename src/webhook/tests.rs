@@ -193,6 +193,14 @@ fn json_content_types_are_recognised() {
     assert!(!check("application/json; CHARSET=\"UTF-16\""));
     assert!(!check("application/json; profile=x; charset=latin1"));
     assert!(!check("application/json; charset="));
+    // Escapes in a quoted value are undone before it is compared; an unterminated quote is no
+    // media type at all.
+    assert!(check(r#"application/json; charset="utf\-8""#));
+    assert!(check(
+        r#"application/json; profile="a\";charset=latin1"; charset=utf-8"#
+    ));
+    assert!(!check(r#"application/json; charset="latin\1""#));
+    assert!(!check(r#"application/json; charset="utf-8"#));
     let long: &'static str = format!("application/json; x={}", "y".repeat(300)).leak();
     assert!(!check(long), "copied into every record: kept short");
 }
