@@ -182,9 +182,20 @@ async fn readyz_until(app: &TestApp, want: u16) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_admin_port_answers_only_its_three_endpoints() {
+async fn the_admin_port_answers_only_its_three_endpoints_and_only_get_and_head() {
     let app = TestApp::start(&[]).await;
     assert_eq!(app.admin_get("/webhook").await.0, 404);
+    // HEAD is answered like GET (probes and load balancers use it), without a body.
+    for path in ["/livez", "/readyz", "/metrics"] {
+        let r = app
+            .http
+            .head(format!("http://{}{path}", app.admin))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), 200, "HEAD {path}");
+        assert!(r.bytes().await.expect("body").is_empty(), "HEAD {path}");
+    }
     let r = app
         .http
         .post(format!("http://{}/metrics", app.admin))
