@@ -220,19 +220,24 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_producer_that_keeps_failing_is_replaced_at_once_then_after_1_2_and_4_seconds() {
+    async fn a_producer_that_keeps_failing_is_replaced_at_once_then_twice_as_late_each_time_up_to_a_minute(
+    ) {
         let fake = Arc::new(Fake::default());
         *fake.start.lock().unwrap() = Some(Instant::now());
         let (stop_tx, stop) = watch::channel(false);
         let task = tokio::spawn(replace_on_fatal(fake.clone(), stop));
         // Each new producer fails as soon as it is in place.
-        for _ in 0..4 {
+        for _ in 0..9 {
             fake.fail();
             while fake.failed.load(Ordering::SeqCst) {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
-        assert_eq!(fake.replaced_at(), millis(&[0, 1_000, 3_000, 7_000]));
+        // Pauses of 1, 2, 4, ... 32 s, then 60 s rather than 64.
+        assert_eq!(
+            fake.replaced_at(),
+            millis(&[0, 1_000, 3_000, 7_000, 15_000, 31_000, 63_000, 123_000, 183_000])
+        );
         stop_tx.send(true).unwrap();
         task.await.unwrap();
     }
