@@ -187,21 +187,11 @@ async fn the_admin_port_answers_only_its_three_endpoints_and_only_get_and_head()
     assert_eq!(app.admin_get("/webhook").await.0, 404);
     // HEAD is answered like GET (probes and load balancers use it), without a body.
     for path in ["/livez", "/readyz", "/metrics"] {
-        let r = app
-            .http
-            .head(format!("http://{}{path}", app.admin))
-            .send()
-            .await
-            .expect("request");
+        let r = app.admin_request(reqwest::Method::HEAD, path).await;
         assert_eq!(r.status(), 200, "HEAD {path}");
         assert!(r.bytes().await.expect("body").is_empty(), "HEAD {path}");
     }
-    let r = app
-        .http
-        .post(format!("http://{}/metrics", app.admin))
-        .send()
-        .await
-        .expect("request");
+    let r = app.admin_request(reqwest::Method::POST, "/metrics").await;
     assert_eq!(r.status(), 405);
     assert_eq!(r.headers()["allow"], "GET, HEAD");
 }

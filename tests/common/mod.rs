@@ -133,13 +133,17 @@ impl TestApp {
     }
 
     pub async fn admin_get(&self, path: &str) -> (u16, String) {
-        let r = self
-            .http
-            .get(format!("http://{}{path}", self.admin))
+        let r = self.admin_request(reqwest::Method::GET, path).await;
+        (r.status().as_u16(), r.text().await.expect("admin body"))
+    }
+
+    /// A request with `method` to `path` on the admin port.
+    pub async fn admin_request(&self, method: reqwest::Method, path: &str) -> reqwest::Response {
+        self.http
+            .request(method, format!("http://{}{path}", self.admin))
             .send()
             .await
-            .expect("admin request");
-        (r.status().as_u16(), r.text().await.expect("admin body"))
+            .expect("admin request")
     }
 
     /// POSTs `body` with the test credential.
