@@ -90,6 +90,8 @@ pub enum WebhookError {
     Unauthorized(AuthFailure),
     #[error("content type must be application/json")]
     UnsupportedMediaType,
+    #[error("the body must be sent uncompressed (no Content-Encoding but identity)")]
+    UnsupportedEncoding,
     #[error("body is larger than {limit} bytes")]
     TooLarge { limit: usize },
     #[error("body was not received within {0:?}")]
@@ -114,7 +116,9 @@ impl WebhookError {
             WebhookError::NotFound => Outcome::NotFound,
             WebhookError::MethodNotAllowed => Outcome::MethodNotAllowed,
             WebhookError::Unauthorized(_) => Outcome::Unauthorized,
-            WebhookError::UnsupportedMediaType => Outcome::UnsupportedMediaType,
+            WebhookError::UnsupportedMediaType | WebhookError::UnsupportedEncoding => {
+                Outcome::UnsupportedMediaType
+            }
             WebhookError::TooLarge { .. } => Outcome::TooLarge,
             WebhookError::BodyTimeout(_) => Outcome::BodyTimeout,
             WebhookError::BodyRead(_) | WebhookError::EmptyBody | WebhookError::Invalid(_) => {
@@ -133,7 +137,9 @@ impl WebhookError {
             WebhookError::NotFound => "not_found",
             WebhookError::MethodNotAllowed => "method_not_allowed",
             WebhookError::Unauthorized(_) => "unauthorized",
-            WebhookError::UnsupportedMediaType => "unsupported_media_type",
+            WebhookError::UnsupportedMediaType | WebhookError::UnsupportedEncoding => {
+                "unsupported_media_type"
+            }
             WebhookError::TooLarge { .. } | WebhookError::Produce(ProduceError::TooLarge) => {
                 "too_large"
             }

@@ -28,7 +28,9 @@ mod budget;
 mod parts;
 use answer::respond;
 use budget::BodyBudget;
-use parts::{concat, content_type, request_id, sha256_hex, Rfc3339Millis, X_REQUEST_ID};
+use parts::{
+    concat, content_type, identity_encoding, request_id, sha256_hex, Rfc3339Millis, X_REQUEST_ID,
+};
 
 const ACCEPTED: &[u8] = br#"{"status":"accepted"}"#;
 
@@ -184,6 +186,7 @@ impl<S: Sink> Webhook<S> {
             return Err(WebhookError::Unauthorized(reason));
         }
         let content_type = content_type(&parts.headers)?;
+        identity_encoding(&parts.headers)?;
         let too_large = WebhookError::TooLarge {
             limit: self.max_body_bytes,
         };

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{HeaderValue, ACCEPT_ENCODING, ALLOW, CONTENT_TYPE, RETRY_AFTER};
 use http::{Response, StatusCode};
 use http_body_util::Full;
 
@@ -54,6 +54,10 @@ impl<S: Sink> Webhook<S> {
             }
             Outcome::MethodNotAllowed => {
                 headers.insert(ALLOW, HeaderValue::from_static("POST"));
+            }
+            // What the bridge does take (RFC 7694): bodies without a content coding.
+            Outcome::UnsupportedMediaType => {
+                headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
             }
             Outcome::Unavailable | Outcome::Overloaded => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use http::header::{HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
 use http::{HeaderMap, Request};
 use http_body_util::BodyExt;
 use hyper::body::Body;
@@ -107,6 +107,23 @@ pub(super) fn content_type(headers: &HeaderMap) -> Result<&str, WebhookError> {
     } else {
         Err(WebhookError::UnsupportedMediaType)
     }
+}
+
+/// No content coding but `identity`: the body as sent becomes the record's value byte for byte,
+/// and a gzip body there would be bytes no consumer expects (RFC 9110, section 15.5.16: 415).
+pub(super) fn identity_encoding(headers: &HeaderMap) -> Result<(), WebhookError> {
+    for value in headers.get_all(CONTENT_ENCODING) {
+        let identity = value.to_str().is_ok_and(|v| {
+            v.split(',').all(|coding| {
+                let coding = coding.trim();
+                coding.is_empty() || coding.eq_ignore_ascii_case("identity")
+            })
+        });
+        if !identity {
+            return Err(WebhookError::UnsupportedEncoding);
+        }
+    }
+    Ok(())
 }
 
 /// Whether a media type's parameters leave the body UTF-8: no `charset`, or `charset=utf-8` (any

@@ -154,6 +154,39 @@ async fn refusals_before_the_body_never_reach_the_sink() {
     assert!(sink.seen.lock().expect("lock").is_empty());
 }
 
+#[tokio::test]
+async fn a_compressed_body_is_refused_415_naming_what_is_accepted_and_never_reaches_the_sink() {
+    let (hook, sink) = webhook(Ok(Delivered::Kafka {
+        partition: 0,
+        offset: 0,
+    }));
+    let with_encoding = |coding: &'static str| {
+        Request::post("/webhook")
+            .header(AUTHORIZATION, "Basic dTpw")
+            .header(CONTENT_TYPE, "application/json")
+            .header(http::header::CONTENT_ENCODING, coding)
+            .body(Full::new(Bytes::from_static(STATUS)))
+            .expect("request")
+    };
+    for coding in ["gzip", "br", "identity, gzip", "GZIP"] {
+        let response = hook.handle(with_encoding(coding)).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{coding}"
+        );
+        assert_eq!(response.headers()["accept-encoding"], "identity");
+        let body = response.into_body().into_inner().expect("full body");
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains("uncompressed"), "{coding}: {text}");
+    }
+    assert!(sink.seen.lock().expect("lock").is_empty());
+    for coding in ["identity", "Identity", ""] {
+        let response = hook.handle(with_encoding(coding)).await;
+        assert_eq!(response.status(), StatusCode::OK, "{coding:?}");
+    }
+}
+
 #[test]
 fn json_content_types_are_recognised() {
     let check = |v: &'static str| {
