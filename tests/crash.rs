@@ -45,7 +45,7 @@ fn start(bootstrap: &str, spool: &std::path::Path, port: u16, admin: u16) -> Chi
 async fn records_answered_200_survive_a_sigkill_and_a_torn_tail_while_kafka_is_down() {
     let (cluster, bootstrap) = common::cluster_with_broker_down(TOPIC);
     let dir = tempfile::tempdir().expect("tempdir");
-    let (port, admin) = (common::free_port(), common::free_port());
+    let [port, admin] = common::free_ports();
     let mut child = start(&bootstrap, dir.path(), port, admin);
     common::wait_ready_at(admin).await;
 

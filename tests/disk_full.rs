@@ -19,7 +19,7 @@ async fn a_full_disk_answers_503_stops_the_bridge_and_every_200_reaches_kafka_af
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("stderr.log");
     let spool = dir.path().join("spool");
-    let (port, admin) = (common::free_port(), common::free_port());
+    let [port, admin] = common::free_ports();
     let flags = format!(
         "--kafka-brokers {bootstrap} --auth {USER}:'{PASS}' --ack-timeout 1s \
          --listen 127.0.0.1:{port} --admin-listen 127.0.0.1:{admin} --spool-dir \"$1\""

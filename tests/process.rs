@@ -18,7 +18,7 @@ fn start_embedded() -> (Child, u16, u16) {
 
 /// The same, with its log lines (at warn) going to `stderr`.
 fn start_embedded_logging(stderr: Stdio) -> (Child, u16, u16) {
-    let (port, admin) = (common::free_port(), common::free_port());
+    let [port, admin] = common::free_ports();
     let child = Command::new(BIN)
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(["--admin-listen", &format!("127.0.0.1:{admin}")])

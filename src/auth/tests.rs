@@ -119,7 +119,8 @@ fn debug_shows_users_but_not_passwords() {
 
 /// The file may be rotated between start-up's read and the watcher's first look (a long spool
 /// recovery lies between them): what start-up applied is the baseline, so that is a change.
-#[tokio::test]
+/// Paused clock: the watcher's reads run on blocking threads, which hold the clock still.
+#[tokio::test(start_paused = true)]
 async fn a_file_rotated_while_the_bridge_started_is_applied() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("credentials");

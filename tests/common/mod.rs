@@ -337,13 +337,13 @@ impl Drop for TestApp {
     }
 }
 
-/// A loopback port free right now (for bridges started as processes).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+/// `N` distinct loopback ports free right now (for bridges started as processes). All are held
+/// until the last is found: taken one at a time, the kernel may hand out the same port twice.
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<std::net::TcpListener> = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().expect("addr").port())
 }
 
 /// The `request-id` headers of every record in `topic`, read from the beginning for 2 s.
