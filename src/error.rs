@@ -88,7 +88,7 @@ pub enum WebhookError {
     MethodNotAllowed,
     #[error("authentication failed ({})", .0.as_str())]
     Unauthorized(AuthFailure),
-    #[error("content type must be application/json")]
+    #[error("content type must be application/json (or application/*+json), in UTF-8")]
     UnsupportedMediaType,
     #[error("the body must be sent uncompressed (no Content-Encoding but identity)")]
     UnsupportedEncoding,

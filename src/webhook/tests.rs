@@ -147,9 +147,14 @@ async fn refusals_before_the_body_never_reach_the_sink() {
         .header(CONTENT_TYPE, "application/xml")
         .body(Full::new(Bytes::from_static(STATUS)))
         .expect("request");
-    assert_eq!(
-        hook.handle(wrong_type).await.status(),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE
+    let refused = hook.handle(wrong_type).await;
+    assert_eq!(refused.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // The sender learns what to send, charset included (a latin-1 label is refused too).
+    let body = refused.into_body().into_inner().expect("full body");
+    assert!(
+        String::from_utf8_lossy(&body)
+            .contains("application/json (or application/*+json), in UTF-8"),
+        "{body:?}"
     );
     assert!(sink.seen.lock().expect("lock").is_empty());
 }
