@@ -111,6 +111,8 @@ impl<K: Sink> Sink for Delivery<K> {
         // librdkafka would refuse it on every topic, so replay could never deliver it, and it
         // would hold back every later record of its conversation.
         if record.wire_size() > self.kafka.max_record_bytes() {
+            self.kafka
+                .count_refused(record.topic, &ProduceError::TooLarge);
             return Err(ProduceError::TooLarge);
         }
         if record

@@ -140,6 +140,10 @@ pub trait Sink: Send + Sync + 'static {
     fn max_record_bytes(&self) -> usize {
         usize::MAX
     }
+
+    /// Counts a record refused before [`Sink::send`] as `send` counts its own refusals: with a
+    /// spool the size check comes first, and librdkafka never sees the record.
+    fn count_refused(&self, _topic: &str, _error: &ProduceError) {}
 }
 
 pub struct KafkaSink {
@@ -284,14 +288,15 @@ impl Sink for KafkaSink {
         deadline: Instant,
     ) -> Result<Delivered, ProduceError> {
         let started = Instant::now();
-        let topic_metrics = self.metrics.topic(record.topic);
         // A body that took the whole ack timeout to arrive: handed over now, the record could
         // only be delivered after its request was answered 503, and arrive twice with the retry.
-        let result = if deadline <= started {
-            Err(ProduceError::Timeout)
-        } else {
-            self.deliver(record, deadline).await
-        };
+        // Nothing was sent, so `kafka_deliveries_total` does not count it: a slow sender is no
+        // Kafka fault, and the delivery-error alert would page for one.
+        if deadline <= started {
+            return Err(ProduceError::Timeout);
+        }
+        let topic_metrics = self.metrics.topic(record.topic);
+        let result = self.deliver(record, deadline).await;
         if let Some(m) = topic_metrics {
             match &result {
                 Ok(_) => {
@@ -306,6 +311,12 @@ impl Sink for KafkaSink {
 
     fn max_record_bytes(&self) -> usize {
         self.max_record_bytes
+    }
+
+    fn count_refused(&self, topic: &str, error: &ProduceError) {
+        if let Some(m) = self.metrics.topic(topic) {
+            m.failed(&error.metric_kind());
+        }
     }
 }
 

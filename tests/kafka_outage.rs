@@ -46,9 +46,15 @@ async fn a_broker_outage_is_answered_503_within_the_deadline_and_200_again_after
     common::wait_all_stored(&app.bootstrap, "whatsapp.message.status", &answered_200).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_record_over_the_producers_own_message_max_bytes_is_answered_413_at_once() {
-    let app = TestApp::start(&["-X", "message.max.bytes=2000"]).await;
+/// A record over the producer's own `message.max.bytes` posted (with a spool when `spooling`):
+/// the status, how long the answer took, and the metrics after it.
+async fn over_the_producers_own_limit(spooling: bool) -> (u16, Duration, String) {
+    let spool = spooling.then(|| tempfile::tempdir().expect("tempdir"));
+    let mut flags = vec!["-X".to_string(), "message.max.bytes=2000".to_string()];
+    if let Some(dir) = &spool {
+        flags.extend(["--spool-dir".to_string(), dir.path().display().to_string()]);
+    }
+    let app = TestApp::start(&flags.iter().map(String::as_str).collect::<Vec<_>>()).await;
     let big: &'static [u8] = Box::leak(
         format!(
             r#"{{"event":"whatsapp:message:in","payload":{{"pad":"{}"}}}}"#,
@@ -58,12 +64,33 @@ async fn a_record_over_the_producers_own_message_max_bytes_is_answered_413_at_on
     )
     .as_bytes();
     let started = Instant::now();
-    let response = app.post(big).await;
-    assert_eq!(response.status(), 413);
+    let status = app.post(big).await.status().as_u16();
+    let took = started.elapsed();
+    let (_, metrics) = app.admin_get("/metrics").await;
+    (status, took, metrics)
+}
+
+const OWN_LIMIT_COUNTED: &str = r#"qikchat_bridge_kafka_deliveries_total{result="msg_size_too_large",topic="whatsapp.message.in"} 1"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_over_the_producers_own_message_max_bytes_is_answered_413_at_once() {
+    let (status, took, metrics) = over_the_producers_own_limit(false).await;
+    assert_eq!(status, 413);
     assert!(
-        started.elapsed() < Duration::from_secs(1),
+        took < Duration::from_secs(1),
         "refused at once, not after retries"
     );
+    has_lines(&metrics, &[OWN_LIMIT_COUNTED]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_spool_a_record_over_the_producers_own_limit_is_answered_413_and_counted_the_same() {
+    // The bridge checks the size itself before the spool, so librdkafka never sees the record;
+    // the refusal must still show where an operator looks for it without a spool.
+    let (status, took, metrics) = over_the_producers_own_limit(true).await;
+    assert_eq!(status, 413);
+    assert!(took < Duration::from_secs(1), "refused at once");
+    has_lines(&metrics, &[OWN_LIMIT_COUNTED, NOTHING_SPOOLED]);
 }
 
 /// One status posted while the broker refuses the next produce request with `error` (with a

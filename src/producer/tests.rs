@@ -90,11 +90,17 @@ fn librdkafka_errors_sort_into_retryable_and_permanent() {
 }
 
 #[tokio::test]
-async fn a_record_whose_deadline_has_passed_is_not_handed_to_librdkafka() {
+async fn a_record_whose_deadline_has_passed_is_not_handed_to_librdkafka_nor_counted_as_a_delivery()
+{
     let (_cluster, _, sink) = one_topic_sink();
     let record = record();
     let expired = sink.send(&record, Instant::now()).await;
     assert_eq!(expired, Err(ProduceError::Timeout));
+    let text = String::from_utf8(sink.metrics.render()).expect("utf-8");
+    assert!(
+        !text.contains(r#"kafka_deliveries_total{result="timeout",topic="t"}"#),
+        "a record never sent counted as a Kafka timeout: {text}"
+    );
     // Had the first been queued, it would hold offset 0 of the one partition.
     let next = sink
         .send(&record, Instant::now() + Duration::from_secs(30))
