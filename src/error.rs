@@ -79,6 +79,38 @@ impl Outcome {
     }
 }
 
+/// What was wrong with a refused `Content-Type`: each answer says what to send instead, so a
+/// sender is never told to send what it already sent.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum MediaRefusal {
+    /// Not `application/json` nor `application/*+json`.
+    NotJson,
+    /// `application/cloudevents+json` and its batch form: copied into the record, they would
+    /// tell a CloudEvents reader the value is a structured event, and it is a webhook body.
+    CloudEvents,
+    /// A `charset` other than UTF-8, the only encoding of JSON (RFC 8259, section 8.1).
+    Charset,
+    /// Over 256 bytes, not visible ASCII, or a quote left open: no media type to read.
+    Malformed,
+}
+
+impl MediaRefusal {
+    pub fn message(self) -> &'static str {
+        match self {
+            MediaRefusal::NotJson => "content type must be application/json (or application/*+json)",
+            MediaRefusal::CloudEvents => {
+                "content type must be application/json: the body is stored as the webhook it is, not as a CloudEvent"
+            }
+            MediaRefusal::Charset => {
+                "content type must be application/json in UTF-8 (charset=utf-8, or no charset)"
+            }
+            MediaRefusal::Malformed => {
+                "content type is malformed or longer than 256 bytes; send application/json"
+            }
+        }
+    }
+}
+
 /// Why a webhook was not accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
@@ -88,8 +120,8 @@ pub enum WebhookError {
     MethodNotAllowed,
     #[error("authentication failed ({})", .0.as_str())]
     Unauthorized(AuthFailure),
-    #[error("content type must be application/json (or application/*+json), in UTF-8")]
-    UnsupportedMediaType,
+    #[error("{}", .0.message())]
+    UnsupportedMediaType(MediaRefusal),
     #[error("the body must be sent uncompressed (no Content-Encoding but identity)")]
     UnsupportedEncoding,
     #[error("body is larger than {limit} bytes")]
@@ -116,7 +148,7 @@ impl WebhookError {
             WebhookError::NotFound => Outcome::NotFound,
             WebhookError::MethodNotAllowed => Outcome::MethodNotAllowed,
             WebhookError::Unauthorized(_) => Outcome::Unauthorized,
-            WebhookError::UnsupportedMediaType | WebhookError::UnsupportedEncoding => {
+            WebhookError::UnsupportedMediaType(_) | WebhookError::UnsupportedEncoding => {
                 Outcome::UnsupportedMediaType
             }
             WebhookError::TooLarge { .. } => Outcome::TooLarge,
@@ -137,7 +169,7 @@ impl WebhookError {
             WebhookError::NotFound => "not_found",
             WebhookError::MethodNotAllowed => "method_not_allowed",
             WebhookError::Unauthorized(_) => "unauthorized",
-            WebhookError::UnsupportedMediaType | WebhookError::UnsupportedEncoding => {
+            WebhookError::UnsupportedMediaType(_) | WebhookError::UnsupportedEncoding => {
                 "unsupported_media_type"
             }
             WebhookError::TooLarge { .. } | WebhookError::Produce(ProduceError::TooLarge) => {

@@ -11,7 +11,7 @@ use http_body_util::BodyExt;
 use hyper::body::Body;
 use sha2::{Digest, Sha256};
 
-use crate::error::WebhookError;
+use crate::error::{MediaRefusal, WebhookError};
 
 // A `HeaderName` rather than a `&str`: inserting a header by a non-standard `&str` name
 // allocates that name on every call.
@@ -86,27 +86,31 @@ pub(super) fn content_type(headers: &HeaderMap) -> Result<&str, WebhookError> {
         return Ok("application/json");
     };
     if value.len() > MAX_CONTENT_TYPE {
-        return Err(WebhookError::UnsupportedMediaType);
+        return Err(WebhookError::UnsupportedMediaType(MediaRefusal::Malformed));
     }
     let text = value
         .to_str()
-        .map_err(|_| WebhookError::UnsupportedMediaType)?;
+        .map_err(|_| WebhookError::UnsupportedMediaType(MediaRefusal::Malformed))?;
     let (media, params) = text.split_once(';').unwrap_or((text, ""));
-    let media = media.trim();
     let (kind, sub) = media
+        .trim()
         .split_once('/')
-        .ok_or(WebhookError::UnsupportedMediaType)?;
+        .ok_or(WebhookError::UnsupportedMediaType(MediaRefusal::NotJson))?;
     let sub = sub.as_bytes();
     let json = sub.eq_ignore_ascii_case(b"json")
         || (sub.len() > 5 && sub[sub.len() - 5..].eq_ignore_ascii_case(b"+json"));
+    if !kind.eq_ignore_ascii_case("application") || !json {
+        return Err(WebhookError::UnsupportedMediaType(MediaRefusal::NotJson));
+    }
     // Copied into the record, `application/cloudevents...` would tell a CloudEvents reader the
     // value is a structured event (Kafka binding, section 3): it is a webhook body.
-    let cloudevent = sub.len() >= 11 && sub[..11].eq_ignore_ascii_case(b"cloudevents");
-    if kind.eq_ignore_ascii_case("application") && json && !cloudevent && utf8_or_unsaid(params) {
-        Ok(text)
-    } else {
-        Err(WebhookError::UnsupportedMediaType)
+    if sub.len() >= 11 && sub[..11].eq_ignore_ascii_case(b"cloudevents") {
+        return Err(WebhookError::UnsupportedMediaType(
+            MediaRefusal::CloudEvents,
+        ));
     }
+    utf8_or_unsaid(params).map_err(WebhookError::UnsupportedMediaType)?;
+    Ok(text)
 }
 
 /// No content coding but `identity`: the body as sent becomes the record's value byte for byte,
@@ -130,11 +134,11 @@ pub(super) fn identity_encoding(headers: &HeaderMap) -> Result<(), WebhookError>
 /// case, quoted or not). JSON is UTF-8 (RFC 8259, section 8.1), and the body is checked to be; a
 /// record whose copied `Content-Type` named another charset would tell consumers to decode the
 /// same bytes differently.
-fn utf8_or_unsaid(mut rest: &str) -> bool {
+fn utf8_or_unsaid(mut rest: &str) -> Result<(), MediaRefusal> {
     loop {
         rest = rest.trim_start_matches([' ', '\t', ';']);
         if rest.is_empty() {
-            return true;
+            return Ok(());
         }
         let name_end = rest.find(['=', ';']).unwrap_or(rest.len());
         let name = rest[..name_end].trim();
@@ -161,7 +165,7 @@ fn utf8_or_unsaid(mut rest: &str) -> bool {
                 }
                 // An unterminated quote: not a media type anyone can read the same way.
                 let Some(end) = end else {
-                    return false;
+                    return Err(MediaRefusal::Malformed);
                 };
                 (unescaped(&quoted[..end]), &quoted[end + 1..])
             }
@@ -174,7 +178,7 @@ fn utf8_or_unsaid(mut rest: &str) -> bool {
             && !value.eq_ignore_ascii_case("utf-8")
             && !value.eq_ignore_ascii_case("utf8")
         {
-            return false;
+            return Err(MediaRefusal::Charset);
         }
         rest = next;
     }

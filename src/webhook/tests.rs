@@ -7,6 +7,7 @@ use http::HeaderMap;
 
 use super::*;
 use crate::config::Config;
+use crate::error::MediaRefusal;
 use crate::producer::ProduceError;
 
 /// Topic, key and value of each record sent.
@@ -149,11 +150,10 @@ async fn refusals_before_the_body_never_reach_the_sink() {
         .expect("request");
     let refused = hook.handle(wrong_type).await;
     assert_eq!(refused.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    // The sender learns what to send, charset included (a latin-1 label is refused too).
+    // The sender learns what to send.
     let body = refused.into_body().into_inner().expect("full body");
     assert!(
-        String::from_utf8_lossy(&body)
-            .contains("application/json (or application/*+json), in UTF-8"),
+        String::from_utf8_lossy(&body).contains("must be application/json (or application/*+json)"),
         "{body:?}"
     );
     assert!(sink.seen.lock().expect("lock").is_empty());
@@ -241,6 +241,51 @@ fn json_content_types_are_recognised() {
     assert!(!check(r#"application/json; charset="utf-8"#));
     let long: &'static str = format!("application/json; x={}", "y".repeat(300)).leak();
     assert!(!check(long), "copied into every record: kept short");
+}
+
+#[test]
+fn each_refused_content_type_is_told_what_was_wrong_with_it() {
+    let why = |v: &[u8]| {
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_TYPE, HeaderValue::from_bytes(v).expect("header"));
+        match content_type(&h) {
+            Ok(_) => None,
+            Err(WebhookError::UnsupportedMediaType(r)) => Some(r),
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(why(b"application/json; charset=utf-8"), None);
+    assert_eq!(why(b"text/plain"), Some(MediaRefusal::NotJson));
+    assert_eq!(why(b"json"), Some(MediaRefusal::NotJson));
+    assert_eq!(
+        why(b"application/cloudevents+json"),
+        Some(MediaRefusal::CloudEvents)
+    );
+    assert_eq!(
+        why(b"application/json; charset=latin1"),
+        Some(MediaRefusal::Charset)
+    );
+    assert_eq!(
+        why(br#"application/json; charset="utf-8"#),
+        Some(MediaRefusal::Malformed)
+    );
+    assert_eq!(
+        why(b"application/json; x=\xff"),
+        Some(MediaRefusal::Malformed)
+    );
+    let long = format!("application/json; x={}", "y".repeat(300));
+    assert_eq!(why(long.as_bytes()), Some(MediaRefusal::Malformed));
+    // Four different answers, none telling the sender to send what it sent.
+    let messages: std::collections::BTreeSet<_> = [
+        MediaRefusal::NotJson,
+        MediaRefusal::CloudEvents,
+        MediaRefusal::Charset,
+        MediaRefusal::Malformed,
+    ]
+    .map(MediaRefusal::message)
+    .into();
+    assert_eq!(messages.len(), 4);
+    assert!(messages.iter().all(|m| m.contains("application/json")));
 }
 
 #[test]
