@@ -137,6 +137,7 @@ pub async fn run(
     // take a while for a large one), /readyz 503 until everything is in place.
     let health = Arc::new(Health::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let admin_addr = listeners.admin.local_addr();
     let admin = tokio::spawn(admin::serve(
         listeners.admin,
         health.clone(),
@@ -259,6 +260,7 @@ pub async fn run(
     };
     tracing::info!(
         listen = %listeners.webhook.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        admin = %admin_addr.map(|a| a.to_string()).unwrap_or_default(),
         path = %config.webhook_path,
         "accepting webhooks"
     );

@@ -5,48 +5,46 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{PASS, USER};
+use common::{Spawned, PASS, USER};
 
 const BIN: &str = env!("CARGO_BIN_EXE_qikchat-bridge");
 const TOPIC: &str = "whatsapp.message.status";
 
-fn start(bootstrap: &str, spool: &std::path::Path, port: u16, admin: u16) -> Child {
-    Command::new(BIN)
-        .args([
-            "--kafka-brokers",
-            bootstrap,
-            "--auth",
-            &format!("{USER}:{PASS}"),
-            "--ack-timeout",
-            "1s",
-        ])
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--admin-listen",
-            &format!("127.0.0.1:{admin}"),
-        ])
-        .arg("--spool-dir")
-        .arg(spool)
-        .env_clear()
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the bridge")
+fn start(bootstrap: &str, spool: &std::path::Path) -> Spawned {
+    Spawned::start(
+        Command::new(BIN)
+            .args([
+                "--kafka-brokers",
+                bootstrap,
+                "--auth",
+                &format!("{USER}:{PASS}"),
+                "--ack-timeout",
+                "1s",
+            ])
+            .args(common::ANY_PORTS)
+            .arg("--spool-dir")
+            .arg(spool)
+            .env_clear()
+            .env("RUST_LOG", common::LOG_FILTER)
+            .stdout(Stdio::null()),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_answered_200_survive_a_sigkill_and_a_torn_tail_while_kafka_is_down() {
     let (cluster, bootstrap) = common::cluster_with_broker_down(TOPIC);
     let dir = tempfile::tempdir().expect("tempdir");
-    let [port, admin] = common::free_ports();
-    let mut child = start(&bootstrap, dir.path(), port, admin);
+    let Spawned {
+        mut child,
+        port,
+        admin,
+        ..
+    } = start(&bootstrap, dir.path());
     common::wait_ready_at(admin).await;
 
     // Load that is still running when the process dies: senders that keep going until the
@@ -108,10 +106,10 @@ async fn records_answered_200_survive_a_sigkill_and_a_torn_tail_while_kafka_is_d
         .expect("tear");
 
     cluster.broker_up(1).expect("up");
-    let mut child = start(&bootstrap, dir.path(), port, admin);
-    common::wait_ready_at(admin).await;
+    let mut restarted = start(&bootstrap, dir.path());
+    common::wait_ready_at(restarted.admin).await;
 
     common::wait_all_stored(&bootstrap, TOPIC, &accepted).await;
-    child.kill().expect("stop");
-    let _ = child.wait();
+    restarted.child.kill().expect("stop");
+    let _ = restarted.child.wait();
 }

@@ -8,7 +8,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{PASS, USER};
+use common::{Spawned, PASS, USER};
 
 const BIN: &str = env!("CARGO_BIN_EXE_qikchat-bridge");
 const TOPIC: &str = "whatsapp.message.status";
@@ -17,26 +17,24 @@ const TOPIC: &str = "whatsapp.message.status";
 async fn a_full_disk_answers_503_stops_the_bridge_and_every_200_reaches_kafka_after_a_restart() {
     let (cluster, bootstrap) = common::cluster_with_broker_down(TOPIC);
     let dir = tempfile::tempdir().expect("tempdir");
-    let log = dir.path().join("stderr.log");
     let spool = dir.path().join("spool");
-    let [port, admin] = common::free_ports();
     let flags = format!(
-        "--kafka-brokers {bootstrap} --auth {USER}:'{PASS}' --ack-timeout 1s \
-         --listen 127.0.0.1:{port} --admin-listen 127.0.0.1:{admin} --spool-dir \"$1\""
+        "--kafka-brokers {bootstrap} --auth {USER}:'{PASS}' --ack-timeout 1s {} --spool-dir \"$1\"",
+        common::ANY_PORTS.join(" ")
     );
     // 2 MiB of file size: room for the empty database and some records, then EFBIG.
     let script = format!("trap '' XFSZ; ulimit -f 4096; exec \"$0\" {flags}");
-    let mut child = Command::new("sh")
-        .args(["-c", &script, BIN])
-        .arg(&spool)
-        .env_clear()
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("start");
+    let mut bridge = Spawned::start(
+        Command::new("sh")
+            .args(["-c", &script, BIN])
+            .arg(&spool)
+            .env_clear()
+            .env("RUST_LOG", common::LOG_FILTER)
+            .stdout(Stdio::null()),
+    );
+    let (port, child) = (bridge.port, &mut bridge.child);
     let http = reqwest::Client::new();
-    common::wait_ready_at(admin).await;
+    common::wait_ready_at(bridge.admin).await;
 
     let pad = "x".repeat(60_000);
     let (mut ok, mut n503, mut unreachable) = (Vec::new(), 0, 0);
@@ -92,22 +90,21 @@ async fn a_full_disk_answers_503_stops_the_bridge_and_every_200_reaches_kafka_af
     };
     // Status 1, not a signal: it stopped on purpose rather than crashed.
     assert_eq!(status.code(), Some(1), "{status}");
-    let logged = std::fs::read_to_string(&log).expect("log");
+    let logged = bridge.log_to_end();
     assert!(logged.contains("refuses every write"), "{logged}");
 
     // Restarted with room on the disk, it replays what it answered 200 for.
     cluster.broker_up(1).expect("up");
     let restart = format!("exec \"$0\" {flags}");
-    let mut child = Command::new("sh")
-        .args(["-c", &restart, BIN])
-        .arg(&spool)
-        .env_clear()
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("restart");
+    let mut restarted = Spawned::start(
+        Command::new("sh")
+            .args(["-c", &restart, BIN])
+            .arg(&spool)
+            .env_clear()
+            .env("RUST_LOG", common::LOG_FILTER)
+            .stdout(Stdio::null()),
+    );
     common::wait_all_stored(&bootstrap, TOPIC, &ok).await;
-    let _ = child.kill();
-    let _ = child.wait();
+    let _ = restarted.child.kill();
+    let _ = restarted.child.wait();
 }

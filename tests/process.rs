@@ -7,29 +7,20 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::TEXT;
+use common::{Spawned, TEXT};
 
 const BIN: &str = env!("CARGO_BIN_EXE_qikchat-bridge");
 
-/// The bridge with no Kafka settings at all (embedded mode), on free ports.
-fn start_embedded() -> (Child, u16, u16) {
-    start_embedded_logging(Stdio::null())
-}
-
-/// The same, with its log lines (at warn) going to `stderr`.
-fn start_embedded_logging(stderr: Stdio) -> (Child, u16, u16) {
-    let [port, admin] = common::free_ports();
-    let child = Command::new(BIN)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
-        .args(["--shutdown-delay", "0s"])
-        .env_clear()
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .expect("start the bridge");
-    (child, port, admin)
+/// The bridge with no Kafka settings at all (embedded mode), on ports the kernel picks.
+fn start_embedded() -> Spawned {
+    Spawned::start(
+        Command::new(BIN)
+            .args(common::ANY_PORTS)
+            .args(["--shutdown-delay", "0s"])
+            .env_clear()
+            .env("RUST_LOG", common::LOG_FILTER)
+            .stdout(Stdio::null()),
+    )
 }
 
 /// Sends `signal` and waits (at most 20 s) for the process to exit.
@@ -54,7 +45,12 @@ fn stop_with(child: &mut Child, signal: &str) -> std::process::ExitStatus {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_no_settings_the_bridge_runs_on_its_embedded_kafka_and_takes_the_seed_credential() {
-    let (mut child, port, admin) = start_embedded();
+    let Spawned {
+        mut child,
+        port,
+        admin,
+        ..
+    } = start_embedded();
     common::wait_ready_at(admin).await;
     let http = reqwest::Client::new();
     let post = |user: &'static str, pass: &'static str| {
@@ -73,9 +69,9 @@ async fn with_no_settings_the_bridge_runs_on_its_embedded_kafka_and_takes_the_se
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_stops_the_bridge_as_sigterm_does_with_exit_0() {
-    let (mut child, _, admin) = start_embedded();
-    common::wait_ready_at(admin).await;
-    assert!(stop_with(&mut child, "-INT").success());
+    let mut bridge = start_embedded();
+    common::wait_ready_at(bridge.admin).await;
+    assert!(stop_with(&mut bridge.child, "-INT").success());
 }
 
 /// In a container the bridge is PID 1, for which the kernel drops a signal that has no handler:
@@ -85,7 +81,15 @@ async fn sigint_stops_the_bridge_as_sigterm_does_with_exit_0() {
 #[test]
 fn sigterm_during_start_up_stops_the_bridge_with_exit_0() {
     for _ in 0..5 {
-        let (mut child, _, _) = start_embedded_logging(Stdio::piped());
+        // Not `Spawned`, which waits for the bridge to be up: the signal must come before.
+        let mut child = Command::new(BIN)
+            .args(common::ANY_PORTS)
+            .env_clear()
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the bridge");
         let mut log = BufReader::new(child.stderr.take().expect("stderr"));
         // The first line (the embedded-mode warning) comes before the producer is made.
         let mut first = String::new();

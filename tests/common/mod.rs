@@ -18,6 +18,10 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+mod spawned;
+#[allow(unused_imports)] // Only the tests that start the bridge as a process use them.
+pub use spawned::{Spawned, ANY_PORTS, LOG_FILTER};
+
 pub const USER: &str = "qikchat";
 pub const PASS: &str = "correct horse battery staple";
 pub const PARTITIONS: i32 = 3;
@@ -335,15 +339,6 @@ impl Drop for TestApp {
             let _ = tx.send(());
         }
     }
-}
-
-/// `N` distinct loopback ports free right now (for bridges started as processes). All are held
-/// until the last is found: taken one at a time, the kernel may hand out the same port twice.
-pub fn free_ports<const N: usize>() -> [u16; N] {
-    let held: Vec<std::net::TcpListener> = (0..N)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    std::array::from_fn(|i| held[i].local_addr().expect("addr").port())
 }
 
 /// The `request-id` headers of every record in `topic`, read from the beginning for 2 s.
