@@ -48,14 +48,19 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-port=$(free_port); admin=$(free_port)
+source .ci/lib/ports.sh
 # LZ4 on purpose: the default is no compression, and the consumers must also read what an
 # operator may turn on (the Node example brings its own LZ4 codec).
-"$bin" --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" --log-format json \
+"$bin" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --log-format json \
   -X compression.type=lz4 \
   >"$work/bridge.log" 2>&1 </dev/null &
 pid=$!
+if ! ports=$(bridge_ports "$work/bridge.log" "$pid"); then
+  echo "the bridge did not start serving; its log:" >&2
+  cat "$work/bridge.log" >&2
+  exit 1
+fi
+read -r port admin <<<"$ports"
 ready=
 for _ in $(seq 1 150); do
   if curl -fs "http://127.0.0.1:$admin/readyz" >/dev/null 2>&1; then ready=1; break; fi

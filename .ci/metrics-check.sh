@@ -6,14 +6,15 @@
 set -euo pipefail
 bin=${1:-target/debug/qikchat-bridge}
 work=$(mktemp -d)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-port=$(free_port); admin=$(free_port)
+source .ci/lib/ports.sh
 # Statistics every 200 ms, so the families fed by librdkafka's statistics are there to compare.
-"$bin" --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" --log-format json \
+"$bin" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --log-format json \
   --spool-dir "$work/spool" -X statistics.interval.ms=200 >"$work/log" 2>&1 &
 pid=$!
 # On any failure the bridge's own log says why (it is deleted with the rest).
 trap 'rc=$?; kill $pid 2>/dev/null || true; if [ $rc -ne 0 ]; then echo "bridge log:"; sed "s/^/  /" "$work/log"; fi; rm -rf "$work"' EXIT
+ports=$(bridge_ports "$work/log" $pid) || { echo "the bridge did not start serving within 30 s" >&2; exit 1; }
+read -r port admin <<<"$ports"
 ready=""
 for _ in $(seq 1 100); do
   curl -fs "http://127.0.0.1:$admin/readyz" >/dev/null 2>&1 && { ready=1; break; }

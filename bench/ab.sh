@@ -49,7 +49,8 @@ pids+=("$kafka_pid")
 declare -A addr pid
 for side in a b; do
   bin_var=bin_$side flags_var=flags_$side
-  listen=127.0.0.1:$(free_port) admin=127.0.0.1:$(free_port)
+  read -r listen admin <<<"$(free_ports 2)"
+  listen=127.0.0.1:$listen admin=127.0.0.1:$admin
   bridge_cmd "${!bin_var}" "$brokers" "$listen" "$admin"
   # Word splitting of FLAGS is wanted: it is a list of arguments.
   # shellcheck disable=SC2086

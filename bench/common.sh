@@ -25,7 +25,15 @@ bridge_cmd() {
        --admin-listen "$4" --log-format json)
 }
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# free_ports N: N distinct loopback ports free now, on one line. All are held until the last is
+# found: asked one at a time, the kernel may hand out the same free port twice.
+free_ports() {
+  python3 -c 'import socket, sys
+held = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in held:
+    s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in held))' "$1"
+}
 
 # start_dev_kafka BRIDGE_BIN DIR: runs `BRIDGE_BIN dev-kafka` in the background, its output in
 # DIR/dev-kafka.out and .log, and waits for its address. Sets kafka_pid and brokers; returns 1
@@ -92,12 +100,14 @@ start_server() {
   local -a cmd
   bin=$(server_bin "$name") || return 1
   [ -x "$loadgen" ] || { echo "$loadgen is missing: run bench/run.sh once" >&2; return 1; }
-  listen=127.0.0.1:$(free_port)
+  local ports
+  read -r -a ports <<<"$(free_ports 2)"
+  listen=127.0.0.1:${ports[0]}
   kafka_pid=
   if [ "$name" = ceiling ]; then
     cmd=("$bin" --listen "$listen") ready_url=http://$listen/readyz
   else
-    admin=127.0.0.1:$(free_port)
+    admin=127.0.0.1:${ports[1]}
     kafka_bin=$(server_bin bridge) || return 1
     start_dev_kafka "$kafka_bin" "$dir" || return 1
     pids+=("$kafka_pid")

@@ -33,7 +33,8 @@ pids+=("$kafka_pid")
 
 times=()
 for i in $(seq "$starts"); do
-  listen=127.0.0.1:$(free_port) admin=127.0.0.1:$(free_port)
+  read -r listen admin <<<"$(free_ports 2)"
+  listen=127.0.0.1:$listen admin=127.0.0.1:$admin
   bridge_cmd "$bridge" "$brokers" "$listen" "$admin"
   if ! fork_until_ready "$loadgen" "http://$admin/readyz" "$tmp/ready" "$tmp/bridge.log" \
     "${cmd[@]}" ${extra[@]+"${extra[@]}"}; then

@@ -170,11 +170,7 @@ start() {
   eval "${name}_pid=$server_pid"
 }
 
-ceiling_port=$(free_port)
-bridge_port=$(free_port)
-admin_port=$(free_port)
-nokafka_port=$(free_port)
-nokafka_admin_port=$(free_port)
+read -r ceiling_port bridge_port admin_port nokafka_port nokafka_admin_port <<<"$(free_ports 5)"
 
 section "starting the ceiling (bare hyper) on 127.0.0.1:$ceiling_port"
 start ceiling "http://127.0.0.1:$ceiling_port/readyz" "$ceiling_bin" --listen "127.0.0.1:$ceiling_port"
