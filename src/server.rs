@@ -69,10 +69,19 @@ pub async fn serve_with<H, F>(
         // drop a future whose record librdkafka sends anyway. With it, the answer is written
         // when the delivery report comes and a gone client fails that write.
         .half_close(true)
+        // hyper's default (~408 KiB) is what a request head may fill before it answers 431, and
+        // every connection may, before anyone is authenticated: 4096 of them held 1.6 GiB.
+        // Qikchat's heads are under 1 KiB; bodies are read through it 16 KiB at a time.
+        .max_buf_size(READ_BUFFER_BYTES)
         .header_read_timeout(options.header_read_timeout);
     builder
         .http2()
         .timer(TokioTimer::new())
+        // hyper's windows (1 MiB each) let a peer park a MiB of DATA per connection before a
+        // handler reads or drops it; webhooks are 1-3 KiB, so the RFC's 64 KiB per stream loses
+        // nothing, and a large body only waits for window updates.
+        .initial_stream_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW)
         .max_concurrent_streams(256)
         // Pings find peers that vanished without a FIN, which would otherwise keep a
         // connection's permit for good.
@@ -136,6 +145,9 @@ pub async fn serve_with<H, F>(
             // that answers them could hold a permit without ever sending another request.
             let ended = loop {
                 tokio::select! {
+                    // The connection first: a request that arrived as the timer fired must be
+                    // seen (and counted open) before the timer's branch judges it idle.
+                    biased;
                     ended = &mut conn => break ended,
                     () = tokio::time::sleep(idle) => {
                         if activity.idle_for() >= idle {
@@ -170,6 +182,12 @@ pub async fn serve_with<H, F>(
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
 }
+
+/// The most an HTTP/1 connection buffers while it reads: a longer request head gets 431.
+pub const READ_BUFFER_BYTES: usize = 16 * 1024;
+/// HTTP/2 flow-control windows: what a peer may send before the bridge has read it.
+const H2_STREAM_WINDOW: u32 = 64 * 1024;
+const H2_CONNECTION_WINDOW: u32 = 256 * 1024;
 
 /// A connection's requests: how many are open, and since when it has had none.
 #[derive(Debug)]
