@@ -260,7 +260,10 @@ impl<'de, const CAREFUL: bool> Visitor<'de> for EnvelopeVisitor<CAREFUL> {
         let payload = payload.unwrap_or_default();
         Ok(Ok(Envelope {
             event,
-            message_id: payload.id,
+            // A header value, and perhaps the key: a control character there (a CR LF, say)
+            // would reach every consumer that forwards record headers. The id is only dropped,
+            // not the event: the body itself is stored as sent.
+            message_id: payload.id.filter(|id| !id.chars().any(char::is_control)),
             to: payload.to,
             from: payload.from,
         }))

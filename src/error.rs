@@ -90,7 +90,8 @@ pub enum MediaRefusal {
     CloudEvents,
     /// A `charset` other than UTF-8, the only encoding of JSON (RFC 8259, section 8.1).
     Charset,
-    /// Over 256 bytes, not visible ASCII, or a quote left open: no media type to read.
+    /// Over 256 bytes, not visible ASCII, a quote left open, or given twice: no one media type
+    /// to read.
     Malformed,
 }
 
@@ -105,7 +106,7 @@ impl MediaRefusal {
                 "content type must be application/json in UTF-8 (charset=utf-8, or no charset)"
             }
             MediaRefusal::Malformed => {
-                "content type is malformed or longer than 256 bytes; send application/json"
+                "content type is malformed, given twice or longer than 256 bytes; send application/json"
             }
         }
     }

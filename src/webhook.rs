@@ -180,7 +180,15 @@ impl<S: Sink> Webhook<S> {
         if parts.method != Method::POST {
             return Err(WebhookError::MethodNotAllowed);
         }
-        let auth = parts.headers.get(AUTHORIZATION).map(HeaderValue::as_bytes);
+        let mut auths = parts.headers.get_all(AUTHORIZATION).iter();
+        let auth = auths.next().map(HeaderValue::as_bytes);
+        // Two credentials are none (an empty value is malformed): which one a proxy in front
+        // checked or logged, the bridge cannot tell.
+        let auth = if auths.next().is_some() {
+            Some(&b""[..])
+        } else {
+            auth
+        };
         if let Err(reason) = self.credentials.load().check(auth) {
             self.metrics.auth_failure(reason);
             return Err(WebhookError::Unauthorized(reason));

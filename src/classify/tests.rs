@@ -41,9 +41,26 @@ fn fields_are_borrowed_from_the_body_when_unescaped() {
 
 #[test]
 fn escaped_strings_are_decoded() {
-    let e = classify(br#"{"ev\u0065nt":"a\u003ab","payload":{"id":"x\ny"}}"#).expect("valid");
+    let e = classify(br#"{"ev\u0065nt":"a\u003ab","payload":{"id":"x\u0079\"z"}}"#).expect("valid");
     assert_eq!(e.event, "a:b");
-    assert_eq!(e.message_id.as_deref(), Some("x\ny"));
+    assert_eq!(e.message_id.as_deref(), Some("xy\"z"));
+}
+
+#[test]
+fn an_id_with_a_control_character_is_no_message_id_but_the_event_passes() {
+    // It would be the `message-id` header (and perhaps the key): a CR LF there reaches every
+    // consumer that forwards record headers. The body is stored as sent either way.
+    for id in [
+        r#""wamid.1\r\nX-Injected: 1""#,
+        r#""a\u0000b""#,
+        r#""a\u0085b""#,
+    ] {
+        let body =
+            format!(r#"{{"event":"whatsapp:message:status","payload":{{"id":{id},"to":"+91"}}}}"#);
+        let e = classify(body.as_bytes()).unwrap_or_else(|err| panic!("{id}: {err}"));
+        assert_eq!(e.message_id, None, "{id}");
+        assert_eq!(e.to.as_deref(), Some("+91"));
+    }
 }
 
 #[test]

@@ -82,10 +82,13 @@ const MAX_CONTENT_TYPE: usize = 256;
 
 /// JSON, or nothing said: anything else is refused before the body is read.
 pub(super) fn content_type(headers: &HeaderMap) -> Result<&str, WebhookError> {
-    let Some(value) = headers.get(CONTENT_TYPE) else {
+    let mut values = headers.get_all(CONTENT_TYPE).iter();
+    let Some(value) = values.next() else {
         return Ok("application/json");
     };
-    if value.len() > MAX_CONTENT_TYPE {
+    // A single-value field (RFC 9110, section 5.3): with two, a proxy may have read the other
+    // one than the record would carry.
+    if values.next().is_some() || value.len() > MAX_CONTENT_TYPE {
         return Err(WebhookError::UnsupportedMediaType(MediaRefusal::Malformed));
     }
     let text = value

@@ -143,6 +143,13 @@ async fn refusals_before_the_body_never_reach_the_sink() {
         hook.handle(no_auth).await.status(),
         StatusCode::UNAUTHORIZED
     );
+    // The right credential twice is still two: which one did a proxy in front check?
+    let twice = Request::post("/webhook")
+        .header(AUTHORIZATION, "Basic dTpw")
+        .header(AUTHORIZATION, "Basic dTpw")
+        .body(Full::new(Bytes::from_static(STATUS)))
+        .expect("request");
+    assert_eq!(hook.handle(twice).await.status(), StatusCode::UNAUTHORIZED);
     let wrong_type = Request::post("/webhook")
         .header(AUTHORIZATION, "Basic dTpw")
         .header(CONTENT_TYPE, "application/xml")
@@ -275,6 +282,13 @@ fn each_refused_content_type_is_told_what_was_wrong_with_it() {
     );
     let long = format!("application/json; x={}", "y".repeat(300));
     assert_eq!(why(long.as_bytes()), Some(MediaRefusal::Malformed));
+    let mut twice = HeaderMap::new();
+    twice.append(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    twice.append(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    assert!(matches!(
+        content_type(&twice),
+        Err(WebhookError::UnsupportedMediaType(MediaRefusal::Malformed))
+    ));
     // Four different answers, none telling the sender to send what it sent.
     let messages: std::collections::BTreeSet<_> = [
         MediaRefusal::NotJson,
