@@ -211,7 +211,7 @@ impl<S: Sink> Webhook<S> {
         let _admitted = self.admit()?;
         // Held until the request ends, with the body (hyper frames it by its Content-Length, so
         // it cannot be longer); a body of unknown length may take up to the largest.
-        let _body_bytes = self
+        let mut body_bytes = self
             .body_budget
             .reserve(declared.unwrap_or(self.max_body_bytes as u64))
             .ok_or(WebhookError::Overloaded(
@@ -222,6 +222,7 @@ impl<S: Sink> Webhook<S> {
         let body = self.read_body(body, too_large).await;
         *body_read = Some(started.elapsed());
         let body = body?;
+        body_bytes.shrink_to(body.len() as u64);
         self.metrics.body_bytes.observe(body.len() as f64);
         if body.is_empty() {
             return Err(WebhookError::EmptyBody);

@@ -178,3 +178,51 @@ async fn a_request_head_beyond_the_read_buffer_gets_431_before_anyone_is_authent
     // A real webhook's head is far below it.
     assert_eq!(app.post(STATUS).await.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_body_once_read_holds_only_its_own_size_while_kafka_is_waited_for() {
+    let app = TestApp::start(&[
+        "--max-body-bytes",
+        "200000",
+        "--max-in-flight-bytes",
+        "300000",
+        "--ack-timeout",
+        "30s",
+    ])
+    .await;
+    // Kafka away: each request is in flight for as long as the test needs.
+    app.cluster.broker_down(1).expect("down");
+    let pad = "x".repeat(100_000);
+    let body = format!(
+        r#"{{"event":"whatsapp:message:status","payload":{{"id":"c1","to":"+91","pad":"{pad}"}}}}"#
+    );
+    let mut chunked = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    let request = format!(
+        "POST /webhook HTTP/1.1\r\nhost: x\r\nauthorization: {}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+        basic_auth_header(),
+        body.len(),
+    );
+    chunked.write_all(request.as_bytes()).await.expect("write");
+    eventually(
+        "the chunked request is read and waits for Kafka",
+        async || {
+            let (_, metrics) = app.admin_get("/metrics").await;
+            metrics.contains("qikchat_bridge_request_body_bytes_count 1")
+        },
+    )
+    .await;
+    // Reserved at the largest (200000) while unread, it now holds its ~100 KB: a declared body
+    // of 190000 bytes fits beside it (it would not beside 200000).
+    let mut large = STATUS.to_vec();
+    large.resize(190_000, b' ');
+    let _second = raw_request(app.addr, large.len(), &large).await;
+    eventually("both are in flight", async || app.in_flight().await == 2).await;
+    let (_, metrics) = app.admin_get("/metrics").await;
+    assert!(
+        metrics.contains(r#"qikchat_bridge_requests_total{outcome="overloaded",status="503"} 0"#),
+        "{metrics}"
+    );
+    drop(chunked);
+}

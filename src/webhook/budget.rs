@@ -59,6 +59,23 @@ impl BodyBudget {
     }
 }
 
+impl Reserved<'_> {
+    /// Holds only `bytes` from now on (never more than reserved): a body of unknown length is
+    /// reserved at the largest, and once read it holds what it is for the rest of its request
+    /// (through the whole wait for Kafka), not what it might have been.
+    pub fn shrink_to(&mut self, bytes: u64) {
+        let keep = if bytes <= SMALL_BODY {
+            0
+        } else {
+            bytes.min(self.bytes)
+        };
+        self.budget
+            .held
+            .fetch_sub(self.bytes - keep, Ordering::Relaxed);
+        self.bytes = keep;
+    }
+}
+
 impl Drop for Reserved<'_> {
     fn drop(&mut self) {
         if self.bytes > 0 {
@@ -86,6 +103,21 @@ mod tests {
         drop((b, c));
         assert_eq!(budget.held(), 0);
         assert!(budget.reserve(u64::MAX).is_none(), "no overflow");
+        assert_eq!(budget.held(), 0);
+    }
+
+    #[test]
+    fn a_reservation_shrinks_to_the_body_it_turned_out_to_be() {
+        let budget = BodyBudget::new(10 * K);
+        let mut unknown = budget.reserve(8 * K).expect("fits");
+        unknown.shrink_to(3 * K);
+        assert_eq!(budget.held(), 3 * K);
+        unknown.shrink_to(5 * K);
+        assert_eq!(budget.held(), 3 * K, "never grows");
+        let mut small = budget.reserve(7 * K).expect("room again");
+        small.shrink_to(100);
+        assert_eq!(budget.held(), 3 * K, "a small body holds nothing");
+        drop((unknown, small));
         assert_eq!(budget.held(), 0);
     }
 

@@ -2,7 +2,7 @@
 //! the request id, the body as one buffer and its digest.
 
 use std::io::Write;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use http::header::{HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
@@ -18,8 +18,12 @@ use crate::error::{MediaRefusal, WebhookError};
 pub(super) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The body's data frames as one buffer. A body that arrived in one frame (a webhook usually
-/// does) is handed on as that frame, without the copy and list that `collect()` makes.
+/// does) is handed on as that frame, without the copy and list that `collect()` makes. One in
+/// several frames is joined in a buffer of its declared length, or, without one, copied to its
+/// own size at the end: a buffer that grew by doubling could hold twice what the in-flight
+/// bytes count for it.
 pub(super) async fn concat<B: Body<Data = Bytes>>(body: B) -> Result<Bytes, B::Error> {
+    let declared = usize::try_from(body.size_hint().lower()).unwrap_or(0);
     let mut body = std::pin::pin!(body);
     let mut first: Option<Bytes> = None;
     let mut joined: Option<BytesMut> = None;
@@ -30,7 +34,7 @@ pub(super) async fn concat<B: Body<Data = Bytes>>(body: B) -> Result<Bytes, B::E
         if let Some(joined) = joined.as_mut() {
             joined.extend_from_slice(&data);
         } else if let Some(head) = first.take() {
-            let mut buf = BytesMut::with_capacity(head.len() + data.len());
+            let mut buf = BytesMut::with_capacity(declared.max(head.len() + data.len()));
             buf.extend_from_slice(&head);
             buf.extend_from_slice(&data);
             joined = Some(buf);
@@ -38,8 +42,15 @@ pub(super) async fn concat<B: Body<Data = Bytes>>(body: B) -> Result<Bytes, B::E
             first = Some(data);
         }
     }
-    Ok(joined.map(BytesMut::freeze).or(first).unwrap_or_default())
+    Ok(match joined {
+        Some(buf) if buf.capacity() > buf.len() + buf.len() / 8 => Bytes::copy_from_slice(&buf),
+        Some(buf) => buf.freeze(),
+        None => first.unwrap_or_default(),
+    })
 }
+
+/// 9999-12-31T23:59:59.999Z, the last time four digits of year can say, after the epoch.
+const LAST_RFC3339: Duration = Duration::from_millis(253_402_300_799_999);
 
 /// A time as RFC 3339 UTC with milliseconds ("2026-11-24T19:00:37.123Z"), formatted on the stack.
 pub(super) struct Rfc3339Millis {
@@ -50,6 +61,15 @@ pub(super) struct Rfc3339Millis {
 impl Rfc3339Millis {
     pub(super) fn new(time: SystemTime) -> Rfc3339Millis {
         let mut buf = [0u8; 32];
+        // humantime panics on a time before 1970 and fails from the year 10000 on, which `write!`
+        // to a slice turns into a panic too: a clock that far off (a VM's reset clock) gets an
+        // empty value rather than a panic in every request.
+        if !time
+            .duration_since(UNIX_EPOCH)
+            .is_ok_and(|since| since <= LAST_RFC3339)
+        {
+            return Rfc3339Millis { buf, len: 0 };
+        }
         let mut rest = &mut buf[..];
         // 24 bytes until the year 10000; humantime writes ASCII only.
         let len = match write!(rest, "{}", humantime::format_rfc3339_millis(time)) {

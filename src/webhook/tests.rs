@@ -312,6 +312,10 @@ fn received_at_is_rfc3339_utc_with_milliseconds() {
     assert_eq!(at(1_764_010_837_123), "2025-11-24T19:00:37.123Z");
     assert_eq!(at(0), "1970-01-01T00:00:00.000Z");
     assert_eq!(at(253_402_300_799_999), "9999-12-31T23:59:59.999Z");
+    // A clock out of that range gets an empty value; humantime would panic on both.
+    assert_eq!(at(253_402_300_800_000), "");
+    let before_1970 = Rfc3339Millis::new(UNIX_EPOCH - Duration::from_secs(1));
+    assert_eq!(before_1970.as_str(), "");
 }
 
 #[test]
@@ -346,6 +350,23 @@ async fn a_body_in_several_frames_is_joined_byte_for_byte_and_trailers_are_skipp
     ];
     let body = StreamBody::new(futures_util::stream::iter(frames));
     assert_eq!(concat(body).await.expect("body"), &b"{\"event\":\"x\"}"[..]);
+}
+
+#[tokio::test]
+async fn a_body_in_many_frames_holds_no_more_memory_than_its_size() {
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+    // 65 frames of 16 KiB, as an HTTP/2 or chunked body may come: grown by doubling, the buffer
+    // would end at 2 MiB for 1 MiB and change, against what the in-flight bytes count.
+    let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = (0..65)
+        .map(|_| Ok(Frame::data(Bytes::from(vec![b' '; 16 * 1024]))))
+        .collect();
+    let body = concat(StreamBody::new(futures_util::stream::iter(frames)))
+        .await
+        .expect("body");
+    assert_eq!(body.len(), 65 * 16 * 1024);
+    let held = body.try_into_mut().expect("sole owner").capacity();
+    assert!(held <= 65 * 16 * 1024 * 9 / 8, "{held} bytes held");
 }
 
 #[tokio::test]
