@@ -25,10 +25,11 @@ pub enum Outcome {
     Unavailable,
     Overloaded,
     Failed,
+    NotImplemented,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 11] = [
+    pub const ALL: [Outcome; 12] = [
         Outcome::Accepted,
         Outcome::Invalid,
         Outcome::Unauthorized,
@@ -40,6 +41,7 @@ impl Outcome {
         Outcome::Unavailable,
         Outcome::Overloaded,
         Outcome::Failed,
+        Outcome::NotImplemented,
     ];
 
     pub fn index(self) -> usize {
@@ -59,6 +61,7 @@ impl Outcome {
             Outcome::Unavailable => "unavailable",
             Outcome::Overloaded => "overloaded",
             Outcome::Failed => "failed",
+            Outcome::NotImplemented => "not_implemented",
         }
     }
 
@@ -75,6 +78,7 @@ impl Outcome {
             Outcome::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Outcome::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Outcome::Failed => StatusCode::INTERNAL_SERVER_ERROR,
+            Outcome::NotImplemented => StatusCode::NOT_IMPLEMENTED,
         }
     }
 }
@@ -125,6 +129,9 @@ pub enum WebhookError {
     UnsupportedMediaType(MediaRefusal),
     #[error("the body must be sent uncompressed (no Content-Encoding but identity)")]
     UnsupportedEncoding,
+    /// RFC 9112, section 6.1: a transfer coding the server does not understand gets 501.
+    #[error("transfer codings other than chunked are not supported: send the body uncompressed")]
+    UnsupportedTransferCoding,
     #[error("body is larger than {limit} bytes")]
     TooLarge { limit: usize },
     #[error("body was not received within {0:?}")]
@@ -152,6 +159,7 @@ impl WebhookError {
             WebhookError::UnsupportedMediaType(_) | WebhookError::UnsupportedEncoding => {
                 Outcome::UnsupportedMediaType
             }
+            WebhookError::UnsupportedTransferCoding => Outcome::NotImplemented,
             WebhookError::TooLarge { .. } => Outcome::TooLarge,
             WebhookError::BodyTimeout(_) => Outcome::BodyTimeout,
             WebhookError::BodyRead(_) | WebhookError::EmptyBody | WebhookError::Invalid(_) => {
@@ -177,6 +185,7 @@ impl WebhookError {
                 "too_large"
             }
             WebhookError::BodyTimeout(_) => "body_timeout",
+            WebhookError::UnsupportedTransferCoding => "not_implemented",
             WebhookError::BodyRead(_) | WebhookError::EmptyBody => "bad_request",
             WebhookError::Invalid(_) => "invalid_payload",
             WebhookError::Produce(ProduceError::Rejected(_)) => "internal_error",

@@ -29,7 +29,8 @@ mod parts;
 use answer::respond;
 use budget::BodyBudget;
 use parts::{
-    concat, content_type, identity_encoding, request_id, sha256_hex, Rfc3339Millis, X_REQUEST_ID,
+    chunked_only, concat, content_type, identity_encoding, request_id, sha256_hex, Rfc3339Millis,
+    X_REQUEST_ID,
 };
 
 const ACCEPTED: &[u8] = br#"{"status":"accepted"}"#;
@@ -195,6 +196,7 @@ impl<S: Sink> Webhook<S> {
         }
         let content_type = content_type(&parts.headers)?;
         identity_encoding(&parts.headers)?;
+        chunked_only(&parts.headers)?;
         let too_large = WebhookError::TooLarge {
             limit: self.max_body_bytes,
         };

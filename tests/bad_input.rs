@@ -128,6 +128,39 @@ async fn a_body_with_broken_chunked_encoding_is_refused_with_400_and_produces_no
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_coding_other_than_chunked_is_refused_with_501_and_nothing_is_dead_lettered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::start(&[]).await;
+    let mut s = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    // hyper undoes only the chunked framing: the body would arrive as gzip bytes.
+    let head = format!(
+        "POST /webhook HTTP/1.1\r\nhost: x\r\nauthorization: {}\r\ncontent-type: application/json\r\ntransfer-encoding: gzip, chunked\r\n\r\n",
+        common::basic_auth_header(),
+    );
+    s.write_all(head.as_bytes()).await.expect("write head");
+    s.write_all(b"4\r\n\x1f\x8b\x08\x00\r\n0\r\n\r\n")
+        .await
+        .expect("write body");
+    let mut answer = vec![0; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut answer))
+        .await
+        .expect("answered")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 501"), "{answer}");
+    assert!(answer.contains(r#""error":"not_implemented""#), "{answer}");
+    let (_, metrics) = app.admin_get("/metrics").await;
+    assert!(
+        metrics
+            .contains(r#"qikchat_bridge_requests_total{outcome="not_implemented",status="501"} 1"#),
+        "{metrics}"
+    );
+    assert_eq!(app.total_records().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_non_json_content_type_is_refused_with_415() {
     let app = TestApp::start(&[]).await;
     let response = app

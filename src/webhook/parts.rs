@@ -5,7 +5,7 @@ use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
-use http::header::{HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
+use http::header::{HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, TRANSFER_ENCODING};
 use http::{HeaderMap, Request};
 use http_body_util::BodyExt;
 use hyper::body::Body;
@@ -134,6 +134,24 @@ pub(super) fn content_type(headers: &HeaderMap) -> Result<&str, WebhookError> {
     }
     utf8_or_unsaid(params).map_err(WebhookError::UnsupportedMediaType)?;
     Ok(text)
+}
+
+/// No transfer coding but `chunked`, which hyper undoes: it leaves any other in place (`gzip,
+/// chunked` arrives as gzip bytes), and such a body would be dead-lettered as bytes no one can
+/// read while its sender, told 400, gives up.
+pub(super) fn chunked_only(headers: &HeaderMap) -> Result<(), WebhookError> {
+    for value in headers.get_all(TRANSFER_ENCODING) {
+        let chunked = value.to_str().is_ok_and(|v| {
+            v.split(',').all(|coding| {
+                let coding = coding.trim();
+                coding.is_empty() || coding.eq_ignore_ascii_case("chunked")
+            })
+        });
+        if !chunked {
+            return Err(WebhookError::UnsupportedTransferCoding);
+        }
+    }
+    Ok(())
 }
 
 /// No content coding but `identity`: the body as sent becomes the record's value byte for byte,
