@@ -57,6 +57,7 @@ pub struct Metrics {
     events: Vec<IntCounter>,
     auth_failures: Vec<IntCounter>,
     pub slow_responses: IntCounter,
+    cancelled: IntCounter,
     pub in_flight: IntGauge,
     pub body_bytes: Histogram,
     pub ready: IntGauge,
@@ -135,6 +136,10 @@ impl Metrics {
             name("slow_responses_total"),
             "Webhook answers that took longer than the ack timeout",
         )?;
+        let cancelled = IntCounter::new(
+            name("requests_cancelled_total"),
+            "Webhook requests cut off before their answer (an HTTP/2 stream reset, the end of the shutdown grace)",
+        )?;
         let producers_replaced = IntCounterVec::new(
             Opts::new(
                 name("kafka_producers_replaced_total"),
@@ -186,6 +191,7 @@ impl Metrics {
             Box::new(deliveries.clone()),
             Box::new(delivery_vec.clone()),
             Box::new(slow_responses.clone()),
+            Box::new(cancelled.clone()),
             Box::new(producers_replaced.clone()),
             Box::new(kafka_reloads.clone()),
             Box::new(kafka_client_stale.clone()),
@@ -245,6 +251,7 @@ impl Metrics {
             events,
             auth_failures,
             slow_responses,
+            cancelled,
             in_flight,
             producers_replaced,
             kafka_reloads,
@@ -270,6 +277,12 @@ impl Metrics {
         if late && outcome != Outcome::BodyTimeout {
             self.slow_responses.inc();
         }
+    }
+
+    /// A request dropped before it was answered: it is in none of the answers' counts, and its
+    /// record may be stored all the same.
+    pub fn cancelled(&self) {
+        self.cancelled.inc();
     }
 
     /// A producer made again from changed files (`rebuilt`), or not (`failed`).

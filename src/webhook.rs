@@ -131,10 +131,12 @@ impl<S: Sink> Webhook<S> {
             spooled = field::Empty,
         );
         let mut body_read = None;
+        let mut unanswered = Unanswered(Some(&self.metrics));
         let result = self
             .process(req, request_id, started, &mut body_read)
             .instrument(span.clone())
             .await;
+        unanswered.0 = None;
         let elapsed = started.elapsed();
         // An answer is due at the ack deadline, or at once when the sender's body came later.
         let due = body_read.map_or(self.ack_timeout, |at: Duration| at.max(self.ack_timeout));
@@ -324,6 +326,19 @@ impl<S: Sink> Webhook<S> {
             Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large),
             Ok(Err(e)) => Err(WebhookError::BodyRead(e.to_string())),
             Ok(Ok(body)) => Ok(body),
+        }
+    }
+}
+
+/// Counts a request whose future is dropped before it is answered (an HTTP/2 stream reset, the
+/// shutdown grace's end), which no answer's count includes: its record may have been handed to
+/// librdkafka or the spool already, and be stored all the same.
+struct Unanswered<'a>(Option<&'a Metrics>);
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if let Some(metrics) = self.0 {
+            metrics.cancelled();
         }
     }
 }

@@ -6,6 +6,7 @@ so a metric renamed in the code cannot leave rules silently pointing at nothing.
 METRICS = {
     "qikchat_bridge_requests_total", "qikchat_bridge_events_total",
     "qikchat_bridge_request_duration_seconds", "qikchat_bridge_slow_responses_total",
+    "qikchat_bridge_requests_cancelled_total",
     "qikchat_bridge_kafka_delivery_duration_seconds", "qikchat_bridge_kafka_deliveries_total",
     "qikchat_bridge_auth_failures_total", "qikchat_bridge_requests_in_flight",
     "qikchat_bridge_request_body_bytes", "qikchat_bridge_kafka_queue_messages",

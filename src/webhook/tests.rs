@@ -380,4 +380,40 @@ async fn a_body_in_one_frame_is_passed_on_without_a_copy() {
         .is_empty());
 }
 
+/// A Kafka that never answers.
+struct Never;
+
+impl Sink for Never {
+    async fn send(&self, _: &Record<'_>, _: Instant) -> Result<Delivered, ProduceError> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_dropped_before_its_answer_is_counted_as_cancelled_and_an_answered_one_is_not() {
+    let config = Config::for_brokers("k:9092", "u:p").expect("config");
+    let metrics = Arc::new(Metrics::new(&config.topics.all_topics()).expect("metrics"));
+    let hook = Webhook::new(&config, Arc::new(Never), metrics.clone());
+    let cancelled = || {
+        String::from_utf8(metrics.render())
+            .expect("utf-8")
+            .lines()
+            .find_map(|l| l.strip_prefix("qikchat_bridge_requests_cancelled_total "))
+            .map(str::to_owned)
+    };
+    // An HTTP/2 stream reset drops the handler's future just like this.
+    let cut = tokio::time::timeout(Duration::from_millis(100), hook.handle(post(STATUS))).await;
+    assert!(cut.is_err(), "still waiting for Kafka");
+    assert_eq!(cancelled().as_deref(), Some("1"));
+    let refused = Request::post("/elsewhere")
+        .body(Full::new(Bytes::from_static(STATUS)))
+        .expect("request");
+    assert_eq!(hook.handle(refused).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        cancelled().as_deref(),
+        Some("1"),
+        "an answer is no cancellation"
+    );
+}
+
 mod refusals;
