@@ -16,9 +16,8 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::producer::Sink;
@@ -87,7 +86,9 @@ pub async fn serve_with<H, F>(
         // connection's permit for good.
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(10));
-    let graceful = GracefulShutdown::new();
+    // Told to every connection at shutdown: each then closes as hyper's graceful shutdown does
+    // (HTTP/1 once its request is answered, HTTP/2 with GOAWAY after its open streams).
+    let (stopping, stop) = watch::channel(false);
     tokio::pin!(shutdown);
     // A permit per open connection: at the limit, accepting pauses and new clients wait in the
     // kernel's backlog instead of costing memory here.
@@ -133,11 +134,12 @@ pub async fn serve_with<H, F>(
         let conn = builder
             .serve_connection(TokioIo::new(stream), service)
             .into_owned();
-        let conn = graceful.watch(conn);
         let idle = options.header_read_timeout;
         let name = options.name;
+        let mut stop = stop.clone();
         tasks.spawn(async move {
             tokio::pin!(conn);
+            let mut closing = false;
             // hyper's header timeout starts only once it knows the protocol, and telling
             // HTTP/1 from HTTP/2 has no timer: a client that sends nothing (or a byte of the
             // HTTP/2 preface) would hold its permit for good. hyper closes an idle HTTP/1
@@ -148,12 +150,26 @@ pub async fn serve_with<H, F>(
                     // The connection first: a request that arrived as the timer fired must be
                     // seen (and counted open) before the timer's branch judges it idle.
                     biased;
-                    ended = &mut conn => break ended,
+                    ended = conn.as_mut() => break ended,
+                    _ = stop.wait_for(|stop| *stop), if !closing => {
+                        conn.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
                     () = tokio::time::sleep(idle) => {
-                        if activity.idle_for() >= idle {
-                            tracing::debug!(listener = name, %peer, "no request within the header read timeout; closing");
+                        if activity.idle_for() < idle {
+                            continue;
+                        }
+                        // Closed gracefully first: an HTTP/2 client told by GOAWAY knows its
+                        // next request was not taken and may send it again elsewhere, where a
+                        // bare close could have cut it off unanswered. One that lets a whole
+                        // timeout pass without closing is dropped.
+                        if closing {
+                            tracing::debug!(listener = name, %peer, "idle connection still open a timeout after it was told to close; dropping it");
                             return;
                         }
+                        tracing::debug!(listener = name, %peer, "no request within the header read timeout; closing");
+                        conn.as_mut().graceful_shutdown();
+                        closing = true;
                     }
                 }
             };
@@ -165,14 +181,16 @@ pub async fn serve_with<H, F>(
     }
 
     drop(listener);
-    let open = graceful.count();
+    let open = tasks.len();
     tracing::info!(
         listener = options.name,
         open_connections = open,
         "stopped accepting; draining"
     );
+    let _ = stopping.send(true);
+    let drained = async { while tasks.join_next().await.is_some() {} };
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!(listener = options.name, "all connections drained"),
+        () = drained => tracing::info!(listener = options.name, "all connections drained"),
         () = tokio::time::sleep(options.shutdown_grace) => {
             tracing::warn!(listener = options.name, grace = ?options.shutdown_grace, "shutdown grace expired; closing the remaining connections");
         }

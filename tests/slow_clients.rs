@@ -231,4 +231,21 @@ async fn an_idle_http2_connection_is_closed_after_the_header_read_timeout() {
         "closed before it was idle for the timeout: {:?}",
         started.elapsed()
     );
+    // Told with GOAWAY (type 7) before the close, so a client knows no later request was taken.
+    assert!(
+        frames_of_type(&seen, 7) > 0,
+        "closed without a GOAWAY: {seen:?}"
+    );
+}
+
+/// How many of the HTTP/2 frames in `bytes` (after the server's preface) are of type `kind`.
+fn frames_of_type(bytes: &[u8], kind: u8) -> usize {
+    let mut at = 0;
+    let mut found = 0;
+    while at + 9 <= bytes.len() {
+        let len = u32::from_be_bytes([0, bytes[at], bytes[at + 1], bytes[at + 2]]) as usize;
+        found += usize::from(bytes[at + 3] == kind);
+        at += 9 + len;
+    }
+    found
 }
