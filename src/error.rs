@@ -1,7 +1,7 @@
 //! Every way a webhook request can end, and the one table that maps each to an HTTP answer.
 //!
 //! 4xx bodies say what the sender did wrong; 5xx bodies are opaque (the cause is logged once,
-//! by the handler). Only the 503s carry `Retry-After`, because a retry is exactly what they ask
+//! by the handler), but for 501's, a refusal the sender fixes. Only the 503s carry `Retry-After`, because a retry is exactly what they ask
 //! for; a 500 is a refusal that a retry cannot change (Kafka refusing the record itself as
 //! invalid). Refusals an operator can fix (authorization, a missing topic) are 503s.
 

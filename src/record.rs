@@ -139,7 +139,12 @@ impl<'a> Headers<'a> {
                 (HEADER_EVENT, self.event),
                 (HEADER_MESSAGE_ID, self.message_id),
                 (HEADER_REQUEST_ID, Some(self.request_id)),
-                (HEADER_RECEIVED_AT, Some(self.received_at)),
+                // Empty only on a clock outside 0000..9999 UTC years it can write: left out
+                // rather than a value that breaks the documented format.
+                (
+                    HEADER_RECEIVED_AT,
+                    Some(self.received_at).filter(|t| !t.is_empty()),
+                ),
                 (HEADER_CONTENT_TYPE, Some(self.content_type)),
                 (HEADER_BODY_SHA256, Some(self.body_sha256)),
                 (HEADER_DEADLETTER_REASON, self.deadletter_reason),
@@ -164,7 +169,7 @@ impl<'a> Headers<'a> {
             (CE_ID, when(self.body_sha256)),
             (CE_SOURCE, self.cloudevents_source.and_then(when)),
             (CE_TYPE, self.event.and_then(when)),
-            (CE_TIME, when(self.received_at)),
+            (CE_TIME, when(self.received_at).filter(|t| !t.is_empty())),
         ]
     }
 }
@@ -280,5 +285,23 @@ mod tests {
                 "deadletter-reason"
             ]
         );
+    }
+
+    #[test]
+    fn a_time_the_clock_could_not_write_leaves_out_the_time_headers() {
+        let h = Headers {
+            event: Some("e"),
+            message_id: None,
+            request_id: "r",
+            received_at: "",
+            content_type: "application/json",
+            body_sha256: "ab",
+            deadletter_reason: None,
+            cloudevents_source: Some("/s"),
+        };
+        let names: Vec<_> = h.iter().map(|(n, _)| n).collect();
+        assert!(!names.contains(&"received-at"), "{names:?}");
+        assert!(!names.contains(&"ce_time"), "{names:?}");
+        assert!(names.contains(&"ce_id"), "{names:?}");
     }
 }

@@ -76,11 +76,6 @@ pub async fn serve_with<H, F>(
     builder
         .http2()
         .timer(TokioTimer::new())
-        // hyper's windows (1 MiB each) let a peer park a MiB of DATA per connection before a
-        // handler reads or drops it; webhooks are 1-3 KiB, so the RFC's 64 KiB per stream loses
-        // nothing, and a large body only waits for window updates.
-        .initial_stream_window_size(H2_STREAM_WINDOW)
-        .initial_connection_window_size(H2_CONNECTION_WINDOW)
         .max_concurrent_streams(256)
         // Pings find peers that vanished without a FIN, which would otherwise keep a
         // connection's permit for good.
@@ -203,9 +198,6 @@ pub async fn serve_with<H, F>(
 
 /// The most an HTTP/1 connection buffers while it reads: a longer request head gets 431.
 pub const READ_BUFFER_BYTES: usize = 16 * 1024;
-/// HTTP/2 flow-control windows: what a peer may send before the bridge has read it.
-const H2_STREAM_WINDOW: u32 = 64 * 1024;
-const H2_CONNECTION_WINDOW: u32 = 256 * 1024;
 
 /// A connection's requests: how many are open, and since when it has had none.
 #[derive(Debug)]

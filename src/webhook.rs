@@ -184,10 +184,11 @@ impl<S: Sink> Webhook<S> {
             return Err(WebhookError::MethodNotAllowed);
         }
         let mut auths = parts.headers.get_all(AUTHORIZATION).iter();
-        let auth = auths.next().map(HeaderValue::as_bytes);
-        // Two credentials are none (an empty value is malformed): which one a proxy in front
-        // checked or logged, the bridge cannot tell.
-        let auth = if auths.next().is_some() {
+        let first = auths.next();
+        let auth = first.map(HeaderValue::as_bytes);
+        // Two different credentials are none (an empty value is malformed): which one a proxy
+        // in front checked or logged, the bridge cannot tell.
+        let auth = if auths.any(|other| Some(other) != first) {
             Some(&b""[..])
         } else {
             auth

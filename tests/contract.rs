@@ -22,7 +22,7 @@ const DEADLETTER: &str = "deadletter";
 const CHANNELS: [&str; 4] = [MESSAGE_IN, MESSAGE_STATUS, UNROUTED, DEADLETTER];
 
 /// Conditions a header's `x-present-when` may name (anything else fails the tests).
-const WHEN_PAYLOAD_ID: &str = "payload.id is a string or a number";
+const WHEN_PAYLOAD_ID: &str = "payload.id is a number or a string without control characters";
 const WHEN_CLOUDEVENTS: &str = "--cloudevents is on";
 /// Never for the records these tests make: they are posted, not spooled and refused on replay
 /// (`src/delivery/replay/tests.rs` checks that header).
@@ -159,7 +159,12 @@ impl Contract {
                 Some(WHEN_PAYLOAD_ID) => {
                     if body
                         .and_then(|b| b.pointer("/payload/id"))
-                        .is_some_and(|id| id.is_string() || id.is_number())
+                        .is_some_and(|id| {
+                            id.is_number()
+                                || id
+                                    .as_str()
+                                    .is_some_and(|s| !s.chars().any(char::is_control))
+                        })
                     {
                         names.insert(name.clone());
                     }

@@ -106,9 +106,9 @@ pub(super) fn content_type(headers: &HeaderMap) -> Result<&str, WebhookError> {
     let Some(value) = values.next() else {
         return Ok("application/json");
     };
-    // A single-value field (RFC 9110, section 5.3): with two, a proxy may have read the other
-    // one than the record would carry.
-    if values.next().is_some() || value.len() > MAX_CONTENT_TYPE {
+    // A single-value field (RFC 9110, section 5.3): with two that differ, a proxy may have read
+    // the other one than the record would carry.
+    if values.any(|other| other != value) || value.len() > MAX_CONTENT_TYPE {
         return Err(WebhookError::UnsupportedMediaType(MediaRefusal::Malformed));
     }
     let text = value
@@ -140,15 +140,17 @@ pub(super) fn content_type(headers: &HeaderMap) -> Result<&str, WebhookError> {
 /// chunked` arrives as gzip bytes), and such a body would be dead-lettered as bytes no one can
 /// read while its sender, told 400, gives up.
 pub(super) fn chunked_only(headers: &HeaderMap) -> Result<(), WebhookError> {
+    let mut chunked = false;
     for value in headers.get_all(TRANSFER_ENCODING) {
-        let chunked = value.to_str().is_ok_and(|v| {
-            v.split(',').all(|coding| {
-                let coding = coding.trim();
-                coding.is_empty() || coding.eq_ignore_ascii_case("chunked")
-            })
-        });
-        if !chunked {
+        let Ok(value) = value.to_str() else {
             return Err(WebhookError::UnsupportedTransferCoding);
+        };
+        for coding in value.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+            // Chunked twice is refused too: hyper undoes one layer (RFC 9112, section 7:
+            // a sender must not apply it more than once).
+            if !coding.eq_ignore_ascii_case("chunked") || std::mem::replace(&mut chunked, true) {
+                return Err(WebhookError::UnsupportedTransferCoding);
+            }
         }
     }
     Ok(())

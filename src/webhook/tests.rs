@@ -143,13 +143,25 @@ async fn refusals_before_the_body_never_reach_the_sink() {
         hook.handle(no_auth).await.status(),
         StatusCode::UNAUTHORIZED
     );
-    // The right credential twice is still two: which one did a proxy in front check?
-    let twice = Request::post("/webhook")
-        .header(AUTHORIZATION, "Basic dTpw")
-        .header(AUTHORIZATION, "Basic dTpw")
-        .body(Full::new(Bytes::from_static(STATUS)))
-        .expect("request");
-    assert_eq!(hook.handle(twice).await.status(), StatusCode::UNAUTHORIZED);
+    // Two different credentials are none (which did a proxy in front check?); the same one
+    // twice is still that one.
+    let two = |second: &'static str| {
+        Request::post("/webhook")
+            .header(AUTHORIZATION, "Basic dTpw")
+            .header(AUTHORIZATION, second)
+            .body(Full::new(Bytes::from_static(STATUS)))
+            .expect("request")
+    };
+    assert_eq!(
+        hook.handle(two("Basic eDp5")).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert!(sink.seen.lock().expect("lock").is_empty());
+    assert_eq!(
+        hook.handle(two("Basic dTpw")).await.status(),
+        StatusCode::OK
+    );
+    sink.seen.lock().expect("lock").clear();
     let wrong_type = Request::post("/webhook")
         .header(AUTHORIZATION, "Basic dTpw")
         .header(CONTENT_TYPE, "application/xml")
@@ -289,6 +301,28 @@ fn each_refused_content_type_is_told_what_was_wrong_with_it() {
         content_type(&twice),
         Err(WebhookError::UnsupportedMediaType(MediaRefusal::Malformed))
     ));
+    let mut same_twice = HeaderMap::new();
+    same_twice.append(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    same_twice.append(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    assert!(content_type(&same_twice).is_ok());
+}
+
+#[test]
+fn only_one_chunked_transfer_coding_passes() {
+    let with = |values: &[&'static str]| {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(http::header::TRANSFER_ENCODING, HeaderValue::from_static(v));
+        }
+        chunked_only(&h).is_ok()
+    };
+    assert!(with(&[]));
+    assert!(with(&["chunked"]));
+    assert!(with(&["Chunked"]));
+    // hyper undoes one chunked layer and no other coding: what is left would reach Kafka.
+    assert!(!with(&["gzip, chunked"]));
+    assert!(!with(&["chunked, chunked"]));
+    assert!(!with(&["chunked", "chunked"]));
     // Four different answers, none telling the sender to send what it sent.
     let messages: std::collections::BTreeSet<_> = [
         MediaRefusal::NotJson,
