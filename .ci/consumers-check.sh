@@ -51,7 +51,8 @@ trap cleanup EXIT
 source .ci/lib/ports.sh
 # LZ4 on purpose: the default is no compression, and the consumers must also read what an
 # operator may turn on (the Node example brings its own LZ4 codec).
-"$bin" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --log-format json \
+# RUST_LOG pinned: the start-up line that names the ports is at info.
+RUST_LOG=info "$bin" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --log-format json \
   -X compression.type=lz4 \
   >"$work/bridge.log" 2>&1 </dev/null &
 pid=$!

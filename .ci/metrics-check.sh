@@ -8,7 +8,8 @@ bin=${1:-target/debug/qikchat-bridge}
 work=$(mktemp -d)
 source .ci/lib/ports.sh
 # Statistics every 200 ms, so the families fed by librdkafka's statistics are there to compare.
-"$bin" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --log-format json \
+# RUST_LOG pinned: the start-up line that names the ports is at info.
+RUST_LOG=info "$bin" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --log-format json \
   --spool-dir "$work/spool" -X statistics.interval.ms=200 >"$work/log" 2>&1 &
 pid=$!
 # On any failure the bridge's own log says why (it is deleted with the rest).

@@ -101,16 +101,18 @@ start_server() {
   bin=$(server_bin "$name") || return 1
   [ -x "$loadgen" ] || { echo "$loadgen is missing: run bench/run.sh once" >&2; return 1; }
   local ports
-  read -r -a ports <<<"$(free_ports 2)"
-  listen=127.0.0.1:${ports[0]}
   kafka_pid=
   if [ "$name" = ceiling ]; then
+    read -r -a ports <<<"$(free_ports 1)"
+    listen=127.0.0.1:${ports[0]}
     cmd=("$bin" --listen "$listen") ready_url=http://$listen/readyz
   else
-    admin=127.0.0.1:${ports[1]}
     kafka_bin=$(server_bin bridge) || return 1
     start_dev_kafka "$kafka_bin" "$dir" || return 1
     pids+=("$kafka_pid")
+    # After dev-kafka has bound its own ports, so that it cannot take one of these.
+    read -r -a ports <<<"$(free_ports 2)"
+    listen=127.0.0.1:${ports[0]} admin=127.0.0.1:${ports[1]}
     bridge_cmd "$bin" "$brokers" "$listen" "$admin"
     ready_url=http://$admin/readyz
   fi

@@ -44,8 +44,10 @@ impl Spawned {
         let (tx, rx) = mpsc::channel();
         let kept = log.clone();
         let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
+            // Split on bytes: a line that is not UTF-8 must not end the capture.
+            for line in BufReader::new(stderr).split(b'\n') {
                 let Ok(line) = line else { break };
+                let line = String::from_utf8_lossy(&line);
                 if let Some(ports) = ports_in(&line) {
                     let _ = tx.send(ports);
                 }
