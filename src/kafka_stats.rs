@@ -185,7 +185,9 @@ impl KafkaStats {
             self.broker_up
                 .with_label_values(&label)
                 .set(i64::from(broker.state == "UP"));
-            if let Some(rtt) = &broker.rtt {
+            // A window without an answer averages 0: that would show a broker that stopped
+            // answering as the fastest. It keeps the last figure instead.
+            if let Some(rtt) = broker.rtt.as_ref().filter(|rtt| rtt.cnt > 0) {
                 self.broker_rtt
                     .with_label_values(&label)
                     .set(rtt.avg as f64 / 1e6);

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
@@ -187,6 +187,8 @@ impl KafkaSink {
         let config = client_config(properties);
         let fatal = Arc::new(Notify::new());
         let made = ProducerHandle::make(&config, &metrics, role, &fatal)?;
+        // In place from the start.
+        made.retired.store(false, Ordering::Relaxed);
         let max_record_bytes = properties
             .get("message.max.bytes")
             .and_then(|v| v.trim().parse().ok())

@@ -160,10 +160,17 @@ fn the_broker_round_trip_is_shown_in_seconds_from_librdkafkas_microseconds() {
     if let Some(b) = s.brokers.get_mut("b:9092/1") {
         b.rtt = Some(Window {
             avg: 2500,
+            cnt: 3,
             ..Default::default()
         });
     }
     k.update(&s, true);
-    let rtt = k.broker_rtt.with_label_values(&["b:9092/1"]).get();
-    assert!((rtt - 0.0025).abs() < 1e-12, "{rtt}");
+    let rtt = || k.broker_rtt.with_label_values(&["b:9092/1"]).get();
+    assert!((rtt() - 0.0025).abs() < 1e-12, "{}", rtt());
+    // A window in which the broker answered nothing (it may have stopped answering): not 0 s.
+    if let Some(b) = s.brokers.get_mut("b:9092/1") {
+        b.rtt = Some(Window::default());
+    }
+    k.update(&s, true);
+    assert!((rtt() - 0.0025).abs() < 1e-12, "{}", rtt());
 }

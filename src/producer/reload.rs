@@ -83,12 +83,9 @@ impl KafkaSink {
                 )))
             }
         }
-        if properties
-            .get("enable.idempotence")
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
-        {
-            settled(&candidate.producer, SETTLE.min(warm_up))?;
-        }
+        // Whatever spelling of `enable.idempotence` (librdkafka also takes `1` and `t`): a
+        // producer without idempotence never goes fatal, so the check costs it one second.
+        settled(&candidate.producer, SETTLE.min(warm_up))?;
         let mut config = self.config.lock().unwrap_or_else(PoisonError::into_inner);
         if cancel.load(Ordering::SeqCst) {
             return Err(RebuildError::Cancelled);

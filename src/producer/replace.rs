@@ -58,8 +58,11 @@ impl KafkaSink {
     }
 
     /// Puts `fresh` in place of the current producer, which it returns, marked retired so that
-    /// its last statistics stay off the gauges.
+    /// its last statistics stay off the gauges; `fresh`'s go on them from now on.
     pub(super) fn put(&self, fresh: ProducerHandle) -> ProducerHandle {
+        fresh
+            .retired
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         let producer = std::mem::replace(
             &mut *self
                 .producer
@@ -82,14 +85,16 @@ impl KafkaSink {
 
 impl ProducerHandle {
     /// A producer of `role` made from `config`, its statistics going to `metrics` and its fatal
-    /// errors waking `fatal`. Blocking.
+    /// errors waking `fatal`. Blocking. Its statistics stay off the gauges until it is put in
+    /// place: a candidate that cannot reach the brokers (rotated credentials refused) would
+    /// otherwise show an empty queue and no broker while the working producer struggles.
     pub(super) fn make(
         config: &ClientConfig,
         metrics: &Arc<Metrics>,
         role: ProducerRole,
         fatal: &Arc<Notify>,
     ) -> Result<ProducerHandle, KafkaError> {
-        let retired = Arc::new(AtomicBool::new(false));
+        let retired = Arc::new(AtomicBool::new(true));
         let context = BridgeContext::new(metrics.clone(), role, fatal.clone(), retired.clone());
         Ok(ProducerHandle {
             producer: config.create_with_context(context)?,

@@ -330,6 +330,59 @@ async fn a_producer_refused_its_producer_id_does_not_replace_the_working_one() {
     assert!(delivered.is_ok(), "{delivered:?}");
 }
 
+/// librdkafka reads `1` and `t` as true too: the producer-id check must not hang on the spelling.
+#[tokio::test]
+async fn a_producer_refused_its_producer_id_is_kept_out_whatever_spells_idempotence() {
+    let (cluster, properties, sink) = one_topic_sink();
+    cluster.request_errors(
+        rdkafka::types::RDKafkaApiKey::InitProducerId,
+        &[rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED],
+    );
+    let mut rotated = properties.clone();
+    rotated.insert("enable.idempotence".into(), "1".into());
+    rotated.insert("client.id".into(), "no-write-acl".into());
+    let rebuilt = rebuild(&sink, rotated, Duration::from_secs(5), false).await;
+    assert!(
+        matches!(&rebuilt, Err(reload::RebuildError::Failed(_))),
+        "{rebuilt:?}"
+    );
+    assert_eq!(sink.property("client.id"), None);
+}
+
+/// A candidate made from rotated settings that reach no broker: while it waits for the topic's
+/// metadata, its statistics must not replace the working producer's on the gauges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_candidate_stays_off_the_gauges_until_it_is_put_in_place() {
+    let (_cluster, properties, sink) = one_topic_sink_with(&[("statistics.interval.ms", "100")]);
+    sink.send(&record(), Instant::now() + Duration::from_secs(30))
+        .await
+        .expect("delivered");
+    let shows_broker = |sink: &KafkaSink| {
+        String::from_utf8(sink.metrics.render())
+            .expect("utf-8")
+            .contains("qikchat_bridge_kafka_broker_up{")
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !shows_broker(&sink) {
+        assert!(Instant::now() < deadline, "no broker_up series");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut unreachable = properties.clone();
+    unreachable.insert("bootstrap.servers".into(), "127.0.0.1:1".into());
+    let making = tokio::spawn({
+        let sink = sink.clone();
+        async move { rebuild(&sink, unreachable, Duration::from_secs(1), false).await }
+    });
+    while !making.is_finished() {
+        assert!(
+            shows_broker(&sink),
+            "the candidate's statistics took the gauges"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(making.await.expect("task").is_err(), "no broker to reach");
+}
+
 #[tokio::test]
 async fn a_replacement_asked_for_a_producer_that_has_not_failed_keeps_it() {
     let (_cluster, _, sink) = one_topic_sink();
