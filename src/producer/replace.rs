@@ -144,9 +144,14 @@ pub async fn replace_on_fatal<S: Replaceable>(sink: Arc<S>, mut stop: watch::Rec
     let mut backoff = FIRST_BACKOFF;
     let mut last = None::<Instant>;
     loop {
-        tokio::select! {
-            () = sink.fatal_signal().notified() => {}
-            () = crate::admin::stopped(&mut stop) => return,
+        // A producer still failed after the pause (its replacement failed too) is tried again
+        // without waiting for a wake-up, which may never come: librdkafka reports a fatal
+        // error once, and without a spool an unready pod gets no traffic to run into it.
+        if sink.failure().is_none() {
+            tokio::select! {
+                () = sink.fatal_signal().notified() => {}
+                () = crate::admin::stopped(&mut stop) => return,
+            }
         }
         // Wake-ups also come from the replaced producer's last records: only a failed current
         // producer is replaced.
@@ -182,6 +187,8 @@ mod tests {
     struct Fake {
         signal: Notify,
         failed: AtomicBool,
+        /// How many replacements fail before one works.
+        failing_replacements: std::sync::atomic::AtomicUsize,
         replaced_at: Mutex<Vec<Duration>>,
         start: Mutex<Option<Instant>>,
     }
@@ -215,6 +222,13 @@ mod tests {
         async fn replace(self: Arc<Self>) -> Result<(), String> {
             let start = self.start.lock().unwrap().expect("started");
             self.replaced_at.lock().unwrap().push(start.elapsed());
+            if self
+                .failing_replacements
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                return Err("rd_kafka_new failed".into());
+            }
             self.failed.store(false, Ordering::SeqCst);
             Ok(())
         }
@@ -243,6 +257,22 @@ mod tests {
             fake.replaced_at(),
             millis(&[0, 1_000, 3_000, 7_000, 15_000, 31_000, 63_000, 123_000, 183_000])
         );
+        stop_tx.send(true).unwrap();
+        task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_replacement_that_failed_is_tried_again_without_another_wake_up() {
+        let fake = Arc::new(Fake::default());
+        *fake.start.lock().unwrap() = Some(Instant::now());
+        fake.failing_replacements.store(2, Ordering::SeqCst);
+        let (stop_tx, stop) = watch::channel(false);
+        let task = tokio::spawn(replace_on_fatal(fake.clone(), stop));
+        // One fatal error, and nothing more: no traffic reaches an unready pod.
+        fake.fail();
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        assert_eq!(fake.replaced_at(), millis(&[0, 1_000, 3_000]));
+        assert!(fake.failure().is_none(), "replaced in the end");
         stop_tx.send(true).unwrap();
         task.await.unwrap();
     }
