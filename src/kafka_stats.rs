@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use prometheus::{GaugeVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
-use rdkafka::statistics::Statistics;
+use rdkafka::statistics::{Broker, Statistics};
 
 pub struct KafkaStats {
     queue_messages: IntGauge,
@@ -27,8 +27,10 @@ pub struct KafkaStats {
     shown: Mutex<HashSet<String>>,
 }
 
-/// A client's name, a broker's, and which total.
-type TotalKey = (String, String, Total);
+/// A client's name, a broker's node id, and which total. By node id, not name: librdkafka
+/// renames a broker in place when its node moves to another host, with its totals carrying on,
+/// and keyed by name the whole history would be added again under the new one.
+type TotalKey = (String, i32, Total);
 
 /// How long a client's totals are kept after its last report: far longer than any sensible
 /// statistics interval (5 s by default), so only producers that are gone (replaced, or rebuilt
@@ -132,25 +134,27 @@ impl KafkaStats {
     fn update_at(&self, stats: &Statistics, primary: bool, now: Instant) {
         let mut last = self.last_totals.lock().unwrap_or_else(|p| p.into_inner());
         last.retain(|_, (_, seen)| now.saturating_duration_since(*seen) < STALE);
-        let mut add = |counter: &IntCounterVec, broker: &str, kind: Total, total: u64| {
-            let key = (stats.name.clone(), broker.to_string(), kind);
+        let mut add = |counter: &IntCounterVec, broker: &Broker, kind: Total, total: u64| {
+            let key = (stats.name.clone(), broker.nodeid, kind);
             let before = last.insert(key, (total, now)).map_or(0, |(t, _)| t);
             // Should a total ever go down, it counts from zero rather than underflowing.
             let delta = total.checked_sub(before).unwrap_or(total);
-            counter.with_label_values(&[broker]).inc_by(delta);
+            counter
+                .with_label_values(&[broker.name.as_str()])
+                .inc_by(delta);
         };
         // Bootstrap entries (node id -1) are placeholders, not brokers.
         for broker in stats.brokers.values().filter(|b| b.nodeid >= 0) {
             add(
                 &self.broker_tx_errors,
-                &broker.name,
+                broker,
                 Total::TxErrors,
                 broker.txerrs,
             );
             let produce = broker.req.get("Produce").copied().unwrap_or(0);
             add(
                 &self.produce_requests,
-                &broker.name,
+                broker,
                 Total::ProduceRequests,
                 u64::try_from(produce).unwrap_or(0),
             );

@@ -174,3 +174,23 @@ fn the_broker_round_trip_is_shown_in_seconds_from_librdkafkas_microseconds() {
     k.update(&s, true);
     assert!((rtt() - 0.0025).abs() < 1e-12, "{}", rtt());
 }
+
+#[test]
+fn a_broker_renamed_in_place_keeps_counting_from_where_it_was() {
+    let k = KafkaStats::new("x").expect("metrics");
+    k.update(&stats("a", 1000, 1, 1), true);
+    // The same node on a new host: librdkafka renames it, and its totals carry on.
+    let mut moved = stats("a", 1005, 1, 1);
+    let mut broker = moved.brokers.remove("b:9092/1").expect("broker");
+    broker.name = "new:9092/1".into();
+    moved.brokers.insert(broker.name.clone(), broker);
+    k.update(&moved, true);
+    let total: u64 = ["b:9092/1", "new:9092/1"]
+        .iter()
+        .map(|b| k.produce_requests.with_label_values(&[b]).get())
+        .sum();
+    assert_eq!(
+        total, 1005,
+        "the history was added again under the new name"
+    );
+}
