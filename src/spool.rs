@@ -154,7 +154,19 @@ impl Spool {
     pub fn open(dir: &Path, max_bytes: u64, headroom: u64) -> Result<Arc<Spool>, SpoolError> {
         std::fs::create_dir_all(dir).map_err(io)?;
         let path = dir.join(FILE);
-        let db = Arc::new(recover::open_or_move_aside(dir, &path)?);
+        let db = recover::open_or_move_aside(dir, &path)?;
+        Spool::with_database(db, path, max_bytes, headroom)
+    }
+
+    /// The spool over an open redb database, at `path` (tests give it one whose storage fails
+    /// on command).
+    pub(crate) fn with_database(
+        db: redb::Database,
+        path: PathBuf,
+        max_bytes: u64,
+        headroom: u64,
+    ) -> Result<Arc<Spool>, SpoolError> {
+        let db = Arc::new(db);
         let recover::Contents {
             bytes,
             records,

@@ -39,8 +39,23 @@ impl Spool {
         self.from_seq(0..=u64::MAX, limit, u64::MAX)
     }
 
+    /// A failed read may have latched redb's I/O error as a failed write does (every write is
+    /// refused from then on): checked as a write is, since replay alone reads, nothing else may
+    /// write for a long time, and replay would otherwise stall with the bridge looking healthy.
+    fn checked<T>(&self, read: Result<T, SpoolError>) -> Result<T, SpoolError> {
+        if let Err(e) = &read {
+            let cause = format!("a spool read failed: {e}");
+            super::failure::check_writable(&self.db, &self.holdings, &cause);
+        }
+        read
+    }
+
     /// The newest record's sequence number, `None` when the spool is empty. Blocking.
     pub fn last_seq(&self) -> Result<Option<u64>, SpoolError> {
+        self.checked(self.read_last_seq())
+    }
+
+    fn read_last_seq(&self) -> Result<Option<u64>, SpoolError> {
         let txn = self.db.begin_read().map_err(io)?;
         let table = match txn.open_table(RECORDS) {
             Ok(t) => t,
@@ -61,7 +76,7 @@ impl Spool {
         limit: usize,
         max_bytes: u64,
     ) -> Result<Vec<(u64, SpooledRecord, u64)>, SpoolError> {
-        let (out, unreadable) = self.read_from(seqs, limit, max_bytes)?;
+        let (out, unreadable) = self.checked(self.read_from(seqs, limit, max_bytes))?;
         if !unreadable.is_empty() {
             self.set_aside(&unreadable)?;
         }
@@ -168,7 +183,7 @@ impl Spool {
 
     /// Receive time of the oldest waiting record (`None` when there is none). Blocking.
     pub fn oldest_timestamp_ms(&self) -> Result<Option<i64>, SpoolError> {
-        let (oldest, _) = self.read_from(0..=u64::MAX, 1, u64::MAX)?;
+        let (oldest, _) = self.checked(self.read_from(0..=u64::MAX, 1, u64::MAX))?;
         Ok(oldest.first().map(|(_, r, _)| r.timestamp_ms))
     }
 }
