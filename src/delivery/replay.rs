@@ -127,6 +127,10 @@ async fn pass<K: Sink>(
         let deadline = Instant::now() + REPLAY_TIMEOUT;
         let sends = todo.iter().map(|(_, r, _)| replay_one(kafka, r, deadline));
         let results = futures_util::future::join_all(sends).await;
+        // A deadline of their own for the dead-letter moves, which come after the whole batch:
+        // under the batch's, one record of the batch timing out left them no time at all, and
+        // a refused record then waited on an unrelated outage, blamed on the dead-letter topic.
+        let divert_deadline = Instant::now() + REPLAY_TIMEOUT;
         // `delivered` is what leaves the spool; `acknowledged` what its own topic took.
         let mut delivered = Vec::new();
         let mut acknowledged = 0u64;
@@ -143,7 +147,7 @@ async fn pass<K: Sink>(
             // It was answered 200: it leaves the spool only for a topic that holds it. A
             // refusal an operator can fix (authorization, a missing topic) is retried.
             if error.is_record_fault() && r.topic != deadletter {
-                match divert(kafka, r, deadletter, &error, deadline).await {
+                match divert(kafka, r, deadletter, &error, divert_deadline).await {
                     Ok(_) => {
                         tracing::error!(seq, topic = %r.topic, %error, %deadletter, "Kafka refuses a spooled record on its topic for good; moved it to the dead-letter topic");
                         metrics.spool.deadlettered.inc();

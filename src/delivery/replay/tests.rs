@@ -213,6 +213,68 @@ async fn a_topic_kafka_cannot_take_now_does_not_hold_back_the_other_topics() {
     assert_eq!(metrics.spool.replayed.get(), 1);
 }
 
+/// Kafka with a deadline: topic `slow` never answers (each of its records takes its whole
+/// deadline, then times out), topic `refused` refuses every record for good, the rest is taken.
+struct SlowAndRefusing {
+    took: Mutex<Vec<String>>,
+}
+
+impl Sink for SlowAndRefusing {
+    async fn send(
+        &self,
+        record: &Record<'_>,
+        deadline: Instant,
+    ) -> Result<Delivered, ProduceError> {
+        if Instant::now() >= deadline {
+            return Err(ProduceError::Timeout);
+        }
+        match record.topic {
+            "slow" => {
+                tokio::time::sleep_until(deadline).await;
+                Err(ProduceError::Timeout)
+            }
+            "refused" => Err(ProduceError::Rejected("InvalidRecord".into())),
+            topic => {
+                self.took.lock().expect("lock").push(topic.to_string());
+                Ok(Delivered::Kafka {
+                    partition: 0,
+                    offset: 0,
+                })
+            }
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_record_is_dead_lettered_even_when_its_batch_ran_out_its_deadline() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(dir.path(), 16 << 20, 1).expect("open");
+    let mut slow = spooled("slow");
+    slow.key = Some("other".into());
+    spool.append(slow).await.expect("append");
+    spool.append(spooled("refused")).await.expect("append");
+    let kafka = Arc::new(SlowAndRefusing {
+        took: Mutex::new(Vec::new()),
+    });
+    let (metrics, stop_tx, task) = start_replay(&spool, kafka.clone());
+    // The first pass ends once `slow` has timed out, 30 s in; the next would end 30 s later.
+    let _ = tokio::time::timeout(Duration::from_secs(40), async {
+        while metrics.spool.deadlettered.get() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    stop_tx.send(true).expect("stop");
+    task.await.expect("replay task");
+    assert_eq!(
+        metrics.spool.deadlettered.get(),
+        1,
+        "moved in the first pass"
+    );
+    assert_eq!(*kafka.took.lock().expect("lock"), ["dlq"]);
+    assert!(!spool.holds_key("k"), "its conversation is free");
+}
+
 /// Takes every record but those of topic `down` (unavailable), and spools a new record of topic
 /// `ok` for each it is sent: webhooks arriving steadily while replay runs.
 struct SteadyTraffic {
