@@ -19,48 +19,34 @@ pub(super) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-i
 
 /// The body's data frames as one buffer. A body that arrived in one frame (a webhook usually
 /// does) is handed on as that frame, without the copy and list that `collect()` makes. One in
-/// several frames is joined in a buffer of its declared length as it comes; without one, its
-/// frames are kept and joined once at the end into a buffer of their size: a buffer grown by
-/// doubling (and then cut to size) held up to two and a half times what the in-flight bytes
-/// count for it, this at most twice, and only for that moment.
+/// several frames is joined in a buffer of its declared length, or, without one, copied to its
+/// own size at the end: a buffer that grew by doubling could hold twice what the in-flight
+/// bytes count for it.
 pub(super) async fn concat<B: Body<Data = Bytes>>(body: B) -> Result<Bytes, B::Error> {
     let declared = usize::try_from(body.size_hint().lower()).unwrap_or(0);
     let mut body = std::pin::pin!(body);
     let mut first: Option<Bytes> = None;
     let mut joined: Option<BytesMut> = None;
-    let mut frames: Vec<Bytes> = Vec::new();
     while let Some(frame) = body.frame().await {
         let Ok(data) = frame?.into_data() else {
             continue; // trailers carry nothing the record needs
         };
         if let Some(joined) = joined.as_mut() {
             joined.extend_from_slice(&data);
-        } else if !frames.is_empty() {
-            frames.push(data);
         } else if let Some(head) = first.take() {
-            if declared >= head.len() + data.len() {
-                let mut buf = BytesMut::with_capacity(declared);
-                buf.extend_from_slice(&head);
-                buf.extend_from_slice(&data);
-                joined = Some(buf);
-            } else {
-                frames.extend([head, data]);
-            }
+            let mut buf = BytesMut::with_capacity(declared.max(head.len() + data.len()));
+            buf.extend_from_slice(&head);
+            buf.extend_from_slice(&data);
+            joined = Some(buf);
         } else {
             first = Some(data);
         }
     }
-    if let Some(joined) = joined {
-        return Ok(joined.freeze());
-    }
-    if frames.is_empty() {
-        return Ok(first.unwrap_or_default());
-    }
-    let mut buf = BytesMut::with_capacity(frames.iter().map(Bytes::len).sum());
-    for frame in &frames {
-        buf.extend_from_slice(frame);
-    }
-    Ok(buf.freeze())
+    Ok(match joined {
+        Some(buf) if buf.capacity() > buf.len() + buf.len() / 8 => Bytes::copy_from_slice(&buf),
+        Some(buf) => buf.freeze(),
+        None => first.unwrap_or_default(),
+    })
 }
 
 /// 9999-12-31T23:59:59.999Z, the last time four digits of year can say, after the epoch.
