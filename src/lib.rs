@@ -317,9 +317,10 @@ pub async fn run(
         supervise::join_by(replacer, watches_stop_by, "Kafka producers").await;
     }
     if let Some(replay) = replay {
-        // A replay round can wait up to its 30 s message timeout; records are deleted only after
-        // delivery, so cutting it short costs at most a repeat at the next start. Waited for
-        // once cancelled, so the spool file is closed when `run` returns.
+        // A replay round can wait a minute (30 s for its batch, 30 more for its dead-letter
+        // moves); records are deleted only after delivery, so cutting it short costs at most a
+        // repeat at the next start. Waited for once cancelled, so the spool file is closed when
+        // `run` returns.
         let cut_at = tokio::time::Instant::now() + config.flush_timeout;
         supervise::join_by(replay, cut_at, "replay").await;
     }

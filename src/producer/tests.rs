@@ -307,80 +307,78 @@ async fn wire_size_is_the_size_librdkafka_weighs_against_message_max_bytes() {
 
 /// New credentials the brokers let describe the topic but not write to it: the idempotent
 /// producer is refused its producer id, which librdkafka takes as fatal. Put in place, it would
-/// fail every record, and the replacement made from the same files would fail again.
+/// fail every record, and the replacement made from the same files would fail again. librdkafka
+/// reads `1` and `t` as true too, so the check must not hang on the spelling.
 #[tokio::test]
 async fn a_producer_refused_its_producer_id_does_not_replace_the_working_one() {
-    let (cluster, properties, sink) = one_topic_sink();
-    cluster.request_errors(
-        rdkafka::types::RDKafkaApiKey::InitProducerId,
-        &[rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED],
-    );
-    let mut rotated = properties.clone();
-    rotated.insert("enable.idempotence".into(), "true".into());
-    rotated.insert("client.id".into(), "no-write-acl".into());
-    let rebuilt = rebuild(&sink, rotated, Duration::from_secs(5), false).await;
-    assert!(
-        matches!(&rebuilt, Err(reload::RebuildError::Failed(_))),
-        "{rebuilt:?}"
-    );
-    assert_eq!(sink.property("client.id"), None);
-    let delivered = sink
-        .send(&record(), Instant::now() + Duration::from_secs(30))
-        .await;
-    assert!(delivered.is_ok(), "{delivered:?}");
-}
-
-/// librdkafka reads `1` and `t` as true too: the producer-id check must not hang on the spelling.
-#[tokio::test]
-async fn a_producer_refused_its_producer_id_is_kept_out_whatever_spells_idempotence() {
-    let (cluster, properties, sink) = one_topic_sink();
-    cluster.request_errors(
-        rdkafka::types::RDKafkaApiKey::InitProducerId,
-        &[rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED],
-    );
-    let mut rotated = properties.clone();
-    rotated.insert("enable.idempotence".into(), "1".into());
-    rotated.insert("client.id".into(), "no-write-acl".into());
-    let rebuilt = rebuild(&sink, rotated, Duration::from_secs(5), false).await;
-    assert!(
-        matches!(&rebuilt, Err(reload::RebuildError::Failed(_))),
-        "{rebuilt:?}"
-    );
-    assert_eq!(sink.property("client.id"), None);
+    for idempotence in ["true", "1", "T"] {
+        let (cluster, properties, sink) = one_topic_sink();
+        cluster.request_errors(
+            rdkafka::types::RDKafkaApiKey::InitProducerId,
+            &[rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED],
+        );
+        let mut rotated = properties.clone();
+        rotated.insert("enable.idempotence".into(), idempotence.into());
+        rotated.insert("client.id".into(), "no-write-acl".into());
+        let rebuilt = rebuild(&sink, rotated, Duration::from_secs(5), false).await;
+        assert!(
+            matches!(&rebuilt, Err(reload::RebuildError::Failed(_))),
+            "{idempotence}: {rebuilt:?}"
+        );
+        assert_eq!(sink.property("client.id"), None);
+        let delivered = sink
+            .send(&record(), Instant::now() + Duration::from_secs(30))
+            .await;
+        assert!(delivered.is_ok(), "{delivered:?}");
+    }
 }
 
 /// A candidate made from rotated settings that reach no broker: while it waits for the topic's
-/// metadata, its statistics must not replace the working producer's on the gauges.
+/// metadata, its statistics must not replace the working producer's on the gauges; once a
+/// candidate is put in place, its own are the ones shown.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebuild_candidate_stays_off_the_gauges_until_it_is_put_in_place() {
-    let (_cluster, properties, sink) = one_topic_sink_with(&[("statistics.interval.ms", "100")]);
-    sink.send(&record(), Instant::now() + Duration::from_secs(30))
-        .await
-        .expect("delivered");
-    let shows_broker = |sink: &KafkaSink| {
+    let (_cluster, properties, sink) = one_topic_sink_with(&[("statistics.interval.ms", "50")]);
+    let queue_max = |sink: &KafkaSink| -> i64 {
         String::from_utf8(sink.metrics.render())
             .expect("utf-8")
-            .contains("qikchat_bridge_kafka_broker_up{")
+            .lines()
+            .find_map(|l| l.strip_prefix("qikchat_bridge_kafka_queue_max_messages "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(-1)
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !shows_broker(&sink) {
-        assert!(Instant::now() < deadline, "no broker_up series");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let shown = |sink: Arc<KafkaSink>, wanted: i64| async move {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while queue_max(&sink) != wanted {
+            assert!(Instant::now() < deadline, "the gauge never showed {wanted}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    // librdkafka's default queue size, from the working producer's statistics.
+    shown(sink.clone(), 100_000).await;
+    // Told apart by the queue size each reports.
     let mut unreachable = properties.clone();
     unreachable.insert("bootstrap.servers".into(), "127.0.0.1:1".into());
+    unreachable.insert("queue.buffering.max.messages".into(), "12345".into());
     let making = tokio::spawn({
         let sink = sink.clone();
         async move { rebuild(&sink, unreachable, Duration::from_secs(1), false).await }
     });
     while !making.is_finished() {
-        assert!(
-            shows_broker(&sink),
+        assert_ne!(
+            queue_max(&sink),
+            12345,
             "the candidate's statistics took the gauges"
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     assert!(making.await.expect("task").is_err(), "no broker to reach");
+    let mut rotated = properties.clone();
+    rotated.insert("queue.buffering.max.messages".into(), "23456".into());
+    rebuild(&sink, rotated, Duration::from_secs(5), false)
+        .await
+        .expect("put in place");
+    shown(sink.clone(), 23456).await;
 }
 
 #[tokio::test]

@@ -46,6 +46,19 @@ pub(super) fn check_writable(db: &Database, holdings: &Holdings, cause: &str) {
     }
 }
 
+/// After a failed read: the same check, without waiting for the writer's transaction (a stalled
+/// fsync would hold a metrics scrape or replay there). A latched error is refused at once, even
+/// while another transaction is open; an error that did not latch leaves nothing to find.
+pub(super) fn check_writable_now(db: &Database, holdings: &Holdings, cause: &str) {
+    match db.try_begin_write() {
+        Ok(txn) => {
+            let _ = txn.abort();
+        }
+        Err(redb::TransactionError::WouldBlock) => {}
+        Err(e) => holdings.fail(format!("{cause}; a new write is refused: {e}")),
+    }
+}
+
 impl Spool {
     /// Why the file refuses writes, once it does.
     pub fn failure(&self) -> Option<String> {

@@ -45,7 +45,7 @@ impl Spool {
     fn checked<T>(&self, read: Result<T, SpoolError>) -> Result<T, SpoolError> {
         if let Err(e) = &read {
             let cause = format!("a spool read failed: {e}");
-            super::failure::check_writable(&self.db, &self.holdings, &cause);
+            super::failure::check_writable_now(&self.db, &self.holdings, &cause);
         }
         read
     }
