@@ -136,21 +136,26 @@ pub(super) fn content_type(headers: &HeaderMap) -> Result<&str, WebhookError> {
     Ok(text)
 }
 
+/// The codings a header lists over all its fields, trimmed, empty list members skipped; a value
+/// that is not text comes as one coding that no check accepts.
+fn codings<'a>(headers: &'a HeaderMap, name: &HeaderName) -> impl Iterator<Item = &'a str> {
+    headers
+        .get_all(name)
+        .iter()
+        .flat_map(|value| value.to_str().unwrap_or("\0").split(','))
+        .map(str::trim)
+        .filter(|coding| !coding.is_empty())
+}
+
 /// No transfer coding but `chunked`, which hyper undoes: it leaves any other in place (`gzip,
 /// chunked` arrives as gzip bytes), and such a body would be dead-lettered as bytes no one can
-/// read while its sender, told 400, gives up.
+/// read while its sender, told 400, gives up. Chunked twice is refused too: hyper undoes one
+/// layer (RFC 9112, section 7: a sender must not apply it more than once).
 pub(super) fn chunked_only(headers: &HeaderMap) -> Result<(), WebhookError> {
     let mut chunked = false;
-    for value in headers.get_all(TRANSFER_ENCODING) {
-        let Ok(value) = value.to_str() else {
+    for coding in codings(headers, &TRANSFER_ENCODING) {
+        if !coding.eq_ignore_ascii_case("chunked") || std::mem::replace(&mut chunked, true) {
             return Err(WebhookError::UnsupportedTransferCoding);
-        };
-        for coding in value.split(',').map(str::trim).filter(|c| !c.is_empty()) {
-            // Chunked twice is refused too: hyper undoes one layer (RFC 9112, section 7:
-            // a sender must not apply it more than once).
-            if !coding.eq_ignore_ascii_case("chunked") || std::mem::replace(&mut chunked, true) {
-                return Err(WebhookError::UnsupportedTransferCoding);
-            }
         }
     }
     Ok(())
@@ -159,18 +164,11 @@ pub(super) fn chunked_only(headers: &HeaderMap) -> Result<(), WebhookError> {
 /// No content coding but `identity`: the body as sent becomes the record's value byte for byte,
 /// and a gzip body there would be bytes no consumer expects (RFC 9110, section 15.5.16: 415).
 pub(super) fn identity_encoding(headers: &HeaderMap) -> Result<(), WebhookError> {
-    for value in headers.get_all(CONTENT_ENCODING) {
-        let identity = value.to_str().is_ok_and(|v| {
-            v.split(',').all(|coding| {
-                let coding = coding.trim();
-                coding.is_empty() || coding.eq_ignore_ascii_case("identity")
-            })
-        });
-        if !identity {
-            return Err(WebhookError::UnsupportedEncoding);
-        }
+    if codings(headers, &CONTENT_ENCODING).all(|coding| coding.eq_ignore_ascii_case("identity")) {
+        Ok(())
+    } else {
+        Err(WebhookError::UnsupportedEncoding)
     }
-    Ok(())
 }
 
 /// Whether a media type's parameters leave the body UTF-8: no `charset`, or `charset=utf-8` (any
