@@ -107,20 +107,14 @@ async fn an_empty_body_is_refused_with_400() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_with_broken_chunked_encoding_is_refused_with_400_and_produces_nothing() {
-    use tokio::io::AsyncWriteExt;
     let app = TestApp::start(&[]).await;
-    let mut s = tokio::net::TcpStream::connect(app.addr)
-        .await
-        .expect("connect");
-    let head = format!(
-        "POST /webhook HTTP/1.1\r\nhost: x\r\nauthorization: {}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n",
-        common::basic_auth_header(),
-    );
-    s.write_all(head.as_bytes()).await.expect("write head");
     // A chunk size that is not hexadecimal.
-    s.write_all(b"zz\r\n{}\r\n0\r\n\r\n")
-        .await
-        .expect("write body");
+    let mut s = common::raw_framed(
+        app.addr,
+        "transfer-encoding: chunked",
+        b"zz\r\n{}\r\n0\r\n\r\n",
+    )
+    .await;
     let answer = common::read_until_closed(&mut s).await;
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(answer.contains(r#""error":"bad_request""#), "{answer}");
@@ -129,20 +123,15 @@ async fn a_body_with_broken_chunked_encoding_is_refused_with_400_and_produces_no
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transfer_coding_other_than_chunked_is_refused_with_501_and_nothing_is_dead_lettered() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncReadExt;
     let app = TestApp::start(&[]).await;
-    let mut s = tokio::net::TcpStream::connect(app.addr)
-        .await
-        .expect("connect");
     // hyper undoes only the chunked framing: the body would arrive as gzip bytes.
-    let head = format!(
-        "POST /webhook HTTP/1.1\r\nhost: x\r\nauthorization: {}\r\ncontent-type: application/json\r\ntransfer-encoding: gzip, chunked\r\n\r\n",
-        common::basic_auth_header(),
-    );
-    s.write_all(head.as_bytes()).await.expect("write head");
-    s.write_all(b"4\r\n\x1f\x8b\x08\x00\r\n0\r\n\r\n")
-        .await
-        .expect("write body");
+    let mut s = common::raw_framed(
+        app.addr,
+        "transfer-encoding: gzip, chunked",
+        b"4\r\n\x1f\x8b\x08\x00\r\n0\r\n\r\n",
+    )
+    .await;
     let mut answer = vec![0; 4096];
     let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut answer))
         .await

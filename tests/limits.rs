@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{basic_auth_header, eventually, raw_request, TestApp, STATUS};
+use common::{basic_auth_header, eventually, raw_framed, raw_request, TestApp, STATUS};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -115,17 +115,9 @@ async fn bodies_beyond_the_in_flight_bytes_get_503_at_once_and_fit_again_when_on
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_without_content_length_holds_the_largest_body_against_the_in_flight_bytes() {
-    use tokio::io::AsyncWriteExt;
     let app = with_room_for_one_large_body().await;
     // Chunked, so its size is unknown until it ends: it may be as large as --max-body-bytes.
-    let mut held = tokio::net::TcpStream::connect(app.addr)
-        .await
-        .expect("connect");
-    let head = format!(
-        "POST /webhook HTTP/1.1\r\nhost: x\r\nauthorization: {}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n",
-        common::basic_auth_header(),
-    );
-    held.write_all(head.as_bytes()).await.expect("write head");
+    let held = raw_framed(app.addr, "transfer-encoding: chunked", b"").await;
     eventually("the chunked request is in flight", async || {
         app.in_flight().await == 1
     })
@@ -196,15 +188,8 @@ async fn a_chunked_body_once_read_holds_only_its_own_size_while_kafka_is_waited_
     let body = format!(
         r#"{{"event":"whatsapp:message:status","payload":{{"id":"c1","to":"+91","pad":"{pad}"}}}}"#
     );
-    let mut chunked = tokio::net::TcpStream::connect(app.addr)
-        .await
-        .expect("connect");
-    let request = format!(
-        "POST /webhook HTTP/1.1\r\nhost: x\r\nauthorization: {}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
-        basic_auth_header(),
-        body.len(),
-    );
-    chunked.write_all(request.as_bytes()).await.expect("write");
+    let chunks = format!("{:x}\r\n{body}\r\n0\r\n\r\n", body.len());
+    let chunked = raw_framed(app.addr, "transfer-encoding: chunked", chunks.as_bytes()).await;
     eventually(
         "the chunked request is read and waits for Kafka",
         async || {

@@ -445,10 +445,17 @@ pub async fn raw_request(
     content_length: usize,
     body: &[u8],
 ) -> tokio::net::TcpStream {
+    raw_framed(addr, &format!("content-length: {content_length}"), body).await
+}
+
+/// An authenticated JSON POST written by hand: the head with its `framing` line
+/// (`content-length: N` or a `transfer-encoding`), then `body` exactly as given.
+#[allow(dead_code)]
+pub async fn raw_framed(addr: SocketAddr, framing: &str, body: &[u8]) -> tokio::net::TcpStream {
     use tokio::io::AsyncWriteExt;
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let head = format!(
-        "POST /webhook HTTP/1.1\r\nhost: x\r\nauthorization: {}\r\ncontent-type: application/json\r\ncontent-length: {content_length}\r\n\r\n",
+        "POST /webhook HTTP/1.1\r\nhost: x\r\nauthorization: {}\r\ncontent-type: application/json\r\n{framing}\r\n\r\n",
         basic_auth_header(),
     );
     s.write_all(head.as_bytes()).await.expect("write head");
