@@ -22,16 +22,19 @@ async fn a_full_disk_answers_503_stops_the_bridge_and_every_200_reaches_kafka_af
         "--kafka-brokers {bootstrap} --auth {USER}:'{PASS}' --ack-timeout 1s {} --spool-dir \"$1\"",
         common::ANY_PORTS.join(" ")
     );
+    // The bridge under a shell that sets its limits first (`$0` the binary, `$1` the spool).
+    let start = |limits: &str| {
+        Spawned::start(
+            Command::new("sh")
+                .args(["-c", &format!("{limits}exec \"$0\" {flags}"), BIN])
+                .arg(&spool)
+                .env_clear()
+                .env("RUST_LOG", common::LOG_FILTER)
+                .stdout(Stdio::null()),
+        )
+    };
     // 2 MiB of file size: room for the empty database and some records, then EFBIG.
-    let script = format!("trap '' XFSZ; ulimit -f 4096; exec \"$0\" {flags}");
-    let mut bridge = Spawned::start(
-        Command::new("sh")
-            .args(["-c", &script, BIN])
-            .arg(&spool)
-            .env_clear()
-            .env("RUST_LOG", common::LOG_FILTER)
-            .stdout(Stdio::null()),
-    );
+    let mut bridge = start("trap '' XFSZ; ulimit -f 4096; ");
     let (port, child) = (bridge.port, &mut bridge.child);
     let http = reqwest::Client::new();
     common::wait_ready_at(bridge.admin).await;
@@ -95,15 +98,7 @@ async fn a_full_disk_answers_503_stops_the_bridge_and_every_200_reaches_kafka_af
 
     // Restarted with room on the disk, it replays what it answered 200 for.
     cluster.broker_up(1).expect("up");
-    let restart = format!("exec \"$0\" {flags}");
-    let mut restarted = Spawned::start(
-        Command::new("sh")
-            .args(["-c", &restart, BIN])
-            .arg(&spool)
-            .env_clear()
-            .env("RUST_LOG", common::LOG_FILTER)
-            .stdout(Stdio::null()),
-    );
+    let mut restarted = start("");
     common::wait_all_stored(&bootstrap, TOPIC, &ok).await;
     let _ = restarted.child.kill();
     let _ = restarted.child.wait();
