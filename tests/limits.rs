@@ -11,7 +11,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 async fn requests_over_the_in_flight_limit_get_503_at_once_and_the_first_still_succeeds() {
     // A round trip long enough for every check below to run while the first holds its place,
     // even on a slow, shared runner.
-    let app = TestApp::start(&["--max-in-flight", "1", "--ack-timeout", "10s"]).await;
+    let app = TestApp::start(&["--max-in-flight", "1", "--ack-timeout", "20s"]).await;
+    // The idempotent producer's id and connection first, on the real round trip: behind three
+    // slow round trips the first answer took 9 s on CI and missed a 10 s deadline.
+    assert_eq!(app.post(STATUS).await.status(), 200);
     app.cluster
         .broker_round_trip_time(1, Duration::from_secs(3))
         .expect("rtt");

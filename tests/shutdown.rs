@@ -12,7 +12,9 @@ use tokio::io::AsyncReadExt;
 async fn shutdown_lets_an_in_flight_request_finish_with_200() {
     // A slow broker keeps the request in flight long enough to shut down under it; the long ack
     // timeout keeps this test about draining, not about the deadline (it flaked under load).
-    let mut app = TestApp::start(&["--ack-timeout", "10s"]).await;
+    let mut app = TestApp::start(&["--ack-timeout", "20s"]).await;
+    // The idempotent producer's id and connection first, on the real round trip (as below).
+    assert_eq!(app.post(common::TEXT).await.status(), 200);
     app.cluster
         .broker_round_trip_time(1, Duration::from_secs(3))
         .expect("rtt");
