@@ -29,8 +29,8 @@ mod parts;
 use answer::respond;
 use budget::BodyBudget;
 use parts::{
-    chunked_only, concat, content_type, identity_encoding, request_id, sha256_hex, Rfc3339Millis,
-    X_REQUEST_ID,
+    chunked_only, concat, content_type, identity_encoding, request_id, sha256_hex, single_value,
+    Rfc3339Millis, X_REQUEST_ID,
 };
 
 const ACCEPTED: &[u8] = br#"{"status":"accepted"}"#;
@@ -183,16 +183,9 @@ impl<S: Sink> Webhook<S> {
         if parts.method != Method::POST {
             return Err(WebhookError::MethodNotAllowed);
         }
-        let mut auths = parts.headers.get_all(AUTHORIZATION).iter();
-        let first = auths.next();
-        let auth = first.map(HeaderValue::as_bytes);
-        // Two different credentials are none (an empty value is malformed): which one a proxy
-        // in front checked or logged, the bridge cannot tell.
-        let auth = if auths.any(|other| Some(other) != first) {
-            Some(&b""[..])
-        } else {
-            auth
-        };
+        // Two different credentials are none (an empty value is malformed).
+        let auth = single_value(&parts.headers, &AUTHORIZATION)
+            .map_or(Some(&b""[..]), |v| v.map(HeaderValue::as_bytes));
         if let Err(reason) = self.credentials.load().check(auth) {
             self.metrics.auth_failure(reason);
             return Err(WebhookError::Unauthorized(reason));

@@ -102,13 +102,13 @@ const MAX_CONTENT_TYPE: usize = 256;
 
 /// JSON, or nothing said: anything else is refused before the body is read.
 pub(super) fn content_type(headers: &HeaderMap) -> Result<&str, WebhookError> {
-    let mut values = headers.get_all(CONTENT_TYPE).iter();
-    let Some(value) = values.next() else {
+    let Ok(value) = single_value(headers, &CONTENT_TYPE) else {
+        return Err(WebhookError::UnsupportedMediaType(MediaRefusal::Malformed));
+    };
+    let Some(value) = value else {
         return Ok("application/json");
     };
-    // A single-value field (RFC 9110, section 5.3): with two that differ, a proxy may have read
-    // the other one than the record would carry.
-    if values.any(|other| other != value) || value.len() > MAX_CONTENT_TYPE {
+    if value.len() > MAX_CONTENT_TYPE {
         return Err(WebhookError::UnsupportedMediaType(MediaRefusal::Malformed));
     }
     let text = value
@@ -134,6 +134,20 @@ pub(super) fn content_type(headers: &HeaderMap) -> Result<&str, WebhookError> {
     }
     utf8_or_unsaid(params).map_err(WebhookError::UnsupportedMediaType)?;
     Ok(text)
+}
+
+/// A single-value field (RFC 9110, section 5.3): its value, `None` when absent, `Err` when given
+/// twice with values that differ, since a proxy in front may have read the other one.
+pub(super) fn single_value<'a>(
+    headers: &'a HeaderMap,
+    name: &HeaderName,
+) -> Result<Option<&'a HeaderValue>, ()> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    if values.any(|other| Some(other) != first) {
+        return Err(());
+    }
+    Ok(first)
 }
 
 /// The codings a header lists over all its fields, trimmed, empty list members skipped; a value
