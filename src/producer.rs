@@ -22,6 +22,7 @@ mod context;
 mod readiness;
 mod reload;
 mod replace;
+pub mod spread;
 pub use context::{BridgeContext, ProducerRole};
 use readiness::{topic_metadata, TopicError};
 pub use readiness::{warn_of_missing_topics, watch_readiness};
@@ -144,7 +145,17 @@ pub trait Sink: Send + Sync + 'static {
     /// Counts a record refused before [`Sink::send`] as `send` counts its own refusals: with a
     /// spool the size check comes first, and librdkafka never sees the record.
     fn count_refused(&self, _topic: &str, _error: &ProduceError) {}
+
+    /// How many partitions `topic` has, when a keyed record's partition follows from its key
+    /// alone ([`spread::partition_of`]); `None` when it does not or the count is unknown. Replay
+    /// then holds back a partition that cannot take records, not its whole topic.
+    fn key_partitions(&self, _topic: &str) -> impl Future<Output = Option<u32>> + Send {
+        std::future::ready(None)
+    }
 }
+
+/// How long replay waits for a topic's partition count; without it, it holds the whole topic.
+const KEY_PARTITIONS_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct KafkaSink {
     /// Swapped for a new one when librdkafka declares it failed (see `replace`); senders hold
@@ -160,6 +171,8 @@ pub struct KafkaSink {
     fatal: Arc<Notify>,
     /// `message.max.bytes`, which a rebuild from rotated files cannot change.
     max_record_bytes: usize,
+    /// Whether the partitioner hashes keys with murmur2 ([`spread::hashes_keys`]).
+    keys_hashed: bool,
 }
 
 fn client_config(properties: &BTreeMap<String, String>) -> ClientConfig {
@@ -193,8 +206,10 @@ impl KafkaSink {
             .get("message.max.bytes")
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(crate::kafka_props::LIBRDKAFKA_MAX_RECORD_BYTES);
+        let keys_hashed = spread::hashes_keys(properties.get("partitioner").map(String::as_str));
         Ok(KafkaSink {
             max_record_bytes,
+            keys_hashed,
             producer: RwLock::new(made.producer),
             retired: Mutex::new(made.retired),
             config: Mutex::new(config),
@@ -318,6 +333,22 @@ impl Sink for KafkaSink {
     fn count_refused(&self, topic: &str, error: &ProduceError) {
         if let Some(m) = self.metrics.topic(topic) {
             m.failed(&error.metric_kind());
+        }
+    }
+
+    async fn key_partitions(&self, topic: &str) -> Option<u32> {
+        if !self.keys_hashed {
+            return None;
+        }
+        let producer = self.current();
+        let topic = topic.to_owned();
+        let asked = tokio::task::spawn_blocking(move || {
+            topic_metadata(&producer, &topic, KEY_PARTITIONS_TIMEOUT)
+        })
+        .await;
+        match asked {
+            Ok(Ok(partitions)) => u32::try_from(partitions).ok().filter(|&n| n > 0),
+            _ => None,
         }
     }
 }

@@ -126,10 +126,12 @@ impl KafkaSink {
 
     /// Asks a broker for `topic`'s metadata: the readiness test. Blocking; call off the runtime.
     pub fn check_metadata(&self, topic: &str, timeout: Duration) -> Result<(), KafkaError> {
-        topic_metadata(&self.current(), topic, timeout).map_err(|e| match e {
-            TopicError::Unreachable(e) => e,
-            TopicError::Refused(e) => KafkaError::MetadataFetch(e.into()),
-        })
+        topic_metadata(&self.current(), topic, timeout)
+            .map(drop)
+            .map_err(|e| match e {
+                TopicError::Unreachable(e) => e,
+                TopicError::Refused(e) => KafkaError::MetadataFetch(e.into()),
+            })
     }
 }
 
@@ -141,18 +143,19 @@ pub(super) enum TopicError {
 }
 
 /// Asks a broker for `topic`'s metadata: it answered, and named no error for the topic
-/// (authorization, unknown topic). Blocking.
+/// (authorization, unknown topic); how many partitions the topic has. Blocking.
 pub(super) fn topic_metadata(
     producer: &FutureProducer<BridgeContext>,
     topic: &str,
     timeout: Duration,
-) -> Result<(), TopicError> {
+) -> Result<usize, TopicError> {
     let md = producer
         .client()
         .fetch_metadata(Some(topic), timeout)
         .map_err(TopicError::Unreachable)?;
-    match md.topics().first().and_then(|t| t.error()) {
+    let found = md.topics().first();
+    match found.and_then(|t| t.error()) {
         Some(e) => Err(TopicError::Refused(e)),
-        None => Ok(()),
+        None => Ok(found.map_or(0, |t| t.partitions().len())),
     }
 }

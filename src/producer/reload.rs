@@ -72,7 +72,7 @@ impl KafkaSink {
             .make(&fresh)
             .map_err(|e| RebuildError::Refused(kafka_props::redacted(&e)))?;
         match topic_metadata(&candidate.producer, topic, warm_up) {
-            Ok(()) => {}
+            Ok(_) => {}
             Err(TopicError::Unreachable(e)) => {
                 return Err(RebuildError::Unreachable(e.to_string()))
             }

@@ -462,3 +462,41 @@ async fn the_topic_check_ends_without_an_answer_when_the_bridge_stops() {
     let answer = tokio::time::timeout(Duration::from_secs(10), check).await;
     assert_eq!(answer.expect("stopped at once").expect("task"), None);
 }
+
+#[tokio::test]
+async fn replay_tells_a_keyed_records_partition_as_librdkafka_places_it() {
+    let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic("t", 3, 1).expect("topic");
+    let sink = |partitioner: Option<&str>| {
+        let mut properties =
+            BTreeMap::from([("bootstrap.servers".to_string(), cluster.bootstrap_servers())]);
+        if let Some(p) = partitioner {
+            properties.insert("partitioner".into(), p.into());
+        }
+        let metrics = Arc::new(Metrics::new(&["t".to_string()]).expect("metrics"));
+        KafkaSink::new(&properties, metrics, ProducerRole::Replay).expect("producer")
+    };
+    let murmur2 = sink(Some("murmur2_random"));
+    assert_eq!(murmur2.key_partitions("t").await, Some(3));
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..30 {
+        let key = format!("9198765{i:05}");
+        let record = Record {
+            key: Some(key.as_str().into()),
+            ..record()
+        };
+        let delivered = murmur2
+            .send(&record, Instant::now() + Duration::from_secs(30))
+            .await
+            .expect("delivered");
+        let Delivered::Kafka { partition, .. } = delivered else {
+            panic!("not from Kafka: {delivered:?}");
+        };
+        assert_eq!(partition, spread::partition_of(key.as_bytes(), 3), "{key}");
+        seen.insert(partition);
+    }
+    assert_eq!(seen.len(), 3, "the keys spread over every partition");
+    // librdkafka's own default hashes with CRC32: not followed.
+    assert_eq!(sink(None).key_partitions("t").await, None);
+    assert_eq!(sink(Some("consistent")).key_partitions("t").await, None);
+}
