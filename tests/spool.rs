@@ -432,3 +432,67 @@ async fn shutdown_with_records_still_spooled_is_bounded_and_keeps_them_for_the_n
     let spool = qikchat_bridge::spool::Spool::open(dir.path(), 1 << 30, 1).expect("reopen");
     assert_eq!(spool.records(), 10, "the records wait for the next start");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_without_a_leader_holds_back_only_its_own_spooled_records() {
+    use qikchat_bridge::producer::spread::partition_of;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = TestApp::start(&flags(&spool_flags(&dir))).await;
+    // Customers (the key is their number without its `+`) whose records go to partition 0, and
+    // others: more than one replay batch of the first, spooled before the others.
+    let partitions = u32::try_from(common::PARTITIONS).expect("count");
+    let on_0 = |n: &u32| partition_of(format!("9100{n:06}").as_bytes(), partitions) == 0;
+    let held: Vec<u32> = (0..).filter(on_0).take(300).collect();
+    let free: Vec<u32> = (0..).filter(|n| !on_0(n)).take(30).collect();
+    app.cluster.broker_down(1).expect("down");
+    let spooled = |customers: Vec<u32>| {
+        let tasks: Vec<_> = customers
+            .into_iter()
+            .map(|n| tokio::spawn(post_to(app.http.clone(), app.url(), status(n, 0))))
+            .collect();
+        async move {
+            let mut ids = Vec::new();
+            for task in tasks {
+                let (code, id, _) = task.await.expect("task");
+                assert_eq!(code, 200, "spooled");
+                ids.push(id);
+            }
+            ids
+        }
+    };
+    let mut held_ids = Vec::new();
+    for customers in held.chunks(100) {
+        held_ids.extend(spooled(customers.to_vec()).await);
+    }
+    let free_ids = spooled(free).await;
+    // The webhook producer's own copies time out first (1 s): what reaches Kafka comes from
+    // replay.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    app.cluster
+        .partition_leader(TOPIC, 0, None)
+        .expect("no leader");
+    app.cluster.broker_up(1).expect("up");
+    // Replay's records for partition 0 time out after 30 s: the pass that began in the outage,
+    // then the first batch of the next, before the others are sent.
+    all_stored(&app, &free_ids, Duration::from_secs(120)).await;
+    let (_, m) = app.admin_get("/metrics").await;
+    assert_eq!(
+        value_of(&m, "qikchat_bridge_spool_records"),
+        300.0,
+        "partition 0's records wait"
+    );
+    app.cluster
+        .partition_leader(TOPIC, 0, Some(1))
+        .expect("leader");
+    all_stored(&app, &held_ids, Duration::from_secs(60)).await;
+    drained(&app, 330, "spool not drained").await;
+    // Where librdkafka put each record is where replay expected it.
+    for got in app.records(TOPIC, 330, Duration::from_secs(10)).await {
+        let key = got.key.expect("keyed");
+        assert_eq!(
+            got.partition,
+            partition_of(key.as_bytes(), partitions),
+            "{key}"
+        );
+    }
+}

@@ -1,6 +1,6 @@
 //! Replay: the spool sent to Kafka in order, in passes over what it held when each began, so
-//! records that cannot be delivered yet never hold back those of other topics and conversations
-//! behind them.
+//! records that cannot be delivered yet hold back only what would fail as they did (their
+//! partition, topic or conversation), never the records of others behind them.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -131,6 +131,7 @@ async fn pass<K: Sink>(
         // under the batch's, one record of the batch timing out left them no time at all, and
         // a refused record then waited on an unrelated outage, blamed on the dead-letter topic.
         let divert_deadline = Instant::now() + REPLAY_TIMEOUT;
+        learn_partitions(kafka, held, &todo, &results).await;
         // `delivered` is what leaves the spool; `acknowledged` what its own topic took.
         let mut delivered = Vec::new();
         let mut acknowledged = 0u64;
@@ -178,7 +179,12 @@ async fn pass<K: Sink>(
                 tracing::error!(error = %e, "spool delete task failed")
             }
         }
-        if sent > 0 && kafka_failures == sent && kafka_failed_topics.len() > 1 {
+        // Held whole: failures of one partition of each are no sign of Kafka down.
+        if sent > 0
+            && kafka_failures == sent
+            && kafka_failed_topics.len() > 1
+            && kafka_failed_topics.iter().all(|t| held.holds_topic(t))
+        {
             break;
         }
         // Nothing left in the pass could be sent: every topic it began with that still has
@@ -198,6 +204,33 @@ async fn pass<K: Sink>(
         // A failed delete leaves delivered records behind: waiting keeps them from being sent
         // again in a tight loop.
         (true, n, _) => Pass::Failed(n),
+    }
+}
+
+/// Tells `held` where the batch's records went: asks the partition count of each topic that
+/// could not take a keyed record now (once a pass), and checks each delivery against it.
+async fn learn_partitions<K: Sink>(
+    kafka: &K,
+    held: &mut Held,
+    sent: &[&(u64, SpooledRecord, u64)],
+    results: &[Result<Delivered, ProduceError>],
+) {
+    let mut ask: Vec<&str> = Vec::new();
+    for ((_, r, _), result) in sent.iter().zip(results) {
+        let topic = r.topic.as_str();
+        let failed_now = matches!(result, Err(e) if is_kafka_failure(e));
+        if failed_now && r.key.is_some() && held.needs_spread(topic) && !ask.contains(&topic) {
+            ask.push(topic);
+        }
+    }
+    let counts = futures_util::future::join_all(ask.iter().map(|t| kafka.key_partitions(t))).await;
+    for (topic, partitions) in ask.into_iter().zip(counts) {
+        held.set_spread(topic, partitions);
+    }
+    for ((_, r, _), result) in sent.iter().zip(results) {
+        if let Ok(Delivered::Kafka { partition, .. }) = result {
+            held.delivered(r, *partition);
+        }
     }
 }
 

@@ -1,8 +1,10 @@
-//! What a replay pass holds back: topics that cannot take records now, and conversations
-//! behind a record left in the spool, carried from pass to pass until that record is sent.
+//! What a replay pass holds back: topics and partitions that cannot take records now, and
+//! conversations behind a record left in the spool, carried from pass to pass until that record
+//! is sent.
 
 use std::collections::{HashMap, HashSet};
 
+use crate::producer::spread::partition_of;
 use crate::producer::ProduceError;
 use crate::spool::SpooledRecord;
 
@@ -10,14 +12,28 @@ use crate::spool::SpooledRecord;
 type Conversation = (String, String);
 
 /// What replay has learnt. Topics that refused a record in this pass (for a reason an operator
-/// can fix, or because a partition of theirs is unavailable): the rest of the topic waits for the
-/// next pass. Conversations with a record left behind — in this pass, or in an earlier one until
-/// that record is sent again — which later records of theirs must not overtake: records of a
-/// conversation sent together may be delivered out of order when the first fails alone, so the
-/// one left behind is sent alone in the next pass that reaches it.
+/// can fix, or because Kafka could not take it now): the rest of the topic waits for the next
+/// pass. Where replay can tell a keyed record's partition from its key (`spread`), a record
+/// Kafka could not take now holds back only the rest of its partition, so one partition without
+/// a leader does not hold back the topic's others. Conversations with a record left behind — in
+/// this pass, or in an earlier one until that record is sent again — which later records of
+/// theirs must not overtake: records of a conversation sent together may be delivered out of
+/// order when the first fails alone, so the one left behind is sent alone in the next pass that
+/// reaches it.
 #[derive(Default)]
 pub(super) struct Held {
     topics: HashSet<String>,
+    /// Partitions that could not take a keyed record in this pass, by topic.
+    partitions: HashMap<String, HashSet<i32>>,
+    /// Topics whose records without a key wait for the next pass: one failed while the topic
+    /// took others (librdkafka places them at random, so it is no partition's).
+    keyless: HashSet<String>,
+    /// Topics that took a record in this pass.
+    took: HashSet<String>,
+    /// Each topic's partition count, asked in this pass once a keyed record of it could not be
+    /// delivered; `None` when the partition does not follow from the key, or a delivery to
+    /// another partition than its key's showed that it did not.
+    spread: HashMap<String, Option<u32>>,
     /// The first record of each conversation left behind in this pass.
     behind: HashMap<Conversation, u64>,
     /// The same, carried from earlier passes.
@@ -61,14 +77,20 @@ impl Held {
     pub(super) fn holds(&mut self, seq: u64, r: &SpooledRecord) -> bool {
         self.reached = Some(seq);
         let held = self.topics.contains(&r.topic)
-            || r.key.as_ref().is_some_and(|key| {
-                let conversation = (r.topic.clone(), key.clone());
-                self.behind.contains_key(&conversation)
-                    || self
-                        .before
-                        .get(&conversation)
-                        .is_some_and(|&first| seq > first)
-            });
+            || match &r.key {
+                None => self.keyless.contains(&r.topic),
+                Some(key) => {
+                    let conversation = (r.topic.clone(), key.clone());
+                    self.partitions.get(&r.topic).is_some_and(|held| {
+                        self.partition(&r.topic, key)
+                            .is_some_and(|p| held.contains(&p))
+                    }) || self.behind.contains_key(&conversation)
+                        || self
+                            .before
+                            .get(&conversation)
+                            .is_some_and(|&first| seq > first)
+                }
+            };
         if self.heads.contains(&seq) {
             self.heads_read.insert(seq, !held);
         }
@@ -86,15 +108,74 @@ impl Held {
         self.topics.contains(topic)
     }
 
+    /// The partition `topic`'s records with `key` go to, when replay can tell it.
+    fn partition(&self, topic: &str, key: &str) -> Option<i32> {
+        let partitions = self.spread.get(topic).copied().flatten()?;
+        Some(partition_of(key.as_bytes(), partitions))
+    }
+
+    /// Whether `topic`'s partition count is yet to be asked in this pass.
+    pub(super) fn needs_spread(&self, topic: &str) -> bool {
+        !self.spread.contains_key(topic)
+    }
+
+    /// `topic`'s partition count ([`crate::producer::Sink::key_partitions`]).
+    pub(super) fn set_spread(&mut self, topic: &str, partitions: Option<u32>) {
+        self.spread.insert(topic.to_owned(), partitions);
+    }
+
+    /// `r` was delivered to `partition`. Another partition than its key's says the records'
+    /// partitions do not follow from their keys here (another partitioner, or partitions added
+    /// since replay asked): the topic's partitions are no longer told apart, and a partition
+    /// held means the whole topic.
+    pub(super) fn delivered(&mut self, r: &SpooledRecord, partition: i32) {
+        if !self.took.contains(&r.topic) {
+            self.took.insert(r.topic.clone());
+        }
+        let Some(key) = &r.key else { return };
+        let Some(expected) = self.partition(&r.topic, key) else {
+            return;
+        };
+        if expected != partition {
+            tracing::warn!(topic = %r.topic, partition, expected, "a replayed record went to another partition than its key's murmur2 hash; replay holds back this topic whole when one of its partitions fails");
+            self.spread.insert(r.topic.clone(), None);
+            if self.partitions.remove(&r.topic).is_some() {
+                self.topics.insert(r.topic.clone());
+            }
+        }
+    }
+
     pub(super) fn left_behind(&mut self, seq: u64, r: &SpooledRecord, error: &ProduceError) {
         if let Some(key) = &r.key {
             self.behind
                 .entry((r.topic.clone(), key.clone()))
                 .or_insert(seq);
         }
-        let refused = matches!(error, ProduceError::Refused(_));
-        if refused || is_kafka_failure(error) {
-            self.topics.insert(r.topic.clone());
+        let topic = r.topic.clone();
+        match error {
+            // Whatever the partition: the topic's settings, or the producer's queue.
+            ProduceError::Refused(_) | ProduceError::QueueFull => {
+                self.topics.insert(topic);
+            }
+            ProduceError::Timeout | ProduceError::Unavailable(_) => {
+                let partitions = self.spread.get(&topic).copied().flatten();
+                match (&r.key, partitions) {
+                    (Some(key), Some(count)) => {
+                        let held = self.partitions.entry(topic.clone()).or_default();
+                        held.insert(partition_of(key.as_bytes(), count));
+                        if held.len() >= count as usize {
+                            self.topics.insert(topic);
+                        }
+                    }
+                    (None, _) if self.took.contains(&topic) => {
+                        self.keyless.insert(topic);
+                    }
+                    _ => {
+                        self.topics.insert(topic);
+                    }
+                }
+            }
+            ProduceError::TooLarge | ProduceError::Rejected(_) => {}
         }
     }
 }

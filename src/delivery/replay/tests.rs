@@ -8,6 +8,7 @@ use tokio::time::Instant;
 use super::*;
 use crate::delivery::tests::FakeKafka;
 use crate::metrics::Metrics;
+use crate::producer::spread::partition_of;
 use crate::producer::{Delivered, ProduceError, Sink};
 use crate::record::Record;
 use crate::spool::{Spool, SpooledRecord};
@@ -409,4 +410,139 @@ async fn records_spooled_during_a_pass_do_not_keep_it_reading_past_its_held_topi
     let ended = pass(&spool, &kafka, "dlq", &metrics, &mut held).await;
     assert_eq!(ended, Pass::Failed(REPLAY_BATCH as u64));
     assert_eq!(held.reached(), Some(REPLAY_BATCH as u64 - 1));
+}
+
+/// Kafka with topics of 3 partitions, each keyed record placed by its key's murmur2 hash: the
+/// partitions in `down` cannot take records now (they time out), the rest take every record.
+struct Partitioned {
+    down: Vec<(&'static str, i32)>,
+    took: Mutex<Vec<(String, Option<String>)>>,
+}
+
+impl Partitioned {
+    fn down(down: &[(&'static str, i32)]) -> Arc<Partitioned> {
+        Arc::new(Partitioned {
+            down: down.to_vec(),
+            took: Mutex::new(Vec::new()),
+        })
+    }
+}
+
+impl Sink for Partitioned {
+    async fn send(&self, record: &Record<'_>, _: Instant) -> Result<Delivered, ProduceError> {
+        let partition = record
+            .key
+            .as_deref()
+            .map_or(0, |key| partition_of(key.as_bytes(), 3));
+        if self.down.contains(&(record.topic, partition)) {
+            return Err(ProduceError::Timeout);
+        }
+        let key = record.key.as_deref().map(str::to_string);
+        self.took
+            .lock()
+            .expect("lock")
+            .push((record.topic.to_string(), key));
+        Ok(Delivered::Kafka {
+            partition,
+            offset: 0,
+        })
+    }
+
+    fn key_partitions(&self, _: &str) -> impl std::future::Future<Output = Option<u32>> + Send {
+        std::future::ready(Some(3))
+    }
+}
+
+/// `count` records of `topic`, each its own conversation, with keys on partition `partition`
+/// of 3 (any partition but 0 for `None`), numbered from `from`.
+fn on_partition(
+    topic: &str,
+    partition: Option<i32>,
+    from: usize,
+    count: usize,
+) -> Vec<SpooledRecord> {
+    (from..)
+        .map(|i| format!("{topic}-k{i}"))
+        .filter(|k| {
+            let p = partition_of(k.as_bytes(), 3);
+            partition.map_or(p != 0, |want| p == want)
+        })
+        .take(count)
+        .map(|key| SpooledRecord {
+            key: Some(key),
+            ..spooled(topic)
+        })
+        .collect()
+}
+
+/// One pass over a new spool of `records` into `kafka`: how it ended, the last sequence number
+/// it read, and the spool.
+async fn one_pass_of(
+    kafka: &Partitioned,
+    records: Vec<SpooledRecord>,
+) -> (Pass, Option<u64>, Arc<Spool>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(dir.path(), 64 << 20, 1).expect("open");
+    for record in records {
+        spool.append(record).await.expect("append");
+    }
+    let metrics = Metrics::new(&[]).expect("metrics");
+    let mut held = Held::default();
+    let ended = pass(&spool, kafka, "dlq", &metrics, &mut held).await;
+    (ended, held.reached(), spool)
+}
+
+#[tokio::test]
+async fn a_partition_kafka_cannot_take_now_holds_back_its_own_records_not_its_topics() {
+    // More than a batch of the leaderless partition's records first, then the others'.
+    let kafka = Partitioned::down(&[("t", 0)]);
+    let mut records = on_partition("t", Some(0), 0, 300);
+    records.extend(on_partition("t", None, 0, 300));
+    let (ended, _, spool) = one_pass_of(&kafka, records).await;
+    assert_eq!(
+        ended,
+        Pass::Failed(REPLAY_BATCH as u64),
+        "one batch sent in vain"
+    );
+    assert_eq!(
+        kafka.took.lock().expect("lock").len(),
+        300,
+        "every other partition's"
+    );
+    assert_eq!(spool.records(), 300);
+}
+
+#[tokio::test]
+async fn a_whole_batch_failing_on_one_partition_of_two_topics_does_not_stop_the_pass() {
+    let kafka = Partitioned::down(&[("a", 0), ("b", 0)]);
+    let mut records: Vec<SpooledRecord> = on_partition("a", Some(0), 0, 150)
+        .into_iter()
+        .zip(on_partition("b", Some(0), 0, 150))
+        .flat_map(|(a, b)| [a, b])
+        .collect();
+    records.extend(on_partition("a", None, 0, 10));
+    records.extend(on_partition("ok", None, 0, 10));
+    let (_, _, spool) = one_pass_of(&kafka, records).await;
+    let took = kafka.took.lock().expect("lock");
+    assert_eq!(
+        took.len(),
+        20,
+        "a's other partitions and topic ok: {took:?}"
+    );
+    assert_eq!(spool.records(), 300);
+}
+
+#[tokio::test]
+async fn a_topic_whose_every_partition_fails_is_held_whole_and_the_pass_stops() {
+    let kafka = Partitioned::down(&[("t", 0), ("t", 1), ("t", 2)]);
+    let records: Vec<SpooledRecord> = (0..600)
+        .map(|i| SpooledRecord {
+            key: Some(format!("k{i}")),
+            ..spooled("t")
+        })
+        .collect();
+    let (ended, reached, _) = one_pass_of(&kafka, records).await;
+    assert_eq!(ended, Pass::Failed(REPLAY_BATCH as u64));
+    // Reading the rest would send nothing.
+    assert_eq!(reached, Some(REPLAY_BATCH as u64 - 1));
 }

@@ -1,6 +1,7 @@
 //! What a replay pass holds back and carries to the next one.
 
 use super::*;
+use crate::producer::spread::partition_of;
 
 fn record(topic: &str, key: &str) -> SpooledRecord {
     SpooledRecord {
@@ -80,4 +81,87 @@ fn refusals_an_operator_can_fix_and_kafka_failures_hold_the_topic_but_record_fau
     assert!(!held.holds(4, &record("big", "b")));
     assert!(held.holds(5, &record("acl", "b")));
     assert!(held.holds(6, &record("down", "b")));
+}
+
+/// The `n`th key (from 0) that topic `t`'s 3 partitions give to `partition`.
+fn key_on(partition: i32, n: usize) -> String {
+    (0..)
+        .map(|i| format!("k{i}"))
+        .filter(|k| partition_of(k.as_bytes(), 3) == partition)
+        .nth(n)
+        .expect("a key")
+}
+
+/// A pass that knows topic `t`'s keyed records spread over 3 partitions.
+fn spread_over_3() -> Held {
+    let mut held = Held::default();
+    held.set_spread("t", Some(3));
+    held
+}
+
+#[test]
+fn a_keyed_record_kafka_cannot_take_now_holds_back_its_partition_only() {
+    let mut held = spread_over_3();
+    held.left_behind(1, &record("t", &key_on(0, 0)), &ProduceError::Timeout);
+    assert!(held.holds(2, &record("t", &key_on(0, 1))), "its partition");
+    assert!(!held.holds(3, &record("t", &key_on(1, 0))));
+    assert!(!held.holds(4, &record("t", &key_on(2, 0))));
+    assert!(!held.holds_topic("t"));
+    // Every partition failing is the topic failing.
+    let unavailable = ProduceError::Unavailable("NotLeaderForPartition".into());
+    held.left_behind(5, &record("t", &key_on(1, 1)), &unavailable);
+    assert!(!held.holds_topic("t"));
+    held.left_behind(6, &record("t", &key_on(2, 1)), &ProduceError::Timeout);
+    assert!(held.holds_topic("t"));
+    // The next pass tries every partition again (after the ones left behind).
+    let mut held = held.next_pass();
+    assert!(!held.holds(7, &record("t", &key_on(0, 2))));
+    // What fails whatever the partition holds back the whole topic.
+    let mut held = spread_over_3();
+    let refused = ProduceError::Refused("TopicAuthorizationFailed".into());
+    held.left_behind(1, &record("t", &key_on(0, 0)), &refused);
+    assert!(held.holds(2, &record("t", &key_on(1, 0))));
+    let mut held = spread_over_3();
+    held.left_behind(1, &record("t", &key_on(0, 0)), &ProduceError::QueueFull);
+    assert!(held.holds(2, &record("t", &key_on(1, 0))));
+}
+
+#[test]
+fn a_delivery_to_another_partition_than_its_keys_makes_a_held_partition_hold_the_topic() {
+    let mut held = spread_over_3();
+    held.left_behind(1, &record("t", &key_on(0, 0)), &ProduceError::Timeout);
+    assert!(!held.holds(2, &record("t", &key_on(1, 0))));
+    held.delivered(&record("t", &key_on(1, 1)), 1);
+    assert!(
+        !held.holds(3, &record("t", &key_on(1, 2))),
+        "as its key says"
+    );
+    held.delivered(&record("t", &key_on(1, 3)), 2);
+    assert!(held.holds(4, &record("t", &key_on(1, 4))));
+    assert!(held.holds_topic("t"));
+    // Learnt before any failure: the first failure holds the topic.
+    let mut held = spread_over_3();
+    held.delivered(&record("t", &key_on(1, 0)), 0);
+    assert!(!held.holds_topic("t"));
+    held.left_behind(2, &record("t", &key_on(0, 0)), &ProduceError::Timeout);
+    assert!(held.holds_topic("t"));
+}
+
+#[test]
+fn a_keyless_record_that_fails_while_its_topic_takes_others_holds_back_only_keyless_ones() {
+    let keyless = SpooledRecord {
+        key: None,
+        ..record("t", "")
+    };
+    // Nothing of its topic taken in the pass: the topic waits.
+    let mut held = spread_over_3();
+    held.left_behind(1, &keyless, &ProduceError::Timeout);
+    assert!(held.holds_topic("t"));
+    // librdkafka put it on a partition at random: the keyed records follow their partitions.
+    let mut held = spread_over_3();
+    held.delivered(&record("t", &key_on(0, 0)), 0);
+    held.left_behind(2, &keyless, &ProduceError::Timeout);
+    assert!(!held.holds_topic("t"));
+    assert!(held.holds(3, &keyless));
+    assert!(!held.holds(4, &record("t", &key_on(1, 0))));
 }
