@@ -1,6 +1,8 @@
 //! The spool's metrics: appends by result, replays, dead-letterings, and the gauges refreshed before each
 //! scrape.
 
+use std::sync::atomic::{AtomicI64, Ordering};
+
 use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 use super::name;
@@ -17,7 +19,12 @@ pub struct SpoolMetrics {
     bytes: IntGauge,
     max_bytes: IntGauge,
     oldest_age: Gauge,
+    /// The oldest record's receive time at the last read that succeeded ([`NONE`]: empty).
+    oldest_ms: AtomicI64,
 }
+
+/// No record was waiting at the last read.
+const NONE: i64 = i64::MIN;
 
 impl SpoolMetrics {
     pub(super) fn new(registry: &Registry) -> prometheus::Result<SpoolMetrics> {
@@ -68,6 +75,7 @@ impl SpoolMetrics {
             bytes,
             max_bytes,
             oldest_age,
+            oldest_ms: AtomicI64::new(NONE),
         })
     }
 
@@ -88,18 +96,29 @@ impl SpoolMetrics {
 
     /// Refreshes the gauges; called before each scrape. Blocking (reads the oldest record).
     pub fn observe(&self, spool: &Spool) {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        self.observe_at(spool, now_ms);
+    }
+
+    pub(crate) fn observe_at(&self, spool: &Spool, now_ms: i64) {
         let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         self.records.set(clamp(spool.records()));
         self.bytes.set(clamp(spool.bytes()));
         self.max_bytes.set(clamp(spool.max_bytes()));
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        // A read that failed leaves the last age shown: 0 ("empty") would silence the alert on
-        // it exactly when records may be stuck.
-        if let Ok(oldest) = spool.oldest_timestamp_ms() {
-            let age = oldest.map_or(0.0, |t| (now_ms - t).max(0) as f64 / 1e3);
-            self.oldest_age.set(age);
-        }
+        // A read that failed shows the age of the oldest record the last one found, which
+        // keeps growing: 0 ("empty"), or an age frozen at the failure, would hold off the alert
+        // exactly when records may be stuck.
+        let oldest = match spool.oldest_timestamp_ms() {
+            Ok(oldest) => {
+                self.oldest_ms
+                    .store(oldest.unwrap_or(NONE), Ordering::Relaxed);
+                oldest
+            }
+            Err(_) => Some(self.oldest_ms.load(Ordering::Relaxed)).filter(|&t| t != NONE),
+        };
+        let age = oldest.map_or(0.0, |t| (now_ms - t).max(0) as f64 / 1e3);
+        self.oldest_age.set(age);
     }
 }

@@ -526,3 +526,40 @@ async fn a_read_that_leaves_the_file_refusing_writes_fails_the_spool() {
     assert!(failure.contains("a spool read failed"), "{failure}");
     spool.close();
 }
+
+/// The value `metrics` shows for `series`.
+fn shown(metrics: &crate::metrics::Metrics, series: &str) -> String {
+    let text = String::from_utf8(metrics.render()).expect("utf-8");
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| panic!("no {series} in {text}"))
+}
+
+#[tokio::test]
+async fn the_oldest_records_age_keeps_growing_while_reading_it_fails() {
+    let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let backend = FailingReads {
+        inner: redb::backends::InMemoryBackend::new(),
+        fail: fail.clone(),
+    };
+    let db = redb::Builder::new()
+        .set_cache_size(0)
+        .create_with_backend(backend)
+        .expect("database");
+    let spool = Spool::with_database(db, "memory".into(), 1 << 20, 1).expect("spool over memory");
+    let received = record(Some("k"), "r0").timestamp_ms;
+    spool.append(record(Some("k"), "r0")).await.expect("append");
+    let metrics = crate::metrics::Metrics::new(&[]).expect("metrics");
+    let age = "qikchat_bridge_spool_oldest_age_seconds";
+    metrics.spool.observe_at(&spool, received + 1_000);
+    assert_eq!(shown(&metrics, age), "1");
+    fail.store(true, Ordering::SeqCst);
+    metrics.spool.observe_at(&spool, received + 5_000);
+    assert_eq!(shown(&metrics, age), "5", "not frozen, nor 0");
+    fail.store(false, Ordering::SeqCst);
+    spool.close();
+}
