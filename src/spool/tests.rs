@@ -499,10 +499,8 @@ impl redb::StorageBackend for FailingReads {
     }
 }
 
-/// redb latches a failed read as it does a failed write: every write is refused from then on.
-/// Replay alone reads, so the spool must notice there, or replay stalls while nothing writes.
-#[tokio::test]
-async fn a_read_that_leaves_the_file_refusing_writes_fails_the_spool() {
+/// A spool in memory whose reads fail while the flag is set.
+fn over_failing_reads() -> (Arc<Spool>, Arc<std::sync::atomic::AtomicBool>) {
     let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let backend = FailingReads {
         inner: redb::backends::InMemoryBackend::new(),
@@ -514,6 +512,14 @@ async fn a_read_that_leaves_the_file_refusing_writes_fails_the_spool() {
         .create_with_backend(backend)
         .expect("database");
     let spool = Spool::with_database(db, "memory".into(), 1 << 20, 1).expect("spool over memory");
+    (spool, fail)
+}
+
+/// redb latches a failed read as it does a failed write: every write is refused from then on.
+/// Replay alone reads, so the spool must notice there, or replay stalls while nothing writes.
+#[tokio::test]
+async fn a_read_that_leaves_the_file_refusing_writes_fails_the_spool() {
+    let (spool, fail) = over_failing_reads();
     spool.append(record(Some("k"), "r0")).await.expect("append");
     assert!(spool.oldest(1).is_ok());
     assert_eq!(spool.failure(), None);
@@ -541,16 +547,7 @@ fn shown(metrics: &crate::metrics::Metrics, series: &str) -> String {
 
 #[tokio::test]
 async fn the_oldest_records_age_keeps_growing_while_reading_it_fails() {
-    let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let backend = FailingReads {
-        inner: redb::backends::InMemoryBackend::new(),
-        fail: fail.clone(),
-    };
-    let db = redb::Builder::new()
-        .set_cache_size(0)
-        .create_with_backend(backend)
-        .expect("database");
-    let spool = Spool::with_database(db, "memory".into(), 1 << 20, 1).expect("spool over memory");
+    let (spool, fail) = over_failing_reads();
     let received = record(Some("k"), "r0").timestamp_ms;
     spool.append(record(Some("k"), "r0")).await.expect("append");
     let metrics = crate::metrics::Metrics::new(&[]).expect("metrics");
