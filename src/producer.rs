@@ -96,6 +96,29 @@ impl ProduceError {
         }
     }
 
+    /// Kafka could not take the record now for a reason of its partition's (no acknowledgement
+    /// in time, no leader, too few in-sync replicas, its leader's storage or connection), as
+    /// opposed to one of the producer's or the whole cluster's (`AllBrokersDown`, a fatal error,
+    /// the producer closed): replay then holds back the partition rather than the topic.
+    pub fn is_partition_failure(&self) -> bool {
+        match self {
+            ProduceError::Timeout => true,
+            ProduceError::Unavailable(code) => matches!(
+                code.as_str(),
+                "LeaderNotAvailable"
+                    | "NotLeaderForPartition"
+                    | "PreferredLeaderNotAvailable"
+                    | "RequestTimedOut"
+                    | "NotEnoughReplicas"
+                    | "NotEnoughReplicasAfterAppend"
+                    | "KafkaStorageError"
+                    | "BrokerNotAvailable"
+                    | "BrokerTransportFailure"
+            ),
+            _ => false,
+        }
+    }
+
     /// The `result` label of `qikchat_bridge_kafka_deliveries_total`: bounded by librdkafka's
     /// error enum, whose names are the only texts that become labels; any other text is `other`.
     pub fn metric_kind(&self) -> String {

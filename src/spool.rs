@@ -225,6 +225,20 @@ impl Spool {
         self.holdings.counts().topics()
     }
 
+    /// Whether every record of `topic` waiting (or being written) is held by replay: its key by
+    /// `held_key`, or, without a key, when `keyless_held`. Holds the counts' lock while it reads
+    /// the keys, up to the first that is not held.
+    pub fn all_held(
+        &self,
+        topic: &str,
+        keyless_held: bool,
+        held_key: impl FnMut(&str) -> bool,
+    ) -> bool {
+        self.holdings
+            .counts()
+            .all_held(topic, keyless_held, held_key)
+    }
+
     /// Woken when records were appended.
     pub fn appended(&self) -> &Notify {
         &self.holdings.appended

@@ -127,11 +127,11 @@ async fn pass<K: Sink>(
         let deadline = Instant::now() + REPLAY_TIMEOUT;
         let sends = todo.iter().map(|(_, r, _)| replay_one(kafka, r, deadline));
         let results = futures_util::future::join_all(sends).await;
+        learn_partitions(kafka, held, &todo, &results).await;
         // A deadline of their own for the dead-letter moves, which come after the whole batch:
         // under the batch's, one record of the batch timing out left them no time at all, and
         // a refused record then waited on an unrelated outage, blamed on the dead-letter topic.
         let divert_deadline = Instant::now() + REPLAY_TIMEOUT;
-        learn_partitions(kafka, held, &todo, &results).await;
         // `delivered` is what leaves the spool; `acknowledged` what its own topic took.
         let mut delivered = Vec::new();
         let mut acknowledged = 0u64;
@@ -183,7 +183,9 @@ async fn pass<K: Sink>(
         if sent > 0
             && kafka_failures == sent
             && kafka_failed_topics.len() > 1
-            && kafka_failed_topics.iter().all(|t| held.holds_topic(t))
+            && kafka_failed_topics
+                .iter()
+                .all(|t| held.holds_all_of(t, spool))
         {
             break;
         }
@@ -193,7 +195,7 @@ async fn pass<K: Sink>(
         let waiting = spool.topics();
         if topics
             .iter()
-            .all(|t| held.holds_topic(t) || !waiting.contains(t))
+            .all(|t| !waiting.contains(t) || held.holds_all_of(t, spool))
         {
             break;
         }
@@ -218,7 +220,7 @@ async fn learn_partitions<K: Sink>(
     let mut ask: Vec<&str> = Vec::new();
     for ((_, r, _), result) in sent.iter().zip(results) {
         let topic = r.topic.as_str();
-        let failed_now = matches!(result, Err(e) if is_kafka_failure(e));
+        let failed_now = matches!(result, Err(e) if e.is_partition_failure());
         if failed_now && r.key.is_some() && held.needs_spread(topic) && !ask.contains(&topic) {
             ask.push(topic);
         }

@@ -479,8 +479,9 @@ async fn replay_tells_a_keyed_records_partition_as_librdkafka_places_it() {
     let murmur2 = sink(Some("murmur2_random"));
     assert_eq!(murmur2.key_partitions("t").await, Some(3));
     let mut seen = std::collections::HashSet::new();
+    // Lengths 1 to 12: murmur2 hashes the last 1 to 3 bytes of a key apart.
     for i in 0..30 {
-        let key = format!("9198765{i:05}");
+        let key = format!("{i}{}", "9198765432".get(..i % 11).unwrap_or_default());
         let record = Record {
             key: Some(key.as_str().into()),
             ..record()
@@ -499,4 +500,35 @@ async fn replay_tells_a_keyed_records_partition_as_librdkafka_places_it() {
     // librdkafka's own default hashes with CRC32: not followed.
     assert_eq!(sink(None).key_partitions("t").await, None);
     assert_eq!(sink(Some("consistent")).key_partitions("t").await, None);
+}
+
+#[test]
+fn failures_of_a_partition_are_told_from_failures_of_the_producer_or_cluster() {
+    let e = |c| ProduceError::from_kafka(&KafkaError::MessageProduction(c));
+    use RDKafkaErrorCode as C;
+    for code in [
+        C::MessageTimedOut,
+        C::LeaderNotAvailable,
+        C::NotLeaderForPartition,
+        C::PreferredLeaderNotAvailable,
+        C::RequestTimedOut,
+        C::NotEnoughReplicas,
+        C::NotEnoughReplicasAfterAppend,
+        C::KafkaStorageError,
+        C::BrokerNotAvailable,
+        C::BrokerTransportFailure,
+    ] {
+        assert!(e(code).is_partition_failure(), "{code:?}");
+    }
+    for code in [
+        C::AllBrokersDown,
+        C::Fatal,
+        C::QueueFull,
+        C::TopicAuthorizationFailed,
+        C::MessageSizeTooLarge,
+    ] {
+        assert!(!e(code).is_partition_failure(), "{code:?}");
+    }
+    assert!(ProduceError::Timeout.is_partition_failure(), "the deadline");
+    assert!(!ProduceError::Unavailable("ProducerClosed".into()).is_partition_failure());
 }

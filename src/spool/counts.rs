@@ -10,19 +10,22 @@ use std::collections::{HashMap, HashSet};
 pub(super) struct Counts {
     keys: HashMap<String, HashMap<String, usize>>,
     topics: HashMap<String, usize>,
+    /// Records without a key, by topic.
+    keyless: HashMap<String, usize>,
 }
 
 impl Counts {
     pub(super) fn add(&mut self, topic: &str, key: Option<&str>) {
         add_one(&mut self.topics, topic);
-        if let Some(k) = key {
-            match self.keys.get_mut(topic) {
+        match key {
+            Some(k) => match self.keys.get_mut(topic) {
                 Some(keys) => add_one(keys, k),
                 None => {
                     self.keys
                         .insert(topic.to_owned(), HashMap::from([(k.to_owned(), 1)]));
                 }
-            }
+            },
+            None => add_one(&mut self.keyless, topic),
         }
     }
 
@@ -33,11 +36,15 @@ impl Counts {
     pub(super) fn remove(&mut self, topic: Option<&str>, key: Option<&str>) {
         if let Some(t) = topic {
             take_one(&mut self.topics, t);
-            if let (Some(k), Some(keys)) = (key, self.keys.get_mut(t)) {
-                take_one(keys, k);
-                if keys.is_empty() {
-                    self.keys.remove(t);
+            match (key, self.keys.get_mut(t)) {
+                (Some(k), Some(keys)) => {
+                    take_one(keys, k);
+                    if keys.is_empty() {
+                        self.keys.remove(t);
+                    }
                 }
+                (Some(_), None) => {}
+                (None, _) => take_one(&mut self.keyless, t),
             }
         }
     }
@@ -56,6 +63,21 @@ impl Counts {
 
     pub(super) fn topics(&self) -> HashSet<String> {
         self.topics.keys().cloned().collect()
+    }
+
+    /// Whether every record of `topic` waiting is one that `held_key` holds by its key, or has
+    /// no key while `keyless_held`. Stops at the first key not held.
+    pub(super) fn all_held(
+        &self,
+        topic: &str,
+        keyless_held: bool,
+        mut held_key: impl FnMut(&str) -> bool,
+    ) -> bool {
+        (keyless_held || !self.keyless.contains_key(topic))
+            && self
+                .keys
+                .get(topic)
+                .is_none_or(|keys| keys.keys().all(|k| held_key(k)))
     }
 }
 
@@ -107,6 +129,21 @@ mod tests {
         // More removals than additions never underflow.
         counts.remove(Some("in"), Some("k"));
         assert_eq!(counts.topics(), names(&[]));
+    }
+
+    #[test]
+    fn a_topic_is_all_held_when_each_waiting_key_is_and_its_keyless_records_are() {
+        let mut counts = Counts::default();
+        counts.add("t", Some("a"));
+        counts.add("t", Some("b"));
+        counts.add("t", None);
+        assert!(!counts.all_held("t", true, |k| k == "a"));
+        assert!(!counts.all_held("t", false, |_| true), "its keyless record");
+        assert!(counts.all_held("t", true, |_| true));
+        counts.remove(Some("t"), Some("b"));
+        counts.remove(Some("t"), None);
+        assert!(counts.all_held("t", false, |k| k == "a"));
+        assert!(counts.all_held("other", false, |_| false), "nothing waits");
     }
 
     fn names(topics: &[&str]) -> HashSet<String> {

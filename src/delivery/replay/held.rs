@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::producer::spread::partition_of;
 use crate::producer::ProduceError;
-use crate::spool::SpooledRecord;
+use crate::spool::{Spool, SpooledRecord};
 
 /// A conversation: a topic and a key, whose records keep their order in the spool.
 type Conversation = (String, String);
@@ -34,6 +34,8 @@ pub(super) struct Held {
     /// delivered; `None` when the partition does not follow from the key, or a delivery to
     /// another partition than its key's showed that it did not.
     spread: HashMap<String, Option<u32>>,
+    /// [`Held::holds_all_of`] as last found, by topic.
+    all_held: HashMap<String, bool>,
     /// The first record of each conversation left behind in this pass.
     behind: HashMap<Conversation, u64>,
     /// The same, carried from earlier passes.
@@ -104,8 +106,33 @@ impl Held {
     }
 
     /// Whether the rest of `topic` waits for the next pass.
+    #[cfg(test)]
     pub(super) fn holds_topic(&self, topic: &str) -> bool {
         self.topics.contains(topic)
+    }
+
+    /// Whether nothing of `topic` waiting in `spool` can be sent in the rest of this pass: the
+    /// topic is held whole, or each of its records is on a held partition (by its key) or has no
+    /// key while the topic's keyless records are held. Found again only after a record of the
+    /// topic was delivered or left behind.
+    pub(super) fn holds_all_of(&mut self, topic: &str, spool: &Spool) -> bool {
+        if self.topics.contains(topic) {
+            return true;
+        }
+        if let Some(&found) = self.all_held.get(topic) {
+            return found;
+        }
+        let partitions = self.partitions.get(topic);
+        let keyless = self.keyless.contains(topic);
+        let found = (partitions.is_some() || keyless)
+            && spool.all_held(topic, keyless, |key| {
+                partitions.is_some_and(|held| {
+                    self.partition(topic, key)
+                        .is_some_and(|p| held.contains(&p))
+                })
+            });
+        self.all_held.insert(topic.to_owned(), found);
+        found
     }
 
     /// The partition `topic`'s records with `key` go to, when replay can tell it.
@@ -129,6 +156,7 @@ impl Held {
     /// since replay asked): the topic's partitions are no longer told apart, and a partition
     /// held means the whole topic.
     pub(super) fn delivered(&mut self, r: &SpooledRecord, partition: i32) {
+        self.all_held.remove(&r.topic);
         if !self.took.contains(&r.topic) {
             self.took.insert(r.topic.clone());
         }
@@ -152,12 +180,9 @@ impl Held {
                 .or_insert(seq);
         }
         let topic = r.topic.clone();
+        self.all_held.remove(&topic);
         match error {
-            // Whatever the partition: the topic's settings, or the producer's queue.
-            ProduceError::Refused(_) | ProduceError::QueueFull => {
-                self.topics.insert(topic);
-            }
-            ProduceError::Timeout | ProduceError::Unavailable(_) => {
+            e if e.is_partition_failure() => {
                 let partitions = self.spread.get(&topic).copied().flatten();
                 match (&r.key, partitions) {
                     (Some(key), Some(count)) => {
@@ -174,6 +199,14 @@ impl Held {
                         self.topics.insert(topic);
                     }
                 }
+            }
+            // Whatever the partition: the topic's settings, the producer's queue, the producer
+            // or the whole cluster.
+            ProduceError::Refused(_)
+            | ProduceError::QueueFull
+            | ProduceError::Timeout
+            | ProduceError::Unavailable(_) => {
+                self.topics.insert(topic);
             }
             ProduceError::TooLarge | ProduceError::Rejected(_) => {}
         }

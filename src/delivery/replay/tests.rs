@@ -414,9 +414,12 @@ async fn records_spooled_during_a_pass_do_not_keep_it_reading_past_its_held_topi
 
 /// Kafka with topics of 3 partitions, each keyed record placed by its key's murmur2 hash: the
 /// partitions in `down` cannot take records now (they time out), the rest take every record.
+/// A record without a key goes to partition 0.
 struct Partitioned {
     down: Vec<(&'static str, i32)>,
     took: Mutex<Vec<(String, Option<String>)>>,
+    /// How many times replay asked for a partition count.
+    asked: std::sync::atomic::AtomicUsize,
 }
 
 impl Partitioned {
@@ -424,6 +427,7 @@ impl Partitioned {
         Arc::new(Partitioned {
             down: down.to_vec(),
             took: Mutex::new(Vec::new()),
+            asked: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 }
@@ -449,6 +453,7 @@ impl Sink for Partitioned {
     }
 
     fn key_partitions(&self, _: &str) -> impl std::future::Future<Output = Option<u32>> + Send {
+        self.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         std::future::ready(Some(3))
     }
 }
@@ -510,6 +515,11 @@ async fn a_partition_kafka_cannot_take_now_holds_back_its_own_records_not_its_to
         "every other partition's"
     );
     assert_eq!(spool.records(), 300);
+    assert_eq!(
+        kafka.asked.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the partition count, once a pass"
+    );
 }
 
 #[tokio::test]
@@ -545,4 +555,41 @@ async fn a_topic_whose_every_partition_fails_is_held_whole_and_the_pass_stops() 
     assert_eq!(ended, Pass::Failed(REPLAY_BATCH as u64));
     // Reading the rest would send nothing.
     assert_eq!(reached, Some(REPLAY_BATCH as u64 - 1));
+}
+
+#[tokio::test]
+async fn a_topic_whose_waiting_records_are_all_on_failed_partitions_stops_the_pass() {
+    // The brokers answer metadata but take no record; the keys waiting cover 2 partitions of 3.
+    let kafka = Partitioned::down(&[("t", 0), ("t", 1), ("t", 2)]);
+    let records: Vec<SpooledRecord> = on_partition("t", Some(0), 0, 300)
+        .into_iter()
+        .zip(on_partition("t", Some(1), 0, 300))
+        .flat_map(|(a, b)| [a, b])
+        .collect();
+    let (ended, reached, _) = one_pass_of(&kafka, records).await;
+    assert_eq!(ended, Pass::Failed(REPLAY_BATCH as u64));
+    assert_eq!(
+        reached,
+        Some(REPLAY_BATCH as u64 - 1),
+        "reading on sends nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_topic_whose_waiting_records_are_keyless_ones_held_stops_the_pass() {
+    // Its keyed records go through; its keyless ones (on partition 0 here) cannot.
+    let kafka = Partitioned::down(&[("t", 0)]);
+    let mut records = on_partition("t", None, 0, 10);
+    records.extend((0..600).map(|_| SpooledRecord {
+        key: None,
+        ..spooled("t")
+    }));
+    let (ended, reached, spool) = one_pass_of(&kafka, records).await;
+    assert_eq!(ended, Pass::Failed(REPLAY_BATCH as u64 - 10));
+    assert_eq!(
+        reached,
+        Some(REPLAY_BATCH as u64 - 1),
+        "reading on sends nothing"
+    );
+    assert_eq!(spool.records(), 600);
 }

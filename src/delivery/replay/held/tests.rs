@@ -124,6 +124,11 @@ fn a_keyed_record_kafka_cannot_take_now_holds_back_its_partition_only() {
     let mut held = spread_over_3();
     held.left_behind(1, &record("t", &key_on(0, 0)), &ProduceError::QueueFull);
     assert!(held.holds(2, &record("t", &key_on(1, 0))));
+    // So does the producer's or the whole cluster's failure.
+    let mut held = spread_over_3();
+    let all_down = ProduceError::Unavailable("AllBrokersDown".into());
+    held.left_behind(1, &record("t", &key_on(0, 0)), &all_down);
+    assert!(held.holds(2, &record("t", &key_on(1, 0))));
 }
 
 #[test]
