@@ -194,8 +194,9 @@ pub struct KafkaSink {
     fatal: Arc<Notify>,
     /// `message.max.bytes`, which a rebuild from rotated files cannot change.
     max_record_bytes: usize,
-    /// Whether the partitioner hashes keys with murmur2 ([`spread::hashes_keys`]).
-    keys_hashed: bool,
+    /// Whether the partitioner hashes keys with murmur2 ([`spread::hashes_keys`]); set again
+    /// when the producer is made from rotated files.
+    keys_hashed: AtomicBool,
 }
 
 fn client_config(properties: &BTreeMap<String, String>) -> ClientConfig {
@@ -229,7 +230,9 @@ impl KafkaSink {
             .get("message.max.bytes")
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(crate::kafka_props::LIBRDKAFKA_MAX_RECORD_BYTES);
-        let keys_hashed = spread::hashes_keys(properties.get("partitioner").map(String::as_str));
+        let keys_hashed = AtomicBool::new(spread::hashes_keys(
+            properties.get("partitioner").map(String::as_str),
+        ));
         Ok(KafkaSink {
             max_record_bytes,
             keys_hashed,
@@ -360,7 +363,7 @@ impl Sink for KafkaSink {
     }
 
     async fn key_partitions(&self, topic: &str) -> Option<u32> {
-        if !self.keys_hashed {
+        if !self.keys_hashed.load(Ordering::Relaxed) {
             return None;
         }
         let producer = self.current();

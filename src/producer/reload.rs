@@ -92,6 +92,8 @@ impl KafkaSink {
         }
         let mut old = self.put(candidate);
         old.message_timeout = message_timeout(config.get("message.timeout.ms"));
+        let keys_hashed = super::spread::hashes_keys(fresh.get("partitioner"));
+        self.keys_hashed.store(keys_hashed, Ordering::Relaxed);
         *config = fresh;
         Ok(old)
     }

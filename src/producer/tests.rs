@@ -532,3 +532,15 @@ fn failures_of_a_partition_are_told_from_failures_of_the_producer_or_cluster() {
     assert!(ProduceError::Timeout.is_partition_failure(), "the deadline");
     assert!(!ProduceError::Unavailable("ProducerClosed".into()).is_partition_failure());
 }
+
+#[tokio::test]
+async fn a_producer_made_again_with_another_partitioner_is_no_longer_followed_by_replay() {
+    let (_cluster, mut properties, sink) =
+        one_topic_sink_with(&[("partitioner", "murmur2_random")]);
+    assert_eq!(sink.key_partitions("t").await, Some(1));
+    properties.insert("partitioner".into(), "consistent_random".into());
+    rebuild(&sink, properties, Duration::from_secs(10), false)
+        .await
+        .expect("rebuilt");
+    assert_eq!(sink.key_partitions("t").await, None);
+}
