@@ -90,6 +90,20 @@ pub enum ConfigError {
     NoCredentials,
 }
 
+/// What says that settings without brokers are meant for a real deployment rather than the
+/// embedded Kafka (which accepts the seed credential and takes no security settings): an unset
+/// `KAFKA_BOOTSTRAP_SERVERS` (an optional ConfigMap key missing, a typo) would otherwise answer
+/// every webhook 200 and lose it all at the next restart.
+fn deployment_sign(args: &Args, kafka: &KafkaProperties) -> Option<String> {
+    if !args.auth.is_empty() || args.auth_file.is_some() {
+        return Some("webhook credentials are configured (--auth or --auth-file)".into());
+    }
+    kafka
+        .names()
+        .find(|n| *n == "security.protocol" || n.starts_with("sasl.") || n.starts_with("ssl."))
+        .map(|n| format!("a Kafka security setting is given ({n})"))
+}
+
 pub(crate) fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         setting,
@@ -129,6 +143,19 @@ impl Config {
             },
         );
         let (kafka_properties, kafka_watched) = kafka_sources.properties_watched(&read_file)?;
+        if matches!(kafka, KafkaMode::Embedded) {
+            if let Some(sign) = deployment_sign(&args, &kafka_properties) {
+                return Err(invalid(
+                    "--kafka-brokers",
+                    format!(
+                        "is unset (nor KAFKA_BOOTSTRAP_SERVERS), which starts the embedded \
+                         in-memory Kafka, but {sign}: a real deployment, whose records that Kafka \
+                         would lose at exit. Name the brokers (host:port,...); for a local Kafka \
+                         of its own, run `qikchat-bridge dev-kafka` and name its address"
+                    ),
+                ));
+            }
+        }
 
         let mut credentials = Vec::new();
         for entry in &args.auth {

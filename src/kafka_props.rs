@@ -20,6 +20,11 @@ impl KafkaProperties {
     pub fn get(&self, key: &str) -> Option<&str> {
         self.0.get(key).map(String::as_str)
     }
+
+    /// The properties' names, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
 }
 
 /// Why these defaults: a 200 promises the webhook is stored, so `acks=all` (the record is on every

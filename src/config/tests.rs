@@ -30,6 +30,34 @@ fn defaults_start_embedded_kafka_with_the_seed_credential() {
 }
 
 #[test]
+fn settings_of_a_real_deployment_without_brokers_refuse_the_in_memory_kafka() {
+    for (flags, env, sign) in [
+        (vec!["--auth", "a:b"], vec![], "--auth"),
+        (
+            vec!["--auth-file", "/run/secrets/auth"],
+            vec![],
+            "--auth-file",
+        ),
+        (vec!["-X", "sasl.mechanism=PLAIN"], vec![], "sasl.mechanism"),
+        (
+            vec![],
+            vec![("KAFKA_SECURITY_PROTOCOL", "sasl_ssl")],
+            "security.protocol",
+        ),
+    ] {
+        let env = env.into_iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        let err = Config::from_args(args(&flags), env, |_| Ok("a:b".into())).unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("--kafka-brokers:"), "{text}");
+        assert!(text.contains(sign), "{text}");
+        assert!(text.contains("dev-kafka"), "{text}");
+    }
+    // Other client properties are fine with it (the CI's metrics check sets one).
+    let config = build(&["-X", "statistics.interval.ms=200"]).expect("valid");
+    assert_eq!(config.kafka, KafkaMode::Embedded);
+}
+
+#[test]
 fn real_brokers_without_credentials_refuse_to_start() {
     assert_eq!(
         build(&["--kafka-brokers", "k:9092"]).unwrap_err(),
@@ -76,13 +104,13 @@ fn credentials_come_from_flags_and_a_file_together() {
 
 #[test]
 fn a_missing_auth_file_names_the_file() {
-    let err = build(&["--auth-file", "/nope"]).unwrap_err();
+    let err = build(&["--kafka-brokers", "k:9092", "--auth-file", "/nope"]).unwrap_err();
     assert!(err.to_string().contains("/nope"), "{err}");
 }
 
 #[test]
 fn a_credential_without_a_colon_is_rejected() {
-    let err = build(&["--auth", "justauser"]).unwrap_err();
+    let err = build(&["--kafka-brokers", "k:9092", "--auth", "justauser"]).unwrap_err();
     assert!(err.to_string().starts_with("--auth:"), "{err}");
 }
 
@@ -153,7 +181,14 @@ fn zero_or_out_of_range_timeouts_and_limits_are_rejected_with_the_setting_named(
 #[test]
 fn debug_output_never_shows_passwords() {
     let config = Config::from_args(
-        args(&["--auth", "alice:s3cret-pw", "-X", "sasl.password=kafka-pw"]),
+        args(&[
+            "--kafka-brokers",
+            "k:9092",
+            "--auth",
+            "alice:s3cret-pw",
+            "-X",
+            "sasl.password=kafka-pw",
+        ]),
         vec![("KAFKA_SSL_KEY_PASSWORD".to_string(), "key-pw".to_string())],
         no_files,
     )
@@ -212,13 +247,14 @@ fn a_record_size_limit_below_the_body_limit_is_a_caveat() {
 
 #[test]
 fn a_credential_list_written_with_spaces_is_refused_not_half_accepted() {
-    let err = build(&["--auth", "alice:one, bob:two"]).unwrap_err();
+    let err = build(&["--kafka-brokers", "k:9092", "--auth", "alice:one, bob:two"]).unwrap_err();
     assert!(err.to_string().contains("\"bob\""), "{err}");
     assert!(
         !err.to_string().contains("two"),
         "the password is not shown: {err}"
     );
-    let config = build(&["--auth", "alice:one,bob:two"]).expect("valid");
+    let config =
+        build(&["--kafka-brokers", "k:9092", "--auth", "alice:one,bob:two"]).expect("valid");
     assert_eq!(config.credentials.users(), vec!["alice", "bob"]);
 }
 
