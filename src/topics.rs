@@ -108,6 +108,17 @@ impl TopicMap {
                 .split_once('=')
                 .filter(|(e, t)| !e.is_empty() && !t.is_empty())
                 .ok_or_else(|| invalid("--topic", format!("{pair:?} is not EVENT=TOPIC")))?;
+            // Never equal to a sender's event: the route would be dead while its events went to
+            // the fallback topic (`a=x, b=y` in BRIDGE_TOPICS), as `--auth` refuses its twin.
+            if event.trim() != event {
+                return Err(invalid(
+                    "--topic",
+                    format!(
+                        "{pair:?} has a space at either end of its event name (a list is \
+                         written without spaces after its commas)"
+                    ),
+                ));
+            }
             let event_type = match event {
                 EVENT_MESSAGE_IN => EventType::MessageIn,
                 EVENT_MESSAGE_STATUS => EventType::MessageStatus,
@@ -235,7 +246,7 @@ mod tests {
             Err(e) => e.to_string(),
         };
         for pair in [
-            "a=b c", "noequals", "=topic", "event=", "e=.", "e=..", "e=ü",
+            "a=b c", "noequals", "=topic", "event=", "e=.", "e=..", "e=ü", " e=t", "e =t",
         ] {
             let err = refused("", &[pair]);
             assert!(err.starts_with("--topic:"), "{pair}: {err}");
