@@ -161,14 +161,6 @@ fn dev_kafka(partitions: i32, prefix: &str) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let kafka = match EmbeddedKafka::start(&topics, partitions) {
-        Ok(k) => k,
-        Err(e) => {
-            eprintln!("qikchat-bridge dev-kafka: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    println!("bootstrap.servers={}", kafka.bootstrap_servers());
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -179,20 +171,30 @@ fn dev_kafka(partitions: i32, prefix: &str) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let code = runtime.block_on(async {
+    // Listening before the cluster starts: as a container's PID 1, a signal that came while it
+    // started (or before its address was printed) would be dropped, and it would run on until
+    // killed.
+    let signal = {
+        let _context = runtime.enter();
         match shutdown_signal() {
-            Ok(signal) => {
-                signal.await;
-                ExitCode::SUCCESS
-            }
+            Ok(signal) => signal,
             Err(e) => {
                 eprintln!("qikchat-bridge dev-kafka: cannot listen for SIGTERM and SIGINT: {e}");
-                ExitCode::FAILURE
+                return ExitCode::FAILURE;
             }
         }
-    });
+    };
+    let kafka = match EmbeddedKafka::start(&topics, partitions) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("qikchat-bridge dev-kafka: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("bootstrap.servers={}", kafka.bootstrap_servers());
+    runtime.block_on(signal);
     drop(kafka);
-    code
+    ExitCode::SUCCESS
 }
 
 /// Resolves at the first SIGTERM or SIGINT after it is made, not after it is first polled: as a
