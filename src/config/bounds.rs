@@ -25,11 +25,15 @@ pub(super) fn check(args: &Args) -> Result<(), ConfigError> {
             format!("must be at most {MAX_BODY_BYTES} (512 MiB)"),
         ));
     }
-    if !args.webhook_path.starts_with('/') || args.webhook_path.contains(['?', '#', ' ']) {
+    // A request line carries its path percent-encoded, in visible ASCII: a path with anything
+    // else (a space, a control character, non-ASCII) or a query or fragment never matches it.
+    let matchable = |b: u8| b.is_ascii_graphic() && b != b'?' && b != b'#';
+    if !args.webhook_path.starts_with('/') || !args.webhook_path.bytes().all(matchable) {
         return Err(invalid(
             "--webhook-path",
             format!(
-                "{:?} must be an absolute path like /webhook",
+                "{:?} must be an absolute path like /webhook, in visible ASCII (percent-encode \
+                 anything else, as a request line carries it)",
                 args.webhook_path
             ),
         ));

@@ -119,11 +119,18 @@ fn a_relative_webhook_path_is_rejected() {
     let err = build(&["--webhook-path", "webhook"]).expect_err("relative");
     assert!(err.to_string().contains("--webhook-path"), "{err}");
     // A query, a fragment or a space could never match a request's path.
-    for path in ["/webhook?x=1", "/webhook#x", "/web hook"] {
+    for path in [
+        "/webhook?x=1",
+        "/webhook#x",
+        "/web hook",
+        "/wébhook",
+        "/web\thook",
+    ] {
         let err = build(&["--webhook-path", path]).expect_err("refused");
         assert!(err.to_string().contains("--webhook-path"), "{err}");
     }
     assert!(build(&["--webhook-path", "/hooks/qikchat"]).is_ok());
+    assert!(build(&["--webhook-path", "/w%C3%A9bhook"]).is_ok());
 }
 
 #[test]
