@@ -117,6 +117,33 @@ pub async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
 const MAX_CONNECTIONS: usize = 256;
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// How long a scrape may wait for the spool's disk. One stuck on a stalled disk would otherwise
+/// hold its connection (hyper does not notice a client that gave up while an answer is pending),
+/// and scrapes every few seconds would take the slots the kubelet's probes need.
+const SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The probes read atomics and are answered at once; a scrape reads the spool's oldest record
+/// from disk, so off the async workers, and within `scrape_timeout`.
+async fn respond(
+    req: Request<()>,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+    scrape_timeout: Duration,
+) -> Response<Full<Bytes>> {
+    if req.uri().path() != "/metrics" {
+        return answer(&req, &health, &metrics);
+    }
+    let scrape = tokio::task::spawn_blocking(move || answer(&req, &health, &metrics));
+    match tokio::time::timeout(scrape_timeout, scrape).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(_)) => text(StatusCode::INTERNAL_SERVER_ERROR, "admin handler failed\n"),
+        Err(_) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metrics: reading the spool did not finish in time (a stalled disk?)\n",
+        ),
+    }
+}
+
 /// Serves until `stop` turns true, then closes its connections (a scraper's idle keep-alive
 /// connection would otherwise keep the bridge's state, and the spool file, open).
 pub async fn serve(
@@ -136,14 +163,7 @@ pub async fn serve(
     let handler = move |req: Request<hyper::body::Incoming>| {
         let (health, metrics) = (health.clone(), metrics.clone());
         let req = Request::from_parts(req.into_parts().0, ());
-        async move {
-            // A scrape reads the spool's oldest record from disk: off the async workers.
-            tokio::task::spawn_blocking(move || answer(&req, &health, &metrics))
-                .await
-                .unwrap_or_else(|_| {
-                    text(StatusCode::INTERNAL_SERVER_ERROR, "admin handler failed\n")
-                })
-        }
+        respond(req, health, metrics, SCRAPE_TIMEOUT)
     };
     server::serve_with(listener, handler, options, async move {
         stopped(&mut stop).await
@@ -265,5 +285,47 @@ mod tests {
             .expect("committed once the disk is back");
         assert_eq!(spool.write_stalled_for(), Duration::ZERO);
         assert_eq!(health.readiness(), Ok(()));
+    }
+
+    // Real clock: the scrape's read is a blocking thread waiting on the storage.
+    #[tokio::test]
+    async fn a_scrape_stuck_on_a_stalled_disk_is_answered_503_and_the_probes_at_once() {
+        let (spool, reads) = crate::spool::test_storage::spool_over_faulty_reads();
+        let record = crate::spool::SpooledRecord {
+            topic: "t".into(),
+            key: None,
+            value: b"{}".to_vec(),
+            headers: Vec::new(),
+            timestamp_ms: 0,
+        };
+        spool.append(record).await.expect("append");
+        let health = Arc::new(Health::default());
+        health.started.store(true, Ordering::SeqCst);
+        health.kafka_ready.store(true, Ordering::SeqCst);
+        let _ = health.spool.set(spool.clone());
+        let metrics = Arc::new(Metrics::new(&[]).expect("metrics"));
+        let ask = |path: &str| {
+            let req = Request::get(path).body(()).expect("request");
+            respond(
+                req,
+                health.clone(),
+                metrics.clone(),
+                Duration::from_millis(300),
+            )
+        };
+        reads.stall.store(true, Ordering::SeqCst);
+        let asked = std::time::Instant::now();
+        let scrape = ask("/metrics").await;
+        assert_eq!(scrape.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            asked.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            asked.elapsed()
+        );
+        assert_eq!(ask("/livez").await.status(), StatusCode::OK);
+        assert_eq!(ask("/readyz").await.status(), StatusCode::OK);
+        reads.stall.store(false, Ordering::SeqCst);
+        assert_eq!(ask("/metrics").await.status(), StatusCode::OK);
+        spool.close();
     }
 }

@@ -380,4 +380,6 @@ impl Spool {
 }
 
 #[cfg(test)]
+pub(crate) mod test_storage;
+#[cfg(test)]
 mod tests;

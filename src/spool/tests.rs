@@ -471,55 +471,12 @@ async fn a_record_waits_behind_its_own_conversation_only_not_its_key_on_another_
     assert_eq!(spool.records(), 2);
 }
 
-/// Storage whose reads fail while `fail` is set, as a disk's do on a bad sector.
-#[derive(Debug)]
-struct FailingReads {
-    inner: redb::backends::InMemoryBackend,
-    fail: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl redb::StorageBackend for FailingReads {
-    fn len(&self) -> Result<u64, std::io::Error> {
-        self.inner.len()
-    }
-    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), std::io::Error> {
-        if self.fail.load(Ordering::SeqCst) {
-            return Err(std::io::Error::other("injected EIO"));
-        }
-        self.inner.read(offset, out)
-    }
-    fn set_len(&self, len: u64) -> Result<(), std::io::Error> {
-        self.inner.set_len(len)
-    }
-    fn sync_data(&self) -> Result<(), std::io::Error> {
-        self.inner.sync_data()
-    }
-    fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
-        self.inner.write(offset, data)
-    }
-}
-
-/// A spool in memory whose reads fail while the flag is set.
-fn over_failing_reads() -> (Arc<Spool>, Arc<std::sync::atomic::AtomicBool>) {
-    let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let backend = FailingReads {
-        inner: redb::backends::InMemoryBackend::new(),
-        fail: fail.clone(),
-    };
-    // No page cache, so that reads reach the storage.
-    let db = redb::Builder::new()
-        .set_cache_size(0)
-        .create_with_backend(backend)
-        .expect("database");
-    let spool = Spool::with_database(db, "memory".into(), 1 << 20, 1).expect("spool over memory");
-    (spool, fail)
-}
-
 /// redb latches a failed read as it does a failed write: every write is refused from then on.
 /// Replay alone reads, so the spool must notice there, or replay stalls while nothing writes.
 #[tokio::test]
 async fn a_read_that_leaves_the_file_refusing_writes_fails_the_spool() {
-    let (spool, fail) = over_failing_reads();
+    let (spool, reads) = super::test_storage::spool_over_faulty_reads();
+    let fail = &reads.fail;
     spool.append(record(Some("k"), "r0")).await.expect("append");
     assert!(spool.oldest(1).is_ok());
     assert_eq!(spool.failure(), None);
@@ -547,7 +504,8 @@ fn shown(metrics: &crate::metrics::Metrics, series: &str) -> String {
 
 #[tokio::test]
 async fn the_oldest_records_age_keeps_growing_while_reading_it_fails() {
-    let (spool, fail) = over_failing_reads();
+    let (spool, reads) = super::test_storage::spool_over_faulty_reads();
+    let fail = &reads.fail;
     let received = record(Some("k"), "r0").timestamp_ms;
     spool.append(record(Some("k"), "r0")).await.expect("append");
     let metrics = crate::metrics::Metrics::new(&[]).expect("metrics");
