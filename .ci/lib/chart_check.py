@@ -34,6 +34,10 @@ Subcommands (each exits non-zero with a message on failure):
       ENTRYPOINT, no HEALTHCHECK, a --locked release build.
   readme VALUES README
       Every value of values.yaml is documented in the chart README.
+  secret-names REDACT_RS SCHEMA HELPERS
+      The librdkafka property names the chart treats as secrets (the schema's
+      kafka.properties pattern, the templates' secretPropertyPattern, SECRET_PARTS
+      here) are exactly those of the bridge's is_secret in REDACT_RS.
 """
 
 import base64
@@ -58,6 +62,17 @@ BRIDGE_ENV = {
     "BRIDGE_LOG_PHONE_NUMBERS", "BRIDGE_EMBEDDED_PARTITIONS", "BRIDGE_SPOOL_DIR",
     "BRIDGE_SPOOL_MAX_BYTES", "BRIDGE_CLOUDEVENTS", "BRIDGE_CLOUDEVENTS_SOURCE", "RUST_LOG",
 }
+
+# Substrings that make a librdkafka property name a secret to the bridge
+# (src/kafka_props/redact.rs is_secret; `secret-names` checks that they agree).
+SECRET_PARTS = ("password", "passphrase", "private.key", "jaas", "secret",
+                "sasl.oauthbearer.config", "ssl.key.pem", "ssl_key", "token")
+
+# The bridge's HTTP/1 read buffer per connection, librdkafka's queue by default
+# (queue.buffering.max.kbytes) and the rest of the process: the README's memory bound.
+READ_BUFFER = 16 * 1024
+DEFAULT_QUEUE_KBYTES = 65536
+BASE_MEMORY = 100 * 2**20
 
 from metric_names import HISTOGRAMS, METRICS, PROCESS_METRICS  # noqa: E402
 
@@ -144,12 +159,42 @@ def plain_env(container):
 
 
 def help_env_names(help_file):
+    """The env names of the binary's --help ([env: NAME]); None without a help file. A help text
+    without any is an error: the check would silently fall back to BRIDGE_ENV."""
     if not help_file:
         return None
     with open(help_file, encoding="utf-8", errors="replace") as f:
         text = f.read()
     names = set(re.findall(r"\[env:\s*([A-Z][A-Z0-9_]*)", text))
-    return names or None
+    if not names:
+        fail(f"{help_file}: the binary's --help names no [env: ...] variables, so the env names "
+             f"cannot be checked against it (is it the bridge's --help?): {text[:200]!r}")
+    return names
+
+
+def is_secret(name):
+    return any(p in name for p in SECRET_PARTS)
+
+
+def kafka_property_args(args):
+    """(flag, NAME, VALUE) of every -X/--kafka-property argument, in the forms clap accepts."""
+    out = []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        pair = None
+        if a in ("-X", "--kafka-property"):
+            pair = args[i + 1] if i + 1 < len(args) else ""
+            i += 1
+        elif a.startswith("--kafka-property="):
+            pair = a[len("--kafka-property="):]
+        elif a.startswith("-X"):
+            pair = a[2:].removeprefix("=")
+        if pair is not None:
+            name, _, value = pair.partition("=")
+            out.append((a, name.strip(), value))
+        i += 1
+    return out
 
 
 # --------------------------------------------------------------------------- static
@@ -203,6 +248,28 @@ def cmd_static(rendered, help_file=None):
     res = c.get("resources") or {}
     check((res.get("requests") or {}).get("cpu") and (res.get("requests") or {}).get("memory"), "cpu and memory requests must be set")
     check((res.get("limits") or {}).get("memory"), "a memory limit must be set")
+    # The memory limit holds the README's bound: bodies, librdkafka's queue, the connections'
+    # read buffers, ~100 MiB, and with the spool its waiting writes and replay's batch (twice).
+    limit = str((res.get("limits") or {}).get("memory") or "")
+    if re.fullmatch(r"[0-9]+(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?", limit):
+        # -X wins over KAFKA_*, as in the bridge.
+        queue_kb = str(env.get("KAFKA_QUEUE_BUFFERING_MAX_KBYTES") or DEFAULT_QUEUE_KBYTES)
+        for _, name, value in kafka_property_args([str(a) for a in (c.get("args") or [])]):
+            if name == "queue.buffering.max.kbytes":
+                queue_kb = value
+        check(queue_kb.isdigit(), f"queue.buffering.max.kbytes {queue_kb!r} is not a whole number of KiB")
+        queue_kb = int(queue_kb) if queue_kb.isdigit() else 0
+        body = int(env.get("BRIDGE_MAX_BODY_BYTES") or 1048576)
+        need = (int(env.get("BRIDGE_MAX_IN_FLIGHT_BYTES") or 96 * 2**20)
+                + int(env.get("BRIDGE_MAX_IN_FLIGHT") or 1024) * 65536
+                + queue_kb * 1024
+                + int(env.get("BRIDGE_MAX_CONNECTIONS") or 4096) * READ_BUFFER
+                + BASE_MEMORY)
+        if env.get("BRIDGE_SPOOL_DIR"):
+            need += 64 * 2**20 + 2 * (16 * 2**20 + body)
+        check(quantity_bytes(limit) >= need,
+              f"memory limit {limit} is below the bridge's bound ({need} bytes: bodies, librdkafka queue, "
+              "connections x 16 KiB, 100 MiB, the spool's writes and replay)")
 
     # Ports and probes match the listeners the binary is told to use.
     ports = {p["name"]: p["containerPort"] for p in (c.get("ports") or [])}
@@ -220,15 +287,25 @@ def cmd_static(rendered, help_file=None):
         check(hg.get("port") in ("admin", ports.get("admin")) and hg.get("path") == "/livez", "startupProbe must GET /livez on the admin port")
 
     # Shutdown: Kubernetes must wait longer than the bridge's delay + drain + flush + its own
-    # waits at exit (admin server drain, readiness metadata call, runtime shutdown: 1 s each),
+    # waits at exit (admin server drain, readiness metadata call, runtime shutdown: 1 s each, and
+    # 2 s for the file watches and producer replacements to stop: 5 s, as _helpers.tpl counts),
     # and with the spool its replay's cut-off (one more flush timeout) and closing the file.
     defaults = {"BRIDGE_SHUTDOWN_DELAY": "0s", "BRIDGE_SHUTDOWN_GRACE": "10s", "BRIDGE_FLUSH_TIMEOUT": "5s"}
-    shutdown_ms = sum(duration_ms(env.get(k) or v) for k, v in defaults.items()) + 3000
+    shutdown_ms = sum(duration_ms(env.get(k) or v) for k, v in defaults.items()) + 5000
     if env.get("BRIDGE_SPOOL_DIR"):
         shutdown_ms += duration_ms(env.get("BRIDGE_FLUSH_TIMEOUT") or "5s") + 2000
     tgps = pod.get("terminationGracePeriodSeconds", 30)
-    check(tgps * 1000 > shutdown_ms, f"terminationGracePeriodSeconds {tgps}s is not longer than delay+grace+flush+3 s ({shutdown_ms} ms)")
-    check(duration_ms(env.get("BRIDGE_SHUTDOWN_DELAY") or "0s") > 0, "BRIDGE_SHUTDOWN_DELAY should be > 0 so endpoints are removed before the drain")
+    check(tgps * 1000 > shutdown_ms, f"terminationGracePeriodSeconds {tgps}s is not longer than delay+grace+flush+5 s ({shutdown_ms} ms)")
+    delay = duration_ms(env.get("BRIDGE_SHUTDOWN_DELAY") or "0s")
+    check(delay > 0, "BRIDGE_SHUTDOWN_DELAY should be > 0 so endpoints are removed before the drain")
+    # A stop of the bridge's own (no pod deletion): only the readiness probe takes the pod out of
+    # the endpoints, after up to periodSeconds x failureThreshold (+ ~1 s to propagate), and the
+    # port closes after the delay.
+    rp = c.get("readinessProbe") or {}
+    unready_ms = (rp.get("periodSeconds", 10) * rp.get("failureThreshold", 3) + 1) * 1000
+    check(delay >= unready_ms, f"BRIDGE_SHUTDOWN_DELAY ({delay} ms) is shorter than the readiness probe's "
+          f"periodSeconds x failureThreshold + 1 s ({unready_ms} ms): a bridge that stops on its own "
+          "closes its port while the Service still sends to it")
     ack = duration_ms(env.get("BRIDGE_ACK_TIMEOUT") or "1500ms")
     check(ack < QIKCHAT_LIMIT_MS, f"BRIDGE_ACK_TIMEOUT {ack} ms is not below Qikchat's 2 s limit")
 
@@ -238,6 +315,14 @@ def cmd_static(rendered, help_file=None):
         if re.search(r"PASSWORD|SECRET|TOKEN", name) and not name.endswith("_FILE"):
             check("value" not in e, f"{name} must not be a plain env value (use a *_FILE variable)")
     check("BRIDGE_AUTH" not in env_names, "BRIDGE_AUTH puts credentials in the pod spec; use BRIDGE_AUTH_FILE")
+    args = [str(a) for a in (c.get("args") or [])]
+    for a in args:
+        flag = re.match(r"--(auth|auth-file|spool-dir)(=|$)", a)
+        check(not flag, f"argument {a.split('=')[0]}: credentials, their file and the spool come from "
+              "auth.* and persistence.*, not from arguments")
+    for flag, name, _ in kafka_property_args(args):
+        check(name and not is_secret(name.lower()),
+              f"argument {flag} {name}=...: a secret librdkafka property (or none) in the pod's arguments")
     insecure = env.get("BRIDGE_INSECURE_DISABLE_AUTH") == "true"
     check(insecure or "BRIDGE_AUTH_FILE" in env, "BRIDGE_AUTH_FILE must be set unless auth is explicitly disabled")
     check("KAFKA_BOOTSTRAP_SERVERS" in env and env["KAFKA_BOOTSTRAP_SERVERS"], "KAFKA_BOOTSTRAP_SERVERS must be set")
@@ -925,6 +1010,48 @@ def cmd_readme(values_file, readme):
     print(f"all {len(paths)} values documented")
 
 
+def _alternatives(pattern, where):
+    """The literal names of a `(a|b\\.c|...)` pattern, unescaped."""
+    m = re.fullmatch(r"\((.*)\)", pattern.strip())
+    if not m:
+        fail(f"{where}: expected an unanchored (a|b|...) pattern, found {pattern!r}")
+    parts = m.group(1).split("|")
+    for p in parts:
+        if re.search(r"[\^$*+?()\[\]{}]|\\[^.]|(?<!\\)\.", p):
+            fail(f"{where}: {p!r} is not a literal name (only \\. may be escaped)")
+    return {p.replace("\\.", ".") for p in parts}
+
+
+def cmd_secret_names(redact_rs, schema_file, helpers):
+    with open(redact_rs, encoding="utf-8") as f:
+        rust = f.read()
+    m = re.search(r"pub fn is_secret\(key: &str\) -> bool \{\s*\[(.*?)\]\s*\.iter\(\)\s*\.any\(\|s\| key\.contains\(s\)\)", rust, re.S)
+    if not m:
+        fail(f"{redact_rs}: is_secret is no longer `[\"...\", ...].iter().any(|s| key.contains(s))`; "
+             "update this check and the chart's secret patterns together with it")
+    truth = set(re.findall(r'"([^"]*)"', m.group(1)))
+    with open(schema_file, encoding="utf-8") as f:
+        schema = json.load(f)
+    names = schema["properties"]["kafka"]["properties"]["properties"]["propertyNames"]["allOf"]
+    found = [n["not"]["pattern"] for n in names if "not" in n and not n["not"]["pattern"].startswith("^")]
+    if len(found) != 1:
+        fail(f"{schema_file}: expected one unanchored `not` pattern of secret names in kafka.properties, found {found}")
+    with open(helpers, encoding="utf-8") as f:
+        tpl = f.read()
+    m = re.search(r'define "qikchat-bridge\.secretPropertyPattern" -\}\}\n(.*?)\n\{\{- end', tpl, re.S)
+    if not m:
+        fail(f"{helpers}: no qikchat-bridge.secretPropertyPattern")
+    errors = []
+    for where, got in ((f"{schema_file} kafka.properties", _alternatives(found[0], schema_file)),
+                       (f"{helpers} secretPropertyPattern", _alternatives(m.group(1), helpers)),
+                       ("chart_check.py SECRET_PARTS", set(SECRET_PARTS))):
+        if got != truth:
+            errors.append(f"{where} differs from is_secret: missing {sorted(truth - got)}, extra {sorted(got - truth)}")
+    if errors:
+        fail("\n".join("  - " + e for e in errors))
+    print(f"{len(truth)} secret name parts agree with is_secret: {', '.join(sorted(truth))}")
+
+
 def main(argv):
     if len(argv) < 2:
         print(__doc__)
@@ -952,6 +1079,8 @@ def main(argv):
             cmd_dockerfile(*rest)
         elif cmd == "readme":
             cmd_readme(*rest)
+        elif cmd == "secret-names":
+            cmd_secret_names(*rest)
         else:
             print(__doc__)
             return 2

@@ -234,17 +234,23 @@ password
 {{- if lt (int64 $c.maxInFlightBytes) (int64 $c.maxBodyBytes) -}}
 {{- fail "config.maxInFlightBytes must hold at least one body of config.maxBodyBytes" -}}
 {{- end -}}
-{{- /* Only the integer forms quantityBytes reads; a decimal one (1.5Gi) is left to the operator. */ -}}
+{{- /* The memory bound of the README's --max-in-flight-bytes row: the bodies, librdkafka's queue
+     (queue.buffering.max.kbytes, 64 MiB unless kafka.properties sets it), the connections' HTTP/1
+     read buffers (16 KiB each), ~100 MiB for the rest, and with the spool its waiting writes and
+     replay's batch. Only the integer limit forms quantityBytes reads; a decimal one (1.5Gi) is
+     left to the operator. */ -}}
 {{- with (.Values.resources.limits | default dict).memory -}}
 {{- if regexMatch "^[0-9]+(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$" (toString .) -}}
 {{- $limit := include "qikchat-bridge.quantityBytes" . | atoi -}}
 {{- $bodies := add (int64 $c.maxInFlightBytes) (mul (int64 $c.maxInFlight) 65536) -}}
+{{- $queue := mul (include "qikchat-bridge.queueBufferingMaxKbytes" $ | atoi) 1024 -}}
+{{- $connections := mul (int64 $c.maxConnections) 16384 -}}
 {{- /* With the spool: encoded writes waiting for the disk (64 MiB at most) and replay's batch
      (16 MiB and one body), decoded and in its producer's queue. */ -}}
 {{- $spool := ternary (add (mul 64 1048576) (mul 2 (add (mul 16 1048576) (int64 $c.maxBodyBytes)))) 0 $.Values.persistence.enabled -}}
-{{- $need := add $bodies $spool (mul 160 1048576) -}}
+{{- $need := add $bodies $queue $connections $spool (mul 100 1048576) -}}
 {{- if gt (int64 $need) (int64 $limit) -}}
-{{- fail (printf "resources.limits.memory (%s) is below what the bridge may hold: config.maxInFlightBytes + config.maxInFlight x 64 KiB (%d bytes of bodies)%s + 64 MiB of librdkafka queue + 96 MiB = %d bytes; lower config.maxInFlightBytes or config.maxInFlight, or raise the limit" (toString .) (int64 $bodies) (ternary (printf " + the spool's writes and replay (%d bytes)" (int64 $spool)) "" $.Values.persistence.enabled) (int64 $need)) -}}
+{{- fail (printf "resources.limits.memory (%s) is below what the bridge may hold: config.maxInFlightBytes + config.maxInFlight x 64 KiB (%d bytes of bodies) + librdkafka's queue (queue.buffering.max.kbytes: %d bytes) + config.maxConnections x 16 KiB of HTTP/1 read buffers (%d bytes)%s + 100 MiB = %d bytes; lower config.maxInFlightBytes, config.maxInFlight or config.maxConnections, or raise the limit" (toString .) (int64 $bodies) (int64 $queue) (int64 $connections) (ternary (printf " + the spool's writes and replay (%d bytes)" (int64 $spool)) "" $.Values.persistence.enabled) (int64 $need)) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
@@ -307,6 +313,16 @@ password
 {{- end -}}
 {{- end -}}
 {{- $_ := include "qikchat-bridge.terminationGracePeriodSeconds" . -}}
+{{- /* When the bridge stops on its own (its spool file failed, a supervised task panicked) no pod
+     is deleted, so only the readiness probe takes it out of the Service's endpoints: up to
+     periodSeconds x failureThreshold after /readyz turns 503, plus about a second for the
+     endpoint change to reach kube-proxy and the Ingress. The bridge closes its port after
+     config.shutdownDelay; a shorter delay sends webhooks to a closed port meanwhile. */ -}}
+{{- $ready := .Values.probes.readiness -}}
+{{- $unreadyMs := mul (add (mul (int64 $ready.periodSeconds) (int64 $ready.failureThreshold)) 1) 1000 -}}
+{{- if lt (include "qikchat-bridge.durationMs" $c.shutdownDelay | atoi) (int64 $unreadyMs) -}}
+{{- fail (printf "config.shutdownDelay (%s) must be at least probes.readiness.periodSeconds x probes.readiness.failureThreshold + 1 s (%d ms): when the bridge stops on its own (a failed spool file, a panicked task) nothing but the readiness probe removes the pod from the Service's endpoints, and the bridge closes its port after config.shutdownDelay, so a shorter delay sends webhooks to a closed port (502 at the Ingress); lengthen the delay or probe readiness more often" (toString $c.shutdownDelay) (int64 $unreadyMs)) -}}
+{{- end -}}
 {{- if .Values.persistence.enabled -}}
 {{- $p := .Values.persistence -}}
 {{- $sizeBytes := include "qikchat-bridge.quantityBytes" $p.size | atoi -}}
@@ -316,7 +332,60 @@ password
 {{- fail (printf "persistence.maxBytes (%d, from persistence.size when null) must be at least config.maxBodyBytes + 4096 (%d): the spool must hold one body and its headers, or the bridge refuses to start" $maxBytes (int64 $minBytes)) -}}
 {{- end -}}
 {{- if gt $maxBytes $sizeBytes -}}
-{{- fail (printf "persistence.maxBytes (%d) exceeds persistence.size (%s = %d bytes): the volume would fill before the spool's limit; leave room for the database's overhead (null takes 75%% of the size)" $maxBytes (toString $p.size) $sizeBytes) -}}
+{{- fail (printf "persistence.maxBytes (%d) exceeds persistence.size (%s = %d bytes): the volume would fill before the spool's limit; leave room for the database's overhead (null takes 65%% of the size)" $maxBytes (toString $p.size) $sizeBytes) -}}
+{{- end -}}
+{{- end -}}
+{{- /* extraArgs and extraEnv must not bring back what the chart keeps out of the pod spec or
+     manages itself: Basic credentials (--auth, BRIDGE_AUTH: visible to anyone who can get the
+     pod), the credentials file (--auth-file: mounted from auth.*), the spool (--spool-dir,
+     BRIDGE_SPOOL_DIR: only persistence.enabled gives it a volume of its own per pod; elsewhere
+     it is on the read-only root filesystem or an ephemeral or shared volume), and librdkafka
+     properties the bridge treats as secrets (-X/--kafka-property NAME=VALUE). */ -}}
+{{- $secretProperty := include "qikchat-bridge.secretPropertyPattern" . -}}
+{{- $extraArgs := .Values.extraArgs | default list -}}
+{{- range $i, $arg := $extraArgs -}}
+{{- $a := toString $arg -}}
+{{- $flag := regexFind "^--(auth|auth-file|spool-dir)(=|$)" $a | trimSuffix "=" -}}
+{{- if eq $flag "--auth" -}}
+{{- fail "extraArgs: --auth puts Basic credentials into the pod's arguments, readable by anyone who can get the pod; use auth.existingSecret or auth.credentials (mounted as a file)" -}}
+{{- else if eq $flag "--auth-file" -}}
+{{- fail "extraArgs: --auth-file is set by the chart (BRIDGE_AUTH_FILE, mounted from auth.existingSecret or auth.credentials); use those values" -}}
+{{- else if eq $flag "--spool-dir" -}}
+{{- fail "extraArgs: --spool-dir is refused: use persistence.enabled, which gives every pod a volume of its own (a StatefulSet claim); elsewhere the spool lands on the read-only root filesystem or an ephemeral or shared volume" -}}
+{{- end -}}
+{{- $pair := "" -}}
+{{- if or (eq $a "-X") (eq $a "--kafka-property") -}}
+{{- if lt (add $i 1) (len $extraArgs) -}}
+{{- $pair = index $extraArgs (add $i 1) | toString -}}
+{{- end -}}
+{{- else if hasPrefix "--kafka-property=" $a -}}
+{{- $pair = trimPrefix "--kafka-property=" $a -}}
+{{- else if hasPrefix "-X" $a -}}
+{{- $pair = trimPrefix "=" (trimPrefix "-X" $a) -}}
+{{- end -}}
+{{- $name := splitList "=" $pair | first | trim -}}
+{{- if and $name (regexMatch $secretProperty (lower $name)) -}}
+{{- fail (printf "extraArgs: the librdkafka property %s is a secret to the bridge (a name containing password, passphrase, private.key, jaas, secret, sasl.oauthbearer.config, ssl.key.pem, ssl_key or token) and would be readable in the pod's arguments; mount it from a Secret and set KAFKA_<NAME>_FILE in extraEnv" $name) -}}
+{{- end -}}
+{{- end -}}
+{{- range .Values.extraEnv -}}
+{{- if eq .name "BRIDGE_AUTH" -}}
+{{- fail "extraEnv: BRIDGE_AUTH puts Basic credentials into the pod spec; use auth.existingSecret or auth.credentials (mounted as a file)" -}}
+{{- else if eq .name "BRIDGE_SPOOL_DIR" -}}
+{{- fail "extraEnv: BRIDGE_SPOOL_DIR is refused: use persistence.enabled, which gives every pod a volume of its own (a StatefulSet claim); elsewhere the spool lands on the read-only root filesystem or an ephemeral or shared volume" -}}
+{{- end -}}
+{{- end -}}
+{{- /* The PrometheusRule's QikchatBridgeNoReadyInstance looks for this release's series by the
+     job label the chart's ServiceMonitor gives them; scraped some other way (or with the job
+     relabelled), the selector matches nothing and the critical alert fires for ever. */ -}}
+{{- if and .Values.prometheusRule.enabled (not .Values.prometheusRule.job) -}}
+{{- if not .Values.serviceMonitor.enabled -}}
+{{- fail "prometheusRule.enabled needs serviceMonitor.enabled, or prometheusRule.job set to the job label your own scrape configuration (a PodMonitor, annotations) gives the bridge's series: QikchatBridgeNoReadyInstance looks for absent(qikchat_bridge_ready{namespace, job}) and would otherwise fire for ever" -}}
+{{- end -}}
+{{- range .Values.serviceMonitor.relabelings -}}
+{{- if eq (toString (.targetLabel | default "")) "job" -}}
+{{- fail "serviceMonitor.relabelings rewrite the job label: set prometheusRule.job to the job they give the bridge's series, which QikchatBridgeNoReadyInstance looks for (absent(qikchat_bridge_ready{namespace, job}))" -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- /* Secret volumes are mounted with mode 0440, owned by root and the fsGroup: without an
@@ -368,15 +437,49 @@ binary (Ki, Mi, Gi, Ti, Pi) or decimal (k, M, G, T, P) suffix.
 {{- end -}}
 
 {{/*
-BRIDGE_SPOOL_MAX_BYTES: persistence.maxBytes, or 75% of persistence.size (the rest is
-headroom for the database file's own overhead and free pages: measured at about 1.24x the
-records' bytes, `cargo test --release --lib measure -- --ignored --nocapture`).
+BRIDGE_SPOOL_MAX_BYTES: persistence.maxBytes, or 65% of persistence.size. The rest is headroom
+for the database file's own overhead and free pages, measured at about 1.24x the records' bytes
+by `cargo run --release --example spool_throughput` (it prints the file's size for the records'):
+that is ~81% of the volume for a full spool, leaving room for the filesystem's own metadata
+(ext4's journal and inode tables take ~5%), for a file that grows more under append/delete
+churn or with large bodies than in that one-pass measurement, and for a corrupt file moved
+aside (spool.redb.unreadable-*), which stays on the volume uncounted.
 */}}
 {{- define "qikchat-bridge.spoolMaxBytes" -}}
 {{- $p := .Values.persistence -}}
 {{- if not (kindIs "invalid" $p.maxBytes) -}}
 {{- int64 $p.maxBytes -}}
 {{- else -}}
-{{- div (mul (include "qikchat-bridge.quantityBytes" $p.size | atoi) 3) 4 -}}
+{{- div (mul (include "qikchat-bridge.quantityBytes" $p.size | atoi) 65) 100 -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The librdkafka properties the bridge treats as secrets, as a regular expression over the
+name: src/kafka_props/redact.rs is_secret (a name containing any of these). values.schema.json
+refuses the same names in kafka.properties; CI checks both against is_secret.
+*/}}
+{{- define "qikchat-bridge.secretPropertyPattern" -}}
+(password|passphrase|private\.key|jaas|secret|sasl\.oauthbearer\.config|ssl\.key\.pem|ssl_key|token)
+{{- end -}}
+
+{{/*
+librdkafka's queue.buffering.max.kbytes: from kafka.properties when set there (rendered as in
+_pod.tpl: an integral float from a values file as an integer), else the bridge's default 65536.
+*/}}
+{{- define "qikchat-bridge.queueBufferingMaxKbytes" -}}
+{{- $props := .Values.kafka.properties | default dict -}}
+{{- $v := index $props "queue.buffering.max.kbytes" -}}
+{{- if kindIs "invalid" $v -}}
+65536
+{{- else -}}
+{{- $text := toString $v -}}
+{{- if and (kindIs "float64" $v) (eq $v (float64 (int64 $v))) -}}
+{{- $text = int64 $v | toString -}}
+{{- end -}}
+{{- if not (regexMatch "^[0-9]+$" $text) -}}
+{{- fail (printf "kafka.properties.queue.buffering.max.kbytes must be a whole number of KiB, not %q" $text) -}}
+{{- end -}}
+{{- $text -}}
 {{- end -}}
 {{- end -}}
