@@ -192,6 +192,17 @@ mod tests {
         assert_eq!(health.readiness(), Err("shutting down"));
     }
 
+    /// A keyless record of topic `t` with this body.
+    fn spooled(value: &[u8]) -> crate::spool::SpooledRecord {
+        crate::spool::SpooledRecord {
+            topic: "t".into(),
+            key: None,
+            value: value.to_vec(),
+            headers: Vec::new(),
+            timestamp_ms: 0,
+        }
+    }
+
     fn get(path: &str, health: &Health, metrics: &Metrics) -> (StatusCode, String) {
         let req = Request::get(path).body(()).expect("request");
         let response = answer(&req, health, metrics);
@@ -229,13 +240,7 @@ mod tests {
         health.started.store(true, Ordering::SeqCst);
         let _ = health.spool.set(spool.clone());
         assert_eq!(health.readiness(), Ok(()));
-        let record = crate::spool::SpooledRecord {
-            topic: "t".into(),
-            key: None,
-            value: vec![b'x'; 40],
-            headers: Vec::new(),
-            timestamp_ms: 0,
-        };
+        let record = spooled(&[b'x'; 40]);
         spool.append(record).await.expect("append");
         assert_eq!(
             health.readiness(),
@@ -254,13 +259,7 @@ mod tests {
         health.started.store(true, Ordering::SeqCst);
         let _ = health.spool.set(spool.clone());
         let stalled = spool.stall_writes();
-        let record = crate::spool::SpooledRecord {
-            topic: "t".into(),
-            key: None,
-            value: b"{}".to_vec(),
-            headers: Vec::new(),
-            timestamp_ms: 0,
-        };
+        let record = spooled(b"{}");
         let appending = tokio::spawn({
             let spool = spool.clone();
             async move { spool.append(record).await }
@@ -291,13 +290,7 @@ mod tests {
     #[tokio::test]
     async fn a_scrape_stuck_on_a_stalled_disk_is_answered_503_and_the_probes_at_once() {
         let (spool, reads) = crate::spool::test_storage::spool_over_faulty_reads();
-        let record = crate::spool::SpooledRecord {
-            topic: "t".into(),
-            key: None,
-            value: b"{}".to_vec(),
-            headers: Vec::new(),
-            timestamp_ms: 0,
-        };
+        let record = spooled(b"{}");
         spool.append(record).await.expect("append");
         let health = Arc::new(Health::default());
         health.started.store(true, Ordering::SeqCst);
