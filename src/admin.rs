@@ -31,6 +31,8 @@ pub struct Health {
     /// With a spool that has room, records are safe even while Kafka is away. Set once it
     /// is recovered.
     pub spool: OnceLock<Arc<Spool>>,
+    /// A scrape's read of the spool is running (see [`respond`]).
+    scraping: Arc<AtomicBool>,
 }
 
 impl Health {
@@ -133,7 +135,21 @@ async fn respond(
     if req.uri().path() != "/metrics" {
         return answer(&req, &health, &metrics);
     }
-    let scrape = tokio::task::spawn_blocking(move || answer(&req, &health, &metrics));
+    // One read at a time: each scrape given up on would otherwise leave a blocking thread
+    // behind, until a disk stalled for hours had taken the whole pool (the readiness check,
+    // replay and the exit flush need it too).
+    if health.scraping.swap(true, Ordering::SeqCst) {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metrics: an earlier scrape still waits for the spool's disk (a stalled disk?)\n",
+        );
+    }
+    let scraping = health.scraping.clone();
+    let scrape = tokio::task::spawn_blocking(move || {
+        let answered = answer(&req, &health, &metrics);
+        scraping.store(false, Ordering::SeqCst);
+        answered
+    });
     match tokio::time::timeout(scrape_timeout, scrape).await {
         Ok(Ok(answer)) => answer,
         Ok(Err(_)) => text(StatusCode::INTERNAL_SERVER_ERROR, "admin handler failed\n"),
@@ -310,6 +326,11 @@ mod tests {
         let asked = std::time::Instant::now();
         let scrape = ask("/metrics").await;
         assert_eq!(scrape.status(), StatusCode::SERVICE_UNAVAILABLE);
+        // The stuck read is not joined by another.
+        let again = ask("/metrics").await;
+        assert_eq!(again.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = again.into_body().into_inner().expect("full body");
+        assert!(body.starts_with(b"metrics: an earlier scrape"), "{body:?}");
         assert!(
             asked.elapsed() < Duration::from_secs(5),
             "{:?}",
@@ -318,7 +339,15 @@ mod tests {
         assert_eq!(ask("/livez").await.status(), StatusCode::OK);
         assert_eq!(ask("/readyz").await.status(), StatusCode::OK);
         reads.stall.store(false, Ordering::SeqCst);
-        assert_eq!(ask("/metrics").await.status(), StatusCode::OK);
+        // The stuck read ends, and scrapes are answered again.
+        let waiting = std::time::Instant::now();
+        while ask("/metrics").await.status() != StatusCode::OK {
+            assert!(
+                waiting.elapsed() < Duration::from_secs(5),
+                "scrapes stay refused"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         spool.close();
     }
 }

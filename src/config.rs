@@ -98,6 +98,11 @@ fn deployment_sign(args: &Args, kafka: &KafkaProperties) -> Option<String> {
     if !args.auth.is_empty() || args.auth_file.is_some() {
         return Some("webhook credentials are configured (--auth or --auth-file)".into());
     }
+    if args.insecure_disable_auth {
+        return Some(
+            "--insecure-disable-auth is set (the embedded Kafka takes its seed credential)".into(),
+        );
+    }
     kafka
         .names()
         .find(|n| *n == "security.protocol" || n.starts_with("sasl.") || n.starts_with("ssl."))

@@ -34,6 +34,11 @@ fn settings_of_a_real_deployment_without_brokers_refuse_the_in_memory_kafka() {
     for (flags, env, sign) in [
         (vec!["--auth", "a:b"], vec![], "--auth"),
         (
+            vec!["--insecure-disable-auth"],
+            vec![],
+            "--insecure-disable-auth",
+        ),
+        (
             vec!["--auth-file", "/run/secrets/auth"],
             vec![],
             "--auth-file",
