@@ -83,10 +83,8 @@ impl Held {
                 None => self.keyless.contains(&r.topic),
                 Some(key) => {
                     let conversation = (r.topic.clone(), key.clone());
-                    self.partitions.get(&r.topic).is_some_and(|held| {
-                        self.partition(&r.topic, key)
-                            .is_some_and(|p| held.contains(&p))
-                    }) || self.behind.contains_key(&conversation)
+                    self.on_held_partition(&r.topic, key)
+                        || self.behind.contains_key(&conversation)
                         || self
                             .before
                             .get(&conversation)
@@ -122,17 +120,19 @@ impl Held {
         if let Some(&found) = self.all_held.get(topic) {
             return found;
         }
-        let partitions = self.partitions.get(topic);
         let keyless = self.keyless.contains(topic);
-        let found = (partitions.is_some() || keyless)
-            && spool.all_held(topic, keyless, |key| {
-                partitions.is_some_and(|held| {
-                    self.partition(topic, key)
-                        .is_some_and(|p| held.contains(&p))
-                })
-            });
+        let found = (self.partitions.contains_key(topic) || keyless)
+            && spool.all_held(topic, keyless, |key| self.on_held_partition(topic, key));
         self.all_held.insert(topic.to_owned(), found);
         found
+    }
+
+    /// Whether `topic`'s records with `key` go to a partition held in this pass.
+    fn on_held_partition(&self, topic: &str, key: &str) -> bool {
+        self.partitions.get(topic).is_some_and(|held| {
+            self.partition(topic, key)
+                .is_some_and(|p| held.contains(&p))
+        })
     }
 
     /// The partition `topic`'s records with `key` go to, when replay can tell it.
