@@ -74,6 +74,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let options = ServerOptions {
             name: "webhook",
             header_read_timeout: config.header_read_timeout,
+            idle_timeout: config.idle_timeout,
             shutdown_grace: config.shutdown_grace,
             max_connections: config.max_connections,
         };

@@ -172,6 +172,8 @@ pub async fn serve(
     let options = ServerOptions {
         name: "admin",
         header_read_timeout: header_read_timeout.min(HEADER_READ_TIMEOUT),
+        // Probes connect afresh; a scraper that keeps its connection reconnects.
+        idle_timeout: header_read_timeout.min(HEADER_READ_TIMEOUT),
         // Probes and scrapes are short: a second is plenty.
         shutdown_grace: Duration::from_secs(1),
         max_connections: MAX_CONNECTIONS,

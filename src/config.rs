@@ -57,6 +57,7 @@ pub struct Config {
     pub max_in_flight_bytes: u64,
     pub max_connections: usize,
     pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
     pub body_read_timeout: Duration,
     pub shutdown_delay: Duration,
     pub shutdown_grace: Duration,
@@ -239,6 +240,7 @@ impl Config {
             max_in_flight_bytes: args.max_in_flight_bytes,
             max_connections: args.max_connections,
             header_read_timeout: args.header_read_timeout,
+            idle_timeout: args.idle_timeout,
             body_read_timeout: args.body_read_timeout,
             shutdown_delay: args.shutdown_delay,
             shutdown_grace: args.shutdown_grace,
@@ -345,6 +347,7 @@ impl fmt::Debug for Config {
             .field("max_in_flight_bytes", &self.max_in_flight_bytes)
             .field("max_connections", &self.max_connections)
             .field("header_read_timeout", &self.header_read_timeout)
+            .field("idle_timeout", &self.idle_timeout)
             .field("body_read_timeout", &self.body_read_timeout)
             .field("shutdown_delay", &self.shutdown_delay)
             .field("shutdown_grace", &self.shutdown_grace)

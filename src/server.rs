@@ -1,13 +1,10 @@
 //! The listeners' accept loop: HTTP/1.1 keep-alive and h2c on one port, a connection limit,
-//! header timeouts, and a graceful drain that lets in-flight requests finish within a bound.
+//! header and idle timeouts, and a graceful drain that lets in-flight requests finish within a bound.
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-use tokio::time::Instant;
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -23,11 +20,17 @@ use tokio::task::JoinSet;
 use crate::producer::Sink;
 use crate::webhook::Webhook;
 
+mod activity;
+
+use activity::{Activity, Limits, OpenRequest, Verdict, Watched};
+
 #[derive(Debug, Clone, Copy)]
 pub struct ServerOptions {
     /// Which listener, in its log lines: `webhook` or `admin`.
     pub name: &'static str,
     pub header_read_timeout: Duration,
+    /// How long a kept-alive connection may wait for its next request.
+    pub idle_timeout: Duration,
     pub shutdown_grace: Duration,
     pub max_connections: usize,
 }
@@ -72,7 +75,9 @@ pub async fn serve_with<H, F>(
         // every connection may, before anyone is authenticated: 4096 of them held 1.6 GiB.
         // Qikchat's heads are under 1 KiB; bodies are read through it 16 KiB at a time.
         .max_buf_size(READ_BUFFER_BYTES)
-        .header_read_timeout(options.header_read_timeout);
+        // Its timer would also run while a kept-alive connection waits for its next request;
+        // the connection's loop below keeps the two waits apart (see `activity`).
+        .header_read_timeout(None);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -127,19 +132,26 @@ pub async fn serve_with<H, F>(
             }
         });
         let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
+            .serve_connection(
+                TokioIo::new(Watched::new(stream, activity.clone())),
+                service,
+            )
             .into_owned();
-        let idle = options.header_read_timeout;
+        let limits = Limits {
+            header_read: options.header_read_timeout,
+            idle: options.idle_timeout,
+        };
         let name = options.name;
         let mut stop = stop.clone();
         tasks.spawn(async move {
             tokio::pin!(conn);
             let mut closing = false;
-            // hyper's header timeout starts only once it knows the protocol, and telling
-            // HTTP/1 from HTTP/2 has no timer: a client that sends nothing (or a byte of the
-            // HTTP/2 preface) would hold its permit for good. hyper closes an idle HTTP/1
-            // connection itself, but an HTTP/2 one only when its pings go unanswered: a client
-            // that answers them could hold a permit without ever sending another request.
+            let check = tokio::time::sleep(limits.header_read.min(limits.idle));
+            tokio::pin!(check);
+            // hyper-util has no timer while it tells HTTP/1 from HTTP/2, hyper's HTTP/1 timer is
+            // off (see above), and an HTTP/2 connection is closed only when its pings go
+            // unanswered: this loop bounds a first request, a head and an idle keep-alive
+            // connection for both protocols.
             let ended = loop {
                 tokio::select! {
                     // The connection first: a request that arrived as the timer fired must be
@@ -150,21 +162,29 @@ pub async fn serve_with<H, F>(
                         conn.as_mut().graceful_shutdown();
                         closing = true;
                     }
-                    () = tokio::time::sleep(idle) => {
-                        if activity.idle_for() < idle {
-                            continue;
-                        }
-                        // Closed gracefully first: an HTTP/2 client told by GOAWAY knows its
-                        // next request was not taken and may send it again elsewhere, where a
-                        // bare close could have cut it off unanswered. One that lets a whole
-                        // timeout pass without closing is dropped.
-                        if closing {
-                            tracing::debug!(listener = name, %peer, "idle connection still open a timeout after it was told to close; dropping it");
-                            return;
-                        }
-                        tracing::debug!(listener = name, %peer, "no request within the header read timeout; closing");
-                        conn.as_mut().graceful_shutdown();
-                        closing = true;
+                    () = check.as_mut() => {
+                        let wait = match activity.verdict(limits) {
+                            Verdict::Wait(left) => left,
+                            Verdict::SlowHead => {
+                                tracing::debug!(listener = name, %peer, "request head not sent within the header read timeout; dropping the connection");
+                                return;
+                            }
+                            // Closed gracefully first: an HTTP/2 client told by GOAWAY knows its
+                            // next request was not taken and may send it again elsewhere, where a
+                            // bare close could have cut it off unanswered. One that lets a whole
+                            // timeout pass without closing is dropped.
+                            Verdict::Idle if closing => {
+                                tracing::debug!(listener = name, %peer, "idle connection still open a timeout after it was told to close; dropping it");
+                                return;
+                            }
+                            Verdict::Idle => {
+                                tracing::debug!(listener = name, %peer, "no request within the header read or idle timeout; closing");
+                                conn.as_mut().graceful_shutdown();
+                                closing = true;
+                                limits.header_read.min(limits.idle)
+                            }
+                        };
+                        check.as_mut().reset(tokio::time::Instant::now() + wait);
                     }
                 }
             };
@@ -198,52 +218,3 @@ pub async fn serve_with<H, F>(
 
 /// The most an HTTP/1 connection buffers while it reads: a longer request head gets 431.
 pub const READ_BUFFER_BYTES: usize = 16 * 1024;
-
-/// A connection's requests: how many are open, and since when it has had none.
-#[derive(Debug)]
-struct Activity {
-    open: AtomicUsize,
-    /// When the last request ended (or the connection opened), in ms since `since`.
-    quiet_from_ms: AtomicU64,
-    since: Instant,
-}
-
-impl Default for Activity {
-    fn default() -> Activity {
-        Activity {
-            open: AtomicUsize::new(0),
-            quiet_from_ms: AtomicU64::new(0),
-            since: Instant::now(),
-        }
-    }
-}
-
-impl Activity {
-    /// How long the connection has had no request open (zero while one is).
-    fn idle_for(&self) -> Duration {
-        if self.open.load(Ordering::SeqCst) > 0 {
-            return Duration::ZERO;
-        }
-        let quiet_from = Duration::from_millis(self.quiet_from_ms.load(Ordering::SeqCst));
-        self.since.elapsed().saturating_sub(quiet_from)
-    }
-}
-
-/// One open request of a connection, counted in its [`Activity`] until dropped (answered, or
-/// cancelled by the client).
-struct OpenRequest(Arc<Activity>);
-
-impl OpenRequest {
-    fn started(activity: Arc<Activity>) -> OpenRequest {
-        activity.open.fetch_add(1, Ordering::SeqCst);
-        OpenRequest(activity)
-    }
-}
-
-impl Drop for OpenRequest {
-    fn drop(&mut self) {
-        let now = self.0.since.elapsed().as_millis() as u64;
-        self.0.quiet_from_ms.store(now, Ordering::SeqCst);
-        self.0.open.fetch_sub(1, Ordering::SeqCst);
-    }
-}

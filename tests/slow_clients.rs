@@ -144,24 +144,107 @@ async fn silent_clients_on_the_admin_port_are_closed_and_probes_are_still_answer
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_keep_alive_connection_idle_after_its_answer_is_closed_after_the_header_read_timeout() {
-    let app = TestApp::start(&["--header-read-timeout", "500ms"]).await;
+async fn a_keep_alive_connection_idle_after_its_answer_is_closed_after_the_idle_timeout() {
+    let app = TestApp::start(&["--header-read-timeout", "300ms", "--idle-timeout", "1500ms"]).await;
     let mut s = common::raw_post(app.addr, STATUS).await;
-    let mut status = [0u8; 12];
-    s.read_exact(&mut status).await.expect("answer");
-    assert_eq!(&status, b"HTTP/1.1 200");
+    let answered = read_answer(&mut s).await;
+    assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
     let answered = Instant::now();
-    // The rest of the answer, then the close: nothing more is sent on the connection.
-    common::read_until_closed(&mut s).await;
+    // Nothing more is sent on the connection: the close is all that comes.
+    let rest = common::read_until_closed(&mut s).await;
+    assert!(rest.is_empty(), "{rest}");
     let idle = answered.elapsed();
     assert!(
-        idle >= Duration::from_millis(400),
-        "closed after {idle:?}: before the timeout"
+        idle >= Duration::from_millis(1400),
+        "closed after {idle:?}: before the idle timeout"
     );
     assert!(
-        idle < Duration::from_secs(5),
+        idle < Duration::from_secs(8),
         "open for {idle:?} while idle"
     );
+}
+
+/// A proxy's pool (ingress-nginx keeps idle upstream connections 60 s) sends its next request
+/// on a connection the bridge must not have closed in the meantime: such a request would fail,
+/// and a proxy does not retry a POST.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_alive_connection_takes_a_request_sent_after_the_header_read_timeout_has_passed() {
+    let app = TestApp::start(&["--header-read-timeout", "300ms"]).await;
+    let mut s = common::raw_post(app.addr, STATUS).await;
+    let first = read_answer(&mut s).await;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    s.write_all(&post_bytes(STATUS)).await.expect("write");
+    let second = read_answer(&mut s).await;
+    assert!(second.starts_with("HTTP/1.1 200"), "{second}");
+    assert_eq!(
+        app.records("whatsapp.message.status", 2, Duration::from_secs(10))
+            .await
+            .len(),
+        2
+    );
+}
+
+/// Keeping idle connections longer does not lengthen the slowloris window: once the next head
+/// starts, it has the header read timeout to be whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_sent_slowly_on_a_kept_alive_connection_is_cut_off_after_the_header_read_timeout() {
+    let app = TestApp::start(&["--header-read-timeout", "500ms", "--idle-timeout", "60s"]).await;
+    let mut s = common::raw_post(app.addr, STATUS).await;
+    let first = read_answer(&mut s).await;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    s.write_all(b"POST /webhook HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .expect("write");
+    let started = Instant::now();
+    let rest = common::read_until_closed(&mut s).await;
+    assert!(rest.is_empty(), "answered: {rest}");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(400),
+        "cut off after {took:?}: before the header read timeout"
+    );
+}
+
+/// An authenticated JSON POST of `body`, head and body, as a client writes it.
+fn post_bytes(body: &[u8]) -> Vec<u8> {
+    let mut bytes = format!(
+        "POST /webhook HTTP/1.1\r\nhost: x\r\nauthorization: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        common::basic_auth_header(),
+        body.len()
+    )
+    .into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+/// One whole answer (head and `Content-Length` body), leaving the connection open.
+async fn read_answer(s: &mut tokio::net::TcpStream) -> String {
+    let mut seen = Vec::new();
+    loop {
+        let text = String::from_utf8_lossy(&seen).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse::<usize>().ok())?
+                })
+                .expect("a content-length");
+            if seen.len() >= end + 4 + length {
+                return text;
+            }
+        }
+        let mut buf = [0u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .expect("answered within 10 s")
+            .expect("read");
+        assert!(n > 0, "closed before a whole answer: {text:?}");
+        seen.extend_from_slice(&buf[..n]);
+    }
 }
 
 /// The ack deadline counts from the request's arrival, not from the end of its body: a body that
@@ -202,8 +285,8 @@ async fn a_body_that_arrives_after_the_ack_deadline_is_answered_503_and_not_prod
 /// hyper closes an idle HTTP/1 connection itself, but an HTTP/2 one only when its pings go
 /// unanswered: a client could otherwise hold a connection slot for good with one request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idle_http2_connection_is_closed_after_the_header_read_timeout() {
-    let app = TestApp::start(&["--header-read-timeout", "1s"]).await;
+async fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
+    let app = TestApp::start(&["--idle-timeout", "1s"]).await;
     let mut s = tokio::net::TcpStream::connect(app.addr)
         .await
         .expect("connect");

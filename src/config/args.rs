@@ -151,6 +151,11 @@ pub struct Args {
     #[arg(long, env = "BRIDGE_HEADER_READ_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub header_read_timeout: Duration,
 
+    /// How long a kept-alive connection may wait for its next request before it is closed; keep
+    /// it above the upstream keep-alive timeout of any proxy in front (ingress-nginx: 60s).
+    #[arg(long, env = "BRIDGE_IDLE_TIMEOUT", default_value = "75s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+
     /// How long a client may take to send the request body (slower: 408).
     #[arg(long, env = "BRIDGE_BODY_READ_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub body_read_timeout: Duration,

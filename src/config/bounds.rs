@@ -41,6 +41,7 @@ pub(super) fn check(args: &Args) -> Result<(), ConfigError> {
     let positive = [
         ("--ack-timeout", args.ack_timeout),
         ("--header-read-timeout", args.header_read_timeout),
+        ("--idle-timeout", args.idle_timeout),
         ("--body-read-timeout", args.body_read_timeout),
     ];
     for (setting, value) in positive {
@@ -55,6 +56,7 @@ pub(super) fn check(args: &Args) -> Result<(), ConfigError> {
     }
     let bounded = [
         ("--header-read-timeout", args.header_read_timeout),
+        ("--idle-timeout", args.idle_timeout),
         ("--body-read-timeout", args.body_read_timeout),
         ("--shutdown-delay", args.shutdown_delay),
         ("--shutdown-grace", args.shutdown_grace),

@@ -1,0 +1,233 @@
+//! A connection's timing: what it is waiting for (a first request, the rest of a request head,
+//! the next request of a kept-alive connection) and when it has waited too long.
+//!
+//! hyper's own HTTP/1 header timer also runs while a kept-alive connection waits for its next
+//! request, so one setting would bound both the slowloris window and the idle time a proxy's
+//! pool counts on. The bridge keeps them apart: the socket is wrapped to note when a request head
+//! starts arriving, and the connection's loop judges the three waits itself.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Instant;
+
+/// `head_from_ms` when no request head is arriving.
+const NO_HEAD: u64 = u64::MAX;
+
+/// How long each wait may last.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// To send a whole request head, and a new connection's first one from its opening.
+    pub header_read: Duration,
+    /// Between an answer and the first byte of the next request on the same connection.
+    pub idle: Duration,
+}
+
+/// What a connection's loop does at a check.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Within its limits; check again after this long.
+    Wait(Duration),
+    /// Waited too long for a request that has not started: close it politely (HTTP/2 GOAWAY).
+    Idle,
+    /// A request head started and did not finish in time: nothing to answer, drop it.
+    SlowHead,
+}
+
+/// A connection's requests: how many are open, since when it has had none, and whether (since
+/// when) the next head is arriving.
+#[derive(Debug)]
+pub struct Activity {
+    open: AtomicUsize,
+    /// Requests begun on this connection.
+    begun: AtomicU64,
+    /// When the last request ended (or the connection opened), in ms since `since`.
+    quiet_from_ms: AtomicU64,
+    /// When the first byte read with no request open arrived, in ms since `since`.
+    head_from_ms: AtomicU64,
+    /// The client began with HTTP/2's preface: frames between requests start no head.
+    http2: AtomicBool,
+    since: Instant,
+}
+
+impl Default for Activity {
+    fn default() -> Activity {
+        Activity {
+            open: AtomicUsize::new(0),
+            begun: AtomicU64::new(0),
+            quiet_from_ms: AtomicU64::new(0),
+            head_from_ms: AtomicU64::new(NO_HEAD),
+            http2: AtomicBool::new(false),
+            since: Instant::now(),
+        }
+    }
+}
+
+impl Activity {
+    fn now_ms(&self) -> u64 {
+        self.since.elapsed().as_millis() as u64
+    }
+
+    /// Bytes arrived while no request was open: the next head has begun.
+    fn bytes_read(&self) {
+        if self.open.load(Ordering::Relaxed) == 0
+            && self.head_from_ms.load(Ordering::Relaxed) == NO_HEAD
+        {
+            self.head_from_ms.store(self.now_ms(), Ordering::Relaxed);
+        }
+    }
+
+    /// HTTP/2 frames (pings, settings) arrive between requests: they start no head.
+    fn speaks_http2(&self) {
+        self.http2.store(true, Ordering::SeqCst);
+        self.head_from_ms.store(NO_HEAD, Ordering::SeqCst);
+    }
+
+    /// Whether the connection has outstayed a limit, and if not, when to look again.
+    pub fn verdict(&self, limits: Limits) -> Verdict {
+        let recheck = limits.header_read.min(limits.idle);
+        if self.open.load(Ordering::SeqCst) > 0 {
+            return Verdict::Wait(recheck);
+        }
+        let now = self.now_ms();
+        let head_from = self.head_from_ms.load(Ordering::SeqCst);
+        let http2 = self.http2.load(Ordering::SeqCst);
+        let (from, limit, over) = if head_from != NO_HEAD && !http2 {
+            (head_from, limits.header_read, Verdict::SlowHead)
+        } else if self.begun.load(Ordering::SeqCst) == 0 {
+            // A first request is owed at once: a client that opens connections and sends
+            // nothing gets no longer than one that sends a head slowly.
+            let quiet_from = self.quiet_from_ms.load(Ordering::SeqCst);
+            (quiet_from, limits.header_read, Verdict::Idle)
+        } else {
+            let quiet_from = self.quiet_from_ms.load(Ordering::SeqCst);
+            (quiet_from, limits.idle, Verdict::Idle)
+        };
+        let waited = Duration::from_millis(now.saturating_sub(from));
+        match limit.checked_sub(waited) {
+            Some(left) if !left.is_zero() => Verdict::Wait(left),
+            _ => over,
+        }
+    }
+}
+
+/// One open request of a connection, counted in its [`Activity`] until dropped (answered, or
+/// cancelled by the client).
+#[derive(Debug)]
+pub struct OpenRequest(Arc<Activity>);
+
+impl OpenRequest {
+    pub fn started(activity: Arc<Activity>) -> OpenRequest {
+        activity.open.fetch_add(1, Ordering::SeqCst);
+        activity.begun.fetch_add(1, Ordering::SeqCst);
+        activity.head_from_ms.store(NO_HEAD, Ordering::SeqCst);
+        OpenRequest(activity)
+    }
+}
+
+impl Drop for OpenRequest {
+    fn drop(&mut self) {
+        self.0
+            .quiet_from_ms
+            .store(self.0.now_ms(), Ordering::SeqCst);
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// HTTP/2's connection preface starts so; no HTTP/1 method does.
+const HTTP2_START: &[u8; 3] = b"PRI";
+
+/// A client socket that tells its [`Activity`] when bytes arrive between requests.
+#[derive(Debug)]
+pub struct Watched<S> {
+    inner: S,
+    activity: Arc<Activity>,
+    /// The connection's first bytes, until there are enough to tell HTTP/2's preface.
+    start: [u8; HTTP2_START.len()],
+    started: usize,
+    http2: bool,
+}
+
+impl<S> Watched<S> {
+    pub fn new(inner: S, activity: Arc<Activity>) -> Watched<S> {
+        Watched {
+            inner,
+            activity,
+            start: [0; HTTP2_START.len()],
+            started: 0,
+            http2: false,
+        }
+    }
+
+    fn arrived(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() || self.http2 {
+            return;
+        }
+        if self.started < HTTP2_START.len() {
+            let take = (HTTP2_START.len() - self.started).min(bytes.len());
+            self.start[self.started..self.started + take].copy_from_slice(&bytes[..take]);
+            self.started += take;
+            if self.start == *HTTP2_START {
+                self.http2 = true;
+                self.activity.speaks_http2();
+                return;
+            }
+        }
+        self.activity.bytes_read();
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = polled {
+            this.arrived(&buf.filled()[before..]);
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    // hyper writes an answer's head and body in one call only when the socket says it can.
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests;
