@@ -8,6 +8,7 @@ pub mod auth;
 pub mod classify;
 pub mod config;
 pub mod delivery;
+pub mod drain;
 pub mod embedded;
 pub mod error;
 pub mod kafka_props;
@@ -103,6 +104,18 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), StartError> {
+    run_with_cut(config, listeners, shutdown, std::future::pending()).await
+}
+
+/// [`run`], whose drain ends at once when `cut` resolves (see [`drain`]): the binary resolves
+/// it on a second SIGTERM or SIGINT.
+pub async fn run_with_cut(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send,
+    cut: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let (cut, cut_watch) = drain::Cut::when(cut);
     let topics = config.topics.all_topics();
     let metrics = Arc::new(Metrics::new(&topics)?);
     let (_embedded, bootstrap) = match &config.kafka {
@@ -277,7 +290,8 @@ pub async fn run(
     };
     let failure = Arc::new(std::sync::OnceLock::new());
     let failed = failure.clone();
-    server::serve(listeners.webhook, webhook, options, async move {
+    let delay_cut = cut.clone();
+    let serving = server::serve(listeners.webhook, webhook, options, async move {
         tokio::select! {
             () = shutdown => {}
             reason = spool_failed => {
@@ -291,15 +305,25 @@ pub async fn run(
         }
         draining.draining.store(true, Ordering::SeqCst);
         tracing::info!(delay = ?shutdown_delay, "shutdown requested: reporting unready");
-        tokio::time::sleep(shutdown_delay).await;
-    })
-    .await;
+        tokio::select! {
+            () = tokio::time::sleep(shutdown_delay) => {}
+            () = delay_cut.wait() => {}
+        }
+    });
+    // Dropped when cut, the server closes its connections at once, as when its grace ends.
+    tokio::select! {
+        () = serving => {}
+        () = cut.wait() => {}
+    }
 
     // Records whose requests already got an answer may still sit in librdkafka's queue (those
     // answered 503 on timeout); delivering them now avoids needless duplicates later.
     let flushing = sink.clone();
     let flush_timeout = config.flush_timeout;
-    let flushed = tokio::task::spawn_blocking(move || flushing.flush(flush_timeout)).await;
+    let flush_cut = cut.clone();
+    let flushed =
+        tokio::task::spawn_blocking(move || drain::flush(&flushing, flush_timeout, &flush_cut))
+            .await;
     match flushed {
         Ok(Ok(())) => tracing::info!("producer flushed"),
         Ok(Err(e)) => {
@@ -323,13 +347,20 @@ pub async fn run(
         // repeat at the next start. Waited for once cancelled, so the spool file is closed when
         // `run` returns.
         let cut_at = tokio::time::Instant::now() + config.flush_timeout;
-        supervise::join_by(replay, cut_at, "replay").await;
+        let given_up = async {
+            tokio::select! {
+                () = tokio::time::sleep_until(cut_at) => {}
+                () = cut.wait() => {}
+            }
+        };
+        supervise::join_until(replay, given_up, "replay").await;
     }
     // Health holds the last other handle of the spool; the file closes with the spool.
     drop(health);
     if let Some(spool) = spool {
         spool.close_within(SPOOL_CLOSE_WAIT).await;
     }
+    cut_watch.abort();
     tracing::info!("stopped");
     match failure.get().cloned() {
         Some(Stopped::Spool(reason)) => Err(StartError::SpoolFailed(reason)),

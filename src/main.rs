@@ -7,7 +7,7 @@ use clap::Parser;
 use qikchat_bridge::config::{Cli, Command, Config, LogFormat};
 use qikchat_bridge::embedded::EmbeddedKafka;
 use qikchat_bridge::topics::{self, TopicMap};
-use qikchat_bridge::{run, tail, telemetry, Listeners};
+use qikchat_bridge::{run_with_cut, tail, telemetry, Listeners};
 
 // jemalloc, unprefixed so that librdkafka's C allocations use it too: records are allocated on
 // the runtime's threads and freed on librdkafka's, which glibc's arenas serve with a lock.
@@ -78,8 +78,8 @@ fn serve(args: qikchat_bridge::config::Args) -> ExitCode {
         }
     };
     let code = runtime.block_on(async move {
-        // Before anything slow (the producer, the spool's recovery): see `shutdown_signal`.
-        let shutdown = match shutdown_signal() {
+        // Before anything slow (the producer, the spool's recovery): see `shutdown_signals`.
+        let (shutdown, cut) = match shutdown_signals() {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "cannot listen for SIGTERM and SIGINT");
@@ -93,7 +93,7 @@ fn serve(args: qikchat_bridge::config::Args) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        match run(config, listeners, shutdown).await {
+        match run_with_cut(config, listeners, shutdown, cut).await {
             Ok(()) => ExitCode::SUCCESS,
             // librdkafka refused a property, or the producer they make (a TLS file missing):
             // a setting that cannot work, as with --check-config.
@@ -176,8 +176,8 @@ fn dev_kafka(partitions: i32, prefix: &str) -> ExitCode {
     // killed.
     let signal = {
         let _context = runtime.enter();
-        match shutdown_signal() {
-            Ok(signal) => signal,
+        match shutdown_signals() {
+            Ok((first, _)) => first,
             Err(e) => {
                 eprintln!("qikchat-bridge dev-kafka: cannot listen for SIGTERM and SIGINT: {e}");
                 return ExitCode::FAILURE;
@@ -197,30 +197,67 @@ fn dev_kafka(partitions: i32, prefix: &str) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Resolves at the first SIGTERM or SIGINT after it is made, not after it is first polled: as a
-/// container's PID 1 the bridge gets no default action for them, so the kernel drops a signal
-/// that arrives before a handler exists, and a pod deleted while the bridge starts would ignore
-/// its SIGTERM. Call it inside the runtime.
+/// The first and the second SIGTERM or SIGINT after it is made, not after they are first
+/// polled: as a container's PID 1 the bridge gets no default action for them, so the kernel drops
+/// a signal that arrives before a handler exists, and a pod deleted while the bridge starts would
+/// ignore its SIGTERM. The first starts the drain, the second cuts it short. Call it inside the
+/// runtime.
 #[cfg(unix)]
-fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+fn shutdown_signals() -> std::io::Result<(Signalled, Signalled)> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    Ok(async move {
-        tokio::select! {
-            _ = int.recv() => tracing::info!("SIGINT received"),
-            _ = term.recv() => tracing::info!("SIGTERM received"),
+    let (count, signalled) = counted();
+    tokio::spawn(async move {
+        for n in 1..=2 {
+            let name = tokio::select! {
+                _ = int.recv() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            };
+            count(n, name);
         }
-    })
+        // Later ones are ignored (handled, so not the default action); SIGKILL remains.
+        std::future::pending::<()>().await;
+    });
+    Ok(signalled)
 }
 
 #[cfg(not(unix))]
-fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
-    Ok(async {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            tracing::info!("Ctrl-C received");
-        } else {
-            std::future::pending::<()>().await;
+fn shutdown_signals() -> std::io::Result<(Signalled, Signalled)> {
+    let (count, signalled) = counted();
+    tokio::spawn(async move {
+        for n in 1..=2 {
+            if tokio::signal::ctrl_c().await.is_err() {
+                break;
+            }
+            count(n, "Ctrl-C");
         }
-    })
+        std::future::pending::<()>().await;
+    });
+    Ok(signalled)
+}
+
+/// Resolves once the signal it counts has come.
+type Signalled = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Where the n-th signal is told, and the futures of the first and the second.
+fn counted() -> (impl Fn(u8, &str), (Signalled, Signalled)) {
+    let (tx, rx) = tokio::sync::watch::channel(0u8);
+    let count = move |n: u8, name: &str| {
+        if n == 1 {
+            tracing::info!("{name} received");
+        } else {
+            tracing::info!("{name} received again");
+        }
+        let _ = tx.send(n);
+    };
+    let nth = |n: u8| -> Signalled {
+        let mut rx = rx.clone();
+        Box::pin(async move {
+            if rx.wait_for(|seen| *seen >= n).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        })
+    };
+    (count, (nth(1), nth(2)))
 }

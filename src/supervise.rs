@@ -54,14 +54,23 @@ impl Failures {
 /// Waits for a task told to stop until `deadline`; then cancels it and waits for it to drop
 /// what it holds (the spool's handle, say). A file watch blocked in a read (a hung secrets
 /// mount) would otherwise hold shutdown until the pod is killed.
-pub async fn join_by(mut task: JoinHandle<()>, deadline: Instant, name: &str) {
-    if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
-        tracing::warn!(
-            task = name,
-            "a background task did not stop in time; cancelled"
-        );
-        task.abort();
-        let _ = task.await;
+pub async fn join_by(task: JoinHandle<()>, deadline: Instant, name: &str) {
+    join_until(task, tokio::time::sleep_until(deadline), name).await;
+}
+
+/// [`join_by`], giving up when `give_up` resolves.
+pub async fn join_until(mut task: JoinHandle<()>, give_up: impl Future<Output = ()>, name: &str) {
+    tokio::select! {
+        biased;
+        _ = &mut task => {}
+        () = give_up => {
+            tracing::warn!(
+                task = name,
+                "a background task did not stop in time; cancelled"
+            );
+            task.abort();
+            let _ = task.await;
+        }
     }
 }
 

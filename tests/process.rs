@@ -13,10 +13,14 @@ const BIN: &str = env!("CARGO_BIN_EXE_qikchat-bridge");
 
 /// The bridge with no Kafka settings at all (embedded mode), on ports the kernel picks.
 fn start_embedded() -> Spawned {
+    start_embedded_with(&["--shutdown-delay", "0s"])
+}
+
+fn start_embedded_with(args: &[&str]) -> Spawned {
     Spawned::start(
         Command::new(BIN)
             .args(common::ANY_PORTS)
-            .args(["--shutdown-delay", "0s"])
+            .args(args)
             .env_clear()
             .env("RUST_LOG", common::LOG_FILTER)
             .stdout(Stdio::null()),
@@ -101,4 +105,24 @@ fn sigterm_during_start_up_stops_the_bridge_with_exit_0() {
             "a SIGTERM during start-up ended the bridge with {status}"
         );
     }
+}
+
+/// Under Kubernetes the drain ends by itself (or by SIGKILL after the grace period); run by hand,
+/// a second Ctrl-C ends it without leaving SIGKILL as the only way out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sigterm_cuts_an_hour_long_drain_short_with_exit_0() {
+    let mut bridge = start_embedded_with(&["--shutdown-delay", "1h"]);
+    common::wait_ready_at(bridge.admin).await;
+    let sent = Command::new("kill")
+        .args(["-TERM", &bridge.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let http = reqwest::Client::new();
+    common::eventually("unready: the drain began", async || {
+        let url = format!("http://127.0.0.1:{}/readyz", bridge.admin);
+        http.get(url).send().await.is_ok_and(|r| r.status() == 503)
+    })
+    .await;
+    assert!(stop_with(&mut bridge.child, "-TERM").success());
 }

@@ -151,3 +151,43 @@ async fn the_flush_at_shutdown_gives_up_after_the_flush_timeout() {
         "shutdown took {took:?}: no flush"
     );
 }
+
+/// A second SIGTERM (or SIGINT) ends a drain whose waits would all run their full hour: the
+/// unready delay, the open request's grace and the flush of its record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cutting_the_drain_short_ends_each_of_its_waits_at_once() {
+    let mut app = TestApp::start(&[
+        "--ack-timeout",
+        "30s",
+        "--shutdown-delay",
+        "1h",
+        "--shutdown-grace",
+        "1h",
+        "--flush-timeout",
+        "1h",
+    ])
+    .await;
+    app.cluster.broker_down(1).expect("down");
+    let mut s = common::raw_post(app.addr, STATUS).await;
+    eventually("the request is in flight", async || {
+        app.in_flight().await >= 1
+    })
+    .await;
+    app.trigger_shutdown();
+    eventually("unready: the drain began", async || {
+        app.admin_get("/readyz").await.0 == 503
+    })
+    .await;
+    app.cut_drain_short();
+    // Closed unanswered (its sender retries), well before its 30 s ack deadline.
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the open request outlived the cut");
+    assert!(
+        buf.is_empty(),
+        "answered: {}",
+        String::from_utf8_lossy(&buf)
+    );
+    app.wait_stopped(Duration::from_secs(10)).await;
+    app.cluster.broker_up(1).expect("up");
+}

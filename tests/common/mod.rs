@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use qikchat_bridge::config::{Args, Config};
-use qikchat_bridge::{run, Listeners};
+use qikchat_bridge::{run_with_cut, Listeners};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::mocking::MockCluster;
@@ -47,6 +47,7 @@ pub struct TestApp {
     pub config: Config,
     pub http: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
+    cut: Option<oneshot::Sender<()>>,
     pub handle: Option<JoinHandle<Result<(), qikchat_bridge::StartError>>>,
 }
 
@@ -104,9 +105,19 @@ impl TestApp {
         let addr = listeners.webhook.local_addr().expect("addr");
         let admin = listeners.admin.local_addr().expect("admin addr");
         let (tx, rx) = oneshot::channel::<()>();
-        let handle = tokio::spawn(run(config.clone(), listeners, async {
-            let _ = rx.await;
-        }));
+        let (cut_tx, cut_rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(run_with_cut(
+            config.clone(),
+            listeners,
+            async {
+                let _ = rx.await;
+            },
+            async {
+                if cut_rx.await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            },
+        ));
         let app = TestApp {
             addr,
             admin,
@@ -115,6 +126,7 @@ impl TestApp {
             config,
             http: reqwest::Client::new(),
             shutdown: Some(tx),
+            cut: Some(cut_tx),
             handle: Some(handle),
         };
         app.wait_ready().await;
@@ -230,6 +242,14 @@ impl TestApp {
 
     pub fn trigger_shutdown(&mut self) {
         if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Cuts the drain short, as a second SIGTERM does.
+    #[allow(dead_code)]
+    pub fn cut_drain_short(&mut self) {
+        if let Some(tx) = self.cut.take() {
             let _ = tx.send(());
         }
     }

@@ -1,0 +1,66 @@
+//! Cutting the drain short: once asked (a second SIGTERM or SIGINT), each of shutdown's waits
+//! (the unready delay, the in-flight requests' grace, the producer's flush, replay's round) ends
+//! at once, for an operator who would rather not wait and would otherwise reach for SIGKILL.
+//!
+//! Nothing answered 2xx is lost by it: those records are in Kafka or the spool already. Open
+//! requests go unanswered (their senders retry) and records still queued for requests that
+//! were answered with an error are dropped (their senders retry those too).
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::producer::KafkaSink;
+
+/// How often a flush looks whether it was cut short.
+const FLUSH_SLICE: Duration = Duration::from_millis(100);
+
+/// Whether the drain was asked to end at once; cheap to clone into each step.
+#[derive(Debug, Clone)]
+pub struct Cut(watch::Receiver<bool>);
+
+impl Cut {
+    /// A cut that comes when `asked` resolves; the handle watches for it (abort it when done).
+    pub fn when(asked: impl Future<Output = ()> + Send + 'static) -> (Cut, JoinHandle<()>) {
+        let (tx, rx) = watch::channel(false);
+        let watching = tokio::spawn(async move {
+            asked.await;
+            tracing::warn!(
+                "cutting the drain short: open requests are closed unanswered (their senders \
+                 retry) and records not yet acknowledged are dropped; answered records are safe"
+            );
+            let _ = tx.send(true);
+            // Kept, so that the receivers never see the sender gone as a cut.
+            std::future::pending::<()>().await;
+        });
+        (Cut(rx), watching)
+    }
+
+    pub fn is_set(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Resolves once the cut comes; never without one.
+    pub async fn wait(&self) {
+        let mut rx = self.0.clone();
+        if rx.wait_for(|cut| *cut).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Flushes `sink` within `timeout`, or until the cut; blocks, so call it on a blocking thread.
+pub fn flush(sink: &KafkaSink, timeout: Duration, cut: &Cut) -> Result<(), KafkaError> {
+    let until = Instant::now() + timeout;
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        match sink.flush(left.min(FLUSH_SLICE)) {
+            Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut))
+                if left > FLUSH_SLICE && !cut.is_set() => {}
+            done => return done,
+        }
+    }
+}
