@@ -9,13 +9,16 @@
 #     only as files, the durable spool on a per-pod claim of a StatefulSet, ...);
 #   - renders that must fail (no bootstrap servers, values the schema or templates reject);
 #   - promtool check/test on the alert rules, the rendered PrometheusRule and the
-#     Prometheus config of the compose stack; the Grafana dashboard's metric names;
+#     Prometheus config of the compose stack; the Grafana dashboard's metric names and its
+#     namespace, job and instance variables on every panel's selectors;
 #   - hadolint and consistency checks of deploy/Dockerfile, the compose-spec schema on
 #     deploy/docker-compose.yml;
 #   - chart <-> binary: for every rendering, the container's exact environment and
 #     arguments are given to `qikchat-bridge --check-config` (env -i), which must accept
 #     them, so the chart cannot drift from the binary's real configuration interface
-#     (mounted files and the spool directory are mapped to a temporary directory).
+#     (mounted files and the spool directory are mapped to a temporary directory); and the
+#     chart accepts exactly the webhook paths the binary accepts (every ASCII character and a
+#     few non-ASCII ones, through helm template and --check-config).
 #
 # Usage: .ci/helm-check.sh [PATH-TO-BINARY]     (default: target/release/qikchat-bridge)
 #
@@ -447,6 +450,104 @@ EOF
   grep -F -- "$expected" <<<"$out" | sed -n 1p | cut -c1-200
 }
 
+# static_edit_refuses EXPECTED PYTHON: chart_check.py static fails, mentioning EXPECTED, on the
+# default rendering edited by the Python statement PYTHON (on `docs`, `pod` the pod spec and `c`
+# the bridge container): the invariant holds even where the templates' own checks are bypassed.
+static_edit_refuses() {
+  local expected="$1" edit="$2"
+  local f="$WORK/static-edit.$RANDOM.yaml" out
+  "$PY" - "$WORK/rendered/default.yaml" "$f" "$edit" <<'EOF'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+pod = next(d for d in docs if d["kind"] in ("Deployment", "StatefulSet"))["spec"]["template"]["spec"]
+c = pod["containers"][0]
+exec(sys.argv[3])
+yaml.safe_dump_all(docs, open(sys.argv[2], "w"))
+EOF
+  if out="$("$PY" "$LIB/chart_check.py" static "$f" 2>&1)"; then
+    echo "passed although it must fail"
+    return 1
+  fi
+  grep -qF -- "$expected" <<<"$out" || { echo "failed without mentioning '$expected':"; sed -n 1,5p <<<"$out"; return 1; }
+  grep -F -- "$expected" <<<"$out" | sed -n 1p | cut -c1-200
+}
+
+# readiness_probe_defaults: with probes.readiness.periodSeconds and failureThreshold null, the
+# readiness probe leaves both out (Kubernetes' defaults, 10 s and 3, apply), the chart counts
+# those defaults (10 s x 3 + 1 s: a 31 s shutdown delay renders, 30 s does not), and the
+# rendering passes the static invariants, which count the same defaults.
+readiness_probe_defaults() {
+  local f="$WORK/readiness-defaults.yaml" out
+  local nulls=(--set kafka.bootstrapServers=kafka:9092 --set probes.readiness.periodSeconds=null
+    --set probes.readiness.failureThreshold=null)
+  helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" "${nulls[@]}" --set config.shutdownDelay=31s >"$f"
+  "$PY" - "$f" <<'EOF'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+probe = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
+left = sorted(k for k in ("periodSeconds", "failureThreshold") if k in probe)
+if left:
+    sys.exit(f"the readiness probe still sets {left}: {probe}")
+print(f"readinessProbe without periodSeconds and failureThreshold: {probe}")
+EOF
+  "$PY" "$LIB/chart_check.py" static "$f"
+  if out="$(helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" "${nulls[@]}" --set config.shutdownDelay=30s 2>&1)"; then
+    echo "a 30 s shutdown delay rendered, below Kubernetes' 10 s x 3 + 1 s"
+    return 1
+  fi
+  grep -F "config.shutdownDelay (30s) must be at least" <<<"$out" | cut -c1-200
+}
+
+# pdb_spec EXPECTED HELM-ARGS...: the rendered PodDisruptionBudget's limit, e.g. maxUnavailable=1.
+pdb_spec() {
+  local expected="$1"; shift
+  local out got
+  out="$(helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --set kafka.bootstrapServers=kafka:9092 "$@")"
+  got="$("$PY" -c '
+import sys, yaml
+pdbs = [d for d in yaml.safe_load_all(sys.stdin) if d and d["kind"] == "PodDisruptionBudget"]
+print(" ".join(f"{k}={v}" for p in pdbs for k, v in p["spec"].items() if k in ("maxUnavailable", "minAvailable")))
+' <<<"$out")"
+  echo "PodDisruptionBudget: ${got:-none}"
+  [ "$got" = "$expected" ]
+}
+
+# rule_names ABSENT PRESENT HELM-ARGS...: the rendered PrometheusRule leaves out the alert ABSENT
+# and keeps PRESENT.
+rule_names() {
+  local absent="$1" present="$2"; shift 2
+  local out
+  out="$(helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --set kafka.bootstrapServers=kafka:9092 \
+    --set prometheusRule.enabled=true "$@")"
+  "$PY" -c '
+import sys, yaml
+rules = [r.get("alert") for d in yaml.safe_load_all(sys.stdin) if d and d["kind"] == "PrometheusRule"
+         for g in d["spec"]["groups"] for r in g["rules"]]
+absent, present = sys.argv[1], sys.argv[2]
+if absent in rules or present not in rules:
+    sys.exit(f"expected {present} and not {absent} among {rules}")
+print(f"{len(rules)} rules, {present} among them, {absent} left out")
+' "$absent" "$present" <<<"$out"
+}
+
+# webhook_path_renders PATH: config.webhookPath=PATH (from a values file: any character) renders
+# and reaches the container as BRIDGE_WEBHOOK_PATH unchanged.
+webhook_path_renders() {
+  local values="$WORK/webhook-path.$RANDOM.yaml" out
+  "$PY" -c 'import json, sys; json.dump({"config": {"webhookPath": sys.argv[1]}}, open(sys.argv[2], "w"))' "$1" "$values"
+  out="$(helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --set kafka.bootstrapServers=kafka:9092 -f "$values")"
+  "$PY" -c '
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(sys.stdin) if d]
+env = {e["name"]: e.get("value") for d in docs if d["kind"] == "Deployment"
+       for e in d["spec"]["template"]["spec"]["containers"][0]["env"]}
+got = env.get("BRIDGE_WEBHOOK_PATH")
+if got != sys.argv[1]:
+    sys.exit(f"BRIDGE_WEBHOOK_PATH is {got!r}, not {sys.argv[1]!r}")
+print(f"BRIDGE_WEBHOOK_PATH={sys.argv[1]}")
+' "$1" <<<"$out"
+}
+
 # renders HELM-ARGS...: helm template succeeds.
 renders() {
   helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" "$@" >/dev/null
@@ -526,6 +627,14 @@ check "invariants: a --help without [env: ...] names fails (no fallback to the b
 check "invariants: a secret -X argument fails" static_refuses "a secret librdkafka property" - \
   -X sasl.oauthbearer.assertion.private.key.passphrase=x
 check "invariants: --spool-dir in the arguments fails" static_refuses "argument --spool-dir" - --spool-dir=/tmp/spool
+check "invariants: a plain KAFKA_<NAME> env value of a secret property fails (KAFKA_SSL__KEY is ssl_key)" \
+  static_edit_refuses "env KAFKA_SSL__KEY sets ssl_key, a secret librdkafka property" \
+  'c["env"].append({"name": "KAFKA_SSL__KEY", "value": "x"})'
+check "invariants: a KAFKA_<NAME> env of a secret property from a ConfigMap fails" \
+  static_edit_refuses "env KAFKA_SASL_OAUTHBEARER_CONFIG sets sasl.oauthbearer.config, a secret" \
+  'c["env"].append({"name": "KAFKA_SASL_OAUTHBEARER_CONFIG", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "k"}}})'
+check "invariants: a PodDisruptionBudget that allows no eviction fails" static_edit_refuses "allows no eviction" \
+  'next(d for d in docs if d["kind"] == "PodDisruptionBudget")["spec"]["maxUnavailable"] = 0'
 
 section "Renders that must fail"
 B="--set kafka.bootstrapServers=kafka:9092"
@@ -598,6 +707,47 @@ must_fail "mTLS certificate without key" "keyKey" $B --set kafka.tls.enabled=tru
 must_fail "auth disabled and credentials given" "insecureDisableAuth" $B --set auth.insecureDisableAuth=true --set auth.existingSecret=creds
 must_fail "both existingSecret and credentials" "auth.existingSecret or auth.credentials" $B --set auth.existingSecret=creds --set 'auth.credentials[0].username=a' --set 'auth.credentials[0].password=abcdefgh12'
 must_fail "PDB with both limits" "exactly one" $B --set podDisruptionBudget.minAvailable=1
+must_fail "readiness periodSeconds null counts as Kubernetes' 10 s (10 s x 2 + 1 s > 5 s)" \
+  "config.shutdownDelay (5s) must be at least" $B --set probes.readiness.periodSeconds=null
+must_fail "readiness failureThreshold null counts as Kubernetes' 3 (2 s x 3 + 1 s > 5 s)" \
+  "config.shutdownDelay (5s) must be at least" $B --set probes.readiness.failureThreshold=null
+must_fail "webhook path with non-ASCII" "webhookPath" $B --set-string 'config.webhookPath=/wébhook'
+must_fail "webhook path with a control character (0x01)" "webhookPath" $B --set-string $'config.webhookPath=/web\001hook'
+must_fail "webhook path with DEL (0x7f)" "webhookPath" $B --set-string $'config.webhookPath=/web\177hook'
+must_fail "webhook path with a vertical tab" "webhookPath" $B --set-string $'config.webhookPath=/web\vhook'
+must_fail "webhook path with a space" "webhookPath" $B --set-string 'config.webhookPath=/web hook'
+must_fail "webhook path with a query" "webhookPath" $B --set-string 'config.webhookPath=/webhook?x=1'
+must_fail "relative webhook path" "webhookPath" $B --set-string 'config.webhookPath=webhook'
+must_fail "PDB minAvailable 1 with one replica" "minAvailable 1 allows no pod to be evicted with 1 replica" $B \
+  --set replicaCount=1 --set podDisruptionBudget.maxUnavailable=null --set podDisruptionBudget.minAvailable=1
+must_fail "PDB maxUnavailable 0 with one replica" "maxUnavailable 0 allows no pod to be evicted with 1 replica" $B \
+  --set replicaCount=1 --set podDisruptionBudget.maxUnavailable=0
+must_fail "PDB maxUnavailable 0 with two replicas" "maxUnavailable 0 allows no pod to be evicted" $B \
+  --set podDisruptionBudget.maxUnavailable=0
+must_fail "PDB maxUnavailable 0%" "maxUnavailable 0% allows no pod to be evicted" $B --set podDisruptionBudget.maxUnavailable=0%
+must_fail "PDB minAvailable 50% of one replica (rounded up to 1)" "minAvailable 50% allows no pod to be evicted" $B \
+  --set replicaCount=1 --set podDisruptionBudget.maxUnavailable=null --set podDisruptionBudget.minAvailable=50%
+must_fail "PDB minAvailable 2 with autoscaling.minReplicas 2" "minAvailable 2 allows no pod to be evicted with 2 replica" $B \
+  --set autoscaling.enabled=true --set podDisruptionBudget.maxUnavailable=null --set podDisruptionBudget.minAvailable=2
+must_fail "KAFKA_SASL_PASSWORD as a plain value in extraEnv" \
+  "extraEnv: KAFKA_SASL_PASSWORD sets the librdkafka property sasl.password" $B \
+  --set 'extraEnv[0].name=KAFKA_SASL_PASSWORD' --set 'extraEnv[0].value=secretpass'
+must_fail "KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET as a plain value in extraEnv" \
+  "extraEnv: KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET sets the librdkafka property sasl.oauthbearer.client.secret" $B \
+  --set 'extraEnv[0].name=KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET' --set 'extraEnv[0].value=x'
+must_fail "KAFKA_SSL__KEY (ssl_key: __ is _) as a plain value in extraEnv" \
+  "extraEnv: KAFKA_SSL__KEY sets the librdkafka property ssl_key" $B \
+  --set 'extraEnv[0].name=KAFKA_SSL__KEY' --set 'extraEnv[0].value=x'
+must_fail "KAFKA_SASL_JAAS_CONFIG as a plain value in extraEnv" \
+  "extraEnv: KAFKA_SASL_JAAS_CONFIG sets the librdkafka property sasl.jaas.config" $B \
+  --set 'extraEnv[0].name=KAFKA_SASL_JAAS_CONFIG' --set 'extraEnv[0].value=x'
+must_fail "KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL as a plain value (token: a secret to the bridge's is_secret)" \
+  "the librdkafka property sasl.oauthbearer.token.endpoint.url" $B \
+  --set 'extraEnv[0].name=KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL' --set 'extraEnv[0].value=https://idp.example.com/token'
+must_fail "KAFKA_SSL_KEY_PASSWORD from a ConfigMap in extraEnv" \
+  "extraEnv: KAFKA_SSL_KEY_PASSWORD sets the librdkafka property ssl.key.password" $B \
+  --set 'extraEnv[0].name=KAFKA_SSL_KEY_PASSWORD' --set 'extraEnv[0].valueFrom.configMapKeyRef.name=cm' \
+  --set 'extraEnv[0].valueFrom.configMapKeyRef.key=k'
 must_fail "HPA min above max" "minReplicas" $B --set autoscaling.enabled=true --set autoscaling.minReplicas=5 --set autoscaling.maxReplicas=2
 P="$B --set persistence.enabled=true"
 must_fail "spool limit below the body limit" "persistence.maxBytes" $P --set persistence.maxBytes=1000
@@ -656,6 +806,33 @@ check "a readiness probe of 1 s x 3 renders with a 4 s delay" renders $B --set c
   --set probes.readiness.periodSeconds=1 --set probes.readiness.failureThreshold=3
 check "a PrometheusRule without ServiceMonitor renders with prometheusRule.job" renders $B \
   --set prometheusRule.enabled=true --set prometheusRule.job=kubernetes-pods
+check "readiness probe with null periodSeconds and failureThreshold: left out, Kubernetes' 10 s x 3 counted" \
+  readiness_probe_defaults
+check "a webhook path of every visible ASCII character but ? and # renders" webhook_path_renders \
+  '/a!"$%&'"'"'()*+,-./:;<=>@[\]^_`{|}~z'
+check "a percent-encoded webhook path renders" webhook_path_renders /w%C3%A9bhook
+check "the webhook path / renders" webhook_path_renders /
+check "a PrometheusRule without ServiceMonitor or prometheusRule.job renders without QikchatBridgeNoReadyInstance" \
+  rule_names QikchatBridgeNoReadyInstance QikchatBridgeNotReady --set 'prometheusRule.disabledAlerts[0]=QikchatBridgeNoReadyInstance'
+check "ServiceMonitor relabelings that set job render without QikchatBridgeNoReadyInstance" \
+  rule_names QikchatBridgeNoReadyInstance QikchatBridgeNotReady --set 'prometheusRule.disabledAlerts[0]=QikchatBridgeNoReadyInstance' \
+  --set serviceMonitor.enabled=true --set 'serviceMonitor.relabelings[0].targetLabel=job' \
+  --set 'serviceMonitor.relabelings[0].replacement=bridge'
+check "ServiceMonitor relabelings that set job render without a PrometheusRule" renders $B \
+  --set serviceMonitor.enabled=true --set 'serviceMonitor.relabelings[0].targetLabel=job' \
+  --set 'serviceMonitor.relabelings[0].replacement=bridge'
+check "PDB with one replica: maxUnavailable 1 (a drain evicts it)" pdb_spec maxUnavailable=1 --set replicaCount=1
+check "PDB minAvailable 50% of three replicas (2 of 3) renders" pdb_spec minAvailable=50% --set replicaCount=3 \
+  --set podDisruptionBudget.maxUnavailable=null --set podDisruptionBudget.minAvailable=50%
+check "PDB minAvailable 2 with autoscaling.minReplicas 3 renders" pdb_spec minAvailable=2 --set autoscaling.enabled=true \
+  --set autoscaling.minReplicas=3 --set podDisruptionBudget.maxUnavailable=null --set podDisruptionBudget.minAvailable=2
+check "secret KAFKA_<NAME> in extraEnv from a Secret or a file, and non-secret ones, render" renders $B \
+  --set 'extraEnv[0].name=KAFKA_SASL_PASSWORD' --set 'extraEnv[0].valueFrom.secretKeyRef.name=kafka' \
+  --set 'extraEnv[0].valueFrom.secretKeyRef.key=password' \
+  --set 'extraEnv[1].name=KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET_FILE' --set 'extraEnv[1].value=/etc/kafka-oauth/secret' \
+  --set 'extraEnv[2].name=KAFKA_CLIENT_ID' --set 'extraEnv[2].value=bridge' \
+  --set 'extraEnv[3].name=KAFKA_SSL_KEYSTORE_LOCATION' --set 'extraEnv[3].value=/etc/kafka-tls/keystore.p12' \
+  --set 'extraEnv[4].name=KAFKA_SECRET_SERVICE_PORT' --set-string 'extraEnv[4].value=9092'
 must_fail "grace period without the spool's replay cut-off" "terminationGracePeriodSeconds" $P --set terminationGracePeriodSeconds=25
 
 section "Alert rules (promtool)"
@@ -694,7 +871,7 @@ check "PrometheusRule: alerts.yaml with the spool volume's claim selector change
 check "promtool check config deploy/prometheus/prometheus.yml" promtool check config deploy/prometheus/prometheus.yml
 
 section "Grafana dashboard"
-check "dashboard JSON and metric names" \
+check "dashboard JSON, metric names and namespace/job/instance selectors" \
   "$PY" "$LIB/chart_check.py" dashboard deploy/grafana/dashboard.json deploy/prometheus/alerts.yaml
 
 section "Docker assets"
@@ -717,6 +894,10 @@ else
   HELP="$WORK/help.txt"
   "$BINARY" --help >"$HELP" 2>&1 || true
   check "--help offers --check-config" grep -q -- '--check-config' "$HELP"
+  mkdir -p "$WORK/webhook-paths"
+  check "webhook paths: the chart accepts exactly those the binary accepts" \
+    "$PY" "$LIB/chart_check.py" webhook-paths "$BINARY" "$WORK/rendered/default.yaml" "$WORK/webhook-paths" \
+    "$CHART" "$RELEASE" "$NAMESPACE"
   for c in "${CASES[@]}"; do
     f="$WORK/rendered/$c.yaml"
     [ -s "$f" ] || continue

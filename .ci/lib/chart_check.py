@@ -27,7 +27,8 @@ Subcommands (each exits non-zero with a message on failure):
       Consistency of deploy/docker-compose.yml with the bridge's interface.
   dashboard DASHBOARD ALERTS...
       The dashboard is valid Grafana JSON and every qikchat_bridge_* metric used by
-      it and by the alert rules is one the bridge exports.
+      it and by the alert rules is one the bridge exports; a namespace variable (All:
+      .*) scopes the job and instance variables, and every panel's selectors use all three.
   dockerfile DOCKERFILE VALUES
       The image agrees with the chart: non-root numeric USER equal to the chart's
       runAsUser, EXPOSEd ports equal to the chart's container ports, the binary as
@@ -38,6 +39,11 @@ Subcommands (each exits non-zero with a message on failure):
       The librdkafka property names the chart treats as secrets (the schema's
       kafka.properties pattern, the templates' secretPropertyPattern, SECRET_PARTS
       here) are exactly those of the bridge's is_secret in REDACT_RS.
+  webhook-paths BINARY RENDERED WORKDIR CHART RELEASE NAMESPACE
+      The chart (helm template CHART with config.webhookPath) accepts exactly the webhook
+      paths the binary accepts (--check-config with RENDERED's environment and
+      BRIDGE_WEBHOOK_PATH): every ASCII character but NUL, a few non-ASCII ones, and
+      paths that are empty, relative or just "/".
 """
 
 import base64
@@ -174,6 +180,36 @@ def help_env_names(help_file):
 
 def is_secret(name):
     return any(p in name for p in SECRET_PARTS)
+
+
+def is_service_link(name):
+    """src/kafka_props/names.rs is_service_link: variables Kubernetes makes for a Service, which
+    the bridge does not read as properties."""
+    protocol_port = re.search(r"_PORT_[0-9]+_(TCP|UDP|SCTP)", name)
+    return (name.endswith("_PORT") or name.endswith("_SERVICE_HOST") or "_SERVICE_PORT" in name
+            or bool(protocol_port))
+
+
+def env_property(name):
+    """The librdkafka property a KAFKA_* variable gives a value of its own, as the bridge maps it
+    (kafka_props.rs overrides, names.rs env_to_property); None for a variable it does not read
+    as one (KAFKA_BOOTSTRAP_SERVERS, a service link, a *_FILE variable, which names a file the
+    property is read from, a run of four or more underscores, which it refuses)."""
+    if (not name.startswith("KAFKA_") or name == "KAFKA_BOOTSTRAP_SERVERS" or is_service_link(name)
+            or name.endswith("_FILE")):
+        return None
+    rest = name[len("KAFKA_"):]
+    if not rest:
+        return None
+    out = []
+    for run, text in re.findall(r"(_+)|([^_]+)", rest):
+        if text:
+            out.append(text.lower())
+        elif len(run) > 3:
+            return None
+        else:
+            out.append({1: ".", 2: "_", 3: "-"}[len(run)])
+    return "".join(out)
 
 
 def kafka_property_args(args):
@@ -314,6 +350,12 @@ def cmd_static(rendered, help_file=None):
         name = e["name"]
         if re.search(r"PASSWORD|SECRET|TOKEN", name) and not name.endswith("_FILE"):
             check("value" not in e, f"{name} must not be a plain env value (use a *_FILE variable)")
+        prop = env_property(name)
+        if prop and is_secret(prop):
+            from_secret = "secretKeyRef" in (e.get("valueFrom") or {})
+            check(from_secret or ("value" not in e and "valueFrom" not in e),
+                  f"env {name} sets {prop}, a secret librdkafka property, other than from a Secret "
+                  "(use KAFKA_<NAME>_FILE or valueFrom.secretKeyRef)")
     check("BRIDGE_AUTH" not in env_names, "BRIDGE_AUTH puts credentials in the pod spec; use BRIDGE_AUTH_FILE")
     args = [str(a) for a in (c.get("args") or [])]
     for a in args:
@@ -426,9 +468,23 @@ def cmd_static(rendered, help_file=None):
         check(ref["kind"] == kind and ref["name"] == name and ref.get("apiVersion") == "apps/v1", f"HPA does not target the {kind}")
         check("replicas" not in deploy["spec"], f"{kind} must not set replicas when the HPA manages them")
         check(hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"], "HPA minReplicas > maxReplicas")
+    hpas = by_kind(docs, "HorizontalPodAutoscaler")
+    fewest = hpas[0]["spec"].get("minReplicas", 1) if hpas else deploy["spec"].get("replicas", 1)
     for pdb in by_kind(docs, "PodDisruptionBudget"):
         sel = pdb["spec"]["selector"]["matchLabels"]
         check(all(pod_labels.get(k) == v for k, v in sel.items()), "PDB selector does not match the pods")
+        # Kubernetes rounds a percentage up; a budget that allows no eviction of the fewest pods
+        # the workload runs blocks every node drain for ever.
+        def scaled(v, n):
+            s = str(v)
+            return -(-int(s[:-1]) * n // 100) if s.endswith("%") else int(s)
+        spec = pdb["spec"]
+        if "maxUnavailable" in spec:
+            allowed = scaled(spec["maxUnavailable"], fewest)
+        else:
+            allowed = fewest - scaled(spec.get("minAvailable", 1), fewest)
+        check(allowed > 0, f"the PodDisruptionBudget allows no eviction of {fewest} replica(s): node drains "
+              "would block for ever")
     for np in by_kind(docs, "NetworkPolicy"):
         sel = np["spec"]["podSelector"]["matchLabels"]
         check(all(pod_labels.get(k) == v for k, v in sel.items()), "NetworkPolicy does not select the pods")
@@ -812,6 +868,63 @@ def cmd_check_config(binary, rendered, workdir):
     print("  accepted by the binary; broken settings are rejected with exit 2")
 
 
+def _yaml_escape(text):
+    """The inside of a YAML double-quoted scalar for any text: printable ASCII as it is, every
+    other character as a \\u or \\U escape (YAML allows neither raw control characters nor, in
+    escapes, JSON's surrogate pairs)."""
+    out = []
+    for ch in text:
+        o = ord(ch)
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif 0x20 <= o < 0x7f:
+            out.append(ch)
+        elif o <= 0xFFFF:
+            out.append(f"\\u{o:04x}")
+        else:
+            out.append(f"\\U{o:08x}")
+    return "".join(out)
+
+
+def cmd_webhook_paths(binary, rendered, workdir, chart, release, namespace):
+    """The chart accepts exactly the webhook paths the binary accepts."""
+    docs = load_docs(rendered)
+    env, args = build_invocation(docs, workdir, Fixture(workdir))
+    if "BRIDGE_WEBHOOK_PATH" not in env:
+        fail(f"{rendered} sets no BRIDGE_WEBHOOK_PATH")
+    # NUL cannot be in an environment variable; every other ASCII character between two letters,
+    # a few non-ASCII ones (Latin-1, a no-break space, a line separator, outside the BMP), and
+    # paths that are empty, relative or the root.
+    paths = ["", "webhook", "/", "//", "/webhook", " /webhook", "/webhook/"]
+    paths += [f"/a{chr(c)}b" for c in range(1, 128)]
+    paths += ["/w\u00e9bhook", "/a\u00a0b", "/a\u2028b", "/a\U0001F600b", "/a\x80b"]
+    values = os.path.join(workdir, "webhook-path-values.yaml")
+    disagree = []
+    accepted = 0
+    for path in paths:
+        with open(values, "w", encoding="ascii") as f:
+            f.write(f'config:\n  webhookPath: "{_yaml_escape(path)}"\n')
+        r = subprocess.run(["helm", "template", release, chart, "--namespace", namespace,
+                            "--set", "kafka.bootstrapServers=kafka:9092", "-f", values],
+                           capture_output=True, text=True)
+        chart_ok = r.returncode == 0
+        if not chart_ok and "webhookPath" not in r.stderr:
+            fail(f"helm template with webhookPath {path!r} failed for another reason: {r.stderr[:300]}")
+        b = run_binary(binary, args, dict(env, BRIDGE_WEBHOOK_PATH=path))
+        out = (b.stdout or "") + (b.stderr or "")
+        binary_ok = b.returncode == 0
+        if not binary_ok and (b.returncode != 2 or "--webhook-path" not in out):
+            fail(f"--check-config with BRIDGE_WEBHOOK_PATH={path!r} exited {b.returncode} for another "
+                 f"reason: {out[-300:]}")
+        accepted += binary_ok
+        if chart_ok != binary_ok:
+            disagree.append(f"{path!r}: the chart {'accepts' if chart_ok else 'refuses'} it, the binary "
+                            f"{'accepts' if binary_ok else 'refuses'} it")
+    if disagree:
+        fail("\n".join("  - " + d for d in disagree))
+    print(f"chart and binary agree on {len(paths)} webhook paths ({accepted} accepted)")
+
+
 # --------------------------------------------------------------------------- compose / dashboard
 
 def cmd_compose(path):
@@ -913,6 +1026,34 @@ def cmd_dashboard(dashboard, *alerts):
         for var in re.findall(r"\$(\w+)", expr):
             if var not in var_names and not var.startswith("__"):
                 errors.append(f"{where} uses undefined variable ${var}")
+    # Several releases (staging next to production) may share a job name: a namespace variable,
+    # whose All (.*) also matches the compose stack's series without a namespace label, scopes
+    # the job and instance variables and every selector of every panel, next to job and instance.
+    variables = {v["name"]: v for v in dash.get("templating", {}).get("list", [])}
+    ns = variables.get("namespace")
+    ns_selector = 'namespace=~"$namespace"'
+    if not ns:
+        errors.append("no templated namespace variable")
+    else:
+        ns_query = (ns.get("query") or {}).get("query", "") if isinstance(ns.get("query"), dict) else ns.get("query", "")
+        if ns.get("type") != "query" or not re.fullmatch(r"label_values\(\s*qikchat_bridge_\w+\s*,\s*namespace\s*\)", ns_query or ""):
+            errors.append(f"the namespace variable does not list the bridge's namespaces: {ns_query!r}")
+        if not ns.get("includeAll") or ns.get("allValue") != ".*":
+            errors.append("the namespace variable needs All = .* (series without a namespace label, docker-compose)")
+        names = [v["name"] for v in dash["templating"]["list"]]
+        for dependent in ("job", "instance"):
+            v = variables.get(dependent)
+            q = ((v or {}).get("query") or {}).get("query", "") if isinstance((v or {}).get("query"), dict) else ""
+            if not v or ns_selector not in q:
+                errors.append(f"the {dependent} variable is not scoped by {ns_selector}: {q!r}")
+            elif names.index(dependent) < names.index("namespace"):
+                errors.append(f"the {dependent} variable comes before the namespace variable it depends on")
+    for where, expr in exprs:
+        if not where.startswith("panel "):
+            continue
+        for sel in re.findall(r"\b(?:qikchat_bridge|process)_[a-z0-9_]+\s*(\{[^}]*\})?", expr):
+            if not all(x in sel for x in (ns_selector, 'job=~"$job"', 'instance=~"$instance"')):
+                errors.append(f"{where}: selector {sel or '(none)'} lacks {ns_selector}, job or instance in {expr!r}")
     for v in dash.get("templating", {}).get("list", []):
         q = v.get("query")
         if isinstance(q, dict):
@@ -1081,6 +1222,8 @@ def main(argv):
             cmd_readme(*rest)
         elif cmd == "secret-names":
             cmd_secret_names(*rest)
+        elif cmd == "webhook-paths":
+            cmd_webhook_paths(*rest)
         else:
             print(__doc__)
             return 2

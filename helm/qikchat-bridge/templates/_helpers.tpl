@@ -306,6 +306,22 @@ password
 {{- if eq (kindIs "invalid" $max) (kindIs "invalid" $min) -}}
 {{- fail "podDisruptionBudget: set exactly one of maxUnavailable and minAvailable (the other to null)" -}}
 {{- end -}}
+{{- /* A budget that allows no eviction at the fewest pods the release runs (replicaCount, or
+     autoscaling.minReplicas) blocks every node drain for ever: maxUnavailable 0 (or 0%), or a
+     minAvailable of all of them (Kubernetes rounds a percentage up). */ -}}
+{{- $replicas := int64 (ternary .Values.autoscaling.minReplicas .Values.replicaCount .Values.autoscaling.enabled) -}}
+{{- $allowed := 0 -}}
+{{- $setting := "" -}}
+{{- if not (kindIs "invalid" $max) -}}
+{{- $setting = printf "maxUnavailable %v" $max -}}
+{{- $allowed = int64 (include "qikchat-bridge.pdbScaled" (list $max $replicas)) -}}
+{{- else -}}
+{{- $setting = printf "minAvailable %v" $min -}}
+{{- $allowed = sub $replicas (int64 (include "qikchat-bridge.pdbScaled" (list $min $replicas))) -}}
+{{- end -}}
+{{- if le (int64 $allowed) 0 -}}
+{{- fail (printf "podDisruptionBudget: %s allows no pod to be evicted with %d replica(s) (replicaCount, or autoscaling.minReplicas with autoscaling.enabled), so every node drain (cluster upgrades, node pools scaled in) would wait for ever; keep maxUnavailable: 1 (the default; with one replica a drain takes the webhook down until the pod runs elsewhere), run more replicas, or set podDisruptionBudget.enabled: false" $setting $replicas) -}}
+{{- end -}}
 {{- end -}}
 {{- if .Values.ingress.enabled -}}
 {{- if not .Values.ingress.hosts -}}
@@ -318,10 +334,14 @@ password
      periodSeconds x failureThreshold after /readyz turns 503, plus about a second for the
      endpoint change to reach kube-proxy and the Ingress. The bridge closes its port after
      config.shutdownDelay; a shorter delay sends webhooks to a closed port meanwhile. */ -}}
-{{- $ready := .Values.probes.readiness -}}
-{{- $unreadyMs := mul (add (mul (int64 $ready.periodSeconds) (int64 $ready.failureThreshold)) 1) 1000 -}}
+{{- /* A null (or missing) periodSeconds or failureThreshold is left out of the probe, so
+     Kubernetes applies its defaults (10 s, 3 failures): the check counts those, not nothing. */ -}}
+{{- $ready := (.Values.probes | default dict).readiness | default dict -}}
+{{- $period := ternary 10 $ready.periodSeconds (kindIs "invalid" $ready.periodSeconds) | int64 -}}
+{{- $failures := ternary 3 $ready.failureThreshold (kindIs "invalid" $ready.failureThreshold) | int64 -}}
+{{- $unreadyMs := mul (add (mul $period $failures) 1) 1000 -}}
 {{- if lt (include "qikchat-bridge.durationMs" $c.shutdownDelay | atoi) (int64 $unreadyMs) -}}
-{{- fail (printf "config.shutdownDelay (%s) must be at least probes.readiness.periodSeconds x probes.readiness.failureThreshold + 1 s (%d ms): when the bridge stops on its own (a failed spool file, a panicked task) nothing but the readiness probe removes the pod from the Service's endpoints, and the bridge closes its port after config.shutdownDelay, so a shorter delay sends webhooks to a closed port (502 at the Ingress); lengthen the delay or probe readiness more often" (toString $c.shutdownDelay) (int64 $unreadyMs)) -}}
+{{- fail (printf "config.shutdownDelay (%s) must be at least probes.readiness.periodSeconds x probes.readiness.failureThreshold + 1 s (%d s x %d + 1 s = %d ms; a null value counts as Kubernetes' default, periodSeconds 10 and failureThreshold 3): when the bridge stops on its own (a failed spool file, a panicked task) nothing but the readiness probe removes the pod from the Service's endpoints, and the bridge closes its port after config.shutdownDelay, so a shorter delay sends webhooks to a closed port (502 at the Ingress); lengthen the delay or probe readiness more often" (toString $c.shutdownDelay) $period $failures (int64 $unreadyMs)) -}}
 {{- end -}}
 {{- if .Values.persistence.enabled -}}
 {{- $p := .Values.persistence -}}
@@ -340,7 +360,8 @@ password
      pod), the credentials file (--auth-file: mounted from auth.*), the spool (--spool-dir,
      BRIDGE_SPOOL_DIR: only persistence.enabled gives it a volume of its own per pod; elsewhere
      it is on the read-only root filesystem or an ephemeral or shared volume), and librdkafka
-     properties the bridge treats as secrets (-X/--kafka-property NAME=VALUE). */ -}}
+     properties the bridge treats as secrets (-X/--kafka-property NAME=VALUE, or KAFKA_<NAME> in
+     extraEnv as a plain value or from a ConfigMap; KAFKA_<NAME>_FILE and secretKeyRef are fine). */ -}}
 {{- $secretProperty := include "qikchat-bridge.secretPropertyPattern" . -}}
 {{- $extraArgs := .Values.extraArgs | default list -}}
 {{- range $i, $arg := $extraArgs -}}
@@ -369,6 +390,11 @@ password
 {{- end -}}
 {{- end -}}
 {{- range .Values.extraEnv -}}
+{{- $property := include "qikchat-bridge.envProperty" .name -}}
+{{- $plain := or (hasKey . "value") (and .valueFrom (not .valueFrom.secretKeyRef)) -}}
+{{- if and $property (regexMatch $secretProperty $property) $plain -}}
+{{- fail (printf "extraEnv: %s sets the librdkafka property %s, a secret to the bridge (a name containing password, passphrase, private.key, jaas, secret, sasl.oauthbearer.config, ssl.key.pem, ssl_key or token), %s; use kafka.sasl.* and kafka.tls.* for SASL and TLS credentials, or mount a Secret (extraVolumes, extraVolumeMounts) and set %s_FILE to the file (read again when the Secret rotates), or take it from a Secret with valueFrom.secretKeyRef" .name $property (ternary "as a plain value, readable by anyone who can get the pod" "from something other than a Secret (valueFrom without secretKeyRef)" (hasKey . "value")) .name) -}}
+{{- end -}}
 {{- if eq .name "BRIDGE_AUTH" -}}
 {{- fail "extraEnv: BRIDGE_AUTH puts Basic credentials into the pod spec; use auth.existingSecret or auth.credentials (mounted as a file)" -}}
 {{- else if eq .name "BRIDGE_SPOOL_DIR" -}}
@@ -377,8 +403,10 @@ password
 {{- end -}}
 {{- /* The PrometheusRule's QikchatBridgeNoReadyInstance looks for this release's series by the
      job label the chart's ServiceMonitor gives them; scraped some other way (or with the job
-     relabelled), the selector matches nothing and the critical alert fires for ever. */ -}}
-{{- if and .Values.prometheusRule.enabled (not .Values.prometheusRule.job) -}}
+     relabelled), the selector matches nothing and the critical alert fires for ever. Only that
+     alert uses the job: with it in prometheusRule.disabledAlerts (or no PrometheusRule) none is
+     needed. */ -}}
+{{- if and .Values.prometheusRule.enabled (not .Values.prometheusRule.job) (not (has "QikchatBridgeNoReadyInstance" (.Values.prometheusRule.disabledAlerts | default list))) -}}
 {{- if not .Values.serviceMonitor.enabled -}}
 {{- fail "prometheusRule.enabled needs serviceMonitor.enabled, or prometheusRule.job set to the job label your own scrape configuration (a PodMonitor, annotations) gives the bridge's series: QikchatBridgeNoReadyInstance looks for absent(qikchat_bridge_ready{namespace, job}) and would otherwise fire for ever" -}}
 {{- end -}}
@@ -461,6 +489,34 @@ refuses the same names in kafka.properties; CI checks both against is_secret.
 */}}
 {{- define "qikchat-bridge.secretPropertyPattern" -}}
 (password|passphrase|private\.key|jaas|secret|sasl\.oauthbearer\.config|ssl\.key\.pem|ssl_key|token)
+{{- end -}}
+
+{{/*
+The librdkafka property a KAFKA_* environment variable sets, as the bridge maps it
+(src/kafka_props/names.rs env_to_property, after the filters of kafka_props.rs overrides):
+"" for a name it does not read as a property with a value of its own (not KAFKA_*,
+KAFKA_BOOTSTRAP_SERVERS, a Kubernetes service link, a *_FILE variable, whose value is a path
+the property is read from, or a run of four or more underscores, which the bridge refuses).
+Otherwise, after KAFKA_: "___" is "-", "__" is "_", "_" is ".", lower-cased.
+*/}}
+{{- define "qikchat-bridge.envProperty" -}}
+{{- $name := toString . -}}
+{{- $serviceLink := or (hasSuffix "_PORT" $name) (hasSuffix "_SERVICE_HOST" $name) (contains "_SERVICE_PORT" $name) (regexMatch "_PORT_[0-9]+_(TCP|UDP|SCTP)" $name) -}}
+{{- if and (hasPrefix "KAFKA_" $name) (ne $name "KAFKA_") (ne $name "KAFKA_BOOTSTRAP_SERVERS") (not $serviceLink) (not (hasSuffix "_FILE" $name)) (not (contains "____" $name)) -}}
+{{- trimPrefix "KAFKA_" $name | lower | replace "___" "-" | replace "__" "\x00" | replace "_" "." | replace "\x00" "_" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Pods a PodDisruptionBudget's count or percentage stands for out of N: (list VALUE N),
+     a percentage rounded up as Kubernetes does. */}}
+{{- define "qikchat-bridge.pdbScaled" -}}
+{{- $v := toString (index . 0) -}}
+{{- $n := int64 (index . 1) -}}
+{{- if hasSuffix "%" $v -}}
+{{- div (add (mul (trimSuffix "%" $v | atoi) $n) 99) 100 -}}
+{{- else -}}
+{{- atoi $v -}}
+{{- end -}}
 {{- end -}}
 
 {{/*

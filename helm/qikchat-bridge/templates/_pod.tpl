@@ -9,6 +9,7 @@ The pod template shared by the Deployment and, with persistence.enabled, the Sta
 {{- $tlsMount := and $k.tls.enabled $k.tls.existingSecret -}}
 {{- $hasVolumes := or (not .Values.auth.insecureDisableAuth) $k.sasl.enabled $tlsMount .Values.extraVolumes -}}
 {{- $hasMounts := or (not .Values.auth.insecureDisableAuth) $k.sasl.enabled $tlsMount $p.enabled .Values.extraVolumeMounts -}}
+{{- $probes := .Values.probes | default dict -}}
 metadata:
   labels:
     {{- include "qikchat-bridge.labels" . | nindent 4 }}
@@ -210,33 +211,23 @@ spec:
         httpGet:
           path: /livez
           port: admin
-        {{- if not (kindIs "invalid" .Values.probes.startup.initialDelaySeconds) }}
-        initialDelaySeconds: {{ int64 .Values.probes.startup.initialDelaySeconds }}
+        {{- with include "qikchat-bridge.probeTiming" (index $probes "startup") | trim }}
+        {{- . | nindent 8 }}
         {{- end }}
-        periodSeconds: {{ .Values.probes.startup.periodSeconds }}
-        timeoutSeconds: {{ .Values.probes.startup.timeoutSeconds }}
-        failureThreshold: {{ .Values.probes.startup.failureThreshold }}
       livenessProbe:
         httpGet:
           path: /livez
           port: admin
-        {{- if not (kindIs "invalid" .Values.probes.liveness.initialDelaySeconds) }}
-        initialDelaySeconds: {{ int64 .Values.probes.liveness.initialDelaySeconds }}
+        {{- with include "qikchat-bridge.probeTiming" (index $probes "liveness") | trim }}
+        {{- . | nindent 8 }}
         {{- end }}
-        periodSeconds: {{ .Values.probes.liveness.periodSeconds }}
-        timeoutSeconds: {{ .Values.probes.liveness.timeoutSeconds }}
-        failureThreshold: {{ .Values.probes.liveness.failureThreshold }}
       readinessProbe:
         httpGet:
           path: /readyz
           port: admin
-        {{- if not (kindIs "invalid" .Values.probes.readiness.initialDelaySeconds) }}
-        initialDelaySeconds: {{ int64 .Values.probes.readiness.initialDelaySeconds }}
+        {{- with include "qikchat-bridge.probeTiming" (index $probes "readiness") | trim }}
+        {{- . | nindent 8 }}
         {{- end }}
-        periodSeconds: {{ .Values.probes.readiness.periodSeconds }}
-        timeoutSeconds: {{ .Values.probes.readiness.timeoutSeconds }}
-        failureThreshold: {{ .Values.probes.readiness.failureThreshold }}
-        successThreshold: {{ .Values.probes.readiness.successThreshold }}
       {{- with .Values.resources }}
       resources:
         {{- toYaml . | nindent 8 }}
@@ -345,4 +336,19 @@ spec:
   tolerations:
     {{- toYaml . | nindent 4 }}
   {{- end }}
+{{- end -}}
+
+{{/*
+A probe's timing fields, each only when set: a null (or missing) one is left out, so Kubernetes
+applies its default (initialDelaySeconds 0, periodSeconds 10, timeoutSeconds 1,
+failureThreshold 3, successThreshold 1), which the shutdownDelay check counts for readiness.
+*/}}
+{{- define "qikchat-bridge.probeTiming" -}}
+{{- $probe := . | default dict -}}
+{{- range $field := list "initialDelaySeconds" "periodSeconds" "timeoutSeconds" "failureThreshold" "successThreshold" }}
+{{- $v := index $probe $field }}
+{{- if not (kindIs "invalid" $v) }}
+{{ $field }}: {{ int64 $v }}
+{{- end }}
+{{- end }}
 {{- end -}}
