@@ -123,6 +123,9 @@ fn tail_names_a_missing_topic() {
             &cluster.bootstrap_servers(),
             "-X",
             "allow.auto.create.topics=false",
+            // A regression that waited on the topic would end here (exit 0), not hang.
+            "--idle-timeout",
+            "5s",
             "no.such.topic",
         ])
         .env_clear()
@@ -145,7 +148,7 @@ fn tail_names_a_missing_topic() {
         .expect("topic error");
     let output = Command::new(BIN)
         .args(["tail", "--kafka-brokers", &cluster.bootstrap_servers()])
-        .arg("guarded")
+        .args(["--idle-timeout", "5s", "guarded"])
         .env_clear()
         .output()
         .expect("run tail");
@@ -353,10 +356,20 @@ async fn dev_kafka_prints_an_address_the_bridge_can_produce_to() {
         .stderr(Stdio::null())
         .spawn()
         .expect("start dev-kafka");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("first line");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let read = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(read.map(|_| line));
+    });
+    let line = match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(line) => line.expect("first line"),
+        Err(_) => {
+            let _ = child.kill();
+            panic!("dev-kafka printed no address within 20 s");
+        }
+    };
     let bootstrap = line
         .trim()
         .strip_prefix("bootstrap.servers=")
@@ -379,12 +392,7 @@ async fn dev_kafka_prints_an_address_the_bridge_can_produce_to() {
         .expect("the topic exists in dev-kafka");
 
     // SIGTERM ends it cleanly.
-    let pid = child.id().to_string();
-    Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    assert!(child.wait().expect("wait").success());
+    assert!(common::stop_with(&mut child, "-TERM").success());
 }
 
 #[test]

@@ -4,10 +4,9 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-use common::{Spawned, TEXT};
+use common::{stop_with, Spawned, TEXT};
 
 const BIN: &str = env!("CARGO_BIN_EXE_qikchat-bridge");
 
@@ -25,26 +24,6 @@ fn start_embedded_with(args: &[&str]) -> Spawned {
             .env("RUST_LOG", common::LOG_FILTER)
             .stdout(Stdio::null()),
     )
-}
-
-/// Sends `signal` and waits (at most 20 s) for the process to exit.
-fn stop_with(child: &mut Child, signal: &str) -> std::process::ExitStatus {
-    let sent = Command::new("kill")
-        .args([signal, &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(sent.success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("still running 20 s after {signal}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -124,7 +124,12 @@ impl TestApp {
             cluster,
             bootstrap,
             config,
-            http: reqwest::Client::new(),
+            // Bounded, so that a regression that leaves a request unanswered fails its test
+            // rather than hanging CI; longer than any ack timeout a test sets.
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("client"),
             shutdown: Some(tx),
             cut: Some(cut_tx),
             handle: Some(handle),
@@ -208,7 +213,11 @@ impl TestApp {
             let _ = tx.send(());
         }
         if let Some(h) = self.handle.take() {
-            h.await.expect("run task").expect("run result");
+            tokio::time::timeout(Duration::from_secs(60), h)
+                .await
+                .expect("run returns within 60 s of the shutdown")
+                .expect("run task")
+                .expect("run result");
         }
     }
 
@@ -519,5 +528,26 @@ pub async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
             "{what}: not within 20 s"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Sends `signal` and waits (at most 20 s) for the process to exit.
+#[allow(dead_code)]
+pub fn stop_with(child: &mut std::process::Child, signal: &str) -> std::process::ExitStatus {
+    let sent = std::process::Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still running 20 s after {signal}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
