@@ -243,6 +243,13 @@ mod tests {
         assert!(shown.contains("qikchat_bridge_ready 0"), "{shown}");
         health.started.store(true, Ordering::SeqCst);
         health.kafka_ready.store(true, Ordering::SeqCst);
+        // A scrape alone (no probe in between) brings the gauge up to date, both ways.
+        let (_, shown) = get("/metrics", &health, &metrics);
+        assert!(shown.contains("qikchat_bridge_ready 1"), "{shown}");
+        health.draining.store(true, Ordering::SeqCst);
+        let (_, shown) = get("/metrics", &health, &metrics);
+        assert!(shown.contains("qikchat_bridge_ready 0"), "{shown}");
+        health.draining.store(false, Ordering::SeqCst);
         assert_eq!(
             get("/readyz", &health, &metrics),
             (StatusCode::OK, "ready\n".into())
@@ -325,11 +332,25 @@ mod tests {
             )
         };
         reads.stall.store(true, Ordering::SeqCst);
+        // Should an assertion below fail, the read ends, so the runtime's exit does not wait on
+        // its blocking thread for ever: a regression fails the test rather than hanging it.
+        struct Unstall(Arc<crate::spool::test_storage::Reads>);
+        impl Drop for Unstall {
+            fn drop(&mut self) {
+                self.0.stall.store(false, Ordering::SeqCst);
+            }
+        }
+        let _unstall = Unstall(reads.clone());
+        let bounded = async |path| {
+            tokio::time::timeout(Duration::from_secs(5), ask(path))
+                .await
+                .expect("answered within 5 s while the disk is stalled")
+        };
         let asked = std::time::Instant::now();
-        let scrape = ask("/metrics").await;
+        let scrape = bounded("/metrics").await;
         assert_eq!(scrape.status(), StatusCode::SERVICE_UNAVAILABLE);
         // The stuck read is not joined by another.
-        let again = ask("/metrics").await;
+        let again = bounded("/metrics").await;
         assert_eq!(again.status(), StatusCode::SERVICE_UNAVAILABLE);
         let body = again.into_body().into_inner().expect("full body");
         assert!(body.starts_with(b"metrics: an earlier scrape"), "{body:?}");
