@@ -23,8 +23,8 @@ const FLUSH_SLICE: Duration = Duration::from_millis(100);
 pub struct Cut(watch::Receiver<bool>);
 
 impl Cut {
-    /// A cut that comes when `asked` resolves; the handle watches for it (abort it when done).
-    pub fn when(asked: impl Future<Output = ()> + Send + 'static) -> (Cut, JoinHandle<()>) {
+    /// A cut that comes when `asked` resolves, watched for as long as the [`Watching`] lives.
+    pub fn when(asked: impl Future<Output = ()> + Send + 'static) -> (Cut, Watching) {
         let (tx, rx) = watch::channel(false);
         let watching = tokio::spawn(async move {
             asked.await;
@@ -36,7 +36,7 @@ impl Cut {
             // Kept, so that the receivers never see the sender gone as a cut.
             std::future::pending::<()>().await;
         });
-        (Cut(rx), watching)
+        (Cut(rx), Watching(watching))
     }
 
     pub fn is_set(&self) -> bool {
@@ -49,6 +49,16 @@ impl Cut {
         if rx.wait_for(|cut| *cut).await.is_err() {
             std::future::pending::<()>().await;
         }
+    }
+}
+
+/// The task that waits for the cut; it ends when this is dropped, however `run` ends.
+#[derive(Debug)]
+pub struct Watching(JoinHandle<()>);
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -115,7 +115,7 @@ pub async fn run_with_cut(
     shutdown: impl Future<Output = ()> + Send,
     cut: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
-    let (cut, cut_watch) = drain::Cut::when(cut);
+    let (cut, _watching) = drain::Cut::when(cut);
     let topics = config.topics.all_topics();
     let metrics = Arc::new(Metrics::new(&topics)?);
     let (_embedded, bootstrap) = match &config.kafka {
@@ -360,7 +360,6 @@ pub async fn run_with_cut(
     if let Some(spool) = spool {
         spool.close_within(SPOOL_CLOSE_WAIT).await;
     }
-    cut_watch.abort();
     tracing::info!("stopped");
     match failure.get().cloned() {
         Some(Stopped::Spool(reason)) => Err(StartError::SpoolFailed(reason)),

@@ -127,7 +127,7 @@ pub async fn serve_with<H, F>(
             let request = OpenRequest::started(seen.clone());
             async move {
                 let answer = answer.await;
-                drop(request);
+                request.answered(answer.status().is_success());
                 Ok::<_, Infallible>(answer)
             }
         });

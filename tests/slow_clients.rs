@@ -193,7 +193,9 @@ async fn a_head_sent_slowly_on_a_kept_alive_connection_is_cut_off_after_the_head
     let mut s = common::raw_post(app.addr, STATUS).await;
     let first = read_answer(&mut s).await;
     assert!(first.starts_with("HTTP/1.1 200"), "{first}");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Later than the connection's first look after its answer: the head alone must bring the
+    // header read timeout into force, not the idle one running meanwhile.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     s.write_all(b"POST /webhook HTTP/1.1\r\nhost: x\r\n")
         .await
         .expect("write");
@@ -204,6 +206,30 @@ async fn a_head_sent_slowly_on_a_kept_alive_connection_is_cut_off_after_the_head
     assert!(
         took >= Duration::from_millis(400),
         "cut off after {took:?}: before the header read timeout"
+    );
+}
+
+/// Only accepted clients earn the idle timeout: a refused one (without credentials, say) gets no
+/// longer to send its next request than a new connection, so slots are not held for a minute by
+/// anyone who can send one request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_whose_request_was_refused_is_closed_after_the_header_read_timeout() {
+    let app = TestApp::start(&["--header-read-timeout", "500ms"]).await;
+    let mut s = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    s.write_all(b"POST /webhook HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}")
+        .await
+        .expect("write");
+    let refused = read_answer(&mut s).await;
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    let answered = Instant::now();
+    let rest = common::read_until_closed(&mut s).await;
+    assert!(rest.is_empty(), "{rest}");
+    assert!(
+        answered.elapsed() < Duration::from_secs(5),
+        "open {:?} after a refusal",
+        answered.elapsed()
     );
 }
 

@@ -44,8 +44,9 @@ pub enum Verdict {
 #[derive(Debug)]
 pub struct Activity {
     open: AtomicUsize,
-    /// Requests begun on this connection.
-    begun: AtomicU64,
+    /// Its last request was answered 2xx: only such a connection may wait the idle timeout (a
+    /// client refused, say without credentials, gets the header read timeout, as a new one).
+    trusted: AtomicBool,
     /// When the last request ended (or the connection opened), in ms since `since`.
     quiet_from_ms: AtomicU64,
     /// When the first byte read with no request open arrived, in ms since `since`.
@@ -59,7 +60,7 @@ impl Default for Activity {
     fn default() -> Activity {
         Activity {
             open: AtomicUsize::new(0),
-            begun: AtomicU64::new(0),
+            trusted: AtomicBool::new(false),
             quiet_from_ms: AtomicU64::new(0),
             head_from_ms: AtomicU64::new(NO_HEAD),
             http2: AtomicBool::new(false),
@@ -99,9 +100,10 @@ impl Activity {
         let http2 = self.http2.load(Ordering::SeqCst);
         let (from, limit, over) = if head_from != NO_HEAD && !http2 {
             (head_from, limits.header_read, Verdict::SlowHead)
-        } else if self.begun.load(Ordering::SeqCst) == 0 {
+        } else if !self.trusted.load(Ordering::SeqCst) {
             // A first request is owed at once: a client that opens connections and sends
-            // nothing gets no longer than one that sends a head slowly.
+            // nothing gets no longer than one that sends a head slowly, and one refused no
+            // longer than one that never asked.
             let quiet_from = self.quiet_from_ms.load(Ordering::SeqCst);
             (quiet_from, limits.header_read, Verdict::Idle)
         } else {
@@ -110,7 +112,9 @@ impl Activity {
         };
         let waited = Duration::from_millis(now.saturating_sub(from));
         match limit.checked_sub(waited) {
-            Some(left) if !left.is_zero() => Verdict::Wait(left),
+            // A head that begins meanwhile wakes no one: looking again within the header read
+            // timeout holds it to that timeout however long the idle one is.
+            Some(left) if !left.is_zero() => Verdict::Wait(left.min(recheck)),
             _ => over,
         }
     }
@@ -124,9 +128,13 @@ pub struct OpenRequest(Arc<Activity>);
 impl OpenRequest {
     pub fn started(activity: Arc<Activity>) -> OpenRequest {
         activity.open.fetch_add(1, Ordering::SeqCst);
-        activity.begun.fetch_add(1, Ordering::SeqCst);
         activity.head_from_ms.store(NO_HEAD, Ordering::SeqCst);
         OpenRequest(activity)
+    }
+
+    /// The request ends with its answer; `accepted` when that is a 2xx.
+    pub fn answered(self, accepted: bool) {
+        self.0.trusted.store(accepted, Ordering::SeqCst);
     }
 }
 

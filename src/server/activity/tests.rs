@@ -56,13 +56,16 @@ async fn a_new_connection_that_sends_nothing_gets_the_header_read_timeout_not_th
 #[tokio::test(start_paused = true)]
 async fn a_kept_alive_connection_may_wait_the_idle_timeout_for_its_next_request() {
     let activity = Arc::new(Activity::default());
-    drop(OpenRequest::started(activity.clone()));
+    OpenRequest::started(activity.clone()).answered(true);
     advance(Duration::from_secs(60)).await;
+    // Looked at again within the header read timeout, in case a head begins meanwhile.
+    assert_eq!(activity.verdict(LIMITS), Verdict::Wait(LIMITS.header_read));
+    advance(Duration::from_secs(12)).await;
     assert_eq!(
         activity.verdict(LIMITS),
-        Verdict::Wait(Duration::from_secs(15))
+        Verdict::Wait(Duration::from_secs(3))
     );
-    advance(Duration::from_secs(15)).await;
+    advance(Duration::from_secs(3)).await;
     assert_eq!(activity.verdict(LIMITS), Verdict::Idle);
 }
 
@@ -72,7 +75,7 @@ async fn an_open_request_is_never_judged_however_long_it_takes() {
     let open = OpenRequest::started(activity.clone());
     advance(Duration::from_secs(600)).await;
     assert_eq!(activity.verdict(LIMITS), Verdict::Wait(LIMITS.header_read));
-    drop(open);
+    open.answered(true);
     advance(Duration::from_secs(74)).await;
     assert!(matches!(activity.verdict(LIMITS), Verdict::Wait(_)));
 }
@@ -81,7 +84,7 @@ async fn an_open_request_is_never_judged_however_long_it_takes() {
 async fn a_head_begun_after_an_idle_wait_must_be_whole_within_the_header_read_timeout() {
     let activity = Arc::new(Activity::default());
     let mut conn = Connection::new(&activity);
-    drop(OpenRequest::started(activity.clone()));
+    OpenRequest::started(activity.clone()).answered(true);
     advance(Duration::from_secs(30)).await;
     conn.send(&[b"POST /webhook HTTP/1.1\r\n"]).await;
     advance(Duration::from_secs(4)).await;
@@ -104,11 +107,11 @@ async fn a_head_that_becomes_a_request_in_time_clears_the_head_clock() {
     let open = OpenRequest::started(activity.clone());
     // Its body, read while the request is open, starts no head.
     conn.send(&[b"{\"a\":1}"]).await;
-    drop(open);
-    advance(Duration::from_secs(10)).await;
+    open.answered(true);
+    advance(Duration::from_secs(70)).await;
     assert_eq!(
         activity.verdict(LIMITS),
-        Verdict::Wait(Duration::from_secs(65))
+        Verdict::Wait(Duration::from_secs(5))
     );
 }
 
@@ -117,15 +120,15 @@ async fn http2_frames_between_requests_start_no_head_even_when_the_preface_comes
     let activity = Arc::new(Activity::default());
     let mut conn = Connection::new(&activity);
     conn.send(&[b"P", b"RI * HTTP/2.0\r\n\r\nSM\r\n\r\n"]).await;
-    drop(OpenRequest::started(activity.clone()));
+    OpenRequest::started(activity.clone()).answered(true);
     // A PING frame's bytes, long after the last stream ended.
     advance(Duration::from_secs(30)).await;
     conn.send(&[&[0, 0, 8, 6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8]])
         .await;
-    advance(Duration::from_secs(10)).await;
+    advance(Duration::from_secs(42)).await;
     assert_eq!(
         activity.verdict(LIMITS),
-        Verdict::Wait(Duration::from_secs(35))
+        Verdict::Wait(Duration::from_secs(3))
     );
 }
 
@@ -133,8 +136,17 @@ async fn http2_frames_between_requests_start_no_head_even_when_the_preface_comes
 async fn an_http1_client_whose_first_byte_is_p_is_not_taken_for_http2() {
     let activity = Arc::new(Activity::default());
     let mut conn = Connection::new(&activity);
-    drop(OpenRequest::started(activity.clone()));
+    OpenRequest::started(activity.clone()).answered(true);
     conn.send(&[b"P", b"OST /webhook HTTP/1.1\r\n"]).await;
     advance(LIMITS.header_read).await;
     assert_eq!(activity.verdict(LIMITS), Verdict::SlowHead);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_whose_last_answer_was_a_refusal_gets_the_header_read_timeout() {
+    let activity = Arc::new(Activity::default());
+    OpenRequest::started(activity.clone()).answered(true);
+    OpenRequest::started(activity.clone()).answered(false);
+    advance(LIMITS.header_read).await;
+    assert_eq!(activity.verdict(LIMITS), Verdict::Idle);
 }
