@@ -95,6 +95,12 @@ struct Holdings {
     failure: tokio::sync::watch::Sender<Option<String>>,
     /// When the writer's current commit began (see [`Spool::write_stalled_for`]).
     commit_began: Mutex<Option<std::time::Instant>>,
+    /// Transactions the writer thread has committed (or failed to), for the group commit tests.
+    #[cfg(test)]
+    commits: AtomicU64,
+    /// Makes the writer thread panic before its next commit, as redb may on a damaged page.
+    #[cfg(test)]
+    panic_next_commit: std::sync::atomic::AtomicBool,
 }
 
 impl Holdings {
@@ -181,6 +187,10 @@ impl Spool {
             appended: Notify::new(),
             failure: tokio::sync::watch::Sender::new(None),
             commit_began: Mutex::new(None),
+            #[cfg(test)]
+            commits: AtomicU64::new(0),
+            #[cfg(test)]
+            panic_next_commit: std::sync::atomic::AtomicBool::new(false),
         });
         if records > 0 {
             tracing::warn!(

@@ -51,7 +51,7 @@ async fn appended_records_survive_a_reopen_in_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_appends_share_commits_and_all_get_distinct_sequence_numbers() {
+async fn concurrent_appends_all_get_distinct_sequence_numbers() {
     let dir = tempfile::tempdir().expect("tempdir");
     let spool = Spool::open(dir.path(), 1 << 24, 1).expect("open");
     let tasks: Vec<_> = (0..200)
@@ -73,6 +73,52 @@ async fn concurrent_appends_share_commits_and_all_get_distinct_sequence_numbers(
     seqs.dedup();
     assert_eq!(seqs.len(), 200);
     assert_eq!(spool.records(), 200);
+}
+
+/// Group commit: appends that arrive while a commit waits for the disk are written together in
+/// the next transaction, so a burst costs one fsync rather than one per webhook.
+#[tokio::test]
+async fn appends_queued_while_a_commit_waits_for_the_disk_share_one_commit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(dir.path(), 1 << 24, 1).expect("open");
+    let stalled = spool.stall_writes();
+    let records: Vec<_> = (0..200).map(|i| record(None, &format!("r{i}"))).collect();
+    let queued: u64 = records
+        .iter()
+        .map(|r| postcard::to_allocvec(r).expect("encode").len() as u64)
+        .sum();
+    let tasks: Vec<_> = records
+        .into_iter()
+        .map(|r| {
+            let spool = spool.clone();
+            tokio::spawn(async move { spool.append(r).await })
+        })
+        .collect();
+    // Each task hands its append to the writer the first time it runs; the writer's first group
+    // waits for the stalled disk, so every append is still queued, none answered.
+    let mut turns = 0;
+    while spool.holdings.waiting.load(Ordering::SeqCst) < queued {
+        turns += 1;
+        assert!(turns < 10_000, "the appends never all reached the writer");
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(spool.holdings.waiting.load(Ordering::SeqCst), queued);
+    assert_eq!(spool.holdings.commits.load(Ordering::SeqCst), 0);
+    drop(stalled);
+    let mut seqs = Vec::new();
+    for t in tasks {
+        seqs.push(t.await.expect("task").expect("append"));
+    }
+    seqs.sort_unstable();
+    seqs.dedup();
+    assert_eq!(seqs.len(), 200);
+    assert_eq!(spool.records(), 200);
+    // The group the writer took before the stall (perhaps only the first append), then the rest.
+    let commits = spool.holdings.commits.load(Ordering::SeqCst);
+    assert!(
+        (1..=2).contains(&commits),
+        "{commits} commits for 200 appends queued together"
+    );
 }
 
 #[tokio::test]
@@ -427,29 +473,60 @@ async fn a_record_spooled_behind_its_key_goes_in_only_while_the_key_is_held() {
     assert!(spool.append_behind(record(None, "d")).await.is_none());
 }
 
+/// A panic in the writer thread (redb on a page damaged after the open, say) would leave every
+/// later append failing "spool is closed" while the bridge kept serving: it must become the
+/// spool's failure instead, which stops the bridge so that its restart opens the file again.
 #[tokio::test]
-async fn the_writer_threads_guard_turns_its_panic_into_a_spool_failure_that_stops_the_bridge() {
+async fn a_panic_in_the_writer_thread_fails_its_appends_and_the_spool_and_refuses_later_ones() {
     let dir = tempfile::tempdir().expect("tempdir");
     let spool = Spool::open(dir.path(), 1 << 20, 1).expect("open");
+    spool.append(record(Some("k"), "r0")).await.expect("append");
     assert_eq!(spool.failure(), None);
-    // What the writer thread holds while it runs, unwound by a panic.
-    let unwound = std::thread::scope(|s| {
-        s.spawn(|| {
-            let _alive = failure::WriterAlive(&spool.holdings);
-            panic!("redb: a damaged page");
-        })
-        .join()
-    });
-    assert!(unwound.is_err());
-    let reason = tokio::time::timeout(Duration::from_secs(5), spool.failed())
+    spool
+        .holdings
+        .panic_next_commit
+        .store(true, Ordering::SeqCst);
+    let lost = spool.append(record(Some("k"), "r1")).await;
+    assert_eq!(lost, Err(SpoolError::Io("spool writer stopped".into())));
+    // A liveness bound on another thread's work, not a timing check.
+    let reason = tokio::time::timeout(Duration::from_secs(10), spool.failed())
         .await
-        .expect("failure reported");
+        .expect("the panic became the spool's failure");
     assert!(reason.contains("writer thread panicked"), "{reason}");
-    // A writer that ends without a panic (the spool closing) is no failure.
-    let other = tempfile::tempdir().expect("tempdir");
-    let closing = Spool::open(other.path(), 1 << 20, 1).expect("open");
-    drop(failure::WriterAlive(&closing.holdings));
-    assert_eq!(closing.failure(), None);
+    assert_eq!(spool.failure(), Some(reason));
+    // It was the spool's own writer thread that unwound.
+    let thread = spool
+        .thread
+        .lock()
+        .expect("thread handle")
+        .take()
+        .expect("the writer thread");
+    let joined = tokio::task::spawn_blocking(move || thread.join())
+        .await
+        .expect("join");
+    assert!(joined.is_err(), "the writer thread panicked");
+    let later = spool.append(record(Some("k"), "r2")).await;
+    assert_eq!(later, Err(SpoolError::Io("spool is closed".into())));
+    // What the lost and refused appends reserved was given back; the committed record stays.
+    assert_eq!(spool.records(), 1);
+    let one = postcard::to_allocvec(&record(Some("k"), "r0"))
+        .expect("encode")
+        .len() as u64;
+    assert_eq!(spool.bytes(), one);
+    assert_eq!(spool.holdings.waiting.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_writer_thread_that_ends_without_a_panic_is_no_spool_failure() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("open");
+    spool.append(record(Some("k"), "r")).await.expect("append");
+    // The spool closing: its writer thread returns and drops its guard.
+    spool.close();
+    assert_eq!(spool.failure(), None);
+    // The guard alone, dropped without a panic.
+    drop(failure::WriterAlive(&spool.holdings));
+    assert_eq!(spool.failure(), None);
 }
 
 #[tokio::test]
@@ -513,6 +590,12 @@ async fn the_oldest_records_age_keeps_growing_while_reading_it_fails() {
     metrics.spool.observe_at(&spool, received + 1_000);
     assert_eq!(shown(&metrics, age), "1");
     fail.store(true, Ordering::SeqCst);
+    // The read fails now (no page cache: it reaches the storage), so the age below can only
+    // come from the timestamp remembered at the last read that worked.
+    assert!(
+        spool.oldest_timestamp_ms().is_err(),
+        "the read must fail for this test to mean anything"
+    );
     metrics.spool.observe_at(&spool, received + 5_000);
     assert_eq!(shown(&metrics, age), "5", "not frozen, nor 0");
     fail.store(false, Ordering::SeqCst);

@@ -38,7 +38,11 @@ pub(super) fn write_loop(
             }
         }
         holdings.commit_began(Some(std::time::Instant::now()));
+        #[cfg(test)]
+        test_hooks::before_commit(holdings);
         let result = commit(db, &group, next_seq);
+        #[cfg(test)]
+        test_hooks::committed(holdings);
         holdings.commit_began(None);
         for a in &group {
             holdings.written(a.len);
@@ -76,4 +80,24 @@ fn commit(db: &Database, group: &[Append], first_seq: u64) -> Result<u64, SpoolE
     }
     txn.commit().map_err(io)?;
     Ok(first_seq)
+}
+
+/// What the tests see of, and do to, the writer thread.
+#[cfg(test)]
+mod test_hooks {
+    use std::sync::atomic::Ordering;
+
+    use super::Holdings;
+
+    /// Panics if a test asked for it, as redb may on a page damaged after the open.
+    pub(super) fn before_commit(holdings: &Holdings) {
+        if holdings.panic_next_commit.swap(false, Ordering::SeqCst) {
+            panic!("injected: redb panicked on a damaged page");
+        }
+    }
+
+    /// Counts one commit, whatever its result.
+    pub(super) fn committed(holdings: &Holdings) {
+        holdings.commits.fetch_add(1, Ordering::SeqCst);
+    }
 }
