@@ -272,6 +272,278 @@ mod properties {
         })
     }
 
+    /// A JSON value kept as the text it is written with, so that numbers beyond f64 (which
+    /// `serde_json::Value` cannot hold) and strings that are not Unicode text can be generated.
+    #[derive(Debug, Clone)]
+    enum Json {
+        Null,
+        Bool(bool),
+        /// A number, as written.
+        Number(String),
+        Text(String),
+        /// A string holding an unpaired surrogate escape: valid JSON, not Unicode text.
+        LoneSurrogate,
+        Array(Vec<Json>),
+        /// Distinct keys, in the order written.
+        Object(Vec<(String, Json)>),
+    }
+
+    impl Json {
+        fn write(&self, out: &mut String) {
+            let quoted = |s: &str| serde_json::to_string(s).expect("a string serializes");
+            match self {
+                Json::Null => out.push_str("null"),
+                Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+                Json::Number(n) => out.push_str(n),
+                Json::Text(s) => out.push_str(&quoted(s)),
+                Json::LoneSurrogate => out.push_str(r#""\ud83d""#),
+                Json::Array(items) => {
+                    out.push('[');
+                    for (i, item) in items.iter().enumerate() {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        item.write(out);
+                    }
+                    out.push(']');
+                }
+                Json::Object(fields) => {
+                    out.push('{');
+                    for (i, (key, value)) in fields.iter().enumerate() {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        out.push_str(&quoted(key));
+                        out.push(':');
+                        value.write(out);
+                    }
+                    out.push('}');
+                }
+            }
+        }
+
+        fn text(&self) -> String {
+            let mut out = String::new();
+            self.write(&mut out);
+            out
+        }
+
+        /// The value of `key`, if this is an object that has it.
+        fn get(&self, key: &str) -> Option<&Json> {
+            match self {
+                Json::Object(fields) => fields.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+                _ => None,
+            }
+        }
+
+        /// What the classifier takes where it reads a field (`Lenient::text`): a string's text,
+        /// or a number as written; nothing for any other value.
+        fn as_field(&self) -> Option<&str> {
+            match self {
+                Json::Text(s) | Json::Number(s) => Some(s.as_str()),
+                _ => None,
+            }
+        }
+    }
+
+    /// JSON numbers beyond f64 (valid JSON all the same): the fast pass refuses them where it
+    /// converts a value (`payload`, `payload.message`), which sends the body to the careful pass.
+    fn beyond_f64() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("1e400".to_string()),
+            Just("-123456789012345678901234567890e999".to_string()),
+            "-?[1-9][0-9]{0,3}(\\.[0-9]{1,5})?[eE]\\+?[1-9][0-9]{3}",
+        ]
+    }
+
+    /// JSON numbers, among them ones beyond f64 and integers beyond 64 bits.
+    fn number() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<u64>().prop_map(|n| n.to_string()),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(|f| serde_json::to_string(&f).expect("finite")),
+            Just("-123456789012345678901234567890".to_string()),
+            "-?[1-9][0-9]{19,60}",
+            "-?0\\.[0-9]{1,5}[eE]-[1-9][0-9]{3}",
+            beyond_f64(),
+        ]
+    }
+
+    /// A value the fast pass refuses to convert (a number beyond f64, a string that is not
+    /// text), so that a body with it as `payload` or `payload.message` takes the careful pass.
+    fn unconvertible() -> impl Strategy<Value = Json> {
+        prop_oneof![
+            3 => beyond_f64().prop_map(Json::Number),
+            1 => Just(Json::LoneSurrogate),
+        ]
+    }
+
+    /// Strings, often with control characters (C0, DEL, C1) or characters JSON escapes.
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![".*", "[a-z0-9+\\x00-\\x1f\\x7f\\x{85}\"\\\\]{0,6}"]
+    }
+
+    fn leaf() -> impl Strategy<Value = Json> {
+        prop_oneof![
+            Just(Json::Null),
+            any::<bool>().prop_map(Json::Bool),
+            number().prop_map(Json::Number),
+            text().prop_map(Json::Text),
+            Just(Json::LoneSurrogate),
+        ]
+    }
+
+    /// An object with these fields, in any order.
+    fn object(fields: impl Strategy<Value = Vec<(String, Json)>>) -> impl Strategy<Value = Json> {
+        fields.prop_shuffle().prop_map(Json::Object)
+    }
+
+    /// Fields with other names than `taken`.
+    fn other_fields(
+        taken: &'static [&'static str],
+        values: impl Strategy<Value = Json>,
+    ) -> impl Strategy<Value = Vec<(String, Json)>> {
+        prop::collection::btree_map("[a-z]{1,8}", values, 0..4).prop_map(move |m| {
+            m.into_iter()
+                .filter(|(k, _)| !taken.contains(&k.as_str()))
+                .collect()
+        })
+    }
+
+    /// Any JSON value, nested a few levels.
+    fn value() -> impl Strategy<Value = Json> {
+        leaf().prop_recursive(3, 24, 5, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(Json::Array),
+                object(other_fields(&[], inner)),
+            ]
+        })
+    }
+
+    /// A value where the classifier reads a field: mostly a string or a number, else any value.
+    fn field() -> impl Strategy<Value = Json> {
+        prop_oneof![
+            3 => text().prop_map(Json::Text),
+            2 => number().prop_map(Json::Number),
+            2 => value(),
+        ]
+    }
+
+    /// Fields named `names`, each present or not, among others.
+    fn with_fields(
+        names: &'static [&'static str],
+        named: impl Strategy<Value = Vec<Option<Json>>>,
+    ) -> impl Strategy<Value = Json> {
+        object(
+            (named, other_fields(names, value())).prop_map(move |(named, mut fields)| {
+                for (name, value) in names.iter().zip(named) {
+                    if let Some(value) = value {
+                        fields.push((name.to_string(), value));
+                    }
+                }
+                fields
+            }),
+        )
+    }
+
+    /// `payload.message`: mostly an object, with or without `from`; else any value.
+    fn message() -> impl Strategy<Value = Json> {
+        prop_oneof![
+            6 => with_fields(&["from"], prop::option::weighted(0.8, field()).prop_map(|f| vec![f])),
+            2 => value(),
+            2 => unconvertible(),
+        ]
+    }
+
+    /// `payload`: mostly an object with some of `id`, `to` and `message`; else any value.
+    fn payload() -> impl Strategy<Value = Json> {
+        prop_oneof![
+            4 => with_fields(
+                &["id", "to", "message"],
+                (
+                    prop::option::weighted(0.8, field()),
+                    prop::option::weighted(0.8, field()),
+                    prop::option::weighted(0.8, message()),
+                )
+                    .prop_map(|(id, to, message)| vec![id, to, message]),
+            ),
+            1 => value(),
+            1 => unconvertible(),
+        ]
+    }
+
+    /// A body with a string `event` (its text), its `payload`, and other fields, in any order.
+    fn event_body() -> impl Strategy<Value = (String, Json, String)> {
+        (
+            // Mostly names as Qikchat sends them, so that most bodies are events whose fields
+            // the classifier reads; else any text, blank or with control characters among it.
+            prop_oneof![3 => "[a-z]{1,10}(:[a-z]{1,10}){0,2}", 1 => ".*"],
+            payload(),
+            other_fields(&["event", "payload"], value()),
+            any::<prop::sample::Index>(),
+            any::<prop::sample::Index>(),
+        )
+            .prop_map(|(event, payload, mut fields, event_at, payload_at)| {
+                let at = event_at.index(fields.len() + 1);
+                fields.insert(at, ("event".into(), Json::Text(event.clone())));
+                let at = payload_at.index(fields.len() + 1);
+                fields.insert(at, ("payload".into(), payload.clone()));
+                (event, payload, Json::Object(fields).text())
+            })
+    }
+
+    /// One change to a body's text, at a position drawn as an index.
+    #[derive(Debug, Clone)]
+    enum Edit {
+        Insert(prop::sample::Index, &'static str),
+        Delete(prop::sample::Index),
+        Replace(prop::sample::Index, &'static str),
+        Truncate(prop::sample::Index),
+    }
+
+    /// What edits put into a body: JSON's punctuation, digits, escapes and multibyte characters.
+    const PIECES: &[&str] = &[
+        "{", "}", "[", "]", "\"", ":", ",", "\\", " ", "0", "1", "9", "e", "E", "+", "-", ".", "u",
+        "\\u", "\\ud800", "\\u00", "é", "€", "😀", "\u{2028}", "null", "1e400",
+    ];
+
+    fn edits() -> impl Strategy<Value = Vec<Edit>> {
+        let piece = || prop::sample::select(PIECES);
+        let edit = prop_oneof![
+            3 => (any::<prop::sample::Index>(), piece()).prop_map(|(at, p)| Edit::Insert(at, p)),
+            3 => any::<prop::sample::Index>().prop_map(Edit::Delete),
+            3 => (any::<prop::sample::Index>(), piece()).prop_map(|(at, p)| Edit::Replace(at, p)),
+            1 => any::<prop::sample::Index>().prop_map(Edit::Truncate),
+        ];
+        prop::collection::vec(edit, 1..6)
+    }
+
+    /// The body with the edits applied, character by character: still UTF-8.
+    fn edited(body: &str, edits: &[Edit]) -> String {
+        let mut chars: Vec<char> = body.chars().collect();
+        for edit in edits {
+            let len = chars.len();
+            match edit {
+                Edit::Insert(at, piece) => {
+                    let i = at.index(len + 1);
+                    chars.splice(i..i, piece.chars());
+                }
+                Edit::Delete(at) if len > 0 => {
+                    chars.remove(at.index(len));
+                }
+                Edit::Replace(at, piece) if len > 0 => {
+                    let i = at.index(len);
+                    chars.splice(i..=i, piece.chars());
+                }
+                Edit::Truncate(at) => chars.truncate(at.index(len + 1)),
+                Edit::Delete(_) | Edit::Replace(..) => {}
+            }
+        }
+        chars.into_iter().collect()
+    }
+
     /// The plain byte-by-byte scan `check_depth` replaced: the reference it must agree with.
     fn depth_reference(body: &[u8], limit: usize) -> bool {
         let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
@@ -309,29 +581,76 @@ mod properties {
             prop_assert_eq!(depth_within(&body, limit), depth_reference(&body, limit));
         }
 
+        /// Text gets past the UTF-8 check to the depth scan and the parser; drawn often from
+        /// JSON's own characters, it reaches the parser's less travelled paths.
         #[test]
-        fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..512)) {
-            let _ = classify(&body);
+        fn arbitrary_text_never_panics(
+            body in prop_oneof![
+                "\\PC{0,512}",
+                "[{}\\[\\]\":,\\\\ 0-9eE+.u\\-aé€😀]{0,128}",
+            ],
+        ) {
+            let got = classify(body.as_bytes());
+            prop_assert!(!matches!(got, Err(ClassifyError::NotUtf8(_))), "{:?}", got);
+        }
+
+        /// Bodies that were events, broken by edits that keep them UTF-8: malformed JSON (an
+        /// unterminated string or escape, a stray bracket, a number cut short) reaches the depth
+        /// scan, both parser passes and the field readers, and is refused, never accepted.
+        #[test]
+        fn edited_event_bodies_never_panic_and_are_accepted_only_while_still_json(
+            (_, _, body) in event_body(),
+            edits in edits(),
+        ) {
+            let body = edited(&body, &edits);
+            let got = classify(body.as_bytes());
+            prop_assert!(!matches!(got, Err(ClassifyError::NotUtf8(_))), "{:?}", got);
+            if got.is_ok() {
+                prop_assert!(
+                    serde_json::from_str::<serde::de::IgnoredAny>(&body).is_ok(),
+                    "accepted, but not JSON: {}",
+                    body
+                );
+            }
+        }
+
+        /// Bytes are almost never UTF-8: refused at the first byte that is not, never a panic.
+        #[test]
+        fn arbitrary_bytes_never_panic_and_are_refused_where_they_stop_being_utf8(
+            body in prop::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let got = classify(&body);
+            if let Err(e) = std::str::from_utf8(&body) {
+                prop_assert_eq!(got.unwrap_err(), ClassifyError::NotUtf8(e.valid_up_to()));
+            }
         }
 
         #[test]
-        fn any_object_with_a_string_event_is_accepted_with_that_event_unless_blank_or_not_printable(
-            event in ".*",
-            fields in prop::collection::btree_map("[a-z]{1,8}", json(), 0..6),
-            payload in json(),
+        fn any_object_with_a_string_event_is_accepted_with_that_event_and_its_payload_fields_unless_the_event_is_blank_or_not_printable(
+            (event, payload, body) in event_body(),
         ) {
-            let mut object: serde_json::Map<String, serde_json::Value> =
-                fields.into_iter().filter(|(k, _)| k != "event" && k != "payload").collect();
-            object.insert("event".into(), event.clone().into());
-            object.insert("payload".into(), payload);
-            let body = serde_json::to_vec(&serde_json::Value::Object(object)).expect("serialize");
+            let got = classify(body.as_bytes());
             if event.trim().is_empty() {
-                prop_assert_eq!(classify(&body).unwrap_err(), ClassifyError::EmptyEvent);
+                prop_assert_eq!(got.unwrap_err(), ClassifyError::EmptyEvent);
             } else if event.chars().any(char::is_control) {
-                prop_assert_eq!(classify(&body).unwrap_err(), ClassifyError::EventNotText);
+                prop_assert_eq!(got.unwrap_err(), ClassifyError::EventNotText);
             } else {
-                let got = classify(&body).expect("valid event body");
-                prop_assert_eq!(got.event, event);
+                prop_assert!(got.is_ok(), "a real event refused: {:?}: {}", got, body);
+                let got = got.expect("accepted");
+                prop_assert_eq!(&got.event, &event);
+                // Each field is taken when it is a string (its text) or a number (as written),
+                // and is missing for any other value, or when its parent is absent or not an
+                // object. The id (a header, perhaps the key) is also missing when it holds a
+                // control character; `to` and `from` are taken as they are.
+                fn field(v: Option<&Json>) -> Option<&str> {
+                    v.and_then(Json::as_field)
+                }
+                let id = field(payload.get("id")).filter(|id| !id.chars().any(char::is_control));
+                let to = field(payload.get("to"));
+                let from = field(payload.get("message").and_then(|m| m.get("from")));
+                prop_assert_eq!(got.message_id.as_deref(), id, "id in {}", body);
+                prop_assert_eq!(got.to.as_deref(), to, "to in {}", body);
+                prop_assert_eq!(got.from.as_deref(), from, "from in {}", body);
             }
         }
 
