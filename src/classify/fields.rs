@@ -182,13 +182,17 @@ impl<'de, const CAREFUL: bool> Visitor<'de> for ObjectFields<CAREFUL> {
 /// Which of the wanted names (`.0`) a map key is, found without copying the key:
 /// serde_json lends an unescaped key straight from the body and an escaped one from its scratch
 /// buffer. (`Cow<str>` as the key type would allocate: serde's `Cow` never borrows.)
+///
+/// Read as bytes: serde_json then decodes a lone surrogate escape (`"\ud800"`) too, as it does in
+/// the values it skips, where reading the key as a string refused the whole body over a key no
+/// one asked for.
 pub(super) struct KeyIn<'n>(pub(super) &'n [&'static str]);
 
 impl<'de> DeserializeSeed<'de> for KeyIn<'_> {
     type Value = Option<usize>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_identifier(self)
+        d.deserialize_bytes(self)
     }
 }
 
@@ -198,7 +202,10 @@ impl<'de> Visitor<'de> for KeyIn<'_> {
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an object key")
     }
-    fn visit_str<E>(self, key: &str) -> Result<Self::Value, E> {
-        Ok(self.0.iter().position(|name| *name == key))
+    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Self::Value, E> {
+        self.visit_bytes(key.as_bytes())
+    }
+    fn visit_bytes<E: serde::de::Error>(self, key: &[u8]) -> Result<Self::Value, E> {
+        Ok(self.0.iter().position(|name| name.as_bytes() == key))
     }
 }

@@ -85,6 +85,26 @@ fn unexpected_payload_shapes_are_ignored_not_refused() {
     }
 }
 
+/// Valid JSON whose keys are not text (a lone surrogate escape) is no reason to refuse the event,
+/// at any level the classifier reads, and the fields beside such a key are still found.
+#[test]
+fn keys_with_a_lone_surrogate_escape_are_skipped_like_any_other_unknown_key() {
+    for body in [
+        r#"{"\ud800":1,"event":"e","payload":{"to":"1","message":{"from":"2"}}}"#,
+        r#"{"event":"e","payload":{"\udc00x":[1],"to":"1","message":{"from":"2"}}}"#,
+        r#"{"event":"e","payload":{"to":"1","message":{"\ud83d":{},"from":"2"}}}"#,
+        // Beside a number beyond f64, which sends the body through the careful pass.
+        r#"{"event":"e","payload":{"\ud800":1e400,"to":"1","message":{"from":"2"}}}"#,
+    ] {
+        let e = classify(body.as_bytes()).unwrap_or_else(|err| panic!("{body}: {err}"));
+        assert_eq!(
+            (e.event.as_ref(), e.to.as_deref(), e.from.as_deref()),
+            ("e", Some("1"), Some("2")),
+            "{body}"
+        );
+    }
+}
+
 #[test]
 fn a_number_where_a_string_is_expected_is_taken_as_written() {
     let e = classify(
