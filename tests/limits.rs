@@ -75,8 +75,15 @@ async fn at_the_connection_limit_a_new_client_waits_until_one_closes() {
 
     // The held keep-alive connection uses the only permit: a second client is not served...
     let waiting = app.spawn_post(STATUS);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Served, it would be answered well within this (and counted, whatever the client saw).
+    tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(!waiting.is_finished(), "served beyond the connection limit");
+    let (_, metrics) = app.admin_get("/metrics").await;
+    let accepted = r#"qikchat_bridge_requests_total{outcome="accepted",status="200"} 1"#;
+    assert!(
+        metrics.lines().any(|l| l == accepted),
+        "a request beyond the connection limit reached the bridge: {metrics}"
+    );
     // ...until the first one closes.
     drop(held);
     let response = tokio::time::timeout(Duration::from_secs(5), waiting)
