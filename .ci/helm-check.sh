@@ -818,6 +818,12 @@ check "ServiceMonitor relabelings that set job render without QikchatBridgeNoRea
   rule_names QikchatBridgeNoReadyInstance QikchatBridgeNotReady --set 'prometheusRule.disabledAlerts[0]=QikchatBridgeNoReadyInstance' \
   --set serviceMonitor.enabled=true --set 'serviceMonitor.relabelings[0].targetLabel=job' \
   --set 'serviceMonitor.relabelings[0].replacement=bridge'
+check "prometheusRule.disabledAlerts leaves out QikchatBridgeRestarting" \
+  rule_names QikchatBridgeRestarting QikchatBridgeNotReady --set serviceMonitor.enabled=true \
+  --set 'prometheusRule.disabledAlerts[0]=QikchatBridgeRestarting'
+check "the PrometheusRule keeps QikchatBridgeRestarting unless disabled" \
+  rule_names QikchatBridgeInvalidPayloads QikchatBridgeRestarting --set serviceMonitor.enabled=true \
+  --set 'prometheusRule.disabledAlerts[0]=QikchatBridgeInvalidPayloads'
 check "ServiceMonitor relabelings that set job render without a PrometheusRule" renders $B \
   --set serviceMonitor.enabled=true --set 'serviceMonitor.relabelings[0].targetLabel=job' \
   --set 'serviceMonitor.relabelings[0].replacement=bridge'
