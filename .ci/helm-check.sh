@@ -649,6 +649,8 @@ must_fail "ack timeout not below Qikchat's 2 s" "below 2s" $B --set config.ackTi
 must_fail "malformed duration" "ackTimeout" $B --set config.ackTimeout=1.5s
 must_fail "zero ack timeout" "config.ackTimeout must be greater than zero" $B --set config.ackTimeout=0ms
 must_fail "zero body timeout" "config.bodyReadTimeout must be greater than zero" $B --set config.bodyReadTimeout=0s
+must_fail "zero idle timeout" "config.idleTimeout must be greater than zero" $B --set config.idleTimeout=0s
+must_fail "idle timeout over 1h" "config.idleTimeout must be at most 1h" $B --set config.idleTimeout=61m
 must_fail "wait over an hour" "config.shutdownGrace must be at most 1h" $B --set config.shutdownGrace=61m --set terminationGracePeriodSeconds=4000
 must_fail "idempotence with acks=1" "kafka.idempotence needs kafka.acks: all" $B --set kafka.acks=1
 must_fail "loopback listener" "listenHost" $B --set config.listenHost=127.0.0.1

@@ -221,12 +221,12 @@ password
 {{- fail "config.ackTimeout must be below 2s: Qikchat gives up on a webhook after 2 seconds" -}}
 {{- end -}}
 {{- $c := .Values.config -}}
-{{- range $name := list "ackTimeout" "headerReadTimeout" "bodyReadTimeout" -}}
+{{- range $name := list "ackTimeout" "headerReadTimeout" "idleTimeout" "bodyReadTimeout" -}}
 {{- if eq (include "qikchat-bridge.durationMs" (index $c $name) | atoi) 0 -}}
 {{- fail (printf "config.%s must be greater than zero (the bridge refuses 0 at start-up)" $name) -}}
 {{- end -}}
 {{- end -}}
-{{- range $name := list "headerReadTimeout" "bodyReadTimeout" "shutdownDelay" "shutdownGrace" "flushTimeout" -}}
+{{- range $name := list "headerReadTimeout" "idleTimeout" "bodyReadTimeout" "shutdownDelay" "shutdownGrace" "flushTimeout" -}}
 {{- if gt (include "qikchat-bridge.durationMs" (index $c $name) | atoi) 3600000 -}}
 {{- fail (printf "config.%s must be at most 1h (the bridge refuses longer waits at start-up)" $name) -}}
 {{- end -}}

@@ -142,6 +142,8 @@ spec:
           value: {{ $c.keyStrategy | quote }}
         - name: BRIDGE_HEADER_READ_TIMEOUT
           value: {{ $c.headerReadTimeout | quote }}
+        - name: BRIDGE_IDLE_TIMEOUT
+          value: {{ $c.idleTimeout | quote }}
         - name: BRIDGE_BODY_READ_TIMEOUT
           value: {{ $c.bodyReadTimeout | quote }}
         - name: BRIDGE_SHUTDOWN_DELAY
