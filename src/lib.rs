@@ -290,7 +290,6 @@ pub async fn run_with_cut(
     };
     let failure = Arc::new(std::sync::OnceLock::new());
     let failed = failure.clone();
-    let delay_cut = cut.clone();
     let serving = server::serve(listeners.webhook, webhook, options, async move {
         tokio::select! {
             () = shutdown => {}
@@ -305,12 +304,10 @@ pub async fn run_with_cut(
         }
         draining.draining.store(true, Ordering::SeqCst);
         tracing::info!(delay = ?shutdown_delay, "shutdown requested: reporting unready");
-        tokio::select! {
-            () = tokio::time::sleep(shutdown_delay) => {}
-            () = delay_cut.wait() => {}
-        }
+        tokio::time::sleep(shutdown_delay).await;
     });
-    // Dropped when cut, the server closes its connections at once, as when its grace ends.
+    // Dropped when cut (in the delay or the grace), the server closes its listener and its
+    // connections at once, as when its grace ends.
     tokio::select! {
         () = serving => {}
         () = cut.wait() => {}
