@@ -100,15 +100,20 @@ impl Activity {
         let http2 = self.http2.load(Ordering::SeqCst);
         let (from, limit, over) = if head_from != NO_HEAD && !http2 {
             (head_from, limits.header_read, Verdict::SlowHead)
-        } else if !self.trusted.load(Ordering::SeqCst) {
+        } else {
             // A first request is owed at once: a client that opens connections and sends
             // nothing gets no longer than one that sends a head slowly, and one refused no
             // longer than one that never asked.
-            let quiet_from = self.quiet_from_ms.load(Ordering::SeqCst);
-            (quiet_from, limits.header_read, Verdict::Idle)
-        } else {
-            let quiet_from = self.quiet_from_ms.load(Ordering::SeqCst);
-            (quiet_from, limits.idle, Verdict::Idle)
+            let limit = if self.trusted.load(Ordering::SeqCst) {
+                limits.idle
+            } else {
+                limits.header_read
+            };
+            (
+                self.quiet_from_ms.load(Ordering::SeqCst),
+                limit,
+                Verdict::Idle,
+            )
         };
         let waited = Duration::from_millis(now.saturating_sub(from));
         match limit.checked_sub(waited) {
