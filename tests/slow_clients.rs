@@ -235,12 +235,7 @@ async fn a_connection_whose_request_was_refused_is_closed_after_the_header_read_
 
 /// An authenticated JSON POST of `body`, head and body, as a client writes it.
 fn post_bytes(body: &[u8]) -> Vec<u8> {
-    let mut bytes = format!(
-        "POST /webhook HTTP/1.1\r\nhost: x\r\nauthorization: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-        common::basic_auth_header(),
-        body.len()
-    )
-    .into_bytes();
+    let mut bytes = common::post_head(&format!("content-length: {}", body.len())).into_bytes();
     bytes.extend_from_slice(body);
     bytes
 }

@@ -483,13 +483,20 @@ pub async fn raw_request(
 pub async fn raw_framed(addr: SocketAddr, framing: &str, body: &[u8]) -> tokio::net::TcpStream {
     use tokio::io::AsyncWriteExt;
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let head = format!(
-        "POST /webhook HTTP/1.1\r\nhost: x\r\nauthorization: {}\r\ncontent-type: application/json\r\n{framing}\r\n\r\n",
-        basic_auth_header(),
-    );
-    s.write_all(head.as_bytes()).await.expect("write head");
+    s.write_all(post_head(framing).as_bytes())
+        .await
+        .expect("write head");
     s.write_all(body).await.expect("write body");
     s
+}
+
+/// The head of an authenticated JSON POST to the webhook, with its `framing` line.
+#[allow(dead_code)]
+pub fn post_head(framing: &str) -> String {
+    format!(
+        "POST /webhook HTTP/1.1\r\nhost: x\r\nauthorization: {}\r\ncontent-type: application/json\r\n{framing}\r\n\r\n",
+        basic_auth_header(),
+    )
 }
 
 /// Everything the server writes until it closes the connection (at most 10 s), as text.
