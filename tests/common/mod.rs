@@ -527,12 +527,17 @@ pub fn rotate(path: &std::path::Path, text: &str) {
 }
 
 /// Waits (at most 20 s) until `done` holds.
-pub async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+pub async fn eventually(what: &str, done: impl AsyncFnMut() -> bool) {
+    eventually_within(what, Duration::from_secs(20), done).await
+}
+
+/// Waits (at most `within`) until `done` holds.
+pub async fn eventually_within(what: &str, within: Duration, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + within;
     while !done().await {
         assert!(
             std::time::Instant::now() < deadline,
-            "{what}: not within 20 s"
+            "{what}: not within {within:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -13,6 +13,13 @@ use crate::producer::{Delivered, ProduceError, Sink};
 use crate::record::Record;
 use crate::spool::{Spool, SpooledRecord};
 
+/// Smaller than the default, so that tests of what crosses a batch's end spool a few hundred
+/// records, not thousands.
+const SMALL: Batch = Batch {
+    records: 256,
+    bytes: 16 << 20,
+};
+
 fn spooled(topic: &str) -> SpooledRecord {
     SpooledRecord {
         topic: topic.into(),
@@ -49,7 +56,8 @@ fn start_replay<K: Sink>(
 ) {
     let metrics = Arc::new(Metrics::new(&[]).expect("metrics"));
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(replay(
+    let task = tokio::spawn(replay_in(
+        SMALL,
         spool.clone(),
         kafka,
         "dlq".into(),
@@ -162,8 +170,11 @@ async fn records_behind_more_than_a_batch_of_refused_ones_are_still_replayed() {
     // for the rest of each pass and its conversation (all these share key k) sends only its
     // first record: one failure a pass, not the whole spool each time.
     let failures = metrics.spool.replay_failures.get();
-    assert!(failures > 256, "retried: {failures} failures");
-    assert!(failures < 2 * 256, "{failures} failures");
+    assert!(
+        failures > SMALL.records as u64,
+        "retried: {failures} failures"
+    );
+    assert!(failures < 2 * SMALL.records as u64, "{failures} failures");
 }
 
 #[tokio::test(start_paused = true)]
@@ -343,7 +354,7 @@ async fn one_pass(kafka: Arc<FakeKafka>, topics: &[&str]) -> (Pass, Option<u64>,
     }
     let metrics = Metrics::new(&[]).expect("metrics");
     let mut held = Held::default();
-    let ended = pass(&spool, &*kafka, "dlq", &metrics, &mut held).await;
+    let ended = pass(SMALL, &spool, &*kafka, "dlq", &metrics, &mut held).await;
     let took = kafka.took.lock().expect("lock");
     (
         ended,
@@ -359,9 +370,9 @@ async fn a_pass_over_a_spool_of_one_topic_kafka_cannot_take_stops_after_its_firs
         ProduceError::Unavailable("AllBrokersDown".into()),
     );
     let (ended, reached, took) = one_pass(kafka, &["down"; 600]).await;
-    assert_eq!(ended, Pass::Failed(REPLAY_BATCH as u64));
+    assert_eq!(ended, Pass::Failed(SMALL.records as u64));
     // The other 344 records are of the held topic too: reading them would send nothing.
-    assert_eq!(reached, Some(REPLAY_BATCH as u64 - 1));
+    assert_eq!(reached, Some(SMALL.records as u64 - 1));
     assert!(took.is_empty());
 }
 
@@ -371,10 +382,10 @@ async fn a_pass_stops_when_a_whole_batch_fails_on_two_topics_as_kafka_itself_see
     let mut topics: Vec<&str> = (0..300).map(|i| ["a", "b"][i % 2]).collect();
     topics.push("ok");
     let (ended, reached, took) = one_pass(kafka.clone(), &topics).await;
-    assert_eq!(ended, Pass::Failed(REPLAY_BATCH as u64));
+    assert_eq!(ended, Pass::Failed(SMALL.records as u64));
     assert_eq!(
         reached,
-        Some(REPLAY_BATCH as u64 - 1),
+        Some(SMALL.records as u64 - 1),
         "stopped after one batch"
     );
     assert!(
@@ -407,9 +418,9 @@ async fn records_spooled_during_a_pass_do_not_keep_it_reading_past_its_held_topi
     };
     let metrics = Metrics::new(&[]).expect("metrics");
     let mut held = Held::default();
-    let ended = pass(&spool, &kafka, "dlq", &metrics, &mut held).await;
-    assert_eq!(ended, Pass::Failed(REPLAY_BATCH as u64));
-    assert_eq!(held.reached(), Some(REPLAY_BATCH as u64 - 1));
+    let ended = pass(SMALL, &spool, &kafka, "dlq", &metrics, &mut held).await;
+    assert_eq!(ended, Pass::Failed(SMALL.records as u64));
+    assert_eq!(held.reached(), Some(SMALL.records as u64 - 1));
 }
 
 /// Kafka with topics of 3 partitions, each keyed record placed by its key's murmur2 hash: the
@@ -493,7 +504,7 @@ async fn one_pass_of(
     }
     let metrics = Metrics::new(&[]).expect("metrics");
     let mut held = Held::default();
-    let ended = pass(&spool, kafka, "dlq", &metrics, &mut held).await;
+    let ended = pass(SMALL, &spool, kafka, "dlq", &metrics, &mut held).await;
     (ended, held.reached(), spool)
 }
 
@@ -506,7 +517,7 @@ async fn a_partition_kafka_cannot_take_now_holds_back_its_own_records_not_its_to
     let (ended, _, spool) = one_pass_of(&kafka, records).await;
     assert_eq!(
         ended,
-        Pass::Failed(REPLAY_BATCH as u64),
+        Pass::Failed(SMALL.records as u64),
         "one batch sent in vain"
     );
     assert_eq!(
@@ -552,9 +563,9 @@ async fn a_topic_whose_every_partition_fails_is_held_whole_and_the_pass_stops() 
         })
         .collect();
     let (ended, reached, _) = one_pass_of(&kafka, records).await;
-    assert_eq!(ended, Pass::Failed(REPLAY_BATCH as u64));
+    assert_eq!(ended, Pass::Failed(SMALL.records as u64));
     // Reading the rest would send nothing.
-    assert_eq!(reached, Some(REPLAY_BATCH as u64 - 1));
+    assert_eq!(reached, Some(SMALL.records as u64 - 1));
 }
 
 #[tokio::test]
@@ -567,10 +578,10 @@ async fn a_topic_whose_waiting_records_are_all_on_failed_partitions_stops_the_pa
         .flat_map(|(a, b)| [a, b])
         .collect();
     let (ended, reached, _) = one_pass_of(&kafka, records).await;
-    assert_eq!(ended, Pass::Failed(REPLAY_BATCH as u64));
+    assert_eq!(ended, Pass::Failed(SMALL.records as u64));
     assert_eq!(
         reached,
-        Some(REPLAY_BATCH as u64 - 1),
+        Some(SMALL.records as u64 - 1),
         "reading on sends nothing"
     );
 }
@@ -585,11 +596,66 @@ async fn a_topic_whose_waiting_records_are_keyless_ones_held_stops_the_pass() {
         ..spooled("t")
     }));
     let (ended, reached, spool) = one_pass_of(&kafka, records).await;
-    assert_eq!(ended, Pass::Failed(REPLAY_BATCH as u64 - 10));
+    assert_eq!(ended, Pass::Failed(SMALL.records as u64 - 10));
     assert_eq!(
         reached,
-        Some(REPLAY_BATCH as u64 - 1),
+        Some(SMALL.records as u64 - 1),
         "reading on sends nothing"
     );
     assert_eq!(spool.records(), 600);
+}
+
+/// Acknowledges every record after a broker round trip, counting how many wait at once.
+#[derive(Default)]
+struct Distant {
+    waiting: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+}
+
+impl Sink for Distant {
+    async fn send(&self, _: &Record<'_>, _: Instant) -> Result<Delivered, ProduceError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.waiting.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(now, SeqCst);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        self.waiting.fetch_sub(1, SeqCst);
+        Ok(Delivered::Kafka {
+            partition: 0,
+            offset: 0,
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_has_thousands_of_records_in_flight_so_a_distant_broker_does_not_bound_the_drain() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(dir.path(), 64 << 20, 1).expect("open");
+    let records = BATCH.records + 100;
+    // Concurrent appends share commits, so thousands are spooled in a moment.
+    let writers: Vec<_> = (0..64)
+        .map(|w| {
+            let spool = spool.clone();
+            tokio::spawn(async move {
+                for i in (w..records).step_by(64) {
+                    let record = SpooledRecord {
+                        key: Some(format!("k{i}")),
+                        ..spooled("t")
+                    };
+                    spool.append(record).await.expect("append");
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.expect("writer");
+    }
+    let kafka = Distant::default();
+    let metrics = Metrics::new(&[]).expect("metrics");
+    let ended = pass(BATCH, &spool, &kafka, "dlq", &metrics, &mut Held::default()).await;
+    assert_eq!(ended, Pass::Clean);
+    assert_eq!(spool.records(), 0);
+    // One round trip carries a whole batch: 256 at a time drained a spool at 5k records/s
+    // through a 20 ms round trip.
+    let most = kafka.most.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(most >= 4096, "{most} records in flight at most");
 }
