@@ -11,14 +11,12 @@ use tokio::time::Instant;
 use super::REPLAY_TIMEOUT;
 use crate::metrics::Metrics;
 use crate::producer::{Delivered, ProduceError, Sink};
-use crate::record::{
-    Record, RecordHeaders, HEADER_BODY_SHA256, HEADER_CONTENT_TYPE, HEADER_DEADLETTER_REASON,
-    HEADER_DEADLETTER_TOPIC, HEADER_RECEIVED_AT, HEADER_REQUEST_ID,
-};
 use crate::spool::{Spool, SpoolError, SpooledRecord, Stored};
 
 mod held;
+mod send;
 use held::{is_kafka_failure, Held};
+use send::{divert, send_batch, Sent};
 
 /// What one batch reads and sends together: at most `records`, and past the first record at
 /// most `bytes` of stored records, so replay holds little of a spool of large bodies at once.
@@ -147,11 +145,12 @@ async fn pass<K: Sink>(
             }
         }
         let sent = todo.len();
-        // Sent together, so librdkafka batches them; enqueued in spool order, so each
-        // partition receives them in order.
-        let deadline = Instant::now() + REPLAY_TIMEOUT;
-        let sends = todo.iter().map(|(_, r, _)| replay_one(kafka, r, deadline));
-        let results = futures_util::future::join_all(sends).await;
+        let Sent {
+            results,
+            removed,
+            delete_failed: early_delete_failed,
+        } = send_batch(spool, kafka, &todo, metrics).await;
+        delete_failed |= early_delete_failed;
         learn_partitions(kafka, held, &todo, &results).await;
         // A deadline of their own for the dead-letter moves, which come after the whole batch:
         // under the batch's, one record of the batch timing out left them no time at all, and
@@ -161,8 +160,9 @@ async fn pass<K: Sink>(
         let mut delivered = Vec::new();
         let mut acknowledged = 0u64;
         let mut kafka_failures = 0;
-        for ((seq, r, len), result) in todo.into_iter().zip(results) {
+        for (((seq, r, len), result), gone) in todo.into_iter().zip(results).zip(removed) {
             let error = match result {
+                Ok(_) if gone => continue,
                 Ok(_) => {
                     acknowledged += 1;
                     delivered.push(Stored::of(*seq, r, *len));
@@ -192,17 +192,10 @@ async fn pass<K: Sink>(
             }
             held.left_behind(*seq, r, &error);
         }
-        let remover = spool.clone();
-        match tokio::task::spawn_blocking(move || remover.remove(&delivered)).await {
-            Ok(Ok(())) => metrics.spool.replayed.inc_by(acknowledged),
-            Ok(Err(e)) => {
-                delete_failed = true;
-                tracing::error!(error = %e, "spool delete failed; records will be replayed again")
-            }
-            Err(e) => {
-                delete_failed = true;
-                tracing::error!(error = %e, "spool delete task failed")
-            }
+        if send::remove(spool, delivered).await {
+            metrics.spool.replayed.inc_by(acknowledged);
+        } else {
+            delete_failed = true;
         }
         // Held whole: failures of one partition of each are no sign of Kafka down.
         if sent > 0
@@ -278,64 +271,6 @@ async fn read<T: Send + 'static>(
             None
         }
     }
-}
-
-/// Sends a spooled record to the dead-letter topic as a dead-letter record (no key, the
-/// dead-letter headers of the consumer contract), saying why its own topic refused it.
-async fn divert<K: Sink>(
-    kafka: &K,
-    r: &SpooledRecord,
-    deadletter: &str,
-    error: &ProduceError,
-    deadline: Instant,
-) -> Result<Delivered, ProduceError> {
-    let reason = format!("Kafka refused the record on topic {}: {error}", r.topic);
-    let headers: Vec<(&str, &str)> = r
-        .headers
-        .iter()
-        .filter(|(k, _)| {
-            [
-                HEADER_REQUEST_ID,
-                HEADER_RECEIVED_AT,
-                HEADER_CONTENT_TYPE,
-                HEADER_BODY_SHA256,
-            ]
-            .contains(&k.as_str())
-        })
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .chain([
-            (HEADER_DEADLETTER_REASON, reason.as_str()),
-            (HEADER_DEADLETTER_TOPIC, r.topic.as_str()),
-        ])
-        .collect();
-    let record = Record {
-        topic: deadletter,
-        key: None,
-        value: &r.value,
-        timestamp_ms: r.timestamp_ms,
-        headers: RecordHeaders::Raw(&headers),
-    };
-    kafka.send(&record, deadline).await
-}
-
-async fn replay_one<K: Sink>(
-    kafka: &K,
-    r: &SpooledRecord,
-    deadline: Instant,
-) -> Result<Delivered, ProduceError> {
-    let headers: Vec<(&str, &str)> = r
-        .headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let record = Record {
-        topic: &r.topic,
-        key: r.key.as_deref().map(std::borrow::Cow::Borrowed),
-        value: &r.value,
-        timestamp_ms: r.timestamp_ms,
-        headers: RecordHeaders::Raw(&headers),
-    };
-    kafka.send(&record, deadline).await
 }
 
 #[cfg(test)]

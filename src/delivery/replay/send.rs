@@ -1,0 +1,168 @@
+//! What one replay batch sends: its records together and in spool order, the delivered ones
+//! removed from the spool while others still wait, and the dead-letter copies of refused ones.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use tokio::time::Instant;
+
+use super::REPLAY_TIMEOUT;
+use crate::metrics::Metrics;
+use crate::producer::{Delivered, ProduceError, Sink};
+use crate::record::{
+    Record, RecordHeaders, HEADER_BODY_SHA256, HEADER_CONTENT_TYPE, HEADER_DEADLETTER_REASON,
+    HEADER_DEADLETTER_TOPIC, HEADER_RECEIVED_AT, HEADER_REQUEST_ID,
+};
+use crate::spool::{Spool, SpooledRecord, Stored};
+
+/// How often records delivered while others of their batch still wait leave the spool.
+const REMOVE_EVERY: Duration = Duration::from_secs(1);
+
+/// A batch's outcome, in the order its records were given.
+pub(super) struct Sent {
+    pub(super) results: Vec<Result<Delivered, ProduceError>>,
+    /// Delivered and already out of the spool (and counted as replayed).
+    pub(super) removed: Vec<bool>,
+    /// Such a removal failed: those records stay for the batch's own removal to try again.
+    pub(super) delete_failed: bool,
+}
+
+/// Sends `todo` together, so librdkafka batches them, enqueued in spool order, so each partition
+/// receives them in order (a future's first poll hands its record to librdkafka, and the first
+/// polls follow the order they were pushed in). A batch lasts as long as its slowest record —
+/// up to replay's 30 s timeout for one on a partition without a leader — so what Kafka took
+/// meanwhile leaves the spool every second rather than at the end: a crash would otherwise
+/// send it again, and `spool_records` would count it as waiting.
+pub(super) async fn send_batch<K: Sink>(
+    spool: &Arc<Spool>,
+    kafka: &K,
+    todo: &[&(u64, SpooledRecord, u64)],
+    metrics: &Metrics,
+) -> Sent {
+    let deadline = Instant::now() + REPLAY_TIMEOUT;
+    let mut pending: FuturesUnordered<_> = todo
+        .iter()
+        .enumerate()
+        .map(|(i, (_, r, _))| async move { (i, replay_one(kafka, r, deadline).await) })
+        .collect();
+    let mut results: Vec<Option<Result<Delivered, ProduceError>>> = Vec::new();
+    results.resize_with(todo.len(), || None);
+    let mut removed = vec![false; todo.len()];
+    let mut delete_failed = false;
+    let mut taken = Vec::new();
+    let mut tick = tokio::time::interval_at(Instant::now() + REMOVE_EVERY, REMOVE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            next = pending.next() => {
+                let Some((i, result)) = next else { break };
+                if result.is_ok() {
+                    taken.push(i);
+                }
+                results[i] = Some(result);
+            }
+            _ = tick.tick(), if !taken.is_empty() => {
+                let stored = taken
+                    .iter()
+                    .map(|&i| {
+                        let (seq, r, len) = todo[i];
+                        Stored::of(*seq, r, *len)
+                    })
+                    .collect();
+                if remove(spool, stored).await {
+                    metrics.spool.replayed.inc_by(taken.len() as u64);
+                    for i in taken.drain(..) {
+                        removed[i] = true;
+                    }
+                } else {
+                    delete_failed = true;
+                    taken.clear();
+                }
+            }
+        }
+    }
+    let results = results
+        .into_iter()
+        .map(|r| r.unwrap_or(Err(ProduceError::Timeout)))
+        .collect();
+    Sent {
+        results,
+        removed,
+        delete_failed,
+    }
+}
+
+/// Removes delivered records off the async workers; false (logged) when that failed.
+pub(super) async fn remove(spool: &Arc<Spool>, delivered: Vec<Stored>) -> bool {
+    let remover = spool.clone();
+    match tokio::task::spawn_blocking(move || remover.remove(&delivered)).await {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "spool delete failed; records will be replayed again");
+            false
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "spool delete task failed");
+            false
+        }
+    }
+}
+
+/// Sends a spooled record to the dead-letter topic as a dead-letter record (no key, the
+/// dead-letter headers of the consumer contract), saying why its own topic refused it.
+pub(super) async fn divert<K: Sink>(
+    kafka: &K,
+    r: &SpooledRecord,
+    deadletter: &str,
+    error: &ProduceError,
+    deadline: Instant,
+) -> Result<Delivered, ProduceError> {
+    let reason = format!("Kafka refused the record on topic {}: {error}", r.topic);
+    let headers: Vec<(&str, &str)> = r
+        .headers
+        .iter()
+        .filter(|(k, _)| {
+            [
+                HEADER_REQUEST_ID,
+                HEADER_RECEIVED_AT,
+                HEADER_CONTENT_TYPE,
+                HEADER_BODY_SHA256,
+            ]
+            .contains(&k.as_str())
+        })
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .chain([
+            (HEADER_DEADLETTER_REASON, reason.as_str()),
+            (HEADER_DEADLETTER_TOPIC, r.topic.as_str()),
+        ])
+        .collect();
+    let record = Record {
+        topic: deadletter,
+        key: None,
+        value: &r.value,
+        timestamp_ms: r.timestamp_ms,
+        headers: RecordHeaders::Raw(&headers),
+    };
+    kafka.send(&record, deadline).await
+}
+
+async fn replay_one<K: Sink>(
+    kafka: &K,
+    r: &SpooledRecord,
+    deadline: Instant,
+) -> Result<Delivered, ProduceError> {
+    let headers: Vec<(&str, &str)> = r
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let record = Record {
+        topic: &r.topic,
+        key: r.key.as_deref().map(std::borrow::Cow::Borrowed),
+        value: &r.value,
+        timestamp_ms: r.timestamp_ms,
+        headers: RecordHeaders::Raw(&headers),
+    };
+    kafka.send(&record, deadline).await
+}
