@@ -2,7 +2,11 @@
 //! generator's mix (a key per conversation, both topics), then runs the bridge's replay through
 //! its replay producer (same settings) to a mock cluster in this process and prints records
 //! replayed per second. A measurement for the README, not a check:
-//! `cargo run --release --example replay_throughput [N=100000] [BROKER_RTT_MS=0]`.
+//! `cargo run --release --example replay_throughput [N=100000] [BROKER_RTT_MS=0] [BODY_BYTES]`.
+//! BODY_BYTES pads each body to that size (the seed bodies are 275 and 545 bytes; Qikchat's
+//! real ones 1–3 KiB). With `REPLAY_BOOTSTRAP=HOST:PORT` (a `qikchat-bridge dev-kafka` in
+//! another process; no round trip is added) it also prints how much replay raised this
+//! process's peak memory, which then holds no broker.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,15 +35,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nth(2)
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    let cluster = MockCluster::new(1)?;
-    if rtt_ms > 0 {
-        cluster.broker_round_trip_time(1, Duration::from_millis(rtt_ms))?;
-    }
+    let body_bytes: Option<usize> = std::env::args().nth(3).and_then(|v| v.parse().ok());
     let deadletter = "whatsapp.deadletter";
-    for topic in [IN, STATUSES, deadletter] {
-        cluster.create_topic(topic, 3, 1)?;
-    }
-    let bootstrap = cluster.bootstrap_servers();
+    let (_cluster, bootstrap) = match std::env::var("REPLAY_BOOTSTRAP") {
+        Ok(bootstrap) => (None, bootstrap),
+        Err(_) => {
+            let cluster = MockCluster::new(1)?;
+            if rtt_ms > 0 {
+                cluster.broker_round_trip_time(1, Duration::from_millis(rtt_ms))?;
+            }
+            for topic in [IN, STATUSES, deadletter] {
+                cluster.create_topic(topic, 3, 1)?;
+            }
+            let bootstrap = cluster.bootstrap_servers();
+            (Some(cluster), bootstrap)
+        }
+    };
     let dir = tempfile::tempdir()?;
     let spool = Spool::open(dir.path(), 8 << 30, 1)?;
 
@@ -54,10 +65,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     } else {
                         (STATUSES, STATUS)
                     };
+                    let mut value = body.to_vec();
+                    if let Some(size) = body_bytes {
+                        value.resize(size.max(body.len()), b' ');
+                    }
                     let record = SpooledRecord {
                         topic: topic.into(),
                         key: Some(format!("91981{:07}", i / 4 % 5000)),
-                        value: body.to_vec(),
+                        value,
                         headers: vec![("request-id".into(), format!("r{i}"))],
                         timestamp_ms: 1_700_000_000_000,
                     };
@@ -90,8 +105,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ProducerRole::Replay,
     )?);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let peak_before = peak_rss_kib();
     let started = Instant::now();
     let task = tokio::spawn(qikchat_bridge::delivery::replay(
+        qikchat_bridge::delivery::Batch::for_queue(&props),
         spool.clone(),
         sink,
         deadletter.into(),
@@ -108,5 +125,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "replayed {n} records in {secs:.2} s: {:.0} records/s",
         n as f64 / secs
     );
+    if std::env::var("REPLAY_BOOTSTRAP").is_ok() {
+        println!(
+            "replay raised peak RSS by {:.1} MiB",
+            peak_rss_kib().saturating_sub(peak_before) as f64 / 1024.0
+        );
+    }
     Ok(())
+}
+
+/// The process's peak resident set (VmHWM), KiB.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }

@@ -214,6 +214,7 @@ pub async fn run_with_cut(
             Some(supervisor.spawn(
                 "replay",
                 delivery::replay(
+                    delivery::Batch::for_queue(&props),
                     spool.clone(),
                     replay_sink,
                     config.topics.deadletter().topic.clone(),

@@ -437,10 +437,12 @@ async fn shutdown_with_records_still_spooled_is_bounded_and_keeps_them_for_the_n
 async fn a_partition_without_a_leader_holds_back_only_its_own_spooled_records() {
     use qikchat_bridge::producer::spread::partition_of;
     let dir = tempfile::tempdir().expect("tempdir");
-    let app = TestApp::start(&flags(&spool_flags(&dir))).await;
+    // Replay's batch is half the producer queue: 256 records here, not thousands.
+    let mut args = spool_flags(&dir);
+    args.extend(["-X".into(), "queue.buffering.max.messages=512".into()]);
+    let app = TestApp::start(&flags(&args)).await;
     // Customers (the key is their number without its `+`) whose records go to partition 0, and
-    // others, spooled after them. (Records crossing replay batches are the unit tests' part: a
-    // batch here is thousands.)
+    // others: more than one replay batch of the first, spooled before the others.
     let partitions = u32::try_from(common::PARTITIONS).expect("count");
     let on_0 = |n: &u32| partition_of(format!("9100{n:06}").as_bytes(), partitions) == 0;
     let held: Vec<u32> = (0..).filter(on_0).take(300).collect();
@@ -473,11 +475,10 @@ async fn a_partition_without_a_leader_holds_back_only_its_own_spooled_records() 
         .partition_leader(TOPIC, 0, None)
         .expect("no leader");
     app.cluster.broker_up(1).expect("up");
-    // The others reach Kafka as soon as it is back, in the batch that partition 0's records
-    // hold for replay's 30 s timeout.
+    // Replay's records for partition 0 time out after 30 s: the pass that began in the outage,
+    // then the first batch of the next, before the others are sent.
     all_stored(&app, &free_ids, Duration::from_secs(120)).await;
-    // They leave the spool within a second of their delivery, while partition 0's records
-    // still wait in that batch.
+    // Partition 0's records wait (the others leave the spool once Kafka took them).
     common::eventually("300 records spooled", async || {
         let (_, m) = app.admin_get("/metrics").await;
         value_of(&m, "qikchat_bridge_spool_records") == 300.0

@@ -6,35 +6,16 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
-use super::REPLAY_TIMEOUT;
 use crate::metrics::Metrics;
 use crate::producer::{Delivered, ProduceError, Sink};
 use crate::spool::{Spool, SpoolError, SpooledRecord, Stored};
 
+mod batch;
 mod held;
 mod send;
+pub use batch::Batch;
 use held::{is_kafka_failure, Held};
-use send::{divert, send_batch, Sent};
-
-/// What one batch reads and sends together: at most `records`, and past the first record at
-/// most `bytes` of stored records, so replay holds little of a spool of large bodies at once.
-#[derive(Debug, Clone, Copy)]
-struct Batch {
-    records: usize,
-    bytes: u64,
-}
-
-/// A batch waits for its slowest acknowledgement before the next is read, so the records it
-/// holds are what one broker round trip carries: 256 drained 13–16k records/s through a 5 ms
-/// round trip and 5k through 20 ms, 4096 drains 46–79k and 23–29k (`examples/replay_throughput`).
-/// Its memory (about 20 MiB more at peak there) stays inside the 2 × 16 MiB the chart's memory
-/// check counts for replay.
-const BATCH: Batch = Batch {
-    records: 4096,
-    bytes: 16 << 20,
-};
+use send::{divert_refused, send_batch, Sent};
 
 /// How one pass over the spool ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -51,16 +32,6 @@ enum Pass {
 /// Replays the spool to Kafka in order until `stop`, deleting records only once acknowledged:
 /// by their topic, or — for a record its topic refuses for good — by the `deadletter` topic.
 pub async fn replay<K: Sink>(
-    spool: Arc<Spool>,
-    kafka: Arc<K>,
-    deadletter: String,
-    metrics: Arc<Metrics>,
-    stop: tokio::sync::watch::Receiver<bool>,
-) {
-    replay_in(BATCH, spool, kafka, deadletter, metrics, stop).await
-}
-
-async fn replay_in<K: Sink>(
     batch: Batch,
     spool: Arc<Spool>,
     kafka: Arc<K>,
@@ -80,7 +51,16 @@ async fn replay_in<K: Sink>(
             crate::admin::stopped(&mut stop).await;
             return;
         }
-        let ended = pass(batch, &spool, &*kafka, &deadletter, &metrics, &mut held).await;
+        let ended = pass(
+            batch,
+            &spool,
+            &*kafka,
+            &deadletter,
+            &metrics,
+            &mut held,
+            &stop,
+        )
+        .await;
         held = std::mem::take(&mut held).next_pass();
         match ended {
             Pass::Empty => {
@@ -107,7 +87,9 @@ async fn replay_in<K: Sink>(
 /// One pass over the spool, a batch at a time. A pass stops early when Kafka itself seems down
 /// (a batch failed whole, unavailable, timed out or queue full, while a second topic had failed
 /// so in the pass), or when every topic it began with that still waits is held; one topic or
-/// partition that cannot take records is only held.
+/// partition that cannot take records is only held. It also stops after the batch it is sending
+/// when the bridge is stopping: cut off at the flush timeout in the middle of a batch, its
+/// records Kafka took would stay in the spool, and be sent again by the next start.
 async fn pass<K: Sink>(
     limits: Batch,
     spool: &Arc<Spool>,
@@ -115,6 +97,7 @@ async fn pass<K: Sink>(
     deadletter: &str,
     metrics: &Metrics,
     held: &mut Held,
+    stop: &tokio::sync::watch::Receiver<bool>,
 ) -> Pass {
     // The pass ends at the record that was newest when it began: under steady spooling, a pass
     // reading on to the records appended meanwhile would never end, and what it holds back (its
@@ -152,15 +135,13 @@ async fn pass<K: Sink>(
         } = send_batch(spool, kafka, &todo, metrics).await;
         delete_failed |= early_delete_failed;
         learn_partitions(kafka, held, &todo, &results).await;
-        // A deadline of their own for the dead-letter moves, which come after the whole batch:
-        // under the batch's, one record of the batch timing out left them no time at all, and
-        // a refused record then waited on an unrelated outage, blamed on the dead-letter topic.
-        let divert_deadline = Instant::now() + REPLAY_TIMEOUT;
+        let diverted = divert_refused(kafka, &todo, &results, deadletter).await;
         // `delivered` is what leaves the spool; `acknowledged` what its own topic took.
         let mut delivered = Vec::new();
         let mut acknowledged = 0u64;
         let mut kafka_failures = 0;
-        for (((seq, r, len), result), gone) in todo.into_iter().zip(results).zip(removed) {
+        let outcomes = results.into_iter().zip(removed).zip(diverted);
+        for ((seq, r, len), ((result, gone), diverted)) in todo.into_iter().zip(outcomes) {
             let error = match result {
                 Ok(_) if gone => continue,
                 Ok(_) => {
@@ -170,10 +151,8 @@ async fn pass<K: Sink>(
                 }
                 Err(e) => e,
             };
-            // It was answered 200: it leaves the spool only for a topic that holds it. A
-            // refusal an operator can fix (authorization, a missing topic) is retried.
-            if error.is_record_fault() && r.topic != deadletter {
-                match divert(kafka, r, deadletter, &error, divert_deadline).await {
+            if let Some(diverted) = diverted {
+                match diverted {
                     Ok(_) => {
                         tracing::error!(seq, topic = %r.topic, %error, %deadletter, "Kafka refuses a spooled record on its topic for good; moved it to the dead-letter topic");
                         metrics.spool.deadlettered.inc();
@@ -196,6 +175,9 @@ async fn pass<K: Sink>(
             metrics.spool.replayed.inc_by(acknowledged);
         } else {
             delete_failed = true;
+        }
+        if *stop.borrow() {
+            break;
         }
         // Held whole: failures of one partition of each are no sign of Kafka down.
         if sent > 0

@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::time::Instant;
 
-use super::REPLAY_TIMEOUT;
+use crate::delivery::REPLAY_TIMEOUT;
 use crate::metrics::Metrics;
 use crate::producer::{Delivered, ProduceError, Sink};
 use crate::record::{
@@ -93,6 +93,35 @@ pub(super) async fn send_batch<K: Sink>(
     }
 }
 
+/// Moves the records their topic refused for good (invalid, too large) to the dead-letter
+/// topic, all together: one at a time, a batch of them would take a round trip each, past their
+/// deadline. `None` for the others. It was answered 200: it leaves the spool only for a topic
+/// that holds it; a refusal an operator can fix (authorization, a missing topic) is retried, not
+/// moved.
+pub(super) async fn divert_refused<K: Sink>(
+    kafka: &K,
+    todo: &[&(u64, SpooledRecord, u64)],
+    results: &[Result<Delivered, ProduceError>],
+    deadletter: &str,
+) -> Vec<Option<Result<Delivered, ProduceError>>> {
+    // A deadline of their own, after the whole batch: under the batch's, one record of the batch
+    // timing out left them no time at all, and a refused record then waited on an unrelated
+    // outage, blamed on the dead-letter topic.
+    let deadline = Instant::now() + REPLAY_TIMEOUT;
+    let moves = todo
+        .iter()
+        .zip(results)
+        .map(|((_, r, _), result)| async move {
+            match result {
+                Err(error) if error.is_record_fault() && r.topic != deadletter => {
+                    Some(divert(kafka, r, deadletter, error, deadline).await)
+                }
+                _ => None,
+            }
+        });
+    futures_util::future::join_all(moves).await
+}
+
 /// Removes delivered records off the async workers; false (logged) when that failed.
 pub(super) async fn remove(spool: &Arc<Spool>, delivered: Vec<Stored>) -> bool {
     let remover = spool.clone();
@@ -111,7 +140,7 @@ pub(super) async fn remove(spool: &Arc<Spool>, delivered: Vec<Stored>) -> bool {
 
 /// Sends a spooled record to the dead-letter topic as a dead-letter record (no key, the
 /// dead-letter headers of the consumer contract), saying why its own topic refused it.
-pub(super) async fn divert<K: Sink>(
+async fn divert<K: Sink>(
     kafka: &K,
     r: &SpooledRecord,
     deadletter: &str,
