@@ -231,6 +231,69 @@ env_value() {
   [ "$got" = "$expected" ]
 }
 
+# kafka_property_arg NAME=VALUE HELM-ARGS...: the container's arguments hold -X NAME=VALUE (as
+# kafka.properties reach the bridge), and the rendering keeps the static invariants (no secret
+# property in the arguments).
+kafka_property_arg() {
+  local pair="$1"; shift
+  local f="$WORK/kafka-property-arg.$RANDOM.yaml"
+  helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --set kafka.bootstrapServers=kafka:9092 "$@" >"$f"
+  "$PY" - "$f" "$pair" <<'EOF'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+args = [str(a) for d in docs if d["kind"] in ("Deployment", "StatefulSet")
+        for a in d["spec"]["template"]["spec"]["containers"][0].get("args") or []]
+pairs = [args[i + 1] for i in range(len(args) - 1) if args[i] == "-X"]
+if sys.argv[2] not in pairs:
+    sys.exit(f"-X {sys.argv[2]} is not among the container's arguments: {args}")
+print(f"-X {sys.argv[2]}")
+EOF
+  "$PY" "$LIB/chart_check.py" static "$f"
+}
+
+# plain_env_value NAME EXPECTED HELM-ARGS...: the container's environment variable NAME is the
+# plain value EXPECTED, and the rendering keeps the static invariants (no secret as a plain value).
+plain_env_value() {
+  local name="$1" expected="$2"; shift 2
+  local f="$WORK/plain-env.$RANDOM.yaml"
+  helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --set kafka.bootstrapServers=kafka:9092 "$@" >"$f"
+  "$PY" - "$f" "$name" "$expected" <<'EOF'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+env = [e for d in docs if d["kind"] in ("Deployment", "StatefulSet")
+       for e in d["spec"]["template"]["spec"]["containers"][0].get("env") or [] if e["name"] == sys.argv[2]]
+if len(env) != 1 or "valueFrom" in env[0] or env[0].get("value") != sys.argv[3]:
+    sys.exit(f"expected one {sys.argv[2]} with the plain value {sys.argv[3]!r}: {env}")
+print(f"{sys.argv[2]}={sys.argv[3]}")
+EOF
+  "$PY" "$LIB/chart_check.py" static "$f"
+}
+
+# memory_bound FITS BELOW HELM-ARGS...: a memory limit of FITS renders and keeps the static
+# invariants, and the same rendering with the limit lowered to BELOW fails chart_check.py's
+# replica of the templates' memory check (the templates' own refusal is a must_fail).
+memory_bound() {
+  local fits="$1" below="$2"; shift 2
+  local f="$WORK/memory-bound.$RANDOM.yaml" out
+  helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --set kafka.bootstrapServers=kafka:9092 \
+    --set resources.limits.memory="$fits" "$@" >"$f"
+  "$PY" "$LIB/chart_check.py" static "$f"
+  "$PY" - "$f" "$f.below" "$below" <<'EOF'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+for d in docs:
+    if d["kind"] in ("Deployment", "StatefulSet"):
+        d["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"] = sys.argv[3]
+yaml.safe_dump_all(docs, open(sys.argv[2], "w"))
+EOF
+  if out="$("$PY" "$LIB/chart_check.py" static "$f.below" 2>&1)"; then
+    echo "a memory limit of $below passed the invariants"
+    return 1
+  fi
+  grep -qF "memory limit $below is below the bridge's bound" <<<"$out" || { echo "failed otherwise:"; sed -n 1,5p <<<"$out"; return 1; }
+  grep -F "memory limit $below is below" <<<"$out" | sed -n 1p | cut -c1-200
+}
+
 # grace_period EXPECTED HELM-ARGS...: the pod's terminationGracePeriodSeconds.
 grace_period() {
   local expected="$1"; shift
@@ -666,7 +729,6 @@ must_fail "in-flight bytes below one body" "config.maxInFlightBytes must hold" $
 must_fail "chart-managed kafka property" "acks" $B --set kafka.properties.acks=1
 must_fail "secret as kafka property" "sasl.oauthbearer.client.secret" $B --set kafka.properties.sasl\\.oauthbearer\\.client\\.secret=x
 must_fail "OAUTHBEARER config (a secret to the bridge) as kafka property" "sasl.oauthbearer.config" $B --set kafka.properties.sasl\\.oauthbearer\\.config=x
-must_fail "token as kafka property" "sasl.oauthbearer.token" $B --set kafka.properties.sasl\\.oauthbearer\\.token=x
 must_fail "assertion private key (PEM) as kafka property" "sasl.oauthbearer.assertion.private.key.pem" $B \
   --set kafka.properties.sasl\\.oauthbearer\\.assertion\\.private\\.key\\.pem=x
 must_fail "assertion private key passphrase as kafka property" "sasl.oauthbearer.assertion.private.key.passphrase" $B \
@@ -743,9 +805,6 @@ must_fail "KAFKA_SSL__KEY (ssl_key: __ is _) as a plain value in extraEnv" \
 must_fail "KAFKA_SASL_JAAS_CONFIG as a plain value in extraEnv" \
   "extraEnv: KAFKA_SASL_JAAS_CONFIG sets the librdkafka property sasl.jaas.config" $B \
   --set 'extraEnv[0].name=KAFKA_SASL_JAAS_CONFIG' --set 'extraEnv[0].value=x'
-must_fail "KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL as a plain value (token: a secret to the bridge's is_secret)" \
-  "the librdkafka property sasl.oauthbearer.token.endpoint.url" $B \
-  --set 'extraEnv[0].name=KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL' --set 'extraEnv[0].value=https://idp.example.com/token'
 must_fail "KAFKA_SSL_KEY_PASSWORD from a ConfigMap in extraEnv" \
   "extraEnv: KAFKA_SSL_KEY_PASSWORD sets the librdkafka property ssl.key.password" $B \
   --set 'extraEnv[0].name=KAFKA_SSL_KEY_PASSWORD' --set 'extraEnv[0].valueFrom.configMapKeyRef.name=cm' \
@@ -797,6 +856,14 @@ check "BRIDGE_CLOUDEVENTS_SOURCE from config.cloudeventsSource" env_value BRIDGE
 check "acks=1 renders with idempotence off" renders $B --set kafka.acks=1 --set kafka.idempotence=false
 check "an IPv6 listener renders" renders $B --set 'config.listenHost=[::]'
 check "the default body budget fits the default memory limit with the spool" renders $P
+# With the defaults the bound is 388 MiB; persistence adds 64 MiB of spool writes and five times
+# replay's batch of 8 MiB and one body (5 x 9 MiB): 497 MiB.
+check "the memory bound with the spool: 497Mi holds the defaults, 496Mi does not (invariants)" \
+  memory_bound 497Mi 496Mi --set persistence.enabled=true
+must_fail "a memory limit of 496Mi with the spool (below 388 MiB + 64 MiB + 5 x 9 MiB)" \
+  "resources.limits.memory (496Mi) is below" $P --set resources.limits.memory=496Mi
+check "the memory bound without the spool: 388Mi holds the defaults, 387Mi does not (invariants)" \
+  memory_bound 388Mi 387Mi
 check "a decimal memory limit renders (not checked)" renders $B --set resources.limits.memory=1.5Gi
 check "no memory limit: any body budget renders" renders $B --set config.maxInFlightBytes=536870912 --set resources.limits=null
 check "100000 connections render with a limit that holds their read buffers" renders $B \
@@ -842,6 +909,17 @@ check "secret KAFKA_<NAME> in extraEnv from a Secret or a file, and non-secret o
   --set 'extraEnv[3].name=KAFKA_SSL_KEYSTORE_LOCATION' --set 'extraEnv[3].value=/etc/kafka-tls/keystore.p12' \
   --set 'extraEnv[4].name=KAFKA_SECRET_SERVICE_PORT' --set-string 'extraEnv[4].value=9092'
 must_fail "grace period without the spool's replay cut-off" "terminationGracePeriodSeconds" $P --set terminationGracePeriodSeconds=25
+# sasl.oauthbearer.token.endpoint.url is the identity provider's address, not a secret to the
+# bridge's is_secret: plain configuration takes it.
+check "kafka.properties sasl.oauthbearer.token.endpoint.url (not a secret) reaches the bridge as -X" \
+  kafka_property_arg sasl.oauthbearer.token.endpoint.url=https://idp.example.com/token \
+  --set kafka.properties.sasl\\.oauthbearer\\.token\\.endpoint\\.url=https://idp.example.com/token
+check "KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL (not a secret) as a plain value in extraEnv renders" \
+  plain_env_value KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL https://idp.example.com/token \
+  --set 'extraEnv[0].name=KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL' --set 'extraEnv[0].value=https://idp.example.com/token'
+check "-X sasl.oauthbearer.token.endpoint.url (not a secret) in extraArgs renders" \
+  kafka_property_arg sasl.oauthbearer.token.endpoint.url=https://idp.example.com/token \
+  --set 'extraArgs[0]=-X' --set 'extraArgs[1]=sasl.oauthbearer.token.endpoint.url=https://idp.example.com/token'
 
 section "Alert rules (promtool)"
 check "promtool check rules deploy/prometheus/alerts.yaml" promtool check rules deploy/prometheus/alerts.yaml

@@ -176,6 +176,36 @@ fn private_keys_and_passphrases_are_redacted() {
 }
 
 #[test]
+fn every_secret_librdkafka_property_is_one_and_its_addresses_and_paths_are_not() {
+    for secret in [
+        "sasl.password",
+        "sasl.oauthbearer.client.secret",
+        "sasl.oauthbearer.client.credentials.client.secret",
+        "sasl.oauthbearer.config",
+        "sasl.oauthbearer.assertion.private.key.passphrase",
+        "sasl.oauthbearer.assertion.private.key.pem",
+        "sasl.jaas.config",
+        "ssl.key.password",
+        "ssl.key.pem",
+        "ssl.keystore.password",
+        "ssl_key",
+    ] {
+        assert!(redact::is_secret(secret), "{secret}");
+    }
+    for plain in [
+        "sasl.oauthbearer.token.endpoint.url",
+        "sasl.oauthbearer.client.id",
+        "sasl.oauthbearer.scope",
+        "sasl.username",
+        "ssl.key.location",
+        "ssl.ca.location",
+        "acks",
+    ] {
+        assert!(!redact::is_secret(plain), "{plain}");
+    }
+}
+
+#[test]
 fn a_flag_without_equals_is_rejected() {
     let err = from_sources(
         env(&[]),

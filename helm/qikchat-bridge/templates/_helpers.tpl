@@ -245,9 +245,10 @@ password
 {{- $bodies := add (int64 $c.maxInFlightBytes) (mul (int64 $c.maxInFlight) 65536) -}}
 {{- $queue := mul (include "qikchat-bridge.queueBufferingMaxKbytes" $ | atoi) 1024 -}}
 {{- $connections := mul (int64 $c.maxConnections) 16384 -}}
-{{- /* With the spool: encoded writes waiting for the disk (64 MiB at most) and replay's batch
-     (16 MiB and one body), decoded and in its producer's queue. */ -}}
-{{- $spool := ternary (add (mul 64 1048576) (mul 2 (add (mul 16 1048576) (int64 $c.maxBodyBytes)))) 0 $.Values.persistence.enabled -}}
+{{- /* With the spool: encoded writes waiting for the disk (64 MiB at most) and five times
+     replay's batch (at most 8 MiB and one body): replay's peak was measured at about five times
+     the batch's bytes (the decoded records, librdkafka's copy and its produce requests). */ -}}
+{{- $spool := ternary (add (mul 64 1048576) (mul 5 (add (mul 8 1048576) (int64 $c.maxBodyBytes)))) 0 $.Values.persistence.enabled -}}
 {{- $need := add $bodies $queue $connections $spool (mul 100 1048576) -}}
 {{- if gt (int64 $need) (int64 $limit) -}}
 {{- fail (printf "resources.limits.memory (%s) is below what the bridge may hold: config.maxInFlightBytes + config.maxInFlight x 64 KiB (%d bytes of bodies) + librdkafka's queue (queue.buffering.max.kbytes: %d bytes) + config.maxConnections x 16 KiB of HTTP/1 read buffers (%d bytes)%s + 100 MiB = %d bytes; lower config.maxInFlightBytes, config.maxInFlight or config.maxConnections, or raise the limit" (toString .) (int64 $bodies) (int64 $queue) (int64 $connections) (ternary (printf " + the spool's writes and replay (%d bytes)" (int64 $spool)) "" $.Values.persistence.enabled) (int64 $need)) -}}
@@ -386,14 +387,14 @@ password
 {{- end -}}
 {{- $name := splitList "=" $pair | first | trim -}}
 {{- if and $name (regexMatch $secretProperty (lower $name)) -}}
-{{- fail (printf "extraArgs: the librdkafka property %s is a secret to the bridge (a name containing password, passphrase, private.key, jaas, secret, sasl.oauthbearer.config, ssl.key.pem, ssl_key or token) and would be readable in the pod's arguments; mount it from a Secret and set KAFKA_<NAME>_FILE in extraEnv" $name) -}}
+{{- fail (printf "extraArgs: the librdkafka property %s is a secret to the bridge (a name containing password, passphrase, private.key, jaas, secret, sasl.oauthbearer.config, ssl.key.pem or ssl_key) and would be readable in the pod's arguments; mount it from a Secret and set KAFKA_<NAME>_FILE in extraEnv" $name) -}}
 {{- end -}}
 {{- end -}}
 {{- range .Values.extraEnv -}}
 {{- $property := include "qikchat-bridge.envProperty" .name -}}
 {{- $plain := or (hasKey . "value") (and .valueFrom (not .valueFrom.secretKeyRef)) -}}
 {{- if and $property (regexMatch $secretProperty $property) $plain -}}
-{{- fail (printf "extraEnv: %s sets the librdkafka property %s, a secret to the bridge (a name containing password, passphrase, private.key, jaas, secret, sasl.oauthbearer.config, ssl.key.pem, ssl_key or token), %s; use kafka.sasl.* and kafka.tls.* for SASL and TLS credentials, or mount a Secret (extraVolumes, extraVolumeMounts) and set %s_FILE to the file (read again when the Secret rotates), or take it from a Secret with valueFrom.secretKeyRef" .name $property (ternary "as a plain value, readable by anyone who can get the pod" "from something other than a Secret (valueFrom without secretKeyRef)" (hasKey . "value")) .name) -}}
+{{- fail (printf "extraEnv: %s sets the librdkafka property %s, a secret to the bridge (a name containing password, passphrase, private.key, jaas, secret, sasl.oauthbearer.config, ssl.key.pem or ssl_key), %s; use kafka.sasl.* and kafka.tls.* for SASL and TLS credentials, or mount a Secret (extraVolumes, extraVolumeMounts) and set %s_FILE to the file (read again when the Secret rotates), or take it from a Secret with valueFrom.secretKeyRef" .name $property (ternary "as a plain value, readable by anyone who can get the pod" "from something other than a Secret (valueFrom without secretKeyRef)" (hasKey . "value")) .name) -}}
 {{- end -}}
 {{- if eq .name "BRIDGE_AUTH" -}}
 {{- fail "extraEnv: BRIDGE_AUTH puts Basic credentials into the pod spec; use auth.existingSecret or auth.credentials (mounted as a file)" -}}
@@ -488,7 +489,7 @@ name: src/kafka_props/redact.rs is_secret (a name containing any of these). valu
 refuses the same names in kafka.properties; CI checks both against is_secret.
 */}}
 {{- define "qikchat-bridge.secretPropertyPattern" -}}
-(password|passphrase|private\.key|jaas|secret|sasl\.oauthbearer\.config|ssl\.key\.pem|ssl_key|token)
+(password|passphrase|private\.key|jaas|secret|sasl\.oauthbearer\.config|ssl\.key\.pem|ssl_key)
 {{- end -}}
 
 {{/*
