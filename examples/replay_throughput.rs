@@ -6,7 +6,8 @@
 //! BODY_BYTES pads each body to that size (the seed bodies are 275 and 545 bytes; Qikchat's
 //! real ones 1–3 KiB). With `REPLAY_BOOTSTRAP=HOST:PORT` (a `qikchat-bridge dev-kafka` in
 //! another process; no round trip is added) it also prints how much replay raised this
-//! process's peak memory, which then holds no broker.
+//! process's peak memory, which then holds no broker. With `REPLAY_SPOOL_DIR=DIR` it only
+//! fills a spool in DIR (for `--spool-dir DIR`: a bridge replays it as it starts) and exits.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -52,7 +53,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     let dir = tempfile::tempdir()?;
-    let spool = Spool::open(dir.path(), 8 << 30, 1)?;
+    // With `REPLAY_SPOOL_DIR`, only fill a spool there, for a bridge to replay at its start.
+    let keep = std::env::var_os("REPLAY_SPOOL_DIR").map(std::path::PathBuf::from);
+    let spool = Spool::open(keep.as_deref().unwrap_or(dir.path()), 8 << 30, 1)?;
 
     let started = Instant::now();
     let writers: Vec<_> = (0..64)
@@ -89,6 +92,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "spooled {n} records in {:.2} s",
         started.elapsed().as_secs_f64()
     );
+    if keep.is_some() {
+        spool.close();
+        return Ok(());
+    }
 
     let config = Config::for_brokers(&bootstrap, "u:p")?;
     let metrics = Arc::new(Metrics::new(&config.topics.all_topics())?);
