@@ -345,9 +345,9 @@ async fn a_pass_ends_at_the_record_that_was_newest_when_it_began_despite_steady_
     );
 }
 
-/// One pass over a new spool of `topics` (one record each, each its own conversation) into
-/// `kafka`: how it ended, the last sequence number it read, and the topics Kafka took.
-async fn one_pass(kafka: Arc<FakeKafka>, topics: &[&str]) -> (Pass, Option<u64>, Vec<String>) {
+/// A new spool of `topics`, one record each, each its own conversation (key `k<i>`), and the
+/// directory that holds it.
+async fn spool_of(topics: &[&str]) -> (tempfile::TempDir, Arc<Spool>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let spool = Spool::open(dir.path(), 16 << 20, 1).expect("open");
     for (i, topic) in topics.iter().enumerate() {
@@ -357,6 +357,13 @@ async fn one_pass(kafka: Arc<FakeKafka>, topics: &[&str]) -> (Pass, Option<u64>,
         };
         spool.append(record).await.expect("append");
     }
+    (dir, spool)
+}
+
+/// One pass over a new spool of `topics` (one record each, each its own conversation) into
+/// `kafka`: how it ended, the last sequence number it read, and the topics Kafka took.
+async fn one_pass(kafka: Arc<FakeKafka>, topics: &[&str]) -> (Pass, Option<u64>, Vec<String>) {
+    let (_dir, spool) = spool_of(topics).await;
     let metrics = Metrics::new(&[]).expect("metrics");
     let mut held = Held::default();
     let ended = pass(
@@ -714,17 +721,9 @@ impl Sink for Stuck {
 
 #[tokio::test(start_paused = true)]
 async fn records_delivered_in_a_batch_leave_the_spool_while_a_record_of_it_still_waits() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let spool = Spool::open(dir.path(), 16 << 20, 1).expect("open");
     let mut topics = vec!["stuck"];
     topics.extend(["ok"; 20]);
-    for (i, topic) in topics.iter().enumerate() {
-        let record = SpooledRecord {
-            key: Some(format!("k{i}")),
-            ..spooled(topic)
-        };
-        spool.append(record).await.expect("append");
-    }
+    let (_dir, spool) = spool_of(&topics).await;
     let (metrics, stop_tx, task) = start_replay(&spool, Arc::new(Stuck));
     // The stuck record waits for replay's 30 s timeout; what Kafka took is gone long before,
     // counted as replayed (a crash meanwhile would not send it again).
@@ -756,15 +755,7 @@ impl Sink for RefusingDistant {
 
 #[tokio::test(start_paused = true)]
 async fn a_batch_of_refused_records_moves_to_the_dead_letter_topic_together() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let spool = Spool::open(dir.path(), 16 << 20, 1).expect("open");
-    for i in 0..50 {
-        let record = SpooledRecord {
-            key: Some(format!("k{i}")),
-            ..spooled("refused")
-        };
-        spool.append(record).await.expect("append");
-    }
+    let (_dir, spool) = spool_of(&["refused"; 50]).await;
     let kafka = RefusingDistant::default();
     let metrics = Metrics::new(&[]).expect("metrics");
     let ended = pass(
@@ -797,15 +788,7 @@ impl Sink for StopsAtFirst {
 
 #[tokio::test]
 async fn a_pass_ends_after_the_batch_it_is_sending_when_the_bridge_stops() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let spool = Spool::open(dir.path(), 16 << 20, 1).expect("open");
-    for i in 0..600 {
-        let record = SpooledRecord {
-            key: Some(format!("k{i}")),
-            ..spooled("t")
-        };
-        spool.append(record).await.expect("append");
-    }
+    let (_dir, spool) = spool_of(&["t"; 600]).await;
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let kafka = StopsAtFirst(stop_tx);
     let metrics = Metrics::new(&[]).expect("metrics");
