@@ -38,8 +38,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or(0);
     let body_bytes: Option<usize> = std::env::args().nth(3).and_then(|v| v.parse().ok());
     let deadletter = "whatsapp.deadletter";
+    let keep = std::env::var_os("REPLAY_SPOOL_DIR").map(std::path::PathBuf::from);
     let (_cluster, bootstrap) = match std::env::var("REPLAY_BOOTSTRAP") {
         Ok(bootstrap) => (None, bootstrap),
+        // Only filling a spool: no broker needed.
+        Err(_) if keep.is_some() => (None, String::new()),
         Err(_) => {
             let cluster = MockCluster::new(1)?;
             if rtt_ms > 0 {
@@ -54,7 +57,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let dir = tempfile::tempdir()?;
     // With `REPLAY_SPOOL_DIR`, only fill a spool there, for a bridge to replay at its start.
-    let keep = std::env::var_os("REPLAY_SPOOL_DIR").map(std::path::PathBuf::from);
     let spool = Spool::open(keep.as_deref().unwrap_or(dir.path()), 8 << 30, 1)?;
 
     let started = Instant::now();

@@ -128,17 +128,14 @@ async fn pass<K: Sink>(
             }
         }
         let sent = todo.len();
-        let Sent {
-            results,
-            removed,
-            delete_failed: early_delete_failed,
-        } = send_batch(spool, kafka, &todo, metrics).await;
-        delete_failed |= early_delete_failed;
+        let Sent { results, removed } = send_batch(spool, kafka, &todo, metrics).await;
         learn_partitions(kafka, held, &todo, &results).await;
         let diverted = divert_refused(kafka, &todo, &results, deadletter).await;
-        // `delivered` is what leaves the spool; `acknowledged` what its own topic took.
+        // `delivered` is what leaves the spool; `acknowledged` what its own topic took, and
+        // `deadlettered` what the dead-letter topic took instead (counted once they are gone, or a
+        // failed delete would count them again at the next pass).
         let mut delivered = Vec::new();
-        let mut acknowledged = 0u64;
+        let (mut acknowledged, mut deadlettered) = (0u64, 0u64);
         let mut kafka_failures = 0;
         let outcomes = results.into_iter().zip(removed).zip(diverted);
         for ((seq, r, len), ((result, gone), diverted)) in todo.into_iter().zip(outcomes) {
@@ -155,7 +152,7 @@ async fn pass<K: Sink>(
                 match diverted {
                     Ok(_) => {
                         tracing::error!(seq, topic = %r.topic, %error, %deadletter, "Kafka refuses a spooled record on its topic for good; moved it to the dead-letter topic");
-                        metrics.spool.deadlettered.inc();
+                        deadlettered += 1;
                         delivered.push(Stored::of(*seq, r, *len));
                         continue;
                     }
@@ -171,10 +168,15 @@ async fn pass<K: Sink>(
             }
             held.left_behind(*seq, r, &error);
         }
-        if send::remove(spool, delivered).await {
-            metrics.spool.replayed.inc_by(acknowledged);
-        } else {
-            delete_failed = true;
+        match send::remove(spool, delivered).await {
+            Ok(()) => {
+                metrics.spool.replayed.inc_by(acknowledged);
+                metrics.spool.deadlettered.inc_by(deadlettered);
+            }
+            Err(e) => {
+                delete_failed = true;
+                tracing::error!(error = %e, "spool delete failed; records will be replayed again");
+            }
         }
         if *stop.borrow() {
             break;

@@ -24,26 +24,34 @@ pub(super) const MOST: Batch = Batch {
 
 impl Batch {
     /// The largest batch within half of the replay producer's queue limits (librdkafka's
-    /// `queue.buffering.max.messages`, 0 for none, and `queue.buffering.max.kbytes`, from
-    /// `properties` or librdkafka's defaults). A batch that filled the queue would see records
-    /// refused as queue full while later ones of their conversation were taken: delivered out
-    /// of order, and held back for the rest of the pass. Its dead-letter moves go through the
-    /// same queue after it.
+    /// `queue.buffering.max.messages`, 0 for none, and `queue.buffering.max.kbytes`). A batch
+    /// that filled the queue would see records refused as queue full while later ones of their
+    /// conversation were taken: delivered out of order, and held back for the rest of the pass.
+    /// Its dead-letter moves go through the same queue after it. The limits are read back from
+    /// librdkafka as it took `properties` (it reads `0x200`, `0400` and `512 ` as numbers too,
+    /// and has the defaults); a configuration it refuses leaves the smallest batch, though the
+    /// producer made from it fails first.
     pub fn for_queue(properties: &BTreeMap<String, String>) -> Batch {
-        let limit = |name: &str, default: u64| {
-            properties
-                .get(name)
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .unwrap_or(default)
+        let mut config = rdkafka::ClientConfig::new();
+        for (name, value) in properties {
+            config.set(name, value);
+        }
+        let native = config.create_native_config().ok();
+        let limit = |name: &str| {
+            native
+                .as_ref()
+                .and_then(|n| n.get(name).ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(2)
         };
-        let records = match limit("queue.buffering.max.messages", 100_000) {
+        let records = match limit("queue.buffering.max.messages") {
             0 => MOST.records,
             n => usize::try_from(n / 2)
                 .unwrap_or(usize::MAX)
                 .clamp(1, MOST.records),
         };
-        let bytes = (limit("queue.buffering.max.kbytes", 1 << 20).saturating_mul(1024) / 2)
-            .clamp(1, MOST.bytes);
+        let bytes =
+            (limit("queue.buffering.max.kbytes").saturating_mul(1024) / 2).clamp(1, MOST.bytes);
         Batch { records, bytes }
     }
 }
@@ -82,5 +90,22 @@ mod tests {
         );
         assert_eq!(batch(&[("queue.buffering.max.messages", "1")]).records, 1);
         assert_eq!(batch(&[("queue.buffering.max.kbytes", "1")]).bytes, 512);
+    }
+
+    #[test]
+    fn the_queue_is_read_as_librdkafka_reads_it() {
+        // strtol with base 0: hexadecimal and octal are numbers to librdkafka.
+        assert_eq!(
+            batch(&[("queue.buffering.max.messages", "0x200")]).records,
+            256
+        );
+        assert_eq!(
+            batch(&[("queue.buffering.max.messages", "0400")]).records,
+            128
+        );
+        assert_eq!(
+            batch(&[("queue.buffering.max.messages", " 512")]).records,
+            256
+        );
     }
 }

@@ -22,18 +22,19 @@ const REMOVE_EVERY: Duration = Duration::from_secs(1);
 /// A batch's outcome, in the order its records were given.
 pub(super) struct Sent {
     pub(super) results: Vec<Result<Delivered, ProduceError>>,
-    /// Delivered and already out of the spool (and counted as replayed).
+    /// Delivered and already out of the spool (and counted as replayed); the others delivered
+    /// are left for the batch's own removal, which also tries again any that failed here.
     pub(super) removed: Vec<bool>,
-    /// Such a removal failed: those records stay for the batch's own removal to try again.
-    pub(super) delete_failed: bool,
 }
 
 /// Sends `todo` together, so librdkafka batches them, enqueued in spool order, so each partition
 /// receives them in order (a future's first poll hands its record to librdkafka, and the first
 /// polls follow the order they were pushed in). A batch lasts as long as its slowest record —
 /// up to replay's 30 s timeout for one on a partition without a leader — so what Kafka took
-/// meanwhile leaves the spool every second rather than at the end: a crash would otherwise
-/// send it again, and `spool_records` would count it as waiting.
+/// meanwhile leaves the spool every second rather than at the end: otherwise `spool_records`
+/// would count it as waiting, its conversations would stay held, and a shutdown that cuts the
+/// batch off at `--flush-timeout` would leave it to be sent again. (A crash may still send it
+/// again: deletes are not fsynced.)
 pub(super) async fn send_batch<K: Sink>(
     spool: &Arc<Spool>,
     kafka: &K,
@@ -49,7 +50,6 @@ pub(super) async fn send_batch<K: Sink>(
     let mut results: Vec<Option<Result<Delivered, ProduceError>>> = Vec::new();
     results.resize_with(todo.len(), || None);
     let mut removed = vec![false; todo.len()];
-    let mut delete_failed = false;
     let mut taken = Vec::new();
     let mut tick = tokio::time::interval_at(Instant::now() + REMOVE_EVERY, REMOVE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -70,14 +70,17 @@ pub(super) async fn send_batch<K: Sink>(
                         Stored::of(*seq, r, *len)
                     })
                     .collect();
-                if remove(spool, stored).await {
-                    metrics.spool.replayed.inc_by(taken.len() as u64);
-                    for i in taken.drain(..) {
-                        removed[i] = true;
+                match remove(spool, stored).await {
+                    Ok(()) => {
+                        metrics.spool.replayed.inc_by(taken.len() as u64);
+                        for i in taken.drain(..) {
+                            removed[i] = true;
+                        }
                     }
-                } else {
-                    delete_failed = true;
-                    taken.clear();
+                    Err(e) => {
+                        tracing::warn!(error = %e, "spool delete failed; tried again when the batch ends");
+                        taken.clear();
+                    }
                 }
             }
         }
@@ -86,11 +89,7 @@ pub(super) async fn send_batch<K: Sink>(
         .into_iter()
         .map(|r| r.unwrap_or(Err(ProduceError::Timeout)))
         .collect();
-    Sent {
-        results,
-        removed,
-        delete_failed,
-    }
+    Sent { results, removed }
 }
 
 /// Moves the records their topic refused for good (invalid, too large) to the dead-letter
@@ -122,19 +121,13 @@ pub(super) async fn divert_refused<K: Sink>(
     futures_util::future::join_all(moves).await
 }
 
-/// Removes delivered records off the async workers; false (logged) when that failed.
-pub(super) async fn remove(spool: &Arc<Spool>, delivered: Vec<Stored>) -> bool {
+/// Removes delivered records, off the async workers.
+pub(super) async fn remove(spool: &Arc<Spool>, delivered: Vec<Stored>) -> Result<(), String> {
     let remover = spool.clone();
     match tokio::task::spawn_blocking(move || remover.remove(&delivered)).await {
-        Ok(Ok(())) => true,
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "spool delete failed; records will be replayed again");
-            false
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "spool delete task failed");
-            false
-        }
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(format!("the delete task failed: {e}")),
     }
 }
 
