@@ -360,6 +360,15 @@ async fn spool_of(topics: &[&str]) -> (tempfile::TempDir, Arc<Spool>) {
     (dir, spool)
 }
 
+/// One pass over `spool` into `kafka`, with nothing held and no stop: how it ended, and the
+/// metrics it counted.
+async fn fresh_pass<K: Sink>(limits: Batch, spool: &Arc<Spool>, kafka: &K) -> (Pass, Metrics) {
+    let metrics = Metrics::new(&[]).expect("metrics");
+    let mut held = Held::default();
+    let ended = pass(limits, spool, kafka, "dlq", &metrics, &mut held, &running()).await;
+    (ended, metrics)
+}
+
 /// One pass over a new spool of `topics` (one record each, each its own conversation) into
 /// `kafka`: how it ended, the last sequence number it read, and the topics Kafka took.
 async fn one_pass(kafka: Arc<FakeKafka>, topics: &[&str]) -> (Pass, Option<u64>, Vec<String>) {
@@ -680,17 +689,7 @@ async fn a_pass_has_thousands_of_records_in_flight_so_a_distant_broker_does_not_
         w.await.expect("writer");
     }
     let kafka = Distant::default();
-    let metrics = Metrics::new(&[]).expect("metrics");
-    let ended = pass(
-        batch::MOST,
-        &spool,
-        &kafka,
-        "dlq",
-        &metrics,
-        &mut Held::default(),
-        &running(),
-    )
-    .await;
+    let (ended, _) = fresh_pass(batch::MOST, &spool, &kafka).await;
     assert_eq!(ended, Pass::Clean);
     assert_eq!(spool.records(), 0);
     // One round trip carries a whole batch: 256 at a time drained a spool at 5k records/s
@@ -758,17 +757,7 @@ impl Sink for RefusingDistant {
 async fn a_batch_of_refused_records_moves_to_the_dead_letter_topic_together() {
     let (_dir, spool) = spool_of(&["refused"; 50]).await;
     let kafka = RefusingDistant::default();
-    let metrics = Metrics::new(&[]).expect("metrics");
-    let ended = pass(
-        SMALL,
-        &spool,
-        &kafka,
-        "dlq",
-        &metrics,
-        &mut Held::default(),
-        &running(),
-    )
-    .await;
+    let (ended, metrics) = fresh_pass(SMALL, &spool, &kafka).await;
     assert_eq!(ended, Pass::Clean);
     assert_eq!(metrics.spool.deadlettered.get(), 50);
     assert_eq!(kafka.0.most.load(std::sync::atomic::Ordering::SeqCst), 50);
@@ -831,17 +820,7 @@ async fn a_batch_hands_its_records_to_kafka_in_spool_order() {
     // first polls run over several rounds.
     let (_dir, spool) = spool_of(&["t"; 300]).await;
     let kafka = Noting::default();
-    let metrics = Metrics::new(&[]).expect("metrics");
-    let ended = pass(
-        batch::MOST,
-        &spool,
-        &kafka,
-        "dlq",
-        &metrics,
-        &mut Held::default(),
-        &running(),
-    )
-    .await;
+    let (ended, _) = fresh_pass(batch::MOST, &spool, &kafka).await;
     assert_eq!(ended, Pass::Clean);
     let handed = kafka.0.lock().expect("lock").clone();
     let spooled: Vec<String> = (0..300).map(|i| format!("k{i}")).collect();
