@@ -84,7 +84,7 @@ need_apt() {
 # librdkafka (built by the root crate) needs a C toolchain, zlib and OpenSSL headers; the report
 # is drawn by python3's standard library.
 if [ "$build" = 1 ]; then
-  need_apt build-essential make pkg-config zlib1g-dev libssl-dev python3
+  need_apt build-essential make pkg-config zlib1g-dev libssl-dev libcurl4-openssl-dev python3
 else
   need_apt python3
 fi

@@ -1,0 +1,176 @@
+//! SASL/OAUTHBEARER's `oidc` method, which needs librdkafka built with libcurl: the bridge, run as
+//! a process, asks an identity provider's token endpoint for a token with its client credentials
+//! (the secret from a `KAFKA_*_FILE`, as a Kubernetes Secret gives it) and never logs the secret.
+
+mod common;
+
+use std::convert::Infallible;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use common::{stop_with, Spawned};
+
+const BIN: &str = env!("CARGO_BIN_EXE_qikchat-bridge");
+const CLIENT_ID: &str = "qikchat-bridge";
+const CLIENT_SECRET: &str = "s3cret-from-a-kubernetes-secret";
+
+/// What the token endpoint saw of one request.
+#[derive(Debug)]
+struct TokenRequest {
+    method: String,
+    path: String,
+    authorization: String,
+    body: String,
+}
+
+/// An unsigned JWT: librdkafka reads `sub` and `exp` from the payload and leaves the signature
+/// to the broker.
+fn token() -> String {
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let header = b64(r#"{"alg":"none","typ":"JWT"}"#);
+    let payload = b64(r#"{"sub":"qikchat-bridge","iat":1700000000,"exp":4102444800}"#);
+    format!("{header}.{payload}.")
+}
+
+/// Serves `POST` token requests on a port of its own and reports each one.
+async fn token_endpoint() -> (String, mpsc::UnboundedReceiver<TokenRequest>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!(
+        "http://{}/realms/kafka/token",
+        listener.local_addr().expect("addr")
+    );
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let tx = tx.clone();
+            let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let tx = tx.clone();
+                async move {
+                    let (parts, body) = req.into_parts();
+                    let body = body
+                        .collect()
+                        .await
+                        .map(|b| b.to_bytes())
+                        .unwrap_or_default();
+                    let header = |name| {
+                        parts.headers.get(name).map_or(String::new(), |v| {
+                            String::from_utf8_lossy(v.as_bytes()).into_owned()
+                        })
+                    };
+                    let _ = tx.send(TokenRequest {
+                        method: parts.method.to_string(),
+                        path: parts.uri.path().to_string(),
+                        authorization: header("authorization"),
+                        body: String::from_utf8_lossy(&body).into_owned(),
+                    });
+                    let answer = format!(
+                        r#"{{"access_token":"{}","token_type":"Bearer","expires_in":3600}}"#,
+                        token()
+                    );
+                    Ok::<_, Infallible>(
+                        Response::builder()
+                            .header("content-type", "application/json")
+                            .body(Full::new(Bytes::from(answer)))
+                            .expect("response"),
+                    )
+                }
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    });
+    (url, rx)
+}
+
+/// librdkafka's `builtin.features` of this build.
+fn builtin_features() -> String {
+    rdkafka::ClientConfig::new()
+        .create_native_config()
+        .and_then(|c| c.get("builtin.features"))
+        .expect("builtin.features")
+}
+
+#[test]
+fn this_build_of_librdkafka_has_the_oidc_method() {
+    let features = builtin_features();
+    assert!(
+        features.split(',').any(|f| f == "oidc"),
+        "librdkafka was built without libcurl (features: {features}): install its headers \
+         (Debian: apt-get install libcurl4-openssl-dev) and rebuild it (cargo clean -p rdkafka-sys)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_oidc_method_the_bridge_fetches_a_token_with_its_client_credentials_and_logs_no_secret(
+) {
+    let (url, mut requests) = token_endpoint().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret_file = dir.path().join("client-secret");
+    std::fs::write(&secret_file, format!("{CLIENT_SECRET}\n")).expect("write secret");
+    // No broker listens there: the token is fetched before the first connection, and the
+    // mock cluster speaks no SASL.
+    let unused = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let brokers = unused.local_addr().expect("addr").to_string();
+    drop(unused);
+
+    let mut bridge = Spawned::start(
+        Command::new(BIN)
+            .args(common::ANY_PORTS)
+            .args(["--kafka-brokers", &brokers, "--auth", "qikchat:pass"])
+            .args(["--shutdown-delay", "0s"])
+            .args(["-X", "sasl.oauthbearer.method=oidc"])
+            .args(["-X", &format!("sasl.oauthbearer.token.endpoint.url={url}")])
+            .args(["-X", "sasl.oauthbearer.scope=kafka"])
+            .env_clear()
+            .env("RUST_LOG", "debug")
+            .env("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+            .env("KAFKA_SASL_MECHANISM", "OAUTHBEARER")
+            .env("KAFKA_SASL_OAUTHBEARER_CLIENT_ID", CLIENT_ID)
+            .env("KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET_FILE", &secret_file)
+            .stdout(Stdio::null()),
+    );
+
+    let request = tokio::time::timeout(Duration::from_secs(20), requests.recv())
+        .await
+        .expect("a token request within 20 s")
+        .expect("the endpoint is running");
+    assert!(stop_with(&mut bridge.child, "-TERM").success());
+    let log = bridge.log_to_end();
+
+    assert_eq!(request.method, "POST");
+    assert_eq!(request.path, "/realms/kafka/token");
+    let credentials =
+        base64::engine::general_purpose::STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"));
+    assert_eq!(
+        request.authorization,
+        format!("Basic {credentials}"),
+        "client credentials as HTTP Basic, the secret read from its file without the newline"
+    );
+    let form: Vec<&str> = request.body.split('&').collect();
+    assert!(
+        form.contains(&"grant_type=client_credentials") && form.contains(&"scope=kafka"),
+        "body: {}",
+        request.body
+    );
+    assert!(
+        !log.contains(CLIENT_SECRET) && !log.contains(&credentials),
+        "the client secret reached the log:\n{log}"
+    );
+    assert!(
+        !log.to_lowercase().contains("failed to retrieve oidc token"),
+        "librdkafka refused the endpoint's answer:\n{log}"
+    );
+}
