@@ -625,6 +625,34 @@ dockerignore_excludes() {
   echo "excluded: $*"
 }
 
+# runtime_packages_cover BINARY DOCKERFILE: every shared library the binary itself needs (its
+# DT_NEEDED entries, as built on this Debian) comes from a package the Dockerfile's runtime stage
+# installs, or from the base image's own libc6/libgcc-s1. Without a Docker engine this stands in
+# for the image's `ldd` check: a new -sys dependency (libcurl, say) without its runtime package
+# fails here, not at the image's first start.
+runtime_packages_cover() {
+  local binary="$1" dockerfile="$2" installed needed lib path pkg missing=()
+  # The last stage's lines, continuations joined, then the words of its `apt-get install`s.
+  installed=" libc6 libgcc-s1 $(awk '/^FROM /{stage=""} {stage=stage $0 "\n"} END{printf "%s", stage}' "$dockerfile" \
+    | sed -e ':a' -e '/\\$/N; s/\\\n//; ta' | grep -o 'apt-get install[^&]*' \
+    | tr -s ' ' '\n' | grep -v -e '^-' -e '^apt-get$' -e '^install$' -e '^$' | tr '\n' ' ')"
+  needed=$(objdump -p "$binary" | awk '$1 == "NEEDED" {print $2}')
+  [ -n "$needed" ] || { echo "no NEEDED entries read from $binary"; return 1; }
+  for lib in $needed; do
+    case "$lib" in ld-linux*) echo "$lib: libc6 (the dynamic loader)"; continue ;; esac
+    path=$(ldd "$binary" | awk -v l="$lib" '$1 == l {print $3}')
+    [ -n "$path" ] || { echo "$lib: not resolved by ldd"; return 1; }
+    pkg=$(dpkg -S "$path" 2>/dev/null || dpkg -S "/usr$path" 2>/dev/null || dpkg -S "$(readlink -f "$path")" 2>/dev/null) \
+      || { echo "$lib ($path): no Debian package owns it"; return 1; }
+    pkg=${pkg%%:*}
+    case "$installed" in
+      *" $pkg "*) echo "$lib: $pkg" ;;
+      *) missing+=("$lib from $pkg") ;;
+    esac
+  done
+  [ ${#missing[@]} -eq 0 ] || { echo "the runtime stage installs none of: ${missing[*]} (it installs:$installed)"; return 1; }
+}
+
 render() {
   local case="$1"; shift
   helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" "$@" >"$WORK/rendered/$case.yaml"
@@ -980,6 +1008,8 @@ else
   HELP="$WORK/help.txt"
   "$BINARY" --help >"$HELP" 2>&1 || true
   check "--help offers --check-config" grep -q -- '--check-config' "$HELP"
+  check "deploy/Dockerfile's runtime stage installs the package of every library the binary links" \
+    runtime_packages_cover "$BINARY" deploy/Dockerfile
   mkdir -p "$WORK/webhook-paths"
   check "webhook paths: the chart accepts exactly those the binary accepts" \
     "$PY" "$LIB/chart_check.py" webhook-paths "$BINARY" "$WORK/rendered/default.yaml" "$WORK/webhook-paths" \
