@@ -126,6 +126,9 @@ fn serve(args: qikchat_bridge::config::Args) -> ExitCode {
     code
 }
 
+/// Port 0 cannot be connected to: the token request fails before anything is sent.
+const OFFLINE_TOKEN_ENDPOINT: &str = "http://127.0.0.1:0/check-config";
+
 /// Validates what start-up would, short of connecting: librdkafka checks every property name
 /// and value when it builds its configuration, and the properties together (`acks` against
 /// idempotence) and the files they name (TLS keys, CAs) when it makes the producer.
@@ -133,8 +136,18 @@ fn check_config(config: &Config) -> ExitCode {
     let mut kafka = rdkafka::ClientConfig::new();
     // No brokers: the producer made below then never tries to connect (nor to resolve a name).
     for (k, v) in config.producer_properties("") {
-        if k != "bootstrap.servers" {
-            kafka.set(k, v);
+        match k.as_str() {
+            "bootstrap.servers" => {}
+            // With the `oidc` method a new client asks for a token at once, which would send
+            // the client secret to the identity provider (and wait for its answer) only to check
+            // a configuration. An endpoint that refuses at once stands in; librdkafka's checks
+            // of the method's settings (an endpoint is required, the grant's fields) still run.
+            "sasl.oauthbearer.token.endpoint.url" => {
+                kafka.set(k, OFFLINE_TOKEN_ENDPOINT);
+            }
+            _ => {
+                kafka.set(k, v);
+            }
         }
     }
     if let Err(e) = kafka.create::<rdkafka::producer::BaseProducer>() {

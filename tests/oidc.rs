@@ -5,6 +5,7 @@
 mod common;
 
 use std::convert::Infallible;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -109,8 +110,38 @@ fn this_build_of_librdkafka_has_the_oidc_method() {
     assert!(
         features.split(',').any(|f| f == "oidc"),
         "librdkafka was built without libcurl (features: {features}): install its headers \
-         (Debian: apt-get install libcurl4-openssl-dev) and rebuild it (cargo clean -p rdkafka-sys)"
+         (Debian: apt-get install libcurl4-openssl-dev) and rebuild it \
+         (cargo clean -p curl-sys -p rdkafka-sys)"
     );
+}
+
+/// The bridge's OAUTHBEARER/oidc settings against `url`, the client secret in `secret_file`.
+fn with_oidc<'c>(command: &'c mut Command, url: &str, secret_file: &Path) -> &'c mut Command {
+    command
+        .args(["-X", "sasl.oauthbearer.method=oidc"])
+        .args(["-X", &format!("sasl.oauthbearer.token.endpoint.url={url}")])
+        .args(["-X", "sasl.oauthbearer.scope=kafka"])
+        .env_clear()
+        .env("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+        .env("KAFKA_SASL_MECHANISM", "OAUTHBEARER")
+        .env("KAFKA_SASL_OAUTHBEARER_CLIENT_ID", CLIENT_ID)
+        .env("KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET_FILE", secret_file)
+}
+
+fn secret_file(dir: &tempfile::TempDir) -> PathBuf {
+    let path = dir.path().join("client-secret");
+    std::fs::write(&path, format!("{CLIENT_SECRET}\n")).expect("write secret");
+    path
+}
+
+/// Kills the bridge if the test fails before it stops it.
+struct KillOnDrop<'a>(&'a mut std::process::Child);
+
+impl Drop for KillOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,38 +149,37 @@ async fn with_the_oidc_method_the_bridge_fetches_a_token_with_its_client_credent
 ) {
     let (url, mut requests) = token_endpoint().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let secret_file = dir.path().join("client-secret");
-    std::fs::write(&secret_file, format!("{CLIENT_SECRET}\n")).expect("write secret");
-    // No broker listens there: the token is fetched before the first connection, and the
-    // mock cluster speaks no SASL.
-    let unused = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let brokers = unused.local_addr().expect("addr").to_string();
-    drop(unused);
+    let secret_file = secret_file(&dir);
+    // A "broker" that only accepts: librdkafka connects to a SASL broker once it holds a token,
+    // so a connection here says the endpoint's answer was taken. (The mock cluster speaks no
+    // SASL.)
+    let broker = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let brokers = broker.local_addr().expect("addr").to_string();
 
     let mut bridge = Spawned::start(
-        Command::new(BIN)
+        with_oidc(&mut Command::new(BIN), &url, &secret_file)
             .args(common::ANY_PORTS)
             .args(["--kafka-brokers", &brokers, "--auth", "qikchat:pass"])
             .args(["--shutdown-delay", "0s"])
-            .args(["-X", "sasl.oauthbearer.method=oidc"])
-            .args(["-X", &format!("sasl.oauthbearer.token.endpoint.url={url}")])
-            .args(["-X", "sasl.oauthbearer.scope=kafka"])
-            .env_clear()
+            // librdkafka's own security and configuration lines in the log too.
+            .args(["-X", "debug=security,conf"])
             .env("RUST_LOG", "debug")
-            .env("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
-            .env("KAFKA_SASL_MECHANISM", "OAUTHBEARER")
-            .env("KAFKA_SASL_OAUTHBEARER_CLIENT_ID", CLIENT_ID)
-            .env("KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET_FILE", &secret_file)
             .stdout(Stdio::null()),
     );
-
+    let guard = KillOnDrop(&mut bridge.child);
     let request = tokio::time::timeout(Duration::from_secs(20), requests.recv())
         .await
         .expect("a token request within 20 s")
         .expect("the endpoint is running");
-    assert!(stop_with(&mut bridge.child, "-TERM").success());
+    let connected = tokio::time::timeout(Duration::from_secs(20), broker.accept()).await;
+    assert!(stop_with(guard.0, "-TERM").success());
+    drop(guard);
     let log = bridge.log_to_end();
 
+    assert!(
+        connected.is_ok(),
+        "no broker connection within 20 s of the token: was it refused?\n{log}"
+    );
     assert_eq!(request.method, "POST");
     assert_eq!(request.path, "/realms/kafka/token");
     let credentials =
@@ -166,11 +196,63 @@ async fn with_the_oidc_method_the_bridge_fetches_a_token_with_its_client_credent
         request.body
     );
     assert!(
+        log.contains("OAUTHBEARER") || log.contains("oauthbearer"),
+        "librdkafka's debug lines did not reach the log, so the next check would see nothing:\n{log}"
+    );
+    assert!(
         !log.contains(CLIENT_SECRET) && !log.contains(&credentials),
         "the client secret reached the log:\n{log}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_with_the_oidc_method_sends_nothing_to_the_identity_provider() {
+    let (url, mut requests) = token_endpoint().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret_file = secret_file(&dir);
+    let out = with_oidc(&mut Command::new(BIN), &url, &secret_file)
+        .args([
+            "--kafka-brokers",
+            "kafka:9092",
+            "--auth",
+            "qikchat:pass",
+            "--check-config",
+        ])
+        .output()
+        .expect("run --check-config");
     assert!(
-        !log.to_lowercase().contains("failed to retrieve oidc token"),
-        "librdkafka refused the endpoint's answer:\n{log}"
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // librdkafka waits for a token request in flight before its client closes, so one sent
+    // would have been answered, and reported, before the process exited.
+    assert!(
+        requests.try_recv().is_err(),
+        "--check-config sent the client credentials to the token endpoint"
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(!printed.contains(CLIENT_SECRET), "{printed}");
+
+    // The method's own checks still run: without an endpoint it is refused.
+    let refused = Command::new(BIN)
+        .args(["-X", "sasl.oauthbearer.method=oidc"])
+        .args([
+            "--kafka-brokers",
+            "kafka:9092",
+            "--auth",
+            "qikchat:pass",
+            "--check-config",
+        ])
+        .env_clear()
+        .env("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+        .env("KAFKA_SASL_MECHANISM", "OAUTHBEARER")
+        .output()
+        .expect("run --check-config");
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("sasl.oauthbearer.token.endpoint.url"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
     );
 }
