@@ -81,7 +81,7 @@ need_apt() {
   fi
 }
 
-# librdkafka (built by the root crate) needs a C toolchain, zlib and OpenSSL headers; the report
+# librdkafka (built by the root crate) needs a C toolchain, zlib, OpenSSL and libcurl headers; the report
 # is drawn by python3's standard library.
 if [ "$build" = 1 ]; then
   need_apt build-essential make pkg-config zlib1g-dev libssl-dev libcurl4-openssl-dev python3
