@@ -205,19 +205,22 @@ async fn with_the_oidc_method_the_bridge_fetches_a_token_with_its_client_credent
     );
 }
 
+/// `--check-config` with brokers that are never contacted.
+const CHECK_CONFIG: [&str; 5] = [
+    "--kafka-brokers",
+    "kafka:9092",
+    "--auth",
+    "qikchat:pass",
+    "--check-config",
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_config_with_the_oidc_method_sends_nothing_to_the_identity_provider() {
     let (url, mut requests) = token_endpoint().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let secret_file = secret_file(&dir);
     let out = with_oidc(&mut Command::new(BIN), &url, &secret_file)
-        .args([
-            "--kafka-brokers",
-            "kafka:9092",
-            "--auth",
-            "qikchat:pass",
-            "--check-config",
-        ])
+        .args(CHECK_CONFIG)
         .output()
         .expect("run --check-config");
     assert!(
@@ -237,13 +240,7 @@ async fn check_config_with_the_oidc_method_sends_nothing_to_the_identity_provide
     // The method's own checks still run: without an endpoint it is refused.
     let refused = Command::new(BIN)
         .args(["-X", "sasl.oauthbearer.method=oidc"])
-        .args([
-            "--kafka-brokers",
-            "kafka:9092",
-            "--auth",
-            "qikchat:pass",
-            "--check-config",
-        ])
+        .args(CHECK_CONFIG)
         .env_clear()
         .env("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
         .env("KAFKA_SASL_MECHANISM", "OAUTHBEARER")
