@@ -27,6 +27,10 @@ where
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter())
         .with_writer(writer)
+        // On a failed write tracing-subscriber would report it with `eprintln!`, which panics
+        // when stderr itself is gone (a closed pipe): every log call would panic, and the one
+        // that notes a SIGTERM would leave the bridge deaf to it. A lost log line is all it is.
+        .log_internal_errors(false)
         .with_target(true);
     let result = if json {
         builder

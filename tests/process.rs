@@ -86,6 +86,34 @@ fn sigterm_during_start_up_stops_the_bridge_with_exit_0() {
     }
 }
 
+/// A log reader that goes away (a closed pipe, `| head`) must cost log lines only: a write error
+/// reported with `eprintln!` panicked in every log call. Where the SIGTERM handler's panicked the
+/// bridge ran on deaf to SIGTERM; elsewhere it ended with a panic instead of exit 0.
+#[test]
+fn sigterm_still_stops_the_bridge_after_its_log_reader_has_gone() {
+    let mut child = Command::new(BIN)
+        .args(common::ANY_PORTS)
+        .args(["--shutdown-delay", "0s"])
+        .env_clear()
+        .env("RUST_LOG", common::LOG_FILTER)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the bridge");
+    let mut log = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    while !line.contains("accepting webhooks") {
+        line.clear();
+        assert!(
+            log.read_line(&mut line).expect("a log line") > 0,
+            "the log ended"
+        );
+    }
+    drop(log);
+    let status = stop_with(&mut child, "-TERM");
+    assert!(status.success(), "ended with {status}");
+}
+
 /// Under Kubernetes the drain ends by itself (or by SIGKILL after the grace period); run by hand,
 /// a second Ctrl-C ends it without leaving SIGKILL as the only way out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
