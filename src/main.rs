@@ -17,6 +17,12 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// Exit code for settings that cannot work (as sysexits' EX_USAGE family does).
 const EXIT_CONFIG: u8 = 2;
 
+/// A line on stderr. Not `eprintln!`, which panics when stderr is a closed pipe: the exit code
+/// (2 for a setting that cannot work) is what a caller acts on, and a panic would turn it into 101.
+fn complain(line: std::fmt::Arguments) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// Non-UTF-8 variables cannot be Kafka properties; skipping them beats panicking on them.
 fn environment() -> impl Iterator<Item = (String, String)> {
     std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
@@ -37,8 +43,7 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
-                    // Not eprintln!, which panics when stderr is a closed pipe.
-                    let _ = writeln!(std::io::stderr(), "qikchat-bridge tail: {e}");
+                    complain(format_args!("qikchat-bridge tail: {e}"));
                     if e.is_usage() {
                         ExitCode::from(EXIT_CONFIG)
                     } else {
@@ -56,7 +61,7 @@ fn serve(args: qikchat_bridge::config::Args) -> ExitCode {
     let config = match Config::from_args(args, environment(), |p| std::fs::read_to_string(p)) {
         Ok(config) => config,
         Err(e) => {
-            eprintln!("qikchat-bridge: invalid configuration: {e}");
+            complain(format_args!("qikchat-bridge: invalid configuration: {e}"));
             return ExitCode::from(EXIT_CONFIG);
         }
     };
@@ -64,7 +69,7 @@ fn serve(args: qikchat_bridge::config::Args) -> ExitCode {
         return check_config(&config);
     }
     if let Err(e) = telemetry::init(config.log_format) {
-        eprintln!("qikchat-bridge: cannot start logging: {e}");
+        complain(format_args!("qikchat-bridge: cannot start logging: {e}"));
         return ExitCode::FAILURE;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -152,10 +157,13 @@ fn check_config(config: &Config) -> ExitCode {
     }
     if let Err(e) = kafka.create::<rdkafka::producer::BaseProducer>() {
         let e = qikchat_bridge::kafka_props::redacted(&e);
-        eprintln!("qikchat-bridge: invalid configuration: Kafka producer settings: {e}");
+        complain(format_args!(
+            "qikchat-bridge: invalid configuration: Kafka producer settings: {e}"
+        ));
         return ExitCode::from(EXIT_CONFIG);
     }
-    println!("configuration is valid:\n{config:#?}");
+    // A reader that went away (`| head`) has what it wanted; the check itself passed.
+    let _ = writeln!(std::io::stdout(), "configuration is valid:\n{config:#?}");
     ExitCode::SUCCESS
 }
 
@@ -170,7 +178,7 @@ fn dev_kafka(partitions: i32, prefix: &str) -> ExitCode {
     ) {
         Ok(map) => map.all_topics(),
         Err(e) => {
-            eprintln!("qikchat-bridge dev-kafka: {e}");
+            complain(format_args!("qikchat-bridge dev-kafka: {e}"));
             return ExitCode::from(EXIT_CONFIG);
         }
     };
@@ -180,7 +188,7 @@ fn dev_kafka(partitions: i32, prefix: &str) -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("qikchat-bridge dev-kafka: {e}");
+            complain(format_args!("qikchat-bridge dev-kafka: {e}"));
             return ExitCode::FAILURE;
         }
     };
@@ -192,7 +200,9 @@ fn dev_kafka(partitions: i32, prefix: &str) -> ExitCode {
         match shutdown_signals() {
             Ok((first, _)) => first,
             Err(e) => {
-                eprintln!("qikchat-bridge dev-kafka: cannot listen for SIGTERM and SIGINT: {e}");
+                complain(format_args!(
+                    "qikchat-bridge dev-kafka: cannot listen for SIGTERM and SIGINT: {e}"
+                ));
                 return ExitCode::FAILURE;
             }
         }
@@ -200,11 +210,22 @@ fn dev_kafka(partitions: i32, prefix: &str) -> ExitCode {
     let kafka = match EmbeddedKafka::start(&topics, partitions) {
         Ok(k) => k,
         Err(e) => {
-            eprintln!("qikchat-bridge dev-kafka: {e}");
+            complain(format_args!("qikchat-bridge dev-kafka: {e}"));
             return ExitCode::FAILURE;
         }
     };
-    println!("bootstrap.servers={}", kafka.bootstrap_servers());
+    // The address is what dev-kafka is for: with no one left to read it, running on would only
+    // hold a cluster nobody can find until a signal comes.
+    if let Err(e) = writeln!(
+        std::io::stdout(),
+        "bootstrap.servers={}",
+        kafka.bootstrap_servers()
+    ) {
+        complain(format_args!(
+            "qikchat-bridge dev-kafka: cannot print the address: {e}"
+        ));
+        return ExitCode::FAILURE;
+    }
     runtime.block_on(signal);
     drop(kafka);
     ExitCode::SUCCESS

@@ -485,3 +485,45 @@ fn check_config_refuses_bad_settings_with_exit_code_2_and_a_reason() {
     assert_eq!(code, Some(2));
     assert!(err.contains("is empty"), "{err}");
 }
+
+/// A caller acts on the exit code; `eprintln!` on a closed stderr panicked, which turned the 2 of
+/// a setting that cannot work into 101.
+#[test]
+fn a_bad_setting_exits_2_even_when_no_one_reads_stderr() {
+    for args in [&[][..], &["--check-config"][..]] {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env_clear()
+            .env("KAFKA_BOOTSTRAP_SERVERS", "kafka:9092")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run");
+        // Closed before the bridge has loaded its libraries, long before it writes.
+        drop(child.stderr.take());
+        let status = child.wait().expect("wait");
+        assert_eq!(status.code(), Some(2), "{args:?}: {status}");
+    }
+}
+
+/// `dev-kafka`'s address is all it is for: with its reader gone it says so and exits 1 rather than
+/// panicking (`println!`) or holding a cluster nobody can find.
+#[test]
+fn dev_kafka_with_no_one_to_read_its_address_exits_1_and_says_why() {
+    let mut child = Command::new(BIN)
+        .arg("dev-kafka")
+        .env_clear()
+        .env("RUST_LOG", "off")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start dev-kafka");
+    // Closed before the cluster has started, which takes milliseconds more than this.
+    drop(child.stdout.take());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("read stderr");
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(1), "{status}: {stderr}");
+    assert!(stderr.contains("cannot print the address"), "{stderr}");
+}
