@@ -4,7 +4,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStderr, Command, Stdio};
 
 use common::{stop_with, Spawned, TEXT};
 
@@ -24,6 +24,21 @@ fn start_embedded_with(args: &[&str]) -> Spawned {
             .env("RUST_LOG", common::LOG_FILTER)
             .stdout(Stdio::null()),
     )
+}
+
+/// Started in embedded mode without waiting for it, with its log at hand (`RUST_LOG=filter`).
+fn start_reading_log(args: &[&str], filter: &str) -> (Child, BufReader<ChildStderr>) {
+    let mut child = Command::new(BIN)
+        .args(common::ANY_PORTS)
+        .args(args)
+        .env_clear()
+        .env("RUST_LOG", filter)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the bridge");
+    let log = BufReader::new(child.stderr.take().expect("stderr"));
+    (child, log)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,15 +80,7 @@ async fn sigint_stops_the_bridge_as_sigterm_does_with_exit_0() {
 fn sigterm_during_start_up_stops_the_bridge_with_exit_0() {
     for _ in 0..5 {
         // Not `Spawned`, which waits for the bridge to be up: the signal must come before.
-        let mut child = Command::new(BIN)
-            .args(common::ANY_PORTS)
-            .env_clear()
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the bridge");
-        let mut log = BufReader::new(child.stderr.take().expect("stderr"));
+        let (mut child, mut log) = start_reading_log(&[], "warn");
         // The first line (the embedded-mode warning) comes before the producer is made.
         let mut first = String::new();
         log.read_line(&mut first).expect("a log line");
@@ -91,16 +98,7 @@ fn sigterm_during_start_up_stops_the_bridge_with_exit_0() {
 /// bridge ran on deaf to SIGTERM; elsewhere it ended with a panic instead of exit 0.
 #[test]
 fn sigterm_still_stops_the_bridge_after_its_log_reader_has_gone() {
-    let mut child = Command::new(BIN)
-        .args(common::ANY_PORTS)
-        .args(["--shutdown-delay", "0s"])
-        .env_clear()
-        .env("RUST_LOG", common::LOG_FILTER)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the bridge");
-    let mut log = BufReader::new(child.stderr.take().expect("stderr"));
+    let (mut child, mut log) = start_reading_log(&["--shutdown-delay", "0s"], common::LOG_FILTER);
     let mut line = String::new();
     while !line.contains("accepting webhooks") {
         line.clear();
