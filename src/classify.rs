@@ -224,7 +224,7 @@ impl<'de, const CAREFUL: bool> Visitor<'de> for EnvelopeVisitor<CAREFUL> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut event: Option<Lenient<'de>> = None;
         let mut payload: Option<Payload<'de, CAREFUL>> = None;
-        while let Some(key) = map.next_key_seed(KeyIn(&["event", "payload"]))? {
+        while let Some(key) = map.next_key_seed(KeyIn::<CAREFUL>(&["event", "payload"]))? {
             match key {
                 Some(0) => {
                     if event.is_some() {

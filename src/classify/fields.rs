@@ -133,7 +133,7 @@ impl<'de, const CAREFUL: bool> Visitor<'de> for ObjectFields<CAREFUL> {
         let mut out: [Option<Cow<'de, str>>; 3] = Default::default();
         let mut seen = [false; 3];
         let nested = self.1.then(|| self.0.len() - 1);
-        while let Some(key) = map.next_key_seed(KeyIn(self.0))? {
+        while let Some(key) = map.next_key_seed(KeyIn::<CAREFUL>(self.0))? {
             // As for a repeated `payload`: a consumer keeping the first would see another
             // customer or message than the record's key and headers, taken from the last.
             if let Some(i) = key {
@@ -186,9 +186,14 @@ impl<'de, const CAREFUL: bool> Visitor<'de> for ObjectFields<CAREFUL> {
 /// Read as bytes: serde_json then decodes a lone surrogate escape (`"\ud800"`) too, as it does in
 /// the values it skips, where reading the key as a string refused the whole body over a key no
 /// one asked for.
-pub(super) struct KeyIn<'n>(pub(super) &'n [&'static str]);
+///
+/// Read as bytes, serde_json also lets a raw control character through (RFC 8259 wants it
+/// escaped, and consumers' parsers refuse the body). The fast pass cannot tell one from an escaped
+/// `"\u0001"`, which decodes to the same byte, so it gives up on any and leaves the key to the
+/// careful pass (`CAREFUL`), whose whole-body check refuses the raw ones and lets the escaped by.
+pub(super) struct KeyIn<'n, const CAREFUL: bool>(pub(super) &'n [&'static str]);
 
-impl<'de> DeserializeSeed<'de> for KeyIn<'_> {
+impl<'de, const CAREFUL: bool> DeserializeSeed<'de> for KeyIn<'_, CAREFUL> {
     type Value = Option<usize>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
@@ -196,7 +201,7 @@ impl<'de> DeserializeSeed<'de> for KeyIn<'_> {
     }
 }
 
-impl<'de> Visitor<'de> for KeyIn<'_> {
+impl<'de, const CAREFUL: bool> Visitor<'de> for KeyIn<'_, CAREFUL> {
     type Value = Option<usize>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -206,6 +211,11 @@ impl<'de> Visitor<'de> for KeyIn<'_> {
         self.visit_bytes(key.as_bytes())
     }
     fn visit_bytes<E: serde::de::Error>(self, key: &[u8]) -> Result<Self::Value, E> {
+        if !CAREFUL && key.iter().any(|&b| b < 0x20) {
+            return Err(E::custom(
+                "a control character in a key: for the careful pass",
+            ));
+        }
         Ok(self.0.iter().position(|name| name.as_bytes() == key))
     }
 }

@@ -105,6 +105,38 @@ fn keys_with_a_lone_surrogate_escape_are_skipped_like_any_other_unknown_key() {
     }
 }
 
+/// RFC 8259 wants control characters in strings escaped, and consumers' parsers refuse a body
+/// with a raw one, keys included: the keys the classifier reads are no exception. The same
+/// characters escaped are valid JSON, and taken.
+#[test]
+fn a_raw_control_character_in_a_key_is_refused_at_every_level_and_an_escaped_one_is_taken() {
+    let shapes = [
+        r#"{"K":1,"event":"e","payload":{"to":"1","message":{"from":"2"}}}"#,
+        r#"{"event":"e","payload":{"K":1,"to":"1","message":{"from":"2"}}}"#,
+        r#"{"event":"e","payload":{"to":"1","message":{"K":1,"from":"2"}}}"#,
+        // Through the careful pass, which a number beyond f64 beside it asks for.
+        r#"{"event":"e","payload":{"K":1e400,"to":"1","message":{"from":"2"}}}"#,
+    ];
+    for shape in shapes {
+        for raw in ["no\x01te", "\n", "a\tb", "\x1f"] {
+            let body = shape.replace('K', raw);
+            assert!(
+                matches!(classify(body.as_bytes()), Err(ClassifyError::NotJson(_))),
+                "{body:?} was taken"
+            );
+        }
+        for escaped in [r"no\u0001te", r"\n", r"a\tb", r"\u001F"] {
+            let body = shape.replace('K', escaped);
+            let e = classify(body.as_bytes()).unwrap_or_else(|err| panic!("{body}: {err}"));
+            assert_eq!(
+                (e.event.as_ref(), e.to.as_deref(), e.from.as_deref()),
+                ("e", Some("1"), Some("2")),
+                "{body}"
+            );
+        }
+    }
+}
+
 #[test]
 fn a_number_where_a_string_is_expected_is_taken_as_written() {
     let e = classify(
