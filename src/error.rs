@@ -136,6 +136,11 @@ pub enum WebhookError {
     TooLarge { limit: usize },
     #[error("body was not received within {0:?}")]
     BodyTimeout(std::time::Duration),
+    /// Whole, but after the ack deadline (which counts from the request's head): stored now, the
+    /// record would be acknowledged after its answer was due. Nothing was asked of Kafka, so it
+    /// is not Kafka's failure to log or count.
+    #[error("body was not received within the ack timeout ({0:?}) of the request, in which an event must be stored; it was not stored")]
+    LateBody(std::time::Duration),
     #[error("body could not be read: {0}")]
     BodyRead(String),
     #[error("body is empty")]
@@ -161,7 +166,7 @@ impl WebhookError {
             }
             WebhookError::UnsupportedTransferCoding => Outcome::NotImplemented,
             WebhookError::TooLarge { .. } => Outcome::TooLarge,
-            WebhookError::BodyTimeout(_) => Outcome::BodyTimeout,
+            WebhookError::BodyTimeout(_) | WebhookError::LateBody(_) => Outcome::BodyTimeout,
             WebhookError::BodyRead(_) | WebhookError::EmptyBody | WebhookError::Invalid(_) => {
                 Outcome::Invalid
             }
@@ -184,7 +189,7 @@ impl WebhookError {
             WebhookError::TooLarge { .. } | WebhookError::Produce(ProduceError::TooLarge) => {
                 "too_large"
             }
-            WebhookError::BodyTimeout(_) => "body_timeout",
+            WebhookError::BodyTimeout(_) | WebhookError::LateBody(_) => "body_timeout",
             WebhookError::UnsupportedTransferCoding => "not_implemented",
             WebhookError::BodyRead(_) | WebhookError::EmptyBody => "bad_request",
             WebhookError::Invalid(_) => "invalid_payload",

@@ -220,6 +220,11 @@ impl<S: Sink> Webhook<S> {
         let body = self.read_body(body, too_large).await;
         *body_read = Some(started.elapsed());
         let body = body?;
+        // Checked here rather than left to the sink, whose own check (for a body that came just
+        // before the deadline) would blame Kafka in the log and the metrics.
+        if started.elapsed() >= self.ack_timeout {
+            return Err(WebhookError::LateBody(self.ack_timeout));
+        }
         body_bytes.shrink_to(body.len() as u64);
         self.metrics.body_bytes.observe(body.len() as f64);
         if body.is_empty() {

@@ -269,10 +269,11 @@ async fn read_answer(s: &mut tokio::net::TcpStream) -> String {
 }
 
 /// The ack deadline counts from the request's arrival, not from the end of its body: a body that
-/// arrives slowly enough to use it up is answered 503 and never produced, so the sender's retry
-/// is no duplicate (while `--body-read-timeout` alone would still have waited for it).
+/// arrives slowly enough to use it up is answered 408 and never produced, so the sender's retry
+/// is no duplicate (while `--body-read-timeout` alone would still have waited for it). The sender
+/// was late, not Kafka: neither the answer nor the metrics say Kafka was unavailable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_body_that_arrives_after_the_ack_deadline_is_answered_503_and_not_produced() {
+async fn a_body_that_arrives_after_the_ack_deadline_is_answered_408_and_not_produced() {
     let app = TestApp::start(&["--ack-timeout", "300ms", "--body-read-timeout", "5s"]).await;
     let (first, rest) = STATUS.split_at(STATUS.len() / 2);
     let mut s = common::raw_request(app.addr, STATUS.len(), first).await;
@@ -289,8 +290,9 @@ async fn a_body_that_arrives_after_the_ack_deadline_is_answered_503_and_not_prod
         answer.extend_from_slice(&buf[..n]);
     }
     let answer = String::from_utf8_lossy(&answer);
-    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
-    assert!(answer.contains("\"unavailable\""), "{answer}");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"body_timeout\""), "{answer}");
+    assert!(answer.contains("ack timeout (300ms)"), "{answer}");
     // Kafka is healthy: a record handed over would be in the topic by now.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(app.total_records().await, 0);
@@ -299,6 +301,14 @@ async fn a_body_that_arrives_after_the_ack_deadline_is_answered_503_and_not_prod
     let (_, metrics) = app.admin_get("/metrics").await;
     assert!(
         metrics.contains("qikchat_bridge_slow_responses_total 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"qikchat_bridge_requests_total{outcome="body_timeout",status="408"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"qikchat_bridge_requests_total{outcome="unavailable",status="503"} 0"#),
         "{metrics}"
     );
 }
