@@ -517,13 +517,14 @@ EOF
   grep -F -- "$expected" <<<"$out" | sed -n 1p | cut -c1-200
 }
 
-# static_edit_refuses EXPECTED PYTHON: chart_check.py static fails, mentioning EXPECTED, on the
-# default rendering edited by the Python statement PYTHON (on `docs`, `pod` the pod spec and `c`
-# the bridge container): the invariant holds even where the templates' own checks are bypassed.
+# static_edit_refuses EXPECTED PYTHON [CASE]: chart_check.py static fails, mentioning EXPECTED, on
+# the rendering of CASE (default: the default values) edited by the Python statement PYTHON (on
+# `docs`, `pod` the pod spec and `c` the bridge container): the invariant holds even where the
+# templates' own checks are bypassed.
 static_edit_refuses() {
-  local expected="$1" edit="$2"
+  local expected="$1" edit="$2" case="${3:-default}"
   local f="$WORK/static-edit.$RANDOM.yaml" out
-  "$PY" - "$WORK/rendered/default.yaml" "$f" "$edit" <<'EOF'
+  "$PY" - "$WORK/rendered/$case.yaml" "$f" "$edit" <<'EOF'
 import sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
 pod = next(d for d in docs if d["kind"] in ("Deployment", "StatefulSet"))["spec"]["template"]["spec"]
@@ -702,6 +703,10 @@ check "invariants: a KAFKA_<NAME> env of a secret property from a ConfigMap fail
   'c["env"].append({"name": "KAFKA_SASL_OAUTHBEARER_CONFIG", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "k"}}})'
 check "invariants: a PodDisruptionBudget that allows no eviction fails" static_edit_refuses "allows no eviction" \
   'next(d for d in docs if d["kind"] == "PodDisruptionBudget")["spec"]["maxUnavailable"] = 0'
+check "invariants: a NetworkPolicy that keeps the pods from the OAuth 2 token endpoint fails" \
+  static_edit_refuses "egress does not allow the OAuth 2 token endpoint" \
+  'np = next(d for d in docs if d["kind"] == "NetworkPolicy"); np["spec"]["egress"] = [r for r in np["spec"]["egress"] if 443 not in [p["port"] for p in r["ports"]]]' \
+  oidc-values
 
 section "Renders that must fail"
 B="--set kafka.bootstrapServers=kafka:9092"

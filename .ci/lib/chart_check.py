@@ -57,6 +57,7 @@ import os
 import re
 import subprocess
 import sys
+import urllib.parse
 
 import yaml
 
@@ -503,6 +504,12 @@ def cmd_static(rendered, help_file=None):
             for server in env.get("KAFKA_BOOTSTRAP_SERVERS", "").split(","):
                 check(port_of(server.strip()) in eg_ports, f"NetworkPolicy egress does not allow bootstrap server {server}")
             check(53 in eg_ports, "NetworkPolicy egress must allow DNS")
+            # Without a token from the identity provider no broker lets the bridge in.
+            for _, name, value in kafka_property_args(args):
+                if name == "sasl.oauthbearer.token.endpoint.url":
+                    url = urllib.parse.urlsplit(value)
+                    port = url.port or (80 if url.scheme == "http" else 443)
+                    check(port in eg_ports, f"NetworkPolicy egress does not allow the OAuth 2 token endpoint {value}")
     for sm in by_kind(docs, "ServiceMonitor"):
         for ep in sm["spec"]["endpoints"]:
             check(ep.get("port") == "admin" and ep.get("path", "/metrics") == "/metrics", "ServiceMonitor must scrape admin /metrics")

@@ -73,6 +73,24 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 
 {{/*
+The port of kafka.properties' sasl.oauthbearer.token.endpoint.url (443 for https, 80 for http
+when the URL names none), or nothing when the property is unset.
+*/}}
+{{- define "qikchat-bridge.tokenEndpointPort" -}}
+{{- with (get (.Values.kafka.properties | default dict) "sasl.oauthbearer.token.endpoint.url") -}}
+{{- $url := urlParse (toString .) -}}
+{{- $port := regexFind ":[0-9]+$" $url.host | trimPrefix ":" -}}
+{{- if $port -}}
+{{- $port -}}
+{{- else if eq $url.scheme "http" -}}
+80
+{{- else -}}
+443
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
 A duration in milliseconds. Accepts the humantime forms the schema allows:
 "<n>ms", "<n>s", "<n>m".
 */}}
