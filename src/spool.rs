@@ -23,7 +23,7 @@ mod recover;
 mod replay;
 mod writer;
 use counts::Counts;
-pub use replay::Stored;
+pub use replay::{Stored, DURABLE_DELETES_EVERY};
 use writer::Append;
 
 const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records");
@@ -95,6 +95,8 @@ struct Holdings {
     failure: tokio::sync::watch::Sender<Option<String>>,
     /// When the writer's current commit began (see [`Spool::write_stalled_for`]).
     commit_began: Mutex<Option<std::time::Instant>>,
+    /// When replay's removals were last made durable (see [`Spool::remove`]).
+    deletes_durable_at: Mutex<std::time::Instant>,
     /// Transactions the writer thread has committed (or failed to), for the group commit tests.
     #[cfg(test)]
     commits: AtomicU64,
@@ -187,6 +189,7 @@ impl Spool {
             appended: Notify::new(),
             failure: tokio::sync::watch::Sender::new(None),
             commit_began: Mutex::new(None),
+            deletes_durable_at: Mutex::new(std::time::Instant::now()),
             #[cfg(test)]
             commits: AtomicU64::new(0),
             #[cfg(test)]
@@ -380,11 +383,21 @@ impl Spool {
         began.map_or(std::time::Duration::ZERO, |t| t.elapsed())
     }
 
-    /// Stops the writer after the appends already queued.
+    /// Stops the writer after the appends already queued, and makes replay's removals since the
+    /// last durable commit durable: whatever handles of the spool outlive this, a crash after it
+    /// does not send those records again. Blocking.
     pub fn close(&self) {
         drop(self.writer.lock().unwrap_or_else(|p| p.into_inner()).take());
         if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = t.join();
+        }
+        let synced = self
+            .db
+            .begin_write()
+            .map_err(redb::Error::from)
+            .and_then(|txn| txn.commit().map_err(redb::Error::from));
+        if let Err(e) = synced {
+            tracing::warn!(error = %e, "the spool's last removals could not be made durable; a crash now replays them again");
         }
     }
 }

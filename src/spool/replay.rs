@@ -4,9 +4,13 @@
 use std::ops::RangeInclusive;
 use std::sync::atomic::Ordering;
 
-use redb::{Durability, ReadableDatabase, ReadableTable};
+use redb::{Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 use super::{io, Oldest, Spool, SpoolError, SpooledRecord, RECORDS, UNREADABLE};
+
+/// How often replay's removals are fsynced at most: what a crash during a drain may send again
+/// is what replay delivered in this long, at the cost of one fsync per period.
+pub const DURABLE_DELETES_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A record replay delivered, for [`Spool::remove`]: its sequence number, what it was counted
 /// under, and its stored length.
@@ -144,8 +148,11 @@ impl Spool {
         Ok(())
     }
 
-    /// Removes delivered records. Blocking. Not fsynced: a crash before the next durable commit
-    /// replays them again, which the dedup header makes harmless.
+    /// Removes delivered records. Blocking. Mostly not fsynced: a crash before the next durable
+    /// commit replays them again, which the dedup header makes harmless. But only a bounded number:
+    /// once Kafka is back no append makes a durable commit, so without one of its own a crash
+    /// after a drain of hours would send the whole drained backlog again. The removal that empties
+    /// the spool and one every [`DURABLE_DELETES_EVERY`] are fsynced.
     pub fn remove(&self, delivered: &[Stored]) -> Result<(), SpoolError> {
         let removed = self.remove_now(delivered);
         if let Err(e) = &removed {
@@ -160,17 +167,30 @@ impl Spool {
             return Ok(());
         }
         let mut txn = self.db.begin_write().map_err(io)?;
-        txn.set_durability(Durability::None).map_err(io)?;
         let mut removed = Vec::with_capacity(delivered.len());
-        {
+        let emptied = {
             let mut table = txn.open_table(RECORDS).map_err(io)?;
             for stored in delivered {
                 if table.remove(stored.seq).map_err(io)?.is_some() {
                     removed.push(stored);
                 }
             }
+            table.is_empty().map_err(io)?
+        };
+        let mut durable_at = self
+            .holdings
+            .deletes_durable_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let durable = emptied || durable_at.elapsed() >= DURABLE_DELETES_EVERY;
+        if !durable {
+            txn.set_durability(Durability::None).map_err(io)?;
         }
         txn.commit().map_err(io)?;
+        if durable {
+            *durable_at = std::time::Instant::now();
+        }
+        drop(durable_at);
         // Only what was there is given back: a record removed twice must not uncount another
         // of its key or topic.
         for stored in removed {

@@ -2,7 +2,7 @@
 //! hung network volume.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::Spool;
@@ -60,4 +60,68 @@ pub(crate) fn spool_over_faulty_reads() -> (Arc<Spool>, Arc<Reads>) {
         .expect("database");
     let spool = Spool::with_database(db, "memory".into(), 1 << 20, 1).expect("spool over memory");
     (spool, reads)
+}
+
+/// Storage that keeps what was synced apart from what was only written, as a disk's cache does:
+/// [`Synced::crashed`] is the file as a crash may leave it (nothing since the last sync).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Synced {
+    written: Arc<Mutex<Vec<u8>>>,
+    synced: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Synced {
+    /// A copy of the synced file, for a spool opened as after a crash.
+    pub(crate) fn crashed(&self) -> Synced {
+        let synced = lock(&self.synced).clone();
+        Synced {
+            written: Arc::new(Mutex::new(synced.clone())),
+            synced: Arc::new(Mutex::new(synced)),
+        }
+    }
+
+    /// A spool over this storage (a new one, or what the storage holds).
+    pub(crate) fn spool(&self) -> Arc<Spool> {
+        let db = redb::Builder::new()
+            .create_with_backend(self.clone())
+            .expect("database");
+        Spool::with_database(db, "memory".into(), 1 << 20, 1).expect("spool over memory")
+    }
+}
+
+fn lock(m: &Mutex<Vec<u8>>) -> std::sync::MutexGuard<'_, Vec<u8>> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl redb::StorageBackend for Synced {
+    fn len(&self) -> Result<u64, std::io::Error> {
+        Ok(lock(&self.written).len() as u64)
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), std::io::Error> {
+        let written = lock(&self.written);
+        let start = offset as usize;
+        let part = written
+            .get(start..start + out.len())
+            .ok_or_else(|| std::io::Error::other("read past the end"))?;
+        out.copy_from_slice(part);
+        Ok(())
+    }
+    fn set_len(&self, len: u64) -> Result<(), std::io::Error> {
+        lock(&self.written).resize(len as usize, 0);
+        Ok(())
+    }
+    fn sync_data(&self) -> Result<(), std::io::Error> {
+        let written = lock(&self.written).clone();
+        *lock(&self.synced) = written;
+        Ok(())
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
+        let mut written = lock(&self.written);
+        let end = offset as usize + data.len();
+        if written.len() < end {
+            written.resize(end, 0);
+        }
+        written[offset as usize..end].copy_from_slice(data);
+        Ok(())
+    }
 }

@@ -601,3 +601,69 @@ async fn the_oldest_records_age_keeps_growing_while_reading_it_fails() {
     fail.store(false, Ordering::SeqCst);
     spool.close();
 }
+
+/// Replay's removals are mostly not fsynced (a crash sends those records again: duplicates, not
+/// loss), but not without bound: once Kafka is back no append makes a durable commit, and a crash
+/// after a long drain would send the whole drained backlog again.
+#[tokio::test]
+async fn a_crash_after_replay_sends_again_only_what_was_removed_since_the_last_durable_removal() {
+    use super::test_storage::Synced;
+    let storage = Synced::default();
+    let spool = storage.spool();
+    for i in 0..4 {
+        spool
+            .append(record(None, &format!("r{i}")))
+            .await
+            .expect("append");
+    }
+    let delivered = |n: usize| -> Vec<Stored> {
+        let oldest = spool.oldest(n).expect("read");
+        oldest
+            .iter()
+            .map(|(s, r, n)| Stored::of(*s, r, *n))
+            .collect()
+    };
+    let after_a_crash = |storage: &Synced| {
+        let reopened = storage.crashed().spool();
+        let left = reopened.records();
+        reopened.close();
+        left
+    };
+
+    // Within a second of the last durable removal (here: the open), a removal is not fsynced.
+    spool.remove(&delivered(1)).expect("remove");
+    assert_eq!(spool.records(), 3);
+    assert_eq!(after_a_crash(&storage), 4, "sent again after a crash");
+
+    // A second later it is, with those before it.
+    *spool.holdings.deletes_durable_at.lock().expect("lock") -= DURABLE_DELETES_EVERY;
+    spool.remove(&delivered(1)).expect("remove");
+    assert_eq!(after_a_crash(&storage), 2);
+
+    // The removal that empties the spool is, however soon.
+    spool.remove(&delivered(2)).expect("remove");
+    assert_eq!(after_a_crash(&storage), 0, "a drained spool stays drained");
+}
+
+#[tokio::test]
+async fn closing_the_spool_makes_the_removals_before_it_durable() {
+    use super::test_storage::Synced;
+    let storage = Synced::default();
+    let spool = storage.spool();
+    for i in 0..3 {
+        spool
+            .append(record(None, &format!("r{i}")))
+            .await
+            .expect("append");
+    }
+    let oldest = spool.oldest(2).expect("read");
+    let delivered: Vec<_> = oldest
+        .iter()
+        .map(|(s, r, n)| Stored::of(*s, r, *n))
+        .collect();
+    spool.remove(&delivered).expect("remove");
+    spool.close();
+    let reopened = storage.crashed().spool();
+    assert_eq!(reopened.records(), 1);
+    reopened.close();
+}
