@@ -774,7 +774,7 @@ must_fail "TLS Secret without fsGroup (auth off)" "kafka.tls.existingSecret" $B 
   --set auth.insecureDisableAuth=true --set kafka.tls.enabled=true --set kafka.tls.existingSecret=tls
 must_fail "running as root" "runAsUser" $B --set podSecurityContext.runAsUser=0
 must_fail "grace period shorter than drain + flush" "terminationGracePeriodSeconds" $B --set terminationGracePeriodSeconds=15
-must_fail "grace period without the bridge's own 5 s at exit (20 s + 5 s)" "terminationGracePeriodSeconds" $B --set terminationGracePeriodSeconds=25
+must_fail "grace period without the bridge's own 6 s at exit (20 s + 6 s)" "terminationGracePeriodSeconds" $B --set terminationGracePeriodSeconds=26
 must_fail "SASL without a password source" "kafka.sasl" $B --set kafka.sasl.enabled=true --set kafka.sasl.username=u
 must_fail "mTLS certificate without key" "keyKey" $B --set kafka.tls.enabled=true --set kafka.tls.existingSecret=tls --set kafka.tls.certKey=tls.crt
 must_fail "auth disabled and credentials given" "insecureDisableAuth" $B --set auth.insecureDisableAuth=true --set auth.existingSecret=creds
@@ -836,12 +836,12 @@ check "autoscaling with the spool: no automatic scale-down" hpa_scale_down_disab
 check "autoscaling without the spool: scale-down left on" hpa_scale_down_disabled no
 check "autoscaling with the spool and an explicit scaleDown: the operator's" hpa_scale_down_disabled no \
   --set persistence.enabled=true --set autoscaling.behavior.scaleDown.stabilizationWindowSeconds=600
-# 26 s covers delay + grace + flush (20 s) and the bridge's own exit (5 s), not the spool's
+# 27 s covers delay + grace + flush (20 s) and the bridge's own exit (6 s), not the spool's
 # replay cut-off and close (+7 s).
-check "grace period of 27 s renders without the spool" renders $B --set terminationGracePeriodSeconds=27
-check "grace period of 26 s (just over 20 s + 5 s) renders without the spool" renders $B --set terminationGracePeriodSeconds=26
-check "default grace period: delay + grace + flush + 5 s + 10 s" grace_period 35
-check "default grace period with the spool: + flush + 2 s" grace_period 42 --set persistence.enabled=true
+check "grace period of 28 s renders without the spool" renders $B --set terminationGracePeriodSeconds=28
+check "grace period of 27 s (just over 20 s + 6 s) renders without the spool" renders $B --set terminationGracePeriodSeconds=27
+check "default grace period: delay + grace + flush + 6 s + 10 s" grace_period 36
+check "default grace period with the spool: + flush + 2 s" grace_period 43 --set persistence.enabled=true
 check "no fsGroup and no runAsUser (platform-assigned, OpenShift) renders without auth" renders $B \
   --set podSecurityContext.fsGroup=null --set podSecurityContext.runAsUser=null --set auth.insecureDisableAuth=true
 check "no fsGroup and no runAsUser renders with auth (the platform assigns both)" renders $B \

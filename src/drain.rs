@@ -50,6 +50,17 @@ impl Cut {
             std::future::pending::<()>().await;
         }
     }
+
+    /// What `step` gives, or `None` once the cut comes (at once when it came before): a start-up
+    /// step that hangs (a spool on a hung volume, the integrity check of a large one) must not
+    /// outlast the signal that asked for an exit now.
+    pub async fn unless_cut<T>(&self, step: impl Future<Output = T>) -> Option<T> {
+        tokio::select! {
+            biased;
+            () = self.wait() => None,
+            out = step => Some(out),
+        }
+    }
 }
 
 /// The task that waits for the cut; it ends when this is dropped, however `run` ends.
@@ -72,5 +83,27 @@ pub fn flush(sink: &KafkaSink, timeout: Duration, cut: &Cut) -> Result<(), Kafka
                 if left > FLUSH_SLICE && !cut.is_set() => {}
             done => return done,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_step_is_given_up_once_the_cut_comes_and_left_alone_without_one() {
+        let (asked, ask) = tokio::sync::oneshot::channel::<()>();
+        let (cut, _watching) = Cut::when(async move {
+            let _ = ask.await;
+        });
+        assert_eq!(cut.unless_cut(async { 7 }).await, Some(7));
+        let hung = cut.unless_cut(std::future::pending::<()>());
+        let _ = asked.send(());
+        assert_eq!(hung.await, None, "the hung step gave way to the cut");
+        assert_eq!(
+            cut.unless_cut(async { 7 }).await,
+            None,
+            "after the cut, no step begins"
+        );
     }
 }

@@ -96,6 +96,10 @@ const WATCH_STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// How long shutdown waits for the spool's writer to finish and close the file.
 const SPOOL_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// How long shutdown waits for librdkafka to tear the flushed webhook producer down (see
+/// [`destroy_within`]).
+const PRODUCER_DESTROY_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Runs the bridge until `shutdown` resolves, then drains: readiness turns 503, the listener
 /// waits `shutdown_delay` (so load balancers stop sending), stops accepting, lets in-flight
 /// requests finish within `shutdown_grace`, and flushes the producer.
@@ -166,14 +170,20 @@ pub async fn run_with_cut(
     )?);
     let spool = match &config.spool_dir {
         // Headroom: the largest body plus its headers and encoding.
-        Some(dir) => Some(
-            Spool::open_off_runtime(
+        Some(dir) => {
+            let opening = Spool::open_off_runtime(
                 dir.clone(),
                 config.spool_max_bytes,
                 config.max_body_bytes as u64 + 4096,
-            )
-            .await?,
-        ),
+            );
+            // Nothing was taken yet, so nothing is left undone; the blocking open is abandoned
+            // (redb's file survives being cut off as it survives a crash).
+            let Some(opened) = cut.unless_cut(opening).await else {
+                tracing::warn!("stopping before the spool was open");
+                return Ok(());
+            };
+            Some(opened?)
+        }
         None => None,
     };
     if let Some(spool) = &spool {
@@ -291,6 +301,8 @@ pub async fn run_with_cut(
     };
     let failure = Arc::new(std::sync::OnceLock::new());
     let failed = failure.clone();
+    // Borrowed, not moved: a panic during the drain, when this no longer waits, is read at the end.
+    let watched = &mut failures;
     let serving = server::serve(listeners.webhook, webhook, options, async move {
         tokio::select! {
             () = shutdown => {}
@@ -298,7 +310,7 @@ pub async fn run_with_cut(
                 tracing::error!(%reason, "stopping: the spool cannot store records again until its file is opened anew, which a restart does");
                 let _ = failed.set(Stopped::Spool(reason));
             }
-            reason = failures.first() => {
+            reason = watched.first() => {
                 tracing::error!(%reason, "stopping: the bridge cannot go on without that task, which a restart starts again");
                 let _ = failed.set(Stopped::Task(reason));
             }
@@ -358,10 +370,27 @@ pub async fn run_with_cut(
     if let Some(spool) = spool {
         spool.close_within(SPOOL_CLOSE_WAIT).await;
     }
+    destroy_within(sink, PRODUCER_DESTROY_WAIT).await;
     tracing::info!("stopped");
-    match failure.get().cloned() {
+    let panicked_in_drain = || failures.reported().map(Stopped::Task);
+    match failure.get().cloned().or_else(panicked_in_drain) {
         Some(Stopped::Spool(reason)) => Err(StartError::SpoolFailed(reason)),
         Some(Stopped::Task(reason)) => Err(StartError::TaskFailed(reason)),
         None => Ok(()),
+    }
+}
+
+/// Drops a flushed producer's handle on a blocking thread, waiting for it at most `wait`:
+/// librdkafka's destroy joins its threads, and one in a request to an identity provider that does
+/// not answer (OAUTHBEARER's `oidc` method) holds it up to curl's timeout, 14 s measured, past a
+/// pod's grace period. What the producer held was delivered by the flush, or belongs to requests
+/// answered with an error; the process's exit ends its threads.
+async fn destroy_within(sink: Arc<KafkaSink>, wait: Duration) {
+    let destroying = tokio::task::spawn_blocking(move || drop(sink));
+    if tokio::time::timeout(wait, destroying).await.is_err() {
+        tracing::warn!(
+            timeout = ?wait,
+            "the Kafka client did not shut down in time (a token request or a DNS lookup may hang); exiting without it"
+        );
     }
 }

@@ -49,6 +49,12 @@ impl Failures {
             None => std::future::pending().await,
         }
     }
+
+    /// A panic reported already, without waiting: at the end of shutdown, one that came during
+    /// the drain, when no one waited for [`Failures::first`] any more.
+    pub fn reported(&mut self) -> Option<String> {
+        self.0.try_recv().ok()
+    }
 }
 
 /// Waits for a task told to stop until `deadline`; then cancels it and waits for it to drop
@@ -133,6 +139,19 @@ mod tests {
         assert_eq!(
             failures.first().await,
             "the readiness task panicked: static"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panic_no_one_waited_for_is_still_reported_afterwards() {
+        let (supervisor, mut failures) = supervisor();
+        supervisor.spawn("quiet", async {}).await.expect("ended");
+        assert_eq!(failures.reported(), None);
+        let task = supervisor.spawn("replay", async { panic!("in the drain") });
+        task.await.expect("the panic was caught");
+        assert_eq!(
+            failures.reported().as_deref(),
+            Some("the replay task panicked: in the drain")
         );
     }
 

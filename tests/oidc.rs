@@ -253,3 +253,45 @@ async fn check_config_with_the_oidc_method_sends_nothing_to_the_identity_provide
         String::from_utf8_lossy(&refused.stderr)
     );
 }
+
+/// librdkafka's destroy waits for its token request, up to curl's 20 s timeout: with an identity
+/// provider that takes the connection and never answers, the bridge must still exit soon after
+/// its drain, not at the end of a pod's grace period under SIGKILL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_endpoint_that_never_answers_does_not_hold_up_the_exit() {
+    let silent = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/token", silent.local_addr().expect("addr"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret_file = secret_file(&dir);
+    let mut bridge = Spawned::start(
+        with_oidc(&mut Command::new(BIN), &url, &secret_file)
+            .args(common::ANY_PORTS)
+            // A broker that is never reached: without a token librdkafka does not connect.
+            .args(["--kafka-brokers", "127.0.0.1:9", "--auth", "qikchat:pass"])
+            .args(["--shutdown-delay", "0s"])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null()),
+    );
+    let guard = KillOnDrop(&mut bridge.child);
+    // The token request is in flight once its connection is taken.
+    let (_held, _) = tokio::time::timeout(Duration::from_secs(20), silent.accept())
+        .await
+        .expect("a token request within 20 s")
+        .expect("accept");
+    // librdkafka's destroy waits for a token request only once it has run a few seconds (it
+    // took 2-3 s to exit after a SIGTERM 2-4 s into the request, 14-16 s after one 6-8 s in):
+    // librdkafka's own timing, which no paused clock reaches.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let stopping = std::time::Instant::now();
+    let status = stop_with(guard.0, "-TERM");
+    let took = stopping.elapsed();
+    drop(guard);
+    let log = bridge.log_to_end();
+    assert!(status.success(), "{status}\n{log}");
+    // The drain takes milliseconds here, and the wait for librdkafka and the runtime 1 s each;
+    // librdkafka alone would have taken 14-20 s.
+    assert!(
+        took < Duration::from_secs(8),
+        "exited {took:?} after SIGTERM\n{log}"
+    );
+}
