@@ -23,7 +23,7 @@ async fn a_request_without_credentials_is_refused_and_produces_nothing() {
     );
     let body: serde_json::Value = response.json_value().await;
     assert_eq!(body["error"], "unauthorized");
-    assert_eq!(app.total_records().await, 0);
+    app.assert_nothing_stored_before_now().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -40,7 +40,7 @@ async fn wrong_and_malformed_credentials_are_refused_and_produce_nothing() {
         .await
         .expect("request");
     assert_eq!(malformed.status(), 401);
-    assert_eq!(app.total_records().await, 0);
+    app.assert_nothing_stored_before_now().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -92,7 +92,7 @@ async fn a_chunked_body_over_the_limit_is_cut_off_while_reading_and_produces_not
         .await
         .expect("request");
     assert_eq!(response.status(), 413);
-    assert_eq!(app.total_records().await, 0);
+    app.assert_nothing_stored_before_now().await;
 }
 
 fn futures_chunks(
@@ -107,7 +107,7 @@ async fn an_empty_body_is_refused_with_400() {
     let response = app.post(b"").await;
     assert_eq!(response.status(), 400);
     assert_eq!(json(response).await["message"], "body is empty");
-    assert_eq!(app.total_records().await, 0);
+    app.assert_nothing_stored_before_now().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,7 +123,7 @@ async fn a_body_with_broken_chunked_encoding_is_refused_with_400_and_produces_no
     let answer = common::read_until_closed(&mut s).await;
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(answer.contains(r#""error":"bad_request""#), "{answer}");
-    assert_eq!(app.total_records().await, 0);
+    app.assert_nothing_stored_before_now().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,7 +151,7 @@ async fn a_transfer_coding_other_than_chunked_is_refused_with_501_and_nothing_is
             .contains(r#"qikchat_bridge_requests_total{outcome="not_implemented",status="501"} 1"#),
         "{metrics}"
     );
-    assert_eq!(app.total_records().await, 0);
+    app.assert_nothing_stored_before_now().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,7 +167,7 @@ async fn a_non_json_content_type_is_refused_with_415() {
         .await
         .expect("request");
     assert_eq!(response.status(), 415);
-    assert_eq!(app.total_records().await, 0);
+    app.assert_nothing_stored_before_now().await;
     let ok = app
         .http
         .post(app.url())
@@ -235,5 +235,5 @@ async fn a_body_that_stalls_is_answered_408_after_the_body_read_timeout() {
         "answered after the 300 ms body read timeout: {took:?}"
     );
     assert_eq!(json(response).await["error"], "body_timeout");
-    assert_eq!(app.total_records().await, 0);
+    app.assert_nothing_stored_before_now().await;
 }

@@ -172,6 +172,11 @@ async fn an_unknown_event_goes_to_the_fallback_topic_never_a_new_one() {
     assert_eq!(got[0].value, body);
     assert_eq!(got[0].headers["event"], "whatsapp:template:approved");
     assert_eq!(got[0].key.as_deref(), Some("t1"));
+    assert_eq!(app.total_records().await, 1, "in the fallback topic only");
+    // The cluster creates a topic a producer names, so one named after the event would show.
+    let configured: std::collections::BTreeSet<String> =
+        app.config.topics.all_topics().into_iter().collect();
+    assert_eq!(app.cluster_topics().await, configured);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -150,6 +150,25 @@ async fn during_a_broker_outage_every_answer_is_200_inside_the_deadline_and_noth
     all_stored(&app, &ok, Duration::from_secs(30)).await;
     // In Kafka by way of the spool: every one of them replayed, and none left behind.
     drained(&app, 100, "spool not drained").await;
+
+    // A replayed record carries what one produced at once carries: the same headers (and, as
+    // every record read checks, its received-at as its time).
+    let (code, direct, _) = post(&app, status(1000, 0)).await;
+    assert_eq!(code, 200);
+    all_stored(&app, std::slice::from_ref(&direct), Duration::from_secs(30)).await;
+    let got = app.records(TOPIC, usize::MAX, Duration::from_secs(2)).await;
+    let names = |id: &String| -> Vec<String> {
+        let g = got
+            .iter()
+            .find(|g| g.headers.get("request-id") == Some(id))
+            .expect("read back");
+        g.headers.keys().cloned().collect()
+    };
+    let want = names(&direct);
+    assert!(want.contains(&"message-id".to_string()), "{want:?}");
+    for id in &ok {
+        assert_eq!(names(id), want, "replayed record {id}");
+    }
 }
 
 /// Waits (at most 30 s) until the spool is empty after replaying exactly `replayed` records.

@@ -2,7 +2,7 @@
 //! real rdkafka consumer to read back what the bridge produced.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -271,6 +271,40 @@ impl TestApp {
             .expect("consumer task")
     }
 
+    /// That no request before this call stored anything, in any topic: a status posted now is
+    /// read back first, so a record handed to librdkafka earlier (wrongly) would have been
+    /// delivered by then (by the same producer, no later) and counted. Reading the topics at once
+    /// would miss one still in librdkafka's queue.
+    pub async fn assert_nothing_stored_before_now(&self) {
+        let sentinel = self.post(STATUS).await;
+        assert_eq!(sentinel.status(), 200, "the sentinel status");
+        let id = request_id(&sentinel);
+        wait_all_stored(&self.bootstrap, "whatsapp.message.status", &[id]).await;
+        assert_eq!(
+            self.total_records().await,
+            1,
+            "only the sentinel was stored"
+        );
+    }
+
+    /// The topics the cluster has, but its internal ones (`__consumer_offsets`).
+    pub async fn cluster_topics(&self) -> BTreeSet<String> {
+        let bootstrap = self.bootstrap.clone();
+        tokio::task::spawn_blocking(move || {
+            let metadata = consumer(&bootstrap)
+                .fetch_metadata(None, Duration::from_secs(5))
+                .expect("metadata");
+            metadata
+                .topics()
+                .iter()
+                .map(|t| t.name().to_string())
+                .filter(|name| !name.starts_with("__"))
+                .collect()
+        })
+        .await
+        .expect("metadata task")
+    }
+
     /// How many records all of the bridge's topics hold.
     pub async fn total_records(&self) -> i64 {
         let bootstrap = self.bootstrap.clone();
@@ -324,7 +358,7 @@ fn read_records(bootstrap: &str, topic: &str, count: usize, timeout: Duration) -
 
 /// A record, after the checks every record the bridge writes must pass, whatever the test: a
 /// value (never a tombstone) with a `body-sha256` header that is its digest, each header once with a
-/// UTF-8 value, and the receive time as CreateTime.
+/// UTF-8 value, and the receive time (`received-at`) as CreateTime.
 fn contract_checked(m: &rdkafka::message::BorrowedMessage<'_>) -> Got {
     let value = m
         .payload()
@@ -349,6 +383,21 @@ fn contract_checked(m: &rdkafka::message::BorrowedMessage<'_>) -> Got {
         matches!(m.timestamp(), rdkafka::Timestamp::CreateTime(_)),
         "{:?}",
         m.timestamp()
+    );
+    // The same instant as `received-at`, to the millisecond, also for a copy the spool replayed
+    // (the duplicates a consumer drops are equal in both).
+    let received_at = headers
+        .get("received-at")
+        .expect("every record says when it was received");
+    let received_ms = humantime::parse_rfc3339(received_at)
+        .expect("received-at is RFC 3339")
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as i64;
+    assert_eq!(
+        m.timestamp().to_millis(),
+        Some(received_ms),
+        "the record's time is its received-at, {received_at}"
     );
     Got {
         topic: m.topic().to_string(),
