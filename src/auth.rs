@@ -17,6 +17,9 @@ pub use reload::watch_auth_file;
 /// The credentials of an `--auth-file` text: one `USER:PASS` per line; `#` comments and blank
 /// lines are skipped. An error names the line, never its text.
 pub fn parse_file(text: &str) -> Result<Vec<Credential>, String> {
+    // A byte-order mark (PowerShell, Windows editors) would be part of the first user's name,
+    // which then never matches.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut credentials = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();

@@ -110,6 +110,33 @@ fn deployment_sign(args: &Args, kafka: &KafkaProperties) -> Option<String> {
         .map(|n| format!("a Kafka security setting is given ({n})"))
 }
 
+/// librdkafka refuses a record larger than its whole queue with QueueFull, every time: such a
+/// webhook would get 503 for ever, or, with a spool, 200 and then stay spooled for good, since
+/// replay takes QueueFull for a busy producer and retries.
+fn queue_takes_the_largest_record(props: &KafkaProperties) -> Result<(), ConfigError> {
+    let number = |name| props.get(name).and_then(|v| v.trim().parse::<u64>().ok());
+    let (Some(kbytes), Some(record)) = (
+        number("queue.buffering.max.kbytes"),
+        number("message.max.bytes"),
+    ) else {
+        // librdkafka refuses a value that is no number when it makes the producer.
+        return Ok(());
+    };
+    if kbytes.saturating_mul(1024) < record {
+        return Err(invalid(
+            "queue.buffering.max.kbytes",
+            format!(
+                "{kbytes} KiB is less than message.max.bytes ({record} bytes), the largest record \
+                 the bridge hands to librdkafka, which refuses a record larger than its whole \
+                 queue every time: set it to at least {} or lower message.max.bytes \
+                 (or --max-body-bytes, which it follows)",
+                record.div_ceil(1024)
+            ),
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         setting,
@@ -149,6 +176,7 @@ impl Config {
             },
         );
         let (kafka_properties, kafka_watched) = kafka_sources.properties_watched(&read_file)?;
+        queue_takes_the_largest_record(&kafka_properties)?;
         if matches!(kafka, KafkaMode::Embedded) {
             if let Some(sign) = deployment_sign(&args, &kafka_properties) {
                 return Err(invalid(

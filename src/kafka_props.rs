@@ -68,7 +68,10 @@ fn defaults(limits: Defaults) -> BTreeMap<String, String> {
             "message.max.bytes",
             max_record_bytes(limits.max_body_bytes).to_string(),
         ),
-        ("queue.buffering.max.kbytes", (64 * 1024).to_string()),
+        (
+            "queue.buffering.max.kbytes",
+            queue_kbytes(limits.max_body_bytes).to_string(),
+        ),
         ("reconnect.backoff.ms", "20".to_string()),
         ("reconnect.backoff.max.ms", "1000".to_string()),
         ("statistics.interval.ms", "5000".to_string()),
@@ -99,6 +102,12 @@ pub const LIBRDKAFKA_MAX_RECORD_BYTES: usize = 1_000_000;
 /// The default `message.max.bytes` for bodies of up to `max_body_bytes`.
 pub fn max_record_bytes(max_body_bytes: usize) -> usize {
     LIBRDKAFKA_MAX_RECORD_BYTES.max(max_body_bytes + RECORD_ROOM)
+}
+
+/// The default `queue.buffering.max.kbytes`: 64 MiB bounds memory, but never below one record
+/// of the largest size, which librdkafka would refuse every time (bodies over ~64 MiB).
+pub fn queue_kbytes(max_body_bytes: usize) -> usize {
+    (64 * 1024).max(max_record_bytes(max_body_bytes).div_ceil(1024))
 }
 
 /// "1st", "2nd", "3rd", "4th"... for naming a flag without quoting it.
@@ -165,6 +174,8 @@ where
                     path: path.to_path_buf(),
                     reason: e.to_string(),
                 })?;
+                // A byte-order mark (PowerShell, Windows editors) is no part of a secret.
+                let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
                 (
                     base.to_string(),
                     text.trim_end_matches(['\r', '\n']).to_string(),

@@ -296,7 +296,10 @@ def cmd_static(rendered, help_file=None):
     limit = str((res.get("limits") or {}).get("memory") or "")
     if re.fullmatch(r"[0-9]+(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?", limit):
         # -X wins over KAFKA_*, as in the bridge.
-        queue_kb = str(env.get("KAFKA_QUEUE_BUFFERING_MAX_KBYTES") or DEFAULT_QUEUE_KBYTES)
+        # The bridge's default holds one record of the largest size (kafka_props::queue_kbytes).
+        record = max(1_000_000, int(env.get("BRIDGE_MAX_BODY_BYTES") or 1048576) + 65536)
+        default_kb = max(DEFAULT_QUEUE_KBYTES, -(-record // 1024))
+        queue_kb = str(env.get("KAFKA_QUEUE_BUFFERING_MAX_KBYTES") or default_kb)
         for _, name, value in kafka_property_args([str(a) for a in (c.get("args") or [])]):
             if name == "queue.buffering.max.kbytes":
                 queue_kb = value

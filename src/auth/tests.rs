@@ -40,6 +40,16 @@ fn any_of_several_credentials_is_accepted_during_rotation() {
     );
 }
 
+/// PowerShell and some Windows editors start a file with a byte-order mark, which would otherwise
+/// become part of the first user's name.
+#[test]
+fn a_credentials_file_that_starts_with_a_byte_order_mark_is_read_without_it() {
+    let parsed = parse_file("\u{feff}testuser:testpass\r\nother:x\r\n").expect("valid");
+    let c = Credentials::new(parsed);
+    assert_eq!(c.users(), ["testuser", "other"]);
+    assert_eq!(c.check(Some(b"Basic dGVzdHVzZXI6dGVzdHBhc3M=")), Ok(()));
+}
+
 #[test]
 fn missing_malformed_and_wrong_are_told_apart() {
     let c = creds(&["testuser:testpass"]);

@@ -258,6 +258,28 @@ fn a_record_size_limit_below_the_body_limit_is_a_caveat() {
 }
 
 #[test]
+fn a_producer_queue_smaller_than_the_largest_record_is_refused() {
+    let err = build(&["-X", "queue.buffering.max.kbytes=512"]).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with("queue.buffering.max.kbytes: 512 KiB"),
+        "{text}"
+    );
+    assert!(text.contains("at least 1088"), "{text}");
+    // It follows the body limit, and message.max.bytes.
+    assert!(build(&["-X", "queue.buffering.max.kbytes=1088"]).is_ok());
+    assert!(build(&[
+        "-X",
+        "queue.buffering.max.kbytes=512",
+        "--max-body-bytes",
+        "400000",
+        "-X",
+        "message.max.bytes=500000"
+    ])
+    .is_ok());
+}
+
+#[test]
 fn a_credential_list_written_with_spaces_is_refused_not_half_accepted() {
     let err = build(&["--kafka-brokers", "k:9092", "--auth", "alice:one, bob:two"]).unwrap_err();
     assert!(err.to_string().contains("\"bob\""), "{err}");

@@ -69,8 +69,34 @@ const ALIASES: [(&str, &str); 10] = [
     ),
 ];
 
-/// The name a property is kept under (see [`ALIASES`]).
+/// The producer's topic-level properties (librdkafka's CONFIGURATION.md, "Topic configuration
+/// properties"), under the names [`canonical`] keeps.
+const TOPIC_LEVEL: [&str; 9] = [
+    "acks",
+    "request.timeout.ms",
+    "message.timeout.ms",
+    "queuing.strategy",
+    "produce.offset.report",
+    "partitioner",
+    "compression.type",
+    "compression.level",
+    "msg_order_cmp",
+];
+
+/// The name a property is kept under (see [`ALIASES`]). librdkafka also takes a topic-level
+/// property with a `topic.` prefix (it strips one from a name that is no global property, as
+/// kcat's `-X topic.acks=1` relies on), so `topic.acks` is kept as `acks` too: in one map with
+/// the bridge's default the two would be applied in no fixed order, and the rules that read
+/// `acks` (idempotence) and `message.timeout.ms` would not see it. Global properties named
+/// `topic.*` (`topic.metadata.refresh.interval.ms`) keep their names.
 pub fn canonical(key: &str) -> &str {
+    match key.strip_prefix("topic.").map(unaliased) {
+        Some(name) if TOPIC_LEVEL.contains(&name) => name,
+        _ => unaliased(key),
+    }
+}
+
+fn unaliased(key: &str) -> &str {
     ALIASES
         .iter()
         .find(|(alias, _)| *alias == key)

@@ -79,6 +79,18 @@ fn file_variables_read_the_secret_from_the_file() {
 }
 
 #[test]
+fn a_secret_file_that_starts_with_a_byte_order_mark_is_read_without_it() {
+    let props = from_sources(
+        env(&[("KAFKA_SASL_PASSWORD_FILE", "/secrets/pw")]),
+        &[],
+        limits(Duration::from_secs(1)),
+        &|_: &Path| Ok("\u{feff}hunter2\r\n".to_string()),
+    )
+    .expect("valid");
+    assert_eq!(props.get("sasl.password"), Some("hunter2"));
+}
+
+#[test]
 fn kubernetes_service_links_are_ignored() {
     let props = from_sources(
         env(&[
@@ -104,6 +116,38 @@ fn kubernetes_service_links_are_ignored() {
         "{set:?}"
     );
     assert_eq!(props.get("sasl.kerberos.service.name"), Some("kafka"));
+}
+
+/// librdkafka takes `topic.acks` for `acks` (kcat's spelling): kept beside the bridge's `acks`,
+/// the two would be applied in no fixed order, and idempotence would stay on with `acks=1`.
+#[test]
+fn topic_prefixed_names_replace_the_bridges_defaults_and_global_topic_names_stay() {
+    let props = from_sources(
+        env(&[("KAFKA_TOPIC_MESSAGE_TIMEOUT_MS", "30000")]),
+        &[
+            "topic.acks=1".into(),
+            "topic.request.required.acks=1".into(),
+            "topic.compression.codec=lz4".into(),
+            "topic.metadata.refresh.interval.ms=60000".into(),
+        ],
+        limits(Duration::from_secs(1)),
+        &no_files,
+    )
+    .expect("valid");
+    let set: Vec<String> = props.to_map().into_keys().collect();
+    assert!(
+        !set.iter()
+            .any(|k| k.starts_with("topic.") && k != "topic.metadata.refresh.interval.ms"),
+        "{set:?}"
+    );
+    assert_eq!(props.get("acks"), Some("1"));
+    assert_eq!(props.get("enable.idempotence"), Some("false"));
+    assert_eq!(props.get("message.timeout.ms"), Some("30000"));
+    assert_eq!(props.get("compression.type"), Some("lz4"));
+    assert_eq!(
+        props.get("topic.metadata.refresh.interval.ms"),
+        Some("60000")
+    );
 }
 
 #[test]
@@ -285,6 +329,14 @@ fn the_defaults_are_the_ones_the_readme_documents() {
     ] {
         assert_eq!(props.get(name), Some(value), "{name}");
     }
+}
+
+#[test]
+fn the_default_queue_holds_one_record_of_the_largest_size() {
+    assert_eq!(queue_kbytes(1 << 20), 65536);
+    // 100 MiB bodies: the record is 100 MiB + 64 KiB, which a 64 MiB queue would never take.
+    assert_eq!(queue_kbytes(100 << 20), 102464);
+    assert!(queue_kbytes(512 << 20) * 1024 >= max_record_bytes(512 << 20));
 }
 
 #[test]

@@ -540,13 +540,15 @@ Otherwise, after KAFKA_: "___" is "-", "__" is "_", "_" is ".", lower-cased.
 
 {{/*
 librdkafka's queue.buffering.max.kbytes: from kafka.properties when set there (rendered as in
-_pod.tpl: an integral float from a values file as an integer), else the bridge's default 65536.
+_pod.tpl: an integral float from a values file as an integer), else the bridge's default: 65536,
+or one record of the largest size (config.maxBodyBytes + 64 KiB) when that is more.
 */}}
 {{- define "qikchat-bridge.queueBufferingMaxKbytes" -}}
 {{- $props := .Values.kafka.properties | default dict -}}
 {{- $v := index $props "queue.buffering.max.kbytes" -}}
 {{- if kindIs "invalid" $v -}}
-65536
+{{- $record := max 1000000 (add (int64 .Values.config.maxBodyBytes) 65536) -}}
+{{- max 65536 (div (add $record 1023) 1024) -}}
 {{- else -}}
 {{- $text := toString $v -}}
 {{- if and (kindIs "float64" $v) (eq $v (float64 (int64 $v))) -}}
