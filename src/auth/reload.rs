@@ -11,8 +11,15 @@ use super::{parse_file, AuthReload, Credentials, FileDigest};
 /// How often the file is read: a few syscalls a second, and a rotation takes effect at once.
 const EVERY: Duration = Duration::from_secs(1);
 
-/// Reads `reload.path` every second until `stop`; when its text changes and is valid, the
-/// accepted credentials become the `--auth` ones plus the file's. A file that is unreadable,
+/// How soon a changed file is read again, to be applied only if it reads the same: a writer that
+/// truncates and then writes (`cp`, `echo >`, an editor; Kubernetes swaps a symlink and is not
+/// one) can be caught half-way, and `alice:newp` parses as well as `alice:newpassword`. Applied,
+/// it would answer Qikchat 401, which it does not retry.
+const SETTLE: Duration = Duration::from_millis(200);
+
+/// Reads `reload.path` every second until `stop`; when its text changes, reads the same twice
+/// [`SETTLE`] apart, and is valid, the accepted credentials become the `--auth` ones plus the
+/// file's. A file that is unreadable,
 /// invalid or would leave no credential at all keeps the previous set, with one log line per
 /// change of the file.
 pub async fn watch_auth_file(
@@ -28,9 +35,12 @@ pub async fn watch_auth_file(
     // What start-up read: a file rotated since (while the spool recovered, say) is a change.
     let mut last = reload.started_with;
     let mut last_error: Option<String> = None;
+    // A changed text seen once, waiting to be read the same again.
+    let mut changed: Option<FileDigest> = None;
     loop {
+        let wait = if changed.is_some() { SETTLE } else { EVERY };
         tokio::select! {
-            () = tokio::time::sleep(EVERY) => {}
+            () = tokio::time::sleep(wait) => {}
             () = crate::admin::stopped(&mut stop) => return,
         }
         let text = match read(reload.path.clone()).await {
@@ -47,8 +57,14 @@ pub async fn watch_auth_file(
         last_error = None;
         let digest = FileDigest::of(&text);
         if last == digest {
+            changed = None;
             continue;
         }
+        if changed.as_ref() != Some(&digest) {
+            changed = Some(digest);
+            continue;
+        }
+        changed = None;
         match parse_file(&text) {
             // An emptied file is far more often a Secret being replaced than a wish to lock out
             // every sender the file named, so it leaves them in force, even beside `--auth`.

@@ -158,3 +158,45 @@ async fn a_file_rotated_while_the_bridge_started_is_applied() {
     stop_tx.send(true).expect("stop");
     watcher.await.expect("watcher");
 }
+
+/// A writer that truncates and then writes can be caught half-way, and the half parses: it is
+/// applied only once the file reads the same twice, so senders never meet a truncated password.
+#[tokio::test(start_paused = true)]
+async fn a_file_caught_half_written_is_not_applied_until_it_reads_the_same_twice() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("credentials");
+    let at_start = "alice:old-password\n";
+    std::fs::write(&path, at_start).expect("write");
+    let parsed = parse_file(at_start).expect("valid");
+    let live = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(Credentials::new(parsed)));
+    let reload = AuthReload {
+        path: path.clone(),
+        fixed: Vec::new(),
+        started_with: FileDigest::of(at_start),
+    };
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let watcher = tokio::spawn(watch_auth_file(reload, live.clone(), stop));
+    let accepts = |pass: &str| {
+        let header = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("alice:{pass}"))
+        );
+        live.load().check(Some(header.as_bytes())).is_ok()
+    };
+
+    // Half-way through a rewrite, seen by one read.
+    std::fs::write(&path, "alice:new-pa").expect("write");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // The rest arrives before the read that would settle it.
+    std::fs::write(&path, "alice:new-password\n").expect("write");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(accepts("old-password"), "nothing applied yet");
+    assert!(!accepts("new-pa"), "the half-written password was applied");
+    // Read the same twice: applied.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(accepts("new-password"), "{:?}", live.load().users());
+    assert!(!accepts("new-pa") && !accepts("old-password"));
+    stop_tx.send(true).expect("stop");
+    watcher.await.expect("watcher");
+}
