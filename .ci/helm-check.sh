@@ -469,6 +469,206 @@ EOF
   promtool test rules "$dir/test.yaml"
 }
 
+# review_alert_cases RULES: promtool tests, on a copy of the rules file RULES (alerts.yaml, or
+# the rules of a rendered PrometheusRule), of what the review of the rules found them missing:
+# a replica whose /metrics scrape fails (503 while its spool disk stalls) alerts, also past the
+# hour its last series fell out of; a single invalid body alerts; 408s for slow senders do not
+# make the p99 alert; two timeouts on a quiet topic do not page; 404s and 405s neither dilute
+# the unauthorized ratio nor count towards its minimum volume. Each case failed on the rules
+# before the fix.
+review_alert_cases() {
+  local dir
+  dir="$(mktemp -d "$WORK/review-alerts.XXXXXX")"
+  cp "$1" "$dir/rules.yaml"
+  # The annotations are those of deploy/prometheus/alerts.yaml (as in $LIB/alerts.test.yaml).
+  cat >"$dir/test.yaml" <<'EOF'
+rule_files:
+  - rules.yaml
+evaluation_interval: 1m
+tests:
+  # QikchatBridgeScrapeFailing. a) A pod whose spool disk stalls at minute 10: /metrics answers
+  # 503 (up 0), its own series go stale; it fires after 5 minutes and still 76 minutes after
+  # its last qikchat_bridge_build_info, until the pod is deleted (its target, and up, gone).
+  # b) a ready pod of the release; c) another application's target down; d) a bridge whose
+  # scrape fails for 3 minutes only; e) the docker-compose stack (no namespace, no pod), down
+  # from minute 20.
+  - interval: 1m
+    input_series:
+      - series: 'up{job="qikchat-bridge",namespace="messaging",instance="10.1.0.5:9464",pod="qikchat-bridge-5f7c9d-x2kqp",service="qikchat-bridge",endpoint="admin"}'
+        values: '1x9 0x90 stale'
+      - series: 'qikchat_bridge_build_info{job="qikchat-bridge",namespace="messaging",instance="10.1.0.5:9464",pod="qikchat-bridge-5f7c9d-x2kqp",service="qikchat-bridge",endpoint="admin",version="1.0.0",commit="0123abc"}'
+        values: '1x9 stale'
+      - series: 'up{job="qikchat-bridge",namespace="messaging",instance="10.1.0.6:9464",pod="qikchat-bridge-5f7c9d-7hn4m",service="qikchat-bridge",endpoint="admin"}'
+        values: '1x110'
+      - series: 'qikchat_bridge_build_info{job="qikchat-bridge",namespace="messaging",instance="10.1.0.6:9464",pod="qikchat-bridge-5f7c9d-7hn4m",service="qikchat-bridge",endpoint="admin",version="1.0.0",commit="0123abc"}'
+        values: '1x110'
+      - series: 'up{job="postgres-exporter",namespace="messaging",instance="10.1.0.8:9187",pod="postgres-0",service="postgres",endpoint="metrics"}'
+        values: '0x110'
+      - series: 'up{job="qikchat-bridge",namespace="messaging",instance="10.1.0.7:9464",pod="qikchat-bridge-5f7c9d-pq8zt",service="qikchat-bridge",endpoint="admin"}'
+        values: '1x9 0x2 1x98'
+      - series: 'qikchat_bridge_build_info{job="qikchat-bridge",namespace="messaging",instance="10.1.0.7:9464",pod="qikchat-bridge-5f7c9d-pq8zt",service="qikchat-bridge",endpoint="admin",version="1.0.0",commit="0123abc"}'
+        values: '1x9 stale _x2 1x98'
+      - series: 'up{job="qikchat-bridge",instance="qikchat-bridge:9464"}'
+        values: '1x19 0x90'
+      - series: 'qikchat_bridge_build_info{job="qikchat-bridge",instance="qikchat-bridge:9464",version="1.0.0",commit="0123abc"}'
+        values: '1x19 stale'
+    alert_rule_test:
+      - eval_time: 14m
+        alertname: QikchatBridgeScrapeFailing
+      - eval_time: 16m
+        alertname: QikchatBridgeScrapeFailing
+        exp_alerts:
+          - exp_labels: {severity: warning, job: qikchat-bridge, namespace: messaging, instance: "10.1.0.5:9464", pod: qikchat-bridge-5f7c9d-x2kqp}
+            exp_annotations:
+              summary: "Prometheus cannot scrape a qikchat-bridge instance"
+              description: "Scraping /metrics of 10.1.0.5:9464 (pod qikchat-bridge-5f7c9d-x2kqp) has failed for 5 minutes, so none of its series is current and the other alerts cannot see what it does. The bridge answers /metrics with 503 when its spool disk stalls (reading the spool's oldest record took over 5 s, or an earlier scrape's read still waits), while it goes on taking webhooks: check the volume and the bridge logs. Otherwise its admin port does not answer (a hung process, a network policy)."
+      - eval_time: 85m
+        alertname: QikchatBridgeScrapeFailing
+        exp_alerts:
+          - exp_labels: {severity: warning, job: qikchat-bridge, namespace: messaging, instance: "10.1.0.5:9464", pod: qikchat-bridge-5f7c9d-x2kqp}
+            exp_annotations:
+              summary: "Prometheus cannot scrape a qikchat-bridge instance"
+              description: "Scraping /metrics of 10.1.0.5:9464 (pod qikchat-bridge-5f7c9d-x2kqp) has failed for 5 minutes, so none of its series is current and the other alerts cannot see what it does. The bridge answers /metrics with 503 when its spool disk stalls (reading the spool's oldest record took over 5 s, or an earlier scrape's read still waits), while it goes on taking webhooks: check the volume and the bridge logs. Otherwise its admin port does not answer (a hung process, a network policy)."
+          - exp_labels: {severity: warning, job: qikchat-bridge, instance: "qikchat-bridge:9464"}
+            exp_annotations:
+              summary: "Prometheus cannot scrape a qikchat-bridge instance"
+              description: "Scraping /metrics of qikchat-bridge:9464 has failed for 5 minutes, so none of its series is current and the other alerts cannot see what it does. The bridge answers /metrics with 503 when its spool disk stalls (reading the spool's oldest record took over 5 s, or an earlier scrape's read still waits), while it goes on taking webhooks: check the volume and the bridge logs. Otherwise its admin port does not answer (a hung process, a network policy)."
+      - eval_time: 102m
+        alertname: QikchatBridgeScrapeFailing
+        exp_alerts:
+          - exp_labels: {severity: warning, job: qikchat-bridge, instance: "qikchat-bridge:9464"}
+            exp_annotations:
+              summary: "Prometheus cannot scrape a qikchat-bridge instance"
+              description: "Scraping /metrics of qikchat-bridge:9464 has failed for 5 minutes, so none of its series is current and the other alerts cannot see what it does. The bridge answers /metrics with 503 when its spool disk stalls (reading the spool's oldest record took over 5 s, or an earlier scrape's read still waits), while it goes on taking webhooks: check the volume and the bridge logs. Otherwise its admin port does not answer (a hung process, a network policy)."
+
+  # QikchatBridgeInvalidPayloads: a single invalid body at minute 5 fires it at once, for the
+  # 15 minutes it stays in the window.
+  - interval: 1m
+    input_series:
+      - series: 'qikchat_bridge_events_total{job="qikchat-bridge",instance="a:9464",event_type="invalid"}'
+        values: '0x4 1x40'
+    alert_rule_test:
+      - eval_time: 4m
+        alertname: QikchatBridgeInvalidPayloads
+      - eval_time: 5m
+        alertname: QikchatBridgeInvalidPayloads
+        exp_alerts:
+          - exp_labels: {severity: info, job: qikchat-bridge}
+            exp_annotations:
+              summary: "qikchat-bridge receives invalid webhook bodies"
+              description: "qikchat-bridge sent 1 invalid bodies to the dead-letter topic in the last 15 minutes. Qikchat may have changed its payload format."
+      - eval_time: 19m
+        alertname: QikchatBridgeInvalidPayloads
+        exp_alerts:
+          - exp_labels: {severity: info, job: qikchat-bridge}
+            exp_annotations:
+              summary: "qikchat-bridge receives invalid webhook bodies"
+              description: "qikchat-bridge sent 1 invalid bodies to the dead-letter topic in the last 15 minutes. Qikchat may have changed its payload format."
+      - eval_time: 21m
+        alertname: QikchatBridgeInvalidPayloads
+
+  # QikchatBridgeResponsesNearTimeout: fast accepted answers and, for a third of the requests,
+  # 408s for slow bodies answered after 2-5 s (outcome body_timeout): the senders are slow,
+  # the bridge and Kafka are not, so it stays quiet (the p99 of all answers is about 4.9 s).
+  - interval: 1m
+    input_series:
+      - series: 'qikchat_bridge_request_duration_seconds_bucket{job="qikchat-bridge",instance="a:9464",outcome="accepted",le="0.01"}'
+        values: '0+60x30'
+      - series: 'qikchat_bridge_request_duration_seconds_bucket{job="qikchat-bridge",instance="a:9464",outcome="accepted",le="1.5"}'
+        values: '0+60x30'
+      - series: 'qikchat_bridge_request_duration_seconds_bucket{job="qikchat-bridge",instance="a:9464",outcome="accepted",le="2"}'
+        values: '0+60x30'
+      - series: 'qikchat_bridge_request_duration_seconds_bucket{job="qikchat-bridge",instance="a:9464",outcome="accepted",le="5"}'
+        values: '0+60x30'
+      - series: 'qikchat_bridge_request_duration_seconds_bucket{job="qikchat-bridge",instance="a:9464",outcome="accepted",le="+Inf"}'
+        values: '0+60x30'
+      - series: 'qikchat_bridge_request_duration_seconds_bucket{job="qikchat-bridge",instance="a:9464",outcome="body_timeout",le="0.01"}'
+        values: '0x30'
+      - series: 'qikchat_bridge_request_duration_seconds_bucket{job="qikchat-bridge",instance="a:9464",outcome="body_timeout",le="1.5"}'
+        values: '0x30'
+      - series: 'qikchat_bridge_request_duration_seconds_bucket{job="qikchat-bridge",instance="a:9464",outcome="body_timeout",le="2"}'
+        values: '0x30'
+      - series: 'qikchat_bridge_request_duration_seconds_bucket{job="qikchat-bridge",instance="a:9464",outcome="body_timeout",le="5"}'
+        values: '0+30x30'
+      - series: 'qikchat_bridge_request_duration_seconds_bucket{job="qikchat-bridge",instance="a:9464",outcome="body_timeout",le="+Inf"}'
+        values: '0+30x30'
+    alert_rule_test:
+      - eval_time: 20m
+        alertname: QikchatBridgeResponsesNearTimeout
+      - eval_time: 30m
+        alertname: QikchatBridgeResponsesNearTimeout
+
+  # QikchatBridgeKafkaDeliveryErrors: two timeouts on a quiet topic (whatsapp.message.status,
+  # nothing else delivered to it) are 100% of its deliveries but below the minimum volume of
+  # 10 in 5 minutes: quiet. A topic whose every delivery fails, 3 a minute, still fires.
+  - interval: 1m
+    input_series:
+      - series: 'qikchat_bridge_kafka_deliveries_total{job="qikchat-bridge",instance="a:9464",topic="whatsapp.message.status",result="ok"}'
+        values: '0x30'
+      - series: 'qikchat_bridge_kafka_deliveries_total{job="qikchat-bridge",instance="a:9464",topic="whatsapp.message.status",result="timeout"}'
+        values: '0x10 1 2x19'
+      - series: 'qikchat_bridge_kafka_deliveries_total{job="qikchat-bridge",instance="a:9464",topic="whatsapp.message.in",result="ok"}'
+        values: '0x30'
+      - series: 'qikchat_bridge_kafka_deliveries_total{job="qikchat-bridge",instance="a:9464",topic="whatsapp.message.in",result="topic_authorization_failed"}'
+        values: '0+3x30'
+    alert_rule_test:
+      - eval_time: 13m
+        alertname: QikchatBridgeKafkaDeliveryErrors
+        exp_alerts: &delivery_errors
+          - exp_labels: {severity: critical, job: qikchat-bridge, topic: whatsapp.message.in}
+            exp_annotations:
+              summary: "Kafka deliveries of qikchat-bridge fail"
+              description: "100% of the deliveries of qikchat-bridge to topic whatsapp.message.in failed over the last 5 minutes. The result label of qikchat_bridge_kafka_deliveries_total tells why (queue_full, timeout, msg_size_too_large, topic or authorization errors, ...)."
+      - eval_time: 16m
+        alertname: QikchatBridgeKafkaDeliveryErrors
+        exp_alerts: *delivery_errors
+      - eval_time: 20m
+        alertname: QikchatBridgeKafkaDeliveryErrors
+        exp_alerts: *delivery_errors
+
+  # QikchatBridgeAllRequestsUnauthorized: every webhook refused with 401 while a load balancer's
+  # probes and scanners get ten times as many 404s and some 405s: the 404s and 405s do not
+  # dilute the ratio, it fires. In namespace staging, 2 unauthorized requests in 10 minutes
+  # among many 404s: below the minimum volume, which the 404s do not count towards.
+  - interval: 1m
+    input_series:
+      - series: 'qikchat_bridge_requests_total{job="qikchat-bridge",namespace="messaging",instance="a:9464",outcome="unauthorized",status="401"}'
+        values: '0+60x30'
+      - series: 'qikchat_bridge_requests_total{job="qikchat-bridge",namespace="messaging",instance="a:9464",outcome="not_found",status="404"}'
+        values: '0+600x30'
+      - series: 'qikchat_bridge_requests_total{job="qikchat-bridge",namespace="messaging",instance="a:9464",outcome="method_not_allowed",status="405"}'
+        values: '0+60x30'
+      - series: 'qikchat_bridge_requests_total{job="qikchat-bridge",namespace="messaging",instance="a:9464",outcome="accepted",status="200"}'
+        values: '0x30'
+      - series: 'qikchat_bridge_requests_total{job="qikchat-bridge",namespace="staging",instance="s:9464",outcome="unauthorized",status="401"}'
+        values: '0x10 1 2x19'
+      - series: 'qikchat_bridge_requests_total{job="qikchat-bridge",namespace="staging",instance="s:9464",outcome="not_found",status="404"}'
+        values: '0+600x30'
+      - series: 'qikchat_bridge_requests_total{job="qikchat-bridge",namespace="staging",instance="s:9464",outcome="accepted",status="200"}'
+        values: '0x30'
+    alert_rule_test:
+      - eval_time: 25m
+        alertname: QikchatBridgeAllRequestsUnauthorized
+        exp_alerts:
+          - exp_labels: {severity: critical, job: qikchat-bridge, namespace: messaging}
+            exp_annotations:
+              summary: "qikchat-bridge rejects nearly every webhook as unauthorized"
+              description: "100% of the requests to qikchat-bridge were unauthorized for 10 minutes: Qikchat's webhook credentials and the bridge's credentials Secret disagree, and no webhook reaches Kafka."
+EOF
+  promtool test rules "$dir/test.yaml"
+}
+
+# review_alert_cases_rendered: review_alert_cases on the rules of the PrometheusRule the chart
+# renders (the alerts it scopes to the release are not among those tested, so the cases hold).
+review_alert_cases_rendered() {
+  local dir
+  dir="$(mktemp -d "$WORK/review-rendered.XXXXXX")"
+  helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --set kafka.bootstrapServers=kafka:9092 \
+    --set serviceMonitor.enabled=true --set prometheusRule.enabled=true >"$dir/rendered.yaml"
+  "$PY" "$LIB/chart_check.py" rules "$dir/rendered.yaml" "$dir/rules.yaml"
+  review_alert_cases "$dir/rules.yaml"
+}
+
 # alerts_edit_refused SED-SCRIPT EXPECTED: with files/alerts.yaml edited by SED-SCRIPT (in a copy
 # of the chart), the PrometheusRule must fail to render, mentioning EXPECTED, rather than lose
 # the release scoping of QikchatBridgeNoReadyInstance without a word.
@@ -933,6 +1133,10 @@ check "-X sasl.oauthbearer.token.endpoint.url (not a secret) in extraArgs render
 section "Alert rules (promtool)"
 check "promtool check rules deploy/prometheus/alerts.yaml" promtool check rules deploy/prometheus/alerts.yaml
 check "promtool test rules $LIB/alerts.test.yaml" promtool test rules "$LIB/alerts.test.yaml"
+check "promtool test rules: scrape failure, one invalid body, slow senders, quiet topic, 404s (alerts.yaml)" \
+  review_alert_cases deploy/prometheus/alerts.yaml
+check "promtool test rules: scrape failure, one invalid body, slow senders, quiet topic, 404s (rendered PrometheusRule)" \
+  review_alert_cases_rendered
 rule_renders=0
 for c in "${CASES[@]}"; do
   f="$WORK/rendered/$c.yaml"
