@@ -13,6 +13,9 @@ cd "$(dirname "$0")/.."
 python3 -m unittest discover -s bench -p 'test_*.py'
 
 unset BENCH_RATES BENCH_DURATION BENCH_BROKERS BENCH_REPEAT  # the figures checked below are the defaults
+# bench/run.sh prefers these to what it builds: one left in the environment would be measured
+# instead of this commit's binaries.
+unset BRIDGE_BIN NOKAFKA_BIN
 out=${BENCH_OUT:-bench/out}
 # Two repeats of the peak phases, so the median path of the report runs too.
 args=(--smoke --repeat 2 --out "$out")
@@ -94,7 +97,11 @@ else:
             "librdkafka_us_per_req", "other_us_per_req", "server_switches_per_s", "machine_idle_pct"),
             positive=False)
     # Only the bridge has Kafka client threads; finding CPU in them proves the grouping read them.
-    if "bridge" in rows and rows["bridge"]["librdkafka_us_per_req"] in ("", "0"):
+    try:
+        bridge_librdkafka = float(rows["bridge"]["librdkafka_us_per_req"]) if "bridge" in rows else None
+    except ValueError:
+        bridge_librdkafka = 0.0
+    if bridge_librdkafka is not None and not bridge_librdkafka > 0:
         failures.append("decomposition.csv: no CPU found in the bridge's librdkafka threads")
     # The bridge without Kafka again, open loop at the bridge's peak rate.
     row = rows.get("nokafka_at_bridge_rate")
@@ -109,7 +116,10 @@ else:
     else:
         check_numbers("decomposition.csv kafka_floor", row, (
             "ok_rate", "cpu_us_per_req", "kafka_cpu_us_per_req", "runtime_us_per_req", "librdkafka_us_per_req"))
-    for path in glob.glob(os.path.join(out, "peak-c256-r*-floor.json")):
+    floors = glob.glob(os.path.join(out, "peak-c256-r*-floor.json"))
+    if len(floors) != 2:  # one per repeat of the peak phases (--repeat 2)
+        failures.append(f"{len(floors)} peak-c256-r*-floor.json files, not 2: the Kafka floor's runs were not checked")
+    for path in floors:
         if json.load(open(path)).get("failed") != 0:
             failures.append(f"{os.path.basename(path)}: records failed in the measured window")
 

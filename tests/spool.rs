@@ -436,13 +436,7 @@ async fn shutdown_with_records_still_spooled_is_bounded_and_keeps_them_for_the_n
     assert_eq!(ok.len(), 10);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (_, m) = app.admin_get("/metrics").await;
-    eprintln!(
-        "{}",
-        m.lines()
-            .filter(|l| l.contains("spool"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    assert!(has_line(&m, "qikchat_bridge_spool_records 10"), "{m}");
     // Replay is stuck waiting on the broker; shutdown must not wait for its 30 s timeout.
     tokio::time::timeout(Duration::from_secs(10), app.stop())
         .await
@@ -509,7 +503,9 @@ async fn a_partition_without_a_leader_holds_back_only_its_own_spooled_records() 
     all_stored(&app, &held_ids, Duration::from_secs(60)).await;
     drained(&app, 330, "spool not drained").await;
     // Where librdkafka put each record is where replay expected it.
-    for got in app.records(TOPIC, 330, Duration::from_secs(10)).await {
+    let got = app.records(TOPIC, 330, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 330, "every record read back");
+    for got in got {
         let key = got.key.expect("keyed");
         assert_eq!(
             got.partition,
