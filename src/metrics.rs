@@ -83,6 +83,14 @@ fn name(short: &str) -> String {
     format!("{PREFIX}_{short}")
 }
 
+/// The `kafka_deliveries_total` results shown at 0 from the start (see `Metrics::new`).
+const DELIVERY_ERRORS: [&str; 4] = [
+    "timeout",
+    "queue_full",
+    "msg_size_too_large",
+    "producer_closed",
+];
+
 impl Metrics {
     pub fn new(topics: &[String]) -> prometheus::Result<Metrics> {
         let registry = Registry::new();
@@ -234,6 +242,14 @@ impl Metrics {
             .iter()
             .map(|r| auth_vec.with_label_values(&[r.as_str()]))
             .collect();
+        // The results a healthy bridge meets first, resolved now as well: a series born at its
+        // first failure already holds 1, which rate() cannot tell from its absence, so the
+        // delivery-error alert would miss a short outage.
+        for t in topics {
+            for result in DELIVERY_ERRORS {
+                deliveries.with_label_values(&[t.as_str(), result]);
+            }
+        }
         let topics = topics
             .iter()
             .map(|t| TopicMetrics {

@@ -31,6 +31,28 @@ fn an_answer_well_past_its_due_time_is_counted_as_slow_but_the_deadlines_own_503
     );
 }
 
+/// A series born at its first failure already holds 1, which rate() cannot tell from its
+/// absence: the delivery-error alert would miss the first failures of each kind.
+#[test]
+fn the_common_delivery_errors_of_each_topic_are_shown_at_0_before_any_happens() {
+    let metrics = Metrics::new(&["a".to_string(), "b".to_string()]).expect("metrics");
+    let text = shown(&metrics);
+    for topic in ["a", "b"] {
+        for result in [
+            "ok",
+            "timeout",
+            "queue_full",
+            "msg_size_too_large",
+            "producer_closed",
+        ] {
+            let series = format!(
+                "qikchat_bridge_kafka_deliveries_total{{result=\"{result}\",topic=\"{topic}\"}} 0"
+            );
+            assert!(text.contains(&series), "{series} missing:\n{text}");
+        }
+    }
+}
+
 #[test]
 fn each_spool_write_result_has_its_label() {
     let metrics = Metrics::new(&[]).expect("metrics");

@@ -98,7 +98,7 @@ async fn a_record_whose_deadline_has_passed_is_not_handed_to_librdkafka_nor_coun
     assert_eq!(expired, Err(ProduceError::Timeout));
     let text = String::from_utf8(sink.metrics.render()).expect("utf-8");
     assert!(
-        !text.contains(r#"kafka_deliveries_total{result="timeout",topic="t"}"#),
+        text.contains(r#"kafka_deliveries_total{result="timeout",topic="t"} 0"#),
         "a record never sent counted as a Kafka timeout: {text}"
     );
     // Had the first been queued, it would hold offset 0 of the one partition.
@@ -543,4 +543,25 @@ async fn a_producer_made_again_with_another_partitioner_is_no_longer_followed_by
         .await
         .expect("rebuilt");
     assert_eq!(sink.key_partitions("t").await, None);
+}
+
+/// Replay's sends wait up to 30 s behind a backlog: timed with the webhooks', they would pin the
+/// delivery-time histogram (whose buckets end at 5 s) at its top after every outage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replays_deliveries_are_counted_but_only_the_webhooks_are_timed() {
+    let (_cluster, properties, webhooks) = one_topic_sink();
+    let replay = KafkaSink::new(&properties, webhooks.metrics.clone(), ProducerRole::Replay)
+        .expect("producer");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    replay.send(&record(), deadline).await.expect("replayed");
+    webhooks.send(&record(), deadline).await.expect("delivered");
+    let text = String::from_utf8(webhooks.metrics.render()).expect("utf-8");
+    assert!(
+        text.contains(r#"kafka_deliveries_total{result="ok",topic="t"} 2"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"kafka_delivery_duration_seconds_count{topic="t"} 1"#),
+        "{text}"
+    );
 }
