@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
@@ -45,6 +45,9 @@ pub enum TailError {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("topic {0}: {1}")]
     NoSuchTopic(String, String),
+    /// See [`refused_for_good`].
+    #[error("Kafka refuses the records: {0} ({0:?}); reading on would print nothing, as from an empty topic")]
+    Refused(RDKafkaErrorCode),
     #[error("writing output: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -69,6 +72,16 @@ where
 {
     let read = |p: &Path| std::fs::read_to_string(p);
     let mut config = ClientConfig::new();
+    // Where an offset that no longer exists (retention deleted it) starts: the oldest left for
+    // --from-beginning, not the end, which would skip every record silently.
+    config.set(
+        "auto.offset.reset",
+        if args.from_beginning {
+            "earliest"
+        } else {
+            "latest"
+        },
+    );
     for (k, v) in kafka_props::overrides(env, &args.kafka_properties, &read)? {
         config.set(k, v);
     }
@@ -124,6 +137,9 @@ where
                 printed += 1;
                 last = Instant::now();
             }
+            Some(Err(KafkaError::MessageConsumption(code))) if refused_for_good(code) => {
+                return Err(TailError::Refused(code));
+            }
             // A broker restarting or a leader moving: librdkafka reconnects by itself.
             Some(Err(KafkaError::MessageConsumption(code))) => {
                 // Not eprintln!, which panics when stderr is a closed pipe (`2>&1 | head`).
@@ -137,6 +153,23 @@ where
         }
     }
     Ok(printed)
+}
+
+/// Refusals no reconnect ends: credentials, their ACLs (the bridge's own often allow writing,
+/// not reading), a topic gone. Printed and read past, they left a script with no record and
+/// exit 0, as if the topic were empty.
+fn refused_for_good(code: RDKafkaErrorCode) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        code,
+        C::TopicAuthorizationFailed
+            | C::GroupAuthorizationFailed
+            | C::ClusterAuthorizationFailed
+            | C::SaslAuthenticationFailed
+            | C::Authentication
+            | C::UnknownTopicOrPartition
+            | C::UnknownTopic
+    )
 }
 
 /// One record as a JSON object on one line. The value is a string holding the exact body (bodies

@@ -113,6 +113,27 @@ fn committed_offsets_of_tail(bootstrap: &str) -> Vec<((String, i32), Offset)> {
     all
 }
 
+/// Credentials that may describe and write a topic but not read it (as the bridge's own often
+/// are): every fetch is refused. Read past, the errors left a script with no record and exit 0.
+#[test]
+fn tail_exits_1_when_kafka_refuses_to_serve_the_records() {
+    let cluster = rdkafka::mocking::MockCluster::new(1).expect("cluster");
+    cluster.create_topic("write.only", 1, 1).expect("topic");
+    cluster.request_errors(
+        rdkafka::types::RDKafkaApiKey::Fetch,
+        &[rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 50],
+    );
+    let output = Command::new(BIN)
+        .args(["tail", "--kafka-brokers", &cluster.bootstrap_servers()])
+        .args(["--from-beginning", "--idle-timeout", "10s", "write.only"])
+        .env_clear()
+        .output()
+        .expect("run tail");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("TopicAuthorizationFailed"), "{stderr}");
+}
+
 #[test]
 fn tail_names_a_missing_topic() {
     let cluster = rdkafka::mocking::MockCluster::new(1).expect("cluster");
