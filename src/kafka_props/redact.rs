@@ -29,10 +29,29 @@ pub fn redacted(e: &rdkafka::error::KafkaError) -> String {
             format!("invalid value for {key}: {}", hide(desc, value))
         }
         // librdkafka's description of an unknown name is `No such configuration property: "name"`
-        // and never holds the value; rdkafka's own text for the error appends the value.
-        KafkaError::ClientConfig(RDKafkaConfRes::RD_KAFKA_CONF_UNKNOWN, desc, _, _) => desc.clone(),
+        // and never holds the value; rdkafka's own text for the error appends the value. But the
+        // name may be a secret itself: `-X "$PASSWORD"` for a base64 password ending in `=`
+        // splits into a "name" and a value of `=`.
+        KafkaError::ClientConfig(RDKafkaConfRes::RD_KAFKA_CONF_UNKNOWN, desc, key, _) => {
+            if looks_like_a_property(key) {
+                desc.clone()
+            } else {
+                "No such configuration property (its name is not shown: it does not look like \
+                 one, and may be a secret given to -X without its KEY=)"
+                    .to_string()
+            }
+        }
         other => other.to_string(),
     }
+}
+
+/// librdkafka's property names: lower case, with at least one dot (`acks` and the few others
+/// without one are known names, never refused as unknown).
+fn looks_like_a_property(name: &str) -> bool {
+    name.contains('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
 }
 
 /// `text` without `value` in it. librdkafka quotes a value it refused or ends its description with
@@ -54,7 +73,29 @@ fn hide(text: &str, value: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::hide;
+    use super::{hide, redacted};
+    use rdkafka::error::KafkaError;
+    use rdkafka::types::RDKafkaConfRes;
+
+    #[test]
+    fn an_unknown_name_that_may_be_a_secret_is_not_shown() {
+        let unknown = |name: &str, value: &str| {
+            redacted(&KafkaError::ClientConfig(
+                RDKafkaConfRes::RD_KAFKA_CONF_UNKNOWN,
+                format!("No such configuration property: \"{name}\""),
+                name.to_string(),
+                value.to_string(),
+            ))
+        };
+        // `-X "c2VjcmV0MTIz=="`: a base64 password, split at its padding.
+        let shown = unknown("c2VjcmV0MTIz", "=");
+        assert!(!shown.contains("c2VjcmV0MTIz"), "{shown}");
+        assert!(shown.contains("No such configuration property"), "{shown}");
+        // A mistyped property is named, so it can be fixed.
+        let shown = unknown("lingr.ms", "5");
+        assert!(shown.contains("\"lingr.ms\""), "{shown}");
+        assert!(!shown.contains('5'), "{shown}");
+    }
 
     #[test]
     fn a_value_is_hidden_where_librdkafka_puts_it_without_garbling_the_text() {
