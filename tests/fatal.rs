@@ -41,10 +41,24 @@ async fn start_with_spool(dir: &tempfile::TempDir) -> TestApp {
         "enable.idempotence=true",
         "-X",
         "acks=all",
+        // The webhook producer's queue gauge current within 100 ms (see `webhook_copies_expired`).
+        "-X",
+        "statistics.interval.ms=100",
         "--spool-dir",
         &spool,
     ])
     .await
+}
+
+/// Once the webhook producer's copies of spooled records have expired (its message timeout is
+/// 1250 ms with a spool) it holds nothing the broker could take when it returns, so only replay's
+/// producer meets the sequence gap injected then. librdkafka scans for expired records about once
+/// a second, so the queue gauge says when, on a loaded machine too.
+async fn webhook_copies_expired(app: &TestApp) {
+    // Past the timeout first: before it the gauge may not show the copies yet.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    app.wait_metric("qikchat_bridge_kafka_queue_messages 0")
+        .await;
 }
 
 fn replaced(metrics: &str) -> Option<u64> {
@@ -233,8 +247,7 @@ async fn the_spools_replay_producer_is_replaced_too_when_librdkafka_declares_it_
     // Replay's producer sends one record first (the first sequence number is always accepted).
     app.cluster.broker_down(1).expect("down");
     assert_eq!(post(&app, 0).await.0, 200, "spooled");
-    // Past the webhook producer's message timeout: it holds nothing the broker could see.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    webhook_copies_expired(&app).await;
     app.cluster.broker_up(1).expect("up");
     app.wait_metric("qikchat_bridge_spool_replayed_total 1")
         .await;
@@ -243,7 +256,7 @@ async fn the_spools_replay_producer_is_replaced_too_when_librdkafka_declares_it_
     for n in 1..4 {
         assert_eq!(post(&app, n).await.0, 200, "spooled");
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    webhook_copies_expired(&app).await;
     // Replay's next produce request meets a sequence gap: librdkafka declares its producer failed.
     app.cluster.request_errors(
         RDKafkaApiKey::Produce,
