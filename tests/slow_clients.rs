@@ -98,6 +98,57 @@ async fn a_client_that_hangs_up_before_its_answer_cancels_nothing() {
         .await;
 }
 
+/// HTTP/2's counterpart: a client that gives up resets its stream (RST_STREAM, CANCEL), which drops
+/// the request's future. A record handed to librdkafka before that is still delivered; the
+/// request is counted as cancelled, in no answered outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_stream_reset_after_its_record_was_handed_over_still_delivers_the_record() {
+    let app = TestApp::start(&[]).await;
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .expect("client");
+    assert_eq!(
+        client
+            .post(app.url())
+            .basic_auth(common::USER, Some(common::PASS))
+            .body(TEXT)
+            .send()
+            .await
+            .expect("h2c request")
+            .status(),
+        200
+    );
+    app.cluster
+        .broker_round_trip_time(1, Duration::from_millis(1000))
+        .expect("rtt");
+    // Dropped when the timeout ends it: reqwest resets the stream.
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(300),
+        client
+            .post(app.url())
+            .basic_auth(common::USER, Some(common::PASS))
+            .body(STATUS)
+            .send(),
+    )
+    .await;
+    assert!(gave_up.is_err(), "answered within 300 ms: {gave_up:?}");
+    app.wait_metric("qikchat_bridge_requests_cancelled_total 1")
+        .await;
+    let got = app
+        .records("whatsapp.message.status", 1, Duration::from_secs(10))
+        .await;
+    assert_eq!(got.len(), 1, "the status is in Kafka");
+    assert_eq!(got[0].value, STATUS);
+    let (_, metrics) = app.admin_get("/metrics").await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == r#"qikchat_bridge_requests_total{outcome="accepted",status="200"} 1"#),
+        "only the first was answered: {metrics}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_that_send_nothing_or_one_byte_of_the_http2_preface_are_closed_and_free_their_slot()
 {
