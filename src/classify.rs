@@ -45,8 +45,9 @@ pub enum ClassifyError {
     EmptyEvent,
     /// It becomes a record header (and `ce_type`, where CloudEvents forbids control characters,
     /// and HTTP headers cannot carry them for the bridges that map it to `ce-type`).
+    /// CloudEvents' String type also forbids Unicode noncharacters.
     #[error(
-        "field `event` is not printable text (a control character or an unpaired surrogate escape)"
+        "field `event` is not printable text (a control character, a Unicode noncharacter or an unpaired surrogate escape)"
     )]
     EventNotText,
     #[error("field `event` appears more than once")]
@@ -210,6 +211,13 @@ macro_rules! not_an_object {
     };
 }
 
+/// U+FDD0..U+FDEF and the last two code points of every plane (U+FFFE, U+FFFF, U+1FFFE, ...):
+/// Unicode's noncharacters, which CloudEvents' String type forbids (and `event` is `ce_type`).
+fn noncharacter(c: char) -> bool {
+    let c = u32::from(c);
+    (0xFDD0..=0xFDEF).contains(&c) || c & 0xFFFE == 0xFFFE
+}
+
 /// The visitor returns the classification result as its value, so that "missing event" or "event
 /// is not a string" are found after the body was fully validated as JSON.
 struct EnvelopeVisitor<const CAREFUL: bool>;
@@ -252,7 +260,9 @@ impl<'de, const CAREFUL: bool> Visitor<'de> for EnvelopeVisitor<CAREFUL> {
             Some(Lenient::Text(event)) if event.trim().is_empty() => {
                 return Ok(Err(ClassifyError::EmptyEvent))
             }
-            Some(Lenient::Text(event)) if event.chars().any(char::is_control) => {
+            Some(Lenient::Text(event))
+                if event.chars().any(|c| c.is_control() || noncharacter(c)) =>
+            {
                 return Ok(Err(ClassifyError::EventNotText))
             }
             Some(Lenient::Text(event)) => event,

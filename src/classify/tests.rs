@@ -193,6 +193,9 @@ fn refusals_name_the_reason() {
         (br#"{"event":"a\u0000b"}"#, ClassifyError::EventNotText),
         (br#"{"event":"a\u007f"}"#, ClassifyError::EventNotText),
         (br#"{"event":"a\u0085"}"#, ClassifyError::EventNotText),
+        (br#"{"event":"a\uffff"}"#, ClassifyError::EventNotText),
+        (br#"{"event":"a\ufdd0"}"#, ClassifyError::EventNotText),
+        (br#"{"event":"\ud83f\udffe"}"#, ClassifyError::EventNotText),
         (br#"{"event":"\ud83d"}"#, ClassifyError::EventNotText),
         (
             br#"{"event":"e","payload":{"to":"+911","to":"+912"}}"#,
