@@ -72,6 +72,7 @@ fn defaults(limits: Defaults) -> BTreeMap<String, String> {
             "queue.buffering.max.kbytes",
             queue_kbytes(limits.max_body_bytes).to_string(),
         ),
+        ("batch.size", batch_bytes(limits.max_body_bytes).to_string()),
         ("reconnect.backoff.ms", "20".to_string()),
         ("reconnect.backoff.max.ms", "1000".to_string()),
         ("statistics.interval.ms", "5000".to_string()),
@@ -102,6 +103,15 @@ pub const LIBRDKAFKA_MAX_RECORD_BYTES: usize = 1_000_000;
 /// The default `message.max.bytes` for bodies of up to `max_body_bytes`.
 pub fn max_record_bytes(max_body_bytes: usize) -> usize {
     LIBRDKAFKA_MAX_RECORD_BYTES.max(max_body_bytes + RECORD_ROOM)
+}
+
+/// The default `batch.size`: librdkafka's 1,000,000, or less with a lower body limit. A topic's
+/// `max.message.bytes` bounds a whole batch, not one record, and the broker refuses every record
+/// of a batch over it as too large: an operator who lowers `--max-body-bytes` to fit a topic's
+/// limit would otherwise see small records refused (413, or dead-lettered from the spool) as
+/// soon as enough of them share a batch. A record larger than this still goes, alone.
+pub fn batch_bytes(max_body_bytes: usize) -> usize {
+    LIBRDKAFKA_MAX_RECORD_BYTES.min(max_body_bytes + RECORD_ROOM)
 }
 
 /// The default `queue.buffering.max.kbytes`: 64 MiB bounds memory, but never below one record

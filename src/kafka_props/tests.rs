@@ -322,6 +322,7 @@ fn the_defaults_are_the_ones_the_readme_documents() {
         ("message.timeout.ms", "1500"),
         ("message.max.bytes", "1114112"),
         ("queue.buffering.max.kbytes", "65536"),
+        ("batch.size", "1000000"),
         ("reconnect.backoff.ms", "20"),
         ("reconnect.backoff.max.ms", "1000"),
         ("statistics.interval.ms", "5000"),
@@ -329,6 +330,14 @@ fn the_defaults_are_the_ones_the_readme_documents() {
     ] {
         assert_eq!(props.get(name), Some(value), "{name}");
     }
+}
+
+/// A topic's limit bounds a whole batch: batches no larger than the largest record the bridge
+/// takes fit a topic sized for it.
+#[test]
+fn a_lower_body_limit_makes_smaller_batches() {
+    assert_eq!(batch_bytes(1 << 20), 1_000_000);
+    assert_eq!(batch_bytes(256 << 10), (256 + 64) << 10);
 }
 
 #[test]
