@@ -63,7 +63,7 @@ pub enum ProduceError {
 }
 
 impl ProduceError {
-    fn from_kafka(error: &KafkaError) -> ProduceError {
+    pub(crate) fn from_kafka(error: &KafkaError) -> ProduceError {
         let Some(code) = error.rdkafka_error_code() else {
             return ProduceError::Unavailable(error.to_string());
         };
@@ -72,7 +72,12 @@ impl ProduceError {
             C::QueueFull => ProduceError::QueueFull,
             C::MessageTimedOut => ProduceError::Timeout,
             C::MessageSizeTooLarge | C::InvalidMessageSize => ProduceError::TooLarge,
-            C::InvalidRecord | C::InvalidMessage => ProduceError::Rejected(format!("{code:?}")),
+            // A timestamp outside the topic's bounds (`message.timestamp.before.max.ms`): a spooled
+            // record older than that is refused on every attempt, and, held as unavailable, it
+            // held its whole topic for good.
+            C::InvalidRecord | C::InvalidMessage | C::InvalidTimestamp => {
+                ProduceError::Rejected(format!("{code:?}"))
+            }
             C::TopicAuthorizationFailed
             | C::ClusterAuthorizationFailed
             | C::UnknownTopic

@@ -16,6 +16,8 @@ pub(super) struct FakeKafka {
     pub(super) refuses_values: Vec<&'static [u8]>,
     pub(super) error: ProduceError,
     pub(super) took: Mutex<Vec<Took>>,
+    /// The timestamps of what it took, in the same order.
+    pub(super) times: Mutex<Vec<i64>>,
     /// Its `message.max.bytes`.
     pub(super) max_record_bytes: usize,
 }
@@ -27,6 +29,7 @@ impl FakeKafka {
             refuses_values: Vec::new(),
             error,
             took: Mutex::new(Vec::new()),
+            times: Mutex::new(Vec::new()),
             max_record_bytes: usize::MAX,
         })
     }
@@ -45,6 +48,7 @@ impl Sink for FakeKafka {
         let key = record.key.as_deref().map(str::to_string);
         let mut took = self.took.lock().expect("lock");
         took.push((record.topic.to_string(), key, headers));
+        self.times.lock().expect("lock").push(record.timestamp_ms);
         Ok(Delivered::Kafka {
             partition: 0,
             offset: took.len() as i64,
@@ -140,6 +144,7 @@ async fn a_record_kafka_would_refuse_for_its_size_gets_413_and_is_never_spooled(
         refuses_values: Vec::new(),
         error: ProduceError::Timeout,
         took: Mutex::new(Vec::new()),
+        times: Mutex::new(Vec::new()),
         max_record_bytes: record.wire_size() - 1,
     });
     let delivery = Delivery::new(kafka, Some(spool.clone()), metrics);

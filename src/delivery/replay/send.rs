@@ -159,11 +159,19 @@ async fn divert<K: Sink>(
             (HEADER_DEADLETTER_TOPIC, r.topic.as_str()),
         ])
         .collect();
+    // Refused for its time, the record moves with the time of the move, which the dead-letter
+    // topic may take where it would refuse the original too; `received-at` keeps the original.
+    let timestamp_ms = match error {
+        ProduceError::Rejected(code) if code == "InvalidTimestamp" => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(r.timestamp_ms, |d| d.as_millis() as i64),
+        _ => r.timestamp_ms,
+    };
     let record = Record {
         topic: deadletter,
         key: None,
         value: &r.value,
-        timestamp_ms: r.timestamp_ms,
+        timestamp_ms,
         headers: RecordHeaders::Raw(&headers),
     };
     kafka.send(&record, deadline).await

@@ -134,6 +134,42 @@ async fn a_spooled_record_its_topic_refuses_for_good_moves_to_the_dead_letter_to
     );
 }
 
+/// A topic that bounds how old a record's time may be (`message.timestamp.before.max.ms`) refuses
+/// a record spooled longer ago on every attempt: it moves to the dead-letter topic with the time
+/// of the move, which that topic takes, instead of holding its topic for good.
+#[tokio::test]
+async fn a_spooled_record_refused_for_its_time_moves_to_the_dead_letter_topic_with_a_new_time() {
+    let refused = ProduceError::from_kafka(&rdkafka::error::KafkaError::MessageProduction(
+        rdkafka::types::RDKafkaErrorCode::InvalidTimestamp,
+    ));
+    assert!(refused.is_record_fault(), "{refused:?}");
+    let kafka = FakeKafka::refusing(&["old"], refused);
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as i64;
+    let (spool, metrics) =
+        replay_into(kafka.clone(), &["old", "ok"], Duration::from_secs(10)).await;
+    assert_eq!(spool.records(), 0);
+    assert_eq!(metrics.spool.deadlettered.get(), 1);
+    let took = kafka.took.lock().expect("lock");
+    let times = kafka.times.lock().expect("lock");
+    let at = |topic: &str| {
+        let i = took.iter().position(|(t, ..)| t == topic).expect(topic);
+        times[i]
+    };
+    assert!(
+        at("dlq") >= started,
+        "moved with its old time {}",
+        at("dlq")
+    );
+    assert_eq!(
+        at("ok"),
+        1_700_000_000_000,
+        "a replayed record keeps its time"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_spooled_record_refused_by_its_topic_and_the_dead_letter_topic_stays_spooled() {
     let kafka = FakeKafka::refusing(&["refused", "dlq"], ProduceError::TooLarge);
@@ -189,6 +225,7 @@ async fn a_record_left_behind_is_not_overtaken_by_a_later_one_of_its_conversatio
         refuses_values: vec![b"too big"],
         error: ProduceError::TooLarge,
         took: Mutex::new(Vec::new()),
+        times: Mutex::new(Vec::new()),
         max_record_bytes: usize::MAX,
     });
     let record = |topic: &str, key: &str, value: &[u8]| SpooledRecord {
