@@ -32,6 +32,30 @@ pub fn kafka_wait(ack_timeout: Duration, spool: bool) -> Duration {
 /// How long a replayed record may take to be acknowledged (its producer's `message.timeout.ms`).
 pub const REPLAY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// What the replay producer sets over the webhook producer's `properties`: its own timeout and
+/// client id, and, without idempotence (`acks` below `all` turns it off), one produce request in
+/// flight per broker. Replay puts a whole batch of a conversation in flight at once, and
+/// librdkafka's retry of a failed request behind a later one that succeeded would reorder them
+/// silently: the idempotent producer's sequence numbers are what prevent that.
+pub fn replay_overrides(
+    properties: &std::collections::BTreeMap<String, String>,
+) -> std::collections::BTreeMap<String, String> {
+    let mut overrides = std::collections::BTreeMap::from([
+        (
+            "message.timeout.ms".to_string(),
+            REPLAY_TIMEOUT.as_millis().to_string(),
+        ),
+        ("client.id".to_string(), "qikchat-bridge-replay".to_string()),
+    ]);
+    let idempotent = properties
+        .get("enable.idempotence")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    if !idempotent {
+        overrides.insert("max.in.flight".to_string(), "1".to_string());
+    }
+    overrides
+}
+
 /// The sink the webhook uses: Kafka first, the spool as the fallback.
 #[derive(Debug)]
 pub struct Delivery<K> {

@@ -199,14 +199,8 @@ pub async fn run_with_cut(
     }];
     let replay = match &spool {
         Some(spool) => {
-            let overrides = BTreeMap::from([
-                (
-                    "message.timeout.ms".to_string(),
-                    delivery::REPLAY_TIMEOUT.as_millis().to_string(),
-                ),
-                ("client.id".to_string(), "qikchat-bridge-replay".to_string()),
-            ]);
             let mut props = config.producer_properties(&bootstrap);
+            let overrides = delivery::replay_overrides(&props);
             props.extend(overrides.clone());
             let replay_sink = Arc::new(KafkaSink::new(
                 &props,

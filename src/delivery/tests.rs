@@ -223,3 +223,27 @@ async fn a_customers_record_on_another_topic_does_not_wait_behind_their_spooled_
     assert_eq!(spool.records(), 1);
     assert_eq!(kafka.took.lock().expect("lock")[0].0, "other");
 }
+
+/// Without the idempotent producer's sequence numbers, a retried produce request can land behind
+/// a later one of the same conversation: replay then keeps one request in flight per broker.
+#[test]
+fn the_replay_producer_keeps_one_request_in_flight_without_idempotence() {
+    let props = |idempotence: &str| {
+        std::collections::BTreeMap::from([
+            ("enable.idempotence".to_string(), idempotence.to_string()),
+            ("acks".to_string(), "1".to_string()),
+        ])
+    };
+    let with = replay_overrides(&props("true"));
+    assert_eq!(with.get("max.in.flight"), None);
+    assert_eq!(
+        with.get("client.id").map(String::as_str),
+        Some("qikchat-bridge-replay")
+    );
+    let without = replay_overrides(&props("false"));
+    assert_eq!(without.get("max.in.flight").map(String::as_str), Some("1"));
+    assert_eq!(
+        without.get("message.timeout.ms").map(String::as_str),
+        Some("30000")
+    );
+}
