@@ -5,6 +5,28 @@ use std::time::Duration;
 
 use redb::{ReadableDatabase, ReadableTable};
 
+/// The `n` oldest records of `spool`, as replay hands them back once delivered.
+fn oldest_stored(spool: &Spool, n: usize) -> Vec<Stored> {
+    let oldest = spool.oldest(n).expect("read");
+    oldest
+        .iter()
+        .map(|(s, r, n)| Stored::of(*s, r, *n))
+        .collect()
+}
+
+/// A spool on storage that keeps synced bytes apart (see `Synced`), holding `n` keyless records.
+async fn synced_spool_with(n: usize) -> (super::test_storage::Synced, Arc<Spool>) {
+    let storage = super::test_storage::Synced::default();
+    let spool = storage.spool();
+    for i in 0..n {
+        spool
+            .append(record(None, &format!("r{i}")))
+            .await
+            .expect("append");
+    }
+    (storage, spool)
+}
+
 fn record(key: Option<&str>, body: &str) -> SpooledRecord {
     SpooledRecord {
         topic: "t".into(),
@@ -136,12 +158,7 @@ async fn a_full_spool_refuses_and_frees_room_when_records_are_removed() {
     );
     assert!(!spool.has_room());
 
-    let oldest = spool.oldest(10).expect("read");
-    let delivered: Vec<_> = oldest
-        .iter()
-        .map(|(s, r, n)| Stored::of(*s, r, *n))
-        .collect();
-    spool.remove(&delivered).expect("remove");
+    spool.remove(&oldest_stored(&spool, 10)).expect("remove");
     assert_eq!((spool.records(), spool.bytes()), (0, 0));
     assert!(!spool.holds_key("k"), "no record of the key is left");
     assert!(spool.topics().is_empty(), "nor of the topic");
@@ -463,9 +480,7 @@ async fn a_record_spooled_behind_its_key_goes_in_only_while_the_key_is_held() {
     assert!(second > first, "queued behind a");
     // Both delivered: the key is no longer held, so a record that saw it held a moment ago is
     // sent to Kafka instead, where a later record of its key cannot overtake it.
-    let held = spool.oldest(10).expect("read");
-    let stored: Vec<_> = held.iter().map(|(s, r, n)| Stored::of(*s, r, *n)).collect();
-    spool.remove(&stored).expect("remove");
+    spool.remove(&oldest_stored(&spool, 10)).expect("remove");
     assert!(!spool.holds_key("k"));
     assert!(spool.append_behind(record(Some("k"), "c")).await.is_none());
     assert_eq!((spool.records(), spool.bytes()), (0, 0), "nothing counted");
@@ -608,21 +623,8 @@ async fn the_oldest_records_age_keeps_growing_while_reading_it_fails() {
 #[tokio::test]
 async fn a_crash_after_replay_sends_again_only_what_was_removed_since_the_last_durable_removal() {
     use super::test_storage::Synced;
-    let storage = Synced::default();
-    let spool = storage.spool();
-    for i in 0..4 {
-        spool
-            .append(record(None, &format!("r{i}")))
-            .await
-            .expect("append");
-    }
-    let delivered = |n: usize| -> Vec<Stored> {
-        let oldest = spool.oldest(n).expect("read");
-        oldest
-            .iter()
-            .map(|(s, r, n)| Stored::of(*s, r, *n))
-            .collect()
-    };
+    let (storage, spool) = synced_spool_with(4).await;
+    let delivered = |n: usize| oldest_stored(&spool, n);
     let after_a_crash = |storage: &Synced| {
         let reopened = storage.crashed().spool();
         let left = reopened.records();
@@ -647,21 +649,8 @@ async fn a_crash_after_replay_sends_again_only_what_was_removed_since_the_last_d
 
 #[tokio::test]
 async fn closing_the_spool_makes_the_removals_before_it_durable() {
-    use super::test_storage::Synced;
-    let storage = Synced::default();
-    let spool = storage.spool();
-    for i in 0..3 {
-        spool
-            .append(record(None, &format!("r{i}")))
-            .await
-            .expect("append");
-    }
-    let oldest = spool.oldest(2).expect("read");
-    let delivered: Vec<_> = oldest
-        .iter()
-        .map(|(s, r, n)| Stored::of(*s, r, *n))
-        .collect();
-    spool.remove(&delivered).expect("remove");
+    let (storage, spool) = synced_spool_with(3).await;
+    spool.remove(&oldest_stored(&spool, 2)).expect("remove");
     spool.close();
     let reopened = storage.crashed().spool();
     assert_eq!(reopened.records(), 1);
