@@ -936,6 +936,7 @@ must_fail "queue.buffering.max.kbytes not a whole number" "queue.buffering.max.k
   --set-string kafka.properties.queue\\.buffering\\.max\\.kbytes=64MiB
 must_fail "in-flight bytes below one body" "config.maxInFlightBytes must hold" $B --set config.maxInFlightBytes=2048
 must_fail "chart-managed kafka property" "acks" $B --set kafka.properties.acks=1
+must_fail "chart-managed kafka property under its topic. name" "topic.acks" $B --set kafka.properties.topic\\.acks=1
 must_fail "secret as kafka property" "sasl.oauthbearer.client.secret" $B --set kafka.properties.sasl\\.oauthbearer\\.client\\.secret=x
 must_fail "OAUTHBEARER config (a secret to the bridge) as kafka property" "sasl.oauthbearer.config" $B --set kafka.properties.sasl\\.oauthbearer\\.config=x
 must_fail "assertion private key (PEM) as kafka property" "sasl.oauthbearer.assertion.private.key.pem" $B \
