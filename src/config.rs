@@ -114,10 +114,9 @@ fn deployment_sign(args: &Args, kafka: &KafkaProperties) -> Option<String> {
 /// webhook would get 503 for ever, or, with a spool, 200 and then stay spooled for good, since
 /// replay takes QueueFull for a busy producer and retries.
 fn queue_takes_the_largest_record(props: &KafkaProperties) -> Result<(), ConfigError> {
-    let number = |name| props.get(name).and_then(|v| v.trim().parse::<u64>().ok());
     let (Some(kbytes), Some(record)) = (
-        number("queue.buffering.max.kbytes"),
-        number("message.max.bytes"),
+        props.number::<u64>("queue.buffering.max.kbytes"),
+        props.number::<u64>("message.max.bytes"),
     ) else {
         // librdkafka refuses a value that is no number when it makes the producer.
         return Ok(());
@@ -298,8 +297,7 @@ impl Config {
     pub fn caveats(&self) -> Vec<String> {
         let mut caveats = Vec::new();
         let wait = crate::delivery::kafka_wait(self.ack_timeout, self.spool_dir.is_some());
-        let timeout = self.kafka_properties.get("message.timeout.ms");
-        if let Some(ms) = timeout.and_then(|t| t.trim().parse::<u128>().ok()) {
+        if let Some(ms) = self.kafka_properties.number::<u128>("message.timeout.ms") {
             if ms == 0 {
                 caveats.push(
                     "message.timeout.ms is 0, which librdkafka takes for no limit: a record \
@@ -322,8 +320,7 @@ impl Config {
             }
         }
         let room = crate::kafka_props::max_record_bytes(self.max_body_bytes);
-        let max = self.kafka_properties.get("message.max.bytes");
-        if let Some(max) = max.and_then(|m| m.trim().parse::<usize>().ok()) {
+        if let Some(max) = self.kafka_properties.number::<usize>("message.max.bytes") {
             if max < room {
                 caveats.push(format!(
                     "message.max.bytes ({max}) is below --max-body-bytes plus room for the key and \

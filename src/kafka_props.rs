@@ -21,6 +21,12 @@ impl KafkaProperties {
         self.0.get(key).map(String::as_str)
     }
 
+    /// A property's value as a number, or `None` when unset or no number (librdkafka refuses
+    /// the latter itself, when it makes the producer).
+    pub fn number<T: std::str::FromStr>(&self, key: &str) -> Option<T> {
+        self.get(key).and_then(|v| v.trim().parse().ok())
+    }
+
     /// The properties' names, in order.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.0.keys().map(String::as_str)
