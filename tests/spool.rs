@@ -107,7 +107,10 @@ fn flags(v: &[String]) -> Vec<&str> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn during_a_broker_outage_every_answer_is_200_inside_the_deadline_and_nothing_is_lost() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let app = TestApp::start(&flags(&spool_flags(&dir))).await;
+    // With the CloudEvents headers, which replay must carry too.
+    let mut with = spool_flags(&dir);
+    with.push("--cloudevents".into());
+    let app = TestApp::start(&flags(&with)).await;
     app.cluster.broker_down(1).expect("down");
     let (ok, refused, slowest) = burst(&app, 100).await;
     assert!(
@@ -157,17 +160,37 @@ async fn during_a_broker_outage_every_answer_is_200_inside_the_deadline_and_noth
     assert_eq!(code, 200);
     all_stored(&app, std::slice::from_ref(&direct), Duration::from_secs(30)).await;
     let got = app.records(TOPIC, usize::MAX, Duration::from_secs(2)).await;
-    let names = |id: &String| -> Vec<String> {
-        let g = got
-            .iter()
+    let find = |id: &String| {
+        got.iter()
             .find(|g| g.headers.get("request-id") == Some(id))
-            .expect("read back");
-        g.headers.keys().cloned().collect()
+            .expect("read back")
     };
-    let want = names(&direct);
-    assert!(want.contains(&"message-id".to_string()), "{want:?}");
+    let want = find(&direct);
+    let names = |g: &common::Got| g.headers.keys().cloned().collect::<Vec<_>>();
+    for name in ["message-id", "ce_id", "ce_time", "ce_type"] {
+        assert!(want.headers.contains_key(name), "{name}: {want:?}");
+    }
     for id in &ok {
-        assert_eq!(names(id), want, "replayed record {id}");
+        let g = find(id);
+        assert_eq!(names(g), names(want), "replayed record {id}");
+        let body: serde_json::Value = serde_json::from_slice(&g.value).expect("json");
+        for (name, value) in &g.headers {
+            let what = format!("{name} of replayed record {id}");
+            match name.as_str() {
+                "request-id" => assert_eq!(value, id, "{what}"),
+                "message-id" => assert_eq!(
+                    Some(value.as_str()),
+                    body["payload"]["id"].as_str(),
+                    "{what}"
+                ),
+                // The body's digest, which every record read checks against its value.
+                "ce_id" => assert_eq!(Some(value), g.headers.get("body-sha256"), "{what}"),
+                "ce_time" => assert_eq!(Some(value), g.headers.get("received-at"), "{what}"),
+                // Per request: the reads check it against the record's timestamp.
+                "received-at" | "body-sha256" => {}
+                _ => assert_eq!(Some(value), want.headers.get(name), "{what}"),
+            }
+        }
     }
 }
 
