@@ -11,7 +11,8 @@ use crate::topics::{self, KeyStrategy};
 
 /// Receives Qikchat webhooks, authenticates them and produces each one to Kafka, byte for byte.
 ///
-/// Every flag has an environment variable (shown in brackets). Any `KAFKA_<NAME>` variable sets
+/// Every flag but --check-config has an environment variable (shown in brackets; -X through
+/// KAFKA_<NAME>, below). Any `KAFKA_<NAME>` variable sets
 /// the librdkafka property `<name>` (`_` → `.`, `__` → `_`, `___` → `-`), and `KAFKA_<NAME>_FILE`
 /// reads that property's value from a file. Without --kafka-brokers the bridge starts an
 /// in-memory Kafka for local use.
