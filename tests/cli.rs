@@ -279,7 +279,7 @@ async fn tail_shows_repeated_headers_and_bytes_that_are_not_utf8_and_stops_when_
         Command::new(BIN)
             .args(["tail", "--kafka-brokers", &bootstrap, "--from-beginning"])
             // Named twice: read once.
-            .args(["--idle-timeout", "2s", "t", "t"])
+            .args(["--idle-timeout", "8s", "t", "t"])
             .env_clear()
             .output()
             .expect("run tail")

@@ -626,7 +626,7 @@ fn example_bodies() -> Vec<Vec<u8>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_example_becomes_a_record_with_exactly_the_declared_key_and_headers() {
-    let app = TestApp::start(&[]).await;
+    let app = TestApp::start(&["--ack-timeout", "10s"]).await;
     let mut bodies = example_bodies();
     // An event kind with no route, with and without an id; and bodies that are no event at all.
     bodies.extend(
@@ -648,7 +648,7 @@ async fn every_example_becomes_a_record_with_exactly_the_declared_key_and_header
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_cloudevents_on_event_records_add_exactly_the_ce_headers_and_dead_letters_do_not() {
-    let app = TestApp::start(&["--cloudevents"]).await;
+    let app = TestApp::start(&["--cloudevents", "--ack-timeout", "10s"]).await;
     let bodies: Vec<Vec<u8>> = [
         common::TEXT,
         common::STATUS,

@@ -135,7 +135,12 @@ async fn a_fatal_producer_error_is_answered_503_and_the_producer_is_replaced() {
         "the webhook caught in the failed producer is answered 503: {statuses:?}"
     );
     wait_replaced(&app, 1).await;
-    assert_eq!(app.admin_get("/readyz").await.0, 200);
+    // Readiness is re-checked every 1 s, so it may lag the replacement.
+    let ready_by = Instant::now() + Duration::from_secs(10);
+    while app.admin_get("/readyz").await.0 != 200 {
+        assert!(Instant::now() < ready_by, "not ready again within 10 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     let got = app
         .records(TOPIC, stored.len(), Duration::from_secs(10))

@@ -21,7 +21,7 @@ fn value(metrics: &str, series: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_exactly_what_was_posted() {
-    let app = TestApp::start(&[]).await;
+    let app = TestApp::start(&["--ack-timeout", "10s"]).await;
     assert_eq!(app.post(TEXT).await.status(), 200);
     assert_eq!(app.post(STATUS).await.status(), 200);
     let bad_auth = app

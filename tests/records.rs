@@ -242,7 +242,7 @@ async fn h2c_clients_are_served_on_the_same_port() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_parallel_webhooks_are_each_acknowledged_and_stored_once() {
-    let app = TestApp::start(&[]).await;
+    let app = TestApp::start(&["--ack-timeout", "10s"]).await;
     let tasks: Vec<_> = (0..200).map(|_| app.spawn_post(STATUS)).collect();
     for t in tasks {
         assert_eq!(t.await.expect("task").status(), 200);
@@ -278,7 +278,7 @@ async fn cloudevents_mode_adds_ce_headers_and_keeps_the_value() {
 /// (1 MiB): a body the bridge advertises as acceptable must fit the producer's limit too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_of_exactly_the_default_size_limit_is_accepted_and_stored_whole() {
-    let app = TestApp::start(&[]).await;
+    let app = TestApp::start(&["--ack-timeout", "10s"]).await;
     let text = std::str::from_utf8(TEXT).expect("utf-8");
     let padding = (1 << 20) - TEXT.len() + "I want this product".len();
     let body = text.replace("I want this product", &"x".repeat(padding));

@@ -53,7 +53,7 @@ async fn shutdown_lets_an_in_flight_request_finish_with_200() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_turns_503_as_soon_as_shutdown_begins() {
-    let mut app = TestApp::start(&["--shutdown-delay", "3s"]).await;
+    let mut app = TestApp::start(&["--shutdown-delay", "3s", "--ack-timeout", "10s"]).await;
     assert_eq!(app.admin_get("/readyz").await.0, 200);
     app.trigger_shutdown();
     let deadline = std::time::Instant::now() + Duration::from_secs(2);

@@ -410,7 +410,7 @@ async fn a_full_spool_answers_503_loses_no_200_and_takes_records_again_once_drai
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_produce_errors_are_retried_and_answered_200() {
-    let app = TestApp::start(&[]).await;
+    let app = TestApp::start(&["--ack-timeout", "10s"]).await;
     app.cluster.request_errors(
         RDKafkaApiKey::Produce,
         &[
