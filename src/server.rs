@@ -127,7 +127,7 @@ pub async fn serve_with<H, F>(
             let request = OpenRequest::started(seen.clone());
             async move {
                 let answer = answer.await;
-                request.answered(answer.status().is_success());
+                request.answered(earns_idle(answer.status()));
                 Ok::<_, Infallible>(answer)
             }
         });
@@ -218,3 +218,16 @@ pub async fn serve_with<H, F>(
 
 /// The most an HTTP/1 connection buffers while it reads: a longer request head gets 431.
 pub const READ_BUFFER_BYTES: usize = 16 * 1024;
+
+/// Whether a connection whose last answer had this status may wait `--idle-timeout` for its next
+/// request: not one refused as a stranger's (wrong path, method or credentials), whose sender
+/// could otherwise hold a slot that long with one request. Any other answer went to a sender who
+/// authenticated, including refusals (400, 413, a 503 while Kafka is down): closing its
+/// connections early would race a proxy's pool, which does not retry a POST.
+fn earns_idle(status: http::StatusCode) -> bool {
+    use http::StatusCode as S;
+    !matches!(
+        status,
+        S::UNAUTHORIZED | S::NOT_FOUND | S::METHOD_NOT_ALLOWED
+    )
+}

@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH};
-use http::{Method, Request, Response, StatusCode};
+use http::header::{HeaderValue, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, EXPECT};
+use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::{Full, LengthLimitError, Limited};
 use hyper::body::Body;
 use tokio::time::Instant;
@@ -29,11 +29,24 @@ mod parts;
 use answer::respond;
 use budget::BodyBudget;
 use parts::{
-    chunked_only, concat, content_type, identity_encoding, request_id, sha256_hex, single_value,
-    Rfc3339Millis, X_REQUEST_ID,
+    chunked_only, concat, content_type, discard, identity_encoding, request_id, sha256_hex,
+    single_value, Rfc3339Millis, X_REQUEST_ID,
 };
 
 const ACCEPTED: &[u8] = br#"{"status":"accepted"}"#;
+
+/// How long a request refused before its body was read may take to send the rest of it (see
+/// [`discard`]); a slower one gets its answer with the connection's end.
+const DISCARD_WITHIN: Duration = Duration::from_secs(1);
+
+/// How far a request got, for its answer.
+#[derive(Default)]
+struct Progress {
+    /// When its body was whole, from the request's start.
+    body_read: Option<Duration>,
+    /// Its body was left (partly) unread: an HTTP/1 connection ends with the answer.
+    unread: bool,
+}
 
 /// Everything a request needs, shared by all connections.
 pub struct Webhook<S> {
@@ -116,6 +129,7 @@ impl<S: Sink> Webhook<S> {
         // A HeaderValue from the start: echoed in the answer without a copy, and read as text.
         let request_id_value = request_id(&req);
         let request_id = request_id_value.to_str().unwrap_or_default();
+        let version = req.version();
         // A debug span: at the default `info` level it is disabled and free (it cost ~30% of
         // throughput at info, measured with bench/run.sh); refusals below carry the request id
         // themselves, so nothing is lost at info.
@@ -130,16 +144,18 @@ impl<S: Sink> Webhook<S> {
             latency_ms = field::Empty,
             spooled = field::Empty,
         );
-        let mut body_read = None;
+        let mut progress = Progress::default();
         let mut unanswered = Unanswered(Some(&self.metrics));
         let result = self
-            .process(req, request_id, started, &mut body_read)
+            .process(req, request_id, started, &mut progress)
             .instrument(span.clone())
             .await;
         unanswered.0 = None;
         let elapsed = started.elapsed();
         // An answer is due at the ack deadline, or at once when the sender's body came later.
-        let due = body_read.map_or(self.ack_timeout, |at: Duration| at.max(self.ack_timeout));
+        let due = progress
+            .body_read
+            .map_or(self.ack_timeout, |at: Duration| at.max(self.ack_timeout));
         let _enter = span.enter();
         span.record("latency_ms", elapsed.as_secs_f64() * 1e3);
         let mut response = match result {
@@ -162,6 +178,13 @@ impl<S: Sink> Webhook<S> {
         response
             .headers_mut()
             .insert(X_REQUEST_ID, request_id_value);
+        // Said, so that the sender does not take the close for a failure to answer (HTTP/2 has
+        // no such header: a stream's unread body is reset without ending the connection).
+        if progress.unread && version < Version::HTTP_2 {
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
         response
     }
 
@@ -170,55 +193,49 @@ impl<S: Sink> Webhook<S> {
         req: Request<B>,
         request_id: &str,
         started: Instant,
-        body_read: &mut Option<Duration>,
+        progress: &mut Progress,
     ) -> Result<Delivered, WebhookError>
     where
         B: Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let (parts, body) = req.into_parts();
-        if parts.uri.path() != self.path {
-            return Err(WebhookError::NotFound);
-        }
-        if parts.method != Method::POST {
-            return Err(WebhookError::MethodNotAllowed);
-        }
-        // Two different credentials are none (an empty value is malformed).
-        let auth = single_value(&parts.headers, &AUTHORIZATION)
-            .map_or(Some(&b""[..]), |v| v.map(HeaderValue::as_bytes));
-        if let Err(reason) = self.credentials.load().check(auth) {
-            self.metrics.auth_failure(reason);
-            return Err(WebhookError::Unauthorized(reason));
-        }
-        let content_type = content_type(&parts.headers)?;
-        identity_encoding(&parts.headers)?;
-        chunked_only(&parts.headers)?;
-        let too_large = WebhookError::TooLarge {
-            limit: self.max_body_bytes,
-        };
         let declared = parts
             .headers
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > self.max_body_bytes as u64) {
-            return Err(too_large);
-        }
-        // Only after the checks that cost nothing and hold nothing: a saturated bridge still
-        // tells a sender its credentials or its URL are wrong (a 503 would only make it retry).
-        let _admitted = self.admit()?;
-        // Held until the request ends, with the body (hyper frames it by its Content-Length, so
-        // it cannot be longer); a body of unknown length may take up to the largest.
-        let mut body_bytes = self
-            .body_budget
-            .reserve(declared.unwrap_or(self.max_body_bytes as u64))
-            .ok_or(WebhookError::Overloaded(
-                "body bytes",
-                self.body_budget.limit(),
-            ))?;
+        let checked = self.check_head(&parts).and_then(|content_type| {
+            if declared.is_some_and(|n| n > self.max_body_bytes as u64) {
+                return Err(self.too_large());
+            }
+            // Only after the checks that cost nothing and hold nothing: a saturated bridge still
+            // tells a sender its credentials or its URL are wrong (a 503 would only make it retry).
+            let admitted = self.admit()?;
+            // Held until the request ends, with the body (hyper frames it by its Content-Length,
+            // so it cannot be longer); a body of unknown length may take up to the largest.
+            let reserved = self
+                .body_budget
+                .reserve(declared.unwrap_or(self.max_body_bytes as u64))
+                .ok_or(WebhookError::Overloaded(
+                    "body bytes",
+                    self.body_budget.limit(),
+                ))?;
+            Ok((content_type, admitted, reserved))
+        });
+        let (content_type, _admitted, mut body_bytes) = match checked {
+            Ok(checked) => checked,
+            Err(refusal) => {
+                progress.unread = !self.discard_refused(&parts, body, &refusal).await;
+                progress.body_read = Some(started.elapsed());
+                return Err(refusal);
+            }
+        };
         let received = SystemTime::now();
-        let body = self.read_body(body, too_large).await;
-        *body_read = Some(started.elapsed());
+        let body = self.read_body(body).await;
+        progress.body_read = Some(started.elapsed());
+        // A body cut off (too large, too slow, broken) is left unread.
+        progress.unread = body.is_err();
         let body = body?;
         // Checked here rather than left to the sink, whose own check (for a body that came just
         // before the deadline) would blame Kafka in the log and the metrics.
@@ -301,6 +318,57 @@ impl<S: Sink> Webhook<S> {
         }
     }
 
+    /// The checks of a request's head alone, in the order a sender fixes them; its media type.
+    fn check_head<'p>(&self, parts: &'p http::request::Parts) -> Result<&'p str, WebhookError> {
+        if parts.uri.path() != self.path {
+            return Err(WebhookError::NotFound);
+        }
+        if parts.method != Method::POST {
+            return Err(WebhookError::MethodNotAllowed);
+        }
+        // Two different credentials are none (an empty value is malformed).
+        let auth = single_value(&parts.headers, &AUTHORIZATION)
+            .map_or(Some(&b""[..]), |v| v.map(HeaderValue::as_bytes));
+        if let Err(reason) = self.credentials.load().check(auth) {
+            self.metrics.auth_failure(reason);
+            return Err(WebhookError::Unauthorized(reason));
+        }
+        let content_type = content_type(&parts.headers)?;
+        identity_encoding(&parts.headers)?;
+        chunked_only(&parts.headers)?;
+        Ok(content_type)
+    }
+
+    fn too_large(&self) -> WebhookError {
+        WebhookError::TooLarge {
+            limit: self.max_body_bytes,
+        }
+    }
+
+    /// Whether the body of a request refused by its head alone could be read to its end, so
+    /// that an HTTP/1 connection carries the answer and the next request. Not a body declared
+    /// too large, nor one whose sender waits for `100 Continue` (it is not invited to send one
+    /// that is refused already).
+    async fn discard_refused<B>(
+        &self,
+        parts: &http::request::Parts,
+        body: B,
+        refusal: &WebhookError,
+    ) -> bool
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        if body.is_end_stream() || parts.version >= Version::HTTP_2 {
+            return true;
+        }
+        if matches!(refusal, WebhookError::TooLarge { .. }) || parts.headers.contains_key(EXPECT) {
+            return false;
+        }
+        let within = self.body_read_timeout.min(DISCARD_WITHIN);
+        discard(body, self.max_body_bytes, within).await
+    }
+
     fn admit(&self) -> Result<Admitted<'_>, WebhookError> {
         let now_in_flight = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
         // Given back on drop, also when refused here.
@@ -314,7 +382,7 @@ impl<S: Sink> Webhook<S> {
         Ok(place)
     }
 
-    async fn read_body<B>(&self, body: B, too_large: WebhookError) -> Result<Bytes, WebhookError>
+    async fn read_body<B>(&self, body: B) -> Result<Bytes, WebhookError>
     where
         B: Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -322,7 +390,7 @@ impl<S: Sink> Webhook<S> {
         let limited = Limited::new(body, self.max_body_bytes);
         match tokio::time::timeout(self.body_read_timeout, concat(limited)).await {
             Err(_) => Err(WebhookError::BodyTimeout(self.body_read_timeout)),
-            Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large),
+            Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(self.too_large()),
             Ok(Err(e)) => Err(WebhookError::BodyRead(e.to_string())),
             Ok(Ok(body)) => Ok(body),
         }

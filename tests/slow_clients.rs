@@ -196,21 +196,23 @@ async fn silent_clients_on_the_admin_port_are_closed_and_probes_are_still_answer
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_keep_alive_connection_idle_after_its_answer_is_closed_after_the_idle_timeout() {
-    let app = TestApp::start(&["--header-read-timeout", "300ms", "--idle-timeout", "1500ms"]).await;
+    let app = TestApp::start(&["--header-read-timeout", "300ms", "--idle-timeout", "3s"]).await;
     let mut s = common::raw_post(app.addr, STATUS).await;
-    let answered = read_answer(&mut s).await;
+    let answered = common::read_answer(&mut s).await;
     assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
     let answered = Instant::now();
     // Nothing more is sent on the connection: the close is all that comes.
     let rest = common::read_until_closed(&mut s).await;
     assert!(rest.is_empty(), "{rest}");
     let idle = answered.elapsed();
+    // Timed from the answer's arrival here, after the bridge's own clock started: the margin
+    // is for a loaded machine's late wake-up, and still far from the header read timeout.
     assert!(
-        idle >= Duration::from_millis(1400),
+        idle >= Duration::from_secs(2),
         "closed after {idle:?}: before the idle timeout"
     );
     assert!(
-        idle < Duration::from_secs(8),
+        idle < Duration::from_secs(10),
         "open for {idle:?} while idle"
     );
 }
@@ -222,11 +224,13 @@ async fn a_keep_alive_connection_idle_after_its_answer_is_closed_after_the_idle_
 async fn a_kept_alive_connection_takes_a_request_sent_after_the_header_read_timeout_has_passed() {
     let app = TestApp::start(&["--header-read-timeout", "300ms"]).await;
     let mut s = common::raw_post(app.addr, STATUS).await;
-    let first = read_answer(&mut s).await;
+    let first = common::read_answer(&mut s).await;
     assert!(first.starts_with("HTTP/1.1 200"), "{first}");
     tokio::time::sleep(Duration::from_secs(1)).await;
-    s.write_all(&post_bytes(STATUS)).await.expect("write");
-    let second = read_answer(&mut s).await;
+    s.write_all(&common::post_bytes(STATUS))
+        .await
+        .expect("write");
+    let second = common::read_answer(&mut s).await;
     assert!(second.starts_with("HTTP/1.1 200"), "{second}");
     assert_eq!(
         app.records("whatsapp.message.status", 2, Duration::from_secs(10))
@@ -242,7 +246,7 @@ async fn a_kept_alive_connection_takes_a_request_sent_after_the_header_read_time
 async fn a_head_sent_slowly_on_a_kept_alive_connection_is_cut_off_after_the_header_read_timeout() {
     let app = TestApp::start(&["--header-read-timeout", "500ms", "--idle-timeout", "60s"]).await;
     let mut s = common::raw_post(app.addr, STATUS).await;
-    let first = read_answer(&mut s).await;
+    let first = common::read_answer(&mut s).await;
     assert!(first.starts_with("HTTP/1.1 200"), "{first}");
     // Later than the connection's first look after its answer: the head alone must bring the
     // header read timeout into force, not the idle one running meanwhile.
@@ -272,7 +276,7 @@ async fn a_connection_whose_request_was_refused_is_closed_after_the_header_read_
     s.write_all(b"POST /webhook HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}")
         .await
         .expect("write");
-    let refused = read_answer(&mut s).await;
+    let refused = common::read_answer(&mut s).await;
     assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
     let answered = Instant::now();
     let rest = common::read_until_closed(&mut s).await;
@@ -282,41 +286,6 @@ async fn a_connection_whose_request_was_refused_is_closed_after_the_header_read_
         "open {:?} after a refusal",
         answered.elapsed()
     );
-}
-
-/// An authenticated JSON POST of `body`, head and body, as a client writes it.
-fn post_bytes(body: &[u8]) -> Vec<u8> {
-    let mut bytes = common::post_head(&format!("content-length: {}", body.len())).into_bytes();
-    bytes.extend_from_slice(body);
-    bytes
-}
-
-/// One whole answer (head and `Content-Length` body), leaving the connection open.
-async fn read_answer(s: &mut tokio::net::TcpStream) -> String {
-    let mut seen = Vec::new();
-    loop {
-        let text = String::from_utf8_lossy(&seen).into_owned();
-        if let Some(end) = text.find("\r\n\r\n") {
-            let length = text[..end]
-                .lines()
-                .find_map(|l| {
-                    let (name, value) = l.split_once(':')?;
-                    name.eq_ignore_ascii_case("content-length")
-                        .then(|| value.trim().parse::<usize>().ok())?
-                })
-                .expect("a content-length");
-            if seen.len() >= end + 4 + length {
-                return text;
-            }
-        }
-        let mut buf = [0u8; 1024];
-        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
-            .await
-            .expect("answered within 10 s")
-            .expect("read");
-        assert!(n > 0, "closed before a whole answer: {text:?}");
-        seen.extend_from_slice(&buf[..n]);
-    }
 }
 
 /// The ack deadline counts from the request's arrival, not from the end of its body: a body that

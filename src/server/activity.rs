@@ -44,8 +44,9 @@ pub enum Verdict {
 #[derive(Debug)]
 pub struct Activity {
     open: AtomicUsize,
-    /// Its last request was answered 2xx: only such a connection may wait the idle timeout (a
-    /// client refused, say without credentials, gets the header read timeout, as a new one).
+    /// Its last request was answered as an authenticated sender's: only such a connection may
+    /// wait the idle timeout (a client refused without credentials gets the header read timeout,
+    /// as a new one).
     trusted: AtomicBool,
     /// When the last request ended (or the connection opened), in ms since `since`.
     quiet_from_ms: AtomicU64,
@@ -137,9 +138,9 @@ impl OpenRequest {
         OpenRequest(activity)
     }
 
-    /// The request ends with its answer; `accepted` when that is a 2xx.
-    pub fn answered(self, accepted: bool) {
-        self.0.trusted.store(accepted, Ordering::SeqCst);
+    /// The request ends with its answer; `trusted` when that went to an authenticated sender.
+    pub fn answered(self, trusted: bool) {
+        self.0.trusted.store(trusted, Ordering::SeqCst);
     }
 }
 
@@ -190,6 +191,11 @@ impl<S> Watched<S> {
                 self.activity.speaks_http2();
                 return;
             }
+        }
+        // Empty lines before a request line are ignored (RFC 9112, 2.2), as hyper does: a client
+        // that ends its body with an extra CRLF has not begun its next head.
+        if bytes.iter().all(|b| matches!(b, b'\r' | b'\n')) {
+            return;
         }
         self.activity.bytes_read();
     }

@@ -49,6 +49,26 @@ pub(super) async fn concat<B: Body<Data = Bytes>>(body: B) -> Result<Bytes, B::E
     })
 }
 
+/// Reads a refused request's body to its end and drops it, up to `limit` bytes and for at most
+/// `within`: whether it ended. An HTTP/1 connection closed with bytes still unread is reset,
+/// and a sender still writing its body may then see the reset rather than the answer.
+pub(super) async fn discard<B>(body: B, limit: usize, within: Duration) -> bool
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let read = async {
+        let mut body = std::pin::pin!(http_body_util::Limited::new(body, limit));
+        while let Some(frame) = body.frame().await {
+            if frame.is_err() {
+                return false;
+            }
+        }
+        true
+    };
+    tokio::time::timeout(within, read).await.unwrap_or(false)
+}
+
 /// 9999-12-31T23:59:59.999Z, the last time four digits of year can say, after the epoch.
 const LAST_RFC3339: Duration = Duration::from_millis(253_402_300_799_999);
 

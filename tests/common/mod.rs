@@ -658,3 +658,43 @@ pub fn stop_with(child: &mut std::process::Child, signal: &str) -> std::process:
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// An authenticated JSON POST of `body`, head and body, as a client writes it.
+#[allow(dead_code)]
+pub fn post_bytes(body: &[u8]) -> Vec<u8> {
+    let mut bytes = post_head(&format!("content-length: {}", body.len())).into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+/// One whole answer (head and `Content-Length` body), leaving the connection open.
+#[allow(dead_code)]
+pub async fn read_answer(s: &mut tokio::net::TcpStream) -> String {
+    let mut seen = Vec::new();
+    loop {
+        let text = String::from_utf8_lossy(&seen).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse::<usize>().ok())?
+                })
+                .expect("a content-length");
+            if seen.len() >= end + 4 + length {
+                return text;
+            }
+        }
+        let mut buf = [0u8; 1024];
+        let n = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio::io::AsyncReadExt::read(s, &mut buf),
+        )
+        .await
+        .expect("answered within 10 s")
+        .expect("read");
+        assert!(n > 0, "closed before a whole answer: {text:?}");
+        seen.extend_from_slice(&buf[..n]);
+    }
+}
