@@ -362,7 +362,15 @@ impl<S: Sink> Webhook<S> {
         if body.is_end_stream() || parts.version >= Version::HTTP_2 {
             return true;
         }
-        if matches!(refusal, WebhookError::TooLarge { .. }) || parts.headers.contains_key(EXPECT) {
+        // hyper waits for the sender only on HTTP/1.1 `100-continue`; any other sender is
+        // sending its body already.
+        let waits = parts.version == Version::HTTP_11
+            && parts
+                .headers
+                .get(EXPECT)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        let too_large = body.size_hint().lower() > self.max_body_bytes as u64;
+        if waits || too_large || matches!(refusal, WebhookError::TooLarge { .. }) {
             return false;
         }
         let within = self.body_read_timeout.min(DISCARD_WITHIN);
