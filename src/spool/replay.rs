@@ -82,7 +82,14 @@ impl Spool {
     ) -> Result<Vec<(u64, SpooledRecord, u64)>, SpoolError> {
         let (out, unreadable) = self.checked(self.read_from(seqs, limit, max_bytes))?;
         if !unreadable.is_empty() {
-            self.set_aside(&unreadable)?;
+            let moved = self.set_aside(&unreadable);
+            if let Err(e) = &moved {
+                // As a failed delete: a latched error would otherwise stall replay here for good
+                // with the bridge looking healthy.
+                let cause = format!("setting undecodable spool entries aside failed: {e}");
+                super::failure::check_writable(&self.db, &self.holdings, &cause);
+            }
+            moved?;
         }
         Ok(out)
     }
@@ -123,21 +130,22 @@ impl Spool {
     /// Moves undecodable entries (sequence number, length) to the `unreadable` table.
     fn set_aside(&self, entries: &[(u64, u64)]) -> Result<(), SpoolError> {
         let txn = self.db.begin_write().map_err(io)?;
+        let mut moved = Vec::with_capacity(entries.len());
         {
             let mut records = txn.open_table(RECORDS).map_err(io)?;
             let mut aside = txn.open_table(UNREADABLE).map_err(io)?;
-            for (seq, _) in entries {
-                let raw = records
-                    .remove(*seq)
-                    .map_err(io)?
-                    .map(|v| v.value().to_vec());
+            for &(seq, len) in entries {
+                let raw = records.remove(seq).map_err(io)?.map(|v| v.value().to_vec());
                 if let Some(raw) = raw {
-                    aside.insert(*seq, raw.as_slice()).map_err(io)?;
+                    aside.insert(seq, raw.as_slice()).map_err(io)?;
+                    moved.push((seq, len));
                 }
             }
         }
         txn.commit().map_err(io)?;
-        for (seq, len) in entries {
+        // Only what was there: counted down twice, an entry would leave the spool looking fuller
+        // than it is (and the counts wrap below zero).
+        for (seq, len) in &moved {
             tracing::error!(
                 seq,
                 "a spooled record cannot be decoded; moved to the spool file's `unreadable` table"

@@ -1,5 +1,5 @@
-//! Storage for tests whose reads fail or stall on demand, as a disk's do on a bad sector or a
-//! hung network volume.
+//! Storage for tests whose reads (or syncs) fail or stall on demand, as a disk's do on a bad
+//! sector or a hung network volume.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,6 +14,8 @@ pub(crate) struct Reads {
     pub fail: AtomicBool,
     /// Wait until this is cleared.
     pub stall: AtomicBool,
+    /// Fail syncs with an I/O error (so every durable commit fails), as a full or failing disk.
+    pub fail_syncs: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -39,6 +41,9 @@ impl redb::StorageBackend for FaultyReads {
         self.inner.set_len(len)
     }
     fn sync_data(&self) -> Result<(), std::io::Error> {
+        if self.reads.fail_syncs.load(Ordering::SeqCst) {
+            return Err(std::io::Error::other("injected EIO on sync"));
+        }
         self.inner.sync_data()
     }
     fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
@@ -46,7 +51,7 @@ impl redb::StorageBackend for FaultyReads {
     }
 }
 
-/// A spool in memory whose reads do what the returned [`Reads`] says.
+/// A spool in memory whose reads (and syncs) do what the returned [`Reads`] says.
 pub(crate) fn spool_over_faulty_reads() -> (Arc<Spool>, Arc<Reads>) {
     let reads = Arc::new(Reads::default());
     let backend = FaultyReads {

@@ -582,6 +582,29 @@ async fn a_read_that_leaves_the_file_refusing_writes_fails_the_spool() {
     spool.close();
 }
 
+/// Setting undecodable entries aside is replay's only write when nothing else is delivered: a
+/// failure there that leaves the file refusing writes must fail the spool, or replay stalls on
+/// the same entries with the bridge looking healthy.
+#[tokio::test]
+async fn a_failed_move_of_undecodable_entries_that_leaves_the_file_refusing_writes_fails_the_spool()
+{
+    let (spool, storage) = super::test_storage::spool_over_faulty_reads();
+    let txn = spool.db.begin_write().expect("write");
+    {
+        let mut table = txn.open_table(RECORDS).expect("table");
+        table.insert(0, b"".as_slice()).expect("insert");
+    }
+    txn.commit().expect("commit");
+    storage.fail_syncs.store(true, Ordering::SeqCst);
+    assert!(spool.oldest(1).is_err(), "the move's commit fails");
+    storage.fail_syncs.store(false, Ordering::SeqCst);
+    let failure = tokio::time::timeout(Duration::from_secs(5), spool.failed())
+        .await
+        .expect("the spool reported its failure");
+    assert!(failure.contains("undecodable"), "{failure}");
+    spool.close();
+}
+
 /// The value `metrics` shows for `series`.
 fn shown(metrics: &crate::metrics::Metrics, series: &str) -> String {
     let text = String::from_utf8(metrics.render()).expect("utf-8");
