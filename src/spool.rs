@@ -17,6 +17,7 @@ use tokio::sync::{oneshot, Notify};
 use crate::record::Record;
 
 mod counts;
+mod dir;
 mod failure;
 mod lifecycle;
 mod recover;
@@ -141,6 +142,8 @@ pub struct Spool {
     /// Free space below which the spool reports no room (one largest record).
     headroom: u64,
     path: PathBuf,
+    /// The directory's lock (see `dir::lock`), held while the spool is.
+    _dir_lock: Option<std::fs::File>,
 }
 
 impl std::fmt::Debug for Spool {
@@ -160,10 +163,12 @@ impl Spool {
     /// cannot open is moved aside (never a crash loop) and a new one started.
     /// `headroom` is the largest record expected: with less free space, [`Spool::has_room`] is false.
     pub fn open(dir: &Path, max_bytes: u64, headroom: u64) -> Result<Arc<Spool>, SpoolError> {
-        std::fs::create_dir_all(dir).map_err(io)?;
+        let created = dir::create(dir)?;
+        let lock = dir::lock(dir)?;
         let path = dir.join(FILE);
-        let db = recover::open_or_move_aside(dir, &path)?;
-        Spool::with_database(db, path, max_bytes, headroom)
+        let db = recover::open_or_move_aside(dir, &path, &created)?;
+        dir::make_private(&path);
+        Spool::with_database(db, path, max_bytes, headroom, Some(lock))
     }
 
     /// The spool over an open redb database, at `path` (tests give it one whose storage fails
@@ -173,6 +178,7 @@ impl Spool {
         path: PathBuf,
         max_bytes: u64,
         headroom: u64,
+        dir_lock: Option<std::fs::File>,
     ) -> Result<Arc<Spool>, SpoolError> {
         let db = Arc::new(db);
         let recover::Contents {
@@ -219,6 +225,7 @@ impl Spool {
             max_bytes,
             headroom,
             path,
+            _dir_lock: dir_lock,
         }))
     }
 

@@ -26,14 +26,18 @@ fn create(path: &Path) -> Result<Database, DatabaseError> {
 }
 
 /// Opens (or creates) the redb file at `path` in `dir`, and makes the directory's entries
-/// durable: redb fsyncs the file's contents, never the directory that names it, so records
-/// answered 200 in a new file (the first start, or after a corrupt one was moved aside) could
-/// otherwise vanish with their file in a power loss.
-pub(super) fn open_or_move_aside(dir: &Path, path: &Path) -> Result<Database, SpoolError> {
+/// durable, and those of `created` (the directories made for it, and the one that names the
+/// first: see `dir::create`): redb fsyncs the file's contents, never the directory that names
+/// it, so records answered 200 in a new file (the first start, or after a corrupt one was moved
+/// aside) could otherwise vanish with their file in a power loss.
+pub(super) fn open_or_move_aside(
+    dir: &Path,
+    path: &Path,
+    created: &[std::path::PathBuf],
+) -> Result<Database, SpoolError> {
     let db = open_or_move_aside_unsynced(dir, path)?;
     sync_dir(dir);
-    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        // The spool directory itself may be new too (`create_dir_all`).
+    for parent in created {
         sync_dir(parent);
     }
     Ok(db)

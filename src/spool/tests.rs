@@ -241,13 +241,22 @@ async fn a_spool_another_opener_holds_is_refused_not_replaced() {
         matches!(second, Err(SpoolError::Io(_))),
         "a second writer must not start"
     );
-    let names: Vec<_> = std::fs::read_dir(dir.path())
+    let mut names: Vec<_> = std::fs::read_dir(dir.path())
         .expect("list")
         .filter_map(Result::ok)
         .map(|e| e.file_name().to_string_lossy().to_string())
         .collect();
-    assert_eq!(names, [FILE], "nothing moved aside");
+    names.sort();
+    assert_eq!(names, ["spool.lock", FILE], "nothing moved aside");
     assert_eq!(first.records(), 1);
+    // It holds whole webhooks: private to the bridge's user.
+    let mode = std::fs::metadata(dir.path().join(FILE))
+        .expect("metadata")
+        .permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
 }
 
 #[tokio::test]

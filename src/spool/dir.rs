@@ -1,0 +1,152 @@
+//! The spool's directory: created private to the bridge's user, its new entries made durable, and
+//! held by one process at a time.
+
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io::ErrorKind;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use super::SpoolError;
+
+/// Held beside the redb file for as long as the spool is open.
+const LOCK_FILE: &str = "spool.lock";
+
+/// Creates `dir` (and any missing parent) readable by the bridge's user alone, since the spool
+/// holds whole webhooks (messages, phone numbers). Returns the directories whose entries that
+/// changed (see [`changed_by_creating`]).
+pub(super) fn create(dir: &Path) -> Result<Vec<PathBuf>, SpoolError> {
+    let changed = changed_by_creating(dir, Path::exists);
+    if changed.is_empty() {
+        return Ok(changed);
+    }
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| SpoolError::Io(format!("cannot create {}: {e}", dir.display())))?;
+    Ok(changed)
+}
+
+/// The directories whose entries creating `dir` changes, which must be synced for the new ones
+/// to survive a power loss: the nearest parent that exists (`.` for a relative path's first
+/// directory) and each directory created but `dir` itself (synced with the file it names).
+/// None when `dir` exists.
+fn changed_by_creating(dir: &Path, exists: impl Fn(&Path) -> bool) -> Vec<PathBuf> {
+    let mut missing = Vec::new();
+    let mut at = dir;
+    while !at.as_os_str().is_empty() && !exists(at) {
+        missing.push(at);
+        match at.parent() {
+            Some(parent) => at = parent,
+            None => break,
+        }
+    }
+    if missing.is_empty() {
+        return Vec::new();
+    }
+    let existing = if at.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        at
+    };
+    std::iter::once(existing)
+        .chain(missing.into_iter().skip(1).rev())
+        .map(Path::to_path_buf)
+        .collect()
+}
+
+/// Takes the spool's lock, which the returned file holds until it is closed. redb locks its own
+/// file too, but not the moving aside of a corrupt one (a second process could move the first
+/// one's new file aside, with the records it answered 200 for), and on a filesystem without
+/// locks it opens the file unlocked: two writers would corrupt it.
+pub(super) fn lock(dir: &Path) -> Result<File, SpoolError> {
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| SpoolError::Io(format!("cannot open {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(SpoolError::Io(format!(
+            "another process holds the spool in {} (its {LOCK_FILE} is locked): one bridge per \
+             spool directory",
+            dir.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(SpoolError::Io(format!(
+            "cannot lock {}: {e}; the spool needs a filesystem with file locks (a local volume)",
+            path.display()
+        ))),
+    }
+}
+
+/// Makes the spool file readable by the bridge's user alone, whoever created it: a file made
+/// before this rule, or restored, keeps no wider access. Not fatal: a file another user owns
+/// cannot be changed, and the bridge can still write it.
+pub(super) fn make_private(file: &Path) {
+    let private = std::fs::Permissions::from_mode(0o600);
+    match std::fs::set_permissions(file, private) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::warn!(file = %file.display(), error = %e, "cannot make the spool file private to the bridge's user");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creating_a_directory_changes_the_entries_of_each_parent_down_from_one_that_exists() {
+        let exists = |p: &Path| p == Path::new("/data") || p == Path::new("/");
+        assert_eq!(
+            changed_by_creating(Path::new("/data/a/b"), exists),
+            [PathBuf::from("/data"), PathBuf::from("/data/a")]
+        );
+        assert_eq!(
+            changed_by_creating(Path::new("/data/a"), exists),
+            [PathBuf::from("/data")]
+        );
+        assert!(changed_by_creating(Path::new("/data"), exists).is_empty());
+        // A relative path's first directory is an entry of the working directory.
+        assert_eq!(
+            changed_by_creating(Path::new("spool/x"), |_| false),
+            [PathBuf::from("."), PathBuf::from("spool")]
+        );
+    }
+
+    #[test]
+    fn a_new_spool_directory_and_its_parents_are_private_to_the_bridges_user() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("a").join("b");
+        let changed = create(&dir).expect("create");
+        assert_eq!(changed, [root.path().to_path_buf(), root.path().join("a")]);
+        for d in [root.path().join("a"), dir.clone()] {
+            let mode = std::fs::metadata(&d)
+                .expect("metadata")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o700, "{}", d.display());
+        }
+        assert!(create(&dir).expect("again").is_empty());
+    }
+
+    #[test]
+    fn a_second_holder_of_the_spool_directory_is_refused_until_the_first_lets_go() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = lock(dir.path()).expect("first");
+        let second = lock(dir.path()).expect_err("a second holder");
+        assert!(
+            second
+                .to_string()
+                .contains("another process holds the spool"),
+            "{second}"
+        );
+        drop(first);
+        lock(dir.path()).expect("free again");
+    }
+}
