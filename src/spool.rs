@@ -88,6 +88,8 @@ struct Holdings {
     counts: Mutex<Counts>,
     bytes: AtomicU64,
     records: AtomicU64,
+    /// Entries in the `unreadable` table: accepted records that will not be replayed.
+    unreadable: AtomicU64,
     /// Encoded bytes handed to the writer thread and not yet committed (or failed).
     waiting: AtomicU64,
     /// Woken when a record is appended, so the replayer need not poll.
@@ -186,11 +188,13 @@ impl Spool {
             records,
             next_seq,
             counts,
+            unreadable,
         } = recover::scan(&db)?;
         let holdings = Arc::new(Holdings {
             counts: Mutex::new(counts),
             bytes: AtomicU64::new(bytes),
             records: AtomicU64::new(records),
+            unreadable: AtomicU64::new(unreadable),
             waiting: AtomicU64::new(0),
             appended: Notify::new(),
             failure: tokio::sync::watch::Sender::new(None),
@@ -368,6 +372,12 @@ impl Spool {
 
     pub fn bytes(&self) -> u64 {
         self.holdings.bytes.load(Ordering::SeqCst)
+    }
+
+    /// Entries set aside as undecodable (see `from_seq`), from earlier runs too: records that
+    /// were answered 200 and will not reach Kafka without an operator.
+    pub fn unreadable(&self) -> u64 {
+        self.holdings.unreadable.load(Ordering::SeqCst)
     }
 
     pub fn max_bytes(&self) -> u64 {

@@ -18,6 +18,7 @@ pub struct SpoolMetrics {
     records: IntGauge,
     bytes: IntGauge,
     max_bytes: IntGauge,
+    unreadable: IntGauge,
     oldest_age: Gauge,
     /// The oldest record's receive time at the last read that succeeded ([`NONE`]: empty).
     oldest_ms: AtomicI64,
@@ -53,6 +54,10 @@ impl SpoolMetrics {
             name("spool_max_bytes"),
             "Spool capacity in bytes (0: no spool)",
         )?;
+        let unreadable = IntGauge::new(
+            name("spool_unreadable_records"),
+            "Spooled records that could not be decoded, set aside in the spool file's unreadable table and not replayed",
+        )?;
         let oldest_age = Gauge::new(
             name("spool_oldest_age_seconds"),
             "Age of the oldest record waiting in the spool (0 when empty)",
@@ -61,7 +66,7 @@ impl SpoolMetrics {
         for c in [&replayed, &replay_failures, &deadlettered] {
             registry.register(Box::new(c.clone()))?;
         }
-        for g in [&records, &bytes, &max_bytes] {
+        for g in [&records, &bytes, &max_bytes, &unreadable] {
             registry.register(Box::new(g.clone()))?;
         }
         registry.register(Box::new(oldest_age.clone()))?;
@@ -74,6 +79,7 @@ impl SpoolMetrics {
             records,
             bytes,
             max_bytes,
+            unreadable,
             oldest_age,
             oldest_ms: AtomicI64::new(NONE),
         })
@@ -107,6 +113,7 @@ impl SpoolMetrics {
         self.records.set(clamp(spool.records()));
         self.bytes.set(clamp(spool.bytes()));
         self.max_bytes.set(clamp(spool.max_bytes()));
+        self.unreadable.set(clamp(spool.unreadable()));
         // A read that failed shows the age of the oldest record the last one found, which
         // keeps growing: 0 ("empty"), or an age frozen at the failure, would hold off the alert
         // exactly when records may be stuck.

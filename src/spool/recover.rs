@@ -4,7 +4,9 @@
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use redb::{Builder, Database, DatabaseError, ReadableDatabase, ReadableTable};
+use redb::{
+    Builder, Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+};
 
 use super::{io, Counts, SpoolError, SpooledRecord, FILE, RECORDS, UNREADABLE};
 
@@ -83,6 +85,8 @@ pub(super) struct Contents {
     pub next_seq: u64,
     /// Records per key and per topic.
     pub counts: Counts,
+    /// Entries in the `unreadable` table.
+    pub unreadable: u64,
 }
 
 pub(super) fn scan(db: &Database) -> Result<Contents, SpoolError> {
@@ -95,6 +99,7 @@ pub(super) fn scan(db: &Database) -> Result<Contents, SpoolError> {
             if let Some((seq, _)) = aside.last().map_err(io)? {
                 found.next_seq = seq.value() + 1;
             }
+            found.unreadable = aside.len().map_err(io)?;
         }
         Err(redb::TableError::TableDoesNotExist(_)) => {}
         Err(e) => return Err(io(e)),

@@ -145,6 +145,9 @@ impl Spool {
         txn.commit().map_err(io)?;
         // Only what was there: counted down twice, an entry would leave the spool looking fuller
         // than it is (and the counts wrap below zero).
+        self.holdings
+            .unreadable
+            .fetch_add(moved.len() as u64, Ordering::SeqCst);
         for (seq, len) in &moved {
             tracing::error!(
                 seq,
