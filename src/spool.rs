@@ -183,6 +183,7 @@ impl Spool {
         dir_lock: Option<std::fs::File>,
     ) -> Result<Arc<Spool>, SpoolError> {
         let db = Arc::new(db);
+        recover::restore_decodable(&db)?;
         let recover::Contents {
             bytes,
             records,

@@ -89,6 +89,48 @@ pub(super) struct Contents {
     pub unreadable: u64,
 }
 
+/// Moves the entries set aside as undecodable that this version decodes back into `records`,
+/// under their own sequence numbers (so in their place in their conversations): set aside by a
+/// version that could not read them, they replay once the version that wrote them runs again.
+/// Returns how many. Writes only when there is one, so a full disk stops no start-up for nothing.
+pub(super) fn restore_decodable(db: &Database) -> Result<u64, SpoolError> {
+    let decodable: Vec<u64> = {
+        let txn = db.begin_read().map_err(io)?;
+        let aside = match txn.open_table(UNREADABLE) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
+            Err(e) => return Err(io(e)),
+        };
+        let mut found = Vec::new();
+        for entry in aside.iter().map_err(io)? {
+            let (seq, value) = entry.map_err(io)?;
+            if postcard::from_bytes::<SpooledRecord>(value.value()).is_ok() {
+                found.push(seq.value());
+            }
+        }
+        found
+    };
+    if decodable.is_empty() {
+        return Ok(0);
+    }
+    let txn = db.begin_write().map_err(io)?;
+    {
+        let mut aside = txn.open_table(UNREADABLE).map_err(io)?;
+        let mut records = txn.open_table(RECORDS).map_err(io)?;
+        for seq in &decodable {
+            if let Some(raw) = aside.remove(*seq).map_err(io)? {
+                records.insert(*seq, raw.value()).map_err(io)?;
+            }
+        }
+    }
+    txn.commit().map_err(io)?;
+    tracing::warn!(
+        records = decodable.len(),
+        "spooled records set aside as undecodable by another version are readable again; replaying them"
+    );
+    Ok(decodable.len() as u64)
+}
+
 pub(super) fn scan(db: &Database) -> Result<Contents, SpoolError> {
     let mut found = Contents::default();
     let txn = db.begin_read().map_err(io)?;
