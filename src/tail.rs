@@ -48,6 +48,8 @@ pub enum TailError {
     /// See [`refused_for_good`].
     #[error("Kafka refuses the records: {0} ({0:?}); reading on would print nothing, as from an empty topic")]
     Refused(RDKafkaErrorCode),
+    #[error("no record read for the idle timeout, and fetching failed: {0} ({0:?}); the topic may not be empty")]
+    Failing(RDKafkaErrorCode),
     #[error("writing output: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -82,12 +84,14 @@ where
             "latest"
         },
     );
+    // librdkafka wants a group to assign partitions, though tail never joins or commits to it;
+    // an operator whose credentials may describe only certain groups names one with -X.
+    config.set("group.id", "qikchat-bridge-tail");
     for (k, v) in kafka_props::overrides(env, &args.kafka_properties, &read)? {
         config.set(k, v);
     }
     config
         .set("bootstrap.servers", &args.kafka_brokers)
-        .set("group.id", "qikchat-bridge-tail")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false");
     let consumer: BaseConsumer = config.create()?;
@@ -129,13 +133,16 @@ where
 
     let mut printed = 0;
     let mut last = Instant::now();
+    // The last fetch error since the last record, if any.
+    let mut failing: Option<RDKafkaErrorCode> = None;
     while args.count.is_none_or(|n| printed < n) {
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(message)) => {
-                writeln!(out, "{}", to_json(&message))?;
+                writeln!(out, "{}", terminal_safe(&to_json(&message).to_string()))?;
                 out.flush()?;
                 printed += 1;
                 last = Instant::now();
+                failing = None;
             }
             Some(Err(KafkaError::MessageConsumption(code))) if refused_for_good(code) => {
                 return Err(TailError::Refused(code));
@@ -144,11 +151,16 @@ where
             Some(Err(KafkaError::MessageConsumption(code))) => {
                 // Not eprintln!, which panics when stderr is a closed pipe (`2>&1 | head`).
                 let _ = writeln!(std::io::stderr(), "tail: {code} (continuing)");
+                failing = Some(code);
             }
             Some(Err(e)) => return Err(e.into()),
             None => {}
         }
         if args.idle_timeout.is_some_and(|t| last.elapsed() >= t) {
+            // Idle because every fetch failed is no empty topic: a script must not take it for one.
+            if let Some(code) = failing {
+                return Err(TailError::Failing(code));
+            }
             break;
         }
     }
@@ -162,8 +174,9 @@ fn refused_for_good(code: RDKafkaErrorCode) -> bool {
     use RDKafkaErrorCode as C;
     matches!(
         code,
+        // Not GroupAuthorizationFailed: librdkafka looks up the coordinator of a group tail
+        // never uses, and credentials that may read a topic need not describe that group.
         C::TopicAuthorizationFailed
-            | C::GroupAuthorizationFailed
             | C::ClusterAuthorizationFailed
             | C::SaslAuthenticationFailed
             | C::Authentication
@@ -217,6 +230,37 @@ pub fn to_json(m: &BorrowedMessage<'_>) -> serde_json::Value {
     record
 }
 
+/// A JSON line with the characters a terminal acts on or reorders escaped (`\uXXXX`, the same
+/// JSON): serde_json escapes only C0 controls, and record values and headers are the senders'
+/// bytes, so a body could otherwise reach an operator's terminal with C1 controls (a one-byte
+/// CSI, U+009B) or bidirectional overrides. Outside strings compact JSON has none of them.
+pub fn terminal_safe(line: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        matches!(
+            c,
+            '\u{7f}'..='\u{9f}'
+                | '\u{200e}'
+                | '\u{200f}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2066}'..='\u{2069}'
+        )
+    };
+    if !line.contains(unsafe_char) {
+        return line.into();
+    }
+    let mut safe = String::with_capacity(line.len() + 16);
+    for c in line.chars() {
+        if unsafe_char(c) {
+            safe.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            safe.push(c);
+        }
+    }
+    safe.into()
+}
+
 /// A key or header value: a string when it is UTF-8, else `{"base64": ...}`.
 fn text(bytes: &[u8]) -> serde_json::Value {
     match std::str::from_utf8(bytes) {
@@ -228,3 +272,42 @@ fn text(bytes: &[u8]) -> serde_json::Value {
 }
 
 mod headers;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn characters_a_terminal_acts_on_are_escaped_and_the_line_stays_the_same_json() {
+        let value = serde_json::json!({
+            "value": "a\u{9b}31mred\u{1b}[0m \u{202e}txt.exe\u{7f} \u{2028}ok é 日本",
+            "headers": {"request-id": "\u{9d}8;;http://x\u{9c}"},
+        });
+        let line = value.to_string();
+        let safe = terminal_safe(&line);
+        for c in [
+            '\u{9b}', '\u{9d}', '\u{9c}', '\u{202e}', '\u{7f}', '\u{2028}', '\u{1b}',
+        ] {
+            assert!(!safe.contains(c), "{c:?} in {safe}");
+        }
+        assert!(
+            safe.contains("\\u009b") && safe.contains("é 日本"),
+            "{safe}"
+        );
+        let back: serde_json::Value = serde_json::from_str(&safe).expect("still JSON");
+        assert_eq!(back, value);
+        let plain = r#"{"value":"plain"}"#;
+        assert!(matches!(
+            terminal_safe(plain),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
+
+    #[test]
+    fn a_group_the_credentials_may_not_describe_is_no_reason_to_stop() {
+        assert!(!refused_for_good(
+            RDKafkaErrorCode::GroupAuthorizationFailed
+        ));
+        assert!(refused_for_good(RDKafkaErrorCode::TopicAuthorizationFailed));
+    }
+}

@@ -134,6 +134,56 @@ fn tail_exits_1_when_kafka_refuses_to_serve_the_records() {
     assert!(stderr.contains("TopicAuthorizationFailed"), "{stderr}");
 }
 
+/// Fetches that fail with an error librdkafka reads past until the idle timeout: no record is
+/// no empty topic, so the exit is 1 with the error, not 0.
+#[test]
+fn tail_exits_1_when_it_went_idle_with_every_fetch_failing() {
+    let cluster = rdkafka::mocking::MockCluster::new(1).expect("cluster");
+    cluster.create_topic("failing", 1, 1).expect("topic");
+    cluster.request_errors(
+        rdkafka::types::RDKafkaApiKey::Fetch,
+        &[rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN; 500],
+    );
+    let output = Command::new(BIN)
+        .args(["tail", "--kafka-brokers", &cluster.bootstrap_servers()])
+        .args(["--from-beginning", "--idle-timeout", "4s", "failing"])
+        .env_clear()
+        .output()
+        .expect("run tail");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("fetching failed"), "{stderr}");
+}
+
+/// librdkafka looks up the coordinator of tail's group although tail never joins it: credentials
+/// that may read the topic but not describe that group still read it.
+#[test]
+fn tail_reads_on_when_its_group_may_not_be_described() {
+    let cluster = rdkafka::mocking::MockCluster::new(1).expect("cluster");
+    cluster.create_topic("readable", 1, 1).expect("topic");
+    let producer: rdkafka::producer::BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap_servers())
+        .create()
+        .expect("producer");
+    producer
+        .send(rdkafka::producer::BaseRecord::<(), _>::to("readable").payload("{}"))
+        .expect("send");
+    rdkafka::producer::Producer::flush(&producer, Duration::from_secs(10)).expect("flush");
+    cluster.request_errors(
+        rdkafka::types::RDKafkaApiKey::FindCoordinator,
+        &[rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED; 50],
+    );
+    let output = Command::new(BIN)
+        .args(["tail", "--kafka-brokers", &cluster.bootstrap_servers()])
+        .args(["--from-beginning", "--count", "1", "readable"])
+        .env_clear()
+        .output()
+        .expect("run tail");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains(r#""value":"{}""#));
+}
+
 #[test]
 fn tail_names_a_missing_topic() {
     let cluster = rdkafka::mocking::MockCluster::new(1).expect("cluster");
