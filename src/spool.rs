@@ -183,7 +183,11 @@ impl Spool {
         dir_lock: Option<std::fs::File>,
     ) -> Result<Arc<Spool>, SpoolError> {
         let db = Arc::new(db);
-        recover::restore_decodable(&db)?;
+        // Best effort: entries left aside are still counted and alerted on, and a start-up
+        // stopped here (a full volume, say) would only keep webhooks from Kafka meanwhile.
+        if let Err(e) = recover::restore_decodable(&db) {
+            tracing::error!(error = %e, "cannot move readable entries back from the spool's unreadable table; they stay there");
+        }
         let recover::Contents {
             bytes,
             records,

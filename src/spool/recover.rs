@@ -67,6 +67,8 @@ fn open_or_move_aside_unsynced(dir: &Path, path: &Path) -> Result<Database, Spoo
             let aside = dir.join(format!("{FILE}.unreadable-{now}"));
             tracing::error!(%reason, moved_to = %aside.display(), "spool file is corrupt beyond repair; moving it aside and starting a new one");
             std::fs::rename(path, &aside).map_err(io)?;
+            // It holds whole webhooks too.
+            super::dir::make_private(&aside);
             create(path).map_err(io)
         }
         Err(e) => Err(SpoolError::Io(format!(
@@ -90,9 +92,9 @@ pub(super) struct Contents {
 }
 
 /// Moves the entries set aside as undecodable that this version decodes back into `records`,
-/// under their own sequence numbers (so in their place in their conversations): set aside by a
-/// version that could not read them, they replay once the version that wrote them runs again.
-/// Returns how many. Writes only when there is one, so a full disk stops no start-up for nothing.
+/// under their own sequence numbers: set aside by a version that could not read them, they replay
+/// once a version that reads them runs again (after later records of their conversations that
+/// went to Kafka meanwhile). Returns how many. Writes only when there is one.
 pub(super) fn restore_decodable(db: &Database) -> Result<u64, SpoolError> {
     let decodable: Vec<u64> = {
         let txn = db.begin_read().map_err(io)?;
@@ -118,6 +120,15 @@ pub(super) fn restore_decodable(db: &Database) -> Result<u64, SpoolError> {
         let mut aside = txn.open_table(UNREADABLE).map_err(io)?;
         let mut records = txn.open_table(RECORDS).map_err(io)?;
         for seq in &decodable {
+            // A file of an early version may hold a live record under the same number (its
+            // numbering restarted below the entries set aside): that one stays, this one aside.
+            if records.get(*seq).map_err(io)?.is_some() {
+                tracing::error!(
+                    seq,
+                    "a spooled record set aside shares its number with a waiting one; left aside"
+                );
+                continue;
+            }
             if let Some(raw) = aside.remove(*seq).map_err(io)? {
                 records.insert(*seq, raw.value()).map_err(io)?;
             }

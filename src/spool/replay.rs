@@ -137,18 +137,21 @@ impl Spool {
             for &(seq, len) in entries {
                 let raw = records.remove(seq).map_err(io)?.map(|v| v.value().to_vec());
                 if let Some(raw) = raw {
-                    aside.insert(seq, raw.as_slice()).map_err(io)?;
-                    moved.push((seq, len));
+                    // Counted once: an entry already aside under this number (a file of an
+                    // early version) is replaced, not added.
+                    let replaced = aside.insert(seq, raw.as_slice()).map_err(io)?.is_some();
+                    moved.push((seq, len, replaced));
                 }
             }
         }
         txn.commit().map_err(io)?;
         // Only what was there: counted down twice, an entry would leave the spool looking fuller
         // than it is (and the counts wrap below zero).
+        let added = moved.iter().filter(|(_, _, replaced)| !replaced).count();
         self.holdings
             .unreadable
-            .fetch_add(moved.len() as u64, Ordering::SeqCst);
-        for (seq, len) in &moved {
+            .fetch_add(added as u64, Ordering::SeqCst);
+        for (seq, len, _) in &moved {
             tracing::error!(
                 seq,
                 "a spooled record cannot be decoded; moved to the spool file's `unreadable` table"
