@@ -8,7 +8,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -94,7 +95,7 @@ where
         .set("bootstrap.servers", &args.kafka_brokers)
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false");
-    let consumer: BaseConsumer = config.create()?;
+    let consumer: BaseConsumer<Reasons> = config.create_with_context(Reasons::default())?;
 
     let start = if args.from_beginning {
         Offset::Beginning
@@ -166,6 +167,40 @@ where
     }
     Ok(printed)
 }
+
+/// Prints librdkafka's warnings and errors to stderr, each once in a row: a wrong password or an
+/// untrusted certificate otherwise surfaced only as the metadata wait's "Broker transport
+/// failure", as a network fault would. (Its log lines would go to the `log` crate, which tail
+/// does not set up; its error events reach the consumer's poll as bare codes, or not at all while
+/// it waits for metadata.) librdkafka's log lines name brokers and reasons, never a credential.
+#[derive(Default)]
+struct Reasons {
+    last: std::sync::Mutex<String>,
+}
+
+impl ClientContext for Reasons {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        use rdkafka::config::RDKafkaLogLevel as L;
+        if !matches!(
+            level,
+            L::Emerg | L::Alert | L::Critical | L::Error | L::Warning
+        ) {
+            return;
+        }
+        let line = format!("{fac}: {message}");
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *last != line {
+            // Not eprintln!, which panics when stderr is a closed pipe.
+            let _ = writeln!(std::io::stderr(), "tail: librdkafka: {line}");
+            *last = line;
+        }
+    }
+}
+
+impl ConsumerContext for Reasons {}
 
 /// Refusals no reconnect ends: credentials, their ACLs (the bridge's own often allow writing,
 /// not reading), a topic gone. Printed and read past, they left a script with no record and

@@ -184,6 +184,23 @@ fn tail_reads_on_when_its_group_may_not_be_described() {
     assert!(String::from_utf8_lossy(&output.stdout).contains(r#""value":"{}""#));
 }
 
+/// librdkafka's own reason reaches the operator: the metadata wait alone ends in "Broker
+/// transport failure" whether the broker is down, the password wrong or the certificate untrusted.
+#[test]
+fn tail_says_why_it_could_not_reach_kafka() {
+    let output = Command::new(BIN)
+        .args(["tail", "--kafka-brokers", "127.0.0.1:1", "any.topic"])
+        .env_clear()
+        .output()
+        .expect("run tail");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("127.0.0.1:1/bootstrap: Connect to"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn tail_names_a_missing_topic() {
     let cluster = rdkafka::mocking::MockCluster::new(1).expect("cluster");
