@@ -203,9 +203,7 @@ pub async fn watch_kafka_files(
         let properties = match made {
             Some(Ok(properties)) => properties,
             failed => {
-                let error = failed.map_or("reading the files panicked".into(), |e| {
-                    e.err().map(|e| e.to_string()).unwrap_or_default()
-                });
+                let error = why(failed, "reading the files panicked");
                 tracing::error!(%error, "the properties cannot be made from the Kafka client files; the producers stay as they are");
                 for (p, _) in producers.iter().zip(&pending).filter(|(_, todo)| **todo) {
                     metrics.kafka_reloaded(p.sink.role.label(), false);
@@ -235,6 +233,13 @@ pub async fn watch_kafka_files(
             }
         }
     }
+}
+
+/// Why a blocking step that did not succeed failed: its error, or `panicked` (no result).
+fn why<T, E: std::fmt::Display>(failed: Option<Result<T, E>>, panicked: &str) -> String {
+    failed.map_or(panicked.into(), |e| {
+        e.err().map(|e| e.to_string()).unwrap_or_default()
+    })
 }
 
 enum Outcome {
@@ -274,12 +279,13 @@ async fn rebuild(
     };
     let old = match made {
         Some(Ok(old)) => old,
-        Some(Err(e)) => {
-            tracing::error!(role, error = %e, "no working Kafka producer could be made from the client files; the producer stays as it was");
+        failed => {
+            // A panic while making it (`None`) is a failure too: silent, it showed no stale files.
+            let error = why(failed, "making it panicked");
+            tracing::error!(role, %error, "no working Kafka producer could be made from the client files; the producer stays as it was");
             metrics.kafka_reloaded(role, false);
             return Outcome::Failed;
         }
-        None => return Outcome::Failed,
     };
     tracing::info!(role, "Kafka producer made again from its client files");
     metrics.kafka_reloaded(role, true);
