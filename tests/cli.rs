@@ -123,14 +123,11 @@ fn tail_exits_1_when_kafka_refuses_to_serve_the_records() {
         rdkafka::types::RDKafkaApiKey::Fetch,
         &[rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 50],
     );
-    let output = Command::new(BIN)
-        .args(["tail", "--kafka-brokers", &cluster.bootstrap_servers()])
-        .args(["--from-beginning", "--idle-timeout", "10s", "write.only"])
-        .env_clear()
-        .output()
-        .expect("run tail");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let (code, _, stderr) = tail(
+        &cluster.bootstrap_servers(),
+        &["--from-beginning", "--idle-timeout", "10s", "write.only"],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("TopicAuthorizationFailed"), "{stderr}");
 }
 
@@ -144,14 +141,11 @@ fn tail_exits_1_when_it_went_idle_with_every_fetch_failing() {
         rdkafka::types::RDKafkaApiKey::Fetch,
         &[rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN; 500],
     );
-    let output = Command::new(BIN)
-        .args(["tail", "--kafka-brokers", &cluster.bootstrap_servers()])
-        .args(["--from-beginning", "--idle-timeout", "4s", "failing"])
-        .env_clear()
-        .output()
-        .expect("run tail");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let (code, _, stderr) = tail(
+        &cluster.bootstrap_servers(),
+        &["--from-beginning", "--idle-timeout", "4s", "failing"],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("fetching failed"), "{stderr}");
 }
 
@@ -173,28 +167,20 @@ fn tail_reads_on_when_its_group_may_not_be_described() {
         rdkafka::types::RDKafkaApiKey::FindCoordinator,
         &[rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED; 50],
     );
-    let output = Command::new(BIN)
-        .args(["tail", "--kafka-brokers", &cluster.bootstrap_servers()])
-        .args(["--from-beginning", "--count", "1", "readable"])
-        .env_clear()
-        .output()
-        .expect("run tail");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(0), "{stderr}");
-    assert!(String::from_utf8_lossy(&output.stdout).contains(r#""value":"{}""#));
+    let (code, stdout, stderr) = tail(
+        &cluster.bootstrap_servers(),
+        &["--from-beginning", "--count", "1", "readable"],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains(r#""value":"{}""#), "{stdout}");
 }
 
 /// librdkafka's own reason reaches the operator: the metadata wait alone ends in "Broker
 /// transport failure" whether the broker is down, the password wrong or the certificate untrusted.
 #[test]
 fn tail_says_why_it_could_not_reach_kafka() {
-    let output = Command::new(BIN)
-        .args(["tail", "--kafka-brokers", "127.0.0.1:1", "any.topic"])
-        .env_clear()
-        .output()
-        .expect("run tail");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let (code, _, stderr) = tail("127.0.0.1:1", &["any.topic"]);
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(
         stderr.contains("127.0.0.1:1/bootstrap: Connect to"),
         "{stderr}"
@@ -234,14 +220,11 @@ fn tail_names_a_missing_topic() {
             rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
         )
         .expect("topic error");
-    let output = Command::new(BIN)
-        .args(["tail", "--kafka-brokers", &cluster.bootstrap_servers()])
-        .args(["--idle-timeout", "5s", "guarded"])
-        .env_clear()
-        .output()
-        .expect("run tail");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let (code, _, stderr) = tail(
+        &cluster.bootstrap_servers(),
+        &["--idle-timeout", "5s", "guarded"],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("TopicAuthorizationFailed"), "{stderr}");
 }
 
@@ -614,4 +597,20 @@ fn dev_kafka_with_no_one_to_read_its_address_exits_1_and_says_why() {
     let status = child.wait().expect("wait");
     assert_eq!(status.code(), Some(1), "{status}: {stderr}");
     assert!(stderr.contains("cannot print the address"), "{stderr}");
+}
+
+/// Runs `tail --kafka-brokers BROKERS ARGS` with no environment: its exit code, stdout, stderr.
+fn tail(brokers: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    let output = Command::new(BIN)
+        .args(["tail", "--kafka-brokers", brokers])
+        .args(args)
+        .env_clear()
+        .output()
+        .expect("run tail");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (
+        output.status.code(),
+        text(&output.stdout),
+        text(&output.stderr),
+    )
 }
