@@ -95,8 +95,54 @@ where
         .set("bootstrap.servers", &args.kafka_brokers)
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false");
+    // rust-rdkafka passes on only errors when no `log` logger is set, and tail sets none.
+    config.set_log_level(rdkafka::config::RDKafkaLogLevel::Warning);
     let consumer: BaseConsumer<Reasons> = config.create_with_context(Reasons::default())?;
 
+    assign(&consumer, args).inspect_err(|_| tell_reasons(&consumer))?;
+
+    let mut printed = 0;
+    let mut last = Instant::now();
+    // The last fetch error since the last record, and when it came.
+    let mut failing: Option<(RDKafkaErrorCode, Instant)> = None;
+    while args.count.is_none_or(|n| printed < n) {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) => {
+                writeln!(out, "{}", terminal_safe(&to_json(&message).to_string()))?;
+                out.flush()?;
+                printed += 1;
+                last = Instant::now();
+                failing = None;
+            }
+            Some(Err(KafkaError::MessageConsumption(code))) if refused_for_good(code) => {
+                return Err(TailError::Refused(code));
+            }
+            // A broker restarting or a leader moving: librdkafka reconnects by itself.
+            Some(Err(KafkaError::MessageConsumption(code))) => {
+                // Not eprintln!, which panics when stderr is a closed pipe (`2>&1 | head`).
+                let _ = writeln!(std::io::stderr(), "tail: {code} (continuing)");
+                // The group's coordinator is looked up, never used: see refused_for_good.
+                if code != RDKafkaErrorCode::GroupAuthorizationFailed {
+                    failing = Some((code, Instant::now()));
+                }
+            }
+            Some(Err(e)) => return Err(e.into()),
+            None => {}
+        }
+        if let Some(t) = args.idle_timeout.filter(|t| last.elapsed() >= *t) {
+            // Idle because every fetch failed is no empty topic: a script must not take it for
+            // one. An error that stopped (a broker restarted) left fetches that found nothing.
+            if let Some((code, _)) = failing.filter(|(_, at)| at.elapsed() < t / 2) {
+                return Err(TailError::Failing(code));
+            }
+            break;
+        }
+    }
+    Ok(printed)
+}
+
+/// Assigns every partition of the named topics at the start `--from-beginning` asks for.
+fn assign(consumer: &BaseConsumer<Reasons>, args: &TailArgs) -> Result<(), TailError> {
     let start = if args.from_beginning {
         Offset::Beginning
     } else {
@@ -131,41 +177,18 @@ where
         }
     }
     consumer.assign(&assignment)?;
+    Ok(())
+}
 
-    let mut printed = 0;
-    let mut last = Instant::now();
-    // The last fetch error since the last record, if any.
-    let mut failing: Option<RDKafkaErrorCode> = None;
-    while args.count.is_none_or(|n| printed < n) {
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(message)) => {
-                writeln!(out, "{}", terminal_safe(&to_json(&message).to_string()))?;
-                out.flush()?;
-                printed += 1;
-                last = Instant::now();
-                failing = None;
-            }
-            Some(Err(KafkaError::MessageConsumption(code))) if refused_for_good(code) => {
-                return Err(TailError::Refused(code));
-            }
-            // A broker restarting or a leader moving: librdkafka reconnects by itself.
-            Some(Err(KafkaError::MessageConsumption(code))) => {
-                // Not eprintln!, which panics when stderr is a closed pipe (`2>&1 | head`).
-                let _ = writeln!(std::io::stderr(), "tail: {code} (continuing)");
-                failing = Some(code);
-            }
-            Some(Err(e)) => return Err(e.into()),
-            None => {}
-        }
-        if args.idle_timeout.is_some_and(|t| last.elapsed() >= t) {
-            // Idle because every fetch failed is no empty topic: a script must not take it for one.
-            if let Some(code) = failing {
-                return Err(TailError::Failing(code));
-            }
-            break;
-        }
+/// Hands librdkafka's queued log lines to [`Reasons`]: rust-rdkafka queues them for the
+/// consumer's poll, and a blocking metadata wait that failed has polled nothing, so without this
+/// the reason it failed would be dropped with the consumer.
+fn tell_reasons(consumer: &BaseConsumer<Reasons>) {
+    let until = Instant::now() + Duration::from_millis(100);
+    while let Some(left) = until.checked_duration_since(Instant::now()) {
+        // An error event ends a poll early; the loop reads on past it.
+        let _ = consumer.poll(left);
     }
-    Ok(printed)
 }
 
 /// Prints librdkafka's warnings and errors to stderr, each once in a row: a wrong password or an

@@ -143,10 +143,32 @@ fn tail_exits_1_when_it_went_idle_with_every_fetch_failing() {
     );
     let (code, _, stderr) = tail(
         &cluster.bootstrap_servers(),
-        &["--from-beginning", "--idle-timeout", "4s", "failing"],
+        // Failing fetches repeat about once a second; the last must be in the last half.
+        &["--from-beginning", "--idle-timeout", "6s", "failing"],
     );
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("fetching failed"), "{stderr}");
+}
+
+/// A broker that failed a fetch and then recovered leaves an empty topic, not a failing one.
+#[test]
+fn tail_exits_0_when_idle_on_an_empty_topic_after_errors_that_stopped() {
+    let cluster = rdkafka::mocking::MockCluster::new(1).expect("cluster");
+    cluster.create_topic("recovered", 1, 1).expect("topic");
+    cluster.request_errors(
+        rdkafka::types::RDKafkaApiKey::Fetch,
+        &[rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN; 3],
+    );
+    cluster.request_errors(
+        rdkafka::types::RDKafkaApiKey::FindCoordinator,
+        &[rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED; 50],
+    );
+    let (code, _, stderr) = tail(
+        &cluster.bootstrap_servers(),
+        &["--from-beginning", "--idle-timeout", "6s", "recovered"],
+    );
+    assert!(stderr.contains("Unknown broker error"), "{stderr}");
+    assert_eq!(code, Some(0), "{stderr}");
 }
 
 /// librdkafka looks up the coordinator of tail's group although tail never joins it: credentials
@@ -169,7 +191,15 @@ fn tail_reads_on_when_its_group_may_not_be_described() {
     );
     let (code, stdout, stderr) = tail(
         &cluster.bootstrap_servers(),
-        &["--from-beginning", "--count", "1", "readable"],
+        // A regression that never read the record ends here (exit 0 without it), not hangs.
+        &[
+            "--from-beginning",
+            "--count",
+            "1",
+            "--idle-timeout",
+            "30s",
+            "readable",
+        ],
     );
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stdout.contains(r#""value":"{}""#), "{stdout}");
