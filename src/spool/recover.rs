@@ -116,6 +116,7 @@ pub(super) fn restore_decodable(db: &Database) -> Result<u64, SpoolError> {
         return Ok(0);
     }
     let txn = db.begin_write().map_err(io)?;
+    let mut moved = 0u64;
     {
         let mut aside = txn.open_table(UNREADABLE).map_err(io)?;
         let mut records = txn.open_table(RECORDS).map_err(io)?;
@@ -131,15 +132,18 @@ pub(super) fn restore_decodable(db: &Database) -> Result<u64, SpoolError> {
             }
             if let Some(raw) = aside.remove(*seq).map_err(io)? {
                 records.insert(*seq, raw.value()).map_err(io)?;
+                moved += 1;
             }
         }
     }
     txn.commit().map_err(io)?;
-    tracing::warn!(
-        records = decodable.len(),
-        "spooled records set aside as undecodable by another version are readable again; replaying them"
-    );
-    Ok(decodable.len() as u64)
+    if moved > 0 {
+        tracing::warn!(
+            records = moved,
+            "spooled records set aside as undecodable by another version are readable again; replaying them"
+        );
+    }
+    Ok(moved)
 }
 
 pub(super) fn scan(db: &Database) -> Result<Contents, SpoolError> {

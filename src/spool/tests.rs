@@ -278,6 +278,11 @@ async fn entries_set_aside_that_this_version_decodes_are_replayed_after_a_restar
     let got = spool.oldest(10).expect("read");
     let values: Vec<&[u8]> = got.iter().map(|g| g.1.value.as_slice()).collect();
     assert_eq!(values, [&b"kept"[..], b"live"]);
+    assert_eq!(
+        super::recover::restore_decodable(&spool.db).expect("restore"),
+        0,
+        "the clash, readable but left aside, is not counted as moved back"
+    );
     spool.close();
 }
 
