@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use common::{TestApp, STATUS, TEXT};
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 const BIN: &str = env!("CARGO_BIN_EXE_qikchat-bridge");
@@ -113,15 +116,26 @@ fn committed_offsets_of_tail(bootstrap: &str) -> Vec<((String, i32), Offset)> {
     all
 }
 
+/// A one-broker cluster holding `topic`, whose next `n` fetches fail with `error`.
+fn failing_fetches(
+    topic: &str,
+    error: RDKafkaRespErr,
+    n: usize,
+) -> MockCluster<'static, DefaultProducerContext> {
+    let cluster = MockCluster::new(1).expect("cluster");
+    cluster.create_topic(topic, 1, 1).expect("topic");
+    cluster.request_errors(RDKafkaApiKey::Fetch, &vec![error; n]);
+    cluster
+}
+
 /// Credentials that may describe and write a topic but not read it (as the bridge's own often
 /// are): every fetch is refused. Read past, the errors left a script with no record and exit 0.
 #[test]
 fn tail_exits_1_when_kafka_refuses_to_serve_the_records() {
-    let cluster = rdkafka::mocking::MockCluster::new(1).expect("cluster");
-    cluster.create_topic("write.only", 1, 1).expect("topic");
-    cluster.request_errors(
-        rdkafka::types::RDKafkaApiKey::Fetch,
-        &[rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 50],
+    let cluster = failing_fetches(
+        "write.only",
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+        50,
     );
     let (code, _, stderr) = tail(
         &cluster.bootstrap_servers(),
@@ -135,12 +149,7 @@ fn tail_exits_1_when_kafka_refuses_to_serve_the_records() {
 /// no empty topic, so the exit is 1 with the error, not 0.
 #[test]
 fn tail_exits_1_when_it_went_idle_with_every_fetch_failing() {
-    let cluster = rdkafka::mocking::MockCluster::new(1).expect("cluster");
-    cluster.create_topic("failing", 1, 1).expect("topic");
-    cluster.request_errors(
-        rdkafka::types::RDKafkaApiKey::Fetch,
-        &[rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN; 500],
-    );
+    let cluster = failing_fetches("failing", RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN, 500);
     let (code, _, stderr) = tail(
         &cluster.bootstrap_servers(),
         // Failing fetches repeat about once a second; the last must be in the last half.
@@ -153,15 +162,10 @@ fn tail_exits_1_when_it_went_idle_with_every_fetch_failing() {
 /// A broker that failed a fetch and then recovered leaves an empty topic, not a failing one.
 #[test]
 fn tail_exits_0_when_idle_on_an_empty_topic_after_errors_that_stopped() {
-    let cluster = rdkafka::mocking::MockCluster::new(1).expect("cluster");
-    cluster.create_topic("recovered", 1, 1).expect("topic");
+    let cluster = failing_fetches("recovered", RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN, 3);
     cluster.request_errors(
-        rdkafka::types::RDKafkaApiKey::Fetch,
-        &[rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN; 3],
-    );
-    cluster.request_errors(
-        rdkafka::types::RDKafkaApiKey::FindCoordinator,
-        &[rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED; 50],
+        RDKafkaApiKey::FindCoordinator,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED; 50],
     );
     let (code, _, stderr) = tail(
         &cluster.bootstrap_servers(),
@@ -175,7 +179,7 @@ fn tail_exits_0_when_idle_on_an_empty_topic_after_errors_that_stopped() {
 /// that may read the topic but not describe that group still read it.
 #[test]
 fn tail_reads_on_when_its_group_may_not_be_described() {
-    let cluster = rdkafka::mocking::MockCluster::new(1).expect("cluster");
+    let cluster = MockCluster::new(1).expect("cluster");
     cluster.create_topic("readable", 1, 1).expect("topic");
     let producer: rdkafka::producer::BaseProducer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", cluster.bootstrap_servers())
@@ -186,8 +190,8 @@ fn tail_reads_on_when_its_group_may_not_be_described() {
         .expect("send");
     rdkafka::producer::Producer::flush(&producer, Duration::from_secs(10)).expect("flush");
     cluster.request_errors(
-        rdkafka::types::RDKafkaApiKey::FindCoordinator,
-        &[rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED; 50],
+        RDKafkaApiKey::FindCoordinator,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED; 50],
     );
     let (code, stdout, stderr) = tail(
         &cluster.bootstrap_servers(),
@@ -219,7 +223,7 @@ fn tail_says_why_it_could_not_reach_kafka() {
 
 #[test]
 fn tail_names_a_missing_topic() {
-    let cluster = rdkafka::mocking::MockCluster::new(1).expect("cluster");
+    let cluster = MockCluster::new(1).expect("cluster");
     let output = Command::new(BIN)
         .args([
             "tail",
@@ -247,7 +251,7 @@ fn tail_names_a_missing_topic() {
     cluster
         .topic_error(
             "guarded",
-            rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
         )
         .expect("topic error");
     let (code, _, stderr) = tail(
@@ -260,7 +264,7 @@ fn tail_names_a_missing_topic() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tail_ends_quietly_with_status_0_when_its_reader_goes_away() {
-    let cluster = rdkafka::mocking::MockCluster::new(1).expect("cluster");
+    let cluster = MockCluster::new(1).expect("cluster");
     cluster.create_topic("t", 1, 1).expect("topic");
     let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", cluster.bootstrap_servers())
@@ -300,7 +304,7 @@ async fn tail_shows_repeated_headers_and_bytes_that_are_not_utf8_and_stops_when_
     use rdkafka::message::{Header, OwnedHeaders};
     use rdkafka::producer::{FutureProducer, FutureRecord};
 
-    let cluster = rdkafka::mocking::MockCluster::new(1).expect("cluster");
+    let cluster = MockCluster::new(1).expect("cluster");
     cluster.create_topic("t", 1, 1).expect("topic");
     let producer: FutureProducer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", cluster.bootstrap_servers())
