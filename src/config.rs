@@ -21,7 +21,7 @@ pub const SEED_CREDENTIAL: &str = "testuser:testpass";
 
 mod args;
 mod bounds;
-pub use args::{Args, Cli, Command, LogFormat};
+pub use args::{usage_error, Args, Cli, Command, LogFormat};
 
 /// Where records go: brokers the operator runs, or the in-process mock cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -4,7 +4,7 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::Parser;
-use qikchat_bridge::config::{Cli, Command, Config, LogFormat};
+use qikchat_bridge::config::{self, Cli, Command, Config, LogFormat};
 use qikchat_bridge::embedded::EmbeddedKafka;
 use qikchat_bridge::topics::{self, TopicMap};
 use qikchat_bridge::{run_with_cut, tail, telemetry, Listeners};
@@ -29,7 +29,15 @@ fn environment() -> impl Iterator<Item = (String, String)> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version: clap prints them to stdout and exits 0.
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            complain(format_args!("{}", config::usage_error(&e).trim_end()));
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     match cli.command {
         Some(Command::DevKafka {
             partitions,
@@ -56,7 +64,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(args: qikchat_bridge::config::Args) -> ExitCode {
+fn serve(args: config::Args) -> ExitCode {
     let check_only = args.check_config;
     let config = match Config::from_args(args, environment(), |p| std::fs::read_to_string(p)) {
         Ok(config) => config,

@@ -612,6 +612,30 @@ fn a_bad_setting_exits_2_even_when_no_one_reads_stderr() {
     }
 }
 
+/// `-X sasl.password "$PW"` (a space for the `=`) leaves the password as a stray argument: the
+/// refusal says so with exit code 2 but does not print it, as stderr ends up in the pod's logs.
+#[test]
+fn a_password_clap_cannot_place_is_refused_without_being_printed() {
+    let output = Command::new(BIN)
+        .args(["-X", "sasl.password", "hunter2"])
+        .env_clear()
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    assert!(stderr.contains("not shown"), "{stderr}");
+
+    // Help still goes to stdout with exit code 0.
+    let help = Command::new(BIN)
+        .arg("--help")
+        .env_clear()
+        .output()
+        .expect("run");
+    assert_eq!(help.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--kafka-property"));
+}
+
 /// `dev-kafka`'s address is all it is for: with its reader gone it says so and exits 1 rather than
 /// panicking (`println!`) or holding a cluster nobody can find.
 #[test]

@@ -209,3 +209,24 @@ pub enum LogFormat {
     Json,
     Text,
 }
+
+/// What to print for a command line clap refused: its own message, except that an argument it
+/// could not place is not quoted back. `-X sasl.password hunter2` (a space for the `=`) leaves the
+/// password as a stray argument, and clap's message names it; stderr goes to the pod's logs.
+pub fn usage_error(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue};
+    let mut text = e.render().to_string();
+    for kind in [ContextKind::InvalidSubcommand, ContextKind::InvalidArg] {
+        if let Some(ContextValue::String(stray)) = e.get(kind) {
+            // A flag's own name (`--lisen`) is not a value; everything else may be one.
+            if !stray.starts_with('-') {
+                // Quoted, as clap quotes it: a short stray must not blank out other words.
+                text = text.replace(
+                    &format!("'{stray}'"),
+                    "(an argument not shown: it may hold a secret)",
+                );
+            }
+        }
+    }
+    text
+}

@@ -397,3 +397,38 @@ fn an_auth_file_without_a_credential_is_named_in_the_refusal() {
     assert!(text.contains("/secrets/auth"), "{text}");
     assert!(text.contains("holds no credential"), "{text}");
 }
+
+/// Refused command lines, each with a password clap could not place: as a stray subcommand, as a
+/// stray argument of one, beside another flag.
+#[test]
+fn a_refused_command_line_never_quotes_a_stray_argument_back() {
+    for argv in [
+        &["qikchat-bridge", "-X", "sasl.password", "hunter2"][..],
+        &["qikchat-bridge", "--auth", "a:b", "hunter2"][..],
+        &["qikchat-bridge", "hunter2"][..],
+        &["qikchat-bridge", "dev-kafka", "hunter2"][..],
+    ] {
+        let err = Cli::try_parse_from(argv).expect_err("refused");
+        let text = usage_error(&err);
+        assert!(!text.contains("hunter2"), "{argv:?}: {text}");
+        assert!(text.contains("not shown"), "{argv:?}: {text}");
+        assert!(text.contains("Usage:"), "{argv:?}: {text}");
+    }
+}
+
+/// Flag names and the values of flags that parse them are no secret, and they say what was wrong.
+#[test]
+fn a_refused_command_line_still_names_a_misspelt_flag_and_a_bad_value() {
+    let err = Cli::try_parse_from(["qikchat-bridge", "--lisen", "x"]).expect_err("refused");
+    assert!(
+        usage_error(&err).contains("'--lisen'"),
+        "{}",
+        usage_error(&err)
+    );
+    let err = Cli::try_parse_from(["qikchat-bridge", "--listen", "nowhere"]).expect_err("refused");
+    assert!(
+        usage_error(&err).contains("'nowhere'"),
+        "{}",
+        usage_error(&err)
+    );
+}
