@@ -145,8 +145,8 @@ fn tail_exits_1_when_kafka_refuses_to_serve_the_records() {
     assert!(stderr.contains("TopicAuthorizationFailed"), "{stderr}");
 }
 
-/// Fetches that fail with an error librdkafka reads past until the idle timeout: no record is
-/// no empty topic, so the exit is 1 with the error, not 0.
+/// Fetches that fail with an error librdkafka reads past until the idle timeout: no record then
+/// does not mean an empty topic, so the exit is 1 with the error, not 0.
 #[test]
 fn tail_exits_1_when_it_went_idle_with_every_fetch_failing() {
     let cluster = failing_fetches("failing", RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN, 500);
