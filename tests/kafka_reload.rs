@@ -5,7 +5,10 @@
 
 mod common;
 
-use common::{eventually, rotate, Captured, TestApp, STATUS};
+use std::time::Duration;
+
+use common::{eventually, eventually_within, rotate, Captured, TestApp, STATUS};
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
 async fn reloads(app: &TestApp, result: &str) -> u64 {
     let (_, metrics) = app.admin_get("/metrics").await;
@@ -58,7 +61,7 @@ async fn rotated_kafka_client_files_make_the_producer_again_and_unusable_ones_ke
 
     // The same text written again is no change (the watcher looks every second).
     rotate(&password, "kafka-pw-second-8830\n");
-    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(reloads(&app, "rebuilt").await, 1);
     rotate(&ca, "second CA\n");
     eventually("the producer made again after the CA", async || {
@@ -92,4 +95,77 @@ async fn rotated_kafka_client_files_make_the_producer_again_and_unusable_ones_ke
     ] {
         assert!(!logs.contains(secret), "{secret:?} leaked into the logs");
     }
+}
+
+/// The replaced producer delivers what it holds in the background: a record it keeps retrying
+/// (for up to its message timeout, the ack timeout here) does not hold up the next rotation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_rotation_is_taken_while_the_replaced_producer_still_retries_its_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let password = dir.path().join("password");
+    let ca = dir.path().join("ca.pem");
+    rotate(&password, "kafka-pw-first\n");
+    rotate(&ca, "first CA\n");
+    let ca_flag = format!("ssl.ca.location={}", ca.display());
+    let app = TestApp::start_with_env(
+        &["--ack-timeout", "60s", "-X", &ca_flag],
+        &[(
+            "KAFKA_SASL_PASSWORD_FILE",
+            password.to_str().expect("utf-8"),
+        )],
+    )
+    .await;
+    assert_eq!(app.post(STATUS).await.status(), 200);
+
+    // Every produce request is refused as retriable until cleared: the next record stays in the
+    // producer now in place, which retries it until its message timeout (60 s).
+    app.cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 1000],
+    );
+    let stuck = {
+        let (http, url) = (app.http.clone(), app.url());
+        tokio::spawn(async move {
+            http.post(url)
+                .basic_auth(common::USER, Some(common::PASS))
+                .header("content-type", "application/json")
+                .body(STATUS)
+                .send()
+                .await
+        })
+    };
+    app.wait_metric("qikchat_bridge_requests_in_flight 1").await;
+
+    rotate(&password, "kafka-pw-second\n");
+    eventually("the producer made again after the password", async || {
+        reloads(&app, "rebuilt").await == 1
+    })
+    .await;
+    // Before, the watch waited for the replaced producer's flush (here up to 61 s) before it
+    // looked at the files again.
+    rotate(&ca, "second CA\n");
+    eventually_within(
+        "the producer made again after the CA, with the first one still retrying",
+        Duration::from_secs(15),
+        async || reloads(&app, "rebuilt").await == 2,
+    )
+    .await;
+    assert_eq!(
+        app.admin_get("/metrics")
+            .await
+            .1
+            .lines()
+            .find(|l| l.starts_with("qikchat_bridge_requests_in_flight ")),
+        Some("qikchat_bridge_requests_in_flight 1"),
+        "the first producer still held its record"
+    );
+
+    // Its record goes through, and its request is answered.
+    app.cluster.clear_request_errors(RDKafkaApiKey::Produce);
+    let answered = tokio::time::timeout(Duration::from_secs(20), stuck)
+        .await
+        .expect("answered once the broker took records again")
+        .expect("the request task")
+        .expect("an answer");
+    assert_eq!(answered.status(), 200);
 }

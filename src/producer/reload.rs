@@ -289,12 +289,10 @@ async fn rebuild(
     };
     tracing::info!(role, "Kafka producer made again from its client files");
     metrics.kafka_reloaded(role, true);
-    // At shutdown this wait is cut short; the flush goes on in its thread as long as the
-    // process does (records whose requests were not answered 200 may then be lost).
-    let retiring = tokio::task::spawn_blocking(move || retire(old));
-    tokio::select! {
-        _ = retiring => {}
-        () = crate::admin::stopped(stop) => {}
-    }
+    // Not waited for: the old producer's flush can take its whole message timeout (30 s for
+    // replay's) when its records are stuck, and the next producer, or the next rotation, would
+    // wait that long on the files in place before. It goes on in its thread as long as the
+    // process does (at shutdown, records whose requests were not answered 200 may then be lost).
+    drop(tokio::task::spawn_blocking(move || retire(old)));
     Outcome::Rebuilt
 }
