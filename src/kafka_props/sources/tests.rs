@@ -56,6 +56,12 @@ fn a_file_changed_between_start_up_and_the_first_look_is_a_change() {
         .expect("valid");
     assert_eq!(watched.files(), sources.files(&props));
     assert_eq!(watched.now(), watched, "nothing changed");
+    // Written again with the same text, as a new file renamed over it (as a Kubernetes volume's
+    // update does): a new inode and time, the same contents, so no producer is made again.
+    let next = dir.path().join("password.next");
+    std::fs::write(&next, "first").expect("write");
+    std::fs::rename(&next, &password).expect("rename");
+    assert_eq!(watched.now(), watched, "the same text is no change");
     std::fs::write(&ca, "second CA").expect("write");
     assert_ne!(watched.now(), watched);
     std::fs::remove_file(&password).expect("remove");
