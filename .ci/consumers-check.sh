@@ -2,7 +2,9 @@
 # Runs the example consumers (examples/consumers/python and node) against a live bridge: starts it
 # in embedded mode, posts the seed payloads and every docs/examples payload the way Qikchat does,
 # then runs each consumer to completion and checks it printed exactly the expected lines
-# (examples/consumers/expected-output.txt). Installs the consumers' dependencies itself: Python's
+# (examples/consumers/expected-output.txt). Twice: with the default (no compression), and with LZ4,
+# which an operator may turn on and which kafkajs reads only with a codec (the Node example
+# registers one). Installs the consumers' dependencies itself: Python's
 # in a venv under the cache directory, Node's with `npm ci`. Run from the repository root.
 set -euo pipefail
 bin=${1:-target/debug/qikchat-bridge}
@@ -49,51 +51,8 @@ cleanup() {
 }
 trap cleanup EXIT
 source .ci/lib/ports.sh
-# LZ4 on purpose: the default is no compression, and the consumers must also read what an
-# operator may turn on (the Node example brings its own LZ4 codec).
-# RUST_LOG pinned: the start-up line that names the ports is at info.
-RUST_LOG=info "$bin" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --log-format json \
-  -X compression.type=lz4 \
-  >"$work/bridge.log" 2>&1 </dev/null &
-pid=$!
-if ! ports=$(bridge_ports "$work/bridge.log" "$pid"); then
-  echo "the bridge did not start serving; its log:" >&2
-  cat "$work/bridge.log" >&2
-  exit 1
-fi
-read -r port admin <<<"$ports"
-ready=
-for _ in $(seq 1 150); do
-  if curl -fs "http://127.0.0.1:$admin/readyz" >/dev/null 2>&1; then ready=1; break; fi
-  kill -0 "$pid" 2>/dev/null || break
-  sleep 0.1
-done
-if [ -z "$ready" ]; then
-  echo "the bridge did not become ready; its log:" >&2
-  cat "$work/bridge.log" >&2
-  exit 1
-fi
-bootstrap=$(grep -o 'bootstrap\.servers=[^" ,]*' "$work/bridge.log" | head -n1 | cut -d= -f2)
-[ -n "$bootstrap" ] || { echo "no bootstrap.servers=HOST:PORT in the bridge's log" >&2; cat "$work/bridge.log" >&2; exit 1; }
-echo "bridge on 127.0.0.1:$port, embedded Kafka at $bootstrap"
 
-# --- post every payload ------------------------------------------------------------------------
-posted=0
-for f in tests/fixtures/*.json docs/examples/*.json; do
-  code=$(curl -s -o "$work/answer" -w '%{http_code}' -u testuser:testpass \
-    -H 'content-type: application/json' --data-binary "@$f" "http://127.0.0.1:$port/webhook")
-  if [ "$code" != 200 ]; then
-    echo "POST $f answered $code: $(cat "$work/answer")" >&2
-    exit 1
-  fi
-  posted=$((posted + 1))
-done
-echo "posted $posted payloads"
-# Every posted body is a message or a status, and each gives one line.
-[ "$(grep -c . "$expected")" -eq "$posted" ] ||
-  { echo "$expected has $(grep -c . "$expected") lines for $posted posted payloads" >&2; exit 1; }
-
-# --- run the consumers -------------------------------------------------------------------------
+# --- the consumers ---------------------------------------------------------------------------
 check_output() { # name file
   local name=$1 out=$2 missing=0
   while IFS= read -r line; do
@@ -119,7 +78,7 @@ run_consumer() { # name command...
   local name=$1
   shift
   local rc=0
-  KAFKA_BOOTSTRAP_SERVERS=$bootstrap MAX_RECORDS=$posted KAFKA_GROUP_ID="consumers-check-$name" \
+  KAFKA_BOOTSTRAP_SERVERS=$bootstrap MAX_RECORDS=$posted KAFKA_GROUP_ID="consumers-check-$name-$compression" \
     timeout 90 "$@" >"$work/$name.out" 2>"$work/$name.err" </dev/null || rc=$?
   if [ "$rc" != 0 ]; then
     echo "$name exited $rc (124: did not read $posted records within 90 s); stdout:" >&2
@@ -131,6 +90,63 @@ run_consumer() { # name command...
   check_output "$name" "$work/$name.out"
 }
 
-run_consumer python "$venv/bin/python" "$here/$examples/python/consumer.py"
-run_consumer node node "$here/$examples/node/consumer.js"
-echo "both example consumers printed the expected lines"
+# --- one round: a bridge with this compression, every payload posted, both consumers -----------
+round() { # compression.type
+  compression=$1
+  # RUST_LOG pinned: the start-up line that names the ports is at info.
+  RUST_LOG=info "$bin" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --log-format json \
+    -X "compression.type=$compression" \
+    >"$work/bridge.log" 2>&1 </dev/null &
+  pid=$!
+  if ! ports=$(bridge_ports "$work/bridge.log" "$pid"); then
+    echo "the bridge did not start serving; its log:" >&2
+    cat "$work/bridge.log" >&2
+    exit 1
+  fi
+  read -r port admin <<<"$ports"
+  ready=
+  for _ in $(seq 1 150); do
+    if curl -fs "http://127.0.0.1:$admin/readyz" >/dev/null 2>&1; then ready=1; break; fi
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if [ -z "$ready" ]; then
+    echo "the bridge did not become ready; its log:" >&2
+    cat "$work/bridge.log" >&2
+    exit 1
+  fi
+  bootstrap=$(grep -o 'bootstrap\.servers=[^" ,]*' "$work/bridge.log" | head -n1 | cut -d= -f2)
+  [ -n "$bootstrap" ] || { echo "no bootstrap.servers=HOST:PORT in the bridge's log" >&2; cat "$work/bridge.log" >&2; exit 1; }
+  echo "bridge on 127.0.0.1:$port (compression.type=$compression), embedded Kafka at $bootstrap"
+
+  # Every payload posted, the way Qikchat does.
+  posted=0
+  for f in tests/fixtures/*.json docs/examples/*.json; do
+    code=$(curl -s -o "$work/answer" -w '%{http_code}' -u testuser:testpass \
+      -H 'content-type: application/json' --data-binary "@$f" "http://127.0.0.1:$port/webhook")
+    if [ "$code" != 200 ]; then
+      echo "POST $f answered $code: $(cat "$work/answer")" >&2
+      exit 1
+    fi
+    posted=$((posted + 1))
+  done
+  echo "posted $posted payloads"
+  # Every posted body is a message or a status, and each gives one line.
+  [ "$(grep -c . "$expected")" -eq "$posted" ] ||
+    { echo "$expected has $(grep -c . "$expected") lines for $posted posted payloads" >&2; exit 1; }
+
+  run_consumer python "$venv/bin/python" "$here/$examples/python/consumer.py"
+  run_consumer node node "$here/$examples/node/consumer.js"
+  echo "both example consumers printed the expected lines (compression.type=$compression)"
+  kill -TERM "$pid"
+  if ! wait "$pid"; then
+    echo "the bridge did not exit 0 at SIGTERM; its log:" >&2
+    cat "$work/bridge.log" >&2
+    exit 1
+  fi
+  pid=
+}
+
+for compression in none lz4; do
+  round "$compression"
+done
