@@ -136,9 +136,14 @@ pub async fn run_with_cut(
         }
     };
     if config.seed_credential_in_use {
+        // The user only: the password is public (Qikchat's docs, the README), but a log that
+        // shows one teaches readers that passwords appear there.
         tracing::warn!(
+            user = crate::config::SEED_CREDENTIAL
+                .split_once(':')
+                .map_or("", |(user, _)| user),
             "no credentials configured: accepting Qikchat's documented example credential \
-             testuser:testpass (embedded mode only)"
+             (the README's; embedded mode only)"
         );
     }
     for caveat in config.caveats() {

@@ -43,12 +43,8 @@ fn start_reading_log(args: &[&str], filter: &str) -> (Child, BufReader<ChildStde
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_no_settings_the_bridge_runs_on_its_embedded_kafka_and_takes_the_seed_credential() {
-    let Spawned {
-        mut child,
-        port,
-        admin,
-        ..
-    } = start_embedded();
+    let mut spawned = start_embedded();
+    let (port, admin) = (spawned.port, spawned.admin);
     common::wait_ready_at(admin).await;
     let http = reqwest::Client::new();
     let post = |user: &'static str, pass: &'static str| {
@@ -62,7 +58,15 @@ async fn with_no_settings_the_bridge_runs_on_its_embedded_kafka_and_takes_the_se
     assert_eq!(accepted.status(), 200, "the record reached its topic");
     let wrong = post("testuser", "not-the-password").await.expect("answer");
     assert_eq!(wrong.status(), 401);
-    assert!(stop_with(&mut child, "-TERM").success());
+    assert!(stop_with(&mut spawned.child, "-TERM").success());
+    // Named by its user, without the password, even though that one is public.
+    let log = spawned.log_to_end();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("example credential") && l.contains(r#""user":"testuser""#)),
+        "{log}"
+    );
+    assert!(!log.contains("testpass"), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
