@@ -141,6 +141,10 @@ pub enum WebhookError {
     /// is not Kafka's failure to log or count.
     #[error("body was not received within the ack timeout ({0:?}) of the request, in which an event must be stored; it was not stored")]
     LateBody(std::time::Duration),
+    /// RFC 9112, section 3.2: an HTTP/1.1 request without a `Host` header, or any request with
+    /// more than one.
+    #[error("{0}")]
+    Host(&'static str),
     #[error("body could not be read: {0}")]
     BodyRead(String),
     #[error("body is empty")]
@@ -167,9 +171,10 @@ impl WebhookError {
             WebhookError::UnsupportedTransferCoding => Outcome::NotImplemented,
             WebhookError::TooLarge { .. } => Outcome::TooLarge,
             WebhookError::BodyTimeout(_) | WebhookError::LateBody(_) => Outcome::BodyTimeout,
-            WebhookError::BodyRead(_) | WebhookError::EmptyBody | WebhookError::Invalid(_) => {
-                Outcome::Invalid
-            }
+            WebhookError::Host(_)
+            | WebhookError::BodyRead(_)
+            | WebhookError::EmptyBody
+            | WebhookError::Invalid(_) => Outcome::Invalid,
             WebhookError::Produce(ProduceError::TooLarge) => Outcome::TooLarge,
             WebhookError::Overloaded(..) => Outcome::Overloaded,
             WebhookError::Produce(ProduceError::Rejected(_)) => Outcome::Failed,
@@ -191,7 +196,9 @@ impl WebhookError {
             }
             WebhookError::BodyTimeout(_) | WebhookError::LateBody(_) => "body_timeout",
             WebhookError::UnsupportedTransferCoding => "not_implemented",
-            WebhookError::BodyRead(_) | WebhookError::EmptyBody => "bad_request",
+            WebhookError::Host(_) | WebhookError::BodyRead(_) | WebhookError::EmptyBody => {
+                "bad_request"
+            }
             WebhookError::Invalid(_) => "invalid_payload",
             WebhookError::Produce(ProduceError::Rejected(_)) => "internal_error",
             WebhookError::Overloaded(..) | WebhookError::Produce(_) => "unavailable",

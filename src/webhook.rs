@@ -29,8 +29,8 @@ mod parts;
 use answer::respond;
 use budget::BodyBudget;
 use parts::{
-    chunked_only, concat, content_type, discard, identity_encoding, request_id, sha256_hex,
-    single_value, Rfc3339Millis, X_REQUEST_ID,
+    chunked_only, concat, content_type, discard, identity_encoding, one_host, request_id,
+    sha256_hex, single_value, Rfc3339Millis, X_REQUEST_ID,
 };
 
 const ACCEPTED: &[u8] = br#"{"status":"accepted"}"#;
@@ -333,6 +333,8 @@ impl<S: Sink> Webhook<S> {
             self.metrics.auth_failure(reason);
             return Err(WebhookError::Unauthorized(reason));
         }
+        // After the credential: a stranger is told only that, and loses the idle timeout.
+        one_host(parts.version, &parts.headers)?;
         let content_type = content_type(&parts.headers)?;
         identity_encoding(&parts.headers)?;
         chunked_only(&parts.headers)?;

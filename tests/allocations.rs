@@ -107,6 +107,7 @@ fn an_accepted_webhook_costs_the_handler_at_most_its_allocation_budget() {
         .expect("runtime");
     let request = |body: &'static [u8], request_id: Option<&'static str>| {
         let mut builder = Request::post("/webhook")
+            .header(http::header::HOST, "bridge")
             .header(AUTHORIZATION, "Basic cWlrY2hhdDpzZWNyZXQ=")
             .header(CONTENT_TYPE, "application/json");
         if let Some(id) = request_id {

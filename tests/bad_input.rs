@@ -126,6 +126,37 @@ async fn a_body_with_broken_chunked_encoding_is_refused_with_400_and_produces_no
     app.assert_nothing_stored_before_now().await;
 }
 
+/// RFC 9112, section 3.2. hyper leaves the check to the server; the body is read and dropped,
+/// so the connection still takes the next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http1_1_request_without_a_host_header_is_refused_with_400_and_produces_nothing() {
+    use tokio::io::AsyncWriteExt;
+    let app = TestApp::start(&[]).await;
+    let head = common::post_head(&format!("content-length: {}", STATUS.len()));
+    let without_host = head.replacen("host: x\r\n", "", 1);
+    assert_ne!(without_host, head);
+    let mut s = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    s.write_all(without_host.as_bytes()).await.expect("head");
+    s.write_all(STATUS).await.expect("body");
+    let answer = common::read_answer(&mut s).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(
+        answer.contains(r#""message":"an HTTP/1.1 request must have a Host header""#),
+        "{answer}"
+    );
+    s.write_all(&common::post_bytes(STATUS))
+        .await
+        .expect("the next request");
+    let next = common::read_answer(&mut s).await;
+    assert!(next.starts_with("HTTP/1.1 200"), "{next}");
+    let got = app
+        .records("whatsapp.message.status", 2, Duration::from_secs(3))
+        .await;
+    assert_eq!(got.len(), 1, "only the request with a Host was stored");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transfer_coding_other_than_chunked_is_refused_with_501_and_nothing_is_dead_lettered() {
     use tokio::io::AsyncReadExt;

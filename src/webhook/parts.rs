@@ -5,8 +5,10 @@ use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
-use http::header::{HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, TRANSFER_ENCODING};
-use http::{HeaderMap, Request};
+use http::header::{
+    HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, HOST, TRANSFER_ENCODING,
+};
+use http::{HeaderMap, Request, Version};
 use http_body_util::BodyExt;
 use hyper::body::Body;
 use sha2::{Digest, Sha256};
@@ -193,6 +195,21 @@ pub(super) fn chunked_only(headers: &HeaderMap) -> Result<(), WebhookError> {
         }
     }
     Ok(())
+}
+
+/// One `Host` header, which HTTP/1.1 requires (HTTP/1.0 and HTTP/2, which has `:authority`, may
+/// go without): RFC 9112, section 3.2 asks a server to refuse a request without it, or with more
+/// than one, as a proxy in front may have routed it by another. Its value is not compared with
+/// anything: the bridge answers under any name its ingress gives it.
+pub(super) fn one_host(version: Version, headers: &HeaderMap) -> Result<(), WebhookError> {
+    let mut hosts = headers.get_all(HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => Err(WebhookError::Host("the Host header must be given once")),
+        (None, _) if version == Version::HTTP_11 => Err(WebhookError::Host(
+            "an HTTP/1.1 request must have a Host header",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// No content coding but `identity`: the body as sent becomes the record's value byte for byte,

@@ -57,6 +57,7 @@ fn webhook_with_metrics(
 
 fn post(body: &'static [u8]) -> Request<Full<Bytes>> {
     Request::post("/webhook")
+        .header(http::header::HOST, "bridge")
         .header(AUTHORIZATION, "Basic dTpw")
         .body(Full::new(Bytes::from_static(body)))
         .expect("request")
@@ -137,6 +138,7 @@ async fn refusals_before_the_body_never_reach_the_sink() {
         offset: 0,
     }));
     let no_auth = Request::post("/webhook")
+        .header(http::header::HOST, "bridge")
         .body(Full::new(Bytes::from_static(STATUS)))
         .expect("request");
     assert_eq!(
@@ -147,6 +149,7 @@ async fn refusals_before_the_body_never_reach_the_sink() {
     // twice is still that one.
     let two = |second: &'static str| {
         Request::post("/webhook")
+            .header(http::header::HOST, "bridge")
             .header(AUTHORIZATION, "Basic dTpw")
             .header(AUTHORIZATION, second)
             .body(Full::new(Bytes::from_static(STATUS)))
@@ -163,6 +166,7 @@ async fn refusals_before_the_body_never_reach_the_sink() {
     );
     sink.seen.lock().expect("lock").clear();
     let wrong_type = Request::post("/webhook")
+        .header(http::header::HOST, "bridge")
         .header(AUTHORIZATION, "Basic dTpw")
         .header(CONTENT_TYPE, "application/xml")
         .body(Full::new(Bytes::from_static(STATUS)))
@@ -186,6 +190,7 @@ async fn a_compressed_body_is_refused_415_naming_what_is_accepted_and_never_reac
     }));
     let with_encoding = |coding: &'static str| {
         Request::post("/webhook")
+            .header(http::header::HOST, "bridge")
             .header(AUTHORIZATION, "Basic dTpw")
             .header(CONTENT_TYPE, "application/json")
             .header(http::header::CONTENT_ENCODING, coding)
@@ -440,6 +445,7 @@ async fn a_request_dropped_before_its_answer_is_counted_as_cancelled_and_an_answ
     assert!(cut.is_err(), "still waiting for Kafka");
     assert_eq!(cancelled().as_deref(), Some("1"));
     let refused = Request::post("/elsewhere")
+        .header(http::header::HOST, "bridge")
         .body(Full::new(Bytes::from_static(STATUS)))
         .expect("request");
     assert_eq!(hook.handle(refused).await.status(), StatusCode::NOT_FOUND);

@@ -114,7 +114,10 @@ async fn each_refusal_has_its_status_its_error_code_and_its_metric() {
     ];
     for ((method, path, auth, content_type, body), result, status, code, outcome) in cases {
         let (hook, _, metrics) = webhook_with_metrics(result);
-        let mut req = Request::builder().method(method).uri(path);
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(http::header::HOST, "bridge");
         if let Some(auth) = auth {
             req = req.header(AUTHORIZATION, auth);
         }
@@ -163,7 +166,7 @@ async fn each_kind_of_401_is_counted_under_its_reason() {
         (Some("Basic dTp4"), "wrong"),
     ] {
         let (hook, _, metrics) = webhook_with_metrics(Err(ProduceError::Timeout));
-        let mut req = Request::post("/webhook");
+        let mut req = Request::post("/webhook").header(http::header::HOST, "bridge");
         if let Some(auth) = auth {
             req = req.header(AUTHORIZATION, auth);
         }
@@ -174,5 +177,70 @@ async fn each_kind_of_401_is_counted_under_its_reason() {
         let shown = String::from_utf8(metrics.render()).expect("utf-8");
         let line = format!(r#"qikchat_bridge_auth_failures_total{{reason="{reason}"}} 1"#);
         assert!(shown.contains(&line), "{auth:?}: no {line}");
+    }
+}
+
+#[tokio::test]
+async fn an_http1_1_request_without_one_host_header_is_refused_400_after_its_credential() {
+    let (hook, sink, metrics) = webhook_with_metrics(Ok(Delivered::Kafka {
+        partition: 0,
+        offset: 0,
+    }));
+    let request = |version: http::Version, hosts: &[&'static str], auth: &'static str| {
+        let mut req = Request::post("/webhook").version(version);
+        for host in hosts {
+            req = req.header(http::header::HOST, *host);
+        }
+        req.header(AUTHORIZATION, auth)
+            .header(CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from_static(STATUS)))
+            .expect("request")
+    };
+    use http::Version as V;
+    for (version, hosts, says) in [
+        (
+            V::HTTP_11,
+            &[][..],
+            "an HTTP/1.1 request must have a Host header",
+        ),
+        (
+            V::HTTP_11,
+            &["a", "a"][..],
+            "the Host header must be given once",
+        ),
+        (
+            V::HTTP_10,
+            &["a", "b"][..],
+            "the Host header must be given once",
+        ),
+        (
+            V::HTTP_2,
+            &["a", "b"][..],
+            "the Host header must be given once",
+        ),
+    ] {
+        let answer = hook.handle(request(version, hosts, "Basic dTpw")).await;
+        assert_eq!(
+            answer.status(),
+            StatusCode::BAD_REQUEST,
+            "{version:?} {hosts:?}"
+        );
+        let body = answer.into_body().into_inner().expect("full body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(body["error"], "bad_request");
+        assert_eq!(body["message"], says, "{version:?} {hosts:?}");
+    }
+    assert!(sink.seen.lock().expect("lock").is_empty(), "nothing sent");
+    let shown = String::from_utf8(metrics.render()).expect("utf-8");
+    let line = r#"qikchat_bridge_requests_total{outcome="invalid",status="400"} 4"#;
+    assert!(shown.contains(line), "no {line} in {shown}");
+
+    // A stranger is told only that its credential is wrong.
+    let stranger = hook.handle(request(V::HTTP_11, &[], "Basic eDp5")).await;
+    assert_eq!(stranger.status(), StatusCode::UNAUTHORIZED);
+    // HTTP/1.0 and HTTP/2 (which has `:authority`) may go without.
+    for version in [V::HTTP_10, V::HTTP_2] {
+        let answer = hook.handle(request(version, &[], "Basic dTpw")).await;
+        assert_eq!(answer.status(), StatusCode::OK, "{version:?}");
     }
 }
