@@ -32,27 +32,46 @@ async fn stale(app: &TestApp) -> bool {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rotated_kafka_client_files_make_the_producer_again_and_unusable_ones_keep_it() {
-    let captured = Captured::install("info");
+/// A password file and a CA file, each with its first text, read by a bridge started on them
+/// with `args` too.
+struct ClientFiles {
+    _dir: tempfile::TempDir,
+    password: std::path::PathBuf,
+    ca: std::path::PathBuf,
+}
+
+async fn start_on_files(password: &str, args: &[&str]) -> (TestApp, ClientFiles) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let password = dir.path().join("password");
-    let ca = dir.path().join("ca.pem");
-    rotate(&password, "kafka-pw-first-5521\n");
-    rotate(&ca, "first CA\n");
-    let ca_flag = format!("ssl.ca.location={}", ca.display());
+    let files = ClientFiles {
+        password: dir.path().join("password"),
+        ca: dir.path().join("ca.pem"),
+        _dir: dir,
+    };
+    rotate(&files.password, password);
+    rotate(&files.ca, "first CA\n");
+    let ca_flag = format!("ssl.ca.location={}", files.ca.display());
+    let mut args = args.to_vec();
+    args.extend(["-X", &ca_flag]);
     let app = TestApp::start_with_env(
-        &["-X", &ca_flag],
+        &args,
         &[(
             "KAFKA_SASL_PASSWORD_FILE",
-            password.to_str().expect("utf-8"),
+            files.password.to_str().expect("utf-8"),
         )],
     )
     .await;
+    (app, files)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotated_kafka_client_files_make_the_producer_again_and_unusable_ones_keep_it() {
+    let captured = Captured::install("info");
+    let (app, files) = start_on_files("kafka-pw-first-5521\n", &[]).await;
+    let (password, ca) = (&files.password, &files.ca);
     assert_eq!(app.post(STATUS).await.status(), 200);
     assert_eq!(reloads(&app, "rebuilt").await, 0);
 
-    rotate(&password, "kafka-pw-second-8830\n");
+    rotate(password, "kafka-pw-second-8830\n");
     eventually("the producer made again after the password", async || {
         reloads(&app, "rebuilt").await == 1
     })
@@ -60,13 +79,13 @@ async fn rotated_kafka_client_files_make_the_producer_again_and_unusable_ones_ke
     assert_eq!(app.post(STATUS).await.status(), 200);
 
     // (The same text written again is no change: a unit test of the files' fingerprints.)
-    rotate(&ca, "second CA\n");
+    rotate(ca, "second CA\n");
     eventually("the producer made again after the CA", async || {
         reloads(&app, "rebuilt").await == 2
     })
     .await;
 
-    std::fs::remove_file(&password).expect("remove");
+    std::fs::remove_file(password).expect("remove");
     eventually("the missing secret reported", async || {
         reloads(&app, "failed").await == 1
     })
@@ -74,7 +93,7 @@ async fn rotated_kafka_client_files_make_the_producer_again_and_unusable_ones_ke
     assert_eq!(reloads(&app, "rebuilt").await, 2);
     assert_eq!(app.post(STATUS).await.status(), 200);
     assert!(stale(&app).await, "the failed rotation is shown");
-    rotate(&password, "kafka-pw-third-1207\n");
+    rotate(password, "kafka-pw-third-1207\n");
     eventually(
         "the producer made again once the secret is back",
         async || reloads(&app, "rebuilt").await == 3,
@@ -98,20 +117,8 @@ async fn rotated_kafka_client_files_make_the_producer_again_and_unusable_ones_ke
 /// (for up to its message timeout, the ack timeout here) does not hold up the next rotation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_rotation_is_taken_while_the_replaced_producer_still_retries_its_record() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let password = dir.path().join("password");
-    let ca = dir.path().join("ca.pem");
-    rotate(&password, "kafka-pw-first\n");
-    rotate(&ca, "first CA\n");
-    let ca_flag = format!("ssl.ca.location={}", ca.display());
-    let app = TestApp::start_with_env(
-        &["--ack-timeout", "60s", "-X", &ca_flag],
-        &[(
-            "KAFKA_SASL_PASSWORD_FILE",
-            password.to_str().expect("utf-8"),
-        )],
-    )
-    .await;
+    let (app, files) = start_on_files("kafka-pw-first\n", &["--ack-timeout", "60s"]).await;
+    let (password, ca) = (&files.password, &files.ca);
     assert_eq!(app.post(STATUS).await.status(), 200);
 
     // Every produce request is refused as retriable until cleared: the next record stays in the
@@ -133,14 +140,14 @@ async fn a_second_rotation_is_taken_while_the_replaced_producer_still_retries_it
     };
     app.wait_metric("qikchat_bridge_requests_in_flight 1").await;
 
-    rotate(&password, "kafka-pw-second\n");
+    rotate(password, "kafka-pw-second\n");
     eventually("the producer made again after the password", async || {
         reloads(&app, "rebuilt").await == 1
     })
     .await;
     // Before, the watch waited for the replaced producer's flush (here up to 61 s) before it
     // looked at the files again.
-    rotate(&ca, "second CA\n");
+    rotate(ca, "second CA\n");
     eventually_within(
         "the producer made again after the CA, with the first one still retrying",
         Duration::from_secs(15),
