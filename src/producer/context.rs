@@ -1,9 +1,11 @@
 //! What librdkafka calls back into: its log lines go to tracing, its statistics to the metrics
 //! (the webhook producer's as the gauges, the spool replayer's as traffic only), its errors to a
-//! warning, except a fatal one, which wakes the task that replaces the producer.
+//! warning (repeats held back: see `quiet`), except a fatal one, which wakes the task that
+//! replaces the producer.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -12,6 +14,8 @@ use rdkafka::statistics::Statistics;
 use tokio::sync::Notify;
 
 use crate::metrics::Metrics;
+
+use super::quiet::{Quieted, WINDOW};
 
 /// Which of the bridge's producers this is: its statistics feed the metrics differently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +47,8 @@ pub struct BridgeContext {
     /// Set once replaced, while it delivers what it holds: its traffic still counts, but the
     /// gauges are the new producer's.
     retired: Arc<AtomicBool>,
+    /// Its non-fatal errors' repeats, held back.
+    quieted: Quieted,
 }
 
 impl BridgeContext {
@@ -57,6 +63,7 @@ impl BridgeContext {
             role,
             fatal,
             retired,
+            quieted: Quieted::default(),
         }
     }
 }
@@ -92,7 +99,21 @@ impl ClientContext for BridgeContext {
             tracing::error!(target: "librdkafka", %error, "{reason}");
             self.fatal.notify_one();
         } else {
-            tracing::warn!(target: "librdkafka", %error, "{reason}");
+            let kind = error
+                .rdkafka_error_code()
+                .map_or_else(|| error.to_string(), |code| format!("{code:?}"));
+            match self.quieted.admit(&kind, Instant::now()) {
+                None => {}
+                Some(0) => tracing::warn!(target: "librdkafka", %error, "{reason}"),
+                Some(held_back) => tracing::warn!(
+                    target: "librdkafka",
+                    %error,
+                    held_back,
+                    "{reason} ({held_back} more like it since the last one logged; repeats are \
+                     logged once every {}s)",
+                    WINDOW.as_secs()
+                ),
+            }
         }
     }
 }
