@@ -153,9 +153,11 @@ impl Config {
     {
         // Empty is refused, not taken for unset: a variable that resolved to nothing (a missing
         // ConfigMap key) would otherwise answer 200 for records kept only in memory.
+        // A list of nothing but commas (a template whose variables were all missing) is empty too.
+        let named = |list: &str| list.split(',').any(|broker| !broker.trim().is_empty());
         let kafka = match args.kafka_brokers.as_deref().map(str::trim) {
             None => KafkaMode::Embedded,
-            Some("") => {
+            Some(brokers) if !named(brokers) => {
                 return Err(invalid(
                     "--kafka-brokers",
                     "is empty: name the brokers (host:port,...), or leave it unset for the \
@@ -190,6 +192,15 @@ impl Config {
             }
         }
 
+        // Which was meant? Taking either silently would be wrong half the time, and one way
+        // round it would accept anyone while an operator believes credentials are checked.
+        if args.insecure_disable_auth && (!args.auth.is_empty() || args.auth_file.is_some()) {
+            return Err(invalid(
+                "--insecure-disable-auth",
+                "is set together with credentials (--auth or --auth-file, or BRIDGE_AUTH or \
+                 BRIDGE_AUTH_FILE), which it would throw away: keep one of the two",
+            ));
+        }
         let mut credentials = Vec::new();
         for entry in &args.auth {
             credentials.push(Credential::parse(entry).map_err(|r| invalid("--auth", r))?);

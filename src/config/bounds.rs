@@ -1,6 +1,7 @@
 //! The checks on single settings and their bounds: values that cannot work, or are so far out
 //! that they must be typos, are refused at start-up with the setting's name.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::{invalid, Args, ConfigError};
@@ -13,6 +14,17 @@ const MAX_COUNT: usize = 1_000_000;
 /// (`message.max.bytes`, body + 64 KiB) inside librdkafka's own maximum of 1000000000, and the
 /// sums made from it from overflowing.
 const MAX_BODY_BYTES: usize = 512 << 20;
+
+/// Whether two listeners would ask for the same socket, so the second bind would fail at start-up
+/// (after `--check-config` said the settings were valid). Port 0 asks for a free port each.
+fn overlap(a: SocketAddr, b: SocketAddr) -> bool {
+    let any_of_its_family = |x: SocketAddr, y: SocketAddr| {
+        x.ip().is_unspecified() && (x.is_ipv4() == y.is_ipv4() || x.is_ipv6())
+    };
+    a.port() != 0
+        && a.port() == b.port()
+        && (a.ip() == b.ip() || any_of_its_family(a, b) || any_of_its_family(b, a))
+}
 
 pub(super) fn check(args: &Args) -> Result<(), ConfigError> {
     // First: the other checks add to it.
@@ -96,6 +108,15 @@ pub(super) fn check(args: &Args) -> Result<(), ConfigError> {
         return Err(invalid(
             "--max-in-flight-bytes",
             "must hold at least one body of --max-body-bytes",
+        ));
+    }
+    if overlap(args.listen, args.admin_listen) {
+        return Err(invalid(
+            "--admin-listen",
+            format!(
+                "{} takes the port of --listen ({}): give the admin listener a port of its own",
+                args.admin_listen, args.listen
+            ),
         ));
     }
     if !(1..=1000).contains(&args.embedded_partitions) {

@@ -72,7 +72,7 @@ fn real_brokers_without_credentials_refuse_to_start() {
 
 #[test]
 fn empty_brokers_are_refused_rather_than_taken_for_the_embedded_kafka() {
-    for empty in ["", "  "] {
+    for empty in ["", "  ", ",", " , ,"] {
         let err = build(&["--kafka-brokers", empty]).expect_err("refused");
         assert!(err.to_string().contains("--kafka-brokers"), "{err}");
         assert!(err.to_string().contains("is empty"), "{err}");
@@ -431,4 +431,41 @@ fn a_refused_command_line_still_names_a_misspelt_flag_and_a_bad_value() {
         "{}",
         usage_error(&err)
     );
+}
+
+#[test]
+fn credentials_and_the_insecure_flag_together_are_refused() {
+    for credentials in [
+        &["--auth", "a:b"][..],
+        &["--auth-file", "/run/secrets/auth"][..],
+    ] {
+        let mut flags = vec!["--kafka-brokers", "k:9092", "--insecure-disable-auth"];
+        flags.extend(credentials);
+        let err = Config::from_args(args(&flags), Vec::new(), |_| Ok("a:b".into())).unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("--insecure-disable-auth:"), "{text}");
+        assert!(text.contains("keep one of the two"), "{text}");
+    }
+}
+
+#[test]
+fn an_admin_listener_on_the_webhook_listeners_port_is_refused() {
+    for (listen, admin) in [
+        ("127.0.0.1:8080", "127.0.0.1:8080"),
+        ("0.0.0.0:8080", "127.0.0.1:8080"),
+        ("127.0.0.1:8080", "0.0.0.0:8080"),
+        ("[::]:8080", "127.0.0.1:8080"),
+        ("[::1]:8080", "[::]:8080"),
+    ] {
+        let err = build(&["--listen", listen, "--admin-listen", admin]).expect_err(listen);
+        assert!(err.to_string().starts_with("--admin-listen:"), "{err}");
+    }
+    for (listen, admin) in [
+        ("127.0.0.1:8080", "127.0.0.1:9464"),
+        ("127.0.0.1:8080", "127.0.0.2:8080"),
+        ("0.0.0.0:8080", "[::1]:8080"),
+        ("127.0.0.1:0", "127.0.0.1:0"),
+    ] {
+        build(&["--listen", listen, "--admin-listen", admin]).expect(listen);
+    }
 }
