@@ -19,11 +19,15 @@ pub fn init_with<W>(format: LogFormat, writer: W) -> Result<(), String>
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
+    let terminal = std::io::stderr().is_terminal();
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Text => false,
-        LogFormat::Auto => !std::io::stderr().is_terminal(),
+        LogFormat::Auto => !terminal,
     };
+    // Colours only for a terminal that wants them: text chosen for a file or a pipe would
+    // otherwise carry escape codes into it (https://no-color.org for NO_COLOR).
+    let colour = terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter())
         .with_writer(writer)
@@ -31,6 +35,7 @@ where
         // when stderr itself is gone (a closed pipe): every log call would panic, and the one
         // that notes a SIGTERM would leave the bridge deaf to it. A lost log line is all it is.
         .log_internal_errors(false)
+        .with_ansi(colour)
         .with_target(true);
     let result = if json {
         builder

@@ -97,6 +97,29 @@ fn sigterm_during_start_up_stops_the_bridge_with_exit_0() {
     }
 }
 
+/// Text asked for a file or a pipe comes without colour codes: they belong to a terminal.
+#[test]
+fn text_logs_to_a_pipe_are_plain() {
+    let mut child = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .args(["--log-format", "text"])
+        .env_clear()
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the bridge");
+    let mut log = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut first = String::new();
+    log.read_line(&mut first).expect("a log line");
+    assert!(stop_with(&mut child, "-TERM").success());
+    assert!(
+        first.contains("WARN") && first.contains("EMBEDDED KAFKA"),
+        "{first:?}"
+    );
+    assert!(!first.contains('\x1b'), "colour codes in {first:?}");
+}
+
 /// A log reader that goes away (a closed pipe, `| head`) must cost log lines only: a write error
 /// reported with `eprintln!` panicked in every log call. Where the SIGTERM handler's panicked the
 /// bridge ran on deaf to SIGTERM; elsewhere it ended with a panic instead of exit 0.
