@@ -67,12 +67,33 @@ impl TailError {
     }
 }
 
+/// Settings that cannot work, refused as the bridge refuses its own (exit 2): no broker named
+/// (librdkafka would wait for one for good, then blame the network), and an idle timeout of zero,
+/// which ends tail after the first record or none at all, as if the topic had no more.
+fn check(args: &TailArgs) -> Result<(), crate::config::ConfigError> {
+    use crate::config::invalid;
+    if args.kafka_brokers.split(',').all(|b| b.trim().is_empty()) {
+        return Err(invalid(
+            "--kafka-brokers",
+            "is empty: name the brokers (host:port,...)",
+        ));
+    }
+    if args.idle_timeout.is_some_and(|t| t.is_zero()) {
+        return Err(invalid(
+            "--idle-timeout",
+            "must be greater than zero (leave it out to read on for good)",
+        ));
+    }
+    Ok(())
+}
+
 /// Prints records to `out` until `--count` or `--idle-timeout` says stop; returns how many.
 pub fn run<E, W>(args: &TailArgs, env: E, out: &mut W) -> Result<u64, TailError>
 where
     E: IntoIterator<Item = (String, String)>,
     W: Write,
 {
+    check(args)?;
     let read = |p: &Path| std::fs::read_to_string(p);
     let mut config = ClientConfig::new();
     // Where an offset that no longer exists (retention deleted it) starts: the oldest left for

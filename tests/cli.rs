@@ -416,6 +416,29 @@ fn tail_exits_2_when_a_kafka_property_is_unknown_or_malformed() {
 }
 
 #[test]
+fn tail_exits_2_for_no_broker_or_an_idle_timeout_of_zero() {
+    for (args, says) in [
+        (&["--kafka-brokers", ""][..], "--kafka-brokers: is empty"),
+        (&["--kafka-brokers", " , "][..], "--kafka-brokers: is empty"),
+        (
+            &["--kafka-brokers", "127.0.0.1:1", "--idle-timeout", "0s"][..],
+            "--idle-timeout: must be greater than zero",
+        ),
+    ] {
+        let output = Command::new(BIN)
+            .arg("tail")
+            .args(args)
+            .arg("t")
+            .env_clear()
+            .output()
+            .expect("run tail");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
 fn serving_exits_2_when_librdkafka_refuses_a_property_as_check_config_does() {
     let mut child = Command::new(BIN)
         .args([
