@@ -179,9 +179,12 @@ where
         .filter(|(k, _)| k.starts_with("KAFKA_") && k != "KAFKA_BOOTSTRAP_SERVERS")
         .filter(|(k, _)| !is_service_link(k))
         .collect();
-    // Deterministic order, so `KAFKA_X_FILE` consistently wins over `KAFKA_X`.
     from_env.sort();
+    // Which variable set each property: two that set the same one (`KAFKA_X` and `KAFKA_X_FILE`,
+    // or two names of one property) are refused, as no order between them is the obvious one.
+    let mut set_by: BTreeMap<String, String> = BTreeMap::new();
     for (name, value) in from_env {
+        let variable = name.clone();
         let (name, value) = match name.strip_suffix("_FILE") {
             Some(base) => {
                 let path = Path::new(&value);
@@ -205,7 +208,14 @@ where
                 format!("{name} does not name a librdkafka property"),
             )
         })?;
-        props.insert(canonical(&key).to_string(), value);
+        let key = canonical(&key).to_string();
+        if let Some(other) = set_by.insert(key.clone(), variable.clone()) {
+            return Err(invalid(
+                "KAFKA_* environment",
+                format!("{other} and {variable} both set {key}: keep one of the two"),
+            ));
+        }
+        props.insert(key, value);
     }
     for (n, flag) in flags.iter().enumerate() {
         let (key, value) = flag

@@ -79,6 +79,28 @@ fn file_variables_read_the_secret_from_the_file() {
 }
 
 #[test]
+fn two_variables_that_set_one_property_are_refused_naming_both() {
+    for (first, second) in [
+        ("KAFKA_SASL_PASSWORD", "KAFKA_SASL_PASSWORD_FILE"),
+        ("KAFKA_LINGER_MS", "KAFKA_QUEUE_BUFFERING_MAX_MS"),
+    ] {
+        let err = from_sources(
+            env(&[(second, "/secrets/pw"), (first, "5")]),
+            &[],
+            limits(Duration::from_secs(1)),
+            &|_: &Path| Ok("5\n".to_string()),
+        )
+        .expect_err("refused");
+        let text = err.to_string();
+        assert!(
+            text.contains(first) && text.contains(second) && text.contains("keep one"),
+            "{text}"
+        );
+        assert!(!text.contains("/secrets"), "{text}");
+    }
+}
+
+#[test]
 fn a_secret_file_that_starts_with_a_byte_order_mark_is_read_without_it() {
     let props = from_sources(
         env(&[("KAFKA_SASL_PASSWORD_FILE", "/secrets/pw")]),
