@@ -28,8 +28,17 @@ fn start_embedded_with(args: &[&str]) -> Spawned {
 
 /// Started in embedded mode without waiting for it, with its log at hand (`RUST_LOG=filter`).
 fn start_reading_log(args: &[&str], filter: &str) -> (Child, BufReader<ChildStderr>) {
+    start_reading_log_in(&common::ANY_PORTS, args, filter)
+}
+
+/// [`start_reading_log`] with `ports_and_format` in place of [`common::ANY_PORTS`].
+fn start_reading_log_in(
+    ports_and_format: &[&str],
+    args: &[&str],
+    filter: &str,
+) -> (Child, BufReader<ChildStderr>) {
     let mut child = Command::new(BIN)
-        .args(common::ANY_PORTS)
+        .args(ports_and_format)
         .args(args)
         .env_clear()
         .env("RUST_LOG", filter)
@@ -100,16 +109,8 @@ fn sigterm_during_start_up_stops_the_bridge_with_exit_0() {
 /// Text asked for a file or a pipe comes without colour codes: they belong to a terminal.
 #[test]
 fn text_logs_to_a_pipe_are_plain() {
-    let mut child = Command::new(BIN)
-        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-        .args(["--log-format", "text"])
-        .env_clear()
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the bridge");
-    let mut log = BufReader::new(child.stderr.take().expect("stderr"));
+    let ports = ["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"];
+    let (mut child, mut log) = start_reading_log_in(&ports, &["--log-format", "text"], "warn");
     let mut first = String::new();
     log.read_line(&mut first).expect("a log line");
     assert!(stop_with(&mut child, "-TERM").success());
