@@ -143,6 +143,12 @@ pub(crate) fn invalid(setting: &'static str, reason: impl Into<String>) -> Confi
     }
 }
 
+/// Whether a `--kafka-brokers` list names any broker: a list of nothing but commas (a template
+/// whose variables were all missing) is as empty as an empty one. The bridge and `tail` refuse both.
+pub(crate) fn names_a_broker(list: &str) -> bool {
+    list.split(',').any(|broker| !broker.trim().is_empty())
+}
+
 impl Config {
     /// Validates parsed arguments. `env` lists the process environment (only `KAFKA_*` entries
     /// are read from it); `read_file` reads secrets mounted as files.
@@ -153,11 +159,9 @@ impl Config {
     {
         // Empty is refused, not taken for unset: a variable that resolved to nothing (a missing
         // ConfigMap key) would otherwise answer 200 for records kept only in memory.
-        // A list of nothing but commas (a template whose variables were all missing) is empty too.
-        let named = |list: &str| list.split(',').any(|broker| !broker.trim().is_empty());
         let kafka = match args.kafka_brokers.as_deref().map(str::trim) {
             None => KafkaMode::Embedded,
-            Some(brokers) if !named(brokers) => {
+            Some(brokers) if !names_a_broker(brokers) => {
                 return Err(invalid(
                     "--kafka-brokers",
                     "is empty: name the brokers (host:port,...), or leave it unset for the \

@@ -71,8 +71,8 @@ impl TailError {
 /// (librdkafka would wait for one for good, then blame the network), and an idle timeout of zero,
 /// which ends tail after the first record or none at all, as if the topic had no more.
 fn check(args: &TailArgs) -> Result<(), crate::config::ConfigError> {
-    use crate::config::invalid;
-    if args.kafka_brokers.split(',').all(|b| b.trim().is_empty()) {
+    use crate::config::{invalid, names_a_broker};
+    if !names_a_broker(&args.kafka_brokers) {
         return Err(invalid(
             "--kafka-brokers",
             "is empty: name the brokers (host:port,...)",
