@@ -195,10 +195,18 @@ where
                 })?;
                 // A byte-order mark (PowerShell, Windows editors) is no part of a secret.
                 let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-                (
-                    base.to_string(),
-                    text.trim_end_matches(['\r', '\n']).to_string(),
-                )
+                let text = text.trim_end_matches(['\r', '\n']);
+                // An empty Secret key mounts as an empty file: as a password it would only be
+                // refused by the brokers later, far from the cause (and a rotation caught
+                // half-written keeps the working producer instead).
+                if text.is_empty() {
+                    return Err(ConfigError::File {
+                        setting: name.clone(),
+                        path: path.to_path_buf(),
+                        reason: "it is empty".into(),
+                    });
+                }
+                (base.to_string(), text.to_string())
             }
             None => (name, value),
         };

@@ -113,6 +113,26 @@ fn a_secret_file_that_starts_with_a_byte_order_mark_is_read_without_it() {
 }
 
 #[test]
+fn an_empty_secret_file_is_refused_naming_the_variable_and_the_file() {
+    for contents in ["", "\n", "\u{feff}\r\n"] {
+        let err = from_sources(
+            env(&[("KAFKA_SASL_PASSWORD_FILE", "/secrets/pw")]),
+            &[],
+            limits(Duration::from_secs(1)),
+            &|_: &Path| Ok(contents.to_string()),
+        )
+        .expect_err("an empty secret is refused");
+        let text = err.to_string();
+        assert!(
+            text.contains("KAFKA_SASL_PASSWORD_FILE")
+                && text.contains("/secrets/pw")
+                && text.contains("empty"),
+            "{contents:?}: {text}"
+        );
+    }
+}
+
+#[test]
 fn kubernetes_service_links_are_ignored() {
     let props = from_sources(
         env(&[

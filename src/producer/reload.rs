@@ -160,8 +160,8 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 
 /// Reads the files behind the properties every second until `stop`; when one changes, makes the
 /// properties again and rebuilds each producer from them (checking each reaches a broker and
-/// `topic`). What cannot be used (a secret file gone, a key that does not match its certificate,
-/// credentials the brokers refuse) keeps the producers as they are, logged and shown by
+/// `topic`). What cannot be used (a secret file gone or emptied, a key that does not match its
+/// certificate, credentials the brokers refuse) keeps the producers as they are, logged and shown by
 /// `kafka_client_files_stale`; the producers still to be made are tried again every 30 s until
 /// they work or the files change again.
 pub async fn watch_kafka_files(
