@@ -130,7 +130,9 @@ pub enum WebhookError {
     #[error("the body must be sent uncompressed (no Content-Encoding but identity)")]
     UnsupportedEncoding,
     /// RFC 9112, section 6.1: a transfer coding the server does not understand gets 501.
-    #[error("transfer codings other than chunked are not supported: send the body uncompressed")]
+    #[error(
+        "the only transfer coding accepted is chunked, applied once: send the body uncompressed"
+    )]
     UnsupportedTransferCoding,
     #[error("body is larger than {limit} bytes")]
     TooLarge { limit: usize },

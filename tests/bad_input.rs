@@ -176,6 +176,11 @@ async fn a_transfer_coding_other_than_chunked_is_refused_with_501_and_nothing_is
     let answer = String::from_utf8_lossy(&answer[..n]);
     assert!(answer.starts_with("HTTP/1.1 501"), "{answer}");
     assert!(answer.contains(r#""error":"not_implemented""#), "{answer}");
+    // The sender's to fix, so it says what to send instead (`chunked, chunked` gets the same).
+    assert!(
+        answer.contains("chunked, applied once: send the body uncompressed"),
+        "{answer}"
+    );
     let (_, metrics) = app.admin_get("/metrics").await;
     assert!(
         metrics
