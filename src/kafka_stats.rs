@@ -80,7 +80,7 @@ impl KafkaStats {
             broker_rtt: GaugeVec::new(
                 Opts::new(
                     n("kafka_broker_rtt_seconds"),
-                    "Average broker round-trip time over the last statistics window",
+                    "Average broker round-trip time in the last statistics window that had an answer",
                 ),
                 &["broker"],
             )?,

@@ -142,7 +142,7 @@ impl Metrics {
         )?;
         let slow_responses = IntCounter::new(
             name("slow_responses_total"),
-            "Webhook answers that took longer than the ack timeout",
+            "Webhook answers written more than 100 ms past the ack timeout (the bridge itself late; 503s at the deadline and 408s are not counted)",
         )?;
         let cancelled = IntCounter::new(
             name("requests_cancelled_total"),
