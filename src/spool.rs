@@ -20,6 +20,7 @@ mod counts;
 mod dir;
 mod failure;
 mod lifecycle;
+mod linked;
 mod recover;
 mod replay;
 mod writer;
@@ -100,6 +101,10 @@ struct Holdings {
     commit_began: Mutex<Option<std::time::Instant>>,
     /// When replay's removals were last made durable (see [`Spool::remove`]).
     deletes_durable_at: Mutex<std::time::Instant>,
+    /// The file redb opened, to notice it removed from its path (none over test storage).
+    file: Option<linked::FileId>,
+    /// Why the file is no longer the one at its path, once it is not (see `linked`).
+    detached: std::sync::OnceLock<String>,
     /// Transactions the writer thread has committed (or failed to), for the group commit tests.
     #[cfg(test)]
     commits: AtomicU64,
@@ -170,17 +175,19 @@ impl Spool {
         let path = dir.join(FILE);
         let db = recover::open_or_move_aside(dir, &path, &created)?;
         dir::make_private(&path);
-        Spool::with_database(db, path, max_bytes, headroom, Some(lock))
+        let file = linked::FileId::of(&path).map_err(io)?;
+        Spool::with_database(db, path, max_bytes, headroom, Some(lock), Some(file))
     }
 
-    /// The spool over an open redb database, at `path` (tests give it one whose storage fails
-    /// on command).
+    /// The spool over an open redb database, at `path`, which is `file` when on disk (tests give
+    /// it one whose storage fails on command).
     pub(crate) fn with_database(
         db: redb::Database,
         path: PathBuf,
         max_bytes: u64,
         headroom: u64,
         dir_lock: Option<std::fs::File>,
+        file: Option<linked::FileId>,
     ) -> Result<Arc<Spool>, SpoolError> {
         let db = Arc::new(db);
         // Best effort: entries left aside are still counted and alerted on, and a start-up
@@ -205,6 +212,8 @@ impl Spool {
             failure: tokio::sync::watch::Sender::new(None),
             commit_began: Mutex::new(None),
             deletes_durable_at: Mutex::new(std::time::Instant::now()),
+            file,
+            detached: std::sync::OnceLock::new(),
             #[cfg(test)]
             commits: AtomicU64::new(0),
             #[cfg(test)]
@@ -295,6 +304,9 @@ impl Spool {
         record: SpooledRecord,
         only_if_held: bool,
     ) -> Option<Result<u64, SpoolError>> {
+        if let Some(reason) = self.holdings.detached.get() {
+            return Some(Err(SpoolError::Io(reason.clone())));
+        }
         let bytes = match postcard::to_allocvec(&record) {
             Ok(bytes) => bytes,
             Err(e) => return Some(Err(io(e))),
@@ -389,9 +401,16 @@ impl Spool {
         self.max_bytes
     }
 
-    /// Room for at least one more record of the largest size.
+    /// Room for at least one more record of the largest size (none once its file is detached).
     pub fn has_room(&self) -> bool {
         self.max_bytes.saturating_sub(self.bytes()) >= self.headroom
+            && self.holdings.detached.get().is_none()
+    }
+
+    /// Why the file is no longer the one at its path, once that was noticed: what it holds is
+    /// lost if the bridge stops before replaying it.
+    pub fn detached(&self) -> Option<String> {
+        self.holdings.detached.get().cloned()
     }
 
     /// How long the writer's current commit has been running: a disk that stalls without failing

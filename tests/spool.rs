@@ -537,3 +537,41 @@ async fn a_partition_without_a_leader_holds_back_only_its_own_spooled_records() 
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spool_directory_deleted_while_running_answers_503_replays_what_it_held_then_stops() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut app = TestApp::start(&flags(&spool_flags(&dir))).await;
+    app.cluster.broker_down(1).expect("down");
+    let (status_1, id, _) = post(&app, status(1, 0)).await;
+    assert_eq!(status_1, 200, "spooled");
+    std::fs::remove_dir_all(dir.path()).expect("remove the spool directory");
+
+    // The next start would open a new, empty spool: a record written to the removed file is
+    // not stored, so it is not answered 200.
+    let (status_2, _, took) = post(&app, status(2, 0)).await;
+    assert_eq!(status_2, 503, "answered 200 into a removed file");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    let (_, m) = app.admin_get("/metrics").await;
+    assert!(
+        has_line(&m, "qikchat_bridge_spool_appends_total{result=\"error\"} 1"),
+        "{m}"
+    );
+    common::eventually(
+        "unready: Kafka down, no spool to take records",
+        async || app.admin_get("/readyz").await.0 == 503,
+    )
+    .await;
+
+    // What the removed file holds is replayed from it while the bridge runs, and the bridge
+    // then stops so that its restart makes a new spool.
+    app.cluster.broker_up(1).expect("up");
+    all_stored(&app, &[id], Duration::from_secs(30)).await;
+    let run = app.handle.take().expect("running");
+    let ended = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("stops by itself once the removed file is replayed")
+        .expect("run task");
+    let error = ended.expect_err("a spool failure").to_string();
+    assert!(error.contains("removed or replaced"), "{error}");
+}

@@ -28,16 +28,24 @@ impl Spool {
     /// Returns whether the writer finished.
     pub async fn close_within(self: Arc<Self>, wait: Duration) -> bool {
         let records = self.records();
+        let detached = self.detached();
         let closing = tokio::task::spawn_blocking(move || self.close());
         let finished = tokio::time::timeout(wait, closing).await.is_ok();
         if !finished {
             tracing::error!(timeout = ?wait, "the spool's writer did not finish; exiting without it");
         }
         if records > 0 {
-            tracing::warn!(
-                records,
-                "spool still holds records; they are replayed at the next start"
-            );
+            match detached {
+                Some(reason) => tracing::error!(
+                    records,
+                    %reason,
+                    "the spool still holds records answered 200, in a file the next start will not find: they are lost unless it is put back"
+                ),
+                None => tracing::warn!(
+                    records,
+                    "spool still holds records; they are replayed at the next start"
+                ),
+            }
         }
         finished
     }

@@ -159,6 +159,7 @@ impl Spool {
             self.holdings.records.fetch_sub(1, Ordering::SeqCst);
             self.holdings.release(*len, None, None);
         }
+        self.holdings.stop_if_drained();
         Ok(())
     }
 
@@ -212,6 +213,7 @@ impl Spool {
             self.holdings
                 .release(stored.len, Some(&stored.topic), stored.key.as_deref());
         }
+        self.holdings.stop_if_drained();
         Ok(())
     }
 

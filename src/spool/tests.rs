@@ -6,7 +6,7 @@ use std::time::Duration;
 use redb::{ReadableDatabase, ReadableTable};
 
 /// The `n` oldest records of `spool`, as replay hands them back once delivered.
-fn oldest_stored(spool: &Spool, n: usize) -> Vec<Stored> {
+pub(super) fn oldest_stored(spool: &Spool, n: usize) -> Vec<Stored> {
     let oldest = spool.oldest(n).expect("read");
     oldest
         .iter()
@@ -27,7 +27,7 @@ async fn synced_spool_with(n: usize) -> (super::test_storage::Synced, Arc<Spool>
     (storage, spool)
 }
 
-fn record(key: Option<&str>, body: &str) -> SpooledRecord {
+pub(super) fn record(key: Option<&str>, body: &str) -> SpooledRecord {
     SpooledRecord {
         topic: "t".into(),
         key: key.map(str::to_string),

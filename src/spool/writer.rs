@@ -29,7 +29,15 @@ pub(super) fn write_loop(
     rx: &mpsc::Receiver<Append>,
     mut next_seq: u64,
 ) {
-    while let Ok(first) = rx.recv() {
+    loop {
+        let first = match rx.recv_timeout(super::linked::CHECK_EVERY) {
+            Ok(first) => first,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                holdings.detached_now();
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        };
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
             match rx.try_recv() {
@@ -40,7 +48,10 @@ pub(super) fn write_loop(
         holdings.commit_began(Some(std::time::Instant::now()));
         #[cfg(test)]
         test_hooks::before_commit(holdings);
-        let result = commit(db, &group, next_seq);
+        let result = match holdings.detached.get() {
+            Some(reason) => Err(SpoolError::Io(reason.clone())),
+            None => commit(db, &group, next_seq),
+        };
         #[cfg(test)]
         test_hooks::committed(holdings);
         holdings.commit_began(None);
@@ -57,10 +68,23 @@ pub(super) fn write_loop(
             for a in &group {
                 holdings.release(a.len, Some(&a.topic), a.key.as_deref());
             }
-            if let Err(e) = &result {
-                super::failure::check_writable(db, holdings, &format!("a spool write failed: {e}"));
+            match &result {
+                Err(_) if holdings.detached.get().is_some() => {}
+                Err(e) => super::failure::check_writable(
+                    db,
+                    holdings,
+                    &format!("a spool write failed: {e}"),
+                ),
+                Ok(_) => {}
             }
         }
+        // Looked at after the fsync, so a file removed before or during the commit is caught: it
+        // keeps these records only until the process ends. They are replayed from it meanwhile,
+        // but not answered 200.
+        let result = match (result, holdings.detached_now()) {
+            (Ok(_), Some(reason)) => Err(SpoolError::Io(reason)),
+            (result, _) => result,
+        };
         for (i, a) in group.into_iter().enumerate() {
             let _ = a.done.send(result.clone().map(|first| first + i as u64));
         }

@@ -1,0 +1,97 @@
+//! A spool whose file leaves its path: refused appends, replay from the open file, then a stop.
+
+use std::time::Duration;
+
+use crate::spool::tests::{oldest_stored, record};
+use crate::spool::{Spool, SpoolError};
+
+fn refused_as_detached(result: Result<u64, SpoolError>) -> String {
+    match result {
+        Err(SpoolError::Io(reason)) if reason.contains("removed or replaced") => reason,
+        other => panic!("not refused as detached: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_spool_whose_directory_is_deleted_refuses_appends_and_replays_what_it_held_then_fails() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("open");
+    spool.append(record(Some("k"), "r0")).await.expect("append");
+    std::fs::remove_dir_all(dir.path()).expect("remove the directory");
+
+    // Written to the open file, but looked at after the fsync: not answered as stored.
+    let reason = refused_as_detached(spool.append(record(Some("k"), "r1")).await);
+    assert!(reason.contains("nothing is there now"), "{reason}");
+    assert_eq!(spool.records(), 2, "r1 is in the open file all the same");
+    refused_as_detached(spool.append(record(Some("k"), "r2")).await);
+    assert_eq!(spool.records(), 2, "r2 was not written");
+    assert!(!spool.has_room(), "readiness must not count on it");
+    assert!(spool.detached().is_some());
+    assert_eq!(
+        spool.failure(),
+        None,
+        "not while it holds records to replay"
+    );
+
+    let held = oldest_stored(&spool, 10);
+    let bodies: Vec<_> = spool
+        .oldest(10)
+        .expect("read")
+        .into_iter()
+        .map(|(_, r, _)| r.value)
+        .collect();
+    assert_eq!(
+        bodies,
+        [b"r0".to_vec(), b"r1".to_vec()],
+        "replayed in order"
+    );
+    spool.remove(&held[..1]).expect("remove r0");
+    assert_eq!(spool.failure(), None, "r1 is still to replay");
+    spool.remove(&held[1..]).expect("remove r1");
+    let failure = spool
+        .failure()
+        .expect("failed once drained, so the bridge restarts");
+    assert!(failure.contains("holds no record to replay"), "{failure}");
+}
+
+#[tokio::test]
+async fn a_spool_file_replaced_by_another_is_detached_too() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("open");
+    let path = dir.path().join(super::super::FILE);
+    std::fs::rename(&path, dir.path().join("moved.redb")).expect("move");
+    std::fs::write(&path, b"").expect("another file at the path");
+    let reason = refused_as_detached(spool.append(record(None, "r0")).await);
+    assert!(reason.contains("another file is there now"), "{reason}");
+    let held = oldest_stored(&spool, 10);
+    spool.remove(&held).expect("remove");
+    assert!(spool.failure().is_some());
+}
+
+#[tokio::test]
+async fn an_idle_empty_spool_whose_directory_is_deleted_fails_without_waiting_for_an_append() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("open");
+    std::fs::remove_dir_all(dir.path()).expect("remove the directory");
+    // The writer thread looks every second (real time: it is not on the runtime).
+    let reason = tokio::time::timeout(Duration::from_secs(10), spool.failed())
+        .await
+        .expect("noticed by the writer thread while idle");
+    assert!(reason.contains("holds no record to replay"), "{reason}");
+}
+
+#[tokio::test]
+async fn a_spool_left_in_place_is_not_detached_by_its_appends_or_removals() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("open");
+    for i in 0..3 {
+        spool
+            .append(record(None, &format!("r{i}")))
+            .await
+            .expect("append");
+    }
+    spool.remove(&oldest_stored(&spool, 3)).expect("remove");
+    spool.append(record(None, "r3")).await.expect("append");
+    assert_eq!(spool.detached(), None);
+    assert_eq!(spool.failure(), None);
+}
