@@ -176,6 +176,7 @@ impl Spool {
         let db = recover::open_or_move_aside(dir, &path, &created)?;
         dir::make_private(&path);
         let file = linked::FileId::of(&path).map_err(io)?;
+        dir::warn_if_volume_too_small(dir, max_bytes);
         Spool::with_database(db, path, max_bytes, headroom, Some(lock), Some(file))
     }
 

@@ -159,3 +159,38 @@ async fn a_second_sigterm_cuts_an_hour_long_drain_short_with_exit_0() {
     .await;
     assert!(stop_with(&mut bridge.child, "-TERM").success());
 }
+
+/// A limit the volume cannot hold would fill the volume first, which stops the bridge at each
+/// write, where a full spool only answers 503: said at start-up, before any record is at stake.
+#[test]
+fn a_spool_limit_larger_than_its_volume_is_warned_of_at_start_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = dir.path().display().to_string();
+    // 1 EB: more than any volume here.
+    let args = [
+        "--spool-dir",
+        &spool,
+        "--spool-max-bytes",
+        "1000000000000000000",
+    ];
+    let (mut child, log) = start_reading_log(&args, "info");
+    let mut lines = Vec::new();
+    for line in log.lines() {
+        let line = line.expect("a log line");
+        let serving = line.contains("accepting webhooks");
+        lines.push(line);
+        if serving {
+            break;
+        }
+    }
+    assert!(stop_with(&mut child, "-TERM").success());
+    let warned = lines
+        .iter()
+        .find(|l| l.contains("too small for --spool-max-bytes"))
+        .unwrap_or_else(|| panic!("no warning in {lines:#?}"));
+    assert!(
+        warned.contains(r#""level":"WARN""#)
+            && warned.contains(r#""max_bytes":1000000000000000000"#),
+        "{warned}"
+    );
+}

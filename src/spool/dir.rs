@@ -96,9 +96,50 @@ pub(super) fn make_private(file: &Path) {
     }
 }
 
+/// Warns when the volume under `dir` cannot hold `max_bytes` of records: it would fill before
+/// the spool's limit, and a full volume stops the bridge at each write until it is grown, where
+/// a full spool only answers 503. Not refused: a volume can be grown while the bridge runs.
+/// Blocking.
+pub(super) fn warn_if_volume_too_small(dir: &Path, max_bytes: u64) {
+    let Ok(stat) = rustix::fs::statvfs(dir) else {
+        return;
+    };
+    let volume = stat.f_blocks.saturating_mul(stat.f_frsize);
+    if too_small(max_bytes, volume) {
+        tracing::warn!(
+            dir = %dir.display(),
+            max_bytes,
+            volume_bytes = volume,
+            "the spool's volume is too small for --spool-max-bytes (its file takes about a quarter \
+             more than its records): it would fill first, and a full volume stops the bridge at \
+             each write until it is grown; set --spool-max-bytes to at most 65% of the volume"
+        );
+    }
+}
+
+/// Whether `max_bytes` of records, in a file that takes about a quarter more (redb's pages and
+/// free space), would not fit in `volume` bytes. An unknown size (0) fits.
+fn too_small(max_bytes: u64, volume: u64) -> bool {
+    volume > 0 && u128::from(max_bytes) * 5 / 4 > u128::from(volume)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_spool_limit_is_too_large_when_its_file_would_outgrow_the_volume() {
+        let gib = 1 << 30;
+        assert!(too_small(gib, 3 << 20), "1 GiB on a 3 MiB volume");
+        assert!(too_small(gib, gib), "the file outgrows the limit");
+        assert!(!too_small(gib, 2 * gib));
+        assert!(
+            !too_small(13 * gib / 10, 2 * gib),
+            "65% of the volume, as the chart sets"
+        );
+        assert!(!too_small(u64::MAX, 0), "a filesystem that reports no size");
+        assert!(too_small(u64::MAX, u64::MAX), "no overflow");
+    }
 
     #[test]
     fn creating_a_directory_changes_the_entries_of_each_parent_down_from_one_that_exists() {
