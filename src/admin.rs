@@ -50,7 +50,7 @@ impl Health {
         {
             Ok(())
         } else if self.spool.get().is_some() {
-            Err("Kafka is unavailable and the spool is full, or its disk has stalled")
+            Err("Kafka is unavailable and the spool is full, its disk has stalled or its file was removed")
         } else {
             Err("Kafka is unavailable: the producer has failed or no broker answered the last metadata request")
         }
@@ -269,7 +269,7 @@ mod tests {
         spool.append(record).await.expect("append");
         assert_eq!(
             health.readiness(),
-            Err("Kafka is unavailable and the spool is full, or its disk has stalled")
+            Err("Kafka is unavailable and the spool is full, its disk has stalled or its file was removed")
         );
         health.kafka_ready.store(true, Ordering::SeqCst);
         assert_eq!(health.readiness(), Ok(()));

@@ -74,7 +74,7 @@ pub enum StartError {
     Spool(#[from] spool::SpoolError),
     /// Not at start-up: the spool's file began refusing every write, and the bridge stopped so
     /// that its restart opens the file again.
-    #[error("the spool's file refuses writes ({0}); stopped so that a restart opens it again")]
+    #[error("the spool cannot take records ({0}); stopped so that a restart opens its file anew")]
     SpoolFailed(String),
     /// Not at start-up: a background task panicked, and the bridge stopped so that its restart
     /// starts it again.

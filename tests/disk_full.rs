@@ -94,7 +94,10 @@ async fn a_full_disk_answers_503_stops_the_bridge_and_every_200_reaches_kafka_af
     // Status 1, not a signal: it stopped on purpose rather than crashed.
     assert_eq!(status.code(), Some(1), "{status}");
     let logged = bridge.log_to_end();
-    assert!(logged.contains("refuses every write"), "{logged}");
+    assert!(
+        logged.contains("cannot take records again") && logged.contains("a new write is refused"),
+        "{logged}"
+    );
 
     // Restarted with room on the disk, it replays what it answered 200 for.
     cluster.broker_up(1).expect("up");

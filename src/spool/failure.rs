@@ -13,7 +13,7 @@ impl Holdings {
             if failure.is_some() {
                 return false;
             }
-            tracing::error!(%reason, "the spool's file refuses every write until it is opened again");
+            tracing::error!(%reason, "the spool cannot take records again until its file is opened anew");
             *failure = Some(reason);
             true
         });
