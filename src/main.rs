@@ -239,22 +239,25 @@ fn dev_kafka(partitions: i32, prefix: &str) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The first and the second SIGTERM or SIGINT after it is made, not after they are first
+/// The first and the second SIGTERM, SIGINT or SIGHUP after it is made, not after they are first
 /// polled: as a container's PID 1 the bridge gets no default action for them, so the kernel drops
 /// a signal that arrives before a handler exists, and a pod deleted while the bridge starts would
-/// ignore its SIGTERM. The first starts the drain, the second cuts it short. Call it inside the
-/// runtime.
+/// ignore its SIGTERM. The first starts the drain, the second cuts it short. SIGHUP (the terminal
+/// gone, or a supervisor's "reload") stops it the same way rather than killing it mid-request:
+/// the files it could reload are read again every second anyway. Call it inside the runtime.
 #[cfg(unix)]
 fn shutdown_signals() -> std::io::Result<(Signalled, Signalled)> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
     let (count, signalled) = counted();
     tokio::spawn(async move {
         for n in 1..=2 {
             let name = tokio::select! {
                 _ = int.recv() => "SIGINT",
                 _ = term.recv() => "SIGTERM",
+                _ = hup.recv() => "SIGHUP",
             };
             count(n, name);
         }

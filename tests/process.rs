@@ -79,10 +79,13 @@ async fn with_no_settings_the_bridge_runs_on_its_embedded_kafka_and_takes_the_se
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigint_stops_the_bridge_as_sigterm_does_with_exit_0() {
-    let mut bridge = start_embedded();
-    common::wait_ready_at(bridge.admin).await;
-    assert!(stop_with(&mut bridge.child, "-INT").success());
+async fn sigint_and_sighup_stop_the_bridge_as_sigterm_does_with_exit_0() {
+    for signal in ["-INT", "-HUP"] {
+        let mut bridge = start_embedded();
+        common::wait_ready_at(bridge.admin).await;
+        let status = stop_with(&mut bridge.child, signal);
+        assert!(status.success(), "{signal}: {status}");
+    }
 }
 
 /// In a container the bridge is PID 1, for which the kernel drops a signal that has no handler:
