@@ -18,13 +18,31 @@ pub(super) fn oldest_stored(spool: &Spool, n: usize) -> Vec<Stored> {
 async fn synced_spool_with(n: usize) -> (super::test_storage::Synced, Arc<Spool>) {
     let storage = super::test_storage::Synced::default();
     let spool = storage.spool();
+    append_keyless(&spool, n).await;
+    (storage, spool)
+}
+
+/// A spool in a new directory, holding `n` keyless records `r0`, `r1`, ….
+pub(super) async fn on_disk_with(n: usize) -> (tempfile::TempDir, Arc<Spool>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("open");
+    append_keyless(&spool, n).await;
+    (dir, spool)
+}
+
+async fn append_keyless(spool: &Spool, n: usize) {
     for i in 0..n {
         spool
             .append(record(None, &format!("r{i}")))
             .await
             .expect("append");
     }
-    (storage, spool)
+}
+
+/// The bodies of the `n` oldest records.
+pub(super) fn oldest_bodies(spool: &Spool, n: usize) -> Vec<Vec<u8>> {
+    let oldest = spool.oldest(n).expect("read");
+    oldest.into_iter().map(|(_, r, _)| r.value).collect()
 }
 
 pub(super) fn record(key: Option<&str>, body: &str) -> SpooledRecord {
@@ -58,12 +76,7 @@ async fn appended_records_survive_a_reopen_in_order() {
         ["t".to_string()].into(),
         "its topic is counted"
     );
-    let got: Vec<_> = spool
-        .oldest(10)
-        .expect("read")
-        .into_iter()
-        .map(|(_, r, _)| r.value)
-        .collect();
+    let got = oldest_bodies(&spool, 10);
     assert_eq!(
         got,
         (0..5)
@@ -495,14 +508,7 @@ async fn writes_waiting_for_a_stalled_disk_are_bounded_and_the_rest_refused_at_o
 
 #[tokio::test]
 async fn replay_reads_a_range_of_sequence_numbers_within_a_byte_cap() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("open");
-    for i in 0..5 {
-        spool
-            .append(record(None, &format!("r{i}")))
-            .await
-            .expect("append");
-    }
+    let (_dir, spool) = on_disk_with(5).await;
     let seqs =
         |got: Vec<(u64, SpooledRecord, u64)>| got.iter().map(|(s, ..)| *s).collect::<Vec<_>>();
     assert_eq!(spool.last_seq().expect("read"), Some(4));

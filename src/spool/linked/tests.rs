@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::spool::tests::{oldest_stored, record};
+use crate::spool::tests::{oldest_bodies, oldest_stored, on_disk_with, record};
 use crate::spool::{Spool, SpoolError};
 
 fn refused_as_detached(result: Result<u64, SpoolError>) -> String {
@@ -34,14 +34,8 @@ async fn a_spool_whose_directory_is_deleted_refuses_appends_and_replays_what_it_
     );
 
     let held = oldest_stored(&spool, 10);
-    let bodies: Vec<_> = spool
-        .oldest(10)
-        .expect("read")
-        .into_iter()
-        .map(|(_, r, _)| r.value)
-        .collect();
     assert_eq!(
-        bodies,
+        oldest_bodies(&spool, 10),
         [b"r0".to_vec(), b"r1".to_vec()],
         "replayed in order"
     );
@@ -82,14 +76,7 @@ async fn an_idle_empty_spool_whose_directory_is_deleted_fails_without_waiting_fo
 
 #[tokio::test]
 async fn a_spool_left_in_place_is_not_detached_by_its_appends_or_removals() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("open");
-    for i in 0..3 {
-        spool
-            .append(record(None, &format!("r{i}")))
-            .await
-            .expect("append");
-    }
+    let (_dir, spool) = on_disk_with(3).await;
     spool.remove(&oldest_stored(&spool, 3)).expect("remove");
     spool.append(record(None, "r3")).await.expect("append");
     assert_eq!(spool.detached(), None);
