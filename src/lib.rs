@@ -366,13 +366,24 @@ pub async fn run_with_cut(
     }
     // Health holds the last other handle of the spool; the file closes with the spool.
     drop(health);
+    let mut lost = None;
     if let Some(spool) = spool {
+        // Records answered 200 left in a removed file: a clean exit would hide their loss from
+        // whatever reads only the exit status.
+        lost = spool
+            .detached()
+            .filter(|_| spool.records() > 0)
+            .map(|reason| {
+                Stopped::Spool(format!(
+                    "{reason}; the records it still held are lost with it"
+                ))
+            });
         spool.close_within(SPOOL_CLOSE_WAIT).await;
     }
     destroy_within(sink, PRODUCER_DESTROY_WAIT).await;
     tracing::info!("stopped");
     let panicked_in_drain = || failures.reported().map(Stopped::Task);
-    match failure.get().cloned().or_else(panicked_in_drain) {
+    match failure.get().cloned().or(lost).or_else(panicked_in_drain) {
         Some(Stopped::Spool(reason)) => Err(StartError::SpoolFailed(reason)),
         Some(Stopped::Task(reason)) => Err(StartError::TaskFailed(reason)),
         None => Ok(()),

@@ -575,3 +575,26 @@ async fn a_spool_directory_deleted_while_running_answers_503_replays_what_it_hel
     let error = ended.expect_err("a spool failure").to_string();
     assert!(error.contains("removed or replaced"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_that_leaves_records_in_a_removed_spool_file_ends_in_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut f = spool_flags(&dir);
+    f.extend(["--flush-timeout".into(), "1s".into()]);
+    let mut app = TestApp::start(&flags(&f)).await;
+    app.cluster.broker_down(1).expect("down");
+    assert_eq!(post(&app, status(1, 0)).await.0, 200, "spooled");
+    std::fs::remove_dir_all(dir.path()).expect("remove the spool directory");
+    assert_eq!(post(&app, status(2, 0)).await.0, 503);
+
+    // Stopped before Kafka is back: the first record, answered 200, goes with the file, and a
+    // clean exit would hide that from whatever reads only the exit status.
+    app.trigger_shutdown();
+    let run = app.handle.take().expect("running");
+    let ended = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("stops within its bounds")
+        .expect("run task");
+    let error = ended.expect_err("the loss is an error").to_string();
+    assert!(error.contains("lost with it"), "{error}");
+}
