@@ -567,12 +567,8 @@ async fn a_spool_directory_deleted_while_running_answers_503_replays_what_it_hel
     // then stops so that its restart makes a new spool.
     app.cluster.broker_up(1).expect("up");
     all_stored(&app, &[id], Duration::from_secs(30)).await;
-    let run = app.handle.take().expect("running");
-    let ended = tokio::time::timeout(Duration::from_secs(30), run)
-        .await
-        .expect("stops by itself once the removed file is replayed")
-        .expect("run task");
-    let error = ended.expect_err("a spool failure").to_string();
+    // It stops by itself once the removed file is replayed.
+    let error = app.wait_failed(Duration::from_secs(30)).await;
     assert!(error.contains("removed or replaced"), "{error}");
 }
 
@@ -590,11 +586,6 @@ async fn a_shutdown_that_leaves_records_in_a_removed_spool_file_ends_in_an_error
     // Stopped before Kafka is back: the first record, answered 200, goes with the file, and a
     // clean exit would hide that from whatever reads only the exit status.
     app.trigger_shutdown();
-    let run = app.handle.take().expect("running");
-    let ended = tokio::time::timeout(Duration::from_secs(30), run)
-        .await
-        .expect("stops within its bounds")
-        .expect("run task");
-    let error = ended.expect_err("the loss is an error").to_string();
+    let error = app.wait_failed(Duration::from_secs(30)).await;
     assert!(error.contains("lost with it"), "{error}");
 }

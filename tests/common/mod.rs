@@ -232,6 +232,19 @@ impl TestApp {
             .expect("clean exit");
     }
 
+    /// Waits (at most `within`) for `run` to return an error, by itself or after
+    /// [`TestApp::trigger_shutdown`]; returns its text.
+    #[allow(dead_code)]
+    pub async fn wait_failed(&mut self, within: Duration) -> String {
+        let handle = self.handle.take().expect("running");
+        tokio::time::timeout(within, handle)
+            .await
+            .expect("run returns in time")
+            .expect("run task")
+            .expect_err("run ends in an error")
+            .to_string()
+    }
+
     /// Waits (at most 30 s) until `/metrics` has `line`.
     #[allow(dead_code)]
     pub async fn wait_metric(&self, line: &str) {
