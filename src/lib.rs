@@ -370,14 +370,7 @@ pub async fn run_with_cut(
     if let Some(spool) = spool {
         // Records answered 200 left in a removed file: a clean exit would hide their loss from
         // whatever reads only the exit status.
-        lost = spool
-            .detached()
-            .filter(|_| spool.records() > 0)
-            .map(|reason| {
-                Stopped::Spool(format!(
-                    "{reason}; the records it still held are lost with it"
-                ))
-            });
+        lost = spool.lost_if_stopped().map(Stopped::Spool);
         spool.close_within(SPOOL_CLOSE_WAIT).await;
     }
     destroy_within(sink, PRODUCER_DESTROY_WAIT).await;

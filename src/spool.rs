@@ -114,6 +114,10 @@ struct Holdings {
 }
 
 impl Holdings {
+    fn records(&self) -> u64 {
+        self.records.load(Ordering::SeqCst)
+    }
+
     fn commit_began(&self, at: Option<std::time::Instant>) {
         *self.commit_began.lock().unwrap_or_else(|p| p.into_inner()) = at;
     }
@@ -385,7 +389,7 @@ impl Spool {
     }
 
     pub fn records(&self) -> u64 {
-        self.holdings.records.load(Ordering::SeqCst)
+        self.holdings.records()
     }
 
     pub fn bytes(&self) -> u64 {
@@ -412,6 +416,15 @@ impl Spool {
     /// lost if the bridge stops before replaying it.
     pub fn detached(&self) -> Option<String> {
         self.holdings.detached.get().cloned()
+    }
+
+    /// What stopping now would lose: records answered 200 that wait in a file the next start
+    /// will not find (see `linked`).
+    pub fn lost_if_stopped(&self) -> Option<String> {
+        let reason = self.detached().filter(|_| self.records() > 0)?;
+        Some(format!(
+            "{reason}; the records it still held are lost with it"
+        ))
     }
 
     /// How long the writer's current commit has been running: a disk that stalls without failing

@@ -538,20 +538,27 @@ async fn a_partition_without_a_leader_holds_back_only_its_own_spooled_records() 
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_spool_directory_deleted_while_running_answers_503_replays_what_it_held_then_stops() {
+/// A bridge with `extra` flags and the broker down, one record spooled (its request id returned)
+/// and the spool directory then deleted; the next record answered 503, not 200: the next start
+/// would open a new, empty spool, so a record written to the removed file is not stored.
+async fn spooled_then_removed(extra: &[&str]) -> (TestApp, String) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut app = TestApp::start(&flags(&spool_flags(&dir))).await;
+    let mut args = spool_flags(&dir);
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let app = TestApp::start(&flags(&args)).await;
     app.cluster.broker_down(1).expect("down");
     let (status_1, id, _) = post(&app, status(1, 0)).await;
     assert_eq!(status_1, 200, "spooled");
     std::fs::remove_dir_all(dir.path()).expect("remove the spool directory");
-
-    // The next start would open a new, empty spool: a record written to the removed file is
-    // not stored, so it is not answered 200.
     let (status_2, _, took) = post(&app, status(2, 0)).await;
     assert_eq!(status_2, 503, "answered 200 into a removed file");
     assert!(took < Duration::from_secs(2), "{took:?}");
+    (app, id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spool_directory_deleted_while_running_answers_503_replays_what_it_held_then_stops() {
+    let (mut app, id) = spooled_then_removed(&[]).await;
     let (_, m) = app.admin_get("/metrics").await;
     assert!(
         has_line(&m, "qikchat_bridge_spool_appends_total{result=\"error\"} 1"),
@@ -574,14 +581,7 @@ async fn a_spool_directory_deleted_while_running_answers_503_replays_what_it_hel
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shutdown_that_leaves_records_in_a_removed_spool_file_ends_in_an_error() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut f = spool_flags(&dir);
-    f.extend(["--flush-timeout".into(), "1s".into()]);
-    let mut app = TestApp::start(&flags(&f)).await;
-    app.cluster.broker_down(1).expect("down");
-    assert_eq!(post(&app, status(1, 0)).await.0, 200, "spooled");
-    std::fs::remove_dir_all(dir.path()).expect("remove the spool directory");
-    assert_eq!(post(&app, status(2, 0)).await.0, 503);
+    let (mut app, _) = spooled_then_removed(&["--flush-timeout", "1s"]).await;
 
     // Stopped before Kafka is back: the first record, answered 200, goes with the file, and a
     // clean exit would hide that from whatever reads only the exit status.

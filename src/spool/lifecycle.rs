@@ -28,14 +28,14 @@ impl Spool {
     /// Returns whether the writer finished.
     pub async fn close_within(self: Arc<Self>, wait: Duration) -> bool {
         let records = self.records();
-        let detached = self.detached();
+        let lost = self.lost_if_stopped();
         let closing = tokio::task::spawn_blocking(move || self.close());
         let finished = tokio::time::timeout(wait, closing).await.is_ok();
         if !finished {
             tracing::error!(timeout = ?wait, "the spool's writer did not finish; exiting without it");
         }
         if records > 0 {
-            match detached {
+            match lost {
                 Some(reason) => tracing::error!(
                     records,
                     %reason,

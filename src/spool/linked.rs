@@ -77,10 +77,6 @@ impl Holdings {
             }
         }
     }
-
-    fn records(&self) -> u64 {
-        self.records.load(std::sync::atomic::Ordering::SeqCst)
-    }
 }
 
 #[cfg(test)]
