@@ -18,6 +18,8 @@ use crate::kafka_stats::KafkaStats;
 use crate::producer::ProducerRole;
 use crate::topics::EventType;
 
+#[cfg(target_os = "linux")]
+mod process;
 mod spool;
 pub use spool::SpoolMetrics;
 
@@ -213,9 +215,7 @@ impl Metrics {
         kafka_stats.register(&registry)?;
         let spool = SpoolMetrics::new(&registry)?;
         #[cfg(target_os = "linux")]
-        reg(Box::new(
-            prometheus::process_collector::ProcessCollector::for_self(),
-        ))?;
+        reg(Box::new(process::Process::for_self()))?;
 
         // Resolving every label now makes each series visible (at 0) from the first scrape, so
         // rate() and alerts work before the first failure happens.
