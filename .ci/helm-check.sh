@@ -907,6 +907,8 @@ check "invariants: a NetworkPolicy that keeps the pods from the OAuth 2 token en
   static_edit_refuses "egress does not allow the OAuth 2 token endpoint" \
   'np = next(d for d in docs if d["kind"] == "NetworkPolicy"); np["spec"]["egress"] = [r for r in np["spec"]["egress"] if 443 not in [p["port"] for p in r["ports"]]]' \
   oidc-values
+check "invariants: a checksum of a Secret as pod annotation fails" static_edit_refuses "looks derived from a Secret" \
+  'next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["metadata"].setdefault("annotations", {})["checksum/auth"] = "0" * 64'
 
 section "Renders that must fail"
 B="--set kafka.bootstrapServers=kafka:9092"
@@ -1020,10 +1022,24 @@ must_fail "KAFKA_SSL_KEY_PASSWORD from a ConfigMap in extraEnv" \
   --set 'extraEnv[0].name=KAFKA_SSL_KEY_PASSWORD' --set 'extraEnv[0].valueFrom.configMapKeyRef.name=cm' \
   --set 'extraEnv[0].valueFrom.configMapKeyRef.key=k'
 must_fail "HPA min above max" "minReplicas" $B --set autoscaling.enabled=true --set autoscaling.minReplicas=5 --set autoscaling.maxReplicas=2
+must_fail "HPA without a CPU or memory target (Kubernetes would take 80% CPU)" \
+  "autoscaling.enabled needs autoscaling.targetCPUUtilizationPercentage or" $B \
+  --set autoscaling.enabled=true --set autoscaling.targetCPUUtilizationPercentage=null
+must_fail "HPA CPU target without a CPU request" "needs resources.requests.cpu" $B \
+  --set autoscaling.enabled=true --set resources.requests.cpu=null
+must_fail "HPA memory target without a memory request" "needs resources.requests.memory" $B \
+  --set autoscaling.enabled=true --set autoscaling.targetMemoryUtilizationPercentage=80 \
+  --set resources.requests.memory=null --set resources.limits.memory=null
+must_fail "admin container port on the webhook's (the bridge refuses it)" \
+  "containerPorts.admin (8080) takes the port of containerPorts.http" $B --set containerPorts.admin=8080
+must_fail "admin Service port equal to the webhook's on one ClusterIP Service" \
+  "service.adminPort (8080) equals service.port" $B --set service.adminPort=8080
 P="$B --set persistence.enabled=true"
 must_fail "spool limit below the body limit" "persistence.maxBytes" $P --set persistence.maxBytes=1000
 must_fail "spool limit without room for one body's headers" "maxBodyBytes + 4096" $P --set persistence.maxBytes=1050000
 must_fail "spool limit above the volume" "persistence.size" $P --set persistence.size=1Gi --set persistence.maxBytes=2147483648
+must_fail "spool limit above 80% of the volume (its file takes ~1.25x the records)" \
+  "set persistence.maxBytes to at most 858993459" $P --set persistence.size=1Gi --set persistence.maxBytes=1000000000
 must_fail "volume too small for one body" "persistence.maxBytes" $P --set persistence.size=1Mi
 must_fail "malformed volume size" "size" $P --set persistence.size=2GB
 must_fail "numeric volume size (rendered as 2.147483648e+09)" "/persistence/size" $P --set persistence.size=2147483648
@@ -1033,6 +1049,12 @@ must_fail "spool without fsGroup" "fsGroup" $P --set podSecurityContext.fsGroup=
 check "spool limit: 65% of persistence.size by default" spool_max_bytes 1395864371
 check "spool limit: 65% of a decimal size" spool_max_bytes 650000000 --set persistence.size=1G
 check "spool limit: explicit persistence.maxBytes" spool_max_bytes 500000000 --set persistence.maxBytes=500000000
+check "spool limit: 80% of persistence.size renders" spool_max_bytes 858993459 \
+  --set persistence.size=1Gi --set persistence.maxBytes=858993459
+check "admin Service port equal to the webhook's renders with a LoadBalancer (separate Services)" renders $B \
+  --set service.type=LoadBalancer --set service.adminPort=8080
+check "HPA CPU target with only a CPU limit renders (Kubernetes copies it to the request)" renders $B \
+  --set autoscaling.enabled=true --set resources.requests.cpu=null --set resources.limits.cpu=1
 check "autoscaling with the spool: no automatic scale-down" hpa_scale_down_disabled yes --set persistence.enabled=true
 check "autoscaling without the spool: scale-down left on" hpa_scale_down_disabled no
 check "autoscaling with the spool and an explicit scaleDown: the operator's" hpa_scale_down_disabled no \

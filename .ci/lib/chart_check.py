@@ -6,8 +6,9 @@ Subcommands (each exits non-zero with a message on failure):
   static RENDERED [--help-text FILE]
       Invariants of the rendered chart that Kubernetes' schemas cannot express:
       restricted pod security, probes on the admin port the binary listens on,
-      grace period longer than drain + flush, secrets only as files, env names
-      that the binary really reads, selectors/ports that match. The workload is a
+      grace period longer than drain + flush, secrets only as files (no pod
+      annotation derived from one, such as a checksum), env names that the binary
+      really reads, selectors/ports that match. The workload is a
       Deployment, or with the durable spool a StatefulSet whose per-pod claim is
       mounted at BRIDGE_SPOOL_DIR.
   crds RENDERED
@@ -378,6 +379,22 @@ def cmd_static(rendered, help_file=None):
     for flag, name, _ in kafka_property_args(args):
         check(name and not is_secret(name.lower()),
               f"argument {flag} {name}=...: a secret librdkafka property (or none) in the pod's arguments")
+    # No pod annotation derived from a Secret: everything in a rendered Secret but the password
+    # is known, so its hash (a checksum/<secret> annotation) lets anyone who can read pods guess
+    # the password offline. The bridge reads the mounted files again, so no rollout is needed.
+    secret_values = set()
+    for sec in by_kind(docs, "Secret"):
+        for v in (sec.get("data") or {}).values():
+            secret_values |= {str(v), base64.b64decode(str(v)).decode("utf-8", "replace")}
+        secret_values |= {str(v) for v in (sec.get("stringData") or {}).values()}
+    secret_values = {v.strip() for v in secret_values if len(v.strip()) >= 8}
+    for key, value in ((deploy["spec"]["template"].get("metadata") or {}).get("annotations") or {}).items():
+        value = str(value)
+        check(not key.startswith("checksum/") and not re.fullmatch(r"[0-9a-fA-F]{32,}", value)
+              and not any(v in value for v in secret_values),
+              f"pod annotation {key} looks derived from a Secret (a checksum or its content): anyone who "
+              "can read pods could guess the password from it; the bridge reads the mounted files again, "
+              "so no annotation is needed to roll the pods")
     insecure = env.get("BRIDGE_INSECURE_DISABLE_AUTH") == "true"
     check(insecure or "BRIDGE_AUTH_FILE" in env, "BRIDGE_AUTH_FILE must be set unless auth is explicitly disabled")
     check("KAFKA_BOOTSTRAP_SERVERS" in env and env["KAFKA_BOOTSTRAP_SERVERS"], "KAFKA_BOOTSTRAP_SERVERS must be set")
@@ -448,7 +465,9 @@ def cmd_static(rendered, help_file=None):
                 size = quantity_bytes(claims[vol]["spec"]["resources"]["requests"]["storage"])
                 limit = int(env.get("BRIDGE_SPOOL_MAX_BYTES") or 1073741824)
                 body = int(env.get("BRIDGE_MAX_BODY_BYTES") or 1048576)
-                check(body <= limit <= size, f"need BRIDGE_MAX_BODY_BYTES ({body}) <= BRIDGE_SPOOL_MAX_BYTES ({limit}) <= claim size ({size})")
+                # The spool's file takes about 1.25 times its records (src/spool/dir.rs).
+                check(body <= limit and limit * 5 <= size * 4,
+                      f"need BRIDGE_MAX_BODY_BYTES ({body}) <= BRIDGE_SPOOL_MAX_BYTES ({limit}) <= 80% of the claim size ({size})")
     else:
         check("BRIDGE_SPOOL_MAX_BYTES" not in env, "BRIDGE_SPOOL_MAX_BYTES without BRIDGE_SPOOL_DIR")
 

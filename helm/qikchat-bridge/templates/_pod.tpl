@@ -16,15 +16,10 @@ metadata:
     {{- with .Values.podLabels }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
-  {{- $podAnnotations := dict }}
-  {{- if include "qikchat-bridge.createAuthSecret" . }}
-  {{- $_ := set $podAnnotations "checksum/auth" (include (print $.Template.BasePath "/secret-auth.yaml") . | sha256sum) }}
-  {{- end }}
-  {{- if and $k.sasl.enabled (not $k.sasl.existingSecret) }}
-  {{- $_ := set $podAnnotations "checksum/kafka-sasl" (include (print $.Template.BasePath "/secret-kafka-sasl.yaml") . | sha256sum) }}
-  {{- end }}
-  {{- $podAnnotations = merge $podAnnotations (.Values.podAnnotations | default dict) }}
-  {{- with $podAnnotations }}
+  {{- /* No checksum/<secret> annotation: a hash of a Secret's manifest, whose every other byte is
+         known, lets anyone who can read pods guess the password offline. The bridge reads its
+         mounted credential files again every second, so a changed Secret needs no rollout. */}}
+  {{- with .Values.podAnnotations }}
   annotations:
     {{- toYaml . | nindent 4 }}
   {{- end }}
