@@ -116,7 +116,7 @@ pub async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
 /// keeps a stuck or hostile client inside the cluster from taking the process's file descriptors;
 /// the short header timeout frees its slots within a second, inside the kubelet's probe timeout
 /// (a scraper's idle keep-alive connection is closed too, and it reconnects).
-const MAX_CONNECTIONS: usize = 256;
+pub const MAX_CONNECTIONS: usize = 256;
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How long a scrape may wait for the spool's disk. One stuck on a stalled disk would otherwise

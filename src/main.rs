@@ -80,6 +80,7 @@ fn serve(args: config::Args) -> ExitCode {
         complain(format_args!("qikchat-bridge: cannot start logging: {e}"));
         return ExitCode::FAILURE;
     }
+    qikchat_bridge::open_files::raise_limit(config.max_connections);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -19,7 +19,6 @@ use crate::metrics::Metrics;
 use crate::record::Record;
 
 mod context;
-mod quiet;
 mod readiness;
 mod reload;
 mod replace;

@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -18,6 +18,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::producer::Sink;
+use crate::quiet::Quieted;
 use crate::webhook::Webhook;
 
 mod activity;
@@ -94,6 +95,7 @@ pub async fn serve_with<H, F>(
     // kernel's backlog instead of costing memory here.
     let connections = Arc::new(Semaphore::new(options.max_connections));
     let mut tasks = JoinSet::new();
+    let quieted = Quieted::default();
 
     loop {
         let permit = tokio::select! {
@@ -110,8 +112,19 @@ pub async fn serve_with<H, F>(
         let (stream, peer) = match accepted {
             Ok(pair) => pair,
             Err(e) => {
-                // Usually EMFILE/ENFILE: back off instead of spinning on the error.
-                tracing::warn!(listener = options.name, error = %e, "accept failed");
+                // Usually EMFILE/ENFILE: back off instead of spinning on the error, and log it
+                // once a window, not 20 times a second for as long as the descriptors stay used.
+                match quieted.admit(&e.to_string(), Instant::now()) {
+                    None => {}
+                    Some(held_back) => tracing::warn!(
+                        listener = options.name,
+                        error = %e,
+                        held_back,
+                        "accept failed; new connections wait in the kernel's backlog (repeats are \
+                         logged once every {}s, with how many were held back)",
+                        crate::quiet::WINDOW.as_secs()
+                    ),
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }

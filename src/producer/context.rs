@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 
 use crate::metrics::Metrics;
 
-use super::quiet::{Quieted, WINDOW};
+use crate::quiet::{Quieted, WINDOW};
 
 /// Which of the bridge's producers this is: its statistics feed the metrics differently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

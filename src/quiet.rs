@@ -1,6 +1,7 @@
-//! Repeats of one librdkafka error, logged once a window: while Kafka is down, librdkafka reports
+//! Repeats of one kind of error, logged once a window. While Kafka is down, librdkafka reports
 //! `AllBrokersDown` at every failed connection attempt (28 lines a second measured against one
-//! stopped broker), which buried every other line and filled the log volume in a long outage.
+//! stopped broker), and out of file descriptors every `accept` fails (20 a second per listener),
+//! which buried every other line and filled the log volume in a long outage.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -8,16 +9,16 @@ use std::time::{Duration, Instant};
 
 /// How long repeats of one kind of error are held back after one is logged (Vector's internal
 /// logs use the same 10 s).
-pub(super) const WINDOW: Duration = Duration::from_secs(10);
+pub const WINDOW: Duration = Duration::from_secs(10);
 
 /// When each kind of error was last logged, and how many of it were held back since.
 #[derive(Debug, Default)]
-pub(super) struct Quieted(Mutex<HashMap<String, (Instant, u64)>>);
+pub struct Quieted(Mutex<HashMap<String, (Instant, u64)>>);
 
 impl Quieted {
     /// Whether a report of `kind` at `now` is logged: `Some(held back since the last one
     /// logged)`, or `None` to hold it back.
-    pub(super) fn admit(&self, kind: &str, now: Instant) -> Option<u64> {
+    pub fn admit(&self, kind: &str, now: Instant) -> Option<u64> {
         let mut seen = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         match seen.get_mut(kind) {
             Some((logged, held)) if now.saturating_duration_since(*logged) < WINDOW => {

@@ -1,0 +1,91 @@
+//! The bridge as a process under an open-file limit: the soft limit raised to the hard one, a
+//! limit too low for --max-connections warned of, and `accept` failing at the limit logged once
+//! a window instead of 20 times a second.
+
+mod common;
+
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{stop_with, Spawned};
+
+const BIN: &str = env!("CARGO_BIN_EXE_qikchat-bridge");
+
+/// The bridge on its embedded Kafka, started by `sh` after `ulimit` with `limit_flags`.
+fn start_under(limit_flags: &str, args: &[&str]) -> Spawned {
+    Spawned::start(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("ulimit {limit_flags} && exec \"$0\" \"$@\""))
+            .arg(BIN)
+            .args(common::ANY_PORTS)
+            .args(["--shutdown-delay", "0s"])
+            .args(args)
+            .env_clear()
+            .env("RUST_LOG", common::LOG_FILTER)
+            .stdout(Stdio::null()),
+    )
+}
+
+/// The soft and hard "Max open files" of a process.
+fn open_file_limits(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a Max open files line");
+    let mut fields = line["Max open files".len()..].split_whitespace();
+    let soft = fields.next().expect("soft").to_owned();
+    (soft, fields.next().expect("hard").to_owned())
+}
+
+#[test]
+fn a_low_soft_open_file_limit_is_raised_to_the_hard_one() {
+    let hard = open_file_limits(std::process::id()).1;
+    assert!(
+        hard.parse::<u64>().is_ok_and(|h| h > 300),
+        "this test needs a finite hard limit above 300, not {hard}"
+    );
+    let mut spawned = start_under("-Sn 300", &[]);
+    let limits = open_file_limits(spawned.child.id());
+    assert!(stop_with(&mut spawned.child, "-TERM").success());
+    assert_eq!(limits, (hard.clone(), hard), "{}", spawned.log_to_end());
+}
+
+#[test]
+fn an_open_file_limit_below_what_max_connections_needs_is_warned_of_at_start_up() {
+    let mut spawned = start_under("-n 600", &["--max-connections", "4096"]);
+    assert!(stop_with(&mut spawned.child, "-TERM").success());
+    let log = spawned.log_to_end();
+    let warned = log
+        .lines()
+        .find(|l| l.contains("the open-file limit is below what --max-connections needs"))
+        .unwrap_or_else(|| panic!("no warning in {log}"));
+    assert!(
+        warned.contains(r#""level":"WARN""#)
+            && warned.contains(r#""limit":600"#)
+            && warned.contains(r#""needed":4608"#),
+        "{warned}"
+    );
+}
+
+#[test]
+fn accept_failing_at_the_open_file_limit_is_logged_once_a_window_not_at_every_attempt() {
+    let mut spawned = start_under("-n 128", &["--max-connections", "1000"]);
+    // More connections than descriptors left: the rest wait in the backlog while every accept
+    // fails, retried every 50 ms, for a second and a half.
+    let held: Vec<TcpStream> = (0..200)
+        .filter_map(|_| TcpStream::connect(("127.0.0.1", spawned.port)).ok())
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    drop(held);
+    assert!(stop_with(&mut spawned.child, "-TERM").success());
+    let log = spawned.log_to_end();
+    let failed = log.lines().filter(|l| l.contains("accept failed")).count();
+    assert!(
+        log.contains("Too many open files"),
+        "the limit was not reached: {log}"
+    );
+    assert_eq!(failed, 1, "{log}");
+}
