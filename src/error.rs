@@ -149,6 +149,10 @@ pub enum WebhookError {
     Host(&'static str),
     #[error("body could not be read: {0}")]
     BodyRead(String),
+    /// The client reset its HTTP/2 stream (or closed the connection) before its body was whole:
+    /// no one is left to answer, so it is counted as cut off, not as a refusal.
+    #[error("the client reset the stream before its body was whole")]
+    Reset,
     #[error("body is empty")]
     EmptyBody,
     /// Refused, and kept in the dead-letter topic.
@@ -175,6 +179,7 @@ impl WebhookError {
             WebhookError::BodyTimeout(_) | WebhookError::LateBody(_) => Outcome::BodyTimeout,
             WebhookError::Host(_)
             | WebhookError::BodyRead(_)
+            | WebhookError::Reset
             | WebhookError::EmptyBody
             | WebhookError::Invalid(_) => Outcome::Invalid,
             WebhookError::Produce(ProduceError::TooLarge) => Outcome::TooLarge,
@@ -198,9 +203,10 @@ impl WebhookError {
             }
             WebhookError::BodyTimeout(_) | WebhookError::LateBody(_) => "body_timeout",
             WebhookError::UnsupportedTransferCoding => "not_implemented",
-            WebhookError::Host(_) | WebhookError::BodyRead(_) | WebhookError::EmptyBody => {
-                "bad_request"
-            }
+            WebhookError::Host(_)
+            | WebhookError::BodyRead(_)
+            | WebhookError::Reset
+            | WebhookError::EmptyBody => "bad_request",
             WebhookError::Invalid(_) => "invalid_payload",
             WebhookError::Produce(ProduceError::Rejected(_)) => "internal_error",
             WebhookError::Overloaded(..) | WebhookError::Produce(_) => "unavailable",

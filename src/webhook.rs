@@ -150,6 +150,15 @@ impl<S: Sink> Webhook<S> {
             .process(req, request_id, started, &mut progress)
             .instrument(span.clone())
             .await;
+        if let Err(WebhookError::Reset) = result {
+            // Counted as cut off when `unanswered` drops, like a reset while waiting for Kafka:
+            // the answer has no stream left to go to.
+            tracing::debug!(parent: &span, "the client reset its stream before its body was whole");
+            return respond(
+                StatusCode::BAD_REQUEST,
+                Bytes::from(WebhookError::Reset.body()),
+            );
+        }
         unanswered.0 = None;
         let elapsed = started.elapsed();
         // An answer is due at the ack deadline, or at once when the sender's body came later.
@@ -401,10 +410,19 @@ impl<S: Sink> Webhook<S> {
         match tokio::time::timeout(self.body_read_timeout, concat(limited)).await {
             Err(_) => Err(WebhookError::BodyTimeout(self.body_read_timeout)),
             Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(self.too_large()),
+            Ok(Err(e)) if reset_by_client(&*e) => Err(WebhookError::Reset),
             Ok(Err(e)) => Err(WebhookError::BodyRead(e.to_string())),
             Ok(Ok(body)) => Ok(body),
         }
     }
+}
+
+/// Whether a body failed because the client reset its HTTP/2 stream or ended the connection
+/// (hyper's error wraps h2's), rather than because of what it sent.
+fn reset_by_client(error: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(error), |e| e.source())
+        .filter_map(|e| e.downcast_ref::<h2::Error>())
+        .any(|e| e.is_remote() && (e.is_reset() || e.is_go_away()))
 }
 
 /// Counts a request whose future is dropped before it is answered (an HTTP/2 stream reset, the

@@ -149,6 +149,43 @@ async fn an_http2_stream_reset_after_its_record_was_handed_over_still_delivers_t
     );
 }
 
+/// A stream reset while its body is still coming is cut off too, not a 400 no one receives: it
+/// is counted as cancelled, in no answered outcome, and nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_stream_reset_before_its_body_was_whole_is_counted_as_cancelled_not_as_a_400() {
+    let app = TestApp::start(&[]).await;
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .expect("client");
+    // Half a body, then nothing: the client gives up and resets the stream.
+    let half = bytes::Bytes::from_static(&TEXT[..TEXT.len() / 2]);
+    let body = tokio_stream::StreamExt::chain(
+        tokio_stream::iter([Ok::<_, std::io::Error>(half)]),
+        tokio_stream::pending(),
+    );
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(300),
+        client
+            .post(app.url())
+            .basic_auth(common::USER, Some(common::PASS))
+            .header("content-type", "application/json")
+            .body(reqwest::Body::wrap_stream(body))
+            .send(),
+    )
+    .await;
+    assert!(gave_up.is_err(), "answered within 300 ms: {gave_up:?}");
+    app.wait_metric("qikchat_bridge_requests_cancelled_total 1")
+        .await;
+    let (_, metrics) = app.admin_get("/metrics").await;
+    let answered: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("qikchat_bridge_requests_total{") && !l.ends_with(" 0"))
+        .collect();
+    assert!(answered.is_empty(), "counted as answered: {answered:?}");
+    app.assert_nothing_stored_before_now().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_that_send_nothing_or_one_byte_of_the_http2_preface_are_closed_and_free_their_slot()
 {
