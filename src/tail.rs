@@ -317,13 +317,18 @@ pub fn terminal_safe(line: &str) -> std::borrow::Cow<'_, str> {
     let unsafe_char = |c: char| {
         matches!(
             c,
+            // C1 controls; Unicode's Bidi_Control set (marks, embeddings, overrides, isolates);
+            // line and paragraph separators; the deprecated shaping and swapping controls and
+            // interlinear annotation marks, which some terminals also act on.
             '\u{7f}'..='\u{9f}'
+                | '\u{061c}'
                 | '\u{200e}'
                 | '\u{200f}'
                 | '\u{2028}'
                 | '\u{2029}'
                 | '\u{202a}'..='\u{202e}'
-                | '\u{2066}'..='\u{2069}'
+                | '\u{2066}'..='\u{206f}'
+                | '\u{fff9}'..='\u{fffb}'
         )
     };
     if !line.contains(unsafe_char) {
@@ -359,13 +364,14 @@ mod tests {
     #[test]
     fn characters_a_terminal_acts_on_are_escaped_and_the_line_stays_the_same_json() {
         let value = serde_json::json!({
-            "value": "a\u{9b}31mred\u{1b}[0m \u{202e}txt.exe\u{7f} \u{2028}ok é 日本",
+            "value": "a\u{9b}31mred\u{1b}[0m \u{202e}txt.exe\u{7f} \u{2028}ok \u{61c}\u{206a}\u{fff9} é 日本",
             "headers": {"request-id": "\u{9d}8;;http://x\u{9c}"},
         });
         let line = value.to_string();
         let safe = terminal_safe(&line);
         for c in [
-            '\u{9b}', '\u{9d}', '\u{9c}', '\u{202e}', '\u{7f}', '\u{2028}', '\u{1b}',
+            '\u{9b}', '\u{9d}', '\u{9c}', '\u{202e}', '\u{7f}', '\u{2028}', '\u{1b}', '\u{61c}',
+            '\u{206a}', '\u{fff9}',
         ] {
             assert!(!safe.contains(c), "{c:?} in {safe}");
         }
