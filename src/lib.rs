@@ -15,6 +15,7 @@ pub mod kafka_props;
 pub mod kafka_stats;
 pub mod metrics;
 pub mod open_files;
+pub mod operator_file;
 pub mod producer;
 pub mod quiet;
 pub mod record;

@@ -66,7 +66,9 @@ fn main() -> ExitCode {
 
 fn serve(args: config::Args) -> ExitCode {
     let check_only = args.check_config;
-    let config = match Config::from_args(args, environment(), |p| std::fs::read_to_string(p)) {
+    let config = match Config::from_args(args, environment(), |p| {
+        qikchat_bridge::operator_file::read_to_string(p)
+    }) {
         Ok(config) => config,
         Err(e) => {
             complain(format_args!("qikchat-bridge: invalid configuration: {e}"));

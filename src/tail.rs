@@ -94,7 +94,7 @@ where
     W: Write,
 {
     check(args)?;
-    let read = |p: &Path| std::fs::read_to_string(p);
+    let read = |p: &Path| crate::operator_file::read_to_string(p);
     let mut config = ClientConfig::new();
     // Where an offset that no longer exists (retention deleted it) starts: the oldest left for
     // --from-beginning, not the end, which would skip every record silently.

@@ -615,6 +615,63 @@ fn check_config_refuses_bad_settings_with_exit_code_2_and_a_reason() {
     assert!(err.contains("is empty"), "{err}");
 }
 
+/// A FIFO where a secret file should be (a hung secrets mount looks the same): opening it waited
+/// for a writer, so start-up and --check-config hung without a word. Now both refuse it at once.
+#[test]
+fn a_secret_file_that_is_a_pipe_is_refused_at_once_with_exit_code_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("password");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo")
+        .success());
+    let fifo = fifo.display().to_string();
+    for (args, var, named) in [
+        (
+            &["--check-config"][..],
+            "KAFKA_SASL_PASSWORD_FILE",
+            "KAFKA_SASL_PASSWORD_FILE",
+        ),
+        (
+            &[][..],
+            "KAFKA_SASL_PASSWORD_FILE",
+            "KAFKA_SASL_PASSWORD_FILE",
+        ),
+        (&["--check-config"][..], "BRIDGE_AUTH_FILE", "--auth-file"),
+    ] {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env_clear()
+            .env("KAFKA_BOOTSTRAP_SERVERS", "kafka:9092")
+            .env("BRIDGE_AUTH", "a:b")
+            .env(var, &fifo)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{args:?} {var}: still running after 10 s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err)
+            .expect("stderr");
+        assert_eq!(status.code(), Some(2), "{args:?} {var}: {err}");
+        assert!(
+            err.contains(named) && err.contains("not a regular file"),
+            "{args:?} {var}: {err}"
+        );
+    }
+}
+
 /// A caller acts on the exit code; `eprintln!` on a closed stderr panicked, which turned the 2 of
 /// a setting that cannot work into 101.
 #[test]

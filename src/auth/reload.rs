@@ -28,7 +28,7 @@ pub async fn watch_auth_file(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let read = |path: std::path::PathBuf| async move {
-        tokio::task::spawn_blocking(move || std::fs::read_to_string(path))
+        tokio::task::spawn_blocking(move || crate::operator_file::read_to_string(&path))
             .await
             .unwrap_or_else(|e| Err(std::io::Error::other(e)))
     };

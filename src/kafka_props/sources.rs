@@ -129,7 +129,9 @@ impl std::fmt::Debug for Watched {
 /// removing or changing a certificate there is a change. `None` when it cannot be read.
 fn fingerprint(path: &Path) -> Option<[u8; 32]> {
     if !std::fs::metadata(path).ok()?.is_dir() {
-        return std::fs::read(path).ok().map(|b| Sha256::digest(&b).into());
+        return crate::operator_file::read(path)
+            .ok()
+            .map(|b| Sha256::digest(&b).into());
     }
     // `is_file` follows symlinks: a Kubernetes volume's keys are links into `..data`, whose
     // own entries (directories) are skipped.
@@ -145,7 +147,7 @@ fn fingerprint(path: &Path) -> Option<[u8; 32]> {
             .file_name()
             .map(|n| n.as_encoded_bytes())
             .unwrap_or_default();
-        let body = std::fs::read(&file).ok()?;
+        let body = crate::operator_file::read(&file).ok()?;
         for part in [name, &body] {
             hash.update((part.len() as u64).to_le_bytes());
             hash.update(part);

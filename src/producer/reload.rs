@@ -199,7 +199,9 @@ pub async fn watch_kafka_files(
         // Taken before the properties are made from the files, so a change in between is seen.
         watched = now;
         let again = sources.clone();
-        let made = blocking(move || again.properties(&|p: &Path| std::fs::read_to_string(p))).await;
+        let made =
+            blocking(move || again.properties(&|p: &Path| crate::operator_file::read_to_string(p)))
+                .await;
         let properties = match made {
             Some(Ok(properties)) => properties,
             failed => {
