@@ -56,10 +56,16 @@ pub struct Listeners {
 }
 
 impl Listeners {
+    /// Binds both addresses; an error names the one that failed (an address in use, say).
     pub async fn bind(config: &Config) -> std::io::Result<Listeners> {
+        let bind = |flag: &'static str, addr: std::net::SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| std::io::Error::new(e.kind(), format!("{flag} {addr}: {e}")))
+        };
         Ok(Listeners {
-            webhook: TcpListener::bind(config.listen).await?,
-            admin: TcpListener::bind(config.admin_listen).await?,
+            webhook: bind("--listen", config.listen).await?,
+            admin: bind("--admin-listen", config.admin_listen).await?,
         })
     }
 }

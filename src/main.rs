@@ -105,7 +105,7 @@ fn serve(args: config::Args) -> ExitCode {
         let listeners = match Listeners::bind(&config).await {
             Ok(l) => l,
             Err(e) => {
-                tracing::error!(error = %e, listen = %config.listen, admin = %config.admin_listen, "cannot bind");
+                tracing::error!(error = %e, "cannot bind");
                 return ExitCode::FAILURE;
             }
         };
