@@ -281,7 +281,12 @@ pub async fn run_with_cut(
     let auth_reload = config.auth_reload.clone().map(|reload| {
         supervisor.spawn(
             "auth file watch",
-            auth::watch_auth_file(reload, webhook.credentials(), stop_rx),
+            auth::watch_auth_file(
+                reload,
+                webhook.credentials(),
+                metrics.auth_file_stale.clone(),
+                stop_rx,
+            ),
         )
     });
     let options = ServerOptions {

@@ -69,6 +69,8 @@ pub struct Metrics {
     kafka_reloads: IntCounterVec,
     /// By producer role: 1 while the producer's files changed and it could not be made from them.
     kafka_client_stale: IntGaugeVec,
+    /// 1 while `--auth-file` cannot be used, so a credential removed from it still works.
+    pub auth_file_stale: IntGauge,
     /// A handful of topics: a scan of short names beats hashing them on every request.
     topics: Vec<TopicMetrics>,
     pub kafka_stats: Arc<KafkaStats>,
@@ -171,6 +173,10 @@ impl Metrics {
             ),
             &["role"],
         )?;
+        let auth_file_stale = IntGauge::new(
+            name("auth_file_stale"),
+            "1 while --auth-file cannot be used (unreadable, not a regular file, invalid, or holding no credential): the credentials it held last stay accepted, a removed one too",
+        )?;
         let in_flight = IntGauge::new(
             name("requests_in_flight"),
             "Webhook requests being handled now",
@@ -205,6 +211,7 @@ impl Metrics {
             Box::new(producers_replaced.clone()),
             Box::new(kafka_reloads.clone()),
             Box::new(kafka_client_stale.clone()),
+            Box::new(auth_file_stale.clone()),
             Box::new(in_flight.clone()),
             Box::new(body_bytes.clone()),
             Box::new(ready.clone()),
@@ -272,6 +279,7 @@ impl Metrics {
             producers_replaced,
             kafka_reloads,
             kafka_client_stale,
+            auth_file_stale,
             body_bytes,
             ready,
             topics,

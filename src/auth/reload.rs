@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use prometheus::IntGauge;
 
 use super::{parse_file, AuthReload, Credentials, FileDigest};
 
@@ -21,10 +22,11 @@ const SETTLE: Duration = Duration::from_millis(200);
 /// [`SETTLE`] apart, and is valid, the accepted credentials become the `--auth` ones plus the
 /// file's. A file that is unreadable,
 /// invalid or would leave no credential at all keeps the previous set, with one log line per
-/// change of the file.
+/// change of the file, and sets `stale` until the file reads as what is applied or is applied.
 pub async fn watch_auth_file(
     reload: AuthReload,
     live: Arc<ArcSwap<Credentials>>,
+    stale: IntGauge,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let read = |path: std::path::PathBuf| async move {
@@ -34,6 +36,8 @@ pub async fn watch_auth_file(
     };
     // What start-up read: a file rotated since (while the spool recovered, say) is a change.
     let mut last = reload.started_with;
+    // Whether `last` could not be used (start-up's could): the gauge while the file reads so.
+    let mut unusable = false;
     let mut last_error: Option<String> = None;
     // A changed text seen once, waiting to be read the same again.
     let mut changed: Option<FileDigest> = None;
@@ -46,6 +50,7 @@ pub async fn watch_auth_file(
         let text = match read(reload.path.clone()).await {
             Ok(text) => text,
             Err(e) => {
+                stale.set(1);
                 let reason = e.to_string();
                 if last_error.as_ref() != Some(&reason) {
                     tracing::warn!(path = %reload.path.display(), %reason, "cannot read --auth-file; the accepted credentials stay as they are");
@@ -58,6 +63,7 @@ pub async fn watch_auth_file(
         let digest = FileDigest::of(&text);
         if last == digest {
             changed = None;
+            stale.set(i64::from(unusable));
             continue;
         }
         if changed.as_ref() != Some(&digest) {
@@ -65,24 +71,27 @@ pub async fn watch_auth_file(
             continue;
         }
         changed = None;
-        match parse_file(&text) {
+        unusable = match parse_file(&text) {
             // An emptied file is far more often a Secret being replaced than a wish to lock out
             // every sender the file named, so it leaves them in force, even beside `--auth`.
+            Ok(from_file) if from_file.is_empty() => {
+                tracing::error!(path = %reload.path.display(), "--auth-file now holds no credential; the accepted credentials stay as they are");
+                true
+            }
             Ok(from_file) => {
-                if from_file.is_empty() {
-                    tracing::error!(path = %reload.path.display(), "--auth-file now holds no credential; the accepted credentials stay as they are");
-                } else {
-                    let mut accepted = reload.fixed.clone();
-                    accepted.extend(from_file);
-                    let credentials = Credentials::new(accepted);
-                    tracing::info!(users = ?credentials.users(), "webhook credentials reloaded from --auth-file");
-                    live.store(Arc::new(credentials));
-                }
+                let mut accepted = reload.fixed.clone();
+                accepted.extend(from_file);
+                let credentials = Credentials::new(accepted);
+                tracing::info!(users = ?credentials.users(), "webhook credentials reloaded from --auth-file");
+                live.store(Arc::new(credentials));
+                false
             }
             Err(reason) => {
                 tracing::error!(path = %reload.path.display(), %reason, "--auth-file is invalid; the accepted credentials stay as they are");
+                true
             }
-        }
+        };
+        stale.set(i64::from(unusable));
         last = digest;
     }
 }

@@ -2,6 +2,10 @@
 
 use super::*;
 
+fn stale() -> prometheus::IntGauge {
+    prometheus::IntGauge::new("auth_file_stale", "test").expect("gauge")
+}
+
 fn creds(list: &[&str]) -> Credentials {
     Credentials::new(
         list.iter()
@@ -145,7 +149,7 @@ async fn a_file_rotated_while_the_bridge_started_is_applied() {
         started_with: FileDigest::of(at_start),
     };
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let watcher = tokio::spawn(watch_auth_file(reload, live.clone(), stop));
+    let watcher = tokio::spawn(watch_auth_file(reload, live.clone(), stale(), stop));
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     while live.load().users() != vec!["bob"] {
         assert!(
@@ -176,7 +180,7 @@ async fn a_file_caught_half_written_is_not_applied_until_it_reads_the_same_twice
         started_with: FileDigest::of(at_start),
     };
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let watcher = tokio::spawn(watch_auth_file(reload, live.clone(), stop));
+    let watcher = tokio::spawn(watch_auth_file(reload, live.clone(), stale(), stop));
     let accepts = |pass: &str| {
         let header = format!(
             "Basic {}",
@@ -197,6 +201,55 @@ async fn a_file_caught_half_written_is_not_applied_until_it_reads_the_same_twice
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(accepts("new-password"), "{:?}", live.load().users());
     assert!(!accepts("new-pa") && !accepts("old-password"));
+    stop_tx.send(true).expect("stop");
+    watcher.await.expect("watcher");
+}
+
+/// A removed credential keeps working while the file that removes it cannot be used, so the gauge
+/// an alert watches says so for as long as it lasts, whatever made it unusable, and clears once a
+/// usable file is applied.
+#[tokio::test(start_paused = true)]
+async fn an_auth_file_that_cannot_be_used_is_shown_as_stale_until_a_usable_one_is_applied() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("credentials");
+    let at_start = "alice:old-password\n";
+    std::fs::write(&path, at_start).expect("write");
+    let live = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(Credentials::new(
+        parse_file(at_start).expect("valid"),
+    )));
+    let reload = AuthReload {
+        path: path.clone(),
+        fixed: Vec::new(),
+        started_with: FileDigest::of(at_start),
+    };
+    let gauge = stale();
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let watcher = tokio::spawn(watch_auth_file(reload, live.clone(), gauge.clone(), stop));
+    // Long enough for a change to be read twice and applied, and read a few times more.
+    let settle = || tokio::time::sleep(Duration::from_millis(4500));
+
+    settle().await;
+    assert_eq!(gauge.get(), 0, "start-up's file");
+    for unusable in ["alice\n", "# nothing\n"] {
+        std::fs::write(&path, unusable).expect("write");
+        settle().await;
+        assert_eq!(gauge.get(), 1, "{unusable:?}, read many times over");
+        assert_eq!(live.load().users(), vec!["alice"], "kept");
+    }
+    std::fs::remove_file(&path).expect("remove");
+    settle().await;
+    assert_eq!(gauge.get(), 1, "a file gone");
+    std::fs::write(&path, "bob:new-password\n").expect("write");
+    settle().await;
+    assert_eq!(gauge.get(), 0, "applied");
+    assert_eq!(live.load().users(), vec!["bob"]);
+    std::fs::write(&path, "bob:new-password\nbroken\n").expect("write");
+    settle().await;
+    assert_eq!(gauge.get(), 1);
+    std::fs::write(&path, "bob:new-password\n").expect("write");
+    settle().await;
+    assert_eq!(gauge.get(), 0, "back to the text in force");
     stop_tx.send(true).expect("stop");
     watcher.await.expect("watcher");
 }
