@@ -202,7 +202,10 @@ fn a_spool_limit_larger_than_its_volume_is_warned_of_at_start_up() {
 fn a_port_in_use_stops_start_up_with_exit_1_naming_the_listener_that_could_not_bind() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = taken.local_addr().expect("addr").to_string();
-    for (flag, other) in [("--listen", "--admin-listen"), ("--admin-listen", "--listen")] {
+    for (flag, other) in [
+        ("--listen", "--admin-listen"),
+        ("--admin-listen", "--listen"),
+    ] {
         let output = Command::new(BIN)
             .args([flag, &addr, other, "127.0.0.1:0", "--log-format", "json"])
             .env_clear()
