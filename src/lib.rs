@@ -81,6 +81,10 @@ pub enum StartError {
     Metrics(#[from] prometheus::Error),
     #[error("spool: {0}")]
     Spool(#[from] spool::SpoolError),
+    /// The spool in `--spool-dir` could not be opened: not a directory, no permission, held by
+    /// another process, a file redb cannot open.
+    #[error("cannot open the spool in --spool-dir {}: {}", .0.display(), .1.cause())]
+    SpoolOpen(std::path::PathBuf, spool::SpoolError),
     /// Not at start-up: the spool's file began refusing every write, and the bridge stopped so
     /// that its restart opens the file again.
     #[error("the spool cannot take records ({0}); stopped so that a restart opens its file anew")]
@@ -196,7 +200,7 @@ pub async fn run_with_cut(
                 tracing::warn!("stopping before the spool was open");
                 return Ok(());
             };
-            Some(opened?)
+            Some(opened.map_err(|e| StartError::SpoolOpen(dir.clone(), e))?)
         }
         None => None,
     };

@@ -166,6 +166,18 @@ fn check_config(config: &Config) -> ExitCode {
             }
         }
     }
+    // What start-up would refuse at once; a directory still to be made is made then.
+    if let Some(dir) = config
+        .spool_dir
+        .as_deref()
+        .filter(|d| d.exists() && !d.is_dir())
+    {
+        complain(format_args!(
+            "qikchat-bridge: invalid configuration: --spool-dir {} is not a directory",
+            dir.display()
+        ));
+        return ExitCode::from(EXIT_CONFIG);
+    }
     if let Err(e) = kafka.create::<rdkafka::producer::BaseProducer>() {
         let e = qikchat_bridge::kafka_props::redacted(&e);
         complain(format_args!(

@@ -75,6 +75,16 @@ pub enum SpoolError {
     Io(String),
 }
 
+impl SpoolError {
+    /// What went wrong, without the "spool write failed" of a write's error: for an open.
+    pub fn cause(&self) -> String {
+        match self {
+            SpoolError::Io(cause) => cause.clone(),
+            other => other.to_string(),
+        }
+    }
+}
+
 /// Decoded records (sequence number, record, stored length) and undecodable entries (sequence
 /// number, stored length).
 type Oldest = (Vec<(u64, SpooledRecord, u64)>, Vec<(u64, u64)>);

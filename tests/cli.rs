@@ -615,6 +615,39 @@ fn check_config_refuses_bad_settings_with_exit_code_2_and_a_reason() {
     assert!(err.contains("is empty"), "{err}");
 }
 
+/// A --spool-dir that names a file: --check-config refuses it as start-up would, and start-up
+/// says it could not open the spool there (it said "spool write failed", with nothing written).
+#[test]
+fn a_spool_dir_that_is_a_file_is_refused_by_check_config_and_named_at_start_up() {
+    let file = tempfile::NamedTempFile::new().expect("file");
+    let path = file.path().display().to_string();
+    let output = Command::new(BIN)
+        .args(["--check-config", "--spool-dir", &path])
+        .env_clear()
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("--spool-dir {path} is not a directory")),
+        "{err}"
+    );
+    let output = Command::new(BIN)
+        .args(common::ANY_PORTS)
+        .args(["--spool-dir", &path])
+        .env_clear()
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run");
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains(&format!("cannot open the spool in --spool-dir {path}: "))
+            && !log.contains("spool write failed"),
+        "{log}"
+    );
+}
+
 /// A FIFO where a secret file should be (a hung secrets mount looks the same): opening it waited
 /// for a writer, so start-up and --check-config hung without a word. Now both refuse it at once.
 #[test]
