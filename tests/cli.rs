@@ -632,15 +632,9 @@ fn a_spool_dir_that_is_a_file_is_refused_by_check_config_and_named_at_start_up()
         err.contains(&format!("--spool-dir {path} is not a directory")),
         "{err}"
     );
-    let output = Command::new(BIN)
-        .args(common::ANY_PORTS)
-        .args(["--spool-dir", &path])
-        .env_clear()
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run");
-    let log = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{log}");
+    let mut args = common::ANY_PORTS.to_vec();
+    args.extend(["--spool-dir", &path]);
+    let log = common::failed_start(&args);
     assert!(
         log.contains(&format!("cannot open the spool in --spool-dir {path}: "))
             && !log.contains("spool write failed"),

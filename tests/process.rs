@@ -206,14 +206,8 @@ fn a_port_in_use_stops_start_up_with_exit_1_naming_the_listener_that_could_not_b
         ("--listen", "--admin-listen"),
         ("--admin-listen", "--listen"),
     ] {
-        let output = Command::new(BIN)
-            .args([flag, &addr, other, "127.0.0.1:0", "--log-format", "json"])
-            .env_clear()
-            .env("RUST_LOG", "warn")
-            .output()
-            .expect("run");
-        let log = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(1), "{log}");
+        let log =
+            common::failed_start(&[flag, &addr, other, "127.0.0.1:0", "--log-format", "json"]);
         let line = log
             .lines()
             .find(|l| l.contains("cannot bind"))

@@ -651,6 +651,21 @@ pub async fn eventually_within(what: &str, within: Duration, mut done: impl Asyn
     }
 }
 
+/// The bridge binary run with `args` (environment cleared, warnings logged) until it stops by
+/// itself, which must be with status 1, a failed start; its log.
+#[allow(dead_code)]
+pub fn failed_start(args: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_qikchat-bridge"))
+        .args(args)
+        .env_clear()
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run");
+    let log = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(1), "{log}");
+    log
+}
+
 /// Sends `signal` and waits (at most 20 s) for the process to exit.
 #[allow(dead_code)]
 pub fn stop_with(child: &mut std::process::Child, signal: &str) -> std::process::ExitStatus {
