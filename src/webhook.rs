@@ -246,6 +246,13 @@ impl<S: Sink> Webhook<S> {
         // A body cut off (too large, too slow, broken) is left unread.
         progress.unread = body.is_err();
         let body = body?;
+        // hyper ends an HTTP/2 body without an error when the client resets its stream with
+        // NO_ERROR or CANCEL, so a cut-off body would be stored as if whole (and sent again by a
+        // client that got no answer). Its declared length tells; HTTP/1 framing already did (and
+        // a chunked HTTP/1 body's Content-Length is ignored, as RFC 9112 says).
+        if parts.version == Version::HTTP_2 && declared.is_some_and(|n| n != body.len() as u64) {
+            return Err(WebhookError::Reset);
+        }
         // Checked here rather than left to the sink, whose own check (for a body that came just
         // before the deadline) would blame Kafka in the log and the metrics.
         if started.elapsed() >= self.ack_timeout {

@@ -186,6 +186,40 @@ async fn an_http2_stream_reset_before_its_body_was_whole_is_counted_as_cancelled
     app.assert_nothing_stored_before_now().await;
 }
 
+/// hyper ends an HTTP/2 body quietly when the client resets the stream with NO_ERROR: half a body
+/// must not be taken for a whole one (stored in the dead-letter topic, or, were it valid JSON,
+/// stored and then sent again by the client that got no answer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_stream_reset_with_no_error_before_its_declared_length_is_cancelled_not_stored() {
+    let app = TestApp::start(&[]).await;
+    let tcp = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    let (mut client, connection) = h2::client::handshake(tcp).await.expect("handshake");
+    tokio::spawn(connection);
+    let request = http::Request::post(app.url())
+        .header("authorization", common::basic_auth_header())
+        .header("content-type", "application/json")
+        .header("content-length", TEXT.len())
+        .body(())
+        .expect("request");
+    let (_answer, mut body) = client.send_request(request, false).expect("send");
+    body.send_data(bytes::Bytes::from_static(&TEXT[..TEXT.len() / 2]), false)
+        .expect("data");
+    // The half is read before the reset ends the stream.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    body.send_reset(h2::Reason::NO_ERROR);
+    app.wait_metric("qikchat_bridge_requests_cancelled_total 1")
+        .await;
+    let (_, metrics) = app.admin_get("/metrics").await;
+    let answered: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("qikchat_bridge_requests_total{") && !l.ends_with(" 0"))
+        .collect();
+    assert!(answered.is_empty(), "counted as answered: {answered:?}");
+    app.assert_nothing_stored_before_now().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_that_send_nothing_or_one_byte_of_the_http2_preface_are_closed_and_free_their_slot()
 {
