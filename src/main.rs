@@ -166,15 +166,16 @@ fn check_config(config: &Config) -> ExitCode {
             }
         }
     }
-    // What start-up would refuse at once; a directory still to be made is made then.
-    if let Some(dir) = config
-        .spool_dir
-        .as_deref()
-        .filter(|d| d.exists() && !d.is_dir())
-    {
+    // What start-up would refuse at once: the directory, or the nearest of its parents that
+    // exists (the rest is made then), is something else.
+    let spool_file = config.spool_dir.as_deref().and_then(|dir| {
+        let existing = dir.ancestors().find(|a| a.exists())?;
+        (!existing.is_dir()).then_some(existing)
+    });
+    if let Some(file) = spool_file {
         complain(format_args!(
-            "qikchat-bridge: invalid configuration: --spool-dir {} is not a directory",
-            dir.display()
+            "qikchat-bridge: invalid configuration: --spool-dir: {} is not a directory",
+            file.display()
         ));
         return ExitCode::from(EXIT_CONFIG);
     }

@@ -621,17 +621,19 @@ fn check_config_refuses_bad_settings_with_exit_code_2_and_a_reason() {
 fn a_spool_dir_that_is_a_file_is_refused_by_check_config_and_named_at_start_up() {
     let file = tempfile::NamedTempFile::new().expect("file");
     let path = file.path().display().to_string();
-    let output = Command::new(BIN)
-        .args(["--check-config", "--spool-dir", &path])
-        .env_clear()
-        .output()
-        .expect("run");
-    let err = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains(&format!("--spool-dir {path} is not a directory")),
-        "{err}"
-    );
+    for spool_dir in [path.clone(), format!("{path}/spool")] {
+        let output = Command::new(BIN)
+            .args(["--check-config", "--spool-dir", &spool_dir])
+            .env_clear()
+            .output()
+            .expect("run");
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(&format!("--spool-dir: {path} is not a directory")),
+            "{err}"
+        );
+    }
     let mut args = common::ANY_PORTS.to_vec();
     args.extend(["--spool-dir", &path]);
     let log = common::failed_start(&args);
