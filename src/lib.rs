@@ -58,16 +58,33 @@ pub struct Listeners {
 impl Listeners {
     /// Binds both addresses; an error names the one that failed (an address in use, say).
     pub async fn bind(config: &Config) -> std::io::Result<Listeners> {
-        let bind = |flag: &'static str, addr: std::net::SocketAddr| async move {
-            TcpListener::bind(addr)
-                .await
-                .map_err(|e| std::io::Error::new(e.kind(), format!("{flag} {addr}: {e}")))
+        let bind = |flag: &'static str, addr: std::net::SocketAddr| {
+            listen(addr).map_err(|e| std::io::Error::new(e.kind(), format!("{flag} {addr}: {e}")))
         };
         Ok(Listeners {
-            webhook: bind("--listen", config.listen).await?,
-            admin: bind("--admin-listen", config.admin_listen).await?,
+            webhook: bind("--listen", config.listen)?,
+            admin: bind("--admin-listen", config.admin_listen)?,
         })
     }
+}
+
+/// Connections the kernel completes and queues for `accept`. `TcpListener::bind` asks for 128
+/// (the standard library's), and beyond the queue the kernel drops a client's SYN, which it
+/// sends again only after a second: at `--max-connections`, while accepting pauses, or in a burst
+/// of new connections, that second is half of Qikchat's 2 s. The kernel caps it at
+/// `net.core.somaxconn` (4096 by default).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listener on `addr` as `TcpListener::bind` makes one (`SO_REUSEADDR`), with a longer queue.
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Why the bridge could not start.

@@ -5,6 +5,7 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStderr, Command, Stdio};
+use std::time::Duration;
 
 use common::{stop_with, Spawned, TEXT};
 
@@ -214,4 +215,34 @@ fn a_port_in_use_stops_start_up_with_exit_1_naming_the_listener_that_could_not_b
             .unwrap_or_else(|| panic!("{log}"));
         assert!(line.contains(&format!("{flag} {addr}: ")), "{line}");
     }
+}
+
+/// At `--max-connections` accepting pauses and new clients wait in the kernel's queue: a queue
+/// of 128 (`TcpListener::bind`'s) dropped the SYNs of the rest, which clients send again only a
+/// second later.
+#[test]
+fn clients_beyond_max_connections_wait_in_a_long_accept_queue_instead_of_being_dropped() {
+    let mut spawned = start_embedded_with(&["--shutdown-delay", "0s", "--max-connections", "1"]);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], spawned.port));
+    let connect = || std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(800));
+    let mut held = Vec::new();
+    while held.len() < 400 {
+        match connect() {
+            Ok(s) => held.push(s),
+            Err(_) => break,
+        }
+    }
+    let queued = held.len();
+    drop(held);
+    assert!(stop_with(&mut spawned.child, "-TERM").success());
+    // The kernel caps the queue at net.core.somaxconn (4096 here, and since Linux 5.4).
+    let cap: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .expect("somaxconn")
+        .trim()
+        .parse()
+        .expect("a number");
+    assert!(
+        queued >= cap.min(400),
+        "{queued} connections queued before one was dropped (somaxconn {cap})"
+    );
 }
