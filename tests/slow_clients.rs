@@ -149,6 +149,19 @@ async fn an_http2_stream_reset_after_its_record_was_handed_over_still_delivers_t
     );
 }
 
+/// The one request was counted as cut off, in no answered outcome, and nothing was stored.
+async fn cancelled_and_nothing_else(app: &TestApp) {
+    app.wait_metric("qikchat_bridge_requests_cancelled_total 1")
+        .await;
+    let (_, metrics) = app.admin_get("/metrics").await;
+    let answered: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("qikchat_bridge_requests_total{") && !l.ends_with(" 0"))
+        .collect();
+    assert!(answered.is_empty(), "counted as answered: {answered:?}");
+    app.assert_nothing_stored_before_now().await;
+}
+
 /// A stream reset while its body is still coming is cut off too, not a 400 no one receives: it
 /// is counted as cancelled, in no answered outcome, and nothing is stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -175,15 +188,7 @@ async fn an_http2_stream_reset_before_its_body_was_whole_is_counted_as_cancelled
     )
     .await;
     assert!(gave_up.is_err(), "answered within 300 ms: {gave_up:?}");
-    app.wait_metric("qikchat_bridge_requests_cancelled_total 1")
-        .await;
-    let (_, metrics) = app.admin_get("/metrics").await;
-    let answered: Vec<&str> = metrics
-        .lines()
-        .filter(|l| l.starts_with("qikchat_bridge_requests_total{") && !l.ends_with(" 0"))
-        .collect();
-    assert!(answered.is_empty(), "counted as answered: {answered:?}");
-    app.assert_nothing_stored_before_now().await;
+    cancelled_and_nothing_else(&app).await;
 }
 
 /// hyper ends an HTTP/2 body quietly when the client resets the stream with NO_ERROR: half a body
@@ -209,15 +214,7 @@ async fn an_http2_stream_reset_with_no_error_before_its_declared_length_is_cance
     // The half is read before the reset ends the stream.
     tokio::time::sleep(Duration::from_millis(200)).await;
     body.send_reset(h2::Reason::NO_ERROR);
-    app.wait_metric("qikchat_bridge_requests_cancelled_total 1")
-        .await;
-    let (_, metrics) = app.admin_get("/metrics").await;
-    let answered: Vec<&str> = metrics
-        .lines()
-        .filter(|l| l.starts_with("qikchat_bridge_requests_total{") && !l.ends_with(" 0"))
-        .collect();
-    assert!(answered.is_empty(), "counted as answered: {answered:?}");
-    app.assert_nothing_stored_before_now().await;
+    cancelled_and_nothing_else(&app).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
