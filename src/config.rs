@@ -304,9 +304,11 @@ impl Config {
             credential,
         ])
         .map_err(|e| invalid("args", e.to_string()))?;
-        Config::from_args(args, std::iter::empty(), |p| {
-            crate::operator_file::read_to_string(p)
-        })
+        Config::from_args(
+            args,
+            std::iter::empty(),
+            crate::operator_file::read_to_string,
+        )
     }
 
     /// Librdkafka properties with the bootstrap servers filled in.

@@ -66,9 +66,8 @@ fn main() -> ExitCode {
 
 fn serve(args: config::Args) -> ExitCode {
     let check_only = args.check_config;
-    let config = match Config::from_args(args, environment(), |p| {
-        qikchat_bridge::operator_file::read_to_string(p)
-    }) {
+    let read_file = qikchat_bridge::operator_file::read_to_string;
+    let config = match Config::from_args(args, environment(), read_file) {
         Ok(config) => config,
         Err(e) => {
             complain(format_args!("qikchat-bridge: invalid configuration: {e}"));

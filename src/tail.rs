@@ -4,7 +4,6 @@
 //! group's offsets or steals partitions from the real consumers.
 
 use std::io::Write;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -94,7 +93,7 @@ where
     W: Write,
 {
     check(args)?;
-    let read = |p: &Path| crate::operator_file::read_to_string(p);
+    let read = crate::operator_file::read_to_string;
     let mut config = ClientConfig::new();
     // Where an offset that no longer exists (retention deleted it) starts: the oldest left for
     // --from-beginning, not the end, which would skip every record silently.

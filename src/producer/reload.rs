@@ -7,7 +7,6 @@
 //! restarted would lose Kafka long after the rotation.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
@@ -199,9 +198,7 @@ pub async fn watch_kafka_files(
         // Taken before the properties are made from the files, so a change in between is seen.
         watched = now;
         let again = sources.clone();
-        let made =
-            blocking(move || again.properties(&|p: &Path| crate::operator_file::read_to_string(p)))
-                .await;
+        let made = blocking(move || again.properties(&crate::operator_file::read_to_string)).await;
         let properties = match made {
             Some(Ok(properties)) => properties,
             failed => {
