@@ -5,9 +5,11 @@
 
 pub mod admin;
 pub mod auth;
+pub mod check_config;
 pub mod classify;
 pub mod config;
 pub mod delivery;
+pub mod dev_kafka;
 pub mod drain;
 pub mod embedded;
 pub mod error;
@@ -20,6 +22,7 @@ pub mod producer;
 pub mod quiet;
 pub mod record;
 pub mod server;
+pub mod signals;
 pub mod spool;
 pub mod supervise;
 pub mod tail;

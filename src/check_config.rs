@@ -1,0 +1,78 @@
+//! `--check-config`: what start-up would refuse, found without connecting to anything.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+
+/// Port 0 cannot be connected to: the token request fails before anything is sent.
+const OFFLINE_TOKEN_ENDPOINT: &str = "http://127.0.0.1:0/check-config";
+
+/// A setting start-up would refuse. The text never holds a property's value.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error("--spool-dir: {} is not a directory", .0.display())]
+    SpoolDirNotDirectory(PathBuf),
+    #[error("Kafka producer settings: {0}")]
+    Kafka(String),
+}
+
+/// Validates what start-up would, short of connecting: librdkafka checks every property name
+/// and value when it builds its configuration, and the properties together (`acks` against
+/// idempotence) and the files they name (TLS keys, CAs) when it makes the producer.
+pub fn check(config: &Config) -> Result<(), CheckError> {
+    if let Some(file) = config.spool_dir.as_deref().and_then(not_a_directory) {
+        return Err(CheckError::SpoolDirNotDirectory(file.to_path_buf()));
+    }
+    let mut kafka = rdkafka::ClientConfig::new();
+    // No brokers: the producer made below then never tries to connect (nor to resolve a name).
+    for (k, v) in config.producer_properties("") {
+        match k.as_str() {
+            "bootstrap.servers" => {}
+            // With the `oidc` method a new client asks for a token at once, which would send
+            // the client secret to the identity provider (and wait for its answer) only to check
+            // a configuration. An endpoint that refuses at once stands in; librdkafka's checks
+            // of the method's settings (an endpoint is required, the grant's fields) still run.
+            "sasl.oauthbearer.token.endpoint.url" => {
+                kafka.set(k, OFFLINE_TOKEN_ENDPOINT);
+            }
+            _ => {
+                kafka.set(k, v);
+            }
+        }
+    }
+    kafka
+        .create::<rdkafka::producer::BaseProducer>()
+        .map(drop)
+        .map_err(|e| CheckError::Kafka(crate::kafka_props::redacted(&e)))
+}
+
+/// What start-up would refuse at once: `dir`, or the nearest of its parents that exists (the
+/// rest is made then), when it is something else.
+fn not_a_directory(dir: &Path) -> Option<&Path> {
+    let existing = dir.ancestors().find(|a| a.exists())?;
+    (!existing.is_dir()).then_some(existing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spool_dir_is_refused_when_it_or_its_nearest_existing_parent_is_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        assert_eq!(not_a_directory(&file), Some(file.as_path()));
+        assert_eq!(
+            not_a_directory(&file.join("a/b")),
+            Some(file.as_path()),
+            "a path under a file"
+        );
+        assert_eq!(not_a_directory(dir.path()), None, "a directory");
+        assert_eq!(
+            not_a_directory(&dir.path().join("new/spool")),
+            None,
+            "made at start-up"
+        );
+    }
+}
