@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod auth;
+mod background;
 pub mod check_config;
 pub mod classify;
 pub mod config;
@@ -30,7 +31,6 @@ pub mod telemetry;
 pub mod topics;
 pub mod webhook;
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -39,17 +39,15 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::admin::Health;
+use crate::background::Background;
 use crate::config::{Config, KafkaMode};
 use crate::delivery::Delivery;
 use crate::embedded::EmbeddedKafka;
 use crate::metrics::Metrics;
-use crate::producer::{KafkaSink, ProducerRole, Rebuilt};
+use crate::producer::{KafkaSink, ProducerRole};
 use crate::server::ServerOptions;
 use crate::spool::Spool;
 use crate::webhook::Webhook;
-
-/// How often readiness asks Kafka for metadata.
-const READINESS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The sockets the bridge serves on, bound by the caller.
 #[derive(Debug)]
@@ -122,10 +120,6 @@ enum Stopped {
     Task(String),
 }
 
-/// How long shutdown waits for the file watches and producer replacements, together, to notice
-/// the stop (a rebuild in progress stops at once; a read from a hung mount would not).
-const WATCH_STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-
 /// How long shutdown waits for the spool's writer to finish and close the file.
 const SPOOL_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -155,38 +149,8 @@ pub async fn run_with_cut(
     let (cut, _watching) = drain::Cut::when(cut);
     let topics = config.topics.all_topics();
     let metrics = Arc::new(Metrics::new(&topics)?);
-    let (_embedded, bootstrap) = match &config.kafka {
-        KafkaMode::Brokers(brokers) => (None, brokers.clone()),
-        KafkaMode::Embedded => {
-            let kafka = EmbeddedKafka::start(&topics, config.embedded_partitions)?;
-            let bootstrap = kafka.bootstrap_servers().to_string();
-            tracing::warn!(
-                "EMBEDDED KAFKA: no --kafka-brokers given, so records live only in this process's \
-                 memory and are lost when it stops. For local use only."
-            );
-            tracing::info!(topics = ?topics, "embedded Kafka listening: bootstrap.servers={bootstrap}");
-            (Some(kafka), bootstrap)
-        }
-    };
-    if config.seed_credential_in_use {
-        // The user only: the password is public (Qikchat's docs, the README), but a log that
-        // shows one teaches readers that passwords appear there.
-        tracing::warn!(
-            user = crate::config::SEED_CREDENTIAL
-                .split_once(':')
-                .map_or("", |(user, _)| user),
-            "no credentials configured: accepting Qikchat's documented example credential \
-             (the README's; embedded mode only)"
-        );
-    }
-    for caveat in config.caveats() {
-        tracing::warn!("{caveat}");
-    }
-    if !config.credentials.required() {
-        tracing::warn!(
-            "authentication is DISABLED (--insecure-disable-auth): anyone can post webhooks"
-        );
-    }
+    let (_embedded, bootstrap) = start_kafka(&config, &topics)?;
+    warn_of_settings(&config);
 
     // The admin port answers from here on: /livez while the spool is recovered (which can
     // take a while for a large one), /readyz 503 until everything is in place.
@@ -227,92 +191,22 @@ pub async fn run_with_cut(
     if let Some(spool) = &spool {
         let _ = health.spool.set(spool.clone());
     }
-    // Replay gets a producer of its own: the webhook producer's message timeout is the ack
-    // deadline, which a slow broker can exceed for every record; replay can wait longer.
-    let (supervisor, mut failures) = supervise::supervisor();
-    let mut replacers = Vec::new();
-    let mut rebuilt = vec![Rebuilt {
-        sink: sink.clone(),
-        overrides: BTreeMap::new(),
-    }];
-    let replay = match &spool {
-        Some(spool) => {
-            let mut props = config.producer_properties(&bootstrap);
-            let overrides = delivery::replay_overrides(&props);
-            props.extend(overrides.clone());
-            let replay_sink = Arc::new(KafkaSink::new(
-                &props,
-                metrics.clone(),
-                ProducerRole::Replay,
-            )?);
-            rebuilt.push(Rebuilt {
-                sink: replay_sink.clone(),
-                overrides,
-            });
-            replacers.push(supervisor.spawn(
-                "replay producer replacement",
-                producer::replace_on_fatal(replay_sink.clone(), stop_rx.clone()),
-            ));
-            Some(supervisor.spawn(
-                "replay",
-                delivery::replay(
-                    delivery::Batch::for_queue(&props),
-                    spool.clone(),
-                    replay_sink,
-                    config.topics.deadletter().topic.clone(),
-                    metrics.clone(),
-                    stop_rx.clone(),
-                ),
-            ))
-        }
-        None => None,
-    };
-    replacers.push(supervisor.spawn(
-        "webhook producer replacement",
-        producer::replace_on_fatal(sink.clone(), stop_rx.clone()),
-    ));
-    // The topic whose metadata shows a producer can reach Kafka: for readiness, and before a
-    // producer made from rotated credentials takes over.
-    let probe_topic = config.topics.route(topics::EVENT_MESSAGE_IN).topic.clone();
-    replacers.push(supervisor.spawn(
-        "Kafka file watch",
-        producer::watch_kafka_files(
-            config.kafka_sources.clone(),
-            config.kafka_watched.clone(),
-            bootstrap.clone(),
-            probe_topic.clone(),
-            rebuilt,
-            metrics.clone(),
-            stop_rx.clone(),
-        ),
-    ));
-    let readiness = supervisor.spawn(
-        "readiness",
-        producer::watch_readiness(
-            sink.clone(),
-            probe_topic,
-            health.kafka_ready.clone(),
-            READINESS_INTERVAL,
-            stop_rx.clone(),
-        ),
-    );
-    drop(supervisor.spawn(
-        "topic check",
-        producer::warn_of_missing_topics(sink.clone(), topics.clone(), stop_rx.clone()),
-    ));
     let delivery = Arc::new(Delivery::new(sink.clone(), spool.clone(), metrics.clone()));
     let webhook = Arc::new(Webhook::new(&config, delivery, metrics.clone()));
-    let auth_reload = config.auth_reload.clone().map(|reload| {
-        supervisor.spawn(
-            "auth file watch",
-            auth::watch_auth_file(
-                reload,
-                webhook.credentials(),
-                metrics.auth_file_stale.clone(),
-                stop_rx,
-            ),
-        )
-    });
+    let (supervisor, mut failures) = supervise::supervisor();
+    let background = Background::spawn(
+        &supervisor,
+        background::Wiring {
+            config: &config,
+            bootstrap: &bootstrap,
+            sink: &sink,
+            spool: spool.as_ref(),
+            metrics: &metrics,
+            health: &health,
+            credentials: webhook.credentials(),
+            stop: &stop_rx,
+        },
+    )?;
     let options = ServerOptions {
         name: "webhook",
         header_read_timeout: config.header_read_timeout,
@@ -363,45 +257,10 @@ pub async fn run_with_cut(
         () = cut.wait() => {}
     }
 
-    // Records whose requests already got an answer may still sit in librdkafka's queue (those
-    // answered 503 on timeout); delivering them now avoids needless duplicates later.
-    let flushing = sink.clone();
-    let flush_timeout = config.flush_timeout;
-    let flush_cut = cut.clone();
-    let flushed =
-        tokio::task::spawn_blocking(move || drain::flush(&flushing, flush_timeout, &flush_cut))
-            .await;
-    match flushed {
-        Ok(Ok(())) => tracing::info!("producer flushed"),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, left = sink.in_flight(), "producer flush incomplete")
-        }
-        Err(e) => tracing::warn!(error = %e, "producer flush task failed"),
-    }
+    flush(&sink, config.flush_timeout, &cut).await;
     let _ = stop_tx.send(true);
     let _ = admin.await;
-    let _ = readiness.await;
-    let watches_stop_by = tokio::time::Instant::now() + WATCH_STOP_WAIT;
-    if let Some(reload) = auth_reload {
-        supervise::join_by(reload, watches_stop_by, "auth file watch").await;
-    }
-    for replacer in replacers {
-        supervise::join_by(replacer, watches_stop_by, "Kafka producers").await;
-    }
-    if let Some(replay) = replay {
-        // A replay round can wait a minute (30 s for its batch, 30 more for its dead-letter
-        // moves); records are deleted only after delivery, so cutting it short costs at most a
-        // repeat at the next start. Waited for once cancelled, so the spool file is closed when
-        // `run` returns.
-        let cut_at = tokio::time::Instant::now() + config.flush_timeout;
-        let given_up = async {
-            tokio::select! {
-                () = tokio::time::sleep_until(cut_at) => {}
-                () = cut.wait() => {}
-            }
-        };
-        supervise::join_until(replay, given_up, "replay").await;
-    }
+    background.stopped(config.flush_timeout, &cut).await;
     // Health holds the last other handle of the spool; the file closes with the spool.
     drop(health);
     let mut lost = None;
@@ -418,6 +277,68 @@ pub async fn run_with_cut(
         Some(Stopped::Spool(reason)) => Err(StartError::SpoolFailed(reason)),
         Some(Stopped::Task(reason)) => Err(StartError::TaskFailed(reason)),
         None => Ok(()),
+    }
+}
+
+/// The Kafka the bridge produces to, and its bootstrap servers: `--kafka-brokers`, or an
+/// embedded cluster held until the returned handle is dropped.
+fn start_kafka(
+    config: &Config,
+    topics: &[String],
+) -> Result<(Option<EmbeddedKafka>, String), StartError> {
+    match &config.kafka {
+        KafkaMode::Brokers(brokers) => Ok((None, brokers.clone())),
+        KafkaMode::Embedded => {
+            let kafka = EmbeddedKafka::start(topics, config.embedded_partitions)?;
+            let bootstrap = kafka.bootstrap_servers().to_string();
+            tracing::warn!(
+                "EMBEDDED KAFKA: no --kafka-brokers given, so records live only in this process's \
+                 memory and are lost when it stops. For local use only."
+            );
+            tracing::info!(topics = ?topics, "embedded Kafka listening: bootstrap.servers={bootstrap}");
+            Ok((Some(kafka), bootstrap))
+        }
+    }
+}
+
+/// The settings an operator should hear about at start-up: the example credential, the
+/// caveats of the settings chosen, authentication turned off.
+fn warn_of_settings(config: &Config) {
+    if config.seed_credential_in_use {
+        // The user only: the password is public (Qikchat's docs, the README), but a log that
+        // shows one teaches readers that passwords appear there.
+        tracing::warn!(
+            user = crate::config::SEED_CREDENTIAL
+                .split_once(':')
+                .map_or("", |(user, _)| user),
+            "no credentials configured: accepting Qikchat's documented example credential \
+             (the README's; embedded mode only)"
+        );
+    }
+    for caveat in config.caveats() {
+        tracing::warn!("{caveat}");
+    }
+    if !config.credentials.required() {
+        tracing::warn!(
+            "authentication is DISABLED (--insecure-disable-auth): anyone can post webhooks"
+        );
+    }
+}
+
+/// Flushes the webhook producer once no request waits any more: records whose requests already
+/// got an answer may still sit in librdkafka's queue (those answered 503 on timeout), and
+/// delivering them now avoids needless duplicates later.
+async fn flush(sink: &Arc<KafkaSink>, timeout: Duration, cut: &drain::Cut) {
+    let flushing = sink.clone();
+    let flush_cut = cut.clone();
+    let flushed =
+        tokio::task::spawn_blocking(move || drain::flush(&flushing, timeout, &flush_cut)).await;
+    match flushed {
+        Ok(Ok(())) => tracing::info!("producer flushed"),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, left = sink.in_flight(), "producer flush incomplete")
+        }
+        Err(e) => tracing::warn!(error = %e, "producer flush task failed"),
     }
 }
 

@@ -23,6 +23,16 @@ fn complain(line: std::fmt::Arguments) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
+/// Says why `command` failed; exits 2 for a setting that cannot work, 1 for anything else.
+fn failed(command: &str, error: &dyn std::fmt::Display, usage: bool) -> ExitCode {
+    complain(format_args!("{command}: {error}"));
+    if usage {
+        ExitCode::from(EXIT_CONFIG)
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 /// Non-UTF-8 variables cannot be Kafka properties; skipping them beats panicking on them.
 fn environment() -> impl Iterator<Item = (String, String)> {
     std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
@@ -44,14 +54,7 @@ fn main() -> ExitCode {
             topic_prefix,
         }) => match dev_kafka::run(partitions, &topic_prefix, &mut std::io::stdout()) {
             Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                complain(format_args!("qikchat-bridge dev-kafka: {e}"));
-                if e.is_usage() {
-                    ExitCode::from(EXIT_CONFIG)
-                } else {
-                    ExitCode::FAILURE
-                }
-            }
+            Err(e) => failed("qikchat-bridge dev-kafka", &e, e.is_usage()),
         },
         Some(Command::Tail(args)) => {
             match tail::run(&args, environment(), &mut std::io::stdout().lock()) {
@@ -60,14 +63,7 @@ fn main() -> ExitCode {
                 Err(tail::TailError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
                     ExitCode::SUCCESS
                 }
-                Err(e) => {
-                    complain(format_args!("qikchat-bridge tail: {e}"));
-                    if e.is_usage() {
-                        ExitCode::from(EXIT_CONFIG)
-                    } else {
-                        ExitCode::FAILURE
-                    }
-                }
+                Err(e) => failed("qikchat-bridge tail", &e, e.is_usage()),
             }
         }
         None => serve(cli.serve),

@@ -1,0 +1,197 @@
+//! The tasks beside the server (spool replay, producer replacement, the file watches, readiness,
+//! the topic check): started together once the producer and the spool exist, stopped in order
+//! after the drain.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::admin::Health;
+use crate::auth::Credentials;
+use crate::config::Config;
+use crate::drain::Cut;
+use crate::metrics::Metrics;
+use crate::producer::{self, KafkaSink, ProducerRole, Rebuilt};
+use crate::spool::Spool;
+use crate::supervise::{self, Supervisor};
+use crate::{auth, delivery, topics, StartError};
+
+/// How often readiness asks Kafka for metadata.
+const READINESS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long shutdown waits for the file watches and producer replacements, together, to notice
+/// the stop (a rebuild in progress stops at once; a read from a hung mount would not).
+const WATCH_STOP_WAIT: Duration = Duration::from_secs(2);
+
+/// What the tasks work on.
+#[derive(Debug)]
+pub(crate) struct Wiring<'a> {
+    pub config: &'a Config,
+    pub bootstrap: &'a str,
+    pub sink: &'a Arc<KafkaSink>,
+    pub spool: Option<&'a Arc<Spool>>,
+    pub metrics: &'a Arc<Metrics>,
+    pub health: &'a Health,
+    /// The credentials the webhooks are checked against, swapped when `--auth-file` changes.
+    pub credentials: Arc<ArcSwap<Credentials>>,
+    /// Set once the drain is over: every task then stops.
+    pub stop: &'a watch::Receiver<bool>,
+}
+
+/// The running tasks, to wait for at shutdown.
+#[derive(Debug)]
+pub(crate) struct Background {
+    /// Producer replacement (on a fatal error, after a rotation) and the watches of the files.
+    watches: Vec<(&'static str, JoinHandle<()>)>,
+    readiness: JoinHandle<()>,
+    replay: Option<JoinHandle<()>>,
+}
+
+impl Background {
+    /// Spawns every task under `supervisor`. Fails only if librdkafka refuses the replay
+    /// producer's properties.
+    pub fn spawn(supervisor: &Supervisor, with: Wiring<'_>) -> Result<Background, StartError> {
+        let Wiring {
+            config,
+            bootstrap,
+            sink,
+            spool,
+            metrics,
+            health,
+            credentials,
+            stop,
+        } = with;
+        let mut watches = Vec::new();
+        let mut rebuilt = vec![Rebuilt {
+            sink: sink.clone(),
+            overrides: BTreeMap::new(),
+        }];
+        // Replay gets a producer of its own: the webhook producer's message timeout is the ack
+        // deadline, which a slow broker can exceed for every record; replay can wait longer.
+        let replay = match spool {
+            Some(spool) => {
+                let mut props = config.producer_properties(bootstrap);
+                let overrides = delivery::replay_overrides(&props);
+                props.extend(overrides.clone());
+                let replay_sink = Arc::new(KafkaSink::new(
+                    &props,
+                    metrics.clone(),
+                    ProducerRole::Replay,
+                )?);
+                rebuilt.push(Rebuilt {
+                    sink: replay_sink.clone(),
+                    overrides,
+                });
+                watches.push(named(
+                    supervisor,
+                    "replay producer replacement",
+                    producer::replace_on_fatal(replay_sink.clone(), stop.clone()),
+                ));
+                Some(supervisor.spawn(
+                    "replay",
+                    delivery::replay(
+                        delivery::Batch::for_queue(&props),
+                        spool.clone(),
+                        replay_sink,
+                        config.topics.deadletter().topic.clone(),
+                        metrics.clone(),
+                        stop.clone(),
+                    ),
+                ))
+            }
+            None => None,
+        };
+        watches.push(named(
+            supervisor,
+            "webhook producer replacement",
+            producer::replace_on_fatal(sink.clone(), stop.clone()),
+        ));
+        // The topic whose metadata shows a producer can reach Kafka: for readiness, and before a
+        // producer made from rotated credentials takes over.
+        let probe_topic = config.topics.route(topics::EVENT_MESSAGE_IN).topic.clone();
+        watches.push(named(
+            supervisor,
+            "Kafka file watch",
+            producer::watch_kafka_files(
+                config.kafka_sources.clone(),
+                config.kafka_watched.clone(),
+                bootstrap.to_string(),
+                probe_topic.clone(),
+                rebuilt,
+                metrics.clone(),
+                stop.clone(),
+            ),
+        ));
+        if let Some(reload) = config.auth_reload.clone() {
+            watches.push(named(
+                supervisor,
+                "auth file watch",
+                auth::watch_auth_file(
+                    reload,
+                    credentials,
+                    metrics.auth_file_stale.clone(),
+                    stop.clone(),
+                ),
+            ));
+        }
+        let readiness = supervisor.spawn(
+            "readiness",
+            producer::watch_readiness(
+                sink.clone(),
+                probe_topic,
+                health.kafka_ready.clone(),
+                READINESS_INTERVAL,
+                stop.clone(),
+            ),
+        );
+        drop(supervisor.spawn(
+            "topic check",
+            producer::warn_of_missing_topics(
+                sink.clone(),
+                config.topics.all_topics(),
+                stop.clone(),
+            ),
+        ));
+        Ok(Background {
+            watches,
+            readiness,
+            replay,
+        })
+    }
+
+    /// Waits for the tasks, once told to stop: the watches together for at most
+    /// [`WATCH_STOP_WAIT`], replay's round for at most `replay_wait` or until `cut`.
+    pub async fn stopped(self, replay_wait: Duration, cut: &Cut) {
+        let _ = self.readiness.await;
+        let watches_stop_by = tokio::time::Instant::now() + WATCH_STOP_WAIT;
+        for (name, watch) in self.watches {
+            supervise::join_by(watch, watches_stop_by, name).await;
+        }
+        if let Some(replay) = self.replay {
+            // A replay round can wait a minute (30 s for its batch, 30 more for its dead-letter
+            // moves); records are deleted only after delivery, so cutting it short costs at most
+            // a repeat at the next start. Waited for once cancelled, so the spool file is closed
+            // when `run` returns.
+            let cut_at = tokio::time::Instant::now() + replay_wait;
+            let given_up = async {
+                tokio::select! {
+                    () = tokio::time::sleep_until(cut_at) => {}
+                    () = cut.wait() => {}
+                }
+            };
+            supervise::join_until(replay, given_up, "replay").await;
+        }
+    }
+}
+
+/// A task spawned under `supervisor`, with its name, for the warning if it does not stop.
+fn named<F>(supervisor: &Supervisor, name: &'static str, task: F) -> (&'static str, JoinHandle<()>)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    (name, supervisor.spawn(name, task))
+}
