@@ -33,6 +33,17 @@ fn failed(command: &str, error: &dyn std::fmt::Display, usage: bool) -> ExitCode
     }
 }
 
+/// Why the bridge exits with a failure: in the log when its filter shows this line, and on
+/// stderr when it does not (`RUST_LOG=off`, or a filter naming only other targets), since an
+/// exit code with no word of why leaves an operator guessing.
+fn exit_reason(what: &str, error: &dyn std::fmt::Display) {
+    if tracing::enabled!(tracing::Level::ERROR) {
+        tracing::error!(error = %error, "{what}");
+    } else {
+        complain(format_args!("qikchat-bridge: {what}: {error}"));
+    }
+}
+
 /// Non-UTF-8 variables cannot be Kafka properties; skipping them beats panicking on them.
 fn environment() -> impl Iterator<Item = (String, String)> {
     std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
@@ -104,7 +115,7 @@ fn serve(args: config::Args) -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            tracing::error!(error = %e, "cannot start the async runtime");
+            exit_reason("cannot start the async runtime", &e);
             return ExitCode::FAILURE;
         }
     };
@@ -113,14 +124,14 @@ fn serve(args: config::Args) -> ExitCode {
         let (shutdown, cut) = match shutdown_signals() {
             Ok(s) => s,
             Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM and SIGINT");
+                exit_reason("cannot listen for SIGTERM and SIGINT", &e);
                 return ExitCode::FAILURE;
             }
         };
         let listeners = match Listeners::bind(&config).await {
             Ok(l) => l,
             Err(e) => {
-                tracing::error!(error = %e, "cannot bind");
+                exit_reason("cannot bind", &e);
                 return ExitCode::FAILURE;
             }
         };
@@ -134,18 +145,18 @@ fn serve(args: config::Args) -> ExitCode {
                     | rdkafka::error::KafkaError::ClientCreation(_),
                 ),
             ) => {
-                tracing::error!(error = %e, "cannot start");
+                exit_reason("cannot start", &e);
                 ExitCode::from(EXIT_CONFIG)
             }
             Err(
                 e @ (qikchat_bridge::StartError::SpoolFailed(_)
                 | qikchat_bridge::StartError::TaskFailed(_)),
             ) => {
-                tracing::error!(error = %e, "stopped");
+                exit_reason("stopped", &e);
                 ExitCode::FAILURE
             }
             Err(e) => {
-                tracing::error!(error = %e, "cannot start");
+                exit_reason("cannot start", &e);
                 ExitCode::FAILURE
             }
         }

@@ -5,13 +5,60 @@
 
 use std::io::IsTerminal;
 
+use tracing::level_filters::LevelFilter;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
-fn filter() -> EnvFilter {
-    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
+/// The level when `RUST_LOG` does not say.
+const DEFAULT_FILTER: &str = "info";
+
+/// The filter to use for `rust_log` (the variable's value, `Err` if it was not UTF-8), and why
+/// it was not taken as given. Unset or empty is `info`: an empty filter enables nothing, which
+/// would hide even the reason the bridge exits. An invalid one is `info` too, said once logging
+/// works.
+///
+/// A level above `info` for every target is kept from h2 and hyper unless the filter names them:
+/// at `debug` h2 logs what a client sent in a malformed request (a `:authority` with its
+/// user-info, a `:path` with its query), which can be a credential, from anyone who can connect.
+fn filter_spec(rust_log: Result<&str, ()>) -> (String, Option<String>) {
+    let spec = match rust_log {
+        Ok(spec) if !spec.trim().is_empty() => spec.trim(),
+        Ok(_) => return (DEFAULT_FILTER.to_string(), None),
+        Err(()) => {
+            return (
+                DEFAULT_FILTER.to_string(),
+                Some(format!(
+                    "RUST_LOG is not UTF-8; logging at {DEFAULT_FILTER}"
+                )),
+            )
+        }
+    };
+    if let Err(e) = EnvFilter::builder().parse(spec) {
+        return (
+            DEFAULT_FILTER.to_string(),
+            Some(format!(
+                "RUST_LOG is not a valid filter ({e}); logging at {DEFAULT_FILTER}"
+            )),
+        );
+    }
+    let directives = || spec.split(',').map(str::trim);
+    let names_http = directives().any(|d| {
+        let target = d.split(['=', '[']).next().unwrap_or("");
+        ["h2", "hyper"]
+            .iter()
+            .any(|crate_| target == *crate_ || target.starts_with(&format!("{crate_}::")))
+    });
+    let everything_verbose = directives().any(|d| {
+        d.parse::<LevelFilter>()
+            .is_ok_and(|level| level > LevelFilter::INFO)
+    });
+    if everything_verbose && !names_http {
+        (format!("{spec},h2=info,hyper=info"), None)
+    } else {
+        (spec.to_string(), None)
+    }
 }
 
 /// Installs the global subscriber writing to `writer`; `Err` if one is installed already.
@@ -28,8 +75,17 @@ where
     // Colours only for a terminal that wants them: text chosen for a file or a pipe would
     // otherwise carry escape codes into it (https://no-color.org for NO_COLOR).
     let colour = terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let rust_log = std::env::var(EnvFilter::DEFAULT_ENV);
+    let (spec, not_taken) = filter_spec(match &rust_log {
+        Ok(spec) => Ok(spec),
+        Err(std::env::VarError::NotPresent) => Ok(""),
+        Err(std::env::VarError::NotUnicode(_)) => Err(()),
+    });
+    let filter = EnvFilter::builder()
+        .parse(&spec)
+        .unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter())
+        .with_env_filter(filter)
         .with_writer(writer)
         // On a failed write tracing-subscriber would report it with `eprintln!`, which panics
         // when stderr itself is gone (a closed pipe): every log call would panic, and the one
@@ -47,10 +103,63 @@ where
     } else {
         builder.try_init()
     };
-    result.map_err(|e| e.to_string())
+    result.map_err(|e| e.to_string())?;
+    if let Some(why) = not_taken {
+        tracing::warn!("{why}");
+    }
+    Ok(())
 }
 
 /// Installs the global subscriber writing to stderr.
 pub fn init(format: LogFormat) -> Result<(), String> {
     init_with(format, std::io::stderr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(rust_log: &str) -> (String, Option<String>) {
+        filter_spec(Ok(rust_log))
+    }
+
+    #[test]
+    fn an_unset_or_empty_rust_log_is_info_not_a_filter_that_hides_everything() {
+        assert_eq!(spec(""), ("info".to_string(), None));
+        assert_eq!(spec("  "), ("info".to_string(), None));
+    }
+
+    #[test]
+    fn an_invalid_rust_log_is_info_with_the_reason_said() {
+        let (filter, why) = spec("[{");
+        assert_eq!(filter, "info");
+        assert!(
+            why.is_some_and(|w| w.starts_with("RUST_LOG is not a valid filter")),
+            "said"
+        );
+        let (filter, why) = filter_spec(Err(()));
+        assert_eq!(filter, "info");
+        assert!(why.is_some_and(|w| w.contains("not UTF-8")));
+    }
+
+    #[test]
+    fn debug_for_everything_keeps_h2_and_hyper_at_info_unless_they_are_named() {
+        assert_eq!(spec("debug").0, "debug,h2=info,hyper=info");
+        assert_eq!(spec("info,trace").0, "info,trace,h2=info,hyper=info");
+        assert_eq!(spec("debug,h2=trace").0, "debug,h2=trace", "named");
+        assert_eq!(
+            spec("trace,hyper::proto=trace").0,
+            "trace,hyper::proto=trace",
+            "named by a module"
+        );
+        for kept in [
+            "info",
+            "warn",
+            "info,qikchat_bridge=debug",
+            "h2=debug",
+            "off",
+        ] {
+            assert_eq!(spec(kept), (kept.to_string(), None), "{kept}");
+        }
+    }
 }

@@ -438,42 +438,52 @@ fn tail_exits_2_for_no_broker_or_an_idle_timeout_of_zero() {
     }
 }
 
+/// Whatever `RUST_LOG` shows: an empty one, or one naming only librdkafka, hid the reason
+/// (exit 2 with nothing on stderr), since it is a log line.
 #[test]
 fn serving_exits_2_when_librdkafka_refuses_a_property_as_check_config_does() {
-    let mut child = Command::new(BIN)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--kafka-brokers",
-            "127.0.0.1:1",
-            "--auth",
-            "a:b",
-            "-X",
-            "not.a.property=1",
-        ])
-        .env_clear()
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run");
-    let started = std::time::Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
+    for rust_log in [None, Some(""), Some("librdkafka=warn"), Some("off")] {
+        let mut command = Command::new(BIN);
+        command
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--kafka-brokers",
+                "127.0.0.1:1",
+                "--auth",
+                "a:b",
+                "-X",
+                "not.a.property=1",
+            ])
+            .env_clear()
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        if let Some(rust_log) = rust_log {
+            command.env("RUST_LOG", rust_log);
         }
-        if started.elapsed() > std::time::Duration::from_secs(30) {
-            let _ = child.kill();
-            panic!("still running after 30 s with an unknown property");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
-        .expect("read stderr");
-    assert_eq!(status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("not.a.property"), "{stderr}");
+        let mut child = command.spawn().expect("run");
+        let started = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            if started.elapsed() > std::time::Duration::from_secs(30) {
+                let _ = child.kill();
+                panic!("still running after 30 s with an unknown property");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+            .expect("read stderr");
+        assert_eq!(status.code(), Some(2), "RUST_LOG={rust_log:?}: {stderr}");
+        assert!(
+            stderr.contains("cannot start") && stderr.contains("not.a.property"),
+            "RUST_LOG={rust_log:?}: {stderr}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
