@@ -8,6 +8,11 @@ use super::{invalid, Args, ConfigError};
 
 /// Upper bounds that catch typos (and keep deadlines from overflowing the clock).
 const MAX_ACK_TIMEOUT: Duration = Duration::from_secs(60);
+/// The shortest `--ack-timeout`: librdkafka's message timeout is in whole milliseconds (and with
+/// the spool a quarter of the timeout is kept for its write), so below this the wait for Kafka
+/// rounds to nothing, every request gets 503, and the start-up warning blamed a
+/// `message.timeout.ms` the bridge had chosen itself. A Kafka round trip takes a few ms at best.
+const MIN_ACK_TIMEOUT: Duration = Duration::from_millis(10);
 const MAX_WAIT: Duration = Duration::from_secs(3600);
 const MAX_COUNT: usize = 1_000_000;
 /// A webhook body is a few KiB; the bound keeps the Kafka record limit made from it
@@ -65,6 +70,9 @@ pub(super) fn check(args: &Args) -> Result<(), ConfigError> {
     // far out is a typo (one large enough would overflow the clock).
     if args.ack_timeout > MAX_ACK_TIMEOUT {
         return Err(invalid("--ack-timeout", "must be at most 60s"));
+    }
+    if args.ack_timeout < MIN_ACK_TIMEOUT {
+        return Err(invalid("--ack-timeout", "must be at least 10ms"));
     }
     let bounded = [
         ("--header-read-timeout", args.header_read_timeout),

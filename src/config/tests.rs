@@ -155,6 +155,7 @@ fn timeouts_and_limits_beyond_any_use_are_rejected_with_the_setting_named() {
         assert!(err.to_string().contains(flag), "{flag}: {err}");
     }
     assert!(build(&["--ack-timeout", "60s", "--max-connections", "1000000"]).is_ok());
+    assert!(build(&["--ack-timeout", "10ms"]).is_ok(), "the shortest");
 }
 
 #[test]
@@ -172,6 +173,8 @@ fn an_in_flight_bytes_limit_below_one_body_is_rejected() {
 fn zero_or_out_of_range_timeouts_and_limits_are_rejected_with_the_setting_named() {
     let refused = [
         ("--ack-timeout", "0s"),
+        ("--ack-timeout", "500us"),
+        ("--ack-timeout", "9ms"),
         ("--max-body-bytes", "0"),
         ("--max-in-flight", "0"),
         ("--max-connections", "0"),
