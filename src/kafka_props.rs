@@ -158,6 +158,20 @@ where
     if set.get("acks").is_some_and(weaker) && !set.contains_key("enable.idempotence") {
         props.insert("enable.idempotence".into(), "false".into());
     }
+    // The queue's default follows a `message.max.bytes` the operator raised, as it follows
+    // `--max-body-bytes`: otherwise raising one refused the start over the other, unset.
+    if !set.contains_key("queue.buffering.max.kbytes") {
+        let record = set
+            .get("message.max.bytes")
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if let Some(record) = record {
+            let kbytes = queue_kbytes(limits.max_body_bytes) as u64;
+            props.insert(
+                "queue.buffering.max.kbytes".into(),
+                kbytes.max(record.div_ceil(1024)).to_string(),
+            );
+        }
+    }
     props.extend(set);
     Ok(KafkaProperties(props))
 }

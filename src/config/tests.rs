@@ -282,6 +282,32 @@ fn a_producer_queue_smaller_than_the_largest_record_is_refused() {
     .is_ok());
 }
 
+/// The queue's default followed `--max-body-bytes` but not `message.max.bytes`: raising that
+/// alone refused the start, blaming a queue setting the operator never gave.
+#[test]
+fn the_default_queue_grows_with_a_raised_message_max_bytes() {
+    let config = build(&["-X", "message.max.bytes=70000000"]).expect("valid");
+    let props = config.producer_properties("k:9092");
+    assert_eq!(
+        props["queue.buffering.max.kbytes"], "68360",
+        "70000000 bytes"
+    );
+    let config = build(&["-X", "message.max.bytes=2000000"]).expect("valid");
+    let props = config.producer_properties("k:9092");
+    assert_eq!(
+        props["queue.buffering.max.kbytes"], "65536",
+        "never below 64 MiB"
+    );
+    let err = build(&[
+        "-X",
+        "message.max.bytes=70000000",
+        "-X",
+        "queue.buffering.max.kbytes=65536",
+    ])
+    .unwrap_err();
+    assert!(err.to_string().contains("at least 68360"), "one set: {err}");
+}
+
 #[test]
 fn a_credential_list_written_with_spaces_is_refused_not_half_accepted() {
     let err = build(&["--kafka-brokers", "k:9092", "--auth", "alice:one, bob:two"]).unwrap_err();
