@@ -271,9 +271,9 @@ impl fmt::Debug for KafkaProperties {
         f.debug_map()
             .entries(self.0.iter().map(|(k, v)| {
                 let shown = if is_secret(k) {
-                    "<redacted>"
+                    "<redacted>".into()
                 } else {
-                    v.as_str()
+                    url_password_hidden(v)
                 };
                 (k, shown)
             }))
@@ -286,7 +286,7 @@ mod redact;
 mod sources;
 use names::is_service_link;
 pub use names::{canonical, env_to_property};
-pub use redact::{is_secret, redacted};
+pub use redact::{is_secret, redacted, url_password_hidden};
 pub use sources::{KafkaSources, Watched};
 
 #[cfg(test)]

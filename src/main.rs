@@ -96,6 +96,10 @@ fn serve(args: config::Args) -> ExitCode {
             Ok(()) => {
                 // A reader that went away (`| head`) has what it wanted; the check itself passed.
                 let _ = writeln!(std::io::stdout(), "configuration is valid:\n{config:#?}");
+                // What start-up would warn of, so that a check in CI shows it too.
+                for caveat in config.caveats() {
+                    complain(format_args!("qikchat-bridge: warning: {caveat}"));
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -556,6 +556,12 @@ fn check_config_accepts_a_valid_environment_and_redacts_secrets() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(stdout.contains("\"acks\": \"1\""), "{stdout}");
+    // What start-up would warn of is said too (it was not).
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("qikchat-bridge: warning: acks is 1: "),
+        "{stderr}"
+    );
     // The user names are in the credentials field itself: "qikchat" alone is also in the
     // default client.id.
     let credentials = stdout

@@ -19,6 +19,28 @@ pub fn is_secret(key: &str) -> bool {
     .any(|s| key.contains(s))
 }
 
+/// `value` without the password of a URL in it (`https://user:pass@idp/token`): any property
+/// that takes a URL (the OAUTHBEARER token endpoint) can carry one, which is as secret there.
+pub fn url_password_hidden(value: &str) -> std::borrow::Cow<'_, str> {
+    use std::borrow::Cow;
+    let Some(scheme) = value.find("://").map(|i| i + 3) else {
+        return Cow::Borrowed(value);
+    };
+    let rest = &value[scheme..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let Some(at) = authority.rfind('@') else {
+        return Cow::Borrowed(value);
+    };
+    let Some(colon) = authority[..at].find(':') else {
+        return Cow::Borrowed(value);
+    };
+    Cow::Owned(format!(
+        "{}:<redacted>{}",
+        &value[..scheme + colon],
+        &value[scheme + at..]
+    ))
+}
+
 /// librdkafka's configuration errors quote the value they refused, which may be a secret: also
 /// under a name it does not know, which is most often a secret's name misspelt.
 pub fn redacted(e: &rdkafka::error::KafkaError) -> String {
@@ -73,9 +95,31 @@ fn hide(text: &str, value: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{hide, redacted};
+    use super::{hide, redacted, url_password_hidden};
     use rdkafka::error::KafkaError;
     use rdkafka::types::RDKafkaConfRes;
+
+    #[test]
+    fn a_url_keeps_its_user_but_not_its_password() {
+        assert_eq!(
+            url_password_hidden("https://client:S3cret@idp.example/token?x=y"),
+            "https://client:<redacted>@idp.example/token?x=y"
+        );
+        assert_eq!(
+            url_password_hidden("https://client:p@ss@idp/token"),
+            "https://client:<redacted>@idp/token",
+            "an @ in the password"
+        );
+        for kept in [
+            "https://idp.example/token",
+            "https://user@idp/token",
+            "https://idp/token?next=a:b@c",
+            "kafka-1:9092",
+            "",
+        ] {
+            assert_eq!(url_password_hidden(kept), kept);
+        }
+    }
 
     #[test]
     fn an_unknown_name_that_may_be_a_secret_is_not_shown() {

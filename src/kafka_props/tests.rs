@@ -248,6 +248,10 @@ fn private_keys_and_passphrases_are_redacted() {
                 "KAFKA_SASL_OAUTHBEARER_ASSERTION_PRIVATE_KEY_PEM",
                 "-----BEGIN PRIVATE KEY-----x",
             ),
+            (
+                "KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL",
+                "https://client:UrlPw-77@idp.example/token",
+            ),
         ]),
         &[],
         limits(Duration::from_secs(1)),
@@ -258,6 +262,10 @@ fn private_keys_and_passphrases_are_redacted() {
     assert!(
         !shown.contains("pp-4411") && !shown.contains("BEGIN PRIVATE KEY"),
         "{shown}"
+    );
+    assert!(
+        shown.contains("https://client:<redacted>@idp.example/token") && !shown.contains("UrlPw"),
+        "a URL's password: {shown}"
     );
 }
 
