@@ -20,9 +20,7 @@ pub enum CheckError {
 /// and value when it builds its configuration, and the properties together (`acks` against
 /// idempotence) and the files they name (TLS keys, CAs) when it makes the producer.
 pub fn check(config: &Config) -> Result<(), CheckError> {
-    if let Some(file) = config.spool_dir.as_deref().and_then(not_a_directory) {
-        return Err(CheckError::SpoolDirNotDirectory(file.to_path_buf()));
-    }
+    spool_dir(config)?;
     let mut kafka = rdkafka::ClientConfig::new();
     // No brokers: the producer made below then never tries to connect (nor to resolve a name).
     for (k, v) in config.producer_properties("") {
@@ -44,6 +42,15 @@ pub fn check(config: &Config) -> Result<(), CheckError> {
         .create::<rdkafka::producer::BaseProducer>()
         .map(drop)
         .map_err(|e| CheckError::Kafka(crate::kafka_props::redacted(&e)))
+}
+
+/// `--spool-dir` names a file, or a path under one: refused at start-up too, before anything
+/// starts, with the same exit code.
+pub fn spool_dir(config: &Config) -> Result<(), CheckError> {
+    match config.spool_dir.as_deref().and_then(not_a_directory) {
+        Some(file) => Err(CheckError::SpoolDirNotDirectory(file.to_path_buf())),
+        None => Ok(()),
+    }
 }
 
 /// What start-up would refuse at once: `dir`, or the nearest of its parents that exists (the

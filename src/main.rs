@@ -108,6 +108,10 @@ fn serve(args: config::Args) -> ExitCode {
             }
         };
     }
+    if let Err(e) = check_config::spool_dir(&config) {
+        complain(format_args!("qikchat-bridge: invalid configuration: {e}"));
+        return ExitCode::from(EXIT_CONFIG);
+    }
     if let Err(e) = telemetry::init(config.log_format) {
         complain(format_args!("qikchat-bridge: cannot start logging: {e}"));
         return ExitCode::FAILURE;

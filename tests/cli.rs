@@ -631,30 +631,38 @@ fn check_config_refuses_bad_settings_with_exit_code_2_and_a_reason() {
     assert!(err.contains("is empty"), "{err}");
 }
 
-/// A --spool-dir that names a file: --check-config refuses it as start-up would, and start-up
-/// says it could not open the spool there (it said "spool write failed", with nothing written).
+/// A --spool-dir that names a file: --check-config refuses it, and start-up too, with the same
+/// exit code 2 (start-up said "spool write failed" with nothing written, then exited 1). A spool
+/// that cannot be opened for another reason is named at start-up.
 #[test]
-fn a_spool_dir_that_is_a_file_is_refused_by_check_config_and_named_at_start_up() {
+fn a_spool_dir_that_is_a_file_is_refused_by_check_config_and_at_start_up() {
     let file = tempfile::NamedTempFile::new().expect("file");
     let path = file.path().display().to_string();
+    let mut start = common::ANY_PORTS.to_vec();
+    start.push("--spool-dir");
     for spool_dir in [path.clone(), format!("{path}/spool")] {
-        let output = Command::new(BIN)
-            .args(["--check-config", "--spool-dir", &spool_dir])
-            .env_clear()
-            .output()
-            .expect("run");
-        let err = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(2), "{err}");
-        assert!(
-            err.contains(&format!("--spool-dir: {path} is not a directory")),
-            "{err}"
-        );
+        for args in [vec!["--check-config", "--spool-dir"], start.clone()] {
+            let output = Command::new(BIN)
+                .args(&args)
+                .arg(&spool_dir)
+                .env_clear()
+                .output()
+                .expect("run");
+            let err = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(2), "{args:?}: {err}");
+            assert!(
+                err.contains(&format!("--spool-dir: {path} is not a directory")),
+                "{args:?}: {err}"
+            );
+        }
     }
-    let mut args = common::ANY_PORTS.to_vec();
-    args.extend(["--spool-dir", &path]);
-    let log = common::failed_start(&args);
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::create_dir(dir.path().join("spool.redb")).expect("a directory where the file goes");
+    let dir = dir.path().display().to_string();
+    start.push(&dir);
+    let log = common::failed_start(&start);
     assert!(
-        log.contains(&format!("cannot open the spool in --spool-dir {path}: "))
+        log.contains(&format!("cannot open the spool in --spool-dir {dir}: "))
             && !log.contains("spool write failed"),
         "{log}"
     );
