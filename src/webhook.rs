@@ -364,9 +364,11 @@ impl<S: Sink> Webhook<S> {
     }
 
     /// Whether the body of a request refused by its head alone could be read to its end, so
-    /// that an HTTP/1 connection carries the answer and the next request. Not a body declared
-    /// too large, nor one whose sender waits for `100 Continue` (it is not invited to send one
-    /// that is refused already).
+    /// that an HTTP/1 connection carries the answer and the next request, and an HTTP/2 stream
+    /// ends without a reset (which RFC 9113 allows after a whole answer, but some clients report
+    /// as a failure instead of the answer: curl 7.88, now and then). Not a body declared too
+    /// large, nor one whose sender waits for `100 Continue` (it is not invited to send one that
+    /// is refused already).
     async fn discard_refused<B>(
         &self,
         parts: &http::request::Parts,
@@ -377,12 +379,13 @@ impl<S: Sink> Webhook<S> {
         B: Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        if body.is_end_stream() || parts.version >= Version::HTTP_2 {
+        if body.is_end_stream() {
             return true;
         }
-        // hyper waits for the sender only on HTTP/1.1 `100-continue`; any other sender is
-        // sending its body already.
-        let waits = parts.version == Version::HTTP_11
+        // hyper waits for the sender only on HTTP/1.1 `100-continue`, and sends no `100` on
+        // HTTP/2, where a sender that asks for one waits too; any other sender is sending its
+        // body already.
+        let waits = matches!(parts.version, Version::HTTP_11 | Version::HTTP_2)
             && parts
                 .headers
                 .get(EXPECT)

@@ -217,6 +217,51 @@ async fn an_http2_stream_reset_with_no_error_before_its_declared_length_is_cance
     cancelled_and_nothing_else(&app).await;
 }
 
+/// An HTTP/2 request refused by its head (here a wrong password) has its body read and dropped
+/// before the answer, as on HTTP/1, so its stream ends without a reset: it was answered at once
+/// and then reset with NO_ERROR, which RFC 9113 allows but curl 7.88 reported, now and then, as a
+/// failure instead of the 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_request_refused_by_its_head_is_answered_once_its_body_is_in_without_a_reset() {
+    let app = TestApp::start(&[]).await;
+    let tcp = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    let (client, connection) = h2::client::handshake(tcp).await.expect("handshake");
+    tokio::spawn(connection);
+    let mut client = client.ready().await.expect("ready");
+    let request = http::Request::post(app.url())
+        .header("authorization", "Basic d3Jvbmc6cGFzcw==")
+        .header("content-type", "application/json")
+        .header("content-length", TEXT.len())
+        .body(())
+        .expect("request");
+    let (answer, mut body) = client.send_request(request, false).expect("send");
+    let mut answer = Box::pin(answer);
+    let early = tokio::time::timeout(Duration::from_millis(150), &mut answer).await;
+    assert!(early.is_err(), "answered before the body: {early:?}");
+    body.send_data(bytes::Bytes::from_static(TEXT), true)
+        .expect("the whole body, on a stream not reset");
+    let answer = tokio::time::timeout(Duration::from_secs(5), answer)
+        .await
+        .expect("answered once the body is in")
+        .expect("an answer, not a reset");
+    assert_eq!(answer.status(), 401);
+    let mut answer_body = answer.into_body();
+    while let Some(chunk) = answer_body.data().await {
+        chunk.expect("the answer's body, not a reset");
+    }
+    let reset = std::future::poll_fn(|cx| match body.poll_reset(cx) {
+        std::task::Poll::Pending => std::task::Poll::Ready(None),
+        std::task::Poll::Ready(r) => std::task::Poll::Ready(Some(r)),
+    })
+    .await;
+    assert!(
+        !matches!(reset, Some(Ok(_))),
+        "the stream was reset: {reset:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_that_send_nothing_or_one_byte_of_the_http2_preface_are_closed_and_free_their_slot()
 {
