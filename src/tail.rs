@@ -109,6 +109,15 @@ where
     // an operator whose credentials may describe only certain groups names one with -X.
     config.set("group.id", "qikchat-bridge-tail");
     for (k, v) in kafka_props::overrides(env, &args.kafka_properties, &read)? {
+        // librdkafka's own refusal of an empty one says only "consumer queue not available".
+        if k == "group.id" && v.trim().is_empty() {
+            return Err(crate::config::invalid(
+                "group.id",
+                "is empty: tail needs a group to assign itself partitions, though it never joins \
+                 it; leave it unset for qikchat-bridge-tail",
+            )
+            .into());
+        }
         config.set(k, v);
     }
     config

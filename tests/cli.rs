@@ -396,7 +396,12 @@ async fn tail_shows_repeated_headers_and_bytes_that_are_not_utf8_and_stops_when_
 
 #[test]
 fn tail_exits_2_when_a_kafka_property_is_unknown_or_malformed() {
-    for property in ["not.a.property=1", "no-equals-sign"] {
+    for (property, says) in [
+        ("not.a.property=1", "not.a.property"),
+        ("no-equals-sign", "KEY=VALUE"),
+        // librdkafka's own refusal said only "consumer queue not available".
+        ("group.id=", "group.id: is empty"),
+    ] {
         let output = Command::new(BIN)
             .args([
                 "tail",
@@ -412,6 +417,7 @@ fn tail_exits_2_when_a_kafka_property_is_unknown_or_malformed() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{property}: {stderr}");
         assert!(stderr.contains("qikchat-bridge tail:"), "{stderr}");
+        assert!(stderr.contains(says), "{property}: {stderr}");
     }
 }
 
