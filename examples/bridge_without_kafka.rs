@@ -56,9 +56,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let listeners = Listeners::bind(&config).await?;
         let metrics = Arc::new(Metrics::new(&config.topics.all_topics())?);
         let health = Arc::new(Health::default());
-        health
-            .kafka_ready
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        health.kafka.set(Ok(()));
         health
             .started
             .store(true, std::sync::atomic::Ordering::SeqCst);

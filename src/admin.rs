@@ -1,5 +1,6 @@
 //! The admin listener, kept off the webhook port: `/metrics`, `/livez` and `/readyz`.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -11,6 +12,7 @@ use http_body_util::Full;
 use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
+use crate::producer::KafkaCheck;
 use crate::server::{self, ServerOptions};
 use crate::spool::Spool;
 
@@ -21,8 +23,9 @@ const SPOOL_STALLED: Duration = Duration::from_secs(5);
 /// What readiness depends on.
 #[derive(Debug, Default)]
 pub struct Health {
-    /// The producer has not failed and a broker answered its last metadata request.
-    pub kafka_ready: Arc<AtomicBool>,
+    /// The producer has not failed and a broker answered its last metadata request for the
+    /// incoming-message topic without an error for it; or why not.
+    pub kafka: Arc<KafkaCheck>,
     /// The producer is made and the spool (if any) recovered: the admin port answers before,
     /// so a long recovery is not taken for a hung process.
     pub started: AtomicBool,
@@ -37,12 +40,12 @@ pub struct Health {
 
 impl Health {
     /// `Ok` when the bridge should get traffic, else the reason it should not.
-    pub fn readiness(&self) -> Result<(), &'static str> {
+    pub fn readiness(&self) -> Result<(), Cow<'static, str>> {
         if self.draining.load(Ordering::SeqCst) {
-            Err("shutting down")
+            Err("shutting down".into())
         } else if !self.started.load(Ordering::SeqCst) {
-            Err("starting: recovering the spool and making the producer")
-        } else if self.kafka_ready.load(Ordering::SeqCst)
+            Err("starting: recovering the spool and making the producer".into())
+        } else if self.kafka.ready()
             || self
                 .spool
                 .get()
@@ -50,9 +53,14 @@ impl Health {
         {
             Ok(())
         } else if self.spool.get().is_some() {
-            Err("Kafka is unavailable and the spool is full, its disk has stalled or its file was removed")
+            Err(format!(
+                "Kafka is unavailable ({}) and the spool is full, its disk has stalled or its file \
+                 was removed",
+                self.kafka.why_not()
+            )
+            .into())
         } else {
-            Err("Kafka is unavailable: the producer has failed or no broker answered the last metadata request")
+            Err(format!("Kafka is unavailable: {}", self.kafka.why_not()).into())
         }
     }
 }
@@ -198,16 +206,22 @@ mod tests {
         let health = Health::default();
         assert_eq!(
             health.readiness(),
-            Err("starting: recovering the spool and making the producer")
+            Err("starting: recovering the spool and making the producer".into())
         );
-        health.kafka_ready.store(true, Ordering::SeqCst);
+        health.kafka.set(Ok(()));
         assert!(health.readiness().is_err(), "not before the start is done");
         health.started.store(true, Ordering::SeqCst);
         assert_eq!(health.readiness(), Ok(()));
-        health.kafka_ready.store(false, Ordering::SeqCst);
-        assert!(health.readiness().is_err());
+        health.kafka.set(Err(
+            "the brokers refuse topic t: UnknownTopicOrPartition".into()
+        ));
+        assert_eq!(
+            health.readiness(),
+            Err("Kafka is unavailable: the brokers refuse topic t: UnknownTopicOrPartition".into()),
+            "with the reason of the check that failed"
+        );
         health.draining.store(true, Ordering::SeqCst);
-        assert_eq!(health.readiness(), Err("shutting down"));
+        assert_eq!(health.readiness(), Err("shutting down".into()));
     }
 
     /// A keyless record of topic `t` with this body.
@@ -242,7 +256,7 @@ mod tests {
         let (_, shown) = get("/metrics", &health, &metrics);
         assert!(shown.contains("qikchat_bridge_ready 0"), "{shown}");
         health.started.store(true, Ordering::SeqCst);
-        health.kafka_ready.store(true, Ordering::SeqCst);
+        health.kafka.set(Ok(()));
         // A scrape alone (no probe in between) brings the gauge up to date, both ways.
         let (_, shown) = get("/metrics", &health, &metrics);
         assert!(shown.contains("qikchat_bridge_ready 1"), "{shown}");
@@ -269,9 +283,11 @@ mod tests {
         spool.append(record).await.expect("append");
         assert_eq!(
             health.readiness(),
-            Err("Kafka is unavailable and the spool is full, its disk has stalled or its file was removed")
+            Err("Kafka is unavailable (not checked yet) and the spool is full, its disk has stalled \
+                 or its file was removed"
+                .into())
         );
-        health.kafka_ready.store(true, Ordering::SeqCst);
+        health.kafka.set(Ok(()));
         assert_eq!(health.readiness(), Ok(()));
     }
 
@@ -319,7 +335,7 @@ mod tests {
         spool.append(record).await.expect("append");
         let health = Arc::new(Health::default());
         health.started.store(true, Ordering::SeqCst);
-        health.kafka_ready.store(true, Ordering::SeqCst);
+        health.kafka.set(Ok(()));
         let _ = health.spool.set(spool.clone());
         let metrics = Arc::new(Metrics::new(&[]).expect("metrics"));
         let ask = |path: &str| {

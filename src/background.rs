@@ -143,7 +143,7 @@ impl Background {
             producer::watch_readiness(
                 sink.clone(),
                 probe_topic,
-                health.kafka_ready.clone(),
+                health.kafka.clone(),
                 READINESS_INTERVAL,
                 stop.clone(),
             ),

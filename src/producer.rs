@@ -25,7 +25,7 @@ mod replace;
 pub mod spread;
 pub use context::{BridgeContext, ProducerRole};
 use readiness::{topic_metadata, TopicError};
-pub use readiness::{warn_of_missing_topics, watch_readiness};
+pub use readiness::{warn_of_missing_topics, watch_readiness, KafkaCheck};
 pub use reload::{retire, watch_kafka_files, ProducerHandle, RebuildError, Rebuilt};
 pub use replace::replace_on_fatal;
 

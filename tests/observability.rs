@@ -158,7 +158,12 @@ async fn readiness_follows_the_broker_down_and_up() {
 
     app.cluster.broker_down(1).expect("down");
     let body = readyz_until(&app, 503).await;
-    assert!(body.contains("Kafka is unavailable"), "{body}");
+    assert!(
+        body.contains(
+            "Kafka is unavailable: no broker answered a metadata request for whatsapp.message.in"
+        ),
+        "{body}"
+    );
     assert_eq!(
         app.admin_get("/livez").await.0,
         200,

@@ -3,7 +3,7 @@
 //! And once the brokers answer, after start, the other topics: warned of when they are missing.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rdkafka::error::KafkaError;
@@ -11,12 +11,51 @@ use rdkafka::producer::{FutureProducer, Producer};
 
 use super::{BridgeContext, KafkaSink};
 
-/// Keeps `ready` true while the producer has not failed and a broker answers its metadata
-/// requests for `topic`, checking every `interval` until `stop` turns true.
+/// The last Kafka check readiness made: passed, or why not.
+#[derive(Debug)]
+pub struct KafkaCheck {
+    ready: AtomicBool,
+    why_not: Mutex<String>,
+}
+
+impl Default for KafkaCheck {
+    fn default() -> KafkaCheck {
+        KafkaCheck {
+            ready: AtomicBool::new(false),
+            why_not: Mutex::new("not checked yet".to_string()),
+        }
+    }
+}
+
+impl KafkaCheck {
+    /// Records a check's outcome; whether the one before had passed.
+    pub fn set(&self, outcome: Result<(), String>) -> bool {
+        if let Err(why) = &outcome {
+            *self.why_not.lock().unwrap_or_else(PoisonError::into_inner) = why.clone();
+        }
+        self.ready.swap(outcome.is_ok(), Ordering::SeqCst)
+    }
+
+    pub fn ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    /// Why the last check that failed failed.
+    pub fn why_not(&self) -> String {
+        self.why_not
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// Keeps `check` passed while the producer has not failed and a broker answers its metadata
+/// requests for `topic` without an error for it, checking every `interval` until `stop` turns
+/// true; a failed check says which of these it was, for `/readyz`.
 pub async fn watch_readiness(
     sink: Arc<KafkaSink>,
     topic: String,
-    ready: Arc<AtomicBool>,
+    check: Arc<KafkaCheck>,
     interval: Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -26,13 +65,23 @@ pub async fn watch_readiness(
         let ok = tokio::task::spawn_blocking(move || match probe.fatal_error() {
             // Its metadata requests still work, but it refuses every record until replaced.
             Some(reason) => Err(format!("the producer has failed: {reason}")),
-            None => probe
-                .check_metadata(&t, interval.max(Duration::from_millis(500)))
-                .map_err(|e| e.to_string()),
+            None => {
+                let timeout = interval.max(Duration::from_millis(500));
+                match topic_metadata(&probe.current(), &t, timeout) {
+                    Ok(_) => Ok(()),
+                    Err(TopicError::Unreachable(e)) => Err(format!(
+                        "no broker answered a metadata request for {t} ({e})"
+                    )),
+                    Err(TopicError::Refused(e)) => {
+                        let code = rdkafka::error::RDKafkaErrorCode::from(e);
+                        Err(format!("the brokers refuse topic {t}: {code} ({code:?})"))
+                    }
+                }
+            }
         })
         .await
         .unwrap_or_else(|e| Err(e.to_string()));
-        let was = ready.swap(ok.is_ok(), Ordering::SeqCst);
+        let was = check.set(ok.clone());
         match (&ok, was) {
             (Ok(()), false) => tracing::info!(topic, "Kafka answers metadata requests: ready"),
             (Err(e), true) => {

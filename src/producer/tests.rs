@@ -254,6 +254,42 @@ async fn a_topic_the_brokers_refuse_fails_the_readiness_check_and_the_rebuild() 
     assert_eq!(sink.property("client.id"), None);
 }
 
+/// `/readyz` says which check failed: with the topic refused it said "the producer has failed or
+/// no broker answered the last metadata request", although a broker had answered.
+#[tokio::test]
+async fn a_failed_readiness_check_says_the_brokers_refuse_the_topic() {
+    let (cluster, _properties, sink) = one_topic_sink();
+    cluster
+        .topic_error(
+            "t",
+            rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+        )
+        .expect("topic error");
+    let check = Arc::new(KafkaCheck::default());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let watching = tokio::spawn(watch_readiness(
+        sink,
+        "t".into(),
+        check.clone(),
+        Duration::from_millis(100),
+        stopped,
+    ));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while check.why_not() == "not checked yet" {
+        assert!(Instant::now() < deadline, "no check within 10 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.send(true).expect("stop");
+    watching.await.expect("watch");
+    assert!(!check.ready());
+    let why = check.why_not();
+    assert!(
+        why.starts_with("the brokers refuse topic t: ")
+            && why.ends_with("(TopicAuthorizationFailed)"),
+        "{why}"
+    );
+}
+
 #[tokio::test]
 async fn a_rebuild_cancelled_by_shutdown_does_not_take_over() {
     let (_cluster, properties, sink) = one_topic_sink();
