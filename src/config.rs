@@ -19,6 +19,9 @@ use crate::topics::{KeyStrategy, TopicMap};
 /// The user and password Qikchat's documentation uses; only ever accepted in embedded mode.
 pub const SEED_CREDENTIAL: &str = "testuser:testpass";
 
+/// How long Qikchat waits for a webhook's answer.
+const QIKCHAT_WAITS: Duration = Duration::from_secs(2);
+
 mod args;
 mod bounds;
 pub use args::{usage_error, Args, Cli, Command, LogFormat};
@@ -311,10 +314,17 @@ impl Config {
         )
     }
 
-    /// Librdkafka properties with the bootstrap servers filled in.
     /// Settings that are valid but weaken a promise, for a warning at start-up.
     pub fn caveats(&self) -> Vec<String> {
         let mut caveats = Vec::new();
+        if self.ack_timeout >= QIKCHAT_WAITS {
+            caveats.push(format!(
+                "--ack-timeout ({:?}) is not below the 2 s Qikchat waits for an answer: a webhook \
+                 answered later counts as failed there and is sent again, so a record stored in \
+                 that time arrives twice",
+                self.ack_timeout
+            ));
+        }
         let wait = crate::delivery::kafka_wait(self.ack_timeout, self.spool_dir.is_some());
         if let Some(ms) = self.kafka_properties.number::<u128>("message.timeout.ms") {
             if ms == 0 {
@@ -363,6 +373,7 @@ impl Config {
         caveats
     }
 
+    /// librdkafka's properties with the bootstrap servers filled in.
     pub fn producer_properties(&self, bootstrap: &str) -> BTreeMap<String, String> {
         let mut props = self.kafka_properties.to_map();
         props.insert("bootstrap.servers".into(), bootstrap.to_string());

@@ -227,6 +227,20 @@ fn a_message_timeout_longer_than_the_wait_for_kafka_is_a_caveat() {
     assert!(shorter.caveats().is_empty());
 }
 
+/// Accepted with no word: answers after Qikchat's 2 s are failures to it, and sent again.
+#[test]
+fn an_ack_timeout_not_below_qikchat_s_two_seconds_is_a_caveat() {
+    for (timeout, caveat) in [("1999ms", false), ("2s", true), ("10s", true)] {
+        // Without a spool message.timeout.ms follows the ack timeout: that is the only caveat.
+        let caveats = build(&["--ack-timeout", timeout]).expect("valid").caveats();
+        assert_eq!(caveats.len(), usize::from(caveat), "{timeout}: {caveats:?}");
+        if caveat {
+            assert!(caveats[0].starts_with("--ack-timeout ("), "{caveats:?}");
+            assert!(caveats[0].contains("arrives twice"), "{caveats:?}");
+        }
+    }
+}
+
 #[test]
 fn acks_below_all_is_a_caveat_since_a_200_then_promises_less() {
     for (acks, says) in [("0", "sent, not stored"), ("1", "leader")] {
