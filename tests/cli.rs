@@ -469,21 +469,8 @@ fn serving_exits_2_when_librdkafka_refuses_a_property_as_check_config_does() {
         if let Some(rust_log) = rust_log {
             command.env("RUST_LOG", rust_log);
         }
-        let mut child = command.spawn().expect("run");
-        let started = std::time::Instant::now();
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                break status;
-            }
-            if started.elapsed() > std::time::Duration::from_secs(30) {
-                let _ = child.kill();
-                panic!("still running after 30 s with an unknown property");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        };
-        let mut stderr = String::new();
-        std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
-            .expect("read stderr");
+        let child = command.spawn().expect("run");
+        let (status, stderr) = exited_within(child, 30, "with an unknown property");
         assert_eq!(status.code(), Some(2), "RUST_LOG={rust_log:?}: {stderr}");
         assert!(
             stderr.contains("cannot start") && stderr.contains("not.a.property"),
@@ -699,7 +686,7 @@ fn a_secret_file_that_is_a_pipe_is_refused_at_once_with_exit_code_2() {
         ),
         (&["--check-config"][..], "BRIDGE_AUTH_FILE", "--auth-file"),
     ] {
-        let mut child = Command::new(BIN)
+        let child = Command::new(BIN)
             .args(args)
             .env_clear()
             .env("KAFKA_BOOTSTRAP_SERVERS", "kafka:9092")
@@ -709,20 +696,7 @@ fn a_secret_file_that_is_a_pipe_is_refused_at_once_with_exit_code_2() {
             .stderr(Stdio::piped())
             .spawn()
             .expect("run");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                break status;
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("{args:?} {var}: still running after 10 s");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        };
-        let mut err = String::new();
-        std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err)
-            .expect("stderr");
+        let (status, err) = exited_within(child, 10, &format!("{args:?} {var}"));
         assert_eq!(status.code(), Some(2), "{args:?} {var}: {err}");
         assert!(
             err.contains(named) && err.contains("not a regular file"),
@@ -795,6 +769,30 @@ fn dev_kafka_with_no_one_to_read_its_address_exits_1_and_says_why() {
     let status = child.wait().expect("wait");
     assert_eq!(status.code(), Some(1), "{status}: {stderr}");
     assert!(stderr.contains("cannot print the address"), "{stderr}");
+}
+
+/// Waits for `child` (its stderr piped) to exit within `seconds`, else kills it and fails naming
+/// `what`: its status and stderr.
+fn exited_within(
+    mut child: std::process::Child,
+    seconds: u64,
+    what: &str,
+) -> (std::process::ExitStatus, String) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{what}: still running after {seconds} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("read stderr");
+    (status, stderr)
 }
 
 /// Runs `tail --kafka-brokers BROKERS ARGS` with no environment: its exit code, stdout, stderr.
