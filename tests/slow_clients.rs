@@ -191,24 +191,34 @@ async fn an_http2_stream_reset_before_its_body_was_whole_is_counted_as_cancelled
     cancelled_and_nothing_else(&app).await;
 }
 
+/// A POST of `TEXT` (by its `Content-Length`) over h2's own client, its body not sent yet: the
+/// answer to come, and the stream to send the body on (or reset).
+async fn h2_post_without_body(
+    app: &TestApp,
+    authorization: &str,
+) -> (h2::client::ResponseFuture, h2::SendStream<bytes::Bytes>) {
+    let tcp = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    let (client, connection) = h2::client::handshake(tcp).await.expect("handshake");
+    tokio::spawn(connection);
+    let mut client = client.ready().await.expect("ready");
+    let request = http::Request::post(app.url())
+        .header("authorization", authorization)
+        .header("content-type", "application/json")
+        .header("content-length", TEXT.len())
+        .body(())
+        .expect("request");
+    client.send_request(request, false).expect("send")
+}
+
 /// hyper ends an HTTP/2 body quietly when the client resets the stream with NO_ERROR: half a body
 /// must not be taken for a whole one (stored in the dead-letter topic, or, were it valid JSON,
 /// stored and then sent again by the client that got no answer).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http2_stream_reset_with_no_error_before_its_declared_length_is_cancelled_not_stored() {
     let app = TestApp::start(&[]).await;
-    let tcp = tokio::net::TcpStream::connect(app.addr)
-        .await
-        .expect("connect");
-    let (mut client, connection) = h2::client::handshake(tcp).await.expect("handshake");
-    tokio::spawn(connection);
-    let request = http::Request::post(app.url())
-        .header("authorization", common::basic_auth_header())
-        .header("content-type", "application/json")
-        .header("content-length", TEXT.len())
-        .body(())
-        .expect("request");
-    let (_answer, mut body) = client.send_request(request, false).expect("send");
+    let (_answer, mut body) = h2_post_without_body(&app, &common::basic_auth_header()).await;
     body.send_data(bytes::Bytes::from_static(&TEXT[..TEXT.len() / 2]), false)
         .expect("data");
     // The half is read before the reset ends the stream.
@@ -224,19 +234,7 @@ async fn an_http2_stream_reset_with_no_error_before_its_declared_length_is_cance
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http2_request_refused_by_its_head_is_answered_once_its_body_is_in_without_a_reset() {
     let app = TestApp::start(&[]).await;
-    let tcp = tokio::net::TcpStream::connect(app.addr)
-        .await
-        .expect("connect");
-    let (client, connection) = h2::client::handshake(tcp).await.expect("handshake");
-    tokio::spawn(connection);
-    let mut client = client.ready().await.expect("ready");
-    let request = http::Request::post(app.url())
-        .header("authorization", "Basic d3Jvbmc6cGFzcw==")
-        .header("content-type", "application/json")
-        .header("content-length", TEXT.len())
-        .body(())
-        .expect("request");
-    let (answer, mut body) = client.send_request(request, false).expect("send");
+    let (answer, mut body) = h2_post_without_body(&app, "Basic d3Jvbmc6cGFzcw==").await;
     let mut answer = Box::pin(answer);
     let early = tokio::time::timeout(Duration::from_millis(150), &mut answer).await;
     assert!(early.is_err(), "answered before the body: {early:?}");
