@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the example consumers (examples/consumers/python and node) against a live bridge: starts it
-# in embedded mode, posts the seed payloads and every docs/examples payload the way Qikchat does,
+# in embedded mode, posts the seed payloads, every docs/examples payload and the consumers' edge
+# cases (values to print quoted) the way Qikchat does,
 # then runs each consumer to completion and checks it printed exactly the expected lines
 # (examples/consumers/expected-output.txt). Twice: with the default (no compression), and with LZ4,
 # which an operator may turn on and which kafkajs reads only with a codec (the Node example
@@ -121,7 +122,7 @@ round() { # compression.type
 
   # Every payload posted, the way Qikchat does.
   posted=0
-  for f in tests/fixtures/*.json docs/examples/*.json; do
+  for f in tests/fixtures/*.json docs/examples/*.json $examples/edge-cases/*.json; do
     code=$(curl -s -o "$work/answer" -w '%{http_code}' -u testuser:testpass \
       -H 'content-type: application/json' --data-binary "@$f" "http://127.0.0.1:$port/webhook")
     if [ "$code" != 200 ]; then

@@ -31,6 +31,14 @@ const STATUS = 'whatsapp:message:status';
 // A JSON string literal: unambiguous on one line, whatever the customer typed.
 const quoted = (text) => JSON.stringify(text);
 const isObject = (v) => typeof v === 'object' && v !== null && !Array.isArray(v);
+// A body's value as printed: a plain token as it is; anything else (white space, a control
+// character such as CR or LF, non-ASCII, empty, missing, not a string) as a JSON literal, so that
+// a line never breaks and one field never looks like two.
+const PLAIN = /^[A-Za-z0-9+._:@-]+$/;
+const field = (v) => {
+  if (typeof v === 'string' && PLAIN.test(v)) return v;
+  return v === undefined ? 'null' : JSON.stringify(v);
+};
 
 // The human-readable part of an incoming message, or undefined (audio, sticker, unknown types).
 function messageText(message) {
@@ -71,15 +79,17 @@ function describe(headers, body) {
   if (!isObject(payload)) return undefined;
   if (headers.event === IN) {
     const message = isObject(payload.message) ? payload.message : {};
-    let line = `in  from=${message.from} type=${message.type}`;
+    let line = `in  from=${field(message.from)} type=${field(message.type)}`;
     const text = messageText(message);
     if (typeof text === 'string' && text) line += ` text=${quoted(text)}`;
     return line;
   }
   if (headers.event === STATUS) {
-    const to = String(payload.to ?? '').replace(/^\++/, '');
+    const to = typeof payload.to === 'string' ? payload.to.replace(/^\++/, '') : payload.to;
+    // The header when the bridge wrote one; it leaves it out for an id with a control character,
+    // which the body still has.
     const id = headers['message-id'] ?? payload.id;
-    let line = `status to=${to} status=${payload.status} id=${id}`;
+    let line = `status to=${field(to)} status=${field(payload.status)} id=${field(id)}`;
     const errors = payload.errors;
     if (Array.isArray(errors) && isObject(errors[0])) {
       line += ` error=${quoted(`${errors[0].code} ${errors[0].title ?? ''}`.trim())}`;

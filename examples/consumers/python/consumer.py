@@ -13,6 +13,7 @@ Environment:
 
 import json
 import os
+import re
 import signal
 import sys
 
@@ -25,6 +26,18 @@ STATUS = "whatsapp:message:status"
 def quoted(text):
     """A JSON string literal: unambiguous on one line, whatever the customer typed."""
     return json.dumps(text, ensure_ascii=False)
+
+
+PLAIN = re.compile(r"[A-Za-z0-9+._:@-]+")
+
+
+def field(value):
+    """A body's value as printed: a plain token as it is; anything else (white space, a control
+    character such as CR or LF, non-ASCII, empty, missing, not a string) as a JSON literal, so
+    that a line never breaks and one field never looks like two."""
+    if isinstance(value, str) and PLAIN.fullmatch(value):
+        return value
+    return quoted(value)
 
 
 def message_text(message):
@@ -66,15 +79,19 @@ def describe(headers, body):
         message = payload.get("message")
         if not isinstance(message, dict):
             message = {}
-        line = f"in  from={message.get('from')} type={message.get('type')}"
+        line = f"in  from={field(message.get('from'))} type={field(message.get('type'))}"
         text = message_text(message)
         if isinstance(text, str) and text:
             line += f" text={quoted(text)}"
         return line
     if event == STATUS:
-        to = str(payload.get("to", "")).lstrip("+")
+        to = payload.get("to")
+        if isinstance(to, str):
+            to = to.lstrip("+")
+        # The header when the bridge wrote one; it leaves it out for an id with a control
+        # character, which the body still has.
         message_id = headers.get("message-id", payload.get("id"))
-        line = f"status to={to} status={payload.get('status')} id={message_id}"
+        line = f"status to={field(to)} status={field(payload.get('status'))} id={field(message_id)}"
         errors = payload.get("errors")
         if isinstance(errors, list) and errors and isinstance(errors[0], dict):
             error = f"{errors[0].get('code')} {errors[0].get('title', '')}".strip()
