@@ -922,6 +922,7 @@ must_fail "bad key strategy" "keyStrategy" $B --set config.keyStrategy=random
 must_fail "ack timeout not below Qikchat's 2 s" "below 2s" $B --set config.ackTimeout=2s
 must_fail "malformed duration" "ackTimeout" $B --set config.ackTimeout=1.5s
 must_fail "zero ack timeout" "config.ackTimeout must be greater than zero" $B --set config.ackTimeout=0ms
+must_fail "ack timeout below the binary's 10 ms" "config.ackTimeout must be at least 10ms" $B --set config.ackTimeout=9ms
 must_fail "zero body timeout" "config.bodyReadTimeout must be greater than zero" $B --set config.bodyReadTimeout=0s
 must_fail "zero idle timeout" "config.idleTimeout must be greater than zero" $B --set config.idleTimeout=0s
 must_fail "idle timeout over 1h" "config.idleTimeout must be at most 1h" $B --set config.idleTimeout=61m

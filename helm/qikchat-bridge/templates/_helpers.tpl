@@ -237,6 +237,10 @@ password
 {{- if ge (include "qikchat-bridge.durationMs" .Values.config.ackTimeout | atoi) 2000 -}}
 {{- fail "config.ackTimeout must be below 2s: Qikchat gives up on a webhook after 2 seconds" -}}
 {{- end -}}
+{{- $ackMs := include "qikchat-bridge.durationMs" .Values.config.ackTimeout | atoi -}}
+{{- if and (gt $ackMs 0) (lt $ackMs 10) -}}
+{{- fail "config.ackTimeout must be at least 10ms (the bridge refuses less at start-up: librdkafka's message timeout is in whole milliseconds)" -}}
+{{- end -}}
 {{- $c := .Values.config -}}
 {{- range $name := list "ackTimeout" "headerReadTimeout" "idleTimeout" "bodyReadTimeout" -}}
 {{- if eq (include "qikchat-bridge.durationMs" (index $c $name) | atoi) 0 -}}
