@@ -516,7 +516,7 @@ async fn dev_kafka_prints_an_address_the_bridge_can_produce_to() {
     )
     .expect("producer");
     let probe = tokio::task::spawn_blocking(move || {
-        sink.check_metadata("whatsapp.message.in", Duration::from_secs(10))
+        sink.readiness_check("whatsapp.message.in", Duration::from_secs(10))
     });
     probe
         .await

@@ -62,25 +62,10 @@ pub async fn watch_readiness(
     loop {
         let probe = sink.clone();
         let t = topic.clone();
-        let ok = tokio::task::spawn_blocking(move || match probe.fatal_error() {
-            // Its metadata requests still work, but it refuses every record until replaced.
-            Some(reason) => Err(format!("the producer has failed: {reason}")),
-            None => {
-                let timeout = interval.max(Duration::from_millis(500));
-                match topic_metadata(&probe.current(), &t, timeout) {
-                    Ok(_) => Ok(()),
-                    Err(TopicError::Unreachable(e)) => Err(format!(
-                        "no broker answered a metadata request for {t} ({e})"
-                    )),
-                    Err(TopicError::Refused(e)) => {
-                        let code = rdkafka::error::RDKafkaErrorCode::from(e);
-                        Err(format!("the brokers refuse topic {t}: {code} ({code:?})"))
-                    }
-                }
-            }
-        })
-        .await
-        .unwrap_or_else(|e| Err(e.to_string()));
+        let timeout = interval.max(Duration::from_millis(500));
+        let ok = tokio::task::spawn_blocking(move || probe.readiness_check(&t, timeout))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
         let was = check.set(ok.clone());
         match (&ok, was) {
             (Ok(()), false) => tracing::info!(topic, "Kafka answers metadata requests: ready"),
@@ -173,14 +158,26 @@ impl KafkaSink {
         Ok(missing)
     }
 
-    /// Asks a broker for `topic`'s metadata: the readiness test. Blocking; call off the runtime.
-    pub fn check_metadata(&self, topic: &str, timeout: Duration) -> Result<(), KafkaError> {
-        topic_metadata(&self.current(), topic, timeout)
-            .map(drop)
-            .map_err(|e| match e {
-                TopicError::Unreachable(e) => e,
-                TopicError::Refused(e) => KafkaError::MetadataFetch(e.into()),
-            })
+    /// The readiness test: the producer has not failed, and a broker answers `topic`'s metadata
+    /// without an error for it; else which of these failed, for `/readyz`. Blocking; call off
+    /// the runtime.
+    pub fn readiness_check(&self, topic: &str, timeout: Duration) -> Result<(), String> {
+        // Its metadata requests still work, but it refuses every record until replaced.
+        if let Some(reason) = self.fatal_error() {
+            return Err(format!("the producer has failed: {reason}"));
+        }
+        match topic_metadata(&self.current(), topic, timeout) {
+            Ok(_) => Ok(()),
+            Err(TopicError::Unreachable(e)) => Err(format!(
+                "no broker answered a metadata request for {topic} ({e})"
+            )),
+            Err(TopicError::Refused(e)) => {
+                let code = rdkafka::error::RDKafkaErrorCode::from(e);
+                Err(format!(
+                    "the brokers refuse topic {topic}: {code} ({code:?})"
+                ))
+            }
+        }
     }
 }
 
