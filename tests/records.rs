@@ -221,10 +221,7 @@ async fn configured_routes_prefix_and_key_strategy_apply() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2c_clients_are_served_on_the_same_port() {
     let app = TestApp::start(&[]).await;
-    let client = reqwest::Client::builder()
-        .http2_prior_knowledge()
-        .build()
-        .expect("client");
+    let client = common::h2c_client();
     let response = client
         .post(app.url())
         .basic_auth(USER, Some(PASS))

@@ -6,6 +6,8 @@
 //! These tests hold the bridge to that, so a request cannot go on using the producer and the
 //! spool while the drain flushes and closes them.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -101,19 +103,13 @@ async fn an_http1_request_open_when_the_grace_ends_is_dropped_with_its_connectio
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http2_request_open_when_the_grace_ends_is_dropped_with_its_connection() {
-    let client = reqwest::Client::builder()
-        .http2_prior_knowledge()
-        .build()
-        .expect("client");
+    let client = common::h2c_client();
     ended_at_the_grace(client).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http2_request_open_when_the_server_is_dropped_is_dropped_with_it() {
-    let client = reqwest::Client::builder()
-        .http2_prior_knowledge()
-        .build()
-        .expect("client");
+    let client = common::h2c_client();
     let stuck = stuck_listener().await;
     open_request(&stuck, client).await;
     // As `run` does when the drain is cut short: the server's future is dropped.

@@ -104,10 +104,7 @@ async fn a_client_that_hangs_up_before_its_answer_cancels_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http2_stream_reset_after_its_record_was_handed_over_still_delivers_the_record() {
     let app = TestApp::start(&[]).await;
-    let client = reqwest::Client::builder()
-        .http2_prior_knowledge()
-        .build()
-        .expect("client");
+    let client = common::h2c_client();
     assert_eq!(
         client
             .post(app.url())
@@ -167,10 +164,7 @@ async fn cancelled_and_nothing_else(app: &TestApp) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http2_stream_reset_before_its_body_was_whole_is_counted_as_cancelled_not_as_a_400() {
     let app = TestApp::start(&[]).await;
-    let client = reqwest::Client::builder()
-        .http2_prior_knowledge()
-        .build()
-        .expect("client");
+    let client = common::h2c_client();
     // Half a body, then nothing: the client gives up and resets the stream.
     let half = bytes::Bytes::from_static(&TEXT[..TEXT.len() / 2]);
     let body = tokio_stream::StreamExt::chain(

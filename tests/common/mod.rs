@@ -26,6 +26,15 @@ pub const USER: &str = "qikchat";
 pub const PASS: &str = "correct horse battery staple";
 pub const PARTITIONS: i32 = 3;
 
+/// An HTTP/2 client that speaks h2c without an upgrade, as the bridge serves it on its port.
+#[allow(dead_code)]
+pub fn h2c_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .expect("client")
+}
+
 /// The `Authorization` value for `USER:PASS`.
 pub fn basic_auth_header() -> String {
     use base64::Engine;
