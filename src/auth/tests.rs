@@ -131,23 +131,37 @@ fn debug_shows_users_but_not_passwords() {
     );
 }
 
+/// A credentials file holding `on_disk`, and what the watch starts from: `alice:old-password`,
+/// as start-up read and applied it. The directory lives as long as the first value.
+fn watched(
+    on_disk: &str,
+) -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    std::sync::Arc<arc_swap::ArcSwap<Credentials>>,
+    AuthReload,
+) {
+    let at_start = "alice:old-password\n";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("credentials");
+    std::fs::write(&path, on_disk).expect("write");
+    let parsed = parse_file(at_start).expect("valid");
+    let live = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(Credentials::new(parsed)));
+    let reload = AuthReload {
+        path: path.clone(),
+        fixed: Vec::new(),
+        started_with: FileDigest::of(at_start),
+    };
+    (dir, path, live, reload)
+}
+
 /// The file may be rotated between start-up's read and the watcher's first look (a long spool
 /// recovery lies between them): what start-up applied is the baseline, so that is a change.
 /// Paused clock: the watcher's reads run on blocking threads, which hold the clock still.
 #[tokio::test(start_paused = true)]
 async fn a_file_rotated_while_the_bridge_started_is_applied() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("credentials");
-    let at_start = "alice:old-password\n";
-    let parsed = parse_file(at_start).expect("valid");
-    let live = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(Credentials::new(parsed)));
     // Rotated before the watcher starts.
-    std::fs::write(&path, "bob:new-password\n").expect("write");
-    let reload = AuthReload {
-        path,
-        fixed: Vec::new(),
-        started_with: FileDigest::of(at_start),
-    };
+    let (_dir, _, live, reload) = watched("bob:new-password\n");
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let watcher = tokio::spawn(watch_auth_file(reload, live.clone(), stale(), stop));
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -168,17 +182,7 @@ async fn a_file_rotated_while_the_bridge_started_is_applied() {
 #[tokio::test(start_paused = true)]
 async fn a_file_caught_half_written_is_not_applied_until_it_reads_the_same_twice() {
     use std::time::Duration;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("credentials");
-    let at_start = "alice:old-password\n";
-    std::fs::write(&path, at_start).expect("write");
-    let parsed = parse_file(at_start).expect("valid");
-    let live = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(Credentials::new(parsed)));
-    let reload = AuthReload {
-        path: path.clone(),
-        fixed: Vec::new(),
-        started_with: FileDigest::of(at_start),
-    };
+    let (_dir, path, live, reload) = watched("alice:old-password\n");
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let watcher = tokio::spawn(watch_auth_file(reload, live.clone(), stale(), stop));
     let accepts = |pass: &str| {
@@ -211,18 +215,7 @@ async fn a_file_caught_half_written_is_not_applied_until_it_reads_the_same_twice
 #[tokio::test(start_paused = true)]
 async fn an_auth_file_that_cannot_be_used_is_shown_as_stale_until_a_usable_one_is_applied() {
     use std::time::Duration;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("credentials");
-    let at_start = "alice:old-password\n";
-    std::fs::write(&path, at_start).expect("write");
-    let live = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(Credentials::new(
-        parse_file(at_start).expect("valid"),
-    )));
-    let reload = AuthReload {
-        path: path.clone(),
-        fixed: Vec::new(),
-        started_with: FileDigest::of(at_start),
-    };
+    let (_dir, path, live, reload) = watched("alice:old-password\n");
     let gauge = stale();
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let watcher = tokio::spawn(watch_auth_file(reload, live.clone(), gauge.clone(), stop));
