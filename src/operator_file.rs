@@ -48,8 +48,8 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    /// `f` on another thread, failing the test instead of hanging it if `f` blocks.
-    fn within_a_second<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    /// `f` on another thread, failing the test (after 5 s) instead of hanging it if `f` blocks.
+    fn without_blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || tx.send(f()));
         rx.recv_timeout(Duration::from_secs(5))
@@ -65,7 +65,7 @@ mod tests {
             .status()
             .expect("mkfifo");
         assert!(made.success());
-        let error = within_a_second(move || read_to_string(&fifo)).expect_err("a FIFO");
+        let error = without_blocking(move || read_to_string(&fifo)).expect_err("a FIFO");
         assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
         assert!(error.to_string().contains("not a regular file"), "{error}");
     }
