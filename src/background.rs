@@ -49,6 +49,10 @@ pub(crate) struct Background {
     watches: Vec<(&'static str, JoinHandle<()>)>,
     readiness: JoinHandle<()>,
     replay: Option<JoinHandle<()>>,
+    /// Kept here so that the last handle of replay's producer is not dropped by whichever task
+    /// ends last, on an async worker: librdkafka's destroy blocks, for up to curl's timeout while
+    /// a token request hangs. `run` destroys it off the workers, in bounded time.
+    replay_sink: Option<Arc<KafkaSink>>,
 }
 
 impl Background {
@@ -72,31 +76,33 @@ impl Background {
         }];
         // Replay gets a producer of its own: the webhook producer's message timeout is the ack
         // deadline, which a slow broker can exceed for every record; replay can wait longer.
+        let mut replay_sink = None;
         let replay = match spool {
             Some(spool) => {
                 let mut props = config.producer_properties(bootstrap);
                 let overrides = delivery::replay_overrides(&props);
                 props.extend(overrides.clone());
-                let replay_sink = Arc::new(KafkaSink::new(
+                let sink = Arc::new(KafkaSink::new(
                     &props,
                     metrics.clone(),
                     ProducerRole::Replay,
                 )?);
+                replay_sink = Some(sink.clone());
                 rebuilt.push(Rebuilt {
-                    sink: replay_sink.clone(),
+                    sink: sink.clone(),
                     overrides,
                 });
                 watches.push(named(
                     supervisor,
                     "replay producer replacement",
-                    producer::replace_on_fatal(replay_sink.clone(), stop.clone()),
+                    producer::replace_on_fatal(sink.clone(), stop.clone()),
                 ));
                 Some(supervisor.spawn(
                     "replay",
                     delivery::replay(
                         delivery::Batch::for_queue(&props),
                         spool.clone(),
-                        replay_sink,
+                        sink,
                         config.topics.deadletter().topic.clone(),
                         metrics.clone(),
                         stop.clone(),
@@ -160,12 +166,14 @@ impl Background {
             watches,
             readiness,
             replay,
+            replay_sink,
         })
     }
 
     /// Waits for the tasks, once told to stop: the watches together for at most
-    /// [`WATCH_STOP_WAIT`], replay's round for at most `replay_wait` or until `cut`.
-    pub async fn stopped(self, replay_wait: Duration, cut: &Cut) {
+    /// [`WATCH_STOP_WAIT`], replay's round for at most `replay_wait` or until `cut`. Returns
+    /// replay's producer, now its last handle, for the caller to destroy.
+    pub async fn stopped(self, replay_wait: Duration, cut: &Cut) -> Option<Arc<KafkaSink>> {
         let _ = self.readiness.await;
         let watches_stop_by = tokio::time::Instant::now() + WATCH_STOP_WAIT;
         for (name, watch) in self.watches {
@@ -185,6 +193,7 @@ impl Background {
             };
             supervise::join_until(replay, given_up, "replay").await;
         }
+        self.replay_sink
     }
 }
 

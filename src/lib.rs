@@ -260,7 +260,7 @@ pub async fn run_with_cut(
     flush(&sink, config.flush_timeout, &cut).await;
     let _ = stop_tx.send(true);
     let _ = admin.await;
-    background.stopped(config.flush_timeout, &cut).await;
+    let replay_sink = background.stopped(config.flush_timeout, &cut).await;
     // Health holds the last other handle of the spool; the file closes with the spool.
     drop(health);
     let mut lost = None;
@@ -270,7 +270,7 @@ pub async fn run_with_cut(
         lost = spool.lost_if_stopped().map(Stopped::Spool);
         spool.close_within(SPOOL_CLOSE_WAIT).await;
     }
-    destroy_within(sink, PRODUCER_DESTROY_WAIT).await;
+    destroy_within([sink].into_iter().chain(replay_sink), PRODUCER_DESTROY_WAIT).await;
     tracing::info!("stopped");
     let panicked_in_drain = || failures.reported().map(Stopped::Task);
     match failure.get().cloned().or(lost).or_else(panicked_in_drain) {
@@ -342,14 +342,22 @@ async fn flush(sink: &Arc<KafkaSink>, timeout: Duration, cut: &drain::Cut) {
     }
 }
 
-/// Drops a flushed producer's handle on a blocking thread, waiting for it at most `wait`:
-/// librdkafka's destroy joins its threads, and one in a request to an identity provider that does
-/// not answer (OAUTHBEARER's `oidc` method) holds it up to curl's timeout, 14 s measured, past a
-/// pod's grace period. What the producer held was delivered by the flush, or belongs to requests
-/// answered with an error; the process's exit ends its threads.
-async fn destroy_within(sink: Arc<KafkaSink>, wait: Duration) {
-    let destroying = tokio::task::spawn_blocking(move || drop(sink));
-    if tokio::time::timeout(wait, destroying).await.is_err() {
+/// Drops the producers' last handles on blocking threads, waiting for them together at most
+/// `wait`: librdkafka's destroy joins its threads, and one in a request to an identity provider
+/// that does not answer (OAUTHBEARER's `oidc` method) holds it up to curl's timeout, 14 s
+/// measured, past a pod's grace period. What the webhook producer held was delivered by the
+/// flush, or belongs to requests answered with an error; what replay's held is still spooled, and
+/// sent again at the next start. The process's exit ends their threads.
+async fn destroy_within(sinks: impl IntoIterator<Item = Arc<KafkaSink>>, wait: Duration) {
+    let mut destroying = tokio::task::JoinSet::new();
+    for sink in sinks {
+        destroying.spawn_blocking(move || drop(sink));
+    }
+    let deadline = tokio::time::Instant::now() + wait;
+    while let Ok(Some(_)) = tokio::time::timeout_at(deadline, destroying.join_next()).await {}
+    if !destroying.is_empty() {
+        // Not dropped: that would cancel a destroy not yet begun, dropping its producer here.
+        destroying.detach_all();
         tracing::warn!(
             timeout = ?wait,
             "the Kafka client did not shut down in time (a token request or a DNS lookup may hang); exiting without it"

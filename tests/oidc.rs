@@ -259,6 +259,19 @@ async fn check_config_with_the_oidc_method_sends_nothing_to_the_identity_provide
 /// its drain, not at the end of a pod's grace period under SIGKILL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_endpoint_that_never_answers_does_not_hold_up_the_exit() {
+    exits_soon_though_the_token_endpoint_never_answers(&[]).await;
+}
+
+/// The same with a spool, whose replay has a producer of its own: its last handle was dropped by
+/// whichever background task ended last, on an async worker, which waited 11 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_endpoint_that_never_answers_does_not_hold_up_the_exit_with_a_spool() {
+    let spool = tempfile::tempdir().expect("tempdir");
+    let dir = spool.path().to_str().expect("utf-8 path");
+    exits_soon_though_the_token_endpoint_never_answers(&["--spool-dir", dir]).await;
+}
+
+async fn exits_soon_though_the_token_endpoint_never_answers(args: &[&str]) {
     let silent = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}/token", silent.local_addr().expect("addr"));
     let dir = tempfile::tempdir().expect("tempdir");
@@ -269,6 +282,7 @@ async fn a_token_endpoint_that_never_answers_does_not_hold_up_the_exit() {
             // A broker that is never reached: without a token librdkafka does not connect.
             .args(["--kafka-brokers", "127.0.0.1:9", "--auth", "qikchat:pass"])
             .args(["--shutdown-delay", "0s"])
+            .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null()),
     );
