@@ -21,10 +21,9 @@ impl KafkaProperties {
         self.0.get(key).map(String::as_str)
     }
 
-    /// A property's value as a number, or `None` when unset or no number (librdkafka refuses
-    /// the latter itself, when it makes the producer).
+    /// A property's value as a number, as librdkafka reads it ([`number`]); `None` when unset.
     pub fn number<T: std::str::FromStr>(&self, key: &str) -> Option<T> {
-        self.get(key).and_then(|v| v.trim().parse().ok())
+        self.get(key).and_then(|v| number(key, v))
     }
 
     /// The properties' names, in order.
@@ -163,7 +162,7 @@ where
     if !set.contains_key("queue.buffering.max.kbytes") {
         let record = set
             .get("message.max.bytes")
-            .and_then(|v| v.trim().parse::<u64>().ok());
+            .and_then(|v| number::<u64>("message.max.bytes", v));
         if let Some(record) = record {
             let kbytes = queue_kbytes(limits.max_body_bytes) as u64;
             props.insert(
@@ -288,6 +287,18 @@ use names::is_service_link;
 pub use names::{canonical, env_to_property};
 pub use redact::{is_secret, redacted, url_password_hidden};
 pub use sources::{KafkaSources, Watched};
+
+/// A numeric property's value as librdkafka reads it, asked of librdkafka itself: C's `strtol`
+/// with base 0 takes `0x80000` as hex and `0400000` as octal, and ignores text after the digits,
+/// so a decimal parse of the same text disagreed with the limit the producer applies (a record
+/// then passed the bridge's size check, was spooled and answered 200, and was refused at replay
+/// for good). `None` when librdkafka refuses the value (it says why when it makes the producer).
+pub fn number<T: std::str::FromStr>(key: &str, value: &str) -> Option<T> {
+    let mut config = rdkafka::ClientConfig::new();
+    config.set(key, value);
+    let read = config.create_native_config().ok()?.get(key).ok()?;
+    read.parse().ok()
+}
 
 #[cfg(test)]
 mod tests;

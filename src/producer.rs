@@ -233,7 +233,7 @@ impl KafkaSink {
         made.retired.store(false, Ordering::Relaxed);
         let max_record_bytes = properties
             .get("message.max.bytes")
-            .and_then(|v| v.trim().parse().ok())
+            .and_then(|v| crate::kafka_props::number("message.max.bytes", v))
             .unwrap_or(crate::kafka_props::LIBRDKAFKA_MAX_RECORD_BYTES);
         let keys_hashed = AtomicBool::new(spread::hashes_keys(
             properties.get("partitioner").map(String::as_str),

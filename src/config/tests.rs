@@ -272,6 +272,11 @@ fn a_record_size_limit_below_the_body_limit_is_a_caveat() {
         "900000",
     ]);
     assert!(fits.expect("valid").caveats().is_empty());
+    // librdkafka reads 0x80000 as 524288: a decimal parse failed and warned of nothing.
+    let hex = build(&["-X", "message.max.bytes=0x80000"]).expect("valid");
+    let caveats = hex.caveats();
+    assert_eq!(caveats.len(), 1, "{caveats:?}");
+    assert!(caveats[0].contains("(524288)"), "{caveats:?}");
 }
 
 #[test]
@@ -320,6 +325,12 @@ fn the_default_queue_grows_with_a_raised_message_max_bytes() {
     ])
     .unwrap_err();
     assert!(err.to_string().contains("at least 68360"), "one set: {err}");
+    // In librdkafka's other spellings of the same number too.
+    for spelled in ["0x42C1D80", "0413016600"] {
+        let config = build(&["-X", &format!("message.max.bytes={spelled}")]).expect("valid");
+        let props = config.producer_properties("k:9092");
+        assert_eq!(props["queue.buffering.max.kbytes"], "68360", "{spelled}");
+    }
 }
 
 #[test]

@@ -463,3 +463,19 @@ fn a_misspelt_property_with_a_one_letter_value_keeps_librdkafkas_words_whole() {
         r#"No such configuration property: "sasl.pasword""#
     );
 }
+
+#[test]
+fn a_number_is_read_as_librdkafka_reads_it_in_hex_octal_or_with_text_after_it() {
+    let read = |value| super::number::<u64>("message.max.bytes", value);
+    assert_eq!(read("1000000"), Some(1_000_000));
+    assert_eq!(read("0x80000"), Some(524_288));
+    assert_eq!(read("0400000"), Some(131_072));
+    assert_eq!(read(" 2000000"), Some(2_000_000));
+    assert_eq!(
+        read("2000000 bytes"),
+        Some(2_000_000),
+        "strtol stops at the text"
+    );
+    assert_eq!(read("a lot"), None, "refused by librdkafka");
+    assert_eq!(read("1"), None, "below librdkafka's range");
+}

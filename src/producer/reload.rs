@@ -125,7 +125,7 @@ fn settled(producer: &FutureProducer<BridgeContext>, within: Duration) -> Result
 
 /// librdkafka's `message.timeout.ms` (its default: 300 s).
 fn message_timeout(ms: Option<&str>) -> Duration {
-    ms.and_then(|ms| ms.parse().ok())
+    ms.and_then(|ms| crate::kafka_props::number("message.timeout.ms", ms))
         .map_or(Duration::from_secs(300), Duration::from_millis)
 }
 
@@ -294,4 +294,16 @@ async fn rebuild(
     // process does (at shutdown, records whose requests were not answered 200 may then be lost).
     drop(tokio::task::spawn_blocking(move || retire(old)));
     Outcome::Rebuilt
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retired_producers_wait_is_its_message_timeout_as_librdkafka_reads_it() {
+        assert_eq!(message_timeout(Some("2000")), Duration::from_secs(2));
+        assert_eq!(message_timeout(Some("0x7d0")), Duration::from_secs(2));
+        assert_eq!(message_timeout(None), Duration::from_secs(300));
+    }
 }

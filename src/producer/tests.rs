@@ -303,7 +303,8 @@ async fn a_rebuild_cancelled_by_shutdown_does_not_take_over() {
 
 /// `Record::wire_size` is the size librdkafka checks against `message.max.bytes`: a producer
 /// whose limit is exactly that size takes the record (and, with no broker, times out), one a
-/// byte smaller refuses it at once.
+/// byte smaller refuses it at once. The bridge reads the limit as librdkafka does, in hex or
+/// octal too: read as decimal, `0x…` fell back to 1000000 and passed records librdkafka refused.
 #[tokio::test]
 async fn wire_size_is_the_size_librdkafka_weighs_against_message_max_bytes() {
     let value = vec![b'x'; 3000];
@@ -320,11 +321,11 @@ async fn wire_size_is_the_size_librdkafka_weighs_against_message_max_bytes() {
         headers: crate::record::RecordHeaders::Raw(&headers),
     };
     let size = record.wire_size();
-    let sent_with_limit = |limit: usize| {
+    let sent_with_limit = |limit: usize, spelled: String| {
         let properties = BTreeMap::from([
             // Nothing listens there: a record librdkafka takes waits until the deadline.
             ("bootstrap.servers".to_string(), "127.0.0.1:9".to_string()),
-            ("message.max.bytes".to_string(), limit.to_string()),
+            ("message.max.bytes".to_string(), spelled),
         ]);
         let metrics = Arc::new(Metrics::new(&["t".to_string()]).expect("metrics"));
         let sink = KafkaSink::new(&properties, metrics, ProducerRole::Webhooks).expect("producer");
@@ -335,8 +336,17 @@ async fn wire_size_is_the_size_librdkafka_weighs_against_message_max_bytes() {
                 .await
         }
     };
-    assert_eq!(sent_with_limit(size).await, Err(ProduceError::Timeout));
-    assert_eq!(sent_with_limit(size - 1).await, Err(ProduceError::TooLarge));
+    let spellings: [fn(usize) -> String; 3] = [
+        |n| n.to_string(),
+        |n| format!("{n:#x}"),
+        |n| format!("0{n:o}"),
+    ];
+    for spell in spellings {
+        let taken = sent_with_limit(size, spell(size)).await;
+        assert_eq!(taken, Err(ProduceError::Timeout), "{}", spell(size));
+        let refused = sent_with_limit(size - 1, spell(size - 1)).await;
+        assert_eq!(refused, Err(ProduceError::TooLarge), "{}", spell(size - 1));
+    }
 }
 
 /// New credentials the brokers let describe the topic but not write to it: the idempotent
