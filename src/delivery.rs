@@ -49,7 +49,8 @@ pub fn replay_overrides(
     ]);
     let idempotent = properties
         .get("enable.idempotence")
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+        .and_then(|v| crate::kafka_props::as_read("enable.idempotence", v))
+        .is_some_and(|v| v == "true");
     if !idempotent {
         overrides.insert("max.in.flight".to_string(), "1".to_string());
     }

@@ -288,16 +288,22 @@ pub use names::{canonical, env_to_property};
 pub use redact::{is_secret, redacted, url_password_hidden};
 pub use sources::{KafkaSources, Watched};
 
-/// A numeric property's value as librdkafka reads it, asked of librdkafka itself: C's `strtol`
-/// with base 0 takes `0x80000` as hex and `0400000` as octal, and ignores text after the digits,
-/// so a decimal parse of the same text disagreed with the limit the producer applies (a record
-/// then passed the bridge's size check, was spooled and answered 200, and was refused at replay
-/// for good). `None` when librdkafka refuses the value (it says why when it makes the producer).
-pub fn number<T: std::str::FromStr>(key: &str, value: &str) -> Option<T> {
+/// A property's value as librdkafka reads it, asked of librdkafka itself, which writes it back
+/// in one spelling: `true` or `false` for `1`, `t` or `TRUE`, and a number in decimal, where C's
+/// `strtol` with base 0 takes `0x80000` as hex and `0400000` as octal, and ignores text after the
+/// digits. A decimal parse of the same text disagreed with the limit the producer applies (a
+/// record then passed the bridge's size check, was spooled and answered 200, and was refused at
+/// replay for good). `None` when librdkafka refuses the value (it says why when it makes the
+/// producer).
+pub fn as_read(key: &str, value: &str) -> Option<String> {
     let mut config = rdkafka::ClientConfig::new();
     config.set(key, value);
-    let read = config.create_native_config().ok()?.get(key).ok()?;
-    read.parse().ok()
+    config.create_native_config().ok()?.get(key).ok()
+}
+
+/// A numeric property's value as librdkafka reads it ([`as_read`]).
+pub fn number<T: std::str::FromStr>(key: &str, value: &str) -> Option<T> {
+    as_read(key, value)?.parse().ok()
 }
 
 #[cfg(test)]

@@ -240,6 +240,12 @@ fn the_replay_producer_keeps_one_request_in_flight_without_idempotence() {
         with.get("client.id").map(String::as_str),
         Some("qikchat-bridge-replay")
     );
+    // librdkafka's other spellings of true: they were taken for false, which cost replay its
+    // pipelining.
+    for spelled in ["1", "t", "TRUE"] {
+        let with = replay_overrides(&props(spelled));
+        assert_eq!(with.get("max.in.flight"), None, "{spelled}");
+    }
     let without = replay_overrides(&props("false"));
     assert_eq!(without.get("max.in.flight").map(String::as_str), Some("1"));
     assert_eq!(
