@@ -82,7 +82,14 @@ pub async fn serve_with<H, F>(
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(256)
+        // What one connection may hold before anyone is authenticated is its open streams'
+        // header lists: HPACK lets a byte on the wire stand for a whole header, so a stream's
+        // list decodes to up to 16 KiB of headers (about 60 KiB in memory) for ~0.5 KiB sent.
+        // 256 streams let one unauthenticated connection hold ~15 MiB, and 200 connections
+        // 2.8 GiB; 32 still keep ~1 ms acknowledgements from capping a connection below
+        // ~30k webhooks a second, and a proxy that wants more opens more connections.
+        .max_concurrent_streams(HTTP2_MAX_STREAMS)
+        .max_header_list_size(READ_BUFFER_BYTES as u32)
         // Pings find peers that vanished without a FIN, which would otherwise keep a
         // connection's permit for good.
         .keep_alive_interval(Some(Duration::from_secs(30)))
@@ -231,6 +238,9 @@ pub async fn serve_with<H, F>(
 
 /// The most an HTTP/1 connection buffers while it reads: a longer request head gets 431.
 pub const READ_BUFFER_BYTES: usize = 16 * 1024;
+
+/// The streams an HTTP/2 connection may have open at once (see `serve`).
+pub const HTTP2_MAX_STREAMS: u32 = 32;
 
 /// Whether a connection whose last answer had this status may wait `--idle-timeout` for its next
 /// request: not one refused as a stranger's (wrong path, method or credentials), whose sender

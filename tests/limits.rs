@@ -221,3 +221,22 @@ async fn a_chunked_body_once_read_holds_only_its_own_size_while_kafka_is_waited_
     );
     drop(chunked);
 }
+
+/// HPACK lets a byte sent stand for a whole header, so each open stream's header list, decoded
+/// before anyone is authenticated, can take ~60 KiB: at 256 streams one unauthenticated
+/// connection held ~15 MiB, and 200 of them 2.8 GiB. The server advertises 32.
+#[tokio::test]
+async fn an_http2_connection_may_have_at_most_32_streams_open_at_once() {
+    let app = TestApp::start(&[]).await;
+    let tcp = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    let (client, connection) = h2::client::handshake(tcp).await.expect("handshake");
+    tokio::spawn(connection);
+    let mut client = client.ready().await.expect("ready");
+    // Answered (401, without credentials) only after the server's settings have come.
+    let request = http::Request::post(app.url()).body(()).expect("request");
+    let (answer, _) = client.send_request(request, true).expect("send");
+    assert_eq!(answer.await.expect("answer").status(), 401);
+    assert_eq!(client.current_max_send_streams(), 32);
+}
