@@ -98,6 +98,7 @@ pub fn answer<B>(req: &Request<B>, health: &Health, metrics: &Metrics) -> Respon
         }
         "/metrics" => {
             metrics.ready.set(i64::from(health.readiness().is_ok()));
+            metrics.kafka_reachable.set(i64::from(health.kafka.ready()));
             if let Some(spool) = health.spool.get() {
                 metrics.spool.observe(spool);
             }
@@ -289,6 +290,31 @@ mod tests {
         );
         health.kafka.set(Ok(()));
         assert_eq!(health.readiness(), Ok(()));
+    }
+
+    /// With a spool the bridge stays ready without Kafka: the scrape still says Kafka does not
+    /// answer, which nothing else showed once librdkafka stopped listing the dead broker.
+    #[test]
+    fn the_scrape_shows_kafka_unreachable_while_a_spool_keeps_the_bridge_ready() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spool = Spool::open(dir.path(), 1 << 20, 32).expect("open");
+        let (health, metrics) = (Health::default(), Metrics::new(&[]).expect("metrics"));
+        health.started.store(true, Ordering::SeqCst);
+        let _ = health.spool.set(spool);
+        health.kafka.set(Err("no broker answered".into()));
+        let (status, text) = get("/metrics", &health, &metrics);
+        assert_eq!(status, StatusCode::OK);
+        assert!(text.contains("\nqikchat_bridge_ready 1\n"), "{text}");
+        assert!(
+            text.contains("\nqikchat_bridge_kafka_reachable 0\n"),
+            "{text}"
+        );
+        health.kafka.set(Ok(()));
+        let (_, text) = get("/metrics", &health, &metrics);
+        assert!(
+            text.contains("\nqikchat_bridge_kafka_reachable 1\n"),
+            "{text}"
+        );
     }
 
     // Real clock: the spool's writer is a thread blocked on the disk.

@@ -63,6 +63,10 @@ pub struct Metrics {
     pub in_flight: IntGauge,
     pub body_bytes: Histogram,
     pub ready: IntGauge,
+    /// Readiness's Kafka check alone, which a spool with room does not make the bridge unready
+    /// over: a dead broker leaves no other trace while the webhooks go to the spool (librdkafka
+    /// drops a broker it has no records for from its statistics' connected ones).
+    pub kafka_reachable: IntGauge,
     /// By producer role: librdkafka declared the producer failed and the bridge made a new one.
     pub producers_replaced: IntCounterVec,
     /// By producer role and result: a file the producer reads changed and it was made again.
@@ -189,6 +193,10 @@ impl Metrics {
             .buckets(prometheus::exponential_buckets(256.0, 4.0, 8)?),
         )?;
         let ready = IntGauge::new(name("ready"), "1 when /readyz answers 200")?;
+        let kafka_reachable = IntGauge::new(
+            name("kafka_reachable"),
+            "1 when the webhook producer has not failed and a broker answered its last metadata request",
+        )?;
         let build_info = IntGauge::with_opts(
             Opts::new(
                 name("build_info"),
@@ -215,6 +223,7 @@ impl Metrics {
             Box::new(in_flight.clone()),
             Box::new(body_bytes.clone()),
             Box::new(ready.clone()),
+            Box::new(kafka_reachable.clone()),
             Box::new(build_info),
         ] {
             reg(c)?;
@@ -282,6 +291,7 @@ impl Metrics {
             auth_file_stale,
             body_bytes,
             ready,
+            kafka_reachable,
             topics,
             kafka_stats,
             spool,

@@ -14,7 +14,7 @@ METRICS = {
     "qikchat_bridge_kafka_queue_max_bytes", "qikchat_bridge_kafka_broker_up",
     "qikchat_bridge_kafka_broker_rtt_seconds", "qikchat_bridge_kafka_broker_tx_errors_total",
     "qikchat_bridge_kafka_produce_requests_total", "qikchat_bridge_kafka_batch_records",
-    "qikchat_bridge_ready", "qikchat_bridge_build_info",
+    "qikchat_bridge_ready", "qikchat_bridge_kafka_reachable", "qikchat_bridge_build_info",
     "qikchat_bridge_kafka_producers_replaced_total", "qikchat_bridge_kafka_client_reloads_total",
     "qikchat_bridge_kafka_client_files_stale", "qikchat_bridge_auth_file_stale",
     # Durable spool (--spool-dir).
