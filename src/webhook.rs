@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::error::{Outcome, WebhookError};
 use crate::metrics::Metrics;
 use crate::producer::{Delivered, Sink};
+use crate::quiet::Budget;
 use crate::record::{self, Headers, Record};
 use crate::topics::{EventType, KeyStrategy, TopicMap};
 
@@ -38,6 +39,11 @@ const ACCEPTED: &[u8] = br#"{"status":"accepted"}"#;
 /// How long a request refused before its body was read may take to send the rest of it (see
 /// [`discard`]); a slower one gets its answer with the connection's end.
 const DISCARD_WITHIN: Duration = Duration::from_secs(1);
+
+/// Refusal lines logged a second for each outcome; the rest are counted in the next line's
+/// `held_back`. A flood of 401s wrote 39 MB of log a second, and a slow log pipe then held up
+/// every request that wrote one, honest ones included.
+const REFUSAL_LINES_PER_SECOND: u32 = 10;
 
 /// How far a request got, for its answer.
 #[derive(Default)]
@@ -65,6 +71,8 @@ pub struct Webhook<S> {
     max_in_flight: usize,
     in_flight: AtomicUsize,
     body_budget: BodyBudget,
+    /// The refusal lines logged a second, per outcome: anyone who can connect can cause one.
+    refusal_lines: Budget<{ Outcome::ALL.len() }>,
 }
 
 impl<S> std::fmt::Debug for Webhook<S> {
@@ -115,6 +123,7 @@ impl<S: Sink> Webhook<S> {
             max_in_flight: config.max_in_flight,
             in_flight: AtomicUsize::new(0),
             body_budget: BodyBudget::new(config.max_in_flight_bytes),
+            refusal_lines: Budget::new(REFUSAL_LINES_PER_SECOND),
         }
     }
 

@@ -82,4 +82,56 @@ async fn at_info_a_refusal_is_one_line_with_its_request_id_and_an_accepted_reque
             .is_some_and(|e| e.contains("acknowledgement")),
         "{line}"
     );
+
+    // Anyone who can connect can cause refusals: so many lines a second per outcome, the rest
+    // counted in the next line's `held_back`, so that no refusal goes uncounted.
+    let before = captured.len();
+    let flood = 200;
+    let started = std::time::Instant::now();
+    let sends = (0..flood).map(|i| {
+        app.http
+            .post(app.url())
+            .basic_auth(USER, Some("wrong"))
+            .header("x-request-id", format!("flood-{i}"))
+            .body(STATUS)
+            .send()
+    });
+    for answer in futures_util::future::join_all(sends).await {
+        assert_eq!(answer.expect("request").status(), 401);
+    }
+    let took = started.elapsed();
+    let logs = captured.text_from(before);
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .filter(|l| l.contains("flood-"))
+        .map(|l| serde_json::from_str(l).expect("JSON log line"))
+        .collect();
+    assert!(
+        lines.len() as u64 <= 10 * (took.as_secs() + 2),
+        "{} lines for {flood} refusals in {took:?}",
+        lines.len()
+    );
+    // A second later the next refusal is logged, with what was held back since.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let last = app
+        .http
+        .post(app.url())
+        .basic_auth(USER, Some("wrong"))
+        .header("x-request-id", "flood-last")
+        .body(STATUS)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(last.status(), 401);
+    let last = the_line(&captured.text_from(before), "flood-last");
+    let held: u64 = lines
+        .iter()
+        .chain([&last])
+        .map(|l| l["held_back"].as_u64().expect("held_back"))
+        .sum();
+    assert_eq!(
+        held + lines.len() as u64,
+        flood,
+        "every refusal counted once"
+    );
 }

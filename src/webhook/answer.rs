@@ -1,7 +1,7 @@
 //! The webhook's answers: the status, the JSON body and the headers of each outcome, and the one
 //! log line that says why a request was refused.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{HeaderValue, ACCEPT_ENCODING, ALLOW, CONTENT_TYPE, RETRY_AFTER};
@@ -21,23 +21,27 @@ impl<S: Sink> Webhook<S> {
         request_id: &str,
     ) -> Response<Full<Bytes>> {
         let outcome = err.outcome();
-        match outcome {
+        let kind = Outcome::ALL.iter().position(|o| *o == outcome).unwrap_or(0);
+        match (outcome, self.refusal_lines.admit(kind, Instant::now())) {
+            (_, None) => {}
             // The cause is logged here, once; the answer itself stays opaque.
-            Outcome::Unavailable | Outcome::Failed => {
+            (Outcome::Unavailable | Outcome::Failed, Some(held_back)) => {
                 tracing::warn!(
                     request_id,
                     status = outcome.status().as_u16(),
                     latency_ms = elapsed.as_secs_f64() * 1e3,
                     error = %err,
+                    held_back,
                     "not stored"
                 )
             }
-            _ => {
+            (_, Some(held_back)) => {
                 tracing::info!(
                     request_id,
                     status = outcome.status().as_u16(),
                     latency_ms = elapsed.as_secs_f64() * 1e3,
                     error = %err,
+                    held_back,
                     "refused"
                 )
             }
