@@ -19,38 +19,42 @@ const DEFAULT_FILTER: &str = "info";
 /// would hide even the reason the bridge exits. An invalid one is `info` too, said once logging
 /// works.
 ///
-/// A level above `info` for every target is kept from h2 and hyper unless the filter names them:
-/// at `debug` h2 logs what a client sent in a malformed request (a `:authority` with its
-/// user-info, a `:path` with its query), which can be a credential, from anyone who can connect.
+/// A level above `info` for every target is kept from hyper, and any but `error` from h2, unless
+/// the filter names them: at `debug` h2 logs what a client sent in a malformed request (a
+/// `:authority` with its user-info, a `:path` with its query), which can be a credential, from
+/// anyone who can connect, and at `warn` a line per connection an attacker opens.
 fn filter_spec(rust_log: Result<&str, ()>) -> (String, Option<String>) {
-    let spec = match rust_log {
-        Ok(spec) if !spec.trim().is_empty() => spec.trim(),
-        Ok(_) => return (DEFAULT_FILTER.to_string(), None),
-        Err(()) => {
-            return (
-                DEFAULT_FILTER.to_string(),
+    let (spec, not_taken) = match rust_log {
+        Ok(spec) if !spec.trim().is_empty() => match EnvFilter::builder().parse(spec.trim()) {
+            Ok(_) => (spec.trim(), None),
+            Err(e) => (
+                DEFAULT_FILTER,
                 Some(format!(
-                    "RUST_LOG is not UTF-8; logging at {DEFAULT_FILTER}"
+                    "RUST_LOG is not a valid filter ({e}); logging at {DEFAULT_FILTER}"
                 )),
-            )
-        }
-    };
-    if let Err(e) = EnvFilter::builder().parse(spec) {
-        return (
-            DEFAULT_FILTER.to_string(),
+            ),
+        },
+        Ok(_) => (DEFAULT_FILTER, None),
+        Err(()) => (
+            DEFAULT_FILTER,
             Some(format!(
-                "RUST_LOG is not a valid filter ({e}); logging at {DEFAULT_FILTER}"
+                "RUST_LOG is not UTF-8; logging at {DEFAULT_FILTER}"
             )),
-        );
+        ),
+    };
+    (capped(spec), not_taken)
+}
+
+/// `spec` with h2 and hyper kept quieter than it asks, as [`filter_spec`] says.
+fn capped(spec: &str) -> String {
+    if spec == "off" {
+        return spec.to_string();
     }
     let everything_verbose = spec.split(',').any(|d| {
         d.trim()
             .parse::<LevelFilter>()
             .is_ok_and(|level| level > LevelFilter::INFO)
     });
-    if !everything_verbose {
-        return (spec.to_string(), None);
-    }
     // Each crate its own: `hyper=warn` asks for less of hyper, not for h2's debug lines. A
     // directive for one of a crate's modules (`h2::codec=trace`) still wins for that module.
     let named = |krate: &str| {
@@ -58,12 +62,16 @@ fn filter_spec(rust_log: Result<&str, ()>) -> (String, Option<String>) {
             .any(|d| d.trim().split(['=', '[']).next() == Some(krate))
     };
     let mut capped = spec.to_string();
-    for krate in ["h2", "hyper"] {
-        if !named(krate) {
-            capped.push_str(&format!(",{krate}=info"));
-        }
+    // h2 warns once for each connection that resets too many streams (HTTP/2 rapid reset) before
+    // it closes it: a client that reconnects repeats that without end, 2,200 lines a second
+    // measured, at every level. Its errors are what is left (it logs none today).
+    if !named("h2") {
+        capped.push_str(",h2=error");
     }
-    (capped, None)
+    if everything_verbose && !named("hyper") {
+        capped.push_str(",hyper=info");
+    }
+    capped
 }
 
 /// Installs the global subscriber writing to `writer`; `Err` if one is installed already.
@@ -130,46 +138,56 @@ mod tests {
 
     #[test]
     fn an_unset_or_empty_rust_log_is_info_not_a_filter_that_hides_everything() {
-        assert_eq!(spec(""), ("info".to_string(), None));
-        assert_eq!(spec("  "), ("info".to_string(), None));
+        assert_eq!(spec(""), ("info,h2=error".to_string(), None));
+        assert_eq!(spec("  "), ("info,h2=error".to_string(), None));
     }
 
     #[test]
     fn an_invalid_rust_log_is_info_with_the_reason_said() {
         let (filter, why) = spec("[{");
-        assert_eq!(filter, "info");
+        assert_eq!(filter, "info,h2=error");
         assert!(
             why.is_some_and(|w| w.starts_with("RUST_LOG is not a valid filter")),
             "said"
         );
         let (filter, why) = filter_spec(Err(()));
-        assert_eq!(filter, "info");
+        assert_eq!(filter, "info,h2=error");
         assert!(why.is_some_and(|w| w.contains("not UTF-8")));
     }
 
     #[test]
-    fn debug_for_everything_keeps_h2_and_hyper_at_info_unless_they_are_named() {
-        assert_eq!(spec("debug").0, "debug,h2=info,hyper=info");
-        assert_eq!(spec("info,trace").0, "info,trace,h2=info,hyper=info");
+    fn debug_for_everything_keeps_hyper_at_info_and_h2_at_error_unless_they_are_named() {
+        assert_eq!(spec("debug").0, "debug,h2=error,hyper=info");
+        assert_eq!(spec("info,trace").0, "info,trace,h2=error,hyper=info");
         assert_eq!(
             spec("debug,h2=trace").0,
             "debug,h2=trace,hyper=info",
             "named"
         );
         // Quieter hyper is no reason for h2's debug lines (it was, found by a re-test).
-        assert_eq!(spec("debug,hyper=warn").0, "debug,hyper=warn,h2=info");
+        assert_eq!(spec("debug,hyper=warn").0, "debug,hyper=warn,h2=error");
         assert_eq!(
             spec("trace,h2::codec=trace").0,
-            "trace,h2::codec=trace,h2=info,hyper=info",
+            "trace,h2::codec=trace,h2=error,hyper=info",
             "a module named wins for that module only"
         );
-        for kept in [
-            "info",
-            "warn",
-            "info,qikchat_bridge=debug",
-            "h2=debug",
-            "off",
+    }
+
+    /// h2's warning for a connection that resets too many streams, which an attacker repeats
+    /// with every connection, is left out at any level unless h2 is named.
+    #[test]
+    fn h2_logs_only_errors_unless_it_is_named() {
+        for (given, taken) in [
+            ("info", "info,h2=error"),
+            ("warn", "warn,h2=error"),
+            (
+                "info,qikchat_bridge=debug",
+                "info,qikchat_bridge=debug,h2=error",
+            ),
         ] {
+            assert_eq!(spec(given), (taken.to_string(), None), "{given}");
+        }
+        for kept in ["h2=debug", "info,h2=warn", "off"] {
             assert_eq!(spec(kept), (kept.to_string(), None), "{kept}");
         }
     }
