@@ -228,12 +228,7 @@ async fn a_chunked_body_once_read_holds_only_its_own_size_while_kafka_is_waited_
 #[tokio::test]
 async fn an_http2_connection_may_have_at_most_32_streams_open_at_once() {
     let app = TestApp::start(&[]).await;
-    let tcp = tokio::net::TcpStream::connect(app.addr)
-        .await
-        .expect("connect");
-    let (client, connection) = h2::client::handshake(tcp).await.expect("handshake");
-    tokio::spawn(connection);
-    let mut client = client.ready().await.expect("ready");
+    let mut client = common::h2_connection(app.addr).await;
     // Answered (401, without credentials) only after the server's settings have come.
     let request = http::Request::post(app.url()).body(()).expect("request");
     let (answer, _) = client.send_request(request, true).expect("send");

@@ -5,6 +5,15 @@ mod common;
 
 use common::{Captured, TestApp, STATUS, USER};
 
+/// A POST with a wrong password, refused with 401, under `request_id`.
+fn wrong_password(app: &TestApp, request_id: &str) -> reqwest::RequestBuilder {
+    app.http
+        .post(app.url())
+        .basic_auth(USER, Some("wrong"))
+        .header("x-request-id", request_id)
+        .body(STATUS)
+}
+
 /// The one JSON log line that names `request_id`.
 fn the_line(logs: &str, request_id: &str) -> serde_json::Value {
     let lines: Vec<&str> = logs.lines().filter(|l| l.contains(request_id)).collect();
@@ -38,12 +47,7 @@ async fn at_info_a_refusal_is_one_line_with_its_request_id_and_an_accepted_reque
         "accepted requests log nothing at info"
     );
 
-    let refused = app
-        .http
-        .post(app.url())
-        .basic_auth(USER, Some("wrong"))
-        .header("x-request-id", "refused-req-1")
-        .body(STATUS)
+    let refused = wrong_password(&app, "refused-req-1")
         .send()
         .await
         .expect("request");
@@ -88,14 +92,7 @@ async fn at_info_a_refusal_is_one_line_with_its_request_id_and_an_accepted_reque
     let before = captured.len();
     let flood = 200;
     let started = std::time::Instant::now();
-    let sends = (0..flood).map(|i| {
-        app.http
-            .post(app.url())
-            .basic_auth(USER, Some("wrong"))
-            .header("x-request-id", format!("flood-{i}"))
-            .body(STATUS)
-            .send()
-    });
+    let sends = (0..flood).map(|i| wrong_password(&app, &format!("flood-{i}")).send());
     for answer in futures_util::future::join_all(sends).await {
         assert_eq!(answer.expect("request").status(), 401);
     }
@@ -113,12 +110,7 @@ async fn at_info_a_refusal_is_one_line_with_its_request_id_and_an_accepted_reque
     );
     // A second later the next refusal is logged, with what was held back since.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    let last = app
-        .http
-        .post(app.url())
-        .basic_auth(USER, Some("wrong"))
-        .header("x-request-id", "flood-last")
-        .body(STATUS)
+    let last = wrong_password(&app, "flood-last")
         .send()
         .await
         .expect("request");

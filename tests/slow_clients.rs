@@ -191,12 +191,7 @@ async fn h2_post_without_body(
     app: &TestApp,
     authorization: &str,
 ) -> (h2::client::ResponseFuture, h2::SendStream<bytes::Bytes>) {
-    let tcp = tokio::net::TcpStream::connect(app.addr)
-        .await
-        .expect("connect");
-    let (client, connection) = h2::client::handshake(tcp).await.expect("handshake");
-    tokio::spawn(connection);
-    let mut client = client.ready().await.expect("ready");
+    let mut client = common::h2_connection(app.addr).await;
     let request = http::Request::post(app.url())
         .header("authorization", authorization)
         .header("content-type", "application/json")

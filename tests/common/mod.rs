@@ -26,6 +26,15 @@ pub const USER: &str = "qikchat";
 pub const PASS: &str = "correct horse battery staple";
 pub const PARTITIONS: i32 = 3;
 
+/// A connection of h2's own client to `addr`, ready for a request: for what reqwest does not
+/// expose (a stream left open, the server's settings).
+pub async fn h2_connection(addr: SocketAddr) -> h2::client::SendRequest<bytes::Bytes> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (client, connection) = h2::client::handshake(tcp).await.expect("handshake");
+    tokio::spawn(connection);
+    client.ready().await.expect("ready")
+}
+
 /// An HTTP/2 client that speaks h2c without an upgrade, as the bridge serves it on its port.
 #[allow(dead_code)]
 pub fn h2c_client() -> reqwest::Client {
