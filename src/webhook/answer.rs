@@ -21,8 +21,10 @@ impl<S: Sink> Webhook<S> {
         request_id: &str,
     ) -> Response<Full<Bytes>> {
         let outcome = err.outcome();
-        let kind = Outcome::ALL.iter().position(|o| *o == outcome).unwrap_or(0);
-        match (outcome, self.refusal_lines.admit(kind, Instant::now())) {
+        match (
+            outcome,
+            self.refusal_lines.admit(outcome.index(), Instant::now()),
+        ) {
             (_, None) => {}
             // The cause is logged here, once; the answer itself stays opaque.
             (Outcome::Unavailable | Outcome::Failed, Some(held_back)) => {
