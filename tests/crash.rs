@@ -39,12 +39,8 @@ fn start(bootstrap: &str, spool: &std::path::Path) -> Spawned {
 async fn records_answered_200_survive_a_sigkill_and_a_torn_tail_while_kafka_is_down() {
     let (cluster, bootstrap) = common::cluster_with_broker_down(TOPIC);
     let dir = tempfile::tempdir().expect("tempdir");
-    let Spawned {
-        mut child,
-        port,
-        admin,
-        ..
-    } = start(&bootstrap, dir.path());
+    let mut first = start(&bootstrap, dir.path());
+    let (port, admin) = (first.port, first.admin);
     common::wait_ready_at(admin).await;
 
     // Load that is still running when the process dies: senders that keep going until the
@@ -83,8 +79,8 @@ async fn records_answered_200_survive_a_sigkill_and_a_torn_tail_while_kafka_is_d
     while answered.load(Ordering::SeqCst) < 10 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reaped");
+    first.child.kill().expect("SIGKILL");
+    first.child.wait().expect("reaped");
     let mut accepted = Vec::new();
     for s in senders {
         accepted.extend(s.await.expect("sender"));

@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 
 mod spawned;
 #[allow(unused_imports)] // Only the tests that start the bridge as a process use them.
-pub use spawned::{Spawned, ANY_PORTS, LOG_FILTER};
+pub use spawned::{ports_in, Spawned, ANY_PORTS, LOG_FILTER};
 
 pub const USER: &str = "qikchat";
 pub const PASS: &str = "correct horse battery staple";

@@ -84,8 +84,16 @@ impl Spawned {
     }
 }
 
+/// A test that fails must not leave its bridge running.
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The webhook and admin ports in the bridge's "accepting webhooks" line.
-fn ports_in(line: &str) -> Option<(u16, u16)> {
+pub fn ports_in(line: &str) -> Option<(u16, u16)> {
     let v: serde_json::Value = serde_json::from_str(line).ok()?;
     if v["message"] != "accepting webhooks" {
         return None;
