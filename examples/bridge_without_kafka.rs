@@ -48,7 +48,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::from_args(cli.serve, env, |p| std::fs::read_to_string(p))?;
     // The bridge's own logging, filter and all: with no subscriber, tracing's call sites would
     // take a cheaper path than the bridge's do.
-    qikchat_bridge::telemetry::init(config.log_format)?;
+    let _log = qikchat_bridge::telemetry::init(config.log_format)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

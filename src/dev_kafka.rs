@@ -31,7 +31,8 @@ impl DevKafkaError {
 /// Runs the embedded cluster with the bridge's default topics (with `prefix`), prints
 /// `bootstrap.servers=HOST:PORT` to `out` and returns at the first SIGTERM, SIGINT or SIGHUP.
 pub fn run(partitions: i32, prefix: &str, out: &mut impl Write) -> Result<(), DevKafkaError> {
-    let _ = crate::telemetry::init(LogFormat::Auto);
+    // Held to the end: dropping it would stop the log writer.
+    let _log = crate::telemetry::init(LogFormat::Auto);
     let topics = TopicMap::new(
         prefix,
         &[],

@@ -112,10 +112,14 @@ fn serve(args: config::Args) -> ExitCode {
         complain(format_args!("qikchat-bridge: invalid configuration: {e}"));
         return ExitCode::from(EXIT_CONFIG);
     }
-    if let Err(e) = telemetry::init(config.log_format) {
-        complain(format_args!("qikchat-bridge: cannot start logging: {e}"));
-        return ExitCode::FAILURE;
-    }
+    // Dropped last, after the runtime: it writes the lines still buffered.
+    let _log = match telemetry::init(config.log_format) {
+        Ok(guard) => guard,
+        Err(e) => {
+            complain(format_args!("qikchat-bridge: cannot start logging: {e}"));
+            return ExitCode::FAILURE;
+        }
+    };
     qikchat_bridge::open_files::raise_limit(config.max_connections);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

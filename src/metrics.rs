@@ -19,6 +19,7 @@ use crate::producer::ProducerRole;
 use crate::topics::EventType;
 
 #[cfg(target_os = "linux")]
+mod log_lines;
 mod process;
 mod spool;
 pub use spool::SpoolMetrics;
@@ -231,6 +232,9 @@ impl Metrics {
             reg(c)?;
         }
         kafka_stats.register(&registry)?;
+        reg(Box::new(log_lines::LogLinesDropped::new(name(
+            "log_lines_dropped_total",
+        ))?))?;
         let spool = SpoolMetrics::new(&registry)?;
         #[cfg(target_os = "linux")]
         reg(Box::new(process::Process::for_self()))?;

@@ -17,6 +17,7 @@ METRICS = {
     "qikchat_bridge_ready", "qikchat_bridge_kafka_reachable", "qikchat_bridge_build_info",
     "qikchat_bridge_kafka_producers_replaced_total", "qikchat_bridge_kafka_client_reloads_total",
     "qikchat_bridge_kafka_client_files_stale", "qikchat_bridge_auth_file_stale",
+    "qikchat_bridge_log_lines_dropped_total",
     # Durable spool (--spool-dir).
     "qikchat_bridge_spool_records", "qikchat_bridge_spool_bytes", "qikchat_bridge_spool_max_bytes",
     "qikchat_bridge_spool_oldest_age_seconds", "qikchat_bridge_spool_appends_total",

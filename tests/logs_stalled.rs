@@ -1,0 +1,103 @@
+//! A log reader that stops reading (a container runtime whose pipe is full) costs log lines,
+//! counted, never the answer of a request: the bridge writes stderr from a thread of its own.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{stop_with, STATUS};
+
+const BIN: &str = env!("CARGO_BIN_EXE_qikchat-bridge");
+
+/// Enough "accepted" lines at debug to fill a pipe (64 KiB) and the writer's buffer several times.
+const REQUESTS: usize = 6000;
+
+/// Killed if the test fails, which would otherwise leave it running.
+struct Bridge(Child);
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_reader_that_stops_reading_costs_counted_log_lines_and_no_answer() {
+    let mut bridge = Bridge(
+        Command::new(BIN)
+            .args(common::ANY_PORTS)
+            .args(["--shutdown-delay", "0s"])
+            .env_clear()
+            // A line for each accepted request.
+            .env("RUST_LOG", "warn,qikchat_bridge=debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the bridge"),
+    );
+    let mut log = BufReader::new(bridge.0.stderr.take().expect("stderr"));
+    let (port, admin) = loop {
+        let mut line = String::new();
+        assert!(log.read_line(&mut line).expect("a log line") > 0, "ended");
+        if let Some(ports) = common::ports_in(&line) {
+            break ports;
+        }
+    };
+    common::wait_ready_at(admin).await;
+
+    // From here on nobody reads the log.
+    let url = format!("http://127.0.0.1:{port}/webhook");
+    let http = reqwest::Client::new();
+    let mut senders = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (http, url) = (http.clone(), url.clone());
+        senders.spawn(async move {
+            for _ in 0..REQUESTS / 8 {
+                let answer = http
+                    .post(&url)
+                    .basic_auth("testuser", Some("testpass"))
+                    .body(STATUS)
+                    .timeout(Duration::from_secs(10))
+                    .send()
+                    .await
+                    .expect("an answer while the log is not read");
+                assert_eq!(answer.status(), 200);
+            }
+        });
+    }
+    while let Some(sent) = senders.join_next().await {
+        sent.expect("sender");
+    }
+    let metrics = http
+        .get(format!("http://127.0.0.1:{admin}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let dropped: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("qikchat_bridge_log_lines_dropped_total "))
+        .expect("the counter")
+        .parse()
+        .expect("a number");
+    assert!(dropped > 0.0, "{dropped}");
+    assert!(dropped < REQUESTS as f64, "most lines wait for the reader");
+
+    // Read again: what was kept comes out in whole lines, and so does the shutdown.
+    let reader = std::thread::spawn(move || {
+        let mut rest = Vec::new();
+        log.read_to_end(&mut rest).expect("the rest of the log");
+        rest
+    });
+    assert!(stop_with(&mut bridge.0, "-TERM").success());
+    let rest = String::from_utf8(reader.join().expect("reader")).expect("UTF-8");
+    for line in rest.lines() {
+        serde_json::from_str::<serde_json::Value>(line).expect("a whole JSON line");
+    }
+    assert!(rest.contains(r#""message":"stopped""#), "{rest}");
+}
