@@ -36,6 +36,8 @@ pub struct Health {
     pub spool: OnceLock<Arc<Spool>>,
     /// A scrape's read of the spool is running (see [`respond`]).
     scraping: Arc<AtomicBool>,
+    /// The scrapes answered, for an exit after a failure to wait for the next one.
+    pub scrapes: crate::scrapes::Scrapes,
 }
 
 impl Health {
@@ -103,6 +105,7 @@ pub fn answer<B>(req: &Request<B>, health: &Health, metrics: &Metrics) -> Respon
                 metrics.spool.observe(spool);
             }
             let mut r = text(StatusCode::OK, metrics.render());
+            health.scrapes.served();
             r.headers_mut().insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

@@ -22,6 +22,7 @@ pub mod operator_file;
 pub mod producer;
 pub mod quiet;
 pub mod record;
+pub mod scrapes;
 pub mod server;
 pub mod signals;
 pub mod spool;
@@ -232,11 +233,13 @@ pub async fn run_with_cut(
     };
     let failure = Arc::new(std::sync::OnceLock::new());
     let failed = failure.clone();
+    let scraped = health.clone();
     // Borrowed, not moved: a panic during the drain, when this no longer waits, is read at the end.
     let watched = &mut failures;
     let serving = server::serve(listeners.webhook, webhook, options, async move {
+        let mut shutdown = std::pin::pin!(shutdown);
         tokio::select! {
-            () = shutdown => {}
+            () = &mut shutdown => {}
             reason = spool_failed => {
                 tracing::error!(%reason, "stopping: the spool cannot store records again until its file is opened anew, which a restart does");
                 let _ = failed.set(Stopped::Spool(reason));
@@ -248,7 +251,21 @@ pub async fn run_with_cut(
         }
         draining.draining.store(true, Ordering::SeqCst);
         tracing::info!(delay = ?shutdown_delay, "shutdown requested: reporting unready");
-        tokio::time::sleep(shutdown_delay).await;
+        if failed.get().is_some() {
+            // The counter that says why (spool_appends_total{result="error"}, say) would
+            // otherwise go with the process: the restarted one counts from zero.
+            // A SIGTERM meanwhile (a pod deleted) ends that wait, not the shutdown delay.
+            tracing::info!("stopping after the next scrape of /metrics, if anything scrapes it (at most 2 min)");
+            let scrape_or_signal = async {
+                tokio::select! {
+                    () = scraped.scrapes.next() => {}
+                    () = &mut shutdown => {}
+                }
+            };
+            tokio::join!(tokio::time::sleep(shutdown_delay), scrape_or_signal);
+        } else {
+            tokio::time::sleep(shutdown_delay).await;
+        }
     });
     // Dropped when cut (in the delay or the grace), the server closes its listener and its
     // connections at once, as when its grace ends.

@@ -101,6 +101,8 @@ struct Holdings {
     records: AtomicU64,
     /// Entries in the `unreadable` table: accepted records that will not be replayed.
     unreadable: AtomicU64,
+    /// Spool files moved aside as unreadable found in the directory at start-up.
+    files_set_aside: AtomicU64,
     /// Encoded bytes handed to the writer thread and not yet committed (or failed).
     waiting: AtomicU64,
     /// Woken when a record is appended, so the replayer need not poll.
@@ -191,7 +193,12 @@ impl Spool {
         dir::make_private(&path);
         let file = linked::FileId::of(&path).map_err(io)?;
         dir::warn_if_volume_too_small(dir, max_bytes);
-        Spool::with_database(db, path, max_bytes, headroom, Some(lock), Some(file))
+        let spool = Spool::with_database(db, path, max_bytes, headroom, Some(lock), Some(file))?;
+        spool
+            .holdings
+            .files_set_aside
+            .store(recover::files_set_aside(dir), Ordering::SeqCst);
+        Ok(spool)
     }
 
     /// The spool over an open redb database, at `path`, which is `file` when on disk (tests give
@@ -222,6 +229,7 @@ impl Spool {
             bytes: AtomicU64::new(bytes),
             records: AtomicU64::new(records),
             unreadable: AtomicU64::new(unreadable),
+            files_set_aside: AtomicU64::new(0),
             waiting: AtomicU64::new(0),
             appended: Notify::new(),
             failure: tokio::sync::watch::Sender::new(None),
@@ -410,6 +418,11 @@ impl Spool {
     /// were answered 200 and will not reach Kafka without an operator.
     pub fn unreadable(&self) -> u64 {
         self.holdings.unreadable.load(Ordering::SeqCst)
+    }
+
+    /// Spool files moved aside as unreadable (see `open`), from earlier runs too, found at start-up.
+    pub fn files_set_aside(&self) -> u64 {
+        self.holdings.files_set_aside.load(Ordering::SeqCst)
     }
 
     pub fn max_bytes(&self) -> u64 {

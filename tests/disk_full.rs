@@ -38,6 +38,23 @@ async fn a_full_disk_answers_503_stops_the_bridge_and_every_200_reaches_kafka_af
     let (port, child) = (bridge.port, &mut bridge.child);
     let http = reqwest::Client::new();
     common::wait_ready_at(bridge.admin).await;
+    // Scraped every 2 s, as Prometheus would: the last scrape the bridge answers must show the
+    // failed write it stops for, since the restarted bridge counts from zero.
+    let last_scrape = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let scraper = tokio::spawn({
+        let (http, kept) = (http.clone(), last_scrape.clone());
+        let url = format!("http://127.0.0.1:{}/metrics", bridge.admin);
+        async move {
+            loop {
+                if let Ok(r) = http.get(&url).send().await {
+                    if let Ok(text) = r.text().await {
+                        *kept.lock().expect("kept") = text;
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    });
 
     let pad = "x".repeat(60_000);
     let (mut ok, mut n503, mut unreachable) = (Vec::new(), 0, 0);
@@ -93,6 +110,18 @@ async fn a_full_disk_answers_503_stops_the_bridge_and_every_200_reaches_kafka_af
     };
     // Status 1, not a signal: it stopped on purpose rather than crashed.
     assert_eq!(status.code(), Some(1), "{status}");
+    scraper.abort();
+    let scraped = last_scrape.lock().expect("kept").clone();
+    let errors: u64 = scraped
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"qikchat_bridge_spool_appends_total{result="error"} "#))
+        .expect("the counter")
+        .parse()
+        .expect("a number");
+    assert!(
+        errors >= 1,
+        "the last scrape before the exit shows the failed write"
+    );
     let logged = bridge.log_to_end();
     assert!(
         logged.contains("cannot take records again") && logged.contains("a new write is refused"),

@@ -574,7 +574,9 @@ async fn a_spool_directory_deleted_while_running_answers_503_replays_what_it_hel
     // then stops so that its restart makes a new spool.
     app.cluster.broker_up(1).expect("up");
     all_stored(&app, &[id], Duration::from_secs(30)).await;
-    // It stops by itself once the removed file is replayed.
+    // It stops by itself once the removed file is replayed, after the next scrape, or 5 s
+    // (two scrapes this close together say nothing of a scrape interval): see `scrapes`.
+    let _ = app.admin_get("/metrics").await;
     let error = app.wait_failed(Duration::from_secs(30)).await;
     assert!(error.contains("removed or replaced"), "{error}");
 }

@@ -23,6 +23,7 @@ METRICS = {
     "qikchat_bridge_spool_oldest_age_seconds", "qikchat_bridge_spool_appends_total",
     "qikchat_bridge_spool_replayed_total", "qikchat_bridge_spool_replay_failures_total",
     "qikchat_bridge_spool_deadlettered_total", "qikchat_bridge_spool_unreadable_records",
+    "qikchat_bridge_spool_files_set_aside",
 }
 HISTOGRAMS = {"qikchat_bridge_request_duration_seconds", "qikchat_bridge_kafka_delivery_duration_seconds",
               "qikchat_bridge_request_body_bytes"}

@@ -19,6 +19,7 @@ pub struct SpoolMetrics {
     bytes: IntGauge,
     max_bytes: IntGauge,
     unreadable: IntGauge,
+    files_set_aside: IntGauge,
     oldest_age: Gauge,
     /// The oldest record's receive time at the last read that succeeded ([`NONE`]: empty).
     oldest_ms: AtomicI64,
@@ -58,6 +59,10 @@ impl SpoolMetrics {
             name("spool_unreadable_records"),
             "Spooled records that could not be decoded, set aside in the spool file's unreadable table and not replayed",
         )?;
+        let files_set_aside = IntGauge::new(
+            name("spool_files_set_aside"),
+            "Spool files moved aside at start-up because they could not be read, still in the spool directory (their records are not replayed)",
+        )?;
         let oldest_age = Gauge::new(
             name("spool_oldest_age_seconds"),
             "Age of the oldest record waiting in the spool (0 when empty)",
@@ -66,7 +71,7 @@ impl SpoolMetrics {
         for c in [&replayed, &replay_failures, &deadlettered] {
             registry.register(Box::new(c.clone()))?;
         }
-        for g in [&records, &bytes, &max_bytes, &unreadable] {
+        for g in [&records, &bytes, &max_bytes, &unreadable, &files_set_aside] {
             registry.register(Box::new(g.clone()))?;
         }
         registry.register(Box::new(oldest_age.clone()))?;
@@ -80,6 +85,7 @@ impl SpoolMetrics {
             bytes,
             max_bytes,
             unreadable,
+            files_set_aside,
             oldest_age,
             oldest_ms: AtomicI64::new(NONE),
         })
@@ -114,6 +120,7 @@ impl SpoolMetrics {
         self.bytes.set(clamp(spool.bytes()));
         self.max_bytes.set(clamp(spool.max_bytes()));
         self.unreadable.set(clamp(spool.unreadable()));
+        self.files_set_aside.set(clamp(spool.files_set_aside()));
         // A read that failed shows the age of the oldest record the last one found, which
         // keeps growing: 0 ("empty"), or an age frozen at the failure, would hold off the alert
         // exactly when records may be stuck.

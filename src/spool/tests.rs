@@ -202,6 +202,17 @@ async fn an_unreadable_file_is_moved_aside_instead_of_failing_start_up() {
         0o600,
         "private, as the spool file"
     );
+    // Its records were answered 200: counted until an operator removes it, across restarts.
+    assert_eq!(spool.files_set_aside(), 1);
+    spool.close();
+    drop(spool);
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("reopen");
+    assert_eq!(spool.files_set_aside(), 1, "still there");
+    spool.close();
+    drop(spool);
+    std::fs::remove_file(aside.path()).expect("remove");
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("reopen");
+    assert_eq!(spool.files_set_aside(), 0, "removed");
 }
 
 /// A file closed cleanly and damaged afterwards (a disk that lost writes it acknowledged, a bad
