@@ -95,6 +95,17 @@ mod tests {
         assert_eq!(start.elapsed(), Duration::from_secs(10));
     }
 
+    /// How long a stop waits after two scrapes `interval` apart and none since.
+    async fn waited_after(interval: Duration) -> Duration {
+        let scrapes = Scrapes::default();
+        scrapes.served();
+        tokio::time::advance(interval).await;
+        scrapes.served();
+        let start = Instant::now();
+        scrapes.next().await;
+        start.elapsed()
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_scraper_gone_quiet_is_awaited_half_its_interval_again_within_bounds() {
         let scrapes = Scrapes::default();
@@ -103,28 +114,15 @@ mod tests {
         scrapes.next().await;
         assert_eq!(start.elapsed(), ONE_SEEN, "one scrape: no interval yet");
 
-        let scrapes = Scrapes::default();
-        scrapes.served();
-        tokio::time::advance(Duration::from_secs(30)).await;
-        scrapes.served();
-        let start = Instant::now();
-        scrapes.next().await;
-        assert_eq!(start.elapsed(), Duration::from_secs(45));
-
-        let scrapes = Scrapes::default();
-        scrapes.served();
-        tokio::time::advance(Duration::from_millis(100)).await;
-        scrapes.served();
-        let start = Instant::now();
-        scrapes.next().await;
-        assert_eq!(start.elapsed(), LEAST, "scrapes by hand");
-
-        let scrapes = Scrapes::default();
-        scrapes.served();
-        tokio::time::advance(Duration::from_secs(600)).await;
-        scrapes.served();
-        let start = Instant::now();
-        scrapes.next().await;
-        assert_eq!(start.elapsed(), MOST);
+        assert_eq!(
+            waited_after(Duration::from_secs(30)).await,
+            Duration::from_secs(45)
+        );
+        assert_eq!(
+            waited_after(Duration::from_millis(100)).await,
+            LEAST,
+            "scrapes by hand"
+        );
+        assert_eq!(waited_after(Duration::from_secs(600)).await, MOST);
     }
 }
