@@ -13,28 +13,32 @@ use common::{Spawned, PASS, USER};
 const BIN: &str = env!("CARGO_BIN_EXE_qikchat-bridge");
 const TOPIC: &str = "whatsapp.message.status";
 
+/// 2 MiB of file size: room for the empty database and some records, then EFBIG.
+const SMALL_DISK: &str = "trap '' XFSZ; ulimit -f 4096; ";
+
+/// The bridge on Kafka at `bootstrap` with its spool in `spool`, under a shell that sets
+/// `limits` first (`$0` the binary, `$1` the spool).
+fn start(bootstrap: &str, spool: &std::path::Path, limits: &str) -> Spawned {
+    let flags = format!(
+        "--kafka-brokers {bootstrap} --auth {USER}:'{PASS}' --ack-timeout 1s {} --spool-dir \"$1\"",
+        common::ANY_PORTS.join(" ")
+    );
+    Spawned::start(
+        Command::new("sh")
+            .args(["-c", &format!("{limits}exec \"$0\" {flags}"), BIN])
+            .arg(spool)
+            .env_clear()
+            .env("RUST_LOG", common::LOG_FILTER)
+            .stdout(Stdio::null()),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_answers_503_stops_the_bridge_and_every_200_reaches_kafka_after_a_restart() {
     let (cluster, bootstrap) = common::cluster_with_broker_down(TOPIC);
     let dir = tempfile::tempdir().expect("tempdir");
     let spool = dir.path().join("spool");
-    let flags = format!(
-        "--kafka-brokers {bootstrap} --auth {USER}:'{PASS}' --ack-timeout 1s {} --spool-dir \"$1\"",
-        common::ANY_PORTS.join(" ")
-    );
-    // The bridge under a shell that sets its limits first (`$0` the binary, `$1` the spool).
-    let start = |limits: &str| {
-        Spawned::start(
-            Command::new("sh")
-                .args(["-c", &format!("{limits}exec \"$0\" {flags}"), BIN])
-                .arg(&spool)
-                .env_clear()
-                .env("RUST_LOG", common::LOG_FILTER)
-                .stdout(Stdio::null()),
-        )
-    };
-    // 2 MiB of file size: room for the empty database and some records, then EFBIG.
-    let mut bridge = start("trap '' XFSZ; ulimit -f 4096; ");
+    let mut bridge = start(&bootstrap, &spool, SMALL_DISK);
     let (port, child) = (bridge.port, &mut bridge.child);
     let http = reqwest::Client::new();
     common::wait_ready_at(bridge.admin).await;
@@ -130,8 +134,57 @@ async fn a_full_disk_answers_503_stops_the_bridge_and_every_200_reaches_kafka_af
 
     // Restarted with room on the disk, it replays what it answered 200 for.
     cluster.broker_up(1).expect("up");
-    let mut restarted = start("");
+    let mut restarted = start(&bootstrap, &spool, "");
     common::wait_all_stored(&bootstrap, TOPIC, &ok).await;
     let _ = restarted.child.kill();
     let _ = restarted.child.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_ends_the_wait_for_a_scrape_after_a_failed_spool_write() {
+    let (_cluster, bootstrap) = common::cluster_with_broker_down(TOPIC);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut bridge = start(&bootstrap, &dir.path().join("spool"), SMALL_DISK);
+    common::wait_ready_at(bridge.admin).await;
+    let http = reqwest::Client::new();
+    // Scraped once: with no interval known, the stop would wait a minute for the next scrape.
+    let metrics = format!("http://127.0.0.1:{}/metrics", bridge.admin);
+    http.get(&metrics).send().await.expect("scrape");
+
+    let pad = "x".repeat(60_000);
+    let url = format!("http://127.0.0.1:{}/webhook", bridge.port);
+    let mut refused = false;
+    for round in 0..10 {
+        let sent: Vec<_> = (0..20)
+            .map(|i| {
+                let body = format!(r#"{{"event":"whatsapp:message:status","payload":{{"id":"t{round}-{i}","to":"+91{round}{i:04}","pad":"{pad}"}}}}"#);
+                let request = http.post(&url).basic_auth(USER, Some(PASS)).body(body);
+                tokio::spawn(async move { request.send().await.map(|r| r.status().as_u16()) })
+            })
+            .collect();
+        for answer in sent {
+            refused |= answer.await.expect("task").is_ok_and(|s| s == 503);
+        }
+        if refused {
+            break;
+        }
+    }
+    assert!(refused, "a spool write failed");
+    // Stopping, it waits for that scrape, serving unready meanwhile.
+    let readyz = format!("http://127.0.0.1:{}/readyz", bridge.admin);
+    common::eventually("shutting down", async || {
+        let answer = http.get(&readyz).send().await.expect("readyz");
+        answer.text().await.expect("text").contains("shutting down")
+    })
+    .await;
+    assert!(bridge.child.try_wait().expect("wait").is_none(), "waiting");
+
+    let signalled = Instant::now();
+    let status = common::stop_with(&mut bridge.child, "-TERM");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        signalled.elapsed()
+    );
+    assert_eq!(status.code(), Some(1), "it still stops for the failure");
 }
