@@ -75,6 +75,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             idle_timeout: config.idle_timeout,
             shutdown_grace: config.shutdown_grace,
             max_connections: config.max_connections,
+            http1_only: config.http1_only,
         };
         // Runs until killed: the benchmark stops it with SIGTERM.
         server::serve(

@@ -189,6 +189,7 @@ pub async fn serve(
         // Probes and scrapes are short: a second is plenty.
         shutdown_grace: Duration::from_secs(1),
         max_connections: MAX_CONNECTIONS,
+        http1_only: false,
     };
     let handler = move |req: Request<hyper::body::Incoming>| {
         let (health, metrics) = (health.clone(), metrics.clone());

@@ -59,6 +59,8 @@ pub struct Config {
     pub max_in_flight: usize,
     pub max_in_flight_bytes: u64,
     pub max_connections: usize,
+    /// Refuse HTTP/2 on the webhook port.
+    pub http1_only: bool,
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
     pub body_read_timeout: Duration,
@@ -284,6 +286,7 @@ impl Config {
             max_in_flight: args.max_in_flight,
             max_in_flight_bytes: args.max_in_flight_bytes,
             max_connections: args.max_connections,
+            http1_only: args.http1_only,
             header_read_timeout: args.header_read_timeout,
             idle_timeout: args.idle_timeout,
             body_read_timeout: args.body_read_timeout,
@@ -401,6 +404,7 @@ impl fmt::Debug for Config {
             .field("max_in_flight", &self.max_in_flight)
             .field("max_in_flight_bytes", &self.max_in_flight_bytes)
             .field("max_connections", &self.max_connections)
+            .field("http1_only", &self.http1_only)
             .field("header_read_timeout", &self.header_read_timeout)
             .field("idle_timeout", &self.idle_timeout)
             .field("body_read_timeout", &self.body_read_timeout)

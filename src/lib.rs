@@ -214,6 +214,7 @@ pub async fn run_with_cut(
         idle_timeout: config.idle_timeout,
         shutdown_grace: config.shutdown_grace,
         max_connections: config.max_connections,
+        http1_only: config.http1_only,
     };
     tracing::info!(
         listen = %listeners.webhook.local_addr().map(|a| a.to_string()).unwrap_or_default(),

@@ -34,6 +34,8 @@ pub struct ServerOptions {
     pub idle_timeout: Duration,
     pub shutdown_grace: Duration,
     pub max_connections: usize,
+    /// Refuse HTTP/2 (hyper then answers its preface as a malformed HTTP/1 request).
+    pub http1_only: bool,
 }
 
 /// Serves webhooks until `shutdown` resolves, then stops accepting, waits (at most
@@ -94,6 +96,11 @@ pub async fn serve_with<H, F>(
         // connection's permit for good.
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(10));
+    let builder = if options.http1_only {
+        builder.http1_only()
+    } else {
+        builder
+    };
     // Told to every connection at shutdown: each then closes as hyper's graceful shutdown does
     // (HTTP/1 once its request is answered, HTTP/2 with GOAWAY after its open streams).
     let (stopping, stop) = watch::channel(false);

@@ -235,3 +235,17 @@ async fn an_http2_connection_may_have_at_most_32_streams_open_at_once() {
     assert_eq!(answer.await.expect("answer").status(), 401);
     assert_eq!(client.current_max_send_streams(), 32);
 }
+
+/// Where only HTTP/1.1 senders connect (Qikchat, most proxies), HTTP/2 and what its connections
+/// may hold before authentication can be refused altogether.
+#[tokio::test]
+async fn with_http1_only_an_http2_client_gets_no_answer_and_http1_is_served_as_before() {
+    let app = TestApp::start(&["--http1-only"]).await;
+    let h2 = common::h2c_client()
+        .post(app.url())
+        .body(common::STATUS)
+        .send()
+        .await;
+    assert!(h2.is_err(), "{h2:?}");
+    assert_eq!(app.post(common::STATUS).await.status(), 200);
+}

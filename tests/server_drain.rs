@@ -56,6 +56,7 @@ async fn stuck_listener() -> Stuck {
         idle_timeout: Duration::from_secs(10),
         shutdown_grace: Duration::from_millis(200),
         max_connections: 16,
+        http1_only: false,
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let serving = tokio::spawn(serve_with(listener, handler, options, async move {

@@ -148,6 +148,11 @@ pub struct Args {
     #[arg(long, env = "BRIDGE_MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,
 
+    /// Serve only HTTP/1.1 on the webhook port, refusing HTTP/2 (prior knowledge): Qikchat and
+    /// most proxies send HTTP/1.1, and an unauthenticated HTTP/2 connection may hold 2-3.5 MiB.
+    #[arg(long, env = "BRIDGE_HTTP1_ONLY")]
+    pub http1_only: bool,
+
     /// How long a client may take to send the request head.
     #[arg(long, env = "BRIDGE_HEADER_READ_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub header_read_timeout: Duration,

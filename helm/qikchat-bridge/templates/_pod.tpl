@@ -153,6 +153,8 @@ spec:
           value: {{ $c.logPhoneNumbers | toString | quote }}
         - name: BRIDGE_CLOUDEVENTS
           value: {{ $c.cloudevents | toString | quote }}
+        - name: BRIDGE_HTTP1_ONLY
+          value: {{ $c.http1Only | toString | quote }}
         - name: BRIDGE_CLOUDEVENTS_SOURCE
           value: {{ $c.cloudeventsSource | quote }}
         - name: RUST_LOG
