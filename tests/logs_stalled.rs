@@ -4,7 +4,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStderr, Command, Stdio};
 use std::time::Duration;
 
 use common::{stop_with, STATUS};
@@ -24,8 +24,9 @@ impl Drop for Bridge {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_log_reader_that_stops_reading_costs_counted_log_lines_and_no_answer() {
+/// The bridge in embedded mode with a debug line for each accepted request, its log read up to
+/// the line that names its ports; returns it, its unread log and those ports.
+async fn started() -> (Bridge, BufReader<ChildStderr>, u16, u16) {
     let mut bridge = Bridge(
         Command::new(BIN)
             .args(common::ANY_PORTS)
@@ -48,7 +49,11 @@ async fn a_log_reader_that_stops_reading_costs_counted_log_lines_and_no_answer()
     };
     common::wait_ready_at(admin).await;
 
-    // From here on nobody reads the log.
+    (bridge, log, port, admin)
+}
+
+/// [`REQUESTS`] webhooks from 8 connections, each answered 200 within 10 s.
+async fn flood(port: u16) {
     let url = format!("http://127.0.0.1:{port}/webhook");
     let http = reqwest::Client::new();
     let mut senders = tokio::task::JoinSet::new();
@@ -71,6 +76,14 @@ async fn a_log_reader_that_stops_reading_costs_counted_log_lines_and_no_answer()
     while let Some(sent) = senders.join_next().await {
         sent.expect("sender");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_reader_that_stops_reading_costs_counted_log_lines_and_no_answer() {
+    let (mut bridge, mut log, port, admin) = started().await;
+    // From here on nobody reads the log.
+    flood(port).await;
+    let http = reqwest::Client::new();
     let metrics = http
         .get(format!("http://127.0.0.1:{admin}/metrics"))
         .send()
@@ -100,4 +113,19 @@ async fn a_log_reader_that_stops_reading_costs_counted_log_lines_and_no_answer()
         serde_json::from_str::<serde_json::Value>(line).expect("a whole JSON line");
     }
     assert!(rest.contains(r#""message":"stopped""#), "{rest}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_pipe_left_full_does_not_hold_up_the_exit() {
+    let (mut bridge, log, port, _) = started().await;
+    flood(port).await;
+    // Nobody reads: the lines still buffered get about a second at exit, then are given up.
+    let signalled = std::time::Instant::now();
+    assert!(stop_with(&mut bridge.0, "-TERM").success());
+    assert!(
+        signalled.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        signalled.elapsed()
+    );
+    drop(log);
 }
