@@ -101,7 +101,7 @@ struct Holdings {
     records: AtomicU64,
     /// Entries in the `unreadable` table: accepted records that will not be replayed.
     unreadable: AtomicU64,
-    /// Spool files moved aside as unreadable found in the directory at start-up.
+    /// Spool files moved aside as unreadable found in the directory when last counted.
     files_set_aside: AtomicU64,
     /// Encoded bytes handed to the writer thread and not yet committed (or failed).
     waiting: AtomicU64,
@@ -194,10 +194,14 @@ impl Spool {
         let file = linked::FileId::of(&path).map_err(io)?;
         dir::warn_if_volume_too_small(dir, max_bytes);
         let spool = Spool::with_database(db, path, max_bytes, headroom, Some(lock), Some(file))?;
-        spool
-            .holdings
-            .files_set_aside
-            .store(recover::files_set_aside(dir), Ordering::SeqCst);
+        let aside = spool.files_set_aside();
+        if aside > 0 {
+            tracing::error!(
+                files = aside,
+                dir = %dir.display(),
+                "spool files moved aside as unreadable are in the spool directory: their records were answered 200 and are not in Kafka"
+            );
+        }
         Ok(spool)
     }
 
@@ -420,8 +424,19 @@ impl Spool {
         self.holdings.unreadable.load(Ordering::SeqCst)
     }
 
-    /// Spool files moved aside as unreadable (see `open`), from earlier runs too, found at start-up.
+    /// Spool files moved aside as unreadable (see `open`), from earlier runs too, counted in the
+    /// directory now (blocking), so that an operator's removal shows without a restart; the last
+    /// count when the directory cannot be listed.
     pub fn files_set_aside(&self) -> u64 {
+        let counted = self.holdings.file.as_ref().and_then(|_| {
+            let dir = self.path.parent()?;
+            recover::files_set_aside(dir)
+                .inspect_err(|e| tracing::warn!(dir = %dir.display(), error = %e, "cannot list the spool's directory for files set aside"))
+                .ok()
+        });
+        if let Some(count) = counted {
+            self.holdings.files_set_aside.store(count, Ordering::SeqCst);
+        }
         self.holdings.files_set_aside.load(Ordering::SeqCst)
     }
 

@@ -79,33 +79,17 @@ fn open_or_move_aside_unsynced(dir: &Path, path: &Path) -> Result<Database, Spoo
 }
 
 /// Spool files in `dir` moved aside as unreadable, at this start or an earlier one: their records
-/// were answered 200 and will not reach Kafka. Read once at start-up, so an operator's removal of
-/// them shows at the next start.
-pub(super) fn files_set_aside(dir: &Path) -> u64 {
+/// were answered 200 and will not reach Kafka.
+pub(super) fn files_set_aside(dir: &Path) -> std::io::Result<u64> {
     let prefix = format!("{FILE}.unreadable-");
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) => {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot list the spool's directory for files set aside");
-            return 0;
-        }
-    };
-    let count = entries
+    Ok(std::fs::read_dir(dir)?
         .filter_map(Result::ok)
         .filter(|e| {
             e.file_name()
                 .to_str()
                 .is_some_and(|n| n.starts_with(&prefix))
         })
-        .count() as u64;
-    if count > 0 {
-        tracing::error!(
-            files = count,
-            dir = %dir.display(),
-            "spool files moved aside as unreadable are in the spool directory: their records were answered 200 and are not in Kafka"
-        );
-    }
-    count
+        .count() as u64)
 }
 
 /// What the spool held when it was opened.
