@@ -3,14 +3,11 @@
 //! Nothing here decides what is logged: the handler never puts credentials or bodies in a field,
 //! and phone numbers only when `--log-phone-numbers` is set.
 //!
-//! Lines go to stderr through a thread of their own: a log reader that falls behind (a container
-//! runtime's full pipe) costs log lines, counted in `log_lines_dropped_total`, never the answer of
-//! a request whose worker would otherwise block in `write`.
+//! Lines go to stderr through threads of their own (`writer`): a log reader that falls behind (a
+//! container runtime's full pipe) costs log lines, counted in `log_lines_dropped_total`, never the
+//! answer of a request whose worker would otherwise block in `write`.
 
 use std::io::IsTerminal;
-use std::sync::OnceLock;
-
-use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 
 use tracing::level_filters::LevelFilter;
 use tracing_subscriber::fmt::MakeWriter;
@@ -21,17 +18,9 @@ use crate::config::LogFormat;
 /// The level when `RUST_LOG` does not say.
 const DEFAULT_FILTER: &str = "info";
 
-/// Lines held for a stderr that does not take them, about 0.5 MiB of JSON lines: minutes of the
-/// bridge's usual logging at info, where refusals are held to 10 lines a second for each kind.
-const BUFFERED_LINES: usize = 2048;
+mod writer;
 
-/// The writer's count of the lines it dropped, once [`init`] has made it.
-static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
-
-/// Log lines dropped so far because stderr did not take them in time.
-pub fn lines_dropped() -> u64 {
-    DROPPED.get().map_or(0, |c| c.dropped_lines() as u64)
-}
+pub use writer::{lines_dropped, Guard};
 
 /// The filter to use for `rust_log` (the variable's value, `Err` if it was not UTF-8), and why
 /// it was not taken as given. Unset or empty is `info`: an empty filter enables nothing, which
@@ -142,16 +131,11 @@ where
     Ok(())
 }
 
-/// Installs the global subscriber writing to stderr from a thread of its own. The lines still
-/// buffered are written when the guard is dropped, for up to about a second: keep it to the end
-/// of `main`.
-pub fn init(format: LogFormat) -> Result<WorkerGuard, String> {
-    let (writer, guard) = NonBlockingBuilder::default()
-        .lossy(true)
-        .buffered_lines_limit(BUFFERED_LINES)
-        .thread_name("log-writer")
-        .finish(std::io::stderr());
-    let _ = DROPPED.set(writer.error_counter());
+/// Installs the global subscriber writing to stderr from threads of their own (see `writer`). The
+/// lines still queued are written when the guard is dropped, for up to about a second for each
+/// queue: keep it to the end of `main`.
+pub fn init(format: LogFormat) -> Result<Guard, String> {
+    let (writer, guard) = writer::ByLevel::stderr();
     init_with(format, writer)?;
     Ok(guard)
 }

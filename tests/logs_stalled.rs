@@ -52,6 +52,26 @@ async fn started() -> (Bridge, BufReader<ChildStderr>, u16, u16) {
     (bridge, log, port, admin)
 }
 
+/// `log_lines_dropped_total` as the bridge's admin port at `admin` shows it now.
+async fn dropped_lines(admin: u16) -> f64 {
+    let http = reqwest::Client::new();
+    let metrics = http
+        .get(format!("http://127.0.0.1:{admin}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let dropped: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("qikchat_bridge_log_lines_dropped_total "))
+        .expect("the counter")
+        .parse()
+        .expect("a number");
+    dropped
+}
+
 /// [`REQUESTS`] webhooks from 8 connections, each answered 200 within 10 s.
 async fn flood(port: u16) {
     let url = format!("http://127.0.0.1:{port}/webhook");
@@ -83,21 +103,7 @@ async fn a_log_reader_that_stops_reading_costs_counted_log_lines_and_no_answer()
     let (mut bridge, mut log, port, admin) = started().await;
     // From here on nobody reads the log.
     flood(port).await;
-    let http = reqwest::Client::new();
-    let metrics = http
-        .get(format!("http://127.0.0.1:{admin}/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    let dropped: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("qikchat_bridge_log_lines_dropped_total "))
-        .expect("the counter")
-        .parse()
-        .expect("a number");
+    let dropped = dropped_lines(admin).await;
     assert!(dropped > 0.0, "{dropped}");
     assert!(dropped < REQUESTS as f64, "most lines wait for the reader");
 
@@ -128,4 +134,17 @@ async fn a_log_pipe_left_full_does_not_hold_up_the_exit() {
         signalled.elapsed()
     );
     drop(log);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_lost_to_a_closed_stderr_are_counted_as_dropped() {
+    let (mut bridge, log, port, admin) = started().await;
+    drop(log);
+    flood(port).await;
+    // The writer threads lose each line to EPIPE: some may still be on their way.
+    common::eventually("lost lines counted", async || {
+        dropped_lines(admin).await >= REQUESTS as f64 / 2.0
+    })
+    .await;
+    assert!(stop_with(&mut bridge.0, "-TERM").success());
 }

@@ -11,7 +11,7 @@ pub struct LogLinesDropped {
 
 impl LogLinesDropped {
     pub fn new(name: String) -> prometheus::Result<LogLinesDropped> {
-        let help = "Log lines dropped because stderr did not take them in time (a log reader that fell behind)";
+        let help = "Log lines dropped because stderr did not take them in time (a log reader that fell behind) or lost to a failed write";
         Ok(LogLinesDropped {
             desc: Desc::new(name, help.to_string(), Vec::new(), Default::default())?,
         })
