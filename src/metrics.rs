@@ -18,8 +18,8 @@ use crate::kafka_stats::KafkaStats;
 use crate::producer::ProducerRole;
 use crate::topics::EventType;
 
-#[cfg(target_os = "linux")]
 mod log_lines;
+#[cfg(target_os = "linux")]
 mod process;
 mod spool;
 pub use spool::SpoolMetrics;
