@@ -2,13 +2,13 @@
 //! tests, the docs and shared/ post (and refuse broken ones), and the records the real bridge
 //! writes carry exactly the topic, key and headers the document declares.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{TestApp, PASS, USER};
+use crate::common::{TestApp, PASS, USER};
 use jsonschema::Validator;
 use serde_json::{json, Value};
 

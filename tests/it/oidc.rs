@@ -2,7 +2,7 @@
 //! a process, asks an identity provider's token endpoint for a token with its client credentials
 //! (the secret from a `KAFKA_*_FILE`, as a Kubernetes Secret gives it) and never logs the secret.
 
-mod common;
+use crate::common;
 
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
@@ -17,7 +17,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use common::{stop_with, Spawned};
+use crate::common::{stop_with, Spawned};
 
 const BIN: &str = env!("CARGO_BIN_EXE_qikchat-bridge");
 const CLIENT_ID: &str = "qikchat-bridge";

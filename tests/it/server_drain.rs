@@ -6,7 +6,7 @@
 //! These tests hold the bridge to that, so a request cannot go on using the producer and the
 //! spool while the drain flushes and closes them.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

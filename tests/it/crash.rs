@@ -1,7 +1,7 @@
 //! SIGKILL while Kafka is down and records are spooled: after a restart, every request that was
 //! answered 200 reaches Kafka.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Spawned, PASS, USER};
+use crate::common::{Spawned, PASS, USER};
 
 const BIN: &str = env!("CARGO_BIN_EXE_qikchat-bridge");
 const TOPIC: &str = "whatsapp.message.status";

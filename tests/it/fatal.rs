@@ -2,12 +2,10 @@
 //! replaced: the webhooks caught in it are answered 503, never a lasting 500, and the next ones
 //! are stored. One that keeps failing is replaced at a slowing pace, and `/readyz` says so.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{request_id, TestApp, PASS, USER};
+use crate::common::{request_id, TestApp, PASS, USER};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
 const TOPIC: &str = "whatsapp.message.status";

@@ -1,10 +1,10 @@
 //! Every bad input gets a clear status and JSON message; authenticated bodies are never lost.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::{TestApp, PASS, STATUS, USER};
+use crate::common::{TestApp, PASS, STATUS, USER};
 
 async fn json(r: reqwest::Response) -> serde_json::Value {
     serde_json::from_slice(&r.bytes().await.expect("body")).expect("JSON error body")

@@ -2,11 +2,11 @@
 //! while normal traffic is served; a client that closes its sending side still gets its answer,
 //! and one that hangs up before it cancels nothing.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::{TestApp, STATUS, TEXT};
+use crate::common::{TestApp, STATUS, TEXT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

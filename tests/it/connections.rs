@@ -2,11 +2,11 @@
 //! so the connection carries on, or the answer says the connection ends; refusals to a sender
 //! who authenticated keep the idle timeout; empty lines between requests start no head.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::{TestApp, STATUS};
+use crate::common::{TestApp, STATUS};
 use tokio::io::AsyncWriteExt;
 
 /// Enough for the first delivery on a loaded machine: these tests are about connections.

@@ -1,10 +1,10 @@
 //! Bounded resources: requests in flight, their bodies' bytes, and open connections.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::{basic_auth_header, eventually, raw_framed, raw_request, TestApp, STATUS};
+use crate::common::{basic_auth_header, eventually, raw_framed, raw_request, TestApp, STATUS};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,13 +2,13 @@
 //! limit too low for --max-connections warned of, and `accept` failing at the limit logged once
 //! a window instead of 20 times a second.
 
-mod common;
+use crate::common;
 
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{stop_with, Spawned};
+use crate::common::{stop_with, Spawned};
 
 const BIN: &str = env!("CARGO_BIN_EXE_qikchat-bridge");
 

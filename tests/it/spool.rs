@@ -1,12 +1,12 @@
 //! Fault suite for the durable spool: every request answered 200 reaches Kafka, through outages,
 //! slow brokers, a full spool and a SIGKILL.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::{TestApp, PASS, USER};
+use crate::common::{TestApp, PASS, USER};
 use rdkafka::types::RDKafkaApiKey;
 use rdkafka::types::RDKafkaRespErr;
 

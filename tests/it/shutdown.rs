@@ -1,11 +1,11 @@
 //! Graceful shutdown: unready first, in-flight requests finish, the producer is flushed, `run`
 //! returns; what is still open when the grace ends is closed.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::{eventually, TestApp, STATUS};
+use crate::common::{eventually, TestApp, STATUS};
 use tokio::io::AsyncReadExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

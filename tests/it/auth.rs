@@ -1,8 +1,6 @@
 //! Basic authentication as Qikchat sends it: refused requests produce nothing.
 
-mod common;
-
-use common::{TestApp, PASS, STATUS, USER};
+use crate::common::{TestApp, PASS, STATUS, USER};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_without_credentials_is_refused_and_produces_nothing() {

@@ -1,13 +1,13 @@
 //! A log reader that stops reading (a container runtime whose pipe is full) costs log lines,
 //! counted, never the answer of a request: the bridge writes stderr from a thread of its own.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, ChildStderr, Command, Stdio};
 use std::time::Duration;
 
-use common::{stop_with, STATUS};
+use crate::common::{stop_with, STATUS};
 
 const BIN: &str = env!("CARGO_BIN_EXE_qikchat-bridge");
 

@@ -1,11 +1,11 @@
 //! When Kafka cannot acknowledge, the bridge answers 503 inside the deadline — never 200 — and
 //! recovers by itself when the broker returns.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::{TestApp, STATUS};
+use crate::common::{TestApp, STATUS};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

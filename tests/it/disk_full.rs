@@ -3,12 +3,12 @@
 //! every 200 reaches Kafka after a restart. The file-size limit (`ulimit -f`, with SIGXFSZ ignored
 //! so writes fail with EFBIG instead of killing the process) stands in for a full volume.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Spawned, PASS, USER};
+use crate::common::{Spawned, PASS, USER};
 
 const BIN: &str = env!("CARGO_BIN_EXE_qikchat-bridge");
 const TOPIC: &str = "whatsapp.message.status";

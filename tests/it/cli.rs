@@ -1,12 +1,12 @@
 //! The binary's other modes, run as a process: `tail`, `dev-kafka` and `--check-config`.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{TestApp, STATUS, TEXT};
+use crate::common::{TestApp, STATUS, TEXT};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;

@@ -1,10 +1,10 @@
 //! Each seed payload becomes exactly one record: right topic, the posted bytes, the key, headers.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::{TestApp, IMAGE, PASS, STATUS, TEXT, USER};
+use crate::common::{TestApp, IMAGE, PASS, STATUS, TEXT, USER};
 use sha2::Digest;
 
 const WAIT: Duration = Duration::from_secs(10);

@@ -1,13 +1,13 @@
 //! The bridge itself run as a process, as the README's run command starts it: with no Kafka
 //! settings on its embedded Kafka with the seed credential, and ended by a signal with exit 0.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStderr, Command, Stdio};
 use std::time::Duration;
 
-use common::{stop_with, Spawned, TEXT};
+use crate::common::{stop_with, Spawned, TEXT};
 
 const BIN: &str = env!("CARGO_BIN_EXE_qikchat-bridge");
 

@@ -1,10 +1,8 @@
 //! What operators see: exact counts on /metrics, and /readyz following the broker.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{TestApp, STATUS, TEXT};
+use crate::common::{TestApp, STATUS, TEXT};
 
 fn value(metrics: &str, series: &str) -> f64 {
     metrics

@@ -1,0 +1,29 @@
+//! The integration tests that need no process of their own, as modules of one test binary: one
+//! link instead of one per file, and a fraction of the disk (each binary carries the whole bridge
+//! and librdkafka). Tests that install a process-wide log subscriber, replace the allocator or
+//! measure the process itself keep binaries of their own (`tests/*.rs`).
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod auth;
+mod bad_input;
+mod cli;
+mod connections;
+mod contract;
+mod crash;
+mod disk_full;
+mod fatal;
+mod kafka_outage;
+mod limits;
+mod logs_stalled;
+mod observability;
+mod oidc;
+mod open_files;
+mod process;
+mod readme_layout;
+mod records;
+mod server_drain;
+mod shutdown;
+mod slow_clients;
+mod spool;
