@@ -23,6 +23,11 @@ use crate::{auth, delivery, topics, StartError};
 /// How often readiness asks Kafka for metadata.
 const READINESS_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How long a probe at shutdown waits for a broker to answer, and how long after an answer the
+/// next one asks.
+const SHUTDOWN_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+const SHUTDOWN_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
 /// How long shutdown waits for the file watches and producer replacements, together, to notice
 /// the stop (a rebuild in progress stops at once; a read from a hung mount would not).
 const WATCH_STOP_WAIT: Duration = Duration::from_secs(2);
@@ -53,6 +58,8 @@ pub(crate) struct Background {
     /// ends last, on an async worker: librdkafka's destroy blocks, for up to curl's timeout while
     /// a token request hangs. `run` destroys it off the workers, in bounded time.
     replay_sink: Option<Arc<KafkaSink>>,
+    /// The topic whose metadata shows whether a broker answers.
+    probe_topic: String,
 }
 
 impl Background {
@@ -148,7 +155,7 @@ impl Background {
             "readiness",
             producer::watch_readiness(
                 sink.clone(),
-                probe_topic,
+                probe_topic.clone(),
                 health.kafka.clone(),
                 READINESS_INTERVAL,
                 stop.clone(),
@@ -167,12 +174,13 @@ impl Background {
             readiness,
             replay,
             replay_sink,
+            probe_topic,
         })
     }
 
     /// Waits for the tasks, once told to stop: the watches together for at most
-    /// [`WATCH_STOP_WAIT`], replay's round for at most `replay_wait` or until `cut`. Returns
-    /// replay's producer, now its last handle, for the caller to destroy.
+    /// [`WATCH_STOP_WAIT`], replay's round for at most `replay_wait`, until `cut`, or until no
+    /// broker answers. Returns replay's producer, now its last handle, for the caller to destroy.
     pub async fn stopped(self, replay_wait: Duration, cut: &Cut) -> Option<Arc<KafkaSink>> {
         let _ = self.readiness.await;
         let watches_stop_by = tokio::time::Instant::now() + WATCH_STOP_WAIT;
@@ -184,16 +192,52 @@ impl Background {
             // moves); records are deleted only after delivery, so cutting it short costs at most
             // a repeat at the next start. Waited for once cancelled, so the spool file is closed
             // when `run` returns.
+            // With no broker answering, no delivery can end the round: waiting for it only
+            // delayed the exit (by `--flush-timeout`, 5 s by default, while Kafka was down).
             let cut_at = tokio::time::Instant::now() + replay_wait;
+            let mut probing = None;
             let given_up = async {
                 tokio::select! {
                     () = tokio::time::sleep_until(cut_at) => {}
                     () = cut.wait() => {}
+                    () = no_broker_answers(self.replay_sink.as_ref(), &self.probe_topic, &mut probing) => {
+                        tracing::info!("no Kafka broker answers: replay's round is not waited for, its records stay spooled");
+                    }
                 }
             };
             supervise::join_until(replay, given_up, "replay").await;
+            // The probe holds a handle of replay's producer, which must not outlive the caller's
+            // destroy; it ends within its timeout.
+            if let Some(probe) = probing {
+                let _ = probe.await;
+            }
         }
         self.replay_sink
+    }
+}
+
+/// Returns once a metadata request from `sink`'s producer finds no broker answering; never
+/// without a producer. The probe in flight is kept in `probing`, for the caller to wait for.
+async fn no_broker_answers(
+    sink: Option<&Arc<KafkaSink>>,
+    topic: &str,
+    probing: &mut Option<JoinHandle<bool>>,
+) {
+    let Some(sink) = sink else {
+        return std::future::pending().await;
+    };
+    loop {
+        let (probe, topic) = (sink.clone(), topic.to_string());
+        let probe = probing.insert(tokio::task::spawn_blocking(move || {
+            probe.brokers_answer(&topic, SHUTDOWN_PROBE_TIMEOUT)
+        }));
+        // A probe that panicked says nothing: the wait goes on as without probes.
+        let answered = probe.await.unwrap_or(true);
+        *probing = None;
+        if !answered {
+            return;
+        }
+        tokio::time::sleep(SHUTDOWN_PROBE_INTERVAL).await;
     }
 }
 

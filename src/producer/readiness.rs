@@ -181,6 +181,17 @@ impl KafkaSink {
     }
 }
 
+impl KafkaSink {
+    /// Whether a broker answers a metadata request for `topic` within `timeout`, whatever it
+    /// says of the topic. Blocking; call off the runtime.
+    pub fn brokers_answer(&self, topic: &str, timeout: Duration) -> bool {
+        !matches!(
+            topic_metadata(&self.current(), topic, timeout),
+            Err(TopicError::Unreachable(_))
+        )
+    }
+}
+
 /// Why a producer could not use a topic: no broker answered, or one refused the topic.
 #[derive(Debug)]
 pub(super) enum TopicError {

@@ -470,6 +470,33 @@ async fn shutdown_with_records_still_spooled_is_bounded_and_keeps_them_for_the_n
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_broker_answering_shutdown_does_not_wait_out_the_flush_timeout_for_replay() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut f = spool_flags(&dir);
+    f.extend(["--flush-timeout".into(), "30s".into()]);
+    let mut app = TestApp::start(&flags(&f)).await;
+    app.cluster.broker_down(1).expect("down");
+    let (ok, refused, _) = burst(&app, 10).await;
+    assert!(refused.is_empty(), "{refused:?}");
+    assert_eq!(ok.len(), 10);
+    // Replay's round has begun, and waits on deliveries no broker can acknowledge.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, m) = app.admin_get("/metrics").await;
+    assert!(has_line(&m, "qikchat_bridge_spool_records 10"), "{m}");
+    let asked = Instant::now();
+    app.trigger_shutdown();
+    app.wait_stopped(Duration::from_secs(60)).await;
+    let took = asked.elapsed();
+    assert!(
+        took < Duration::from_secs(15),
+        "the exit took {took:?}: replay's round was waited for as if a broker could answer"
+    );
+    drop(app);
+    let spool = qikchat_bridge::spool::Spool::open(dir.path(), 1 << 30, 1).expect("reopen");
+    assert_eq!(spool.records(), 10, "the records wait for the next start");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_without_a_leader_holds_back_only_its_own_spooled_records() {
     use qikchat_bridge::producer::spread::partition_of;
     let dir = tempfile::tempdir().expect("tempdir");
