@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 
 mod spawned;
 #[allow(unused_imports)] // Only the tests that start the bridge as a process use them.
-pub use spawned::{ports_in, Spawned, ANY_PORTS, LOG_FILTER};
+pub use spawned::{ports_in, KillOnDrop, Spawned, ANY_PORTS, LOG_FILTER};
 
 pub const USER: &str = "qikchat";
 pub const PASS: &str = "correct horse battery staple";
@@ -88,6 +88,11 @@ impl TestApp {
 
     /// [`TestApp::start`] with `env` as the process environment the config reads.
     pub async fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> TestApp {
+        // As main does. The tests of tests/it share one process: a test holding hundreds of
+        // connections beside another's would otherwise run out of descriptors at a soft limit
+        // of 1024, where each alone did not.
+        static RAISED: std::sync::Once = std::sync::Once::new();
+        RAISED.call_once(|| qikchat_bridge::open_files::raise_limit(0));
         let cluster = MockCluster::new(1).expect("mock cluster");
         let bootstrap = cluster.bootstrap_servers();
         let credential = format!("{USER}:{PASS}");

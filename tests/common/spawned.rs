@@ -92,6 +92,30 @@ impl Drop for Spawned {
     }
 }
 
+/// A child process killed and reaped when dropped, like [`Spawned`], for tests that start it
+/// themselves: a failed assert then leaves no process running.
+pub struct KillOnDrop(pub Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The webhook and admin ports in the bridge's "accepting webhooks" line.
 pub fn ports_in(line: &str) -> Option<(u16, u16)> {
     let v: serde_json::Value = serde_json::from_str(line).ok()?;

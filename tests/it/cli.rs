@@ -481,13 +481,15 @@ fn serving_exits_2_when_librdkafka_refuses_a_property_as_check_config_does() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_kafka_prints_an_address_the_bridge_can_produce_to() {
-    let mut child = Command::new(BIN)
-        .args(["dev-kafka", "--partitions", "2"])
-        .env_clear()
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start dev-kafka");
+    let mut child = common::KillOnDrop(
+        Command::new(BIN)
+            .args(["dev-kafka", "--partitions", "2"])
+            .env_clear()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start dev-kafka"),
+    );
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

@@ -4,10 +4,10 @@
 use crate::common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStderr, Command, Stdio};
+use std::process::{ChildStderr, Command, Stdio};
 use std::time::Duration;
 
-use crate::common::{stop_with, Spawned, TEXT};
+use crate::common::{stop_with, KillOnDrop, Spawned, TEXT};
 
 const BIN: &str = env!("CARGO_BIN_EXE_qikchat-bridge");
 
@@ -28,7 +28,7 @@ fn start_embedded_with(args: &[&str]) -> Spawned {
 }
 
 /// Started in embedded mode without waiting for it, with its log at hand (`RUST_LOG=filter`).
-fn start_reading_log(args: &[&str], filter: &str) -> (Child, BufReader<ChildStderr>) {
+fn start_reading_log(args: &[&str], filter: &str) -> (KillOnDrop, BufReader<ChildStderr>) {
     start_reading_log_in(&common::ANY_PORTS, args, filter)
 }
 
@@ -37,16 +37,18 @@ fn start_reading_log_in(
     ports_and_format: &[&str],
     args: &[&str],
     filter: &str,
-) -> (Child, BufReader<ChildStderr>) {
-    let mut child = Command::new(BIN)
-        .args(ports_and_format)
-        .args(args)
-        .env_clear()
-        .env("RUST_LOG", filter)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the bridge");
+) -> (KillOnDrop, BufReader<ChildStderr>) {
+    let mut child = KillOnDrop(
+        Command::new(BIN)
+            .args(ports_and_format)
+            .args(args)
+            .env_clear()
+            .env("RUST_LOG", filter)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the bridge"),
+    );
     let log = BufReader::new(child.stderr.take().expect("stderr"));
     (child, log)
 }
