@@ -105,7 +105,6 @@ pub fn answer<B>(req: &Request<B>, health: &Health, metrics: &Metrics) -> Respon
                 metrics.spool.observe(spool);
             }
             let mut r = text(StatusCode::OK, metrics.render());
-            health.scrapes.served();
             r.headers_mut().insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -157,13 +156,22 @@ async fn respond(
         );
     }
     let scraping = health.scraping.clone();
+    let get = req.method() == hyper::Method::GET;
+    let seen = health.clone();
     let scrape = tokio::task::spawn_blocking(move || {
         let answered = answer(&req, &health, &metrics);
         scraping.store(false, Ordering::SeqCst);
         answered
     });
     match tokio::time::timeout(scrape_timeout, scrape).await {
-        Ok(Ok(answer)) => answer,
+        Ok(Ok(answer)) => {
+            // Counted as a scrape only here: a read that outlived its timeout was answered 503,
+            // and a stop waiting for the scraper to see its counters must not end on that.
+            if get && answer.status() == StatusCode::OK {
+                seen.scrapes.served();
+            }
+            answer
+        }
         Ok(Err(_)) => text(StatusCode::INTERNAL_SERVER_ERROR, "admin handler failed\n"),
         Err(_) => text(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -408,6 +416,20 @@ mod tests {
         assert_eq!(ask("/livez").await.status(), StatusCode::OK);
         assert_eq!(ask("/readyz").await.status(), StatusCode::OK);
         reads.stall.store(false, Ordering::SeqCst);
+        let waiting = std::time::Instant::now();
+        while health.scraping.load(Ordering::SeqCst) {
+            assert!(
+                waiting.elapsed() < Duration::from_secs(5),
+                "the stuck read ends"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Prometheus got a 503 for it: a stop waiting for a scrape must go on waiting.
+        assert_eq!(
+            health.scrapes.patience(),
+            None,
+            "answered 503, counted as a scrape"
+        );
         // The stuck read ends, and scrapes are answered again.
         let waiting = std::time::Instant::now();
         while ask("/metrics").await.status() != StatusCode::OK {

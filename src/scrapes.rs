@@ -23,10 +23,14 @@ pub struct Scrapes {
     served: Notify,
 }
 
+/// How many of the last intervals between scrapes the wait goes by.
+const INTERVALS: usize = 4;
+
 #[derive(Debug, Default)]
 struct Seen {
     last: Option<Instant>,
-    interval: Option<Duration>,
+    /// The last [`INTERVALS`] intervals, the latest at the back.
+    intervals: std::collections::VecDeque<Duration>,
 }
 
 impl Scrapes {
@@ -36,7 +40,10 @@ impl Scrapes {
         {
             let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(last) = seen.last {
-                seen.interval = Some(now - last);
+                if seen.intervals.len() == INTERVALS {
+                    seen.intervals.pop_front();
+                }
+                seen.intervals.push_back(now - last);
             }
             seen.last = Some(now);
         }
@@ -44,12 +51,14 @@ impl Scrapes {
     }
 
     /// How long to wait for the next scrape: not at all when nothing scrapes this process (a
-    /// run without Prometheus should exit at once), else half as long again as the last interval
-    /// between two scrapes, within [`LEAST`] and [`MOST`].
-    fn patience(&self) -> Option<Duration> {
+    /// run without Prometheus should exit at once), else half as long again as the longest of
+    /// the last intervals between two scrapes, within [`LEAST`] and [`MOST`]. The longest: two
+    /// scrapers (a Prometheus pair, or someone's `curl`) make some intervals short, and one of
+    /// them may be the last.
+    pub(crate) fn patience(&self) -> Option<Duration> {
         let seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         seen.last?;
-        let wait = seen.interval.map_or(ONE_SEEN, |i| i + i / 2);
+        let wait = seen.intervals.iter().max().map_or(ONE_SEEN, |&i| i + i / 2);
         Some(wait.clamp(LEAST, MOST))
     }
 
@@ -124,5 +133,31 @@ mod tests {
             "scrapes by hand"
         );
         assert_eq!(waited_after(Duration::from_secs(600)).await, MOST);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_second_scraper_close_behind_the_first_does_not_shorten_the_wait() {
+        // A Prometheus pair scraping every 30 s, the second 2 s after the first.
+        let scrapes = Scrapes::default();
+        for gap in [0, 2, 28, 2] {
+            tokio::time::advance(Duration::from_secs(gap)).await;
+            scrapes.served();
+        }
+        let start = Instant::now();
+        scrapes.next().await;
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_secs(42),
+            "half the 28 s again"
+        );
+        // Once the long intervals (the 42 s waited included) are older than the last four,
+        // they no longer count.
+        for _ in 0..=INTERVALS {
+            tokio::time::advance(Duration::from_secs(10)).await;
+            scrapes.served();
+        }
+        let start = Instant::now();
+        scrapes.next().await;
+        assert_eq!(start.elapsed(), Duration::from_secs(15));
     }
 }
