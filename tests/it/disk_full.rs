@@ -42,20 +42,32 @@ async fn a_full_disk_answers_503_stops_the_bridge_and_every_200_reaches_kafka_af
     let (port, child) = (bridge.port, &mut bridge.child);
     let http = reqwest::Client::new();
     common::wait_ready_at(bridge.admin).await;
-    // Scraped every 2 s, as Prometheus would: the last scrape the bridge answers must show the
-    // failed write it stops for, since the restarted bridge counts from zero.
-    let last_scrape = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    // Scraped every 2 s, as Prometheus would, until a webhook is answered 503 (the failed
+    // write); the next scrape comes 3 s after that answer. Without its wait for a scrape, the
+    // bridge has gone by then (its admin port closes about 1 s after the failure), and the
+    // last scrape it answered came before the failure; with it (5 s at this interval), that
+    // scrape is the one that shows the failed write.
+    let first_503: std::sync::Arc<std::sync::Mutex<Option<Instant>>> = Default::default();
+    let last_scrape = std::sync::Arc::new(std::sync::Mutex::new((Instant::now(), String::new())));
     let scraper = tokio::spawn({
-        let (http, kept) = (http.clone(), last_scrape.clone());
+        let (http, kept, first_503) = (http.clone(), last_scrape.clone(), first_503.clone());
         let url = format!("http://127.0.0.1:{}/metrics", bridge.admin);
         async move {
+            let mut last = Instant::now() - Duration::from_secs(2);
             loop {
-                if let Ok(r) = http.get(&url).send().await {
-                    if let Ok(text) = r.text().await {
-                        *kept.lock().expect("kept") = text;
+                let failed = *first_503.lock().expect("first 503");
+                let due = (last + Duration::from_secs(2))
+                    .max(failed.map_or(last, |at| at + Duration::from_secs(3)));
+                if Instant::now() >= due {
+                    let asked = Instant::now();
+                    if let Ok(r) = http.get(&url).send().await {
+                        if let Ok(text) = r.text().await {
+                            *kept.lock().expect("kept") = (asked, text);
+                        }
                     }
+                    last = asked;
                 }
-                tokio::time::sleep(Duration::from_secs(2)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
     });
@@ -66,6 +78,7 @@ async fn a_full_disk_answers_503_stops_the_bridge_and_every_200_reaches_kafka_af
         let tasks: Vec<_> = (0..20)
             .map(|i| {
                 let (http, url) = (http.clone(), format!("http://127.0.0.1:{port}/webhook"));
+                let first_503 = first_503.clone();
                 let body = format!(r#"{{"event":"whatsapp:message:status","payload":{{"id":"d{round}-{i}","to":"+91{round}{i:04}","pad":"{pad}"}}}}"#);
                 tokio::spawn(async move {
                     // Once the bridge has stopped, a connection error is expected; it is counted
@@ -73,6 +86,9 @@ async fn a_full_disk_answers_503_stops_the_bridge_and_every_200_reaches_kafka_af
                     let Ok(r) = http.post(url).basic_auth(USER, Some(PASS)).body(body).send().await else {
                         return (0, String::new(), None);
                     };
+                    if r.status() == 503 {
+                        first_503.lock().expect("first 503").get_or_insert_with(Instant::now);
+                    }
                     let retry_after = r.headers().get("retry-after").map(|v| v.to_str().expect("ascii").to_string());
                     (r.status().as_u16(), r.headers()["x-request-id"].to_str().expect("id").to_string(), retry_after)
                 })
@@ -115,7 +131,12 @@ async fn a_full_disk_answers_503_stops_the_bridge_and_every_200_reaches_kafka_af
     // Status 1, not a signal: it stopped on purpose rather than crashed.
     assert_eq!(status.code(), Some(1), "{status}");
     scraper.abort();
-    let scraped = last_scrape.lock().expect("kept").clone();
+    let (scraped_at, scraped) = last_scrape.lock().expect("kept").clone();
+    let failed_at = first_503.lock().expect("first 503").expect("a 503");
+    assert!(
+        scraped_at > failed_at,
+        "the bridge exited without waiting for a scrape after its failed write"
+    );
     let errors: u64 = scraped
         .lines()
         .find_map(|l| l.strip_prefix(r#"qikchat_bridge_spool_appends_total{result="error"} "#))
