@@ -1065,7 +1065,7 @@ check "autoscaling with the spool and an explicit scaleDown: the operator's" hpa
 check "grace period of 28 s renders without the spool" renders $B --set terminationGracePeriodSeconds=28
 check "grace period of 27 s (just over 20 s + 6 s) renders without the spool" renders $B --set terminationGracePeriodSeconds=27
 check "default grace period: delay + grace + flush + 6 s + 10 s" grace_period 36
-check "default grace period with the spool: + flush + 2 s" grace_period 43 --set persistence.enabled=true
+check "default grace period with the spool: + flush + 3 s" grace_period 44 --set persistence.enabled=true
 check "no fsGroup and no runAsUser (platform-assigned, OpenShift) renders without auth" renders $B \
   --set podSecurityContext.fsGroup=null --set podSecurityContext.runAsUser=null --set auth.insecureDisableAuth=true
 check "no fsGroup and no runAsUser renders with auth (the platform assigns both)" renders $B \

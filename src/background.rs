@@ -23,7 +23,7 @@ use crate::{auth, delivery, topics, StartError};
 /// How often readiness asks Kafka for metadata.
 const READINESS_INTERVAL: Duration = Duration::from_secs(1);
 
-/// How long a probe at shutdown waits for a broker to answer, and how long after an answer the
+/// How long a probe at shutdown waits for a connected broker, and how long after an answer the
 /// next one asks.
 const SHUTDOWN_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 const SHUTDOWN_PROBE_INTERVAL: Duration = Duration::from_secs(1);
@@ -180,7 +180,7 @@ impl Background {
 
     /// Waits for the tasks, once told to stop: the watches together for at most
     /// [`WATCH_STOP_WAIT`], replay's round for at most `replay_wait`, until `cut`, or until no
-    /// broker answers. Returns replay's producer, now its last handle, for the caller to destroy.
+    /// broker is connected. Returns replay's producer, now its last handle, for the caller to destroy.
     pub async fn stopped(self, replay_wait: Duration, cut: &Cut) -> Option<Arc<KafkaSink>> {
         let _ = self.readiness.await;
         let watches_stop_by = tokio::time::Instant::now() + WATCH_STOP_WAIT;
@@ -192,7 +192,7 @@ impl Background {
             // moves); records are deleted only after delivery, so cutting it short costs at most
             // a repeat at the next start. Waited for once cancelled, so the spool file is closed
             // when `run` returns.
-            // With no broker answering, no delivery can end the round: waiting for it only
+            // With no broker connected, no delivery can end the round: waiting for it only
             // delayed the exit (by `--flush-timeout`, 5 s by default, while Kafka was down).
             let cut_at = tokio::time::Instant::now() + replay_wait;
             let mut probing = None;
@@ -201,7 +201,7 @@ impl Background {
                     () = tokio::time::sleep_until(cut_at) => {}
                     () = cut.wait() => {}
                     () = no_broker_answers(self.replay_sink.as_ref(), &self.probe_topic, &mut probing) => {
-                        tracing::info!("no Kafka broker answers: replay's round is not waited for, its records stay spooled");
+                        tracing::info!("no Kafka broker is connected: replay's round is not waited for, its records stay spooled");
                     }
                 }
             };
@@ -216,7 +216,7 @@ impl Background {
     }
 }
 
-/// Returns once a metadata request from `sink`'s producer finds no broker answering; never
+/// Returns once a metadata request from `sink`'s producer finds no broker connected; never
 /// without a producer. The probe in flight is kept in `probing`, for the caller to wait for.
 async fn no_broker_answers(
     sink: Option<&Arc<KafkaSink>>,

@@ -338,11 +338,12 @@ def cmd_static(rendered, help_file=None):
     # waits at exit (admin server drain, readiness metadata call, the Kafka client's teardown,
     # runtime shutdown: 1 s each, and 2 s for the file watches and producer replacements to stop:
     # 6 s, as _helpers.tpl counts),
-    # and with the spool its replay's cut-off (one more flush timeout) and closing the file.
+    # and with the spool its replay's cut-off (one more flush timeout), its last probe of the
+    # brokers (1 s) and closing the file (2 s).
     defaults = {"BRIDGE_SHUTDOWN_DELAY": "0s", "BRIDGE_SHUTDOWN_GRACE": "10s", "BRIDGE_FLUSH_TIMEOUT": "5s"}
     shutdown_ms = sum(duration_ms(env.get(k) or v) for k, v in defaults.items()) + 6000
     if env.get("BRIDGE_SPOOL_DIR"):
-        shutdown_ms += duration_ms(env.get("BRIDGE_FLUSH_TIMEOUT") or "5s") + 2000
+        shutdown_ms += duration_ms(env.get("BRIDGE_FLUSH_TIMEOUT") or "5s") + 3000
     tgps = pod.get("terminationGracePeriodSeconds", 30)
     check(tgps * 1000 > shutdown_ms, f"terminationGracePeriodSeconds {tgps}s is not longer than delay+grace+flush+6 s ({shutdown_ms} ms)")
     delay = duration_ms(env.get("BRIDGE_SHUTDOWN_DELAY") or "0s")

@@ -182,12 +182,18 @@ impl KafkaSink {
 }
 
 impl KafkaSink {
-    /// Whether a broker answers a metadata request for `topic` within `timeout`, whatever it
-    /// says of the topic. Blocking; call off the runtime.
+    /// False when a metadata request for `topic` found no broker to send it to within
+    /// `timeout`: none is connected. A connected broker that is only slow to answer, or one
+    /// that refuses the topic, counts as answering. Blocking; call off the runtime.
     pub fn brokers_answer(&self, topic: &str, timeout: Duration) -> bool {
+        use rdkafka::types::RDKafkaErrorCode::{AllBrokersDown, BrokerTransportFailure};
+        // librdkafka answers a metadata request that found no usable broker in time with a
+        // transport error, and one sent but not answered in time with a timeout.
         !matches!(
             topic_metadata(&self.current(), topic, timeout),
-            Err(TopicError::Unreachable(_))
+            Err(TopicError::Unreachable(KafkaError::MetadataFetch(
+                BrokerTransportFailure | AllBrokersDown
+            )))
         )
     }
 }

@@ -609,3 +609,27 @@ async fn replays_deliveries_are_counted_but_only_the_webhooks_are_timed() {
         "{text}"
     );
 }
+
+// Real clock: librdkafka's own threads time the round trips.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_broker_still_answers_the_shutdown_probe_and_a_down_one_does_not() {
+    let (cluster, _properties, sink) = one_topic_sink();
+    let probe = |sink: Arc<KafkaSink>| {
+        tokio::task::spawn_blocking(move || sink.brokers_answer("t", Duration::from_secs(1)))
+    };
+    assert!(probe(sink.clone()).await.expect("probe"), "a broker up");
+    // Connected, but slower than the probe's timeout: its deliveries may still come.
+    cluster
+        .broker_round_trip_time(1, Duration::from_secs(3))
+        .expect("rtt");
+    assert!(probe(sink.clone()).await.expect("probe"), "a slow broker");
+    cluster
+        .broker_round_trip_time(1, Duration::ZERO)
+        .expect("rtt");
+    cluster.broker_down(1).expect("down");
+    // The connection's loss takes librdkafka a moment to see.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while probe(sink.clone()).await.expect("probe") {
+        assert!(Instant::now() < deadline, "a broker down still answers");
+    }
+}

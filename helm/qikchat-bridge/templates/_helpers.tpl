@@ -108,7 +108,8 @@ A duration in milliseconds. Accepts the humantime forms the schema allows:
 {{- end -}}
 
 {{/* terminationGracePeriodSeconds: longer than shutdown delay + drain + producer flush, with
-     the spool the replay's cut-off (another flushTimeout) and closing the file (2 s), and the
+     the spool the replay's cut-off (another flushTimeout), its last probe of the brokers (1 s) and
+     closing the file (2 s), and the
      bridge's own waits at exit (6 s: the admin server's drain, the readiness task's metadata
      call, librdkafka's teardown of the flushed producer and the runtime's shutdown, up to 1 s
      each, and 2 s for the file watches and producer replacements to stop). */}}
@@ -117,7 +118,7 @@ A duration in milliseconds. Accepts the humantime forms the schema allows:
 {{- $flush := include "qikchat-bridge.durationMs" $c.flushTimeout | atoi -}}
 {{- $ms := add (include "qikchat-bridge.durationMs" $c.shutdownDelay | atoi) (include "qikchat-bridge.durationMs" $c.shutdownGrace | atoi) $flush 6000 -}}
 {{- if .Values.persistence.enabled -}}
-{{- $ms = add $ms $flush 2000 -}}
+{{- $ms = add $ms $flush 3000 -}}
 {{- end -}}
 {{- $minSeconds := div (add $ms 999) 1000 -}}
 {{- if kindIs "invalid" .Values.terminationGracePeriodSeconds -}}
@@ -125,7 +126,7 @@ A duration in milliseconds. Accepts the humantime forms the schema allows:
 {{- else -}}
 {{- $v := int .Values.terminationGracePeriodSeconds -}}
 {{- if le $v (int $minSeconds) -}}
-{{- fail (printf "terminationGracePeriodSeconds (%d) must be longer than config.shutdownDelay + config.shutdownGrace + config.flushTimeout + 6 s (the bridge's own exit: admin server drain, readiness check, Kafka client teardown, runtime shutdown, file watches; with persistence also + config.flushTimeout + 2 s) = %d s, or Kubernetes kills the bridge before in-flight webhooks are answered and produced" $v (int $minSeconds)) -}}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must be longer than config.shutdownDelay + config.shutdownGrace + config.flushTimeout + 6 s (the bridge's own exit: admin server drain, readiness check, Kafka client teardown, runtime shutdown, file watches; with persistence also + config.flushTimeout + 3 s) = %d s, or Kubernetes kills the bridge before in-flight webhooks are answered and produced" $v (int $minSeconds)) -}}
 {{- end -}}
 {{- $v -}}
 {{- end -}}
