@@ -48,8 +48,26 @@ pub struct ByLevel {
 #[derive(Debug)]
 #[must_use = "dropping it stops the log writer"]
 pub struct Guard {
-    _loud: WorkerGuard,
-    _quiet: WorkerGuard,
+    queues: Vec<(NonBlocking, WorkerGuard)>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        for (mut queue, guard) in self.queues.drain(..) {
+            // tracing-appender's guard waits 100 ms for room in a full queue (a reader that
+            // stopped reading), then prints to stdout that it could not stop its thread: a line
+            // that is not the log's, and a panic, so exit 101, where stdout is a closed pipe.
+            // A queue with no room for an empty line is left to the exit, which ends its thread.
+            let dropped = queue.error_counter();
+            let before = dropped.dropped_lines();
+            let _ = queue.write(b"");
+            if dropped.dropped_lines() > before {
+                std::mem::forget(guard);
+            } else {
+                drop(guard);
+            }
+        }
+    }
 }
 
 impl ByLevel {
@@ -69,8 +87,7 @@ impl ByLevel {
         let (quiet, quiet_guard) = queue("log-writer").finish(quiet);
         let counters = [loud.error_counter(), quiet.error_counter()];
         let guard = Guard {
-            _loud: loud_guard,
-            _quiet: quiet_guard,
+            queues: vec![(loud.clone(), loud_guard), (quiet.clone(), quiet_guard)],
         };
         (ByLevel { loud, quiet }, guard, counters)
     }

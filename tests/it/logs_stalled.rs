@@ -4,42 +4,34 @@
 use crate::common;
 
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, ChildStderr, Command, Stdio};
+use std::process::{ChildStderr, Command, Stdio};
 use std::time::Duration;
 
-use crate::common::{stop_with, STATUS};
+use crate::common::{stop_with, KillOnDrop, STATUS};
 
 const BIN: &str = env!("CARGO_BIN_EXE_qikchat-bridge");
 
 /// Enough "accepted" lines at debug to fill a pipe (64 KiB) and the writer's buffer several times.
 const REQUESTS: usize = 6000;
 
-/// Killed if the test fails, which would otherwise leave it running.
-struct Bridge(Child);
-
-impl Drop for Bridge {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The bridge in embedded mode with a debug line for each accepted request, its log read up to
-/// the line that names its ports; returns it, its unread log and those ports.
-async fn started() -> (Bridge, BufReader<ChildStderr>, u16, u16) {
-    let mut bridge = Bridge(
+/// the line that names its ports; returns it, its unread log and those ports. Its stdout is a
+/// closed pipe: serving writes nothing there, and a write would fail.
+async fn started() -> (KillOnDrop, BufReader<ChildStderr>, u16, u16) {
+    let mut bridge = KillOnDrop(
         Command::new(BIN)
             .args(common::ANY_PORTS)
             .args(["--shutdown-delay", "0s"])
             .env_clear()
             // A line for each accepted request.
             .env("RUST_LOG", "warn,qikchat_bridge=debug")
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start the bridge"),
     );
-    let mut log = BufReader::new(bridge.0.stderr.take().expect("stderr"));
+    drop(bridge.stdout.take());
+    let mut log = BufReader::new(bridge.stderr.take().expect("stderr"));
     let (port, admin) = loop {
         let mut line = String::new();
         assert!(log.read_line(&mut line).expect("a log line") > 0, "ended");
@@ -113,7 +105,7 @@ async fn a_log_reader_that_stops_reading_costs_counted_log_lines_and_no_answer()
         log.read_to_end(&mut rest).expect("the rest of the log");
         rest
     });
-    assert!(stop_with(&mut bridge.0, "-TERM").success());
+    assert!(stop_with(&mut bridge, "-TERM").success());
     let rest = String::from_utf8(reader.join().expect("reader")).expect("UTF-8");
     for line in rest.lines() {
         serde_json::from_str::<serde_json::Value>(line).expect("a whole JSON line");
@@ -127,7 +119,7 @@ async fn a_log_pipe_left_full_does_not_hold_up_the_exit() {
     flood(port).await;
     // Nobody reads: the lines still buffered get about a second at exit, then are given up.
     let signalled = std::time::Instant::now();
-    assert!(stop_with(&mut bridge.0, "-TERM").success());
+    assert!(stop_with(&mut bridge, "-TERM").success());
     assert!(
         signalled.elapsed() < Duration::from_secs(10),
         "{:?}",
@@ -146,5 +138,5 @@ async fn lines_lost_to_a_closed_stderr_are_counted_as_dropped() {
         dropped_lines(admin).await >= REQUESTS as f64 / 2.0
     })
     .await;
-    assert!(stop_with(&mut bridge.0, "-TERM").success());
+    assert!(stop_with(&mut bridge, "-TERM").success());
 }
