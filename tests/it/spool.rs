@@ -447,53 +447,71 @@ async fn a_topic_authorization_failure_is_spooled_and_delivered_once_the_topic_t
     all_stored(&app, &[id], Duration::from_secs(30)).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_with_records_still_spooled_is_bounded_and_keeps_them_for_the_next_start() {
+/// Ten webhooks answered 200 through the spool while `stall` keeps Kafka from taking them, under
+/// `--flush-timeout flush`, once replay's round for them has begun; and the spool's directory.
+async fn ten_spooled_then_replaying(
+    flush: &str,
+    stall: impl FnOnce(&TestApp),
+) -> (tempfile::TempDir, TestApp) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut f = spool_flags(&dir);
-    f.extend(["--flush-timeout".into(), "1s".into()]);
-    let mut app = TestApp::start(&flags(&f)).await;
-    app.cluster.broker_down(1).expect("down");
+    f.extend(["--flush-timeout".into(), flush.into()]);
+    let app = TestApp::start(&flags(&f)).await;
+    app.wait_ready().await;
+    stall(&app);
     let (ok, refused, _) = burst(&app, 10).await;
     assert!(refused.is_empty(), "{refused:?}");
     assert_eq!(ok.len(), 10);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (_, m) = app.admin_get("/metrics").await;
     assert!(has_line(&m, "qikchat_bridge_spool_records 10"), "{m}");
-    // Replay is stuck waiting on the broker; shutdown must not wait for its 30 s timeout.
-    tokio::time::timeout(Duration::from_secs(10), app.stop())
-        .await
-        .expect("shutdown within its bounds");
-    drop(app);
-    let spool = qikchat_bridge::spool::Spool::open(dir.path(), 1 << 30, 1).expect("reopen");
-    assert_eq!(spool.records(), 10, "the records wait for the next start");
+    (dir, app)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_no_broker_answering_shutdown_does_not_wait_out_the_flush_timeout_for_replay() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut f = spool_flags(&dir);
-    f.extend(["--flush-timeout".into(), "30s".into()]);
-    let mut app = TestApp::start(&flags(&f)).await;
-    app.cluster.broker_down(1).expect("down");
-    let (ok, refused, _) = burst(&app, 10).await;
-    assert!(refused.is_empty(), "{refused:?}");
-    assert_eq!(ok.len(), 10);
-    // Replay's round has begun, and waits on deliveries no broker can acknowledge.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let (_, m) = app.admin_get("/metrics").await;
-    assert!(has_line(&m, "qikchat_bridge_spool_records 10"), "{m}");
+/// Stops `app` and returns how long that took; the ten records must still be in the spool.
+async fn stopped_keeping_ten(dir: tempfile::TempDir, mut app: TestApp) -> Duration {
     let asked = Instant::now();
     app.trigger_shutdown();
     app.wait_stopped(Duration::from_secs(60)).await;
     let took = asked.elapsed();
+    drop(app);
+    let spool = qikchat_bridge::spool::Spool::open(dir.path(), 1 << 30, 1).expect("reopen");
+    assert_eq!(spool.records(), 10, "the records wait for the next start");
+    took
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_with_records_still_spooled_is_bounded_and_keeps_them_for_the_next_start() {
+    // A broker that answers but refuses every produce request with an error worth retrying:
+    // its deliveries may still come, so the round is waited for, up to the flush timeout and
+    // no longer (replay's own timeout is 30 s).
+    let (dir, app) = ten_spooled_then_replaying("3s", |app| {
+        app.cluster.request_errors(
+            RDKafkaApiKey::Produce,
+            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 100_000],
+        );
+    })
+    .await;
+    let took = stopped_keeping_ten(dir, app).await;
+    assert!(
+        took >= Duration::from_secs(3),
+        "the exit took {took:?}: a slow broker was taken for none"
+    );
+    assert!(took < Duration::from_secs(15), "the exit took {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_broker_answering_shutdown_does_not_wait_out_the_flush_timeout_for_replay() {
+    // Replay's round waits on deliveries no broker can acknowledge.
+    let (dir, app) = ten_spooled_then_replaying("30s", |app| {
+        app.cluster.broker_down(1).expect("down");
+    })
+    .await;
+    let took = stopped_keeping_ten(dir, app).await;
     assert!(
         took < Duration::from_secs(15),
         "the exit took {took:?}: replay's round was waited for as if a broker could answer"
     );
-    drop(app);
-    let spool = qikchat_bridge::spool::Spool::open(dir.path(), 1 << 30, 1).expect("reopen");
-    assert_eq!(spool.records(), 10, "the records wait for the next start");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
