@@ -200,7 +200,7 @@ impl Background {
                 tokio::select! {
                     () = tokio::time::sleep_until(cut_at) => {}
                     () = cut.wait() => {}
-                    () = no_broker_answers(self.replay_sink.as_ref(), &self.probe_topic, &mut probing) => {
+                    () = no_broker_connected(self.replay_sink.as_ref(), &self.probe_topic, &mut probing) => {
                         tracing::info!("no Kafka broker is connected: replay's round is not waited for, its records stay spooled");
                     }
                 }
@@ -218,7 +218,7 @@ impl Background {
 
 /// Returns once a metadata request from `sink`'s producer finds no broker connected; never
 /// without a producer. The probe in flight is kept in `probing`, for the caller to wait for.
-async fn no_broker_answers(
+async fn no_broker_connected(
     sink: Option<&Arc<KafkaSink>>,
     topic: &str,
     probing: &mut Option<JoinHandle<bool>>,

@@ -617,6 +617,11 @@ async fn a_slow_broker_still_answers_the_shutdown_probe_and_a_down_one_does_not(
     let probe = |sink: Arc<KafkaSink>| {
         tokio::task::spawn_blocking(move || sink.brokers_answer("t", Duration::from_secs(1)))
     };
+    // A delivery first: the connection to the partition's leader is up, as replay's is while
+    // its round waits.
+    sink.send(&record(), Instant::now() + Duration::from_secs(30))
+        .await
+        .expect("delivered");
     assert!(probe(sink.clone()).await.expect("probe"), "a broker up");
     // Connected, but slower than the probe's timeout: its deliveries may still come.
     cluster
