@@ -23,7 +23,8 @@ pub const ANY_PORTS: [&str; 6] = [
 pub const LOG_FILTER: &str = "warn,qikchat_bridge=info";
 
 pub struct Spawned {
-    pub child: Child,
+    /// Killed when the `Spawned` is dropped: a test that fails must not leave its bridge running.
+    pub child: KillOnDrop,
     pub port: u16,
     pub admin: u16,
     log: Arc<Mutex<String>>,
@@ -58,7 +59,7 @@ impl Spawned {
         });
         match rx.recv_timeout(Duration::from_secs(30)) {
             Ok((port, admin)) => Spawned {
-                child,
+                child: KillOnDrop(child),
                 port,
                 admin,
                 log,
@@ -84,16 +85,7 @@ impl Spawned {
     }
 }
 
-/// A test that fails must not leave its bridge running.
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A child process killed and reaped when dropped, like [`Spawned`], for tests that start it
-/// themselves: a failed assert then leaves no process running.
+/// A child process killed and reaped when dropped, so a failed assert leaves no process running.
 pub struct KillOnDrop(pub Child);
 
 impl std::ops::Deref for KillOnDrop {
