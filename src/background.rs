@@ -17,7 +17,7 @@ use crate::drain::Cut;
 use crate::metrics::Metrics;
 use crate::producer::{self, KafkaSink, ProducerRole, Rebuilt};
 use crate::spool::Spool;
-use crate::supervise::{self, Supervisor};
+use crate::supervise::{self, GiveUp, Supervisor};
 use crate::{auth, delivery, topics, StartError};
 
 /// How often readiness asks Kafka for metadata.
@@ -198,10 +198,11 @@ impl Background {
             let mut probing = None;
             let given_up = async {
                 tokio::select! {
-                    () = tokio::time::sleep_until(cut_at) => {}
-                    () = cut.wait() => {}
+                    () = tokio::time::sleep_until(cut_at) => GiveUp::Late,
+                    () = cut.wait() => GiveUp::Late,
                     () = no_broker_connected(self.replay_sink.as_ref(), &self.probe_topic, &mut probing) => {
                         tracing::info!("no Kafka broker is connected: replay's round is not waited for, its records stay spooled");
+                        GiveUp::Explained
                     }
                 }
             };

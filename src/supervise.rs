@@ -57,23 +57,44 @@ impl Failures {
     }
 }
 
+/// Why a task told to stop is cancelled before it stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GiveUp {
+    /// It did not stop in time: worth a warning.
+    Late,
+    /// For a reason the caller has logged already (no broker connected to deliver replay's
+    /// round, say): a warning after it would call an expected cut a fault.
+    Explained,
+}
+
 /// Waits for a task told to stop until `deadline`; then cancels it and waits for it to drop
 /// what it holds (the spool's handle, say). A file watch blocked in a read (a hung secrets
 /// mount) would otherwise hold shutdown until the pod is killed.
 pub async fn join_by(task: JoinHandle<()>, deadline: Instant, name: &str) {
-    join_until(task, tokio::time::sleep_until(deadline), name).await;
+    let late = async move {
+        tokio::time::sleep_until(deadline).await;
+        GiveUp::Late
+    };
+    join_until(task, late, name).await;
 }
 
 /// [`join_by`], giving up when `give_up` resolves.
-pub async fn join_until(mut task: JoinHandle<()>, give_up: impl Future<Output = ()>, name: &str) {
+pub async fn join_until(
+    mut task: JoinHandle<()>,
+    give_up: impl Future<Output = GiveUp>,
+    name: &str,
+) {
     tokio::select! {
         biased;
         _ = &mut task => {}
-        () = give_up => {
-            tracing::warn!(
-                task = name,
-                "a background task did not stop in time; cancelled"
-            );
+        why = give_up => {
+            match why {
+                GiveUp::Late => tracing::warn!(
+                    task = name,
+                    "a background task did not stop in time; cancelled"
+                ),
+                GiveUp::Explained => tracing::debug!(task = name, "a background task cancelled"),
+            }
             task.abort();
             let _ = task.await;
         }
@@ -118,6 +139,51 @@ mod tests {
         let started = Instant::now();
         join_by(stuck, deadline, "Kafka producers").await;
         assert_eq!(started.elapsed(), Duration::ZERO);
+    }
+
+    #[derive(Clone, Default)]
+    struct Kept(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Kept {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("kept").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cut_the_caller_explained_is_no_warning_and_a_late_task_is() {
+        let kept = Kept::default();
+        let writer = kept.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        // The test's runtime has one thread, so the thread's default covers its tasks.
+        let _default = tracing::subscriber::set_default(subscriber);
+        let (supervisor, _failures) = supervisor();
+        let logged = || String::from_utf8_lossy(&kept.0.lock().expect("kept")).into_owned();
+
+        let stuck = supervisor.spawn("replay", std::future::pending());
+        join_until(stuck, async { GiveUp::Explained }, "replay").await;
+        assert_eq!(
+            logged(),
+            "",
+            "an explained cut is logged by its caller only"
+        );
+
+        let stuck = supervisor.spawn("replay", std::future::pending());
+        join_until(stuck, async { GiveUp::Late }, "replay").await;
+        let warned = logged();
+        assert!(
+            warned.contains("WARN") && warned.contains("did not stop in time"),
+            "{warned}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
