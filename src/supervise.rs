@@ -141,23 +141,9 @@ mod tests {
         assert_eq!(started.elapsed(), Duration::ZERO);
     }
 
-    #[derive(Clone, Default)]
-    struct Kept(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Kept {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().expect("kept").extend_from_slice(buf);
-            Ok(buf.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     #[tokio::test(start_paused = true)]
     async fn a_cut_the_caller_explained_is_no_warning_and_a_late_task_is() {
-        let kept = Kept::default();
+        let kept = crate::telemetry::Kept::default();
         let writer = kept.clone();
         let subscriber = tracing_subscriber::fmt()
             .with_max_level(tracing::Level::INFO)
@@ -167,19 +153,18 @@ mod tests {
         // The test's runtime has one thread, so the thread's default covers its tasks.
         let _default = tracing::subscriber::set_default(subscriber);
         let (supervisor, _failures) = supervisor();
-        let logged = || String::from_utf8_lossy(&kept.0.lock().expect("kept")).into_owned();
 
         let stuck = supervisor.spawn("replay", std::future::pending());
         join_until(stuck, async { GiveUp::Explained }, "replay").await;
         assert_eq!(
-            logged(),
+            kept.text(),
             "",
             "an explained cut is logged by its caller only"
         );
 
         let stuck = supervisor.spawn("replay", std::future::pending());
         join_until(stuck, async { GiveUp::Late }, "replay").await;
-        let warned = logged();
+        let warned = kept.text();
         assert!(
             warned.contains("WARN") && warned.contains("did not stop in time"),
             "{warned}"

@@ -143,6 +143,7 @@ impl Write for Stderr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::telemetry::Kept;
     use std::sync::{mpsc, Mutex};
     use std::time::{Duration, Instant};
 
@@ -152,20 +153,6 @@ mod tests {
     impl Write for Stalled {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
             let _ = self.0.lock().map(|r| r.recv());
-            Ok(buf.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    #[derive(Clone, Default)]
-    struct Kept(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Kept {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().expect("kept").extend_from_slice(buf);
             Ok(buf.len())
         }
 
@@ -191,7 +178,7 @@ mod tests {
             tracing::error!("stopping: the reason");
         });
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !String::from_utf8_lossy(&kept.0.lock().expect("kept")).contains("the reason") {
+        while !kept.text().contains("the reason") {
             assert!(Instant::now() < deadline, "the error line never came");
             std::thread::sleep(Duration::from_millis(10));
         }
