@@ -218,9 +218,23 @@ pub enum LogFormat {
 /// What to print for a command line clap refused: its own message, except that an argument it
 /// could not place is not quoted back. `-X sasl.password hunter2` (a space for the `=`) leaves the
 /// password as a stray argument, and clap's message names it; stderr goes to the pod's logs.
+/// Nor is a value given to a flag that takes none (`--insecure-disable-auth=$PW`) or one outside
+/// a flag's closed set (`BRIDGE_INSECURE_DISABLE_AUTH=$PW`, whose values are `true` and
+/// `false`): clap lists what the flag takes, which says all the value would. A value a flag
+/// parses freely (`--listen nowhere`) is shown, as it says what was wrong.
 pub fn usage_error(e: &clap::Error) -> String {
-    use clap::error::{ContextKind, ContextValue};
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
     let mut text = e.render().to_string();
+    let misplaced =
+        e.kind() == ErrorKind::TooManyValues || e.get(ContextKind::ValidValue).is_some();
+    if misplaced {
+        if let Some(ContextValue::String(value)) = e.get(ContextKind::InvalidValue) {
+            text = text.replace(
+                &format!("'{value}'"),
+                "(a value not shown: it may hold a secret)",
+            );
+        }
+    }
     for kind in [ContextKind::InvalidSubcommand, ContextKind::InvalidArg] {
         if let Some(ContextValue::String(stray)) = e.get(kind) {
             // A flag's own name (`--lisen`) is not a value; everything else may be one.

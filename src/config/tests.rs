@@ -470,6 +470,36 @@ fn a_refused_command_line_never_quotes_a_stray_argument_back() {
     }
 }
 
+/// A password given to a flag that takes no value, or outside a flag's closed set of values, is
+/// not quoted back either: the flag is named, with what it takes.
+#[test]
+fn a_value_a_flag_cannot_take_is_not_quoted_back() {
+    for (argv, flag) in [
+        (
+            &["qikchat-bridge", "--insecure-disable-auth=a:hunter2"][..],
+            "--insecure-disable-auth",
+        ),
+        (
+            &["qikchat-bridge", "--check-config=hunter2"][..],
+            "--check-config",
+        ),
+        (
+            &["qikchat-bridge", "tail", "--from-beginning=hunter2"][..],
+            "--from-beginning",
+        ),
+        (
+            &["qikchat-bridge", "--log-format=hunter2"][..],
+            "--log-format",
+        ),
+    ] {
+        let err = Cli::try_parse_from(argv).expect_err("refused");
+        let text = usage_error(&err);
+        assert!(!text.contains("hunter2"), "{argv:?}: {text}");
+        assert!(text.contains("not shown"), "{argv:?}: {text}");
+        assert!(text.contains(flag), "{argv:?}: {text}");
+    }
+}
+
 /// Flag names and the values of flags that parse them are no secret, and they say what was wrong.
 #[test]
 fn a_refused_command_line_still_names_a_misspelt_flag_and_a_bad_value() {

@@ -741,6 +741,21 @@ fn a_password_clap_cannot_place_is_refused_without_being_printed() {
     assert!(!stderr.contains("hunter2"), "{stderr}");
     assert!(stderr.contains("not shown"), "{stderr}");
 
+    // Nor is a password in a yes/no variable, whose values clap lists instead.
+    let output = Command::new(BIN)
+        .env_clear()
+        .env("BRIDGE_INSECURE_DISABLE_AUTH", "hunter2")
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    assert!(
+        stderr.contains("not shown") && stderr.contains("--insecure-disable-auth"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("possible values: true, false"), "{stderr}");
+
     // Help still goes to stdout with exit code 0.
     let help = Command::new(BIN)
         .arg("--help")
