@@ -859,6 +859,8 @@ check "chart README documents every value" \
 check "secret property names: schema, templates and CI equal the bridge's is_secret" \
   "$PY" "$LIB/chart_check.py" secret-names src/kafka_props/redact.rs "$CHART/values.schema.json" \
   "$CHART/templates/_helpers.tpl"
+check "every variable the chart sets names its values for extraArgs' and extraEnv's refusals" \
+  "$PY" "$LIB/chart_check.py" env-sources "$CHART/templates/_pod.tpl" "$CHART/templates/_helpers.tpl"
 
 section "helm lint --strict"
 for c in "${CASES[@]}"; do
@@ -960,6 +962,31 @@ must_fail "--kafka-property NAME=VALUE with a secret in extraArgs" "sasl.passwor
   --set 'extraArgs[0]=--kafka-property' --set 'extraArgs[1]=sasl.password=x'
 must_fail "BRIDGE_AUTH in extraEnv" "extraEnv: BRIDGE_AUTH" $B --set 'extraEnv[0].name=BRIDGE_AUTH' --set 'extraEnv[0].value=u:secretpass'
 must_fail "BRIDGE_SPOOL_DIR in extraEnv" "extraEnv: BRIDGE_SPOOL_DIR" $B --set 'extraEnv[0].name=BRIDGE_SPOOL_DIR' --set 'extraEnv[0].value=/tmp/spool'
+must_fail "--insecure-disable-auth in extraArgs (the bridge refuses it beside the credentials file)" \
+  "extraArgs: --insecure-disable-auth is refused: use auth.insecureDisableAuth" $B --set 'extraArgs[0]=--insecure-disable-auth'
+must_fail "a flag the chart sets in extraArgs (--ack-timeout=3s)" \
+  "extraArgs: --ack-timeout is set by the chart (BRIDGE_ACK_TIMEOUT, from config.ackTimeout)" $B --set 'extraArgs[0]=--ack-timeout=3s'
+must_fail "a flag the chart sets in extraArgs (--key-strategy none)" \
+  "extraArgs: --key-strategy is set by the chart (BRIDGE_KEY_STRATEGY, from config.keyStrategy)" $B \
+  --set 'extraArgs[0]=--key-strategy' --set 'extraArgs[1]=none'
+must_fail "--kafka-brokers in extraArgs" \
+  "extraArgs: --kafka-brokers is set by the chart (KAFKA_BOOTSTRAP_SERVERS, from kafka.bootstrapServers)" $B \
+  --set 'extraArgs[0]=--kafka-brokers=other:9092'
+must_fail "-X acks=1 in extraArgs (the chart sets KAFKA_ACKS)" \
+  "extraArgs: the librdkafka property acks is set by the chart (KAFKA_ACKS, from kafka.acks)" $B \
+  --set 'extraArgs[0]=-X' --set 'extraArgs[1]=acks=1'
+must_fail "-Xenable.idempotence=false in extraArgs" \
+  "extraArgs: the librdkafka property enable.idempotence is set by the chart (KAFKA_ENABLE_IDEMPOTENCE, from kafka.idempotence)" $B \
+  --set 'extraArgs[0]=-Xenable.idempotence=false'
+must_fail "BRIDGE_AUTH_FILE in extraEnv (the chart sets it)" \
+  "extraEnv: BRIDGE_AUTH_FILE is set by the chart (from auth.existingSecret or auth.credentials)" $B \
+  --set 'extraEnv[0].name=BRIDGE_AUTH_FILE' --set 'extraEnv[0].value=/x'
+must_fail "KAFKA_ACKS in extraEnv (the chart sets it)" "extraEnv: KAFKA_ACKS is set by the chart (from kafka.acks)" $B \
+  --set 'extraEnv[0].name=KAFKA_ACKS' --set-string 'extraEnv[0].value=1'
+must_fail "KAFKA_SASL_MECHANISM in extraEnv with kafka.sasl.enabled" \
+  "extraEnv: KAFKA_SASL_MECHANISM is set by the chart (from kafka.sasl.mechanism)" $B \
+  --set kafka.sasl.enabled=true --set kafka.sasl.username=u --set kafka.sasl.password=p \
+  --set 'extraEnv[0].name=KAFKA_SASL_MECHANISM' --set 'extraEnv[0].value=OAUTHBEARER'
 must_fail "shutdown delay shorter than the readiness probe's failures + 1 s" "config.shutdownDelay (4s) must be at least" $B --set config.shutdownDelay=4s
 must_fail "readiness probe slower than the shutdown delay (5 s x 2 + 1 s > 5 s)" "config.shutdownDelay (5s) must be at least" $B \
   --set probes.readiness.periodSeconds=5
@@ -1101,9 +1128,10 @@ check "a decimal memory limit renders (not checked)" renders $B --set resources.
 check "no memory limit: any body budget renders" renders $B --set config.maxInFlightBytes=536870912 --set resources.limits=null
 check "100000 connections render with a limit that holds their read buffers" renders $B \
   --set config.maxConnections=100000 --set resources.limits.memory=2Gi
-check "harmless -X and other flags in extraArgs render" renders $B \
-  --set 'extraArgs[0]=-X' --set 'extraArgs[1]=linger.ms=1' --set 'extraArgs[2]=-Xcompression.type=lz4' \
-  --set 'extraArgs[3]=--key-strategy=none'
+check "harmless -X in extraArgs renders" renders $B \
+  --set 'extraArgs[0]=-X' --set 'extraArgs[1]=linger.ms=1' --set 'extraArgs[2]=-Xcompression.type=lz4'
+check "a variable the chart does not set renders in extraEnv (KAFKA_SECURITY_PROTOCOL without kafka.sasl or kafka.tls)" \
+  renders $B --set 'extraEnv[0].name=KAFKA_SECURITY_PROTOCOL' --set 'extraEnv[0].value=SSL'
 check "a readiness probe of 1 s x 3 renders with a 4 s delay" renders $B --set config.shutdownDelay=4s \
   --set probes.readiness.periodSeconds=1 --set probes.readiness.failureThreshold=3
 check "a PrometheusRule without ServiceMonitor renders with prometheusRule.job" renders $B \

@@ -45,6 +45,10 @@ Subcommands (each exits non-zero with a message on failure):
       The librdkafka property names the chart treats as secrets (the schema's
       kafka.properties pattern, the templates' secretPropertyPattern, SECRET_PARTS
       here) are exactly those of the bridge's is_secret in REDACT_RS.
+  env-sources POD_TPL HELPERS
+      Every variable the pod template sets itself has an entry in the helpers'
+      envSources (the values it comes from, named when extraArgs or extraEnv would set
+      it again), and envSources names no variable the template does not set.
   webhook-paths BINARY RENDERED WORKDIR CHART RELEASE NAMESPACE
       The chart (helm template CHART with config.webhookPath) accepts exactly the webhook
       paths the binary accepts (--check-config with RENDERED's environment and
@@ -1302,6 +1306,25 @@ def cmd_secret_names(redact_rs, schema_file, helpers):
     print(f"{len(truth)} secret name parts agree with is_secret: {', '.join(sorted(truth))}")
 
 
+def cmd_env_sources(pod_tpl, helpers):
+    with open(pod_tpl, encoding="utf-8") as f:
+        pod = f.read()
+    m = re.search(r"\n      env:\n(.*?)\{\{- with \.Values\.extraEnv \}\}", pod, re.S)
+    if not m:
+        fail(f"{pod_tpl}: no env: block ending in extraEnv")
+    set_here = set(re.findall(r"- name: ([A-Z][A-Z0-9_]*)", m.group(1)))
+    with open(helpers, encoding="utf-8") as f:
+        tpl = f.read()
+    m = re.search(r'define "qikchat-bridge\.envSources" -\}\}\n(.*?)\n\{\{- end', tpl, re.S)
+    if not m:
+        fail(f"{helpers}: no qikchat-bridge.envSources")
+    sources = set(yaml.safe_load(m.group(1)))
+    if set_here != sources:
+        fail(f"envSources differs from the variables {pod_tpl} sets: missing "
+             f"{sorted(set_here - sources)}, extra {sorted(sources - set_here)}")
+    print(f"{len(sources)} variables the chart sets, each with its values named")
+
+
 def main(argv):
     if len(argv) < 2:
         print(__doc__)
@@ -1333,6 +1356,8 @@ def main(argv):
             cmd_readme(*rest)
         elif cmd == "secret-names":
             cmd_secret_names(*rest)
+        elif cmd == "env-sources":
+            cmd_env_sources(*rest)
         elif cmd == "webhook-paths":
             cmd_webhook_paths(*rest)
         else:

@@ -55,7 +55,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "qikchat-bridge.bootstrapServers" -}}
 {{- $servers := .Values.kafka.bootstrapServers | default "" | trim -}}
 {{- if not $servers -}}
-{{- fail "kafka.bootstrapServers is required (e.g. --set kafka.bootstrapServers=kafka-0.kafka:9092,kafka-1.kafka:9092). The bridge's embedded Kafka is for local development only and cannot be used from this chart." -}}
+{{- fail "kafka.bootstrapServers is required (e.g. --set kafka.bootstrapServers=kafka-0.kafka:9092\\,kafka-1.kafka:9092, with the comma escaped for --set). The bridge's embedded Kafka is for local development only and cannot be used from this chart." -}}
 {{- end -}}
 {{- $servers -}}
 {{- end -}}
@@ -412,6 +412,12 @@ password
      properties the bridge treats as secrets (-X/--kafka-property NAME=VALUE, or KAFKA_<NAME> in
      extraEnv as a plain value or from a ConfigMap; KAFKA_<NAME>_FILE and secretKeyRef are fine). */ -}}
 {{- $secretProperty := include "qikchat-bridge.secretPropertyPattern" . -}}
+{{- /* Nor may they set again what the chart sets from its values: a flag wins over the chart's
+     variable and a second variable replaces it, out of sight of the chart's own checks (the
+     grace period from the timeouts, the memory limit from the body limits) or against them
+     (--insecure-disable-auth beside the chart's credentials file stops the bridge at start-up). */ -}}
+{{- $chartEnv := include "qikchat-bridge.chartEnv" . | fromYaml -}}
+{{- $sources := include "qikchat-bridge.envSources" . | fromYaml -}}
 {{- $extraArgs := .Values.extraArgs | default list -}}
 {{- range $i, $arg := $extraArgs -}}
 {{- $a := toString $arg -}}
@@ -422,6 +428,15 @@ password
 {{- fail "extraArgs: --auth-file is set by the chart (BRIDGE_AUTH_FILE, mounted from auth.existingSecret or auth.credentials); use those values" -}}
 {{- else if eq $flag "--spool-dir" -}}
 {{- fail "extraArgs: --spool-dir is refused: use persistence.enabled, which gives every pod a volume of its own (a StatefulSet claim); elsewhere the spool lands on the read-only root filesystem or an ephemeral or shared volume" -}}
+{{- end -}}
+{{- $long := regexFind "^--[a-z0-9-]+" $a | trimPrefix "--" -}}
+{{- if eq $long "insecure-disable-auth" -}}
+{{- fail "extraArgs: --insecure-disable-auth is refused: use auth.insecureDisableAuth (beside the chart's credentials file the bridge refuses to start)" -}}
+{{- else if $long -}}
+{{- $var := ternary "KAFKA_BOOTSTRAP_SERVERS" (printf "BRIDGE_%s" ($long | replace "-" "_" | upper)) (eq $long "kafka-brokers") -}}
+{{- if hasKey $chartEnv $var -}}
+{{- fail (printf "extraArgs: --%s is set by the chart (%s, from %s); set that value instead: a flag would win over it out of sight of the chart's checks" $long $var (get $sources $var | default "its values")) -}}
+{{- end -}}
 {{- end -}}
 {{- $pair := "" -}}
 {{- if or (eq $a "-X") (eq $a "--kafka-property") -}}
@@ -437,6 +452,11 @@ password
 {{- if and $name (regexMatch $secretProperty (lower $name)) -}}
 {{- fail (printf "extraArgs: the librdkafka property %s is a secret to the bridge (a name containing password, passphrase, private.key, jaas, secret, sasl.oauthbearer.config, ssl.key.pem or ssl_key) and would be readable in the pod's arguments; mount it from a Secret and set KAFKA_<NAME>_FILE in extraEnv" $name) -}}
 {{- end -}}
+{{- /* The variable the bridge reads the property from (envProperty's mapping, reversed). */ -}}
+{{- $var := printf "KAFKA_%s" ($name | lower | replace "_" "__" | replace "-" "___" | replace "." "_" | upper) -}}
+{{- if and $name (hasKey $chartEnv $var) -}}
+{{- fail (printf "extraArgs: the librdkafka property %s is set by the chart (%s, from %s); set that value instead: -X would win over it out of sight of the chart's checks" $name $var (get $sources $var | default "its values")) -}}
+{{- end -}}
 {{- end -}}
 {{- range .Values.extraEnv -}}
 {{- $property := include "qikchat-bridge.envProperty" .name -}}
@@ -448,6 +468,8 @@ password
 {{- fail "extraEnv: BRIDGE_AUTH puts Basic credentials into the pod spec; use auth.existingSecret or auth.credentials (mounted as a file)" -}}
 {{- else if eq .name "BRIDGE_SPOOL_DIR" -}}
 {{- fail "extraEnv: BRIDGE_SPOOL_DIR is refused: use persistence.enabled, which gives every pod a volume of its own (a StatefulSet claim); elsewhere the spool lands on the read-only root filesystem or an ephemeral or shared volume" -}}
+{{- else if hasKey $chartEnv .name -}}
+{{- fail (printf "extraEnv: %s is set by the chart (from %s); set that value instead: a second entry would replace it out of sight of the chart's checks" .name (get $sources .name | default "its values")) -}}
 {{- end -}}
 {{- end -}}
 {{- /* The PrometheusRule's QikchatBridgeNoReadyInstance looks for this release's series by the
@@ -589,4 +611,63 @@ or one record of the largest size (config.maxBodyBytes + 64 KiB) when that is mo
 {{- end -}}
 {{- $text -}}
 {{- end -}}
+{{- end -}}
+
+{{/* The names of the variables the chart itself sets in the bridge's container (not extraEnv's),
+     as a YAML map of name to true: the pod template rendered, less extraEnv's entries at the end. */}}
+{{- define "qikchat-bridge.chartEnv" -}}
+{{- $pod := include "qikchat-bridge.podTemplate" . | fromYaml -}}
+{{- $env := (index $pod.spec.containers 0).env | default list -}}
+{{- $own := sub (len $env) (len (.Values.extraEnv | default list)) -}}
+{{- range $i, $e := $env -}}
+{{- if lt $i $own }}
+{{ $e.name }}: true
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The values each variable the chart sets comes from, for the messages that refuse setting it
+     again in extraArgs or extraEnv. */}}
+{{- define "qikchat-bridge.envSources" -}}
+BRIDGE_LISTEN: config.listenHost and containerPorts.http
+BRIDGE_ADMIN_LISTEN: config.listenHost and containerPorts.admin
+BRIDGE_WEBHOOK_PATH: config.webhookPath
+BRIDGE_INSECURE_DISABLE_AUTH: auth.insecureDisableAuth
+BRIDGE_AUTH_FILE: auth.existingSecret or auth.credentials
+BRIDGE_ACK_TIMEOUT: config.ackTimeout
+BRIDGE_MAX_BODY_BYTES: config.maxBodyBytes
+BRIDGE_MAX_IN_FLIGHT: config.maxInFlight
+BRIDGE_MAX_IN_FLIGHT_BYTES: config.maxInFlightBytes
+BRIDGE_MAX_CONNECTIONS: config.maxConnections
+BRIDGE_SPOOL_DIR: persistence.enabled and persistence.mountPath
+BRIDGE_SPOOL_MAX_BYTES: persistence.maxBytes
+BRIDGE_TOPIC_PREFIX: config.topicPrefix
+BRIDGE_TOPICS: config.topics
+BRIDGE_FALLBACK_TOPIC: config.fallbackTopic
+BRIDGE_DEADLETTER_TOPIC: config.deadletterTopic
+BRIDGE_KEY_STRATEGY: config.keyStrategy
+BRIDGE_HEADER_READ_TIMEOUT: config.headerReadTimeout
+BRIDGE_IDLE_TIMEOUT: config.idleTimeout
+BRIDGE_BODY_READ_TIMEOUT: config.bodyReadTimeout
+BRIDGE_SHUTDOWN_DELAY: config.shutdownDelay
+BRIDGE_SHUTDOWN_GRACE: config.shutdownGrace
+BRIDGE_FLUSH_TIMEOUT: config.flushTimeout
+BRIDGE_LOG_FORMAT: config.logFormat
+BRIDGE_LOG_PHONE_NUMBERS: config.logPhoneNumbers
+BRIDGE_CLOUDEVENTS: config.cloudevents
+BRIDGE_HTTP1_ONLY: config.http1Only
+BRIDGE_CLOUDEVENTS_SOURCE: config.cloudeventsSource
+RUST_LOG: config.logLevel
+KAFKA_BOOTSTRAP_SERVERS: kafka.bootstrapServers
+KAFKA_ACKS: kafka.acks
+KAFKA_ENABLE_IDEMPOTENCE: kafka.idempotence
+KAFKA_SECURITY_PROTOCOL: kafka.securityProtocol, or kafka.sasl.enabled and kafka.tls.enabled
+KAFKA_SASL_MECHANISM: kafka.sasl.mechanism
+KAFKA_SASL_USERNAME: kafka.sasl.username
+KAFKA_SASL_USERNAME_FILE: kafka.sasl.usernameKey
+KAFKA_SASL_PASSWORD_FILE: kafka.sasl.*
+KAFKA_SSL_CA_LOCATION: kafka.tls.caKey
+KAFKA_SSL_CERTIFICATE_LOCATION: kafka.tls.certKey
+KAFKA_SSL_KEY_LOCATION: kafka.tls.keyKey
+KAFKA_SSL_KEY_PASSWORD_FILE: kafka.tls.keyPasswordKey
 {{- end -}}
