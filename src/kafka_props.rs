@@ -254,12 +254,26 @@ where
                     ),
                 )
             })?;
-        props.insert(canonical(key.trim()).to_string(), value.to_string());
+        let key = canonical(key.trim()).to_string();
+        set_by.insert(
+            key.clone(),
+            format!("-X {}", flag.split('=').next().unwrap_or("").trim()),
+        );
+        props.insert(key, value.to_string());
     }
-    if props.contains_key("bootstrap.servers") {
+    // Named as the operator set it: `KAFKA_METADATA_BROKER_LIST` is no `-X` flag.
+    if let Some(setter) = set_by.get("bootstrap.servers") {
+        let setting = if setter.starts_with("-X") {
+            "-X"
+        } else {
+            "KAFKA_* environment"
+        };
         return Err(invalid(
-            "-X bootstrap.servers (or metadata.broker.list)",
-            "set the brokers with --kafka-brokers or KAFKA_BOOTSTRAP_SERVERS",
+            setting,
+            format!(
+                "{setter} sets bootstrap.servers: set the brokers with --kafka-brokers or \
+                 KAFKA_BOOTSTRAP_SERVERS"
+            ),
         ));
     }
     Ok(props)

@@ -333,17 +333,39 @@ fn bootstrap_servers_must_come_from_the_brokers_setting() {
     );
     assert!(err.is_err());
     // librdkafka's own name for it, which would otherwise pass for "no brokers: embedded".
-    for (env, flags) in [
-        (vec![("KAFKA_METADATA_BROKER_LIST", "x:1")], vec![]),
-        (vec![], vec!["metadata.broker.list=x:1".to_string()]),
+    // The refusal names what set it, as the operator wrote it.
+    for (env, flags, named) in [
+        (
+            vec![("KAFKA_METADATA_BROKER_LIST", "x:1")],
+            vec![],
+            "KAFKA_METADATA_BROKER_LIST sets",
+        ),
+        (
+            vec![("KAFKA_BOOTSTRAP_SERVERS_FILE", "/brokers")],
+            vec![],
+            "KAFKA_BOOTSTRAP_SERVERS_FILE sets",
+        ),
+        (
+            vec![],
+            vec!["metadata.broker.list=x:1".to_string()],
+            "-X metadata.broker.list sets",
+        ),
+        (
+            vec![("KAFKA_METADATA_BROKER_LIST", "x:1")],
+            vec![" bootstrap.servers =x:1".to_string()],
+            "-X bootstrap.servers sets",
+        ),
     ] {
         let err = from_sources(
             self::env(&env),
             &flags,
             limits(Duration::from_secs(1)),
-            &no_files,
-        );
-        assert!(err.is_err(), "{env:?} {flags:?}");
+            &|_: &Path| Ok("x:1".to_string()),
+        )
+        .expect_err("refused")
+        .to_string();
+        assert!(err.contains(named), "{env:?} {flags:?}: {err}");
+        assert!(err.contains("--kafka-brokers"), "{err}");
     }
 }
 
