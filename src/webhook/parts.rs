@@ -198,9 +198,10 @@ pub(super) fn chunked_only(headers: &HeaderMap) -> Result<(), WebhookError> {
 }
 
 /// One `Host` header, which HTTP/1.1 requires (HTTP/1.0 and HTTP/2, which has `:authority`, may
-/// go without): RFC 9112, section 3.2 asks a server to refuse a request without it, or with more
-/// than one, as a proxy in front may have routed it by another. Its value is not compared with
-/// anything: the bridge answers under any name its ingress gives it.
+/// go without), and a valid one: RFC 9112, section 3.2 asks a server to refuse a request without
+/// it, with more than one, or with one whose value is no `host[:port]`, as a proxy in front may
+/// have routed it by another reading. Its value is not compared with anything: the bridge
+/// answers under any name its ingress gives it.
 pub(super) fn one_host(version: Version, headers: &HeaderMap) -> Result<(), WebhookError> {
     let mut hosts = headers.get_all(HOST).iter();
     match (hosts.next(), hosts.next()) {
@@ -208,8 +209,67 @@ pub(super) fn one_host(version: Version, headers: &HeaderMap) -> Result<(), Webh
         (None, _) if version == Version::HTTP_11 => Err(WebhookError::Host(
             "an HTTP/1.1 request must have a Host header",
         )),
+        (Some(host), None) if !valid_host(host.as_bytes()) => Err(WebhookError::Host(
+            "the Host header must be a host name or address with an optional port",
+        )),
         _ => Ok(()),
     }
+}
+
+/// RFC 9112's `Host = uri-host [ ":" port ]` (RFC 3986, section 3.2.2: a bracketed IPv6 or
+/// future address, or a registered name of unreserved characters, sub-delimiters and
+/// percent-escapes, which takes in IPv4 addresses), or empty, for a target without authority.
+/// By hand: `http::uri::Authority` copies the value to parse it, an allocation every request.
+pub(super) fn valid_host(host: &[u8]) -> bool {
+    let (name, port) = match host.strip_prefix(b"[") {
+        Some(literal) => match literal.iter().position(|&b| b == b']') {
+            Some(end) if ip_literal(&literal[..end]) => (&[][..], &literal[end + 1..]),
+            _ => return false,
+        },
+        None => {
+            let end = host.iter().position(|&b| b == b':').unwrap_or(host.len());
+            (&host[..end], &host[end..])
+        }
+    };
+    reg_name(name)
+        && port.strip_prefix(b":").map_or(port.is_empty(), |digits| {
+            digits.iter().all(u8::is_ascii_digit)
+        })
+}
+
+/// Inside the brackets: an IPv6 address, or `v` HEX `.` and more (RFC 3986's IPvFuture).
+fn ip_literal(inside: &[u8]) -> bool {
+    if let Some(future) = inside.strip_prefix(b"v").or(inside.strip_prefix(b"V")) {
+        return match future.iter().position(|&b| b == b'.') {
+            Some(dot) if dot > 0 && dot + 1 < future.len() => {
+                future[..dot].iter().all(u8::is_ascii_hexdigit)
+                    && future[dot + 1..]
+                        .iter()
+                        .all(|&b| unreserved_or_sub_delim(b) || b == b':')
+            }
+            _ => false,
+        };
+    }
+    std::str::from_utf8(inside).is_ok_and(|text| text.parse::<std::net::Ipv6Addr>().is_ok())
+}
+
+fn reg_name(name: &[u8]) -> bool {
+    let mut rest = name;
+    while let Some((&b, tail)) = rest.split_first() {
+        rest = match b {
+            b'%' => match tail {
+                [h, l, more @ ..] if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() => more,
+                _ => return false,
+            },
+            b if unreserved_or_sub_delim(b) => tail,
+            _ => return false,
+        };
+    }
+    true
+}
+
+fn unreserved_or_sub_delim(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b)
 }
 
 /// No content coding but `identity`: the body as sent becomes the record's value byte for byte,

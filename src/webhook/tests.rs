@@ -457,3 +457,41 @@ async fn a_request_dropped_before_its_answer_is_counted_as_cancelled_and_an_answ
 }
 
 mod refusals;
+
+#[test]
+fn a_host_is_a_name_or_address_with_an_optional_port() {
+    use super::parts::valid_host;
+    for good in [
+        "",
+        "bridge",
+        "bridge.ns.svc.cluster.local:8080",
+        "10.0.0.1:80",
+        "[::1]",
+        "[2001:db8::1]:8443",
+        "[v1.fe80::a+en1]",
+        "under_score~tilde",
+        "caf%C3%A9.example",
+        "host:",
+    ] {
+        assert!(valid_host(good.as_bytes()), "{good:?} refused");
+    }
+    for bad in [
+        "a b",
+        "x/y",
+        "user@host",
+        "[::1",
+        "[::1]x",
+        "[zz::1]",
+        "[v.x]",
+        "host:port",
+        "a:1:2",
+        "caf%C",
+        "caf%zz",
+        "caf\u{e9}",
+        "a?b",
+        "a#b",
+        "\"q\"",
+    ] {
+        assert!(!valid_host(bad.as_bytes()), "{bad:?} taken");
+    }
+}

@@ -180,8 +180,10 @@ async fn each_kind_of_401_is_counted_under_its_reason() {
     }
 }
 
+const BAD_HOST: &str = "the Host header must be a host name or address with an optional port";
+
 #[tokio::test]
-async fn an_http1_1_request_without_one_host_header_is_refused_400_after_its_credential() {
+async fn an_http1_1_request_without_one_valid_host_header_is_refused_400_after_its_credential() {
     let (hook, sink, metrics) = webhook_with_metrics(Ok(Delivered::Kafka {
         partition: 0,
         offset: 0,
@@ -218,6 +220,11 @@ async fn an_http1_1_request_without_one_host_header_is_refused_400_after_its_cre
             &["a", "b"][..],
             "the Host header must be given once",
         ),
+        (V::HTTP_11, &["a b"][..], BAD_HOST),
+        (V::HTTP_11, &["x/y"][..], BAD_HOST),
+        (V::HTTP_11, &["user@host"][..], BAD_HOST),
+        (V::HTTP_11, &["[::1"][..], BAD_HOST),
+        (V::HTTP_2, &["host:port"][..], BAD_HOST),
     ] {
         let answer = hook.handle(request(version, hosts, "Basic dTpw")).await;
         assert_eq!(
@@ -232,7 +239,7 @@ async fn an_http1_1_request_without_one_host_header_is_refused_400_after_its_cre
     }
     assert!(sink.seen.lock().expect("lock").is_empty(), "nothing sent");
     let shown = String::from_utf8(metrics.render()).expect("utf-8");
-    let line = r#"qikchat_bridge_requests_total{outcome="invalid",status="400"} 4"#;
+    let line = r#"qikchat_bridge_requests_total{outcome="invalid",status="400"} 9"#;
     assert!(shown.contains(line), "no {line} in {shown}");
 
     // A stranger is told only that its credential is wrong.
@@ -242,5 +249,18 @@ async fn an_http1_1_request_without_one_host_header_is_refused_400_after_its_cre
     for version in [V::HTTP_10, V::HTTP_2] {
         let answer = hook.handle(request(version, &[], "Basic dTpw")).await;
         assert_eq!(answer.status(), StatusCode::OK, "{version:?}");
+    }
+    // Any name, address or port is fine, and so is an empty value (a target without authority).
+    for host in [
+        "bridge.ns.svc.cluster.local:8080",
+        "127.0.0.1",
+        "[::1]:8080",
+        "under_score",
+        "",
+    ] {
+        let answer = hook
+            .handle(request(V::HTTP_11, &[host], "Basic dTpw"))
+            .await;
+        assert_eq!(answer.status(), StatusCode::OK, "{host:?}");
     }
 }
