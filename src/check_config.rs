@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::Config;
+use crate::config::{Config, KafkaMode};
 
 /// Port 0 cannot be connected to: the token request fails before anything is sent.
 const OFFLINE_TOKEN_ENDPOINT: &str = "http://127.0.0.1:0/check-config";
@@ -42,6 +42,32 @@ pub fn check(config: &Config) -> Result<(), CheckError> {
         .create::<rdkafka::producer::BaseProducer>()
         .map(drop)
         .map_err(|e| CheckError::Kafka(crate::kafka_props::redacted(&e)))
+}
+
+/// What start-up would warn of, in the order it would (those of its own environment too: the
+/// log filter, the spool's volume, the open-file limit, as this process finds them).
+pub fn warnings(config: &Config) -> Vec<String> {
+    let mut warnings = Vec::new();
+    warnings.extend(crate::telemetry::filter_warning());
+    warnings.extend(crate::open_files::warning(config.max_connections));
+    if matches!(config.kafka, KafkaMode::Embedded) {
+        warnings.push(crate::EMBEDDED_KAFKA.to_string());
+    }
+    if config.seed_credential_in_use {
+        warnings.push(format!(
+            "{} (user {})",
+            crate::SEED_CREDENTIAL_IN_USE,
+            crate::seed_user()
+        ));
+    }
+    warnings.extend(config.caveats());
+    if !config.credentials.required() {
+        warnings.push(crate::AUTH_DISABLED.to_string());
+    }
+    if let Some(dir) = &config.spool_dir {
+        warnings.extend(crate::spool::volume_warning(dir, config.spool_max_bytes));
+    }
+    warnings
 }
 
 /// `--spool-dir` names a file, or a path under one: refused at start-up too, before anything

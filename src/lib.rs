@@ -309,37 +309,39 @@ fn start_kafka(
         KafkaMode::Embedded => {
             let kafka = EmbeddedKafka::start(topics, config.embedded_partitions)?;
             let bootstrap = kafka.bootstrap_servers().to_string();
-            tracing::warn!(
-                "EMBEDDED KAFKA: no --kafka-brokers given, so records live only in this process's \
-                 memory and are lost when it stops. For local use only."
-            );
+            tracing::warn!("{EMBEDDED_KAFKA}");
             tracing::info!(topics = ?topics, "embedded Kafka listening: bootstrap.servers={bootstrap}");
             Ok((Some(kafka), bootstrap))
         }
     }
 }
 
+pub(crate) const EMBEDDED_KAFKA: &str = "EMBEDDED KAFKA: no --kafka-brokers given, so records \
+     live only in this process's memory and are lost when it stops. For local use only.";
+pub(crate) const SEED_CREDENTIAL_IN_USE: &str = "no credentials configured: accepting Qikchat's \
+     documented example credential (the README's; embedded mode only)";
+pub(crate) const AUTH_DISABLED: &str =
+    "authentication is DISABLED (--insecure-disable-auth): anyone can post webhooks";
+
+/// The user of the example credential. The user only: the password is public (Qikchat's docs,
+/// the README), but a log that shows one teaches readers that passwords appear there.
+pub(crate) fn seed_user() -> &'static str {
+    crate::config::SEED_CREDENTIAL
+        .split_once(':')
+        .map_or("", |(user, _)| user)
+}
+
 /// The settings an operator should hear about at start-up: the example credential, the
 /// caveats of the settings chosen, authentication turned off.
 fn warn_of_settings(config: &Config) {
     if config.seed_credential_in_use {
-        // The user only: the password is public (Qikchat's docs, the README), but a log that
-        // shows one teaches readers that passwords appear there.
-        tracing::warn!(
-            user = crate::config::SEED_CREDENTIAL
-                .split_once(':')
-                .map_or("", |(user, _)| user),
-            "no credentials configured: accepting Qikchat's documented example credential \
-             (the README's; embedded mode only)"
-        );
+        tracing::warn!(user = seed_user(), "{SEED_CREDENTIAL_IN_USE}");
     }
     for caveat in config.caveats() {
         tracing::warn!("{caveat}");
     }
     if !config.credentials.required() {
-        tracing::warn!(
-            "authentication is DISABLED (--insecure-disable-auth): anyone can post webhooks"
-        );
+        tracing::warn!("{AUTH_DISABLED}");
     }
 }
 

@@ -97,7 +97,7 @@ fn serve(args: config::Args) -> ExitCode {
                 // A reader that went away (`| head`) has what it wanted; the check itself passed.
                 let _ = writeln!(std::io::stdout(), "configuration is valid:\n{config:#?}");
                 // What start-up would warn of, so that a check in CI shows it too.
-                for caveat in config.caveats() {
+                for caveat in check_config::warnings(&config) {
                     complain(format_args!("qikchat-bridge: warning: {caveat}"));
                 }
                 ExitCode::SUCCESS

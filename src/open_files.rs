@@ -23,20 +23,32 @@ pub fn raise_limit(max_connections: usize) {
         return;
     };
     let needed = needed(max_connections);
-    if limit < needed {
-        tracing::warn!(
-            limit,
-            needed,
-            max_connections,
-            "the open-file limit is below what --max-connections needs ({max_connections}, plus \
-             {admin} for the admin listener and about {OTHER_FILES} for Kafka and files): when it \
-             runs out, accepting fails on both listeners and /livez stops answering; raise the \
-             limit (ulimit -n, systemd's LimitNOFILE=) or lower --max-connections",
-            admin = crate::admin::MAX_CONNECTIONS,
-        );
+    if let Some(warning) = shortfall(limit, max_connections) {
+        tracing::warn!(limit, needed, max_connections, "{warning}");
     } else if after != before {
         tracing::debug!(from = ?before.current, to = limit, "raised the open-file limit");
     }
+}
+
+/// What start-up would warn of with this process's limit (raised as [`raise_limit`] would), for
+/// `--check-config`, which changes nothing.
+pub fn warning(max_connections: usize) -> Option<String> {
+    let before = getrlimit(Resource::Nofile);
+    let limit = raised(before).unwrap_or(before).current?;
+    shortfall(limit, max_connections).map(|warning| format!("{warning} (the limit: {limit} files)"))
+}
+
+/// The warning for an open-file `limit` below what `max_connections` need; none when it holds.
+fn shortfall(limit: u64, max_connections: usize) -> Option<String> {
+    (limit < needed(max_connections)).then(|| {
+        format!(
+            "the open-file limit is below what --max-connections needs ({max_connections}, plus \
+             {admin} for the admin listener and about {OTHER_FILES} for Kafka and files): when \
+             it runs out, accepting fails on both listeners and /livez stops answering; raise the \
+             limit (ulimit -n, systemd's LimitNOFILE=) or lower --max-connections",
+            admin = crate::admin::MAX_CONNECTIONS,
+        )
+    })
 }
 
 /// The soft limit raised to the hard one, if that is higher and finite (the kernel refuses an

@@ -26,6 +26,12 @@ mod replay;
 mod writer;
 use counts::Counts;
 pub use replay::{Stored, DURABLE_DELETES_EVERY};
+
+/// The warning start-up logs when the volume under `dir` cannot hold `max_bytes` of records, for
+/// `--check-config` (before `dir` exists: its nearest existing parent stands for it). Blocking.
+pub fn volume_warning(dir: &Path, max_bytes: u64) -> Option<String> {
+    dir::volume_warning(dir, max_bytes)
+}
 use writer::Append;
 
 const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records");

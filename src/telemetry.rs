@@ -53,6 +53,21 @@ fn filter_spec(rust_log: Result<&str, ()>) -> (String, Option<String>) {
     (capped(spec), not_taken)
 }
 
+/// [`filter_spec`] of this process's `RUST_LOG`.
+fn env_filter_spec() -> (String, Option<String>) {
+    let rust_log = std::env::var(EnvFilter::DEFAULT_ENV);
+    filter_spec(match &rust_log {
+        Ok(spec) => Ok(spec),
+        Err(std::env::VarError::NotPresent) => Ok(""),
+        Err(std::env::VarError::NotUnicode(_)) => Err(()),
+    })
+}
+
+/// Why this process's `RUST_LOG` would not be taken as given, for `--check-config`.
+pub fn filter_warning() -> Option<String> {
+    env_filter_spec().1
+}
+
 /// `spec` with h2 and hyper kept quieter than it asks, as [`filter_spec`] says.
 fn capped(spec: &str) -> String {
     if spec == "off" {
@@ -96,12 +111,7 @@ where
     // Colours only for a terminal that wants them: text chosen for a file or a pipe would
     // otherwise carry escape codes into it (https://no-color.org for NO_COLOR).
     let colour = terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    let rust_log = std::env::var(EnvFilter::DEFAULT_ENV);
-    let (spec, not_taken) = filter_spec(match &rust_log {
-        Ok(spec) => Ok(spec),
-        Err(std::env::VarError::NotPresent) => Ok(""),
-        Err(std::env::VarError::NotUnicode(_)) => Err(()),
-    });
+    let (spec, not_taken) = env_filter_spec();
     let filter = EnvFilter::builder()
         .parse(&spec)
         .unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));

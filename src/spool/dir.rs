@@ -101,20 +101,36 @@ pub(super) fn make_private(file: &Path) {
 /// a full spool only answers 503. Not refused: a volume can be grown while the bridge runs.
 /// Blocking.
 pub(super) fn warn_if_volume_too_small(dir: &Path, max_bytes: u64) {
-    let Ok(stat) = rustix::fs::statvfs(dir) else {
-        return;
-    };
-    let volume = stat.f_blocks.saturating_mul(stat.f_frsize);
-    if too_small(max_bytes, volume) {
+    if let Some(volume) = too_small_volume(dir, max_bytes) {
         tracing::warn!(
             dir = %dir.display(),
             max_bytes,
             volume_bytes = volume,
-            "the spool's volume is too small for --spool-max-bytes (its file takes about a quarter \
-             more than its records): it would fill first, and a full volume stops the bridge at \
-             each write until it is grown; set --spool-max-bytes to at most 65% of the volume"
+            "{VOLUME_TOO_SMALL}"
         );
     }
+}
+
+const VOLUME_TOO_SMALL: &str = "the spool's volume is too small for --spool-max-bytes (its file \
+     takes about a quarter more than its records): it would fill first, and a full volume stops \
+     the bridge at each write until it is grown; set --spool-max-bytes to at most 65% of the \
+     volume";
+
+/// What [`warn_if_volume_too_small`] would say of `dir`, before it exists (its nearest existing
+/// parent stands for it), for `--check-config`. Blocking.
+pub(super) fn volume_warning(dir: &Path, max_bytes: u64) -> Option<String> {
+    let existing = dir.ancestors().find(|a| a.exists())?;
+    let volume = too_small_volume(existing, max_bytes)?;
+    Some(format!(
+        "{VOLUME_TOO_SMALL} ({max_bytes} bytes of records on a volume of {volume} bytes)"
+    ))
+}
+
+/// The size of the volume under `dir`, when `max_bytes` of records would not fit in it.
+fn too_small_volume(dir: &Path, max_bytes: u64) -> Option<u64> {
+    let stat = rustix::fs::statvfs(dir).ok()?;
+    let volume = stat.f_blocks.saturating_mul(stat.f_frsize);
+    too_small(max_bytes, volume).then_some(volume)
 }
 
 /// Whether `max_bytes` of records, in a file that takes about a quarter more (redb's pages and

@@ -577,6 +577,58 @@ fn check_config_accepts_a_valid_environment_and_redacts_secrets() {
     }
 }
 
+/// Start-up's warnings about its environment, too: a check run where the bridge will run (an init
+/// container, the same host) says what the bridge would.
+#[test]
+fn check_config_prints_the_warnings_start_up_would_log_of_its_environment() {
+    let check = |shell: &str, args: &[&str], envs: &[(&str, &str)]| {
+        let output = Command::new("sh")
+            .arg("-c")
+            .arg(format!("{shell} exec \"$0\" --check-config \"$@\""))
+            .arg(BIN)
+            .args(args)
+            .env_clear()
+            .envs(envs.iter().copied())
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{stderr}");
+        stderr
+    };
+    // The embedded Kafka, with the example credential, a log filter that does not parse, and
+    // an open-file limit below what --max-connections' 4096 need.
+    let stderr = check("ulimit -n 1024 &&", &[], &[("RUST_LOG", "info,[[bad")]);
+    for warning in [
+        "warning: RUST_LOG is not a valid filter",
+        "warning: the open-file limit is below what --max-connections needs",
+        "warning: EMBEDDED KAFKA",
+        "warning: no credentials configured: accepting Qikchat's documented example credential",
+    ] {
+        assert!(stderr.contains(warning), "no {warning:?} in {stderr}");
+    }
+    // A spool limit of 100 TB on this machine's disk, for a directory not made yet.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = dir.path().join("new/spool");
+    let stderr = check(
+        "",
+        &[
+            "--spool-dir",
+            spool.to_str().expect("utf-8"),
+            "--spool-max-bytes",
+            "100000000000000",
+        ],
+        &[
+            ("KAFKA_BOOTSTRAP_SERVERS", "kafka:9092"),
+            ("BRIDGE_AUTH", "qikchat:pa55word"),
+        ],
+    );
+    assert!(
+        stderr.contains("warning: the spool's volume is too small for --spool-max-bytes"),
+        "{stderr}"
+    );
+    assert!(!spool.exists(), "a check makes nothing");
+}
+
 #[test]
 fn check_config_refuses_bad_settings_with_exit_code_2_and_a_reason() {
     let run = |envs: &[(&str, &str)]| {
