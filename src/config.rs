@@ -141,6 +141,25 @@ fn queue_takes_the_largest_record(props: &KafkaProperties) -> Result<(), ConfigE
     Ok(())
 }
 
+/// A file setting that could not be read. Its path is shown, unless it names nothing and has no
+/// `/`: then it may be a secret set in the wrong variable (a password in `BRIDGE_AUTH_FILE`, not
+/// `BRIDGE_AUTH`), and the message goes to the pod's log.
+pub(crate) fn unreadable(setting: String, path: &Path, e: &std::io::Error) -> ConfigError {
+    let path = if e.kind() == std::io::ErrorKind::NotFound && !path.to_string_lossy().contains('/')
+    {
+        PathBuf::from(
+            "(a value without a '/', not shown: it may be a secret set in the wrong variable)",
+        )
+    } else {
+        path.to_path_buf()
+    };
+    ConfigError::File {
+        setting,
+        path,
+        reason: e.to_string(),
+    }
+}
+
 pub(crate) fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         setting,
@@ -216,11 +235,7 @@ impl Config {
         }
         let mut auth_reload = None;
         if let Some(path) = &args.auth_file {
-            let text = read_file(path).map_err(|e| ConfigError::File {
-                setting: "--auth-file".into(),
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
+            let text = read_file(path).map_err(|e| unreadable("--auth-file".into(), path, &e))?;
             if !args.insecure_disable_auth {
                 auth_reload = Some(AuthReload {
                     path: path.clone(),

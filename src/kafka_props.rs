@@ -201,11 +201,8 @@ where
         let (name, value) = match name.strip_suffix("_FILE") {
             Some(base) => {
                 let path = Path::new(&value);
-                let text = read_file(path).map_err(|e| ConfigError::File {
-                    setting: name.clone(),
-                    path: path.to_path_buf(),
-                    reason: e.to_string(),
-                })?;
+                let text = read_file(path)
+                    .map_err(|e| crate::config::unreadable(name.clone(), path, &e))?;
                 // A byte-order mark (PowerShell, Windows editors) is no part of a secret.
                 let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
                 let text = text.trim_end_matches(['\r', '\n']);

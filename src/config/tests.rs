@@ -553,3 +553,38 @@ fn an_admin_listener_on_the_webhook_listeners_port_is_refused() {
         build(&["--listen", listen, "--admin-listen", admin]).expect(listen);
     }
 }
+
+/// A secret set in a `*_FILE` variable by mistake names no file: the refusal does not print it.
+/// A path that looks like one (a `/` in it) is shown, as it says which file is missing.
+#[test]
+fn a_missing_file_is_named_unless_its_path_may_be_a_secret_set_in_the_wrong_variable() {
+    let refused = |flags: &[&str], env: &[(&str, &str)]| {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut all = vec!["--kafka-brokers", "k:9092"];
+        all.extend_from_slice(flags);
+        Config::from_args(args(&all), env, no_files)
+            .expect_err("refused")
+            .to_string()
+    };
+    for text in [
+        refused(&["--auth-file", "qikchat:hunter2"], &[]),
+        refused(
+            &["--auth", "a:b"],
+            &[("KAFKA_SASL_PASSWORD_FILE", "hunter2")],
+        ),
+    ] {
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("not shown"), "{text}");
+        assert!(text.contains("no such file"), "{text}");
+    }
+    let text = refused(&["--auth-file", "/run/secrets/auth"], &[]);
+    assert!(text.contains("/run/secrets/auth"), "{text}");
+    let text = refused(
+        &["--auth", "a:b"],
+        &[("KAFKA_SASL_PASSWORD_FILE", "./kafka/password")],
+    );
+    assert!(text.contains("./kafka/password"), "{text}");
+}
