@@ -109,6 +109,8 @@ struct Holdings {
     unreadable: AtomicU64,
     /// Spool files moved aside as unreadable found in the directory when last counted.
     files_set_aside: AtomicU64,
+    /// The directory could not be listed at the last count: warned of once, not at every scrape.
+    listing_failed: std::sync::atomic::AtomicBool,
     /// Encoded bytes handed to the writer thread and not yet committed (or failed).
     waiting: AtomicU64,
     /// Woken when a record is appended, so the replayer need not poll.
@@ -119,6 +121,9 @@ struct Holdings {
     commit_began: Mutex<Option<std::time::Instant>>,
     /// When replay's removals were last made durable (see [`Spool::remove`]).
     deletes_durable_at: Mutex<std::time::Instant>,
+    /// Records removed since then: a crash, or a last commit at close that fails (a full disk),
+    /// brings them back for the next start to send again.
+    removals_not_durable: AtomicU64,
     /// The file redb opened, to notice it removed from its path (none over test storage).
     file: Option<linked::FileId>,
     /// Why the file is no longer the one at its path, once it is not (see `linked`).
@@ -240,11 +245,13 @@ impl Spool {
             records: AtomicU64::new(records),
             unreadable: AtomicU64::new(unreadable),
             files_set_aside: AtomicU64::new(0),
+            listing_failed: std::sync::atomic::AtomicBool::new(false),
             waiting: AtomicU64::new(0),
             appended: Notify::new(),
             failure: tokio::sync::watch::Sender::new(None),
             commit_began: Mutex::new(None),
             deletes_durable_at: Mutex::new(std::time::Instant::now()),
+            removals_not_durable: AtomicU64::new(0),
             file,
             detached: std::sync::OnceLock::new(),
             #[cfg(test)]
@@ -436,14 +443,33 @@ impl Spool {
     pub fn files_set_aside(&self) -> u64 {
         let counted = self.holdings.file.as_ref().and_then(|_| {
             let dir = self.path.parent()?;
-            recover::files_set_aside(dir)
-                .inspect_err(|e| tracing::warn!(dir = %dir.display(), error = %e, "cannot list the spool's directory for files set aside"))
-                .ok()
+            let listed = recover::files_set_aside(dir);
+            let failed_before = self
+                .holdings
+                .listing_failed
+                .swap(listed.is_err(), Ordering::SeqCst);
+            match &listed {
+                Err(e) if !failed_before => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot list the spool's directory for files set aside; its last count stands until it can")
+                }
+                Ok(_) if failed_before => {
+                    tracing::info!(dir = %dir.display(), "the spool's directory can be listed again")
+                }
+                _ => {}
+            }
+            listed.ok()
         });
         if let Some(count) = counted {
             self.holdings.files_set_aside.store(count, Ordering::SeqCst);
         }
         self.holdings.files_set_aside.load(Ordering::SeqCst)
+    }
+
+    /// Records delivered and removed whose removal is not durable yet (see [`Spool::remove`]):
+    /// after [`Spool::close`], those its last commit could not make durable, which the next start
+    /// finds in the file again.
+    pub fn removals_not_durable(&self) -> u64 {
+        self.holdings.removals_not_durable.load(Ordering::SeqCst)
     }
 
     pub fn max_bytes(&self) -> u64 {
@@ -495,8 +521,21 @@ impl Spool {
             .begin_write()
             .map_err(redb::Error::from)
             .and_then(|txn| txn.commit().map_err(redb::Error::from));
-        if let Err(e) = synced {
-            tracing::warn!(error = %e, "the spool's last removals could not be made durable; a crash now replays them again");
+        let not_durable = self.removals_not_durable();
+        match synced {
+            Ok(()) => self
+                .holdings
+                .removals_not_durable
+                .store(0, Ordering::SeqCst),
+            // Nothing was waiting to be made durable: the appends were, when they were answered.
+            Err(e) if not_durable == 0 => {
+                tracing::debug!(error = %e, "the spool's last commit failed, with nothing to make durable")
+            }
+            Err(e) => tracing::warn!(
+                error = %e,
+                records = not_durable,
+                "the spool's last removals could not be made durable: the next start sends these records again"
+            ),
         }
     }
 }

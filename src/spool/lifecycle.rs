@@ -27,13 +27,15 @@ impl Spool {
     /// answered 200. Closing takes milliseconds otherwise; the chart's grace period counts 2 s.
     /// Returns whether the writer finished.
     pub async fn close_within(self: Arc<Self>, wait: Duration) -> bool {
-        let records = self.records();
         let lost = self.lost_if_stopped();
-        let closing = tokio::task::spawn_blocking(move || self.close());
+        let closing = self.clone();
+        let closing = tokio::task::spawn_blocking(move || closing.close());
         let finished = tokio::time::timeout(wait, closing).await.is_ok();
         if !finished {
             tracing::error!(timeout = ?wait, "the spool's writer did not finish; exiting without it");
         }
+        // What the next start finds: removals the close could not make durable come back.
+        let records = self.records() + self.removals_not_durable();
         if records > 0 {
             match lost {
                 Some(reason) => tracing::error!(

@@ -204,6 +204,13 @@ impl Spool {
         txn.commit().map_err(io)?;
         if durable {
             *durable_at = std::time::Instant::now();
+            self.holdings
+                .removals_not_durable
+                .store(0, Ordering::SeqCst);
+        } else {
+            self.holdings
+                .removals_not_durable
+                .fetch_add(removed.len() as u64, Ordering::SeqCst);
         }
         drop(durable_at);
         // Only what was there is given back: a record removed twice must not uncount another

@@ -74,6 +74,8 @@ pub(crate) fn spool_over_faulty_reads() -> (Arc<Spool>, Arc<Reads>) {
 pub(crate) struct Synced {
     written: Arc<Mutex<Vec<u8>>>,
     synced: Arc<Mutex<Vec<u8>>>,
+    /// Fail syncs with an I/O error, as a full disk.
+    pub fail_syncs: Arc<AtomicBool>,
 }
 
 impl Synced {
@@ -83,6 +85,7 @@ impl Synced {
         Synced {
             written: Arc::new(Mutex::new(synced.clone())),
             synced: Arc::new(Mutex::new(synced)),
+            fail_syncs: Arc::default(),
         }
     }
 
@@ -118,6 +121,9 @@ impl redb::StorageBackend for Synced {
         Ok(())
     }
     fn sync_data(&self) -> Result<(), std::io::Error> {
+        if self.fail_syncs.load(Ordering::SeqCst) {
+            return Err(std::io::Error::other("injected ENOSPC on sync"));
+        }
         let written = lock(&self.written).clone();
         *lock(&self.synced) = written;
         Ok(())

@@ -212,6 +212,43 @@ async fn an_unreadable_file_is_moved_aside_instead_of_failing_start_up() {
     assert_eq!(spool.files_set_aside(), 0, "removed, without a restart");
 }
 
+/// Counted at every scrape: a directory that cannot be listed (removed under the bridge) is warned
+/// of once, not once a scrape, and again only after it could be listed in between.
+#[test]
+fn a_spool_directory_that_cannot_be_listed_is_warned_of_once_until_it_can() {
+    let kept = crate::telemetry::Kept::default();
+    let writer = kept.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool_dir = dir.path().join("spool");
+    let spool = Spool::open(&spool_dir, 1 << 20, 1).expect("open");
+    let warnings = || {
+        kept.text()
+            .matches("cannot list the spool's directory")
+            .count()
+    };
+    std::fs::remove_dir_all(&spool_dir).expect("remove");
+    for _ in 0..3 {
+        assert_eq!(spool.files_set_aside(), 0, "the last count");
+    }
+    assert_eq!(warnings(), 1, "{}", kept.text());
+    std::fs::create_dir(&spool_dir).expect("back");
+    spool.files_set_aside();
+    assert!(
+        kept.text().contains("can be listed again"),
+        "{}",
+        kept.text()
+    );
+    std::fs::remove_dir_all(&spool_dir).expect("remove");
+    spool.files_set_aside();
+    assert_eq!(warnings(), 2);
+}
+
 /// A file closed cleanly and damaged afterwards (a disk that lost writes it acknowledged, a bad
 /// restore): redb trusts a clean file's pages, so without its integrity check the open may panic
 /// or the recovery scan fail, at every start.
@@ -789,11 +826,34 @@ async fn a_crash_after_replay_sends_again_only_what_was_removed_since_the_last_d
     assert_eq!(after_a_crash(&storage), 0, "a drained spool stays drained");
 }
 
+/// A full disk fails the close's last commit: the removals not made durable come back at the
+/// next start, and the spool says how many records that start finds, not only those it kept.
+#[tokio::test]
+async fn removals_a_failed_close_could_not_make_durable_are_counted_for_the_next_start() {
+    let (storage, spool) = synced_spool_with(5).await;
+    spool.remove(&oldest_stored(&spool, 2)).expect("remove");
+    assert_eq!(spool.records(), 3);
+    assert_eq!(spool.removals_not_durable(), 2);
+    storage
+        .fail_syncs
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    spool.close();
+    assert_eq!(spool.records() + spool.removals_not_durable(), 5);
+    let reopened = storage.crashed().spool();
+    assert_eq!(reopened.records(), 5, "what the next start finds");
+    reopened.close();
+    // A durable removal (the one that empties the spool is) leaves nothing to come back.
+    let (_storage, spool) = synced_spool_with(2).await;
+    spool.remove(&oldest_stored(&spool, 2)).expect("remove");
+    assert_eq!(spool.removals_not_durable(), 0);
+}
+
 #[tokio::test]
 async fn closing_the_spool_makes_the_removals_before_it_durable() {
     let (storage, spool) = synced_spool_with(3).await;
     spool.remove(&oldest_stored(&spool, 2)).expect("remove");
     spool.close();
+    assert_eq!(spool.removals_not_durable(), 0);
     let reopened = storage.crashed().spool();
     assert_eq!(reopened.records(), 1);
     reopened.close();
