@@ -146,37 +146,60 @@ async fn respond(
     if req.uri().path() != "/metrics" {
         return answer(&req, &health, &metrics);
     }
-    // One read at a time: each scrape given up on would otherwise leave a blocking thread
-    // behind, until a disk stalled for hours had taken the whole pool (the readiness check,
-    // replay and the exit flush need it too).
-    if health.scraping.swap(true, Ordering::SeqCst) {
+    let get = req.method() == hyper::Method::GET;
+    let seen = health.clone();
+    let scraping = health.scraping.clone();
+    let answer = one_read(&scraping, scrape_timeout, move || {
+        answer(&req, &health, &metrics)
+    })
+    .await;
+    // Counted as a scrape only when read: a read that outlived its timeout was answered 503, and
+    // a stop waiting for the scraper to see its counters must not end on that.
+    if get && answer.status() == StatusCode::OK {
+        seen.scrapes.served();
+    }
+    answer
+}
+
+/// Runs a scrape's `read` off the async workers, within `timeout`, one at a time: each read given
+/// up on would otherwise leave a blocking thread behind, until a disk stalled for hours had taken
+/// the whole pool (the readiness check, replay and the exit flush need it too).
+async fn one_read<F>(
+    scraping: &Arc<AtomicBool>,
+    timeout: Duration,
+    read: F,
+) -> Response<Full<Bytes>>
+where
+    F: FnOnce() -> Response<Full<Bytes>> + Send + 'static,
+{
+    if scraping.swap(true, Ordering::SeqCst) {
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
             "metrics: an earlier scrape still waits for the spool's disk (a stalled disk?)\n",
         );
     }
-    let scraping = health.scraping.clone();
-    let get = req.method() == hyper::Method::GET;
-    let seen = health.clone();
-    let scrape = tokio::task::spawn_blocking(move || {
-        let answered = answer(&req, &health, &metrics);
-        scraping.store(false, Ordering::SeqCst);
-        answered
+    let done = ReadDone(scraping.clone());
+    let read = tokio::task::spawn_blocking(move || {
+        let _done = done;
+        read()
     });
-    match tokio::time::timeout(scrape_timeout, scrape).await {
-        Ok(Ok(answer)) => {
-            // Counted as a scrape only here: a read that outlived its timeout was answered 503,
-            // and a stop waiting for the scraper to see its counters must not end on that.
-            if get && answer.status() == StatusCode::OK {
-                seen.scrapes.served();
-            }
-            answer
-        }
+    match tokio::time::timeout(timeout, read).await {
+        Ok(Ok(answer)) => answer,
         Ok(Err(_)) => text(StatusCode::INTERNAL_SERVER_ERROR, "admin handler failed\n"),
         Err(_) => text(
             StatusCode::SERVICE_UNAVAILABLE,
             "metrics: reading the spool did not finish in time (a stalled disk?)\n",
         ),
+    }
+}
+
+/// Ends a scrape's read when dropped, a read that panicked too (a damaged spool page): left
+/// set, every later scrape would be refused as if the disk still stalled.
+struct ReadDone(Arc<AtomicBool>);
+
+impl Drop for ReadDone {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
     }
 }
 
@@ -213,6 +236,18 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A read that panics (redb does on a damaged page) is answered 500, and the next scrape is
+    /// read, not refused as if the first still waited for the disk.
+    #[tokio::test]
+    async fn a_scrape_whose_read_panicked_does_not_hold_back_the_next() {
+        let scraping = Arc::new(AtomicBool::new(false));
+        let timeout = Duration::from_secs(5);
+        let failed = one_read(&scraping, timeout, || panic!("a damaged page")).await;
+        assert_eq!(failed.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let next = one_read(&scraping, timeout, || text(StatusCode::OK, "metrics\n")).await;
+        assert_eq!(next.status(), StatusCode::OK);
+    }
 
     #[test]
     fn readiness_waits_for_the_start_then_follows_kafka_and_ends_with_the_drain() {
