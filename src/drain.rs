@@ -76,9 +76,10 @@ impl Drop for Watching {
 /// Flushes `sink` within `timeout`, or until the cut; blocks, so call it on a blocking thread.
 pub fn flush(sink: &KafkaSink, timeout: Duration, cut: &Cut) -> Result<(), KafkaError> {
     let until = Instant::now() + timeout;
+    let producer = sink.flushing();
     loop {
         let left = until.saturating_duration_since(Instant::now());
-        match sink.flush(left.min(FLUSH_SLICE)) {
+        match producer.flush(left.min(FLUSH_SLICE)) {
             Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut))
                 if left > FLUSH_SLICE && !cut.is_set() => {}
             done => return done,

@@ -218,6 +218,22 @@ impl std::fmt::Debug for KafkaSink {
     }
 }
 
+/// One producer to flush, whichever is current later (see [`KafkaSink::flushing`]).
+pub struct Flushing(FutureProducer<BridgeContext>);
+
+impl Flushing {
+    /// Waits up to `timeout` for its queued records to be delivered. Blocking.
+    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.0.flush(Timeout::After(timeout))
+    }
+}
+
+impl std::fmt::Debug for Flushing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flushing").finish_non_exhaustive()
+    }
+}
+
 impl KafkaSink {
     /// Creates the producer; librdkafka validates every property here, so a typo in `-X` or a
     /// `KAFKA_*` variable stops start-up with librdkafka's own message.
@@ -280,7 +296,14 @@ impl KafkaSink {
 
     /// Waits for queued records to be delivered. Blocking; call off the runtime.
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
-        self.current().flush(Timeout::After(timeout))
+        self.flushing().flush(timeout)
+    }
+
+    /// The current producer, to flush in slices: a producer rebuilt meanwhile (a rotated
+    /// credential) holds none of the records queued before it, and flushing it instead would
+    /// end the wait while they are still in the old one.
+    pub fn flushing(&self) -> Flushing {
+        Flushing(self.current())
     }
 
     pub fn in_flight(&self) -> i32 {

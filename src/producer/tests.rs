@@ -638,3 +638,47 @@ async fn a_slow_broker_still_answers_the_shutdown_probe_and_a_down_one_does_not(
         assert!(Instant::now() < deadline, "a broker down still answers");
     }
 }
+
+/// A credential rotated during the shutdown's flush puts a new producer in place; the flush keeps
+/// waiting on the one that holds the records, instead of ending on the new, empty one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shutdown_flush_waits_on_the_producer_it_began_with_through_a_rebuild() {
+    let (cluster, properties, sink) = one_topic_sink();
+    let deadline = || Instant::now() + Duration::from_secs(60);
+    sink.send(&record(), deadline()).await.expect("connected");
+    // Produce requests fail, retriably, for a few seconds (librdkafka backs off up to 1 s).
+    use rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS as RETRIABLE;
+    cluster.request_errors(rdkafka::types::RDKafkaApiKey::Produce, &[RETRIABLE; 6]);
+    let waiting: Vec<_> = (0..3)
+        .map(|_| {
+            let sink = sink.clone();
+            tokio::spawn(async move { sink.send(&record(), deadline()).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (cut, _watching) = crate::drain::Cut::when(std::future::pending());
+    let flushing = sink.clone();
+    let flush = tokio::task::spawn_blocking(move || {
+        crate::drain::flush(&flushing, Duration::from_secs(30), &cut)
+    });
+    let mut rotated = properties.clone();
+    rotated.insert("client.id".into(), "rotated".into());
+    let old = rebuild(&sink, rotated, Duration::from_secs(10), false)
+        .await
+        .expect("rebuilt");
+    flush.await.expect("task").expect("flushed");
+    assert_eq!(
+        old.producer.in_flight_count(),
+        0,
+        "the flush ended with records still in the producer it began with"
+    );
+    for w in waiting {
+        assert!(matches!(
+            w.await.expect("task"),
+            Ok(Delivered::Kafka { .. })
+        ));
+    }
+    tokio::task::spawn_blocking(move || reload::retire(old))
+        .await
+        .expect("task");
+}
