@@ -64,7 +64,7 @@ fn open_or_move_aside_unsynced(dir: &Path, path: &Path) -> Result<Database, Spoo
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
-            let aside = dir.join(format!("{FILE}.unreadable-{now}"));
+            let aside = free_name(dir, now).map_err(io)?;
             tracing::error!(%reason, moved_to = %aside.display(), "spool file is corrupt beyond repair; moving it aside and starting a new one");
             std::fs::rename(path, &aside).map_err(io)?;
             // It holds whole webhooks too.
@@ -76,6 +76,20 @@ fn open_or_move_aside_unsynced(dir: &Path, path: &Path) -> Result<Database, Spoo
             path.display()
         ))),
     }
+}
+
+/// A name for a file moved aside at `now` (Unix seconds) that no earlier one has: a rename
+/// replaces its target, and a second file set aside in the same second (a restart that found
+/// the new file damaged too) would take the first, records answered 200 with it. The spool's
+/// directory lock keeps other processes from taking the name meanwhile.
+fn free_name(dir: &Path, now: u64) -> std::io::Result<std::path::PathBuf> {
+    (0..1000)
+        .map(|n| match n {
+            0 => dir.join(format!("{FILE}.unreadable-{now}")),
+            n => dir.join(format!("{FILE}.unreadable-{now}.{n}")),
+        })
+        .find(|aside| std::fs::symlink_metadata(aside).is_err())
+        .ok_or_else(|| std::io::Error::other("1000 spool files were set aside in this second"))
 }
 
 /// Spool files in `dir` moved aside as unreadable, at this start or an earlier one: their records
@@ -193,13 +207,15 @@ pub(super) fn scan(db: &Database) -> Result<Contents, SpoolError> {
 }
 
 /// True when the file is corrupt or not a redb file at all (as opposed to locked or unreachable):
-/// redb reports those as `Corrupted`, or as an `InvalidData` I/O error on its header.
+/// redb reports those as `Corrupted`, as an `InvalidData` I/O error on its header, or, for a file
+/// cut short (a bad restore or copy), as an `UnexpectedEof` reading past its end.
 fn is_unreadable(e: &redb::DatabaseError) -> bool {
     match e {
         redb::DatabaseError::Storage(redb::StorageError::Corrupted(_)) => true,
-        redb::DatabaseError::Storage(redb::StorageError::Io(e)) => {
-            e.kind() == std::io::ErrorKind::InvalidData
-        }
+        redb::DatabaseError::Storage(redb::StorageError::Io(e)) => matches!(
+            e.kind(),
+            std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+        ),
         _ => false,
     }
 }

@@ -181,6 +181,28 @@ async fn a_full_spool_refuses_and_frees_room_when_records_are_removed() {
         .expect("room again");
 }
 
+/// A file cut short (a bad restore or copy) is as unreadable as a damaged one; and a second file
+/// set aside in the same second keeps the first (a rename would have replaced it).
+#[tokio::test]
+async fn a_file_cut_short_is_moved_aside_and_keeps_one_set_aside_before_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cut_short = |len: u64| {
+        let spool_dir = tempfile::tempdir().expect("tempdir");
+        let spool = Spool::open(spool_dir.path(), 1 << 20, 1).expect("open");
+        spool.close();
+        drop(spool);
+        let bytes = std::fs::read(spool_dir.path().join(FILE)).expect("read");
+        std::fs::write(dir.path().join(FILE), &bytes[..len as usize]).expect("write");
+    };
+    for (round, len) in [(1, 100), (2, 8192)] {
+        cut_short(len);
+        let spool = Spool::open(dir.path(), 1 << 20, 1)
+            .unwrap_or_else(|e| panic!("a file of {len} bytes stopped the start: {e}"));
+        assert_eq!(spool.files_set_aside(), round, "none replaced");
+        spool.close();
+    }
+}
+
 #[tokio::test]
 async fn an_unreadable_file_is_moved_aside_instead_of_failing_start_up() {
     let dir = tempfile::tempdir().expect("tempdir");
