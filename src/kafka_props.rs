@@ -150,6 +150,9 @@ where
 {
     let mut props = defaults(limits);
     let set = overrides(env, flags, read_file)?;
+    if let Some(why) = breaks_acknowledgement(&set) {
+        return Err(invalid("Kafka producer settings", why));
+    }
     // Idempotence needs acks=all: an operator who trades the replicas' acknowledgement for
     // latency gets a producer without it, rather than librdkafka's refusal to start.
     // librdkafka reads `ALL` as `all` too.
@@ -298,6 +301,30 @@ use names::is_service_link;
 pub use names::{canonical, env_to_property};
 pub use redact::{is_secret, redacted, url_password_hidden};
 pub use sources::{KafkaSources, Watched};
+
+/// Why the operator's properties would break the acknowledgement every answer waits for, if they
+/// do: librdkafka accepts both, and the bridge would run without a record it could answer 200.
+fn breaks_acknowledgement(set: &BTreeMap<String, String>) -> Option<String> {
+    let only_errors = set
+        .get("delivery.report.only.error")
+        .and_then(|v| as_read("delivery.report.only.error", v));
+    if only_errors.as_deref() == Some("true") {
+        return Some(
+            "delivery.report.only.error=true: librdkafka would report no successful delivery, \
+             and each webhook waits for its own (every record would be stored and still answered \
+             503, or spooled and sent again at every replay); remove it"
+                .into(),
+        );
+    }
+    if set.get("transactional.id").is_some_and(|id| !id.is_empty()) {
+        return Some(
+            "transactional.id: the bridge produces outside transactions, and a transactional \
+             producer refuses every such record; remove it"
+                .into(),
+        );
+    }
+    None
+}
 
 /// A property's value as librdkafka reads it, asked of librdkafka itself, which writes it back
 /// in one spelling: `true` or `false` for `1`, `t` or `TRUE`, and a number in decimal, where C's

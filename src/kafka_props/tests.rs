@@ -323,6 +323,48 @@ fn a_flag_without_equals_is_rejected() {
     }
 }
 
+/// librdkafka takes both, and the bridge would answer no webhook 200: each waits for a success
+/// report `delivery.report.only.error` never sends, and a transactional producer refuses records
+/// sent outside a transaction.
+#[test]
+fn properties_that_would_break_the_acknowledgement_are_refused() {
+    let build = |env: &[(&str, &str)], flags: &[&str]| {
+        let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+        from_sources(
+            self::env(env),
+            &flags,
+            limits(Duration::from_secs(1)),
+            &no_files,
+        )
+    };
+    for (env, flags, named) in [
+        (
+            &[][..],
+            &["delivery.report.only.error=true"][..],
+            "delivery.report.only.error",
+        ),
+        (
+            &[("KAFKA_DELIVERY_REPORT_ONLY_ERROR", "1")][..],
+            &[][..],
+            "delivery.report.only.error",
+        ),
+        (
+            &[][..],
+            &["transactional.id=bridge-0"][..],
+            "transactional.id",
+        ),
+        (
+            &[("KAFKA_TRANSACTIONAL_ID", "bridge-0")][..],
+            &[][..],
+            "transactional.id",
+        ),
+    ] {
+        let err = build(env, flags).expect_err("refused").to_string();
+        assert!(err.contains(named), "{env:?} {flags:?}: {err}");
+    }
+    assert!(build(&[], &["delivery.report.only.error=false"]).is_ok());
+}
+
 #[test]
 fn bootstrap_servers_must_come_from_the_brokers_setting() {
     let err = from_sources(
