@@ -101,7 +101,8 @@ pub async fn join_until(
     }
 }
 
-fn message(panic: &(dyn Any + Send)) -> &str {
+/// A panic's message, when it has one.
+pub(crate) fn message(panic: &(dyn Any + Send)) -> &str {
     panic
         .downcast_ref::<&str>()
         .copied()

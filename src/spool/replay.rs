@@ -46,27 +46,41 @@ impl Spool {
     /// A failed read may have latched redb's I/O error as a failed write does (every write is
     /// refused from then on): checked as a write is, since replay alone reads, nothing else may
     /// write for a long time, and replay would otherwise stall with the bridge looking healthy.
-    fn checked<T>(&self, read: Result<T, SpoolError>) -> Result<T, SpoolError> {
-        if let Err(e) = &read {
+    /// A page found damaged after the open fails the spool at once (see [`damaged`]).
+    fn checked<T>(&self, read: impl FnOnce() -> Result<T, redb::Error>) -> Result<T, SpoolError> {
+        self.guarded(read).map_err(|e| {
             let cause = format!("a spool read failed: {e}");
-            super::failure::check_writable_now(&self.db, &self.holdings, &cause);
-        }
-        read
+            if !damaged(&e, &self.holdings, &cause) {
+                super::failure::check_writable_now(&self.db, &self.holdings, &cause);
+            }
+            io(e)
+        })
+    }
+
+    /// `op`, with a panic in it taken for what it is in redb: a debug build's assertion on a
+    /// damaged page, where a release build returns `Corrupted`.
+    fn guarded<T>(&self, op: impl FnOnce() -> Result<T, redb::Error>) -> Result<T, redb::Error> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(op)).unwrap_or_else(|panic| {
+            Err(redb::Error::Corrupted(format!(
+                "panicked: {}",
+                crate::supervise::message(&*panic)
+            )))
+        })
     }
 
     /// The newest record's sequence number, `None` when the spool is empty. Blocking.
     pub fn last_seq(&self) -> Result<Option<u64>, SpoolError> {
-        self.checked(self.read_last_seq())
+        self.checked(|| self.read_last_seq())
     }
 
-    fn read_last_seq(&self) -> Result<Option<u64>, SpoolError> {
-        let txn = self.db.begin_read().map_err(io)?;
+    fn read_last_seq(&self) -> Result<Option<u64>, redb::Error> {
+        let txn = self.db.begin_read()?;
         let table = match txn.open_table(RECORDS) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(io(e)),
+            Err(e) => return Err(e.into()),
         };
-        let last = table.last().map_err(io)?.map(|(seq, _)| seq.value());
+        let last = table.last()?.map(|(seq, _)| seq.value());
         Ok(last)
     }
 
@@ -80,7 +94,7 @@ impl Spool {
         limit: usize,
         max_bytes: u64,
     ) -> Result<Vec<(u64, SpooledRecord, u64)>, SpoolError> {
-        let (out, unreadable) = self.checked(self.read_from(seqs, limit, max_bytes))?;
+        let (out, unreadable) = self.checked(|| self.read_from(seqs, limit, max_bytes))?;
         if !unreadable.is_empty() {
             let moved = self.set_aside(&unreadable);
             if let Err(e) = &moved {
@@ -101,20 +115,20 @@ impl Spool {
         seqs: RangeInclusive<u64>,
         limit: usize,
         max_bytes: u64,
-    ) -> Result<Oldest, SpoolError> {
-        let txn = self.db.begin_read().map_err(io)?;
+    ) -> Result<Oldest, redb::Error> {
+        let txn = self.db.begin_read()?;
         let table = match txn.open_table(RECORDS) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok((Vec::new(), Vec::new())),
-            Err(e) => return Err(io(e)),
+            Err(e) => return Err(e.into()),
         };
         let (mut out, mut unreadable) = (Vec::new(), Vec::new());
         let mut bytes = 0u64;
-        for entry in table.range(seqs).map_err(io)? {
+        for entry in table.range(seqs)? {
             if out.len() >= limit || (!out.is_empty() && bytes >= max_bytes) {
                 break;
             }
-            let (seq, value) = entry.map_err(io)?;
+            let (seq, value) = entry?;
             let raw = value.value();
             match postcard::from_bytes::<SpooledRecord>(raw) {
                 Ok(r) => {
@@ -169,28 +183,29 @@ impl Spool {
     /// after a drain of hours would send the whole drained backlog again. The removal that empties
     /// the spool and one every [`DURABLE_DELETES_EVERY`] are fsynced.
     pub fn remove(&self, delivered: &[Stored]) -> Result<(), SpoolError> {
-        let removed = self.remove_now(delivered);
-        if let Err(e) = &removed {
+        self.guarded(|| self.remove_now(delivered)).map_err(|e| {
             let cause = format!("a spool delete failed: {e}");
-            super::failure::check_writable(&self.db, &self.holdings, &cause);
-        }
-        removed
+            if !damaged(&e, &self.holdings, &cause) {
+                super::failure::check_writable(&self.db, &self.holdings, &cause);
+            }
+            io(e)
+        })
     }
 
-    fn remove_now(&self, delivered: &[Stored]) -> Result<(), SpoolError> {
+    fn remove_now(&self, delivered: &[Stored]) -> Result<(), redb::Error> {
         if delivered.is_empty() {
             return Ok(());
         }
-        let mut txn = self.db.begin_write().map_err(io)?;
+        let mut txn = self.db.begin_write()?;
         let mut removed = Vec::with_capacity(delivered.len());
         let emptied = {
-            let mut table = txn.open_table(RECORDS).map_err(io)?;
+            let mut table = txn.open_table(RECORDS)?;
             for stored in delivered {
-                if table.remove(stored.seq).map_err(io)?.is_some() {
+                if table.remove(stored.seq)?.is_some() {
                     removed.push(stored);
                 }
             }
-            table.is_empty().map_err(io)?
+            table.is_empty()?
         };
         let mut durable_at = self
             .holdings
@@ -199,9 +214,9 @@ impl Spool {
             .unwrap_or_else(|p| p.into_inner());
         let durable = emptied || durable_at.elapsed() >= DURABLE_DELETES_EVERY;
         if !durable {
-            txn.set_durability(Durability::None).map_err(io)?;
+            txn.set_durability(Durability::None)?;
         }
-        txn.commit().map_err(io)?;
+        txn.commit()?;
         if durable {
             *durable_at = std::time::Instant::now();
             self.holdings
@@ -226,7 +241,20 @@ impl Spool {
 
     /// Receive time of the oldest waiting record (`None` when there is none). Blocking.
     pub fn oldest_timestamp_ms(&self) -> Result<Option<i64>, SpoolError> {
-        let (oldest, _) = self.checked(self.read_from(0..=u64::MAX, 1, u64::MAX))?;
+        let (oldest, _) = self.checked(|| self.read_from(0..=u64::MAX, 1, u64::MAX))?;
         Ok(oldest.first().map(|(_, r, _)| r.timestamp_ms))
     }
+}
+
+/// Whether `e` is a page found damaged after the open (redb checks the whole file when it opens
+/// it), and if so fails the spool: replay cannot read or delete past it, while appends, which
+/// rewrite only the newest pages, would go on into a file the next start sets aside whole. As for
+/// a writer that panicked, the bridge stops, and its restart sets the file aside (counted in
+/// `spool_files_set_aside`) with fewer records answered 200 in it than if it went on.
+fn damaged(e: &redb::Error, holdings: &super::Holdings, cause: &str) -> bool {
+    let damaged = matches!(e, redb::Error::Corrupted(_));
+    if damaged {
+        holdings.fail(format!("{cause}: a page of the spool's file is damaged"));
+    }
+    damaged
 }

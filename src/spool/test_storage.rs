@@ -16,6 +16,9 @@ pub(crate) struct Reads {
     pub stall: AtomicBool,
     /// Fail syncs with an I/O error (so every durable commit fails), as a full or failing disk.
     pub fail_syncs: AtomicBool,
+    /// Return every page read past the file's header with its bytes flipped, as a disk that
+    /// damaged them after the open.
+    pub damage: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -35,7 +38,12 @@ impl redb::StorageBackend for FaultyReads {
         if self.reads.fail.load(Ordering::SeqCst) {
             return Err(std::io::Error::other("injected EIO"));
         }
-        self.inner.read(offset, out)
+        self.inner.read(offset, out)?;
+        // The first page holds the header, which redb keeps in memory once opened.
+        if self.reads.damage.load(Ordering::SeqCst) && offset >= 4096 {
+            out.iter_mut().for_each(|b| *b = !*b);
+        }
+        Ok(())
     }
     fn set_len(&self, len: u64) -> Result<(), std::io::Error> {
         self.inner.set_len(len)

@@ -760,6 +760,30 @@ async fn a_read_that_leaves_the_file_refusing_writes_fails_the_spool() {
     spool.close();
 }
 
+/// A page damaged after the open (redb checks the whole file only when it opens it) stops replay's
+/// reads and deletes for good while appends go on into the file: the spool fails at once, so the
+/// bridge stops and its restart sets the file aside, instead of answering 200 into it meanwhile.
+#[tokio::test]
+async fn a_page_damaged_after_the_open_fails_the_spool() {
+    let (spool, reads) = super::test_storage::spool_over_faulty_reads();
+    for i in 0..50 {
+        spool
+            .append(record(Some("k"), &format!("r{i}")))
+            .await
+            .expect("append");
+    }
+    let stored = oldest_stored(&spool, 1);
+    assert_eq!(spool.failure(), None);
+    reads.damage.store(true, Ordering::SeqCst);
+    let read = spool.from_seq(0..=u64::MAX, 100, u64::MAX).map(|r| r.len());
+    let removed = spool.remove(&stored);
+    assert!(read.is_err() || removed.is_err(), "{read:?} {removed:?}");
+    let failure = spool.failure().expect("the spool failed");
+    assert!(failure.contains("damaged"), "{failure}");
+    reads.damage.store(false, Ordering::SeqCst);
+    spool.close();
+}
+
 /// Setting undecodable entries aside is replay's only write when nothing else is delivered: a
 /// failure there that leaves the file refusing writes must fail the spool, or replay stalls on
 /// the same entries with the bridge looking healthy.
