@@ -375,6 +375,23 @@ impl Config {
                 ));
             }
         }
+        // The Kafka queue, broker and batch metrics come from librdkafka's statistics alone.
+        match self
+            .kafka_properties
+            .number::<u64>("statistics.interval.ms")
+        {
+            Some(0) => caveats.push(
+                "statistics.interval.ms is 0, which turns librdkafka's statistics off: the Kafka \
+                 queue, broker and batch metrics stay empty, and the alerts \
+                 QikchatBridgeKafkaQueueFilling and QikchatBridgeKafkaBrokerDown cannot fire"
+                    .to_string(),
+            ),
+            Some(ms) if ms > 60_000 => caveats.push(format!(
+                "statistics.interval.ms ({ms}) is over a minute: the Kafka queue, broker and \
+                 batch metrics change only that often, and the alerts on them come as late"
+            )),
+            _ => {}
+        }
         match self.kafka_properties.get("acks").map(str::trim) {
             Some("0") => caveats.push(
                 "acks is 0: librdkafka reports a record delivered without any broker's \

@@ -227,6 +227,25 @@ fn a_message_timeout_longer_than_the_wait_for_kafka_is_a_caveat() {
     assert!(shorter.caveats().is_empty());
 }
 
+/// The Kafka metrics and two alerts depend on librdkafka's statistics: turned off or rare, said.
+#[test]
+fn statistics_turned_off_or_rarer_than_a_minute_are_a_caveat() {
+    let off = build(&["-X", "statistics.interval.ms=0"]).expect("valid");
+    let caveats = off.caveats();
+    assert!(
+        caveats.len() == 1 && caveats[0].contains("cannot fire"),
+        "{caveats:?}"
+    );
+    let rare = build(&["-X", "statistics.interval.ms=120000"]).expect("valid");
+    let caveats = rare.caveats();
+    assert!(
+        caveats.len() == 1 && caveats[0].contains("over a minute"),
+        "{caveats:?}"
+    );
+    let minute = build(&["-X", "statistics.interval.ms=60000"]).expect("valid");
+    assert!(minute.caveats().is_empty(), "{:?}", minute.caveats());
+}
+
 /// Accepted with no word: answers after Qikchat's 2 s are failures to it, and sent again.
 #[test]
 fn an_ack_timeout_not_below_qikchat_s_two_seconds_is_a_caveat() {
