@@ -253,3 +253,39 @@ fn the_replay_producer_keeps_one_request_in_flight_without_idempotence() {
         Some("30000")
     );
 }
+
+/// A conversation with records in the spool keeps its order: its next record goes to the spool
+/// too, and when the spool cannot take it, it is answered 503 without being offered to Kafka,
+/// where it would overtake the older ones (replay sends those later).
+// Real clock: the spool's writer thread (see above).
+#[tokio::test]
+async fn a_record_the_spool_cannot_take_behind_its_conversation_is_refused_not_sent_ahead() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(dir.path(), 1000, 1).expect("open");
+    let metrics = Arc::new(Metrics::new(&[]).expect("metrics"));
+    let away = FakeKafka::refusing(&["t"], ProduceError::Timeout);
+    let delivery = Delivery::new(away, Some(spool.clone()), metrics.clone());
+    let sent = delivery.send(&webhook_record(), in_30s()).await;
+    assert!(matches!(sent, Ok(Delivered::Spooled { .. })), "{sent:?}");
+    // Kafka is back; the conversation's next record does not fit in the spool.
+    let kafka = FakeKafka::refusing(&[], ProduceError::Timeout);
+    let delivery = Delivery::new(kafka.clone(), Some(spool.clone()), metrics);
+    let body = vec![b' '; 2000];
+    let next = Record {
+        topic: "t",
+        key: Some(std::borrow::Cow::Borrowed("k")),
+        value: &body,
+        timestamp_ms: 1,
+        headers: RecordHeaders::Raw(&[]),
+    };
+    let sent = delivery.send(&next, in_30s()).await;
+    assert!(
+        matches!(sent, Err(ProduceError::Unavailable(_))),
+        "{sent:?}"
+    );
+    assert!(
+        kafka.took.lock().expect("lock").is_empty(),
+        "offered to Kafka ahead of its conversation's spooled record"
+    );
+    assert_eq!(spool.records(), 1);
+}
