@@ -55,6 +55,8 @@ async fn an_incoming_image_message_goes_to_the_same_topic_unchanged() {
     let got = app.records("whatsapp.message.in", 1, WAIT).await;
     assert_eq!(got[0].value, IMAGE);
     assert_eq!(got[0].key.as_deref(), Some("9184XXXXXXX"));
+    // `records` stops at the number asked for: a duplicate shows only in the total.
+    assert_eq!(app.total_records().await, 1, "one record, in one topic");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,6 +68,7 @@ async fn a_status_goes_to_the_status_topic_keyed_by_the_customer_without_plus() 
     assert_eq!(got[0].value, STATUS);
     assert_eq!(got[0].key.as_deref(), Some("91790XXXXXXX"));
     assert_eq!(got[0].headers["event"], "whatsapp:message:status");
+    assert_eq!(app.total_records().await, 1, "one record, in one topic");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,6 +94,7 @@ async fn a_message_and_its_statuses_land_on_one_partition_in_order() {
     }
     assert_eq!(statuses[0].value, bodies[1]);
     assert_eq!(statuses[1].value, bodies[2]);
+    assert_eq!(app.total_records().await, 3, "each stored once");
 }
 
 /// Kafka's Java client (`Utils.murmur2`, and `toPositive(..) % partitions` for a keyed record).
@@ -216,6 +220,11 @@ async fn configured_routes_prefix_and_key_strategy_apply() {
     let got = app.records("prod.statuses", 1, WAIT).await;
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].key.as_deref(), Some("52JH6WmuSruAVyXvBBYemd0Ia"));
+    assert_eq!(
+        app.total_records().await,
+        1,
+        "one record, in the routed topic"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -235,6 +244,7 @@ async fn h2c_clients_are_served_on_the_same_port() {
         app.records("whatsapp.message.status", 1, WAIT).await[0].value,
         STATUS
     );
+    assert_eq!(app.total_records().await, 1, "one record, in one topic");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
