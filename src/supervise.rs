@@ -144,15 +144,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_cut_the_caller_explained_is_no_warning_and_a_late_task_is() {
-        let kept = crate::telemetry::Kept::default();
-        let writer = kept.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::INFO)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
         // The test's runtime has one thread, so the thread's default covers its tasks.
-        let _default = tracing::subscriber::set_default(subscriber);
+        let (kept, _default) = crate::telemetry::Kept::on_this_thread();
         let (supervisor, _failures) = supervisor();
 
         let stuck = supervisor.spawn("replay", std::future::pending());

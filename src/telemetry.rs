@@ -157,6 +157,19 @@ pub(crate) struct Kept(pub(crate) std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
 
 #[cfg(test)]
 impl Kept {
+    /// Keeps this thread's log lines at `info` and above while the guard lives (the tasks of a
+    /// current-thread runtime on it too).
+    pub(crate) fn on_this_thread() -> (Kept, tracing::subscriber::DefaultGuard) {
+        let kept = Kept::default();
+        let writer = kept.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        (kept, tracing::subscriber::set_default(subscriber))
+    }
+
     pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().expect("kept")).into_owned()
     }

@@ -238,14 +238,7 @@ async fn an_unreadable_file_is_moved_aside_instead_of_failing_start_up() {
 /// of once, not once a scrape, and again only after it could be listed in between.
 #[test]
 fn a_spool_directory_that_cannot_be_listed_is_warned_of_once_until_it_can() {
-    let kept = crate::telemetry::Kept::default();
-    let writer = kept.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
+    let (kept, _default) = crate::telemetry::Kept::on_this_thread();
     let dir = tempfile::tempdir().expect("tempdir");
     let spool_dir = dir.path().join("spool");
     let spool = Spool::open(&spool_dir, 1 << 20, 1).expect("open");
