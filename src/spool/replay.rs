@@ -48,23 +48,12 @@ impl Spool {
     /// write for a long time, and replay would otherwise stall with the bridge looking healthy.
     /// A page found damaged after the open fails the spool at once (see [`damaged`]).
     fn checked<T>(&self, read: impl FnOnce() -> Result<T, redb::Error>) -> Result<T, SpoolError> {
-        self.guarded(read).map_err(|e| {
+        guarded(read).map_err(|e| {
             let cause = format!("a spool read failed: {e}");
             if !damaged(&e, &self.holdings, &cause) {
                 super::failure::check_writable_now(&self.db, &self.holdings, &cause);
             }
             io(e)
-        })
-    }
-
-    /// `op`, with a panic in it taken for what it is in redb: a debug build's assertion on a
-    /// damaged page, where a release build returns `Corrupted`.
-    fn guarded<T>(&self, op: impl FnOnce() -> Result<T, redb::Error>) -> Result<T, redb::Error> {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(op)).unwrap_or_else(|panic| {
-            Err(redb::Error::Corrupted(format!(
-                "panicked: {}",
-                crate::supervise::message(&*panic)
-            )))
         })
     }
 
@@ -183,7 +172,7 @@ impl Spool {
     /// after a drain of hours would send the whole drained backlog again. The removal that empties
     /// the spool and one every [`DURABLE_DELETES_EVERY`] are fsynced.
     pub fn remove(&self, delivered: &[Stored]) -> Result<(), SpoolError> {
-        self.guarded(|| self.remove_now(delivered)).map_err(|e| {
+        guarded(|| self.remove_now(delivered)).map_err(|e| {
             let cause = format!("a spool delete failed: {e}");
             if !damaged(&e, &self.holdings, &cause) {
                 super::failure::check_writable(&self.db, &self.holdings, &cause);
@@ -244,6 +233,18 @@ impl Spool {
         let (oldest, _) = self.checked(|| self.read_from(0..=u64::MAX, 1, u64::MAX))?;
         Ok(oldest.first().map(|(_, r, _)| r.timestamp_ms))
     }
+}
+
+/// `op`, with a panic in it taken for what it is in redb: a page it found damaged. Some of its
+/// checks return `Corrupted`, some panic in debug builds only, and some (`unreachable!` in its
+/// B-tree cursor, met in a review's trials) in release builds too.
+fn guarded<T>(op: impl FnOnce() -> Result<T, redb::Error>) -> Result<T, redb::Error> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(op)).unwrap_or_else(|panic| {
+        Err(redb::Error::Corrupted(format!(
+            "panicked: {}",
+            crate::supervise::message(&*panic)
+        )))
+    })
 }
 
 /// Whether `e` is a page found damaged after the open (redb checks the whole file when it opens
