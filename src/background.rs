@@ -40,11 +40,12 @@ pub(crate) struct Wiring<'a> {
     pub sink: &'a Arc<KafkaSink>,
     pub spool: Option<&'a Arc<Spool>>,
     pub metrics: &'a Arc<Metrics>,
-    pub health: &'a Health,
     /// The credentials the webhooks are checked against, swapped when `--auth-file` changes.
     pub credentials: Arc<ArcSwap<Credentials>>,
     /// Set once the drain is over: every task then stops.
     pub stop: &'a watch::Receiver<bool>,
+    /// Readiness's Kafka check, started before the spool was opened (see [`watch_readiness`]).
+    pub readiness: JoinHandle<()>,
 }
 
 /// The running tasks, to wait for at shutdown.
@@ -72,9 +73,9 @@ impl Background {
             sink,
             spool,
             metrics,
-            health,
             credentials,
             stop,
+            readiness,
         } = with;
         let mut watches = Vec::new();
         let mut rebuilt = vec![Rebuilt {
@@ -123,9 +124,8 @@ impl Background {
             "webhook producer replacement",
             producer::replace_on_fatal(sink.clone(), stop.clone()),
         ));
-        // The topic whose metadata shows a producer can reach Kafka: for readiness, and before a
-        // producer made from rotated credentials takes over.
-        let probe_topic = config.topics.route(topics::EVENT_MESSAGE_IN).topic.clone();
+        // Before a producer made from rotated credentials takes over, as for readiness.
+        let probe_topic = probe_topic(config);
         watches.push(named(
             supervisor,
             "Kafka file watch",
@@ -151,16 +151,6 @@ impl Background {
                 ),
             ));
         }
-        let readiness = supervisor.spawn(
-            "readiness",
-            producer::watch_readiness(
-                sink.clone(),
-                probe_topic.clone(),
-                health.kafka.clone(),
-                READINESS_INTERVAL,
-                stop.clone(),
-            ),
-        );
         drop(supervisor.spawn(
             "topic check",
             producer::warn_of_missing_topics(
@@ -215,6 +205,34 @@ impl Background {
         }
         self.replay_sink
     }
+}
+
+/// The topic whose metadata shows a producer can reach Kafka.
+fn probe_topic(config: &Config) -> String {
+    config.topics.route(topics::EVENT_MESSAGE_IN).topic.clone()
+}
+
+/// Starts readiness's Kafka check with the webhook producer, before the spool is opened: a large
+/// spool's recovery can take minutes, during which `kafka_reachable` (and the alert on it) should
+/// say whether Kafka answers, not 0 for a question not yet asked. Stops with `stop`, or when its
+/// sender is gone (a start that ends early).
+pub(crate) fn watch_readiness(
+    supervisor: &Supervisor,
+    config: &Config,
+    sink: &Arc<KafkaSink>,
+    health: &Health,
+    stop: &watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    supervisor.spawn(
+        "readiness",
+        producer::watch_readiness(
+            sink.clone(),
+            probe_topic(config),
+            health.kafka.clone(),
+            READINESS_INTERVAL,
+            stop.clone(),
+        ),
+    )
 }
 
 /// Returns once a metadata request from `sink`'s producer finds no broker connected; never

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{Config, KafkaMode};
+use crate::config::Config;
 
 /// Port 0 cannot be connected to: the token request fails before anything is sent.
 const OFFLINE_TOKEN_ENDPOINT: &str = "http://127.0.0.1:0/check-config";
@@ -50,20 +50,11 @@ pub fn warnings(config: &Config) -> Vec<String> {
     let mut warnings = Vec::new();
     warnings.extend(crate::telemetry::filter_warning());
     warnings.extend(crate::open_files::warning(config.max_connections));
-    if matches!(config.kafka, KafkaMode::Embedded) {
-        warnings.push(crate::EMBEDDED_KAFKA.to_string());
-    }
-    if config.seed_credential_in_use {
-        warnings.push(format!(
-            "{} (user {})",
-            crate::SEED_CREDENTIAL_IN_USE,
-            crate::seed_user()
-        ));
-    }
-    warnings.extend(config.caveats());
-    if !config.credentials.required() {
-        warnings.push(crate::AUTH_DISABLED.to_string());
-    }
+    warnings.extend(
+        crate::start_warnings::of(config)
+            .iter()
+            .map(ToString::to_string),
+    );
     if let Some(dir) = &config.spool_dir {
         warnings.extend(crate::spool::volume_warning(dir, config.spool_max_bytes));
     }

@@ -26,6 +26,7 @@ pub mod scrapes;
 pub mod server;
 pub mod signals;
 pub mod spool;
+mod start_warnings;
 pub mod supervise;
 pub mod tail;
 pub mod telemetry;
@@ -151,7 +152,7 @@ pub async fn run_with_cut(
     let topics = config.topics.all_topics();
     let metrics = Arc::new(Metrics::new(&topics)?);
     let (_embedded, bootstrap) = start_kafka(&config, &topics)?;
-    warn_of_settings(&config);
+    start_warnings::log(&config);
 
     // The admin port answers from here on: /livez while the spool is recovered (which can
     // take a while for a large one), /readyz 503 until everything is in place.
@@ -171,6 +172,8 @@ pub async fn run_with_cut(
         metrics.clone(),
         ProducerRole::Webhooks,
     )?);
+    let (supervisor, mut failures) = supervise::supervisor();
+    let readiness = background::watch_readiness(&supervisor, &config, &sink, &health, &stop_rx);
     let spool = match &config.spool_dir {
         // Headroom: the largest body plus its headers and encoding.
         Some(dir) => {
@@ -194,7 +197,6 @@ pub async fn run_with_cut(
     }
     let delivery = Arc::new(Delivery::new(sink.clone(), spool.clone(), metrics.clone()));
     let webhook = Arc::new(Webhook::new(&config, delivery, metrics.clone()));
-    let (supervisor, mut failures) = supervise::supervisor();
     let background = Background::spawn(
         &supervisor,
         background::Wiring {
@@ -203,9 +205,9 @@ pub async fn run_with_cut(
             sink: &sink,
             spool: spool.as_ref(),
             metrics: &metrics,
-            health: &health,
             credentials: webhook.credentials(),
             stop: &stop_rx,
+            readiness,
         },
     )?;
     let options = ServerOptions {
@@ -309,39 +311,9 @@ fn start_kafka(
         KafkaMode::Embedded => {
             let kafka = EmbeddedKafka::start(topics, config.embedded_partitions)?;
             let bootstrap = kafka.bootstrap_servers().to_string();
-            tracing::warn!("{EMBEDDED_KAFKA}");
             tracing::info!(topics = ?topics, "embedded Kafka listening: bootstrap.servers={bootstrap}");
             Ok((Some(kafka), bootstrap))
         }
-    }
-}
-
-pub(crate) const EMBEDDED_KAFKA: &str = "EMBEDDED KAFKA: no --kafka-brokers given, so records \
-     live only in this process's memory and are lost when it stops. For local use only.";
-pub(crate) const SEED_CREDENTIAL_IN_USE: &str = "no credentials configured: accepting Qikchat's \
-     documented example credential (the README's; embedded mode only)";
-pub(crate) const AUTH_DISABLED: &str =
-    "authentication is DISABLED (--insecure-disable-auth): anyone can post webhooks";
-
-/// The user of the example credential. The user only: the password is public (Qikchat's docs,
-/// the README), but a log that shows one teaches readers that passwords appear there.
-pub(crate) fn seed_user() -> &'static str {
-    crate::config::SEED_CREDENTIAL
-        .split_once(':')
-        .map_or("", |(user, _)| user)
-}
-
-/// The settings an operator should hear about at start-up: the example credential, the
-/// caveats of the settings chosen, authentication turned off.
-fn warn_of_settings(config: &Config) {
-    if config.seed_credential_in_use {
-        tracing::warn!(user = seed_user(), "{SEED_CREDENTIAL_IN_USE}");
-    }
-    for caveat in config.caveats() {
-        tracing::warn!("{caveat}");
-    }
-    if !config.credentials.required() {
-        tracing::warn!("{AUTH_DISABLED}");
     }
 }
 

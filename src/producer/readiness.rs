@@ -68,7 +68,7 @@ pub async fn watch_readiness(
             .unwrap_or_else(|e| Err(e.to_string()));
         let was = check.set(ok.clone());
         match (&ok, was) {
-            (Ok(()), false) => tracing::info!(topic, "Kafka answers metadata requests: ready"),
+            (Ok(()), false) => tracing::info!(topic, "Kafka answers metadata requests"),
             (Err(e), true) => {
                 tracing::warn!(topic, error = %e, "Kafka check failed: not ready")
             }

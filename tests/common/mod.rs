@@ -88,6 +88,13 @@ impl TestApp {
 
     /// [`TestApp::start`] with `env` as the process environment the config reads.
     pub async fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> TestApp {
+        let app = TestApp::spawn(extra, env).await;
+        app.wait_ready().await;
+        app
+    }
+
+    /// [`TestApp::start_with_env`] without waiting for it to be ready.
+    pub async fn spawn(extra: &[&str], env: &[(&str, &str)]) -> TestApp {
         // As main does. The tests of tests/it share one process: a test holding hundreds of
         // connections beside another's would otherwise run out of descriptors at a soft limit
         // of 1024, where each alone did not.
@@ -141,7 +148,7 @@ impl TestApp {
                 }
             },
         ));
-        let app = TestApp {
+        TestApp {
             addr,
             admin,
             cluster,
@@ -156,9 +163,7 @@ impl TestApp {
             shutdown: Some(tx),
             cut: Some(cut_tx),
             handle: Some(handle),
-        };
-        app.wait_ready().await;
-        app
+        }
     }
 
     pub fn url(&self) -> String {

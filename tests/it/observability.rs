@@ -198,3 +198,67 @@ async fn the_admin_port_answers_only_its_three_endpoints_and_only_get_and_head()
     assert_eq!(r.status(), 405);
     assert_eq!(r.headers()["allow"], "GET, HEAD");
 }
+
+/// Holds the bridge's spool opening for as long as it lives: the spool's lock file is a FIFO,
+/// whose opening for writing waits until something opens it for reading, as a large spool's
+/// recovery keeps the bridge starting for minutes. Dropped, it opens the FIFO (without waiting,
+/// so a bridge that never reached it cannot hold the test) and the opening goes on.
+struct HeldOpening(std::path::PathBuf);
+
+impl HeldOpening {
+    fn in_dir(dir: &std::path::Path) -> HeldOpening {
+        let fifo = dir.join("spool.lock");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo");
+        assert!(made.success(), "mkfifo {}", fifo.display());
+        HeldOpening(fifo)
+    }
+}
+
+impl Drop for HeldOpening {
+    fn drop(&mut self) {
+        use std::os::unix::fs::OpenOptionsExt;
+        // Linux's O_NONBLOCK: a reader's opening then never waits for a writer.
+        const O_NONBLOCK: i32 = 0o4000;
+        let _ = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(O_NONBLOCK)
+            .open(&self.0);
+    }
+}
+
+/// The alert `QikchatBridgeKafkaUnreachable` reads `kafka_reachable`: a 0 while a large spool is
+/// still recovered, before anything asked Kafka, would page for an outage that is not there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_reachable_says_whether_kafka_answers_while_the_spool_is_still_being_opened() {
+    let dir = tempfile::tempdir().expect("dir");
+    let held = HeldOpening::in_dir(dir.path());
+    let spool = dir.path().to_str().expect("utf-8").to_string();
+    let app = TestApp::spawn(&["--spool-dir", &spool], &[]).await;
+    crate::common::eventually("kafka_reachable 1 before the spool is open", async || {
+        let (status, body) = app.admin_get("/readyz").await;
+        assert_eq!(
+            (status, body.as_str()),
+            (
+                503,
+                "not ready: starting: recovering the spool and making the producer\n"
+            ),
+            "the spool's opening is held"
+        );
+        let metrics = app.admin_get("/metrics").await.1;
+        value(&metrics, "qikchat_bridge_kafka_reachable") == 1.0
+    })
+    .await;
+
+    drop(held);
+    app.wait_ready().await;
+    app.cluster.broker_down(1).expect("down");
+    readyz_until(&app, 200).await;
+    crate::common::eventually("kafka_reachable 0 once the broker is down", async || {
+        let metrics = app.admin_get("/metrics").await.1;
+        value(&metrics, "qikchat_bridge_kafka_reachable") == 0.0
+    })
+    .await;
+}
