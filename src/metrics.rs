@@ -80,6 +80,8 @@ pub struct Metrics {
     pub auth_file_stale: IntGauge,
     /// A handful of topics: a scan of short names beats hashing them on every request.
     topics: Vec<TopicMetrics>,
+    /// `kafka_deliveries_total`, for topics not among `topics` (see [`Metrics::count_elsewhere`]).
+    deliveries: IntCounterVec,
     pub kafka_stats: Arc<KafkaStats>,
     pub spool: SpoolMetrics,
 }
@@ -298,6 +300,7 @@ impl Metrics {
             body_bytes,
             ready,
             kafka_reachable,
+            deliveries,
             topics,
             kafka_stats,
             spool,
@@ -347,6 +350,13 @@ impl Metrics {
     /// Per-topic handles; every topic the bridge writes was registered at start-up.
     pub fn topic(&self, topic: &str) -> Option<&TopicMetrics> {
         self.topics.iter().find(|m| m.topic == topic)
+    }
+
+    /// Counts a delivery to a topic the configuration does not name: replay's of a record spooled
+    /// under an earlier configuration, which routed it elsewhere. A handful at most (the topics
+    /// of earlier configurations whose records outlived them), so the label stays bounded.
+    pub fn count_elsewhere(&self, topic: &str, result: &str) {
+        self.deliveries.with_label_values(&[topic, result]).inc();
     }
 
     /// The Prometheus text exposition of everything registered.

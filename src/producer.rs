@@ -368,19 +368,19 @@ impl Sink for KafkaSink {
         }
         let topic_metrics = self.metrics.topic(record.topic);
         let result = self.deliver(record, deadline).await;
-        if let Some(m) = topic_metrics {
-            match &result {
-                Ok(_) => {
-                    m.delivered.inc();
-                    // The webhooks' send-to-report time, which the answers wait on: replay's
-                    // sends wait up to 30 s behind a backlog, past the buckets, and would pin
-                    // its p99 there after every outage.
-                    if self.role == ProducerRole::Webhooks {
-                        m.delivery_duration.observe(started.elapsed().as_secs_f64());
-                    }
+        match (topic_metrics, &result) {
+            (Some(m), Ok(_)) => {
+                m.delivered.inc();
+                // The webhooks' send-to-report time, which the answers wait on: replay's
+                // sends wait up to 30 s behind a backlog, past the buckets, and would pin
+                // its p99 there after every outage.
+                if self.role == ProducerRole::Webhooks {
+                    m.delivery_duration.observe(started.elapsed().as_secs_f64());
                 }
-                Err(e) => m.failed(&e.metric_kind()),
             }
+            (Some(m), Err(e)) => m.failed(&e.metric_kind()),
+            (None, Ok(_)) => self.metrics.count_elsewhere(record.topic, "ok"),
+            (None, Err(e)) => self.metrics.count_elsewhere(record.topic, &e.metric_kind()),
         }
         result
     }
@@ -390,8 +390,9 @@ impl Sink for KafkaSink {
     }
 
     fn count_refused(&self, topic: &str, error: &ProduceError) {
-        if let Some(m) = self.metrics.topic(topic) {
-            m.failed(&error.metric_kind());
+        match self.metrics.topic(topic) {
+            Some(m) => m.failed(&error.metric_kind()),
+            None => self.metrics.count_elsewhere(topic, &error.metric_kind()),
         }
     }
 

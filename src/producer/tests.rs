@@ -682,3 +682,30 @@ async fn the_shutdown_flush_waits_on_the_producer_it_began_with_through_a_rebuil
         .await
         .expect("task");
 }
+
+/// Replay sends a record spooled under an earlier configuration to the topic that one routed it
+/// to: its deliveries count too, or a replay after a change of routes would look like nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_to_a_topic_the_configuration_does_not_name_are_counted_under_it() {
+    let (cluster, properties, webhooks) = one_topic_sink();
+    cluster.create_topic("earlier", 1, 1).expect("topic");
+    let replay = KafkaSink::new(&properties, webhooks.metrics.clone(), ProducerRole::Replay)
+        .expect("producer");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let spooled_earlier = Record {
+        topic: "earlier",
+        ..record()
+    };
+    replay
+        .send(&spooled_earlier, deadline)
+        .await
+        .expect("replayed");
+    replay.count_refused("earlier", &ProduceError::TooLarge);
+    let text = String::from_utf8(webhooks.metrics.render()).expect("utf-8");
+    for line in [
+        r#"kafka_deliveries_total{result="ok",topic="earlier"} 1"#,
+        r#"kafka_deliveries_total{result="msg_size_too_large",topic="earlier"} 1"#,
+    ] {
+        assert!(text.contains(line), "{line} in:\n{text}");
+    }
+}
