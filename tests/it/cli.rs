@@ -517,13 +517,47 @@ async fn dev_kafka_prints_an_address_the_bridge_can_produce_to() {
         qikchat_bridge::producer::ProducerRole::Webhooks,
     )
     .expect("producer");
+    let sink = std::sync::Arc::new(sink);
+    let probing = sink.clone();
     let probe = tokio::task::spawn_blocking(move || {
-        sink.readiness_check("whatsapp.message.in", Duration::from_secs(10))
+        probing.readiness_check("whatsapp.message.in", Duration::from_secs(10))
     });
     probe
         .await
         .expect("task")
         .expect("the topic exists in dev-kafka");
+
+    // A record produced there is acknowledged and stored, in one of the two partitions asked for.
+    use qikchat_bridge::producer::{Delivered, Sink};
+    let record = qikchat_bridge::record::Record {
+        topic: "whatsapp.message.in",
+        key: None,
+        value: br#"{"event":"whatsapp:message:in"}"#,
+        timestamp_ms: 0,
+        headers: qikchat_bridge::record::RecordHeaders::Raw(&[]),
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let Ok(Delivered::Kafka { partition, offset }) = sink.send(&record, deadline).await else {
+        panic!("the record was not acknowledged");
+    };
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .expect("consumer");
+    let stored = tokio::task::spawn_blocking(move || {
+        let metadata = consumer
+            .fetch_metadata(Some("whatsapp.message.in"), Duration::from_secs(5))
+            .expect("metadata");
+        let partitions = metadata.topics()[0].partitions().len();
+        let (low, high) = consumer
+            .fetch_watermarks("whatsapp.message.in", partition, Duration::from_secs(5))
+            .expect("watermarks");
+        (partitions, high - low)
+    })
+    .await
+    .expect("task");
+    assert_eq!(stored, (2, 1), "partitions, and records in {partition}");
+    assert_eq!(offset, 0);
 
     // SIGTERM ends it cleanly.
     assert!(common::stop_with(&mut child, "-TERM").success());
