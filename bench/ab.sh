@@ -33,7 +33,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-loadgen=$here/target/release/loadgen
+loadgen=$bench_release/loadgen
 [ -x "$loadgen" ] || die "$loadgen is missing: run bench/run.sh once"
 if [ -z "$bin_a" ] || [ -z "$bin_b" ]; then
   bridge=$(server_bin bridge) || die "no bridge binary"

@@ -28,7 +28,7 @@ while [ $# -gt 0 ]; do
 done
 
 need_perf
-loadgen=$here/target/release/loadgen
+loadgen=$bench_release/loadgen
 case "$server" in
   bridge|nokafka) bin=$(server_bin "$server") || die "cannot start --server $server" ;;
   *) die "--server is bridge or nokafka" ;;

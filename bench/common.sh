@@ -5,6 +5,16 @@
 # Bash writes $EPOCHREALTIME with the locale's decimal separator; the ready time needs a dot.
 export LC_ALL=C
 
+# Where cargo puts the release builds: under CARGO_TARGET_DIR when it is set (both crates then
+# share it; a relative one is taken from where the script started, as the scripts build from two
+# directories), else in each crate's own target/. Needs root and here set.
+if [ -n "${CARGO_TARGET_DIR:-}" ]; then
+  case $CARGO_TARGET_DIR in /*) ;; *) CARGO_TARGET_DIR=$PWD/$CARGO_TARGET_DIR ;; esac
+  export CARGO_TARGET_DIR
+fi
+bridge_release=${CARGO_TARGET_DIR:-$root/target}/release
+bench_release=${CARGO_TARGET_DIR:-$here/target}/release
+
 # die MESSAGE: the script's name and MESSAGE on stderr, then exit 1.
 die() { echo "$(basename "$0" .sh): $*" >&2; exit 1; }
 # usage: the script's header comment, from its second line to the first line that is not one.
@@ -82,9 +92,9 @@ fork_until_ready() {
 server_bin() {
   local bin
   case "$1" in
-    bridge) bin=$root/target/release/qikchat-bridge ;;
-    nokafka) bin=$root/target/release/examples/bridge_without_kafka ;;
-    ceiling) bin=$here/target/release/ceiling ;;
+    bridge) bin=$bridge_release/qikchat-bridge ;;
+    nokafka) bin=$bridge_release/examples/bridge_without_kafka ;;
+    ceiling) bin=$bench_release/ceiling ;;
     *) echo "no server named $1 (bridge, nokafka or ceiling)" >&2; return 1 ;;
   esac
   [ -x "$bin" ] || { echo "$bin is missing: run bench/run.sh once (it builds everything)" >&2; return 1; }

@@ -13,7 +13,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 # shellcheck source=bench/common.sh
 . "$here/common.sh"
-bin=$root/target/release/qikchat-bridge records=600000 rate=5000 seconds=5 rounds=2
+bin=$bridge_release/qikchat-bridge records=600000 rate=5000 seconds=5 rounds=2
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -30,8 +30,8 @@ done
 
 (cd "$root" && cargo build --release --locked --bin qikchat-bridge --example replay_throughput -q)
 (cd "$here" && cargo build --release --locked -q)
-loadgen=$here/target/release/loadgen
-fill=$root/target/release/examples/replay_throughput
+loadgen=$bench_release/loadgen
+fill=$bridge_release/examples/replay_throughput
 work=$(mktemp -d)
 pids=()
 trap 'stop_pids; rm -rf "$work"' EXIT

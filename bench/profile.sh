@@ -32,7 +32,7 @@ while [ $# -gt 0 ]; do
 done
 
 need_perf
-loadgen=$here/target/release/loadgen
+loadgen=$bench_release/loadgen
 server_bin "$server" >/dev/null || die "cannot start --server $server"
 mkdir -p "$out"
 

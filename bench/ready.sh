@@ -21,7 +21,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 case "$starts" in ''|*[!0-9]*|0) die "--starts wants a positive integer" ;; esac
-bridge=$root/target/release/qikchat-bridge loadgen=$here/target/release/loadgen
+bridge=$bridge_release/qikchat-bridge loadgen=$bench_release/loadgen
 for b in "$bridge" "$loadgen"; do [ -x "$b" ] || die "$b is missing: run bench/run.sh once"; done
 
 tmp=$(mktemp -d)

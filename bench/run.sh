@@ -102,11 +102,11 @@ if [ "$build" = 1 ]; then
   section "cargo build --release (bench: ceiling, loadgen)"
   (cd "$here" && cargo build --release --locked)
 fi
-bridge_bin=${bridge_bin:-$root/target/release/qikchat-bridge}
-nokafka_bin=${NOKAFKA_BIN:-$root/target/release/examples/bridge_without_kafka}
-floor_bin=$root/target/release/examples/kafka_floor
-ceiling_bin=$here/target/release/ceiling
-loadgen=$here/target/release/loadgen
+bridge_bin=${bridge_bin:-$bridge_release/qikchat-bridge}
+nokafka_bin=${NOKAFKA_BIN:-$bridge_release/examples/bridge_without_kafka}
+floor_bin=$bridge_release/examples/kafka_floor
+ceiling_bin=$bench_release/ceiling
+loadgen=$bench_release/loadgen
 for b in "$bridge_bin" "$ceiling_bin" "$loadgen"; do
   [ -x "$b" ] || die "$b is missing (build it, or drop --no-build)"
 done
