@@ -128,9 +128,12 @@ async fn pass<K: Sink>(
             }
         }
         let sent = todo.len();
-        let Sent { results, removed } = send_batch(spool, kafka, &todo, metrics).await;
+        let Sent {
+            mut results,
+            removed,
+        } = send_batch(spool, kafka, &todo, metrics).await;
+        let diverted = divert_refused(kafka, &todo, &mut results, deadletter).await;
         learn_partitions(kafka, held, &todo, &results).await;
-        let diverted = divert_refused(kafka, &todo, &results, deadletter).await;
         // `delivered` is what leaves the spool; `acknowledged` what its own topic took, and
         // `deadlettered` what the dead-letter topic took instead (counted once they are gone, or a
         // failed delete would count them again at the next pass).

@@ -636,3 +636,39 @@ async fn a_shutdown_that_leaves_records_in_a_removed_spool_file_ends_in_an_error
     let error = app.wait_failed(Duration::from_secs(30)).await;
     assert!(error.contains("lost with it"), "{error}");
 }
+
+/// Kafka refuses a whole batch for one record in it that it finds invalid, and librdkafka fails
+/// every record of that batch alike: replay must not take that for each record's own refusal and
+/// move records their topic would take to the dead-letter topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_replayed_in_a_batch_kafka_refused_whole_reach_their_own_topic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = TestApp::start(&flags(&spool_flags(&dir))).await;
+    app.cluster.broker_down(1).expect("down");
+    // One conversation: one partition, so replay sends them together.
+    let mut ids = Vec::new();
+    for seq in 0..5 {
+        let (status, id, _) = post(&app, status(7, seq)).await;
+        assert_eq!(status, 200);
+        ids.push(id);
+    }
+    // Refused once, as a batch holding an invalid record would be; each alone is taken.
+    app.cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_RECORD],
+    );
+    app.cluster.broker_up(1).expect("up");
+    drained(&app, 5, "all five replayed to their own topic").await;
+    assert_eq!(all_stored(&app, &ids, Duration::from_secs(30)).await, 5);
+    let (_, m) = app.admin_get("/metrics").await;
+    let refused = r#"qikchat_bridge_kafka_deliveries_total{result="invalid_record",topic="whatsapp.message.status"}"#;
+    assert!(value_of(&m, refused) >= 1.0, "the refusal was met");
+    assert!(
+        has_line(&m, "qikchat_bridge_spool_deadlettered_total 0"),
+        "{m}"
+    );
+    let dead = app
+        .records("whatsapp.deadletter", usize::MAX, Duration::from_secs(2))
+        .await;
+    assert!(dead.is_empty(), "{} dead-lettered", dead.len());
+}

@@ -93,32 +93,43 @@ pub(super) async fn send_batch<K: Sink>(
 }
 
 /// Moves the records their topic refused for good (invalid, too large) to the dead-letter
-/// topic, all together: one at a time, a batch of them would take a round trip each, past their
-/// deadline. `None` for the others. It was answered 200: it leaves the spool only for a topic
-/// that holds it; a refusal an operator can fix (authorization, a missing topic) is retried, not
-/// moved.
+/// topic; `None` for the others. It was answered 200: it leaves the spool only for a topic that
+/// holds it; a refusal an operator can fix (authorization, a missing topic) is retried, not moved.
+///
+/// A broker refuses a whole batch for one record it finds invalid or too large (KIP-467), and
+/// librdkafka fails every record of that batch with the same error: a refusal met in a batch says
+/// nothing of the other records. So each refused record is first sent again on its own, and only
+/// one its topic refuses alone is moved (its `results` entry becomes that second answer). One at
+/// a time: nothing else of replay's producer is in flight then, so each is a batch of its own,
+/// and so is each dead-letter copy (a batch of them refused whole would keep them all spooled).
+/// That costs two round trips per refused record, rare enough (a batch with a record Kafka
+/// refuses) to spend them on getting the others to their topic rather than dead-lettered.
 pub(super) async fn divert_refused<K: Sink>(
     kafka: &K,
     todo: &[&(u64, SpooledRecord, u64)],
-    results: &[Result<Delivered, ProduceError>],
+    results: &mut [Result<Delivered, ProduceError>],
     deadletter: &str,
 ) -> Vec<Option<Result<Delivered, ProduceError>>> {
-    // A deadline of their own, after the whole batch: under the batch's, one record of the batch
-    // timing out left them no time at all, and a refused record then waited on an unrelated
-    // outage, blamed on the dead-letter topic.
-    let deadline = Instant::now() + REPLAY_TIMEOUT;
-    let moves = todo
-        .iter()
-        .zip(results)
-        .map(|((_, r, _), result)| async move {
-            match result {
-                Err(error) if error.is_record_fault() && r.topic != deadletter => {
-                    Some(divert(kafka, r, deadletter, error, deadline).await)
-                }
-                _ => None,
+    let mut diverted = Vec::with_capacity(todo.len());
+    for ((_, r, _), result) in todo.iter().zip(results.iter_mut()) {
+        let refused = matches!(result, Err(e) if e.is_record_fault());
+        if !refused || r.topic == deadletter {
+            diverted.push(None);
+            continue;
+        }
+        // Deadlines of their own, after the whole batch: under the batch's, one record of the
+        // batch timing out left them no time at all, and a refused record then waited on an
+        // unrelated outage, blamed on the dead-letter topic.
+        *result = replay_one(kafka, r, Instant::now() + REPLAY_TIMEOUT).await;
+        diverted.push(match result {
+            Err(error) if error.is_record_fault() => {
+                let deadline = Instant::now() + REPLAY_TIMEOUT;
+                Some(divert(kafka, r, deadletter, error, deadline).await)
             }
+            _ => None,
         });
-    futures_util::future::join_all(moves).await
+    }
+    diverted
 }
 
 /// Removes delivered records, off the async workers.
