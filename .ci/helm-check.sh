@@ -859,6 +859,10 @@ check "chart README documents every value" \
 check "secret property names: schema, templates and CI equal the bridge's is_secret" \
   "$PY" "$LIB/chart_check.py" secret-names src/kafka_props/redact.rs "$CHART/values.schema.json" \
   "$CHART/templates/_helpers.tpl"
+# extraArgs' and extraEnv's refusals compare properties under the name the bridge keeps them
+# (its aliases, the topic. prefix): the chart's lists must be the bridge's.
+check "librdkafka aliases and topic-level properties: the chart's equal the bridge's (names.rs)" \
+  "$PY" "$LIB/chart_check.py" property-aliases src/kafka_props/names.rs "$CHART/templates/_helpers.tpl"
 check "every variable the chart sets names its values for extraArgs' and extraEnv's refusals" \
   "$PY" "$LIB/chart_check.py" env-sources "$CHART/templates/_pod.tpl" "$CHART/templates/_helpers.tpl"
 
@@ -940,9 +944,19 @@ must_fail "librdkafka queue from kafka.properties beyond the memory limit" "queu
 must_fail "queue.buffering.max.kbytes not a whole number" "queue.buffering.max.kbytes must be a whole number" $B \
   --set-string kafka.properties.queue\\.buffering\\.max\\.kbytes=64MiB
 must_fail "in-flight bytes below one body" "config.maxInFlightBytes must hold" $B --set config.maxInFlightBytes=2048
-must_fail "chart-managed kafka property" "acks" $B --set kafka.properties.acks=1
-must_fail "chart-managed kafka property under its topic. name" "topic.acks" $B --set kafka.properties.topic\\.acks=1
-must_fail "secret as kafka property" "sasl.oauthbearer.client.secret" $B --set kafka.properties.sasl\\.oauthbearer\\.client\\.secret=x
+# Refused kafka.properties keys are named by their path (patternProperties; Helm 4 reports a
+# propertyNames refusal at some unrelated path), or by the templates' kafka.properties.<key>.
+must_fail "chart-managed kafka property" "at '/kafka/properties/acks'" $B --set kafka.properties.acks=1
+must_fail "chart-managed kafka property under its topic. name" "at '/kafka/properties/topic.acks'" $B --set kafka.properties.topic\\.acks=1
+must_fail "chart-managed kafka property under its alias (metadata.broker.list)" "at '/kafka/properties/metadata.broker.list'" $B \
+  --set kafka.properties.metadata\\.broker\\.list=x:9092
+must_fail "secret as kafka property" "at '/kafka/properties/sasl.oauthbearer.client.secret'" $B --set kafka.properties.sasl\\.oauthbearer\\.client\\.secret=x
+must_fail "sasl.password as kafka property (named by its path)" "at '/kafka/properties/sasl.password'" $B \
+  --set kafka.properties.sasl\\.password=x
+must_fail "an upper-case kafka property name (librdkafka refuses it)" "kafka.properties.Linger.ms: not a librdkafka property name" $B \
+  --set kafka.properties.Linger\\.ms=5
+must_fail "an upper-case secret kafka property name (past the schema's case-sensitive patterns)" \
+  "kafka.properties.Sasl.Password: not a librdkafka property name" $B --set kafka.properties.Sasl\\.Password=x
 must_fail "OAUTHBEARER config (a secret to the bridge) as kafka property" "sasl.oauthbearer.config" $B --set kafka.properties.sasl\\.oauthbearer\\.config=x
 must_fail "assertion private key (PEM) as kafka property" "sasl.oauthbearer.assertion.private.key.pem" $B \
   --set kafka.properties.sasl\\.oauthbearer\\.assertion\\.private\\.key\\.pem=x
@@ -969,6 +983,9 @@ must_fail "a flag the chart sets in extraArgs (--ack-timeout=3s)" \
 must_fail "a flag the chart sets in extraArgs (--key-strategy none)" \
   "extraArgs: --key-strategy is set by the chart (BRIDGE_KEY_STRATEGY, from config.keyStrategy)" $B \
   --set 'extraArgs[0]=--key-strategy' --set 'extraArgs[1]=none'
+must_fail "--topic in extraArgs (it reads BRIDGE_TOPICS, not BRIDGE_TOPIC)" \
+  "extraArgs: --topic is set by the chart (BRIDGE_TOPICS, from config.topics)" $B \
+  --set 'extraArgs[0]=--topic' --set 'extraArgs[1]=other=foo'
 must_fail "--kafka-brokers in extraArgs" \
   "extraArgs: --kafka-brokers is set by the chart (KAFKA_BOOTSTRAP_SERVERS, from kafka.bootstrapServers)" $B \
   --set 'extraArgs[0]=--kafka-brokers=other:9092'
@@ -978,6 +995,41 @@ must_fail "-X acks=1 in extraArgs (the chart sets KAFKA_ACKS)" \
 must_fail "-Xenable.idempotence=false in extraArgs" \
   "extraArgs: the librdkafka property enable.idempotence is set by the chart (KAFKA_ENABLE_IDEMPOTENCE, from kafka.idempotence)" $B \
   --set 'extraArgs[0]=-Xenable.idempotence=false'
+# Another name of a property the chart sets is the same setting to the bridge (names.rs
+# canonical): -X under it wins over the chart's variable, a variable under it stops the bridge.
+must_fail "-X topic.acks=1 in extraArgs (acks to the bridge)" \
+  "extraArgs: the librdkafka property topic.acks (to the bridge: acks) is set by the chart (KAFKA_ACKS, from kafka.acks)" $B \
+  --set 'extraArgs[0]=-X' --set 'extraArgs[1]=topic.acks=1'
+must_fail "-X request.required.acks=1 in extraArgs (librdkafka's alias of acks)" \
+  "extraArgs: the librdkafka property request.required.acks (to the bridge: acks) is set by the chart (KAFKA_ACKS" $B \
+  --set 'extraArgs[0]=-X' --set 'extraArgs[1]=request.required.acks=1'
+must_fail "-X request.required.acks=0 with kafka.idempotence false (acks=0 while the pod shows KAFKA_ACKS=all)" \
+  "extraArgs: the librdkafka property request.required.acks (to the bridge: acks) is set by the chart (KAFKA_ACKS" $B \
+  --set kafka.idempotence=false --set 'extraArgs[0]=-X' --set 'extraArgs[1]=request.required.acks=0'
+must_fail "-X metadata.broker.list in extraArgs (bootstrap.servers to the bridge)" \
+  "extraArgs: the librdkafka property metadata.broker.list (to the bridge: bootstrap.servers) is set by the chart (KAFKA_BOOTSTRAP_SERVERS" $B \
+  --set 'extraArgs[0]=-X' --set 'extraArgs[1]=metadata.broker.list=x:9092'
+must_fail "-Xsasl.username in extraArgs beside the chart's KAFKA_SASL_USERNAME_FILE (kafka.sasl.usernameKey)" \
+  "extraArgs: the librdkafka property sasl.username is set by the chart (KAFKA_SASL_USERNAME_FILE, from kafka.sasl.usernameKey)" $B \
+  --set kafka.sasl.enabled=true --set kafka.sasl.existingSecret=kafka --set kafka.sasl.usernameKey=user \
+  --set 'extraArgs[0]=-Xsasl.username=bob'
+must_fail "KAFKA_REQUEST_REQUIRED_ACKS in extraEnv (acks to the bridge)" \
+  "extraEnv: KAFKA_REQUEST_REQUIRED_ACKS sets the librdkafka property acks, which the chart sets (KAFKA_ACKS, from kafka.acks)" $B \
+  --set 'extraEnv[0].name=KAFKA_REQUEST_REQUIRED_ACKS' --set-string 'extraEnv[0].value=1'
+must_fail "KAFKA_METADATA_BROKER_LIST in extraEnv (bootstrap.servers to the bridge)" \
+  "extraEnv: KAFKA_METADATA_BROKER_LIST sets the librdkafka property bootstrap.servers, which the chart sets (KAFKA_BOOTSTRAP_SERVERS" $B \
+  --set 'extraEnv[0].name=KAFKA_METADATA_BROKER_LIST' --set 'extraEnv[0].value=x:9092'
+must_fail "KAFKA_SASL_PASSWORD from a Secret in extraEnv beside the chart's KAFKA_SASL_PASSWORD_FILE" \
+  "extraEnv: KAFKA_SASL_PASSWORD sets the librdkafka property sasl.password, which the chart sets (KAFKA_SASL_PASSWORD_FILE, from kafka.sasl.*)" $B \
+  --set kafka.sasl.enabled=true --set kafka.sasl.username=u --set kafka.sasl.password=p \
+  --set 'extraEnv[0].name=KAFKA_SASL_PASSWORD' --set 'extraEnv[0].valueFrom.secretKeyRef.name=kafka' \
+  --set 'extraEnv[0].valueFrom.secretKeyRef.key=password'
+must_fail "KAFKA_ACKS_FILE in extraEnv beside the chart's KAFKA_ACKS" \
+  "extraEnv: KAFKA_ACKS_FILE sets the librdkafka property acks, which the chart sets (KAFKA_ACKS, from kafka.acks)" $B \
+  --set 'extraEnv[0].name=KAFKA_ACKS_FILE' --set 'extraEnv[0].value=/etc/kafka/acks'
+must_fail "BRIDGE_INSECURE_DISABLE_AUTH in extraEnv (the bridge refuses it beside the credentials file)" \
+  "extraEnv: BRIDGE_INSECURE_DISABLE_AUTH is refused: use auth.insecureDisableAuth" $B \
+  --set 'extraEnv[0].name=BRIDGE_INSECURE_DISABLE_AUTH' --set-string 'extraEnv[0].value=true'
 must_fail "BRIDGE_AUTH_FILE in extraEnv (the chart sets it)" \
   "extraEnv: BRIDGE_AUTH_FILE is set by the chart (from auth.existingSecret or auth.credentials)" $B \
   --set 'extraEnv[0].name=BRIDGE_AUTH_FILE' --set 'extraEnv[0].value=/x'
@@ -1009,6 +1061,13 @@ must_fail "grace period without the bridge's own 6 s at exit (20 s + 6 s)" "term
 must_fail "SASL without a password source" "kafka.sasl" $B --set kafka.sasl.enabled=true --set kafka.sasl.username=u
 must_fail "mTLS certificate without key" "keyKey" $B --set kafka.tls.enabled=true --set kafka.tls.existingSecret=tls --set kafka.tls.certKey=tls.crt
 must_fail "auth disabled and credentials given" "insecureDisableAuth" $B --set auth.insecureDisableAuth=true --set auth.existingSecret=creds
+# The bridge skips a credentials file's line starting with # (after whitespace) as a comment.
+must_fail "a username starting with # (a comment line in the credentials file)" "at '/auth/credentials/0/username'" $B \
+  --set 'auth.credentials[0].username=#ops' --set 'auth.credentials[0].password=abcdefgh12'
+must_fail "a username starting with a no-break space and # (trimmed by the bridge, then a comment)" \
+  "at '/auth/credentials/0/username'" $B \
+  --set-string $'auth.credentials[0].username=\xc2\xa0#ops' --set 'auth.credentials[0].password=abcdefgh12'
+must_fail "a generated credential's username starting with #" "at '/auth/generatedUsername'" $B --set 'auth.generatedUsername=#ops'
 must_fail "both existingSecret and credentials" "auth.existingSecret or auth.credentials" $B --set auth.existingSecret=creds --set 'auth.credentials[0].username=a' --set 'auth.credentials[0].password=abcdefgh12'
 must_fail "PDB with both limits" "exactly one" $B --set podDisruptionBudget.minAvailable=1
 must_fail "readiness periodSeconds null counts as Kubernetes' 10 s (10 s x 2 + 1 s > 5 s)" \
@@ -1130,6 +1189,15 @@ check "100000 connections render with a limit that holds their read buffers" ren
   --set config.maxConnections=100000 --set resources.limits.memory=2Gi
 check "harmless -X in extraArgs renders" renders $B \
   --set 'extraArgs[0]=-X' --set 'extraArgs[1]=linger.ms=1' --set 'extraArgs[2]=-Xcompression.type=lz4'
+check "a # inside a username renders (only a leading one makes a comment line)" renders $B \
+  --set 'auth.credentials[0].username=ops#1' --set 'auth.credentials[0].password=abcdefgh12'
+# topic.metadata.refresh.interval.ms is a global property the bridge keeps under its name (no
+# topic-level one), and queue.buffering.max.ms an alias of linger.ms, which the chart leaves unset.
+check "-X with a global topic.* property and an alias of a property the chart leaves unset renders" renders $B \
+  --set 'extraArgs[0]=-X' --set 'extraArgs[1]=topic.metadata.refresh.interval.ms=60000' \
+  --set 'extraArgs[2]=-Xqueue.buffering.max.ms=1'
+check "KAFKA_SASL_MECHANISMS in extraEnv without kafka.sasl.enabled (the chart sets no sasl.mechanism) renders" \
+  renders $B --set 'extraEnv[0].name=KAFKA_SASL_MECHANISMS' --set 'extraEnv[0].value=OAUTHBEARER'
 check "a variable the chart does not set renders in extraEnv (KAFKA_SECURITY_PROTOCOL without kafka.sasl or kafka.tls)" \
   renders $B --set 'extraEnv[0].name=KAFKA_SECURITY_PROTOCOL' --set 'extraEnv[0].value=SSL'
 check "a readiness probe of 1 s x 3 renders with a 4 s delay" renders $B --set config.shutdownDelay=4s \
@@ -1245,6 +1313,10 @@ else
   HELP="$WORK/help.txt"
   "$BINARY" --help >"$HELP" 2>&1 || true
   check "--help offers --check-config" grep -q -- '--check-config' "$HELP"
+  # extraArgs' refusal of a flag the chart sets takes BRIDGE_<FLAG> unless the flag is in the
+  # chart's flagVariables; a new flag read from another variable must be added there.
+  check "flags not read from BRIDGE_<FLAG> (--help's [env: ...]) are in the chart's flagVariables" \
+    "$PY" "$LIB/chart_check.py" flag-variables "$HELP" "$CHART/templates/_helpers.tpl"
   check "deploy/Dockerfile's runtime stage installs the package of every library the binary links" \
     "$PY" "$LIB/chart_check.py" runtime-packages "$BINARY" deploy/Dockerfile
   mkdir -p "$WORK/webhook-paths"

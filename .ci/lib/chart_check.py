@@ -43,8 +43,16 @@ Subcommands (each exits non-zero with a message on failure):
       Every value of values.yaml is documented in the chart README.
   secret-names REDACT_RS SCHEMA HELPERS
       The librdkafka property names the chart treats as secrets (the schema's
-      kafka.properties pattern, the templates' secretPropertyPattern, SECRET_PARTS
-      here) are exactly those of the bridge's is_secret in REDACT_RS.
+      kafka.properties patternProperties pattern, the templates' secretPropertyPattern,
+      SECRET_PARTS here) are exactly those of the bridge's is_secret in REDACT_RS.
+  property-aliases NAMES_RS HELPERS
+      The chart's propertyAliases and topicLevelProperties (how its canonicalProperty folds
+      librdkafka's second names and the `topic.` prefix, for extraArgs' and extraEnv's refusals
+      of a property the chart sets) equal ALIASES and TOPIC_LEVEL of NAMES_RS, and its
+      canonical still folds them that way.
+  flag-variables HELP HELPERS
+      Every flag of the binary's --help whose [env: NAME] is not BRIDGE_<FLAG> is in the
+      helpers' flagVariables with that NAME, and the table has no other entry.
   env-sources POD_TPL HELPERS
       Every variable the pod template sets itself has an entry in the helpers'
       envSources (the values it comes from, named when extraArgs or extraEnv would set
@@ -1286,10 +1294,14 @@ def cmd_secret_names(redact_rs, schema_file, helpers):
     truth = set(re.findall(r'"([^"]*)"', m.group(1)))
     with open(schema_file, encoding="utf-8") as f:
         schema = json.load(f)
-    names = schema["properties"]["kafka"]["properties"]["properties"]["propertyNames"]["allOf"]
-    found = [n["not"]["pattern"] for n in names if "not" in n and not n["not"]["pattern"].startswith("^")]
+    # The refused names are patternProperties whose schema is `not: {}` (so Helm names the key):
+    # the anchored one is the chart-managed names, the unanchored one the secret names.
+    refused = schema["properties"]["kafka"]["properties"]["properties"].get("patternProperties") or {}
+    found = [pattern for pattern, sub in refused.items()
+             if sub.get("not") == {} and not pattern.startswith("^")]
     if len(found) != 1:
-        fail(f"{schema_file}: expected one unanchored `not` pattern of secret names in kafka.properties, found {found}")
+        fail(f"{schema_file}: expected one unanchored patternProperties pattern of secret names refused "
+             f"with `not: {{}}` in kafka.properties, found {found}")
     with open(helpers, encoding="utf-8") as f:
         tpl = f.read()
     m = re.search(r'define "qikchat-bridge\.secretPropertyPattern" -\}\}\n(.*?)\n\{\{- end', tpl, re.S)
@@ -1304,6 +1316,104 @@ def cmd_secret_names(redact_rs, schema_file, helpers):
     if errors:
         fail("\n".join("  - " + e for e in errors))
     print(f"{len(truth)} secret name parts agree with is_secret: {', '.join(sorted(truth))}")
+
+
+def _rust_const(rust, name, where):
+    """The text between the brackets of `const NAME: [...; N] = [ ... ];` and its N."""
+    m = re.search(rf"const {name}: \[[^;\]]*; (\d+)\] = \[(.*?)\];", rust, re.S)
+    if not m:
+        fail(f"{where}: no `const {name}: [...; N] = [...];`; update this check and the chart's "
+             "helpers together with it")
+    return m.group(2), int(m.group(1))
+
+
+def _tpl_define(tpl, name, where):
+    m = re.search(rf'define "qikchat-bridge\.{re.escape(name)}" -\}}\}}\n(.*?)\n\{{\{{- end', tpl, re.S)
+    if not m:
+        fail(f"{where}: no qikchat-bridge.{name}")
+    return yaml.safe_load(m.group(1))
+
+
+def cmd_property_aliases(names_rs, helpers):
+    """The chart's propertyAliases and topicLevelProperties (what its canonicalProperty folds,
+    for extraArgs' and extraEnv's refusals) are the bridge's ALIASES and TOPIC_LEVEL, and the
+    bridge's canonical still folds them the way the chart does."""
+    with open(names_rs, encoding="utf-8") as f:
+        rust = f.read()
+    body, n = _rust_const(rust, "ALIASES", names_rs)
+    aliases = dict(re.findall(r'\(\s*"([^"]+)",\s*"([^"]+)",?\s*\)', body))
+    if len(aliases) != n:
+        fail(f"{names_rs}: ALIASES holds {n} pairs, this check read {len(aliases)}: {aliases}")
+    body, n = _rust_const(rust, "TOPIC_LEVEL", names_rs)
+    topic_level = re.findall(r'"([^"]+)"', body)
+    if len(topic_level) != n:
+        fail(f"{names_rs}: TOPIC_LEVEL holds {n} names, this check read {len(topic_level)}: {topic_level}")
+    # canonicalProperty in _helpers.tpl replicates this body; another rule needs both changed.
+    if not re.search(r'pub fn canonical\(key: &str\) -> &str \{\s*match key\.strip_prefix\("topic\."\)\.map\(unaliased\) \{\s*'
+                     r'Some\(name\) if TOPIC_LEVEL\.contains\(&name\) => name,\s*_ => unaliased\(key\),\s*\}\s*\}', rust):
+        fail(f"{names_rs}: canonical is no longer `topic.` + TOPIC_LEVEL after unaliased, else unaliased; "
+             "update the chart's qikchat-bridge.canonicalProperty and this check together with it")
+    with open(helpers, encoding="utf-8") as f:
+        tpl = f.read()
+    chart_aliases = _tpl_define(tpl, "propertyAliases", helpers) or {}
+    chart_topic_level = _tpl_define(tpl, "topicLevelProperties", helpers) or []
+    errors = []
+    if chart_aliases != aliases:
+        errors.append(f"{helpers} propertyAliases differs from ALIASES: missing "
+                      f"{sorted(set(aliases.items()) - set(chart_aliases.items()))}, extra "
+                      f"{sorted(set(chart_aliases.items()) - set(aliases.items()))}")
+    if sorted(chart_topic_level) != sorted(topic_level):
+        errors.append(f"{helpers} topicLevelProperties differs from TOPIC_LEVEL: missing "
+                      f"{sorted(set(topic_level) - set(chart_topic_level))}, extra "
+                      f"{sorted(set(chart_topic_level) - set(topic_level))}")
+    if errors:
+        fail("\n".join("  - " + e for e in errors))
+    print(f"{len(aliases)} aliases and {len(topic_level)} topic-level properties agree with the bridge's "
+          f"ALIASES and TOPIC_LEVEL")
+
+
+def help_flag_variables(help_file):
+    """{flag: env} of every long option of the binary's --help with an [env: NAME] (without the
+    leading --); a help text without any is an error."""
+    with open(help_file, encoding="utf-8", errors="replace") as f:
+        lines = f.read().splitlines()
+    pairs, flag = {}, None
+    for line in lines:
+        # An option's first line, `      --listen <LISTEN>` or `  -X, --kafka-property <...>`; its
+        # description is indented further.
+        m = re.match(r"^ {2,6}(?:-[A-Za-z], )?--([a-z0-9][a-z0-9-]*)", line)
+        if m:
+            flag = m.group(1)
+            continue
+        m = re.search(r"\[env:\s*([A-Z][A-Z0-9_]*)", line)
+        if m and flag:
+            pairs[flag] = m.group(1)
+    if not pairs:
+        fail(f"{help_file}: the binary's --help names no option with an [env: ...] variable "
+             "(is it the bridge's --help?)")
+    return pairs
+
+
+def cmd_flag_variables(help_file, helpers):
+    """Every flag of the binary whose variable is not BRIDGE_<FLAG> is in the chart's
+    flagVariables (with that variable), and that table names no other: extraArgs' refusal of a
+    flag the chart sets looks its variable up there, else takes BRIDGE_<FLAG>, and a flag missing
+    there (--topic reads BRIDGE_TOPICS) would slip through."""
+    pairs = help_flag_variables(help_file)
+    expected = {flag: env for flag, env in pairs.items()
+                if env != "BRIDGE_" + flag.replace("-", "_").upper()}
+    with open(helpers, encoding="utf-8") as f:
+        table = _tpl_define(f.read(), "flagVariables", helpers) or {}
+    errors = [f"--{flag} reads {env}, not BRIDGE_{flag.replace('-', '_').upper()}, but flagVariables "
+              f"{'maps it to ' + str(table[flag]) if flag in table else 'lacks it'}"
+              for flag, env in sorted(expected.items()) if table.get(flag) != env]
+    errors += [f"flagVariables has --{flag}: {env}, which the binary's --help does not give "
+               f"({'it reads ' + pairs[flag] if flag in pairs else 'no such flag with a variable'})"
+               for flag, env in sorted(table.items()) if flag not in expected]
+    if errors:
+        fail("\n".join("  - " + e for e in errors))
+    print(f"{len(pairs)} flags with a variable in --help; those not read from BRIDGE_<FLAG> are in "
+          f"flagVariables: {', '.join(f'--{f} {e}' for f, e in sorted(expected.items()))}")
 
 
 def cmd_env_sources(pod_tpl, helpers):
@@ -1358,6 +1468,10 @@ def main(argv):
             cmd_secret_names(*rest)
         elif cmd == "env-sources":
             cmd_env_sources(*rest)
+        elif cmd == "property-aliases":
+            cmd_property_aliases(*rest)
+        elif cmd == "flag-variables":
+            cmd_flag_variables(*rest)
         elif cmd == "webhook-paths":
             cmd_webhook_paths(*rest)
         else:
