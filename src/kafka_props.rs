@@ -58,8 +58,16 @@ impl KafkaProperties {
 /// `message.max.bytes` leaves room for the largest body the bridge accepts plus its key and
 /// headers: librdkafka's own default (1,000,000) is below the default `--max-body-bytes` (1 MiB),
 /// so bodies near the limit got 413, and a spooled one could never be replayed.
+/// `topic.metadata.propagation.max.ms` at a third of the wait: librdkafka holds the records of a
+/// topic the brokers do not have that long, and then until its next metadata answer (its fast
+/// refreshes come ~0.1, 0.3, 0.7 s after the first), before failing them as an unknown topic. Its
+/// default, 30 s, is past every ack deadline, so each was answered at the deadline as a mere
+/// timeout, the topic named nowhere; two thirds still let the answer miss the deadline. A topic
+/// made just before its first record still has that long to show, and once it is taken for absent
+/// librdkafka asks again when the next record comes (taken 0.4 s after the topic was made).
 fn defaults(limits: Defaults) -> BTreeMap<String, String> {
     let message_timeout = limits.wait.as_millis().max(1).to_string();
+    let propagation = (limits.wait.as_millis() / 3).max(1).to_string();
     [
         ("client.id", "qikchat-bridge".to_string()),
         ("acks", "all".to_string()),
@@ -69,6 +77,7 @@ fn defaults(limits: Defaults) -> BTreeMap<String, String> {
         ("partitioner", "murmur2_random".to_string()),
         ("socket.nagle.disable", "true".to_string()),
         ("message.timeout.ms", message_timeout),
+        ("topic.metadata.propagation.max.ms", propagation),
         (
             "message.max.bytes",
             max_record_bytes(limits.max_body_bytes).to_string(),

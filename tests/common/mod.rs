@@ -93,8 +93,24 @@ impl TestApp {
         app
     }
 
+    /// [`TestApp::start`], with the topics in `missing` left out of the cluster.
+    pub async fn start_without_topics(extra: &[&str], missing: &[&str]) -> TestApp {
+        let app = TestApp::spawn_without_topics(extra, &[], missing).await;
+        app.wait_ready().await;
+        app
+    }
+
     /// [`TestApp::start_with_env`] without waiting for it to be ready.
     pub async fn spawn(extra: &[&str], env: &[(&str, &str)]) -> TestApp {
+        TestApp::spawn_without_topics(extra, env, &[]).await
+    }
+
+    /// [`TestApp::spawn`], with the topics in `missing` left out of the cluster.
+    async fn spawn_without_topics(
+        extra: &[&str],
+        env: &[(&str, &str)],
+        missing: &[&str],
+    ) -> TestApp {
         // As main does. The tests of tests/it share one process: a test holding hundreds of
         // connections beside another's would otherwise run out of descriptors at a soft limit
         // of 1024, where each alone did not.
@@ -120,6 +136,9 @@ impl TestApp {
         let config = Config::from_args(args, env, |p| std::fs::read_to_string(p))
             .expect("test config is valid");
         for topic in config.topics.all_topics() {
+            if missing.contains(&topic.as_str()) {
+                continue;
+            }
             cluster
                 .create_topic(&topic, PARTITIONS, 1)
                 .expect("create topic");

@@ -222,3 +222,53 @@ async fn retried_until_200(app: &TestApp, within: Duration, why: &str) -> String
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// A topic the brokers do not have (and do not create on first use): librdkafka holds its records
+/// for `topic.metadata.propagation.max.ms` before failing them as an unknown topic, by its own
+/// default 30 s, past every ack deadline, so each was answered at the deadline as a timeout, and
+/// nothing at request time named the topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_the_brokers_do_not_have_is_answered_before_the_deadline_named_unknown_and_taken_once_made(
+) {
+    let app = TestApp::start_without_topics(
+        &[
+            "--topic",
+            "whatsapp:message:status=absent.topic",
+            "-X",
+            "allow.auto.create.topics=false",
+        ],
+        &["absent.topic"],
+    )
+    .await;
+    for _ in 0..2 {
+        let started = Instant::now();
+        let response = app.post(STATUS).await;
+        let took = started.elapsed();
+        assert_eq!(response.status(), 503);
+        let body = response.text().await.expect("body");
+        assert!(
+            took < Duration::from_millis(1400),
+            "answered after {took:?}: {body}"
+        );
+    }
+    // The first is failed by the broker's answer, the next at once by librdkafka, which by then
+    // knows the topic is not there.
+    let (_, metrics) = app.admin_get("/metrics").await;
+    for result in ["unknown_topic_or_partition", "unknown_topic"] {
+        let line = format!(
+            r#"qikchat_bridge_kafka_deliveries_total{{result="{result}",topic="absent.topic"}} 1"#
+        );
+        assert!(metrics.lines().any(|l| l == line), "no {line} in {metrics}");
+    }
+    // And once it exists, its records are taken (librdkafka asks again for a topic it took for
+    // absent, 0.4 s here).
+    app.cluster
+        .create_topic("absent.topic", 1, 1)
+        .expect("create");
+    retried_until_200(
+        &app,
+        Duration::from_secs(20),
+        "never 200 once the topic exists",
+    )
+    .await;
+}
