@@ -61,41 +61,198 @@ impl fmt::Debug for FileDigest {
 /// One accepted `user:pass`; the password exists only inside the digest.
 #[derive(Clone)]
 pub struct Credential {
-    user: String,
+    /// How logs and `--check-config` name it: its user, or, for an `--auth` credential that
+    /// followed a comma (whose "user" may be a piece of the password before it), its place.
+    shown: String,
     digest: [u8; 32],
 }
 
+/// Why a `USER:PASS` text is not a credential, told without any of the text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Refusal {
+    NoColon,
+    EmptyUser,
+    Space,
+    EmptyPassword,
+}
+
+impl Refusal {
+    /// The reason, for a credential whose user is certain: quoted when there is one.
+    fn of_user(self, user: &str) -> String {
+        match self {
+            Refusal::NoColon => "a credential must be USER:PASS".into(),
+            Refusal::EmptyUser => "the user name of a credential cannot be empty".into(),
+            Refusal::Space => {
+                format!("the credential of user {user:?} starts or ends with a space")
+            }
+            Refusal::EmptyPassword => format!("the password of user {user:?} cannot be empty"),
+        }
+    }
+
+    /// What a credential named by its place is refused for.
+    fn as_predicate(self) -> &'static str {
+        match self {
+            Refusal::NoColon => "is not USER:PASS (it has no colon)",
+            Refusal::EmptyUser => "has an empty user name",
+            Refusal::Space => "starts or ends with a space",
+            Refusal::EmptyPassword => "has an empty password",
+        }
+    }
+}
+
+/// `USER:PASS` → its user and digest (RFC 7617: the user name cannot contain a colon, the
+/// password can). On refusal, the user as far as there is one (trimmed), for the caller to quote
+/// when it is certain to be a user.
+fn parse_parts(text: &str) -> Result<(&str, [u8; 32]), (Refusal, &str)> {
+    let Some((user, pass)) = text.split_once(':') else {
+        return Err((Refusal::NoColon, ""));
+    };
+    if user.is_empty() {
+        return Err((Refusal::EmptyUser, ""));
+    }
+    // A space there is a list written `a:b, c:d`: that user or password could never match
+    // what the sender means, so it is refused rather than silently accepted as written.
+    if text.trim() != text || user.trim() != user {
+        return Err((Refusal::Space, user.trim()));
+    }
+    if pass.is_empty() {
+        return Err((Refusal::EmptyPassword, user));
+    }
+    Ok((user, Sha256::digest(text.as_bytes()).into()))
+}
+
 impl Credential {
-    /// Parses `USER:PASS` (RFC 7617: the user name cannot contain a colon, the password can).
+    /// Parses `USER:PASS`, one whole credential (a line of `--auth-file`, the seed): the text
+    /// before the first colon is its user, which an error may quote.
     pub fn parse(text: &str) -> Result<Credential, String> {
-        let (user, pass) = text
-            .split_once(':')
-            .ok_or_else(|| "a credential must be USER:PASS".to_string())?;
-        if user.is_empty() {
-            return Err("the user name of a credential cannot be empty".into());
+        match parse_parts(text) {
+            Ok((user, digest)) => Ok(Credential {
+                shown: user.to_string(),
+                digest,
+            }),
+            Err((refusal, user)) => Err(refusal.of_user(user)),
         }
-        // A space there is a list written `a:b, c:d`: that user or password could never match
-        // what the sender means, so it is refused rather than silently accepted as written.
-        if text.trim() != text || user.trim() != user {
-            return Err(format!(
-                "the credential of user {:?} starts or ends with a space",
-                user.trim()
-            ));
-        }
-        if pass.is_empty() {
-            return Err(format!("the password of user {user:?} cannot be empty"));
-        }
-        Ok(Credential {
-            user: user.to_string(),
-            digest: Sha256::digest(text.as_bytes()).into(),
-        })
     }
 }
 
 impl fmt::Debug for Credential {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:<redacted>", self.user)
+        write!(f, "{}:<redacted>", self.shown)
     }
+}
+
+/// `--auth`'s credentials (or `BRIDGE_AUTH`'s), and where a value of it was split at commas.
+#[derive(Clone, Debug, Default)]
+pub struct FlagCredentials {
+    pub credentials: Vec<Credential>,
+    pub comma_splits: Vec<CommaSplit>,
+}
+
+/// One `--auth` value (or `BRIDGE_AUTH`) that held commas: the `count` credentials it was split
+/// into, from the `first`th (counted from 1 across every `--auth` value). Said at start-up:
+/// a password with a comma is cut into pieces that are accepted as credentials of their own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommaSplit {
+    pub first: usize,
+    pub count: usize,
+}
+
+impl fmt::Display for CommaSplit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let last = self.first + self.count - 1;
+        let after_first = if self.count == 2 {
+            format!("The {}'s user is", ordinal(last))
+        } else {
+            format!(
+                "The users of the {} to the {} are",
+                ordinal(self.first + 1),
+                ordinal(last)
+            )
+        };
+        write!(
+            f,
+            "an --auth value (or BRIDGE_AUTH) holds commas, so it was split into {} credentials \
+             (the {} to the {}): a password cannot contain a comma there, and one that does is \
+             cut into pieces that are accepted as credentials of their own while the credential \
+             meant is refused (401). Put a credential whose password has a comma in --auth-file \
+             (one USER:PASS per line; a comma there is part of the password). {after_first} not \
+             shown (in logs, or by --check-config): after a comma, a user may be a piece of a password",
+            self.count,
+            ordinal(self.first),
+            ordinal(last),
+        )
+    }
+}
+
+/// The message naming where `--auth` and `BRIDGE_AUTH` cannot take a password with a comma.
+const NO_COMMA_IN_AUTH: &str = "--auth and BRIDGE_AUTH are split at commas, so a password \
+     there cannot contain one: put a credential whose password has a comma in --auth-file (one \
+     USER:PASS per line; a comma there is part of the password)";
+
+/// The credentials of `--auth`'s values (or `BRIDGE_AUTH`'s), each split at commas. An error
+/// names a credential by its place; it quotes the user only of the first credential of a value,
+/// as after a comma the text before the next colon may be a piece of the password before it
+/// (`eve:abc,def:ghi` is also eve's password `abc,def:ghi`).
+pub fn parse_flag(values: &[String]) -> Result<FlagCredentials, String> {
+    let mut parsed = FlagCredentials::default();
+    for value in values {
+        let entries: Vec<&str> = value.split(',').collect();
+        let first = parsed.credentials.len() + 1;
+        for (i, entry) in entries.iter().enumerate() {
+            let place = first + i;
+            let credential = match parse_parts(entry) {
+                Ok((user, digest)) => Credential {
+                    shown: if i == 0 {
+                        user.to_string()
+                    } else {
+                        format!("<the {} --auth credential, user not shown>", ordinal(place))
+                    },
+                    digest,
+                },
+                Err((refusal, user)) => {
+                    let whose = if i > 0 {
+                        " (none of it is shown: after a comma, it may be a piece of an \
+                         earlier credential's password)"
+                            .to_string()
+                    } else if user.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (user {user:?})")
+                    };
+                    let mut reason = format!(
+                        "the {} credential{whose} {}",
+                        ordinal(place),
+                        refusal.as_predicate()
+                    );
+                    if entries.len() > 1 {
+                        reason.push_str(". ");
+                        reason.push_str(NO_COMMA_IN_AUTH);
+                    }
+                    return Err(reason);
+                }
+            };
+            parsed.credentials.push(credential);
+        }
+        if entries.len() > 1 {
+            parsed.comma_splits.push(CommaSplit {
+                first,
+                count: entries.len(),
+            });
+        }
+    }
+    Ok(parsed)
+}
+
+/// 1st, 2nd, 3rd, 4th, ..., 11th, 12th, 13th, ..., 21st.
+fn ordinal(n: usize) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
 }
 
 /// Why a request was refused; the label of `qikchat_bridge_auth_failures_total`.
@@ -152,7 +309,7 @@ impl Credentials {
     }
 
     pub fn users(&self) -> Vec<&str> {
-        self.accepted.iter().map(|c| c.user.as_str()).collect()
+        self.accepted.iter().map(|c| c.shown.as_str()).collect()
     }
 
     /// Checks the value of an `Authorization` header.

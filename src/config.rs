@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::auth::{self, AuthReload, Credential, Credentials, FileDigest};
+use crate::auth::{self, AuthReload, CommaSplit, Credential, Credentials, FileDigest};
 use crate::kafka_props::{Defaults, KafkaProperties, KafkaSources, Watched};
 use crate::topics::{KeyStrategy, TopicMap};
 
@@ -47,6 +47,8 @@ pub struct Config {
     pub credentials: Credentials,
     /// Set with `--auth-file`: the file is read again while the bridge runs.
     pub auth_reload: Option<AuthReload>,
+    /// The `--auth` values (or `BRIDGE_AUTH`) split at commas into several credentials.
+    pub auth_comma_splits: Vec<CommaSplit>,
     /// True when the seed's test credential was put in place because none was configured.
     pub seed_credential_in_use: bool,
     pub webhook_path: String,
@@ -229,10 +231,10 @@ impl Config {
                  BRIDGE_AUTH_FILE), which it would throw away: keep one of the two",
             ));
         }
-        let mut credentials = Vec::new();
-        for entry in &args.auth {
-            credentials.push(Credential::parse(entry).map_err(|r| invalid("--auth", r))?);
-        }
+        let auth::FlagCredentials {
+            mut credentials,
+            comma_splits: auth_comma_splits,
+        } = auth::parse_flag(&args.auth).map_err(|r| invalid("--auth", r))?;
         let mut auth_reload = None;
         if let Some(path) = &args.auth_file {
             let text = read_file(path).map_err(|e| unreadable("--auth-file".into(), path, &e))?;
@@ -290,6 +292,7 @@ impl Config {
             kafka_watched,
             credentials,
             auth_reload,
+            auth_comma_splits,
             seed_credential_in_use,
             webhook_path: args.webhook_path,
             ack_timeout: args.ack_timeout,
@@ -335,6 +338,8 @@ impl Config {
     /// Settings that are valid but weaken a promise, for a warning at start-up.
     pub fn caveats(&self) -> Vec<String> {
         let mut caveats = Vec::new();
+        // Whether a password held a comma cannot be told from the value: said every time.
+        caveats.extend(self.auth_comma_splits.iter().map(ToString::to_string));
         if self.ack_timeout >= QIKCHAT_WAITS {
             caveats.push(format!(
                 "--ack-timeout ({:?}) is not below the 2 s Qikchat waits for an answer: a webhook \

@@ -246,3 +246,132 @@ async fn an_auth_file_that_cannot_be_used_is_shown_as_stale_until_a_usable_one_i
     stop_tx.send(true).expect("stop");
     watcher.await.expect("watcher");
 }
+
+fn basic(user_pass: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(user_pass)
+    )
+}
+
+fn flag(values: &[&str]) -> Result<FlagCredentials, String> {
+    parse_flag(&values.iter().map(ToString::to_string).collect::<Vec<_>>())
+}
+
+/// `eve:SECabc,SECdef:ghi` is eve's password `SECabc,SECdef:ghi` as much as two credentials: after
+/// a comma, the text before a colon may be a piece of a password, so a refusal names the
+/// credential by its place and says where a comma can go.
+#[test]
+fn a_refused_auth_credential_after_a_comma_is_named_by_its_place_and_never_quoted() {
+    for value in [
+        "eve:SECabc, SECdef:ghi",
+        "eve:SECabc,SECdef:",
+        "eve:SECabc,SECdef",
+        "eve:SECabc,:SECdef",
+    ] {
+        let err = flag(&[value]).unwrap_err();
+        assert!(err.starts_with("the 2nd credential "), "{value}: {err}");
+        for secret in ["SECabc", "SECdef", "ghi"] {
+            assert!(!err.contains(secret), "{value}: {secret} shown: {err}");
+        }
+        assert!(
+            err.contains("a password there cannot contain one")
+                && err.contains("--auth-file (one USER:PASS per line; a comma there is part"),
+            "{value}: {err}"
+        );
+    }
+    // Places count across values; the 1st credential of a value has a user for certain.
+    let err = flag(&["a:b", "eve:,SECdef:ghi"]).unwrap_err();
+    assert!(
+        err.starts_with("the 2nd credential (user \"eve\") has an empty password. "),
+        "{err}"
+    );
+    assert!(
+        !err.contains("SECdef") && err.contains("--auth-file"),
+        "{err}"
+    );
+    // A value without a comma needs no word about commas.
+    let err = flag(&["a:b", " eve:pw"]).unwrap_err();
+    assert_eq!(
+        err,
+        "the 2nd credential (user \"eve\") starts or ends with a space"
+    );
+    assert_eq!(
+        flag(&["SECabc"]).unwrap_err(),
+        "the 1st credential is not USER:PASS (it has no colon)"
+    );
+}
+
+/// A value split at commas is accepted as the documented list (rotation through `BRIDGE_AUTH`),
+/// but only the first user of each value is shown: the others may be pieces of a password.
+#[test]
+fn credentials_after_a_comma_are_accepted_but_their_users_are_not_shown() {
+    let parsed = flag(&["x:y", "eve:SECabc,SECdef:ghi,jkl:mno"]).expect("valid");
+    assert_eq!(parsed.comma_splits, vec![CommaSplit { first: 2, count: 3 }]);
+    let c = Credentials::new(parsed.credentials);
+    assert_eq!(
+        c.users(),
+        [
+            "x",
+            "eve",
+            "<the 3rd --auth credential, user not shown>",
+            "<the 4th --auth credential, user not shown>"
+        ]
+    );
+    let shown = format!("{c:?}");
+    for secret in ["SECabc", "SECdef", "ghi", "jkl", "mno"] {
+        assert!(!shown.contains(secret), "{secret} shown: {shown}");
+    }
+    for accepted in ["x:y", "eve:SECabc", "SECdef:ghi", "jkl:mno"] {
+        assert_eq!(
+            c.check(Some(basic(accepted).as_bytes())),
+            Ok(()),
+            "{accepted}"
+        );
+    }
+    // Repeated values without commas: every user is one.
+    let parsed = flag(&["old:one", "new:two"]).expect("valid");
+    assert!(parsed.comma_splits.is_empty());
+    assert_eq!(Credentials::new(parsed.credentials).users(), ["old", "new"]);
+}
+
+#[test]
+fn the_warning_of_a_split_value_points_to_the_auth_file() {
+    let two = CommaSplit { first: 1, count: 2 }.to_string();
+    assert!(
+        two.contains("split into 2 credentials (the 1st to the 2nd)")
+            && two.contains("a password cannot contain a comma there")
+            && two.contains("Put a credential whose password has a comma in --auth-file")
+            && two.contains("The 2nd's user is not shown"),
+        "{two}"
+    );
+    let more = CommaSplit {
+        first: 11,
+        count: 3,
+    }
+    .to_string();
+    assert!(
+        more.contains("(the 11th to the 13th)")
+            && more.contains("The users of the 12th to the 13th are not shown"),
+        "{more}"
+    );
+    assert_eq!(
+        [1, 2, 3, 4, 11, 12, 13, 21, 22, 23, 111].map(ordinal),
+        ["1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "23rd", "111th"]
+    );
+}
+
+/// What the messages promise: in `--auth-file` a comma is part of the password.
+#[test]
+fn a_password_with_a_comma_is_one_credential_in_the_auth_file() {
+    let c = Credentials::new(parse_file("eve:SECabc,SECdef:ghi\n").expect("valid"));
+    assert_eq!(c.users(), ["eve"]);
+    assert_eq!(
+        c.check(Some(basic("eve:SECabc,SECdef:ghi").as_bytes())),
+        Ok(())
+    );
+    assert_eq!(
+        c.check(Some(basic("SECdef:ghi").as_bytes())),
+        Err(AuthFailure::Wrong)
+    );
+}

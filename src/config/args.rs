@@ -71,12 +71,9 @@ pub struct Args {
 
     /// An accepted Basic credential, USER:PASS (repeatable, for rotation). Flag and env alike
     /// are split at commas: a password with a comma belongs in --auth-file.
-    #[arg(
-        long,
-        env = "BRIDGE_AUTH",
-        value_delimiter = ',',
-        hide_env_values = true
-    )]
+    // Split by `Config::from_args`, not by clap: which credentials came from one value tells
+    // what may be a piece of a password (`eve:abc,def:ghi`), for its messages and warning.
+    #[arg(long, env = "BRIDGE_AUTH", hide_env_values = true)]
     pub auth: Vec<String>,
 
     /// A file of accepted credentials, one USER:PASS per line (# comments and blank lines skipped).

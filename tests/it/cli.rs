@@ -598,9 +598,18 @@ fn check_config_accepts_a_valid_environment_and_redacts_secrets() {
         .and_then(|(_, rest)| rest.split_once(']'))
         .map(|(field, _)| field)
         .unwrap_or_else(|| panic!("no credentials field: {stdout}"));
-    for user in ["qikchat:<redacted>", "other:<redacted>"] {
+    // After a comma, the text before a colon may be a piece of a password: not shown as a user.
+    for user in [
+        "qikchat:<redacted>",
+        "<the 2nd --auth credential, user not shown>:<redacted>",
+    ] {
         assert!(credentials.contains(user), "{user} not in [{credentials}]");
     }
+    assert!(!credentials.contains("other"), "[{credentials}]");
+    assert!(
+        stderr.contains("qikchat-bridge: warning: an --auth value (or BRIDGE_AUTH) holds commas"),
+        "{stderr}"
+    );
     // BRIDGE_TOPICS is split at commas: both routes.
     assert!(
         stdout.contains("\"wa.templates\"") && stdout.contains("\"billing:update\""),
@@ -609,6 +618,53 @@ fn check_config_accepts_a_valid_environment_and_redacts_secrets() {
     for secret in ["pa55word", "second-pa55", "kafka-secret"] {
         assert!(!stdout.contains(secret), "{secret} printed");
     }
+}
+
+/// A password with a comma in BRIDGE_AUTH (or --auth) is split there: no piece of it is quoted,
+/// whether the pieces are refused (by --check-config and at start-up alike) or accepted (with a
+/// warning), and each time the operator is sent to --auth-file.
+#[test]
+fn a_password_split_at_a_comma_is_never_quoted_and_points_to_the_auth_file() {
+    let run = |args: &[&str], auth: &str| {
+        let output = Command::new(BIN)
+            .args(args)
+            .args(["--kafka-brokers", "127.0.0.1:9"])
+            .env_clear()
+            .env("BRIDGE_AUTH", auth)
+            .output()
+            .expect("run");
+        let out = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        for secret in ["SECabc", "SECdef", "ghi"] {
+            assert!(!out.contains(secret), "{secret} shown: {out}");
+        }
+        assert!(
+            out.contains("--auth-file (one USER:PASS per line; a comma there is part of the"),
+            "{out}"
+        );
+        (output.status.code(), out)
+    };
+    for args in [&["--check-config"][..], &[][..]] {
+        for auth in ["eve:SECabc, SECdef:ghi", "eve:SECabc,SECdef:"] {
+            let (code, out) = run(args, auth);
+            assert_eq!(code, Some(2), "{args:?} {auth}: {out}");
+            assert!(
+                out.contains("invalid configuration: --auth: the 2nd credential (none of it"),
+                "{args:?} {auth}: {out}"
+            );
+        }
+    }
+    let (code, out) = run(&["--check-config"], "eve:SECabc,SECdef:ghi");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("eve:<redacted>")
+            && out.contains("<the 2nd --auth credential, user not shown>:<redacted>")
+            && out.contains("warning: an --auth value (or BRIDGE_AUTH) holds commas"),
+        "{out}"
+    );
 }
 
 /// Start-up's warnings about its environment, too: a check run where the bridge will run (an init
