@@ -134,18 +134,6 @@ pub fn queue_kbytes(max_body_bytes: usize) -> usize {
     (64 * 1024).max(max_record_bytes(max_body_bytes).div_ceil(1024))
 }
 
-/// "1st", "2nd", "3rd", "4th"... for naming a flag without quoting it.
-fn ordinal(n: usize) -> String {
-    let suffix = match (n % 10, n % 100) {
-        (_, 11..=13) => "th",
-        (1, _) => "st",
-        (2, _) => "nd",
-        (3, _) => "rd",
-        _ => "th",
-    };
-    format!("{n}{suffix}")
-}
-
 /// The bridge's producer properties: its defaults, then `env`'s `KAFKA_*`, then `-X` flags.
 pub fn from_sources<E, R>(
     env: E,
@@ -259,7 +247,7 @@ where
                     format!(
                         "the {} -X flag is not KEY=VALUE (its text is not shown: it may hold a \
                          secret)",
-                        ordinal(n + 1)
+                        crate::words::ordinal(n + 1)
                     ),
                 )
             })?;

@@ -32,6 +32,7 @@ pub mod tail;
 pub mod telemetry;
 pub mod topics;
 pub mod webhook;
+mod words;
 
 use std::future::Future;
 use std::sync::atomic::Ordering;
