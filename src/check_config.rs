@@ -22,8 +22,12 @@ pub enum CheckError {
 pub fn check(config: &Config) -> Result<(), CheckError> {
     spool_dir(config)?;
     let mut kafka = rdkafka::ClientConfig::new();
+    let properties = config.producer_properties("");
+    // From the operator's values, the endpoint's too: librdkafka's refusals may quote them. (Its
+    // log lines go nowhere: `--check-config` sets up no log.)
+    let scrubber = crate::kafka_props::Scrubber::new(&properties);
     // No brokers: the producer made below then never tries to connect (nor to resolve a name).
-    for (k, v) in config.producer_properties("") {
+    for (k, v) in &properties {
         match k.as_str() {
             "bootstrap.servers" => {}
             // With the `oidc` method a new client asks for a token at once, which would send
@@ -41,7 +45,7 @@ pub fn check(config: &Config) -> Result<(), CheckError> {
     kafka
         .create::<rdkafka::producer::BaseProducer>()
         .map(drop)
-        .map_err(|e| CheckError::Kafka(crate::kafka_props::redacted(&e)))
+        .map_err(|e| CheckError::Kafka(crate::kafka_props::redacted(&e, &scrubber)))
 }
 
 /// What start-up would warn of, in the order it would (those of its own environment too: the

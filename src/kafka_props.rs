@@ -293,10 +293,12 @@ impl fmt::Debug for KafkaProperties {
 
 mod names;
 mod redact;
+mod scrub;
 mod sources;
 use names::is_service_link;
 pub use names::{canonical, env_to_property};
-pub use redact::{is_secret, redacted, url_password_hidden};
+pub use redact::{is_secret, redacted, url_password_hidden, ClientError};
+pub use scrub::Scrubber;
 pub use sources::{KafkaSources, Watched};
 
 /// Why the operator's properties would break the acknowledgement every answer waits for, if they

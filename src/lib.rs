@@ -96,8 +96,8 @@ fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
 pub enum StartError {
     #[error(transparent)]
     Embedded(#[from] embedded::EmbeddedError),
-    #[error("invalid Kafka producer settings: {}", kafka_props::redacted(.0))]
-    Producer(#[from] rdkafka::error::KafkaError),
+    #[error("invalid Kafka producer settings: {0}")]
+    Producer(#[from] kafka_props::ClientError),
     #[error("metrics registry: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error("spool: {0}")]

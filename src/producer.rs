@@ -15,6 +15,7 @@ use rdkafka::util::Timeout;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::kafka_props::{ClientError, Scrubber};
 use crate::metrics::Metrics;
 use crate::record::Record;
 
@@ -194,6 +195,8 @@ pub struct KafkaSink {
     config: Mutex<ClientConfig>,
     /// The current producer's "retired" flag (see `BridgeContext`), set when it is replaced.
     retired: Mutex<Arc<AtomicBool>>,
+    /// What hides the secrets of `config` in librdkafka's texts: swapped with the producer.
+    scrubber: Mutex<Arc<Scrubber>>,
     role: ProducerRole,
     metrics: Arc<Metrics>,
     fatal: Arc<Notify>,
@@ -241,10 +244,11 @@ impl KafkaSink {
         properties: &BTreeMap<String, String>,
         metrics: Arc<Metrics>,
         role: ProducerRole,
-    ) -> Result<KafkaSink, KafkaError> {
+    ) -> Result<KafkaSink, ClientError> {
         let config = client_config(properties);
         let fatal = Arc::new(Notify::new());
-        let made = ProducerHandle::make(&config, &metrics, role, &fatal)?;
+        let scrubber = Arc::new(Scrubber::new(properties));
+        let made = ProducerHandle::make(&config, scrubber, &metrics, role, &fatal)?;
         // In place from the start.
         made.retired.store(false, Ordering::Relaxed);
         let max_record_bytes = properties
@@ -259,6 +263,7 @@ impl KafkaSink {
             keys_hashed,
             producer: RwLock::new(made.producer),
             retired: Mutex::new(made.retired),
+            scrubber: Mutex::new(made.scrubber),
             config: Mutex::new(config),
             role,
             metrics,
@@ -280,10 +285,16 @@ impl KafkaSink {
 
     /// librdkafka's reason when it has declared the current producer failed.
     pub fn fatal_error(&self) -> Option<String> {
-        self.producer()
-            .client()
-            .fatal_error()
-            .map(|(code, reason)| format!("{code:?}: {reason}"))
+        let (code, reason) = self.producer().client().fatal_error()?;
+        Some(format!("{code:?}: {}", self.scrubber().scrub(&reason)))
+    }
+
+    /// What hides the current producer's secrets.
+    fn scrubber(&self) -> Arc<Scrubber> {
+        self.scrubber
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Sorts a librdkafka error for the answer; a fatal one also wakes `replace_on_fatal`.

@@ -4,6 +4,7 @@
 //! group's offsets or steals partitions from the real consumers.
 
 use std::io::Write;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -13,7 +14,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-use crate::kafka_props;
+use crate::kafka_props::{self, ClientError, Scrubber};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct TailArgs {
@@ -41,8 +42,8 @@ pub struct TailArgs {
 pub enum TailError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
-    #[error("Kafka: {}", kafka_props::redacted(.0))]
-    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("Kafka: {0}")]
+    Kafka(ClientError),
     #[error("topic {0}: {1}")]
     NoSuchTopic(String, String),
     /// See [`refused_for_good`].
@@ -58,12 +59,15 @@ impl TailError {
     /// Whether the command line or the Kafka properties are at fault, not the cluster: the
     /// binary exits 2 for these, like the bridge for settings that cannot work.
     pub fn is_usage(&self) -> bool {
-        matches!(
-            self,
-            TailError::Config(_)
-                | TailError::Kafka(KafkaError::ClientConfig(..) | KafkaError::ClientCreation(_))
-        )
+        matches!(self, TailError::Config(_))
+            || matches!(self, TailError::Kafka(e) if e.is_settings())
     }
+}
+
+/// librdkafka's `error` from the consumer made from the properties whose secrets `scrubber`
+/// hides.
+fn kafka(scrubber: &Arc<Scrubber>) -> impl Fn(KafkaError) -> TailError + '_ {
+    |e| TailError::Kafka(ClientError::new(e, scrubber.clone()))
 }
 
 /// Settings that cannot work, refused as the bridge refuses its own (exit 2): no broker named
@@ -95,6 +99,8 @@ where
     check(args)?;
     let read = crate::operator_file::read_to_string;
     let mut config = ClientConfig::new();
+    let overrides = kafka_props::overrides(env, &args.kafka_properties, &read)?;
+    let scrubber = Arc::new(Scrubber::new(&overrides));
     // Where an offset that no longer exists (retention deleted it) starts: the oldest left for
     // --from-beginning, not the end, which would skip every record silently.
     config.set(
@@ -108,7 +114,7 @@ where
     // librdkafka wants a group to assign partitions, though tail never joins or commits to it;
     // an operator whose credentials may describe only certain groups names one with -X.
     config.set("group.id", "qikchat-bridge-tail");
-    for (k, v) in kafka_props::overrides(env, &args.kafka_properties, &read)? {
+    for (k, v) in overrides {
         // librdkafka's own refusal of an empty one says only "consumer queue not available".
         if k == "group.id" && v.trim().is_empty() {
             return Err(crate::config::invalid(
@@ -126,9 +132,15 @@ where
         .set("enable.partition.eof", "false");
     // rust-rdkafka passes on only errors when no `log` logger is set, and tail sets none.
     config.set_log_level(rdkafka::config::RDKafkaLogLevel::Warning);
-    let consumer: BaseConsumer<Reasons> = config.create_with_context(Reasons::default())?;
+    let reasons = Reasons {
+        scrubber: scrubber.clone(),
+        last: Default::default(),
+    };
+    let consumer: BaseConsumer<Reasons> = config
+        .create_with_context(reasons)
+        .map_err(kafka(&scrubber))?;
 
-    assign(&consumer, args).inspect_err(|_| tell_reasons(&consumer))?;
+    assign(&consumer, args, &scrubber).inspect_err(|_| tell_reasons(&consumer))?;
 
     let mut printed = 0;
     let mut last = Instant::now();
@@ -155,7 +167,7 @@ where
                     failing = Some((code, Instant::now()));
                 }
             }
-            Some(Err(e)) => return Err(e.into()),
+            Some(Err(e)) => return Err(kafka(&scrubber)(e)),
             None => {}
         }
         if let Some(t) = args.idle_timeout.filter(|t| last.elapsed() >= *t) {
@@ -171,7 +183,12 @@ where
 }
 
 /// Assigns every partition of the named topics at the start `--from-beginning` asks for.
-fn assign(consumer: &BaseConsumer<Reasons>, args: &TailArgs) -> Result<(), TailError> {
+fn assign(
+    consumer: &BaseConsumer<Reasons>,
+    args: &TailArgs,
+    scrubber: &Arc<Scrubber>,
+) -> Result<(), TailError> {
+    let kafka = kafka(scrubber);
     let start = if args.from_beginning {
         Offset::Beginning
     } else {
@@ -186,7 +203,9 @@ fn assign(consumer: &BaseConsumer<Reasons>, args: &TailArgs) -> Result<(), TailE
         }
     }
     for topic in topics {
-        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .map_err(&kafka)?;
         let missing = |why: String| TailError::NoSuchTopic(topic.clone(), why);
         let found = metadata
             .topics()
@@ -202,10 +221,12 @@ fn assign(consumer: &BaseConsumer<Reasons>, args: &TailArgs) -> Result<(), TailE
             return Err(missing("has no partitions".into()));
         }
         for p in 0..partitions {
-            assignment.add_partition_offset(topic, p as i32, start)?;
+            assignment
+                .add_partition_offset(topic, p as i32, start)
+                .map_err(&kafka)?;
         }
     }
-    consumer.assign(&assignment)?;
+    consumer.assign(&assignment).map_err(kafka)?;
     Ok(())
 }
 
@@ -224,9 +245,10 @@ fn tell_reasons(consumer: &BaseConsumer<Reasons>) {
 /// untrusted certificate otherwise surfaced only as the metadata wait's "Broker transport
 /// failure", as a network fault would. (Its log lines would go to the `log` crate, which tail
 /// does not set up; its error events reach the consumer's poll as bare codes, or not at all while
-/// it waits for metadata.) librdkafka's log lines name brokers and reasons, never a credential.
-#[derive(Default)]
+/// it waits for metadata.) librdkafka's log lines name brokers and reasons, and may quote a
+/// secret (an OAUTHBEARER config it cannot parse, a token endpoint's URL): `scrubber` hides them.
 struct Reasons {
+    scrubber: Arc<Scrubber>,
     last: std::sync::Mutex<String>,
 }
 
@@ -239,7 +261,7 @@ impl ClientContext for Reasons {
         ) {
             return;
         }
-        let line = format!("{fac}: {message}");
+        let line = format!("{fac}: {}", self.scrubber.scrub(message));
         let mut last = self
             .last
             .lock()

@@ -1,5 +1,10 @@
 //! Which properties are secrets, and librdkafka's configuration errors without their values.
 
+use std::fmt;
+use std::sync::Arc;
+
+use super::Scrubber;
+
 /// A property whose value is never printed (in `--check-config`, logs or errors). Each part
 /// names secrets among librdkafka's properties; "token" is not one: the only property holding it
 /// is `sasl.oauthbearer.token.endpoint.url`, an identity provider's address that operators set in
@@ -42,11 +47,13 @@ pub fn url_password_hidden(value: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// librdkafka's configuration errors quote the value they refused, which may be a secret: also
-/// under a name it does not know, which is most often a secret's name misspelt.
-pub fn redacted(e: &rdkafka::error::KafkaError) -> String {
+/// under a name it does not know, which is most often a secret's name misspelt. Its other texts
+/// (a client it could not make) may quote secrets too, or a URL's password: `scrubber`, made from
+/// the same properties, hides them.
+pub fn redacted(e: &rdkafka::error::KafkaError, scrubber: &Scrubber) -> String {
     use rdkafka::error::KafkaError;
     use rdkafka::types::RDKafkaConfRes;
-    match e {
+    let text = match e {
         KafkaError::ClientConfig(_, desc, key, value) if is_secret(key) => {
             format!("invalid value for {key}: {}", hide(desc, value))
         }
@@ -63,9 +70,56 @@ pub fn redacted(e: &rdkafka::error::KafkaError) -> String {
                     .to_string()
             }
         }
+        // rdkafka's text ends with `key value`, which `scrubber` hides when either is secret.
         other => other.to_string(),
+    };
+    scrubber.scrub(&text).into_owned()
+}
+
+/// librdkafka's refusal to make a client, shown (`Display` and `Debug`) without the secrets of
+/// the properties it was made from.
+pub struct ClientError {
+    error: rdkafka::error::KafkaError,
+    scrubber: Arc<Scrubber>,
+}
+
+impl ClientError {
+    pub fn new(error: rdkafka::error::KafkaError, scrubber: Arc<Scrubber>) -> ClientError {
+        ClientError { error, scrubber }
+    }
+
+    /// librdkafka's error, whose own `Display` and `Debug` may quote a secret.
+    pub fn kafka(&self) -> &rdkafka::error::KafkaError {
+        &self.error
+    }
+
+    /// Whether the properties are at fault (refused, or the client they make: a TLS file
+    /// missing), not the cluster: a setting that cannot work.
+    pub fn is_settings(&self) -> bool {
+        use rdkafka::error::KafkaError;
+        matches!(
+            self.error,
+            KafkaError::ClientConfig(..) | KafkaError::ClientCreation(_)
+        )
     }
 }
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redacted(&self.error, &self.scrubber))
+    }
+}
+
+impl fmt::Debug for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ClientError")
+            .field(&self.to_string())
+            .finish()
+    }
+}
+
+/// No `source`: librdkafka's error would be printed as it is.
+impl std::error::Error for ClientError {}
 
 /// librdkafka's property names: lower case, with at least one dot (`acks` and the few others
 /// without one are known names, never refused as unknown).
@@ -95,7 +149,7 @@ fn hide(text: &str, value: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{hide, redacted, url_password_hidden};
+    use super::{hide, redacted, url_password_hidden, Scrubber};
     use rdkafka::error::KafkaError;
     use rdkafka::types::RDKafkaConfRes;
 
@@ -124,12 +178,15 @@ mod tests {
     #[test]
     fn an_unknown_name_that_may_be_a_secret_is_not_shown() {
         let unknown = |name: &str, value: &str| {
-            redacted(&KafkaError::ClientConfig(
-                RDKafkaConfRes::RD_KAFKA_CONF_UNKNOWN,
-                format!("No such configuration property: \"{name}\""),
-                name.to_string(),
-                value.to_string(),
-            ))
+            redacted(
+                &KafkaError::ClientConfig(
+                    RDKafkaConfRes::RD_KAFKA_CONF_UNKNOWN,
+                    format!("No such configuration property: \"{name}\""),
+                    name.to_string(),
+                    value.to_string(),
+                ),
+                &Scrubber::default(),
+            )
         };
         // `-X "c2VjcmV0MTIz=="`: a base64 password, split at its padding.
         let shown = unknown("c2VjcmV0MTIz", "=");
@@ -139,6 +196,31 @@ mod tests {
         let shown = unknown("lingr.ms", "5");
         assert!(shown.contains("\"lingr.ms\""), "{shown}");
         assert!(!shown.contains('5'), "{shown}");
+    }
+
+    #[test]
+    fn a_url_password_in_a_refused_value_is_not_shown() {
+        // As a build without libcurl refuses the OIDC endpoint: rdkafka's text ends with
+        // `key value`.
+        let url = "https://u:URLPW_5@idp.example/token";
+        let key = "sasl.oauthbearer.token.endpoint.url";
+        let refused = KafkaError::ClientConfig(
+            RDKafkaConfRes::RD_KAFKA_CONF_INVALID,
+            "Unsupported value: not supported in this build".into(),
+            key.into(),
+            url.into(),
+        );
+        let shown = redacted(&refused, &Scrubber::new([(key, url)]));
+        assert!(!shown.contains("URLPW_5"), "{shown}");
+        assert!(
+            shown.ends_with("https://u:<redacted>@idp.example/token"),
+            "{shown}"
+        );
+        let shown = super::ClientError::new(refused, Scrubber::new([(key, url)]).into());
+        assert!(
+            !format!("{shown} {shown:?}").contains("URLPW_5"),
+            "{shown:?}"
+        );
     }
 
     #[test]

@@ -516,7 +516,7 @@ fn misspelt(value: &str) -> rdkafka::error::KafkaError {
 
 #[test]
 fn a_misspelt_property_is_named_in_the_error_but_its_value_is_not() {
-    let shown = redacted(&misspelt("hunter2-very-secret"));
+    let shown = redacted(&misspelt("hunter2-very-secret"), &Scrubber::default());
     assert!(shown.contains("sasl.pasword"), "{shown}");
     assert!(!shown.contains("hunter2"), "{shown}");
 }
@@ -524,7 +524,7 @@ fn a_misspelt_property_is_named_in_the_error_but_its_value_is_not() {
 #[test]
 fn a_misspelt_property_with_a_one_letter_value_keeps_librdkafkas_words_whole() {
     assert_eq!(
-        redacted(&misspelt("o")),
+        redacted(&misspelt("o"), &Scrubber::default()),
         r#"No such configuration property: "sasl.pasword""#
     );
 }

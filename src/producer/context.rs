@@ -1,7 +1,9 @@
 //! What librdkafka calls back into: its log lines go to tracing, its statistics to the metrics
 //! (the webhook producer's as the gauges, the spool replayer's as traffic only), its errors to a
 //! warning (repeats held back: see `quiet`), except a fatal one, which wakes the task that
-//! replaces the producer.
+//! replaces the producer. Its texts are logged without the secrets of the producer's properties,
+//! which librdkafka quotes in places (an OAUTHBEARER config it cannot parse, a token endpoint's
+//! URL).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::statistics::Statistics;
 use tokio::sync::Notify;
 
+use crate::kafka_props::Scrubber;
 use crate::metrics::Metrics;
 
 use crate::quiet::{Quieted, WINDOW};
@@ -49,6 +52,8 @@ pub struct BridgeContext {
     retired: Arc<AtomicBool>,
     /// Its non-fatal errors' repeats, held back.
     quieted: Quieted,
+    /// Hides the secrets of the properties the producer was made from in librdkafka's texts.
+    scrubber: Arc<Scrubber>,
 }
 
 impl BridgeContext {
@@ -57,6 +62,7 @@ impl BridgeContext {
         role: ProducerRole,
         fatal: Arc<Notify>,
         retired: Arc<AtomicBool>,
+        scrubber: Arc<Scrubber>,
     ) -> BridgeContext {
         BridgeContext {
             metrics,
@@ -64,12 +70,14 @@ impl BridgeContext {
             fatal,
             retired,
             quieted: Quieted::default(),
+            scrubber,
         }
     }
 }
 
 impl ClientContext for BridgeContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        let message = self.scrubber.scrub(message);
         match level {
             RDKafkaLogLevel::Emerg
             | RDKafkaLogLevel::Alert
@@ -95,7 +103,11 @@ impl ClientContext for BridgeContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        let reason = self.scrubber.scrub(reason);
+        // Its text is librdkafka's too (a code's, or a message it was given).
+        let scrubbed = |error: &KafkaError| self.scrubber.scrub(&error.to_string()).into_owned();
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
+            let error = scrubbed(&error);
             tracing::error!(target: "librdkafka", %error, "{reason}");
             self.fatal.notify_one();
         } else {
@@ -104,10 +116,12 @@ impl ClientContext for BridgeContext {
                 .map_or_else(|| error.to_string(), |code| format!("{code:?}"));
             match self.quieted.admit(&kind, Instant::now()) {
                 None => {}
-                Some(0) => tracing::warn!(target: "librdkafka", %error, "{reason}"),
+                Some(0) => {
+                    tracing::warn!(target: "librdkafka", error = %scrubbed(&error), "{reason}")
+                }
                 Some(held_back) => tracing::warn!(
                     target: "librdkafka",
-                    %error,
+                    error = %scrubbed(&error),
                     held_back,
                     "{reason} ({held_back} more like it since the last one logged; repeats are \
                      logged once every {}s)",

@@ -17,7 +17,7 @@ use rdkafka::util::Timeout;
 use tokio::time::Instant;
 
 use super::{client_config, topic_metadata, BridgeContext, KafkaSink, TopicError};
-use crate::kafka_props::{self, KafkaProperties, KafkaSources, Watched};
+use crate::kafka_props::{KafkaProperties, KafkaSources, Scrubber, Watched};
 use crate::metrics::Metrics;
 
 /// How often the files are read: a few small reads a second, and a rotation takes effect at once.
@@ -67,13 +67,17 @@ impl KafkaSink {
         cancel: &AtomicBool,
     ) -> Result<ProducerHandle, RebuildError> {
         let fresh = client_config(properties);
+        // From the new properties: rotated secrets are hidden from the new producer's texts.
+        let scrubber = Arc::new(Scrubber::new(properties));
         let candidate = self
-            .make(&fresh)
-            .map_err(|e| RebuildError::Refused(kafka_props::redacted(&e)))?;
+            .make(&fresh, scrubber.clone())
+            .map_err(|e| RebuildError::Refused(e.to_string()))?;
         match topic_metadata(&candidate.producer, topic, warm_up) {
             Ok(_) => {}
             Err(TopicError::Unreachable(e)) => {
-                return Err(RebuildError::Unreachable(e.to_string()))
+                return Err(RebuildError::Unreachable(
+                    scrubber.scrub(&e.to_string()).into_owned(),
+                ))
             }
             Err(TopicError::Refused(e)) => {
                 return Err(RebuildError::TopicRefused(format!(
@@ -84,7 +88,7 @@ impl KafkaSink {
         }
         // Whatever spelling of `enable.idempotence` (librdkafka also takes `1` and `t`): a
         // producer without idempotence never goes fatal, so the check costs it one second.
-        settled(&candidate.producer, SETTLE.min(warm_up))?;
+        settled(&candidate.producer, SETTLE.min(warm_up), &scrubber)?;
         let mut config = self.config.lock().unwrap_or_else(PoisonError::into_inner);
         if cancel.load(Ordering::SeqCst) {
             return Err(RebuildError::Cancelled);
@@ -110,10 +114,16 @@ impl KafkaSink {
 const SETTLE: Duration = Duration::from_secs(1);
 
 /// Whether `producer` was declared failed within `within`. Blocking.
-fn settled(producer: &FutureProducer<BridgeContext>, within: Duration) -> Result<(), RebuildError> {
+/// Its reason is shown without the secrets `scrubber` hides.
+fn settled(
+    producer: &FutureProducer<BridgeContext>,
+    within: Duration,
+    scrubber: &Scrubber,
+) -> Result<(), RebuildError> {
     let until = std::time::Instant::now() + within;
     loop {
         if let Some((code, reason)) = producer.client().fatal_error() {
+            let reason = scrubber.scrub(&reason);
             return Err(RebuildError::Failed(format!("{code:?}: {reason}")));
         }
         if std::time::Instant::now() >= until {
@@ -134,6 +144,8 @@ fn message_timeout(ms: Option<&str>) -> Duration {
 pub struct ProducerHandle {
     pub(super) producer: FutureProducer<BridgeContext>,
     pub(super) retired: Arc<AtomicBool>,
+    /// What hides the secrets of the properties it was made from.
+    pub(super) scrubber: Arc<Scrubber>,
     pub(super) message_timeout: Duration,
 }
 

@@ -12,11 +12,11 @@ use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
-use rdkafka::error::KafkaError;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use super::{BridgeContext, KafkaSink, ProducerHandle, ProducerRole};
+use crate::kafka_props::{ClientError, Scrubber};
 use crate::metrics::Metrics;
 
 /// The pause after a replacement before the next one. A producer that fails again at once (a
@@ -27,7 +27,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 impl KafkaSink {
     /// Makes a new producer from the same properties and drops the failed one. Blocking (the
     /// old producer's threads are joined); call off the runtime.
-    fn replace_producer(&self) -> Result<(), KafkaError> {
+    fn replace_producer(&self) -> Result<(), ClientError> {
         let config = self.config.lock().unwrap_or_else(PoisonError::into_inner);
         // A rebuild (a credential rotation) may have put a working producer in place since the
         // failure was seen: dropping it would purge the records it holds.
@@ -38,7 +38,7 @@ impl KafkaSink {
             );
             return Ok(());
         }
-        let failed = self.put(self.make(&config)?);
+        let failed = self.put(self.make(&config, self.scrubber())?);
         drop(config);
         let role = self.role.label();
         self.metrics
@@ -52,9 +52,14 @@ impl KafkaSink {
         Ok(())
     }
 
-    /// Makes a producer of this sink's role from `config`. Blocking.
-    pub(super) fn make(&self, config: &ClientConfig) -> Result<ProducerHandle, KafkaError> {
-        ProducerHandle::make(config, &self.metrics, self.role, &self.fatal)
+    /// Makes a producer of this sink's role from `config`, whose secrets `scrubber` hides.
+    /// Blocking.
+    pub(super) fn make(
+        &self,
+        config: &ClientConfig,
+        scrubber: Arc<Scrubber>,
+    ) -> Result<ProducerHandle, ClientError> {
+        ProducerHandle::make(config, scrubber, &self.metrics, self.role, &self.fatal)
     }
 
     /// Puts `fresh` in place of the current producer, which it returns, marked retired so that
@@ -75,9 +80,15 @@ impl KafkaSink {
             fresh.retired,
         );
         retired.store(true, std::sync::atomic::Ordering::Relaxed);
+        // After the producer: its fatal error, read meanwhile, may be hidden with the new one's.
+        let scrubber = std::mem::replace(
+            &mut *self.scrubber.lock().unwrap_or_else(PoisonError::into_inner),
+            fresh.scrubber,
+        );
         ProducerHandle {
             producer,
             retired,
+            scrubber,
             message_timeout: Duration::ZERO,
         }
     }
@@ -85,20 +96,32 @@ impl KafkaSink {
 
 impl ProducerHandle {
     /// A producer of `role` made from `config`, its statistics going to `metrics` and its fatal
-    /// errors waking `fatal`. Blocking. Its statistics stay off the gauges until it is put in
+    /// errors waking `fatal`; `scrubber`, made from the same properties, hides their secrets in
+    /// librdkafka's log lines and errors (a rebuild's rotated ones too). Blocking. Its statistics stay off the gauges until it is put in
     /// place: a candidate that cannot reach the brokers (rotated credentials refused) would
     /// otherwise show an empty queue and no broker while the working producer struggles.
     pub(super) fn make(
         config: &ClientConfig,
+        scrubber: Arc<Scrubber>,
         metrics: &Arc<Metrics>,
         role: ProducerRole,
         fatal: &Arc<Notify>,
-    ) -> Result<ProducerHandle, KafkaError> {
+    ) -> Result<ProducerHandle, ClientError> {
         let retired = Arc::new(AtomicBool::new(true));
-        let context = BridgeContext::new(metrics.clone(), role, fatal.clone(), retired.clone());
+        let context = BridgeContext::new(
+            metrics.clone(),
+            role,
+            fatal.clone(),
+            retired.clone(),
+            scrubber.clone(),
+        );
+        let producer = config
+            .create_with_context(context)
+            .map_err(|e| ClientError::new(e, scrubber.clone()))?;
         Ok(ProducerHandle {
-            producer: config.create_with_context(context)?,
+            producer,
             retired,
+            scrubber,
             message_timeout: Duration::ZERO,
         })
     }

@@ -578,6 +578,18 @@ fn failures_of_a_partition_are_told_from_failures_of_the_producer_or_cluster() {
 }
 
 #[tokio::test]
+async fn librdkafkas_texts_are_scrubbed_of_the_secrets_a_rebuild_rotated_in() {
+    let (_cluster, mut properties, sink) = one_topic_sink_with(&[("sasl.password", "first-pw")]);
+    assert_eq!(sink.scrubber().scrub("pw: first-pw"), "pw: <redacted>");
+    properties.insert("sasl.password".into(), "rotated-pw".into());
+    let old = rebuild(&sink, properties, Duration::from_secs(10), false)
+        .await
+        .expect("rebuilt");
+    assert_eq!(sink.scrubber().scrub("pw: rotated-pw"), "pw: <redacted>");
+    assert_eq!(old.scrubber.scrub("pw: first-pw"), "pw: <redacted>");
+}
+
+#[tokio::test]
 async fn a_producer_made_again_with_another_partitioner_is_no_longer_followed_by_replay() {
     let (_cluster, mut properties, sink) =
         one_topic_sink_with(&[("partitioner", "murmur2_random")]);

@@ -76,6 +76,12 @@ impl Spawned {
         }
     }
 
+    /// What the bridge has logged so far, while it runs.
+    #[allow(dead_code)] // not every test binary uses it
+    pub fn log_so_far(&self) -> String {
+        self.log.lock().expect("log").clone()
+    }
+
     /// Everything the bridge logged, once it has exited and closed its stderr.
     pub fn log_to_end(&mut self) -> String {
         if let Some(reader) = self.reader.take() {

@@ -17,6 +17,7 @@ mod fatal;
 mod kafka_outage;
 mod limits;
 mod logs_stalled;
+mod oauthbearer_secrets;
 mod observability;
 mod oidc;
 mod open_files;

@@ -1,0 +1,206 @@
+//! librdkafka's texts (log lines, errors) without the secrets of the properties a client was made from.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use super::redact::is_secret;
+
+const HIDDEN: &str = "<redacted>";
+
+/// Pieces shorter than this are not hidden: a secret's token such as `x=1` or `abc` would
+/// otherwise be cut out of every word holding it, in every line librdkafka logs; and a secret
+/// that short is guessed in a moment anyway, so hiding it would protect next to nothing.
+const MIN_LEN: usize = 4;
+
+/// The secrets of one client's properties, and the pieces of them librdkafka quotes alone.
+#[derive(Default)]
+pub struct Scrubber {
+    /// Longest first, so that a value goes whole rather than as its tokens.
+    needles: Vec<String>,
+}
+
+impl Scrubber {
+    /// From a client's properties: each secret value (see [`is_secret`]) and the pieces of it
+    /// librdkafka's parsers quote (see [`pieces`]), and the password of any URL in any value.
+    pub fn new<K, V>(properties: impl IntoIterator<Item = (K, V)>) -> Scrubber
+    where
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let mut needles = Vec::new();
+        for (key, value) in properties {
+            let value = value.as_ref();
+            if is_secret(key.as_ref()) {
+                needles.extend(pieces(value).map(str::to_string));
+            }
+            needles.extend(url_passwords(value).map(str::to_string));
+        }
+        needles.retain(|n| n.len() >= MIN_LEN);
+        needles.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        needles.dedup();
+        Scrubber { needles }
+    }
+
+    /// `text` with every secret, and every piece of one, replaced by `<redacted>`, the longest
+    /// first; borrowed as it is when none is there.
+    pub fn scrub<'t>(&self, text: &'t str) -> Cow<'t, str> {
+        if !self.needles.iter().any(|n| text.contains(n.as_str())) {
+            return Cow::Borrowed(text);
+        }
+        // One pass, the longest needle at each place: replacing needle after needle would also
+        // cut into the `<redacted>` put in before (a secret `redacted`, say).
+        let mut out = String::with_capacity(text.len());
+        let (mut copied, mut at) = (0, 0);
+        while at < text.len() {
+            let rest = &text.as_bytes()[at..];
+            match self.needles.iter().find(|n| rest.starts_with(n.as_bytes())) {
+                // A needle starts with a whole UTF-8 character, so `at` is on a boundary.
+                Some(n) => {
+                    out.push_str(&text[copied..at]);
+                    out.push_str(HIDDEN);
+                    at += n.len();
+                    copied = at;
+                }
+                None => at += 1,
+            }
+        }
+        out.push_str(&text[copied..]);
+        Cow::Owned(out)
+    }
+}
+
+/// Never the secrets themselves (`BridgeContext`, which holds one, is `Debug`).
+impl fmt::Debug for Scrubber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scrubber")
+            .field("secrets", &self.needles.len())
+            .finish()
+    }
+}
+
+/// A secret value and what librdkafka may quote of it alone. `sasl.oauthbearer.config`'s parser
+/// (rdkafka_sasl_oauthbearer.c) splits it at spaces into `key=value` tokens and quotes the rest
+/// of the value from a token it does not know (`beginning at: ...`), a token's value
+/// (`principal`, `lifeSeconds`, an extension's) or an extension's `key=value`. Any whitespace
+/// splits it here too, for parsers that split at tabs or newlines.
+fn pieces(value: &str) -> impl Iterator<Item = &str> {
+    let starts = value
+        .char_indices()
+        .filter(|&(i, c)| c.is_whitespace() && value[i..].len() > c.len_utf8())
+        .map(|(i, c)| &value[i + c.len_utf8()..]);
+    let tokens = value.split(' ').chain(value.split_whitespace());
+    let values = tokens
+        .clone()
+        .filter_map(|t| t.split_once('=').map(|(_, v)| v));
+    std::iter::once(value)
+        .chain(starts)
+        .chain(tokens)
+        .chain(values)
+}
+
+/// The password of each URL in `value` (`https://user:pass@idp/token`), also in a list of them.
+fn url_passwords(value: &str) -> impl Iterator<Item = &str> {
+    value.match_indices("://").filter_map(move |(i, _)| {
+        let rest = &value[i + 3..];
+        let end = rest
+            .find(|c: char| "/?#,".contains(c) || c.is_whitespace())
+            .unwrap_or(rest.len());
+        let authority = &rest[..end];
+        let userinfo = &authority[..authority.rfind('@')?];
+        userinfo.split_once(':').map(|(_, password)| password)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scrubber(properties: &[(&str, &str)]) -> Scrubber {
+        Scrubber::new(properties.iter().copied())
+    }
+
+    const OAUTH: &str = "principal=svc lifetime=3600 extension_apikey=SECRET_APIKEY_42";
+
+    #[test]
+    fn a_secret_value_is_hidden_whole() {
+        let s = scrubber(&[
+            ("sasl.password", "hunter2-pw"),
+            ("client.id", "hunter2-pw-x"),
+        ]);
+        assert_eq!(
+            s.scrub("auth with hunter2-pw failed"),
+            "auth with <redacted> failed"
+        );
+        let s = scrubber(&[("sasl.oauthbearer.config", OAUTH)]);
+        assert_eq!(s.scrub(&format!("config: {OAUTH}.")), "config: <redacted>.");
+    }
+
+    #[test]
+    fn the_suffix_librdkafka_quotes_from_an_unknown_token_is_hidden() {
+        let s = scrubber(&[("sasl.oauthbearer.config", OAUTH)]);
+        let line = "Failed to acquire SASL OAUTHBEARER token: Unrecognized \
+                    sasl.oauthbearer.config beginning at: lifetime=3600 \
+                    extension_apikey=SECRET_APIKEY_42";
+        let shown = s.scrub(line);
+        assert_eq!(
+            shown,
+            "Failed to acquire SASL OAUTHBEARER token: Unrecognized sasl.oauthbearer.config \
+             beginning at: <redacted>"
+        );
+        // A token's value alone, as librdkafka quotes `lifeSeconds` or an extension's value.
+        assert_eq!(s.scrub("value: SECRET_APIKEY_42"), "value: <redacted>");
+        assert_eq!(
+            s.scrub("a\textension_apikey=SECRET_APIKEY_42\n"),
+            "a\t<redacted>\n"
+        );
+    }
+
+    #[test]
+    fn a_password_in_any_url_is_hidden_and_the_rest_of_the_url_kept() {
+        let s = scrubber(&[(
+            "sasl.oauthbearer.token.endpoint.url",
+            "https://u:URLPW_5@idp.example/token",
+        )]);
+        assert_eq!(
+            s.scrub(r#"Failed to retrieve OIDC token from "https://u:URLPW_5@idp.example/token""#),
+            r#"Failed to retrieve OIDC token from "https://u:<redacted>@idp.example/token""#
+        );
+        let s = scrubber(&[("x.urls", "http://a:p@ss-1@h1/,https://b:second-pw@h2")]);
+        assert_eq!(s.scrub("p@ss-1 second-pw"), "<redacted> <redacted>");
+        let s = scrubber(&[("x.url", "https://user@idp/token?next=a:b@c")]);
+        assert_eq!(s.needles, Vec::<String>::new(), "no password");
+    }
+
+    #[test]
+    fn a_line_without_a_secret_is_borrowed_as_it_is() {
+        let s = scrubber(&[
+            ("sasl.password", "hunter2-pw"),
+            ("sasl.oauthbearer.config", OAUTH),
+        ]);
+        let line = "Connect to ipv4#127.0.0.1:9092 failed: Connection refused";
+        assert!(matches!(s.scrub(line), Cow::Borrowed(l) if l == line));
+        assert!(matches!(Scrubber::default().scrub(OAUTH), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn short_tokens_and_plain_values_are_left_alone() {
+        let s = scrubber(&[
+            ("sasl.oauthbearer.config", "principal=svc x=1 abc"),
+            ("sasl.password", "pw"),
+            ("client.id", "qikchat-bridge"),
+        ]);
+        let line = "svc abc pw x=1 qikchat-bridge";
+        assert_eq!(s.scrub(line), line);
+        assert_eq!(s.scrub("principal=svc"), "<redacted>");
+    }
+
+    #[test]
+    fn the_longest_secret_goes_first_and_nothing_cuts_into_the_placeholder() {
+        let s = scrubber(&[
+            ("sasl.password", "redacted"),
+            ("ssl.key.password", "redacted-too"),
+        ]);
+        assert_eq!(s.scrub("redacted-too redacted"), "<redacted> <redacted>");
+        assert!(!format!("{s:?}").contains("redacted-too"));
+    }
+}
