@@ -250,7 +250,7 @@ impl<S: Sink> Webhook<S> {
             }
         };
         let received = SystemTime::now();
-        let body = self.read_body(body).await;
+        let body = self.read_body(body, started + self.ack_timeout).await;
         progress.body_read = Some(started.elapsed());
         // A body cut off (too large, too slow, broken) is left unread.
         progress.unread = body.is_err();
@@ -420,13 +420,19 @@ impl<S: Sink> Webhook<S> {
         Ok(place)
     }
 
-    async fn read_body<B>(&self, body: B) -> Result<Bytes, WebhookError>
+    /// Reads the body within `--body-read-timeout`, and no later than `ack_deadline`: a body
+    /// still coming then is answered 408 whenever it ends, so waiting for it only held its
+    /// `--max-in-flight` place and its connection (up to the body timeout, 5 s by default).
+    async fn read_body<B>(&self, body: B, ack_deadline: Instant) -> Result<Bytes, WebhookError>
     where
         B: Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let limited = Limited::new(body, self.max_body_bytes);
-        match tokio::time::timeout(self.body_read_timeout, concat(limited)).await {
+        let body_deadline = Instant::now() + self.body_read_timeout;
+        let cut_at = body_deadline.min(ack_deadline);
+        match tokio::time::timeout_at(cut_at, concat(limited)).await {
+            Err(_) if ack_deadline < body_deadline => Err(WebhookError::LateBody(self.ack_timeout)),
             Err(_) => Err(WebhookError::BodyTimeout(self.body_read_timeout)),
             Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(self.too_large()),
             Ok(Err(e)) if reset_by_client(&*e) => Err(WebhookError::Reset),

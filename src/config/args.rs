@@ -159,7 +159,8 @@ pub struct Args {
     #[arg(long, env = "BRIDGE_IDLE_TIMEOUT", default_value = "75s", value_parser = humantime::parse_duration)]
     pub idle_timeout: Duration,
 
-    /// How long a client may take to send the request body (slower: 408).
+    /// How long a client may take to send the request body (slower: 408); a body not whole by
+    /// the ack timeout, counted from the request's arrival, gets its 408 then.
     #[arg(long, env = "BRIDGE_BODY_READ_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub body_read_timeout: Duration,
 
