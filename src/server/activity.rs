@@ -4,7 +4,8 @@
 //! hyper's own HTTP/1 header timer also runs while a kept-alive connection waits for its next
 //! request, so one setting would bound both the slowloris window and the idle time a proxy's
 //! pool counts on. The bridge keeps them apart: the socket is wrapped to note when a request head
-//! starts arriving, and the connection's loop judges the three waits itself.
+//! starts arriving (an HTTP/1 request line, an HTTP/2 header block), and the connection's loop
+//! judges the three waits itself.
 
 use std::io;
 use std::pin::Pin;
@@ -15,6 +16,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
+
+use frames::Frames;
 
 /// `head_from_ms` when no request head is arriving.
 const NO_HEAD: u64 = u64::MAX;
@@ -84,10 +87,17 @@ impl Activity {
         }
     }
 
-    /// HTTP/2 frames (pings, settings) arrive between requests: they start no head.
+    /// The client began with HTTP/2's preface, which is no request head.
     fn speaks_http2(&self) {
         self.http2.store(true, Ordering::SeqCst);
         self.head_from_ms.store(NO_HEAD, Ordering::SeqCst);
+    }
+
+    /// An HTTP/2 request head (a header block, or a frame whose type is not known yet) began
+    /// arriving, or none is arriving any more.
+    fn http2_head(&self, arriving: bool) {
+        let from = if arriving { self.now_ms() } else { NO_HEAD };
+        self.head_from_ms.store(from, Ordering::SeqCst);
     }
 
     /// Whether the connection has outstayed a limit, and if not, when to look again.
@@ -98,8 +108,7 @@ impl Activity {
         }
         let now = self.now_ms();
         let head_from = self.head_from_ms.load(Ordering::SeqCst);
-        let http2 = self.http2.load(Ordering::SeqCst);
-        let (from, limit, over) = if head_from != NO_HEAD && !http2 {
+        let (from, limit, over) = if head_from != NO_HEAD {
             (head_from, limits.header_read, Verdict::SlowHead)
         } else {
             // A first request is owed at once: a client that opens connections and sends
@@ -134,7 +143,11 @@ pub struct OpenRequest(Arc<Activity>);
 impl OpenRequest {
     pub fn started(activity: Arc<Activity>) -> OpenRequest {
         activity.open.fetch_add(1, Ordering::SeqCst);
-        activity.head_from_ms.store(NO_HEAD, Ordering::SeqCst);
+        // An HTTP/2 head's clock is the frames' to keep: hyper may read the next frame's first
+        // bytes with the end of this request's head, before it starts this request.
+        if !activity.http2.load(Ordering::SeqCst) {
+            activity.head_from_ms.store(NO_HEAD, Ordering::SeqCst);
+        }
         OpenRequest(activity)
     }
 
@@ -164,7 +177,9 @@ pub struct Watched<S> {
     /// The connection's first bytes, until there are enough to tell HTTP/2's preface.
     start: [u8; HTTP2_START.len()],
     started: usize,
-    http2: bool,
+    /// Once the client has begun with HTTP/2's preface: its frames, followed to tell when a
+    /// request head is arriving.
+    http2: Option<Frames>,
 }
 
 impl<S> Watched<S> {
@@ -174,12 +189,20 @@ impl<S> Watched<S> {
             activity,
             start: [0; HTTP2_START.len()],
             started: 0,
-            http2: false,
+            http2: None,
         }
     }
 
     fn arrived(&mut self, bytes: &[u8]) {
-        if bytes.is_empty() || self.http2 {
+        if bytes.is_empty() {
+            return;
+        }
+        if let Some(frames) = &mut self.http2 {
+            let was = frames.head_arriving();
+            frames.read(bytes);
+            if frames.head_arriving() != was {
+                self.activity.http2_head(!was);
+            }
             return;
         }
         if self.started < HTTP2_START.len() {
@@ -187,9 +210,9 @@ impl<S> Watched<S> {
             self.start[self.started..self.started + take].copy_from_slice(&bytes[..take]);
             self.started += take;
             if self.start == *HTTP2_START {
-                self.http2 = true;
                 self.activity.speaks_http2();
-                return;
+                self.http2 = Some(Frames::after_preface_start());
+                return self.arrived(&bytes[take..]);
             }
         }
         // Empty lines before a request line are ignored (RFC 9112, 2.2), as hyper does: a client
@@ -248,5 +271,6 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     }
 }
 
+mod frames;
 #[cfg(test)]
 mod tests;

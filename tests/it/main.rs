@@ -14,6 +14,7 @@ mod contract;
 mod crash;
 mod disk_full;
 mod fatal;
+mod http2_heads;
 mod kafka_outage;
 mod limits;
 mod logs_stalled;

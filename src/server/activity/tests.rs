@@ -150,3 +150,83 @@ async fn a_connection_whose_last_answer_was_a_refusal_gets_the_header_read_timeo
     advance(LIMITS.header_read).await;
     assert_eq!(activity.verdict(LIMITS), Verdict::Idle);
 }
+
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// An HTTP/2 frame header: `len` bytes of payload, of type `kind`, with `flags`, on stream 1.
+fn frame_header(len: u8, kind: u8, flags: u8) -> [u8; 9] {
+    [0, 0, len, kind, flags, 0, 0, 0, 1]
+}
+
+/// A connection that began HTTP/2 and had one request answered to an authenticated sender, so
+/// that it may wait the idle timeout; then 30 s of quiet.
+async fn kept_alive_http2() -> (Arc<Activity>, Connection) {
+    let activity = Arc::new(Activity::default());
+    let mut conn = Connection::new(&activity);
+    conn.send(&[PREFACE]).await;
+    OpenRequest::started(activity.clone()).answered(true);
+    advance(Duration::from_secs(30)).await;
+    (activity, conn)
+}
+
+/// hyper bounds no HTTP/2 head: one HEADERS frame sent a byte at a time was held for the idle
+/// timeout (or until a ping went unanswered), and held a shutdown's drain for its whole grace.
+#[tokio::test(start_paused = true)]
+async fn an_http2_header_block_begun_after_an_idle_wait_must_be_whole_within_the_header_read_timeout(
+) {
+    let (activity, mut conn) = kept_alive_http2().await;
+    conn.send(&[&frame_header(20, 1, 0x4), b"some"]).await;
+    advance(Duration::from_secs(4)).await;
+    assert_eq!(
+        activity.verdict(LIMITS),
+        Verdict::Wait(Duration::from_secs(1))
+    );
+    conn.send(&[b"more"]).await;
+    advance(Duration::from_secs(1)).await;
+    assert_eq!(activity.verdict(LIMITS), Verdict::SlowHead);
+}
+
+/// Its type is the frame header's fourth byte: a frame header itself sent slowly is a head too.
+#[tokio::test(start_paused = true)]
+async fn an_http2_frame_header_sent_slowly_is_held_to_the_header_read_timeout() {
+    let (activity, mut conn) = kept_alive_http2().await;
+    conn.send(&[&[0, 0]]).await;
+    advance(LIMITS.header_read).await;
+    assert_eq!(activity.verdict(LIMITS), Verdict::SlowHead);
+}
+
+/// A header block ends with the frame that has `END_HEADERS`, a HEADERS or a CONTINUATION, once
+/// its payload is whole; other frames between requests (a PING here) start no head.
+#[tokio::test(start_paused = true)]
+async fn an_http2_header_block_whole_in_time_clears_the_head_clock() {
+    let (activity, mut conn) = kept_alive_http2().await;
+    conn.send(&[
+        &frame_header(3, 1, 0),
+        b"abc",
+        &frame_header(2, 9, 0x4),
+        b"d",
+    ])
+    .await;
+    advance(Duration::from_secs(4)).await;
+    conn.send(&[b"e"]).await;
+    let open = OpenRequest::started(activity.clone());
+    open.answered(true);
+    conn.send(&[&frame_header(8, 6, 0), b"12345678"]).await;
+    advance(Duration::from_secs(70)).await;
+    assert_eq!(
+        activity.verdict(LIMITS),
+        Verdict::Wait(Duration::from_secs(5))
+    );
+}
+
+/// hyper may read the next frame's first bytes together with the end of a request's head, and
+/// start that request after: starting it must not clear the clock of the head now arriving.
+#[tokio::test(start_paused = true)]
+async fn an_http2_request_started_after_the_next_head_began_leaves_that_heads_clock_running() {
+    let (activity, mut conn) = kept_alive_http2().await;
+    conn.send(&[&[&frame_header(1, 1, 0x5)[..], b"x", &[0, 0, 9]].concat()])
+        .await;
+    OpenRequest::started(activity.clone()).answered(true);
+    advance(LIMITS.header_read).await;
+    assert_eq!(activity.verdict(LIMITS), Verdict::SlowHead);
+}

@@ -1,0 +1,112 @@
+//! An HTTP/2 client that sends its request heads slowly, spoken frame by frame: hyper bounds no
+//! HTTP/2 head, so the bridge's own header read timeout must.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::common::{basic_auth_header, TestApp, STATUS};
+
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const HEADERS: u8 = 0x1;
+const DATA: u8 = 0x0;
+const END_STREAM: u8 = 0x1;
+const END_HEADERS: u8 = 0x4;
+
+/// A frame: its 9-byte header (RFC 9113, 4.1), then `payload`.
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).expect("small").to_be_bytes();
+    let mut f = vec![len[1], len[2], len[3], kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// A header block of literal fields without indexing, names and values as they are (RFC 7541,
+/// 6.2.2: no Huffman coding, lengths below 127).
+fn header_block(fields: &[(&str, &str)]) -> Vec<u8> {
+    let mut block = Vec::new();
+    for (name, value) in fields {
+        block.push(0);
+        for s in [name, value] {
+            block.push(u8::try_from(s.len()).expect("short"));
+            block.extend_from_slice(s.as_bytes());
+        }
+    }
+    block
+}
+
+/// The frames of one authenticated webhook on `stream`.
+fn webhook(stream: u32) -> Vec<u8> {
+    let auth = basic_auth_header();
+    let block = header_block(&[
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", "/webhook"),
+        (":authority", "127.0.0.1"),
+        ("authorization", &auth),
+        ("content-type", "application/json"),
+    ]);
+    let mut frames = frame(HEADERS, END_HEADERS, stream, &block);
+    frames.extend(frame(DATA, END_STREAM, stream, STATUS));
+    frames
+}
+
+/// Reads frames until the answer's head on `stream` and returns its first byte: HPACK's
+/// indexed `:status 200` is 0x88.
+async fn answer_head(s: &mut TcpStream, stream: u32) -> u8 {
+    loop {
+        let mut head = [0u8; 9];
+        s.read_exact(&mut head).await.expect("a frame");
+        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let mut payload = vec![0u8; len];
+        s.read_exact(&mut payload).await.expect("its payload");
+        let on = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+        if head[3] == HEADERS && on == stream {
+            return payload[0];
+        }
+    }
+}
+
+/// A client that had a webhook answered 200 (and so may wait the idle timeout, 75 s) then sends
+/// one HEADERS frame a byte every half second: held to the header read timeout, not until a ping
+/// goes unanswered (~40 s) or the idle timeout; before, it also held a shutdown's drain for its
+/// whole grace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_head_sent_slowly_on_a_kept_alive_connection_is_cut_at_the_header_read_timeout() {
+    let app = TestApp::start(&["--header-read-timeout", "2s"]).await;
+    let mut s = TcpStream::connect(app.addr).await.expect("connect");
+    let mut start = PREFACE.to_vec();
+    start.extend(frame(0x4, 0, 0, &[])); // SETTINGS
+    start.extend(webhook(1));
+    s.write_all(&start).await.expect("send");
+    assert_eq!(answer_head(&mut s, 1).await, 0x88, ":status 200");
+
+    let slow = frame(
+        HEADERS,
+        END_HEADERS,
+        3,
+        &header_block(&[(":method", "POST")]),
+    );
+    let began = Instant::now();
+    let mut cut = false;
+    for byte in slow {
+        if s.write_all(&[byte]).await.is_err() {
+            cut = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if began.elapsed() > Duration::from_secs(12) {
+            break;
+        }
+    }
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut rest)).await;
+    let closed = cut || matches!(read, Ok(Ok(_)) | Ok(Err(_)));
+    assert!(
+        closed && began.elapsed() < Duration::from_secs(10),
+        "the connection was still open {:?} into a head sent slowly",
+        began.elapsed()
+    );
+}
