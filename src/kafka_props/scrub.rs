@@ -31,7 +31,7 @@ impl Scrubber {
         for (key, value) in properties {
             let value = value.as_ref();
             if is_secret(key.as_ref()) {
-                needles.extend(pieces(value).map(str::to_string));
+                needles.extend(pieces(key.as_ref(), value).into_iter().map(str::to_string));
             }
             needles.extend(url_passwords(value).map(str::to_string));
         }
@@ -78,24 +78,31 @@ impl fmt::Debug for Scrubber {
     }
 }
 
-/// A secret value and what librdkafka may quote of it alone. `sasl.oauthbearer.config`'s parser
-/// (rdkafka_sasl_oauthbearer.c) splits it at spaces into `key=value` tokens and quotes the rest
-/// of the value from a token it does not know (`beginning at: ...`), a token's value
-/// (`principal`, `lifeSeconds`, an extension's) or an extension's `key=value`. Any whitespace
-/// splits it here too, for parsers that split at tabs or newlines.
-fn pieces(value: &str) -> impl Iterator<Item = &str> {
-    let starts = value
-        .char_indices()
-        .filter(|&(i, c)| c.is_whitespace() && value[i..].len() > c.len_utf8())
-        .map(|(i, c)| &value[i + c.len_utf8()..]);
-    let tokens = value.split(' ').chain(value.split_whitespace());
-    let values = tokens
-        .clone()
-        .filter_map(|t| t.split_once('=').map(|(_, v)| v));
-    std::iter::once(value)
-        .chain(starts)
-        .chain(tokens)
-        .chain(values)
+/// A secret value and what librdkafka may quote of it alone: of `sasl.oauthbearer.config`, whose
+/// parser (rdkafka_sasl_oauthbearer.c) splits it at spaces into `key=value` tokens, the rest of
+/// the value from a token it does not know (`beginning at: ...`) and an extension's token or value
+/// (`extension_NAME=VALUE`, where API keys go). Not its other values (`principal`,
+/// `lifeSeconds`, `scope`), which are no secret and would hide words such as a broker's host name
+/// or a timeout in every line; nor the words of a PEM key or a password, which librdkafka quotes
+/// whole if at all.
+fn pieces<'v>(key: &str, value: &'v str) -> Vec<&'v str> {
+    let mut pieces = vec![value];
+    if key == "sasl.oauthbearer.config" {
+        pieces.extend(
+            value
+                .char_indices()
+                .filter(|&(i, c)| c.is_whitespace() && value[i..].len() > c.len_utf8())
+                .map(|(i, c)| &value[i + c.len_utf8()..]),
+        );
+        for token in value.split_whitespace() {
+            if let Some((name, extension)) = token.split_once('=') {
+                if name.starts_with("extension_") {
+                    pieces.extend([token, extension]);
+                }
+            }
+        }
+    }
+    pieces
 }
 
 /// The password of each URL in `value` (`https://user:pass@idp/token`), also in a list of them.
@@ -147,7 +154,7 @@ mod tests {
             "Failed to acquire SASL OAUTHBEARER token: Unrecognized sasl.oauthbearer.config \
              beginning at: <redacted>"
         );
-        // A token's value alone, as librdkafka quotes `lifeSeconds` or an extension's value.
+        // An extension's value alone.
         assert_eq!(s.scrub("value: SECRET_APIKEY_42"), "value: <redacted>");
         assert_eq!(
             s.scrub("a\textension_apikey=SECRET_APIKEY_42\n"),
@@ -189,9 +196,36 @@ mod tests {
             ("sasl.password", "pw"),
             ("client.id", "qikchat-bridge"),
         ]);
-        let line = "svc abc pw x=1 qikchat-bridge";
+        let line = "svc abc pw x=1 qikchat-bridge principal=svc";
         assert_eq!(s.scrub(line), line);
-        assert_eq!(s.scrub("principal=svc"), "<redacted>");
+    }
+
+    /// Only what may be secret: a log line about a broker named like the principal, or a
+    /// timeout equal to the token's lifetime, keeps its words.
+    #[test]
+    fn the_public_parts_of_an_oauthbearer_config_and_the_words_of_a_pem_key_are_not_hidden() {
+        let s = scrubber(&[
+            (
+                "sasl.oauthbearer.config",
+                "principal=kafka lifeSeconds=3600 extension_traceId=true",
+            ),
+            (
+                "ssl.key.pem",
+                "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBg\n-----END PRIVATE KEY-----",
+            ),
+        ]);
+        for line in [
+            "kafka-0.kafka.svc:9092/0: Connect to ipv4#10.0.0.7:9092 failed: Connection refused",
+            "Metadata request timed out after 3600ms",
+            "-----BEGIN PRIVATE KEY----- is not a certificate",
+        ] {
+            assert_eq!(s.scrub(line), line);
+        }
+        assert_eq!(
+            s.scrub("extension_traceId=true"),
+            "<redacted>",
+            "an extension, which may be a key"
+        );
     }
 
     #[test]
