@@ -132,7 +132,7 @@ async fn pass<K: Sink>(
             mut results,
             removed,
         } = send_batch(spool, kafka, &todo, metrics).await;
-        let diverted = divert_refused(kafka, &todo, &mut results, deadletter).await;
+        let diverted = divert_refused(kafka, &todo, &mut results, deadletter, stop).await;
         learn_partitions(kafka, held, &todo, &results).await;
         // `delivered` is what leaves the spool; `acknowledged` what its own topic took, and
         // `deadlettered` what the dead-letter topic took instead (counted once they are gone, or a

@@ -5,8 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::held::is_kafka_failure;
 use crate::delivery::REPLAY_TIMEOUT;
 use crate::metrics::Metrics;
 use crate::producer::{Delivered, ProduceError, Sink};
@@ -102,32 +104,45 @@ pub(super) async fn send_batch<K: Sink>(
 /// one its topic refuses alone is moved (its `results` entry becomes that second answer). One at
 /// a time: nothing else of replay's producer is in flight then, so each is a batch of its own,
 /// and so is each dead-letter copy (a batch of them refused whole would keep them all spooled).
-/// That costs two round trips per refused record, rare enough (a batch with a record Kafka
-/// refuses) to spend them on getting the others to their topic rather than dead-lettered.
+/// That costs two round trips per refused record, so the loop is bounded: by one deadline for
+/// them all (up to 2048 refused records, each with a deadline of its own, held the round for 30 s
+/// a record once Kafka went quiet), by the first that Kafka itself fails (late, away), and by
+/// `stop`, at once (what went alone so far then leaves the spool with the batch, rather than be
+/// sent again by the next start). The records not tried keep their batch's refusal and stay
+/// spooled for the next pass.
 pub(super) async fn divert_refused<K: Sink>(
     kafka: &K,
     todo: &[&(u64, SpooledRecord, u64)],
     results: &mut [Result<Delivered, ProduceError>],
     deadletter: &str,
+    stop: &watch::Receiver<bool>,
 ) -> Vec<Option<Result<Delivered, ProduceError>>> {
-    let mut diverted = Vec::with_capacity(todo.len());
-    for ((_, r, _), result) in todo.iter().zip(results.iter_mut()) {
+    // After the whole batch: under the batch's deadline, one record of the batch timing out left
+    // them no time at all, and a refused record then waited on an unrelated outage, blamed on
+    // the dead-letter topic.
+    let deadline = Instant::now() + REPLAY_TIMEOUT;
+    let mut stop = stop.clone();
+    let mut diverted = vec![None; todo.len()];
+    for (i, ((_, r, _), result)) in todo.iter().zip(results.iter_mut()).enumerate() {
         let refused = matches!(result, Err(e) if e.is_record_fault());
         if !refused || r.topic == deadletter {
-            diverted.push(None);
             continue;
         }
-        // Deadlines of their own, after the whole batch: under the batch's, one record of the
-        // batch timing out left them no time at all, and a refused record then waited on an
-        // unrelated outage, blamed on the dead-letter topic.
-        *result = replay_one(kafka, r, Instant::now() + REPLAY_TIMEOUT).await;
-        diverted.push(match result {
+        if *stop.borrow() || Instant::now() >= deadline {
+            break;
+        }
+        let alone = tokio::select! {
+            alone = replay_one(kafka, r, deadline) => alone,
+            () = crate::admin::stopped(&mut stop) => break,
+        };
+        *result = alone;
+        match result {
             Err(error) if error.is_record_fault() => {
-                let deadline = Instant::now() + REPLAY_TIMEOUT;
-                Some(divert(kafka, r, deadletter, error, deadline).await)
+                diverted[i] = Some(divert(kafka, r, deadletter, error, deadline).await);
             }
-            _ => None,
-        });
+            Err(error) if is_kafka_failure(error) => break,
+            _ => {}
+        }
     }
     diverted
 }

@@ -36,7 +36,11 @@ fn spooled(topic: &str) -> SpooledRecord {
 
 /// A stop signal never sent.
 fn running() -> tokio::sync::watch::Receiver<bool> {
-    tokio::sync::watch::channel(false).1
+    // Kept for good: a receiver whose sender is gone reads as stopped, as in the bridge once
+    // `run` has ended.
+    let (sender, receiver) = tokio::sync::watch::channel(false);
+    std::mem::forget(sender);
+    receiver
 }
 
 /// Spools a record for each topic, replays them into `kafka` for up to `wait` (paused
@@ -865,4 +869,104 @@ async fn a_batch_hands_its_records_to_kafka_in_spool_order() {
     let handed = kafka.0.lock().expect("lock").clone();
     let spooled: Vec<String> = (0..300).map(|i| format!("k{i}")).collect();
     assert_eq!(handed, spooled);
+}
+
+/// Refuses every record the first time it sees its key, as a broker refuses a whole batch for one
+/// invalid record in it, and takes it alone the next time; a 10 ms round trip each.
+#[derive(Default)]
+struct RefusesFirstTries(Mutex<std::collections::HashSet<String>>);
+
+impl Sink for RefusesFirstTries {
+    async fn send(&self, record: &Record<'_>, _: Instant) -> Result<Delivered, ProduceError> {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let key = record.key.as_deref().unwrap_or_default().to_string();
+        if self.0.lock().expect("lock").insert(key) {
+            return Err(ProduceError::Rejected("InvalidRecord".into()));
+        }
+        Ok(Delivered::Kafka {
+            partition: 0,
+            offset: 0,
+        })
+    }
+}
+
+/// Each refused record is tried alone, one at a time: 200 of them take 2 s here, and a shutdown
+/// must not wait for them all, nor leave those already taken in the spool, to be sent again.
+#[tokio::test(start_paused = true)]
+async fn the_records_of_a_batch_refused_whole_are_tried_alone_until_the_bridge_stops() {
+    let (_dir, spool) = spool_of(&["t"; 200]).await;
+    let kafka = RefusesFirstTries::default();
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        stop_tx.send_replace(true);
+    });
+    let metrics = Metrics::new(&[]).expect("metrics");
+    let started = Instant::now();
+    let ended = pass(
+        SMALL,
+        &spool,
+        &kafka,
+        "dlq",
+        &metrics,
+        &mut Held::default(),
+        &stop,
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "the pass went on {:?} after the stop",
+        started.elapsed()
+    );
+    let replayed = metrics.spool.replayed.get();
+    assert!(replayed > 0 && replayed < 200, "{replayed} replayed");
+    assert_eq!(spool.records(), 200 - replayed, "taken ones left");
+    assert_eq!(metrics.spool.deadlettered.get(), 0);
+    assert!(
+        matches!(ended, Pass::Failed(n) if n == 200 - replayed),
+        "{ended:?}"
+    );
+}
+
+/// Waits out every deadline: Kafka gone quiet.
+struct Quiet;
+
+impl Sink for Quiet {
+    async fn send(&self, _: &Record<'_>, deadline: Instant) -> Result<Delivered, ProduceError> {
+        tokio::time::sleep_until(deadline).await;
+        Err(ProduceError::Timeout)
+    }
+}
+
+/// Refuses each record in the batch, then goes quiet.
+#[derive(Default)]
+struct RefusesThenQuiet(RefusesFirstTries);
+
+impl Sink for RefusesThenQuiet {
+    async fn send(
+        &self,
+        record: &Record<'_>,
+        deadline: Instant,
+    ) -> Result<Delivered, ProduceError> {
+        match self.0.send(record, deadline).await {
+            Ok(_) => Quiet.send(record, deadline).await,
+            refused => refused,
+        }
+    }
+}
+
+/// Kafka going quiet while refused records are tried alone ends the tries at the first that
+/// times out, not one replay timeout (30 s) for each of them.
+#[tokio::test(start_paused = true)]
+async fn tries_alone_end_at_the_first_that_kafka_fails() {
+    let (_dir, spool) = spool_of(&["t"; 100]).await;
+    let started = Instant::now();
+    let (ended, _metrics) = fresh_pass(SMALL, &spool, &RefusesThenQuiet::default()).await;
+    assert!(
+        started.elapsed() <= crate::delivery::REPLAY_TIMEOUT + Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(ended, Pass::Failed(100));
+    assert_eq!(spool.records(), 100);
 }
