@@ -816,6 +816,36 @@ print(f"BRIDGE_WEBHOOK_PATH={sys.argv[1]}")
 ' "$1" <<<"$out"
 }
 
+# auth_file_line LINE HELM-ARGS...: the chart's credentials Secret holds exactly the line LINE
+# (given in a JSON string: any character), as the bridge reads it.
+auth_file_line() {
+  local line="$1"; shift
+  local f="$WORK/auth-file-line.$RANDOM.yaml"
+  helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --set kafka.bootstrapServers=kafka:9092 "$@" >"$f"
+  "$PY" - "$f" "$line" <<'EOF'
+import base64, json, sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+want = json.loads(sys.argv[2])
+got = [base64.b64decode(d["data"]["credentials"]).decode() for d in docs
+       if d["kind"] == "Secret" and "credentials" in (d.get("data") or {})]
+if got != [want + "\n"]:
+    sys.exit(f"the credentials Secret does not hold exactly one line of the password as written")
+print(f"the credentials file holds the line as written ({len(want)} characters)")
+EOF
+}
+
+# binary_summary NAME EXPECTED HELM-ARGS...: the binary's --check-config accepts the rendering
+# (chart_check.py check-config) and its summary shows EXPECTED.
+binary_summary() {
+  local name="$1" expected="$2"; shift 2
+  local f="$WORK/summary-$name.yaml" out
+  helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --set kafka.bootstrapServers=kafka:9092 "$@" >"$f"
+  mkdir -p "$WORK/summary-$name"
+  out="$("$PY" "$LIB/chart_check.py" check-config "$BINARY" "$f" "$WORK/summary-$name" 2>&1)" || { echo "$out"; return 1; }
+  grep -qF -- "$expected" <<<"$out" || { echo "accepted, but the summary lacks $expected:"; echo "$out"; return 1; }
+  grep -F -- "$expected" <<<"$out" | sed -n 1p | sed 's/^ *| *//'
+}
+
 # renders HELM-ARGS...: helm template succeeds.
 renders() {
   helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" "$@" >/dev/null
@@ -963,6 +993,24 @@ must_fail "assertion private key (PEM) as kafka property" "sasl.oauthbearer.asse
 must_fail "assertion private key passphrase as kafka property" "sasl.oauthbearer.assertion.private.key.passphrase" $B \
   --set kafka.properties.sasl\\.oauthbearer\\.assertion\\.private\\.key\\.passphrase=x
 must_fail "JAAS config as kafka property" "sasl.jaas.config" $B --set kafka.properties.sasl\\.jaas\\.config=x
+# A config.topics key is an event name in BRIDGE_TOPICS (EVENT=TOPIC,...): the bridge refuses
+# an empty one, one with ',' or '=', or one with whitespace at either end (Rust's trim, Unicode
+# spaces too) at start-up. The templates refuse them naming config.topics.<key> (Helm 4 reported
+# the schema's former propertyNames refusal at an unrelated path).
+must_fail "a config.topics key with a comma (splits BRIDGE_TOPICS)" "config.topics.a,b: the event name \"a,b\" is not one the bridge accepts" $B \
+  --set 'config.topics.a\,b=whatsapp.other'
+must_fail "a config.topics key with '=' (splits EVENT=TOPIC)" "config.topics.a=b: the event name \"a=b\" is not one the bridge accepts" $B \
+  --set-json 'config.topics={"a=b":"whatsapp.other"}'
+must_fail "an empty config.topics key" "config.topics.: the event name \"\" is not one the bridge accepts" $B \
+  --set-json 'config.topics={"":"whatsapp.other"}'
+must_fail "a config.topics key starting with a space" "config.topics. a: the event name \" a\" is not one the bridge accepts" $B \
+  --set-json 'config.topics={" a":"whatsapp.other"}'
+must_fail "a config.topics key ending with a no-break space (the bridge trims it)" \
+  'the event name "whatsapp:message:reaction\u00a0" is not one the bridge accepts' $B \
+  --set-string $'config.topics.whatsapp:message:reaction\xc2\xa0=whatsapp.other'
+must_fail "a config.topics key starting with an ideographic space (U+3000)" \
+  'the event name "\u3000whatsapp:message:reaction" is not one the bridge accepts' $B \
+  --set-string $'config.topics.\xe3\x80\x80whatsapp:message:reaction=whatsapp.other'
 must_fail "--auth=USER:PASS in extraArgs" "extraArgs: --auth puts" $B --set 'extraArgs[0]=--auth=u:secretpass'
 must_fail "--auth USER:PASS in extraArgs" "extraArgs: --auth puts" $B --set 'extraArgs[0]=--auth' --set 'extraArgs[1]=u:secretpass'
 must_fail "--auth-file in extraArgs" "extraArgs: --auth-file" $B --set 'extraArgs[0]=--auth-file=/tmp/creds'
@@ -1027,6 +1075,26 @@ must_fail "KAFKA_SASL_PASSWORD from a Secret in extraEnv beside the chart's KAFK
 must_fail "KAFKA_ACKS_FILE in extraEnv beside the chart's KAFKA_ACKS" \
   "extraEnv: KAFKA_ACKS_FILE sets the librdkafka property acks, which the chart sets (KAFKA_ACKS, from kafka.acks)" $B \
   --set 'extraEnv[0].name=KAFKA_ACKS_FILE' --set 'extraEnv[0].value=/etc/kafka/acks'
+# Two extraEnv entries for one property the chart leaves unset: the bridge refuses two variables
+# for one property at start-up (an alias, the topic. prefix, a _FILE twin); one name twice, the
+# kubelet passes only the last.
+must_fail "KAFKA_LINGER_MS and its alias KAFKA_QUEUE_BUFFERING_MAX_MS in extraEnv" \
+  "extraEnv: KAFKA_LINGER_MS and KAFKA_QUEUE_BUFFERING_MAX_MS both set the librdkafka property linger.ms" $B \
+  --set 'extraEnv[0].name=KAFKA_LINGER_MS' --set-string 'extraEnv[0].value=1' \
+  --set 'extraEnv[1].name=KAFKA_QUEUE_BUFFERING_MAX_MS' --set-string 'extraEnv[1].value=2'
+must_fail "KAFKA_CLIENT_ID and KAFKA_CLIENT_ID_FILE in extraEnv" \
+  "extraEnv: KAFKA_CLIENT_ID and KAFKA_CLIENT_ID_FILE both set the librdkafka property client.id" $B \
+  --set 'extraEnv[0].name=KAFKA_CLIENT_ID' --set 'extraEnv[0].value=bridge' \
+  --set 'extraEnv[1].name=KAFKA_CLIENT_ID_FILE' --set 'extraEnv[1].value=/etc/kafka/client-id'
+must_fail "KAFKA_TOPIC_COMPRESSION_TYPE and KAFKA_COMPRESSION_CODEC in extraEnv (compression.type to the bridge)" \
+  "extraEnv: KAFKA_TOPIC_COMPRESSION_TYPE and KAFKA_COMPRESSION_CODEC both set the librdkafka property compression.type" $B \
+  --set 'extraEnv[0].name=KAFKA_TOPIC_COMPRESSION_TYPE' --set 'extraEnv[0].value=lz4' \
+  --set 'extraEnv[1].name=KAFKA_COMPRESSION_CODEC' --set 'extraEnv[1].value=zstd'
+must_fail "KAFKA_CLIENT_ID twice in extraEnv (the kubelet keeps the last)" \
+  "extraEnv: KAFKA_CLIENT_ID is given twice" $B \
+  --set 'extraEnv[0].name=KAFKA_CLIENT_ID' --set 'extraEnv[0].value=a' \
+  --set 'extraEnv[1].name=KAFKA_LINGER_MS' --set-string 'extraEnv[1].value=1' \
+  --set 'extraEnv[2].name=KAFKA_CLIENT_ID' --set 'extraEnv[2].value=b'
 must_fail "BRIDGE_INSECURE_DISABLE_AUTH in extraEnv (the bridge refuses it beside the credentials file)" \
   "extraEnv: BRIDGE_INSECURE_DISABLE_AUTH is refused: use auth.insecureDisableAuth" $B \
   --set 'extraEnv[0].name=BRIDGE_INSECURE_DISABLE_AUTH' --set-string 'extraEnv[0].value=true'
@@ -1068,6 +1136,28 @@ must_fail "a username starting with a no-break space and # (trimmed by the bridg
   "at '/auth/credentials/0/username'" $B \
   --set-string $'auth.credentials[0].username=\xc2\xa0#ops' --set 'auth.credentials[0].password=abcdefgh12'
 must_fail "a generated credential's username starting with #" "at '/auth/generatedUsername'" $B --set 'auth.generatedUsername=#ops'
+# The bridge trims each line of the credentials file (Unicode whitespace), so whitespace ending a
+# password is dropped and the sender gets 401; a leading one is refused too, as a leading space
+# always was. The schema's pattern names the value's path; the templates refuse the same without
+# the schema (--skip-schema-validation), naming auth.credentials[N].password and never the password.
+must_fail "a password starting with a no-break space (schema)" "at '/auth/credentials/0/password'" $B \
+  --set 'auth.credentials[0].username=ops' --set-string $'auth.credentials[0].password=\xc2\xa0abcdefgh12'
+must_fail "a password ending with a no-break space (schema; the bridge trims it)" "at '/auth/credentials/0/password'" $B \
+  --set 'auth.credentials[0].username=ops' --set-string $'auth.credentials[0].password=abcdefgh12\xc2\xa0'
+must_fail "a password ending with an em space (U+2003; schema)" "at '/auth/credentials/0/password'" $B \
+  --set 'auth.credentials[0].username=ops' --set-string $'auth.credentials[0].password=abcdefgh12\xe2\x80\x83'
+must_fail "a password starting with a no-break space (templates, without the schema)" \
+  'auth.credentials[0].password (user "ops") starts or ends with whitespace' $B --skip-schema-validation \
+  --set 'auth.credentials[0].username=ops' --set-string $'auth.credentials[0].password=\xc2\xa0abcdefgh12'
+must_fail "a password ending with a no-break space (templates, without the schema)" \
+  'auth.credentials[1].password (user "dev") starts or ends with whitespace' $B --skip-schema-validation \
+  --set 'auth.credentials[0].username=ops' --set 'auth.credentials[0].password=abcdefgh12' \
+  --set 'auth.credentials[1].username=dev' --set-string $'auth.credentials[1].password=abcdefgh12\xc2\xa0'
+must_fail "a password with a line feed (schema)" "at '/auth/credentials/0/password'" $B \
+  --set 'auth.credentials[0].username=ops' --set-json 'auth.credentials[0].password="abcd\nefgh12"'
+must_fail "a password with a line feed (templates, without the schema: it splits the line)" \
+  'auth.credentials[0].password (user "ops") holds a line feed' $B --skip-schema-validation \
+  --set 'auth.credentials[0].username=ops' --set-json 'auth.credentials[0].password="abcd\nefgh12"'
 must_fail "both existingSecret and credentials" "auth.existingSecret or auth.credentials" $B --set auth.existingSecret=creds --set 'auth.credentials[0].username=a' --set 'auth.credentials[0].password=abcdefgh12'
 must_fail "PDB with both limits" "exactly one" $B --set podDisruptionBudget.minAvailable=1
 must_fail "readiness periodSeconds null counts as Kubernetes' 10 s (10 s x 2 + 1 s > 5 s)" \
@@ -1198,6 +1288,19 @@ check "-X with a global topic.* property and an alias of a property the chart le
   --set 'extraArgs[2]=-Xqueue.buffering.max.ms=1'
 check "KAFKA_SASL_MECHANISMS in extraEnv without kafka.sasl.enabled (the chart sets no sasl.mechanism) renders" \
   renders $B --set 'extraEnv[0].name=KAFKA_SASL_MECHANISMS' --set 'extraEnv[0].value=OAUTHBEARER'
+check "config.topics keys with inner spaces and other characters the bridge keeps render" renders $B \
+  --set-json 'config.topics={"a b":"whatsapp.other","whatsapp:message:reaction":"whatsapp.reactions"}' \
+  --set-string $'config.topics.x\xc2\xa0y=whatsapp.other'
+check "a password with inner spaces (a no-break space too) reaches the credentials file as written" \
+  auth_file_line '"ops:pa ss\u00a0word"' --set 'auth.credentials[0].username=ops' \
+  --set-string $'auth.credentials[0].password=pa ss\xc2\xa0word'
+check "extraEnv KAFKA_<NAME> entries for distinct properties render (KAFKA_CLIENT_ID, KAFKA_LINGER_MS, a global topic.*)" \
+  renders $B --set 'extraEnv[0].name=KAFKA_CLIENT_ID' --set 'extraEnv[0].value=bridge' \
+  --set 'extraEnv[1].name=KAFKA_LINGER_MS' --set-string 'extraEnv[1].value=1' \
+  --set 'extraEnv[2].name=KAFKA_TOPIC_METADATA_REFRESH_INTERVAL_MS' --set-string 'extraEnv[2].value=60000'
+# The bridge takes the last of two -X for one property (no refusal), so the chart takes them too.
+check "two -X for one property under two names render (linger.ms, queue.buffering.max.ms)" renders $B \
+  --set 'extraArgs[0]=-X' --set 'extraArgs[1]=linger.ms=1' --set 'extraArgs[2]=-X' --set 'extraArgs[3]=queue.buffering.max.ms=2'
 check "a variable the chart does not set renders in extraEnv (KAFKA_SECURITY_PROTOCOL without kafka.sasl or kafka.tls)" \
   renders $B --set 'extraEnv[0].name=KAFKA_SECURITY_PROTOCOL' --set 'extraEnv[0].value=SSL'
 check "a readiness probe of 1 s x 3 renders with a 4 s delay" renders $B --set config.shutdownDelay=4s \
@@ -1319,10 +1422,20 @@ else
     "$PY" "$LIB/chart_check.py" flag-variables "$HELP" "$CHART/templates/_helpers.tpl"
   check "deploy/Dockerfile's runtime stage installs the package of every library the binary links" \
     "$PY" "$LIB/chart_check.py" runtime-packages "$BINARY" deploy/Dockerfile
-  mkdir -p "$WORK/webhook-paths"
+  mkdir -p "$WORK/webhook-paths" "$WORK/topic-events"
   check "webhook paths: the chart accepts exactly those the binary accepts" \
     "$PY" "$LIB/chart_check.py" webhook-paths "$BINARY" "$WORK/rendered/default.yaml" "$WORK/webhook-paths" \
     "$CHART" "$RELEASE" "$NAMESPACE"
+  check "config.topics keys: the chart accepts exactly the event names the binary accepts" \
+    "$PY" "$LIB/chart_check.py" topic-events "$BINARY" "$WORK/rendered/default.yaml" "$WORK/topic-events" \
+    "$CHART" "$RELEASE" "$NAMESPACE"
+  # What the chart lets through must start: two -X for one property, the last wins; a password
+  # with inner spaces is a line the bridge reads.
+  check "binary: two -X for one property under two names are accepted, the last wins (linger.ms 2)" \
+    binary_summary two-x '"linger.ms": "2"' \
+    --set 'extraArgs[0]=-X' --set 'extraArgs[1]=linger.ms=1' --set 'extraArgs[2]=-X' --set 'extraArgs[3]=queue.buffering.max.ms=2'
+  check "binary: a password with inner spaces is accepted" binary_summary inner-space-password 'ops:<redacted>' \
+    --set 'auth.credentials[0].username=ops' --set-string $'auth.credentials[0].password=pa ss\xc2\xa0word'
   for c in "${CASES[@]}"; do
     f="$WORK/rendered/$c.yaml"
     [ -s "$f" ] || continue

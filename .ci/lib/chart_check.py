@@ -62,6 +62,13 @@ Subcommands (each exits non-zero with a message on failure):
       paths the binary accepts (--check-config with RENDERED's environment and
       BRIDGE_WEBHOOK_PATH): every ASCII character but NUL, a few non-ASCII ones, and
       paths that are empty, relative or just "/".
+  topic-events BINARY RENDERED WORKDIR CHART RELEASE NAMESPACE
+      The chart (helm template CHART with a config.topics key) accepts exactly the event
+      names the binary accepts in BRIDGE_TOPICS (--check-config with RENDERED's environment
+      and the BRIDGE_TOPICS the chart renders, or EVENT=TOPIC for a key it refuses): every
+      ASCII character but NUL inside a name, the whitespace Rust's str::trim removes (and
+      a few look-alikes it keeps) at either end and inside, ',' and '=' anywhere, the empty
+      name.
 """
 
 import base64
@@ -981,6 +988,68 @@ def cmd_webhook_paths(binary, rendered, workdir, chart, release, namespace):
     print(f"chart and binary agree on {len(paths)} webhook paths ({accepted} accepted)")
 
 
+# Rust's char::is_whitespace (the White_Space property), which str::trim removes: the bridge's
+# trim of an event name (src/topics.rs) and of a credentials file's lines (src/auth.rs).
+RUST_WHITESPACE = ("\t\n\x0b\x0c\r \x85\xa0\u1680" + "".join(chr(c) for c in range(0x2000, 0x200B))
+                   + "\u2028\u2029\u202f\u205f\u3000")
+# Look-alikes that are no White_Space (str::trim keeps them): zero-width space and no-break,
+# byte-order mark, the Mongolian vowel separator (White_Space before Unicode 6.3).
+NOT_WHITESPACE = "\u200b\u2060\ufeff\u180e"
+
+
+def cmd_topic_events(binary, rendered, workdir, chart, release, namespace):
+    """The chart accepts exactly the config.topics keys (event names) the binary accepts."""
+    import concurrent.futures
+    docs = load_docs(rendered)
+    env, args = build_invocation(docs, workdir, Fixture(workdir))
+    topic = "whatsapp.other"
+    events = ["", "a", "whatsapp:message:reaction", "a b", ",", "=", ",a", "a,", "=a", "a="]
+    events += [f"a{chr(c)}b" for c in range(1, 128)]
+    for ch in RUST_WHITESPACE + NOT_WHITESPACE + "é\U0001F600":
+        events += [f"{ch}a", f"a{ch}", f"a{ch}b"]
+    events = list(dict.fromkeys(events))
+
+    def one_event(n_event):
+        """(chart accepts, binary accepts) for one event name; a CheckError for anything else."""
+        n, event = n_event
+        values = os.path.join(workdir, f"topic-event-values.{n}.yaml")
+        with open(values, "w", encoding="ascii") as f:
+            f.write(f'config:\n  topics:\n    "{_yaml_escape(event)}": {topic}\n')
+        r = subprocess.run(["helm", "template", release, chart, "--namespace", namespace,
+                            "--set", "kafka.bootstrapServers=kafka:9092", "-f", values],
+                           capture_output=True, text=True)
+        chart_ok = r.returncode == 0
+        if chart_ok:
+            got = [e.get("value") for d in yaml.safe_load_all(r.stdout) if d and d["kind"] == "Deployment"
+                   for e in d["spec"]["template"]["spec"]["containers"][0]["env"] if e["name"] == "BRIDGE_TOPICS"]
+            if len(got) != 1:
+                fail(f"config.topics key {event!r} rendered BRIDGE_TOPICS {len(got)} times")
+            topics = got[0]
+        else:
+            if "config.topics." not in r.stderr:
+                fail(f"helm template with config.topics key {event!r} failed for another reason: {r.stderr[:300]}")
+            topics = f"{event}={topic}"
+        b = run_binary(binary, args, dict(env, BRIDGE_TOPICS=topics))
+        out = (b.stdout or "") + (b.stderr or "")
+        if b.returncode != 0 and (b.returncode != 2 or "--topic" not in out):
+            fail(f"--check-config with BRIDGE_TOPICS={topics!r} exited {b.returncode} for another reason: {out[-300:]}")
+        # An accepted key reaches the bridge as written: one entry EVENT=TOPIC of the list.
+        if chart_ok and b.returncode == 0 and f"{event}={topic}" not in topics.split(","):
+            fail(f"config.topics key {event!r} rendered BRIDGE_TOPICS={topics!r}, without {event + '=' + topic!r}")
+        return chart_ok, b.returncode == 0
+
+    # One helm template and one --check-config per name (some 220): in parallel where there are
+    # cores to spare.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(one_event, enumerate(events)))
+    disagree = [f"{event!r}: the chart {'accepts' if c else 'refuses'} it, the binary {'accepts' if b else 'refuses'} it"
+                for event, (c, b) in zip(events, results) if c != b]
+    accepted = sum(b for _, b in results)
+    if disagree:
+        fail("\n".join("  - " + d for d in disagree))
+    print(f"chart and binary agree on {len(events)} event names ({accepted} accepted)")
+
+
 # --------------------------------------------------------------------------- compose / dashboard
 
 def cmd_compose(path):
@@ -1474,6 +1543,8 @@ def main(argv):
             cmd_flag_variables(*rest)
         elif cmd == "webhook-paths":
             cmd_webhook_paths(*rest)
+        elif cmd == "topic-events":
+            cmd_topic_events(*rest)
         else:
             print(__doc__)
             return 2

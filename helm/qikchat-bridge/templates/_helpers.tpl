@@ -193,7 +193,7 @@ that would publish a hash of the password to anyone who can read pods.
 {{- define "qikchat-bridge.authFileContent" -}}
 {{- $content := "" -}}
 {{- if .Values.auth.credentials -}}
-{{- range .Values.auth.credentials -}}
+{{- range $i, $_ := .Values.auth.credentials -}}
 {{- if contains ":" .username -}}
 {{- fail "auth.credentials: a username must not contain ':'" -}}
 {{- end -}}
@@ -201,6 +201,18 @@ that would publish a hash of the password to anyone who can read pods.
      removes the same Unicode whitespace as its Rust trim). */ -}}
 {{- if hasPrefix "#" (trim .username) -}}
 {{- fail (printf "auth.credentials: the username %q starts with '#' (after any whitespace, which the bridge trims), so the credentials file reads its line as a comment: that user would be dropped (401), or the bridge finds no credential and crash-loops; choose another username" .username) -}}
+{{- end -}}
+{{- /* The bridge trims the line (Unicode whitespace, as sprig's trim), so whitespace ending the
+     password is dropped and the sender's password no longer matches (401); whitespace starting it
+     is kept by the bridge but refused too, as the schema always refused a leading space (a pasted
+     one, invisible in the values). Inner whitespace is kept by the bridge and allowed here; a line
+     feed would split the line. The schema's pattern says the same; this holds with
+     --skip-schema-validation too. The password itself is never printed. */ -}}
+{{- $password := toString .password -}}
+{{- if contains "\n" $password -}}
+{{- fail (printf "auth.credentials[%d].password (user %q) holds a line feed: the credentials file has one USER:PASS per line, so the bridge would read the rest of the password as a line of its own (refused at start-up, so the pod crash-loops, or taken as another credential); remove it" $i (toString .username)) -}}
+{{- else if ne (trim $password) $password -}}
+{{- fail (printf "auth.credentials[%d].password (user %q) starts or ends with whitespace (Unicode whitespace too, such as a no-break space): the bridge trims each line of the credentials file, so whitespace ending the password is silently dropped and the sender, using the password as written, gets 401 (and whitespace starting it is as likely pasted by mistake); remove it" $i (toString .username)) -}}
 {{- end -}}
 {{- $content = printf "%s%s:%s\n" $content .username .password -}}
 {{- end -}}
@@ -250,6 +262,17 @@ password
 {{- range $key, $_ := ($k.properties | default dict) -}}
 {{- if not (regexMatch "^[a-z][a-z0-9._-]*$" $key) -}}
 {{- fail (printf "kafka.properties.%s: not a librdkafka property name, which is lower case (a letter, then letters, digits, '.', '_' and '-'): librdkafka refuses any other name at start-up (the pod would crash-loop), and an upper-case one would slip past the chart's refusal of managed and secret names; write it in lower case" $key) -}}
+{{- end -}}
+{{- end -}}
+{{- /* config.topics keys are event names as the bridge reads them from BRIDGE_TOPICS
+     (src/topics.rs TopicMap::new): the list is split at every ',', each entry at its first '=',
+     and an event name must be non-empty and equal to its Rust str::trim (sprig's trim removes the
+     same Unicode whitespace). Any other key makes the bridge refuse the list at start-up (the pod
+     would crash-loop). Refused here, naming the key, where a schema propertyNames pattern would be
+     reported by Helm 4 at some unrelated path; %q shows whitespace the key hides. */ -}}
+{{- range $event, $_ := (.Values.config.topics | default dict) -}}
+{{- if or (not $event) (contains "," $event) (contains "=" $event) (ne (trim $event) $event) -}}
+{{- fail (printf "config.topics.%s: the event name %q is not one the bridge accepts: a key must be non-empty, hold no ',' or '=' (BRIDGE_TOPICS is a comma-separated list of EVENT=TOPIC) and have no whitespace at either end (including Unicode spaces such as the no-break space, which the bridge trims); the bridge refuses such a route at start-up, so the pod would crash-loop. Write the event name exactly as Qikchat sends it" $event $event) -}}
 {{- end -}}
 {{- end -}}
 {{- if ge (include "qikchat-bridge.durationMs" .Values.config.ackTimeout | atoi) 2000 -}}
@@ -491,6 +514,9 @@ password
 {{- fail (printf "extraArgs: the librdkafka property %s%s is set by the chart (%s, from %s); set that value instead: -X would win over it out of sight of the chart's checks" $name (ternary "" (printf " (to the bridge: %s)" $property) (eq $name $property)) $var (get $sources $var | default "its values")) -}}
 {{- end -}}
 {{- end -}}
+{{- /* The librdkafka properties extraEnv's own KAFKA_* entries set (qikchat-bridge.envSetting, as
+     the bridge keeps them), to the entry, for the refusal of a second entry for one of them. */ -}}
+{{- $extraProperties := dict -}}
 {{- range .Values.extraEnv -}}
 {{- $property := include "qikchat-bridge.envProperty" .name -}}
 {{- $plain := or (hasKey . "value") (and .valueFrom (not .valueFrom.secretKeyRef)) -}}
@@ -512,6 +538,23 @@ password
 {{- if and $property (hasKey $chartProperties $property) -}}
 {{- $var := get $chartProperties $property -}}
 {{- fail (printf "extraEnv: %s sets the librdkafka property %s, which the chart sets (%s, from %s); set that value instead: the bridge refuses two variables for one property at start-up, so the pod would crash-loop" .name $property $var (get $sources $var | default "its values")) -}}
+{{- end -}}
+{{- /* Two entries for one property the chart leaves unset: under two names of it
+     (KAFKA_LINGER_MS and its alias KAFKA_QUEUE_BUFFERING_MAX_MS), or as KAFKA_<NAME> and
+     KAFKA_<NAME>_FILE, the bridge refuses both at start-up (src/kafka_props.rs overrides: "both
+     set"), so the pod would crash-loop; under one name twice, the kubelet passes the bridge only
+     the last, so the first is dropped out of sight. (Two -X flags for one property are left alone:
+     the bridge takes the last, as it does any repeated flag.) */ -}}
+{{- if $property -}}
+{{- $name := .name -}}
+{{- with get $extraProperties $property -}}
+{{- if eq . $name -}}
+{{- fail (printf "extraEnv: %s is given twice: the kubelet passes only the last entry to the bridge, so the first is dropped out of sight (it sets the librdkafka property %s); keep one" $name $property) -}}
+{{- else -}}
+{{- fail (printf "extraEnv: %s and %s both set the librdkafka property %s (to the bridge one property, under an alias or as a _FILE twin): the bridge refuses two variables for one property at start-up, so the pod would crash-loop; keep one of the two" . $name $property) -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := set $extraProperties $property $name -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
