@@ -15,6 +15,12 @@ use crate::spool::{Spool, SpooledRecord};
 
 /// Smaller than the default, so that tests of what crosses a batch's end spool a few hundred
 /// records, not thousands.
+/// What a fake Kafka answers for a record it takes.
+const TAKEN: Delivered = Delivered::Kafka {
+    partition: 0,
+    offset: 0,
+};
+
 const SMALL: Batch = Batch {
     records: 256,
     bytes: 16 << 20,
@@ -294,10 +300,7 @@ impl Sink for SlowAndRefusing {
             "refused" => Err(ProduceError::Rejected("InvalidRecord".into())),
             topic => {
                 self.took.lock().expect("lock").push(topic.to_string());
-                Ok(Delivered::Kafka {
-                    partition: 0,
-                    offset: 0,
-                })
+                Ok(TAKEN)
             }
         }
     }
@@ -345,10 +348,7 @@ impl Sink for SteadyTraffic {
         if record.topic == "down" {
             return Err(ProduceError::Unavailable("NotLeaderForPartition".into()));
         }
-        Ok(Delivered::Kafka {
-            partition: 0,
-            offset: 0,
-        })
+        Ok(TAKEN)
     }
 }
 
@@ -404,9 +404,19 @@ async fn spool_of(topics: &[&str]) -> (tempfile::TempDir, Arc<Spool>) {
 /// One pass over `spool` into `kafka`, with nothing held and no stop: how it ended, and the
 /// metrics it counted.
 async fn fresh_pass<K: Sink>(limits: Batch, spool: &Arc<Spool>, kafka: &K) -> (Pass, Metrics) {
+    pass_until(limits, spool, kafka, &running()).await
+}
+
+/// [`fresh_pass`], stopped by `stop`.
+async fn pass_until<K: Sink>(
+    limits: Batch,
+    spool: &Arc<Spool>,
+    kafka: &K,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> (Pass, Metrics) {
     let metrics = Metrics::new(&[]).expect("metrics");
     let mut held = Held::default();
-    let ended = pass(limits, spool, kafka, "dlq", &metrics, &mut held, &running()).await;
+    let ended = pass(limits, spool, kafka, "dlq", &metrics, &mut held, stop).await;
     (ended, metrics)
 }
 
@@ -699,10 +709,7 @@ impl Sink for Distant {
         self.most.fetch_max(now, SeqCst);
         tokio::time::sleep(Duration::from_millis(20)).await;
         self.waiting.fetch_sub(1, SeqCst);
-        Ok(Delivered::Kafka {
-            partition: 0,
-            offset: 0,
-        })
+        Ok(TAKEN)
     }
 }
 
@@ -752,10 +759,7 @@ impl Sink for Stuck {
             tokio::time::sleep_until(deadline).await;
             return Err(ProduceError::Timeout);
         }
-        Ok(Delivered::Kafka {
-            partition: 0,
-            offset: 0,
-        })
+        Ok(TAKEN)
     }
 }
 
@@ -813,10 +817,7 @@ struct StopsAtFirst(tokio::sync::watch::Sender<bool>);
 impl Sink for StopsAtFirst {
     async fn send(&self, _: &Record<'_>, _: Instant) -> Result<Delivered, ProduceError> {
         self.0.send_replace(true);
-        Ok(Delivered::Kafka {
-            partition: 0,
-            offset: 0,
-        })
+        Ok(TAKEN)
     }
 }
 
@@ -825,17 +826,7 @@ async fn a_pass_ends_after_the_batch_it_is_sending_when_the_bridge_stops() {
     let (_dir, spool) = spool_of(&["t"; 600]).await;
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let kafka = StopsAtFirst(stop_tx);
-    let metrics = Metrics::new(&[]).expect("metrics");
-    let ended = pass(
-        SMALL,
-        &spool,
-        &kafka,
-        "dlq",
-        &metrics,
-        &mut Held::default(),
-        &stop,
-    )
-    .await;
+    let (ended, metrics) = pass_until(SMALL, &spool, &kafka, &stop).await;
     // The batch it was sending is done and out of the spool; the rest waits for the next start.
     assert_eq!(ended, Pass::Clean);
     assert_eq!(metrics.spool.replayed.get(), SMALL.records as u64);
@@ -851,10 +842,7 @@ impl Sink for Noting {
         let key = record.key.as_deref().unwrap_or_default().to_string();
         self.0.lock().expect("lock").push(key);
         tokio::time::sleep(Duration::from_millis(20)).await;
-        Ok(Delivered::Kafka {
-            partition: 0,
-            offset: 0,
-        })
+        Ok(TAKEN)
     }
 }
 
@@ -883,10 +871,7 @@ impl Sink for RefusesFirstTries {
         if self.0.lock().expect("lock").insert(key) {
             return Err(ProduceError::Rejected("InvalidRecord".into()));
         }
-        Ok(Delivered::Kafka {
-            partition: 0,
-            offset: 0,
-        })
+        Ok(TAKEN)
     }
 }
 
@@ -901,18 +886,8 @@ async fn the_records_of_a_batch_refused_whole_are_tried_alone_until_the_bridge_s
         tokio::time::sleep(Duration::from_millis(500)).await;
         stop_tx.send_replace(true);
     });
-    let metrics = Metrics::new(&[]).expect("metrics");
     let started = Instant::now();
-    let ended = pass(
-        SMALL,
-        &spool,
-        &kafka,
-        "dlq",
-        &metrics,
-        &mut Held::default(),
-        &stop,
-    )
-    .await;
+    let (ended, metrics) = pass_until(SMALL, &spool, &kafka, &stop).await;
     assert!(
         started.elapsed() < Duration::from_secs(1),
         "the pass went on {:?} after the stop",
