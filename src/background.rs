@@ -80,7 +80,7 @@ impl Background {
         let mut watches = Vec::new();
         let mut rebuilt = vec![Rebuilt {
             sink: sink.clone(),
-            overrides: BTreeMap::new(),
+            overrides: |_| BTreeMap::new(),
         }];
         // Replay gets a producer of its own: the webhook producer's message timeout is the ack
         // deadline, which a slow broker can exceed for every record; replay can wait longer.
@@ -89,7 +89,7 @@ impl Background {
             Some(spool) => {
                 let mut props = config.producer_properties(bootstrap);
                 let overrides = delivery::replay_overrides(&props);
-                props.extend(overrides.clone());
+                props.extend(overrides);
                 let sink = Arc::new(KafkaSink::new(
                     &props,
                     metrics.clone(),
@@ -98,7 +98,7 @@ impl Background {
                 replay_sink = Some(sink.clone());
                 rebuilt.push(Rebuilt {
                     sink: sink.clone(),
-                    overrides,
+                    overrides: delivery::replay_overrides,
                 });
                 watches.push(named(
                     supervisor,

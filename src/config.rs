@@ -117,32 +117,6 @@ fn deployment_sign(args: &Args, kafka: &KafkaProperties) -> Option<String> {
         .map(|n| format!("a Kafka security setting is given ({n})"))
 }
 
-/// librdkafka refuses a record larger than its whole queue with QueueFull, every time: such a
-/// webhook would get 503 for ever, or, with a spool, 200 and then stay spooled for good, since
-/// replay takes QueueFull for a busy producer and retries.
-fn queue_takes_the_largest_record(props: &KafkaProperties) -> Result<(), ConfigError> {
-    let (Some(kbytes), Some(record)) = (
-        props.number::<u64>("queue.buffering.max.kbytes"),
-        props.number::<u64>("message.max.bytes"),
-    ) else {
-        // librdkafka refuses a value that is no number when it makes the producer.
-        return Ok(());
-    };
-    if kbytes.saturating_mul(1024) < record {
-        return Err(invalid(
-            "queue.buffering.max.kbytes",
-            format!(
-                "{kbytes} KiB is less than message.max.bytes ({record} bytes), the largest record \
-                 the bridge hands to librdkafka, which refuses a record larger than its whole \
-                 queue every time: set it to at least {} or lower message.max.bytes \
-                 (or --max-body-bytes, which it follows)",
-                record.div_ceil(1024)
-            ),
-        ));
-    }
-    Ok(())
-}
-
 /// A file setting that could not be read. Its path is shown, unless it names nothing and has no
 /// `/`: then it may be a secret set in the wrong variable (a password in `BRIDGE_AUTH_FILE`, not
 /// `BRIDGE_AUTH`), and the message goes to the pod's log.
@@ -207,7 +181,6 @@ impl Config {
             },
         );
         let (kafka_properties, kafka_watched) = kafka_sources.properties_watched(&read_file)?;
-        queue_takes_the_largest_record(&kafka_properties)?;
         if matches!(kafka, KafkaMode::Embedded) {
             if let Some(sign) = deployment_sign(&args, &kafka_properties) {
                 return Err(invalid(

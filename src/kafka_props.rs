@@ -172,7 +172,37 @@ where
         }
     }
     props.extend(set);
-    Ok(KafkaProperties(props))
+    let props = KafkaProperties(props);
+    // Here, not only at start-up: a rotated file makes the properties again.
+    queue_takes_the_largest_record(&props)?;
+    Ok(props)
+}
+
+/// librdkafka refuses a record larger than its whole queue with QueueFull, every time: such a
+/// webhook would get 503 for ever, or, with a spool, 200 and then stay spooled for good, since
+/// replay takes QueueFull for a busy producer and retries. Checked wherever the properties are
+/// made: at start-up, and when a rotated file makes them again for a new producer.
+fn queue_takes_the_largest_record(props: &KafkaProperties) -> Result<(), ConfigError> {
+    let (Some(kbytes), Some(record)) = (
+        props.number::<u64>("queue.buffering.max.kbytes"),
+        props.number::<u64>("message.max.bytes"),
+    ) else {
+        // librdkafka refuses a value that is no number when it makes the producer.
+        return Ok(());
+    };
+    if kbytes.saturating_mul(1024) < record {
+        return Err(invalid(
+            "queue.buffering.max.kbytes",
+            format!(
+                "{kbytes} KiB is less than message.max.bytes ({record} bytes), the largest record \
+                 the bridge hands to librdkafka, which refuses a record larger than its whole \
+                 queue every time: set it to at least {} or lower message.max.bytes \
+                 (or --max-body-bytes, which it follows)",
+                record.div_ceil(1024)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Only what the operator set through `KAFKA_*` variables and `-X` flags (for the `tail`

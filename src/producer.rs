@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
@@ -200,11 +200,19 @@ pub struct KafkaSink {
     role: ProducerRole,
     metrics: Arc<Metrics>,
     fatal: Arc<Notify>,
-    /// `message.max.bytes`, which a rebuild from rotated files cannot change.
-    max_record_bytes: usize,
+    /// `message.max.bytes`; set again when the producer is made from rotated files (a
+    /// `KAFKA_MESSAGE_MAX_BYTES_FILE`).
+    max_record_bytes: AtomicUsize,
     /// Whether the partitioner hashes keys with murmur2 ([`spread::hashes_keys`]); set again
     /// when the producer is made from rotated files.
     keys_hashed: AtomicBool,
+}
+
+/// The largest record librdkafka takes under `message.max.bytes` (as it reads the value).
+fn max_record_bytes(message_max_bytes: Option<&String>) -> usize {
+    message_max_bytes
+        .and_then(|v| crate::kafka_props::number("message.max.bytes", v))
+        .unwrap_or(crate::kafka_props::LIBRDKAFKA_MAX_RECORD_BYTES)
 }
 
 fn client_config(properties: &BTreeMap<String, String>) -> ClientConfig {
@@ -251,10 +259,8 @@ impl KafkaSink {
         let made = ProducerHandle::make(&config, scrubber, &metrics, role, &fatal)?;
         // In place from the start.
         made.retired.store(false, Ordering::Relaxed);
-        let max_record_bytes = properties
-            .get("message.max.bytes")
-            .and_then(|v| crate::kafka_props::number("message.max.bytes", v))
-            .unwrap_or(crate::kafka_props::LIBRDKAFKA_MAX_RECORD_BYTES);
+        let max_record_bytes =
+            AtomicUsize::new(max_record_bytes(properties.get("message.max.bytes")));
         let keys_hashed = AtomicBool::new(spread::hashes_keys(
             properties.get("partitioner").map(String::as_str),
         ));
@@ -397,7 +403,7 @@ impl Sink for KafkaSink {
     }
 
     fn max_record_bytes(&self) -> usize {
-        self.max_record_bytes
+        self.max_record_bytes.load(Ordering::Relaxed)
     }
 
     fn count_refused(&self, topic: &str, error: &ProduceError) {

@@ -544,3 +544,25 @@ fn a_number_is_read_as_librdkafka_reads_it_in_hex_octal_or_with_text_after_it() 
     assert_eq!(read("a lot"), None, "refused by librdkafka");
     assert_eq!(read("1"), None, "below librdkafka's range");
 }
+
+/// The properties a rotated file makes again go through the same check as start-up's: a queue
+/// smaller than the largest record was put in place by a rebuild, its webhooks then spooled for
+/// good (or answered 503) while the reload counted as a success.
+#[test]
+fn a_queue_smaller_than_the_largest_record_is_refused_wherever_the_properties_are_made() {
+    let made = from_sources(
+        env(&[("KAFKA_QUEUE_BUFFERING_MAX_KBYTES", "1")]),
+        &[],
+        limits(Duration::from_secs(1)),
+        &no_files,
+    );
+    let Err(refused) = made else {
+        panic!("a queue of 1 KiB was taken");
+    };
+    assert!(
+        refused
+            .to_string()
+            .contains("queue.buffering.max.kbytes: 1 KiB is less than"),
+        "{refused}"
+    );
+}

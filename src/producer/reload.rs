@@ -29,11 +29,23 @@ const RETRY: Duration = Duration::from_secs(30);
 /// is judged unusable and the working one kept.
 const WARM_UP: Duration = Duration::from_secs(10);
 
-/// A producer to make again: its sink, and the properties it sets over the shared ones.
+/// A producer to make again: its sink, and the properties it sets over the shared ones, made
+/// from them (replay's depend on the rotated ones: without idempotence, one request in flight).
 #[derive(Debug)]
 pub struct Rebuilt {
     pub sink: Arc<KafkaSink>,
-    pub overrides: BTreeMap<String, String>,
+    pub overrides: fn(&BTreeMap<String, String>) -> BTreeMap<String, String>,
+}
+
+impl Rebuilt {
+    /// Its properties: the shared ones, its brokers, and its own over them.
+    fn properties(&self, shared: &KafkaProperties, bootstrap: &str) -> BTreeMap<String, String> {
+        let mut map = shared.to_map();
+        map.insert("bootstrap.servers".into(), bootstrap.to_string());
+        let own = (self.overrides)(&map);
+        map.extend(own);
+        map
+    }
 }
 
 /// Why a producer was not made again; the text never holds a property's value.
@@ -97,6 +109,8 @@ impl KafkaSink {
         old.message_timeout = message_timeout(config.get("message.timeout.ms"));
         let keys_hashed = super::spread::hashes_keys(fresh.get("partitioner"));
         self.keys_hashed.store(keys_hashed, Ordering::Relaxed);
+        let largest = super::max_record_bytes(properties.get("message.max.bytes"));
+        self.max_record_bytes.store(largest, Ordering::Relaxed);
         *config = fresh;
         Ok(old)
     }
@@ -271,9 +285,7 @@ async fn rebuild(
     if *stop.borrow() {
         return Outcome::Stopped;
     }
-    let mut map = properties.to_map();
-    map.insert("bootstrap.servers".into(), bootstrap.to_string());
-    map.extend(p.overrides.clone());
+    let map = p.properties(properties, bootstrap);
     let sink = p.sink.clone();
     let role = sink.role.label();
     let topic = topic.to_string();
@@ -311,6 +323,39 @@ async fn rebuild(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Replay's own properties follow the rotated ones: with idempotence turned off by a rotated
+    /// file, one request in flight, which keeps a conversation's order through retries.
+    #[test]
+    fn replays_own_properties_are_made_from_the_rotated_ones() {
+        let metrics = Arc::new(crate::metrics::Metrics::new(&[]).expect("metrics"));
+        let properties = BTreeMap::from([("bootstrap.servers".into(), "127.0.0.1:9".into())]);
+        let sink = KafkaSink::new(&properties, metrics, super::super::ProducerRole::Replay);
+        let replay = Rebuilt {
+            sink: Arc::new(sink.expect("producer")),
+            overrides: crate::delivery::replay_overrides,
+        };
+        let made = |idempotence: &str| {
+            let env = [(
+                "KAFKA_ENABLE_IDEMPOTENCE".to_string(),
+                idempotence.to_string(),
+            )];
+            let limits = crate::kafka_props::Defaults {
+                wait: Duration::from_secs(1),
+                max_body_bytes: 1 << 20,
+            };
+            let shared = crate::kafka_props::from_sources(env, &[], limits, &|_| unreachable!())
+                .expect("properties");
+            replay.properties(&shared, "kafka:9092")
+        };
+        let without = made("false");
+        assert_eq!(without.get("max.in.flight").map(String::as_str), Some("1"));
+        assert_eq!(
+            without.get("bootstrap.servers").map(String::as_str),
+            Some("kafka:9092")
+        );
+        assert_eq!(made("true").get("max.in.flight"), None);
+    }
 
     #[test]
     fn a_retired_producers_wait_is_its_message_timeout_as_librdkafka_reads_it() {

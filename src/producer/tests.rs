@@ -601,6 +601,19 @@ async fn a_producer_made_again_with_another_partitioner_is_no_longer_followed_by
     assert_eq!(sink.key_partitions("t").await, None);
 }
 
+/// `KAFKA_MESSAGE_MAX_BYTES_FILE` rotated: the bridge's own check of a record's size (a 413, or
+/// a spooled record it would never deliver) follows the new producer's limit.
+#[tokio::test]
+async fn a_producer_made_again_with_another_record_limit_has_the_bridge_check_by_it() {
+    let (_cluster, mut properties, sink) = one_topic_sink_with(&[("message.max.bytes", "200000")]);
+    assert_eq!(sink.max_record_bytes(), 200_000);
+    properties.insert("message.max.bytes".into(), "100000".into());
+    rebuild(&sink, properties, Duration::from_secs(10), false)
+        .await
+        .expect("rebuilt");
+    assert_eq!(sink.max_record_bytes(), 100_000);
+}
+
 /// Replay's sends wait up to 30 s behind a backlog: timed with the webhooks', they would pin the
 /// delivery-time histogram (whose buckets end at 5 s) at its top after every outage.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
