@@ -230,8 +230,12 @@ async fn retried_until_200(app: &TestApp, within: Duration, why: &str) -> String
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_topic_the_brokers_do_not_have_is_answered_before_the_deadline_named_unknown_and_taken_once_made(
 ) {
+    // A long ack timeout (so a propagation wait of 2 s), for room on a loaded machine between the
+    // answer that names the topic and the one at the deadline.
     let app = TestApp::start_without_topics(
         &[
+            "--ack-timeout",
+            "6s",
             "--topic",
             "whatsapp:message:status=absent.topic",
             "-X",
@@ -247,7 +251,7 @@ async fn a_topic_the_brokers_do_not_have_is_answered_before_the_deadline_named_u
         assert_eq!(response.status(), 503);
         let body = response.text().await.expect("body");
         assert!(
-            took < Duration::from_millis(1400),
+            took < Duration::from_secs(5),
             "answered after {took:?}: {body}"
         );
     }
