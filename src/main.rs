@@ -151,9 +151,7 @@ fn serve(args: config::Args) -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             // librdkafka refused a property, or the producer they make (a TLS file missing):
             // a setting that cannot work, as with --check-config.
-            Err(e @ qikchat_bridge::StartError::Producer(_))
-                if matches!(&e, qikchat_bridge::StartError::Producer(p) if p.is_settings()) =>
-            {
+            Err(e) if matches!(&e, qikchat_bridge::StartError::Producer(p) if p.is_settings()) => {
                 exit_reason("cannot start", &e);
                 ExitCode::from(EXIT_CONFIG)
             }
