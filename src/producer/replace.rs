@@ -97,9 +97,10 @@ impl KafkaSink {
 impl ProducerHandle {
     /// A producer of `role` made from `config`, its statistics going to `metrics` and its fatal
     /// errors waking `fatal`; `scrubber`, made from the same properties, hides their secrets in
-    /// librdkafka's log lines and errors (a rebuild's rotated ones too). Blocking. Its statistics stay off the gauges until it is put in
-    /// place: a candidate that cannot reach the brokers (rotated credentials refused) would
-    /// otherwise show an empty queue and no broker while the working producer struggles.
+    /// librdkafka's log lines and errors (a rebuild's rotated ones too). Blocking. Its statistics
+    /// stay off the gauges until it is put in place: a candidate that cannot reach the brokers
+    /// (rotated credentials refused) would otherwise show an empty queue and no broker while the
+    /// working producer struggles.
     pub(super) fn make(
         config: &ClientConfig,
         scrubber: Arc<Scrubber>,
