@@ -28,22 +28,29 @@ pub fn is_secret(key: &str) -> bool {
 /// that takes a URL (the OAUTHBEARER token endpoint) can carry one, which is as secret there.
 pub fn url_password_hidden(value: &str) -> std::borrow::Cow<'_, str> {
     use std::borrow::Cow;
-    let Some(scheme) = value.find("://").map(|i| i + 3) else {
-        return Cow::Borrowed(value);
-    };
-    let rest = &value[scheme..];
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    let Some(at) = authority.rfind('@') else {
-        return Cow::Borrowed(value);
-    };
-    let Some(colon) = authority[..at].find(':') else {
-        return Cow::Borrowed(value);
-    };
-    Cow::Owned(format!(
-        "{}:<redacted>{}",
-        &value[..scheme + colon],
-        &value[scheme + at..]
-    ))
+    let mut shown = Cow::Borrowed(value);
+    // From the last: the positions of those before stay right.
+    let passwords: Vec<&str> = url_passwords(value).collect();
+    for password in passwords.into_iter().rev() {
+        let at = password.as_ptr() as usize - value.as_ptr() as usize;
+        shown
+            .to_mut()
+            .replace_range(at..at + password.len(), "<redacted>");
+    }
+    shown
+}
+
+/// The password of each URL in `value` (`https://user:pass@idp/token`), also in a list of them
+/// (`http://a:p@h1,http://b:q@h2`: the first authority ends at the second's `/`, and its user
+/// information at its last `@`): slices of `value`. A comma or a space may be in a password.
+pub(super) fn url_passwords(value: &str) -> impl Iterator<Item = &str> {
+    value.match_indices("://").filter_map(move |(i, _)| {
+        let rest = &value[i + 3..];
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let authority = &rest[..end];
+        let userinfo = &authority[..authority.rfind('@')?];
+        userinfo.split_once(':').map(|(_, password)| password)
+    })
 }
 
 /// librdkafka's configuration errors quote the value they refused, which may be a secret: also
@@ -163,6 +170,11 @@ mod tests {
             url_password_hidden("https://client:p@ss@idp/token"),
             "https://client:<redacted>@idp/token",
             "an @ in the password"
+        );
+        assert_eq!(
+            url_password_hidden("http://a:p,1@h1,http://b:q 2@h2/t"),
+            "http://a:<redacted>@h1,http://b:<redacted>@h2/t",
+            "each URL of a list, a comma and a space in a password"
         );
         for kept in [
             "https://idp.example/token",

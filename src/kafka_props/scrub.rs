@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use super::redact::is_secret;
+use super::redact::{is_secret, url_passwords};
 
 const HIDDEN: &str = "<redacted>";
 
@@ -103,19 +103,6 @@ fn pieces<'v>(key: &str, value: &'v str) -> Vec<&'v str> {
         }
     }
     pieces
-}
-
-/// The password of each URL in `value` (`https://user:pass@idp/token`), also in a list of them.
-fn url_passwords(value: &str) -> impl Iterator<Item = &str> {
-    value.match_indices("://").filter_map(move |(i, _)| {
-        let rest = &value[i + 3..];
-        let end = rest
-            .find(|c: char| "/?#,".contains(c) || c.is_whitespace())
-            .unwrap_or(rest.len());
-        let authority = &rest[..end];
-        let userinfo = &authority[..authority.rfind('@')?];
-        userinfo.split_once(':').map(|(_, password)| password)
-    })
 }
 
 #[cfg(test)]
