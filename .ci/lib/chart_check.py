@@ -949,6 +949,23 @@ def _yaml_escape(text):
     return "".join(out)
 
 
+def _template_with(values, chart, release, namespace):
+    """helm template of the chart with a bootstrap server and the values file `values`."""
+    return subprocess.run(["helm", "template", release, chart, "--namespace", namespace,
+                           "--set", "kafka.bootstrapServers=kafka:9092", "-f", values],
+                          capture_output=True, text=True)
+
+
+def _agreement(what, names, results):
+    """Fails listing each of `names` whose (chart accepts, binary accepts) in `results` differ;
+    else says how many agree."""
+    disagree = [f"{name!r}: the chart {'accepts' if c else 'refuses'} it, the binary "
+                f"{'accepts' if b else 'refuses'} it" for name, (c, b) in zip(names, results) if c != b]
+    if disagree:
+        fail("\n".join("  - " + d for d in disagree))
+    print(f"chart and binary agree on {len(names)} {what} ({sum(b for _, b in results)} accepted)")
+
+
 def cmd_webhook_paths(binary, rendered, workdir, chart, release, namespace):
     """The chart accepts exactly the webhook paths the binary accepts."""
     docs = load_docs(rendered)
@@ -962,14 +979,11 @@ def cmd_webhook_paths(binary, rendered, workdir, chart, release, namespace):
     paths += [f"/a{chr(c)}b" for c in range(1, 128)]
     paths += ["/w\u00e9bhook", "/a\u00a0b", "/a\u2028b", "/a\U0001F600b", "/a\x80b"]
     values = os.path.join(workdir, "webhook-path-values.yaml")
-    disagree = []
-    accepted = 0
+    results = []
     for path in paths:
         with open(values, "w", encoding="ascii") as f:
             f.write(f'config:\n  webhookPath: "{_yaml_escape(path)}"\n')
-        r = subprocess.run(["helm", "template", release, chart, "--namespace", namespace,
-                            "--set", "kafka.bootstrapServers=kafka:9092", "-f", values],
-                           capture_output=True, text=True)
+        r = _template_with(values, chart, release, namespace)
         chart_ok = r.returncode == 0
         if not chart_ok and "webhookPath" not in r.stderr:
             fail(f"helm template with webhookPath {path!r} failed for another reason: {r.stderr[:300]}")
@@ -979,13 +993,8 @@ def cmd_webhook_paths(binary, rendered, workdir, chart, release, namespace):
         if not binary_ok and (b.returncode != 2 or "--webhook-path" not in out):
             fail(f"--check-config with BRIDGE_WEBHOOK_PATH={path!r} exited {b.returncode} for another "
                  f"reason: {out[-300:]}")
-        accepted += binary_ok
-        if chart_ok != binary_ok:
-            disagree.append(f"{path!r}: the chart {'accepts' if chart_ok else 'refuses'} it, the binary "
-                            f"{'accepts' if binary_ok else 'refuses'} it")
-    if disagree:
-        fail("\n".join("  - " + d for d in disagree))
-    print(f"chart and binary agree on {len(paths)} webhook paths ({accepted} accepted)")
+        results.append((chart_ok, binary_ok))
+    _agreement("webhook paths", paths, results)
 
 
 # Rust's char::is_whitespace (the White_Space property), which str::trim removes: the bridge's
@@ -1015,9 +1024,7 @@ def cmd_topic_events(binary, rendered, workdir, chart, release, namespace):
         values = os.path.join(workdir, f"topic-event-values.{n}.yaml")
         with open(values, "w", encoding="ascii") as f:
             f.write(f'config:\n  topics:\n    "{_yaml_escape(event)}": {topic}\n')
-        r = subprocess.run(["helm", "template", release, chart, "--namespace", namespace,
-                            "--set", "kafka.bootstrapServers=kafka:9092", "-f", values],
-                           capture_output=True, text=True)
+        r = _template_with(values, chart, release, namespace)
         chart_ok = r.returncode == 0
         if chart_ok:
             got = [e.get("value") for d in yaml.safe_load_all(r.stdout) if d and d["kind"] == "Deployment"
@@ -1042,12 +1049,7 @@ def cmd_topic_events(binary, rendered, workdir, chart, release, namespace):
     # cores to spare.
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(one_event, enumerate(events)))
-    disagree = [f"{event!r}: the chart {'accepts' if c else 'refuses'} it, the binary {'accepts' if b else 'refuses'} it"
-                for event, (c, b) in zip(events, results) if c != b]
-    accepted = sum(b for _, b in results)
-    if disagree:
-        fail("\n".join("  - " + d for d in disagree))
-    print(f"chart and binary agree on {len(events)} event names ({accepted} accepted)")
+    _agreement("event names", events, results)
 
 
 # --------------------------------------------------------------------------- compose / dashboard
