@@ -130,8 +130,11 @@ impl Background {
             supervisor,
             "Kafka file watch",
             producer::watch_kafka_files(
-                config.kafka_sources.clone(),
-                config.kafka_watched.clone(),
+                producer::ClientFiles {
+                    sources: config.kafka_sources.clone(),
+                    watched: config.kafka_watched.clone(),
+                    caveats: config.kafka_caveats(),
+                },
                 bootstrap.to_string(),
                 probe_topic.clone(),
                 rebuilt,

@@ -24,7 +24,9 @@ const QIKCHAT_WAITS: Duration = Duration::from_secs(2);
 
 mod args;
 mod bounds;
+mod caveats;
 pub use args::{usage_error, Args, Cli, Command, LogFormat};
+pub use caveats::KafkaCaveats;
 
 /// Where records go: brokers the operator runs, or the in-process mock cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -321,69 +323,18 @@ impl Config {
                 self.ack_timeout
             ));
         }
-        let wait = crate::delivery::kafka_wait(self.ack_timeout, self.spool_dir.is_some());
-        if let Some(ms) = self.kafka_properties.number::<u128>("message.timeout.ms") {
-            if ms == 0 {
-                caveats.push(
-                    "message.timeout.ms is 0, which librdkafka takes for no limit: a record \
-                     answered 503 (or spooled) is retried from memory without end, so the \
-                     sender's retry makes a duplicate"
-                        .to_string(),
-                );
-            } else if ms > wait.as_millis() {
-                caveats.push(format!(
-                    "message.timeout.ms ({ms}) is longer than the bridge waits for Kafka ({} ms): \
-                     a record answered 503{} can still be delivered afterwards, so the sender's \
-                     retry makes a duplicate",
-                    wait.as_millis(),
-                    if self.spool_dir.is_some() {
-                        " or spooled"
-                    } else {
-                        ""
-                    }
-                ));
-            }
-        }
-        let room = crate::kafka_props::max_record_bytes(self.max_body_bytes);
-        if let Some(max) = self.kafka_properties.number::<usize>("message.max.bytes") {
-            if max < room {
-                caveats.push(format!(
-                    "message.max.bytes ({max}) is below --max-body-bytes plus room for the key and \
-                     headers ({room}): bodies near the limit are answered 413"
-                ));
-            }
-        }
-        // The Kafka queue, broker and batch metrics come from librdkafka's statistics alone.
-        match self
-            .kafka_properties
-            .number::<u64>("statistics.interval.ms")
-        {
-            Some(0) => caveats.push(
-                "statistics.interval.ms is 0, which turns librdkafka's statistics off: the Kafka \
-                 queue, broker and batch metrics stay empty, and the alerts \
-                 QikchatBridgeKafkaQueueFilling and QikchatBridgeKafkaBrokerDown cannot fire"
-                    .to_string(),
-            ),
-            Some(ms) if ms > 60_000 => caveats.push(format!(
-                "statistics.interval.ms ({ms}) is over a minute: the Kafka queue, broker and \
-                 batch metrics change only that often, and the alerts on them come as late"
-            )),
-            _ => {}
-        }
-        match self.kafka_properties.get("acks").map(str::trim) {
-            Some("0") => caveats.push(
-                "acks is 0: librdkafka reports a record delivered without any broker's \
-                 acknowledgement, so a 200 means sent, not stored"
-                    .to_string(),
-            ),
-            Some("1") => caveats.push(
-                "acks is 1: a 200 means the partition leader stored the record; a leader lost \
-                 before its followers copied it loses the record"
-                    .to_string(),
-            ),
-            _ => {}
-        }
+        caveats.extend_from_slice(self.kafka_caveats().said());
         caveats
+    }
+
+    /// The caveats of the Kafka properties' values, judged against this bridge's settings.
+    pub fn kafka_caveats(&self) -> KafkaCaveats {
+        KafkaCaveats::new(
+            crate::delivery::kafka_wait(self.ack_timeout, self.spool_dir.is_some()),
+            self.spool_dir.is_some(),
+            crate::kafka_props::max_record_bytes(self.max_body_bytes),
+            &self.kafka_properties,
+        )
     }
 
     /// librdkafka's properties with the bootstrap servers filled in.

@@ -27,7 +27,7 @@ pub mod spread;
 pub use context::{BridgeContext, ProducerRole};
 use readiness::{topic_metadata, TopicError};
 pub use readiness::{warn_of_missing_topics, watch_readiness, KafkaCheck};
-pub use reload::{retire, watch_kafka_files, ProducerHandle, RebuildError, Rebuilt};
+pub use reload::{retire, watch_kafka_files, ClientFiles, ProducerHandle, RebuildError, Rebuilt};
 pub use replace::replace_on_fatal;
 
 /// Where an accepted record is now: acknowledged by Kafka, or durably in the spool.

@@ -70,6 +70,7 @@ async fn rotated_kafka_client_files_make_the_producer_again_unusable_ones_keep_i
     let captured = Captured::install("info");
     rotations_make_the_producer_again_and_unusable_ones_keep_it(&captured).await;
     a_second_rotation_is_taken_while_the_replaced_producer_still_retries_its_record().await;
+    a_rotated_value_that_weakens_a_promise_is_logged_as_at_start_up(&captured).await;
 }
 
 async fn rotations_make_the_producer_again_and_unusable_ones_keep_it(captured: &Captured) {
@@ -182,4 +183,51 @@ async fn a_second_rotation_is_taken_while_the_replaced_producer_still_retries_it
         .expect("the request task")
         .expect("an answer");
     assert_eq!(answered.status(), 200);
+}
+
+/// A file that rotates a property to a value start-up would have warned of (statistics off, so
+/// the queue and broker alerts cannot fire) is warned of once the producer is made from it, and
+/// only once.
+async fn a_rotated_value_that_weakens_a_promise_is_logged_as_at_start_up(captured: &Captured) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let interval = dir.path().join("statistics-interval");
+    rotate(&interval, "1000\n");
+    let app = TestApp::start_with_env(
+        &[],
+        &[(
+            "KAFKA_STATISTICS_INTERVAL_MS_FILE",
+            interval.to_str().expect("utf-8"),
+        )],
+    )
+    .await;
+    let from = captured.len();
+    rotate(&interval, "0\n");
+    eventually("the producer made again after the rotation", async || {
+        reloads(&app, "rebuilt").await == 1
+    })
+    .await;
+    assert_eq!(app.post(STATUS).await.status(), 200);
+    let said = |logs: &str| logs.matches("statistics.interval.ms is 0").count();
+    eventually("the caveat logged", async || {
+        said(&captured.text_from(from)) == 1
+    })
+    .await;
+    let logs = captured.text_from(from);
+    assert!(logs.contains("the rotated Kafka client files"), "{logs}");
+
+    // The same value again (a rewrite with another line end) earns no second warning; the next
+    // rotation's, logged by the same task after it, shows that the rewrite's would be in by then.
+    rotate(&interval, "0\r\n");
+    eventually("the producer made again after the rewrite", async || {
+        reloads(&app, "rebuilt").await == 2
+    })
+    .await;
+    rotate(&interval, "120000\n");
+    eventually("the next rotation's caveat logged", async || {
+        captured
+            .text_from(from)
+            .contains("statistics.interval.ms (120000) is over a minute")
+    })
+    .await;
+    assert_eq!(said(&captured.text_from(from)), 1);
 }

@@ -17,6 +17,7 @@ use rdkafka::util::Timeout;
 use tokio::time::Instant;
 
 use super::{client_config, topic_metadata, BridgeContext, KafkaSink, TopicError};
+use crate::config::KafkaCaveats;
 use crate::kafka_props::{KafkaProperties, KafkaSources, Scrubber, Watched};
 use crate::metrics::Metrics;
 
@@ -46,6 +47,15 @@ impl Rebuilt {
         map.extend(own);
         map
     }
+}
+
+/// The Kafka client files to watch: what the properties are made from, the files as they were
+/// when they were made, and the caveats their values earned.
+#[derive(Debug, Clone)]
+pub struct ClientFiles {
+    pub sources: KafkaSources,
+    pub watched: Watched,
+    pub caveats: KafkaCaveats,
 }
 
 /// Why a producer was not made again; the text never holds a property's value.
@@ -188,16 +198,21 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 /// `topic`). What cannot be used (a secret file gone or emptied, a key that does not match its
 /// certificate, credentials the brokers refuse) keeps the producers as they are, logged and shown by
 /// `kafka_client_files_stale`; the producers still to be made are tried again every 30 s until
-/// they work or the files change again.
+/// they work or the files change again. A value that earns a caveat (as at start-up: `acks` 1,
+/// statistics off) is logged once every producer is made from it.
 pub async fn watch_kafka_files(
-    sources: KafkaSources,
-    mut watched: Watched,
+    files: ClientFiles,
     bootstrap: String,
     topic: String,
     producers: Vec<Rebuilt>,
     metrics: Arc<Metrics>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let ClientFiles {
+        sources,
+        mut watched,
+        mut caveats,
+    } = files;
     if watched.is_empty() {
         return;
     }
@@ -255,6 +270,13 @@ pub async fn watch_kafka_files(
                 Outcome::Rebuilt => *todo = false,
                 Outcome::Failed => failed_at = Some(Instant::now()),
                 Outcome::Stopped => return,
+            }
+        }
+        // Said once the properties are in force: a property rotated to a weaker value (`acks`,
+        // `message.timeout.ms`) would otherwise weaken the bridge's promise without a word.
+        if failed_at.is_none() {
+            for caveat in caveats.new_in(&properties) {
+                tracing::warn!("the rotated Kafka client files: {caveat}");
             }
         }
     }
