@@ -258,9 +258,14 @@ impl<S: Sink> Webhook<S> {
         // hyper ends an HTTP/2 body without an error when the client resets its stream with
         // NO_ERROR or CANCEL, so a cut-off body would be stored as if whole (and sent again by a
         // client that got no answer). Its declared length tells; HTTP/1 framing already did (and
-        // a chunked HTTP/1 body's Content-Length is ignored, as RFC 9112 says).
-        if parts.version == Version::HTTP_2 && declared.is_some_and(|n| n != body.len() as u64) {
-            return Err(WebhookError::Reset);
+        // a chunked HTTP/1 body's Content-Length is ignored, as RFC 9112 says). Without one, the
+        // reset itself tells: hyper looks for it whenever this future waits, and then drops it,
+        // before anything is stored; so it waits once.
+        if parts.version == Version::HTTP_2 {
+            if declared.is_some_and(|n| n != body.len() as u64) {
+                return Err(WebhookError::Reset);
+            }
+            tokio::task::yield_now().await;
         }
         // Checked here rather than left to the sink, whose own check (for a body that came just
         // before the deadline) would blame Kafka in the log and the metrics.

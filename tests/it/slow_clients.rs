@@ -191,13 +191,19 @@ async fn h2_post_without_body(
     app: &TestApp,
     authorization: &str,
 ) -> (h2::client::ResponseFuture, h2::SendStream<bytes::Bytes>) {
-    let mut client = common::h2_connection(app.addr).await;
     let request = http::Request::post(app.url())
         .header("authorization", authorization)
         .header("content-type", "application/json")
-        .header("content-length", TEXT.len())
-        .body(())
-        .expect("request");
+        .header("content-length", TEXT.len());
+    h2_send(app, request).await
+}
+
+async fn h2_send(
+    app: &TestApp,
+    request: http::request::Builder,
+) -> (h2::client::ResponseFuture, h2::SendStream<bytes::Bytes>) {
+    let mut client = common::h2_connection(app.addr).await;
+    let request = request.body(()).expect("request");
     client.send_request(request, false).expect("send")
 }
 
@@ -214,6 +220,26 @@ async fn an_http2_stream_reset_with_no_error_before_its_declared_length_is_cance
     tokio::time::sleep(Duration::from_millis(200)).await;
     body.send_reset(h2::Reason::NO_ERROR);
     cancelled_and_nothing_else(&app).await;
+}
+
+/// Without a declared length nothing tells a body cut off by a NO_ERROR reset from a whole one
+/// (hyper ends both alike), so a reset stream's request is dropped before anything is stored,
+/// half a body or all of it: the client got no answer, and sends it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_stream_reset_with_no_error_and_no_declared_length_is_cancelled_not_stored() {
+    for sent in [&TEXT[..TEXT.len() / 2], TEXT] {
+        let app = TestApp::start(&[]).await;
+        let request = http::Request::post(app.url())
+            .header("authorization", common::basic_auth_header())
+            .header("content-type", "application/json");
+        let (_answer, mut body) = h2_send(&app, request).await;
+        body.send_data(bytes::Bytes::from_static(sent), false)
+            .expect("data");
+        // The bytes are read before the reset ends the stream.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        body.send_reset(h2::Reason::NO_ERROR);
+        cancelled_and_nothing_else(&app).await;
+    }
 }
 
 /// An HTTP/2 request refused by its head (here a wrong password) has its body read and dropped
