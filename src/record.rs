@@ -190,11 +190,18 @@ pub fn key<'a>(strategy: KeyStrategy, envelope: &'a Envelope<'a>) -> Option<Cow<
     }?;
     let trimmed = match strategy {
         KeyStrategy::Conversation => pick
-            .trim_start_matches(|c: char| c == '+' || c.is_whitespace())
-            .trim_end(),
+            .trim_start_matches(|c: char| c == '+' || is_space(c))
+            .trim_end_matches(is_space),
         _ => pick,
     };
     (!trimmed.is_empty()).then_some(Cow::Borrowed(trimmed))
+}
+
+/// White space around a number: Unicode's, and U+FEFF, the byte-order mark, which ECMAScript's
+/// `\s` counts too (the published key pattern, `^[^+\s]`, is read by JSON Schema validators
+/// with ECMAScript's regular expressions); a number copied with one is still the customer's.
+fn is_space(c: char) -> bool {
+    c.is_whitespace() || c == '\u{feff}'
 }
 
 #[cfg(test)]
@@ -209,6 +216,27 @@ mod tests {
             br#"{"event":"whatsapp:message:status","payload":{"id":"b","to":919000000001}}"#,
         )
         .expect("valid");
+        assert_eq!(
+            key(KeyStrategy::Conversation, &incoming),
+            key(KeyStrategy::Conversation, &status)
+        );
+    }
+
+    #[test]
+    fn a_number_behind_a_byte_order_mark_keys_the_same_customer() {
+        let incoming = classify(
+            "{\"event\":\"whatsapp:message:in\",\"payload\":{\"id\":\"a\",\"message\":{\"from\":\"\u{feff}+919000000070\u{feff}\"}}}"
+                .as_bytes(),
+        )
+        .expect("valid");
+        let status = classify(
+            br#"{"event":"whatsapp:message:status","payload":{"id":"b","to":"+919000000070"}}"#,
+        )
+        .expect("valid");
+        assert_eq!(
+            key(KeyStrategy::Conversation, &incoming).as_deref(),
+            Some("919000000070")
+        );
         assert_eq!(
             key(KeyStrategy::Conversation, &incoming),
             key(KeyStrategy::Conversation, &status)
