@@ -1136,6 +1136,8 @@ must_fail "numeric image tag (rendered as 2.0241202e+07)" "/image/tag" $B --set 
 must_fail "zero max connections" "maxConnections" $B --set config.maxConnections=0
 must_fail "CloudEvents source with whitespace" "cloudeventsSource" $B --set config.cloudevents=true --set-string 'config.cloudeventsSource=qikchat bridge'
 must_fail "CloudEvents source with non-ASCII" "cloudeventsSource" $B --set config.cloudevents=true --set-string 'config.cloudeventsSource=/café'
+must_fail "CloudEvents source with a character RFC 3986 does not allow" "cloudeventsSource" $B --set config.cloudevents=true --set-string 'config.cloudeventsSource=/qikchat/{prod}'
+must_fail "CloudEvents source with a bare %" "cloudeventsSource" $B --set config.cloudevents=true --set-string 'config.cloudeventsSource=/a%zz'
 must_fail "Secrets without fsGroup (auth on, no spool)" "fsGroup" $B --set podSecurityContext.fsGroup=null
 must_fail "SASL Secret without fsGroup (auth off)" "kafka.sasl.enabled" $B --set podSecurityContext.fsGroup=null \
   --set auth.insecureDisableAuth=true --set kafka.sasl.enabled=true --set kafka.sasl.username=u --set kafka.sasl.password=p

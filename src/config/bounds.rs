@@ -87,12 +87,17 @@ pub(super) fn check(args: &Args) -> Result<(), ConfigError> {
             return Err(invalid(setting, "must be at most 1h"));
         }
     }
-    // CloudEvents' `source` is a URI-reference: ASCII without spaces or control characters.
-    let uri_like = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic());
-    if args.cloudevents && !uri_like(&args.cloudevents_source) {
+    // CloudEvents' `source` is a non-empty URI-reference (RFC 3986), which strict consumers check
+    // (the JavaScript SDK refuses `{`, `|`, `^` or a `%` without two hex digits): one they refuse
+    // would be on every record.
+    let source = &args.cloudevents_source;
+    if args.cloudevents
+        && (source.is_empty() || fluent_uri::UriRef::parse(source.as_str()).is_err())
+    {
         return Err(invalid(
             "--cloudevents-source",
-            "must be a URI reference (ASCII, no spaces), e.g. /qikchat/prod",
+            "must be a URI reference (RFC 3986: ASCII letters, digits and -._~:/?#[]@!$&'()*+,;= \
+             only, a % followed by two hex digits), e.g. /qikchat/prod",
         ));
     }
     if args.spool_dir.is_some() && args.spool_max_bytes < args.max_body_bytes as u64 + 4096 {

@@ -467,7 +467,20 @@ fn a_spool_smaller_than_one_body_and_its_headers_is_rejected() {
 
 #[test]
 fn a_cloudevents_source_must_be_a_uri_reference() {
-    for bad in ["", " ", "my source", "caf\u{e9}", "a\tb"] {
+    for bad in [
+        "",
+        " ",
+        "my source",
+        "caf\u{e9}",
+        "a\tb",
+        "/qikchat/{prod}",
+        "/a|b",
+        "/a^b",
+        "/a<b>",
+        "/a%zz",
+        "/a%2",
+        "http://[::1/x",
+    ] {
         let err = build(&["--cloudevents", "--cloudevents-source", bad]).expect_err(bad);
         assert!(err.to_string().contains("--cloudevents-source"), "{err}");
     }
@@ -475,6 +488,9 @@ fn a_cloudevents_source_must_be_a_uri_reference() {
         "/qikchat/prod",
         "urn:qikchat:acme",
         "https://example.com/hooks?x=%20",
+        "qikchat-bridge",
+        "//host:8080/p;a=b?q=1#f",
+        "/a/b/../c~d_e.f!$&'()*+,=@",
     ] {
         assert!(
             build(&["--cloudevents", "--cloudevents-source", good]).is_ok(),
