@@ -16,6 +16,7 @@ use tokio::sync::{oneshot, Notify};
 
 use crate::record::Record;
 
+mod commits;
 mod counts;
 mod dir;
 mod failure;
@@ -128,6 +129,8 @@ struct Holdings {
     file: Option<linked::FileId>,
     /// Why the file is no longer the one at its path, once it is not (see `linked`).
     detached: std::sync::OnceLock<String>,
+    /// Where each append commit is noted (see `commits`; none over test storage).
+    note: Option<commits::Note>,
     /// Transactions the writer thread has committed (or failed to), for the group commit tests.
     #[cfg(test)]
     commits: AtomicU64,
@@ -159,6 +162,31 @@ impl Holdings {
         self.bytes.fetch_sub(len, Ordering::SeqCst);
         self.counts().remove(topic, key);
     }
+}
+
+/// Tells, once, of the last append commit the file at `path` lost (see `commits`): logged, and
+/// left as a file that `spool_files_set_aside` counts. The note then says what the file holds, so
+/// the next start does not tell it again.
+fn lost_commit(note: &commits::Note, appends: Option<u64>, path: &Path, next_seq: u64) {
+    let (Some(lost), Some(appends)) = (note.lost(appends), appends) else {
+        return;
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let records = lost.last_seq - lost.first_seq + 1;
+    match commits::report_lost(dir, &lost, appends) {
+        Ok(report) => {
+            tracing::error!(records, first_seq = lost.first_seq, last_seq = lost.last_seq, committed_at_ms = lost.at_ms, report = %report.display(), "the spool file lacks its last commit, damaged after it was synced: its records were answered 200 and will not reach Kafka")
+        }
+        Err(e) => {
+            tracing::error!(records, first_seq = lost.first_seq, last_seq = lost.last_seq, committed_at_ms = lost.at_ms, error = %e, "the spool file lacks its last commit, damaged after it was synced: its records were answered 200 and will not reach Kafka (and the report of it could not be written)")
+        }
+    }
+    note.record(&commits::Noted {
+        appends,
+        first_seq: next_seq,
+        last_seq: next_seq,
+        at_ms: 0,
+    });
 }
 
 /// Bound on the encoded records waiting for the writer thread's commit. A request whose write
@@ -204,7 +232,12 @@ impl Spool {
         dir::make_private(&path);
         let file = linked::FileId::of(&path).map_err(io)?;
         dir::warn_if_volume_too_small(dir, max_bytes);
-        let spool = Spool::with_database(db, path, max_bytes, headroom, Some(lock), Some(file))?;
+        // Unreadable, the note is only no check at the next start.
+        let note = commits::Note::open(dir)
+            .inspect_err(|e| tracing::warn!(error = %e, dir = %dir.display(), "cannot open the note of the spool's last commit; a commit the file loses will not be noticed"))
+            .ok();
+        let spool =
+            Spool::with_database(db, path, max_bytes, headroom, Some(lock), Some(file), note)?;
         let aside = spool.files_set_aside();
         if aside > 0 {
             tracing::error!(
@@ -218,13 +251,14 @@ impl Spool {
 
     /// The spool over an open redb database, at `path`, which is `file` when on disk (tests give
     /// it one whose storage fails on command).
-    pub(crate) fn with_database(
+    fn with_database(
         db: redb::Database,
         path: PathBuf,
         max_bytes: u64,
         headroom: u64,
         dir_lock: Option<std::fs::File>,
         file: Option<linked::FileId>,
+        note: Option<commits::Note>,
     ) -> Result<Arc<Spool>, SpoolError> {
         let db = Arc::new(db);
         // Best effort: entries left aside are still counted and alerted on, and a start-up
@@ -238,7 +272,11 @@ impl Spool {
             next_seq,
             counts,
             unreadable,
+            appends,
         } = recover::scan(&db)?;
+        if let Some(note) = &note {
+            lost_commit(note, appends, &path, next_seq);
+        }
         let holdings = Arc::new(Holdings {
             counts: Mutex::new(counts),
             bytes: AtomicU64::new(bytes),
@@ -254,6 +292,7 @@ impl Spool {
             removals_not_durable: AtomicU64::new(0),
             file,
             detached: std::sync::OnceLock::new(),
+            note,
             #[cfg(test)]
             commits: AtomicU64::new(0),
             #[cfg(test)]
@@ -272,7 +311,11 @@ impl Spool {
             .name("spool-writer".into())
             .spawn(move || {
                 let _alive = failure::WriterAlive(&writer_holdings);
-                writer::write_loop(&writer_db, &writer_holdings, &rx, next_seq);
+                let from = writer::From {
+                    seq: next_seq,
+                    appends: appends.unwrap_or(0),
+                };
+                writer::write_loop(&writer_db, &writer_holdings, &rx, from);
             })
             .map_err(io)?;
         Ok(Arc::new(Spool {

@@ -117,6 +117,8 @@ pub(super) struct Contents {
     pub counts: Counts,
     /// Entries in the `unreadable` table.
     pub unreadable: u64,
+    /// The append commits the file counts (`None`: a new file, or one older than the count).
+    pub appends: Option<u64>,
 }
 
 /// Moves the entries set aside as undecodable that this version decodes back into `records`,
@@ -185,6 +187,16 @@ pub(super) fn scan(db: &Database) -> Result<Contents, SpoolError> {
                 found.next_seq = seq.value() + 1;
             }
             found.unreadable = aside.len().map_err(io)?;
+        }
+        Err(redb::TableError::TableDoesNotExist(_)) => {}
+        Err(e) => return Err(io(e)),
+    }
+    match txn.open_table(super::commits::META) {
+        Ok(meta) => {
+            found.appends = meta
+                .get(super::commits::APPENDS)
+                .map_err(io)?
+                .map(|v| v.value())
         }
         Err(redb::TableError::TableDoesNotExist(_)) => {}
         Err(e) => return Err(io(e)),

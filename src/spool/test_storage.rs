@@ -71,7 +71,7 @@ pub(crate) fn spool_over_faulty_reads() -> (Arc<Spool>, Arc<Reads>) {
         .set_cache_size(0)
         .create_with_backend(backend)
         .expect("database");
-    let spool = Spool::with_database(db, "memory".into(), 1 << 20, 1, None, None)
+    let spool = Spool::with_database(db, "memory".into(), 1 << 20, 1, None, None, None)
         .expect("spool over memory");
     (spool, reads)
 }
@@ -102,7 +102,7 @@ impl Synced {
         let db = redb::Builder::new()
             .create_with_backend(self.clone())
             .expect("database");
-        Spool::with_database(db, "memory".into(), 1 << 20, 1, None, None)
+        Spool::with_database(db, "memory".into(), 1 << 20, 1, None, None, None)
             .expect("spool over memory")
     }
 }

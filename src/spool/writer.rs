@@ -6,6 +6,9 @@ use std::sync::mpsc;
 use redb::{Database, Durability};
 use tokio::sync::oneshot;
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::commits::{Noted, APPENDS, META};
 use super::{io, Holdings, SpoolError, RECORDS};
 
 /// Appends waiting beyond this many are committed in the next transaction.
@@ -21,14 +24,25 @@ pub(super) struct Append {
     pub done: oneshot::Sender<Result<u64, SpoolError>>,
 }
 
+/// Where the writer thread starts: the next sequence number, and the file's count of append
+/// commits so far.
+pub(super) struct From {
+    pub seq: u64,
+    pub appends: u64,
+}
+
 /// The writer thread: one durable transaction per group of waiting appends, settled in the
 /// holdings whether or not anyone still waits for the answer.
 pub(super) fn write_loop(
     db: &Database,
     holdings: &Holdings,
     rx: &mpsc::Receiver<Append>,
-    mut next_seq: u64,
+    from: From,
 ) {
+    let From {
+        seq: mut next_seq,
+        mut appends,
+    } = from;
     loop {
         let first = match rx.recv_timeout(super::linked::CHECK_EVERY) {
             Ok(first) => first,
@@ -50,8 +64,21 @@ pub(super) fn write_loop(
         test_hooks::before_commit(holdings);
         let result = match holdings.detached.get() {
             Some(reason) => Err(SpoolError::Io(reason.clone())),
-            None => commit(db, &group, next_seq),
+            None => commit(db, &group, next_seq, appends + 1),
         };
+        if result.is_ok() {
+            appends += 1;
+            if let Some(note) = &holdings.note {
+                note.record(&Noted {
+                    appends,
+                    first_seq: next_seq,
+                    last_seq: next_seq + group.len() as u64 - 1,
+                    at_ms: SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as u64),
+                });
+            }
+        }
         #[cfg(test)]
         test_hooks::committed(holdings);
         holdings.commit_began(None);
@@ -91,7 +118,13 @@ pub(super) fn write_loop(
     }
 }
 
-fn commit(db: &Database, group: &[Append], first_seq: u64) -> Result<u64, SpoolError> {
+/// Commits `group` from `first_seq` on, as the file's append commit number `appends`.
+fn commit(
+    db: &Database,
+    group: &[Append],
+    first_seq: u64,
+    appends: u64,
+) -> Result<u64, SpoolError> {
     let mut txn = db.begin_write().map_err(io)?;
     txn.set_durability(Durability::Immediate).map_err(io)?;
     {
@@ -101,6 +134,8 @@ fn commit(db: &Database, group: &[Append], first_seq: u64) -> Result<u64, SpoolE
                 .insert(first_seq + i as u64, a.bytes.as_slice())
                 .map_err(io)?;
         }
+        let mut meta = txn.open_table(META).map_err(io)?;
+        meta.insert(APPENDS, appends).map_err(io)?;
     }
     txn.commit().map_err(io)?;
     Ok(first_seq)

@@ -1,0 +1,187 @@
+//! The spool's last append, noted beside its file after each commit, so that a commit the file
+//! loses after it was synced is told at the next start rather than lost without a word.
+//!
+//! redb commits with one fsync and a checksummed commit slot in the file's header; at an open
+//! after a crash, a newest slot whose checksum fails is taken for a commit the crash cut off, and
+//! redb quietly falls back to the commit before. A commit cut off was never answered 200, but a
+//! slot damaged after its fsync (a disk that flips or loses bytes it acknowledged) takes with it
+//! the last group of records that were: up to a commit's 1,024. redb's two-phase commit would
+//! refuse such a file instead, and so set aside every record in it, at the cost of a second fsync
+//! per commit. The note costs one small write, not synced: written only once the commit is, it
+//! never names a commit the file does not hold, unless the file lost it.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use redb::TableDefinition;
+
+/// The number of appends committed to the file, counted in the file itself.
+pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub(super) const APPENDS: &str = "appends";
+
+/// The note's file, in the spool's directory.
+const NOTE: &str = "spool.last-append";
+const MAGIC: &[u8; 8] = b"qbspool1";
+const LEN: usize = 8 * 6;
+
+/// One append commit: the file's count of appends once it is in, its records' sequence numbers
+/// and when it was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Noted {
+    pub appends: u64,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub at_ms: u64,
+}
+
+impl Noted {
+    fn encode(&self) -> [u8; LEN] {
+        let mut out = [0; LEN];
+        out[..8].copy_from_slice(MAGIC);
+        let fields = [self.appends, self.first_seq, self.last_seq, self.at_ms];
+        for (i, v) in fields.iter().enumerate() {
+            out[8 + 8 * i..16 + 8 * i].copy_from_slice(&v.to_le_bytes());
+        }
+        out[40..].copy_from_slice(&check(&fields).to_le_bytes());
+        out
+    }
+
+    /// `None` for anything but a whole note: a note written half before a power loss, or none.
+    fn decode(bytes: &[u8]) -> Option<Noted> {
+        if bytes.len() != LEN || &bytes[..8] != MAGIC {
+            return None;
+        }
+        let word = |i: usize| {
+            let mut w = [0; 8];
+            w.copy_from_slice(&bytes[8 + 8 * i..16 + 8 * i]);
+            u64::from_le_bytes(w)
+        };
+        let fields = [word(0), word(1), word(2), word(3)];
+        (word(4) == check(&fields)).then_some(Noted {
+            appends: fields[0],
+            first_seq: fields[1],
+            last_seq: fields[2],
+            at_ms: fields[3],
+        })
+    }
+}
+
+/// FNV-1a over the fields: a torn or stale write is refused, not believed.
+fn check(fields: &[u64; 4]) -> u64 {
+    fields
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .fold(0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
+}
+
+/// The note's file, open for the writer thread.
+#[derive(Debug)]
+pub(super) struct Note {
+    file: File,
+    /// The note as the last process left it.
+    found: Option<Noted>,
+}
+
+impl Note {
+    /// Opens (or creates) the note in `dir`, reading what it says first.
+    pub(super) fn open(dir: &Path) -> std::io::Result<Note> {
+        let path = dir.join(NOTE);
+        let found = std::fs::read(&path).ok().and_then(|b| Noted::decode(&b));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)?;
+        Ok(Note { file, found })
+    }
+
+    /// The append the note names that the file lacks: it counts `appends` (`None`: a new file,
+    /// or one older than the count, which it cannot be checked against).
+    pub(super) fn lost(&self, appends: Option<u64>) -> Option<Noted> {
+        self.found
+            .filter(|n| appends.is_some_and(|a| a < n.appends))
+    }
+
+    /// Notes an append commit the file holds now. A failed write only weakens the check at the
+    /// next start: logged, never an append's failure.
+    pub(super) fn record(&self, noted: &Noted) {
+        if let Err(e) = self.file.write_all_at(&noted.encode(), 0) {
+            tracing::warn!(error = %e, "cannot note the spool's last commit beside it");
+        }
+    }
+}
+
+/// Leaves a file in `dir` that says which records the spool's file lost, named as files moved
+/// aside are (`spool.redb.unreadable-<time>…`), so that `spool_files_set_aside` counts it and the
+/// alert on it fires until an operator removes it.
+pub(super) fn report_lost(dir: &Path, lost: &Noted, appends: u64) -> std::io::Result<PathBuf> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let records = lost.last_seq - lost.first_seq + 1;
+    let path = (0..1000)
+        .map(|n| match n {
+            0 => dir.join(format!("{}.unreadable-{now}.lost-commit", super::FILE)),
+            n => dir.join(format!("{}.unreadable-{now}.{n}.lost-commit", super::FILE)),
+        })
+        .find(|p| std::fs::symlink_metadata(p).is_err())
+        .ok_or_else(|| std::io::Error::other("1000 notes of lost commits in this second"))?;
+    let text = format!(
+        "At {now} (Unix seconds) the spool file lacked its last commit: {records} records \
+         (sequence numbers {}..={}), committed at {} ms since the Unix epoch and answered 200, \
+         are not in it (its count of commits is {appends}, the commit made it {}). The file's \
+         header was damaged after the commit was synced, and the records will not reach Kafka: \
+         find them on Qikchat's side around that time. Delete this file to clear the alert.\n",
+        lost.first_seq, lost.last_seq, lost.at_ms, lost.appends
+    );
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_note_reads_back_and_a_damaged_one_is_not_believed() {
+        let noted = Noted {
+            appends: 7,
+            first_seq: 100,
+            last_seq: 131,
+            at_ms: 1_700_000_000_000,
+        };
+        let bytes = noted.encode();
+        assert_eq!(Noted::decode(&bytes), Some(noted));
+        for i in 0..LEN {
+            let mut damaged = bytes;
+            damaged[i] ^= 0x10;
+            assert_eq!(Noted::decode(&damaged), None, "byte {i}");
+        }
+        assert_eq!(Noted::decode(&bytes[..LEN - 1]), None);
+        assert_eq!(Noted::decode(&[]), None);
+    }
+
+    #[test]
+    fn a_file_that_counts_fewer_appends_than_noted_lost_the_last() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let note = Note::open(dir.path()).expect("open");
+        let noted = Noted {
+            appends: 3,
+            first_seq: 10,
+            last_seq: 12,
+            at_ms: 1,
+        };
+        note.record(&noted);
+        drop(note);
+        let note = Note::open(dir.path()).expect("reopen");
+        assert_eq!(note.lost(Some(2)), Some(noted));
+        assert_eq!(note.lost(Some(3)), None);
+        assert_eq!(note.lost(Some(4)), None, "a note not written is no loss");
+        assert_eq!(note.lost(None), None, "a new file is not checked");
+    }
+}
