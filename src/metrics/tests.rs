@@ -67,3 +67,26 @@ fn each_spool_write_result_has_its_label() {
         assert!(text.contains(&line), "no {line} in {text}");
     }
 }
+
+/// QikchatBridgeResponsesNearTimeout compares the p99 of request_duration_seconds with a bucket
+/// edge: between two edges histogram_quantile interpolates, and the alert would fire only once
+/// well over 1% of the answers were past its threshold.
+#[test]
+fn the_near_timeout_alerts_threshold_is_a_latency_bucket_edge() {
+    let rules = include_str!("../../deploy/prometheus/alerts.yaml");
+    let rule = rules
+        .split("- alert: ")
+        .find(|r| r.starts_with("QikchatBridgeResponsesNearTimeout\n"))
+        .expect("the alert QikchatBridgeResponsesNearTimeout");
+    let threshold: f64 = rule
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(") > "))
+        .expect("its expression ends in `) > THRESHOLD`")
+        .trim()
+        .parse()
+        .expect("a number");
+    assert!(
+        LATENCY_BUCKETS.contains(&threshold),
+        "{threshold} is no edge of {LATENCY_BUCKETS:?}"
+    );
+}
