@@ -574,14 +574,14 @@ tests:
           - exp_labels: {severity: info, job: qikchat-bridge}
             exp_annotations:
               summary: "qikchat-bridge receives invalid webhook bodies"
-              description: "qikchat-bridge sent 1 invalid bodies to the dead-letter topic in the last 15 minutes. Qikchat may have changed its payload format."
+              description: "qikchat-bridge received 1 invalid bodies in the last 15 minutes (stored for the dead-letter topic and answered 400 when Kafka, or the spool, took them; one answered 503 counts again at each retry). Qikchat may have changed its payload format."
       - eval_time: 19m
         alertname: QikchatBridgeInvalidPayloads
         exp_alerts:
           - exp_labels: {severity: info, job: qikchat-bridge}
             exp_annotations:
               summary: "qikchat-bridge receives invalid webhook bodies"
-              description: "qikchat-bridge sent 1 invalid bodies to the dead-letter topic in the last 15 minutes. Qikchat may have changed its payload format."
+              description: "qikchat-bridge received 1 invalid bodies in the last 15 minutes (stored for the dead-letter topic and answered 400 when Kafka, or the spool, took them; one answered 503 counts again at each retry). Qikchat may have changed its payload format."
       - eval_time: 21m
         alertname: QikchatBridgeInvalidPayloads
 
