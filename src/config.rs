@@ -29,10 +29,24 @@ pub use args::{usage_error, Args, Cli, Command, LogFormat};
 pub use caveats::KafkaCaveats;
 
 /// Where records go: brokers the operator runs, or the in-process mock cluster.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum KafkaMode {
     Brokers(String),
     Embedded,
+}
+
+/// The brokers without the password of a URL among them (`SASL_SSL://user:pass@host:9093`), as
+/// the Kafka properties and librdkafka's texts show them: `--check-config` prints this.
+impl fmt::Debug for KafkaMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KafkaMode::Brokers(brokers) => f
+                .debug_tuple("Brokers")
+                .field(&crate::kafka_props::url_password_hidden(brokers))
+                .finish(),
+            KafkaMode::Embedded => f.write_str("Embedded"),
+        }
+    }
 }
 
 /// Everything the bridge needs to run, validated.

@@ -193,6 +193,29 @@ fn zero_or_out_of_range_timeouts_and_limits_are_rejected_with_the_setting_named(
     }
 }
 
+/// `--check-config` prints the brokers: a URL among them may carry a password, as in serve mode's
+/// log lines it is hidden there.
+#[test]
+fn debug_output_hides_the_password_of_a_broker_url() {
+    let config = build(&[
+        "--kafka-brokers",
+        "k:9092,SASL_SSL://u:hunter2pw@127.0.0.1:21499",
+        "--auth",
+        "a:b",
+    ])
+    .expect("valid");
+    let shown = format!("{config:#?}");
+    assert!(!shown.contains("hunter2pw"), "{shown}");
+    assert!(
+        shown.contains(
+            r#"Brokers(
+        "k:9092,SASL_SSL://u:<redacted>@127.0.0.1:21499",
+    )"#
+        ),
+        "{shown}"
+    );
+}
+
 #[test]
 fn debug_output_never_shows_passwords() {
     let config = Config::from_args(

@@ -620,6 +620,36 @@ fn check_config_accepts_a_valid_environment_and_redacts_secrets() {
     }
 }
 
+/// A broker URL may carry a password (`SASL_SSL://user:pass@host:9093`): `--check-config` prints
+/// the brokers with it hidden, as serve mode's log lines show them.
+#[test]
+fn check_config_hides_the_password_of_a_broker_url() {
+    let output = Command::new(BIN)
+        .args([
+            "--check-config",
+            "--kafka-brokers",
+            "PLAINTEXT://u:hunter2pw@127.0.0.1:21499",
+            "--auth",
+            "a:b",
+        ])
+        .env_clear()
+        .output()
+        .expect("run");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        !format!("{stdout}{stderr}").contains("hunter2pw"),
+        "{stdout}{stderr}"
+    );
+    assert!(
+        stdout.contains("PLAINTEXT://u:<redacted>@127.0.0.1:21499"),
+        "{stdout}"
+    );
+}
+
 /// A password with a comma in BRIDGE_AUTH (or --auth) is split there: no piece of it is quoted,
 /// whether the pieces are refused (by --check-config and at start-up alike) or accepted (with a
 /// warning), and each time the operator is sent to --auth-file.
