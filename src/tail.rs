@@ -100,7 +100,11 @@ where
     let read = crate::operator_file::read_to_string;
     let mut config = ClientConfig::new();
     let overrides = kafka_props::overrides(env, &args.kafka_properties, &read)?;
-    let scrubber = Arc::new(Scrubber::new(&overrides));
+    // The brokers too, as the bridge's producer has them: a broker URL may carry a password,
+    // which librdkafka quotes in its log lines (`Failed to resolve 'user:pass@host:9092'`).
+    let brokers = ("bootstrap.servers", args.kafka_brokers.as_str());
+    let properties = overrides.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    let scrubber = Arc::new(Scrubber::new(properties.chain([brokers])));
     // Where an offset that no longer exists (retention deleted it) starts: the oldest left for
     // --from-beginning, not the end, which would skip every record silently.
     config.set(

@@ -222,6 +222,22 @@ fn tail_says_why_it_could_not_reach_kafka() {
     );
 }
 
+/// librdkafka's log lines and errors quote the brokers it cannot reach: tail hides the password
+/// of a broker URL there, as the bridge does in its own.
+#[test]
+fn tail_never_prints_the_password_of_a_broker_url() {
+    let (code, stdout, stderr) = tail(
+        "PLAINTEXT://u:hunter2pw@127.0.0.1:1",
+        &["--idle-timeout", "2s", "any.topic"],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        !format!("{stdout}{stderr}").contains("hunter2pw"),
+        "{stdout}{stderr}"
+    );
+    assert!(stderr.contains("u:<redacted>@127.0.0.1:1"), "{stderr}");
+}
+
 #[test]
 fn tail_names_a_missing_topic() {
     let cluster = MockCluster::new(1).expect("cluster");
