@@ -22,7 +22,7 @@ pub struct TailArgs {
     #[arg(required = true)]
     pub topics: Vec<String>,
     /// Kafka bootstrap servers (the embedded mode prints its own on start-up).
-    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS")]
+    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS", hide_env_values = true)]
     pub kafka_brokers: String,
     /// A librdkafka consumer property, KEY=VALUE (repeatable; KAFKA_* variables apply too).
     #[arg(short = 'X', long = "kafka-property", value_name = "KEY=VALUE")]

@@ -49,6 +49,9 @@ pub enum Command {
 }
 
 /// The serving flags (the default command).
+// `hide_env_values` keeps out of `--help` the value of each variable that may hold a secret: a
+// broker URL's password, a credential, and a password set in the wrong variable (one without a
+// `/` in a file's, or one in a variable of a closed set of values, which `usage_error` hides).
 #[derive(Parser, Debug, Clone)]
 #[command(name = "qikchat-bridge")]
 pub struct Args {
@@ -62,7 +65,7 @@ pub struct Args {
 
     /// Kafka bootstrap servers (host:port,...). Unset: start an embedded in-memory Kafka (an
     /// empty value is refused).
-    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS")]
+    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS", hide_env_values = true)]
     pub kafka_brokers: Option<String>,
 
     /// A librdkafka producer property, KEY=VALUE (repeatable; wins over KAFKA_* variables).
@@ -77,11 +80,11 @@ pub struct Args {
     pub auth: Vec<String>,
 
     /// A file of accepted credentials, one USER:PASS per line (# comments and blank lines skipped).
-    #[arg(long, env = "BRIDGE_AUTH_FILE")]
+    #[arg(long, env = "BRIDGE_AUTH_FILE", hide_env_values = true)]
     pub auth_file: Option<PathBuf>,
 
     /// Accept webhooks without credentials. Insecure: anyone who finds the URL can write to Kafka.
-    #[arg(long, env = "BRIDGE_INSECURE_DISABLE_AUTH")]
+    #[arg(long, env = "BRIDGE_INSECURE_DISABLE_AUTH", hide_env_values = true)]
     pub insecure_disable_auth: bool,
 
     /// The path Qikchat posts to; every other path answers 404.
@@ -118,7 +121,7 @@ pub struct Args {
     pub deadletter_topic: String,
 
     /// How the record key is chosen.
-    #[arg(long, env = "BRIDGE_KEY_STRATEGY", value_enum, default_value_t = KeyStrategy::Conversation)]
+    #[arg(long, env = "BRIDGE_KEY_STRATEGY", value_enum, hide_env_values = true, default_value_t = KeyStrategy::Conversation)]
     pub key_strategy: KeyStrategy,
 
     /// Directory of the durable spool. Set: a record Kafka has not acknowledged in time is written
@@ -147,7 +150,7 @@ pub struct Args {
 
     /// Serve only HTTP/1.1 on the webhook port, refusing HTTP/2 (prior knowledge): Qikchat and
     /// most proxies send HTTP/1.1, and an unauthenticated HTTP/2 connection may hold 2-3.5 MiB.
-    #[arg(long, env = "BRIDGE_HTTP1_ONLY")]
+    #[arg(long, env = "BRIDGE_HTTP1_ONLY", hide_env_values = true)]
     pub http1_only: bool,
 
     /// How long a client may take to send the request head.
@@ -177,16 +180,16 @@ pub struct Args {
     pub flush_timeout: Duration,
 
     /// Log format; auto is json unless stderr is a terminal. The filter comes from RUST_LOG.
-    #[arg(long, env = "BRIDGE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
+    #[arg(long, env = "BRIDGE_LOG_FORMAT", value_enum, hide_env_values = true, default_value_t = LogFormat::Auto)]
     pub log_format: LogFormat,
 
     /// Include customers' phone numbers (record keys) in logs.
-    #[arg(long, env = "BRIDGE_LOG_PHONE_NUMBERS")]
+    #[arg(long, env = "BRIDGE_LOG_PHONE_NUMBERS", hide_env_values = true)]
     pub log_phone_numbers: bool,
 
     /// Also write CloudEvents headers (ce_specversion, ce_id, ce_source, ce_type, ce_time; Kafka
     /// binding, binary mode). The value stays the body, unchanged.
-    #[arg(long, env = "BRIDGE_CLOUDEVENTS")]
+    #[arg(long, env = "BRIDGE_CLOUDEVENTS", hide_env_values = true)]
     pub cloudevents: bool,
 
     /// The CloudEvents `source` attribute (a URI-reference).

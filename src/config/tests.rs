@@ -604,6 +604,49 @@ fn a_refused_command_line_never_quotes_a_stray_argument_back() {
     }
 }
 
+/// `--help` shows the value of a flag's variable: not of one that may hold a secret, in any
+/// command. A variable of a closed set of values (a yes/no one) holds a secret only when set
+/// wrong, which is when `usage_error` hides it.
+#[test]
+fn help_hides_the_value_of_every_variable_that_may_hold_a_secret() {
+    use clap::CommandFactory;
+    fn each(command: &clap::Command, hidden: &mut Vec<String>, shown: &mut Vec<String>) {
+        for arg in command.get_arguments() {
+            let Some(env) = arg.get_env() else { continue };
+            let env = env.to_string_lossy().into_owned();
+            let secret = !arg.get_possible_values().is_empty()
+                || ["KAFKA_BOOTSTRAP_SERVERS", "BRIDGE_AUTH", "BRIDGE_AUTH_FILE"]
+                    .contains(&env.as_str());
+            if secret && !arg.is_hide_env_values_set() {
+                shown.push(format!("{} {env}", command.get_name()));
+            }
+            hidden.extend(arg.is_hide_env_values_set().then_some(env));
+        }
+        for sub in command.get_subcommands() {
+            each(sub, hidden, shown);
+        }
+    }
+    let (mut hidden, mut shown) = (Vec::new(), Vec::new());
+    each(&Cli::command(), &mut hidden, &mut shown);
+    assert!(shown.is_empty(), "shown in --help: {shown:?}");
+    // The check above found them: both commands' brokers, the yes/no flags.
+    for env in [
+        "KAFKA_BOOTSTRAP_SERVERS",
+        "BRIDGE_HTTP1_ONLY",
+        "BRIDGE_LOG_FORMAT",
+    ] {
+        assert!(hidden.contains(&env.to_string()), "{env}: {hidden:?}");
+    }
+    assert_eq!(
+        hidden
+            .iter()
+            .filter(|e| *e == "KAFKA_BOOTSTRAP_SERVERS")
+            .count(),
+        2,
+        "--kafka-brokers of the bridge and of tail"
+    );
+}
+
 /// A password given to a flag that takes no value, or outside a flag's closed set of values, is
 /// not quoted back either: the flag is named, with what it takes.
 #[test]

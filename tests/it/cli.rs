@@ -954,6 +954,40 @@ fn a_password_clap_cannot_place_is_refused_without_being_printed() {
     assert!(String::from_utf8_lossy(&help.stdout).contains("--kafka-property"));
 }
 
+/// `--help` names each flag's variable and shows its value, but not one that may hold a secret:
+/// a broker URL's password, or a password in the wrong variable (a file's, a yes/no one).
+#[test]
+fn help_never_prints_a_secret_set_in_the_environment() {
+    for args in [&["--help"][..], &["-h"][..], &["tail", "--help"][..]] {
+        let output = Command::new(BIN)
+            .args(args)
+            .env_clear()
+            .env(
+                "KAFKA_BOOTSTRAP_SERVERS",
+                "PLAINTEXT://u:hunter2pw@127.0.0.1:1",
+            )
+            .env("BRIDGE_AUTH", "a:hunter2pw")
+            .env("BRIDGE_AUTH_FILE", "hunter2pw")
+            .env("BRIDGE_INSECURE_DISABLE_AUTH", "hunter2pw")
+            .env("BRIDGE_LOG_FORMAT", "hunter2pw")
+            .output()
+            .expect("run");
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+        );
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(
+            !format!("{stdout}{stderr}").contains("hunter2pw"),
+            "{args:?}: {stdout}{stderr}"
+        );
+        assert!(
+            stdout.contains("KAFKA_BOOTSTRAP_SERVERS"),
+            "{args:?}: {stdout}"
+        );
+    }
+}
+
 /// `dev-kafka`'s address is all it is for: with its reader gone it says so and exits 1 rather than
 /// panicking (`println!`) or holding a cluster nobody can find.
 #[test]
