@@ -25,7 +25,7 @@ const QIKCHAT_WAITS: Duration = Duration::from_secs(2);
 mod args;
 mod bounds;
 mod caveats;
-pub use args::{usage_error, Args, Cli, Command, LogFormat};
+pub use args::{refusal, usage_error, Args, Cli, Command, LogFormat};
 pub use caveats::KafkaCaveats;
 
 /// Where records go: brokers the operator runs, or the in-process mock cluster.

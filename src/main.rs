@@ -50,14 +50,17 @@ fn environment() -> impl Iterator<Item = (String, String)> {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let argv: Vec<_> = std::env::args_os().collect();
+    let cli = match Cli::try_parse_from(&argv) {
         Ok(cli) => cli,
-        // --help and --version: clap prints them to stdout and exits 0.
-        Err(e) if !e.use_stderr() => e.exit(),
-        Err(e) => {
-            complain(format_args!("{}", config::usage_error(&e).trim_end()));
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(e) => match config::refusal(&e, &argv) {
+            // --help and --version: clap prints them to stdout and exits 0.
+            None => e.exit(),
+            Some(text) => {
+                complain(format_args!("{}", text.trim_end()));
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
     };
     match cli.command {
         Some(Command::DevKafka {

@@ -1,6 +1,7 @@
 //! The command line: the serving flags with their `BRIDGE_*` environment twins, and the
 //! subcommands. Only parsing lives here; [`super::Config::from_args`] validates.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -216,14 +217,72 @@ pub enum LogFormat {
     Text,
 }
 
+/// What clap's answer to `argv` comes to: `None` for the help or version it prints itself (exit
+/// 0), else the text of a refused command line (exit 2; see [`usage_error`]). A help or version
+/// request clap found at the start of a longer cluster of short flags (`-hunter2`: a password put
+/// where a flag was expected, `-X sasl.password -hunter2`) is refused too: taken for a request,
+/// the command would exit 0 as though nothing were wrong.
+pub fn refusal(e: &clap::Error, argv: &[OsString]) -> Option<String> {
+    use clap::error::ErrorKind;
+    if !matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        return e.use_stderr().then(|| usage_error(e, argv));
+    }
+    let (at, _) =
+        flags(argv).find(|(_, a)| (a.starts_with("-h") || a.starts_with("-V")) && a.len() > 2)?;
+    Some(format!(
+        "error: unexpected argument {} found: -h and -V ask for help and the version only \
+         alone, not joined to more letters\n\nFor more information, try '--help'.",
+        unquoted(Some(at))
+    ))
+}
+
+/// Each argument of `argv` with its place (1 for the first after the program's name), up to a
+/// `--`, after which none is a flag.
+fn flags(argv: &[OsString]) -> impl Iterator<Item = (usize, std::borrow::Cow<'_, str>)> {
+    argv.iter()
+        .map(|a| a.to_string_lossy())
+        .enumerate()
+        .skip(1)
+        .take_while(|(_, a)| a != "--")
+}
+
+/// How a refused argument is named: by its place, when it is known, never by its text.
+fn unquoted(place: Option<usize>) -> String {
+    match place {
+        Some(n) => format!("(argument {n}, not shown: it may hold a secret)"),
+        None => "(an argument not shown: it may hold a secret)".into(),
+    }
+}
+
+/// Where clap's `stray` came from in `argv`, when only one argument can be it: clap names an
+/// unknown long flag without its `=VALUE`, and an unknown short one without the rest of its
+/// cluster (`-Z` of `-Zunter2`).
+fn place(stray: &str, argv: &[OsString]) -> Option<usize> {
+    let short = !stray.starts_with("--") && stray.starts_with('-') && stray.chars().count() == 2;
+    let mut places = argv.iter().enumerate().skip(1).filter_map(|(i, a)| {
+        let a = a.to_string_lossy();
+        let long_with_value = stray.starts_with("--")
+            && a.strip_prefix(stray)
+                .is_some_and(|rest| rest.starts_with('='));
+        (a == stray || long_with_value || (short && a.starts_with(stray))).then_some(i)
+    });
+    match (places.next(), places.next()) {
+        (Some(i), None) => Some(i),
+        _ => None,
+    }
+}
+
 /// What to print for a command line clap refused: its own message, except that an argument it
-/// could not place is not quoted back. `-X sasl.password hunter2` (a space for the `=`) leaves the
-/// password as a stray argument, and clap's message names it; stderr goes to the pod's logs.
+/// could not place is not quoted back, only its place in `argv` (when one argument alone can be
+/// it). `-X sasl.password hunter2` (a space for the `=`) leaves the password as a stray
+/// argument, and clap's message names it; stderr goes to the pod's logs. A password that starts
+/// with `-` (`-X sasl.password --hunter2`) looks like a flag, so a stray flag is not quoted
+/// either: clap's tip names the flag meant, if one is close (`--lisen`: `--listen`).
 /// Nor is a value given to a flag that takes none (`--insecure-disable-auth=$PW`) or one outside
 /// a flag's closed set (`BRIDGE_INSECURE_DISABLE_AUTH=$PW`, whose values are `true` and
 /// `false`): clap lists what the flag takes, which says all the value would. A value a flag
 /// parses freely (`--listen nowhere`) is shown, as it says what was wrong.
-pub fn usage_error(e: &clap::Error) -> String {
+pub fn usage_error(e: &clap::Error, argv: &[OsString]) -> String {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
     let mut text = e.render().to_string();
     let misplaced =
@@ -236,16 +295,22 @@ pub fn usage_error(e: &clap::Error) -> String {
             );
         }
     }
+    // An unknown argument's, not that of a flag named in other errors (`--log-format <FORMAT>`).
+    let unknown = e.kind() == ErrorKind::UnknownArgument;
     for kind in [ContextKind::InvalidSubcommand, ContextKind::InvalidArg] {
+        if kind == ContextKind::InvalidArg && !unknown {
+            continue;
+        }
         if let Some(ContextValue::String(stray)) = e.get(kind) {
-            // A flag's own name (`--lisen`) is not a value; everything else may be one.
-            if !stray.starts_with('-') {
-                // Quoted, as clap quotes it: a short stray must not blank out other words.
-                text = text.replace(
-                    &format!("'{stray}'"),
-                    "(an argument not shown: it may hold a secret)",
-                );
-            }
+            // clap's tip for a stray flag quotes it again: `to pass '-Z' as a value, use '-- -Z'`.
+            let tip = format!("'-- {stray}'");
+            text = text
+                .split_inclusive('\n')
+                .filter(|line| !line.contains(&tip))
+                .collect::<String>()
+                .replace("\n\n\n", "\n\n");
+            // Quoted, as clap quotes it: a short stray must not blank out other words.
+            text = text.replace(&format!("'{stray}'"), &unquoted(place(stray, argv)));
         }
     }
     text

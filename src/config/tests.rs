@@ -19,6 +19,14 @@ fn build(extra: &[&str]) -> Result<Config, ConfigError> {
     Config::from_args(args(extra), std::iter::empty(), no_files)
 }
 
+/// What the binary prints for the command line `argv` (its program name first), which clap and
+/// then [`refusal`] refuse.
+fn refused(argv: &[&str]) -> String {
+    let err = Cli::try_parse_from(argv).expect_err("refused");
+    let argv: Vec<std::ffi::OsString> = argv.iter().map(Into::into).collect();
+    refusal(&err, &argv).unwrap_or_else(|| panic!("{argv:?}: taken for help or version"))
+}
+
 #[test]
 fn defaults_start_embedded_kafka_with_the_seed_credential() {
     let config = build(&[]).expect("defaults are valid");
@@ -596,8 +604,7 @@ fn a_refused_command_line_never_quotes_a_stray_argument_back() {
         &["qikchat-bridge", "hunter2"][..],
         &["qikchat-bridge", "dev-kafka", "hunter2"][..],
     ] {
-        let err = Cli::try_parse_from(argv).expect_err("refused");
-        let text = usage_error(&err);
+        let text = refused(argv);
         assert!(!text.contains("hunter2"), "{argv:?}: {text}");
         assert!(text.contains("not shown"), "{argv:?}: {text}");
         assert!(text.contains("Usage:"), "{argv:?}: {text}");
@@ -669,29 +676,122 @@ fn a_value_a_flag_cannot_take_is_not_quoted_back() {
             "--log-format",
         ),
     ] {
-        let err = Cli::try_parse_from(argv).expect_err("refused");
-        let text = usage_error(&err);
+        let text = refused(argv);
         assert!(!text.contains("hunter2"), "{argv:?}: {text}");
         assert!(text.contains("not shown"), "{argv:?}: {text}");
         assert!(text.contains(flag), "{argv:?}: {text}");
     }
 }
 
-/// Flag names and the values of flags that parse them are no secret, and they say what was wrong.
+/// A password that starts with `-` looks like a flag to clap (`-X sasl.password --hunter2`, a
+/// space for the `=`): it is not quoted back either, whole or as the short flag clap took from it
+/// (`-Z` of `-Zhunter2`), nor in clap's tip (`use '-- -Z'`). Its place in the command line is
+/// said, when one argument alone can be it.
 #[test]
-fn a_refused_command_line_still_names_a_misspelt_flag_and_a_bad_value() {
-    let err = Cli::try_parse_from(["qikchat-bridge", "--lisen", "x"]).expect_err("refused");
+fn a_stray_argument_that_looks_like_a_flag_is_named_by_its_place_not_quoted_back() {
+    for (argv, stray, place) in [
+        (
+            &["qikchat-bridge", "-X", "sasl.password", "--hunter2"][..],
+            "--hunter2",
+            Some(3),
+        ),
+        (
+            &["qikchat-bridge", "--auth", "alice", "--hunter2"][..],
+            "--hunter2",
+            Some(3),
+        ),
+        (&["qikchat-bridge", "--hunter2=x"][..], "--hunter2", Some(1)),
+        (
+            &["qikchat-bridge", "-X", "sasl.password", "-Zhunter2"][..],
+            "-Z",
+            Some(3),
+        ),
+        (
+            &["qikchat-bridge", "tail", "-Zhunter2", "topic"][..],
+            "-Z",
+            Some(2),
+        ),
+        (
+            &["qikchat-bridge", "dev-kafka", "--hunter2"][..],
+            "--hunter2",
+            Some(2),
+        ),
+        (
+            &["qikchat-bridge", "--", "--hunter2"][..],
+            "--hunter2",
+            Some(2),
+        ),
+        // Twice: which one clap refused cannot be told.
+        (
+            &["qikchat-bridge", "--auth", "hunter2", "hunter2"][..],
+            "hunter2",
+            None,
+        ),
+    ] {
+        let text = refused(argv);
+        assert!(!text.contains(stray), "{argv:?}: {text}");
+        let shown = match place {
+            Some(n) => format!("(argument {n}, not shown: it may hold a secret)"),
+            None => "(an argument not shown: it may hold a secret)".into(),
+        };
+        assert!(text.contains(&shown), "{argv:?}: {text}");
+        assert!(text.contains("Usage:"), "{argv:?}: {text}");
+    }
+}
+
+/// `-h` and `-V` are help and version alone: at the head of a longer cluster (`-hunter2`, a
+/// password put where a flag was expected) they are refused, not taken for a request that would
+/// exit 0 as though nothing were wrong.
+#[test]
+fn a_help_or_version_flag_joined_to_more_letters_is_refused() {
+    for argv in [
+        &["qikchat-bridge", "-X", "sasl.password", "-hunter2"][..],
+        &["qikchat-bridge", "-X", "sasl.password", "-Vunter2"][..],
+        &[
+            "qikchat-bridge",
+            "tail",
+            "-X",
+            "sasl.password",
+            "-hunter2",
+            "t",
+        ][..],
+        &["qikchat-bridge", "--auth", "alice", "-help"][..],
+    ] {
+        let text = refused(argv);
+        assert!(!text.contains("unter2"), "{argv:?}: {text}");
+        assert!(
+            text.contains("(argument 3, not shown: it may hold a secret)")
+                || text.contains("(argument 4, not shown: it may hold a secret)"),
+            "{argv:?}: {text}"
+        );
+        assert!(text.contains("-h and -V ask for help"), "{argv:?}: {text}");
+    }
+    // Alone they still are help and version, also after a `--`-free command line's flags.
+    for argv in [
+        &["qikchat-bridge", "-h"][..],
+        &["qikchat-bridge", "--help"][..],
+        &["qikchat-bridge", "-V"][..],
+        &["qikchat-bridge", "tail", "-h"][..],
+        &["qikchat-bridge", "--auth", "a:b", "--help"][..],
+    ] {
+        let err = Cli::try_parse_from(argv).expect_err("help or version");
+        let argv: Vec<std::ffi::OsString> = argv.iter().map(Into::into).collect();
+        assert_eq!(refusal(&err, &argv), None, "{argv:?}");
+    }
+}
+
+/// Values of flags that parse them freely are no secret, and say what was wrong; a misspelt flag
+/// is not quoted (a password may look like one), but clap's tip names the flag meant.
+#[test]
+fn a_refused_command_line_still_names_the_flag_meant_and_a_bad_value() {
+    let text = refused(&["qikchat-bridge", "--lisen", "x"]);
     assert!(
-        usage_error(&err).contains("'--lisen'"),
-        "{}",
-        usage_error(&err)
+        text.contains("a similar argument exists: '--listen'"),
+        "{text}"
     );
-    let err = Cli::try_parse_from(["qikchat-bridge", "--listen", "nowhere"]).expect_err("refused");
-    assert!(
-        usage_error(&err).contains("'nowhere'"),
-        "{}",
-        usage_error(&err)
-    );
+    assert!(!text.contains("--lisen"), "{text}");
+    let text = refused(&["qikchat-bridge", "--listen", "nowhere"]);
+    assert!(text.contains("'nowhere'"), "{text}");
 }
 
 #[test]

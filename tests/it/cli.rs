@@ -954,6 +954,41 @@ fn a_password_clap_cannot_place_is_refused_without_being_printed() {
     assert!(String::from_utf8_lossy(&help.stdout).contains("--kafka-property"));
 }
 
+/// A password that starts with `-` (`-X sasl.password --S3cretPW`, a space for the `=`) looks
+/// like a flag: refused with exit code 2, named by its place and not printed, also when it starts
+/// with `-h` or `-V`, which clap would take for a request for help or the version (exit 0).
+#[test]
+fn a_password_that_looks_like_a_flag_is_refused_without_being_printed() {
+    for (args, place) in [
+        (&["-X", "sasl.password", "--S3cretPW"][..], 3),
+        (&["--auth", "alice", "--S3cretPW"][..], 3),
+        (&["-X", "sasl.password", "-hS3cretPW"][..], 3),
+        (&["-X", "sasl.password", "-VS3cretPW"][..], 3),
+        (&["tail", "-X", "sasl.password", "-hS3cretPW", "t"][..], 4),
+    ] {
+        let output = Command::new(BIN)
+            .args(args)
+            .env_clear()
+            .output()
+            .expect("run");
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+        );
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stdout}{stderr}");
+        assert!(
+            !format!("{stdout}{stderr}").contains("S3cretPW"),
+            "{args:?}: {stdout}{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!(
+                "(argument {place}, not shown: it may hold a secret)"
+            )),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
 /// `--help` names each flag's variable and shows its value, but not one that may hold a secret:
 /// a broker URL's password, or a password in the wrong variable (a file's, a yes/no one).
 #[test]
