@@ -21,14 +21,21 @@ const MAX_COUNT: usize = 1_000_000;
 const MAX_BODY_BYTES: usize = 512 << 20;
 
 /// Whether two listeners would ask for the same socket, so the second bind would fail at start-up
-/// (after `--check-config` said the settings were valid). Port 0 asks for a free port each.
+/// (after `--check-config` said the settings were valid). Port 0 asks for a free port each. An
+/// IPv4-mapped IPv6 address (`[::ffff:127.0.0.1]`) binds its IPv4 address, so it counts as that.
 fn overlap(a: SocketAddr, b: SocketAddr) -> bool {
+    let (a, b) = (canonical(a), canonical(b));
     let any_of_its_family = |x: SocketAddr, y: SocketAddr| {
         x.ip().is_unspecified() && (x.is_ipv4() == y.is_ipv4() || x.is_ipv6())
     };
     a.port() != 0
         && a.port() == b.port()
         && (a.ip() == b.ip() || any_of_its_family(a, b) || any_of_its_family(b, a))
+}
+
+/// `[::ffff:a.b.c.d]:port` as `a.b.c.d:port`; any other address as it is.
+fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
 pub(super) fn check(args: &Args) -> Result<(), ConfigError> {

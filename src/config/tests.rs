@@ -831,6 +831,31 @@ fn an_admin_listener_on_the_webhook_listeners_port_is_refused() {
     }
 }
 
+/// An IPv4-mapped IPv6 address binds its IPv4 address: `--check-config` passed such a clash,
+/// and start-up then failed with "Address already in use".
+#[test]
+fn an_ipv4_mapped_address_clashes_with_its_ipv4_address_on_one_port() {
+    for (listen, admin) in [
+        ("127.0.0.1:8080", "[::ffff:127.0.0.1]:8080"),
+        ("[::ffff:127.0.0.1]:8080", "127.0.0.1:8080"),
+        ("0.0.0.0:8080", "[::ffff:127.0.0.1]:8080"),
+        ("[::ffff:0.0.0.0]:8080", "127.0.0.1:8080"),
+        ("[::]:8080", "[::ffff:127.0.0.1]:8080"),
+        ("[::ffff:0.0.0.0]:8080", "[::]:8080"),
+    ] {
+        let err = build(&["--listen", listen, "--admin-listen", admin]).expect_err(listen);
+        assert!(err.to_string().starts_with("--admin-listen:"), "{err}");
+    }
+    for (listen, admin) in [
+        ("127.0.0.1:8080", "[::ffff:127.0.0.2]:8080"),
+        ("[::ffff:127.0.0.1]:8080", "[::1]:8080"),
+        ("[::ffff:0.0.0.0]:8080", "[::1]:8080"),
+        ("[::ffff:127.0.0.1]:0", "127.0.0.1:0"),
+    ] {
+        build(&["--listen", listen, "--admin-listen", admin]).expect(listen);
+    }
+}
+
 /// A secret set in a `*_FILE` variable by mistake names no file: the refusal does not print it.
 /// A path that looks like one (a `/` in it) is shown, as it says which file is missing.
 #[test]
