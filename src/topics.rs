@@ -103,6 +103,8 @@ impl TopicMap {
             let topic = topic(name, "--topic-prefix")?;
             routes.insert(event.to_string(), Route { topic, event_type });
         }
+        // The pair each event was routed by, to refuse a second route for it.
+        let mut routed: HashMap<&str, &str> = HashMap::new();
         for pair in pairs {
             let (event, name) = pair
                 .split_once('=')
@@ -116,6 +118,17 @@ impl TopicMap {
                     format!(
                         "{pair:?} has a space at either end of its event name (a list is \
                          written without spaces after its commas)"
+                    ),
+                ));
+            }
+            // Which one was meant? Keeping the last silently would drop a route the operator
+            // believes in force (`KAFKA_*` refuses two variables for one property alike).
+            if let Some(first) = routed.insert(event, pair) {
+                return Err(invalid(
+                    "--topic",
+                    format!(
+                        "the event {event:?} is routed twice ({first:?}, then {pair:?}): give \
+                         each event one route"
                     ),
                 ));
             }
@@ -237,6 +250,18 @@ mod tests {
         let m = map("", &["whatsapp:message:in=inbox"]).expect("valid");
         assert_eq!(m.route(EVENT_MESSAGE_IN).topic, "inbox");
         assert_eq!(m.route(EVENT_MESSAGE_IN).event_type, EventType::MessageIn);
+    }
+
+    #[test]
+    fn an_event_routed_twice_is_refused_with_its_name_rather_than_the_last_route_kept() {
+        for pairs in [&["a=x", "a=y"][..], &["a=x", "b=z", "a=x"][..]] {
+            let err = map("", pairs).expect_err("a second route").to_string();
+            assert!(err.starts_with("--topic:"), "{err}");
+            assert!(err.contains("the event \"a\" is routed twice"), "{err}");
+        }
+        // A default route is replaced once, as documented.
+        let m = map("", &["whatsapp:message:in=inbox", "b=y"]).expect("valid");
+        assert_eq!(m.route(EVENT_MESSAGE_IN).topic, "inbox");
     }
 
     #[test]
