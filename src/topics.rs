@@ -189,17 +189,29 @@ impl fmt::Debug for TopicMap {
     }
 }
 
-/// Kafka's own rule for topic names.
-fn validate_topic(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > 249 || name == "." || name == ".." {
-        return Err(format!("{name:?} is not a valid Kafka topic name"));
+/// Kafka's own rule for topic names, refused with the reason: empty, `.` or `..`, a character
+/// other than `A`-`Z`, `a`-`z`, `0`-`9`, `.`, `_` and `-` (the first one named), or over 249.
+pub(crate) fn validate_topic(name: &str) -> Result<(), String> {
+    const MAX: usize = 249;
+    if name.is_empty() {
+        return Err("a topic name cannot be empty".into());
     }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-    {
+    if name == "." || name == ".." {
         return Err(format!(
-            "{name:?} may only contain letters, digits, '.', '_' and '-'"
+            "{name:?} is not a valid Kafka topic name: Kafka does not allow \".\" or \"..\""
+        ));
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "._-".contains(c);
+    if let Some(c) = name.chars().find(|c| !allowed(*c)) {
+        return Err(format!(
+            "{name:?} holds {c:?}: a topic name may only contain letters, digits, '.', '_' and '-'"
+        ));
+    }
+    // Only ASCII is left: its length in bytes is its length in characters.
+    if name.len() > MAX {
+        return Err(format!(
+            "{name:?} is {} characters long: a Kafka topic name may have at most {MAX}",
+            name.len()
         ));
     }
     Ok(())
@@ -287,5 +299,32 @@ mod tests {
         assert!(err.starts_with("--topic:"), "{err}");
         let prefix = "p".repeat(240);
         assert!(refused(&prefix, &[]).starts_with("--topic-prefix:"));
+    }
+
+    #[test]
+    fn a_refused_topic_name_says_why() {
+        let why = |name: &str| validate_topic(name).expect_err(name);
+        assert_eq!(why(""), "a topic name cannot be empty");
+        assert!(
+            why("..").contains("does not allow \".\" or \"..\""),
+            "{}",
+            why("..")
+        );
+        assert!(why("a/b").contains("holds '/'"), "{}", why("a/b"));
+        assert!(why("é").contains("holds 'é'"), "{}", why("é"));
+        let long = "a".repeat(253);
+        assert!(
+            why(&long).ends_with("is 253 characters long: a Kafka topic name may have at most 249"),
+            "{}",
+            why(&long)
+        );
+        // The name a --topic-prefix makes too long is the one shown, with its length.
+        let err = map(&"a".repeat(230), &[])
+            .expect_err("too long")
+            .to_string();
+        assert!(
+            err.starts_with("--topic-prefix:") && err.contains("characters long"),
+            "{err}"
+        );
     }
 }
