@@ -71,14 +71,26 @@ fn kafka(scrubber: &Arc<Scrubber>) -> impl Fn(KafkaError) -> TailError + '_ {
 }
 
 /// Settings that cannot work, refused as the bridge refuses its own (exit 2): no broker named
-/// (librdkafka would wait for one for good, then blame the network), and an idle timeout of zero,
-/// which ends tail after the first record or none at all, as if the topic had no more.
+/// (librdkafka would wait for one for good, then blame the network), a topic name Kafka cannot
+/// have (an empty one, a variable that resolved to nothing: the brokers' "unknown topic" blamed
+/// the cluster, exit 1), an idle timeout of zero, which ends tail after the first record or none
+/// at all, as if the topic had no more, and a count of zero, which ended it at once, 0 records
+/// read and exit 0, as if it had read what it was asked to.
 fn check(args: &TailArgs) -> Result<(), crate::config::ConfigError> {
     use crate::config::{invalid, names_a_broker};
     if !names_a_broker(&args.kafka_brokers) {
         return Err(invalid(
             "--kafka-brokers",
             "is empty: name the brokers (host:port,...)",
+        ));
+    }
+    for topic in &args.topics {
+        crate::topics::validate_topic(topic).map_err(|r| invalid("TOPICS", r))?;
+    }
+    if args.count == Some(0) {
+        return Err(invalid(
+            "--count",
+            "must be greater than zero (leave it out to read on for good)",
         ));
     }
     if args.idle_timeout.is_some_and(|t| t.is_zero()) {

@@ -460,6 +460,31 @@ fn tail_exits_2_for_no_broker_or_an_idle_timeout_of_zero() {
     }
 }
 
+/// An empty topic (a variable that resolved to nothing) or one Kafka cannot have is a usage
+/// error, as the serving flags' topic names are: the brokers' "unknown topic" exited 1. A count of
+/// zero exited 0 at once, having read nothing.
+#[test]
+fn tail_exits_2_for_a_topic_name_kafka_cannot_have_or_a_count_of_zero() {
+    let cluster = MockCluster::new(1).expect("cluster");
+    cluster.create_topic("t", 1, 1).expect("topic");
+    let brokers = cluster.bootstrap_servers();
+    for (args, says) in [
+        (&[""][..], "TOPICS: a topic name cannot be empty"),
+        (&["t", "a/b"][..], "TOPICS: \"a/b\" holds '/'"),
+        (
+            &["--count", "0", "t"][..],
+            "--count: must be greater than zero",
+        ),
+    ] {
+        let mut all = vec!["--idle-timeout", "3s"];
+        all.extend_from_slice(args);
+        let (code, stdout, stderr) = tail(&brokers, &all);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(stdout.is_empty(), "{args:?}: {stdout}");
+    }
+}
+
 /// Whatever `RUST_LOG` shows: an empty one, or one naming only librdkafka, hid the reason
 /// (exit 2 with nothing on stderr), since it is a log line.
 #[test]
