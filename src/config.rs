@@ -165,6 +165,12 @@ pub(crate) fn names_a_broker(list: &str) -> bool {
     list.split(',').any(|broker| !broker.trim().is_empty())
 }
 
+/// Whether an `--auth` value (or `BRIDGE_AUTH`) holds anything: one of nothing but commas and
+/// spaces (a template whose variables were all missing) is as empty as an empty one.
+fn names_a_credential(value: &str) -> bool {
+    value.split(',').any(|entry| !entry.trim().is_empty())
+}
+
 impl Config {
     /// Validates parsed arguments. `env` lists the process environment (only `KAFKA_*` entries
     /// are read from it); `read_file` reads secrets mounted as files.
@@ -186,6 +192,16 @@ impl Config {
             }
             Some(brokers) => KafkaMode::Brokers(brokers.to_string()),
         };
+        // Likewise an empty `BRIDGE_AUTH`, which each check below would misread: as a credential
+        // without a colon, as credentials configured (refusing the embedded Kafka), or as
+        // credentials set together with --insecure-disable-auth.
+        if args.auth.iter().any(|value| !names_a_credential(value)) {
+            return Err(invalid(
+                "--auth",
+                "is empty (BRIDGE_AUTH set to nothing, or to nothing but commas and spaces, as a \
+                 missing Secret key leaves it): give USER:PASS, or leave it unset",
+            ));
+        }
         // Before anything is made from the settings (the Kafka defaults add to the body limit).
         bounds::check(&args)?;
         let kafka_sources = KafkaSources::new(

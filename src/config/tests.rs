@@ -87,6 +87,30 @@ fn empty_brokers_are_refused_rather_than_taken_for_the_embedded_kafka() {
     }
 }
 
+/// Said as empty whatever else is set: it read as a credential without a colon with brokers, as
+/// "webhook credentials are configured" without, and as credentials set together with
+/// --insecure-disable-auth.
+#[test]
+fn an_empty_auth_value_is_refused_as_empty_whatever_else_is_set() {
+    for others in [
+        &[][..],
+        &["--kafka-brokers", "k:9092"][..],
+        &["--kafka-brokers", "k:9092", "--insecure-disable-auth"][..],
+        &["--insecure-disable-auth"][..],
+        &["--kafka-brokers", "k:9092", "--auth", "a:b"][..],
+    ] {
+        for empty in ["", " ", ",", " , "] {
+            let mut flags = others.to_vec();
+            flags.extend(["--auth", empty]);
+            let err = build(&flags).expect_err("refused").to_string();
+            assert!(err.starts_with("--auth: is empty"), "{flags:?}: {err}");
+        }
+    }
+    // An entry left empty between others is not the whole value empty: its place is named.
+    let err = build(&["--kafka-brokers", "k:9092", "--auth", "a:b,"]).unwrap_err();
+    assert!(err.to_string().contains("the 2nd credential"), "{err}");
+}
+
 #[test]
 fn real_brokers_start_without_credentials_only_with_the_insecure_flag() {
     let config = build(&["--kafka-brokers", "k:9092", "--insecure-disable-auth"]).expect("valid");
