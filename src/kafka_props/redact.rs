@@ -61,8 +61,9 @@ pub fn redacted(e: &rdkafka::error::KafkaError, scrubber: &Scrubber) -> String {
     use rdkafka::error::KafkaError;
     use rdkafka::types::RDKafkaConfRes;
     let text = match e {
+        // librdkafka ends some descriptions with a line end (a value out of its range).
         KafkaError::ClientConfig(_, desc, key, value) if is_secret(key) => {
-            format!("invalid value for {key}: {}", hide(desc, value))
+            format!("invalid value for {key}: {}", hide(desc.trim_end(), value))
         }
         // librdkafka's description of an unknown name is `No such configuration property: "name"`
         // and never holds the value; rdkafka's own text for the error appends the value. But the
@@ -77,7 +78,17 @@ pub fn redacted(e: &rdkafka::error::KafkaError, scrubber: &Scrubber) -> String {
                     .to_string()
             }
         }
-        // rdkafka's text ends with `key value`, which `scrubber` hides when either is secret.
+        // rdkafka's text is `desc key value`, on a second line when `desc` ends with a line end
+        // (` message.max.bytes 500` below "… is outside allowed range 1000..1000000000"): one
+        // line instead, the property named once. `scrubber` hides a secret value in it.
+        KafkaError::ClientConfig(_, desc, key, value) => {
+            let desc = desc.trim_end();
+            if desc.contains(&format!("\"{key}\"")) {
+                format!("Client config error: {desc}")
+            } else {
+                format!("Client config error: {desc}: {key}={value}")
+            }
+        }
         other => other.to_string(),
     };
     scrubber.scrub(&text).into_owned()
@@ -185,6 +196,21 @@ mod tests {
         ] {
             assert_eq!(url_password_hidden(kept), kept);
         }
+    }
+
+    #[test]
+    fn a_value_out_of_librdkafka_s_range_is_refused_on_one_line_naming_the_property_once() {
+        let refused = rdkafka::ClientConfig::new()
+            .set("message.max.bytes", "500")
+            .create::<rdkafka::producer::BaseProducer>()
+            .map(drop)
+            .expect_err("below librdkafka's minimum");
+        let shown = redacted(&refused, &Scrubber::default());
+        assert_eq!(
+            shown,
+            "Client config error: Configuration property \"message.max.bytes\" value 500 is \
+             outside allowed range 1000..1000000000"
+        );
     }
 
     #[test]
