@@ -376,10 +376,12 @@ impl Config {
 }
 
 /// Secrets stay out of logs and `--check-config` output: credentials show only user names and
-/// Kafka properties that look secret are masked.
+/// Kafka properties that look secret are masked. `embedded_partitions` is shown in embedded mode
+/// only, the one it is used in.
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Config")
+        let mut shown = f.debug_struct("Config");
+        shown
             .field("listen", &self.listen)
             .field("admin_listen", &self.admin_listen)
             .field("kafka", &self.kafka)
@@ -404,8 +406,11 @@ impl fmt::Debug for Config {
             .field("flush_timeout", &self.flush_timeout)
             .field("log_format", &self.log_format)
             .field("log_phone_numbers", &self.log_phone_numbers)
-            .field("cloudevents_source", &self.cloudevents_source)
-            .finish_non_exhaustive()
+            .field("cloudevents_source", &self.cloudevents_source);
+        if self.kafka == KafkaMode::Embedded {
+            shown.field("embedded_partitions", &self.embedded_partitions);
+        }
+        shown.finish_non_exhaustive()
     }
 }
 

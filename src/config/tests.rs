@@ -111,6 +111,18 @@ fn an_empty_auth_value_is_refused_as_empty_whatever_else_is_set() {
     assert!(err.to_string().contains("the 2nd credential"), "{err}");
 }
 
+/// `--check-config` prints the configuration's `Debug`: the embedded Kafka's partitions were
+/// left out of it.
+#[test]
+fn the_summary_shows_the_embedded_partitions_in_embedded_mode_only() {
+    let embedded = build(&["--embedded-partitions", "7"]).expect("valid");
+    let shown = format!("{embedded:#?}");
+    assert!(shown.contains("embedded_partitions: 7,"), "{shown}");
+    let brokers = build(&["--kafka-brokers", "k:9092", "--auth", "a:b"]).expect("valid");
+    let shown = format!("{brokers:#?}");
+    assert!(!shown.contains("embedded_partitions"), "{shown}");
+}
+
 #[test]
 fn real_brokers_start_without_credentials_only_with_the_insecure_flag() {
     let config = build(&["--kafka-brokers", "k:9092", "--insecure-disable-auth"]).expect("valid");
