@@ -13,7 +13,7 @@ pub enum DevKafkaError {
     Topics(#[from] ConfigError),
     #[error("{0}")]
     Runtime(std::io::Error),
-    #[error("cannot listen for SIGTERM and SIGINT: {0}")]
+    #[error("cannot listen for SIGTERM, SIGINT and SIGHUP: {0}")]
     Signals(std::io::Error),
     #[error(transparent)]
     Start(#[from] EmbeddedError),

@@ -1,4 +1,4 @@
-//! The binary: parse settings, start logging, bind, run until SIGTERM/SIGINT, exit code (the
+//! The binary: parse settings, start logging, bind, run until SIGTERM/SIGINT/SIGHUP, exit code (the
 //! subcommands and `--check-config` live in the library; this maps their outcome to one).
 
 use std::io::Write as _;
@@ -139,7 +139,7 @@ fn serve(args: config::Args) -> ExitCode {
         let (shutdown, cut) = match shutdown_signals() {
             Ok(s) => s,
             Err(e) => {
-                exit_reason("cannot listen for SIGTERM and SIGINT", &e);
+                exit_reason("cannot listen for SIGTERM, SIGINT and SIGHUP", &e);
                 return ExitCode::FAILURE;
             }
         };

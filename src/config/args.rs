@@ -35,7 +35,8 @@ pub struct Cli {
 #[derive(clap::Subcommand, Debug, Clone)]
 pub enum Command {
     /// Run only the embedded Kafka (librdkafka's mock cluster) with the bridge's topics, print
-    /// `bootstrap.servers=HOST:PORT` and wait for SIGTERM/SIGINT. For benchmarks and local tests.
+    /// `bootstrap.servers=HOST:PORT` and wait for SIGTERM, SIGINT or SIGHUP (each exits 0). For
+    /// benchmarks and local tests.
     DevKafka {
         /// Partitions per topic (1 to 1000, as --embedded-partitions).
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=1000))]

@@ -1048,6 +1048,37 @@ fn help_never_prints_a_secret_set_in_the_environment() {
     }
 }
 
+/// Its help named SIGTERM and SIGINT only, though SIGHUP stops it too (as it does the bridge),
+/// with exit code 0.
+#[test]
+fn dev_kafka_s_help_names_each_signal_that_stops_it_and_sighup_does() {
+    let help = Command::new(BIN)
+        .args(["dev-kafka", "--help"])
+        .env_clear()
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert_eq!(help.status.code(), Some(0), "{text}");
+    assert!(text.contains("SIGTERM, SIGINT or SIGHUP"), "{text}");
+
+    let mut child = common::KillOnDrop(
+        Command::new(BIN)
+            .arg("dev-kafka")
+            .env_clear()
+            .env("RUST_LOG", "off")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start dev-kafka"),
+    );
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("its address");
+    assert!(line.starts_with("bootstrap.servers="), "{line}");
+    assert!(common::stop_with(&mut child, "-HUP").success());
+}
+
 /// `dev-kafka`'s address is all it is for: with its reader gone it says so and exits 1 rather than
 /// panicking (`println!`) or holding a cluster nobody can find.
 #[test]
