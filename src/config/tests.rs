@@ -845,51 +845,56 @@ fn credentials_and_the_insecure_flag_together_are_refused() {
     }
 }
 
-#[test]
-fn an_admin_listener_on_the_webhook_listeners_port_is_refused() {
-    for (listen, admin) in [
-        ("127.0.0.1:8080", "127.0.0.1:8080"),
-        ("0.0.0.0:8080", "127.0.0.1:8080"),
-        ("127.0.0.1:8080", "0.0.0.0:8080"),
-        ("[::]:8080", "127.0.0.1:8080"),
-        ("[::1]:8080", "[::]:8080"),
-    ] {
+/// `refused` pairs of `--listen` and `--admin-listen` clash; `accepted` ones do not.
+fn listener_pairs(refused: &[(&str, &str)], accepted: &[(&str, &str)]) {
+    for (listen, admin) in refused {
         let err = build(&["--listen", listen, "--admin-listen", admin]).expect_err(listen);
         assert!(err.to_string().starts_with("--admin-listen:"), "{err}");
     }
-    for (listen, admin) in [
-        ("127.0.0.1:8080", "127.0.0.1:9464"),
-        ("127.0.0.1:8080", "127.0.0.2:8080"),
-        ("0.0.0.0:8080", "[::1]:8080"),
-        ("127.0.0.1:0", "127.0.0.1:0"),
-    ] {
+    for (listen, admin) in accepted {
         build(&["--listen", listen, "--admin-listen", admin]).expect(listen);
     }
+}
+
+#[test]
+fn an_admin_listener_on_the_webhook_listeners_port_is_refused() {
+    listener_pairs(
+        &[
+            ("127.0.0.1:8080", "127.0.0.1:8080"),
+            ("0.0.0.0:8080", "127.0.0.1:8080"),
+            ("127.0.0.1:8080", "0.0.0.0:8080"),
+            ("[::]:8080", "127.0.0.1:8080"),
+            ("[::1]:8080", "[::]:8080"),
+        ],
+        &[
+            ("127.0.0.1:8080", "127.0.0.1:9464"),
+            ("127.0.0.1:8080", "127.0.0.2:8080"),
+            ("0.0.0.0:8080", "[::1]:8080"),
+            ("127.0.0.1:0", "127.0.0.1:0"),
+        ],
+    );
 }
 
 /// An IPv4-mapped IPv6 address binds its IPv4 address: `--check-config` passed such a clash,
 /// and start-up then failed with "Address already in use".
 #[test]
 fn an_ipv4_mapped_address_clashes_with_its_ipv4_address_on_one_port() {
-    for (listen, admin) in [
-        ("127.0.0.1:8080", "[::ffff:127.0.0.1]:8080"),
-        ("[::ffff:127.0.0.1]:8080", "127.0.0.1:8080"),
-        ("0.0.0.0:8080", "[::ffff:127.0.0.1]:8080"),
-        ("[::ffff:0.0.0.0]:8080", "127.0.0.1:8080"),
-        ("[::]:8080", "[::ffff:127.0.0.1]:8080"),
-        ("[::ffff:0.0.0.0]:8080", "[::]:8080"),
-    ] {
-        let err = build(&["--listen", listen, "--admin-listen", admin]).expect_err(listen);
-        assert!(err.to_string().starts_with("--admin-listen:"), "{err}");
-    }
-    for (listen, admin) in [
-        ("127.0.0.1:8080", "[::ffff:127.0.0.2]:8080"),
-        ("[::ffff:127.0.0.1]:8080", "[::1]:8080"),
-        ("[::ffff:0.0.0.0]:8080", "[::1]:8080"),
-        ("[::ffff:127.0.0.1]:0", "127.0.0.1:0"),
-    ] {
-        build(&["--listen", listen, "--admin-listen", admin]).expect(listen);
-    }
+    listener_pairs(
+        &[
+            ("127.0.0.1:8080", "[::ffff:127.0.0.1]:8080"),
+            ("[::ffff:127.0.0.1]:8080", "127.0.0.1:8080"),
+            ("0.0.0.0:8080", "[::ffff:127.0.0.1]:8080"),
+            ("[::ffff:0.0.0.0]:8080", "127.0.0.1:8080"),
+            ("[::]:8080", "[::ffff:127.0.0.1]:8080"),
+            ("[::ffff:0.0.0.0]:8080", "[::]:8080"),
+        ],
+        &[
+            ("127.0.0.1:8080", "[::ffff:127.0.0.2]:8080"),
+            ("[::ffff:127.0.0.1]:8080", "[::1]:8080"),
+            ("[::ffff:0.0.0.0]:8080", "[::1]:8080"),
+            ("[::ffff:127.0.0.1]:0", "127.0.0.1:0"),
+        ],
+    );
 }
 
 /// A secret set in a `*_FILE` variable by mistake names no file: the refusal does not print it.

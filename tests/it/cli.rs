@@ -676,15 +676,8 @@ fn check_config_hides_the_password_of_a_broker_url() {
         .env_clear()
         .output()
         .expect("run");
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr),
-    );
-    assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
-    assert!(
-        !format!("{stdout}{stderr}").contains("hunter2pw"),
-        "{stdout}{stderr}"
-    );
+    let (code, stdout, stderr) = shown_without(output, "hunter2pw");
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(
         stdout.contains("PLAINTEXT://u:<redacted>@127.0.0.1:21499"),
         "{stdout}"
@@ -996,15 +989,8 @@ fn a_password_that_looks_like_a_flag_is_refused_without_being_printed() {
             .env_clear()
             .output()
             .expect("run");
-        let (stdout, stderr) = (
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr),
-        );
-        assert_eq!(output.status.code(), Some(2), "{args:?}: {stdout}{stderr}");
-        assert!(
-            !format!("{stdout}{stderr}").contains("S3cretPW"),
-            "{args:?}: {stdout}{stderr}"
-        );
+        let (code, stdout, stderr) = shown_without(output, "S3cretPW");
+        assert_eq!(code, Some(2), "{args:?}: {stdout}{stderr}");
         assert!(
             stderr.contains(&format!(
                 "(argument {place}, not shown: it may hold a secret)"
@@ -1032,15 +1018,8 @@ fn help_never_prints_a_secret_set_in_the_environment() {
             .env("BRIDGE_LOG_FORMAT", "hunter2pw")
             .output()
             .expect("run");
-        let (stdout, stderr) = (
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr),
-        );
-        assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
-        assert!(
-            !format!("{stdout}{stderr}").contains("hunter2pw"),
-            "{args:?}: {stdout}{stderr}"
-        );
+        let (code, stdout, stderr) = shown_without(output, "hunter2pw");
+        assert_eq!(code, Some(0), "{args:?}: {stderr}");
         assert!(
             stdout.contains("KAFKA_BOOTSTRAP_SERVERS"),
             "{args:?}: {stdout}"
@@ -1126,6 +1105,17 @@ fn exited_within(
 }
 
 /// Runs `tail --kafka-brokers BROKERS ARGS` with no environment: its exit code, stdout, stderr.
+/// `output`'s exit code, stdout and stderr, once checked to show `secret` in neither.
+fn shown_without(output: std::process::Output, secret: &str) -> (Option<i32>, String, String) {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        !stdout.contains(secret) && !stderr.contains(secret),
+        "{secret:?} shown: {stdout}{stderr}"
+    );
+    (output.status.code(), stdout, stderr)
+}
+
 fn tail(brokers: &str, args: &[&str]) -> (Option<i32>, String, String) {
     let output = Command::new(BIN)
         .args(["tail", "--kafka-brokers", brokers])
