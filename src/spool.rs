@@ -164,11 +164,10 @@ impl Holdings {
     }
 }
 
-/// Tells, once, of the last append commit the file at `path` lost (see `commits`): logged, and
-/// left as a file that `spool_files_set_aside` counts. The note then says what the file holds, so
-/// the next start does not tell it again.
-fn lost_commit(note: &commits::Note, appends: Option<u64>, path: &Path, next_seq: u64) {
-    let (Some(lost), Some(appends)) = (note.lost(appends), appends) else {
+/// Tells of the last append commit the file at `path`, counting `appends`, lost (see
+/// `commits`): logged, and left as a file that `spool_files_set_aside` counts.
+fn lost_commit(note: &commits::Note, appends: u64, path: &Path) {
+    let Some(lost) = note.lost(appends) else {
         return;
     };
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -181,12 +180,6 @@ fn lost_commit(note: &commits::Note, appends: Option<u64>, path: &Path, next_seq
             tracing::error!(records, first_seq = lost.first_seq, last_seq = lost.last_seq, committed_at_ms = lost.at_ms, error = %e, "the spool file lacks its last commit, damaged after it was synced: its records were answered 200 and will not reach Kafka (and the report of it could not be written)")
         }
     }
-    note.record(&commits::Noted {
-        appends,
-        first_seq: next_seq,
-        last_seq: next_seq,
-        at_ms: 0,
-    });
 }
 
 /// Bound on the encoded records waiting for the writer thread's commit. A request whose write
@@ -233,8 +226,8 @@ impl Spool {
         let file = linked::FileId::of(&path).map_err(io)?;
         dir::warn_if_volume_too_small(dir, max_bytes);
         // Unreadable, the note is only no check at the next start.
-        let note = commits::Note::open(dir)
-            .inspect_err(|e| tracing::warn!(error = %e, dir = %dir.display(), "cannot open the note of the spool's last commit; a commit the file loses will not be noticed"))
+        let note = commits::Note::open(dir, &db)
+            .inspect_err(|e| tracing::warn!(error = %e, dir = %dir.display(), "cannot note the spool's commits beside it; a commit the file loses will not be noticed"))
             .ok();
         let spool =
             Spool::with_database(db, path, max_bytes, headroom, Some(lock), Some(file), note)?;
@@ -275,7 +268,9 @@ impl Spool {
             appends,
         } = recover::scan(&db)?;
         if let Some(note) = &note {
-            lost_commit(note, appends, &path, next_seq);
+            lost_commit(note, appends.unwrap_or(0), &path);
+            // What the file holds now, so the next start tells nothing twice.
+            note.record(appends.unwrap_or(0), next_seq..=next_seq);
         }
         let holdings = Arc::new(Holdings {
             counts: Mutex::new(counts),

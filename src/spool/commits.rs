@@ -8,28 +8,33 @@
 //! the last group of records that were: up to a commit's 1,024. redb's two-phase commit would
 //! refuse such a file instead, and so set aside every record in it, at the cost of a second fsync
 //! per commit. The note costs one small write, not synced: written only once the commit is, it
-//! never names a commit the file does not hold, unless the file lost it.
+//! never names a commit the file does not hold, unless the file lost it. It names its file by an
+//! identity the file is given durably when first opened, before any append: a note of another
+//! file (one moved aside, or deleted, since) is never compared with this one, and a note left
+//! behind by a power loss names an older commit, never a newer one.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use redb::TableDefinition;
+use redb::{Database, ReadableDatabase, TableDefinition};
 
-/// The number of appends committed to the file, counted in the file itself.
+/// The file's identity and the number of appends committed to it, kept in the file itself.
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub(super) const APPENDS: &str = "appends";
+const FILE_ID: &str = "file-id";
 
 /// The note's file, in the spool's directory.
 const NOTE: &str = "spool.last-append";
-const MAGIC: &[u8; 8] = b"qbspool1";
-const LEN: usize = 8 * 6;
+const MAGIC: &[u8; 8] = b"qbspool2";
+const LEN: usize = 8 * 7;
 
-/// One append commit: the file's count of appends once it is in, its records' sequence numbers
-/// and when it was made.
+/// One append commit: the file it went to, the file's count of appends once it is in, its
+/// records' sequence numbers and when it was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Noted {
+    pub file_id: u64,
     pub appends: u64,
     pub first_seq: u64,
     pub last_seq: u64,
@@ -40,11 +45,17 @@ impl Noted {
     fn encode(&self) -> [u8; LEN] {
         let mut out = [0; LEN];
         out[..8].copy_from_slice(MAGIC);
-        let fields = [self.appends, self.first_seq, self.last_seq, self.at_ms];
+        let fields = [
+            self.file_id,
+            self.appends,
+            self.first_seq,
+            self.last_seq,
+            self.at_ms,
+        ];
         for (i, v) in fields.iter().enumerate() {
             out[8 + 8 * i..16 + 8 * i].copy_from_slice(&v.to_le_bytes());
         }
-        out[40..].copy_from_slice(&check(&fields).to_le_bytes());
+        out[LEN - 8..].copy_from_slice(&check(&fields).to_le_bytes());
         out
     }
 
@@ -58,18 +69,19 @@ impl Noted {
             w.copy_from_slice(&bytes[8 + 8 * i..16 + 8 * i]);
             u64::from_le_bytes(w)
         };
-        let fields = [word(0), word(1), word(2), word(3)];
-        (word(4) == check(&fields)).then_some(Noted {
-            appends: fields[0],
-            first_seq: fields[1],
-            last_seq: fields[2],
-            at_ms: fields[3],
+        let fields = [word(0), word(1), word(2), word(3), word(4)];
+        (word(5) == check(&fields)).then_some(Noted {
+            file_id: fields[0],
+            appends: fields[1],
+            first_seq: fields[2],
+            last_seq: fields[3],
+            at_ms: fields[4],
         })
     }
 }
 
 /// FNV-1a over the fields: a torn or stale write is refused, not believed.
-fn check(fields: &[u64; 4]) -> u64 {
+fn check(fields: &[u64; 5]) -> u64 {
     fields
         .iter()
         .flat_map(|v| v.to_le_bytes())
@@ -84,36 +96,76 @@ pub(super) struct Note {
     file: File,
     /// The note as the last process left it.
     found: Option<Noted>,
+    /// The identity of the file the spool opened.
+    file_id: u64,
 }
 
 impl Note {
-    /// Opens (or creates) the note in `dir`, reading what it says first.
-    pub(super) fn open(dir: &Path) -> std::io::Result<Note> {
+    /// Opens (or creates) the note in `dir` for the redb file `db`, reading what it said first,
+    /// and gives `db` its identity if it has none (a durable commit, before any append).
+    pub(super) fn open(dir: &Path, db: &Database) -> Result<Note, String> {
         let path = dir.join(NOTE);
         let found = std::fs::read(&path).ok().and_then(|b| Noted::decode(&b));
+        let file_id =
+            file_id(db).map_err(|e| format!("cannot give the spool file its identity: {e}"))?;
+        // Emptied once read: a note longer than one (garbage) must not outlive every write of a
+        // shorter one.
         let file = std::fs::OpenOptions::new()
-            .read(true)
             .write(true)
             .create(true)
-            .truncate(false)
-            .open(&path)?;
-        Ok(Note { file, found })
+            .truncate(true)
+            .open(&path)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        Ok(Note {
+            file,
+            found,
+            file_id,
+        })
     }
 
-    /// The append the note names that the file lacks: it counts `appends` (`None`: a new file,
-    /// or one older than the count, which it cannot be checked against).
-    pub(super) fn lost(&self, appends: Option<u64>) -> Option<Noted> {
+    /// The append the note names that the file, counting `appends`, lacks: only a note of this
+    /// same file is compared.
+    pub(super) fn lost(&self, appends: u64) -> Option<Noted> {
         self.found
-            .filter(|n| appends.is_some_and(|a| a < n.appends))
+            .filter(|n| n.file_id == self.file_id && appends < n.appends)
     }
 
-    /// Notes an append commit the file holds now. A failed write only weakens the check at the
-    /// next start: logged, never an append's failure.
-    pub(super) fn record(&self, noted: &Noted) {
+    /// Notes an append commit the file holds now (the `appends`-th, of the records `seqs`). A
+    /// failed write only weakens the check at the next start: logged, never an append's failure.
+    pub(super) fn record(&self, appends: u64, seqs: std::ops::RangeInclusive<u64>) {
+        let noted = Noted {
+            file_id: self.file_id,
+            appends,
+            first_seq: *seqs.start(),
+            last_seq: *seqs.end(),
+            at_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        };
         if let Err(e) = self.file.write_all_at(&noted.encode(), 0) {
             tracing::warn!(error = %e, "cannot note the spool's last commit beside it");
         }
     }
+}
+
+/// `db`'s identity: a random number written durably the first time the bridge opens it.
+fn file_id(db: &Database) -> Result<u64, redb::Error> {
+    let txn = db.begin_read()?;
+    match txn.open_table(META) {
+        Ok(meta) => {
+            if let Some(id) = meta.get(FILE_ID)? {
+                return Ok(id.value());
+            }
+        }
+        Err(redb::TableError::TableDoesNotExist(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    drop(txn);
+    let id = uuid::Uuid::new_v4().as_u64_pair().0;
+    let txn = db.begin_write()?;
+    txn.open_table(META)?.insert(FILE_ID, id)?;
+    txn.commit()?;
+    Ok(id)
 }
 
 /// Leaves a file in `dir` that says which records the spool's file lost, named as files moved
@@ -150,6 +202,7 @@ mod tests {
     #[test]
     fn a_note_reads_back_and_a_damaged_one_is_not_believed() {
         let noted = Noted {
+            file_id: 0x1234_5678_9abc_def0,
             appends: 7,
             first_seq: 100,
             last_seq: 131,
@@ -166,22 +219,51 @@ mod tests {
         assert_eq!(Noted::decode(&[]), None);
     }
 
+    fn database(dir: &Path) -> Database {
+        Database::create(dir.join("spool.redb")).expect("create")
+    }
+
     #[test]
-    fn a_file_that_counts_fewer_appends_than_noted_lost_the_last() {
+    fn a_file_that_counts_fewer_appends_than_its_note_lost_the_last() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let note = Note::open(dir.path()).expect("open");
-        let noted = Noted {
-            appends: 3,
-            first_seq: 10,
-            last_seq: 12,
-            at_ms: 1,
-        };
-        note.record(&noted);
+        let db = database(dir.path());
+        let note = Note::open(dir.path(), &db).expect("open");
+        note.record(3, 10..=12);
         drop(note);
-        let note = Note::open(dir.path()).expect("reopen");
-        assert_eq!(note.lost(Some(2)), Some(noted));
-        assert_eq!(note.lost(Some(3)), None);
-        assert_eq!(note.lost(Some(4)), None, "a note not written is no loss");
-        assert_eq!(note.lost(None), None, "a new file is not checked");
+        let note = Note::open(dir.path(), &db).expect("reopen");
+        let lost = note.lost(2).expect("lost");
+        assert_eq!((lost.appends, lost.first_seq, lost.last_seq), (3, 10, 12));
+        assert_eq!(note.lost(3), None);
+        assert_eq!(note.lost(4), None, "a note not written is no loss");
+    }
+
+    /// A note of another file (the one before it moved aside, or deleted) says nothing of this
+    /// one, which counts its appends from 0 again.
+    #[test]
+    fn a_note_of_another_file_is_not_compared() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = database(dir.path());
+        Note::open(dir.path(), &db).expect("open").record(5, 0..=4);
+        drop(db);
+        std::fs::remove_file(dir.path().join("spool.redb")).expect("remove");
+        let db = database(dir.path());
+        let note = Note::open(dir.path(), &db).expect("reopen");
+        assert!(note.found.is_some());
+        assert_eq!(note.lost(0), None);
+    }
+
+    /// A note longer than one (garbage) is emptied at the open, so the notes written after it
+    /// read back.
+    #[test]
+    fn a_longer_note_does_not_outlive_the_next() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = database(dir.path());
+        std::fs::write(dir.path().join(NOTE), [7u8; 100]).expect("garbage");
+        let note = Note::open(dir.path(), &db).expect("open");
+        assert_eq!(note.found, None);
+        note.record(1, 0..=0);
+        drop(note);
+        let note = Note::open(dir.path(), &db).expect("reopen");
+        assert!(note.lost(0).is_some());
     }
 }

@@ -6,9 +6,7 @@ use std::sync::mpsc;
 use redb::{Database, Durability};
 use tokio::sync::oneshot;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use super::commits::{Noted, APPENDS, META};
+use super::commits::{APPENDS, META};
 use super::{io, Holdings, SpoolError, RECORDS};
 
 /// Appends waiting beyond this many are committed in the next transaction.
@@ -69,14 +67,7 @@ pub(super) fn write_loop(
         if result.is_ok() {
             appends += 1;
             if let Some(note) = &holdings.note {
-                note.record(&Noted {
-                    appends,
-                    first_seq: next_seq,
-                    last_seq: next_seq + group.len() as u64 - 1,
-                    at_ms: SystemTime::now()
-                        .duration_since(UNIX_EPOCH)
-                        .map_or(0, |d| d.as_millis() as u64),
-                });
+                note.record(appends, next_seq..=next_seq + group.len() as u64 - 1);
             }
         }
         #[cfg(test)]
