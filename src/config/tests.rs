@@ -258,6 +258,22 @@ fn debug_output_hides_the_password_of_a_broker_url() {
         ),
         "{shown}"
     );
+    // Without a scheme too: librdkafka takes it for part of the host name, and quotes it. After a
+    // URL, whose user information runs to the last `@`, more is hidden, never less.
+    for (brokers, hidden) in [
+        (
+            "k:9092, v:S3cretPW@127.0.0.2:9",
+            "k:9092, v:<redacted>@127.0.0.2:9",
+        ),
+        (
+            "SASL_SSL://u:hunter2pw@h:1,v:S3cretPW@h:2",
+            "SASL_SSL://u:<redacted>@h:2",
+        ),
+    ] {
+        let config = build(&["--kafka-brokers", brokers, "--auth", "a:b"]).expect("valid");
+        let shown = format!("{:?}", config.kafka);
+        assert_eq!(shown, format!("Brokers({hidden:?})"));
+    }
 }
 
 #[test]

@@ -29,13 +29,21 @@ pub fn is_secret(key: &str) -> bool {
 pub fn url_password_hidden(value: &str) -> std::borrow::Cow<'_, str> {
     use std::borrow::Cow;
     let mut shown = Cow::Borrowed(value);
-    // From the last: the positions of those before stay right.
-    let passwords: Vec<&str> = url_passwords(value).collect();
-    for password in passwords.into_iter().rev() {
-        let at = password.as_ptr() as usize - value.as_ptr() as usize;
-        shown
-            .to_mut()
-            .replace_range(at..at + password.len(), "<redacted>");
+    let mut at: Vec<(usize, usize)> = url_passwords(value)
+        .map(|p| (p.as_ptr() as usize - value.as_ptr() as usize, p.len()))
+        .collect();
+    // Merged where they overlap (a URL's user information runs to its last `@`, which may be a
+    // later entry's), and from the last: the positions of those before stay right.
+    at.sort_unstable();
+    let mut merged: Vec<(usize, usize)> = Vec::new();
+    for (start, len) in at {
+        match merged.last_mut() {
+            Some((_, end)) if start < *end => *end = (*end).max(start + len),
+            _ => merged.push((start, start + len)),
+        }
+    }
+    for (start, end) in merged.into_iter().rev() {
+        shown.to_mut().replace_range(start..end, "<redacted>");
     }
     shown
 }
@@ -43,14 +51,25 @@ pub fn url_password_hidden(value: &str) -> std::borrow::Cow<'_, str> {
 /// The password of each URL in `value` (`https://user:pass@idp/token`), also in a list of them
 /// (`http://a:p@h1,http://b:q@h2`: the first authority ends at the second's `/`, and its user
 /// information at its last `@`): slices of `value`. A comma or a space may be in a password.
+/// Also of a list entry without a scheme (`user:pass@host:9092`): librdkafka takes such user
+/// information for part of a broker's host name, and quotes it when the name does not resolve.
 pub(super) fn url_passwords(value: &str) -> impl Iterator<Item = &str> {
-    value.match_indices("://").filter_map(move |(i, _)| {
+    let urls = value.match_indices("://").filter_map(move |(i, _)| {
         let rest = &value[i + 3..];
         let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
         let authority = &rest[..end];
         let userinfo = &authority[..authority.rfind('@')?];
         userinfo.split_once(':').map(|(_, password)| password)
-    })
+    });
+    let bare = value
+        .split(',')
+        .filter(|entry| !entry.contains("://"))
+        .filter_map(|entry| {
+            let entry = entry.trim();
+            let userinfo = &entry[..entry.rfind('@')?];
+            userinfo.split_once(':').map(|(_, password)| password)
+        });
+    urls.chain(bare)
 }
 
 /// librdkafka's configuration errors quote the value they refused, which may be a secret: also
@@ -234,6 +253,18 @@ mod tests {
         let shown = unknown("lingr.ms", "5");
         assert!(shown.contains("\"lingr.ms\""), "{shown}");
         assert!(!shown.contains('5'), "{shown}");
+    }
+
+    /// librdkafka takes the user information of a broker without a scheme for part of its host
+    /// name, and quotes it when the name does not resolve.
+    #[test]
+    fn a_brokers_password_without_a_scheme_is_scrubbed_from_librdkafkas_texts() {
+        let scrubber = Scrubber::new([("bootstrap.servers", "k:9092,user:S3cretPW@127.0.0.1:9")]);
+        let shown = scrubber.scrub("Failed to resolve 'user:S3cretPW@127.0.0.1:9:9092'");
+        assert_eq!(
+            shown,
+            "Failed to resolve 'user:<redacted>@127.0.0.1:9:9092'"
+        );
     }
 
     #[test]
