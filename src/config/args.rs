@@ -228,6 +228,12 @@ pub fn refusal(e: &clap::Error, argv: &[OsString]) -> Option<String> {
     if !matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
         return e.use_stderr().then(|| usage_error(e, argv));
     }
+    // Asked for alone, it is what was meant, whatever value of another flag starts with `-h`
+    // (`--help --webhook-path -hook`).
+    let alone = ["-h", "--help", "-V", "--version", "help"];
+    if flags(argv).any(|(_, a)| alone.contains(&a.as_ref())) {
+        return None;
+    }
     let (at, _) =
         flags(argv).find(|(_, a)| (a.starts_with("-h") || a.starts_with("-V")) && a.len() > 2)?;
     Some(format!(

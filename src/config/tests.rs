@@ -825,6 +825,9 @@ fn a_help_or_version_flag_joined_to_more_letters_is_refused() {
         &["qikchat-bridge", "-V"][..],
         &["qikchat-bridge", "tail", "-h"][..],
         &["qikchat-bridge", "--auth", "a:b", "--help"][..],
+        // A value of another flag that starts with `-h` does not take help away.
+        &["qikchat-bridge", "--help", "--webhook-path", "-hook"][..],
+        &["qikchat-bridge", "-V", "--auth", "-hunter2"][..],
     ] {
         let err = Cli::try_parse_from(argv).expect_err("help or version");
         let argv: Vec<std::ffi::OsString> = argv.iter().map(Into::into).collect();
