@@ -320,5 +320,33 @@ pub fn usage_error(e: &clap::Error, argv: &[OsString]) -> String {
             text = text.replace(&format!("'{stray}'"), &unquoted(place(stray, argv)));
         }
     }
+    if let Some(variable) = from_variable(e, argv) {
+        let end = text.find('\n').unwrap_or(text.len());
+        text.insert_str(end, &format!(" (the value of {variable})"));
+    }
     text
+}
+
+/// The variable a refused value came from, when the command line does not give its flag: clap
+/// names the flag alone (`invalid value '10MiB' for '--max-body-bytes <BYTES>'`), which a pod's
+/// log reader, who set `BRIDGE_MAX_BODY_BYTES`, looks for in vain.
+fn from_variable(e: &clap::Error, argv: &[OsString]) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue};
+    use clap::CommandFactory;
+    let ContextValue::String(named) = e.get(ContextKind::InvalidArg)? else {
+        return None;
+    };
+    let long = named.split_whitespace().next()?.strip_prefix("--")?;
+    let command = Cli::command();
+    let arg = std::iter::once(&command)
+        .chain(command.get_subcommands())
+        .flat_map(|c| c.get_arguments())
+        .find(|a| a.get_long() == Some(long) && a.get_env().is_some())?;
+    let given = flags(argv).any(|(_, a)| {
+        let short = arg
+            .get_short()
+            .is_some_and(|s| a.starts_with(&format!("-{s}")) && !a.starts_with("--"));
+        short || a == format!("--{long}") || a.starts_with(&format!("--{long}="))
+    });
+    (!given).then(|| arg.get_env().map(|v| v.to_string_lossy().into_owned()))?
 }

@@ -835,6 +835,33 @@ fn a_help_or_version_flag_joined_to_more_letters_is_refused() {
     }
 }
 
+/// A value refused from the environment names its variable, which the flag alone does not: the
+/// command line here lacks the flag, as when `BRIDGE_MAX_BODY_BYTES` gave the value.
+#[test]
+fn a_value_refused_from_the_environment_names_its_variable() {
+    for (argv, variable) in [
+        (
+            &["qikchat-bridge", "--max-body-bytes", "10MiB"][..],
+            "BRIDGE_MAX_BODY_BYTES",
+        ),
+        (
+            &["qikchat-bridge", "--http1-only=1"][..],
+            "BRIDGE_HTTP1_ONLY",
+        ),
+    ] {
+        let err = Cli::try_parse_from(argv).expect_err("refused");
+        let on_the_line: Vec<std::ffi::OsString> = argv.iter().map(Into::into).collect();
+        let text = usage_error(&err, &on_the_line);
+        assert!(!text.contains(variable), "{text}");
+        let text = usage_error(&err, &["qikchat-bridge".into()]);
+        let first = text.lines().next().unwrap_or_default();
+        assert!(
+            first.ends_with(&format!("(the value of {variable})")),
+            "{text}"
+        );
+    }
+}
+
 /// Values of flags that parse them freely are no secret, and say what was wrong; a misspelt flag
 /// is not quoted (a password may look like one), but clap's tip names the flag meant.
 #[test]
