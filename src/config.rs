@@ -25,7 +25,7 @@ const QIKCHAT_WAITS: Duration = Duration::from_secs(2);
 mod args;
 mod bounds;
 mod caveats;
-pub use args::{refusal, usage_error, Args, Cli, Command, LogFormat};
+pub use args::{refusal, usage_error, variable_of, Args, Cli, Command, LogFormat};
 pub use caveats::KafkaCaveats;
 
 /// Where records go: brokers the operator runs, or the in-process mock cluster.
@@ -149,6 +149,16 @@ pub(crate) fn unreadable(setting: String, path: &Path, e: &std::io::Error) -> Co
         setting,
         path,
         reason: e.to_string(),
+    }
+}
+
+impl ConfigError {
+    /// The flag whose value was refused, for an invalid one.
+    pub fn setting(&self) -> Option<&str> {
+        match self {
+            ConfigError::Invalid { setting, .. } => Some(setting),
+            _ => None,
+        }
     }
 }
 

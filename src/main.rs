@@ -90,7 +90,16 @@ fn serve(args: config::Args) -> ExitCode {
     let config = match Config::from_args(args, environment(), read_file) {
         Ok(config) => config,
         Err(e) => {
-            complain(format_args!("qikchat-bridge: invalid configuration: {e}"));
+            // The flag alone says nothing to whoever set its variable (a pod's environment).
+            let argv: Vec<_> = std::env::args_os().collect();
+            let via = e
+                .setting()
+                .and_then(|flag| config::variable_of(flag, &argv))
+                .map(|variable| format!(" (the value of {variable})"))
+                .unwrap_or_default();
+            complain(format_args!(
+                "qikchat-bridge: invalid configuration: {e}{via}"
+            ));
             return ExitCode::from(EXIT_CONFIG);
         }
     };

@@ -332,11 +332,17 @@ pub fn usage_error(e: &clap::Error, argv: &[OsString]) -> String {
 /// log reader, who set `BRIDGE_MAX_BODY_BYTES`, looks for in vain.
 fn from_variable(e: &clap::Error, argv: &[OsString]) -> Option<String> {
     use clap::error::{ContextKind, ContextValue};
-    use clap::CommandFactory;
     let ContextValue::String(named) = e.get(ContextKind::InvalidArg)? else {
         return None;
     };
-    let long = named.split_whitespace().next()?.strip_prefix("--")?;
+    variable_of(named.split_whitespace().next()?, argv)
+}
+
+/// The variable that gave `flag` (`--max-body-bytes`) its value: its environment twin, when
+/// `argv` does not give the flag itself. For messages that name the flag alone.
+pub fn variable_of(flag: &str, argv: &[OsString]) -> Option<String> {
+    use clap::CommandFactory;
+    let long = flag.strip_prefix("--")?;
     let command = Cli::command();
     let arg = std::iter::once(&command)
         .chain(command.get_subcommands())

@@ -1105,6 +1105,31 @@ fn exited_within(
 }
 
 /// Runs `tail --kafka-brokers BROKERS ARGS` with no environment: its exit code, stdout, stderr.
+/// A setting refused after parsing names its variable too when the command line does not give it:
+/// the flag alone says nothing to whoever set a pod's environment.
+#[test]
+fn a_setting_refused_from_a_variable_names_the_variable() {
+    let from_the_environment = Command::new(BIN)
+        .arg("--check-config")
+        .env_clear()
+        .env("BRIDGE_TOPICS", "a=x,")
+        .output()
+        .expect("run");
+    let (code, _, stderr) = shown_without(from_the_environment, "hunter2pw");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--topic: \"\" is not EVENT=TOPIC (the value of BRIDGE_TOPICS)"),
+        "{stderr}"
+    );
+    let on_the_line = Command::new(BIN)
+        .args(["--check-config", "--topic", ""])
+        .env_clear()
+        .output()
+        .expect("run");
+    let (code, _, stderr) = shown_without(on_the_line, "BRIDGE_TOPICS");
+    assert_eq!(code, Some(2), "{stderr}");
+}
+
 /// `output`'s exit code, stdout and stderr, once checked to show `secret` in neither.
 fn shown_without(output: std::process::Output, secret: &str) -> (Option<i32>, String, String) {
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
