@@ -1138,6 +1138,9 @@ must_fail "CloudEvents source with whitespace" "cloudeventsSource" $B --set conf
 must_fail "CloudEvents source with non-ASCII" "cloudeventsSource" $B --set config.cloudevents=true --set-string 'config.cloudeventsSource=/café'
 must_fail "CloudEvents source with a character RFC 3986 does not allow" "cloudeventsSource" $B --set config.cloudevents=true --set-string 'config.cloudeventsSource=/qikchat/{prod}'
 must_fail "CloudEvents source with a bare %" "cloudeventsSource" $B --set config.cloudevents=true --set-string 'config.cloudeventsSource=/a%zz'
+must_fail "a fallback topic Kafka cannot have (.)" "fallbackTopic" $B --set-string 'config.fallbackTopic=.'
+must_fail "a dead-letter topic Kafka cannot have (..)" "deadletterTopic" $B --set-string 'config.deadletterTopic=..'
+must_fail "a routed topic Kafka cannot have (.)" "/config/topics/a" $B --set-string 'config.topics.a=.'
 must_fail "Secrets without fsGroup (auth on, no spool)" "fsGroup" $B --set podSecurityContext.fsGroup=null
 must_fail "SASL Secret without fsGroup (auth off)" "kafka.sasl.enabled" $B --set podSecurityContext.fsGroup=null \
   --set auth.insecureDisableAuth=true --set kafka.sasl.enabled=true --set kafka.sasl.username=u --set kafka.sasl.password=p

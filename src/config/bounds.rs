@@ -97,15 +97,28 @@ pub(super) fn check(args: &Args) -> Result<(), ConfigError> {
     // CloudEvents' `source` is a non-empty URI-reference (RFC 3986), which strict consumers check
     // (the JavaScript SDK refuses `{`, `|`, `^` or a `%` without two hex digits): one they refuse
     // would be on every record.
-    let source = &args.cloudevents_source;
-    if args.cloudevents
-        && (source.is_empty() || fluent_uri::UriRef::parse(source.as_str()).is_err())
-    {
-        return Err(invalid(
-            "--cloudevents-source",
-            "must be a URI reference (RFC 3986: ASCII letters, digits and -._~:/?#[]@!$&'()*+,;= \
-             only, a % followed by two hex digits), e.g. /qikchat/prod",
-        ));
+    let source = args.cloudevents_source.as_str();
+    if args.cloudevents {
+        let grammar = "must be a URI reference (RFC 3986: ASCII letters, digits and \
+                       -._~:/?#[]@!$&'()*+,;= in their places, a % followed by two hex digits), \
+                       e.g. /qikchat/prod";
+        if source.is_empty() {
+            return Err(invalid(
+                "--cloudevents-source",
+                format!("{grammar}; it is empty"),
+            ));
+        }
+        // Where it fails, since the characters alone may all be allowed: `a_b:c` starts with a
+        // scheme, which takes no `_`; a port takes digits only; `[` opens an IPv6 address.
+        if let Err(e) = fluent_uri::UriRef::parse(source) {
+            return Err(invalid(
+                "--cloudevents-source",
+                format!(
+                    "{grammar}; {e} (from 0; a `:` before any `/` ends a scheme, which holds \
+                     only letters, digits, `+`, `-` and `.`)"
+                ),
+            ));
+        }
     }
     if args.spool_dir.is_some() && args.spool_max_bytes < args.max_body_bytes as u64 + 4096 {
         return Err(invalid(

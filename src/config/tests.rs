@@ -567,6 +567,20 @@ fn a_cloudevents_source_must_be_a_uri_reference() {
         let err = build(&["--cloudevents", "--cloudevents-source", bad]).expect_err(bad);
         assert!(err.to_string().contains("--cloudevents-source"), "{err}");
     }
+    // Of RFC 3986's characters only, and refused all the same: the message says where.
+    for (bad, at) in [
+        ("qikchat_bridge:prod", 14),
+        ("https://example.com:abc/", 20),
+        ("a[b", 1),
+        ("a#b#c", 3),
+        (":x", 0),
+    ] {
+        let err = build(&["--cloudevents", "--cloudevents-source", bad]).expect_err(bad);
+        assert!(
+            err.to_string().contains(&format!("at index {at} (from 0;")),
+            "{bad}: {err}"
+        );
+    }
     for good in [
         "/qikchat/prod",
         "urn:qikchat:acme",
