@@ -95,6 +95,8 @@ fn serve(args: config::Args) -> ExitCode {
             let via = e
                 .setting()
                 .and_then(|flag| config::variable_of(flag, &argv))
+                // A check of two settings may refuse one left at its default.
+                .filter(|variable| std::env::var_os(variable).is_some())
                 .map(|variable| format!(" (the value of {variable})"))
                 .unwrap_or_default();
             complain(format_args!(

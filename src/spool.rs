@@ -269,8 +269,7 @@ impl Spool {
         } = recover::scan(&db)?;
         if let Some(note) = &note {
             lost_commit(note, appends.unwrap_or(0), &path);
-            // What the file holds now, so the next start tells nothing twice.
-            note.record(appends.unwrap_or(0), next_seq..=next_seq);
+            note.settle(appends.unwrap_or(0), next_seq);
         }
         let holdings = Arc::new(Holdings {
             counts: Mutex::new(counts),

@@ -229,9 +229,10 @@ pub fn refusal(e: &clap::Error, argv: &[OsString]) -> Option<String> {
         return e.use_stderr().then(|| usage_error(e, argv));
     }
     // Asked for alone, it is what was meant, whatever value of another flag starts with `-h`
-    // (`--help --webhook-path -hook`).
-    let alone = ["-h", "--help", "-V", "--version", "help"];
-    if flags(argv).any(|(_, a)| alone.contains(&a.as_ref())) {
+    // (`--help --webhook-path -hook`). Not a value `help` (`--cloudevents-source help`): clap's
+    // `help` subcommand comes first.
+    let alone = ["-h", "--help", "-V", "--version"];
+    if flags(argv).any(|(at, a)| alone.contains(&a.as_ref()) || (at == 1 && a == "help")) {
         return None;
     }
     let (at, _) =

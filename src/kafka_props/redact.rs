@@ -61,14 +61,22 @@ pub(super) fn url_passwords(value: &str) -> impl Iterator<Item = &str> {
         let userinfo = &authority[..authority.rfind('@')?];
         userinfo.split_once(':').map(|(_, password)| password)
     });
-    let bare = value
-        .split(',')
-        .filter(|entry| !entry.contains("://"))
-        .filter_map(|entry| {
-            let entry = entry.trim();
-            let userinfo = &entry[..entry.rfind('@')?];
-            userinfo.split_once(':').map(|(_, password)| password)
-        });
+    // The password before each `@` of an entry without a scheme runs back to the first `:` of
+    // its entry, across commas (a password may hold one; more is hidden, never less).
+    let bare = value.match_indices('@').filter_map(move |(at, _)| {
+        let mut end = at;
+        loop {
+            let start = value[..end].rfind(',').map_or(0, |comma| comma + 1);
+            let piece = &value[start..end];
+            if piece.contains("://") {
+                return None;
+            }
+            if let Some(colon) = piece.find(':') {
+                return Some(&value[start + colon + 1..at]);
+            }
+            end = start.checked_sub(1)?;
+        }
+    });
     urls.chain(bare)
 }
 
@@ -265,6 +273,39 @@ mod tests {
             shown,
             "Failed to resolve 'user:<redacted>@127.0.0.1:9:9092'"
         );
+        // A comma in the password splits the list there: librdkafka quotes the rest alone.
+        let brokers = "k1:22150,user:pa,ssWORD@127.0.0.1:22151";
+        assert_eq!(
+            url_password_hidden(brokers),
+            "k1:22150,user:<redacted>@127.0.0.1:22151"
+        );
+        let shown = Scrubber::new([("bootstrap.servers", brokers)])
+            .scrub("Failed to resolve 'ssWORD@127.0.0.1:22151'");
+        assert!(!shown.contains("ssWORD"), "{shown}");
+    }
+
+    /// Whatever the value, finding its passwords never panics, and what it hides lies inside it.
+    #[test]
+    fn hiding_passwords_takes_any_value() {
+        let parts = ["k", ":", "@", ",", "://", " ", "é", "p", "/", "?"];
+        let mut seed = 7u64;
+        for _ in 0..20_000 {
+            let mut value = String::new();
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            for _ in 0..(seed >> 60) {
+                seed = seed
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                value.push_str(parts[(seed >> 33) as usize % parts.len()]);
+            }
+            let _ = url_password_hidden(&value);
+            for password in super::url_passwords(&value) {
+                let at = password.as_ptr() as usize - value.as_ptr() as usize;
+                assert!(at + password.len() <= value.len(), "{value:?}");
+            }
+        }
     }
 
     #[test]

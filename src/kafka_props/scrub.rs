@@ -33,7 +33,12 @@ impl Scrubber {
             if is_secret(key.as_ref()) {
                 needles.extend(pieces(key.as_ref(), value).into_iter().map(str::to_string));
             }
-            needles.extend(url_passwords(value).map(str::to_string));
+            // With its pieces between commas: librdkafka splits a broker list at them, and
+            // quotes the piece of a password after one alone (`ssWORD@host` of `u:pa,ssWORD@host`).
+            for password in url_passwords(value) {
+                needles.push(password.to_string());
+                needles.extend(password.split(',').skip(1).map(str::to_string));
+            }
         }
         needles.retain(|n| n.len() >= MIN_LEN);
         needles.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));

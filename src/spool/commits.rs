@@ -108,12 +108,12 @@ impl Note {
         let found = std::fs::read(&path).ok().and_then(|b| Noted::decode(&b));
         let file_id =
             file_id(db).map_err(|e| format!("cannot give the spool file its identity: {e}"))?;
-        // Emptied once read: a note longer than one (garbage) must not outlive every write of a
-        // shorter one.
+        // Not emptied here: a start cut off before its check (a scan of a large spool takes a
+        // while) must leave the note for the next. `settle` cuts what follows a note.
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
-            .truncate(true)
+            .truncate(false)
             .open(&path)
             .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         Ok(Note {
@@ -128,6 +128,16 @@ impl Note {
     pub(super) fn lost(&self, appends: u64) -> Option<Noted> {
         self.found
             .filter(|n| n.file_id == self.file_id && appends < n.appends)
+    }
+
+    /// Notes what the file holds at the open, once it was compared with the note found: its count
+    /// of appends, so the next start tells nothing twice; and cuts the file to one note, so that
+    /// a longer one (garbage) does not outlive every note written over its start.
+    pub(super) fn settle(&self, appends: u64, next_seq: u64) {
+        self.record(appends, next_seq..=next_seq);
+        if let Err(e) = self.file.set_len(LEN as u64) {
+            tracing::warn!(error = %e, "cannot cut the note of the spool's last commit to one");
+        }
     }
 
     /// Notes an append commit the file holds now (the `appends`-th, of the records `seqs`). A
@@ -252,7 +262,21 @@ mod tests {
         assert_eq!(note.lost(0), None);
     }
 
-    /// A note longer than one (garbage) is emptied at the open, so the notes written after it
+    /// A start cut off between reading the note and comparing it (a kill during a long scan)
+    /// leaves the note for the next start.
+    #[test]
+    fn an_open_cut_off_before_its_check_leaves_the_note() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = database(dir.path());
+        Note::open(dir.path(), &db)
+            .expect("open")
+            .record(3, 10..=12);
+        drop(Note::open(dir.path(), &db).expect("an open cut off"));
+        let note = Note::open(dir.path(), &db).expect("the next");
+        assert!(note.lost(2).is_some());
+    }
+
+    /// A note longer than one (garbage) is cut at the open, so the notes written after it
     /// read back.
     #[test]
     fn a_longer_note_does_not_outlive_the_next() {
@@ -261,6 +285,7 @@ mod tests {
         std::fs::write(dir.path().join(NOTE), [7u8; 100]).expect("garbage");
         let note = Note::open(dir.path(), &db).expect("open");
         assert_eq!(note.found, None);
+        note.settle(0, 0);
         note.record(1, 0..=0);
         drop(note);
         let note = Note::open(dir.path(), &db).expect("reopen");

@@ -1128,6 +1128,15 @@ fn a_setting_refused_from_a_variable_names_the_variable() {
         .expect("run");
     let (code, _, stderr) = shown_without(on_the_line, "BRIDGE_TOPICS");
     assert_eq!(code, Some(2), "{stderr}");
+    // Refused beside another setting, at its default: no variable gave it.
+    let at_its_default = Command::new(BIN)
+        .args(["--check-config", "--max-body-bytes", "200000000"])
+        .env_clear()
+        .output()
+        .expect("run");
+    let (code, _, stderr) = shown_without(at_its_default, "(the value of");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--max-in-flight-bytes"), "{stderr}");
 }
 
 /// `output`'s exit code, stdout and stderr, once checked to show `secret` in neither.
