@@ -1141,6 +1141,12 @@ must_fail "CloudEvents source with a bare %" "cloudeventsSource" $B --set config
 must_fail "a fallback topic Kafka cannot have (.)" "fallbackTopic" $B --set-string 'config.fallbackTopic=.'
 must_fail "a dead-letter topic Kafka cannot have (..)" "deadletterTopic" $B --set-string 'config.deadletterTopic=..'
 must_fail "a routed topic Kafka cannot have (.)" "/config/topics/a" $B --set-string 'config.topics.a=.'
+must_fail "a topic prefix that makes a default topic's name longer than Kafka's 249" \
+  "config.topicPrefix (227 characters) makes the topic \"whatsapp.message.status\" a name of 250 characters" $B \
+  --set-string "config.topicPrefix=$(printf 'p%.0s' $(seq 227))"
+check "a topic prefix that leaves every name within 249 is accepted by the binary" \
+  binary_summary long-prefix "$(printf 'p%.0s' $(seq 226))whatsapp.message.status" \
+  --set-string "config.topicPrefix=$(printf 'p%.0s' $(seq 226))"
 must_fail "Secrets without fsGroup (auth on, no spool)" "fsGroup" $B --set podSecurityContext.fsGroup=null
 must_fail "SASL Secret without fsGroup (auth off)" "kafka.sasl.enabled" $B --set podSecurityContext.fsGroup=null \
   --set auth.insecureDisableAuth=true --set kafka.sasl.enabled=true --set kafka.sasl.username=u --set kafka.sasl.password=p

@@ -275,6 +275,23 @@ password
 {{- fail (printf "config.topics.%s: the event name %q is not one the bridge accepts: a key must be non-empty, hold no ',' or '=' (BRIDGE_TOPICS is a comma-separated list of EVENT=TOPIC) and have no whitespace at either end (including Unicode spaces such as the no-break space, which the bridge trims); the bridge refuses such a route at start-up, so the pod would crash-loop. Write the event name exactly as Qikchat sends it" $event $event) -}}
 {{- end -}}
 {{- end -}}
+{{- /* The bridge names every topic config.topicPrefix + its name and refuses a name over Kafka's
+     249 characters at start-up (src/topics.rs), its default routes' names included, whatever
+     replaces them: a long prefix would make the pod crash-loop. */ -}}
+{{- $prefix := .Values.config.topicPrefix | default "" -}}
+{{- $names := list "whatsapp.message.in" "whatsapp.message.status" -}}
+{{- range $topic := list .Values.config.fallbackTopic .Values.config.deadletterTopic -}}
+{{- if $topic -}}{{- $names = append $names $topic -}}{{- end -}}
+{{- end -}}
+{{- range $_, $topic := (.Values.config.topics | default dict) -}}
+{{- if $topic -}}{{- $names = append $names $topic -}}{{- end -}}
+{{- end -}}
+{{- range $name := $names -}}
+{{- $full := len (printf "%s%s" $prefix $name) -}}
+{{- if gt $full 249 -}}
+{{- fail (printf "config.topicPrefix (%d characters) makes the topic %q a name of %d characters, and Kafka allows at most 249: the bridge refuses it at start-up, so the pod would crash-loop; shorten the prefix" (len $prefix) $name $full) -}}
+{{- end -}}
+{{- end -}}
 {{- if ge (include "qikchat-bridge.durationMs" .Values.config.ackTimeout | atoi) 2000 -}}
 {{- fail "config.ackTimeout must be below 2s: Qikchat gives up on a webhook after 2 seconds" -}}
 {{- end -}}
