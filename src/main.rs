@@ -80,21 +80,20 @@ fn main() -> ExitCode {
                 Err(e) => failed("qikchat-bridge tail", &e, e.is_usage()),
             }
         }
-        None => serve(cli.serve),
+        None => serve(cli.serve, &argv),
     }
 }
 
-fn serve(args: config::Args) -> ExitCode {
+fn serve(args: config::Args, argv: &[std::ffi::OsString]) -> ExitCode {
     let check_only = args.check_config;
     let read_file = qikchat_bridge::operator_file::read_to_string;
     let config = match Config::from_args(args, environment(), read_file) {
         Ok(config) => config,
         Err(e) => {
             // The flag alone says nothing to whoever set its variable (a pod's environment).
-            let argv: Vec<_> = std::env::args_os().collect();
             let via = e
                 .setting()
-                .and_then(|flag| config::variable_of(flag, &argv))
+                .and_then(|flag| config::variable_of(flag, argv))
                 // A check of two settings may refuse one left at its default.
                 .filter(|variable| std::env::var_os(variable).is_some())
                 .map(|variable| format!(" (the value of {variable})"))

@@ -171,7 +171,7 @@ fn lost_commit(note: &commits::Note, appends: u64, path: &Path) {
         return;
     };
     let dir = path.parent().unwrap_or(Path::new("."));
-    let records = lost.last_seq - lost.first_seq + 1;
+    let records = lost.records();
     match commits::report_lost(dir, &lost, appends) {
         Ok(report) => {
             tracing::error!(records, first_seq = lost.first_seq, last_seq = lost.last_seq, committed_at_ms = lost.at_ms, report = %report.display(), "the spool file lacks its last commit, damaged after it was synced: its records were answered 200 and will not reach Kafka")

@@ -42,6 +42,11 @@ pub(super) struct Noted {
 }
 
 impl Noted {
+    /// How many records the commit held.
+    pub fn records(&self) -> u64 {
+        self.last_seq - self.first_seq + 1
+    }
+
     fn encode(&self) -> [u8; LEN] {
         let mut out = [0; LEN];
         out[..8].copy_from_slice(MAGIC);
@@ -185,21 +190,18 @@ pub(super) fn report_lost(dir: &Path, lost: &Noted, appends: u64) -> std::io::Re
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let records = lost.last_seq - lost.first_seq + 1;
-    let path = (0..1000)
-        .map(|n| match n {
-            0 => dir.join(format!("{}.unreadable-{now}.lost-commit", super::FILE)),
-            n => dir.join(format!("{}.unreadable-{now}.{n}.lost-commit", super::FILE)),
-        })
-        .find(|p| std::fs::symlink_metadata(p).is_err())
-        .ok_or_else(|| std::io::Error::other("1000 notes of lost commits in this second"))?;
+    let path = super::recover::free_name(dir, now, ".lost-commit")?;
     let text = format!(
-        "At {now} (Unix seconds) the spool file lacked its last commit: {records} records \
+        "At {now} (Unix seconds) the spool file lacked its last commit: {} records \
          (sequence numbers {}..={}), committed at {} ms since the Unix epoch and answered 200, \
          are not in it (its count of commits is {appends}, the commit made it {}). The file's \
          header was damaged after the commit was synced, and the records will not reach Kafka: \
          find them on Qikchat's side around that time. Delete this file to clear the alert.\n",
-        lost.first_seq, lost.last_seq, lost.at_ms, lost.appends
+        lost.records(),
+        lost.first_seq,
+        lost.last_seq,
+        lost.at_ms,
+        lost.appends
     );
     std::fs::write(&path, text)?;
     Ok(path)

@@ -64,7 +64,7 @@ fn open_or_move_aside_unsynced(dir: &Path, path: &Path) -> Result<Database, Spoo
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
-            let aside = free_name(dir, now).map_err(io)?;
+            let aside = free_name(dir, now, "").map_err(io)?;
             tracing::error!(%reason, moved_to = %aside.display(), "spool file is corrupt beyond repair; moving it aside and starting a new one");
             std::fs::rename(path, &aside).map_err(io)?;
             // It holds whole webhooks too.
@@ -78,15 +78,15 @@ fn open_or_move_aside_unsynced(dir: &Path, path: &Path) -> Result<Database, Spoo
     }
 }
 
-/// A name for a file moved aside at `now` (Unix seconds) that no earlier one has: a rename
-/// replaces its target, and a second file set aside in the same second (a restart that found
-/// the new file damaged too) would take the first, records answered 200 with it. The spool's
-/// directory lock keeps other processes from taking the name meanwhile.
-fn free_name(dir: &Path, now: u64) -> std::io::Result<std::path::PathBuf> {
+/// A name for a file moved aside at `now` (Unix seconds), ending in `suffix`, that no earlier one
+/// has: a rename replaces its target, and a second file set aside in the same second (a restart
+/// that found the new file damaged too) would take the first, records answered 200 with it. The
+/// spool's directory lock keeps other processes from taking the name meanwhile.
+pub(super) fn free_name(dir: &Path, now: u64, suffix: &str) -> std::io::Result<std::path::PathBuf> {
     (0..1000)
         .map(|n| match n {
-            0 => dir.join(format!("{FILE}.unreadable-{now}")),
-            n => dir.join(format!("{FILE}.unreadable-{now}.{n}")),
+            0 => dir.join(format!("{FILE}.unreadable-{now}{suffix}")),
+            n => dir.join(format!("{FILE}.unreadable-{now}.{n}{suffix}")),
         })
         .find(|aside| std::fs::symlink_metadata(aside).is_err())
         .ok_or_else(|| std::io::Error::other("1000 spool files were set aside in this second"))
