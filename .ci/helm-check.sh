@@ -253,13 +253,20 @@ env_value() {
   [ "$got" = "$expected" ]
 }
 
+# render_to FILE HELM-ARGS...: the chart rendered into FILE with a broker list, which every
+# rendering the bridge must accept needs.
+render_to() {
+  local f="$1"; shift
+  helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --set kafka.bootstrapServers=kafka:9092 "$@" >"$f"
+}
+
 # kafka_property_arg NAME=VALUE HELM-ARGS...: the container's arguments hold -X NAME=VALUE (as
 # kafka.properties reach the bridge), and the rendering keeps the static invariants (no secret
 # property in the arguments).
 kafka_property_arg() {
   local pair="$1"; shift
   local f="$WORK/kafka-property-arg.$RANDOM.yaml"
-  helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --set kafka.bootstrapServers=kafka:9092 "$@" >"$f"
+  render_to "$f" "$@"
   "$PY" - "$f" "$pair" <<'EOF'
 import sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
@@ -278,7 +285,7 @@ EOF
 plain_env_value() {
   local name="$1" expected="$2"; shift 2
   local f="$WORK/plain-env.$RANDOM.yaml"
-  helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --set kafka.bootstrapServers=kafka:9092 "$@" >"$f"
+  render_to "$f" "$@"
   "$PY" - "$f" "$name" "$expected" <<'EOF'
 import sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
@@ -839,7 +846,7 @@ print(f"BRIDGE_WEBHOOK_PATH={sys.argv[1]}")
 auth_file_line() {
   local line="$1"; shift
   local f="$WORK/auth-file-line.$RANDOM.yaml"
-  helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --set kafka.bootstrapServers=kafka:9092 "$@" >"$f"
+  render_to "$f" "$@"
   "$PY" - "$f" "$line" <<'EOF'
 import base64, json, sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
@@ -857,7 +864,7 @@ EOF
 binary_summary() {
   local name="$1" expected="$2"; shift 2
   local f="$WORK/summary-$name.yaml" out
-  helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --set kafka.bootstrapServers=kafka:9092 "$@" >"$f"
+  render_to "$f" "$@"
   mkdir -p "$WORK/summary-$name"
   out="$("$PY" "$LIB/chart_check.py" check-config "$BINARY" "$f" "$WORK/summary-$name" 2>&1)" || { echo "$out"; return 1; }
   grep -qF -- "$expected" <<<"$out" || { echo "accepted, but the summary lacks $expected:"; echo "$out"; return 1; }
