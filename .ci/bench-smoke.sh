@@ -153,3 +153,18 @@ if not ok:
     sys.exit(f"bench smoke: bench/ab.sh's rounds.csv is incomplete: {rows}")
 print("bench smoke: bench/ab.sh produced both sides of both rounds")
 EOF
+
+# bench/instructions.sh: each server under callgrind for a moment, so it cannot rot either.
+instructions=(--rate 200 --seconds 2 --out "$out/instructions")
+[ $# -gt 0 ] && instructions+=(--bridge "$1")
+bash bench/instructions.sh "${instructions[@]}"
+python3 - "$out/instructions/instructions.csv" <<'EOF'
+import csv, sys
+rows = {r["server"]: r for r in csv.DictReader(open(sys.argv[1]))}
+ok = sorted(rows) == ["bridge", "ceiling", "nokafka"] and all(
+    int(r["instructions_per_request"]) > 0 and int(r["requests"]) > 0 for r in rows.values()) and all(
+    int(rows[s]["sha256_per_request"]) > 0 for s in ("bridge", "nokafka"))
+if not ok:
+    sys.exit(f"bench smoke: bench/instructions.sh's instructions.csv is incomplete: {list(rows.values())}")
+print("bench smoke: bench/instructions.sh counted all three servers")
+EOF
