@@ -73,10 +73,13 @@ pub fn classify(body: &[u8]) -> Result<Envelope<'_>, ClassifyError> {
     // JSON is UTF-8 (RFC 8259), and serde_json checks it only in the strings it decodes, not in
     // those it skips: a Latin-1 byte in a message text would reach consumers whose strict
     // decoders then fail on the record every time they read it.
-    if let Err(e) = std::str::from_utf8(body) {
-        return Err(ClassifyError::NotUtf8(e.valid_up_to()));
-    }
-    check_depth(body)?;
+    let body = match std::str::from_utf8(body) {
+        Ok(text) => text,
+        Err(e) => return Err(ClassifyError::NotUtf8(e.valid_up_to())),
+    };
+    check_depth(body.as_bytes())?;
+    // From the text, not the bytes: serde_json then skips the UTF-8 check of every string it
+    // reads, which the line above has made once for the whole body.
     let parsed = match parse::<false>(body) {
         // The fast pass converts three values as it reads them: the body, `payload` and
         // `payload.message`, and serde_json refuses a number beyond f64 there (as a syntax
@@ -91,17 +94,17 @@ pub fn classify(body: &[u8]) -> Result<Envelope<'_>, ClassifyError> {
 
 /// One pass of the visitor over the body; `CAREFUL` takes the converted values raw first.
 fn parse<const CAREFUL: bool>(
-    body: &[u8],
+    body: &str,
 ) -> Result<Result<Envelope<'_>, ClassifyError>, serde_json::Error> {
     if CAREFUL {
-        let raw: &RawValue = serde_json::from_slice(body)?;
+        let raw: &RawValue = serde_json::from_str(body)?;
         if !raw.get().starts_with('{') {
             return Ok(Err(ClassifyError::NotObject));
         }
         return serde_json::Deserializer::from_str(raw.get())
             .deserialize_map(EnvelopeVisitor::<true>);
     }
-    let mut de = serde_json::Deserializer::from_slice(body);
+    let mut de = serde_json::Deserializer::from_str(body);
     let raw = de.deserialize_any(EnvelopeVisitor::<false>)?;
     de.end()?;
     Ok(raw)
