@@ -94,8 +94,8 @@ pub enum MediaRefusal {
     CloudEvents,
     /// A `charset` other than UTF-8, the only encoding of JSON (RFC 8259, section 8.1).
     Charset,
-    /// Over 256 bytes, not visible ASCII, a quote left open, or given twice: no one media type
-    /// to read.
+    /// Over 256 bytes, not visible ASCII, not RFC 9110's media-type grammar (a quote left open,
+    /// say), or given twice: no one media type to read.
     Malformed,
 }
 

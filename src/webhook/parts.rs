@@ -136,11 +136,18 @@ pub(super) fn content_type(headers: &HeaderMap) -> Result<&str, WebhookError> {
     let text = value
         .to_str()
         .map_err(|_| WebhookError::UnsupportedMediaType(MediaRefusal::Malformed))?;
-    let (media, params) = text.split_once(';').unwrap_or((text, ""));
+    let (media, params) = text
+        .split_once(';')
+        .map_or((text, ""), |(media, params)| (media, params));
     let (kind, sub) = media
-        .trim()
+        .trim_matches([' ', '\t'])
         .split_once('/')
         .ok_or(WebhookError::UnsupportedMediaType(MediaRefusal::NotJson))?;
+    // RFC 9110, section 8.3.1: both are tokens. `application/x/y+json` is no media type anyone
+    // reads the same way, and it is copied into every record.
+    if !token(kind) || !token(sub) {
+        return Err(WebhookError::UnsupportedMediaType(MediaRefusal::Malformed));
+    }
     let sub = sub.as_bytes();
     let json = sub.eq_ignore_ascii_case(b"json")
         || (sub.len() > 5 && sub[sub.len() - 5..].eq_ignore_ascii_case(b"+json"));
@@ -283,25 +290,32 @@ pub(super) fn identity_encoding(headers: &HeaderMap) -> Result<(), WebhookError>
     }
 }
 
-/// Whether a media type's parameters leave the body UTF-8: no `charset`, or `charset=utf-8` (any
-/// case, quoted or not). JSON is UTF-8 (RFC 8259, section 8.1), and the body is checked to be; a
-/// record whose copied `Content-Type` named another charset would tell consumers to decode the
-/// same bytes differently.
+/// Whether a media type's parameters (what follows its first `;`) leave the body UTF-8: no
+/// `charset`, or `charset=utf-8` (any case, quoted or not). JSON is UTF-8 (RFC 8259, section 8.1),
+/// and the body is checked to be; a record whose copied `Content-Type` named another charset
+/// would tell consumers to decode the same bytes differently. Parameters must follow RFC 9110's
+/// grammar (section 5.6.6: `name=value`, the name a token, the value a token or a quoted string,
+/// separated by `;` and optional white space): parsers that count quotes differently would find
+/// a `charset` this reading does not (`a";b=";charset=latin1;"` is read as `latin1` by Python's).
 fn utf8_or_unsaid(mut rest: &str) -> Result<(), MediaRefusal> {
     loop {
-        rest = rest.trim_start_matches([' ', '\t', ';']);
+        rest = rest.trim_start_matches([' ', '\t']);
         if rest.is_empty() {
             return Ok(());
         }
-        let name_end = rest.find(['=', ';']).unwrap_or(rest.len());
-        let name = rest[..name_end].trim();
-        rest = &rest[name_end..];
-        let Some(after) = rest.strip_prefix('=') else {
+        // An empty parameter (`;;`, or a `;` at the end): the grammar allows it.
+        if let Some(after) = rest.strip_prefix(';') {
+            rest = after;
             continue;
-        };
-        let after = after.trim_start_matches([' ', '\t']);
-        // RFC 9110, section 5.6.4: a quoted value may hold `;` and backslash escapes.
+        }
+        let name_len = rest.bytes().take_while(|&b| tchar(b)).count();
+        let (name, after) = rest.split_at(name_len);
+        let after = after
+            .strip_prefix('=')
+            .filter(|_| name_len > 0)
+            .ok_or(MediaRefusal::Malformed)?;
         let (value, next) = match after.strip_prefix('"') {
+            // Section 5.6.4: a quoted value may hold `;` and backslash escapes.
             Some(quoted) => {
                 let mut end = None;
                 let mut escaped = false;
@@ -316,25 +330,40 @@ fn utf8_or_unsaid(mut rest: &str) -> Result<(), MediaRefusal> {
                         _ => {}
                     }
                 }
-                // An unterminated quote: not a media type anyone can read the same way.
-                let Some(end) = end else {
-                    return Err(MediaRefusal::Malformed);
-                };
+                let end = end.ok_or(MediaRefusal::Malformed)?;
                 (unescaped(&quoted[..end]), &quoted[end + 1..])
             }
             None => {
-                let end = after.find(';').unwrap_or(after.len());
-                (after[..end].trim_end().into(), &after[end..])
+                let len = after.bytes().take_while(|&b| tchar(b)).count();
+                if len == 0 {
+                    return Err(MediaRefusal::Malformed);
+                }
+                (after[..len].into(), &after[len..])
             }
         };
-        if name.eq_ignore_ascii_case("charset")
-            && !value.eq_ignore_ascii_case("utf-8")
-            && !value.eq_ignore_ascii_case("utf8")
-        {
+        // `charset*` is RFC 8187's notation for a charset, which HTTP does not define for this
+        // field but some parsers (Python's) read all the same.
+        let charset = name.eq_ignore_ascii_case("charset") || name.eq_ignore_ascii_case("charset*");
+        if charset && !value.eq_ignore_ascii_case("utf-8") && !value.eq_ignore_ascii_case("utf8") {
             return Err(MediaRefusal::Charset);
+        }
+        // After a parameter: white space, then the next `;` or the end.
+        let next = next.trim_start_matches([' ', '\t']);
+        if !next.is_empty() && !next.starts_with(';') {
+            return Err(MediaRefusal::Malformed);
         }
         rest = next;
     }
+}
+
+/// RFC 9110's token characters (section 5.6.2).
+fn tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// A non-empty run of token characters.
+fn token(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(tchar)
 }
 
 /// A quoted-string's content with its backslash escapes undone (a copy only when it has one).
