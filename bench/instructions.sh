@@ -43,7 +43,8 @@ trap stop_pids EXIT
 start_dev_kafka "$bridge" "$out" || die "dev-kafka did not start"
 pids+=("$kafka_pid")
 
-# count NAME BIN SECONDS: one run under callgrind; prints "instructions answers".
+# count NAME BIN SECONDS: one run under callgrind; prints "instructions sha256 answers", or fails
+# (it runs in a command substitution, where `set -e` does not reach: each step is checked).
 count() {
   local name=$1 bin=$2 secs=$3 listen admin ready vg_pid
   read -r listen admin <<<"$(free_ports 2)"
@@ -58,12 +59,19 @@ count() {
   RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$out/$name-$secs.callgrind" \
     "${cmd[@]}" >"$out/$name-$secs.log" 2>&1 &
   vg_pid=$!
-  "$loadgen" ready --url "$ready" --timeout 120 >/dev/null \
-    || { tail -5 "$out/$name-$secs.log" >&2; die "$name did not become ready under valgrind"; }
+  # Stopped before any failure is told: it is no child of the script's, so its trap cannot.
+  if ! "$loadgen" ready --url "$ready" --timeout 120 >/dev/null; then
+    kill "$vg_pid"; wait "$vg_pid" || true
+    tail -5 "$out/$name-$secs.log" >&2
+    die "$name did not become ready under valgrind"
+  fi
+  local loaded=0
   "$loadgen" run --url "http://$listen/webhook" --fixtures "$root/tests/fixtures" \
-    --auth testuser:testpass --connections 16 --rate "$rate" --duration "$secs" >"$out/$name-$secs.json"
+    --auth testuser:testpass --connections 16 --rate "$rate" --duration "$secs" \
+    >"$out/$name-$secs.json" || loaded=$?
   kill -TERM "$vg_pid"
   wait "$vg_pid" || true
+  [ "$loaded" = 0 ] || die "loadgen failed against $name (exit $loaded)"
   python3 - "$out/$name-$secs.json" "$out/$name-$secs.callgrind" <<'PY'
 import json, re, subprocess, sys
 run = json.load(open(sys.argv[1]))
@@ -83,8 +91,13 @@ printf 'server,instructions_per_request,sha256_per_request,requests\n' >"$out/in
 declare -A per sha
 for name in ceiling nokafka bridge; do
   bin_var=$name
-  read -r i1 s1 n1 <<<"$(count "$name" "${!bin_var}" 2)"
-  read -r i2 s2 n2 <<<"$(count "$name" "${!bin_var}" $((2 + seconds)))"
+  short=$(count "$name" "${!bin_var}" 2) || die "$name: its 2 s run failed (above)"
+  long=$(count "$name" "${!bin_var}" $((2 + seconds))) || die "$name: its $((2 + seconds)) s run failed (above)"
+  read -r i1 s1 n1 <<<"$short"
+  read -r i2 s2 n2 <<<"$long"
+  for v in "$i1" "$s1" "$n1" "$i2" "$s2" "$n2"; do
+    [[ $v =~ ^[0-9]+$ ]] || die "$name: a run printed \"$short\" and \"$long\", not three counts each"
+  done
   expected=$((rate * seconds))
   # A server that cannot keep up under valgrind would be measured at another rate than the rest.
   [ $((n2 - n1)) -ge $((expected * 95 / 100)) ] \

@@ -293,10 +293,12 @@ pub(super) fn identity_encoding(headers: &HeaderMap) -> Result<(), WebhookError>
 /// Whether a media type's parameters (what follows its first `;`) leave the body UTF-8: no
 /// `charset`, or `charset=utf-8` (any case, quoted or not). JSON is UTF-8 (RFC 8259, section 8.1),
 /// and the body is checked to be; a record whose copied `Content-Type` named another charset
-/// would tell consumers to decode the same bytes differently. Parameters must follow RFC 9110's
-/// grammar (section 5.6.6: `name=value`, the name a token, the value a token or a quoted string,
-/// separated by `;` and optional white space): parsers that count quotes differently would find
-/// a `charset` this reading does not (`a";b=";charset=latin1;"` is read as `latin1` by Python's).
+/// would tell consumers to decode the same bytes differently. So every reader must find the same
+/// parameters in it: they follow RFC 9110's grammar (section 5.6.6: `name=value`, the name a
+/// token, the value a token or a quoted string, separated by `;` and optional white space), and
+/// what readers part ways on is refused too: a `*` in a name (RFC 2231's `charset*0=latin1`,
+/// which Python and Go join into a charset) and a `\` or `;` in a quoted value (readers that
+/// count quotes, or split at every `;` as Python's `requests` does, find a `charset` there).
 fn utf8_or_unsaid(mut rest: &str) -> Result<(), MediaRefusal> {
     loop {
         rest = rest.trim_start_matches([' ', '\t']);
@@ -312,39 +314,28 @@ fn utf8_or_unsaid(mut rest: &str) -> Result<(), MediaRefusal> {
         let (name, after) = rest.split_at(name_len);
         let after = after
             .strip_prefix('=')
-            .filter(|_| name_len > 0)
+            .filter(|_| name_len > 0 && !name.contains('*'))
             .ok_or(MediaRefusal::Malformed)?;
         let (value, next) = match after.strip_prefix('"') {
-            // Section 5.6.4: a quoted value may hold `;` and backslash escapes.
             Some(quoted) => {
-                let mut end = None;
-                let mut escaped = false;
-                for (i, c) in quoted.char_indices() {
-                    match c {
-                        _ if escaped => escaped = false,
-                        '\\' => escaped = true,
-                        '"' => {
-                            end = Some(i);
-                            break;
-                        }
-                        _ => {}
-                    }
-                }
-                let end = end.ok_or(MediaRefusal::Malformed)?;
-                (unescaped(&quoted[..end]), &quoted[end + 1..])
+                let end = quoted
+                    .find(['"', '\\', ';'])
+                    .filter(|&end| quoted.as_bytes()[end] == b'"')
+                    .ok_or(MediaRefusal::Malformed)?;
+                (&quoted[..end], &quoted[end + 1..])
             }
             None => {
                 let len = after.bytes().take_while(|&b| tchar(b)).count();
                 if len == 0 {
                     return Err(MediaRefusal::Malformed);
                 }
-                (after[..len].into(), &after[len..])
+                after.split_at(len)
             }
         };
-        // `charset*` is RFC 8187's notation for a charset, which HTTP does not define for this
-        // field but some parsers (Python's) read all the same.
-        let charset = name.eq_ignore_ascii_case("charset") || name.eq_ignore_ascii_case("charset*");
-        if charset && !value.eq_ignore_ascii_case("utf-8") && !value.eq_ignore_ascii_case("utf8") {
+        if name.eq_ignore_ascii_case("charset")
+            && !value.eq_ignore_ascii_case("utf-8")
+            && !value.eq_ignore_ascii_case("utf8")
+        {
             return Err(MediaRefusal::Charset);
         }
         // After a parameter: white space, then the next `;` or the end.
@@ -364,19 +355,6 @@ fn tchar(b: u8) -> bool {
 /// A non-empty run of token characters.
 fn token(text: &str) -> bool {
     !text.is_empty() && text.bytes().all(tchar)
-}
-
-/// A quoted-string's content with its backslash escapes undone (a copy only when it has one).
-fn unescaped(content: &str) -> std::borrow::Cow<'_, str> {
-    if !content.contains('\\') {
-        return content.into();
-    }
-    let mut out = String::with_capacity(content.len());
-    let mut chars = content.chars();
-    while let Some(c) = chars.next() {
-        out.extend(if c == '\\' { chars.next() } else { Some(c) });
-    }
-    out.into()
 }
 
 /// The sender's `X-Request-Id` when it is a sane token (printable ASCII, so also valid text),
