@@ -371,3 +371,30 @@ fn a_password_with_a_comma_is_one_credential_in_the_auth_file() {
         Err(AuthFailure::Wrong)
     );
 }
+
+/// The same credential in `--auth` and `--auth-file`, or twice in a file during a rotation, must
+/// not cancel itself out (found by mutation testing: an XOR there went unnoticed).
+#[test]
+fn a_credential_configured_twice_is_still_accepted() {
+    let c = creds(&["a:b", "a:b"]);
+    assert_eq!(c.check(Some(basic("a:b").as_bytes())), Ok(()));
+    let c = creds(&["a:b", "c:d", "a:b"]);
+    assert_eq!(c.check(Some(basic("a:b").as_bytes())), Ok(()));
+}
+
+/// A space at the end of a user name, or of a password before a comma, is refused as one at the
+/// start (only `" eve:pw"`, a space on both readings, was tested).
+#[test]
+fn a_space_at_either_end_of_a_user_or_a_password_is_refused() {
+    let err = parse_file("eve :pw").unwrap_err();
+    assert!(err.contains("starts or ends with a space"), "{err}");
+    let err = flag(&["a:b ,c:d"]).unwrap_err();
+    assert!(err.contains("starts or ends with a space"), "{err}");
+    let err = parse_file("bob:").unwrap_err();
+    assert_eq!(err, "line 1: the password of user \"bob\" cannot be empty");
+}
+
+#[test]
+fn auth_is_required_once_a_credential_is_configured() {
+    assert!(creds(&["a:b"]).required());
+}

@@ -268,6 +268,32 @@ fn malformed_json_reports_a_position_but_never_the_content() {
     }
 }
 
+/// The 400's message and the dead-letter reason name the kind of fault, as the README shows.
+#[test]
+fn malformed_json_is_told_as_an_unexpected_end_or_a_syntax_error() {
+    assert_eq!(
+        classify(br#"{"event":"#).unwrap_err().to_string(),
+        "body is not valid JSON (unexpected end at line 1 column 9)"
+    );
+    assert_eq!(
+        classify(br#"{"event" 1}"#).unwrap_err().to_string(),
+        "body is not valid JSON (syntax error at line 1 column 10)"
+    );
+}
+
+/// A key with an escaped control character sends the body down the careful pass (serde_json
+/// refuses to borrow it), and that pass must still take a `payload` or `payload.message` that
+/// is a number beyond f64 raw rather than refuse the body (found by mutation testing: the
+/// existing cases with `1e400` never reached the careful pass's conversion).
+#[test]
+fn the_careful_pass_takes_a_payload_beyond_f64_without_refusing_the_body() {
+    let parsed = classify(br#"{"\u0001":0,"event":"e","payload":1e400}"#).expect("valid");
+    assert_eq!(parsed.event, "e");
+    let parsed = classify(br#"{"\u0001":0,"event":"e","payload":{"message":1e400,"to":"5"}}"#)
+        .expect("valid");
+    assert_eq!(parsed.to.as_deref(), Some("5"));
+}
+
 #[test]
 fn invalid_json_after_a_valid_event_is_still_refused() {
     assert!(classify(br#"{"event":"e","payload":{"id":"1",}}"#).is_err());

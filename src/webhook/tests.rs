@@ -273,6 +273,15 @@ fn json_content_types_are_recognised() {
         "application/json; profile=\"a;charset=latin1\"; charset=utf-8"
     ));
     assert!(!check(r#"application/json; charset="utf\-8""#));
+    // An empty quoted value is a value.
+    assert!(check(r#"application/json; x="""#));
+    assert!(!check(r#"application/json; charset="""#));
+    // 256 bytes is the limit, not over it.
+    let at_limit: &'static str = format!("application/json; x={}", "y".repeat(236)).leak();
+    assert_eq!(at_limit.len(), 256);
+    assert!(check(at_limit));
+    let over: &'static str = format!("application/json; x={}", "y".repeat(237)).leak();
+    assert!(!check(over));
     assert!(!check("application/x/y+json"));
     assert!(!check("application/a b+json"));
     assert!(!check("application/json; profile"));
@@ -537,6 +546,11 @@ fn a_host_is_a_name_or_address_with_an_optional_port() {
         "a?b",
         "a#b",
         "\"q\"",
+        // An IPvFuture needs hex digits, a dot and something after it; a %-escape two hex
+        // digits (found by mutation testing: none of these was tried).
+        "[v1.]",
+        "[vG.x]",
+        "%G1",
     ] {
         assert!(!valid_host(bad.as_bytes()), "{bad:?} taken");
     }
