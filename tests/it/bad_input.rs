@@ -123,6 +123,22 @@ async fn a_body_with_broken_chunked_encoding_is_refused_with_400_and_produces_no
     let answer = common::read_until_closed(&mut s).await;
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(answer.contains(r#""error":"bad_request""#), "{answer}");
+    // A broken body, not a client that went away: said so, answered like any refusal, and
+    // counted as one (found by mutation testing, which took every read error for a reset).
+    assert!(
+        answer.contains(r#""message":"body could not be read"#),
+        "{answer}"
+    );
+    let head = answer.to_ascii_lowercase();
+    assert!(
+        head.contains("x-request-id: ") && head.contains("connection: close"),
+        "{answer}"
+    );
+    let (_, metrics) = app.admin_get("/metrics").await;
+    assert!(
+        metrics.contains(r#"qikchat_bridge_requests_total{outcome="invalid",status="400"} 1"#),
+        "{metrics}"
+    );
     app.assert_nothing_stored_before_now().await;
 }
 
@@ -270,6 +286,9 @@ async fn a_body_that_stalls_is_answered_408_after_the_body_read_timeout() {
         took >= Duration::from_millis(250) && took < Duration::from_secs(5),
         "answered after the 300 ms body read timeout: {took:?}"
     );
-    assert_eq!(json(response).await["error"], "body_timeout");
+    let answer = json(response).await;
+    assert_eq!(answer["error"], "body_timeout");
+    // The flag to tune is named by its value, not the ack timeout's (found by mutation testing).
+    assert_eq!(answer["message"], "body was not received within 300ms");
     app.assert_nothing_stored_before_now().await;
 }
