@@ -64,6 +64,31 @@ async fn a_body_declared_too_large_is_refused_and_the_answer_says_the_connection
     assert!(says_close(&answer), "{answer}");
 }
 
+/// A stranger's head that declares a body over the limit is refused at once, not after reading
+/// (or waiting a second for) a body the bridge would drop: the 401 comes before any of it is sent,
+/// and says the connection ends (found by mutation testing: nothing timed this).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_head_declaring_a_body_over_the_limit_is_answered_at_once() {
+    let app = TestApp::start(&[]).await;
+    let mut s = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    s.write_all(b"POST /webhook HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 2097152\r\n\r\n")
+        .await
+        .expect("write head");
+    let started = std::time::Instant::now();
+    let answer = common::read_until_closed(&mut s).await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(says_close(&answer), "{answer}");
+    // The discard of a refused body waits at most a second for it: well under that means it
+    // was not waited for (a loaded machine answers in milliseconds).
+    assert!(
+        started.elapsed() < Duration::from_millis(800),
+        "answered after {:?}",
+        started.elapsed()
+    );
+}
+
 /// A sender that waits for `100 Continue` before its body is not invited to send one that is
 /// refused already: it gets the refusal, which says the connection ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
