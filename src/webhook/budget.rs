@@ -132,4 +132,15 @@ mod tests {
         drop((small, large));
         assert_eq!(budget.held(), 0);
     }
+
+    /// In bytes, not relative to the constant: a webhook of tens of KiB (a long text, a list of
+    /// contacts) is never refused for the budget that large bodies spent (found by mutation
+    /// testing: `64 + 1024` went unnoticed).
+    #[test]
+    fn bodies_up_to_64_kib_are_small() {
+        let budget = BodyBudget::new(0);
+        assert!(budget.reserve(10 * 1024).is_some());
+        assert!(budget.reserve(64 * 1024).is_some());
+        assert!(budget.reserve(64 * 1024 + 1).is_none());
+    }
 }
