@@ -66,9 +66,9 @@ count() {
     die "$name did not become ready under valgrind"
   fi
   local loaded=0
-  "$loadgen" run --url "http://$listen/webhook" --fixtures "$root/tests/fixtures" \
-    --auth testuser:testpass --connections 16 --rate "$rate" --duration "$secs" \
-    >"$out/$name-$secs.json" || loaded=$?
+  # send_webhooks reads this function's `listen`.
+  send_webhooks --connections 16 --rate "$rate" --duration "$secs" >"$out/$name-$secs.json" \
+    || loaded=$?
   kill -TERM "$vg_pid"
   wait "$vg_pid" || true
   [ "$loaded" = 0 ] || die "loadgen failed against $name (exit $loaded)"

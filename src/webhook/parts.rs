@@ -136,9 +136,7 @@ pub(super) fn content_type(headers: &HeaderMap) -> Result<&str, WebhookError> {
     let text = value
         .to_str()
         .map_err(|_| WebhookError::UnsupportedMediaType(MediaRefusal::Malformed))?;
-    let (media, params) = text
-        .split_once(';')
-        .map_or((text, ""), |(media, params)| (media, params));
+    let (media, params) = text.split_once(';').unwrap_or((text, ""));
     let (kind, sub) = media
         .trim_matches([' ', '\t'])
         .split_once('/')
@@ -297,7 +295,7 @@ pub(super) fn identity_encoding(headers: &HeaderMap) -> Result<(), WebhookError>
 /// parameters in it: they follow RFC 9110's grammar (section 5.6.6: `name=value`, the name a
 /// token, the value a token or a quoted string, separated by `;` and optional white space), and
 /// what readers part ways on is refused too: a `*` in a name (RFC 2231's `charset*0=latin1`,
-/// which Python and Go join into a charset) and a `\` or `;` in a quoted value (readers that
+/// which Python's email parser joins into a charset) and a `\` or `;` in a quoted value (readers that
 /// count quotes, or split at every `;` as Python's `requests` does, find a `charset` there).
 fn utf8_or_unsaid(mut rest: &str) -> Result<(), MediaRefusal> {
     loop {
@@ -310,7 +308,7 @@ fn utf8_or_unsaid(mut rest: &str) -> Result<(), MediaRefusal> {
             rest = after;
             continue;
         }
-        let name_len = rest.bytes().take_while(|&b| tchar(b)).count();
+        let name_len = token_len(rest);
         let (name, after) = rest.split_at(name_len);
         let after = after
             .strip_prefix('=')
@@ -325,7 +323,7 @@ fn utf8_or_unsaid(mut rest: &str) -> Result<(), MediaRefusal> {
                 (&quoted[..end], &quoted[end + 1..])
             }
             None => {
-                let len = after.bytes().take_while(|&b| tchar(b)).count();
+                let len = token_len(after);
                 if len == 0 {
                     return Err(MediaRefusal::Malformed);
                 }
@@ -352,9 +350,14 @@ fn tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
+/// The length of the run of token characters `text` starts with.
+fn token_len(text: &str) -> usize {
+    text.bytes().take_while(|&b| tchar(b)).count()
+}
+
 /// A non-empty run of token characters.
 fn token(text: &str) -> bool {
-    !text.is_empty() && text.bytes().all(tchar)
+    !text.is_empty() && token_len(text) == text.len()
 }
 
 /// The sender's `X-Request-Id` when it is a sane token (printable ASCII, so also valid text),
