@@ -151,7 +151,7 @@ pub async fn run_with_cut(
 ) -> Result<(), StartError> {
     let (cut, _watching) = drain::Cut::when(cut);
     let topics = config.topics.all_topics();
-    let metrics = Arc::new(Metrics::new(&topics)?);
+    let metrics = Arc::new(Metrics::with_ack_timeout(&topics, config.ack_timeout)?);
     let (_embedded, bootstrap) = start_kafka(&config, &topics)?;
     start_warnings::log(&config);
 

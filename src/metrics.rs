@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
@@ -27,16 +27,36 @@ pub use spool::SpoolMetrics;
 const PREFIX: &str = "qikchat_bridge";
 
 /// Request latency buckets: fine at the low end where a healthy bridge answers, and around
-/// Qikchat's 2 s limit where answers start to fail. 1.3 (87% of the default 1.5 s ack deadline)
-/// is the edge QikchatBridgeResponsesNearTimeout's p99 compares with: between 1.0 and 1.5 its
-/// interpolated p99 would cross 1.3 s only once about 2.3% of answers took over 1 s; and it keeps
-/// apart the answers of webhooks spooled during a Kafka outage, at 1.25 s by default. 1.6 and 1.8
-/// keep the 503s written at the default 1.5 s ack deadline apart from answers near the limit:
-/// in one bucket up to 2 s, a p99 of them read as 1.95 s.
+/// Qikchat's 2 s limit where answers start to fail. To these [`latency_buckets`] adds the edge
+/// QikchatBridgeResponsesNearTimeout's p99 compares with ([`near_timeout_edge`]: 1.3 s at the
+/// default ack timeout). 1.6 and 1.8 keep the 503s written at the default 1.5 s ack deadline
+/// apart from answers near the limit: in one bucket up to 2 s, a p99 of them read as 1.95 s.
 const LATENCY_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.3, 1.5, 1.6, 1.8, 2.0,
-    5.0,
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 1.6, 1.8, 2.0, 5.0,
 ];
+
+/// The bridge's default `--ack-timeout`, for metrics made outside the app (tests, examples).
+pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// The answer time QikchatBridgeResponsesNearTimeout warns of at p99: 13/15 of the ack timeout
+/// (1.3 s at the default 1.5 s), which the rule computes from `ack_timeout_seconds` with the same
+/// two float operations, so the two are equal to the bit. Below an ack timeout of 1.875 s it lies
+/// above the answer of a webhook spooled while Kafka is down (1.25 s by default).
+pub fn near_timeout_edge(ack_timeout: Duration) -> f64 {
+    ack_timeout.as_secs_f64() * 13.0 / 15.0
+}
+
+/// [`LATENCY_BUCKETS`] with [`near_timeout_edge`] among them. An edge, because between two edges
+/// histogram_quantile interpolates: with 1.0 and 1.5 around it, the p99 would cross 1.3 s only
+/// once about 2.3% of answers took over 1 s, and at a 1 s ack timeout the webhooks spooled at
+/// 0.75 s, all in the bucket up to 1 s, would read as a p99 of 0.995 s, over the 0.867 s edge.
+fn latency_buckets(ack_timeout: Duration) -> Vec<f64> {
+    let mut buckets = LATENCY_BUCKETS.to_vec();
+    buckets.push(near_timeout_edge(ack_timeout));
+    buckets.sort_by(f64::total_cmp);
+    buckets.dedup();
+    buckets
+}
 
 #[derive(Debug)]
 pub struct TopicMetrics {
@@ -109,7 +129,16 @@ const DELIVERY_ERRORS: [&str; 4] = [
 ];
 
 impl Metrics {
+    /// With the default ack timeout's buckets and gauge.
     pub fn new(topics: &[String]) -> prometheus::Result<Metrics> {
+        Self::with_ack_timeout(topics, DEFAULT_ACK_TIMEOUT)
+    }
+
+    pub fn with_ack_timeout(
+        topics: &[String],
+        ack_timeout: Duration,
+    ) -> prometheus::Result<Metrics> {
+        let buckets = latency_buckets(ack_timeout);
         let registry = Registry::new();
         let reg = |c: Box<dyn prometheus::core::Collector>| registry.register(c);
 
@@ -125,7 +154,7 @@ impl Metrics {
                 name("request_duration_seconds"),
                 "Time from request to answer, by outcome",
             )
-            .buckets(LATENCY_BUCKETS.to_vec()),
+            .buckets(buckets.clone()),
             &["outcome"],
         )?;
         let events_vec = IntCounterVec::new(
@@ -154,7 +183,7 @@ impl Metrics {
                 name("kafka_delivery_duration_seconds"),
                 "Time from send to Kafka's delivery report, by topic",
             )
-            .buckets(LATENCY_BUCKETS.to_vec()),
+            .buckets(buckets),
             &["topic"],
         )?;
         let slow_responses = IntCounter::new(
@@ -202,6 +231,13 @@ impl Metrics {
             .buckets(prometheus::exponential_buckets(256.0, 4.0, 8)?),
         )?;
         let ready = IntGauge::new(name("ready"), "1 when /readyz answers 200")?;
+        // For the alert on answer times near it: a threshold written into the rules would hold
+        // for one setting only.
+        let ack_timeout_gauge = Gauge::new(
+            name("ack_timeout_seconds"),
+            "The configured --ack-timeout: the longest a webhook waits for Kafka's acknowledgement",
+        )?;
+        ack_timeout_gauge.set(ack_timeout.as_secs_f64());
         let kafka_reachable = IntGauge::new(
             name("kafka_reachable"),
             "1 when the webhook producer has not failed and a broker answered its last metadata request",
@@ -232,6 +268,7 @@ impl Metrics {
             Box::new(in_flight.clone()),
             Box::new(body_bytes.clone()),
             Box::new(ready.clone()),
+            Box::new(ack_timeout_gauge),
             Box::new(kafka_reachable.clone()),
             Box::new(build_info),
         ] {

@@ -33,6 +33,8 @@ fn defaults_start_embedded_kafka_with_the_seed_credential() {
     assert_eq!(config.kafka, KafkaMode::Embedded);
     assert!(config.seed_credential_in_use);
     assert_eq!(config.webhook_path, "/webhook");
+    // Metrics made outside the app (tests, examples) assume the same default.
+    assert_eq!(config.ack_timeout, crate::metrics::DEFAULT_ACK_TIMEOUT);
     assert_eq!(config.ack_timeout, Duration::from_millis(1500));
     assert_eq!(config.max_body_bytes, 1 << 20);
 }

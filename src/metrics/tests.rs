@@ -68,25 +68,61 @@ fn each_spool_write_result_has_its_label() {
     }
 }
 
-/// QikchatBridgeResponsesNearTimeout compares the p99 of request_duration_seconds with a bucket
-/// edge: between two edges histogram_quantile interpolates, and the alert would fire only once
-/// well over 1% of the answers were past its threshold.
+/// QikchatBridgeResponsesNearTimeout compares the p99 of request_duration_seconds with 13/15 of
+/// `ack_timeout_seconds`, computed as `near_timeout_edge` computes the bucket edge: between two
+/// edges histogram_quantile interpolates, and the alert would fire only once well over 1% of the
+/// answers were past its threshold, or at once for answers all below it.
 #[test]
-fn the_near_timeout_alerts_threshold_is_a_latency_bucket_edge() {
+fn the_near_timeout_alert_compares_with_the_bucket_edge_the_bridge_adds_for_its_ack_timeout() {
     let rules = include_str!("../../deploy/prometheus/alerts.yaml");
     let rule = rules
         .split("- alert: ")
         .find(|r| r.starts_with("QikchatBridgeResponsesNearTimeout\n"))
         .expect("the alert QikchatBridgeResponsesNearTimeout");
-    let threshold: f64 = rule
+    let threshold = rule
         .lines()
         .find_map(|l| l.trim().strip_prefix(") > "))
-        .expect("its expression ends in `) > THRESHOLD`")
-        .trim()
-        .parse()
-        .expect("a number");
-    assert!(
-        LATENCY_BUCKETS.contains(&threshold),
-        "{threshold} is no edge of {LATENCY_BUCKETS:?}"
+        .expect("its expression ends in `) > THRESHOLD`");
+    // PromQL evaluates `*` and `/` left to right, as Rust does `ack * 13.0 / 15.0`.
+    assert_eq!(
+        threshold,
+        "max by (job, namespace) (qikchat_bridge_ack_timeout_seconds) * 13 / 15"
     );
+    assert_eq!(near_timeout_edge(DEFAULT_ACK_TIMEOUT), 1.3);
+    for ms in [10, 800, 1000, 1500, 1870, 60_000] {
+        let ack = Duration::from_millis(ms);
+        let edge = near_timeout_edge(ack);
+        let buckets = latency_buckets(ack);
+        assert!(buckets.contains(&edge), "{edge} is no edge of {buckets:?}");
+        assert!(buckets.windows(2).all(|w| w[0] < w[1]), "{buckets:?}");
+        // A webhook spooled while Kafka is down is answered after the spool's wait for Kafka.
+        if ms < 1875 {
+            let spooled = crate::delivery::kafka_wait(ack, true).as_secs_f64();
+            assert!(
+                spooled <= edge,
+                "{ack:?}: spooled at {spooled} s, over {edge}"
+            );
+        }
+    }
+}
+
+/// The series .ci/lib/alerts.test.yaml feeds the alert for a 1 s ack timeout are the bridge's.
+#[test]
+fn the_ack_timeout_and_its_bucket_edge_are_exported_as_the_alert_tests_write_them() {
+    let metrics = Metrics::with_ack_timeout(&[], Duration::from_secs(1)).expect("metrics");
+    metrics.answered(
+        Outcome::Accepted,
+        Duration::from_millis(750),
+        Duration::from_secs(1),
+    );
+    let text = shown(&metrics);
+    for line in [
+        "qikchat_bridge_ack_timeout_seconds 1\n",
+        r#"qikchat_bridge_request_duration_seconds_bucket{outcome="accepted",le="0.8666666666666667"} 1"#,
+        r#"qikchat_bridge_request_duration_seconds_bucket{outcome="accepted",le="0.5"} 0"#,
+    ] {
+        assert!(text.contains(line), "no {line} in {text}");
+    }
+    let tests = include_str!("../../.ci/lib/alerts.test.yaml");
+    assert!(tests.contains(r#"le="0.8666666666666667""#));
 }

@@ -91,6 +91,8 @@ async fn metrics_count_exactly_what_was_posted() {
         ("qikchat_bridge_requests_in_flight", 0.0),
         ("qikchat_bridge_slow_responses_total", 0.0),
         ("qikchat_bridge_ready", 1.0),
+        // What the alert on answers near the deadline compares with.
+        ("qikchat_bridge_ack_timeout_seconds", 10.0),
     ];
     for (series, want) in checks {
         assert_eq!(value(&m, series), *want, "{series}");
