@@ -289,3 +289,60 @@ async fn a_record_the_spool_cannot_take_behind_its_conversation_is_refused_not_s
     );
     assert_eq!(spool.records(), 1);
 }
+
+/// Refuses every record as invalid (so nothing is spooled), remembering each deadline it was
+/// given.
+#[derive(Default)]
+struct Deadlines(Mutex<Vec<Instant>>);
+
+impl Sink for Deadlines {
+    async fn send(&self, _: &Record<'_>, deadline: Instant) -> Result<Delivered, ProduceError> {
+        self.0.lock().expect("lock").push(deadline);
+        Err(ProduceError::Rejected("InvalidRecord".into()))
+    }
+}
+
+/// With a spool, Kafka must answer early enough to leave the spool's fsync time before the ack
+/// deadline: a quarter of the time left, at most 250 ms.
+#[tokio::test(start_paused = true)]
+async fn with_a_spool_kafka_gets_the_deadline_less_a_quarter_of_the_time_left_at_most_250_ms() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (spool, metrics) = spool_in(&dir);
+    let kafka = Arc::new(Deadlines::default());
+    let delivery = Delivery::new(kafka.clone(), Some(spool), metrics);
+    let now = Instant::now();
+    for left in [Duration::from_secs(30), Duration::from_millis(400)] {
+        let sent = delivery.send(&webhook_record(), now + left).await;
+        assert!(matches!(sent, Err(ProduceError::Rejected(_))), "{sent:?}");
+    }
+    assert_eq!(
+        *kafka.0.lock().expect("lock"),
+        [
+            now + Duration::from_secs(30) - Duration::from_millis(250),
+            now + Duration::from_millis(400) - Duration::from_millis(100),
+        ]
+    );
+}
+
+/// librdkafka takes a record of exactly `message.max.bytes`
+/// (`producer::tests::wire_size_is_the_size_librdkafka_weighs_against_message_max_bytes`), so
+/// the bridge's own check before the spool must too.
+#[tokio::test]
+async fn with_a_spool_a_record_of_exactly_the_largest_size_kafka_takes_is_sent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (spool, metrics) = spool_in(&dir);
+    let record = webhook_record();
+    let kafka = Arc::new(FakeKafka {
+        refuses: Vec::new(),
+        refuses_values: Vec::new(),
+        error: ProduceError::Timeout,
+        took: Mutex::new(Vec::new()),
+        times: Mutex::new(Vec::new()),
+        max_record_bytes: record.wire_size(),
+    });
+    let delivery = Delivery::new(kafka.clone(), Some(spool.clone()), metrics);
+    let sent = delivery.send(&record, in_30s()).await;
+    assert!(matches!(sent, Ok(Delivered::Kafka { .. })), "{sent:?}");
+    assert_eq!(kafka.took.lock().expect("lock").len(), 1);
+    assert_eq!(spool.records(), 0);
+}
