@@ -482,6 +482,22 @@ async fn a_pass_stops_when_a_whole_batch_fails_on_two_topics_as_kafka_itself_see
     assert_eq!(took, ["ok"]);
 }
 
+/// A batch whose every record waits behind held topics sent nothing, which is no sign of Kafka
+/// down: the pass goes on to the records of other topics after it.
+#[tokio::test]
+async fn a_batch_of_held_records_alone_does_not_stop_the_pass_before_other_topics() {
+    let kafka = FakeKafka::refusing(&["a", "b"], ProduceError::Timeout);
+    // The first batch fails on two topics but not whole; the second holds only their records.
+    let mut topics: Vec<&str> = (0..SMALL.records)
+        .map(|i| ["a", "b", "ok"][i % 3])
+        .collect();
+    topics.extend((0..SMALL.records).map(|i| ["a", "b"][i % 2]));
+    topics.push("ok");
+    let (_, reached, took) = one_pass(kafka, &topics).await;
+    assert_eq!(reached, Some(topics.len() as u64 - 1));
+    assert_eq!(took.len(), topics.iter().filter(|t| **t == "ok").count());
+}
+
 #[tokio::test]
 async fn records_spooled_during_a_pass_do_not_keep_it_reading_past_its_held_topics() {
     let dir = tempfile::tempdir().expect("tempdir");
