@@ -180,6 +180,20 @@ async fn a_spooled_record_refused_for_its_time_moves_to_the_dead_letter_topic_wi
     );
 }
 
+/// Only a refusal for its time gives a record the time of its move: one refused as invalid moves
+/// with the time it was received at.
+#[tokio::test]
+async fn a_spooled_record_refused_as_invalid_moves_to_the_dead_letter_topic_with_its_own_time() {
+    let kafka = FakeKafka::refusing(&["bad"], ProduceError::Rejected("InvalidRecord".into()));
+    let (spool, metrics) = replay_into(kafka.clone(), &["bad"], Duration::from_secs(10)).await;
+    assert_eq!(spool.records(), 0);
+    assert_eq!(metrics.spool.deadlettered.get(), 1);
+    let took = kafka.took.lock().expect("lock");
+    assert_eq!(took.len(), 1);
+    assert_eq!(took[0].0, "dlq");
+    assert_eq!(*kafka.times.lock().expect("lock"), [1_700_000_000_000]);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_spooled_record_refused_by_its_topic_and_the_dead_letter_topic_stays_spooled() {
     let kafka = FakeKafka::refusing(&["refused", "dlq"], ProduceError::TooLarge);
@@ -960,4 +974,101 @@ async fn tries_alone_end_at_the_first_that_kafka_fails() {
     );
     assert_eq!(ended, Pass::Failed(100));
     assert_eq!(spool.records(), 100);
+}
+
+/// Refuses every record the first time it sees its key, at once, as a broker refuses a whole
+/// batch for one invalid record in it; answers a record tried alone after `round_trip` with
+/// `alone(topic)`; takes the dead-letter topic's records. Counts the tries alone and the moves.
+struct AloneAnswers {
+    seen: Mutex<std::collections::HashSet<String>>,
+    alone: fn(&str) -> Result<Delivered, ProduceError>,
+    round_trip: Duration,
+    tries_alone: std::sync::atomic::AtomicUsize,
+    moved: std::sync::atomic::AtomicUsize,
+}
+
+impl AloneAnswers {
+    fn new(round_trip: Duration, alone: fn(&str) -> Result<Delivered, ProduceError>) -> Self {
+        AloneAnswers {
+            seen: Mutex::default(),
+            alone,
+            round_trip,
+            tries_alone: Default::default(),
+            moved: Default::default(),
+        }
+    }
+
+    fn tries_alone(&self) -> usize {
+        self.tries_alone.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn moved(&self) -> usize {
+        self.moved.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Sink for AloneAnswers {
+    async fn send(&self, record: &Record<'_>, _: Instant) -> Result<Delivered, ProduceError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if record.topic == "dlq" {
+            self.moved.fetch_add(1, SeqCst);
+            return Ok(TAKEN);
+        }
+        let key = record.key.as_deref().unwrap_or_default().to_string();
+        if self.seen.lock().expect("lock").insert(key) {
+            return Err(ProduceError::Rejected("InvalidRecord".into()));
+        }
+        self.tries_alone.fetch_add(1, SeqCst);
+        tokio::time::sleep(self.round_trip).await;
+        (self.alone)(record.topic)
+    }
+}
+
+/// A record refused with its batch that Kafka then fails alone (away, not refusing it) is fine
+/// in itself: it stays spooled rather than move to the dead-letter topic, and as Kafka is away,
+/// the others refused with it are not tried alone in this pass.
+#[tokio::test(start_paused = true)]
+async fn a_refused_record_that_kafka_fails_alone_stays_spooled_and_ends_the_tries_alone() {
+    let (_dir, spool) = spool_of(&["t"; 5]).await;
+    let kafka = AloneAnswers::new(Duration::from_millis(10), |_| {
+        Err(ProduceError::Unavailable("AllBrokersDown".into()))
+    });
+    let (ended, metrics) = fresh_pass(SMALL, &spool, &kafka).await;
+    assert_eq!(ended, Pass::Failed(5));
+    assert_eq!(kafka.tries_alone(), 1);
+    assert_eq!(kafka.moved(), 0);
+    assert_eq!(metrics.spool.deadlettered.get(), 0);
+    assert_eq!(spool.records(), 5);
+}
+
+/// A record its topic refuses alone until an operator acts (authorization) stays spooled, and,
+/// Kafka being up, the tries alone go on to the others refused with it.
+#[tokio::test(start_paused = true)]
+async fn a_record_its_topic_refuses_alone_until_an_operator_acts_does_not_end_the_tries_alone() {
+    let (_dir, spool) = spool_of(&["denied", "t", "t"]).await;
+    let kafka = AloneAnswers::new(Duration::from_millis(10), |topic| match topic {
+        "denied" => Err(ProduceError::Refused("TopicAuthorizationFailed".into())),
+        _ => Ok(TAKEN),
+    });
+    let (ended, metrics) = fresh_pass(SMALL, &spool, &kafka).await;
+    assert_eq!(ended, Pass::Failed(1));
+    assert_eq!(kafka.tries_alone(), 3);
+    assert_eq!(metrics.spool.replayed.get(), 2);
+    assert_eq!(spool.records(), 1);
+    assert!(spool.holds_key("k0"));
+}
+
+/// Tries alone share one deadline, replay's timeout from the end of their batch: once it has
+/// passed, the records not tried keep their batch's refusal for the next pass.
+#[tokio::test(start_paused = true)]
+async fn tries_alone_end_at_one_deadline_for_them_all() {
+    let (_dir, spool) = spool_of(&["t"; 10]).await;
+    let kafka = AloneAnswers::new(Duration::from_secs(10), |_| Ok(TAKEN));
+    let started = Instant::now();
+    let (ended, metrics) = fresh_pass(SMALL, &spool, &kafka).await;
+    assert_eq!(started.elapsed(), crate::delivery::REPLAY_TIMEOUT);
+    assert_eq!(kafka.tries_alone(), 3);
+    assert_eq!(metrics.spool.replayed.get(), 3);
+    assert_eq!(ended, Pass::Failed(7));
+    assert_eq!(spool.records(), 7);
 }
