@@ -653,6 +653,22 @@ async fn a_partition_kafka_cannot_take_now_holds_back_its_own_records_not_its_to
     );
 }
 
+/// Asking a topic's partition count costs a metadata request (and up to 5 s): a pass asks it
+/// once, however many of its batches meet a partition that cannot take records.
+#[tokio::test]
+async fn a_topics_partition_count_is_asked_once_a_pass_when_several_batches_fail_on_it() {
+    let kafka = Partitioned::down(&[("t", 0), ("t", 1)]);
+    // A batch of partition 0's records, then partition 1's in the next, then partition 2's.
+    let mut records = on_partition("t", Some(0), 0, 300);
+    records.extend(on_partition("t", Some(1), 0, 100));
+    records.extend(on_partition("t", Some(2), 0, 10));
+    let (_, reached, spool) = one_pass_of(&kafka, records).await;
+    assert_eq!(reached, Some(409), "read to the end");
+    assert_eq!(kafka.took.lock().expect("lock").len(), 10);
+    assert_eq!(spool.records(), 400);
+    assert_eq!(kafka.asked.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
 #[tokio::test]
 async fn a_whole_batch_failing_on_one_partition_of_two_topics_does_not_stop_the_pass() {
     let kafka = Partitioned::down(&[("a", 0), ("b", 0)]);
