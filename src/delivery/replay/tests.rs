@@ -826,6 +826,28 @@ async fn records_delivered_in_a_batch_leave_the_spool_while_a_record_of_it_still
     task.await.expect("replay");
 }
 
+/// What left the spool while its batch still waited is counted as replayed then, and not again
+/// when the batch ends.
+#[tokio::test(start_paused = true)]
+async fn records_that_left_the_spool_during_their_batch_are_counted_as_replayed_once() {
+    let mut topics = vec!["stuck"];
+    topics.extend(["ok"; 20]);
+    let (_dir, spool) = spool_of(&topics).await;
+    let (metrics, stop_tx, task) = start_replay(&spool, Arc::new(Stuck));
+    // The batch ends once the stuck record has waited out replay's timeout: its pass failed.
+    let waited = tokio::time::timeout(crate::delivery::REPLAY_TIMEOUT * 2, async {
+        while metrics.spool.replay_failures.get() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "the batch never ended");
+    assert_eq!(spool.records(), 1);
+    assert_eq!(metrics.spool.replayed.get(), 20);
+    let _ = stop_tx.send(true);
+    task.await.expect("replay");
+}
+
 /// Refuses every record of topic `refused` for good; takes the dead-letter topic's after a
 /// broker round trip, counting how many wait at once.
 #[derive(Default)]
