@@ -826,6 +826,27 @@ async fn records_delivered_in_a_batch_leave_the_spool_while_a_record_of_it_still
     task.await.expect("replay");
 }
 
+/// Records Kafka takes while others of their batch still wait leave the spool a second's worth at
+/// a time, in one delete, not each as soon as it is taken.
+#[tokio::test(start_paused = true)]
+async fn records_taken_during_a_batch_leave_the_spool_a_second_at_a_time() {
+    let mut topics = vec!["stuck"];
+    topics.extend(["ok"; 20]);
+    let (_dir, spool) = spool_of(&topics).await;
+    let (metrics, stop_tx, task) = start_replay(&spool, Arc::new(Stuck));
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(
+        spool.records(),
+        21,
+        "deleted within the batch's first second"
+    );
+    assert_eq!(metrics.spool.replayed.get(), 0);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(spool.records(), 1);
+    let _ = stop_tx.send(true);
+    task.await.expect("replay");
+}
+
 /// What left the spool while its batch still waited is counted as replayed then, and not again
 /// when the batch ends.
 #[tokio::test(start_paused = true)]
