@@ -734,3 +734,13 @@ async fn deliveries_to_a_topic_the_configuration_does_not_name_are_counted_under
         assert!(text.contains(line), "{line} in:\n{text}");
     }
 }
+
+/// The replacement task asks the sink whether its producer has failed, and logs under its role:
+/// a working producer is not failed, or the task would "replace" it again and again, logging a
+/// failure each time, and meet a real failure only when its growing pause ran out.
+#[tokio::test]
+async fn the_replacement_task_sees_a_working_producer_as_not_failed_under_its_role() {
+    let (_cluster, _properties, sink) = one_topic_sink();
+    assert_eq!(replace::Replaceable::failure(&*sink), None);
+    assert_eq!(replace::Replaceable::role_label(&*sink), "webhooks");
+}
