@@ -278,6 +278,25 @@ mod tests {
         assert!(note.lost(2).is_some());
     }
 
+    /// A group commit lost whole is reported with all its records, not as one.
+    #[test]
+    fn the_report_of_a_lost_commit_counts_every_record_of_its_group() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lost = Noted {
+            file_id: 1,
+            appends: 3,
+            first_seq: 10,
+            last_seq: 12,
+            at_ms: 1_700_000_000_000,
+        };
+        let report = report_lost(dir.path(), &lost, 2).expect("report");
+        let text = std::fs::read_to_string(report).expect("read");
+        assert!(
+            text.contains("3 records (sequence numbers 10..=12)"),
+            "{text}"
+        );
+    }
+
     /// A note longer than one (garbage) is cut at the open, so the notes written after it
     /// read back.
     #[test]
