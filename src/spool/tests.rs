@@ -156,6 +156,48 @@ async fn appends_queued_while_a_commit_waits_for_the_disk_share_one_commit() {
     );
 }
 
+/// A group commit takes at most 1,024 appends (a lost commit, or a failed one, costs no more):
+/// the 1,025th waiting goes in the commit after.
+#[tokio::test]
+async fn a_group_commit_takes_at_most_1024_of_the_appends_waiting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(dir.path(), 1 << 24, 1).expect("open");
+    let stalled = spool.stall_writes();
+    let len = |r: &SpooledRecord| postcard::to_allocvec(r).expect("encode").len() as u64;
+    let append = |r: SpooledRecord| {
+        let spool = spool.clone();
+        tokio::spawn(async move { spool.append(r).await })
+    };
+    // The first append alone makes the writer's first group, which waits for the disk.
+    let first = record(None, "first");
+    let mut queued = len(&first);
+    let mut tasks = vec![append(first)];
+    let mut turns = 0;
+    while spool.holdings.commit_began.lock().expect("lock").is_none() {
+        turns += 1;
+        assert!(turns < 10_000, "the writer never began its first commit");
+        tokio::task::yield_now().await;
+    }
+    let records: Vec<_> = (0..1025).map(|i| record(None, &format!("r{i}"))).collect();
+    queued += records.iter().map(len).sum::<u64>();
+    tasks.extend(records.into_iter().map(append));
+    while spool.holdings.waiting.load(Ordering::SeqCst) < queued {
+        turns += 1;
+        assert!(turns < 100_000, "the appends never all reached the writer");
+        tokio::task::yield_now().await;
+    }
+    drop(stalled);
+    for t in tasks {
+        t.await.expect("task").expect("append");
+    }
+    assert_eq!(spool.records(), 1026);
+    assert_eq!(
+        spool.holdings.commits.load(Ordering::SeqCst),
+        3,
+        "the first append, then 1,024, then the last"
+    );
+}
+
 #[tokio::test]
 async fn a_full_spool_refuses_and_frees_room_when_records_are_removed() {
     let dir = tempfile::tempdir().expect("tempdir");
