@@ -245,6 +245,19 @@ async fn a_file_cut_short_is_moved_aside_and_keeps_one_set_aside_before_it() {
     }
 }
 
+/// What a reopened spool holds counts against its limit as it did before the restart.
+#[tokio::test]
+async fn a_reopened_spool_counts_the_bytes_its_records_hold() {
+    let (dir, spool) = on_disk_with(3).await;
+    let bytes = spool.bytes();
+    assert!(bytes > 0);
+    spool.close();
+    drop(spool);
+    let reopened = Spool::open(dir.path(), 1 << 20, 1).expect("reopen");
+    assert_eq!((reopened.records(), reopened.bytes()), (3, bytes));
+    reopened.close();
+}
+
 #[tokio::test]
 async fn an_unreadable_file_is_moved_aside_instead_of_failing_start_up() {
     let dir = tempfile::tempdir().expect("tempdir");
