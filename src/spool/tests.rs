@@ -414,6 +414,38 @@ async fn entries_set_aside_that_this_version_decodes_are_replayed_after_a_restar
     spool.close();
 }
 
+/// Entries moved back from the `unreadable` table are counted and told in the log; one left
+/// aside (its number is a waiting record's) is neither.
+#[tokio::test]
+async fn entries_moved_back_from_the_unreadable_table_are_counted_and_told_and_a_clash_is_not() {
+    let (kept, _default) = crate::telemetry::Kept::on_this_thread();
+    let (_dir, spool) = on_disk_with(1).await;
+    let readable = postcard::to_allocvec(&record(Some("o"), "other")).expect("encode");
+    let set_aside = |seq: u64| {
+        let txn = spool.db.begin_write().expect("write");
+        txn.open_table(UNREADABLE)
+            .expect("unreadable")
+            .insert(seq, readable.as_slice())
+            .expect("insert");
+        txn.commit().expect("commit");
+    };
+    let told = || kept.text().matches("are readable again").count();
+    set_aside(10);
+    let restore = || super::recover::restore_decodable(&spool.db).expect("restore");
+    assert_eq!(restore(), 1);
+    assert_eq!(told(), 1, "{}", kept.text());
+    // 0 is the number of the record `r0`, waiting.
+    set_aside(0);
+    assert_eq!(restore(), 0);
+    assert_eq!(
+        told(),
+        1,
+        "nothing moved back, nothing told: {}",
+        kept.text()
+    );
+    spool.close();
+}
+
 /// The disk encoding of today's records, byte for byte. A spool written by one version is read by
 /// the next after an upgrade, and an entry it cannot decode is set aside, never delivered: a change
 /// to [`SpooledRecord`] that breaks this test needs a versioned encoding (or a new table) that
