@@ -844,6 +844,24 @@ async fn a_read_that_leaves_the_file_refusing_writes_fails_the_spool() {
     spool.close();
 }
 
+/// A delete that leaves the file refusing writes (its commit's sync failed: a full or failing
+/// disk) fails the spool, as a failed read or append does: replay would otherwise send the same
+/// records again and again without removing them, with the bridge looking healthy.
+#[tokio::test]
+async fn a_delete_that_leaves_the_file_refusing_writes_fails_the_spool() {
+    let (spool, reads) = super::test_storage::spool_over_faulty_reads();
+    spool.append(record(Some("k"), "r0")).await.expect("append");
+    let delivered = oldest_stored(&spool, 1);
+    reads.fail_syncs.store(true, Ordering::SeqCst);
+    assert!(
+        spool.remove(&delivered).is_err(),
+        "the removal that empties the spool is synced, and the sync fails"
+    );
+    let failure = spool.failure().expect("the spool failed");
+    assert!(failure.contains("a spool delete failed"), "{failure}");
+    spool.close();
+}
+
 /// A page damaged after the open (redb checks the whole file only when it opens it) stops replay's
 /// reads and deletes for good while appends go on into the file: the spool fails at once, so the
 /// bridge stops and its restart sets the file aside, instead of answering 200 into it meanwhile.
