@@ -157,6 +157,21 @@ mod tests {
         assert!(too_small(u64::MAX, u64::MAX), "no overflow");
     }
 
+    /// The file takes a quarter more than the limit: a limit whose file would just fill the
+    /// volume fits, one whose records alone would fit but not its file does not.
+    #[test]
+    fn a_spool_limit_fits_while_its_file_a_quarter_larger_fits_the_volume() {
+        let gib = 1 << 30;
+        assert!(
+            !too_small(4 * gib, 5 * gib),
+            "a file of exactly the volume's size"
+        );
+        assert!(
+            too_small(9 * gib / 10, gib),
+            "90% of the volume: its file takes 112.5%"
+        );
+    }
+
     #[test]
     fn creating_a_directory_changes_the_entries_of_each_parent_down_from_one_that_exists() {
         let exists = |p: &Path| p == Path::new("/data") || p == Path::new("/");
