@@ -699,17 +699,43 @@ pub async fn eventually_within(what: &str, within: Duration, mut done: impl Asyn
 }
 
 /// The bridge binary run with `args` (environment cleared, warnings logged) until it stops by
-/// itself, which must be with status 1, a failed start; its log.
+/// itself, which must be with status 1, a failed start; its log. A bridge that starts instead
+/// would run until stopped: it is killed after 60 s and the test fails, rather than hanging.
 #[allow(dead_code)]
 pub fn failed_start(args: &[&str]) -> String {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_qikchat-bridge"))
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_qikchat-bridge"))
         .args(args)
         .env_clear()
         .env("RUST_LOG", "warn")
-        .output()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("run");
-    let log = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert_eq!(output.status.code(), Some(1), "{log}");
+    // Read as it comes, so a long log cannot fill the pipe and stall the bridge.
+    let mut stderr = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        let mut log = Vec::new();
+        let _ = stderr.read_to_end(&mut log);
+        String::from_utf8_lossy(&log).into_owned()
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let log = reader.join().unwrap_or_default();
+            panic!("still running 60 s after its start, which should have failed:\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let log = reader.join().expect("stderr reader");
+    assert_eq!(status.code(), Some(1), "{log}");
     log
 }
 
