@@ -82,3 +82,29 @@ async fn a_spool_left_in_place_is_not_detached_by_its_appends_or_removals() {
     assert_eq!(spool.detached(), None);
     assert_eq!(spool.failure(), None);
 }
+
+/// Only "not found" says the file left its path: another error (here a name too long to look
+/// up; in production a permission changed or a transient I/O error) proves nothing, and
+/// detaching the spool over it would refuse every append until a restart.
+#[test]
+fn only_a_path_that_leads_nowhere_counts_as_the_file_gone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let at = |path: std::path::PathBuf| super::FileId {
+        path,
+        dev: 0,
+        ino: 0,
+    };
+    let missing = at(dir.path().join("spool.redb")).gone();
+    assert!(
+        missing
+            .as_deref()
+            .is_some_and(|r| r.contains("nothing is there now")),
+        "{missing:?}"
+    );
+    let unreadable = dir.path().join("x".repeat(300));
+    assert!(
+        std::fs::metadata(&unreadable).is_err_and(|e| e.kind() != std::io::ErrorKind::NotFound),
+        "the name is too long to look up"
+    );
+    assert_eq!(at(unreadable).gone(), None);
+}
