@@ -157,6 +157,22 @@ mod tests {
         assert!(too_small(u64::MAX, u64::MAX), "no overflow");
     }
 
+    /// `--check-config`'s warning: none for a limit the volume holds, and for one it does not,
+    /// the volume's size, looked up at the nearest directory that exists.
+    #[test]
+    fn a_limit_the_volume_holds_is_not_warned_of_and_one_it_does_not_names_the_volume() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(volume_warning(dir.path(), 1 << 20), None);
+        let stat = rustix::fs::statvfs(dir.path()).expect("statvfs");
+        let volume = stat.f_blocks * stat.f_frsize;
+        let said = volume_warning(&dir.path().join("not/yet"), u64::MAX).expect("warned");
+        assert!(
+            said.starts_with(VOLUME_TOO_SMALL)
+                && said.ends_with(&format!("on a volume of {volume} bytes)")),
+            "{said}"
+        );
+    }
+
     /// The file takes a quarter more than the limit: a limit whose file would just fill the
     /// volume fits, one whose records alone would fit but not its file does not.
     #[test]
