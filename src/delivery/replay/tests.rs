@@ -809,12 +809,27 @@ impl Sink for Stuck {
     }
 }
 
-#[tokio::test(start_paused = true)]
-async fn records_delivered_in_a_batch_leave_the_spool_while_a_record_of_it_still_waits() {
+/// Replay started on a spool of one record Kafka never takes and twenty it takes, all in one
+/// batch.
+async fn replaying_a_stuck_batch() -> (
+    tempfile::TempDir,
+    Arc<Spool>,
+    (
+        Arc<Metrics>,
+        tokio::sync::watch::Sender<bool>,
+        tokio::task::JoinHandle<()>,
+    ),
+) {
     let mut topics = vec!["stuck"];
     topics.extend(["ok"; 20]);
-    let (_dir, spool) = spool_of(&topics).await;
-    let (metrics, stop_tx, task) = start_replay(&spool, Arc::new(Stuck));
+    let (dir, spool) = spool_of(&topics).await;
+    let replaying = start_replay(&spool, Arc::new(Stuck));
+    (dir, spool, replaying)
+}
+
+#[tokio::test(start_paused = true)]
+async fn records_delivered_in_a_batch_leave_the_spool_while_a_record_of_it_still_waits() {
+    let (_dir, spool, (metrics, stop_tx, task)) = replaying_a_stuck_batch().await;
     // The stuck record waits for replay's 30 s timeout; what Kafka took is gone long before,
     // counted as replayed, its conversations no longer held.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -830,10 +845,7 @@ async fn records_delivered_in_a_batch_leave_the_spool_while_a_record_of_it_still
 /// a time, in one delete, not each as soon as it is taken.
 #[tokio::test(start_paused = true)]
 async fn records_taken_during_a_batch_leave_the_spool_a_second_at_a_time() {
-    let mut topics = vec!["stuck"];
-    topics.extend(["ok"; 20]);
-    let (_dir, spool) = spool_of(&topics).await;
-    let (metrics, stop_tx, task) = start_replay(&spool, Arc::new(Stuck));
+    let (_dir, spool, (metrics, stop_tx, task)) = replaying_a_stuck_batch().await;
     tokio::time::sleep(Duration::from_millis(900)).await;
     assert_eq!(
         spool.records(),
@@ -851,10 +863,7 @@ async fn records_taken_during_a_batch_leave_the_spool_a_second_at_a_time() {
 /// when the batch ends.
 #[tokio::test(start_paused = true)]
 async fn records_that_left_the_spool_during_their_batch_are_counted_as_replayed_once() {
-    let mut topics = vec!["stuck"];
-    topics.extend(["ok"; 20]);
-    let (_dir, spool) = spool_of(&topics).await;
-    let (metrics, stop_tx, task) = start_replay(&spool, Arc::new(Stuck));
+    let (_dir, spool, (metrics, stop_tx, task)) = replaying_a_stuck_batch().await;
     // The batch ends once the stuck record has waited out replay's timeout: its pass failed.
     let waited = tokio::time::timeout(crate::delivery::REPLAY_TIMEOUT * 2, async {
         while metrics.spool.replay_failures.get() == 0 {
