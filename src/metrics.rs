@@ -41,7 +41,9 @@ pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_millis(1500);
 /// The answer time QikchatBridgeResponsesNearTimeout warns of at p99: 13/15 of the ack timeout
 /// (1.3 s at the default 1.5 s), which the rule computes from `ack_timeout_seconds` with the same
 /// two float operations, so the two are equal to the bit. Below an ack timeout of 1.875 s it lies
-/// above the answer of a webhook spooled while Kafka is down (1.25 s by default).
+/// above the time a webhook spooled while Kafka is down waits for Kafka (1.25 s by default): by
+/// 50 ms at the default, and about 12% of the ack timeout below 1 s, so its answer stays under
+/// the edge while the spool's commit takes less.
 pub fn near_timeout_edge(ack_timeout: Duration) -> f64 {
     ack_timeout.as_secs_f64() * 13.0 / 15.0
 }
@@ -50,9 +52,17 @@ pub fn near_timeout_edge(ack_timeout: Duration) -> f64 {
 /// histogram_quantile interpolates: with 1.0 and 1.5 around it, the p99 would cross 1.3 s only
 /// once about 2.3% of answers took over 1 s, and at a 1 s ack timeout the webhooks spooled at
 /// 0.75 s, all in the bucket up to 1 s, would read as a p99 of 0.995 s, over the 0.867 s edge.
+/// Above an ack timeout of 2.5 s a last edge at twice it keeps a finite bucket above the near-
+/// timeout edge: answers past the top edge are counted in `+Inf` only, where histogram_quantile
+/// reads the top edge, so with the near-timeout edge on top (an ack timeout over 5.77 s) its
+/// p99 could never pass it.
 fn latency_buckets(ack_timeout: Duration) -> Vec<f64> {
     let mut buckets = LATENCY_BUCKETS.to_vec();
     buckets.push(near_timeout_edge(ack_timeout));
+    let top = ack_timeout.as_secs_f64() * 2.0;
+    if top > 5.0 {
+        buckets.push(top);
+    }
     buckets.sort_by(f64::total_cmp);
     buckets.dedup();
     buckets
