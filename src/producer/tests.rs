@@ -777,3 +777,52 @@ async fn a_fatal_error_librdkafka_calls_back_with_wakes_the_replacement_task_and
     );
     assert!(woken(&sink), "the fatal error woke nothing");
 }
+
+/// Readiness logs its changes, not its checks: that Kafka answers once it does, and a failed check
+/// at `warn` once it fails, with why (the pod turning unready says nothing else in the log).
+#[tokio::test]
+async fn readiness_logs_when_kafka_starts_answering_and_when_a_check_then_fails() {
+    let (kept, _guard) = crate::telemetry::Kept::on_this_thread();
+    let (cluster, _properties, sink) = one_topic_sink();
+    let check = Arc::new(KafkaCheck::default());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let watching = tokio::spawn(watch_readiness(
+        sink,
+        "t".into(),
+        check.clone(),
+        Duration::from_millis(100),
+        stopped,
+    ));
+    let until = |ready: bool, what: &'static str| {
+        let check = check.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while check.ready() != ready {
+                assert!(Instant::now() < deadline, "{what} within 10 s");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    until(true, "ready").await;
+    cluster
+        .topic_error(
+            "t",
+            rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+        )
+        .expect("topic error");
+    until(false, "unready").await;
+    stop.send(true).expect("stop");
+    watching.await.expect("watch");
+    let logged = kept.text();
+    let lines = |text: &str| logged.lines().filter(|l| l.contains(text)).count();
+    assert_eq!(lines("Kafka answers metadata requests"), 1, "{logged}");
+    let failed: Vec<&str> = logged
+        .lines()
+        .filter(|l| l.contains("Kafka check failed: not ready"))
+        .collect();
+    assert_eq!(failed.len(), 1, "{logged}");
+    assert!(
+        failed[0].contains("WARN") && failed[0].contains("TopicAuthorizationFailed"),
+        "{logged}"
+    );
+}
