@@ -826,3 +826,32 @@ async fn readiness_logs_when_kafka_starts_answering_and_when_a_check_then_fails(
         "{logged}"
     );
 }
+
+/// A topic the brokers do not offer refuses every record routed to it, which readiness (probing
+/// one topic) does not show: the start-up check logs each such topic at `warn` with why, and
+/// none that they offer.
+#[tokio::test]
+async fn the_start_up_topic_check_warns_of_each_topic_the_brokers_do_not_offer() {
+    let (kept, _guard) = crate::telemetry::Kept::on_this_thread();
+    let (_cluster, _properties, sink) = one_topic_sink();
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    let topics = vec!["t".to_string(), "whatsapp.unrouted".to_string()];
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        warn_of_missing_topics(sink, topics, stopped),
+    )
+    .await
+    .expect("the broker answered");
+    let logged = kept.text();
+    let warned: Vec<&str> = logged
+        .lines()
+        .filter(|l| l.contains("the brokers do not offer this topic"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{logged}");
+    assert!(
+        warned[0].contains("WARN")
+            && warned[0].contains("topic=whatsapp.unrouted")
+            && warned[0].contains("does not exist"),
+        "{logged}"
+    );
+}
