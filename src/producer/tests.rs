@@ -252,6 +252,26 @@ async fn a_topic_the_brokers_refuse_fails_the_readiness_check_and_the_rebuild() 
     assert_eq!(sink.property("client.id"), None);
 }
 
+/// Readiness checked on topic `t` every 100 ms: its state, the stop and the task.
+fn watching_readiness(
+    sink: Arc<KafkaSink>,
+) -> (
+    Arc<KafkaCheck>,
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+) {
+    let check = Arc::new(KafkaCheck::default());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let watching = tokio::spawn(watch_readiness(
+        sink,
+        "t".into(),
+        check.clone(),
+        Duration::from_millis(100),
+        stopped,
+    ));
+    (check, stop, watching)
+}
+
 /// `/readyz` says which check failed: with the topic refused it said "the producer has failed or
 /// no broker answered the last metadata request", although a broker had answered.
 #[tokio::test]
@@ -263,15 +283,7 @@ async fn a_failed_readiness_check_says_the_brokers_refuse_the_topic() {
             rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
         )
         .expect("topic error");
-    let check = Arc::new(KafkaCheck::default());
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let watching = tokio::spawn(watch_readiness(
-        sink,
-        "t".into(),
-        check.clone(),
-        Duration::from_millis(100),
-        stopped,
-    ));
+    let (check, stop, watching) = watching_readiness(sink);
     let deadline = Instant::now() + Duration::from_secs(10);
     while check.why_not() == "not checked yet" {
         assert!(Instant::now() < deadline, "no check within 10 s");
@@ -784,15 +796,7 @@ async fn a_fatal_error_librdkafka_calls_back_with_wakes_the_replacement_task_and
 async fn readiness_logs_when_kafka_starts_answering_and_when_a_check_then_fails() {
     let (kept, _guard) = crate::telemetry::Kept::on_this_thread();
     let (cluster, _properties, sink) = one_topic_sink();
-    let check = Arc::new(KafkaCheck::default());
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let watching = tokio::spawn(watch_readiness(
-        sink,
-        "t".into(),
-        check.clone(),
-        Duration::from_millis(100),
-        stopped,
-    ));
+    let (check, stop, watching) = watching_readiness(sink);
     let until = |ready: bool, what: &'static str| {
         let check = check.clone();
         async move {
