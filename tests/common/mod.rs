@@ -637,11 +637,17 @@ pub async fn raw_request(
 #[allow(dead_code)]
 pub async fn raw_framed(addr: SocketAddr, framing: &str, body: &[u8]) -> tokio::net::TcpStream {
     use tokio::io::AsyncWriteExt;
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    s.write_all(post_head(framing).as_bytes())
-        .await
-        .expect("write head");
+    let mut s = raw_send(addr, post_head(framing).as_bytes()).await;
     s.write_all(body).await.expect("write body");
+    s
+}
+
+/// A new connection with `bytes` written on it as they are (a head written by hand, say).
+#[allow(dead_code)]
+pub async fn raw_send(addr: SocketAddr, bytes: &[u8]) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(bytes).await.expect("write");
     s
 }
 
@@ -721,18 +727,11 @@ pub fn failed_start(args: &[&str]) -> String {
         let _ = stderr.read_to_end(&mut log);
         String::from_utf8_lossy(&log).into_owned()
     });
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            let log = reader.join().unwrap_or_default();
-            panic!("still running 60 s after its start, which should have failed:\n{log}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let Some(status) = exited_within(&mut child, Duration::from_secs(60)) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        let log = reader.join().unwrap_or_default();
+        panic!("still running 60 s after its start, which should have failed:\n{log}");
     };
     let log = reader.join().expect("stderr reader");
     assert_eq!(status.code(), Some(1), "{log}");
@@ -747,14 +746,24 @@ pub fn stop_with(child: &mut std::process::Child, signal: &str) -> std::process:
         .status()
         .expect("kill");
     assert!(sent.success());
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    exited_within(child, Duration::from_secs(20)).unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("still running 20 s after {signal}");
+    })
+}
+
+/// The process's exit status once it exits, if it does within `within`.
+fn exited_within(
+    child: &mut std::process::Child,
+    within: Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + within;
     loop {
         if let Some(status) = child.try_wait().expect("wait") {
-            return status;
+            return Some(status);
         }
         if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("still running 20 s after {signal}");
+            return None;
         }
         std::thread::sleep(Duration::from_millis(20));
     }

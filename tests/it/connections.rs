@@ -70,12 +70,7 @@ async fn a_body_declared_too_large_is_refused_and_the_answer_says_the_connection
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_head_declaring_a_body_over_the_limit_is_answered_at_once() {
     let app = TestApp::start(&[]).await;
-    let mut s = tokio::net::TcpStream::connect(app.addr)
-        .await
-        .expect("connect");
-    s.write_all(b"POST /webhook HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 2097152\r\n\r\n")
-        .await
-        .expect("write head");
+    let mut s = common::raw_send(app.addr, b"POST /webhook HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 2097152\r\n\r\n").await;
     let started = std::time::Instant::now();
     let answer = common::read_until_closed(&mut s).await;
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
@@ -94,12 +89,7 @@ async fn a_refused_head_declaring_a_body_over_the_limit_is_answered_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_sender_waiting_for_100_continue_is_not_asked_for_its_body() {
     let app = TestApp::start(&[]).await;
-    let mut s = tokio::net::TcpStream::connect(app.addr)
-        .await
-        .expect("connect");
-    s.write_all(b"POST /webhook HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nexpect: 100-continue\r\ncontent-length: 2\r\n\r\n")
-        .await
-        .expect("write head");
+    let mut s = common::raw_send(app.addr, b"POST /webhook HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nexpect: 100-continue\r\ncontent-length: 2\r\n\r\n").await;
     let answer = common::read_until_closed(&mut s).await;
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
     assert!(!answer.contains(" 100 "), "{answer}");

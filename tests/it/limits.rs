@@ -167,15 +167,12 @@ async fn a_large_body_waits_for(app: &TestApp, held: tokio::net::TcpStream) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_head_beyond_the_read_buffer_gets_431_before_anyone_is_authenticated() {
     let app = TestApp::start(&[]).await;
-    let mut s = tokio::net::TcpStream::connect(app.addr)
-        .await
-        .expect("connect");
     // No credential: a head this long must not be buffered up to hyper's default ~408 KiB.
     let head = format!(
         "POST /webhook HTTP/1.1\r\nhost: x\r\nx-pad: {}\r\n\r\n",
         "a".repeat(20 * 1024)
     );
-    s.write_all(head.as_bytes()).await.expect("write head");
+    let mut s = common::raw_send(app.addr, head.as_bytes()).await;
     assert_eq!(status_line(&mut s).await, "HTTP/1.1 431");
     // A real webhook's head is far below it.
     assert_eq!(app.post(STATUS).await.status(), 200);

@@ -396,12 +396,7 @@ async fn a_head_sent_slowly_on_a_kept_alive_connection_is_cut_off_after_the_head
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_whose_request_was_refused_is_closed_after_the_header_read_timeout() {
     let app = TestApp::start(&["--header-read-timeout", "500ms"]).await;
-    let mut s = tokio::net::TcpStream::connect(app.addr)
-        .await
-        .expect("connect");
-    s.write_all(b"POST /webhook HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}")
-        .await
-        .expect("write");
+    let mut s = common::raw_send(app.addr, b"POST /webhook HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}").await;
     let refused = common::read_answer(&mut s).await;
     assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
     let answered = Instant::now();
