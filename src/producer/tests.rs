@@ -818,17 +818,19 @@ async fn readiness_logs_when_kafka_starts_answering_and_when_a_check_then_fails(
     stop.send(true).expect("stop");
     watching.await.expect("watch");
     let logged = kept.text();
-    let lines = |text: &str| logged.lines().filter(|l| l.contains(text)).count();
-    assert_eq!(lines("Kafka answers metadata requests"), 1, "{logged}");
-    let failed: Vec<&str> = logged
-        .lines()
-        .filter(|l| l.contains("Kafka check failed: not ready"))
-        .collect();
-    assert_eq!(failed.len(), 1, "{logged}");
+    the_one_line(&logged, "Kafka answers metadata requests");
+    let failed = the_one_line(&logged, "Kafka check failed: not ready");
     assert!(
-        failed[0].contains("WARN") && failed[0].contains("TopicAuthorizationFailed"),
+        failed.contains("WARN") && failed.contains("TopicAuthorizationFailed"),
         "{logged}"
     );
+}
+
+/// The line of `logged` that holds `text`, which must be one.
+fn the_one_line<'a>(logged: &'a str, text: &str) -> &'a str {
+    let lines: Vec<&str> = logged.lines().filter(|l| l.contains(text)).collect();
+    assert_eq!(lines.len(), 1, "{text:?} in {logged}");
+    lines[0]
 }
 
 /// A topic the brokers do not offer refuses every record routed to it, which readiness (probing
@@ -847,15 +849,11 @@ async fn the_start_up_topic_check_warns_of_each_topic_the_brokers_do_not_offer()
     .await
     .expect("the broker answered");
     let logged = kept.text();
-    let warned: Vec<&str> = logged
-        .lines()
-        .filter(|l| l.contains("the brokers do not offer this topic"))
-        .collect();
-    assert_eq!(warned.len(), 1, "{logged}");
+    let warned = the_one_line(&logged, "the brokers do not offer this topic");
     assert!(
-        warned[0].contains("WARN")
-            && warned[0].contains("topic=whatsapp.unrouted")
-            && warned[0].contains("does not exist"),
+        warned.contains("WARN")
+            && warned.contains("topic=whatsapp.unrouted")
+            && warned.contains("does not exist"),
         "{logged}"
     );
 }
