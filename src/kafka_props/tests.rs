@@ -3,14 +3,14 @@
 use super::*;
 
 /// The defaults for a Kafka wait of `wait` and the default 1 MiB body limit.
-fn limits(wait: Duration) -> Defaults {
+pub(super) fn limits(wait: Duration) -> Defaults {
     Defaults {
         wait,
         max_body_bytes: 1 << 20,
     }
 }
 
-fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+pub(super) fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -244,6 +244,23 @@ impl TestApp {
         })
     }
 
+    /// POSTs a status in the background once the broker answers only after 3 s, and returns when
+    /// the bridge counts it in flight. A text message goes first, on the real round trip, so the
+    /// idempotent producer's id and connection are not behind three slow ones (the first answer
+    /// then took 9 s on CI). Needs an ack timeout over 3 s for the held request to succeed.
+    pub async fn spawn_post_held_by_a_slow_broker(&self) -> JoinHandle<reqwest::Response> {
+        assert_eq!(self.post(TEXT).await.status(), 200);
+        self.cluster
+            .broker_round_trip_time(1, Duration::from_secs(3))
+            .expect("rtt");
+        let request = self.spawn_post(STATUS);
+        eventually("the request is in flight", async || {
+            self.in_flight().await >= 1
+        })
+        .await;
+        request
+    }
+
     /// The `qikchat_bridge_requests_in_flight` gauge, read from /metrics.
     pub async fn in_flight(&self) -> i64 {
         let (_, metrics) = self.admin_get("/metrics").await;

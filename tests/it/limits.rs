@@ -12,17 +12,7 @@ async fn requests_over_the_in_flight_limit_get_503_at_once_and_the_first_still_s
     // A round trip long enough for every check below to run while the first holds its place,
     // even on a slow, shared runner.
     let app = TestApp::start(&["--max-in-flight", "1", "--ack-timeout", "20s"]).await;
-    // The idempotent producer's id and connection first, on the real round trip: behind three
-    // slow round trips the first answer took 9 s on CI and missed a 10 s deadline.
-    assert_eq!(app.post(STATUS).await.status(), 200);
-    app.cluster
-        .broker_round_trip_time(1, Duration::from_secs(3))
-        .expect("rtt");
-    let first = app.spawn_post(STATUS);
-    eventually("the first request is in flight", async || {
-        app.in_flight().await >= 1
-    })
-    .await;
+    let first = app.spawn_post_held_by_a_slow_broker().await;
     let started = std::time::Instant::now();
     let second = app.post(STATUS).await;
     assert_eq!(second.status(), 503);

@@ -13,16 +13,7 @@ async fn shutdown_lets_an_in_flight_request_finish_with_200() {
     // A slow broker keeps the request in flight long enough to shut down under it; the long ack
     // timeout keeps this test about draining, not about the deadline (it flaked under load).
     let mut app = TestApp::start(&["--ack-timeout", "20s"]).await;
-    // The idempotent producer's id and connection first, on the real round trip (as below).
-    assert_eq!(app.post(common::TEXT).await.status(), 200);
-    app.cluster
-        .broker_round_trip_time(1, Duration::from_secs(3))
-        .expect("rtt");
-    let request = app.spawn_post(STATUS);
-    eventually("the request is in flight", async || {
-        app.in_flight().await >= 1
-    })
-    .await;
+    let request = app.spawn_post_held_by_a_slow_broker().await;
     app.trigger_shutdown();
     assert!(
         !request.is_finished(),

@@ -1,21 +1,7 @@
 //! Kafka sources tests: properties made again from files, and the fingerprints that watch them.
 
 use super::*;
-
-/// The defaults for a Kafka wait of `wait` and the default 1 MiB body limit.
-fn limits(wait: Duration) -> Defaults {
-    Defaults {
-        wait,
-        max_body_bytes: 1 << 20,
-    }
-}
-
-fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
+use crate::kafka_props::tests::{env, limits};
 
 #[test]
 fn the_properties_are_made_again_from_the_files_as_they_are_now() {
