@@ -69,14 +69,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             stop_rx,
         ));
         let webhook = Arc::new(Webhook::new(&config, Arc::new(Discard), metrics));
-        let options = ServerOptions {
-            name: "webhook",
-            header_read_timeout: config.header_read_timeout,
-            idle_timeout: config.idle_timeout,
-            shutdown_grace: config.shutdown_grace,
-            max_connections: config.max_connections,
-            http1_only: config.http1_only,
-        };
+        let options = ServerOptions::webhook(&config);
         // Runs until killed: the benchmark stops it with SIGTERM.
         server::serve(
             listeners.webhook,

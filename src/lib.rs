@@ -211,14 +211,7 @@ pub async fn run_with_cut(
             readiness,
         },
     )?;
-    let options = ServerOptions {
-        name: "webhook",
-        header_read_timeout: config.header_read_timeout,
-        idle_timeout: config.idle_timeout,
-        shutdown_grace: config.shutdown_grace,
-        max_connections: config.max_connections,
-        http1_only: config.http1_only,
-    };
+    let options = ServerOptions::webhook(&config);
     tracing::info!(
         listen = %listeners.webhook.local_addr().map(|a| a.to_string()).unwrap_or_default(),
         admin = %admin_addr.map(|a| a.to_string()).unwrap_or_default(),

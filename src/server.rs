@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
+use crate::config::Config;
 use crate::producer::Sink;
 use crate::quiet::Quieted;
 use crate::webhook::Webhook;
@@ -36,6 +37,20 @@ pub struct ServerOptions {
     pub max_connections: usize,
     /// Refuse HTTP/2 (hyper then answers its preface as a malformed HTTP/1 request).
     pub http1_only: bool,
+}
+
+impl ServerOptions {
+    /// The webhook listener's, from its settings.
+    pub fn webhook(config: &Config) -> ServerOptions {
+        ServerOptions {
+            name: "webhook",
+            header_read_timeout: config.header_read_timeout,
+            idle_timeout: config.idle_timeout,
+            shutdown_grace: config.shutdown_grace,
+            max_connections: config.max_connections,
+            http1_only: config.http1_only,
+        }
+    }
 }
 
 /// Serves webhooks until `shutdown` resolves, then stops accepting, waits (at most
