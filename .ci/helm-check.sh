@@ -223,7 +223,7 @@ rendered_rules() {
 spool_max_bytes() {
   local expected="$1"; shift
   local out got
-  out="$(helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --set kafka.bootstrapServers=kafka:9092 \
+  out="$(template \
     --set persistence.enabled=true "$@")"
   got="$(grep -A1 -- '- name: BRIDGE_SPOOL_MAX_BYTES' <<<"$out" | sed -n 's/^ *value: "\([0-9]*\)"$/\1/p')"
   echo "BRIDGE_SPOOL_MAX_BYTES=$got"
@@ -234,7 +234,7 @@ spool_max_bytes() {
 hpa_scale_down_disabled() {
   local expected="$1"; shift
   local out got
-  out="$(helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --set kafka.bootstrapServers=kafka:9092 \
+  out="$(template \
     --set autoscaling.enabled=true "$@")"
   grep -q '^kind: HorizontalPodAutoscaler' <<<"$out" || { echo "no HPA rendered"; return 1; }
   if grep -q 'selectPolicy: Disabled' <<<"$out"; then got=yes; else got=no; fi
@@ -246,18 +246,23 @@ hpa_scale_down_disabled() {
 env_value() {
   local name="$1" expected="$2"; shift 2
   local out got
-  out="$(helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --set kafka.bootstrapServers=kafka:9092 "$@")"
+  out="$(template "$@")"
   grep -q -- "- name: $name\$" <<<"$out" || { echo "$name is not rendered"; return 1; }
   got="$(grep -A1 -- "- name: $name\$" <<<"$out" | sed -n 's/^ *value: "\(.*\)"$/\1/p')"
   echo "$name=$got"
   [ "$got" = "$expected" ]
 }
 
-# render_to FILE HELM-ARGS...: the chart rendered into FILE with a broker list, which every
-# rendering the bridge must accept needs.
+# template HELM-ARGS...: the chart rendered to stdout with a broker list, which every rendering
+# the bridge must accept needs.
+template() {
+  helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --set kafka.bootstrapServers=kafka:9092 "$@"
+}
+
+# render_to FILE HELM-ARGS...: the chart rendered into FILE by template.
 render_to() {
   local f="$1"; shift
-  helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --set kafka.bootstrapServers=kafka:9092 "$@" >"$f"
+  template "$@" >"$f"
 }
 
 # kafka_property_arg NAME=VALUE HELM-ARGS...: the container's arguments hold -X NAME=VALUE (as
@@ -304,7 +309,7 @@ EOF
 memory_bound() {
   local fits="$1" below="$2"; shift 2
   local f="$WORK/memory-bound.$RANDOM.yaml" out
-  helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --set kafka.bootstrapServers=kafka:9092 \
+  template \
     --set resources.limits.memory="$fits" "$@" >"$f"
   "$PY" "$LIB/chart_check.py" static "$f"
   "$PY" - "$f" "$f.below" "$below" <<'EOF'
@@ -327,7 +332,7 @@ EOF
 grace_period() {
   local expected="$1"; shift
   local out got
-  out="$(helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --set kafka.bootstrapServers=kafka:9092 "$@")"
+  out="$(template "$@")"
   got="$(sed -n 's/^ *terminationGracePeriodSeconds: *\([0-9]*\)$/\1/p' <<<"$out")"
   echo "terminationGracePeriodSeconds: $got"
   [ "$got" = "$expected" ]
@@ -360,11 +365,19 @@ EOF
 probe_initial_delay() {
   local probe="$1" expected="$2"; shift 2
   local out got
-  out="$(helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --set kafka.bootstrapServers=kafka:9092 "$@")"
+  out="$(template "$@")"
   got="$(sed -n "/^ *${probe}Probe:\$/,/^ *[a-zA-Z]*Probe:\$\|^ *resources:\$/p" <<<"$out" \
     | sed -n 's/^ *initialDelaySeconds: *\([0-9]*\)$/\1/p')"
   echo "${probe}Probe.initialDelaySeconds: ${got:-none}"
   [ "${got:-none}" = "$expected" ]
+}
+
+# reads_ready_of RULES JOB: QikchatBridgeNoReadyInstance in RULES looks for the series of JOB in
+# the release's namespace.
+reads_ready_of() {
+  local selector="absent(qikchat_bridge_ready{namespace=\"$NAMESPACE\", job=\"$2\"})"
+  grep -qF -- "$selector" "$1" || { echo "the rendered rule lacks $selector"; return 1; }
+  echo "$selector"
 }
 
 # no_ready_instance_scoped JOB HELM-ARGS...: the rendered PrometheusRule's
@@ -374,9 +387,9 @@ probe_initial_delay() {
 # release's pods reports; promtool tests the rendered rule both ways.
 no_ready_instance_scoped() {
   local job="$1"; shift
-  local dir selector
+  local dir
   dir="$(mktemp -d "$WORK/scoped.XXXXXX")"
-  helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --set kafka.bootstrapServers=kafka:9092 \
+  template \
     --set serviceMonitor.enabled=true --set prometheusRule.enabled=true "$@" >"$dir/rendered.yaml"
   "$PY" - "$dir/rendered.yaml" "$job" <<'EOF' || return 1
 import sys, yaml
@@ -389,9 +402,7 @@ if admin != [sys.argv[2]] or len(sm) != 1 or sm[0]["spec"].get("jobLabel"):
 print(f"the ServiceMonitor scrapes Service {admin[0]}: job={admin[0]}")
 EOF
   "$PY" "$LIB/chart_check.py" rules "$dir/rendered.yaml" "$dir/rules.yaml"
-  selector="absent(qikchat_bridge_ready{namespace=\"$NAMESPACE\", job=\"$job\"})"
-  grep -qF -- "$selector" "$dir/rules.yaml" || { echo "the rendered rule lacks $selector"; return 1; }
-  echo "$selector"
+  reads_ready_of "$dir/rules.yaml" "$job" || return 1
   # The annotations are those of deploy/prometheus/alerts.yaml (as in $LIB/alerts.test.yaml).
   cat >"$dir/test.yaml" <<EOF
 rule_files:
@@ -429,14 +440,12 @@ EOF
 # rendered QikchatBridgeNoReadyInstance looks for prometheusRule.job.
 no_ready_instance_explicit_job() {
   local job="$1"; shift
-  local dir selector
+  local dir
   dir="$(mktemp -d "$WORK/explicit-job.XXXXXX")"
-  helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --set kafka.bootstrapServers=kafka:9092 \
+  template \
     --set prometheusRule.enabled=true --set prometheusRule.job="$job" "$@" >"$dir/rendered.yaml"
   "$PY" "$LIB/chart_check.py" rules "$dir/rendered.yaml" "$dir/rules.yaml"
-  selector="absent(qikchat_bridge_ready{namespace=\"$NAMESPACE\", job=\"$job\"})"
-  grep -qF -- "$selector" "$dir/rules.yaml" || { echo "the rendered rule lacks $selector"; return 1; }
-  echo "$selector"
+  reads_ready_of "$dir/rules.yaml" "$job" || return 1
 }
 
 # spool_volume_alert_scoped FULLNAME HELM-ARGS...: the rendered QikchatBridgeSpoolVolumeFilling
@@ -446,7 +455,7 @@ spool_volume_alert_scoped() {
   local fullname="$1"; shift
   local dir selector
   dir="$(mktemp -d "$WORK/volume.XXXXXX")"
-  helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --set kafka.bootstrapServers=kafka:9092 \
+  template \
     --set persistence.enabled=true --set serviceMonitor.enabled=true --set prometheusRule.enabled=true \
     "$@" >"$dir/rendered.yaml"
   "$PY" "$LIB/chart_check.py" rules "$dir/rendered.yaml" "$dir/rules.yaml"
@@ -688,7 +697,7 @@ EOF
 review_alert_cases_rendered() {
   local dir
   dir="$(mktemp -d "$WORK/review-rendered.XXXXXX")"
-  helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --set kafka.bootstrapServers=kafka:9092 \
+  template \
     --set serviceMonitor.enabled=true --set prometheusRule.enabled=true >"$dir/rendered.yaml"
   "$PY" "$LIB/chart_check.py" rules "$dir/rendered.yaml" "$dir/rules.yaml"
   review_alert_cases "$dir/rules.yaml"
@@ -795,7 +804,7 @@ EOF
 pdb_spec() {
   local expected="$1"; shift
   local out got
-  out="$(helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --set kafka.bootstrapServers=kafka:9092 "$@")"
+  out="$(template "$@")"
   got="$("$PY" -c '
 import sys, yaml
 pdbs = [d for d in yaml.safe_load_all(sys.stdin) if d and d["kind"] == "PodDisruptionBudget"]
@@ -810,7 +819,7 @@ print(" ".join(f"{k}={v}" for p in pdbs for k, v in p["spec"].items() if k in ("
 rule_names() {
   local absent="$1" present="$2"; shift 2
   local out
-  out="$(helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --set kafka.bootstrapServers=kafka:9092 \
+  out="$(template \
     --set prometheusRule.enabled=true "$@")"
   "$PY" -c '
 import sys, yaml
@@ -828,7 +837,7 @@ print(f"{len(rules)} rules, {present} among them, {absent} left out")
 webhook_path_renders() {
   local values="$WORK/webhook-path.$RANDOM.yaml" out
   "$PY" -c 'import json, sys; json.dump({"config": {"webhookPath": sys.argv[1]}}, open(sys.argv[2], "w"))' "$1" "$values"
-  out="$(helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --set kafka.bootstrapServers=kafka:9092 -f "$values")"
+  out="$(template -f "$values")"
   "$PY" -c '
 import sys, yaml
 docs = [d for d in yaml.safe_load_all(sys.stdin) if d]
