@@ -26,7 +26,7 @@ pub(super) const APPENDS: &str = "appends";
 const FILE_ID: &str = "file-id";
 
 /// The note's file, in the spool's directory.
-const NOTE: &str = "spool.last-append";
+pub(super) const NOTE: &str = "spool.last-append";
 const MAGIC: &[u8; 8] = b"qbspool2";
 const LEN: usize = 8 * 7;
 
@@ -110,7 +110,7 @@ impl Note {
     /// and gives `db` its identity if it has none (a durable commit, before any append).
     pub(super) fn open(dir: &Path, db: &Database) -> Result<Note, String> {
         let path = dir.join(NOTE);
-        let found = std::fs::read(&path).ok().and_then(|b| Noted::decode(&b));
+        let found = noted(dir);
         let file_id =
             file_id(db).map_err(|e| format!("cannot give the spool file its identity: {e}"))?;
         // Not emptied here: a start cut off before its check (a scan of a large spool takes a
@@ -161,6 +161,13 @@ impl Note {
             tracing::warn!(error = %e, "cannot note the spool's last commit beside it");
         }
     }
+}
+
+/// What the note in `dir` says of the file the spool opened last, whichever that was.
+pub(super) fn noted(dir: &Path) -> Option<Noted> {
+    std::fs::read(dir.join(NOTE))
+        .ok()
+        .and_then(|b| Noted::decode(&b))
 }
 
 /// `db`'s identity: a random number written durably the first time the bridge opens it.

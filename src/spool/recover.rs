@@ -8,7 +8,7 @@ use redb::{
     Builder, Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata,
 };
 
-use super::{io, Counts, SpoolError, SpooledRecord, FILE, RECORDS, UNREADABLE};
+use super::{commits, io, Counts, SpoolError, SpooledRecord, FILE, RECORDS, UNREADABLE};
 
 /// redb's page cache. Its default, 1 GiB, also keeps every page written: a spool growing
 /// through a Kafka outage took the process past a 512 MiB memory limit at ~400 MiB of records,
@@ -54,28 +54,50 @@ fn sync_dir(dir: &Path) {
 }
 
 fn open_or_move_aside_unsynced(dir: &Path, path: &Path) -> Result<Database, SpoolError> {
+    if let Some(reason) = emptied(dir, path) {
+        return move_aside(dir, path, reason);
+    }
     match create(path) {
         Ok(db) => Ok(db),
         // Only a file redb finds corrupt is moved aside; any other error (another process
         // holds the lock, an I/O fault) stops start-up, since a second writer or a fresh file
         // would strand the records that are there.
-        Err(e) if is_unreadable(&e) => {
-            let reason = e.to_string();
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            let aside = free_name(dir, now, "").map_err(io)?;
-            tracing::error!(%reason, moved_to = %aside.display(), "spool file is corrupt beyond repair; moving it aside and starting a new one");
-            std::fs::rename(path, &aside).map_err(io)?;
-            // It holds whole webhooks too.
-            super::dir::make_private(&aside);
-            create(path).map_err(io)
-        }
+        Err(e) if is_unreadable(&e) => move_aside(dir, path, e.to_string()),
         Err(e) => Err(SpoolError::Io(format!(
             "cannot open {}: {e}",
             path.display()
         ))),
     }
+}
+
+/// Why a spool file of 0 bytes is no new one, if it is not: the note beside it counts appends
+/// committed to the file the spool opened last, so the file lost them (a disk that lost writes
+/// it had acknowledged, a restore of an empty copy). redb takes an empty file for a new one, as
+/// a crash between a file's creation and its first write leaves one, before any append.
+fn emptied(dir: &Path, path: &Path) -> Option<String> {
+    let empty = std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0);
+    if !empty {
+        return None;
+    }
+    let noted = commits::noted(dir).filter(|n| n.appends > 0)?;
+    Some(format!(
+        "the file is empty, but the spool's last file had {} append commits (noted in {})",
+        noted.appends,
+        commits::NOTE
+    ))
+}
+
+/// Moves the file at `path` aside for `reason`, kept for inspection, and starts a new one.
+fn move_aside(dir: &Path, path: &Path, reason: String) -> Result<Database, SpoolError> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let aside = free_name(dir, now, "").map_err(io)?;
+    tracing::error!(%reason, moved_to = %aside.display(), "spool file is corrupt beyond repair; moving it aside and starting a new one");
+    std::fs::rename(path, &aside).map_err(io)?;
+    // It holds whole webhooks too.
+    super::dir::make_private(&aside);
+    create(path).map_err(io)
 }
 
 /// A name for a file moved aside at `now` (Unix seconds), ending in `suffix`, that no earlier one

@@ -250,6 +250,36 @@ async fn a_file_cut_short_is_moved_aside_and_keeps_one_set_aside_before_it() {
     }
 }
 
+/// A file emptied under the spool (a disk that lost writes it had acknowledged, a restore of an
+/// empty copy) lost what it held, and the note beside it tells, as it counts the appends made to
+/// it: such a file is moved aside and counted like a damaged one. An empty file the note counts
+/// no append for is what a crash between its creation and its first write leaves, before any
+/// append was answered: it is taken for a new one.
+#[tokio::test]
+async fn an_emptied_file_whose_note_counts_appends_is_moved_aside_and_one_without_is_new() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let empty = || std::fs::write(dir.path().join(FILE), b"").expect("empty the file");
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("open");
+    spool.close();
+    drop(spool);
+    empty();
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("reopen");
+    assert_eq!(spool.files_set_aside(), 0, "nothing was appended to lose");
+    spool.append(record(Some("k"), "a")).await.expect("append");
+    spool.close();
+    drop(spool);
+    empty();
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("a start with the file emptied");
+    assert_eq!((spool.files_set_aside(), spool.records()), (1, 0));
+    let aside = std::fs::read_dir(dir.path())
+        .expect("list")
+        .filter_map(Result::ok)
+        .find(|e| e.file_name().to_string_lossy().contains("unreadable"))
+        .expect("the empty file is kept as evidence");
+    assert_eq!(aside.metadata().expect("metadata").len(), 0);
+    spool.close();
+}
+
 /// What a reopened spool holds counts against its limit as it did before the restart.
 #[tokio::test]
 async fn a_reopened_spool_counts_the_bytes_its_records_hold() {
