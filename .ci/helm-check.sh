@@ -1129,6 +1129,11 @@ must_fail "KAFKA_CLIENT_ID twice in extraEnv (the kubelet keeps the last)" \
   --set 'extraEnv[0].name=KAFKA_CLIENT_ID' --set 'extraEnv[0].value=a' \
   --set 'extraEnv[1].name=KAFKA_LINGER_MS' --set-string 'extraEnv[1].value=1' \
   --set 'extraEnv[2].name=KAFKA_CLIENT_ID' --set 'extraEnv[2].value=b'
+must_fail "TZ twice in extraEnv (the kubelet keeps the last)" \
+  "extraEnv: TZ is given twice" $B \
+  --set 'extraEnv[0].name=TZ' --set 'extraEnv[0].value=UTC' \
+  --set 'extraEnv[1].name=RUST_BACKTRACE' --set-string 'extraEnv[1].value=1' \
+  --set 'extraEnv[2].name=TZ' --set 'extraEnv[2].value=Asia/Kolkata'
 must_fail "BRIDGE_INSECURE_DISABLE_AUTH in extraEnv (the bridge refuses it beside the credentials file)" \
   "extraEnv: BRIDGE_INSECURE_DISABLE_AUTH is refused: use auth.insecureDisableAuth" $B \
   --set 'extraEnv[0].name=BRIDGE_INSECURE_DISABLE_AUTH' --set-string 'extraEnv[0].value=true'

@@ -534,6 +534,7 @@ password
 {{- /* The librdkafka properties extraEnv's own KAFKA_* entries set (qikchat-bridge.envSetting, as
      the bridge keeps them), to the entry, for the refusal of a second entry for one of them. */ -}}
 {{- $extraProperties := dict -}}
+{{- $extraNames := dict -}}
 {{- range .Values.extraEnv -}}
 {{- $property := include "qikchat-bridge.envProperty" .name -}}
 {{- $plain := or (hasKey . "value") (and .valueFrom (not .valueFrom.secretKeyRef)) -}}
@@ -573,6 +574,11 @@ password
 {{- end -}}
 {{- $_ := set $extraProperties $property $name -}}
 {{- end -}}
+{{- /* Any other name twice (TZ, say): the same, the first dropped unseen. */ -}}
+{{- if hasKey $extraNames .name -}}
+{{- fail (printf "extraEnv: %s is given twice: the kubelet passes only the last entry to the bridge, so the first is dropped out of sight; keep one" .name) -}}
+{{- end -}}
+{{- $_ := set $extraNames .name true -}}
 {{- end -}}
 {{- end -}}
 {{- /* The PrometheusRule's QikchatBridgeNoReadyInstance looks for this release's series by the
