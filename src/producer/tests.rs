@@ -769,6 +769,16 @@ async fn the_replacement_task_sees_a_working_producer_as_not_failed_under_its_ro
     assert_eq!(replace::Replaceable::role_label(&*sink), "webhooks");
 }
 
+/// Whether the replacement task was woken (`sink.fatal` notified) since it last looked; looking
+/// takes the wake-up.
+fn fatal_woken(sink: &KafkaSink) -> bool {
+    // A permit stored by `notify_one` makes `notified` ready at its first poll.
+    std::pin::pin!(sink.fatal.notified())
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+        .is_ready()
+}
+
 /// librdkafka reports a fatal error through its error callback as well as in the delivery reports
 /// of the records it fails; an idle producer (an unready pod gets no webhooks, a replayer with an
 /// empty spool sends nothing) has no such report, so the callback alone must wake the replacement
@@ -779,27 +789,20 @@ async fn a_fatal_error_librdkafka_calls_back_with_wakes_the_replacement_task_and
     use rdkafka::client::ClientContext;
     use rdkafka::error::RDKafkaErrorCode;
     let (_cluster, _properties, sink) = one_topic_sink();
-    let woken = |sink: &KafkaSink| {
-        // A permit stored by `notify_one` makes `notified` ready at its first poll.
-        std::pin::pin!(sink.fatal.notified())
-            .as_mut()
-            .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
-            .is_ready()
-    };
     let context = sink.current().client().context().clone();
     context.error(
         KafkaError::Global(RDKafkaErrorCode::AllBrokersDown),
         "1/1 brokers are down",
     );
     assert!(
-        !woken(&sink),
+        !fatal_woken(&sink),
         "a broker outage is no failure of the producer"
     );
     context.error(
         KafkaError::Global(RDKafkaErrorCode::Fatal),
         "Fatal error: Broker: Broker received an out of order sequence number",
     );
-    assert!(woken(&sink), "the fatal error woke nothing");
+    assert!(fatal_woken(&sink), "the fatal error woke nothing");
 }
 
 /// Readiness logs its changes, not its checks: that Kafka answers once it does, and a failed check
@@ -869,3 +872,5 @@ async fn the_start_up_topic_check_warns_of_each_topic_the_brokers_do_not_offer()
         "{logged}"
     );
 }
+
+mod sending;
