@@ -1,4 +1,5 @@
-//! Sends seen from the sink's side: what a refused record wakes.
+//! Sends seen from the sink's side: what a refused record wakes, and the count of records
+//! librdkafka still holds.
 
 use super::*;
 
@@ -22,4 +23,41 @@ async fn a_record_librdkafka_refuses_for_its_size_does_not_wake_the_replacement_
         !fatal_woken(&sink),
         "a record too large is no failure of the producer"
     );
+}
+
+/// The shutdown's flush, when it ends with records undelivered, logs how many are left: the
+/// records handed to librdkafka whose delivery reports have not come yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_flight_counts_the_records_handed_over_until_their_reports_come() {
+    let (cluster, _properties, sink) = one_topic_sink();
+    assert_eq!(sink.in_flight(), 0, "nothing sent yet");
+    // No broker: the records wait in librdkafka's queue.
+    cluster.broker_down(1).expect("down");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let waiting: Vec<_> = (0..2)
+        .map(|_| {
+            let sink = sink.clone();
+            tokio::spawn(async move { sink.send(&record(), deadline).await })
+        })
+        .collect();
+    let until = |wanted: i32, what: &'static str| {
+        let sink = sink.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while sink.in_flight() != wanted {
+                assert!(Instant::now() < deadline, "{what}: {}", sink.in_flight());
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    until(2, "both records waiting").await;
+    cluster.broker_up(1).expect("up");
+    for w in waiting {
+        let delivered = w.await.expect("task");
+        assert!(
+            matches!(delivered, Ok(Delivered::Kafka { .. })),
+            "{delivered:?}"
+        );
+    }
+    until(0, "none left once both were delivered").await;
 }
