@@ -1,5 +1,5 @@
-//! Sends seen from the sink's side: what a refused record wakes, and the count of records
-//! librdkafka still holds.
+//! Sends seen from the sink's side: what a refused record wakes, the count of records librdkafka
+//! still holds, and the partition count replay is told.
 
 use super::*;
 
@@ -60,4 +60,16 @@ async fn in_flight_counts_the_records_handed_over_until_their_reports_come() {
         );
     }
     until(0, "none left once both were delivered").await;
+}
+
+/// A topic the brokers name without an error but with no partitions has no partition a key
+/// could be placed on: replay is told no count, and holds the whole topic back when it fails,
+/// rather than count 0, with which every key would seem to fall on partition 0.
+#[tokio::test]
+async fn a_topic_named_with_no_partitions_gives_replay_no_partition_count() {
+    let (cluster, _properties, sink) = one_topic_sink_with(&[("partitioner", "murmur2_random")]);
+    cluster.create_topic("empty", 0, 1).expect("topic");
+    // The same sink tells the count of a topic that has partitions: it follows the keys.
+    assert_eq!(sink.key_partitions("t").await, Some(1));
+    assert_eq!(sink.key_partitions("empty").await, None);
 }
