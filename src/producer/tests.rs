@@ -873,4 +873,5 @@ async fn the_start_up_topic_check_warns_of_each_topic_the_brokers_do_not_offer()
     );
 }
 
+mod retiring;
 mod sending;

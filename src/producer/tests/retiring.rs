@@ -1,0 +1,48 @@
+//! A producer replaced by a rebuild is retired: left to deliver what it holds before it is
+//! dropped, since dropping it purges its queue.
+
+use super::*;
+
+/// A record handed to a producer just before a rebuild replaced it may take most of that
+/// producer's `message.timeout.ms` to be acknowledged (a slow broker): `retire` waits that long,
+/// and a second more, before dropping it. Dropped sooner, the record would be purged although
+/// Kafka was about to take it, and its sender told it failed (or its spooled copy sent again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retired_producer_is_kept_until_a_slow_acknowledgement_within_its_message_timeout() {
+    let (cluster, mut properties, sink) = one_topic_sink();
+    properties.insert("message.timeout.ms".into(), "3000".into());
+    let mut old = ProducerHandle::make(
+        &client_config(&properties),
+        sink.scrubber(),
+        &sink.metrics,
+        ProducerRole::Webhooks,
+        &sink.fatal,
+    )
+    .expect("producer");
+    // As `rebuild` sets it when it puts the new producer in place.
+    old.message_timeout = Duration::from_secs(3);
+    let to_t = || FutureRecord::<(), [u8]>::to("t").payload(b"{}");
+    // Connected first: only the next produce request is slowed down.
+    old.producer
+        .send(to_t(), Duration::from_secs(30))
+        .await
+        .expect("connected");
+    // Each answer now comes 2.5 s after its request, within the 3 s message timeout, later than
+    // the message timeout less a second.
+    cluster
+        .broker_round_trip_time(1, Duration::from_millis(2500))
+        .expect("rtt");
+    let delivery = old
+        .producer
+        .send_result(to_t())
+        .map_err(|(e, _)| e)
+        .expect("queued");
+    tokio::task::spawn_blocking(move || reload::retire(old))
+        .await
+        .expect("task");
+    let delivered = delivery.await;
+    assert!(
+        matches!(delivered, Ok(Ok(_))),
+        "the record was purged with the retired producer: {delivered:?}"
+    );
+}
