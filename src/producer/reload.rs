@@ -379,6 +379,22 @@ mod tests {
         assert_eq!(made("true").get("max.in.flight"), None);
     }
 
+    /// The log line of a reload that failed says why: the error of the step that failed, or, for
+    /// a step that panicked and so gave no error, that it panicked.
+    #[test]
+    fn a_failed_reload_is_told_by_its_error_or_as_a_panic() {
+        let failed: Option<Result<(), String>> = Some(Err("the secret file is empty".into()));
+        assert_eq!(
+            why(failed, "reading the files panicked"),
+            "the secret file is empty"
+        );
+        let panicked: Option<Result<(), String>> = None;
+        assert_eq!(
+            why(panicked, "reading the files panicked"),
+            "reading the files panicked"
+        );
+    }
+
     #[test]
     fn a_retired_producers_wait_is_its_message_timeout_as_librdkafka_reads_it() {
         assert_eq!(message_timeout(Some("2000")), Duration::from_secs(2));
