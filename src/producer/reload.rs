@@ -395,6 +395,85 @@ mod tests {
         );
     }
 
+    /// Files that cannot be used (a secret file gone) keep the producers as they are and are
+    /// tried again, unchanged, every 30 s, not at every look: each try logs an error and counts
+    /// a failed reload, and one a second would flood both until an operator fixes the Secret.
+    /// Paused clock: time moves only while the watch and the test wait on timers, and not while
+    /// a file is read on a blocking thread.
+    #[tokio::test(start_paused = true)]
+    async fn files_that_cannot_be_used_are_tried_again_every_30_s_not_at_every_look() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let password = dir.path().join("password");
+        std::fs::write(&password, "first-pw\n").expect("write");
+        let env = [(
+            "KAFKA_SASL_PASSWORD_FILE".to_string(),
+            password.to_str().expect("utf-8").to_string(),
+        )];
+        let limits = crate::kafka_props::Defaults {
+            wait: Duration::from_secs(1),
+            max_body_bytes: 1 << 20,
+        };
+        let sources = KafkaSources::new(env, &[], limits);
+        let (properties, watched) = sources
+            .properties_watched(&crate::operator_file::read_to_string)
+            .expect("properties");
+        let caveats = KafkaCaveats::new(Duration::from_secs(1), false, 1 << 20, &properties);
+        let metrics = Arc::new(crate::metrics::Metrics::new(&[]).expect("metrics"));
+        // Never made again here: from the first change on, the files cannot be used.
+        let nowhere = BTreeMap::from([("bootstrap.servers".into(), "127.0.0.1:9".into())]);
+        let sink = KafkaSink::new(
+            &nowhere,
+            metrics.clone(),
+            super::super::ProducerRole::Webhooks,
+        )
+        .expect("producer");
+        let producers = vec![Rebuilt {
+            sink: Arc::new(sink),
+            overrides: |_| BTreeMap::new(),
+        }];
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let files = ClientFiles {
+            sources,
+            watched,
+            caveats,
+        };
+        let watching = tokio::spawn(watch_kafka_files(
+            files,
+            "127.0.0.1:9".into(),
+            "t".into(),
+            producers,
+            metrics.clone(),
+            stopped,
+        ));
+        let failed = || -> u64 {
+            String::from_utf8(metrics.render())
+                .expect("utf-8")
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix(
+                        r#"qikchat_bridge_kafka_client_reloads_total{result="failed",role="webhooks"} "#,
+                    )
+                })
+                .map_or(0, |v| v.trim().parse().expect("a count"))
+        };
+        let step = Duration::from_millis(100);
+        std::fs::remove_file(&password).expect("remove");
+        let removed = Instant::now();
+        while failed() == 0 {
+            assert!(removed.elapsed() < Duration::from_secs(10), "never tried");
+            tokio::time::sleep(step).await;
+        }
+        // Within a step of the failure: the next try is due 30 s after it, at the first look
+        // from then on (one a second).
+        let first = Instant::now();
+        tokio::time::sleep_until(first + RETRY - 2 * EVERY).await;
+        assert_eq!(failed(), 1, "tried again before 30 s had passed");
+        tokio::time::sleep_until(first + RETRY + 3 * EVERY).await;
+        assert_eq!(failed(), 2, "tried again once 30 s had passed");
+        stop.send(true).expect("stop");
+        watching.await.expect("watch");
+    }
+
     #[test]
     fn a_retired_producers_wait_is_its_message_timeout_as_librdkafka_reads_it() {
         assert_eq!(message_timeout(Some("2000")), Duration::from_secs(2));
