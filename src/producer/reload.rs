@@ -379,6 +379,42 @@ mod tests {
         assert_eq!(made("true").get("max.in.flight"), None);
     }
 
+    /// What start-up gives `watch_kafka_files` when the one `KAFKA_*_FILE` variable `variable`
+    /// names `file`: the properties made from it now, and the files behind them.
+    fn client_files(variable: &str, file: &std::path::Path) -> (KafkaProperties, ClientFiles) {
+        let env = [(
+            variable.to_string(),
+            file.to_str().expect("utf-8").to_string(),
+        )];
+        let limits = crate::kafka_props::Defaults {
+            wait: Duration::from_secs(1),
+            max_body_bytes: 1 << 20,
+        };
+        let sources = KafkaSources::new(env, &[], limits);
+        let (properties, watched) = sources
+            .properties_watched(&crate::operator_file::read_to_string)
+            .expect("properties");
+        let caveats = KafkaCaveats::new(Duration::from_secs(1), false, 1 << 20, &properties);
+        let files = ClientFiles {
+            sources,
+            watched,
+            caveats,
+        };
+        (properties, files)
+    }
+
+    /// `kafka_client_reloads_total` of the webhooks' producer with `result`.
+    fn reloads(metrics: &Metrics, result: &str) -> u64 {
+        let series = format!(
+            "qikchat_bridge_kafka_client_reloads_total{{result=\"{result}\",role=\"webhooks\"}} "
+        );
+        String::from_utf8(metrics.render())
+            .expect("utf-8")
+            .lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .map_or(0, |v| v.trim().parse().expect("a count"))
+    }
+
     /// The log line of a reload that failed says why: the error of the step that failed, or, for
     /// a step that panicked and so gave no error, that it panicked.
     #[test]
@@ -405,19 +441,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let password = dir.path().join("password");
         std::fs::write(&password, "first-pw\n").expect("write");
-        let env = [(
-            "KAFKA_SASL_PASSWORD_FILE".to_string(),
-            password.to_str().expect("utf-8").to_string(),
-        )];
-        let limits = crate::kafka_props::Defaults {
-            wait: Duration::from_secs(1),
-            max_body_bytes: 1 << 20,
-        };
-        let sources = KafkaSources::new(env, &[], limits);
-        let (properties, watched) = sources
-            .properties_watched(&crate::operator_file::read_to_string)
-            .expect("properties");
-        let caveats = KafkaCaveats::new(Duration::from_secs(1), false, 1 << 20, &properties);
+        let (_, files) = client_files("KAFKA_SASL_PASSWORD_FILE", &password);
         let metrics = Arc::new(crate::metrics::Metrics::new(&[]).expect("metrics"));
         // Never made again here: from the first change on, the files cannot be used.
         let nowhere = BTreeMap::from([("bootstrap.servers".into(), "127.0.0.1:9".into())]);
@@ -432,11 +456,6 @@ mod tests {
             overrides: |_| BTreeMap::new(),
         }];
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let files = ClientFiles {
-            sources,
-            watched,
-            caveats,
-        };
         let watching = tokio::spawn(watch_kafka_files(
             files,
             "127.0.0.1:9".into(),
@@ -445,17 +464,7 @@ mod tests {
             metrics.clone(),
             stopped,
         ));
-        let failed = || -> u64 {
-            String::from_utf8(metrics.render())
-                .expect("utf-8")
-                .lines()
-                .find_map(|l| {
-                    l.strip_prefix(
-                        r#"qikchat_bridge_kafka_client_reloads_total{result="failed",role="webhooks"} "#,
-                    )
-                })
-                .map_or(0, |v| v.trim().parse().expect("a count"))
-        };
+        let failed = || reloads(&metrics, "failed");
         let step = Duration::from_millis(100);
         std::fs::remove_file(&password).expect("remove");
         let removed = Instant::now();
@@ -470,6 +479,68 @@ mod tests {
         assert_eq!(failed(), 1, "tried again before 30 s had passed");
         tokio::time::sleep_until(first + RETRY + 3 * EVERY).await;
         assert_eq!(failed(), 2, "tried again once 30 s had passed");
+        stop.send(true).expect("stop");
+        watching.await.expect("watch");
+    }
+
+    /// A rotation that moves a file librdkafka reads (the CA's location, itself read from a
+    /// `KAFKA_*_FILE`) has the file at its new location watched from then on: a certificate
+    /// rotated there later makes the producer again too, instead of going unseen until the pod
+    /// restarts. Paused clock, as above; the producer is made on a mock cluster in real time.
+    #[tokio::test(start_paused = true)]
+    async fn a_file_a_rotation_moved_is_watched_at_its_new_location() {
+        let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+        cluster.create_topic("t", 1, 1).expect("topic");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (location, first, second) = (
+            dir.path().join("ca-location"),
+            dir.path().join("first-ca.pem"),
+            dir.path().join("second-ca.pem"),
+        );
+        // Not PEM: librdkafka does not read the CA of a plaintext connection.
+        std::fs::write(&first, "first CA\n").expect("write");
+        std::fs::write(&second, "second CA\n").expect("write");
+        std::fs::write(&location, first.to_str().expect("utf-8")).expect("write");
+        let (properties, files) = client_files("KAFKA_SSL_CA_LOCATION_FILE", &location);
+        let metrics = Arc::new(crate::metrics::Metrics::new(&[]).expect("metrics"));
+        let bootstrap = cluster.bootstrap_servers();
+        let mut made_from = properties.to_map();
+        made_from.insert("bootstrap.servers".into(), bootstrap.clone());
+        let sink = KafkaSink::new(
+            &made_from,
+            metrics.clone(),
+            super::super::ProducerRole::Webhooks,
+        )
+        .expect("producer");
+        let producers = vec![Rebuilt {
+            sink: Arc::new(sink),
+            overrides: |_| BTreeMap::new(),
+        }];
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let watching = tokio::spawn(watch_kafka_files(
+            files,
+            bootstrap,
+            "t".into(),
+            producers,
+            metrics.clone(),
+            stopped,
+        ));
+        let rebuilt = || reloads(&metrics, "rebuilt");
+        let until = |count: u64, what: &'static str| async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while rebuilt() != count {
+                assert!(Instant::now() < deadline, "{what} within 60 s");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        std::fs::write(&location, second.to_str().expect("utf-8")).expect("write");
+        until(1, "the producer made again from the CA's new location").await;
+        std::fs::write(&second, "second CA, rotated\n").expect("write");
+        until(
+            2,
+            "the producer made again after the CA at its new location",
+        )
+        .await;
         stop.send(true).expect("stop");
         watching.await.expect("watch");
     }
