@@ -157,9 +157,14 @@ fn settled(
     }
 }
 
-/// librdkafka's `message.timeout.ms` (its default: 300 s).
-fn message_timeout(ms: Option<&str>) -> Duration {
-    ms.and_then(|ms| crate::kafka_props::number("message.timeout.ms", ms))
+/// How long a retired producer's records may still wait: librdkafka's `message.timeout.ms`, or
+/// its default, 300 s, for 0, which librdkafka takes for no limit. A wait of 0 dropped the
+/// producer a second after its replacement, purging records a slow broker was about to take; no
+/// limit would keep one whose old credentials the brokers refuse, retrying for ever, at every
+/// rotation. Its webhooks were answered by then, and replay sends a purged record again.
+pub(super) fn message_timeout(ms: Option<&str>) -> Duration {
+    ms.and_then(|ms| crate::kafka_props::number::<u64>("message.timeout.ms", ms))
+        .filter(|&ms| ms > 0)
         .map_or(Duration::from_secs(300), Duration::from_millis)
 }
 
@@ -550,5 +555,6 @@ mod tests {
         assert_eq!(message_timeout(Some("2000")), Duration::from_secs(2));
         assert_eq!(message_timeout(Some("0x7d0")), Duration::from_secs(2));
         assert_eq!(message_timeout(None), Duration::from_secs(300));
+        assert_eq!(message_timeout(Some("0")), Duration::from_secs(300));
     }
 }
