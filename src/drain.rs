@@ -13,7 +13,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::producer::KafkaSink;
+use crate::producer::Flushing;
 
 /// How often a flush looks whether it was cut short.
 const FLUSH_SLICE: Duration = Duration::from_millis(100);
@@ -73,10 +73,10 @@ impl Drop for Watching {
     }
 }
 
-/// Flushes `sink` within `timeout`, or until the cut; blocks, so call it on a blocking thread.
-pub fn flush(sink: &KafkaSink, timeout: Duration, cut: &Cut) -> Result<(), KafkaError> {
+/// Flushes `producer` (see [`crate::producer::KafkaSink::flushing`]) within `timeout`, or until the cut; blocks,
+/// so call it on a blocking thread.
+pub fn flush(producer: &Flushing, timeout: Duration, cut: &Cut) -> Result<(), KafkaError> {
     let until = Instant::now() + timeout;
-    let producer = sink.flushing();
     loop {
         let left = until.saturating_duration_since(Instant::now());
         match producer.flush(left.min(FLUSH_SLICE)) {

@@ -315,15 +315,17 @@ fn start_kafka(
 /// got an answer may still sit in librdkafka's queue (those answered 503 on timeout), and
 /// delivering them now avoids needless duplicates later.
 async fn flush(sink: &Arc<KafkaSink>, timeout: Duration, cut: &drain::Cut) {
-    let flushing = sink.clone();
+    // The producer the records are in: a credential rotated during the flush puts a new, empty
+    // one in place, whose count would say none were left.
+    let flushing = sink.flushing();
     let flush_cut = cut.clone();
-    let flushed =
-        tokio::task::spawn_blocking(move || drain::flush(&flushing, timeout, &flush_cut)).await;
+    let flushed = tokio::task::spawn_blocking(move || {
+        drain::flush(&flushing, timeout, &flush_cut).map_err(|e| (e, flushing.in_flight()))
+    })
+    .await;
     match flushed {
         Ok(Ok(())) => tracing::info!("producer flushed"),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, left = sink.in_flight(), "producer flush incomplete")
-        }
+        Ok(Err((e, left))) => tracing::warn!(error = %e, left, "producer flush incomplete"),
         Err(e) => tracing::warn!(error = %e, "producer flush task failed"),
     }
 }

@@ -237,6 +237,11 @@ impl Flushing {
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
         self.0.flush(Timeout::After(timeout))
     }
+
+    /// Its records whose delivery reports have not come yet.
+    pub fn in_flight(&self) -> i32 {
+        self.0.in_flight_count()
+    }
 }
 
 impl std::fmt::Debug for Flushing {

@@ -706,7 +706,7 @@ async fn the_shutdown_flush_waits_on_the_producer_it_began_with_through_a_rebuil
         .collect();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let (cut, _watching) = crate::drain::Cut::when(std::future::pending());
-    let flushing = sink.clone();
+    let flushing = sink.flushing();
     let flush = tokio::task::spawn_blocking(move || {
         crate::drain::flush(&flushing, Duration::from_secs(30), &cut)
     });

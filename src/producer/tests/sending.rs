@@ -73,3 +73,47 @@ async fn a_topic_named_with_no_partitions_gives_replay_no_partition_count() {
     assert_eq!(sink.key_partitions("t").await, Some(1));
     assert_eq!(sink.key_partitions("empty").await, None);
 }
+
+/// The shutdown's flush logs how many records it left in the producer it flushed: a credential
+/// rotated meanwhile puts a new, empty producer in place, whose count would say none were left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_being_flushed_counts_its_own_records_after_another_takes_its_place() {
+    let (cluster, properties, sink) = one_topic_sink();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    sink.send(&record(), deadline).await.expect("connected");
+    cluster.broker_down(1).expect("down");
+    let waiting: Vec<_> = (0..2)
+        .map(|_| {
+            let sink = sink.clone();
+            tokio::spawn(async move { sink.send(&record(), deadline).await })
+        })
+        .collect();
+    let until = Instant::now() + Duration::from_secs(10);
+    while sink.in_flight() != 2 {
+        assert!(
+            Instant::now() < until,
+            "records waiting: {}",
+            sink.in_flight()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let flushing = sink.flushing();
+    let fresh = ProducerHandle::make(
+        &client_config(&properties),
+        sink.scrubber(),
+        &sink.metrics,
+        ProducerRole::Webhooks,
+        &sink.fatal,
+    )
+    .expect("producer");
+    let _old = sink.put(fresh);
+    assert_eq!((flushing.in_flight(), sink.in_flight()), (2, 0));
+    cluster.broker_up(1).expect("up");
+    for w in waiting {
+        let delivered = w.await.expect("task");
+        assert!(
+            matches!(delivered, Ok(Delivered::Kafka { .. })),
+            "{delivered:?}"
+        );
+    }
+}
