@@ -1133,3 +1133,5 @@ async fn a_note_of_a_file_moved_aside_raises_no_alarm_about_the_next() {
     assert!(lost_commit_reports(dir.path()).is_empty());
     assert_eq!(reopened.files_set_aside(), 1, "the old file only");
 }
+
+mod logs;
