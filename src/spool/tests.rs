@@ -1135,3 +1135,4 @@ async fn a_note_of_a_file_moved_aside_raises_no_alarm_about_the_next() {
 }
 
 mod logs;
+mod queries;
