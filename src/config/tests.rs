@@ -1007,3 +1007,5 @@ fn a_missing_file_is_named_unless_its_path_may_be_a_secret_set_in_the_wrong_vari
     );
     assert!(text.contains("./kafka/password"), "{text}");
 }
+
+mod places;
