@@ -11,7 +11,9 @@
 //! never names a commit the file does not hold, unless the file lost it. It names its file by an
 //! identity the file is given durably when first opened, before any append: a note of another
 //! file (one moved aside, or deleted, since) is never compared with this one, and a note left
-//! behind by a power loss names an older commit, never a newer one.
+//! behind by a power loss names an older commit, never a newer one. The note is emptied, durably,
+//! before a new file is made, so a file of 0 bytes (which has no identity) is judged by the
+//! note of its own appends: one left so before its first write has none (see `recover`).
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -168,6 +170,15 @@ pub(super) fn noted(dir: &Path) -> Option<Noted> {
     std::fs::read(dir.join(NOTE))
         .ok()
         .and_then(|b| Noted::decode(&b))
+}
+
+/// Empties the note in `dir`, durably, if there is one: the file it counted is gone.
+pub(super) fn forget(dir: &Path) -> std::io::Result<()> {
+    match std::fs::OpenOptions::new().write(true).open(dir.join(NOTE)) {
+        Ok(note) => note.set_len(0).and_then(|()| note.sync_all()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// `db`'s identity: a random number written durably the first time the bridge opens it.

@@ -57,6 +57,9 @@ fn open_or_move_aside_unsynced(dir: &Path, path: &Path) -> Result<Database, Spoo
     if let Some(reason) = emptied(dir, path) {
         return move_aside(dir, path, reason);
     }
+    if std::fs::symlink_metadata(path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
+        forget_the_last_file(dir);
+    }
     match create(path) {
         Ok(db) => Ok(db),
         // Only a file redb finds corrupt is moved aside; any other error (another process
@@ -73,7 +76,8 @@ fn open_or_move_aside_unsynced(dir: &Path, path: &Path) -> Result<Database, Spoo
 /// Why a spool file of 0 bytes is no new one, if it is not: the note beside it counts appends
 /// committed to the file the spool opened last, so the file lost them (a disk that lost writes
 /// it had acknowledged, a restore of an empty copy). redb takes an empty file for a new one, as
-/// a crash between a file's creation and its first write leaves one, before any append.
+/// a crash between a file's creation and its first write leaves one, before any append. The
+/// note is that file's: it is emptied before a new file is made (see `forget_the_last_file`).
 fn emptied(dir: &Path, path: &Path) -> Option<String> {
     let empty = std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0);
     if !empty {
@@ -97,7 +101,18 @@ fn move_aside(dir: &Path, path: &Path, reason: String) -> Result<Database, Spool
     std::fs::rename(path, &aside).map_err(io)?;
     // It holds whole webhooks too.
     super::dir::make_private(&aside);
+    forget_the_last_file(dir);
     create(path).map_err(io)
+}
+
+/// Empties the note of the last file's commits, durably, before a new file is made where there is
+/// none: a new file left at 0 bytes (a crash, or a failed creation, before its first write)
+/// beside the old file's count of appends would be taken for one that lost them, and set aside
+/// with an alarm, at every start. Failing, it costs only that risk, so it is logged, not fatal.
+fn forget_the_last_file(dir: &Path) {
+    if let Err(e) = commits::forget(dir) {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot empty the note of the spool's last commit before making a new file");
+    }
 }
 
 /// A name for a file moved aside at `now` (Unix seconds), ending in `suffix`, that no earlier one

@@ -280,6 +280,39 @@ async fn an_emptied_file_whose_note_counts_appends_is_moved_aside_and_one_withou
     spool.close();
 }
 
+/// A new file the bridge made (where there was none, or after it moved a damaged one aside) and
+/// that a crash or a failed creation left at 0 bytes, before its first write, lost nothing: the
+/// note of the old file's appends is emptied before the new file is made, so the next start does
+/// not take it for an emptied file, and raises no alarm.
+#[tokio::test]
+async fn a_new_file_left_empty_before_its_first_write_is_new_beside_the_old_files_note() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(FILE);
+    let appended_to = || async {
+        let spool = Spool::open(dir.path(), 1 << 20, 1).expect("open");
+        spool.append(record(Some("k"), "a")).await.expect("append");
+        spool.close();
+    };
+    // What a start does before the file's first write, and a crash then leaves.
+    let made_and_left_empty = || {
+        drop(recover::open_or_move_aside(dir.path(), &path, &[]).expect("made"));
+        std::fs::write(&path, b"").expect("left empty");
+    };
+    appended_to().await;
+    std::fs::remove_file(&path).expect("deleted");
+    made_and_left_empty();
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("start");
+    assert_eq!(spool.files_set_aside(), 0, "made after a deletion");
+    spool.close();
+    drop(spool);
+    appended_to().await;
+    std::fs::write(&path, b"damaged").expect("damage");
+    made_and_left_empty();
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("start");
+    assert_eq!(spool.files_set_aside(), 1, "the damaged file alone");
+    spool.close();
+}
+
 /// What a reopened spool holds counts against its limit as it did before the restart.
 #[tokio::test]
 async fn a_reopened_spool_counts_the_bytes_its_records_hold() {
