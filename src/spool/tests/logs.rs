@@ -100,6 +100,7 @@ async fn a_failed_last_commit_warns_only_when_it_leaves_removals_not_durable() {
     assert_eq!(lines_with(&kept, WARNED), Vec::<String>::new());
 
     let (storage, spool) = synced_spool_with(3).await;
+    hold_off_durable_removals(&spool);
     spool.remove(&oldest_stored(&spool, 2)).expect("remove");
     storage.fail_syncs.store(true, Ordering::SeqCst);
     spool.close();
@@ -131,6 +132,7 @@ async fn a_shutdown_tells_what_the_next_start_finds_and_nothing_when_it_finds_no
     // Three left, and two removed within the second since the last durable removal, whose
     // removal a full disk keeps from being made durable at the close.
     let (storage, spool) = synced_spool_with(5).await;
+    hold_off_durable_removals(&spool);
     spool.remove(&oldest_stored(&spool, 2)).expect("remove");
     storage.fail_syncs.store(true, Ordering::SeqCst);
     assert!(spool.close_within(Duration::from_secs(10)).await);
