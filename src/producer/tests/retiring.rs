@@ -9,7 +9,7 @@ use super::*;
 /// Kafka was about to take it, and its sender told it failed (or its spooled copy sent again).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retired_producer_is_kept_until_a_slow_acknowledgement_within_its_message_timeout() {
-    let delivered = retired_with_a_record_acknowledged_in_2_5_s("3000").await;
+    let delivered = retired_with_a_record_acknowledged_after_2_2_s("3000").await;
     assert!(
         delivered.is_ok(),
         "the record was purged with the retired producer: {delivered:?}"
@@ -20,7 +20,7 @@ async fn a_retired_producer_is_kept_until_a_slow_acknowledgement_within_its_mess
 /// broker takes its records, not dropped after the second that a wait of 0 plus one gave.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retired_producer_without_a_message_timeout_is_kept_for_a_slow_acknowledgement() {
-    let delivered = retired_with_a_record_acknowledged_in_2_5_s("0").await;
+    let delivered = retired_with_a_record_acknowledged_after_2_2_s("0").await;
     assert!(
         delivered.is_ok(),
         "the record was purged with the retired producer: {delivered:?}"
@@ -28,8 +28,8 @@ async fn a_retired_producer_without_a_message_timeout_is_kept_for_a_slow_acknowl
 }
 
 /// Retires a producer with `message.timeout.ms` set to `ms`, holding a record the broker
-/// acknowledges 2.5 s after its request; its delivery report.
-async fn retired_with_a_record_acknowledged_in_2_5_s(
+/// acknowledges 2.2 s after its request; its delivery report.
+async fn retired_with_a_record_acknowledged_after_2_2_s(
     ms: &str,
 ) -> rdkafka::producer::future_producer::OwnedDeliveryResult {
     let (cluster, mut properties, sink) = one_topic_sink();
@@ -50,10 +50,11 @@ async fn retired_with_a_record_acknowledged_in_2_5_s(
         .send(to_t(), Duration::from_secs(30))
         .await
         .expect("connected");
-    // Each answer now comes 2.5 s after its request: for a 3 s message timeout within it, and
-    // later than the message timeout less a second.
+    // Each answer now comes 2.2 s after its request: later than a 3 s message timeout less a
+    // second, and within it with 0.8 s to spare for a loaded machine (librdkafka fails the record
+    // itself 3 to 4 s after it was queued).
     cluster
-        .broker_round_trip_time(1, Duration::from_millis(2500))
+        .broker_round_trip_time(1, Duration::from_millis(2200))
         .expect("rtt");
     let delivery = old
         .producer
