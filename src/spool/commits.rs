@@ -11,9 +11,7 @@
 //! never names a commit the file does not hold, unless the file lost it. It names its file by an
 //! identity the file is given durably when first opened, before any append: a note of another
 //! file (one moved aside, or deleted, since) is never compared with this one, and a note left
-//! behind by a power loss names an older commit, never a newer one. The note is emptied, durably,
-//! before a new file is made, so a file of 0 bytes (which has no identity) is judged by the
-//! note of its own appends: one left so before its first write has none (see `recover`).
+//! behind by a power loss names an older commit, never a newer one.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -28,7 +26,7 @@ pub(super) const APPENDS: &str = "appends";
 const FILE_ID: &str = "file-id";
 
 /// The note's file, in the spool's directory.
-pub(super) const NOTE: &str = "spool.last-append";
+const NOTE: &str = "spool.last-append";
 const MAGIC: &[u8; 8] = b"qbspool2";
 const LEN: usize = 8 * 7;
 
@@ -112,7 +110,7 @@ impl Note {
     /// and gives `db` its identity if it has none (a durable commit, before any append).
     pub(super) fn open(dir: &Path, db: &Database) -> Result<Note, String> {
         let path = dir.join(NOTE);
-        let found = noted(dir);
+        let found = std::fs::read(&path).ok().and_then(|b| Noted::decode(&b));
         let file_id =
             file_id(db).map_err(|e| format!("cannot give the spool file its identity: {e}"))?;
         // Not emptied here: a start cut off before its check (a scan of a large spool takes a
@@ -165,24 +163,8 @@ impl Note {
     }
 }
 
-/// What the note in `dir` says of the file the spool opened last, whichever that was.
-pub(super) fn noted(dir: &Path) -> Option<Noted> {
-    std::fs::read(dir.join(NOTE))
-        .ok()
-        .and_then(|b| Noted::decode(&b))
-}
-
-/// Empties the note in `dir`, durably, if there is one: the file it counted is gone.
-pub(super) fn forget(dir: &Path) -> std::io::Result<()> {
-    match std::fs::OpenOptions::new().write(true).open(dir.join(NOTE)) {
-        Ok(note) => note.set_len(0).and_then(|()| note.sync_all()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
 /// `db`'s identity: a random number written durably the first time the bridge opens it.
-fn file_id(db: &Database) -> Result<u64, redb::Error> {
+pub(super) fn file_id(db: &Database) -> Result<u64, redb::Error> {
     let txn = db.begin_read()?;
     match txn.open_table(META) {
         Ok(meta) => {

@@ -10,6 +10,9 @@ use redb::{
 
 use super::{commits, io, Counts, SpoolError, SpooledRecord, FILE, RECORDS, UNREADABLE};
 
+/// A new spool file while redb makes it, beside `FILE`.
+const UNFINISHED: &str = "spool.redb.new";
+
 /// redb's page cache. Its default, 1 GiB, also keeps every page written: a spool growing
 /// through a Kafka outage took the process past a 512 MiB memory limit at ~400 MiB of records,
 /// and the start-up scan of that file did again. The spool is written once and read once in
@@ -54,11 +57,16 @@ fn sync_dir(dir: &Path) {
 }
 
 fn open_or_move_aside_unsynced(dir: &Path, path: &Path) -> Result<Database, SpoolError> {
-    if let Some(reason) = emptied(dir, path) {
-        return move_aside(dir, path, reason);
-    }
-    if std::fs::symlink_metadata(path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
-        forget_the_last_file(dir);
+    remove_unfinished(dir)?;
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return make_new(dir, path),
+        // Made under another name and moved here whole, a file at the path was finished: one
+        // of 0 bytes (which redb would take for a new one) lost what it held, to a disk that
+        // dropped writes it had acknowledged or a restore of an empty copy.
+        Ok(m) if m.is_file() && m.len() == 0 => {
+            return move_aside(dir, path, "the file is empty".to_string())
+        }
+        _ => {}
     }
     match create(path) {
         Ok(db) => Ok(db),
@@ -73,22 +81,35 @@ fn open_or_move_aside_unsynced(dir: &Path, path: &Path) -> Result<Database, Spoo
     }
 }
 
-/// Why a spool file of 0 bytes is no new one, if it is not: the note beside it counts appends
-/// committed to the file the spool opened last, so the file lost them (a disk that lost writes
-/// it had acknowledged, a restore of an empty copy). redb takes an empty file for a new one, as
-/// a crash between a file's creation and its first write leaves one, before any append. The
-/// note is that file's: it is emptied before a new file is made (see `forget_the_last_file`).
-fn emptied(dir: &Path, path: &Path) -> Option<String> {
-    let empty = std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0);
-    if !empty {
-        return None;
+/// Removes a new file a previous start did not finish making (see [`make_new`]): it never held a
+/// record.
+fn remove_unfinished(dir: &Path) -> Result<(), SpoolError> {
+    let unfinished = dir.join(UNFINISHED);
+    match std::fs::remove_file(&unfinished) {
+        Ok(()) => {
+            tracing::info!(file = %unfinished.display(), "removed a spool file a previous start did not finish making; it held no record");
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(SpoolError::Io(format!(
+            "cannot remove {}: {e}",
+            unfinished.display()
+        ))),
     }
-    let noted = commits::noted(dir).filter(|n| n.appends > 0)?;
-    Some(format!(
-        "the file is empty, but the spool's last file had {} append commits (noted in {})",
-        noted.appends,
-        commits::NOTE
-    ))
+}
+
+/// Makes a new spool file at `path`: under another name until redb has written it whole and it
+/// has its identity (see `commits`), then renamed into place. A crash or a full volume while
+/// redb writes a new file leaves it empty or without redb's header, which at the path would look
+/// like a file that lost its records and be set aside with an alarm at every start; under the
+/// other name it is removed at the next.
+fn make_new(dir: &Path, path: &Path) -> Result<Database, SpoolError> {
+    let unfinished = dir.join(UNFINISHED);
+    let db = create(&unfinished)
+        .map_err(|e| SpoolError::Io(format!("cannot create {}: {e}", unfinished.display())))?;
+    commits::file_id(&db).map_err(io)?;
+    std::fs::rename(&unfinished, path).map_err(io)?;
+    Ok(db)
 }
 
 /// Moves the file at `path` aside for `reason`, kept for inspection, and starts a new one.
@@ -101,18 +122,7 @@ fn move_aside(dir: &Path, path: &Path, reason: String) -> Result<Database, Spool
     std::fs::rename(path, &aside).map_err(io)?;
     // It holds whole webhooks too.
     super::dir::make_private(&aside);
-    forget_the_last_file(dir);
-    create(path).map_err(io)
-}
-
-/// Empties the note of the last file's commits, durably, before a new file is made where there is
-/// none: a new file left at 0 bytes (a crash, or a failed creation, before its first write)
-/// beside the old file's count of appends would be taken for one that lost them, and set aside
-/// with an alarm, at every start. Failing, it costs only that risk, so it is logged, not fatal.
-fn forget_the_last_file(dir: &Path) {
-    if let Err(e) = commits::forget(dir) {
-        tracing::warn!(dir = %dir.display(), error = %e, "cannot empty the note of the spool's last commit before making a new file");
-    }
+    make_new(dir, path)
 }
 
 /// A name for a file moved aside at `now` (Unix seconds), ending in `suffix`, that no earlier one
