@@ -57,7 +57,7 @@ fn sync_dir(dir: &Path) {
 }
 
 fn open_or_move_aside_unsynced(dir: &Path, path: &Path) -> Result<Database, SpoolError> {
-    remove_unfinished(dir)?;
+    settle_unfinished(dir, path)?;
     match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return make_new(dir, path),
         // Made under another name and moved here whole, a file at the path was finished: one
@@ -81,16 +81,44 @@ fn open_or_move_aside_unsynced(dir: &Path, path: &Path) -> Result<Database, Spoo
     }
 }
 
-/// Removes a new file a previous start did not finish making (see [`make_new`]): it never held a
-/// record.
-fn remove_unfinished(dir: &Path) -> Result<(), SpoolError> {
+/// Deals with a new file a previous start left under its first name (see [`make_new`]). One
+/// that redb cannot read, or that holds no record, was cut off while it was made: removed. Records
+/// are appended only once the file is at the path and the directory synced, but where that sync
+/// fails (some filesystems refuse it) a power loss can undo the rename of a file that holds
+/// records answered 200: such a file is put back at the path when none is there, and set aside
+/// (counted, as a damaged file is) when another is.
+fn settle_unfinished(dir: &Path, path: &Path) -> Result<(), SpoolError> {
     let unfinished = dir.join(UNFINISHED);
+    if std::fs::symlink_metadata(&unfinished).is_err() {
+        return Ok(());
+    }
+    let path_taken = std::fs::symlink_metadata(path).is_ok();
+    if records_in(&unfinished) > 0 {
+        if !path_taken {
+            tracing::warn!(file = %unfinished.display(), "a spool file with records was found under the name it was made with, its rename undone (by a power loss, where the directory could not be synced); putting it back");
+            return std::fs::rename(&unfinished, path).map_err(|e| {
+                SpoolError::Io(format!("cannot rename {}: {e}", unfinished.display()))
+            });
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let aside = free_name(dir, now, "").map_err(io)?;
+        tracing::error!(file = %unfinished.display(), moved_to = %aside.display(), "a spool file with records was found under the name it was made with, beside another spool file; moving it aside");
+        std::fs::rename(&unfinished, &aside).map_err(io)?;
+        super::dir::make_private(&aside);
+        return Ok(());
+    }
     match std::fs::remove_file(&unfinished) {
         Ok(()) => {
             tracing::info!(file = %unfinished.display(), "removed a spool file a previous start did not finish making; it held no record");
             Ok(())
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        // In the way only of a new file: the one at the path is opened all the same.
+        Err(e) if path_taken => {
+            tracing::warn!(file = %unfinished.display(), error = %e, "cannot remove a spool file a previous start did not finish making");
+            Ok(())
+        }
         Err(e) => Err(SpoolError::Io(format!(
             "cannot remove {}: {e}",
             unfinished.display()
@@ -98,17 +126,46 @@ fn remove_unfinished(dir: &Path) -> Result<(), SpoolError> {
     }
 }
 
+/// The entries in the redb file at `file`, kept or set aside; 0 for a file redb cannot read.
+fn records_in(file: &Path) -> u64 {
+    let Ok(db) = Builder::new()
+        .set_cache_size(CACHE_BYTES)
+        .set_check_integrity_on_open(true)
+        .open(file)
+    else {
+        return 0;
+    };
+    let Ok(txn) = db.begin_read() else {
+        return 0;
+    };
+    [RECORDS, UNREADABLE]
+        .into_iter()
+        .filter_map(|table| txn.open_table(table).ok()?.len().ok())
+        .sum()
+}
+
 /// Makes a new spool file at `path`: under another name until redb has written it whole and it
 /// has its identity (see `commits`), then renamed into place. A crash or a full volume while
 /// redb writes a new file leaves it empty or without redb's header, which at the path would look
 /// like a file that lost its records and be set aside with an alarm at every start; under the
 /// other name it is removed at the next.
-fn make_new(dir: &Path, path: &Path) -> Result<Database, SpoolError> {
+pub(super) fn make_new(dir: &Path, path: &Path) -> Result<Database, SpoolError> {
     let unfinished = dir.join(UNFINISHED);
     let db = create(&unfinished)
         .map_err(|e| SpoolError::Io(format!("cannot create {}: {e}", unfinished.display())))?;
-    commits::file_id(&db).map_err(io)?;
-    std::fs::rename(&unfinished, path).map_err(io)?;
+    commits::file_id(&db).map_err(|e| {
+        SpoolError::Io(format!(
+            "cannot give {} its identity: {e}",
+            unfinished.display()
+        ))
+    })?;
+    std::fs::rename(&unfinished, path).map_err(|e| {
+        SpoolError::Io(format!(
+            "cannot rename {} to {}: {e}",
+            unfinished.display(),
+            path.display()
+        ))
+    })?;
     Ok(db)
 }
 
@@ -118,7 +175,7 @@ fn move_aside(dir: &Path, path: &Path, reason: String) -> Result<Database, Spool
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let aside = free_name(dir, now, "").map_err(io)?;
-    tracing::error!(%reason, moved_to = %aside.display(), "spool file is corrupt beyond repair; moving it aside and starting a new one");
+    tracing::error!(%reason, moved_to = %aside.display(), "spool file is unreadable beyond repair; moving it aside and starting a new one");
     std::fs::rename(path, &aside).map_err(io)?;
     // It holds whole webhooks too.
     super::dir::make_private(&aside);

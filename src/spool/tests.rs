@@ -277,6 +277,13 @@ async fn a_file_emptied_at_its_path_is_moved_aside_as_damaged() {
         .expect("the empty file is kept as evidence");
     assert_eq!(aside.metadata().expect("metadata").len(), 0);
     spool.close();
+    // Whether or not anything was appended to it: the path only ever held it finished.
+    let dir = tempfile::tempdir().expect("tempdir");
+    Spool::open(dir.path(), 1 << 20, 1).expect("open").close();
+    std::fs::write(dir.path().join(FILE), b"").expect("empty the file");
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("a start with the file emptied");
+    assert_eq!(spool.files_set_aside(), 1);
+    spool.close();
 }
 
 /// A new file is made under another name and renamed into place once redb has written it whole:
@@ -300,6 +307,72 @@ async fn a_new_file_a_start_did_not_finish_making_is_removed_without_an_alarm() 
     assert_eq!((spool.files_set_aside(), spool.records()), (0, 1));
     assert!(!unfinished.exists(), "removed");
     spool.close();
+}
+
+/// Records are appended only once a new file is at the path and the directory synced; where the
+/// sync fails (some filesystems refuse it), a power loss can undo the rename, and leave a file
+/// holding records answered 200 under the name it was made with. It is put back at the path
+/// when none is there, and set aside (counted) when another file is; never removed.
+#[tokio::test]
+async fn a_file_with_records_under_the_name_it_was_made_with_is_put_back_or_set_aside() {
+    let (dir, spool) = on_disk_with(1).await;
+    spool.close();
+    drop(spool);
+    let path = dir.path().join(FILE);
+    let unfinished = dir.path().join("spool.redb.new");
+    std::fs::rename(&path, &unfinished).expect("the rename undone");
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("start");
+    assert_eq!(
+        (spool.records(), spool.files_set_aside()),
+        (1, 0),
+        "put back"
+    );
+    spool.close();
+    drop(spool);
+    std::fs::copy(&path, &unfinished).expect("a second file with the record");
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("start");
+    assert_eq!(
+        (spool.records(), spool.files_set_aside()),
+        (1, 1),
+        "set aside"
+    );
+    assert!(!unfinished.exists());
+    spool.close();
+}
+
+/// A new file reaches the path only once redb has written it whole and it has its identity:
+/// until the rename it is under the name it was made with (here the rename fails, as a directory
+/// is in the way).
+#[test]
+fn a_new_file_is_made_under_another_name_and_reaches_the_path_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(FILE);
+    std::fs::create_dir_all(path.join("in-the-way")).expect("a directory at the path");
+    let made = recover::make_new(dir.path(), &path);
+    assert!(made.is_err(), "the rename cannot succeed");
+    assert!(path.is_dir(), "nothing written at the path");
+    let unfinished = redb::Database::open(dir.path().join("spool.redb.new")).expect("whole");
+    let txn = unfinished.begin_read().expect("read");
+    let meta = txn.open_table(commits::META).expect("its identity");
+    assert!(meta.get("file-id").expect("get").is_some());
+}
+
+/// A name for a new file that cannot be removed (a directory, say) stands in the way of a new
+/// file only: the file at the path is opened all the same, and with none, the start fails
+/// naming it.
+#[tokio::test]
+async fn an_unremovable_leftover_new_file_stops_only_a_start_that_needs_a_new_file() {
+    let (dir, spool) = on_disk_with(1).await;
+    spool.close();
+    drop(spool);
+    std::fs::create_dir(dir.path().join("spool.redb.new")).expect("in the way");
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("opens the file at the path");
+    assert_eq!(spool.records(), 1);
+    spool.close();
+    drop(spool);
+    std::fs::remove_file(dir.path().join(FILE)).expect("no file at the path");
+    let refused = Spool::open(dir.path(), 1 << 20, 1).expect_err("needs the name");
+    assert!(refused.to_string().contains("spool.redb.new"), "{refused}");
 }
 
 /// What a reopened spool holds counts against its limit as it did before the restart.
