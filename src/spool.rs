@@ -20,6 +20,7 @@ mod commits;
 mod counts;
 mod dir;
 mod failure;
+mod fresh;
 mod lifecycle;
 mod linked;
 mod recover;

@@ -8,22 +8,19 @@ use redb::{
     Builder, Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata,
 };
 
-use super::{commits, io, Counts, SpoolError, SpooledRecord, FILE, RECORDS, UNREADABLE};
-
-/// A new spool file while redb makes it, beside `FILE`.
-const UNFINISHED: &str = "spool.redb.new";
+use super::{fresh, io, Counts, SpoolError, SpooledRecord, FILE, RECORDS, UNREADABLE};
 
 /// redb's page cache. Its default, 1 GiB, also keeps every page written: a spool growing
 /// through a Kafka outage took the process past a 512 MiB memory limit at ~400 MiB of records,
 /// and the start-up scan of that file did again. The spool is written once and read once in
 /// order, so a small cache costs little.
-const CACHE_BYTES: usize = 16 << 20;
+pub(super) const CACHE_BYTES: usize = 16 << 20;
 
 /// With redb's integrity check: a file it closed cleanly is otherwise trusted page by page, and
 /// one damaged afterwards (a disk that lost acknowledged writes, a bad restore) made the open or
 /// the recovery scan panic at every start instead of being moved aside. The check reads the whole
 /// file once at start-up, which the readiness probe waits for anyway.
-fn create(path: &Path) -> Result<Database, DatabaseError> {
+pub(super) fn create(path: &Path) -> Result<Database, DatabaseError> {
     Builder::new()
         .set_cache_size(CACHE_BYTES)
         .set_check_integrity_on_open(true)
@@ -57,9 +54,9 @@ fn sync_dir(dir: &Path) {
 }
 
 fn open_or_move_aside_unsynced(dir: &Path, path: &Path) -> Result<Database, SpoolError> {
-    settle_unfinished(dir, path)?;
+    fresh::settle_unfinished(dir, path)?;
     match std::fs::symlink_metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return make_new(dir, path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return fresh::make_new(dir, path),
         // Made under another name and moved here whole, a file at the path was finished: one
         // of 0 bytes (which redb would take for a new one) lost what it held, to a disk that
         // dropped writes it had acknowledged or a restore of an empty copy.
@@ -81,105 +78,36 @@ fn open_or_move_aside_unsynced(dir: &Path, path: &Path) -> Result<Database, Spoo
     }
 }
 
-/// Deals with a new file a previous start left under its first name (see [`make_new`]). One
-/// that redb cannot read, or that holds no record, was cut off while it was made: removed. Records
-/// are appended only once the file is at the path and the directory synced, but where that sync
-/// fails (some filesystems refuse it) a power loss can undo the rename of a file that holds
-/// records answered 200: such a file is put back at the path when none is there, and set aside
-/// (counted, as a damaged file is) when another is.
-fn settle_unfinished(dir: &Path, path: &Path) -> Result<(), SpoolError> {
-    let unfinished = dir.join(UNFINISHED);
-    if std::fs::symlink_metadata(&unfinished).is_err() {
-        return Ok(());
+/// Why the file at `path` would be moved aside at the open, if it would: empty (see
+/// `open_or_move_aside_unsynced`), or unreadable to redb.
+pub(super) fn damage(path: &Path) -> Option<String> {
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0) {
+        return Some("the file is empty".to_string());
     }
-    let path_taken = std::fs::symlink_metadata(path).is_ok();
-    if records_in(&unfinished) > 0 {
-        if !path_taken {
-            tracing::warn!(file = %unfinished.display(), "a spool file with records was found under the name it was made with, its rename undone (by a power loss, where the directory could not be synced); putting it back");
-            return std::fs::rename(&unfinished, path).map_err(|e| {
-                SpoolError::Io(format!("cannot rename {}: {e}", unfinished.display()))
-            });
-        }
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let aside = free_name(dir, now, "").map_err(io)?;
-        tracing::error!(file = %unfinished.display(), moved_to = %aside.display(), "a spool file with records was found under the name it was made with, beside another spool file; moving it aside");
-        std::fs::rename(&unfinished, &aside).map_err(io)?;
-        super::dir::make_private(&aside);
-        return Ok(());
-    }
-    match std::fs::remove_file(&unfinished) {
-        Ok(()) => {
-            tracing::info!(file = %unfinished.display(), "removed a spool file a previous start did not finish making; it held no record");
-            Ok(())
-        }
-        // In the way only of a new file: the one at the path is opened all the same.
-        Err(e) if path_taken => {
-            tracing::warn!(file = %unfinished.display(), error = %e, "cannot remove a spool file a previous start did not finish making");
-            Ok(())
-        }
-        Err(e) => Err(SpoolError::Io(format!(
-            "cannot remove {}: {e}",
-            unfinished.display()
-        ))),
+    match create(path) {
+        Err(e) if is_unreadable(&e) => Some(e.to_string()),
+        _ => None,
     }
 }
 
-/// The entries in the redb file at `file`, kept or set aside; 0 for a file redb cannot read.
-fn records_in(file: &Path) -> u64 {
-    let Ok(db) = Builder::new()
-        .set_cache_size(CACHE_BYTES)
-        .set_check_integrity_on_open(true)
-        .open(file)
-    else {
-        return 0;
-    };
-    let Ok(txn) = db.begin_read() else {
-        return 0;
-    };
-    [RECORDS, UNREADABLE]
-        .into_iter()
-        .filter_map(|table| txn.open_table(table).ok()?.len().ok())
-        .sum()
-}
-
-/// Makes a new spool file at `path`: under another name until redb has written it whole and it
-/// has its identity (see `commits`), then renamed into place. A crash or a full volume while
-/// redb writes a new file leaves it empty or without redb's header, which at the path would look
-/// like a file that lost its records and be set aside with an alarm at every start; under the
-/// other name it is removed at the next.
-pub(super) fn make_new(dir: &Path, path: &Path) -> Result<Database, SpoolError> {
-    let unfinished = dir.join(UNFINISHED);
-    let db = create(&unfinished)
-        .map_err(|e| SpoolError::Io(format!("cannot create {}: {e}", unfinished.display())))?;
-    commits::file_id(&db).map_err(|e| {
-        SpoolError::Io(format!(
-            "cannot give {} its identity: {e}",
-            unfinished.display()
-        ))
-    })?;
-    std::fs::rename(&unfinished, path).map_err(|e| {
-        SpoolError::Io(format!(
-            "cannot rename {} to {}: {e}",
-            unfinished.display(),
-            path.display()
-        ))
-    })?;
-    Ok(db)
-}
-
-/// Moves the file at `path` aside for `reason`, kept for inspection, and starts a new one.
-fn move_aside(dir: &Path, path: &Path, reason: String) -> Result<Database, SpoolError> {
+/// Moves the file at `file` aside for `reason` under a name `files_set_aside` counts, kept for
+/// inspection.
+pub(super) fn set_aside(dir: &Path, file: &Path, reason: &str) -> Result<(), SpoolError> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let aside = free_name(dir, now, "").map_err(io)?;
-    tracing::error!(%reason, moved_to = %aside.display(), "spool file is unreadable beyond repair; moving it aside and starting a new one");
-    std::fs::rename(path, &aside).map_err(io)?;
+    tracing::error!(%reason, file = %file.display(), moved_to = %aside.display(), "spool file set aside; its records were answered 200 and are not replayed");
+    std::fs::rename(file, &aside).map_err(io)?;
     // It holds whole webhooks too.
     super::dir::make_private(&aside);
-    make_new(dir, path)
+    Ok(())
+}
+
+/// Moves the file at `path` aside for `reason`, kept for inspection, and starts a new one.
+fn move_aside(dir: &Path, path: &Path, reason: String) -> Result<Database, SpoolError> {
+    set_aside(dir, path, &reason)?;
+    fresh::make_new(dir, path)
 }
 
 /// A name for a file moved aside at `now` (Unix seconds), ending in `suffix`, that no earlier one

@@ -307,12 +307,22 @@ async fn a_new_file_a_start_did_not_finish_making_is_removed_without_an_alarm() 
     assert_eq!((spool.files_set_aside(), spool.records()), (0, 1));
     assert!(!unfinished.exists(), "removed");
     spool.close();
+    drop(spool);
+    // Whole, with its identity, but not renamed yet: it holds nothing either.
+    let whole = redb::Database::create(&unfinished).expect("whole");
+    commits::file_id(&whole).expect("identity");
+    drop(whole);
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("a restart");
+    assert_eq!((spool.files_set_aside(), spool.records()), (0, 1));
+    assert!(!unfinished.exists(), "removed");
+    spool.close();
 }
 
 /// Records are appended only once a new file is at the path and the directory synced; where the
 /// sync fails (some filesystems refuse it), a power loss can undo the rename, and leave a file
 /// holding records answered 200 under the name it was made with. It is put back at the path
-/// when none is there, and set aside (counted) when another file is; never removed.
+/// when none is there, or when the file there is a damaged one (a move aside whose two renames
+/// were both undone), and set aside (counted) beside a readable one; never removed.
 #[tokio::test]
 async fn a_file_with_records_under_the_name_it_was_made_with_is_put_back_or_set_aside() {
     let (dir, spool) = on_disk_with(1).await;
@@ -320,23 +330,53 @@ async fn a_file_with_records_under_the_name_it_was_made_with_is_put_back_or_set_
     drop(spool);
     let path = dir.path().join(FILE);
     let unfinished = dir.path().join("spool.redb.new");
+    let reopened = || Spool::open(dir.path(), 1 << 20, 1).expect("start");
     std::fs::rename(&path, &unfinished).expect("the rename undone");
-    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("start");
+    let spool = reopened();
     assert_eq!(
         (spool.records(), spool.files_set_aside()),
         (1, 0),
         "put back"
     );
+    assert!(!unfinished.exists());
     spool.close();
     drop(spool);
-    std::fs::copy(&path, &unfinished).expect("a second file with the record");
-    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("start");
+    std::fs::rename(&path, &unfinished).expect("the rename undone");
+    std::fs::write(&path, b"the damaged file it replaced").expect("damaged");
+    let spool = reopened();
     assert_eq!(
         (spool.records(), spool.files_set_aside()),
         (1, 1),
-        "set aside"
+        "put back, the damaged one set aside"
+    );
+    spool.close();
+    drop(spool);
+    std::fs::copy(&path, &unfinished).expect("a second file with the record");
+    let spool = reopened();
+    assert_eq!(
+        (spool.records(), spool.files_set_aside()),
+        (1, 2),
+        "set aside beside a readable one"
     );
     assert!(!unfinished.exists());
+    spool.close();
+}
+
+/// A file under the name it was made with that redb cannot open now (held by another program,
+/// say) may hold records answered 200: it is never removed for it.
+#[tokio::test]
+async fn a_file_under_the_name_it_was_made_with_that_cannot_be_opened_now_is_kept() {
+    let (dir, spool) = on_disk_with(1).await;
+    spool.close();
+    drop(spool);
+    let unfinished = dir.path().join("spool.redb.new");
+    std::fs::rename(dir.path().join(FILE), &unfinished).expect("the rename undone");
+    let held = redb::Database::open(&unfinished).expect("held by another program");
+    let refused = Spool::open(dir.path(), 1 << 20, 1);
+    assert!(refused.is_err(), "opened a file held elsewhere");
+    drop(held);
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("once it is let go");
+    assert_eq!((spool.records(), spool.files_set_aside()), (1, 0));
     spool.close();
 }
 
@@ -348,7 +388,7 @@ fn a_new_file_is_made_under_another_name_and_reaches_the_path_whole() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join(FILE);
     std::fs::create_dir_all(path.join("in-the-way")).expect("a directory at the path");
-    let made = recover::make_new(dir.path(), &path);
+    let made = fresh::make_new(dir.path(), &path);
     assert!(made.is_err(), "the rename cannot succeed");
     assert!(path.is_dir(), "nothing written at the path");
     let unfinished = redb::Database::open(dir.path().join("spool.redb.new")).expect("whole");
@@ -372,7 +412,11 @@ async fn an_unremovable_leftover_new_file_stops_only_a_start_that_needs_a_new_fi
     drop(spool);
     std::fs::remove_file(dir.path().join(FILE)).expect("no file at the path");
     let refused = Spool::open(dir.path(), 1 << 20, 1).expect_err("needs the name");
-    assert!(refused.to_string().contains("spool.redb.new"), "{refused}");
+    assert!(
+        refused.to_string().contains("cannot remove")
+            && refused.to_string().contains("spool.redb.new"),
+        "{refused}"
+    );
 }
 
 /// What a reopened spool holds counts against its limit as it did before the restart.

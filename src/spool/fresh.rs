@@ -1,0 +1,146 @@
+//! A new spool file: made whole under another name before it takes the spool file's path, and
+//! what a start cut off while making one left under that name.
+
+use std::path::Path;
+
+use redb::{Builder, Database, ReadableDatabase, ReadableTableMetadata};
+
+use super::recover::{create, damage, set_aside, CACHE_BYTES};
+use super::{commits, SpoolError, RECORDS, UNREADABLE};
+
+/// A new spool file while redb makes it, beside `FILE`.
+const UNFINISHED: &str = "spool.redb.new";
+
+/// Deals with a new file a previous start left under its first name (see [`make_new`]). One that
+/// holds nothing was cut off while it was made: removed. Records are appended only once the file
+/// is at the path and the directory synced, but where that sync fails (some filesystems refuse
+/// it) a power loss can undo the rename of a file that holds records answered 200, so any other
+/// is kept: put back at the path when none is there, or when the file there is the damaged one a
+/// move aside had replaced with it (both renames undone); set aside, and counted, otherwise.
+pub(super) fn settle_unfinished(dir: &Path, path: &Path) -> Result<(), SpoolError> {
+    let unfinished = dir.join(UNFINISHED);
+    match std::fs::symlink_metadata(&unfinished) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(SpoolError::Io(format!(
+                "cannot look up {}: {e}",
+                unfinished.display()
+            )))
+        }
+        Ok(_) => {}
+    }
+    let path_taken = match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => {
+            return Err(SpoolError::Io(format!(
+                "cannot look up {}: {e}",
+                path.display()
+            )))
+        }
+        Ok(_) => true,
+    };
+    if holds_nothing(&unfinished) {
+        return match std::fs::remove_file(&unfinished) {
+            Ok(()) => {
+                tracing::info!(file = %unfinished.display(), "removed a spool file a previous start did not finish making; it held nothing");
+                Ok(())
+            }
+            // In the way only of a new file: the one at the path is opened all the same.
+            Err(e) if path_taken => {
+                tracing::warn!(file = %unfinished.display(), error = %e, "cannot remove a spool file a previous start did not finish making");
+                Ok(())
+            }
+            Err(e) => Err(SpoolError::Io(format!(
+                "cannot remove {}: {e}",
+                unfinished.display()
+            ))),
+        };
+    }
+    if path_taken {
+        match damage(path) {
+            Some(reason) => set_aside(dir, path, &reason)?,
+            None => {
+                set_aside(
+                    dir,
+                    &unfinished,
+                    "a spool file was found under the name it was made with, beside another",
+                )?;
+                return Ok(());
+            }
+        }
+    }
+    tracing::warn!(file = %unfinished.display(), "a spool file was found under the name it was made with, its rename undone (by a power loss, where the directory could not be synced); putting it back");
+    std::fs::rename(&unfinished, path).map_err(|e| {
+        SpoolError::Io(format!(
+            "cannot rename {} to {}: {e}",
+            unfinished.display(),
+            path.display()
+        ))
+    })
+}
+
+/// redb's magic number, the last part of a new file it writes: a file without it was cut off
+/// while redb made it.
+const REDB_MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
+
+/// Whether a file left under the name it was made with holds nothing: not a file, or redb had not finished it
+/// (it lacks redb's magic number: empty, or grown and zero-filled), or redb opens it and finds no
+/// entry, kept or set aside. Anything else (entries, a file redb refuses or cannot open now, one
+/// that cannot be read) may hold records answered 200.
+fn holds_nothing(file: &Path) -> bool {
+    use std::io::Read;
+    // Not one the bridge made (a directory, say): nothing of the spool's, and never put back.
+    if std::fs::symlink_metadata(file).is_ok_and(|m| !m.is_file()) {
+        return true;
+    }
+    let mut head = Vec::with_capacity(REDB_MAGIC.len());
+    match std::fs::File::open(file)
+        .and_then(|f| f.take(REDB_MAGIC.len() as u64).read_to_end(&mut head))
+    {
+        Ok(_) if head != REDB_MAGIC => return true,
+        Ok(_) => {}
+        Err(_) => return false,
+    }
+    let Ok(db) = Builder::new()
+        .set_cache_size(CACHE_BYTES)
+        .set_check_integrity_on_open(true)
+        .open(file)
+    else {
+        return false;
+    };
+    let Ok(txn) = db.begin_read() else {
+        return false;
+    };
+    [RECORDS, UNREADABLE]
+        .into_iter()
+        .all(|table| match txn.open_table(table) {
+            Ok(t) => t.len().is_ok_and(|n| n == 0),
+            Err(redb::TableError::TableDoesNotExist(_)) => true,
+            Err(_) => false,
+        })
+}
+
+/// Makes a new spool file at `path`: under another name until redb has written it whole and it
+/// has its identity (see `commits`), then renamed into place. A crash or a full volume while
+/// redb writes a new file leaves it empty or without redb's header, which at the path would look
+/// like a file that lost its records and be set aside with an alarm at every start; under the
+/// other name it is removed at the next.
+pub(super) fn make_new(dir: &Path, path: &Path) -> Result<Database, SpoolError> {
+    let unfinished = dir.join(UNFINISHED);
+    let db = create(&unfinished)
+        .map_err(|e| SpoolError::Io(format!("cannot create {}: {e}", unfinished.display())))?;
+    commits::file_id(&db).map_err(|e| {
+        SpoolError::Io(format!(
+            "cannot give {} its identity: {e}",
+            unfinished.display()
+        ))
+    })?;
+    std::fs::rename(&unfinished, path).map_err(|e| {
+        SpoolError::Io(format!(
+            "cannot rename {} to {}: {e}",
+            unfinished.display(),
+            path.display()
+        ))
+    })?;
+    Ok(db)
+}
