@@ -873,5 +873,18 @@ async fn the_start_up_topic_check_warns_of_each_topic_the_brokers_do_not_offer()
     );
 }
 
+/// A webhook producer made from `properties` beside `sink`'s, sharing its metrics, scrubber and
+/// fatal-error wake-up, as a rotation makes one.
+fn another_producer(sink: &KafkaSink, properties: &BTreeMap<String, String>) -> ProducerHandle {
+    ProducerHandle::make(
+        &client_config(properties),
+        sink.scrubber(),
+        &sink.metrics,
+        ProducerRole::Webhooks,
+        &sink.fatal,
+    )
+    .expect("producer")
+}
+
 mod retiring;
 mod sending;

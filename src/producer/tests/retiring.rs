@@ -34,14 +34,7 @@ async fn retired_with_a_record_acknowledged_after_2_2_s(
 ) -> rdkafka::producer::future_producer::OwnedDeliveryResult {
     let (cluster, mut properties, sink) = one_topic_sink();
     properties.insert("message.timeout.ms".into(), ms.into());
-    let mut old = ProducerHandle::make(
-        &client_config(&properties),
-        sink.scrubber(),
-        &sink.metrics,
-        ProducerRole::Webhooks,
-        &sink.fatal,
-    )
-    .expect("producer");
+    let mut old = another_producer(&sink, &properties);
     // As `rebuild` sets it when it puts the new producer in place.
     old.message_timeout = reload::message_timeout(Some(ms));
     let to_t = || FutureRecord::<(), [u8]>::to("t").payload(b"{}");

@@ -31,35 +31,10 @@ async fn a_record_librdkafka_refuses_for_its_size_does_not_wake_the_replacement_
 async fn in_flight_counts_the_records_handed_over_until_their_reports_come() {
     let (cluster, _properties, sink) = one_topic_sink();
     assert_eq!(sink.in_flight(), 0, "nothing sent yet");
-    // No broker: the records wait in librdkafka's queue.
-    cluster.broker_down(1).expect("down");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let waiting: Vec<_> = (0..2)
-        .map(|_| {
-            let sink = sink.clone();
-            tokio::spawn(async move { sink.send(&record(), deadline).await })
-        })
-        .collect();
-    let until = |wanted: i32, what: &'static str| {
-        let sink = sink.clone();
-        async move {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while sink.in_flight() != wanted {
-                assert!(Instant::now() < deadline, "{what}: {}", sink.in_flight());
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    };
-    until(2, "both records waiting").await;
-    cluster.broker_up(1).expect("up");
-    for w in waiting {
-        let delivered = w.await.expect("task");
-        assert!(
-            matches!(delivered, Ok(Delivered::Kafka { .. })),
-            "{delivered:?}"
-        );
-    }
-    until(0, "none left once both were delivered").await;
+    let waiting = two_waiting_for_a_broker(&cluster, &sink);
+    until_counted(2, "both records waiting", || sink.in_flight()).await;
+    delivered_once_it_is_back(&cluster, waiting).await;
+    until_counted(0, "none left once both were delivered", || sink.in_flight()).await;
 }
 
 /// A topic the brokers name without an error but with no partitions has no partition a key
@@ -81,35 +56,47 @@ async fn a_producer_being_flushed_counts_its_own_records_after_another_takes_its
     let (cluster, properties, sink) = one_topic_sink();
     let deadline = Instant::now() + Duration::from_secs(60);
     sink.send(&record(), deadline).await.expect("connected");
+    let waiting = two_waiting_for_a_broker(&cluster, &sink);
+    until_counted(2, "records waiting", || sink.in_flight()).await;
+    let flushing = sink.flushing();
+    let _old = sink.put(another_producer(&sink, &properties));
+    // The sink now counts the new producer's queue, none of these records.
+    until_counted(2, "the flushed producer's records", || flushing.in_flight()).await;
+    delivered_once_it_is_back(&cluster, waiting).await;
+}
+
+/// Two records sent through `sink` in the background with its broker down: they wait in
+/// librdkafka's queue.
+fn two_waiting_for_a_broker(
+    cluster: &MockCluster,
+    sink: &Arc<KafkaSink>,
+) -> Vec<tokio::task::JoinHandle<Result<Delivered, ProduceError>>> {
     cluster.broker_down(1).expect("down");
-    let waiting: Vec<_> = (0..2)
+    let deadline = Instant::now() + Duration::from_secs(60);
+    (0..2)
         .map(|_| {
             let sink = sink.clone();
             tokio::spawn(async move { sink.send(&record(), deadline).await })
         })
-        .collect();
-    // librdkafka's count includes the events waiting for its poll thread (errors about the broker
-    // that is down), which come and go: each count is waited for, not read once.
-    async fn until_two(what: &str, count: impl Fn() -> i32) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while count() != 2 {
-            assert!(Instant::now() < deadline, "{what}: {}", count());
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        .collect()
+}
+
+/// Waits, 10 s at most, until `count` gives `wanted`: librdkafka's count of what is in flight
+/// also counts the events waiting for its poll thread (errors about a broker that is down),
+/// which come and go, so it is waited for, not read once.
+async fn until_counted(wanted: i32, what: &str, count: impl Fn() -> i32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count() != wanted {
+        assert!(Instant::now() < deadline, "{what}: {}", count());
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    until_two("records waiting", || sink.in_flight()).await;
-    let flushing = sink.flushing();
-    let fresh = ProducerHandle::make(
-        &client_config(&properties),
-        sink.scrubber(),
-        &sink.metrics,
-        ProducerRole::Webhooks,
-        &sink.fatal,
-    )
-    .expect("producer");
-    let _old = sink.put(fresh);
-    // The sink now counts the new producer's queue, none of these records.
-    until_two("the flushed producer's records", || flushing.in_flight()).await;
+}
+
+/// Brings the broker back and waits for each of `waiting` to be delivered to Kafka.
+async fn delivered_once_it_is_back(
+    cluster: &MockCluster,
+    waiting: Vec<tokio::task::JoinHandle<Result<Delivered, ProduceError>>>,
+) {
     cluster.broker_up(1).expect("up");
     for w in waiting {
         let delivered = w.await.expect("task");
