@@ -19,26 +19,10 @@ const UNFINISHED: &str = "spool.redb.new";
 /// move aside had replaced with it (both renames undone); set aside, and counted, otherwise.
 pub(super) fn settle_unfinished(dir: &Path, path: &Path) -> Result<(), SpoolError> {
     let unfinished = dir.join(UNFINISHED);
-    match std::fs::symlink_metadata(&unfinished) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => {
-            return Err(SpoolError::Io(format!(
-                "cannot look up {}: {e}",
-                unfinished.display()
-            )))
-        }
-        Ok(_) => {}
+    if !exists(&unfinished)? {
+        return Ok(());
     }
-    let path_taken = match std::fs::symlink_metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-        Err(e) => {
-            return Err(SpoolError::Io(format!(
-                "cannot look up {}: {e}",
-                path.display()
-            )))
-        }
-        Ok(_) => true,
-    };
+    let path_taken = exists(path)?;
     if holds_nothing(&unfinished) {
         return match std::fs::remove_file(&unfinished) {
             Ok(()) => {
@@ -77,6 +61,18 @@ pub(super) fn settle_unfinished(dir: &Path, path: &Path) -> Result<(), SpoolErro
             path.display()
         ))
     })
+}
+
+/// Whether anything is at `path`; an error other than its absence says nothing either way.
+fn exists(path: &Path) -> Result<bool, SpoolError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(SpoolError::Io(format!(
+            "cannot look up {}: {e}",
+            path.display()
+        ))),
+    }
 }
 
 /// redb's magic number, the last part of a new file it writes: a file without it was cut off

@@ -55,37 +55,49 @@ fn sync_dir(dir: &Path) {
 
 fn open_or_move_aside_unsynced(dir: &Path, path: &Path) -> Result<Database, SpoolError> {
     fresh::settle_unfinished(dir, path)?;
-    match std::fs::symlink_metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return fresh::make_new(dir, path),
-        // Made under another name and moved here whole, a file at the path was finished: one
-        // of 0 bytes (which redb would take for a new one) lost what it held, to a disk that
-        // dropped writes it had acknowledged or a restore of an empty copy.
-        Ok(m) if m.is_file() && m.len() == 0 => {
-            return move_aside(dir, path, "the file is empty".to_string())
-        }
-        _ => {}
+    if std::fs::symlink_metadata(path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
+        return fresh::make_new(dir, path);
     }
-    match create(path) {
+    match judged_open(path) {
         Ok(db) => Ok(db),
-        // Only a file redb finds corrupt is moved aside; any other error (another process
-        // holds the lock, an I/O fault) stops start-up, since a second writer or a fresh file
-        // would strand the records that are there.
-        Err(e) if is_unreadable(&e) => move_aside(dir, path, e.to_string()),
-        Err(e) => Err(SpoolError::Io(format!(
+        Err(Judged::Damaged(reason)) => move_aside(dir, path, reason),
+        Err(Judged::Failed(e)) => Err(SpoolError::Io(format!(
             "cannot open {}: {e}",
             path.display()
         ))),
     }
 }
 
-/// Why the file at `path` would be moved aside at the open, if it would: empty (see
-/// `open_or_move_aside_unsynced`), or unreadable to redb.
-pub(super) fn damage(path: &Path) -> Option<String> {
+/// Why the open of an existing spool file gave no database.
+enum Judged {
+    /// Damaged, to be moved aside: why.
+    Damaged(String),
+    /// Any other failure (another process holds the lock, an I/O fault), which stops start-up,
+    /// since a second writer or a fresh file would strand the records that are there.
+    Failed(DatabaseError),
+}
+
+/// Opens the spool file at `path`, or says why it is damaged: made under another name and moved
+/// here whole (see `fresh`), a file at the path was finished, so one of 0 bytes (which redb would
+/// take for a new one) lost what it held, to a disk that dropped writes it had acknowledged or a
+/// restore of an empty copy; and one redb finds corrupt is damaged too.
+fn judged_open(path: &Path) -> Result<Database, Judged> {
     if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0) {
-        return Some("the file is empty".to_string());
+        return Err(Judged::Damaged("the file is empty".to_string()));
     }
-    match create(path) {
-        Err(e) if is_unreadable(&e) => Some(e.to_string()),
+    create(path).map_err(|e| {
+        if is_unreadable(&e) {
+            Judged::Damaged(e.to_string())
+        } else {
+            Judged::Failed(e)
+        }
+    })
+}
+
+/// Why the file at `path` would be moved aside at the open, if it would.
+pub(super) fn damage(path: &Path) -> Option<String> {
+    match judged_open(path) {
+        Err(Judged::Damaged(reason)) => Some(reason),
         _ => None,
     }
 }
