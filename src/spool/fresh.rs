@@ -5,7 +5,7 @@ use std::path::Path;
 
 use redb::{Builder, Database, ReadableDatabase, ReadableTableMetadata};
 
-use super::recover::{create, damage, set_aside, CACHE_BYTES};
+use super::recover::{cannot_open, create, judged_open, set_aside, Judged, CACHE_BYTES};
 use super::{commits, SpoolError, RECORDS, UNREADABLE};
 
 /// A new spool file while redb makes it, beside `FILE`.
@@ -16,23 +16,25 @@ const UNFINISHED: &str = "spool.redb.new";
 /// is at the path and the directory synced, but where that sync fails (some filesystems refuse
 /// it) a power loss can undo the rename of a file that holds records answered 200, so any other
 /// is kept: put back at the path when none is there, or when the file there is the damaged one a
-/// move aside had replaced with it (both renames undone); set aside, and counted, otherwise.
-pub(super) fn settle_unfinished(dir: &Path, path: &Path) -> Result<(), SpoolError> {
+/// move aside had replaced with it (both renames undone); set aside, and counted, beside a
+/// readable one, which is then the spool's file, opened once. One that cannot be opened now for
+/// another reason (held by another program, an I/O fault) stops the start with both kept.
+pub(super) fn settle_unfinished(dir: &Path, path: &Path) -> Result<Option<Database>, SpoolError> {
     let unfinished = dir.join(UNFINISHED);
     if !exists(&unfinished)? {
-        return Ok(());
+        return Ok(None);
     }
     let path_taken = exists(path)?;
     if holds_nothing(&unfinished) {
         return match std::fs::remove_file(&unfinished) {
             Ok(()) => {
                 tracing::info!(file = %unfinished.display(), "removed a spool file a previous start did not finish making; it held nothing");
-                Ok(())
+                Ok(None)
             }
             // In the way only of a new file: the one at the path is opened all the same.
             Err(e) if path_taken => {
                 tracing::warn!(file = %unfinished.display(), error = %e, "cannot remove a spool file a previous start did not finish making");
-                Ok(())
+                Ok(None)
             }
             Err(e) => Err(SpoolError::Io(format!(
                 "cannot remove {}: {e}",
@@ -41,15 +43,16 @@ pub(super) fn settle_unfinished(dir: &Path, path: &Path) -> Result<(), SpoolErro
         };
     }
     if path_taken {
-        match damage(path) {
-            Some(reason) => set_aside(dir, path, &reason)?,
-            None => {
+        match judged_open(path) {
+            Err(Judged::Damaged(reason)) => set_aside(dir, path, &reason)?,
+            Err(Judged::Failed(e)) => return Err(cannot_open(path, e)),
+            Ok(db) => {
                 set_aside(
                     dir,
                     &unfinished,
                     "a spool file was found under the name it was made with, beside another",
                 )?;
-                return Ok(());
+                return Ok(Some(db));
             }
         }
     }
@@ -60,7 +63,8 @@ pub(super) fn settle_unfinished(dir: &Path, path: &Path) -> Result<(), SpoolErro
             unfinished.display(),
             path.display()
         ))
-    })
+    })?;
+    Ok(None)
 }
 
 /// Whether anything is at `path`; an error other than its absence says nothing either way.

@@ -54,22 +54,26 @@ fn sync_dir(dir: &Path) {
 }
 
 fn open_or_move_aside_unsynced(dir: &Path, path: &Path) -> Result<Database, SpoolError> {
-    fresh::settle_unfinished(dir, path)?;
+    if let Some(db) = fresh::settle_unfinished(dir, path)? {
+        return Ok(db);
+    }
     if std::fs::symlink_metadata(path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
         return fresh::make_new(dir, path);
     }
     match judged_open(path) {
         Ok(db) => Ok(db),
         Err(Judged::Damaged(reason)) => move_aside(dir, path, reason),
-        Err(Judged::Failed(e)) => Err(SpoolError::Io(format!(
-            "cannot open {}: {e}",
-            path.display()
-        ))),
+        Err(Judged::Failed(e)) => Err(cannot_open(path, e)),
     }
 }
 
+/// Why an existing spool file that is not damaged cannot be used: start-up stops on it.
+pub(super) fn cannot_open(path: &Path, e: DatabaseError) -> SpoolError {
+    SpoolError::Io(format!("cannot open {}: {e}", path.display()))
+}
+
 /// Why the open of an existing spool file gave no database.
-enum Judged {
+pub(super) enum Judged {
     /// Damaged, to be moved aside: why.
     Damaged(String),
     /// Any other failure (another process holds the lock, an I/O fault), which stops start-up,
@@ -81,7 +85,7 @@ enum Judged {
 /// here whole (see `fresh`), a file at the path was finished, so one of 0 bytes (which redb would
 /// take for a new one) lost what it held, to a disk that dropped writes it had acknowledged or a
 /// restore of an empty copy; and one redb finds corrupt is damaged too.
-fn judged_open(path: &Path) -> Result<Database, Judged> {
+pub(super) fn judged_open(path: &Path) -> Result<Database, Judged> {
     if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0) {
         return Err(Judged::Damaged("the file is empty".to_string()));
     }
@@ -92,14 +96,6 @@ fn judged_open(path: &Path) -> Result<Database, Judged> {
             Judged::Failed(e)
         }
     })
-}
-
-/// Why the file at `path` would be moved aside at the open, if it would.
-pub(super) fn damage(path: &Path) -> Option<String> {
-    match judged_open(path) {
-        Err(Judged::Damaged(reason)) => Some(reason),
-        _ => None,
-    }
 }
 
 /// Moves the file at `file` aside for `reason` under a name `files_set_aside` counts, kept for

@@ -380,6 +380,31 @@ async fn a_file_under_the_name_it_was_made_with_that_cannot_be_opened_now_is_kep
     spool.close();
 }
 
+/// A file at the path that cannot be opened now (held by another program, an I/O fault) is
+/// neither damaged nor readable: a file with records under the name it was made with, beside it,
+/// is kept where it is, and the start fails naming the file it could not open.
+#[tokio::test]
+async fn a_leftover_beside_a_file_that_cannot_be_opened_now_is_kept_and_the_start_fails() {
+    let (dir, spool) = on_disk_with(1).await;
+    spool.close();
+    drop(spool);
+    let path = dir.path().join(FILE);
+    let unfinished = dir.path().join("spool.redb.new");
+    std::fs::copy(&path, &unfinished).expect("a second file with the record");
+    let held = redb::Database::open(&path).expect("held by another program");
+    let refused = Spool::open(dir.path(), 1 << 20, 1).expect_err("opened a file held elsewhere");
+    assert!(
+        refused.to_string().contains("cannot open") && refused.to_string().contains(FILE),
+        "{refused}"
+    );
+    assert!(unfinished.exists(), "the leftover was set aside or removed");
+    assert_eq!(recover::files_set_aside(dir.path()).expect("list"), 0);
+    drop(held);
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("once it is let go");
+    assert_eq!((spool.records(), spool.files_set_aside()), (1, 1));
+    spool.close();
+}
+
 /// A new file reaches the path only once redb has written it whole and it has its identity:
 /// until the rename it is under the name it was made with (here the rename fails, as a directory
 /// is in the way).
