@@ -164,11 +164,15 @@ pub async fn serve_with<H, F>(
         let handler = handler.clone();
         let activity = Arc::new(Activity::default());
         let seen = activity.clone();
-        let service = service_fn(move |req| {
+        let service = service_fn(move |req: Request<Incoming>| {
+            let head = req.method() == http::Method::HEAD;
             let answer = handler(req);
             let request = OpenRequest::started(seen.clone());
             async move {
-                let answer = answer.await;
+                let mut answer = answer.await;
+                if head {
+                    answer = without_body(answer);
+                }
                 request.answered(earns_idle(answer.status()));
                 Ok::<_, Infallible>(answer)
             }
@@ -256,6 +260,21 @@ pub async fn serve_with<H, F>(
     // to librdkafka is still flushed after this returns.
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
+}
+
+/// The answer to a `HEAD`: the headers a `GET` would get, its `Content-Length` too, and no
+/// body. hyper leaves out the body itself over HTTP/1 only: over HTTP/2 it sent it as DATA frames,
+/// which clients refuse as a protocol error (RFC 9110 §9.3.2: a HEAD answer has no content).
+fn without_body(answer: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+    use hyper::body::Body;
+    let (mut parts, body) = answer.into_parts();
+    if let Some(length) = body.size_hint().exact() {
+        parts
+            .headers
+            .entry(http::header::CONTENT_LENGTH)
+            .or_insert_with(|| length.into());
+    }
+    Response::from_parts(parts, Full::new(Bytes::new()))
 }
 
 /// The most an HTTP/1 connection buffers while it reads: a longer request head gets 431.

@@ -201,6 +201,40 @@ async fn the_admin_port_answers_only_its_three_endpoints_and_only_get_and_head()
     assert_eq!(r.headers()["allow"], "GET, HEAD");
 }
 
+/// hyper leaves a `HEAD` answer's body out over HTTP/1 only; over HTTP/2 it was sent as DATA
+/// frames, which clients refuse as a protocol error (curl: `PROTOCOL_ERROR`). Both ports serve
+/// h2c: each answers a `HEAD` over it with the status and headers a `GET` gets, and no body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_over_http2_is_answered_with_headers_only_on_both_ports() {
+    let app = TestApp::start(&[]).await;
+    let head = |addr, path: &'static str| async move {
+        let mut client = crate::common::h2_connection(addr).await;
+        let request = http::Request::head(format!("http://{addr}{path}"))
+            .body(())
+            .expect("request");
+        let (answer, _) = client.send_request(request, true).expect("send");
+        let (parts, mut body) = answer.await.expect("an answer").into_parts();
+        let mut received = 0;
+        while let Some(data) = body.data().await {
+            received += data.expect("no protocol error").len();
+        }
+        (parts, received)
+    };
+    for path in ["/livez", "/readyz", "/metrics"] {
+        let (parts, received) = head(app.admin, path).await;
+        assert_eq!((parts.status.as_u16(), received), (200, 0), "HEAD {path}");
+        let length: usize = parts.headers["content-length"]
+            .to_str()
+            .expect("text")
+            .parse()
+            .expect("a length");
+        assert!(length > 0, "HEAD {path}: the length a GET gets");
+    }
+    let (parts, received) = head(app.addr, "/webhook").await;
+    assert_eq!((parts.status.as_u16(), received), (405, 0));
+    assert_eq!(parts.headers["allow"], "POST");
+}
+
 /// Holds the bridge's spool opening for as long as it lives: the spool's lock file is a FIFO,
 /// whose opening for writing waits until something opens it for reading, as a large spool's
 /// recovery keeps the bridge starting for minutes. Dropped, it opens the FIFO (without waiting,
