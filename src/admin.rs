@@ -34,8 +34,8 @@ pub struct Health {
     /// With a spool that has room, records are safe even while Kafka is away. Set once it
     /// is recovered.
     pub spool: OnceLock<Arc<Spool>>,
-    /// A scrape's read of the spool is running (see [`respond`]).
-    scraping: Arc<AtomicBool>,
+    /// Held by the scrape whose read runs, until that read ends (see [`one_read`]).
+    scraping: Arc<tokio::sync::Mutex<()>>,
     /// The scrapes answered, for an exit after a failure to wait for the next one.
     pub scrapes: crate::scrapes::Scrapes,
 }
@@ -163,43 +163,38 @@ async fn respond(
 
 /// Runs a scrape's `read` off the async workers, within `timeout`, one at a time: each read given
 /// up on would otherwise leave a blocking thread behind, until a disk stalled for hours had taken
-/// the whole pool (the readiness check, replay and the exit flush need it too).
+/// the whole pool (the readiness check, replay and the exit flush need it too). A scrape that
+/// comes while another reads waits its turn within the same `timeout`: two scrapers (a
+/// Prometheus pair, a person with curl) often come together, and refusing the second at once
+/// answered a healthy pod 503, which Prometheus records as down.
 async fn one_read<F>(
-    scraping: &Arc<AtomicBool>,
+    scraping: &Arc<tokio::sync::Mutex<()>>,
     timeout: Duration,
     read: F,
 ) -> Response<Full<Bytes>>
 where
     F: FnOnce() -> Response<Full<Bytes>> + Send + 'static,
 {
-    if scraping.swap(true, Ordering::SeqCst) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let Ok(turn) = tokio::time::timeout_at(deadline, scraping.clone().lock_owned()).await else {
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
             "metrics: an earlier scrape still waits for the spool's disk (a stalled disk?)\n",
         );
-    }
-    let done = ReadDone(scraping.clone());
+    };
+    // Held by the read itself, so a read given up on keeps later ones waiting until it ends;
+    // one that panics (a damaged spool page) lets go as it unwinds.
     let read = tokio::task::spawn_blocking(move || {
-        let _done = done;
+        let _turn = turn;
         read()
     });
-    match tokio::time::timeout(timeout, read).await {
+    match tokio::time::timeout_at(deadline, read).await {
         Ok(Ok(answer)) => answer,
         Ok(Err(_)) => text(StatusCode::INTERNAL_SERVER_ERROR, "admin handler failed\n"),
         Err(_) => text(
             StatusCode::SERVICE_UNAVAILABLE,
             "metrics: reading the spool did not finish in time (a stalled disk?)\n",
         ),
-    }
-}
-
-/// Ends a scrape's read when dropped, a read that panicked too (a damaged spool page): left
-/// set, every later scrape would be refused as if the disk still stalled.
-struct ReadDone(Arc<AtomicBool>);
-
-impl Drop for ReadDone {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::SeqCst);
     }
 }
 
@@ -241,12 +236,48 @@ mod tests {
     /// read, not refused as if the first still waited for the disk.
     #[tokio::test]
     async fn a_scrape_whose_read_panicked_does_not_hold_back_the_next() {
-        let scraping = Arc::new(AtomicBool::new(false));
+        let scraping = Arc::new(tokio::sync::Mutex::new(()));
         let timeout = Duration::from_secs(5);
         let failed = one_read(&scraping, timeout, || panic!("a damaged page")).await;
         assert_eq!(failed.status(), StatusCode::INTERNAL_SERVER_ERROR);
         let next = one_read(&scraping, timeout, || text(StatusCode::OK, "metrics\n")).await;
         assert_eq!(next.status(), StatusCode::OK);
+    }
+
+    /// Scrapers often come together (a Prometheus pair, a person with curl): a scrape that comes
+    /// while another's read runs waits its turn and is answered, not refused as if the disk had
+    /// stalled.
+    #[tokio::test]
+    async fn a_scrape_that_comes_while_another_reads_waits_its_turn() {
+        let scraping = Arc::new(tokio::sync::Mutex::new(()));
+        let timeout = Duration::from_secs(30);
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let first = tokio::spawn({
+            let scraping = scraping.clone();
+            async move {
+                let read = move || {
+                    held.recv().expect("released");
+                    text(StatusCode::OK, "first\n")
+                };
+                one_read(&scraping, timeout, read).await
+            }
+        });
+        while scraping.try_lock().is_ok() {
+            tokio::task::yield_now().await;
+        }
+        let second = one_read(&scraping, timeout, || text(StatusCode::OK, "second\n"));
+        tokio::pin!(second);
+        tokio::select! {
+            biased;
+            refused = &mut second => panic!("answered while the first read ran: {refused:?}"),
+            () = tokio::task::yield_now() => {}
+        }
+        release.send(()).expect("the first read waits");
+        let first = first.await.expect("task");
+        for (answer, body) in [(first, "first\n"), (second.await, "second\n")] {
+            assert_eq!(answer.status(), StatusCode::OK);
+            assert_eq!(answer.into_body().into_inner().expect("full body"), body);
+        }
     }
 
     #[test]
@@ -452,7 +483,7 @@ mod tests {
         assert_eq!(ask("/readyz").await.status(), StatusCode::OK);
         reads.stall.store(false, Ordering::SeqCst);
         let waiting = std::time::Instant::now();
-        while health.scraping.load(Ordering::SeqCst) {
+        while health.scraping.try_lock().is_err() {
             assert!(
                 waiting.elapsed() < Duration::from_secs(5),
                 "the stuck read ends"
