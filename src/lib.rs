@@ -281,8 +281,13 @@ pub async fn run_with_cut(
     if let Some(spool) = spool {
         // Records answered 200 left in a removed file: a clean exit would hide their loss from
         // whatever reads only the exit status.
+        // One budget for both: a volume whose `stat` hangs would hang the close too.
+        let began = tokio::time::Instant::now();
+        spool.look_again_within(SPOOL_CLOSE_WAIT).await;
         lost = spool.lost_if_stopped().map(Stopped::Spool);
-        spool.close_within(SPOOL_CLOSE_WAIT).await;
+        spool
+            .close_within(SPOOL_CLOSE_WAIT.saturating_sub(began.elapsed()))
+            .await;
     }
     destroy_within([sink].into_iter().chain(replay_sink), PRODUCER_DESTROY_WAIT).await;
     tracing::info!("stopped");

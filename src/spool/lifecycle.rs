@@ -22,6 +22,18 @@ impl Spool {
         Ok(spool)
     }
 
+    /// Looks at the file's path again at shutdown, waiting at most `wait` (a `stat` on a hung
+    /// volume): the writer looks only after a commit and after a second without one, so a file
+    /// removed just before a shutdown was not yet known as lost, and the exit said nothing of
+    /// the records answered 200 that went with it (see [`Spool::lost_if_stopped`]).
+    pub async fn look_again_within(self: &Arc<Self>, wait: Duration) {
+        let spool = self.clone();
+        let looking = tokio::task::spawn_blocking(move || {
+            spool.holdings.detached_now();
+        });
+        let _ = tokio::time::timeout(wait, looking).await;
+    }
+
     /// Closes the spool at shutdown, waiting at most `wait` for its writer: one stuck in an fsync
     /// (a hung network volume) must not hold the exit, and what it had not committed was not
     /// answered 200. Closing takes milliseconds otherwise; the chart's grace period counts 2 s.

@@ -637,6 +637,26 @@ async fn a_shutdown_that_leaves_records_in_a_removed_spool_file_ends_in_an_error
     assert!(error.contains("lost with it"), "{error}");
 }
 
+/// The spool's writer looks at its file's path after each commit and after a second without one:
+/// a file removed just before a shutdown is looked at again by the shutdown, which ends in an
+/// error all the same. Kafka refuses the topic here, so the record is spooled at once and the
+/// flush has nothing to wait for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spool_file_removed_just_before_a_shutdown_ends_it_in_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut app = TestApp::start(&flags(&spool_flags(&dir))).await;
+    app.cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 10_000],
+    );
+    let (status_1, _, _) = post(&app, status(1, 0)).await;
+    assert_eq!(status_1, 200, "spooled");
+    std::fs::remove_dir_all(dir.path()).expect("remove the spool directory");
+    app.trigger_shutdown();
+    let error = app.wait_failed(Duration::from_secs(30)).await;
+    assert!(error.contains("lost with it"), "{error}");
+}
+
 /// Kafka refuses a whole batch for one record in it that it finds invalid, and librdkafka fails
 /// every record of that batch alike: replay must not take that for each record's own refusal and
 /// move records their topic would take to the dead-letter topic.
