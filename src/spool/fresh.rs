@@ -21,10 +21,13 @@ const UNFINISHED: &str = "spool.redb.new";
 /// another reason (held by another program, an I/O fault) stops the start with both kept.
 pub(super) fn settle_unfinished(dir: &Path, path: &Path) -> Result<Option<Database>, SpoolError> {
     let unfinished = dir.join(UNFINISHED);
-    if !exists(&unfinished)? {
+    if !exists(&unfinished, |p| std::fs::symlink_metadata(p))? {
         return Ok(None);
     }
-    let path_taken = exists(path)?;
+    // Followed: a rename onto a link replaces the link, not what it names, so a dangling one
+    // (its target deleted) stands for no file, and the leftover's records go back in its place
+    // rather than being set aside beside a new, empty file made where it points.
+    let path_taken = exists(path, |p| std::fs::metadata(p))?;
     if holds_nothing(&unfinished) {
         return match std::fs::remove_file(&unfinished) {
             Ok(()) => {
@@ -67,9 +70,13 @@ pub(super) fn settle_unfinished(dir: &Path, path: &Path) -> Result<Option<Databa
     Ok(None)
 }
 
-/// Whether anything is at `path`; an error other than its absence says nothing either way.
-fn exists(path: &Path) -> Result<bool, SpoolError> {
-    match std::fs::symlink_metadata(path) {
+/// Whether anything is at `path`, as `look` sees it; an error other than its absence says
+/// nothing either way.
+fn exists(
+    path: &Path,
+    look: fn(&Path) -> std::io::Result<std::fs::Metadata>,
+) -> Result<bool, SpoolError> {
+    match look(path) {
         Ok(_) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(SpoolError::Io(format!(

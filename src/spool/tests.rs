@@ -380,6 +380,28 @@ async fn a_file_under_the_name_it_was_made_with_that_cannot_be_opened_now_is_kep
     spool.close();
 }
 
+/// A rename onto a link replaces the link: a dangling one at the path (what it named deleted)
+/// is no file there, and a file with records under the name it was made with is put back in its
+/// place, not set aside beside a new, empty file made where the link points.
+#[tokio::test]
+async fn a_leftover_with_records_replaces_a_dangling_link_at_the_path() {
+    let (dir, spool) = on_disk_with(1).await;
+    spool.close();
+    drop(spool);
+    let path = dir.path().join(FILE);
+    let unfinished = dir.path().join("spool.redb.new");
+    std::fs::rename(&path, &unfinished).expect("the rename undone");
+    let elsewhere = dir.path().join("elsewhere.redb");
+    std::os::unix::fs::symlink(&elsewhere, &path).expect("a dangling link");
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("start");
+    assert_eq!((spool.records(), spool.files_set_aside()), (1, 0));
+    assert!(
+        !elsewhere.exists(),
+        "a new file made where the link pointed"
+    );
+    spool.close();
+}
+
 /// A file at the path that cannot be opened now (held by another program, an I/O fault) is
 /// neither damaged nor readable: a file with records under the name it was made with, beside it,
 /// is kept where it is, and the start fails naming the file it could not open.
