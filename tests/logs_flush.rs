@@ -47,8 +47,12 @@ async fn a_flush_cut_off_by_its_timeout_logs_how_many_records_were_left_in_the_p
     let incomplete = lines_saying(&logs, "producer flush incomplete");
     assert_eq!(incomplete.len(), 1, "{logs}");
     assert_eq!(incomplete[0]["level"], "WARN", "{logs}");
-    assert_eq!(
-        incomplete[0]["left"], 2,
+    // librdkafka's count (`rd_kafka_outq_len`) takes in the events it has not yet handed over
+    // too: one of the outage's connection errors may come between the flush's last poll and the
+    // count.
+    let left = incomplete[0]["left"].as_u64();
+    assert!(
+        matches!(left, Some(2 | 3)),
         "both records were still in the producer: {logs}"
     );
     assert!(
