@@ -127,12 +127,15 @@ impl<S: Sink> Webhook<S> {
         }
     }
 
-    pub async fn handle<B>(&self, req: Request<B>) -> Response<Full<Bytes>>
+    pub async fn handle<B>(&self, mut req: Request<B>) -> Response<Full<Bytes>>
     where
         B: Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let started = Instant::now();
+        if req.version() == Version::HTTP_2 {
+            parts::trim_values(req.headers_mut());
+        }
         self.metrics.in_flight.inc();
         let _in_flight = InFlight(&self.metrics);
         // A HeaderValue from the start: echoed in the answer without a copy, and read as text.

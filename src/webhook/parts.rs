@@ -118,6 +118,32 @@ pub(super) fn sha256_hex(body: &[u8]) -> [u8; 64] {
     out
 }
 
+/// Drops the spaces and tabs around each field's value, as HTTP/1's parser does before hyper
+/// hands a request on. HTTP/2 passes them through (RFC 9113, section 8.2.1, calls such a field
+/// malformed, and neither h2 nor hyper refuses it), so without this the same request was judged
+/// otherwise over h2c: a `Content-Type` of 256 bytes and a space refused as too long, two equal
+/// `Content-Type` or `Authorization` fields as differing, an `X-Request-Id` with a space replaced,
+/// an `Expect` or a `Host` not recognised.
+pub(super) fn trim_values(headers: &mut HeaderMap) {
+    let padded = |b: &[u8]| {
+        matches!(b.first(), Some(b' ' | b'\t')) || matches!(b.last(), Some(b' ' | b'\t'))
+    };
+    for value in headers.values_mut().filter(|v| padded(v.as_bytes())) {
+        let bytes = value.as_bytes();
+        let start = bytes.iter().position(|b| !matches!(b, b' ' | b'\t'));
+        let end = bytes.iter().rposition(|b| !matches!(b, b' ' | b'\t'));
+        let trimmed = match (start, end) {
+            (Some(start), Some(end)) => &bytes[start..=end],
+            _ => &[][..],
+        };
+        // A part of a valid value is valid; the check is HeaderValue's.
+        if let Ok(mut trimmed) = HeaderValue::from_bytes(trimmed) {
+            trimmed.set_sensitive(value.is_sensitive());
+            *value = trimmed;
+        }
+    }
+}
+
 /// Longest `Content-Type` kept: it is copied into every record's headers, and a real one
 /// (`application/json; charset=utf-8`) is a tenth of this.
 const MAX_CONTENT_TYPE: usize = 256;

@@ -512,6 +512,7 @@ async fn a_request_dropped_before_its_answer_is_counted_as_cancelled_and_an_answ
 }
 
 mod refusals;
+mod versions;
 
 #[test]
 fn a_host_is_a_name_or_address_with_an_optional_port() {
