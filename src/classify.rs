@@ -260,7 +260,8 @@ impl<'de, const CAREFUL: bool> Visitor<'de> for EnvelopeVisitor<CAREFUL> {
                 return Ok(Err(ClassifyError::EventNotString))
             }
             Some(Lenient::NotText) => return Ok(Err(ClassifyError::EventNotText)),
-            Some(Lenient::Text(event)) if event.trim().is_empty() => {
+            // Blank as a key is: a byte-order mark alone is no event name either.
+            Some(Lenient::Text(event)) if event.chars().all(crate::record::is_space) => {
                 return Ok(Err(ClassifyError::EmptyEvent))
             }
             Some(Lenient::Text(event))

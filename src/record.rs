@@ -200,7 +200,7 @@ pub fn key<'a>(strategy: KeyStrategy, envelope: &'a Envelope<'a>) -> Option<Cow<
 /// White space around a number: Unicode's, and U+FEFF, the byte-order mark, which ECMAScript's
 /// `\s` counts too (the published key pattern, `^[^+\s]`, is read by JSON Schema validators
 /// with ECMAScript's regular expressions); a number copied with one is still the customer's.
-fn is_space(c: char) -> bool {
+pub(crate) fn is_space(c: char) -> bool {
     c.is_whitespace() || c == '\u{feff}'
 }
 
