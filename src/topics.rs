@@ -121,6 +121,16 @@ impl TopicMap {
                     ),
                 ));
             }
+            // A body with that event is refused as empty (400), so the route could never be taken.
+            if event.chars().all(crate::record::is_space) {
+                return Err(invalid(
+                    "--topic",
+                    format!(
+                        "{pair:?} routes an event name of nothing but white space, which a body \
+                         is refused for"
+                    ),
+                ));
+            }
             // Which one was meant? Keeping the last silently would drop a route the operator
             // believes in force (`KAFKA_*` refuses two variables for one property alike).
             if let Some(first) = routed.insert(event, pair) {
@@ -289,6 +299,13 @@ mod tests {
             assert!(err.starts_with("--topic:"), "{pair}: {err}");
         }
         assert!(refused("bad/", &[]).starts_with("--topic-prefix:"));
+        // A body with such an event is refused as empty: the route could never be taken.
+        let err = refused("", &["\u{feff}=t"]);
+        assert!(err.contains("nothing but white space"), "{err}");
+        assert!(
+            map("", &["e\u{feff}=t"]).is_ok(),
+            "an event a body may have"
+        );
         // Kafka's limit is 249 characters, prefix included.
         let longest = "t".repeat(249);
         assert!(map("", &[&format!("e={longest}")]).is_ok());
