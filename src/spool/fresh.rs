@@ -24,10 +24,7 @@ pub(super) fn settle_unfinished(dir: &Path, path: &Path) -> Result<Option<Databa
     if !exists(&unfinished, |p| std::fs::symlink_metadata(p))? {
         return Ok(None);
     }
-    // Followed: a rename onto a link replaces the link, not what it names, so a dangling one
-    // (its target deleted) stands for no file, and the leftover's records go back in its place
-    // rather than being set aside beside a new, empty file made where it points.
-    let path_taken = exists(path, |p| std::fs::metadata(p))?;
+    let path_taken = exists(path, |p| std::fs::symlink_metadata(p))?;
     if holds_nothing(&unfinished) {
         return match std::fs::remove_file(&unfinished) {
             Ok(()) => {
@@ -46,6 +43,18 @@ pub(super) fn settle_unfinished(dir: &Path, path: &Path) -> Result<Option<Databa
         };
     }
     if path_taken {
+        // A link that leads nowhere may name a file on a volume not mounted yet. Putting the
+        // leftover back in its place would strand that file, uncounted; setting the leftover
+        // aside for a new, empty file made where the link points would strand the leftover's
+        // records. Which holds the records is the operator's to say.
+        if !exists(path, |p| std::fs::metadata(p))? {
+            return Err(SpoolError::Io(format!(
+                "{} is a link that leads nowhere, and {} holds records: restore what the link \
+                 names, or remove the link so that file is put back in its place",
+                path.display(),
+                unfinished.display()
+            )));
+        }
         match judged_open(path) {
             Err(Judged::Damaged(reason)) => set_aside(dir, path, &reason)?,
             Err(Judged::Failed(e)) => return Err(cannot_open(path, e)),

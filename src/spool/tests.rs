@@ -380,11 +380,11 @@ async fn a_file_under_the_name_it_was_made_with_that_cannot_be_opened_now_is_kep
     spool.close();
 }
 
-/// A rename onto a link replaces the link: a dangling one at the path (what it named deleted)
-/// is no file there, and a file with records under the name it was made with is put back in its
-/// place, not set aside beside a new, empty file made where the link points.
+/// A link at the path that leads nowhere may name a file on a volume not mounted yet: beside a
+/// file with records under the name it was made with, neither is chosen, and the start fails
+/// saying what to do, both kept; with the link removed, the file is put back.
 #[tokio::test]
-async fn a_leftover_with_records_replaces_a_dangling_link_at_the_path() {
+async fn a_leftover_with_records_beside_a_link_that_leads_nowhere_stops_the_start() {
     let (dir, spool) = on_disk_with(1).await;
     spool.close();
     drop(spool);
@@ -393,12 +393,26 @@ async fn a_leftover_with_records_replaces_a_dangling_link_at_the_path() {
     std::fs::rename(&path, &unfinished).expect("the rename undone");
     let elsewhere = dir.path().join("elsewhere.redb");
     std::os::unix::fs::symlink(&elsewhere, &path).expect("a dangling link");
+    let refused = Spool::open(dir.path(), 1 << 20, 1).expect_err("chose one");
+    assert!(refused.to_string().contains("leads nowhere"), "{refused}");
+    assert!(unfinished.exists() && path.is_symlink() && !elsewhere.exists());
+    std::fs::remove_file(&path).expect("the operator removes the link");
     let spool = Spool::open(dir.path(), 1 << 20, 1).expect("start");
     assert_eq!((spool.records(), spool.files_set_aside()), (1, 0));
-    assert!(
-        !elsewhere.exists(),
-        "a new file made where the link pointed"
-    );
+    spool.close();
+}
+
+/// A leftover that holds nothing (a directory, say) beside a link that leads nowhere is no
+/// reason to fail: the start opens a new file where the link points, as with no leftover.
+#[tokio::test]
+async fn a_leftover_holding_nothing_beside_a_link_that_leads_nowhere_does_not_stop_the_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(FILE);
+    std::fs::create_dir(dir.path().join("spool.redb.new")).expect("in the way");
+    std::os::unix::fs::symlink(dir.path().join("elsewhere.redb"), &path).expect("dangling");
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("a leftover holding nothing");
+    assert_eq!((spool.records(), spool.files_set_aside()), (0, 0));
+    assert!(dir.path().join("elsewhere.redb").is_file());
     spool.close();
 }
 
