@@ -230,3 +230,15 @@ async fn an_http2_request_started_after_the_next_head_began_leaves_that_heads_cl
     advance(LIMITS.header_read).await;
     assert_eq!(activity.verdict(LIMITS), Verdict::SlowHead);
 }
+
+/// TCP may split a frame header anywhere: its rest and what follows, read together, are
+/// followed as one frame header and then its payload.
+#[tokio::test(start_paused = true)]
+async fn an_http2_frame_header_split_across_reads_is_followed_into_its_payload() {
+    let (activity, mut conn) = kept_alive_http2().await;
+    let header = frame_header(3, 1, 0x4);
+    conn.send(&[&header[..2], &[&header[2..], b"abc"].concat()])
+        .await;
+    advance(LIMITS.header_read).await;
+    assert_eq!(activity.verdict(LIMITS), Verdict::Wait(LIMITS.header_read));
+}
