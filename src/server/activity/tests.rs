@@ -231,6 +231,26 @@ async fn an_http2_request_started_after_the_next_head_began_leaves_that_heads_cl
     assert_eq!(activity.verdict(LIMITS), Verdict::SlowHead);
 }
 
+/// A HEADERS frame with `END_HEADERS` is a whole head once its payload is in: nothing is left
+/// arriving to be held to the header read timeout.
+#[tokio::test(start_paused = true)]
+async fn an_http2_headers_frame_with_end_headers_is_a_whole_head_once_its_payload_is_in() {
+    let (activity, mut conn) = kept_alive_http2().await;
+    conn.send(&[&frame_header(3, 1, 0x4), b"abc"]).await;
+    advance(LIMITS.header_read).await;
+    assert_eq!(activity.verdict(LIMITS), Verdict::Wait(LIMITS.header_read));
+}
+
+/// A HEADERS frame without `END_HEADERS` leaves its block open for CONTINUATIONs, however whole
+/// the frame itself is.
+#[tokio::test(start_paused = true)]
+async fn an_http2_headers_frame_without_end_headers_leaves_the_head_arriving() {
+    let (activity, mut conn) = kept_alive_http2().await;
+    conn.send(&[&frame_header(3, 1, 0), b"abc"]).await;
+    advance(LIMITS.header_read).await;
+    assert_eq!(activity.verdict(LIMITS), Verdict::SlowHead);
+}
+
 /// TCP may split a frame header anywhere: its rest and what follows, read together, are
 /// followed as one frame header and then its payload.
 #[tokio::test(start_paused = true)]
