@@ -262,3 +262,31 @@ async fn an_http2_frame_header_split_across_reads_is_followed_into_its_payload()
     advance(LIMITS.header_read).await;
     assert_eq!(activity.verdict(LIMITS), Verdict::Wait(LIMITS.header_read));
 }
+
+/// The wrapper only watches reads: what the server writes, however written, and its close reach
+/// the client unchanged.
+#[tokio::test(start_paused = true)]
+async fn what_the_server_writes_and_its_close_reach_the_client_unchanged() {
+    let activity = Arc::new(Activity::default());
+    let Connection {
+        mut client,
+        mut server,
+    } = Connection::new(&activity);
+    server
+        .write_all(b"HTTP/1.1 200 OK\r\n")
+        .await
+        .expect("write");
+    let rest: [&[u8]; 2] = [b"content-length: 0\r\n", b"\r\n"];
+    let slices = rest.map(std::io::IoSlice::new);
+    let n = server.write_vectored(&slices).await.expect("write");
+    assert!(n > 0, "nothing written");
+    server.write_all(&rest.concat()[n..]).await.expect("write");
+    server.flush().await.expect("flush");
+    server.shutdown().await.expect("shutdown");
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(1), client.read_to_end(&mut got))
+        .await
+        .expect("the close reaches the client")
+        .expect("read");
+    assert_eq!(got, b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+}
