@@ -95,13 +95,14 @@ impl KafkaCaveats {
             )),
             _ => {}
         }
-        match properties.get("acks").map(str::trim) {
-            Some("0") => caveats.push(
+        // As librdkafka reads it (`strtol`): `0x0`, `00` and `+0` are 0 too; `all` is -1.
+        match properties.number::<i64>("acks") {
+            Some(0) => caveats.push(
                 "acks is 0: librdkafka reports a record delivered without any broker's \
                  acknowledgement, so a 200 means sent, not stored"
                     .to_string(),
             ),
-            Some("1") => caveats.push(
+            Some(1) => caveats.push(
                 "acks is 1: a 200 means the partition leader stored the record; a leader lost \
                  before its followers copied it loses the record"
                     .to_string(),

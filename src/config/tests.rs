@@ -312,6 +312,35 @@ fn a_message_timeout_longer_than_the_wait_for_kafka_is_a_caveat() {
     assert!(shorter.caveats().is_empty());
 }
 
+/// A weak `acks` is warned of however it is written: librdkafka reads it with `strtol`.
+#[test]
+fn acks_of_0_or_1_are_a_caveat_in_any_spelling_librdkafka_reads() {
+    for (acks, says) in [
+        ("0", "acks is 0"),
+        ("0x0", "acks is 0"),
+        ("00", "acks is 0"),
+        ("+0", "acks is 0"),
+        ("1", "acks is 1"),
+        ("0x1", "acks is 1"),
+        ("01", "acks is 1"),
+    ] {
+        let config = build(&["-X", &format!("acks={acks}")]).expect("valid");
+        let caveats = config.caveats();
+        assert!(
+            caveats.len() == 1 && caveats[0].starts_with(says),
+            "{acks}: {caveats:?}"
+        );
+    }
+    for acks in ["all", "-1"] {
+        let config = build(&["-X", &format!("acks={acks}")]).expect("valid");
+        assert!(
+            config.caveats().is_empty(),
+            "{acks}: {:?}",
+            config.caveats()
+        );
+    }
+}
+
 /// The Kafka metrics and two alerts depend on librdkafka's statistics: turned off or rare, said.
 #[test]
 fn statistics_turned_off_or_rarer_than_a_minute_are_a_caveat() {
