@@ -152,8 +152,8 @@ where
     }
     // Idempotence needs acks=all: an operator who trades the replicas' acknowledgement for
     // latency gets a producer without it, rather than librdkafka's refusal to start.
-    // librdkafka reads `ALL` as `all` too.
-    let weaker = |a: &String| !a.trim().eq_ignore_ascii_case("all") && a.trim() != "-1";
+    // Read as librdkafka reads it: `ALL`, `-01` and `-0x1` are `all` too.
+    let weaker = |a: &String| number::<i64>("acks", a) != Some(-1);
     if set.get("acks").is_some_and(weaker) && !set.contains_key("enable.idempotence") {
         props.insert("enable.idempotence".into(), "false".into());
     }

@@ -475,6 +475,15 @@ fn a_weaker_acks_turns_the_default_idempotence_off_but_never_an_explicit_one() {
     assert_eq!(p.get("enable.idempotence"), Some("false"));
     let p = with(&[("KAFKA_ACKS", "-1")], &[]);
     assert_eq!(p.get("enable.idempotence"), Some("true"));
+    // As librdkafka reads it (`strtol`, and its names): all of these are `all`, or 0 and 1.
+    for all in ["ALL", "-01", "-0x1"] {
+        let p = with(&[("KAFKA_ACKS", all)], &[]);
+        assert_eq!(p.get("enable.idempotence"), Some("true"), "{all:?}");
+    }
+    for weaker in ["0x0", "01", "+1"] {
+        let p = with(&[("KAFKA_ACKS", weaker)], &[]);
+        assert_eq!(p.get("enable.idempotence"), Some("false"), "{weaker:?}");
+    }
     // Contradictory on purpose: librdkafka's own error at start-up says why.
     let p = with(
         &[("KAFKA_ACKS", "1"), ("KAFKA_ENABLE_IDEMPOTENCE", "true")],
