@@ -256,6 +256,15 @@ where
                 format!("{name} does not name a librdkafka property"),
             )
         })?;
+        // librdkafka refuses it only when it makes the producer, when which variable set it is
+        // no longer known, and a name without a dot is not shown there (it may be a secret
+        // given to -X without its KEY=); a variable's name is no secret.
+        if names::unknown(&key) {
+            return Err(invalid(
+                "KAFKA_* environment",
+                format!("{variable} sets {key:?}, which librdkafka has no property named"),
+            ));
+        }
         let key = canonical(&key).to_string();
         if let Some(other) = set_by.insert(key.clone(), variable.clone()) {
             return Err(invalid(

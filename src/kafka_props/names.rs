@@ -1,6 +1,21 @@
 //! How a librdkafka property is named: from a `KAFKA_*` environment variable, under one of
 //! librdkafka's two names for it, and which variables only look like properties.
 
+/// Whether librdkafka knows no property by this name (whatever value it would refuse).
+pub(super) fn unknown(key: &str) -> bool {
+    use rdkafka::error::KafkaError;
+    use rdkafka::types::RDKafkaConfRes;
+    matches!(
+        rdkafka::ClientConfig::new()
+            .set(key, "")
+            .create_native_config(),
+        Err(KafkaError::ClientConfig(
+            RDKafkaConfRes::RD_KAFKA_CONF_UNKNOWN,
+            ..
+        ))
+    )
+}
+
 /// Turns `KAFKA_SASL_MECHANISM` into `sasl.mechanism` the way Confluent's images do:
 /// `___` → `-`, `__` → `_`, `_` → `.`, lower-cased.
 pub fn env_to_property(name: &str) -> Option<String> {

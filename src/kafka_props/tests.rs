@@ -132,6 +132,35 @@ fn an_empty_secret_file_is_refused_naming_the_variable_and_the_file() {
     }
 }
 
+/// librdkafka would refuse it too, but only when it makes the producer, without naming the
+/// variable, and without the name when it has no dot (it may be a secret given to -X).
+#[test]
+fn a_variable_that_names_no_librdkafka_property_is_refused_naming_it() {
+    for (variable, property) in [
+        ("KAFKA_ACKZ", "ackz"),
+        ("KAFKA_LINGERMS", "lingerms"),
+        ("KAFKA_COMPRESION_TYPE", "compresion.type"),
+    ] {
+        let err = from_sources(
+            env(&[(variable, "1")]),
+            &[],
+            limits(Duration::from_secs(1)),
+            &no_files,
+        )
+        .expect_err("unknown")
+        .to_string();
+        assert!(
+            err.contains(variable) && err.contains(&format!("{property:?}")),
+            "{err}"
+        );
+    }
+    let known = env(&[
+        ("KAFKA_LINGER_MS", "1"),
+        ("KAFKA_TOPIC_MESSAGE_TIMEOUT_MS", "1"),
+    ]);
+    assert!(from_sources(known, &[], limits(Duration::from_secs(1)), &no_files).is_ok());
+}
+
 #[test]
 fn kubernetes_service_links_are_ignored() {
     let props = from_sources(
