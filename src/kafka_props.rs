@@ -246,6 +246,15 @@ where
                         reason: "it is empty".into(),
                     });
                 }
+                // librdkafka takes C strings: making the producer would fail with a bare "FFI
+                // nul error", naming neither the variable nor its file.
+                if text.contains('\0') {
+                    return Err(ConfigError::File {
+                        setting: name.clone(),
+                        path: path.to_path_buf(),
+                        reason: "it holds a NUL byte, which librdkafka cannot take".into(),
+                    });
+                }
                 (base.to_string(), text.to_string())
             }
             None => (name, value),

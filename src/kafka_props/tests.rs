@@ -132,6 +132,24 @@ fn an_empty_secret_file_is_refused_naming_the_variable_and_the_file() {
     }
 }
 
+/// librdkafka takes C strings: a NUL byte in a file's secret is refused naming the variable and
+/// the file, not as librdkafka's bare "FFI nul error" when the producer is made.
+#[test]
+fn a_secret_file_holding_a_nul_byte_is_refused_naming_the_variable_and_the_file() {
+    let err = from_sources(
+        env(&[("KAFKA_CLIENT_ID_FILE", "/secrets/id")]),
+        &[],
+        limits(Duration::from_secs(1)),
+        &|_: &Path| Ok("abc\0def\n".to_string()),
+    )
+    .expect_err("refused")
+    .to_string();
+    assert!(
+        err.contains("KAFKA_CLIENT_ID_FILE") && err.contains("/secrets/id") && err.contains("NUL"),
+        "{err}"
+    );
+}
+
 /// librdkafka would refuse it too, but only when it makes the producer, without naming the
 /// variable, and without the name when it has no dot (it may be a secret given to -X).
 #[test]
