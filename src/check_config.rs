@@ -16,6 +16,16 @@ pub enum CheckError {
     Kafka(String),
 }
 
+impl CheckError {
+    /// The flag whose value was refused, when one was.
+    pub fn setting(&self) -> Option<&str> {
+        match self {
+            CheckError::SpoolDirNotDirectory(_) => Some("--spool-dir"),
+            CheckError::Kafka(_) => None,
+        }
+    }
+}
+
 /// Validates what start-up would, short of connecting: librdkafka checks every property name
 /// and value when it builds its configuration, and the properties together (`acks` against
 /// idempotence) and the files they name (TLS keys, CAs) when it makes the producer.

@@ -153,10 +153,11 @@ pub(crate) fn unreadable(setting: String, path: &Path, e: &std::io::Error) -> Co
 }
 
 impl ConfigError {
-    /// The flag whose value was refused, for an invalid one.
+    /// The flag (or variable) whose value was refused: an invalid one, or a file it names.
     pub fn setting(&self) -> Option<&str> {
         match self {
             ConfigError::Invalid { setting, .. } => Some(setting),
+            ConfigError::File { setting, .. } => Some(setting),
             _ => None,
         }
     }

@@ -44,6 +44,17 @@ fn exit_reason(what: &str, error: &dyn std::fmt::Display) {
     }
 }
 
+/// " (the value of VARIABLE)" when the refused `setting` came from its variable: the flag alone
+/// says nothing to whoever set the variable (a pod's environment).
+fn via(setting: Option<&str>, argv: &[std::ffi::OsString]) -> String {
+    setting
+        .and_then(|flag| config::variable_of(flag, argv))
+        // A check of two settings may refuse one left at its default.
+        .filter(|variable| std::env::var_os(variable).is_some())
+        .map(|variable| format!(" (the value of {variable})"))
+        .unwrap_or_default()
+}
+
 /// Non-UTF-8 variables cannot be Kafka properties; skipping them beats panicking on them.
 fn environment() -> impl Iterator<Item = (String, String)> {
     std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
@@ -68,7 +79,15 @@ fn main() -> ExitCode {
             topic_prefix,
         }) => match dev_kafka::run(partitions, &topic_prefix, &mut std::io::stdout()) {
             Ok(()) => ExitCode::SUCCESS,
-            Err(e) => failed("qikchat-bridge dev-kafka", &e, e.is_usage()),
+            Err(e) => {
+                // Its only setting that can be refused.
+                let via = via(e.is_usage().then_some("--topic-prefix"), &argv);
+                failed(
+                    "qikchat-bridge dev-kafka",
+                    &format!("{e}{via}"),
+                    e.is_usage(),
+                )
+            }
         },
         Some(Command::Tail(args)) => {
             match tail::run(&args, environment(), &mut std::io::stdout().lock()) {
@@ -90,14 +109,7 @@ fn serve(args: config::Args, argv: &[std::ffi::OsString]) -> ExitCode {
     let config = match Config::from_args(args, environment(), read_file) {
         Ok(config) => config,
         Err(e) => {
-            // The flag alone says nothing to whoever set its variable (a pod's environment).
-            let via = e
-                .setting()
-                .and_then(|flag| config::variable_of(flag, argv))
-                // A check of two settings may refuse one left at its default.
-                .filter(|variable| std::env::var_os(variable).is_some())
-                .map(|variable| format!(" (the value of {variable})"))
-                .unwrap_or_default();
+            let via = via(e.setting(), argv);
             complain(format_args!(
                 "qikchat-bridge: invalid configuration: {e}{via}"
             ));
@@ -116,13 +128,19 @@ fn serve(args: config::Args, argv: &[std::ffi::OsString]) -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                complain(format_args!("qikchat-bridge: invalid configuration: {e}"));
+                let via = via(e.setting(), argv);
+                complain(format_args!(
+                    "qikchat-bridge: invalid configuration: {e}{via}"
+                ));
                 ExitCode::from(EXIT_CONFIG)
             }
         };
     }
     if let Err(e) = check_config::spool_dir(&config) {
-        complain(format_args!("qikchat-bridge: invalid configuration: {e}"));
+        let via = via(e.setting(), argv);
+        complain(format_args!(
+            "qikchat-bridge: invalid configuration: {e}{via}"
+        ));
         return ExitCode::from(EXIT_CONFIG);
     }
     // Dropped last, after the runtime: it writes the lines still buffered.

@@ -1139,6 +1139,44 @@ fn a_setting_refused_from_a_variable_names_the_variable() {
     assert!(stderr.contains("--max-in-flight-bytes"), "{stderr}");
 }
 
+/// Refusals made after the settings were parsed name the variable too: a spool directory that
+/// is a file, a credentials file that cannot be read, and dev-kafka's topic prefix.
+#[test]
+fn later_refusals_of_a_value_from_a_variable_name_the_variable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"").expect("file");
+    let missing = dir.path().join("missing");
+    let cases: [(&[&str], (&str, &std::ffi::OsStr), &str); 3] = [
+        (
+            &["--check-config"],
+            ("BRIDGE_SPOOL_DIR", file.as_os_str()),
+            "is not a directory (the value of BRIDGE_SPOOL_DIR)",
+        ),
+        (
+            &["--check-config", "--kafka-brokers", "k:1"],
+            ("BRIDGE_AUTH_FILE", missing.as_os_str()),
+            "(the value of BRIDGE_AUTH_FILE)",
+        ),
+        (
+            &["dev-kafka"],
+            ("BRIDGE_TOPIC_PREFIX", "a b".as_ref()),
+            "(the value of BRIDGE_TOPIC_PREFIX)",
+        ),
+    ];
+    for (args, (variable, value), says) in cases {
+        let output = Command::new(BIN)
+            .args(args)
+            .env_clear()
+            .env(variable, value)
+            .output()
+            .expect("run");
+        let (code, _, stderr) = shown_without(output, "hunter2pw");
+        assert_eq!(code, Some(2), "{variable}: {stderr}");
+        assert!(stderr.contains(says), "{variable}: {stderr}");
+    }
+}
+
 /// `output`'s exit code, stdout and stderr, once checked to show `secret` in neither.
 fn shown_without(output: std::process::Output, secret: &str) -> (Option<i32>, String, String) {
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
