@@ -14,6 +14,8 @@ const MAX_ACK_TIMEOUT: Duration = Duration::from_secs(60);
 /// `message.timeout.ms` the bridge had chosen itself. A Kafka round trip takes a few ms at best.
 const MIN_ACK_TIMEOUT: Duration = Duration::from_millis(10);
 const MAX_WAIT: Duration = Duration::from_secs(3600);
+/// The longest `--webhook-path`: a request's whole head must fit in 16 KiB.
+const MAX_WEBHOOK_PATH: usize = 4096;
 const MAX_COUNT: usize = 1_000_000;
 /// A webhook body is a few KiB; the bound keeps the Kafka record limit made from it
 /// (`message.max.bytes`, body + 64 KiB) inside librdkafka's own maximum of 1000000000, and the
@@ -55,12 +57,19 @@ pub(super) fn check(args: &Args) -> Result<(), ConfigError> {
     // And one hyper parses: the `http` crate refuses some visible ASCII in a path (`<`, `>`, a
     // backquote), and hyper answers a bare 400 before the bridge sees the request.
     let parsed = args.webhook_path.parse::<http::uri::PathAndQuery>().is_ok();
-    if !args.webhook_path.starts_with('/') || !args.webhook_path.bytes().all(matchable) || !parsed {
+    // Within a request head hyper takes (16 KiB, `READ_BUFFER_BYTES`) beside the other fields:
+    // a longer path got 431 on every request.
+    let fits = args.webhook_path.len() <= MAX_WEBHOOK_PATH;
+    if !args.webhook_path.starts_with('/')
+        || !args.webhook_path.bytes().all(matchable)
+        || !parsed
+        || !fits
+    {
         return Err(invalid(
             "--webhook-path",
             format!(
                 "{:?} must be an absolute path like /webhook, in visible ASCII (percent-encode \
-                 anything else, as a request line carries it)",
+                 anything else, as a request line carries it), of at most {MAX_WEBHOOK_PATH} bytes",
                 args.webhook_path
             ),
         ));

@@ -185,6 +185,11 @@ fn a_relative_webhook_path_is_rejected() {
     }
     assert!(build(&["--webhook-path", "/hooks/qikchat"]).is_ok());
     assert!(build(&["--webhook-path", "/w%C3%A9bhook"]).is_ok());
+    // A request's whole head must fit in 16 KiB: a longer path got 431 every time.
+    let longest = format!("/{}", "a".repeat(4095));
+    assert!(build(&["--webhook-path", &longest]).is_ok());
+    let err = build(&["--webhook-path", &format!("{longest}a")]).expect_err("too long");
+    assert!(err.to_string().contains("at most 4096 bytes"), "{err}");
     // What hyper takes in a request line, however unusual.
     assert!(build(&["--webhook-path", "/a{b}^|~!$&'()*+,;=:@"]).is_ok());
 }
