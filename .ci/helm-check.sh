@@ -885,6 +885,22 @@ renders() {
   helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" "$@" >/dev/null
 }
 
+# admin_service_name_fits FULLNAME: with a LoadBalancer (the admin port then gets a Service of
+# its own), every Service's name has at most 63 characters.
+admin_service_name_fits() {
+  local names
+  names=$(helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" \
+    --set kafka.bootstrapServers=kafka:9092 --set service.type=LoadBalancer \
+    --set fullnameOverride="$1" | "$PY" -c '
+import sys, yaml
+for d in yaml.safe_load_all(sys.stdin):
+    if d and d["kind"] == "Service":
+        print(d["metadata"]["name"])')
+  echo "$names"
+  [ "$(echo "$names" | wc -l)" -eq 2 ] || return 1
+  ! echo "$names" | awk "length > 63" | grep -q .
+}
+
 # dockerignore_excludes PATH...: the image build context leaves these out.
 dockerignore_excludes() {
   local p
@@ -1218,6 +1234,25 @@ must_fail "webhook path with a vertical tab" "webhookPath" $B --set-string $'con
 must_fail "webhook path with a space" "webhookPath" $B --set-string 'config.webhookPath=/web hook'
 must_fail "webhook path with a query" "webhookPath" $B --set-string 'config.webhookPath=/webhook?x=1'
 must_fail "relative webhook path" "webhookPath" $B --set-string 'config.webhookPath=webhook'
+for path in /hooks//qikchat /hook/./x /hook/../x /hook%2Fx /hook/.. /hook/.; do
+  must_fail "an Ingress for webhook path $path, which Kubernetes refuses" "cannot be an Ingress path" \
+    $B --set ingress.enabled=true --set-string "config.webhookPath=$path"
+done
+for given in "extraArgs[0]=-X --set extraArgs[1]=sasl.oauthbearer.token.endpoint.url=https://idp.example.com/token" \
+  "extraEnv[0].name=KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL --set extraEnv[0].value=https://idp.example.com/token"; do
+  # Word splitting of $given is wanted: it is two --set arguments.
+  # shellcheck disable=SC2086
+  must_fail "a token endpoint outside kafka.properties beside a NetworkPolicy: ${given%% *}" \
+    "opens the token endpoint's port only for kafka.properties" $B --set networkPolicy.enabled=true \
+    --set kafka.securityProtocol=SASL_SSL --set $given
+done
+long_release=payments-messaging-production-eu-west-1-primary
+must_fail "a full name over 52 characters with persistence (its pods' revision label would pass 63)" \
+  "longer than 52 characters" $B --set persistence.enabled=true --set fullnameOverride="$long_release-qikchat"
+check "the admin Service's name fits in 63 characters with a long release name" admin_service_name_fits \
+  "$long_release-qikchat-bridge"
+check "webhook path /hooks//qikchat renders without an Ingress" renders $B \
+  --set-string 'config.webhookPath=/hooks//qikchat'
 must_fail "PDB minAvailable 1 with one replica" "minAvailable 1 allows no pod to be evicted with 1 replica" $B \
   --set replicaCount=1 --set podDisruptionBudget.maxUnavailable=null --set podDisruptionBudget.minAvailable=1
 must_fail "PDB maxUnavailable 0 with one replica" "maxUnavailable 0 allows no pod to be evicted with 1 replica" $B \
@@ -1356,8 +1391,8 @@ check "a PrometheusRule without ServiceMonitor renders with prometheusRule.job" 
   --set prometheusRule.enabled=true --set prometheusRule.job=kubernetes-pods
 check "readiness probe with null periodSeconds and failureThreshold: left out, Kubernetes' 10 s x 3 counted" \
   readiness_probe_defaults
-check "a webhook path of every visible ASCII character but ? and # renders" webhook_path_renders \
-  '/a!"$%&'"'"'()*+,-./:;<=>@[\]^_`{|}~z'
+check "a webhook path of every visible ASCII character but ? # < > and a backquote renders" \
+  webhook_path_renders '/a!"$%&'"'"'()*+,-./:;=@[\]^_{|}~z'
 check "a percent-encoded webhook path renders" webhook_path_renders /w%C3%A9bhook
 check "the webhook path / renders" webhook_path_renders /
 check "a PrometheusRule without ServiceMonitor or prometheusRule.job renders without QikchatBridgeNoReadyInstance" \

@@ -978,6 +978,8 @@ def cmd_webhook_paths(binary, rendered, workdir, chart, release, namespace):
     paths = ["", "webhook", "/", "//", "/webhook", " /webhook", "/webhook/"]
     paths += [f"/a{chr(c)}b" for c in range(1, 128)]
     paths += ["/w\u00e9bhook", "/a\u00a0b", "/a\u2028b", "/a\U0001F600b", "/a\x80b"]
+    # The longest the bridge takes (a request's whole head must fit in 16 KiB), and one more.
+    paths += ["/" + "a" * 4095, "/" + "a" * 4096]
     values = os.path.join(workdir, "webhook-path-values.yaml")
     results = []
     for path in paths:

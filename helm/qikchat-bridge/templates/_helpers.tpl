@@ -142,7 +142,8 @@ Service carries it; otherwise the admin port has a ClusterIP Service of its own.
 {{- if eq .Values.service.type "ClusterIP" -}}
 {{- include "qikchat-bridge.fullname" . -}}
 {{- else -}}
-{{- printf "%s-admin" (include "qikchat-bridge.fullname" .) -}}
+{{- /* A Service name has at most 63 characters, as the full name may. */ -}}
+{{- printf "%s-admin" (include "qikchat-bridge.fullname" . | trunc 57 | trimSuffix "-") -}}
 {{- end -}}
 {{- end -}}
 
@@ -489,6 +490,7 @@ password
 {{- $_ := set $chartProperties . $variable -}}
 {{- end -}}
 {{- end -}}
+{{- $closedEgress := and .Values.networkPolicy.enabled .Values.networkPolicy.egress.enabled -}}
 {{- $extraArgs := .Values.extraArgs | default list -}}
 {{- range $i, $arg := $extraArgs -}}
 {{- $a := toString $arg -}}
@@ -526,6 +528,9 @@ password
 {{- /* The name the bridge keeps the property under (lower-cased as the variables' names are:
      an upper-case -X ACKS is refused too rather than left to fail at start-up). */ -}}
 {{- $property := include "qikchat-bridge.canonicalProperty" (lower $name) -}}
+{{- if and (eq $property "sasl.oauthbearer.token.endpoint.url") $closedEgress -}}
+{{- fail (printf "extraArgs: %s is given here, but the NetworkPolicy opens the token endpoint's port only for kafka.properties' sasl.oauthbearer.token.endpoint.url: set it there, or the bridge never gets a token" $name) -}}
+{{- end -}}
 {{- if and $property (hasKey $chartProperties $property) -}}
 {{- $var := get $chartProperties $property -}}
 {{- fail (printf "extraArgs: the librdkafka property %s%s is set by the chart (%s, from %s); set that value instead: -X would win over it out of sight of the chart's checks" $name (ternary "" (printf " (to the bridge: %s)" $property) (eq $name $property)) $var (get $sources $var | default "its values")) -}}
@@ -553,6 +558,9 @@ password
 {{- fail (printf "extraEnv: %s is set by the chart (from %s); set that value instead: a second entry would replace it out of sight of the chart's checks" .name (get $sources .name | default "its values")) -}}
 {{- else -}}
 {{- $property := include "qikchat-bridge.envSetting" .name -}}
+{{- if and (eq $property "sasl.oauthbearer.token.endpoint.url") $closedEgress -}}
+{{- fail (printf "extraEnv: %s sets sasl.oauthbearer.token.endpoint.url, but the NetworkPolicy opens the token endpoint's port only for kafka.properties' one: set it there, or the bridge never gets a token" .name) -}}
+{{- end -}}
 {{- if and $property (hasKey $chartProperties $property) -}}
 {{- $var := get $chartProperties $property -}}
 {{- fail (printf "extraEnv: %s sets the librdkafka property %s, which the chart sets (%s, from %s); set that value instead: the bridge refuses two variables for one property at start-up, so the pod would crash-loop" .name $property $var (get $sources $var | default "its values")) -}}
