@@ -59,6 +59,9 @@ pub async fn watch_readiness(
     interval: Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    // The first check is a change too: a bridge that never reached Kafka said nothing of it
+    // itself, while QikchatBridgeKafkaUnreachable sends operators to this line.
+    let mut first = true;
     loop {
         let probe = sink.clone();
         let t = topic.clone();
@@ -72,8 +75,12 @@ pub async fn watch_readiness(
             (Err(e), true) => {
                 tracing::warn!(topic, error = %e, "Kafka check failed: not ready")
             }
+            (Err(e), false) if first => {
+                tracing::warn!(topic, error = %e, "Kafka check failed: not ready")
+            }
             _ => {}
         }
+        first = false;
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             () = crate::admin::stopped(&mut stop) => return,

@@ -841,6 +841,37 @@ async fn readiness_logs_when_kafka_starts_answering_and_when_a_check_then_fails(
     );
 }
 
+/// A bridge that never reaches Kafka logs it once, at its first check: the alert on Kafka being
+/// unreachable sends operators to that line.
+#[tokio::test]
+async fn readiness_logs_a_first_check_that_fails_once() {
+    let (kept, _guard) = crate::telemetry::Kept::on_this_thread();
+    let (cluster, _properties, sink) = one_topic_sink();
+    cluster
+        .topic_error(
+            "t",
+            rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+        )
+        .expect("topic error");
+    let (check, stop, watching) = watching_readiness(sink);
+    // Several checks, 100 ms apart, all failing.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check.why_not().contains("TopicAuthorizationFailed") {
+        assert!(Instant::now() < deadline, "no check failed within 10 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.send(true).expect("stop");
+    watching.await.expect("watch");
+    let logged = kept.text();
+    let failed = the_one_line(&logged, "Kafka check failed: not ready");
+    assert!(
+        failed.contains("WARN") && failed.contains("TopicAuthorizationFailed"),
+        "{logged}"
+    );
+    assert!(!check.ready());
+}
+
 /// The line of `logged` that holds `text`, which must be one.
 fn the_one_line<'a>(logged: &'a str, text: &str) -> &'a str {
     let lines: Vec<&str> = logged.lines().filter(|l| l.contains(text)).collect();
