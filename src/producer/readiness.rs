@@ -72,10 +72,7 @@ pub async fn watch_readiness(
         let was = check.set(ok.clone());
         match (&ok, was) {
             (Ok(()), false) => tracing::info!(topic, "Kafka answers metadata requests"),
-            (Err(e), true) => {
-                tracing::warn!(topic, error = %e, "Kafka check failed: not ready")
-            }
-            (Err(e), false) if first => {
+            (Err(e), was) if was || first => {
                 tracing::warn!(topic, error = %e, "Kafka check failed: not ready")
             }
             _ => {}
