@@ -69,14 +69,19 @@ pub(super) fn settle_unfinished(dir: &Path, path: &Path) -> Result<Option<Databa
         }
     }
     tracing::warn!(file = %unfinished.display(), "a spool file was found under the name it was made with, its rename undone (by a power loss, where the directory could not be synced); putting it back");
-    std::fs::rename(&unfinished, path).map_err(|e| {
+    put_in_place(&unfinished, path)?;
+    Ok(None)
+}
+
+/// Renames a new file from the name it was made with to the spool's path.
+fn put_in_place(unfinished: &Path, path: &Path) -> Result<(), SpoolError> {
+    std::fs::rename(unfinished, path).map_err(|e| {
         SpoolError::Io(format!(
             "cannot rename {} to {}: {e}",
             unfinished.display(),
             path.display()
         ))
-    })?;
-    Ok(None)
+    })
 }
 
 /// Whether anything is at `path`, as `look` sees it; an error other than its absence says
@@ -151,12 +156,6 @@ pub(super) fn make_new(dir: &Path, path: &Path) -> Result<Database, SpoolError> 
             unfinished.display()
         ))
     })?;
-    std::fs::rename(&unfinished, path).map_err(|e| {
-        SpoolError::Io(format!(
-            "cannot rename {} to {}: {e}",
-            unfinished.display(),
-            path.display()
-        ))
-    })?;
+    put_in_place(&unfinished, path)?;
     Ok(db)
 }
