@@ -44,6 +44,19 @@ fn exit_reason(what: &str, error: &dyn std::fmt::Display) {
     }
 }
 
+/// Says the configuration was refused, naming the variable `setting` came from (see [`via`]).
+fn invalid_configuration(
+    e: &dyn std::fmt::Display,
+    setting: Option<&str>,
+    argv: &[std::ffi::OsString],
+) -> ExitCode {
+    let via = via(setting, argv);
+    complain(format_args!(
+        "qikchat-bridge: invalid configuration: {e}{via}"
+    ));
+    ExitCode::from(EXIT_CONFIG)
+}
+
 /// " (the value of VARIABLE)" when the refused `setting` came from its variable: the flag alone
 /// says nothing to whoever set the variable (a pod's environment).
 fn via(setting: Option<&str>, argv: &[std::ffi::OsString]) -> String {
@@ -108,13 +121,7 @@ fn serve(args: config::Args, argv: &[std::ffi::OsString]) -> ExitCode {
     let read_file = qikchat_bridge::operator_file::read_to_string;
     let config = match Config::from_args(args, environment(), read_file) {
         Ok(config) => config,
-        Err(e) => {
-            let via = via(e.setting(), argv);
-            complain(format_args!(
-                "qikchat-bridge: invalid configuration: {e}{via}"
-            ));
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(e) => return invalid_configuration(&e, e.setting(), argv),
     };
     if check_only {
         return match check_config::check(&config) {
@@ -127,21 +134,11 @@ fn serve(args: config::Args, argv: &[std::ffi::OsString]) -> ExitCode {
                 }
                 ExitCode::SUCCESS
             }
-            Err(e) => {
-                let via = via(e.setting(), argv);
-                complain(format_args!(
-                    "qikchat-bridge: invalid configuration: {e}{via}"
-                ));
-                ExitCode::from(EXIT_CONFIG)
-            }
+            Err(e) => invalid_configuration(&e, e.setting(), argv),
         };
     }
     if let Err(e) = check_config::spool_dir(&config) {
-        let via = via(e.setting(), argv);
-        complain(format_args!(
-            "qikchat-bridge: invalid configuration: {e}{via}"
-        ));
-        return ExitCode::from(EXIT_CONFIG);
+        return invalid_configuration(&e, e.setting(), argv);
     }
     // Dropped last, after the runtime: it writes the lines still buffered.
     let _log = match telemetry::init(config.log_format) {
