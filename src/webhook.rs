@@ -27,6 +27,7 @@ use crate::topics::{EventType, KeyStrategy, TopicMap};
 mod answer;
 mod budget;
 mod parts;
+mod path;
 use answer::respond;
 use budget::BodyBudget;
 use parts::{
@@ -353,7 +354,7 @@ impl<S: Sink> Webhook<S> {
 
     /// The checks of a request's head alone, in the order a sender fixes them; its media type.
     fn check_head<'p>(&self, parts: &'p http::request::Parts) -> Result<&'p str, WebhookError> {
-        if parts.uri.path() != self.path {
+        if !path::same_path(parts.uri.path(), &self.path) {
             return Err(WebhookError::NotFound);
         }
         if parts.method != Method::POST {

@@ -264,6 +264,36 @@ async fn a_custom_webhook_path_is_served_and_the_default_one_is_then_404() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_path_is_matched_however_a_sender_spells_it_but_not_with_a_slash_escaped() {
+    let app = TestApp::start(&["--webhook-path", "/hooks/%7Eacme/caf%C3%A9"]).await;
+    // Written by hand: HTTP clients would normalise the path before sending it.
+    let status = |path: &[u8]| {
+        let mut head = b"POST ".to_vec();
+        head.extend_from_slice(path);
+        head.extend_from_slice(
+            format!(
+                " HTTP/1.1\r\nhost: x\r\nauthorization: {}\r\ncontent-type: application/json\r\n\
+                 content-length: {}\r\n\r\n",
+                common::basic_auth_header(),
+                STATUS.len()
+            )
+            .as_bytes(),
+        );
+        head.extend_from_slice(STATUS);
+        async move {
+            let mut s = common::raw_send(app.addr, &head).await;
+            let answer = common::read_answer(&mut s).await;
+            answer[9..12].to_string()
+        }
+    };
+    assert_eq!(status(b"/hooks/%7Eacme/caf%C3%A9").await, "200");
+    assert_eq!(status(b"/hooks/~acme/caf%c3%a9").await, "200");
+    assert_eq!(status("/hooks/%7eacme/caf\u{e9}".as_bytes()).await, "200");
+    assert_eq!(status(b"/hooks%2F%7Eacme/caf%C3%A9").await, "404");
+    assert_eq!(status(b"/hooks/~acme/caf%C3%A8").await, "404");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_stalls_is_answered_408_after_the_body_read_timeout() {
     let app = TestApp::start(&["--body-read-timeout", "300ms"]).await;
     let first: Result<Vec<u8>, std::io::Error> = Ok(b"{\"event\":".to_vec());
