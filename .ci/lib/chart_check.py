@@ -1132,6 +1132,41 @@ def _known(name):
     return False
 
 
+# Strangers' refusals, answered at once and as many as a scanner likes: a ratio or percentile of
+# webhooks that counts them is diluted by them.
+STRANGERS = ("unauthorized", "not_found", "method_not_allowed")
+
+
+def _excluded(selector):
+    m = re.search(r'outcome!~"([^"]*)"', selector or "")
+    return set(m.group(1).split("|")) if m else set()
+
+
+def _strangers_left_out(exprs):
+    """Every answer-time percentile taken over all outcomes, and every ratio over the request
+    count, leaves out the strangers' outcomes (but those its numerator is about)."""
+    errors = []
+    for where, expr in exprs:
+        flat = " ".join(expr.split())
+        if "histogram_quantile" in flat and not re.search(r"by \([^)]*\boutcome\b", flat):
+            for sel in re.findall(r"qikchat_bridge_request_duration_seconds_bucket(\{[^}]*\})?", flat):
+                if not set(STRANGERS) <= _excluded(sel):
+                    errors.append(f"{where}: a percentile over {sel or 'every outcome'} counts strangers' refusals ({', '.join(STRANGERS)}): {flat!r}")
+        for numerator, denominator in _ratios(flat):
+            wanted = {o for o in STRANGERS if f'outcome="{o}"' not in numerator}
+            if not wanted <= _excluded(denominator):
+                errors.append(f"{where}: a ratio over {denominator or 'every request'} counts strangers' refusals ({', '.join(sorted(wanted))}): {flat!r}")
+    return errors
+
+
+def _ratios(flat):
+    """(numerator text, denominator selector) of each division by the request count."""
+    out = []
+    for m in re.finditer(r"/\s*sum(?: by \([^)]*\))?\s*\(rate\(qikchat_bridge_requests_total(\{[^}]*\})?", flat):
+        out.append((flat[: m.start()], m.group(1)))
+    return out
+
+
 def cmd_dashboard(dashboard, *alerts):
     with open(dashboard, encoding="utf-8") as f:
         dash = json.load(f)
@@ -1193,6 +1228,7 @@ def cmd_dashboard(dashboard, *alerts):
         for g in rules["groups"]:
             for r in g["rules"]:
                 exprs.append((f"rule {r.get('alert') or r.get('record')}", r["expr"]))
+    errors.extend(_strangers_left_out(exprs))
     used = set()
     for where, expr in exprs:
         for name in _metric_names(expr):
