@@ -139,7 +139,7 @@ impl<'a> Headers<'a> {
                 (HEADER_EVENT, self.event),
                 (HEADER_MESSAGE_ID, self.message_id),
                 (HEADER_REQUEST_ID, Some(self.request_id)),
-                // Empty only on a clock outside 0000..9999 UTC years it can write: left out
+                // Empty only on a clock outside the years 1970..9999 it can write: left out
                 // rather than a value that breaks the documented format.
                 (
                     HEADER_RECEIVED_AT,

@@ -22,7 +22,11 @@ const DEADLETTER: &str = "deadletter";
 const CHANNELS: [&str; 4] = [MESSAGE_IN, MESSAGE_STATUS, UNROUTED, DEADLETTER];
 
 /// Conditions a header's `x-present-when` may name (anything else fails the tests).
-const WHEN_PAYLOAD_ID: &str = "payload.id is a number or a string without control characters";
+const WHEN_PAYLOAD_ID: &str =
+    "payload.id is a number, or a string without control characters or unpaired surrogate escapes";
+/// Always, for the records these tests make: the host's clock is set.
+const WHEN_CLOCK: &str =
+    "the bridge's clock reads a time from 1970 to 9999 (always, on a host whose clock is set)";
 const WHEN_CLOUDEVENTS: &str = "--cloudevents is on";
 /// Never for the records these tests make: they are posted, not spooled and refused on replay
 /// (`src/delivery/replay/tests.rs` checks that header).
@@ -169,6 +173,9 @@ impl Contract {
                         names.insert(name.clone());
                     }
                 }
+                Some(WHEN_CLOCK) => {
+                    names.insert(name.clone());
+                }
                 Some(WHEN_CLOUDEVENTS) => {
                     if cloudevents {
                         names.insert(name.clone());
@@ -199,10 +206,11 @@ impl Contract {
             }
         })?;
         // The documented rule: leading `+` signs and white space, in any order, and trailing
-        // white space removed.
+        // white space removed; white space as Unicode's property has it, and U+FEFF.
+        let space = |c: char| c.is_whitespace() || c == '\u{feff}';
         let key = first
-            .trim_start_matches(|c: char| c == '+' || c.is_whitespace())
-            .trim_end();
+            .trim_start_matches(|c: char| c == '+' || space(c))
+            .trim_end_matches(space);
         (!key.is_empty()).then(|| key.to_string())
     }
 }
@@ -635,6 +643,8 @@ async fn every_example_becomes_a_record_with_exactly_the_declared_key_and_header
             // Numbers where Qikchat writes strings: taken as written, for the key and message-id.
             r#"{"event":"whatsapp:message:status","payload":{"id":42,"status":"read","to":919812345670}}"#,
             r#"{"event":"ping"}"#,
+            // White space the key drops: a byte-order mark and an ideographic space.
+            r#"{"event":"whatsapp:message:in","payload":{"message":{"from":"\ufeff+919812345670\u3000","type":"text","text":{"body":"hi"}}}}"#,
             r#"{not json"#,
             r#"{"payload":{"id":"x","to":"+919812345670"}}"#,
             r#"{"event":7,"payload":{"id":"x"}}"#,
