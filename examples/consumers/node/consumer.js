@@ -28,8 +28,13 @@ CompressionCodecs[CompressionTypes.LZ4] = () => ({
 const IN = 'whatsapp:message:in';
 const STATUS = 'whatsapp:message:status';
 
-// A JSON string literal: unambiguous on one line, whatever the customer typed.
+// A JSON literal: unambiguous on one line, whatever the customer typed.
 const quoted = (text) => JSON.stringify(text);
+// A body's value inside a printed text: a string as it is, null or missing as nothing, anything
+// else as JSON.
+const textOf = (v) => (v === undefined || v === null ? '' : typeof v === 'string' ? v : JSON.stringify(v));
+// The first value that is a non-empty string (a caption may be missing, empty or not text).
+const firstText = (...values) => values.find((v) => typeof v === 'string' && v);
 const isObject = (v) => typeof v === 'object' && v !== null && !Array.isArray(v);
 // A body's value as printed: a plain token as it is; anything else (white space, a control
 // character such as CR or LF, non-ASCII, empty, missing, not a string) as a JSON literal, so that
@@ -57,9 +62,9 @@ function messageText(message) {
     case 'image':
     case 'video':
     case 'document':
-      return content.caption || content.filename;
+      return firstText(content.caption, content.filename);
     case 'location':
-      return content.name || content.address;
+      return firstText(content.name, content.address);
     case 'interactive': {
       const reply = content[content.type];
       return isObject(reply) ? reply.title : undefined;
@@ -92,7 +97,8 @@ function describe(headers, body) {
     let line = `status to=${field(to)} status=${field(payload.status)} id=${field(id)}`;
     const errors = payload.errors;
     if (Array.isArray(errors) && isObject(errors[0])) {
-      line += ` error=${quoted(`${errors[0].code} ${errors[0].title ?? ''}`.trim())}`;
+      const parts = [textOf(errors[0].code), textOf(errors[0].title)];
+      line += ` error=${quoted(parts.filter((p) => p).join(' '))}`;
     }
     return line;
   }
@@ -120,6 +126,13 @@ async function main() {
   process.on('SIGINT', () => stop(0));
   process.on('SIGTERM', () => stop(0));
 
+  // KafkaJS restarts the consumer after a retriable failure itself; any other (a codec this
+  // example lacks, say) stops it for good, while the process would go on doing nothing.
+  consumer.on(consumer.events.CRASH, ({ payload }) => {
+    if (payload.restart) return;
+    console.error(`consumer stopped: ${payload.error}`);
+    stop(1);
+  });
   await consumer.connect();
   // A new group starts at the beginning of both topics; a known one where it left off.
   await consumer.subscribe({ topics, fromBeginning: true });

@@ -24,8 +24,29 @@ STATUS = "whatsapp:message:status"
 
 
 def quoted(text):
-    """A JSON string literal: unambiguous on one line, whatever the customer typed."""
-    return json.dumps(text, ensure_ascii=False)
+    """A JSON literal: unambiguous on one line, whatever the customer typed (written as
+    JavaScript's JSON.stringify writes it, so both examples print the same line)."""
+    return json.dumps(text, ensure_ascii=False, separators=(",", ":"))
+
+
+def number(digits):
+    """A JSON integer. Python refuses to convert one of more than 4300 digits (a guard against
+    slow conversions), which would skip a record for a field this example never reads; as
+    JavaScript does, such a number is read as a float instead."""
+    return int(digits) if len(digits) <= 4300 else float(digits)
+
+
+def text_of(value):
+    """A body's value inside a printed text: a string as it is, null or missing as nothing,
+    anything else as JSON."""
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else quoted(value)
+
+
+def first_text(*values):
+    """The first value that is a non-empty string (a caption may be missing, empty or not text)."""
+    return next((v for v in values if isinstance(v, str) and v), None)
 
 
 PLAIN = re.compile(r"[A-Za-z0-9+._:@-]+")
@@ -55,9 +76,9 @@ def message_text(message):
     if kind == "text":
         return content.get("body")
     if kind in ("image", "video", "document"):
-        return content.get("caption") or content.get("filename")
+        return first_text(content.get("caption"), content.get("filename"))
     if kind == "location":
-        return content.get("name") or content.get("address")
+        return first_text(content.get("name"), content.get("address"))
     if kind == "interactive":
         reply_kind = content.get("type")
         reply = content.get(reply_kind) if isinstance(reply_kind, str) else None
@@ -94,8 +115,8 @@ def describe(headers, body):
         line = f"status to={field(to)} status={field(payload.get('status'))} id={field(message_id)}"
         errors = payload.get("errors")
         if isinstance(errors, list) and errors and isinstance(errors[0], dict):
-            error = f"{errors[0].get('code')} {errors[0].get('title', '')}".strip()
-            line += f" error={quoted(error)}"
+            parts = (text_of(errors[0].get("code")), text_of(errors[0].get("title")))
+            line += f" error={quoted(' '.join(p for p in parts if p))}"
         return line
     return None
 
@@ -144,7 +165,7 @@ def main():
                 k: (v or b"").decode("utf-8", errors="replace") for k, v in (msg.headers() or [])
             }
             try:
-                body = json.loads(msg.value())
+                body = json.loads(msg.value(), parse_int=number)
             except (ValueError, TypeError) as e:  # not JSON, or no value at all
                 print(f"skipped {msg.topic()}/{msg.partition()}@{msg.offset()}: {e}", file=sys.stderr)
                 body = None
