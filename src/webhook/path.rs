@@ -88,7 +88,10 @@ mod tests {
         assert!(same_path("/hooks/%7Bacme%7D", "/hooks/{acme}"));
         assert!(same_path("/hooks/{acme}", "/hooks/%7bacme%7d"));
         for (raw, escaped) in [("|", "%7C"), ("^", "%5E"), ("\"", "%22"), ("\\", "%5C")] {
-            assert!(same_path(&format!("/a{raw}b"), &format!("/a{escaped}b")), "{raw}");
+            assert!(
+                same_path(&format!("/a{raw}b"), &format!("/a{escaped}b")),
+                "{raw}"
+            );
         }
     }
 
