@@ -275,6 +275,7 @@ where
             ));
         }
         let key = canonical(&key).to_string();
+        secret_not_empty(&key, &value, "KAFKA_* environment", &variable)?;
         if let Some(other) = set_by.insert(key.clone(), variable.clone()) {
             return Err(invalid(
                 "KAFKA_* environment",
@@ -300,6 +301,7 @@ where
                 )
             })?;
         let key = canonical(key.trim()).to_string();
+        secret_not_empty(&key, value, "-X", &format!("-X {key}="))?;
         set_by.insert(
             key.clone(),
             format!("-X {}", flag.split('=').next().unwrap_or("").trim()),
@@ -322,6 +324,24 @@ where
         ));
     }
     Ok(props)
+}
+
+/// An empty secret is refused as an empty `_FILE` is: the brokers would refuse it later, far from
+/// the cause. And `-X sasl.password= hunter2` (a space after the `=`) leaves the password as a
+/// stray argument, which `tail` takes for a topic name.
+fn secret_not_empty(
+    key: &str,
+    value: &str,
+    setting: &'static str,
+    setter: &str,
+) -> Result<(), ConfigError> {
+    if is_secret(key) && value.is_empty() {
+        return Err(invalid(
+            setting,
+            format!("{setter} sets {key} to nothing: give its value (or leave it out)"),
+        ));
+    }
+    Ok(())
 }
 
 impl fmt::Debug for KafkaProperties {

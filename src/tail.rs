@@ -84,8 +84,20 @@ fn check(args: &TailArgs) -> Result<(), crate::config::ConfigError> {
             "is empty: name the brokers (host:port,...)",
         ));
     }
-    for topic in &args.topics {
-        crate::topics::validate_topic(topic).map_err(|r| invalid("TOPICS", r))?;
+    for (n, topic) in args.topics.iter().enumerate() {
+        // Named by its place, not quoted: an unquoted `-X sasl.password=$PW` whose value holds a
+        // space leaves the rest of the password among the topic names.
+        if crate::topics::validate_topic(topic).is_err() {
+            return Err(invalid(
+                "TOPICS",
+                format!(
+                    "the {} topic name is not one Kafka can have (not empty, \".\" or \"..\"; \
+                     only letters, digits, '.', '_' and '-'; at most 249 characters); it is not \
+                     shown: it may be part of a secret",
+                    crate::words::ordinal(n + 1)
+                ),
+            ));
+        }
     }
     if args.count == Some(0) {
         return Err(invalid(

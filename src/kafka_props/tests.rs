@@ -132,6 +132,30 @@ fn an_empty_secret_file_is_refused_naming_the_variable_and_the_file() {
     }
 }
 
+/// As an empty file is: and `-X sasl.password= hunter2` would leave the password as a stray
+/// argument. A property that is no secret may be empty.
+#[test]
+fn an_empty_secret_in_a_variable_or_a_flag_is_refused_naming_where_it_was_set() {
+    for (vars, flags, names) in [
+        (
+            &[("KAFKA_SASL_PASSWORD", "")][..],
+            &[][..],
+            "KAFKA_SASL_PASSWORD",
+        ),
+        (&[], &["ssl.key.password="][..], "-X ssl.key.password="),
+        (&[], &["sasl.oauthbearer.client.secret="][..], "-X"),
+    ] {
+        let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+        let err = from_sources(env(vars), &flags, limits(Duration::from_secs(1)), &no_files)
+            .expect_err("an empty secret is refused");
+        assert!(err.to_string().contains(names), "{err}");
+        assert!(err.to_string().contains("to nothing"), "{err}");
+    }
+    let flags = vec!["client.rack=".to_string()];
+    from_sources(env(&[]), &flags, limits(Duration::from_secs(1)), &no_files)
+        .expect("an empty value that is no secret");
+}
+
 /// librdkafka takes C strings: a NUL byte in a file's secret is refused naming the variable and
 /// the file, not as librdkafka's bare "FFI nul error" when the producer is made.
 #[test]
