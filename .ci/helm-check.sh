@@ -1477,6 +1477,8 @@ check "promtool check config deploy/prometheus/prometheus.yml" promtool check co
 section "Grafana dashboard"
 check "dashboard JSON, metric names and namespace/job/instance selectors" \
   "$PY" "$LIB/chart_check.py" dashboard deploy/grafana/dashboard.json deploy/prometheus/alerts.yaml
+check "chart_check's own rules (.ci/lib/test_*.py)" \
+  "$PY" -m unittest discover -s "$LIB" -p 'test_*.py'
 
 section "Docker assets"
 check "hadolint deploy/Dockerfile" hadolint deploy/Dockerfile

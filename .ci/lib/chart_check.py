@@ -1135,36 +1135,55 @@ def _known(name):
 # Strangers' refusals, answered at once and as many as a scanner likes: a ratio or percentile of
 # webhooks that counts them is diluted by them.
 STRANGERS = ("unauthorized", "not_found", "method_not_allowed")
+REQUEST_METRIC = r"qikchat_bridge_request(?:s_total|_duration_seconds_(?:bucket|count|sum))\b"
+
+
+def _matchers(selector):
+    """(label, operator, value) of each matcher of a selector `{...}`."""
+    return re.findall(r'(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"', selector or "")
 
 
 def _excluded(selector):
-    m = re.search(r'outcome!~"([^"]*)"', selector or "")
-    return set(m.group(1).split("|")) if m else set()
+    """The outcomes a selector's negative matchers leave out."""
+    out = set()
+    for label, op, value in _matchers(selector):
+        if label == "outcome" and op == "!~":
+            out |= set(value.split("|"))
+        elif label == "outcome" and op == "!=":
+            out.add(value)
+    return out
+
+
+def _picks(selector):
+    """Whether a selector picks outcomes or statuses by name (`status=~"5.."`): a subset chosen
+    on purpose, which no scanner dilutes."""
+    return any(label in ("outcome", "status") and op in ("=", "=~") for label, op, _ in _matchers(selector))
 
 
 def _strangers_left_out(exprs):
-    """Every answer-time percentile taken over all outcomes, and every ratio over the request
-    count, leaves out the strangers' outcomes (but those its numerator is about)."""
+    """In every ratio and every answer-time percentile, each selector of the request metrics
+    leaves out the strangers' outcomes, or picks outcomes by name. A stranger's outcome the
+    expression picks by name (the share of 401s among answers) need not be left out elsewhere,
+    and a percentile per outcome (grouped by `le` and `outcome`) is no mix of them."""
     errors = []
     for where, expr in exprs:
         flat = " ".join(expr.split())
-        if "histogram_quantile" in flat and not re.search(r"by \([^)]*\boutcome\b", flat):
-            for sel in re.findall(r"qikchat_bridge_request_duration_seconds_bucket(\{[^}]*\})?", flat):
-                if not set(STRANGERS) <= _excluded(sel):
-                    errors.append(f"{where}: a percentile over {sel or 'every outcome'} counts strangers' refusals ({', '.join(STRANGERS)}): {flat!r}")
-        for numerator, denominator in _ratios(flat):
-            wanted = {o for o in STRANGERS if f'outcome="{o}"' not in numerator}
-            if not wanted <= _excluded(denominator):
-                errors.append(f"{where}: a ratio over {denominator or 'every request'} counts strangers' refusals ({', '.join(sorted(wanted))}): {flat!r}")
+        if "/" not in flat and "histogram_quantile" not in flat:
+            continue
+        le_groups = [g for g in re.findall(r"\bby\s*\(([^)]*)\)", flat) if re.search(r"\ble\b", g)]
+        if "/" not in flat and le_groups and all(re.search(r"\boutcome\b", g) for g in le_groups):
+            continue
+        named = {o for o in STRANGERS if re.search(r'outcome\s*=~?\s*"[^"]*\b' + o + r"\b", flat)}
+        wanted = set(STRANGERS) - named
+        for m in re.finditer(REQUEST_METRIC + r"\s*(\{[^}]*\})?", flat):
+            selector = m.group(1)
+            if _picks(selector) or wanted <= _excluded(selector):
+                continue
+            errors.append(
+                f"{where}: {m.group(0)} counts strangers' refusals ({', '.join(sorted(wanted - _excluded(selector)))}) "
+                f"in a ratio or percentile of webhooks: {flat!r}"
+            )
     return errors
-
-
-def _ratios(flat):
-    """(numerator text, denominator selector) of each division by the request count."""
-    out = []
-    for m in re.finditer(r"/\s*sum(?: by \([^)]*\))?\s*\(rate\(qikchat_bridge_requests_total(\{[^}]*\})?", flat):
-        out.append((flat[: m.start()], m.group(1)))
-    return out
 
 
 def cmd_dashboard(dashboard, *alerts):
