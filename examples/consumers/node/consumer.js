@@ -28,21 +28,29 @@ CompressionCodecs[CompressionTypes.LZ4] = () => ({
 const IN = 'whatsapp:message:in';
 const STATUS = 'whatsapp:message:status';
 
-// A JSON literal: unambiguous on one line, whatever the customer typed.
+// A JSON string literal: unambiguous on one line, whatever the customer typed.
 const quoted = (text) => JSON.stringify(text);
+const isObject = (v) => typeof v === 'object' && v !== null && !Array.isArray(v);
+// Any value as one line of JSON; missing as null, an object or array as `{...}` or `[...]`, since
+// JavaScript and Python order an object's keys differently (integer-like ones first here).
+const jsonText = (v) => {
+  if (v === undefined) return 'null';
+  if (Array.isArray(v)) return '[...]';
+  if (isObject(v)) return '{...}';
+  return JSON.stringify(v);
+};
 // A body's value inside a printed text: a string as it is, null or missing as nothing, anything
 // else as JSON.
-const textOf = (v) => (v === undefined || v === null ? '' : typeof v === 'string' ? v : JSON.stringify(v));
+const textOf = (v) => (v === undefined || v === null ? '' : typeof v === 'string' ? v : jsonText(v));
 // The first value that is a non-empty string (a caption may be missing, empty or not text).
 const firstText = (...values) => values.find((v) => typeof v === 'string' && v);
-const isObject = (v) => typeof v === 'object' && v !== null && !Array.isArray(v);
 // A body's value as printed: a plain token as it is; anything else (white space, a control
-// character such as CR or LF, non-ASCII, empty, missing, not a string) as a JSON literal, so that
-// a line never breaks and one field never looks like two.
+// character such as CR or LF, non-ASCII, empty, missing, not a string) as JSON, so that a line
+// never breaks and one field never looks like two.
 const PLAIN = /^[A-Za-z0-9+._:@-]+$/;
 const field = (v) => {
   if (typeof v === 'string' && PLAIN.test(v)) return v;
-  return v === undefined ? 'null' : JSON.stringify(v);
+  return jsonText(v);
 };
 
 // The human-readable part of an incoming message, or undefined (audio, sticker, unknown types).

@@ -12,6 +12,7 @@ Environment:
 """
 
 import json
+import math
 import os
 import re
 import signal
@@ -24,9 +25,21 @@ STATUS = "whatsapp:message:status"
 
 
 def quoted(text):
-    """A JSON literal: unambiguous on one line, whatever the customer typed (written as
-    JavaScript's JSON.stringify writes it, so both examples print the same line)."""
-    return json.dumps(text, ensure_ascii=False, separators=(",", ":"))
+    """A JSON string literal: unambiguous on one line, whatever the customer typed."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+def json_text(value):
+    """Any value as one line of JSON, as JavaScript's JSON.stringify writes it, so that both
+    examples print the same line; an object or array as `{...}` or `[...]`, since the two
+    languages order an object's keys differently (JavaScript puts integer-like ones first)."""
+    if isinstance(value, dict):
+        return "{...}"
+    if isinstance(value, list):
+        return "[...]"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "null"
+    return json.dumps(value, ensure_ascii=False)
 
 
 def number(digits):
@@ -41,7 +54,7 @@ def text_of(value):
     anything else as JSON."""
     if value is None:
         return ""
-    return value if isinstance(value, str) else quoted(value)
+    return value if isinstance(value, str) else json_text(value)
 
 
 def first_text(*values):
@@ -58,7 +71,7 @@ def field(value):
     that a line never breaks and one field never looks like two."""
     if isinstance(value, str) and PLAIN.fullmatch(value):
         return value
-    return quoted(value)
+    return json_text(value)
 
 
 def message_text(message):
