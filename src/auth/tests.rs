@@ -294,7 +294,7 @@ fn a_refused_auth_credential_after_a_comma_is_named_by_its_place_and_never_quote
     let err = flag(&["a:b", " eve:pw"]).unwrap_err();
     assert_eq!(
         err,
-        "the 2nd credential (user \"eve\") starts or ends with a space"
+        "the 2nd credential (user \"eve\") starts or ends with white space (a space, a tab, a newline)"
     );
     assert_eq!(
         flag(&["SECabc"]).unwrap_err(),
@@ -387,9 +387,15 @@ fn a_credential_configured_twice_is_still_accepted() {
 #[test]
 fn a_space_at_either_end_of_a_user_or_a_password_is_refused() {
     let err = parse_file("eve :pw").unwrap_err();
-    assert!(err.contains("starts or ends with a space"), "{err}");
+    assert!(
+        err.contains("starts or ends with white space (a space, a tab, a newline)"),
+        "{err}"
+    );
     let err = flag(&["a:b ,c:d"]).unwrap_err();
-    assert!(err.contains("starts or ends with a space"), "{err}");
+    assert!(
+        err.contains("starts or ends with white space (a space, a tab, a newline)"),
+        "{err}"
+    );
     let err = parse_file("bob:").unwrap_err();
     assert_eq!(err, "line 1: the password of user \"bob\" cannot be empty");
 }
@@ -397,4 +403,24 @@ fn a_space_at_either_end_of_a_user_or_a_password_is_refused() {
 #[test]
 fn auth_is_required_once_a_credential_is_configured() {
     assert!(creds(&["a:b"]).required());
+}
+
+/// Any of many credentials is accepted and a wrong one refused, by a lookup of the presented
+/// digest rather than a comparison with each (whose cost a stranger chose: 0.9 ms a 401 at
+/// 20,000 users).
+#[test]
+fn any_of_many_credentials_is_accepted_and_a_wrong_one_refused() {
+    let lines: Vec<String> = (0..20_000).map(|n| format!("user{n}:pw{n}")).collect();
+    let c = Credentials::new(
+        lines
+            .iter()
+            .map(|l| Credential::parse(l).expect("valid"))
+            .collect(),
+    );
+    for n in [0, 7_777, 19_999] {
+        let header = basic(&format!("user{n}:pw{n}"));
+        assert_eq!(c.check(Some(header.as_bytes())), Ok(()), "user{n}");
+    }
+    let wrong = basic("user5:pw6");
+    assert_eq!(c.check(Some(wrong.as_bytes())), Err(AuthFailure::Wrong));
 }
