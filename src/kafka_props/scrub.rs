@@ -12,11 +12,22 @@ const HIDDEN: &str = "<redacted>";
 /// that short is guessed in a moment anyway, so hiding it would protect next to nothing.
 const MIN_LEN: usize = 4;
 
+/// What follows a secret's start that librdkafka cut off: its thread names end at 63 bytes
+/// (`[thrd:sasl_ssl://user:pass…]`), a broker's name at about 253 characters (then quoted, or
+/// followed by `:` or `/`), its log lines at 2 KiB; and a character it cut in two shows as
+/// U+FFFD.
+const CUT_ENDS: [&str; 7] = ["]", ":", "'", "\"", "@", "/", "\u{fffd}"];
+
 /// The secrets of one client's properties, and the pieces of them librdkafka quotes alone.
 #[derive(Default)]
 pub struct Scrubber {
     /// Longest first, so that a value goes whole rather than as its tokens.
     needles: Vec<String>,
+    /// The opaque ones (passwords, client secrets, a URL's password), whose start is hidden too
+    /// where librdkafka cut them off; not a configuration or a key that starts with public words
+    /// (`principal=svc`, `-----BEGIN PRIVATE KEY-----`), which would cut into lines that quote
+    /// only those.
+    opaque: Vec<String>,
 }
 
 impl Scrubber {
@@ -27,29 +38,38 @@ impl Scrubber {
         K: AsRef<str>,
         V: AsRef<str>,
     {
-        let mut needles = Vec::new();
+        let (mut needles, mut opaque) = (Vec::new(), Vec::new());
         for (key, value) in properties {
-            let value = value.as_ref();
-            if is_secret(key.as_ref()) {
-                needles.extend(pieces(key.as_ref(), value).into_iter().map(str::to_string));
+            let (key, value) = (key.as_ref(), value.as_ref());
+            if is_secret(key) {
+                needles.extend(pieces(key, value).into_iter().map(str::to_string));
+                if ["password", "passphrase", "secret"]
+                    .iter()
+                    .any(|s| key.contains(s))
+                {
+                    opaque.push(value.to_string());
+                }
             }
             // With its pieces between commas: librdkafka splits a broker list at them, and
             // quotes the piece of a password after one alone (`ssWORD@host` of `u:pa,ssWORD@host`).
             for password in url_passwords(value) {
                 needles.push(password.to_string());
                 needles.extend(password.split(',').skip(1).map(str::to_string));
+                opaque.push(password.to_string());
             }
         }
-        needles.retain(|n| n.len() >= MIN_LEN);
-        needles.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
-        needles.dedup();
-        Scrubber { needles }
+        for list in [&mut needles, &mut opaque] {
+            list.retain(|n| n.len() >= MIN_LEN);
+            list.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+            list.dedup();
+        }
+        Scrubber { needles, opaque }
     }
 
     /// `text` with every secret, and every piece of one, replaced by `<redacted>`, the longest
     /// first; borrowed as it is when none is there.
     pub fn scrub<'t>(&self, text: &'t str) -> Cow<'t, str> {
-        if !self.needles.iter().any(|n| text.contains(n.as_str())) {
+        if !self.needles.iter().any(|n| text.contains(head(n))) {
             return Cow::Borrowed(text);
         }
         // One pass, the longest needle at each place: replacing needle after needle would also
@@ -57,21 +77,55 @@ impl Scrubber {
         let mut out = String::with_capacity(text.len());
         let (mut copied, mut at) = (0, 0);
         while at < text.len() {
-            let rest = &text.as_bytes()[at..];
-            match self.needles.iter().find(|n| rest.starts_with(n.as_bytes())) {
-                // A needle starts with a whole UTF-8 character, so `at` is on a boundary.
-                Some(n) => {
+            match self.hidden_at(text, at) {
+                Some(len) => {
                     out.push_str(&text[copied..at]);
                     out.push_str(HIDDEN);
-                    at += n.len();
+                    at += len;
                     copied = at;
                 }
                 None => at += 1,
             }
         }
+        if copied == 0 {
+            return Cow::Borrowed(text);
+        }
         out.push_str(&text[copied..]);
         Cow::Owned(out)
     }
+
+    /// How many bytes of `text` from `at` are secret: a whole needle, the longest first, or an
+    /// opaque one's start of at least [`MIN_LEN`] bytes where librdkafka cut it off (see
+    /// [`CUT_ENDS`]). A needle starts with a whole UTF-8 character, so a match is on a boundary.
+    fn hidden_at(&self, text: &str, at: usize) -> Option<usize> {
+        let rest = &text.as_bytes()[at..];
+        if let Some(n) = self.needles.iter().find(|n| rest.starts_with(n.as_bytes())) {
+            return Some(n.len());
+        }
+        self.opaque
+            .iter()
+            .filter_map(|n| {
+                let len = rest
+                    .iter()
+                    .zip(n.as_bytes())
+                    .take_while(|(a, b)| a == b)
+                    .count();
+                let after = &text.as_bytes()[at + len..];
+                let cut =
+                    after.is_empty() || CUT_ENDS.iter().any(|e| after.starts_with(e.as_bytes()));
+                (len >= MIN_LEN && cut && text.is_char_boundary(at + len)).then_some(len)
+            })
+            .max()
+    }
+}
+
+/// A needle's first [`MIN_LEN`] bytes, to the end of the character there: no part of it is in a
+/// text without them.
+fn head(needle: &str) -> &str {
+    let end = (MIN_LEN..needle.len())
+        .find(|&i| needle.is_char_boundary(i))
+        .unwrap_or(needle.len());
+    &needle[..end]
 }
 
 /// Never the secrets themselves (`BridgeContext`, which holds one, is `Debug`).
@@ -218,6 +272,38 @@ mod tests {
             "<redacted>",
             "an extension, which may be a key"
         );
+    }
+
+    /// librdkafka names a broker's thread after its first 63 bytes, cuts a broker's name at
+    /// about 253 characters and a log line at 2 KiB: the password of `user:pass@host` was
+    /// shown up to the cut (35 of a 59-character one in a thread name).
+    #[test]
+    fn the_start_of_a_secret_that_librdkafka_cut_off_is_hidden() {
+        let pw = "kP9vQ2xR7mT4wZ8yB3nC6dF1gH5jL0sA2eU7iO4pY9tR3wQ8zX6cV1bN5mK";
+        let s = scrubber(&[(
+            "bootstrap.servers",
+            &format!("USERNAME:{pw}@pkc.example:9092"),
+        )]);
+        let cut = &pw[..35];
+        assert_eq!(
+            s.scrub(&format!(
+                "[thrd:sasl_ssl://USERNAME:{cut}]: sasl_ssl://USERNAME:{pw}@pkc"
+            )),
+            "[thrd:sasl_ssl://USERNAME:<redacted>]: sasl_ssl://USERNAME:<redacted>@pkc"
+        );
+        for after in ["'", ": Failed", "\"", "/0", "\u{fffd}", ""] {
+            assert_eq!(
+                s.scrub(&format!("to 'USERNAME:{cut}{after}")),
+                format!("to 'USERNAME:<redacted>{after}"),
+                "{after:?}"
+            );
+        }
+        // Three characters are left, as a secret that short is; and a start that goes on with
+        // other text is no cut copy.
+        assert_eq!(s.scrub("[thrd:USERNAME:kP9]"), "[thrd:USERNAME:kP9]");
+        assert_eq!(s.scrub("kP9vQ2 and more"), "kP9vQ2 and more");
+        let s = scrubber(&[("sasl.password", "hé-hé-hé")]);
+        assert_eq!(s.scrub("u:h\u{e9}-h\u{fffd}]"), "u:<redacted>\u{fffd}]");
     }
 
     #[test]
