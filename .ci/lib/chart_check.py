@@ -99,7 +99,7 @@ BRIDGE_ENV = {
 # Substrings that make a librdkafka property name a secret to the bridge
 # (src/kafka_props/redact.rs is_secret; `secret-names` checks that they agree).
 SECRET_PARTS = ("password", "passphrase", "private.key", "jaas", "secret",
-                "sasl.oauthbearer.config", "ssl.key.pem", "ssl_key")
+                "sasl.oauthbearer.config", "sasl.oauthbearer.extensions", "ssl.key.pem", "ssl_key")
 
 # The bridge's HTTP/1 read buffer per connection, librdkafka's queue by default
 # (queue.buffering.max.kbytes) and the rest of the process: the README's memory bound.

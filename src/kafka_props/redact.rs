@@ -17,6 +17,9 @@ pub fn is_secret(key: &str) -> bool {
         "jaas",
         "secret",
         "sasl.oauthbearer.config",
+        // Its values are a token request's extensions, where API keys go (as the
+        // `extension_NAME=VALUE` tokens of `sasl.oauthbearer.config`).
+        "sasl.oauthbearer.extensions",
         "ssl.key.pem",
         "ssl_key",
     ]

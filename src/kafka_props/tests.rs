@@ -348,6 +348,7 @@ fn every_secret_librdkafka_property_is_one_and_its_addresses_and_paths_are_not()
         "sasl.oauthbearer.client.secret",
         "sasl.oauthbearer.client.credentials.client.secret",
         "sasl.oauthbearer.config",
+        "sasl.oauthbearer.extensions",
         "sasl.oauthbearer.assertion.private.key.passphrase",
         "sasl.oauthbearer.assertion.private.key.pem",
         "sasl.jaas.config",

@@ -523,7 +523,7 @@ password
 {{- end -}}
 {{- $name := splitList "=" $pair | first | trim -}}
 {{- if and $name (regexMatch $secretProperty (lower $name)) -}}
-{{- fail (printf "extraArgs: the librdkafka property %s is a secret to the bridge (a name containing password, passphrase, private.key, jaas, secret, sasl.oauthbearer.config, ssl.key.pem or ssl_key) and would be readable in the pod's arguments; mount it from a Secret and set KAFKA_<NAME>_FILE in extraEnv" $name) -}}
+{{- fail (printf "extraArgs: the librdkafka property %s is a secret to the bridge (a name containing password, passphrase, private.key, jaas, secret, sasl.oauthbearer.config, sasl.oauthbearer.extensions, ssl.key.pem or ssl_key) and would be readable in the pod's arguments; mount it from a Secret and set KAFKA_<NAME>_FILE in extraEnv" $name) -}}
 {{- end -}}
 {{- /* The name the bridge keeps the property under (lower-cased as the variables' names are:
      an upper-case -X ACKS is refused too rather than left to fail at start-up). */ -}}
@@ -544,7 +544,7 @@ password
 {{- $property := include "qikchat-bridge.envProperty" .name -}}
 {{- $plain := or (hasKey . "value") (and .valueFrom (not .valueFrom.secretKeyRef)) -}}
 {{- if and $property (regexMatch $secretProperty $property) $plain -}}
-{{- fail (printf "extraEnv: %s sets the librdkafka property %s, a secret to the bridge (a name containing password, passphrase, private.key, jaas, secret, sasl.oauthbearer.config, ssl.key.pem or ssl_key), %s; use kafka.sasl.* and kafka.tls.* for SASL and TLS credentials, or mount a Secret (extraVolumes, extraVolumeMounts) and set %s_FILE to the file (read again when the Secret rotates), or take it from a Secret with valueFrom.secretKeyRef" .name $property (ternary "as a plain value, readable by anyone who can get the pod" "from something other than a Secret (valueFrom without secretKeyRef)" (hasKey . "value")) .name) -}}
+{{- fail (printf "extraEnv: %s sets the librdkafka property %s, a secret to the bridge (a name containing password, passphrase, private.key, jaas, secret, sasl.oauthbearer.config, sasl.oauthbearer.extensions, ssl.key.pem or ssl_key), %s; use kafka.sasl.* and kafka.tls.* for SASL and TLS credentials, or mount a Secret (extraVolumes, extraVolumeMounts) and set %s_FILE to the file (read again when the Secret rotates), or take it from a Secret with valueFrom.secretKeyRef" .name $property (ternary "as a plain value, readable by anyone who can get the pod" "from something other than a Secret (valueFrom without secretKeyRef)" (hasKey . "value")) .name) -}}
 {{- end -}}
 {{- if eq .name "BRIDGE_AUTH" -}}
 {{- fail "extraEnv: BRIDGE_AUTH puts Basic credentials into the pod spec; use auth.existingSecret or auth.credentials (mounted as a file)" -}}
@@ -676,7 +676,7 @@ name: src/kafka_props/redact.rs is_secret (a name containing any of these). valu
 refuses the same names in kafka.properties; CI checks both against is_secret.
 */}}
 {{- define "qikchat-bridge.secretPropertyPattern" -}}
-(password|passphrase|private\.key|jaas|secret|sasl\.oauthbearer\.config|ssl\.key\.pem|ssl_key)
+(password|passphrase|private\.key|jaas|secret|sasl\.oauthbearer\.config|sasl\.oauthbearer\.extensions|ssl\.key\.pem|ssl_key)
 {{- end -}}
 
 {{/*
