@@ -146,6 +146,13 @@ impl fmt::Debug for Scrubber {
 /// whole if at all.
 fn pieces<'v>(key: &str, value: &'v str) -> Vec<&'v str> {
     let mut pieces = vec![value];
+    // `NAME=VALUE,NAME=VALUE`: each extension and its value, as in the configuration below.
+    if key == "sasl.oauthbearer.extensions" {
+        for token in value.split(',') {
+            pieces.push(token);
+            pieces.extend(token.split_once('=').map(|(_, v)| v));
+        }
+    }
     if key == "sasl.oauthbearer.config" {
         pieces.extend(
             value
@@ -186,6 +193,18 @@ mod tests {
         );
         let s = scrubber(&[("sasl.oauthbearer.config", OAUTH)]);
         assert_eq!(s.scrub(&format!("config: {OAUTH}.")), "config: <redacted>.");
+    }
+
+    #[test]
+    fn each_extension_of_sasl_oauthbearer_extensions_and_its_value_is_hidden() {
+        let s = scrubber(&[(
+            "sasl.oauthbearer.extensions",
+            "apikey=KEY_1234,trace=TRACE_5678",
+        )]);
+        assert_eq!(
+            s.scrub("bad extension apikey=KEY_1234 (value TRACE_5678)"),
+            "bad extension <redacted> (value <redacted>)"
+        );
     }
 
     #[test]
