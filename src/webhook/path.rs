@@ -9,7 +9,9 @@
 //! clients send escaped (`%7B`, `%25`) and `curl -g` sends raw.
 
 /// One character of a path as the RFC compares it: the byte it stands for, and whether it is
-/// percent-encoded data (which no raw delimiter equals).
+/// data rather than a delimiter. An escape is always data; so is a raw byte other than RFC 3986's
+/// reserved characters: an unreserved one means the same escaped or not, and one that is no URI
+/// character at all can only be data.
 fn units(path: &str) -> impl Iterator<Item = (u8, bool)> + '_ {
     let bytes = path.as_bytes();
     let mut i = 0;
@@ -18,25 +20,13 @@ fn units(path: &str) -> impl Iterator<Item = (u8, bool)> + '_ {
         if b == b'%' {
             let hex = |at: usize| bytes.get(at).and_then(|&d| (d as char).to_digit(16));
             if let (Some(high), Some(low)) = (hex(i + 1), hex(i + 2)) {
-                let value = (high * 16 + low) as u8;
                 i += 3;
-                return Some((value, !unreserved(value)));
+                return Some(((high * 16 + low) as u8, true));
             }
         }
         i += 1;
-        Some((b, !delimiter_or_unreserved(b)))
+        Some((b, !b":/?#[]@!$&'()*+,;=".contains(&b)))
     })
-}
-
-/// RFC 3986's unreserved characters: encoding them changes nothing.
-fn unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
-}
-
-/// A character a URI may hold raw with a meaning of its own (RFC 3986's reserved characters) or
-/// none to lose (unreserved ones); anything else sent raw stands for itself as data.
-fn delimiter_or_unreserved(b: u8) -> bool {
-    unreserved(b) || b":/?#[]@!$&'()*+,;=".contains(&b)
 }
 
 /// Whether `request` (a request's path) names the configured `path`.
