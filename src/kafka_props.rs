@@ -359,6 +359,7 @@ impl fmt::Debug for KafkaProperties {
     }
 }
 
+mod cut;
 mod names;
 mod redact;
 mod scrub;

@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use super::cut::CutSecrets;
 use super::redact::{is_secret, url_passwords};
 
 const HIDDEN: &str = "<redacted>";
@@ -12,22 +13,15 @@ const HIDDEN: &str = "<redacted>";
 /// that short is guessed in a moment anyway, so hiding it would protect next to nothing.
 const MIN_LEN: usize = 4;
 
-/// What follows a secret's start that librdkafka cut off: its thread names end at 63 bytes
-/// (`[thrd:sasl_ssl://user:pass…]`), a broker's name at about 253 characters (then quoted, or
-/// followed by `:` or `/`), its log lines at 2 KiB; and a character it cut in two shows as
-/// U+FFFD.
-const CUT_ENDS: [&str; 7] = ["]", ":", "'", "\"", "@", "/", "\u{fffd}"];
-
 /// The secrets of one client's properties, and the pieces of them librdkafka quotes alone.
 #[derive(Default)]
 pub struct Scrubber {
     /// Longest first, so that a value goes whole rather than as its tokens.
     needles: Vec<String>,
-    /// The opaque ones (passwords, client secrets, a URL's password), whose start is hidden too
-    /// where librdkafka cut them off; not a configuration or a key that starts with public words
-    /// (`principal=svc`, `-----BEGIN PRIVATE KEY-----`), which would cut into lines that quote
-    /// only those.
-    opaque: Vec<String>,
+    /// Where librdkafka cut one off: of the opaque ones (passwords, client secrets, a URL's
+    /// password), not a configuration or a key that starts with public words (`principal=svc`,
+    /// `-----BEGIN PRIVATE KEY-----`), which would cut into lines that quote only those.
+    cut: CutSecrets,
 }
 
 impl Scrubber {
@@ -38,7 +32,7 @@ impl Scrubber {
         K: AsRef<str>,
         V: AsRef<str>,
     {
-        let (mut needles, mut opaque) = (Vec::new(), Vec::new());
+        let (mut needles, mut cut) = (Vec::new(), CutSecrets::new(MIN_LEN));
         for (key, value) in properties {
             let (key, value) = (key.as_ref(), value.as_ref());
             if is_secret(key) {
@@ -47,7 +41,7 @@ impl Scrubber {
                     .iter()
                     .any(|s| key.contains(s))
                 {
-                    opaque.push(value.to_string());
+                    cut.add_opaque(value);
                 }
             }
             // With its pieces between commas: librdkafka splits a broker list at them, and
@@ -55,21 +49,21 @@ impl Scrubber {
             for password in url_passwords(value) {
                 needles.push(password.to_string());
                 needles.extend(password.split(',').skip(1).map(str::to_string));
-                opaque.push(password.to_string());
+                let start = password.as_ptr() as usize - value.as_ptr() as usize;
+                cut.add_url_password(value, start, password);
+                cut.add_opaque(password);
             }
         }
-        for list in [&mut needles, &mut opaque] {
-            list.retain(|n| n.len() >= MIN_LEN);
-            list.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
-            list.dedup();
-        }
-        Scrubber { needles, opaque }
+        needles.retain(|n| n.len() >= MIN_LEN);
+        needles.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        needles.dedup();
+        Scrubber { needles, cut }
     }
 
     /// `text` with every secret, and every piece of one, replaced by `<redacted>`, the longest
     /// first; borrowed as it is when none is there.
     pub fn scrub<'t>(&self, text: &'t str) -> Cow<'t, str> {
-        if !self.needles.iter().any(|n| text.contains(head(n))) {
+        if !self.needles.iter().any(|n| text.contains(head(n))) && !self.cut.may_be_in(text) {
             return Cow::Borrowed(text);
         }
         // One pass, the longest needle at each place: replacing needle after needle would also
@@ -94,28 +88,15 @@ impl Scrubber {
         Cow::Owned(out)
     }
 
-    /// How many bytes of `text` from `at` are secret: a whole needle, the longest first, or an
-    /// opaque one's start of at least [`MIN_LEN`] bytes where librdkafka cut it off (see
-    /// [`CUT_ENDS`]). A needle starts with a whole UTF-8 character, so a match is on a boundary.
+    /// How many bytes of `text` from `at` are secret: a whole needle, the longest first, or the
+    /// start of one librdkafka cut off. A needle starts with a whole UTF-8 character, so a match
+    /// is on a boundary.
     fn hidden_at(&self, text: &str, at: usize) -> Option<usize> {
         let rest = &text.as_bytes()[at..];
         if let Some(n) = self.needles.iter().find(|n| rest.starts_with(n.as_bytes())) {
             return Some(n.len());
         }
-        self.opaque
-            .iter()
-            .filter_map(|n| {
-                let len = rest
-                    .iter()
-                    .zip(n.as_bytes())
-                    .take_while(|(a, b)| a == b)
-                    .count();
-                let after = &text.as_bytes()[at + len..];
-                let cut =
-                    after.is_empty() || CUT_ENDS.iter().any(|e| after.starts_with(e.as_bytes()));
-                (len >= MIN_LEN && cut && text.is_char_boundary(at + len)).then_some(len)
-            })
-            .max()
+        self.cut.hidden_at(text, at)
     }
 }
 
@@ -317,11 +298,21 @@ mod tests {
                 "{after:?}"
             );
         }
-        // Three characters are left, as a secret that short is; and a start that goes on with
-        // other text is no cut copy.
-        assert_eq!(s.scrub("[thrd:USERNAME:kP9]"), "[thrd:USERNAME:kP9]");
-        assert_eq!(s.scrub("kP9vQ2 and more"), "kP9vQ2 and more");
-        let s = scrubber(&[("sasl.password", "hé-hé-hé")]);
+        // After its user even a short start is a cut copy; elsewhere a start is no secret (the
+        // host `kafka` beside the password `kafka-secret`), nor one that goes on with other text.
+        assert_eq!(s.scrub("[thrd:USERNAME:kP9]"), "[thrd:USERNAME:<redacted>]");
+        assert_eq!(s.scrub("kP9vQ2: and more"), "kP9vQ2: and more");
+        assert_eq!(
+            s.scrub("USERNAME:kP9vQ2 and more"),
+            "USERNAME:kP9vQ2 and more"
+        );
+        // A password's own `:` that runs on into librdkafka's `: Failed` after the cut.
+        let s = scrubber(&[("bootstrap.servers", "u:Qz7kL9vMn2Xq8:Rw4Tj6Hy@h:9092")]);
+        assert_eq!(
+            s.scrub("[thrd:u:Qz7kL9vMn2Xq8]: u:Qz7kL9vMn2Xq8: Failed"),
+            "[thrd:u:<redacted>]: u:<redacted>: Failed"
+        );
+        let s = scrubber(&[("bootstrap.servers", "u:h\u{e9}-h\u{e9}-h\u{e9}@h:9092")]);
         assert_eq!(s.scrub("u:h\u{e9}-h\u{fffd}]"), "u:<redacted>\u{fffd}]");
     }
 

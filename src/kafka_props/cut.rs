@@ -1,0 +1,155 @@
+//! The start of a secret that librdkafka cut off: a URL's password after its user, where a
+//! broker's name or thread name ends, and an opaque secret at the end of a long log line.
+//!
+//! librdkafka names a broker's thread after the first 63 bytes of its name
+//! (`[thrd:sasl_ssl://user:pass…]`: a 64-character API secret always overruns it), cuts a
+//! broker's name at about 253 characters and a log line at 2 KiB. A whole secret is the
+//! scrubber's; this finds the cut copies, which it cannot match whole.
+
+/// What follows a broker name librdkafka cut: the end of a thread name, the `: ` or quote of a
+/// message about it, the `@` or `/` of the rest of its address; and a character it cut in two
+/// shows as U+FFFD.
+const CUT_ENDS: [&str; 7] = ["]", ":", "'", "\"", "@", "/", "\u{fffd}"];
+
+/// A log line at least this long may have been cut at librdkafka's 2 KiB.
+const LONG_LINE: usize = 1024;
+
+/// The secrets whose cut copies are hidden.
+#[derive(Default)]
+pub(super) struct CutSecrets {
+    /// A URL's password with what comes before it there (`user:`): only after that is a start
+    /// of the password taken for one, so that a host or port that happens to begin like it
+    /// (`kafka:9092` beside the password `kafka-secret`) is left.
+    after_user: Vec<(String, String)>,
+    /// Opaque secrets (passwords, client secrets, at least `min_len` bytes): at the end of a
+    /// long line only.
+    opaque: Vec<String>,
+    min_len: usize,
+}
+
+impl CutSecrets {
+    pub(super) fn new(min_len: usize) -> CutSecrets {
+        CutSecrets {
+            min_len,
+            ..CutSecrets::default()
+        }
+    }
+
+    /// A URL's password, `value[password.start..]` being where it is in `value`.
+    pub(super) fn add_url_password(&mut self, value: &str, start: usize, password: &str) {
+        let before = &value[..start];
+        let user_from = [
+            before.rfind("://").map(|i| i + 3),
+            before.rfind(',').map(|i| i + 1),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(0);
+        if !password.is_empty() {
+            self.after_user
+                .push((value[user_from..start].to_string(), password.to_string()));
+        }
+    }
+
+    pub(super) fn add_opaque(&mut self, secret: &str) {
+        if secret.len() >= self.min_len {
+            self.opaque.push(secret.to_string());
+        }
+    }
+
+    /// Whether `text` may hold a cut copy at all: most lines hold no secret's user.
+    pub(super) fn may_be_in(&self, text: &str) -> bool {
+        self.after_user
+            .iter()
+            .any(|(user, _)| text.contains(user.as_str()))
+            || (text.len() >= LONG_LINE && !self.opaque.is_empty())
+    }
+
+    /// How many bytes of `text` from `at` are the start of a secret cut off there, the most
+    /// that is; `at` may be inside a character (none matches there).
+    pub(super) fn hidden_at(&self, text: &str, at: usize) -> Option<usize> {
+        let rest = &text.as_bytes()[at..];
+        let after_user = self
+            .after_user
+            .iter()
+            .filter(|(user, _)| text.as_bytes()[..at].ends_with(user.as_bytes()))
+            .filter_map(|(_, password)| {
+                // Not always the longest start in common: a password's `:` runs on into the
+                // `: Failed` librdkafka writes after the cut.
+                let common = common_prefix(rest, password.as_bytes()).min(password.len() - 1);
+                (1..=common).rev().find(|&len| cut_at(text, at + len))
+            });
+        let at_the_end = self.opaque.iter().filter_map(|secret| {
+            let common = common_prefix(rest, secret.as_bytes());
+            let ends = text.len() >= LONG_LINE
+                && (at + common == text.len()
+                    || &text.as_bytes()[at + common..] == "\u{fffd}".as_bytes());
+            (common >= self.min_len && ends && text.is_char_boundary(at + common)).then_some(common)
+        });
+        after_user.chain(at_the_end).max()
+    }
+}
+
+/// Whether `text` may have been cut off at `end`.
+fn cut_at(text: &str, end: usize) -> bool {
+    text.is_char_boundary(end)
+        && (end == text.len() || CUT_ENDS.iter().any(|e| text[end..].starts_with(e)))
+}
+
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(value: &str) -> CutSecrets {
+        let mut cut = CutSecrets::new(4);
+        for password in super::super::redact::url_passwords(value) {
+            let start = password.as_ptr() as usize - value.as_ptr() as usize;
+            cut.add_url_password(value, start, password);
+        }
+        cut
+    }
+
+    fn hidden(cut: &CutSecrets, text: &str) -> Vec<(usize, usize)> {
+        (0..text.len())
+            .filter_map(|at| cut.hidden_at(text, at).map(|len| (at, len)))
+            .collect()
+    }
+
+    #[test]
+    fn a_password_cut_after_its_user_is_found_whatever_follows_the_cut() {
+        let cut = url("sasl_ssl://USER:abc:def@host:9092");
+        let text = "[thrd:sasl_ssl://USER:abc]: USER:abc:de: Failed";
+        // After each `USER:`: `abc` before `]`, and `abc:de` before `: Failed`, not `abc:de:`,
+        // the longest start in common, which runs on into librdkafka's text.
+        assert_eq!(hidden(&cut, text), vec![(22, 3), (33, 6)]);
+    }
+
+    #[test]
+    fn a_host_that_begins_like_the_password_is_left() {
+        let cut = url("admin:kafka-secret@kafka:9092");
+        assert_eq!(
+            hidden(&cut, "Connect to kafka:9092/bootstrap failed"),
+            vec![]
+        );
+        assert_eq!(hidden(&cut, "admin:kafka-s]"), vec![(6, 7)]);
+    }
+
+    #[test]
+    fn an_opaque_secret_is_cut_only_at_the_end_of_a_long_line() {
+        let mut cut = CutSecrets::new(4);
+        cut.add_opaque("s3cr3t-value");
+        let long = format!("{} s3cr3t-v", "x".repeat(LONG_LINE));
+        assert_eq!(hidden(&cut, &long), vec![(LONG_LINE + 1, 8)]);
+        assert_eq!(hidden(&cut, "short s3cr3t-v"), vec![]);
+        assert_eq!(hidden(&cut, &format!("{long} and more")), vec![]);
+        assert_eq!(
+            hidden(&cut, &format!("{long}\u{fffd}")),
+            vec![(LONG_LINE + 1, 8)]
+        );
+    }
+}
