@@ -938,7 +938,7 @@ check "chart README documents every value" \
   "$PY" "$LIB/chart_check.py" readme "$CHART/values.yaml" "$CHART/README.md"
 check "secret property names: schema, templates and CI equal the bridge's is_secret" \
   "$PY" "$LIB/chart_check.py" secret-names src/kafka_props/redact.rs "$CHART/values.schema.json" \
-  "$CHART/templates/_helpers.tpl"
+  "$CHART/templates/_helpers.tpl" "$CHART/README.md" "$CHART/values.yaml"
 # extraArgs' and extraEnv's refusals compare properties under the name the bridge keeps them
 # (its aliases, the topic. prefix): the chart's lists must be the bridge's.
 check "librdkafka aliases and topic-level properties: the chart's equal the bridge's (names.rs)" \

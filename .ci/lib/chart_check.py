@@ -41,10 +41,12 @@ Subcommands (each exits non-zero with a message on failure):
       without a Docker engine.
   readme VALUES README
       Every value of values.yaml is documented in the chart README.
-  secret-names REDACT_RS SCHEMA HELPERS
+  secret-names REDACT_RS SCHEMA HELPERS [PROSE...]
       The librdkafka property names the chart treats as secrets (the schema's
       kafka.properties patternProperties pattern, the templates' secretPropertyPattern,
-      SECRET_PARTS here) are exactly those of the bridge's is_secret in REDACT_RS.
+      SECRET_PARTS here) are exactly those of the bridge's is_secret in REDACT_RS; and
+      every list of them written out (ending with ssl_key) in SCHEMA, HELPERS and PROSE
+      names them all.
   property-aliases NAMES_RS HELPERS
       The chart's propertyAliases and topicLevelProperties (how its canonicalProperty folds
       librdkafka's second names and the `topic.` prefix, for extraArgs' and extraEnv's refusals
@@ -1412,7 +1414,7 @@ def _alternatives(pattern, where):
     return {p.replace("\\.", ".") for p in parts}
 
 
-def cmd_secret_names(redact_rs, schema_file, helpers):
+def cmd_secret_names(redact_rs, schema_file, helpers, *prose):
     with open(redact_rs, encoding="utf-8") as f:
         rust = f.read()
     m = re.search(r"pub fn is_secret\(key: &str\) -> bool \{\s*\[(.*?)\]\s*\.iter\(\)\s*\.any\(\|s\| key\.contains\(s\)\)", rust, re.S)
@@ -1441,6 +1443,17 @@ def cmd_secret_names(redact_rs, schema_file, helpers):
                        ("chart_check.py SECRET_PARTS", set(SECRET_PARTS))):
         if got != truth:
             errors.append(f"{where} differs from is_secret: missing {sorted(truth - got)}, extra {sorted(got - truth)}")
+    # The lists written out for people (READMEs, comments, refusal messages) end with ssl_key:
+    # each must name every part before it.
+    for path in (schema_file, helpers) + prose:
+        with open(path, encoding="utf-8") as f:
+            text = f.read().replace("\\", "")
+        for m in re.finditer(r"ssl_key", text):
+            window = text[max(0, m.start() - 400):m.start()]
+            missing = sorted(p for p in truth - {"ssl_key"} if p not in window)
+            if missing:
+                line = text.count("\n", 0, m.start()) + 1
+                errors.append(f"{path}:{line}: its list of secret name parts lacks {missing}")
     if errors:
         fail("\n".join("  - " + e for e in errors))
     print(f"{len(truth)} secret name parts agree with is_secret: {', '.join(sorted(truth))}")
