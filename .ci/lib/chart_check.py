@@ -1140,33 +1140,34 @@ STRANGERS = ("unauthorized", "not_found", "method_not_allowed")
 REQUEST_METRIC = r"qikchat_bridge_request(?:s_total|_duration_seconds_(?:bucket|count|sum))\b"
 
 
+# The status each of them is answered with.
+STRANGER_STATUS = {"unauthorized": "401", "not_found": "404", "method_not_allowed": "405"}
+
+
 def _matchers(selector):
-    """(label, operator, value) of each matcher of a selector `{...}`."""
-    return re.findall(r'(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"', selector or "")
+    """(label, operator, value) of each matcher of a selector `{...}`, in either quotes."""
+    return [(label, op, dq or sq) for label, op, dq, sq in
+            re.findall(r"""(\w+)\s*(=~|!~|!=|=)\s*(?:"([^"]*)"|'([^']*)')""", selector or "")]
 
 
-def _excluded(selector):
-    """The outcomes a selector's negative matchers leave out."""
-    out = set()
-    for label, op, value in _matchers(selector):
-        if label == "outcome" and op == "!~":
-            out |= set(value.split("|"))
-        elif label == "outcome" and op == "!=":
-            out.add(value)
-    return out
-
-
-def _picks(selector):
-    """Whether a selector picks outcomes or statuses by name (`status=~"5.."`): a subset chosen
-    on purpose, which no scanner dilutes."""
-    return any(label in ("outcome", "status") and op in ("=", "=~") for label, op, _ in _matchers(selector))
+def _admits(selector, stranger):
+    """Whether a selector lets a stranger's answers through: by their outcome and status, the
+    two labels that tell them (a regular expression matches whole, as in PromQL)."""
+    values = {"outcome": stranger, "status": STRANGER_STATUS[stranger]}
+    for label, op, pattern in _matchers(selector):
+        if label not in values:
+            continue
+        hit = values[label] == pattern if op in ("=", "!=") else re.fullmatch(pattern, values[label]) is not None
+        if hit != (op in ("=", "=~")):
+            return False
+    return True
 
 
 def _strangers_left_out(exprs):
-    """In every ratio and every answer-time percentile, each selector of the request metrics
-    leaves out the strangers' outcomes, or picks outcomes by name. A stranger's outcome the
-    expression picks by name (the share of 401s among answers) need not be left out elsewhere,
-    and a percentile per outcome (grouped by `le` and `outcome`) is no mix of them."""
+    """In every ratio and every answer-time percentile, no selector of the request metrics lets
+    the strangers' answers through (by outcome or status), but those the expression picks by name
+    (`outcome="unauthorized"`: the share of 401s among answers); a percentile per outcome
+    (grouped by `le` and `outcome`) is no mix of them."""
     errors = []
     for where, expr in exprs:
         flat = " ".join(expr.split())
@@ -1175,16 +1176,14 @@ def _strangers_left_out(exprs):
         le_groups = [g for g in re.findall(r"\bby\s*\(([^)]*)\)", flat) if re.search(r"\ble\b", g)]
         if "/" not in flat and le_groups and all(re.search(r"\boutcome\b", g) for g in le_groups):
             continue
-        named = {o for o in STRANGERS if re.search(r'outcome\s*=~?\s*"[^"]*\b' + o + r"\b", flat)}
-        wanted = set(STRANGERS) - named
+        named = {o for o in STRANGERS if re.search(r"""outcome\s*=\s*["']""" + o + r"""["']""", flat)}
         for m in re.finditer(REQUEST_METRIC + r"\s*(\{[^}]*\})?", flat):
-            selector = m.group(1)
-            if _picks(selector) or wanted <= _excluded(selector):
-                continue
-            errors.append(
-                f"{where}: {m.group(0)} counts strangers' refusals ({', '.join(sorted(wanted - _excluded(selector)))}) "
-                f"in a ratio or percentile of webhooks: {flat!r}"
-            )
+            through = sorted(o for o in STRANGERS if o not in named and _admits(m.group(1), o))
+            if through:
+                errors.append(
+                    f"{where}: {m.group(0)} counts strangers' refusals ({', '.join(through)}) "
+                    f"in a ratio or percentile of webhooks: {flat!r}"
+                )
     return errors
 
 

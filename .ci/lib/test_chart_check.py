@@ -25,6 +25,11 @@ class StrangersLeftOut(unittest.TestCase):
             f'rate({REQ}{{status=~"5.."}}[5m]) / rate({REQ}[5m])',
             f'sum(rate(qikchat_bridge_slow_responses_total[5m])) / sum(rate(qikchat_bridge_request_duration_seconds_count[5m]))',
             f'histogram_quantile(0.99, sum by (le) (rate({DUR}{{outcome!="body_timeout"}}[5m])))',
+            # Statuses or outcomes picked by a pattern that takes the strangers' too.
+            f'sum(rate({REQ}{{status=~"5.."}}[5m])) / sum(rate({REQ}{{status=~"2..|4..|5.."}}[5m]))',
+            f'sum(rate({REQ}{{status=~"5.."}}[5m])) / sum(rate({REQ}{{status=~".+"}}[5m]))',
+            f'histogram_quantile(0.99, sum by (le) (rate({DUR}{{outcome=~".*"}}[5m])))',
+            f'sum(rate({REQ}{{status=~"5.."}}[5m])) / sum(rate({REQ}{{job="x", status=~"[245].."}}[5m]))',
             # A per-outcome grouping elsewhere does not excuse a percentile over every outcome.
             f'histogram_quantile(0.99, sum by (le) (rate({DUR}[5m]))) and on () count by (outcome) ({REQ})',
         ]:
@@ -37,6 +42,8 @@ class StrangersLeftOut(unittest.TestCase):
             f'histogram_quantile(0.99, sum by (le) (rate({DUR}{{outcome!~"body_timeout|unauthorized|not_found|method_not_allowed"}}[5m])))',
             # Two negative matchers together, spaced operators.
             f'histogram_quantile(0.5, sum by (le) (rate({DUR}{{outcome!="body_timeout", outcome !~ "unauthorized|not_found|method_not_allowed"}}[5m])))',
+            # Single quotes.
+            f"sum(rate({REQ}{{status=~'5..'}}[5m])) / sum(rate({REQ}{{outcome!~'unauthorized|not_found|method_not_allowed'}}[5m]))",
             # Outcomes picked by name.
             f'histogram_quantile(0.9, sum by (le) (rate({DUR}{{outcome=~"accepted|failed|unavailable"}}[5m])))',
             # Per outcome: no mix.
