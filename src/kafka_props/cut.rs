@@ -17,9 +17,10 @@ const LONG_LINE: usize = 1024;
 /// The secrets whose cut copies are hidden.
 #[derive(Default)]
 pub(super) struct CutSecrets {
-    /// A URL's password with what comes before it there (`user:`): only after that is a start
-    /// of the password taken for one, so that a host or port that happens to begin like it
-    /// (`kafka:9092` beside the password `kafka-secret`) is left.
+    /// A URL's password, or a piece of one after a comma, with what comes before it where
+    /// librdkafka names it (`user:`): only after that is a start of the password taken for one,
+    /// so that a host or port that happens to begin like it (`kafka:9092` beside the password
+    /// `kafka-secret`) is left.
     after_user: Vec<(String, String)>,
     /// Opaque secrets (passwords, client secrets, at least `min_len` bytes): at the end of a
     /// long line only.
@@ -35,8 +36,11 @@ impl CutSecrets {
         }
     }
 
-    /// A URL's password, `value[password.start..]` being where it is in `value`.
+    /// A URL's password, `value[start..]` being where it is in `value`.
     pub(super) fn add_url_password(&mut self, value: &str, start: usize, password: &str) {
+        if password.is_empty() {
+            return;
+        }
         let before = &value[..start];
         let user_from = [
             before.rfind("://").map(|i| i + 3),
@@ -46,9 +50,30 @@ impl CutSecrets {
         .flatten()
         .max()
         .unwrap_or(0);
-        if !password.is_empty() {
+        // librdkafka skips the blanks between a list's entries.
+        let user = value[user_from..start].trim_start();
+        let anchors: &[&str] = if user == ":" {
+            // No user: where a broker's name starts (a thread name, a scheme, a quote), not
+            // after any `:`, which a port follows.
+            &["[thrd::", "//:", "':"]
+        } else {
+            &[user]
+        };
+        let pieces = password.split(',');
+        let mut add = |anchor: &str, secret: &str| {
             self.after_user
-                .push((value[user_from..start].to_string(), password.to_string()));
+                .push((anchor.to_string(), secret.to_string()));
+        };
+        for anchor in anchors {
+            add(anchor, password);
+        }
+        // librdkafka splits a broker list at commas, a password's too, and names a broker after
+        // the piece that follows one (`sasl_ssl://PIECE@host`), its thread after the first 63
+        // bytes of that.
+        for piece in pieces.skip(1).filter(|p| !p.trim().is_empty()) {
+            for anchor in ["[thrd:", "://", "'"] {
+                add(anchor, piece.trim_start());
+            }
         }
     }
 

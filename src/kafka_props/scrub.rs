@@ -93,10 +93,10 @@ impl Scrubber {
     /// is on a boundary.
     fn hidden_at(&self, text: &str, at: usize) -> Option<usize> {
         let rest = &text.as_bytes()[at..];
-        if let Some(n) = self.needles.iter().find(|n| rest.starts_with(n.as_bytes())) {
-            return Some(n.len());
-        }
-        self.cut.hidden_at(text, at)
+        let whole = self.needles.iter().find(|n| rest.starts_with(n.as_bytes()));
+        // A cut copy can be longer than a whole needle it starts with (`ab:cd` of the password
+        // `ab:cd@host,more` cut after `@host`).
+        whole.map(String::len).max(self.cut.hidden_at(text, at))
     }
 }
 
@@ -314,6 +314,43 @@ mod tests {
         );
         let s = scrubber(&[("bootstrap.servers", "u:h\u{e9}-h\u{e9}-h\u{e9}@h:9092")]);
         assert_eq!(s.scrub("u:h\u{e9}-h\u{fffd}]"), "u:<redacted>\u{fffd}]");
+    }
+
+    /// What a review of the first versions found still shown, as librdkafka wrote it.
+    #[test]
+    fn cut_copies_in_a_list_after_a_blank_a_comma_or_no_user_are_hidden() {
+        let pw = "kP9vQ2xR7mT4wZ8yB3nC6dF1gH5jL0sA2eU7iO4pY9tR3wQ8zX6cV1bN5mK";
+        // A blank after the list's comma, which librdkafka skips.
+        let s = scrubber(&[("bootstrap.servers", &format!("h:1, USER:{pw}@h:2"))]);
+        assert_eq!(
+            s.scrub(&format!("[thrd:USER:{}]: x", &pw[..58])),
+            "[thrd:USER:<redacted>]: x"
+        );
+        // The piece of a password after a comma names a broker of its own.
+        let piece = "Gf5Ds0Ya8Ue3Io7Qw2Er9Ty4Uo6Pa1Sd5Fg8Hj3Kl7Zx2Cv";
+        let s = scrubber(&[(
+            "bootstrap.servers",
+            &format!("sasl_plaintext://USER:Zq7Wm3Kx9Pv2,{piece}@h:9092"),
+        )]);
+        assert_eq!(
+            s.scrub(&format!("[thrd:sasl_plaintext://{}]: x", &piece[..46])),
+            "[thrd:sasl_plaintext://<redacted>]: x"
+        );
+        // A whole piece that a longer cut copy starts with.
+        let s = scrubber(&[("bootstrap.servers", "USER:ab:cd@efghijklmn,opqrstuv@h:9092")]);
+        assert!(
+            !s.scrub("[thrd:USER:ab:cd@efghijklmn:9092/bootstrap]")
+                .contains("efghijklmn"),
+            "{}",
+            s.scrub("[thrd:USER:ab:cd@efghijklmn:9092/bootstrap]")
+        );
+        // No user: a port that begins like the password is left.
+        let s = scrubber(&[("bootstrap.servers", ":44999xyzSecret@127.0.0.1:44999")]);
+        assert_eq!(
+            s.scrub("Failed to resolve ':<x>@127.0.0.1:44999:9092'"),
+            "Failed to resolve ':<x>@127.0.0.1:44999:9092'"
+        );
+        assert_eq!(s.scrub("[thrd::44999xyzSe]"), "[thrd::<redacted>]");
     }
 
     #[test]
