@@ -55,7 +55,7 @@ impl CutSecrets {
         let anchors: &[&str] = if user == ":" {
             // No user: where a broker's name starts (a thread name, a scheme, a quote), not
             // after any `:`, which a port follows.
-            &["[thrd::", "//:", "':"]
+            &["[thrd::", "//:", "':", "]: :"]
         } else {
             &[user]
         };

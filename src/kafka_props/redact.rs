@@ -83,6 +83,24 @@ pub(super) fn url_passwords(value: &str) -> impl Iterator<Item = &str> {
     urls.chain(bare)
 }
 
+/// More passwords of a broker list (`bootstrap.servers`) than [`url_passwords`] finds:
+/// librdkafka reads no URL there (`sasl_ssl://user:pa#ss@host`), so a password may hold `/`, `?`
+/// or `#`. Each `@` of an entry with a scheme ends one from the entry's first `:` (more is
+/// hidden, never less).
+pub(super) fn broker_list_passwords(value: &str) -> impl Iterator<Item = &str> {
+    value.match_indices("://").flat_map(move |(i, _)| {
+        let rest = &value[i + 3..];
+        let entry = match rest.find("://") {
+            Some(next) => &rest[..rest[..next].rfind(',').unwrap_or(next)],
+            None => rest,
+        };
+        let colon = entry.find(':');
+        entry
+            .match_indices('@')
+            .filter_map(move |(at, _)| colon.filter(|&c| c < at).map(|c| &entry[c + 1..at]))
+    })
+}
+
 /// librdkafka's configuration errors quote the value they refused, which may be a secret: also
 /// under a name it does not know, which is most often a secret's name misspelt. Its other texts
 /// (a client it could not make) may quote secrets too, or a URL's password: `scrubber`, made from

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use super::cut::CutSecrets;
-use super::redact::{is_secret, url_passwords};
+use super::redact::{broker_list_passwords, is_secret, url_passwords};
 
 const HIDDEN: &str = "<redacted>";
 
@@ -46,7 +46,8 @@ impl Scrubber {
             }
             // With its pieces between commas: librdkafka splits a broker list at them, and
             // quotes the piece of a password after one alone (`ssWORD@host` of `u:pa,ssWORD@host`).
-            for password in url_passwords(value) {
+            let brokers = (key == "bootstrap.servers").then(|| broker_list_passwords(value));
+            for password in url_passwords(value).chain(brokers.into_iter().flatten()) {
                 needles.push(password.to_string());
                 needles.extend(password.split(',').skip(1).map(str::to_string));
                 let start = password.as_ptr() as usize - value.as_ptr() as usize;
@@ -351,6 +352,15 @@ mod tests {
             "Failed to resolve ':<x>@127.0.0.1:44999:9092'"
         );
         assert_eq!(s.scrub("[thrd::44999xyzSe]"), "[thrd::<redacted>]");
+        // librdkafka reads no URL in a broker list: a `#`, `?` or `/` is part of the password.
+        let s = scrubber(&[(
+            "bootstrap.servers",
+            "sasl_plaintext://user:%SNM_d$bi8#7d20gf2/Pb27Pd@nohost:9092",
+        )]);
+        assert_eq!(
+            s.scrub("[thrd:sasl_plaintext://user:%SNM_d$bi8#7d20gf2/Pb2]: user:%SNM_d$bi8#7d20gf2/Pb27Pd@nohost"),
+            "[thrd:sasl_plaintext://user:<redacted>]: user:<redacted>@nohost"
+        );
     }
 
     #[test]
