@@ -11,6 +11,17 @@
 /// shows as U+FFFD.
 const CUT_ENDS: [&str; 7] = ["]", ":", "'", "\"", "@", "/", "\u{fffd}"];
 
+/// Stands for the start of a text and a `:` there: a message that starts with a broker's name.
+const START: &str = "\0:";
+
+/// Whether `anchor` ends at `at` in `text`.
+fn anchored(text: &str, at: usize, anchor: &str) -> bool {
+    if anchor == START {
+        return at == 1 && text.starts_with(':');
+    }
+    text.as_bytes()[..at].ends_with(anchor.as_bytes())
+}
+
 /// A log line at least this long may have been cut at librdkafka's 2 KiB.
 const LONG_LINE: usize = 1024;
 
@@ -55,7 +66,7 @@ impl CutSecrets {
         let anchors: &[&str] = if user == ":" {
             // No user: where a broker's name starts (a thread name, a scheme, a quote), not
             // after any `:`, which a port follows.
-            &["[thrd::", "//:", "':", "]: :"]
+            &["[thrd::", "//:", "':", "]: :", START]
         } else {
             &[user]
         };
@@ -85,10 +96,9 @@ impl CutSecrets {
 
     /// Whether `text` may hold a cut copy at all: most lines hold no secret's user.
     pub(super) fn may_be_in(&self, text: &str) -> bool {
-        self.after_user
-            .iter()
-            .any(|(user, _)| text.contains(user.as_str()))
-            || (text.len() >= LONG_LINE && !self.opaque.is_empty())
+        self.after_user.iter().any(|(user, _)| {
+            text.contains(user.as_str()) || (user == START && text.starts_with(':'))
+        }) || (text.len() >= LONG_LINE && !self.opaque.is_empty())
     }
 
     /// How many bytes of `text` from `at` are the start of a secret cut off there, the most
@@ -98,7 +108,7 @@ impl CutSecrets {
         let after_user = self
             .after_user
             .iter()
-            .filter(|(user, _)| text.as_bytes()[..at].ends_with(user.as_bytes()))
+            .filter(|(user, _)| anchored(text, at, user))
             .filter_map(|(_, password)| {
                 // Not always the longest start in common: a password's `:` runs on into the
                 // `: Failed` librdkafka writes after the cut.

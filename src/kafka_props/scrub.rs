@@ -352,6 +352,7 @@ mod tests {
             "Failed to resolve ':<x>@127.0.0.1:44999:9092'"
         );
         assert_eq!(s.scrub("[thrd::44999xyzSe]"), "[thrd::<redacted>]");
+        assert_eq!(s.scrub(":44999xyzSe: Failed"), ":<redacted>: Failed");
         // librdkafka reads no URL in a broker list: a `#`, `?` or `/` is part of the password.
         let s = scrubber(&[(
             "bootstrap.servers",
