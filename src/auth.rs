@@ -1,8 +1,9 @@
-//! HTTP Basic credentials as Qikchat sends them, checked in constant time.
+//! HTTP Basic credentials as Qikchat sends them, checked by their SHA-256 digest.
 //!
-//! Only SHA-256 digests of `user:pass` are kept, and a presented credential is hashed and compared
-//! with every configured digest without short-circuiting, so neither the length nor the position
-//! of a match leaks through timing.
+//! Only SHA-256 digests of `user:pass` are kept, and a presented credential is hashed and its
+//! digest looked up among them: the time that takes depends on that digest alone, which no sender
+//! can steer, so neither a credential's length nor which one matched leaks through timing, and a
+//! wrong one costs the same however many are configured.
 
 use std::collections::HashSet;
 use std::fmt;

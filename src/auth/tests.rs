@@ -1,4 +1,4 @@
-//! Credential tests: parsing, the constant-time check, the refusal reasons.
+//! Credential tests: parsing, the digest check, the refusal reasons.
 
 use super::*;
 
