@@ -11,15 +11,31 @@
 /// shows as U+FFFD.
 const CUT_ENDS: [&str; 7] = ["]", ":", "'", "\"", "@", "/", "\u{fffd}"];
 
-/// Stands for the start of a text and a `:` there: a message that starts with a broker's name.
-const START: &str = "\0:";
+/// Where a cut copy of a secret may start.
+enum Anchor {
+    /// Right after this text (`user:`).
+    After(String),
+    /// After the `:` that starts a text: a message that starts with a broker's name, whose
+    /// user is empty.
+    Start,
+}
 
-/// Whether `anchor` ends at `at` in `text`.
-fn anchored(text: &str, at: usize, anchor: &str) -> bool {
-    if anchor == START {
-        return at == 1 && text.starts_with(':');
+impl Anchor {
+    /// Whether it ends at `at` in `text`.
+    fn ends_at(&self, text: &str, at: usize) -> bool {
+        match self {
+            Anchor::After(before) => text.as_bytes()[..at].ends_with(before.as_bytes()),
+            Anchor::Start => at == 1 && text.starts_with(':'),
+        }
     }
-    text.as_bytes()[..at].ends_with(anchor.as_bytes())
+
+    /// Whether it is anywhere in `text`.
+    fn in_text(&self, text: &str) -> bool {
+        match self {
+            Anchor::After(before) => text.contains(before.as_str()),
+            Anchor::Start => text.starts_with(':'),
+        }
+    }
 }
 
 /// A log line at least this long may have been cut at librdkafka's 2 KiB.
@@ -32,7 +48,7 @@ pub(super) struct CutSecrets {
     /// librdkafka names it (`user:`): only after that is a start of the password taken for one,
     /// so that a host or port that happens to begin like it (`kafka:9092` beside the password
     /// `kafka-secret`) is left.
-    after_user: Vec<(String, String)>,
+    after_user: Vec<(Anchor, String)>,
     /// Opaque secrets (passwords, client secrets, at least `min_len` bytes): at the end of a
     /// long line only.
     opaque: Vec<String>,
@@ -63,27 +79,24 @@ impl CutSecrets {
         .unwrap_or(0);
         // librdkafka skips the blanks between a list's entries.
         let user = value[user_from..start].trim_start();
-        let anchors: &[&str] = if user == ":" {
-            // No user: where a broker's name starts (a thread name, a scheme, a quote), not
-            // after any `:`, which a port follows.
-            &["[thrd::", "//:", "':", "]: :", START]
+        let after = |before: &str| Anchor::After(before.to_string());
+        if user == ":" {
+            // No user: where a broker's name starts (a thread name, a scheme, a quote, a
+            // message), not after any `:`, which a port follows.
+            for before in ["[thrd::", "//:", "':", "]: :"] {
+                self.after_user.push((after(before), password.to_string()));
+            }
+            self.after_user.push((Anchor::Start, password.to_string()));
         } else {
-            &[user]
-        };
-        let pieces = password.split(',');
-        let mut add = |anchor: &str, secret: &str| {
-            self.after_user
-                .push((anchor.to_string(), secret.to_string()));
-        };
-        for anchor in anchors {
-            add(anchor, password);
+            self.after_user.push((after(user), password.to_string()));
         }
         // librdkafka splits a broker list at commas, a password's too, and names a broker after
         // the piece that follows one (`sasl_ssl://PIECE@host`), its thread after the first 63
         // bytes of that.
-        for piece in pieces.skip(1).filter(|p| !p.trim().is_empty()) {
-            for anchor in ["[thrd:", "://", "'"] {
-                add(anchor, piece.trim_start());
+        for piece in password.split(',').skip(1).filter(|p| !p.trim().is_empty()) {
+            for before in ["[thrd:", "://", "'"] {
+                self.after_user
+                    .push((after(before), piece.trim_start().to_string()));
             }
         }
     }
@@ -96,9 +109,10 @@ impl CutSecrets {
 
     /// Whether `text` may hold a cut copy at all: most lines hold no secret's user.
     pub(super) fn may_be_in(&self, text: &str) -> bool {
-        self.after_user.iter().any(|(user, _)| {
-            text.contains(user.as_str()) || (user == START && text.starts_with(':'))
-        }) || (text.len() >= LONG_LINE && !self.opaque.is_empty())
+        self.after_user
+            .iter()
+            .any(|(anchor, _)| anchor.in_text(text))
+            || (text.len() >= LONG_LINE && !self.opaque.is_empty())
     }
 
     /// How many bytes of `text` from `at` are the start of a secret cut off there, the most
@@ -108,7 +122,7 @@ impl CutSecrets {
         let after_user = self
             .after_user
             .iter()
-            .filter(|(user, _)| anchored(text, at, user))
+            .filter(|(anchor, _)| anchor.ends_at(text, at))
             .filter_map(|(_, password)| {
                 // Not always the longest start in common: a password's `:` runs on into the
                 // `: Failed` librdkafka writes after the cut.
