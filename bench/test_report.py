@@ -21,6 +21,33 @@ class FloorLines(unittest.TestCase):
         self.assertNotIn("dev-kafka", lines[1])
 
 
+class MedianLatency(unittest.TestCase):
+    def run_(self, p50, p99, p999):
+        return {"latency_ms": {"p50": p50, "p99": p99, "p999": p999}}
+
+    def test_each_percentile_is_the_median_of_its_own_not_of_the_run_with_the_median_p99(self):
+        # The reference run's bridge at 10k req/s: the median-p99 run had the worst p99.9.
+        runs = [self.run_(0.49, 1.30, 4.883), self.run_(0.482, 1.307, 6.175), self.run_(0.47, 1.35, 5.235)]
+        self.assertEqual(report.median_latency(runs), {"p50": 0.482, "p99": 1.307, "p999": 5.235})
+
+    def test_an_even_count_takes_the_lower_middle_value(self):
+        runs = [self.run_(4.0, 4.0, 4.0), self.run_(1.0, 1.0, 1.0), self.run_(3.0, 3.0, 3.0), self.run_(2.0, 2.0, 2.0)]
+        self.assertEqual(report.median_latency(runs), {"p50": 2.0, "p99": 2.0, "p999": 2.0})
+
+    def test_a_run_without_a_200_counts_as_the_slowest_and_none_stays_none(self):
+        runs = [self.run_(None, None, None), self.run_(1.0, 2.0, 3.0), self.run_(5.0, 6.0, 7.0)]
+        self.assertEqual(report.median_latency(runs), {"p50": 5.0, "p99": 6.0, "p999": 7.0})
+        self.assertEqual(report.median_latency(runs[:1]), {"p50": None, "p99": None, "p999": None})
+
+
+class Ratio(unittest.TestCase):
+    def test_the_ratio_is_the_bridge_over_the_ceiling(self):
+        self.assertEqual(report.ratio(100000.0, 80000.0), 0.8)
+
+    def test_a_missing_figure_or_a_zero_ceiling_has_no_ratio(self):
+        for c, b in ((None, 1.0), (1.0, None), (0, 1.0)):
+            self.assertIsNone(report.ratio(c, b), (c, b))
+
 
 class TroubleTest(unittest.TestCase):
     def phase(self, **kw):
