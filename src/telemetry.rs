@@ -141,6 +141,24 @@ where
     Ok(())
 }
 
+/// Longest record key put in a log line with `--log-phone-numbers`, in bytes. A phone number or
+/// a message id is far shorter; the key is the sender's text, up to a whole body, repeated on
+/// every line of its request, and 2,048 queued lines of a slow log reader would hold it each.
+const MAX_LOGGED_KEY: usize = 128;
+
+/// A record key as it may be logged: whole up to `MAX_LOGGED_KEY` bytes, else cut at a
+/// character's boundary and followed by `…` and how long it was.
+pub(crate) fn key_for_log(key: &str) -> std::borrow::Cow<'_, str> {
+    if key.len() <= MAX_LOGGED_KEY {
+        return key.into();
+    }
+    let mut end = MAX_LOGGED_KEY;
+    while !key.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &key[..end], key.len()).into()
+}
+
 /// Installs the global subscriber writing to stderr from threads of their own (see `writer`). The
 /// lines still queued are written when the guard is dropped, for up to about a second for each
 /// queue: keep it to the end of `main`.
@@ -190,6 +208,29 @@ impl std::io::Write for Kept {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_is_logged_whole_up_to_128_bytes_and_cut_at_a_character_beyond() {
+        assert_eq!(key_for_log("919876543210"), "919876543210");
+        let longest = "7".repeat(128);
+        assert_eq!(key_for_log(&longest), longest.as_str());
+        let long = "7".repeat(400_000);
+        assert_eq!(
+            key_for_log(&long),
+            format!("{}… (400000 bytes)", "7".repeat(128))
+        );
+        // 'é' is two bytes: the 64th ends at byte 128, so a 65th is left out whole.
+        let accented = "é".repeat(65);
+        assert_eq!(
+            key_for_log(&accented),
+            format!("{}… (130 bytes)", "é".repeat(64))
+        );
+        let offset = format!("7{}", "é".repeat(64));
+        assert_eq!(
+            key_for_log(&offset),
+            format!("7{}… (129 bytes)", "é".repeat(63))
+        );
+    }
 
     fn spec(rust_log: &str) -> (String, Option<String>) {
         filter_spec(Ok(rust_log))

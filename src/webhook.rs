@@ -300,7 +300,10 @@ impl<S: Sink> Webhook<S> {
                 }
                 let key = record::key(self.key_strategy, &envelope);
                 if self.log_phone_numbers {
-                    span.record("key", key.as_deref());
+                    span.record(
+                        "key",
+                        key.as_deref().map(crate::telemetry::key_for_log).as_deref(),
+                    );
                 }
                 span.record("topic", route.topic.as_str());
                 let record = Record {

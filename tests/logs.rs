@@ -63,9 +63,23 @@ async fn a_logged_request_shows_neither_the_password_nor_the_body() {
     let before = captured.len();
     let app = TestApp::start(&["--log-phone-numbers"]).await;
     assert_eq!(app.post(TEXT).await.status(), 200);
+    // A sender's key may be as long as its body: it is cut, not repeated on every line whole.
+    let long_key = format!("9184{}", "7".repeat(9_996));
+    let long = String::from_utf8(TEXT.to_vec())
+        .expect("UTF-8 fixture")
+        .replace("9184XXXXXXX", &long_key);
+    assert_eq!(app.post(long.leak().as_bytes()).await.status(), 200);
     drop(app);
     let logs = captured.text_from(before);
     assert!(logs.contains("9184XXXXXXX"), "no phone number:\n{logs}");
+    assert!(
+        logs.contains(&format!("9184{}… (10000 bytes)", "7".repeat(124))),
+        "no cut key:\n{logs}"
+    );
+    assert!(
+        !logs.contains(&"7".repeat(125)),
+        "a long key was logged whole"
+    );
     for secret in [PASS, encoded, "I want this product"] {
         assert!(!logs.contains(secret), "{secret:?} leaked into the logs");
     }
