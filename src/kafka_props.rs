@@ -88,7 +88,10 @@ fn defaults(limits: Defaults) -> BTreeMap<String, String> {
         ),
         ("batch.size", batch_bytes(limits.max_body_bytes).to_string()),
         ("reconnect.backoff.ms", "20".to_string()),
-        ("reconnect.backoff.max.ms", "1000".to_string()),
+        (
+            "reconnect.backoff.max.ms",
+            RECONNECT_BACKOFF_MAX_MS.to_string(),
+        ),
         ("statistics.interval.ms", "5000".to_string()),
     ]
     .into_iter()
@@ -150,33 +153,66 @@ where
     if let Some(why) = breaks_acknowledgement(&set) {
         return Err(invalid("Kafka producer settings", why));
     }
-    // Idempotence needs acks=all: an operator who trades the replicas' acknowledgement for
-    // latency gets a producer without it, rather than librdkafka's refusal to start.
-    // Read as librdkafka reads it: `ALL`, `-01` and `-0x1` are `all` too.
-    let weaker = |a: &String| number::<i64>("acks", a) != Some(-1);
-    if set.get("acks").is_some_and(weaker) && !set.contains_key("enable.idempotence") {
-        props.insert("enable.idempotence".into(), "false".into());
-    }
-    // The queue's default follows a `message.max.bytes` the operator raised, as it follows
-    // `--max-body-bytes`: otherwise raising one refused the start over the other, unset.
-    if !set.contains_key("queue.buffering.max.kbytes") {
-        let record = set
-            .get("message.max.bytes")
-            .and_then(|v| number::<u64>("message.max.bytes", v));
-        if let Some(record) = record {
-            let kbytes = queue_kbytes(limits.max_body_bytes) as u64;
-            props.insert(
-                "queue.buffering.max.kbytes".into(),
-                kbytes.max(record.div_ceil(1024)).to_string(),
-            );
-        }
-    }
+    follow(&mut props, &set, limits);
     props.extend(set);
     let props = KafkaProperties(props);
     // Here, not only at start-up: a rotated file makes the properties again.
     queue_takes_the_largest_record(&props)?;
     Ok(props)
 }
+
+/// Defaults that follow what the operator set, as they follow the bridge's own settings: otherwise
+/// setting one property refused the start over another the operator never set, or left a default
+/// out of step with the value it is made from. Numbers are read as librdkafka reads them.
+fn follow(props: &mut BTreeMap<String, String>, set: &BTreeMap<String, String>, limits: Defaults) {
+    let read = |key: &str| set.get(key).and_then(|v| number::<i64>(key, v));
+    // Idempotence needs acks=all: an operator who trades the replicas' acknowledgement for
+    // latency gets a producer without it, rather than librdkafka's refusal to start.
+    // `ALL`, `-01` and `-0x1` are `all` too.
+    if set.contains_key("acks")
+        && read("acks") != Some(-1)
+        && !set.contains_key("enable.idempotence")
+    {
+        props.insert("enable.idempotence".into(), "false".into());
+    }
+    // The queue follows a `message.max.bytes` the operator raised, as it follows
+    // `--max-body-bytes`.
+    if let (None, Some(record)) = (
+        set.get("queue.buffering.max.kbytes"),
+        set.get("message.max.bytes")
+            .and_then(|v| number::<u64>("message.max.bytes", v)),
+    ) {
+        let kbytes = queue_kbytes(limits.max_body_bytes) as u64;
+        props.insert(
+            "queue.buffering.max.kbytes".into(),
+            kbytes.max(record.div_ceil(1024)).to_string(),
+        );
+    }
+    // A third of the operator's `message.timeout.ms`, as of the bridge's (0, no timeout, keeps
+    // the bridge's): with a shorter one, records of a missing topic failed as a timeout.
+    if let (None, Some(timeout @ 1..)) = (
+        set.get("topic.metadata.propagation.max.ms"),
+        read("message.timeout.ms"),
+    ) {
+        props.insert(
+            "topic.metadata.propagation.max.ms".into(),
+            (timeout / 3).max(1).to_string(),
+        );
+    }
+    // A first reconnect backoff above the bridge's 1 s cap raises the cap, as librdkafka's own
+    // 10 s cap would take it, rather than refusing a value librdkafka takes.
+    if let (None, Some(backoff)) = (
+        set.get("reconnect.backoff.max.ms"),
+        read("reconnect.backoff.ms"),
+    ) {
+        if backoff > RECONNECT_BACKOFF_MAX_MS {
+            props.insert("reconnect.backoff.max.ms".into(), backoff.to_string());
+        }
+    }
+}
+
+/// The bridge's `reconnect.backoff.max.ms`: back to accepting within a second of a broker's return.
+const RECONNECT_BACKOFF_MAX_MS: i64 = 1000;
 
 /// librdkafka refuses a record larger than its whole queue with QueueFull, every time: such a
 /// webhook would get 503 for ever, or, with a spool, 200 and then stay spooled for good, since
@@ -226,9 +262,15 @@ where
     // Which variable set each property: two that set the same one (`KAFKA_X` and `KAFKA_X_FILE`,
     // or two names of one property) are refused, as no order between them is the obvious one.
     let mut set_by: BTreeMap<String, String> = BTreeMap::new();
+    let flagged = names::flag_properties(flags);
     for (name, value) in from_env {
         let variable = name.clone();
         let (name, value) = match name.strip_suffix("_FILE") {
+            // -X wins: the file is not read (its property is still checked below, and set by
+            // the flag after this loop).
+            Some(base) if names::variable_property(base).is_some_and(|p| flagged.contains(&p)) => {
+                (base.to_string(), String::new())
+            }
             Some(base) => {
                 let path = Path::new(&value);
                 let text = read_file(path)
@@ -275,7 +317,9 @@ where
             ));
         }
         let key = canonical(&key).to_string();
-        secret_not_empty(&key, &value, "KAFKA_* environment", &variable)?;
+        if !flagged.contains(&key) {
+            secret_not_empty(&key, &value, "KAFKA_* environment", &variable)?;
+        }
         if let Some(other) = set_by.insert(key.clone(), variable.clone()) {
             return Err(invalid(
                 "KAFKA_* environment",
@@ -383,6 +427,18 @@ fn breaks_acknowledgement(set: &BTreeMap<String, String>) -> Option<String> {
              503, or spooled and sent again at every replay); remove it"
                 .into(),
         );
+    }
+    // librdkafka takes -1 to 1000, but brokers refuse every produce request whose acks is not -1,
+    // 0 or 1 (INVALID_REQUIRED_ACKS): every webhook would be answered 503, or spooled for good,
+    // with readiness green. `acks=2` reads like "two replicas", which is `all` with
+    // `min.insync.replicas=2` on the topic.
+    let acks = set.get("acks").and_then(|v| number::<i64>("acks", v));
+    if let Some(acks) = acks.filter(|a| !(-1..=1).contains(a)) {
+        return Some(format!(
+            "acks={acks}: Kafka brokers take only all (-1), 1 or 0 and refuse every produce \
+             request with any other value; for two replicas use all with the topic's \
+             min.insync.replicas=2"
+        ));
     }
     if set.get("transactional.id").is_some_and(|id| !id.is_empty()) {
         return Some(

@@ -44,6 +44,23 @@ pub fn env_to_property(name: &str) -> Option<String> {
     Some(out)
 }
 
+/// The properties `-X` flags set, under the names [`canonical`] keeps. A `KAFKA_*_FILE` for one
+/// of them is neither read nor watched: the flag wins, so a missing or rotated file it names
+/// would refuse a start, or rebuild the producer, over a value nothing uses.
+pub fn flag_properties(flags: &[String]) -> std::collections::BTreeSet<String> {
+    flags
+        .iter()
+        .filter_map(|f| f.split_once('='))
+        .map(|(k, _)| canonical(k.trim()).to_string())
+        .collect()
+}
+
+/// The property a `KAFKA_*` or `KAFKA_*_FILE` variable sets, under the name [`canonical`] keeps.
+pub fn variable_property(variable: &str) -> Option<String> {
+    let name = variable.strip_suffix("_FILE").unwrap_or(variable);
+    env_to_property(name).map(|key| canonical(&key).to_string())
+}
+
 /// Kubernetes injects `<SERVICE>_SERVICE_HOST`, `<SERVICE>_PORT_9092_TCP_ADDR`... for every
 /// Service in the namespace, so also for `kafka`, `kafka-ui` or `kafka-connect`; read as
 /// properties they would make librdkafka refuse to start. No librdkafka property has a `port`

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use super::names::{flag_properties, variable_property};
 use super::{from_sources, Defaults, KafkaProperties};
 use crate::config::ConfigError;
 
@@ -94,9 +95,11 @@ impl KafkaSources {
     }
 
     fn secret_files(&self) -> Vec<PathBuf> {
+        let flagged = flag_properties(&self.flags);
         self.env
             .iter()
             .filter(|(k, _)| k.ends_with("_FILE"))
+            .filter(|(k, _)| variable_property(k).is_none_or(|p| !flagged.contains(&p)))
             .map(|(_, v)| PathBuf::from(v))
             .collect()
     }

@@ -431,11 +431,102 @@ fn properties_that_would_break_the_acknowledgement_are_refused() {
             &[][..],
             "transactional.id",
         ),
+        // Brokers refuse every produce request with another acks (INVALID_REQUIRED_ACKS).
+        (&[][..], &["acks=2"][..], "acks=2"),
+        (&[("KAFKA_ACKS", "1000")][..], &[][..], "acks=1000"),
+        (&[][..], &["request.required.acks=0x2"][..], "acks=2"),
     ] {
         let err = build(env, flags).expect_err("refused").to_string();
         assert!(err.contains(named), "{env:?} {flags:?}: {err}");
     }
     assert!(build(&[], &["delivery.report.only.error=false"]).is_ok());
+    for acks in ["all", "-1", "1", "0"] {
+        assert!(build(&[], &[&format!("acks={acks}")]).is_ok(), "{acks}");
+    }
+}
+
+#[test]
+fn the_propagation_wait_is_a_third_of_the_message_timeout_the_operator_set() {
+    let with = |flags: &[&str]| {
+        let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+        let props = from_sources(
+            env(&[]),
+            &flags,
+            limits(Duration::from_millis(1500)),
+            &no_files,
+        )
+        .expect("valid");
+        props
+            .get("topic.metadata.propagation.max.ms")
+            .map(str::to_string)
+    };
+    assert_eq!(with(&[]).as_deref(), Some("500"));
+    assert_eq!(with(&["message.timeout.ms=300"]).as_deref(), Some("100"));
+    assert_eq!(with(&["delivery.timeout.ms=6000"]).as_deref(), Some("2000"));
+    // No timeout at all keeps the bridge's; one the operator set is kept as set.
+    assert_eq!(with(&["message.timeout.ms=0"]).as_deref(), Some("500"));
+    assert_eq!(
+        with(&[
+            "message.timeout.ms=300",
+            "topic.metadata.propagation.max.ms=50"
+        ])
+        .as_deref(),
+        Some("50")
+    );
+}
+
+#[test]
+fn a_first_reconnect_backoff_above_the_bridges_cap_raises_the_cap_instead_of_being_refused() {
+    let with = |flags: &[&str]| {
+        let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+        from_sources(env(&[]), &flags, limits(Duration::from_secs(1)), &no_files).expect("valid")
+    };
+    let p = with(&["reconnect.backoff.ms=2000"]);
+    assert_eq!(p.get("reconnect.backoff.max.ms"), Some("2000"));
+    let p = with(&["reconnect.backoff.ms=500"]);
+    assert_eq!(p.get("reconnect.backoff.max.ms"), Some("1000"));
+    let p = with(&["reconnect.backoff.ms=2000", "reconnect.backoff.max.ms=3000"]);
+    assert_eq!(p.get("reconnect.backoff.max.ms"), Some("3000"));
+    // What librdkafka itself says of the bridge's cap is checked when the producer is made.
+    for p in [with(&["reconnect.backoff.ms=2000"]), with(&[])] {
+        let mut config = rdkafka::ClientConfig::new();
+        for (k, v) in p.to_map() {
+            config.set(k, v);
+        }
+        let made: Result<rdkafka::producer::BaseProducer, _> = config.create();
+        assert!(made.is_ok(), "{:?}", made.err());
+    }
+}
+
+#[test]
+fn a_file_variable_for_a_property_a_flag_sets_is_neither_read_nor_watched() {
+    let vars = env(&[
+        ("KAFKA_CLIENT_ID_FILE", "/run/secrets/gone"),
+        ("KAFKA_SASL_PASSWORD_FILE", "/run/secrets/password"),
+    ]);
+    let flags = vec![" client.id =fixed".to_string()];
+    let read = |p: &Path| {
+        assert_eq!(p, Path::new("/run/secrets/password"), "only the one used");
+        Ok("hunter2".to_string())
+    };
+    let props =
+        from_sources(vars.clone(), &flags, limits(Duration::from_secs(1)), &read).expect("valid");
+    assert_eq!(props.get("client.id"), Some("fixed"));
+    assert_eq!(props.get("sasl.password"), Some("hunter2"));
+    let sources = KafkaSources::new(vars, &flags, limits(Duration::from_secs(1)));
+    assert_eq!(
+        sources.files(&props),
+        vec![std::path::PathBuf::from("/run/secrets/password")]
+    );
+    // Still one property set twice by variables: refused, flag or not.
+    let twice = env(&[
+        ("KAFKA_CLIENT_ID", "a"),
+        ("KAFKA_CLIENT_ID_FILE", "/run/secrets/gone"),
+    ]);
+    let err = from_sources(twice, &flags, limits(Duration::from_secs(1)), &read)
+        .expect_err("refused")
+        .to_string();
+    assert!(err.contains("KAFKA_CLIENT_ID_FILE"), "{err}");
 }
 
 #[test]
