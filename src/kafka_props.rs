@@ -188,31 +188,44 @@ fn follow(props: &mut BTreeMap<String, String>, set: &BTreeMap<String, String>, 
             kbytes.max(record.div_ceil(1024)).to_string(),
         );
     }
-    // A third of the operator's `message.timeout.ms`, as of the bridge's (0, no timeout, keeps
-    // the bridge's): with a shorter one, records of a missing topic failed as a timeout.
+    // A third of an operator's `message.timeout.ms` shorter than the bridge's wait: with the
+    // wait's, records of a missing topic failed as a timeout. A longer one (or 0, none) keeps the
+    // wait's: the answer is due at the wait whatever librdkafka would do after it.
+    let wait = i64::try_from(limits.wait.as_millis())
+        .unwrap_or(i64::MAX)
+        .max(1);
     if let (None, Some(timeout @ 1..)) = (
         set.get("topic.metadata.propagation.max.ms"),
         read("message.timeout.ms"),
     ) {
         props.insert(
             "topic.metadata.propagation.max.ms".into(),
-            (timeout / 3).max(1).to_string(),
+            (timeout.min(wait) / 3).max(1).to_string(),
         );
     }
-    // A first reconnect backoff above the bridge's 1 s cap raises the cap, as librdkafka's own
-    // 10 s cap would take it, rather than refusing a value librdkafka takes.
-    if let (None, Some(backoff)) = (
-        set.get("reconnect.backoff.max.ms"),
-        read("reconnect.backoff.ms"),
-    ) {
-        if backoff > RECONNECT_BACKOFF_MAX_MS {
-            props.insert("reconnect.backoff.max.ms".into(), backoff.to_string());
-        }
+    if let Some(cap) = backoff_cap(set, RECONNECT_BACKOFF_MAX_MS) {
+        props.insert("reconnect.backoff.max.ms".into(), cap);
     }
 }
 
 /// The bridge's `reconnect.backoff.max.ms`: back to accepting within a second of a broker's return.
 const RECONNECT_BACKOFF_MAX_MS: i64 = 1000;
+
+/// librdkafka's own `reconnect.backoff.max.ms`, which `tail`'s consumer keeps.
+pub const LIBRDKAFKA_RECONNECT_BACKOFF_MAX_MS: i64 = 10_000;
+
+/// The `reconnect.backoff.max.ms` to set when the operator's `reconnect.backoff.ms` is above
+/// `cap` and they set no cap: that backoff, rather than librdkafka's refusal to start over a
+/// cap they never set. `None` when nothing needs raising.
+pub fn backoff_cap(set: &BTreeMap<String, String>, cap: i64) -> Option<String> {
+    if set.contains_key("reconnect.backoff.max.ms") {
+        return None;
+    }
+    let backoff = set
+        .get("reconnect.backoff.ms")
+        .and_then(|v| number::<i64>("reconnect.backoff.ms", v))?;
+    (backoff > cap).then(|| backoff.to_string())
+}
 
 /// librdkafka refuses a record larger than its whole queue with QueueFull, every time: such a
 /// webhook would get 503 for ever, or, with a spool, 200 and then stay spooled for good, since

@@ -144,6 +144,12 @@ where
     // librdkafka wants a group to assign partitions, though tail never joins or commits to it;
     // an operator whose credentials may describe only certain groups names one with -X.
     config.set("group.id", "qikchat-bridge-tail");
+    // As the bridge's producer does: a first backoff above librdkafka's cap raises the cap.
+    let cap =
+        kafka_props::backoff_cap(&overrides, kafka_props::LIBRDKAFKA_RECONNECT_BACKOFF_MAX_MS);
+    if let Some(cap) = cap {
+        config.set("reconnect.backoff.max.ms", cap);
+    }
     for (k, v) in overrides {
         // librdkafka's own refusal of an empty one says only "consumer queue not available".
         if k == "group.id" && v.trim().is_empty() {

@@ -462,9 +462,12 @@ fn the_propagation_wait_is_a_third_of_the_message_timeout_the_operator_set() {
     };
     assert_eq!(with(&[]).as_deref(), Some("500"));
     assert_eq!(with(&["message.timeout.ms=300"]).as_deref(), Some("100"));
-    assert_eq!(with(&["delivery.timeout.ms=6000"]).as_deref(), Some("2000"));
-    // No timeout at all keeps the bridge's; one the operator set is kept as set.
+    assert_eq!(with(&["delivery.timeout.ms=900"]).as_deref(), Some("300"));
+    // A longer one, or none at all, keeps the wait's: records of a missing topic are still
+    // failed as such before the answer is due.
+    assert_eq!(with(&["delivery.timeout.ms=30000"]).as_deref(), Some("500"));
     assert_eq!(with(&["message.timeout.ms=0"]).as_deref(), Some("500"));
+    // One the operator set is kept as set.
     assert_eq!(
         with(&[
             "message.timeout.ms=300",
@@ -487,6 +490,17 @@ fn a_first_reconnect_backoff_above_the_bridges_cap_raises_the_cap_instead_of_bei
     assert_eq!(p.get("reconnect.backoff.max.ms"), Some("1000"));
     let p = with(&["reconnect.backoff.ms=2000", "reconnect.backoff.max.ms=3000"]);
     assert_eq!(p.get("reconnect.backoff.max.ms"), Some("3000"));
+    // tail's consumer keeps librdkafka's 10 s cap: raised only above it.
+    let set = |flags: &[&str]| {
+        let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+        overrides(env(&[]), &flags, &no_files).expect("valid")
+    };
+    let cap = LIBRDKAFKA_RECONNECT_BACKOFF_MAX_MS;
+    assert_eq!(backoff_cap(&set(&["reconnect.backoff.ms=2000"]), cap), None);
+    assert_eq!(
+        backoff_cap(&set(&["reconnect.backoff.ms=0x4e20"]), cap).as_deref(),
+        Some("20000")
+    );
     // What librdkafka itself says of the bridge's cap is checked when the producer is made.
     for p in [with(&["reconnect.backoff.ms=2000"]), with(&[])] {
         let mut config = rdkafka::ClientConfig::new();
@@ -503,8 +517,12 @@ fn a_file_variable_for_a_property_a_flag_sets_is_neither_read_nor_watched() {
     let vars = env(&[
         ("KAFKA_CLIENT_ID_FILE", "/run/secrets/gone"),
         ("KAFKA_SASL_PASSWORD_FILE", "/run/secrets/password"),
+        ("KAFKA_SSL_KEY_PASSWORD_FILE", "/run/secrets/gone-too"),
     ]);
-    let flags = vec![" client.id =fixed".to_string()];
+    let flags = vec![
+        " client.id =fixed".to_string(),
+        "ssl.key.password=from-a-flag".to_string(),
+    ];
     let read = |p: &Path| {
         assert_eq!(p, Path::new("/run/secrets/password"), "only the one used");
         Ok("hunter2".to_string())
@@ -513,6 +531,7 @@ fn a_file_variable_for_a_property_a_flag_sets_is_neither_read_nor_watched() {
         from_sources(vars.clone(), &flags, limits(Duration::from_secs(1)), &read).expect("valid");
     assert_eq!(props.get("client.id"), Some("fixed"));
     assert_eq!(props.get("sasl.password"), Some("hunter2"));
+    assert_eq!(props.get("ssl.key.password"), Some("from-a-flag"));
     let sources = KafkaSources::new(vars, &flags, limits(Duration::from_secs(1)));
     assert_eq!(
         sources.files(&props),

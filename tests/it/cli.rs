@@ -238,6 +238,25 @@ fn tail_never_prints_the_password_of_a_broker_url() {
     assert!(stderr.contains("u:<redacted>@127.0.0.1:1"), "{stderr}");
 }
 
+/// librdkafka refuses a first backoff above its cap, which the operator never set: tail raises
+/// the cap with it, as the bridge does for its own.
+#[test]
+fn tail_takes_a_first_reconnect_backoff_above_librdkafkas_cap() {
+    let cluster = MockCluster::new(1).expect("cluster");
+    cluster.create_topic("quiet", 1, 1).expect("topic");
+    let (code, _, stderr) = tail(
+        &cluster.bootstrap_servers(),
+        &[
+            "-X",
+            "reconnect.backoff.ms=20000",
+            "--idle-timeout",
+            "2s",
+            "quiet",
+        ],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
 #[test]
 fn tail_names_a_missing_topic() {
     let cluster = MockCluster::new(1).expect("cluster");
