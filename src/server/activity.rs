@@ -166,8 +166,10 @@ impl Drop for OpenRequest {
     }
 }
 
-/// HTTP/2's connection preface starts so; no HTTP/1 method does.
-const HTTP2_START: &[u8; 3] = b"PRI";
+/// HTTP/2's connection preface, whole: hyper-util tells the protocols apart by all of it, and an
+/// HTTP/1 method may begin with `PRI` (`PRIX /webhook HTTP/1.1` is served as HTTP/1, and was
+/// followed as HTTP/2 frames here, so a slow head of it was not dropped at the header timeout).
+const HTTP2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// A client socket that tells its [`Activity`] when bytes arrive between requests.
 #[derive(Debug)]
@@ -175,7 +177,7 @@ pub struct Watched<S> {
     inner: S,
     activity: Arc<Activity>,
     /// The connection's first bytes, until there are enough to tell HTTP/2's preface.
-    start: [u8; HTTP2_START.len()],
+    start: [u8; HTTP2_PREFACE.len()],
     started: usize,
     /// Once the client has begun with HTTP/2's preface: its frames, followed to tell when a
     /// request head is arriving.
@@ -187,7 +189,7 @@ impl<S> Watched<S> {
         Watched {
             inner,
             activity,
-            start: [0; HTTP2_START.len()],
+            start: [0; HTTP2_PREFACE.len()],
             started: 0,
             http2: None,
         }
@@ -205,13 +207,13 @@ impl<S> Watched<S> {
             }
             return;
         }
-        if self.started < HTTP2_START.len() {
-            let take = (HTTP2_START.len() - self.started).min(bytes.len());
+        if self.started < HTTP2_PREFACE.len() {
+            let take = (HTTP2_PREFACE.len() - self.started).min(bytes.len());
             self.start[self.started..self.started + take].copy_from_slice(&bytes[..take]);
             self.started += take;
-            if self.start == *HTTP2_START {
+            if self.start == *HTTP2_PREFACE {
                 self.activity.speaks_http2();
-                self.http2 = Some(Frames::after_preface_start());
+                self.http2 = Some(Frames::default());
                 return self.arrived(&bytes[take..]);
             }
         }

@@ -1,9 +1,5 @@
-//! An HTTP/2 client's frames, followed just far enough to tell when a request head is arriving.
+//! An HTTP/2 client's frames after its preface, followed just far enough to tell when a request head is arriving.
 
-use super::HTTP2_START;
-
-/// HTTP/2's client preface: `PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n`.
-const HTTP2_PREFACE_LEN: usize = 24;
 /// RFC 9113, section 4.1: a frame's length (3 bytes), type, flags, stream (4 bytes).
 const FRAME_HEADER_LEN: usize = 9;
 const FRAME_HEADERS: u8 = 0x1;
@@ -16,8 +12,6 @@ const FLAG_END_HEADERS: u8 = 0x4;
 /// that long, and hold a shutdown's drain for its whole grace.
 #[derive(Debug, Default)]
 pub(super) struct Frames {
-    /// Bytes of the preface still to come.
-    preface_left: usize,
     /// The frame header being read, and how much of it has come.
     header: [u8; FRAME_HEADER_LEN],
     header_read: usize,
@@ -30,14 +24,6 @@ pub(super) struct Frames {
 }
 
 impl Frames {
-    /// After the preface's first bytes, which told HTTP/2 from HTTP/1.
-    pub(super) fn after_preface_start() -> Frames {
-        Frames {
-            preface_left: HTTP2_PREFACE_LEN - HTTP2_START.len(),
-            ..Frames::default()
-        }
-    }
-
     /// A request head is arriving: a header block is begun and not whole, or a frame header is
     /// (its type, which says whether a head begins, is its fourth byte).
     pub(super) fn head_arriving(&self) -> bool {
@@ -46,11 +32,7 @@ impl Frames {
 
     pub(super) fn read(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() {
-            let taken = if self.preface_left > 0 {
-                let n = self.preface_left.min(bytes.len());
-                self.preface_left -= n;
-                n
-            } else if self.payload_left > 0 {
+            let taken = if self.payload_left > 0 {
                 let n = self.payload_left.min(bytes.len());
                 self.payload_left -= n;
                 if self.payload_left == 0 {

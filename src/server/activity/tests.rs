@@ -142,6 +142,23 @@ async fn an_http1_client_whose_first_byte_is_p_is_not_taken_for_http2() {
     assert_eq!(activity.verdict(LIMITS), Verdict::SlowHead);
 }
 
+/// hyper-util takes a connection for HTTP/2 only by the whole preface; any token is a method.
+#[tokio::test(start_paused = true)]
+async fn an_http1_method_that_begins_with_pri_is_not_taken_for_http2() {
+    for start in [
+        &b"PRIX /webhook HTTP/1.1\r\n"[..],
+        b"PRI /webhook HTTP/1.1\r\n",
+    ] {
+        let activity = Arc::new(Activity::default());
+        let mut conn = Connection::new(&activity);
+        OpenRequest::started(activity.clone()).answered(true);
+        // Read as HTTP/2, these bytes would make a whole frame header, and no head.
+        conn.send(&[start, b"X-a: trickled"]).await;
+        advance(LIMITS.header_read).await;
+        assert_eq!(activity.verdict(LIMITS), Verdict::SlowHead);
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_connection_whose_last_answer_was_a_refusal_gets_the_header_read_timeout() {
     let activity = Arc::new(Activity::default());
