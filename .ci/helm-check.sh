@@ -1047,6 +1047,13 @@ must_fail "JAAS config as kafka property" "sasl.jaas.config" $B --set kafka.prop
 # an empty one, one with ',' or '=', or one with whitespace at either end (Rust's trim, Unicode
 # spaces too) at start-up. The templates refuse them naming config.topics.<key> (Helm 4 reported
 # the schema's former propertyNames refusal at an unrelated path).
+# The bridge refuses a dead-letter topic shared with an event's or the fallback's (src/topics.rs).
+must_fail "the dead-letter topic is a default event's topic" "config.deadletterTopic \"whatsapp.message.in\" is also the topic of the event \"whatsapp:message:in\"" $B \
+  --set config.deadletterTopic=whatsapp.message.in
+must_fail "the dead-letter topic is a routed event's topic" "config.deadletterTopic \"whatsapp.deadletter\" is also the topic of the event \"x:y\"" $B \
+  --set-json 'config.topics={"x:y":"whatsapp.deadletter"}'
+must_fail "the dead-letter topic is the fallback topic" "config.deadletterTopic \"all\" is also config.fallbackTopic" $B \
+  --set config.deadletterTopic=all --set config.fallbackTopic=all
 must_fail "a config.topics key with a comma (splits BRIDGE_TOPICS)" "config.topics.a,b: the event name \"a,b\" is not one the bridge accepts" $B \
   --set 'config.topics.a\,b=whatsapp.other'
 must_fail "a config.topics key with '=' (splits EVENT=TOPIC)" "config.topics.a=b: the event name \"a=b\" is not one the bridge accepts" $B \

@@ -150,7 +150,7 @@ impl TopicMap {
             let topic = topic(name, "--topic")?;
             routes.insert(event.to_string(), Route { topic, event_type });
         }
-        Ok(TopicMap {
+        let map = TopicMap {
             routes,
             fallback: Route {
                 topic: topic(fallback, "--fallback-topic")?,
@@ -160,7 +160,37 @@ impl TopicMap {
                 topic: topic(deadletter, "--deadletter-topic")?,
                 event_type: EventType::Invalid,
             },
-        })
+        };
+        map.deadletter_apart()?;
+        Ok(map)
+    }
+
+    /// Dead-letter records are bodies the bridge refused (often not JSON, with no `event` or
+    /// key): on an event's topic, or the fallback's, its consumers would read records that are
+    /// no webhook, and a record Kafka refused there for good would be moved to where it was
+    /// refused. Events may share topics with each other, as an operator who wants one topic may.
+    fn deadletter_apart(&self) -> Result<(), ConfigError> {
+        let dead = &self.deadletter.topic;
+        let mut events: Vec<&str> = self
+            .routes
+            .iter()
+            .filter(|(_, r)| &r.topic == dead)
+            .map(|(e, _)| e.as_str())
+            .collect();
+        events.sort_unstable();
+        let shared = match (events.first(), &self.fallback.topic == dead) {
+            (Some(event), _) => format!("the topic of the event {event:?}"),
+            (None, true) => "the fallback topic (--fallback-topic)".to_string(),
+            (None, false) => return Ok(()),
+        };
+        Err(invalid(
+            "--deadletter-topic",
+            format!(
+                "{dead} is also {shared}: its consumers would read the bodies the bridge \
+                 refused, which are no webhook (not JSON, no event); give invalid bodies a topic \
+                 of their own"
+            ),
+        ))
     }
 
     /// The route for an event; unknown events go to the fallback topic, so a sender can never
@@ -284,6 +314,34 @@ mod tests {
         // A default route is replaced once, as documented.
         let m = map("", &["whatsapp:message:in=inbox", "b=y"]).expect("valid");
         assert_eq!(m.route(EVENT_MESSAGE_IN).topic, "inbox");
+    }
+
+    #[test]
+    fn the_deadletter_topic_may_be_no_events_topic_nor_the_fallback() {
+        let with = |pairs: &[&str], fallback: &str, deadletter: &str| {
+            let pairs: Vec<String> = pairs.iter().map(|s| s.to_string()).collect();
+            TopicMap::new("p.", &pairs, fallback, deadletter).map_err(|e| e.to_string())
+        };
+        let err = with(&[], DEFAULT_FALLBACK, "whatsapp.message.in").expect_err("shared");
+        assert!(err.starts_with("--deadletter-topic:"), "{err}");
+        assert!(
+            err.contains(
+                "p.whatsapp.message.in is also the topic of the event \"whatsapp:message:in\""
+            ),
+            "{err}"
+        );
+        let err = with(
+            &["x:y=whatsapp.deadletter"],
+            DEFAULT_FALLBACK,
+            DEFAULT_DEADLETTER,
+        )
+        .expect_err("routed there");
+        assert!(err.contains("the event \"x:y\""), "{err}");
+        let err = with(&[], "dead", "dead").expect_err("fallback");
+        assert!(err.contains("p.dead is also the fallback topic"), "{err}");
+        // Events and the fallback may share a topic.
+        let one = with(&["whatsapp:message:status=all"], "all", DEFAULT_DEADLETTER);
+        assert!(one.is_ok(), "{one:?}");
     }
 
     #[test]

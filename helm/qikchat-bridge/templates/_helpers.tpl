@@ -287,6 +287,21 @@ password
 {{- range $_, $topic := (.Values.config.topics | default dict) -}}
 {{- if $topic -}}{{- $names = append $names $topic -}}{{- end -}}
 {{- end -}}
+{{- /* The bridge refuses a dead-letter topic that is also an event's or the fallback's at
+     start-up (src/topics.rs: their consumers would read refused bodies, which are no webhook). */ -}}
+{{- $dead := .Values.config.deadletterTopic | default "whatsapp.deadletter" -}}
+{{- $routes := dict "whatsapp:message:in" "whatsapp.message.in" "whatsapp:message:status" "whatsapp.message.status" -}}
+{{- range $event, $topic := (.Values.config.topics | default dict) -}}
+{{- if $topic -}}{{- $_ := set $routes $event $topic -}}{{- end -}}
+{{- end -}}
+{{- range $event, $topic := $routes -}}
+{{- if eq $topic $dead -}}
+{{- fail (printf "config.deadletterTopic %q is also the topic of the event %q: its consumers would read the bodies the bridge refused, which are no webhook (not JSON, no event); the bridge refuses it at start-up, so the pod would crash-loop: give invalid bodies a topic of their own" $dead $event) -}}
+{{- end -}}
+{{- end -}}
+{{- if eq (.Values.config.fallbackTopic | default "whatsapp.unrouted") $dead -}}
+{{- fail (printf "config.deadletterTopic %q is also config.fallbackTopic: its consumers would read the bodies the bridge refused, which are no webhook (not JSON, no event); the bridge refuses it at start-up, so the pod would crash-loop: give invalid bodies a topic of their own" $dead) -}}
+{{- end -}}
 {{- range $name := $names -}}
 {{- $full := len (printf "%s%s" $prefix $name) -}}
 {{- if gt $full 249 -}}
