@@ -214,6 +214,22 @@ fn timeouts_and_limits_beyond_any_use_are_rejected_with_the_setting_named() {
     assert!(build(&["--ack-timeout", "10ms"]).is_ok(), "the shortest");
 }
 
+/// "At most 1h", as the README says: 1h itself is taken (found by mutation testing: `>=` went
+/// unnoticed).
+#[test]
+fn waits_of_exactly_an_hour_are_accepted() {
+    for setting in [
+        "--header-read-timeout",
+        "--idle-timeout",
+        "--body-read-timeout",
+        "--shutdown-delay",
+        "--shutdown-grace",
+        "--flush-timeout",
+    ] {
+        assert!(build(&[setting, "1h"]).is_ok(), "{setting} 1h");
+    }
+}
+
 #[test]
 fn an_in_flight_bytes_limit_below_one_body_is_rejected() {
     let err =

@@ -161,6 +161,38 @@ mod tests {
         }
     }
 
+    /// A stderr that takes a while over each line.
+    struct Slow(Kept);
+
+    impl Write for Slow {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            std::thread::sleep(Duration::from_millis(5));
+            self.0.write(buf)
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The last lines, the reason for an exit among them, are written before the exit (found by
+    /// mutation testing: a guard always forgotten went unnoticed).
+    #[test]
+    fn dropped_the_guard_waits_for_the_lines_still_queued() {
+        let (loud, quiet) = (Kept::default(), Kept::default());
+        let (writer, guard, _) = ByLevel::over(Slow(loud.clone()), Slow(quiet.clone()));
+        let subscriber = tracing_subscriber::fmt().with_writer(writer).finish();
+        tracing::subscriber::with_default(subscriber, || {
+            for i in 0..10 {
+                tracing::warn!(i, "stopping");
+                tracing::info!(i, "stopped");
+            }
+        });
+        drop(guard);
+        assert_eq!(loud.text().lines().count(), 10);
+        assert_eq!(quiet.text().lines().count(), 10);
+    }
+
     #[test]
     fn a_flood_of_debug_lines_that_fills_its_queue_cannot_crowd_out_an_error() {
         let (release, stalled) = mpsc::channel();

@@ -133,6 +133,13 @@ mod tests {
         assert_eq!(budget.held(), 0);
     }
 
+    /// The refusal's log line says "too many body bytes in flight (limit N)" from it (found by
+    /// mutation testing: a limit of 0 went unnoticed).
+    #[test]
+    fn a_budget_tells_the_limit_it_was_made_with() {
+        assert_eq!(BodyBudget::new(10 * K).limit(), 10 * K);
+    }
+
     /// In bytes, not relative to the constant: a webhook of tens of KiB (a long text, a list of
     /// contacts) is never refused for the budget that large bodies spent (found by mutation
     /// testing: `64 + 1024` went unnoticed).

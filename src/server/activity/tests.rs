@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::{Activity, Limits, OpenRequest, Verdict, Watched};
 
@@ -306,4 +306,13 @@ async fn what_the_server_writes_and_its_close_reach_the_client_unchanged() {
         .expect("the close reaches the client")
         .expect("read");
     assert_eq!(got, b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+}
+
+/// hyper writes an answer's head and body in one call only when the socket says it can: the
+/// wrapper says what its socket says (found by mutation testing: `false` went unnoticed).
+#[tokio::test]
+async fn the_wrapper_writes_vectored_when_its_socket_does() {
+    let activity = Arc::new(Activity::default());
+    let Connection { server, .. } = Connection::new(&activity);
+    assert!(server.is_write_vectored());
 }
