@@ -161,72 +161,6 @@ where
     Ok(props)
 }
 
-/// Defaults that follow what the operator set, as they follow the bridge's own settings: otherwise
-/// setting one property refused the start over another the operator never set, or left a default
-/// out of step with the value it is made from. Numbers are read as librdkafka reads them.
-fn follow(props: &mut BTreeMap<String, String>, set: &BTreeMap<String, String>, limits: Defaults) {
-    let read = |key: &str| set.get(key).and_then(|v| number::<i64>(key, v));
-    // Idempotence needs acks=all: an operator who trades the replicas' acknowledgement for
-    // latency gets a producer without it, rather than librdkafka's refusal to start.
-    // `ALL`, `-01` and `-0x1` are `all` too.
-    if set.contains_key("acks")
-        && read("acks") != Some(-1)
-        && !set.contains_key("enable.idempotence")
-    {
-        props.insert("enable.idempotence".into(), "false".into());
-    }
-    // The queue follows a `message.max.bytes` the operator raised, as it follows
-    // `--max-body-bytes`.
-    if let (None, Some(record)) = (
-        set.get("queue.buffering.max.kbytes"),
-        set.get("message.max.bytes")
-            .and_then(|v| number::<u64>("message.max.bytes", v)),
-    ) {
-        let kbytes = queue_kbytes(limits.max_body_bytes) as u64;
-        props.insert(
-            "queue.buffering.max.kbytes".into(),
-            kbytes.max(record.div_ceil(1024)).to_string(),
-        );
-    }
-    // A third of an operator's `message.timeout.ms` shorter than the bridge's wait: with the
-    // wait's, records of a missing topic failed as a timeout. A longer one (or 0, none) keeps the
-    // wait's: the answer is due at the wait whatever librdkafka would do after it.
-    let wait = i64::try_from(limits.wait.as_millis())
-        .unwrap_or(i64::MAX)
-        .max(1);
-    if let (None, Some(timeout @ 1..)) = (
-        set.get("topic.metadata.propagation.max.ms"),
-        read("message.timeout.ms"),
-    ) {
-        props.insert(
-            "topic.metadata.propagation.max.ms".into(),
-            (timeout.min(wait) / 3).max(1).to_string(),
-        );
-    }
-    if let Some(cap) = backoff_cap(set, RECONNECT_BACKOFF_MAX_MS) {
-        props.insert("reconnect.backoff.max.ms".into(), cap);
-    }
-}
-
-/// The bridge's `reconnect.backoff.max.ms`: back to accepting within a second of a broker's return.
-const RECONNECT_BACKOFF_MAX_MS: i64 = 1000;
-
-/// librdkafka's own `reconnect.backoff.max.ms`, which `tail`'s consumer keeps.
-pub const LIBRDKAFKA_RECONNECT_BACKOFF_MAX_MS: i64 = 10_000;
-
-/// The `reconnect.backoff.max.ms` to set when the operator's `reconnect.backoff.ms` is above
-/// `cap` and they set no cap: that backoff, rather than librdkafka's refusal to start over a
-/// cap they never set. `None` when nothing needs raising.
-pub fn backoff_cap(set: &BTreeMap<String, String>, cap: i64) -> Option<String> {
-    if set.contains_key("reconnect.backoff.max.ms") {
-        return None;
-    }
-    let backoff = set
-        .get("reconnect.backoff.ms")
-        .and_then(|v| number::<i64>("reconnect.backoff.ms", v))?;
-    (backoff > cap).then(|| backoff.to_string())
-}
-
 /// librdkafka refuses a record larger than its whole queue with QueueFull, every time: such a
 /// webhook would get 503 for ever, or, with a spool, 200 and then stay spooled for good, since
 /// replay takes QueueFull for a busy producer and retries. Checked wherever the properties are
@@ -417,10 +351,13 @@ impl fmt::Debug for KafkaProperties {
 }
 
 mod cut;
+mod follow;
 mod names;
 mod redact;
 mod scrub;
 mod sources;
+pub use follow::{backoff_cap, LIBRDKAFKA_RECONNECT_BACKOFF_MAX_MS};
+use follow::{follow, RECONNECT_BACKOFF_MAX_MS};
 use names::is_service_link;
 pub use names::{canonical, env_to_property};
 pub use redact::{is_secret, redacted, url_password_hidden, ClientError};
