@@ -450,7 +450,8 @@ impl TestApp {
     }
 }
 
-fn consumer(bootstrap: &str) -> BaseConsumer {
+/// A consumer of the cluster at `bootstrap`, committing nothing.
+pub fn consumer(bootstrap: &str) -> BaseConsumer {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "qikchat-bridge-tests")
@@ -459,7 +460,8 @@ fn consumer(bootstrap: &str) -> BaseConsumer {
         .expect("consumer")
 }
 
-fn read_records(bootstrap: &str, topic: &str, count: usize, timeout: Duration) -> Vec<Got> {
+/// Every record in `topic` (read from the beginning), until `count` arrived or `timeout` passed.
+pub fn read_records(bootstrap: &str, topic: &str, count: usize, timeout: Duration) -> Vec<Got> {
     let consumer = consumer(bootstrap);
     let mut tpl = TopicPartitionList::new();
     for p in 0..PARTITIONS {
