@@ -1,4 +1,5 @@
-//! An HTTP/2 client's frames after its preface, followed just far enough to tell when a request head is arriving.
+//! An HTTP/2 client's frames after its preface, followed just far enough to tell when a request
+//! head is arriving.
 
 /// RFC 9113, section 4.1: a frame's length (3 bytes), type, flags, stream (4 bytes).
 const FRAME_HEADER_LEN: usize = 9;
