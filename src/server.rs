@@ -206,6 +206,7 @@ pub async fn serve_with<H, F>(
                     ended = conn.as_mut() => break ended,
                     _ = stop.wait_for(|stop| *stop), if !closing => {
                         conn.as_mut().graceful_shutdown();
+                        activity.told_to_close();
                         closing = true;
                     }
                     () = check.as_mut() => {
@@ -226,6 +227,7 @@ pub async fn serve_with<H, F>(
                             Verdict::Idle => {
                                 tracing::debug!(listener = name, %peer, "no request within the header read or idle timeout; closing");
                                 conn.as_mut().graceful_shutdown();
+                                activity.told_to_close();
                                 closing = true;
                                 limits.header_read.min(limits.idle)
                             }
@@ -242,6 +244,8 @@ pub async fn serve_with<H, F>(
     }
 
     drop(listener);
+    // Connections that ended since the last accept are still in the set until reaped.
+    while tasks.try_join_next().is_some() {}
     let open = tasks.len();
     tracing::info!(
         listener = options.name,

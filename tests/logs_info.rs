@@ -1,5 +1,5 @@
 //! At the default `info` level: refusals are logged once each with their request id (failures to
-//! store at `warn`, with their cause), accepted requests cost no log line. Its own test binary: it installs the process-wide subscriber.
+//! store at `warn`, with their cause), accepted requests cost no log line, the drain counts only open connections. Its own test binary: it installs the process-wide subscriber.
 
 mod common;
 
@@ -126,4 +126,33 @@ async fn at_info_a_refusal_is_one_line_with_its_request_id_and_an_accepted_reque
         flood,
         "every refusal counted once"
     );
+
+    // The drain's line counts the connections still open, not those that ended since the last
+    // accept (this app's client keeps its pooled ones open: a fresh app, spoken to by hand).
+    let mut app = TestApp::start(&[]).await;
+    for _ in 0..3 {
+        let framing = format!("content-length: {}\r\nconnection: close", STATUS.len());
+        let mut s = common::raw_framed(app.addr, &framing, STATUS).await;
+        let mut answer = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut s, &mut answer)
+            .await
+            .expect("read");
+        assert!(
+            answer.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    // The server closed each; its task ends a moment after.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let before = captured.len();
+    app.stop().await;
+    let logs = captured.text_from(before);
+    let draining: serde_json::Value = logs
+        .lines()
+        .filter(|l| l.contains("stopped accepting") && l.contains("\"webhook\""))
+        .map(|l| serde_json::from_str(l).expect("JSON log line"))
+        .next()
+        .unwrap_or_else(|| panic!("no drain line:\n{logs}"));
+    assert_eq!(draining["open_connections"], 0, "{draining}");
 }

@@ -51,6 +51,10 @@ pub struct Activity {
     /// wait the idle timeout (a client refused without credentials gets the header read timeout,
     /// as a new one).
     trusted: AtomicBool,
+    /// The connection was told to close (a shutdown, or its own idle wait): the idle timeout it
+    /// earned no longer holds, or a client that never closes (an HTTP/2 one that leaves the
+    /// GOAWAY's ping unanswered) would hold a shutdown's drain for its whole grace.
+    closing: AtomicBool,
     /// When the last request ended (or the connection opened), in ms since `since`.
     quiet_from_ms: AtomicU64,
     /// When the first byte read with no request open arrived, in ms since `since`.
@@ -65,6 +69,7 @@ impl Default for Activity {
         Activity {
             open: AtomicUsize::new(0),
             trusted: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
             quiet_from_ms: AtomicU64::new(0),
             head_from_ms: AtomicU64::new(NO_HEAD),
             http2: AtomicBool::new(false),
@@ -100,6 +105,12 @@ impl Activity {
         self.head_from_ms.store(from, Ordering::SeqCst);
     }
 
+    /// The connection was told to close: with no request open it may stay a check's time
+    /// (`header_read.min(idle)`) longer, however long it may wait otherwise.
+    pub fn told_to_close(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+    }
+
     /// Whether the connection has outstayed a limit, and if not, when to look again.
     pub fn verdict(&self, limits: Limits) -> Verdict {
         let recheck = limits.header_read.min(limits.idle);
@@ -114,7 +125,9 @@ impl Activity {
             // A first request is owed at once: a client that opens connections and sends
             // nothing gets no longer than one that sends a head slowly, and one refused no
             // longer than one that never asked.
-            let limit = if self.trusted.load(Ordering::SeqCst) {
+            let limit = if self.closing.load(Ordering::SeqCst) {
+                recheck
+            } else if self.trusted.load(Ordering::SeqCst) {
                 limits.idle
             } else {
                 limits.header_read

@@ -1,5 +1,5 @@
-//! An HTTP/2 client that sends its request heads slowly, spoken frame by frame: hyper bounds no
-//! HTTP/2 head, so the bridge's own header read timeout must.
+//! HTTP/2 clients that send their request heads slowly or go silent, spoken frame by frame:
+//! hyper bounds neither, so the bridge's own header read timeout must.
 
 use std::time::{Duration, Instant};
 
@@ -109,4 +109,28 @@ async fn an_http2_head_sent_slowly_on_a_kept_alive_connection_is_cut_at_the_head
         "the connection was still open {:?} into a head sent slowly",
         began.elapsed()
     );
+}
+
+/// A client that had a webhook answered 200 (and so may wait the idle timeout, 75 s), then goes
+/// silent: it never answers the ping that follows the shutdown's GOAWAY, as one that vanished
+/// without closing would not. Its connection is dropped a header read timeout later, not held
+/// to the end of the shutdown grace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_http2_client_holds_a_shutdown_for_a_header_read_timeout_not_the_whole_grace() {
+    let mut app = TestApp::start(&["--header-read-timeout", "1s", "--shutdown-grace", "60s"]).await;
+    let mut s = TcpStream::connect(app.addr).await.expect("connect");
+    let mut start = PREFACE.to_vec();
+    start.extend(frame(0x4, 0, 0, &[])); // SETTINGS
+    start.extend(webhook(1));
+    s.write_all(&start).await.expect("send");
+    assert_eq!(answer_head(&mut s, 1).await, 0x88, ":status 200");
+    let began = Instant::now();
+    app.trigger_shutdown();
+    app.wait_stopped(Duration::from_secs(20)).await;
+    assert!(
+        began.elapsed() < Duration::from_secs(20),
+        "the shutdown took {:?}",
+        began.elapsed()
+    );
+    drop(s);
 }

@@ -316,3 +316,22 @@ async fn the_wrapper_writes_vectored_when_its_socket_does() {
     let Connection { server, .. } = Connection::new(&activity);
     assert!(server.is_write_vectored());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_kept_alive_connection_told_to_close_may_stay_only_a_check_longer_not_the_idle_timeout() {
+    let activity = Arc::new(Activity::default());
+    OpenRequest::started(activity.clone()).answered(true);
+    advance(Duration::from_secs(2)).await;
+    activity.told_to_close();
+    assert_eq!(
+        activity.verdict(LIMITS),
+        Verdict::Wait(Duration::from_secs(3))
+    );
+    advance(Duration::from_secs(3)).await;
+    assert_eq!(activity.verdict(LIMITS), Verdict::Idle);
+    // A request answered after it was told (an HTTP/2 stream begun before the GOAWAY) earns
+    // no idle wait either.
+    OpenRequest::started(activity.clone()).answered(true);
+    advance(LIMITS.header_read).await;
+    assert_eq!(activity.verdict(LIMITS), Verdict::Idle);
+}
