@@ -125,8 +125,9 @@ pub async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
 
 /// Probes and scrapers open a few connections and send their small requests at once. The limit
 /// keeps a stuck or hostile client inside the cluster from taking the process's file descriptors;
-/// the short header timeout frees its slots within a second, inside the kubelet's probe timeout
-/// (a scraper's idle keep-alive connection is closed too, and it reconnects).
+/// the short header timeout frees its slots within two seconds (a head begun late, or a client
+/// told to close that stays open, gets a second more), inside the chart's probe timeout (a
+/// scraper's idle keep-alive connection is closed too, and it reconnects).
 pub const MAX_CONNECTIONS: usize = 256;
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(1);
 
