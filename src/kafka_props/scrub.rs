@@ -33,8 +33,14 @@ impl Scrubber {
         V: AsRef<str>,
     {
         let (mut needles, mut cut) = (Vec::new(), CutSecrets::new(MIN_LEN));
+        let (mut client_id, mut client_secret) = (None, None);
         for (key, value) in properties {
             let (key, value) = (key.as_ref(), value.as_ref());
+            match key {
+                "sasl.oauthbearer.client.id" => client_id = Some(value.to_string()),
+                "sasl.oauthbearer.client.secret" => client_secret = Some(value.to_string()),
+                _ => {}
+            }
             if is_secret(key) {
                 needles.extend(pieces(key, value).into_iter().map(str::to_string));
                 if ["password", "passphrase", "secret"]
@@ -54,6 +60,13 @@ impl Scrubber {
                 cut.add_url_password(value, start, password);
                 cut.add_opaque(password);
             }
+        }
+        // librdkafka sends the token endpoint `Authorization: Basic base64(id:secret)`, which an
+        // endpoint's or a gateway's error may quote back, and librdkafka logs that error whole.
+        if let (Some(id), Some(secret)) = (client_id, client_secret) {
+            use base64::Engine;
+            let basic = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
+            needles.push(basic);
         }
         needles.retain(|n| n.len() >= MIN_LEN);
         needles.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
@@ -175,6 +188,22 @@ mod tests {
         );
         let s = scrubber(&[("sasl.oauthbearer.config", OAUTH)]);
         assert_eq!(s.scrub(&format!("config: {OAUTH}.")), "config: <redacted>.");
+    }
+
+    #[test]
+    fn the_basic_credentials_sent_to_the_token_endpoint_are_hidden_when_its_error_quotes_them() {
+        let s = scrubber(&[
+            ("sasl.oauthbearer.client.id", "bridge"),
+            ("sasl.oauthbearer.client.secret", "Oidc-Secret-5b7e"),
+        ]);
+        // base64("bridge:Oidc-Secret-5b7e")
+        let line = "Failed to retrieve OIDC token: {\"error_description\":\"unexpected \
+                    Authorization: Basic YnJpZGdlOk9pZGMtU2VjcmV0LTViN2U=\"} (400)";
+        assert_eq!(
+            s.scrub(line),
+            "Failed to retrieve OIDC token: {\"error_description\":\"unexpected \
+             Authorization: Basic <redacted>\"} (400)"
+        );
     }
 
     #[test]
