@@ -26,6 +26,7 @@ mod open_files;
 mod process;
 mod readme_layout;
 mod records;
+mod sasl;
 mod server_drain;
 mod shutdown;
 mod slow_clients;
