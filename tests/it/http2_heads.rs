@@ -69,6 +69,17 @@ async fn answer_head(s: &mut TcpStream, stream: u32) -> u8 {
     }
 }
 
+/// A connection whose client sent HTTP/2's preface, its settings and one webhook, answered 200.
+async fn answered_once(addr: std::net::SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let mut start = PREFACE.to_vec();
+    start.extend(frame(0x4, 0, 0, &[])); // SETTINGS
+    start.extend(webhook(1));
+    s.write_all(&start).await.expect("send");
+    assert_eq!(answer_head(&mut s, 1).await, 0x88, ":status 200");
+    s
+}
+
 /// A client that had a webhook answered 200 (and so may wait the idle timeout, 75 s) then sends
 /// one HEADERS frame a byte every half second: held to the header read timeout, not until a ping
 /// goes unanswered (~40 s) or the idle timeout; before, it also held a shutdown's drain for its
@@ -76,12 +87,7 @@ async fn answer_head(s: &mut TcpStream, stream: u32) -> u8 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http2_head_sent_slowly_on_a_kept_alive_connection_is_cut_at_the_header_read_timeout() {
     let app = TestApp::start(&["--header-read-timeout", "2s"]).await;
-    let mut s = TcpStream::connect(app.addr).await.expect("connect");
-    let mut start = PREFACE.to_vec();
-    start.extend(frame(0x4, 0, 0, &[])); // SETTINGS
-    start.extend(webhook(1));
-    s.write_all(&start).await.expect("send");
-    assert_eq!(answer_head(&mut s, 1).await, 0x88, ":status 200");
+    let mut s = answered_once(app.addr).await;
 
     let slow = frame(
         HEADERS,
@@ -118,12 +124,7 @@ async fn an_http2_head_sent_slowly_on_a_kept_alive_connection_is_cut_at_the_head
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_http2_client_holds_a_shutdown_for_a_header_read_timeout_not_the_whole_grace() {
     let mut app = TestApp::start(&["--header-read-timeout", "1s", "--shutdown-grace", "60s"]).await;
-    let mut s = TcpStream::connect(app.addr).await.expect("connect");
-    let mut start = PREFACE.to_vec();
-    start.extend(frame(0x4, 0, 0, &[])); // SETTINGS
-    start.extend(webhook(1));
-    s.write_all(&start).await.expect("send");
-    assert_eq!(answer_head(&mut s, 1).await, 0x88, ":status 200");
+    let s = answered_once(app.addr).await;
     let began = Instant::now();
     app.trigger_shutdown();
     app.wait_stopped(Duration::from_secs(20)).await;
