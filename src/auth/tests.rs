@@ -424,3 +424,33 @@ fn any_of_many_credentials_is_accepted_and_a_wrong_one_refused() {
     let wrong = basic("user5:pw6");
     assert_eq!(c.check(Some(wrong.as_bytes())), Err(AuthFailure::Wrong));
 }
+
+/// An `--auth-file` that cannot be read is told of once, not at every read a second, and told of
+/// again once it has been readable in between: the log line is what says why `auth_file_stale`
+/// is 1 (found by mutation testing: the unit tests missed a watcher that never logged it, which
+/// only tests/auth_reload.rs caught, and nothing caught one that logged it at every read).
+#[tokio::test(start_paused = true)]
+async fn an_auth_file_that_cannot_be_read_is_logged_once_per_change_not_at_every_read() {
+    use std::time::Duration;
+    const CANNOT_READ: &str = "cannot read --auth-file";
+    let (kept, _default) = crate::telemetry::Kept::on_this_thread();
+    let told = || kept.text().matches(CANNOT_READ).count();
+    let (_dir, path, live, reload) = watched("alice:old-password\n");
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let watcher = tokio::spawn(watch_auth_file(reload, live.clone(), stale(), stop));
+    let settle = || tokio::time::sleep(Duration::from_millis(4500));
+
+    settle().await;
+    assert_eq!(told(), 0, "{}", kept.text());
+    std::fs::remove_file(&path).expect("remove");
+    settle().await;
+    assert_eq!(told(), 1, "gone, read four times over: {}", kept.text());
+    std::fs::write(&path, "alice:old-password\n").expect("write");
+    settle().await;
+    std::fs::remove_file(&path).expect("remove");
+    settle().await;
+    assert_eq!(told(), 2, "gone again after a read: {}", kept.text());
+    assert_eq!(live.load().users(), vec!["alice"], "kept");
+    stop_tx.send(true).expect("stop");
+    watcher.await.expect("watcher");
+}
