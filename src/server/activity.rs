@@ -22,6 +22,9 @@ use frames::Frames;
 /// `head_from_ms` when no request head is arriving.
 const NO_HEAD: u64 = u64::MAX;
 
+/// `closing_from_ms` until the connection is told to close.
+const NOT_CLOSING: u64 = u64::MAX;
+
 /// How long each wait may last.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -51,10 +54,11 @@ pub struct Activity {
     /// wait the idle timeout (a client refused without credentials gets the header read timeout,
     /// as a new one).
     trusted: AtomicBool,
-    /// The connection was told to close (a shutdown, or its own idle wait): the idle timeout it
-    /// earned no longer holds, or a client that never closes (an HTTP/2 one that leaves the
-    /// GOAWAY's ping unanswered) would hold a shutdown's drain for its whole grace.
-    closing: AtomicBool,
+    /// When the connection was told to close (a shutdown, or its own idle wait), in ms since
+    /// `since`; `NOT_CLOSING` before. The idle timeout it earned no longer holds then, or a client
+    /// that never closes (an HTTP/2 one that leaves the GOAWAY's ping unanswered) would hold a
+    /// shutdown's drain for its whole grace.
+    closing_from_ms: AtomicU64,
     /// When the last request ended (or the connection opened), in ms since `since`.
     quiet_from_ms: AtomicU64,
     /// When the first byte read with no request open arrived, in ms since `since`.
@@ -69,7 +73,7 @@ impl Default for Activity {
         Activity {
             open: AtomicUsize::new(0),
             trusted: AtomicBool::new(false),
-            closing: AtomicBool::new(false),
+            closing_from_ms: AtomicU64::new(NOT_CLOSING),
             quiet_from_ms: AtomicU64::new(0),
             head_from_ms: AtomicU64::new(NO_HEAD),
             http2: AtomicBool::new(false),
@@ -106,9 +110,17 @@ impl Activity {
     }
 
     /// The connection was told to close: with no request open it may stay a check's time
-    /// (`header_read.min(idle)`) longer, however long it may wait otherwise.
+    /// (`header_read.min(idle)`) longer, however long it may wait otherwise. Counted from now too:
+    /// an HTTP/2 client may have sent a request before the GOAWAY reached it (hyper's first one
+    /// still takes every stream), and it needs a round trip to answer the GOAWAY's ping.
     pub fn told_to_close(&self) {
-        self.closing.store(true, Ordering::SeqCst);
+        let now = self.now_ms();
+        let _ = self.closing_from_ms.compare_exchange(
+            NOT_CLOSING,
+            now,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
     }
 
     /// Whether the connection has outstayed a limit, and if not, when to look again.
@@ -125,18 +137,16 @@ impl Activity {
             // A first request is owed at once: a client that opens connections and sends
             // nothing gets no longer than one that sends a head slowly, and one refused no
             // longer than one that never asked.
-            let limit = if self.closing.load(Ordering::SeqCst) {
-                recheck
+            let quiet_from = self.quiet_from_ms.load(Ordering::SeqCst);
+            let closing_from = self.closing_from_ms.load(Ordering::SeqCst);
+            let (from, limit) = if closing_from != NOT_CLOSING {
+                (quiet_from.max(closing_from), recheck)
             } else if self.trusted.load(Ordering::SeqCst) {
-                limits.idle
+                (quiet_from, limits.idle)
             } else {
-                limits.header_read
+                (quiet_from, limits.header_read)
             };
-            (
-                self.quiet_from_ms.load(Ordering::SeqCst),
-                limit,
-                Verdict::Idle,
-            )
+            (from, limit, Verdict::Idle)
         };
         let waited = Duration::from_millis(now.saturating_sub(from));
         match limit.checked_sub(waited) {

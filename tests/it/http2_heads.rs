@@ -13,6 +13,9 @@ const HEADERS: u8 = 0x1;
 const DATA: u8 = 0x0;
 const END_STREAM: u8 = 0x1;
 const END_HEADERS: u8 = 0x4;
+const PING: u8 = 0x6;
+const GOAWAY: u8 = 0x7;
+const ACK: u8 = 0x1;
 
 /// A frame: its 9-byte header (RFC 9113, 4.1), then `payload`.
 fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
@@ -53,17 +56,23 @@ fn webhook(stream: u32) -> Vec<u8> {
     frames
 }
 
+/// The next frame: its type, stream and payload.
+async fn next_frame(s: &mut TcpStream) -> (u8, u32, Vec<u8>) {
+    let mut head = [0u8; 9];
+    s.read_exact(&mut head).await.expect("a frame");
+    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+    let mut payload = vec![0u8; len];
+    s.read_exact(&mut payload).await.expect("its payload");
+    let on = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+    (head[3], on, payload)
+}
+
 /// Reads frames until the answer's head on `stream` and returns its first byte: HPACK's
 /// indexed `:status 200` is 0x88.
 async fn answer_head(s: &mut TcpStream, stream: u32) -> u8 {
     loop {
-        let mut head = [0u8; 9];
-        s.read_exact(&mut head).await.expect("a frame");
-        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
-        let mut payload = vec![0u8; len];
-        s.read_exact(&mut payload).await.expect("its payload");
-        let on = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
-        if head[3] == HEADERS && on == stream {
+        let (kind, on, payload) = next_frame(s).await;
+        if kind == HEADERS && on == stream {
             return payload[0];
         }
     }
@@ -134,4 +143,33 @@ async fn a_silent_http2_client_holds_a_shutdown_for_a_header_read_timeout_not_th
         began.elapsed()
     );
     drop(s);
+}
+
+/// A client that had been quiet longer than the header read timeout when the shutdown began sends
+/// its next webhook before the GOAWAY reaches it (a round trip later here: hyper's first GOAWAY
+/// still takes every stream), then answers the GOAWAY's ping: its webhook is answered, not cut
+/// off with the connection (its client could not have told whether it was taken).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_sent_before_the_shutdowns_goaway_arrived_is_answered() {
+    let mut app = TestApp::start(&["--header-read-timeout", "2s", "--shutdown-grace", "60s"]).await;
+    let mut s = answered_once(app.addr).await;
+    // The connection's checks come every 2 s from its opening: the shutdown just before one,
+    // where a connection judged by how long it has been quiet is dropped at once.
+    tokio::time::sleep(Duration::from_millis(3900)).await;
+    app.trigger_shutdown();
+    let (mut goaway, mut ping) = (false, None);
+    while !goaway || ping.is_none() {
+        match next_frame(&mut s).await {
+            (GOAWAY, 0, _) => goaway = true,
+            (PING, 0, payload) => ping = Some(payload),
+            _ => {}
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut late = webhook(3);
+    late.extend(frame(PING, ACK, 0, &ping.expect("a ping")));
+    s.write_all(&late).await.expect("send");
+    assert_eq!(answer_head(&mut s, 3).await, 0x88, ":status 200");
+    drop(s);
+    app.wait_stopped(Duration::from_secs(20)).await;
 }
