@@ -66,6 +66,8 @@ impl Scrubber {
         if let (Some(id), Some(secret)) = (client_id, client_secret) {
             use base64::Engine;
             let basic = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
+            // Its start too, where librdkafka cut a long error's line (2 KiB) in its middle.
+            cut.add_opaque(&basic);
             needles.push(basic);
         }
         needles.retain(|n| n.len() >= MIN_LEN);
@@ -204,6 +206,26 @@ mod tests {
             "Failed to retrieve OIDC token: {\"error_description\":\"unexpected \
              Authorization: Basic <redacted>\"} (400)"
         );
+    }
+
+    #[test]
+    fn the_start_of_the_basic_credentials_where_librdkafka_cut_a_long_line_is_hidden() {
+        let secret = "Oidc-Secret-5b7e-long-enough-to-matter";
+        let s = scrubber(&[
+            ("sasl.oauthbearer.client.id", "bridge"),
+            ("sasl.oauthbearer.client.secret", secret),
+        ]);
+        use base64::Engine;
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("bridge:{secret}"));
+        // An endpoint's error that quotes the request's headers near the end of the 2 KiB line.
+        let head = format!(
+            "Failed to retrieve OIDC token from \"http://idp/token\": {{\"trace\":\"{}\",\
+             \"headers\":\"Authorization: Basic ",
+            "x".repeat(1800)
+        );
+        let line = format!("{head}{}", &basic[..40]);
+        assert!(line.len() < 2048);
+        assert_eq!(s.scrub(&line), format!("{head}<redacted>"));
     }
 
     #[test]
