@@ -458,6 +458,44 @@ fn a_new_file_is_made_under_another_name_and_reaches_the_path_whole() {
     assert!(meta.get("file-id").expect("get").is_some());
 }
 
+/// At a first start (no file at the path) the new file is made as `make_new` makes it, under
+/// another name and given its identity before it takes the path, never by redb at the path
+/// itself: a crash while redb wrote it there would leave an empty or headerless file at the
+/// path, set aside at the next start with an alarm for records it never held.
+#[test]
+fn a_first_start_makes_its_file_under_another_name_and_it_reaches_the_path_with_its_identity() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(FILE);
+    let db = recover::open_or_move_aside(dir.path(), &path, &[]).expect("open");
+    let txn = db.begin_read().expect("read");
+    let meta = txn
+        .open_table(commits::META)
+        .expect("made whole, with its identity, before it reached the path");
+    assert!(meta.get("file-id").expect("get").is_some());
+    assert!(!dir.path().join("spool.redb.new").exists());
+}
+
+/// A path that cannot be looked up (a link that leads to itself) is no proof that nothing, or
+/// no file, is there: beside a leftover with records, the start fails saying why it could not
+/// look, not that the link leads nowhere, and both are kept.
+#[tokio::test]
+async fn a_path_that_cannot_be_looked_up_beside_a_leftover_with_records_stops_the_start_saying_why()
+{
+    let (dir, spool) = on_disk_with(1).await;
+    spool.close();
+    drop(spool);
+    let path = dir.path().join(FILE);
+    let unfinished = dir.path().join("spool.redb.new");
+    std::fs::rename(&path, &unfinished).expect("the rename undone");
+    std::os::unix::fs::symlink(&path, &path).expect("a link to itself");
+    let refused = Spool::open(dir.path(), 1 << 20, 1).expect_err("chose one");
+    assert!(
+        refused.to_string().contains("cannot look up") && !refused.to_string().contains("nowhere"),
+        "{refused}"
+    );
+    assert!(unfinished.exists() && path.is_symlink());
+}
+
 /// A name for a new file that cannot be removed (a directory, say) stands in the way of a new
 /// file only: the file at the path is opened all the same, and with none, the start fails
 /// naming it.
