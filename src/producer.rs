@@ -20,11 +20,13 @@ use crate::metrics::Metrics;
 use crate::record::Record;
 
 mod context;
+mod last_error;
 mod readiness;
 mod reload;
 mod replace;
 pub mod spread;
 pub use context::{BridgeContext, ProducerRole};
+use last_error::LastError;
 use readiness::{topic_metadata, TopicError};
 pub use readiness::{warn_of_missing_topics, watch_readiness, KafkaCheck};
 pub use reload::{retire, watch_kafka_files, ClientFiles, ProducerHandle, RebuildError, Rebuilt};
@@ -200,6 +202,9 @@ pub struct KafkaSink {
     role: ProducerRole,
     metrics: Arc<Metrics>,
     fatal: Arc<Notify>,
+    /// The current producer's latest error, which a failed readiness check quotes: swapped with
+    /// the producer, so a rebuild's candidate keeps its own until it is put in place.
+    last_error: Mutex<Arc<LastError>>,
     /// `message.max.bytes`; set again when the producer is made from rotated files (a
     /// `KAFKA_MESSAGE_MAX_BYTES_FILE`).
     max_record_bytes: AtomicUsize,
@@ -279,6 +284,7 @@ impl KafkaSink {
             role,
             metrics,
             fatal,
+            last_error: Mutex::new(made.last_error),
         })
     }
 
@@ -298,6 +304,14 @@ impl KafkaSink {
     pub fn fatal_error(&self) -> Option<String> {
         let (code, reason) = self.producer().client().fatal_error()?;
         Some(format!("{code:?}: {}", self.scrubber().scrub(&reason)))
+    }
+
+    /// The current producer's latest error.
+    fn last_error(&self) -> Arc<LastError> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// What hides the current producer's secrets.

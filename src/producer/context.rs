@@ -1,9 +1,9 @@
 //! What librdkafka calls back into: its log lines go to tracing, its statistics to the metrics
 //! (the webhook producer's as the gauges, the spool replayer's as traffic only), its errors to a
-//! warning (repeats held back: see `quiet`), except a fatal one, which wakes the task that
-//! replaces the producer. Its texts are logged without the secrets of the producer's properties,
-//! which librdkafka quotes in places (an OAUTHBEARER config it cannot parse, a token endpoint's
-//! URL).
+//! warning (repeats held back: see `quiet`) and to the last error readiness quotes, a fatal one
+//! also waking the task that replaces the producer. Its texts are logged without the secrets of
+//! the producer's properties, which librdkafka quotes in places (an OAUTHBEARER config it cannot
+//! parse, a token endpoint's URL).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -18,6 +18,7 @@ use tokio::sync::Notify;
 use crate::kafka_props::Scrubber;
 use crate::metrics::Metrics;
 
+use super::last_error::LastError;
 use crate::quiet::{Quieted, WINDOW};
 
 /// Which of the bridge's producers this is: its statistics feed the metrics differently.
@@ -54,6 +55,8 @@ pub struct BridgeContext {
     quieted: Quieted,
     /// Hides the secrets of the properties the producer was made from in librdkafka's texts.
     scrubber: Arc<Scrubber>,
+    /// Its latest error, which `/readyz` quotes while it is in place.
+    last_error: Arc<LastError>,
 }
 
 impl BridgeContext {
@@ -63,6 +66,7 @@ impl BridgeContext {
         fatal: Arc<Notify>,
         retired: Arc<AtomicBool>,
         scrubber: Arc<Scrubber>,
+        last_error: Arc<LastError>,
     ) -> BridgeContext {
         BridgeContext {
             metrics,
@@ -71,6 +75,7 @@ impl BridgeContext {
             retired,
             quieted: Quieted::default(),
             scrubber,
+            last_error,
         }
     }
 }
@@ -106,14 +111,19 @@ impl ClientContext for BridgeContext {
         let reason = self.scrubber.scrub(reason);
         // Its text is librdkafka's too (a code's, or a message it was given).
         let scrubbed = |error: &KafkaError| self.scrubber.scrub(&error.to_string()).into_owned();
-        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
+        let code = error.rdkafka_error_code();
+        let kind = code.map_or_else(|| scrubbed(&error), |code| format!("{code:?}"));
+        let (said, now) = (format!("{kind}: {reason}"), Instant::now());
+        if code == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.last_error.set_unless_kept(&said, now);
+        } else {
+            self.last_error.set(&said, now);
+        }
+        if code == Some(RDKafkaErrorCode::Fatal) {
             let error = scrubbed(&error);
             tracing::error!(target: "librdkafka", %error, "{reason}");
             self.fatal.notify_one();
         } else {
-            let kind = error
-                .rdkafka_error_code()
-                .map_or_else(|| error.to_string(), |code| format!("{code:?}"));
             match self.quieted.admit(&kind, Instant::now()) {
                 None => {}
                 Some(0) => {

@@ -170,10 +170,16 @@ impl KafkaSink {
         if let Some(reason) = self.fatal_error() {
             return Err(format!("the producer has failed: {reason}"));
         }
+        let last_error = self.last_error();
         match topic_metadata(&self.current(), topic, timeout) {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                last_error.clear();
+                Ok(())
+            }
+            // Its error is the same whatever kept the brokers away; librdkafka's own says what.
             Err(TopicError::Unreachable(e)) => Err(format!(
-                "no broker answered a metadata request for {topic} ({e})"
+                "no broker answered a metadata request for {topic} ({e}){}",
+                last_error.cause(std::time::Instant::now())
             )),
             Err(TopicError::Refused(e)) => {
                 let code = rdkafka::error::RDKafkaErrorCode::from(e);

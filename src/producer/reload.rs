@@ -96,10 +96,13 @@ impl KafkaSink {
             .map_err(|e| RebuildError::Refused(e.to_string()))?;
         match topic_metadata(&candidate.producer, topic, warm_up) {
             Ok(_) => {}
+            // Which of those its own error does not say; librdkafka's last one does (scrubbed).
             Err(TopicError::Unreachable(e)) => {
-                return Err(RebuildError::Unreachable(
-                    scrubber.scrub(&e.to_string()).into_owned(),
-                ))
+                return Err(RebuildError::Unreachable(format!(
+                    "{}{}",
+                    scrubber.scrub(&e.to_string()),
+                    candidate.last_error.cause(std::time::Instant::now())
+                )))
             }
             Err(TopicError::Refused(e)) => {
                 return Err(RebuildError::TopicRefused(format!(
@@ -175,6 +178,8 @@ pub struct ProducerHandle {
     pub(super) retired: Arc<AtomicBool>,
     /// What hides the secrets of the properties it was made from.
     pub(super) scrubber: Arc<Scrubber>,
+    /// Its latest error, which readiness quotes once it is in place.
+    pub(super) last_error: Arc<super::LastError>,
     pub(super) message_timeout: Duration,
 }
 

@@ -15,7 +15,7 @@ use rdkafka::config::ClientConfig;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
-use super::{BridgeContext, KafkaSink, ProducerHandle, ProducerRole};
+use super::{BridgeContext, KafkaSink, LastError, ProducerHandle, ProducerRole};
 use crate::kafka_props::{ClientError, Scrubber};
 use crate::metrics::Metrics;
 
@@ -85,10 +85,18 @@ impl KafkaSink {
             &mut *self.scrubber.lock().unwrap_or_else(PoisonError::into_inner),
             fresh.scrubber,
         );
+        let last_error = std::mem::replace(
+            &mut *self
+                .last_error
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+            fresh.last_error,
+        );
         ProducerHandle {
             producer,
             retired,
             scrubber,
+            last_error,
             message_timeout: Duration::ZERO,
         }
     }
@@ -109,12 +117,14 @@ impl ProducerHandle {
         fatal: &Arc<Notify>,
     ) -> Result<ProducerHandle, ClientError> {
         let retired = Arc::new(AtomicBool::new(true));
+        let last_error = Arc::new(LastError::default());
         let context = BridgeContext::new(
             metrics.clone(),
             role,
             fatal.clone(),
             retired.clone(),
             scrubber.clone(),
+            last_error.clone(),
         );
         let producer = config
             .create_with_context(context)
@@ -123,6 +133,7 @@ impl ProducerHandle {
             producer,
             retired,
             scrubber,
+            last_error,
             message_timeout: Duration::ZERO,
         })
     }

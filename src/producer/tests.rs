@@ -220,6 +220,60 @@ async fn a_producer_that_cannot_reach_a_broker_does_not_replace_the_working_one(
     assert!(delivered.is_ok(), "{delivered:?}");
 }
 
+/// A port nothing listens on: bound, then let go.
+fn closed_port() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("address").to_string()
+}
+
+/// `sink`'s readiness check for `t`, on a blocking thread.
+async fn readiness(sink: &Arc<KafkaSink>) -> Result<(), String> {
+    let sink = sink.clone();
+    tokio::task::spawn_blocking(move || sink.readiness_check("t", Duration::from_millis(100)))
+        .await
+        .expect("check")
+}
+
+/// A check that reaches no broker fails with `BrokerTransportFailure` whatever the cause (a
+/// refused password, a certificate, a dead port): `/readyz` quotes librdkafka's own last error
+/// too, the producer in place's: not a rebuild candidate's (whose rotated credentials may be the
+/// ones refused) until it is put in place, and then its own from before (librdkafka repeats an
+/// identical error only every 30 s).
+#[tokio::test]
+async fn a_check_that_reaches_no_broker_quotes_the_last_error_of_the_producer_in_place() {
+    let (in_place, candidate) = (closed_port(), closed_port());
+    let properties = BTreeMap::from([("bootstrap.servers".to_string(), in_place.clone())]);
+    let metrics = Arc::new(Metrics::new(&["t".to_string()]).expect("metrics"));
+    let sink =
+        Arc::new(KafkaSink::new(&properties, metrics, ProducerRole::Webhooks).expect("producer"));
+    let mut rotated = properties.clone();
+    rotated.insert("bootstrap.servers".into(), candidate.clone());
+    let fresh = another_producer(&sink, &rotated);
+    let refused = |port: &str| {
+        format!("s ago: BrokerTransportFailure: {port}/bootstrap: Connect to ipv4#{port} failed: Connection refused")
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let why = readiness(&sink).await.expect_err("no broker");
+        assert!(
+            why.starts_with("no broker answered a metadata request for t ("),
+            "{why}"
+        );
+        if why.contains(&refused(&in_place)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no cause within 10 s: {why}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The candidate has tried its broker by now too (both connect at once), and been refused.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let why = readiness(&sink).await.expect_err("no broker");
+    assert!(why.contains(&refused(&in_place)), "{why}");
+    drop(sink.put(fresh));
+    let why = readiness(&sink).await.expect_err("no broker");
+    assert!(why.contains(&refused(&candidate)), "{why}");
+}
+
 #[tokio::test]
 async fn a_topic_the_brokers_refuse_fails_the_readiness_check_and_the_rebuild() {
     let (cluster, properties, sink) = one_topic_sink();

@@ -290,6 +290,12 @@ async fn a_refused_password_is_an_outage(mechanism: &str, debug: bool) {
     let log = bridge.log_to_end();
     outage.holds();
     assert_eq!(status_after, 503, "{reason_after}");
+    // The cause, not only "no broker answered": librdkafka's, without the password.
+    assert!(
+        reason_after.contains("SASL authentication error: Authentication failed")
+            && !reason_after.contains(WRONG_PASSWORD),
+        "{reason_after}"
+    );
     assert!(front.outcomes().iter().all(|(_, _, ok)| !ok));
     let consumer_bootstrap = cluster.bootstrap_servers();
     let got = tokio::task::spawn_blocking(move || {

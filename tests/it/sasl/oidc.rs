@@ -241,6 +241,16 @@ async fn without_a_token(idp: Idp) {
         !log.contains(CLIENT_SECRET) && !log.contains(&credentials),
         "{log}"
     );
+    // `/readyz` says why (once librdkafka has: a hanging endpoint takes its timeout), scrubbed.
+    let why = &outage.ready.1;
+    assert!(
+        idp == Idp::Silent || why.contains("Failed to acquire SASL OAUTHBEARER token: {"),
+        "{why}"
+    );
+    assert!(
+        !why.contains(CLIENT_SECRET) && !why.contains(&credentials),
+        "{why}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -136,6 +136,18 @@ async fn a_rotated_password_the_broker_refuses_keeps_the_working_producer() {
     for secret in [WRONG_PASSWORD, KAFKA_PASSWORD, next] {
         assert!(!log.contains(secret), "a password reached the log:\n{log}");
     }
+    // The failed rotation's line says why the new producer reached no broker.
+    let failed: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("did not reach a broker"))
+        .collect();
+    assert!(
+        !failed.is_empty()
+            && failed
+                .iter()
+                .all(|l| l.contains("SASL authentication error")),
+        "{log}"
+    );
     eprintln!("rotations: {:?}", started.elapsed());
 }
 
