@@ -57,12 +57,16 @@ impl LastError {
 fn cut(reason: &str) -> String {
     let line: String = reason
         .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
+        .map(|c| match c {
+            '\u{2028}' | '\u{2029}' => ' ',
+            c if c.is_control() => ' ',
+            c => c,
+        })
         .collect();
     if line.len() <= MOST {
         return line;
     }
-    let mut end = MOST;
+    let mut end = MOST - '…'.len_utf8();
     while !line.is_char_boundary(end) {
         end -= 1;
     }
@@ -94,14 +98,15 @@ mod tests {
     }
 
     #[test]
-    fn a_long_or_multi_line_reason_is_cut_to_one_line_at_a_character_edge() {
-        assert_eq!(cut("a\nb\tc"), "a b c");
-        // 'é' is two bytes: 511 ASCII bytes leave its second byte past the limit.
-        let long = format!("{}é{}", "x".repeat(MOST - 1), "y".repeat(100));
-        let quoted = cut(&long);
-        assert_eq!(quoted, format!("{}…", "x".repeat(MOST - 1)));
+    fn a_long_or_multi_line_reason_is_cut_to_one_line_of_512_bytes_at_a_character_edge() {
+        assert_eq!(cut("a\nb\tc\u{2028}d\u{2029}e"), "a b c d e");
+        // 'é' is two bytes: 508 ASCII bytes leave its second byte past the room the mark leaves.
+        let long = format!("{}é{}", "x".repeat(MOST - 4), "y".repeat(100));
+        assert_eq!(cut(&long), format!("{}…", "x".repeat(MOST - 4)));
         let exact = "z".repeat(MOST);
         assert_eq!(cut(&exact), exact);
-        assert_eq!(cut(&format!("{exact}z")), format!("{exact}…"));
+        let over = cut(&format!("{exact}z"));
+        assert_eq!(over, format!("{}…", "z".repeat(MOST - 3)));
+        assert_eq!(over.len(), MOST);
     }
 }
