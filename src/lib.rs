@@ -29,6 +29,7 @@ pub mod spool;
 mod start_warnings;
 pub mod supervise;
 pub mod tail;
+mod teardown;
 pub mod telemetry;
 pub mod topics;
 pub mod webhook;
@@ -289,7 +290,7 @@ pub async fn run_with_cut(
             .close_within(SPOOL_CLOSE_WAIT.saturating_sub(began.elapsed()))
             .await;
     }
-    destroy_within([sink].into_iter().chain(replay_sink), PRODUCER_DESTROY_WAIT).await;
+    teardown::destroy_within([sink].into_iter().chain(replay_sink), PRODUCER_DESTROY_WAIT).await;
     tracing::info!("stopped");
     let panicked_in_drain = || failures.reported().map(Stopped::Task);
     match failure.get().cloned().or(lost).or_else(panicked_in_drain) {
@@ -332,28 +333,5 @@ async fn flush(sink: &Arc<KafkaSink>, timeout: Duration, cut: &drain::Cut) {
         Ok(Ok(())) => tracing::info!("producer flushed"),
         Ok(Err((e, left))) => tracing::warn!(error = %e, left, "producer flush incomplete"),
         Err(e) => tracing::warn!(error = %e, "producer flush task failed"),
-    }
-}
-
-/// Drops the producers' last handles on blocking threads, waiting for them together at most
-/// `wait`: librdkafka's destroy joins its threads, and one in a request to an identity provider
-/// that does not answer (OAUTHBEARER's `oidc` method) holds it up to curl's timeout, 14 s
-/// measured, past a pod's grace period. What the webhook producer held was delivered by the
-/// flush, or belongs to requests answered with an error; what replay's held is still spooled, and
-/// sent again at the next start. The process's exit ends their threads.
-async fn destroy_within(sinks: impl IntoIterator<Item = Arc<KafkaSink>>, wait: Duration) {
-    let mut destroying = tokio::task::JoinSet::new();
-    for sink in sinks {
-        destroying.spawn_blocking(move || drop(sink));
-    }
-    let deadline = tokio::time::Instant::now() + wait;
-    while let Ok(Some(_)) = tokio::time::timeout_at(deadline, destroying.join_next()).await {}
-    if !destroying.is_empty() {
-        // Not dropped: that would cancel a destroy not yet begun, dropping its producer here.
-        destroying.detach_all();
-        tracing::warn!(
-            timeout = ?wait,
-            "the Kafka client did not shut down in time (a token request or a DNS lookup may hang); exiting without it"
-        );
     }
 }

@@ -200,5 +200,37 @@ fn serve(args: config::Args, argv: &[std::ffi::OsString]) -> ExitCode {
     // every blocking task, such as a producer replaced by a credential rotation that is still
     // delivering its records (up to its message timeout): those were never answered 200.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    if qikchat_bridge::producer::clients_alive() > 0 {
+        // Such a client's threads still run (a destroy waiting on a token request, a blocking
+        // metadata request, a replaced producer delivering): exit's handlers would free the C
+        // libraries' state under them (OpenSSL's, mid-handshake: a crash at SIGTERM, 139 for 0).
+        drop(_log);
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+        signal_hook::low_level::exit(status(code));
+    }
     code
+}
+
+/// The number an exit code stands for, for an exit that bypasses `main`'s return.
+fn status(code: ExitCode) -> i32 {
+    if code == ExitCode::SUCCESS {
+        0
+    } else if code == ExitCode::from(EXIT_CONFIG) {
+        i32::from(EXIT_CONFIG)
+    } else {
+        1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_exit_past_main_keeps_the_status_main_would_have_returned() {
+        assert_eq!(status(ExitCode::SUCCESS), 0);
+        assert_eq!(status(ExitCode::FAILURE), 1);
+        assert_eq!(status(ExitCode::from(EXIT_CONFIG)), 2);
+    }
 }

@@ -25,7 +25,7 @@ mod readiness;
 mod reload;
 mod replace;
 pub mod spread;
-pub use context::{BridgeContext, ProducerRole};
+pub use context::{clients_alive, BridgeContext, ProducerRole};
 use last_error::LastError;
 use readiness::{topic_metadata, TopicError};
 pub use readiness::{warn_of_missing_topics, watch_readiness, KafkaCheck};

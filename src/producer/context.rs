@@ -5,7 +5,7 @@
 //! the producer's properties, which librdkafka quotes in places (an OAUTHBEARER config it cannot
 //! parse, a token endpoint's URL).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -42,6 +42,19 @@ impl ProducerRole {
     }
 }
 
+/// How many of the bridge's Kafka clients are alive: made and not yet destroyed. A context is
+/// dropped after librdkafka's destroy has joined its client's threads (rdkafka's `Client` drops
+/// its native handle before its context).
+static ALIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// How many of the bridge's Kafka clients still run threads of librdkafka's: one replaced by a
+/// rotation still delivering, one whose destroy waits on a token request, one a blocking
+/// metadata request still holds. The process must not run the C libraries' exit handlers
+/// while one does: OpenSSL's frees what a broker thread in a TLS handshake is using.
+pub fn clients_alive() -> usize {
+    ALIVE.load(Ordering::SeqCst)
+}
+
 /// Routes librdkafka's logs into tracing and its statistics into metrics.
 #[derive(Debug)]
 pub struct BridgeContext {
@@ -68,6 +81,7 @@ impl BridgeContext {
         scrubber: Arc<Scrubber>,
         last_error: Arc<LastError>,
     ) -> BridgeContext {
+        ALIVE.fetch_add(1, Ordering::SeqCst);
         BridgeContext {
             metrics,
             role,
@@ -77,6 +91,12 @@ impl BridgeContext {
             scrubber,
             last_error,
         }
+    }
+}
+
+impl Drop for BridgeContext {
+    fn drop(&mut self) {
+        ALIVE.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
