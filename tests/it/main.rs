@@ -31,3 +31,4 @@ mod server_drain;
 mod shutdown;
 mod slow_clients;
 mod spool;
+mod tls;

@@ -15,7 +15,7 @@
 //! provider are in `oidc`, the password files rotated against the checking broker in
 //! `rotation`, and `tail` in `tail`.
 
-mod front;
+pub(crate) mod front;
 mod oidc;
 mod rotation;
 mod tail;
@@ -34,13 +34,13 @@ use crate::common::{stop_with, Spawned, TEXT};
 use front::{Accepts, SaslFront};
 
 const BIN: &str = env!("CARGO_BIN_EXE_qikchat-bridge");
-const KAFKA_USER: &str = "qikchat-bridge";
-const KAFKA_PASSWORD: &str = "Kafka-Pw-4f9c2e7b";
+pub(crate) const KAFKA_USER: &str = "qikchat-bridge";
+pub(crate) const KAFKA_PASSWORD: &str = "Kafka-Pw-4f9c2e7b";
 const WRONG_PASSWORD: &str = "Wrong-Pw-81d3a6c0";
-const TOPIC: &str = "whatsapp.message.in";
+pub(crate) const TOPIC: &str = "whatsapp.message.in";
 
 /// A mock cluster with the bridge's topics.
-fn cluster() -> MockCluster<'static, DefaultProducerContext> {
+pub(crate) fn cluster() -> MockCluster<'static, DefaultProducerContext> {
     let cluster = MockCluster::new(1).expect("mock cluster");
     let args = qikchat_bridge::config::Args::try_parse_from([
         "qikchat-bridge",
@@ -63,7 +63,7 @@ fn cluster() -> MockCluster<'static, DefaultProducerContext> {
 }
 
 /// The bridge against `brokers`, with `env` and `args`, logging at `filter`.
-fn bridge(brokers: &str, env: &[(&str, &str)], args: &[&str], filter: &str) -> Spawned {
+pub(crate) fn bridge(brokers: &str, env: &[(&str, &str)], args: &[&str], filter: &str) -> Spawned {
     let credential = format!("{}:{}", common::USER, common::PASS);
     Spawned::start(
         Command::new(BIN)
@@ -78,13 +78,13 @@ fn bridge(brokers: &str, env: &[(&str, &str)], args: &[&str], filter: &str) -> S
     )
 }
 
-fn password_file(dir: &tempfile::TempDir, name: &str, secret: &str) -> PathBuf {
+pub(crate) fn password_file(dir: &tempfile::TempDir, name: &str, secret: &str) -> PathBuf {
     let path = dir.path().join(name);
     std::fs::write(&path, format!("{secret}\n")).expect("write secret");
     path
 }
 
-async fn post(port: u16) -> reqwest::Response {
+pub(crate) async fn post(port: u16) -> reqwest::Response {
     reqwest::Client::new()
         .post(format!("http://127.0.0.1:{port}/webhook"))
         .basic_auth(common::USER, Some(common::PASS))
@@ -96,7 +96,7 @@ async fn post(port: u16) -> reqwest::Response {
         .expect("request")
 }
 
-async fn readyz(admin: u16) -> (u16, String) {
+pub(crate) async fn readyz(admin: u16) -> (u16, String) {
     let r = reqwest::get(format!("http://127.0.0.1:{admin}/readyz"))
         .await
         .expect("readyz");
@@ -104,7 +104,7 @@ async fn readyz(admin: u16) -> (u16, String) {
 }
 
 /// The record the bridge produced for [`TEXT`], read from the mock itself.
-async fn stored(bootstrap: &str) -> Vec<u8> {
+pub(crate) async fn stored(bootstrap: &str) -> Vec<u8> {
     let bootstrap = bootstrap.to_string();
     let got = tokio::task::spawn_blocking(move || {
         common::read_records(&bootstrap, TOPIC, 1, Duration::from_secs(10))
@@ -117,14 +117,14 @@ async fn stored(bootstrap: &str) -> Vec<u8> {
 
 /// What a bridge that cannot reach Kafka answered once readiness had checked: `/readyz`'s status
 /// and reason, then a webhook's status, `Retry-After` and time.
-struct Outage {
+pub(crate) struct Outage {
     ready: (u16, String),
     webhook: (u16, Option<String>),
     took: Duration,
 }
 
 impl Outage {
-    async fn seen(bridge: &Spawned) -> Outage {
+    pub(crate) async fn seen(bridge: &Spawned) -> Outage {
         // Readiness is checked every second.
         common::eventually("a readiness check", async || {
             !readyz(bridge.admin).await.1.contains("not checked yet")
@@ -146,7 +146,7 @@ impl Outage {
     }
 
     /// Unready, and a webhook answered 503 with `Retry-After` within the ack timeout (1.5 s).
-    fn holds(&self) {
+    pub(crate) fn holds(&self) {
         assert_eq!(self.ready.0, 503, "{}", self.ready.1);
         assert_eq!(self.webhook, (503, Some("1".to_string())));
         assert!(self.took < Duration::from_secs(3), "{:?}", self.took);
@@ -155,7 +155,7 @@ impl Outage {
 
 /// Once `bridge` is ready, one webhook is answered 200 and its record is in `cluster` byte for
 /// byte; then the bridge stops on SIGTERM with status 0. Returns its log.
-async fn delivers_one(
+pub(crate) async fn delivers_one(
     bridge: &mut Spawned,
     cluster: &MockCluster<'static, DefaultProducerContext>,
 ) -> String {

@@ -1,6 +1,7 @@
 //! The SASL half of a Kafka broker, in front of librdkafka's mock cluster (which speaks no SASL):
 //! it answers SaslHandshake and SaslAuthenticate itself, checking PLAIN, SCRAM-SHA-256/512 (RFC
 //! 5802/7677, the server side) and OAUTHBEARER (RFC 7628) credentials as Kafka does, then relays.
+//! [`serve`] takes any stream, so that `tls::front` runs it behind TLS, with SASL or without.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -8,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256, Sha512};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -60,7 +61,7 @@ impl SaslFront {
             while let Ok((client, _)) = listener.accept().await {
                 let (accepts, outcomes) = (accepts.clone(), kept.clone());
                 tokio::spawn(async move {
-                    let _ = serve(client, mock, addr, &accepts, &outcomes).await;
+                    let _ = serve(client, mock, addr, Some(&accepts), &outcomes).await;
                 });
             }
         });
@@ -176,11 +177,14 @@ struct Scram {
 const SALT: &[u8] = b"qikchat-bridge-salt";
 const ITERATIONS: u32 = 4096;
 
-async fn serve(
-    mut client: TcpStream,
+/// One client connection of the front at `me`, relayed to `mock`: with `accepts`, once it has
+/// authenticated with SASL; without, from its first request (a broker's SSL listener). Both
+/// directions run in this one future, so that dropping it closes the client's connection.
+pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    mut client: S,
     mock: SocketAddr,
     me: SocketAddr,
-    accepts: &Accepts,
+    accepts: Option<&Accepts>,
     outcomes: &Mutex<Vec<Outcome>>,
 ) -> std::io::Result<()> {
     let mut upstream = TcpStream::connect(mock).await?;
@@ -193,7 +197,7 @@ async fn serve(
             .push((mechanism.to_string(), who.to_string(), ok));
     };
     // Until the client has authenticated: one request, one answer.
-    loop {
+    while let Some(accepts) = accepts {
         let req = read_frame(&mut client).await?;
         let (key, version, corr, body) = request_parts(&req);
         match key {
@@ -353,23 +357,31 @@ async fn serve(
         }
     }
     // Authenticated: relay, naming this front, not the mock, as the broker in the answers.
-    let (mut client_read, mut client_write) = client.into_split();
+    let (mut client_read, mut client_write) = tokio::io::split(client);
     let (mut upstream_read, mut upstream_write) = upstream.into_split();
-    tokio::spawn(async move {
+    let requests = async move {
         let _ = tokio::io::copy(&mut client_read, &mut upstream_write).await;
         let _ = upstream_write.shutdown().await;
-    });
+        // The answers still due are relayed until the mock closes.
+        std::future::pending::<()>().await
+    };
     let mut from = b"127.0.0.1".to_vec();
     from.extend_from_slice(&i32::from(mock.port()).to_be_bytes());
     let mut to = b"127.0.0.1".to_vec();
     to.extend_from_slice(&i32::from(me.port()).to_be_bytes());
-    loop {
-        let mut resp = read_frame(&mut upstream_read).await?;
-        let mut at = 0;
-        while let Some(i) = resp[at..].windows(from.len()).position(|w| w == from) {
-            resp[at + i..at + i + to.len()].copy_from_slice(&to);
-            at += i + to.len();
+    let answers = async move {
+        loop {
+            let mut resp = read_frame(&mut upstream_read).await?;
+            let mut at = 0;
+            while let Some(i) = resp[at..].windows(from.len()).position(|w| w == from) {
+                resp[at + i..at + i + to.len()].copy_from_slice(&to);
+                at += i + to.len();
+            }
+            client_write.write_all(&framed(&resp)).await?;
         }
-        client_write.write_all(&framed(&resp)).await?;
+    };
+    tokio::select! {
+        () = requests => Ok(()),
+        done = answers => done,
     }
 }
