@@ -66,6 +66,8 @@ pub struct BridgeContext {
     retired: Arc<AtomicBool>,
     /// Its non-fatal errors' repeats, held back.
     quieted: Quieted,
+    /// Its brokers' connection failures in its log, held back per broker thread.
+    failures: Quieted,
     /// Hides the secrets of the properties the producer was made from in librdkafka's texts.
     scrubber: Arc<Scrubber>,
     /// Its latest error, which `/readyz` quotes while it is in place.
@@ -88,6 +90,7 @@ impl BridgeContext {
             fatal,
             retired,
             quieted: Quieted::default(),
+            failures: Quieted::default(),
             scrubber,
             last_error,
         }
@@ -100,9 +103,35 @@ impl Drop for BridgeContext {
     }
 }
 
-impl ClientContext for BridgeContext {
-    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+impl BridgeContext {
+    /// A log line of librdkafka's, at `now`. A broker's connection failure (facility `FAIL`) is
+    /// logged once a window per broker thread, with how many were held back: librdkafka holds
+    /// back an identical one itself, but a refused TLS handshake alternates two texts ("SSL
+    /// handshake failed: …" and "error:0A000086 …"), which came at 9 error lines a second
+    /// for as long as the certificate was not trusted, each a repeat of the warning `error`
+    /// logs.
+    fn log_at(&self, level: RDKafkaLogLevel, fac: &str, message: &str, now: Instant) {
         let message = self.scrubber.scrub(message);
+        let loud = !matches!(
+            level,
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info | RDKafkaLogLevel::Debug
+        );
+        let message = if fac == "FAIL" && loud {
+            // "[thrd:ssl://host:9093/1]: ssl://host:9093/1: SSL handshake failed: …"
+            let thread = message.split_once("]: ").map_or("", |(thread, _)| thread);
+            match self.failures.admit(thread, now) {
+                None => return,
+                Some(0) => message,
+                Some(held_back) => format!(
+                    "{message} ({held_back} more failures of this broker's connection since the \
+                     last one logged; they are logged once every {}s)",
+                    WINDOW.as_secs()
+                )
+                .into(),
+            }
+        } else {
+            message
+        };
         match level {
             RDKafkaLogLevel::Emerg
             | RDKafkaLogLevel::Alert
@@ -120,6 +149,12 @@ impl ClientContext for BridgeContext {
                 tracing::debug!(target: "librdkafka", facility = fac, "{message}")
             }
         }
+    }
+}
+
+impl ClientContext for BridgeContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        self.log_at(level, fac, message, Instant::now());
     }
 
     fn stats(&self, statistics: Statistics) {
@@ -159,5 +194,70 @@ impl ClientContext for BridgeContext {
                 ),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn context() -> BridgeContext {
+        let metrics = Arc::new(Metrics::new(&["t".to_string()]).expect("metrics"));
+        let scrubber = Arc::new(Scrubber::new(
+            &std::collections::BTreeMap::<String, String>::new(),
+        ));
+        BridgeContext::new(
+            metrics,
+            ProducerRole::Webhooks,
+            Arc::new(Notify::new()),
+            Arc::new(AtomicBool::new(false)),
+            scrubber,
+            Arc::new(LastError::default()),
+        )
+    }
+
+    /// A refused TLS handshake alternates two texts, which librdkafka's own hold on identical
+    /// repeats misses: one line a window per broker, with the count of those held back; another
+    /// broker's, and other facilities', are not held back by them.
+    #[test]
+    fn a_brokers_connection_failures_are_logged_once_a_window_with_the_count_held_back() {
+        let (kept, _guard) = crate::telemetry::Kept::on_this_thread();
+        let context = context();
+        let t0 = Instant::now();
+        let b1 = "[thrd:ssl://k1:9093/1]: ssl://k1:9093/1";
+        let texts = [
+            "SSL handshake failed: certificate verify failed",
+            "error:0A000086:SSL routines::certificate verify failed",
+        ];
+        for i in 0..20u32 {
+            let at = t0 + Duration::from_millis(100 * u64::from(i));
+            let text = format!("{b1}: {}", texts[i as usize % 2]);
+            context.log_at(RDKafkaLogLevel::Error, "FAIL", &text, at);
+        }
+        let b2 = "[thrd:ssl://k2:9093/2]: ssl://k2:9093/2: Connect to ipv4#10.0.0.2:9093 failed";
+        context.log_at(RDKafkaLogLevel::Error, "FAIL", b2, t0);
+        context.log_at(RDKafkaLogLevel::Warning, "CONFWARN", "[thrd:app]: one", t0);
+        context.log_at(RDKafkaLogLevel::Warning, "CONFWARN", "[thrd:app]: two", t0);
+        let later = format!("{b1}: {}", texts[0]);
+        context.log_at(RDKafkaLogLevel::Error, "FAIL", &later, t0 + WINDOW);
+        let logged = kept.text();
+        let lines: Vec<&str> = logged.lines().collect();
+        assert_eq!(lines.len(), 5, "{logged}");
+        assert!(
+            lines[0].contains("ERROR") && lines[0].contains(texts[0]),
+            "{logged}"
+        );
+        assert!(!lines[0].contains("more failures"), "{logged}");
+        assert!(lines[1].contains("k2:9093"), "{logged}");
+        assert!(
+            lines[2].contains("one") && lines[3].contains("two"),
+            "{logged}"
+        );
+        assert!(
+            lines[4].contains(texts[0])
+                && lines[4].contains("(19 more failures of this broker's connection"),
+            "{logged}"
+        );
     }
 }
