@@ -14,6 +14,10 @@ async fn a_logged_request_shows_neither_the_password_nor_the_body() {
     let accepted = app.post(TEXT).await;
     assert_eq!(accepted.status(), 200);
     let accepted_id = common::request_id(&accepted);
+    let unrouted = app
+        .post(br#"{"event":"made:up-event","payload":{"id":"m1","to":"+1"}}"#)
+        .await;
+    assert_eq!(unrouted.status(), 200);
     let wrong = app
         .http
         .post(app.url())
@@ -46,6 +50,25 @@ async fn a_logged_request_shows_neither_the_password_nor_the_body() {
         accepted_line["span"]["topic"], "whatsapp.message.in",
         "the topic is logged with the request: {accepted_line}"
     );
+    // The event, and the latency in milliseconds (over a microsecond, under the second a
+    // seconds-plus-1000 slip would pass); found missing by mutation testing.
+    assert_eq!(accepted_line["span"]["event"], "whatsapp:message:in");
+    let latency = accepted_line["span"]["latency_ms"]
+        .as_f64()
+        .expect("latency_ms");
+    assert!((0.001..1000.0).contains(&latency), "{accepted_line}");
+    // An event name the bridge does not route is the sender's choice: not logged.
+    let unrouted_id = common::request_id(&unrouted);
+    let unrouted_line = logs
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON log line"))
+        .find(|l| l["span"]["request_id"] == unrouted_id.as_str())
+        .unwrap_or_else(|| panic!("no line for request {unrouted_id}:\n{logs}"));
+    assert!(
+        unrouted_line["span"].get("event").is_none(),
+        "{unrouted_line}"
+    );
+    assert!(!logs.contains("made:up-event"), "{logs}");
     let encoded = basic_auth_header();
     let encoded = encoded.trim_start_matches("Basic ");
     for secret in [

@@ -556,3 +556,30 @@ fn a_host_is_a_name_or_address_with_an_optional_port() {
         assert!(!valid_host(bad.as_bytes()), "{bad:?} taken");
     }
 }
+
+/// A body as large as `--max-body-bytes` is no larger than the bridge takes: refused by its
+/// head, it is read and dropped like a smaller one, and the HTTP/1 connection carries on (found
+/// by mutation testing: only bodies well under or well over the limit were refused so).
+#[tokio::test]
+async fn a_refused_body_of_exactly_the_largest_size_is_read_and_the_connection_carries_on() {
+    let mut config = Config::for_brokers("k:9092", "u:p").expect("config");
+    config.max_body_bytes = STATUS.len();
+    let metrics = Arc::new(Metrics::new(&config.topics.all_topics()).expect("metrics"));
+    let sink = Arc::new(FakeSink {
+        result: Ok(Delivered::Kafka {
+            partition: 0,
+            offset: 0,
+        }),
+        seen: Mutex::new(Vec::new()),
+    });
+    let hook = Webhook::new(&config, sink, metrics);
+    let elsewhere = Request::post("/elsewhere")
+        .header(http::header::HOST, "bridge")
+        .header(AUTHORIZATION, "Basic dTpw")
+        .header(CONTENT_LENGTH, STATUS.len())
+        .body(Full::new(Bytes::from_static(STATUS)))
+        .expect("request");
+    let answer = hook.handle(elsewhere).await;
+    assert_eq!(answer.status(), StatusCode::NOT_FOUND);
+    assert_eq!(answer.headers().get(CONNECTION), None, "read whole");
+}
