@@ -127,6 +127,20 @@ fn text_logs_to_a_pipe_are_plain() {
     assert!(!first.contains('\x1b'), "colour codes in {first:?}");
 }
 
+/// By default a file or a pipe (a container's log) gets JSON lines, a terminal text: the
+/// harness's processes all name `--log-format`, so nothing saw the default turn (found by
+/// mutation testing).
+#[test]
+fn by_default_logs_to_a_pipe_are_json_lines() {
+    let ports = ["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"];
+    let (mut child, mut log) = start_reading_log_in(&ports, &[], "warn");
+    let mut first = String::new();
+    log.read_line(&mut first).expect("a log line");
+    assert!(stop_with(&mut child, "-TERM").success());
+    let line: serde_json::Value = serde_json::from_str(&first).expect("a JSON line");
+    assert_eq!(line["level"], "WARN", "{first:?}");
+}
+
 /// A log reader that goes away (a closed pipe, `| head`) must cost log lines only: a write error
 /// reported with `eprintln!` panicked in every log call. Where the SIGTERM handler's panicked the
 /// bridge ran on deaf to SIGTERM; elsewhere it ended with a panic instead of exit 0.
