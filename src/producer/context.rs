@@ -66,7 +66,7 @@ pub struct BridgeContext {
     retired: Arc<AtomicBool>,
     /// Its non-fatal errors' repeats, held back.
     quieted: Quieted,
-    /// Its brokers' connection failures in its log, held back per broker thread.
+    /// Its brokers' connection failures in its log, held back per broker.
     failures: Quieted,
     /// Hides the secrets of the properties the producer was made from in librdkafka's texts.
     scrubber: Arc<Scrubber>,
@@ -105,7 +105,7 @@ impl Drop for BridgeContext {
 
 impl BridgeContext {
     /// A log line of librdkafka's, at `now`. A broker's connection failure (facility `FAIL`) is
-    /// logged once a window per broker thread, with how many were held back: librdkafka holds
+    /// logged once a window per broker, with how many were held back: librdkafka holds
     /// back an identical one itself, but a refused TLS handshake alternates two texts ("SSL
     /// handshake failed: …" and "error:0A000086 …"), which came at 9 error lines a second
     /// for as long as the certificate was not trusted, each a repeat of the warning `error`
@@ -117,9 +117,15 @@ impl BridgeContext {
             RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info | RDKafkaLogLevel::Debug
         );
         let message = if fac == "FAIL" && loud {
-            // "[thrd:ssl://host:9093/1]: ssl://host:9093/1: SSL handshake failed: …"
-            let thread = message.split_once("]: ").map_or("", |(thread, _)| thread);
-            match self.failures.admit(thread, now) {
+            // "[thrd:ssl://host:9093/1]: ssl://host:9093/1: SSL handshake failed: …": the
+            // broker's name, after the thread's when librdkafka adds it (`log.thread.name`, true
+            // by default; without it, one key for all held back every broker's but the first).
+            let text = match message.strip_prefix("[thrd:") {
+                Some(rest) => rest.split_once("]: ").map_or(rest, |(_, text)| text),
+                None => &message,
+            };
+            let broker = text.split_once(": ").map_or(text, |(broker, _)| broker);
+            match self.failures.admit(broker, now) {
                 None => return,
                 Some(0) => message,
                 Some(held_back) => format!(
@@ -257,6 +263,26 @@ mod tests {
         assert!(
             lines[4].contains(texts[0])
                 && lines[4].contains("(19 more failures of this broker's connection"),
+            "{logged}"
+        );
+    }
+
+    /// With `log.thread.name=false` (a property the bridge passes on) librdkafka's lines carry no
+    /// `[thrd:…]` prefix: each broker's failures are still held back apart (found by review).
+    #[test]
+    fn without_thread_names_each_brokers_connection_failures_are_still_logged() {
+        let (kept, _guard) = crate::telemetry::Kept::on_this_thread();
+        let context = context();
+        let t0 = Instant::now();
+        let b1 = "ssl://k1:9093/bootstrap: SSL handshake failed: certificate verify failed";
+        let b2 = "ssl://k2:9093/bootstrap: Connect to ipv4#10.0.0.2:9093 failed";
+        context.log_at(RDKafkaLogLevel::Error, "FAIL", b1, t0);
+        context.log_at(RDKafkaLogLevel::Error, "FAIL", b2, t0);
+        context.log_at(RDKafkaLogLevel::Error, "FAIL", b1, t0);
+        let logged = kept.text();
+        assert_eq!(logged.lines().count(), 2, "{logged}");
+        assert!(
+            logged.contains("k1:9093") && logged.contains("k2:9093"),
             "{logged}"
         );
     }
