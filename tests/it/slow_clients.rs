@@ -222,6 +222,30 @@ async fn an_http2_stream_reset_with_no_error_before_its_declared_length_is_cance
     cancelled_and_nothing_else(&app).await;
 }
 
+/// A body that overruns its declared length is reset by h2 itself (a protocol error), not by the
+/// client: the request is a `bad_request`, counted with the 400s (`invalid`) though none reaches the
+/// client, not a cancelled one, and nothing is stored (found by mutation testing: a reset of
+/// either side counted as the client's passed every test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_body_longer_than_its_declared_length_is_a_bad_request_not_a_cancel() {
+    let app = TestApp::start(&[]).await;
+    let (_answer, mut body) = h2_post_without_body(&app, &common::basic_auth_header()).await;
+    let mut longer = TEXT.to_vec();
+    longer.extend_from_slice(b"    ");
+    body.send_data(bytes::Bytes::from(longer), true)
+        .expect("data");
+    app.wait_metric(r#"qikchat_bridge_requests_total{outcome="invalid",status="400"} 1"#)
+        .await;
+    let (_, metrics) = app.admin_get("/metrics").await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "qikchat_bridge_requests_cancelled_total 0"),
+        "{metrics}"
+    );
+    app.assert_nothing_stored_before_now().await;
+}
+
 /// Without a declared length nothing tells a body cut off by a NO_ERROR reset from a whole one
 /// (hyper ends both alike), so a reset stream's request is dropped before anything is stored,
 /// half a body or all of it: the client got no answer, and sends it again.
