@@ -583,3 +583,55 @@ async fn a_refused_body_of_exactly_the_largest_size_is_read_and_the_connection_c
     assert_eq!(answer.status(), StatusCode::NOT_FOUND);
     assert_eq!(answer.headers().get(CONNECTION), None, "read whole");
 }
+
+/// A refused body is read and dropped only when it ends within `--max-body-bytes` and its time:
+/// one larger without a declared length, one that stalls and one that breaks are left unread,
+/// and the HTTP/1 answer says the connection ends (found by mutation testing: only bodies that
+/// ended were refused so).
+#[tokio::test(start_paused = true)]
+async fn a_refused_body_too_large_stalled_or_broken_is_left_unread_and_the_answer_says_close() {
+    use futures_util::StreamExt;
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+    type Frames = futures_util::stream::BoxStream<'static, Result<Frame<Bytes>, std::io::Error>>;
+    let mut config = Config::for_brokers("k:9092", "u:p").expect("config");
+    config.max_body_bytes = STATUS.len();
+    let metrics = Arc::new(Metrics::new(&config.topics.all_topics()).expect("metrics"));
+    let sink = Arc::new(FakeSink {
+        result: Ok(Delivered::Kafka {
+            partition: 0,
+            offset: 0,
+        }),
+        seen: Mutex::new(Vec::new()),
+    });
+    let hook = Webhook::new(&config, sink, metrics);
+    let status = || Ok(Frame::data(Bytes::from_static(STATUS)));
+    let refused = |frames: Frames| {
+        Request::post("/elsewhere")
+            .header(http::header::HOST, "bridge")
+            .header(AUTHORIZATION, "Basic dTpw")
+            .body(StreamBody::new(frames))
+            .expect("request")
+    };
+    let whole: Frames = futures_util::stream::iter([status()]).boxed();
+    let larger: Frames =
+        futures_util::stream::iter([status(), Ok(Frame::data(Bytes::from_static(b" ")))]).boxed();
+    let stalled: Frames = futures_util::stream::iter([status()])
+        .chain(futures_util::stream::pending())
+        .boxed();
+    let broken: Frames =
+        futures_util::stream::iter([status(), Err(std::io::Error::other("connection reset"))])
+            .boxed();
+    let answer = hook.handle(refused(whole)).await;
+    assert_eq!(answer.status(), StatusCode::NOT_FOUND);
+    assert_eq!(answer.headers().get(CONNECTION), None, "read whole");
+    for (what, frames) in [("larger", larger), ("stalled", stalled), ("broken", broken)] {
+        let answer = hook.handle(refused(frames)).await;
+        assert_eq!(answer.status(), StatusCode::NOT_FOUND, "{what}");
+        assert_eq!(
+            answer.headers().get(CONNECTION).map(HeaderValue::as_bytes),
+            Some(&b"close"[..]),
+            "{what}"
+        );
+    }
+}
