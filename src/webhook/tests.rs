@@ -557,11 +557,8 @@ fn a_host_is_a_name_or_address_with_an_optional_port() {
     }
 }
 
-/// A body as large as `--max-body-bytes` is no larger than the bridge takes: refused by its
-/// head, it is read and dropped like a smaller one, and the HTTP/1 connection carries on (found
-/// by mutation testing: only bodies well under or well over the limit were refused so).
-#[tokio::test]
-async fn a_refused_body_of_exactly_the_largest_size_is_read_and_the_connection_carries_on() {
+/// A webhook whose `--max-body-bytes` is the size of [`STATUS`].
+fn taking_at_most_a_status() -> Webhook<FakeSink> {
     let mut config = Config::for_brokers("k:9092", "u:p").expect("config");
     config.max_body_bytes = STATUS.len();
     let metrics = Arc::new(Metrics::new(&config.topics.all_topics()).expect("metrics"));
@@ -572,7 +569,15 @@ async fn a_refused_body_of_exactly_the_largest_size_is_read_and_the_connection_c
         }),
         seen: Mutex::new(Vec::new()),
     });
-    let hook = Webhook::new(&config, sink, metrics);
+    Webhook::new(&config, sink, metrics)
+}
+
+/// A body as large as `--max-body-bytes` is no larger than the bridge takes: refused by its
+/// head, it is read and dropped like a smaller one, and the HTTP/1 connection carries on (found
+/// by mutation testing: only bodies well under or well over the limit were refused so).
+#[tokio::test]
+async fn a_refused_body_of_exactly_the_largest_size_is_read_and_the_connection_carries_on() {
+    let hook = taking_at_most_a_status();
     let elsewhere = Request::post("/elsewhere")
         .header(http::header::HOST, "bridge")
         .header(AUTHORIZATION, "Basic dTpw")
@@ -594,17 +599,7 @@ async fn a_refused_body_too_large_stalled_or_broken_is_left_unread_and_the_answe
     use http_body_util::StreamBody;
     use hyper::body::Frame;
     type Frames = futures_util::stream::BoxStream<'static, Result<Frame<Bytes>, std::io::Error>>;
-    let mut config = Config::for_brokers("k:9092", "u:p").expect("config");
-    config.max_body_bytes = STATUS.len();
-    let metrics = Arc::new(Metrics::new(&config.topics.all_topics()).expect("metrics"));
-    let sink = Arc::new(FakeSink {
-        result: Ok(Delivered::Kafka {
-            partition: 0,
-            offset: 0,
-        }),
-        seen: Mutex::new(Vec::new()),
-    });
-    let hook = Webhook::new(&config, sink, metrics);
+    let hook = taking_at_most_a_status();
     let status = || Ok(Frame::data(Bytes::from_static(STATUS)));
     let refused = |frames: Frames| {
         Request::post("/elsewhere")

@@ -17,7 +17,7 @@
 
 pub(crate) mod front;
 mod oidc;
-mod rotation;
+pub(crate) mod rotation;
 mod tail;
 
 use crate::common;

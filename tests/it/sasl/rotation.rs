@@ -14,7 +14,7 @@ use super::{
 };
 use crate::common::{self, stop_with, Spawned, TEXT};
 
-pub(super) async fn metric(admin: u16, series: &str) -> Option<String> {
+pub(crate) async fn metric(admin: u16, series: &str) -> Option<String> {
     let text = reqwest::get(format!("http://127.0.0.1:{admin}/metrics"))
         .await
         .ok()?
@@ -26,7 +26,7 @@ pub(super) async fn metric(admin: u16, series: &str) -> Option<String> {
         .map(|v| v.trim().to_string())
 }
 
-pub(super) fn reloads(result: &str) -> String {
+pub(crate) fn reloads(result: &str) -> String {
     format!("qikchat_bridge_kafka_client_reloads_total{{result=\"{result}\",role=\"webhooks\"}} ")
 }
 

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use super::front::{Ca, Leaf, TlsFront};
 use super::CLIENT_CN;
 use crate::common::{self, stop_with};
+use crate::sasl::rotation::{metric, reloads};
 use crate::sasl::{bridge, cluster, post, TOPIC};
 
 const RENEWED_CN: &str = "qikchat-bridge-renewed";
@@ -39,21 +40,6 @@ fn publish(dir: &Path, name: &str, ca: &Ca, leaf: &Leaf) {
         }
     }
 }
-
-async fn metric(admin: u16, series: &str) -> Option<String> {
-    let text = reqwest::get(format!("http://127.0.0.1:{admin}/metrics"))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(series))
-        .map(|v| v.trim().to_string())
-}
-
-const REBUILT: &str =
-    "qikchat_bridge_kafka_client_reloads_total{result=\"rebuilt\",role=\"webhooks\"} ";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_renewed_client_certificate_is_used_without_a_restart() {
@@ -93,7 +79,7 @@ async fn a_renewed_client_certificate_is_used_without_a_restart() {
     // Files are read every second; the new producer takes over once it has read the topic's
     // metadata and has not failed for a second.
     common::eventually("the renewed certificate taken", async || {
-        metric(bridge.admin, REBUILT).await.as_deref() == Some("1")
+        metric(bridge.admin, &reloads("rebuilt")).await.as_deref() == Some("1")
     })
     .await;
     let took_over = swapped.elapsed();
