@@ -105,14 +105,17 @@ pub(crate) async fn readyz(admin: u16) -> (u16, String) {
 
 /// The record the bridge produced for [`TEXT`], read from the mock itself.
 pub(crate) async fn stored(bootstrap: &str) -> Vec<u8> {
-    let bootstrap = bootstrap.to_string();
-    let got = tokio::task::spawn_blocking(move || {
-        common::read_records(&bootstrap, TOPIC, 1, Duration::from_secs(10))
-    })
-    .await
-    .expect("consumer");
+    let got = read_back(bootstrap, 1, Duration::from_secs(10)).await;
     assert_eq!(got.len(), 1, "{got:?}");
     got[0].value.clone()
+}
+
+/// Up to `count` records of [`TOPIC`] in the mock at `bootstrap`, read within `wait`.
+pub(crate) async fn read_back(bootstrap: &str, count: usize, wait: Duration) -> Vec<common::Got> {
+    let bootstrap = bootstrap.to_string();
+    tokio::task::spawn_blocking(move || common::read_records(&bootstrap, TOPIC, count, wait))
+        .await
+        .expect("consumer")
 }
 
 /// What a bridge that cannot reach Kafka answered once readiness had checked: `/readyz`'s status
@@ -297,12 +300,7 @@ async fn a_refused_password_is_an_outage(mechanism: &str, debug: bool) {
         "{reason_after}"
     );
     assert!(front.outcomes().iter().all(|(_, _, ok)| !ok));
-    let consumer_bootstrap = cluster.bootstrap_servers();
-    let got = tokio::task::spawn_blocking(move || {
-        common::read_records(&consumer_bootstrap, TOPIC, 1, Duration::from_secs(1))
-    })
-    .await
-    .expect("consumer");
+    let got = read_back(&cluster.bootstrap_servers(), 1, Duration::from_secs(1)).await;
     assert!(got.is_empty(), "{got:?}");
     assert!(
         log.contains("Authentication failed"),

@@ -16,7 +16,7 @@ mod rotation;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use crate::common;
+use crate::common::{self, Spawned};
 use crate::sasl::front::Accepts;
 use crate::sasl::{bridge, cluster, delivers_one, password_file, KAFKA_PASSWORD, KAFKA_USER};
 use front::{Ca, Connection, TlsFront};
@@ -57,23 +57,21 @@ async fn ssl_with_a_ca_file_delivers_the_record() {
     eprintln!("SSL: {:?}", started.elapsed());
 }
 
-/// mTLS: the front requires a client certificate its CA signed; the bridge presents the one in
-/// `ssl.certificate.location` and `ssl.key.location`, and every connection the front took was
-/// that certificate's.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mtls_with_a_client_certificate_delivers_and_the_broker_sees_its_cn() {
-    let started = Instant::now();
-    let cluster = cluster();
-    let ca = Ca::new("qikchat test CA");
-    let front = TlsFront::start(&cluster.bootstrap_servers(), &ca.server(), Some(&ca), None).await;
-    let client = ca.client(CLIENT_CN);
-    let dir = tempfile::tempdir().expect("tempdir");
+/// The bridge against `front` over SSL, trusting `trusted`, with a client certificate of
+/// `signer`'s (CN [`CLIENT_CN`]), its files in `dir`; and the client's key, in PEM.
+fn with_client_certificate(
+    front: &TlsFront,
+    trusted: &Ca,
+    signer: &Ca,
+    dir: &tempfile::TempDir,
+) -> (Spawned, String) {
+    let client = signer.client(CLIENT_CN);
     let (ca_file, cert_file, key_file) = (
-        file(&dir, "ca.crt", &ca.pem),
-        file(&dir, "tls.crt", &client.cert_pem),
-        file(&dir, "tls.key", &client.key_pem),
+        file(dir, "ca.crt", &trusted.pem),
+        file(dir, "tls.crt", &client.cert_pem),
+        file(dir, "tls.key", &client.key_pem),
     );
-    let mut bridge = bridge(
+    let bridge = bridge(
         &front.addr.to_string(),
         &[
             ("KAFKA_SECURITY_PROTOCOL", "SSL"),
@@ -84,6 +82,20 @@ async fn mtls_with_a_client_certificate_delivers_and_the_broker_sees_its_cn() {
         &[],
         common::LOG_FILTER,
     );
+    (bridge, client.key_pem)
+}
+
+/// mTLS: the front requires a client certificate its CA signed; the bridge presents the one in
+/// `ssl.certificate.location` and `ssl.key.location`, and every connection the front took was
+/// that certificate's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mtls_with_a_client_certificate_delivers_and_the_broker_sees_its_cn() {
+    let started = Instant::now();
+    let cluster = cluster();
+    let ca = Ca::new("qikchat test CA");
+    let front = TlsFront::start(&cluster.bootstrap_servers(), &ca.server(), Some(&ca), None).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut bridge, _) = with_client_certificate(&front, &ca, &ca, &dir);
     let log = delivers_one(&mut bridge, &cluster).await;
     let seen = front.connections();
     let expected = Connection {

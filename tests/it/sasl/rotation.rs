@@ -9,7 +9,7 @@ use rdkafka::producer::DefaultProducerContext;
 
 use super::front::{Accepts, SaslFront};
 use super::{
-    bridge, cluster, password_file, post, readyz, stored, KAFKA_PASSWORD, KAFKA_USER, TOPIC,
+    bridge, cluster, password_file, post, read_back, readyz, stored, KAFKA_PASSWORD, KAFKA_USER,
     WRONG_PASSWORD,
 };
 use crate::common::{self, stop_with, Spawned, TEXT};
@@ -126,12 +126,7 @@ async fn a_rotated_password_the_broker_refuses_keeps_the_working_producer() {
     assert_eq!(post(bridge.port).await.status(), 200);
     assert!(stop_with(&mut bridge.child, "-TERM").success());
     let log = bridge.log_to_end();
-    let bootstrap = cluster.bootstrap_servers();
-    let got = tokio::task::spawn_blocking(move || {
-        common::read_records(&bootstrap, TOPIC, 2, Duration::from_secs(10))
-    })
-    .await
-    .expect("consumer");
+    let got = read_back(&cluster.bootstrap_servers(), 2, Duration::from_secs(10)).await;
     assert_eq!(got.len(), 2);
     for secret in [WRONG_PASSWORD, KAFKA_PASSWORD, next] {
         assert!(!log.contains(secret), "a password reached the log:\n{log}");

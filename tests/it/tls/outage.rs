@@ -4,31 +4,13 @@
 use std::time::Duration;
 
 use super::front::{Ca, TlsFront};
-use super::{file, CLIENT_CN};
+use super::with_client_certificate;
 use crate::common::{self, stop_with, Spawned};
-use crate::sasl::{bridge, cluster, readyz, Outage, TOPIC};
+use crate::sasl::{cluster, read_back, readyz, Outage};
 
-/// The bridge, with a CA file of `other` and a client certificate of `ca`'s, against `front`.
+/// The bridge, with a CA file of another CA and a client certificate of `ca`'s, against `front`.
 fn start_with_another_ca(front: &TlsFront, ca: &Ca, dir: &tempfile::TempDir) -> (Spawned, String) {
-    let other = Ca::new("another CA");
-    let client = ca.client(CLIENT_CN);
-    let (ca_file, cert_file, key_file) = (
-        file(dir, "ca.crt", &other.pem),
-        file(dir, "tls.crt", &client.cert_pem),
-        file(dir, "tls.key", &client.key_pem),
-    );
-    let bridge = bridge(
-        &front.addr.to_string(),
-        &[
-            ("KAFKA_SECURITY_PROTOCOL", "SSL"),
-            ("KAFKA_SSL_CA_LOCATION", &ca_file),
-            ("KAFKA_SSL_CERTIFICATE_LOCATION", &cert_file),
-            ("KAFKA_SSL_KEY_LOCATION", &key_file),
-        ],
-        &[],
-        common::LOG_FILTER,
-    );
-    (bridge, client.key_pem)
+    with_client_certificate(front, &Ca::new("another CA"), ca, dir)
 }
 
 /// README's status table: `/readyz` 503, webhooks 503 with `Retry-After: 1` within the ack
@@ -62,12 +44,7 @@ async fn a_ca_that_did_not_sign_the_broker_is_an_outage_logged_without_secrets()
     // With librdkafka's reason, not only that no broker answered.
     assert!(still.1.contains("certificate verify failed"), "{}", still.1);
     assert!(front.connections().is_empty(), "{:?}", front.connections());
-    let bootstrap = cluster.bootstrap_servers();
-    let got = tokio::task::spawn_blocking(move || {
-        common::read_records(&bootstrap, TOPIC, 1, Duration::from_secs(1))
-    })
-    .await
-    .expect("consumer");
+    let got = read_back(&cluster.bootstrap_servers(), 1, Duration::from_secs(1)).await;
     assert!(got.is_empty(), "{got:?}");
     assert!(!log.contains(common::PASS), "{log}");
     for line in key_pem.lines().filter(|l| !l.starts_with("-----")) {

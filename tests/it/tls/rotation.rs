@@ -9,7 +9,7 @@ use super::front::{Ca, Leaf, TlsFront};
 use super::CLIENT_CN;
 use crate::common::{self, stop_with};
 use crate::sasl::rotation::{metric, reloads};
-use crate::sasl::{bridge, cluster, post, TOPIC};
+use crate::sasl::{bridge, cluster, post, read_back};
 
 const RENEWED_CN: &str = "qikchat-bridge-renewed";
 
@@ -87,12 +87,7 @@ async fn a_renewed_client_certificate_is_used_without_a_restart() {
     assert!(stop_with(&mut bridge.child, "-TERM").success());
     let log = bridge.log_to_end();
 
-    let bootstrap = cluster.bootstrap_servers();
-    let got = tokio::task::spawn_blocking(move || {
-        common::read_records(&bootstrap, TOPIC, 2, Duration::from_secs(10))
-    })
-    .await
-    .expect("consumer");
+    let got = read_back(&cluster.bootstrap_servers(), 2, Duration::from_secs(10)).await;
     assert_eq!(got.len(), 2, "{got:?}");
     assert!(got.iter().all(|r| r.value == common::TEXT));
     let seen = front.connections();
