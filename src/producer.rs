@@ -195,22 +195,30 @@ pub struct KafkaSink {
     /// What the current producer was made from. Held while a new producer is made and swapped
     /// in, so a replacement and a rebuild never interleave.
     config: Mutex<ClientConfig>,
-    /// The current producer's "retired" flag (see `BridgeContext`), set when it is replaced.
-    retired: Mutex<Arc<AtomicBool>>,
-    /// What hides the secrets of `config` in librdkafka's texts: swapped with the producer.
-    scrubber: Mutex<Arc<Scrubber>>,
+    /// What the current producer's context shares with the sink, swapped with the producer.
+    attached: Mutex<Attached>,
     role: ProducerRole,
     metrics: Arc<Metrics>,
     fatal: Arc<Notify>,
-    /// The current producer's latest error, which a failed readiness check quotes: swapped with
-    /// the producer, so a rebuild's candidate keeps its own until it is put in place.
-    last_error: Mutex<Arc<LastError>>,
     /// `message.max.bytes`; set again when the producer is made from rotated files (a
     /// `KAFKA_MESSAGE_MAX_BYTES_FILE`).
     max_record_bytes: AtomicUsize,
     /// Whether the partitioner hashes keys with murmur2 ([`spread::hashes_keys`]); set again
     /// when the producer is made from rotated files.
     keys_hashed: AtomicBool,
+}
+
+/// What a producer's context shares with its sink, made with the producer and put in place with
+/// it (one lock, so the three are never seen from two producers).
+#[derive(Clone)]
+pub(crate) struct Attached {
+    /// The producer's "retired" flag (see `BridgeContext`), set when it is replaced.
+    retired: Arc<AtomicBool>,
+    /// What hides the secrets of its properties in librdkafka's texts.
+    scrubber: Arc<Scrubber>,
+    /// Its latest error, which a failed readiness check quotes: a rebuild's candidate keeps its
+    /// own until it is put in place, so it never explains the working producer's failure.
+    last_error: Arc<LastError>,
 }
 
 /// The largest record librdkafka takes under `message.max.bytes` (as it reads the value).
@@ -268,7 +276,7 @@ impl KafkaSink {
         let scrubber = Arc::new(Scrubber::new(properties));
         let made = ProducerHandle::make(&config, scrubber, &metrics, role, &fatal)?;
         // In place from the start.
-        made.retired.store(false, Ordering::Relaxed);
+        made.attached.retired.store(false, Ordering::Relaxed);
         let max_record_bytes =
             AtomicUsize::new(max_record_bytes(properties.get("message.max.bytes")));
         let keys_hashed = AtomicBool::new(spread::hashes_keys(
@@ -278,13 +286,11 @@ impl KafkaSink {
             max_record_bytes,
             keys_hashed,
             producer: RwLock::new(made.producer),
-            retired: Mutex::new(made.retired),
-            scrubber: Mutex::new(made.scrubber),
+            attached: Mutex::new(made.attached),
             config: Mutex::new(config),
             role,
             metrics,
             fatal,
-            last_error: Mutex::new(made.last_error),
         })
     }
 
@@ -306,20 +312,22 @@ impl KafkaSink {
         Some(format!("{code:?}: {}", self.scrubber().scrub(&reason)))
     }
 
-    /// The current producer's latest error.
-    fn last_error(&self) -> Arc<LastError> {
-        self.last_error
+    /// What the current producer's context shares with the sink.
+    fn attached(&self) -> Attached {
+        self.attached
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
 
+    /// The current producer's latest error.
+    fn last_error(&self) -> Arc<LastError> {
+        self.attached().last_error
+    }
+
     /// What hides the current producer's secrets.
     fn scrubber(&self) -> Arc<Scrubber> {
-        self.scrubber
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.attached().scrubber
     }
 
     /// Sorts a librdkafka error for the answer; a fatal one also wakes `replace_on_fatal`.

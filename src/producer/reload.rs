@@ -101,7 +101,10 @@ impl KafkaSink {
                 return Err(RebuildError::Unreachable(format!(
                     "{}{}",
                     scrubber.scrub(&e.to_string()),
-                    candidate.last_error.cause(std::time::Instant::now())
+                    candidate
+                        .attached
+                        .last_error
+                        .cause(std::time::Instant::now())
                 )))
             }
             Err(TopicError::Refused(e)) => {
@@ -175,11 +178,8 @@ pub(super) fn message_timeout(ms: Option<&str>) -> Duration {
 /// also how long its records may still wait.
 pub struct ProducerHandle {
     pub(super) producer: FutureProducer<BridgeContext>,
-    pub(super) retired: Arc<AtomicBool>,
-    /// What hides the secrets of the properties it was made from.
-    pub(super) scrubber: Arc<Scrubber>,
-    /// Its latest error, which readiness quotes once it is in place.
-    pub(super) last_error: Arc<super::LastError>,
+    /// Its retired flag, the scrubber of the properties it was made from and its latest error.
+    pub(super) attached: super::Attached,
     pub(super) message_timeout: Duration,
 }
 

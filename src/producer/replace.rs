@@ -15,7 +15,7 @@ use rdkafka::config::ClientConfig;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
-use super::{BridgeContext, KafkaSink, LastError, ProducerHandle, ProducerRole};
+use super::{Attached, BridgeContext, KafkaSink, LastError, ProducerHandle, ProducerRole};
 use crate::kafka_props::{ClientError, Scrubber};
 use crate::metrics::Metrics;
 
@@ -66,6 +66,7 @@ impl KafkaSink {
     /// its last statistics stay off the gauges; `fresh`'s go on them from now on.
     pub(super) fn put(&self, fresh: ProducerHandle) -> ProducerHandle {
         fresh
+            .attached
             .retired
             .store(false, std::sync::atomic::Ordering::Relaxed);
         let producer = std::mem::replace(
@@ -75,28 +76,17 @@ impl KafkaSink {
                 .unwrap_or_else(PoisonError::into_inner),
             fresh.producer,
         );
-        let retired = std::mem::replace(
-            &mut *self.retired.lock().unwrap_or_else(PoisonError::into_inner),
-            fresh.retired,
-        );
-        retired.store(true, std::sync::atomic::Ordering::Relaxed);
         // After the producer: its fatal error, read meanwhile, may be hidden with the new one's.
-        let scrubber = std::mem::replace(
-            &mut *self.scrubber.lock().unwrap_or_else(PoisonError::into_inner),
-            fresh.scrubber,
+        let attached = std::mem::replace(
+            &mut *self.attached.lock().unwrap_or_else(PoisonError::into_inner),
+            fresh.attached,
         );
-        let last_error = std::mem::replace(
-            &mut *self
-                .last_error
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-            fresh.last_error,
-        );
+        attached
+            .retired
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         ProducerHandle {
             producer,
-            retired,
-            scrubber,
-            last_error,
+            attached,
             message_timeout: Duration::ZERO,
         }
     }
@@ -131,9 +121,11 @@ impl ProducerHandle {
             .map_err(|e| ClientError::new(e, scrubber.clone()))?;
         Ok(ProducerHandle {
             producer,
-            retired,
-            scrubber,
-            last_error,
+            attached: Attached {
+                retired,
+                scrubber,
+                last_error,
+            },
             message_timeout: Duration::ZERO,
         })
     }

@@ -663,7 +663,10 @@ async fn librdkafkas_texts_are_scrubbed_of_the_secrets_a_rebuild_rotated_in() {
         .await
         .expect("rebuilt");
     assert_eq!(sink.scrubber().scrub("pw: rotated-pw"), "pw: <redacted>");
-    assert_eq!(old.scrubber.scrub("pw: first-pw"), "pw: <redacted>");
+    assert_eq!(
+        old.attached.scrubber.scrub("pw: first-pw"),
+        "pw: <redacted>"
+    );
 }
 
 #[tokio::test]
