@@ -94,29 +94,10 @@ impl KafkaSink {
         let candidate = self
             .make(&fresh, scrubber.clone())
             .map_err(|e| RebuildError::Refused(e.to_string()))?;
-        match topic_metadata(&candidate.producer, topic, warm_up) {
-            Ok(_) => {}
-            // Which of those its own error does not say; librdkafka's last one does (scrubbed).
-            Err(TopicError::Unreachable(e)) => {
-                return Err(RebuildError::Unreachable(format!(
-                    "{}{}",
-                    scrubber.scrub(&e.to_string()),
-                    candidate
-                        .attached
-                        .last_error
-                        .cause(std::time::Instant::now())
-                )))
-            }
-            Err(TopicError::Refused(e)) => {
-                return Err(RebuildError::TopicRefused(format!(
-                    "{:?}",
-                    RDKafkaErrorCode::from(e)
-                )))
-            }
+        if let Err(e) = usable(&candidate, &scrubber, topic, warm_up) {
+            discard(candidate);
+            return Err(e);
         }
-        // Whatever spelling of `enable.idempotence` (librdkafka also takes `1` and `t`): a
-        // producer without idempotence never goes fatal, so the check costs it one second.
-        settled(&candidate.producer, SETTLE.min(warm_up), &scrubber)?;
         let mut config = self.config.lock().unwrap_or_else(PoisonError::into_inner);
         if cancel.load(Ordering::SeqCst) {
             return Err(RebuildError::Cancelled);
@@ -135,6 +116,52 @@ impl KafkaSink {
     pub fn property(&self, key: &str) -> Option<String> {
         let config = self.config.lock().unwrap_or_else(PoisonError::into_inner);
         config.get(key).map(str::to_string)
+    }
+}
+
+/// Whether a new producer reached a broker that let it read `topic`'s metadata within `warm_up`,
+/// and was not declared failed just after. Blocking.
+fn usable(
+    candidate: &ProducerHandle,
+    scrubber: &Scrubber,
+    topic: &str,
+    warm_up: Duration,
+) -> Result<(), RebuildError> {
+    match topic_metadata(&candidate.producer, topic, warm_up) {
+        Ok(_) => {}
+        // Which of those its own error does not say; librdkafka's last one does (scrubbed).
+        Err(TopicError::Unreachable(e)) => {
+            return Err(RebuildError::Unreachable(format!(
+                "{}{}",
+                scrubber.scrub(&e.to_string()),
+                candidate
+                    .attached
+                    .last_error
+                    .cause(std::time::Instant::now())
+            )))
+        }
+        Err(TopicError::Refused(e)) => {
+            return Err(RebuildError::TopicRefused(format!(
+                "{:?}",
+                RDKafkaErrorCode::from(e)
+            )))
+        }
+    }
+    // Whatever spelling of `enable.idempotence` (librdkafka also takes `1` and `t`): a
+    // producer without idempotence never goes fatal, so the check costs it one second.
+    settled(&candidate.producer, SETTLE.min(warm_up), scrubber)
+}
+
+/// Drops a producer that was not put in place on a thread of its own: librdkafka's destroy joins
+/// its threads, and one waiting for a token from an identity provider that does not answer holds
+/// it for curl's 20 s timeout, which delayed the failed rotation's log line and metric by as
+/// much. The exit skips what a client still running would crash (see `clients_alive`).
+fn discard(candidate: ProducerHandle) {
+    let dropping = std::thread::Builder::new()
+        .name("discard-producer".into())
+        .spawn(move || drop(candidate));
+    if let Err(e) = dropping {
+        tracing::warn!(error = %e, "no thread to drop a producer on: dropped here");
     }
 }
 
