@@ -1140,3 +1140,63 @@ async fn tries_alone_end_at_one_deadline_for_them_all() {
     assert_eq!(ended, Pass::Failed(7));
     assert_eq!(spool.records(), 7);
 }
+
+/// Refuses every record as Kafka does when it is down, unless `up`, noting when each was sent.
+#[derive(Default)]
+struct Outage {
+    up: std::sync::atomic::AtomicBool,
+    sent: Mutex<Vec<Instant>>,
+}
+
+impl Outage {
+    /// The pauses between its sends, in milliseconds, and forgets them.
+    fn pauses(&self) -> Vec<u128> {
+        let sent = std::mem::take(&mut *self.sent.lock().expect("lock"));
+        sent.windows(2).map(|w| (w[1] - w[0]).as_millis()).collect()
+    }
+}
+
+impl Sink for Outage {
+    async fn send(&self, _: &Record<'_>, _: Instant) -> Result<Delivered, ProduceError> {
+        let sends = {
+            let mut sent = self.sent.lock().expect("lock");
+            sent.push(Instant::now());
+            sent.len()
+        };
+        // A pause that shrank to nothing would keep the paused clock from ever moving: held
+        // here, the task lets it move, and the test fails on the pauses instead of hanging.
+        if sends > 32 {
+            std::future::pending::<()>().await;
+        }
+        if self.up.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(TAKEN);
+        }
+        Err(ProduceError::Unavailable("AllBrokersDown".into()))
+    }
+}
+
+/// A down Kafka is tried again after a pause that doubles from 100 ms up to 5 s, so an outage
+/// costs a few sends a second at first and one every 5 s after, not a loop; a clean pass sets
+/// it back to 100 ms for the next outage.
+#[tokio::test(start_paused = true)]
+async fn passes_that_fail_are_retried_after_a_pause_doubling_from_100_ms_to_5_s() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let (_dir, spool) = spool_of(&["t"]).await;
+    let kafka = Arc::new(Outage::default());
+    let (_metrics, stop_tx, task) = start_replay(&spool, kafka.clone());
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    assert_eq!(
+        kafka.pauses(),
+        [100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000]
+    );
+    kafka.up.store(true, SeqCst);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(spool.records(), 0, "delivered once Kafka was back");
+    kafka.up.store(false, SeqCst);
+    kafka.pauses();
+    spool.append(spooled("t")).await.expect("append");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(kafka.pauses(), [100, 200, 400]);
+    stop_tx.send(true).expect("stop");
+    task.await.expect("replay task");
+}
