@@ -7,9 +7,15 @@
 //! certificate required and its subject CN recorded, and then the SASL front's relay, which names
 //! the front in the mock's Metadata answers. Here: a CA file (SSL), mTLS, and SASL_SSL with
 //! SCRAM; a CA that signed another broker (an outage) in `outage`, the client certificate renewed
-//! in place (cert-manager) in `rotation`.
+//! in place (cert-manager) in `rotation`, an encrypted client key (its password right and wrong)
+//! and mTLS with SASL_SSL in `keys`, such a key renewed before its password in `key_rotation`, a
+//! PKCS#12 keystore in `keystore`, a directory of CAs in `ca_dir`.
 
+mod ca_dir;
 mod front;
+mod key_rotation;
+mod keys;
+mod keystore;
 mod outage;
 mod rotation;
 
