@@ -55,7 +55,10 @@ pub fn check(config: &Config) -> Result<(), CheckError> {
     kafka
         .create::<rdkafka::producer::BaseProducer>()
         .map(drop)
-        .map_err(|e| CheckError::Kafka(crate::kafka_props::redacted(&e, &scrubber)))
+        .map_err(|e| {
+            let error = crate::kafka_props::ClientError::from_client(e, scrubber.into(), &kafka);
+            CheckError::Kafka(error.to_string())
+        })
 }
 
 /// What start-up would warn of, in the order it would (those of its own environment too: the

@@ -352,6 +352,7 @@ impl fmt::Debug for KafkaProperties {
 
 mod cut;
 mod follow;
+mod key_hint;
 mod names;
 mod redact;
 mod scrub;

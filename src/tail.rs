@@ -174,7 +174,7 @@ where
     };
     let consumer: BaseConsumer<Reasons> = config
         .create_with_context(reasons)
-        .map_err(kafka(&scrubber))?;
+        .map_err(|e| TailError::Kafka(ClientError::from_client(e, scrubber.clone(), &config)))?;
 
     assign(&consumer, args, &scrubber).inspect_err(|_| tell_reasons(&consumer))?;
 

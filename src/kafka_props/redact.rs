@@ -147,11 +147,33 @@ pub fn redacted(e: &rdkafka::error::KafkaError, scrubber: &Scrubber) -> String {
 pub struct ClientError {
     error: rdkafka::error::KafkaError,
     scrubber: Arc<Scrubber>,
+    /// What librdkafka's error leaves out (see [`super::key_hint`]).
+    hint: Option<&'static str>,
 }
 
 impl ClientError {
     pub fn new(error: rdkafka::error::KafkaError, scrubber: Arc<Scrubber>) -> ClientError {
-        ClientError { error, scrubber }
+        ClientError {
+            error,
+            scrubber,
+            hint: None,
+        }
+    }
+
+    /// The error of making a client from `config`, with what it leaves out: that the client
+    /// key it could not load is encrypted, and its password missing or wrong.
+    pub fn from_client(
+        error: rdkafka::error::KafkaError,
+        scrubber: Arc<Scrubber>,
+        config: &rdkafka::ClientConfig,
+    ) -> ClientError {
+        let hint = super::key_hint::key_hint(&error.to_string(), |name| {
+            config.get(name).map(str::to_string)
+        });
+        ClientError {
+            hint,
+            ..ClientError::new(error, scrubber)
+        }
     }
 
     /// librdkafka's error, whose own `Display` and `Debug` may quote a secret.
@@ -172,7 +194,11 @@ impl ClientError {
 
 impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&redacted(&self.error, &self.scrubber))
+        f.write_str(&redacted(&self.error, &self.scrubber))?;
+        match self.hint {
+            Some(hint) => write!(f, " ({hint})"),
+            None => Ok(()),
+        }
     }
 }
 

@@ -118,7 +118,7 @@ impl ProducerHandle {
         );
         let producer = config
             .create_with_context(context)
-            .map_err(|e| ClientError::new(e, scrubber.clone()))?;
+            .map_err(|e| ClientError::from_client(e, scrubber.clone(), config))?;
         Ok(ProducerHandle {
             producer,
             attached: Attached {
