@@ -25,7 +25,7 @@ use std::time::Instant;
 use crate::common::{self, Spawned};
 use crate::sasl::front::Accepts;
 use crate::sasl::{bridge, cluster, delivers_one, password_file, KAFKA_PASSWORD, KAFKA_USER};
-use front::{Ca, Connection, TlsFront};
+use front::{Ca, TlsFront};
 
 /// The client certificate's subject CN in the mTLS tests.
 const CLIENT_CN: &str = "qikchat-bridge";
@@ -54,12 +54,7 @@ async fn ssl_with_a_ca_file_delivers_the_record() {
         common::LOG_FILTER,
     );
     delivers_one(&mut bridge, &cluster).await;
-    let seen = front.connections();
-    assert!(!seen.is_empty() && front.failed_handshakes() == 0);
-    assert!(
-        seen.iter().all(|c| c.cn.is_none() && c.admitted),
-        "{seen:?}"
-    );
+    front.all_admitted_as(None);
     eprintln!("SSL: {:?}", started.elapsed());
 }
 
@@ -103,13 +98,7 @@ async fn mtls_with_a_client_certificate_delivers_and_the_broker_sees_its_cn() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (mut bridge, _) = with_client_certificate(&front, &ca, &ca, &dir);
     let log = delivers_one(&mut bridge, &cluster).await;
-    let seen = front.connections();
-    let expected = Connection {
-        cn: Some(CLIENT_CN.to_string()),
-        admitted: true,
-    };
-    assert!(!seen.is_empty() && front.failed_handshakes() == 0);
-    assert!(seen.iter().all(|c| *c == expected), "{seen:?}");
+    front.all_admitted_as(Some(CLIENT_CN));
     assert!(!log.contains("PRIVATE KEY"), "{log}");
     eprintln!("mTLS: {:?}", started.elapsed());
 }
@@ -139,15 +128,8 @@ async fn sasl_ssl_with_scram_sha_512_delivers_the_record() {
         common::LOG_FILTER,
     );
     let log = delivers_one(&mut bridge, &cluster).await;
-    let outcomes = front.outcomes();
-    assert!(!outcomes.is_empty() && front.failed_handshakes() == 0);
-    assert!(
-        outcomes
-            .iter()
-            .all(|(m, u, ok)| m == "SCRAM-SHA-512" && u == KAFKA_USER && *ok),
-        "{outcomes:?}"
-    );
-    assert!(front.connections().iter().all(|c| c.admitted));
+    front.all_authenticated_as("SCRAM-SHA-512", KAFKA_USER);
+    front.all_admitted_as(None);
     assert!(!log.contains(KAFKA_PASSWORD), "{log}");
     eprintln!("SASL_SSL: {:?}", started.elapsed());
 }

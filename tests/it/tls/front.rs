@@ -192,6 +192,33 @@ impl TlsFront {
         self.outcomes.lock().expect("outcomes").clone()
     }
 
+    /// Asserts that it took connections, every handshake succeeded, and each was admitted with a
+    /// client certificate naming `cn` (or none, for `None`).
+    pub fn all_admitted_as(&self, cn: Option<&str>) {
+        let seen = self.connections();
+        assert!(
+            !seen.is_empty() && self.failed_handshakes() == 0,
+            "{seen:?}"
+        );
+        let expected = Connection {
+            cn: cn.map(str::to_string),
+            admitted: true,
+        };
+        assert!(seen.iter().all(|c| *c == expected), "{seen:?}");
+    }
+
+    /// Asserts that it authenticated clients, each with `mechanism` as `user`, and refused none.
+    pub fn all_authenticated_as(&self, mechanism: &str, user: &str) {
+        let outcomes = self.outcomes();
+        assert!(!outcomes.is_empty(), "no SASL authentication");
+        assert!(
+            outcomes
+                .iter()
+                .all(|(m, u, ok)| m == mechanism && u == user && *ok),
+            "{outcomes:?}"
+        );
+    }
+
     /// From now on, admits only clients whose certificate names `cn`, and drops every connection
     /// it has (as a broker restarted with a new truststore would). Returns how many connections
     /// it had seen before: those after are judged by the new rule.
