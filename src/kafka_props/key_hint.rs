@@ -2,14 +2,19 @@
 //! encrypted, and a `ssl.key.password` that is missing or does not open it.
 //!
 //! librdkafka's error is `ssl.key.location failed: error:0A080009:SSL routines::PEM lib` for a
-//! wrong password, no password and a file that holds no key alike. OpenSSL's `bad decrypt`, which
-//! it logs while the client is made, is lost with the client: rust-rdkafka forwards librdkafka's
-//! log through a queue that only a client that was made is polled for.
+//! wrong password, no password, a cipher OpenSSL 3 no longer reads and a file that holds no key
+//! alike. OpenSSL's `bad decrypt`, which it logs while the client is made, is lost with the
+//! client: rust-rdkafka forwards librdkafka's log through a queue that only a client that was
+//! made is polled for. Another reason (a key that does not match its certificate: `key values
+//! mismatch`) says what is wrong, and gets no hint.
 
 use std::io::Read;
 
 /// Where a key can be given: a file, or the PEM text itself.
 const KEY_PROPERTIES: [&str; 2] = ["ssl.key.location", "ssl.key.pem"];
+
+/// OpenSSL's reasons for a PEM it could not read (decrypt) at all.
+const UNREADABLE: [&str; 3] = ["PEM lib", "bad decrypt", "bad password read"];
 
 /// A key file's start is enough to tell (an encrypted PEM says so in its first lines); more
 /// is never read, whatever the property names.
@@ -24,6 +29,9 @@ pub(super) fn key_hint(
     let failed = KEY_PROPERTIES
         .into_iter()
         .find(|name| error.contains(&format!("{name} failed")))?;
+    if !UNREADABLE.iter().any(|reason| error.contains(reason)) {
+        return None;
+    }
     let pem = match failed {
         "ssl.key.location" => head_of(&property(failed)?)?,
         _ => property(failed)?,
@@ -32,7 +40,10 @@ pub(super) fn key_hint(
         return None;
     }
     Some(match property("ssl.key.password") {
-        Some(_) => "the key is encrypted: check that ssl.key.password is its password",
+        Some(_) => {
+            "the key is encrypted: check that ssl.key.password is its password, and that \
+             OpenSSL still reads its cipher"
+        }
         None => "the key is encrypted, and no ssl.key.password is set",
     })
 }
@@ -86,7 +97,10 @@ mod tests {
         for pem in [PKCS8, TRADITIONAL] {
             assert_eq!(
                 hint_for_file(FAILED, pem, Some("wrong")),
-                Some("the key is encrypted: check that ssl.key.password is its password")
+                Some(
+                    "the key is encrypted: check that ssl.key.password is its password, and \
+                     that OpenSSL still reads its cipher"
+                )
             );
             assert_eq!(
                 hint_for_file(FAILED, pem, None),
@@ -96,10 +110,14 @@ mod tests {
     }
 
     #[test]
-    fn a_plain_key_another_failure_or_a_key_file_that_cannot_be_read_gets_no_hint() {
+    fn a_plain_key_another_failure_a_named_reason_or_a_key_file_that_cannot_be_read_gets_no_hint() {
         assert_eq!(hint_for_file(FAILED, PLAIN, None), None, "not encrypted");
         let other = "Client creation error: ssl.ca.location failed: No such file";
         assert_eq!(hint_for_file(other, PKCS8, None), None, "not the key");
+        // The password opened it: OpenSSL names what is wrong.
+        let mismatch = "Client creation error: ssl.key.location failed: error:05800074:x509 \
+                        certificate routines::key values mismatch";
+        assert_eq!(hint_for_file(mismatch, PKCS8, Some("right")), None);
         let gone = key_hint(FAILED, |name| {
             (name == "ssl.key.location").then(|| "/nonexistent/tls.key".to_string())
         });
@@ -108,7 +126,8 @@ mod tests {
 
     #[test]
     fn a_pem_given_in_ssl_key_pem_is_looked_at_itself() {
-        let error = "Client creation error: ssl.key.pem failed: not in PEM format?";
+        let error = "Client creation error: ssl.key.pem failed: not in PEM format?: \
+                     error:04800068:PEM routines::bad password read";
         let hint = key_hint(error, |name| {
             (name == "ssl.key.pem").then(|| TRADITIONAL.to_string())
         });

@@ -200,7 +200,7 @@ async fn a_wrong_key_password_is_refused_at_start_up_and_never_printed() {
         assert_eq!(code, Some(2), "{text}");
         assert!(text.contains("ssl.key.location failed"), "{text}");
         // librdkafka's own words are the same for a file that holds no key.
-        let hint = "(the key is encrypted: check that ssl.key.password is its password)";
+        let hint = "(the key is encrypted: check that ssl.key.password is its password";
         assert!(text.contains(hint), "{text}");
         for secret in [WRONG_KEY_PASSWORD, KEY_PASSWORD] {
             assert!(!text.contains(secret), "a password printed:\n{text}");
