@@ -263,9 +263,13 @@ mod tests {
                 one_read(&scraping, timeout, read).await
             }
         });
-        while scraping.try_lock().is_ok() {
-            tokio::task::yield_now().await;
-        }
+        // Bounded: a read that never takes the lock fails the test instead of hanging it.
+        let taken = tokio::time::timeout(Duration::from_secs(10), async {
+            while scraping.try_lock().is_ok() {
+                tokio::task::yield_now().await;
+            }
+        });
+        taken.await.expect("the first read holds the lock");
         let second = one_read(&scraping, timeout, || text(StatusCode::OK, "second\n"));
         tokio::pin!(second);
         tokio::select! {
@@ -278,6 +282,57 @@ mod tests {
         for (answer, body) in [(first, "first\n"), (second.await, "second\n")] {
             assert_eq!(answer.status(), StatusCode::OK);
             assert_eq!(answer.into_body().into_inner().expect("full body"), body);
+        }
+    }
+
+    /// A 405 for anything but GET and HEAD, saying which are allowed (RFC 9110, 15.5.6).
+    #[test]
+    fn only_get_and_head_are_answered_and_a_405_says_which_are_allowed() {
+        let (health, metrics) = (Health::default(), Metrics::new(&[]).expect("metrics"));
+        let ask = |method: Method| {
+            let req = Request::builder().method(method).uri("/livez").body(());
+            answer(&req.expect("request"), &health, &metrics)
+        };
+        for method in [Method::GET, Method::HEAD] {
+            assert_eq!(ask(method.clone()).status(), StatusCode::OK, "{method}");
+        }
+        for method in [Method::POST, Method::PUT, Method::DELETE] {
+            let refused = ask(method.clone());
+            assert_eq!(refused.status(), StatusCode::METHOD_NOT_ALLOWED, "{method}");
+            assert_eq!(refused.headers()[http::header::ALLOW], "GET, HEAD");
+        }
+    }
+
+    /// Only a GET of `/metrics` answered 200 is a scrape, which a stop after a failed spool write
+    /// waits for: a HEAD shows no counters, and a probe is no scraper.
+    #[tokio::test]
+    async fn only_a_get_of_the_metrics_answered_is_counted_as_a_scrape() {
+        let metrics = Arc::new(Metrics::new(&[]).expect("metrics"));
+        for (method, path, status, counted) in [
+            (Method::HEAD, "/metrics", StatusCode::OK, false),
+            (
+                Method::GET,
+                "/readyz",
+                StatusCode::SERVICE_UNAVAILABLE,
+                false,
+            ),
+            (Method::GET, "/metrics", StatusCode::OK, true),
+        ] {
+            let health = Arc::new(Health::default());
+            let req = Request::builder().method(method.clone()).uri(path).body(());
+            let timeout = Duration::from_secs(5);
+            let answered = respond(
+                req.expect("request"),
+                health.clone(),
+                metrics.clone(),
+                timeout,
+            );
+            assert_eq!(answered.await.status(), status, "{method} {path}");
+            assert_eq!(
+                health.scrapes.patience().is_some(),
+                counted,
+                "{method} {path}"
+            );
         }
     }
 
