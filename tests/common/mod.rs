@@ -827,3 +827,23 @@ pub async fn read_answer(s: &mut tokio::net::TcpStream) -> String {
         seen.extend_from_slice(&buf[..n]);
     }
 }
+
+/// A plain producer to `bootstrap`, for records some other client wrote.
+pub fn producer_to(bootstrap: &str) -> rdkafka::producer::FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("producer")
+}
+
+/// Produces `payload` to `topic` straight to the brokers at `bootstrap` (no bridge), as some
+/// other client would, and waits for the acknowledgement.
+pub async fn produce(bootstrap: &str, topic: &str, payload: &[u8]) {
+    producer_to(bootstrap)
+        .send(
+            rdkafka::producer::FutureRecord::<(), [u8]>::to(topic).payload(payload),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("produced");
+}

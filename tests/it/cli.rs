@@ -302,17 +302,7 @@ fn tail_names_a_missing_topic() {
 async fn tail_ends_quietly_with_status_0_when_its_reader_goes_away() {
     let cluster = MockCluster::new(1).expect("cluster");
     cluster.create_topic("t", 1, 1).expect("topic");
-    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", cluster.bootstrap_servers())
-        .create()
-        .expect("producer");
-    producer
-        .send(
-            rdkafka::producer::FutureRecord::<(), _>::to("t").payload("{}"),
-            Duration::from_secs(10),
-        )
-        .await
-        .expect("delivered");
+    common::produce(&cluster.bootstrap_servers(), "t", b"{}").await;
     // `tail | head -1` (or `2>&1 | head -1`) once head has exited: both pipes closed.
     let mut child = Command::new(BIN)
         .args(["tail", "--kafka-brokers", &cluster.bootstrap_servers()])
@@ -338,14 +328,11 @@ async fn tail_ends_quietly_with_status_0_when_its_reader_goes_away() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tail_shows_repeated_headers_and_bytes_that_are_not_utf8_and_stops_when_idle() {
     use rdkafka::message::{Header, OwnedHeaders};
-    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use rdkafka::producer::FutureRecord;
 
     let cluster = MockCluster::new(1).expect("cluster");
     cluster.create_topic("t", 1, 1).expect("topic");
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", cluster.bootstrap_servers())
-        .create()
-        .expect("producer");
+    let producer = common::producer_to(&cluster.bootstrap_servers());
     let headers = ["1", "2", "3"]
         .into_iter()
         .fold(OwnedHeaders::new(), |h, v| {

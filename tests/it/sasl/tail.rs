@@ -72,17 +72,7 @@ async fn tail_reads_through_sasl_and_says_so_when_the_password_is_refused() {
     )
     .await;
     // A record to read, produced straight to the mock.
-    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", cluster.bootstrap_servers())
-        .create()
-        .expect("producer");
-    producer
-        .send(
-            rdkafka::producer::FutureRecord::<(), [u8]>::to(TOPIC).payload(TEXT),
-            Duration::from_secs(5),
-        )
-        .await
-        .expect("produced");
+    common::produce(&cluster.bootstrap_servers(), TOPIC, TEXT).await;
     let addr = front.addr;
     let (code, stdout, stderr, took) = tokio::task::spawn_blocking(move || {
         tail_through(
