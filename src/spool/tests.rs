@@ -37,6 +37,17 @@ pub(super) async fn on_disk_with(n: usize) -> (tempfile::TempDir, Arc<Spool>) {
     (dir, spool)
 }
 
+/// A spool closed with one record in its file: the directory, the file's path, and the name a
+/// new file is made under (where a rename undone by a power loss leaves it).
+async fn closed_with_a_record() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let (dir, spool) = on_disk_with(1).await;
+    spool.close();
+    drop(spool);
+    let path = dir.path().join(FILE);
+    let unfinished = dir.path().join("spool.redb.new");
+    (dir, path, unfinished)
+}
+
 async fn append_keyless(spool: &Spool, n: usize) {
     for i in 0..n {
         spool
@@ -325,11 +336,7 @@ async fn a_new_file_a_start_did_not_finish_making_is_removed_without_an_alarm() 
 /// were both undone), and set aside (counted) beside a readable one; never removed.
 #[tokio::test]
 async fn a_file_with_records_under_the_name_it_was_made_with_is_put_back_or_set_aside() {
-    let (dir, spool) = on_disk_with(1).await;
-    spool.close();
-    drop(spool);
-    let path = dir.path().join(FILE);
-    let unfinished = dir.path().join("spool.redb.new");
+    let (dir, path, unfinished) = closed_with_a_record().await;
     let reopened = || Spool::open(dir.path(), 1 << 20, 1).expect("start");
     std::fs::rename(&path, &unfinished).expect("the rename undone");
     let spool = reopened();
@@ -385,11 +392,7 @@ async fn a_file_under_the_name_it_was_made_with_that_cannot_be_opened_now_is_kep
 /// saying what to do, both kept; with the link removed, the file is put back.
 #[tokio::test]
 async fn a_leftover_with_records_beside_a_link_that_leads_nowhere_stops_the_start() {
-    let (dir, spool) = on_disk_with(1).await;
-    spool.close();
-    drop(spool);
-    let path = dir.path().join(FILE);
-    let unfinished = dir.path().join("spool.redb.new");
+    let (dir, path, unfinished) = closed_with_a_record().await;
     std::fs::rename(&path, &unfinished).expect("the rename undone");
     let elsewhere = dir.path().join("elsewhere.redb");
     std::os::unix::fs::symlink(&elsewhere, &path).expect("a dangling link");
@@ -421,11 +424,7 @@ async fn a_leftover_holding_nothing_beside_a_link_that_leads_nowhere_does_not_st
 /// is kept where it is, and the start fails naming the file it could not open.
 #[tokio::test]
 async fn a_leftover_beside_a_file_that_cannot_be_opened_now_is_kept_and_the_start_fails() {
-    let (dir, spool) = on_disk_with(1).await;
-    spool.close();
-    drop(spool);
-    let path = dir.path().join(FILE);
-    let unfinished = dir.path().join("spool.redb.new");
+    let (dir, path, unfinished) = closed_with_a_record().await;
     std::fs::copy(&path, &unfinished).expect("a second file with the record");
     let held = redb::Database::open(&path).expect("held by another program");
     let refused = Spool::open(dir.path(), 1 << 20, 1).expect_err("opened a file held elsewhere");
@@ -481,11 +480,7 @@ fn a_first_start_makes_its_file_under_another_name_and_it_reaches_the_path_with_
 #[tokio::test]
 async fn a_path_that_cannot_be_looked_up_beside_a_leftover_with_records_stops_the_start_saying_why()
 {
-    let (dir, spool) = on_disk_with(1).await;
-    spool.close();
-    drop(spool);
-    let path = dir.path().join(FILE);
-    let unfinished = dir.path().join("spool.redb.new");
+    let (dir, path, unfinished) = closed_with_a_record().await;
     std::fs::rename(&path, &unfinished).expect("the rename undone");
     std::os::unix::fs::symlink(&path, &path).expect("a link to itself");
     let refused = Spool::open(dir.path(), 1 << 20, 1).expect_err("chose one");
