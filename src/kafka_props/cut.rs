@@ -201,4 +201,28 @@ mod tests {
             vec![(LONG_LINE + 1, 8)]
         );
     }
+
+    /// A password without a user is cut only where a broker's name starts: right after the `:`
+    /// that starts a text, not after a later `:`, which a port follows (found by mutation
+    /// testing: `&&` as `||` hid every port in such a text, and the second byte of any text).
+    #[test]
+    fn a_password_without_a_user_is_found_only_where_a_brokers_name_starts() {
+        let cut = url(":44999xyzSecret@127.0.0.1:44999");
+        assert_eq!(
+            hidden(&cut, ":44999xyzSe: Connect to 127.0.0.1:44999: refused"),
+            vec![(1, 10)]
+        );
+        assert_eq!(hidden(&cut, "x44999]"), vec![]);
+    }
+
+    /// Where the cut copy ends is a character's boundary whatever comes before it (found by
+    /// mutation testing: the boundary looked for before the copy, inside a two-byte character,
+    /// left the copy shown).
+    #[test]
+    fn an_opaque_secret_cut_at_the_end_of_a_long_line_of_accented_text_is_hidden() {
+        let mut cut = CutSecrets::new(4);
+        cut.add_opaque("s3cr3t-value");
+        let long = format!("{} s3cr3t-v", "\u{e9}".repeat(LONG_LINE / 2 + 1));
+        assert_eq!(hidden(&cut, &long), vec![(LONG_LINE + 3, 8)]);
+    }
 }

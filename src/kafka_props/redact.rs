@@ -402,5 +402,73 @@ mod tests {
             "value: <redacted> <redacted>"
         );
         assert_eq!(hide("nothing here", "e2"), "nothing here");
+        assert_eq!(hide("nothing here", ""), "nothing here");
+    }
+
+    /// A name without a dot is no property of librdkafka's, even in lower case: a password
+    /// given to -X without its `KEY=` split at its `=` (found by mutation testing: with
+    /// `&&` as `||` a lower-case password was quoted).
+    #[test]
+    fn an_unknown_name_in_lower_case_without_a_dot_is_not_shown() {
+        let refused = KafkaError::ClientConfig(
+            RDKafkaConfRes::RD_KAFKA_CONF_UNKNOWN,
+            "No such configuration property: \"hunter2horse\"".into(),
+            "hunter2horse".into(),
+            "battery".into(),
+        );
+        let shown = redacted(&refused, &Scrubber::default());
+        assert!(!shown.contains("hunter2horse"), "{shown}");
+        assert!(!shown.contains("battery"), "{shown}");
+    }
+
+    /// However short a refused secret is (the scrubber leaves values under four bytes), its
+    /// value is never shown (found by mutation testing: without the secret's own branch it was).
+    #[test]
+    fn a_refused_secret_is_hidden_however_short_it_is() {
+        for (desc, key) in [
+            (
+                "Unsupported value: not supported in this build",
+                "sasl.password",
+            ),
+            (
+                "Invalid value \"pw1\" for configuration property \"ssl.key.password\"",
+                "ssl.key.password",
+            ),
+        ] {
+            let refused = KafkaError::ClientConfig(
+                RDKafkaConfRes::RD_KAFKA_CONF_INVALID,
+                desc.into(),
+                key.into(),
+                "pw1".into(),
+            );
+            let shown = redacted(&refused, &Scrubber::new([(key, "pw1")]));
+            assert!(!shown.contains("pw1"), "{shown}");
+            assert!(shown.contains(key), "{shown}");
+        }
+    }
+
+    /// `Display` and `Debug` show the redacted text; a refused property or a client the
+    /// properties cannot make is a setting at fault (exit code 2), the cluster's errors not.
+    #[test]
+    fn a_client_error_shows_the_redacted_text_and_tells_settings_from_the_cluster() {
+        use rdkafka::types::RDKafkaErrorCode;
+        let key = "sasl.oauthbearer.token.endpoint.url";
+        let url = "https://u:URLPW_5@idp.example/token";
+        let scrubber = std::sync::Arc::new(Scrubber::new([(key, url)]));
+        let refused = KafkaError::ClientConfig(
+            RDKafkaConfRes::RD_KAFKA_CONF_INVALID,
+            "Unsupported value: not supported in this build".into(),
+            key.into(),
+            url.into(),
+        );
+        let text = redacted(&refused, &scrubber);
+        let error = super::ClientError::new(refused, scrubber.clone());
+        assert_eq!(error.to_string(), text);
+        assert_eq!(format!("{error:?}"), format!("ClientError({text:?})"));
+        assert!(error.is_settings());
+        let creation = KafkaError::ClientCreation(format!("ssl.ca.location failed: {url}"));
+        assert!(super::ClientError::new(creation, scrubber.clone()).is_settings());
+        let cluster = KafkaError::MetadataFetch(RDKafkaErrorCode::BrokerTransportFailure);
+        assert!(!super::ClientError::new(cluster, scrubber).is_settings());
     }
 }
