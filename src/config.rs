@@ -42,7 +42,7 @@ impl fmt::Debug for KafkaMode {
         match self {
             KafkaMode::Brokers(brokers) => f
                 .debug_tuple("Brokers")
-                .field(&crate::kafka_props::url_password_hidden(brokers))
+                .field(&crate::kafka_props::broker_list_password_hidden(brokers))
                 .finish(),
             KafkaMode::Embedded => f.write_str("Embedded"),
         }

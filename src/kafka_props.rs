@@ -361,7 +361,9 @@ pub use follow::{backoff_cap, LIBRDKAFKA_RECONNECT_BACKOFF_MAX_MS};
 use follow::{follow, RECONNECT_BACKOFF_MAX_MS};
 use names::is_service_link;
 pub use names::{canonical, env_to_property};
-pub use redact::{is_secret, redacted, url_password_hidden, ClientError};
+pub use redact::{
+    broker_list_password_hidden, is_secret, redacted, url_password_hidden, ClientError,
+};
 pub use scrub::Scrubber;
 pub use sources::{KafkaSources, Watched};
 

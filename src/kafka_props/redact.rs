@@ -30,9 +30,25 @@ pub fn is_secret(key: &str) -> bool {
 /// `value` without the password of a URL in it (`https://user:pass@idp/token`): any property
 /// that takes a URL (the OAUTHBEARER token endpoint) can carry one, which is as secret there.
 pub fn url_password_hidden(value: &str) -> std::borrow::Cow<'_, str> {
+    hidden(value, url_passwords(value))
+}
+
+/// A broker list (`--kafka-brokers`) without its passwords, those only a broker list has too
+/// (`sasl_ssl://user:pa#ss@host`, see [`broker_list_passwords`]), as the scrubber hides them.
+pub fn broker_list_password_hidden(value: &str) -> std::borrow::Cow<'_, str> {
+    hidden(
+        value,
+        url_passwords(value).chain(broker_list_passwords(value)),
+    )
+}
+
+fn hidden<'v>(
+    value: &'v str,
+    passwords: impl Iterator<Item = &'v str>,
+) -> std::borrow::Cow<'v, str> {
     use std::borrow::Cow;
     let mut shown = Cow::Borrowed(value);
-    let mut at: Vec<(usize, usize)> = url_passwords(value)
+    let mut at: Vec<(usize, usize)> = passwords
         .map(|p| (p.as_ptr() as usize - value.as_ptr() as usize, p.len()))
         .collect();
     // Merged where they overlap (a URL's user information runs to its last `@`, which may be a
@@ -71,7 +87,9 @@ pub(super) fn url_passwords(value: &str) -> impl Iterator<Item = &str> {
         loop {
             let start = value[..end].rfind(',').map_or(0, |comma| comma + 1);
             let piece = &value[start..end];
-            if piece.contains("://") {
+            // Only a scheme at the entry's start: librdkafka reads the first `://` of an entry
+            // as one, and a password may hold `://` (`user:ab://cd@host`).
+            if scheme_at(piece).is_some() {
                 return None;
             }
             if let Some(colon) = piece.find(':') {
@@ -88,9 +106,19 @@ pub(super) fn url_passwords(value: &str) -> impl Iterator<Item = &str> {
 /// or `#`. Each `@` of an entry with a scheme ends one from the entry's first `:` (more is
 /// hidden, never less).
 pub(super) fn broker_list_passwords(value: &str) -> impl Iterator<Item = &str> {
-    value.match_indices("://").flat_map(move |(i, _)| {
+    // A scheme starts an entry (after its blanks): a `://` elsewhere is a password's.
+    let schemes = move |from: usize| {
+        value[from..]
+            .match_indices("://")
+            .map(move |(i, _)| from + i)
+            .filter(move |&i| {
+                let start = value[..i].rfind(',').map_or(0, |c| c + 1);
+                scheme_at(&value[start..]).is_some_and(|s| start + s == i + 3)
+            })
+    };
+    schemes(0).flat_map(move |i| {
         let rest = &value[i + 3..];
-        let entry = match rest.find("://") {
+        let entry = match schemes(i + 3).next().map(|next| next - (i + 3)) {
             Some(next) => &rest[..rest[..next].rfind(',').unwrap_or(next)],
             None => rest,
         };
@@ -99,6 +127,17 @@ pub(super) fn broker_list_passwords(value: &str) -> impl Iterator<Item = &str> {
             .match_indices('@')
             .filter_map(move |(at, _)| colon.filter(|&c| c < at).map(|c| &entry[c + 1..at]))
     })
+}
+
+/// Where what follows a scheme (`sasl_ssl://`) at the start of `entry`, after its blanks, begins.
+fn scheme_at(entry: &str) -> Option<usize> {
+    let trimmed = entry.trim_start();
+    let name = trimmed
+        .find(|c: char| {
+            !(c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '+' || c == '.')
+        })
+        .unwrap_or(trimmed.len());
+    (name > 0 && trimmed[name..].starts_with("://")).then(|| entry.len() - trimmed.len() + name + 3)
 }
 
 /// librdkafka's configuration errors quote the value they refused, which may be a secret: also

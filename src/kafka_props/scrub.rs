@@ -62,6 +62,11 @@ impl Scrubber {
                         .skip(1)
                         .map(|piece| piece.trim_start().to_string()),
                 );
+                // A password's `://` makes librdkafka read a scheme that it quotes upper-cased
+                // (`unsupported protocol "USER:AB"` of `user:ab://cd@host`).
+                if let Some(scheme) = password.find("://").map(|i| &password[..i]) {
+                    needles.push(scheme.to_ascii_uppercase());
+                }
                 let start = password.as_ptr() as usize - value.as_ptr() as usize;
                 cut.add_url_password(value, start, password);
                 cut.add_opaque(password);
@@ -450,6 +455,61 @@ mod tests {
                 format!("{head}<redacted>"),
                 "{cut}"
             );
+        }
+    }
+
+    /// librdkafka reads the first `://` of a broker list's entry as its scheme, a password's too:
+    /// it quoted the whole entry (`Broker name "USER:Zq7Wm://3Kx9@h" parse error: unsupported
+    /// protocol "USER:ZQ7WM"`), or the piece before it as a host (`[thrd:sasl_plaintext://
+    /// USER:Zq7Wm::9092/bootstrap]`); the lines as librdkafka wrote them.
+    #[test]
+    fn a_password_holding_a_scheme_separator_is_hidden_where_librdkafka_quotes_it() {
+        let s = scrubber(&[(
+            "bootstrap.servers",
+            "USER:Zq7Wm://3Kx9Pv2Hr5T@127.0.0.1:48590",
+        )]);
+        assert_eq!(
+            s.scrub(
+                "[thrd:app]: Broker name \"USER:Zq7Wm://3Kx9Pv2Hr5T@127.0.0.1:48590\" parse \
+                 error: unsupported protocol \"USER:ZQ7WM\""
+            ),
+            "[thrd:app]: Broker name \"USER:<redacted>@127.0.0.1:48590\" parse error: \
+             unsupported protocol \"USER:<redacted>\""
+        );
+        let s = scrubber(&[(
+            "bootstrap.servers",
+            "sasl_plaintext://USER:Zq7Wm://3Kx9Pv2Hr5T@127.0.0.1:48590",
+        )]);
+        assert_eq!(
+            s.scrub(
+                "[thrd:sasl_plaintext://USER:Zq7Wm::9092/bootstrap]: Failed to resolve \
+                 'USER:Zq7Wm::9092'"
+            ),
+            "[thrd:sasl_plaintext://USER:<redacted>:9092/bootstrap]: Failed to resolve \
+             'USER:<redacted>:9092'"
+        );
+    }
+
+    /// `--check-config` prints the brokers as the scrubber hides them: a password holding `#`,
+    /// `?` or `/` after a scheme, and one holding `://`, were printed whole.
+    #[test]
+    fn check_config_hides_the_passwords_only_a_broker_list_has() {
+        use super::super::redact::broker_list_password_hidden;
+        for (brokers, shown) in [
+            (
+                "sasl_ssl://USER:Zq7Wm#3Kx9/Pv2Hr5T@127.0.0.1:48590",
+                "sasl_ssl://USER:<redacted>@127.0.0.1:48590",
+            ),
+            (
+                "USER:Zq7Wm://3Kx9Pv2Hr5T@127.0.0.1:48590",
+                "USER:<redacted>@127.0.0.1:48590",
+            ),
+            (
+                "sasl_ssl://USER:Zq7Wm://3Kx9Pv2Hr5T@h:1, sasl_ssl://B:Pw2Hr5TLq8Nd@h:2",
+                "sasl_ssl://USER:<redacted>@h:1, sasl_ssl://B:<redacted>@h:2",
+            ),
+        ] {
+            assert_eq!(broker_list_password_hidden(brokers), shown);
         }
     }
 
