@@ -1064,3 +1064,33 @@ fn a_missing_file_is_named_unless_its_path_may_be_a_secret_set_in_the_wrong_vari
 }
 
 mod places;
+
+/// A rotation of the Kafka client files logs only the caveats start-up (or the last rotation) did
+/// not: each once, and one that went away and comes back again (found by mutation testing: only
+/// an integration test noticed `new_in` saying nothing, or everything again).
+#[test]
+fn a_rotation_says_only_the_caveats_not_said_before() {
+    let properties = |extra: &[&str]| build(extra).expect("valid").kafka_properties;
+    let mut caveats = build(&["-X", "acks=1"]).expect("valid").kafka_caveats();
+    assert_eq!(caveats.said().len(), 1, "{:?}", caveats.said());
+    // The same value again: nothing new.
+    assert!(caveats.new_in(&properties(&["-X", "acks=1"])).is_empty());
+    // A new caveat beside the old one: only it.
+    let new = caveats.new_in(&properties(&[
+        "-X",
+        "acks=1",
+        "-X",
+        "statistics.interval.ms=0",
+    ]));
+    assert!(
+        new.len() == 1 && new[0].starts_with("statistics.interval.ms is 0"),
+        "{new:?}"
+    );
+    // Gone, then back: said again.
+    assert!(caveats.new_in(&properties(&[])).is_empty());
+    let again = caveats.new_in(&properties(&["-X", "acks=1"]));
+    assert!(
+        again.len() == 1 && again[0].starts_with("acks is 1"),
+        "{again:?}"
+    );
+}
