@@ -94,18 +94,26 @@ impl Scrubber {
             return Cow::Borrowed(text);
         }
         // One pass, the longest needle at each place: replacing needle after needle would also
-        // cut into the `<redacted>` put in before (a secret `redacted`, say).
+        // cut into the `<redacted>` put in before (a secret `redacted`, say). Every place is
+        // looked at, inside a match too, and overlapping matches are hidden as one: a needle or
+        // a cut copy that starts before a password and ends inside it (`:Kx9P` of the password
+        // `Kx9Pv2/abcd` after `USER`) would otherwise leave the rest of the password shown.
         let mut out = String::with_capacity(text.len());
-        let (mut copied, mut at) = (0, 0);
-        while at < text.len() {
-            match self.hidden_at(text, at) {
-                Some(len) => {
-                    out.push_str(&text[copied..at]);
-                    out.push_str(HIDDEN);
-                    at += len;
-                    copied = at;
-                }
-                None => at += 1,
+        let (mut copied, mut hiding) = (0, None::<(usize, usize)>);
+        for at in 0..=text.len() {
+            if let Some((start, end)) = hiding.filter(|&(_, end)| at >= end) {
+                out.push_str(&text[copied..start]);
+                out.push_str(HIDDEN);
+                copied = end;
+                hiding = None;
+            }
+            if let Some(len) = (at < text.len())
+                .then(|| self.hidden_at(text, at))
+                .flatten()
+                .filter(|&len| len > 0)
+            {
+                hiding =
+                    Some(hiding.map_or((at, at + len), |(start, end)| (start, end.max(at + len))));
             }
         }
         if copied == 0 {
@@ -540,5 +548,34 @@ mod tests {
             s.scrub(&format!("[thrd:sasl_plaintext://{piece}@h:9092/bootstrap]")),
             "[thrd:sasl_plaintext://<redacted>@h:9092/bootstrap]"
         );
+    }
+
+    /// A needle or a cut copy that starts before a password and ends inside it must not leave
+    /// the rest of the password shown: the trimmed piece after ", " of one entry's password
+    /// (`:Kx9P`), a comma piece's cut copy after `://` (`u:Zq`), or a cut copy after `//:` of a
+    /// password found in an entry without a scheme's name, each hid the start of another
+    /// entry's password alone, in the line librdkafka writes for the list (all three were
+    /// hidden at c6489d8).
+    #[test]
+    fn a_match_overlapping_the_start_of_a_password_does_not_leave_the_rest_of_it_shown() {
+        for (brokers, rest) in [
+            (
+                "ssl://USER:Kx9Pv2/abcd@127.0.0.1:48601, :Kx9P@127.0.0.1:48602",
+                "v2/abcd",
+            ),
+            ("ssl://u:Zq'%40%40@h0:9092,u:Zq]://7W@h1:9092", "'%40%40"),
+            (
+                "sasl_ssl://:/'.#K@h0:9092,  ://svc.acct:--m3Zq@h2:9092",
+                "'.#K",
+            ),
+        ] {
+            let s = scrubber(&[("bootstrap.servers", brokers)]);
+            let line = format!(
+                "[thrd:app]: Broker name \"{brokers}\" parse error: protocol \"SSL\" does not \
+                 match security.protocol setting \"plaintext\""
+            );
+            let shown = s.scrub(&line);
+            assert!(!shown.contains(rest), "{shown}");
+        }
     }
 }
