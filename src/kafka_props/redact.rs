@@ -80,9 +80,14 @@ pub(super) fn url_passwords(value: &str) -> impl Iterator<Item = &str> {
         let userinfo = &authority[..authority.rfind('@')?];
         userinfo.split_once(':').map(|(_, password)| password)
     });
-    // The password before each `@` of an entry without a scheme runs back to the first `:` of
-    // its entry, across commas (a password may hold one; more is hidden, never less).
-    let bare = value.match_indices('@').filter_map(move |(at, _)| {
+    urls.chain(bare_passwords(value, scheme_at))
+}
+
+/// The password before each `@` of an entry without a scheme (as `scheme_at` finds one) runs
+/// back to the first `:` of its entry, across commas (a password may hold one; more is hidden,
+/// never less).
+fn bare_passwords(value: &str, scheme_at: fn(&str) -> Option<usize>) -> impl Iterator<Item = &str> {
+    value.match_indices('@').filter_map(move |(at, _)| {
         let mut end = at;
         loop {
             let start = value[..end].rfind(',').map_or(0, |comma| comma + 1);
@@ -97,26 +102,26 @@ pub(super) fn url_passwords(value: &str) -> impl Iterator<Item = &str> {
             }
             end = start.checked_sub(1)?;
         }
-    });
-    urls.chain(bare)
+    })
 }
 
 /// More passwords of a broker list (`bootstrap.servers`) than [`url_passwords`] finds:
 /// librdkafka reads no URL there (`sasl_ssl://user:pa#ss@host`), so a password may hold `/`, `?`
-/// or `#`. Each `@` of an entry with a scheme ends one from the entry's first `:` (more is
-/// hidden, never less).
+/// or `#`. Each `@` of an entry with a scheme librdkafka knows ends one from the entry's first `:`
+/// (more is hidden, never less).
 pub(super) fn broker_list_passwords(value: &str) -> impl Iterator<Item = &str> {
-    // A scheme starts an entry (after its blanks): a `://` elsewhere is a password's.
+    // A scheme librdkafka knows starts an entry (after its blanks): a `://` elsewhere is a
+    // password's, and so is one after a name it refuses (it may follow a comma of the password).
     let schemes = move |from: usize| {
         value[from..]
             .match_indices("://")
             .map(move |(i, _)| from + i)
             .filter(move |&i| {
                 let start = value[..i].rfind(',').map_or(0, |c| c + 1);
-                scheme_at(&value[start..]).is_some_and(|s| start + s == i + 3)
+                kafka_scheme_at(&value[start..]).is_some_and(|s| start + s == i + 3)
             })
     };
-    schemes(0).flat_map(move |i| {
+    let with_scheme = schemes(0).flat_map(move |i| {
         let rest = &value[i + 3..];
         let entry = match schemes(i + 3).next().map(|next| next - (i + 3)) {
             Some(next) => &rest[..rest[..next].rfind(',').unwrap_or(next)],
@@ -126,7 +131,10 @@ pub(super) fn broker_list_passwords(value: &str) -> impl Iterator<Item = &str> {
         entry
             .match_indices('@')
             .filter_map(move |(at, _)| colon.filter(|&c| c < at).map(|c| &entry[c + 1..at]))
-    })
+    });
+    // An entry whose scheme librdkafka does not know (`user://pw@host`: it refuses `USER` and
+    // quotes the entry whole) is a user and a password beginning with `//`.
+    with_scheme.chain(bare_passwords(value, kafka_scheme_at))
 }
 
 /// Where what follows a scheme (`sasl_ssl://`) at the start of `entry`, after its blanks, begins.
@@ -138,6 +146,16 @@ fn scheme_at(entry: &str) -> Option<usize> {
         })
         .unwrap_or(trimmed.len());
     (name > 0 && trimmed[name..].starts_with("://")).then(|| entry.len() - trimmed.len() + name + 3)
+}
+
+/// [`scheme_at`] of a scheme librdkafka takes in a broker list (it compares without case).
+fn kafka_scheme_at(entry: &str) -> Option<usize> {
+    scheme_at(entry).filter(|&end| {
+        let name = entry[..end - 3].trim_start();
+        ["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"]
+            .iter()
+            .any(|known| known.eq_ignore_ascii_case(name))
+    })
 }
 
 /// librdkafka's configuration errors quote the value they refused, which may be a secret: also

@@ -516,9 +516,41 @@ mod tests {
                 "sasl_ssl://USER:Zq7Wm://3Kx9Pv2Hr5T@h:1, sasl_ssl://B:Pw2Hr5TLq8Nd@h:2",
                 "sasl_ssl://USER:<redacted>@h:1, sasl_ssl://B:<redacted>@h:2",
             ),
+            // A scheme librdkafka does not know is a user, and `//` begins the password...
+            (
+                "User://Zq7Wm3Kx9Pv2@h:1, sasl_ssl://B:Pw2Hr5TLq8Nd@h:2",
+                "User:<redacted>@h:1, sasl_ssl://B:<redacted>@h:2",
+            ),
+            // ...nor does it end the password before it, which may hold a comma.
+            (
+                "sasl_ssl://A:Zq7Wm3,user://Kx9Pv2@h:1",
+                "sasl_ssl://A:<redacted>@h:1",
+            ),
+            // ...but one it knows, in any case, leaves what follows it a host.
+            ("SASL_SSL://Zq7Wm3Kx9Pv2@h:1", "SASL_SSL://Zq7Wm3Kx9Pv2@h:1"),
         ] {
             assert_eq!(broker_list_password_hidden(brokers), shown);
         }
+    }
+
+    /// librdkafka takes the text before a broker list entry's first `://` for a scheme, and
+    /// refuses one it does not know quoting the rest of the list: `user://pw@host` is a user and
+    /// a password beginning with `//`, which it showed (the line as librdkafka wrote it).
+    #[test]
+    fn a_password_beginning_with_slashes_after_a_user_is_hidden_where_librdkafka_quotes_it() {
+        let s = scrubber(&[(
+            "bootstrap.servers",
+            "User://Zq7Wm3Kx9Pv2@127.0.0.1:47050, sasl_ssl://B:Pw2Hr5TLq8Nd@127.0.0.1:47053",
+        )]);
+        assert_eq!(
+            s.scrub(
+                "[thrd:app]: Broker name \"User://Zq7Wm3Kx9Pv2@127.0.0.1:47050, \
+                 sasl_ssl://B:Pw2Hr5TLq8Nd@127.0.0.1:47053\" parse error: unsupported protocol \
+                 \"USER\""
+            ),
+            "[thrd:app]: Broker name \"User:<redacted>@127.0.0.1:47050, \
+             sasl_ssl://B:<redacted>@127.0.0.1:47053\" parse error: unsupported protocol \"USER\""
+        );
     }
 
     /// librdkafka skips the blanks after a broker list's comma, a password's too, and names a
