@@ -18,7 +18,10 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+mod bounded;
 mod spawned;
+#[allow(unused_imports)] // Only the tests that run the binary to its end use them.
+pub use bounded::{exited_within, OutputWithin, EXIT_LIMIT};
 #[allow(unused_imports)] // Only the tests that start the bridge as a process use them.
 pub use spawned::{ports_in, KillOnDrop, Spawned, ANY_PORTS, LOG_FILTER};
 
@@ -769,23 +772,6 @@ pub fn stop_with(child: &mut std::process::Child, signal: &str) -> std::process:
         let _ = child.kill();
         panic!("still running 20 s after {signal}");
     })
-}
-
-/// The process's exit status once it exits, if it does within `within`.
-fn exited_within(
-    child: &mut std::process::Child,
-    within: Duration,
-) -> Option<std::process::ExitStatus> {
-    let deadline = std::time::Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return Some(status);
-        }
-        if std::time::Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// An authenticated JSON POST of `body`, head and body, as a client writes it.

@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::common::{TestApp, STATUS, TEXT};
+use crate::common::{OutputWithin, TestApp, EXIT_LIMIT, STATUS, TEXT};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
@@ -39,8 +39,7 @@ async fn tail_prints_each_record_as_one_json_line_with_the_exact_body() {
                 "whatsapp.message.status",
             ])
             .env_clear()
-            .output()
-            .expect("run tail")
+            .output_within(EXIT_LIMIT)
     })
     .await
     .expect("task");
@@ -273,8 +272,7 @@ fn tail_names_a_missing_topic() {
             "no.such.topic",
         ])
         .env_clear()
-        .output()
-        .expect("run tail");
+        .output_within(EXIT_LIMIT);
     assert_eq!(
         output.status.code(),
         Some(1),
@@ -388,8 +386,7 @@ async fn tail_shows_repeated_headers_and_bytes_that_are_not_utf8_and_stops_when_
             // Named twice: read once.
             .args(["--idle-timeout", "8s", "t", "t"])
             .env_clear()
-            .output()
-            .expect("run tail")
+            .output_within(EXIT_LIMIT)
     })
     .await
     .expect("task");
@@ -434,8 +431,7 @@ fn tail_exits_2_when_a_kafka_property_is_unknown_or_malformed() {
                 "t",
             ])
             .env_clear()
-            .output()
-            .expect("run tail");
+            .output_within(EXIT_LIMIT);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{property}: {stderr}");
         assert!(stderr.contains("qikchat-bridge tail:"), "{stderr}");
@@ -458,8 +454,7 @@ fn tail_exits_2_for_no_broker_or_an_idle_timeout_of_zero() {
             .args(args)
             .arg("t")
             .env_clear()
-            .output()
-            .expect("run tail");
+            .output_within(EXIT_LIMIT);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(says), "{args:?}: {stderr}");
@@ -629,8 +624,7 @@ fn check_config_accepts_a_valid_environment_and_redacts_secrets() {
             "BRIDGE_TOPICS",
             "whatsapp:template:status=wa.templates,billing:update=wa.billing",
         )
-        .output()
-        .expect("run");
+        .output_within(EXIT_LIMIT);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -686,8 +680,7 @@ fn check_config_hides_the_password_of_a_broker_url() {
             "a:b",
         ])
         .env_clear()
-        .output()
-        .expect("run");
+        .output_within(EXIT_LIMIT);
     let (code, stdout, stderr) = shown_without(output, "hunter2pw");
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(
@@ -707,8 +700,7 @@ fn a_password_split_at_a_comma_is_never_quoted_and_points_to_the_auth_file() {
             .args(["--kafka-brokers", "127.0.0.1:9"])
             .env_clear()
             .env("BRIDGE_AUTH", auth)
-            .output()
-            .expect("run");
+            .output_within(EXIT_LIMIT);
         let out = format!(
             "{}{}",
             String::from_utf8_lossy(&output.stdout),
@@ -755,8 +747,7 @@ fn check_config_prints_the_warnings_start_up_would_log_of_its_environment() {
             .args(args)
             .env_clear()
             .envs(envs.iter().copied())
-            .output()
-            .expect("run");
+            .output_within(EXIT_LIMIT);
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
         assert!(output.status.success(), "{stderr}");
         stderr
@@ -802,8 +793,7 @@ fn check_config_refuses_bad_settings_with_exit_code_2_and_a_reason() {
             .arg("--check-config")
             .env_clear()
             .envs(envs.iter().copied())
-            .output()
-            .expect("run");
+            .output_within(EXIT_LIMIT);
         (
             output.status.code(),
             String::from_utf8_lossy(&output.stderr).to_string(),
@@ -859,8 +849,7 @@ fn a_spool_dir_that_is_a_file_is_refused_by_check_config_and_at_start_up() {
                 .args(&args)
                 .arg(&spool_dir)
                 .env_clear()
-                .output()
-                .expect("run");
+                .output_within(EXIT_LIMIT);
             let err = String::from_utf8_lossy(&output.stderr);
             assert_eq!(output.status.code(), Some(2), "{args:?}: {err}");
             assert!(
@@ -952,8 +941,7 @@ fn a_password_clap_cannot_place_is_refused_without_being_printed() {
     let output = Command::new(BIN)
         .args(["-X", "sasl.password", "hunter2"])
         .env_clear()
-        .output()
-        .expect("run");
+        .output_within(EXIT_LIMIT);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(!stderr.contains("hunter2"), "{stderr}");
@@ -963,8 +951,7 @@ fn a_password_clap_cannot_place_is_refused_without_being_printed() {
     let output = Command::new(BIN)
         .env_clear()
         .env("BRIDGE_INSECURE_DISABLE_AUTH", "hunter2")
-        .output()
-        .expect("run");
+        .output_within(EXIT_LIMIT);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(!stderr.contains("hunter2"), "{stderr}");
@@ -978,8 +965,7 @@ fn a_password_clap_cannot_place_is_refused_without_being_printed() {
     let help = Command::new(BIN)
         .arg("--help")
         .env_clear()
-        .output()
-        .expect("run");
+        .output_within(EXIT_LIMIT);
     assert_eq!(help.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&help.stdout).contains("--kafka-property"));
 }
@@ -999,8 +985,7 @@ fn a_password_that_looks_like_a_flag_is_refused_without_being_printed() {
         let output = Command::new(BIN)
             .args(args)
             .env_clear()
-            .output()
-            .expect("run");
+            .output_within(EXIT_LIMIT);
         let (code, stdout, stderr) = shown_without(output, "S3cretPW");
         assert_eq!(code, Some(2), "{args:?}: {stdout}{stderr}");
         assert!(
@@ -1039,8 +1024,7 @@ fn a_password_given_to_tail_with_a_space_for_the_equals_sign_is_never_printed() 
                     .args(args)
                     .arg("whatsapp.message.in")
                     .env_clear()
-                    .output()
-                    .expect("run"),
+                    .output_within(EXIT_LIMIT),
                 password,
             );
             assert_eq!(code, Some(2), "{args:?}: {stdout}{stderr}");
@@ -1065,8 +1049,7 @@ fn help_never_prints_a_secret_set_in_the_environment() {
             .env("BRIDGE_AUTH_FILE", "hunter2pw")
             .env("BRIDGE_INSECURE_DISABLE_AUTH", "hunter2pw")
             .env("BRIDGE_LOG_FORMAT", "hunter2pw")
-            .output()
-            .expect("run");
+            .output_within(EXIT_LIMIT);
         let (code, stdout, stderr) = shown_without(output, "hunter2pw");
         assert_eq!(code, Some(0), "{args:?}: {stderr}");
         assert!(
@@ -1083,8 +1066,7 @@ fn dev_kafka_s_help_names_each_signal_that_stops_it_and_sighup_does() {
     let help = Command::new(BIN)
         .args(["dev-kafka", "--help"])
         .env_clear()
-        .output()
-        .expect("run");
+        .output_within(EXIT_LIMIT);
     let text = String::from_utf8_lossy(&help.stdout);
     assert_eq!(help.status.code(), Some(0), "{text}");
     assert!(text.contains("SIGTERM, SIGINT or SIGHUP"), "{text}");
@@ -1136,16 +1118,9 @@ fn exited_within(
     seconds: u64,
     what: &str,
 ) -> (std::process::ExitStatus, String) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{what}: still running after {seconds} s");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+    let Some(status) = common::exited_within(&mut child, Duration::from_secs(seconds)) else {
+        let _ = child.kill();
+        panic!("{what}: still running after {seconds} s");
     };
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
@@ -1162,8 +1137,7 @@ fn a_setting_refused_from_a_variable_names_the_variable() {
         .arg("--check-config")
         .env_clear()
         .env("BRIDGE_TOPICS", "a=x,")
-        .output()
-        .expect("run");
+        .output_within(EXIT_LIMIT);
     let (code, _, stderr) = shown_without(from_the_environment, "hunter2pw");
     assert_eq!(code, Some(2), "{stderr}");
     assert!(
@@ -1173,16 +1147,14 @@ fn a_setting_refused_from_a_variable_names_the_variable() {
     let on_the_line = Command::new(BIN)
         .args(["--check-config", "--topic", ""])
         .env_clear()
-        .output()
-        .expect("run");
+        .output_within(EXIT_LIMIT);
     let (code, _, stderr) = shown_without(on_the_line, "BRIDGE_TOPICS");
     assert_eq!(code, Some(2), "{stderr}");
     // Refused beside another setting, at its default: no variable gave it.
     let at_its_default = Command::new(BIN)
         .args(["--check-config", "--max-body-bytes", "200000000"])
         .env_clear()
-        .output()
-        .expect("run");
+        .output_within(EXIT_LIMIT);
     let (code, _, stderr) = shown_without(at_its_default, "(the value of");
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("--max-in-flight-bytes"), "{stderr}");
@@ -1218,8 +1190,7 @@ fn later_refusals_of_a_value_from_a_variable_name_the_variable() {
             .args(args)
             .env_clear()
             .env(variable, value)
-            .output()
-            .expect("run");
+            .output_within(EXIT_LIMIT);
         let (code, _, stderr) = shown_without(output, "hunter2pw");
         assert_eq!(code, Some(2), "{variable}: {stderr}");
         assert!(stderr.contains(says), "{variable}: {stderr}");
@@ -1242,8 +1213,7 @@ fn tail(brokers: &str, args: &[&str]) -> (Option<i32>, String, String) {
         .args(["tail", "--kafka-brokers", brokers])
         .args(args)
         .env_clear()
-        .output()
-        .expect("run tail");
+        .output_within(EXIT_LIMIT);
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     (
         output.status.code(),

@@ -3,6 +3,7 @@
 //! (the secret from a `KAFKA_*_FILE`, as a Kubernetes Secret gives it) and never logs the secret.
 
 use crate::common;
+use crate::common::{OutputWithin, EXIT_LIMIT};
 
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
@@ -221,8 +222,7 @@ async fn check_config_with_the_oidc_method_sends_nothing_to_the_identity_provide
     let secret_file = secret_file(&dir);
     let out = with_oidc(&mut Command::new(BIN), &url, &secret_file)
         .args(CHECK_CONFIG)
-        .output()
-        .expect("run --check-config");
+        .output_within(EXIT_LIMIT);
     assert!(
         out.status.success(),
         "{}",
@@ -244,8 +244,7 @@ async fn check_config_with_the_oidc_method_sends_nothing_to_the_identity_provide
         .env_clear()
         .env("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
         .env("KAFKA_SASL_MECHANISM", "OAUTHBEARER")
-        .output()
-        .expect("run --check-config");
+        .output_within(EXIT_LIMIT);
     assert_eq!(refused.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&refused.stderr).contains("sasl.oauthbearer.token.endpoint.url"),

@@ -4,13 +4,13 @@
 //! rcgen writes no encrypted key: `openssl pkcs8 -topk8 -v2 aes-256-cbc` encrypts rcgen's
 //! PKCS#8 key, as an operator's tooling (cert-manager's `encryptedKey`, a CA's export) would.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::front::{Ca, TlsFront};
 use super::{file, CLIENT_CN};
-use crate::common::{self, stop_with};
+use crate::common::{self, stop_with, OutputWithin};
 use crate::sasl::front::Accepts;
 use crate::sasl::{
     bridge, cluster, delivers_one, password_file, post, readyz, stored, KAFKA_PASSWORD, KAFKA_USER,
@@ -83,44 +83,16 @@ pub(super) fn run_to_exit(
     args: &[&str],
 ) -> (Option<i32>, String) {
     let credential = format!("{}:{}", common::USER, common::PASS);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_qikchat-bridge"))
+    let out = Command::new(env!("CARGO_BIN_EXE_qikchat-bridge"))
         .env_clear()
         .env("RUST_LOG", "debug")
         .envs(env.iter().copied())
         .args(common::ANY_PORTS)
         .args(["--kafka-brokers", brokers, "--auth", &credential])
         .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run the bridge");
-    let read = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut text = Vec::new();
-            let _ = pipe.read_to_end(&mut text);
-            String::from_utf8_lossy(&text).into_owned()
-        })
-    };
-    let out = read(Box::new(child.stdout.take().expect("stdout")));
-    let err = read(Box::new(child.stderr.take().expect("stderr")));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "still running after 30 s:\n{}",
-                err.join().unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let text = out.join().expect("stdout") + &err.join().expect("stderr");
-    (status.code(), text)
+        .output_within(Duration::from_secs(30));
+    let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    (out.status.code(), text.into_owned())
 }
 
 /// mTLS with an encrypted key and its password: delivered; `--check-config` takes it and shows
