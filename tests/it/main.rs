@@ -31,4 +31,5 @@ mod server_drain;
 mod shutdown;
 mod slow_clients;
 mod spool;
+mod spool_sync;
 mod tls;
