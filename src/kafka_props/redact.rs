@@ -110,28 +110,34 @@ fn bare_passwords(value: &str, scheme_at: fn(&str) -> Option<usize>) -> impl Ite
 /// or `#`. Each `@` of an entry with a scheme librdkafka knows ends one from the entry's first `:`
 /// (more is hidden, never less).
 pub(super) fn broker_list_passwords(value: &str) -> impl Iterator<Item = &str> {
-    // A scheme librdkafka knows starts an entry (after its blanks): a `://` elsewhere is a
-    // password's, and so is one after a name it refuses (it may follow a comma of the password).
-    let schemes = move |from: usize| {
-        value[from..]
-            .match_indices("://")
-            .map(move |(i, _)| from + i)
-            .filter(move |&i| {
-                let start = value[..i].rfind(',').map_or(0, |c| c + 1);
-                kafka_scheme_at(&value[start..]).is_some_and(|s| start + s == i + 3)
-            })
-    };
-    let with_scheme = schemes(0).flat_map(move |i| {
-        let rest = &value[i + 3..];
-        let entry = match schemes(i + 3).next().map(|next| next - (i + 3)) {
-            Some(next) => &rest[..rest[..next].rfind(',').unwrap_or(next)],
-            None => rest,
+    // Each `@` of an entry that starts with a scheme (after its blanks) ends a password from the
+    // entry's first `:`, the entry running across commas to the next scheme. Twice: with the
+    // schemes librdkafka knows (a name it refuses may follow a comma of the password:
+    // `sasl_ssl://u:pa,user://ss@h`), and with any name before `://` (`kafka://u:pa?ss,wo:rd@h`,
+    // which the entries without a scheme below hide only from `wo:`); more hidden, never less.
+    let with_scheme = move |known: fn(&str) -> Option<usize>| {
+        let schemes = move |from: usize| {
+            value[from..]
+                .match_indices("://")
+                .map(move |(i, _)| from + i)
+                .filter(move |&i| {
+                    let start = value[..i].rfind(',').map_or(0, |c| c + 1);
+                    known(&value[start..]).is_some_and(|s| start + s == i + 3)
+                })
         };
-        let colon = entry.find(':');
-        entry
-            .match_indices('@')
-            .filter_map(move |(at, _)| colon.filter(|&c| c < at).map(|c| &entry[c + 1..at]))
-    });
+        schemes(0).flat_map(move |i| {
+            let rest = &value[i + 3..];
+            let entry = match schemes(i + 3).next().map(|next| next - (i + 3)) {
+                Some(next) => &rest[..rest[..next].rfind(',').unwrap_or(next)],
+                None => rest,
+            };
+            let colon = entry.find(':');
+            entry
+                .match_indices('@')
+                .filter_map(move |(at, _)| colon.filter(|&c| c < at).map(|c| &entry[c + 1..at]))
+        })
+    };
+    let with_scheme = with_scheme(kafka_scheme_at).chain(with_scheme(scheme_at));
     // An entry whose scheme librdkafka does not know (`user://pw@host`: it refuses `USER` and
     // quotes the entry whole) is a user and a password beginning with `//`.
     with_scheme.chain(bare_passwords(value, kafka_scheme_at))

@@ -533,6 +533,27 @@ mod tests {
         }
     }
 
+    /// An entry with a scheme librdkafka does not know (`kafka://`) whose password holds `?` (no
+    /// URL then) and a comma with a `:` after it: found walking back from its `@` alone, the
+    /// password was hidden only from that `:` (found by a review's fuzzing of the fix above).
+    #[test]
+    fn a_password_holding_a_comma_after_a_scheme_librdkafka_does_not_know_is_hidden_whole() {
+        let list = "kafka://svc:Kx9?Pv2,Zq7W:m3@127.0.0.1:47411";
+        assert_eq!(
+            super::super::redact::broker_list_password_hidden(list),
+            "kafka://svc:<redacted>@127.0.0.1:47411"
+        );
+        let s = scrubber(&[("bootstrap.servers", list)]);
+        assert_eq!(
+            s.scrub(
+                "[thrd:app]: Broker name \"kafka://svc:Kx9?Pv2,Zq7W:m3@127.0.0.1:47411\" parse \
+                 error: unsupported protocol \"KAFKA\""
+            ),
+            "[thrd:app]: Broker name \"kafka://svc:<redacted>@127.0.0.1:47411\" parse error: \
+             unsupported protocol \"KAFKA\""
+        );
+    }
+
     /// librdkafka takes the text before a broker list entry's first `://` for a scheme, and
     /// refuses one it does not know quoting the rest of the list: `user://pw@host` is a user and
     /// a password beginning with `//`, which it showed (the line as librdkafka wrote it).
