@@ -371,7 +371,7 @@ impl<S: Sink> Webhook<S> {
             return Err(WebhookError::Unauthorized(reason));
         }
         // After the credential: a stranger is told only that, and loses the idle timeout.
-        one_host(parts.version, &parts.headers)?;
+        one_host(parts.version, &parts.uri, &parts.headers)?;
         let content_type = content_type(&parts.headers)?;
         identity_encoding(&parts.headers)?;
         chunked_only(&parts.headers)?;

@@ -234,7 +234,24 @@ pub(super) fn chunked_only(headers: &HeaderMap) -> Result<(), WebhookError> {
 /// it, with more than one, or with one whose value is no `host[:port]`, as a proxy in front may
 /// have routed it by another reading. Its value is not compared with anything: the bridge
 /// answers under any name its ingress gives it.
-pub(super) fn one_host(version: Version, headers: &HeaderMap) -> Result<(), WebhookError> {
+///
+/// The target's authority too, where it has one: an absolute URI's (`POST http://host/webhook`),
+/// which RFC 9112 (section 3.2.2) has a server use in place of Host, and HTTP/2's `:authority`
+/// (hyper puts both in the URI), whose user information RFC 9113 (section 8.3.1) forbids.
+pub(super) fn one_host(
+    version: Version,
+    uri: &http::Uri,
+    headers: &HeaderMap,
+) -> Result<(), WebhookError> {
+    if uri
+        .authority()
+        .is_some_and(|authority| !valid_host(authority.as_str().as_bytes()))
+    {
+        return Err(WebhookError::Host(
+            "the request's authority (an absolute URI's, or HTTP/2's :authority) must be a host \
+             name or address with an optional port",
+        ));
+    }
     let mut hosts = headers.get_all(HOST).iter();
     match (hosts.next(), hosts.next()) {
         (Some(_), Some(_)) => Err(WebhookError::Host("the Host header must be given once")),

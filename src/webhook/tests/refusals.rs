@@ -237,9 +237,34 @@ async fn an_http1_1_request_without_one_valid_host_header_is_refused_400_after_i
         assert_eq!(body["error"], "bad_request");
         assert_eq!(body["message"], says, "{version:?} {hosts:?}");
     }
+    // The target's authority, where it has one (an absolute URI's, HTTP/2's `:authority`), is
+    // read as Host is: a review found `http://x:abc/webhook` and `:authority: u:p@x` taken.
+    for (version, target) in [
+        (V::HTTP_11, "http://x:abc/webhook"),
+        (V::HTTP_11, "http://u:p@x:1/webhook"),
+        (V::HTTP_2, "http://u:p@x/webhook"),
+    ] {
+        let req = Request::post(target)
+            .version(version)
+            .header(http::header::HOST, "x")
+            .header(AUTHORIZATION, "Basic dTpw")
+            .header(CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from_static(STATUS)))
+            .expect("request");
+        let answer = hook.handle(req).await;
+        assert_eq!(answer.status(), StatusCode::BAD_REQUEST, "{target}");
+        let body = answer.into_body().into_inner().expect("full body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(
+            body["message"],
+            "the request's authority (an absolute URI's, or HTTP/2's :authority) must be a host \
+             name or address with an optional port",
+            "{target}"
+        );
+    }
     assert!(sink.seen.lock().expect("lock").is_empty(), "nothing sent");
     let shown = String::from_utf8(metrics.render()).expect("utf-8");
-    let line = r#"qikchat_bridge_requests_total{outcome="invalid",status="400"} 9"#;
+    let line = r#"qikchat_bridge_requests_total{outcome="invalid",status="400"} 12"#;
     assert!(shown.contains(line), "no {line} in {shown}");
 
     // A stranger is told only that its credential is wrong.
@@ -262,5 +287,19 @@ async fn an_http1_1_request_without_one_valid_host_header_is_refused_400_after_i
             .handle(request(V::HTTP_11, &[host], "Basic dTpw"))
             .await;
         assert_eq!(answer.status(), StatusCode::OK, "{host:?}");
+    }
+    // A valid authority is fine.
+    for (version, target) in [
+        (V::HTTP_11, "http://bridge.ns.svc:8080/webhook"),
+        (V::HTTP_2, "http://[::1]:8080/webhook"),
+    ] {
+        let req = Request::post(target)
+            .version(version)
+            .header(http::header::HOST, "x")
+            .header(AUTHORIZATION, "Basic dTpw")
+            .header(CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from_static(STATUS)))
+            .expect("request");
+        assert_eq!(hook.handle(req).await.status(), StatusCode::OK, "{target}");
     }
 }
