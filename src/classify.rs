@@ -41,7 +41,7 @@ pub enum ClassifyError {
     EventNotString,
     /// Routed nowhere, it would give records an empty `event` header (and, with CloudEvents,
     /// an empty `ce_type`, which the spec forbids and SDKs refuse).
-    #[error("field `event` is empty")]
+    #[error("field `event` is empty or only white space")]
     EmptyEvent,
     /// It becomes a record header (and `ce_type`, where CloudEvents forbids control characters,
     /// and HTTP headers cannot carry them for the bridges that map it to `ce-type`).

@@ -30,7 +30,9 @@ impl Cut {
             asked.await;
             tracing::warn!(
                 "cutting the drain short: open requests are closed unanswered (their senders \
-                 retry) and records not yet acknowledged are dropped; answered records are safe"
+                 retry; a record already sent to Kafka may be stored all the same, and the retry \
+                 then duplicates it) and records still queued are dropped; answered records are \
+                 safe"
             );
             let _ = tx.send(true);
             // Kept, so that the receivers never see the sender gone as a cut.
