@@ -757,3 +757,24 @@ fn a_queue_smaller_than_the_largest_record_is_refused_wherever_the_properties_ar
         "{refused}"
     );
 }
+
+/// Only Kubernetes' `_PORT_<number>_<protocol>` shape is a service link: a variable with a number
+/// but no protocol after `_PORT_`, or a protocol but no number, is no Service's, and is refused
+/// as any other name of no property is, not silently dropped.
+#[test]
+fn a_variable_that_only_looks_like_a_service_link_is_refused_naming_it() {
+    for variable in ["KAFKA_LISTENER_PORT_9092_PLAIN", "KAFKA_LISTENER_PORT__TCP"] {
+        let err = from_sources(
+            env(&[(variable, "1")]),
+            &[],
+            limits(Duration::from_secs(1)),
+            &no_files,
+        )
+        .expect_err("no librdkafka property")
+        .to_string();
+        assert!(
+            err.contains(variable) && err.contains("no property named"),
+            "{err}"
+        );
+    }
+}
