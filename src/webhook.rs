@@ -448,10 +448,20 @@ impl<S: Sink> Webhook<S> {
             Err(_) => Err(WebhookError::BodyTimeout(self.body_read_timeout)),
             Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(self.too_large()),
             Ok(Err(e)) if reset_by_client(&*e) => Err(WebhookError::Reset),
-            Ok(Err(e)) => Err(WebhookError::BodyRead(e.to_string())),
+            Ok(Err(e)) => Err(WebhookError::BodyRead(with_causes(&*e))),
             Ok(Ok(body)) => Ok(body),
         }
     }
+}
+
+/// An error's text with its causes': hyper's alone says only `error reading a body from
+/// connection`, where its cause says what was wrong (`invalid chunk size line`, an HTTP/2
+/// protocol error), which the sender's developer needs to see.
+fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let texts: Vec<String> = std::iter::successors(Some(error), |e| e.source())
+        .map(ToString::to_string)
+        .collect();
+    texts.join(": ")
 }
 
 /// Whether a body failed because the client reset its HTTP/2 stream or ended the connection
