@@ -3,8 +3,9 @@
 //! at once, for an operator who would rather not wait and would otherwise reach for SIGKILL.
 //!
 //! Nothing answered 2xx is lost by it: those records are in Kafka or the spool already. Open
-//! requests go unanswered (their senders retry) and records still queued for requests that
-//! were answered with an error are dropped (their senders retry those too).
+//! requests go unanswered (their senders retry) and records still queued, theirs and those of
+//! requests answered with an error, are dropped; one already sent may be stored all the same,
+//! and the sender's retry then duplicates it.
 
 use std::future::Future;
 use std::time::{Duration, Instant};

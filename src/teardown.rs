@@ -12,8 +12,9 @@ use crate::producer::KafkaSink;
 /// measured, past a pod's grace period. A handle still held elsewhere (a blocking metadata
 /// request of the start-up topic check, up to 5 s) is waited for within the same time: dropping
 /// ours then destroyed nothing. What the webhook producer held was delivered by the flush, or
-/// belongs to requests answered with an error; what replay's held is still spooled, and sent
-/// again at the next start. The process's exit ends their threads (see `main`).
+/// belongs to requests answered with an error or left unanswered (the grace's end, a drain cut
+/// short), whose senders retry; what replay's held is still spooled, and sent again at the next
+/// start. The process's exit ends their threads (see `main`).
 pub(crate) async fn destroy_within(
     sinks: impl IntoIterator<Item = Arc<KafkaSink>>,
     wait: Duration,
