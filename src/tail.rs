@@ -4,6 +4,7 @@
 //! group's offsets or steals partitions from the real consumers.
 
 use std::io::Write;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -114,11 +115,12 @@ fn check(args: &TailArgs) -> Result<(), crate::config::ConfigError> {
     Ok(())
 }
 
-/// Prints records to `out` until `--count` or `--idle-timeout` says stop; returns how many.
+/// Prints records to `out` until `--count` or `--idle-timeout` says stop, or `out`'s reader goes
+/// away; returns how many.
 pub fn run<E, W>(args: &TailArgs, env: E, out: &mut W) -> Result<u64, TailError>
 where
     E: IntoIterator<Item = (String, String)>,
-    W: Write,
+    W: Write + AsFd,
 {
     let read = crate::operator_file::read_to_string;
     let mut config = ClientConfig::new();
@@ -204,6 +206,10 @@ where
                 }
             }
             Some(Err(e)) => return Err(kafka(&scrubber)(e)),
+            // `tail ... | head -1` after the last record: a write would tell, but none may come.
+            None if reader_gone(out) => {
+                return Err(TailError::Io(std::io::ErrorKind::BrokenPipe.into()));
+            }
             None => {}
         }
         if let Some(t) = args.idle_timeout.filter(|t| last.elapsed() >= *t) {
@@ -216,6 +222,19 @@ where
         }
     }
     Ok(printed)
+}
+
+/// Whether `out` is a pipe or socket whose reader has closed it (poll says `POLLERR` or
+/// `POLLHUP`, asked for no event and without waiting). A terminal or a file never is.
+fn reader_gone(out: &impl AsFd) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags};
+    let mut fds = [PollFd::new(out, PollFlags::empty())];
+    let zero = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    poll(&mut fds, Some(&zero)).is_ok()
+        && fds[0].revents().intersects(PollFlags::ERR | PollFlags::HUP)
 }
 
 /// Assigns every partition of the named topics at the start `--from-beginning` asks for.

@@ -323,6 +323,42 @@ async fn tail_ends_quietly_with_status_0_when_its_reader_goes_away() {
     assert!(took < Duration::from_secs(10), "took {took:?}");
 }
 
+/// `tail … | head -1` where the line head takes is the last record: no write comes to fail, so
+/// tail must see the closed pipe by itself, not run on until its idle timeout (or for good; a
+/// review found it did).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_ends_with_status_0_when_its_reader_goes_away_after_the_last_record() {
+    use std::io::BufRead;
+    let cluster = MockCluster::new(1).expect("cluster");
+    cluster.create_topic("t", 1, 1).expect("topic");
+    common::produce(&cluster.bootstrap_servers(), "t", b"{}").await;
+    let mut child = common::KillOnDrop(
+        Command::new(BIN)
+            .args(["tail", "--kafka-brokers", &cluster.bootstrap_servers()])
+            .args(["--from-beginning", "--idle-timeout", "60s", "t"])
+            .env_clear()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run tail"),
+    );
+    let mut line = String::new();
+    let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
+    reader.read_line(&mut line).expect("a line");
+    assert!(line.contains(r#""offset":0"#), "{line}");
+    drop(reader);
+    let status = tokio::task::spawn_blocking(move || {
+        common::exited_within(&mut child, Duration::from_secs(20)).map(|s| s.code())
+    })
+    .await
+    .expect("task");
+    assert_eq!(
+        status,
+        Some(Some(0)),
+        "still running 20 s after its reader went away"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tail_shows_repeated_headers_and_bytes_that_are_not_utf8_and_stops_when_idle() {
     use rdkafka::message::{Header, OwnedHeaders};
