@@ -12,6 +12,10 @@ const OFFLINE_TOKEN_ENDPOINT: &str = "http://127.0.0.1:0/check-config";
 pub enum CheckError {
     #[error("--spool-dir: {} is not a directory", .0.display())]
     SpoolDirNotDirectory(PathBuf),
+    /// Start-up would fail to create, lock or open the spool (a directory of another user, a
+    /// volume mounted read-only).
+    #[error("--spool-dir: this process cannot write to {}: {}", .0.display(), .1)]
+    SpoolDirNotWritable(PathBuf, std::io::Error),
     #[error("Kafka producer settings: {0}")]
     Kafka(String),
 }
@@ -20,7 +24,9 @@ impl CheckError {
     /// The flag whose value was refused, when one was.
     pub fn setting(&self) -> Option<&str> {
         match self {
-            CheckError::SpoolDirNotDirectory(_) => Some("--spool-dir"),
+            CheckError::SpoolDirNotDirectory(_) | CheckError::SpoolDirNotWritable(..) => {
+                Some("--spool-dir")
+            }
             CheckError::Kafka(_) => None,
         }
     }
@@ -78,11 +84,17 @@ pub fn warnings(config: &Config) -> Vec<String> {
     warnings
 }
 
-/// `--spool-dir` names a file, or a path under one: refused at start-up too, before anything
-/// starts, with the same exit code.
+/// `--spool-dir` names a file, or a path under one, or one this process cannot write to:
+/// refused at start-up too, before anything starts, with the same exit code.
 pub fn spool_dir(config: &Config) -> Result<(), CheckError> {
-    match config.spool_dir.as_deref().and_then(not_a_directory) {
-        Some(file) => Err(CheckError::SpoolDirNotDirectory(file.to_path_buf())),
+    let Some(dir) = config.spool_dir.as_deref() else {
+        return Ok(());
+    };
+    if let Some(file) = not_a_directory(dir) {
+        return Err(CheckError::SpoolDirNotDirectory(file.to_path_buf()));
+    }
+    match crate::spool::unwritable(dir) {
+        Some((path, e)) => Err(CheckError::SpoolDirNotWritable(path, e)),
         None => Ok(()),
     }
 }

@@ -36,6 +36,21 @@ pub fn volume_warning(dir: &Path, max_bytes: u64) -> Option<String> {
 }
 use writer::Append;
 
+/// What in `dir` this process could not write to, and why, for `--check-config` and start-up:
+/// the nearest directory that exists (the rest is made under it), and the spool's files when
+/// they exist. Blocking.
+pub fn unwritable(dir: &Path) -> Option<(PathBuf, std::io::Error)> {
+    dir::unwritable(dir, &[FILE, dir::LOCK_FILE], |path, file| {
+        use rustix::fs::Access;
+        let wanted = if file {
+            Access::READ_OK | Access::WRITE_OK
+        } else {
+            Access::WRITE_OK | Access::EXEC_OK
+        };
+        rustix::fs::access(path, wanted).map_err(std::io::Error::from)
+    })
+}
+
 const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records");
 /// Entries of `records` that could not be decoded, moved out of replay's way but kept.
 const UNREADABLE: TableDefinition<u64, &[u8]> = TableDefinition::new("unreadable");

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use super::SpoolError;
 
 /// Held beside the redb file for as long as the spool is open.
-const LOCK_FILE: &str = "spool.lock";
+pub(super) const LOCK_FILE: &str = "spool.lock";
 
 /// Creates `dir` (and any missing parent) readable by the bridge's user alone, since the spool
 /// holds whole webhooks (messages, phone numbers). Returns the directories whose entries that
@@ -53,6 +53,29 @@ fn changed_by_creating(dir: &Path, exists: impl Fn(&Path) -> bool) -> Vec<PathBu
         .chain(missing.into_iter().skip(1).rev())
         .map(Path::to_path_buf)
         .collect()
+}
+
+/// The first of `dir`'s nearest existing directory (`.` for a relative path none of which
+/// exists) and the `files` in `dir` that exist, that `access` refuses (its flag: a file), and
+/// why: start-up would fail to create, lock or open the spool there. A volume mounted read-only
+/// (a pod's `readOnlyRootFilesystem` without a volume at the spool) refuses even root.
+pub(super) fn unwritable(
+    dir: &Path,
+    files: &[&str],
+    access: impl Fn(&Path, bool) -> std::io::Result<()>,
+) -> Option<(PathBuf, std::io::Error)> {
+    let existing = dir
+        .ancestors()
+        .find(|a| !a.as_os_str().is_empty() && a.exists())
+        .unwrap_or(Path::new("."));
+    if let Err(e) = access(existing, false) {
+        return Some((existing.to_path_buf(), e));
+    }
+    files
+        .iter()
+        .map(|f| dir.join(f))
+        .filter(|f| f.exists())
+        .find_map(|file| access(&file, true).err().map(|e| (file, e)))
 }
 
 /// Takes the spool's lock, which the returned file holds until it is closed. redb locks its own
@@ -155,6 +178,47 @@ mod tests {
         );
         assert!(!too_small(u64::MAX, 0), "a filesystem that reports no size");
         assert!(too_small(u64::MAX, u64::MAX), "no overflow");
+    }
+
+    /// `--check-config` and start-up ask of the nearest directory that exists (write and search)
+    /// and of the spool's files that exist (read and write), in that order, and name the first
+    /// refused; the nearest directory of a relative path none of which exists is `.`.
+    #[test]
+    fn the_nearest_existing_directory_and_the_spool_files_must_be_writable() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("spool");
+        std::fs::create_dir(&dir).expect("dir");
+        std::fs::write(dir.join("spool.redb"), "").expect("file");
+        let asked = std::cell::RefCell::new(Vec::new());
+        let refusing = |refused: Option<PathBuf>| {
+            let asked = &asked;
+            move |path: &Path, file: bool| {
+                asked.borrow_mut().push((path.to_path_buf(), file));
+                if Some(path) == refused.as_deref() {
+                    Err(std::io::Error::from_raw_os_error(30))
+                } else {
+                    Ok(())
+                }
+            }
+        };
+        let files = ["spool.redb", "spool.lock"];
+        assert!(unwritable(&dir, &files, refusing(None)).is_none());
+        assert_eq!(
+            asked.take(),
+            [(dir.clone(), false), (dir.join("spool.redb"), true)],
+            "the lock file does not exist yet"
+        );
+        let (path, e) = unwritable(&dir, &files, refusing(Some(dir.join("spool.redb"))))
+            .expect("the file refused");
+        assert_eq!(path, dir.join("spool.redb"));
+        assert_eq!(e.raw_os_error(), Some(30));
+        let not_yet = dir.join("a/b");
+        let (path, _) = unwritable(&not_yet, &files, refusing(Some(dir.clone())))
+            .expect("the nearest existing directory refused");
+        assert_eq!(path, dir);
+        asked.take();
+        assert!(unwritable(Path::new("not-here-xyz/spool"), &files, refusing(None)).is_none());
+        assert_eq!(asked.take(), [(PathBuf::from("."), false)]);
     }
 
     /// `--check-config`'s warning: none for a limit the volume holds, and for one it does not,

@@ -870,6 +870,46 @@ fn check_config_refuses_bad_settings_with_exit_code_2_and_a_reason() {
     assert!(err.contains("is empty"), "{err}");
 }
 
+/// A --spool-dir this process cannot write to (here under `/`, run as a user other than root: as
+/// `nobody` when the tests run as root): --check-config refuses it, and start-up too, with exit
+/// code 2, where start-up failed to create the spool with exit code 1 and --check-config passed
+/// it (found by a review of the tools).
+#[test]
+fn a_spool_dir_this_process_cannot_write_to_is_refused_by_check_config_and_at_start_up() {
+    use std::os::unix::fs::PermissionsExt;
+    let spool = "/qikchat-bridge-not-here/spool";
+    let root = rustix::process::geteuid().is_root();
+    // `nobody` may not reach the build's directory: a copy it can run.
+    let bin = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(bin.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let copy = bin.path().join("qikchat-bridge");
+    std::fs::copy(BIN, &copy).expect("copy");
+    let mut start = common::ANY_PORTS.to_vec();
+    start.extend(["--kafka-brokers", "127.0.0.1:1", "--auth", "u:Zq7Wm3Kx9Pv2"]);
+    for args in [vec!["--check-config"], start] {
+        let mut command = if root {
+            let mut runuser = Command::new("runuser");
+            runuser.args(["-u", "nobody", "--"]).arg(&copy);
+            runuser
+        } else {
+            Command::new(&copy)
+        };
+        let output = command
+            .args(&args)
+            .args(["--spool-dir", spool])
+            .env_clear()
+            // For `runuser`.
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .output_within(EXIT_LIMIT);
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("--spool-dir: this process cannot write to /: Permission denied"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
 /// A --spool-dir that names a file: --check-config refuses it, and start-up too, with the same
 /// exit code 2 (start-up said "spool write failed" with nothing written, then exited 1). A spool
 /// that cannot be opened for another reason is named at start-up.
