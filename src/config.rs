@@ -24,6 +24,7 @@ const QIKCHAT_WAITS: Duration = Duration::from_secs(2);
 
 mod args;
 mod bounds;
+mod brokers;
 mod caveats;
 pub use args::{refusal, usage_error, variable_of, Args, Cli, Command, LogFormat};
 pub use caveats::KafkaCaveats;
@@ -176,6 +177,11 @@ pub(crate) fn names_a_broker(list: &str) -> bool {
     list.split(',').any(|broker| !broker.trim().is_empty())
 }
 
+/// Why a `--kafka-brokers` list can never work (see [`brokers::refusal`]), for `tail` too.
+pub(crate) fn broker_refusal(list: &str) -> Option<String> {
+    brokers::refusal(list)
+}
+
 /// Whether an `--auth` value (or `BRIDGE_AUTH`) holds anything: one of nothing but commas and
 /// spaces (a template whose variables were all missing) is as empty as an empty one.
 fn names_a_credential(value: &str) -> bool {
@@ -201,7 +207,10 @@ impl Config {
                      embedded in-memory Kafka",
                 ))
             }
-            Some(brokers) => KafkaMode::Brokers(brokers.to_string()),
+            Some(brokers) => match brokers::refusal(brokers) {
+                Some(why) => return Err(invalid("--kafka-brokers", why)),
+                None => KafkaMode::Brokers(brokers.to_string()),
+            },
         };
         // Likewise an empty `BRIDGE_AUTH`, which each check below would misread: as a credential
         // without a colon, as credentials configured (refusing the embedded Kafka), or as

@@ -85,6 +85,9 @@ fn check(args: &TailArgs) -> Result<(), crate::config::ConfigError> {
             "is empty: name the brokers (host:port,...)",
         ));
     }
+    if let Some(why) = crate::config::broker_refusal(&args.kafka_brokers) {
+        return Err(invalid("--kafka-brokers", why));
+    }
     for (n, topic) in args.topics.iter().enumerate() {
         // Named by its place, not quoted: an unquoted `-X sasl.password=$PW` whose value holds a
         // space leaves the rest of the password among the topic names.

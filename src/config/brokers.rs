@@ -1,0 +1,117 @@
+//! A `--kafka-brokers` list read entry by entry as librdkafka reads it (`rd_kafka_broker_name_parse`),
+//! refused where an entry can never work: librdkafka only logs such an entry (or, for a scheme it
+//! does not know, every entry after it too) and the bridge would wait for Kafka for ever.
+
+use crate::words::ordinal;
+
+/// The schemes librdkafka takes, in any case.
+const SCHEMES: [&str; 4] = ["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"];
+
+/// Why `list` can never work, naming the entry by its place, never quoting it (it may hold a
+/// password); None when each entry is one librdkafka can use.
+pub(crate) fn refusal(list: &str) -> Option<String> {
+    let entries = list.split(',').map(|e| e.trim()).filter(|e| !e.is_empty());
+    entries.enumerate().find_map(|(n, entry)| {
+        why_not(entry).map(|why| format!("the {} broker {why}", ordinal(n + 1)))
+    })
+}
+
+fn why_not(entry: &str) -> Option<&'static str> {
+    // Before the scheme: a password may hold `://`, which librdkafka then takes for one.
+    if entry.contains('@') {
+        return Some(
+            "holds user information (`user:password@`), which librdkafka never reads: give \
+             credentials in sasl.username and sasl.password (KAFKA_SASL_USERNAME, \
+             KAFKA_SASL_PASSWORD_FILE)",
+        );
+    }
+    let host_port = match entry.split_once("://") {
+        Some((scheme, rest)) => {
+            if !SCHEMES.iter().any(|s| s.eq_ignore_ascii_case(scheme)) {
+                return Some(
+                    "has a scheme librdkafka does not take (it takes plaintext://, ssl://, \
+                     sasl_plaintext:// and sasl_ssl://, which must match security.protocol; \
+                     the list is refused from there on)",
+                );
+            }
+            // librdkafka ignores a path after a scheme's authority.
+            rest.split('/').next().unwrap_or(rest)
+        }
+        None => entry,
+    };
+    // librdkafka's reading: a port after the only `:`, or after `]:` (an IPv6 address in
+    // brackets); an unbracketed IPv6 address has none. It reads the port with atoi, so a word
+    // is port 0 and 99999 another port (34463).
+    let last = host_port.rfind(':')?;
+    let only = host_port.find(':') == Some(last);
+    if !only && !host_port[..last].ends_with(']') {
+        return None;
+    }
+    let port = &host_port[last + 1..];
+    let valid = port.bytes().all(|b| b.is_ascii_digit())
+        && port.parse::<u32>().is_ok_and(|p| (1..=65535).contains(&p));
+    (!valid).then_some("has a port that is not a number from 1 to 65535")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refusal;
+
+    #[test]
+    fn lists_librdkafka_can_use_are_taken() {
+        for list in [
+            "kafka:9092",
+            "kafka-0.kafka-headless.ns.svc.cluster.local:9092,kafka-1:9092",
+            " a:1 , b:65535 ,",
+            "SASL_SSL://broker:9093, ssl://b2:9094/",
+            "plaintext://h:9092,Sasl_Plaintext://h2:9092",
+            "[::1]:9092",
+            "[fe80::1]",
+            "fe80::1",
+            "127.0.0.1",
+            "kafka",
+        ] {
+            assert_eq!(refusal(list), None, "{list}");
+        }
+    }
+
+    #[test]
+    fn an_entry_that_can_never_work_is_refused_by_its_place_without_being_quoted() {
+        for (list, place, why) in [
+            ("alice:Zq7Wm3Kx9Pv2@h:9092", "1st", "holds user information"),
+            (
+                "a:1,sasl_ssl://u:Zq7Wm3@h:1",
+                "2nd",
+                "holds user information",
+            ),
+            ("u:ab://Zq7Wm3@h", "1st", "holds user information"),
+            (
+                "a:1, b:2, http://h:9092",
+                "3rd",
+                "scheme librdkafka does not take",
+            ),
+            (
+                "kafka://Zq7Wm3Kx9Pv2:1",
+                "1st",
+                "scheme librdkafka does not take",
+            ),
+            ("://h:1", "1st", "scheme librdkafka does not take"),
+            ("kafka:notaport", "1st", "port that is not"),
+            ("kafka:99999", "1st", "port that is not"),
+            ("kafka:0", "1st", "port that is not"),
+            ("kafka:", "1st", "port that is not"),
+            ("ssl://h:9O92/", "1st", "port that is not"),
+            ("[::1]:x", "1st", "port that is not"),
+        ] {
+            let said = refusal(list).unwrap_or_else(|| panic!("{list} taken"));
+            assert!(
+                said.starts_with(&format!("the {place} broker ")) && said.contains(why),
+                "{list}: {said}"
+            );
+            assert!(
+                !said.contains("Zq7Wm3") && !said.contains("notaport"),
+                "{said}"
+            );
+        }
+    }
+}
