@@ -194,6 +194,19 @@ pub fn redacted(e: &rdkafka::error::KafkaError, scrubber: &Scrubber) -> String {
         // line instead, the property named once. `scrubber` hides a secret value in it.
         KafkaError::ClientConfig(_, desc, key, value) => {
             let desc = desc.trim_end();
+            // A value outside a property's closed set (`security.protocol`, `sasl.mechanisms`'s
+            // neighbours, `compression.type`): as for the bridge's own flags, a wrong one may be a
+            // secret set in the wrong variable (`KAFKA_SECURITY_PROTOCOL=$PASSWORD`).
+            let quoted = format!("Invalid value \"{value}\" for");
+            if !value.is_empty() && desc.contains(&quoted) {
+                let desc = desc.replace(&quoted, "Invalid value (not shown) for");
+                return scrubber
+                    .scrub(&format!(
+                        "Client config error: {desc}: it is not one of the values this \
+                         property takes (a wrong one may be a secret set in the wrong variable)"
+                    ))
+                    .into_owned();
+            }
             if desc.contains(&format!("\"{key}\"")) {
                 format!("Client config error: {desc}")
             } else {

@@ -712,6 +712,25 @@ fn a_misspelt_property_is_named_in_the_error_but_its_value_is_not() {
     assert!(!shown.contains("hunter2"), "{shown}");
 }
 
+/// A value outside a property's closed set is not quoted: like the bridge's own closed-set
+/// flags', a wrong one may be a secret set in the wrong variable (found by a review of the tools).
+#[test]
+fn a_value_outside_a_propertys_closed_set_is_not_quoted() {
+    let mut config = rdkafka::ClientConfig::new();
+    config.set("security.protocol", "Hunter8Secret");
+    let Err(e) = config.create_native_config() else {
+        panic!("librdkafka took the value");
+    };
+    let shown = redacted(&e, &Scrubber::default());
+    assert!(!shown.contains("Hunter8Secret"), "{shown}");
+    assert!(
+        shown.contains(
+            r#"Invalid value (not shown) for configuration property "security.protocol""#
+        ),
+        "{shown}"
+    );
+}
+
 #[test]
 fn a_misspelt_property_with_a_one_letter_value_keeps_librdkafkas_words_whole() {
     assert_eq!(
