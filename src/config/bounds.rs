@@ -122,13 +122,24 @@ pub(super) fn check(args: &Args) -> Result<(), ConfigError> {
         }
         // Where it fails, since the characters alone may all be allowed: `a_b:c` starts with a
         // scheme, which takes no `_`; a port takes digits only; `[` opens an IPv6 address.
-        if let Err(e) = fluent_uri::UriRef::parse(source) {
+        let parsed = match fluent_uri::UriRef::parse(source) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                return Err(invalid(
+                    "--cloudevents-source",
+                    format!(
+                        "{grammar}; {e} (from 0; a `:` before any `/` ends a scheme, which holds \
+                         only letters, digits, `+`, `-` and `.`)"
+                    ),
+                ))
+            }
+        };
+        // It goes into every record, where no password belongs (and --check-config prints it).
+        if parsed.authority().is_some_and(|a| a.userinfo().is_some()) {
             return Err(invalid(
                 "--cloudevents-source",
-                format!(
-                    "{grammar}; {e} (from 0; a `:` before any `/` ends a scheme, which holds \
-                     only letters, digits, `+`, `-` and `.`)"
-                ),
+                "holds user information (`user:password@`), which would go into every record: \
+                 leave it out",
             ));
         }
     }

@@ -604,6 +604,23 @@ fn a_cloudevents_source_must_be_a_uri_reference() {
         let err = build(&["--cloudevents", "--cloudevents-source", bad]).expect_err(bad);
         assert!(err.to_string().contains("--cloudevents-source"), "{err}");
     }
+    // A password would go into every record (a review found it printed by --check-config too).
+    for bad in ["https://alice:Hunter2Secret@example.com/src", "//u@h/x"] {
+        let err = build(&["--cloudevents", "--cloudevents-source", bad])
+            .expect_err(bad)
+            .to_string();
+        assert!(
+            err.contains("--cloudevents-source: holds user information")
+                && !err.contains("Hunter2"),
+            "{err}"
+        );
+    }
+    let fine = build(&[
+        "--cloudevents",
+        "--cloudevents-source",
+        "https://example.com/src",
+    ]);
+    assert!(fine.is_ok(), "{fine:?}");
     // Of RFC 3986's characters only, and refused all the same: the message says where.
     for (bad, at) in [
         ("qikchat_bridge:prod", 14),
