@@ -52,6 +52,10 @@ pub enum TailError {
     Refused(RDKafkaErrorCode),
     #[error("no record read for the idle timeout, and fetching failed: {0} ({0:?}); the topic may not be empty")]
     Failing(RDKafkaErrorCode),
+    /// A broker that takes requests and never answers (a frozen host, a network that drops
+    /// packets) fails no fetch for a minute (`socket.timeout.ms`).
+    #[error("no record read for the idle timeout, and the brokers did not answer a request for the topics' offsets within {0:?}; the topic may not be empty")]
+    Unanswered(Duration),
     #[error("writing output: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -221,6 +225,11 @@ where
             if let Some((code, _)) = failing.filter(|(_, at)| at.elapsed() < t / 2) {
                 return Err(TailError::Failing(code));
             }
+            // Idle because no fetch came back is no empty topic either.
+            let wait = t.min(Duration::from_secs(5));
+            if !answers(&consumer, wait) {
+                return Err(TailError::Unanswered(wait));
+            }
             break;
         }
     }
@@ -238,6 +247,20 @@ fn reader_gone(out: &impl AsFd) -> bool {
     };
     poll(&mut fds, Some(&zero)).is_ok()
         && fds[0].revents().intersects(PollFlags::ERR | PollFlags::HUP)
+}
+
+/// Whether the leader of the first assigned partition answers a request for its offsets within
+/// `wait`.
+fn answers(consumer: &BaseConsumer<Reasons>, wait: Duration) -> bool {
+    let Ok(assignment) = consumer.assignment() else {
+        return false;
+    };
+    let Some(first) = assignment.elements().into_iter().next() else {
+        return false;
+    };
+    consumer
+        .fetch_watermarks(first.topic(), first.partition(), wait)
+        .is_ok()
 }
 
 /// Assigns every partition of the named topics at the start `--from-beginning` asks for.

@@ -362,6 +362,52 @@ async fn tail_ends_with_status_0_when_its_reader_goes_away_after_the_last_record
     );
 }
 
+/// A broker that stops answering (a frozen host: here every answer 30 s late) fails no fetch for
+/// a minute: tail's idle timeout must not then end it with status 0, as if the topic had no
+/// more records (a review found it did).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_idle_while_its_broker_does_not_answer_exits_1_not_0() {
+    use std::io::{BufRead, Read};
+    let cluster = MockCluster::new(1).expect("cluster");
+    cluster.create_topic("t", 1, 1).expect("topic");
+    common::produce(&cluster.bootstrap_servers(), "t", b"{}").await;
+    let mut child = common::KillOnDrop(
+        Command::new(BIN)
+            .args(["tail", "--kafka-brokers", &cluster.bootstrap_servers()])
+            .args(["--from-beginning", "--idle-timeout", "3s", "t"])
+            .env_clear()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run tail"),
+    );
+    // The record read: tail is fetching, and its idle time starts now.
+    let mut line = String::new();
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    stdout.read_line(&mut line).expect("a line");
+    assert!(line.contains(r#""offset":0"#), "{line}");
+    cluster
+        .broker_round_trip_time(1, Duration::from_secs(30))
+        .expect("rtt");
+    let (status, stderr) = tokio::task::spawn_blocking(move || {
+        let status = common::exited_within(&mut child, Duration::from_secs(30));
+        let mut stderr = String::new();
+        if status.is_some() {
+            let _ = child
+                .stderr
+                .take()
+                .expect("stderr")
+                .read_to_string(&mut stderr);
+        }
+        (status.map(|s| s.code()), stderr)
+    })
+    .await
+    .expect("task");
+    drop(stdout);
+    assert_eq!(status, Some(Some(1)), "{stderr}");
+    assert!(stderr.contains("the brokers did not answer"), "{stderr}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tail_shows_repeated_headers_and_bytes_that_are_not_utf8_and_stops_when_idle() {
     use rdkafka::message::{Header, OwnedHeaders};
