@@ -47,7 +47,10 @@ pub fn unwritable(dir: &Path) -> Option<(PathBuf, std::io::Error)> {
         } else {
             Access::WRITE_OK | Access::EXEC_OK
         };
-        rustix::fs::access(path, wanted).map_err(std::io::Error::from)
+        // As the process's effective user and capabilities (a non-root user given
+        // CAP_DAC_OVERRIDE writes where its uid may not), which its writes will be checked as.
+        rustix::fs::accessat(rustix::fs::CWD, path, wanted, rustix::fs::AtFlags::EACCESS)
+            .map_err(std::io::Error::from)
     })
 }
 

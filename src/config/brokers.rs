@@ -17,17 +17,13 @@ pub(crate) fn refusal(list: &str) -> Option<String> {
 }
 
 fn why_not(entry: &str) -> Option<&'static str> {
-    // Before the scheme: a password may hold `://`, which librdkafka then takes for one.
-    if entry.contains('@') {
-        return Some(
-            "holds user information (`user:password@`), which librdkafka never reads: give \
-             credentials in sasl.username and sasl.password (KAFKA_SASL_USERNAME, \
-             KAFKA_SASL_PASSWORD_FILE)",
-        );
-    }
     let host_port = match entry.split_once("://") {
+        // A password may hold `://`, which librdkafka then takes for a scheme: said as what it is.
         Some((scheme, rest)) => {
             if !SCHEMES.iter().any(|s| s.eq_ignore_ascii_case(scheme)) {
+                if entry.contains('@') {
+                    return Some(USER_INFORMATION);
+                }
                 return Some(
                     "has a scheme librdkafka does not take (it takes plaintext://, ssl://, \
                      sasl_plaintext:// and sasl_ssl://, which must match security.protocol; \
@@ -40,17 +36,38 @@ fn why_not(entry: &str) -> Option<&'static str> {
         None => entry,
     };
     // librdkafka's reading: a port after the only `:`, or after `]:` (an IPv6 address in
-    // brackets); an unbracketed IPv6 address has none. It reads the port with atoi, so a word
-    // is port 0 and 99999 another port (34463).
-    let last = host_port.rfind(':')?;
-    let only = host_port.find(':') == Some(last);
-    if !only && !host_port[..last].ends_with(']') {
-        return None;
+    // brackets); an unbracketed IPv6 address has none, nor does a host holding user
+    // information's `:` as well.
+    let last = host_port.rfind(':');
+    let port_at =
+        last.filter(|&at| host_port.find(':') == Some(at) || host_port[..at].ends_with(']'));
+    let host = port_at.map_or(host_port, |at| &host_port[..at]);
+    if host.contains('@') {
+        return Some(USER_INFORMATION);
     }
-    let port = &host_port[last + 1..];
-    let valid = port.bytes().all(|b| b.is_ascii_digit())
-        && port.parse::<u32>().is_ok_and(|p| (1..=65535).contains(&p));
-    (!valid).then_some("has a port that is not a number from 1 to 65535")
+    let port = port_at.map(|at| &host_port[at + 1..])?;
+    (!(1..=65535).contains(&atoi(port)))
+        .then_some("has a port that is not a number from 1 to 65535")
+}
+
+const USER_INFORMATION: &str = "holds user information (`user:password@`), which librdkafka \
+                                never reads: give credentials in sasl.username and \
+                                sasl.password (KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD_FILE)";
+
+/// C's `atoi`, which librdkafka reads a port with: blanks, a sign and the digits that follow
+/// (`9092/`, ` 9092` and `+9092` are 9092; a word is 0), here without its overflow.
+fn atoi(text: &str) -> i64 {
+    let text = text.trim_start_matches([' ', '\t', '\n', '\x0b', '\x0c', '\r']);
+    let (sign, digits) = match text.as_bytes().first() {
+        Some(b'-') => (-1, &text[1..]),
+        Some(b'+') => (1, &text[1..]),
+        _ => (1, text),
+    };
+    let value = digits
+        .bytes()
+        .take_while(u8::is_ascii_digit)
+        .fold(0i64, |n, d| (n * 10 + i64::from(d - b'0')).min(1 << 32));
+    sign * value
 }
 
 #[cfg(test)]
@@ -70,6 +87,14 @@ mod tests {
             "fe80::1",
             "127.0.0.1",
             "kafka",
+            // librdkafka reads a port with atoi: what follows the digits, blanks and a sign
+            // before them, a path after a scheme (a review found these refused).
+            "kafka:9092/",
+            "kafka: 9092",
+            "kafka:+9092",
+            "kafka:9092?x",
+            "kafka:9092/@x",
+            "plaintext://kafka:9092/@x",
         ] {
             assert_eq!(refusal(list), None, "{list}");
         }
@@ -100,8 +125,11 @@ mod tests {
             ("kafka:99999", "1st", "port that is not"),
             ("kafka:0", "1st", "port that is not"),
             ("kafka:", "1st", "port that is not"),
-            ("ssl://h:9O92/", "1st", "port that is not"),
+            ("ssl://h:O992/", "1st", "port that is not"),
             ("[::1]:x", "1st", "port that is not"),
+            ("kafka:-1", "1st", "port that is not"),
+            ("kafka:4294967297", "1st", "port that is not"),
+            ("u@kafka:9092", "1st", "holds user information"),
         ] {
             let said = refusal(list).unwrap_or_else(|| panic!("{list} taken"));
             assert!(

@@ -58,7 +58,9 @@ fn changed_by_creating(dir: &Path, exists: impl Fn(&Path) -> bool) -> Vec<PathBu
 /// The first of `dir`'s nearest existing directory (`.` for a relative path none of which
 /// exists) and the `files` in `dir` that exist, that `access` refuses (its flag: a file), and
 /// why: start-up would fail to create, lock or open the spool there. A volume mounted read-only
-/// (a pod's `readOnlyRootFilesystem` without a volume at the spool) refuses even root.
+/// (a pod's `readOnlyRootFilesystem` without a volume at the spool) refuses even root. When all
+/// of `files` exist, `dir` itself is not asked: opening them needs no write to it (only setting
+/// a damaged file aside would, which then fails and says so).
 pub(super) fn unwritable(
     dir: &Path,
     files: &[&str],
@@ -68,13 +70,18 @@ pub(super) fn unwritable(
         .ancestors()
         .find(|a| !a.as_os_str().is_empty() && a.exists())
         .unwrap_or(Path::new("."));
-    if let Err(e) = access(existing, false) {
-        return Some((existing.to_path_buf(), e));
-    }
-    files
+    let present: Vec<PathBuf> = files
         .iter()
         .map(|f| dir.join(f))
         .filter(|f| f.exists())
+        .collect();
+    if present.len() < files.len() {
+        if let Err(e) = access(existing, false) {
+            return Some((existing.to_path_buf(), e));
+        }
+    }
+    present
+        .into_iter()
         .find_map(|file| access(&file, true).err().map(|e| (file, e)))
 }
 
@@ -219,6 +226,17 @@ mod tests {
         asked.take();
         assert!(unwritable(Path::new("not-here-xyz/spool"), &files, refusing(None)).is_none());
         assert_eq!(asked.take(), [(PathBuf::from("."), false)]);
+        // Both files there: opening them writes nothing in the directory, which may be
+        // another's (a review found such a spool, usable, refused).
+        std::fs::write(dir.join("spool.lock"), "").expect("lock file");
+        assert!(unwritable(&dir, &files, refusing(Some(dir.clone()))).is_none());
+        assert_eq!(
+            asked.take(),
+            [
+                (dir.join("spool.redb"), true),
+                (dir.join("spool.lock"), true)
+            ]
+        );
     }
 
     /// `--check-config`'s warning: none for a limit the volume holds, and for one it does not,
