@@ -194,12 +194,18 @@ pub fn redacted(e: &rdkafka::error::KafkaError, scrubber: &Scrubber) -> String {
         // line instead, the property named once. `scrubber` hides a secret value in it.
         KafkaError::ClientConfig(_, desc, key, value) => {
             let desc = desc.trim_end();
-            // A value outside a property's closed set (`security.protocol`, `sasl.mechanisms`'s
-            // neighbours, `compression.type`): as for the bridge's own flags, a wrong one may be a
-            // secret set in the wrong variable (`KAFKA_SECURITY_PROTOCOL=$PASSWORD`).
-            let quoted = format!("Invalid value \"{value}\" for");
-            if !value.is_empty() && desc.contains(&quoted) {
-                let desc = desc.replace(&quoted, "Invalid value (not shown) for");
+            // A value outside a property's closed set (`security.protocol`, `compression.type`,
+            // a `debug` context): as for the bridge's own flags, a wrong one may be a secret set
+            // in the wrong variable (`KAFKA_SECURITY_PROTOCOL=$PASSWORD`). librdkafka quotes what
+            // it refused, which need not be the value as given (without its leading blanks; one
+            // token of a list such as `debug`'s): what lies between its own words goes.
+            const OPEN: &str = "Invalid value \"";
+            const CLOSE: &str = "\" for configuration property \"";
+            let quoted = desc
+                .strip_prefix(OPEN)
+                .and_then(|rest| rest.rfind(CLOSE).map(|end| &rest[end + 1..]));
+            if let Some(after) = quoted {
+                let desc = format!("Invalid value (not shown){after}");
                 return scrubber
                     .scrub(&format!(
                         "Client config error: {desc}: it is not one of the values this \
