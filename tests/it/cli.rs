@@ -331,24 +331,10 @@ async fn tail_ends_quietly_with_status_0_when_its_reader_goes_away() {
 /// review found it did).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tail_ends_with_status_0_when_its_reader_goes_away_after_the_last_record() {
-    use std::io::BufRead;
     let cluster = MockCluster::new(1).expect("cluster");
     cluster.create_topic("t", 1, 1).expect("topic");
     common::produce(&cluster.bootstrap_servers(), "t", b"{}").await;
-    let mut child = common::KillOnDrop(
-        Command::new(BIN)
-            .args(["tail", "--kafka-brokers", &cluster.bootstrap_servers()])
-            .args(["--from-beginning", "--idle-timeout", "60s", "t"])
-            .env_clear()
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("run tail"),
-    );
-    let mut line = String::new();
-    let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
-    reader.read_line(&mut line).expect("a line");
-    assert!(line.contains(r#""offset":0"#), "{line}");
+    let (mut child, reader) = tail_past_the_first_record(&cluster, "60s");
     drop(reader);
     let status = tokio::task::spawn_blocking(move || {
         common::exited_within(&mut child, Duration::from_secs(20)).map(|s| s.code())
@@ -362,6 +348,30 @@ async fn tail_ends_with_status_0_when_its_reader_goes_away_after_the_last_record
     );
 }
 
+/// `tail --from-beginning --idle-timeout IDLE t` once it has printed the first record of `t`
+/// (the one at offset 0): it is fetching, and its idle time starts. Its stdout, to read on.
+fn tail_past_the_first_record(
+    cluster: &MockCluster<'static, DefaultProducerContext>,
+    idle: &str,
+) -> (common::KillOnDrop, BufReader<std::process::ChildStdout>) {
+    use std::io::BufRead;
+    let mut child = common::KillOnDrop(
+        Command::new(BIN)
+            .args(["tail", "--kafka-brokers", &cluster.bootstrap_servers()])
+            .args(["--from-beginning", "--idle-timeout", idle, "t"])
+            .env_clear()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run tail"),
+    );
+    let mut line = String::new();
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    stdout.read_line(&mut line).expect("a line");
+    assert!(line.contains(r#""offset":0"#), "{line}");
+    (child, stdout)
+}
+
 /// `tail --from-beginning --idle-timeout 3s t` after the record `t` holds: its status once it
 /// exits (within 30 s), and its stderr; `meanwhile` runs once the record is read, while tail
 /// waits.
@@ -369,22 +379,8 @@ async fn tail_idle(
     cluster: &MockCluster<'static, DefaultProducerContext>,
     meanwhile: impl FnOnce(),
 ) -> (Option<Option<i32>>, String) {
-    use std::io::{BufRead, Read};
-    let mut child = common::KillOnDrop(
-        Command::new(BIN)
-            .args(["tail", "--kafka-brokers", &cluster.bootstrap_servers()])
-            .args(["--from-beginning", "--idle-timeout", "3s", "t"])
-            .env_clear()
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run tail"),
-    );
-    // The record read: tail is fetching, and its idle time starts now.
-    let mut line = String::new();
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    stdout.read_line(&mut line).expect("a line");
-    assert!(line.contains(r#""offset":0"#), "{line}");
+    use std::io::Read;
+    let (mut child, stdout) = tail_past_the_first_record(cluster, "3s");
     meanwhile();
     tokio::task::spawn_blocking(move || {
         let status = common::exited_within(&mut child, Duration::from_secs(30));
