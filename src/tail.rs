@@ -52,10 +52,6 @@ pub enum TailError {
     Refused(RDKafkaErrorCode),
     #[error("no record read for the idle timeout, and fetching failed: {0} ({0:?}); the topic may not be empty")]
     Failing(RDKafkaErrorCode),
-    /// A broker that takes requests and never answers (a frozen host, a network that drops
-    /// packets) fails no fetch for a minute (`socket.timeout.ms`).
-    #[error("no record read for the idle timeout, and the brokers did not answer a request for every partition's offsets within {0:?}; the topic may not be empty")]
-    Unanswered(Duration),
     #[error("writing output: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -225,12 +221,6 @@ where
             if let Some((code, _)) = failing.filter(|(_, at)| at.elapsed() < t / 2) {
                 return Err(TailError::Failing(code));
             }
-            // Idle because no fetch came back is no empty topic either. At least a second: a
-            // shorter idle timeout may end before the first connection is up.
-            let wait = t.clamp(Duration::from_secs(1), Duration::from_secs(5));
-            if !answers(&consumer, wait) {
-                return Err(TailError::Unanswered(wait));
-            }
             break;
         }
     }
@@ -248,22 +238,6 @@ fn reader_gone(out: &impl AsFd) -> bool {
     };
     poll(&mut fds, Some(&zero)).is_ok()
         && fds[0].revents().intersects(PollFlags::ERR | PollFlags::HUP)
-}
-
-/// Whether the leader of each assigned partition answers a request for its offsets, all within
-/// `wait`: any broker may be the one that froze.
-fn answers(consumer: &BaseConsumer<Reasons>, wait: Duration) -> bool {
-    let Ok(assignment) = consumer.assignment() else {
-        return false;
-    };
-    let deadline = Instant::now() + wait;
-    assignment.elements().iter().all(|p| {
-        let left = deadline.saturating_duration_since(Instant::now());
-        !left.is_zero()
-            && consumer
-                .fetch_watermarks(p.topic(), p.partition(), left)
-                .is_ok()
-    })
 }
 
 /// Assigns every partition of the named topics at the start `--from-beginning` asks for.

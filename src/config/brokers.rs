@@ -41,8 +41,14 @@ fn why_not(entry: &str) -> Option<&'static str> {
     let last = host_port.rfind(':');
     let port_at =
         last.filter(|&at| host_port.find(':') == Some(at) || host_port[..at].ends_with(']'));
-    let host = port_at.map_or(host_port, |at| &host_port[..at]);
-    if host.contains('@') {
+    // In the host, or in the port's text, which atoi may read as digits that are a password's
+    // (`alice:2024Secret@kafka`: host `alice`, port 2024); after a `/`, librdkafka reads none.
+    if host_port
+        .split('/')
+        .next()
+        .unwrap_or(host_port)
+        .contains('@')
+    {
         return Some(USER_INFORMATION);
     }
     let port = port_at.map(|at| &host_port[at + 1..])?;
@@ -130,6 +136,18 @@ mod tests {
             ("kafka:-1", "1st", "port that is not"),
             ("kafka:4294967297", "1st", "port that is not"),
             ("u@kafka:9092", "1st", "holds user information"),
+            // No port: the password's digits read as one (a third look found it taken).
+            ("alice:2024Secret@kafka", "1st", "holds user information"),
+            (
+                "sasl_ssl://alice:2024Secret@kafka",
+                "1st",
+                "holds user information",
+            ),
+            (
+                "kafka:9092,alice:9092@kafka",
+                "2nd",
+                "holds user information",
+            ),
         ] {
             let said = refusal(list).unwrap_or_else(|| panic!("{list} taken"));
             assert!(

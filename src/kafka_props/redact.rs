@@ -201,11 +201,14 @@ pub fn redacted(e: &rdkafka::error::KafkaError, scrubber: &Scrubber) -> String {
             // token of a list such as `debug`'s): what lies between its own words goes.
             const OPEN: &str = "Invalid value \"";
             const CLOSE: &str = "\" for configuration property \"";
-            let quoted = desc
-                .strip_prefix(OPEN)
-                .and_then(|rest| rest.rfind(CLOSE).map(|end| &rest[end + 1..]));
-            if let Some(after) = quoted {
-                let desc = format!("Invalid value (not shown){after}");
+            if let Some(rest) = desc.strip_prefix(OPEN) {
+                // librdkafka's text is cut at 512 bytes: a long value leaves no closing words.
+                let desc = match rest.rfind(CLOSE) {
+                    Some(end) => format!("Invalid value (not shown){}", &rest[end + 1..]),
+                    None => {
+                        format!("Invalid value (not shown) for configuration property \"{key}\"")
+                    }
+                };
                 return scrubber
                     .scrub(&format!(
                         "Client config error: {desc}: it is not one of the values this \
