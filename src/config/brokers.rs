@@ -41,17 +41,18 @@ fn why_not(entry: &str) -> Option<&'static str> {
     let last = host_port.rfind(':');
     let port_at =
         last.filter(|&at| host_port.find(':') == Some(at) || host_port[..at].ends_with(']'));
-    // In the host, or in the port's text, which atoi may read as digits that are a password's
-    // (`alice:2024Secret@kafka`: host `alice`, port 2024); after a `/`, librdkafka reads none.
-    if host_port
-        .split('/')
-        .next()
-        .unwrap_or(host_port)
-        .contains('@')
-    {
+    // In the host (the whole entry when it has no port, `/` and all), or in the port's text
+    // before a `/`, which atoi may read as digits that are a password's (`alice:2024Secret@kafka`:
+    // host `alice`, port 2024).
+    let (host, port) = match port_at {
+        Some(at) => (&host_port[..at], Some(&host_port[at + 1..])),
+        None => (host_port, None),
+    };
+    let port_text = port.map(|p| p.split('/').next().unwrap_or(p));
+    if host.contains('@') || port_text.is_some_and(|p| p.contains('@')) {
         return Some(USER_INFORMATION);
     }
-    let port = port_at.map(|at| &host_port[at + 1..])?;
+    let port = port?;
     (!(1..=65535).contains(&atoi(port)))
         .then_some("has a port that is not a number from 1 to 65535")
 }
@@ -148,6 +149,10 @@ mod tests {
                 "2nd",
                 "holds user information",
             ),
+            // A `/` in a password, with no port: all of it is the host (a last look found it
+            // taken).
+            ("alice:pa/ss@kafka:9092", "1st", "holds user information"),
+            ("kafka/x@y", "1st", "holds user information"),
         ] {
             let said = refusal(list).unwrap_or_else(|| panic!("{list} taken"));
             assert!(

@@ -202,13 +202,17 @@ pub fn redacted(e: &rdkafka::error::KafkaError, scrubber: &Scrubber) -> String {
             const OPEN: &str = "Invalid value \"";
             const CLOSE: &str = "\" for configuration property \"";
             if let Some(rest) = desc.strip_prefix(OPEN) {
-                // librdkafka's text is cut at 512 bytes: a long value leaves no closing words.
-                let desc = match rest.rfind(CLOSE) {
-                    Some(end) => format!("Invalid value (not shown){}", &rest[end + 1..]),
-                    None => {
-                        format!("Invalid value (not shown) for configuration property \"{key}\"")
-                    }
+                // librdkafka's text is cut at 512 bytes: a long value leaves no closing words, or
+                // only words of its own, with no property's name and closing quote after them.
+                let named = |end: usize| {
+                    let name = rest[end + CLOSE.len()..].strip_suffix('"')?;
+                    let plain =
+                        |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b);
+                    (!name.is_empty() && name.bytes().all(plain)).then_some(name)
                 };
+                let name = rest.rfind(CLOSE).and_then(named).unwrap_or(key);
+                let desc =
+                    format!("Invalid value (not shown) for configuration property \"{name}\"");
                 return scrubber
                     .scrub(&format!(
                         "Client config error: {desc}: it is not one of the values this \

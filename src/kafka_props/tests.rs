@@ -726,6 +726,14 @@ fn a_value_outside_a_propertys_closed_set_is_not_quoted() {
         ("security.protocol", " Hunter8Secret"),
         ("debug", "broker,Hunter8Secret"),
         ("security.protocol", long.as_str()),
+        // librdkafka's closing words inside a value cut off (a last look found the rest shown).
+        (
+            "security.protocol",
+            &format!(
+                "a\" for configuration property \"Hunter8Secret{}",
+                "x".repeat(600)
+            ),
+        ),
     ] {
         let mut config = rdkafka::ClientConfig::new();
         config.set(property, value);
