@@ -102,7 +102,7 @@ pub fn spool_dir(config: &Config) -> Result<(), CheckError> {
 /// What start-up would refuse at once: `dir`, or the nearest of its parents that exists (the
 /// rest is made then), when it is something else.
 fn not_a_directory(dir: &Path) -> Option<&Path> {
-    let existing = dir.ancestors().find(|a| a.exists())?;
+    let existing = crate::spool::nearest_existing(dir);
     (!existing.is_dir()).then_some(existing)
 }
 

@@ -24,7 +24,7 @@ const QIKCHAT_WAITS: Duration = Duration::from_secs(2);
 
 mod args;
 mod bounds;
-mod brokers;
+pub(crate) mod brokers;
 mod caveats;
 pub use args::{refusal, usage_error, variable_of, Args, Cli, Command, LogFormat};
 pub use caveats::KafkaCaveats;
@@ -171,17 +171,6 @@ pub(crate) fn invalid(setting: &'static str, reason: impl Into<String>) -> Confi
     }
 }
 
-/// Whether a `--kafka-brokers` list names any broker: a list of nothing but commas (a template
-/// whose variables were all missing) is as empty as an empty one. The bridge and `tail` refuse both.
-pub(crate) fn names_a_broker(list: &str) -> bool {
-    list.split(',').any(|broker| !broker.trim().is_empty())
-}
-
-/// Why a `--kafka-brokers` list can never work (see [`brokers::refusal`]), for `tail` too.
-pub(crate) fn broker_refusal(list: &str) -> Option<String> {
-    brokers::refusal(list)
-}
-
 /// Whether an `--auth` value (or `BRIDGE_AUTH`) holds anything: one of nothing but commas and
 /// spaces (a template whose variables were all missing) is as empty as an empty one.
 fn names_a_credential(value: &str) -> bool {
@@ -200,14 +189,11 @@ impl Config {
         // ConfigMap key) would otherwise answer 200 for records kept only in memory.
         let kafka = match args.kafka_brokers.as_deref().map(str::trim) {
             None => KafkaMode::Embedded,
-            Some(brokers) if !names_a_broker(brokers) => {
-                return Err(invalid(
-                    "--kafka-brokers",
-                    "is empty: name the brokers (host:port,...), or leave it unset for the \
-                     embedded in-memory Kafka",
-                ))
-            }
-            Some(brokers) => match brokers::refusal(brokers) {
+            Some(brokers) => match brokers::refusal(
+                brokers,
+                "is empty: name the brokers (host:port,...), or leave it unset for the embedded \
+                 in-memory Kafka",
+            ) {
                 Some(why) => return Err(invalid("--kafka-brokers", why)),
                 None => KafkaMode::Brokers(brokers.to_string()),
             },

@@ -27,6 +27,7 @@ mod recover;
 mod replay;
 mod writer;
 use counts::Counts;
+pub(crate) use dir::nearest_existing;
 pub use replay::{Stored, DURABLE_DELETES_EVERY};
 
 /// The warning start-up logs when the volume under `dir` cannot hold `max_bytes` of records, for

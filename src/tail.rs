@@ -78,14 +78,9 @@ fn kafka(scrubber: &Arc<Scrubber>) -> impl Fn(KafkaError) -> TailError + '_ {
 /// at all, as if the topic had no more, and a count of zero, which ended it at once, 0 records
 /// read and exit 0, as if it had read what it was asked to.
 fn check(args: &TailArgs) -> Result<(), crate::config::ConfigError> {
-    use crate::config::{invalid, names_a_broker};
-    if !names_a_broker(&args.kafka_brokers) {
-        return Err(invalid(
-            "--kafka-brokers",
-            "is empty: name the brokers (host:port,...)",
-        ));
-    }
-    if let Some(why) = crate::config::broker_refusal(&args.kafka_brokers) {
+    use crate::config::{brokers, invalid};
+    let empty = "is empty: name the brokers (host:port,...)";
+    if let Some(why) = brokers::refusal(&args.kafka_brokers, empty) {
         return Err(invalid("--kafka-brokers", why));
     }
     for (n, topic) in args.topics.iter().enumerate() {

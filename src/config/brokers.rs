@@ -5,11 +5,21 @@
 use crate::words::ordinal;
 
 /// The schemes librdkafka takes, in any case.
-const SCHEMES: [&str; 4] = ["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"];
+pub(crate) const SCHEMES: [&str; 4] = ["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"];
 
-/// Why `list` can never work, naming the entry by its place, never quoting it (it may hold a
-/// password); None when each entry is one librdkafka can use.
-pub(crate) fn refusal(list: &str) -> Option<String> {
+/// Whether `list` names a broker at all: one of nothing but commas and spaces (a template whose
+/// variables were all missing) is as empty as an empty one.
+fn names_a_broker(list: &str) -> bool {
+    list.split(',').any(|broker| !broker.trim().is_empty())
+}
+
+/// Why `list` can never work: `empty` when it names no broker, else the entry that cannot, named
+/// by its place, never quoted (it may hold a password); None when each entry is one librdkafka
+/// can use.
+pub(crate) fn refusal(list: &str, empty: &str) -> Option<String> {
+    if !names_a_broker(list) {
+        return Some(empty.to_string());
+    }
     let entries = list.split(',').map(|e| e.trim()).filter(|e| !e.is_empty());
     entries.enumerate().find_map(|(n, entry)| {
         why_not(entry).map(|why| format!("the {} broker {why}", ordinal(n + 1)))
@@ -81,6 +91,8 @@ fn atoi(text: &str) -> i64 {
 mod tests {
     use super::refusal;
 
+    const EMPTY: &str = "is empty";
+
     #[test]
     fn lists_librdkafka_can_use_are_taken() {
         for list in [
@@ -103,7 +115,14 @@ mod tests {
             "kafka:9092/@x",
             "plaintext://kafka:9092/@x",
         ] {
-            assert_eq!(refusal(list), None, "{list}");
+            assert_eq!(refusal(list, EMPTY), None, "{list}");
+        }
+    }
+
+    #[test]
+    fn a_list_of_nothing_but_commas_and_blanks_names_no_broker() {
+        for list in ["", " ", ",", " , ,\t"] {
+            assert_eq!(refusal(list, EMPTY).as_deref(), Some(EMPTY), "{list:?}");
         }
     }
 
@@ -154,7 +173,7 @@ mod tests {
             ("alice:pa/ss@kafka:9092", "1st", "holds user information"),
             ("kafka/x@y", "1st", "holds user information"),
         ] {
-            let said = refusal(list).unwrap_or_else(|| panic!("{list} taken"));
+            let said = refusal(list, EMPTY).unwrap_or_else(|| panic!("{list} taken"));
             assert!(
                 said.starts_with(&format!("the {place} broker ")) && said.contains(why),
                 "{list}: {said}"

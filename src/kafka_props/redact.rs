@@ -158,7 +158,7 @@ fn scheme_at(entry: &str) -> Option<usize> {
 fn kafka_scheme_at(entry: &str) -> Option<usize> {
     scheme_at(entry).filter(|&end| {
         let name = entry[..end - 3].trim_start();
-        ["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"]
+        crate::config::brokers::SCHEMES
             .iter()
             .any(|known| known.eq_ignore_ascii_case(name))
     })

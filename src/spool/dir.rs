@@ -66,10 +66,7 @@ pub(super) fn unwritable(
     files: &[&str],
     access: impl Fn(&Path, bool) -> std::io::Result<()>,
 ) -> Option<(PathBuf, std::io::Error)> {
-    let existing = dir
-        .ancestors()
-        .find(|a| !a.as_os_str().is_empty() && a.exists())
-        .unwrap_or(Path::new("."));
+    let existing = nearest_existing(dir);
     let present: Vec<PathBuf> = files
         .iter()
         .map(|f| dir.join(f))
@@ -83,6 +80,14 @@ pub(super) fn unwritable(
     present
         .into_iter()
         .find_map(|file| access(&file, true).err().map(|e| (file, e)))
+}
+
+/// `dir`, or the nearest of its parents that exists, which stands for it before start-up makes the
+/// rest: `.` for a relative path none of whose parents exists.
+pub(crate) fn nearest_existing(dir: &Path) -> &Path {
+    dir.ancestors()
+        .find(|a| !a.as_os_str().is_empty() && a.exists())
+        .unwrap_or(Path::new("."))
 }
 
 /// Takes the spool's lock, which the returned file holds until it is closed. redb locks its own
@@ -149,8 +154,7 @@ const VOLUME_TOO_SMALL: &str = "the spool's volume is too small for --spool-max-
 /// What [`warn_if_volume_too_small`] would say of `dir`, before it exists (its nearest existing
 /// parent stands for it), for `--check-config`. Blocking.
 pub(super) fn volume_warning(dir: &Path, max_bytes: u64) -> Option<String> {
-    let existing = dir.ancestors().find(|a| a.exists())?;
-    let volume = too_small_volume(existing, max_bytes)?;
+    let volume = too_small_volume(nearest_existing(dir), max_bytes)?;
     Some(format!(
         "{VOLUME_TOO_SMALL} ({max_bytes} bytes of records on a volume of {volume} bytes)"
     ))
@@ -241,6 +245,18 @@ mod tests {
 
     /// `--check-config`'s warning: none for a limit the volume holds, and for one it does not,
     /// the volume's size, looked up at the nearest directory that exists.
+    #[test]
+    fn a_path_is_stood_for_by_its_nearest_existing_parent_and_a_relative_one_by_dot() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(nearest_existing(dir.path()), dir.path());
+        assert_eq!(nearest_existing(&dir.path().join("a/b")), dir.path());
+        assert_eq!(
+            nearest_existing(Path::new("no-such-dir-here/spool")),
+            Path::new(".")
+        );
+        assert_eq!(nearest_existing(Path::new("/")), Path::new("/"));
+    }
+
     #[test]
     fn a_limit_the_volume_holds_is_not_warned_of_and_one_it_does_not_names_the_volume() {
         let dir = tempfile::tempdir().expect("tempdir");
