@@ -52,6 +52,9 @@ pub enum TailError {
     Refused(RDKafkaErrorCode),
     #[error("no record read for the idle timeout, and fetching failed: {0} ({0:?}); the topic may not be empty")]
     Failing(RDKafkaErrorCode),
+    /// See [`silence`].
+    #[error("no record read for the idle timeout, and broker {0} has answered nothing for {secs:.1} s (a frozen host, or a network dropping packets); the topic may not be empty", secs = .1.as_secs_f64())]
+    Silent(String, Duration),
     #[error("writing output: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -150,6 +153,9 @@ where
     if let Some(cap) = cap {
         config.set("reconnect.backoff.max.ms", cap);
     }
+    if args.idle_timeout.is_some() {
+        config.set("statistics.interval.ms", silence::STATS_INTERVAL_MS);
+    }
     for (k, v) in overrides {
         // librdkafka's own refusal of an empty one says only "consumer queue not available".
         if k == "group.id" && v.trim().is_empty() {
@@ -168,9 +174,19 @@ where
         .set("enable.partition.eof", "false");
     // rust-rdkafka passes on only errors when no `log` logger is set, and tail sets none.
     config.set_log_level(rdkafka::config::RDKafkaLogLevel::Warning);
+    // -X statistics.interval.ms=0 leaves the idle timeout as it was without this check.
+    let heard = |key, default| {
+        config
+            .get(key)
+            .map_or(Some(default), |v: &str| v.trim().parse::<u64>().ok())
+    };
+    let fetch_wait = heard("fetch.wait.max.ms", 500).map(Duration::from_millis);
+    let check_silence =
+        args.idle_timeout.is_some() && heard("statistics.interval.ms", 0) != Some(0);
     let reasons = Reasons {
         scrubber: scrubber.clone(),
         last: Default::default(),
+        silence: Default::default(),
     };
     let consumer: BaseConsumer<Reasons> = config
         .create_with_context(reasons)
@@ -216,7 +232,25 @@ where
             if let Some((code, _)) = failing.filter(|(_, at)| at.elapsed() < t / 2) {
                 return Err(TailError::Failing(code));
             }
-            break;
+            if !check_silence {
+                break;
+            }
+            let give_up = t.max(Duration::from_secs(5));
+            let silence = &consumer.context().silence;
+            match silence.verdict(
+                Instant::now(),
+                fetch_wait.unwrap_or(Duration::from_millis(500)),
+                give_up,
+            ) {
+                silence::Verdict::Answering => break,
+                silence::Verdict::Unsure => {}
+                silence::Verdict::Silent(broker, silent) => {
+                    return Err(TailError::Silent(
+                        scrubber.scrub(&broker).into_owned(),
+                        silent,
+                    ));
+                }
+            }
         }
     }
     Ok(printed)
@@ -303,6 +337,7 @@ fn tell_reasons(consumer: &BaseConsumer<Reasons>) {
 struct Reasons {
     scrubber: Arc<Scrubber>,
     last: std::sync::Mutex<String>,
+    silence: silence::Silence,
 }
 
 impl ClientContext for Reasons {
@@ -324,6 +359,10 @@ impl ClientContext for Reasons {
             let _ = writeln!(std::io::stderr(), "tail: librdkafka: {line}");
             *last = line;
         }
+    }
+
+    fn stats(&self, statistics: rdkafka::statistics::Statistics) {
+        self.silence.record(&statistics, Instant::now());
     }
 }
 
@@ -439,6 +478,7 @@ fn text(bytes: &[u8]) -> serde_json::Value {
 }
 
 mod headers;
+mod silence;
 
 #[cfg(test)]
 mod tests {

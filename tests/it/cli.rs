@@ -372,6 +372,70 @@ fn tail_past_the_first_record(
     (child, stdout)
 }
 
+/// `tail --from-beginning --idle-timeout IDLE t` after the record `t` holds: its status once it
+/// exits (within 30 s), and its stderr; `meanwhile` runs once the record is read, while tail
+/// waits.
+async fn tail_idle(
+    cluster: &MockCluster<'static, DefaultProducerContext>,
+    idle: &str,
+    meanwhile: impl FnOnce(),
+) -> (Option<Option<i32>>, String) {
+    use std::io::Read;
+    let (mut child, stdout) = tail_past_the_first_record(cluster, idle);
+    meanwhile();
+    tokio::task::spawn_blocking(move || {
+        let status = common::exited_within(&mut child, Duration::from_secs(30));
+        let mut stderr = String::new();
+        if status.is_some() {
+            let _ = child
+                .stderr
+                .take()
+                .expect("stderr")
+                .read_to_string(&mut stderr);
+        }
+        drop(stdout);
+        (status.map(|s| s.code()), stderr)
+    })
+    .await
+    .expect("task")
+}
+
+/// A broker that stops answering (a frozen host: here every answer 30 s late) fails no fetch for
+/// a minute: tail's idle timeout must not then end it with status 0, as if the topic had no
+/// more records (a review found it did). Healthy leaders of many partitions, each fetch waiting
+/// at the broker, end it with 0 even at a short timeout (an earlier check that asked the brokers
+/// for offsets failed such tails).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_idle_while_a_leader_does_not_answer_exits_1_not_0() {
+    let cluster = MockCluster::new(2).expect("cluster");
+    cluster.create_topic("t", 20, 1).expect("topic");
+    for p in 0..20 {
+        cluster
+            .partition_leader("t", p, Some(1 + p % 2))
+            .expect("leader");
+    }
+    let producer = common::producer_to(&cluster.bootstrap_servers());
+    producer
+        .send(
+            rdkafka::producer::FutureRecord::<(), [u8]>::to("t")
+                .partition(0)
+                .payload(b"{}"),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("produced");
+    let (status, stderr) = tail_idle(&cluster, "1s", || {}).await;
+    assert_eq!(status, Some(Some(0)), "healthy: {stderr}");
+    let (status, stderr) = tail_idle(&cluster, "3s", || {
+        cluster
+            .broker_round_trip_time(2, Duration::from_secs(30))
+            .expect("rtt");
+    })
+    .await;
+    assert_eq!(status, Some(Some(1)), "{stderr}");
+    assert!(stderr.contains("/2 has answered nothing for"), "{stderr}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tail_shows_repeated_headers_and_bytes_that_are_not_utf8_and_stops_when_idle() {
     use rdkafka::message::{Header, OwnedHeaders};
