@@ -219,6 +219,12 @@ impl Config {
             },
         );
         let (kafka_properties, kafka_watched) = kafka_sources.properties_watched(&read_file)?;
+        if let KafkaMode::Brokers(list) = &kafka {
+            let protocol = kafka_properties.get("security.protocol");
+            if let Some(why) = brokers::scheme_mismatch(list, protocol) {
+                return Err(invalid("--kafka-brokers", why));
+            }
+        }
         if matches!(kafka, KafkaMode::Embedded) {
             if let Some(sign) = deployment_sign(&args, &kafka_properties) {
                 return Err(invalid(

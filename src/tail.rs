@@ -129,6 +129,10 @@ where
     // among the topic names, where the topic check would quote it; the -X check does not.
     let overrides = kafka_props::overrides(env, &args.kafka_properties, &read)?;
     check(args)?;
+    let protocol = overrides.get("security.protocol").map(String::as_str);
+    if let Some(why) = crate::config::brokers::scheme_mismatch(&args.kafka_brokers, protocol) {
+        return Err(crate::config::invalid("--kafka-brokers", why).into());
+    }
     // The brokers too, as the bridge's producer has them: a broker URL may carry a password,
     // which librdkafka quotes in its log lines (`Failed to resolve 'user:pass@host:9092'`).
     let brokers = ("bootstrap.servers", args.kafka_brokers.as_str());

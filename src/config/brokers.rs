@@ -20,10 +20,36 @@ pub(crate) fn refusal(list: &str, empty: &str) -> Option<String> {
     if !names_a_broker(list) {
         return Some(empty.to_string());
     }
-    let entries = list.split(',').map(|e| e.trim()).filter(|e| !e.is_empty());
-    entries.enumerate().find_map(|(n, entry)| {
+    entries(list).enumerate().find_map(|(n, entry)| {
         why_not(entry).map(|why| format!("the {} broker {why}", ordinal(n + 1)))
     })
+}
+
+/// Why an entry's scheme is not `security.protocol` (librdkafka's default: plaintext), which
+/// librdkafka requires of it: it connects neither to that broker nor to any named after it, and
+/// the bridge would wait for Kafka for ever. For a list [`refusal`] takes; None too when
+/// `protocol` is no value librdkafka takes, which it refuses itself (hiding the value).
+pub(crate) fn scheme_mismatch(list: &str, protocol: Option<&str>) -> Option<String> {
+    let protocol = protocol.unwrap_or("plaintext");
+    let protocol = SCHEMES.iter().find(|s| s.eq_ignore_ascii_case(protocol))?;
+    entries(list).enumerate().find_map(|(n, entry)| {
+        let (scheme, _) = entry.split_once("://")?;
+        (!scheme.eq_ignore_ascii_case(protocol)).then(|| {
+            format!(
+                "the {} broker's scheme, {}://, is not security.protocol ({protocol}), which \
+                 librdkafka requires: it would connect to none of the brokers from there on; set \
+                 security.protocol (-X security.protocol=..., KAFKA_SECURITY_PROTOCOL) or drop \
+                 the scheme",
+                ordinal(n + 1),
+                scheme.to_ascii_lowercase()
+            )
+        })
+    })
+}
+
+/// The list's entries as librdkafka reads them: between commas, blanks around them skipped.
+fn entries(list: &str) -> impl Iterator<Item = &str> {
+    list.split(',').map(|e| e.trim()).filter(|e| !e.is_empty())
 }
 
 fn why_not(entry: &str) -> Option<&'static str> {
@@ -116,6 +142,40 @@ mod tests {
             "plaintext://kafka:9092/@x",
         ] {
             assert_eq!(refusal(list, EMPTY), None, "{list}");
+        }
+    }
+
+    #[test]
+    fn a_scheme_that_is_not_security_protocol_is_refused_by_its_place() {
+        use super::scheme_mismatch;
+        for (list, protocol) in [
+            ("kafka:9092,SASL_SSL://b:9093", None),
+            ("ssl://a:1", Some("plaintext")),
+            ("plaintext://a:1", Some("SASL_PLAINTEXT")),
+            ("sasl_ssl://a:1", Some("ssl")),
+        ] {
+            let said = scheme_mismatch(list, protocol).unwrap_or_else(|| panic!("{list} taken"));
+            assert!(said.contains("scheme, "), "{said}");
+            assert!(said.contains("is not security.protocol"), "{said}");
+        }
+        let said = scheme_mismatch("kafka:9092, SASL_SSL://b:9093", None).unwrap();
+        assert!(
+            said.starts_with(
+                "the 2nd broker's scheme, sasl_ssl://, is not security.protocol (plaintext)"
+            ),
+            "{said}"
+        );
+        for (list, protocol) in [
+            ("kafka:9092,plaintext://b:1", None),
+            ("PlainText://b:1", Some("plaintext")),
+            ("SASL_SSL://a:1, sasl_ssl://b:2/", Some("sasl_ssl")),
+            ("Ssl://a:1", Some("SSL")),
+            ("kafka:9092", Some("sasl_ssl")),
+            // A value librdkafka does not take: it refuses it when the client is made.
+            ("ssl://a:1", Some("tls")),
+            ("ssl://a:1", Some(" ssl")),
+        ] {
+            assert_eq!(scheme_mismatch(list, protocol), None, "{list} {protocol:?}");
         }
     }
 

@@ -821,6 +821,53 @@ fn check_config_refuses_a_broker_url_with_a_password_without_printing_it() {
     }
 }
 
+/// An entry whose scheme is not `security.protocol` is one librdkafka connects to no broker from
+/// (it only logs it), so the bridge would wait for Kafka for ever: `--check-config` and `tail`
+/// refuse it, and take it once the protocol matches, from `-X` or a `KAFKA_*` variable.
+#[test]
+fn a_broker_scheme_that_is_not_security_protocol_is_refused_by_check_config_and_tail() {
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let output = Command::new(BIN)
+            .args(args)
+            .env_clear()
+            .envs(env.iter().copied())
+            .output_within(EXIT_LIMIT);
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        (output.status.code(), stderr)
+    };
+    let check = ["--check-config", "--auth", "a:b", "--kafka-brokers"];
+    let brokers = "k:1, SSL://127.0.0.1:1";
+    let (code, stderr) = run(&[&check[..], &[brokers]].concat(), &[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "--kafka-brokers: the 2nd broker's scheme, ssl://, is not security.protocol (plaintext)"
+        ),
+        "{stderr}"
+    );
+    let (code, stderr) = run(
+        &[&check[..], &[brokers, "-X", "security.protocol=SASL_SSL"]].concat(),
+        &[],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("the 2nd broker's scheme, ssl://, is not security.protocol (sasl_ssl)"),
+        "{stderr}"
+    );
+    let (code, stderr) = run(
+        &[&check[..], &["SSL://127.0.0.1:1"]].concat(),
+        &[("KAFKA_SECURITY_PROTOCOL", "ssl")],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let tail = ["tail", "--count", "1", "--kafka-brokers", brokers, "t"];
+    let (code, stderr) = run(&tail, &[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("the 2nd broker's scheme, ssl://, is not security.protocol"),
+        "{stderr}"
+    );
+}
+
 /// A password with a comma in BRIDGE_AUTH (or --auth) is split there: no piece of it is quoted,
 /// whether the pieces are refused (by --check-config and at start-up alike) or accepted (with a
 /// warning), and each time the operator is sent to --auth-file.
