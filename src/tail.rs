@@ -157,9 +157,6 @@ where
     if let Some(cap) = cap {
         config.set("reconnect.backoff.max.ms", cap);
     }
-    if args.idle_timeout.is_some() {
-        config.set("statistics.interval.ms", silence::STATS_INTERVAL_MS);
-    }
     for (k, v) in overrides {
         // librdkafka's own refusal of an empty one says only "consumer queue not available".
         if k == "group.id" && v.trim().is_empty() {
@@ -178,15 +175,22 @@ where
         .set("enable.partition.eof", "false");
     // rust-rdkafka passes on only errors when no `log` logger is set, and tail sets none.
     config.set_log_level(rdkafka::config::RDKafkaLogLevel::Warning);
-    // -X statistics.interval.ms=0 leaves the idle timeout as it was without this check.
-    let heard = |key, default| {
+    // librdkafka refuses a value that is not a number when the consumer is made.
+    let fetch_wait = Duration::from_millis(
         config
-            .get(key)
-            .map_or(Some(default), |v: &str| v.trim().parse::<u64>().ok())
-    };
-    let fetch_wait = heard("fetch.wait.max.ms", 500).map(Duration::from_millis);
-    let check_silence =
-        args.idle_timeout.is_some() && heard("statistics.interval.ms", 0) != Some(0);
+            .get("fetch.wait.max.ms")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(500),
+    );
+    // An operator's interval counts only as the off switch (0): tail prints no statistics, and a
+    // slower one (a KAFKA_STATISTICS_INTERVAL_MS meant for the bridge) would delay the idle exit.
+    let stats_off = config
+        .get("statistics.interval.ms")
+        .is_some_and(|v| v.trim() == "0");
+    let check_silence = args.idle_timeout.is_some() && !stats_off;
+    if check_silence {
+        config.set("statistics.interval.ms", silence::STATS_INTERVAL_MS);
+    }
     let reasons = Reasons {
         scrubber: scrubber.clone(),
         last: Default::default(),
@@ -241,11 +245,7 @@ where
             }
             let give_up = t.max(Duration::from_secs(5));
             let silence = &consumer.context().silence;
-            match silence.verdict(
-                Instant::now(),
-                fetch_wait.unwrap_or(Duration::from_millis(500)),
-                give_up,
-            ) {
+            match silence.verdict(Instant::now(), fetch_wait, give_up) {
                 silence::Verdict::Answering => break,
                 silence::Verdict::Unsure => {}
                 silence::Verdict::Silent(broker, silent) => {

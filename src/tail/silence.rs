@@ -60,25 +60,25 @@ impl Silence {
     }
 
     /// The verdict at `now` for leaders that answer within `fetch_wait`: all answering when each
-    /// was heard from in `fetch_wait` plus a second, silent when one was not for `fetch_wait`
-    /// plus `give_up`, the loudest of them.
+    /// was heard from in `fetch_wait` plus a second, counted to `now`; silent when the statistics
+    /// themselves saw one quiet for `fetch_wait` plus `give_up` (the quietest), not counting their
+    /// age, which late statistics would add to a leader that answers.
     pub(super) fn verdict(&self, now: Instant, fetch_wait: Duration, give_up: Duration) -> Verdict {
         let latest = self.lock();
         let Some((at, leaders)) = latest.as_ref() else {
             return Verdict::Unsure;
         };
         let since = now.saturating_duration_since(*at);
-        let quietest = leaders
-            .iter()
-            .map(|l| (l, l.silent + since))
-            .max_by_key(|(_, silent)| *silent);
-        match quietest {
-            Some((leader, silent)) if silent >= fetch_wait + give_up => {
-                Verdict::Silent(leader.name.clone(), silent)
-            }
-            Some((_, silent)) if silent >= fetch_wait + Duration::from_secs(1) => Verdict::Unsure,
+        let Some(quietest) = leaders.iter().max_by_key(|l| l.silent) else {
             // No leader connected: their fetches fail, and tail hears of that as errors.
-            _ => Verdict::Answering,
+            return Verdict::Answering;
+        };
+        if quietest.silent >= fetch_wait + give_up {
+            Verdict::Silent(quietest.name.clone(), quietest.silent)
+        } else if quietest.silent + since >= fetch_wait + Duration::from_secs(1) {
+            Verdict::Unsure
+        } else {
+            Verdict::Answering
         }
     }
 
@@ -150,6 +150,9 @@ mod tests {
             at,
         );
         assert_eq!(silence.verdict(at, WAIT, GIVE_UP), Verdict::Answering);
+        // Counted to now: statistics a second old are no news of the last second.
+        let later = at + Duration::from_millis(1_100);
+        assert_eq!(silence.verdict(later, WAIT, GIVE_UP), Verdict::Unsure);
     }
 
     #[test]
@@ -164,16 +167,25 @@ mod tests {
             at,
         );
         assert_eq!(silence.verdict(at, WAIT, GIVE_UP), Verdict::Unsure);
-        // The statistics age with the clock: silence is counted on from when they were taken.
-        let later = at + Duration::from_millis(3_900);
-        assert_eq!(
-            silence.verdict(later, WAIT, GIVE_UP),
-            Verdict::Silent("b:1/2".into(), Duration::from_millis(5_500))
-        );
-        assert_eq!(
-            silence.verdict(later - Duration::from_millis(1), WAIT, GIVE_UP),
-            Verdict::Unsure
-        );
+        // Late statistics are no silence of a leader's, only no news of it.
+        let later = at + Duration::from_secs(60);
+        assert_eq!(silence.verdict(later, WAIT, GIVE_UP), Verdict::Unsure);
+        for (b, verdict) in [
+            (5_499_999, Verdict::Unsure),
+            (
+                5_500_000,
+                Verdict::Silent("b:1/2".into(), Duration::from_millis(5_500)),
+            ),
+        ] {
+            silence.record(
+                &stats(&[
+                    ("a:1/1", "UP", 100_000, 9_000_000, 1),
+                    ("b:1/2", "UP", b, 9_000_000, 1),
+                ]),
+                at,
+            );
+            assert_eq!(silence.verdict(at, WAIT, GIVE_UP), verdict, "{b}");
+        }
     }
 
     #[test]

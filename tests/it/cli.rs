@@ -334,7 +334,7 @@ async fn tail_ends_with_status_0_when_its_reader_goes_away_after_the_last_record
     let cluster = MockCluster::new(1).expect("cluster");
     cluster.create_topic("t", 1, 1).expect("topic");
     common::produce(&cluster.bootstrap_servers(), "t", b"{}").await;
-    let (mut child, reader) = tail_past_the_first_record(&cluster, "60s");
+    let (mut child, reader) = tail_past_the_first_record(&cluster, &["60s"]);
     drop(reader);
     let status = tokio::task::spawn_blocking(move || {
         common::exited_within(&mut child, Duration::from_secs(20)).map(|s| s.code())
@@ -348,17 +348,19 @@ async fn tail_ends_with_status_0_when_its_reader_goes_away_after_the_last_record
     );
 }
 
-/// `tail --from-beginning --idle-timeout IDLE t` once it has printed the first record of `t`
-/// (the one at offset 0): it is fetching, and its idle time starts. Its stdout, to read on.
+/// `tail --from-beginning t --idle-timeout IDLE...` (the idle timeout and any arguments after it)
+/// once it has printed the first record of `t` (the one at offset 0): it is fetching, and its
+/// idle time starts. Its stdout, to read on.
 fn tail_past_the_first_record(
     cluster: &MockCluster<'static, DefaultProducerContext>,
-    idle: &str,
+    idle: &[&str],
 ) -> (common::KillOnDrop, BufReader<std::process::ChildStdout>) {
     use std::io::BufRead;
     let mut child = common::KillOnDrop(
         Command::new(BIN)
             .args(["tail", "--kafka-brokers", &cluster.bootstrap_servers()])
-            .args(["--from-beginning", "--idle-timeout", idle, "t"])
+            .args(["--from-beginning", "t", "--idle-timeout"])
+            .args(idle)
             .env_clear()
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -377,7 +379,7 @@ fn tail_past_the_first_record(
 /// waits.
 async fn tail_idle(
     cluster: &MockCluster<'static, DefaultProducerContext>,
-    idle: &str,
+    idle: &[&str],
     meanwhile: impl FnOnce(),
 ) -> (Option<Option<i32>>, String) {
     use std::io::Read;
@@ -424,9 +426,18 @@ async fn tail_idle_while_a_leader_does_not_answer_exits_1_not_0() {
         )
         .await
         .expect("produced");
-    let (status, stderr) = tail_idle(&cluster, "1s", || {}).await;
+    let (status, stderr) = tail_idle(&cluster, &["1s"], || {}).await;
     assert_eq!(status, Some(Some(0)), "healthy: {stderr}");
-    let (status, stderr) = tail_idle(&cluster, "3s", || {
+    // An interval meant for the bridge (KAFKA_STATISTICS_INTERVAL_MS) would have tail wait a
+    // minute for statistics (past tail_idle's 30 s), then take their age for a leader's silence.
+    let (status, stderr) = tail_idle(
+        &cluster,
+        &["1s", "-X", "statistics.interval.ms=60000"],
+        || {},
+    )
+    .await;
+    assert_eq!(status, Some(Some(0)), "healthy: {stderr}");
+    let (status, stderr) = tail_idle(&cluster, &["3s"], || {
         cluster
             .broker_round_trip_time(2, Duration::from_secs(30))
             .expect("rtt");
