@@ -560,4 +560,80 @@ mod tests {
         let cluster = KafkaError::MetadataFetch(RDKafkaErrorCode::BrokerTransportFailure);
         assert!(!super::ClientError::new(cluster, scrubber).is_settings());
     }
+
+    /// An entry with a scheme ends at the last comma before the next scheme, wherever that
+    /// scheme is: right after a long one, or at the end of the list with nothing after its `://`
+    /// (found by mutation testing: an entry's end counted from the wrong place panicked there).
+    #[test]
+    fn each_password_of_a_broker_list_is_hidden_whatever_the_length_of_its_schemes() {
+        use super::broker_list_password_hidden;
+        for (brokers, shown) in [
+            (
+                "sasl_plaintext://u:Zq7Wm3@h,ssl://k",
+                "sasl_plaintext://u:<redacted>@h,ssl://k",
+            ),
+            (
+                "sasl_ssl://u:Zq7Wm3@h,ssl://",
+                "sasl_ssl://u:<redacted>@h,ssl://",
+            ),
+            (
+                "sasl_ssl://u:Zq7Wm3@h,ssl://v:Kx9Pv2@k",
+                "sasl_ssl://u:<redacted>@h,ssl://v:<redacted>@k",
+            ),
+        ] {
+            assert_eq!(broker_list_password_hidden(brokers), shown);
+        }
+    }
+
+    /// A scheme librdkafka does not know may hold `-`, `+` or `.` (`sasl-ssl://`, a typo of
+    /// `sasl_ssl://`): its entry's password is hidden whole, a `?` and a comma in it too (found by
+    /// mutation testing: without those characters in a scheme's name, `Kx9?Pv2,Zq7W:` was shown).
+    #[test]
+    fn a_password_after_a_scheme_with_a_dash_a_plus_or_a_dot_is_hidden_whole() {
+        for scheme in ["sasl-ssl", "kafka+ssl", "kafka.tls"] {
+            let brokers = format!("{scheme}://svc:Kx9?Pv2,Zq7W:m3@127.0.0.1:47411");
+            let hidden = format!("{scheme}://svc:<redacted>@127.0.0.1:47411");
+            assert_eq!(super::broker_list_password_hidden(&brokers), hidden);
+            let line = format!("Broker name \"{brokers}\" parse error: unsupported protocol");
+            let shown = Scrubber::new([("bootstrap.servers", brokers.as_str())]).scrub(&line);
+            assert!(!shown.contains("Kx9?Pv2"), "{shown}");
+        }
+    }
+
+    /// A `://` with no name before it after a comma starts no entry of its own: the password
+    /// before it, which holds that comma, is hidden whole, after a scheme librdkafka does not
+    /// know too (found by mutation testing: taken for a scheme, it left `pa,` shown).
+    #[test]
+    fn a_separator_without_a_scheme_name_does_not_end_the_password_before_it() {
+        for scheme in ["sasl_ssl", "kafka"] {
+            assert_eq!(
+                super::broker_list_password_hidden(&format!("{scheme}://u:pa,://x@h:9092")),
+                format!("{scheme}://u:<redacted>@h:9092")
+            );
+        }
+    }
+
+    /// librdkafka's closing words inside a refused value, its text cut after a run of quotes:
+    /// what follows the value's own closing words is no property's name, and is not shown
+    /// (found by mutation testing: a name of any bytes was taken, and the value shown).
+    #[test]
+    fn a_refused_value_ending_in_quotes_is_not_shown_as_the_propertys_name() {
+        let value = format!(
+            "a\" for configuration property \"Hunter8Secret{}",
+            "\"".repeat(600)
+        );
+        let mut config = rdkafka::ClientConfig::new();
+        config.set("security.protocol", &value);
+        let Err(refused) = config.create_native_config() else {
+            panic!("librdkafka took {value:?}");
+        };
+        let shown = redacted(&refused, &Scrubber::default());
+        assert!(!shown.contains("Hunter8Secret"), "{shown}");
+        assert!(
+            shown.contains(
+                r#"Invalid value (not shown) for configuration property "security.protocol""#
+            ),
+            "{shown}"
+        );
+    }
 }
