@@ -220,8 +220,29 @@ pub fn redacted(e: &rdkafka::error::KafkaError, scrubber: &Scrubber) -> String {
                     ))
                     .into_owned();
             }
+            // A value a property's check refused (`sasl.mechanisms` with a space, a string
+            // property's set of values) is quoted after the name: as above, it goes.
+            const CHECKED: &str = "Invalid value for configuration property \"";
+            if let Some((name, _)) = desc
+                .strip_prefix(CHECKED)
+                .and_then(|r| r.split_once("\": "))
+            {
+                let desc =
+                    format!("Invalid value (not shown) for configuration property \"{name}\"");
+                return scrubber
+                    .scrub(&format!(
+                        "Client config error: {desc}: the property's check refused it (a wrong \
+                         value may be a secret set in the wrong variable)"
+                    ))
+                    .into_owned();
+            }
+            // librdkafka names a property by its own name, not the alias it was set under
+            // (`acks` is `request.required.acks`), which is named beside it; its value is not:
+            // librdkafka quotes a value where it shows it (`value 500 is outside allowed range`).
             if desc.contains(&format!("\"{key}\"")) {
                 format!("Client config error: {desc}")
+            } else if desc.contains("property \"") {
+                format!("Client config error: {desc} (set as {key})")
             } else {
                 format!("Client config error: {desc}: {key}={value}")
             }
