@@ -53,7 +53,7 @@ pub enum TailError {
     #[error("no record read for the idle timeout, and fetching failed: {0} ({0:?}); the topic may not be empty")]
     Failing(RDKafkaErrorCode),
     /// See [`silence`].
-    #[error("no record read for the idle timeout, and broker {0} has answered nothing for {secs:.1} s (a frozen host, or a network dropping packets); the topic may not be empty", secs = .1.as_secs_f64())]
+    #[error("no record read for the idle timeout, and {0} for {secs:.1} s; the topic may not be empty", secs = .1.as_secs_f64())]
     Silent(String, Duration),
     #[error("writing output: {0}")]
     Io(#[from] std::io::Error),
@@ -194,7 +194,7 @@ where
     let reasons = Reasons {
         scrubber: scrubber.clone(),
         last: Default::default(),
-        silence: Default::default(),
+        silence: silence::Silence::new(fetch_wait, args.idle_timeout.unwrap_or_default()),
     };
     let consumer: BaseConsumer<Reasons> = config
         .create_with_context(reasons)
@@ -243,9 +243,7 @@ where
             if !check_silence {
                 break;
             }
-            let give_up = t.max(Duration::from_secs(5));
-            let silence = &consumer.context().silence;
-            match silence.verdict(Instant::now(), fetch_wait, give_up) {
+            match consumer.context().silence.verdict(Instant::now()) {
                 silence::Verdict::Answering => break,
                 silence::Verdict::Unsure => {}
                 silence::Verdict::Silent(broker, silent) => {
