@@ -30,7 +30,10 @@ pub(crate) fn refusal(list: &str, empty: &str) -> Option<String> {
 /// the bridge would wait for Kafka for ever. For a list [`refusal`] takes; None too when
 /// `protocol` is no value librdkafka takes, which it refuses itself (hiding the value).
 pub(crate) fn scheme_mismatch(list: &str, protocol: Option<&str>) -> Option<String> {
-    let protocol = protocol.unwrap_or("plaintext");
+    // librdkafka skips the value's leading blanks (C's isspace), not its trailing ones.
+    let protocol = protocol
+        .unwrap_or("plaintext")
+        .trim_start_matches([' ', '\t', '\n', '\x0b', '\x0c', '\r']);
     let protocol = SCHEMES.iter().find(|s| s.eq_ignore_ascii_case(protocol))?;
     entries(list).enumerate().find_map(|(n, entry)| {
         let (scheme, _) = entry.split_once("://")?;
@@ -47,9 +50,12 @@ pub(crate) fn scheme_mismatch(list: &str, protocol: Option<&str>) -> Option<Stri
     })
 }
 
-/// The list's entries as librdkafka reads them: between commas, blanks around them skipped.
+/// The list's entries as librdkafka reads them: between commas, spaces before them skipped (but
+/// no other blank: `\tssl://` is the scheme `\tSSL`, which it does not take).
 fn entries(list: &str) -> impl Iterator<Item = &str> {
-    list.split(',').map(|e| e.trim()).filter(|e| !e.is_empty())
+    list.split(',')
+        .map(|e| e.trim_start_matches(' '))
+        .filter(|e| !e.is_empty())
 }
 
 fn why_not(entry: &str) -> Option<&'static str> {
@@ -158,6 +164,8 @@ mod tests {
             assert!(said.contains("scheme, "), "{said}");
             assert!(said.contains("is not security.protocol"), "{said}");
         }
+        // librdkafka skips the value's leading blanks (a second look found this one taken).
+        assert!(scheme_mismatch("plaintext://a:1", Some(" \tssl")).is_some());
         let said = scheme_mismatch("kafka:9092, SASL_SSL://b:9093", None).unwrap();
         assert!(
             said.starts_with(
@@ -173,7 +181,9 @@ mod tests {
             ("kafka:9092", Some("sasl_ssl")),
             // A value librdkafka does not take: it refuses it when the client is made.
             ("ssl://a:1", Some("tls")),
-            ("ssl://a:1", Some(" ssl")),
+            ("ssl://a:1", Some("ssl ")),
+            // librdkafka skips a value's leading blanks (a second look found this one refused).
+            ("ssl://a:1", Some(" \tssl")),
         ] {
             assert_eq!(scheme_mismatch(list, protocol), None, "{list} {protocol:?}");
         }
@@ -207,6 +217,13 @@ mod tests {
                 "scheme librdkafka does not take",
             ),
             ("://h:1", "1st", "scheme librdkafka does not take"),
+            // librdkafka skips only spaces before an entry: the scheme is `\tSSL` (a second
+            // look found it taken).
+            (
+                "ssl://a:1,\tssl://b:2",
+                "2nd",
+                "scheme librdkafka does not take",
+            ),
             ("kafka:notaport", "1st", "port that is not"),
             ("kafka:99999", "1st", "port that is not"),
             ("kafka:0", "1st", "port that is not"),
