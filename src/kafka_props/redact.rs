@@ -236,17 +236,23 @@ pub fn redacted(e: &rdkafka::error::KafkaError, scrubber: &Scrubber) -> String {
                     ))
                     .into_owned();
             }
-            // librdkafka names a property by its own name, not the alias it was set under
-            // (`acks` is `request.required.acks`), which is named beside it; its value is not:
-            // librdkafka quotes a value where it shows it (`value 500 is outside allowed range`).
+            // Where librdkafka quotes a value of free text (`Failed to parse pattern "…"`,
+            // `dlopen() failed: ….so`), it goes too; a number it shows (`value 5 is outside
+            // allowed range`) is none of a secret's. The property is named, as set: librdkafka
+            // names an alias by its own name (`acks` is `request.required.acks`), or none.
+            let numeric = value.trim().parse::<f64>().is_ok();
+            let desc = if numeric || value.trim().len() < 4 {
+                desc.to_string()
+            } else {
+                hide(desc, value.trim())
+            };
             if desc.contains(&format!("\"{key}\"")) {
                 format!("Client config error: {desc}")
-            } else if desc.contains("property \"") {
-                format!("Client config error: {desc} (set as {key})")
             } else {
-                format!("Client config error: {desc}: {key}={value}")
+                format!("Client config error: {desc} (set as {key})")
             }
         }
+        KafkaError::ClientCreation(_) => return scrubber.scrub_refusal(&e.to_string()),
         other => other.to_string(),
     };
     scrubber.scrub(&text).into_owned()
@@ -468,7 +474,7 @@ mod tests {
     #[test]
     fn a_url_password_in_a_refused_value_is_not_shown() {
         // As a build without libcurl refuses the OIDC endpoint: rdkafka's text ends with
-        // `key value`.
+        // `key value`, and the value is not added.
         let url = "https://u:URLPW_5@idp.example/token";
         let key = "sasl.oauthbearer.token.endpoint.url";
         let refused = KafkaError::ClientConfig(
@@ -480,7 +486,7 @@ mod tests {
         let shown = redacted(&refused, &Scrubber::new([(key, url)]));
         assert!(!shown.contains("URLPW_5"), "{shown}");
         assert!(
-            shown.ends_with("https://u:<redacted>@idp.example/token"),
+            shown.ends_with("(set as sasl.oauthbearer.token.endpoint.url)"),
             "{shown}"
         );
         let shown = super::ClientError::new(refused, Scrubber::new([(key, url)]).into());

@@ -22,6 +22,9 @@ pub struct Scrubber {
     /// password), not a configuration or a key that starts with public words (`principal=svc`,
     /// `-----BEGIN PRIVATE KEY-----`), which would cut into lines that quote only those.
     cut: CutSecrets,
+    /// Values librdkafka quotes when it refuses them making a client (see
+    /// [`quoted_when_refused`]), longest first.
+    refusable: Vec<String>,
 }
 
 impl Scrubber {
@@ -33,6 +36,7 @@ impl Scrubber {
         V: AsRef<str>,
     {
         let (mut needles, mut cut) = (Vec::new(), CutSecrets::new(MIN_LEN));
+        let mut refusable = Vec::new();
         let (mut client_id, mut client_secret) = (None, None);
         for (key, value) in properties {
             let (key, value) = (key.as_ref(), value.as_ref());
@@ -40,6 +44,9 @@ impl Scrubber {
                 "sasl.oauthbearer.client.id" => client_id = Some(value.to_string()),
                 "sasl.oauthbearer.client.secret" => client_secret = Some(value.to_string()),
                 _ => {}
+            }
+            if quoted_when_refused(key, value) {
+                refusable.push(value.trim().to_string());
             }
             if is_secret(key) {
                 needles.extend(pieces(key, value).into_iter().map(str::to_string));
@@ -84,7 +91,23 @@ impl Scrubber {
         needles.retain(|n| n.len() >= MIN_LEN);
         needles.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         needles.dedup();
-        Scrubber { needles, cut }
+        refusable.retain(|v| v.len() >= MIN_LEN);
+        refusable.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        Scrubber {
+            needles,
+            cut,
+            refusable,
+        }
+    }
+
+    /// A refusal to make a client, scrubbed, without the values it may quote that are no secret
+    /// but may be one set in the wrong variable (see [`quoted_when_refused`]).
+    pub fn scrub_refusal(&self, text: &str) -> String {
+        let mut text = self.scrub(text).into_owned();
+        for value in &self.refusable {
+            text = text.replace(value.as_str(), HIDDEN);
+        }
+        text
     }
 
     /// `text` with every secret, and every piece of one, replaced by `<redacted>`, the longest
@@ -133,6 +156,23 @@ impl Scrubber {
         // `ab:cd@host,more` cut after `@host`).
         whole.map(String::len).max(self.cut.hidden_at(text, at))
     }
+}
+
+/// Whether librdkafka quotes the property's value when it refuses it making a client, a free text
+/// that is no secret (`Unsupported SASL mechanism: X`, `Failed to load OpenSSL provider "X"`,
+/// `Failed to open ssl.keystore.location: X`, `dlopen() failed: X.so`) but, like a value outside
+/// a closed set, may be a secret set in the wrong variable. A path with a `/` is shown.
+fn quoted_when_refused(key: &str, value: &str) -> bool {
+    matches!(
+        key,
+        "sasl.mechanism"
+            | "sasl.mechanisms"
+            | "ssl.providers"
+            | "ssl.curves.list"
+            | "ssl.sigalgs.list"
+            | "ssl.cipher.suites"
+            | "ssl.engine.id"
+    ) || ((key.ends_with(".location") || key == "plugin.library.paths") && !value.contains('/'))
 }
 
 /// A needle's first [`MIN_LEN`] bytes, to the end of the character there: no part of it is in a
