@@ -31,9 +31,15 @@ pub(crate) fn refusal(list: &str, empty: &str) -> Option<String> {
 /// `protocol` is no value librdkafka takes, which it refuses itself (hiding the value).
 pub(crate) fn scheme_mismatch(list: &str, protocol: Option<&str>) -> Option<String> {
     // librdkafka skips the value's leading blanks (C's isspace), not its trailing ones.
+    // A blank value sets nothing: the default stays.
     let protocol = protocol
         .unwrap_or("plaintext")
         .trim_start_matches([' ', '\t', '\n', '\x0b', '\x0c', '\r']);
+    let protocol = if protocol.is_empty() {
+        "plaintext"
+    } else {
+        protocol
+    };
     let protocol = SCHEMES.iter().find(|s| s.eq_ignore_ascii_case(protocol))?;
     entries(list).enumerate().find_map(|(n, entry)| {
         let (scheme, _) = entry.split_once("://")?;
@@ -93,6 +99,13 @@ fn why_not(entry: &str) -> Option<&'static str> {
     let port_text = port.map(|p| p.split('/').next().unwrap_or(p));
     if host.contains('@') || port_text.is_some_and(|p| p.contains('@')) {
         return Some(USER_INFORMATION);
+    }
+    // A list written a line per broker is one entry to librdkafka, a host that never resolves.
+    if host.trim_end().contains(|c: char| c.is_ascii_whitespace()) {
+        return Some(
+            "has a blank inside its host name (a line break between brokers?): separate the \
+             brokers with commas",
+        );
     }
     let port = port?;
     (!(1..=65535).contains(&atoi(port)))
@@ -164,8 +177,11 @@ mod tests {
             assert!(said.contains("scheme, "), "{said}");
             assert!(said.contains("is not security.protocol"), "{said}");
         }
-        // librdkafka skips the value's leading blanks (a second look found this one taken).
+        // librdkafka skips the value's leading blanks (a second look found this one taken), and
+        // a blank value sets nothing (a third look found it taken).
         assert!(scheme_mismatch("plaintext://a:1", Some(" \tssl")).is_some());
+        assert!(scheme_mismatch("ssl://a:1", Some(" ")).is_some());
+        assert!(scheme_mismatch("ssl://a:1", Some("")).is_some());
         let said = scheme_mismatch("kafka:9092, SASL_SSL://b:9093", None).unwrap();
         assert!(
             said.starts_with(
@@ -217,6 +233,10 @@ mod tests {
                 "scheme librdkafka does not take",
             ),
             ("://h:1", "1st", "scheme librdkafka does not take"),
+            // A line per broker is one entry (a third look found it taken).
+            ("a:1\nb:2", "1st", "blank inside its host name"),
+            ("a:1, b:2\r\nc:3", "2nd", "blank inside its host name"),
+            ("ssl://a b:1", "1st", "blank inside its host name"),
             // librdkafka skips only spaces before an entry: the scheme is `\tSSL` (a second
             // look found it taken).
             (

@@ -240,12 +240,7 @@ pub fn redacted(e: &rdkafka::error::KafkaError, scrubber: &Scrubber) -> String {
             // `dlopen() failed: ….so`), it goes too; a number it shows (`value 5 is outside
             // allowed range`) is none of a secret's. The property is named, as set: librdkafka
             // names an alias by its own name (`acks` is `request.required.acks`), or none.
-            let numeric = value.trim().parse::<f64>().is_ok();
-            let desc = if numeric || value.trim().len() < 4 {
-                desc.to_string()
-            } else {
-                hide(desc, value.trim())
-            };
+            let desc = super::scrub::hide_pieces(desc, &super::scrub::refused_pieces(value));
             if desc.contains(&format!("\"{key}\"")) {
                 format!("Client config error: {desc}")
             } else {

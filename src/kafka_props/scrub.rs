@@ -46,7 +46,7 @@ impl Scrubber {
                 _ => {}
             }
             if quoted_when_refused(key, value) {
-                refusable.push(value.trim().to_string());
+                refusable.extend(refused_pieces(value));
             }
             if is_secret(key) {
                 needles.extend(pieces(key, value).into_iter().map(str::to_string));
@@ -91,8 +91,8 @@ impl Scrubber {
         needles.retain(|n| n.len() >= MIN_LEN);
         needles.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         needles.dedup();
-        refusable.retain(|v| v.len() >= MIN_LEN);
         refusable.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        refusable.dedup();
         Scrubber {
             needles,
             cut,
@@ -103,11 +103,7 @@ impl Scrubber {
     /// A refusal to make a client, scrubbed, without the values it may quote that are no secret
     /// but may be one set in the wrong variable (see [`quoted_when_refused`]).
     pub fn scrub_refusal(&self, text: &str) -> String {
-        let mut text = self.scrub(text).into_owned();
-        for value in &self.refusable {
-            text = text.replace(value.as_str(), HIDDEN);
-        }
-        text
+        hide_pieces(&self.scrub(text), &self.refusable)
     }
 
     /// `text` with every secret, and every piece of one, replaced by `<redacted>`, the longest
@@ -158,6 +154,45 @@ impl Scrubber {
     }
 }
 
+/// What of a refused value librdkafka may quote, longest first: the value, and each element of a
+/// list (`,` or `;` between them: it quotes the one it refused), of at least [`MIN_LEN`] bytes;
+/// none of a number, which is no secret.
+pub(super) fn refused_pieces(value: &str) -> Vec<String> {
+    let value = value.trim();
+    if value.parse::<f64>().is_ok() {
+        return Vec::new();
+    }
+    let elements = value.split([',', ';']).map(str::trim);
+    let mut pieces: Vec<String> = std::iter::once(value)
+        .chain(elements)
+        .filter(|p| p.len() >= MIN_LEN && p.parse::<f64>().is_err())
+        .map(str::to_string)
+        .collect();
+    pieces.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    pieces.dedup();
+    pieces
+}
+
+/// `text` without `pieces` (longest first), and without the start of one that ends it: librdkafka
+/// cuts its texts at 512 bytes, inside a long value.
+pub(super) fn hide_pieces(text: &str, pieces: &[String]) -> String {
+    let mut text = text.to_string();
+    for piece in pieces {
+        text = text.replace(piece.as_str(), HIDDEN);
+    }
+    let cut = pieces.iter().find_map(|piece| {
+        (MIN_LEN..piece.len())
+            .rev()
+            .filter(|&n| piece.is_char_boundary(n))
+            .find(|&n| text.ends_with(&piece[..n]))
+    });
+    if let Some(n) = cut {
+        text.truncate(text.len() - n);
+        text.push_str(HIDDEN);
+    }
+    text
+}
+
 /// Whether librdkafka quotes the property's value when it refuses it making a client, a free text
 /// that is no secret (`Unsupported SASL mechanism: X`, `Failed to load OpenSSL provider "X"`,
 /// `Failed to open ssl.keystore.location: X`, `dlopen() failed: X.so`) but, like a value outside
@@ -167,6 +202,7 @@ fn quoted_when_refused(key: &str, value: &str) -> bool {
         key,
         "sasl.mechanism"
             | "sasl.mechanisms"
+            | "partition.assignment.strategy"
             | "ssl.providers"
             | "ssl.curves.list"
             | "ssl.sigalgs.list"
