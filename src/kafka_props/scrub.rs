@@ -45,7 +45,18 @@ impl Scrubber {
                 "sasl.oauthbearer.client.secret" => client_secret = Some(value.to_string()),
                 _ => {}
             }
-            if quoted_when_refused(key, value) {
+            // A mechanism's own name is no secret, and naming it tells why this build refuses it
+            // (`No provider for SASL mechanism GSSAPI: recompile librdkafka with libsasl2`).
+            let mechanism = [
+                "GSSAPI",
+                "PLAIN",
+                "SCRAM-SHA-256",
+                "SCRAM-SHA-512",
+                "OAUTHBEARER",
+            ]
+            .iter()
+            .any(|m| m.eq_ignore_ascii_case(value.trim()));
+            if quoted_when_refused(key, value) && !mechanism {
                 refusable.extend(refused_pieces(value));
             }
             if is_secret(key) {

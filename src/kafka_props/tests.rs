@@ -819,6 +819,22 @@ fn free_text_librdkafka_quotes_in_a_refusal_is_not_shown() {
     }
 }
 
+/// A SASL mechanism's own name is no secret: it is shown where librdkafka says this build has none
+/// of it, or that another cannot be used.
+#[test]
+fn a_known_sasl_mechanism_is_named_in_a_refusal() {
+    let properties = [
+        ("security.protocol", "SASL_PLAINTEXT"),
+        ("sasl.mechanism", "SCRAM-SHA-512"),
+    ];
+    let shown = Scrubber::new(properties)
+        .scrub_refusal("Unsupported SASL mechanism: SCRAM-SHA-512 (PLAIN, SCRAM-SHA-512)");
+    assert_eq!(
+        shown,
+        "Unsupported SASL mechanism: SCRAM-SHA-512 (PLAIN, SCRAM-SHA-512)"
+    );
+}
+
 /// librdkafka names a property set under an alias by its own name; the alias is named beside it,
 /// and the value, which librdkafka's text leaves out, is not added (found by mutation testing:
 /// `acks=$VALUE` was).
