@@ -1,14 +1,15 @@
-//! Whether the partitions `tail` reads are being answered, from librdkafka's statistics: a broker
-//! that takes requests and never answers (a frozen host, a network dropping packets) fails no
-//! fetch for a minute (`socket.timeout.ms`), and one down or a partition without a leader fails
-//! none at all, so an idle timeout would take their silence for a topic with no more records.
+//! Whether the partitions `tail` reads are being answered and read, from librdkafka's
+//! statistics: a broker that takes requests and never answers (a frozen host, a network dropping
+//! packets) fails no fetch for a minute (`socket.timeout.ms`), one down, a partition without a
+//! leader, or a broker answering every fetch with an error librdkafka retries without telling
+//! fails none at all, so an idle timeout would take any of them for a topic with no more records.
 //!
 //! A fetch waits at most `fetch.wait.max.ms` at the broker before it is answered, records or
 //! not, so a partition's broker that answers is never silent much longer than that; librdkafka's
-//! statistics say, for each partition tail reads, which broker it is fetched from, and for each
-//! broker its state and how long since it last sent a byte (`rxidle`). Nothing is asked of the
-//! brokers: a question would queue behind each connection's waiting fetch (an earlier check
-//! that asked for offsets failed healthy tails that way).
+//! statistics say, for each partition tail reads, which broker it is fetched from, its fetch state
+//! and how far it is fetched, and for each broker its state and how long since it last sent a
+//! byte (`rxidle`). Nothing is asked of the brokers: a question would queue behind each
+//! connection's waiting fetch (an earlier check that asked for offsets failed healthy tails).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -23,8 +24,8 @@ pub(super) const STATS_INTERVAL_MS: &str = "500";
 pub(super) struct Silence {
     /// A broker that answers is heard from within this (`fetch.wait.max.ms` and a second).
     answering: Duration,
-    /// A partition not answered for this long (`fetch.wait.max.ms` and the idle timeout or 5 s)
-    /// is not waited for.
+    /// A partition not answered, or not fetched up to its end, for this long
+    /// (`fetch.wait.max.ms` and the idle timeout or 5 s) is not waited for.
     give_up: Duration,
     state: Mutex<State>,
 }
@@ -35,29 +36,37 @@ struct State {
     /// none), as the statistics saw it: a broker asked nothing before that was silent for no
     /// fault of its own (a leader moved back to a broker tail had not fetched from for a while).
     since: HashMap<(String, i32), (i32, Instant)>,
+    /// When each partition was last seen fetched up to its end (or first seen).
+    caught_up: HashMap<(String, i32), Instant>,
+    /// When each broker (by node id) was last heard from: kept across its reconnections, whose
+    /// states restart their ages (a broker that accepts connections and answers none cycles
+    /// through them every ten seconds or so).
+    heard: HashMap<i32, Instant>,
     /// The latest statistics, when they came.
     latest: Option<(Instant, Judged)>,
-    /// How many statistics in a row found a partition silent past `give_up`: one alone may have
-    /// been taken before the broker's thread read what came while tail itself was stopped.
+    /// How many statistics in a row found a partition given up on: one alone may have been
+    /// taken before the broker's thread read what came while tail itself was stopped.
     silent_in_a_row: u32,
 }
 
 #[derive(Default)]
 struct Judged {
-    /// Whether every partition's broker is connected and was heard from within `answering`.
+    /// Whether every partition is fetched up to its end from a broker connected and heard from,
+    /// and how long ago the least recently heard of those brokers was.
     answering_within: Option<Duration>,
-    /// The partition longest without an answer: what it waits on, and for how long.
+    /// The partition longest unanswered or behind: why, and for how long.
     quietest: Option<(String, Duration)>,
 }
 
 /// What the idle timeout may conclude.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Verdict {
-    /// Every partition's broker answered lately: the topics have no more records for now.
+    /// Every partition's broker answered lately and it was fetched to its end: the topics have
+    /// no more records for now.
     Answering,
     /// Not known yet: wait and see.
     Unsure,
-    /// A partition has not been answered for this long, waiting on what the text says.
+    /// A partition has not been answered, or fetched to its end, for this long: the text says.
     Silent(String, Duration),
 }
 
@@ -72,11 +81,18 @@ impl Silence {
 
     pub(super) fn record(&self, stats: &Statistics, at: Instant) {
         let mut state = self.lock();
+        let micros = |us: i64| Duration::from_micros(u64::try_from(us).unwrap_or(0));
+        for b in stats.brokers.values() {
+            if b.state == "UP" && b.rxidle >= 0 && b.nodeid >= 0 {
+                let heard = at.checked_sub(micros(b.rxidle)).unwrap_or(at);
+                state.heard.insert(b.nodeid, heard);
+            }
+        }
         let mut judged = Judged {
             answering_within: Some(Duration::ZERO),
             quietest: None,
         };
-        let mut seen = HashMap::new();
+        let (mut since, mut caught_up) = (HashMap::new(), HashMap::new());
         let partitions = stats.topics.iter().flat_map(|(topic, t)| {
             let assigned = t
                 .partitions
@@ -86,13 +102,20 @@ impl Silence {
         });
         for (topic, partition) in partitions {
             let key = (topic.clone(), partition.partition);
-            let (_, since) = *state
+            let (_, taken) = *state
                 .since
                 .get(&key)
                 .filter(|(broker, _)| *broker == partition.broker)
                 .unwrap_or(&(partition.broker, at));
-            seen.insert(key, (partition.broker, since));
-            let held = at.saturating_duration_since(since);
+            // Fetched up to the last stable offset: to the end a consumer may read (the high
+            // watermark, but for open transactions with read_committed, librdkafka's default).
+            let at_end = partition.fetch_state == "active"
+                && partition.ls_offset >= 0
+                && partition.next_offset >= partition.ls_offset;
+            let last_at_end = match at_end {
+                true => at,
+                false => *state.caught_up.get(&key).unwrap_or(&at),
+            };
             let broker = (partition.broker >= 0)
                 .then(|| {
                     stats
@@ -101,38 +124,40 @@ impl Silence {
                         .find(|b| b.nodeid == partition.broker)
                 })
                 .flatten();
-            let micros = |us: i64| Duration::from_micros(u64::try_from(us).unwrap_or(0));
-            let (silent, heard, what) = match broker {
-                None => (
-                    held,
-                    None,
-                    format!("partition {topic}/{} has no leader", partition.partition),
-                ),
-                Some(b) if b.state != "UP" => (
-                    held.min(micros(b.stateage)),
-                    None,
-                    format!("broker {} is not connected ({})", b.name, b.state),
-                ),
-                Some(b) => {
-                    // -1 until the connection's first answer: not heard since it came up.
-                    let heard = if b.rxidle >= 0 { b.rxidle } else { b.stateage };
-                    let heard = micros(heard);
-                    (
-                        held.min(heard),
-                        (b.rxidle >= 0).then_some(heard),
-                        format!("broker {} has answered nothing", b.name),
-                    )
+            let heard = state.heard.get(&partition.broker).copied();
+            let unanswered = at.saturating_duration_since(heard.map_or(taken, |h| h.max(taken)));
+            let who = match broker {
+                None => format!("partition {topic}/{} has no leader", partition.partition),
+                Some(b) if b.state != "UP" => {
+                    format!("broker {} is not connected ({})", b.name, b.state)
                 }
+                Some(b) => format!("broker {} has answered nothing", b.name),
             };
-            judged.answering_within = match (judged.answering_within, heard) {
+            let behind = at.saturating_duration_since(last_at_end);
+            let (why, silent) = if unanswered >= behind || unanswered >= self.give_up {
+                (who, unanswered)
+            } else {
+                let why = format!(
+                    "partition {topic}/{} has not been fetched to its end (fetch state {})",
+                    partition.partition, partition.fetch_state
+                );
+                (why, behind)
+            };
+            let up_and_heard = broker
+                .filter(|b| b.state == "UP" && b.rxidle >= 0 && at_end)
+                .map(|b| micros(b.rxidle));
+            judged.answering_within = match (judged.answering_within, up_and_heard) {
                 (Some(all), Some(this)) => Some(all.max(this)),
                 _ => None,
             };
             if judged.quietest.as_ref().is_none_or(|(_, q)| silent > *q) {
-                judged.quietest = Some((what, silent));
+                judged.quietest = Some((why, silent));
             }
+            since.insert(key.clone(), (partition.broker, taken));
+            caught_up.insert(key, last_at_end);
         }
-        state.since = seen;
+        state.since = since;
+        state.caught_up = caught_up;
         let silent = judged
             .quietest
             .as_ref()
@@ -141,10 +166,10 @@ impl Silence {
         state.latest = Some((at, judged));
     }
 
-    /// The verdict at `now`: answering when every partition's broker was heard from within a
-    /// fetch's wait and a second, counted to `now`; silent when the last two statistics found a
-    /// partition unanswered past `give_up` (the quietest), not counting their age, which late
-    /// statistics would add to a broker that answers.
+    /// The verdict at `now`: answering when every partition is fetched to its end and its broker
+    /// was heard from within a fetch's wait and a second, counted to `now`; silent when the last
+    /// two statistics found a partition unanswered or behind past `give_up` (the quietest), not
+    /// counting their age, which late statistics would add to a broker that answers.
     pub(super) fn verdict(&self, now: Instant) -> Verdict {
         let state = self.lock();
         let Some((at, judged)) = state.latest.as_ref() else {

@@ -190,7 +190,7 @@ fn a_partition_without_a_leader_or_on_a_broker_not_connected_is_never_answering(
 }
 
 #[test]
-fn a_broker_connected_but_never_heard_from_is_silent_since_it_came_up() {
+fn a_broker_connected_but_never_heard_from_is_silent_since_it_took_the_partition() {
     let silence = silence();
     let t0 = Instant::now();
     let brokers = |age| [("a:1/1", 1, "UP", -1, age)];
@@ -203,6 +203,80 @@ fn a_broker_connected_but_never_heard_from_is_silent_since_it_came_up() {
         silence.verdict(t0 + Duration::from_secs(10)),
         Verdict::Silent(
             "broker a:1/1 has answered nothing".into(),
+            Duration::from_secs(10)
+        )
+    );
+}
+
+/// A broker that accepts connections and answers none goes through its connection's states
+/// again and again (ApiVersion timed out, down, backoff, connect), each younger than ten seconds:
+/// its silence is counted from when it was last heard, across them (a third look found a tail
+/// with a 10 s idle timeout waiting for good).
+#[test]
+fn a_broker_that_keeps_reconnecting_without_answering_is_silent_since_it_was_last_heard() {
+    let silence = Silence::new(Duration::from_millis(500), Duration::from_secs(20));
+    let t0 = Instant::now();
+    silence.record(&stats(&[("a:1/1", 1, "UP", S / 10, 60 * S)], &[1]), t0);
+    let states = ["APIVERSION_QUERY", "DOWN", "TRY_CONNECT", "CONNECT"];
+    for (n, state) in states.iter().cycle().take(22).enumerate() {
+        let at = t0 + Duration::from_secs(1 + n as u64);
+        silence.record(&stats(&[("a:1/1", 1, state, -1, S)], &[1]), at);
+    }
+    assert_eq!(
+        silence.verdict(t0 + Duration::from_secs(22)),
+        Verdict::Silent(
+            "broker a:1/1 is not connected (DOWN)".into(),
+            Duration::from_secs(22)
+        )
+    );
+}
+
+/// A broker may answer every fetch of a partition with an error librdkafka retries without
+/// telling (not the leader, after a partition moved): it is heard from, but the partition is not
+/// read (a third look found tail then ended with 0, nothing read).
+#[test]
+fn a_partition_not_fetched_to_its_end_is_waited_for_then_named() {
+    use rdkafka::statistics::Statistics;
+    let at_end = |stats: &mut Statistics, next_offset, ls_offset, state: &str| {
+        let partition = stats
+            .topics
+            .get_mut("t")
+            .and_then(|t| t.partitions.get_mut(&1))
+            .expect("partition 1");
+        partition.next_offset = next_offset;
+        partition.ls_offset = ls_offset;
+        partition.fetch_state = state.into();
+    };
+    let silence = silence();
+    let t0 = Instant::now();
+    let brokers = [("a:1/1", 1, "UP", S / 10, 60 * S)];
+    for (next, ls, state) in [
+        (5, 7, "active"),
+        (-1001, -1001, "active"),
+        (0, 0, "offset-query"),
+    ] {
+        let mut behind = stats(&brokers, &[1, 1]);
+        at_end(&mut behind, next, ls, state);
+        silence.record(&behind, t0);
+        assert_eq!(silence.verdict(t0), Verdict::Unsure, "{next} {ls} {state}");
+    }
+    // Past open transactions, read_committed (librdkafka's default) reads up to the last
+    // stable offset, not the high watermark; without them, on to it.
+    for (next, ls) in [(7, 7), (9, 7)] {
+        let mut fetched = stats(&brokers, &[1, 1]);
+        at_end(&mut fetched, next, ls, "active");
+        silence.record(&fetched, t0);
+        assert_eq!(silence.verdict(t0), Verdict::Answering, "{next} {ls}");
+    }
+    for s in [1, 6, 7] {
+        let mut behind = stats(&brokers, &[1, 1]);
+        at_end(&mut behind, 5, 7, "active");
+        silence.record(&behind, t0 + Duration::from_secs(s));
+    }
+    assert_eq!(
+        silence.verdict(t0 + Duration::from_secs(7)),
+        Verdict::Silent(
+            "partition t/1 has not been fetched to its end (fetch state active)".into(),
             Duration::from_secs(7)
         )
     );
