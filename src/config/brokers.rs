@@ -100,11 +100,12 @@ fn why_not(entry: &str) -> Option<&'static str> {
     if host.contains('@') || port_text.is_some_and(|p| p.contains('@')) {
         return Some(USER_INFORMATION);
     }
-    // A list written a line per broker is one entry to librdkafka, a host that never resolves.
-    if host.trim_end().contains(|c: char| c.is_ascii_whitespace()) {
+    // A list written a line per broker is one entry to librdkafka, a host that never resolves;
+    // nor does one with a blank before its port, or at its end (librdkafka keeps both).
+    if host.contains(|c: char| c.is_ascii_whitespace()) {
         return Some(
-            "has a blank inside its host name (a line break between brokers?): separate the \
-             brokers with commas",
+            "has a blank in its host name, which never resolves (a line break between brokers \
+             instead of a comma? a blank before the port?)",
         );
     }
     let port = port?;
@@ -234,9 +235,13 @@ mod tests {
             ),
             ("://h:1", "1st", "scheme librdkafka does not take"),
             // A line per broker is one entry (a third look found it taken).
-            ("a:1\nb:2", "1st", "blank inside its host name"),
-            ("a:1, b:2\r\nc:3", "2nd", "blank inside its host name"),
-            ("ssl://a b:1", "1st", "blank inside its host name"),
+            ("a:1\nb:2", "1st", "blank in its host name"),
+            ("a:1, b:2\r\nc:3", "2nd", "blank in its host name"),
+            ("ssl://a b:1", "1st", "blank in its host name"),
+            // librdkafka keeps blanks before a port, or at the end of a host without one.
+            ("localhost :9092", "1st", "blank in its host name"),
+            ("kafka \t:9092", "1st", "blank in its host name"),
+            ("kafka , b:1", "1st", "blank in its host name"),
             // librdkafka skips only spaces before an entry: the scheme is `\tSSL` (a second
             // look found it taken).
             (

@@ -240,14 +240,17 @@ pub fn redacted(e: &rdkafka::error::KafkaError, scrubber: &Scrubber) -> String {
             // `dlopen() failed: ….so`), it goes too; a number it shows (`value 5 is outside
             // allowed range`) is none of a secret's. The property is named, as set: librdkafka
             // names an alias by its own name (`acks` is `request.required.acks`), or none.
-            let desc = super::scrub::hide_pieces(desc, &super::scrub::refused_pieces(value));
+            let pieces = super::scrub::refused_pieces(value);
+            let desc = super::scrub::hide_pieces(desc, &pieces, super::scrub::may_be_cut(desc));
             if desc.contains(&format!("\"{key}\"")) {
                 format!("Client config error: {desc}")
             } else {
                 format!("Client config error: {desc} (set as {key})")
             }
         }
-        KafkaError::ClientCreation(_) => return scrubber.scrub_refusal(&e.to_string()),
+        KafkaError::ClientCreation(text) => {
+            return format!("Client creation error: {}", scrubber.scrub_refusal(text))
+        }
         other => other.to_string(),
     };
     scrubber.scrub(&text).into_owned()

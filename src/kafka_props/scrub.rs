@@ -114,7 +114,7 @@ impl Scrubber {
     /// A refusal to make a client, scrubbed, without the values it may quote that are no secret
     /// but may be one set in the wrong variable (see [`quoted_when_refused`]).
     pub fn scrub_refusal(&self, text: &str) -> String {
-        hide_pieces(&self.scrub(text), &self.refusable)
+        hide_pieces(&self.scrub(text), &self.refusable, may_be_cut(text))
     }
 
     /// `text` with every secret, and every piece of one, replaced by `<redacted>`, the longest
@@ -176,32 +176,80 @@ pub(super) fn refused_pieces(value: &str) -> Vec<String> {
     let elements = value.split([',', ';']).map(str::trim);
     let mut pieces: Vec<String> = std::iter::once(value)
         .chain(elements)
-        .filter(|p| p.len() >= MIN_LEN && p.parse::<f64>().is_err())
         .map(str::to_string)
+        // librdkafka reads backslash escapes where it splits some lists (`ssl.providers`: `\,`
+        // is a comma, `\t` a tab), and quotes what it read.
+        .flat_map(|p| {
+            let read = unescaped(&p);
+            let elements: Vec<String> = read
+                .split([',', ';'])
+                .map(|e| e.trim().to_string())
+                .collect();
+            std::iter::once(p)
+                .chain(std::iter::once(read))
+                .chain(elements)
+        })
+        .filter(|p| p.len() >= MIN_LEN && p.parse::<f64>().is_err())
         .collect();
     pieces.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
     pieces.dedup();
     pieces
 }
 
-/// `text` without `pieces` (longest first), and without the start of one that ends it: librdkafka
-/// cuts its texts at 512 bytes, inside a long value.
-pub(super) fn hide_pieces(text: &str, pieces: &[String]) -> String {
-    let mut text = text.to_string();
+/// `text` with backslash escapes read as librdkafka's `rd_string_split` reads them.
+fn unescaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        out.push(match (c, c == '\\') {
+            (_, true) => match chars.next() {
+                Some('t') => '\t',
+                Some('n') => '\n',
+                Some('r') => '\r',
+                Some('0') => '\0',
+                Some(other) => other,
+                None => break,
+            },
+            (c, false) => c,
+        });
+    }
+    out
+}
+
+/// `text` without `pieces` (longest first), and, when `cut` (librdkafka's 512-byte text was
+/// full), without the start of one that ends it, the longest such start of any: looked for first,
+/// before a shorter piece that begins a longer one cuts into it; a character cut in two there
+/// ends the text as U+FFFD.
+pub(super) fn hide_pieces(text: &str, pieces: &[String], cut: bool) -> String {
+    let whole = text.trim_end_matches('\u{fffd}');
+    let start = pieces
+        .iter()
+        .filter(|_| cut)
+        .flat_map(|piece| {
+            (MIN_LEN..piece.len())
+                .filter(|&n| piece.is_char_boundary(n))
+                .filter(|&n| whole.ends_with(&piece[..n]))
+                .max()
+        })
+        .max();
+    let (head, hidden_end) = match start {
+        Some(n) => (&whole[..whole.len() - n], true),
+        None => (text, false),
+    };
+    let mut text = head.to_string();
     for piece in pieces {
         text = text.replace(piece.as_str(), HIDDEN);
     }
-    let cut = pieces.iter().find_map(|piece| {
-        (MIN_LEN..piece.len())
-            .rev()
-            .filter(|&n| piece.is_char_boundary(n))
-            .find(|&n| text.ends_with(&piece[..n]))
-    });
-    if let Some(n) = cut {
-        text.truncate(text.len() - n);
+    if hidden_end {
         text.push_str(HIDDEN);
     }
     text
+}
+
+/// Whether librdkafka's 512-byte text (`errstr`, with its NUL) may have been cut short; a
+/// character cut in two there is three bytes of U+FFFD.
+pub(super) fn may_be_cut(librdkafka_text: &str) -> bool {
+    librdkafka_text.len() >= 500
 }
 
 /// Whether librdkafka quotes the property's value when it refuses it making a client, a free text

@@ -765,6 +765,8 @@ fn free_text_librdkafka_quotes_in_a_refusal_is_not_shown() {
     // One too long for librdkafka's 512-byte text, which then ends inside it (a third look found
     // 491 bytes of it shown).
     let long = format!("Hunter8{}", "K".repeat(700));
+    let wide = format!("Hunter8{}", "\u{e9}".repeat(400));
+    let overlapping = format!("Hunt,Hunter8Secret({}", "K".repeat(600));
     for (property, value) in [
         ("topic.blacklist", "Hunter8(Secret"),
         ("plugin.library.paths", "Hunter8Secret"),
@@ -773,6 +775,10 @@ fn free_text_librdkafka_quotes_in_a_refusal_is_not_shown() {
         ("topic.blacklist", "ok,Hunter8(Secret"),
         ("plugin.library.paths", "Hunter8Secret;x"),
         ("plugin.library.paths", long.as_str()),
+        // Cut inside a character, and a short element beginning a long one (a fourth look
+        // found both shown).
+        ("plugin.library.paths", wide.as_str()),
+        ("topic.blacklist", overlapping.as_str()),
     ] {
         let mut config = rdkafka::ClientConfig::new();
         config.set(property, value);
@@ -786,6 +792,11 @@ fn free_text_librdkafka_quotes_in_a_refusal_is_not_shown() {
     for (property, value, protocol) in [
         ("sasl.mechanism", "Hunter8Secret", "SASL_PLAINTEXT"),
         ("sasl.mechanism", long.as_str(), "SASL_PLAINTEXT"),
+        (
+            "sasl.mechanism",
+            &format!("Hunter8x{}", "\u{e9}".repeat(400)),
+            "SASL_PLAINTEXT",
+        ),
         // Checked when any client is made, a producer too (a third look found it shown).
         (
             "partition.assignment.strategy",
@@ -817,6 +828,19 @@ fn free_text_librdkafka_quotes_in_a_refusal_is_not_shown() {
             "{property}: {shown}"
         );
     }
+}
+
+/// A number in a range librdkafka states is no secret's (a fourth look found the range's end
+/// hidden as the start of the value `9000000ms`).
+#[test]
+fn a_range_librdkafka_states_is_shown() {
+    let mut config = rdkafka::ClientConfig::new();
+    config.set("linger.ms", "9000000ms");
+    let Err(e) = config.create_native_config() else {
+        panic!("librdkafka took it");
+    };
+    let shown = redacted(&e, &Scrubber::default());
+    assert!(shown.contains("allowed range 0..900000"), "{shown}");
 }
 
 /// A SASL mechanism's own name is no secret: it is shown where librdkafka says this build has none
