@@ -483,41 +483,4 @@ mod headers;
 mod silence;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn characters_a_terminal_acts_on_are_escaped_and_the_line_stays_the_same_json() {
-        let value = serde_json::json!({
-            "value": "a\u{9b}31mred\u{1b}[0m \u{202e}txt.exe\u{7f} \u{2028}ok \u{61c}\u{206a}\u{fff9} é 日本",
-            "headers": {"request-id": "\u{9d}8;;http://x\u{9c}"},
-        });
-        let line = value.to_string();
-        let safe = terminal_safe(&line);
-        for c in [
-            '\u{9b}', '\u{9d}', '\u{9c}', '\u{202e}', '\u{7f}', '\u{2028}', '\u{1b}', '\u{61c}',
-            '\u{206a}', '\u{fff9}',
-        ] {
-            assert!(!safe.contains(c), "{c:?} in {safe}");
-        }
-        assert!(
-            safe.contains("\\u009b") && safe.contains("é 日本"),
-            "{safe}"
-        );
-        let back: serde_json::Value = serde_json::from_str(&safe).expect("still JSON");
-        assert_eq!(back, value);
-        let plain = r#"{"value":"plain"}"#;
-        assert!(matches!(
-            terminal_safe(plain),
-            std::borrow::Cow::Borrowed(_)
-        ));
-    }
-
-    #[test]
-    fn a_group_the_credentials_may_not_describe_is_no_reason_to_stop() {
-        assert!(!refused_for_good(
-            RDKafkaErrorCode::GroupAuthorizationFailed
-        ));
-        assert!(refused_for_good(RDKafkaErrorCode::TopicAuthorizationFailed));
-    }
-}
+mod tests;

@@ -327,6 +327,23 @@ mod tests {
         assert!(create(&dir).expect("again").is_empty());
     }
 
+    /// A file gone is no news (nothing of it to make private); any other failure (here a path
+    /// under a file) is warned of, the file staying as readable as it was.
+    #[test]
+    fn a_spool_file_that_cannot_be_made_private_is_warned_of_and_a_missing_one_is_not() {
+        const CANNOT: &str = "cannot make the spool file private to the bridge's user";
+        let (kept, _default) = crate::telemetry::Kept::on_this_thread();
+        let dir = tempfile::tempdir().expect("tempdir");
+        make_private(&dir.path().join("gone"));
+        assert_eq!(kept.text(), "", "a missing file");
+        let file = dir.path().join("file");
+        std::fs::write(&file, "").expect("file");
+        make_private(&file.join("under"));
+        let said = kept.text();
+        assert_eq!(said.matches(CANNOT).count(), 1, "{said}");
+        assert!(said.contains("WARN"), "{said}");
+    }
+
     #[test]
     fn a_second_holder_of_the_spool_directory_is_refused_until_the_first_lets_go() {
         let dir = tempfile::tempdir().expect("tempdir");
