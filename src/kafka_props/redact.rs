@@ -240,7 +240,7 @@ pub fn redacted(e: &rdkafka::error::KafkaError, scrubber: &Scrubber) -> String {
             // `dlopen() failed: ….so`), it goes too; a number it shows (`value 5 is outside
             // allowed range`) is none of a secret's. The property is named, as set: librdkafka
             // names an alias by its own name (`acks` is `request.required.acks`), or none.
-            let pieces = super::scrub::refused_pieces(value);
+            let pieces = super::scrub::refused_pieces(key, value);
             let desc = super::scrub::hide_pieces(desc, &pieces, super::scrub::may_be_cut(desc));
             if desc.contains(&format!("\"{key}\"")) {
                 format!("Client config error: {desc}")

@@ -57,7 +57,7 @@ impl Scrubber {
             .iter()
             .any(|m| m.eq_ignore_ascii_case(value.trim()));
             if quoted_when_refused(key, value) && !mechanism {
-                refusable.extend(refused_pieces(value));
+                refusable.extend(refused_pieces(key, value));
             }
             if is_secret(key) {
                 needles.extend(pieces(key, value).into_iter().map(str::to_string));
@@ -165,44 +165,42 @@ impl Scrubber {
     }
 }
 
-/// What of a refused value librdkafka may quote, longest first: the value, and each element of a
-/// list (`,` or `;` between them: it quotes the one it refused), of at least [`MIN_LEN`] bytes;
-/// none of a number, which is no secret.
-pub(super) fn refused_pieces(value: &str) -> Vec<String> {
+/// What of `key`'s refused value librdkafka may quote, longest first: the value, and each element
+/// of a list (`,`, `;` or OpenSSL's `:` between them: the one refused is quoted), also as
+/// librdkafka reads an escaped list (`rd_string_split`); each of at least [`MIN_LEN`] bytes, none
+/// a number, which is no secret, nor for a path property a path with a `/`, which is shown.
+pub(super) fn refused_pieces(key: &str, value: &str) -> Vec<String> {
     let value = value.trim();
-    if value.parse::<f64>().is_ok() {
-        return Vec::new();
-    }
-    let elements = value.split([',', ';']).map(str::trim);
-    let mut pieces: Vec<String> = std::iter::once(value)
-        .chain(elements)
-        .map(str::to_string)
-        // librdkafka reads backslash escapes where it splits some lists (`ssl.providers`: `\,`
-        // is a comma, `\t` a tab), and quotes what it read.
-        .flat_map(|p| {
-            let read = unescaped(&p);
-            let elements: Vec<String> = read
-                .split([',', ';'])
-                .map(|e| e.trim().to_string())
-                .collect();
-            std::iter::once(p)
-                .chain(std::iter::once(read))
-                .chain(elements)
-        })
+    let path = key.ends_with(".location") || key == "plugin.library.paths";
+    let plain = value
+        .split([',', ';', ':'])
+        .map(str::trim)
+        .map(str::to_string);
+    let escaped = escaped_elements(value);
+    let mut pieces: Vec<String> = std::iter::once(value.to_string())
+        .chain(plain)
+        .chain(escaped)
         .filter(|p| p.len() >= MIN_LEN && p.parse::<f64>().is_err())
+        .filter(|p| !(path && p.contains('/')))
         .collect();
     pieces.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
     pieces.dedup();
     pieces
 }
 
-/// `text` with backslash escapes read as librdkafka's `rd_string_split` reads them.
-fn unescaped(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
+/// A list as librdkafka's `rd_string_split` reads it (`ssl.providers`): split at commas not
+/// escaped, each element's escapes read (`\t` a tab, `\,` a comma), its blanks trimmed, and cut
+/// at a NUL (`\0`), where the C string it is passed as ends.
+fn escaped_elements(value: &str) -> Vec<String> {
+    let mut elements = vec![String::new()];
+    let mut chars = value.chars();
     while let Some(c) = chars.next() {
-        out.push(match (c, c == '\\') {
-            (_, true) => match chars.next() {
+        let read = match c {
+            ',' => {
+                elements.push(String::new());
+                continue;
+            }
+            '\\' => match chars.next() {
                 Some('t') => '\t',
                 Some('n') => '\n',
                 Some('r') => '\r',
@@ -210,10 +208,20 @@ fn unescaped(text: &str) -> String {
                 Some(other) => other,
                 None => break,
             },
-            (c, false) => c,
-        });
+            c => c,
+        };
+        if let Some(last) = elements.last_mut() {
+            last.push(read);
+        }
     }
-    out
+    elements
+        .into_iter()
+        .map(|e| {
+            let e = e.split('\0').next().unwrap_or_default();
+            e.trim_matches([' ', '\t', '\n', '\x0b', '\x0c', '\r'])
+                .to_string()
+        })
+        .collect()
 }
 
 /// `text` without `pieces` (longest first), and, when `cut` (librdkafka's 512-byte text was

@@ -803,6 +803,8 @@ fn free_text_librdkafka_quotes_in_a_refusal_is_not_shown() {
             "range,Hunter8Secret",
             "PLAINTEXT",
         ),
+        // OpenSSL splits a curve list at colons (a fifth look found the element shown).
+        ("ssl.curves.list", "P-256:Hunter8Secret", "SSL"),
         ("ssl.curves.list", "Hunter8Secret", "SSL"),
         ("ssl.keystore.location", "Hunter8Secret", "SSL"),
         ("ssl.keystore.location", "/no/such/Hunter8Secret", "SSL"),
@@ -828,6 +830,22 @@ fn free_text_librdkafka_quotes_in_a_refusal_is_not_shown() {
             "{property}: {shown}"
         );
     }
+}
+
+/// A plugin path with a `/` is shown, as the README says, each of a list (a fifth look found them
+/// hidden).
+#[test]
+fn a_plugin_path_with_a_slash_is_shown() {
+    let mut config = rdkafka::ClientConfig::new();
+    config.set(
+        "plugin.library.paths",
+        "/opt/plugins/libmonitoring.so;/opt/plugins/libtrace.so",
+    );
+    let Err(e) = config.create_native_config() else {
+        panic!("librdkafka took it");
+    };
+    let shown = redacted(&e, &Scrubber::default());
+    assert!(shown.contains("/opt/plugins/libmonitoring.so"), "{shown}");
 }
 
 /// A number in a range librdkafka states is no secret's (a fourth look found the range's end
