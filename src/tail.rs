@@ -245,6 +245,15 @@ where
             }
             match consumer.context().silence.verdict(Instant::now()) {
                 silence::Verdict::Answering => break,
+                silence::Verdict::Unreadable => {
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "tail: librdkafka's statistics cannot be read (a client.id holding '\"' \
+                         or '\\' breaks them), so the idle timeout cannot tell a partition not \
+                         being read from one with no more records: ending as if none were left"
+                    );
+                    break;
+                }
                 silence::Verdict::Unsure => {}
                 silence::Verdict::Silent(broker, silent) => {
                     return Err(TailError::Silent(
@@ -363,8 +372,13 @@ impl ClientContext for Reasons {
         }
     }
 
-    fn stats(&self, statistics: rdkafka::statistics::Statistics) {
-        self.silence.record(&statistics, Instant::now());
+    fn stats_raw(&self, statistics: &[u8]) {
+        // librdkafka writes client.id into them unescaped: one with `"` or `\` (`CORP\svc`)
+        // makes them no JSON.
+        match serde_json::from_slice(statistics) {
+            Ok(statistics) => self.silence.record(&statistics, Instant::now()),
+            Err(_) => self.silence.unreadable(),
+        }
     }
 }
 

@@ -44,6 +44,8 @@ struct State {
     heard: HashMap<i32, Instant>,
     /// The latest statistics, when they came.
     latest: Option<(Instant, Judged)>,
+    /// Whether librdkafka's statistics came but could not be read.
+    unreadable: bool,
     /// How many statistics in a row found a partition given up on: one alone may have been
     /// taken before the broker's thread read what came while tail itself was stopped.
     silent_in_a_row: u32,
@@ -68,6 +70,8 @@ pub(super) enum Verdict {
     Unsure,
     /// A partition has not been answered, or fetched to its end, for this long: the text says.
     Silent(String, Duration),
+    /// The statistics came, but could not be read: nothing can be judged.
+    Unreadable,
 }
 
 impl Silence {
@@ -77,6 +81,10 @@ impl Silence {
             give_up: fetch_wait + idle_timeout.max(Duration::from_secs(5)),
             state: Mutex::new(State::default()),
         }
+    }
+
+    pub(super) fn unreadable(&self) {
+        self.lock().unreadable = true;
     }
 
     pub(super) fn record(&self, stats: &Statistics, at: Instant) {
@@ -173,7 +181,10 @@ impl Silence {
     pub(super) fn verdict(&self, now: Instant) -> Verdict {
         let state = self.lock();
         let Some((at, judged)) = state.latest.as_ref() else {
-            return Verdict::Unsure;
+            return match state.unreadable {
+                true => Verdict::Unreadable,
+                false => Verdict::Unsure,
+            };
         };
         if state.silent_in_a_row >= 2 {
             if let Some((what, silent)) = &judged.quietest {
