@@ -208,5 +208,7 @@ impl KafkaStats {
     }
 }
 
+pub mod raw;
+
 #[cfg(test)]
 mod tests;

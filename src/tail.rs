@@ -248,9 +248,9 @@ where
                 silence::Verdict::Unreadable => {
                     let _ = writeln!(
                         std::io::stderr(),
-                        "tail: librdkafka's statistics cannot be read (a client.id holding '\"' \
-                         or '\\' breaks them), so the idle timeout cannot tell a partition not \
-                         being read from one with no more records: ending as if none were left"
+                        "tail: librdkafka's statistics cannot be read, so the idle timeout \
+                         cannot tell a partition not being read from one with no more records: \
+                         ending as if none were left"
                     );
                     break;
                 }
@@ -373,9 +373,8 @@ impl ClientContext for Reasons {
     }
 
     fn stats_raw(&self, statistics: &[u8]) {
-        // librdkafka writes client.id into them unescaped: one with `"` or `\` (`CORP\svc`)
-        // makes them no JSON.
-        match serde_json::from_slice(statistics) {
+        // Read as librdkafka writes them (see kafka_stats::raw), which may still fail.
+        match crate::kafka_stats::raw::parse(statistics) {
             Ok(statistics) => self.silence.record(&statistics, Instant::now()),
             Err(_) => self.silence.unreadable(),
         }

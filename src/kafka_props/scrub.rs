@@ -172,11 +172,17 @@ impl Scrubber {
 pub(super) fn refused_pieces(key: &str, value: &str) -> Vec<String> {
     let value = value.trim();
     let path = key.ends_with(".location") || key == "plugin.library.paths";
-    let plain = value
-        .split([',', ';', ':'])
-        .map(str::trim)
-        .map(str::to_string);
-    let escaped = escaped_elements(value);
+    // Split as librdkafka splits the property: a path property's element is a whole path.
+    let separators: &[char] = match key {
+        "plugin.library.paths" => &[';'],
+        _ if path => &[],
+        _ => &[',', ';', ':'],
+    };
+    let plain = value.split(separators).map(str::trim).map(str::to_string);
+    let escaped = match key {
+        "ssl.providers" => escaped_elements(value),
+        _ => Vec::new(),
+    };
     let mut pieces: Vec<String> = std::iter::once(value.to_string())
         .chain(plain)
         .chain(escaped)

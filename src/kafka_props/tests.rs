@@ -846,6 +846,20 @@ fn a_plugin_path_with_a_slash_is_shown() {
     };
     let shown = redacted(&e, &Scrubber::default());
     assert!(shown.contains("/opt/plugins/libmonitoring.so"), "{shown}");
+    // librdkafka splits it at `;` alone: a path holding `:` or `,` is one path (a sixth look
+    // found a part of it hidden).
+    for path in [
+        "/opt/plugins/lib:monitoring.so",
+        "/opt/plugins/libmon,v2.so",
+    ] {
+        let mut config = rdkafka::ClientConfig::new();
+        config.set("plugin.library.paths", path);
+        let Err(e) = config.create_native_config() else {
+            panic!("librdkafka took it");
+        };
+        let shown = redacted(&e, &Scrubber::default());
+        assert!(shown.contains(path), "{shown}");
+    }
 }
 
 /// A number in a range librdkafka states is no secret's (a fourth look found the range's end

@@ -163,6 +163,13 @@ impl ClientContext for BridgeContext {
         self.log_at(level, fac, message, Instant::now());
     }
 
+    fn stats_raw(&self, statistics: &[u8]) {
+        match crate::kafka_stats::raw::parse(statistics) {
+            Ok(statistics) => self.stats(statistics),
+            Err(e) => tracing::warn!(error = %e, "librdkafka's statistics could not be read"),
+        }
+    }
+
     fn stats(&self, statistics: Statistics) {
         let primary = self.role == ProducerRole::Webhooks && !self.retired.load(Ordering::Relaxed);
         self.metrics.kafka_stats.update(&statistics, primary);

@@ -289,3 +289,14 @@ fn statistics_without_a_partition_read_conclude_nothing_against_the_idle_timeout
     silence.record(&stats(&[("a:1/1", 1, "UP", 60 * S, 60 * S)], &[]), at);
     assert_eq!(silence.verdict(at), Verdict::Answering);
 }
+
+/// Statistics that came but could not be read judge nothing, and say so.
+#[test]
+fn unreadable_statistics_are_said_to_be_unreadable_until_one_is_read() {
+    let silence = silence();
+    let at = Instant::now();
+    silence.unreadable();
+    assert_eq!(silence.verdict(at), Verdict::Unreadable);
+    silence.record(&stats(&[("a:1/1", 1, "UP", S / 10, 9 * S)], &[1]), at);
+    assert_eq!(silence.verdict(at), Verdict::Answering);
+}
