@@ -31,7 +31,7 @@ async fn a_record_librdkafka_refuses_for_its_size_does_not_wake_the_replacement_
 async fn in_flight_counts_the_records_handed_over_until_their_reports_come() {
     let (cluster, _properties, sink) = one_topic_sink();
     assert_eq!(sink.in_flight(), 0, "nothing sent yet");
-    let waiting = two_waiting_for_a_broker(&cluster, &sink);
+    let waiting = two_waiting_for_a_broker(&cluster, &sink).await;
     until_counted(2, "both records waiting", || sink.in_flight()).await;
     delivered_once_it_is_back(&cluster, waiting).await;
     until_counted(0, "none left once both were delivered", || sink.in_flight()).await;
@@ -56,7 +56,7 @@ async fn a_producer_being_flushed_counts_its_own_records_after_another_takes_its
     let (cluster, properties, sink) = one_topic_sink();
     let deadline = Instant::now() + Duration::from_secs(60);
     sink.send(&record(), deadline).await.expect("connected");
-    let waiting = two_waiting_for_a_broker(&cluster, &sink);
+    let waiting = two_waiting_for_a_broker(&cluster, &sink).await;
     until_counted(2, "records waiting", || sink.in_flight()).await;
     let flushing = sink.flushing();
     let _old = sink.put(another_producer(&sink, &properties));
@@ -66,19 +66,31 @@ async fn a_producer_being_flushed_counts_its_own_records_after_another_takes_its
 }
 
 /// Two records sent through `sink` in the background with its broker down: they wait in
-/// librdkafka's queue.
-fn two_waiting_for_a_broker(
+/// librdkafka's queue, handed to the producer current now (each send is polled once here, which
+/// hands it over, before it is spawned: a spawned task could start only after the producer was
+/// replaced, a race a loaded machine lost).
+async fn two_waiting_for_a_broker(
     cluster: &MockCluster,
     sink: &Arc<KafkaSink>,
 ) -> Vec<tokio::task::JoinHandle<Result<Delivered, ProduceError>>> {
+    use std::future::Future;
     cluster.broker_down(1).expect("down");
     let deadline = Instant::now() + Duration::from_secs(60);
-    (0..2)
-        .map(|_| {
-            let sink = sink.clone();
-            tokio::spawn(async move { sink.send(&record(), deadline).await })
+    let mut waiting = Vec::new();
+    for _ in 0..2 {
+        let sink = sink.clone();
+        let mut send = Box::pin(async move { sink.send(&record(), deadline).await });
+        std::future::poll_fn(|cx| {
+            assert!(
+                send.as_mut().poll(cx).is_pending(),
+                "delivered with its broker down"
+            );
+            std::task::Poll::Ready(())
         })
-        .collect()
+        .await;
+        waiting.push(tokio::spawn(send));
+    }
+    waiting
 }
 
 /// Waits, 10 s at most, until `count` gives `wanted`: librdkafka's count of what is in flight
