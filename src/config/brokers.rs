@@ -102,6 +102,14 @@ fn why_not(entry: &str) -> Option<&'static str> {
     }
     // A list written a line per broker is one entry to librdkafka, a host that never resolves;
     // nor does one with a blank before its port, or at its end (librdkafka keeps both).
+    // librdkafka writes broker names into its statistics unescaped: a `"` or `\` made every
+    // report unreadable while the broker was listed (the queue metrics then read 0). No host
+    // name holds either, nor a control character.
+    if host.contains(['"', '\\'])
+        || host.contains(|c: char| c.is_ascii_control() && !c.is_ascii_whitespace())
+    {
+        return Some("has a character no host name has (`\"`, `\\` or a control character)");
+    }
     if host.contains(|c: char| c.is_ascii_whitespace()) {
         return Some(
             "has a blank in its host name, which never resolves (a line break between brokers \
@@ -242,6 +250,11 @@ mod tests {
             ("localhost :9092", "1st", "blank in its host name"),
             ("kafka \t:9092", "1st", "blank in its host name"),
             ("kafka , b:1", "1st", "blank in its host name"),
+            // librdkafka writes them into its statistics unescaped (a review found the queue
+            // metrics then 0).
+            ("k:1,bad\"host:9092", "2nd", "character no host name has"),
+            ("CORP\\kafka:9092", "1st", "character no host name has"),
+            ("ssl://a\u{1}b:1", "1st", "character no host name has"),
             // librdkafka skips only spaces before an entry: the scheme is `\tSSL` (a second
             // look found it taken).
             (
