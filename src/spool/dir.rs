@@ -243,8 +243,6 @@ mod tests {
         );
     }
 
-    /// `--check-config`'s warning: none for a limit the volume holds, and for one it does not,
-    /// the volume's size, looked up at the nearest directory that exists.
     #[test]
     fn a_path_is_stood_for_by_its_nearest_existing_parent_and_a_relative_one_by_dot() {
         let dir = tempfile::tempdir().unwrap();
@@ -257,6 +255,8 @@ mod tests {
         assert_eq!(nearest_existing(Path::new("/")), Path::new("/"));
     }
 
+    /// `--check-config`'s warning: none for a limit the volume holds, and for one it does not,
+    /// the volume's size, looked up at the nearest directory that exists.
     #[test]
     fn a_limit_the_volume_holds_is_not_warned_of_and_one_it_does_not_names_the_volume() {
         let dir = tempfile::tempdir().expect("tempdir");
