@@ -7,6 +7,10 @@ use crate::words::ordinal;
 /// The schemes librdkafka takes, in any case.
 pub(crate) const SCHEMES: [&str; 4] = ["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"];
 
+/// C's blanks (`isspace`), which librdkafka's parsers skip: Rust's ASCII white space and the
+/// vertical tab.
+pub(crate) const C_BLANKS: [char; 6] = [' ', '\t', '\n', '\x0b', '\x0c', '\r'];
+
 /// Whether `list` names a broker at all: one of nothing but commas and spaces (a template whose
 /// variables were all missing) is as empty as an empty one.
 fn names_a_broker(list: &str) -> bool {
@@ -32,9 +36,7 @@ pub(crate) fn refusal(list: &str, empty: &str) -> Option<String> {
 pub(crate) fn scheme_mismatch(list: &str, protocol: Option<&str>) -> Option<String> {
     // librdkafka skips the value's leading blanks (C's isspace), not its trailing ones.
     // A blank value sets nothing: the default stays.
-    let protocol = protocol
-        .unwrap_or("plaintext")
-        .trim_start_matches([' ', '\t', '\n', '\x0b', '\x0c', '\r']);
+    let protocol = protocol.unwrap_or("plaintext").trim_start_matches(C_BLANKS);
     let protocol = if protocol.is_empty() {
         "plaintext"
     } else {
@@ -128,7 +130,7 @@ const USER_INFORMATION: &str = "holds user information (`user:password@`), which
 /// C's `atoi`, which librdkafka reads a port with: blanks, a sign and the digits that follow
 /// (`9092/`, ` 9092` and `+9092` are 9092; a word is 0), here without its overflow.
 fn atoi(text: &str) -> i64 {
-    let text = text.trim_start_matches([' ', '\t', '\n', '\x0b', '\x0c', '\r']);
+    let text = text.trim_start_matches(C_BLANKS);
     let (sign, digits) = match text.as_bytes().first() {
         Some(b'-') => (-1, &text[1..]),
         Some(b'+') => (1, &text[1..]),

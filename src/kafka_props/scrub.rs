@@ -171,7 +171,7 @@ impl Scrubber {
 /// a number, which is no secret, nor for a path property a path with a `/`, which is shown.
 pub(super) fn refused_pieces(key: &str, value: &str) -> Vec<String> {
     let value = value.trim();
-    let path = key.ends_with(".location") || key == "plugin.library.paths";
+    let path = is_path(key);
     // Split as librdkafka splits the property: a path property's element is a whole path.
     let separators: &[char] = match key {
         "plugin.library.paths" => &[';'],
@@ -224,8 +224,7 @@ fn escaped_elements(value: &str) -> Vec<String> {
         .into_iter()
         .map(|e| {
             let e = e.split('\0').next().unwrap_or_default();
-            e.trim_matches([' ', '\t', '\n', '\x0b', '\x0c', '\r'])
-                .to_string()
+            e.trim_matches(crate::config::brokers::C_BLANKS).to_string()
         })
         .collect()
 }
@@ -281,7 +280,13 @@ fn quoted_when_refused(key: &str, value: &str) -> bool {
             | "ssl.sigalgs.list"
             | "ssl.cipher.suites"
             | "ssl.engine.id"
-    ) || ((key.ends_with(".location") || key == "plugin.library.paths") && !value.contains('/'))
+    ) || (is_path(key) && !value.contains('/'))
+}
+
+/// Whether the property names files (`ssl.ca.location`, `plugin.library.paths`), whose paths with
+/// a `/` are shown.
+fn is_path(key: &str) -> bool {
+    key.ends_with(".location") || key == "plugin.library.paths"
 }
 
 /// A needle's first [`MIN_LEN`] bytes, to the end of the character there: no part of it is in a
