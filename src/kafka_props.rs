@@ -314,8 +314,36 @@ where
             ),
         ));
     }
+    if let Some(id) = props
+        .get("client.id")
+        .filter(|id| id.len() > MAX_CLIENT_ID_BYTES)
+    {
+        let setter = set_by.get("client.id").map_or("", String::as_str);
+        let setting = if setter.starts_with("-X") {
+            "-X"
+        } else {
+            "KAFKA_* environment"
+        };
+        return Err(invalid(
+            setting,
+            format!(
+                "{setter} sets client.id to {} bytes, more than the {MAX_CLIENT_ID_BYTES} it may \
+                 have: librdkafka writes it whole into its statistics report, whose buffer a \
+                 client.id of about 20 KiB overruns",
+                id.len()
+            ),
+        ));
+    }
     Ok(props)
 }
+
+/// The longest `client.id` taken. librdkafka formats each piece of its statistics report into a
+/// buffer it doubles at most once per piece (`_st_printf` in `rdkafka.c`, 10 KiB to start), and
+/// the first piece holds the whole client.id: a piece longer than the doubled room moves the
+/// write position past the buffer's end, and the next piece is written beyond it (a heap overflow in
+/// the bridge's own process, every `statistics.interval.ms`). Kafka itself caps it only at
+/// 32,767 bytes; a client.id names the bridge in broker logs and quotas, so 1 KiB is ample.
+pub const MAX_CLIENT_ID_BYTES: usize = 1024;
 
 /// An empty secret is refused as an empty `_FILE` is: the brokers would refuse it later, far from
 /// the cause. And `-X sasl.password= hunter2` (a space after the `=`) leaves the password as a

@@ -979,3 +979,41 @@ fn a_variable_that_only_looks_like_a_service_link_is_refused_naming_it() {
         );
     }
 }
+
+#[test]
+fn a_client_id_longer_than_librdkafkas_statistics_can_hold_is_refused_naming_its_setter() {
+    let fits = "c".repeat(MAX_CLIENT_ID_BYTES);
+    let long = "c".repeat(MAX_CLIENT_ID_BYTES + 1);
+    for (variables, flags) in [
+        (vec![("KAFKA_CLIENT_ID", fits.as_str())], vec![]),
+        (vec![], vec![format!("client.id={fits}")]),
+    ] {
+        overrides(env(&variables), &flags, &no_files).expect("a client.id of 1 KiB is taken");
+    }
+    for (variables, flags, named) in [
+        (
+            vec![("KAFKA_CLIENT_ID", long.as_str())],
+            vec![],
+            "KAFKA_CLIENT_ID sets client.id to 1025 bytes",
+        ),
+        (
+            vec![("KAFKA_CLIENT_ID", "short")],
+            vec![format!(" client.id ={long}")],
+            "-X client.id sets client.id to 1025 bytes",
+        ),
+    ] {
+        // Both the producer's properties and the tail consumer's (`overrides` alone) refuse it.
+        let from_sources = from_sources(
+            env(&variables),
+            &flags,
+            limits(Duration::from_secs(1)),
+            &no_files,
+        );
+        let overrides = overrides(env(&variables), &flags, &no_files).map(|_| ());
+        for err in [from_sources.map(|_| ()), overrides] {
+            let err = err.expect_err("refused").to_string();
+            assert!(err.contains(named), "{err}");
+            assert!(!err.contains(&long[..64]), "the value is not shown: {err}");
+        }
+    }
+}
