@@ -1,0 +1,308 @@
+//! Unit tests of redaction: secrets in librdkafka's errors, log lines and URLs hidden.
+
+use super::{hide, redacted, url_password_hidden, Scrubber};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaConfRes;
+
+#[test]
+fn a_url_keeps_its_user_but_not_its_password() {
+    assert_eq!(
+        url_password_hidden("https://client:S3cret@idp.example/token?x=y"),
+        "https://client:<redacted>@idp.example/token?x=y"
+    );
+    assert_eq!(
+        url_password_hidden("https://client:p@ss@idp/token"),
+        "https://client:<redacted>@idp/token",
+        "an @ in the password"
+    );
+    assert_eq!(
+        url_password_hidden("http://a:p,1@h1,http://b:q 2@h2/t"),
+        "http://a:<redacted>@h1,http://b:<redacted>@h2/t",
+        "each URL of a list, a comma and a space in a password"
+    );
+    for kept in [
+        "https://idp.example/token",
+        "https://user@idp/token",
+        "https://idp/token?next=a:b@c",
+        "kafka-1:9092",
+        "",
+    ] {
+        assert_eq!(url_password_hidden(kept), kept);
+    }
+}
+
+#[test]
+fn a_value_out_of_librdkafka_s_range_is_refused_on_one_line_naming_the_property_once() {
+    let refused = rdkafka::ClientConfig::new()
+        .set("message.max.bytes", "500")
+        .create::<rdkafka::producer::BaseProducer>()
+        .map(drop)
+        .expect_err("below librdkafka's minimum");
+    let shown = redacted(&refused, &Scrubber::default());
+    assert_eq!(
+        shown,
+        "Client config error: Configuration property \"message.max.bytes\" value 500 is \
+             outside allowed range 1000..1000000000"
+    );
+}
+
+#[test]
+fn an_unknown_name_that_may_be_a_secret_is_not_shown() {
+    let unknown = |name: &str, value: &str| {
+        redacted(
+            &KafkaError::ClientConfig(
+                RDKafkaConfRes::RD_KAFKA_CONF_UNKNOWN,
+                format!("No such configuration property: \"{name}\""),
+                name.to_string(),
+                value.to_string(),
+            ),
+            &Scrubber::default(),
+        )
+    };
+    // `-X "c2VjcmV0MTIz=="`: a base64 password, split at its padding.
+    let shown = unknown("c2VjcmV0MTIz", "=");
+    assert!(!shown.contains("c2VjcmV0MTIz"), "{shown}");
+    assert!(shown.contains("No such configuration property"), "{shown}");
+    // A mistyped property is named, so it can be fixed.
+    let shown = unknown("lingr.ms", "5");
+    assert!(shown.contains("\"lingr.ms\""), "{shown}");
+    assert!(!shown.contains('5'), "{shown}");
+}
+
+/// librdkafka takes the user information of a broker without a scheme for part of its host
+/// name, and quotes it when the name does not resolve.
+#[test]
+fn a_brokers_password_without_a_scheme_is_scrubbed_from_librdkafkas_texts() {
+    let scrubber = Scrubber::new([("bootstrap.servers", "k:9092,user:S3cretPW@127.0.0.1:9")]);
+    let shown = scrubber.scrub("Failed to resolve 'user:S3cretPW@127.0.0.1:9:9092'");
+    assert_eq!(
+        shown,
+        "Failed to resolve 'user:<redacted>@127.0.0.1:9:9092'"
+    );
+    // A comma in the password splits the list there: librdkafka quotes the rest alone.
+    let brokers = "k1:22150,user:pa,ssWORD@127.0.0.1:22151";
+    assert_eq!(
+        url_password_hidden(brokers),
+        "k1:22150,user:<redacted>@127.0.0.1:22151"
+    );
+    let shown = Scrubber::new([("bootstrap.servers", brokers)])
+        .scrub("Failed to resolve 'ssWORD@127.0.0.1:22151'");
+    assert!(!shown.contains("ssWORD"), "{shown}");
+}
+
+/// Whatever the value, finding its passwords never panics, and what it hides lies inside it.
+#[test]
+fn hiding_passwords_takes_any_value() {
+    let parts = ["k", ":", "@", ",", "://", " ", "é", "p", "/", "?"];
+    let mut seed = 7u64;
+    for _ in 0..20_000 {
+        let mut value = String::new();
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        for _ in 0..(seed >> 60) {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            value.push_str(parts[(seed >> 33) as usize % parts.len()]);
+        }
+        let _ = url_password_hidden(&value);
+        for password in super::url_passwords(&value) {
+            let at = password.as_ptr() as usize - value.as_ptr() as usize;
+            assert!(at + password.len() <= value.len(), "{value:?}");
+        }
+    }
+}
+
+#[test]
+fn a_url_password_in_a_refused_value_is_not_shown() {
+    // As a build without libcurl refuses the OIDC endpoint: rdkafka's text ends with
+    // `key value`, and the value is not added.
+    let url = "https://u:URLPW_5@idp.example/token";
+    let key = "sasl.oauthbearer.token.endpoint.url";
+    let refused = KafkaError::ClientConfig(
+        RDKafkaConfRes::RD_KAFKA_CONF_INVALID,
+        "Unsupported value: not supported in this build".into(),
+        key.into(),
+        url.into(),
+    );
+    let shown = redacted(&refused, &Scrubber::new([(key, url)]));
+    assert!(!shown.contains("URLPW_5"), "{shown}");
+    assert!(
+        shown.ends_with("(set as sasl.oauthbearer.token.endpoint.url)"),
+        "{shown}"
+    );
+    let shown = super::ClientError::new(refused, Scrubber::new([(key, url)]).into());
+    assert!(
+        !format!("{shown} {shown:?}").contains("URLPW_5"),
+        "{shown:?}"
+    );
+}
+
+#[test]
+fn a_value_is_hidden_where_librdkafka_puts_it_without_garbling_the_text() {
+    let end = r#"Invalid value for configuration property "ssl.key.password": e"#;
+    assert_eq!(
+        hide(end, "e"),
+        r#"Invalid value for configuration property "ssl.key.password": <redacted>"#
+    );
+    let quoted = r#"Invalid value "e" for configuration property "sasl.password""#;
+    assert_eq!(
+        hide(quoted, "e"),
+        r#"Invalid value "<redacted>" for configuration property "sasl.password""#
+    );
+    // Anywhere else, every occurrence goes: garbled text rather than a secret shown.
+    assert_eq!(
+        hide("a hunter2 b hunter2", "hunter2"),
+        "a <redacted> b <redacted>"
+    );
+    assert_eq!(
+        hide("value: s3cret s3cret", "s3cret"),
+        "value: <redacted> <redacted>"
+    );
+    assert_eq!(hide("nothing here", "e2"), "nothing here");
+    assert_eq!(hide("nothing here", ""), "nothing here");
+}
+
+/// A name without a dot is no property of librdkafka's, even in lower case: a password
+/// given to -X without its `KEY=` split at its `=` (found by mutation testing: with
+/// `&&` as `||` a lower-case password was quoted).
+#[test]
+fn an_unknown_name_in_lower_case_without_a_dot_is_not_shown() {
+    let refused = KafkaError::ClientConfig(
+        RDKafkaConfRes::RD_KAFKA_CONF_UNKNOWN,
+        "No such configuration property: \"hunter2horse\"".into(),
+        "hunter2horse".into(),
+        "battery".into(),
+    );
+    let shown = redacted(&refused, &Scrubber::default());
+    assert!(!shown.contains("hunter2horse"), "{shown}");
+    assert!(!shown.contains("battery"), "{shown}");
+}
+
+/// However short a refused secret is (the scrubber leaves values under four bytes), its
+/// value is never shown (found by mutation testing: without the secret's own branch it was).
+#[test]
+fn a_refused_secret_is_hidden_however_short_it_is() {
+    for (desc, key) in [
+        (
+            "Unsupported value: not supported in this build",
+            "sasl.password",
+        ),
+        (
+            "Invalid value \"pw1\" for configuration property \"ssl.key.password\"",
+            "ssl.key.password",
+        ),
+    ] {
+        let refused = KafkaError::ClientConfig(
+            RDKafkaConfRes::RD_KAFKA_CONF_INVALID,
+            desc.into(),
+            key.into(),
+            "pw1".into(),
+        );
+        let shown = redacted(&refused, &Scrubber::new([(key, "pw1")]));
+        assert!(!shown.contains("pw1"), "{shown}");
+        assert!(shown.contains(key), "{shown}");
+    }
+}
+
+/// `Display` and `Debug` show the redacted text; a refused property or a client the
+/// properties cannot make is a setting at fault (exit code 2), the cluster's errors not.
+#[test]
+fn a_client_error_shows_the_redacted_text_and_tells_settings_from_the_cluster() {
+    use rdkafka::types::RDKafkaErrorCode;
+    let key = "sasl.oauthbearer.token.endpoint.url";
+    let url = "https://u:URLPW_5@idp.example/token";
+    let scrubber = std::sync::Arc::new(Scrubber::new([(key, url)]));
+    let refused = KafkaError::ClientConfig(
+        RDKafkaConfRes::RD_KAFKA_CONF_INVALID,
+        "Unsupported value: not supported in this build".into(),
+        key.into(),
+        url.into(),
+    );
+    let text = redacted(&refused, &scrubber);
+    let error = super::ClientError::new(refused, scrubber.clone());
+    assert_eq!(error.to_string(), text);
+    assert_eq!(format!("{error:?}"), format!("ClientError({text:?})"));
+    assert!(error.is_settings());
+    let creation = KafkaError::ClientCreation(format!("ssl.ca.location failed: {url}"));
+    assert!(super::ClientError::new(creation, scrubber.clone()).is_settings());
+    let cluster = KafkaError::MetadataFetch(RDKafkaErrorCode::BrokerTransportFailure);
+    assert!(!super::ClientError::new(cluster, scrubber).is_settings());
+}
+
+/// An entry with a scheme ends at the last comma before the next scheme, wherever that
+/// scheme is: right after a long one, or at the end of the list with nothing after its `://`
+/// (found by mutation testing: an entry's end counted from the wrong place panicked there).
+#[test]
+fn each_password_of_a_broker_list_is_hidden_whatever_the_length_of_its_schemes() {
+    use super::broker_list_password_hidden;
+    for (brokers, shown) in [
+        (
+            "sasl_plaintext://u:Zq7Wm3@h,ssl://k",
+            "sasl_plaintext://u:<redacted>@h,ssl://k",
+        ),
+        (
+            "sasl_ssl://u:Zq7Wm3@h,ssl://",
+            "sasl_ssl://u:<redacted>@h,ssl://",
+        ),
+        (
+            "sasl_ssl://u:Zq7Wm3@h,ssl://v:Kx9Pv2@k",
+            "sasl_ssl://u:<redacted>@h,ssl://v:<redacted>@k",
+        ),
+    ] {
+        assert_eq!(broker_list_password_hidden(brokers), shown);
+    }
+}
+
+/// A scheme librdkafka does not know may hold `-`, `+` or `.` (`sasl-ssl://`, a typo of
+/// `sasl_ssl://`): its entry's password is hidden whole, a `?` and a comma in it too (found by
+/// mutation testing: without those characters in a scheme's name, `Kx9?Pv2,Zq7W:` was shown).
+#[test]
+fn a_password_after_a_scheme_with_a_dash_a_plus_or_a_dot_is_hidden_whole() {
+    for scheme in ["sasl-ssl", "kafka+ssl", "kafka.tls"] {
+        let brokers = format!("{scheme}://svc:Kx9?Pv2,Zq7W:m3@127.0.0.1:47411");
+        let hidden = format!("{scheme}://svc:<redacted>@127.0.0.1:47411");
+        assert_eq!(super::broker_list_password_hidden(&brokers), hidden);
+        let line = format!("Broker name \"{brokers}\" parse error: unsupported protocol");
+        let shown = Scrubber::new([("bootstrap.servers", brokers.as_str())]).scrub(&line);
+        assert!(!shown.contains("Kx9?Pv2"), "{shown}");
+    }
+}
+
+/// A `://` with no name before it after a comma starts no entry of its own: the password
+/// before it, which holds that comma, is hidden whole, after a scheme librdkafka does not
+/// know too (found by mutation testing: taken for a scheme, it left `pa,` shown).
+#[test]
+fn a_separator_without_a_scheme_name_does_not_end_the_password_before_it() {
+    for scheme in ["sasl_ssl", "kafka"] {
+        assert_eq!(
+            super::broker_list_password_hidden(&format!("{scheme}://u:pa,://x@h:9092")),
+            format!("{scheme}://u:<redacted>@h:9092")
+        );
+    }
+}
+
+/// librdkafka's closing words inside a refused value, its text cut after a run of quotes:
+/// what follows the value's own closing words is no property's name, and is not shown
+/// (found by mutation testing: a name of any bytes was taken, and the value shown).
+#[test]
+fn a_refused_value_ending_in_quotes_is_not_shown_as_the_propertys_name() {
+    let value = format!(
+        "a\" for configuration property \"Hunter8Secret{}",
+        "\"".repeat(600)
+    );
+    let mut config = rdkafka::ClientConfig::new();
+    config.set("security.protocol", &value);
+    let Err(refused) = config.create_native_config() else {
+        panic!("librdkafka took {value:?}");
+    };
+    let shown = redacted(&refused, &Scrubber::default());
+    assert!(!shown.contains("Hunter8Secret"), "{shown}");
+    assert!(
+        shown.contains(
+            r#"Invalid value (not shown) for configuration property "security.protocol""#
+        ),
+        "{shown}"
+    );
+}
