@@ -11,11 +11,25 @@ use rdkafka::statistics::Statistics;
 /// names at a byte count (the client's at 127 bytes, a broker's at 255), which may split a
 /// character in two: such a piece is read as U+FFFD rather than the whole report refused.
 pub fn parse(raw: &[u8]) -> serde_json::Result<Statistics> {
-    let raw = escaped(raw);
-    match std::str::from_utf8(&raw) {
+    // A wrong place leaves librdkafka's own `"client_id"` and `"type"` after it, which serde
+    // refuses (a field twice, or text outside a string), so the first report read is right.
+    let mut first_error = None;
+    if let Some(rest) = raw.strip_prefix(HEAD) {
+        for (name, client_id, tail) in splits(rest) {
+            match read(&rebuilt(raw, name, client_id, tail)) {
+                Ok(statistics) => return Ok(statistics),
+                Err(e) => _ = first_error.get_or_insert(e),
+            }
+        }
+    }
+    first_error.map_or_else(|| read(raw), Err)
+}
+
+fn read(raw: &[u8]) -> serde_json::Result<Statistics> {
+    match std::str::from_utf8(raw) {
         Ok(text) => serde_json::from_str(text),
         // Only bytes of 0x80 and over are replaced, never the ASCII of the JSON around them.
-        Err(_) => serde_json::from_str(&String::from_utf8_lossy(&raw)),
+        Err(_) => serde_json::from_str(&String::from_utf8_lossy(raw)),
     }
 }
 
@@ -25,14 +39,9 @@ const TYPE: &[u8] = b"\", \"type\": \"";
 /// The client's name: `CLIENT_ID#TYPE-N`, cut at this many bytes (`rk_name[128]`).
 const NAME_MAX: usize = 127;
 
-/// `raw` with its name and client.id escaped; borrowed when they need nothing.
-fn escaped(raw: &[u8]) -> Cow<'_, [u8]> {
-    let Some(rest) = raw.strip_prefix(HEAD) else {
-        return Cow::Borrowed(raw);
-    };
-    let Some((name, client_id, tail)) = split(rest) else {
-        return Cow::Borrowed(raw);
-    };
+/// The report `raw` with `name` and `client_id` escaped, `tail` following `"type": "`;
+/// borrowed when they need nothing.
+fn rebuilt<'a>(raw: &'a [u8], name: &[u8], client_id: &[u8], tail: &[u8]) -> Cow<'a, [u8]> {
     let plain = |s: &[u8]| {
         std::str::from_utf8(s).is_ok() && !s.iter().any(|&b| b == b'"' || b == b'\\' || b < 0x20)
     };
@@ -50,12 +59,13 @@ fn escaped(raw: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned(out)
 }
 
-/// The name, the client.id and what follows `"type": "` in `rest` (the report after its
-/// opening `{ "name": "`). A client.id may hold the very text that separates them, so each
-/// place they could end is tried, and the one where the name is what librdkafka makes of the
-/// client.id is taken: the client.id, `#`, the type, `-` and a number, cut at 127 bytes. When
-/// none is (a librdkafka naming its clients otherwise), the first separators found are taken.
-fn split(rest: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
+/// The places the name and the client.id could end in `rest` (the report after its opening
+/// `{ "name": "`), as the name, the client.id and what follows `"type": "`. A client.id may
+/// hold the very text that separates them, and even a name for another client.id, so every
+/// place where the name is what librdkafka makes of the client.id before it (the client.id,
+/// `#`, the type, `-` and a number, cut at 127 bytes) comes first, in order; then, for a
+/// librdkafka naming its clients otherwise, the first separators found.
+fn splits(rest: &[u8]) -> Vec<(&[u8], &[u8], &[u8])> {
     let markers = [&b"producer"[..], b"consumer"].map(|kind| {
         let marker = [TYPE, kind, b"\", \"ts\":"].concat();
         (kind, marker)
@@ -64,23 +74,27 @@ fn split(rest: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
         let after = &rest[m + MIDDLE.len()..];
         (&rest[..m], &after[..t], &after[t + TYPE.len()..])
     };
-    for m in positions(rest, MIDDLE) {
+    let mut found = Vec::new();
+    for m in positions(rest, MIDDLE).take_while(|&m| m <= NAME_MAX) {
         let after = &rest[m + MIDDLE.len()..];
         for (kind, marker) in &markers {
             for t in positions(after, marker) {
                 if names(&rest[..m], &after[..t], kind) {
-                    return Some(at(m, t));
+                    found.push(at(m, t));
                 }
             }
         }
     }
-    let m = positions(rest, MIDDLE).next()?;
-    let after = &rest[m + MIDDLE.len()..];
-    let t = markers
-        .iter()
-        .filter_map(|(_, marker)| positions(after, marker).next())
-        .min()?;
-    Some(at(m, t))
+    let first = positions(rest, MIDDLE).next().and_then(|m| {
+        let after = &rest[m + MIDDLE.len()..];
+        let t = markers
+            .iter()
+            .filter_map(|(_, marker)| positions(after, marker).next())
+            .min()?;
+        Some(at(m, t))
+    });
+    found.extend(first);
+    found
 }
 
 /// Whether `name` is what librdkafka names a client of `kind` with this `client_id`.

@@ -20,8 +20,11 @@ fn a_client_id_json_cannot_hold_as_written_is_escaped_and_a_plain_one_left_as_it
         "plain-id",
     ] {
         let raw = report(id);
-        assert!(matches!(escaped(raw.as_bytes()), Cow::Owned(_)) != (id == "plain-id"));
-        let json: serde_json::Value = serde_json::from_slice(&escaped(raw.as_bytes())).expect(id);
+        let rest = raw.as_bytes().strip_prefix(HEAD).expect("a report");
+        let (name, client_id, tail) = splits(rest)[0];
+        let escaped = rebuilt(raw.as_bytes(), name, client_id, tail);
+        assert!(matches!(escaped, Cow::Owned(_)) != (id == "plain-id"));
+        let json: serde_json::Value = serde_json::from_slice(&escaped).expect(id);
         assert_eq!(json["client_id"], id, "{raw}");
         assert_eq!(json["name"], format!("{id}#producer-1"));
         assert_eq!(json["type"], "producer");
@@ -82,6 +85,93 @@ fn a_broker_name_cut_inside_a_character_leaves_the_report_readable() {
     );
     let statistics = parse(&raw).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(statistics.brokers.len(), 2);
+}
+
+/// Client.ids that hold, at a place where the name and client.id could end, what looks like
+/// librdkafka's name for a shorter client.id: one where the name cut at 127 bytes is a prefix
+/// of any client.id as long, and one holding a whole name (a review found both unread).
+#[test]
+fn a_client_id_that_looks_like_another_before_its_end_is_read_whole() {
+    for id in [
+        "a#producer-1\", \"client_id\": \"a\", \"type\": \"producer\", \"ts\":".to_string(),
+        format!("{}\", \"type\": \"producer\", \"ts\":1", "a".repeat(130)),
+    ] {
+        let statistics = parse(&report_of(&id)).unwrap_or_else(|e| panic!("{id:?}: {e}"));
+        assert_eq!(statistics.client_id, id);
+        assert_eq!(statistics.client_type, "producer");
+    }
+}
+
+/// Client.ids made of the report's own pieces, up to the 1 KiB the bridge takes, in reports
+/// written as librdkafka writes them (both types, the name cut at 127 bytes): each is read
+/// with its client.id and type as they are.
+#[test]
+fn generated_client_ids_from_the_reports_own_pieces_are_read_whole() {
+    let pieces = [
+        "a",
+        "1",
+        "\"",
+        "\\",
+        "\n",
+        "\u{e9}",
+        "\u{20ac}",
+        "#producer-",
+        "#consumer-7",
+        "\", \"client_id\": \"",
+        "\", \"type\": \"producer\", \"ts\":",
+        "\", \"type\": \"consumer\", \"ts\":",
+        ", \"x\": \"",
+        "#",
+    ];
+    // xorshift64: the same ids in every run.
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    let mut failures = Vec::new();
+    for _ in 0..5000 {
+        let mut id = String::new();
+        for _ in 0..next(40) {
+            match pieces[next(pieces.len())] {
+                "a" => id.push_str(&"a".repeat(next(40) + 1)),
+                piece => id.push_str(piece),
+            }
+        }
+        if id.len() > crate::kafka_props::MAX_CLIENT_ID_BYTES {
+            continue;
+        }
+        let kind = ["producer", "consumer"][next(2)];
+        let mut name = format!("{id}#{kind}-{}", next(20)).into_bytes();
+        name.truncate(NAME_MAX);
+        let mut raw = HEAD.to_vec();
+        raw.extend(&name);
+        raw.extend(MIDDLE);
+        raw.extend(id.as_bytes());
+        raw.extend(
+            format!(
+                "\", \"type\": \"{kind}\", \"ts\":123, \"time\":1, \"age\":1, \"replyq\":0, \
+                 \"msg_cnt\":0, \"msg_size\":0, \"msg_max\":10, \"msg_size_max\":10, \
+                 \"simple_cnt\":0, \"metadata_cache_cnt\":0, \"brokers\":{{ }}, \"topics\":{{ }} , \
+                 \"tx\":0, \"tx_bytes\":0, \"rx\":0, \"rx_bytes\":0, \"txmsgs\":0, \
+                 \"txmsg_bytes\":0, \"rxmsgs\":0, \"rxmsg_bytes\":0}}"
+            )
+            .as_bytes(),
+        );
+        match parse(&raw) {
+            Ok(s) if s.client_id == id && s.client_type == kind => {}
+            Ok(s) => failures.push(format!("{id:?} {kind}: read as {:?}", s.client_id)),
+            Err(e) => failures.push(format!("{id:?} {kind}: {e}")),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failed, e.g. {:#?}",
+        failures.len(),
+        &failures[..failures.len().min(4)]
+    );
 }
 
 fn report_of(id: &str) -> Vec<u8> {
