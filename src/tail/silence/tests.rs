@@ -300,3 +300,36 @@ fn unreadable_statistics_are_said_to_be_unreadable_until_one_is_read() {
     silence.record(&stats(&[("a:1/1", 1, "UP", S / 10, 9 * S)], &[1]), at);
     assert_eq!(silence.verdict(at), Verdict::Answering);
 }
+
+/// A partition behind whose broker then stops answering past the give-up is blamed on the
+/// broker, for as long as it has been silent, not on the partition for as long as it was behind.
+#[test]
+fn a_partition_behind_on_a_broker_that_then_goes_silent_past_the_give_up_names_the_broker() {
+    let silence = silence();
+    let t0 = Instant::now();
+    let behind = |broker: B| {
+        let mut stats = stats(&[broker], &[1, 1]);
+        let partition = stats
+            .topics
+            .get_mut("t")
+            .and_then(|t| t.partitions.get_mut(&1))
+            .expect("partition 1");
+        (partition.next_offset, partition.ls_offset) = (5, 7);
+        stats
+    };
+    silence.record(&behind(("a:1/1", 1, "UP", S / 10, 60 * S)), t0);
+    // Last heard 2.9 s in; down since.
+    let at = t0 + Duration::from_secs(3);
+    silence.record(&behind(("a:1/1", 1, "UP", S / 10, 60 * S)), at);
+    for s in [9, 10] {
+        let at = t0 + Duration::from_secs(s);
+        silence.record(&behind(("a:1/1", 1, "DOWN", -1, S)), at);
+    }
+    assert_eq!(
+        silence.verdict(t0 + Duration::from_secs(10)),
+        Verdict::Silent(
+            "broker a:1/1 is not connected (DOWN)".into(),
+            Duration::from_millis(7_100)
+        )
+    );
+}
