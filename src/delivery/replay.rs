@@ -12,9 +12,11 @@ use crate::spool::{Spool, SpoolError, SpooledRecord, Stored};
 
 mod batch;
 mod held;
+mod pace;
 mod send;
 pub use batch::Batch;
 use held::{is_kafka_failure, Held};
+pub use pace::Pace;
 use send::{divert_refused, send_batch, Sent};
 
 /// How one pass over the spool ended.
@@ -31,8 +33,9 @@ enum Pass {
 
 /// Replays the spool to Kafka in order until `stop`, deleting records only once acknowledged:
 /// by their topic, or — for a record its topic refuses for good — by the `deadletter` topic.
+/// `pace` says how much a batch holds and how fast batches go.
 pub async fn replay<K: Sink>(
-    batch: Batch,
+    mut pace: Pace,
     spool: Arc<Spool>,
     kafka: Arc<K>,
     deadletter: String,
@@ -52,7 +55,7 @@ pub async fn replay<K: Sink>(
             return;
         }
         let ended = pass(
-            batch,
+            &mut pace,
             &spool,
             &*kafka,
             &deadletter,
@@ -91,7 +94,7 @@ pub async fn replay<K: Sink>(
 /// when the bridge is stopping: cut off at the flush timeout in the middle of a batch, its
 /// records Kafka took would stay in the spool, and be sent again by the next start.
 async fn pass<K: Sink>(
-    limits: Batch,
+    pace: &mut Pace,
     spool: &Arc<Spool>,
     kafka: &K,
     deadletter: &str,
@@ -109,6 +112,7 @@ async fn pass<K: Sink>(
     let topics = spool.topics();
     let mut next = 0;
     let (mut read_any, mut failed, mut delete_failed) = (false, 0u64, false);
+    let limits = pace.batch();
     let mut kafka_failed_topics = HashSet::new();
     while next <= end {
         let batch = read(spool, move |s| {
@@ -128,6 +132,9 @@ async fn pass<K: Sink>(
             }
         }
         let sent = todo.len();
+        if sent > 0 && !pace.wait(sent, stop).await {
+            break;
+        }
         let Sent {
             mut results,
             removed,

@@ -72,7 +72,7 @@ fn start_replay<K: Sink>(
     let metrics = Arc::new(Metrics::new(&[]).expect("metrics"));
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(replay(
-        SMALL,
+        Pace::new(SMALL, 0),
         spool.clone(),
         kafka,
         "dlq".into(),
@@ -430,7 +430,16 @@ async fn pass_until<K: Sink>(
 ) -> (Pass, Metrics) {
     let metrics = Metrics::new(&[]).expect("metrics");
     let mut held = Held::default();
-    let ended = pass(limits, spool, kafka, "dlq", &metrics, &mut held, stop).await;
+    let ended = pass(
+        &mut Pace::new(limits, 0),
+        spool,
+        kafka,
+        "dlq",
+        &metrics,
+        &mut held,
+        stop,
+    )
+    .await;
     (ended, metrics)
 }
 
@@ -441,7 +450,7 @@ async fn one_pass(kafka: Arc<FakeKafka>, topics: &[&str]) -> (Pass, Option<u64>,
     let metrics = Metrics::new(&[]).expect("metrics");
     let mut held = Held::default();
     let ended = pass(
-        SMALL,
+        &mut Pace::new(SMALL, 0),
         &spool,
         &*kafka,
         "dlq",
@@ -530,7 +539,7 @@ async fn records_spooled_during_a_pass_do_not_keep_it_reading_past_its_held_topi
     let metrics = Metrics::new(&[]).expect("metrics");
     let mut held = Held::default();
     let ended = pass(
-        SMALL,
+        &mut Pace::new(SMALL, 0),
         &spool,
         &kafka,
         "dlq",
@@ -624,7 +633,16 @@ async fn one_pass_of(
     }
     let metrics = Metrics::new(&[]).expect("metrics");
     let mut held = Held::default();
-    let ended = pass(SMALL, &spool, kafka, "dlq", &metrics, &mut held, &running()).await;
+    let ended = pass(
+        &mut Pace::new(SMALL, 0),
+        &spool,
+        kafka,
+        "dlq",
+        &metrics,
+        &mut held,
+        &running(),
+    )
+    .await;
     (ended, held.reached(), spool)
 }
 
@@ -1211,4 +1229,79 @@ async fn passes_that_fail_are_retried_after_a_pause_doubling_from_100_ms_to_5_s(
     assert_eq!(kafka.pauses(), [100, 200, 400], "after the clean pass");
     stop_tx.send(true).expect("stop");
     task.await.expect("replay task");
+}
+
+/// Takes every record, noting when.
+#[derive(Default)]
+struct Clocked(Mutex<Vec<Instant>>);
+
+impl Sink for Clocked {
+    async fn send(&self, _: &Record<'_>, _: Instant) -> Result<Delivered, ProduceError> {
+        self.0.lock().expect("lock").push(Instant::now());
+        Ok(TAKEN)
+    }
+}
+
+/// When each of `records` spooled records went, replayed at `rate` records a second (0: no
+/// limit), and how long the replay task took to end once told to stop after the first record.
+async fn paced(records: usize, rate: u32, stop_early: bool) -> (Vec<Instant>, Duration) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(dir.path(), 16 << 20, 1).expect("open");
+    for _ in 0..records {
+        spool.append(spooled("ok")).await.expect("append");
+    }
+    let kafka = Arc::new(Clocked::default());
+    let metrics = Arc::new(Metrics::new(&[]).expect("metrics"));
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(replay(
+        Pace::new(SMALL, rate),
+        spool.clone(),
+        kafka.clone(),
+        "dlq".into(),
+        metrics,
+        stop,
+    ));
+    let sent_any = || !kafka.0.lock().expect("lock").is_empty();
+    while spool.records() > 0 && !(stop_early && sent_any()) {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let stopping = Instant::now();
+    stop_tx.send(true).expect("stop");
+    task.await.expect("replay task");
+    let sent = kafka.0.lock().expect("lock").clone();
+    (sent, stopping.elapsed())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_replay_rate_spreads_a_backlog_over_time_in_batches_of_a_tenth_of_a_second() {
+    let (sent, _) = paced(250, 100, false).await;
+    assert_eq!(sent.len(), 250);
+    let first = sent[0];
+    // Never ahead of the rate: by any moment, at most one batch (a tenth of a second's records)
+    // more than the rate allows since the first went.
+    for (i, at) in sent.iter().enumerate() {
+        let allowed = 10.0 + 100.0 * (*at - first).as_secs_f64();
+        assert!(
+            i as f64 + 1.0 <= allowed + 1e-6,
+            "record {i} went {:?} after the first",
+            *at - first
+        );
+    }
+    assert!(sent[249] - first >= Duration::from_millis(2400));
+    // Unpaced, the same backlog goes in one batch.
+    let (sent, _) = paced(250, 0, false).await;
+    assert_eq!(sent.len(), 250);
+    assert!(
+        sent[249] - sent[0] < Duration::from_millis(100),
+        "{:?}",
+        sent[249] - sent[0]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_ends_a_paced_replay_at_once_sending_nothing_more() {
+    // One record a second: the second would wait a second for its turn, and is not sent.
+    let (sent, stopping) = paced(5, 1, true).await;
+    assert_eq!(sent.len(), 1);
+    assert!(stopping < Duration::from_millis(100), "{stopping:?}");
 }
