@@ -25,6 +25,7 @@ mod oidc;
 mod open_files;
 mod process;
 mod readme_layout;
+mod readme_settings;
 mod records;
 mod sasl;
 mod server_drain;

@@ -1,0 +1,50 @@
+//! The README's "Settings" table names every flag of the bridge, with its environment variable.
+
+use clap::CommandFactory;
+use qikchat_bridge::config::Cli;
+
+#[test]
+fn every_flag_and_its_variable_are_in_the_readme_settings_table() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let settings = readme
+        .split_once("## Settings")
+        .and_then(|(_, rest)| rest.split_once("\n## "))
+        .expect("a Settings section")
+        .0;
+    // A row's flag and variable cells, as `--flag VALUE` and `VARIABLE` (then any words).
+    let rows: Vec<Vec<&str>> = settings
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .map(|l| l.split(" | ").take(2).collect())
+        .collect();
+    let command = Cli::command();
+    let mut checked = 0;
+    let mut missing = Vec::new();
+    for arg in command.get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        if ["help", "version"].contains(&long) {
+            continue;
+        }
+        checked += 1;
+        let flag = format!("--{long}");
+        let names = |cell: &str, name: &str| {
+            cell.contains(&format!("`{name}`")) || cell.contains(&format!("`{name} "))
+        };
+        let Some(row) = rows.iter().find(|r| names(r[0], &flag)) else {
+            missing.push(flag);
+            continue;
+        };
+        if let Some(env) = arg.get_env() {
+            let env = env.to_string_lossy();
+            if !row.get(1).is_some_and(|cell| names(cell, &env)) {
+                missing.push(format!("{flag} without {env}"));
+            }
+        }
+    }
+    assert!(checked > 25, "the flags were found: {checked}");
+    assert!(
+        missing.is_empty(),
+        "not in the README's Settings: {missing:?}"
+    );
+}
