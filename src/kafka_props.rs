@@ -301,13 +301,8 @@ where
     }
     // Named as the operator set it: `KAFKA_METADATA_BROKER_LIST` is no `-X` flag.
     if let Some(setter) = set_by.get("bootstrap.servers") {
-        let setting = if setter.starts_with("-X") {
-            "-X"
-        } else {
-            "KAFKA_* environment"
-        };
         return Err(invalid(
-            setting,
+            setting_of(setter),
             format!(
                 "{setter} sets bootstrap.servers: set the brokers with --kafka-brokers or \
                  KAFKA_BOOTSTRAP_SERVERS"
@@ -319,13 +314,8 @@ where
         .filter(|id| id.len() > MAX_CLIENT_ID_BYTES)
     {
         let setter = set_by.get("client.id").map_or("", String::as_str);
-        let setting = if setter.starts_with("-X") {
-            "-X"
-        } else {
-            "KAFKA_* environment"
-        };
         return Err(invalid(
-            setting,
+            setting_of(setter),
             format!(
                 "{setter} sets client.id to {} bytes, more than the {MAX_CLIENT_ID_BYTES} it may \
                  have: librdkafka writes it whole into its statistics report, whose buffer a \
@@ -335,6 +325,15 @@ where
         ));
     }
     Ok(props)
+}
+
+/// The setting a refusal names for what `setter` (a flag or a variable, as in `set_by`) set.
+fn setting_of(setter: &str) -> &'static str {
+    if setter.starts_with("-X") {
+        "-X"
+    } else {
+        "KAFKA_* environment"
+    }
 }
 
 /// The longest `client.id` taken. librdkafka formats each piece of its statistics report into a
