@@ -15,7 +15,8 @@ pub fn parse(raw: &[u8]) -> serde_json::Result<Statistics> {
     // refuses (a field twice, or text outside a string), so the first report read is right.
     let mut first_error = None;
     if let Some(rest) = raw.strip_prefix(HEAD) {
-        for (name, client_id, tail) in splits(rest) {
+        let fallback = std::iter::once_with(|| first_separators(rest)).flatten();
+        for (name, client_id, tail) in splits(rest).into_iter().chain(fallback) {
             match read(&rebuilt(raw, name, client_id, tail)) {
                 Ok(statistics) => return Ok(statistics),
                 Err(e) => _ = first_error.get_or_insert(e),
@@ -38,6 +39,8 @@ const MIDDLE: &[u8] = b"\", \"client_id\": \"";
 const TYPE: &[u8] = b"\", \"type\": \"";
 /// The client's name: `CLIENT_ID#TYPE-N`, cut at this many bytes (`rk_name[128]`).
 const NAME_MAX: usize = 127;
+/// The longest client.id: the bridge and tail refuse longer ones.
+const ID_MAX: usize = crate::kafka_props::MAX_CLIENT_ID_BYTES;
 
 /// The report `raw` with `name` and `client_id` escaped, `tail` following `"type": "`;
 /// borrowed when they need nothing.
@@ -63,38 +66,38 @@ fn rebuilt<'a>(raw: &'a [u8], name: &[u8], client_id: &[u8], tail: &[u8]) -> Cow
 /// `{ "name": "`), as the name, the client.id and what follows `"type": "`. A client.id may
 /// hold the very text that separates them, and even a name for another client.id, so every
 /// place where the name is what librdkafka makes of the client.id before it (the client.id,
-/// `#`, the type, `-` and a number, cut at 127 bytes) comes first, in order; then, for a
-/// librdkafka naming its clients otherwise, the first separators found.
+/// `#`, the type, `-` and a number, cut at 127 bytes) is taken, in order. Only as far as a
+/// name and a client.id reach is searched, not the whole report (hundreds of KiB with many
+/// partitions).
 fn splits(rest: &[u8]) -> Vec<(&[u8], &[u8], &[u8])> {
-    let markers = [&b"producer"[..], b"consumer"].map(|kind| {
-        let marker = [TYPE, kind, b"\", \"ts\":"].concat();
-        (kind, marker)
-    });
-    let at = |m: usize, t: usize| {
-        let after = &rest[m + MIDDLE.len()..];
-        (&rest[..m], &after[..t], &after[t + TYPE.len()..])
-    };
     let mut found = Vec::new();
-    for m in positions(rest, MIDDLE).take_while(|&m| m <= NAME_MAX) {
-        let after = &rest[m + MIDDLE.len()..];
-        for (kind, marker) in &markers {
-            for t in positions(after, marker) {
-                if names(&rest[..m], &after[..t], kind) {
-                    found.push(at(m, t));
+    for m in positions(rest, MIDDLE, NAME_MAX) {
+        let (name, after) = (&rest[..m], &rest[m + MIDDLE.len()..]);
+        for (kind, marker) in markers() {
+            for t in positions(after, &marker, ID_MAX) {
+                if names(name, &after[..t], kind) {
+                    found.push((name, &after[..t], &after[t + TYPE.len()..]));
                 }
             }
         }
     }
-    let first = positions(rest, MIDDLE).next().and_then(|m| {
-        let after = &rest[m + MIDDLE.len()..];
-        let t = markers
-            .iter()
-            .filter_map(|(_, marker)| positions(after, marker).next())
-            .min()?;
-        Some(at(m, t))
-    });
-    found.extend(first);
     found
+}
+
+/// The first separators found, for a librdkafka that names its clients otherwise.
+fn first_separators(rest: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
+    let m = positions(rest, MIDDLE, NAME_MAX).next()?;
+    let after = &rest[m + MIDDLE.len()..];
+    let t = markers()
+        .iter()
+        .filter_map(|(_, marker)| positions(after, marker, ID_MAX).next())
+        .min()?;
+    Some((&rest[..m], &after[..t], &after[t + TYPE.len()..]))
+}
+
+/// What follows a client.id of each type: `", "type": "producer", "ts":`.
+fn markers() -> [(&'static [u8], Vec<u8>); 2] {
+    [&b"producer"[..], b"consumer"].map(|kind| (kind, [TYPE, kind, b"\", \"ts\":"].concat()))
 }
 
 /// Whether `name` is what librdkafka names a client of `kind` with this `client_id`.
@@ -107,13 +110,21 @@ fn names(name: &[u8], client_id: &[u8], kind: &[u8]) -> bool {
     }
 }
 
-/// Where `needle` starts in `haystack`, each place, in order.
-fn positions<'a>(haystack: &'a [u8], needle: &'a [u8]) -> impl Iterator<Item = usize> + 'a {
-    haystack
-        .windows(needle.len())
-        .enumerate()
-        .filter(move |(_, w)| *w == needle)
-        .map(|(i, _)| i)
+/// Where `needle` starts in `haystack`, each place up to `at_most`, in order, overlapping ones
+/// included (a client.id may end inside text that looks like a separator).
+fn positions<'a>(
+    haystack: &'a [u8],
+    needle: &'a [u8],
+    at_most: usize,
+) -> impl Iterator<Item = usize> + 'a {
+    let reach = &haystack[..haystack.len().min(at_most.saturating_add(needle.len()))];
+    let finder = memchr::memmem::Finder::new(needle);
+    let mut from = 0;
+    std::iter::from_fn(move || {
+        let at = from + finder.find(reach.get(from..)?)?;
+        from = at + 1;
+        Some(at)
+    })
 }
 
 #[cfg(test)]
