@@ -1316,7 +1316,7 @@ must_fail "numeric volume size (rendered as 2.147483648e+09)" "/persistence/size
 must_fail "read-only spool volume" "accessModes" $P --set 'persistence.accessModes[0]=ReadOnlyMany'
 must_fail "spool without fsGroup" "fsGroup" $P --set podSecurityContext.fsGroup=null
 must_fail "negative replay rate" "replayRate" $P --set persistence.replayRate=-1
-must_fail "fractional replay rate" "replayRate" $P --set persistence.replayRate=1.5
+must_fail "fractional replay rate" "replayRate" $P --set-json persistence.replayRate=1.5
 }
 check "spool limit: 65% of persistence.size by default" spool_max_bytes 1395864371
 check "spool limit: 65% of a decimal size" spool_max_bytes 650000000 --set persistence.size=1G

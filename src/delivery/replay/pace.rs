@@ -18,8 +18,8 @@ pub struct Pace {
     next: Option<Instant>,
 }
 
-/// A paced batch holds at most this fraction of a second's records, so the rate holds within
-/// each second instead of in bursts of a whole batch followed by a long wait.
+/// A paced batch is sent in slices of at most this fraction of a second's records, so the rate
+/// holds within each second instead of in bursts of a whole batch followed by a long wait.
 const SLICES_PER_SECOND: u32 = 10;
 
 impl Pace {
@@ -32,17 +32,20 @@ impl Pace {
         }
     }
 
-    /// The largest batch: the limits, with at most a tenth of a second's records when paced.
-    pub(super) fn batch(&self) -> Batch {
-        let limits = self.limits;
+    /// How much of the spool one read takes: the limits, paced or not.
+    pub(super) fn limits(&self) -> Batch {
+        self.limits
+    }
+
+    /// The most records sent together: a tenth of a second's when paced (at least one), else a
+    /// whole batch.
+    pub(super) fn slice(&self) -> usize {
         let Some(rate) = self.per_second else {
-            return limits;
+            return self.limits.records;
         };
-        let slice = usize::try_from(rate.get() / SLICES_PER_SECOND).unwrap_or(usize::MAX);
-        Batch {
-            records: slice.clamp(1, limits.records),
-            ..limits
-        }
+        usize::try_from(rate.get() / SLICES_PER_SECOND)
+            .unwrap_or(usize::MAX)
+            .clamp(1, self.limits.records)
     }
 
     /// Waits until `records` more may go at this pace, and counts them as gone; `false` when
@@ -85,12 +88,37 @@ mod tests {
     };
 
     #[test]
-    fn a_paced_batch_holds_a_tenth_of_a_seconds_records_and_at_least_one() {
-        let batch = |rate| Pace::new(LIMITS, rate).batch();
-        assert_eq!(batch(0), LIMITS);
-        assert_eq!(batch(5000).records, 500);
-        assert_eq!(batch(5000).bytes, LIMITS.bytes);
-        assert_eq!(batch(3).records, 1);
-        assert_eq!(batch(1_000_000).records, 2048);
+    fn a_paced_slice_holds_a_tenth_of_a_seconds_records_and_at_least_one() {
+        let slice = |rate| Pace::new(LIMITS, rate).slice();
+        assert_eq!(slice(0), 2048, "unpaced: the whole batch");
+        assert_eq!(slice(5000), 500);
+        assert_eq!(slice(3), 1);
+        assert_eq!(slice(u32::MAX), 2048);
+        // Read whole either way.
+        assert_eq!(Pace::new(LIMITS, 5000).limits(), LIMITS);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn time_idle_earns_no_burst_and_time_waiting_for_kafka_lets_the_next_slice_go() {
+        let (_stop, stop) = tokio::sync::watch::channel(false);
+        let mut pace = Pace::new(LIMITS, 100);
+        let start = Instant::now();
+        assert!(pace.wait(10, &stop).await);
+        assert_eq!(Instant::now(), start, "the first slice goes at once");
+        assert!(pace.wait(10, &stop).await);
+        assert_eq!(Instant::now() - start, Duration::from_millis(100));
+        // Idle for ten seconds: the next slice goes at once, and the one after a tenth of a
+        // second later, not at once to catch up.
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let back = Instant::now();
+        assert!(pace.wait(10, &stop).await);
+        assert_eq!(Instant::now(), back);
+        assert!(pace.wait(10, &stop).await);
+        assert_eq!(Instant::now() - back, Duration::from_millis(100));
+        // Acknowledgements that took longer than the slice's share: the next goes at once.
+        tokio::time::advance(Duration::from_millis(300)).await;
+        let acked = Instant::now();
+        assert!(pace.wait(10, &stop).await);
+        assert_eq!(Instant::now(), acked);
     }
 }

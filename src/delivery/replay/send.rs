@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::held::is_kafka_failure;
+use super::Pace;
 use crate::delivery::REPLAY_TIMEOUT;
 use crate::metrics::Metrics;
 use crate::producer::{Delivered, ProduceError, Sink};
@@ -115,6 +116,7 @@ pub(super) async fn divert_refused<K: Sink>(
     todo: &[&(u64, SpooledRecord, u64)],
     results: &mut [Result<Delivered, ProduceError>],
     deadletter: &str,
+    pace: &mut Pace,
     stop: &watch::Receiver<bool>,
 ) -> Vec<Option<Result<Delivered, ProduceError>>> {
     // After the whole batch: under the batch's deadline, one record of the batch timing out left
@@ -131,6 +133,10 @@ pub(super) async fn divert_refused<K: Sink>(
         if *stop.borrow() || Instant::now() >= deadline {
             break;
         }
+        // Each second try and each dead-letter copy counts against --replay-rate too.
+        if !pace.wait(1, &stop).await {
+            break;
+        }
         let alone = tokio::select! {
             alone = replay_one(kafka, r, deadline) => alone,
             () = crate::admin::stopped(&mut stop) => break,
@@ -138,6 +144,9 @@ pub(super) async fn divert_refused<K: Sink>(
         *result = alone;
         match result {
             Err(error) if error.is_record_fault() => {
+                if !pace.wait(1, &stop).await {
+                    break;
+                }
                 diverted[i] = Some(divert(kafka, r, deadletter, error, deadline).await);
             }
             Err(error) if is_kafka_failure(error) => break,

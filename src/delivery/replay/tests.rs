@@ -1287,7 +1287,12 @@ async fn a_replay_rate_spreads_a_backlog_over_time_in_batches_of_a_tenth_of_a_se
             *at - first
         );
     }
-    assert!(sent[249] - first >= Duration::from_millis(2400));
+    // And not slower: 24 slices after the first, a tenth of a second apart.
+    let took = sent[249] - first;
+    assert!(
+        took >= Duration::from_millis(2400) && took < Duration::from_millis(2600),
+        "{took:?}"
+    );
     // Unpaced, the same backlog goes in one batch.
     let (sent, _) = paced(250, 0, false).await;
     assert_eq!(sent.len(), 250);
@@ -1304,4 +1309,138 @@ async fn a_stop_ends_a_paced_replay_at_once_sending_nothing_more() {
     let (sent, stopping) = paced(5, 1, true).await;
     assert_eq!(sent.len(), 1);
     assert!(stopping < Duration::from_millis(100), "{stopping:?}");
+}
+/// KIP-467 stand-in: a record whose value is `big` is refused always; any other record is
+/// refused when a `big` one was sent at the same instant (the same produce batch). Each send
+/// takes 1 ms (the broker's round trip). Notes when each send went, and to which topic.
+#[derive(Default)]
+struct Kip467 {
+    sends: Mutex<Vec<(Instant, String)>>,
+    big_at: Mutex<Option<Instant>>,
+}
+
+impl Sink for Kip467 {
+    async fn send(&self, r: &Record<'_>, _: Instant) -> Result<Delivered, ProduceError> {
+        let now = Instant::now();
+        self.sends
+            .lock()
+            .expect("lock")
+            .push((now, r.topic.to_string()));
+        let big = r.value == b"big";
+        if big && r.topic != "dlq" {
+            *self.big_at.lock().expect("lock") = Some(now);
+        }
+        // Let the other records of the batch be enqueued at this instant first.
+        tokio::task::yield_now().await;
+        let spoiled = *self.big_at.lock().expect("lock") == Some(now);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        if r.topic != "dlq" && (big || spoiled) {
+            return Err(ProduceError::TooLarge);
+        }
+        Ok(TAKEN)
+    }
+}
+
+/// Most sends in any window of one second.
+fn most_in_a_second(at: &[Instant]) -> usize {
+    let mut best = 0;
+    for (i, a) in at.iter().enumerate() {
+        let n = at[i..]
+            .iter()
+            .take_while(|b| **b - *a < Duration::from_secs(1))
+            .count();
+        best = best.max(n);
+    }
+    best
+}
+
+#[tokio::test(start_paused = true)]
+async fn second_tries_of_a_batch_kafka_refused_whole_and_dead_letter_copies_keep_the_rate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(dir.path(), 16 << 20, 1).expect("open");
+    for i in 0..300 {
+        let mut r = spooled("ok");
+        if i % 10 == 0 {
+            r.value = b"big".to_vec();
+        }
+        spool.append(r).await.expect("append");
+    }
+    let kafka = Arc::new(Kip467::default());
+    let metrics = Arc::new(Metrics::new(&[]).expect("metrics"));
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(replay(
+        Pace::new(SMALL, 100),
+        spool.clone(),
+        kafka.clone(),
+        "dlq".into(),
+        metrics.clone(),
+        stop,
+    ));
+    while spool.records() > 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop_tx.send(true).expect("stop");
+    task.await.expect("replay task");
+    let sends = kafka.sends.lock().expect("lock").clone();
+    let own: Vec<Instant> = sends
+        .iter()
+        .filter(|(_, t)| t == "ok")
+        .map(|(a, _)| *a)
+        .collect();
+    let all: Vec<Instant> = sends.iter().map(|(a, _)| *a).collect();
+    assert_eq!(metrics.spool.replayed.get(), 270);
+    assert_eq!(metrics.spool.deadlettered.get(), 30);
+    assert!(
+        own.len() > 300,
+        "the good records of each refused batch went twice"
+    );
+    // At most the rate and one slice (10) in any second, second tries and dead-letter copies
+    // included (each batch's good records go twice).
+    assert!(
+        most_in_a_second(&all) <= 110,
+        "{} sends in a second at 100/s",
+        most_in_a_second(&all)
+    );
+}
+
+/// Paced, a batch goes a slice at a time, and each slice is judged after the ones before it:
+/// a record left behind holds back its conversation's later record in the next slice of the
+/// same batch, as it does in a later batch.
+#[tokio::test(start_paused = true)]
+async fn a_paced_slice_does_not_overtake_a_record_left_behind_in_the_slice_before() {
+    let kafka = FakeKafka {
+        refuses: vec!["dlq"],
+        refuses_values: vec![b"too big"],
+        error: ProduceError::TooLarge,
+        took: Mutex::new(Vec::new()),
+        times: Mutex::new(Vec::new()),
+        max_record_bytes: usize::MAX,
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(dir.path(), 16 << 20, 1).expect("open");
+    for (key, value) in [("k", &b"too big"[..]), ("k", b"{}"), ("k2", b"{}")] {
+        let record = SpooledRecord {
+            key: Some(key.into()),
+            value: value.to_vec(),
+            ..spooled("t")
+        };
+        spool.append(record).await.expect("append");
+    }
+    let metrics = Metrics::new(&[]).expect("metrics");
+    // Ten records a second: slices of one record.
+    let ended = pass(
+        &mut Pace::new(SMALL, 10),
+        &spool,
+        &kafka,
+        "dlq",
+        &metrics,
+        &mut Held::default(),
+        &running(),
+    )
+    .await;
+    assert_eq!(ended, Pass::Failed(1));
+    assert_eq!(spool.records(), 2, "k's two records");
+    let took = kafka.took.lock().expect("lock");
+    let keys: Vec<_> = took.iter().map(|(_, k, _)| k.as_deref()).collect();
+    assert_eq!(keys, [Some("k2")]);
 }
