@@ -130,6 +130,9 @@ async fn pass<K: Sink>(
         // slice's worth of it. Each slice's records are judged held after the slices before it
         // went, as a conversation's failure holds its later records.
         let slice = pace.slice();
+        // Kafka seems down only when all a batch sent failed, not one slice of it: a slice may
+        // hold only a topic or two that cannot take records, ahead of others that can.
+        let (mut batch_sent, mut batch_kafka_failures) = (0, 0);
         let mut items = batch.iter();
         loop {
             let mut todo = Vec::new();
@@ -142,6 +145,7 @@ async fn pass<K: Sink>(
                 }
             }
             let sent = todo.len();
+            batch_sent += sent;
             if sent > 0 && !pace.wait(sent, stop).await {
                 break 'pass;
             }
@@ -156,7 +160,6 @@ async fn pass<K: Sink>(
             // failed delete would count them again at the next pass).
             let mut delivered = Vec::new();
             let (mut acknowledged, mut deadlettered) = (0u64, 0u64);
-            let mut kafka_failures = 0;
             let outcomes = results.into_iter().zip(removed).zip(diverted);
             for ((seq, r, len), ((result, gone), diverted)) in todo.into_iter().zip(outcomes) {
                 let error = match result {
@@ -183,7 +186,7 @@ async fn pass<K: Sink>(
                 }
                 failed += 1;
                 if is_kafka_failure(&error) {
-                    kafka_failures += 1;
+                    batch_kafka_failures += 1;
                     kafka_failed_topics.insert(r.topic.clone());
                 }
                 held.left_behind(*seq, r, &error);
@@ -202,8 +205,9 @@ async fn pass<K: Sink>(
                 break 'pass;
             }
             // Held whole: failures of one partition of each are no sign of Kafka down.
-            if sent > 0
-                && kafka_failures == sent
+            if items.len() == 0
+                && batch_sent > 0
+                && batch_kafka_failures == batch_sent
                 && kafka_failed_topics.len() > 1
                 && kafka_failed_topics
                     .iter()
