@@ -33,7 +33,7 @@ enum Pass {
 
 /// Replays the spool to Kafka in order until `stop`, deleting records only once acknowledged:
 /// by their topic, or — for a record its topic refuses for good — by the `deadletter` topic.
-/// `pace` says how much a batch holds and how fast batches go.
+/// `pace` says how much a batch holds and how fast its records are handed to Kafka.
 pub async fn replay<K: Sink>(
     mut pace: Pace,
     spool: Arc<Spool>,
@@ -114,7 +114,7 @@ async fn pass<K: Sink>(
     let (mut read_any, mut failed, mut delete_failed) = (false, 0u64, false);
     let limits = pace.limits();
     let mut kafka_failed_topics = HashSet::new();
-    'pass: while next <= end {
+    while next <= end {
         let batch = read(spool, move |s| {
             s.from_seq(next..=end, limits.records, limits.bytes)
         })
@@ -125,109 +125,93 @@ async fn pass<K: Sink>(
         };
         next = last + 1;
         read_any = true;
-        // Paced, a batch is sent a slice at a time: it is still read whole, and a slice is
-        // made of records not held, or a backlog held back would cost a read and a delete per
-        // slice's worth of it. Each slice's records are judged held after the slices before it
-        // went, as a conversation's failure holds its later records.
-        let slice = pace.slice();
-        // Kafka seems down only when all a batch sent failed, not one slice of it: a slice may
-        // hold only a topic or two that cannot take records, ahead of others that can.
-        let (mut batch_sent, mut batch_kafka_failures) = (0, 0);
-        let mut items = batch.iter();
-        loop {
-            let mut todo = Vec::new();
-            for item in items.by_ref() {
-                if !held.holds(item.0, &item.1) {
-                    todo.push(item);
-                    if todo.len() == slice {
-                        break;
-                    }
+        let mut todo = Vec::new();
+        for item in &batch {
+            if !held.holds(item.0, &item.1) {
+                todo.push(item);
+            }
+        }
+        let sent = todo.len();
+        let Sent {
+            mut results,
+            mut removed,
+            handed,
+        } = send_batch(spool, kafka, &todo, metrics, pace, stop).await;
+        // What a stop kept from being handed over stays spooled, neither sent nor failed.
+        todo.truncate(handed);
+        results.truncate(handed);
+        removed.truncate(handed);
+        let diverted = divert_refused(kafka, &todo, &mut results, deadletter, pace, stop).await;
+        learn_partitions(kafka, held, &todo, &results).await;
+        // `delivered` is what leaves the spool; `acknowledged` what its own topic took, and
+        // `deadlettered` what the dead-letter topic took instead (counted once they are gone, or a
+        // failed delete would count them again at the next pass).
+        let mut delivered = Vec::new();
+        let (mut acknowledged, mut deadlettered) = (0u64, 0u64);
+        let mut kafka_failures = 0;
+        let outcomes = results.into_iter().zip(removed).zip(diverted);
+        for ((seq, r, len), ((result, gone), diverted)) in todo.into_iter().zip(outcomes) {
+            let error = match result {
+                Ok(_) if gone => continue,
+                Ok(_) => {
+                    acknowledged += 1;
+                    delivered.push(Stored::of(*seq, r, *len));
+                    continue;
                 }
-            }
-            let sent = todo.len();
-            batch_sent += sent;
-            if sent > 0 && !pace.wait(sent, stop).await {
-                break 'pass;
-            }
-            let Sent {
-                mut results,
-                removed,
-            } = send_batch(spool, kafka, &todo, metrics).await;
-            let diverted = divert_refused(kafka, &todo, &mut results, deadletter, pace, stop).await;
-            learn_partitions(kafka, held, &todo, &results).await;
-            // `delivered` is what leaves the spool; `acknowledged` what its own topic took, and
-            // `deadlettered` what the dead-letter topic took instead (counted once they are gone, or a
-            // failed delete would count them again at the next pass).
-            let mut delivered = Vec::new();
-            let (mut acknowledged, mut deadlettered) = (0u64, 0u64);
-            let outcomes = results.into_iter().zip(removed).zip(diverted);
-            for ((seq, r, len), ((result, gone), diverted)) in todo.into_iter().zip(outcomes) {
-                let error = match result {
-                    Ok(_) if gone => continue,
+                Err(e) => e,
+            };
+            if let Some(diverted) = diverted {
+                match diverted {
                     Ok(_) => {
-                        acknowledged += 1;
+                        tracing::error!(seq, topic = %r.topic, %error, %deadletter, "Kafka refuses a spooled record on its topic for good; moved it to the dead-letter topic");
+                        deadlettered += 1;
                         delivered.push(Stored::of(*seq, r, *len));
                         continue;
                     }
-                    Err(e) => e,
-                };
-                if let Some(diverted) = diverted {
-                    match diverted {
-                        Ok(_) => {
-                            tracing::error!(seq, topic = %r.topic, %error, %deadletter, "Kafka refuses a spooled record on its topic for good; moved it to the dead-letter topic");
-                            deadlettered += 1;
-                            delivered.push(Stored::of(*seq, r, *len));
-                            continue;
-                        }
-                        Err(d) => {
-                            tracing::error!(seq, topic = %r.topic, %error, %deadletter, deadletter_error = %d, "Kafka refuses a spooled record on its topic and on the dead-letter topic; it stays spooled");
-                        }
+                    Err(d) => {
+                        tracing::error!(seq, topic = %r.topic, %error, %deadletter, deadletter_error = %d, "Kafka refuses a spooled record on its topic and on the dead-letter topic; it stays spooled");
                     }
                 }
-                failed += 1;
-                if is_kafka_failure(&error) {
-                    batch_kafka_failures += 1;
-                    kafka_failed_topics.insert(r.topic.clone());
-                }
-                held.left_behind(*seq, r, &error);
             }
-            match send::remove(spool, delivered).await {
-                Ok(()) => {
-                    metrics.spool.replayed.inc_by(acknowledged);
-                    metrics.spool.deadlettered.inc_by(deadlettered);
-                }
-                Err(e) => {
-                    delete_failed = true;
-                    tracing::error!(error = %e, "spool delete failed; records will be replayed again");
-                }
+            failed += 1;
+            if is_kafka_failure(&error) {
+                kafka_failures += 1;
+                kafka_failed_topics.insert(r.topic.clone());
             }
-            if *stop.borrow() {
-                break 'pass;
+            held.left_behind(*seq, r, &error);
+        }
+        match send::remove(spool, delivered).await {
+            Ok(()) => {
+                metrics.spool.replayed.inc_by(acknowledged);
+                metrics.spool.deadlettered.inc_by(deadlettered);
             }
-            // Held whole: failures of one partition of each are no sign of Kafka down.
-            if items.len() == 0
-                && batch_sent > 0
-                && batch_kafka_failures == batch_sent
-                && kafka_failed_topics.len() > 1
-                && kafka_failed_topics
-                    .iter()
-                    .all(|t| held.holds_all_of(t, spool))
-            {
-                break 'pass;
+            Err(e) => {
+                delete_failed = true;
+                tracing::error!(error = %e, "spool delete failed; records will be replayed again");
             }
-            // Nothing left in the pass could be sent: every topic it began with that still has
-            // records is held. Without this, a spool of one topic Kafka cannot take would be read
-            // to its end in every pass of an outage, competing with the webhooks spooled meanwhile.
-            let waiting = spool.topics();
-            if topics
+        }
+        if *stop.borrow() {
+            break;
+        }
+        // Held whole: failures of one partition of each are no sign of Kafka down.
+        if sent > 0
+            && kafka_failures == sent
+            && kafka_failed_topics.len() > 1
+            && kafka_failed_topics
                 .iter()
-                .all(|t| !waiting.contains(t) || held.holds_all_of(t, spool))
-            {
-                break 'pass;
-            }
-            if items.len() == 0 {
-                break;
-            }
+                .all(|t| held.holds_all_of(t, spool))
+        {
+            break;
+        }
+        // Nothing left in the pass could be sent: every topic it began with that still has
+        // records is held. Without this, a spool of one topic Kafka cannot take would be read
+        // to its end in every pass of an outage, competing with the webhooks spooled meanwhile.
+        let waiting = spool.topics();
+        if topics
+            .iter()
+            .all(|t| !waiting.contains(t) || held.holds_all_of(t, spool))
+        {
+            break;
         }
     }
     match (read_any, failed, delete_failed) {

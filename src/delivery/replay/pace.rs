@@ -1,5 +1,5 @@
-//! How much replay sends at once, and how fast: each batch as soon as the last was
-//! acknowledged, or at most a rate.
+//! How much replay sends at once, and how fast: a batch's records handed to Kafka all at once,
+//! or evenly at most a rate.
 
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -18,9 +18,9 @@ pub struct Pace {
     next: Option<Instant>,
 }
 
-/// A paced batch is sent in slices of at most this fraction of a second's records, so the rate
-/// holds within each second instead of in bursts of a whole batch followed by a long wait.
-const SLICES_PER_SECOND: u32 = 10;
+/// A paced batch is handed over in slices of at most this fraction of a second's records, so
+/// replay's CPU comes in small even pieces rather than in bursts that delay live webhooks.
+const SLICES_PER_SECOND: u32 = 100;
 
 impl Pace {
     /// Batches of at most `limits`, and at most `per_second` records a second (0: no limit).
@@ -37,8 +37,8 @@ impl Pace {
         self.limits
     }
 
-    /// The most records sent together: a tenth of a second's when paced (at least one), else a
-    /// whole batch.
+    /// The most records handed over together: a hundredth of a second's when paced (at least
+    /// one), else a whole batch.
     pub(super) fn slice(&self) -> usize {
         let Some(rate) = self.per_second else {
             return self.limits.records;
@@ -49,9 +49,10 @@ impl Pace {
     }
 
     /// Waits until `records` more may go at this pace, and counts them as gone; `false` when
-    /// `stop` came first (nothing counted). Time spent waiting for Kafka counts: a batch whose
-    /// acknowledgements took longer than its share of the rate lets the next one go at once.
-    /// Time spent idle does not: an empty spool earns no burst for the next outage.
+    /// `stop` came first (nothing counted). Cancelled before it returns, it counts nothing. Time
+    /// spent waiting for Kafka counts: a batch whose last acknowledgements took longer than the
+    /// rate's share lets the next records go at once. Time spent idle does not: an empty spool
+    /// earns no burst for the next outage.
     pub(super) async fn wait(
         &mut self,
         records: usize,
@@ -88,11 +89,11 @@ mod tests {
     };
 
     #[test]
-    fn a_paced_slice_holds_a_tenth_of_a_seconds_records_and_at_least_one() {
+    fn a_paced_slice_holds_a_hundredth_of_a_seconds_records_and_at_least_one() {
         let slice = |rate| Pace::new(LIMITS, rate).slice();
         assert_eq!(slice(0), 2048, "unpaced: the whole batch");
-        assert_eq!(slice(5000), 500);
-        assert_eq!(slice(3), 1);
+        assert_eq!(slice(5000), 50);
+        assert_eq!(slice(30), 1);
         assert_eq!(slice(u32::MAX), 2048);
         // Read whole either way.
         assert_eq!(Pace::new(LIMITS, 5000).limits(), LIMITS);

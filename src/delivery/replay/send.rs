@@ -28,6 +28,9 @@ pub(super) struct Sent {
     /// Delivered and already out of the spool (and counted as replayed); the others delivered
     /// are left for the batch's own removal, which also tries again any that failed here.
     pub(super) removed: Vec<bool>,
+    /// How many of the batch's first records were handed over: all but when a stop came while a
+    /// paced batch was handed over, and the rest was not sent (nor failed).
+    pub(super) handed: usize,
 }
 
 /// Sends `todo` together, so librdkafka batches them, enqueued in spool order, so each partition
@@ -38,34 +41,53 @@ pub(super) struct Sent {
 /// would count it as waiting, its conversations would stay held, and a shutdown that cuts the
 /// batch off at `--flush-timeout` would leave it to be sent again. (A crash may still send it
 /// again: deletes are not fsynced.)
+///
+/// Paced (`--replay-rate`), the records are handed over a slice at a time as the pace allows,
+/// each with its own deadline from then, while those handed over earlier are in flight: the
+/// batch is still one batch for what fails and what is held, as unpaced. A stop hands over no
+/// more; those not handed over stay spooled, neither sent nor failed (see [`Sent::handed`]).
 pub(super) async fn send_batch<K: Sink>(
     spool: &Arc<Spool>,
     kafka: &K,
     todo: &[&(u64, SpooledRecord, u64)],
     metrics: &Metrics,
+    pace: &mut Pace,
+    stop: &watch::Receiver<bool>,
 ) -> Sent {
-    let deadline = Instant::now() + REPLAY_TIMEOUT;
-    let mut pending: FuturesUnordered<_> = todo
-        .iter()
-        .enumerate()
-        .map(|(i, (_, r, _))| async move { (i, replay_one(kafka, r, deadline).await) })
-        .collect();
+    let mut pending = FuturesUnordered::new();
+    let mut queue = todo.iter().enumerate().peekable();
+    let slice = pace.slice();
     let mut results: Vec<Option<Result<Delivered, ProduceError>>> = Vec::new();
     results.resize_with(todo.len(), || None);
     let mut removed = vec![false; todo.len()];
+    let mut handed = 0;
     let mut taken = Vec::new();
     let mut tick = tokio::time::interval_at(Instant::now() + REMOVE_EVERY, REMOVE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        let handing = queue.peek().is_some();
+        let next_slice = queue.len().min(slice);
         tokio::select! {
-            next = pending.next() => {
-                let Some((i, result)) = next else { break };
+            // Waits only when paced; cancelled by another branch, it takes nothing.
+            ready = pace.wait(next_slice, stop), if handing => {
+                if !ready {
+                    queue.by_ref().for_each(drop);
+                    continue;
+                }
+                let deadline = Instant::now() + REPLAY_TIMEOUT;
+                for (i, (_, r, _)) in queue.by_ref().take(next_slice) {
+                    handed += 1;
+                    pending.push(async move { (i, replay_one(kafka, r, deadline).await) });
+                }
+            }
+            next = pending.next(), if !pending.is_empty() => {
+                let Some((i, result)) = next else { continue };
                 if result.is_ok() {
                     taken.push(i);
                 }
                 results[i] = Some(result);
             }
-            _ = tick.tick(), if !taken.is_empty() => {
+            _ = tick.tick(), if !taken.is_empty() && (handing || !pending.is_empty()) => {
                 let stored = taken
                     .iter()
                     .map(|&i| {
@@ -86,13 +108,18 @@ pub(super) async fn send_batch<K: Sink>(
                     }
                 }
             }
+            else => break,
         }
     }
     let results = results
         .into_iter()
         .map(|r| r.unwrap_or(Err(ProduceError::Timeout)))
         .collect();
-    Sent { results, removed }
+    Sent {
+        results,
+        removed,
+        handed,
+    }
 }
 
 /// Moves the records their topic refused for good (invalid, too large) to the dead-letter
