@@ -218,21 +218,17 @@ rendered_rules() {
   promtool check rules "$2"
 }
 
-# spool_env NAME EXPECTED HELM-ARGS...: with persistence on, the container gets NAME=EXPECTED,
-# a number.
-spool_env() {
-  local name="$1" expected="$2"; shift 2
+# spool_max_bytes EXPECTED HELM-ARGS...: with persistence on, the container gets
+# BRIDGE_SPOOL_MAX_BYTES=EXPECTED (derived from persistence.size or explicit).
+spool_max_bytes() {
+  local expected="$1"; shift
   local out got
   out="$(template \
     --set persistence.enabled=true "$@")"
-  got="$(grep -A1 -- "- name: $name\$" <<<"$out" | sed -n 's/^ *value: "\([0-9]*\)"$/\1/p')"
-  echo "$name=$got"
+  got="$(grep -A1 -- '- name: BRIDGE_SPOOL_MAX_BYTES' <<<"$out" | sed -n 's/^ *value: "\([0-9]*\)"$/\1/p')"
+  echo "BRIDGE_SPOOL_MAX_BYTES=$got"
   [ "$got" = "$expected" ]
 }
-
-# spool_max_bytes EXPECTED HELM-ARGS...: BRIDGE_SPOOL_MAX_BYTES=EXPECTED (derived from
-# persistence.size or explicit).
-spool_max_bytes() { spool_env BRIDGE_SPOOL_MAX_BYTES "$@"; }
 
 # hpa_scale_down_disabled yes|no HELM-ARGS...: whether the rendered HPA disables scale-down.
 hpa_scale_down_disabled() {
@@ -1315,16 +1311,12 @@ must_fail "malformed volume size" "size" $P --set persistence.size=2GB
 must_fail "numeric volume size (rendered as 2.147483648e+09)" "/persistence/size" $P --set persistence.size=2147483648
 must_fail "read-only spool volume" "accessModes" $P --set 'persistence.accessModes[0]=ReadOnlyMany'
 must_fail "spool without fsGroup" "fsGroup" $P --set podSecurityContext.fsGroup=null
-must_fail "negative replay rate" "replayRate" $P --set persistence.replayRate=-1
-must_fail "fractional replay rate" "replayRate" $P --set-json persistence.replayRate=1.5
 }
 check "spool limit: 65% of persistence.size by default" spool_max_bytes 1395864371
 check "spool limit: 65% of a decimal size" spool_max_bytes 650000000 --set persistence.size=1G
 check "spool limit: explicit persistence.maxBytes" spool_max_bytes 500000000 --set persistence.maxBytes=500000000
 check "spool limit: 80% of persistence.size renders" spool_max_bytes 858993459 \
   --set persistence.size=1Gi --set persistence.maxBytes=858993459
-check "replay unpaced by default" spool_env BRIDGE_REPLAY_RATE 0
-check "replay rate: persistence.replayRate" spool_env BRIDGE_REPLAY_RATE 5000 --set persistence.replayRate=5000
 check "admin Service port equal to the webhook's renders with a LoadBalancer (separate Services)" renders $B \
   --set service.type=LoadBalancer --set service.adminPort=8080
 check "HPA CPU target with only a CPU limit renders (Kubernetes copies it to the request)" renders $B \

@@ -117,7 +117,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let peak_before = peak_rss_kib();
     let started = Instant::now();
     let task = tokio::spawn(qikchat_bridge::delivery::replay(
-        qikchat_bridge::delivery::Pace::new(qikchat_bridge::delivery::Batch::for_queue(&props), 0),
+        qikchat_bridge::delivery::Batch::for_queue(&props),
         spool.clone(),
         sink,
         deadletter.into(),

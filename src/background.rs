@@ -108,7 +108,7 @@ impl Background {
                 Some(supervisor.spawn(
                     "replay",
                     delivery::replay(
-                        delivery::Pace::new(delivery::Batch::for_queue(&props), config.replay_rate),
+                        delivery::Batch::for_queue(&props),
                         spool.clone(),
                         sink,
                         config.topics.deadletter().topic.clone(),

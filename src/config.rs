@@ -75,8 +75,6 @@ pub struct Config {
     pub key_strategy: KeyStrategy,
     pub spool_dir: Option<PathBuf>,
     pub spool_max_bytes: u64,
-    /// Most records a second replay sends; 0 for no limit.
-    pub replay_rate: u32,
     pub max_in_flight: usize,
     pub max_in_flight_bytes: u64,
     pub max_connections: usize,
@@ -320,7 +318,6 @@ impl Config {
             key_strategy: args.key_strategy,
             spool_dir: args.spool_dir,
             spool_max_bytes: args.spool_max_bytes,
-            replay_rate: args.replay_rate,
             max_in_flight: args.max_in_flight,
             max_in_flight_bytes: args.max_in_flight_bytes,
             max_connections: args.max_connections,
@@ -368,12 +365,6 @@ impl Config {
                 self.ack_timeout
             ));
         }
-        if self.replay_rate > 0 && self.spool_dir.is_none() {
-            caveats.push(
-                "--replay-rate paces the spool's replay, and without --spool-dir there is none"
-                    .to_string(),
-            );
-        }
         caveats.extend_from_slice(self.kafka_caveats().said());
         caveats
     }
@@ -415,7 +406,6 @@ impl fmt::Debug for Config {
             .field("key_strategy", &self.key_strategy)
             .field("spool_dir", &self.spool_dir)
             .field("spool_max_bytes", &self.spool_max_bytes)
-            .field("replay_rate", &self.replay_rate)
             .field("max_in_flight", &self.max_in_flight)
             .field("max_in_flight_bytes", &self.max_in_flight_bytes)
             .field("max_connections", &self.max_connections)

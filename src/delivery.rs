@@ -12,7 +12,7 @@ use crate::record::Record;
 use crate::spool::{Spool, SpoolError, SpooledRecord};
 
 mod replay;
-pub use replay::{replay, Batch, Pace};
+pub use replay::{replay, Batch};
 
 /// Time kept back from the ack deadline for the spool's fsync when Kafka is slow.
 const SPOOL_BUDGET: Duration = Duration::from_millis(250);

@@ -135,11 +135,6 @@ pub struct Args {
     #[arg(long, env = "BRIDGE_SPOOL_MAX_BYTES", default_value_t = 1024 * 1024 * 1024)]
     pub spool_max_bytes: u64,
 
-    /// Most records a second the spool's replay sends to Kafka; 0 for as fast as Kafka takes
-    /// them. A backlog then drains more slowly but leaves CPU to the live webhooks.
-    #[arg(long, env = "BRIDGE_REPLAY_RATE", default_value_t = 0)]
-    pub replay_rate: u32,
-
     /// Requests handled at once; more are answered 503 at once (their bodies are bounded by
     /// --max-in-flight-bytes).
     #[arg(long, env = "BRIDGE_MAX_IN_FLIGHT", default_value_t = 1024)]

@@ -1091,23 +1091,3 @@ fn a_rotation_says_only_the_caveats_not_said_before() {
         "{again:?}"
     );
 }
-
-#[test]
-fn a_replay_rate_without_a_spool_is_a_caveat_and_with_one_is_taken() {
-    assert_eq!(
-        build(&[]).expect("valid").replay_rate,
-        0,
-        "unpaced by default"
-    );
-    let spooled = build(&["--spool-dir", "/tmp/s", "--replay-rate", "2000"]).expect("valid");
-    assert_eq!(spooled.replay_rate, 2000);
-    assert!(spooled.caveats().is_empty(), "{:?}", spooled.caveats());
-    let alone = build(&["--replay-rate", "2000"]).expect("valid");
-    assert_eq!(alone.caveats().len(), 1);
-    assert!(
-        alone.caveats()[0].contains("--spool-dir"),
-        "{:?}",
-        alone.caveats()
-    );
-    assert!(format!("{spooled:?}").contains("replay_rate: 2000"));
-}

@@ -12,11 +12,9 @@ use crate::spool::{Spool, SpoolError, SpooledRecord, Stored};
 
 mod batch;
 mod held;
-mod pace;
 mod send;
 pub use batch::Batch;
 use held::{is_kafka_failure, Held};
-pub use pace::Pace;
 use send::{divert_refused, send_batch, Sent};
 
 /// How one pass over the spool ended.
@@ -33,9 +31,8 @@ enum Pass {
 
 /// Replays the spool to Kafka in order until `stop`, deleting records only once acknowledged:
 /// by their topic, or — for a record its topic refuses for good — by the `deadletter` topic.
-/// `pace` says how much a batch holds and how fast its records are handed to Kafka.
 pub async fn replay<K: Sink>(
-    mut pace: Pace,
+    batch: Batch,
     spool: Arc<Spool>,
     kafka: Arc<K>,
     deadletter: String,
@@ -55,7 +52,7 @@ pub async fn replay<K: Sink>(
             return;
         }
         let ended = pass(
-            &mut pace,
+            batch,
             &spool,
             &*kafka,
             &deadletter,
@@ -94,7 +91,7 @@ pub async fn replay<K: Sink>(
 /// when the bridge is stopping: cut off at the flush timeout in the middle of a batch, its
 /// records Kafka took would stay in the spool, and be sent again by the next start.
 async fn pass<K: Sink>(
-    pace: &mut Pace,
+    limits: Batch,
     spool: &Arc<Spool>,
     kafka: &K,
     deadletter: &str,
@@ -112,7 +109,6 @@ async fn pass<K: Sink>(
     let topics = spool.topics();
     let mut next = 0;
     let (mut read_any, mut failed, mut delete_failed) = (false, 0u64, false);
-    let limits = pace.limits();
     let mut kafka_failed_topics = HashSet::new();
     while next <= end {
         let batch = read(spool, move |s| {
@@ -134,14 +130,9 @@ async fn pass<K: Sink>(
         let sent = todo.len();
         let Sent {
             mut results,
-            mut removed,
-            handed,
-        } = send_batch(spool, kafka, &todo, metrics, pace, stop).await;
-        // What a stop kept from being handed over stays spooled, neither sent nor failed.
-        todo.truncate(handed);
-        results.truncate(handed);
-        removed.truncate(handed);
-        let diverted = divert_refused(kafka, &todo, &mut results, deadletter, pace, stop).await;
+            removed,
+        } = send_batch(spool, kafka, &todo, metrics).await;
+        let diverted = divert_refused(kafka, &todo, &mut results, deadletter, stop).await;
         learn_partitions(kafka, held, &todo, &results).await;
         // `delivered` is what leaves the spool; `acknowledged` what its own topic took, and
         // `deadlettered` what the dead-letter topic took instead (counted once they are gone, or a

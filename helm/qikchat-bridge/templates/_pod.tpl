@@ -116,8 +116,6 @@ spec:
           value: {{ $p.mountPath | quote }}
         - name: BRIDGE_SPOOL_MAX_BYTES
           value: {{ include "qikchat-bridge.spoolMaxBytes" . | quote }}
-        - name: BRIDGE_REPLAY_RATE
-          value: {{ int64 $p.replayRate | toString | quote }}
         {{- end }}
         - name: BRIDGE_TOPIC_PREFIX
           value: {{ $c.topicPrefix | quote }}

@@ -9,7 +9,6 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::held::is_kafka_failure;
-use super::Pace;
 use crate::delivery::REPLAY_TIMEOUT;
 use crate::metrics::Metrics;
 use crate::producer::{Delivered, ProduceError, Sink};
@@ -28,9 +27,6 @@ pub(super) struct Sent {
     /// Delivered and already out of the spool (and counted as replayed); the others delivered
     /// are left for the batch's own removal, which also tries again any that failed here.
     pub(super) removed: Vec<bool>,
-    /// How many of the batch's first records were handed over: all but when a stop came while a
-    /// paced batch was handed over, and the rest was not sent (nor failed).
-    pub(super) handed: usize,
 }
 
 /// Sends `todo` together, so librdkafka batches them, enqueued in spool order, so each partition
@@ -41,53 +37,34 @@ pub(super) struct Sent {
 /// would count it as waiting, its conversations would stay held, and a shutdown that cuts the
 /// batch off at `--flush-timeout` would leave it to be sent again. (A crash may still send it
 /// again: deletes are not fsynced.)
-///
-/// Paced (`--replay-rate`), the records are handed over a slice at a time as the pace allows,
-/// each with its own deadline from then, while those handed over earlier are in flight: the
-/// batch is still one batch for what fails and what is held, as unpaced. A stop hands over no
-/// more; those not handed over stay spooled, neither sent nor failed (see [`Sent::handed`]).
 pub(super) async fn send_batch<K: Sink>(
     spool: &Arc<Spool>,
     kafka: &K,
     todo: &[&(u64, SpooledRecord, u64)],
     metrics: &Metrics,
-    pace: &mut Pace,
-    stop: &watch::Receiver<bool>,
 ) -> Sent {
-    let mut pending = FuturesUnordered::new();
-    let mut queue = todo.iter().enumerate().peekable();
-    let slice = pace.slice();
+    let deadline = Instant::now() + REPLAY_TIMEOUT;
+    let mut pending: FuturesUnordered<_> = todo
+        .iter()
+        .enumerate()
+        .map(|(i, (_, r, _))| async move { (i, replay_one(kafka, r, deadline).await) })
+        .collect();
     let mut results: Vec<Option<Result<Delivered, ProduceError>>> = Vec::new();
     results.resize_with(todo.len(), || None);
     let mut removed = vec![false; todo.len()];
-    let mut handed = 0;
     let mut taken = Vec::new();
     let mut tick = tokio::time::interval_at(Instant::now() + REMOVE_EVERY, REMOVE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let handing = queue.peek().is_some();
-        let next_slice = queue.len().min(slice);
         tokio::select! {
-            // Waits only when paced; cancelled by another branch, it takes nothing.
-            ready = pace.wait(next_slice, stop), if handing => {
-                if !ready {
-                    queue.by_ref().for_each(drop);
-                    continue;
-                }
-                let deadline = Instant::now() + REPLAY_TIMEOUT;
-                for (i, (_, r, _)) in queue.by_ref().take(next_slice) {
-                    handed += 1;
-                    pending.push(async move { (i, replay_one(kafka, r, deadline).await) });
-                }
-            }
-            next = pending.next(), if !pending.is_empty() => {
-                let Some((i, result)) = next else { continue };
+            next = pending.next() => {
+                let Some((i, result)) = next else { break };
                 if result.is_ok() {
                     taken.push(i);
                 }
                 results[i] = Some(result);
             }
-            _ = tick.tick(), if !taken.is_empty() && (handing || !pending.is_empty()) => {
+            _ = tick.tick(), if !taken.is_empty() => {
                 let stored = taken
                     .iter()
                     .map(|&i| {
@@ -108,18 +85,13 @@ pub(super) async fn send_batch<K: Sink>(
                     }
                 }
             }
-            else => break,
         }
     }
     let results = results
         .into_iter()
         .map(|r| r.unwrap_or(Err(ProduceError::Timeout)))
         .collect();
-    Sent {
-        results,
-        removed,
-        handed,
-    }
+    Sent { results, removed }
 }
 
 /// Moves the records their topic refused for good (invalid, too large) to the dead-letter
@@ -143,7 +115,6 @@ pub(super) async fn divert_refused<K: Sink>(
     todo: &[&(u64, SpooledRecord, u64)],
     results: &mut [Result<Delivered, ProduceError>],
     deadletter: &str,
-    pace: &mut Pace,
     stop: &watch::Receiver<bool>,
 ) -> Vec<Option<Result<Delivered, ProduceError>>> {
     // After the whole batch: under the batch's deadline, one record of the batch timing out left
@@ -160,10 +131,6 @@ pub(super) async fn divert_refused<K: Sink>(
         if *stop.borrow() || Instant::now() >= deadline {
             break;
         }
-        // Each second try and each dead-letter copy counts against --replay-rate too.
-        if !pace.wait(1, &stop).await {
-            break;
-        }
         let alone = tokio::select! {
             alone = replay_one(kafka, r, deadline) => alone,
             () = crate::admin::stopped(&mut stop) => break,
@@ -171,9 +138,6 @@ pub(super) async fn divert_refused<K: Sink>(
         *result = alone;
         match result {
             Err(error) if error.is_record_fault() => {
-                if !pace.wait(1, &stop).await {
-                    break;
-                }
                 diverted[i] = Some(divert(kafka, r, deadletter, error, deadline).await);
             }
             Err(error) if is_kafka_failure(error) => break,

@@ -72,7 +72,7 @@ fn start_replay<K: Sink>(
     let metrics = Arc::new(Metrics::new(&[]).expect("metrics"));
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(replay(
-        Pace::new(SMALL, 0),
+        SMALL,
         spool.clone(),
         kafka,
         "dlq".into(),
@@ -430,16 +430,7 @@ async fn pass_until<K: Sink>(
 ) -> (Pass, Metrics) {
     let metrics = Metrics::new(&[]).expect("metrics");
     let mut held = Held::default();
-    let ended = pass(
-        &mut Pace::new(limits, 0),
-        spool,
-        kafka,
-        "dlq",
-        &metrics,
-        &mut held,
-        stop,
-    )
-    .await;
+    let ended = pass(limits, spool, kafka, "dlq", &metrics, &mut held, stop).await;
     (ended, metrics)
 }
 
@@ -450,7 +441,7 @@ async fn one_pass(kafka: Arc<FakeKafka>, topics: &[&str]) -> (Pass, Option<u64>,
     let metrics = Metrics::new(&[]).expect("metrics");
     let mut held = Held::default();
     let ended = pass(
-        &mut Pace::new(SMALL, 0),
+        SMALL,
         &spool,
         &*kafka,
         "dlq",
@@ -539,7 +530,7 @@ async fn records_spooled_during_a_pass_do_not_keep_it_reading_past_its_held_topi
     let metrics = Metrics::new(&[]).expect("metrics");
     let mut held = Held::default();
     let ended = pass(
-        &mut Pace::new(SMALL, 0),
+        SMALL,
         &spool,
         &kafka,
         "dlq",
@@ -633,16 +624,7 @@ async fn one_pass_of(
     }
     let metrics = Metrics::new(&[]).expect("metrics");
     let mut held = Held::default();
-    let ended = pass(
-        &mut Pace::new(SMALL, 0),
-        &spool,
-        kafka,
-        "dlq",
-        &metrics,
-        &mut held,
-        &running(),
-    )
-    .await;
+    let ended = pass(SMALL, &spool, kafka, "dlq", &metrics, &mut held, &running()).await;
     (ended, held.reached(), spool)
 }
 
@@ -1229,212 +1211,4 @@ async fn passes_that_fail_are_retried_after_a_pause_doubling_from_100_ms_to_5_s(
     assert_eq!(kafka.pauses(), [100, 200, 400], "after the clean pass");
     stop_tx.send(true).expect("stop");
     task.await.expect("replay task");
-}
-
-/// Takes every record, noting when.
-#[derive(Default)]
-struct Clocked(Mutex<Vec<Instant>>);
-
-impl Sink for Clocked {
-    async fn send(&self, _: &Record<'_>, _: Instant) -> Result<Delivered, ProduceError> {
-        self.0.lock().expect("lock").push(Instant::now());
-        Ok(TAKEN)
-    }
-}
-
-/// When each of `records` spooled records went, replayed at `rate` records a second (0: no
-/// limit), how long the replay task took to end once told to stop (after the first record when
-/// `stop_early`), and the replay failures it counted.
-async fn paced(records: usize, rate: u32, stop_early: bool) -> (Vec<Instant>, Duration, u64) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let spool = Spool::open(dir.path(), 16 << 20, 1).expect("open");
-    for _ in 0..records {
-        spool.append(spooled("ok")).await.expect("append");
-    }
-    let kafka = Arc::new(Clocked::default());
-    let metrics = Arc::new(Metrics::new(&[]).expect("metrics"));
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(replay(
-        Pace::new(SMALL, rate),
-        spool.clone(),
-        kafka.clone(),
-        "dlq".into(),
-        metrics.clone(),
-        stop,
-    ));
-    let sent_any = || !kafka.0.lock().expect("lock").is_empty();
-    while spool.records() > 0 && !(stop_early && sent_any()) {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    let stopping = Instant::now();
-    stop_tx.send(true).expect("stop");
-    task.await.expect("replay task");
-    let sent = kafka.0.lock().expect("lock").clone();
-    (
-        sent,
-        stopping.elapsed(),
-        metrics.spool.replay_failures.get(),
-    )
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_replay_rate_spreads_a_backlog_over_time_a_hundredth_of_a_second_at_a_time() {
-    let (sent, ..) = paced(250, 100, false).await;
-    assert_eq!(sent.len(), 250);
-    let first = sent[0];
-    // Never ahead of the rate: by any moment, at most one slice (a hundredth of a second's
-    // records, here one) more than the rate allows since the first went.
-    for (i, at) in sent.iter().enumerate() {
-        let allowed = 1.0 + 100.0 * (*at - first).as_secs_f64();
-        assert!(
-            i as f64 + 1.0 <= allowed + 1e-6,
-            "record {i} went {:?} after the first",
-            *at - first
-        );
-    }
-    // And not slower: 249 slices after the first, a hundredth of a second apart.
-    let took = sent[249] - first;
-    assert!(
-        took >= Duration::from_millis(2490) && took < Duration::from_millis(2600),
-        "{took:?}"
-    );
-    // Unpaced, the same backlog goes in one batch.
-    let (sent, ..) = paced(250, 0, false).await;
-    assert_eq!(sent.len(), 250);
-    assert!(
-        sent[249] - sent[0] < Duration::from_millis(100),
-        "{:?}",
-        sent[249] - sent[0]
-    );
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_stop_ends_a_paced_replay_at_once_sending_nothing_more() {
-    // One record a second: the second would wait a second for its turn, and is not sent.
-    let (sent, stopping, failures) = paced(5, 1, true).await;
-    assert_eq!(failures, 0, "what was not handed over did not fail");
-    assert_eq!(sent.len(), 1);
-    assert!(stopping < Duration::from_millis(100), "{stopping:?}");
-}
-/// KIP-467 stand-in: a record whose value is `big` is refused always; any other record is
-/// refused when a `big` one was sent at the same instant (the same produce batch). Each send
-/// takes 1 ms (the broker's round trip). Notes when each send went, and to which topic.
-#[derive(Default)]
-struct Kip467 {
-    sends: Mutex<Vec<(Instant, String)>>,
-    big_at: Mutex<Option<Instant>>,
-}
-
-impl Sink for Kip467 {
-    async fn send(&self, r: &Record<'_>, _: Instant) -> Result<Delivered, ProduceError> {
-        let now = Instant::now();
-        self.sends
-            .lock()
-            .expect("lock")
-            .push((now, r.topic.to_string()));
-        let big = r.value == b"big";
-        if big && r.topic != "dlq" {
-            *self.big_at.lock().expect("lock") = Some(now);
-        }
-        // Let the other records of the batch be enqueued at this instant first.
-        tokio::task::yield_now().await;
-        let spoiled = *self.big_at.lock().expect("lock") == Some(now);
-        tokio::time::sleep(Duration::from_millis(1)).await;
-        if r.topic != "dlq" && (big || spoiled) {
-            return Err(ProduceError::TooLarge);
-        }
-        Ok(TAKEN)
-    }
-}
-
-/// Most sends in any window of one second.
-fn most_in_a_second(at: &[Instant]) -> usize {
-    let mut best = 0;
-    for (i, a) in at.iter().enumerate() {
-        let n = at[i..]
-            .iter()
-            .take_while(|b| **b - *a < Duration::from_secs(1))
-            .count();
-        best = best.max(n);
-    }
-    best
-}
-
-#[tokio::test(start_paused = true)]
-async fn second_tries_of_a_batch_kafka_refused_whole_and_dead_letter_copies_keep_the_rate() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let spool = Spool::open(dir.path(), 16 << 20, 1).expect("open");
-    for i in 0..300 {
-        let mut r = spooled("ok");
-        if i % 10 == 0 {
-            r.value = b"big".to_vec();
-        }
-        spool.append(r).await.expect("append");
-    }
-    let kafka = Arc::new(Kip467::default());
-    let metrics = Arc::new(Metrics::new(&[]).expect("metrics"));
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(replay(
-        // Slices of two records handed over together: KIP-467 refuses a big one's mate too.
-        Pace::new(SMALL, 200),
-        spool.clone(),
-        kafka.clone(),
-        "dlq".into(),
-        metrics.clone(),
-        stop,
-    ));
-    while spool.records() > 0 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    stop_tx.send(true).expect("stop");
-    task.await.expect("replay task");
-    let sends = kafka.sends.lock().expect("lock").clone();
-    let own: Vec<Instant> = sends
-        .iter()
-        .filter(|(_, t)| t == "ok")
-        .map(|(a, _)| *a)
-        .collect();
-    let all: Vec<Instant> = sends.iter().map(|(a, _)| *a).collect();
-    assert_eq!(metrics.spool.replayed.get(), 270);
-    assert_eq!(metrics.spool.deadlettered.get(), 30);
-    assert!(
-        own.len() >= 330,
-        "a big record's mate went twice: {}",
-        own.len()
-    );
-    // At most the rate and one slice (2) in any second, second tries and dead-letter copies
-    // included.
-    assert!(
-        most_in_a_second(&all) <= 202,
-        "{} sends in a second at 200/s",
-        most_in_a_second(&all)
-    );
-}
-
-/// Two topics Kafka cannot take now, each met first in a run of a slice's records, hold only
-/// themselves: paced as unpaced, the healthy topic behind them drains in the first pass, not
-/// taken for Kafka down (a review found a paced pass sent a slice at a time ending there).
-#[tokio::test(start_paused = true)]
-async fn a_paced_pass_does_not_take_two_failing_topics_for_kafka_down() {
-    let mut topics = vec!["a"; 10];
-    topics.extend(["b"; 10]);
-    topics.extend(["ok"; 100]);
-    for rate in [0, 100] {
-        let (_dir, spool) = spool_of(&topics).await;
-        let kafka = FakeKafka::refusing(&["a", "b"], ProduceError::Timeout);
-        let metrics = Metrics::new(&[]).expect("metrics");
-        let ended = pass(
-            &mut Pace::new(SMALL, rate),
-            &spool,
-            &*kafka,
-            "dlq",
-            &metrics,
-            &mut Held::default(),
-            &running(),
-        )
-        .await;
-        assert!(matches!(ended, Pass::Failed(_)), "rate {rate}: {ended:?}");
-        assert_eq!(kafka.took.lock().expect("lock").len(), 100, "rate {rate}");
-        assert_eq!(spool.records(), 20, "rate {rate}");
-    }
 }
