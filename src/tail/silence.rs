@@ -120,9 +120,10 @@ impl Silence {
             let at_end = partition.fetch_state == "active"
                 && partition.ls_offset >= 0
                 && partition.next_offset >= partition.ls_offset;
-            let last_at_end = match at_end {
-                true => at,
-                false => *state.caught_up.get(&key).unwrap_or(&at),
+            let last_at_end = if at_end {
+                at
+            } else {
+                *state.caught_up.get(&key).unwrap_or(&at)
             };
             let broker = (partition.broker >= 0)
                 .then(|| {
@@ -181,9 +182,10 @@ impl Silence {
     pub(super) fn verdict(&self, now: Instant) -> Verdict {
         let state = self.lock();
         let Some((at, judged)) = state.latest.as_ref() else {
-            return match state.unreadable {
-                true => Verdict::Unreadable,
-                false => Verdict::Unsure,
+            return if state.unreadable {
+                Verdict::Unreadable
+            } else {
+                Verdict::Unsure
             };
         };
         if state.silent_in_a_row >= 2 {
