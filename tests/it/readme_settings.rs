@@ -48,3 +48,67 @@ fn every_flag_and_its_variable_are_in_the_readme_settings_table() {
         "not in the README's Settings: {missing:?}"
     );
 }
+
+/// Each default the README's Settings table gives is the one clap applies: a changed default in
+/// `src/config/args.rs` must change the table too (an operator sizes timeouts and limits by it).
+#[test]
+fn every_default_in_the_readme_settings_table_is_claps() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let settings = readme
+        .split_once("## Settings")
+        .and_then(|(_, rest)| rest.split_once("\n## "))
+        .expect("a Settings section")
+        .0;
+    // A row's flag, variable and default cells.
+    let rows: Vec<Vec<&str>> = settings
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .map(|l| l.split(" | ").take(3).collect())
+        .collect();
+    let command = Cli::command();
+    let mut checked = 0;
+    let mut wrong = Vec::new();
+    for arg in command.get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        // Flags that take no value (clap's implicit `false`) are written `false` or `off`.
+        if !arg.get_action().takes_values() {
+            continue;
+        }
+        let defaults: Vec<String> = arg
+            .get_default_values()
+            .iter()
+            .map(|v| v.to_string_lossy().into_owned())
+            .collect();
+        let [default] = defaults.as_slice() else {
+            continue;
+        };
+        let flag = format!("--{long}");
+        let Some(row) = rows
+            .iter()
+            .find(|r| r[0].contains(&format!("`{flag}`")) || r[0].contains(&format!("`{flag} ")))
+        else {
+            continue; // the other test names the missing row
+        };
+        let Some(cell) = row.get(2) else {
+            wrong.push(format!("{flag}: no default cell"));
+            continue;
+        };
+        checked += 1;
+        let ok = if default.is_empty() {
+            cell.trim() == "empty"
+        } else {
+            cell.contains(&format!("`{default}`"))
+        };
+        if !ok {
+            wrong.push(format!(
+                "{flag}: clap's default is {default:?}, the README says {cell:?}"
+            ));
+        }
+    }
+    assert!(checked > 15, "the defaults were found: {checked}");
+    assert!(
+        wrong.is_empty(),
+        "README Settings defaults differ: {wrong:#?}"
+    );
+}
