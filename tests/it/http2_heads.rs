@@ -173,3 +173,79 @@ async fn a_webhook_sent_before_the_shutdowns_goaway_arrived_is_answered() {
     drop(s);
     app.wait_stopped(Duration::from_secs(20)).await;
 }
+
+/// The next frame, or `None` once the server has closed (or reset) the connection.
+async fn frame_or_close(s: &mut TcpStream) -> Option<(u8, u32, Vec<u8>)> {
+    let mut head = [0u8; 9];
+    s.read_exact(&mut head).await.ok()?;
+    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+    let mut payload = vec![0u8; len];
+    s.read_exact(&mut payload).await.ok()?;
+    let on = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+    Some((head[3], on, payload))
+}
+
+/// A head begun and never finished is dropped when the header read timeout ends: there is
+/// nothing to answer, so it is not first told to close (GOAWAY) and then dropped a check later,
+/// which held a slowloris for twice the timeout (found by mutation testing: handling a slow head
+/// as an idle connection went unnoticed, the test above allowing 10 s for a 2 s timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_head_never_finished_is_dropped_at_the_header_read_timeout_not_a_check_later() {
+    let app = TestApp::start(&["--header-read-timeout", "3s"]).await;
+    let mut s = answered_once(app.addr).await;
+    // A whole frame header and the first byte of its header block: the head has begun.
+    let head = frame(
+        HEADERS,
+        END_HEADERS,
+        3,
+        &header_block(&[(":method", "POST")]),
+    );
+    s.write_all(&head[..10]).await.expect("send");
+    let began = Instant::now();
+    let read = tokio::time::timeout(Duration::from_secs(20), async {
+        while frame_or_close(&mut s).await.is_some() {}
+    })
+    .await;
+    let took = began.elapsed();
+    assert!(
+        read.is_ok(),
+        "still open {took:?} into a head never finished"
+    );
+    assert!(
+        took >= Duration::from_millis(2500) && took < Duration::from_millis(4500),
+        "dropped {took:?} into a head never finished, not at the 3 s header read timeout"
+    );
+}
+
+/// A kept-alive connection told to close at its idle timeout whose client neither answers the
+/// GOAWAY's ping nor closes (one that vanished without a FIN) is dropped a check later (the header
+/// read timeout, 1 s here), not after a second idle timeout: such peers would otherwise hold
+/// their connection slots twice as long (found by mutation testing: waiting the idle timeout
+/// again went unnoticed, the idle test's two timeouts being equal).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_http2_client_that_ignores_the_goaway_is_dropped_a_check_after_it() {
+    let app = TestApp::start(&["--header-read-timeout", "1s", "--idle-timeout", "4s"]).await;
+    let mut s = answered_once(app.addr).await;
+    let answered = Instant::now();
+    let mut goaway = None;
+    let read = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some((kind, _, _)) = frame_or_close(&mut s).await {
+            if kind == GOAWAY && goaway.is_none() {
+                goaway = Some(answered.elapsed());
+            }
+        }
+    })
+    .await;
+    let closed = answered.elapsed();
+    assert!(read.is_ok(), "still open {closed:?} after its answer");
+    let goaway = goaway.expect("told to close with GOAWAY before the close");
+    assert!(
+        goaway >= Duration::from_millis(3500),
+        "told to close {goaway:?} after its answer, before the idle timeout"
+    );
+    assert!(
+        closed - goaway < Duration::from_millis(2500),
+        "dropped {:?} after its GOAWAY, not a check (1 s) later",
+        closed - goaway
+    );
+}

@@ -433,6 +433,34 @@ async fn a_connection_whose_request_was_refused_is_closed_after_the_header_read_
     );
 }
 
+/// A stranger's request to another path (404) or with another method (405) is refused as one
+/// without credentials is: its connection gets no longer for its next request than a new one, or
+/// anyone who can send one request could hold a slot for the idle timeout (found by mutation
+/// testing: taking either status out of the refusals that earn no idle wait went unnoticed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_whose_request_got_404_or_405_is_closed_after_the_header_read_timeout() {
+    let app = TestApp::start(&["--header-read-timeout", "500ms"]).await;
+    for (request, status) in [
+        (
+            &b"GET /elsewhere HTTP/1.1\r\nhost: x\r\n\r\n"[..],
+            "HTTP/1.1 404",
+        ),
+        (b"GET /webhook HTTP/1.1\r\nhost: x\r\n\r\n", "HTTP/1.1 405"),
+    ] {
+        let mut s = common::raw_send(app.addr, request).await;
+        let refused = common::read_answer(&mut s).await;
+        assert!(refused.starts_with(status), "{refused}");
+        let answered = Instant::now();
+        let rest = common::read_until_closed(&mut s).await;
+        assert!(rest.is_empty(), "{rest}");
+        assert!(
+            answered.elapsed() < Duration::from_secs(5),
+            "open {:?} after a {status}",
+            answered.elapsed()
+        );
+    }
+}
+
 /// The ack deadline counts from the request's arrival, not from the end of its body: a body that
 /// has not arrived by then is answered 408 then and never produced, so the sender's retry is no
 /// duplicate. Not later, at `--body-read-timeout` or whenever the body ends: such a request could
