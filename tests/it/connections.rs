@@ -6,7 +6,7 @@ use crate::common;
 
 use std::time::Duration;
 
-use crate::common::{TestApp, STATUS};
+use crate::common::{TestApp, STATUS, TEXT};
 use tokio::io::AsyncWriteExt;
 
 /// Enough for the first delivery on a loaded machine: these tests are about connections.
@@ -126,4 +126,108 @@ async fn an_empty_line_after_an_answer_does_not_start_the_next_heads_clock() {
     s.write_all(b"\r\n").await.expect("write an empty line");
     tokio::time::sleep(Duration::from_secs(1)).await;
     takes_the_next_request(&mut s).await;
+}
+
+/// Requests written all at once, on one connection: a stranger's with a body, a valid one, a
+/// refused one whose chunked body holds a whole valid request, a wrong path and a wrong method
+/// with bodies, and a valid one chunked in small pieces with extensions and a trailer. Each is
+/// answered in the order sent, and exactly the valid bodies are stored, once each: a refused
+/// request's body is dropped, never read as the next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_are_answered_in_order_and_only_the_valid_ones_stored() {
+    use base64::Engine;
+    let app = TestApp::start(&PATIENT).await;
+    let auth = common::basic_auth_header();
+    let stranger = base64::engine::general_purpose::STANDARD.encode("qikchat:nope");
+    let head = |line: &str, fields: &str, length: usize| {
+        format!("{line}\r\nhost: x\r\ncontent-type: application/json\r\n{fields}content-length: {length}\r\n\r\n")
+    };
+    let (mut sent, mut want, mut ids) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..3 {
+        let line = "POST /webhook HTTP/1.1";
+        let stranger = format!("authorization: Basic {stranger}\r\n");
+        sent.extend(head(line, &stranger, STATUS.len()).into_bytes());
+        sent.extend(STATUS);
+        want.push("401");
+        let id = format!("pipelined-{round}-status");
+        let fields = format!("authorization: {auth}\r\nx-request-id: {id}\r\n");
+        sent.extend(head(line, &fields, STATUS.len()).into_bytes());
+        sent.extend(STATUS);
+        want.push("200");
+        ids.push(id);
+        let inner = common::post_bytes(TEXT);
+        sent.extend(format!("POST /webhook HTTP/1.1\r\nhost: x\r\nauthorization: {auth}\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n", inner.len()).into_bytes());
+        sent.extend(&inner);
+        sent.extend(b"\r\n0\r\n\r\n");
+        want.push("415");
+        sent.extend(head("POST /elsewhere HTTP/1.1", "", STATUS.len()).into_bytes());
+        sent.extend(STATUS);
+        want.push("404");
+        let fields = format!("authorization: {auth}\r\n");
+        sent.extend(head("PUT /webhook HTTP/1.1", &fields, STATUS.len()).into_bytes());
+        sent.extend(STATUS);
+        want.push("405");
+        let id = format!("pipelined-{round}-text");
+        sent.extend(format!("POST /webhook HTTP/1.1\r\nhost: x\r\nauthorization: {auth}\r\ncontent-type: application/json\r\nx-request-id: {id}\r\ntransfer-encoding: chunked\r\n\r\n").into_bytes());
+        for piece in TEXT.chunks(7) {
+            sent.extend(format!("{:x};ext=1\r\n", piece.len()).into_bytes());
+            sent.extend(piece);
+            sent.extend(b"\r\n");
+        }
+        sent.extend(b"0\r\nx-trailer: y\r\n\r\n");
+        want.push("200");
+        ids.push(id);
+    }
+    let mut s = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    s.write_all(&sent).await.expect("write");
+    let got = read_statuses(&mut s, want.len()).await;
+    assert_eq!(got, want);
+    let mut stored = Vec::new();
+    for (topic, body) in [
+        ("whatsapp.message.status", STATUS),
+        ("whatsapp.message.in", TEXT),
+    ] {
+        for record in app.records(topic, 3, Duration::from_secs(10)).await {
+            assert_eq!(record.value, body, "{topic}");
+            stored.push(record.headers["request-id"].clone());
+        }
+    }
+    stored.sort();
+    ids.sort();
+    assert_eq!(stored, ids);
+    assert_eq!(app.total_records().await, 6, "nothing else stored");
+}
+
+/// The status codes of the next `count` answers on `s`, each read whole by its `Content-Length`.
+async fn read_statuses(s: &mut tokio::net::TcpStream, count: usize) -> Vec<String> {
+    use tokio::io::AsyncReadExt;
+    let (mut seen, mut statuses) = (Vec::<u8>::new(), Vec::new());
+    while statuses.len() < count {
+        let text = String::from_utf8_lossy(&seen).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length: usize = text[..end]
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse().ok())?
+                })
+                .expect("a content-length");
+            if seen.len() >= end + 4 + length {
+                statuses.push(text[9..12].to_string());
+                seen.drain(..end + 4 + length);
+                continue;
+            }
+        }
+        let mut buf = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .expect("answered within 10 s")
+            .expect("read");
+        assert!(n > 0, "closed after {statuses:?}");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    statuses
 }
