@@ -832,11 +832,12 @@ print(f"{len(rules)} rules, {present} among them, {absent} left out")
 ' "$absent" "$present" <<<"$out"
 }
 
-# webhook_path_renders PATH: config.webhookPath=PATH (from a values file: any character) renders
-# and reaches the container as BRIDGE_WEBHOOK_PATH unchanged.
+# webhook_path_renders PATH: config.webhookPath=PATH (from a values file: any character) renders,
+# with the Ingress on, and reaches the container as BRIDGE_WEBHOOK_PATH and the Ingress's one
+# path unchanged (an unquoted `/hook:` there broke the render: found by a review).
 webhook_path_renders() {
   local values="$WORK/webhook-path.$RANDOM.yaml" out
-  "$PY" -c 'import json, sys; json.dump({"config": {"webhookPath": sys.argv[1]}}, open(sys.argv[2], "w"))' "$1" "$values"
+  "$PY" -c 'import json, sys; json.dump({"config": {"webhookPath": sys.argv[1]}, "ingress": {"enabled": True}}, open(sys.argv[2], "w"))' "$1" "$values"
   out="$(template -f "$values")"
   "$PY" -c '
 import sys, yaml
@@ -846,7 +847,11 @@ env = {e["name"]: e.get("value") for d in docs if d["kind"] == "Deployment"
 got = env.get("BRIDGE_WEBHOOK_PATH")
 if got != sys.argv[1]:
     sys.exit(f"BRIDGE_WEBHOOK_PATH is {got!r}, not {sys.argv[1]!r}")
-print(f"BRIDGE_WEBHOOK_PATH={sys.argv[1]}")
+paths = [p["path"] for d in docs if d["kind"] == "Ingress"
+         for r in d["spec"]["rules"] for p in r["http"]["paths"]]
+if not paths or any(p != sys.argv[1] for p in paths):
+    sys.exit(f"the Ingress paths are {paths!r}, not [{sys.argv[1]!r}]")
+print(f"BRIDGE_WEBHOOK_PATH={sys.argv[1]}, Ingress paths {paths}")
 ' "$1" <<<"$out"
 }
 
@@ -1402,6 +1407,18 @@ check "a webhook path of every visible ASCII character but ? # < > and a backquo
   webhook_path_renders '/a!"$%&'"'"'()*+,-./:;=@[\]^_{|}~z'
 check "a percent-encoded webhook path renders" webhook_path_renders /w%C3%A9bhook
 check "the webhook path / renders" webhook_path_renders /
+check "a webhook path ending in a colon renders" webhook_path_renders /hook:
+must_fail "a ServiceMonitor whose scrape timeout is longer than its interval" \
+  "serviceMonitor.scrapeTimeout (10s) is longer than serviceMonitor.interval (5s)" $B \
+  --set serviceMonitor.enabled=true --set serviceMonitor.interval=5s
+check "a ServiceMonitor whose scrape timeout equals its interval in other units renders" renders $B \
+  --set serviceMonitor.enabled=true --set serviceMonitor.interval=1m --set serviceMonitor.scrapeTimeout=60000ms
+must_fail "a full name that is no DNS-1035 label" "is no DNS-1035 label" $B --set fullnameOverride=wa.bridge
+must_fail "a full name with a leading digit" "is no DNS-1035 label" $B --set fullnameOverride=1bridge
+must_fail "a rolling update with no surge and no unavailable pod" "are both 0" $B \
+  --set rollingUpdate.maxSurge=0 --set rollingUpdate.maxUnavailable=0%
+must_fail "rollingUpdate.maxUnavailable over 100%" "maxUnavailable" $B --set rollingUpdate.maxUnavailable=150%
+must_fail "podDisruptionBudget.maxUnavailable over 100%" "maxUnavailable" $B --set podDisruptionBudget.maxUnavailable=150%
 check "a PrometheusRule without ServiceMonitor or prometheusRule.job renders without QikchatBridgeNoReadyInstance" \
   rule_names QikchatBridgeNoReadyInstance QikchatBridgeNotReady --set 'prometheusRule.disabledAlerts[0]=QikchatBridgeNoReadyInstance'
 check "ServiceMonitor relabelings that set job render without QikchatBridgeNoReadyInstance" \

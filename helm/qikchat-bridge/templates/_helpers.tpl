@@ -256,6 +256,17 @@ password
 {{- define "qikchat-bridge.validate" -}}
 {{- $k := .Values.kafka -}}
 {{- $_ := include "qikchat-bridge.bootstrapServers" . -}}
+{{- /* Kubernetes names a Service by a DNS-1035 label, stricter than the release names Helm
+     takes: `helm install wa.prod` or `1bridge` rendered, then the API server refused the Service. */ -}}
+{{- $fullname := include "qikchat-bridge.fullname" . -}}
+{{- if not (regexMatch "^[a-z]([-a-z0-9]*[a-z0-9])?$" $fullname) -}}
+{{- fail (printf "the release's full name %q is no DNS-1035 label (lower-case letters, digits and '-', a letter first and none at the end), which Kubernetes requires of a Service's name: choose another release name, or set fullnameOverride" $fullname) -}}
+{{- end -}}
+{{- /* The API server refuses a rolling update that may neither add nor remove a pod. */ -}}
+{{- $zero := list "0" "0%" -}}
+{{- if and (not .Values.persistence.enabled) (has (toString .Values.rollingUpdate.maxSurge) $zero) (has (toString .Values.rollingUpdate.maxUnavailable) $zero) -}}
+{{- fail "rollingUpdate.maxSurge and rollingUpdate.maxUnavailable are both 0: Kubernetes refuses such a Deployment (a rollout could neither add a pod nor remove one); set one of them above 0" -}}
+{{- end -}}
 {{- /* kafka.properties names librdkafka knows are lower case (a-z, 0-9, '.', '_', '-'). The
      schema refuses the chart-managed and secret names (patternProperties, case-sensitive, so Helm
      names the key); this refuses the rest here, naming the key too, where a schema propertyNames
