@@ -16,6 +16,7 @@ use tokio::sync::{oneshot, Notify};
 
 use crate::record::Record;
 
+mod access;
 mod commits;
 mod counts;
 mod dir;
@@ -41,38 +42,7 @@ use writer::Append;
 /// the nearest directory that exists (the rest is made under it), and the spool's files when
 /// they exist. Blocking.
 pub fn unwritable(dir: &Path) -> Option<(PathBuf, std::io::Error)> {
-    dir::unwritable(dir, &[FILE, dir::LOCK_FILE], |path, file| {
-        use rustix::fs::Access;
-        let wanted = if file {
-            Access::READ_OK | Access::WRITE_OK
-        } else {
-            Access::WRITE_OK | Access::EXEC_OK
-        };
-        // As the process's effective user and capabilities (a non-root user given
-        // CAP_DAC_OVERRIDE writes where its uid may not), which its writes will be checked as.
-        // That takes faccessat2, which an older container runtime's seccomp profile refuses
-        // with EPERM: no answer, and no refusal (opening the spool says what fails).
-        match rustix::fs::accessat(rustix::fs::CWD, path, wanted, rustix::fs::AtFlags::EACCESS) {
-            // The kernel's own EPERM for a write: the immutable attribute, which even root's
-            // writes meet (start-up then failed after `--check-config` had passed it).
-            Err(rustix::io::Errno::PERM) if immutable(path) => Err(std::io::Error::other(
-                "it has the immutable attribute (chattr +i), which refuses every write, even                  root's",
-            )),
-            Err(e) if e == rustix::io::Errno::PERM || e == rustix::io::Errno::NOSYS => Ok(()),
-            result => result.map_err(std::io::Error::from),
-        }
-    })
-}
-
-/// Whether `path` has the immutable attribute; false when that cannot be told (a filesystem
-/// without attributes, a file this process cannot open). Opened without waiting: a FIFO there
-/// must not hang `--check-config`.
-fn immutable(path: &Path) -> bool {
-    use rustix::fs::{ioctl_getflags, open, IFlags, Mode, OFlags};
-    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
-    open(path, flags, Mode::empty())
-        .and_then(ioctl_getflags)
-        .is_ok_and(|attributes| attributes.contains(IFlags::IMMUTABLE))
+    dir::unwritable(dir, &[FILE, dir::LOCK_FILE], access::may_write)
 }
 
 const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records");

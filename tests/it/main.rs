@@ -32,5 +32,6 @@ mod server_drain;
 mod shutdown;
 mod slow_clients;
 mod spool;
+mod spool_dir;
 mod spool_sync;
 mod tls;

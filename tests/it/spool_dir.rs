@@ -1,0 +1,179 @@
+//! A `--spool-dir` that start-up could not use, refused by `--check-config` and by start-up alike
+//! (exit 2, naming the path and why): the attributes that refuse even root, and a file that is
+//! no regular file where the spool's own should be.
+
+use crate::common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::common::{OutputWithin, EXIT_LIMIT};
+use rustix::fs::IFlags;
+
+const BIN: &str = env!("CARGO_BIN_EXE_qikchat-bridge");
+
+/// An attribute (`chattr +i`, `+a`) set on a path for as long as it is held, taken off again when
+/// dropped (also while a failed assertion unwinds), or the temporary directory could never be
+/// removed.
+struct Attribute(std::fs::File, IFlags);
+
+impl Attribute {
+    fn set(path: &Path, attribute: IFlags) -> Attribute {
+        use rustix::fs::{ioctl_getflags, ioctl_setflags};
+        let file = std::fs::File::open(path).expect("open");
+        let flags = ioctl_getflags(&file).expect("the filesystem's attributes");
+        ioctl_setflags(&file, flags | attribute)
+            .expect("chattr: the tests run as root, on a filesystem with attributes");
+        Attribute(file, attribute)
+    }
+}
+
+impl Drop for Attribute {
+    fn drop(&mut self) {
+        use rustix::fs::{ioctl_getflags, ioctl_setflags};
+        if let Ok(flags) = ioctl_getflags(&self.0) {
+            _ = ioctl_setflags(&self.0, flags - self.1);
+        }
+    }
+}
+
+/// Only root may set these attributes (CAP_LINUX_IMMUTABLE); CI runs the tests as root.
+fn may_set_attributes() -> bool {
+    let root = rustix::process::geteuid().is_root();
+    if !root {
+        eprintln!("not run: setting file attributes takes root");
+    }
+    root
+}
+
+/// `--check-config`, then a start-up, with `--spool-dir spool`, run by `command` (the binary, or
+/// `runuser` before it): each must exit 2 saying it cannot write to `refused`, and why.
+fn both_refuse(command: impl Fn() -> Command, spool: &Path, refused: &Path, why: &str) {
+    let mut start = common::ANY_PORTS.to_vec();
+    start.extend(["--kafka-brokers", "127.0.0.1:1", "--auth", "u:Zq7Wm3Kx9Pv2"]);
+    for args in [vec!["--check-config"], start] {
+        let output = command()
+            .args(&args)
+            .arg("--spool-dir")
+            .arg(spool)
+            .env_clear()
+            // For `runuser`.
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .output_within(EXIT_LIMIT);
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{refused:?} {args:?}: {err}");
+        let said = format!(
+            "--spool-dir: this process cannot write to {}: {why}",
+            refused.display()
+        );
+        assert!(err.contains(&said), "{refused:?} {args:?}: {err}");
+    }
+}
+
+/// A spool directory with `files` (empty) in it, under a temporary directory.
+fn spool_with(files: &[&str]) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("dir");
+    let spool = dir.path().join("spool");
+    std::fs::create_dir(&spool).expect("spool dir");
+    for name in files {
+        std::fs::write(spool.join(name), "").expect("spool file");
+    }
+    (dir, spool)
+}
+
+const FILES: [&str; 2] = ["spool.redb", "spool.lock"];
+
+/// The immutable attribute on the directory, or on its spool file: the access check's EPERM for
+/// it was taken for a container's seccomp profile refusing the check, so `--check-config`
+/// passed it and start-up then failed to open the spool with exit code 1.
+#[test]
+fn a_spool_dir_or_file_with_the_immutable_attribute_is_refused_by_check_config_and_at_start_up() {
+    if !may_set_attributes() {
+        return;
+    }
+    let why = "it has the immutable attribute (chattr +i), which refuses every write, even root's";
+    for (files, refused) in [(&[][..], ""), (&FILES[..], "spool.redb")] {
+        let (_dir, spool) = spool_with(files);
+        let refused = if refused.is_empty() {
+            spool.clone()
+        } else {
+            spool.join(refused)
+        };
+        let _immutable = Attribute::set(&refused, IFlags::IMMUTABLE);
+        both_refuse(|| Command::new(BIN), &spool, &refused, why);
+    }
+}
+
+/// The append-only attribute on a directory that holds no spool yet, or on its spool file or
+/// lock: the access check grants the write, so `--check-config` passed it, and start-up failed
+/// with exit code 1 ("cannot rename …/spool.redb.new to …/spool.redb", then at every start
+/// "cannot remove …/spool.redb.new"; or "cannot open" the file, which redb and the lock open for
+/// writing without O_APPEND). Found by a review of the fix for the immutable attribute.
+#[test]
+fn a_spool_dir_or_file_with_the_append_only_attribute_is_refused_by_check_config_and_at_start_up() {
+    if !may_set_attributes() {
+        return;
+    }
+    let why = "it has the append-only attribute (chattr +a)";
+    for (files, refused) in [
+        (&[][..], ""),
+        (&FILES[..], "spool.redb"),
+        (&FILES[..], "spool.lock"),
+    ] {
+        let (_dir, spool) = spool_with(files);
+        let refused = if refused.is_empty() {
+            spool.clone()
+        } else {
+            spool.join(refused)
+        };
+        let _append_only = Attribute::set(&refused, IFlags::APPEND);
+        both_refuse(|| Command::new(BIN), &spool, &refused, why);
+    }
+}
+
+/// Another user's directory is refused (`cli.rs`), but the same directory with the immutable
+/// attribute as well was passed by `--check-config`: telling the attribute's EPERM from a seccomp
+/// profile's opened the directory, which this user may not read. Start-up then failed with exit
+/// code 1 ("cannot open …/spool.lock: Permission denied"). Found by a review.
+#[test]
+fn another_users_spool_dir_with_the_immutable_attribute_is_refused_by_check_config_and_at_start_up()
+{
+    use std::os::unix::fs::PermissionsExt;
+    if !may_set_attributes() {
+        return;
+    }
+    let (dir, spool) = spool_with(&[]);
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::set_permissions(&spool, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    // `nobody` may not reach the build's directory: a copy it can run.
+    let copy = dir.path().join("qikchat-bridge");
+    std::fs::copy(BIN, &copy).expect("copy");
+    let _immutable = Attribute::set(&spool, IFlags::IMMUTABLE);
+    let as_nobody = || {
+        let mut runuser = Command::new("runuser");
+        runuser.args(["-u", "nobody", "--"]).arg(&copy);
+        runuser
+    };
+    both_refuse(as_nobody, &spool, &spool, "it has the immutable attribute");
+}
+
+/// A FIFO where the spool's lock file goes: start-up's open of it waited for a reader that never
+/// came, so the bridge never became ready and ignored the first SIGTERM, while `--check-config`
+/// passed it (found by a review). A directory where the spool's file goes failed start-up with
+/// exit code 1. Both are refused now.
+#[test]
+fn a_fifo_or_directory_where_a_spool_file_goes_is_refused_by_check_config_and_at_start_up() {
+    let (_dir, spool) = spool_with(&FILES[..1]);
+    let fifo = spool.join("spool.lock");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo")
+        .success());
+    let why = "it is not a regular file";
+    both_refuse(|| Command::new(BIN), &spool, &fifo, why);
+    let (_dir, spool) = spool_with(&[]);
+    let directory = spool.join("spool.redb");
+    std::fs::create_dir(&directory).expect("a directory where the file goes");
+    both_refuse(|| Command::new(BIN), &spool, &directory, why);
+}
