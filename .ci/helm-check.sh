@@ -1417,6 +1417,12 @@ must_fail "a full name that is no DNS-1035 label" "is no DNS-1035 label" $B --se
 must_fail "a full name with a leading digit" "is no DNS-1035 label" $B --set fullnameOverride=1bridge
 must_fail "a rolling update with no surge and no unavailable pod" "are both 0" $B \
   --set rollingUpdate.maxSurge=0 --set rollingUpdate.maxUnavailable=0%
+must_fail "a rolling update with no surge and no unavailable pod, written 00%" "are both 0" $B \
+  --set rollingUpdate.maxSurge=00% --set rollingUpdate.maxUnavailable=0
+check "rollingUpdate.maxUnavailable 050% (Kubernetes reads 50%) renders" renders $B \
+  --set rollingUpdate.maxUnavailable=050%
+check "a ServiceMonitor with a null interval (Prometheus's own) renders" renders $B \
+  --set serviceMonitor.enabled=true --set serviceMonitor.interval=null
 must_fail "rollingUpdate.maxUnavailable over 100%" "maxUnavailable" $B --set rollingUpdate.maxUnavailable=150%
 must_fail "podDisruptionBudget.maxUnavailable over 100%" "maxUnavailable" $B --set podDisruptionBudget.maxUnavailable=150%
 check "a PrometheusRule without ServiceMonitor or prometheusRule.job renders without QikchatBridgeNoReadyInstance" \

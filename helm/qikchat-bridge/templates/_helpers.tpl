@@ -263,8 +263,8 @@ password
 {{- fail (printf "the release's full name %q is no DNS-1035 label (lower-case letters, digits and '-', a letter first and none at the end), which Kubernetes requires of a Service's name: choose another release name, or set fullnameOverride" $fullname) -}}
 {{- end -}}
 {{- /* The API server refuses a rolling update that may neither add nor remove a pod. */ -}}
-{{- $zero := list "0" "0%" -}}
-{{- if and (not .Values.persistence.enabled) (has (toString .Values.rollingUpdate.maxSurge) $zero) (has (toString .Values.rollingUpdate.maxUnavailable) $zero) -}}
+{{- /* Kubernetes reads "00%" as 0% too. */ -}}
+{{- if and (not .Values.persistence.enabled) (regexMatch "^0+%?$" (toString .Values.rollingUpdate.maxSurge)) (regexMatch "^0+%?$" (toString .Values.rollingUpdate.maxUnavailable)) -}}
 {{- fail "rollingUpdate.maxSurge and rollingUpdate.maxUnavailable are both 0: Kubernetes refuses such a Deployment (a rollout could neither add a pod nor remove one); set one of them above 0" -}}
 {{- end -}}
 {{- /* kafka.properties names librdkafka knows are lower case (a-z, 0-9, '.', '_', '-'). The
