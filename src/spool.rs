@@ -42,7 +42,13 @@ use writer::Append;
 /// the nearest directory that exists (the rest is made under it), and the spool's files when
 /// they exist. Blocking.
 pub fn unwritable(dir: &Path) -> Option<(PathBuf, std::io::Error)> {
-    dir::unwritable(dir, &[FILE, dir::LOCK_FILE], access::may_write)
+    dir::unwritable(dir, &[FILE, dir::LOCK_FILE], |path, file| {
+        if !file && path != dir {
+            access::may_make_in(path)
+        } else {
+            access::may_write(path, file)
+        }
+    })
 }
 
 const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records");

@@ -14,6 +14,17 @@ const NOT_A_FILE: &str = "it is not a regular file";
 /// Whether this process may write at `path`: a directory (`file` false) to make entries in, or
 /// one of the spool's files (`file`) to read and write.
 pub(super) fn may_write(path: &Path, file: bool) -> io::Result<()> {
+    may_write_as(path, file, true)
+}
+
+/// Whether this process may make the spool's directory under `path`, the nearest parent that
+/// exists: the append-only attribute allows making entries there (only renaming and removing are
+/// refused, which the spool does in its own directory, not in a parent).
+pub(super) fn may_make_in(path: &Path) -> io::Result<()> {
+    may_write_as(path, false, false)
+}
+
+fn may_write_as(path: &Path, file: bool, append_refused: bool) -> io::Result<()> {
     use rustix::fs::Access;
     // Start-up's open of a FIFO at the lock waited for a reader that never came: never ready,
     // and deaf to the first SIGTERM (found by a review).
@@ -24,7 +35,9 @@ pub(super) fn may_write(path: &Path, file: bool) -> io::Result<()> {
     // removes are refused later), and says EPERM for an immutable one as a seccomp profile
     // refusing the check does: the attributes are read first.
     if let Some(why) = refusing_attribute(path) {
-        return Err(io::Error::other(why));
+        if append_refused || why == IMMUTABLE {
+            return Err(io::Error::other(why));
+        }
     }
     let wanted = if file {
         Access::READ_OK | Access::WRITE_OK

@@ -110,6 +110,11 @@ impl Note {
     /// and gives `db` its identity if it has none (a durable commit, before any append).
     pub(super) fn open(dir: &Path, db: &Database) -> Result<Note, String> {
         let path = dir.join(NOTE);
+        // Reading a FIFO there waited for a writer that never came: start-up hung, never ready
+        // (found by a review). Any other kind is no note either.
+        if std::fs::metadata(&path).is_ok_and(|m| !m.is_file()) {
+            return Err(format!("{} is not a regular file", path.display()));
+        }
         let found = std::fs::read(&path).ok().and_then(|b| Noted::decode(&b));
         let file_id =
             file_id(db).map_err(|e| format!("cannot give the spool file its identity: {e}"))?;

@@ -177,3 +177,66 @@ fn a_fifo_or_directory_where_a_spool_file_goes_is_refused_by_check_config_and_at
     std::fs::create_dir(&directory).expect("a directory where the file goes");
     both_refuse(|| Command::new(BIN), &spool, &directory, why);
 }
+
+/// A bridge started on `spool` (Kafka unreachable: ready on the spool alone), once ready.
+async fn ready_on(spool: &Path) -> common::Spawned {
+    let spawned = common::Spawned::start(
+        Command::new(BIN)
+            .args(common::ANY_PORTS)
+            .args(["--kafka-brokers", "127.0.0.1:1", "--auth", "u:Zq7Wm3Kx9Pv2"])
+            .arg("--spool-dir")
+            .arg(spool)
+            .env_clear()
+            .env("RUST_LOG", common::LOG_FILTER)
+            .stdout(std::process::Stdio::null()),
+    );
+    common::wait_ready_at(spawned.admin).await;
+    spawned
+}
+
+/// The append-only attribute on the nearest existing parent of a spool directory not made yet:
+/// the attribute allows new entries, and the spool renames and removes nothing in a parent, so
+/// start-up makes the directory and the spool in it. eccf1d2 refused it with exit 2, where it had
+/// worked (found by a review of that commit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_only_parent_of_a_spool_dir_not_made_yet_is_passed() {
+    if !may_set_attributes() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let parent = dir.path().join("parent");
+    std::fs::create_dir(&parent).expect("parent");
+    let spool = parent.join("a").join("spool");
+    let _append_only = Attribute::set(&parent, IFlags::APPEND);
+    let output = Command::new(BIN)
+        .arg("--check-config")
+        .arg("--spool-dir")
+        .arg(&spool)
+        .env_clear()
+        .output_within(EXIT_LIMIT);
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{err}");
+    let _bridge = ready_on(&spool).await;
+    assert!(spool.join("spool.redb").is_file());
+}
+
+/// A FIFO where the note of the spool's last commit goes (`spool.last-append`): start-up read it,
+/// waiting for a writer that never came, and was never ready (found by a review). The note is
+/// only a safeguard: start-up warns that it cannot keep one, and serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_where_the_spools_commit_note_goes_is_warned_of_and_start_up_serves() {
+    let (_dir, spool) = spool_with(&[]);
+    let fifo = spool.join("spool.last-append");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo")
+        .success());
+    let bridge = ready_on(&spool).await;
+    let log = bridge.log_so_far();
+    assert!(
+        log.contains("cannot note the spool's commits beside it")
+            && log.contains("is not a regular file"),
+        "{log}"
+    );
+}
