@@ -1,10 +1,11 @@
-//! The README's "Settings" table names every flag of the bridge, with its environment variable.
+//! The README's "Settings" table names every flag of the bridge, with its environment variable
+//! and clap's default.
 
 use clap::CommandFactory;
 use qikchat_bridge::config::Cli;
 
-#[test]
-fn every_flag_and_its_variable_are_in_the_readme_settings_table() {
+/// The first `cells` cells of each row of the README's Settings table.
+fn settings_rows(cells: usize) -> Vec<Vec<String>> {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
         .expect("README.md");
     let settings = readme
@@ -12,12 +13,17 @@ fn every_flag_and_its_variable_are_in_the_readme_settings_table() {
         .and_then(|(_, rest)| rest.split_once("\n## "))
         .expect("a Settings section")
         .0;
-    // A row's flag and variable cells, as `--flag VALUE` and `VARIABLE` (then any words).
-    let rows: Vec<Vec<&str>> = settings
+    settings
         .lines()
         .filter(|l| l.starts_with("| `"))
-        .map(|l| l.split(" | ").take(2).collect())
-        .collect();
+        .map(|l| l.split(" | ").take(cells).map(str::to_string).collect())
+        .collect()
+}
+
+#[test]
+fn every_flag_and_its_variable_are_in_the_readme_settings_table() {
+    // A row's flag and variable cells, as `--flag VALUE` and `VARIABLE` (then any words).
+    let rows = settings_rows(2);
     let command = Cli::command();
     let mut checked = 0;
     let mut missing = Vec::new();
@@ -31,7 +37,7 @@ fn every_flag_and_its_variable_are_in_the_readme_settings_table() {
         let names = |cell: &str, name: &str| {
             cell.contains(&format!("`{name}`")) || cell.contains(&format!("`{name} "))
         };
-        let Some(row) = rows.iter().find(|r| names(r[0], &flag)) else {
+        let Some(row) = rows.iter().find(|r| names(&r[0], &flag)) else {
             missing.push(flag);
             continue;
         };
@@ -53,19 +59,8 @@ fn every_flag_and_its_variable_are_in_the_readme_settings_table() {
 /// `src/config/args.rs` must change the table too (an operator sizes timeouts and limits by it).
 #[test]
 fn every_default_in_the_readme_settings_table_is_claps() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-        .expect("README.md");
-    let settings = readme
-        .split_once("## Settings")
-        .and_then(|(_, rest)| rest.split_once("\n## "))
-        .expect("a Settings section")
-        .0;
     // A row's flag, variable and default cells.
-    let rows: Vec<Vec<&str>> = settings
-        .lines()
-        .filter(|l| l.starts_with("| `"))
-        .map(|l| l.split(" | ").take(3).collect())
-        .collect();
+    let rows = settings_rows(3);
     let command = Cli::command();
     let mut checked = 0;
     let mut wrong = Vec::new();
