@@ -34,10 +34,10 @@ fn may_write_as(path: &Path, file: bool, append_refused: bool) -> io::Result<()>
     // The access check grants an append-only file's write (the spool's opens, renames and
     // removes are refused later), and says EPERM for an immutable one as a seccomp profile
     // refusing the check does: the attributes are read first.
-    if let Some(why) = refusing_attribute(path) {
-        if append_refused || why == IMMUTABLE {
-            return Err(io::Error::other(why));
-        }
+    match attribute(path) {
+        Some(Attribute::Immutable) => return Err(io::Error::other(IMMUTABLE)),
+        Some(Attribute::AppendOnly) if append_refused => return Err(io::Error::other(APPEND_ONLY)),
+        _ => {}
     }
     let wanted = if file {
         Access::READ_OK | Access::WRITE_OK
@@ -54,10 +54,16 @@ fn may_write_as(path: &Path, file: bool, append_refused: bool) -> io::Result<()>
     }
 }
 
+/// The attributes that refuse writes whatever the permissions.
+enum Attribute {
+    Immutable,
+    AppendOnly,
+}
+
 /// The immutable or append-only attribute on `path`: from statx, which needs no read permission
 /// on it (another user's directory is told too), else from the inode's flags where statx is
 /// refused (an old kernel, a seccomp profile); nothing when neither tells.
-fn refusing_attribute(path: &Path) -> Option<&'static str> {
+fn attribute(path: &Path) -> Option<Attribute> {
     use rustix::fs::{statx, AtFlags, IFlags, StatxAttributes, StatxFlags, CWD};
     let (immutable, append) = match statx(CWD, path, AtFlags::empty(), StatxFlags::BASIC_STATS) {
         Ok(stat) => {
@@ -76,9 +82,9 @@ fn refusing_attribute(path: &Path) -> Option<&'static str> {
         }
     };
     if immutable {
-        Some(IMMUTABLE)
+        Some(Attribute::Immutable)
     } else if append {
-        Some(APPEND_ONLY)
+        Some(Attribute::AppendOnly)
     } else {
         None
     }
