@@ -782,24 +782,30 @@ pub fn post_bytes(body: &[u8]) -> Vec<u8> {
     bytes
 }
 
+/// The bytes of the first answer in `seen` (head and `Content-Length` body), once it is whole.
+#[allow(dead_code)]
+pub fn answer_length(seen: &[u8]) -> Option<usize> {
+    let text = String::from_utf8_lossy(seen);
+    let end = text.find("\r\n\r\n")?;
+    let length = text[..end]
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().ok())?
+        })
+        .expect("a content-length");
+    (seen.len() >= end + 4 + length).then_some(end + 4 + length)
+}
+
 /// One whole answer (head and `Content-Length` body), leaving the connection open.
 #[allow(dead_code)]
 pub async fn read_answer(s: &mut tokio::net::TcpStream) -> String {
     let mut seen = Vec::new();
     loop {
         let text = String::from_utf8_lossy(&seen).into_owned();
-        if let Some(end) = text.find("\r\n\r\n") {
-            let length = text[..end]
-                .lines()
-                .find_map(|l| {
-                    let (name, value) = l.split_once(':')?;
-                    name.eq_ignore_ascii_case("content-length")
-                        .then(|| value.trim().parse::<usize>().ok())?
-                })
-                .expect("a content-length");
-            if seen.len() >= end + 4 + length {
-                return text;
-            }
+        if answer_length(&seen).is_some() {
+            return text;
         }
         let mut buf = [0u8; 1024];
         let n = tokio::time::timeout(

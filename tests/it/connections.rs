@@ -205,21 +205,10 @@ async fn read_statuses(s: &mut tokio::net::TcpStream, count: usize) -> Vec<Strin
     use tokio::io::AsyncReadExt;
     let (mut seen, mut statuses) = (Vec::<u8>::new(), Vec::new());
     while statuses.len() < count {
-        let text = String::from_utf8_lossy(&seen).into_owned();
-        if let Some(end) = text.find("\r\n\r\n") {
-            let length: usize = text[..end]
-                .lines()
-                .find_map(|l| {
-                    let (name, value) = l.split_once(':')?;
-                    name.eq_ignore_ascii_case("content-length")
-                        .then(|| value.trim().parse().ok())?
-                })
-                .expect("a content-length");
-            if seen.len() >= end + 4 + length {
-                statuses.push(text[9..12].to_string());
-                seen.drain(..end + 4 + length);
-                continue;
-            }
+        if let Some(length) = common::answer_length(&seen) {
+            statuses.push(String::from_utf8_lossy(&seen[9..12]).into_owned());
+            seen.drain(..length);
+            continue;
         }
         let mut buf = [0u8; 4096];
         let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))

@@ -92,14 +92,20 @@ fn a_spool_dir_or_file_with_the_immutable_attribute_is_refused_by_check_config_a
         return;
     }
     let why = "it has the immutable attribute (chattr +i), which refuses every write, even root's";
-    for (files, refused) in [(&[][..], ""), (&FILES[..], "spool.redb")] {
+    each_refused_with(
+        IFlags::IMMUTABLE,
+        why,
+        &[(&[], None), (&FILES, Some("spool.redb"))],
+    );
+}
+
+/// For each case, a spool directory holding its files, with `attribute` set on the directory
+/// (None) or on the file named: both `--check-config` and start-up refuse it, saying `why`.
+fn each_refused_with(attribute: IFlags, why: &str, cases: &[(&[&str], Option<&str>)]) {
+    for (files, refused) in cases {
         let (_dir, spool) = spool_with(files);
-        let refused = if refused.is_empty() {
-            spool.clone()
-        } else {
-            spool.join(refused)
-        };
-        let _immutable = Attribute::set(&refused, IFlags::IMMUTABLE);
+        let refused = refused.map_or_else(|| spool.clone(), |name| spool.join(name));
+        let _attribute = Attribute::set(&refused, attribute);
         both_refuse(|| Command::new(BIN), &spool, &refused, why);
     }
 }
@@ -114,21 +120,15 @@ fn a_spool_dir_or_file_with_the_append_only_attribute_is_refused_by_check_config
     if !may_set_attributes() {
         return;
     }
-    let why = "it has the append-only attribute (chattr +a)";
-    for (files, refused) in [
-        (&[][..], ""),
-        (&FILES[..], "spool.redb"),
-        (&FILES[..], "spool.lock"),
-    ] {
-        let (_dir, spool) = spool_with(files);
-        let refused = if refused.is_empty() {
-            spool.clone()
-        } else {
-            spool.join(refused)
-        };
-        let _append_only = Attribute::set(&refused, IFlags::APPEND);
-        both_refuse(|| Command::new(BIN), &spool, &refused, why);
-    }
+    each_refused_with(
+        IFlags::APPEND,
+        "it has the append-only attribute (chattr +a)",
+        &[
+            (&[], None),
+            (&FILES, Some("spool.redb")),
+            (&FILES, Some("spool.lock")),
+        ],
+    );
 }
 
 /// Another user's directory is refused (`cli.rs`), but the same directory with the immutable
