@@ -58,13 +58,18 @@ fn webhook(stream: u32) -> Vec<u8> {
 
 /// The next frame: its type, stream and payload.
 async fn next_frame(s: &mut TcpStream) -> (u8, u32, Vec<u8>) {
+    frame_or_close(s).await.expect("a frame")
+}
+
+/// The next frame, or `None` once the server has closed (or reset) the connection.
+async fn frame_or_close(s: &mut TcpStream) -> Option<(u8, u32, Vec<u8>)> {
     let mut head = [0u8; 9];
-    s.read_exact(&mut head).await.expect("a frame");
+    s.read_exact(&mut head).await.ok()?;
     let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
     let mut payload = vec![0u8; len];
-    s.read_exact(&mut payload).await.expect("its payload");
+    s.read_exact(&mut payload).await.ok()?;
     let on = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
-    (head[3], on, payload)
+    Some((head[3], on, payload))
 }
 
 /// Reads frames until the answer's head on `stream` and returns its first byte: HPACK's
@@ -172,17 +177,6 @@ async fn a_webhook_sent_before_the_shutdowns_goaway_arrived_is_answered() {
     assert_eq!(answer_head(&mut s, 3).await, 0x88, ":status 200");
     drop(s);
     app.wait_stopped(Duration::from_secs(20)).await;
-}
-
-/// The next frame, or `None` once the server has closed (or reset) the connection.
-async fn frame_or_close(s: &mut TcpStream) -> Option<(u8, u32, Vec<u8>)> {
-    let mut head = [0u8; 9];
-    s.read_exact(&mut head).await.ok()?;
-    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
-    let mut payload = vec![0u8; len];
-    s.read_exact(&mut payload).await.ok()?;
-    let on = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
-    Some((head[3], on, payload))
 }
 
 /// A head begun and never finished is dropped when the header read timeout ends: there is
