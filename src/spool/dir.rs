@@ -66,6 +66,9 @@ pub(super) fn unwritable(
     files: &[&str],
     access: impl Fn(&Path, bool) -> std::io::Result<()>,
 ) -> Option<(PathBuf, std::io::Error)> {
+    if let Some(refused) = dangling(dir, files) {
+        return Some(refused);
+    }
     let existing = nearest_existing(dir);
     let present: Vec<PathBuf> = files
         .iter()
@@ -80,6 +83,26 @@ pub(super) fn unwritable(
     present
         .into_iter()
         .find_map(|file| access(&file, true).err().map(|e| (file, e)))
+}
+
+/// The first symbolic link to nothing among `dir`, the parents start-up would make, and the
+/// `files` in `dir`, with what it points to. Such a link does not exist to the checks that
+/// follow, so they passed it, while start-up failed with exit code 1 ("File exists" making the
+/// directory, "No such file or directory" opening a file through it). Found by a review.
+fn dangling(dir: &Path, files: &[&str]) -> Option<(PathBuf, std::io::Error)> {
+    let made = dir
+        .ancestors()
+        .take_while(|a| !a.as_os_str().is_empty() && !a.exists());
+    made.map(Path::to_path_buf)
+        .chain(files.iter().map(|f| dir.join(f)))
+        .find_map(|path| {
+            let target = std::fs::read_link(&path).ok().filter(|_| !path.exists())?;
+            let why = format!(
+                "it is a symbolic link to {}, which does not exist",
+                target.display()
+            );
+            Some((path, std::io::Error::other(why)))
+        })
 }
 
 /// `dir`, or the nearest of its parents that exists, which stands for it before start-up makes the

@@ -178,6 +178,26 @@ fn a_fifo_or_directory_where_a_spool_file_goes_is_refused_by_check_config_and_at
     both_refuse(|| Command::new(BIN), &spool, &directory, why);
 }
 
+/// A symbolic link to nothing where the spool's lock goes, or at the spool directory itself: the
+/// checks took it for nothing there, so `--check-config` passed it, while start-up failed with
+/// exit code 1 ("cannot open …/spool.lock: No such file or directory", "File exists" making the
+/// directory). Found by a review. Both are refused now, naming what the link points to.
+#[test]
+fn a_symbolic_link_to_nothing_in_the_spool_is_refused_by_check_config_and_at_start_up() {
+    let (dir, spool) = spool_with(&FILES[..1]);
+    let nowhere = dir.path().join("gone/spool.lock");
+    let lock = spool.join("spool.lock");
+    std::os::unix::fs::symlink(&nowhere, &lock).expect("symlink");
+    let why = format!(
+        "it is a symbolic link to {}, which does not exist",
+        nowhere.display()
+    );
+    both_refuse(|| Command::new(BIN), &spool, &lock, &why);
+    let link = dir.path().join("linked-spool");
+    std::os::unix::fs::symlink(&nowhere, &link).expect("symlink");
+    both_refuse(|| Command::new(BIN), &link.join("spool"), &link, &why);
+}
+
 /// A bridge started on `spool` (Kafka unreachable: ready on the spool alone), once ready.
 async fn ready_on(spool: &Path) -> common::Spawned {
     let spawned = common::Spawned::start(
