@@ -86,7 +86,8 @@ pub(super) fn unwritable(
 }
 
 /// The first symbolic link to nothing among `dir`, the parents start-up would make, and the
-/// `files` in `dir`, with what it points to. Such a link does not exist to the checks that
+/// `files` in `dir`, with what it points to; or one that cannot be followed (a loop, a directory
+/// on the way this process may not search). Such a link does not exist to the checks that
 /// follow, so they passed it, while start-up failed with exit code 1 ("File exists" making the
 /// directory, "No such file or directory" opening a file through it). Found by a review.
 fn dangling(dir: &Path, files: &[&str]) -> Option<(PathBuf, std::io::Error)> {
@@ -96,11 +97,19 @@ fn dangling(dir: &Path, files: &[&str]) -> Option<(PathBuf, std::io::Error)> {
     made.map(Path::to_path_buf)
         .chain(files.iter().map(|f| dir.join(f)))
         .find_map(|path| {
-            let target = std::fs::read_link(&path).ok().filter(|_| !path.exists())?;
-            let why = format!(
-                "it is a symbolic link to {}, which does not exist",
-                target.display()
-            );
+            let target = std::fs::read_link(&path).ok()?;
+            let e = std::fs::metadata(&path).err()?;
+            let why = if e.kind() == ErrorKind::NotFound {
+                format!(
+                    "it is a symbolic link to {}, which does not exist",
+                    target.display()
+                )
+            } else {
+                format!(
+                    "it is a symbolic link to {}, which cannot be reached: {e}",
+                    target.display()
+                )
+            };
             Some((path, std::io::Error::other(why)))
         })
 }

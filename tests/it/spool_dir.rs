@@ -181,7 +181,8 @@ fn a_fifo_or_directory_where_a_spool_file_goes_is_refused_by_check_config_and_at
 /// A symbolic link to nothing where the spool's lock goes, or at the spool directory itself: the
 /// checks took it for nothing there, so `--check-config` passed it, while start-up failed with
 /// exit code 1 ("cannot open …/spool.lock: No such file or directory", "File exists" making the
-/// directory). Found by a review. Both are refused now, naming what the link points to.
+/// directory). Found by a review. Both are refused now, naming what the link points to, and so is
+/// a link that cannot be followed (a loop).
 #[test]
 fn a_symbolic_link_to_nothing_in_the_spool_is_refused_by_check_config_and_at_start_up() {
     let (dir, spool) = spool_with(&FILES[..1]);
@@ -196,6 +197,12 @@ fn a_symbolic_link_to_nothing_in_the_spool_is_refused_by_check_config_and_at_sta
     let link = dir.path().join("linked-spool");
     std::os::unix::fs::symlink(&nowhere, &link).expect("symlink");
     both_refuse(|| Command::new(BIN), &link.join("spool"), &link, &why);
+    let (_dir, spool) = spool_with(&FILES[..1]);
+    let lock = spool.join("spool.lock");
+    std::os::unix::fs::symlink("spool.lock", &lock).expect("symlink");
+    let why = "it is a symbolic link to spool.lock, which cannot be reached: Too many levels of \
+               symbolic links";
+    both_refuse(|| Command::new(BIN), &spool, &lock, why);
 }
 
 /// A bridge started on `spool` (Kafka unreachable: ready on the spool alone), once ready.
