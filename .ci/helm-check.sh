@@ -218,16 +218,22 @@ rendered_rules() {
   promtool check rules "$2"
 }
 
-# spool_max_bytes EXPECTED HELM-ARGS...: with persistence on, the container gets
-# BRIDGE_SPOOL_MAX_BYTES=EXPECTED (derived from persistence.size or explicit).
-spool_max_bytes() {
-  local expected="$1"; shift
+# persistence_env NAME EXPECTED HELM-ARGS...: with persistence on, the container gets the
+# variable NAME with the number EXPECTED.
+persistence_env() {
+  local name="$1" expected="$2"; shift 2
   local out got
   out="$(template \
     --set persistence.enabled=true "$@")"
-  got="$(grep -A1 -- '- name: BRIDGE_SPOOL_MAX_BYTES' <<<"$out" | sed -n 's/^ *value: "\([0-9]*\)"$/\1/p')"
-  echo "BRIDGE_SPOOL_MAX_BYTES=$got"
+  got="$(grep -A1 -- "- name: $name\$" <<<"$out" | sed -n 's/^ *value: "\([0-9]*\)"$/\1/p')"
+  echo "$name=$got"
   [ "$got" = "$expected" ]
+}
+
+# spool_max_bytes EXPECTED HELM-ARGS...: BRIDGE_SPOOL_MAX_BYTES=EXPECTED (derived from
+# persistence.size or explicit).
+spool_max_bytes() {
+  persistence_env BRIDGE_SPOOL_MAX_BYTES "$@"
 }
 
 # hpa_scale_down_disabled yes|no HELM-ARGS...: whether the rendered HPA disables scale-down.
@@ -1317,6 +1323,12 @@ must_fail "numeric volume size (rendered as 2.147483648e+09)" "/persistence/size
 must_fail "read-only spool volume" "accessModes" $P --set 'persistence.accessModes[0]=ReadOnlyMany'
 must_fail "spool without fsGroup" "fsGroup" $P --set podSecurityContext.fsGroup=null
 }
+check "replay unpaced by default" persistence_env BRIDGE_REPLAY_MAX_RATE 0
+check "persistence.replayMaxRate sets BRIDGE_REPLAY_MAX_RATE" persistence_env BRIDGE_REPLAY_MAX_RATE 500 \
+  --set persistence.replayMaxRate=500
+must_fail "a negative replay rate" "replayMaxRate" $B --set persistence.enabled=true --set persistence.replayMaxRate=-1
+must_fail "a replay rate beyond the bridge's u32" "replayMaxRate" $B --set persistence.enabled=true \
+  --set persistence.replayMaxRate=4294967296
 check "spool limit: 65% of persistence.size by default" spool_max_bytes 1395864371
 check "spool limit: 65% of a decimal size" spool_max_bytes 650000000 --set persistence.size=1G
 check "spool limit: explicit persistence.maxBytes" spool_max_bytes 500000000 --set persistence.maxBytes=500000000

@@ -108,7 +108,7 @@ impl Background {
                 Some(supervisor.spawn(
                     "replay",
                     delivery::replay(
-                        delivery::Batch::for_queue(&props),
+                        delivery::Batch::for_queue(&props).paced(config.replay_max_rate),
                         spool.clone(),
                         sink,
                         config.topics.deadletter().topic.clone(),

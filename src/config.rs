@@ -75,6 +75,8 @@ pub struct Config {
     pub key_strategy: KeyStrategy,
     pub spool_dir: Option<PathBuf>,
     pub spool_max_bytes: u64,
+    /// Records a second replay may send on average; 0: unpaced.
+    pub replay_max_rate: u32,
     pub max_in_flight: usize,
     pub max_in_flight_bytes: u64,
     pub max_connections: usize,
@@ -318,6 +320,7 @@ impl Config {
             key_strategy: args.key_strategy,
             spool_dir: args.spool_dir,
             spool_max_bytes: args.spool_max_bytes,
+            replay_max_rate: args.replay_max_rate,
             max_in_flight: args.max_in_flight,
             max_in_flight_bytes: args.max_in_flight_bytes,
             max_connections: args.max_connections,
@@ -406,6 +409,7 @@ impl fmt::Debug for Config {
             .field("key_strategy", &self.key_strategy)
             .field("spool_dir", &self.spool_dir)
             .field("spool_max_bytes", &self.spool_max_bytes)
+            .field("replay_max_rate", &self.replay_max_rate)
             .field("max_in_flight", &self.max_in_flight)
             .field("max_in_flight_bytes", &self.max_in_flight_bytes)
             .field("max_connections", &self.max_connections)

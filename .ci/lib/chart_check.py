@@ -95,7 +95,7 @@ BRIDGE_ENV = {
     "BRIDGE_SHUTDOWN_GRACE", "BRIDGE_FLUSH_TIMEOUT", "BRIDGE_LOG_FORMAT",
     "BRIDGE_LOG_PHONE_NUMBERS", "BRIDGE_EMBEDDED_PARTITIONS", "BRIDGE_SPOOL_DIR",
     "BRIDGE_SPOOL_MAX_BYTES", "BRIDGE_CLOUDEVENTS", "BRIDGE_CLOUDEVENTS_SOURCE", "RUST_LOG",
-    "BRIDGE_HTTP1_ONLY",
+    "BRIDGE_HTTP1_ONLY", "BRIDGE_REPLAY_MAX_RATE",
 }
 
 # Substrings that make a librdkafka property name a secret to the bridge
@@ -492,7 +492,8 @@ def cmd_static(rendered, help_file=None):
                 check(body <= limit and limit * 5 <= size * 4,
                       f"need BRIDGE_MAX_BODY_BYTES ({body}) <= BRIDGE_SPOOL_MAX_BYTES ({limit}) <= 80% of the claim size ({size})")
     else:
-        check("BRIDGE_SPOOL_MAX_BYTES" not in env, "BRIDGE_SPOOL_MAX_BYTES without BRIDGE_SPOOL_DIR")
+        for name in ("BRIDGE_SPOOL_MAX_BYTES", "BRIDGE_REPLAY_MAX_RATE"):
+            check(name not in env, f"{name} without BRIDGE_SPOOL_DIR")
 
     # Labels, selectors, ports of the other objects.
     check(all(pod_labels.get(k) == v for k, v in selector.items()), f"pod labels do not match the {kind} selector")

@@ -135,6 +135,11 @@ pub struct Args {
     #[arg(long, env = "BRIDGE_SPOOL_MAX_BYTES", default_value_t = 1024 * 1024 * 1024)]
     pub spool_max_bytes: u64,
 
+    /// Records a second replay sends from the spool at most, on average (0: as fast as Kafka
+    /// takes them), leaving CPU and the broker to the webhooks answered while a backlog drains.
+    #[arg(long, env = "BRIDGE_REPLAY_MAX_RATE", default_value_t = 0)]
+    pub replay_max_rate: u32,
+
     /// Requests handled at once; more are answered 503 at once (their bodies are bounded by
     /// --max-in-flight-bytes).
     #[arg(long, env = "BRIDGE_MAX_IN_FLIGHT", default_value_t = 1024)]

@@ -128,11 +128,13 @@ async fn pass<K: Sink>(
             }
         }
         let sent = todo.len();
+        let began = tokio::time::Instant::now();
         let Sent {
             mut results,
             removed,
         } = send_batch(spool, kafka, &todo, metrics).await;
         let diverted = divert_refused(kafka, &todo, &mut results, deadletter, stop).await;
+        let moved = diverted.iter().filter(|d| d.is_some()).count();
         learn_partitions(kafka, held, &todo, &results).await;
         // `delivered` is what leaves the spool; `acknowledged` what its own topic took, and
         // `deadlettered` what the dead-letter topic took instead (counted once they are gone, or a
@@ -179,6 +181,15 @@ async fn pass<K: Sink>(
             Err(e) => {
                 delete_failed = true;
                 tracing::error!(error = %e, "spool delete failed; records will be replayed again");
+            }
+        }
+        // Between whole batches, so that a batch keeps the order and the outage checks below
+        // as it would unpaced; the dead-letter moves are sends too.
+        if let Some(next) = limits.next_after(began, sent + moved) {
+            let mut stop = stop.clone();
+            tokio::select! {
+                () = tokio::time::sleep_until(next) => {}
+                () = crate::admin::stopped(&mut stop) => {}
             }
         }
         if *stop.borrow() {

@@ -692,3 +692,40 @@ async fn records_replayed_in_a_batch_kafka_refused_whole_reach_their_own_topic()
         .await;
     assert!(dead.is_empty(), "{} dead-lettered", dead.len());
 }
+
+/// `--replay-max-rate` reaches replay: ten records spooled in an outage drain at 2 a second, in
+/// batches of two a second apart, so the spool is seen between full and empty (unpaced, the ten
+/// leave it in one batch and one delete) and empties no sooner than 4 s after Kafka is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_max_rate_drains_a_backlog_at_that_pace() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut f = spool_flags(&dir);
+    f.extend(["--replay-max-rate".into(), "2".into()]);
+    let app = TestApp::start(&flags(&f)).await;
+    app.wait_ready().await;
+    app.cluster.broker_down(1).expect("down");
+    let (ok, refused, _) = burst(&app, 10).await;
+    assert!(refused.is_empty(), "{refused:?}");
+    app.cluster.broker_up(1).expect("up");
+    let back = Instant::now();
+    let mut seen = Vec::new();
+    loop {
+        let (_, m) = app.admin_get("/metrics").await;
+        let left = value_of(&m, "qikchat_bridge_spool_records");
+        if seen.last() != Some(&left) {
+            seen.push(left);
+        }
+        if left == 0.0 {
+            break;
+        }
+        assert!(back.elapsed() < Duration::from_secs(60), "{seen:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let took = back.elapsed();
+    assert!(
+        seen.iter().any(|&n| 0.0 < n && n < 10.0),
+        "the spool went {seen:?}"
+    );
+    assert!(took >= Duration::from_secs(4), "drained in {took:?}");
+    all_stored(&app, &ok, Duration::from_secs(30)).await;
+}

@@ -861,6 +861,7 @@ BRIDGE_MAX_IN_FLIGHT_BYTES: config.maxInFlightBytes
 BRIDGE_MAX_CONNECTIONS: config.maxConnections
 BRIDGE_SPOOL_DIR: persistence.enabled and persistence.mountPath
 BRIDGE_SPOOL_MAX_BYTES: persistence.maxBytes
+BRIDGE_REPLAY_MAX_RATE: persistence.replayMaxRate
 BRIDGE_TOPIC_PREFIX: config.topicPrefix
 BRIDGE_TOPICS: config.topics
 BRIDGE_FALLBACK_TOPIC: config.fallbackTopic

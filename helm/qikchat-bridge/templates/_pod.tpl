@@ -116,6 +116,8 @@ spec:
           value: {{ $p.mountPath | quote }}
         - name: BRIDGE_SPOOL_MAX_BYTES
           value: {{ include "qikchat-bridge.spoolMaxBytes" . | quote }}
+        - name: BRIDGE_REPLAY_MAX_RATE
+          value: {{ int64 $p.replayMaxRate | toString | quote }}
         {{- end }}
         - name: BRIDGE_TOPIC_PREFIX
           value: {{ $c.topicPrefix | quote }}

@@ -1,13 +1,20 @@
-//! How much of the spool one replay batch reads and sends together.
+//! How much of the spool one replay batch reads and sends together, and how soon the next may
+//! follow.
 
 use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 /// At most `records`, and past the first record at most `bytes` of stored records, so replay
-/// holds little of a spool of large bodies at once.
+/// holds little of a spool of large bodies at once; with a `pace`, at most that many records a
+/// second on average.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Batch {
     pub(super) records: usize,
     pub(super) bytes: u64,
+    pub(super) pace: Option<NonZeroU32>,
 }
 
 /// A batch waits for its slowest acknowledgement before the next is read, so the records it
@@ -20,6 +27,7 @@ pub struct Batch {
 pub(super) const MOST: Batch = Batch {
     records: 2048,
     bytes: 8 << 20,
+    pace: None,
 };
 
 impl Batch {
@@ -52,7 +60,37 @@ impl Batch {
         };
         let bytes =
             (limit("queue.buffering.max.kbytes").saturating_mul(1024) / 2).clamp(1, MOST.bytes);
-        Batch { records, bytes }
+        Batch {
+            records,
+            bytes,
+            pace: None,
+        }
+    }
+
+    /// This batch sent at most `per_second` records a second (`--replay-max-rate`; 0: as fast as
+    /// Kafka takes them), and of at most a second's worth of records: 2048 at once and then a
+    /// wait of 20 s at 100 a second would be no pace at all to the broker.
+    pub fn paced(self, per_second: u32) -> Batch {
+        let pace = NonZeroU32::new(per_second);
+        let most = pace.map_or(usize::MAX, |p| {
+            usize::try_from(p.get()).unwrap_or(usize::MAX)
+        });
+        Batch {
+            records: self.records.min(most),
+            pace,
+            ..self
+        }
+    }
+
+    /// When the batch after one that began at `began` and sent `sent` records may begin, if it
+    /// must wait: `sent` records' share of a second at the pace. Each batch is timed from its own
+    /// beginning, so a quiet spool saves up no burst, and a batch slower than its share (a slow
+    /// or absent Kafka) adds no wait at all.
+    pub(super) fn next_after(&self, began: Instant, sent: usize) -> Option<Instant> {
+        let per_second = u128::from(self.pace?.get());
+        let nanos = (sent as u128).saturating_mul(1_000_000_000) / per_second;
+        let wait = Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
+        (sent > 0).then(|| began + wait)
     }
 }
 
@@ -85,7 +123,8 @@ mod tests {
             small,
             Batch {
                 records: 256,
-                bytes: 4 << 20
+                bytes: 4 << 20,
+                pace: None,
             }
         );
         assert_eq!(batch(&[("queue.buffering.max.messages", "1")]).records, 1);
@@ -107,5 +146,26 @@ mod tests {
             batch(&[("queue.buffering.max.messages", " 512")]).records,
             256
         );
+    }
+
+    /// A batch is followed after its records' share of a second at the pace, timed from its
+    /// beginning: none without a pace or when it sent nothing (all of it held back).
+    #[test]
+    fn a_paced_batch_is_followed_after_its_records_share_of_a_second() {
+        let began = Instant::now();
+        let paced = MOST.paced(1000);
+        assert_eq!(
+            paced.next_after(began, 250),
+            Some(began + Duration::from_millis(250))
+        );
+        assert_eq!(
+            MOST.paced(3).next_after(began, 1),
+            Some(began + Duration::from_nanos(333_333_333))
+        );
+        assert_eq!(paced.next_after(began, 0), None, "nothing sent");
+        assert_eq!(MOST.next_after(began, 250), None, "unpaced");
+        assert_eq!(MOST.paced(0), MOST, "0 is unpaced");
+        assert_eq!(MOST.paced(100).records, 100, "a second's worth at most");
+        assert_eq!(MOST.paced(u32::MAX).records, MOST.records);
     }
 }

@@ -24,6 +24,7 @@ const TAKEN: Delivered = Delivered::Kafka {
 const SMALL: Batch = Batch {
     records: 256,
     bytes: 16 << 20,
+    pace: None,
 };
 
 fn spooled(topic: &str) -> SpooledRecord {
@@ -69,10 +70,23 @@ fn start_replay<K: Sink>(
     tokio::sync::watch::Sender<bool>,
     tokio::task::JoinHandle<()>,
 ) {
+    start_replay_of(SMALL, spool, kafka)
+}
+
+/// [`start_replay`] in batches of `batch`.
+fn start_replay_of<K: Sink>(
+    batch: Batch,
+    spool: &Arc<Spool>,
+    kafka: Arc<K>,
+) -> (
+    Arc<Metrics>,
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+) {
     let metrics = Arc::new(Metrics::new(&[]).expect("metrics"));
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(replay(
-        SMALL,
+        batch,
         spool.clone(),
         kafka,
         "dlq".into(),
@@ -364,6 +378,95 @@ impl Sink for SteadyTraffic {
         }
         Ok(TAKEN)
     }
+}
+
+/// With `--replay-max-rate`, each batch is followed after its records' share of a second: 30
+/// records in batches of 10 at 10 a second leave the spool 10 a second (unpaced, all at once).
+#[tokio::test(start_paused = true)]
+async fn a_paced_replay_sends_a_batch_then_waits_for_its_share_of_a_second() {
+    for (pace, left) in [(10, [20, 10, 0]), (0, [0, 0, 0])] {
+        let (_dir, spool) = spool_of_records(30).await;
+        let began = tokio::time::Instant::now();
+        let (_metrics, stop_tx, task) =
+            start_replay_of(batches_of_ten(pace), &spool, acknowledging());
+        let mut held = Vec::new();
+        for tenths in [5, 15, 25] {
+            tokio::time::sleep_until(began + Duration::from_millis(tenths * 100)).await;
+            held.push(spool.records());
+        }
+        assert_eq!(
+            held, left,
+            "records left at 0.5, 1.5 and 2.5 s, pace {pace}"
+        );
+        stop_tx.send(true).expect("stop");
+        task.await.expect("replay task");
+    }
+}
+
+/// A record its topic refuses for good is sent twice, the second time to the dead-letter topic:
+/// both sends count against the pace (10 records moved at 10 a second wait 2 s, not 1).
+#[tokio::test(start_paused = true)]
+async fn a_paced_replay_counts_a_dead_letter_move_as_a_send() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(dir.path(), 16 << 20, 1).expect("open");
+    for _ in 0..20 {
+        spool.append(spooled("refused")).await.expect("append");
+    }
+    let began = tokio::time::Instant::now();
+    let kafka = FakeKafka::refusing(&["refused"], ProduceError::TooLarge);
+    let (metrics, stop_tx, task) = start_replay_of(batches_of_ten(10), &spool, kafka);
+    tokio::time::sleep_until(began + Duration::from_millis(1500)).await;
+    assert_eq!(metrics.spool.deadlettered.get(), 10);
+    assert_eq!(spool.records(), 10, "the second batch waits until 2 s");
+    tokio::time::sleep_until(began + Duration::from_millis(2500)).await;
+    assert_eq!(spool.records(), 0);
+    stop_tx.send(true).expect("stop");
+    task.await.expect("replay task");
+}
+
+/// A stop while replay waits out its pace ends it at once, not when the wait is over (at 1
+/// record a second, batches of one record and a second between them), which would hold up the
+/// bridge's shutdown.
+#[tokio::test(start_paused = true)]
+async fn a_stop_during_the_paces_wait_ends_replay_at_once() {
+    let (_dir, spool) = spool_of_records(20).await;
+    let (_metrics, stop_tx, task) = start_replay_of(batches_of_ten(1), &spool, acknowledging());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(spool.records(), 19, "the first batch, of one record, went");
+    let stopped = tokio::time::Instant::now();
+    stop_tx.send(true).expect("stop");
+    task.await.expect("replay task");
+    assert_eq!(stopped.elapsed(), Duration::ZERO);
+    assert_eq!(
+        spool.records(),
+        19,
+        "the next batch waits for the next start"
+    );
+}
+
+/// A new spool holding `n` records of one topic, and the directory that holds it.
+async fn spool_of_records(n: usize) -> (tempfile::TempDir, Arc<Spool>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(dir.path(), 16 << 20, 1).expect("open");
+    for _ in 0..n {
+        spool.append(spooled("t")).await.expect("append");
+    }
+    (dir, spool)
+}
+
+/// Batches of 10 records (fewer when `pace` is less), at most `pace` records a second (0:
+/// unpaced).
+fn batches_of_ten(pace: u32) -> Batch {
+    Batch {
+        records: 10,
+        ..SMALL
+    }
+    .paced(pace)
+}
+
+/// Kafka taking every record.
+fn acknowledging() -> Arc<FakeKafka> {
+    FakeKafka::refusing(&[], ProduceError::QueueFull)
 }
 
 // On the real clock: a pass that never ends keeps a blocking task running, which stops a paused
