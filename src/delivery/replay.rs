@@ -2,7 +2,7 @@
 //! records that cannot be delivered yet hold back only what would fail as they did (their
 //! partition, topic or conversation), never the records of others behind them.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -110,23 +110,33 @@ async fn pass<K: Sink>(
     let mut next = 0;
     let (mut read_any, mut failed, mut delete_failed) = (false, 0u64, false);
     let mut kafka_failed_topics = HashSet::new();
-    while next <= end {
-        let batch = read(spool, move |s| {
-            s.from_seq(next..=end, limits.records, limits.bytes)
-        })
-        .await
-        .unwrap_or_default();
-        let Some((last, ..)) = batch.last() else {
-            break;
-        };
-        next = last + 1;
+    // Read but not sent yet: a paced batch sends only a second's worth of a read, and the rest
+    // wait here rather than be read again.
+    let mut unsent = VecDeque::new();
+    while next <= end || !unsent.is_empty() {
+        if unsent.is_empty() {
+            let batch = read(spool, move |s| {
+                s.from_seq(next..=end, limits.records, limits.bytes)
+            })
+            .await
+            .unwrap_or_default();
+            let Some((last, ..)) = batch.last() else {
+                break;
+            };
+            next = last + 1;
+            unsent = batch.into();
+        }
         read_any = true;
-        let mut todo = Vec::new();
-        for item in &batch {
+        let mut taken = Vec::new();
+        while taken.len() < limits.sends() {
+            let Some(item) = unsent.pop_front() else {
+                break;
+            };
             if !held.holds(item.0, &item.1) {
-                todo.push(item);
+                taken.push(item);
             }
         }
+        let todo: Vec<_> = taken.iter().collect();
         let sent = todo.len();
         let began = tokio::time::Instant::now();
         let Sent {

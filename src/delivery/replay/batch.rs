@@ -68,18 +68,22 @@ impl Batch {
     }
 
     /// This batch sent at most `per_second` records a second (`--replay-max-rate`; 0: as fast as
-    /// Kafka takes them), and of at most a second's worth of records: 2048 at once and then a
-    /// wait of 20 s at 100 a second would be no pace at all to the broker.
+    /// Kafka takes them).
     pub fn paced(self, per_second: u32) -> Batch {
-        let pace = NonZeroU32::new(per_second);
-        let most = pace.map_or(usize::MAX, |p| {
-            usize::try_from(p.get()).unwrap_or(usize::MAX)
-        });
         Batch {
-            records: self.records.min(most),
-            pace,
+            pace: NonZeroU32::new(per_second),
             ..self
         }
+    }
+
+    /// How many of the records read one batch sends at most: a second's worth at the pace, as
+    /// 2048 at once and then a wait of 20 s at 100 a second would be no pace to the broker. The
+    /// read stays whole, so records held back cost no more reads paced than unpaced.
+    pub(super) fn sends(&self) -> usize {
+        self.pace.map_or(self.records, |p| {
+            self.records
+                .min(usize::try_from(p.get()).unwrap_or(usize::MAX))
+        })
     }
 
     /// When the batch after one that began at `began` and sent `sent` records may begin, if it
@@ -149,7 +153,8 @@ mod tests {
     }
 
     /// A batch is followed after its records' share of a second at the pace, timed from its
-    /// beginning: none without a pace or when it sent nothing (all of it held back).
+    /// beginning: none without a pace or when it sent nothing (all of it held back). It sends
+    /// at most a second's worth of what it read.
     #[test]
     fn a_paced_batch_is_followed_after_its_records_share_of_a_second() {
         let began = Instant::now();
@@ -165,7 +170,9 @@ mod tests {
         assert_eq!(paced.next_after(began, 0), None, "nothing sent");
         assert_eq!(MOST.next_after(began, 250), None, "unpaced");
         assert_eq!(MOST.paced(0), MOST, "0 is unpaced");
-        assert_eq!(MOST.paced(100).records, 100, "a second's worth at most");
-        assert_eq!(MOST.paced(u32::MAX).records, MOST.records);
+        assert_eq!(MOST.paced(100).sends(), 100, "a second's worth at most");
+        assert_eq!(MOST.paced(100).records, MOST.records, "read whole");
+        assert_eq!(MOST.paced(u32::MAX).sends(), MOST.records);
+        assert_eq!(MOST.sends(), MOST.records);
     }
 }
