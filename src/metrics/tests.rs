@@ -161,3 +161,14 @@ fn above_an_ack_timeout_of_2_5_s_the_last_bucket_edge_is_twice_the_ack_timeout()
         assert_eq!(buckets.last(), Some(&top), "{ms} ms: {buckets:?}");
     }
 }
+
+/// Up to an ack timeout of 2.5 s the edges are the fixed ones and the near-timeout edge, nothing
+/// more: an edge at twice a short ack timeout (3 s at the default) would be a bucket no dashboard
+/// or alert reads, in every histogram series.
+#[test]
+fn at_the_default_ack_timeout_the_only_added_edge_is_the_near_timeout_one() {
+    let mut want = LATENCY_BUCKETS.to_vec();
+    want.push(near_timeout_edge(DEFAULT_ACK_TIMEOUT));
+    want.sort_by(f64::total_cmp);
+    assert_eq!(latency_buckets(DEFAULT_ACK_TIMEOUT), want);
+}

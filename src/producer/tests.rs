@@ -389,6 +389,9 @@ async fn wire_size_is_the_size_librdkafka_weighs_against_message_max_bytes() {
         ("event", "whatsapp:message:in"),
         ("request-id", "01HZY3J5W4ZK6M8Q9R2T7V0X1Y"),
         ("long", &*"h".repeat(200)),
+        // 64 bytes, as every record's digest: the first length whose zig-zag varint takes two
+        // bytes (a plain varint would take one).
+        ("body-sha256", &*"d".repeat(64)),
     ];
     let record = Record {
         topic: "t",

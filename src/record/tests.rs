@@ -125,3 +125,43 @@ fn a_time_the_clock_could_not_write_leaves_out_the_time_headers() {
     assert!(!names.contains(&"ce_time"), "{names:?}");
     assert!(names.contains(&"ce_id"), "{names:?}");
 }
+
+/// An incoming message may carry a `payload.to` as well (the business's number, say): the key
+/// is still the customer who wrote, `message.from`, which comes first, or the message and its
+/// statuses would land on different partitions.
+#[test]
+fn the_sender_of_an_incoming_message_keys_it_even_when_the_payload_has_a_to() {
+    let incoming = classify(br#"{"event":"whatsapp:message:in","payload":{"id":"a","to":"+91790000000","message":{"from":"919000000001"}}}"#).expect("valid");
+    assert_eq!(
+        key(KeyStrategy::Conversation, &incoming).as_deref(),
+        Some("919000000001")
+    );
+}
+
+/// CloudEvents headers are opt-in: without a source (`--cloudevents` off) an event's record
+/// carries none of them, and a dead-letter record gets none even with one.
+#[test]
+fn ce_headers_need_both_the_cloudevents_source_and_an_event() {
+    let headers = |event, cloudevents_source| Headers {
+        event,
+        message_id: None,
+        request_id: "r",
+        received_at: "2026-11-24T02:53:47.123Z",
+        content_type: "application/json",
+        body_sha256: "ab",
+        deadletter_reason: None,
+        cloudevents_source,
+    };
+    fn ce(h: Headers<'_>) -> Vec<&str> {
+        h.iter()
+            .map(|(n, _)| n)
+            .filter(|n| n.starts_with("ce_"))
+            .collect()
+    }
+    assert_eq!(ce(headers(Some("e"), None)), Vec::<&str>::new());
+    assert_eq!(ce(headers(None, Some("/s"))), Vec::<&str>::new());
+    assert_eq!(
+        ce(headers(Some("e"), Some("/s"))),
+        ["ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time"]
+    );
+}

@@ -143,3 +143,26 @@ fn a_refused_topic_name_says_why() {
         "{err}"
     );
 }
+
+/// With a prefix, `EVENT=` would name the prefix alone (`prod.`), a valid topic: the pair is
+/// still refused for its missing topic, not routed to it.
+#[test]
+fn a_pair_without_a_topic_is_refused_even_behind_a_prefix() {
+    let err = map("prod.", &["x:y="]).expect_err("no topic").to_string();
+    assert!(err.contains("is not EVENT=TOPIC"), "{err}");
+}
+
+/// Events may share a topic: it is listed once, as it is created, checked and counted once.
+#[test]
+fn a_topic_shared_by_events_is_listed_once() {
+    let m = map("", &["a=shared", "b=shared", "whatsapp:message:in=shared"]).expect("valid");
+    assert_eq!(
+        m.all_topics(),
+        vec![
+            "shared",
+            "whatsapp.deadletter",
+            "whatsapp.message.status",
+            "whatsapp.unrouted"
+        ]
+    );
+}
