@@ -143,8 +143,7 @@ async fn pass<K: Sink>(
             mut results,
             removed,
         } = send_batch(spool, kafka, &todo, metrics).await;
-        let diverted = divert_refused(kafka, &todo, &mut results, deadletter, stop).await;
-        let moved = diverted.iter().filter(|d| d.is_some()).count();
+        let (diverted, resent) = divert_refused(kafka, &todo, &mut results, deadletter, stop).await;
         learn_partitions(kafka, held, &todo, &results).await;
         // `delivered` is what leaves the spool; `acknowledged` what its own topic took, and
         // `deadlettered` what the dead-letter topic took instead (counted once they are gone, or a
@@ -194,8 +193,9 @@ async fn pass<K: Sink>(
             }
         }
         // Between whole batches, so that a batch keeps the order and the outage checks below
-        // as it would unpaced; the dead-letter moves are sends too.
-        if let Some(next) = limits.next_after(began, sent + moved) {
+        // as it would unpaced; the records sent again alone and the dead-letter moves are sends
+        // too.
+        if let Some(next) = limits.next_after(began, sent + resent) {
             let mut stop = stop.clone();
             tokio::select! {
                 () = tokio::time::sleep_until(next) => {}

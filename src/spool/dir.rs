@@ -89,7 +89,9 @@ pub(super) fn unwritable(
 /// `files` in `dir`, with what it points to; or one that cannot be followed (a loop, a directory
 /// on the way this process may not search). Such a link does not exist to the checks that
 /// follow, so they passed it, while start-up failed with exit code 1 ("File exists" making the
-/// directory, "No such file or directory" opening a file through it). Found by a review.
+/// directory, "No such file or directory" opening a file through it; found by a review), or
+/// made a new file where it leads, which may be a volume not mounted yet: refused whatever its
+/// target's directory, as start-up refuses it too.
 fn dangling(dir: &Path, files: &[&str]) -> Option<(PathBuf, std::io::Error)> {
     let made = dir
         .ancestors()

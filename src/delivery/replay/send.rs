@@ -116,13 +116,15 @@ pub(super) async fn divert_refused<K: Sink>(
     results: &mut [Result<Delivered, ProduceError>],
     deadletter: &str,
     stop: &watch::Receiver<bool>,
-) -> Vec<Option<Result<Delivered, ProduceError>>> {
+) -> (Vec<Option<Result<Delivered, ProduceError>>>, usize) {
     // After the whole batch: under the batch's deadline, one record of the batch timing out left
     // them no time at all, and a refused record then waited on an unrelated outage, blamed on
     // the dead-letter topic.
     let deadline = Instant::now() + REPLAY_TIMEOUT;
     let mut stop = stop.clone();
     let mut diverted = vec![None; todo.len()];
+    // Sends made here: each record sent again alone, each dead-letter copy.
+    let mut sends = 0;
     for (i, ((_, r, _), result)) in todo.iter().zip(results.iter_mut()).enumerate() {
         let refused = matches!(result, Err(e) if e.is_record_fault());
         if !refused || r.topic == deadletter {
@@ -135,16 +137,18 @@ pub(super) async fn divert_refused<K: Sink>(
             alone = replay_one(kafka, r, deadline) => alone,
             () = crate::admin::stopped(&mut stop) => break,
         };
+        sends += 1;
         *result = alone;
         match result {
             Err(error) if error.is_record_fault() => {
+                sends += 1;
                 diverted[i] = Some(divert(kafka, r, deadletter, error, deadline).await);
             }
             Err(error) if is_kafka_failure(error) => break,
             _ => {}
         }
     }
-    diverted
+    (diverted, sends)
 }
 
 /// Removes delivered records, off the async workers.

@@ -403,8 +403,9 @@ async fn a_paced_replay_sends_a_batch_then_waits_for_its_share_of_a_second() {
     }
 }
 
-/// A record its topic refuses for good is sent twice, the second time to the dead-letter topic:
-/// both sends count against the pace (10 records moved at 10 a second wait 2 s, not 1).
+/// A record its topic refuses for good is sent three times: with its batch, alone, then to the
+/// dead-letter topic: all count against the pace (10 records moved at 10 a second wait 3 s, not
+/// 1).
 #[tokio::test(start_paused = true)]
 async fn a_paced_replay_counts_a_dead_letter_move_as_a_send() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -415,10 +416,10 @@ async fn a_paced_replay_counts_a_dead_letter_move_as_a_send() {
     let began = tokio::time::Instant::now();
     let kafka = FakeKafka::refusing(&["refused"], ProduceError::TooLarge);
     let (metrics, stop_tx, task) = start_replay_of(batches_of_ten(10), &spool, kafka);
-    tokio::time::sleep_until(began + Duration::from_millis(1500)).await;
-    assert_eq!(metrics.spool.deadlettered.get(), 10);
-    assert_eq!(spool.records(), 10, "the second batch waits until 2 s");
     tokio::time::sleep_until(began + Duration::from_millis(2500)).await;
+    assert_eq!(metrics.spool.deadlettered.get(), 10);
+    assert_eq!(spool.records(), 10, "the second batch waits until 3 s");
+    tokio::time::sleep_until(began + Duration::from_millis(3500)).await;
     assert_eq!(spool.records(), 0);
     stop_tx.send(true).expect("stop");
     task.await.expect("replay task");
@@ -1312,6 +1313,71 @@ async fn passes_that_fail_are_retried_after_a_pause_doubling_from_100_ms_to_5_s(
     kafka.release.notify_one();
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(kafka.pauses(), [100, 200, 400], "after the clean pass");
+    stop_tx.send(true).expect("stop");
+    task.await.expect("replay task");
+}
+
+/// Kafka refusing a whole batch for one record in it it finds too large (KIP-467), as librdkafka
+/// reports it: every record whose send overlaps the bad record's fails `TooLarge`. Each send
+/// takes 1 ms; counts every send.
+#[derive(Default)]
+struct OneBadRecordRefusesItsBatch {
+    sends: std::sync::atomic::AtomicUsize,
+    bad: Mutex<Option<(Instant, Instant)>>,
+}
+
+impl Sink for OneBadRecordRefusesItsBatch {
+    async fn send(&self, record: &Record<'_>, _: Instant) -> Result<Delivered, ProduceError> {
+        self.sends.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let start = Instant::now();
+        let end = start + Duration::from_millis(1);
+        let is_bad = record.value == b"bad" && record.topic != "dlq";
+        if is_bad {
+            *self.bad.lock().expect("lock") = Some((start, end));
+        }
+        tokio::time::sleep_until(end).await;
+        let overlaps = self
+            .bad
+            .lock()
+            .expect("lock")
+            .is_some_and(|(s, e)| start < e && s < end);
+        if is_bad || (overlaps && record.topic != "dlq") {
+            Err(ProduceError::TooLarge)
+        } else {
+            Ok(TAKEN)
+        }
+    }
+}
+
+/// Every send counts against the pace: a batch of ten that Kafka refused whole for one record in
+/// it sends each of the ten again alone, and moves the bad one: 21 sends at 10 a second, which
+/// must be followed after 2.1 s, not 1.1 s.
+#[tokio::test(start_paused = true)]
+async fn a_paced_replay_counts_the_records_sent_again_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(dir.path(), 16 << 20, 1).expect("open");
+    for i in 0..20 {
+        let mut r = spooled("t");
+        r.key = Some(format!("k{i}"));
+        if i == 3 {
+            r.value = b"bad".to_vec();
+        }
+        spool.append(r).await.expect("append");
+    }
+    let kafka = Arc::new(OneBadRecordRefusesItsBatch::default());
+    let began = Instant::now();
+    let (metrics, stop_tx, task) = start_replay_of(batches_of_ten(10), &spool, kafka.clone());
+    tokio::time::sleep_until(began + Duration::from_millis(500)).await;
+    assert_eq!(metrics.spool.deadlettered.get(), 1);
+    assert_eq!(spool.records(), 10, "the first batch left the spool");
+    let first = kafka.sends.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(first, 21, "10 together, 10 alone, 1 move");
+    tokio::time::sleep_until(began + Duration::from_millis(2000)).await;
+    let sends = kafka.sends.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        sends, first,
+        "at 10 a second, 21 sends are followed by the next batch no sooner than 2.1 s"
+    );
     stop_tx.send(true).expect("stop");
     task.await.expect("replay task");
 }
