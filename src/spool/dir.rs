@@ -103,7 +103,7 @@ fn dangling(dir: &Path, files: &[&str]) -> Option<(PathBuf, std::io::Error)> {
             let e = std::fs::metadata(&path).err()?;
             let why = if e.kind() == ErrorKind::NotFound {
                 format!(
-                    "it is a symbolic link to {}, which does not exist",
+                    "it is a symbolic link to {}, which leads to nothing that exists",
                     target.display()
                 )
             } else {

@@ -190,13 +190,22 @@ fn a_symbolic_link_to_nothing_in_the_spool_is_refused_by_check_config_and_at_sta
     let lock = spool.join("spool.lock");
     std::os::unix::fs::symlink(&nowhere, &lock).expect("symlink");
     let why = format!(
-        "it is a symbolic link to {}, which does not exist",
+        "it is a symbolic link to {}, which leads to nothing that exists",
         nowhere.display()
     );
     both_refuse(|| Command::new(BIN), &spool, &lock, &why);
     let link = dir.path().join("linked-spool");
     std::os::unix::fs::symlink(&nowhere, &link).expect("symlink");
     both_refuse(|| Command::new(BIN), &link.join("spool"), &link, &why);
+    // A chain: the first link is named, with where it points, though it is the last that
+    // points to nothing.
+    let chain = dir.path().join("chain");
+    std::os::unix::fs::symlink(&link, &chain).expect("symlink");
+    let why = format!(
+        "it is a symbolic link to {}, which leads to nothing that exists",
+        link.display()
+    );
+    both_refuse(|| Command::new(BIN), &chain.join("spool"), &chain, &why);
     let (_dir, spool) = spool_with(&FILES[..1]);
     let lock = spool.join("spool.lock");
     std::os::unix::fs::symlink("spool.lock", &lock).expect("symlink");
