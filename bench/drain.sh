@@ -2,18 +2,19 @@
 # Webhook latency at a fixed rate while replay drains a full spool, against the same bridge with
 # an empty one: what live traffic pays while a backlog from an outage is sent. See bench/README.md
 # ("Replay drain"). Usage:
-#   bench/drain.sh [--bin PATH] [--records N] [--rate R] [--seconds S] [--rounds K]
+#   bench/drain.sh [--bin PATH] [--records N] [--rate R] [--seconds S] [--rounds K] [--paced P]
 # Each round starts the bridge twice on one dev-kafka: on an empty spool, then on a spool of N
 # records of the load generator's mix (made by examples/replay_throughput), and drives it at R
-# requests/s over 64 connections from the moment it is ready. Prints, per run, the spool's
-# records before and after the window and loadgen's latency percentiles. Not run by CI.
+# requests/s over 64 connections from the moment it is ready; with --paced, a third time on a
+# full spool with --replay-max-rate P. Prints, per run, the spool's records before and after the
+# window and loadgen's latency percentiles. Not run by CI.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 # shellcheck source=bench/common.sh
 . "$here/common.sh"
-bin=$bridge_release/qikchat-bridge records=600000 rate=5000 seconds=5 rounds=2
+bin=$bridge_release/qikchat-bridge records=600000 rate=5000 seconds=5 rounds=2 paced=
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -22,6 +23,7 @@ while [ $# -gt 0 ]; do
     --rate) rate=${2:?}; shift ;;
     --seconds) seconds=${2:?}; shift ;;
     --rounds) rounds=${2:?}; shift ;;
+    --paced) paced=${2:?}; shift ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
@@ -43,14 +45,16 @@ spooled() {
 }
 
 for round in $(seq 1 "$rounds"); do
-  for spool in empty full; do
+  for spool in empty full ${paced:+paced}; do
     dir=$work/spool-$round-$spool
     mkdir -p "$dir"
-    [ "$spool" = full ] && REPLAY_SPOOL_DIR=$dir "$fill" "$records" >/dev/null
+    [ "$spool" != empty ] && REPLAY_SPOOL_DIR=$dir "$fill" "$records" >/dev/null
+    pace=()
+    [ "$spool" = paced ] && pace=(--replay-max-rate "$paced")
     read -r port admin_port < <(free_ports 2)
     admin=127.0.0.1:$admin_port
     bridge_cmd "$bin" "$brokers" "127.0.0.1:$port" "$admin"
-    "${cmd[@]}" --spool-dir "$dir" --spool-max-bytes 8000000000 >"$work/bridge.log" 2>&1 &
+    "${cmd[@]}" --spool-dir "$dir" --spool-max-bytes 8000000000 "${pace[@]}" >"$work/bridge.log" 2>&1 &
     bridge=$!
     pids+=("$bridge")
     "$loadgen" ready --url "http://$admin/readyz" --timeout 30 >/dev/null || die "the bridge was not ready"
