@@ -3,6 +3,7 @@
 //! records per batch (how well `linger.ms` batches).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -23,14 +24,19 @@ pub struct KafkaStats {
     /// deltas are added (the spool's replay producer is a second client on the same brokers).
     /// With when each was last reported: a replaced producer's entries are dropped once stale.
     last_totals: Mutex<HashMap<TotalKey, (u64, Instant)>>,
+    /// The next [`KafkaStats::client`] number.
+    clients: AtomicU64,
     /// The brokers the per-broker gauges show now, so one that leaves is removed from them.
     shown: Mutex<HashSet<String>>,
 }
 
-/// A client's name, a broker's node id, and which total. By node id, not name: librdkafka
+/// A client (its [`KafkaStats::client`] number, not the name in its statistics: librdkafka cuts
+/// that at 127 bytes, so with a long client.id the webhook and replay producers, made from the
+/// same properties, report the same name, and each one's totals were taken for deltas of the
+/// other's), a broker's node id, and which total. By node id, not name: librdkafka
 /// renames a broker in place when its node moves to another host, with its totals carrying on,
 /// and keyed by name the whole history would be added again under the new one.
-type TotalKey = (String, i32, Total);
+type TotalKey = (u64, i32, Total);
 
 /// How long a client's totals are kept after its last report: far longer than any sensible
 /// statistics interval (5 s by default), so only producers that are gone (replaced, or rebuilt
@@ -107,6 +113,7 @@ impl KafkaStats {
                 &["topic"],
             )?,
             last_totals: Mutex::new(HashMap::new()),
+            clients: AtomicU64::new(0),
             shown: Mutex::new(HashSet::new()),
         })
     }
@@ -124,18 +131,26 @@ impl KafkaStats {
         Ok(())
     }
 
-    /// Applies one client's statistics. Counters add every client's traffic; the gauges (queue,
-    /// brokers, batches) describe the `primary` client alone, the webhook producer whose queue
-    /// and batching decide the answers, instead of flapping between two producers.
-    pub fn update(&self, stats: &Statistics, primary: bool) {
-        self.update_at(stats, primary, Instant::now());
+    /// A number for a new client, which passes it with each of its statistics to [`update`].
+    ///
+    /// [`update`]: KafkaStats::update
+    pub fn client(&self) -> u64 {
+        self.clients.fetch_add(1, Ordering::Relaxed)
     }
 
-    fn update_at(&self, stats: &Statistics, primary: bool, now: Instant) {
+    /// Applies the statistics of `client` (see [`KafkaStats::client`]). Counters add every
+    /// client's traffic; the gauges (queue, brokers, batches) describe the `primary` client
+    /// alone, the webhook producer whose queue and batching decide the answers, instead of
+    /// flapping between two producers.
+    pub fn update(&self, client: u64, stats: &Statistics, primary: bool) {
+        self.update_at(client, stats, primary, Instant::now());
+    }
+
+    fn update_at(&self, client: u64, stats: &Statistics, primary: bool, now: Instant) {
         let mut last = self.last_totals.lock().unwrap_or_else(|p| p.into_inner());
         last.retain(|_, (_, seen)| now.saturating_duration_since(*seen) < STALE);
         let mut add = |counter: &IntCounterVec, broker: &Broker, kind: Total, total: u64| {
-            let key = (stats.name.clone(), broker.nodeid, kind);
+            let key = (client, broker.nodeid, kind);
             let before = last.insert(key, (total, now)).map_or(0, |(t, _)| t);
             // Should a total ever go down, it counts from zero rather than underflowing.
             let delta = total.checked_sub(before).unwrap_or(total);

@@ -72,6 +72,8 @@ pub struct BridgeContext {
     scrubber: Arc<Scrubber>,
     /// Its latest error, which `/readyz` quotes while it is in place.
     last_error: Arc<LastError>,
+    /// Which client its statistics are (see [`crate::kafka_stats::KafkaStats::client`]).
+    stats_client: u64,
 }
 
 impl BridgeContext {
@@ -85,6 +87,7 @@ impl BridgeContext {
     ) -> BridgeContext {
         ALIVE.fetch_add(1, Ordering::SeqCst);
         BridgeContext {
+            stats_client: metrics.kafka_stats.client(),
             metrics,
             role,
             fatal,
@@ -172,7 +175,9 @@ impl ClientContext for BridgeContext {
 
     fn stats(&self, statistics: Statistics) {
         let primary = self.role == ProducerRole::Webhooks && !self.retired.load(Ordering::Relaxed);
-        self.metrics.kafka_stats.update(&statistics, primary);
+        self.metrics
+            .kafka_stats
+            .update(self.stats_client, &statistics, primary);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
