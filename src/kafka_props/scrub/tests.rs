@@ -442,3 +442,25 @@ fn a_match_overlapping_the_start_of_a_password_does_not_leave_the_rest_of_it_sho
         assert!(!shown.contains(rest), "{shown}");
     }
 }
+
+/// A refusal loses the values it may quote of the properties librdkafka quotes when it refuses
+/// them, and of a path property, its path without a `/`; not the words that only another
+/// property's value matches, which are no secret (found by mutation testing: `&&` as `||` in
+/// `quoted_when_refused` took every value without a `/` for one, and cut `library` out of
+/// OpenSSL's words here).
+#[test]
+fn a_refusal_keeps_the_words_only_a_value_librdkafka_never_quotes_matches() {
+    let scrubber = scrubber(&[
+        ("client.id", "library"),
+        ("ssl.ca.location", "/nonexistent/ca.pem"),
+        ("ssl.key.location", "client-key.pem"),
+    ]);
+    assert_eq!(
+        scrubber.scrub_refusal(
+            "ssl.key.location failed: client-key.pem: error:80000002:system library::No such \
+             file or directory"
+        ),
+        "ssl.key.location failed: <redacted>: error:80000002:system library::No such file or \
+         directory"
+    );
+}
