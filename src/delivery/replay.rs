@@ -195,10 +195,10 @@ async fn pass<K: Sink>(
         // Between whole batches, so that a batch keeps the order and the outage checks below
         // as it would unpaced; the records sent again alone and the dead-letter moves are sends
         // too.
-        if let Some(next) = limits.next_after(began, sent + resent) {
+        if let Some(resume) = limits.next_after(began, sent + resent) {
             let mut stop = stop.clone();
             tokio::select! {
-                () = tokio::time::sleep_until(next) => {}
+                () = tokio::time::sleep_until(resume) => {}
                 () = crate::admin::stopped(&mut stop) => {}
             }
         }

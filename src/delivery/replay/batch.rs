@@ -67,8 +67,8 @@ impl Batch {
         }
     }
 
-    /// This batch sent at most `per_second` records a second (`--replay-max-rate`; 0: as fast as
-    /// Kafka takes them).
+    /// These batches, sent at most `per_second` records a second (`--replay-max-rate`; 0: as
+    /// fast as Kafka takes them).
     pub fn paced(self, per_second: u32) -> Batch {
         Batch {
             pace: NonZeroU32::new(per_second),
