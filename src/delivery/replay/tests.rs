@@ -60,29 +60,20 @@ async fn replay_into(
     replay_records(kafka, topics.iter().map(|t| spooled(t)).collect(), wait).await
 }
 
-/// The replay task on `spool` into `kafka` (dead-letter topic `dlq`): its metrics, its stop
-/// signal and the task.
-fn start_replay<K: Sink>(
-    spool: &Arc<Spool>,
-    kafka: Arc<K>,
-) -> (
+/// A replay task's metrics, its stop signal and the task.
+type Replaying = (
     Arc<Metrics>,
     tokio::sync::watch::Sender<bool>,
     tokio::task::JoinHandle<()>,
-) {
+);
+
+/// The replay task on `spool` into `kafka` (dead-letter topic `dlq`).
+fn start_replay<K: Sink>(spool: &Arc<Spool>, kafka: Arc<K>) -> Replaying {
     start_replay_of(SMALL, spool, kafka)
 }
 
 /// [`start_replay`] in batches of `batch`.
-fn start_replay_of<K: Sink>(
-    batch: Batch,
-    spool: &Arc<Spool>,
-    kafka: Arc<K>,
-) -> (
-    Arc<Metrics>,
-    tokio::sync::watch::Sender<bool>,
-    tokio::task::JoinHandle<()>,
-) {
+fn start_replay_of<K: Sink>(batch: Batch, spool: &Arc<Spool>, kafka: Arc<K>) -> Replaying {
     let metrics = Arc::new(Metrics::new(&[]).expect("metrics"));
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(replay(
