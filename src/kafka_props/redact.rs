@@ -80,17 +80,7 @@ pub(super) fn url_passwords(value: &str) -> impl Iterator<Item = &str> {
         let userinfo = &authority[..authority.rfind('@')?];
         userinfo.split_once(':').map(|(_, password)| password)
     });
-    // A password holding what ends an authority (`https://id:pa#ss@idp`): its `:` is in the
-    // authority still, which one in a path or query (`https://idp/t?next=a:b@c`) is not.
-    let delimited = scheme_passwords(value, scheme_at).filter(move |password| {
-        let colon = password.as_ptr() as usize - value.as_ptr() as usize - 1;
-        let user = value[..colon]
-            .rfind("://")
-            .map_or(&value[..colon], |i| &value[i + 3..colon]);
-        !user.contains(['/', '?', '#'])
-    });
     urls.chain(bare_passwords(value, scheme_at))
-        .chain(delimited)
 }
 
 /// The password before each `@` of an entry without a scheme (as `scheme_at` finds one) runs
@@ -121,44 +111,36 @@ fn bare_passwords(value: &str, scheme_at: fn(&str) -> Option<usize>) -> impl Ite
 /// (more is hidden, never less).
 pub(super) fn broker_list_passwords(value: &str) -> impl Iterator<Item = &str> {
     // Each `@` of an entry that starts with a scheme (after its blanks) ends a password from the
-    // entry's first `:`, the entry running across commas to the next scheme (see
-    // [`scheme_passwords`]). Twice: with the schemes librdkafka knows (a name it refuses may
-    // follow a comma of the password: `sasl_ssl://u:pa,user://ss@h`), and with any name before
-    // `://` (`kafka://u:pa?ss,wo:rd@h`, which the entries without a scheme below hide only from
-    // `wo:`); more hidden, never less.
-    let with_scheme =
-        scheme_passwords(value, kafka_scheme_at).chain(scheme_passwords(value, scheme_at));
+    // entry's first `:`, the entry running across commas to the next scheme. Twice: with the
+    // schemes librdkafka knows (a name it refuses may follow a comma of the password:
+    // `sasl_ssl://u:pa,user://ss@h`), and with any name before `://` (`kafka://u:pa?ss,wo:rd@h`,
+    // which the entries without a scheme below hide only from `wo:`); more hidden, never less.
+    let with_scheme = move |known: fn(&str) -> Option<usize>| {
+        let schemes = move |from: usize| {
+            value[from..]
+                .match_indices("://")
+                .map(move |(i, _)| from + i)
+                .filter(move |&i| {
+                    let start = value[..i].rfind(',').map_or(0, |c| c + 1);
+                    known(&value[start..]).is_some_and(|s| start + s == i + 3)
+                })
+        };
+        schemes(0).flat_map(move |i| {
+            let rest = &value[i + 3..];
+            let entry = match schemes(i + 3).next().map(|next| next - (i + 3)) {
+                Some(next) => &rest[..rest[..next].rfind(',').unwrap_or(next)],
+                None => rest,
+            };
+            let colon = entry.find(':');
+            entry
+                .match_indices('@')
+                .filter_map(move |(at, _)| colon.filter(|&c| c < at).map(|c| &entry[c + 1..at]))
+        })
+    };
+    let with_scheme = with_scheme(kafka_scheme_at).chain(with_scheme(scheme_at));
     // An entry whose scheme librdkafka does not know (`user://pw@host`: it refuses `USER` and
     // quotes the entry whole) is a user and a password beginning with `//`.
     with_scheme.chain(bare_passwords(value, kafka_scheme_at))
-}
-
-/// The password before each `@` of an entry that starts with a scheme `known` takes (after its
-/// blanks), from the entry's first `:`, the entry running across commas to the next such scheme:
-/// also a password holding `/`, `?`, `#` or `://`, which a URL's may not hold unescaped, but an
-/// operator's may (`https://id:pa#ss@idp/token`), and librdkafka quotes such a URL whole when
-/// it cannot use it.
-fn scheme_passwords(value: &str, known: fn(&str) -> Option<usize>) -> impl Iterator<Item = &str> {
-    let schemes = move |from: usize| {
-        value[from..]
-            .match_indices("://")
-            .map(move |(i, _)| from + i)
-            .filter(move |&i| {
-                let start = value[..i].rfind(',').map_or(0, |c| c + 1);
-                known(&value[start..]).is_some_and(|s| start + s == i + 3)
-            })
-    };
-    schemes(0).flat_map(move |i| {
-        let rest = &value[i + 3..];
-        let entry = match schemes(i + 3).next().map(|next| next - (i + 3)) {
-            Some(next) => &rest[..rest[..next].rfind(',').unwrap_or(next)],
-            None => rest,
-        };
-        let colon = entry.find(':');
-        entry
-            .match_indices('@')
-            .filter_map(move |(at, _)| colon.filter(|&c| c < at).map(|c| &entry[c + 1..at]))
-    })
 }
 
 /// Where what follows a scheme (`sasl_ssl://`) at the start of `entry`, after its blanks, begins.

@@ -306,38 +306,3 @@ fn a_refused_value_ending_in_quotes_is_not_shown_as_the_propertys_name() {
         "{shown}"
     );
 }
-
-/// A URL's password may not hold `/`, `?`, `#` or `://` unescaped, but an operator's password
-/// may, pasted into the token endpoint's URL as it is: the URL's authority then ends inside the
-/// password, and the password was shown whole, by `--check-config` and in librdkafka's
-/// `Failed to retrieve OIDC token from "URL"` at every try (found by review of
-/// `url_passwords`, which a broker list's passwords already went past).
-#[test]
-fn a_password_holding_a_urls_delimiters_is_hidden_from_a_url_property() {
-    for (url, shown) in [
-        (
-            "https://id:pa#ss@idp/token",
-            "https://id:<redacted>@idp/token",
-        ),
-        (
-            "https://id:pa/ss@idp/token",
-            "https://id:<redacted>@idp/token",
-        ),
-        (
-            "https://id:pa?ss@idp/token",
-            "https://id:<redacted>@idp/token",
-        ),
-        (
-            "https://id:ab://cd@idp/token",
-            "https://id:<redacted>@idp/token",
-        ),
-    ] {
-        assert_eq!(url_password_hidden(url), shown);
-        let scrubber = Scrubber::new([("sasl.oauthbearer.token.endpoint.url", url)]);
-        let logged = format!("Failed to retrieve OIDC token from \"{url}\": Port number was not a decimal number (3)");
-        assert_eq!(
-            scrubber.scrub(&logged),
-            format!("Failed to retrieve OIDC token from \"{shown}\": Port number was not a decimal number (3)")
-        );
-    }
-}
