@@ -381,6 +381,7 @@ mod cut;
 mod follow;
 mod key_hint;
 mod names;
+mod passwords;
 mod redact;
 mod scrub;
 mod sources;
@@ -388,9 +389,8 @@ pub use follow::{backoff_cap, LIBRDKAFKA_RECONNECT_BACKOFF_MAX_MS};
 use follow::{follow, RECONNECT_BACKOFF_MAX_MS};
 use names::is_service_link;
 pub use names::{canonical, env_to_property};
-pub use redact::{
-    broker_list_password_hidden, is_secret, redacted, url_password_hidden, ClientError,
-};
+pub use passwords::{broker_list_password_hidden, url_password_hidden};
+pub use redact::{is_secret, redacted, ClientError};
 pub use scrub::Scrubber;
 pub use sources::{KafkaSources, Watched};
 

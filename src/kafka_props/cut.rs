@@ -156,7 +156,7 @@ mod tests {
 
     fn url(value: &str) -> CutSecrets {
         let mut cut = CutSecrets::new(4);
-        for password in super::super::redact::url_passwords(value) {
+        for password in super::super::passwords::url_passwords(value) {
             let start = password.as_ptr() as usize - value.as_ptr() as usize;
             cut.add_url_password(value, start, password);
         }

@@ -4,7 +4,8 @@ use std::borrow::Cow;
 use std::fmt;
 
 use super::cut::CutSecrets;
-use super::redact::{broker_list_passwords, is_secret, url_passwords};
+use super::passwords::{broker_list_passwords, url_passwords};
+use super::redact::is_secret;
 
 const HIDDEN: &str = "<redacted>";
 

@@ -313,7 +313,7 @@ fn a_password_holding_a_scheme_separator_is_hidden_where_librdkafka_quotes_it() 
 /// `?` or `/` after a scheme, and one holding `://`, were printed whole.
 #[test]
 fn check_config_hides_the_passwords_only_a_broker_list_has() {
-    use super::super::redact::broker_list_password_hidden;
+    use super::super::passwords::broker_list_password_hidden;
     for (brokers, shown) in [
         (
             "sasl_ssl://USER:Zq7Wm#3Kx9/Pv2Hr5T@127.0.0.1:48590",
@@ -351,7 +351,7 @@ fn check_config_hides_the_passwords_only_a_broker_list_has() {
 fn a_password_holding_a_comma_after_a_scheme_librdkafka_does_not_know_is_hidden_whole() {
     let list = "kafka://svc:Kx9?Pv2,Zq7W:m3@127.0.0.1:47411";
     assert_eq!(
-        super::super::redact::broker_list_password_hidden(list),
+        super::super::passwords::broker_list_password_hidden(list),
         "kafka://svc:<redacted>@127.0.0.1:47411"
     );
     let s = scrubber(&[("bootstrap.servers", list)]);
