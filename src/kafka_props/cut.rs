@@ -69,14 +69,12 @@ impl CutSecrets {
             return;
         }
         let before = &value[..start];
-        let user_from = [
-            before.rfind("://").map(|i| i + 3),
-            before.rfind(',').map(|i| i + 1),
-        ]
-        .into_iter()
-        .flatten()
-        .max()
-        .unwrap_or(0);
+        // After the last `,` or `://` before it, whichever is later: the `://` looked for after
+        // the comma only, not back across a whole list for each of its passwords.
+        let comma = before.rfind(',').map_or(0, |i| i + 1);
+        let user_from = before[comma..]
+            .rfind("://")
+            .map_or(comma, |i| comma + i + 3);
         // librdkafka skips the blanks between a list's entries.
         let user = value[user_from..start].trim_start();
         let after = |before: &str| Anchor::After(before.to_string());

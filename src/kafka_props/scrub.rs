@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use super::cut::CutSecrets;
-use super::passwords::{broker_list_passwords, url_passwords};
+use super::passwords::passwords_to_scrub;
 use super::redact::is_secret;
 
 const HIDDEN: &str = "<redacted>";
@@ -72,8 +72,7 @@ impl Scrubber {
             // With its pieces between commas: librdkafka splits a broker list at them, and
             // quotes the piece of a password after one alone (`ssWORD@host` of `u:pa,ssWORD@host`),
             // without the blanks it skips there (`ssWORD@host` of `u:pa, ssWORD@host` too).
-            let brokers = (key == "bootstrap.servers").then(|| broker_list_passwords(value));
-            for password in url_passwords(value).chain(brokers.into_iter().flatten()) {
+            for password in passwords_to_scrub(value, key == "bootstrap.servers") {
                 needles.push(password.to_string());
                 needles.extend(
                     password
