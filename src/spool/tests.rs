@@ -1267,6 +1267,23 @@ async fn removals_a_failed_close_could_not_make_durable_are_counted_for_the_next
     assert_eq!(spool.removals_not_durable(), 0);
 }
 
+/// An append's commit is fsynced, and so makes the removals committed before it durable: they are
+/// no longer counted as what a start after a failed close finds again (the shutdown's warning
+/// counted them among the records the next start would send again).
+#[tokio::test]
+async fn an_append_makes_the_removals_before_it_durable() {
+    let (storage, spool) = synced_spool_with(3).await;
+    hold_off_durable_removals(&spool);
+    spool.remove(&oldest_stored(&spool, 1)).expect("remove");
+    assert_eq!(spool.removals_not_durable(), 1);
+    spool.append(record(None, "r3")).await.expect("append");
+    let reopened = storage.crashed().spool();
+    assert_eq!(reopened.records(), 3, "r1, r2 and r3: r0 stays removed");
+    reopened.close();
+    assert_eq!(spool.removals_not_durable(), 0);
+    spool.close();
+}
+
 #[tokio::test]
 async fn closing_the_spool_makes_the_removals_before_it_durable() {
     let (storage, spool) = synced_spool_with(3).await;

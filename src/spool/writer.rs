@@ -62,7 +62,7 @@ pub(super) fn write_loop(
         test_hooks::before_commit(holdings);
         let result = match holdings.detached.get() {
             Some(reason) => Err(SpoolError::Io(reason.clone())),
-            None => commit(db, &group, next_seq, appends + 1),
+            None => commit(db, holdings, &group, next_seq, appends + 1),
         };
         if result.is_ok() {
             appends += 1;
@@ -112,6 +112,7 @@ pub(super) fn write_loop(
 /// Commits `group` from `first_seq` on, as the file's append commit number `appends`.
 fn commit(
     db: &Database,
+    holdings: &Holdings,
     group: &[Append],
     first_seq: u64,
     appends: u64,
@@ -128,7 +129,18 @@ fn commit(
         let mut meta = txn.open_table(META).map_err(io)?;
         meta.insert(APPENDS, appends).map_err(io)?;
     }
+    // The fsync makes replay's removals committed before it durable too. Their count is kept
+    // under this lock, which a removal takes only once it holds the write transaction, so none
+    // can commit between this commit and its count's reset.
+    let durable_at = holdings
+        .deletes_durable_at
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     txn.commit().map_err(io)?;
+    holdings
+        .removals_not_durable
+        .store(0, std::sync::atomic::Ordering::SeqCst);
+    drop(durable_at);
     Ok(first_seq)
 }
 
