@@ -246,6 +246,61 @@ async fn a_full_spool_refuses_and_frees_room_when_records_are_removed() {
         .expect("room again");
 }
 
+/// Readiness during a Kafka outage asks whether the spool has room for one more record of the
+/// largest size: exactly that much room is room, or a bridge that can still take a webhook is
+/// taken out of service one record early.
+#[tokio::test]
+async fn a_spool_with_exactly_one_largest_record_of_room_left_has_room() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let one = postcard::to_allocvec(&record(Some("k"), "x"))
+        .expect("encode")
+        .len() as u64;
+    let spool = Spool::open(dir.path(), one * 2, one).expect("open");
+    spool.append(record(Some("k"), "x")).await.expect("first");
+    assert!(spool.has_room(), "room for exactly one more");
+    spool
+        .append(record(Some("k"), "y"))
+        .await
+        .expect("and it is taken");
+    assert!(!spool.has_room());
+    spool.close();
+}
+
+/// An append refused as full, or sent to Kafka because its conversation was delivered meanwhile,
+/// gives back its share of the bound on writes waiting for the disk: kept, the refusals of a long
+/// outage would add up until every append was refused as busy, with the disk idle.
+#[tokio::test]
+async fn appends_refused_as_full_or_not_spooled_leave_nothing_waiting_for_the_disk() {
+    let db = redb::Builder::new()
+        .create_with_backend(redb::backends::InMemoryBackend::new())
+        .expect("database");
+    let spool =
+        Spool::with_database(db, "memory".into(), 2 << 20, 1, None, None, None).expect("spool");
+    let sized = |key: Option<&str>, len: usize| SpooledRecord {
+        value: vec![b'x'; len],
+        ..record(key, "large")
+    };
+    // Each well past MAX_WAITING_BYTES together.
+    for _ in 0..25 {
+        assert!(matches!(
+            spool.append(sized(None, 3 << 20)).await,
+            Err(SpoolError::Full { .. })
+        ));
+    }
+    for _ in 0..70 {
+        assert!(spool
+            .append_behind(sized(Some("k"), 1 << 20))
+            .await
+            .is_none());
+    }
+    assert_eq!(spool.holdings.waiting.load(Ordering::SeqCst), 0);
+    spool
+        .append(record(None, "r"))
+        .await
+        .expect("taken, not refused as busy");
+    spool.close();
+}
+
 /// A file cut short (a bad restore or copy) is as unreadable as a damaged one; and a second file
 /// set aside in the same second keeps the first (a rename would have replaced it).
 #[tokio::test]
@@ -714,6 +769,34 @@ async fn entries_moved_back_from_the_unreadable_table_are_counted_and_told_and_a
     spool.close();
 }
 
+/// Numbering goes on after the entries set aside also when the records still waiting are numbered
+/// below them: a new record numbered among those entries, found undecodable later, would replace
+/// the one kept aside under its number.
+#[tokio::test]
+async fn numbering_goes_on_after_entries_set_aside_above_the_waiting_records() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let spool = Spool::open(dir.path(), 1 << 20, 1).expect("open");
+        let waiting = postcard::to_allocvec(&record(None, "r0")).expect("encode");
+        let txn = spool.db.begin_write().expect("write");
+        {
+            let mut records = txn.open_table(RECORDS).expect("records");
+            records.insert(3, waiting.as_slice()).expect("insert");
+            let mut aside = txn.open_table(UNREADABLE).expect("unreadable");
+            aside.insert(10, b"".as_slice()).expect("insert");
+        }
+        txn.commit().expect("commit");
+        spool.close();
+    }
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("reopen");
+    let seq = spool.append(record(None, "r1")).await.expect("append");
+    assert_eq!(
+        seq, 11,
+        "after the entry set aside, not after the record waiting"
+    );
+    spool.close();
+}
+
 /// The disk encoding of today's records, byte for byte. A spool written by one version is read by
 /// the next after an upgrade, and an entry it cannot decode is set aside, never delivered: a change
 /// to [`SpooledRecord`] that breaks this test needs a versioned encoding (or a new table) that
@@ -881,6 +964,34 @@ async fn undecodable_entries_are_set_aside_and_do_not_stall_the_records_behind_t
     assert!(seq >= 300, "numbered {seq}, among the entries set aside");
 }
 
+/// An undecodable entry set aside under a number the `unreadable` table already holds (a file of
+/// an early version, whose numbering restarted) replaces that one: counted once, or
+/// `spool_unreadable` would alert on more records than are kept aside.
+#[tokio::test]
+async fn an_undecodable_entry_set_aside_over_one_under_its_number_is_counted_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let spool = Spool::open(dir.path(), 1 << 20, 1).expect("open");
+        let txn = spool.db.begin_write().expect("write");
+        for table in [RECORDS, UNREADABLE] {
+            txn.open_table(table)
+                .expect("table")
+                .insert(5, b"".as_slice())
+                .expect("insert");
+        }
+        txn.commit().expect("commit");
+        spool.close();
+    }
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("reopen");
+    assert_eq!((spool.records(), spool.unreadable()), (1, 1));
+    assert!(spool.oldest(10).expect("read").is_empty());
+    assert_eq!(
+        (spool.records(), spool.bytes(), spool.unreadable()),
+        (0, 0, 1)
+    );
+    spool.close();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_waiting_for_a_stalled_disk_are_bounded_and_the_rest_refused_at_once() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -948,6 +1059,11 @@ async fn replay_reads_a_range_of_sequence_numbers_within_a_byte_cap() {
     let one = spool.from_seq(0..=0, 1, u64::MAX).expect("read")[0].2;
     assert_eq!(
         seqs(spool.from_seq(0..=4, 256, one + 1).expect("read")),
+        [0, 1]
+    );
+    // A cap met exactly ends the read: it bounds the bytes read, it is not one to pass.
+    assert_eq!(
+        seqs(spool.from_seq(0..=4, 256, 2 * one).expect("read")),
         [0, 1]
     );
 }
@@ -1112,6 +1228,17 @@ async fn a_read_that_leaves_the_file_refusing_writes_fails_the_spool() {
     spool.close();
 }
 
+/// The spool's failure is the first reason found: a later one (a write refused because of the
+/// first) must not hide the cause an operator needs, in the log and at the exit.
+#[tokio::test]
+async fn a_spool_failure_keeps_its_first_reason() {
+    let (_storage, spool) = synced_spool_with(0).await;
+    spool.holdings.fail("first".into());
+    spool.holdings.fail("second".into());
+    assert_eq!(spool.failure().as_deref(), Some("first"));
+    spool.close();
+}
+
 /// A delete that leaves the file refusing writes (its commit's sync failed: a full or failing
 /// disk) fails the spool, as a failed read or append does: replay would otherwise send the same
 /// records again and again without removing them, with the bridge looking healthy.
@@ -1267,6 +1394,33 @@ async fn removals_a_failed_close_could_not_make_durable_are_counted_for_the_next
     assert_eq!(spool.removals_not_durable(), 0);
 }
 
+/// `removals_not_durable` is what a start after a failed close finds again: a removal repeated
+/// counts once, and a durable removal makes those before it durable too and begins a new period,
+/// so the next removals within it are not fsynced one by one.
+#[tokio::test]
+async fn removals_not_durable_count_each_record_once_until_a_durable_removal() {
+    let (_storage, spool) = synced_spool_with(3).await;
+    hold_off_durable_removals(&spool);
+    let first = oldest_stored(&spool, 1);
+    spool.remove(&first).expect("remove");
+    spool.remove(&first).expect("removed again");
+    assert_eq!(spool.removals_not_durable(), 1, "counted once");
+    *spool.holdings.deletes_durable_at.lock().expect("lock") =
+        std::time::Instant::now() - DURABLE_DELETES_EVERY;
+    let began = std::time::Instant::now();
+    spool.remove(&oldest_stored(&spool, 1)).expect("remove");
+    assert_eq!(
+        spool.removals_not_durable(),
+        0,
+        "made durable with this one"
+    );
+    assert!(
+        *spool.holdings.deletes_durable_at.lock().expect("lock") >= began,
+        "a new period begins"
+    );
+    spool.close();
+}
+
 /// An append's commit is fsynced, and so makes the removals committed before it durable: they are
 /// no longer counted as what a start after a failed close finds again (the shutdown's warning
 /// counted them among the records the next start would send again).
@@ -1281,6 +1435,25 @@ async fn an_append_makes_the_removals_before_it_durable() {
     assert_eq!(reopened.records(), 3, "r1, r2 and r3: r0 stays removed");
     reopened.close();
     assert_eq!(spool.removals_not_durable(), 0);
+    spool.close();
+}
+
+/// An append whose commit fails (a full disk refusing the fsync) leaves nothing counted: not its
+/// bytes, nor its conversation, which would send every later webhook of that customer to the
+/// spool; and the file, refusing every write from then on, fails the spool so the bridge restarts.
+#[tokio::test]
+async fn an_append_whose_commit_fails_leaves_nothing_counted_and_fails_the_spool() {
+    let (storage, spool) = synced_spool_with(0).await;
+    storage.fail_syncs.store(true, Ordering::SeqCst);
+    assert!(matches!(
+        spool.append(record(Some("k"), "r0")).await,
+        Err(SpoolError::Io(_))
+    ));
+    assert_eq!((spool.records(), spool.bytes()), (0, 0));
+    assert!(!spool.holds("t", "k"));
+    assert!(spool.topics().is_empty());
+    let failure = spool.failure().expect("the spool failed");
+    assert!(failure.contains("a spool write failed"), "{failure}");
     spool.close();
 }
 

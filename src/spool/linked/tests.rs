@@ -48,6 +48,36 @@ async fn a_spool_whose_directory_is_deleted_refuses_appends_and_replays_what_it_
     assert!(failure.contains("holds no record to replay"), "{failure}");
 }
 
+/// A detached spool whose last entries are ones replay cannot decode is drained when it sets them
+/// aside: it fails then, as when its last record is delivered, or the bridge would go on
+/// refusing what it would spool and never restart to make a new spool.
+#[tokio::test]
+async fn a_detached_spool_drained_by_setting_its_last_entries_aside_fails() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let spool = Spool::open(dir.path(), 1 << 20, 1).expect("open");
+        let txn = spool.db.begin_write().expect("write");
+        txn.open_table(super::super::RECORDS)
+            .expect("table")
+            .insert(0, b"".as_slice())
+            .expect("an undecodable entry");
+        txn.commit().expect("commit");
+        spool.close();
+    }
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("reopen");
+    std::fs::remove_dir_all(dir.path()).expect("remove the directory");
+    spool.look_again_within(Duration::from_secs(10)).await;
+    assert!(spool.detached().is_some());
+    assert_eq!(spool.failure(), None, "not while it holds an entry");
+    let read = spool.from_seq(0..=u64::MAX, 10, u64::MAX).expect("read");
+    assert!(read.is_empty());
+    assert_eq!((spool.records(), spool.unreadable()), (0, 1));
+    let failure = spool
+        .failure()
+        .expect("failed once drained, so the bridge restarts");
+    assert!(failure.contains("holds no record to replay"), "{failure}");
+}
+
 #[tokio::test]
 async fn a_spool_file_replaced_by_another_is_detached_too() {
     let dir = tempfile::tempdir().expect("tempdir");
