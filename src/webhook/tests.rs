@@ -54,6 +54,25 @@ fn webhook_with_metrics(
         metrics,
     )
 }
+/// A webhook request to `path` whose body is `STATUS`, whole `after` the request began, or never.
+fn streamed(
+    path: &str,
+    after: Option<Duration>,
+) -> Request<impl Body<Data = Bytes, Error = std::io::Error>> {
+    use futures_util::StreamExt;
+    let body = futures_util::stream::once(async move {
+        match after {
+            Some(after) => tokio::time::sleep(after).await,
+            None => std::future::pending().await,
+        }
+        Ok(hyper::body::Frame::data(Bytes::from_static(STATUS)))
+    });
+    Request::post(path)
+        .header(http::header::HOST, "bridge")
+        .header(AUTHORIZATION, "Basic dTpw")
+        .body(http_body_util::StreamBody::new(body.boxed()))
+        .expect("request")
+}
 
 fn post(body: &'static [u8]) -> Request<Full<Bytes>> {
     Request::post("/webhook")
@@ -337,6 +356,13 @@ fn each_refused_content_type_is_told_what_was_wrong_with_it() {
         Some(MediaRefusal::Charset)
     );
     assert_eq!(why(b"application/x/y+json"), Some(MediaRefusal::Malformed));
+    // A parameter without a value, and two with no `;` between them (found by mutation testing:
+    // both were taken unnoticed).
+    assert_eq!(why(b"application/json; a="), Some(MediaRefusal::Malformed));
+    assert_eq!(
+        why(b"application/json; a=b c=d"),
+        Some(MediaRefusal::Malformed)
+    );
     let long = format!("application/json; x={}", "y".repeat(300));
     assert_eq!(why(long.as_bytes()), Some(MediaRefusal::Malformed));
     let mut twice = HeaderMap::new();
@@ -429,6 +455,10 @@ fn only_sane_request_ids_are_kept() {
         36,
         "too long: a UUID instead"
     );
+    // 128 bytes are kept, 129 are not (found by mutation testing: only 200 was tried).
+    let longest: &'static str = Box::leak("x".repeat(128).into_boxed_str());
+    assert_eq!(with(longest), longest);
+    assert_eq!(with(Box::leak("x".repeat(129).into_boxed_str())).len(), 36);
 }
 
 #[tokio::test]
@@ -509,6 +539,138 @@ async fn a_request_dropped_before_its_answer_is_counted_as_cancelled_and_an_answ
         Some("1"),
         "an answer is no cancellation"
     );
+}
+
+/// With an ack timeout under the second a refused body may take to be read and dropped, the
+/// refusal is answered when that body ends, and its sender was the slow one: counted as a slow
+/// response, it would fire the alert meant for the bridge itself answering late (found by
+/// mutation testing: the answer could be held to the ack timeout alone).
+#[tokio::test(start_paused = true)]
+async fn a_refusal_answered_when_its_late_body_ended_is_no_slow_response() {
+    let mut config = Config::for_brokers("k:9092", "u:p").expect("config");
+    config.ack_timeout = Duration::from_millis(300);
+    let metrics = Arc::new(Metrics::new(&config.topics.all_topics()).expect("metrics"));
+    let hook = Webhook::new(&config, Arc::new(Never), metrics.clone());
+    let elsewhere = streamed("/elsewhere", Some(Duration::from_millis(700)));
+    let answer = hook.handle(elsewhere).await;
+    assert_eq!(answer.status(), StatusCode::NOT_FOUND);
+    assert_eq!(answer.headers().get(CONNECTION), None, "read whole");
+    let shown = String::from_utf8(metrics.render()).expect("utf-8");
+    assert!(
+        shown.contains("qikchat_bridge_slow_responses_total 0"),
+        "{shown}"
+    );
+}
+
+/// A body whose last byte came at the ack deadline is too late to be stored before its answer
+/// is due: it is answered 408 and never handed to the sink, whose own check (the deadline passed
+/// before it began) would blame Kafka for it in the log and the metrics (found by mutation
+/// testing: without the handler's check every test still passed).
+#[tokio::test(start_paused = true)]
+async fn a_body_whole_only_at_the_ack_deadline_is_408_and_never_reaches_the_sink() {
+    let (hook, sink) = webhook(Ok(Delivered::Kafka {
+        partition: 0,
+        offset: 0,
+    }));
+    let request = streamed("/webhook", Some(hook.ack_timeout));
+    let answer = hook.handle(request).await;
+    assert_eq!(answer.status(), StatusCode::REQUEST_TIMEOUT);
+    assert!(sink.seen.lock().expect("lock").is_empty(), "nothing stored");
+}
+
+/// Kafka is waited for until the ack deadline counted from the request's start, as the ack
+/// timeout is: a body that took half a second to arrive leaves Kafka half a second less, or the
+/// answer would come after the 2 s Qikchat waits for it (found by mutation testing: a deadline
+/// counted from the body's end passed every test).
+#[tokio::test(start_paused = true)]
+async fn kafka_is_waited_for_until_the_ack_deadline_counted_from_the_requests_start() {
+    /// A Kafka that acknowledges at once, and notes the deadline it was given.
+    struct Until(Mutex<Option<Instant>>);
+    impl Sink for Until {
+        async fn send(&self, _: &Record<'_>, deadline: Instant) -> Result<Delivered, ProduceError> {
+            *self.0.lock().expect("lock") = Some(deadline);
+            Ok(Delivered::Kafka {
+                partition: 0,
+                offset: 0,
+            })
+        }
+    }
+    let config = Config::for_brokers("k:9092", "u:p").expect("config");
+    let metrics = Arc::new(Metrics::new(&config.topics.all_topics()).expect("metrics"));
+    let sink = Arc::new(Until(Mutex::new(None)));
+    let hook = Webhook::new(&config, sink.clone(), metrics);
+    let request = streamed("/webhook", Some(Duration::from_millis(500)));
+    let started = Instant::now();
+    assert_eq!(hook.handle(request).await.status(), StatusCode::OK);
+    assert_eq!(
+        *sink.0.lock().expect("lock"),
+        Some(started + config.ack_timeout)
+    );
+}
+
+/// A sender that asks for `100 Continue` waits for it before it sends its body, and hyper sends
+/// none on HTTP/2 (nor on HTTP/1.1 once the request is refused): a refusal is answered at once,
+/// not after the second its body may take to be read and dropped; and an empty body needs no
+/// waiting, so the HTTP/1 connection carries on (found by mutation testing: neither was tried).
+#[tokio::test(start_paused = true)]
+async fn a_refused_sender_waiting_for_100_continue_is_answered_at_once() {
+    use futures_util::StreamExt;
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+    let (hook, _) = webhook(Ok(Delivered::Kafka {
+        partition: 0,
+        offset: 0,
+    }));
+    let waiting = |version: Version| {
+        let never = futures_util::stream::pending::<Result<Frame<Bytes>, std::io::Error>>();
+        Request::post("/elsewhere")
+            .version(version)
+            .header(http::header::HOST, "bridge")
+            .header(AUTHORIZATION, "Basic dTpw")
+            .header(EXPECT, "100-continue")
+            .body(StreamBody::new(never.boxed()))
+            .expect("request")
+    };
+    for version in [Version::HTTP_11, Version::HTTP_2] {
+        let asked = Instant::now();
+        let answer = hook.handle(waiting(version)).await;
+        assert_eq!(answer.status(), StatusCode::NOT_FOUND, "{version:?}");
+        assert_eq!(asked.elapsed(), Duration::ZERO, "{version:?}");
+    }
+    let empty = Request::post("/elsewhere")
+        .header(http::header::HOST, "bridge")
+        .header(AUTHORIZATION, "Basic dTpw")
+        .header(EXPECT, "100-continue")
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let answer = hook.handle(empty).await;
+    assert_eq!(answer.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        answer.headers().get(CONNECTION),
+        None,
+        "nothing left unread"
+    );
+}
+
+/// A refused body is waited for at most a second, or `--body-read-timeout` if that is shorter:
+/// the refusal is answered within Qikchat's 2 s however slowly its body comes (by default the
+/// body timeout is 5 s), and a sender whose accepted body would be cut off sooner is not waited
+/// for longer once refused (found by mutation testing: neither bound was tried).
+#[tokio::test(start_paused = true)]
+async fn a_refused_body_is_waited_for_a_second_at_most_or_the_body_read_timeout_if_shorter() {
+    for (body_read_timeout, answered_after) in [
+        (Duration::from_secs(5), Duration::from_secs(1)),
+        (Duration::from_millis(200), Duration::from_millis(200)),
+    ] {
+        let mut config = Config::for_brokers("k:9092", "u:p").expect("config");
+        config.body_read_timeout = body_read_timeout;
+        let metrics = Arc::new(Metrics::new(&config.topics.all_topics()).expect("metrics"));
+        let hook = Webhook::new(&config, Arc::new(Never), metrics);
+        let elsewhere = streamed("/elsewhere", None);
+        let asked = Instant::now();
+        assert_eq!(hook.handle(elsewhere).await.status(), StatusCode::NOT_FOUND);
+        assert_eq!(asked.elapsed(), answered_after, "{body_read_timeout:?}");
+    }
 }
 
 mod refusals;

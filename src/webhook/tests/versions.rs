@@ -51,3 +51,24 @@ async fn a_content_type_is_measured_without_the_white_space_around_it() {
     let answer = hook.handle(request(&format!(" {longest}x"))).await;
     assert_eq!(answer.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
 }
+
+/// hyper ends an HTTP/2 body without an error when its client resets the stream with NO_ERROR
+/// or CANCEL, so a body shorter than its `content-length` was cut off: stored, it would be a
+/// truncated record, and the client that got no answer sends it again whole (found by mutation
+/// testing: without this check every test still passed).
+#[tokio::test]
+async fn an_http2_body_shorter_than_its_declared_length_is_never_stored() {
+    let (hook, sink) = webhook(Ok(Delivered::Kafka {
+        partition: 0,
+        offset: 0,
+    }));
+    let cut_off = Request::post("/webhook")
+        .version(Version::HTTP_2)
+        .header(AUTHORIZATION, "Basic dTpw")
+        .header(CONTENT_LENGTH, STATUS.len() + 10)
+        .body(Full::new(Bytes::from_static(STATUS)))
+        .expect("request");
+    let answer = hook.handle(cut_off).await;
+    assert_eq!(answer.status(), StatusCode::BAD_REQUEST);
+    assert!(sink.seen.lock().expect("lock").is_empty(), "nothing stored");
+}
