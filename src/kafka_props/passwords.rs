@@ -145,14 +145,20 @@ impl<'v> Marks<'v> {
         let end = next(&self.ends, from)?;
         let authority_end = next(&self.delimiters, from).map_or(end, |d| d.min(end));
         let authority = &self.value[from..authority_end];
-        let (colon, user_at) = match authority.rfind('@') {
-            Some(at) => (authority[..at].find(':')?, Some(at)),
+        let last_at = authority.rfind('@');
+        let (colon, user_at) = match last_at.and_then(|at| Some((authority[..at].find(':')?, at))) {
+            Some((colon, at)) => (colon, Some(at)),
             None => {
+                // The `@` of a user without a password (`https://me@corp:pa/ss@idp`: the
+                // password holds the authority's end): the host, or the password, follows it.
+                let host_from = last_at.map_or(0, |at| at + 1);
+                let rest = &authority[host_from..];
                 // An IPv6 address (`[::1]:8443`) holds colons of its own.
-                let host = match authority.starts_with('[') {
-                    true => authority.find(']').map_or(authority.len(), |b| b + 1),
-                    false => 0,
-                };
+                let host = host_from
+                    + match rest.starts_with('[') {
+                        true => rest.find(']').map_or(rest.len(), |b| b + 1),
+                        false => 0,
+                    };
                 (host + authority[host..].find(':')?, None)
             }
         };

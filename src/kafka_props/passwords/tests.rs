@@ -250,3 +250,39 @@ fn the_passwords_to_scrub_take_no_more_room_than_the_value() {
         assert!(!shown.contains("ssWORD"), "{shown}");
     }
 }
+
+/// A user holding an `@` (an e-mail address as a client id) and a password holding a `/`, `?` or
+/// `#`: the authority's last `@` is the user's, and the password runs on to the `@` after it
+/// (it was shown whole); a user with no password and a port stay shown.
+#[test]
+fn a_password_after_a_user_holding_an_at_is_hidden_whole() {
+    for (url, shown) in [
+        (
+            "https://svc@corp.example:Xa9/Rgq+DU=@idp/token",
+            "https://svc@corp.example:<redacted>@idp/token",
+        ),
+        (
+            "https://svc@corp.example:pa?ss@idp/token",
+            "https://svc@corp.example:<redacted>@idp/token",
+        ),
+        (
+            "https://svc@corp.example:pa#ss@idp",
+            "https://svc@corp.example:<redacted>@idp",
+        ),
+    ] {
+        assert_eq!(url_password_hidden(url), shown, "{url}");
+        let line = format!("Failed to acquire token from {url}: 401");
+        let scrubbed = Scrubber::new([("sasl.oauthbearer.token.endpoint.url", url)]).scrub(&line);
+        assert!(
+            !scrubbed.contains("ss@idp") && !scrubbed.contains("DU="),
+            "{scrubbed}"
+        );
+    }
+    for kept in [
+        "https://svc@idp:8443/t?login_hint=a@b",
+        "https://svc@[::1]:8443/t",
+        "https://svc@idp/t",
+    ] {
+        assert_eq!(url_password_hidden(kept), kept);
+    }
+}
