@@ -23,6 +23,10 @@ use crate::metrics::Metrics;
 /// permission idempotence needs is missing, say) is replaced at a slowing pace, not in a loop.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// How often the current producer is looked at for a failure no wake-up announced: librdkafka's
+/// error callback names a fatal error by its cause (`ClusterAuthorizationFailed` for a refused
+/// producer id), not `Fatal`, so an idle producer's failure wakes nothing.
+const LOOK_EVERY: Duration = Duration::from_secs(1);
 
 impl KafkaSink {
     /// Makes a new producer from the same properties and drops the failed one. Blocking (the
@@ -177,6 +181,7 @@ pub async fn replace_on_fatal<S: Replaceable>(sink: Arc<S>, mut stop: watch::Rec
         if sink.failure().is_none() {
             tokio::select! {
                 () = sink.fatal_signal().notified() => {}
+                () = tokio::time::sleep(LOOK_EVERY) => {}
                 () = crate::admin::stopped(&mut stop) => return,
             }
         }

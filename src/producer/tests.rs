@@ -876,6 +876,51 @@ async fn a_fatal_error_librdkafka_calls_back_with_wakes_the_replacement_task_and
     assert!(fatal_woken(&sink), "the fatal error woke nothing");
 }
 
+/// An idle producer that librdkafka declares failed (no record in it, so no delivery report says
+/// so: an unready pod gets no webhooks, a replayer with an empty spool sends nothing) is replaced
+/// all the same. librdkafka's error callback does not name it `Fatal`: it passes the underlying
+/// error (here `ClusterAuthorizationFailed`), so the replacement task must not wait for that word,
+/// or the failed producer stays, and the pod unready, until the process restarts.
+#[tokio::test]
+async fn an_idle_producer_declared_failed_is_replaced() {
+    let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic("t", 1, 1).expect("topic");
+    // Refused once: the replacement is given its producer id.
+    cluster.request_errors(
+        rdkafka::types::RDKafkaApiKey::InitProducerId,
+        &[rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED],
+    );
+    // Answers come late enough for the task to wait for a wake-up before the failure.
+    cluster
+        .broker_round_trip_time(1, Duration::from_millis(300))
+        .expect("rtt");
+    let properties = BTreeMap::from([
+        ("bootstrap.servers".to_string(), cluster.bootstrap_servers()),
+        ("enable.idempotence".to_string(), "true".to_string()),
+    ]);
+    let metrics = Arc::new(Metrics::new(&["t".to_string()]).expect("metrics"));
+    let sink =
+        Arc::new(KafkaSink::new(&properties, metrics, ProducerRole::Webhooks).expect("producer"));
+    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(replace::replace_on_fatal(sink.clone(), stop));
+    let replaced = || {
+        sink.metrics
+            .producers_replaced
+            .with_label_values(&["webhooks"])
+            .get()
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while replaced() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "not replaced within 15 s; failed: {:?}",
+            sink.fatal_error()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    task.abort();
+}
+
 /// Readiness logs its changes, not its checks: that Kafka answers once it does, and a failed check
 /// at `warn` once it fails, with why (the pod turning unready says nothing else in the log).
 #[tokio::test]
