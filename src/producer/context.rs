@@ -235,6 +235,39 @@ mod tests {
         )
     }
 
+    /// librdkafka's error texts may quote a secret of the properties (an OAUTHBEARER config it
+    /// cannot parse): the reason is scrubbed before it is logged and before it is kept as the last
+    /// error, which `/readyz` quotes to anyone who can reach the admin port.
+    #[test]
+    fn an_errors_reason_is_scrubbed_before_it_is_logged_or_kept() {
+        let (kept, _guard) = crate::telemetry::Kept::on_this_thread();
+        let secret = "principal=bridge secret=hunter2-hunter2";
+        let metrics = Arc::new(Metrics::new(&["t".to_string()]).expect("metrics"));
+        let scrubber = Arc::new(Scrubber::new(&std::collections::BTreeMap::from([(
+            "sasl.oauthbearer.config".to_string(),
+            secret.to_string(),
+        )])));
+        let last_error = Arc::new(LastError::default());
+        let context = BridgeContext::new(
+            metrics,
+            ProducerRole::Webhooks,
+            Arc::new(Notify::new()),
+            Arc::new(AtomicBool::new(false)),
+            scrubber,
+            last_error.clone(),
+        );
+        context.error(
+            KafkaError::Global(RDKafkaErrorCode::InvalidArgument),
+            &format!("Failed to parse OAUTHBEARER config \"{secret}\""),
+        );
+        let quoted = last_error.cause(Instant::now());
+        assert!(quoted.contains("Failed to parse"), "{quoted}");
+        assert!(!quoted.contains("hunter2"), "{quoted}");
+        let logged = kept.text();
+        assert!(logged.contains("Failed to parse"), "{logged}");
+        assert!(!logged.contains("hunter2"), "{logged}");
+    }
+
     /// A refused TLS handshake alternates two texts, which librdkafka's own hold on identical
     /// repeats misses: one line a window per broker, with the count of those held back; another
     /// broker's, and other facilities', are not held back by them.

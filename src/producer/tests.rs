@@ -274,6 +274,50 @@ async fn a_check_that_reaches_no_broker_quotes_the_last_error_of_the_producer_in
     assert!(why.contains(&refused(&candidate)), "{why}");
 }
 
+/// A check that passes forgets librdkafka's last error: a later failure that brings no error of
+/// its own (a broker connected but slow to answer) would otherwise quote, as its cause, one that
+/// was fixed before the check passed, and send the operator after a problem that is gone.
+#[tokio::test]
+async fn a_readiness_check_that_passes_forgets_librdkafkas_last_error() {
+    let (_cluster, _, sink) = one_topic_sink();
+    let fixed = "SASL authentication error: Authentication failed";
+    sink.last_error().set(fixed, std::time::Instant::now());
+    let probe = sink.clone();
+    let check =
+        tokio::task::spawn_blocking(move || probe.readiness_check("t", Duration::from_secs(10)));
+    assert_eq!(check.await.expect("task"), Ok(()));
+    assert_eq!(sink.last_error().cause(std::time::Instant::now()), "");
+}
+
+/// A producer librdkafka has declared failed still gets its metadata answered, but refuses every
+/// record until it is replaced: readiness must fail on it, and say so, or the pod keeps getting
+/// webhooks it can only answer 503.
+#[tokio::test]
+async fn a_failed_producer_fails_the_readiness_check_though_its_broker_answers() {
+    let (cluster, _, sink) = one_topic_sink_with(&[("enable.idempotence", "true")]);
+    cluster.request_errors(
+        rdkafka::types::RDKafkaApiKey::InitProducerId,
+        &[rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED],
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sink.fatal_error().is_none() {
+        assert!(Instant::now() < deadline, "not declared failed within 10 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let probe = sink.clone();
+    let check =
+        tokio::task::spawn_blocking(move || probe.readiness_check("t", Duration::from_secs(10)));
+    let why = check
+        .await
+        .expect("task")
+        .expect_err("a failed producer is not ready");
+    assert!(
+        why.starts_with("the producer has failed: ")
+            && why.contains("Cluster authorization failed"),
+        "{why}"
+    );
+}
+
 #[tokio::test]
 async fn a_topic_the_brokers_refuse_fails_the_readiness_check_and_the_rebuild() {
     let (cluster, properties, sink) = one_topic_sink();
@@ -459,7 +503,7 @@ async fn a_producer_refused_its_producer_id_does_not_replace_the_working_one() {
 
 /// A candidate made from rotated settings that reach no broker: while it waits for the topic's
 /// metadata, its statistics must not replace the working producer's on the gauges; once a
-/// candidate is put in place, its own are the ones shown.
+/// candidate is put in place, its own are the ones shown, and the replaced producer's no more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebuild_candidate_stays_off_the_gauges_until_it_is_put_in_place() {
     let (_cluster, properties, sink) = one_topic_sink_with(&[("statistics.interval.ms", "50")]);
@@ -499,10 +543,56 @@ async fn a_rebuild_candidate_stays_off_the_gauges_until_it_is_put_in_place() {
     assert!(making.await.expect("task").is_err(), "no broker to reach");
     let mut rotated = properties.clone();
     rotated.insert("queue.buffering.max.messages".into(), "23456".into());
-    rebuild(&sink, rotated, Duration::from_secs(5), false)
+    // Kept, as a rotation keeps it while it delivers what it holds: retired, its statistics
+    // still come, and must not take the gauges back from the producer in place.
+    let _retiring = rebuild(&sink, rotated, Duration::from_secs(5), false)
         .await
         .expect("put in place");
     shown(sink.clone(), 23456).await;
+    for _ in 0..50 {
+        assert_eq!(
+            queue_max(&sink),
+            23456,
+            "the replaced producer's statistics took the gauges back"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The spool's replay producer shares the metrics, but its queue decides no answer: its
+/// statistics count its traffic and never take the gauges, which show the webhooks' producer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replay_producers_statistics_stay_off_the_gauges() {
+    let (cluster, properties, sink) = one_topic_sink_with(&[("statistics.interval.ms", "50")]);
+    let queue_max = || -> i64 {
+        String::from_utf8(sink.metrics.render())
+            .expect("utf-8")
+            .lines()
+            .find_map(|l| l.strip_prefix("qikchat_bridge_kafka_queue_max_messages "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(-1)
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while queue_max() != 100_000 {
+        assert!(
+            Instant::now() < deadline,
+            "the webhooks' producer's gauge never shown"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut own = properties.clone();
+    own.insert("queue.buffering.max.messages".into(), "34567".into());
+    let _replay =
+        KafkaSink::new(&own, sink.metrics.clone(), ProducerRole::Replay).expect("replay producer");
+    for _ in 0..50 {
+        assert_eq!(
+            queue_max(),
+            100_000,
+            "the replay producer's statistics took the gauges"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(cluster);
 }
 
 #[tokio::test]
@@ -542,6 +632,32 @@ async fn topics_the_brokers_do_not_know_are_named_with_their_reason() {
     assert_eq!(refused[0].0, "whatsapp.unrouted");
     assert!(refused[0].1.contains("does not exist"), "{refused:?}");
     assert_eq!(again, refused, "the check created no topic");
+}
+
+/// A topic the brokers list with an error of its own (the bridge may not describe it, it has no
+/// leader yet) refuses records as surely as a missing one: the start-up check names it too, with
+/// the brokers' reason.
+#[tokio::test]
+async fn a_topic_the_brokers_list_with_an_error_is_named_with_that_error() {
+    let (cluster, _, sink) = one_topic_sink();
+    cluster
+        .topic_error(
+            "t",
+            rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+        )
+        .expect("topic error");
+    let topics = vec!["t".to_string()];
+    let missing =
+        tokio::task::spawn_blocking(move || sink.missing_topics(&topics, Duration::from_secs(10)))
+            .await
+            .expect("task")
+            .expect("the broker answered");
+    assert_eq!(missing.len(), 1, "{missing:?}");
+    assert_eq!(missing[0].0, "t");
+    assert!(
+        missing[0].1.ends_with("(TopicAuthorizationFailed)"),
+        "{missing:?}"
+    );
 }
 
 #[tokio::test]

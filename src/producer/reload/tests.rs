@@ -198,6 +198,184 @@ async fn a_file_a_rotation_moved_is_watched_at_its_new_location() {
     watching.await.expect("watch");
 }
 
+/// Files that can be used but make a producer the brokers refuse (rotated credentials not yet
+/// granted the topic) keep the working producer, and are tried again every 30 s without another
+/// change: the brokers may grant them after the Secret changed, and nothing else would make the
+/// producer again until the next rotation. A value that earns a caveat is logged once it is in
+/// force, after the retry that made the producer, and not while it was refused.
+/// Paused clock, as above; the producer is made on a mock cluster in real time.
+#[tokio::test(start_paused = true)]
+async fn a_producer_the_brokers_refused_is_made_again_30_s_later_without_another_change() {
+    let (kept, _guard) = crate::telemetry::Kept::on_this_thread();
+    let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic("t", 1, 1).expect("topic");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let interval = dir.path().join("statistics-interval");
+    std::fs::write(&interval, "1000\n").expect("write");
+    let (properties, files) = client_files("KAFKA_STATISTICS_INTERVAL_MS_FILE", &interval);
+    let metrics = Arc::new(crate::metrics::Metrics::new(&[]).expect("metrics"));
+    let mut made_from = properties.to_map();
+    made_from.insert("bootstrap.servers".into(), cluster.bootstrap_servers());
+    let (stop, watching) = watching(files, &made_from, &metrics);
+    let refused = rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED;
+    cluster.topic_error("t", refused).expect("topic error");
+    std::fs::write(&interval, "0\n").expect("write");
+    let rotated = Instant::now();
+    while reloads(&metrics, "failed") == 0 {
+        assert!(rotated.elapsed() < Duration::from_secs(10), "never tried");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let first_try = Instant::now();
+    let caveat = "statistics.interval.ms is 0";
+    assert!(
+        !kept.text().contains(caveat),
+        "a caveat of files not in force: {}",
+        kept.text()
+    );
+    let granted = rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR;
+    cluster.topic_error("t", granted).expect("topic error");
+    tokio::time::sleep_until(first_try + RETRY - 2 * EVERY).await;
+    assert_eq!(reloads(&metrics, "rebuilt"), 0, "tried again before 30 s");
+    tokio::time::sleep_until(first_try + RETRY + 3 * EVERY).await;
+    while reloads(&metrics, "rebuilt") == 0 {
+        assert!(
+            first_try.elapsed() < RETRY + Duration::from_secs(60),
+            "not tried again once 30 s had passed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(reloads(&metrics, "failed"), 1);
+    let logged = kept.text();
+    assert_eq!(logged.matches(caveat).count(), 1, "{logged}");
+    stop.send(true).expect("stop");
+    watching.await.expect("watch");
+}
+
+/// A rotation that makes one producer again but not the other (here replay's own properties are
+/// refused) tries again, every 30 s, only the one still to be made: the one made from the files in
+/// place is not replaced again at each try, each time retiring a working producer and counting a
+/// reload that changed nothing. Paused clock, as above.
+#[tokio::test(start_paused = true)]
+async fn a_retry_makes_again_only_the_producers_the_files_in_place_did_not_make() {
+    let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic("t", 1, 1).expect("topic");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let interval = dir.path().join("statistics-interval");
+    std::fs::write(&interval, "1000\n").expect("write");
+    let (properties, files) = client_files("KAFKA_STATISTICS_INTERVAL_MS_FILE", &interval);
+    let metrics = Arc::new(crate::metrics::Metrics::new(&[]).expect("metrics"));
+    let mut made_from = properties.to_map();
+    made_from.insert("bootstrap.servers".into(), cluster.bootstrap_servers());
+    let sink =
+        |role| Arc::new(KafkaSink::new(&made_from, metrics.clone(), role).expect("producer"));
+    let producers = vec![
+        Rebuilt {
+            sink: sink(super::super::ProducerRole::Webhooks),
+            overrides: |_| BTreeMap::new(),
+        },
+        Rebuilt {
+            sink: sink(super::super::ProducerRole::Replay),
+            overrides: |_| BTreeMap::from([("acks".to_string(), "none of these".to_string())]),
+        },
+    ];
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let watching = tokio::spawn(watch_kafka_files(
+        files,
+        cluster.bootstrap_servers(),
+        "t".into(),
+        producers,
+        metrics.clone(),
+        stopped,
+    ));
+    let count = |result: &str, role: &str| {
+        let series = format!(
+            "qikchat_bridge_kafka_client_reloads_total{{result=\"{result}\",role=\"{role}\"}} "
+        );
+        String::from_utf8(metrics.render())
+            .expect("utf-8")
+            .lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .map_or(0, |v| v.trim().parse::<u64>().expect("a count"))
+    };
+    std::fs::write(&interval, "2000\n").expect("write");
+    let rotated = Instant::now();
+    while count("failed", "replay") == 0 {
+        assert!(rotated.elapsed() < Duration::from_secs(10), "never tried");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(count("rebuilt", "webhooks"), 1);
+    let first_try = Instant::now();
+    tokio::time::sleep_until(first_try + RETRY + 3 * EVERY).await;
+    while count("failed", "replay") < 2 {
+        assert!(
+            first_try.elapsed() < RETRY + Duration::from_secs(60),
+            "replay's producer not tried again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        count("rebuilt", "webhooks"),
+        1,
+        "the webhooks' producer, made from the files in place, was made again"
+    );
+    stop.send(true).expect("stop");
+    watching.await.expect("watch");
+}
+
+/// A producer still being made when the bridge stops never takes over: shutdown does not wait
+/// out its warm-up, and the producer the shutdown flushes must stay the one in place. Real time:
+/// the broker answers 3 s late, so the candidate is still warming up when the watch stops.
+#[tokio::test]
+async fn a_producer_still_warming_up_at_shutdown_never_takes_over() {
+    let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic("t", 1, 1).expect("topic");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let interval = dir.path().join("statistics-interval");
+    std::fs::write(&interval, "1000\n").expect("write");
+    let (properties, files) = client_files("KAFKA_STATISTICS_INTERVAL_MS_FILE", &interval);
+    let metrics = Arc::new(crate::metrics::Metrics::new(&[]).expect("metrics"));
+    let mut made_from = properties.to_map();
+    made_from.insert("bootstrap.servers".into(), cluster.bootstrap_servers());
+    let sink = Arc::new(
+        KafkaSink::new(
+            &made_from,
+            metrics.clone(),
+            super::super::ProducerRole::Webhooks,
+        )
+        .expect("producer"),
+    );
+    let producers = vec![Rebuilt {
+        sink: sink.clone(),
+        overrides: |_| BTreeMap::new(),
+    }];
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let watching = tokio::spawn(watch_kafka_files(
+        files,
+        cluster.bootstrap_servers(),
+        "t".into(),
+        producers,
+        metrics.clone(),
+        stopped,
+    ));
+    cluster
+        .broker_round_trip_time(1, Duration::from_secs(3))
+        .expect("rtt");
+    std::fs::write(&interval, "2000\n").expect("write");
+    // Seen within a second; its candidate then waits about 6 s for its broker's answers.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    stop.send(true).expect("stop");
+    tokio::time::timeout(Duration::from_secs(1), watching)
+        .await
+        .expect("stopped without waiting out the warm-up")
+        .expect("watch");
+    // Past the candidate's warm-up (10 s) and settling.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(
+        sink.property("statistics.interval.ms").as_deref(),
+        Some("1000")
+    );
+}
+
 #[test]
 fn a_retired_producers_wait_is_its_message_timeout_as_librdkafka_reads_it() {
     assert_eq!(message_timeout(Some("2000")), Duration::from_secs(2));

@@ -59,3 +59,21 @@ async fn retired_with_a_record_acknowledged_after_2_2_s(
         .expect("task");
     delivery.await.expect("a delivery report")
 }
+
+/// The producer a rebuild replaced keeps its own `message.timeout.ms` for its wait: its records
+/// were queued under it. A rotation that lowers the value must not cut the wait of the records the
+/// old producer still holds (they would be purged while a slow broker was about to take them);
+/// one that raises it must not keep a producer whose old credentials are refused for longer.
+#[tokio::test]
+async fn a_rebuild_retires_the_replaced_producer_with_its_own_message_timeout() {
+    let (_cluster, mut properties, sink) = one_topic_sink();
+    properties.insert("message.timeout.ms".into(), "45000".into());
+    let first = rebuild(&sink, properties.clone(), Duration::from_secs(10), false).await;
+    drop(first.expect("made with a 45 s message timeout"));
+    let mut rotated = properties.clone();
+    rotated.insert("message.timeout.ms".into(), "5000".into());
+    let old = rebuild(&sink, rotated, Duration::from_secs(10), false)
+        .await
+        .expect("made with a 5 s message timeout");
+    assert_eq!(old.message_timeout, Duration::from_secs(45));
+}

@@ -118,3 +118,19 @@ async fn delivered_once_it_is_back(
         );
     }
 }
+
+/// A deadline that is exactly now has passed too: handed over, the record could only be
+/// acknowledged after its request was answered 503, and the sender's retry would store it twice;
+/// and a timeout counted for it would page for a slow sender as for a Kafka fault. Paused clock:
+/// the send starts at the very instant of its deadline.
+#[tokio::test(start_paused = true)]
+async fn a_record_whose_deadline_is_this_instant_is_not_handed_to_librdkafka() {
+    let (_cluster, _, sink) = one_topic_sink();
+    let sent = sink.send(&record(), Instant::now()).await;
+    assert_eq!(sent, Err(ProduceError::Timeout));
+    let text = String::from_utf8(sink.metrics.render()).expect("utf-8");
+    assert!(
+        text.contains(r#"kafka_deliveries_total{result="timeout",topic="t"} 0"#),
+        "a record never sent counted as a Kafka timeout: {text}"
+    );
+}
