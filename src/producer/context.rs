@@ -114,6 +114,13 @@ impl BridgeContext {
     /// for as long as the certificate was not trusted, each a repeat of the warning `error`
     /// logs.
     fn log_at(&self, level: RDKafkaLogLevel, fac: &str, message: &str, now: Instant) {
+        // librdkafka logs a fatal error under this facility as it raises it
+        // (rd_kafka_set_fatal_error0), then passes the error callback its cause
+        // (`ClusterAuthorizationFailed`, ...), never `Fatal`: this line is the only prompt word
+        // that the producer failed. A spurious wake-up only has the task look for nothing.
+        if fac == "FATAL" {
+            self.fatal.notify_one();
+        }
         let message = self.scrubber.scrub(message);
         let loud = !matches!(
             level,

@@ -966,10 +966,10 @@ fn fatal_woken(sink: &KafkaSink) -> bool {
         .is_ready()
 }
 
-/// librdkafka reports a fatal error through its error callback as well as in the delivery reports
-/// of the records it fails; an idle producer (an unready pod gets no webhooks, a replayer with an
-/// empty spool sends nothing) has no such report, so the callback alone must wake the replacement
-/// task. Another error does not: it would only have the task look again for nothing.
+/// An error callback with the code `Fatal` wakes the replacement task, and another error does not
+/// (it would only have the task look again for nothing). librdkafka 2.12's event API passes a
+/// fatal error's cause instead (see the next test): this guards a client that passes the code as
+/// librdkafka's documentation describes it.
 #[tokio::test]
 async fn a_fatal_error_librdkafka_calls_back_with_wakes_the_replacement_task_and_another_does_not()
 {
@@ -988,6 +988,32 @@ async fn a_fatal_error_librdkafka_calls_back_with_wakes_the_replacement_task_and
     context.error(
         KafkaError::Global(RDKafkaErrorCode::Fatal),
         "Fatal error: Broker: Broker received an out of order sequence number",
+    );
+    assert!(fatal_woken(&sink), "the fatal error woke nothing");
+}
+
+/// librdkafka raises a fatal error with a log line of facility `FATAL`, then calls the error
+/// callback with the error's cause, not `Fatal` (rdkafka_event.h translates it): the log line
+/// must wake the replacement task, or an idle failed producer waits for the next look.
+#[tokio::test]
+async fn librdkafkas_fatal_log_line_wakes_the_replacement_task() {
+    use rdkafka::client::ClientContext;
+    use rdkafka::config::RDKafkaLogLevel;
+    let (_cluster, _properties, sink) = one_topic_sink();
+    let context = sink.current().client().context().clone();
+    context.log(
+        RDKafkaLogLevel::Warning,
+        "GETPID",
+        "Failed to acquire idempotence PID from broker b/1: Broker: Not coordinator: retrying",
+    );
+    assert!(
+        !fatal_woken(&sink),
+        "a retried error is no failure of the producer"
+    );
+    context.log(
+        RDKafkaLogLevel::Emerg,
+        "FATAL",
+        "Fatal error: Broker: Cluster authorization failed: Failed to acquire idempotence PID",
     );
     assert!(fatal_woken(&sink), "the fatal error woke nothing");
 }
