@@ -67,4 +67,17 @@ mod tests {
         );
         assert_eq!(quietly(|| 7), Some(7));
     }
+
+    /// Only the header read is quiet: a panic after it (a bug anywhere else in tail) must still
+    /// print its message, not end the process with status 101 and not a word on stderr.
+    #[test]
+    fn panics_after_a_quiet_one_are_reported_again() {
+        assert_eq!(
+            quietly(|| -> u8 { panic!("a name that is not UTF-8") }),
+            None
+        );
+        assert!(!QUIET.with(|q| q.get()), "still quiet after a panic");
+        assert_eq!(quietly(|| 7), Some(7));
+        assert!(!QUIET.with(|q| q.get()), "still quiet after a value");
+    }
 }

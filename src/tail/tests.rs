@@ -127,3 +127,27 @@ fn a_group_the_credentials_may_not_describe_is_no_reason_to_stop() {
     ));
     assert!(refused_for_good(RDKafkaErrorCode::TopicAuthorizationFailed));
 }
+
+/// A topic deleted under tail, or credentials or ACLs that no reconnect changes, end it with
+/// status 1: read past, each left a script with no record and exit 0, as from an empty topic.
+#[test]
+fn refusals_no_reconnect_ends_are_each_refused_for_good() {
+    use RDKafkaErrorCode as C;
+    for code in [
+        C::TopicAuthorizationFailed,
+        C::ClusterAuthorizationFailed,
+        C::SaslAuthenticationFailed,
+        C::Authentication,
+        C::UnknownTopicOrPartition,
+        C::UnknownTopic,
+    ] {
+        assert!(refused_for_good(code), "{code:?}");
+    }
+    for code in [
+        C::BrokerTransportFailure,
+        C::AllBrokersDown,
+        C::NotLeaderForPartition,
+    ] {
+        assert!(!refused_for_good(code), "{code:?}");
+    }
+}

@@ -87,3 +87,33 @@ fn the_password_in_the_token_endpoints_url_is_not_in_the_log() {
         "a secret reached the log:\n{log}"
     );
 }
+
+/// `tail` prints librdkafka's warnings itself, having no log: the token endpoint's password and
+/// the client secret stay hidden there too (found by mutation testing: unscrubbed, the password
+/// was printed and no test noticed).
+#[test]
+fn tail_says_the_token_endpoint_failed_without_its_password() {
+    use crate::common::{OutputWithin, EXIT_LIMIT};
+    let unused = || {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").to_string()
+    };
+    let (brokers, idp) = (unused(), unused());
+    let url = format!("sasl.oauthbearer.token.endpoint.url=http://u:URLPW_5@{idp}/token");
+    let output = Command::new(env!("CARGO_BIN_EXE_qikchat-bridge"))
+        .env_clear()
+        .env("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+        .env("KAFKA_SASL_MECHANISM", "OAUTHBEARER")
+        .env("KAFKA_SASL_OAUTHBEARER_METHOD", "oidc")
+        .env("KAFKA_SASL_OAUTHBEARER_CLIENT_ID", "qikchat-bridge")
+        .env("KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET", "CLIENT_SECRET_7")
+        .args(["tail", "--kafka-brokers", &brokers, "-X", &url])
+        .args(["--idle-timeout", "3s", "t"])
+        .output_within(EXIT_LIMIT);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("Failed to retrieve OIDC token"), "{stderr}");
+    assert!(
+        !stderr.contains("URLPW_5") && !stderr.contains("CLIENT_SECRET_7"),
+        "a secret reached stderr:\n{stderr}"
+    );
+}

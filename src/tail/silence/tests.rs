@@ -231,6 +231,34 @@ fn a_broker_that_keeps_reconnecting_without_answering_is_silent_since_it_was_las
     );
 }
 
+/// A broker that answers the connection's handshake (ApiVersion, a SASL step) and then nothing,
+/// reconnecting again and again, has answered no fetch: the bytes of a handshake, which
+/// librdkafka's `rxidle` counts in those states, are not a broker heard from, or an idle timeout
+/// would wait on it for good.
+#[test]
+fn a_broker_that_answers_only_its_handshake_on_each_reconnection_is_silent_since_it_was_up() {
+    let silence = Silence::new(Duration::from_millis(500), Duration::from_secs(20));
+    let t0 = Instant::now();
+    silence.record(&stats(&[("a:1/1", 1, "UP", S / 10, 60 * S)], &[1]), t0);
+    let states = [
+        ("APIVERSION_QUERY", S / 10),
+        ("AUTH_HANDSHAKE", S / 10),
+        ("AUTH_REQ", S / 10),
+        ("DOWN", -1),
+    ];
+    for (n, (state, rxidle)) in states.iter().cycle().take(22).enumerate() {
+        let at = t0 + Duration::from_secs(1 + n as u64);
+        silence.record(&stats(&[("a:1/1", 1, state, *rxidle, S)], &[1]), at);
+    }
+    assert_eq!(
+        silence.verdict(t0 + Duration::from_secs(22)),
+        Verdict::Silent(
+            "broker a:1/1 is not connected (AUTH_HANDSHAKE)".into(),
+            Duration::from_secs(22)
+        )
+    );
+}
+
 /// A broker may answer every fetch of a partition with an error librdkafka retries without
 /// telling (not the leader, after a partition moved): it is heard from, but the partition is not
 /// read (a third look found tail then ended with 0, nothing read).
