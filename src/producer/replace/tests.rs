@@ -127,3 +127,19 @@ async fn after_a_quiet_while_a_failure_is_replaced_at_once_and_the_pace_starts_o
     stop_tx.send(true).unwrap();
     task.await.unwrap();
 }
+
+/// A failure that nothing announces (librdkafka's error callback names a fatal error by its cause,
+/// and no log line or delivery report may come) is found by the task's own look, within a second.
+#[tokio::test(start_paused = true)]
+async fn a_failure_nothing_announces_is_found_within_a_second() {
+    let fake = Arc::new(Fake::default());
+    let (stop_tx, stop) = watch::channel(false);
+    let task = tokio::spawn(replace_on_fatal(fake.clone(), stop));
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    *fake.start.lock().unwrap() = Some(Instant::now());
+    fake.failed.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(fake.replaced_at(), millis(&[500]));
+    stop_tx.send(true).unwrap();
+    task.await.unwrap();
+}
