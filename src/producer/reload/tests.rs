@@ -80,10 +80,24 @@ fn watching(
         sink: Arc::new(sink),
         overrides: |_| BTreeMap::new(),
     }];
+    watching_producers(files, &made_from["bootstrap.servers"], producers, metrics)
+}
+
+/// Watches `files` for `producers` (on `bootstrap`, the topic `t`): the sender that stops it, and
+/// its task.
+fn watching_producers(
+    files: ClientFiles,
+    bootstrap: &str,
+    producers: Vec<Rebuilt>,
+    metrics: &Arc<Metrics>,
+) -> (
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+) {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(watch_kafka_files(
         files,
-        made_from["bootstrap.servers"].clone(),
+        bootstrap.to_string(),
         "t".into(),
         producers,
         metrics.clone(),
@@ -92,10 +106,45 @@ fn watching(
     (stop, task)
 }
 
+/// A mock cluster with the topic `t`, and a `statistics.interval.ms` file reading 1000 to rotate:
+/// the files, the properties made from them on that cluster, and the metrics.
+struct Rotation {
+    cluster: rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    interval: std::path::PathBuf,
+    files: ClientFiles,
+    made_from: BTreeMap<String, String>,
+    metrics: Arc<Metrics>,
+    _dir: tempfile::TempDir,
+}
+
+fn rotation() -> Rotation {
+    let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic("t", 1, 1).expect("topic");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let interval = dir.path().join("statistics-interval");
+    std::fs::write(&interval, "1000\n").expect("write");
+    let (properties, files) = client_files("KAFKA_STATISTICS_INTERVAL_MS_FILE", &interval);
+    let mut made_from = properties.to_map();
+    made_from.insert("bootstrap.servers".into(), cluster.bootstrap_servers());
+    Rotation {
+        cluster,
+        interval,
+        files,
+        made_from,
+        metrics: Arc::new(crate::metrics::Metrics::new(&[]).expect("metrics")),
+        _dir: dir,
+    }
+}
+
 /// `kafka_client_reloads_total` of the webhooks' producer with `result`.
 fn reloads(metrics: &Metrics, result: &str) -> u64 {
+    reloads_of(metrics, result, "webhooks")
+}
+
+/// `kafka_client_reloads_total` of `role`'s producer with `result`.
+fn reloads_of(metrics: &Metrics, result: &str, role: &str) -> u64 {
     let series = format!(
-        "qikchat_bridge_kafka_client_reloads_total{{result=\"{result}\",role=\"webhooks\"}} "
+        "qikchat_bridge_kafka_client_reloads_total{{result=\"{result}\",role=\"{role}\"}} "
     );
     String::from_utf8(metrics.render())
         .expect("utf-8")
@@ -207,21 +256,13 @@ async fn a_file_a_rotation_moved_is_watched_at_its_new_location() {
 #[tokio::test(start_paused = true)]
 async fn a_producer_the_brokers_refused_is_made_again_30_s_later_without_another_change() {
     let (kept, _guard) = crate::telemetry::Kept::on_this_thread();
-    let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
-    cluster.create_topic("t", 1, 1).expect("topic");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let interval = dir.path().join("statistics-interval");
-    std::fs::write(&interval, "1000\n").expect("write");
-    let (properties, files) = client_files("KAFKA_STATISTICS_INTERVAL_MS_FILE", &interval);
-    let metrics = Arc::new(crate::metrics::Metrics::new(&[]).expect("metrics"));
-    let mut made_from = properties.to_map();
-    made_from.insert("bootstrap.servers".into(), cluster.bootstrap_servers());
-    let (stop, watching) = watching(files, &made_from, &metrics);
+    let r = rotation();
+    let (stop, watching) = watching(r.files, &r.made_from, &r.metrics);
     let refused = rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED;
-    cluster.topic_error("t", refused).expect("topic error");
-    std::fs::write(&interval, "0\n").expect("write");
+    r.cluster.topic_error("t", refused).expect("topic error");
+    std::fs::write(&r.interval, "0\n").expect("write");
     let rotated = Instant::now();
-    while reloads(&metrics, "failed") == 0 {
+    while reloads(&r.metrics, "failed") == 0 {
         assert!(rotated.elapsed() < Duration::from_secs(10), "never tried");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -229,22 +270,22 @@ async fn a_producer_the_brokers_refused_is_made_again_30_s_later_without_another
     let caveat = "statistics.interval.ms is 0";
     assert!(
         !kept.text().contains(caveat),
-        "a caveat of files not in force: {}",
+        "a caveat of r.files not in force: {}",
         kept.text()
     );
     let granted = rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR;
-    cluster.topic_error("t", granted).expect("topic error");
+    r.cluster.topic_error("t", granted).expect("topic error");
     tokio::time::sleep_until(first_try + RETRY - 2 * EVERY).await;
-    assert_eq!(reloads(&metrics, "rebuilt"), 0, "tried again before 30 s");
+    assert_eq!(reloads(&r.metrics, "rebuilt"), 0, "tried again before 30 s");
     tokio::time::sleep_until(first_try + RETRY + 3 * EVERY).await;
-    while reloads(&metrics, "rebuilt") == 0 {
+    while reloads(&r.metrics, "rebuilt") == 0 {
         assert!(
             first_try.elapsed() < RETRY + Duration::from_secs(60),
             "not tried again once 30 s had passed"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(reloads(&metrics, "failed"), 1);
+    assert_eq!(reloads(&r.metrics, "failed"), 1);
     let logged = kept.text();
     assert_eq!(logged.matches(caveat).count(), 1, "{logged}");
     stop.send(true).expect("stop");
@@ -257,17 +298,9 @@ async fn a_producer_the_brokers_refused_is_made_again_30_s_later_without_another
 /// reload that changed nothing. Paused clock, as above.
 #[tokio::test(start_paused = true)]
 async fn a_retry_makes_again_only_the_producers_the_files_in_place_did_not_make() {
-    let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
-    cluster.create_topic("t", 1, 1).expect("topic");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let interval = dir.path().join("statistics-interval");
-    std::fs::write(&interval, "1000\n").expect("write");
-    let (properties, files) = client_files("KAFKA_STATISTICS_INTERVAL_MS_FILE", &interval);
-    let metrics = Arc::new(crate::metrics::Metrics::new(&[]).expect("metrics"));
-    let mut made_from = properties.to_map();
-    made_from.insert("bootstrap.servers".into(), cluster.bootstrap_servers());
+    let r = rotation();
     let sink =
-        |role| Arc::new(KafkaSink::new(&made_from, metrics.clone(), role).expect("producer"));
+        |role| Arc::new(KafkaSink::new(&r.made_from, r.metrics.clone(), role).expect("producer"));
     let producers = vec![
         Rebuilt {
             sink: sink(super::super::ProducerRole::Webhooks),
@@ -278,26 +311,14 @@ async fn a_retry_makes_again_only_the_producers_the_files_in_place_did_not_make(
             overrides: |_| BTreeMap::from([("acks".to_string(), "none of these".to_string())]),
         },
     ];
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let watching = tokio::spawn(watch_kafka_files(
-        files,
-        cluster.bootstrap_servers(),
-        "t".into(),
+    let (stop, watching) = watching_producers(
+        r.files,
+        &r.cluster.bootstrap_servers(),
         producers,
-        metrics.clone(),
-        stopped,
-    ));
-    let count = |result: &str, role: &str| {
-        let series = format!(
-            "qikchat_bridge_kafka_client_reloads_total{{result=\"{result}\",role=\"{role}\"}} "
-        );
-        String::from_utf8(metrics.render())
-            .expect("utf-8")
-            .lines()
-            .find_map(|l| l.strip_prefix(&series))
-            .map_or(0, |v| v.trim().parse::<u64>().expect("a count"))
-    };
-    std::fs::write(&interval, "2000\n").expect("write");
+        &r.metrics,
+    );
+    let count = |result: &str, role: &str| reloads_of(&r.metrics, result, role);
+    std::fs::write(&r.interval, "2000\n").expect("write");
     let rotated = Instant::now();
     while count("failed", "replay") == 0 {
         assert!(rotated.elapsed() < Duration::from_secs(10), "never tried");
@@ -316,7 +337,7 @@ async fn a_retry_makes_again_only_the_producers_the_files_in_place_did_not_make(
     assert_eq!(
         count("rebuilt", "webhooks"),
         1,
-        "the webhooks' producer, made from the files in place, was made again"
+        "the webhooks' producer, made from the r.files in place, was made again"
     );
     stop.send(true).expect("stop");
     watching.await.expect("watch");
@@ -327,19 +348,11 @@ async fn a_retry_makes_again_only_the_producers_the_files_in_place_did_not_make(
 /// the broker answers 3 s late, so the candidate is still warming up when the watch stops.
 #[tokio::test]
 async fn a_producer_still_warming_up_at_shutdown_never_takes_over() {
-    let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
-    cluster.create_topic("t", 1, 1).expect("topic");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let interval = dir.path().join("statistics-interval");
-    std::fs::write(&interval, "1000\n").expect("write");
-    let (properties, files) = client_files("KAFKA_STATISTICS_INTERVAL_MS_FILE", &interval);
-    let metrics = Arc::new(crate::metrics::Metrics::new(&[]).expect("metrics"));
-    let mut made_from = properties.to_map();
-    made_from.insert("bootstrap.servers".into(), cluster.bootstrap_servers());
+    let r = rotation();
     let sink = Arc::new(
         KafkaSink::new(
-            &made_from,
-            metrics.clone(),
+            &r.made_from,
+            r.metrics.clone(),
             super::super::ProducerRole::Webhooks,
         )
         .expect("producer"),
@@ -348,19 +361,16 @@ async fn a_producer_still_warming_up_at_shutdown_never_takes_over() {
         sink: sink.clone(),
         overrides: |_| BTreeMap::new(),
     }];
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let watching = tokio::spawn(watch_kafka_files(
-        files,
-        cluster.bootstrap_servers(),
-        "t".into(),
+    let (stop, watching) = watching_producers(
+        r.files,
+        &r.cluster.bootstrap_servers(),
         producers,
-        metrics.clone(),
-        stopped,
-    ));
-    cluster
+        &r.metrics,
+    );
+    r.cluster
         .broker_round_trip_time(1, Duration::from_secs(3))
         .expect("rtt");
-    std::fs::write(&interval, "2000\n").expect("write");
+    std::fs::write(&r.interval, "2000\n").expect("write");
     // Seen within a second; its candidate then waits about 6 s for its broker's answers.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     stop.send(true).expect("stop");
