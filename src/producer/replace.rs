@@ -25,7 +25,8 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// How often the current producer is looked at for a failure no wake-up announced: librdkafka's
 /// error callback names a fatal error by its cause (`ClusterAuthorizationFailed` for a refused
-/// producer id), not `Fatal`, so an idle producer's failure wakes nothing.
+/// producer id), not `Fatal`, and with no record in flight only its `FATAL` log line (see
+/// `BridgeContext::log_at`), a text rather than an interface, tells of it.
 const LOOK_EVERY: Duration = Duration::from_secs(1);
 
 impl KafkaSink {
