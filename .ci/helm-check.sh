@@ -1092,6 +1092,28 @@ must_fail "--kafka-property NAME=VALUE with a secret in extraArgs" "sasl.passwor
   --set 'extraArgs[0]=--kafka-property' --set 'extraArgs[1]=sasl.password=x'
 must_fail "BRIDGE_AUTH in extraEnv" "extraEnv: BRIDGE_AUTH" $B --set 'extraEnv[0].name=BRIDGE_AUTH' --set 'extraEnv[0].value=u:secretpass'
 must_fail "BRIDGE_SPOOL_DIR in extraEnv" "extraEnv: BRIDGE_SPOOL_DIR" $B --set 'extraEnv[0].name=BRIDGE_SPOOL_DIR' --set 'extraEnv[0].value=/tmp/spool'
+must_fail "an extra volume named like the chart's (auth)" \
+  "extraVolumes[0]: the name \"auth\" is already taken by the chart (the webhook credentials)" $B \
+  --set 'extraVolumes[0].name=auth' --set 'extraVolumes[0].emptyDir.medium=Memory'
+must_fail "an extra volume named spool beside the spool's claim (a StatefulSet would swap it silently)" \
+  "a StatefulSet would silently mount the spool's claim in its place" $B --set persistence.enabled=true \
+  --set 'extraVolumes[0].name=spool' --set 'extraVolumes[0].emptyDir.medium=Memory'
+must_fail "two extra volumes of one name" "extraVolumes[1]: the name \"x\" is already taken by extraVolumes[0]" $B \
+  --set 'extraVolumes[0].name=x' --set 'extraVolumes[1].name=x'
+must_fail "an extra mount of a volume the pod lacks" \
+  "extraVolumeMounts[0] mounts the volume \"nope\", which the pod does not have (its volumes: auth)" $B \
+  --set 'extraVolumeMounts[0].name=nope' --set 'extraVolumeMounts[0].mountPath=/x'
+must_fail "an extra mount at the credentials' path (written with a trailing slash)" \
+  "extraVolumeMounts[0]: the mountPath \"/etc/qikchat-bridge/auth/\" is already taken by the chart" $B \
+  --set 'extraVolumes[0].name=x' --set 'extraVolumeMounts[0].name=x' \
+  --set 'extraVolumeMounts[0].mountPath=/etc/qikchat-bridge/auth/'
+must_fail "an extra mount at the spool's path" \
+  "extraVolumeMounts[0]: the mountPath \"/var/lib/qikchat-bridge/spool\" is already taken by the chart (persistence.mountPath)" \
+  $B --set persistence.enabled=true --set 'extraVolumes[0].name=x' --set 'extraVolumeMounts[0].name=x' \
+  --set 'extraVolumeMounts[0].mountPath=/var/lib/qikchat-bridge/spool'
+must_fail "two extra mounts at one path" "extraVolumeMounts[1]: the mountPath \"/b\" is already taken by extraVolumeMounts[0]" $B \
+  --set 'extraVolumes[0].name=x' --set 'extraVolumeMounts[0].name=x' --set 'extraVolumeMounts[0].mountPath=/b' \
+  --set 'extraVolumeMounts[1].name=auth' --set 'extraVolumeMounts[1].mountPath=/b'
 must_fail "--insecure-disable-auth in extraArgs (the bridge refuses it beside the credentials file)" \
   "extraArgs: --insecure-disable-auth is refused: use auth.insecureDisableAuth" $B --set 'extraArgs[0]=--insecure-disable-auth'
 must_fail "a flag the chart sets in extraArgs (--ack-timeout=3s)" \
@@ -1269,6 +1291,10 @@ must_fail "a full name over 52 characters with persistence (its pods' revision l
   "longer than 52 characters" $B --set persistence.enabled=true --set fullnameOverride="$long_release-qikchat"
 check "the admin Service's name fits in 63 characters with a long release name" admin_service_name_fits \
   "$long_release-qikchat-bridge"
+check "an extra volume, and the chart's own mounted once more at a path of its own, render" renders $B \
+  --set 'extraVolumes[0].name=x' --set 'extraVolumes[0].emptyDir.medium=Memory' \
+  --set 'extraVolumeMounts[0].name=x' --set 'extraVolumeMounts[0].mountPath=/b' \
+  --set 'extraVolumeMounts[1].name=auth' --set 'extraVolumeMounts[1].mountPath=/c'
 check "webhook path /hooks//qikchat renders without an Ingress" renders $B \
   --set-string 'config.webhookPath=/hooks//qikchat'
 must_fail "PDB minAvailable 1 with one replica" "minAvailable 1 allows no pod to be evicted with 1 replica" $B \

@@ -256,6 +256,7 @@ password
 {{- define "qikchat-bridge.validate" -}}
 {{- $k := .Values.kafka -}}
 {{- $_ := include "qikchat-bridge.bootstrapServers" . -}}
+{{- include "qikchat-bridge.validateVolumes" . -}}
 {{- /* Kubernetes names a Service by a DNS-1035 label, stricter than the release names Helm
      takes: `helm install wa.prod` or `1bridge` rendered, then the API server refused the Service. */ -}}
 {{- $fullname := include "qikchat-bridge.fullname" . -}}
