@@ -1096,7 +1096,7 @@ must_fail "an extra volume named like the chart's (auth)" \
   "extraVolumes[0]: the name \"auth\" is already taken by the chart (the webhook credentials)" $B \
   --set 'extraVolumes[0].name=auth' --set 'extraVolumes[0].emptyDir.medium=Memory'
 must_fail "an extra volume named spool beside the spool's claim (a StatefulSet would swap it silently)" \
-  "a StatefulSet would silently mount the spool's claim in its place" $B --set persistence.enabled=true \
+  "a StatefulSet silently mounts the spool's claim in its place" $B --set persistence.enabled=true \
   --set 'extraVolumes[0].name=spool' --set 'extraVolumes[0].emptyDir.medium=Memory'
 must_fail "two extra volumes of one name" "extraVolumes[1]: the name \"x\" is already taken by extraVolumes[0]" $B \
   --set 'extraVolumes[0].name=x' --set 'extraVolumes[1].name=x'

@@ -33,7 +33,7 @@ each of those is refused here, naming the value to change.
 {{- fail (printf "extraVolumes[%d] has no name: the API server refuses a volume without one" $i) -}}
 {{- end -}}
 {{- with get $volumes $name -}}
-{{- fail (printf "extraVolumes[%d]: the name %q is already taken by %s; the API server refuses two volumes of one name%s: give it another name" $i $name . (ternary ", and a StatefulSet would silently mount the spool's claim in its place" "" (eq $name "spool"))) -}}
+{{- fail (printf "extraVolumes[%d]: the name %q is already taken by %s; %s: give it another name" $i $name . (ternary "a StatefulSet silently mounts the spool's claim in its place" "the API server refuses two volumes of one name" (eq $name "spool"))) -}}
 {{- end -}}
 {{- $_ := set $volumes $name (printf "extraVolumes[%d]" $i) -}}
 {{- end -}}
