@@ -569,17 +569,29 @@ impl Spool {
         if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = t.join();
         }
+        // The count's lock is taken once the write transaction is held, as a removal takes it:
+        // one committing between this commit and the count's reset would go uncounted.
         let synced = self
             .db
             .begin_write()
             .map_err(redb::Error::from)
-            .and_then(|txn| txn.commit().map_err(redb::Error::from));
+            .and_then(|txn| {
+                let durable_at = self
+                    .holdings
+                    .deletes_durable_at
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                txn.commit().map_err(redb::Error::from)?;
+                Ok(durable_at)
+            });
         let not_durable = self.removals_not_durable();
         match synced {
-            Ok(()) => self
-                .holdings
-                .removals_not_durable
-                .store(0, Ordering::SeqCst),
+            Ok(durable_at) => {
+                self.holdings
+                    .removals_not_durable
+                    .store(0, Ordering::SeqCst);
+                drop(durable_at);
+            }
             // Nothing was waiting to be made durable: the appends were, when they were answered.
             Err(e) if not_durable == 0 => {
                 tracing::debug!(error = %e, "the spool's last commit failed, with nothing to make durable")
