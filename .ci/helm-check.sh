@@ -1588,6 +1588,12 @@ else
     --set 'extraArgs[0]=-X' --set 'extraArgs[1]=linger.ms=1' --set 'extraArgs[2]=-X' --set 'extraArgs[3]=queue.buffering.max.ms=2'
   check "binary: a password with inner spaces is accepted" binary_summary inner-space-password 'ops:<redacted>' \
     --set 'auth.credentials[0].username=ops' --set-string $'auth.credentials[0].password=pa ss\xc2\xa0word'
+  # The one command NOTES asks the operator to run: it must print a header this bridge accepts,
+  # from the chart's Secret and from files an operator writes, with options macOS's tools take.
+  mkdir -p "$WORK/notes-header"
+  check "NOTES' Authorization header command prints a header the bridge accepts (the chart's Secret; a BOM, CRLF, comments, indentation)" \
+    "$PY" "$LIB/notes_header.py" "$BINARY" "$CHART" "$RELEASE" "$NAMESPACE" "$WORK/notes-header" \
+    tests/fixtures/message-in-text.json $B
   for c in "${CASES[@]}"; do
     f="$WORK/rendered/$c.yaml"
     [ -s "$f" ] || continue
