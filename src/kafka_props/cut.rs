@@ -123,8 +123,11 @@ impl CutSecrets {
             .filter(|(anchor, _)| anchor.ends_at(text, at))
             .filter_map(|(_, password)| {
                 // Not always the longest start in common: a password's `:` runs on into the
-                // `: Failed` librdkafka writes after the cut.
-                let common = common_prefix(rest, password.as_bytes()).min(password.len() - 1);
+                // `: Failed` librdkafka writes after the cut. A whole one is the scrubber's,
+                // unless it is too short for that: then it is hidden here, after its user only.
+                let whole = password.len() < self.min_len;
+                let most = password.len() - usize::from(!whole);
+                let common = common_prefix(rest, password.as_bytes()).min(most);
                 (1..=common).rev().find(|&len| cut_at(text, at + len))
             });
         let at_the_end = self.opaque.iter().filter_map(|secret| {
@@ -174,6 +177,18 @@ mod tests {
         // After each `USER:`: `abc` before `]`, and `abc:de` before `: Failed`, not `abc:de:`,
         // the longest start in common, which runs on into librdkafka's text.
         assert_eq!(hidden(&cut, text), vec![(22, 3), (33, 6)]);
+    }
+
+    /// The scrubber leaves secrets under 4 bytes (they would cut into every word), so a URL
+    /// password that short is hidden here whole where its user names it. Before, only its cut
+    /// copies were, to one byte short of it: `u:abc@host` was shown as it is.
+    #[test]
+    fn a_password_too_short_for_the_scrubber_is_hidden_whole_after_its_user() {
+        let cut = url("sasl_ssl://u:abc@host:9092");
+        let text = "[thrd:sasl_ssl://u:abc@host:9092/bootstrap]: u:abc@host:9092: Connect failed";
+        assert_eq!(hidden(&cut, text), vec![(19, 3), (47, 3)]);
+        // Not where no user names it: `abc` is too common a word for that.
+        assert_eq!(hidden(&cut, "abc@host failed"), vec![]);
     }
 
     #[test]
