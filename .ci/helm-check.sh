@@ -1111,6 +1111,9 @@ must_fail "an extra mount at the spool's path" \
   "extraVolumeMounts[0]: the mountPath \"/var/lib/qikchat-bridge/spool\" is already taken by the chart (persistence.mountPath)" \
   $B --set persistence.enabled=true --set 'extraVolumes[0].name=x' --set 'extraVolumeMounts[0].name=x' \
   --set 'extraVolumeMounts[0].mountPath=/var/lib/qikchat-bridge/spool'
+must_fail "the spool mounted at the credentials' path" \
+  "persistence.mountPath \"/etc/qikchat-bridge/auth\" is already taken by the chart (the webhook credentials)" $B \
+  --set persistence.enabled=true --set persistence.mountPath=/etc/qikchat-bridge/auth
 must_fail "two extra mounts at one path" "extraVolumeMounts[1]: the mountPath \"/b\" is already taken by extraVolumeMounts[0]" $B \
   --set 'extraVolumes[0].name=x' --set 'extraVolumeMounts[0].name=x' --set 'extraVolumeMounts[0].mountPath=/b' \
   --set 'extraVolumeMounts[1].name=auth' --set 'extraVolumeMounts[1].mountPath=/b'

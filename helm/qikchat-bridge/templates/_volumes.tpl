@@ -25,7 +25,11 @@ each of those is refused here, naming the value to change.
 {{- end -}}
 {{- if $p.enabled -}}
 {{- $_ := set $volumes "spool" "the chart (persistence: the spool's claim)" -}}
-{{- $_ := set $paths (clean (toString $p.mountPath)) "the chart (persistence.mountPath)" -}}
+{{- $spoolPath := clean (toString $p.mountPath) -}}
+{{- with get $paths $spoolPath -}}
+{{- fail (printf "persistence.mountPath %q is already taken by %s; a container cannot have two mounts at one path (the API server refuses it): choose another path" (toString $p.mountPath) .) -}}
+{{- end -}}
+{{- $_ := set $paths $spoolPath "the chart (persistence.mountPath)" -}}
 {{- end -}}
 {{- range $i, $v := .Values.extraVolumes | default list -}}
 {{- $name := toString (default "" $v.name) -}}
