@@ -4,8 +4,10 @@
 usage: notes_header.py BINARY CHART RELEASE NAMESPACE WORKDIR FIXTURE [HELM-ARGS...]
 
 Renders NOTES.txt (helm install --dry-run=client), takes its header command and runs it with a
-stand-in `kubectl` that prints a credentials file as the Secret's base64, and a stand-in `base64`
-that takes only what GNU's and macOS's share (`--decode`, and encoding without options). Each
+stand-in `kubectl get secret` that hands its output option to the real kubectl's
+`create secret --dry-run=client` of a credentials file, and a stand-in `base64` that takes only
+what GNU's, BusyBox's and macOS's share (encoding without options: BusyBox's takes no
+`--decode`, older macOS's no `-d`). Each
 header it prints must open the webhook of the real bridge started with that file (200), and a
 wrong one must not (401). The files: the chart's own Secret as rendered, and ones an operator
 might write (a byte-order mark, CRLF line ends, comments, blank lines, indentation, a password
@@ -66,7 +68,7 @@ def header_command(notes_text):
 
 def pipeline(command):
     """What follows the jsonpath: the part the READMEs must show as NOTES does."""
-    return re.sub(r"^.*?-o jsonpath='[^']*'\s*", "", command)
+    return re.sub(r"^.*?-o (?:jsonpath|go-template)='[^']*'\s*", "", command)
 
 
 def free_port():
@@ -143,18 +145,29 @@ def main():
 
     bindir = os.path.join(workdir, "bin")
     os.makedirs(bindir, exist_ok=True)
-    real_base64 = subprocess.run(["sh", "-c", "command -v base64"], capture_output=True,
-                                 text=True, check=True).stdout.strip()
+    real_base64, real_kubectl = (
+        subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True, text=True,
+                       check=True).stdout.strip() for tool in ("base64", "kubectl"))
     with open(os.path.join(bindir, "base64"), "w") as f:
         f.write(f"""#!/bin/sh
-# Only what GNU's and macOS's base64 share: --decode, and encoding without options.
+# Only what GNU's, BusyBox's and macOS's base64 share: encoding without options.
 case "$*" in
-  ""|--decode) exec {real_base64} "$@" ;;
-  *) echo "base64: $* is not an option every macOS base64 takes" >&2; exit 64 ;;
+  "") exec {real_base64} ;;
+  *) echo "base64: $* is not an option every base64 (GNU, BusyBox, macOS) takes" >&2; exit 64 ;;
 esac
 """)
     with open(os.path.join(bindir, "kubectl"), "w") as f:
-        f.write('#!/bin/sh\nprintf %s "$QB_SECRET_B64"\n')
+        f.write(f"""#!/bin/sh
+# `kubectl -n NS get secret NAME -o OUTPUT`: OUTPUT applied by the real kubectl to a Secret
+# holding the file $QB_CREDENTIALS under the chart Secret's key, credentials.
+out=
+while [ $# -gt 0 ]; do
+  case "$1" in -o) out="$2"; shift ;; -o*) out="${{1#-o}}" ;; esac
+  shift
+done
+exec {real_kubectl} create secret generic notes-header --dry-run=client \\
+  --from-file="credentials=$QB_CREDENTIALS" -o "$out"
+""")
     for name in ("base64", "kubectl"):
         os.chmod(os.path.join(bindir, name), 0o755)
 
@@ -170,16 +183,16 @@ esac
 
 def check_file(binary, brokers, command, bindir, what, content, fixture, workdir):
     """The header the command prints for `content` opens the bridge reading it; a wrong one not."""
-    out = subprocess.run(
-        ["bash", "-c", command], capture_output=True, text=True, check=False,
-        env={**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "LC_ALL": "C.UTF-8",
-             "QB_SECRET_B64": base64.b64encode(content.encode()).decode()})
-    header = out.stdout.strip()
-    if out.returncode != 0 or out.stderr or not header.startswith("Basic ") or header == "Basic":
-        fail(f"{what}: the command printed {header!r} (exit {out.returncode}, stderr {out.stderr.strip()!r})")
     creds = os.path.join(workdir, "credentials")
     with open(creds, "w", newline="") as f:
         f.write(content)
+    out = subprocess.run(
+        ["bash", "-c", command], capture_output=True, text=True, check=False,
+        env={**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "LC_ALL": "C.UTF-8",
+             "QB_CREDENTIALS": creds})
+    header = out.stdout.strip()
+    if out.returncode != 0 or out.stderr or not header.startswith("Basic ") or header == "Basic":
+        fail(f"{what}: the command printed {header!r} (exit {out.returncode}, stderr {out.stderr.strip()!r})")
     wrong = "Basic " + base64.b64encode(b"ops:wrong").decode()
     got = bridge_answers(binary, brokers, creds, [header, wrong], fixture, workdir)
     if got != [200, 401]:
