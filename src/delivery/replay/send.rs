@@ -110,6 +110,11 @@ pub(super) async fn send_batch<K: Sink>(
 /// `stop`, at once (what went alone so far then leaves the spool with the batch, rather than be
 /// sent again by the next start). The records not tried keep their batch's refusal and stay
 /// spooled for the next pass.
+///
+/// The dead-letter topic's own records (invalid bodies spooled when Kafka was late) have no
+/// further topic to move to; but one refused there for its time alone is sent again with the time
+/// of the move, as a record of another topic refused for its time is moved with it, rather than
+/// stay spooled for good.
 pub(super) async fn divert_refused<K: Sink>(
     kafka: &K,
     todo: &[&(u64, SpooledRecord, u64)],
@@ -127,7 +132,8 @@ pub(super) async fn divert_refused<K: Sink>(
     let mut sends = 0;
     for (i, ((_, r, _), result)) in todo.iter().zip(results.iter_mut()).enumerate() {
         let refused = matches!(result, Err(e) if e.is_record_fault());
-        if !refused || r.topic == deadletter {
+        let own = r.topic == deadletter;
+        if !refused || (own && !matches!(result, Err(e) if for_its_time(e))) {
             continue;
         }
         if *stop.borrow() || Instant::now() >= deadline {
@@ -140,7 +146,11 @@ pub(super) async fn divert_refused<K: Sink>(
         sends += 1;
         *result = alone;
         match result {
-            Err(error) if error.is_record_fault() => {
+            Err(error) if own && for_its_time(error) => {
+                sends += 1;
+                *result = replay_at(kafka, r, now_ms(r.timestamp_ms), deadline).await;
+            }
+            Err(error) if !own && error.is_record_fault() => {
                 sends += 1;
                 diverted[i] = Some(divert(kafka, r, deadletter, error, deadline).await);
             }
@@ -191,11 +201,10 @@ async fn divert<K: Sink>(
         .collect();
     // Refused for its time, the record moves with the time of the move, which the dead-letter
     // topic may take where it would refuse the original too; `received-at` keeps the original.
-    let timestamp_ms = match error {
-        ProduceError::Rejected(code) if code == "InvalidTimestamp" => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(r.timestamp_ms, |d| d.as_millis() as i64),
-        _ => r.timestamp_ms,
+    let timestamp_ms = if for_its_time(error) {
+        now_ms(r.timestamp_ms)
+    } else {
+        r.timestamp_ms
     };
     let record = Record {
         topic: deadletter,
@@ -207,9 +216,31 @@ async fn divert<K: Sink>(
     kafka.send(&record, deadline).await
 }
 
+/// Whether Kafka refused a record for its time (older than its topic allows).
+fn for_its_time(error: &ProduceError) -> bool {
+    matches!(error, ProduceError::Rejected(code) if code == "InvalidTimestamp")
+}
+
+/// Now, in ms since the epoch (`fallback` for a clock before 1970).
+fn now_ms(fallback: i64) -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(fallback, |d| d.as_millis() as i64)
+}
+
 async fn replay_one<K: Sink>(
     kafka: &K,
     r: &SpooledRecord,
+    deadline: Instant,
+) -> Result<Delivered, ProduceError> {
+    replay_at(kafka, r, r.timestamp_ms, deadline).await
+}
+
+/// `r` as spooled, with the time `timestamp_ms`.
+async fn replay_at<K: Sink>(
+    kafka: &K,
+    r: &SpooledRecord,
+    timestamp_ms: i64,
     deadline: Instant,
 ) -> Result<Delivered, ProduceError> {
     let headers: Vec<(&str, &str)> = r
@@ -221,7 +252,7 @@ async fn replay_one<K: Sink>(
         topic: &r.topic,
         key: r.key.as_deref().map(std::borrow::Cow::Borrowed),
         value: &r.value,
-        timestamp_ms: r.timestamp_ms,
+        timestamp_ms,
         headers: RecordHeaders::Raw(&headers),
     };
     kafka.send(&record, deadline).await

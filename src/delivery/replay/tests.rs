@@ -199,6 +199,97 @@ async fn a_spooled_record_refused_as_invalid_moves_to_the_dead_letter_topic_with
     assert_eq!(*kafka.times.lock().expect("lock"), [1_700_000_000_000]);
 }
 
+/// Takes a record unless it is older than a day (`message.timestamp.before.max.ms` on every
+/// topic), which it refuses for its time, as a broker does.
+struct RefusingOld {
+    /// What it took: topic, time and headers.
+    took: Mutex<Vec<(String, i64, Headers)>>,
+}
+
+type Headers = Vec<(String, String)>;
+
+impl Sink for RefusingOld {
+    async fn send(&self, record: &Record<'_>, _: Instant) -> Result<Delivered, ProduceError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis() as i64;
+        if record.timestamp_ms < now - 86_400_000 {
+            return Err(ProduceError::from_kafka(
+                &rdkafka::error::KafkaError::MessageProduction(
+                    rdkafka::types::RDKafkaErrorCode::InvalidTimestamp,
+                ),
+            ));
+        }
+        let headers = record
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut took = self.took.lock().expect("lock");
+        took.push((record.topic.to_string(), record.timestamp_ms, headers));
+        Ok(TAKEN)
+    }
+}
+
+/// An invalid body spooled during an outage longer than the dead-letter topic lets a record's
+/// time be old is refused there for its time on every attempt, as a record of any topic is. It
+/// has no further topic to move to, but the time is all that is wrong with it: it goes to the
+/// dead-letter topic with the time of the move (`received-at` keeps the original), as a record of
+/// another topic refused for its time does, rather than stay spooled for good (retried every 5 s,
+/// `spool_records` never 0, `QikchatBridgeSpoolNotDraining` firing, every drain at shutdown cut off).
+#[tokio::test]
+async fn a_dead_letter_record_refused_for_its_time_goes_to_the_dead_letter_topic_with_a_new_time() {
+    let kafka = Arc::new(RefusingOld {
+        took: Mutex::new(Vec::new()),
+    });
+    let invalid = SpooledRecord {
+        topic: "dlq".into(),
+        key: None,
+        headers: vec![
+            ("request-id".into(), "r1".into()),
+            ("deadletter-reason".into(), "body is not valid JSON".into()),
+        ],
+        ..spooled("dlq")
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(dir.path(), 16 << 20, 1).expect("open");
+    spool.append(invalid).await.expect("append");
+    spool.append(spooled("old")).await.expect("append");
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as i64;
+    let (metrics, stop_tx, task) = start_replay(&spool, kafka.clone());
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while spool.records() > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    stop_tx.send(true).expect("stop");
+    task.await.expect("replay task");
+    assert_eq!(spool.records(), 0, "left spooled for good");
+    assert_eq!(metrics.spool.replay_failures.get(), 0);
+    let took = kafka.took.lock().expect("lock");
+    assert_eq!(took.len(), 2, "{took:?}");
+    let (topic, at, headers) = &took[0];
+    assert_eq!(topic, "dlq");
+    assert!(*at >= started, "sent with its old time {at}");
+    assert_eq!(
+        *headers,
+        [
+            ("request-id".to_string(), "r1".to_string()),
+            (
+                "deadletter-reason".to_string(),
+                "body is not valid JSON".to_string()
+            ),
+        ],
+        "the dead-letter record as the bridge wrote it"
+    );
+    assert_eq!(took[1].0, "dlq", "the other moved as before");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_spooled_record_refused_by_its_topic_and_the_dead_letter_topic_stays_spooled() {
     let kafka = FakeKafka::refusing(&["refused", "dlq"], ProduceError::TooLarge);
