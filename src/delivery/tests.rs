@@ -99,6 +99,24 @@ async fn a_body_that_took_the_whole_ack_timeout_is_not_spooled() {
     assert!(matches!(sent, Ok(Delivered::Spooled { .. })), "{sent:?}");
 }
 
+/// The deadline itself leaves no time: a body complete exactly at it is not spooled either, where
+/// an append begun would be answered 503 at once and might still commit, to be delivered beside
+/// the sender's retry. (On the paused clock, the only one where "exactly" can be met.)
+#[tokio::test(start_paused = true)]
+async fn a_body_complete_exactly_at_the_deadline_is_not_spooled() {
+    let (delivery, spool, _dir) = slow_kafka_with_spool();
+    let sent = delivery.send(&webhook_record(), Instant::now()).await;
+    assert_eq!(sent, Err(ProduceError::Timeout));
+    // The writer's queued appends are committed before close returns: none was queued.
+    spool.close();
+    assert_eq!(spool.records(), 0);
+    let metrics = String::from_utf8(delivery.metrics.render()).expect("utf-8");
+    assert!(
+        metrics.contains(r#"qikchat_bridge_spool_appends_total{result="late"} 0"#),
+        "{metrics}"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_spool_write_that_outlasts_the_deadline_is_answered_at_the_deadline() {
     let (delivery, spool, _dir) = slow_kafka_with_spool();

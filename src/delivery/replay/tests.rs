@@ -698,6 +698,23 @@ async fn a_batch_of_held_records_alone_does_not_stop_the_pass_before_other_topic
     assert_eq!(took.len(), topics.iter().filter(|t| **t == "ok").count());
 }
 
+/// Two topics refusing a whole batch until an operator acts (no write authorization) are no sign
+/// of Kafka down: Kafka answered. The pass goes on to the records of other topics after them, or
+/// those would wait behind the two topics for as long as the operator does, pass after pass.
+#[tokio::test]
+async fn a_whole_batch_refused_on_two_topics_until_an_operator_acts_does_not_stop_the_pass() {
+    let kafka = FakeKafka::refusing(
+        &["a", "b"],
+        ProduceError::Refused("TopicAuthorizationFailed".into()),
+    );
+    let mut topics: Vec<&str> = (0..300).map(|i| ["a", "b"][i % 2]).collect();
+    topics.push("ok");
+    let (ended, reached, took) = one_pass(kafka, &topics).await;
+    assert_eq!(reached, Some(300), "read to the end of the pass");
+    assert_eq!(took, ["ok"]);
+    assert_eq!(ended, Pass::Failed(SMALL.records as u64));
+}
+
 #[tokio::test]
 async fn records_spooled_during_a_pass_do_not_keep_it_reading_past_its_held_topics() {
     let dir = tempfile::tempdir().expect("tempdir");
