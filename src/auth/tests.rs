@@ -25,6 +25,8 @@ fn the_scheme_is_case_insensitive_and_padding_optional() {
     let c = creds(&["testuser:testpass"]);
     assert_eq!(c.check(Some(b"basic dGVzdHVzZXI6dGVzdHBhc3M")), Ok(()));
     assert_eq!(c.check(Some(b"BASIC  dGVzdHVzZXI6dGVzdHBhc3M= ")), Ok(()));
+    // Blanks around the whole value are no part of it (found by mutation testing).
+    assert_eq!(c.check(Some(b" \tBasic dGVzdHVzZXI6dGVzdHBhc3M=")), Ok(()));
 }
 
 #[test]
@@ -65,6 +67,8 @@ fn missing_malformed_and_wrong_are_told_apart() {
         Err(AuthFailure::Malformed)
     );
     assert_eq!(c.check(Some(b"Basic")), Err(AuthFailure::Malformed));
+    // What the webhook passes for an empty header, or two that differ.
+    assert_eq!(c.check(Some(b"")), Err(AuthFailure::Malformed));
     assert_eq!(
         c.check(Some(b"Basic dGVzdHVzZXI6d3Jvbmc=")),
         Err(AuthFailure::Wrong)
@@ -129,6 +133,8 @@ fn debug_shows_users_but_not_passwords() {
         shown.contains("alice") && !shown.contains("topsecret"),
         "{shown}"
     );
+    // Nor the digest, which is enough to try passwords offline (found by mutation testing).
+    assert_eq!(shown, "[alice:<redacted>]");
 }
 
 /// A credentials file holding `on_disk`, and what the watch starts from: `alice:old-password`,
@@ -173,6 +179,29 @@ async fn a_file_rotated_while_the_bridge_started_is_applied() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    stop_tx.send(true).expect("stop");
+    watcher.await.expect("watcher");
+}
+
+/// A file applied once is not applied again while it stays the same: each application replaces
+/// the accepted set and logs "webhook credentials reloaded" (found by mutation testing: with the
+/// baseline not moved on, the same file would be applied again every 1.2 s).
+#[tokio::test(start_paused = true)]
+async fn a_file_applied_once_is_not_applied_again_while_it_stays_the_same() {
+    let (_dir, _, live, reload) = watched("bob:new-password\n");
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let watcher = tokio::spawn(watch_auth_file(reload, live.clone(), stale(), stop));
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while live.load().users() != vec!["bob"] {
+        assert!(tokio::time::Instant::now() < deadline, "never applied");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let applied = live.load_full();
+    tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+    assert!(
+        std::sync::Arc::ptr_eq(&applied, &live.load_full()),
+        "the same file was applied again"
+    );
     stop_tx.send(true).expect("stop");
     watcher.await.expect("watcher");
 }

@@ -160,6 +160,8 @@ mod tests {
             "[::1]:9092",
             "[fe80::1]",
             "fe80::1",
+            // Unbracketed, a last group that is no number is no port (found by mutation testing).
+            "fe80::abcd",
             "127.0.0.1",
             "kafka",
             // librdkafka reads a port with atoi: what follows the digits, blanks and a sign
@@ -170,6 +172,8 @@ mod tests {
             "kafka:9092?x",
             "kafka:9092/@x",
             "plaintext://kafka:9092/@x",
+            // librdkafka ignores a path after a scheme's authority, `@` and all.
+            "ssl://kafka/x@y",
         ] {
             assert_eq!(refusal(list, EMPTY), None, "{list}");
         }
@@ -266,6 +270,7 @@ mod tests {
             ),
             ("kafka:notaport", "1st", "port that is not"),
             ("kafka:99999", "1st", "port that is not"),
+            ("kafka:65536", "1st", "port that is not"),
             ("kafka:0", "1st", "port that is not"),
             ("kafka:", "1st", "port that is not"),
             ("ssl://h:O992/", "1st", "port that is not"),

@@ -54,6 +54,12 @@ fn settings_of_a_real_deployment_without_brokers_refuse_the_in_memory_kafka() {
             "--auth-file",
         ),
         (vec!["-X", "sasl.mechanism=PLAIN"], vec![], "sasl.mechanism"),
+        // TLS to the brokers without SASL (found by mutation testing: `ssl.` went unchecked).
+        (
+            vec!["-X", "ssl.endpoint.identification.algorithm=https"],
+            vec![],
+            "ssl.endpoint.identification.algorithm",
+        ),
         (
             vec![],
             vec![("KAFKA_SECURITY_PROTOCOL", "sasl_ssl")],
@@ -86,6 +92,18 @@ fn empty_brokers_are_refused_rather_than_taken_for_the_embedded_kafka() {
         let err = build(&["--kafka-brokers", empty]).expect_err("refused");
         assert!(err.to_string().contains("--kafka-brokers"), "{err}");
         assert!(err.to_string().contains("is empty"), "{err}");
+    }
+}
+
+/// A value from a YAML block scalar or `$(cat file)` ends with a line break, and a template may
+/// leave a blank before it: trimmed, not taken for a host name with a blank in it, which would
+/// refuse a deployment that works (found by mutation testing: the trim went unnoticed).
+#[test]
+fn a_broker_list_with_blanks_around_it_is_taken_trimmed() {
+    for brokers in ["kafka\n", " kafka:9092\n", "\tkafka:9092 ", "a:1,b:2\r\n"] {
+        let config = build(&["--kafka-brokers", brokers, "--auth", "a:b"])
+            .unwrap_or_else(|e| panic!("{brokers:?}: {e}"));
+        assert_eq!(config.kafka, KafkaMode::Brokers(brokers.trim().to_string()));
     }
 }
 
@@ -151,6 +169,49 @@ fn credentials_come_from_flags_and_a_file_together() {
     )
     .expect("valid");
     assert_eq!(config.credentials.users(), vec!["a", "b", "c"]);
+    // What the reload starts from: the file as read (found by mutation testing: a baseline of
+    // nothing went unnoticed, with which the watcher would apply the same file again), and
+    // the --auth credentials it keeps whatever the file holds.
+    let reload = config.auth_reload.expect("reloaded");
+    assert_eq!(
+        reload.started_with,
+        FileDigest::of("# rotated 2026-11\nb:2\n\n c:3:with:colons \n")
+    );
+    assert_eq!(format!("{:?}", reload.fixed), "[a:<redacted>]");
+}
+
+/// A broker's scheme that is not `security.protocol` is refused by the settings themselves, not
+/// only by the list's own check: librdkafka would connect to no broker and the bridge would wait
+/// for Kafka for ever (found by mutation testing: `from_args` could skip the check).
+#[test]
+fn a_broker_scheme_other_than_the_security_protocol_refuses_to_start() {
+    let err = build(&["--kafka-brokers", "SASL_SSL://k:9093", "--auth", "a:b"])
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        err.starts_with("--kafka-brokers: the 1st broker's scheme, sasl_ssl://"),
+        "{err}"
+    );
+    build(&[
+        "--kafka-brokers",
+        "SSL://k:9093",
+        "--auth",
+        "a:b",
+        "-X",
+        "security.protocol=ssl",
+    ])
+    .expect("matching");
+}
+
+/// CloudEvents headers go on every record only when asked for (found by mutation testing: a
+/// source set without `--cloudevents` went unnoticed).
+#[test]
+fn cloudevents_headers_are_off_unless_asked_for() {
+    assert_eq!(build(&[]).expect("defaults").cloudevents_source, None);
+    let config = build(&["--cloudevents-source", "/qikchat/prod"]).expect("valid");
+    assert_eq!(config.cloudevents_source, None);
+    let config = build(&["--cloudevents", "--cloudevents-source", "/qikchat/prod"]).expect("valid");
+    assert_eq!(config.cloudevents_source.as_deref(), Some("/qikchat/prod"));
 }
 
 #[test]
@@ -179,6 +240,7 @@ fn a_relative_webhook_path_is_rejected() {
         "/a<b",
         "/a>b",
         "/a`b",
+        "*",
     ] {
         let err = build(&["--webhook-path", path]).expect_err("refused");
         assert!(err.to_string().contains("--webhook-path"), "{err}");
@@ -265,6 +327,71 @@ fn zero_or_out_of_range_timeouts_and_limits_are_rejected_with_the_setting_named(
     }
 }
 
+/// Each bound the README documents, one step past it and at it. Found by mutation testing: the
+/// ack timeout's 60 s and the waits' 1 h could move up by a millisecond, the smallest body limit
+/// (1) be refused, 512 MiB and 1,000,000 be off by one, and an idle timeout of zero be taken,
+/// with no test noticing.
+#[test]
+fn every_documented_bound_refuses_one_step_past_it_and_takes_the_bound_itself() {
+    let mut refused = vec![
+        (vec!["--ack-timeout", "60001ms"], "--ack-timeout"),
+        (vec!["--ack-timeout", "9999us"], "--ack-timeout"),
+        (
+            vec![
+                "--max-body-bytes",
+                "536870913",
+                "--max-in-flight-bytes",
+                "1073741824",
+            ],
+            "--max-body-bytes",
+        ),
+        (vec!["--max-connections", "1000001"], "--max-connections"),
+        (vec!["--max-in-flight", "1000001"], "--max-in-flight"),
+        (
+            vec!["--embedded-partitions", "1001"],
+            "--embedded-partitions",
+        ),
+        (vec!["--embedded-partitions", "0"], "--embedded-partitions"),
+    ];
+    for setting in [
+        "--header-read-timeout",
+        "--idle-timeout",
+        "--body-read-timeout",
+    ] {
+        refused.push((vec![setting, "0s"], setting));
+    }
+    for setting in [
+        "--header-read-timeout",
+        "--idle-timeout",
+        "--body-read-timeout",
+        "--shutdown-delay",
+        "--shutdown-grace",
+        "--flush-timeout",
+    ] {
+        refused.push((vec![setting, "3600001ms"], setting));
+    }
+    for (flags, setting) in refused {
+        let err = build(&flags).expect_err(setting).to_string();
+        assert!(err.starts_with(&format!("{setting}:")), "{flags:?}: {err}");
+    }
+    for flags in [
+        &["--ack-timeout", "60s"][..],
+        &["--ack-timeout", "10ms"][..],
+        &["--max-body-bytes", "1"][..],
+        &[
+            "--max-body-bytes",
+            "536870912",
+            "--max-in-flight-bytes",
+            "536870912",
+        ][..],
+        &["--max-connections", "1", "--max-in-flight", "1"][..],
+        &["--max-connections", "1000000", "--max-in-flight", "1000000"][..],
+        &["--embedded-partitions", "1"][..],
+    ] {
+        build(flags).unwrap_or_else(|e| panic!("{flags:?}: {e}"));
+    }
+}
+
 /// A broker with user information can never work (librdkafka takes credentials only from
 /// `sasl.*`, and the bridge would wait for Kafka for ever): refused, without quoting it.
 #[test]
@@ -304,6 +431,18 @@ fn debug_output_never_shows_passwords() {
     for secret in ["s3cret-pw", "kafka-pw", "key-pw"] {
         assert!(!shown.contains(secret), "{secret} leaked in {shown}");
     }
+    // A broker list librdkafka can use may still hold a password in its path, which librdkafka
+    // ignores: `--check-config` hides it (found by mutation testing: nothing showed that the
+    // brokers' own redaction is needed, the list's check refusing only user information).
+    let config = build(&[
+        "--kafka-brokers",
+        "plaintext://kafka:9092/alice:hunter2pw@x",
+        "--auth",
+        "a:b",
+    ])
+    .expect("valid");
+    let shown = format!("{config:?}");
+    assert!(!shown.contains("hunter2pw"), "leaked in {shown}");
 }
 
 #[test]
@@ -316,6 +455,33 @@ fn a_message_timeout_longer_than_the_wait_for_kafka_is_a_caveat() {
     assert!(caveats[0].contains("duplicate"), "{caveats:?}");
     let shorter = build(&["-X", "message.timeout.ms=1000"]).expect("valid");
     assert!(shorter.caveats().is_empty());
+}
+
+/// The Kafka caveats start exactly where their promise breaks (found by mutation testing: each
+/// bound could move by one, the spool's shorter wait for Kafka be forgotten, the room for the
+/// key and headers be left out of the record limit, and the spool go unmentioned, with no test
+/// noticing).
+#[test]
+fn the_kafka_caveats_start_exactly_where_their_promise_breaks() {
+    let caveats = |flags: &[&str]| build(flags).expect("valid").caveats();
+    // The wait for Kafka: the ack timeout (1500 ms), or 1250 ms with a spool.
+    assert!(caveats(&["-X", "message.timeout.ms=1500"]).is_empty());
+    let said = caveats(&["-X", "message.timeout.ms=1501"]);
+    assert!(
+        said.len() == 1 && said[0].contains("(1501)") && !said[0].contains("spooled"),
+        "{said:?}"
+    );
+    let spooled = ["--spool-dir", "/s", "-X"];
+    assert!(caveats(&[&spooled[..], &["message.timeout.ms=1250"]].concat()).is_empty());
+    let said = caveats(&[&spooled[..], &["message.timeout.ms=1251"]].concat());
+    assert!(
+        said.len() == 1 && said[0].contains("answered 503 or spooled"),
+        "{said:?}"
+    );
+    // The record limit: the body limit plus 64 KiB for the key and headers (1114112).
+    assert!(caveats(&["-X", "message.max.bytes=1114112"]).is_empty());
+    let said = caveats(&["-X", "message.max.bytes=1114111"]);
+    assert!(said.len() == 1 && said[0].contains("(1114111)"), "{said:?}");
 }
 
 /// A weak `acks` is warned of however it is written: librdkafka reads it with `strtol`.
@@ -876,6 +1042,8 @@ fn a_help_or_version_flag_joined_to_more_letters_is_refused() {
             "t",
         ][..],
         &["qikchat-bridge", "--auth", "alice", "-help"][..],
+        // The shortest such cluster (found by mutation testing: `> 3` went unnoticed).
+        &["qikchat-bridge", "--auth", "alice", "-hx"][..],
         // A value `help` is no request for help.
         &[
             "qikchat-bridge",
@@ -1058,6 +1226,19 @@ fn a_missing_file_is_named_unless_its_path_may_be_a_secret_set_in_the_wrong_vari
         &[("KAFKA_SASL_PASSWORD_FILE", "./kafka/password")],
     );
     assert!(text.contains("./kafka/password"), "{text}");
+    // A file that is there but cannot be read is named, `/` or not: its name is no secret, and
+    // the operator must know which one to fix (found by mutation testing).
+    let denied = |_: &Path| -> std::io::Result<String> {
+        Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied))
+    };
+    let flags = ["--kafka-brokers", "k:9092", "--auth-file", "auth.txt"];
+    let text = Config::from_args(args(&flags), std::iter::empty(), denied)
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        text.contains("cannot read --auth-file file auth.txt"),
+        "{text}"
+    );
 }
 
 mod places;
