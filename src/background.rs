@@ -270,3 +270,6 @@ where
 {
     (name, supervisor.spawn(name, task))
 }
+
+#[cfg(test)]
+mod tests;

@@ -142,6 +142,24 @@ mod tests {
         assert_eq!(started.elapsed(), Duration::ZERO);
     }
 
+    /// Shutdown closes the spool right after: a cancelled task must have dropped what it held
+    /// (the spool's handle, say) by the time `join_by` returns, not at the runtime's next turn.
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_task_has_dropped_what_it_held_when_the_join_returns() {
+        let (supervisor, _failures) = supervisor();
+        let (held, mut dropped) = tokio::sync::oneshot::channel::<()>();
+        let stuck = supervisor.spawn("auth file watch", async move {
+            let _held = held;
+            std::future::pending::<()>().await;
+        });
+        join_by(stuck, Instant::now(), "auth file watch").await;
+        assert_eq!(
+            dropped.try_recv(),
+            Err(tokio::sync::oneshot::error::TryRecvError::Closed),
+            "still held after the join returned"
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_cut_the_caller_explained_is_no_warning_and_a_late_task_is() {
         // The test's runtime has one thread, so the thread's default covers its tasks.

@@ -54,6 +54,63 @@ async fn a_scrape_that_comes_while_another_reads_waits_its_turn() {
     }
 }
 
+/// A scrape that waited for another's read has only what is left of its timeout for its own: a
+/// second full timeout would hold its connection twice as long as a scraper waits on a stalled
+/// disk.
+#[tokio::test(start_paused = true)]
+async fn a_scrape_that_waited_its_turn_reads_within_what_is_left_of_its_timeout() {
+    let scraping = Arc::new(tokio::sync::Mutex::new(()));
+    let timeout = Duration::from_secs(5);
+    let (release_first, first_held) = std::sync::mpsc::channel::<()>();
+    let (release_second, second_held) = std::sync::mpsc::channel::<()>();
+    let first = tokio::spawn({
+        let scraping = scraping.clone();
+        async move {
+            let read = move || {
+                let _ = first_held.recv();
+                text(StatusCode::OK, "first\n")
+            };
+            one_read(&scraping, timeout, read).await
+        }
+    });
+    while scraping.try_lock().is_ok() {
+        tokio::task::yield_now().await;
+    }
+    let second = tokio::spawn({
+        let scraping = scraping.clone();
+        async move {
+            let read = move || {
+                let _ = second_held.recv();
+                text(StatusCode::OK, "second\n")
+            };
+            one_read(&scraping, timeout, read).await
+        }
+    });
+    // Its clock starts once it runs.
+    tokio::task::yield_now().await;
+    tokio::time::advance(Duration::from_secs(4)).await;
+    release_first.send(()).expect("the first read waits");
+    assert_eq!(first.await.expect("task").status(), StatusCode::OK);
+    // The second's read now runs, stuck; its timeout, counted from its arrival, passes.
+    tokio::time::advance(Duration::from_secs(2)).await;
+    for _ in 0..100 {
+        if second.is_finished() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let finished = second.is_finished();
+    drop(release_second);
+    assert!(
+        finished,
+        "still reading 6 s after a scrape with a 5 s timeout came"
+    );
+    assert_eq!(
+        second.await.expect("task").status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+}
+
 /// A 405 for anything but GET and HEAD, saying which are allowed (RFC 9110, 15.5.6).
 #[test]
 fn only_get_and_head_are_answered_and_a_405_says_which_are_allowed() {

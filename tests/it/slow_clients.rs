@@ -344,6 +344,36 @@ async fn silent_clients_on_the_admin_port_are_closed_and_probes_are_still_answer
     }
 }
 
+/// The admin port holds a silent client, or a scraper's idle keep-alive connection, about a
+/// second whatever `--header-read-timeout` and `--idle-timeout` say: the kubelet's probes (2 s
+/// timeout) must not wait behind slots the webhook port's longer timeouts would keep.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_connections_silent_or_idle_are_closed_within_seconds_whatever_the_webhook_timeouts()
+{
+    let app = TestApp::start(&["--header-read-timeout", "10s", "--idle-timeout", "60s"]).await;
+    let mut silent = tokio::net::TcpStream::connect(app.admin)
+        .await
+        .expect("connect");
+    let mut kept = tokio::net::TcpStream::connect(app.admin)
+        .await
+        .expect("connect");
+    kept.write_all(b"GET /livez HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let started = Instant::now();
+    for (what, s) in [("silent", &mut silent), ("kept-alive", &mut kept)] {
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+        assert!(read.is_ok(), "a {what} admin client is still connected");
+        // About 1 s; 4 s leaves room for a loaded CI machine (uncapped: 10 s silent, 60 s idle).
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "a {what} admin client was closed after {:?}",
+            started.elapsed()
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_keep_alive_connection_idle_after_its_answer_is_closed_after_the_idle_timeout() {
     let app = TestApp::start(&["--header-read-timeout", "300ms", "--idle-timeout", "3s"]).await;

@@ -339,3 +339,20 @@ async fn a_kept_alive_connection_told_to_close_may_stay_only_a_check_longer_not_
     advance(LIMITS.header_read).await;
     assert_eq!(activity.verdict(LIMITS), Verdict::Idle);
 }
+
+/// Told to close while its request was still waited for (a shutdown under a slow broker), a
+/// connection gets its check's time from that request's answer, not from the telling: an HTTP/2
+/// client needs a round trip after the answer to take its GOAWAY's ping, and dropped at once
+/// its answer could be cut.
+#[tokio::test(start_paused = true)]
+async fn a_connection_told_to_close_during_a_request_may_stay_a_check_after_its_answer() {
+    let activity = Arc::new(Activity::default());
+    let open = OpenRequest::started(activity.clone());
+    activity.told_to_close();
+    advance(Duration::from_secs(10)).await;
+    assert_eq!(activity.verdict(LIMITS), Verdict::Wait(LIMITS.header_read));
+    open.answered(true);
+    assert_eq!(activity.verdict(LIMITS), Verdict::Wait(LIMITS.header_read));
+    advance(LIMITS.header_read).await;
+    assert_eq!(activity.verdict(LIMITS), Verdict::Idle);
+}
