@@ -276,18 +276,21 @@ fn timeouts_and_limits_beyond_any_use_are_rejected_with_the_setting_named() {
     assert!(build(&["--ack-timeout", "10ms"]).is_ok(), "the shortest");
 }
 
+/// The settings that are waits of at most an hour; the first three, timeouts, also more than 0.
+const WAITS: [&str; 6] = [
+    "--header-read-timeout",
+    "--idle-timeout",
+    "--body-read-timeout",
+    "--shutdown-delay",
+    "--shutdown-grace",
+    "--flush-timeout",
+];
+
 /// "At most 1h", as the README says: 1h itself is taken (found by mutation testing: `>=` went
 /// unnoticed).
 #[test]
 fn waits_of_exactly_an_hour_are_accepted() {
-    for setting in [
-        "--header-read-timeout",
-        "--idle-timeout",
-        "--body-read-timeout",
-        "--shutdown-delay",
-        "--shutdown-grace",
-        "--flush-timeout",
-    ] {
+    for setting in WAITS {
         assert!(build(&[setting, "1h"]).is_ok(), "{setting} 1h");
     }
 }
@@ -353,21 +356,10 @@ fn every_documented_bound_refuses_one_step_past_it_and_takes_the_bound_itself() 
         ),
         (vec!["--embedded-partitions", "0"], "--embedded-partitions"),
     ];
-    for setting in [
-        "--header-read-timeout",
-        "--idle-timeout",
-        "--body-read-timeout",
-    ] {
+    for setting in &WAITS[..3] {
         refused.push((vec![setting, "0s"], setting));
     }
-    for setting in [
-        "--header-read-timeout",
-        "--idle-timeout",
-        "--body-read-timeout",
-        "--shutdown-delay",
-        "--shutdown-grace",
-        "--flush-timeout",
-    ] {
+    for setting in WAITS {
         refused.push((vec![setting, "3600001ms"], setting));
     }
     for (flags, setting) in refused {
