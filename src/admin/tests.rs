@@ -63,29 +63,22 @@ async fn a_scrape_that_waited_its_turn_reads_within_what_is_left_of_its_timeout(
     let timeout = Duration::from_secs(5);
     let (release_first, first_held) = std::sync::mpsc::channel::<()>();
     let (release_second, second_held) = std::sync::mpsc::channel::<()>();
-    let first = tokio::spawn({
+    // A scrape whose read holds until `held` is released or dropped.
+    let scrape = |held: std::sync::mpsc::Receiver<()>| {
         let scraping = scraping.clone();
-        async move {
+        tokio::spawn(async move {
             let read = move || {
-                let _ = first_held.recv();
-                text(StatusCode::OK, "first\n")
+                let _ = held.recv();
+                text(StatusCode::OK, "read\n")
             };
             one_read(&scraping, timeout, read).await
-        }
-    });
+        })
+    };
+    let first = scrape(first_held);
     while scraping.try_lock().is_ok() {
         tokio::task::yield_now().await;
     }
-    let second = tokio::spawn({
-        let scraping = scraping.clone();
-        async move {
-            let read = move || {
-                let _ = second_held.recv();
-                text(StatusCode::OK, "second\n")
-            };
-            one_read(&scraping, timeout, read).await
-        }
-    });
+    let second = scrape(second_held);
     // Its clock starts once it runs.
     tokio::task::yield_now().await;
     tokio::time::advance(Duration::from_secs(4)).await;
