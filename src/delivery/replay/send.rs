@@ -99,8 +99,9 @@ pub(super) async fn send_batch<K: Sink>(
 /// holds it; a refusal an operator can fix (authorization, a missing topic) is retried, not moved.
 ///
 /// A broker refuses a whole batch for one record it finds invalid or too large (KIP-467), and
-/// librdkafka fails every record of that batch with the same error: a refusal met in a batch says
-/// nothing of the other records. So each refused record is first sent again on its own, and only
+/// librdkafka fails every record of that batch: the refused one with its error (each with
+/// `InvalidRecord` when several are refused), the others with the batch's error or
+/// `InvalidDifferentRecord`. A refusal met in a batch says nothing of the record itself. So each refused record is first sent again on its own, and only
 /// one its topic refuses alone is moved (its `results` entry becomes that second answer). One at
 /// a time: nothing else of replay's producer is in flight then, so each is a batch of its own,
 /// and so is each dead-letter copy (a batch of them refused whole would keep them all spooled).
@@ -112,8 +113,8 @@ pub(super) async fn send_batch<K: Sink>(
 /// spooled for the next pass.
 ///
 /// The dead-letter topic's own records (invalid bodies spooled when Kafka was late) have no
-/// further topic to move to; but one refused there for its time alone is sent again with the time
-/// of the move, as a record of another topic refused for its time is moved with it, rather than
+/// further topic to move to; but one refused there for its time alone is sent again with the
+/// current time, as a record of another topic refused for its time is moved with it, rather than
 /// stay spooled for good.
 pub(super) async fn divert_refused<K: Sink>(
     kafka: &K,
@@ -133,7 +134,10 @@ pub(super) async fn divert_refused<K: Sink>(
     for (i, ((_, r, _), result)) in todo.iter().zip(results.iter_mut()).enumerate() {
         let refused = matches!(result, Err(e) if e.is_record_fault());
         let own = r.topic == deadletter;
-        if !refused || (own && !matches!(result, Err(e) if for_its_time(e))) {
+        // Not only a refusal for its time: with more than one record of a batch refused,
+        // librdkafka reports each as `InvalidRecord` (KIP-467 record errors), and after a long
+        // outage a batch of the dead-letter topic's own records is all old. Alone, it is told.
+        if !refused {
             continue;
         }
         if *stop.borrow() || Instant::now() >= deadline {

@@ -290,6 +290,80 @@ async fn a_dead_letter_record_refused_for_its_time_goes_to_the_dead_letter_topic
     assert_eq!(took[1].0, "dlq", "the other moved as before");
 }
 
+/// A broker refusing old records as librdkafka 2.12 reports it (rdkafka_request.c,
+/// `rd_kafka_msgbatch_handle_Produce_result_record_errors`): a ProduceRequest batch with one
+/// record refused for its time fails that record with `InvalidTimestamp`; one with more than
+/// one refused record (KIP-467 record errors) fails each of them with `InvalidRecord` instead.
+/// Records in flight together are one batch here.
+struct RefusingOldInBatches {
+    in_flight_old: std::sync::atomic::AtomicUsize,
+    took: Mutex<Vec<(String, i64)>>,
+}
+
+impl Sink for RefusingOldInBatches {
+    async fn send(&self, record: &Record<'_>, _: Instant) -> Result<Delivered, ProduceError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis() as i64;
+        if record.timestamp_ms < now - 86_400_000 {
+            self.in_flight_old.fetch_add(1, SeqCst);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let together = self.in_flight_old.load(SeqCst);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            self.in_flight_old.fetch_sub(1, SeqCst);
+            let code = if together > 1 {
+                rdkafka::types::RDKafkaErrorCode::InvalidRecord
+            } else {
+                rdkafka::types::RDKafkaErrorCode::InvalidTimestamp
+            };
+            return Err(ProduceError::from_kafka(
+                &rdkafka::error::KafkaError::MessageProduction(code),
+            ));
+        }
+        let mut took = self.took.lock().expect("lock");
+        took.push((record.topic.to_string(), record.timestamp_ms));
+        Ok(TAKEN)
+    }
+}
+
+/// After a long outage every spooled record is old, so a batch holds several refused for their
+/// time, and librdkafka reports each as `InvalidRecord`, not `InvalidTimestamp`. Invalid bodies
+/// spooled for the dead-letter topic must still leave the spool (sent alone, then with a new time).
+#[tokio::test]
+async fn dead_letter_records_refused_for_their_time_in_one_batch_leave_the_spool() {
+    let kafka = Arc::new(RefusingOldInBatches {
+        in_flight_old: std::sync::atomic::AtomicUsize::new(0),
+        took: Mutex::new(Vec::new()),
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(dir.path(), 16 << 20, 1).expect("open");
+    for _ in 0..2 {
+        let invalid = SpooledRecord {
+            key: None,
+            ..spooled("dlq")
+        };
+        spool.append(invalid).await.expect("append");
+    }
+    let (metrics, stop_tx, task) = start_replay(&spool, kafka.clone());
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while spool.records() > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    stop_tx.send(true).expect("stop");
+    task.await.expect("replay task");
+    assert_eq!(
+        spool.records(),
+        0,
+        "left spooled for good; replay failures {}",
+        metrics.spool.replay_failures.get()
+    );
+    assert_eq!(kafka.took.lock().expect("lock").len(), 2);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_spooled_record_refused_by_its_topic_and_the_dead_letter_topic_stays_spooled() {
     let kafka = FakeKafka::refusing(&["refused", "dlq"], ProduceError::TooLarge);
