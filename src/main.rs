@@ -68,9 +68,28 @@ fn via(setting: Option<&str>, argv: &[std::ffi::OsString]) -> String {
         .unwrap_or_default()
 }
 
-/// Non-UTF-8 variables cannot be Kafka properties; skipping them beats panicking on them.
-fn environment() -> impl Iterator<Item = (String, String)> {
-    std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+/// Non-UTF-8 variables cannot be Kafka properties; skipping them beats panicking on them. A
+/// `KAFKA_*` one is refused instead: skipped, its property was left at the bridge's default (a
+/// Latin-1 `KAFKA_CLIENT_ID`, a password) while `--check-config` called the settings valid.
+fn environment() -> Result<Vec<(String, String)>, config::ConfigError> {
+    let mut env = Vec::new();
+    for (k, v) in std::env::vars_os() {
+        let Ok(k) = k.into_string() else { continue };
+        match v.into_string() {
+            Ok(v) => env.push((k, v)),
+            Err(_) if k.starts_with("KAFKA_") => {
+                return Err(config::ConfigError::Invalid {
+                    setting: "KAFKA_* environment",
+                    reason: format!(
+                        "{k} is not UTF-8 (its value is not shown: it may hold a secret); \
+                         librdkafka takes only UTF-8 text"
+                    ),
+                });
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(env)
 }
 
 fn main() -> ExitCode {
@@ -103,7 +122,11 @@ fn main() -> ExitCode {
             }
         },
         Some(Command::Tail(args)) => {
-            match tail::run(&args, environment(), &mut std::io::stdout().lock()) {
+            let env = match environment() {
+                Ok(env) => env,
+                Err(e) => return failed("qikchat-bridge tail", &e, true),
+            };
+            match tail::run(&args, env, &mut std::io::stdout().lock()) {
                 Ok(_) => ExitCode::SUCCESS,
                 // `tail ... | head -1`: the reader has what it wanted.
                 Err(tail::TailError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
@@ -119,7 +142,11 @@ fn main() -> ExitCode {
 fn serve(args: config::Args, argv: &[std::ffi::OsString]) -> ExitCode {
     let check_only = args.check_config;
     let read_file = qikchat_bridge::operator_file::read_to_string;
-    let config = match Config::from_args(args, environment(), read_file) {
+    let env = match environment() {
+        Ok(env) => env,
+        Err(e) => return invalid_configuration(&e, e.setting(), argv),
+    };
+    let config = match Config::from_args(args, env, read_file) {
         Ok(config) => config,
         Err(e) => return invalid_configuration(&e, e.setting(), argv),
     };

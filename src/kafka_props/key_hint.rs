@@ -141,6 +141,31 @@ mod tests {
         assert_eq!(plain, None);
     }
 
+    /// The hint looks at the key file through [`head_of`] alone: a `ssl.key.location` naming a
+    /// FIFO gets no hint at once, where an open of it would hold up librdkafka's error for good.
+    #[test]
+    fn a_key_location_that_is_no_regular_file_gets_no_hint_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("fifo.key");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo");
+        assert!(made.success());
+        let fifo = fifo.to_str().expect("path").to_string();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let hint = key_hint(FAILED, |name| {
+                (name == "ssl.key.location").then(|| fifo.clone())
+            });
+            let _ = tx.send(hint);
+        });
+        let hint = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("answered without opening the FIFO");
+        assert_eq!(hint, None);
+    }
+
     /// Only the start of a file is read, and what is not a regular file (a FIFO, whose open
     /// would wait for a writer) is not opened.
     #[test]

@@ -100,6 +100,35 @@ fn two_variables_that_set_one_property_are_refused_naming_both() {
     }
 }
 
+/// The process environment comes in no set order: the same variables are refused with the same
+/// words however they are listed, so a refusal reads the same from one start to the next.
+#[test]
+fn two_variables_that_set_one_property_are_named_in_one_order_whatever_the_environments() {
+    let refusal = |pairs: &[(&str, &str)]| {
+        from_sources(
+            env(pairs),
+            &[],
+            limits(Duration::from_secs(1)),
+            &|_: &Path| Ok("5\n".to_string()),
+        )
+        .expect_err("refused")
+        .to_string()
+    };
+    let listed = refusal(&[
+        ("KAFKA_SASL_PASSWORD", "5"),
+        ("KAFKA_SASL_PASSWORD_FILE", "/pw"),
+    ]);
+    let reversed = refusal(&[
+        ("KAFKA_SASL_PASSWORD_FILE", "/pw"),
+        ("KAFKA_SASL_PASSWORD", "5"),
+    ]);
+    assert_eq!(listed, reversed);
+    assert!(
+        listed.contains("KAFKA_SASL_PASSWORD and KAFKA_SASL_PASSWORD_FILE both set"),
+        "{listed}"
+    );
+}
+
 #[test]
 fn a_secret_file_that_starts_with_a_byte_order_mark_is_read_without_it() {
     let props = from_sources(
@@ -396,6 +425,25 @@ fn a_flag_without_equals_is_rejected() {
     }
 }
 
+/// `-X =hunter2` (the key left out, or only spaces) names no property: taken, it went to
+/// librdkafka under an empty name, and the start failed there, far from the flag and with the
+/// value unchecked.
+#[test]
+fn a_flag_without_a_key_is_rejected_without_its_value() {
+    for flag in ["=hunter2", " =hunter2"] {
+        let err = from_sources(
+            env(&[]),
+            &["acks=all".into(), flag.into()],
+            limits(Duration::from_secs(1)),
+            &no_files,
+        )
+        .expect_err("no key")
+        .to_string();
+        assert!(err.contains("2nd -X flag"), "{flag:?}: {err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+}
+
 /// librdkafka takes both, and the bridge would answer no webhook 200: each waits for a success
 /// report `delivery.report.only.error` never sends, and a transactional producer refuses records
 /// sent outside a transaction.
@@ -643,6 +691,21 @@ fn the_default_queue_holds_one_record_of_the_largest_size() {
     // 100 MiB bodies: the record is 100 MiB + 64 KiB, which a 64 MiB queue would never take.
     assert_eq!(queue_kbytes(100 << 20), 102464);
     assert!(queue_kbytes(512 << 20) * 1024 >= max_record_bytes(512 << 20));
+}
+
+/// A body limit written in decimal (`--max-body-bytes 100000000`) makes a largest record that is
+/// no whole number of KiB: a queue rounded down would be a few bytes short of it, and the bridge
+/// would refuse to start over its own defaults.
+#[test]
+fn a_body_limit_that_is_no_whole_number_of_kib_still_makes_a_queue_that_takes_its_record() {
+    for max_body_bytes in [100_000_000, (100 << 20) + 1] {
+        assert!(queue_kbytes(max_body_bytes) * 1024 >= max_record_bytes(max_body_bytes));
+        let limits = Defaults {
+            wait: Duration::from_secs(1),
+            max_body_bytes,
+        };
+        from_sources(env(&[]), &[], limits, &no_files).expect("the defaults are taken");
+    }
 }
 
 #[test]
@@ -977,6 +1040,40 @@ fn a_variable_that_only_looks_like_a_service_link_is_refused_naming_it() {
             err.contains(variable) && err.contains("no property named"),
             "{err}"
         );
+    }
+}
+
+/// A refusal of what a variable set names the `KAFKA_*` environment as the setting, and one of
+/// what a flag set names `-X`: an operator told "-X" looks for a flag that is not there.
+#[test]
+fn a_refused_property_names_the_kind_of_setting_that_set_it() {
+    let long = "c".repeat(MAX_CLIENT_ID_BYTES + 1);
+    for (variables, flags, setting) in [
+        (
+            vec![("KAFKA_METADATA_BROKER_LIST", "x:1")],
+            vec![],
+            "KAFKA_* environment: KAFKA_METADATA_BROKER_LIST sets",
+        ),
+        (
+            vec![],
+            vec!["metadata.broker.list=x:1".to_string()],
+            "-X: -X metadata.broker.list sets",
+        ),
+        (
+            vec![("KAFKA_CLIENT_ID", long.as_str())],
+            vec![],
+            "KAFKA_* environment: KAFKA_CLIENT_ID sets",
+        ),
+        (
+            vec![],
+            vec![format!("client.id={long}")],
+            "-X: -X client.id sets",
+        ),
+    ] {
+        let err = overrides(env(&variables), &flags, &no_files)
+            .expect_err("refused")
+            .to_string();
+        assert!(err.starts_with(setting), "{err}");
     }
 }
 

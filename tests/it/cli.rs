@@ -1024,6 +1024,28 @@ fn check_config_prints_the_warnings_start_up_would_log_of_its_environment() {
     assert!(!spool.exists(), "a check makes nothing");
 }
 
+/// A `KAFKA_*` variable that is not UTF-8 (a Latin-1 value set by a shell or a Secret in another
+/// encoding) cannot be handed to librdkafka: skipped, its property silently kept the bridge's
+/// default (another client.id, no password) while the check called the settings valid.
+#[test]
+fn check_config_refuses_a_kafka_variable_that_is_not_utf8_naming_it_without_its_value() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let output = Command::new(BIN)
+        .arg("--check-config")
+        .env_clear()
+        .env("KAFKA_BOOTSTRAP_SERVERS", "kafka:9092")
+        .env("BRIDGE_AUTH", "a:b")
+        .env(
+            "KAFKA_CLIENT_ID",
+            std::ffi::OsStr::from_bytes(b"caf\xe9-secret"),
+        )
+        .output_within(EXIT_LIMIT);
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(err.contains("KAFKA_CLIENT_ID is not UTF-8"), "{err}");
+    assert!(!err.contains("caf"), "the value is not shown: {err}");
+}
+
 #[test]
 fn check_config_refuses_bad_settings_with_exit_code_2_and_a_reason() {
     let run = |envs: &[(&str, &str)]| {

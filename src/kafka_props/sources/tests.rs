@@ -96,6 +96,19 @@ fn a_ca_directory_changes_when_a_certificate_in_it_is_added_changed_or_removed()
     assert_ne!(watched.now(), watched);
 }
 
+/// OpenSSL finds a certificate in a CA directory by its hashed name (`c_rehash`): the same
+/// certificate under another name is another directory to librdkafka, so a change too.
+#[test]
+fn a_certificate_renamed_in_a_ca_directory_is_a_change() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cas = dir.path().join("cas");
+    std::fs::create_dir(&cas).expect("mkdir");
+    std::fs::write(cas.join("1a2b3c4d.0"), "first CA").expect("write");
+    let watched = Watched::read(vec![cas.clone()]);
+    std::fs::rename(cas.join("1a2b3c4d.0"), cas.join("5e6f7a8b.0")).expect("rename");
+    assert_ne!(watched.now(), watched);
+}
+
 #[test]
 fn the_watched_files_are_the_secret_files_and_the_ones_librdkafka_reads() {
     let sources = KafkaSources::new(
@@ -117,4 +130,55 @@ fn the_watched_files_are_the_secret_files_and_the_ones_librdkafka_reads() {
         sources.files(&props),
         ["/s/password", "/tls/tls.crt", "/tls/tls.key"].map(PathBuf::from)
     );
+}
+
+/// Only `KAFKA_*_FILE` variables hold Kafka's secrets: the bridge's own `BRIDGE_AUTH_FILE`, or
+/// another program's `SSL_CERT_FILE`, watched here, would make every producer again whenever
+/// the webhook credentials rotate.
+#[test]
+fn file_variables_of_other_settings_are_not_watched_for_kafka() {
+    let sources = KafkaSources::new(
+        env(&[
+            ("KAFKA_SASL_PASSWORD_FILE", "/s/password"),
+            ("BRIDGE_AUTH_FILE", "/s/webhook-credentials"),
+            ("SSL_CERT_FILE", "/etc/ssl/cert.pem"),
+        ]),
+        &[],
+        limits(Duration::from_secs(2)),
+    );
+    let props = sources
+        .properties(&|_: &Path| Ok("pw".into()))
+        .expect("valid");
+    assert_eq!(sources.files(&props), [PathBuf::from("/s/password")]);
+    let (_, watched) = sources
+        .properties_watched(&|_: &Path| Ok("pw".into()))
+        .expect("valid");
+    assert_eq!(watched.files(), [PathBuf::from("/s/password")]);
+}
+
+/// A secret rotated while the properties are being made from it (between the read of the file
+/// and the fingerprint) must still be seen as a change: fingerprinted after the read, the new
+/// text would pass for the one in use, and the producer keep the old password for good.
+#[test]
+fn a_secret_rotated_while_it_is_read_is_a_change() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let password = dir.path().join("password");
+    std::fs::write(&password, "first").expect("write");
+    let sources = KafkaSources::new(
+        env(&[(
+            "KAFKA_SASL_PASSWORD_FILE",
+            password.to_str().expect("utf-8"),
+        )]),
+        &[],
+        limits(Duration::from_secs(2)),
+    );
+    let (props, watched) = sources
+        .properties_watched(&|p: &Path| {
+            let text = std::fs::read_to_string(p);
+            std::fs::write(p, "second")?;
+            text
+        })
+        .expect("valid");
+    assert_eq!(props.get("sasl.password"), Some("first"));
+    assert_ne!(watched.now(), watched, "the rotation is seen");
 }
