@@ -388,6 +388,17 @@ mod sources;
 pub use follow::{backoff_cap, LIBRDKAFKA_RECONNECT_BACKOFF_MAX_MS};
 use follow::{follow, RECONNECT_BACKOFF_MAX_MS};
 use names::is_service_link;
+
+/// Whether the `KAFKA_*` variable `name` would be read for a property with these `-X` flags:
+/// not a Kubernetes service link, not `KAFKA_BOOTSTRAP_SERVERS` (a flag's twin), and not one
+/// whose property a flag sets (the flag wins, and the variable's value is never used).
+pub fn reads_variable(name: &str, flags: &[String]) -> bool {
+    name.starts_with("KAFKA_")
+        && name != "KAFKA_BOOTSTRAP_SERVERS"
+        && !is_service_link(name)
+        && !names::variable_property(name)
+            .is_some_and(|p| names::flag_properties(flags).contains(&p))
+}
 pub use names::{canonical, env_to_property};
 pub use passwords::{broker_list_password_hidden, url_password_hidden};
 pub use redact::{is_secret, redacted, ClientError};

@@ -71,13 +71,15 @@ fn via(setting: Option<&str>, argv: &[std::ffi::OsString]) -> String {
 /// Non-UTF-8 variables cannot be Kafka properties; skipping them beats panicking on them. A
 /// `KAFKA_*` one is refused instead: skipped, its property was left at the bridge's default (a
 /// Latin-1 `KAFKA_CLIENT_ID`, a password) while `--check-config` called the settings valid.
-fn environment() -> Result<Vec<(String, String)>, config::ConfigError> {
+/// Only a variable read for a property (see [`qikchat_bridge::kafka_props::reads_variable`]) is:
+/// a service link, or one a `-X` flag overrides, is as harmless as before.
+fn environment(flags: &[String]) -> Result<Vec<(String, String)>, config::ConfigError> {
     let mut env = Vec::new();
     for (k, v) in std::env::vars_os() {
         let Ok(k) = k.into_string() else { continue };
         match v.into_string() {
             Ok(v) => env.push((k, v)),
-            Err(_) if k.starts_with("KAFKA_") => {
+            Err(_) if qikchat_bridge::kafka_props::reads_variable(&k, flags) => {
                 return Err(config::ConfigError::Invalid {
                     setting: "KAFKA_* environment",
                     reason: format!(
@@ -122,7 +124,7 @@ fn main() -> ExitCode {
             }
         },
         Some(Command::Tail(args)) => {
-            let env = match environment() {
+            let env = match environment(&args.kafka_properties) {
                 Ok(env) => env,
                 Err(e) => return failed("qikchat-bridge tail", &e, true),
             };
@@ -142,7 +144,7 @@ fn main() -> ExitCode {
 fn serve(args: config::Args, argv: &[std::ffi::OsString]) -> ExitCode {
     let check_only = args.check_config;
     let read_file = qikchat_bridge::operator_file::read_to_string;
-    let env = match environment() {
+    let env = match environment(&args.kafka_properties) {
         Ok(env) => env,
         Err(e) => return invalid_configuration(&e, e.setting(), argv),
     };

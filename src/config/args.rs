@@ -326,11 +326,29 @@ pub fn usage_error(e: &clap::Error, argv: &[OsString]) -> String {
             text = text.replace(&format!("'{stray}'"), &unquoted(place(stray, argv)));
         }
     }
-    if let Some(variable) = from_variable(e, argv) {
+    let variable = match e.kind() {
+        ErrorKind::InvalidUtf8 => not_utf8_variable(argv),
+        _ => from_variable(e, argv),
+    };
+    if let Some(variable) = variable {
         let end = text.find('\n').unwrap_or(text.len());
         text.insert_str(end, &format!(" (the value of {variable})"));
     }
     text
+}
+
+/// The flag's twin variable whose value is not UTF-8, when the command line does not give the
+/// flag: clap's "invalid UTF-8 was detected in one or more arguments" names none, and sends
+/// whoever set `KAFKA_BOOTSTRAP_SERVERS` or `BRIDGE_AUTH` looking through the arguments.
+fn not_utf8_variable(argv: &[OsString]) -> Option<String> {
+    use clap::CommandFactory;
+    let command = Cli::command();
+    let found = std::iter::once(&command)
+        .chain(command.get_subcommands())
+        .flat_map(|c| c.get_arguments())
+        .filter_map(|a| variable_of(&format!("--{}", a.get_long()?), argv))
+        .find(|v| std::env::var_os(v).is_some_and(|value| value.to_str().is_none()));
+    found
 }
 
 /// The variable a refused value came from, when the command line does not give its flag: clap

@@ -1046,6 +1046,52 @@ fn check_config_refuses_a_kafka_variable_that_is_not_utf8_naming_it_without_its_
     assert!(!err.contains("caf"), "the value is not shown: {err}");
 }
 
+/// Only a variable read for a property is refused for a value that is not UTF-8: a Kubernetes
+/// service link (`KAFKA_PORT_9092_TCP`) is ignored as a property, and one whose property a `-X`
+/// flag sets is never used (the flag wins).
+#[test]
+fn check_config_accepts_a_kafka_variable_not_read_as_a_property_that_is_not_utf8() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let latin1 = std::ffi::OsStr::from_bytes(b"caf\xe9");
+    for (variable, flags) in [
+        ("KAFKA_PORT_9092_TCP", &[][..]),
+        ("KAFKA_CLIENT_ID", &["-X", "client.id=ok"][..]),
+    ] {
+        let output = Command::new(BIN)
+            .arg("--check-config")
+            .args(flags)
+            .env_clear()
+            .env("KAFKA_BOOTSTRAP_SERVERS", "kafka:9092")
+            .env("BRIDGE_AUTH", "a:b")
+            .env(variable, latin1)
+            .output_within(EXIT_LIMIT);
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{variable} {flags:?}: {err}");
+    }
+}
+
+/// A flag's twin variable that is not UTF-8 is refused by clap, whose message names no variable.
+#[test]
+fn check_config_names_a_flag_variable_that_is_not_utf8() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let output = Command::new(BIN)
+        .arg("--check-config")
+        .env_clear()
+        .env("BRIDGE_AUTH", "a:b")
+        .env(
+            "KAFKA_BOOTSTRAP_SERVERS",
+            std::ffi::OsStr::from_bytes(b"caf\xe9:9092"),
+        )
+        .output_within(EXIT_LIMIT);
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("(the value of KAFKA_BOOTSTRAP_SERVERS)"),
+        "{err}"
+    );
+    assert!(!err.contains("caf"), "the value is not shown: {err}");
+}
+
 #[test]
 fn check_config_refuses_bad_settings_with_exit_code_2_and_a_reason() {
     let run = |envs: &[(&str, &str)]| {
