@@ -388,6 +388,11 @@ mod sources;
 pub use follow::{backoff_cap, LIBRDKAFKA_RECONNECT_BACKOFF_MAX_MS};
 use follow::{follow, RECONNECT_BACKOFF_MAX_MS};
 use names::is_service_link;
+pub use names::{canonical, env_to_property};
+pub use passwords::{broker_list_password_hidden, url_password_hidden};
+pub use redact::{is_secret, redacted, ClientError};
+pub use scrub::Scrubber;
+pub use sources::{KafkaSources, Watched};
 
 /// Whether the `KAFKA_*` variable `name` would be read for a property with these `-X` flags:
 /// not a Kubernetes service link, not `KAFKA_BOOTSTRAP_SERVERS` (a flag's twin), and not one
@@ -399,11 +404,6 @@ pub fn reads_variable(name: &str, flags: &[String]) -> bool {
         && !names::variable_property(name)
             .is_some_and(|p| names::flag_properties(flags).contains(&p))
 }
-pub use names::{canonical, env_to_property};
-pub use passwords::{broker_list_password_hidden, url_password_hidden};
-pub use redact::{is_secret, redacted, ClientError};
-pub use scrub::Scrubber;
-pub use sources::{KafkaSources, Watched};
 
 /// Why the operator's properties would break the acknowledgement every answer waits for, if they
 /// do: librdkafka accepts both, and the bridge would run without a record it could answer 200.

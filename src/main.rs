@@ -68,11 +68,11 @@ fn via(setting: Option<&str>, argv: &[std::ffi::OsString]) -> String {
         .unwrap_or_default()
 }
 
-/// Non-UTF-8 variables cannot be Kafka properties; skipping them beats panicking on them. A
-/// `KAFKA_*` one is refused instead: skipped, its property was left at the bridge's default (a
-/// Latin-1 `KAFKA_CLIENT_ID`, a password) while `--check-config` called the settings valid.
-/// Only a variable read for a property (see [`qikchat_bridge::kafka_props::reads_variable`]) is:
-/// a service link, or one a `-X` flag overrides, is as harmless as before.
+/// Non-UTF-8 variables cannot be Kafka properties: skipped, rather than a panic. A `KAFKA_*`
+/// variable read for a property (see [`qikchat_bridge::kafka_props::reads_variable`]) is
+/// refused instead: skipped, its property kept the bridge's default (a Latin-1
+/// `KAFKA_CLIENT_ID`, a password) while `--check-config` called the settings valid. A service
+/// link, or one whose property a `-X` flag sets, is skipped as before.
 fn environment(flags: &[String]) -> Result<Vec<(String, String)>, config::ConfigError> {
     let mut env = Vec::new();
     for (k, v) in std::env::vars_os() {
