@@ -141,18 +141,23 @@ mod tests {
         assert_eq!(plain, None);
     }
 
-    /// The hint looks at the key file through [`head_of`] alone: a `ssl.key.location` naming a
-    /// FIFO gets no hint at once, where an open of it would hold up librdkafka's error for good.
-    #[test]
-    fn a_key_location_that_is_no_regular_file_gets_no_hint_at_once() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let fifo = dir.path().join("fifo.key");
+    /// A FIFO `fifo.key` made in `dir`: opening it for reading waits for a writer.
+    fn fifo_in(dir: &std::path::Path) -> std::path::PathBuf {
+        let fifo = dir.join("fifo.key");
         let made = std::process::Command::new("mkfifo")
             .arg(&fifo)
             .status()
             .expect("mkfifo");
         assert!(made.success());
-        let fifo = fifo.to_str().expect("path").to_string();
+        fifo
+    }
+
+    /// The hint looks at the key file through [`head_of`] alone: a `ssl.key.location` naming a
+    /// FIFO gets no hint at once, where an open of it would hold up librdkafka's error for good.
+    #[test]
+    fn a_key_location_that_is_no_regular_file_gets_no_hint_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = fifo_in(dir.path()).to_str().expect("path").to_string();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let hint = key_hint(FAILED, |name| {
@@ -175,12 +180,7 @@ mod tests {
         std::fs::write(&large, vec![b'k'; 1 << 20]).expect("write");
         let head = head_of(large.to_str().expect("path")).expect("readable");
         assert_eq!(head.len(), HEAD_BYTES as usize);
-        let fifo = dir.path().join("fifo.key");
-        let made = std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .expect("mkfifo");
-        assert!(made.success());
+        let fifo = fifo_in(dir.path());
         assert_eq!(head_of(fifo.to_str().expect("path")), None);
         assert_eq!(
             head_of(dir.path().to_str().expect("path")),

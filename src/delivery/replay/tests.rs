@@ -89,8 +89,8 @@ fn start_replay_of<K: Sink>(batch: Batch, spool: &Arc<Spool>, kafka: Arc<K>) -> 
 
 /// Spools `records`, replays them into `kafka` for up to `wait`, and returns the spool and
 /// the metrics.
-async fn replay_records(
-    kafka: Arc<FakeKafka>,
+async fn replay_records<K: Sink>(
+    kafka: Arc<K>,
     records: Vec<SpooledRecord>,
     wait: Duration,
 ) -> (Arc<Spool>, Arc<Metrics>) {
@@ -252,23 +252,12 @@ async fn a_dead_letter_record_refused_for_its_time_goes_to_the_dead_letter_topic
         ],
         ..spooled("dlq")
     };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let spool = Spool::open(dir.path(), 16 << 20, 1).expect("open");
-    spool.append(invalid).await.expect("append");
-    spool.append(spooled("old")).await.expect("append");
     let started = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("after 1970")
         .as_millis() as i64;
-    let (metrics, stop_tx, task) = start_replay(&spool, kafka.clone());
-    let _ = tokio::time::timeout(Duration::from_secs(10), async {
-        while spool.records() > 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await;
-    stop_tx.send(true).expect("stop");
-    task.await.expect("replay task");
+    let records = vec![invalid, spooled("old")];
+    let (spool, metrics) = replay_records(kafka.clone(), records, Duration::from_secs(10)).await;
     assert_eq!(spool.records(), 0, "left spooled for good");
     assert_eq!(metrics.spool.replay_failures.get(), 0);
     let took = kafka.took.lock().expect("lock");
@@ -337,24 +326,12 @@ async fn dead_letter_records_refused_for_their_time_in_one_batch_leave_the_spool
         in_flight_old: std::sync::atomic::AtomicUsize::new(0),
         took: Mutex::new(Vec::new()),
     });
-    let dir = tempfile::tempdir().expect("tempdir");
-    let spool = Spool::open(dir.path(), 16 << 20, 1).expect("open");
-    for _ in 0..2 {
-        let invalid = SpooledRecord {
-            key: None,
-            ..spooled("dlq")
-        };
-        spool.append(invalid).await.expect("append");
-    }
-    let (metrics, stop_tx, task) = start_replay(&spool, kafka.clone());
-    let _ = tokio::time::timeout(Duration::from_secs(10), async {
-        while spool.records() > 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await;
-    stop_tx.send(true).expect("stop");
-    task.await.expect("replay task");
+    let invalid = || SpooledRecord {
+        key: None,
+        ..spooled("dlq")
+    };
+    let records = vec![invalid(), invalid()];
+    let (spool, metrics) = replay_records(kafka.clone(), records, Duration::from_secs(10)).await;
     assert_eq!(
         spool.records(),
         0,
