@@ -199,6 +199,24 @@ async fn a_spooled_record_refused_as_invalid_moves_to_the_dead_letter_topic_with
     assert_eq!(*kafka.times.lock().expect("lock"), [1_700_000_000_000]);
 }
 
+/// Now by the wall clock, in ms since the epoch, as records' times are.
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as i64
+}
+
+/// Whether a record's time is older than a day, the bound of the topics of the fakes below.
+fn older_than_a_day(timestamp_ms: i64) -> bool {
+    timestamp_ms < wall_ms() - 86_400_000
+}
+
+/// A record's refusal as librdkafka reports it with `code`.
+fn refused_as(code: rdkafka::types::RDKafkaErrorCode) -> ProduceError {
+    ProduceError::from_kafka(&rdkafka::error::KafkaError::MessageProduction(code))
+}
+
 /// Takes a record unless it is older than a day (`message.timestamp.before.max.ms` on every
 /// topic), which it refuses for its time, as a broker does.
 struct RefusingOld {
@@ -210,15 +228,9 @@ type Headers = Vec<(String, String)>;
 
 impl Sink for RefusingOld {
     async fn send(&self, record: &Record<'_>, _: Instant) -> Result<Delivered, ProduceError> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("after 1970")
-            .as_millis() as i64;
-        if record.timestamp_ms < now - 86_400_000 {
-            return Err(ProduceError::from_kafka(
-                &rdkafka::error::KafkaError::MessageProduction(
-                    rdkafka::types::RDKafkaErrorCode::InvalidTimestamp,
-                ),
+        if older_than_a_day(record.timestamp_ms) {
+            return Err(refused_as(
+                rdkafka::types::RDKafkaErrorCode::InvalidTimestamp,
             ));
         }
         let headers = record
@@ -252,10 +264,7 @@ async fn a_dead_letter_record_refused_for_its_time_goes_to_the_dead_letter_topic
         ],
         ..spooled("dlq")
     };
-    let started = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("after 1970")
-        .as_millis() as i64;
+    let started = wall_ms();
     let records = vec![invalid, spooled("old")];
     let (spool, metrics) = replay_records(kafka.clone(), records, Duration::from_secs(10)).await;
     assert_eq!(spool.records(), 0, "left spooled for good");
@@ -292,11 +301,7 @@ struct RefusingOldInBatches {
 impl Sink for RefusingOldInBatches {
     async fn send(&self, record: &Record<'_>, _: Instant) -> Result<Delivered, ProduceError> {
         use std::sync::atomic::Ordering::SeqCst;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("after 1970")
-            .as_millis() as i64;
-        if record.timestamp_ms < now - 86_400_000 {
+        if older_than_a_day(record.timestamp_ms) {
             self.in_flight_old.fetch_add(1, SeqCst);
             tokio::time::sleep(Duration::from_millis(20)).await;
             let together = self.in_flight_old.load(SeqCst);
@@ -307,9 +312,7 @@ impl Sink for RefusingOldInBatches {
             } else {
                 rdkafka::types::RDKafkaErrorCode::InvalidTimestamp
             };
-            return Err(ProduceError::from_kafka(
-                &rdkafka::error::KafkaError::MessageProduction(code),
-            ));
+            return Err(refused_as(code));
         }
         let mut took = self.took.lock().expect("lock");
         took.push((record.topic.to_string(), record.timestamp_ms));
