@@ -1024,24 +1024,29 @@ fn check_config_prints_the_warnings_start_up_would_log_of_its_environment() {
     assert!(!spool.exists(), "a check makes nothing");
 }
 
+/// `--check-config` with `flags`, in an environment of the brokers and a credential only, with
+/// `variable` set to `bytes` (which may replace the brokers): its exit code and stderr.
+fn check_config_with_bytes(variable: &str, bytes: &[u8], flags: &[&str]) -> (Option<i32>, String) {
+    use std::os::unix::ffi::OsStrExt as _;
+    let output = Command::new(BIN)
+        .arg("--check-config")
+        .args(flags)
+        .env_clear()
+        .env("KAFKA_BOOTSTRAP_SERVERS", "kafka:9092")
+        .env("BRIDGE_AUTH", "a:b")
+        .env(variable, std::ffi::OsStr::from_bytes(bytes))
+        .output_within(EXIT_LIMIT);
+    let err = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.code(), err)
+}
+
 /// A `KAFKA_*` variable that is not UTF-8 (a Latin-1 value set by a shell or a Secret in another
 /// encoding) cannot be handed to librdkafka: skipped, its property silently kept the bridge's
 /// default (another client.id, no password) while the check called the settings valid.
 #[test]
 fn check_config_refuses_a_kafka_variable_that_is_not_utf8_naming_it_without_its_value() {
-    use std::os::unix::ffi::OsStrExt as _;
-    let output = Command::new(BIN)
-        .arg("--check-config")
-        .env_clear()
-        .env("KAFKA_BOOTSTRAP_SERVERS", "kafka:9092")
-        .env("BRIDGE_AUTH", "a:b")
-        .env(
-            "KAFKA_CLIENT_ID",
-            std::ffi::OsStr::from_bytes(b"caf\xe9-secret"),
-        )
-        .output_within(EXIT_LIMIT);
-    let err = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{err}");
+    let (code, err) = check_config_with_bytes("KAFKA_CLIENT_ID", b"caf\xe9-secret", &[]);
+    assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("KAFKA_CLIENT_ID is not UTF-8"), "{err}");
     assert!(!err.contains("caf"), "the value is not shown: {err}");
 }
@@ -1051,40 +1056,20 @@ fn check_config_refuses_a_kafka_variable_that_is_not_utf8_naming_it_without_its_
 /// flag sets is never used (the flag wins).
 #[test]
 fn check_config_accepts_a_kafka_variable_not_read_as_a_property_that_is_not_utf8() {
-    use std::os::unix::ffi::OsStrExt as _;
-    let latin1 = std::ffi::OsStr::from_bytes(b"caf\xe9");
     for (variable, flags) in [
         ("KAFKA_PORT_9092_TCP", &[][..]),
         ("KAFKA_CLIENT_ID", &["-X", "client.id=ok"][..]),
     ] {
-        let output = Command::new(BIN)
-            .arg("--check-config")
-            .args(flags)
-            .env_clear()
-            .env("KAFKA_BOOTSTRAP_SERVERS", "kafka:9092")
-            .env("BRIDGE_AUTH", "a:b")
-            .env(variable, latin1)
-            .output_within(EXIT_LIMIT);
-        let err = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(0), "{variable} {flags:?}: {err}");
+        let (code, err) = check_config_with_bytes(variable, b"caf\xe9", flags);
+        assert_eq!(code, Some(0), "{variable} {flags:?}: {err}");
     }
 }
 
 /// A flag's twin variable that is not UTF-8 is refused by clap, whose message names no variable.
 #[test]
 fn check_config_names_a_flag_variable_that_is_not_utf8() {
-    use std::os::unix::ffi::OsStrExt as _;
-    let output = Command::new(BIN)
-        .arg("--check-config")
-        .env_clear()
-        .env("BRIDGE_AUTH", "a:b")
-        .env(
-            "KAFKA_BOOTSTRAP_SERVERS",
-            std::ffi::OsStr::from_bytes(b"caf\xe9:9092"),
-        )
-        .output_within(EXIT_LIMIT);
-    let err = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{err}");
+    let (code, err) = check_config_with_bytes("KAFKA_BOOTSTRAP_SERVERS", b"caf\xe9:9092", &[]);
+    assert_eq!(code, Some(2), "{err}");
     assert!(
         err.contains("(the value of KAFKA_BOOTSTRAP_SERVERS)"),
         "{err}"

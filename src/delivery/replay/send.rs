@@ -101,16 +101,16 @@ pub(super) async fn send_batch<K: Sink>(
 /// A broker refuses a whole batch for one record it finds invalid or too large (KIP-467), and
 /// librdkafka fails every record of that batch: the refused one with its error (each with
 /// `InvalidRecord` when several are refused), the others with the batch's error or
-/// `InvalidDifferentRecord`. A refusal met in a batch says nothing of the record itself. So each refused record is first sent again on its own, and only
-/// one its topic refuses alone is moved (its `results` entry becomes that second answer). One at
-/// a time: nothing else of replay's producer is in flight then, so each is a batch of its own,
-/// and so is each dead-letter copy (a batch of them refused whole would keep them all spooled).
-/// That costs two round trips per refused record, so the loop is bounded: by one deadline for
-/// them all (up to 2048 refused records, each with a deadline of its own, held the round for 30 s
-/// a record once Kafka went quiet), by the first that Kafka itself fails (late, away), and by
-/// `stop`, at once (what went alone so far then leaves the spool with the batch, rather than be
-/// sent again by the next start). The records not tried keep their batch's refusal and stay
-/// spooled for the next pass.
+/// `InvalidDifferentRecord`. A refusal met in a batch says nothing of the record itself. So each
+/// refused record is first sent again on its own, and only one its topic refuses alone is moved
+/// (its `results` entry becomes that second answer). One at a time: nothing else of replay's
+/// producer is in flight then, so each is a batch of its own, and so is each dead-letter copy (a
+/// batch of them refused whole would keep them all spooled). That costs two round trips per refused
+/// record, so the loop is bounded: by one deadline for them all (up to 2048 refused records, each
+/// with a deadline of its own, held the round for 30 s a record once Kafka went quiet), by the
+/// first that Kafka itself fails (late, away), and by `stop`, at once (what went alone so far then
+/// leaves the spool with the batch, rather than be sent again by the next start). The records not
+/// tried keep their batch's refusal and stay spooled for the next pass.
 ///
 /// The dead-letter topic's own records (invalid bodies spooled when Kafka was late) have no
 /// further topic to move to; but one refused there for its time alone is sent again with the
