@@ -90,6 +90,13 @@ impl ProduceError {
         }
     }
 
+    /// Kafka failed this record only because another record of its produce request's batch was
+    /// refused (`InvalidDifferentRecord`, from a broker that names the records it refuses):
+    /// the same record sent again goes through.
+    pub fn is_batch_casualty(&self) -> bool {
+        matches!(self, ProduceError::Unavailable(code) if code == "InvalidDifferentRecord")
+    }
+
     /// Kafka refuses this record itself, on any attempt (too large for the topic, invalid), as
     /// opposed to the cluster or its settings refusing it for now ([`ProduceError::Refused`]).
     pub fn is_record_fault(&self) -> bool {

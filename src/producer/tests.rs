@@ -77,6 +77,11 @@ fn librdkafka_errors_sort_into_retryable_and_permanent() {
         ProduceError::Rejected(_)
     ));
     assert!(e(RDKafkaErrorCode::InvalidRecord).is_record_fault());
+    // Failed for another record of its batch: nothing wrong with it, and nothing wrong with Kafka.
+    let casualty = e(RDKafkaErrorCode::InvalidDifferentRecord);
+    assert!(casualty.is_batch_casualty() && !casualty.is_record_fault());
+    assert!(!e(RDKafkaErrorCode::InvalidRecord).is_batch_casualty());
+    assert!(!e(RDKafkaErrorCode::NotLeaderForPartition).is_batch_casualty());
     assert_eq!(e(RDKafkaErrorCode::MessageTimedOut), ProduceError::Timeout);
     assert!(matches!(
         e(RDKafkaErrorCode::NotLeaderForPartition),

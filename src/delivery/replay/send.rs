@@ -110,7 +110,8 @@ pub(super) async fn send_batch<K: Sink>(
 /// with a deadline of its own, held the round for 30 s a record once Kafka went quiet), by the
 /// first that Kafka itself fails (late, away), and by `stop`, at once (what went alone so far then
 /// leaves the spool with the batch, rather than be sent again by the next start). The records not
-/// tried keep their batch's refusal and stay spooled for the next pass.
+/// tried keep their batch's refusal and stay spooled for the next pass. Unless it was cut short so,
+/// the records failed only for another's refusal go again after ([`resend_casualties`]).
 ///
 /// The dead-letter topic's own records (invalid bodies spooled when Kafka was late) have no
 /// further topic to move to; but one refused there for its time alone is sent again with the
@@ -131,6 +132,7 @@ pub(super) async fn divert_refused<K: Sink>(
     let mut diverted = vec![None; todo.len()];
     // Sends made here: each record sent again alone, each dead-letter copy.
     let mut sends = 0;
+    let mut cut_off = false;
     for (i, ((_, r, _), result)) in todo.iter().zip(results.iter_mut()).enumerate() {
         let refused = matches!(result, Err(e) if e.is_record_fault());
         let own = r.topic == deadletter;
@@ -141,11 +143,15 @@ pub(super) async fn divert_refused<K: Sink>(
             continue;
         }
         if *stop.borrow() || Instant::now() >= deadline {
+            cut_off = true;
             break;
         }
         let alone = tokio::select! {
             alone = replay_one(kafka, r, deadline) => alone,
-            () = crate::admin::stopped(&mut stop) => break,
+            () = crate::admin::stopped(&mut stop) => {
+                cut_off = true;
+                break;
+            }
         };
         sends += 1;
         *result = alone;
@@ -158,11 +164,43 @@ pub(super) async fn divert_refused<K: Sink>(
                 sends += 1;
                 diverted[i] = Some(divert(kafka, r, deadletter, error, deadline).await);
             }
-            Err(error) if is_kafka_failure(error) => break,
+            Err(error) if is_kafka_failure(error) => {
+                cut_off = true;
+                break;
+            }
             _ => {}
         }
     }
+    if !cut_off && !*stop.borrow() {
+        sends += resend_casualties(kafka, todo, results, deadline).await;
+    }
     (diverted, sends)
+}
+
+/// Sends again, together and in spool order, the records of a batch that failed only for
+/// another record in it (`InvalidDifferentRecord`: a broker that names the records it refuses
+/// fails the rest of their batch so), once those were tried alone. Nothing was wrong with them:
+/// left failed, they counted as Kafka unavailable, held their topic back for the rest of the pass
+/// and waited out a retry pause, counted in `spool_replay_failures_total`. Not cut off at
+/// `stop`, as the batch itself is not: Kafka may take what was sent, which must then leave the
+/// spool rather than be sent again by the next start.
+async fn resend_casualties<K: Sink>(
+    kafka: &K,
+    todo: &[&(u64, SpooledRecord, u64)],
+    results: &mut [Result<Delivered, ProduceError>],
+    deadline: Instant,
+) -> usize {
+    let casualties: Vec<usize> = (0..results.len())
+        .filter(|&i| matches!(&results[i], Err(e) if e.is_batch_casualty()))
+        .collect();
+    let again = casualties
+        .iter()
+        .map(|&i| replay_one(kafka, &todo[i].1, deadline));
+    let answers = futures_util::future::join_all(again).await;
+    for (&i, answer) in casualties.iter().zip(answers) {
+        results[i] = answer;
+    }
+    casualties.len()
 }
 
 /// Removes delivered records, off the async workers.

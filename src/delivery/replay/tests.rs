@@ -344,6 +344,80 @@ async fn dead_letter_records_refused_for_their_time_in_one_batch_leave_the_spool
     assert_eq!(kafka.took.lock().expect("lock").len(), 2);
 }
 
+/// A broker that names the records it refuses (KIP-467), as librdkafka 2.12 reports it: a batch
+/// holding a record refused for its time fails that record with `InvalidTimestamp` and every
+/// other record of the batch with `InvalidDifferentRecord`. Records in flight together are one
+/// batch here (a paused clock starts and ends their round trip together).
+#[derive(Default)]
+struct RefusingOldWithCasualties {
+    in_flight: std::sync::atomic::AtomicUsize,
+    in_flight_old: std::sync::atomic::AtomicUsize,
+    /// The most records in flight at once.
+    most: std::sync::atomic::AtomicUsize,
+    took: Mutex<Vec<String>>,
+}
+
+impl Sink for RefusingOldWithCasualties {
+    async fn send(&self, record: &Record<'_>, _: Instant) -> Result<Delivered, ProduceError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let old = older_than_a_day(record.timestamp_ms);
+        let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(now, SeqCst);
+        if old {
+            self.in_flight_old.fetch_add(1, SeqCst);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let batch_refused = self.in_flight_old.load(SeqCst) > 0;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        self.in_flight.fetch_sub(1, SeqCst);
+        if old {
+            self.in_flight_old.fetch_sub(1, SeqCst);
+            return Err(refused_as(
+                rdkafka::types::RDKafkaErrorCode::InvalidTimestamp,
+            ));
+        }
+        if batch_refused {
+            return Err(refused_as(
+                rdkafka::types::RDKafkaErrorCode::InvalidDifferentRecord,
+            ));
+        }
+        self.took
+            .lock()
+            .expect("lock")
+            .push(record.topic.to_string());
+        Ok(TAKEN)
+    }
+}
+
+/// The records that shared a batch with one Kafka refused were failed for its fault alone: once
+/// the refused one is moved to the dead-letter topic they go again in the same pass, together.
+/// Left failed, they counted as Kafka unavailable (`spool_replay_failures_total`), held their
+/// topic back for the rest of the pass, and waited out a retry pause.
+#[tokio::test(start_paused = true)]
+async fn records_failed_for_another_record_of_their_batch_are_sent_again_in_the_same_pass() {
+    let (_dir, spool) = spool_of(&[]).await;
+    // `spooled`'s time is long past: the old one, between fresh ones of its conversation.
+    let fresh = || SpooledRecord {
+        timestamp_ms: wall_ms(),
+        ..spooled("statuses")
+    };
+    for record in [fresh(), spooled("statuses"), fresh(), fresh()] {
+        spool.append(record).await.expect("append");
+    }
+    let kafka = RefusingOldWithCasualties::default();
+    let (ended, metrics) = fresh_pass(SMALL, &spool, &kafka).await;
+    assert_eq!(ended, Pass::Clean);
+    assert_eq!(spool.records(), 0);
+    assert_eq!(metrics.spool.replayed.get(), 3);
+    assert_eq!(metrics.spool.deadlettered.get(), 1);
+    assert_eq!(
+        *kafka.took.lock().expect("lock"),
+        ["dlq", "statuses", "statuses", "statuses"],
+        "the move first, then the three again"
+    );
+    assert_eq!(kafka.most.load(std::sync::atomic::Ordering::SeqCst), 4);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_spooled_record_refused_by_its_topic_and_the_dead_letter_topic_stays_spooled() {
     let kafka = FakeKafka::refusing(&["refused", "dlq"], ProduceError::TooLarge);
