@@ -44,6 +44,13 @@ pub struct Record<'a> {
     pub headers: RecordHeaders<'a>,
 }
 
+/// `time` as a record's timestamp: ms since the Unix epoch; `None` before it (a VM's reset clock).
+pub fn timestamp_ms(time: std::time::SystemTime) -> Option<i64> {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_millis() as i64)
+}
+
 /// librdkafka's allowance for a record's framing in its size check
 /// (`RD_KAFKAP_MESSAGE_V2_MAX_OVERHEAD`).
 const WIRE_OVERHEAD: usize = 36;

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -286,9 +286,7 @@ impl<S: Sink> Webhook<S> {
         let received_at = received_at.as_str();
         let digest = sha256_hex(&body);
         let body_sha256 = std::str::from_utf8(&digest).unwrap_or_default();
-        let timestamp_ms = received
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let timestamp_ms = crate::record::timestamp_ms(received).unwrap_or(0);
         let deadline = started + self.ack_timeout;
         let span = Span::current();
         match classify(&body) {

@@ -108,9 +108,7 @@ impl SpoolMetrics {
 
     /// Refreshes the gauges; called before each scrape. Blocking (reads the oldest record).
     pub fn observe(&self, spool: &Spool) {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let now_ms = crate::record::timestamp_ms(std::time::SystemTime::now()).unwrap_or(0);
         self.observe_at(spool, now_ms);
     }
 

@@ -165,3 +165,14 @@ fn ce_headers_need_both_the_cloudevents_source_and_an_event() {
         ["ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time"]
     );
 }
+
+/// Kafka's record time is ms since the epoch; a clock set before 1970 has none to give, and the
+/// callers choose what stands in (0 for a webhook, the record's own time for a re-send).
+#[test]
+fn a_record_time_is_ms_since_the_epoch_and_none_before_it() {
+    use std::time::{Duration, UNIX_EPOCH};
+    let at = UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_999);
+    assert_eq!(timestamp_ms(at), Some(1_700_000_000_123));
+    assert_eq!(timestamp_ms(UNIX_EPOCH), Some(0));
+    assert_eq!(timestamp_ms(UNIX_EPOCH - Duration::from_millis(1)), None);
+}

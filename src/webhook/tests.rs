@@ -1,6 +1,7 @@
 //! Handler tests with a fake sink: how each producer failure is answered.
 
 use std::sync::Mutex;
+use std::time::UNIX_EPOCH;
 
 use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::HeaderMap;

@@ -265,9 +265,7 @@ fn for_its_time(error: &ProduceError) -> bool {
 
 /// Now, in ms since the epoch (`fallback` for a clock before 1970).
 fn now_ms(fallback: i64) -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(fallback, |d| d.as_millis() as i64)
+    crate::record::timestamp_ms(std::time::SystemTime::now()).unwrap_or(fallback)
 }
 
 async fn replay_one<K: Sink>(
