@@ -876,7 +876,8 @@ async fn records_spooled_during_a_pass_do_not_keep_it_reading_past_its_held_topi
 
 /// Kafka with topics of 3 partitions, each keyed record placed by its key's murmur2 hash: the
 /// partitions in `down` cannot take records now (they time out), the rest take every record.
-/// A record without a key goes to partition 0.
+/// A record without a key goes to partition 0, and one whose key begins with `moved-` two
+/// partitions on from its hash's, as another partitioner would place it.
 struct Partitioned {
     down: Vec<(&'static str, i32)>,
     took: Mutex<Vec<(String, Option<String>)>>,
@@ -896,10 +897,14 @@ impl Partitioned {
 
 impl Sink for Partitioned {
     async fn send(&self, record: &Record<'_>, _: Instant) -> Result<Delivered, ProduceError> {
-        let partition = record
-            .key
-            .as_deref()
-            .map_or(0, |key| partition_of(key.as_bytes(), 3));
+        let partition = record.key.as_deref().map_or(0, |key| {
+            let hashed = partition_of(key.as_bytes(), 3);
+            if key.starts_with("moved-") {
+                (hashed + 2) % 3
+            } else {
+                hashed
+            }
+        });
         if self.down.contains(&(record.topic, partition)) {
             return Err(ProduceError::Timeout);
         }
@@ -1033,6 +1038,37 @@ async fn a_topic_whose_every_partition_fails_is_held_whole_and_the_pass_stops() 
     assert_eq!(ended, Pass::Failed(SMALL.records as u64));
     // Reading the rest would send nothing.
     assert_eq!(reached, Some(SMALL.records as u64 - 1));
+}
+
+/// Where a topic's records do not go where their keys' murmur2 hash says (a producer with
+/// another partitioner wrote the topic's layout, or partitions were added), a delivery to another
+/// partition shows it, and a failing partition then holds back the whole topic: the hash would
+/// name the wrong partition, and the records it let through would be sent in vain to the one
+/// that cannot take them.
+#[tokio::test]
+async fn a_delivery_to_another_partition_than_its_keys_makes_a_failing_partition_hold_the_topic() {
+    let kafka = Partitioned::down(&[("t", 0)]);
+    let keyed = |hashed: i32, count: usize| -> Vec<SpooledRecord> {
+        (0..)
+            .map(|i| format!("moved-{i}"))
+            .filter(|k| partition_of(k.as_bytes(), 3) == hashed)
+            .take(count)
+            .map(|key| SpooledRecord {
+                key: Some(key),
+                ..spooled("t")
+            })
+            .collect()
+    };
+    // The first batch: a record on partition 0, which fails, and the rest delivered to partition
+    // 1, though their keys hash to partition 2. The next batch's keys hash to partition 1, which
+    // took records, but they go to partition 0.
+    let mut records = on_partition("t", Some(0), 0, 1);
+    records.extend(keyed(2, SMALL.records - 1));
+    records.extend(keyed(1, 300));
+    let (ended, reached, spool) = one_pass_of(&kafka, records).await;
+    assert_eq!(ended, Pass::Failed(1), "none sent in vain");
+    assert_eq!(reached, Some(SMALL.records as u64 - 1));
+    assert_eq!(spool.records(), 301);
 }
 
 #[tokio::test]
