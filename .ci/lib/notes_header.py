@@ -46,11 +46,10 @@ def notes(chart, release, namespace, helm_args):
         capture_output=True, text=True, check=False)
     if out.returncode != 0:
         fail(f"helm install --dry-run=client failed: {out.stderr.strip()}")
-    text = out.stdout
-    manifests = text.split("NOTES:", 1)[0]
-    if "NOTES:" not in text:
+    if "NOTES:" not in out.stdout:
         fail("helm printed no NOTES")
-    return manifests.split("\nHOOKS:", 1)[-1], text.split("NOTES:", 1)[1]
+    manifests, notes_text = out.stdout.split("NOTES:", 1)
+    return manifests.split("\nHOOKS:", 1)[-1], notes_text
 
 
 def header_command(notes_text):

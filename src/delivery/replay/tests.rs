@@ -292,7 +292,8 @@ async fn a_dead_letter_record_refused_for_its_time_goes_to_the_dead_letter_topic
 /// `rd_kafka_msgbatch_handle_Produce_result_record_errors`): a ProduceRequest batch with one
 /// record refused for its time fails that record with `InvalidTimestamp`; one with more than
 /// one refused record (KIP-467 record errors) fails each of them with `InvalidRecord` instead.
-/// Records in flight together are one batch here.
+/// Records in flight together are one batch here (a paused clock starts and ends their round
+/// trip together).
 struct RefusingOldInBatches {
     in_flight_old: std::sync::atomic::AtomicUsize,
     took: Mutex<Vec<(String, i64)>>,
@@ -323,7 +324,7 @@ impl Sink for RefusingOldInBatches {
 /// After a long outage every spooled record is old, so a batch holds several refused for their
 /// time, and librdkafka reports each as `InvalidRecord`, not `InvalidTimestamp`. Invalid bodies
 /// spooled for the dead-letter topic must still leave the spool (sent alone, then with a new time).
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn dead_letter_records_refused_for_their_time_in_one_batch_leave_the_spool() {
     let kafka = Arc::new(RefusingOldInBatches {
         in_flight_old: std::sync::atomic::AtomicUsize::new(0),
