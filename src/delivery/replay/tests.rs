@@ -1325,6 +1325,26 @@ async fn a_batch_hands_its_records_to_kafka_in_spool_order() {
     assert_eq!(handed, spooled);
 }
 
+/// Paced, a batch sends a second's worth of what it read and keeps the rest for the next, in
+/// order: dropped, the rest would be sent only in the next pass, behind the records read after
+/// it (a conversation's statuses out of order).
+#[tokio::test(start_paused = true)]
+async fn a_paced_pass_sends_each_record_once_in_spool_order_across_the_rest_of_its_reads() {
+    let (_dir, spool) = spool_of(&["t"; 45]).await;
+    let kafka = Noting::default();
+    let limits = Batch {
+        records: 30,
+        ..SMALL
+    }
+    .paced(10);
+    let (ended, metrics) = fresh_pass(limits, &spool, &kafka).await;
+    assert_eq!(ended, Pass::Clean);
+    assert_eq!(metrics.spool.replayed.get(), 45);
+    let handed = kafka.0.lock().expect("lock").clone();
+    let spooled: Vec<String> = (0..45).map(|i| format!("k{i}")).collect();
+    assert_eq!(handed, spooled);
+}
+
 /// Refuses every record the first time it sees its key, as a broker refuses a whole batch for one
 /// invalid record in it, and takes it alone the next time; a 10 ms round trip each.
 #[derive(Default)]
