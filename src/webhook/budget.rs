@@ -117,6 +117,14 @@ mod tests {
         let mut small = budget.reserve(7 * K).expect("room again");
         small.shrink_to(100);
         assert_eq!(budget.held(), 3 * K, "a small body holds nothing");
+        let mut largest_small = budget.reserve(7 * K).expect("room again");
+        largest_small.shrink_to(SMALL_BODY);
+        assert_eq!(
+            budget.held(),
+            3 * K,
+            "nor one of exactly 64 KiB (found by mutation testing)"
+        );
+        drop(largest_small);
         drop((unknown, small));
         assert_eq!(budget.held(), 0);
     }

@@ -217,7 +217,9 @@ async fn a_compressed_body_is_refused_415_naming_what_is_accepted_and_never_reac
             .body(Full::new(Bytes::from_static(STATUS)))
             .expect("request")
     };
-    for coding in ["gzip", "br", "identity, gzip", "GZIP"] {
+    // A value that is not text names no coding anyone can check (found by mutation testing:
+    // one read as `identity` passed every test).
+    for coding in ["gzip", "br", "identity, gzip", "GZIP", "identit\u{e9}"] {
         let response = hook.handle(with_encoding(coding)).await;
         assert_eq!(
             response.status(),
@@ -230,7 +232,8 @@ async fn a_compressed_body_is_refused_415_naming_what_is_accepted_and_never_reac
         assert!(text.contains("uncompressed"), "{coding}: {text}");
     }
     assert!(sink.seen.lock().expect("lock").is_empty());
-    for coding in ["identity", "Identity", ""] {
+    // A list's members are trimmed: `identity , identity` says nothing else.
+    for coding in ["identity", "Identity", "", "identity , identity"] {
         let response = hook.handle(with_encoding(coding)).await;
         assert_eq!(response.status(), StatusCode::OK, "{coding:?}");
     }
@@ -357,6 +360,10 @@ fn each_refused_content_type_is_told_what_was_wrong_with_it() {
         Some(MediaRefusal::Charset)
     );
     assert_eq!(why(b"application/x/y+json"), Some(MediaRefusal::Malformed));
+    // A type or subtype left out is no media type at all, not one other than JSON (found by
+    // mutation testing: an empty token passed every test).
+    assert_eq!(why(b"/json"), Some(MediaRefusal::Malformed));
+    assert_eq!(why(b"application/"), Some(MediaRefusal::Malformed));
     // A parameter without a value, and two with no `;` between them (found by mutation testing:
     // both were taken unnoticed).
     assert_eq!(why(b"application/json; a="), Some(MediaRefusal::Malformed));
@@ -408,6 +415,8 @@ fn only_one_chunked_transfer_coding_passes() {
     assert!(with(&["Chunked"]));
     // hyper undoes one chunked layer and no other coding: what is left would reach Kafka.
     assert!(!with(&["gzip, chunked"]));
+    // Alone too, though hyper's HTTP/1 parser refuses it first (found by mutation testing).
+    assert!(!with(&["gzip"]));
     assert!(!with(&["chunked, chunked"]));
     assert!(!with(&["chunked", "chunked"]));
     // Four different answers, none telling the sender to send what it sent.
@@ -563,6 +572,67 @@ async fn a_refusal_answered_when_its_late_body_ended_is_no_slow_response() {
     );
 }
 
+/// A Kafka that acknowledges within the ack timeout, however close to it, leaves the answer on
+/// time: counted as a slow response, every ordinary Kafka latency over 100 ms would fire the
+/// alert meant for the bridge itself answering late (found by mutation testing: an answer held
+/// due as soon as its body was read passed every test).
+#[tokio::test(start_paused = true)]
+async fn an_answer_waiting_on_kafka_within_the_ack_timeout_is_no_slow_response() {
+    /// A Kafka that acknowledges half a second later.
+    struct Slow;
+    impl Sink for Slow {
+        async fn send(&self, _: &Record<'_>, _: Instant) -> Result<Delivered, ProduceError> {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            Ok(Delivered::Kafka {
+                partition: 0,
+                offset: 0,
+            })
+        }
+    }
+    let config = Config::for_brokers("k:9092", "u:p").expect("config");
+    let metrics = Arc::new(Metrics::new(&config.topics.all_topics()).expect("metrics"));
+    let hook = Webhook::new(&config, Arc::new(Slow), metrics.clone());
+    assert_eq!(hook.handle(post(STATUS)).await.status(), StatusCode::OK);
+    let shown = String::from_utf8(metrics.render()).expect("utf-8");
+    assert!(
+        shown.contains("qikchat_bridge_slow_responses_total 0"),
+        "{shown}"
+    );
+}
+
+/// A body still coming at the ack deadline can no longer be stored in time: it is answered 408
+/// then, not whenever it ends (waiting only held its `--max-in-flight` place and connection),
+/// and the answer names the ack timeout that cut it off, not the longer body read timeout the
+/// sender kept to (found by mutation testing: neither the time nor the message was checked).
+#[tokio::test(start_paused = true)]
+async fn a_body_still_coming_at_the_ack_deadline_is_answered_408_then_naming_the_ack_timeout() {
+    let mut config = Config::for_brokers("k:9092", "u:p").expect("config");
+    config.ack_timeout = Duration::from_secs(2);
+    config.body_read_timeout = Duration::from_secs(5);
+    let metrics = Arc::new(Metrics::new(&config.topics.all_topics()).expect("metrics"));
+    let sink = Arc::new(FakeSink {
+        result: Ok(Delivered::Kafka {
+            partition: 0,
+            offset: 0,
+        }),
+        seen: Mutex::new(Vec::new()),
+    });
+    let hook = Webhook::new(&config, sink.clone(), metrics);
+    let request = streamed("/webhook", Some(Duration::from_secs(3)));
+    let started = Instant::now();
+    let answer = hook.handle(request).await;
+    assert_eq!(
+        started.elapsed(),
+        config.ack_timeout,
+        "answered at the deadline"
+    );
+    assert_eq!(answer.status(), StatusCode::REQUEST_TIMEOUT);
+    let body = answer.into_body().into_inner().expect("full body");
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.contains("ack timeout"), "{text}");
+    assert!(sink.seen.lock().expect("lock").is_empty(), "nothing stored");
+}
+
 /// A body whose last byte came at the ack deadline is too late to be stored before its answer
 /// is due: it is answered 408 and never handed to the sink, whose own check (the deadline passed
 /// before it began) would blame Kafka for it in the log and the metrics (found by mutation
@@ -688,6 +758,8 @@ fn a_host_is_a_name_or_address_with_an_optional_port() {
         "[::1]",
         "[2001:db8::1]:8443",
         "[v1.fe80::a+en1]",
+        // RFC 3986's grammar is case-insensitive, its `v` too (found by mutation testing).
+        "[V1.fe80::a+en1]",
         "under_score~tilde",
         "caf%C3%A9.example",
         "host:",
