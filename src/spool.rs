@@ -39,8 +39,8 @@ pub fn volume_warning(dir: &Path, max_bytes: u64) -> Option<String> {
 use writer::Append;
 
 /// What in `dir` this process could not write to, and why, for `--check-config` and start-up:
-/// the nearest directory that exists (the rest is made under it), and the spool's files when
-/// they exist. Blocking.
+/// the nearest directory that exists (the rest is made under it), the spool's files when they
+/// exist, and a directory where start-up makes a new file. Blocking.
 pub fn unwritable(dir: &Path) -> Option<(PathBuf, std::io::Error)> {
     dir::unwritable(dir, &[FILE, dir::LOCK_FILE], |path, file| {
         if !file && path != dir {
@@ -49,6 +49,7 @@ pub fn unwritable(dir: &Path) -> Option<(PathBuf, std::io::Error)> {
             access::may_write(path, file)
         }
     })
+    .or_else(|| fresh::in_the_way(dir, &dir.join(FILE)))
 }
 
 const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records");

@@ -1,7 +1,7 @@
 //! A new spool file: made whole under another name before it takes the spool file's path, and
 //! what a start cut off while making one left under that name.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use redb::{Builder, Database, ReadableDatabase, ReadableTableMetadata};
 
@@ -71,6 +71,20 @@ pub(super) fn settle_unfinished(dir: &Path, path: &Path) -> Result<Option<Databa
     tracing::warn!(file = %unfinished.display(), "a spool file was found under the name it was made with, its rename undone (by a power loss, where the directory could not be synced); putting it back");
     put_in_place(&unfinished, path)?;
     Ok(None)
+}
+
+/// A directory under the name a new file is made with, when no file is at the path, and why:
+/// start-up cannot remove it (see [`settle_unfinished`]) to make the spool's file, and failed
+/// with exit code 1 where `--check-config` passed. Blocking.
+pub(super) fn in_the_way(dir: &Path, path: &Path) -> Option<(PathBuf, std::io::Error)> {
+    let unfinished = dir.join(UNFINISHED);
+    let a_directory = std::fs::symlink_metadata(&unfinished).is_ok_and(|m| m.is_dir());
+    let none_at_path =
+        std::fs::symlink_metadata(path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+    (a_directory && none_at_path).then(|| {
+        let why = "it is a directory, where start-up makes the spool's new file";
+        (unfinished, std::io::Error::other(why))
+    })
 }
 
 /// Renames a new file from the name it was made with to the spool's path.

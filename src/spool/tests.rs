@@ -336,6 +336,34 @@ async fn a_file_emptied_at_its_path_is_moved_aside_as_damaged() {
     spool.close();
 }
 
+/// A spool file reached through a link (to a volume mounted elsewhere) and emptied there lost
+/// what it held as one at the path does: moved aside and counted, not taken by redb for a new
+/// file, which would lose its records answered 200 without an alarm.
+#[tokio::test]
+async fn a_file_emptied_behind_a_link_at_its_path_is_moved_aside_as_damaged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("open");
+    spool.append(record(Some("k"), "a")).await.expect("append");
+    spool.close();
+    drop(spool);
+    let path = dir.path().join(FILE);
+    let elsewhere = dir.path().join("elsewhere.redb");
+    std::fs::rename(&path, &elsewhere).expect("move");
+    std::os::unix::fs::symlink(&elsewhere, &path).expect("link");
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("through the link");
+    assert_eq!((spool.files_set_aside(), spool.records()), (0, 1));
+    spool.close();
+    drop(spool);
+    std::fs::write(&elsewhere, b"").expect("empty the file");
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("a start with the file emptied");
+    assert_eq!(
+        (spool.files_set_aside(), spool.records()),
+        (1, 0),
+        "the emptied file was taken for a new one"
+    );
+    spool.close();
+}
+
 /// A new file is made under another name and renamed into place once redb has written it whole:
 /// one a crash (or a full volume) cut off while redb made it, empty or without redb's header, is
 /// left under that name, which the next start removes without an alarm (it never held a record),
@@ -405,6 +433,48 @@ async fn a_file_with_records_under_the_name_it_was_made_with_is_put_back_or_set_
         "set aside beside a readable one"
     );
     assert!(!unfinished.exists());
+    spool.close();
+}
+
+/// A file under the name it was made with that redb finds damaged (a power loss undid its rename,
+/// and the disk lost writes too), with no file at the path, is put back and then set aside like
+/// any damaged spool file, counted: taken for the new file to make, it stopped every start.
+#[tokio::test]
+async fn a_damaged_file_under_the_name_it_was_made_with_is_set_aside_not_a_stop_at_each_start() {
+    let (dir, path, unfinished) = closed_with_a_record().await;
+    let bytes = std::fs::read(&path).expect("read");
+    std::fs::remove_file(&path).expect("the rename undone");
+    std::fs::write(&unfinished, &bytes[..8192]).expect("cut short");
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("a start");
+    assert_eq!((spool.records(), spool.files_set_aside()), (0, 1));
+    assert!(!unfinished.exists());
+    spool.close();
+}
+
+/// Entries set aside as undecodable were answered 200 too: a file under the name it was made
+/// with that holds only those is put back as one with records is, never removed as holding
+/// nothing.
+#[tokio::test]
+async fn a_file_under_the_name_it_was_made_with_holding_only_entries_set_aside_is_put_back() {
+    let (dir, path, unfinished) = closed_with_a_record().await;
+    {
+        let db = redb::Database::open(&path).expect("open");
+        let txn = db.begin_write().expect("write");
+        txn.open_table(RECORDS)
+            .expect("records")
+            .remove(0)
+            .expect("remove")
+            .expect("r0 is there");
+        txn.open_table(UNREADABLE)
+            .expect("unreadable")
+            .insert(0, b"".as_slice())
+            .expect("set aside");
+        txn.commit().expect("commit");
+    }
+    std::fs::rename(&path, &unfinished).expect("the rename undone");
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("a start");
+    assert_eq!((spool.records(), spool.unreadable()), (0, 1), "put back");
+    assert_eq!(spool.files_set_aside(), 0);
     spool.close();
 }
 
@@ -718,6 +788,25 @@ async fn entries_set_aside_that_this_version_decodes_are_replayed_after_a_restar
         0,
         "the clash, readable but left aside, is not counted as moved back"
     );
+    spool.close();
+}
+
+/// With no entry set aside that decodes, moving them back writes nothing: a start on a volume
+/// refusing writes meanwhile (full, say) would otherwise fail a needless commit, and say that
+/// readable entries stay aside when there is none.
+#[tokio::test]
+async fn with_nothing_to_move_back_from_the_unreadable_table_no_commit_is_made() {
+    let (storage, spool) = synced_spool_with(1).await;
+    let txn = spool.db.begin_write().expect("write");
+    txn.open_table(UNREADABLE)
+        .expect("unreadable")
+        .insert(10, b"".as_slice())
+        .expect("an undecodable entry set aside");
+    txn.commit().expect("commit");
+    storage.fail_syncs.store(true, Ordering::SeqCst);
+    let moved = super::recover::restore_decodable(&spool.db);
+    storage.fail_syncs.store(false, Ordering::SeqCst);
+    assert_eq!(moved.expect("nothing to commit"), 0);
     spool.close();
 }
 

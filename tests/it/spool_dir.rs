@@ -157,6 +157,39 @@ fn another_users_spool_dir_with_the_immutable_attribute_is_refused_by_check_conf
     both_refuse(as_nobody, &spool, &spool, "it has the immutable attribute");
 }
 
+/// A spool directory another user may write in but not search (mode 722), and a spool file it
+/// may write but not read (622): the check asks for what start-up needs (searching the
+/// directory to open its files, reading the file redb opens), or it would pass them and
+/// start-up fail with exit code 1 ("Permission denied" opening the lock, or the file).
+#[test]
+fn a_spool_dir_another_user_cannot_search_or_a_file_it_cannot_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("not run: running as another user takes root");
+        return;
+    }
+    let mode = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    };
+    for (dir_mode, file_mode, refused) in [(0o722, 0o666, None), (0o777, 0o622, Some(FILES[0]))] {
+        let (dir, spool) = spool_with(&FILES);
+        mode(dir.path(), 0o755);
+        mode(&spool, dir_mode);
+        mode(&spool.join(FILES[0]), file_mode);
+        mode(&spool.join(FILES[1]), 0o666);
+        // `nobody` may not reach the build's directory: a copy it can run.
+        let copy = dir.path().join("qikchat-bridge");
+        std::fs::copy(BIN, &copy).expect("copy");
+        let as_nobody = || {
+            let mut runuser = Command::new("runuser");
+            runuser.args(["-u", "nobody", "--"]).arg(&copy);
+            runuser
+        };
+        let refused = refused.map_or_else(|| spool.clone(), |name| spool.join(name));
+        both_refuse(as_nobody, &spool, &refused, "Permission denied");
+    }
+}
+
 /// A FIFO where the spool's lock file goes: start-up's open of it waited for a reader that never
 /// came, so the bridge never became ready and ignored the first SIGTERM, while `--check-config`
 /// passed it (found by a review). A directory where the spool's file goes failed start-up with
@@ -176,6 +209,42 @@ fn a_fifo_or_directory_where_a_spool_file_goes_is_refused_by_check_config_and_at
     let directory = spool.join("spool.redb");
     std::fs::create_dir(&directory).expect("a directory where the file goes");
     both_refuse(|| Command::new(BIN), &spool, &directory, why);
+}
+
+/// Links that lead somewhere (to the spool's file, or its directory, on another volume) are not
+/// links to nothing: `--check-config` passes them, as start-up opens the spool through them.
+#[test]
+fn symbolic_links_that_lead_to_the_spool_file_or_dir_are_passed_by_check_config() {
+    let (dir, spool) = spool_with(&FILES);
+    let file_linked = dir.path().join("file-linked");
+    std::fs::create_dir(&file_linked).expect("dir");
+    for name in FILES {
+        std::os::unix::fs::symlink(spool.join(name), file_linked.join(name)).expect("link");
+    }
+    let dir_linked = dir.path().join("dir-linked");
+    std::os::unix::fs::symlink(&spool, &dir_linked).expect("link");
+    for linked in [file_linked, dir_linked] {
+        let output = Command::new(BIN)
+            .arg("--check-config")
+            .arg("--spool-dir")
+            .arg(&linked)
+            .env_clear()
+            .output_within(EXIT_LIMIT);
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{linked:?}: {err}");
+    }
+}
+
+/// A directory under the name start-up makes a new spool file with (`spool.redb.new`), and no
+/// spool file: start-up could not remove it and failed with exit code 1, while `--check-config`
+/// passed it. Beside a spool file it is in nobody's way (the file is opened).
+#[test]
+fn a_directory_where_a_new_spool_file_is_made_is_refused_by_check_config_and_at_start_up() {
+    let (_dir, spool) = spool_with(&[]);
+    let unfinished = spool.join("spool.redb.new");
+    std::fs::create_dir(&unfinished).expect("a directory where the new file is made");
+    let why = "it is a directory, where start-up makes the spool's new file";
+    both_refuse(|| Command::new(BIN), &spool, &unfinished, why);
 }
 
 /// A symbolic link to nothing where the spool's lock goes, or at the spool directory itself: the
