@@ -172,7 +172,12 @@ pub(super) async fn divert_refused<K: Sink>(
         }
     }
     if !cut_off && !*stop.borrow() {
-        sends += resend_casualties(kafka, todo, results, deadline).await;
+        // A whole replay timeout of their own, as the batch had: with what the moves left of
+        // theirs, librdkafka (whose `message.timeout.ms` is replay's timeout, counted from the
+        // hand-over) went on to deliver records replay had stopped waiting for, which then stayed
+        // spooled and were sent again.
+        let deadline = Instant::now() + REPLAY_TIMEOUT;
+        sends += resend_casualties(kafka, todo, results, &diverted, deadline).await;
     }
     (diverted, sends)
 }
@@ -181,18 +186,33 @@ pub(super) async fn divert_refused<K: Sink>(
 /// another record in it (`InvalidDifferentRecord`: a broker that names the records it refuses
 /// fails the rest of their batch so), once those were tried alone. Nothing was wrong with them:
 /// left failed, they counted as Kafka unavailable, held their topic back for the rest of the pass
-/// and waited out a retry pause, counted in `spool_replay_failures_total`. Not cut off at
+/// and waited out a retry pause, counted in `spool_replay_failures_total`. Within `deadline`, a
+/// whole replay timeout of their own. Not cut off at
 /// `stop`, as the batch itself is not: Kafka may take what was sent, which must then leave the
 /// spool rather than be sent again by the next start.
+///
+/// Except those behind an earlier record of their conversation that stays spooled (refused, and
+/// not moved to the dead-letter topic; or failed for Kafka's sake): sent, they would reach Kafka
+/// ahead of it. They stay failed, and are left behind with it.
 async fn resend_casualties<K: Sink>(
     kafka: &K,
     todo: &[&(u64, SpooledRecord, u64)],
     results: &mut [Result<Delivered, ProduceError>],
+    diverted: &[Option<Result<Delivered, ProduceError>>],
     deadline: Instant,
 ) -> usize {
-    let casualties: Vec<usize> = (0..results.len())
-        .filter(|&i| matches!(&results[i], Err(e) if e.is_batch_casualty()))
-        .collect();
+    let mut stays: std::collections::HashSet<(&str, &str)> = std::collections::HashSet::new();
+    let mut casualties = Vec::new();
+    for (i, ((_, r, _), result)) in todo.iter().zip(results.iter()).enumerate() {
+        let Err(error) = result else { continue };
+        let conversation = r.key.as_deref().map(|key| (r.topic.as_str(), key));
+        let behind = conversation.is_some_and(|c| stays.contains(&c));
+        if error.is_batch_casualty() && !behind {
+            casualties.push(i);
+        } else if !matches!(diverted[i], Some(Ok(_))) {
+            stays.extend(conversation);
+        }
+    }
     let again = casualties
         .iter()
         .map(|&i| replay_one(kafka, &todo[i].1, deadline));

@@ -353,17 +353,26 @@ async fn dead_letter_records_refused_for_their_time_in_one_batch_leave_the_spool
 struct RefusingOldWithCasualties {
     in_flight: std::sync::atomic::AtomicUsize,
     in_flight_old: std::sync::atomic::AtomicUsize,
-    /// The most records in flight at once.
-    most: std::sync::atomic::AtomicUsize,
+    /// Each record's value as it was handed over, and how many were in flight then, itself
+    /// included.
+    handed: Mutex<Vec<(String, usize)>>,
     took: Mutex<Vec<String>>,
+    /// Whether the dead-letter topic refuses every record (its authorization, say).
+    dlq_refuses: bool,
 }
 
 impl Sink for RefusingOldWithCasualties {
     async fn send(&self, record: &Record<'_>, _: Instant) -> Result<Delivered, ProduceError> {
         use std::sync::atomic::Ordering::SeqCst;
+        if self.dlq_refuses && record.topic == "dlq" {
+            return Err(refused_as(
+                rdkafka::types::RDKafkaErrorCode::TopicAuthorizationFailed,
+            ));
+        }
         let old = older_than_a_day(record.timestamp_ms);
         let now = self.in_flight.fetch_add(1, SeqCst) + 1;
-        self.most.fetch_max(now, SeqCst);
+        let value = String::from_utf8_lossy(record.value).into_owned();
+        self.handed.lock().expect("lock").push((value, now));
         if old {
             self.in_flight_old.fetch_add(1, SeqCst);
         }
@@ -397,13 +406,16 @@ impl Sink for RefusingOldWithCasualties {
 #[tokio::test(start_paused = true)]
 async fn records_failed_for_another_record_of_their_batch_are_sent_again_in_the_same_pass() {
     let (_dir, spool) = spool_of(&[]).await;
-    // `spooled`'s time is long past: the old one, between fresh ones of its conversation.
-    let fresh = || SpooledRecord {
-        timestamp_ms: wall_ms(),
+    // `spooled`'s time is long past: the old one, between fresh ones of its conversation; each
+    // body says where it was spooled.
+    let numbered = |n: u8, timestamp_ms| SpooledRecord {
+        value: vec![b'0' + n],
+        timestamp_ms,
         ..spooled("statuses")
     };
-    for record in [fresh(), spooled("statuses"), fresh(), fresh()] {
-        spool.append(record).await.expect("append");
+    let old = spooled("statuses").timestamp_ms;
+    for (n, at) in [(1, wall_ms()), (2, old), (3, wall_ms()), (4, wall_ms())] {
+        spool.append(numbered(n, at)).await.expect("append");
     }
     let kafka = RefusingOldWithCasualties::default();
     let (ended, metrics) = fresh_pass(SMALL, &spool, &kafka).await;
@@ -416,7 +428,104 @@ async fn records_failed_for_another_record_of_their_batch_are_sent_again_in_the_
         ["dlq", "statuses", "statuses", "statuses"],
         "the move first, then the three again"
     );
-    assert_eq!(kafka.most.load(std::sync::atomic::Ordering::SeqCst), 4);
+    let handed = kafka.handed.lock().expect("lock").clone();
+    let at = |n: &str, in_flight| (n.to_string(), in_flight);
+    assert_eq!(
+        handed,
+        [
+            at("1", 1),
+            at("2", 2),
+            at("3", 3),
+            at("4", 4),
+            at("2", 1),
+            at("2", 1),
+            at("1", 1),
+            at("3", 2),
+            at("4", 3),
+        ],
+        "the batch, the refused one alone and its move, then the rest again together, in order"
+    );
+}
+
+/// [`RefusingOldWithCasualties`] whose dead-letter topic takes a record only just within replay's
+/// timeout, and which, as librdkafka does, delivers a record whose sender stopped waiting
+/// (`message.timeout.ms` is replay's timeout, counted from the hand-over, not the caller's
+/// deadline): the sender is told it timed out.
+#[derive(Default)]
+struct SlowDeadLetterTopic(RefusingOldWithCasualties);
+
+impl Sink for SlowDeadLetterTopic {
+    async fn send(
+        &self,
+        record: &Record<'_>,
+        deadline: Instant,
+    ) -> Result<Delivered, ProduceError> {
+        if deadline <= Instant::now() {
+            return Err(ProduceError::Timeout);
+        }
+        if record.topic == "dlq" {
+            tokio::time::sleep_until(deadline - Duration::from_millis(10)).await;
+            self.0.took.lock().expect("lock").push("dlq".into());
+            return Ok(TAKEN);
+        }
+        let result = self.0.send(record, deadline).await;
+        if Instant::now() > deadline {
+            return Err(ProduceError::Timeout);
+        }
+        result
+    }
+}
+
+/// The casualties are sent again with a whole replay timeout of their own: with what was left
+/// of the dead-letter moves' (10 ms here), Kafka took them after replay stopped waiting, and they
+/// stayed spooled, to be sent again (duplicates).
+#[tokio::test(start_paused = true)]
+async fn casualties_sent_again_get_a_whole_replay_timeout() {
+    let (_dir, spool) = spool_of(&[]).await;
+    let fresh = || SpooledRecord {
+        timestamp_ms: wall_ms(),
+        ..spooled("statuses")
+    };
+    for record in [fresh(), spooled("statuses"), fresh(), fresh()] {
+        spool.append(record).await.expect("append");
+    }
+    let kafka = SlowDeadLetterTopic::default();
+    let (ended, _) = fresh_pass(SMALL, &spool, &kafka).await;
+    let took = kafka.0.took.lock().expect("lock").clone();
+    let taken = took.iter().filter(|t| *t == "statuses").count() as u64;
+    assert_eq!(
+        (taken, spool.records()),
+        (3, 0),
+        "taken by Kafka and still spooled: {ended:?}"
+    );
+}
+
+/// A record its topic refuses that the dead-letter topic cannot take either stays spooled, and
+/// the later records of its conversation, failed only for its fault in their batch, stay behind
+/// it: sent again, they reached Kafka before it (a conversation out of spool order).
+#[tokio::test(start_paused = true)]
+async fn casualties_of_a_refused_record_that_stays_spooled_stay_behind_it() {
+    let (_dir, spool) = spool_of(&[]).await;
+    // One conversation (key `k`): the old record, then a fresh one.
+    let fresh = SpooledRecord {
+        timestamp_ms: wall_ms(),
+        ..spooled("statuses")
+    };
+    for record in [spooled("statuses"), fresh] {
+        spool.append(record).await.expect("append");
+    }
+    let kafka = RefusingOldWithCasualties {
+        dlq_refuses: true,
+        ..Default::default()
+    };
+    let (ended, _) = fresh_pass(SMALL, &spool, &kafka).await;
+    assert_eq!(
+        *kafka.took.lock().expect("lock"),
+        Vec::<String>::new(),
+        "the fresh record went ahead of the old one still spooled"
+    );
+    assert_eq!(spool.records(), 2);
+    assert_eq!(ended, Pass::Failed(2));
 }
 
 #[tokio::test(start_paused = true)]
