@@ -181,8 +181,9 @@ impl Background {
             supervise::join_by(watch, watches_stop_by, name).await;
         }
         if let Some(replay) = self.replay {
-            // A replay round can wait a minute and a half (30 s for its batch, 30 more for its
-            // dead-letter moves, 30 more for the records failed only for another of their batch);
+            // A replay round can wait two minutes (30 s for its batch, 30 more for handing over
+            // its dead-letter moves and up to 30 for the last one handed over, 30 more for the
+            // records failed only for another of their batch);
             // records are deleted only after delivery, so cutting it short costs at most
             // a repeat at the next start. Waited for once cancelled, so the spool file is closed
             // when `run` returns.

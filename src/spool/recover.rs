@@ -85,9 +85,10 @@ pub(super) enum Judged {
 /// here whole (see `fresh`), a file at the path was finished, so one of 0 bytes (which redb would
 /// take for a new one) lost what it held, to a disk that dropped writes it had acknowledged or a
 /// restore of an empty copy; and one redb finds corrupt is damaged too. A link at the path is
-/// followed: the file it leads to, emptied, lost its records as much.
+/// not followed: an empty file made for the spool on another volume (a link to nothing is
+/// refused) is its first start's, which would otherwise be set aside and the link replaced.
 pub(super) fn judged_open(path: &Path) -> Result<Database, Judged> {
-    if std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0) {
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0) {
         return Err(Judged::Damaged("the file is empty".to_string()));
     }
     create(path).map_err(|e| {

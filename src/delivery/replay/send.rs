@@ -106,7 +106,8 @@ pub(super) async fn send_batch<K: Sink>(
 /// (its `results` entry becomes that second answer). One at a time: nothing else of replay's
 /// producer is in flight then, so each is a batch of its own, and so is each dead-letter copy (a
 /// batch of them refused whole would keep them all spooled). That costs two round trips per refused
-/// record, so the loop is bounded: by one deadline for them all (up to 2048 refused records, each
+/// record, so the loop is bounded: by one deadline for them all to be handed over (each then waited
+/// for a whole replay timeout, as librdkafka may deliver it until then) (up to 2048 refused records, each
 /// with a deadline of its own, held the round for 30 s a record once Kafka went quiet), by the
 /// first that Kafka itself fails (late, away), and by `stop`, at once (what went alone so far then
 /// leaves the spool with the batch, rather than be sent again by the next start). The records not
@@ -133,21 +134,35 @@ pub(super) async fn divert_refused<K: Sink>(
     // Sends made here: each record sent again alone, each dead-letter copy.
     let mut sends = 0;
     let mut cut_off = false;
+    // Conversations with a record that stays spooled (refused, alone too, and not moved; or
+    // failed for Kafka's sake): a later record of theirs sent alone would go ahead of it.
+    let mut stays: std::collections::HashSet<(&str, &str)> = std::collections::HashSet::new();
     for (i, ((_, r, _), result)) in todo.iter().zip(results.iter_mut()).enumerate() {
         let refused = matches!(result, Err(e) if e.is_record_fault());
         let own = r.topic == deadletter;
+        let conversation = r.key.as_deref().map(|key| (r.topic.as_str(), key));
         // Not only a refusal for its time: with more than one record of a batch refused,
         // librdkafka reports each as `InvalidRecord` (KIP-467 record errors), and after a long
         // outage a batch of the dead-letter topic's own records is all old. Alone, it is told.
         if !refused {
+            if matches!(result, Err(e) if !e.is_batch_casualty()) {
+                stays.extend(conversation);
+            }
+            continue;
+        }
+        if conversation.is_some_and(|c| stays.contains(&c)) {
             continue;
         }
         if *stop.borrow() || Instant::now() >= deadline {
             cut_off = true;
             break;
         }
+        // The shared deadline bounds when a record is handed over; once handed over it is waited
+        // for as long as librdkafka may still deliver it (`message.timeout.ms`, replay's timeout,
+        // counted from the hand-over): given up on sooner, a record Kafka then takes stays
+        // spooled and goes twice.
         let alone = tokio::select! {
-            alone = replay_one(kafka, r, deadline) => alone,
+            alone = replay_one(kafka, r, Instant::now() + REPLAY_TIMEOUT) => alone,
             () = crate::admin::stopped(&mut stop) => {
                 cut_off = true;
                 break;
@@ -158,17 +173,22 @@ pub(super) async fn divert_refused<K: Sink>(
         match result {
             Err(error) if own && for_its_time(error) => {
                 sends += 1;
-                *result = replay_at(kafka, r, now_ms(r.timestamp_ms), deadline).await;
+                let wait = Instant::now() + REPLAY_TIMEOUT;
+                *result = replay_at(kafka, r, now_ms(r.timestamp_ms), wait).await;
             }
             Err(error) if !own && error.is_record_fault() => {
                 sends += 1;
-                diverted[i] = Some(divert(kafka, r, deadletter, error, deadline).await);
+                let wait = Instant::now() + REPLAY_TIMEOUT;
+                diverted[i] = Some(divert(kafka, r, deadletter, error, wait).await);
             }
             Err(error) if is_kafka_failure(error) => {
                 cut_off = true;
                 break;
             }
             _ => {}
+        }
+        if result.is_err() && !matches!(diverted[i], Some(Ok(_))) {
+            stays.extend(conversation);
         }
     }
     if !cut_off && !*stop.borrow() {
