@@ -74,6 +74,35 @@ fn seed_user() -> &'static str {
 mod tests {
     use super::*;
 
+    fn config(flags: &[&str]) -> Config {
+        use clap::Parser as _;
+        let argv = ["qikchat-bridge"].iter().chain(flags);
+        let args = crate::config::Args::try_parse_from(argv).expect("flags parse");
+        let no_files = |_: &std::path::Path| Err(std::io::ErrorKind::NotFound.into());
+        Config::from_args(args, std::iter::empty(), no_files).expect("valid")
+    }
+
+    /// Anyone can post webhooks once authentication is off: start-up and --check-config say so,
+    /// and only then, where a warning given always would teach operators to read past it (found
+    /// by mutation testing: the condition turned around passed every test).
+    #[test]
+    fn authentication_disabled_is_warned_of_exactly_when_it_is() {
+        let brokers = ["--kafka-brokers", "kafka:9092"];
+        let disabled = config(&[&brokers[..], &["--insecure-disable-auth"]].concat());
+        assert_eq!(of(&disabled), vec![Warning::AuthDisabled]);
+        assert_eq!(
+            Warning::AuthDisabled.to_string(),
+            "authentication is DISABLED (--insecure-disable-auth): anyone can post webhooks"
+        );
+        let required = config(&[&brokers[..], &["--auth", "qikchat:pa55word"]].concat());
+        assert_eq!(of(&required), vec![]);
+        // The embedded Kafka with the example credential: that credential is required.
+        assert_eq!(
+            of(&config(&[])),
+            vec![Warning::EmbeddedKafka, Warning::SeedCredential]
+        );
+    }
+
     #[test]
     fn the_seed_credentials_warning_names_its_user_and_never_its_password() {
         let (user, password) = crate::config::SEED_CREDENTIAL

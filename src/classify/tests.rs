@@ -230,6 +230,62 @@ fn refusals_name_the_reason() {
     }
 }
 
+/// The event is the record's `ce_type`, and CloudEvents' String type forbids every Unicode
+/// noncharacter: both ends of U+FDD0..U+FDEF and the last two code points of every plane up to
+/// U+10FFFF are refused, and their neighbours, which are text, are taken (found by mutation
+/// testing: U+FDEF, the range's last, was never tried).
+#[test]
+fn every_noncharacter_in_the_event_is_refused_and_its_neighbours_are_taken() {
+    let body = |c: u32| {
+        let c = char::from_u32(c).expect("a scalar value");
+        format!(r#"{{"event":"whatsapp:{c}"}}"#)
+    };
+    for c in [
+        0xFDD0, 0xFDE7, 0xFDEF, 0xFFFE, 0xFFFF, 0x1FFFE, 0x1FFFF, 0x10FFFE, 0x10FFFF,
+    ] {
+        assert_eq!(
+            classify(body(c).as_bytes()),
+            Err(ClassifyError::EventNotText),
+            "U+{c:04X}"
+        );
+    }
+    for c in [0xFDCF, 0xFDF0, 0xFFFD, 0x1FFFD, 0x20000, 0x10FFFD] {
+        let body = body(c);
+        let got = classify(body.as_bytes()).unwrap_or_else(|e| panic!("U+{c:04X}: {e}"));
+        assert!(got
+            .event
+            .ends_with(char::from_u32(c).expect("a scalar value")));
+    }
+}
+
+/// Only keys spelled exactly `event`, `payload`, `id`, `to`, `message` and `from` are read: one
+/// that differs in case or only begins with such a name is another field. Taken for `to` or
+/// `from`, it would key the record by another number (a conversation's records split across
+/// partitions); taken for `event`, it would refuse a real event as a duplicate (found by mutation
+/// testing: a prefix or case-blind match passed every test). In both passes.
+#[test]
+fn keys_that_only_resemble_the_fields_read_are_other_fields() {
+    let body = r#"{"Event":"x","events":"y","event":"e","eventType":"z","PAYLOAD":{"to":"8"},
+        "payloads":{"to":"9"},"payload":{"identity":"i","ID":"I","total":"7","TO":"6","to":"1",
+        "tos":"5","messages":{"from":"4"},"Message":{"from":"3"},
+        "message":{"fromName":"2","FROM":"2","from":"0","from_me":"2"},"idx":"j"},"payload2":{}@}"#;
+    // An escaped control character in a key sends the body down the careful pass.
+    for tail in ["", r#","\u0001":0"#] {
+        let body = body.replace('@', tail);
+        let e = classify(body.as_bytes()).unwrap_or_else(|err| panic!("{body}: {err}"));
+        assert_eq!(
+            (
+                e.event.as_ref(),
+                e.message_id.as_deref(),
+                e.to.as_deref(),
+                e.from.as_deref()
+            ),
+            ("e", None, Some("1"), Some("0")),
+            "{body}"
+        );
+    }
+}
+
 #[test]
 fn invalid_utf8_in_a_field_the_bridge_skips_is_still_refused() {
     // A Latin-1 é in the customer's text: serde_json alone skips it without a check.
