@@ -240,6 +240,8 @@ mod tests {
     fn an_unset_or_empty_rust_log_is_info_not_a_filter_that_hides_everything() {
         assert_eq!(spec(""), ("info,h2=error".to_string(), None));
         assert_eq!(spec("  "), ("info,h2=error".to_string(), None));
+        // Taken as trimmed: " off" is off, no reason for h2's errors (found by mutation testing).
+        assert_eq!(spec(" off\n"), ("off".to_string(), None));
     }
 
     #[test]

@@ -53,6 +53,11 @@ async fn a_logged_request_shows_neither_the_password_nor_the_body() {
     // The event, and the latency in milliseconds (over a microsecond, under the second a
     // seconds-plus-1000 slip would pass); found missing by mutation testing.
     assert_eq!(accepted_line["span"]["event"], "whatsapp:message:in");
+    // Where a line comes from, which `RUST_LOG` filters by (found missing by mutation testing).
+    assert_eq!(
+        accepted_line["target"], "qikchat_bridge::webhook",
+        "{accepted_line}"
+    );
     let latency = accepted_line["span"]["latency_ms"]
         .as_f64()
         .expect("latency_ms");

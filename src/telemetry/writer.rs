@@ -3,7 +3,8 @@
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{mpsc, Arc, OnceLock};
+use std::time::Duration;
 
 use tracing::{Level, Metadata};
 use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, NonBlockingBuilder, WorkerGuard};
@@ -48,26 +49,61 @@ pub struct ByLevel {
 #[derive(Debug)]
 #[must_use = "dropping it stops the log writer"]
 pub struct Guard {
-    queues: Vec<(NonBlocking, WorkerGuard)>,
+    queues: Vec<(NonBlocking, WorkerGuard, mpsc::Receiver<()>)>,
 }
+
+/// How long a dropped [`Guard`] waits for each queue's writer thread to write what it holds.
+const LAST_LINES_WAIT: Duration = Duration::from_secs(1);
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        for (mut queue, guard) in self.queues.drain(..) {
+        for (mut queue, guard, written) in self.queues.drain(..) {
             // tracing-appender's guard waits 100 ms for room in a full queue (a reader that
             // stopped reading), then prints to stdout that it could not stop its thread: a line
             // that is not the log's, and a panic, so exit 101, where stdout is a closed pipe.
-            // A queue with no room for an empty line is left to the exit, which ends its thread.
+            // Room for an empty line is no room for its shutdown too (the empty line may take
+            // the last), so its guard is never dropped: the empty line, once written, says the
+            // lines before it are, and the exit ends the thread.
             let dropped = queue.error_counter();
             let before = dropped.dropped_lines();
             let _ = queue.write(b"");
-            if dropped.dropped_lines() > before {
-                std::mem::forget(guard);
-            } else {
-                drop(guard);
+            if dropped.dropped_lines() == before {
+                let _ = written.recv_timeout(LAST_LINES_WAIT);
             }
+            std::mem::forget(guard);
         }
     }
+}
+
+/// A queue's writer: says when it comes to the empty line a dropped [`Guard`] queued (a log
+/// line is never empty), and writes the rest.
+struct Marked<W> {
+    inner: W,
+    written: mpsc::Sender<()>,
+}
+
+impl<W: Write> Write for Marked<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(buf)
+    }
+
+    fn write_all(&mut self, line: &[u8]) -> std::io::Result<()> {
+        if line.is_empty() {
+            let _ = self.written.send(());
+            return Ok(());
+        }
+        self.inner.write_all(line)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// `inner` as a queue's writer, and what tells when it came to a dropped [`Guard`]'s empty line.
+fn marked<W: Write>(inner: W) -> (Marked<W>, mpsc::Receiver<()>) {
+    let (written, at_mark) = mpsc::channel();
+    (Marked { inner, written }, at_mark)
 }
 
 impl ByLevel {
@@ -83,11 +119,15 @@ impl ByLevel {
                 .buffered_lines_limit(BUFFERED_LINES)
                 .thread_name(name)
         };
+        let ((loud, loud_written), (quiet, quiet_written)) = (marked(loud), marked(quiet));
         let (loud, loud_guard) = queue("log-writer-warn").finish(loud);
         let (quiet, quiet_guard) = queue("log-writer").finish(quiet);
         let counters = [loud.error_counter(), quiet.error_counter()];
         let guard = Guard {
-            queues: vec![(loud.clone(), loud_guard), (quiet.clone(), quiet_guard)],
+            queues: vec![
+                (loud.clone(), loud_guard, loud_written),
+                (quiet.clone(), quiet_guard, quiet_written),
+            ],
         };
         (ByLevel { loud, quiet }, guard, counters)
     }
@@ -144,8 +184,8 @@ impl Write for Stderr {
 mod tests {
     use super::*;
     use crate::telemetry::Kept;
-    use std::sync::{mpsc, Mutex};
-    use std::time::{Duration, Instant};
+    use std::sync::Mutex;
+    use std::time::Instant;
 
     /// A stderr nobody reads: every write waits until the test ends.
     struct Stalled(Mutex<mpsc::Receiver<()>>);
@@ -191,6 +231,61 @@ mod tests {
         drop(guard);
         assert_eq!(loud.text().lines().count(), 10);
         assert_eq!(quiet.text().lines().count(), 10);
+    }
+
+    /// A stderr nobody reads until `release` is dropped, that says when its writer thread began
+    /// its first write.
+    struct StalledAfter {
+        release: Mutex<mpsc::Receiver<()>>,
+        started: Option<mpsc::Sender<()>>,
+        kept: Kept,
+    }
+
+    impl Write for StalledAfter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if let Some(started) = self.started.take() {
+                let _ = started.send(());
+            }
+            let _ = self.release.lock().map(|r| r.recv());
+            self.kept.write(buf)
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A reader that resumes within the second still gets the last lines when its queue had
+    /// room for one line only: the empty line that tries the queue took that room, and
+    /// tracing-appender's guard, finding none for its shutdown, gave up after 100 ms and printed
+    /// to stdout (a panic, exit 101, where stdout is a closed pipe).
+    #[test]
+    fn dropped_the_guard_of_a_stalled_queue_with_room_for_one_line_waits_for_its_lines() {
+        let (release, stalled) = mpsc::channel();
+        let (started, writing) = mpsc::channel();
+        let kept = Kept::default();
+        let stderr = StalledAfter {
+            release: Mutex::new(stalled),
+            started: Some(started),
+            kept: kept.clone(),
+        };
+        let (writer, guard, [_, quiet]) = ByLevel::over(Kept::default(), stderr);
+        let mut queue = writer.make_writer();
+        queue
+            .write_all(b"taken by the writer thread\n")
+            .expect("queued");
+        writing.recv().expect("the writer thread writes");
+        for _ in 1..BUFFERED_LINES {
+            queue.write_all(b"queued\n").expect("queued");
+        }
+        assert_eq!(quiet.dropped_lines(), 0, "room for one line is left");
+        let reader = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            drop(release);
+        });
+        drop(guard);
+        assert_eq!(kept.text().lines().count(), BUFFERED_LINES);
+        reader.join().expect("reader");
     }
 
     #[test]

@@ -1022,6 +1022,9 @@ fn check_config_prints_the_warnings_start_up_would_log_of_its_environment() {
         "{stderr}"
     );
     assert!(!spool.exists(), "a check makes nothing");
+    // Nothing of RUST_LOG when it is unset: unset is `info` (found by mutation testing: taken
+    // for a value not UTF-8, it was warned of in every check and at every start).
+    assert!(!stderr.contains("RUST_LOG"), "{stderr}");
 }
 
 /// `--check-config` with `flags`, in an environment of the brokers and a credential only, with

@@ -174,6 +174,25 @@ fn generated_client_ids_from_the_reports_own_pieces_are_read_whole() {
     );
 }
 
+/// A librdkafka that names its clients otherwise than `CLIENT_ID#TYPE-N` still has a client.id
+/// JSON cannot hold as written read, at the first separators (found by mutation testing: no test
+/// reached them).
+#[test]
+fn a_client_id_with_a_backslash_is_read_whatever_librdkafka_names_the_client() {
+    let raw = "{ \"name\": \"rdkafka-7\", \"client_id\": \"CORP\\svc\", \"type\": \"producer\", \
+               \"ts\":123, \"time\":1, \"age\":1, \"replyq\":0, \"msg_cnt\":0, \"msg_size\":0, \
+               \"msg_max\":10, \"msg_size_max\":10, \"simple_cnt\":0, \"metadata_cache_cnt\":0, \
+               \"brokers\":{ }, \"topics\":{ }, \"tx\":0, \"tx_bytes\":0, \"rx\":0, \
+               \"rx_bytes\":0, \"txmsgs\":0, \"txmsg_bytes\":0, \"rxmsgs\":0, \"rxmsg_bytes\":0}";
+    assert!(
+        serde_json::from_str::<Statistics>(raw).is_err(),
+        "no JSON as written"
+    );
+    let statistics = parse(raw.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(statistics.client_id, "CORP\\svc");
+    assert_eq!(statistics.name, "rdkafka-7");
+}
+
 fn report_of(id: &str) -> Vec<u8> {
     report_with(&[("client.id", id)])
 }
