@@ -134,8 +134,10 @@ pub(super) async fn divert_refused<K: Sink>(
     // Sends made here: each record sent again alone, each dead-letter copy.
     let mut sends = 0;
     let mut cut_off = false;
-    // Conversations with a record that stays spooled (refused, alone too, and not moved; or
-    // failed for Kafka's sake): a later record of theirs sent alone would go ahead of it.
+    // Conversations with a record not delivered yet (refused, alone too, and not moved; failed
+    // for Kafka's sake; or failed for another's refusal, sent again only after this loop): a later
+    // record of theirs sent alone would go ahead of it. It keeps its batch's refusal and is left
+    // behind with it, to be sent alone in a later pass.
     let mut stays: std::collections::HashSet<(&str, &str)> = std::collections::HashSet::new();
     for (i, ((_, r, _), result)) in todo.iter().zip(results.iter_mut()).enumerate() {
         let refused = matches!(result, Err(e) if e.is_record_fault());
@@ -145,7 +147,7 @@ pub(super) async fn divert_refused<K: Sink>(
         // librdkafka reports each as `InvalidRecord` (KIP-467 record errors), and after a long
         // outage a batch of the dead-letter topic's own records is all old. Alone, it is told.
         if !refused {
-            if matches!(result, Err(e) if !e.is_batch_casualty()) {
+            if result.is_err() {
                 stays.extend(conversation);
             }
             continue;
@@ -170,6 +172,17 @@ pub(super) async fn divert_refused<K: Sink>(
         };
         sends += 1;
         *result = alone;
+        // The copies, and the re-sends with a new time, are handed over within the shared
+        // deadline too: handed over after it, a round lasted up to three replay timeouts here.
+        let follows = match result {
+            Err(error) if own => for_its_time(error),
+            Err(error) => error.is_record_fault(),
+            Ok(_) => false,
+        };
+        if follows && (*stop.borrow() || Instant::now() >= deadline) {
+            cut_off = true;
+            break;
+        }
         match result {
             Err(error) if own && for_its_time(error) => {
                 sends += 1;

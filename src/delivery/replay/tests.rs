@@ -406,16 +406,18 @@ impl Sink for RefusingOldWithCasualties {
 #[tokio::test(start_paused = true)]
 async fn records_failed_for_another_record_of_their_batch_are_sent_again_in_the_same_pass() {
     let (_dir, spool) = spool_of(&[]).await;
-    // `spooled`'s time is long past: the old one, between fresh ones of its conversation; each
-    // body says where it was spooled.
-    let numbered = |n: u8, timestamp_ms| SpooledRecord {
+    // `spooled`'s time is long past: the old one, before fresh ones of its conversation (`k`),
+    // after one of another (`a`); each body says where it was spooled.
+    let numbered = |n: u8, key: &str, timestamp_ms| SpooledRecord {
         value: vec![b'0' + n],
+        key: Some(key.into()),
         timestamp_ms,
         ..spooled("statuses")
     };
     let old = spooled("statuses").timestamp_ms;
-    for (n, at) in [(1, wall_ms()), (2, old), (3, wall_ms()), (4, wall_ms())] {
-        spool.append(numbered(n, at)).await.expect("append");
+    let now = wall_ms();
+    for (n, key, at) in [(1, "a", now), (2, "k", old), (3, "k", now), (4, "k", now)] {
+        spool.append(numbered(n, key, at)).await.expect("append");
     }
     let kafka = RefusingOldWithCasualties::default();
     let (ended, metrics) = fresh_pass(SMALL, &spool, &kafka).await;
@@ -486,7 +488,12 @@ async fn casualties_sent_again_get_a_whole_replay_timeout() {
         timestamp_ms: wall_ms(),
         ..spooled("statuses")
     };
-    for record in [fresh(), spooled("statuses"), fresh(), fresh()] {
+    // The first of another conversation: one of the old one's would wait behind it.
+    let other = SpooledRecord {
+        key: Some("a".into()),
+        ..fresh()
+    };
+    for record in [other, spooled("statuses"), fresh(), fresh()] {
         spool.append(record).await.expect("append");
     }
     let kafka = SlowDeadLetterTopic::default();
@@ -1888,5 +1895,164 @@ async fn a_dead_letter_copy_kafka_takes_late_in_the_moves_leaves_the_spool() {
         4,
         "moved {took:?}, and {} still spooled: {ended:?}",
         spool.records()
+    );
+}
+
+/// In a batch, the record whose body is "2" is refused (`InvalidRecord`) and every other record
+/// fails as its casualty (`InvalidDifferentRecord`); each record after its first try is taken (as
+/// when the refusal was its batch's, a second message set of the partition too large, say), and
+/// so is each dead-letter copy. Notes the order its topic took them in.
+#[derive(Default)]
+struct CasualtyFirst {
+    seen: Mutex<std::collections::HashSet<Vec<u8>>>,
+    took: Mutex<Vec<String>>,
+}
+
+impl Sink for CasualtyFirst {
+    async fn send(&self, record: &Record<'_>, _: Instant) -> Result<Delivered, ProduceError> {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if record.topic != "dlq"
+            && self
+                .seen
+                .lock()
+                .expect("lock")
+                .insert(record.value.to_vec())
+        {
+            return Err(if record.value == b"2" {
+                ProduceError::Rejected("InvalidRecord".into())
+            } else {
+                refused_as(rdkafka::types::RDKafkaErrorCode::InvalidDifferentRecord)
+            });
+        }
+        let value = String::from_utf8_lossy(record.value).into_owned();
+        self.took.lock().expect("lock").push(value);
+        Ok(TAKEN)
+    }
+}
+
+/// A casualty earlier in the batch than a refused record of its conversation: the refused one,
+/// taken alone, must not reach Kafka ahead of it (the casualty is sent again only after the tries
+/// alone).
+#[tokio::test(start_paused = true)]
+async fn a_refused_record_sent_alone_does_not_overtake_an_earlier_casualty_of_its_conversation() {
+    let (_dir, spool) = spool_of(&[]).await;
+    for n in [b'1', b'2'] {
+        let record = SpooledRecord {
+            value: vec![n],
+            timestamp_ms: wall_ms(),
+            ..spooled("statuses")
+        };
+        spool.append(record).await.expect("append");
+    }
+    let kafka = CasualtyFirst::default();
+    let (ended, _) = fresh_pass(SMALL, &spool, &kafka).await;
+    let took = kafka.took.lock().expect("lock").clone();
+    let first = took.iter().position(|v| v == "1");
+    let second = took.iter().position(|v| v == "2");
+    assert!(
+        second.is_none() || first.is_some_and(|f| Some(f) < second),
+        "2 reached Kafka ahead of 1, the earlier record of its conversation: {took:?}, {ended:?}"
+    );
+}
+
+/// Refuses every record (`InvalidRecord`) on its topic: at once in a batch, alone after
+/// `alone[value]`; the dead-letter topic takes each copy after 1 s. Notes when each dead-letter
+/// copy was handed over.
+struct SlowRefusalsAlone {
+    seen: Mutex<std::collections::HashSet<Vec<u8>>>,
+    alone: fn(&[u8]) -> Duration,
+    copies_handed: Mutex<Vec<Instant>>,
+}
+
+impl Sink for SlowRefusalsAlone {
+    async fn send(&self, record: &Record<'_>, _: Instant) -> Result<Delivered, ProduceError> {
+        if record.topic == "dlq" {
+            self.copies_handed
+                .lock()
+                .expect("lock")
+                .push(Instant::now());
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            return Ok(TAKEN);
+        }
+        if !self
+            .seen
+            .lock()
+            .expect("lock")
+            .insert(record.value.to_vec())
+        {
+            tokio::time::sleep((self.alone)(record.value)).await;
+        }
+        Err(ProduceError::Rejected("InvalidRecord".into()))
+    }
+}
+
+/// The README: the second tries and the dead-letter copies are "handed over within one replay
+/// timeout (30 s) for the batch's refused records together". A copy whose record's try alone was
+/// handed over in time but answered after the shared deadline is handed over after it, so the
+/// moves can last up to three replay timeouts (not the two `background.rs` counts).
+#[tokio::test(start_paused = true)]
+async fn dead_letter_copies_are_handed_over_within_the_moves_shared_deadline() {
+    let (_dir, spool) = spool_of(&[]).await;
+    for (n, key) in [(b'a', "ka"), (b'b', "kb")] {
+        let record = SpooledRecord {
+            value: vec![n],
+            key: Some(key.into()),
+            ..spooled("statuses")
+        };
+        spool.append(record).await.expect("append");
+    }
+    // "a" alone answers in 20 s, its copy is taken at 21 s; "b", handed over alone at 21 s,
+    // within the shared 30 s, answers in 29 s (within a replay timeout of its own), at 50 s.
+    let kafka = SlowRefusalsAlone {
+        seen: Mutex::default(),
+        alone: |value| Duration::from_secs(if value == b"a" { 20 } else { 29 }),
+        copies_handed: Mutex::default(),
+    };
+    let started = Instant::now();
+    let (ended, _) = fresh_pass(SMALL, &spool, &kafka).await;
+    let handed: Vec<Duration> = kafka
+        .copies_handed
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|at| *at - started)
+        .collect();
+    assert!(
+        handed
+            .iter()
+            .all(|at| *at <= crate::delivery::REPLAY_TIMEOUT),
+        "dead-letter copies handed over at {handed:?}, the pass lasted {:?}: {ended:?}",
+        started.elapsed()
+    );
+}
+
+/// A casualty left behind an earlier record of its conversation that stays spooled holds back
+/// only its conversation, not its whole topic: another conversation of the topic, in a later
+/// batch of the pass, is still sent in this pass (the casualty kept `InvalidDifferentRecord`, an
+/// `Unavailable`, and `left_behind` held the topic as if Kafka could not take it).
+#[tokio::test(start_paused = true)]
+async fn a_casualty_left_behind_does_not_hold_back_its_whole_topic() {
+    let (_dir, spool) = spool_of(&[]).await;
+    let fresh = |key: &str| SpooledRecord {
+        timestamp_ms: wall_ms(),
+        key: Some(key.into()),
+        ..spooled("statuses")
+    };
+    for record in [spooled("statuses"), fresh("k"), fresh("other")] {
+        spool.append(record).await.expect("append");
+    }
+    let kafka = RefusingOldWithCasualties {
+        dlq_refuses: true,
+        ..Default::default()
+    };
+    let two = Batch {
+        records: 2,
+        ..SMALL
+    };
+    let (ended, _) = fresh_pass(two, &spool, &kafka).await;
+    assert_eq!(
+        *kafka.took.lock().expect("lock"),
+        ["statuses"],
+        "the other conversation waited for the next pass: {ended:?}"
     );
 }
