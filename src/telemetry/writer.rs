@@ -67,10 +67,15 @@ impl Drop for Guard {
             let dropped = queue.error_counter();
             let before = dropped.dropped_lines();
             let _ = queue.write(b"");
-            if dropped.dropped_lines() == before {
-                let _ = written.recv_timeout(LAST_LINES_WAIT);
+            let reached =
+                dropped.dropped_lines() == before && written.recv_timeout(LAST_LINES_WAIT).is_ok();
+            if reached {
+                // Its writer took every line up to the empty one: the queue has room again for
+                // the shutdown, and the thread ends instead of waiting for lines forever.
+                drop(guard);
+            } else {
+                std::mem::forget(guard);
             }
-            std::mem::forget(guard);
         }
     }
 }
@@ -113,15 +118,24 @@ impl ByLevel {
         L: Write + Send + 'static,
         Q: Write + Send + 'static,
     {
-        let queue = |name: &str| {
+        ByLevel::over_named(loud, quiet, "log-writer")
+    }
+
+    /// [`ByLevel::over`] with writer threads named after `prefix`.
+    fn over_named<L, Q>(loud: L, quiet: Q, prefix: &str) -> (ByLevel, Guard, [ErrorCounter; 2])
+    where
+        L: Write + Send + 'static,
+        Q: Write + Send + 'static,
+    {
+        let queue = |name: String| {
             NonBlockingBuilder::default()
                 .lossy(true)
                 .buffered_lines_limit(BUFFERED_LINES)
-                .thread_name(name)
+                .thread_name(&name)
         };
         let ((loud, loud_written), (quiet, quiet_written)) = (marked(loud), marked(quiet));
-        let (loud, loud_guard) = queue("log-writer-warn").finish(loud);
-        let (quiet, quiet_guard) = queue("log-writer").finish(quiet);
+        let (loud, loud_guard) = queue(format!("{prefix}-warn")).finish(loud);
+        let (quiet, quiet_guard) = queue(prefix.to_string()).finish(quiet);
         let counters = [loud.error_counter(), quiet.error_counter()];
         let guard = Guard {
             queues: vec![
@@ -316,5 +330,37 @@ mod tests {
         assert_eq!(loud.dropped_lines(), 0);
         drop(release);
         drop(guard);
+    }
+
+    /// The writer threads named `prefix` in this process.
+    fn writer_threads(prefix: &str) -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .expect("tasks")
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|name| name.starts_with(prefix))
+            .count()
+    }
+
+    /// A dropped guard whose writers kept up ends their threads: forgotten every time, each guard
+    /// left two threads waiting for lines for good (found by a review).
+    #[test]
+    fn a_dropped_guard_whose_writers_kept_up_ends_their_threads() {
+        for _ in 0..20 {
+            let (writer, guard, _) =
+                ByLevel::over_named(Kept::default(), Kept::default(), "ends-writer");
+            writer.make_writer().write_all(b"a line\n").expect("queued");
+            drop(writer);
+            drop(guard);
+        }
+        // A thread told to stop may take a moment to leave the task list.
+        let began = Instant::now();
+        while writer_threads("ends-writer") > 0 && began.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(
+            writer_threads("ends-writer"),
+            0,
+            "writer threads left behind"
+        );
     }
 }
