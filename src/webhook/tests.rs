@@ -551,6 +551,15 @@ async fn a_request_dropped_before_its_answer_is_counted_as_cancelled_and_an_answ
     );
 }
 
+/// Fails unless `metrics` still count no slow response.
+fn assert_no_slow_response(metrics: &Metrics) {
+    let shown = String::from_utf8(metrics.render()).expect("utf-8");
+    assert!(
+        shown.contains("qikchat_bridge_slow_responses_total 0"),
+        "{shown}"
+    );
+}
+
 /// With an ack timeout under the second a refused body may take to be read and dropped, the
 /// refusal is answered when that body ends, and its sender was the slow one: counted as a slow
 /// response, it would fire the alert meant for the bridge itself answering late (found by
@@ -565,11 +574,7 @@ async fn a_refusal_answered_when_its_late_body_ended_is_no_slow_response() {
     let answer = hook.handle(elsewhere).await;
     assert_eq!(answer.status(), StatusCode::NOT_FOUND);
     assert_eq!(answer.headers().get(CONNECTION), None, "read whole");
-    let shown = String::from_utf8(metrics.render()).expect("utf-8");
-    assert!(
-        shown.contains("qikchat_bridge_slow_responses_total 0"),
-        "{shown}"
-    );
+    assert_no_slow_response(&metrics);
 }
 
 /// A Kafka that acknowledges within the ack timeout, however close to it, leaves the answer on
@@ -593,11 +598,7 @@ async fn an_answer_waiting_on_kafka_within_the_ack_timeout_is_no_slow_response()
     let metrics = Arc::new(Metrics::new(&config.topics.all_topics()).expect("metrics"));
     let hook = Webhook::new(&config, Arc::new(Slow), metrics.clone());
     assert_eq!(hook.handle(post(STATUS)).await.status(), StatusCode::OK);
-    let shown = String::from_utf8(metrics.render()).expect("utf-8");
-    assert!(
-        shown.contains("qikchat_bridge_slow_responses_total 0"),
-        "{shown}"
-    );
+    assert_no_slow_response(&metrics);
 }
 
 /// A body still coming at the ack deadline can no longer be stored in time: it is answered 408
