@@ -105,14 +105,15 @@ pub(super) async fn send_batch<K: Sink>(
 /// refused record is first sent again on its own, and only one its topic refuses alone is moved
 /// (its `results` entry becomes that second answer). One at a time: nothing else of replay's
 /// producer is in flight then, so each is a batch of its own, and so is each dead-letter copy (a
-/// batch of them refused whole would keep them all spooled). That costs two round trips per refused
-/// record, so the loop is bounded: by one deadline for them all to be handed over (each then waited
-/// for a whole replay timeout, as librdkafka may deliver it until then) (up to 2048 refused records, each
-/// with a deadline of its own, held the round for 30 s a record once Kafka went quiet), by the
-/// first that Kafka itself fails (late, away), and by `stop`, at once (what went alone so far then
-/// leaves the spool with the batch, rather than be sent again by the next start). The records not
-/// tried keep their batch's refusal and stay spooled for the next pass. Unless it was cut short so,
-/// the records failed only for another's refusal go again after ([`resend_casualties`]).
+/// batch of them refused whole would keep them all spooled). That costs two round trips per
+/// refused record, so the loop is bounded: by one deadline for them all to be handed over (up to
+/// 2048 refused records, each with a deadline of its own, held the round for 30 s a record once
+/// Kafka went quiet; each handed over is then waited for a whole replay timeout, as librdkafka
+/// may deliver it until then), by the first that Kafka itself fails (late, away), and by `stop`,
+/// at once (what went alone so far then leaves the spool with the batch, rather than be sent again
+/// by the next start). The records not tried keep their batch's refusal and stay spooled for the
+/// next pass. Unless it was cut short so, the records failed only for another's refusal go again
+/// after ([`resend_casualties`]).
 ///
 /// The dead-letter topic's own records (invalid bodies spooled when Kafka was late) have no
 /// further topic to move to; but one refused there for its time alone is sent again with the
@@ -200,6 +201,17 @@ pub(super) async fn divert_refused<K: Sink>(
             }
             _ => {}
         }
+        // A copy, or a re-send with a new time, that Kafka itself failed (late, away) ends the
+        // moves too, as a try alone does: the next refused record would only wait on it again.
+        let moved_failed = match (&*result, &diverted[i]) {
+            (_, Some(Err(error))) => is_kafka_failure(error),
+            (Err(error), None) if own => is_kafka_failure(error),
+            _ => false,
+        };
+        if moved_failed {
+            cut_off = true;
+            break;
+        }
         if result.is_err() && !matches!(diverted[i], Some(Ok(_))) {
             stays.extend(conversation);
         }
@@ -220,13 +232,12 @@ pub(super) async fn divert_refused<K: Sink>(
 /// fails the rest of their batch so), once those were tried alone. Nothing was wrong with them:
 /// left failed, they counted as Kafka unavailable, held their topic back for the rest of the pass
 /// and waited out a retry pause, counted in `spool_replay_failures_total`. Within `deadline`, a
-/// whole replay timeout of their own. Not cut off at
-/// `stop`, as the batch itself is not: Kafka may take what was sent, which must then leave the
-/// spool rather than be sent again by the next start.
+/// whole replay timeout of their own. Not cut off at `stop`, as the batch itself is not: Kafka may
+/// take what was sent, which must then leave the spool rather than be sent again by the next start.
 ///
 /// Except those behind an earlier record of their conversation that stays spooled (refused, and
-/// not moved to the dead-letter topic; or failed for Kafka's sake): sent, they would reach Kafka
-/// ahead of it. They stay failed, and are left behind with it.
+/// not moved to the dead-letter topic; or failed otherwise): sent, they would reach Kafka ahead
+/// of it. They stay failed, and are left behind with it.
 async fn resend_casualties<K: Sink>(
     kafka: &K,
     todo: &[&(u64, SpooledRecord, u64)],

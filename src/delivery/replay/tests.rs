@@ -2056,3 +2056,114 @@ async fn a_casualty_left_behind_does_not_hold_back_its_whole_topic() {
         "the other conversation waited for the next pass: {ended:?}"
     );
 }
+
+/// On its topic, the records whose body is "2" or "4" are refused (`InvalidRecord`) on every
+/// try; every other record fails as a casualty the first time it is seen, and is taken after.
+/// The dead-letter topic takes every copy, or fails it with `dlq_fails`.
+#[derive(Default)]
+struct AlwaysRefusesTwo {
+    seen: Mutex<std::collections::HashSet<Vec<u8>>>,
+    took: Mutex<Vec<String>>,
+    copies: Mutex<Vec<String>>,
+    alone_tries: std::sync::atomic::AtomicUsize,
+    dlq_fails: Option<ProduceError>,
+}
+
+impl Sink for AlwaysRefusesTwo {
+    async fn send(&self, record: &Record<'_>, _: Instant) -> Result<Delivered, ProduceError> {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let value = String::from_utf8_lossy(record.value).into_owned();
+        if record.topic == "dlq" {
+            if let Some(e) = &self.dlq_fails {
+                return Err(e.clone());
+            }
+            self.copies.lock().expect("lock").push(value);
+            return Ok(TAKEN);
+        }
+        let first = self
+            .seen
+            .lock()
+            .expect("lock")
+            .insert(record.value.to_vec());
+        if record.value == b"2" || record.value == b"4" {
+            if !first {
+                self.alone_tries
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            return Err(ProduceError::Rejected("InvalidRecord".into()));
+        }
+        if first {
+            return Err(refused_as(
+                rdkafka::types::RDKafkaErrorCode::InvalidDifferentRecord,
+            ));
+        }
+        self.took.lock().expect("lock").push(value);
+        Ok(TAKEN)
+    }
+}
+
+/// A conversation whose first record is a casualty and whose second is refused for good drains
+/// over the passes that follow, in spool order, each pass making progress: the refused record
+/// waits behind the casualty, then goes alone as the head of what was left behind.
+#[tokio::test(start_paused = true)]
+async fn a_casualty_then_a_refused_record_of_its_conversation_drain_in_order_over_passes() {
+    let (_dir, spool) = spool_of(&[]).await;
+    for n in [b'1', b'2', b'3', b'5'] {
+        let record = SpooledRecord {
+            value: vec![n],
+            timestamp_ms: wall_ms(),
+            ..spooled("statuses")
+        };
+        spool.append(record).await.expect("append");
+    }
+    let kafka = AlwaysRefusesTwo::default();
+    let metrics = Metrics::new(&[]).expect("metrics");
+    let mut held = Held::default();
+    let mut passes = 0;
+    while spool.records() > 0 && passes < 8 {
+        pass(
+            SMALL,
+            &spool,
+            &kafka,
+            "dlq",
+            &metrics,
+            &mut held,
+            &running(),
+        )
+        .await;
+        held = std::mem::take(&mut held).next_pass();
+        passes += 1;
+    }
+    assert_eq!(spool.records(), 0, "left after {passes} passes");
+    assert_eq!(*kafka.took.lock().expect("lock"), ["1", "3", "5"]);
+    assert_eq!(*kafka.copies.lock().expect("lock"), ["2"]);
+    assert!(passes <= 3, "{passes} passes");
+}
+
+/// The second tries and the dead-letter copies end at the first that Kafka itself fails: a copy
+/// the dead-letter topic fails for Kafka's sake (its partition without a leader, say) ends them
+/// too, rather than every later refused record costing two round trips bound to fail (found by
+/// a review: only a try alone ended them).
+#[tokio::test(start_paused = true)]
+async fn a_dead_letter_copy_kafka_fails_ends_the_moves() {
+    let (_dir, spool) = spool_of(&[]).await;
+    for (n, key) in [(b'2', "a"), (b'4', "b")] {
+        let record = SpooledRecord {
+            value: vec![n],
+            key: Some(key.into()),
+            timestamp_ms: wall_ms(),
+            ..spooled("statuses")
+        };
+        spool.append(record).await.expect("append");
+    }
+    let kafka = AlwaysRefusesTwo {
+        dlq_fails: Some(ProduceError::Unavailable("LeaderNotAvailable".into())),
+        ..Default::default()
+    };
+    let (ended, _) = fresh_pass(SMALL, &spool, &kafka).await;
+    assert_eq!(
+        kafka.alone_tries.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the second refused record went alone after the first's copy failed for Kafka's sake: {ended:?}"
+    );
+}
