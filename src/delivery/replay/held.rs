@@ -182,8 +182,9 @@ impl Held {
         let topic = r.topic.clone();
         self.all_held.remove(&topic);
         match error {
-            // Failed only for another record of its batch, and left behind an earlier record of
-            // its conversation: nothing says its topic or partition cannot take records.
+            // Failed only for another record of its batch and not sent again (behind an earlier
+            // record of its conversation, or the moves were cut short): nothing says its topic or
+            // partition cannot take records.
             e if e.is_batch_casualty() && r.key.is_some() => {}
             e if e.is_partition_failure() => {
                 let partitions = self.spread.get(&topic).copied().flatten();

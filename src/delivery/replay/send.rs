@@ -112,7 +112,8 @@ pub(super) async fn send_batch<K: Sink>(
 /// may deliver it until then), by the first that Kafka itself fails (late, away), and by `stop`,
 /// at once (what went alone so far then leaves the spool with the batch, rather than be sent again
 /// by the next start). The records not tried keep their batch's refusal and stay spooled for the
-/// next pass. Unless it was cut short so, the records failed only for another's refusal go again
+/// next pass. Unless it was cut short by the deadline, `stop` or a try alone Kafka failed (a
+/// failed move ends the moves only), the records failed only for another's refusal go again
 /// after ([`resend_casualties`]).
 ///
 /// The dead-letter topic's own records (invalid bodies spooled when Kafka was late) have no
@@ -203,13 +204,15 @@ pub(super) async fn divert_refused<K: Sink>(
         }
         // A copy, or a re-send with a new time, that Kafka itself failed (late, away) ends the
         // moves too, as a try alone does: the next refused record would only wait on it again.
+        // But not the casualties' re-send: their own topic just answered, and left failed they
+        // would meet the refused record in every later batch (a keyless one holding its whole
+        // topic back), stranded for as long as the dead-letter topic is down.
         let moved_failed = match (&*result, &diverted[i]) {
             (_, Some(Err(error))) => is_kafka_failure(error),
             (Err(error), None) if own => is_kafka_failure(error),
             _ => false,
         };
         if moved_failed {
-            cut_off = true;
             break;
         }
         if result.is_err() && !matches!(diverted[i], Some(Ok(_))) {

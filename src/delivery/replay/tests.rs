@@ -2167,3 +2167,91 @@ async fn a_dead_letter_copy_kafka_fails_ends_the_moves() {
         "the second refused record went alone after the first's copy failed for Kafka's sake: {ended:?}"
     );
 }
+
+/// On "statuses", the record whose body is "2" is refused (`InvalidRecord`) on every try, and
+/// every other record sent while it is in flight fails as a casualty (`InvalidDifferentRecord`),
+/// as a broker fails the rest of a refused record's batch; alone, they are taken. The
+/// dead-letter topic is down: it fails every copy with `fails`.
+struct RefusedTwoDeadLetterDown {
+    two_in_flight: std::sync::atomic::AtomicUsize,
+    took: Mutex<Vec<String>>,
+    fails: ProduceError,
+}
+
+impl Sink for RefusedTwoDeadLetterDown {
+    async fn send(&self, record: &Record<'_>, _: Instant) -> Result<Delivered, ProduceError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if record.topic == "dlq" {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            return Err(self.fails.clone());
+        }
+        if record.value == b"2" {
+            self.two_in_flight.fetch_add(1, SeqCst);
+            // Still in flight when the others of its batch are answered.
+            tokio::time::sleep(Duration::from_millis(21)).await;
+            self.two_in_flight.fetch_sub(1, SeqCst);
+            return Err(ProduceError::Rejected("InvalidRecord".into()));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if self.two_in_flight.load(SeqCst) > 0 {
+            return Err(refused_as(
+                rdkafka::types::RDKafkaErrorCode::InvalidDifferentRecord,
+            ));
+        }
+        self.took
+            .lock()
+            .expect("lock")
+            .push(String::from_utf8_lossy(record.value).into_owned());
+        Ok(TAKEN)
+    }
+}
+
+/// With only the dead-letter topic down, a healthy topic's records that failed only for a
+/// refused record of their batch are still sent again and taken, and the records after them go
+/// in the same pass: the dead-letter topic's outage neither strands them (they would meet the
+/// refused record in every later batch, and fail with it again) nor holds back their topic.
+#[tokio::test(start_paused = true)]
+async fn a_dead_letter_topic_down_does_not_strand_the_casualties_of_a_healthy_topic() {
+    for fails in [
+        ProduceError::Timeout,
+        ProduceError::Unavailable("LeaderNotAvailable".into()),
+    ] {
+        let (_dir, spool) = spool_of(&[]).await;
+        for n in [b'2', b'3', b'5'] {
+            let record = SpooledRecord {
+                value: vec![n],
+                key: None,
+                timestamp_ms: wall_ms(),
+                ..spooled("statuses")
+            };
+            spool.append(record).await.expect("append");
+        }
+        let kafka = RefusedTwoDeadLetterDown {
+            two_in_flight: Default::default(),
+            took: Mutex::default(),
+            fails: fails.clone(),
+        };
+        let twos = Batch {
+            records: 2,
+            bytes: 16 << 20,
+            pace: None,
+        };
+        let metrics = Metrics::new(&[]).expect("metrics");
+        let mut held = Held::default();
+        pass(twos, &spool, &kafka, "dlq", &metrics, &mut held, &running()).await;
+        assert_eq!(
+            *kafka.took.lock().expect("lock"),
+            ["3", "5"],
+            "after one pass, the dead-letter topic failing with {fails:?}"
+        );
+        for _ in 0..4 {
+            held = std::mem::take(&mut held).next_pass();
+            pass(twos, &spool, &kafka, "dlq", &metrics, &mut held, &running()).await;
+        }
+        assert_eq!(
+            spool.records(),
+            1,
+            "only the refused record stays ({fails:?})"
+        );
+    }
+}
