@@ -136,6 +136,9 @@ pub(super) async fn divert_refused<K: Sink>(
     // Sends made here: each record sent again alone, each dead-letter copy.
     let mut sends = 0;
     let mut cut_off = false;
+    // The dead-letter topic, once a copy or a re-send with a new time to it failed for Kafka's
+    // sake: its own casualties are not sent again to wait on it a whole replay timeout more.
+    let mut down: Option<&str> = None;
     // Conversations with a record not delivered yet (refused, alone too, and not moved; failed
     // for Kafka's sake; or failed for another's refusal, sent again only after this loop): a later
     // record of theirs sent alone would go ahead of it. It keeps its batch's refusal and is left
@@ -213,6 +216,7 @@ pub(super) async fn divert_refused<K: Sink>(
             _ => false,
         };
         if moved_failed {
+            down = Some(deadletter);
             break;
         }
         if result.is_err() && !matches!(diverted[i], Some(Ok(_))) {
@@ -225,7 +229,7 @@ pub(super) async fn divert_refused<K: Sink>(
         // hand-over) went on to deliver records replay had stopped waiting for, which then stayed
         // spooled and were sent again.
         let deadline = Instant::now() + REPLAY_TIMEOUT;
-        sends += resend_casualties(kafka, todo, results, &diverted, deadline).await;
+        sends += resend_casualties(kafka, todo, results, &diverted, down, deadline).await;
     }
     (diverted, sends)
 }
@@ -246,6 +250,7 @@ async fn resend_casualties<K: Sink>(
     todo: &[&(u64, SpooledRecord, u64)],
     results: &mut [Result<Delivered, ProduceError>],
     diverted: &[Option<Result<Delivered, ProduceError>>],
+    down: Option<&str>,
     deadline: Instant,
 ) -> usize {
     let mut stays: std::collections::HashSet<(&str, &str)> = std::collections::HashSet::new();
@@ -254,7 +259,7 @@ async fn resend_casualties<K: Sink>(
         let Err(error) = result else { continue };
         let conversation = r.key.as_deref().map(|key| (r.topic.as_str(), key));
         let behind = conversation.is_some_and(|c| stays.contains(&c));
-        if error.is_batch_casualty() && !behind {
+        if error.is_batch_casualty() && !behind && down != Some(r.topic.as_str()) {
             casualties.push(i);
         } else if !matches!(diverted[i], Some(Ok(_))) {
             stays.extend(conversation);

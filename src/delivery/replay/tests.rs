@@ -2255,3 +2255,64 @@ async fn a_dead_letter_topic_down_does_not_strand_the_casualties_of_a_healthy_to
         );
     }
 }
+
+/// [`RefusingOldWithCasualties`] whose dead-letter topic goes quiet after `up_to` sends: every
+/// later send of it is held until its deadline and fails as timed out, as librdkafka's
+/// `message.timeout.ms` does with the topic's leader gone.
+struct DeadLetterDownAfter {
+    inner: RefusingOldWithCasualties,
+    sends: std::sync::atomic::AtomicUsize,
+    up_to: usize,
+}
+
+impl Sink for DeadLetterDownAfter {
+    async fn send(
+        &self,
+        record: &Record<'_>,
+        deadline: Instant,
+    ) -> Result<Delivered, ProduceError> {
+        let n = self.sends.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if n >= self.up_to && record.topic == "dlq" {
+            tokio::time::sleep_until(deadline).await;
+            return Err(ProduceError::Timeout);
+        }
+        self.inner.send(record, deadline).await
+    }
+}
+
+/// The dead-letter topic's own records: an old one (refused for its time) and two fresh ones of
+/// other conversations, failed for its refusal. Its re-send with a new time is the first send the
+/// topic cannot take now: a failed re-send ends the moves, and the casualties, of that very
+/// topic, are not sent again to wait out another replay timeout (at 9b1a6fe, the moves shared
+/// one replay timeout and nothing was sent after them).
+#[tokio::test(start_paused = true)]
+async fn casualties_of_a_topic_whose_re_send_kafka_just_failed_are_not_sent_again() {
+    let (_dir, spool) = spool_of(&[]).await;
+    let fresh = |key: &str| SpooledRecord {
+        key: Some(key.into()),
+        timestamp_ms: wall_ms(),
+        ..spooled("dlq")
+    };
+    for record in [spooled("dlq"), fresh("a"), fresh("b")] {
+        spool.append(record).await.expect("append");
+    }
+    // The batch (3 sends) and the old one alone (1); the re-send with a new time is the 5th.
+    let kafka = DeadLetterDownAfter {
+        inner: RefusingOldWithCasualties::default(),
+        sends: std::sync::atomic::AtomicUsize::new(0),
+        up_to: 4,
+    };
+    let began = Instant::now();
+    let (ended, _) = fresh_pass(SMALL, &spool, &kafka).await;
+    let sends = kafka.sends.load(std::sync::atomic::Ordering::SeqCst);
+    let took = began.elapsed();
+    assert_eq!(spool.records(), 3, "{ended:?}");
+    assert_eq!(
+        (
+            sends,
+            took <= crate::delivery::REPLAY_TIMEOUT + Duration::from_secs(1)
+        ),
+        (5, true),
+        "sends {sends}, the pass lasted {took:?}"
+    );
+}
