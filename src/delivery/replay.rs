@@ -176,7 +176,10 @@ async fn pass<K: Sink>(
                 }
             }
             failed += 1;
-            if is_kafka_failure(&error) {
+            // A casualty of another's refusal was answered by its broker: no sign of Kafka
+            // down, and a keyed one holds only its conversation, so counted here its topic,
+            // never held, kept the outage check below from ever passing.
+            if is_kafka_failure(&error) && !error.is_batch_casualty() {
                 kafka_failures += 1;
                 kafka_failed_topics.insert(r.topic.clone());
             }

@@ -2316,3 +2316,80 @@ async fn casualties_of_a_topic_whose_re_send_kafka_just_failed_are_not_sent_agai
         "sends {sends}, the pass lasted {took:?}"
     );
 }
+
+/// [`RefusingOldWithCasualties`] for its first `answered` sends (the first batch), then Kafka
+/// down: every later send times out at its deadline. Counts the sends once down.
+struct DownAfter {
+    inner: RefusingOldWithCasualties,
+    answered: usize,
+    sends: std::sync::atomic::AtomicUsize,
+    late: std::sync::atomic::AtomicUsize,
+}
+
+impl Sink for DownAfter {
+    async fn send(
+        &self,
+        record: &Record<'_>,
+        deadline: Instant,
+    ) -> Result<Delivered, ProduceError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.sends.fetch_add(1, SeqCst) < self.answered {
+            return self.inner.send(record, deadline).await;
+        }
+        self.late.fetch_add(1, SeqCst);
+        tokio::time::sleep_until(deadline).await;
+        Err(ProduceError::Timeout)
+    }
+}
+
+/// Kafka goes down just after answering a batch with refused records on two topics: the first
+/// try alone times out and cuts the moves short, so the keyed casualty of the second topic is
+/// not sent again. At 9b1a6fe it held its topic; now it holds only its conversation, yet it
+/// still counts as a Kafka failure of its topic, so the "Kafka itself seems down" check (every
+/// topic that failed so is held) can no longer pass: the pass goes on sending a batch to every
+/// other topic of the spool, each waiting out a whole replay timeout.
+#[tokio::test(start_paused = true)]
+async fn a_casualty_left_behind_does_not_keep_a_pass_going_while_kafka_is_down() {
+    let (_dir, spool) = spool_of(&[]).await;
+    let old = spooled("a").timestamp_ms;
+    let now = wall_ms();
+    let record = |topic: &str, key: &str, timestamp_ms| SpooledRecord {
+        key: Some(key.into()),
+        timestamp_ms,
+        ..spooled(topic)
+    };
+    for r in [
+        record("a", "a1", old),
+        record("a", "a2", now),
+        record("b", "b1", old),
+        record("b", "b2", now),
+    ] {
+        spool.append(r).await.expect("append");
+    }
+    for i in 0..16 {
+        spool
+            .append(record(&format!("t{i}"), "k", now))
+            .await
+            .expect("append");
+    }
+    let kafka = DownAfter {
+        inner: RefusingOldWithCasualties::default(),
+        answered: 4,
+        sends: Default::default(),
+        late: Default::default(),
+    };
+    let fours = Batch {
+        records: 4,
+        ..SMALL
+    };
+    let began = Instant::now();
+    let (ended, _) = fresh_pass(fours, &spool, &kafka).await;
+    let late = kafka.late.load(std::sync::atomic::Ordering::SeqCst);
+    // Down: the first try alone, then one whole batch of two topics or more (four here).
+    assert_eq!(
+        late,
+        5,
+        "sends while Kafka was down; the pass lasted {:?} and ended {ended:?}",
+        began.elapsed()
+    );
+}
