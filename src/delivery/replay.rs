@@ -150,7 +150,7 @@ async fn pass<K: Sink>(
         // failed delete would count them again at the next pass).
         let mut delivered = Vec::new();
         let (mut acknowledged, mut deadlettered) = (0u64, 0u64);
-        let mut kafka_failures = 0;
+        let (mut kafka_failures, mut casualties) = (0, 0);
         let outcomes = results.into_iter().zip(removed).zip(diverted);
         for ((seq, r, len), ((result, gone), diverted)) in todo.into_iter().zip(outcomes) {
             let error = match result {
@@ -179,7 +179,9 @@ async fn pass<K: Sink>(
             // A casualty of another's refusal was answered by its broker: no sign of Kafka
             // down, and a keyed one holds only its conversation, so counted here its topic,
             // never held, kept the outage check below from ever passing.
-            if is_kafka_failure(&error) && !error.is_batch_casualty() {
+            if error.is_batch_casualty() {
+                casualties += 1;
+            } else if is_kafka_failure(&error) {
                 kafka_failures += 1;
                 kafka_failed_topics.insert(r.topic.clone());
             }
@@ -209,8 +211,10 @@ async fn pass<K: Sink>(
             break;
         }
         // Held whole: failures of one partition of each are no sign of Kafka down.
-        if sent > 0
-            && kafka_failures == sent
+        // A casualty left behind (the moves cut short) says nothing either way: the rest of
+        // the batch decides.
+        if kafka_failures > 0
+            && kafka_failures + casualties == sent
             && kafka_failed_topics.len() > 1
             && kafka_failed_topics
                 .iter()
