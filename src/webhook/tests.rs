@@ -43,18 +43,34 @@ fn webhook(result: Result<Delivered, ProduceError>) -> (Webhook<FakeSink>, Arc<F
 fn webhook_with_metrics(
     result: Result<Delivered, ProduceError>,
 ) -> (Webhook<FakeSink>, Arc<FakeSink>, Arc<Metrics>) {
-    let config = Config::for_brokers("k:9092", "u:p").expect("config");
+    webhook_of(
+        &Config::for_brokers("k:9092", "u:p").expect("config"),
+        result,
+    )
+}
+
+/// A webhook of `config` whose sink answers `result`, the sink and the metrics.
+fn webhook_of(
+    config: &Config,
+    result: Result<Delivered, ProduceError>,
+) -> (Webhook<FakeSink>, Arc<FakeSink>, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::new(&config.topics.all_topics()).expect("metrics"));
     let sink = Arc::new(FakeSink {
         result,
         seen: Mutex::new(Vec::new()),
     });
     (
-        Webhook::new(&config, sink.clone(), metrics.clone()),
+        Webhook::new(config, sink.clone(), metrics.clone()),
         sink,
         metrics,
     )
 }
+
+/// What the fake Kafka answers for a record it takes.
+const TAKEN: Result<Delivered, ProduceError> = Ok(Delivered::Kafka {
+    partition: 0,
+    offset: 0,
+});
 /// A webhook request to `path` whose body is `STATUS`, whole `after` the request began, or never.
 fn streamed(
     path: &str,
@@ -610,15 +626,7 @@ async fn a_body_still_coming_at_the_ack_deadline_is_answered_408_then_naming_the
     let mut config = Config::for_brokers("k:9092", "u:p").expect("config");
     config.ack_timeout = Duration::from_secs(2);
     config.body_read_timeout = Duration::from_secs(5);
-    let metrics = Arc::new(Metrics::new(&config.topics.all_topics()).expect("metrics"));
-    let sink = Arc::new(FakeSink {
-        result: Ok(Delivered::Kafka {
-            partition: 0,
-            offset: 0,
-        }),
-        seen: Mutex::new(Vec::new()),
-    });
-    let hook = Webhook::new(&config, sink.clone(), metrics);
+    let (hook, sink, _) = webhook_of(&config, TAKEN);
     let request = streamed("/webhook", Some(Duration::from_secs(3)));
     let started = Instant::now();
     let answer = hook.handle(request).await;
@@ -797,15 +805,7 @@ fn a_host_is_a_name_or_address_with_an_optional_port() {
 fn taking_at_most_a_status() -> Webhook<FakeSink> {
     let mut config = Config::for_brokers("k:9092", "u:p").expect("config");
     config.max_body_bytes = STATUS.len();
-    let metrics = Arc::new(Metrics::new(&config.topics.all_topics()).expect("metrics"));
-    let sink = Arc::new(FakeSink {
-        result: Ok(Delivered::Kafka {
-            partition: 0,
-            offset: 0,
-        }),
-        seen: Mutex::new(Vec::new()),
-    });
-    Webhook::new(&config, sink, metrics)
+    webhook_of(&config, TAKEN).0
 }
 
 /// A body as large as `--max-body-bytes` is no larger than the bridge takes: refused by its
