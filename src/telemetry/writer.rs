@@ -62,8 +62,8 @@ impl Drop for Guard {
             // stopped reading), then prints to stdout that it could not stop its thread: a line
             // that is not the log's, and a panic, so exit 101, where stdout is a closed pipe.
             // Room for an empty line is no room for its shutdown too (the empty line may take
-            // the last), so its guard is never dropped: the empty line, once written, says the
-            // lines before it are, and the exit ends the thread.
+            // the last), so its guard is dropped only once the writer has come to that line,
+            // which says the lines before it are written; otherwise the exit ends the thread.
             let dropped = queue.error_counter();
             let before = dropped.dropped_lines();
             let _ = queue.write(b"");
