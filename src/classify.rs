@@ -1,10 +1,11 @@
 //! Reads the few fields the bridge needs (`event`, `payload.id`, `payload.to`,
 //! `payload.message.from`) in one borrowed pass over the body, without building a JSON tree.
 //!
-//! The whole body is still checked to be JSON (serde_json skips unknown values with
-//! `IgnoredAny`, which validates them), nested at most [`MAX_DEPTH`] deep, but only the event
-//! name is required: every other field is taken when it is a string (or a number, as written) and
-//! ignored otherwise, so an unexpected payload shape never turns a real event into a 400.
+//! The whole body is still checked to be JSON, nested at most [`MAX_DEPTH`] deep (serde_json reads
+//! through unknown values and their nesting is counted; on the rare path, a depth scan and then
+//! `IgnoredAny`, which validates them), but only the event name is required: every other field is
+//! taken when it is a string (or a number, as written) and ignored otherwise, so an unexpected
+//! payload shape never turns a real event into a 400.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -13,7 +14,7 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 mod fields;
-use fields::{KeyIn, Lenient, Payload};
+use fields::{field, KeyIn, Lenient, Payload, Skip};
 
 /// What the bridge reads from a valid body.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -77,16 +78,21 @@ pub fn classify(body: &[u8]) -> Result<Envelope<'_>, ClassifyError> {
         Ok(text) => text,
         Err(e) => return Err(ClassifyError::NotUtf8(e.valid_up_to())),
     };
-    check_depth(body.as_bytes())?;
     // From the text, not the bytes: serde_json then skips the UTF-8 check of every string it
-    // reads, which the line above has made once for the whole body.
+    // reads, which the check above has made once for the whole body.
     let parsed = match parse::<false>(body) {
         // The fast pass converts three values as it reads them: the body, `payload` and
         // `payload.message`, and serde_json refuses a number beyond f64 there (as a syntax
-        // error). A refused body gets a careful pass that takes them raw first: twice the parse
-        // on a rare path. A body at fault fails that pass's whole-body check first, so its 400
-        // names the same error and position.
-        Err(_) => parse::<true>(body),
+        // error); it also converts the values it skips, and gives up on any nested past
+        // MAX_DEPTH (see `fields::Skip`), so that it accepts only bodies the depth scan would.
+        // A refused body gets the depth scan, then a careful pass that takes those values raw
+        // first: twice the parse on a rare path. A body at fault fails that pass's whole-body
+        // check first, so its 400 names the same error and position (a body both too deep and
+        // at fault is too deep, whichever comes first in it).
+        Err(_) => {
+            check_depth(body.as_bytes())?;
+            parse::<true>(body)
+        }
         ok => ok,
     };
     parsed.map_err(structural)?
@@ -110,8 +116,9 @@ fn parse<const CAREFUL: bool>(
     Ok(raw)
 }
 
-/// serde_json skips ignored values iteratively and without a depth limit, so depth is checked
-/// by a scan of its own: brackets outside strings. Strings, most of a webhook's bytes, are
+/// serde_json skips ignored values iteratively and without a depth limit, so the careful pass's
+/// bodies have their depth checked by a scan of its own: brackets outside strings. (The fast pass
+/// counts it as it goes, see `fields::Skip`.) Strings, most of a webhook's bytes, are
 /// crossed with `memchr` to their next quote or backslash instead of byte by byte (the byte loop
 /// was half of the classifier's time in a profile).
 fn check_depth(body: &[u8]) -> Result<(), ClassifyError> {
@@ -221,6 +228,19 @@ fn noncharacter(c: char) -> bool {
     (0xFDD0..=0xFDEF).contains(&c) || c & 0xFFFE == 0xFFFE
 }
 
+/// Whether `text` holds a control character (or, with `noncharacters`, a Unicode noncharacter).
+/// ASCII text, the usual, is checked by the byte, without decoding it.
+fn not_printable(text: &str, noncharacters: bool) -> bool {
+    if text.is_ascii() {
+        // Without an early exit, the compiler checks many bytes at a time.
+        return text
+            .bytes()
+            .fold(false, |found, b| found | b.is_ascii_control());
+    }
+    text.chars()
+        .any(|c| c.is_control() || (noncharacters && noncharacter(c)))
+}
+
 /// The visitor returns the classification result as its value, so that "missing event" or "event
 /// is not a string" are found after the body was fully validated as JSON.
 struct EnvelopeVisitor<const CAREFUL: bool>;
@@ -241,7 +261,7 @@ impl<'de, const CAREFUL: bool> Visitor<'de> for EnvelopeVisitor<CAREFUL> {
                     if event.is_some() {
                         return Err(de::Error::custom(MARK_DUPLICATE));
                     }
-                    event = Some(map.next_value()?);
+                    event = Some(field(&mut map, 1)?);
                 }
                 Some(_) => {
                     if payload.is_some() {
@@ -249,14 +269,15 @@ impl<'de, const CAREFUL: bool> Visitor<'de> for EnvelopeVisitor<CAREFUL> {
                     }
                     payload = Some(map.next_value()?);
                 }
-                None => {
+                None if CAREFUL => {
                     map.next_value::<IgnoredAny>()?;
                 }
+                None => map.next_value_seed(Skip(1))?,
             }
         }
         let event = match event {
             None => return Ok(Err(ClassifyError::MissingEvent)),
-            Some(Lenient::NotString | Lenient::Number(_)) => {
+            Some(Lenient::NotString(_) | Lenient::Number(_)) => {
                 return Ok(Err(ClassifyError::EventNotString))
             }
             Some(Lenient::NotText) => return Ok(Err(ClassifyError::EventNotText)),
@@ -264,9 +285,7 @@ impl<'de, const CAREFUL: bool> Visitor<'de> for EnvelopeVisitor<CAREFUL> {
             Some(Lenient::Text(event)) if event.chars().all(crate::record::is_space) => {
                 return Ok(Err(ClassifyError::EmptyEvent))
             }
-            Some(Lenient::Text(event))
-                if event.chars().any(|c| c.is_control() || noncharacter(c)) =>
-            {
+            Some(Lenient::Text(event)) if not_printable(&event, true) => {
                 return Ok(Err(ClassifyError::EventNotText))
             }
             Some(Lenient::Text(event)) => event,
@@ -277,7 +296,7 @@ impl<'de, const CAREFUL: bool> Visitor<'de> for EnvelopeVisitor<CAREFUL> {
             // A header value, and perhaps the key: a control character there (a CR LF, say)
             // would reach every consumer that forwards record headers. The id is only dropped,
             // not the event: the body itself is stored as sent.
-            message_id: payload.id.filter(|id| !id.chars().any(char::is_control)),
+            message_id: payload.id.filter(|id| !not_printable(id, false)),
             to: payload.to,
             from: payload.from,
         }))

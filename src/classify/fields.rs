@@ -10,7 +10,7 @@ use serde::de::{
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::MARK_DUPLICATE_FIELD;
+use super::{depth_within, MARK_DUPLICATE_FIELD, MAX_DEPTH};
 
 /// A string if the value is one; any other JSON value is consumed and only says what it was.
 pub(super) enum Lenient<'a> {
@@ -19,7 +19,8 @@ pub(super) enum Lenient<'a> {
     Number(&'a str),
     /// A JSON string that is not Unicode text: it holds an unpaired surrogate escape.
     NotText,
-    NotString,
+    /// Any other JSON value, as written.
+    NotString(&'a str),
 }
 
 impl<'a> Lenient<'a> {
@@ -29,7 +30,7 @@ impl<'a> Lenient<'a> {
         match self {
             Lenient::Text(text) => Some(text),
             Lenient::Number(digits) => Some(Cow::Borrowed(digits)),
-            Lenient::NotText | Lenient::NotString => None,
+            Lenient::NotText | Lenient::NotString(_) => None,
         }
     }
 }
@@ -45,7 +46,15 @@ impl<'de> Deserialize<'de> for Lenient<'de> {
             return Ok(Lenient::Number(text));
         }
         if !text.starts_with('"') {
-            return Ok(Lenient::NotString);
+            return Ok(Lenient::NotString(text));
+        }
+        // Without a backslash, what is between the quotes is the text (serde_json has checked
+        // the string, control characters included): no second parse for it.
+        if let Some(plain) = text
+            .get(1..text.len() - 1)
+            .filter(|inner| memchr::memchr(b'\\', inner.as_bytes()).is_none())
+        {
+            return Ok(Lenient::Text(Cow::Borrowed(plain)));
         }
         // A string that is valid JSON but not Unicode text (an unpaired surrogate escape) is
         // passed on in the body like any other; as a field it is of no use, so it counts as
@@ -53,6 +62,94 @@ impl<'de> Deserialize<'de> for Lenient<'de> {
         Ok(serde_json::Deserializer::from_str(raw.get())
             .deserialize_str(LenientVisitor)
             .unwrap_or(Lenient::NotText))
+    }
+}
+
+/// The value of a field of the object `depth` levels deep, as [`Lenient`]. serde_json takes it raw
+/// without a depth limit, and the fast pass has no depth scan before it (see [`Skip`]): an object
+/// or array there is scanned for it. (The careful pass's scan has passed it already.)
+pub(super) fn field<'de, A: MapAccess<'de>>(
+    map: &mut A,
+    depth: usize,
+) -> Result<Lenient<'de>, A::Error> {
+    let value = map.next_value()?;
+    if let Lenient::NotString(raw) = value {
+        if !depth_within(raw.as_bytes(), MAX_DEPTH - depth) {
+            return Err(A::Error::custom(TOO_DEEP));
+        }
+    }
+    Ok(value)
+}
+
+/// What the fast pass fails with on a body nested too deep: the careful pass then finds it.
+const TOO_DEEP: &str = "nested too deep: for the careful pass";
+
+/// A value the fast pass does not read, in an object or array `.0` levels deep: checked as JSON
+/// like `IgnoredAny` does, but read through (numbers converted, strings decoded) rather than
+/// skipped, so that the nesting is counted on the way and the depth scan is spared: an object or
+/// array nested past [`MAX_DEPTH`] fails the pass (before serde_json's own recursion limit).
+///
+/// It fails on more than `IgnoredAny` (a number beyond f64, a lone surrogate escape, a control
+/// character in a key, as [`KeyIn`] does), never on less: a body it fails on goes to the depth
+/// scan and the careful pass, which answer for it as for any other refused by the fast pass.
+#[derive(Clone, Copy)]
+pub(super) struct Skip(pub(super) usize);
+
+impl<'de> DeserializeSeed<'de> for Skip {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Skip {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let inner = self.nested::<A::Error>()?;
+        // Keys as bytes, as `IgnoredAny` takes them: a lone surrogate escape is no error there.
+        while map.next_key_seed(KeyIn::<false>(&[]))?.is_some() {
+            map.next_value_seed(inner)?;
+        }
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let inner = self.nested::<A::Error>()?;
+        while seq.next_element_seed(inner)?.is_some() {}
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+}
+
+impl Skip {
+    /// The depth of the values of an object or array read here, if it is within the limit.
+    fn nested<E: serde::de::Error>(self) -> Result<Skip, E> {
+        if self.0 < MAX_DEPTH {
+            Ok(Skip(self.0 + 1))
+        } else {
+            Err(E::custom(TOO_DEEP))
+        }
     }
 }
 
@@ -84,7 +181,7 @@ pub(super) struct Payload<'a, const CAREFUL: bool> {
 
 impl<'de, const CAREFUL: bool> Deserialize<'de> for Payload<'de, CAREFUL> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        object_fields::<D, CAREFUL>(d, ObjectFields(&["id", "to", "message"], true))
+        object_fields::<D, CAREFUL>(d, ObjectFields(&["id", "to", "message"], true, 2))
             .map(|[id, to, from]| Payload { id, to, from })
     }
 }
@@ -94,7 +191,7 @@ struct Message<'a, const CAREFUL: bool>(Option<Cow<'a, str>>);
 
 impl<'de, const CAREFUL: bool> Deserialize<'de> for Message<'de, CAREFUL> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        object_fields::<D, CAREFUL>(d, ObjectFields(&["from"], false))
+        object_fields::<D, CAREFUL>(d, ObjectFields(&["from"], false, 3))
             .map(|[from, _, _]| Message(from))
     }
 }
@@ -119,8 +216,9 @@ fn object_fields<'de, D: Deserializer<'de>, const CAREFUL: bool>(
 
 /// Picks the string fields named in `.0` (at most three) out of an object, each into its slot of
 /// the result; with `.1` set, the last name is a nested object whose `from` fills the last slot
-/// instead. Anything that is not an object yields Nones.
-struct ObjectFields<const CAREFUL: bool>(&'static [&'static str], bool);
+/// instead. Anything that is not an object yields Nones. `.2`: the depth of the object (or
+/// array) read, for [`Skip`].
+struct ObjectFields<const CAREFUL: bool>(&'static [&'static str], bool, usize);
 
 impl<'de, const CAREFUL: bool> Visitor<'de> for ObjectFields<CAREFUL> {
     type Value = [Option<Cow<'de, str>>; 3];
@@ -147,16 +245,21 @@ impl<'de, const CAREFUL: bool> Visitor<'de> for ObjectFields<CAREFUL> {
             }
             match key {
                 Some(i) if Some(i) == nested => out[i] = map.next_value::<Message<CAREFUL>>()?.0,
-                Some(i) => out[i] = map.next_value::<Lenient>()?.text(),
-                None => {
+                Some(i) => out[i] = field(&mut map, self.2)?.text(),
+                None if CAREFUL => {
                     map.next_value::<IgnoredAny>()?;
                 }
+                None => map.next_value_seed(Skip(self.2))?,
             }
         }
         Ok(out)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        if CAREFUL {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+        } else {
+            while seq.next_element_seed(Skip(self.2))?.is_some() {}
+        }
         Ok(Default::default())
     }
     fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {

@@ -376,6 +376,44 @@ fn nesting_deeper_than_the_limit_is_refused_without_overflowing_the_stack() {
     );
 }
 
+/// How the classifier answered before its fast pass counted depth: the depth scan, then the
+/// careful pass (the fast pass only ever spared it, giving the same answer).
+fn careful_only(body: &str) -> Result<Envelope<'_>, ClassifyError> {
+    check_depth(body.as_bytes())?;
+    parse::<true>(body).map_err(structural)?
+}
+
+/// The fast pass counts nesting where it reads and where it skips; each place at the limit and
+/// just past it, in valid and invalid bodies, is answered as the depth scan would.
+#[test]
+fn nesting_is_counted_alike_wherever_it_is() {
+    let shapes = [
+        r#"{"event":"e","x":V,"payload":{"id":"1"}}"#,
+        r#"{"event":V,"payload":{"id":"1"}}"#,
+        r#"{"event":"e","payload":V}"#,
+        r#"{"event":"e","payload":[V]}"#,
+        r#"{"event":"e","payload":{"id":V,"to":"1"}}"#,
+        r#"{"event":"e","payload":{"x":V,"to":"1"}}"#,
+        r#"{"event":"e","payload":{"message":V,"to":"1"}}"#,
+        r#"{"event":"e","payload":{"message":[V],"to":"1"}}"#,
+        r#"{"event":"e","payload":{"message":{"from":V,"x":V},"to":"1"}}"#,
+        r#"[V]"#,
+    ];
+    for shape in shapes {
+        for n in MAX_DEPTH - 4..=MAX_DEPTH + 1 {
+            for inner in ["1", "{}", r#"{"a":[1e400]}"#, r#""\ud800""#, "[1,]", "tru"] {
+                let nested = format!("{}{inner}{}", "[".repeat(n), "]".repeat(n));
+                let objects = format!("{}{inner}{}", r#"{"k":"#.repeat(n), "}".repeat(n));
+                for value in [nested, objects] {
+                    for body in [shape.replace('V', &value), shape.replace('V', &value) + "x"] {
+                        assert_eq!(classify(body.as_bytes()), careful_only(&body), "{body}");
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn brackets_inside_strings_do_not_count_as_nesting() {
     let body = format!(
@@ -750,6 +788,19 @@ mod properties {
                     body
                 );
             }
+        }
+
+        /// The fast pass counts depth itself instead of the depth scan: it answers every body as
+        /// the scan and the careful pass alone would, refusals (and their positions) included.
+        #[test]
+        fn the_fast_pass_answers_as_the_depth_scan_and_the_careful_pass(
+            (_, _, body) in event_body(),
+            edits in edits(),
+            text in "[{}\\[\\]\":,\\\\ 0-9eE+.u\\-aé]{0,128}",
+        ) {
+            let body = edited(&body, &edits);
+            prop_assert_eq!(classify(body.as_bytes()), careful_only(&body), "{}", body);
+            prop_assert_eq!(classify(text.as_bytes()), careful_only(&text), "{}", text);
         }
 
         /// Bytes are almost never UTF-8: refused at the first byte that is not, never a panic.
