@@ -92,6 +92,18 @@ mod tests {
         assert_eq!(raised(limit(None, None)), None);
     }
 
+    /// A limit of exactly what the connections need holds them: warning of it would send
+    /// operators to raise a limit that is enough (found by mutation testing).
+    #[test]
+    fn a_limit_of_exactly_what_is_needed_is_no_shortfall_and_one_fewer_is() {
+        assert_eq!(shortfall(needed(4096), 4096), None);
+        let warning = shortfall(needed(4096) - 1, 4096).expect("one file short");
+        assert!(
+            warning.contains("--max-connections needs (4096"),
+            "{warning}"
+        );
+    }
+
     #[test]
     fn the_default_connections_need_more_than_systemds_default_soft_limit() {
         assert_eq!(needed(4096), 4096 + 256 + OTHER_FILES);

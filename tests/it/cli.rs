@@ -750,6 +750,46 @@ async fn dev_kafka_prints_an_address_the_bridge_can_produce_to() {
     assert!(common::stop_with(&mut child, "-TERM").success());
 }
 
+/// The topics `dev-kafka` makes carry `--topic-prefix`, as the bridge's own names do: a bridge
+/// run with the same prefix against it would otherwise find none of its topics (found by
+/// mutation testing: the prefix was checked for validity only).
+#[test]
+fn dev_kafka_makes_the_bridges_topics_with_the_topic_prefix() {
+    let mut child = common::KillOnDrop(
+        Command::new(BIN)
+            .args(["dev-kafka", "--topic-prefix", "staging."])
+            .env_clear()
+            .env("RUST_LOG", "off")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start dev-kafka"),
+    );
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("its address");
+    let bootstrap = line
+        .trim()
+        .strip_prefix("bootstrap.servers=")
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("consumer");
+    let metadata = consumer
+        .fetch_metadata(None, Duration::from_secs(10))
+        .expect("metadata");
+    let mut topics: Vec<&str> = metadata.topics().iter().map(|t| t.name()).collect();
+    topics.sort_unstable();
+    assert!(
+        topics.contains(&"staging.whatsapp.message.in")
+            && topics.iter().all(|t| t.starts_with("staging.")),
+        "{topics:?}"
+    );
+    assert!(common::stop_with(&mut child, "-TERM").success());
+}
+
 #[test]
 fn check_config_accepts_a_valid_environment_and_redacts_secrets() {
     let output = Command::new(BIN)
@@ -1025,6 +1065,42 @@ fn check_config_prints_the_warnings_start_up_would_log_of_its_environment() {
     // Nothing of RUST_LOG when it is unset: unset is `info` (found by mutation testing: taken
     // for a value not UTF-8, it was warned of in every check and at every start).
     assert!(!stderr.contains("RUST_LOG"), "{stderr}");
+}
+
+/// The check warns of the open-file limit the bridge would have once start-up has raised its soft
+/// limit to the hard one: warning of the soft limit found sent operators to raise a limit the
+/// bridge raises itself (found by mutation testing).
+#[test]
+fn check_config_warns_of_the_open_file_limit_as_start_up_would_raise_it() {
+    let check = |limits: &str| {
+        let output = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "ulimit {limits} && exec \"$0\" --check-config --max-connections 10"
+            ))
+            .arg(BIN)
+            .env_clear()
+            .env("KAFKA_BOOTSTRAP_SERVERS", "kafka:9092")
+            .env("BRIDGE_AUTH", "qikchat:pa55word")
+            .output_within(EXIT_LIMIT);
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{stderr}");
+        stderr
+    };
+    // 10 connections need 10 + 256 + 256 descriptors: more than 300, less than the hard limit.
+    let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum;
+    assert!(
+        hard.is_some_and(|h| h >= 522),
+        "this test needs a finite hard limit of 522 or more, not {hard:?}"
+    );
+    let stderr = check("-Sn 300");
+    assert!(!stderr.contains("open-file limit"), "{stderr}");
+    let stderr = check("-n 300");
+    assert!(
+        stderr.contains("warning: the open-file limit is below")
+            && stderr.contains("(the limit: 300 files)"),
+        "{stderr}"
+    );
 }
 
 /// `--check-config` with `flags`, in an environment of the brokers and a credential only, with
@@ -1431,7 +1507,9 @@ fn dev_kafka_s_help_names_each_signal_that_stops_it_and_sighup_does() {
 }
 
 /// `dev-kafka`'s address is all it is for: with its reader gone it says so and exits 1 rather than
-/// panicking (`println!`) or holding a cluster nobody can find.
+/// panicking (`println!`) or holding a cluster nobody can find. Waited for within a limit: one
+/// that held the cluster on (an error ignored, a stop that never ends) hung this test for good
+/// (found by mutation testing).
 #[test]
 fn dev_kafka_with_no_one_to_read_its_address_exits_1_and_says_why() {
     let mut child = Command::new(BIN)
@@ -1444,10 +1522,7 @@ fn dev_kafka_with_no_one_to_read_its_address_exits_1_and_says_why() {
         .expect("start dev-kafka");
     // Closed before the cluster has started, which takes milliseconds more than this.
     drop(child.stdout.take());
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
-        .expect("read stderr");
-    let status = child.wait().expect("wait");
+    let (status, stderr) = exited_within(child, 30, "with no one to read its address");
     assert_eq!(status.code(), Some(1), "{status}: {stderr}");
     assert!(stderr.contains("cannot print the address"), "{stderr}");
 }
