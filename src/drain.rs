@@ -110,4 +110,22 @@ mod tests {
             "after the cut, no step begins"
         );
     }
+
+    /// The watch ends with `run` (which holds the `Watching`): a task left waiting for a cut no
+    /// drain is left for would hold what its future holds (a signal's) and, once it came, warn
+    /// of cutting a drain that is over.
+    #[tokio::test(start_paused = true)]
+    async fn the_wait_for_the_cut_ends_when_its_watching_is_dropped() {
+        let (held, mut dropped) = tokio::sync::oneshot::channel::<()>();
+        let (_cut, watching) = Cut::when(async move {
+            let _held = held;
+            std::future::pending::<()>().await;
+        });
+        drop(watching);
+        let ended = tokio::time::timeout(Duration::from_secs(1), &mut dropped).await;
+        assert!(
+            matches!(ended, Ok(Err(_))),
+            "the watch still runs: {ended:?}"
+        );
+    }
 }

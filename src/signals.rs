@@ -93,4 +93,16 @@ mod tests {
         count(2, "SIGINT");
         assert!(ready(&mut second), "the second cuts it");
     }
+
+    /// Two signals before the first future is polled (a SIGTERM and a SIGINT while `dev-kafka`
+    /// starts its cluster, before it waits for the first) still resolve it: waiting for exactly
+    /// one signal would wait forever.
+    #[tokio::test]
+    async fn the_first_future_polled_only_after_the_second_signal_resolves_too() {
+        let (count, (mut first, mut second)) = counted();
+        count(1, "SIGTERM");
+        count(2, "SIGINT");
+        assert!(ready(&mut second));
+        assert!(ready(&mut first), "the second signal hid the first");
+    }
 }

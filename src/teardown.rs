@@ -89,6 +89,30 @@ mod tests {
         holder.join().expect("holder");
     }
 
+    /// The warning is the only trace of a stop that went on without destroying a producer (its
+    /// threads then run into the exit): given for one held past the wait, and not for one destroyed.
+    #[tokio::test]
+    async fn a_producer_not_destroyed_within_the_wait_is_warned_of_and_one_destroyed_is_not() {
+        // The test's runtime has one thread, so the thread's default covers the warning.
+        let (kept, _default) = crate::telemetry::Kept::on_this_thread();
+        let alone = sink();
+        let gone = Arc::downgrade(&alone);
+        destroy_within([alone], Duration::from_secs(10)).await;
+        assert!(gone.upgrade().is_none(), "not destroyed");
+        assert_eq!(kept.text(), "", "a destroyed producer is no warning");
+
+        let shared = sink();
+        let (held, kept_alive) = (shared.clone(), Arc::downgrade(&shared));
+        destroy_within([shared], Duration::from_millis(100)).await;
+        let warned = kept.text();
+        assert!(
+            warned.contains("WARN") && warned.contains("did not shut down in time"),
+            "{warned}"
+        );
+        assert!(kept_alive.upgrade().is_some());
+        drop(held);
+    }
+
     #[test]
     fn a_producer_still_held_at_the_deadline_is_left_and_said_so() {
         let sink = sink();

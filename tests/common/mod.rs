@@ -839,3 +839,54 @@ pub async fn produce(bootstrap: &str, topic: &str, payload: &[u8]) {
         .await
         .expect("produced");
 }
+
+/// Holds the bridge's spool opening for as long as it lives: the spool's lock file is a FIFO,
+/// whose opening for writing waits until something opens it for reading, as a large spool's
+/// recovery keeps the bridge starting for minutes. Dropped, it opens the FIFO for reading and
+/// writing, which never waits, and keeps it open: the opening goes on, and one that reaches the
+/// FIFO only later (the test's wait satisfied by another test's held opening) does not wait.
+#[allow(dead_code)]
+pub struct HeldOpening(std::path::PathBuf);
+
+#[allow(dead_code)]
+impl HeldOpening {
+    pub fn in_dir(dir: &std::path::Path) -> HeldOpening {
+        let fifo = dir.join("spool.lock");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo");
+        assert!(made.success(), "mkfifo {}", fifo.display());
+        HeldOpening(fifo)
+    }
+
+    /// Waits until a thread of this process waits in a FIFO's opening (Linux's
+    /// `wait_for_partner`): the bridge's, unless another test's opening is held at that moment.
+    pub async fn wait_reached(&self) {
+        eventually("the spool's opening waits on its FIFO", async || {
+            std::fs::read_dir("/proc/self/task")
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|task| {
+                    std::fs::read_to_string(task.path().join("wchan"))
+                        .is_ok_and(|wchan| wchan.trim() == "wait_for_partner")
+                })
+        })
+        .await;
+    }
+}
+
+impl Drop for HeldOpening {
+    fn drop(&mut self) {
+        // On Linux a FIFO opened for both never waits for a partner. Kept open for the rest of
+        // the test process: closed, a writer's opening that came after it would wait for good.
+        if let Ok(fifo) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&self.0)
+        {
+            std::mem::forget(fifo);
+        }
+    }
+}

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::{TestApp, STATUS, TEXT};
+use crate::common::{HeldOpening, TestApp, STATUS, TEXT};
 
 fn value(metrics: &str, series: &str) -> f64 {
     metrics
@@ -241,36 +241,6 @@ async fn a_head_over_http2_is_answered_with_headers_only_on_both_ports() {
     let (parts, received) = head(app.addr, "/webhook").await;
     assert_eq!((parts.status.as_u16(), received), (405, 0));
     assert_eq!(parts.headers["allow"], "POST");
-}
-
-/// Holds the bridge's spool opening for as long as it lives: the spool's lock file is a FIFO,
-/// whose opening for writing waits until something opens it for reading, as a large spool's
-/// recovery keeps the bridge starting for minutes. Dropped, it opens the FIFO (without waiting,
-/// so a bridge that never reached it cannot hold the test) and the opening goes on.
-struct HeldOpening(std::path::PathBuf);
-
-impl HeldOpening {
-    fn in_dir(dir: &std::path::Path) -> HeldOpening {
-        let fifo = dir.join("spool.lock");
-        let made = std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .expect("mkfifo");
-        assert!(made.success(), "mkfifo {}", fifo.display());
-        HeldOpening(fifo)
-    }
-}
-
-impl Drop for HeldOpening {
-    fn drop(&mut self) {
-        use std::os::unix::fs::OpenOptionsExt;
-        // Linux's O_NONBLOCK: a reader's opening then never waits for a writer.
-        const O_NONBLOCK: i32 = 0o4000;
-        let _ = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(O_NONBLOCK)
-            .open(&self.0);
-    }
 }
 
 /// The alert `QikchatBridgeKafkaUnreachable` reads `kafka_reachable`: a 0 while a large spool is

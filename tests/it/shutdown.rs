@@ -5,7 +5,7 @@ use crate::common;
 
 use std::time::Duration;
 
-use crate::common::{eventually, TestApp, STATUS};
+use crate::common::{eventually, HeldOpening, TestApp, STATUS};
 use tokio::io::AsyncReadExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,4 +183,21 @@ async fn cutting_the_drain_short_ends_each_of_its_waits_at_once() {
     );
     app.wait_stopped(Duration::from_secs(10)).await;
     app.cluster.broker_up(1).expect("up");
+}
+
+/// A second signal while the spool is still being opened (a hung volume, the integrity check of a
+/// large file) ends the start there, cleanly: nothing was taken yet. Waiting for the opening
+/// instead would leave SIGKILL as the only way out of a bridge that never started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cutting_short_while_the_spool_is_still_being_opened_ends_the_start_at_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    let held = HeldOpening::in_dir(dir.path());
+    let spool = dir.path().to_str().expect("utf-8").to_string();
+    let mut app = TestApp::spawn(&["--spool-dir", &spool], &[]).await;
+    held.wait_reached().await;
+    assert_eq!(app.admin_get("/readyz").await.0, 503, "started");
+    app.trigger_shutdown();
+    app.cut_drain_short();
+    app.wait_stopped(Duration::from_secs(10)).await;
+    drop(held);
 }
