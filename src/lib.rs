@@ -292,8 +292,19 @@ pub async fn run_with_cut(
     }
     teardown::destroy_within([sink].into_iter().chain(replay_sink), PRODUCER_DESTROY_WAIT).await;
     tracing::info!("stopped");
+    outcome(failure.get().cloned(), lost, &mut failures)
+}
+
+/// How a bridge that ran ends: for the failure that stopped it, else for the records a removed
+/// spool file took with it, else for a task that panicked during the drain (no one waited for it
+/// then, but its restart is owed all the same); a clean exit only when none of them came.
+fn outcome(
+    failure: Option<Stopped>,
+    lost: Option<Stopped>,
+    failures: &mut supervise::Failures,
+) -> Result<(), StartError> {
     let panicked_in_drain = || failures.reported().map(Stopped::Task);
-    match failure.get().cloned().or(lost).or_else(panicked_in_drain) {
+    match failure.or(lost).or_else(panicked_in_drain) {
         Some(Stopped::Spool(reason)) => Err(StartError::SpoolFailed(reason)),
         Some(Stopped::Task(reason)) => Err(StartError::TaskFailed(reason)),
         None => Ok(()),
@@ -333,5 +344,39 @@ async fn flush(sink: &Arc<KafkaSink>, timeout: Duration, cut: &drain::Cut) {
         Ok(Ok(())) => tracing::info!("producer flushed"),
         Ok(Err((e, left))) => tracing::warn!(error = %e, left, "producer flush incomplete"),
         Err(e) => tracing::warn!(error = %e, "producer flush task failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A task that panicked while the bridge drained ends it with exit 1, as one that panicked
+    /// while it served does: a clean exit would tell the orchestrator nothing needs restarting.
+    #[tokio::test]
+    async fn a_task_that_panicked_during_the_drain_fails_the_exit() {
+        let (supervisor, mut failures) = supervise::supervisor();
+        assert!(outcome(None, None, &mut failures).is_ok(), "none panicked");
+        let task = supervisor.spawn("test", async { panic!("boom") });
+        task.await.expect("the panic is caught");
+        let ended = outcome(None, None, &mut failures);
+        assert!(
+            matches!(&ended, Err(StartError::TaskFailed(why)) if why.contains("boom")),
+            "{ended:?}"
+        );
+        // The failure that stopped the bridge, then a spool's lost records, come first.
+        supervisor
+            .spawn("test", async { panic!("later") })
+            .await
+            .expect("caught");
+        let lost = Some(Stopped::Spool("removed".into()));
+        assert!(matches!(
+            outcome(None, lost.clone(), &mut failures),
+            Err(StartError::SpoolFailed(_))
+        ));
+        assert!(matches!(
+            outcome(Some(Stopped::Task("first".into())), lost, &mut failures),
+            Err(StartError::TaskFailed(why)) if why == "first"
+        ));
     }
 }
