@@ -1206,6 +1206,51 @@ async fn a_topic_whose_waiting_records_are_all_on_failed_partitions_stops_the_pa
     );
 }
 
+/// Whether every waiting record of a topic is held is found again once a record of it was
+/// delivered: the delivery that takes the last of its records off the failed partition leaves
+/// only held ones, and the pass stops there rather than read the rest of the spool to send
+/// nothing, in every pass for as long as the partition stays without a leader.
+#[tokio::test]
+async fn a_topic_whose_last_records_off_its_failed_partition_were_delivered_stops_the_pass() {
+    let kafka = Partitioned::down(&[("t", 0)]);
+    // The first batch: a record on partition 0, which fails, and others delivered. The second:
+    // the last records off partition 0, delivered, and partition 0's, held.
+    let mut records = on_partition("t", Some(0), 0, 1);
+    records.extend(on_partition("t", Some(2), 0, SMALL.records - 1));
+    records.extend(on_partition("t", Some(1), 0, 100));
+    records.extend(on_partition("t", Some(0), 1, 300));
+    let (ended, reached, spool) = one_pass_of(&kafka, records).await;
+    assert_eq!(ended, Pass::Failed(1));
+    assert_eq!(
+        reached,
+        Some(2 * SMALL.records as u64 - 1),
+        "reading on sends nothing"
+    );
+    assert_eq!(spool.records(), 301);
+}
+
+/// The same once a record of it was left behind: a later batch whose records fail on the
+/// topic's last partition that took records leaves only held ones.
+#[tokio::test]
+async fn a_topic_whose_last_open_partition_fails_in_a_later_batch_stops_the_pass() {
+    let kafka = Partitioned::down(&[("t", 0), ("t", 1)]);
+    // The first batch: a record on partition 0, which fails, and partition 2's, delivered. The
+    // second: records on partition 1, which fail, and partition 0's, held.
+    let mut records = on_partition("t", Some(0), 0, 1);
+    records.extend(on_partition("t", Some(2), 0, SMALL.records - 1));
+    records.extend(on_partition("t", Some(1), 0, 10));
+    records.extend(on_partition("t", Some(0), 1, 300));
+    records.extend(on_partition("t", Some(1), 10, 300));
+    let (ended, reached, spool) = one_pass_of(&kafka, records).await;
+    assert_eq!(ended, Pass::Failed(11));
+    assert_eq!(
+        reached,
+        Some(2 * SMALL.records as u64 - 1),
+        "reading on sends nothing"
+    );
+    assert_eq!(spool.records(), 611);
+}
+
 #[tokio::test]
 async fn a_topic_whose_waiting_records_are_keyless_ones_held_stops_the_pass() {
     // Its keyed records go through; its keyless ones (on partition 0 here) cannot.
@@ -1223,6 +1268,9 @@ async fn a_topic_whose_waiting_records_are_keyless_ones_held_stops_the_pass() {
         "reading on sends nothing"
     );
     assert_eq!(spool.records(), 600);
+    // Records without a key are no partition's: their failures ask no partition count (a
+    // metadata request, up to 5 s).
+    assert_eq!(kafka.asked.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
 
 /// Acknowledges every record after a broker round trip, counting how many wait at once.
@@ -1321,6 +1369,39 @@ async fn records_delivered_in_a_batch_leave_the_spool_while_a_record_of_it_still
     assert_eq!(metrics.spool.replayed.get(), 20);
     assert!(spool.holds_key("k0"));
     assert!(!spool.holds_key("k1"));
+    let _ = stop_tx.send(true);
+    task.await.expect("replay");
+}
+
+/// Refuses records of topic `acl` at once (its ACL revoked), and is otherwise [`Stuck`].
+struct StuckAndRefusing;
+
+impl Sink for StuckAndRefusing {
+    async fn send(
+        &self,
+        record: &Record<'_>,
+        deadline: Instant,
+    ) -> Result<Delivered, ProduceError> {
+        if record.topic == "acl" {
+            return Err(ProduceError::Refused("TopicAuthorizationFailed".into()));
+        }
+        Stuck.send(record, deadline).await
+    }
+}
+
+/// Only what Kafka took leaves the spool while its batch still waits: a record that failed at
+/// once (a refusal an operator can fix) was answered 200 and must stay spooled to be retried,
+/// not be deleted with the taken ones by the second's removal.
+#[tokio::test(start_paused = true)]
+async fn a_record_that_failed_while_its_batch_still_waits_stays_spooled() {
+    let mut topics = vec!["stuck", "acl"];
+    topics.extend(["ok"; 20]);
+    let (_dir, spool) = spool_of(&topics).await;
+    let (metrics, stop_tx, task) = start_replay(&spool, Arc::new(StuckAndRefusing));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(spool.records(), 2, "the stuck record and the refused one");
+    assert!(spool.holds_key("k1"), "the refused record");
+    assert_eq!(metrics.spool.replayed.get(), 20);
     let _ = stop_tx.send(true);
     task.await.expect("replay");
 }
@@ -1503,6 +1584,50 @@ async fn the_records_of_a_batch_refused_whole_are_tried_alone_until_the_bridge_s
         matches!(ended, Pass::Failed(n) if n == 200 - replayed),
         "{ended:?}"
     );
+}
+
+/// Refuses each record of a batch as [`RefusesFirstTries`] does, asks the bridge to stop at the
+/// first, and counts the records handed over.
+struct RefusesAndStops {
+    refusing: RefusesFirstTries,
+    stop: tokio::sync::watch::Sender<bool>,
+    sends: std::sync::atomic::AtomicUsize,
+}
+
+impl Sink for RefusesAndStops {
+    async fn send(
+        &self,
+        record: &Record<'_>,
+        deadline: Instant,
+    ) -> Result<Delivered, ProduceError> {
+        self.sends.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.stop.send_replace(true);
+        self.refusing.send(record, deadline).await
+    }
+}
+
+/// Once the bridge is stopping, no refused record is handed over alone: librdkafka may deliver
+/// it after the pass stopped waiting for it, and the next start would send it again. (Racing the
+/// stop signal against the try would hand one over half of the time, hence the passes.)
+#[tokio::test(start_paused = true)]
+async fn no_record_is_tried_alone_once_the_bridge_is_stopping() {
+    for _ in 0..16 {
+        let (_dir, spool) = spool_of(&["t", "t"]).await;
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        let kafka = RefusesAndStops {
+            refusing: RefusesFirstTries::default(),
+            stop: stop_tx,
+            sends: std::sync::atomic::AtomicUsize::new(0),
+        };
+        let (ended, _metrics) = pass_until(SMALL, &spool, &kafka, &stop).await;
+        assert_eq!(ended, Pass::Failed(2));
+        assert_eq!(
+            kafka.sends.load(std::sync::atomic::Ordering::SeqCst),
+            2,
+            "the batch only"
+        );
+        assert_eq!(spool.records(), 2);
+    }
 }
 
 /// Waits out every deadline: Kafka gone quiet.
@@ -1782,6 +1907,43 @@ async fn a_paced_replay_counts_the_records_sent_again_alone() {
     task.await.expect("replay task");
 }
 
+/// The records sent again after a refused record of their batch was moved are sends too: ten
+/// records, one of them refused for its time, are 21 sends (the batch, the refused one alone, its
+/// move and the nine again), which at 10 a second are followed after 2.1 s, not 1.2 s.
+#[tokio::test(start_paused = true)]
+async fn a_paced_replay_counts_the_casualties_sent_again() {
+    let (_dir, spool) = spool_of(&[]).await;
+    let now = wall_ms();
+    for i in 0..20 {
+        let r = SpooledRecord {
+            key: Some(format!("k{i}")),
+            ..spooled("t")
+        };
+        // `spooled`'s time is long past: the first is refused, the others fail with it.
+        let timestamp_ms = if i == 0 { r.timestamp_ms } else { now };
+        spool
+            .append(SpooledRecord { timestamp_ms, ..r })
+            .await
+            .expect("append");
+    }
+    let kafka = Arc::new(RefusingOldWithCasualties::default());
+    let began = Instant::now();
+    let (metrics, stop_tx, task) = start_replay_of(batches_of_ten(10), &spool, kafka.clone());
+    let handed = || kafka.handed.lock().expect("lock").len();
+    tokio::time::sleep_until(began + Duration::from_millis(500)).await;
+    assert_eq!(metrics.spool.deadlettered.get(), 1);
+    assert_eq!(spool.records(), 10, "the first batch left the spool");
+    assert_eq!(handed(), 21, "10 together, 1 alone, 1 move, 9 again");
+    tokio::time::sleep_until(began + Duration::from_millis(2000)).await;
+    assert_eq!(
+        handed(),
+        21,
+        "at 10 a second, 21 sends are followed by the next batch no sooner than 2.1 s"
+    );
+    stop_tx.send(true).expect("stop");
+    task.await.expect("replay task");
+}
+
 /// A broker whose `max.message.bytes` a batch of several records passes refuses the whole
 /// batch (`MessageSizeTooLarge` for each record: no casualties); alone, only the record whose body
 /// is "2" is too large. The dead-letter topic refuses every record (its authorization).
@@ -2024,6 +2186,81 @@ async fn dead_letter_copies_are_handed_over_within_the_moves_shared_deadline() {
         "dead-letter copies handed over at {handed:?}, the pass lasted {:?}: {ended:?}",
         started.elapsed()
     );
+}
+
+/// Refuses the dead-letter topic's own records for their time (older than a day): at once in
+/// their batch, and after `alone(value)` when sent alone. Takes one sent again with a new time
+/// after a second, noting when each was handed over.
+struct SlowOldDeadLetterRecords {
+    seen: Mutex<std::collections::HashSet<Vec<u8>>>,
+    alone: fn(&[u8]) -> Duration,
+    resends_handed: Mutex<Vec<Instant>>,
+}
+
+impl Sink for SlowOldDeadLetterRecords {
+    async fn send(&self, record: &Record<'_>, _: Instant) -> Result<Delivered, ProduceError> {
+        if !older_than_a_day(record.timestamp_ms) {
+            self.resends_handed
+                .lock()
+                .expect("lock")
+                .push(Instant::now());
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            return Ok(TAKEN);
+        }
+        if !self
+            .seen
+            .lock()
+            .expect("lock")
+            .insert(record.value.to_vec())
+        {
+            tokio::time::sleep((self.alone)(record.value)).await;
+        }
+        Err(refused_as(
+            rdkafka::types::RDKafkaErrorCode::InvalidTimestamp,
+        ))
+    }
+}
+
+/// A dead-letter record refused for its time alone is sent again with a new time only within
+/// the moves' shared deadline, as a dead-letter copy is: handed over after it, the moves last up
+/// to three replay timeouts, and hold up the pass (and a drain at shutdown) that long.
+#[tokio::test(start_paused = true)]
+async fn dead_letter_records_are_sent_again_with_a_new_time_within_the_moves_shared_deadline() {
+    let (_dir, spool) = spool_of(&[]).await;
+    for n in [b'a', b'b'] {
+        let record = SpooledRecord {
+            value: vec![n],
+            key: None,
+            ..spooled("dlq")
+        };
+        spool.append(record).await.expect("append");
+    }
+    // "a" alone answers in 20 s, and is sent again then; "b", handed over alone at 21 s, within
+    // the shared 30 s, answers in 29 s, after it.
+    let kafka = SlowOldDeadLetterRecords {
+        seen: Mutex::default(),
+        alone: |value| Duration::from_secs(if value == b"a" { 20 } else { 29 }),
+        resends_handed: Mutex::default(),
+    };
+    let started = Instant::now();
+    let (ended, _) = fresh_pass(SMALL, &spool, &kafka).await;
+    let handed: Vec<Duration> = kafka
+        .resends_handed
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|at| *at - started)
+        .collect();
+    assert_eq!(handed.len(), 1, "{handed:?}");
+    assert!(
+        handed
+            .iter()
+            .all(|at| *at <= crate::delivery::REPLAY_TIMEOUT),
+        "sent again with a new time at {handed:?}, the pass lasted {:?}: {ended:?}",
+        started.elapsed()
+    );
+    assert_eq!(ended, Pass::Failed(1));
+    assert_eq!(spool.records(), 1);
 }
 
 /// A casualty left behind an earlier record of its conversation that stays spooled holds back
