@@ -138,3 +138,74 @@ fn only_a_path_that_leads_nowhere_counts_as_the_file_gone() {
     );
     assert_eq!(at(unreadable).gone(), None);
 }
+
+/// An append queued behind a commit after which the file is found gone is not written to it:
+/// refused (503), it would be in the removed file all the same, replayed from it, and stored
+/// twice once the client retries it; and a detached spool must only drain, not grow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_queued_behind_the_commit_that_finds_the_file_gone_is_not_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("open");
+    // The writer takes this lock inside its commit: held, it keeps r0's commit from ending.
+    let (locked, release) = (std::sync::mpsc::channel(), std::sync::mpsc::channel::<()>());
+    let holder = std::thread::spawn({
+        let spool = spool.clone();
+        move || {
+            let _held = spool.holdings.deletes_durable_at.lock().expect("lock");
+            locked.0.send(()).expect("locked");
+            let _ = release.1.recv();
+        }
+    });
+    locked.1.recv().expect("the writer's commit lock held");
+    let first = tokio::spawn({
+        let spool = spool.clone();
+        async move { spool.append(record(Some("k0"), "r0")).await }
+    });
+    while spool.holdings.commit_began.lock().expect("lock").is_none() {
+        tokio::task::yield_now().await;
+    }
+    let second = tokio::spawn({
+        let spool = spool.clone();
+        async move { spool.append(record(Some("k1"), "r1")).await }
+    });
+    // Counted under the writer's handle and handed over before that is let go: queued.
+    while !spool.holds_key("k1") {
+        tokio::task::yield_now().await;
+    }
+    drop(spool.writer.lock().expect("the writer's handle"));
+    std::fs::remove_dir_all(dir.path()).expect("remove the directory");
+    drop(release.0);
+    holder.join().expect("holder");
+
+    refused_as_detached(first.await.expect("r0"));
+    refused_as_detached(second.await.expect("r1"));
+    assert_eq!(
+        oldest_bodies(&spool, 10),
+        [b"r0".to_vec()],
+        "r1 was written to the removed file"
+    );
+    assert_eq!(spool.records(), 1);
+}
+
+/// A detached spool refuses an append as detached even when it is also full: the refusal is
+/// counted as an error (`spool_appends_total{result="error"}`), not as a full spool, which
+/// would send an operator to grow a volume when the spool's file was removed.
+#[tokio::test]
+async fn a_full_spool_whose_file_is_removed_refuses_appends_as_detached_not_full() {
+    let sizing = tempfile::tempdir().expect("tempdir");
+    let one = Spool::open(sizing.path(), 1 << 20, 1).expect("open");
+    one.append(record(None, "r0")).await.expect("append");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(dir.path(), one.bytes(), 1).expect("open");
+    spool.append(record(None, "r0")).await.expect("append");
+    assert!(
+        matches!(
+            spool.append(record(None, "r1")).await,
+            Err(SpoolError::Full { .. })
+        ),
+        "full for this test to mean anything"
+    );
+    std::fs::remove_dir_all(dir.path()).expect("remove the directory");
+    spool.look_again_within(Duration::from_secs(10)).await;
+    refused_as_detached(spool.append(record(None, "r1")).await);
+}

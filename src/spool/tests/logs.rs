@@ -141,3 +141,26 @@ async fn a_shutdown_tells_what_the_next_start_finds_and_nothing_when_it_finds_no
     assert!(left[0].contains("records=5"), "{}", left[0]);
     assert_eq!(lines_with(&kept, STUCK), Vec::<String>::new());
 }
+
+/// A shutdown that leaves records in a file removed from its path tells them lost, at `error`,
+/// not that the next start replays them: that start makes a new, empty spool, and an operator
+/// who reads "replayed at the next start" would not put the file back.
+#[tokio::test]
+async fn a_shutdown_of_a_removed_spool_tells_its_records_lost_not_replayed() {
+    let (kept, _default) = Kept::on_this_thread();
+    const LOST: &str = "in a file the next start will not find";
+    const LEFT: &str = "spool still holds records; they are replayed at the next start";
+
+    let (dir, spool) = on_disk_with(2).await;
+    std::fs::remove_dir_all(dir.path()).expect("remove the directory");
+    spool.look_again_within(Duration::from_secs(10)).await;
+    assert!(spool.close_within(Duration::from_secs(10)).await);
+    let lost = lines_with(&kept, LOST);
+    assert_eq!(lost.len(), 1, "{}", kept.text());
+    assert!(
+        lost[0].contains("ERROR") && lost[0].contains("records=2"),
+        "{}",
+        lost[0]
+    );
+    assert_eq!(lines_with(&kept, LEFT), Vec::<String>::new());
+}
