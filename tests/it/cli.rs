@@ -668,34 +668,7 @@ fn serving_exits_2_when_librdkafka_refuses_a_property_as_check_config_does() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_kafka_prints_an_address_the_bridge_can_produce_to() {
-    let mut child = common::KillOnDrop(
-        Command::new(BIN)
-            .args(["dev-kafka", "--partitions", "2"])
-            .env_clear()
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start dev-kafka"),
-    );
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let read = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(read.map(|_| line));
-    });
-    let line = match rx.recv_timeout(Duration::from_secs(20)) {
-        Ok(line) => line.expect("first line"),
-        Err(_) => {
-            let _ = child.kill();
-            panic!("dev-kafka printed no address within 20 s");
-        }
-    };
-    let bootstrap = line
-        .trim()
-        .strip_prefix("bootstrap.servers=")
-        .expect("address line")
-        .to_string();
+    let (mut child, bootstrap) = dev_kafka(&["--partitions", "2"]);
 
     let config = qikchat_bridge::config::Config::for_brokers(&bootstrap, "u:p").expect("config");
     let sink = qikchat_bridge::producer::KafkaSink::new(
@@ -750,14 +723,12 @@ async fn dev_kafka_prints_an_address_the_bridge_can_produce_to() {
     assert!(common::stop_with(&mut child, "-TERM").success());
 }
 
-/// The topics `dev-kafka` makes carry `--topic-prefix`, as the bridge's own names do: a bridge
-/// run with the same prefix against it would otherwise find none of its topics (found by
-/// mutation testing: the prefix was checked for validity only).
-#[test]
-fn dev_kafka_makes_the_bridges_topics_with_the_topic_prefix() {
+/// `dev-kafka` with `args`, and the address it printed, within 20 s.
+fn dev_kafka(args: &[&str]) -> (common::KillOnDrop, String) {
     let mut child = common::KillOnDrop(
         Command::new(BIN)
-            .args(["dev-kafka", "--topic-prefix", "staging."])
+            .arg("dev-kafka")
+            .args(args)
             .env_clear()
             .env("RUST_LOG", "off")
             .stdout(Stdio::piped())
@@ -765,16 +736,33 @@ fn dev_kafka_makes_the_bridges_topics_with_the_topic_prefix() {
             .spawn()
             .expect("start dev-kafka"),
     );
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("its address");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let read = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(read.map(|_| line));
+    });
+    let Ok(line) = rx.recv_timeout(Duration::from_secs(20)) else {
+        let _ = child.kill();
+        panic!("dev-kafka printed no address within 20 s");
+    };
+    let line = line.expect("first line");
     let bootstrap = line
         .trim()
         .strip_prefix("bootstrap.servers=")
         .unwrap_or_else(|| panic!("no address in {line:?}"));
+    (child, bootstrap.to_string())
+}
+
+/// The topics `dev-kafka` makes carry `--topic-prefix`, as the bridge's own names do: a bridge
+/// run with the same prefix against it would otherwise find none of its topics (found by
+/// mutation testing: the prefix was checked for validity only).
+#[test]
+fn dev_kafka_makes_the_bridges_topics_with_the_topic_prefix() {
+    let (mut child, bootstrap) = dev_kafka(&["--topic-prefix", "staging."]);
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+        .set("bootstrap.servers", &bootstrap)
         .create()
         .expect("consumer");
     let metadata = consumer
@@ -1488,21 +1476,7 @@ fn dev_kafka_s_help_names_each_signal_that_stops_it_and_sighup_does() {
     assert_eq!(help.status.code(), Some(0), "{text}");
     assert!(text.contains("SIGTERM, SIGINT or SIGHUP"), "{text}");
 
-    let mut child = common::KillOnDrop(
-        Command::new(BIN)
-            .arg("dev-kafka")
-            .env_clear()
-            .env("RUST_LOG", "off")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start dev-kafka"),
-    );
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("its address");
-    assert!(line.starts_with("bootstrap.servers="), "{line}");
+    let (mut child, _) = dev_kafka(&[]);
     assert!(common::stop_with(&mut child, "-HUP").success());
 }
 
