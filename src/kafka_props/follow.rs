@@ -1,4 +1,5 @@
 //! The bridge's producer defaults that follow what the operator set (idempotence after `acks`,
+//! `retries` and `max.in.flight`,
 //! the queue after `message.max.bytes`, the metadata wait after `message.timeout.ms`, the
 //! reconnect cap after the first backoff), as they follow the bridge's own settings.
 
@@ -15,13 +16,14 @@ pub(super) fn follow(
     limits: Defaults,
 ) {
     let read = |key: &str| set.get(key).and_then(|v| number::<i64>(key, v));
-    // Idempotence needs acks=all: an operator who trades the replicas' acknowledgement for
-    // latency gets a producer without it, rather than librdkafka's refusal to start.
+    // Idempotence needs acks=all, retries and at most 5 requests in flight: an operator who
+    // trades one of them away gets a producer without it, rather than librdkafka's refusal to
+    // start over a default they never set (as Kafka's Java producer does).
     // `ALL`, `-01` and `-0x1` are `all` too.
-    if set.contains_key("acks")
-        && read("acks") != Some(-1)
-        && !set.contains_key("enable.idempotence")
-    {
+    let weaker_acks = set.contains_key("acks") && read("acks") != Some(-1);
+    let no_retries = read("retries") == Some(0);
+    let more_in_flight = read("max.in.flight").is_some_and(|n| n > 5);
+    if (weaker_acks || no_retries || more_in_flight) && !set.contains_key("enable.idempotence") {
         props.insert("enable.idempotence".into(), "false".into());
     }
     // The queue follows a `message.max.bytes` the operator raised, as it follows

@@ -515,6 +515,8 @@ fn the_propagation_wait_is_a_third_of_the_message_timeout_the_operator_set() {
     // failed as such before the answer is due.
     assert_eq!(with(&["delivery.timeout.ms=30000"]).as_deref(), Some("500"));
     assert_eq!(with(&["message.timeout.ms=0"]).as_deref(), Some("500"));
+    // Never 0, which is not a third of anything the operator set.
+    assert_eq!(with(&["message.timeout.ms=2"]).as_deref(), Some("1"));
     // One the operator set is kept as set.
     assert_eq!(
         with(&[
@@ -737,6 +739,37 @@ fn a_weaker_acks_turns_the_default_idempotence_off_but_never_an_explicit_one() {
     assert_eq!(p.get("enable.idempotence"), Some("true"));
 }
 
+/// Idempotence also needs retries and at most 5 requests in flight per broker: setting
+/// `retries=0` or `max.in.flight` above 5 alone turns the default off, as a weaker `acks` does,
+/// rather than librdkafka refusing the start over `enable.idempotence`, which the operator never
+/// set (found by mutation testing of follow.rs). Under either name, as librdkafka reads numbers.
+#[test]
+fn no_retries_or_more_than_5_in_flight_turn_the_default_idempotence_off_but_never_an_explicit_one()
+{
+    let idempotence = |vars: &[(&str, &str)], flags: &[&str]| {
+        let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+        let p = from_sources(env(vars), &flags, limits(Duration::from_secs(1)), &no_files)
+            .expect("valid");
+        p.get("enable.idempotence").map(str::to_string)
+    };
+    let off = Some("false".to_string());
+    let on = Some("true".to_string());
+    assert_eq!(idempotence(&[("KAFKA_RETRIES", "0")], &[]), off);
+    assert_eq!(idempotence(&[], &["message.send.max.retries=0x0"]), off);
+    assert_eq!(idempotence(&[], &["retries=1"]), on);
+    assert_eq!(idempotence(&[], &["max.in.flight=6"]), off);
+    assert_eq!(
+        idempotence(&[], &["max.in.flight.requests.per.connection=10"]),
+        off
+    );
+    assert_eq!(idempotence(&[], &["max.in.flight=5"]), on);
+    // Contradictory on purpose: librdkafka's own error at start-up says why.
+    assert_eq!(
+        idempotence(&[], &["retries=0", "enable.idempotence=true"]),
+        on
+    );
+}
+
 #[test]
 fn message_max_bytes_takes_the_largest_body_with_room_for_its_key_and_headers() {
     let with = |max_body_bytes: usize, flags: &[&str]| {
@@ -755,6 +788,32 @@ fn message_max_bytes_takes_the_largest_body_with_room_for_its_key_and_headers() 
     assert_eq!(
         with(1 << 20, &["message.max.bytes=2000000"]).as_deref(),
         Some("2000000")
+    );
+}
+
+/// The queue follows a `message.max.bytes` the operator raised, rounded up to whole KiB: rounded
+/// down, a record of that size would not fit the queue, and the start would be refused over a
+/// queue the operator never set. A lower one leaves the 64 MiB queue as it is: a queue of one
+/// such record (under 2 MiB) fills in a burst and answers 503 (found by mutation testing: both
+/// survived).
+#[test]
+fn the_queue_takes_a_raised_message_max_bytes_rounded_up_and_a_lower_one_keeps_64_mib() {
+    let with = |flags: &[&str]| {
+        let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+        let limits = Defaults {
+            wait: Duration::from_secs(1),
+            max_body_bytes: 1 << 20,
+        };
+        let props = from_sources(env(&[]), &flags, limits, &no_files).expect("valid");
+        props.get("queue.buffering.max.kbytes").map(str::to_string)
+    };
+    assert_eq!(
+        with(&["message.max.bytes=100000001"]).as_deref(),
+        Some("97657")
+    );
+    assert_eq!(
+        with(&["message.max.bytes=2000000"]).as_deref(),
+        Some("65536")
     );
 }
 

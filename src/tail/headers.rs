@@ -80,4 +80,34 @@ mod tests {
         assert_eq!(quietly(|| 7), Some(7));
         assert!(!QUIET.with(|q| q.get()), "still quiet after a value");
     }
+
+    /// What a user reads on stderr: nothing for the header rust-rdkafka could not read (it would
+    /// look like a crash of `tail`), and the message of any later panic (a bug elsewhere must not
+    /// end the process without a word). The flag alone does not show which way the hook reads it
+    /// (found by mutation testing: an inverted hook, and one never made quiet, both survived).
+    /// The test runs itself again in a process of its own, whose first hook is then `quietly`'s.
+    #[test]
+    fn a_quiet_panic_says_nothing_and_a_later_one_is_printed() {
+        const CHILD: &str = "QB_TAIL_HEADERS_PANIC_CHILD";
+        if std::env::var_os(CHILD).is_some() {
+            assert_eq!(quietly(|| -> u8 { panic!("quiet-header-panic") }), None);
+            let loud = std::thread::spawn(|| panic!("loud-later-panic")).join();
+            assert!(loud.is_err());
+            return;
+        }
+        let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "--exact",
+                "tail::headers::tests::a_quiet_panic_says_nothing_and_a_later_one_is_printed",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD, "1")
+            .output()
+            .expect("run the test in a process of its own");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(stderr.contains("loud-later-panic"), "{stderr}");
+        assert!(!stderr.contains("quiet-header-panic"), "{stderr}");
+    }
 }
