@@ -1025,6 +1025,10 @@ must_fail "zero idle timeout" "config.idleTimeout must be greater than zero" $B 
 must_fail "idle timeout over 1h" "config.idleTimeout must be at most 1h" $B --set config.idleTimeout=61m
 must_fail "wait over an hour" "config.shutdownGrace must be at most 1h" $B --set config.shutdownGrace=61m --set terminationGracePeriodSeconds=4000
 must_fail "idempotence with acks=1" "kafka.idempotence needs kafka.acks: all" $B --set kafka.acks=1
+must_fail "idempotence with retries=0" "kafka.idempotence needs retries" $B --set-json 'kafka.properties={"retries":0}'
+must_fail "idempotence with 6 in flight" "kafka.idempotence needs at most 5 requests in flight" $B --set-string 'kafka.properties.max\.in\.flight\.requests\.per\.connection=6'
+check "no idempotence with retries=0 renders" kafka_property_arg "retries=0" $B --set kafka.idempotence=false --set-json 'kafka.properties={"retries":0}'
+check "idempotence with 5 in flight renders" kafka_property_arg "max.in.flight=5" $B --set-json 'kafka.properties={"max.in.flight":5}'
 must_fail "loopback listener" "listenHost" $B --set config.listenHost=127.0.0.1
 must_fail "bodies in flight beyond the memory limit" "resources.limits.memory (640Mi) is below" $B --set config.maxInFlightBytes=536870912
 must_fail "connections' read buffers beyond the memory limit (100000 x 16 KiB)" "config.maxConnections x 16 KiB" $B --set config.maxConnections=100000

@@ -365,6 +365,23 @@ password
 {{- if and $k.idempotence (not (has (toString $k.acks) (list "all" "-1"))) -}}
 {{- fail (printf "kafka.idempotence needs kafka.acks: all, or librdkafka refuses to start the producer (acks is %v): set kafka.idempotence: false with a weaker acks" $k.acks) -}}
 {{- end -}}
+{{- /* The bridge turns its default idempotence off for these itself; the chart sets it
+     explicitly, so librdkafka would refuse the start: say so at render time instead. */ -}}
+{{- if $k.idempotence -}}
+{{- $props := $k.properties | default dict -}}
+{{- range $name := list "retries" "message.send.max.retries" -}}
+{{- $v := get $props $name -}}
+{{- if and (hasKey $props $name) (regexMatch "^[-+]?[0-9]+$" (toString $v)) (eq (int64 $v) 0) -}}
+{{- fail (printf "kafka.idempotence needs retries, or librdkafka refuses to start the producer (kafka.properties.%s is %v): set kafka.idempotence: false with it" $name $v) -}}
+{{- end -}}
+{{- end -}}
+{{- range $name := list "max.in.flight" "max.in.flight.requests.per.connection" -}}
+{{- $v := get $props $name -}}
+{{- if and (hasKey $props $name) (regexMatch "^[-+]?[0-9]+$" (toString $v)) (gt (int64 $v) 5) -}}
+{{- fail (printf "kafka.idempotence needs at most 5 requests in flight, or librdkafka refuses to start the producer (kafka.properties.%s is %v): set kafka.idempotence: false with it" $name $v) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- if $k.sasl.enabled -}}
 {{- if and (not $k.sasl.username) (not (and $k.sasl.existingSecret $k.sasl.usernameKey)) -}}
 {{- fail "kafka.sasl.enabled needs kafka.sasl.username, or kafka.sasl.existingSecret with kafka.sasl.usernameKey" -}}
