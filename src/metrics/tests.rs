@@ -68,6 +68,22 @@ fn each_spool_write_result_has_its_label() {
     }
 }
 
+/// `log_lines_dropped_total` is built by hand, not by the prometheus crate: it must still be
+/// shown as a counter with its one value, or `rate()` and the log-loss alert see nothing.
+#[test]
+fn log_lines_dropped_is_shown_as_a_counter_with_the_log_writers_value() {
+    let metrics = Metrics::new(&[]).expect("metrics");
+    let text = shown(&metrics);
+    let name = "qikchat_bridge_log_lines_dropped_total";
+    assert!(text.contains(&format!("# TYPE {name} counter\n")), "{text}");
+    let value = text
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in {text}"));
+    let value: f64 = value.parse().expect("a number");
+    assert!(value <= crate::telemetry::lines_dropped() as f64);
+}
+
 /// QikchatBridgeResponsesNearTimeout compares the p99 of request_duration_seconds with 13/15 of
 /// `ack_timeout_seconds`, computed as `near_timeout_edge` computes the bucket edge: between two
 /// edges histogram_quantile interpolates, and the alert would fire only once well over 1% of the

@@ -320,6 +320,9 @@ async fn a_file_emptied_at_its_path_is_moved_aside_as_damaged() {
     std::fs::write(dir.path().join(FILE), b"").expect("empty the file");
     let spool = Spool::open(dir.path(), 1 << 20, 1).expect("a start with the file emptied");
     assert_eq!((spool.files_set_aside(), spool.records()), (1, 0));
+    let metrics = crate::metrics::Metrics::new(&[]).expect("metrics");
+    metrics.spool.observe(&spool);
+    assert_eq!(shown(&metrics, "qikchat_bridge_spool_files_set_aside"), "1");
     let aside = std::fs::read_dir(dir.path())
         .expect("list")
         .filter_map(Result::ok)
@@ -1410,6 +1413,46 @@ async fn the_oldest_records_age_keeps_growing_while_reading_it_fails() {
     metrics.spool.observe_at(&spool, received + 5_000);
     assert_eq!(shown(&metrics, age), "5", "not frozen, nor 0");
     fail.store(false, Ordering::SeqCst);
+    spool.close();
+}
+
+/// The spool gauges are what dashboards and the spool alerts read: each must show its own
+/// quantity (records, bytes, capacity), and the oldest record's age must be exact to the
+/// millisecond, never negative when the clock steps back, and 0 (not the time since 1970) when
+/// the spool is empty even if a later read fails.
+#[tokio::test]
+async fn the_spool_gauges_show_each_their_own_quantity_and_the_age_is_never_negative() {
+    let (spool, reads) = super::test_storage::spool_over_faulty_reads();
+    let metrics = crate::metrics::Metrics::new(&[]).expect("metrics");
+    let age = "qikchat_bridge_spool_oldest_age_seconds";
+    let received = record(Some("k"), "r0").timestamp_ms;
+    spool.append(record(Some("k"), "r0")).await.expect("append");
+    spool.append(record(Some("k"), "r1")).await.expect("append");
+    metrics.spool.observe_at(&spool, received + 1_500);
+    assert_eq!(shown(&metrics, "qikchat_bridge_spool_records"), "2");
+    assert_eq!(
+        shown(&metrics, "qikchat_bridge_spool_bytes"),
+        spool.bytes().to_string()
+    );
+    assert_ne!(spool.bytes(), 2, "bytes and records told apart");
+    assert_eq!(
+        shown(&metrics, "qikchat_bridge_spool_max_bytes"),
+        (1u64 << 20).to_string()
+    );
+    assert_eq!(shown(&metrics, age), "1.5");
+    // A clock stepped back below the record's receive time.
+    metrics.spool.observe_at(&spool, received - 2_000);
+    assert_eq!(shown(&metrics, age), "0");
+
+    // Found empty, then a read that fails: nothing was waiting at the last read that worked.
+    spool.remove(&oldest_stored(&spool, 2)).expect("remove");
+    metrics.spool.observe_at(&spool, received);
+    spool.append(record(Some("k"), "r2")).await.expect("append");
+    reads.fail.store(true, Ordering::SeqCst);
+    assert!(spool.oldest_timestamp_ms().is_err(), "the read must fail");
+    metrics.spool.observe_at(&spool, received);
+    assert_eq!(shown(&metrics, age), "0", "not the time since 1970");
+    reads.fail.store(false, Ordering::SeqCst);
     spool.close();
 }
 
