@@ -1066,6 +1066,16 @@ fn on_partition(
 
 /// One pass over a new spool of `records` into `kafka`: how it ended, the last sequence number
 /// it read, and the spool.
+/// What [`one_pass_of`] ends with, as one value to compare: the pass, the last record it read
+/// (the pass stops where reading on would send nothing) and the records left spooled.
+async fn one_pass_left(
+    kafka: &Partitioned,
+    records: Vec<SpooledRecord>,
+) -> (Pass, Option<u64>, u64) {
+    let (ended, reached, spool) = one_pass_of(kafka, records).await;
+    (ended, reached, spool.records())
+}
+
 async fn one_pass_of(
     kafka: &Partitioned,
     records: Vec<SpooledRecord>,
@@ -1197,12 +1207,14 @@ async fn a_topic_whose_waiting_records_are_all_on_failed_partitions_stops_the_pa
         .zip(on_partition("t", Some(1), 0, 300))
         .flat_map(|(a, b)| [a, b])
         .collect();
-    let (ended, reached, _) = one_pass_of(&kafka, records).await;
-    assert_eq!(ended, Pass::Failed(SMALL.records as u64));
     assert_eq!(
-        reached,
-        Some(SMALL.records as u64 - 1),
-        "reading on sends nothing"
+        one_pass_left(&kafka, records).await,
+        (
+            Pass::Failed(SMALL.records as u64),
+            Some(SMALL.records as u64 - 1),
+            600
+        ),
+        "(the pass, the last record read: reading on sends nothing, records left)"
     );
 }
 
@@ -1219,14 +1231,11 @@ async fn a_topic_whose_last_records_off_its_failed_partition_were_delivered_stop
     records.extend(on_partition("t", Some(2), 0, SMALL.records - 1));
     records.extend(on_partition("t", Some(1), 0, 100));
     records.extend(on_partition("t", Some(0), 1, 300));
-    let (ended, reached, spool) = one_pass_of(&kafka, records).await;
-    assert_eq!(ended, Pass::Failed(1));
     assert_eq!(
-        reached,
-        Some(2 * SMALL.records as u64 - 1),
-        "reading on sends nothing"
+        one_pass_left(&kafka, records).await,
+        (Pass::Failed(1), Some(2 * SMALL.records as u64 - 1), 301),
+        "(the pass, the last record read: reading on sends nothing, records left)"
     );
-    assert_eq!(spool.records(), 301);
 }
 
 /// The same once a record of it was left behind: a later batch whose records fail on the
@@ -1241,14 +1250,11 @@ async fn a_topic_whose_last_open_partition_fails_in_a_later_batch_stops_the_pass
     records.extend(on_partition("t", Some(1), 0, 10));
     records.extend(on_partition("t", Some(0), 1, 300));
     records.extend(on_partition("t", Some(1), 10, 300));
-    let (ended, reached, spool) = one_pass_of(&kafka, records).await;
-    assert_eq!(ended, Pass::Failed(11));
     assert_eq!(
-        reached,
-        Some(2 * SMALL.records as u64 - 1),
-        "reading on sends nothing"
+        one_pass_left(&kafka, records).await,
+        (Pass::Failed(11), Some(2 * SMALL.records as u64 - 1), 611),
+        "(the pass, the last record read: reading on sends nothing, records left)"
     );
-    assert_eq!(spool.records(), 611);
 }
 
 #[tokio::test]
@@ -1260,14 +1266,15 @@ async fn a_topic_whose_waiting_records_are_keyless_ones_held_stops_the_pass() {
         key: None,
         ..spooled("t")
     }));
-    let (ended, reached, spool) = one_pass_of(&kafka, records).await;
-    assert_eq!(ended, Pass::Failed(SMALL.records as u64 - 10));
     assert_eq!(
-        reached,
-        Some(SMALL.records as u64 - 1),
-        "reading on sends nothing"
+        one_pass_left(&kafka, records).await,
+        (
+            Pass::Failed(SMALL.records as u64 - 10),
+            Some(SMALL.records as u64 - 1),
+            600
+        ),
+        "(the pass, the last record read: reading on sends nothing, records left)"
     );
-    assert_eq!(spool.records(), 600);
     // Records without a key are no partition's: their failures ask no partition count (a
     // metadata request, up to 5 s).
     assert_eq!(kafka.asked.load(std::sync::atomic::Ordering::SeqCst), 0);
