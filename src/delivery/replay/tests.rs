@@ -2124,22 +2124,34 @@ async fn a_refused_record_sent_alone_does_not_overtake_an_earlier_casualty_of_it
     );
 }
 
-/// Refuses every record (`InvalidRecord`) on its topic: at once in a batch, alone after
-/// `alone[value]`; the dead-letter topic takes each copy after 1 s. Notes when each dead-letter
-/// copy was handed over.
+/// Takes the records `taken` picks after 1 s, noting when each was handed over; refuses every
+/// other one with `refusal`: at once in a batch, and after `alone(value)` when sent alone.
 struct SlowRefusalsAlone {
-    seen: Mutex<std::collections::HashSet<Vec<u8>>>,
+    taken: fn(&Record<'_>) -> bool,
+    refusal: fn() -> ProduceError,
     alone: fn(&[u8]) -> Duration,
-    copies_handed: Mutex<Vec<Instant>>,
+    seen: Mutex<std::collections::HashSet<Vec<u8>>>,
+    handed: Mutex<Vec<Instant>>,
+}
+
+impl SlowRefusalsAlone {
+    /// "a" alone answers in 20 s, "b" (handed over alone at 21 s, within the moves' shared 30 s)
+    /// in 29 s: after that deadline, though within a replay timeout of its own.
+    fn a_in_20_s_b_in_29(taken: fn(&Record<'_>) -> bool, refusal: fn() -> ProduceError) -> Self {
+        SlowRefusalsAlone {
+            taken,
+            refusal,
+            alone: |value| Duration::from_secs(if value == b"a" { 20 } else { 29 }),
+            seen: Mutex::default(),
+            handed: Mutex::default(),
+        }
+    }
 }
 
 impl Sink for SlowRefusalsAlone {
     async fn send(&self, record: &Record<'_>, _: Instant) -> Result<Delivered, ProduceError> {
-        if record.topic == "dlq" {
-            self.copies_handed
-                .lock()
-                .expect("lock")
-                .push(Instant::now());
+        if (self.taken)(record) {
+            self.handed.lock().expect("lock").push(Instant::now());
             tokio::time::sleep(Duration::from_secs(1)).await;
             return Ok(TAKEN);
         }
@@ -2151,7 +2163,7 @@ impl Sink for SlowRefusalsAlone {
         {
             tokio::time::sleep((self.alone)(record.value)).await;
         }
-        Err(ProduceError::Rejected("InvalidRecord".into()))
+        Err((self.refusal)())
     }
 }
 
@@ -2162,16 +2174,14 @@ impl Sink for SlowRefusalsAlone {
 #[tokio::test(start_paused = true)]
 async fn dead_letter_copies_are_handed_over_within_the_moves_shared_deadline() {
     let (_dir, spool) = spool_a_and_b("statuses", |n| Some(format!("k{n}"))).await;
-    // "a" alone answers in 20 s, its copy is taken at 21 s; "b", handed over alone at 21 s,
-    // within the shared 30 s, answers in 29 s (within a replay timeout of its own), at 50 s.
-    let kafka = SlowRefusalsAlone {
-        seen: Mutex::default(),
-        alone: |value| Duration::from_secs(if value == b"a" { 20 } else { 29 }),
-        copies_handed: Mutex::default(),
-    };
+    // The dead-letter topic takes the copies; "statuses" refuses both records.
+    let kafka = SlowRefusalsAlone::a_in_20_s_b_in_29(
+        |record| record.topic == "dlq",
+        || ProduceError::Rejected("InvalidRecord".into()),
+    );
     let started = Instant::now();
     let (ended, _) = fresh_pass(SMALL, &spool, &kafka).await;
-    let handed = handed_within_a_replay_timeout(started, &kafka.copies_handed, &ended);
+    let handed = handed_within_a_replay_timeout(started, &kafka.handed, &ended);
     assert!(!handed.is_empty(), "no copy was handed over: {ended:?}");
 }
 
@@ -2215,55 +2225,21 @@ fn handed_within_a_replay_timeout(
     handed
 }
 
-/// Refuses the dead-letter topic's own records for their time (older than a day): at once in
-/// their batch, and after `alone(value)` when sent alone. Takes one sent again with a new time
-/// after a second, noting when each was handed over.
-struct SlowOldDeadLetterRecords {
-    seen: Mutex<std::collections::HashSet<Vec<u8>>>,
-    alone: fn(&[u8]) -> Duration,
-    resends_handed: Mutex<Vec<Instant>>,
-}
-
-impl Sink for SlowOldDeadLetterRecords {
-    async fn send(&self, record: &Record<'_>, _: Instant) -> Result<Delivered, ProduceError> {
-        if !older_than_a_day(record.timestamp_ms) {
-            self.resends_handed
-                .lock()
-                .expect("lock")
-                .push(Instant::now());
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            return Ok(TAKEN);
-        }
-        if !self
-            .seen
-            .lock()
-            .expect("lock")
-            .insert(record.value.to_vec())
-        {
-            tokio::time::sleep((self.alone)(record.value)).await;
-        }
-        Err(refused_as(
-            rdkafka::types::RDKafkaErrorCode::InvalidTimestamp,
-        ))
-    }
-}
-
 /// A dead-letter record refused for its time alone is sent again with a new time only within
 /// the moves' shared deadline, as a dead-letter copy is: handed over after it, the moves last up
 /// to three replay timeouts, and hold up the pass (and a drain at shutdown) that long.
 #[tokio::test(start_paused = true)]
 async fn dead_letter_records_are_sent_again_with_a_new_time_within_the_moves_shared_deadline() {
     let (_dir, spool) = spool_a_and_b("dlq", |_| None).await;
-    // "a" alone answers in 20 s, and is sent again then; "b", handed over alone at 21 s, within
-    // the shared 30 s, answers in 29 s, after it.
-    let kafka = SlowOldDeadLetterRecords {
-        seen: Mutex::default(),
-        alone: |value| Duration::from_secs(if value == b"a" { 20 } else { 29 }),
-        resends_handed: Mutex::default(),
-    };
+    // The dead-letter topic refuses its own records for their time (older than a day) and takes
+    // one sent again with a new time.
+    let kafka = SlowRefusalsAlone::a_in_20_s_b_in_29(
+        |record| !older_than_a_day(record.timestamp_ms),
+        || refused_as(rdkafka::types::RDKafkaErrorCode::InvalidTimestamp),
+    );
     let started = Instant::now();
     let (ended, _) = fresh_pass(SMALL, &spool, &kafka).await;
-    let handed = handed_within_a_replay_timeout(started, &kafka.resends_handed, &ended);
+    let handed = handed_within_a_replay_timeout(started, &kafka.handed, &ended);
     assert_eq!(handed.len(), 1, "{handed:?}");
     assert_eq!(ended, Pass::Failed(1));
     assert_eq!(spool.records(), 1);
