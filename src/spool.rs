@@ -20,6 +20,7 @@ mod access;
 mod commits;
 mod counts;
 mod dir;
+mod emptied;
 mod failure;
 mod fresh;
 mod lifecycle;

@@ -115,7 +115,7 @@ impl Note {
         if std::fs::metadata(&path).is_ok_and(|m| !m.is_file()) {
             return Err(format!("{} is not a regular file", path.display()));
         }
-        let found = std::fs::read(&path).ok().and_then(|b| Noted::decode(&b));
+        let found = found_in(dir);
         let file_id =
             file_id(db).map_err(|e| format!("cannot give the spool file its identity: {e}"))?;
         // Not emptied here: a start cut off before its check (a scan of a large spool takes a
@@ -166,6 +166,15 @@ impl Note {
             tracing::warn!(error = %e, "cannot note the spool's last commit beside it");
         }
     }
+}
+
+/// The note in `dir` as the last process left it, if whole and in a regular file.
+pub(super) fn found_in(dir: &Path) -> Option<Noted> {
+    let path = dir.join(NOTE);
+    if std::fs::metadata(&path).is_ok_and(|m| !m.is_file()) {
+        return None;
+    }
+    std::fs::read(&path).ok().and_then(|b| Noted::decode(&b))
 }
 
 /// `db`'s identity: a random number written durably the first time the bridge opens it.

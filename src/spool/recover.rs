@@ -60,6 +60,7 @@ fn open_or_move_aside_unsynced(dir: &Path, path: &Path) -> Result<Database, Spoo
     if std::fs::symlink_metadata(path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
         return fresh::make_new(dir, path);
     }
+    super::emptied::report_if_emptied(dir, path);
     match judged_open(path) {
         Ok(db) => Ok(db),
         Err(Judged::Damaged(reason)) => move_aside(dir, path, reason),

@@ -368,6 +368,74 @@ async fn a_first_start_through_a_link_to_an_empty_file_made_for_it_uses_that_fil
     );
 }
 
+/// A file behind a link emptied after the spool committed records to it (a volume that dropped
+/// acknowledged writes, a restore of an empty copy) lost records answered 200: the note of the
+/// last commit says so, and the start reports it as a lost commit is, keeping the link (it was
+/// taken for a new file with no word).
+#[tokio::test]
+async fn a_file_behind_a_link_emptied_after_commits_is_reported_and_the_link_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let volume = tempfile::tempdir().expect("another volume");
+    let target = volume.path().join("spool.redb");
+    std::fs::write(&target, b"").expect("touch");
+    let path = dir.path().join(FILE);
+    std::os::unix::fs::symlink(&target, &path).expect("link");
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("first start");
+    spool.append(record(Some("k"), "a")).await.expect("append");
+    spool.close();
+    drop(spool);
+    std::fs::write(&target, b"").expect("empty the linked file");
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("a start with the file emptied");
+    spool.append(record(Some("k"), "b")).await.expect("append");
+    let set_aside = spool.files_set_aside();
+    spool.close();
+    drop(spool);
+    let reports = reports_ending(dir.path(), ".emptied");
+    assert_eq!(
+        (set_aside, reports.len(), path.is_symlink()),
+        (1, 1, true),
+        "(files set aside, reports, path still the link): {reports:?}"
+    );
+    assert!(
+        reports[0].contains("spool had made 1 commits"),
+        "{reports:?}"
+    );
+    // Told once: the note now names the new file's commits, which it holds.
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("the next start");
+    assert_eq!(spool.records(), 1);
+    spool.close();
+    assert_eq!(reports_ending(dir.path(), ".emptied").len(), 1);
+}
+
+/// A spool that never committed a record leaves a note of no commit: an empty file linked in its
+/// place (the operator moving it to another volume) is a new one, with no alarm.
+#[tokio::test]
+async fn an_empty_file_linked_where_a_spool_committed_nothing_is_no_loss() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    Spool::open(dir.path(), 1 << 20, 1)
+        .expect("first start")
+        .close();
+    let volume = tempfile::tempdir().expect("another volume");
+    let target = volume.path().join("spool.redb");
+    std::fs::write(&target, b"").expect("touch");
+    let path = dir.path().join(FILE);
+    std::fs::remove_file(&path).expect("remove the old file");
+    std::os::unix::fs::symlink(&target, &path).expect("link");
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("a start on the other volume");
+    assert_eq!(spool.files_set_aside(), 0);
+    spool.close();
+}
+
+/// The texts of the files in `dir` whose names end in `suffix`.
+fn reports_ending(dir: &std::path::Path, suffix: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .expect("list")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(suffix))
+        .map(|e| std::fs::read_to_string(e.path()).expect("read"))
+        .collect()
+}
+
 /// A new file is made under another name and renamed into place once redb has written it whole:
 /// one a crash (or a full volume) cut off while redb made it, empty or without redb's header, is
 /// left under that name, which the next start removes without an alarm (it never held a record),
@@ -1645,12 +1713,7 @@ async fn a_last_commit_the_file_loses_after_its_sync_is_reported_not_silent() {
 
 /// The texts of the lost-commit reports in `dir`.
 fn lost_commit_reports(dir: &std::path::Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .expect("list")
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".lost-commit"))
-        .map(|e| std::fs::read_to_string(e.path()).expect("report"))
-        .collect()
+    reports_ending(dir, ".lost-commit")
 }
 
 /// A file moved aside as unreadable is followed by a new one, which counts its appends from 0:
