@@ -184,7 +184,10 @@ impl Held {
         match error {
             // Failed only for another record of its batch and not sent again (behind an earlier
             // record of its conversation, or the moves were cut short): nothing says its topic or
-            // partition cannot take records.
+            // partition cannot take records. A keyless one is left behind only when the moves
+            // were cut short or its topic is the dead-letter topic that just failed a move, signs
+            // that Kafka cannot take records now: with no conversation to hold, it holds its
+            // topic, below.
             e if e.is_batch_casualty() && r.key.is_some() => {}
             e if e.is_partition_failure() => {
                 let partitions = self.spread.get(&topic).copied().flatten();
