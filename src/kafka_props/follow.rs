@@ -1,7 +1,7 @@
 //! The bridge's producer defaults that follow what the operator set (idempotence after `acks`,
-//! `retries` and `max.in.flight`,
-//! the queue after `message.max.bytes`, the metadata wait after `message.timeout.ms`, the
-//! reconnect cap after the first backoff), as they follow the bridge's own settings.
+//! `retries` and `max.in.flight`, the queue after `message.max.bytes`, the metadata wait after
+//! `message.timeout.ms`, the reconnect cap after the first backoff), as they follow the bridge's
+//! own settings.
 
 use std::collections::BTreeMap;
 
