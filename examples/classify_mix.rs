@@ -8,8 +8,7 @@
 //! ```
 //!
 //! The difference of the two totals over 10 × 2048 bodies is one body's cost. The bodies are
-//! bench/src/bin/loadgen's (the seed payloads of tests/fixtures, cycled as text, three statuses,
-//! image, three statuses, over 256 conversations, with distinct message ids).
+//! loadgen's mix (bench/src/bin/loadgen/mix.rs) of the seed payloads in tests/fixtures.
 
 use qikchat_bridge::classify::classify;
 
@@ -17,32 +16,15 @@ const TEXT: &str = include_str!("../tests/fixtures/message-in-text.json");
 const IMAGE: &str = include_str!("../tests/fixtures/message-in-image.json");
 const STATUS: &str = include_str!("../tests/fixtures/status-read.json");
 
-/// The same bodies, in the same order, as loadgen's `bodies`.
+#[path = "../bench/src/bin/loadgen/mix.rs"]
+mod mix;
+
+/// The same bodies, in the same order, as loadgen's.
 fn bodies() -> Vec<Vec<u8>> {
-    let status_as =
-        |s: &str| STATUS.replace("\"status\": \"read\"", &format!("\"status\": \"{s}\""));
-    let cycle = [
-        TEXT.to_string(),
-        status_as("sent"),
-        status_as("delivered"),
-        status_as("read"),
-        IMAGE.to_string(),
-        status_as("sent"),
-        status_as("delivered"),
-        status_as("read"),
-    ];
-    const SEED_ID: &str = "52JH6WmuSruAVyXvBBYemd0Ia";
-    let mut out = Vec::with_capacity(256 * cycle.len());
-    for conv in 0..256u32 {
-        for (k, template) in cycle.iter().enumerate() {
-            let id = format!("bench{conv:010}{k:010}");
-            let body = template
-                .replace("XXXXXXX", &format!("{:07}", 1_000_000 + conv * 7919))
-                .replace(SEED_ID, &id);
-            out.push(body.into_bytes());
-        }
-    }
-    out
+    mix::mix(TEXT, IMAGE, STATUS)
+        .into_iter()
+        .map(String::into_bytes)
+        .collect()
 }
 
 fn main() {

@@ -28,6 +28,7 @@
 //! and knows when).
 
 mod load;
+mod mix;
 mod procstat;
 mod ready;
 
@@ -86,42 +87,14 @@ fn bodies(fixtures: &std::path::Path) -> Vec<Bytes> {
         std::fs::read_to_string(fixtures.join(name))
             .unwrap_or_else(|e| die(format!("{}: {e}", fixtures.join(name).display())))
     };
-    let text = read("message-in-text.json");
-    let image = read("message-in-image.json");
-    let status = read("status-read.json");
-    let status_as = |s: &str| {
-        let out = status.replace("\"status\": \"read\"", &format!("\"status\": \"{s}\""));
-        assert!(
-            out.contains(&format!("\"status\": \"{s}\"")),
-            "status-read.json has no \"status\": \"read\" to rewrite"
-        );
-        out
-    };
-    let cycle = [
-        text,
-        status_as("sent"),
-        status_as("delivered"),
-        status_as("read"),
-        image,
-        status_as("sent"),
-        status_as("delivered"),
-        status_as("read"),
-    ];
-    const SEED_ID: &str = "52JH6WmuSruAVyXvBBYemd0Ia";
-    let mut out = Vec::with_capacity(256 * cycle.len());
-    for conv in 0..256u32 {
-        for (k, template) in cycle.iter().enumerate() {
-            // Masked numbers (+91790XXXXXXX, 9184XXXXXXX) get this conversation's digits;
-            // every body gets its own message id of the seed's length.
-            let id = format!("bench{conv:010}{k:010}");
-            debug_assert_eq!(id.len(), SEED_ID.len());
-            let body = template
-                .replace("XXXXXXX", &format!("{:07}", 1_000_000 + conv * 7919))
-                .replace(SEED_ID, &id);
-            out.push(Bytes::from(body));
-        }
-    }
-    out
+    mix::mix(
+        &read("message-in-text.json"),
+        &read("message-in-image.json"),
+        &read("status-read.json"),
+    )
+    .into_iter()
+    .map(Bytes::from)
+    .collect()
 }
 
 #[derive(Parser)]
