@@ -844,34 +844,51 @@ pub async fn produce(bootstrap: &str, topic: &str, payload: &[u8]) {
 /// whose opening for writing waits until something opens it for reading, as a large spool's
 /// recovery keeps the bridge starting for minutes. Dropped, it opens the FIFO for reading and
 /// writing, which never waits, and keeps it open: the opening goes on, and one that reaches the
-/// FIFO only later (the test's wait satisfied by another test's held opening) does not wait.
+/// FIFO only later does not wait. One at a time in a test process: the wait for the opening
+/// looks at every thread of the process, and was satisfied by another test's held opening.
 #[allow(dead_code)]
-pub struct HeldOpening(std::path::PathBuf);
+pub struct HeldOpening {
+    fifo: std::path::PathBuf,
+    /// Released after `drop` has let the opening go on.
+    _alone: std::sync::MutexGuard<'static, ()>,
+}
+
+/// Whether a thread of this process waits in a FIFO's opening (Linux's `wait_for_partner`).
+fn an_opening_waits() -> bool {
+    std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|task| {
+            std::fs::read_to_string(task.path().join("wchan"))
+                .is_ok_and(|wchan| wchan.trim() == "wait_for_partner")
+        })
+}
 
 #[allow(dead_code)]
 impl HeldOpening {
+    /// Blocks while another test of this process holds one.
     pub fn in_dir(dir: &std::path::Path) -> HeldOpening {
+        static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let alone = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let fifo = dir.join("spool.lock");
         let made = std::process::Command::new("mkfifo")
             .arg(&fifo)
             .status()
             .expect("mkfifo");
         assert!(made.success(), "mkfifo {}", fifo.display());
-        HeldOpening(fifo)
+        HeldOpening {
+            fifo,
+            _alone: alone,
+        }
     }
 
-    /// Waits until a thread of this process waits in a FIFO's opening (Linux's
-    /// `wait_for_partner`): the bridge's, unless another test's opening is held at that moment.
+    /// Waits until the bridge's opening waits on the FIFO.
     pub async fn wait_reached(&self) {
         eventually("the spool's opening waits on its FIFO", async || {
-            std::fs::read_dir("/proc/self/task")
-                .into_iter()
-                .flatten()
-                .flatten()
-                .any(|task| {
-                    std::fs::read_to_string(task.path().join("wchan"))
-                        .is_ok_and(|wchan| wchan.trim() == "wait_for_partner")
-                })
+            an_opening_waits()
         })
         .await;
     }
@@ -884,9 +901,14 @@ impl Drop for HeldOpening {
         if let Ok(fifo) = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
-            .open(&self.0)
+            .open(&self.fifo)
         {
             std::mem::forget(fifo);
+        }
+        // The next test's wait must not see this opening's thread before it wakes.
+        let until = std::time::Instant::now() + Duration::from_secs(5);
+        while an_opening_waits() && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 }
