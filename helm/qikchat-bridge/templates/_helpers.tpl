@@ -369,16 +369,15 @@ password
      explicitly, so librdkafka would refuse the start: say so at render time instead. */ -}}
 {{- if $k.idempotence -}}
 {{- $props := $k.properties | default dict -}}
-{{- range $name := list "retries" "message.send.max.retries" -}}
+{{- /* Each rule: the property's two names, and the values (from..to) it refuses. */ -}}
+{{- $retries := dict "names" (list "retries" "message.send.max.retries") "from" 0 "to" 0 "needs" "retries" -}}
+{{- $inFlight := dict "names" (list "max.in.flight" "max.in.flight.requests.per.connection") "from" 6 "to" 9223372036854775807 "needs" "at most 5 requests in flight" -}}
+{{- range $rule := list $retries $inFlight -}}
+{{- range $name := $rule.names -}}
 {{- $v := get $props $name -}}
-{{- if and (hasKey $props $name) (regexMatch "^[-+]?[0-9]+$" (toString $v)) (eq (int64 $v) 0) -}}
-{{- fail (printf "kafka.idempotence needs retries, or librdkafka refuses to start the producer (kafka.properties.%s is %v): set kafka.idempotence: false with it" $name $v) -}}
+{{- if and (hasKey $props $name) (regexMatch "^[-+]?[0-9]+$" (toString $v)) (ge (int64 $v) (int64 $rule.from)) (le (int64 $v) (int64 $rule.to)) -}}
+{{- fail (printf "kafka.idempotence needs %s, or librdkafka refuses to start the producer (kafka.properties.%s is %v): set kafka.idempotence: false with it" $rule.needs $name $v) -}}
 {{- end -}}
-{{- end -}}
-{{- range $name := list "max.in.flight" "max.in.flight.requests.per.connection" -}}
-{{- $v := get $props $name -}}
-{{- if and (hasKey $props $name) (regexMatch "^[-+]?[0-9]+$" (toString $v)) (gt (int64 $v) 5) -}}
-{{- fail (printf "kafka.idempotence needs at most 5 requests in flight, or librdkafka refuses to start the producer (kafka.properties.%s is %v): set kafka.idempotence: false with it" $name $v) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
