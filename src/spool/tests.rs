@@ -339,6 +339,19 @@ async fn a_file_emptied_at_its_path_is_moved_aside_as_damaged() {
     spool.close();
 }
 
+/// An empty file on another volume, linked at the spool's path in `dir`: the volume (removed
+/// when dropped), the file and the link.
+fn an_empty_file_linked_in(
+    dir: &std::path::Path,
+) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let volume = tempfile::tempdir().expect("another volume");
+    let target = volume.path().join("spool.redb");
+    std::fs::write(&target, b"").expect("touch");
+    let path = dir.join(FILE);
+    std::os::unix::fs::symlink(&target, &path).expect("link");
+    (volume, target, path)
+}
+
 /// A first start through a link to an empty file made for it (the way to put the spool on
 /// another volume, since a link to nothing is refused): the spool is made in the file the link
 /// leads to, not set aside with an alarm and moved off that volume (found by a review of a
@@ -346,11 +359,7 @@ async fn a_file_emptied_at_its_path_is_moved_aside_as_damaged() {
 #[tokio::test]
 async fn a_first_start_through_a_link_to_an_empty_file_made_for_it_uses_that_file() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let volume = tempfile::tempdir().expect("another volume");
-    let target = volume.path().join("spool.redb");
-    std::fs::write(&target, b"").expect("touch");
-    let path = dir.path().join(FILE);
-    std::os::unix::fs::symlink(&target, &path).expect("link");
+    let (_volume, target, path) = an_empty_file_linked_in(dir.path());
     let spool = Spool::open(dir.path(), 1 << 20, 1).expect("first start");
     spool.append(record(Some("k"), "a")).await.expect("append");
     let set_aside = spool.files_set_aside();
@@ -375,11 +384,7 @@ async fn a_first_start_through_a_link_to_an_empty_file_made_for_it_uses_that_fil
 #[tokio::test]
 async fn a_file_behind_a_link_emptied_after_commits_is_reported_and_the_link_kept() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let volume = tempfile::tempdir().expect("another volume");
-    let target = volume.path().join("spool.redb");
-    std::fs::write(&target, b"").expect("touch");
-    let path = dir.path().join(FILE);
-    std::os::unix::fs::symlink(&target, &path).expect("link");
+    let (_volume, target, path) = an_empty_file_linked_in(dir.path());
     let spool = Spool::open(dir.path(), 1 << 20, 1).expect("first start");
     spool.append(record(Some("k"), "a")).await.expect("append");
     spool.close();
@@ -415,12 +420,8 @@ async fn an_empty_file_linked_where_a_spool_committed_nothing_is_no_loss() {
     Spool::open(dir.path(), 1 << 20, 1)
         .expect("first start")
         .close();
-    let volume = tempfile::tempdir().expect("another volume");
-    let target = volume.path().join("spool.redb");
-    std::fs::write(&target, b"").expect("touch");
-    let path = dir.path().join(FILE);
-    std::fs::remove_file(&path).expect("remove the old file");
-    std::os::unix::fs::symlink(&target, &path).expect("link");
+    std::fs::remove_file(dir.path().join(FILE)).expect("remove the old file");
+    let (_volume, _, _) = an_empty_file_linked_in(dir.path());
     let spool = Spool::open(dir.path(), 1 << 20, 1).expect("a start on the other volume");
     assert_eq!(spool.files_set_aside(), 0);
     spool.close();
