@@ -1029,6 +1029,10 @@ must_fail "idempotence with retries=0" "kafka.idempotence needs retries" $B --se
 must_fail "idempotence with 6 in flight" "kafka.idempotence needs at most 5 requests in flight" $B --set-string 'kafka.properties.max\.in\.flight\.requests\.per\.connection=6'
 check "no idempotence with retries=0 renders" kafka_property_arg "retries=0" $B --set kafka.idempotence=false --set-json 'kafka.properties={"retries":0}'
 check "idempotence with 5 in flight renders" kafka_property_arg "max.in.flight=5" $B --set-json 'kafka.properties={"max.in.flight":5}'
+# Numbers as librdkafka reads them (strtol, base 0): hex, octal, and what follows a number ignored.
+must_fail "idempotence with 0x6 in flight" "kafka.idempotence needs at most 5 requests in flight" $B --set-string 'kafka.properties.max\.in\.flight=0x6'
+must_fail "idempotence with retries=00 and a blank" "kafka.idempotence needs retries" $B --set-string 'kafka.properties.retries=00 '
+check "idempotence with 0x5 in flight renders" kafka_property_arg "max.in.flight=0x5" $B --set-string 'kafka.properties.max\.in\.flight=0x5'
 must_fail "loopback listener" "listenHost" $B --set config.listenHost=127.0.0.1
 must_fail "bodies in flight beyond the memory limit" "resources.limits.memory (640Mi) is below" $B --set config.maxInFlightBytes=536870912
 must_fail "connections' read buffers beyond the memory limit (100000 x 16 KiB)" "config.maxConnections x 16 KiB" $B --set config.maxConnections=100000

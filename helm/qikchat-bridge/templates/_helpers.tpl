@@ -375,7 +375,10 @@ password
 {{- range $rule := list $retries $inFlight -}}
 {{- range $name := $rule.names -}}
 {{- $v := get $props $name -}}
-{{- if and (hasKey $props $name) (regexMatch "^[-+]?[0-9]+$" (toString $v)) (ge (int64 $v) (int64 $rule.from)) (le (int64 $v) (int64 $rule.to)) -}}
+{{- /* The number as librdkafka reads it (C's strtol, base 0): after blanks, a sign and a hex,
+     octal or decimal number, whatever follows; spf13/cast parses that prefix alike. */ -}}
+{{- $n := regexFind "^[ \t\n\v\f\r]*[-+]?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)" (toString $v) | trim -}}
+{{- if and (hasKey $props $name) $n (ge (int64 $n) (int64 $rule.from)) (le (int64 $n) (int64 $rule.to)) -}}
 {{- fail (printf "kafka.idempotence needs %s, or librdkafka refuses to start the producer (kafka.properties.%s is %v): set kafka.idempotence: false with it" $rule.needs $name $v) -}}
 {{- end -}}
 {{- end -}}
