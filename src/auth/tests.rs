@@ -161,6 +161,16 @@ fn watched(
     (dir, path, live, reload)
 }
 
+/// A subscriber for a test whose watcher logs what
+/// [`an_auth_file_that_cannot_be_read_is_logged_once_per_change_not_at_every_read`] counts:
+/// tracing works out once, process-wide, whether a log line's call site is wanted, by the
+/// subscriber of the thread that reaches it first. Reached first on a test thread without one, the
+/// line was never logged again, and that test failed about once in 40 runs beside this file's
+/// other tests.
+fn logs_kept() -> (crate::telemetry::Kept, tracing::subscriber::DefaultGuard) {
+    crate::telemetry::Kept::on_this_thread()
+}
+
 /// The file may be rotated between start-up's read and the watcher's first look (a long spool
 /// recovery lies between them): what start-up applied is the baseline, so that is a change.
 /// Paused clock: the watcher's reads run on blocking threads, which hold the clock still.
@@ -244,6 +254,7 @@ async fn a_file_caught_half_written_is_not_applied_until_it_reads_the_same_twice
 #[tokio::test(start_paused = true)]
 async fn an_auth_file_that_cannot_be_used_is_shown_as_stale_until_a_usable_one_is_applied() {
     use std::time::Duration;
+    let _logs = logs_kept();
     let (_dir, path, live, reload) = watched("alice:old-password\n");
     let gauge = stale();
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
@@ -272,6 +283,41 @@ async fn an_auth_file_that_cannot_be_used_is_shown_as_stale_until_a_usable_one_i
     std::fs::write(&path, "bob:new-password\n").expect("write");
     settle().await;
     assert_eq!(gauge.get(), 0, "back to the text in force");
+    stop_tx.send(true).expect("stop");
+    watcher.await.expect("watcher");
+}
+
+/// A file in force that can no longer be read (its Secret unmounted, its permissions changed)
+/// leaves its credentials accepted, one removed from it too, so the gauge an alert watches says
+/// so at once, and clears as soon as a usable file is applied (found by mutation testing: a
+/// watcher that set nothing on a failed read went unnoticed, the test above removing a file that
+/// was already unusable, and so did one that cleared it a read after applying).
+#[tokio::test(start_paused = true)]
+async fn an_auth_file_in_force_that_becomes_unreadable_is_shown_as_stale() {
+    use std::time::Duration;
+    let _logs = logs_kept();
+    let (_dir, path, live, reload) = watched("alice:old-password\n");
+    let gauge = stale();
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let watcher = tokio::spawn(watch_auth_file(reload, live.clone(), gauge.clone(), stop));
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(gauge.get(), 0, "start-up's file");
+    std::fs::remove_file(&path).expect("remove");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(gauge.get(), 1, "a file in force, gone");
+    assert_eq!(live.load().users(), vec!["alice"], "kept");
+    std::fs::write(&path, "alice:old-password\n").expect("write");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(gauge.get(), 0, "back as the text in force");
+    // Unreadable again, then rotated: cleared as the rotation is applied, not a read later.
+    std::fs::remove_file(&path).expect("remove");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(gauge.get(), 1, "gone again");
+    std::fs::write(&path, "bob:new-password\n").expect("write");
+    while live.load().users() != vec!["bob"] {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(gauge.get(), 0, "applied");
     stop_tx.send(true).expect("stop");
     watcher.await.expect("watcher");
 }

@@ -243,3 +243,32 @@ async fn an_idle_http2_client_that_ignores_the_goaway_is_dropped_a_check_after_i
         closed - goaway
     );
 }
+
+/// A client told to close at its idle timeout may still send a webhook, taken by hyper's first
+/// GOAWAY; answered, it earns no new idle wait: if it then neither answers the GOAWAY's ping nor
+/// closes, it is dropped a check (the header read timeout, 1 s here) after that answer, not after
+/// the idle timeout again (found by mutation testing: telling the connection's clock nothing of
+/// the close it was told went unnoticed, a silent client being dropped in time either way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_answered_after_an_idle_goaway_earns_no_new_idle_wait() {
+    let app = TestApp::start(&["--header-read-timeout", "1s", "--idle-timeout", "6s"]).await;
+    let mut s = answered_once(app.addr).await;
+    let told = tokio::time::timeout(Duration::from_secs(20), async {
+        while next_frame(&mut s).await.0 != GOAWAY {}
+    })
+    .await;
+    assert!(told.is_ok(), "not told to close at the idle timeout");
+    s.write_all(&webhook(3)).await.expect("send");
+    assert_eq!(answer_head(&mut s, 3).await, 0x88, ":status 200");
+    let answered = Instant::now();
+    let read = tokio::time::timeout(Duration::from_secs(20), async {
+        while frame_or_close(&mut s).await.is_some() {}
+    })
+    .await;
+    let closed = answered.elapsed();
+    assert!(read.is_ok(), "still open {closed:?} after its answer");
+    assert!(
+        closed < Duration::from_millis(3500),
+        "dropped {closed:?} after its answer, not a check (1 s) later"
+    );
+}

@@ -397,6 +397,65 @@ async fn a_keep_alive_connection_idle_after_its_answer_is_closed_after_the_idle_
     );
 }
 
+/// A kept-alive connection waiting for its next request costs nothing while it waits: its
+/// timer is set again at each check, so the runtime sleeps until the next one. Without that, a
+/// fired timer stays fired and the connection's loop judges it again and again, one core spent
+/// per idle connection for the whole idle timeout (found by mutation testing: dropping the
+/// timer's reset went unnoticed, every wait still ending on time). Its own runtime, whose busy
+/// time is this listener's alone.
+#[test]
+fn a_kept_alive_connection_waiting_for_its_next_request_keeps_the_runtime_idle() {
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use qikchat_bridge::server::{serve_with, ServerOptions};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let options = ServerOptions {
+        name: "test",
+        // Checks every 100 ms, the connection allowed to wait 30 s.
+        header_read_timeout: Duration::from_millis(100),
+        idle_timeout: Duration::from_secs(30),
+        shutdown_grace: Duration::from_secs(1),
+        max_connections: 16,
+        http1_only: true,
+    };
+    let handler = |_req| async { http::Response::new(Full::new(Bytes::from_static(b"ok"))) };
+    runtime.spawn(serve_with(
+        listener,
+        handler,
+        options,
+        std::future::pending(),
+    ));
+    let metrics = runtime.metrics();
+    let busy = runtime.block_on(async {
+        let mut s = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("connect");
+        s.write_all(b"GET / HTTP/1.1\r\nHost: bridge\r\n\r\n")
+            .await
+            .expect("write");
+        let answer = common::read_answer(&mut s).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        // Past the first checks, then a second of waiting.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let before = metrics.worker_total_busy_duration(0);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let busy = metrics.worker_total_busy_duration(0) - before;
+        drop(s);
+        busy
+    });
+    assert!(
+        busy < Duration::from_millis(300),
+        "the runtime was busy {busy:?} of the second an idle connection waited"
+    );
+}
+
 /// A proxy's pool (ingress-nginx keeps idle upstream connections 60 s) sends its next request
 /// on a connection the bridge must not have closed in the meantime: such a request would fail,
 /// and a proxy does not retry a POST.

@@ -186,6 +186,21 @@ async fn kept_alive_http2() -> (Arc<Activity>, Connection) {
     (activity, conn)
 }
 
+/// A client's first write is often its preface, its settings and its first request together,
+/// read in one: the frames after the preface in that read are followed too, so a first head
+/// begun there and never finished is dropped at the header read timeout, not told to close and
+/// dropped a check later (found by mutation testing: dropping the rest of the preface's read went
+/// unnoticed, every test sending the preface alone).
+#[tokio::test(start_paused = true)]
+async fn http2_frames_read_with_the_preface_are_followed_too() {
+    let activity = Arc::new(Activity::default());
+    let mut conn = Connection::new(&activity);
+    conn.send(&[&[PREFACE, &frame_header(20, 1, 0x4), b"some"].concat()])
+        .await;
+    advance(LIMITS.header_read).await;
+    assert_eq!(activity.verdict(LIMITS), Verdict::SlowHead);
+}
+
 /// hyper bounds no HTTP/2 head: one HEADERS frame sent a byte at a time was held for the idle
 /// timeout (or until a ping went unanswered), and held a shutdown's drain for its whole grace.
 #[tokio::test(start_paused = true)]
