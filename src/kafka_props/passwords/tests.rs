@@ -286,3 +286,85 @@ fn a_password_after_a_user_holding_an_at_is_hidden_whole() {
         assert_eq!(url_password_hidden(kept), kept);
     }
 }
+
+/// A password may hold an `=` after a `/`, `#` or `?` (a base64 secret ends in `=`, holds `/`):
+/// its `@` is in no query's value, so the password runs on to it, hidden whole; a password
+/// holding a digit, or an `&` in a path before a query, is no port nor query either (found by
+/// mutation testing: each of these was shown whole, taken for a port with a query's address).
+#[test]
+fn a_url_password_holding_an_equals_sign_is_hidden_whole() {
+    for (url, shown) in [
+        (
+            "https://svc:8/Rgq+DU=@idp/token",
+            "https://svc:<redacted>@idp/token",
+        ),
+        (
+            "https://svc:8#Rg=x@idp/token",
+            "https://svc:<redacted>@idp/token",
+        ),
+        (
+            "https://svc:8?x#y=z@idp/token",
+            "https://svc:<redacted>@idp/token",
+        ),
+        (
+            "https://svc:8/a&b=c?d@idp/token",
+            "https://svc:<redacted>@idp/token",
+        ),
+        (
+            "https://svc:S3cr/et?x=1@idp/token",
+            "https://svc:<redacted>@idp/token",
+        ),
+    ] {
+        assert_eq!(url_password_hidden(url), shown, "{url}");
+    }
+}
+
+/// A comma in a URL's password ends no entry unless a scheme follows it: a password that
+/// begins with digits (`2024,Spring`) is no port before it (found by mutation testing: ending
+/// the URL at every comma showed it whole).
+#[test]
+fn a_url_password_beginning_with_digits_and_a_comma_is_hidden_whole() {
+    assert_eq!(
+        url_password_hidden("https://svc:2024,Spring@idp/token"),
+        "https://svc:<redacted>@idp/token"
+    );
+}
+
+/// The password of an entry without a scheme runs back across every comma to its entry's `:`,
+/// over pieces without one too (found by mutation testing: a piece without a `:` forgot the
+/// one before it, and `pa,ss,wo` was shown).
+#[test]
+fn a_password_holding_two_commas_in_an_entry_without_a_scheme_is_hidden_whole() {
+    for brokers in ["u:pa,ss,wo@h:9092", "k:9092,u:pa,ss,wo@h:9092"] {
+        let hidden = broker_list_password_hidden(brokers);
+        assert!(hidden.ends_with(":<redacted>@h:9092"), "{hidden}");
+        assert!(!hidden.contains("wo"), "{hidden}");
+        assert!(!url_password_hidden(brokers).contains("wo"), "{brokers}");
+    }
+}
+
+/// A user with no password before an IPv6 address: the address's colons are no password's, and
+/// its port, path and a query's address stay shown (found by mutation testing: reading the
+/// address from the user's start took `:1]:8443/t?login_hint=a` for a password).
+#[test]
+fn a_user_before_an_ipv6_address_keeps_the_address_port_and_query_shown() {
+    for kept in [
+        "https://svc@[::1]:8443/t?login_hint=a@b",
+        "https://svc@[fe80::1]:8443?login_hint=a@b",
+    ] {
+        assert_eq!(url_password_hidden(kept), kept);
+    }
+}
+
+/// An entry with a `://` but no scheme's name before it (`://Zq7Wm3@h`, a scheme left out)
+/// is no URL: librdkafka quotes it whole, so what runs from its `:` to the `@` is hidden
+/// (found by mutation testing: an empty name taken for a scheme showed the password).
+#[test]
+fn an_entry_with_a_separator_but_no_scheme_name_hides_its_password() {
+    let brokers = "://Zq7Wm3Kx9@127.0.0.1:9092";
+    assert!(!url_password_hidden(brokers).contains("Zq7Wm3Kx9"));
+    assert!(!broker_list_password_hidden(brokers).contains("Zq7Wm3Kx9"));
+    let line = format!("Broker name \"{brokers}\" parse error: unsupported protocol \"\"");
+    let shown = Scrubber::new([("bootstrap.servers", brokers)]).scrub(&line);
+    assert!(!shown.contains("Zq7Wm3Kx9"), "{shown}");
+}
