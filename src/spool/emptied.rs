@@ -26,6 +26,13 @@ pub(super) fn report_if_emptied(dir: &Path, path: &Path) {
     let Some(noted) = commits::found_in(dir).filter(|n| n.appends > 0) else {
         return;
     };
+    // The note stays until a start settles it: a start that reported and then failed (the file
+    // held by another program, a full volume) or was cut off must not report the loss again at
+    // every retry.
+    if reported_already(dir, &noted) {
+        tracing::error!(file = %path.display(), commits = noted.appends, last_commit_at_ms = noted.at_ms, "the spool file behind the link is empty, where the spool had committed records; reported by an earlier start");
+        return;
+    }
     match report(dir, path, &noted) {
         Ok(report) => {
             tracing::error!(file = %path.display(), commits = noted.appends, last_commit_at_ms = noted.at_ms, report = %report.display(), "the spool file behind the link is empty, where the spool had committed records: any it held were answered 200 and will not reach Kafka")
@@ -36,6 +43,31 @@ pub(super) fn report_if_emptied(dir: &Path, path: &Path) {
     }
 }
 
+/// The words of a report that name `noted`'s commit.
+fn naming(noted: &Noted) -> String {
+    format!(
+        "the last (sequence numbers {}..={}) at {} ms",
+        noted.first_seq, noted.last_seq, noted.at_ms
+    )
+}
+
+/// Whether a report in `dir` already names `noted`'s commit.
+fn reported_already(dir: &Path, noted: &Noted) -> bool {
+    let prefix = format!("{}.unreadable-", super::FILE);
+    let naming = naming(noted);
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".emptied"))
+        })
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .any(|e| std::fs::read_to_string(e.path()).is_ok_and(|text| text.contains(&naming)))
+}
+
 fn report(dir: &Path, path: &Path, noted: &Noted) -> std::io::Result<PathBuf> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -43,16 +75,13 @@ fn report(dir: &Path, path: &Path, noted: &Noted) -> std::io::Result<PathBuf> {
     let report = free_name(dir, now, ".emptied")?;
     let text = format!(
         "At {now} (Unix seconds) {} led to an empty file, where spool.last-append says the \
-         spool had made {} commits, the last (sequence numbers {}..={}) at {} ms since the Unix \
-         epoch. Records still spooled then were answered 200 and will not reach Kafka: find them \
-         on Qikchat's side since that time. If the empty file was put there on purpose, as a new \
-         spool file, nothing was lost (remove spool.last-append with the old file next time). \
-         Delete this file to clear the alert.\n",
+         spool had made {} commits, {} since the Unix epoch. Records still spooled then were \
+         answered 200 and will not reach Kafka: find them on Qikchat's side since that time. If \
+         the empty file was put there on purpose, as a new spool file, nothing was lost (remove \
+         spool.last-append with the old file next time). Delete this file to clear the alert.\n",
         path.display(),
         noted.appends,
-        noted.first_seq,
-        noted.last_seq,
-        noted.at_ms,
+        naming(noted),
     );
     std::fs::write(&report, text)?;
     Ok(report)

@@ -54,13 +54,15 @@ fn sync_dir(dir: &Path) {
 }
 
 fn open_or_move_aside_unsynced(dir: &Path, path: &Path) -> Result<Database, SpoolError> {
+    // Before a leftover new file is settled: beside one that holds records, the file behind the
+    // link is opened there, and was taken for a new one with no word.
+    super::emptied::report_if_emptied(dir, path);
     if let Some(db) = fresh::settle_unfinished(dir, path)? {
         return Ok(db);
     }
     if std::fs::symlink_metadata(path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
         return fresh::make_new(dir, path);
     }
-    super::emptied::report_if_emptied(dir, path);
     match judged_open(path) {
         Ok(db) => Ok(db),
         Err(Judged::Damaged(reason)) => move_aside(dir, path, reason),

@@ -412,6 +412,53 @@ async fn a_file_behind_a_link_emptied_after_commits_is_reported_and_the_link_kep
     assert_eq!(reports_ending(dir.path(), ".emptied").len(), 1);
 }
 
+/// A start that reports the emptied file and then cannot open it (held by another program: the
+/// start fails, and is tried again) tells the loss once, not once a try.
+#[tokio::test]
+async fn a_file_behind_a_link_emptied_is_reported_once_across_starts_that_fail_to_open_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_volume, target, _path) = an_empty_file_linked_in(dir.path());
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("first start");
+    spool.append(record(Some("k"), "a")).await.expect("append");
+    spool.close();
+    drop(spool);
+    std::fs::write(&target, b"").expect("empty the linked file");
+    let holder = std::fs::File::open(&target).expect("open");
+    rustix::fs::flock(
+        &holder,
+        rustix::fs::FlockOperation::NonBlockingLockExclusive,
+    )
+    .expect("hold the file as another program would");
+    for _ in 0..3 {
+        assert!(
+            Spool::open(dir.path(), 1 << 20, 1).is_err(),
+            "opened a held file"
+        );
+    }
+    drop(holder);
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("a start once it is let go");
+    spool.close();
+    let reports = reports_ending(dir.path(), ".emptied");
+    assert_eq!(reports.len(), 1, "{reports:?}");
+}
+
+/// An emptied file behind a link is told with a leftover new file that holds records beside it.
+#[tokio::test]
+async fn a_file_behind_a_link_emptied_is_reported_beside_a_leftover_new_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_volume, target, _path) = an_empty_file_linked_in(dir.path());
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("first start");
+    spool.append(record(Some("k"), "a")).await.expect("append");
+    spool.close();
+    drop(spool);
+    std::fs::copy(&target, dir.path().join("spool.redb.new")).expect("a leftover with records");
+    std::fs::write(&target, b"").expect("empty the linked file");
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("a start");
+    spool.close();
+    let reports = reports_ending(dir.path(), ".emptied");
+    assert_eq!(reports.len(), 1, "{reports:?}");
+}
+
 /// A spool that never committed a record leaves a note of no commit: an empty file linked in its
 /// place (the operator moving it to another volume) is a new one, with no alarm.
 #[tokio::test]
