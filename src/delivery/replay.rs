@@ -143,7 +143,8 @@ async fn pass<K: Sink>(
             mut results,
             removed,
         } = send_batch(spool, kafka, &todo, metrics).await;
-        let (diverted, resent) = divert_refused(kafka, &todo, &mut results, deadletter, stop).await;
+        let (diverted, resent, answered) =
+            divert_refused(kafka, &todo, &mut results, deadletter, stop).await;
         learn_partitions(kafka, held, &todo, &results).await;
         // `delivered` is what leaves the spool; `acknowledged` what its own topic took, and
         // `deadlettered` what the dead-letter topic took instead (counted once they are gone, or a
@@ -151,8 +152,10 @@ async fn pass<K: Sink>(
         let mut delivered = Vec::new();
         let (mut acknowledged, mut deadlettered) = (0u64, 0u64);
         let (mut kafka_failures, mut casualties) = (0, 0);
-        let outcomes = results.into_iter().zip(removed).zip(diverted);
-        for ((seq, r, len), ((result, gone), diverted)) in todo.into_iter().zip(outcomes) {
+        let outcomes = results.into_iter().zip(removed).zip(diverted).zip(answered);
+        for ((seq, r, len), (((result, gone), diverted), answered)) in
+            todo.into_iter().zip(outcomes)
+        {
             let error = match result {
                 Ok(_) if gone => continue,
                 Ok(_) => {
@@ -185,7 +188,13 @@ async fn pass<K: Sink>(
                 kafka_failures += 1;
                 kafka_failed_topics.insert(r.topic.clone());
             }
-            held.left_behind(*seq, r, &error);
+            // A keyless casualty its topic answered again at the re-send (failed there for
+            // another record's refusal once more) is no sign Kafka cannot take records now.
+            if answered && r.key.is_none() && error.is_batch_casualty() {
+                held.answered_casualty(r);
+            } else {
+                held.left_behind(*seq, r, &error);
+            }
         }
         match send::remove(spool, delivered).await {
             Ok(()) => {

@@ -173,6 +173,12 @@ impl Held {
         }
     }
 
+    /// `r`, without a key, failed again only for another record of its batch when sent again
+    /// after the moves: its topic answered, so nothing of it is held.
+    pub(super) fn answered_casualty(&mut self, r: &SpooledRecord) {
+        self.all_held.remove(&r.topic);
+    }
+
     pub(super) fn left_behind(&mut self, seq: u64, r: &SpooledRecord, error: &ProduceError) {
         if let Some(key) = &r.key {
             self.behind
@@ -184,10 +190,11 @@ impl Held {
         match error {
             // Failed only for another record of its batch and not sent again (behind an earlier
             // record of its conversation, or the moves were cut short): nothing says its topic or
-            // partition cannot take records. A keyless one is left behind only when the moves
-            // were cut short or its topic is the dead-letter topic that just failed a move, signs
-            // that Kafka cannot take records now: with no conversation to hold, it holds its
-            // topic, below.
+            // partition cannot take records. A keyless one comes here only when it was not sent
+            // again (the moves were cut short, or its topic is the dead-letter topic that just
+            // failed a move), signs that Kafka cannot take records now: with no conversation to
+            // hold, it holds its topic, below. One failed again at its re-send is not left behind
+            // (see `answered_casualty`).
             e if e.is_batch_casualty() && r.key.is_some() => {}
             e if e.is_partition_failure() => {
                 let partitions = self.spread.get(&topic).copied().flatten();

@@ -120,19 +120,28 @@ pub(super) async fn send_batch<K: Sink>(
 /// further topic to move to; but one refused there for its time alone is sent again with the
 /// current time, as a record of another topic refused for its time is moved with it, rather than
 /// stay spooled for good.
+///
+/// Returns the dead-letter moves, the sends made, and which records were sent again as
+/// casualties (their topic answered them after the moves).
 pub(super) async fn divert_refused<K: Sink>(
     kafka: &K,
     todo: &[&(u64, SpooledRecord, u64)],
     results: &mut [Result<Delivered, ProduceError>],
     deadletter: &str,
     stop: &watch::Receiver<bool>,
-) -> (Vec<Option<Result<Delivered, ProduceError>>>, usize) {
+) -> (
+    Vec<Option<Result<Delivered, ProduceError>>>,
+    usize,
+    Vec<bool>,
+) {
     // After the whole batch: under the batch's deadline, one record of the batch timing out left
     // them no time at all, and a refused record then waited on an unrelated outage, blamed on
     // the dead-letter topic.
     let deadline = Instant::now() + REPLAY_TIMEOUT;
     let mut stop = stop.clone();
     let mut diverted = vec![None; todo.len()];
+    // The casualties sent again after the moves (their topic answered them there).
+    let mut resent = vec![false; todo.len()];
     // Sends made here: each record sent again alone, each dead-letter copy.
     let mut sends = 0;
     let mut cut_off = false;
@@ -229,9 +238,10 @@ pub(super) async fn divert_refused<K: Sink>(
         // hand-over) went on to deliver records replay had stopped waiting for, which then stayed
         // spooled and were sent again.
         let deadline = Instant::now() + REPLAY_TIMEOUT;
-        sends += resend_casualties(kafka, todo, results, &diverted, down, deadline).await;
+        resent = resend_casualties(kafka, todo, results, &diverted, down, deadline).await;
+        sends += resent.iter().filter(|&&again| again).count();
     }
-    (diverted, sends)
+    (diverted, sends, resent)
 }
 
 /// Sends again, together and in spool order, the records of a batch that failed only for
@@ -252,7 +262,7 @@ async fn resend_casualties<K: Sink>(
     diverted: &[Option<Result<Delivered, ProduceError>>],
     down: Option<&str>,
     deadline: Instant,
-) -> usize {
+) -> Vec<bool> {
     let mut stays: std::collections::HashSet<(&str, &str)> = std::collections::HashSet::new();
     let mut casualties = Vec::new();
     for (i, ((_, r, _), result)) in todo.iter().zip(results.iter()).enumerate() {
@@ -269,10 +279,12 @@ async fn resend_casualties<K: Sink>(
         .iter()
         .map(|&i| replay_one(kafka, &todo[i].1, deadline));
     let answers = futures_util::future::join_all(again).await;
+    let mut resent = vec![false; todo.len()];
     for (&i, answer) in casualties.iter().zip(answers) {
         results[i] = answer;
+        resent[i] = true;
     }
-    casualties.len()
+    resent
 }
 
 /// Removes delivered records, off the async workers.

@@ -2672,3 +2672,63 @@ async fn a_keyless_casualty_left_behind_holds_back_its_topic_for_the_rest_of_the
     // of "b", which fails on two topics and so shows Kafka down.
     assert_eq!(late, ["a", "t0", "t1"], "the pass ended {ended:?}");
 }
+
+/// Refuses `x` for good; fails `y1` and `y2` with `InvalidDifferentRecord` in their batch, and
+/// at their re-send refuses `y1` (its time ran out meanwhile, say) and fails `y2` again for it;
+/// takes the rest.
+#[derive(Default)]
+struct RefusedAgainAtTheResend {
+    sends: Mutex<std::collections::HashMap<String, usize>>,
+    took: Mutex<Vec<String>>,
+}
+
+impl Sink for RefusedAgainAtTheResend {
+    async fn send(&self, record: &Record<'_>, _: Instant) -> Result<Delivered, ProduceError> {
+        use rdkafka::types::RDKafkaErrorCode as C;
+        let value = String::from_utf8_lossy(record.value).into_owned();
+        let n = {
+            let mut sends = self.sends.lock().expect("lock");
+            let n = sends.entry(value.clone()).or_default();
+            *n += 1;
+            *n
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if record.topic != "dlq" {
+            match (value.as_str(), n) {
+                ("x", _) | ("y1", 2) => return Err(refused_as(C::InvalidRecord)),
+                ("y1" | "y2", 1) | ("y2", 2) => return Err(refused_as(C::InvalidDifferentRecord)),
+                _ => {}
+            }
+        }
+        self.took.lock().expect("lock").push(value);
+        Ok(TAKEN)
+    }
+}
+
+/// The moves ran whole and the dead-letter topic took its copy, but a keyless casualty failed
+/// again at its re-send (another record of the re-sent batch refused there): it is left behind
+/// with neither sign of Kafka unable to take records, and the rest of its topic still goes in
+/// this pass.
+#[tokio::test(start_paused = true)]
+async fn a_keyless_casualty_failed_again_at_its_resend_does_not_hold_back_its_topic() {
+    let (_dir, spool) = spool_of(&[]).await;
+    for value in ["x", "y1", "y2", "z"] {
+        let r = SpooledRecord {
+            key: None,
+            value: value.as_bytes().to_vec(),
+            ..spooled("b")
+        };
+        spool.append(r).await.expect("append");
+    }
+    let kafka = RefusedAgainAtTheResend::default();
+    let three = Batch {
+        records: 3,
+        ..SMALL
+    };
+    let _ = fresh_pass(three, &spool, &kafka).await;
+    let took = kafka.took.lock().expect("lock").clone();
+    assert!(
+        took.contains(&"z".to_string()),
+        "took in the pass: {took:?}"
+    );
+}
