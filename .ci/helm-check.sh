@@ -1033,6 +1033,10 @@ check "idempotence with 5 in flight renders" kafka_property_arg "max.in.flight=5
 must_fail "idempotence with 0x6 in flight" "kafka.idempotence needs at most 5 requests in flight" $B --set-string 'kafka.properties.max\.in\.flight=0x6'
 must_fail "idempotence with retries=00 and a blank" "kafka.idempotence needs retries" $B --set-string 'kafka.properties.retries=00 '
 check "idempotence with 0x5 in flight renders" kafka_property_arg "max.in.flight=0x5" $B --set-string 'kafka.properties.max\.in\.flight=0x5'
+# librdkafka keeps strtol's long as an int (its low 32 bits), and a values file's 1000000 is a float.
+must_fail "idempotence with retries=2^32 (0 as an int)" "kafka.idempotence needs retries" $B --set-string 'kafka.properties.retries=4294967296'
+must_fail "idempotence with -4294967290 in flight (6 as an int)" "kafka.idempotence needs at most 5 requests in flight" $B --set-string 'kafka.properties.max\.in\.flight=-4294967290'
+must_fail "idempotence with 1000000 in flight as a JSON number" "kafka.idempotence needs at most 5 requests in flight" $B --set-json 'kafka.properties={"max.in.flight":1000000}'
 must_fail "loopback listener" "listenHost" $B --set config.listenHost=127.0.0.1
 must_fail "bodies in flight beyond the memory limit" "resources.limits.memory (640Mi) is below" $B --set config.maxInFlightBytes=536870912
 must_fail "connections' read buffers beyond the memory limit (100000 x 16 KiB)" "config.maxConnections x 16 KiB" $B --set config.maxConnections=100000

@@ -377,8 +377,25 @@ password
 {{- $v := get $props $name -}}
 {{- /* The number as librdkafka reads it (C's strtol, base 0): after blanks, a sign and a hex,
      octal or decimal number, whatever follows; spf13/cast parses that prefix alike. */ -}}
-{{- $n := regexFind "^[ \t\n\v\f\r]*[-+]?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)" (toString $v) | trim -}}
-{{- if and (hasKey $props $name) $n (ge (int64 $n) (int64 $rule.from)) (le (int64 $n) (int64 $rule.to)) -}}
+{{- /* As _pod.tpl renders it: an integral float of a values file or --set-json as an integer
+     (toString gives 1000000 as "1e+06", which would be read as 1). */ -}}
+{{- $text := toString $v -}}
+{{- if and (kindIs "float64" $v) (eq $v (float64 (int64 $v))) -}}
+{{- $text = int64 $v | toString -}}
+{{- end -}}
+{{- $n := regexFind "^[ \t\n\v\f\r]*[-+]?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)" $text | trim -}}
+{{- /* librdkafka keeps strtol's long as an int, (int)strtol(...): its low 32 bits, signed
+     (4294967296 is 0, -4294967290 is 6); beyond a long, strtol gives LONG_MAX (-1 as an int) or
+     LONG_MIN (0), where int64 gives 0. */ -}}
+{{- $i := int64 $n -}}
+{{- if and $n (eq $i 0) (not (regexMatch "^[-+]?(0[xX])?0+$" $n)) -}}
+{{- $i = ternary 0 -1 (hasPrefix "-" $n) -}}
+{{- end -}}
+{{- $i = mod (add (mod $i 4294967296) 4294967296) 4294967296 -}}
+{{- if ge $i 2147483648 -}}
+{{- $i = sub $i 4294967296 -}}
+{{- end -}}
+{{- if and (hasKey $props $name) $n (ge $i (int64 $rule.from)) (le $i (int64 $rule.to)) -}}
 {{- fail (printf "kafka.idempotence needs %s, or librdkafka refuses to start the producer (kafka.properties.%s is %v): set kafka.idempotence: false with it" $rule.needs $name $v) -}}
 {{- end -}}
 {{- end -}}
