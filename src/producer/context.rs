@@ -188,12 +188,19 @@ impl ClientContext for BridgeContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        self.error_at(error, reason, Instant::now());
+    }
+}
+
+impl BridgeContext {
+    /// An error librdkafka called back with, at `now`.
+    fn error_at(&self, error: KafkaError, reason: &str, now: Instant) {
         let reason = self.scrubber.scrub(reason);
         // Its text is librdkafka's too (a code's, or a message it was given).
         let scrubbed = |error: &KafkaError| self.scrubber.scrub(&error.to_string()).into_owned();
         let code = error.rdkafka_error_code();
         let kind = code.map_or_else(|| scrubbed(&error), |code| format!("{code:?}"));
-        let (said, now) = (format!("{kind}: {reason}"), Instant::now());
+        let said = format!("{kind}: {reason}");
         if code == Some(RDKafkaErrorCode::AllBrokersDown) {
             self.last_error.set_unless_kept(&said, now);
         } else {
@@ -204,7 +211,7 @@ impl ClientContext for BridgeContext {
             tracing::error!(target: "librdkafka", %error, "{reason}");
             self.fatal.notify_one();
         } else {
-            match self.quieted.admit(&kind, Instant::now()) {
+            match self.quieted.admit(&kind, now) {
                 None => {}
                 Some(0) => {
                     tracing::warn!(target: "librdkafka", error = %scrubbed(&error), "{reason}")
@@ -223,119 +230,4 @@ impl ClientContext for BridgeContext {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    fn context() -> BridgeContext {
-        let metrics = Arc::new(Metrics::new(&["t".to_string()]).expect("metrics"));
-        let scrubber = Arc::new(Scrubber::new(
-            &std::collections::BTreeMap::<String, String>::new(),
-        ));
-        BridgeContext::new(
-            metrics,
-            ProducerRole::Webhooks,
-            Arc::new(Notify::new()),
-            Arc::new(AtomicBool::new(false)),
-            scrubber,
-            Arc::new(LastError::default()),
-        )
-    }
-
-    /// librdkafka's error texts may quote a secret of the properties (an OAUTHBEARER config it
-    /// cannot parse): the reason is scrubbed before it is logged and before it is kept as the last
-    /// error, which `/readyz` quotes to anyone who can reach the admin port.
-    #[test]
-    fn an_errors_reason_is_scrubbed_before_it_is_logged_or_kept() {
-        let (kept, _guard) = crate::telemetry::Kept::on_this_thread();
-        let secret = "principal=bridge secret=hunter2-hunter2";
-        let metrics = Arc::new(Metrics::new(&["t".to_string()]).expect("metrics"));
-        let scrubber = Arc::new(Scrubber::new(&std::collections::BTreeMap::from([(
-            "sasl.oauthbearer.config".to_string(),
-            secret.to_string(),
-        )])));
-        let last_error = Arc::new(LastError::default());
-        let context = BridgeContext::new(
-            metrics,
-            ProducerRole::Webhooks,
-            Arc::new(Notify::new()),
-            Arc::new(AtomicBool::new(false)),
-            scrubber,
-            last_error.clone(),
-        );
-        context.error(
-            KafkaError::Global(RDKafkaErrorCode::InvalidArgument),
-            &format!("Failed to parse OAUTHBEARER config \"{secret}\""),
-        );
-        let quoted = last_error.cause(Instant::now());
-        assert!(quoted.contains("Failed to parse"), "{quoted}");
-        assert!(!quoted.contains("hunter2"), "{quoted}");
-        let logged = kept.text();
-        assert!(logged.contains("Failed to parse"), "{logged}");
-        assert!(!logged.contains("hunter2"), "{logged}");
-    }
-
-    /// A refused TLS handshake alternates two texts, which librdkafka's own hold on identical
-    /// repeats misses: one line a window per broker, with the count of those held back; another
-    /// broker's, and other facilities', are not held back by them.
-    #[test]
-    fn a_brokers_connection_failures_are_logged_once_a_window_with_the_count_held_back() {
-        let (kept, _guard) = crate::telemetry::Kept::on_this_thread();
-        let context = context();
-        let t0 = Instant::now();
-        let b1 = "[thrd:ssl://k1:9093/1]: ssl://k1:9093/1";
-        let texts = [
-            "SSL handshake failed: certificate verify failed",
-            "error:0A000086:SSL routines::certificate verify failed",
-        ];
-        for i in 0..20u32 {
-            let at = t0 + Duration::from_millis(100 * u64::from(i));
-            let text = format!("{b1}: {}", texts[i as usize % 2]);
-            context.log_at(RDKafkaLogLevel::Error, "FAIL", &text, at);
-        }
-        let b2 = "[thrd:ssl://k2:9093/2]: ssl://k2:9093/2: Connect to ipv4#10.0.0.2:9093 failed";
-        context.log_at(RDKafkaLogLevel::Error, "FAIL", b2, t0);
-        context.log_at(RDKafkaLogLevel::Warning, "CONFWARN", "[thrd:app]: one", t0);
-        context.log_at(RDKafkaLogLevel::Warning, "CONFWARN", "[thrd:app]: two", t0);
-        let later = format!("{b1}: {}", texts[0]);
-        context.log_at(RDKafkaLogLevel::Error, "FAIL", &later, t0 + WINDOW);
-        let logged = kept.text();
-        let lines: Vec<&str> = logged.lines().collect();
-        assert_eq!(lines.len(), 5, "{logged}");
-        assert!(
-            lines[0].contains("ERROR") && lines[0].contains(texts[0]),
-            "{logged}"
-        );
-        assert!(!lines[0].contains("more failures"), "{logged}");
-        assert!(lines[1].contains("k2:9093"), "{logged}");
-        assert!(
-            lines[2].contains("one") && lines[3].contains("two"),
-            "{logged}"
-        );
-        assert!(
-            lines[4].contains(texts[0])
-                && lines[4].contains("(19 more failures of this broker's connection"),
-            "{logged}"
-        );
-    }
-
-    /// With `log.thread.name=false` (a property the bridge passes on) librdkafka's lines carry no
-    /// `[thrd:…]` prefix: each broker's failures are still held back apart (found by review).
-    #[test]
-    fn without_thread_names_each_brokers_connection_failures_are_still_logged() {
-        let (kept, _guard) = crate::telemetry::Kept::on_this_thread();
-        let context = context();
-        let t0 = Instant::now();
-        let b1 = "ssl://k1:9093/bootstrap: SSL handshake failed: certificate verify failed";
-        let b2 = "ssl://k2:9093/bootstrap: Connect to ipv4#10.0.0.2:9093 failed";
-        context.log_at(RDKafkaLogLevel::Error, "FAIL", b1, t0);
-        context.log_at(RDKafkaLogLevel::Error, "FAIL", b2, t0);
-        context.log_at(RDKafkaLogLevel::Error, "FAIL", b1, t0);
-        let logged = kept.text();
-        assert_eq!(logged.lines().count(), 2, "{logged}");
-        assert!(
-            logged.contains("k1:9093") && logged.contains("k2:9093"),
-            "{logged}"
-        );
-    }
-}
+mod tests;
