@@ -342,6 +342,54 @@ async fn with_a_spool_kafka_gets_the_deadline_less_a_quarter_of_the_time_left_at
     );
 }
 
+/// A spool whose disk is stalled with writes already waiting refuses the next one as busy: the
+/// record is fine and a retry may be stored, so the answer is Kafka unavailable (503 with
+/// `Retry-After`), never the 500 that tells the sender the record itself is refused.
+// Real clock: the spool's writer thread (see above).
+#[tokio::test]
+async fn a_record_a_stalled_spool_is_too_busy_to_take_is_unavailable_not_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(dir.path(), 1 << 30, 1).expect("open");
+    let metrics = Arc::new(Metrics::new(&[]).expect("metrics"));
+    let kafka = FakeKafka::refusing(&["t"], ProduceError::Timeout);
+    let delivery = Delivery::new(kafka, Some(spool.clone()), metrics);
+    let stalled = spool.stall_writes();
+    // A write that waits for the disk, its caller gone (answered at its deadline).
+    let waiting = spool.append(SpooledRecord::from_record(&webhook_record()));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), waiting)
+            .await
+            .is_err(),
+        "committed while stalled"
+    );
+    // With that one waiting, a record past the bound of waiting writes is refused at once.
+    let value = vec![b'x'; crate::spool::MAX_WAITING_BYTES as usize + 1];
+    let record = Record {
+        value: &value,
+        ..webhook_record()
+    };
+    let sent = delivery.send(&record, in_30s()).await;
+    assert!(
+        matches!(&sent, Err(e @ ProduceError::Unavailable(_)) if !e.is_record_fault()),
+        "{sent:?}"
+    );
+    drop(stalled);
+    spool.close();
+}
+
+/// Without a spool nothing needs time after Kafka's answer: Kafka gets the whole ack deadline,
+/// and a record acknowledged in its last 250 ms is a 200, not a 503 whose retry is a duplicate.
+#[tokio::test(start_paused = true)]
+async fn without_a_spool_kafka_gets_the_whole_ack_deadline() {
+    let kafka = Arc::new(Deadlines::default());
+    let metrics = Arc::new(Metrics::new(&[]).expect("metrics"));
+    let delivery = Delivery::new(kafka.clone(), None, metrics);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let sent = delivery.send(&webhook_record(), deadline).await;
+    assert!(matches!(sent, Err(ProduceError::Rejected(_))), "{sent:?}");
+    assert_eq!(*kafka.0.lock().expect("lock"), [deadline]);
+}
+
 /// librdkafka takes a record of exactly `message.max.bytes`
 /// (`producer::tests::wire_size_is_the_size_librdkafka_weighs_against_message_max_bytes`), so
 /// the bridge's own check before the spool must too.

@@ -94,6 +94,38 @@ fn librdkafka_errors_sort_into_retryable_and_permanent() {
     ));
 }
 
+/// Every code `from_kafka` names is sorted as the README's table says: a record too large is a
+/// 413, an invalid one a 500 (never spooled, as it would block its conversation), and a refusal
+/// an operator can fix is kept (503, or spooled) rather than answered as the record's own fault.
+#[test]
+fn each_code_librdkafka_names_is_sorted_into_the_answer_the_readme_gives_it() {
+    let e = |c| ProduceError::from_kafka(&KafkaError::MessageProduction(c));
+    use RDKafkaErrorCode as C;
+    for code in [C::MessageSizeTooLarge, C::InvalidMessageSize] {
+        assert_eq!(e(code), ProduceError::TooLarge, "{code:?}");
+    }
+    for code in [C::InvalidRecord, C::InvalidMessage, C::InvalidTimestamp] {
+        assert_eq!(
+            e(code),
+            ProduceError::Rejected(format!("{code:?}")),
+            "{code:?}"
+        );
+    }
+    for code in [
+        C::TopicAuthorizationFailed,
+        C::ClusterAuthorizationFailed,
+        C::UnknownTopic,
+        C::InvalidTopic,
+        C::Authentication,
+    ] {
+        assert_eq!(
+            e(code),
+            ProduceError::Refused(format!("{code:?}")),
+            "{code:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_record_whose_deadline_has_passed_is_not_handed_to_librdkafka_nor_counted_as_a_delivery()
 {
