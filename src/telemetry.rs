@@ -178,6 +178,7 @@ impl Kept {
     /// Keeps this thread's log lines at `info` and above while the guard lives (the tasks of a
     /// current-thread runtime on it too).
     pub(crate) fn on_this_thread() -> (Kept, tracing::subscriber::DefaultGuard) {
+        interest_of_every_thread();
         let kept = Kept::default();
         let writer = kept.clone();
         let subscriber = tracing_subscriber::fmt()
@@ -191,6 +192,45 @@ impl Kept {
     pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().expect("kept")).into_owned()
     }
+}
+
+/// Makes tracing work out whether a call site is wanted from every live subscriber, not from the
+/// default of the thread that reaches it first; call before setting a test's subscriber.
+///
+/// tracing caches a call site's interest process-wide when it is first reached. While one
+/// subscriber at most is registered, it asks only the reaching thread's default: a call site first
+/// reached by a test thread without a subscriber, while another test's [`Kept`] was the only one,
+/// was cached as wanted by nobody, and that test's line was never logged (run beside one sibling
+/// that reaches the same line, `spool::tests::logs` tests failed 29, 16, 7 and 3 runs in 20-30).
+/// A second subscriber kept for the life of the process, that wants nothing, makes tracing ask
+/// all of them (a call site a test's subscriber wants is then checked at each event).
+#[cfg(test)]
+pub(crate) fn interest_of_every_thread() {
+    struct WantsNothing;
+    impl tracing::Subscriber for WantsNothing {
+        fn register_callsite(
+            &self,
+            _: &'static tracing::Metadata<'static>,
+        ) -> tracing::subscriber::Interest {
+            tracing::subscriber::Interest::never()
+        }
+        fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+            Some(tracing::level_filters::LevelFilter::OFF)
+        }
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            false
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, _: &tracing::Event<'_>) {}
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+    static KEPT_FOR_GOOD: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
+    KEPT_FOR_GOOD.get_or_init(|| tracing::Dispatch::new(WantsNothing));
 }
 
 #[cfg(test)]
@@ -208,6 +248,22 @@ impl std::io::Write for Kept {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A line first reached by a thread without a subscriber while a test's [`Kept`] is the only
+    /// one is still kept when the test's thread reaches it (without
+    /// [`interest_of_every_thread`], tracing cached it as wanted by nobody: a test reading its
+    /// log lines failed whenever a sibling test reached the same line first).
+    #[test]
+    fn a_line_first_reached_by_a_thread_without_a_subscriber_is_still_kept() {
+        fn line() {
+            tracing::info!("reached by two threads");
+        }
+        let (kept, _default) = Kept::on_this_thread();
+        std::thread::spawn(line).join().expect("thread");
+        line();
+        let text = kept.text();
+        assert_eq!(text.matches("reached by two threads").count(), 1, "{text}");
+    }
 
     #[test]
     fn a_key_is_logged_whole_up_to_128_bytes_and_cut_at_a_character_beyond() {

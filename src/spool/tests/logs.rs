@@ -71,6 +71,7 @@ fn scrapes_of_a_spool_directory_that_always_lists_say_nothing_of_it() {
 /// This thread's log lines at `debug` and above while the guard lives: the close tells a failed
 /// last commit with nothing to make durable at `debug` only.
 fn kept_at_debug() -> (Kept, tracing::subscriber::DefaultGuard) {
+    crate::telemetry::interest_of_every_thread();
     let kept = Kept::default();
     let writer = kept.clone();
     let subscriber = tracing_subscriber::fmt()
