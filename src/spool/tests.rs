@@ -174,45 +174,54 @@ async fn appends_queued_while_a_commit_waits_for_the_disk_share_one_commit() {
     );
 }
 
+/// Appends `first` with the spool's writes stalled, so that the writer's next commit holds it
+/// and waits; queues `behind` until every one has reached the writer; then lets the disk go and
+/// waits for every append. The writer is a thread of its own, which a loaded machine may not run
+/// for a while: waited for by the clock (30 s at most), not by a number of turns.
+async fn queued_behind_a_stalled_commit(
+    spool: &Arc<Spool>,
+    first: SpooledRecord,
+    behind: Vec<SpooledRecord>,
+) {
+    let stalled = spool.stall_writes();
+    let append = |r: SpooledRecord| {
+        let spool = spool.clone();
+        tokio::spawn(async move { spool.append(r).await })
+    };
+    let len = |r: &SpooledRecord| postcard::to_allocvec(r).expect("encode").len() as u64;
+    let mut queued = len(&first);
+    let mut tasks = vec![append(first)];
+    let give_up = std::time::Instant::now() + Duration::from_secs(30);
+    while spool.holdings.commit_began.lock().expect("lock").is_none() {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "the writer never began its commit"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    queued += behind.iter().map(len).sum::<u64>();
+    tasks.extend(behind.into_iter().map(append));
+    while spool.holdings.waiting.load(Ordering::SeqCst) < queued {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "the appends never all reached the writer"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    drop(stalled);
+    for t in tasks {
+        t.await.expect("task").expect("append");
+    }
+}
+
 /// A group commit takes at most 1,024 appends (a lost commit, or a failed one, costs no more):
 /// the 1,025th waiting goes in the commit after.
 #[tokio::test]
 async fn a_group_commit_takes_at_most_1024_of_the_appends_waiting() {
     let dir = tempfile::tempdir().expect("tempdir");
     let spool = Spool::open(dir.path(), 1 << 24, 1).expect("open");
-    let stalled = spool.stall_writes();
-    let len = |r: &SpooledRecord| postcard::to_allocvec(r).expect("encode").len() as u64;
-    let append = |r: SpooledRecord| {
-        let spool = spool.clone();
-        tokio::spawn(async move { spool.append(r).await })
-    };
-    // The first append alone makes the writer's first group, which waits for the disk.
-    let first = record(None, "first");
-    let mut queued = len(&first);
-    let mut tasks = vec![append(first)];
-    // The writer is a thread of its own, which a loaded machine may not run for a while: waited
-    // for by the clock, not by a number of turns.
-    let give_up = std::time::Instant::now() + Duration::from_secs(30);
-    while spool.holdings.commit_began.lock().expect("lock").is_none() {
-        assert!(
-            std::time::Instant::now() < give_up,
-            "the writer never began its first commit"
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    let mut turns = 0;
-    let records: Vec<_> = (0..1025).map(|i| record(None, &format!("r{i}"))).collect();
-    queued += records.iter().map(len).sum::<u64>();
-    tasks.extend(records.into_iter().map(append));
-    while spool.holdings.waiting.load(Ordering::SeqCst) < queued {
-        turns += 1;
-        assert!(turns < 100_000, "the appends never all reached the writer");
-        tokio::task::yield_now().await;
-    }
-    drop(stalled);
-    for t in tasks {
-        t.await.expect("task").expect("append");
-    }
+    let behind = (0..1025).map(|i| record(None, &format!("r{i}"))).collect();
+    queued_behind_a_stalled_commit(&spool, record(None, "first"), behind).await;
     assert_eq!(spool.records(), 1026);
     assert_eq!(
         spool.holdings.commits.load(Ordering::SeqCst),
@@ -352,6 +361,18 @@ fn an_empty_file_linked_in(
     (volume, target, path)
 }
 
+/// A spool (its directory) whose file, behind a link to another volume (kept while it lives),
+/// took one record at its first start: the directory, the volume and the linked file.
+async fn one_record_behind_a_link() -> (tempfile::TempDir, tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (volume, target, _) = an_empty_file_linked_in(dir.path());
+    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("first start");
+    spool.append(record(Some("k"), "a")).await.expect("append");
+    spool.close();
+    drop(spool);
+    (dir, volume, target)
+}
+
 /// A first start through a link to an empty file made for it (the way to put the spool on
 /// another volume, since a link to nothing is refused): the spool is made in the file the link
 /// leads to, not set aside with an alarm and moved off that volume (found by a review of a
@@ -383,12 +404,8 @@ async fn a_first_start_through_a_link_to_an_empty_file_made_for_it_uses_that_fil
 /// taken for a new file with no word).
 #[tokio::test]
 async fn a_file_behind_a_link_emptied_after_commits_is_reported_and_the_link_kept() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (_volume, target, path) = an_empty_file_linked_in(dir.path());
-    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("first start");
-    spool.append(record(Some("k"), "a")).await.expect("append");
-    spool.close();
-    drop(spool);
+    let (dir, _volume, target) = one_record_behind_a_link().await;
+    let path = dir.path().join(FILE);
     std::fs::write(&target, b"").expect("empty the linked file");
     let spool = Spool::open(dir.path(), 1 << 20, 1).expect("a start with the file emptied");
     spool.append(record(Some("k"), "b")).await.expect("append");
@@ -416,12 +433,7 @@ async fn a_file_behind_a_link_emptied_after_commits_is_reported_and_the_link_kep
 /// start fails, and is tried again) tells the loss once, not once a try.
 #[tokio::test]
 async fn a_file_behind_a_link_emptied_is_reported_once_across_starts_that_fail_to_open_it() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (_volume, target, _path) = an_empty_file_linked_in(dir.path());
-    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("first start");
-    spool.append(record(Some("k"), "a")).await.expect("append");
-    spool.close();
-    drop(spool);
+    let (dir, _volume, target) = one_record_behind_a_link().await;
     std::fs::write(&target, b"").expect("empty the linked file");
     let holder = std::fs::File::open(&target).expect("open");
     rustix::fs::flock(
@@ -445,12 +457,7 @@ async fn a_file_behind_a_link_emptied_is_reported_once_across_starts_that_fail_t
 /// An emptied file behind a link is told with a leftover new file that holds records beside it.
 #[tokio::test]
 async fn a_file_behind_a_link_emptied_is_reported_beside_a_leftover_new_file() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (_volume, target, _path) = an_empty_file_linked_in(dir.path());
-    let spool = Spool::open(dir.path(), 1 << 20, 1).expect("first start");
-    spool.append(record(Some("k"), "a")).await.expect("append");
-    spool.close();
-    drop(spool);
+    let (dir, _volume, target) = one_record_behind_a_link().await;
     std::fs::copy(&target, dir.path().join("spool.redb.new")).expect("a leftover with records");
     std::fs::write(&target, b"").expect("empty the linked file");
     let spool = Spool::open(dir.path(), 1 << 20, 1).expect("a start");
@@ -1830,37 +1837,8 @@ async fn a_lost_group_commit_is_reported_with_the_range_of_all_its_records() {
     append_keyless(&spool, 1).await;
     // The writer's next commit waits for the file, holding one append; the three queued behind
     // it make the last commit one group.
-    let stalled = spool.stall_writes();
-    let append = |r: SpooledRecord| {
-        let spool = spool.clone();
-        tokio::spawn(async move { spool.append(r).await })
-    };
-    let len = |r: &SpooledRecord| postcard::to_allocvec(r).expect("encode").len() as u64;
-    let first = record(None, "r1");
-    let mut queued = len(&first);
-    let mut tasks = vec![append(first)];
-    let give_up = std::time::Instant::now() + Duration::from_secs(30);
-    while spool.holdings.commit_began.lock().expect("lock").is_none() {
-        assert!(
-            std::time::Instant::now() < give_up,
-            "the writer never began its commit"
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    let records: Vec<_> = (2..5).map(|i| record(None, &format!("r{i}"))).collect();
-    queued += records.iter().map(len).sum::<u64>();
-    tasks.extend(records.into_iter().map(append));
-    while spool.holdings.waiting.load(Ordering::SeqCst) < queued {
-        assert!(
-            std::time::Instant::now() < give_up,
-            "the appends never reached the writer"
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    drop(stalled);
-    for t in tasks {
-        t.await.expect("task").expect("append");
-    }
+    let behind = (2..5).map(|i| record(None, &format!("r{i}"))).collect();
+    queued_behind_a_stalled_commit(&spool, record(None, "r1"), behind).await;
     assert_eq!(
         spool.holdings.commits.load(Ordering::SeqCst),
         3,
