@@ -371,18 +371,18 @@ password
 {{- $props := $k.properties | default dict -}}
 {{- /* Each rule: the property's two names, and the values (from..to) it refuses. */ -}}
 {{- $retries := dict "names" (list "retries" "message.send.max.retries") "from" 0 "to" 0 "needs" "retries" -}}
-{{- $inFlight := dict "names" (list "max.in.flight" "max.in.flight.requests.per.connection") "from" 6 "to" 9223372036854775807 "needs" "at most 5 requests in flight" -}}
+{{- $inFlight := dict "names" (list "max.in.flight" "max.in.flight.requests.per.connection") "from" 6 "to" 2147483647 "needs" "at most 5 requests in flight" -}}
 {{- range $rule := list $retries $inFlight -}}
 {{- range $name := $rule.names -}}
 {{- $v := get $props $name -}}
-{{- /* The number as librdkafka reads it (C's strtol, base 0): after blanks, a sign and a hex,
-     octal or decimal number, whatever follows; spf13/cast parses that prefix alike. */ -}}
 {{- /* As _pod.tpl renders it: an integral float of a values file or --set-json as an integer
      (toString gives 1000000 as "1e+06", which would be read as 1). */ -}}
 {{- $text := toString $v -}}
 {{- if and (kindIs "float64" $v) (eq $v (float64 (int64 $v))) -}}
 {{- $text = int64 $v | toString -}}
 {{- end -}}
+{{- /* The number as librdkafka reads it (C's strtol, base 0): after blanks, a sign and a hex,
+     octal or decimal number, whatever follows; spf13/cast parses that prefix alike. */ -}}
 {{- $n := regexFind "^[ \t\n\v\f\r]*[-+]?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)" $text | trim -}}
 {{- /* librdkafka keeps strtol's long as an int, (int)strtol(...): its low 32 bits, signed
      (4294967296 is 0, -4294967290 is 6); beyond a long, strtol gives LONG_MAX (-1 as an int) or
