@@ -103,6 +103,9 @@ pub(super) struct Note {
     found: Option<Noted>,
     /// The identity of the file the spool opened.
     file_id: u64,
+    /// Whether the file was given its identity at this open: new to the bridge, since every file
+    /// it makes has one before its first append.
+    new_file: bool,
 }
 
 impl Note {
@@ -115,9 +118,9 @@ impl Note {
         if std::fs::metadata(&path).is_ok_and(|m| !m.is_file()) {
             return Err(format!("{} is not a regular file", path.display()));
         }
-        let found = found_in(dir);
-        let file_id =
-            file_id(db).map_err(|e| format!("cannot give the spool file its identity: {e}"))?;
+        let found = std::fs::read(&path).ok().and_then(|b| Noted::decode(&b));
+        let (file_id, new_file) =
+            identity(db).map_err(|e| format!("cannot give the spool file its identity: {e}"))?;
         // Not emptied here: a start cut off before its check (a scan of a large spool takes a
         // while) must leave the note for the next. `settle` cuts what follows a note.
         let file = std::fs::OpenOptions::new()
@@ -130,6 +133,7 @@ impl Note {
             file,
             found,
             file_id,
+            new_file,
         })
     }
 
@@ -138,6 +142,14 @@ impl Note {
     pub(super) fn lost(&self, appends: u64) -> Option<Noted> {
         self.found
             .filter(|n| n.file_id == self.file_id && appends < n.appends)
+    }
+
+    /// The last commit the note names of a spool whose file is new to the bridge: the file that
+    /// made the commits was emptied or replaced where the bridge does not set an empty file aside
+    /// (behind a link at the spool's path, where it is taken for a new one); any records it still
+    /// held are gone. Only a note that names commits: a first start has none, or a note of none.
+    pub(super) fn emptied(&self) -> Option<Noted> {
+        self.found.filter(|n| self.new_file && n.appends > 0)
     }
 
     /// Notes what the file holds at the open, once it was compared with the note found: its count
@@ -168,22 +180,18 @@ impl Note {
     }
 }
 
-/// The note in `dir` as the last process left it, if whole and in a regular file.
-pub(super) fn found_in(dir: &Path) -> Option<Noted> {
-    let path = dir.join(NOTE);
-    if std::fs::metadata(&path).is_ok_and(|m| !m.is_file()) {
-        return None;
-    }
-    std::fs::read(&path).ok().and_then(|b| Noted::decode(&b))
-}
-
 /// `db`'s identity: a random number written durably the first time the bridge opens it.
 pub(super) fn file_id(db: &Database) -> Result<u64, redb::Error> {
+    identity(db).map(|(id, _)| id)
+}
+
+/// `db`'s identity, and whether it was given it now.
+fn identity(db: &Database) -> Result<(u64, bool), redb::Error> {
     let txn = db.begin_read()?;
     match txn.open_table(META) {
         Ok(meta) => {
             if let Some(id) = meta.get(FILE_ID)? {
-                return Ok(id.value());
+                return Ok((id.value(), false));
             }
         }
         Err(redb::TableError::TableDoesNotExist(_)) => {}
@@ -194,7 +202,7 @@ pub(super) fn file_id(db: &Database) -> Result<u64, redb::Error> {
     let txn = db.begin_write()?;
     txn.open_table(META)?.insert(FILE_ID, id)?;
     txn.commit()?;
-    Ok(id)
+    Ok((id, true))
 }
 
 /// Leaves a file in `dir` that says which records the spool's file lost, named as files moved

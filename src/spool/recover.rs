@@ -54,9 +54,6 @@ fn sync_dir(dir: &Path) {
 }
 
 fn open_or_move_aside_unsynced(dir: &Path, path: &Path) -> Result<Database, SpoolError> {
-    // Before a leftover new file is settled: beside one that holds records, the file behind the
-    // link is opened there, and was taken for a new one with no word.
-    super::emptied::report_if_emptied(dir, path);
     if let Some(db) = fresh::settle_unfinished(dir, path)? {
         return Ok(db);
     }
