@@ -287,7 +287,6 @@ impl Spool {
         } = recover::scan(&db)?;
         if let Some(note) = &note {
             lost_commit(note, appends.unwrap_or(0), &path);
-            emptied::tell(note, &path);
             note.settle(appends.unwrap_or(0), next_seq);
         }
         let holdings = Arc::new(Holdings {

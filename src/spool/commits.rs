@@ -103,14 +103,14 @@ pub(super) struct Note {
     found: Option<Noted>,
     /// The identity of the file the spool opened.
     file_id: u64,
-    /// Whether the file was given its identity at this open: new to the bridge, since every file
-    /// it makes has one before its first append.
-    new_file: bool,
 }
 
 impl Note {
     /// Opens (or creates) the note in `dir` for the redb file `db`, reading what it said first,
-    /// and gives `db` its identity if it has none (a durable commit, before any append).
+    /// and gives `db` its identity if it has none (a durable commit, before any append). A file
+    /// without one, where the note names commits, did not make them: emptied or replaced (see
+    /// `emptied`), which is told before the identity is given, so that a start cut off after it
+    /// cannot leave the file taken for the spool's own.
     pub(super) fn open(dir: &Path, db: &Database) -> Result<Note, String> {
         let path = dir.join(NOTE);
         // Reading a FIFO there waited for a writer that never came: start-up hung, never ready
@@ -119,8 +119,16 @@ impl Note {
             return Err(format!("{} is not a regular file", path.display()));
         }
         let found = std::fs::read(&path).ok().and_then(|b| Noted::decode(&b));
-        let (file_id, new_file) =
-            identity(db).map_err(|e| format!("cannot give the spool file its identity: {e}"))?;
+        let given = |e: redb::Error| format!("cannot give the spool file its identity: {e}");
+        let file_id = match existing_identity(db).map_err(given)? {
+            Some(id) => id,
+            None => {
+                if let Some(noted) = found.filter(|n| n.appends > 0) {
+                    super::emptied::tell(dir, &noted);
+                }
+                give_identity(db).map_err(given)?
+            }
+        };
         // Not emptied here: a start cut off before its check (a scan of a large spool takes a
         // while) must leave the note for the next. `settle` cuts what follows a note.
         let file = std::fs::OpenOptions::new()
@@ -133,7 +141,6 @@ impl Note {
             file,
             found,
             file_id,
-            new_file,
         })
     }
 
@@ -142,14 +149,6 @@ impl Note {
     pub(super) fn lost(&self, appends: u64) -> Option<Noted> {
         self.found
             .filter(|n| n.file_id == self.file_id && appends < n.appends)
-    }
-
-    /// The last commit the note names of a spool whose file is new to the bridge: the file that
-    /// made the commits was emptied or replaced where the bridge does not set an empty file aside
-    /// (behind a link at the spool's path, where it is taken for a new one); any records it still
-    /// held are gone. Only a note that names commits: a first start has none, or a note of none.
-    pub(super) fn emptied(&self) -> Option<Noted> {
-        self.found.filter(|n| self.new_file && n.appends > 0)
     }
 
     /// Notes what the file holds at the open, once it was compared with the note found: its count
@@ -182,27 +181,29 @@ impl Note {
 
 /// `db`'s identity: a random number written durably the first time the bridge opens it.
 pub(super) fn file_id(db: &Database) -> Result<u64, redb::Error> {
-    identity(db).map(|(id, _)| id)
+    match existing_identity(db)? {
+        Some(id) => Ok(id),
+        None => give_identity(db),
+    }
 }
 
-/// `db`'s identity, and whether it was given it now.
-fn identity(db: &Database) -> Result<(u64, bool), redb::Error> {
+/// `db`'s identity, if it was given one.
+fn existing_identity(db: &Database) -> Result<Option<u64>, redb::Error> {
     let txn = db.begin_read()?;
     match txn.open_table(META) {
-        Ok(meta) => {
-            if let Some(id) = meta.get(FILE_ID)? {
-                return Ok((id.value(), false));
-            }
-        }
-        Err(redb::TableError::TableDoesNotExist(_)) => {}
-        Err(e) => return Err(e.into()),
+        Ok(meta) => Ok(meta.get(FILE_ID)?.map(|id| id.value())),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e.into()),
     }
-    drop(txn);
+}
+
+/// Gives `db` a new identity, durably.
+fn give_identity(db: &Database) -> Result<u64, redb::Error> {
     let id = uuid::Uuid::new_v4().as_u64_pair().0;
     let txn = db.begin_write()?;
     txn.open_table(META)?.insert(FILE_ID, id)?;
     txn.commit()?;
-    Ok((id, true))
+    Ok(id)
 }
 
 /// Leaves a file in `dir` that says which records the spool's file lost, named as files moved

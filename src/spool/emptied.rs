@@ -5,24 +5,21 @@
 //! the bridge only ever puts a finished file there, given its identity first. Behind a link at
 //! the path (how an operator puts the spool on another volume) an empty file is taken for a new
 //! one, as a first start through the link needs; setting it aside would replace the link with a
-//! file on the wrong volume. So the note decides, once the file is open: a file given its
-//! identity at this open, where the note names commits, did not make them. Told once: the note
-//! then names the new file.
+//! file on the wrong volume. So the note decides, once the file is open: a file without its
+//! identity, where the note names commits, did not make them. Told before the file is given its
+//! identity, so told once (twice only if the start is cut off between the two).
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::commits::{Note, Noted};
+use super::commits::Noted;
 use super::recover::free_name;
 
-/// Tells of the commits `note` names that the new file at `path` did not make: logged at `error`
-/// and left as a file that `spool_files_set_aside` counts. Blocking.
-pub(super) fn tell(note: &Note, path: &Path) {
-    let Some(noted) = note.emptied() else {
-        return;
-    };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    match report(dir, path, &noted) {
+/// Tells of the commits `noted` names, which the spool file in `dir`, new to the bridge, did not
+/// make: logged at `error` and left as a file that `spool_files_set_aside` counts. Blocking.
+pub(super) fn tell(dir: &Path, noted: &Noted) {
+    let path = dir.join(super::FILE);
+    match report(dir, &path, noted) {
         Ok(report) => {
             tracing::error!(file = %path.display(), commits = noted.appends, last_commit_at_ms = noted.at_ms, report = %report.display(), "the spool file is new, where the spool had committed records (emptied, or replaced): any it still held were answered 200 and will not reach Kafka")
         }

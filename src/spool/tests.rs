@@ -479,6 +479,19 @@ async fn a_file_behind_a_link_emptied_and_made_anew_by_a_start_cut_off_is_still_
     one_emptied_report_after_a_start(dir.path());
 }
 
+/// A start cut off after the emptied file was given its identity, before the rest of the start
+/// (its scan, or a kill): the loss was told before the identity, so it is not lost with the start
+/// (found by a second look: told after the identity, the next start took the file for its own).
+#[tokio::test]
+async fn a_file_behind_a_link_emptied_is_reported_after_a_start_cut_off_once_it_had_its_identity() {
+    let (dir, _volume, target) = one_record_behind_a_link().await;
+    std::fs::write(&target, b"").expect("empty the linked file");
+    let db = super::recover::create(&dir.path().join(FILE)).expect("what redb makes of it");
+    drop(super::commits::Note::open(dir.path(), &db).expect("a start cut off after the identity"));
+    drop(db);
+    one_emptied_report_after_a_start(dir.path());
+}
+
 /// A spool that never committed a record leaves a note of no commit: an empty file linked in its
 /// place (the operator moving it to another volume) is a new one, with no alarm.
 #[tokio::test]
