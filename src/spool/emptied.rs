@@ -47,6 +47,11 @@ fn report(dir: &Path, path: &Path, noted: &Noted) -> std::io::Result<PathBuf> {
         noted.last_seq,
         noted.at_ms,
     );
-    std::fs::write(&report, text)?;
+    // Durable before the file is given its identity (also durable), which ends the telling.
+    let mut file = std::fs::File::create(&report)?;
+    std::io::Write::write_all(&mut file, text.as_bytes())?;
+    file.sync_all()?;
+    // Best effort: some filesystems refuse to sync a directory (see `recover`'s `sync_dir`).
+    let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
     Ok(report)
 }
