@@ -118,7 +118,15 @@ impl Note {
         if std::fs::metadata(&path).is_ok_and(|m| !m.is_file()) {
             return Err(format!("{} is not a regular file", path.display()));
         }
-        let found = std::fs::read(&path).ok().and_then(|b| Noted::decode(&b));
+        // A note there that cannot be read (a wrong owner, an I/O error) is no note at this start,
+        // but the file is not given its identity without the check: the next start, the note
+        // readable, would take an emptied file for its own and never tell the loss (found by a
+        // review).
+        let found = match std::fs::read(&path) {
+            Ok(bytes) => Noted::decode(&bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
         let given = |e: redb::Error| format!("cannot give the spool file its identity: {e}");
         let file_id = match existing_identity(db).map_err(given)? {
             Some(id) => id,
