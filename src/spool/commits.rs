@@ -214,28 +214,24 @@ fn give_identity(db: &Database) -> Result<u64, redb::Error> {
     Ok(id)
 }
 
-/// Leaves a file in `dir` that says which records the spool's file lost, named as files moved
-/// aside are (`spool.redb.unreadable-<time>…`), so that `spool_files_set_aside` counts it and the
-/// alert on it fires until an operator removes it.
+/// Leaves a report in `dir` of the records of the last commit, which the spool's file (counting
+/// `appends`) lacks.
 pub(super) fn report_lost(dir: &Path, lost: &Noted, appends: u64) -> std::io::Result<PathBuf> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let path = super::recover::free_name(dir, now, ".lost-commit")?;
-    let text = format!(
-        "At {now} (Unix seconds) the spool file lacked its last commit: {} records \
-         (sequence numbers {}..={}), committed at {} ms since the Unix epoch and answered 200, \
-         are not in it (its count of commits is {appends}, the commit made it {}). The file's \
-         header was damaged after the commit was synced, and the records will not reach Kafka: \
-         find them on Qikchat's side around that time. Delete this file to clear the alert.\n",
-        lost.records(),
-        lost.first_seq,
-        lost.last_seq,
-        lost.at_ms,
-        lost.appends
-    );
-    std::fs::write(&path, text)?;
-    Ok(path)
+    super::recover::leave_report(dir, ".lost-commit", |now| {
+        format!(
+            "At {now} (Unix seconds) the spool file lacked its last commit: {} records \
+             (sequence numbers {}..={}), committed at {} ms since the Unix epoch and answered \
+             200, are not in it (its count of commits is {appends}, the commit made it {}). The \
+             file's header was damaged after the commit was synced, and the records will not \
+             reach Kafka: find them on Qikchat's side around that time. Delete this file to \
+             clear the alert.\n",
+            lost.records(),
+            lost.first_seq,
+            lost.last_seq,
+            lost.at_ms,
+            lost.appends
+        )
+    })
 }
 
 #[cfg(test)]

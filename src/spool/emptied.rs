@@ -10,10 +10,9 @@
 //! identity, so told once (twice only if the start is cut off between the two).
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::commits::Noted;
-use super::recover::free_name;
+use super::recover::leave_report;
 
 /// Tells of the commits `noted` names, which the spool file in `dir`, new to the bridge, did not
 /// make: logged at `error` and left as a file that `spool_files_set_aside` counts. Blocking.
@@ -30,28 +29,21 @@ pub(super) fn tell(dir: &Path, noted: &Noted) {
 }
 
 fn report(dir: &Path, path: &Path, noted: &Noted) -> std::io::Result<PathBuf> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let report = free_name(dir, now, ".emptied")?;
-    let text = format!(
-        "At {now} (Unix seconds) {} was a new file (empty, or one the bridge never opened), where \
-         spool.last-append says the spool had made {} commits, the last (sequence numbers \
-         {}..={}) at {} ms since the Unix epoch. Records still spooled then were answered 200 and \
-         will not reach Kafka: find them on Qikchat's side since that time. If the file was put \
-         there on purpose, as a new spool file, nothing was lost (remove spool.last-append with \
-         the old file next time). Delete this file to clear the alert.\n",
-        path.display(),
-        noted.appends,
-        noted.first_seq,
-        noted.last_seq,
-        noted.at_ms,
-    );
     // Durable before the file is given its identity (also durable), which ends the telling.
-    let mut file = std::fs::File::create(&report)?;
-    std::io::Write::write_all(&mut file, text.as_bytes())?;
-    file.sync_all()?;
-    // Best effort: some filesystems refuse to sync a directory (see `recover`'s `sync_dir`).
-    let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
-    Ok(report)
+    leave_report(dir, ".emptied", |now| {
+        format!(
+            "At {now} (Unix seconds) {} was a new file (empty, or one the bridge never opened), \
+             where spool.last-append says the spool had made {} commits, the last (sequence \
+             numbers {}..={}) at {} ms since the Unix epoch. Records still spooled then were \
+             answered 200 and will not reach Kafka: find them on Qikchat's side since that time. \
+             If the file was put there on purpose, as a new spool file, nothing was lost (remove \
+             spool.last-append with the old file next time). Delete this file to clear the \
+             alert.\n",
+            path.display(),
+            noted.appends,
+            noted.first_seq,
+            noted.last_seq,
+            noted.at_ms,
+        )
+    })
 }

@@ -134,6 +134,26 @@ pub(super) fn free_name(dir: &Path, now: u64, suffix: &str) -> std::io::Result<s
         .ok_or_else(|| std::io::Error::other("1000 spool files were set aside in this second"))
 }
 
+/// Leaves a report in `dir` of records the spool lost, named as files moved aside are (ending in
+/// `suffix`) so that `spool_files_set_aside` counts it and the alert on it fires until an operator
+/// removes it. `text` is given the time (Unix seconds). Synced, and its directory entry where the
+/// filesystem allows: a report the start relies on (it ends the telling) must outlive a power loss.
+pub(super) fn leave_report(
+    dir: &Path,
+    suffix: &str,
+    text: impl FnOnce(u64) -> String,
+) -> std::io::Result<std::path::PathBuf> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let report = free_name(dir, now, suffix)?;
+    let mut file = std::fs::File::create(&report)?;
+    std::io::Write::write_all(&mut file, text(now).as_bytes())?;
+    file.sync_all()?;
+    sync_dir(dir);
+    Ok(report)
+}
+
 /// Spool files in `dir` moved aside as unreadable, at this start or an earlier one: their records
 /// were answered 200 and will not reach Kafka.
 pub(super) fn files_set_aside(dir: &Path) -> std::io::Result<u64> {
