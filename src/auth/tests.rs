@@ -161,16 +161,6 @@ fn watched(
     (dir, path, live, reload)
 }
 
-/// A subscriber for a test whose watcher logs what
-/// [`an_auth_file_that_cannot_be_read_is_logged_once_per_change_not_at_every_read`] counts:
-/// tracing works out once, process-wide, whether a log line's call site is wanted, by the
-/// subscriber of the thread that reaches it first. Reached first on a test thread without one, the
-/// line was never logged again, and that test failed about once in 40 runs beside this file's
-/// other tests.
-fn logs_kept() -> (crate::telemetry::Kept, tracing::subscriber::DefaultGuard) {
-    crate::telemetry::Kept::on_this_thread()
-}
-
 /// The file may be rotated between start-up's read and the watcher's first look (a long spool
 /// recovery lies between them): what start-up applied is the baseline, so that is a change.
 /// Paused clock: the watcher's reads run on blocking threads, which hold the clock still.
@@ -254,7 +244,6 @@ async fn a_file_caught_half_written_is_not_applied_until_it_reads_the_same_twice
 #[tokio::test(start_paused = true)]
 async fn an_auth_file_that_cannot_be_used_is_shown_as_stale_until_a_usable_one_is_applied() {
     use std::time::Duration;
-    let _logs = logs_kept();
     let (_dir, path, live, reload) = watched("alice:old-password\n");
     let gauge = stale();
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
@@ -295,7 +284,6 @@ async fn an_auth_file_that_cannot_be_used_is_shown_as_stale_until_a_usable_one_i
 #[tokio::test(start_paused = true)]
 async fn an_auth_file_in_force_that_becomes_unreadable_is_shown_as_stale() {
     use std::time::Duration;
-    let _logs = logs_kept();
     let (_dir, path, live, reload) = watched("alice:old-password\n");
     let gauge = stale();
     let (stop_tx, stop) = tokio::sync::watch::channel(false);

@@ -143,7 +143,7 @@ async fn pass<K: Sink>(
             mut results,
             removed,
         } = send_batch(spool, kafka, &todo, metrics).await;
-        let (diverted, resent, answered) =
+        let (diverted, extra_sends, resent) =
             divert_refused(kafka, &todo, &mut results, deadletter, stop).await;
         learn_partitions(kafka, held, &todo, &results).await;
         // `delivered` is what leaves the spool; `acknowledged` what its own topic took, and
@@ -152,9 +152,8 @@ async fn pass<K: Sink>(
         let mut delivered = Vec::new();
         let (mut acknowledged, mut deadlettered) = (0u64, 0u64);
         let (mut kafka_failures, mut casualties) = (0, 0);
-        let outcomes = results.into_iter().zip(removed).zip(diverted).zip(answered);
-        for ((seq, r, len), (((result, gone), diverted), answered)) in
-            todo.into_iter().zip(outcomes)
+        let outcomes = results.into_iter().zip(removed).zip(diverted).zip(resent);
+        for ((seq, r, len), (((result, gone), diverted), resent)) in todo.into_iter().zip(outcomes)
         {
             let error = match result {
                 Ok(_) if gone => continue,
@@ -190,7 +189,7 @@ async fn pass<K: Sink>(
             }
             // A keyless casualty its topic answered again at the re-send (failed there for
             // another record's refusal once more) is no sign Kafka cannot take records now.
-            if answered && r.key.is_none() && error.is_batch_casualty() {
+            if resent && r.key.is_none() && error.is_batch_casualty() {
                 held.answered_casualty(r);
             } else {
                 held.left_behind(*seq, r, &error);
@@ -209,7 +208,7 @@ async fn pass<K: Sink>(
         // Between whole batches, so that a batch keeps the order and the outage checks below
         // as it would unpaced; the records sent again alone and the dead-letter moves are sends
         // too.
-        if let Some(resume) = limits.next_after(began, sent + resent) {
+        if let Some(resume) = limits.next_after(began, sent + extra_sends) {
             let mut stop = stop.clone();
             tokio::select! {
                 () = tokio::time::sleep_until(resume) => {}
