@@ -110,6 +110,8 @@ async fn pass<K: Sink>(
     let mut next = 0;
     let (mut read_any, mut failed, mut delete_failed) = (false, 0u64, false);
     let mut kafka_failed_topics = HashSet::new();
+    // The dead-letter topic failed a move for Kafka's sake in this pass (see `divert_refused`).
+    let mut deadletter_down = false;
     // Read but not sent yet: a paced batch sends only a second's worth of a read, and the rest
     // wait here rather than be read again.
     let mut unsent = VecDeque::new();
@@ -143,8 +145,15 @@ async fn pass<K: Sink>(
             mut results,
             removed,
         } = send_batch(spool, kafka, &todo, metrics).await;
-        let (diverted, extra_sends, resent) =
-            divert_refused(kafka, &todo, &mut results, deadletter, stop).await;
+        let (diverted, extra_sends, resent) = divert_refused(
+            kafka,
+            &todo,
+            &mut results,
+            deadletter,
+            &mut deadletter_down,
+            stop,
+        )
+        .await;
         learn_partitions(kafka, held, &todo, &results).await;
         // `delivered` is what leaves the spool; `acknowledged` what its own topic took, and
         // `deadlettered` what the dead-letter topic took instead (counted once they are gone, or a

@@ -121,6 +121,12 @@ pub(super) async fn send_batch<K: Sink>(
 /// current time, as a record of another topic refused for its time is moved with it, rather than
 /// stay spooled for good.
 ///
+/// `deadletter_down` says the dead-letter topic failed a move for Kafka's sake (late, away) in an
+/// earlier batch of this pass; set here when one does. The moves then end before the first
+/// refused record, as they end at such a failure in its own batch: otherwise each later batch
+/// with a refused record waited a whole replay timeout more on the topic that just failed. The
+/// next pass tries it again.
+///
 /// Returns the dead-letter moves, the sends made, and which records were sent again as
 /// casualties (their topic answered them after the moves).
 pub(super) async fn divert_refused<K: Sink>(
@@ -128,6 +134,7 @@ pub(super) async fn divert_refused<K: Sink>(
     todo: &[&(u64, SpooledRecord, u64)],
     results: &mut [Result<Delivered, ProduceError>],
     deadletter: &str,
+    deadletter_down: &mut bool,
     stop: &watch::Receiver<bool>,
 ) -> (
     Vec<Option<Result<Delivered, ProduceError>>>,
@@ -147,7 +154,7 @@ pub(super) async fn divert_refused<K: Sink>(
     let mut cut_off = false;
     // The dead-letter topic, once a copy or a re-send with a new time to it failed for Kafka's
     // sake: its own casualties are not sent again to wait on it a whole replay timeout more.
-    let mut down: Option<&str> = None;
+    let mut down: Option<&str> = deadletter_down.then_some(deadletter);
     // Conversations with a record not delivered yet (refused, alone too, and not moved; failed
     // for Kafka's sake; or failed for another's refusal, sent again only after this loop): a later
     // record of theirs sent alone would go ahead of it. It keeps its batch's refusal and is left
@@ -168,6 +175,9 @@ pub(super) async fn divert_refused<K: Sink>(
         }
         if conversation.is_some_and(|c| stays.contains(&c)) {
             continue;
+        }
+        if down.is_some() {
+            break;
         }
         if *stop.borrow() || Instant::now() >= deadline {
             cut_off = true;
@@ -241,6 +251,7 @@ pub(super) async fn divert_refused<K: Sink>(
         resent = resend_casualties(kafka, todo, results, &diverted, down, deadline).await;
         sends += resent.iter().filter(|&&again| again).count();
     }
+    *deadletter_down = down.is_some();
     (diverted, sends, resent)
 }
 

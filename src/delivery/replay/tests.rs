@@ -2285,6 +2285,7 @@ struct AlwaysRefusesTwo {
     took: Mutex<Vec<String>>,
     copies: Mutex<Vec<String>>,
     alone_tries: std::sync::atomic::AtomicUsize,
+    copy_tries: std::sync::atomic::AtomicUsize,
     dlq_fails: Option<ProduceError>,
 }
 
@@ -2293,6 +2294,8 @@ impl Sink for AlwaysRefusesTwo {
         tokio::time::sleep(Duration::from_millis(20)).await;
         let value = String::from_utf8_lossy(record.value).into_owned();
         if record.topic == "dlq" {
+            self.copy_tries
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             if let Some(e) = &self.dlq_fails {
                 return Err(e.clone());
             }
@@ -2385,6 +2388,51 @@ async fn a_dead_letter_copy_kafka_fails_ends_the_moves() {
         1,
         "the second refused record went alone after the first's copy failed for Kafka's sake: {ended:?}"
     );
+}
+
+/// A dead-letter copy Kafka fails ends the moves for the rest of the pass, not only of its batch:
+/// each later batch with a refused record otherwise sent it alone and waited on the topic that
+/// had just failed again, up to a whole replay timeout a batch while it stayed down (found by a
+/// re-read). What else the later batches hold still goes, and the next pass tries again.
+#[tokio::test(start_paused = true)]
+async fn a_dead_letter_copy_kafka_fails_ends_the_moves_for_the_rest_of_the_pass() {
+    let (_dir, spool) = spool_of(&[]).await;
+    for n in [b'2', b'4', b'5'] {
+        let record = SpooledRecord {
+            value: vec![n],
+            key: None,
+            timestamp_ms: wall_ms(),
+            ..spooled("statuses")
+        };
+        spool.append(record).await.expect("append");
+    }
+    let kafka = AlwaysRefusesTwo {
+        dlq_fails: Some(ProduceError::Timeout),
+        ..Default::default()
+    };
+    let ones = Batch {
+        records: 1,
+        bytes: 16 << 20,
+        pace: None,
+    };
+    let metrics = Metrics::new(&[]).expect("metrics");
+    let mut held = Held::default();
+    pass(ones, &spool, &kafka, "dlq", &metrics, &mut held, &running()).await;
+    let copies = || kafka.copy_tries.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        copies(),
+        1,
+        "the second batch's refused record was copied after the first's copy failed"
+    );
+    assert_eq!(*kafka.took.lock().expect("lock"), ["5"], "the rest went");
+    held = std::mem::take(&mut held).next_pass();
+    pass(ones, &spool, &kafka, "dlq", &metrics, &mut held, &running()).await;
+    assert_eq!(
+        copies(),
+        2,
+        "the next pass tried the dead-letter topic again"
+    );
+    assert_eq!(spool.records(), 2, "the refused records stay spooled");
 }
 
 /// On "statuses", the record whose body is "2" is refused (`InvalidRecord`) on every try, and
