@@ -208,6 +208,25 @@ fn wall_ms() -> i64 {
 }
 
 /// Whether a record's time is older than a day, the bound of the topics of the fakes below.
+/// Appends a record to "statuses" for each of `values` (its body, one byte), with the key `key`
+/// gives it and the current time.
+async fn append_statuses(spool: &Spool, values: &[u8], key: impl Fn(u8) -> Option<String>) {
+    for &n in values {
+        let record = SpooledRecord {
+            value: vec![n],
+            key: key(n),
+            timestamp_ms: wall_ms(),
+            ..spooled("statuses")
+        };
+        spool.append(record).await.expect("append");
+    }
+}
+
+/// The key of [`spooled`]'s records: one conversation.
+fn one_conversation(_: u8) -> Option<String> {
+    Some("k".into())
+}
+
 fn older_than_a_day(timestamp_ms: i64) -> bool {
     timestamp_ms < wall_ms() - 86_400_000
 }
@@ -1990,14 +2009,7 @@ impl Sink for RefusingLargeBatches {
 #[tokio::test(start_paused = true)]
 async fn a_refused_record_stays_behind_an_earlier_one_of_its_conversation_that_stays_spooled() {
     let (_dir, spool) = spool_of(&[]).await;
-    for n in [b'1', b'2', b'3'] {
-        let record = SpooledRecord {
-            value: vec![n],
-            timestamp_ms: wall_ms(),
-            ..spooled("statuses")
-        };
-        spool.append(record).await.expect("append");
-    }
+    append_statuses(&spool, b"123", one_conversation).await;
     let kafka = RefusingLargeBatches::default();
     let (ended, _) = fresh_pass(SMALL, &spool, &kafka).await;
     assert_eq!(
@@ -2105,14 +2117,7 @@ impl Sink for CasualtyFirst {
 #[tokio::test(start_paused = true)]
 async fn a_refused_record_sent_alone_does_not_overtake_an_earlier_casualty_of_its_conversation() {
     let (_dir, spool) = spool_of(&[]).await;
-    for n in [b'1', b'2'] {
-        let record = SpooledRecord {
-            value: vec![n],
-            timestamp_ms: wall_ms(),
-            ..spooled("statuses")
-        };
-        spool.append(record).await.expect("append");
-    }
+    append_statuses(&spool, b"12", one_conversation).await;
     let kafka = CasualtyFirst::default();
     let (ended, _) = fresh_pass(SMALL, &spool, &kafka).await;
     let took = kafka.took.lock().expect("lock").clone();
@@ -2330,14 +2335,7 @@ impl Sink for AlwaysRefusesTwo {
 #[tokio::test(start_paused = true)]
 async fn a_casualty_then_a_refused_record_of_its_conversation_drain_in_order_over_passes() {
     let (_dir, spool) = spool_of(&[]).await;
-    for n in [b'1', b'2', b'3', b'5'] {
-        let record = SpooledRecord {
-            value: vec![n],
-            timestamp_ms: wall_ms(),
-            ..spooled("statuses")
-        };
-        spool.append(record).await.expect("append");
-    }
+    append_statuses(&spool, b"1235", one_conversation).await;
     let kafka = AlwaysRefusesTwo::default();
     let metrics = Metrics::new(&[]).expect("metrics");
     let mut held = Held::default();
@@ -2369,15 +2367,10 @@ async fn a_casualty_then_a_refused_record_of_its_conversation_drain_in_order_ove
 #[tokio::test(start_paused = true)]
 async fn a_dead_letter_copy_kafka_fails_ends_the_moves() {
     let (_dir, spool) = spool_of(&[]).await;
-    for (n, key) in [(b'2', "a"), (b'4', "b")] {
-        let record = SpooledRecord {
-            value: vec![n],
-            key: Some(key.into()),
-            timestamp_ms: wall_ms(),
-            ..spooled("statuses")
-        };
-        spool.append(record).await.expect("append");
-    }
+    append_statuses(&spool, b"24", |n| {
+        Some(if n == b'2' { "a" } else { "b" }.into())
+    })
+    .await;
     let kafka = AlwaysRefusesTwo {
         dlq_fails: Some(ProduceError::Unavailable("LeaderNotAvailable".into())),
         ..Default::default()
@@ -2397,15 +2390,7 @@ async fn a_dead_letter_copy_kafka_fails_ends_the_moves() {
 #[tokio::test(start_paused = true)]
 async fn a_dead_letter_copy_kafka_fails_ends_the_moves_for_the_rest_of_the_pass() {
     let (_dir, spool) = spool_of(&[]).await;
-    for n in [b'2', b'4', b'5'] {
-        let record = SpooledRecord {
-            value: vec![n],
-            key: None,
-            timestamp_ms: wall_ms(),
-            ..spooled("statuses")
-        };
-        spool.append(record).await.expect("append");
-    }
+    append_statuses(&spool, b"245", |_| None).await;
     let kafka = AlwaysRefusesTwo {
         dlq_fails: Some(ProduceError::Timeout),
         ..Default::default()
@@ -2484,15 +2469,7 @@ async fn a_dead_letter_topic_down_does_not_strand_the_casualties_of_a_healthy_to
         ProduceError::Unavailable("LeaderNotAvailable".into()),
     ] {
         let (_dir, spool) = spool_of(&[]).await;
-        for n in [b'2', b'3', b'5'] {
-            let record = SpooledRecord {
-                value: vec![n],
-                key: None,
-                timestamp_ms: wall_ms(),
-                ..spooled("statuses")
-            };
-            spool.append(record).await.expect("append");
-        }
+        append_statuses(&spool, b"235", |_| None).await;
         let kafka = RefusedTwoDeadLetterDown {
             two_in_flight: Default::default(),
             took: Mutex::default(),
