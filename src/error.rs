@@ -155,14 +155,32 @@ pub enum WebhookError {
     Reset,
     #[error("body is empty")]
     EmptyBody,
-    /// Refused, and kept in the dead-letter topic.
-    #[error("{0}; the body was kept in the dead-letter topic")]
-    Invalid(ClassifyError),
+    /// Refused, and kept where it says: the dead-letter topic, or the spool on its way there.
+    #[error("{0}; the body was kept in {1}")]
+    Invalid(ClassifyError, KeptIn),
     /// More requests, or bytes of their bodies, than the limit (named, with its value).
     #[error("too many {0} in flight (limit {1})")]
     Overloaded(&'static str, u64),
     #[error(transparent)]
     Produce(#[from] ProduceError),
+}
+
+/// Where an invalid body was kept before its 400.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeptIn {
+    DeadLetterTopic,
+    /// Kafka was late: spooled, it reaches the dead-letter topic at replay. Said so, as a sender
+    /// (or an operator) looking for it in the topic at once would not find it there yet.
+    Spool,
+}
+
+impl std::fmt::Display for KeptIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            KeptIn::DeadLetterTopic => "the dead-letter topic",
+            KeptIn::Spool => "the spool, for the dead-letter topic once Kafka takes it",
+        })
+    }
 }
 
 impl WebhookError {
@@ -181,7 +199,7 @@ impl WebhookError {
             | WebhookError::BodyRead(_)
             | WebhookError::Reset
             | WebhookError::EmptyBody
-            | WebhookError::Invalid(_) => Outcome::Invalid,
+            | WebhookError::Invalid(..) => Outcome::Invalid,
             WebhookError::Produce(ProduceError::TooLarge) => Outcome::TooLarge,
             WebhookError::Overloaded(..) => Outcome::Overloaded,
             WebhookError::Produce(ProduceError::Rejected(_)) => Outcome::Failed,
@@ -207,7 +225,7 @@ impl WebhookError {
             | WebhookError::BodyRead(_)
             | WebhookError::Reset
             | WebhookError::EmptyBody => "bad_request",
-            WebhookError::Invalid(_) => "invalid_payload",
+            WebhookError::Invalid(..) => "invalid_payload",
             WebhookError::Produce(ProduceError::Rejected(_)) => "internal_error",
             WebhookError::Overloaded(..) | WebhookError::Produce(_) => "unavailable",
         }
@@ -265,7 +283,7 @@ mod tests {
 
     #[test]
     fn client_errors_explain_themselves() {
-        let err = WebhookError::Invalid(ClassifyError::MissingEvent);
+        let err = WebhookError::Invalid(ClassifyError::MissingEvent, KeptIn::DeadLetterTopic);
         assert_eq!(err.outcome().status(), StatusCode::BAD_REQUEST);
         let body: serde_json::Value = serde_json::from_slice(&err.body()).expect("json");
         assert_eq!(body["error"], "invalid_payload");

@@ -17,7 +17,7 @@ use tracing::{field, Instrument, Span};
 use crate::auth::Credentials;
 use crate::classify::classify;
 use crate::config::Config;
-use crate::error::{Outcome, WebhookError};
+use crate::error::{KeptIn, Outcome, WebhookError};
 use crate::metrics::Metrics;
 use crate::producer::{Delivered, Sink};
 use crate::quiet::Budget;
@@ -347,8 +347,11 @@ impl<S: Sink> Webhook<S> {
                     }
                     .into(),
                 };
-                self.sink.send(&record, deadline).await?;
-                Err(WebhookError::Invalid(invalid))
+                let kept = match self.sink.send(&record, deadline).await? {
+                    Delivered::Kafka { .. } => KeptIn::DeadLetterTopic,
+                    Delivered::Spooled { .. } => KeptIn::Spool,
+                };
+                Err(WebhookError::Invalid(invalid, kept))
             }
         }
     }

@@ -23,6 +23,13 @@ async fn malformed_json_is_refused_with_400_and_kept_in_the_dead_letter_topic() 
         err["message"]
             .as_str()
             .expect("text")
+            .ends_with("the body was kept in the dead-letter topic"),
+        "{err}"
+    );
+    assert!(
+        err["message"]
+            .as_str()
+            .expect("text")
             .contains("not valid JSON"),
         "{err}"
     );

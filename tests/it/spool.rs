@@ -322,10 +322,29 @@ async fn an_invalid_body_is_spooled_when_kafka_is_late_and_reaches_the_dead_lett
     let dir = tempfile::tempdir().expect("tempdir");
     let app = TestApp::start(&flags(&spool_flags(&dir))).await;
     app.cluster.broker_down(1).expect("down");
-    let (status, id, took) = post(&app, b"{oops".to_vec()).await;
+    let started = Instant::now();
+    let r = app
+        .http
+        .post(app.url())
+        .basic_auth(USER, Some(PASS))
+        .body(b"{oops".to_vec())
+        .send()
+        .await
+        .expect("request");
+    let took = started.elapsed();
+    let id = common::request_id(&r);
     // Refused, but only once its copy is stored: a 400 is not retried.
-    assert_eq!(status, 400);
+    assert_eq!(r.status(), 400);
     assert!(took < Duration::from_secs(2), "{took:?}");
+    // Where it is now: not in the topic yet, which a sender's operator may look for at once.
+    let said: serde_json::Value =
+        serde_json::from_slice(&r.bytes().await.expect("body")).expect("JSON error body");
+    assert!(
+        said["message"].as_str().expect("text").ends_with(
+            "the body was kept in the spool, for the dead-letter topic once Kafka takes it"
+        ),
+        "{said}"
+    );
     let (_, m) = app.admin_get("/metrics").await;
     assert!(
         has_line(&m, "qikchat_bridge_spool_appends_total{result=\"ok\"} 1"),
