@@ -88,7 +88,7 @@ impl Refusal {
             Refusal::EmptyUser => "the user name of a credential cannot be empty".into(),
             Refusal::Space => {
                 format!(
-                    "the credential of user {user:?} starts or ends with white space (a space, a tab, a newline)"
+                    "the credential of user {user:?} has white space at its start or end, or before its colon (a space, a tab, a newline)"
                 )
             }
             Refusal::EmptyPassword => format!("the password of user {user:?} cannot be empty"),
@@ -100,7 +100,7 @@ impl Refusal {
         match self {
             Refusal::NoColon => "is not USER:PASS (it has no colon)",
             Refusal::EmptyUser => "has an empty user name",
-            Refusal::Space => "starts or ends with white space (a space, a tab, a newline)",
+            Refusal::Space => "has white space at its start or end, or before its colon (a space, a tab, a newline)",
             Refusal::EmptyPassword => "has an empty password",
         }
     }

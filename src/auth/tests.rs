@@ -357,7 +357,7 @@ fn a_refused_auth_credential_after_a_comma_is_named_by_its_place_and_never_quote
     let err = flag(&["a:b", " eve:pw"]).unwrap_err();
     assert_eq!(
         err,
-        "the 2nd credential (user \"eve\") starts or ends with white space (a space, a tab, a newline)"
+        "the 2nd credential (user \"eve\") has white space at its start or end, or before its colon (a space, a tab, a newline)"
     );
     assert_eq!(
         flag(&["SECabc"]).unwrap_err(),
@@ -451,12 +451,16 @@ fn a_credential_configured_twice_is_still_accepted() {
 fn a_space_at_either_end_of_a_user_or_a_password_is_refused() {
     let err = parse_file("eve :pw").unwrap_err();
     assert!(
-        err.contains("starts or ends with white space (a space, a tab, a newline)"),
+        err.contains(
+            "has white space at its start or end, or before its colon (a space, a tab, a newline)"
+        ),
         "{err}"
     );
     let err = flag(&["a:b ,c:d"]).unwrap_err();
     assert!(
-        err.contains("starts or ends with white space (a space, a tab, a newline)"),
+        err.contains(
+            "has white space at its start or end, or before its colon (a space, a tab, a newline)"
+        ),
         "{err}"
     );
     let err = parse_file("bob:").unwrap_err();
