@@ -110,7 +110,8 @@ async fn pass<K: Sink>(
     let mut next = 0;
     let (mut read_any, mut failed, mut delete_failed) = (false, 0u64, false);
     let mut kafka_failed_topics = HashSet::new();
-    // The dead-letter topic failed a move for Kafka's sake in this pass (see `divert_refused`).
+    // The dead-letter topic failed a move, or one of its own records, for Kafka's sake in this
+    // pass (see `divert_refused`).
     let mut deadletter_down = false;
     // Read but not sent yet: a paced batch sends only a second's worth of a read, and the rest
     // wait here rather than be read again.
@@ -195,6 +196,9 @@ async fn pass<K: Sink>(
             } else if is_kafka_failure(&error) {
                 kafka_failures += 1;
                 kafka_failed_topics.insert(r.topic.clone());
+                // The dead-letter topic failed one of its own records for Kafka's sake: as
+                // down for the moves as when it fails a copy.
+                deadletter_down |= r.topic == deadletter;
             }
             // A keyless casualty its topic answered again at the re-send (failed there for
             // another record's refusal once more) is no sign Kafka cannot take records now.

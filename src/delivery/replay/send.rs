@@ -122,10 +122,12 @@ pub(super) async fn send_batch<K: Sink>(
 /// stay spooled for good.
 ///
 /// `deadletter_down` says the dead-letter topic failed a move for Kafka's sake (late, away) in an
-/// earlier batch of this pass; set here when one does. The moves then end before the first
-/// refused record, as they end at such a failure in its own batch: otherwise each later batch
-/// with a refused record waited a whole replay timeout more on the topic that just failed. The
-/// next pass tries it again.
+/// earlier batch of this pass; set here when one does. The moves then end at the first record
+/// that would need that topic (refused alone too, or one of its own), as they end at such a
+/// failure in its own batch: otherwise each later batch with a refused record waited a whole
+/// replay timeout more on the topic that just failed. A record refused only with its batch (a
+/// batch too large together) is still tried alone: its own topic takes it, and skipped it
+/// waited on the dead-letter topic it never needed. The next pass tries that topic again.
 ///
 /// Returns the dead-letter moves, the sends made, and which records were sent again as
 /// casualties (their topic answered them after the moves).
@@ -176,7 +178,8 @@ pub(super) async fn divert_refused<K: Sink>(
         if conversation.is_some_and(|c| stays.contains(&c)) {
             continue;
         }
-        if down.is_some() {
+        // The dead-letter topic is down: its own record would wait on it even alone.
+        if own && down.is_some() {
             break;
         }
         if *stop.borrow() || Instant::now() >= deadline {
@@ -203,6 +206,12 @@ pub(super) async fn divert_refused<K: Sink>(
             Err(error) => error.is_record_fault(),
             Ok(_) => false,
         };
+        // Refused alone too, it needs the dead-letter topic, which failed a move for Kafka's
+        // sake earlier in the pass: the moves end here, as at that failure. One its topic took
+        // alone (refused before only with its batch: too large together, say) needed none.
+        if follows && down.is_some() {
+            break;
+        }
         if follows && (*stop.borrow() || Instant::now() >= deadline) {
             cut_off = true;
             break;

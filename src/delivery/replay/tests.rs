@@ -2420,6 +2420,134 @@ async fn a_dead_letter_copy_kafka_fails_ends_the_moves_for_the_rest_of_the_pass(
     assert_eq!(spool.records(), 2, "the refused records stay spooled");
 }
 
+/// A batch of "statuses" records over the broker's `max.message.bytes` is refused whole
+/// (`MessageSizeTooLarge` for each, no casualties); alone, each is taken. Topic "bad" refuses
+/// every record for good; the dead-letter topic fails every copy for Kafka's sake.
+#[derive(Default)]
+struct LargeBatchesDeadLetterDown {
+    in_flight: std::sync::atomic::AtomicUsize,
+    took: Mutex<Vec<String>>,
+}
+
+impl Sink for LargeBatchesDeadLetterDown {
+    async fn send(&self, record: &Record<'_>, _: Instant) -> Result<Delivered, ProduceError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if record.topic == "dlq" {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            return Err(ProduceError::Unavailable("LeaderNotAvailable".into()));
+        }
+        if record.topic == "bad" {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            return Err(ProduceError::Rejected("InvalidRecord".into()));
+        }
+        self.in_flight.fetch_add(1, SeqCst);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let batch = self.in_flight.load(SeqCst) > 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        self.in_flight.fetch_sub(1, SeqCst);
+        if batch {
+            return Err(refused_as(
+                rdkafka::types::RDKafkaErrorCode::MessageSizeTooLarge,
+            ));
+        }
+        let value = String::from_utf8_lossy(record.value).into_owned();
+        self.took.lock().expect("lock").push(value);
+        Ok(TAKEN)
+    }
+}
+
+/// The dead-letter topic down for the rest of a pass ends the moves, not the tries alone: a later
+/// batch refused whole only for its size needs no dead-letter topic, and each of its records is
+/// taken alone by its own topic. Skipped, they stayed spooled (and held their conversations) for
+/// as long as the dead-letter topic was down, whenever a record it failed came first in the pass.
+#[tokio::test(start_paused = true)]
+async fn the_dead_letter_topic_down_does_not_keep_records_their_topic_takes_alone() {
+    let (_dir, spool) = spool_of(&[]).await;
+    let fresh = |topic: &str, value: u8, key: &str| SpooledRecord {
+        value: vec![value],
+        key: Some(key.into()),
+        timestamp_ms: wall_ms(),
+        ..spooled(topic)
+    };
+    for record in [
+        fresh("bad", b'x', "a"),
+        fresh("bad", b'y', "b"),
+        fresh("statuses", b'3', "c"),
+        fresh("statuses", b'4', "d"),
+    ] {
+        spool.append(record).await.expect("append");
+    }
+    let kafka = LargeBatchesDeadLetterDown::default();
+    let two = Batch {
+        records: 2,
+        ..SMALL
+    };
+    let metrics = Metrics::new(&[]).expect("metrics");
+    let mut held = Held::default();
+    for passes in 1..=3 {
+        pass(two, &spool, &kafka, "dlq", &metrics, &mut held, &running()).await;
+        held = std::mem::take(&mut held).next_pass();
+        assert_eq!(
+            *kafka.took.lock().expect("lock"),
+            ["3", "4"],
+            "after {passes} passes, records their own topic takes alone still waited on the \
+             dead-letter topic"
+        );
+    }
+    assert_eq!(spool.records(), 2, "only the refused records stay");
+}
+
+/// The dead-letter topic fails every record for Kafka's sake, after a whole replay timeout;
+/// "statuses" refuses every record for good. Counts the dead-letter copies (every record sent to
+/// the dead-letter topic but its own, whose body is "own").
+#[derive(Default)]
+struct DeadLetterTopicLate {
+    copies: std::sync::atomic::AtomicUsize,
+}
+
+impl Sink for DeadLetterTopicLate {
+    async fn send(&self, record: &Record<'_>, _: Instant) -> Result<Delivered, ProduceError> {
+        if record.topic == "dlq" {
+            if record.value != b"own" {
+                self.copies
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            tokio::time::sleep(crate::delivery::REPLAY_TIMEOUT).await;
+            return Err(ProduceError::Timeout);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        Err(ProduceError::Rejected("InvalidRecord".into()))
+    }
+}
+
+/// A dead-letter topic that just failed one of its own records for Kafka's sake (late, away) is
+/// as down as one that failed a copy: a later batch's refused record is not copied to it, to wait
+/// a whole replay timeout more on it.
+#[tokio::test(start_paused = true)]
+async fn the_dead_letter_topic_failing_its_own_record_ends_the_moves_for_the_pass() {
+    let (_dir, spool) = spool_of(&[]).await;
+    for (topic, value) in [("dlq", "own"), ("statuses", "{}")] {
+        let record = SpooledRecord {
+            key: None,
+            value: value.into(),
+            timestamp_ms: wall_ms(),
+            ..spooled(topic)
+        };
+        spool.append(record).await.expect("append");
+    }
+    let kafka = DeadLetterTopicLate::default();
+    let ones = Batch {
+        records: 1,
+        ..SMALL
+    };
+    let (ended, _) = fresh_pass(ones, &spool, &kafka).await;
+    assert_eq!(
+        kafka.copies.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "a copy waited on the dead-letter topic that had just failed: {ended:?}"
+    );
+}
+
 /// On "statuses", the record whose body is "2" is refused (`InvalidRecord`) on every try, and
 /// every other record sent while it is in flight fails as a casualty (`InvalidDifferentRecord`),
 /// as a broker fails the rest of a refused record's batch; alone, they are taken. The
