@@ -197,6 +197,24 @@ fn get(path: &str, health: &Health, metrics: &Metrics) -> (StatusCode, String) {
     (status, String::from_utf8(body.to_vec()).expect("utf-8"))
 }
 
+/// Prometheus picks its parser by the scrape's `Content-Type`: the text exposition format is
+/// `text/plain; version=0.0.4`, and a probe's answer is plain text.
+#[test]
+fn a_scrape_is_typed_as_the_prometheus_text_format_and_a_probe_as_plain_text() {
+    let (health, metrics) = (Health::default(), Metrics::new(&[]).expect("metrics"));
+    let typed = |path: &str| {
+        let req = Request::get(path).body(()).expect("request");
+        answer(&req, &health, &metrics).headers()[CONTENT_TYPE].clone()
+    };
+    assert_eq!(
+        typed("/metrics"),
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    for probe in ["/livez", "/readyz"] {
+        assert_eq!(typed(probe), "text/plain; charset=utf-8", "{probe}");
+    }
+}
+
 #[test]
 fn while_starting_the_process_is_live_but_not_ready_and_the_gauge_says_so() {
     let (health, metrics) = (Health::default(), Metrics::new(&[]).expect("metrics"));

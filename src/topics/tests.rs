@@ -22,6 +22,21 @@ fn default_routes_follow_the_issue() {
     assert_eq!(m.deadletter().topic, "whatsapp.deadletter");
 }
 
+/// Each route's event type is the `event_type` label of `qikchat_bridge_events_total`: a status
+/// counted as an incoming message, or a dead-lettered body as unrouted, would mislead whoever
+/// watches the traffic by kind.
+#[test]
+fn each_default_route_counts_its_events_under_its_own_label() {
+    let m = map("", &[]).expect("valid");
+    let label = |r: &Route| r.event_type.as_str();
+    assert_eq!(label(m.route(EVENT_MESSAGE_IN)), "message_in");
+    assert_eq!(label(m.route(EVENT_MESSAGE_STATUS)), "message_status");
+    assert_eq!(label(m.route("whatsapp:template:status")), "unrouted");
+    assert_eq!(label(m.deadletter()), "invalid");
+    let m = map("", &["x:y=custom"]).expect("valid");
+    assert_eq!(label(m.route("x:y")), "other");
+}
+
 #[test]
 fn the_prefix_applies_to_every_topic() {
     let m = map("prod.", &["x:y=custom"]).expect("valid");
