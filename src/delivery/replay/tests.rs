@@ -1979,20 +1979,21 @@ struct RefusingLargeBatches {
     took: Mutex<Vec<String>>,
 }
 
-impl Sink for RefusingLargeBatches {
-    async fn send(&self, record: &Record<'_>, _: Instant) -> Result<Delivered, ProduceError> {
+impl RefusingLargeBatches {
+    /// Refused with its batch when another record is in flight beside it, or alone when
+    /// `too_large` says so; taken otherwise.
+    async fn batch_or_alone(
+        &self,
+        record: &Record<'_>,
+        too_large: bool,
+    ) -> Result<Delivered, ProduceError> {
         use std::sync::atomic::Ordering::SeqCst;
-        if record.topic == "dlq" {
-            return Err(refused_as(
-                rdkafka::types::RDKafkaErrorCode::TopicAuthorizationFailed,
-            ));
-        }
         self.in_flight.fetch_add(1, SeqCst);
         tokio::time::sleep(Duration::from_millis(20)).await;
         let batch = self.in_flight.load(SeqCst) > 1;
         tokio::time::sleep(Duration::from_millis(20)).await;
         self.in_flight.fetch_sub(1, SeqCst);
-        if batch || record.value == b"2" {
+        if batch || too_large {
             return Err(refused_as(
                 rdkafka::types::RDKafkaErrorCode::MessageSizeTooLarge,
             ));
@@ -2000,6 +2001,17 @@ impl Sink for RefusingLargeBatches {
         let value = String::from_utf8_lossy(record.value).into_owned();
         self.took.lock().expect("lock").push(value);
         Ok(TAKEN)
+    }
+}
+
+impl Sink for RefusingLargeBatches {
+    async fn send(&self, record: &Record<'_>, _: Instant) -> Result<Delivered, ProduceError> {
+        if record.topic == "dlq" {
+            return Err(refused_as(
+                rdkafka::types::RDKafkaErrorCode::TopicAuthorizationFailed,
+            ));
+        }
+        self.batch_or_alone(record, record.value == b"2").await
     }
 }
 
@@ -2424,14 +2436,10 @@ async fn a_dead_letter_copy_kafka_fails_ends_the_moves_for_the_rest_of_the_pass(
 /// (`MessageSizeTooLarge` for each, no casualties); alone, each is taken. Topic "bad" refuses
 /// every record for good; the dead-letter topic fails every copy for Kafka's sake.
 #[derive(Default)]
-struct LargeBatchesDeadLetterDown {
-    in_flight: std::sync::atomic::AtomicUsize,
-    took: Mutex<Vec<String>>,
-}
+struct LargeBatchesDeadLetterDown(RefusingLargeBatches);
 
 impl Sink for LargeBatchesDeadLetterDown {
     async fn send(&self, record: &Record<'_>, _: Instant) -> Result<Delivered, ProduceError> {
-        use std::sync::atomic::Ordering::SeqCst;
         if record.topic == "dlq" {
             tokio::time::sleep(Duration::from_millis(20)).await;
             return Err(ProduceError::Unavailable("LeaderNotAvailable".into()));
@@ -2440,19 +2448,7 @@ impl Sink for LargeBatchesDeadLetterDown {
             tokio::time::sleep(Duration::from_millis(20)).await;
             return Err(ProduceError::Rejected("InvalidRecord".into()));
         }
-        self.in_flight.fetch_add(1, SeqCst);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let batch = self.in_flight.load(SeqCst) > 1;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        self.in_flight.fetch_sub(1, SeqCst);
-        if batch {
-            return Err(refused_as(
-                rdkafka::types::RDKafkaErrorCode::MessageSizeTooLarge,
-            ));
-        }
-        let value = String::from_utf8_lossy(record.value).into_owned();
-        self.took.lock().expect("lock").push(value);
-        Ok(TAKEN)
+        self.0.batch_or_alone(record, false).await
     }
 }
 
@@ -2488,7 +2484,7 @@ async fn the_dead_letter_topic_down_does_not_keep_records_their_topic_takes_alon
         pass(two, &spool, &kafka, "dlq", &metrics, &mut held, &running()).await;
         held = std::mem::take(&mut held).next_pass();
         assert_eq!(
-            *kafka.took.lock().expect("lock"),
+            *kafka.0.took.lock().expect("lock"),
             ["3", "4"],
             "after {passes} passes, records their own topic takes alone still waited on the \
              dead-letter topic"
