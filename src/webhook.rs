@@ -325,7 +325,8 @@ impl<S: Sink> Webhook<S> {
             }
             Err(invalid) => {
                 // Authenticated input is never dropped: it is kept for inspection, and the 400
-                // is only given once the dead-letter topic holds it.
+                // is only given once the dead-letter topic holds it (or the spool, on its way
+                // there, when Kafka is late).
                 self.metrics.event(EventType::Invalid);
                 let reason = invalid.to_string();
                 let topic = &self.topics.deadletter().topic;

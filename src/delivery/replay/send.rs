@@ -121,8 +121,9 @@ pub(super) async fn send_batch<K: Sink>(
 /// current time, as a record of another topic refused for its time is moved with it, rather than
 /// stay spooled for good.
 ///
-/// `deadletter_down` says the dead-letter topic failed a move for Kafka's sake (late, away) in an
-/// earlier batch of this pass; set here when one does. The moves then end at the first record
+/// `deadletter_down` says the dead-letter topic failed a move (or, as `pass` tells, one of its
+/// own records) for Kafka's sake (late, away) in an earlier batch of this pass; set here when a
+/// move fails so. The moves then end at the first record
 /// that would need that topic (refused alone too, or one of its own), as they end at such a
 /// failure in its own batch: otherwise each later batch with a refused record waited a whole
 /// replay timeout more on the topic that just failed. A record refused only with its batch (a
