@@ -137,15 +137,16 @@ fn debug_shows_users_but_not_passwords() {
     assert_eq!(shown, "[alice:<redacted>]");
 }
 
-/// A credentials file holding `on_disk`, and what the watch starts from: `alice:old-password`,
-/// as start-up read and applied it. The directory lives as long as the first value.
-fn watched(
+/// A watcher of a credentials file holding `on_disk`, started from `alice:old-password` as
+/// start-up read and applied it: what the tests look at (the file's path, the credentials in
+/// force, the `auth_file_stale` gauge), and the [`Watch`] to stop it with.
+fn watching(
     on_disk: &str,
 ) -> (
-    tempfile::TempDir,
+    Watch,
     std::path::PathBuf,
     std::sync::Arc<arc_swap::ArcSwap<Credentials>>,
-    AuthReload,
+    prometheus::IntGauge,
 ) {
     let at_start = "alice:old-password\n";
     let dir = tempfile::tempdir().expect("tempdir");
@@ -158,7 +159,29 @@ fn watched(
         fixed: Vec::new(),
         started_with: FileDigest::of(at_start),
     };
-    (dir, path, live, reload)
+    let gauge = stale();
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let watcher = tokio::spawn(watch_auth_file(reload, live.clone(), gauge.clone(), stop));
+    let watch = Watch {
+        _dir: dir,
+        stop_tx,
+        watcher,
+    };
+    (watch, path, live, gauge)
+}
+
+/// A running watcher, and the directory of its file, which lives as long as it.
+struct Watch {
+    _dir: tempfile::TempDir,
+    stop_tx: tokio::sync::watch::Sender<bool>,
+    watcher: tokio::task::JoinHandle<()>,
+}
+
+impl Watch {
+    async fn stop(self) {
+        self.stop_tx.send(true).expect("stop");
+        self.watcher.await.expect("watcher");
+    }
 }
 
 /// The file may be rotated between start-up's read and the watcher's first look (a long spool
@@ -167,9 +190,7 @@ fn watched(
 #[tokio::test(start_paused = true)]
 async fn a_file_rotated_while_the_bridge_started_is_applied() {
     // Rotated before the watcher starts.
-    let (_dir, _, live, reload) = watched("bob:new-password\n");
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let watcher = tokio::spawn(watch_auth_file(reload, live.clone(), stale(), stop));
+    let (watch, _, live, _) = watching("bob:new-password\n");
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     while live.load().users() != vec!["bob"] {
         assert!(
@@ -179,8 +200,7 @@ async fn a_file_rotated_while_the_bridge_started_is_applied() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    stop_tx.send(true).expect("stop");
-    watcher.await.expect("watcher");
+    watch.stop().await;
 }
 
 /// A file applied once is not applied again while it stays the same: each application replaces
@@ -188,9 +208,7 @@ async fn a_file_rotated_while_the_bridge_started_is_applied() {
 /// baseline not moved on, the same file would be applied again every 1.2 s).
 #[tokio::test(start_paused = true)]
 async fn a_file_applied_once_is_not_applied_again_while_it_stays_the_same() {
-    let (_dir, _, live, reload) = watched("bob:new-password\n");
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let watcher = tokio::spawn(watch_auth_file(reload, live.clone(), stale(), stop));
+    let (watch, _, live, _) = watching("bob:new-password\n");
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     while live.load().users() != vec!["bob"] {
         assert!(tokio::time::Instant::now() < deadline, "never applied");
@@ -202,8 +220,7 @@ async fn a_file_applied_once_is_not_applied_again_while_it_stays_the_same() {
         std::sync::Arc::ptr_eq(&applied, &live.load_full()),
         "the same file was applied again"
     );
-    stop_tx.send(true).expect("stop");
-    watcher.await.expect("watcher");
+    watch.stop().await;
 }
 
 /// A writer that truncates and then writes can be caught half-way, and the half parses: it is
@@ -211,9 +228,7 @@ async fn a_file_applied_once_is_not_applied_again_while_it_stays_the_same() {
 #[tokio::test(start_paused = true)]
 async fn a_file_caught_half_written_is_not_applied_until_it_reads_the_same_twice() {
     use std::time::Duration;
-    let (_dir, path, live, reload) = watched("alice:old-password\n");
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let watcher = tokio::spawn(watch_auth_file(reload, live.clone(), stale(), stop));
+    let (watch, path, live, _) = watching("alice:old-password\n");
     let accepts = |pass: &str| {
         let header = format!(
             "Basic {}",
@@ -234,8 +249,7 @@ async fn a_file_caught_half_written_is_not_applied_until_it_reads_the_same_twice
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(accepts("new-password"), "{:?}", live.load().users());
     assert!(!accepts("new-pa") && !accepts("old-password"));
-    stop_tx.send(true).expect("stop");
-    watcher.await.expect("watcher");
+    watch.stop().await;
 }
 
 /// A removed credential keeps working while the file that removes it cannot be used, so the gauge
@@ -244,10 +258,7 @@ async fn a_file_caught_half_written_is_not_applied_until_it_reads_the_same_twice
 #[tokio::test(start_paused = true)]
 async fn an_auth_file_that_cannot_be_used_is_shown_as_stale_until_a_usable_one_is_applied() {
     use std::time::Duration;
-    let (_dir, path, live, reload) = watched("alice:old-password\n");
-    let gauge = stale();
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let watcher = tokio::spawn(watch_auth_file(reload, live.clone(), gauge.clone(), stop));
+    let (watch, path, live, gauge) = watching("alice:old-password\n");
     // Long enough for a change to be read twice and applied, and read a few times more.
     let settle = || tokio::time::sleep(Duration::from_millis(4500));
 
@@ -272,8 +283,7 @@ async fn an_auth_file_that_cannot_be_used_is_shown_as_stale_until_a_usable_one_i
     std::fs::write(&path, "bob:new-password\n").expect("write");
     settle().await;
     assert_eq!(gauge.get(), 0, "back to the text in force");
-    stop_tx.send(true).expect("stop");
-    watcher.await.expect("watcher");
+    watch.stop().await;
 }
 
 /// A file in force that can no longer be read (its Secret unmounted, its permissions changed)
@@ -284,10 +294,7 @@ async fn an_auth_file_that_cannot_be_used_is_shown_as_stale_until_a_usable_one_i
 #[tokio::test(start_paused = true)]
 async fn an_auth_file_in_force_that_becomes_unreadable_is_shown_as_stale() {
     use std::time::Duration;
-    let (_dir, path, live, reload) = watched("alice:old-password\n");
-    let gauge = stale();
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let watcher = tokio::spawn(watch_auth_file(reload, live.clone(), gauge.clone(), stop));
+    let (watch, path, live, gauge) = watching("alice:old-password\n");
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(gauge.get(), 0, "start-up's file");
     std::fs::remove_file(&path).expect("remove");
@@ -306,8 +313,7 @@ async fn an_auth_file_in_force_that_becomes_unreadable_is_shown_as_stale() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(gauge.get(), 0, "applied");
-    stop_tx.send(true).expect("stop");
-    watcher.await.expect("watcher");
+    watch.stop().await;
 }
 
 fn basic(user_pass: &str) -> String {
@@ -502,9 +508,7 @@ async fn an_auth_file_that_cannot_be_read_is_logged_once_per_change_not_at_every
     const CANNOT_READ: &str = "cannot read --auth-file";
     let (kept, _default) = crate::telemetry::Kept::on_this_thread();
     let told = || kept.text().matches(CANNOT_READ).count();
-    let (_dir, path, live, reload) = watched("alice:old-password\n");
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let watcher = tokio::spawn(watch_auth_file(reload, live.clone(), stale(), stop));
+    let (watch, path, live, _) = watching("alice:old-password\n");
     let settle = || tokio::time::sleep(Duration::from_millis(4500));
 
     settle().await;
@@ -518,6 +522,5 @@ async fn an_auth_file_that_cannot_be_read_is_logged_once_per_change_not_at_every
     settle().await;
     assert_eq!(told(), 2, "gone again after a read: {}", kept.text());
     assert_eq!(live.load().users(), vec!["alice"], "kept");
-    stop_tx.send(true).expect("stop");
-    watcher.await.expect("watcher");
+    watch.stop().await;
 }
