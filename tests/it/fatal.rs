@@ -153,7 +153,7 @@ async fn a_fatal_producer_error_is_answered_503_and_the_producer_is_replaced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_spool_the_webhooks_caught_in_a_failed_producer_are_spooled_and_all_reach_kafka() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::common::memory_tempdir();
     let app = start_with_spool(&dir).await;
     // A gap after the first record (the first sequence number is always accepted).
     let (status, id, _) = post(&app, 0).await;
@@ -245,7 +245,7 @@ async fn a_producer_that_keeps_failing_is_replaced_at_a_slowing_pace_and_readyz_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_spools_replay_producer_is_replaced_too_when_librdkafka_declares_it_failed() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::common::memory_tempdir();
     let app = start_with_spool(&dir).await;
     // Replay's producer sends one record first (the first sequence number is always accepted).
     app.cluster.broker_down(1).expect("down");

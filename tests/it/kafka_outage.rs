@@ -49,7 +49,7 @@ async fn a_broker_outage_is_answered_503_within_the_deadline_and_200_again_after
 /// A record over the producer's own `message.max.bytes` posted (with a spool when `spooling`):
 /// the status, how long the answer took, and the metrics after it.
 async fn over_the_producers_own_limit(spooling: bool) -> (u16, Duration, String) {
-    let spool = spooling.then(|| tempfile::tempdir().expect("tempdir"));
+    let spool = spooling.then(common::memory_tempdir);
     let mut flags = vec!["-X".to_string(), "message.max.bytes=2000".to_string()];
     if let Some(dir) = &spool {
         flags.extend(["--spool-dir".to_string(), dir.path().display().to_string()]);
@@ -106,7 +106,7 @@ struct BrokerRefusal {
 }
 
 async fn refused_by_the_broker(error: RDKafkaRespErr, spooling: bool) -> BrokerRefusal {
-    let spool = spooling.then(|| tempfile::tempdir().expect("tempdir"));
+    let spool = spooling.then(common::memory_tempdir);
     let mut flags = vec!["--ack-timeout".to_string(), "10s".to_string()];
     if let Some(dir) = &spool {
         flags.extend(["--spool-dir".to_string(), dir.path().display().to_string()]);

@@ -106,7 +106,7 @@ fn flags(v: &[String]) -> Vec<&str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn during_a_broker_outage_every_answer_is_200_inside_the_deadline_and_nothing_is_lost() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = common::memory_tempdir();
     // With the CloudEvents headers, which replay must carry too.
     let mut with = spool_flags(&dir);
     with.push("--cloudevents".into());
@@ -224,7 +224,7 @@ fn value_of(metrics: &str, series: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_conversations_new_record_goes_behind_its_spooled_ones_and_keeps_its_order() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = common::memory_tempdir();
     let app = TestApp::start(&flags(&spool_flags(&dir))).await;
     app.cluster.broker_down(1).expect("down");
     for seq in 1..=3 {
@@ -300,7 +300,7 @@ async fn a_conversations_new_record_goes_behind_its_spooled_ones_and_keeps_its_o
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_slower_than_the_deadline_is_answered_at_the_deadline_through_the_spool() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = common::memory_tempdir();
     let app = TestApp::start(&flags(&spool_flags(&dir))).await;
     app.cluster
         .broker_round_trip_time(1, Duration::from_millis(1500))
@@ -319,7 +319,7 @@ async fn a_broker_slower_than_the_deadline_is_answered_at_the_deadline_through_t
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_body_is_spooled_when_kafka_is_late_and_reaches_the_dead_letter_topic() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = common::memory_tempdir();
     let app = TestApp::start(&flags(&spool_flags(&dir))).await;
     app.cluster.broker_down(1).expect("down");
     let started = Instant::now();
@@ -367,7 +367,7 @@ async fn an_invalid_body_is_spooled_when_kafka_is_late_and_reaches_the_dead_lett
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_spool_answers_503_loses_no_200_and_takes_records_again_once_drained() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = common::memory_tempdir();
     let mut f = spool_flags(&dir);
     f.extend([
         "--spool-max-bytes".into(),
@@ -444,7 +444,7 @@ async fn transient_produce_errors_are_retried_and_answered_200() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_topic_authorization_failure_is_spooled_and_delivered_once_the_topic_takes_it() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = common::memory_tempdir();
     let app = TestApp::start(&flags(&spool_flags(&dir))).await;
     // The topic's ACL revoked for one produce request, then granted again.
     app.cluster.request_errors(
@@ -472,7 +472,7 @@ async fn ten_spooled_then_replaying(
     flush: &str,
     stall: impl FnOnce(&TestApp),
 ) -> (tempfile::TempDir, TestApp) {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = common::memory_tempdir();
     let mut f = spool_flags(&dir);
     f.extend(["--flush-timeout".into(), flush.into()]);
     let app = TestApp::start(&flags(&f)).await;
@@ -564,7 +564,7 @@ async fn spool_records(app: &TestApp) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_without_a_leader_holds_back_only_its_own_spooled_records() {
     use qikchat_bridge::producer::spread::partition_of;
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = common::memory_tempdir();
     // Replay's batch is half the producer queue: 256 records here, not thousands.
     let mut args = spool_flags(&dir);
     args.extend(["-X".into(), "queue.buffering.max.messages=512".into()]);
@@ -675,7 +675,7 @@ async fn a_partition_without_a_leader_holds_back_only_its_own_spooled_records() 
 /// and the spool directory then deleted; the next record answered 503, not 200: the next start
 /// would open a new, empty spool, so a record written to the removed file is not stored.
 async fn spooled_then_removed(extra: &[&str]) -> (TestApp, String) {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = common::memory_tempdir();
     let mut args = spool_flags(&dir);
     args.extend(extra.iter().map(|a| a.to_string()));
     let app = TestApp::start(&flags(&args)).await;
@@ -731,7 +731,7 @@ async fn a_shutdown_that_leaves_records_in_a_removed_spool_file_ends_in_an_error
 /// flush has nothing to wait for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spool_file_removed_just_before_a_shutdown_ends_it_in_an_error() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = common::memory_tempdir();
     let mut app = TestApp::start(&flags(&spool_flags(&dir))).await;
     app.cluster.request_errors(
         RDKafkaApiKey::Produce,
@@ -750,7 +750,7 @@ async fn a_spool_file_removed_just_before_a_shutdown_ends_it_in_an_error() {
 /// move records their topic would take to the dead-letter topic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_replayed_in_a_batch_kafka_refused_whole_reach_their_own_topic() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = common::memory_tempdir();
     let app = TestApp::start(&flags(&spool_flags(&dir))).await;
     app.cluster.broker_down(1).expect("down");
     // One conversation: one partition, so replay sends them together.
@@ -786,7 +786,7 @@ async fn records_replayed_in_a_batch_kafka_refused_whole_reach_their_own_topic()
 /// leave it in one batch and one delete) and empties no sooner than 4 s after Kafka is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_max_rate_drains_a_backlog_at_that_pace() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = common::memory_tempdir();
     let mut f = spool_flags(&dir);
     f.extend(["--replay-max-rate".into(), "2".into()]);
     let app = TestApp::start(&flags(&f)).await;

@@ -157,7 +157,7 @@ async fn with_a_spool_a_refused_password_spools_and_the_fix_replays() {
         Accepts::user(KAFKA_USER, KAFKA_PASSWORD),
     )
     .await;
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = common::memory_tempdir();
     let file = password_file(&dir, "password", WRONG_PASSWORD);
     let spool = dir.path().join("spool");
     std::fs::create_dir(&spool).expect("spool dir");
