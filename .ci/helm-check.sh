@@ -1006,12 +1006,44 @@ check "invariants: a NetworkPolicy that keeps the pods from the OAuth 2 token en
   oidc-values
 check "invariants: a checksum of a Secret as pod annotation fails" static_edit_refuses "looks derived from a Secret" \
   'next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["metadata"].setdefault("annotations", {})["checksum/auth"] = "0" * 64'
+check "invariants: a URL with a password in the arguments fails" static_refuses "argument holds a URL with a password" - \
+  -X 'sasl.oauthbearer.token.endpoint.url=https://u:pw@idp.example/token'
+check "invariants: a URL with a password in a plain env value fails" \
+  static_edit_refuses "holds a URL with a password (user:password@) as a plain value" \
+  'c["env"].append({"name": "KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL", "value": "https://u:pw@idp.example/token"})'
+check "invariants: a spool volume re-owned only on a root mismatch fails (the bridge's 0600 files)" \
+  static_edit_refuses "fsGroupChangePolicy Always" 'pod["securityContext"]["fsGroupChangePolicy"] = "OnRootMismatch"' \
+  persistence-values
+check "invariants: a container port below 1024 fails (no CAP_NET_BIND_SERVICE)" \
+  static_edit_refuses "containerPort http (80) is below 1024" \
+  'c["ports"][0]["containerPort"] = 80; next(e for e in c["env"] if e["name"] == "BRIDGE_LISTEN")["value"] = "0.0.0.0:80"'
 
 section "Renders that must fail"
 B="--set kafka.bootstrapServers=kafka:9092"
 must_fail "bootstrap servers unset (default values)" "kafka.bootstrapServers is required"
 must_fail "bootstrap servers empty" "kafka.bootstrapServers is required" --set kafka.bootstrapServers=
 must_fail "bootstrap server without port" "bootstrapServers" --set kafka.bootstrapServers=kafka
+must_fail_hiding "bootstrap server with user information (the bridge refuses it; a password in the env)" \
+  "entry 1 of kafka.bootstrapServers holds user information" "s3cr3tPw" \
+  --set-string 'kafka.bootstrapServers=alice:s3cr3tPw@kafka:9092'
+must_fail "bootstrap server with port 0" "entry 2 of kafka.bootstrapServers has the port 0" \
+  --set-string 'kafka.bootstrapServers=kafka-0:9092\,kafka-1:0'
+must_fail "bootstrap server with a port above 65535" "has the port 99999" --set-string kafka.bootstrapServers=kafka:99999
+must_fail "bootstrap server with a \" in its host" "has a character no host name has" --set-string 'kafka.bootstrapServers=ka"fka:9092'
+must_fail "bootstrap server with a scheme librdkafka does not take" "has a scheme librdkafka does not take" \
+  --set-string 'kafka.bootstrapServers=https://kafka:9093'
+must_fail "bootstrap server whose scheme is not the security protocol" \
+  "starts with ssl://, but security.protocol is PLAINTEXT" --set-string 'kafka.bootstrapServers=ssl://kafka:9093'
+must_fail "bootstrap server whose scheme is not the security protocol (SASL over TLS)" \
+  "starts with sasl_plaintext://, but security.protocol is SASL_SSL" \
+  --set-string 'kafka.bootstrapServers=SASL_PLAINTEXT://kafka:9093' --set kafka.sasl.enabled=true \
+  --set kafka.sasl.username=u --set kafka.sasl.password=p --set kafka.tls.enabled=true
+check "a bootstrap server whose scheme is the security protocol is accepted by the binary" \
+  binary_summary scheme-protocol "SASL_SSL://kafka:9093" --set-string 'kafka.bootstrapServers=SASL_SSL://kafka:9093' \
+  --set kafka.sasl.enabled=true --set kafka.sasl.username=u --set kafka.sasl.password=p --set kafka.tls.enabled=true
+check "a scheme renders when extraEnv sets security.protocol (the chart does not know it)" \
+  renders --set-string 'kafka.bootstrapServers=ssl://kafka:9093' \
+  --set 'extraEnv[0].name=KAFKA_SECURITY_PROTOCOL' --set 'extraEnv[0].value=ssl'
 # shellcheck disable=SC2086
 {
 must_fail "unknown value key" "additional properties" $B --set confg.ackTimeout=1s
@@ -1230,6 +1262,30 @@ must_fail "CloudEvents source with whitespace" "cloudeventsSource" $B --set conf
 must_fail "CloudEvents source with non-ASCII" "cloudeventsSource" $B --set config.cloudevents=true --set-string 'config.cloudeventsSource=/café'
 must_fail "CloudEvents source with a character RFC 3986 does not allow" "cloudeventsSource" $B --set config.cloudevents=true --set-string 'config.cloudeventsSource=/qikchat/{prod}'
 must_fail "CloudEvents source with a bare %" "cloudeventsSource" $B --set config.cloudevents=true --set-string 'config.cloudeventsSource=/a%zz'
+must_fail_hiding "kafka.properties value with a URL password (it would be in the pod's arguments)" \
+  "kafka.properties.sasl.oauthbearer.token.endpoint.url holds a URL with a password" "s3cr3tPw" $B \
+  --set-string 'kafka.properties.sasl\.oauthbearer\.token\.endpoint\.url=https://c:s3cr3tPw@idp.example/token'
+must_fail_hiding "extraArgs -X value with a URL password" "holds a URL with a password" "s3cr3tPw" $B \
+  --set 'extraArgs[0]=-X' --set-string 'extraArgs[1]=sasl.oauthbearer.token.endpoint.url=https://c:s3cr3tPw@idp.example/token'
+must_fail_hiding "extraEnv KAFKA_* plain value with a URL password" "holds a URL with a password" "s3cr3tPw" $B \
+  --set 'extraEnv[0].name=KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL' \
+  --set-string 'extraEnv[0].value=https://c:s3cr3tPw@idp.example/token'
+must_fail_hiding "CloudEvents source with user information (the bridge refuses it; a password in the env)" \
+  "config.cloudeventsSource holds user information" "s3cr3tPw" $B --set config.cloudevents=true \
+  --set-string 'config.cloudeventsSource=https://ops:s3cr3tPw@hooks.example.com/qikchat'
+must_fail "CloudEvents source whose scheme holds _ (RFC 3986 grammar)" "is no URI reference" $B \
+  --set config.cloudevents=true --set-string 'config.cloudeventsSource=a_b:c'
+must_fail "CloudEvents source whose port is not digits" "is no URI reference" $B \
+  --set config.cloudevents=true --set-string 'config.cloudeventsSource=//hooks.example.com:prod/'
+must_fail "CloudEvents source with [ outside an IP literal" "is no URI reference" $B \
+  --set config.cloudevents=true --set-string 'config.cloudeventsSource=/a[b]'
+for source in urn:qikchat:prod 'https://hooks.example.com:8443/q?x=1#f' '//[::1]:8080/x' './a:b' 'mailto:ops@example.com'; do
+  check "CloudEvents source $source is accepted by the binary" \
+    binary_summary "ce-$(printf '%s' "$source" | tr -c 'A-Za-z0-9' '-')" "$source" $B \
+    --set config.cloudevents=true --set-string "config.cloudeventsSource=$source"
+done
+must_fail "a webhook container port below 1024 (no CAP_NET_BIND_SERVICE)" "/containerPorts/http" $B --set containerPorts.http=80
+must_fail "an admin container port below 1024 (no CAP_NET_BIND_SERVICE)" "/containerPorts/admin" $B --set containerPorts.admin=443
 must_fail "a fallback topic Kafka cannot have (.)" "fallbackTopic" $B --set-string 'config.fallbackTopic=.'
 must_fail "a dead-letter topic Kafka cannot have (..)" "deadletterTopic" $B --set-string 'config.deadletterTopic=..'
 must_fail "a routed topic Kafka cannot have (.)" "/config/topics/a" $B --set-string 'config.topics.a=.'

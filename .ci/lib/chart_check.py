@@ -347,6 +347,11 @@ def cmd_static(rendered, help_file=None):
         check(ports.get("http") == port_of(env["BRIDGE_LISTEN"]), "containerPort http != port of BRIDGE_LISTEN")
     if "BRIDGE_ADMIN_LISTEN" in env:
         check(ports.get("admin") == port_of(env["BRIDGE_ADMIN_LISTEN"]), "containerPort admin != port of BRIDGE_ADMIN_LISTEN")
+    # Every capability is dropped: a non-root bridge cannot bind a port below 1024 where the
+    # runtime keeps net.ipv4.ip_unprivileged_port_start at 1024 (containerd 1.x).
+    for name, port in ports.items():
+        check(port >= 1024, f"containerPort {name} ({port}) is below 1024, which the non-root bridge without "
+              "capabilities cannot bind")
     for probe, path in (("livenessProbe", "/livez"), ("readinessProbe", "/readyz")):
         hg = (c.get(probe) or {}).get("httpGet") or {}
         check(hg.get("path") == path, f"{probe} must GET {path}")
@@ -402,6 +407,14 @@ def cmd_static(rendered, help_file=None):
     for flag, name, _ in kafka_property_args(args):
         check(name and not is_secret(name.lower()),
               f"argument {flag} {name}=...: a secret librdkafka property (or none) in the pod's arguments")
+    # A URL's password in any value (https://user:pass@idp/token): a secret to the bridge
+    # (src/kafka_props/passwords.rs), never in the arguments or a plain env value.
+    url_password = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#@\s]*:[^/?#\s]*@")
+    for a in args:
+        check(not url_password.search(a), "an argument holds a URL with a password (user:password@)")
+    for e in (c.get("env") or []):
+        check(not url_password.search(str(e.get("value", ""))),
+              f"env {e['name']} holds a URL with a password (user:password@) as a plain value")
     # No pod annotation derived from a Secret: everything in a rendered Secret but the password
     # is known, so its hash (a checksum/<secret> annotation) lets anyone who can read pods guess
     # the password offline. The bridge reads the mounted files again, so no rollout is needed.
@@ -472,6 +485,11 @@ def cmd_static(rendered, help_file=None):
             check(modes and "ReadOnlyMany" not in modes, f"claim {t['metadata']['name']} must be writable")
         check(psc.get("fsGroup") is not None or psc.get("runAsUser") is None,
               "the spool volume needs fsGroup for the non-root user to write it")
+        # The bridge makes its spool files 0600: only the kubelet's full walk (Always, the
+        # default) gives the fsGroup access back when the user changes; OnRootMismatch skips it.
+        check(psc.get("fsGroupChangePolicy", "Always") == "Always",
+              "the spool volume needs fsGroupChangePolicy Always (the default): with OnRootMismatch the "
+              "bridge's 0600 spool files stay unreadable to another runAsUser and the pod crash-loops")
         for t in pod.get("topologySpreadConstraints") or []:
             check("pod-template-hash" not in (t.get("matchLabelKeys") or []), "StatefulSet pods have no pod-template-hash label")
     if spool_dir:

@@ -256,6 +256,8 @@ password
 {{- define "qikchat-bridge.validate" -}}
 {{- $k := .Values.kafka -}}
 {{- $_ := include "qikchat-bridge.bootstrapServers" . -}}
+{{- include "qikchat-bridge.validateBootstrapServers" . -}}
+{{- include "qikchat-bridge.validateCloudeventsSource" . -}}
 {{- include "qikchat-bridge.validateVolumes" . -}}
 {{- /* Kubernetes names a Service by a DNS-1035 label, stricter than the release names Helm
      takes: `helm install wa.prod` or `1bridge` rendered, then the API server refused the Service. */ -}}
@@ -275,6 +277,16 @@ password
 {{- range $key, $_ := ($k.properties | default dict) -}}
 {{- if not (regexMatch "^[a-z][a-z0-9._-]*$" $key) -}}
 {{- fail (printf "kafka.properties.%s: not a librdkafka property name, which is lower case (a letter, then letters, digits, '.', '_' and '-'): librdkafka refuses any other name at start-up (the pod would crash-loop), and an upper-case one would slip past the chart's refusal of managed and secret names; write it in lower case" $key) -}}
+{{- end -}}
+{{- end -}}
+{{- /* A URL's password in a property's value (https://user:pass@idp/token, as the OAUTHBEARER
+     token endpoint could be given) is a secret to the bridge too (src/kafka_props/passwords.rs
+     hides it from its logs and --check-config), but kafka.properties become the pod's
+     arguments, readable by anyone who can get the pod. The value is never shown. */ -}}
+{{- $urlPassword := include "qikchat-bridge.urlPasswordPattern" . -}}
+{{- range $key, $value := ($k.properties | default dict) -}}
+{{- if regexMatch $urlPassword (toString $value) -}}
+{{- fail (printf "kafka.properties.%s holds a URL with a password (user:password@): kafka.properties become the pod's arguments, readable by anyone who can get the pod; give the credential another way (the identity provider's client secret through KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET_FILE), or put the whole value in a Secret and set KAFKA_<NAME>_FILE in extraEnv (the value is not shown)" $key) -}}
 {{- end -}}
 {{- end -}}
 {{- /* config.topics keys are event names as the bridge reads them from BRIDGE_TOPICS
@@ -585,6 +597,9 @@ password
 {{- $pair = trimPrefix "=" (trimPrefix "-X" $a) -}}
 {{- end -}}
 {{- $name := splitList "=" $pair | first | trim -}}
+{{- if and $name (regexMatch (include "qikchat-bridge.urlPasswordPattern" $) $pair) -}}
+{{- fail (printf "extraArgs: the librdkafka property %s holds a URL with a password (user:password@), which would be readable in the pod's arguments; put the value in a Secret and set KAFKA_<NAME>_FILE in extraEnv (the value is not shown)" $name) -}}
+{{- end -}}
 {{- if and $name (regexMatch $secretProperty (lower $name)) -}}
 {{- fail (printf "extraArgs: the librdkafka property %s is a secret to the bridge (a name containing password, passphrase, private.key, jaas, secret, sasl.oauthbearer.config, sasl.oauthbearer.extensions, ssl.key.pem or ssl_key) and would be readable in the pod's arguments; mount it from a Secret and set KAFKA_<NAME>_FILE in extraEnv" $name) -}}
 {{- end -}}
@@ -606,6 +621,9 @@ password
 {{- range .Values.extraEnv -}}
 {{- $property := include "qikchat-bridge.envProperty" .name -}}
 {{- $plain := or (hasKey . "value") (and .valueFrom (not .valueFrom.secretKeyRef)) -}}
+{{- if and $property (hasKey . "value") (regexMatch (include "qikchat-bridge.urlPasswordPattern" $) (toString .value)) -}}
+{{- fail (printf "extraEnv: %s holds a URL with a password (user:password@) as a plain value, readable by anyone who can get the pod; set %s_FILE to a file from a mounted Secret, or take it from a Secret with valueFrom.secretKeyRef (the value is not shown)" .name .name) -}}
+{{- end -}}
 {{- if and $property (regexMatch $secretProperty $property) $plain -}}
 {{- fail (printf "extraEnv: %s sets the librdkafka property %s, a secret to the bridge (a name containing password, passphrase, private.key, jaas, secret, sasl.oauthbearer.config, sasl.oauthbearer.extensions, ssl.key.pem or ssl_key), %s; use kafka.sasl.* and kafka.tls.* for SASL and TLS credentials, or mount a Secret (extraVolumes, extraVolumeMounts) and set %s_FILE to the file (read again when the Secret rotates), or take it from a Secret with valueFrom.secretKeyRef" .name $property (ternary "as a plain value, readable by anyone who can get the pod" "from something other than a Secret (valueFrom without secretKeyRef)" (hasKey . "value")) .name) -}}
 {{- end -}}
@@ -928,4 +946,91 @@ KAFKA_SSL_CA_LOCATION: kafka.tls.caKey
 KAFKA_SSL_CERTIFICATE_LOCATION: kafka.tls.certKey
 KAFKA_SSL_KEY_LOCATION: kafka.tls.keyKey
 KAFKA_SSL_KEY_PASSWORD_FILE: kafka.tls.keyPasswordKey
+{{- end -}}
+
+{{/*
+kafka.bootstrapServers entry by entry, as the bridge reads it (src/config/brokers.rs), for what
+the schema's host:port pattern lets through and the bridge refuses at start-up (every pod would
+crash-loop): user information (user:password@, which librdkafka never reads, and a password
+there would be readable in the pod's environment), a `"` or `\` in the host, a port outside 1 to
+65535, a scheme librdkafka does not take, or one that is not the security.protocol the chart
+sets. An entry is named by its place, never quoted: it may hold a password.
+*/}}
+{{- define "qikchat-bridge.validateBootstrapServers" -}}
+{{- $chartProtocol := include "qikchat-bridge.securityProtocol" . | lower -}}
+{{- /* Without one from the chart, librdkafka's default (plaintext) holds unless extraEnv,
+     extraEnvFrom or extraArgs may set it. */ -}}
+{{- if not $chartProtocol -}}
+{{- $elsewhere := or .Values.extraEnvFrom (contains "security.protocol" (toString .Values.extraArgs)) -}}
+{{- range .Values.extraEnv -}}
+{{- if eq (include "qikchat-bridge.envSetting" .name) "security.protocol" -}}
+{{- $elsewhere = true -}}
+{{- end -}}
+{{- end -}}
+{{- if not $elsewhere -}}
+{{- $chartProtocol = "plaintext" -}}
+{{- end -}}
+{{- end -}}
+{{- range $i, $entry := splitList "," (include "qikchat-bridge.bootstrapServers" .) -}}
+{{- $e := trim $entry -}}
+{{- $place := printf "entry %d of kafka.bootstrapServers" (add $i 1) -}}
+{{- if contains "@" $e -}}
+{{- fail (printf "%s holds user information (user:password@), which librdkafka never reads: the bridge refuses it at start-up, so the pod would crash-loop, and a password there is readable in the pod's environment; give credentials through kafka.sasl.* (the value is not shown: it may hold a password)" $place) -}}
+{{- end -}}
+{{- if regexMatch "[\"\\\\]" $e -}}
+{{- fail (printf "%s has a character no host name has (\" or \\): the bridge refuses it at start-up, so the pod would crash-loop" $place) -}}
+{{- end -}}
+{{- $port := regexFind "[0-9]+$" $e | atoi -}}
+{{- if or (lt $port 1) (gt $port 65535) -}}
+{{- fail (printf "%s has the port %d, not a number from 1 to 65535: the bridge refuses it at start-up, so the pod would crash-loop" $place $port) -}}
+{{- end -}}
+{{- if contains "://" $e -}}
+{{- $scheme := splitList "://" $e | first | lower -}}
+{{- if not (has $scheme (list "plaintext" "ssl" "sasl_plaintext" "sasl_ssl")) -}}
+{{- fail (printf "%s has a scheme librdkafka does not take (it takes plaintext://, ssl://, sasl_plaintext:// and sasl_ssl://, which must be the security protocol): the bridge refuses it at start-up, so the pod would crash-loop" $place) -}}
+{{- end -}}
+{{- /* Compared only when the protocol is known here (see above). */ -}}
+{{- if and $chartProtocol (ne $scheme $chartProtocol) -}}
+{{- fail (printf "%s starts with %s://, but security.protocol is %s (kafka.securityProtocol, or from kafka.sasl.enabled and kafka.tls.enabled; librdkafka's default PLAINTEXT without them): librdkafka connects to no broker from that entry on, so the bridge refuses it at start-up and the pod would crash-loop; drop the scheme or make them agree" $place $scheme (upper $chartProtocol)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+config.cloudeventsSource as the bridge checks it with --cloudevents (src/config/bounds.rs): an
+RFC 3986 URI reference (the schema's pattern checks its characters only, not where they stand:
+`a_b:c`, `//host:prod/` or `/a[b]` passed it) without user information. Checked whether or not
+config.cloudevents is on: the value is in the pod's environment either way, and turning
+CloudEvents on later would make the pods crash-loop. IP literals are checked loosely (hex digits,
+':' and '.'); the bridge checks them exactly.
+*/}}
+{{- define "qikchat-bridge.validateCloudeventsSource" -}}
+{{- $s := toString .Values.config.cloudeventsSource -}}
+{{- if regexMatch `^(?:[A-Za-z][A-Za-z0-9+.-]*:)?//[^/?#]*@` $s -}}
+{{- fail "config.cloudeventsSource holds user information (user:password@), which would go into every record (and is readable in the pod's environment): the bridge refuses it at start-up with config.cloudevents, so the pod would crash-loop; leave it out (the value is not shown: it may hold a password)" -}}
+{{- end -}}
+{{- $pct := `%[0-9A-Fa-f]{2}` -}}
+{{- $pchar := printf `(?:[A-Za-z0-9._~!$&'()*+,;=:@-]|%s)` $pct -}}
+{{- $pcharNoColon := printf `(?:[A-Za-z0-9._~!$&'()*+,;=@-]|%s)` $pct -}}
+{{- $tail := printf `(?:[A-Za-z0-9._~!$&'()*+,;=:@/?-]|%s)*` $pct -}}
+{{- $regName := printf `(?:[A-Za-z0-9._~!$&'()*+,;=-]|%s)*` $pct -}}
+{{- $ipLiteral := `\[(?:[0-9A-Fa-f:.]+|[vV][0-9A-Fa-f]+\.[A-Za-z0-9._~!$&'()*+,;=:-]+)\]` -}}
+{{- $authority := printf `(?:%s|%s)(?::[0-9]*)?` $ipLiteral $regName -}}
+{{- $abempty := printf `(?:/%s*)*` $pchar -}}
+{{- $absolute := printf `/(?:%s+(?:/%s*)*)?` $pchar $pchar -}}
+{{- $rootless := printf `%s+(?:/%s*)*` $pchar $pchar -}}
+{{- $noscheme := printf `%s+(?:/%s*)*` $pcharNoColon $pchar -}}
+{{- $uri := printf `[A-Za-z][A-Za-z0-9+.-]*:(?://%s%s|%s|%s)?` $authority $abempty $absolute $rootless -}}
+{{- $relative := printf `(?://%s%s|%s|%s)?` $authority $abempty $absolute $noscheme -}}
+{{- $grammar := printf `^(?:%s|%s)(?:\?%s)?(?:#%s)?$` $uri $relative $tail $tail -}}
+{{- if or (not $s) (not (regexMatch $grammar $s)) -}}
+{{- fail (printf "config.cloudeventsSource %q is no URI reference (RFC 3986: a scheme holds only letters, digits, '+', '-' and '.' and ends at the first ':' before any '/', a port only digits, '[' only opens an IP literal in the authority): the bridge refuses it at start-up with config.cloudevents, so the pod would crash-loop; e.g. /qikchat/prod or https://hooks.example.com/qikchat" $s) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A URL with a password in it (scheme://user:password@...), as src/kafka_props/passwords.rs
+     finds them; the user alone (scheme://user@) holds no secret. */}}
+{{- define "qikchat-bridge.urlPasswordPattern" -}}
+[A-Za-z][A-Za-z0-9+.-]*://[^/?#@[:space:]]*:[^/?#[:space:]]*@
 {{- end -}}

@@ -48,10 +48,12 @@ spec:
     {{- end }}
     {{- with .Values.podSecurityContext.fsGroup }}
     fsGroup: {{ . }}
-    {{- if $p.enabled }}
-    # Only re-own the spool volume when its root does not belong to fsGroup yet.
-    fsGroupChangePolicy: OnRootMismatch
-    {{- end }}
+    {{- /* fsGroupChangePolicy stays Kubernetes' default, Always: the bridge makes its spool files
+           private to its user (0600), so OnRootMismatch, which skips a volume whose root already
+           belongs to the fsGroup, left them unreadable to any other user (runAsUser changed, a
+           claim restored under OpenShift's UID of another namespace): the pod crash-looped with
+           the records answered 200 in them. The spool volume holds a handful of files, so the
+           kubelet's walk at each mount costs nothing. */}}
     {{- end }}
     seccompProfile:
       type: RuntimeDefault
