@@ -123,12 +123,12 @@ pub(super) async fn send_batch<K: Sink>(
 ///
 /// `deadletter_down` says the dead-letter topic failed a move (or, as `pass` tells, one of its
 /// own records) for Kafka's sake (late, away) in an earlier batch of this pass; set here when a
-/// move fails so. The moves then end at the first record
-/// that would need that topic (refused alone too, or one of its own), as they end at such a
-/// failure in its own batch: otherwise each later batch with a refused record waited a whole
-/// replay timeout more on the topic that just failed. A record refused only with its batch (a
-/// batch too large together) is still tried alone: its own topic takes it, and skipped it
-/// waited on the dead-letter topic it never needed. The next pass tries that topic again.
+/// move fails so. The moves then end at the first record that would need that topic (refused
+/// alone too, or one of its own), in the batch of that failure too: otherwise each later refused
+/// record waited a whole replay timeout more on the topic that just failed. A record refused only
+/// with its batch (a batch too large together) is still tried alone: its own topic takes it, and
+/// skipped it waited on the dead-letter topic it never needed. The next pass tries that topic
+/// again.
 ///
 /// Returns the dead-letter moves, the sends made, and which records were sent again as
 /// casualties (their topic answered them after the moves).
@@ -234,11 +234,14 @@ pub(super) async fn divert_refused<K: Sink>(
             }
             _ => {}
         }
-        // A copy, or a re-send with a new time, that Kafka itself failed (late, away) ends the
-        // moves too, as a try alone does: the next refused record would only wait on it again.
-        // But not the casualties' re-send: their own topic just answered, and left failed they
-        // would meet the refused record in every later batch (a keyless one holding its whole
-        // topic back), stranded for as long as the dead-letter topic is down.
+        // A copy, or a re-send with a new time, that Kafka itself failed (late, away) marks the
+        // dead-letter topic down: the moves end at the next record that needs it, which would
+        // only wait on it again. The records after it are still tried alone, as in a later batch
+        // of the pass: ended here, those their own topic takes alone met this record first in
+        // the same batch at every pass, stranded for as long as the dead-letter topic was down.
+        // Nor does it end the casualties' re-send: their own topic just answered, and left failed
+        // they would meet the refused record in every later batch (a keyless one holding its
+        // whole topic back).
         let moved_failed = match (&*result, &diverted[i]) {
             (_, Some(Err(error))) => is_kafka_failure(error),
             (Err(error), None) if own => is_kafka_failure(error),
@@ -246,7 +249,6 @@ pub(super) async fn divert_refused<K: Sink>(
         };
         if moved_failed {
             down = Some(deadletter);
-            break;
         }
         if result.is_err() && !matches!(diverted[i], Some(Ok(_))) {
             stays.extend(conversation);

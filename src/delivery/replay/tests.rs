@@ -2372,10 +2372,11 @@ async fn a_casualty_then_a_refused_record_of_its_conversation_drain_in_order_ove
     assert!(passes <= 3, "{passes} passes");
 }
 
-/// The second tries and the dead-letter copies end at the first that Kafka itself fails: a copy
-/// the dead-letter topic fails for Kafka's sake (its partition without a leader, say) ends them
-/// too, rather than every later refused record costing two round trips bound to fail (found by
-/// a review: only a try alone ended them).
+/// The dead-letter copies end at the first that Kafka itself fails: a copy the dead-letter topic
+/// fails for Kafka's sake (its partition without a leader, say) ends them, rather than every
+/// later refused record costing a copy bound to fail (found by a review: only a try alone ended
+/// them). The next refused record is still tried alone (its batch may have been refused for
+/// another's sake), and refused alone too it ends the moves without a copy.
 #[tokio::test(start_paused = true)]
 async fn a_dead_letter_copy_kafka_fails_ends_the_moves() {
     let (_dir, spool) = spool_of(&[]).await;
@@ -2388,10 +2389,12 @@ async fn a_dead_letter_copy_kafka_fails_ends_the_moves() {
         ..Default::default()
     };
     let (ended, _) = fresh_pass(SMALL, &spool, &kafka).await;
+    let tries = |n: &std::sync::atomic::AtomicUsize| n.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(tries(&kafka.alone_tries), 2, "{ended:?}");
     assert_eq!(
-        kafka.alone_tries.load(std::sync::atomic::Ordering::SeqCst),
+        tries(&kafka.copy_tries),
         1,
-        "the second refused record went alone after the first's copy failed for Kafka's sake: {ended:?}"
+        "the second refused record was copied after the first's copy failed for Kafka's sake: {ended:?}"
     );
 }
 
@@ -2491,6 +2494,55 @@ async fn the_dead_letter_topic_down_does_not_keep_records_their_topic_takes_alon
         );
     }
     assert_eq!(spool.records(), 2, "only the refused records stay");
+}
+
+/// As above within one batch: a dead-letter copy that failed for Kafka's sake ended the moves of
+/// its batch, so the records after it there that their own topic takes alone were never tried.
+/// The batch is the same at every pass while the dead-letter topic stays down, so they stayed
+/// spooled (and held their conversations) for as long as it did.
+#[tokio::test(start_paused = true)]
+async fn a_failed_dead_letter_copy_does_not_keep_the_rest_of_its_batch_from_going_alone() {
+    let (_dir, spool) = spool_of(&[]).await;
+    let fresh = |topic: &str, value: u8, key: &str| SpooledRecord {
+        value: vec![value],
+        key: Some(key.into()),
+        timestamp_ms: wall_ms(),
+        ..spooled(topic)
+    };
+    for record in [
+        fresh("bad", b'x', "a"),
+        fresh("statuses", b'3', "c"),
+        fresh("statuses", b'4', "d"),
+    ] {
+        spool.append(record).await.expect("append");
+    }
+    let kafka = LargeBatchesDeadLetterDown::default();
+    let three = Batch {
+        records: 3,
+        ..SMALL
+    };
+    let metrics = Metrics::new(&[]).expect("metrics");
+    let mut held = Held::default();
+    for passes in 1..=3 {
+        pass(
+            three,
+            &spool,
+            &kafka,
+            "dlq",
+            &metrics,
+            &mut held,
+            &running(),
+        )
+        .await;
+        held = std::mem::take(&mut held).next_pass();
+        assert_eq!(
+            *kafka.0.took.lock().expect("lock"),
+            ["3", "4"],
+            "after {passes} passes, the records after a failed dead-letter copy in its batch \
+             were not tried alone"
+        );
+    }
+    assert_eq!(spool.records(), 1, "only the refused record stays");
 }
 
 /// The dead-letter topic fails every record for Kafka's sake, after a whole replay timeout;
