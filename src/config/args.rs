@@ -52,7 +52,8 @@ pub enum Command {
 
 /// The serving flags (the default command).
 // `hide_env_values` keeps out of `--help` the value of each variable that may hold a secret: a
-// broker URL's password, a credential, and a password set in the wrong variable (one without a
+// broker URL's password, a credential, the CloudEvents source's `user:password@` (refused at
+// start-up, without being quoted), and a password set in the wrong variable (one without a
 // `/` in a file's, or one in a variable of a closed set of values, which `usage_error` hides).
 #[derive(Parser, Debug, Clone)]
 #[command(name = "qikchat-bridge")]
@@ -203,6 +204,7 @@ pub struct Args {
     #[arg(
         long,
         env = "BRIDGE_CLOUDEVENTS_SOURCE",
+        hide_env_values = true,
         default_value = "qikchat-bridge"
     )]
     pub cloudevents_source: String,

@@ -891,7 +891,8 @@ fn a_refused_command_line_never_quotes_a_stray_argument_back() {
 
 /// `--help` shows the value of a flag's variable: not of one that may hold a secret, in any
 /// command. A variable of a closed set of values (a yes/no one) holds a secret only when set
-/// wrong, which is when `usage_error` hides it.
+/// wrong, which is when `usage_error` hides it. `BRIDGE_CLOUDEVENTS_SOURCE` is a URI that may
+/// carry `user:password@`, which start-up refuses without quoting it: `--help` printed it whole.
 #[test]
 fn help_hides_the_value_of_every_variable_that_may_hold_a_secret() {
     use clap::CommandFactory;
@@ -900,8 +901,13 @@ fn help_hides_the_value_of_every_variable_that_may_hold_a_secret() {
             let Some(env) = arg.get_env() else { continue };
             let env = env.to_string_lossy().into_owned();
             let secret = !arg.get_possible_values().is_empty()
-                || ["KAFKA_BOOTSTRAP_SERVERS", "BRIDGE_AUTH", "BRIDGE_AUTH_FILE"]
-                    .contains(&env.as_str());
+                || [
+                    "KAFKA_BOOTSTRAP_SERVERS",
+                    "BRIDGE_AUTH",
+                    "BRIDGE_AUTH_FILE",
+                    "BRIDGE_CLOUDEVENTS_SOURCE",
+                ]
+                .contains(&env.as_str());
             if secret && !arg.is_hide_env_values_set() {
                 shown.push(format!("{} {env}", command.get_name()));
             }
@@ -1034,6 +1040,17 @@ fn a_help_or_version_flag_joined_to_more_letters_is_refused() {
             "t",
         ][..],
         &["qikchat-bridge", "--auth", "alice", "-help"][..],
+        // A `-h` after `--` is a topic's name, no request for help (found by mutation testing:
+        // read as one, the joined `-hunter2` printed the help and exited 0).
+        &[
+            "qikchat-bridge",
+            "tail",
+            "-X",
+            "sasl.password",
+            "-hunter2",
+            "--",
+            "-h",
+        ][..],
         // The shortest such cluster (found by mutation testing: `> 3` went unnoticed).
         &["qikchat-bridge", "--auth", "alice", "-hx"][..],
         // A value `help` is no request for help.
