@@ -207,6 +207,10 @@ mod tests {
         cut.add_opaque("s3cr3t-value");
         let long = format!("{} s3cr3t-v", "x".repeat(LONG_LINE));
         assert_eq!(hidden(&cut, &long), vec![(LONG_LINE + 1, 8)]);
+        // A copy of just the shortest length hidden is hidden too (found by mutation testing:
+        // `>` for `>=` left the first four bytes of the secret shown).
+        let shortest = format!("{} s3cr", "x".repeat(LONG_LINE));
+        assert_eq!(hidden(&cut, &shortest), vec![(LONG_LINE + 1, 4)]);
         assert_eq!(hidden(&cut, "short s3cr3t-v"), vec![]);
         assert_eq!(hidden(&cut, &format!("{long} and more")), vec![]);
         assert_eq!(

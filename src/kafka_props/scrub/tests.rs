@@ -245,6 +245,49 @@ fn cut_copies_in_a_list_after_a_blank_a_comma_or_no_user_are_hidden() {
         );
 }
 
+/// A password too long for a thread's name (63 bytes) or a broker's (about 253), with no user
+/// before it or after a list's comma, is cut where librdkafka names its broker: each such place
+/// is looked for (found by mutation testing: the text before the copy could be dropped from the
+/// places looked at, or a piece kept with the blank after its comma, and the copy was shown).
+#[test]
+fn a_long_password_without_a_user_or_after_a_comma_is_hidden_where_its_broker_is_named() {
+    let pw: String = "Zq7Wm3Kx9Pv2Hr5TLq8Nd4Bc6".repeat(12);
+    let s = scrubber(&[("bootstrap.servers", &format!("sasl_ssl://:{pw}@h:9092"))]);
+    for (text, shown) in [
+        (
+            format!("[thrd:sasl_ssl://:{}]: x", &pw[..45]),
+            "[thrd:sasl_ssl://:<redacted>]: x",
+        ),
+        (
+            format!("Failed to resolve ':{}': x", &pw[..240]),
+            "Failed to resolve ':<redacted>': x",
+        ),
+        (
+            format!("[thrd:app]: :{}: Connect failed", &pw[..240]),
+            "[thrd:app]: :<redacted>: Connect failed",
+        ),
+    ] {
+        assert_eq!(s.scrub(&text), shown);
+    }
+    let piece: String = "Gf5Ds0Ya8Ue3Io7Qw2Er9Ty4U".repeat(12);
+    let s = scrubber(&[(
+        "bootstrap.servers",
+        &format!("USER:Zq7Wm3Kx9Pv2, {piece}@127.0.0.1:48001"),
+    )]);
+    for (text, shown) in [
+        (
+            format!("[thrd:{}]: x", &piece[..57]),
+            "[thrd:<redacted>]: x",
+        ),
+        (
+            format!("Failed to resolve '{}': x", &piece[..240]),
+            "Failed to resolve '<redacted>': x",
+        ),
+    ] {
+        assert_eq!(s.scrub(&text), shown);
+    }
+}
+
 #[test]
 fn the_longest_secret_goes_first_and_nothing_cuts_into_the_placeholder() {
     let s = scrubber(&[

@@ -116,6 +116,9 @@ fn the_watched_files_are_the_secret_files_and_the_ones_librdkafka_reads() {
             ("KAFKA_SASL_PASSWORD_FILE", "/s/password"),
             ("KAFKA_SSL_KEY_LOCATION", "/tls/tls.key"),
             ("KAFKA_SSL_CA_LOCATION", "probe"),
+            // Not a `.location`, and read by librdkafka too (found by mutation testing: left
+            // out, a rotated keytab went unnoticed, though the README says it is watched).
+            ("KAFKA_SASL_KERBEROS_KEYTAB", "/krb/bridge.keytab"),
         ]),
         &[
             "ssl.certificate.location=/tls/tls.crt".to_string(),
@@ -128,7 +131,31 @@ fn the_watched_files_are_the_secret_files_and_the_ones_librdkafka_reads() {
         .expect("valid");
     assert_eq!(
         sources.files(&props),
-        ["/s/password", "/tls/tls.crt", "/tls/tls.key"].map(PathBuf::from)
+        [
+            "/krb/bridge.keytab",
+            "/s/password",
+            "/tls/tls.crt",
+            "/tls/tls.key"
+        ]
+        .map(PathBuf::from)
+    );
+}
+
+/// The sources are kept beside the producer, in structures that are `Debug`: their variables and
+/// flags hold secrets (`KAFKA_SASL_PASSWORD`, `-X sasl.oauthbearer.client.secret=...`), so only
+/// their names are shown (found by mutation testing: nothing checked it).
+#[test]
+fn the_sources_show_the_names_of_their_variables_and_flags_never_the_values() {
+    let sources = KafkaSources::new(
+        env(&[("KAFKA_SASL_PASSWORD", "EnvS3cret-77")]),
+        &["sasl.oauthbearer.client.secret=FlagS3cret-88".to_string()],
+        limits(Duration::from_secs(2)),
+    );
+    let shown = format!("{sources:?}");
+    assert!(!shown.contains("S3cret"), "{shown}");
+    assert!(
+        shown.contains("KAFKA_SASL_PASSWORD") && shown.contains("sasl.oauthbearer.client.secret"),
+        "{shown}"
     );
 }
 
