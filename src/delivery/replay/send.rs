@@ -109,7 +109,8 @@ pub(super) async fn send_batch<K: Sink>(
 /// refused record, so the loop is bounded: by one deadline for them all to be handed over (up to
 /// 2048 refused records, each with a deadline of its own, held the round for 30 s a record once
 /// Kafka went quiet; each handed over is then waited for a whole replay timeout, as librdkafka
-/// may deliver it until then), by the first that Kafka itself fails (late, away), and by `stop`,
+/// may deliver it until then; lengthened once by what a failed move waited, the dead-letter
+/// topic's time, not theirs), by the first that Kafka itself fails (late, away), and by `stop`,
 /// at once (what went alone so far then leaves the spool with the batch, rather than be sent again
 /// by the next start). The records not tried keep their batch's refusal and stay spooled for the
 /// next pass. Unless it was cut short by the deadline, `stop` or a try alone Kafka failed (a
@@ -147,7 +148,7 @@ pub(super) async fn divert_refused<K: Sink>(
     // After the whole batch: under the batch's deadline, one record of the batch timing out left
     // them no time at all, and a refused record then waited on an unrelated outage, blamed on
     // the dead-letter topic.
-    let deadline = Instant::now() + REPLAY_TIMEOUT;
+    let mut deadline = Instant::now() + REPLAY_TIMEOUT;
     let mut stop = stop.clone();
     let mut diverted = vec![None; todo.len()];
     // The casualties sent again after the moves (their topic answered them there).
@@ -217,6 +218,7 @@ pub(super) async fn divert_refused<K: Sink>(
             cut_off = true;
             break;
         }
+        let moving = Instant::now();
         match result {
             Err(error) if own && for_its_time(error) => {
                 sends += 1;
@@ -249,6 +251,12 @@ pub(super) async fn divert_refused<K: Sink>(
         };
         if moved_failed {
             down = Some(deadletter);
+            // What the failed move waited (up to a whole replay timeout, late) was the dead-letter
+            // topic's, not the tries alone's: taken from their shared deadline, it cut off the
+            // next refused record as if Kafka were slow, which left the casualties failed and
+            // the records their own topic takes alone untried, at every pass. At most once: no
+            // move follows it.
+            deadline += moving.elapsed();
         }
         if result.is_err() && !matches!(diverted[i], Some(Ok(_))) {
             stays.extend(conversation);

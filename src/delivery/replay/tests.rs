@@ -2496,13 +2496,9 @@ async fn the_dead_letter_topic_down_does_not_keep_records_their_topic_takes_alon
     assert_eq!(spool.records(), 2, "only the refused records stay");
 }
 
-/// As above within one batch: a dead-letter copy that failed for Kafka's sake ended the moves of
-/// its batch, so the records after it there that their own topic takes alone were never tried.
-/// The batch is the same at every pass while the dead-letter topic stays down, so they stayed
-/// spooled (and held their conversations) for as long as it did.
-#[tokio::test(start_paused = true)]
-async fn a_failed_dead_letter_copy_does_not_keep_the_rest_of_its_batch_from_going_alone() {
-    let (_dir, spool) = spool_of(&[]).await;
+/// Appends, each of its own conversation, a record of topic "bad" ("x"), then two of "statuses"
+/// ("3", "4"): one batch when a batch holds three.
+async fn append_bad_then_statuses(spool: &Spool) {
     let fresh = |topic: &str, value: u8, key: &str| SpooledRecord {
         value: vec![value],
         key: Some(key.into()),
@@ -2516,6 +2512,16 @@ async fn a_failed_dead_letter_copy_does_not_keep_the_rest_of_its_batch_from_goin
     ] {
         spool.append(record).await.expect("append");
     }
+}
+
+/// As above within one batch: a dead-letter copy that failed for Kafka's sake ended the moves of
+/// its batch, so the records after it there that their own topic takes alone were never tried.
+/// The batch is the same at every pass while the dead-letter topic stays down, so they stayed
+/// spooled (and held their conversations) for as long as it did.
+#[tokio::test(start_paused = true)]
+async fn a_failed_dead_letter_copy_does_not_keep_the_rest_of_its_batch_from_going_alone() {
+    let (_dir, spool) = spool_of(&[]).await;
+    append_bad_then_statuses(&spool).await;
     let kafka = LargeBatchesDeadLetterDown::default();
     let three = Batch {
         records: 3,
@@ -2542,6 +2548,64 @@ async fn a_failed_dead_letter_copy_does_not_keep_the_rest_of_its_batch_from_goin
              were not tried alone"
         );
     }
+    assert_eq!(spool.records(), 1, "only the refused record stays");
+}
+
+/// `inner`, but with the dead-letter topic down as librdkafka reports a partition without a
+/// leader: each of its sends waits out its whole deadline (`message.timeout.ms`), then times out.
+struct DeadLetterTimesOut<K>(K);
+
+impl<K: Sink> Sink for DeadLetterTimesOut<K> {
+    async fn send(
+        &self,
+        record: &Record<'_>,
+        deadline: Instant,
+    ) -> Result<Delivered, ProduceError> {
+        if record.topic == "dlq" {
+            tokio::time::sleep_until(deadline).await;
+            return Err(ProduceError::Timeout);
+        }
+        self.0.send(record, deadline).await
+    }
+}
+
+/// A dead-letter copy that times out has used up the tries' shared deadline: a later refused
+/// record of its batch then cut the moves short as if Kafka were slow, and the casualties of a
+/// healthy topic were no longer sent again (before 065d2de the failed copy ended the moves, and
+/// they were). Left failed at every pass while the dead-letter topic stays down, a keyless one
+/// holds its whole topic back.
+#[tokio::test(start_paused = true)]
+async fn a_dead_letter_copy_that_times_out_does_not_keep_the_casualties_from_going_again() {
+    let (_dir, spool) = spool_of(&[]).await;
+    append_statuses(&spool, b"234", |_| None).await;
+    let kafka = DeadLetterTimesOut(AlwaysRefusesTwo::default());
+    let (ended, _) = fresh_pass(SMALL, &spool, &kafka).await;
+    assert_eq!(
+        *kafka.0.took.lock().expect("lock"),
+        ["3"],
+        "the casualty was not sent again: {ended:?}"
+    );
+    assert_eq!(spool.records(), 2, "only the refused records stay");
+}
+
+/// As [`a_failed_dead_letter_copy_does_not_keep_the_rest_of_its_batch_from_going_alone`], with
+/// the dead-letter topic late rather than away: the records after the failed copy that their own
+/// topic takes alone are tried alone too, not cut off by the deadline the copy used up.
+#[tokio::test(start_paused = true)]
+async fn a_dead_letter_copy_that_times_out_does_not_keep_the_rest_of_its_batch_from_going_alone() {
+    let (_dir, spool) = spool_of(&[]).await;
+    append_bad_then_statuses(&spool).await;
+    let kafka = DeadLetterTimesOut(LargeBatchesDeadLetterDown::default());
+    let three = Batch {
+        records: 3,
+        ..SMALL
+    };
+    let (ended, _) = fresh_pass(three, &spool, &kafka).await;
+    assert_eq!(
+        *kafka.0 .0.took.lock().expect("lock"),
+        ["3", "4"],
+        "the records after a copy that timed out were not tried alone: {ended:?}"
+    );
     assert_eq!(spool.records(), 1, "only the refused record stays");
 }
 
