@@ -2462,56 +2462,65 @@ impl Sink for LargeBatchesDeadLetterDown {
 #[tokio::test(start_paused = true)]
 async fn the_dead_letter_topic_down_does_not_keep_records_their_topic_takes_alone() {
     let (_dir, spool) = spool_of(&[]).await;
-    let fresh = |topic: &str, value: u8, key: &str| SpooledRecord {
-        value: vec![value],
-        key: Some(key.into()),
-        timestamp_ms: wall_ms(),
-        ..spooled(topic)
-    };
-    for record in [
-        fresh("bad", b'x', "a"),
-        fresh("bad", b'y', "b"),
-        fresh("statuses", b'3', "c"),
-        fresh("statuses", b'4', "d"),
-    ] {
+    append_fresh(
+        &spool,
+        &[
+            ("bad", b'x', "a"),
+            ("bad", b'y', "b"),
+            ("statuses", b'3', "c"),
+            ("statuses", b'4', "d"),
+        ],
+    )
+    .await;
+    three_passes_take_3_and_4(
+        2,
+        &spool,
+        "records their own topic takes alone still waited on the dead-letter topic",
+    )
+    .await;
+    assert_eq!(spool.records(), 2, "only the refused records stay");
+}
+
+/// Appends `records` (topic, body, key), each with the time now.
+async fn append_fresh(spool: &Spool, records: &[(&str, u8, &str)]) {
+    for &(topic, value, key) in records {
+        let record = SpooledRecord {
+            value: vec![value],
+            key: Some(key.into()),
+            timestamp_ms: wall_ms(),
+            ..spooled(topic)
+        };
         spool.append(record).await.expect("append");
     }
+}
+
+/// Three passes of batches of `records` over `spool` into [`LargeBatchesDeadLetterDown`], after
+/// each of which records "3" and "4" must have been taken (`why` they were not, otherwise).
+async fn three_passes_take_3_and_4(records: usize, spool: &Arc<Spool>, why: &str) {
     let kafka = LargeBatchesDeadLetterDown::default();
-    let two = Batch {
-        records: 2,
-        ..SMALL
-    };
+    let batch = Batch { records, ..SMALL };
     let metrics = Metrics::new(&[]).expect("metrics");
     let mut held = Held::default();
     for passes in 1..=3 {
-        pass(two, &spool, &kafka, "dlq", &metrics, &mut held, &running()).await;
+        pass(batch, spool, &kafka, "dlq", &metrics, &mut held, &running()).await;
         held = std::mem::take(&mut held).next_pass();
         assert_eq!(
             *kafka.0.took.lock().expect("lock"),
             ["3", "4"],
-            "after {passes} passes, records their own topic takes alone still waited on the \
-             dead-letter topic"
+            "after {passes} passes, {why}"
         );
     }
-    assert_eq!(spool.records(), 2, "only the refused records stay");
 }
 
 /// Appends, each of its own conversation, a record of topic "bad" ("x"), then two of "statuses"
 /// ("3", "4"): one batch when a batch holds three.
 async fn append_bad_then_statuses(spool: &Spool) {
-    let fresh = |topic: &str, value: u8, key: &str| SpooledRecord {
-        value: vec![value],
-        key: Some(key.into()),
-        timestamp_ms: wall_ms(),
-        ..spooled(topic)
-    };
-    for record in [
-        fresh("bad", b'x', "a"),
-        fresh("statuses", b'3', "c"),
-        fresh("statuses", b'4', "d"),
-    ] {
-        spool.append(record).await.expect("append");
-    }
+    let records = [
+        ("bad", b'x', "a"),
+        ("statuses", b'3', "c"),
+        ("statuses", b'4', "d"),
+    ];
+    append_fresh(spool, &records).await;
 }
 
 /// As above within one batch: a dead-letter copy that failed for Kafka's sake ended the moves of
@@ -2522,32 +2531,8 @@ async fn append_bad_then_statuses(spool: &Spool) {
 async fn a_failed_dead_letter_copy_does_not_keep_the_rest_of_its_batch_from_going_alone() {
     let (_dir, spool) = spool_of(&[]).await;
     append_bad_then_statuses(&spool).await;
-    let kafka = LargeBatchesDeadLetterDown::default();
-    let three = Batch {
-        records: 3,
-        ..SMALL
-    };
-    let metrics = Metrics::new(&[]).expect("metrics");
-    let mut held = Held::default();
-    for passes in 1..=3 {
-        pass(
-            three,
-            &spool,
-            &kafka,
-            "dlq",
-            &metrics,
-            &mut held,
-            &running(),
-        )
-        .await;
-        held = std::mem::take(&mut held).next_pass();
-        assert_eq!(
-            *kafka.0.took.lock().expect("lock"),
-            ["3", "4"],
-            "after {passes} passes, the records after a failed dead-letter copy in its batch \
-             were not tried alone"
-        );
-    }
+    let why = "the records after a failed dead-letter copy in its batch were not tried alone";
+    three_passes_take_3_and_4(3, &spool, why).await;
     assert_eq!(spool.records(), 1, "only the refused record stays");
 }
 
