@@ -1273,6 +1273,20 @@ must_fail_hiding "extraEnv KAFKA_* plain value with a URL password" "holds a URL
 must_fail_hiding "CloudEvents source with user information (the bridge refuses it; a password in the env)" \
   "config.cloudeventsSource holds user information" "s3cr3tPw" $B --set config.cloudevents=true \
   --set-string 'config.cloudeventsSource=https://ops:s3cr3tPw@hooks.example.com/qikchat'
+must_fail_hiding "kafka.properties value with a URL password holding an unescaped / (passwords.rs hides it)" \
+  "kafka.properties.sasl.oauthbearer.token.endpoint.url holds a URL with a password" "s3cr3t/Pw" $B \
+  --set-string 'kafka.properties.sasl\.oauthbearer\.token\.endpoint\.url=https://c:s3cr3t/Pw@idp.example/token'
+must_fail_hiding "extraArgs -X value with a URL password holding an unescaped ?" "holds a URL with a password" "s3cr3t?Pw" $B \
+  --set 'extraArgs[0]=-X' --set-string 'extraArgs[1]=sasl.oauthbearer.token.endpoint.url=https://c:s3cr3t?Pw@idp.example/token'
+check "a token endpoint with a port and an @ in a query's value renders (no password to the bridge)" \
+  renders $B --set-string 'kafka.properties.sasl\.oauthbearer\.token\.endpoint\.url=https://idp.example:8443/token?login_hint=ops@example.com'
+must_fail_hiding "CloudEvents source with a password holding an unescaped # (no URI reference)" \
+  "config.cloudeventsSource (not shown: it may hold a password) is no URI reference" "s3cr3t#Pw" $B \
+  --set config.cloudevents=true --set-string 'config.cloudeventsSource=https://ops:s3cr3t#Pw@hooks.example.com/q'
+must_fail "bootstrap servers a line per broker (librdkafka skips only spaces after a comma)" \
+  "entry 2 of kafka.bootstrapServers starts with a line break or tab" --set-json 'kafka.bootstrapServers="kafka-0:9092,\nkafka-1:9092"'
+check "an unbracketed IPv6 bootstrap server ending in :0 renders (no port to librdkafka)" \
+  renders --set-string 'kafka.bootstrapServers=fd00::0'
 must_fail "CloudEvents source whose scheme holds _ (RFC 3986 grammar)" "is no URI reference" $B \
   --set config.cloudevents=true --set-string 'config.cloudeventsSource=a_b:c'
 must_fail "CloudEvents source whose port is not digits" "is no URI reference" $B \

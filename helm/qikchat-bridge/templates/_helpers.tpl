@@ -283,9 +283,8 @@ password
      token endpoint could be given) is a secret to the bridge too (src/kafka_props/passwords.rs
      hides it from its logs and --check-config), but kafka.properties become the pod's
      arguments, readable by anyone who can get the pod. The value is never shown. */ -}}
-{{- $urlPassword := include "qikchat-bridge.urlPasswordPattern" . -}}
 {{- range $key, $value := ($k.properties | default dict) -}}
-{{- if regexMatch $urlPassword (toString $value) -}}
+{{- if include "qikchat-bridge.hasUrlPassword" $value -}}
 {{- fail (printf "kafka.properties.%s holds a URL with a password (user:password@): kafka.properties become the pod's arguments, readable by anyone who can get the pod; give the credential another way (the identity provider's client secret through KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET_FILE), or put the whole value in a Secret and set KAFKA_<NAME>_FILE in extraEnv (the value is not shown)" $key) -}}
 {{- end -}}
 {{- end -}}
@@ -597,7 +596,7 @@ password
 {{- $pair = trimPrefix "=" (trimPrefix "-X" $a) -}}
 {{- end -}}
 {{- $name := splitList "=" $pair | first | trim -}}
-{{- if and $name (regexMatch (include "qikchat-bridge.urlPasswordPattern" $) $pair) -}}
+{{- if and $name (include "qikchat-bridge.hasUrlPassword" $pair) -}}
 {{- fail (printf "extraArgs: the librdkafka property %s holds a URL with a password (user:password@), which would be readable in the pod's arguments; put the value in a Secret and set KAFKA_<NAME>_FILE in extraEnv (the value is not shown)" $name) -}}
 {{- end -}}
 {{- if and $name (regexMatch $secretProperty (lower $name)) -}}
@@ -621,7 +620,7 @@ password
 {{- range .Values.extraEnv -}}
 {{- $property := include "qikchat-bridge.envProperty" .name -}}
 {{- $plain := or (hasKey . "value") (and .valueFrom (not .valueFrom.secretKeyRef)) -}}
-{{- if and $property (hasKey . "value") (regexMatch (include "qikchat-bridge.urlPasswordPattern" $) (toString .value)) -}}
+{{- if and $property (hasKey . "value") (include "qikchat-bridge.hasUrlPassword" .value) -}}
 {{- fail (printf "extraEnv: %s holds a URL with a password (user:password@) as a plain value, readable by anyone who can get the pod; set %s_FILE to a file from a mounted Secret, or take it from a Secret with valueFrom.secretKeyRef (the value is not shown)" .name .name) -}}
 {{- end -}}
 {{- if and $property (regexMatch $secretProperty $property) $plain -}}
@@ -974,14 +973,22 @@ sets. An entry is named by its place, never quoted: it may hold a password.
 {{- range $i, $entry := splitList "," (include "qikchat-bridge.bootstrapServers" .) -}}
 {{- $e := trim $entry -}}
 {{- $place := printf "entry %d of kafka.bootstrapServers" (add $i 1) -}}
+{{- /* librdkafka skips only spaces before an entry: after a line break or tab the host holds it. */ -}}
+{{- if regexMatch "^ *[\\t\\n\\v\\f\\r]" $entry -}}
+{{- fail (printf "%s starts with a line break or tab after its comma: librdkafka skips only spaces there, so the host name holds the blank and never resolves (the bridge refuses it at start-up, so the pod would crash-loop); write the list on one line (a folded scalar, >-, joins lines with spaces)" $place) -}}
+{{- end -}}
 {{- if contains "@" $e -}}
 {{- fail (printf "%s holds user information (user:password@), which librdkafka never reads: the bridge refuses it at start-up, so the pod would crash-loop, and a password there is readable in the pod's environment; give credentials through kafka.sasl.* (the value is not shown: it may hold a password)" $place) -}}
 {{- end -}}
 {{- if regexMatch "[\"\\\\]" $e -}}
 {{- fail (printf "%s has a character no host name has (\" or \\): the bridge refuses it at start-up, so the pod would crash-loop" $place) -}}
 {{- end -}}
+{{- /* librdkafka's port follows the only ':' or ']:'; an unbracketed IPv6 address (fd00::0)
+     has none (the default port), as src/config/brokers.rs reads it. */ -}}
+{{- $hostPort := regexReplaceAll "^[^:/]*://" $e "" -}}
+{{- $hasPort := or (eq (len (splitList ":" $hostPort)) 2) (contains "]:" $hostPort) -}}
 {{- $port := regexFind "[0-9]+$" $e | atoi -}}
-{{- if or (lt $port 1) (gt $port 65535) -}}
+{{- if and $hasPort (or (lt $port 1) (gt $port 65535)) -}}
 {{- fail (printf "%s has the port %d, not a number from 1 to 65535: the bridge refuses it at start-up, so the pod would crash-loop" $place $port) -}}
 {{- end -}}
 {{- if contains "://" $e -}}
@@ -1025,12 +1032,24 @@ CloudEvents on later would make the pods crash-loop. IP literals are checked loo
 {{- $relative := printf `(?://%s%s|%s|%s)?` $authority $abempty $absolute $noscheme -}}
 {{- $grammar := printf `^(?:%s|%s)(?:\?%s)?(?:#%s)?$` $uri $relative $tail $tail -}}
 {{- if or (not $s) (not (regexMatch $grammar $s)) -}}
-{{- fail (printf "config.cloudeventsSource %q is no URI reference (RFC 3986: a scheme holds only letters, digits, '+', '-' and '.' and ends at the first ':' before any '/', a port only digits, '[' only opens an IP literal in the authority): the bridge refuses it at start-up with config.cloudevents, so the pod would crash-loop; e.g. /qikchat/prod or https://hooks.example.com/qikchat" $s) -}}
+{{- fail (printf "config.cloudeventsSource %sis no URI reference (RFC 3986: a scheme holds only letters, digits, '+', '-' and '.' and ends at the first ':' before any '/', a port only digits, '[' only opens an IP literal in the authority): the bridge refuses it at start-up with config.cloudevents, so the pod would crash-loop; e.g. /qikchat/prod or https://hooks.example.com/qikchat" (ternary "(not shown: it may hold a password) " (printf "%q " $s) (contains "@" $s))) -}}
 {{- end -}}
 {{- end -}}
 
-{{/* A URL with a password in it (scheme://user:password@...), as src/kafka_props/passwords.rs
-     finds them; the user alone (scheme://user@) holds no secret. */}}
-{{- define "qikchat-bridge.urlPasswordPattern" -}}
-[A-Za-z][A-Za-z0-9+.-]*://[^/?#@[:space:]]*:[^/?#[:space:]]*@
+{{/* "true" when the value holds a URL's password (scheme://user:password@...) as
+     src/kafka_props/passwords.rs finds them (and hides from the bridge's logs), else "": one
+     holding a `/`, `?`, `#` or blank unescaped (https://c:s3cr/et@idp/token) too. The user alone
+     (scheme://user@) holds no secret, nor, after a host:port, an `@` in a query's value
+     (?login_hint=a@b), which is the URL's own. */}}
+{{- define "qikchat-bridge.hasUrlPassword" -}}
+{{- $found := "" -}}
+{{- range regexFindAll `[A-Za-z][A-Za-z0-9+.-]*://[^/?#@[:space:]]*:[^@]*@` (toString .) -1 -}}
+{{- $after := regexReplaceAll `^[A-Za-z][A-Za-z0-9+.-]*://[^/?#@[:space:]]*:` . "" -}}
+{{- $ownAt := regexMatch `^[0-9]*(?:/[^?#@]*)?\?(?:[^#@]*&)?[^&#@]*=[^&#@]*@$` $after -}}
+{{- $nextUrl := regexMatch `,[[:space:]]*[A-Za-z][A-Za-z0-9+.-]*://` $after -}}
+{{- if not (or $ownAt $nextUrl) -}}
+{{- $found = "true" -}}
+{{- end -}}
+{{- end -}}
+{{- $found -}}
 {{- end -}}
