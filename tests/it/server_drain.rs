@@ -120,3 +120,39 @@ async fn an_http2_request_open_when_the_server_is_dropped_is_dropped_with_it() {
         .await
         .expect("the open request was dropped with the server");
 }
+
+/// A shutdown that comes while every connection slot is taken (kept-alive connections of a
+/// proxy's pool, say) starts the drain at once: waiting for a slot to free first would hold it
+/// until a connection's idle timeout ran out, with its connections never told to close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_at_the_connection_limit_drains_at_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let handler = |_req| async { Response::new(Full::new(Bytes::from_static(b"ok"))) };
+    let options = ServerOptions {
+        name: "test",
+        header_read_timeout: Duration::from_secs(60),
+        idle_timeout: Duration::from_secs(60),
+        shutdown_grace: Duration::from_secs(30),
+        max_connections: 1,
+        http1_only: false,
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let serving = tokio::spawn(serve_with(listener, handler, options, async move {
+        let _ = stopped.await;
+    }));
+    // The one slot, kept alive after its answer.
+    let mut held = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    held.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = [0u8; 512];
+    let read = held.read(&mut answer).await.expect("answered");
+    assert!(answer[..read].starts_with(b"HTTP/1.1 200"));
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(5), serving)
+        .await
+        .expect("the drain waited for a free slot before it began")
+        .expect("serve_with did not panic");
+}

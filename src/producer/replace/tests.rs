@@ -143,3 +143,23 @@ async fn a_failure_nothing_announces_is_found_within_a_second() {
     stop_tx.send(true).unwrap();
     task.await.unwrap();
 }
+
+/// Shutdown stops the task in its pause after a replacement too, which lasts up to a minute:
+/// otherwise it is cancelled only when the watches' shared wait runs out, holding the pod's exit
+/// that long and warning that a task did not stop in time.
+#[tokio::test(start_paused = true)]
+async fn a_stop_during_the_pause_after_a_replacement_ends_the_task_at_once() {
+    let fake = Arc::new(Fake::default());
+    *fake.start.lock().unwrap() = Some(Instant::now());
+    let (stop_tx, stop) = watch::channel(false);
+    let task = tokio::spawn(replace_on_fatal(fake.clone(), stop));
+    fake.fail();
+    while fake.failed.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Within the 1 s pause after the replacement.
+    let stopped_at = Instant::now();
+    stop_tx.send(true).unwrap();
+    task.await.unwrap();
+    assert_eq!(stopped_at.elapsed(), Duration::ZERO);
+}
