@@ -67,6 +67,10 @@ pub struct TestApp {
     pub bootstrap: String,
     pub config: Config,
     pub http: reqwest::Client,
+    /// For the admin port: a new connection per request. The admin server closes a connection
+    /// idle for 1 s, and a pooled one reused just as it does failed its request
+    /// (`IncompleteMessage`: seen under load between two `/metrics` reads about a second apart).
+    admin_http: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     cut: Option<oneshot::Sender<()>>,
     pub handle: Option<JoinHandle<Result<(), qikchat_bridge::StartError>>>,
@@ -182,6 +186,11 @@ impl TestApp {
                 .timeout(Duration::from_secs(60))
                 .build()
                 .expect("client"),
+            admin_http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .pool_max_idle_per_host(0)
+                .build()
+                .expect("client"),
             shutdown: Some(tx),
             cut: Some(cut_tx),
             handle: Some(handle),
@@ -210,7 +219,7 @@ impl TestApp {
 
     /// A request with `method` to `path` on the admin port.
     pub async fn admin_request(&self, method: reqwest::Method, path: &str) -> reqwest::Response {
-        self.http
+        self.admin_http
             .request(method, format!("http://{}{path}", self.admin))
             .send()
             .await
