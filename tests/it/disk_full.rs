@@ -3,9 +3,10 @@
 //! every 200 reaches Kafka after a restart. The file-size limit (`ulimit -f`, with SIGXFSZ ignored
 //! so writes fail with EFBIG instead of killing the process) stands in for a full volume. It
 //! applies on any filesystem, so the spool is on memory where the machine has one
-//! (`common::memory_tempdir`): on a loaded disk the first records' fsync outlasted the 250 ms a
-//! record has for the spool and was answered 503 (late, but committed), and the next ones then
-//! filled the file, so no record was answered 200 (a CI run failed so).
+//! (`common::memory_tempdir`): a CI run on a loaded machine answered no record 200, as when the
+//! first records' fsync outlasts the 250 ms a record has for the spool (a 503, late but
+//! committed) and the next ones fill the file (inferred: the spool tests failed so beside a
+//! `dd`, this one did not).
 
 use crate::common;
 
