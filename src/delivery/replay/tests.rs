@@ -2594,36 +2594,13 @@ async fn a_dead_letter_copy_that_times_out_does_not_keep_the_rest_of_its_batch_f
     assert_eq!(spool.records(), 1, "only the refused record stays");
 }
 
-/// The dead-letter topic fails every record for Kafka's sake, after a whole replay timeout;
-/// "statuses" refuses every record for good. Counts the dead-letter copies (every record sent to
-/// the dead-letter topic but its own, whose body is "own").
-#[derive(Default)]
-struct DeadLetterTopicLate {
-    copies: std::sync::atomic::AtomicUsize,
-}
-
-impl Sink for DeadLetterTopicLate {
-    async fn send(&self, record: &Record<'_>, _: Instant) -> Result<Delivered, ProduceError> {
-        if record.topic == "dlq" {
-            if record.value != b"own" {
-                self.copies
-                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            }
-            tokio::time::sleep(crate::delivery::REPLAY_TIMEOUT).await;
-            return Err(ProduceError::Timeout);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        Err(ProduceError::Rejected("InvalidRecord".into()))
-    }
-}
-
 /// A dead-letter topic that just failed one of its own records for Kafka's sake (late, away) is
 /// as down as one that failed a copy: a later batch's refused record is not copied to it, to wait
 /// a whole replay timeout more on it.
 #[tokio::test(start_paused = true)]
 async fn the_dead_letter_topic_failing_its_own_record_ends_the_moves_for_the_pass() {
     let (_dir, spool) = spool_of(&[]).await;
-    for (topic, value) in [("dlq", "own"), ("statuses", "{}")] {
+    for (topic, value) in [("dlq", "own"), ("statuses", "2")] {
         let record = SpooledRecord {
             key: None,
             value: value.into(),
@@ -2632,16 +2609,21 @@ async fn the_dead_letter_topic_failing_its_own_record_ends_the_moves_for_the_pas
         };
         spool.append(record).await.expect("append");
     }
-    let kafka = DeadLetterTopicLate::default();
+    // "2" is refused for good; the dead-letter topic's own record times out.
+    let kafka = AlwaysRefusesTwo {
+        dlq_fails: Some(ProduceError::Timeout),
+        ..Default::default()
+    };
     let ones = Batch {
         records: 1,
         ..SMALL
     };
     let (ended, _) = fresh_pass(ones, &spool, &kafka).await;
     assert_eq!(
-        kafka.copies.load(std::sync::atomic::Ordering::SeqCst),
-        0,
-        "a copy waited on the dead-letter topic that had just failed: {ended:?}"
+        kafka.copy_tries.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "beside its own record, a copy waited on the dead-letter topic that had just failed: \
+         {ended:?}"
     );
 }
 
