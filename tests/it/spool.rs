@@ -535,9 +535,10 @@ async fn with_no_broker_answering_shutdown_does_not_wait_out_the_flush_timeout_f
 
 /// Posts `body` as Qikchat does, again after each 503 (up to 10), and returns the request id
 /// answered 200 and those answered 503. With the broker down each record reaches the spool only
-/// in the last 250 ms of its 1 s deadline, and an fsync stalled behind other writers' dirty pages
-/// (a loaded CI machine) outlasts that: the 503 is the bridge's honest answer, and such a record
-/// may still be committed and replayed (`Delivery::spool`), a duplicate beside the retry.
+/// in the last 250 ms of its 1 s deadline, which a spool writer held back that long outlasts (an
+/// fsync behind other writers' dirty pages did on disk; on memory, only a machine too loaded to
+/// run the writer): the 503 is the bridge's honest answer, and such a record may still be
+/// committed and replayed (`Delivery::spool`), a duplicate beside the retry.
 async fn post_until_200(
     http: reqwest::Client,
     url: String,
