@@ -13,6 +13,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::auth::{self, AuthReload, CommaSplit, Credential, Credentials, FileDigest};
+use crate::delivery::SpoolBudget;
 use crate::kafka_props::{Defaults, KafkaProperties, KafkaSources, Watched};
 use crate::topics::{KeyStrategy, TopicMap};
 
@@ -75,6 +76,8 @@ pub struct Config {
     pub key_strategy: KeyStrategy,
     pub spool_dir: Option<PathBuf>,
     pub spool_max_bytes: u64,
+    /// What is kept back from the ack deadline for a spool write (with `spool_dir` only).
+    pub spool_write_budget: SpoolBudget,
     /// Records a second replay may send on average; 0: unpaced.
     pub replay_max_rate: u32,
     pub max_in_flight: usize,
@@ -216,7 +219,12 @@ impl Config {
             env,
             &args.kafka_properties,
             Defaults {
-                wait: crate::delivery::kafka_wait(args.ack_timeout, args.spool_dir.is_some()),
+                wait: crate::delivery::kafka_wait(
+                    args.ack_timeout,
+                    args.spool_dir
+                        .as_ref()
+                        .map(|_| SpoolBudget::from_setting(args.spool_write_budget)),
+                ),
                 max_body_bytes: args.max_body_bytes,
             },
         );
@@ -320,6 +328,7 @@ impl Config {
             key_strategy: args.key_strategy,
             spool_dir: args.spool_dir,
             spool_max_bytes: args.spool_max_bytes,
+            spool_write_budget: SpoolBudget::from_setting(args.spool_write_budget),
             replay_max_rate: args.replay_max_rate,
             max_in_flight: args.max_in_flight,
             max_in_flight_bytes: args.max_in_flight_bytes,
@@ -368,6 +377,13 @@ impl Config {
                 self.ack_timeout
             ));
         }
+        if self.spool_dir.is_none() && self.spool_write_budget != SpoolBudget::Default {
+            caveats.push(
+                "--spool-write-budget is set without --spool-dir: there is no spool to keep time \
+                 for, so Kafka gets the whole --ack-timeout"
+                    .to_string(),
+            );
+        }
         caveats.extend_from_slice(self.kafka_caveats().said());
         caveats
     }
@@ -375,11 +391,16 @@ impl Config {
     /// The caveats of the Kafka properties' values, judged against this bridge's settings.
     pub fn kafka_caveats(&self) -> KafkaCaveats {
         KafkaCaveats::new(
-            crate::delivery::kafka_wait(self.ack_timeout, self.spool_dir.is_some()),
+            crate::delivery::kafka_wait(self.ack_timeout, self.spool_budget()),
             self.spool_dir.is_some(),
             crate::kafka_props::max_record_bytes(self.max_body_bytes),
             &self.kafka_properties,
         )
+    }
+
+    /// What is kept back from the ack deadline for a spool write: `None` without a spool.
+    pub fn spool_budget(&self) -> Option<SpoolBudget> {
+        self.spool_dir.as_ref().map(|_| self.spool_write_budget)
     }
 
     /// librdkafka's properties with the bootstrap servers filled in.
@@ -409,6 +430,7 @@ impl fmt::Debug for Config {
             .field("key_strategy", &self.key_strategy)
             .field("spool_dir", &self.spool_dir)
             .field("spool_max_bytes", &self.spool_max_bytes)
+            .field("spool_write_budget", &self.spool_write_budget)
             .field("replay_max_rate", &self.replay_max_rate)
             .field("max_in_flight", &self.max_in_flight)
             .field("max_in_flight_bytes", &self.max_in_flight_bytes)

@@ -14,19 +14,45 @@ use crate::spool::{Spool, SpoolError, SpooledRecord};
 mod replay;
 pub use replay::{replay, Batch};
 
-/// Time kept back from the ack deadline for the spool's fsync when Kafka is slow.
-const SPOOL_BUDGET: Duration = Duration::from_millis(250);
+/// Time kept back from the ack deadline for the spool's write and fsync when Kafka is slow,
+/// unless `--spool-write-budget` says otherwise.
+const DEFAULT_SPOOL_BUDGET: Duration = Duration::from_millis(250);
+
+/// The time kept back from what is left of a request's ack deadline for the spool's write and
+/// fsync, should Kafka not acknowledge: Kafka gets the rest.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SpoolBudget {
+    /// 250 ms, or a quarter of the time left when that is less: a short `--ack-timeout` still
+    /// leaves Kafka most of it.
+    #[default]
+    Default,
+    /// `--spool-write-budget`: an operator whose disk takes longer to sync (or who would rather
+    /// give Kafka more of the wait) says how long; all of the time left when less is left.
+    Set(Duration),
+}
+
+impl SpoolBudget {
+    /// The budget `--spool-write-budget` asks for, the default without it.
+    pub fn from_setting(set: Option<Duration>) -> SpoolBudget {
+        set.map_or(SpoolBudget::Default, SpoolBudget::Set)
+    }
+
+    /// The part of `left` kept for the spool.
+    pub fn of(self, left: Duration) -> Duration {
+        match self {
+            SpoolBudget::Default => DEFAULT_SPOOL_BUDGET.min(left / 4),
+            SpoolBudget::Set(budget) => budget.min(left),
+        }
+    }
+}
+
 /// How long a record may wait for Kafka: the whole ack timeout, or without the time kept for
-/// the spool's fsync when a spool is configured. Also librdkafka's `message.timeout.ms`, so that
+/// the spool's write when a spool is configured. Also librdkafka's `message.timeout.ms`, so that
 /// a record spooled after its deadline is not sent again by librdkafka later; one whose produce
 /// request already reached the leader may still be stored there, so a spooled record can arrive
 /// twice (README: Duplicates).
-pub fn kafka_wait(ack_timeout: Duration, spool: bool) -> Duration {
-    if spool {
-        ack_timeout - SPOOL_BUDGET.min(ack_timeout / 4)
-    } else {
-        ack_timeout
-    }
+pub fn kafka_wait(ack_timeout: Duration, spool: Option<SpoolBudget>) -> Duration {
+    ack_timeout - spool.map_or(Duration::ZERO, |budget| budget.of(ack_timeout))
 }
 
 /// How long a replayed record may take to be acknowledged (its producer's `message.timeout.ms`).
@@ -62,6 +88,7 @@ pub fn replay_overrides(
 pub struct Delivery<K> {
     kafka: Arc<K>,
     spool: Option<Arc<Spool>>,
+    budget: SpoolBudget,
     metrics: Arc<Metrics>,
 }
 
@@ -70,8 +97,14 @@ impl<K: Sink> Delivery<K> {
         Delivery {
             kafka,
             spool,
+            budget: SpoolBudget::Default,
             metrics,
         }
+    }
+
+    /// With `budget` kept back for the spool's write instead of the default.
+    pub fn with_spool_budget(self, budget: SpoolBudget) -> Delivery<K> {
+        Delivery { budget, ..self }
     }
 
     /// Appends `record` to the spool if its fsync finishes by `deadline`. An append that takes
@@ -152,7 +185,7 @@ impl<K: Sink> Sink for Delivery<K> {
             // They were delivered meanwhile: nothing of its conversation is left to wait behind.
         }
         let now = Instant::now();
-        let budget = SPOOL_BUDGET.min(deadline.saturating_duration_since(now) / 4);
+        let budget = self.budget.of(deadline.saturating_duration_since(now));
         match self.kafka.send(record, deadline - budget).await {
             Ok(d) => Ok(d),
             // Kafka late or away, or refusing the topic until an operator acts (replay holds the

@@ -197,7 +197,10 @@ pub async fn run_with_cut(
     if let Some(spool) = &spool {
         let _ = health.spool.set(spool.clone());
     }
-    let delivery = Arc::new(Delivery::new(sink.clone(), spool.clone(), metrics.clone()));
+    let delivery = Arc::new(
+        Delivery::new(sink.clone(), spool.clone(), metrics.clone())
+            .with_spool_budget(config.spool_write_budget),
+    );
     let webhook = Arc::new(Webhook::new(&config, delivery, metrics.clone()));
     let background = Background::spawn(
         &supervisor,

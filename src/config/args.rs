@@ -136,6 +136,12 @@ pub struct Args {
     #[arg(long, env = "BRIDGE_SPOOL_MAX_BYTES", default_value_t = 1024 * 1024 * 1024)]
     pub spool_max_bytes: u64,
 
+    /// Time kept back from --ack-timeout for writing a record to the spool and syncing it when
+    /// Kafka has not acknowledged: Kafka gets the rest. Default: 250ms, or a quarter of
+    /// --ack-timeout when that is less. Raise it for a disk slower to sync.
+    #[arg(long, env = "BRIDGE_SPOOL_WRITE_BUDGET", value_parser = humantime::parse_duration)]
+    pub spool_write_budget: Option<Duration>,
+
     /// Records a second replay sends from the spool at most, on average (0: as fast as Kafka
     /// takes them), leaving CPU and the broker to the webhooks answered while a backlog drains.
     #[arg(long, env = "BRIDGE_REPLAY_MAX_RATE", default_value_t = 0)]

@@ -13,6 +13,9 @@ const MAX_ACK_TIMEOUT: Duration = Duration::from_secs(60);
 /// rounds to nothing, every request gets 503, and the start-up warning blamed a
 /// `message.timeout.ms` the bridge had chosen itself. A Kafka round trip takes a few ms at best.
 const MIN_ACK_TIMEOUT: Duration = Duration::from_millis(10);
+/// The least of `--ack-timeout` that `--spool-write-budget` must leave Kafka: a Kafka round trip
+/// takes a few ms at best, and librdkafka's message timeout is in whole milliseconds.
+const MIN_KAFKA_WAIT: Duration = Duration::from_millis(5);
 const MAX_WAIT: Duration = Duration::from_secs(3600);
 /// The longest `--webhook-path`: a request's whole head must fit in 16 KiB.
 const MAX_WEBHOOK_PATH: usize = 4096;
@@ -92,6 +95,26 @@ pub(super) fn check(args: &Args) -> Result<(), ConfigError> {
     }
     if args.ack_timeout < MIN_ACK_TIMEOUT {
         return Err(invalid("--ack-timeout", "must be at least 10ms"));
+    }
+    if let Some(budget) = args.spool_write_budget {
+        if budget.is_zero() {
+            return Err(invalid(
+                "--spool-write-budget",
+                "must be greater than zero (no time for the spool's write would answer every \
+                 record Kafka is late with 503, as without a spool)",
+            ));
+        }
+        let most = args.ack_timeout - MIN_KAFKA_WAIT;
+        if budget > most {
+            return Err(invalid(
+                "--spool-write-budget",
+                format!(
+                    "{budget:?} must leave Kafka at least {MIN_KAFKA_WAIT:?} of --ack-timeout \
+                     ({:?}): at most {most:?}",
+                    args.ack_timeout
+                ),
+            ));
+        }
     }
     let bounded = [
         ("--header-read-timeout", args.header_read_timeout),

@@ -731,6 +731,70 @@ fn with_a_spool_librdkafka_gives_up_before_the_ack_deadline_leaving_time_for_the
         timeout(&["--spool-dir", "/s", "--ack-timeout", "400ms"]),
         "300"
     );
+    // An operator's budget is kept whole, a short ack timeout or not.
+    let set = ["--spool-dir", "/s", "--spool-write-budget", "600ms"];
+    assert_eq!(timeout(&set), "900");
+    assert_eq!(
+        timeout(&[&set[..], &["--ack-timeout", "700ms"]].concat()),
+        "100"
+    );
+    // It keeps time only for a spool there is.
+    assert_eq!(timeout(&set[2..]), "1500");
+}
+
+/// `--spool-write-budget` must keep time for the spool and leave Kafka some: zero would answer
+/// every late record 503 as if there were no spool, and a budget of the whole ack timeout would
+/// send nothing to Kafka at all; both are refused at start-up, naming the setting.
+#[test]
+fn a_spool_write_budget_must_leave_kafka_at_least_5_ms_of_the_ack_timeout() {
+    let with = |budget: &str| {
+        build(&[
+            "--spool-dir",
+            "/s",
+            "--ack-timeout",
+            "1s",
+            "--spool-write-budget",
+            budget,
+        ])
+    };
+    for refused in ["0s", "996ms", "1s", "2s"] {
+        let err = with(refused).expect_err(refused);
+        assert!(
+            err.to_string().starts_with("--spool-write-budget: "),
+            "{refused}: {err}"
+        );
+    }
+    assert!(with("996ms")
+        .expect_err("refused")
+        .to_string()
+        .contains("at most 995ms"));
+    for taken in ["1ms", "995ms"] {
+        let config = with(taken).expect(taken);
+        assert_eq!(
+            config.spool_budget(),
+            Some(SpoolBudget::Set(
+                humantime::parse_duration(taken).expect("duration")
+            ))
+        );
+    }
+    assert_eq!(
+        build(&["--spool-dir", "/s"]).expect("valid").spool_budget(),
+        Some(SpoolBudget::Default)
+    );
+}
+
+/// A budget without a spool does nothing; said at start-up, so an operator who meant to keep
+/// time for a spool learns there is none.
+#[test]
+fn a_spool_write_budget_without_a_spool_is_a_caveat() {
+    let caveats = |flags: &[&str]| build(flags).expect("valid").caveats();
+    let said = caveats(&["--spool-write-budget", "500ms"]);
+    assert!(
+        said.len() == 1 && said[0].starts_with("--spool-write-budget is set without --spool-dir"),
+        "{said:?}"
+    );
+    assert!(caveats(&["--spool-write-budget", "500ms", "--spool-dir", "/s"]).is_empty());
+    assert!(caveats(&["--spool-dir", "/s"]).is_empty());
 }
 
 #[test]

@@ -342,6 +342,34 @@ async fn with_a_spool_kafka_gets_the_deadline_less_a_quarter_of_the_time_left_at
     );
 }
 
+/// `--spool-write-budget` is kept whole for the spool while that much is left, so an operator
+/// whose disk syncs slowly gets the time asked for; with less left, all of it, and Kafka none.
+#[tokio::test(start_paused = true)]
+async fn with_a_spool_write_budget_kafka_gets_the_deadline_less_that_budget() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (spool, metrics) = spool_in(&dir);
+    let kafka = Arc::new(Deadlines::default());
+    let delivery = Delivery::new(kafka.clone(), Some(spool), metrics)
+        .with_spool_budget(SpoolBudget::Set(Duration::from_millis(600)));
+    let now = Instant::now();
+    for left in [
+        Duration::from_secs(30),
+        Duration::from_millis(800),
+        Duration::from_millis(400),
+    ] {
+        let sent = delivery.send(&webhook_record(), now + left).await;
+        assert!(matches!(sent, Err(ProduceError::Rejected(_))), "{sent:?}");
+    }
+    assert_eq!(
+        *kafka.0.lock().expect("lock"),
+        [
+            now + Duration::from_secs(30) - Duration::from_millis(600),
+            now + Duration::from_millis(200),
+            now,
+        ]
+    );
+}
+
 /// A spool whose disk is stalled with writes already waiting refuses the next one as busy: the
 /// record is fine and a retry may be stored, so the answer is Kafka unavailable (503 with
 /// `Retry-After`), never the 500 that tells the sender the record itself is refused.

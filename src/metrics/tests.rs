@@ -113,7 +113,8 @@ fn the_near_timeout_alert_compares_with_the_bucket_edge_the_bridge_adds_for_its_
     );
     assert_eq!(near_timeout_edge(DEFAULT_ACK_TIMEOUT), 1.3);
     // What the spool's commit has at the default before a spooled answer passes the edge.
-    let spooled = crate::delivery::kafka_wait(DEFAULT_ACK_TIMEOUT, true).as_secs_f64();
+    let spooled =
+        crate::delivery::kafka_wait(DEFAULT_ACK_TIMEOUT, Some(Default::default())).as_secs_f64();
     assert!((1.3 - spooled - 0.05).abs() < 1e-9, "{spooled}");
     for ms in [10, 800, 1000, 1500, 1870, 2500, 2600, 5770, 6000, 60_000] {
         let ack = Duration::from_millis(ms);
@@ -130,7 +131,7 @@ fn the_near_timeout_alert_compares_with_the_bucket_edge_the_bridge_adds_for_its_
         );
         // A webhook spooled while Kafka is down is answered after the spool's wait for Kafka.
         if ms < 1875 {
-            let spooled = crate::delivery::kafka_wait(ack, true).as_secs_f64();
+            let spooled = crate::delivery::kafka_wait(ack, Some(Default::default())).as_secs_f64();
             assert!(
                 spooled <= edge,
                 "{ack:?}: spooled at {spooled} s, over {edge}"

@@ -317,6 +317,46 @@ async fn a_broker_slower_than_the_deadline_is_answered_at_the_deadline_through_t
     all_stored(&app, &ok, Duration::from_secs(30)).await;
 }
 
+/// `--spool-write-budget` is what the spool is promised of the ack deadline: a body that arrives
+/// with less than that left is not offered to Kafka at all (which would leave the spool less
+/// time than its disk was said to need) but spooled, answered 200 and replayed. With the
+/// default budget (250 ms) the same request would be sent to this quick Kafka directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_arriving_with_less_than_the_spool_write_budget_left_goes_straight_to_the_spool() {
+    let dir = common::memory_tempdir();
+    let app = TestApp::start(&[
+        "--spool-dir",
+        &dir.path().display().to_string(),
+        "--ack-timeout",
+        "1900ms",
+        "--spool-write-budget",
+        "1600ms",
+    ])
+    .await;
+    let body = status(1, 0);
+    let (head, rest) = body.split_at(10);
+    let mut s = common::raw_request(app.addr, body.len(), head).await;
+    // At least 400 ms of the 1.9 s gone: less than the budget is left, however loaded the host.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::io::AsyncWriteExt::write_all(&mut s, rest)
+        .await
+        .expect("write the rest");
+    let answer = common::read_answer(&mut s).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let id = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("x-request-id: "))
+        .expect("request id")
+        .to_string();
+    let (_, m) = app.admin_get("/metrics").await;
+    assert!(
+        has_line(&m, "qikchat_bridge_spool_appends_total{result=\"ok\"} 1"),
+        "{m}"
+    );
+    drained(&app, 1, "the spooled record was not replayed").await;
+    assert_eq!(all_stored(&app, &[id], Duration::from_secs(30)).await, 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_body_is_spooled_when_kafka_is_late_and_reaches_the_dead_letter_topic() {
     let dir = common::memory_tempdir();
