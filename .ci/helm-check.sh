@@ -236,6 +236,47 @@ spool_max_bytes() {
   persistence_env BRIDGE_SPOOL_MAX_BYTES "$@"
 }
 
+# env_unset NAME HELM-ARGS...: the container has no variable NAME (the bridge's default applies).
+env_unset() {
+  local name="$1"; shift
+  local out
+  out="$(template "$@")"
+  if grep -q -- "- name: $name\$" <<<"$out"; then
+    echo "$name is rendered:"
+    grep -A1 -- "- name: $name\$" <<<"$out"
+    return 1
+  fi
+  echo "$name is not set"
+}
+
+# binary_refuses_env NAME VALUE EXPECTED HELM-ARGS...: the chart renders HELM-ARGS; with the
+# container's variable NAME (rendered once) set to VALUE instead, a value the chart refuses, the
+# binary's --check-config with that environment (chart_check.py check-config) exits 2 saying
+# EXPECTED: the chart refuses no value the binary takes.
+binary_refuses_env() {
+  local name="$1" value="$2" expected="$3"; shift 3
+  local f="$WORK/refuses-env.$RANDOM.yaml" out
+  render_to "$f" "$@"
+  "$PY" - "$f" "$name" "$value" <<'EOF'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+c = next(d for d in docs if d["kind"] in ("Deployment", "StatefulSet"))["spec"]["template"]["spec"]["containers"][0]
+env = [e for e in c.get("env") or [] if e["name"] == sys.argv[2]]
+if len(env) != 1 or "value" not in env[0]:
+    sys.exit(f"{sys.argv[2]} is not rendered once with a value: {env}")
+env[0]["value"] = sys.argv[3]
+yaml.safe_dump_all(docs, open(sys.argv[1], "w"))
+EOF
+  mkdir -p "$f.d"
+  if out="$("$PY" "$LIB/chart_check.py" check-config "$BINARY" "$f" "$f.d" 2>&1)"; then
+    echo "the binary accepted $name=$value"
+    return 1
+  fi
+  grep -qF -- "--check-config exited 2:" <<<"$out" || { echo "failed otherwise than by exit 2:"; tail -5 <<<"$out"; return 1; }
+  grep -qF -- "$expected" <<<"$out" || { echo "refused without saying '$expected':"; tail -5 <<<"$out"; return 1; }
+  grep -F -- "$expected" <<<"$out" | sed -n 1p | sed 's/^ *| *//'
+}
+
 # hpa_scale_down_disabled yes|no HELM-ARGS...: whether the rendered HPA disables scale-down.
 hpa_scale_down_disabled() {
   local expected="$1"; shift
@@ -992,6 +1033,11 @@ check "invariants: a --help without [env: ...] names fails (no fallback to the b
 check "invariants: a secret -X argument fails" static_refuses "a secret librdkafka property" - \
   -X sasl.oauthbearer.assertion.private.key.passphrase=x
 check "invariants: --spool-dir in the arguments fails" static_refuses "argument --spool-dir" - --spool-dir=/tmp/spool
+check "invariants: --spool-write-budget in the arguments fails" static_refuses "argument --spool-write-budget" - \
+  --spool-write-budget=1s
+check "invariants: a spool write budget leaving Kafka under 5 ms fails" \
+  static_edit_refuses "BRIDGE_SPOOL_WRITE_BUDGET (1496 ms) must be greater than zero and leave Kafka" \
+  'next(e for e in c["env"] if e["name"] == "BRIDGE_SPOOL_WRITE_BUDGET")["value"] = "1496ms"' persistence-values
 check "invariants: a plain KAFKA_<NAME> env value of a secret property fails (KAFKA_SSL__KEY is ssl_key)" \
   static_edit_refuses "env KAFKA_SSL__KEY sets ssl_key, a secret librdkafka property" \
   'c["env"].append({"name": "KAFKA_SSL__KEY", "value": "x"})'
@@ -1445,6 +1491,65 @@ check "spool limit: 65% of a decimal size" spool_max_bytes 650000000 --set persi
 check "spool limit: explicit persistence.maxBytes" spool_max_bytes 500000000 --set persistence.maxBytes=500000000
 check "spool limit: 80% of persistence.size renders" spool_max_bytes 858993459 \
   --set persistence.size=1Gi --set persistence.maxBytes=858993459
+# persistence.writeBudget (BRIDGE_SPOOL_WRITE_BUDGET): null leaves the bridge's default (250 ms of
+# the 1.5 s ack timeout, message.timeout.ms 1250); set, it is rendered as written with the spool
+# only, and the bridge takes it (message.timeout.ms is the ack timeout less the budget).
+# shellcheck disable=SC2086 # $B and $P hold separate words
+{
+check "spool write budget: unset by default (the bridge's default applies)" \
+  env_unset BRIDGE_SPOOL_WRITE_BUDGET --set persistence.enabled=true
+check "spool write budget: the binary's default with the spool (message.timeout.ms 1250)" \
+  binary_summary write-budget-default '"message.timeout.ms": "1250"' $P
+check "spool write budget: persistence.writeBudget sets BRIDGE_SPOOL_WRITE_BUDGET as written" \
+  env_value BRIDGE_SPOOL_WRITE_BUDGET 400ms $P --set persistence.writeBudget=400ms
+check "spool write budget: 400ms accepted by the binary (message.timeout.ms 1100)" \
+  binary_summary write-budget-400ms '"message.timeout.ms": "1100"' $P --set persistence.writeBudget=400ms
+check "spool write budget: 1s of a 1500ms ack timeout accepted by the binary (message.timeout.ms 500)" \
+  binary_summary write-budget-1s '"message.timeout.ms": "500"' $P --set persistence.writeBudget=1s
+check "spool write budget: not rendered without persistence (the bridge would only warn)" \
+  env_unset BRIDGE_SPOOL_WRITE_BUDGET $B --set persistence.writeBudget=400ms
+# The boundary, as src/config/bounds.rs: at most the ack timeout minus 5 ms, for the chart and
+# the binary alike.
+check "spool write budget: 1495ms of a 1500ms ack timeout accepted by the binary (message.timeout.ms 5)" \
+  binary_summary write-budget-1495ms '"message.timeout.ms": "5"' $P --set config.ackTimeout=1500ms \
+  --set persistence.writeBudget=1495ms
+must_fail "spool write budget of 1496ms with a 1500ms ack timeout" \
+  "persistence.writeBudget (1496ms) must leave Kafka at least 5ms of config.ackTimeout (1500ms): at most 1495ms" $P \
+  --set config.ackTimeout=1500ms --set persistence.writeBudget=1496ms
+check "spool write budget: 1496ms of a 1500ms ack timeout refused by the binary too" \
+  binary_refuses_env BRIDGE_SPOOL_WRITE_BUDGET 1496ms "--spool-write-budget: 1.496s must leave Kafka at least 5ms" \
+  $P --set config.ackTimeout=1500ms --set persistence.writeBudget=1495ms
+check "spool write budget: 0ms refused by the binary too" \
+  binary_refuses_env BRIDGE_SPOOL_WRITE_BUDGET 0ms "--spool-write-budget: must be greater than zero" \
+  $P --set persistence.writeBudget=400ms
+must_fail "spool write budget as long as the ack timeout (in seconds)" \
+  "persistence.writeBudget (1s) must leave Kafka at least 5ms of config.ackTimeout (1s): at most 995ms" $P \
+  --set config.ackTimeout=1s --set persistence.writeBudget=1s
+must_fail "spool write budget above the ack timeout without persistence (the bridge refuses it all the same)" \
+  "persistence.writeBudget (2s) must leave Kafka at least 5ms" $B --set persistence.writeBudget=2s
+must_fail "zero spool write budget" "persistence.writeBudget (0ms) must be greater than zero" $P --set persistence.writeBudget=0ms
+must_fail "zero spool write budget in seconds" "persistence.writeBudget (0s) must be greater than zero" $P --set persistence.writeBudget=0s
+must_fail "malformed spool write budget (1.5s)" "/persistence/writeBudget" $P --set persistence.writeBudget=1.5s
+must_fail "spool write budget without a unit (a number)" "/persistence/writeBudget" $P --set persistence.writeBudget=300
+must_fail "spool write budget with a space" "/persistence/writeBudget" $P --set-string 'persistence.writeBudget=300 ms'
+must_fail "malformed spool write budget past the schema (--skip-schema-validation)" \
+  'persistence.writeBudget "300" is no duration the chart takes' $P --skip-schema-validation \
+  --set-string persistence.writeBudget=300
+must_fail "--spool-write-budget in extraArgs with persistence.writeBudget set" \
+  "extraArgs: --spool-write-budget is set by the chart (BRIDGE_SPOOL_WRITE_BUDGET, from persistence.writeBudget)" $P \
+  --set persistence.writeBudget=400ms --set 'extraArgs[0]=--spool-write-budget=1s'
+must_fail "--spool-write-budget in extraArgs with persistence.writeBudget null" \
+  "extraArgs: --spool-write-budget is refused, though the chart leaves BRIDGE_SPOOL_WRITE_BUDGET unset here: set persistence.writeBudget" \
+  $P --set 'extraArgs[0]=--spool-write-budget' --set 'extraArgs[1]=1s'
+must_fail "--spool-write-budget in extraArgs without persistence" \
+  "extraArgs: --spool-write-budget is refused" $B --set 'extraArgs[0]=--spool-write-budget=1s'
+must_fail "BRIDGE_SPOOL_WRITE_BUDGET in extraEnv with persistence.writeBudget set" \
+  "extraEnv: BRIDGE_SPOOL_WRITE_BUDGET is set by the chart (from persistence.writeBudget)" $P \
+  --set persistence.writeBudget=400ms --set 'extraEnv[0].name=BRIDGE_SPOOL_WRITE_BUDGET' --set 'extraEnv[0].value=1s'
+must_fail "BRIDGE_SPOOL_WRITE_BUDGET in extraEnv with persistence.writeBudget null" \
+  "extraEnv: BRIDGE_SPOOL_WRITE_BUDGET is refused, though the chart leaves it unset here: set persistence.writeBudget" \
+  $P --set 'extraEnv[0].name=BRIDGE_SPOOL_WRITE_BUDGET' --set 'extraEnv[0].value=1s'
+}
 check "admin Service port equal to the webhook's renders with a LoadBalancer (separate Services)" renders $B \
   --set service.type=LoadBalancer --set service.adminPort=8080
 check "HPA CPU target with only a CPU limit renders (Kubernetes copies it to the request)" renders $B \

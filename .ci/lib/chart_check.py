@@ -95,7 +95,7 @@ BRIDGE_ENV = {
     "BRIDGE_SHUTDOWN_GRACE", "BRIDGE_FLUSH_TIMEOUT", "BRIDGE_LOG_FORMAT",
     "BRIDGE_LOG_PHONE_NUMBERS", "BRIDGE_EMBEDDED_PARTITIONS", "BRIDGE_SPOOL_DIR",
     "BRIDGE_SPOOL_MAX_BYTES", "BRIDGE_CLOUDEVENTS", "BRIDGE_CLOUDEVENTS_SOURCE", "RUST_LOG",
-    "BRIDGE_HTTP1_ONLY", "BRIDGE_REPLAY_MAX_RATE",
+    "BRIDGE_HTTP1_ONLY", "BRIDGE_REPLAY_MAX_RATE", "BRIDGE_SPOOL_WRITE_BUDGET",
 }
 
 # Substrings that make a librdkafka property name a secret to the bridge
@@ -401,7 +401,7 @@ def cmd_static(rendered, help_file=None):
     check("BRIDGE_AUTH" not in env_names, "BRIDGE_AUTH puts credentials in the pod spec; use BRIDGE_AUTH_FILE")
     args = [str(a) for a in (c.get("args") or [])]
     for a in args:
-        flag = re.match(r"--(auth|auth-file|spool-dir)(=|$)", a)
+        flag = re.match(r"--(auth|auth-file|spool-dir|spool-write-budget)(=|$)", a)
         check(not flag, f"argument {a.split('=')[0]}: credentials, their file and the spool come from "
               "auth.* and persistence.*, not from arguments")
     for flag, name, _ in kafka_property_args(args):
@@ -509,8 +509,15 @@ def cmd_static(rendered, help_file=None):
                 # The spool's file takes about 1.25 times its records (src/spool/dir.rs).
                 check(body <= limit and limit * 5 <= size * 4,
                       f"need BRIDGE_MAX_BODY_BYTES ({body}) <= BRIDGE_SPOOL_MAX_BYTES ({limit}) <= 80% of the claim size ({size})")
+        # The time kept back for the spool's write, as the bridge checks --spool-write-budget
+        # (src/config/bounds.rs): greater than zero, leaving Kafka at least 5 ms of the ack timeout.
+        if "BRIDGE_SPOOL_WRITE_BUDGET" in env:
+            budget = duration_ms(env["BRIDGE_SPOOL_WRITE_BUDGET"])
+            check(0 < budget <= ack - 5,
+                  f"BRIDGE_SPOOL_WRITE_BUDGET ({budget} ms) must be greater than zero and leave Kafka at "
+                  f"least 5 ms of BRIDGE_ACK_TIMEOUT ({ack} ms): the bridge refuses it at start-up")
     else:
-        for name in ("BRIDGE_SPOOL_MAX_BYTES", "BRIDGE_REPLAY_MAX_RATE"):
+        for name in ("BRIDGE_SPOOL_MAX_BYTES", "BRIDGE_REPLAY_MAX_RATE", "BRIDGE_SPOOL_WRITE_BUDGET"):
             check(name not in env, f"{name} without BRIDGE_SPOOL_DIR")
 
     # Labels, selectors, ports of the other objects.

@@ -349,6 +349,24 @@ password
 {{- fail (printf "config.%s must be at most 1h (the bridge refuses longer waits at start-up)" $name) -}}
 {{- end -}}
 {{- end -}}
+{{- /* persistence.writeBudget (BRIDGE_SPOOL_WRITE_BUDGET) as the bridge checks
+     --spool-write-budget (src/config/bounds.rs): greater than zero, and leaving Kafka at least
+     5 ms of the ack timeout. The bridge refuses such a value at start-up with or without the
+     spool, so it is refused here whether or not persistence.enabled renders it (the schema checks
+     its form; this holds with --skip-schema-validation too). */ -}}
+{{- $budget := .Values.persistence.writeBudget -}}
+{{- if not (kindIs "invalid" $budget) -}}
+{{- if not (regexMatch "^[0-9]+(ms|s|m)$" (toString $budget)) -}}
+{{- fail (printf "persistence.writeBudget %q is no duration the chart takes: <n>ms, <n>s or <n>m (e.g. 400ms), or null for the bridge's default" (toString $budget)) -}}
+{{- end -}}
+{{- $budgetMs := include "qikchat-bridge.durationMs" $budget | atoi -}}
+{{- if eq $budgetMs 0 -}}
+{{- fail (printf "persistence.writeBudget (%s) must be greater than zero: the bridge refuses 0 at start-up (no time for the spool's write would answer every webhook Kafka is late with 503, as without a spool), so the pod would crash-loop; set null for the bridge's default (250ms, or a quarter of the time left when that is less)" (toString $budget)) -}}
+{{- end -}}
+{{- if gt $budgetMs (sub $ackMs 5) -}}
+{{- fail (printf "persistence.writeBudget (%s) must leave Kafka at least 5ms of config.ackTimeout (%s): at most %dms; the bridge refuses more at start-up, so the pod would crash-loop" (toString $budget) (toString .Values.config.ackTimeout) (sub $ackMs 5)) -}}
+{{- end -}}
+{{- end -}}
 {{- if lt (int64 $c.maxInFlightBytes) (int64 $c.maxBodyBytes) -}}
 {{- fail "config.maxInFlightBytes must hold at least one body of config.maxBodyBytes" -}}
 {{- end -}}
@@ -583,6 +601,8 @@ password
 {{- $var := get $flagVariables $long | default (printf "BRIDGE_%s" ($long | replace "-" "_" | upper)) -}}
 {{- if hasKey $chartEnv $var -}}
 {{- fail (printf "extraArgs: --%s is set by the chart (%s, from %s); set that value instead: a flag would win over it out of sight of the chart's checks" $long $var (get $sources $var | default "its values")) -}}
+{{- else if eq $var "BRIDGE_SPOOL_WRITE_BUDGET" -}}
+{{- fail "extraArgs: --spool-write-budget is refused, though the chart leaves BRIDGE_SPOOL_WRITE_BUDGET unset here: set persistence.writeBudget (rendered with persistence.enabled), which the chart checks against config.ackTimeout; a flag would pass that check (without the spool it does nothing)" -}}
 {{- end -}}
 {{- end -}}
 {{- $pair := "" -}}
@@ -636,6 +656,8 @@ password
 {{- fail "extraEnv: BRIDGE_INSECURE_DISABLE_AUTH is refused: use auth.insecureDisableAuth (beside the chart's credentials file the bridge refuses to start)" -}}
 {{- else if hasKey $chartEnv .name -}}
 {{- fail (printf "extraEnv: %s is set by the chart (from %s); set that value instead: a second entry would replace it out of sight of the chart's checks" .name (get $sources .name | default "its values")) -}}
+{{- else if eq .name "BRIDGE_SPOOL_WRITE_BUDGET" -}}
+{{- fail "extraEnv: BRIDGE_SPOOL_WRITE_BUDGET is refused, though the chart leaves it unset here: set persistence.writeBudget (rendered with persistence.enabled), which the chart checks against config.ackTimeout; an entry would pass that check (without the spool it does nothing)" -}}
 {{- else -}}
 {{- $property := include "qikchat-bridge.envSetting" .name -}}
 {{- if and (eq $property "sasl.oauthbearer.token.endpoint.url") $closedEgress -}}
@@ -916,6 +938,7 @@ BRIDGE_MAX_CONNECTIONS: config.maxConnections
 BRIDGE_SPOOL_DIR: persistence.enabled and persistence.mountPath
 BRIDGE_SPOOL_MAX_BYTES: persistence.maxBytes
 BRIDGE_REPLAY_MAX_RATE: persistence.replayMaxRate
+BRIDGE_SPOOL_WRITE_BUDGET: persistence.writeBudget
 BRIDGE_TOPIC_PREFIX: config.topicPrefix
 BRIDGE_TOPICS: config.topics
 BRIDGE_FALLBACK_TOPIC: config.fallbackTopic

@@ -120,6 +120,12 @@ spec:
           value: {{ include "qikchat-bridge.spoolMaxBytes" . | quote }}
         - name: BRIDGE_REPLAY_MAX_RATE
           value: {{ int64 $p.replayMaxRate | toString | quote }}
+        {{- /* null: unset, so the bridge's own default applies (250 ms, or a quarter of the time
+               left when that is less). */}}
+        {{- if not (kindIs "invalid" $p.writeBudget) }}
+        - name: BRIDGE_SPOOL_WRITE_BUDGET
+          value: {{ $p.writeBudget | quote }}
+        {{- end }}
         {{- end }}
         - name: BRIDGE_TOPIC_PREFIX
           value: {{ $c.topicPrefix | quote }}
