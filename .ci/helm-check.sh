@@ -1339,7 +1339,13 @@ must_fail "CloudEvents source whose port is not digits" "is no URI reference" $B
   --set config.cloudevents=true --set-string 'config.cloudeventsSource=//hooks.example.com:prod/'
 must_fail "CloudEvents source with [ outside an IP literal" "is no URI reference" $B \
   --set config.cloudevents=true --set-string 'config.cloudeventsSource=/a[b]'
-for source in urn:qikchat:prod 'https://hooks.example.com:8443/q?x=1#f' '//[::1]:8080/x' './a:b' 'mailto:ops@example.com'; do
+# IP literals as RFC 3986 writes them: the bridge refuses these at start-up with CloudEvents on.
+for source in '//[1]/x' '//[::ffff:1.2.3.256]/x' '//[1::2::3]/x' '//[1:2:3:4:5:6:7:8:9]/x'; do
+  must_fail "CloudEvents source with the IP literal of $source (no IPv6 address)" "is no URI reference" $B \
+    --set config.cloudevents=true --set-string "config.cloudeventsSource=$source"
+done
+for source in urn:qikchat:prod 'https://hooks.example.com:8443/q?x=1#f' '//[::1]:8080/x' './a:b' 'mailto:ops@example.com' \
+  '//[::ffff:1.2.3.4]/x' 'https://[1:2:3:4:5:6:7::]/q' '//[v1.x]/y'; do
   check "CloudEvents source $source is accepted by the binary" \
     binary_summary "ce-$(printf '%s' "$source" | tr -c 'A-Za-z0-9' '-')" "$source" $B \
     --set config.cloudevents=true --set-string "config.cloudeventsSource=$source"
