@@ -207,6 +207,25 @@ def help_env_names(help_file):
     return names
 
 
+_BLANK = "[ \t\n\r\f\v]"
+_URL_USER = r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#@ \t\n\r\f\v]*:"
+
+
+def has_url_password(value):
+    """Whether `value` holds a URL's password (scheme://user:password@...) as
+    src/kafka_props/passwords.rs finds them, and as the chart's qikchat-bridge.hasUrlPassword
+    refuses them: one holding an unescaped `/`, `?`, `#` or blank too. The user alone holds no
+    secret, nor, after a host:port, an `@` in a query's value (?login_hint=a@b), nor an `@` that
+    belongs to the next `,scheme://` entry."""
+    for found in re.finditer(_URL_USER + "[^@]*@", value):
+        after = re.sub("^" + _URL_USER, "", found.group(0))
+        own_at = re.fullmatch(r"[0-9]*(?:/[^?#@]*)?\?(?:[^#@]*&)?[^&#@]*=[^&#@]*@", after)
+        next_url = re.search("," + _BLANK + r"*[A-Za-z][A-Za-z0-9+.-]*://", after)
+        if not (own_at or next_url):
+            return True
+    return False
+
+
 def is_secret(name):
     return any(p in name for p in SECRET_PARTS)
 
@@ -409,11 +428,10 @@ def cmd_static(rendered, help_file=None):
               f"argument {flag} {name}=...: a secret librdkafka property (or none) in the pod's arguments")
     # A URL's password in any value (https://user:pass@idp/token): a secret to the bridge
     # (src/kafka_props/passwords.rs), never in the arguments or a plain env value.
-    url_password = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#@\s]*:[^/?#\s]*@")
     for a in args:
-        check(not url_password.search(a), "an argument holds a URL with a password (user:password@)")
+        check(not has_url_password(a), "an argument holds a URL with a password (user:password@)")
     for e in (c.get("env") or []):
-        check(not url_password.search(str(e.get("value", ""))),
+        check(not has_url_password(str(e.get("value", ""))),
               f"env {e['name']} holds a URL with a password (user:password@) as a plain value")
     # No pod annotation derived from a Secret: everything in a rendered Secret but the password
     # is known, so its hash (a checksum/<secret> annotation) lets anyone who can read pods guess

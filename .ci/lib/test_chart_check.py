@@ -3,7 +3,7 @@ Run by .ci/helm-check.sh: python -m unittest discover -s .ci/lib -p 'test_*.py'.
 
 import unittest
 
-from chart_check import _strangers_left_out
+from chart_check import _strangers_left_out, has_url_password
 
 LEFT_OUT = 'outcome!~"unauthorized|not_found|method_not_allowed"'
 REQ = "qikchat_bridge_requests_total"
@@ -55,6 +55,36 @@ class StrangersLeftOut(unittest.TestCase):
         ]:
             with self.subTest(expr=expr):
                 self.assertEqual(_strangers_left_out([("test", expr)]), [])
+
+
+class UrlPasswords(unittest.TestCase):
+    """The safety net over every rendered argument and plain env value reads URL passwords as the
+    bridge and the templates do: its first pattern missed one holding `/`, `?`, `#` or a blank."""
+
+    def test_passwords_the_bridge_hides_are_found(self):
+        for value in [
+            "https://c:s3cr3tPw@idp.example/token",
+            "https://c:s3cr3t/Pw@idp.example/token",
+            "https://c:s3cr3t?Pw@idp.example/token",
+            "https://c:s3cr3t#Pw@idp.example/token",
+            "https://c:s3 cr3t@idp.example/token",
+            "sasl.oauthbearer.token.endpoint.url=https://c:pw@idp/token",
+            "a:1,sasl_ssl://u:Zq7Wm3@h:1",
+        ]:
+            with self.subTest(value=value):
+                self.assertTrue(has_url_password(value))
+
+    def test_values_without_a_password_pass(self):
+        for value in [
+            "https://idp.example/token",
+            "https://ops@idp.example/token",
+            "https://idp.example:8443/token?login_hint=ops@example.com",
+            "https://idp.example:8443/token?a=1&login_hint=ops@example.com",
+            "https://a:1, ssl://u@h:1",
+            "kafka-0:9092,kafka-1:9092",
+        ]:
+            with self.subTest(value=value):
+                self.assertFalse(has_url_password(value))
 
 
 if __name__ == "__main__":
