@@ -1,5 +1,7 @@
 //! The shutdown of the background tasks: what is waited for, in which order, and for how long.
 
+use std::sync::atomic::Ordering;
+
 use super::*;
 
 /// The watches share one wait: a hung secrets mount holds every file watch at once, and
@@ -115,4 +117,181 @@ async fn with_no_broker_connected_replays_round_is_not_waited_for() {
         Some(1),
         "the probe still holds replay's producer"
     );
+}
+
+/// A log that panics at the line `message`, in whichever task logs it on this thread (a
+/// current-thread runtime's tasks): a panic at a known point of a real task, with no hook in it.
+/// Not far-fetched: a log reader gone once made every log call panic (see `tests/it/process.rs`).
+struct PanicsAt(&'static str);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for PanicsAt {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Message(String);
+        impl tracing::field::Visit for Message {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    self.0 = format!("{value:?}");
+                }
+            }
+        }
+        let mut message = Message(String::new());
+        event.record(&mut message);
+        if message.0 == self.0 {
+            panic!("logging {:?} panicked", self.0);
+        }
+    }
+}
+
+fn panics_at(message: &'static str) -> tracing::subscriber::DefaultGuard {
+    use tracing_subscriber::layer::SubscriberExt;
+    crate::telemetry::interest_of_every_thread();
+    tracing::subscriber::set_default(tracing_subscriber::registry().with(PanicsAt(message)))
+}
+
+/// Nothing listens on port 9: no broker ever answers.
+const NO_BROKER: &str = "127.0.0.1:9";
+
+fn config() -> Config {
+    Config::for_brokers(NO_BROKER, "u:p").expect("config")
+}
+
+/// A spool in memory holding one record, and what its storage's reads do.
+async fn spool_of_one_record() -> (Arc<Spool>, Arc<crate::spool::test_storage::Reads>) {
+    let (spool, reads) = crate::spool::test_storage::spool_over_faulty_reads();
+    let record = crate::spool::SpooledRecord {
+        topic: probe_topic(&config()),
+        key: None,
+        value: b"{}".to_vec(),
+        headers: Vec::new(),
+        timestamp_ms: 1_700_000_000_000,
+    };
+    spool.append(record).await.expect("spooled");
+    (spool, reads)
+}
+
+/// The metrics and the webhook producer, as `run` makes them.
+fn webhook_sink(config: &Config) -> (Arc<Metrics>, Arc<KafkaSink>) {
+    let metrics = Arc::new(Metrics::new(&config.topics.all_topics()).expect("metrics"));
+    let properties = config.producer_properties(NO_BROKER);
+    let sink = KafkaSink::new(&properties, metrics.clone(), ProducerRole::Webhooks);
+    (metrics, Arc::new(sink.expect("producer")))
+}
+
+/// The webhook producer and the tasks, started as `run` starts them, with `spool`.
+fn spawned(
+    supervisor: &Supervisor,
+    config: &Config,
+    spool: &Arc<Spool>,
+    stop: &watch::Receiver<bool>,
+) -> (Arc<KafkaSink>, Background) {
+    let (metrics, sink) = webhook_sink(config);
+    let wiring = Wiring {
+        config,
+        bootstrap: NO_BROKER,
+        sink: &sink,
+        spool: Some(spool),
+        metrics: &metrics,
+        credentials: Arc::new(ArcSwap::from_pointee(Credentials::disabled())),
+        stop,
+        readiness: supervisor.spawn("readiness", async {}),
+    };
+    let background = Background::spawn(supervisor, wiring).expect("tasks");
+    (sink, background)
+}
+
+/// A panic in replay stops the bridge, whose restart starts it again: unwatched, the bridge
+/// would go on answering 200 and spooling while nothing sent the spool to Kafka any more.
+#[tokio::test]
+async fn a_panic_in_replay_is_reported_as_the_replay_tasks_failure() {
+    // Replay's first read of the record fails, and the error it logs panics.
+    let _panicking = panics_at("spool read failed");
+    let (spool, reads) = spool_of_one_record().await;
+    reads.fail.store(true, Ordering::SeqCst);
+    let (supervisor, mut failures) = supervise::supervisor();
+    let (stop_tx, stop) = watch::channel(false);
+    let config = config();
+    let (_sink, background) = spawned(&supervisor, &config, &spool, &stop);
+    let reported = tokio::time::timeout(Duration::from_secs(60), failures.first()).await;
+    assert_eq!(
+        reported.as_deref(),
+        Ok("the replay task panicked: logging \"spool read failed\" panicked"),
+        "a panic in replay went unreported"
+    );
+    let _ = stop_tx.send(true);
+    let (cut, _watching) = Cut::when(std::future::pending());
+    let _ = background.stopped(Duration::ZERO, &cut).await;
+}
+
+/// A panic in readiness's check stops the bridge, whose restart starts it again: unwatched,
+/// `/readyz` would keep its last answer for good while the bridge served on.
+#[tokio::test]
+async fn a_panic_in_the_readiness_check_is_reported_as_the_readiness_tasks_failure() {
+    // The first check finds no broker, and the warning it logs panics.
+    let _panicking = panics_at("Kafka check failed: not ready");
+    let (supervisor, mut failures) = supervise::supervisor();
+    let (_stop_tx, stop) = watch::channel(false);
+    let config = config();
+    let (_metrics, sink) = webhook_sink(&config);
+    let readiness = watch_readiness(&supervisor, &config, &sink, &Health::default(), &stop);
+    let reported = tokio::time::timeout(Duration::from_secs(60), failures.first()).await;
+    assert_eq!(
+        reported.as_deref(),
+        Ok("the readiness task panicked: logging \"Kafka check failed: not ready\" panicked"),
+        "a panic in readiness went unreported"
+    );
+    readiness.await.expect("the panic was caught");
+}
+
+/// Replay's own producer, as `Background::spawn` wires it, is what shutdown probes for a
+/// connected broker and hands back for the bounded destroy: without it, a shutdown while Kafka
+/// is down waits for replay's round until its record times out (30 s) or `--flush-timeout` runs
+/// out, and replay's producer is destroyed, unbounded, by whichever task drops it last.
+#[tokio::test]
+async fn with_no_broker_connected_the_round_of_a_spawned_replay_is_not_waited_for() {
+    let (kept, _default) = crate::telemetry::Kept::on_this_thread();
+    let (spool, reads) = spool_of_one_record().await;
+    // Replay's first read is held until the stop has come, so the stop finds its round begun.
+    reads.stall.store(true, Ordering::SeqCst);
+    let _unstall = Unstall(reads.clone());
+    let (supervisor, _failures) = supervise::supervisor();
+    let (stop_tx, stop) = watch::channel(false);
+    let config = config();
+    let (_sink, background) = spawned(&supervisor, &config, &spool, &stop);
+    let began = tokio::time::Instant::now();
+    while reads.stalled.load(Ordering::SeqCst) == 0 {
+        assert!(
+            began.elapsed() < Duration::from_secs(60),
+            "replay never read the spool"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let _ = stop_tx.send(true);
+    // The round goes on to send its record, to a Kafka with no broker.
+    reads.stall.store(false, Ordering::SeqCst);
+    let (cut, _watching) = Cut::when(std::future::pending());
+    let started = tokio::time::Instant::now();
+    let replay_sink = background.stopped(Duration::from_secs(60), &cut).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "waited {:?} for a round no broker could end",
+        started.elapsed()
+    );
+    let logged = kept.text();
+    assert!(logged.contains("no Kafka broker is connected"), "{logged}");
+    assert_eq!(
+        replay_sink.map(|sink| Arc::strong_count(&sink)),
+        Some(1),
+        "replay's producer is not handed back, as its last handle, for the bounded destroy"
+    );
+    assert_eq!(spool.records(), 1, "the record waits for the next start");
+}
+
+/// Ends a stalled read when dropped, so that a failed assertion does not leave the runtime's
+/// exit waiting on its blocking thread for ever.
+struct Unstall(Arc<crate::spool::test_storage::Reads>);
+
+impl Drop for Unstall {
+    fn drop(&mut self) {
+        self.0.stall.store(false, Ordering::SeqCst);
+    }
 }

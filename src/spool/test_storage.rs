@@ -1,7 +1,7 @@
 //! Storage for tests whose reads (or syncs) fail or stall on demand, as a disk's do on a bad
 //! sector or a hung network volume.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,6 +14,8 @@ pub(crate) struct Reads {
     pub fail: AtomicBool,
     /// Wait until this is cleared.
     pub stall: AtomicBool,
+    /// How many reads wait on `stall` now.
+    pub stalled: AtomicUsize,
     /// Fail syncs with an I/O error (so every durable commit fails), as a full or failing disk.
     pub fail_syncs: AtomicBool,
     /// Return every page read past the file's header with its bytes flipped, as a disk that
@@ -32,8 +34,12 @@ impl redb::StorageBackend for FaultyReads {
         self.inner.len()
     }
     fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), std::io::Error> {
-        while self.reads.stall.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(5));
+        if self.reads.stall.load(Ordering::SeqCst) {
+            self.reads.stalled.fetch_add(1, Ordering::SeqCst);
+            while self.reads.stall.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            self.reads.stalled.fetch_sub(1, Ordering::SeqCst);
         }
         if self.reads.fail.load(Ordering::SeqCst) {
             return Err(std::io::Error::other("injected EIO"));
