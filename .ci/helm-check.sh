@@ -1526,8 +1526,14 @@ check "spool write budget: 1496ms of a 1500ms ack timeout refused by the binary 
   binary_refuses_env BRIDGE_SPOOL_WRITE_BUDGET 1496ms "--spool-write-budget: 1.496s must leave Kafka at least 5ms" \
   $P --set config.ackTimeout=1500ms --set persistence.writeBudget=1495ms
 check "spool write budget: 0ms refused by the binary too" \
-  binary_refuses_env BRIDGE_SPOOL_WRITE_BUDGET 0ms "--spool-write-budget: must be greater than zero" \
+  binary_refuses_env BRIDGE_SPOOL_WRITE_BUDGET 0ms "--spool-write-budget: must be at least 1ms" \
   $P --set persistence.writeBudget=400ms
+must_fail "spool write budget whose minutes overflow int64 milliseconds (wrapped to -16000)" \
+  'invalid duration "307445734561825860m": a number of at most 12 digits' $P --skip-schema-validation \
+  --set-string persistence.writeBudget=307445734561825860m
+must_fail "ack timeout whose minutes overflow int64 milliseconds (wrapped to -16000)" \
+  'invalid duration "307445734561825860m": a number of at most 12 digits' $B \
+  --set-string config.ackTimeout=307445734561825860m
 must_fail "spool write budget as long as the ack timeout (in seconds)" \
   "persistence.writeBudget (1s) must leave Kafka at least 5ms of config.ackTimeout (1s): at most 995ms" $P \
   --set config.ackTimeout=1s --set persistence.writeBudget=1s

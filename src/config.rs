@@ -182,6 +182,42 @@ fn names_a_credential(value: &str) -> bool {
     value.split(',').any(|entry| !entry.trim().is_empty())
 }
 
+/// librdkafka refuses a `linger.ms` not below `message.timeout.ms` ("`message.timeout.ms` must be
+/// greater than `linger.ms`"), naming a timeout the operator may never have set: the bridge's own,
+/// `--ack-timeout` less `--spool-write-budget`. Said here with the setting it comes from.
+fn lingers_past_the_wait(args: &Args, properties: &KafkaProperties) -> Result<(), ConfigError> {
+    let spool = args
+        .spool_dir
+        .as_ref()
+        .map(|_| SpoolBudget::from_setting(args.spool_write_budget));
+    let wait_ms = crate::delivery::kafka_wait(args.ack_timeout, spool)
+        .as_millis()
+        .max(1);
+    // The operator's own message.timeout.ms: librdkafka's words say it all.
+    if properties.get("message.timeout.ms") != Some(wait_ms.to_string().as_str()) {
+        return Ok(());
+    }
+    let Some(linger) = properties.number::<f64>("linger.ms") else {
+        return Ok(());
+    };
+    if linger < wait_ms as f64 {
+        return Ok(());
+    }
+    let setting = if spool.is_some() && args.spool_write_budget.is_some() {
+        "--spool-write-budget"
+    } else {
+        "--ack-timeout"
+    };
+    Err(invalid(
+        setting,
+        format!(
+            "leaves Kafka {wait_ms} ms (librdkafka's message.timeout.ms, the ack timeout less the \
+             time kept for the spool's write), not more than linger.ms ({linger}), which \
+             librdkafka refuses: lower linger.ms, or leave Kafka more of the ack timeout"
+        ),
+    ))
+}
+
 impl Config {
     /// Validates parsed arguments. `env` lists the process environment (only `KAFKA_*` entries
     /// are read from it); `read_file` reads secrets mounted as files.
@@ -229,6 +265,7 @@ impl Config {
             },
         );
         let (kafka_properties, kafka_watched) = kafka_sources.properties_watched(&read_file)?;
+        lingers_past_the_wait(&args, &kafka_properties)?;
         if let KafkaMode::Brokers(list) = &kafka {
             let protocol = kafka_properties.get("security.protocol");
             if let Some(why) = brokers::scheme_mismatch(list, protocol) {

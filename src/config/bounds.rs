@@ -16,6 +16,11 @@ const MIN_ACK_TIMEOUT: Duration = Duration::from_millis(10);
 /// The least of `--ack-timeout` that `--spool-write-budget` must leave Kafka: a Kafka round trip
 /// takes a few ms at best, and librdkafka's message timeout is in whole milliseconds.
 const MIN_KAFKA_WAIT: Duration = Duration::from_millis(5);
+/// The least `--spool-write-budget`: tokio's timers fire on whole milliseconds, rounding a
+/// deadline up, so Kafka's wait for a record ends up to 1 ms after it was due. A budget below that
+/// leaves the spool nothing: every record Kafka is late with was answered 503 unstored, as at zero,
+/// and uncounted (not even as a late spool write).
+const MIN_SPOOL_WRITE_BUDGET: Duration = Duration::from_millis(1);
 const MAX_WAIT: Duration = Duration::from_secs(3600);
 /// The longest `--webhook-path`: a request's whole head must fit in 16 KiB.
 const MAX_WEBHOOK_PATH: usize = 4096;
@@ -97,11 +102,12 @@ pub(super) fn check(args: &Args) -> Result<(), ConfigError> {
         return Err(invalid("--ack-timeout", "must be at least 10ms"));
     }
     if let Some(budget) = args.spool_write_budget {
-        if budget.is_zero() {
+        if budget < MIN_SPOOL_WRITE_BUDGET {
             return Err(invalid(
                 "--spool-write-budget",
-                "must be greater than zero (no time for the spool's write would answer every \
-                 record Kafka is late with 503, as without a spool)",
+                "must be at least 1ms (less leaves no time for the spool's write, the timers \
+                 being in whole milliseconds, and would answer every record Kafka is late with \
+                 503, as without a spool)",
             ));
         }
         let most = args.ack_timeout - MIN_KAFKA_WAIT;

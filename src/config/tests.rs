@@ -758,7 +758,8 @@ fn a_spool_write_budget_must_leave_kafka_at_least_5_ms_of_the_ack_timeout() {
             budget,
         ])
     };
-    for refused in ["0s", "996ms", "1s", "2s"] {
+    // Below a millisecond the spool gets nothing: tokio's timers round Kafka's deadline up to one.
+    for refused in ["0s", "1ns", "999us", "996ms", "1s", "2s"] {
         let err = with(refused).expect_err(refused);
         assert!(
             err.to_string().starts_with("--spool-write-budget: "),
@@ -782,6 +783,35 @@ fn a_spool_write_budget_must_leave_kafka_at_least_5_ms_of_the_ack_timeout() {
         build(&["--spool-dir", "/s"]).expect("valid").spool_budget(),
         Some(SpoolBudget::Default)
     );
+}
+
+/// librdkafka refuses a linger.ms not below message.timeout.ms, which the bridge derives from
+/// --ack-timeout less --spool-write-budget: the refusal names the setting the timeout came from,
+/// not only a message.timeout.ms the operator never set.
+#[test]
+fn a_linger_not_below_the_wait_left_to_kafka_names_the_setting_that_left_it() {
+    let refusal = |flags: &[&str]| build(flags).expect_err("refused").to_string();
+    let budget = ["--spool-dir", "/s", "--spool-write-budget", "1495ms"];
+    let said = refusal(&[&budget[..], &["-X", "linger.ms=5"]].concat());
+    assert!(
+        said.starts_with("--spool-write-budget: leaves Kafka 5 ms"),
+        "{said}"
+    );
+    let said = refusal(&["--ack-timeout", "10ms", "-X", "linger.ms=10"]);
+    assert!(
+        said.starts_with("--ack-timeout: leaves Kafka 10 ms"),
+        "{said}"
+    );
+    // Below it, or with the operator's own message.timeout.ms, the bridge says nothing.
+    build(&[&budget[..], &["-X", "linger.ms=4.9"]].concat()).expect("valid");
+    build(
+        &[
+            &budget[..],
+            &["-X", "linger.ms=5", "-X", "message.timeout.ms=6"],
+        ]
+        .concat(),
+    )
+    .expect("valid");
 }
 
 /// A budget without a spool does nothing; said at start-up, so an operator who meant to keep

@@ -92,10 +92,15 @@ when the URL names none), or nothing when the property is unset.
 
 {{/*
 A duration in milliseconds. Accepts the humantime forms the schema allows:
-"<n>ms", "<n>s", "<n>m".
+"<n>ms", "<n>s", "<n>m". Of at most 12 digits: atoi and mul work in int64, which a longer
+number overflows (307445734561825860m is -16000 ms), and a wrapped value passed the checks
+below that the bridge then failed at start-up; no duration a check takes is that long.
 */}}
 {{- define "qikchat-bridge.durationMs" -}}
 {{- $d := toString . | trim -}}
+{{- if regexMatch "[0-9]{13}" $d -}}
+{{- fail (printf "invalid duration %q: a number of at most 12 digits (no wait the bridge takes is longer than an hour)" $d) -}}
+{{- end -}}
 {{- if regexMatch "^[0-9]+ms$" $d -}}
 {{- trimSuffix "ms" $d | atoi -}}
 {{- else if regexMatch "^[0-9]+s$" $d -}}
