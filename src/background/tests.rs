@@ -1,4 +1,5 @@
-//! The shutdown of the background tasks: what is waited for, in which order, and for how long.
+//! The background tasks: each is supervised (a panic in it is reported as its failure), and at
+//! shutdown what is waited for, in which order, and for how long.
 
 use std::sync::atomic::Ordering;
 
@@ -119,33 +120,59 @@ async fn with_no_broker_connected_replays_round_is_not_waited_for() {
     );
 }
 
-/// A log that panics at the line `message`, in whichever task logs it on this thread (a
-/// current-thread runtime's tasks): a panic at a known point of a real task, with no hook in it.
+/// A log that panics at the line `message` (logged with the field `role` equal to `role`, when
+/// given), in whichever task logs it on this thread (a current-thread runtime's tasks): a panic
+/// at a known point of a real task, with no hook in it.
 /// Not far-fetched: a log reader gone once made every log call panic (see `tests/it/process.rs`).
-struct PanicsAt(&'static str);
+struct PanicsAt {
+    message: &'static str,
+    role: Option<&'static str>,
+}
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for PanicsAt {
     fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-        struct Message(String);
-        impl tracing::field::Visit for Message {
+        #[derive(Default)]
+        struct Logged {
+            message: String,
+            role: Option<String>,
+        }
+        impl tracing::field::Visit for Logged {
+            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+                if field.name() == "role" {
+                    self.role = Some(value.to_string());
+                } else {
+                    self.record_debug(field, &value);
+                }
+            }
             fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
                 if field.name() == "message" {
-                    self.0 = format!("{value:?}");
+                    self.message = format!("{value:?}");
                 }
             }
         }
-        let mut message = Message(String::new());
-        event.record(&mut message);
-        if message.0 == self.0 {
-            panic!("logging {:?} panicked", self.0);
+        let mut logged = Logged::default();
+        event.record(&mut logged);
+        let role_matches = self
+            .role
+            .is_none_or(|role| logged.role.as_deref() == Some(role));
+        if logged.message == self.message && role_matches {
+            panic!("logging {:?} panicked", self.message);
         }
     }
 }
 
 fn panics_at(message: &'static str) -> tracing::subscriber::DefaultGuard {
+    panics_at_role(message, None)
+}
+
+fn panics_at_role(
+    message: &'static str,
+    role: Option<&'static str>,
+) -> tracing::subscriber::DefaultGuard {
     use tracing_subscriber::layer::SubscriberExt;
     crate::telemetry::interest_of_every_thread();
-    tracing::subscriber::set_default(tracing_subscriber::registry().with(PanicsAt(message)))
+    let layer = PanicsAt { message, role };
+    tracing::subscriber::set_default(tracing_subscriber::registry().with(layer))
 }
 
 /// Nothing listens on port 9: no broker ever answers.
@@ -169,10 +196,18 @@ async fn spool_of_one_record() -> (Arc<Spool>, Arc<crate::spool::test_storage::R
     (spool, reads)
 }
 
+/// The brokers `config` names.
+fn bootstrap(config: &Config) -> &str {
+    match &config.kafka {
+        crate::config::KafkaMode::Brokers(brokers) => brokers,
+        crate::config::KafkaMode::Embedded => unreachable!("the tests name brokers"),
+    }
+}
+
 /// The metrics and the webhook producer, as `run` makes them.
 fn webhook_sink(config: &Config) -> (Arc<Metrics>, Arc<KafkaSink>) {
     let metrics = Arc::new(Metrics::new(&config.topics.all_topics()).expect("metrics"));
-    let properties = config.producer_properties(NO_BROKER);
+    let properties = config.producer_properties(bootstrap(config));
     let sink = KafkaSink::new(&properties, metrics.clone(), ProducerRole::Webhooks);
     (metrics, Arc::new(sink.expect("producer")))
 }
@@ -181,15 +216,15 @@ fn webhook_sink(config: &Config) -> (Arc<Metrics>, Arc<KafkaSink>) {
 fn spawned(
     supervisor: &Supervisor,
     config: &Config,
-    spool: &Arc<Spool>,
+    spool: Option<&Arc<Spool>>,
     stop: &watch::Receiver<bool>,
 ) -> (Arc<KafkaSink>, Background) {
     let (metrics, sink) = webhook_sink(config);
     let wiring = Wiring {
         config,
-        bootstrap: NO_BROKER,
+        bootstrap: bootstrap(config),
         sink: &sink,
-        spool: Some(spool),
+        spool,
         metrics: &metrics,
         credentials: Arc::new(ArcSwap::from_pointee(Credentials::disabled())),
         stop,
@@ -210,7 +245,7 @@ async fn a_panic_in_replay_is_reported_as_the_replay_tasks_failure() {
     let (supervisor, mut failures) = supervise::supervisor();
     let (stop_tx, stop) = watch::channel(false);
     let config = config();
-    let (_sink, background) = spawned(&supervisor, &config, &spool, &stop);
+    let (_sink, background) = spawned(&supervisor, &config, Some(&spool), &stop);
     let reported = tokio::time::timeout(Duration::from_secs(60), failures.first()).await;
     assert_eq!(
         reported.as_deref(),
@@ -220,6 +255,173 @@ async fn a_panic_in_replay_is_reported_as_the_replay_tasks_failure() {
     let _ = stop_tx.send(true);
     let (cut, _watching) = Cut::when(std::future::pending());
     let _ = background.stopped(Duration::ZERO, &cut).await;
+}
+
+/// The config of `config()` on `brokers`, with `args` added and the process environment `env`.
+fn config_with(brokers: &str, args: &[&str], env: &[(&str, &str)]) -> Config {
+    use clap::Parser;
+    let base = [
+        "qikchat-bridge",
+        "--kafka-brokers",
+        brokers,
+        "--auth",
+        "u:p",
+    ];
+    let args = crate::config::Args::try_parse_from(base.iter().chain(args)).expect("args");
+    let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+    Config::from_args(args, env, crate::operator_file::read_to_string).expect("config")
+}
+
+/// What the supervisor reports first (within 60 s) once the tasks, started with `config` and no
+/// spool as `run` starts them, are running and `then` has run, while logging `message` panics.
+async fn first_failure_logging(
+    message: &'static str,
+    config: &Config,
+    then: impl FnOnce(),
+) -> Result<String, tokio::time::error::Elapsed> {
+    let _panicking = panics_at(message);
+    first_failure(config, None, then).await
+}
+
+/// What the supervisor reports first (within 60 s) once the tasks, started with `config` and
+/// `spool` as `run` starts them, are running and `then` has run.
+async fn first_failure(
+    config: &Config,
+    spool: Option<&Arc<Spool>>,
+    then: impl FnOnce(),
+) -> Result<String, tokio::time::error::Elapsed> {
+    let (supervisor, mut failures) = supervise::supervisor();
+    let (stop_tx, stop) = watch::channel(false);
+    let (_sink, background) = spawned(&supervisor, config, spool, &stop);
+    then();
+    let reported = tokio::time::timeout(Duration::from_secs(60), failures.first()).await;
+    let _ = stop_tx.send(true);
+    let (cut, _watching) = Cut::when(std::future::pending());
+    let _ = background.stopped(Duration::ZERO, &cut).await;
+    reported
+}
+
+/// A panic in the watch of `--auth-file` stops the bridge, whose restart starts it again:
+/// unwatched, the bridge would go on accepting the credentials it last read, a rotation (or a
+/// revocation) of the mounted Secret never taking effect, while `auth_file_stale` said nothing.
+#[tokio::test]
+async fn a_panic_in_the_auth_file_watch_is_reported_as_that_tasks_failure() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("auth");
+    std::fs::write(&file, "alice:secret\n").expect("write");
+    let config = config_with(
+        NO_BROKER,
+        &["--auth-file", file.to_str().expect("utf-8")],
+        &[],
+    );
+    // The file goes, and the warning the watch's next read logs panics.
+    let message = "cannot read --auth-file; the accepted credentials stay as they are";
+    let reported = first_failure_logging(message, &config, || {
+        std::fs::remove_file(&file).expect("remove");
+    })
+    .await;
+    assert_eq!(
+        reported.as_deref(),
+        Ok(format!("the auth file watch task panicked: logging {message:?} panicked").as_str()),
+        "a panic in the auth file watch went unreported"
+    );
+}
+
+/// A panic in the watch of the Kafka client's files stops the bridge, whose restart starts it
+/// again: unwatched, a rotated SASL password or certificate would never be applied, and the
+/// producers would lose Kafka at their next reconnect after the old one is revoked or expires.
+#[tokio::test]
+async fn a_panic_in_the_kafka_file_watch_is_reported_as_that_tasks_failure() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("client-id");
+    std::fs::write(&file, "bridge\n").expect("write");
+    let config = config_with(
+        NO_BROKER,
+        &[],
+        &[("KAFKA_CLIENT_ID_FILE", file.to_str().expect("utf-8"))],
+    );
+    // The file goes, and the error the watch's next look logs panics.
+    let message =
+        "the properties cannot be made from the Kafka client files; the producers stay as they are";
+    let reported = first_failure_logging(message, &config, || {
+        std::fs::remove_file(&file).expect("remove");
+    })
+    .await;
+    assert_eq!(
+        reported.as_deref(),
+        Ok(format!("the Kafka file watch task panicked: logging {message:?} panicked").as_str()),
+        "a panic in the Kafka file watch went unreported"
+    );
+}
+
+/// A panic in the check for missing topics stops the bridge, whose restart starts it again: a
+/// task that panics unwatched is a fault nobody hears of. With no broker, the check's first ask
+/// times out (in 5 s) and the line it logs panics.
+#[tokio::test]
+async fn a_panic_in_the_topic_check_is_reported_as_that_tasks_failure() {
+    let message = "topic check: no broker answered; asking again";
+    let reported = first_failure_logging(message, &config(), || {}).await;
+    assert_eq!(
+        reported.as_deref(),
+        Ok(format!("the topic check task panicked: logging {message:?} panicked").as_str()),
+        "a panic in the topic check went unreported"
+    );
+}
+
+/// A mock cluster that refuses every producer id (its first hundred, more than a test asks for):
+/// an idempotent producer made on it, as each of the bridge's is by default, is declared failed
+/// by librdkafka (`ClusterAuthorizationFailed`) once it asks for one, and so is its replacement.
+fn refusing_producer_ids(
+) -> rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
+    let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+    let refused = rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED;
+    cluster.request_errors(
+        rdkafka::types::RDKafkaApiKey::InitProducerId,
+        &[refused; 100],
+    );
+    cluster
+}
+
+const REPLACING: &str = "Kafka producer failed: replacing it";
+
+/// A panic in the replacement of a failed webhook producer stops the bridge, whose restart makes
+/// a new one: unwatched, the failed producer would refuse every webhook (503) until a restart
+/// nothing asks for, and a second failure would never be replaced.
+#[tokio::test]
+async fn a_panic_in_the_webhook_producer_replacement_is_reported_as_that_tasks_failure() {
+    let _panicking = panics_at_role(REPLACING, Some("webhooks"));
+    let cluster = refusing_producer_ids();
+    let config = config_with(&cluster.bootstrap_servers(), &[], &[]);
+    let reported = first_failure(&config, None, || {}).await;
+    assert_eq!(
+        reported.as_deref(),
+        Ok(format!(
+            "the webhook producer replacement task panicked: logging {REPLACING:?} panicked"
+        )
+        .as_str()),
+        "a panic in the webhook producer's replacement went unreported"
+    );
+}
+
+/// A panic in the replacement of a failed replay producer stops the bridge, whose restart makes
+/// a new one: unwatched, replay's failed producer would refuse every spooled record, which would
+/// stay on disk until a restart nothing asks for, while webhooks went on being answered 200.
+#[tokio::test]
+async fn a_panic_in_the_replay_producer_replacement_is_reported_as_that_tasks_failure() {
+    let _panicking = panics_at_role(REPLACING, Some("replay"));
+    // Both producers fail, in either order: the replay one's line panics.
+    let cluster = refusing_producer_ids();
+    let config = config_with(&cluster.bootstrap_servers(), &[], &[]);
+    let (spool, _reads) = crate::spool::test_storage::spool_over_faulty_reads();
+    let reported = first_failure(&config, Some(&spool), || {}).await;
+    assert_eq!(
+        reported.as_deref(),
+        Ok(format!(
+            "the replay producer replacement task panicked: logging {REPLACING:?} panicked"
+        )
+        .as_str()),
+        "a panic in the replay producer's replacement went unreported"
+    );
 }
 
 /// A panic in readiness's check stops the bridge, whose restart starts it again: unwatched,
@@ -256,7 +458,7 @@ async fn with_no_broker_connected_the_round_of_a_spawned_replay_is_not_waited_fo
     let (supervisor, _failures) = supervise::supervisor();
     let (stop_tx, stop) = watch::channel(false);
     let config = config();
-    let (_sink, background) = spawned(&supervisor, &config, &spool, &stop);
+    let (_sink, background) = spawned(&supervisor, &config, Some(&spool), &stop);
     let began = tokio::time::Instant::now();
     while reads.stalled.load(Ordering::SeqCst) == 0 {
         assert!(
