@@ -247,14 +247,23 @@ async fn a_panic_in_replay_is_reported_as_the_replay_tasks_failure() {
     let config = config();
     let (_sink, background) = spawned(&supervisor, &config, Some(&spool), &stop);
     let reported = tokio::time::timeout(Duration::from_secs(60), failures.first()).await;
-    assert_eq!(
-        reported.as_deref(),
-        Ok("the replay task panicked: logging \"spool read failed\" panicked"),
-        "a panic in replay went unreported"
-    );
+    assert_reported(reported, "replay", "spool read failed");
     let _ = stop_tx.send(true);
     let (cut, _watching) = Cut::when(std::future::pending());
     let _ = background.stopped(Duration::ZERO, &cut).await;
+}
+
+/// That `reported`, the supervisor's first report, is `task`'s panic at the log line `message`.
+fn assert_reported(
+    reported: Result<String, tokio::time::error::Elapsed>,
+    task: &str,
+    message: &str,
+) {
+    assert_eq!(
+        reported.as_deref(),
+        Ok(format!("the {task} task panicked: logging {message:?} panicked").as_str()),
+        "a panic in the {task} task went unreported"
+    );
 }
 
 /// The config of `config()` on `brokers`, with `args` added and the process environment `env`.
@@ -320,11 +329,7 @@ async fn a_panic_in_the_auth_file_watch_is_reported_as_that_tasks_failure() {
         std::fs::remove_file(&file).expect("remove");
     })
     .await;
-    assert_eq!(
-        reported.as_deref(),
-        Ok(format!("the auth file watch task panicked: logging {message:?} panicked").as_str()),
-        "a panic in the auth file watch went unreported"
-    );
+    assert_reported(reported, "auth file watch", message);
 }
 
 /// A panic in the watch of the Kafka client's files stops the bridge, whose restart starts it
@@ -347,11 +352,7 @@ async fn a_panic_in_the_kafka_file_watch_is_reported_as_that_tasks_failure() {
         std::fs::remove_file(&file).expect("remove");
     })
     .await;
-    assert_eq!(
-        reported.as_deref(),
-        Ok(format!("the Kafka file watch task panicked: logging {message:?} panicked").as_str()),
-        "a panic in the Kafka file watch went unreported"
-    );
+    assert_reported(reported, "Kafka file watch", message);
 }
 
 /// A panic in the check for missing topics stops the bridge, whose restart starts it again: a
@@ -361,11 +362,7 @@ async fn a_panic_in_the_kafka_file_watch_is_reported_as_that_tasks_failure() {
 async fn a_panic_in_the_topic_check_is_reported_as_that_tasks_failure() {
     let message = "topic check: no broker answered; asking again";
     let reported = first_failure_logging(message, &config(), || {}).await;
-    assert_eq!(
-        reported.as_deref(),
-        Ok(format!("the topic check task panicked: logging {message:?} panicked").as_str()),
-        "a panic in the topic check went unreported"
-    );
+    assert_reported(reported, "topic check", message);
 }
 
 /// A mock cluster that refuses every producer id (its first hundred, more than a test asks for):
@@ -393,14 +390,7 @@ async fn a_panic_in_the_webhook_producer_replacement_is_reported_as_that_tasks_f
     let cluster = refusing_producer_ids();
     let config = config_with(&cluster.bootstrap_servers(), &[], &[]);
     let reported = first_failure(&config, None, || {}).await;
-    assert_eq!(
-        reported.as_deref(),
-        Ok(format!(
-            "the webhook producer replacement task panicked: logging {REPLACING:?} panicked"
-        )
-        .as_str()),
-        "a panic in the webhook producer's replacement went unreported"
-    );
+    assert_reported(reported, "webhook producer replacement", REPLACING);
 }
 
 /// A panic in the replacement of a failed replay producer stops the bridge, whose restart makes
@@ -414,14 +404,7 @@ async fn a_panic_in_the_replay_producer_replacement_is_reported_as_that_tasks_fa
     let config = config_with(&cluster.bootstrap_servers(), &[], &[]);
     let (spool, _reads) = crate::spool::test_storage::spool_over_faulty_reads();
     let reported = first_failure(&config, Some(&spool), || {}).await;
-    assert_eq!(
-        reported.as_deref(),
-        Ok(format!(
-            "the replay producer replacement task panicked: logging {REPLACING:?} panicked"
-        )
-        .as_str()),
-        "a panic in the replay producer's replacement went unreported"
-    );
+    assert_reported(reported, "replay producer replacement", REPLACING);
 }
 
 /// A panic in readiness's check stops the bridge, whose restart starts it again: unwatched,
@@ -436,11 +419,7 @@ async fn a_panic_in_the_readiness_check_is_reported_as_the_readiness_tasks_failu
     let (_metrics, sink) = webhook_sink(&config);
     let readiness = watch_readiness(&supervisor, &config, &sink, &Health::default(), &stop);
     let reported = tokio::time::timeout(Duration::from_secs(60), failures.first()).await;
-    assert_eq!(
-        reported.as_deref(),
-        Ok("the readiness task panicked: logging \"Kafka check failed: not ready\" panicked"),
-        "a panic in readiness went unreported"
-    );
+    assert_reported(reported, "readiness", "Kafka check failed: not ready");
     readiness.await.expect("the panic was caught");
 }
 
