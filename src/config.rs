@@ -182,14 +182,18 @@ fn names_a_credential(value: &str) -> bool {
     value.split(',').any(|entry| !entry.trim().is_empty())
 }
 
+/// What `args` keep back from the ack deadline for a spool write: `None` without a spool.
+fn spool_budget_of(args: &Args) -> Option<SpoolBudget> {
+    args.spool_dir
+        .as_ref()
+        .map(|_| SpoolBudget::from_setting(args.spool_write_budget))
+}
+
 /// librdkafka refuses a `linger.ms` not below `message.timeout.ms` ("`message.timeout.ms` must be
 /// greater than `linger.ms`"), naming a timeout the operator may never have set: the bridge's own,
 /// `--ack-timeout` less `--spool-write-budget`. Said here with the setting it comes from.
 fn lingers_past_the_wait(args: &Args, properties: &KafkaProperties) -> Result<(), ConfigError> {
-    let spool = args
-        .spool_dir
-        .as_ref()
-        .map(|_| SpoolBudget::from_setting(args.spool_write_budget));
+    let spool = spool_budget_of(args);
     let wait_ms = crate::delivery::kafka_wait(args.ack_timeout, spool)
         .as_millis()
         .max(1);
@@ -255,12 +259,7 @@ impl Config {
             env,
             &args.kafka_properties,
             Defaults {
-                wait: crate::delivery::kafka_wait(
-                    args.ack_timeout,
-                    args.spool_dir
-                        .as_ref()
-                        .map(|_| SpoolBudget::from_setting(args.spool_write_budget)),
-                ),
+                wait: crate::delivery::kafka_wait(args.ack_timeout, spool_budget_of(&args)),
                 max_body_bytes: args.max_body_bytes,
             },
         );
