@@ -1528,6 +1528,24 @@ check "spool write budget: 1496ms of a 1500ms ack timeout refused by the binary 
 check "spool write budget: 0ms refused by the binary too" \
   binary_refuses_env BRIDGE_SPOOL_WRITE_BUDGET 0ms "--spool-write-budget: must be at least 1ms" \
   $P --set persistence.writeBudget=400ms
+# librdkafka refuses a linger.ms not below message.timeout.ms, which the chart's values set
+# (the ack timeout less the spool's write budget): refused at render, as the bridge refuses it.
+check "linger.ms just below the 100ms a 1400ms write budget leaves Kafka is accepted by the binary" \
+  binary_summary linger-99 '"linger.ms": "99"' $P --set persistence.writeBudget=1400ms \
+  --set-string 'kafka.properties.linger\.ms=99'
+must_fail "linger.ms not below the 100ms a 1400ms write budget leaves Kafka" \
+  "kafka.properties' linger.ms (100) is not below the 100ms the bridge leaves Kafka" $P \
+  --set persistence.writeBudget=1400ms --set-string 'kafka.properties.linger\.ms=100'
+check "linger.ms 99 with a write budget of 1401ms refused by the binary too" \
+  binary_refuses_env BRIDGE_SPOOL_WRITE_BUDGET 1401ms "--spool-write-budget: leaves Kafka 99 ms" \
+  $P --set persistence.writeBudget=1400ms --set-string 'kafka.properties.linger\.ms=99'
+must_fail "linger.ms (as queue.buffering.max.ms) not below the 1250ms the default spool budget leaves Kafka" \
+  "kafka.properties' linger.ms (1250) is not below the 1250ms" $P \
+  --set-string 'kafka.properties.queue\.buffering\.max\.ms=1250'
+must_fail "linger.ms not below the whole ack timeout without persistence" \
+  "kafka.properties' linger.ms (1500) is not below the 1500ms" $B --set-string 'kafka.properties.linger\.ms=1500'
+check "linger.ms beside the operator's own message.timeout.ms is left to librdkafka" \
+  renders $B --set-string 'kafka.properties.linger\.ms=1500' --set-string 'kafka.properties.message\.timeout\.ms=2000'
 must_fail "spool write budget whose minutes overflow int64 milliseconds (wrapped to -16000)" \
   'invalid duration "307445734561825860m": a number of at most 12 digits' $P --skip-schema-validation \
   --set-string persistence.writeBudget=307445734561825860m

@@ -372,6 +372,35 @@ password
 {{- fail (printf "persistence.writeBudget (%s) must leave Kafka at least 5ms of config.ackTimeout (%s): at most %dms; the bridge refuses more at start-up, so the pod would crash-loop" (toString $budget) (toString .Values.config.ackTimeout) (sub $ackMs 5)) -}}
 {{- end -}}
 {{- end -}}
+{{- /* The wait left to Kafka, the bridge's own message.timeout.ms (src/delivery.rs kafka_wait,
+     in whole ms): the ack timeout, less with persistence the write budget or min(250 ms, a
+     quarter of it). librdkafka refuses a linger.ms not below it, and the bridge refuses such a
+     kafka.properties linger at start-up unless message.timeout.ms is set there too. */ -}}
+{{- $waitMs := $ackMs -}}
+{{- $from := "config.ackTimeout" -}}
+{{- if .Values.persistence.enabled -}}
+{{- if kindIs "invalid" $budget -}}
+{{- $waitMs = ternary (div (mul $ackMs 3) 4) (sub $ackMs 250) (lt $ackMs 1000) -}}
+{{- else -}}
+{{- $waitMs = sub $ackMs (include "qikchat-bridge.durationMs" $budget | atoi) -}}
+{{- $from = "persistence.writeBudget" -}}
+{{- end -}}
+{{- end -}}
+{{- $ownTimeout := false -}}
+{{- $linger := "" -}}
+{{- range $key, $value := (.Values.kafka.properties | default dict) -}}
+{{- $name := include "qikchat-bridge.canonicalProperty" $key -}}
+{{- if eq $name "message.timeout.ms" -}}
+{{- $ownTimeout = true -}}
+{{- else if eq $name "linger.ms" -}}
+{{- $linger = toString $value -}}
+{{- end -}}
+{{- end -}}
+{{- if and $linger (not $ownTimeout) (regexMatch "^[0-9]+(\\.[0-9]+)?$" $linger) -}}
+{{- if ge (float64 $linger) (float64 $waitMs) -}}
+{{- fail (printf "kafka.properties' linger.ms (%s) is not below the %dms the bridge leaves Kafka (its message.timeout.ms: config.ackTimeout%s), which librdkafka refuses: the bridge refuses it at start-up, so the pod would crash-loop; lower linger.ms, or leave Kafka more of the ack timeout (%s)" $linger $waitMs (ternary "" (ternary " less persistence.writeBudget" " less the spool's 250ms, or a quarter of it" (ne $from "config.ackTimeout")) (not .Values.persistence.enabled)) $from) -}}
+{{- end -}}
+{{- end -}}
 {{- if lt (int64 $c.maxInFlightBytes) (int64 $c.maxBodyBytes) -}}
 {{- fail "config.maxInFlightBytes must hold at least one body of config.maxBodyBytes" -}}
 {{- end -}}
