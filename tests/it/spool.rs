@@ -336,7 +336,12 @@ async fn a_body_arriving_with_less_than_the_spool_write_budget_left_goes_straigh
     let body = status(1, 0);
     let (head, rest) = body.split_at(10);
     let mut s = common::raw_request(app.addr, body.len(), head).await;
-    // At least 400 ms of the 1.9 s gone: less than the budget is left, however loaded the host.
+    // Counted from when the bridge took the request (a loaded host may read the head late):
+    // then at least 400 ms of the 1.9 s gone leaves less than the budget, however loaded.
+    common::eventually("the request is in flight", async || {
+        app.in_flight().await == 1
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     tokio::io::AsyncWriteExt::write_all(&mut s, rest)
         .await
