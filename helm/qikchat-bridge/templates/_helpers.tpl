@@ -360,11 +360,12 @@ password
      spool, so it is refused here whether or not persistence.enabled renders it (the schema checks
      its form; this holds with --skip-schema-validation too). */ -}}
 {{- $budget := .Values.persistence.writeBudget -}}
+{{- $budgetMs := 0 -}}
 {{- if not (kindIs "invalid" $budget) -}}
 {{- if not (regexMatch "^[0-9]+(ms|s|m)$" (toString $budget)) -}}
 {{- fail (printf "persistence.writeBudget %q is no duration the chart takes: <n>ms, <n>s or <n>m (e.g. 400ms), or null for the bridge's default" (toString $budget)) -}}
 {{- end -}}
-{{- $budgetMs := include "qikchat-bridge.durationMs" $budget | atoi -}}
+{{- $budgetMs = include "qikchat-bridge.durationMs" $budget | atoi -}}
 {{- if eq $budgetMs 0 -}}
 {{- fail (printf "persistence.writeBudget (%s) must be greater than zero: the bridge refuses 0 at start-up (no time for the spool's write would answer every webhook Kafka is late with 503, as without a spool), so the pod would crash-loop; set null for the bridge's default (250ms, or a quarter of the time left when that is less)" (toString $budget)) -}}
 {{- end -}}
@@ -378,12 +379,15 @@ password
      kafka.properties linger at start-up unless message.timeout.ms is set there too. */ -}}
 {{- $waitMs := $ackMs -}}
 {{- $from := "config.ackTimeout" -}}
+{{- $less := "" -}}
 {{- if .Values.persistence.enabled -}}
 {{- if kindIs "invalid" $budget -}}
 {{- $waitMs = ternary (div (mul $ackMs 3) 4) (sub $ackMs 250) (lt $ackMs 1000) -}}
+{{- $less = " less the spool's 250ms, or a quarter of it" -}}
 {{- else -}}
-{{- $waitMs = sub $ackMs (include "qikchat-bridge.durationMs" $budget | atoi) -}}
+{{- $waitMs = sub $ackMs $budgetMs -}}
 {{- $from = "persistence.writeBudget" -}}
+{{- $less = " less persistence.writeBudget" -}}
 {{- end -}}
 {{- end -}}
 {{- $ownTimeout := false -}}
@@ -398,7 +402,7 @@ password
 {{- end -}}
 {{- if and $linger (not $ownTimeout) (regexMatch "^[0-9]+(\\.[0-9]+)?$" $linger) -}}
 {{- if ge (float64 $linger) (float64 $waitMs) -}}
-{{- fail (printf "kafka.properties' linger.ms (%s) is not below the %dms the bridge leaves Kafka (its message.timeout.ms: config.ackTimeout%s), which librdkafka refuses: the bridge refuses it at start-up, so the pod would crash-loop; lower linger.ms, or leave Kafka more of the ack timeout (%s)" $linger $waitMs (ternary "" (ternary " less persistence.writeBudget" " less the spool's 250ms, or a quarter of it" (ne $from "config.ackTimeout")) (not .Values.persistence.enabled)) $from) -}}
+{{- fail (printf "kafka.properties' linger.ms (%s) is not below the %dms the bridge leaves Kafka (its message.timeout.ms: config.ackTimeout%s), which librdkafka refuses: the bridge refuses it at start-up, so the pod would crash-loop; lower linger.ms, or leave Kafka more of the ack timeout (%s)" $linger $waitMs $less $from) -}}
 {{- end -}}
 {{- end -}}
 {{- if lt (int64 $c.maxInFlightBytes) (int64 $c.maxBodyBytes) -}}
@@ -1066,8 +1070,8 @@ config.cloudeventsSource as the bridge checks it with --cloudevents (src/config/
 RFC 3986 URI reference (the schema's pattern checks its characters only, not where they stand:
 `a_b:c`, `//host:prod/` or `/a[b]` passed it) without user information. Checked whether or not
 config.cloudevents is on: the value is in the pod's environment either way, and turning
-CloudEvents on later would make the pods crash-loop. IP literals are checked exactly too (400
-random ones compared with the binary when this was written).
+CloudEvents on later would make the pods crash-loop. IP literals are checked exactly too (160
+random ones, 78 of them valid, compared with the binary when this was written).
 */}}
 {{- define "qikchat-bridge.validateCloudeventsSource" -}}
 {{- $s := toString .Values.config.cloudeventsSource -}}
@@ -1085,8 +1089,8 @@ random ones compared with the binary when this was written).
 {{- $octet := `(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])` -}}
 {{- $ls32 := printf `(?:%s:%s|%s\.%s\.%s\.%s)` $h16 $h16 $octet $octet $octet $octet -}}
 {{- $ipv6 := list (printf `(?:%s:){6}%s` $h16 $ls32) (printf `::(?:%s:){5}%s` $h16 $ls32) (printf `(?:%s)?::(?:%s:){4}%s` $h16 $h16 $ls32) -}}
-{{- range $n, $tail := list (printf `(?:%s:){3}%s` $h16 $ls32) (printf `(?:%s:){2}%s` $h16 $ls32) (printf `%s:%s` $h16 $ls32) $ls32 $h16 "" -}}
-{{- $ipv6 = append $ipv6 (printf `(?:(?:%s:){0,%d}%s)?::%s` $h16 (add $n 1) $h16 $tail) -}}
+{{- range $n, $after := list (printf `(?:%s:){3}%s` $h16 $ls32) (printf `(?:%s:){2}%s` $h16 $ls32) (printf `%s:%s` $h16 $ls32) $ls32 $h16 "" -}}
+{{- $ipv6 = append $ipv6 (printf `(?:(?:%s:){0,%d}%s)?::%s` $h16 (add $n 1) $h16 $after) -}}
 {{- end -}}
 {{- $ipLiteral := printf `\[(?:%s|[vV][0-9A-Fa-f]+\.[A-Za-z0-9._~!$&'()*+,;=:-]+)\]` (join "|" $ipv6) -}}
 {{- $authority := printf `(?:%s|%s)(?::[0-9]*)?` $ipLiteral $regName -}}
