@@ -376,7 +376,8 @@ password
 {{- /* The wait left to Kafka, the bridge's own message.timeout.ms (src/delivery.rs kafka_wait,
      in whole ms): the ack timeout, less with persistence the write budget or min(250 ms, a
      quarter of it). librdkafka refuses a linger.ms not below it, and the bridge refuses such a
-     kafka.properties linger at start-up unless message.timeout.ms is set there too. */ -}}
+     linger at start-up unless the operator sets message.timeout.ms too (checked after the walks
+     of extraArgs and extraEnv, which may set either). */ -}}
 {{- $waitMs := $ackMs -}}
 {{- $from := "config.ackTimeout" -}}
 {{- $less := "" -}}
@@ -390,19 +391,21 @@ password
 {{- $less = " less persistence.writeBudget" -}}
 {{- end -}}
 {{- end -}}
-{{- $ownTimeout := false -}}
-{{- $linger := "" -}}
+{{- /* linger.ms and message.timeout.ms (under any of their names) as the bridge gets them, to
+     dict value (the text, "" when it cannot be read at render) and from (where it was set): -X
+     wins over a variable and the last -X wins, so kafka.properties (the first -X) are taken
+     here, extraArgs' -X over them in their walk below, and extraEnv's KAFKA_* only where no -X
+     set the property. Checked against the wait after those walks. */ -}}
+{{- $lingerTimes := dict -}}
 {{- range $key, $value := (.Values.kafka.properties | default dict) -}}
 {{- $name := include "qikchat-bridge.canonicalProperty" $key -}}
-{{- if eq $name "message.timeout.ms" -}}
-{{- $ownTimeout = true -}}
-{{- else if eq $name "linger.ms" -}}
-{{- $linger = toString $value -}}
+{{- if and (has $name (list "linger.ms" "message.timeout.ms")) (not (kindIs "invalid" $value)) -}}
+{{- /* As _pod.tpl renders it: an integral float from a values file as an integer. */ -}}
+{{- $text := toString $value -}}
+{{- if and (kindIs "float64" $value) (eq $value (float64 (int64 $value))) -}}
+{{- $text = int64 $value | toString -}}
 {{- end -}}
-{{- end -}}
-{{- if and $linger (not $ownTimeout) (regexMatch "^[0-9]+(\\.[0-9]+)?$" $linger) -}}
-{{- if ge (float64 $linger) (float64 $waitMs) -}}
-{{- fail (printf "kafka.properties' linger.ms (%s) is not below the %dms the bridge leaves Kafka (its message.timeout.ms: config.ackTimeout%s), which librdkafka refuses: the bridge refuses it at start-up, so the pod would crash-loop; lower linger.ms, or leave Kafka more of the ack timeout (%s)" $linger $waitMs $less $from) -}}
+{{- $_ := set $lingerTimes $name (dict "value" $text "from" (printf "kafka.properties' %s" $name)) -}}
 {{- end -}}
 {{- end -}}
 {{- if lt (int64 $c.maxInFlightBytes) (int64 $c.maxBodyBytes) -}}
@@ -670,6 +673,12 @@ password
 {{- $var := get $chartProperties $property -}}
 {{- fail (printf "extraArgs: the librdkafka property %s%s is set by the chart (%s, from %s); set that value instead: -X would win over it out of sight of the chart's checks" $name (ternary "" (printf " (to the bridge: %s)" $property) (eq $name $property)) $var (get $sources $var | default "its values")) -}}
 {{- end -}}
+{{- /* Under the name the bridge keeps it (not lower-cased: librdkafka refuses -X LINGER.MS as an
+     unknown property, not as a linger). */ -}}
+{{- $kept := include "qikchat-bridge.canonicalProperty" $name -}}
+{{- if and (has $kept (list "linger.ms" "message.timeout.ms")) (contains "=" $pair) -}}
+{{- $_ := set $lingerTimes $kept (dict "value" (regexReplaceAll "^[^=]*=" $pair "") "from" (printf "extraArgs' -X %s" $name)) -}}
+{{- end -}}
 {{- end -}}
 {{- /* The librdkafka properties extraEnv's own KAFKA_* entries set (qikchat-bridge.envSetting, as
      the bridge keeps them), to the entry, for the refusal of a second entry for one of them. */ -}}
@@ -698,6 +707,13 @@ password
 {{- fail "extraEnv: BRIDGE_SPOOL_WRITE_BUDGET is refused, though the chart leaves it unset here: set persistence.writeBudget (rendered with persistence.enabled), which the chart checks against config.ackTimeout; an entry would pass that check (without the spool it does nothing)" -}}
 {{- else -}}
 {{- $property := include "qikchat-bridge.envSetting" .name -}}
+{{- /* Only where no -X set it (-X wins over the variable). A valueFrom entry, or a _FILE one
+     (a path), cannot be read at render: its value is left "", so the linger is left to the bridge
+     (and such a message.timeout.ms is still the operator's own, which the bridge does not check). */ -}}
+{{- if and (has $property (list "linger.ms" "message.timeout.ms")) (not (hasKey $lingerTimes $property)) -}}
+{{- $literal := and (hasKey . "value") (not (hasSuffix "_FILE" .name)) -}}
+{{- $_ := set $lingerTimes $property (dict "value" (ternary (toString .value) "" $literal) "from" (printf "extraEnv's %s" .name)) -}}
+{{- end -}}
 {{- if and (eq $property "sasl.oauthbearer.token.endpoint.url") $closedEgress -}}
 {{- fail (printf "extraEnv: %s sets sasl.oauthbearer.token.endpoint.url, but the NetworkPolicy opens the token endpoint's port only for kafka.properties' one: set it there, or the bridge never gets a token" .name) -}}
 {{- end -}}
@@ -727,6 +743,25 @@ password
 {{- fail (printf "extraEnv: %s is given twice: the kubelet passes only the last entry to the bridge, so the first is dropped out of sight; keep one" .name) -}}
 {{- end -}}
 {{- $_ := set $extraNames .name true -}}
+{{- end -}}
+{{- end -}}
+{{- /* librdkafka refuses a linger.ms not below message.timeout.ms. Without the operator's own
+     message.timeout.ms that is the wait left to Kafka (above), and the bridge refuses such a linger
+     at start-up naming what the wait comes from; with it, librdkafka refuses it when the bridge
+     makes its producer at start-up (0 is librdkafka's "no limit"). Either way the pod would
+     crash-loop. Values not read at render (valueFrom, _FILE, other forms) are left to the bridge. */ -}}
+{{- $linger := get $lingerTimes "linger.ms" | default dict -}}
+{{- $timeout := get $lingerTimes "message.timeout.ms" -}}
+{{- if regexMatch "^[0-9]+(\\.[0-9]+)?$" ($linger.value | default "") -}}
+{{- if not $timeout -}}
+{{- if ge (float64 $linger.value) (float64 $waitMs) -}}
+{{- fail (printf "%s (%s) is not below the %dms the bridge leaves Kafka (its message.timeout.ms: config.ackTimeout%s), which librdkafka refuses: the bridge refuses it at start-up, so the pod would crash-loop; lower linger.ms, or leave Kafka more of the ack timeout (%s)" $linger.from $linger.value $waitMs $less $from) -}}
+{{- end -}}
+{{- /* A decimal number only: librdkafka reads a leading 0 as octal. */ -}}
+{{- else if regexMatch "^[1-9][0-9]*$" $timeout.value -}}
+{{- if ge (float64 $linger.value) (float64 $timeout.value) -}}
+{{- fail (printf "%s (%s) is not below %s (%s), which librdkafka refuses when the bridge makes its producer at start-up, so the pod would crash-loop; lower linger.ms, or raise message.timeout.ms" $linger.from $linger.value $timeout.from $timeout.value) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- /* The PrometheusRule's QikchatBridgeNoReadyInstance looks for this release's series by the
