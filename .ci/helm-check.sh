@@ -277,6 +277,32 @@ EOF
   grep -F -- "$expected" <<<"$out" | sed -n 1p | sed 's/^ *| *//'
 }
 
+# binary_refuses_arg OLD NEW EXPECTED HELM-ARGS...: as binary_refuses_env, for the container's
+# argument OLD (rendered once) replaced by NEW.
+binary_refuses_arg() {
+  local old="$1" new="$2" expected="$3"; shift 3
+  local f="$WORK/refuses-arg.$RANDOM.yaml" out
+  render_to "$f" "$@"
+  "$PY" - "$f" "$old" "$new" <<'EOF'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+c = next(d for d in docs if d["kind"] in ("Deployment", "StatefulSet"))["spec"]["template"]["spec"]["containers"][0]
+args = c.get("args") or []
+if args.count(sys.argv[2]) != 1:
+    sys.exit(f"{sys.argv[2]} is not rendered once in the arguments: {args}")
+args[args.index(sys.argv[2])] = sys.argv[3]
+yaml.safe_dump_all(docs, open(sys.argv[1], "w"))
+EOF
+  mkdir -p "$f.d"
+  if out="$("$PY" "$LIB/chart_check.py" check-config "$BINARY" "$f" "$f.d" 2>&1)"; then
+    echo "the binary accepted the argument $new"
+    return 1
+  fi
+  grep -qF -- "--check-config exited 2:" <<<"$out" || { echo "failed otherwise than by exit 2:"; tail -5 <<<"$out"; return 1; }
+  grep -qF -- "$expected" <<<"$out" || { echo "refused without saying '$expected':"; tail -5 <<<"$out"; return 1; }
+  grep -F -- "$expected" <<<"$out" | sed -n 1p | sed 's/^ *| *//'
+}
+
 # hpa_scale_down_disabled yes|no HELM-ARGS...: whether the rendered HPA disables scale-down.
 hpa_scale_down_disabled() {
   local expected="$1"; shift
@@ -1546,6 +1572,71 @@ must_fail "linger.ms not below the whole ack timeout without persistence" \
   "kafka.properties' linger.ms (1500) is not below the 1500ms" $B --set-string 'kafka.properties.linger\.ms=1500'
 check "linger.ms beside the operator's own message.timeout.ms is left to librdkafka" \
   renders $B --set-string 'kafka.properties.linger\.ms=1500' --set-string 'kafka.properties.message\.timeout\.ms=2000'
+# The same linger given through extraEnv or extraArgs reaches the bridge all the same (-X wins
+# over a variable, the last -X wins): refused at render too, naming where it was set.
+LE=(--set 'extraEnv[0].name=KAFKA_LINGER_MS' --set-string)
+check "extraEnv KAFKA_LINGER_MS just below the 100ms a 1400ms write budget leaves Kafka is accepted by the binary" \
+  binary_summary linger-env-99 '"linger.ms": "99"' $P --set persistence.writeBudget=1400ms "${LE[@]}" 'extraEnv[0].value=99'
+must_fail "extraEnv KAFKA_LINGER_MS not below the 100ms a 1400ms write budget leaves Kafka" \
+  "extraEnv's KAFKA_LINGER_MS (100) is not below the 100ms the bridge leaves Kafka" $P \
+  --set persistence.writeBudget=1400ms "${LE[@]}" 'extraEnv[0].value=100'
+check "extraEnv KAFKA_LINGER_MS 100 with a write budget of 1400ms refused by the binary too" \
+  binary_refuses_env KAFKA_LINGER_MS 100 "--spool-write-budget: leaves Kafka 100 ms" \
+  $P --set persistence.writeBudget=1400ms "${LE[@]}" 'extraEnv[0].value=99'
+must_fail "extraEnv KAFKA_QUEUE_BUFFERING_MAX_MS not below the whole ack timeout" \
+  "extraEnv's KAFKA_QUEUE_BUFFERING_MAX_MS (1500) is not below the 1500ms" $B \
+  --set 'extraEnv[0].name=KAFKA_QUEUE_BUFFERING_MAX_MS' --set-string 'extraEnv[0].value=1500'
+check "extraArgs -X linger.ms just below the 1500ms ack timeout is accepted by the binary" \
+  binary_summary linger-x-1499 '"linger.ms": "1499"' $B --set 'extraArgs[0]=-X' --set 'extraArgs[1]=linger.ms=1499'
+must_fail "extraArgs -X linger.ms not below the whole ack timeout" \
+  "extraArgs' -X linger.ms (1500) is not below the 1500ms the bridge leaves Kafka" $B \
+  --set 'extraArgs[0]=-X' --set 'extraArgs[1]=linger.ms=1500'
+check "extraArgs -X linger.ms=1500 refused by the binary too" \
+  binary_refuses_arg linger.ms=1499 linger.ms=1500 "--ack-timeout: leaves Kafka 1500 ms" \
+  $B --set 'extraArgs[0]=-X' --set 'extraArgs[1]=linger.ms=1499'
+must_fail "extraArgs -Xlinger.ms not below the whole ack timeout" \
+  "extraArgs' -X linger.ms (1500) is not below the 1500ms" $B --set 'extraArgs[0]=-Xlinger.ms=1500'
+must_fail "extraArgs --kafka-property queue.buffering.max.ms not below the whole ack timeout" \
+  "extraArgs' -X queue.buffering.max.ms (1500) is not below the 1500ms" $B \
+  --set 'extraArgs[0]=--kafka-property' --set 'extraArgs[1]=queue.buffering.max.ms=1500'
+must_fail "extraArgs --kafka-property=linger.ms not below the whole ack timeout" \
+  "extraArgs' -X linger.ms (1500) is not below the 1500ms" $B --set 'extraArgs[0]=--kafka-property=linger.ms=1500'
+must_fail "extraArgs -X linger.ms over a lower kafka.properties one (the last -X wins)" \
+  "extraArgs' -X linger.ms (1500) is not below the 1500ms" $B \
+  --set-string 'kafka.properties.linger\.ms=5' --set 'extraArgs[0]=-Xlinger.ms=1500'
+check "a kafka.properties linger.ms past the wait under extraArgs' lower -X is accepted by the binary (the last -X wins)" \
+  binary_summary linger-x-last '"linger.ms": "5"' $B \
+  --set-string 'kafka.properties.linger\.ms=1500' --set 'extraArgs[0]=-Xlinger.ms=5'
+check "an extraEnv KAFKA_LINGER_MS past the wait under a lower -X is accepted by the binary (-X wins)" \
+  binary_summary linger-env-under-x '"linger.ms": "5"' $B "${LE[@]}" 'extraEnv[0].value=1500' --set 'extraArgs[0]=-Xlinger.ms=5'
+# The operator's own message.timeout.ms, from extraEnv or extraArgs as from kafka.properties: the
+# bridge then leaves the linger to librdkafka, which refuses one not below that timeout (0 is no
+# limit) when the producer is made.
+check "extraEnv KAFKA_LINGER_MS past the wait beside extraEnv's own message.timeout.ms is accepted by the binary" \
+  binary_summary linger-own-timeout-env '"message.timeout.ms": "2000"' $B "${LE[@]}" 'extraEnv[0].value=1500' \
+  --set 'extraEnv[1].name=KAFKA_MESSAGE_TIMEOUT_MS' --set-string 'extraEnv[1].value=2000'
+check "extraArgs -X linger.ms just below extraArgs' own delivery.timeout.ms is accepted by the binary" \
+  binary_summary linger-own-timeout-1999 '"linger.ms": "1999"' $B \
+  --set 'extraArgs[0]=-Xlinger.ms=1999' --set 'extraArgs[1]=-Xdelivery.timeout.ms=2000'
+must_fail "extraArgs -X linger.ms not below extraArgs' own delivery.timeout.ms" \
+  "extraArgs' -X linger.ms (2000) is not below extraArgs' -X delivery.timeout.ms (2000)" $B \
+  --set 'extraArgs[0]=-Xlinger.ms=2000' --set 'extraArgs[1]=-Xdelivery.timeout.ms=2000'
+check "extraArgs -X linger.ms=2000 beside delivery.timeout.ms 2000 refused by the binary too" \
+  binary_refuses_arg -Xlinger.ms=1999 -Xlinger.ms=2000 'message.timeout.ms` must be greater than `linger.ms`' \
+  $B --set 'extraArgs[0]=-Xlinger.ms=1999' --set 'extraArgs[1]=-Xdelivery.timeout.ms=2000'
+must_fail "kafka.properties linger.ms not below kafka.properties' own message.timeout.ms" \
+  "kafka.properties' linger.ms (1500) is not below kafka.properties' message.timeout.ms (1500)" $B \
+  --set-string 'kafka.properties.linger\.ms=1500' --set-string 'kafka.properties.message\.timeout\.ms=1500'
+check "extraArgs -X linger.ms past the wait beside message.timeout.ms 0 (no limit) is accepted by the binary" \
+  binary_summary linger-no-limit '"message.timeout.ms": "0"' $B \
+  --set 'extraArgs[0]=-Xlinger.ms=1500' --set 'extraArgs[1]=-Xmessage.timeout.ms=0'
+# valueFrom (and _FILE) values cannot be read at render: left to the bridge.
+check "extraEnv KAFKA_LINGER_MS from a ConfigMap renders (not read at render)" renders $B \
+  --set 'extraEnv[0].name=KAFKA_LINGER_MS' --set 'extraEnv[0].valueFrom.configMapKeyRef.name=kafka' \
+  --set 'extraEnv[0].valueFrom.configMapKeyRef.key=linger'
+check "extraArgs -X linger.ms past the wait beside a message.timeout.ms from a ConfigMap renders" renders $B \
+  --set 'extraArgs[0]=-Xlinger.ms=1500' --set 'extraEnv[0].name=KAFKA_MESSAGE_TIMEOUT_MS' \
+  --set 'extraEnv[0].valueFrom.configMapKeyRef.name=kafka' --set 'extraEnv[0].valueFrom.configMapKeyRef.key=timeout'
 must_fail "spool write budget whose minutes overflow int64 milliseconds (wrapped to -16000)" \
   'invalid duration "307445734561825860m": a number of at most 12 digits' $P --skip-schema-validation \
   --set-string persistence.writeBudget=307445734561825860m
