@@ -1397,6 +1397,20 @@ must_fail "grace period shorter than drain + flush" "terminationGracePeriodSecon
 must_fail "grace period without the bridge's own 6 s at exit (20 s + 6 s)" "terminationGracePeriodSeconds" $B --set terminationGracePeriodSeconds=26
 must_fail "SASL without a password source" "kafka.sasl" $B --set kafka.sasl.enabled=true --set kafka.sasl.username=u
 must_fail "mTLS certificate without key" "keyKey" $B --set kafka.tls.enabled=true --set kafka.tls.existingSecret=tls --set kafka.tls.certKey=tls.crt
+# Under a kafka.securityProtocol that already says TLS or SASL (the OAuth 2 set-up's SASL_SSL), a
+# Secret given with its switch off rendered without it: the private CA unused, or no SASL mechanism.
+must_fail "a TLS Secret beside SASL_SSL without kafka.tls.enabled (the CA was dropped)" \
+  "kafka.securityProtocol is SASL_SSL, but kafka.tls.enabled is false" \
+  -f "$CHART/ci/oidc-values.yaml" --set kafka.tls.existingSecret=kafka-ca
+must_fail "a client certificate beside SSL without kafka.tls.enabled" "kafka.tls.enabled is false" $B \
+  --set kafka.securityProtocol=SSL --set kafka.tls.existingSecret=tls --set kafka.tls.certKey=tls.crt \
+  --set kafka.tls.keyKey=tls.key
+must_fail "SASL credentials beside SASL_PLAINTEXT without kafka.sasl.enabled (no mechanism: GSSAPI)" \
+  "kafka.securityProtocol is SASL_PLAINTEXT, but kafka.sasl.enabled is false" $B \
+  --set kafka.securityProtocol=SASL_PLAINTEXT --set kafka.sasl.existingSecret=kafka-user --set kafka.sasl.username=u
+check "TLS and SASL values switched off beside the derived PLAINTEXT render (kept for later)" renders $B \
+  --set kafka.tls.existingSecret=tls --set kafka.tls.certKey=tls.crt --set kafka.tls.keyKey=tls.key \
+  --set kafka.sasl.existingSecret=kafka-user --set kafka.sasl.username=u
 must_fail "auth disabled and credentials given" "insecureDisableAuth" $B --set auth.insecureDisableAuth=true --set auth.existingSecret=creds
 # The bridge skips a credentials file's line starting with # (after whitespace) as a comment.
 must_fail "a username starting with # (a comment line in the credentials file)" "at '/auth/credentials/0/username'" $B \

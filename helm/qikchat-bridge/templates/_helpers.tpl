@@ -489,6 +489,17 @@ password
 {{- if and $k.tls.enabled (not (has $proto (list "SSL" "SASL_SSL"))) -}}
 {{- fail (printf "kafka.tls.enabled conflicts with kafka.securityProtocol=%s" $proto) -}}
 {{- end -}}
+{{- /* The Secrets are mounted only with the switches on. Under a kafka.securityProtocol that
+     already says TLS or SASL (the OAuth 2 set-up sets SASL_SSL without either), a Secret given
+     with its switch off was dropped without a word: the brokers' private CA unused (every
+     connection fails verification), or no SASL mechanism (librdkafka's GSSAPI, which the
+     bridge refuses at start-up). Beside PLAINTEXT the values may stay, switched off. */ -}}
+{{- if and (not $k.tls.enabled) (has $proto (list "SSL" "SASL_SSL")) (or $k.tls.existingSecret $k.tls.certKey $k.tls.keyKey $k.tls.keyPasswordKey) -}}
+{{- fail (printf "kafka.tls.existingSecret (or certKey, keyKey, keyPasswordKey) is set and kafka.securityProtocol is %s, but kafka.tls.enabled is false, so the chart mounts nothing from the Secret: the image's system trust store would verify the brokers and no client certificate would be sent; set kafka.tls.enabled: true (or leave kafka.tls.* empty)" $proto) -}}
+{{- end -}}
+{{- if and (not $k.sasl.enabled) (hasPrefix "SASL_" $proto) (or $k.sasl.existingSecret $k.sasl.password $k.sasl.username $k.sasl.usernameKey) -}}
+{{- fail (printf "kafka.sasl.existingSecret, password, username or usernameKey is set and kafka.securityProtocol is %s, but kafka.sasl.enabled is false, so the chart passes none of them (nor kafka.sasl.mechanism) to the bridge; set kafka.sasl.enabled: true (for OAUTHBEARER leave kafka.sasl.* empty and set KAFKA_SASL_MECHANISM in extraEnv)" $proto) -}}
+{{- end -}}
 {{- if $k.tls.enabled -}}
 {{- if ne (empty $k.tls.certKey) (empty $k.tls.keyKey) -}}
 {{- fail "kafka.tls.certKey and kafka.tls.keyKey must be set together (client certificate and its key)" -}}
