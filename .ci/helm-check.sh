@@ -963,6 +963,24 @@ renders() {
   helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" "$@" >/dev/null
 }
 
+# notes_show TEXT HELM-ARGS...: the NOTES helm install prints hold the line TEXT (blanks around
+# it aside). notes_lack: they do not.
+notes_of() {
+  helm install "$RELEASE" "$CHART" --namespace "$NAMESPACE" --dry-run=client "$@" | sed -n '/^NOTES:/,$p'
+}
+notes_show() {
+  local text="$1" out; shift
+  out="$(notes_of "$@")"
+  if ! sed 's/^ *//; s/ *$//' <<<"$out" | grep -qxF -- "$text"; then
+    echo "NOTES lack the line '$text':"; cat <<<"$out"; return 1
+  fi
+}
+notes_lack() {
+  local text="$1" out; shift
+  out="$(notes_of "$@")"
+  if grep -qF -- "$text" <<<"$out"; then echo "NOTES hold '$text':"; grep -F -- "$text" <<<"$out"; return 1; fi
+}
+
 # admin_service_name_fits FULLNAME: with a LoadBalancer (the admin port then gets a Service of
 # its own), every Service's name has at most 63 characters.
 admin_service_name_fits() {
@@ -1827,6 +1845,24 @@ check "KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL (not a secret) as a plain value
 check "-X sasl.oauthbearer.token.endpoint.url (not a secret) in extraArgs renders" \
   kafka_property_arg sasl.oauthbearer.token.endpoint.url=https://idp.example.com/token \
   --set 'extraArgs[0]=-X' --set 'extraArgs[1]=sasl.oauthbearer.token.endpoint.url=https://idp.example.com/token'
+
+section "NOTES.txt"
+# The webhook URL NOTES gives Qikchat is https only for a host an ingress.tls entry covers: the
+# Ingress serves the others without their certificate (it printed https for every host).
+NOTES_TLS=(--set ingress.enabled=true --set-json 'ingress.hosts=["hooks.example.com","other.example.com","a.w.example.com"]'
+  --set-json 'ingress.tls=[{"secretName":"s","hosts":["hooks.example.com","*.w.example.com"]}]')
+check "NOTES: https for a host in ingress.tls" notes_show "https://hooks.example.com/webhook" $B "${NOTES_TLS[@]}"
+check "NOTES: https for a host an ingress.tls wildcard covers" notes_show "https://a.w.example.com/webhook" $B "${NOTES_TLS[@]}"
+check "NOTES: http and a warning for a host no ingress.tls entry covers" notes_show "http://other.example.com/webhook" \
+  $B "${NOTES_TLS[@]}"
+check "NOTES: the warning names the host without TLS" notes_show \
+  "WARNING: no ingress.tls entry covers other.example.com. Qikchat would send the Basic-auth" $B "${NOTES_TLS[@]}"
+check "NOTES: an ingress.tls entry without hosts covers every host" notes_show "https://qikchat-bridge.example.com/webhook" \
+  $B --set ingress.enabled=true --set-json 'ingress.tls=[{"secretName":"s"}]'
+check "NOTES: a topic shared by an event and the fallback is named once" notes_show \
+  "(topics whatsapp.message.in, whatsapp.unrouted, whatsapp.message.status, whatsapp.deadletter)." \
+  $B --set 'config.topics.whatsapp:message:reaction=whatsapp.unrouted'
+check "NOTES: no warning when ingress.tls covers every host" notes_lack "WARNING" -f "$CHART/ci/ingress-networkpolicy-values.yaml"
 
 section "Alert rules (promtool)"
 check "promtool check rules deploy/prometheus/alerts.yaml" promtool check rules deploy/prometheus/alerts.yaml
