@@ -1862,6 +1862,10 @@ check "NOTES: an ingress.tls entry without hosts covers every host" notes_show "
 check "NOTES: a topic shared by an event and the fallback is named once" notes_show \
   "(topics whatsapp.message.in, whatsapp.unrouted, whatsapp.message.status, whatsapp.deadletter)." \
   $B --set 'config.topics.whatsapp:message:reaction=whatsapp.unrouted'
+# With a service.type other than ClusterIP the admin port is on a Service of its own: NOTES name it.
+check "NOTES: the admin port's Service is named (<fullname>-admin beside a LoadBalancer)" notes_show \
+  "3. Health and metrics are on the admin port, port 9464 of Service qikchat-bridge-admin: /livez, /readyz, /metrics." \
+  $B --set service.type=LoadBalancer
 check "NOTES: no warning when ingress.tls covers every host" notes_lack "WARNING" -f "$CHART/ci/ingress-networkpolicy-values.yaml"
 
 section "Alert rules (promtool)"
