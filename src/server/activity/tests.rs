@@ -371,3 +371,101 @@ async fn a_connection_told_to_close_during_a_request_may_stay_a_check_after_its_
     advance(LIMITS.header_read).await;
     assert_eq!(activity.verdict(LIMITS), Verdict::Idle);
 }
+
+/// With an idle timeout shorter than the header read timeout, a connection told to close gets
+/// the shorter of the two, as the README's shutdown section says.
+#[tokio::test(start_paused = true)]
+async fn a_connection_told_to_close_may_stay_only_the_idle_timeout_when_that_is_the_shorter() {
+    let limits = Limits {
+        header_read: Duration::from_secs(5),
+        idle: Duration::from_secs(2),
+    };
+    let activity = Arc::new(Activity::default());
+    OpenRequest::started(activity.clone()).answered(true);
+    activity.told_to_close();
+    advance(Duration::from_secs(2)).await;
+    assert_eq!(activity.verdict(limits), Verdict::Idle);
+}
+
+/// RFC 9112, 2.2: a client may send empty lines before a request line (one that ends its body
+/// with an extra CRLF does); they start no head, so the idle wait still holds.
+#[tokio::test(start_paused = true)]
+async fn empty_lines_between_http1_requests_start_no_head() {
+    let activity = Arc::new(Activity::default());
+    let mut conn = Connection::new(&activity);
+    OpenRequest::started(activity.clone()).answered(true);
+    conn.send(&[b"\r\n", b"\n"]).await;
+    advance(LIMITS.header_read).await;
+    assert_eq!(activity.verdict(LIMITS), Verdict::Wait(LIMITS.header_read));
+}
+
+/// A reader may fill one buffer over several reads (`read_exact` does): only what each read
+/// adds is new, or the preface's first byte, seen twice, hides the preface.
+#[tokio::test(start_paused = true)]
+async fn the_wrapper_follows_only_what_each_read_adds_to_a_buffer_filled_across_reads() {
+    let activity = Arc::new(Activity::default());
+    let Connection {
+        mut client,
+        mut server,
+    } = Connection::new(&activity);
+    client.write_all(&PREFACE[..1]).await.expect("write");
+    let mut preface = [0u8; 24];
+    let (read, written) = tokio::join!(server.read_exact(&mut preface), async {
+        tokio::task::yield_now().await;
+        client.write_all(&PREFACE[1..]).await
+    });
+    read.expect("read");
+    written.expect("write");
+    assert_eq!(&preface[..], PREFACE);
+    OpenRequest::started(activity.clone()).answered(true);
+    let mut conn = Connection { client, server };
+    conn.send(&[&[&frame_header(8, 6, 0)[..], b"12345678"].concat()])
+        .await;
+    advance(LIMITS.header_read).await;
+    assert_eq!(activity.verdict(LIMITS), Verdict::Wait(LIMITS.header_read));
+}
+
+/// Timeouts are often set below a second (the integration tests use 300 ms): the clock counts
+/// milliseconds, not whole seconds.
+#[tokio::test(start_paused = true)]
+async fn limits_under_a_second_are_judged_to_the_millisecond() {
+    let limits = Limits {
+        header_read: Duration::from_millis(300),
+        idle: Duration::from_secs(3),
+    };
+    let activity = Activity::default();
+    advance(Duration::from_millis(299)).await;
+    assert_eq!(
+        activity.verdict(limits),
+        Verdict::Wait(Duration::from_millis(1))
+    );
+    advance(Duration::from_millis(1)).await;
+    assert_eq!(activity.verdict(limits), Verdict::Idle);
+}
+
+/// A CONTINUATION may carry nothing but `END_HEADERS`: the block is whole once its frame header
+/// is in, with no payload to wait for.
+#[tokio::test(start_paused = true)]
+async fn an_empty_continuation_with_end_headers_ends_the_http2_header_block() {
+    let (activity, mut conn) = kept_alive_http2().await;
+    conn.send(&[&frame_header(3, 1, 0), b"abc", &frame_header(0, 9, 0x4)])
+        .await;
+    advance(LIMITS.header_read).await;
+    assert_eq!(activity.verdict(LIMITS), Verdict::Wait(LIMITS.header_read));
+}
+
+/// A frame's length has three bytes: a header block over 255 bytes (any with a few custom
+/// headers) is followed to its end, not read as frame headers from its 256th byte on.
+#[tokio::test(start_paused = true)]
+async fn an_http2_frame_longer_than_255_bytes_is_followed_to_its_end() {
+    let (activity, mut conn) = kept_alive_http2().await;
+    let mut header = frame_header(0, 1, 0x4);
+    header[1] = 1;
+    header[2] = 0x10;
+    let payload = [0u8; 0x110];
+    let mut chunks: Vec<&[u8]> = vec![&header];
+    chunks.extend(payload.chunks(64));
+    conn.send(&chunks).await;
+    advance(LIMITS.header_read).await;
+    assert_eq!(activity.verdict(LIMITS), Verdict::Wait(LIMITS.header_read));
+}
