@@ -1818,6 +1818,25 @@ check "prometheusRule.disabledAlerts leaves out QikchatBridgeRestarting" \
 check "the PrometheusRule keeps QikchatBridgeRestarting unless disabled" \
   rule_names QikchatBridgeInvalidPayloads QikchatBridgeRestarting --set serviceMonitor.enabled=true \
   --set 'prometheusRule.disabledAlerts[0]=QikchatBridgeInvalidPayloads'
+# A typo in disabledAlerts disabled nothing, without a word.
+must_fail "prometheusRule.disabledAlerts naming no alert (a typo)" \
+  '"QikchatBridgeNoReadyInstanc" is no alert of the chart' $B --set prometheusRule.enabled=true \
+  --set serviceMonitor.enabled=true --set 'prometheusRule.disabledAlerts[0]=QikchatBridgeRestarting' \
+  --set 'prometheusRule.disabledAlerts[1]=QikchatBridgeNoReadyInstanc'
+# A label map's key the chart sets came out twice in one mapping (the pod's name beside its own).
+must_fail "podLabels redefining app.kubernetes.io/name (a selector label)" \
+  "podLabels: app.kubernetes.io/name is a label the chart sets itself" $B \
+  --set 'podLabels.app\.kubernetes\.io/name=other'
+must_fail "service.labels redefining helm.sh/chart" "service.labels: helm.sh/chart is a label the chart sets itself" $B \
+  --set 'service.labels.helm\.sh/chart=x'
+must_fail "serviceMonitor.labels redefining app.kubernetes.io/instance" \
+  "serviceMonitor.labels: app.kubernetes.io/instance is a label" $B --set 'serviceMonitor.labels.app\.kubernetes\.io/instance=x'
+must_fail "prometheusRule.labels redefining app.kubernetes.io/managed-by" \
+  "prometheusRule.labels: app.kubernetes.io/managed-by is a label" $B --set 'prometheusRule.labels.app\.kubernetes\.io/managed-by=x'
+must_fail "grafanaDashboard.labels redefining app.kubernetes.io/version" \
+  "grafanaDashboard.labels: app.kubernetes.io/version is a label" $B --set 'grafanaDashboard.labels.app\.kubernetes\.io/version=x'
+check "label maps with keys of their own render" renders $B --set 'podLabels.team=messaging' \
+  --set 'service.labels.app\.kubernetes\.io/name-hint=x' --set 'serviceMonitor.labels.release=prom'
 check "ServiceMonitor relabelings that set job render without a PrometheusRule" renders $B \
   --set serviceMonitor.enabled=true --set 'serviceMonitor.relabelings[0].targetLabel=job' \
   --set 'serviceMonitor.relabelings[0].replacement=bridge'

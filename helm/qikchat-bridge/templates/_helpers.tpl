@@ -270,6 +270,19 @@ password
 {{- if not (regexMatch "^[a-z]([-a-z0-9]*[a-z0-9])?$" $fullname) -}}
 {{- fail (printf "the release's full name %q is no DNS-1035 label (lower-case letters, digits and '-', a letter first and none at the end), which Kubernetes requires of a Service's name: choose another release name, or set fullnameOverride" $fullname) -}}
 {{- end -}}
+{{- /* The label maps are written after the chart's own labels in one mapping: a key of those
+     (app.kubernetes.io/name, …) came out twice. Which one counts is up to the reader (the pod's
+     two names could leave the Deployment's selector and the Services' ones), so neither is left
+     to chance. */ -}}
+{{- $chartLabels := include "qikchat-bridge.labels" . | fromYaml -}}
+{{- $labelMaps := dict "podLabels" .Values.podLabels "service.labels" .Values.service.labels "serviceMonitor.labels" .Values.serviceMonitor.labels "prometheusRule.labels" .Values.prometheusRule.labels "grafanaDashboard.labels" .Values.grafanaDashboard.labels -}}
+{{- range $value := keys $labelMaps | sortAlpha -}}
+{{- range $key := keys (get $labelMaps $value | default dict) | sortAlpha -}}
+{{- if hasKey $chartLabels $key -}}
+{{- fail (printf "%s: %s is a label the chart sets itself (on every object; app.kubernetes.io/name and app.kubernetes.io/instance also select the pods), so it would be written twice; use a key of your own" $value $key) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- /* The API server refuses a rolling update that may neither add nor remove a pod. */ -}}
 {{- /* Kubernetes reads "00%" as 0% too. */ -}}
 {{- if and (not .Values.persistence.enabled) (regexMatch "^0+%?$" (toString .Values.rollingUpdate.maxSurge)) (regexMatch "^0+%?$" (toString .Values.rollingUpdate.maxUnavailable)) -}}
