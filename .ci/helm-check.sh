@@ -1178,6 +1178,13 @@ must_fail "chart-managed kafka property under its alias (metadata.broker.list)" 
 must_fail "secret as kafka property" "at '/kafka/properties/sasl.oauthbearer.client.secret'" $B --set kafka.properties.sasl\\.oauthbearer\\.client\\.secret=x
 must_fail "sasl.password as kafka property (named by its path)" "at '/kafka/properties/sasl.password'" $B \
   --set kafka.properties.sasl\\.password=x
+# Past the schema too: a secret rendered into the pod's arguments, a managed one won over the chart's.
+must_fail_hiding "a secret kafka property past the schema (--skip-schema-validation)" \
+  "kafka.properties.sasl.password is a secret to the bridge" Zq7Wm3Kx9 $B --skip-schema-validation \
+  --set kafka.properties.sasl\\.password=Zq7Wm3Kx9
+must_fail "a chart-managed kafka property past the schema (--skip-schema-validation)" \
+  "kafka.properties.topic.acks (to the bridge: acks) is set by the chart (KAFKA_ACKS, from kafka.acks)" $B \
+  --skip-schema-validation --set kafka.properties.topic\\.acks=1
 must_fail "an upper-case kafka property name (librdkafka refuses it)" "kafka.properties.Linger.ms: not a librdkafka property name" $B \
   --set kafka.properties.Linger\\.ms=5
 must_fail "an upper-case secret kafka property name (past the schema's case-sensitive patterns)" \

@@ -647,6 +647,20 @@ password
 {{- $_ := set $chartProperties . $variable -}}
 {{- end -}}
 {{- end -}}
+{{- /* kafka.properties become -X arguments as extraArgs' do: the schema refuses the secret and
+     chart-managed names (naming the key), and this holds with --skip-schema-validation too, where
+     a sasl.password rendered into the pod's arguments and an acks beside the chart's KAFKA_ACKS
+     won over it (with idempotence on, librdkafka refused to start). */ -}}
+{{- range $key, $_ := ($k.properties | default dict) -}}
+{{- if regexMatch $secretProperty $key -}}
+{{- fail (printf "kafka.properties.%s is a secret to the bridge (a name containing password, passphrase, private.key, jaas, secret, sasl.oauthbearer.config, sasl.oauthbearer.extensions, ssl.key.pem or ssl_key) and would be readable in the pod's arguments; mount it from a Secret and set KAFKA_<NAME>_FILE in extraEnv" $key) -}}
+{{- end -}}
+{{- $property := include "qikchat-bridge.canonicalProperty" $key -}}
+{{- if hasKey $chartProperties $property -}}
+{{- $var := get $chartProperties $property -}}
+{{- fail (printf "kafka.properties.%s%s is set by the chart (%s, from %s); set that value instead: -X would win over it out of sight of the chart's checks" $key (ternary "" (printf " (to the bridge: %s)" $property) (eq $key $property)) $var (get $sources $var | default "its values")) -}}
+{{- end -}}
+{{- end -}}
 {{- $closedEgress := and .Values.networkPolicy.enabled .Values.networkPolicy.egress.enabled -}}
 {{- $extraArgs := .Values.extraArgs | default list -}}
 {{- range $i, $arg := $extraArgs -}}
