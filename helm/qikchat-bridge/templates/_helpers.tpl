@@ -787,18 +787,39 @@ password
      message.timeout.ms that is the wait left to Kafka (above), and the bridge refuses such a linger
      at start-up naming what the wait comes from; with it, librdkafka refuses it when the bridge
      makes its producer at start-up (0 is librdkafka's "no limit"). Either way the pod would
-     crash-loop. Values not read at render (valueFrom, _FILE, other forms) are left to the bridge. */ -}}
+     crash-loop. Both are read as librdkafka reads them (librdkafkaFloat, librdkafkaInt): a
+     decimal-only reading let "1.5e3", " 1500", "+1500", "0x5DC" or "1500ms" (all 1500 to
+     librdkafka) through, and a timeout of "1500.0", "01750" (octal 1000) or " 1000". Values not
+     read at render (valueFrom, _FILE, text librdkafka refuses for itself) are left to the bridge. */ -}}
 {{- $linger := get $lingerTimes "linger.ms" | default dict -}}
 {{- $timeout := get $lingerTimes "message.timeout.ms" -}}
-{{- if regexMatch "^[0-9]+(\\.[0-9]+)?$" ($linger.value | default "") -}}
-{{- if not $timeout -}}
-{{- if ge (float64 $linger.value) (float64 $waitMs) -}}
-{{- fail (printf "%s (%s) is not below the %dms the bridge leaves Kafka (its message.timeout.ms: config.ackTimeout%s), which librdkafka refuses: the bridge refuses it at start-up, so the pod would crash-loop; lower linger.ms, or leave Kafka more of the ack timeout (%s)" $linger.from $linger.value $waitMs $less $from) -}}
+{{- $lingerRead := include "qikchat-bridge.librdkafkaFloat" ($linger.value | default "") -}}
+{{- if $lingerRead -}}
+{{- $shown := ternary $linger.value (printf "%s, to librdkafka %s" $linger.value $lingerRead) (eq $linger.value $lingerRead) -}}
+{{- $nan := eq $lingerRead "nan" -}}
+{{- /* The bridge's own check (src/config.rs lingers_past_the_wait) runs where message.timeout.ms
+     is its own, or set to the same text, and compares the linger as librdkafka writes it back
+     (printf's %g, six significant digits: 1499.999 is 1500 there) or NaN, which it refuses. */ -}}
+{{- $refused := false -}}
+{{- if or (not $timeout) (eq ($timeout.value | default "") (toString $waitMs)) -}}
+{{- $seen := 0.0 -}}
+{{- if not $nan -}}
+{{- $seen = printf "%.6g" (float64 $lingerRead) | float64 -}}
 {{- end -}}
-{{- /* A decimal number only: librdkafka reads a leading 0 as octal. */ -}}
-{{- else if regexMatch "^[1-9][0-9]*$" $timeout.value -}}
-{{- if ge (float64 $linger.value) (float64 $timeout.value) -}}
-{{- fail (printf "%s (%s) is not below %s (%s), which librdkafka refuses when the bridge makes its producer at start-up, so the pod would crash-loop; lower linger.ms, or raise message.timeout.ms" $linger.from $linger.value $timeout.from $timeout.value) -}}
+{{- $refused = or $nan (ge $seen (float64 $waitMs)) -}}
+{{- end -}}
+{{- if not $timeout -}}
+{{- if $refused -}}
+{{- fail (printf "%s (%s) is not below the %dms the bridge leaves Kafka (its message.timeout.ms: config.ackTimeout%s), which librdkafka refuses: the bridge refuses it at start-up, so the pod would crash-loop; lower linger.ms, or leave Kafka more of the ack timeout (%s)" $linger.from $shown $waitMs $less $from) -}}
+{{- end -}}
+{{- else -}}
+{{- $timeoutRead := include "qikchat-bridge.librdkafkaInt" ($timeout.value | default "") -}}
+{{- if and $timeoutRead (ne $timeoutRead "0") (not $nan) -}}
+{{- $refused = or $refused (ge (float64 $lingerRead) (float64 $timeoutRead)) -}}
+{{- end -}}
+{{- if $refused -}}
+{{- $timeoutShown := ternary $timeout.value (printf "%s, to librdkafka %s" $timeout.value $timeoutRead) (eq $timeout.value $timeoutRead) -}}
+{{- fail (printf "%s (%s) is not below %s (%s), which librdkafka refuses when the bridge makes its producer at start-up, so the pod would crash-loop; lower linger.ms, or raise message.timeout.ms" $linger.from $shown $timeout.from $timeoutShown) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
@@ -959,6 +980,47 @@ Two names of one property are one setting to the bridge, so the chart compares t
 {{- end -}}
 {{- end -}}
 {{- $kept -}}
+{{- end -}}
+
+{{/*
+A floating-point property's text as librdkafka reads it (C's strtod: leading white space, a sign,
+the longest number that starts it, the rest ignored), as a number the chart compares, "nan", or
+"" where the chart leaves it to the bridge: text librdkafka refuses, a negative or infinite value
+(out of range: refused for itself).
+*/}}
+{{- define "qikchat-bridge.librdkafkaFloat" -}}
+{{- $text := regexReplaceAll "^[ \\t\\n\\v\\f\\r]+" (toString .) "" -}}
+{{- if regexMatch "^[+-]?(?i:nan)" $text -}}
+nan
+{{- else if regexMatch "^\\+?0[xX]" $text -}}
+{{- /* Go reads a hexadecimal float only with its binary exponent: p0 where it has none. */ -}}
+{{- $hex := regexFind "^0[xX]([0-9a-fA-F]+\\.?[0-9a-fA-F]*|\\.[0-9a-fA-F]+)([pP][+-]?[0-9]+)?" (trimPrefix "+" $text) -}}
+{{- if $hex -}}
+{{- float64 (ternary $hex (printf "%sp0" $hex) (regexMatch "[pP]" $hex)) -}}
+{{- end -}}
+{{- else -}}
+{{- $number := regexFind "^\\+?([0-9]+\\.?[0-9]*|\\.[0-9]+)([eE][+-]?[0-9]+)?" $text -}}
+{{- if $number -}}
+{{- float64 (trimPrefix "+" $number) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+An integer property's text as librdkafka reads it (C's strtol with base 0: leading white space, a
+sign, 0x for hexadecimal, a leading 0 for octal, the rest ignored; then cut to a C int), as a
+decimal number, or "" where the chart leaves it to the bridge (text or a value librdkafka refuses
+for itself: none, negative, past 2147483647 once cut; past int64, 0, also refused for itself).
+*/}}
+{{- define "qikchat-bridge.librdkafkaInt" -}}
+{{- $text := regexReplaceAll "^[ \\t\\n\\v\\f\\r]+" (toString .) "" -}}
+{{- $digits := regexFind "^[+-]?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)" $text -}}
+{{- if $digits -}}
+{{- $cut := mod (add (mod (int64 $digits) 4294967296) 4294967296) 4294967296 -}}
+{{- if lt $cut 2147483648 -}}
+{{- $cut -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 
 {{/*
