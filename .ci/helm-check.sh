@@ -1676,6 +1676,47 @@ check "extraEnv KAFKA_LINGER_MS from a ConfigMap renders (not read at render)" r
 check "extraArgs -X linger.ms past the wait beside a message.timeout.ms from a ConfigMap renders" renders $B \
   --set 'extraArgs[0]=-Xlinger.ms=1500' --set 'extraEnv[0].name=KAFKA_MESSAGE_TIMEOUT_MS' \
   --set 'extraEnv[0].valueFrom.configMapKeyRef.name=kafka' --set 'extraEnv[0].valueFrom.configMapKeyRef.key=timeout'
+# librdkafka reads linger.ms with C's strtod and message.timeout.ms with strtol (base 0, then cut
+# to a C int), so other spellings of one number reach it all the same; the bridge's own check
+# compares the linger as librdkafka writes it back (%g, six significant digits), so 1499.999 is
+# 1500 there. Read at render as librdkafka reads them (a decimal-only reading let these through).
+XS=(--set-string 'extraArgs[0]=-Xlinger.ms=1499')
+must_fail "extraArgs -X linger.ms 1.5e3 (1500 to librdkafka) not below the whole ack timeout" \
+  "extraArgs' -X linger.ms (1.5e3, to librdkafka 1500) is not below the 1500ms" $B --set-string 'extraArgs[0]=-Xlinger.ms=1.5e3'
+check "extraArgs -X linger.ms=1.5e3 refused by the binary too" \
+  binary_refuses_arg -Xlinger.ms=1499 -Xlinger.ms=1.5e3 "--ack-timeout: leaves Kafka 1500 ms" $B "${XS[@]}"
+must_fail "extraEnv KAFKA_LINGER_MS 0x5DC (1500 to librdkafka) not below the whole ack timeout" \
+  "extraEnv's KAFKA_LINGER_MS (0x5DC, to librdkafka 1500) is not below the 1500ms" $B "${LE[@]}" 'extraEnv[0].value=0x5DC'
+check "extraEnv KAFKA_LINGER_MS 0x5DC refused by the binary too" \
+  binary_refuses_env KAFKA_LINGER_MS 0x5DC "--ack-timeout: leaves Kafka 1500 ms" $B "${LE[@]}" 'extraEnv[0].value=1499'
+for v in ' 1500' '+1500' '1500ms' '0x5dbp1'; do
+  must_fail "extraArgs -X linger.ms '$v' (at least 1500 to librdkafka) not below the whole ack timeout" \
+    "extraArgs' -X linger.ms ($v, to librdkafka " $B --set-string "extraArgs[0]=-Xlinger.ms=$v"
+  check "extraArgs -X linger.ms '$v' refused by the binary too" \
+    binary_refuses_arg -Xlinger.ms=1499 "-Xlinger.ms=$v" "--ack-timeout: leaves Kafka 1500 ms" $B "${XS[@]}"
+done
+must_fail "extraArgs -X linger.ms nan, which the bridge's own check refuses" \
+  "extraArgs' -X linger.ms (nan) is not below the 1500ms" $B --set-string 'extraArgs[0]=-Xlinger.ms=nan'
+check "extraArgs -X linger.ms=nan refused by the binary too" \
+  binary_refuses_arg -Xlinger.ms=1499 -Xlinger.ms=nan "not more than linger.ms (NaN)" $B "${XS[@]}"
+must_fail "extraArgs -X linger.ms 1499.999 (1500 in six significant digits) not below the whole ack timeout" \
+  "extraArgs' -X linger.ms (1499.999) is not below the 1500ms" $B --set-string 'extraArgs[0]=-Xlinger.ms=1499.999'
+check "extraArgs -X linger.ms=1499.999 refused by the binary too" \
+  binary_refuses_arg -Xlinger.ms=1499 -Xlinger.ms=1499.999 "not more than linger.ms (1500)" $B "${XS[@]}"
+check "extraArgs -X linger.ms 1499.995 (1499.99 in six significant digits) is accepted by the binary" \
+  binary_summary linger-1499-995 '"linger.ms": "1499.995"' $B --set-string 'extraArgs[0]=-Xlinger.ms=1499.995'
+# The operator's message.timeout.ms, read with strtol: 01750 is octal 1000, 1000.0 is 1000.
+XT=(--set-string 'extraArgs[0]=-Xlinger.ms=1000' --set-string 'extraArgs[1]=-Xmessage.timeout.ms=02000')
+check "extraArgs -X linger.ms 1000 below the operator's message.timeout.ms 02000 (octal 1024) is accepted by the binary" \
+  binary_summary linger-octal-timeout '"message.timeout.ms": "02000"' $B "${XT[@]}"
+must_fail "extraArgs -X linger.ms not below the operator's message.timeout.ms 01750 (octal 1000)" \
+  "extraArgs' -X linger.ms (1000) is not below extraArgs' -X message.timeout.ms (01750, to librdkafka 1000)" $B \
+  --set-string 'extraArgs[0]=-Xlinger.ms=1000' --set-string 'extraArgs[1]=-Xmessage.timeout.ms=01750'
+check "extraArgs -X message.timeout.ms=01750 beside linger.ms 1000 refused by the binary too" \
+  binary_refuses_arg -Xmessage.timeout.ms=02000 -Xmessage.timeout.ms=01750 'message.timeout.ms` must be greater than `linger.ms`' $B "${XT[@]}"
+must_fail "extraEnv KAFKA_LINGER_MS not below kafka.properties' message.timeout.ms 1000.0 (1000 to librdkafka)" \
+  "extraEnv's KAFKA_LINGER_MS (1000) is not below kafka.properties' message.timeout.ms (1000.0, to librdkafka 1000)" $B \
+  "${LE[@]}" 'extraEnv[0].value=1000' --set-string 'kafka.properties.message\.timeout\.ms=1000.0'
 must_fail "spool write budget whose minutes overflow int64 milliseconds (wrapped to -16000)" \
   'invalid duration "307445734561825860m": a number of at most 12 digits' $P --skip-schema-validation \
   --set-string persistence.writeBudget=307445734561825860m
