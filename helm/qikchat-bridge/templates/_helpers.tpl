@@ -464,20 +464,8 @@ password
 {{- if and (kindIs "float64" $v) (eq $v (float64 (int64 $v))) -}}
 {{- $text = int64 $v | toString -}}
 {{- end -}}
-{{- /* The number as librdkafka reads it (C's strtol, base 0): after blanks, a sign and a hex,
-     octal or decimal number, whatever follows; spf13/cast parses that prefix alike. */ -}}
-{{- $n := regexFind "^[ \t\n\v\f\r]*[-+]?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)" $text | trim -}}
-{{- /* librdkafka keeps strtol's long as an int, (int)strtol(...): its low 32 bits, signed
-     (4294967296 is 0, -4294967290 is 6); beyond a long, strtol gives LONG_MAX (-1 as an int) or
-     LONG_MIN (0), where int64 gives 0. */ -}}
+{{- $n := include "qikchat-bridge.librdkafkaInt" $text -}}
 {{- $i := int64 $n -}}
-{{- if and $n (eq $i 0) (not (regexMatch "^[-+]?(0[xX])?0+$" $n)) -}}
-{{- $i = ternary 0 -1 (hasPrefix "-" $n) -}}
-{{- end -}}
-{{- $i = mod (add (mod $i 4294967296) 4294967296) 4294967296 -}}
-{{- if ge $i 2147483648 -}}
-{{- $i = sub $i 4294967296 -}}
-{{- end -}}
 {{- if and (hasKey $props $name) $n (ge $i (int64 $rule.from)) (le $i (int64 $rule.to)) -}}
 {{- fail (printf "kafka.idempotence needs %s, or librdkafka refuses to start the producer (kafka.properties.%s is %v): set kafka.idempotence: false with it" $rule.needs $name $v) -}}
 {{- end -}}
@@ -814,7 +802,8 @@ password
 {{- end -}}
 {{- else -}}
 {{- $timeoutRead := include "qikchat-bridge.librdkafkaInt" ($timeout.value | default "") -}}
-{{- if and $timeoutRead (ne $timeoutRead "0") (not $nan) -}}
+{{- /* 0 is no limit; below it, or past a C int, librdkafka refuses it for itself. */ -}}
+{{- if and $timeoutRead (gt (int64 $timeoutRead) 0) (not $nan) -}}
 {{- $refused = or $refused (ge (float64 $lingerRead) (float64 $timeoutRead)) -}}
 {{- end -}}
 {{- if $refused -}}
@@ -1007,19 +996,24 @@ nan
 {{- end -}}
 
 {{/*
-An integer property's text as librdkafka reads it (C's strtol with base 0: leading white space, a
-sign, 0x for hexadecimal, a leading 0 for octal, the rest ignored; then cut to a C int), as a
-decimal number, or "" where the chart leaves it to the bridge (text or a value librdkafka refuses
-for itself: none, negative, past 2147483647 once cut; past int64, 0, also refused for itself).
+An integer property's text as librdkafka reads it, as a decimal number, or "" where no number
+starts it. C's strtol with base 0: after blanks, a sign and a hex, octal or decimal number,
+whatever follows (spf13/cast parses that prefix alike). librdkafka keeps strtol's long as an int,
+(int)strtol(...): its low 32 bits, signed (4294967296 is 0, -4294967290 is 6, 2147483648 is
+negative); beyond a long, strtol gives LONG_MAX (-1 as an int) or LONG_MIN (0), where int64 gives 0.
 */}}
 {{- define "qikchat-bridge.librdkafkaInt" -}}
-{{- $text := regexReplaceAll "^[ \\t\\n\\v\\f\\r]+" (toString .) "" -}}
-{{- $digits := regexFind "^[+-]?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)" $text -}}
-{{- if $digits -}}
-{{- $cut := mod (add (mod (int64 $digits) 4294967296) 4294967296) 4294967296 -}}
-{{- if lt $cut 2147483648 -}}
-{{- $cut -}}
+{{- $n := regexFind "^[ \\t\\n\\v\\f\\r]*[-+]?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)" (toString .) | trim -}}
+{{- if $n -}}
+{{- $i := int64 $n -}}
+{{- if and (eq $i 0) (not (regexMatch "^[-+]?(0[xX])?0+$" $n)) -}}
+{{- $i = ternary 0 -1 (hasPrefix "-" $n) -}}
 {{- end -}}
+{{- $i = mod (add (mod $i 4294967296) 4294967296) 4294967296 -}}
+{{- if ge $i 2147483648 -}}
+{{- $i = sub $i 4294967296 -}}
+{{- end -}}
+{{- $i -}}
 {{- end -}}
 {{- end -}}
 
