@@ -1433,6 +1433,20 @@ must_fail "a client certificate beside SSL without kafka.tls.enabled" "kafka.tls
 must_fail "SASL credentials beside SASL_PLAINTEXT without kafka.sasl.enabled (no mechanism: GSSAPI)" \
   "kafka.securityProtocol is SASL_PLAINTEXT, but kafka.sasl.enabled is false" $B \
   --set kafka.securityProtocol=SASL_PLAINTEXT --set kafka.sasl.existingSecret=kafka-user --set kafka.sasl.username=u
+# Without kafka.securityProtocol or the switches, extraEnv or extraArgs may set the protocol: the
+# Secrets were dropped alike (the binary accepted the OAuth 2 set-up with its private CA unused).
+must_fail "a TLS Secret beside extraEnv's KAFKA_SECURITY_PROTOCOL=SASL_SSL without kafka.tls.enabled" \
+  "extraEnv's KAFKA_SECURITY_PROTOCOL is SASL_SSL, but kafka.tls.enabled is false" \
+  -f "$CHART/ci/oidc-values.yaml" --set kafka.securityProtocol= --set kafka.tls.existingSecret=kafka-ca \
+  --set-json 'extraEnv=[{"name":"KAFKA_SECURITY_PROTOCOL","value":"SASL_SSL"},{"name":"KAFKA_SASL_MECHANISM","value":"OAUTHBEARER"},{"name":"KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET_FILE","value":"/etc/kafka-oauth/client-secret"}]'
+must_fail "a TLS Secret beside extraArgs' -X security.protocol=ssl (any case) without kafka.tls.enabled" \
+  "extraArgs' -X security.protocol is ssl, but kafka.tls.enabled is false" $B \
+  --set kafka.tls.existingSecret=tls --set-json 'extraArgs=["-X","security.protocol=ssl"]'
+must_fail "SASL credentials beside extraArgs' -Xsecurity.protocol=SASL_PLAINTEXT without kafka.sasl.enabled" \
+  "extraArgs' -X security.protocol is SASL_PLAINTEXT, but kafka.sasl.enabled is false" $B \
+  --set kafka.sasl.existingSecret=kafka-user --set-json 'extraArgs=["-Xsecurity.protocol=SASL_PLAINTEXT"]'
+check "TLS values switched off beside extraEnv's KAFKA_SECURITY_PROTOCOL=PLAINTEXT render" renders $B \
+  --set kafka.tls.existingSecret=tls --set-json 'extraEnv=[{"name":"KAFKA_SECURITY_PROTOCOL","value":"PLAINTEXT"}]'
 check "TLS and SASL values switched off beside the derived PLAINTEXT render (kept for later)" renders $B \
   --set kafka.tls.existingSecret=tls --set kafka.tls.certKey=tls.crt --set kafka.tls.keyKey=tls.key \
   --set kafka.sasl.existingSecret=kafka-user --set kafka.sasl.username=u

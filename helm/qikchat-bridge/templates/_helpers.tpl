@@ -495,11 +495,43 @@ password
      with its switch off was dropped without a word: the brokers' private CA unused (every
      connection fails verification), or no SASL mechanism (librdkafka's GSSAPI, which the
      bridge refuses at start-up). Beside PLAINTEXT the values may stay, switched off. */ -}}
-{{- if and (not $k.tls.enabled) (has $proto (list "SSL" "SASL_SSL")) (or $k.tls.existingSecret $k.tls.certKey $k.tls.keyKey $k.tls.keyPasswordKey) -}}
-{{- fail (printf "kafka.tls.existingSecret (or certKey, keyKey, keyPasswordKey) is set and kafka.securityProtocol is %s, but kafka.tls.enabled is false, so the chart mounts nothing from the Secret: the image's system trust store would verify the brokers and no client certificate would be sent; set kafka.tls.enabled: true (or leave kafka.tls.* empty)" $proto) -}}
+{{- /* Without either switch or kafka.securityProtocol the chart sets no protocol, and extraArgs
+     (-X security.protocol=SASL_SSL) or extraEnv (KAFKA_SECURITY_PROTOCOL) may: the Secrets were
+     dropped alike. Only a value written there is read (-X wins over the variable, the last -X
+     over the others; librdkafka takes it in any case); one from valueFrom or extraEnvFrom is
+     left to the operator. */ -}}
+{{- $dropProto := $proto -}}
+{{- $protoFrom := printf "kafka.securityProtocol is %s" $proto -}}
+{{- if not $proto -}}
+{{- range .Values.extraEnv -}}
+{{- if and (eq (include "qikchat-bridge.envSetting" .name) "security.protocol") (hasKey . "value") (not (hasSuffix "_FILE" .name)) -}}
+{{- $dropProto = upper (trim (toString .value)) -}}
+{{- $protoFrom = printf "extraEnv's %s is %s" .name (toString .value) -}}
 {{- end -}}
-{{- if and (not $k.sasl.enabled) (hasPrefix "SASL_" $proto) (or $k.sasl.existingSecret $k.sasl.password $k.sasl.username $k.sasl.usernameKey) -}}
-{{- fail (printf "kafka.sasl.existingSecret, password, username or usernameKey is set and kafka.securityProtocol is %s, but kafka.sasl.enabled is false, so the chart passes none of them (nor kafka.sasl.mechanism) to the bridge; set kafka.sasl.enabled: true (for OAUTHBEARER leave kafka.sasl.* empty and set KAFKA_SASL_MECHANISM in extraEnv)" $proto) -}}
+{{- end -}}
+{{- $extraArgs := .Values.extraArgs | default list -}}
+{{- range $i, $arg := $extraArgs -}}
+{{- $a := toString $arg -}}
+{{- $pair := "" -}}
+{{- if and (or (eq $a "-X") (eq $a "--kafka-property")) (lt (add $i 1) (len $extraArgs)) -}}
+{{- $pair = index $extraArgs (add $i 1) | toString -}}
+{{- else if hasPrefix "--kafka-property=" $a -}}
+{{- $pair = trimPrefix "--kafka-property=" $a -}}
+{{- else if hasPrefix "-X" $a -}}
+{{- $pair = trimPrefix "=" (trimPrefix "-X" $a) -}}
+{{- end -}}
+{{- if and (contains "=" $pair) (eq (include "qikchat-bridge.canonicalProperty" (splitList "=" $pair | first | trim | lower)) "security.protocol") -}}
+{{- $value := regexReplaceAll "^[^=]*=" $pair "" -}}
+{{- $dropProto = upper (trim $value) -}}
+{{- $protoFrom = printf "extraArgs' -X security.protocol is %s" $value -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if and (not $k.tls.enabled) (has $dropProto (list "SSL" "SASL_SSL")) (or $k.tls.existingSecret $k.tls.certKey $k.tls.keyKey $k.tls.keyPasswordKey) -}}
+{{- fail (printf "kafka.tls.existingSecret (or certKey, keyKey, keyPasswordKey) is set and %s, but kafka.tls.enabled is false, so the chart mounts nothing from the Secret: the image's system trust store would verify the brokers and no client certificate would be sent; set kafka.tls.enabled: true (or leave kafka.tls.* empty)" $protoFrom) -}}
+{{- end -}}
+{{- if and (not $k.sasl.enabled) (hasPrefix "SASL_" $dropProto) (or $k.sasl.existingSecret $k.sasl.password $k.sasl.username $k.sasl.usernameKey) -}}
+{{- fail (printf "kafka.sasl.existingSecret, password, username or usernameKey is set and %s, but kafka.sasl.enabled is false, so the chart passes none of them (nor kafka.sasl.mechanism) to the bridge; set kafka.sasl.enabled: true (for OAUTHBEARER leave kafka.sasl.* empty and set KAFKA_SASL_MECHANISM in extraEnv)" $protoFrom) -}}
 {{- end -}}
 {{- if $k.tls.enabled -}}
 {{- if ne (empty $k.tls.certKey) (empty $k.tls.keyKey) -}}
