@@ -1947,6 +1947,15 @@ check "NOTES: a topic shared by an event and the fallback is named once" notes_s
 check "NOTES: the admin port's Service is named (<fullname>-admin beside a LoadBalancer)" notes_show \
   "3. Health and metrics are on the admin port, port 9464 of Service qikchat-bridge-admin: /livez, /readyz, /metrics." \
   $B --set service.type=LoadBalancer
+# Kubernetes refuses an IP address as an Ingress rule's host, and a TLS host that is no lower-case
+# DNS name (or *. wildcard): both rendered, and the install failed (NOTES printed the IP's URL, and
+# an upper-case TLS host's one as http with a warning).
+must_fail "an IP address in ingress.hosts" "ingress.hosts: 10.0.0.1 is an IP address" $B \
+  --set ingress.enabled=true --set-json 'ingress.hosts=["10.0.0.1"]'
+must_fail "an upper-case host in ingress.tls" "at '/ingress/tls/0/hosts/0'" $B --set ingress.enabled=true \
+  --set-json 'ingress.hosts=["hooks.example.com"]' --set-json 'ingress.tls=[{"secretName":"t","hosts":["Hooks.Example.com"]}]'
+check "ingress.hosts that only look like an IP address render (256.0.0.1, 10.0.0.1.example.com)" renders $B \
+  --set ingress.enabled=true --set-json 'ingress.hosts=["256.0.0.1","10.0.0.1.example.com"]'
 check "NOTES: no warning when ingress.tls covers every host" notes_lack "WARNING" -f "$CHART/ci/ingress-networkpolicy-values.yaml"
 
 section "Alert rules (promtool)"

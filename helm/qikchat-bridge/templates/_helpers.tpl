@@ -608,6 +608,14 @@ password
 {{- if not .Values.ingress.hosts -}}
 {{- fail "ingress.enabled needs at least one entry in ingress.hosts" -}}
 {{- end -}}
+{{- /* The schema's host pattern lets an IPv4 address through, which the API server refuses in an
+     Ingress rule (Go's net.ParseIP: four decimal octets up to 255, no leading zero). */ -}}
+{{- $octet := `(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])` -}}
+{{- range .Values.ingress.hosts -}}
+{{- if regexMatch (printf `^%s\.%s\.%s\.%s$` $octet $octet $octet $octet) (toString .) -}}
+{{- fail (printf "ingress.hosts: %s is an IP address, which Kubernetes refuses as an Ingress host (it must be a DNS name): the install would fail; give the DNS name Qikchat will call" .) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- $_ := include "qikchat-bridge.terminationGracePeriodSeconds" . -}}
 {{- /* When the bridge stops on its own (its spool file failed, a supervised task panicked) no pod
