@@ -1956,6 +1956,11 @@ must_fail "an upper-case host in ingress.tls" "at '/ingress/tls/0/hosts/0'" $B -
   --set-json 'ingress.hosts=["hooks.example.com"]' --set-json 'ingress.tls=[{"secretName":"t","hosts":["Hooks.Example.com"]}]'
 check "ingress.hosts that only look like an IP address render (256.0.0.1, 10.0.0.1.example.com)" renders $B \
   --set ingress.enabled=true --set-json 'ingress.hosts=["256.0.0.1","10.0.0.1.example.com"]'
+# README: service.labels are the labels "of the Services"; the admin one (beside a LoadBalancer)
+# lacked them, so a selector on them missed the Service with /metrics.
+check "service.labels are on the admin Service too (service.type LoadBalancer)" \
+  bash -c 'helm template "$@" | "$0" -c "import sys, yaml; s = [d for d in yaml.safe_load_all(sys.stdin) if d and d[\"kind\"] == \"Service\"]; assert len(s) == 2 and all(d[\"metadata\"][\"labels\"].get(\"team\") == \"payments\" for d in s), s"' \
+  "$PY" "$RELEASE" "$CHART" --namespace "$NAMESPACE" $B --set service.type=LoadBalancer --set service.labels.team=payments
 check "NOTES: no warning when ingress.tls covers every host" notes_lack "WARNING" -f "$CHART/ci/ingress-networkpolicy-values.yaml"
 
 section "Alert rules (promtool)"
