@@ -509,17 +509,7 @@ password
 {{- $protoFrom = printf "extraEnv's %s is %s" .name (toString .value) -}}
 {{- end -}}
 {{- end -}}
-{{- $extraArgs := .Values.extraArgs | default list -}}
-{{- range $i, $arg := $extraArgs -}}
-{{- $a := toString $arg -}}
-{{- $pair := "" -}}
-{{- if and (or (eq $a "-X") (eq $a "--kafka-property")) (lt (add $i 1) (len $extraArgs)) -}}
-{{- $pair = index $extraArgs (add $i 1) | toString -}}
-{{- else if hasPrefix "--kafka-property=" $a -}}
-{{- $pair = trimPrefix "--kafka-property=" $a -}}
-{{- else if hasPrefix "-X" $a -}}
-{{- $pair = trimPrefix "=" (trimPrefix "-X" $a) -}}
-{{- end -}}
+{{- range $pair := include "qikchat-bridge.kafkaArgPairs" . | fromJsonArray -}}
 {{- if and (contains "=" $pair) (eq (include "qikchat-bridge.canonicalProperty" (splitList "=" $pair | first | trim | lower)) "security.protocol") -}}
 {{- $value := regexReplaceAll "^[^=]*=" $pair "" -}}
 {{- $dropProto = upper (trim $value) -}}
@@ -691,6 +681,7 @@ password
 {{- end -}}
 {{- $closedEgress := and .Values.networkPolicy.enabled .Values.networkPolicy.egress.enabled -}}
 {{- $extraArgs := .Values.extraArgs | default list -}}
+{{- $kafkaPairs := include "qikchat-bridge.kafkaArgPairs" . | fromJsonArray -}}
 {{- range $i, $arg := $extraArgs -}}
 {{- $a := toString $arg -}}
 {{- $flag := regexFind "^--(auth|auth-file|spool-dir)(=|$)" $a | trimSuffix "=" -}}
@@ -712,16 +703,7 @@ password
 {{- fail "extraArgs: --spool-write-budget is refused, though the chart leaves BRIDGE_SPOOL_WRITE_BUDGET unset here: set persistence.writeBudget (rendered with persistence.enabled), which the chart checks against config.ackTimeout; a flag would pass that check (without the spool it does nothing)" -}}
 {{- end -}}
 {{- end -}}
-{{- $pair := "" -}}
-{{- if or (eq $a "-X") (eq $a "--kafka-property") -}}
-{{- if lt (add $i 1) (len $extraArgs) -}}
-{{- $pair = index $extraArgs (add $i 1) | toString -}}
-{{- end -}}
-{{- else if hasPrefix "--kafka-property=" $a -}}
-{{- $pair = trimPrefix "--kafka-property=" $a -}}
-{{- else if hasPrefix "-X" $a -}}
-{{- $pair = trimPrefix "=" (trimPrefix "-X" $a) -}}
-{{- end -}}
+{{- $pair := index $kafkaPairs $i -}}
 {{- $name := splitList "=" $pair | first | trim -}}
 {{- if and $name (include "qikchat-bridge.hasUrlPassword" $pair) -}}
 {{- fail (printf "extraArgs: the librdkafka property %s holds a URL with a password (user:password@), which would be readable in the pod's arguments; put the value in a Secret and set KAFKA_<NAME>_FILE in extraEnv (the value is not shown)" $name) -}}
@@ -1033,6 +1015,31 @@ nan
 {{- float64 (trimPrefix "+" $number) -}}
 {{- end -}}
 {{- end -}}
+{{- end -}}
+
+{{/*
+The KEY=VALUE each of extraArgs gives librdkafka, as JSON, one string an argument ("" for one that
+gives none): -X KEY=VALUE and --kafka-property KEY=VALUE (at the -X), -XKEY=VALUE, -X=KEY=VALUE
+and --kafka-property=KEY=VALUE, as the bridge's clap reads them.
+*/}}
+{{- define "qikchat-bridge.kafkaArgPairs" -}}
+{{- $args := .Values.extraArgs | default list -}}
+{{- $pairs := list -}}
+{{- range $i, $arg := $args -}}
+{{- $a := toString $arg -}}
+{{- $pair := "" -}}
+{{- if or (eq $a "-X") (eq $a "--kafka-property") -}}
+{{- if lt (add $i 1) (len $args) -}}
+{{- $pair = index $args (add $i 1) | toString -}}
+{{- end -}}
+{{- else if hasPrefix "--kafka-property=" $a -}}
+{{- $pair = trimPrefix "--kafka-property=" $a -}}
+{{- else if hasPrefix "-X" $a -}}
+{{- $pair = trimPrefix "=" (trimPrefix "-X" $a) -}}
+{{- end -}}
+{{- $pairs = append $pairs $pair -}}
+{{- end -}}
+{{- toJson $pairs -}}
 {{- end -}}
 
 {{/*
