@@ -58,9 +58,11 @@ pub fn check(config: &Config) -> Result<(), CheckError> {
             }
         }
     }
-    kafka
-        .create::<rdkafka::producer::BaseProducer>()
-        .map(drop)
+    crate::kafka_props::unreadable_library_file(&kafka)
+        .map_or_else(
+            || kafka.create::<rdkafka::producer::BaseProducer>().map(drop),
+            Err,
+        )
         .map_err(|e| {
             let error = crate::kafka_props::ClientError::from_client(e, scrubber.into(), &kafka);
             CheckError::Kafka(error.to_string())

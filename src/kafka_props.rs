@@ -392,7 +392,7 @@ pub use names::{canonical, env_to_property};
 pub use passwords::{broker_list_password_hidden, url_password_hidden};
 pub use redact::{is_secret, redacted, ClientError};
 pub use scrub::Scrubber;
-pub use sources::{KafkaSources, Watched};
+pub use sources::{unreadable_library_file, KafkaSources, Watched};
 
 /// Whether the `KAFKA_*` variable `name` would be read for a property with these `-X` flags:
 /// not a Kubernetes service link, not `KAFKA_BOOTSTRAP_SERVERS` (a flag's twin), and not one

@@ -121,6 +121,9 @@ impl ProducerHandle {
             scrubber.clone(),
             last_error.clone(),
         );
+        if let Some(e) = crate::kafka_props::unreadable_library_file(config) {
+            return Err(ClientError::from_client(e, scrubber, config));
+        }
         let producer = config
             .create_with_context(context)
             .map_err(|e| ClientError::from_client(e, scrubber.clone(), config))?;

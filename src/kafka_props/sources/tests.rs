@@ -209,3 +209,42 @@ fn a_secret_rotated_while_it_is_read_is_a_change() {
     assert_eq!(props.get("sasl.password"), Some("first"));
     assert_ne!(watched.now(), watched, "the rotation is seen");
 }
+
+#[test]
+fn a_file_librdkafka_would_read_that_cannot_be_opened_is_refused_before_the_client_is_made() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "CA").expect("write");
+    let missing = dir.path().join("tls.key");
+    let config = |pairs: &[(&str, &str)]| {
+        let mut config = rdkafka::ClientConfig::new();
+        for (k, v) in pairs {
+            config.set(*k, *v);
+        }
+        config
+    };
+    let ca = ca.to_str().expect("utf-8");
+    let dir = dir.path().to_str().expect("utf-8");
+    let missing = missing.to_str().expect("utf-8");
+    for fine in [
+        config(&[("ssl.ca.location", ca)]),
+        // A directory of hashed certificates, librdkafka's search of the system's stores, unset.
+        config(&[("ssl.ca.location", dir)]),
+        config(&[("ssl.ca.location", "probe")]),
+        config(&[("ssl.ca.location", ""), ("linger.ms", "5")]),
+    ] {
+        assert!(unreadable_library_file(&fine).is_none(), "{fine:?}");
+    }
+    let refused = unreadable_library_file(&config(&[
+        ("ssl.ca.location", ca),
+        ("ssl.key.location", missing),
+    ]))
+    .expect("refused");
+    let said = refused.to_string();
+    assert!(
+        said.contains(&format!("ssl.key.location failed: {missing}: ")),
+        "{said}"
+    );
+    let keytab = config(&[("sasl.kerberos.keytab", missing)]);
+    assert!(unreadable_library_file(&keytab).is_some());
+}
