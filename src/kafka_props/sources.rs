@@ -117,8 +117,9 @@ fn library_files(properties: &KafkaProperties) -> Vec<PathBuf> {
 /// Whether librdkafka reads the file (or directory) `value` names when it makes a client.
 fn names_library_file(key: &str, value: &str) -> bool {
     (key.ends_with(".location") || key == "sasl.kerberos.keytab")
-        // `ssl.ca.location=probe` asks librdkafka to search the system's stores.
-        && !(key == "ssl.ca.location" && value == "probe")
+        // `probe` asks librdkafka to search the system's stores (for the brokers' CA and the
+        // token endpoint's).
+        && !(matches!(key, "ssl.ca.location" | "https.ca.location") && value == "probe")
         && !value.is_empty()
 }
 

@@ -231,6 +231,7 @@ fn a_file_librdkafka_would_read_that_cannot_be_opened_is_refused_before_the_clie
         // A directory of hashed certificates, librdkafka's search of the system's stores, unset.
         config(&[("ssl.ca.location", dir)]),
         config(&[("ssl.ca.location", "probe")]),
+        config(&[("https.ca.location", "probe")]),
         config(&[("ssl.ca.location", ""), ("linger.ms", "5")]),
     ] {
         assert!(unreadable_library_file(&fine).is_none(), "{fine:?}");
