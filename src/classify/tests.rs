@@ -64,6 +64,23 @@ fn an_id_with_a_control_character_is_no_message_id_but_the_event_passes() {
 }
 
 #[test]
+fn an_id_with_a_noncharacter_or_other_printable_oddity_is_still_the_message_id() {
+    // Only control characters (Cc) keep an id out of the `message-id` header, as the README
+    // says: the event's stricter rule (no noncharacters, for `ce_type`) must not reach the id.
+    for (id, text) in [
+        (r#""a\ufffeb""#, "a\u{fffe}b"),
+        (r#""a\ufdd0b""#, "a\u{fdd0}b"),
+        ("\"a\u{10ffff}b\"", "a\u{10ffff}b"),
+        (r#""a\u00a0b""#, "a\u{a0}b"),
+    ] {
+        let body =
+            format!(r#"{{"event":"whatsapp:message:status","payload":{{"id":{id},"to":"+91"}}}}"#);
+        let e = classify(body.as_bytes()).unwrap_or_else(|err| panic!("{id}: {err}"));
+        assert_eq!(e.message_id.as_deref(), Some(text), "{id}");
+    }
+}
+
+#[test]
 fn unexpected_payload_shapes_are_ignored_not_refused() {
     for body in [
         r#"{"event":"e","payload":null}"#,

@@ -83,6 +83,20 @@ fn no_usable_field_means_no_key() {
 }
 
 #[test]
+fn the_first_field_present_decides_even_when_it_is_empty_once_trimmed() {
+    // Falling through to `to` or the id would key one customer's records by another number.
+    for from in ["\"\"", "\" + \"", "\"\\u00a0\""] {
+        let body = format!(
+            r#"{{"event":"x","payload":{{"id":"wamid.1","to":"+919000000001","message":{{"from":{from}}}}}}}"#
+        );
+        let e = classify(body.as_bytes()).expect("valid");
+        assert_eq!(key(KeyStrategy::Conversation, &e), None, "{from}");
+    }
+    let e = classify(br#"{"event":"x","payload":{"id":"wamid.1","to":""}}"#).expect("valid");
+    assert_eq!(key(KeyStrategy::Conversation, &e), None);
+}
+
+#[test]
 fn absent_headers_are_left_out() {
     let h = Headers {
         event: None,
