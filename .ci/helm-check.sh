@@ -255,7 +255,7 @@ env_unset() {
 # EXPECTED: the chart refuses no value the binary takes.
 binary_refuses_env() {
   local name="$1" value="$2" expected="$3"; shift 3
-  local f="$WORK/refuses-env.$RANDOM.yaml" out
+  local f="$WORK/refuses-env.$RANDOM.yaml"
   render_to "$f" "$@"
   "$PY" - "$f" "$name" "$value" <<'EOF'
 import sys, yaml
@@ -267,21 +267,14 @@ if len(env) != 1 or "value" not in env[0]:
 env[0]["value"] = sys.argv[3]
 yaml.safe_dump_all(docs, open(sys.argv[1], "w"))
 EOF
-  mkdir -p "$f.d"
-  if out="$("$PY" "$LIB/chart_check.py" check-config "$BINARY" "$f" "$f.d" 2>&1)"; then
-    echo "the binary accepted $name=$value"
-    return 1
-  fi
-  grep -qF -- "--check-config exited 2:" <<<"$out" || { echo "failed otherwise than by exit 2:"; tail -5 <<<"$out"; return 1; }
-  grep -qF -- "$expected" <<<"$out" || { echo "refused without saying '$expected':"; tail -5 <<<"$out"; return 1; }
-  grep -F -- "$expected" <<<"$out" | sed -n 1p | sed 's/^ *| *//'
+  refused_as_edited "$f" "$name=$value" "$expected"
 }
 
 # binary_refuses_arg OLD NEW EXPECTED HELM-ARGS...: as binary_refuses_env, for the container's
 # argument OLD (rendered once) replaced by NEW.
 binary_refuses_arg() {
   local old="$1" new="$2" expected="$3"; shift 3
-  local f="$WORK/refuses-arg.$RANDOM.yaml" out
+  local f="$WORK/refuses-arg.$RANDOM.yaml"
   render_to "$f" "$@"
   "$PY" - "$f" "$old" "$new" <<'EOF'
 import sys, yaml
@@ -293,9 +286,16 @@ if args.count(sys.argv[2]) != 1:
 args[args.index(sys.argv[2])] = sys.argv[3]
 yaml.safe_dump_all(docs, open(sys.argv[1], "w"))
 EOF
+  refused_as_edited "$f" "the argument $new" "$expected"
+}
+
+# refused_as_edited FILE WHAT EXPECTED: the binary's --check-config with the container FILE
+# renders, edited to WHAT, exits 2 saying EXPECTED.
+refused_as_edited() {
+  local f="$1" what="$2" expected="$3" out
   mkdir -p "$f.d"
   if out="$("$PY" "$LIB/chart_check.py" check-config "$BINARY" "$f" "$f.d" 2>&1)"; then
-    echo "the binary accepted the argument $new"
+    echo "the binary accepted $what"
     return 1
   fi
   grep -qF -- "--check-config exited 2:" <<<"$out" || { echo "failed otherwise than by exit 2:"; tail -5 <<<"$out"; return 1; }
