@@ -58,7 +58,7 @@ pub fn check(config: &Config) -> Result<(), CheckError> {
             }
         }
     }
-    crate::kafka_props::unreadable_library_file(&kafka)
+    crate::kafka_props::fails_without_oidc(&kafka)
         .map_or_else(
             || kafka.create::<rdkafka::producer::BaseProducer>().map(drop),
             Err,

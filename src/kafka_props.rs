@@ -381,6 +381,7 @@ mod cut;
 mod follow;
 mod key_hint;
 mod names;
+mod oidc_probe;
 mod passwords;
 mod redact;
 mod scrub;
@@ -389,10 +390,11 @@ pub use follow::{backoff_cap, LIBRDKAFKA_RECONNECT_BACKOFF_MAX_MS};
 use follow::{follow, RECONNECT_BACKOFF_MAX_MS};
 use names::is_service_link;
 pub use names::{canonical, env_to_property};
+pub use oidc_probe::fails_without_oidc;
 pub use passwords::{broker_list_password_hidden, url_password_hidden};
 pub use redact::{is_secret, redacted, ClientError};
 pub use scrub::Scrubber;
-pub use sources::{unreadable_library_file, KafkaSources, Watched};
+pub use sources::{KafkaSources, Watched};
 
 /// Whether the `KAFKA_*` variable `name` would be read for a property with these `-X` flags:
 /// not a Kubernetes service link, not `KAFKA_BOOTSTRAP_SERVERS` (a flag's twin), and not one

@@ -109,50 +109,11 @@ fn library_files(properties: &KafkaProperties) -> Vec<PathBuf> {
     properties
         .to_map()
         .into_iter()
-        .filter(|(k, v)| names_library_file(k, v))
+        .filter(|(k, _)| k.ends_with(".location") || k == "sasl.kerberos.keytab")
+        // `ssl.ca.location=probe` asks librdkafka to search the system's stores.
+        .filter(|(k, v)| !(k == "ssl.ca.location" && v == "probe"))
         .map(|(_, v)| PathBuf::from(v))
         .collect()
-}
-
-/// Whether librdkafka reads the file (or directory) `value` names when it makes a client.
-fn names_library_file(key: &str, value: &str) -> bool {
-    (key.ends_with(".location") || key == "sasl.kerberos.keytab")
-        // `probe` asks librdkafka to search the system's stores (for the brokers' CA and the
-        // token endpoint's).
-        && !(matches!(key, "ssl.ca.location" | "https.ca.location") && value == "probe")
-        && !value.is_empty()
-}
-
-/// The first file librdkafka would read making a client from `config` that cannot be opened,
-/// as librdkafka words such a failure. With OAUTHBEARER's `oidc` method librdkafka 2.12 aborts
-/// the process when making a client fails after its token machinery started (an assertion in a
-/// queue's teardown), as it does for a missing CA file: a pod crash-looped on
-/// `rd_kafka_q_destroy0: assert`, and `--check-config` died the same way, where without `oidc`
-/// the same file is a clear refusal. A FIFO or device is left to librdkafka (opening one could
-/// block).
-pub fn unreadable_library_file(
-    config: &rdkafka::ClientConfig,
-) -> Option<rdkafka::error::KafkaError> {
-    config
-        .config_map()
-        .into_iter()
-        .filter(|(k, v)| names_library_file(k, v))
-        .find_map(|(k, v)| {
-            opens(Path::new(v)).err().map(|e| {
-                rdkafka::error::KafkaError::ClientCreation(format!("{k} failed: {v}: {e}"))
-            })
-        })
-}
-
-fn opens(path: &Path) -> std::io::Result<()> {
-    let metadata = std::fs::metadata(path)?;
-    if metadata.is_dir() {
-        std::fs::read_dir(path).map(drop)
-    } else if metadata.is_file() {
-        std::fs::File::open(path).map(drop)
-    } else {
-        Ok(())
-    }
 }
 
 /// Files and a fingerprint of each (SHA-256 of its contents, `None` while it cannot be read: a

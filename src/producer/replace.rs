@@ -111,6 +111,9 @@ impl ProducerHandle {
         role: ProducerRole,
         fatal: &Arc<Notify>,
     ) -> Result<ProducerHandle, ClientError> {
+        if let Some(e) = crate::kafka_props::fails_without_oidc(config) {
+            return Err(ClientError::from_client(e, scrubber, config));
+        }
         let retired = Arc::new(AtomicBool::new(true));
         let last_error = Arc::new(LastError::default());
         let context = BridgeContext::new(
@@ -121,9 +124,6 @@ impl ProducerHandle {
             scrubber.clone(),
             last_error.clone(),
         );
-        if let Some(e) = crate::kafka_props::unreadable_library_file(config) {
-            return Err(ClientError::from_client(e, scrubber, config));
-        }
         let producer = config
             .create_with_context(context)
             .map_err(|e| ClientError::from_client(e, scrubber.clone(), config))?;

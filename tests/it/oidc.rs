@@ -254,37 +254,45 @@ async fn check_config_with_the_oidc_method_sends_nothing_to_the_identity_provide
 }
 
 /// With the `oidc` method librdkafka aborts the process when making its client fails (an
-/// assertion in a queue's teardown, librdkafka 2.12): a CA file that is not there is refused by
-/// the bridge first, as without the method, by `--check-config` and at start-up alike.
+/// assertion in a queue's teardown, librdkafka 2.12): a CA file that is not there, or a client
+/// key that does not load, is a clear refusal instead, as without the method, by
+/// `--check-config` and at start-up alike.
 #[test]
-fn with_the_oidc_method_a_missing_ca_file_is_a_clear_refusal_not_an_abort() {
+fn with_the_oidc_method_a_client_that_cannot_be_made_is_a_clear_refusal_not_an_abort() {
     let dir = tempfile::tempdir().expect("tempdir");
     let secret_file = secret_file(&dir);
     let missing = dir.path().join("ca.crt");
-    let run = |extra: &[&str]| {
-        with_oidc(
-            &mut Command::new(BIN),
-            "https://idp.example.com/token",
-            &secret_file,
-        )
-        .args(["-X", &format!("ssl.ca.location={}", missing.display())])
-        .args(["--kafka-brokers", "127.0.0.1:1", "--auth", "qikchat:pass"])
-        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-        .args(extra)
-        .env("KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
-        .output_within(EXIT_LIMIT)
+    let garbage = dir.path().join("tls.pem");
+    std::fs::write(&garbage, "not a certificate").expect("write");
+    let missing_ca = [format!("ssl.ca.location={}", missing.display())];
+    let garbage_pair = [
+        format!("ssl.certificate.location={}", garbage.display()),
+        format!("ssl.key.location={}", garbage.display()),
+    ];
+    let run = |properties: &[String], extra: &[&str]| {
+        let mut command = Command::new(BIN);
+        with_oidc(&mut command, "https://idp.example.com/token", &secret_file);
+        for property in properties {
+            command.args(["-X", property]);
+        }
+        command
+            .args(["--kafka-brokers", "127.0.0.1:1", "--auth", "qikchat:pass"])
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+            .output_within(EXIT_LIMIT)
     };
-    for (how, out) in [
-        ("--check-config", run(&["--check-config"])),
-        ("start-up", run(&[])),
+    for (properties, named) in [
+        (&missing_ca[..], "ssl.ca.location failed"),
+        (&garbage_pair[..], "ssl.certificate.location failed"),
     ] {
-        let said = String::from_utf8_lossy(&out.stderr).to_string()
-            + &String::from_utf8_lossy(&out.stdout);
-        assert_eq!(out.status.code(), Some(2), "{how}: {said}");
-        assert!(
-            said.contains(&format!("ssl.ca.location failed: {}", missing.display())),
-            "{how}: {said}"
-        );
+        for how in [&["--check-config"][..], &[]] {
+            let out = run(properties, how);
+            let said = String::from_utf8_lossy(&out.stderr).to_string()
+                + &String::from_utf8_lossy(&out.stdout);
+            assert_eq!(out.status.code(), Some(2), "{how:?} {properties:?}: {said}");
+            assert!(said.contains(named), "{how:?}: {said}");
+        }
     }
 }
 
