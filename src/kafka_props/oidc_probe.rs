@@ -1,7 +1,10 @@
 //! A client made without OAUTHBEARER's `oidc` method before the real one, so that a failure to
 //! make it is an error rather than librdkafka's abort.
 
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseProducer, DeliveryResult, ProducerContext};
 use rdkafka::ClientConfig;
 
 /// librdkafka 2.12 aborts the process when making a client with `sasl.oauthbearer.method=oidc`
@@ -20,7 +23,26 @@ pub fn fails_without_oidc(config: &ClientConfig) -> Option<KafkaError> {
     probe
         .set("sasl.oauthbearer.method", "default")
         .remove("bootstrap.servers");
-    probe.create::<rdkafka::producer::BaseProducer>().err()
+    probe
+        .create_with_context::<_, BaseProducer<Unheard>>(Unheard)
+        .err()
+}
+
+/// The probe's context: its log lines, errors and statistics go nowhere. rdkafka's default
+/// context would hand them to the `log` crate, and from there to the bridge's log, past the
+/// scrubbing of secrets that the bridge's own producers' context does; the probe's one use, its
+/// error, is returned.
+struct Unheard;
+
+impl ClientContext for Unheard {
+    fn log(&self, _: RDKafkaLogLevel, _: &str, _: &str) {}
+    fn stats_raw(&self, _: &[u8]) {}
+    fn error(&self, _: KafkaError, _: &str) {}
+}
+
+impl ProducerContext for Unheard {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
 }
 
 #[cfg(test)]
