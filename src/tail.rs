@@ -196,6 +196,13 @@ where
         last: Default::default(),
         silence: silence::Silence::new(fetch_wait, args.idle_timeout.unwrap_or_default()),
     };
+    // tail takes the bridge's `KAFKA_*` settings, `oidc` ones too, whose failure to make a client
+    // aborts the process in librdkafka 2.12.
+    if let Some(e) = crate::kafka_props::fails_without_oidc(&config) {
+        return Err(TailError::Kafka(ClientError::from_client(
+            e, scrubber, &config,
+        )));
+    }
     let consumer: BaseConsumer<Reasons> = config
         .create_with_context(reasons)
         .map_err(|e| TailError::Kafka(ClientError::from_client(e, scrubber.clone(), &config)))?;

@@ -296,6 +296,32 @@ fn with_the_oidc_method_a_client_that_cannot_be_made_is_a_clear_refusal_not_an_a
     }
 }
 
+/// `tail` makes a consumer with the operator's properties, `KAFKA_*` ones too, so a bridge's
+/// `oidc` settings with a CA that is not there aborted it as they did the bridge.
+#[test]
+fn tail_with_the_oidc_method_and_a_client_that_cannot_be_made_is_a_clear_refusal_not_an_abort() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret_file = secret_file(&dir);
+    let missing = dir.path().join("ca.crt");
+    let mut command = Command::new(BIN);
+    // tail's own -X flags come after the subcommand.
+    command.args(["tail", "--kafka-brokers", "127.0.0.1:1", "--count", "1"]);
+    with_oidc(&mut command, "https://idp.example.com/token", &secret_file);
+    let out = command
+        .args(["--idle-timeout", "1s", "webhooks"])
+        .args(["-X", &format!("ssl.ca.location={}", missing.display())])
+        .env("KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+        .output_within(EXIT_LIMIT);
+    let said =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.code().is_some_and(|code| code != 0),
+        "{:?}: {said}",
+        out.status
+    );
+    assert!(said.contains("ssl.ca.location failed"), "{said}");
+}
+
 /// librdkafka's destroy waits for its token request, up to curl's 20 s timeout: with an identity
 /// provider that takes the connection and never answers, the bridge must still exit soon after
 /// its drain, not at the end of a pod's grace period under SIGKILL.
