@@ -50,7 +50,9 @@ pub fn check(config: &Config) -> Result<(), CheckError> {
             // the client secret to the identity provider (and wait for its answer) only to check
             // a configuration. An endpoint that refuses at once stands in; librdkafka's checks
             // of the method's settings (an endpoint is required, the grant's fields) still run.
-            "sasl.oauthbearer.token.endpoint.url" => {
+            // An empty one is librdkafka's missing one (mandatory with `oidc`): kept, so that it
+            // is refused here as at start-up.
+            "sasl.oauthbearer.token.endpoint.url" if !v.is_empty() => {
                 kafka.set(k, OFFLINE_TOKEN_ENDPOINT);
             }
             _ => {

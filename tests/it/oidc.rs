@@ -296,6 +296,27 @@ fn with_the_oidc_method_a_client_that_cannot_be_made_is_a_clear_refusal_not_an_a
     }
 }
 
+/// `--check-config` puts an offline endpoint in place of the operator's, which must not make an
+/// empty one, which start-up refuses (librdkafka: the endpoint is mandatory with `oidc`), valid.
+#[test]
+fn an_empty_token_endpoint_is_refused_by_check_config_as_at_start_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret_file = secret_file(&dir);
+    for how in [&["--check-config"][..], &[]] {
+        let mut command = Command::new(BIN);
+        with_oidc(&mut command, "", &secret_file);
+        let out = command
+            .args(["--kafka-brokers", "127.0.0.1:1", "--auth", "qikchat:pass"])
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .args(how)
+            .output_within(EXIT_LIMIT);
+        let said = String::from_utf8_lossy(&out.stderr).to_string()
+            + &String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(2), "{how:?}: {said}");
+        assert!(said.contains("token.endpoint.url"), "{how:?}: {said}");
+    }
+}
+
 /// `tail` makes a consumer with the operator's properties, `KAFKA_*` ones too, so a bridge's
 /// `oidc` settings with a CA that is not there aborted it as they did the bridge.
 #[test]
