@@ -1962,6 +1962,15 @@ check "service.labels are on the admin Service too (service.type LoadBalancer)" 
   bash -c 'helm template "$@" | "$0" -c "import sys, yaml; s = [d for d in yaml.safe_load_all(sys.stdin) if d and d[\"kind\"] == \"Service\"]; assert len(s) == 2 and all(d[\"metadata\"][\"labels\"].get(\"team\") == \"payments\" for d in s), s"' \
   "$PY" "$RELEASE" "$CHART" --namespace "$NAMESPACE" $B --set service.type=LoadBalancer --set service.labels.team=payments
 check "NOTES: no warning when ingress.tls covers every host" notes_lack "WARNING" -f "$CHART/ci/ingress-networkpolicy-values.yaml"
+# Without the Ingress, a LoadBalancer or NodePort Service is reachable from outside already: NOTES
+# said to expose it "some other way", and not that it serves plain HTTP.
+check "NOTES: a LoadBalancer Service is said to take the webhook in plain HTTP" notes_show \
+  "WARNING: unless service.annotations make the load balancer terminate TLS, Qikchat would send" \
+  $B --set service.type=LoadBalancer
+check "NOTES: a LoadBalancer Service is not told to be exposed some other way" notes_lack "some other way" \
+  $B --set service.type=LoadBalancer
+check "NOTES: a NodePort Service is said to take the webhook in plain HTTP" notes_show \
+  "credentials in clear text), or enable the Ingress with ingress.tls." $B --set service.type=NodePort
 
 section "Alert rules (promtool)"
 check "promtool check rules deploy/prometheus/alerts.yaml" promtool check rules deploy/prometheus/alerts.yaml
